@@ -1,0 +1,34 @@
+# sdcli developer entry points. Every target sets up .venv itself on first use.
+PYTHON ?= python3
+VENV ?= .venv
+# torch goes in first and pinned: a local CPU wheel on CI machines, the CUDA build
+# from PyPI on a Linux GPU machine. Override e.g. TORCH_SPEC="torch==2.14.1".
+TORCH_SPEC ?= torch==2.13.0
+CONSTRAINTS ?= constraints.txt
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.sdcli-installed
+
+.PHONY: install demo test lint fmt bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml $(CONSTRAINTS)
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check "$(TORCH_SPEC)"
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c $(CONSTRAINTS) -e ".[dev]"
+	touch $(STAMP)
+
+demo: install
+	$(BIN)/sdcli txt2img "a lighthouse at dusk, (oil painting:1.2)" --steps 8 --seed 1 --output outputs/demo
+
+test: install
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: install
+	$(BIN)/ruff check sdcli tests
+
+fmt: install
+	$(BIN)/ruff check --fix sdcli tests
+
+clean:
+	rm -rf $(VENV) outputs .pytest_cache

@@ -1,0 +1,45 @@
+"""`sdcli samplers`: list the sampler table."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+HELP = """List the supported samplers (WebUI names), their diffusers schedulers and schedules.
+
+Examples:
+
+  sdcli samplers
+
+  sdcli samplers --json | jq -r '.[].name'
+"""
+
+
+def samplers(json_out: Annotated[bool, typer.Option("--json", help="Print JSON on stdout.")] = False) -> None:
+    import json
+
+    from sdcli.core.samplers import SAMPLERS, SCHEDULE_LABELS, UNSUPPORTED
+
+    rows = [{
+        "name": s.name,
+        "scheduler": s.scheduler,
+        "config": s.config,
+        "automatic_schedule": SCHEDULE_LABELS[s.automatic],
+        "schedules": [SCHEDULE_LABELS[x] for x in s.schedules],
+        "aliases": list(s.aliases),
+        "note": s.note,
+    } for s in SAMPLERS]
+    if json_out:
+        print(json.dumps(rows, indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("Sampler", "diffusers scheduler", "Automatic =", "Schedules", "Aliases / note")
+    for r in rows:
+        table.add_row(r["name"], r["scheduler"] + (f" {r['config']}" if r["config"] else ""),
+                      r["automatic_schedule"], ", ".join(r["schedules"]),
+                      ", ".join(r["aliases"]) + (f"  ({r['note']})" if r["note"] else ""))
+    Console().print(table)
+    Console(stderr=True).print(f"Not supported (no diffusers equivalent): {', '.join(UNSUPPORTED)}")

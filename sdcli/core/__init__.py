@@ -1,0 +1,1 @@
+"""Plain-Python core: requests, planning, generation. Heavy imports stay inside functions."""

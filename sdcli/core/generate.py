@@ -1,0 +1,115 @@
+"""Generation: run(request, pipe) -> images with their infotext, one batch at a time.
+
+The pipeline is injected (tests pass a tiny one). Noise for image i comes from a
+CPU generator seeded seed+i, so an image depends neither on the batch size nor on
+the device's RNG, and its metadata is enough to make it again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from sdcli import __version__
+from sdcli.core.errors import UsageError
+from sdcli.core.metadata import build_infotext
+from sdcli.core.request import GenerationRequest
+from sdcli.core.samplers import SamplerChoice
+
+StepCallback = Callable[[int, int], None]
+
+
+@dataclass
+class GeneratedImage:
+    """One finished image and everything needed to write and describe it."""
+
+    image: Any  # PIL.Image.Image
+    index: int
+    seed: int
+    width: int
+    height: int
+    params: dict[str, Any]
+    infotext: str
+
+
+def native_size(pipe: Any) -> int:
+    """The model's native image side in pixels (UNet sample size x VAE scale factor)."""
+    return int(pipe.unet.config.sample_size * pipe.vae_scale_factor)
+
+
+def infotext_params(request: GenerationRequest, choice: SamplerChoice, *, seed: int, width: int,
+                    height: int, model_name: str, model_hash: str) -> dict[str, Any]:
+    """The WebUI parameter line's fields for one image (omission rules applied)."""
+    return {
+        "Steps": request.steps,
+        "Sampler": choice.sampler.name,
+        "Schedule type": choice.schedule_label,
+        "CFG scale": f"{request.cfg_scale:g}",
+        "Seed": seed,
+        "Size": f"{width}x{height}",
+        "Model hash": model_hash,
+        "Model": model_name,
+        "Clip skip": request.clip_skip if request.clip_skip > 1 else None,
+        "Version": f"sdcli {__version__}",
+    }
+
+
+def run(
+    request: GenerationRequest,
+    pipe: Any,
+    choice: SamplerChoice,
+    *,
+    model_name: str,
+    model_hash: str,
+    on_step: StepCallback | None = None,
+) -> Iterator[GeneratedImage]:
+    """Generate `request.count` batches of `request.batch_size` images; yield each when done.
+
+    `request.seed` must be resolved. Raises UsageError for settings the model
+    cannot honour (CLIP skip deeper than the text encoder).
+    """
+    import torch
+
+    from sdcli.core.encoding import PromptEncoder, check_clip_skip
+    from sdcli.core.loader import set_sampler
+
+    # 1. Model-dependent checks and settings.
+    if (layers := check_clip_skip(pipe.text_encoder, request.clip_skip)) is not None:
+        raise UsageError(f"--clip-skip: {request.clip_skip} is deeper than this model's {layers} text layers")
+    set_sampler(pipe, choice)
+    width = request.width or native_size(pipe)
+    height = request.height or native_size(pipe)
+
+    # 2. Prompt embeddings, once for the whole run.
+    encoder = PromptEncoder(pipe, request.clip_skip)
+    positive, negative = encoder.encode_pair(request.prompt, request.negative_prompt)
+
+    def step_end(_pipe: Any, step: int, _t: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
+        if on_step:
+            on_step(step + 1, request.steps)
+        return kwargs
+
+    # 3. Batches: per-image CPU generators seeded seed + i.
+    seeds = request.seeds()
+    for start in range(0, len(seeds), request.batch_size):
+        batch_seeds = seeds[start:start + request.batch_size]
+        n = len(batch_seeds)
+        result = pipe(
+            prompt_embeds=positive.repeat(n, 1, 1),
+            negative_prompt_embeds=negative.repeat(n, 1, 1),
+            num_inference_steps=request.steps,
+            guidance_scale=request.cfg_scale,
+            width=width,
+            height=height,
+            generator=[torch.Generator("cpu").manual_seed(s) for s in batch_seeds],
+            callback_on_step_end=step_end,
+            output_type="pil",
+        )
+        for offset, (image, seed) in enumerate(zip(result.images, batch_seeds, strict=True)):
+            params = infotext_params(request, choice, seed=seed, width=width, height=height,
+                                     model_name=model_name, model_hash=model_hash)
+            yield GeneratedImage(
+                image=image, index=start + offset, seed=seed, width=width, height=height,
+                params=params, infotext=build_infotext(request.prompt, request.negative_prompt, params),
+            )

@@ -1,0 +1,115 @@
+"""One generation job end to end: validate -> model -> pipeline -> images -> files.
+
+The CLI builds the inputs and a Reporter; everything else happens here, in the
+order DESIGN.md sets: all checks before any model loads, each image written
+the moment it is done.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from sdcli.core.output import DEFAULT_PATTERN, check_pattern, next_number, prepare_folder, render_name
+from sdcli.core.prompts import parse_prompt, plain_text
+from sdcli.core.request import GenerationRequest, RuntimeOptions, validate, validate_runtime
+
+
+@dataclass(frozen=True)
+class OutputOptions:
+    """Where and how images are written."""
+
+    folder: Path = Path("outputs")
+    pattern: str = DEFAULT_PATTERN
+
+
+class Reporter(Protocol):
+    """What a job tells its user; the CLI renders it, tests record it."""
+
+    def note(self, message: str) -> None: ...
+    def start(self, total_images: int, steps: int) -> None: ...
+    def step(self, step: int, total: int) -> None: ...
+    def image(self, record: dict[str, Any]) -> None: ...
+
+
+DEMO_NOTE = ("no --model given: using sdcli's built-in tiny RANDOM-WEIGHT demo model; "
+             "its images are noise. Pass --model or set SDCLI_MODEL for real pictures.")
+
+
+def run_job(request: GenerationRequest, runtime: RuntimeOptions, model_spec: str | None,
+            output: OutputOptions, reporter: Reporter, pipe: Any = None) -> list[dict[str, Any]]:
+    """Run a txt2img job and return one record per written image.
+
+    `pipe` may be passed in (tests, batch runs) to skip loading; model_spec still
+    names the model for metadata.
+    """
+    from sdcli.core import loader
+    from sdcli.core.generate import run
+
+    # 1. Everything that can be checked without a model.
+    choice = validate(request)
+    validate_runtime(runtime)
+    check_pattern(output.pattern)
+    for warning in parse_prompt(request.prompt).warnings + parse_prompt(request.negative_prompt).warnings:
+        reporter.note(f"prompt: {warning}")
+    folder = prepare_folder(output.folder)
+
+    # 2. Model files, then the pipeline.
+    model = loader.resolve_model(model_spec, offline=runtime.offline)
+    if model.is_demo:
+        reporter.note(DEMO_NOTE)
+    plan = loader.detect_runtime(runtime)
+    if pipe is None:
+        pipe = loader.load_pipeline(model, plan)
+    model_hash = loader.model_hash(model.path)
+
+    # 3. Generate, writing each image as soon as it exists.
+    request = request.with_resolved_seed()
+    reporter.start(request.total_images, request.steps)
+    number = next_number(folder)
+    records = []
+    for item in run(request, pipe, choice, model_name=model.name, model_hash=model_hash,
+                    on_step=reporter.step):
+        record = write_image(item, folder, output.pattern, number + item.index, request,
+                             model.name, plan)
+        records.append(record)
+        reporter.image(record)
+    return records
+
+
+def write_image(item, folder: Path, pattern: str, number: int, request: GenerationRequest,
+                model_name: str, plan) -> dict[str, Any]:
+    """Write one PNG with its infotext; return its JSON record."""
+    from sdcli.core.metadata import png_info
+    from sdcli.core.output import write_atomic
+
+    values = {
+        "num": number, "seed": item.seed, "steps": request.steps, "cfg_scale": request.cfg_scale,
+        "sampler": item.params["Sampler"], "width": item.width, "height": item.height,
+        "prompt_plain": plain_text(request.prompt), "model": model_name, "index": item.index,
+    }
+    info = png_info(item.infotext)
+    path = write_atomic(folder, render_name(pattern, values), ".png",
+                        lambda tmp: item.image.save(tmp, format="PNG", pnginfo=info))
+    return {
+        "path": str(path),
+        "index": item.index,
+        "seed": item.seed,
+        "prompt": request.prompt,
+        "negative_prompt": request.negative_prompt,
+        "steps": request.steps,
+        "cfg_scale": request.cfg_scale,
+        "sampler": item.params["Sampler"],
+        "schedule": item.params["Schedule type"],
+        "width": item.width,
+        "height": item.height,
+        "clip_skip": request.clip_skip,
+        "batch_size": request.batch_size,
+        "count": request.count,
+        "model": model_name,
+        "model_hash": item.params["Model hash"],
+        "device": plan.device,
+        "dtype": plan.dtype,
+        "infotext": item.infotext,
+    }

@@ -1,0 +1,115 @@
+"""A1111 "parameters" infotext: build, parse, and read/write it in image files."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+# The WebUI's key order. Keys not listed keep their insertion order, before Version.
+KEY_ORDER = (
+    "Steps", "Sampler", "Schedule type", "CFG scale", "Seed", "Size", "Model hash", "Model",
+    "VAE hash", "VAE", "Variation seed", "Variation seed strength", "Seed resize from",
+    "Denoising strength", "Clip skip", "RNG",
+    "Hires upscale", "Hires steps", "Hires upscaler", "Mask blur", "Inpaint area",
+    "Masked area padding", "Masked content", "Lora hashes", "TI hashes",
+)
+LAST_KEYS = ("Version",)
+
+_PAIR = re.compile(r'\s*([\w][\w \-/+]*):\s*("(?:\\.|[^\\"])*"|[^,]*)(?:,|$)')
+
+
+def quote(value: Any) -> str:
+    """Format one value; JSON-quote it when it holds ',', ':' or a newline (WebUI rule)."""
+    text = str(value)
+    if any(c in text for c in ",:\n") or (text.startswith('"') and text.endswith('"')):
+        return json.dumps(text, ensure_ascii=False)
+    return text
+
+
+def unquote(text: str) -> str:
+    """Reverse of quote()."""
+    text = text.strip()
+    if len(text) >= 2 and text[0] == '"' and text[-1] == '"':
+        try:
+            return str(json.loads(text))
+        except json.JSONDecodeError:
+            return text
+    return text
+
+
+def order_params(params: dict[str, Any]) -> list[tuple[str, Any]]:
+    """Parameters in the WebUI's key order; None values are left out."""
+    known = [k for k in KEY_ORDER if k in params]
+    extra = [k for k in params if k not in KEY_ORDER and k not in LAST_KEYS]
+    last = [k for k in LAST_KEYS if k in params]
+    return [(k, params[k]) for k in known + extra + last if params[k] is not None]
+
+
+def build_infotext(prompt: str, negative_prompt: str, params: dict[str, Any]) -> str:
+    """The WebUI's infotext: prompt, optional negative line, one line of key: value pairs."""
+    lines = [prompt]
+    if negative_prompt:
+        lines.append(f"Negative prompt: {negative_prompt}")
+    lines.append(", ".join(f"{k}: {quote(v)}" for k, v in order_params(params)))
+    return "\n".join(lines)
+
+
+def parse_infotext(text: str) -> tuple[str, str, dict[str, str]]:
+    """Parse infotext into (prompt, negative prompt, params as strings).
+
+    As the WebUI does: the last line counts as parameters only when it holds at
+    least three `key: value` pairs; otherwise all of it is prompt.
+    """
+    lines = text.strip().split("\n")
+    params: dict[str, str] = {}
+    pairs = _PAIR.findall(lines[-1]) if lines else []
+    if len(pairs) >= 3:
+        params = {k.strip(): unquote(v) for k, v in pairs}
+        lines = lines[:-1]
+    prompt_lines: list[str] = []
+    negative_lines: list[str] = []
+    for line in lines:
+        if negative_lines or line.startswith("Negative prompt:"):
+            negative_lines.append(line.removeprefix("Negative prompt:").lstrip() if not negative_lines else line)
+        else:
+            prompt_lines.append(line)
+    return "\n".join(prompt_lines), "\n".join(negative_lines), params
+
+
+def png_info(infotext: str):
+    """A PngInfo carrying the infotext as the "parameters" text chunk."""
+    from PIL.PngImagePlugin import PngInfo
+
+    info = PngInfo()
+    info.add_text("parameters", infotext)  # Pillow switches to iTXt for non-Latin-1 text
+    return info
+
+
+def read_infotext(path: str | Path) -> str | None:
+    """The "parameters" text of a PNG (tEXt/iTXt) or JPEG/WebP (EXIF UserComment)."""
+    from PIL import Image
+
+    with Image.open(path) as im:
+        text = im.info.get("parameters")
+        if isinstance(text, str):
+            return text
+        comment = im.getexif().get_ifd(0x8769).get(0x9286)  # Exif IFD -> UserComment
+    if isinstance(comment, bytes):
+        return _decode_user_comment(comment)
+    return comment or None
+
+
+def _decode_user_comment(raw: bytes) -> str | None:
+    """EXIF UserComment: 8-byte charset header, then text (the WebUI writes UNICODE)."""
+    header, body = raw[:8], raw[8:]
+    if header.startswith(b"UNICODE"):
+        for enc in ("utf-16-be", "utf-16-le"):
+            try:
+                text = body.decode(enc)
+                if text.isprintable() or "\n" in text:
+                    return text
+            except UnicodeDecodeError:
+                continue
+    return body.decode("utf-8", errors="replace").strip("\x00") or None

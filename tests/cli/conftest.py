@@ -1,0 +1,19 @@
+"""CLI helpers: run the real Typer app in-process."""
+
+from __future__ import annotations
+
+import pytest
+from typer.testing import CliRunner
+
+
+@pytest.fixture
+def cli():
+    """Invoke `sdcli ARGS...`; returns click's Result (exit_code, stdout, stderr)."""
+    from sdcli.cli import app
+
+    runner = CliRunner()
+
+    def invoke(*args: str, env: dict[str, str] | None = None):
+        return runner.invoke(app, [str(a) for a in args], env=env)
+
+    return invoke

@@ -1,0 +1,45 @@
+"""Shared fixtures: tiny checkpoints built once per session with sdcli's own builder."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_env(tmp_path_factory: pytest.TempPathFactory):
+    """Keep caches out of $HOME, stay offline, no colour codes in captured output."""
+    cache = tmp_path_factory.mktemp("sdcli-cache")
+    saved = dict(os.environ)
+    os.environ.update({
+        "SDCLI_CACHE": str(cache),
+        "HF_HOME": str(cache / "hf"),
+        "HF_HUB_OFFLINE": "1",
+        "NO_COLOR": "1",
+        "COLUMNS": "200",
+    })
+    os.environ.pop("SDCLI_MODEL", None)
+    os.environ.pop("SDCLI_DEBUG", None)
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny SD1 checkpoint folder (seed 0)."""
+    from sdcli.core.tiny import build_tiny
+
+    return build_tiny(tmp_path_factory.mktemp("models") / "tiny-sd1")
+
+
+@pytest.fixture(scope="session")
+def tiny_pipe(tiny_model: Path):
+    """The tiny checkpoint loaded once, on CPU in fp32."""
+    from sdcli.core.loader import ModelRef, load_pipeline, plan_runtime
+    from sdcli.core.request import RuntimeOptions
+
+    plan = plan_runtime(RuntimeOptions(), cuda=False, mps=False, xformers=False)
+    return load_pipeline(ModelRef(tiny_model, "tiny-sd1"), plan)

@@ -1,0 +1,38 @@
+import pytest
+
+from sdcli.core.prompts import parse_prompt, plain_text
+
+
+def frags(text):
+    parsed = parse_prompt(text)
+    return [[(t, round(w, 4)) for t, w in seg] for seg in parsed.segments]
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("a cat", [("a cat", 1.0)]),
+    ("a (cat)", [("a ", 1.0), ("cat", 1.1)]),
+    ("a ((cat))", [("a ", 1.0), ("cat", 1.21)]),
+    ("a [cat]", [("a ", 1.0), ("cat", round(1 / 1.1, 4))]),
+    ("a (cat:1.5) b", [("a ", 1.0), ("cat", 1.5), (" b", 1.0)]),
+    ("(cat:1)", [("cat", 1.0)]),
+    (r"a \(cat\)", [("a (cat)", 1.0)]),
+    ("(a (b:2))", [("a ", 1.1), ("b", 2.2)]),
+])
+def test_attention_syntax(text, expected):
+    assert frags(text) == [expected]
+
+
+def test_break_splits_segments():
+    assert frags("a cat BREAK a dog") == [[("a cat ", 1.0)], [(" a dog", 1.0)]]
+    assert frags("BREAKFAST") == [[("BREAKFAST", 1.0)]]
+
+
+def test_malformed_brackets_follow_a_rule_and_warn():
+    parsed = parse_prompt("a cat) and (dog")
+    assert parsed.segments == [[("a cat) and ", 1.0), ("dog", 1.1)]]
+    assert any("unmatched ')'" in w for w in parsed.warnings)
+    assert any("unclosed '('" in w for w in parsed.warnings)
+
+
+def test_plain_text_strips_syntax():
+    assert plain_text("a (cat:1.3) [on] mat BREAK night") == "a cat on mat night"

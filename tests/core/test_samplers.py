@@ -1,0 +1,61 @@
+import pytest
+
+from sdcli.core.errors import UsageError
+from sdcli.core.samplers import SAMPLERS, resolve_sampler, sampler_names
+
+
+@pytest.mark.parametrize("spelling", ["DPM++ 2M Karras", "dpm++ 2m karras", "dpmpp-2m-karras",
+                                      "k_dpmpp_2m_ka", "DPMPP_2M_KARRAS"])
+def test_joined_names_and_aliases_resolve_to_one_choice(spelling):
+    choice = resolve_sampler(spelling)
+    assert (choice.sampler.name, choice.schedule) == ("DPM++ 2M", "karras")
+    assert choice.scheduler_config == {"use_karras_sigmas": True}
+
+
+def test_split_name_with_explicit_schedule_equals_joined_name():
+    assert resolve_sampler("DPM++ 2M", "karras") == resolve_sampler("DPM++ 2M Karras")
+    assert resolve_sampler("DPM++ 2M", "uniform").scheduler_config == {}
+
+
+def test_automatic_resolves_to_the_samplers_default():
+    assert resolve_sampler("DPM++ 2M").schedule == "karras"
+    assert resolve_sampler("DPM++ 2M SDE").schedule == "exponential"
+    assert resolve_sampler("Euler a").schedule == "uniform"
+    assert resolve_sampler("DPM++ 2M SDE").scheduler_config == {
+        "algorithm_type": "sde-dpmsolver++", "use_exponential_sigmas": True}
+
+
+@pytest.mark.parametrize("spelling", ["Euler a", "euler-a", "k_euler_a", "EULER_A"])
+def test_euler_ancestral_spellings(spelling):
+    assert resolve_sampler(spelling).sampler.scheduler == "EulerAncestralDiscreteScheduler"
+
+
+def test_every_joined_name_round_trips():
+    for name in sampler_names():
+        choice = resolve_sampler(name)
+        assert name.startswith(choice.sampler.name)
+
+
+def test_unknown_sampler_names_flag_and_suggests():
+    with pytest.raises(UsageError, match=r"--sampler: unknown sampler 'Eular a'.*did you mean 'Euler a'"):
+        resolve_sampler("Eular a")
+
+
+@pytest.mark.parametrize("name", ["DPM fast", "DPM adaptive", "Restart", "DPM++ 3M SDE Karras"])
+def test_samplers_without_diffusers_equivalent_are_refused_by_name(name):
+    with pytest.raises(UsageError, match="no diffusers equivalent"):
+        resolve_sampler(name)
+
+
+def test_schedule_conflicts_and_unsupported_schedules():
+    with pytest.raises(UsageError, match="--schedule: 'exponential' conflicts"):
+        resolve_sampler("DPM++ 2M Karras", "exponential")
+    with pytest.raises(UsageError, match="--schedule: DDIM does not support"):
+        resolve_sampler("DDIM", "karras")
+    with pytest.raises(UsageError, match="--schedule: unknown schedule type 'fast'"):
+        resolve_sampler("Euler", "fast")
+
+
+def test_table_rows_are_unique():
+    names = [s.name for s in SAMPLERS]
+    assert len(names) == len(set(names))

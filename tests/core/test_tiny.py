@@ -1,0 +1,52 @@
+import hashlib
+import time
+
+import pytest
+
+from sdcli.core.errors import UsageError
+from sdcli.core.tiny import build_tiny, folder_bytes
+
+
+def _digest(folder):
+    return {p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_layout_size_and_speed(tmp_path):
+    start = time.monotonic()
+    out = build_tiny(tmp_path / "m")
+    elapsed = time.monotonic() - start
+    for part in ("model_index.json", "unet/config.json", "unet/diffusion_pytorch_model.safetensors",
+                 "vae/diffusion_pytorch_model.safetensors", "text_encoder/model.safetensors",
+                 "tokenizer/tokenizer_config.json", "scheduler/scheduler_config.json"):
+        assert (out / part).is_file(), part
+    assert not list(out.rglob("*.bin")), "no pickle weights"
+    assert folder_bytes(out) < 20 * 1024 * 1024
+    assert elapsed < 30, f"took {elapsed:.1f}s"
+
+
+def test_same_seed_same_bytes_other_seed_other_weights(tmp_path, tiny_model):
+    again = build_tiny(tmp_path / "again")
+    other = build_tiny(tmp_path / "other", seed=1)
+    assert _digest(again) == _digest(tiny_model)
+    unet = "unet/diffusion_pytorch_model.safetensors"
+    assert _digest(other)[unet] != _digest(tiny_model)[unet]
+
+
+def test_tokenizer_builds_offline_and_tokenizes(tiny_model):
+    from transformers import CLIPTokenizer
+
+    tok = CLIPTokenizer.from_pretrained(tiny_model / "tokenizer", local_files_only=True)
+    ids = tok("a cat").input_ids
+    assert ids[0] == tok.bos_token_id and ids[-1] == tok.eos_token_id and len(ids) > 3
+
+
+def test_refuses_non_empty_target_and_unknown_arch(tmp_path):
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "x").write_text("keep me")
+    with pytest.raises(UsageError, match="not an empty folder"):
+        build_tiny(tmp_path / "full")
+    assert (tmp_path / "full" / "x").read_text() == "keep me"
+    with pytest.raises(UsageError, match="--arch: unknown architecture 'sd9'"):
+        build_tiny(tmp_path / "new", arch="sd9")
+    assert not (tmp_path / "new").exists()
