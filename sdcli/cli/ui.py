@@ -60,7 +60,7 @@ class CliReporter:
         self.progress = Progress(
             TextColumn("{task.description:>7}"), BarColumn(), MofNCompleteColumn(),
             TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
-            console=console, transient=True,
+            console=console, transient=True, redirect_stdout=False, redirect_stderr=False,
         )
         self.images_task = self.progress.add_task("images", total=total_images)
         self.steps_task = self.progress.add_task("steps", total=steps)
@@ -75,11 +75,12 @@ class CliReporter:
         if self.progress is not None:
             self.progress.update(self.images_task, advance=1)
             self.progress.reset(self.steps_task)
-        if self.as_json:
-            sys.stdout.write(json.dumps(record, ensure_ascii=False) + "\n")
+        line = json.dumps(record, ensure_ascii=False) if self.as_json else record["path"]
+        if self.progress is not None and sys.stdout.isatty():
+            self.progress.console.out(line, highlight=False)  # same screen: print above the bars
         else:
-            sys.stdout.write(record["path"] + "\n")
-        sys.stdout.flush()
+            sys.stdout.write(line + "\n")
+            sys.stdout.flush()
 
     def summary(self, records: list[dict[str, Any]]) -> None:
         if not records:

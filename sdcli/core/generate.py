@@ -85,9 +85,9 @@ def run(
     encoder = PromptEncoder(pipe, request.clip_skip)
     positive, negative = encoder.encode_pair(request.prompt, request.negative_prompt)
 
-    def step_end(_pipe: Any, step: int, _t: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
-        if on_step:
-            on_step(step + 1, request.steps)
+    def step_end(pipe_: Any, step: int, _t: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
+        if on_step:  # num_timesteps, not steps: second-order samplers run more model calls
+            on_step(step + 1, pipe_.num_timesteps)
         return kwargs
 
     # 3. Batches: per-image CPU generators seeded seed + i.

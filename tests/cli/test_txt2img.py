@@ -137,3 +137,21 @@ def test_runtime_failure_is_exit_1_and_debug_shows_traceback(cli, tiny_model, tm
     debug = cli("--debug", "txt2img", "x", "-m", tiny_model, *FAST, "-o", tmp_path)
     assert debug.exit_code == 1 and "Traceback" in debug.stderr
     assert pngs(tmp_path) == []
+
+
+def test_interrupt_keeps_finished_images_and_exits_130(cli, tiny_model, tmp_path, monkeypatch):
+    import sdcli.core.generate as generate
+
+    real_run = generate.run
+
+    def interrupted(*args, **kwargs):
+        for n, item in enumerate(real_run(*args, **kwargs)):
+            if n == 1:
+                raise KeyboardInterrupt
+            yield item
+
+    monkeypatch.setattr(generate, "run", interrupted)
+    result = cli("txt2img", "x", "-m", tiny_model, *FAST, "--seed", "1", "--count", "3", "-o", tmp_path)
+    assert result.exit_code == 130 and "interrupted" in result.stderr
+    assert pngs(tmp_path) == ["00000-1.png"]
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
