@@ -95,6 +95,9 @@ def run(
     for start in range(0, len(seeds), request.batch_size):
         batch_seeds = seeds[start:start + request.batch_size]
         n = len(batch_seeds)
+        if hasattr(pipe.scheduler, "noise_sampler_seed"):
+            # DPM++ SDE draws Brownian-tree noise from its own seeds, not the generator: one per image.
+            pipe.scheduler.noise_sampler_seed = list(batch_seeds)
         result = pipe(
             prompt_embeds=positive.repeat(n, 1, 1),
             negative_prompt_embeds=negative.repeat(n, 1, 1),

@@ -75,7 +75,7 @@ SAMPLERS: tuple[Sampler, ...] = (
     Sampler("DDIM", "DDIMScheduler", schedules=SPACING_ONLY),
     Sampler("PLMS", "PNDMScheduler", {"skip_prk_steps": True}, schedules=SPACING_ONLY),
     Sampler("UniPC", "UniPCMultistepScheduler"),
-    Sampler("LCM", "LCMScheduler", schedules=SPACING_ONLY),
+    Sampler("LCM", "LCMScheduler", schedules=("uniform",)),  # LCM picks its own timesteps
 )
 
 # WebUI samplers with no diffusers equivalent: refused by name.

@@ -155,3 +155,19 @@ def test_interrupt_keeps_finished_images_and_exits_130(cli, tiny_model, tmp_path
     assert result.exit_code == 130 and "interrupted" in result.stderr
     assert pngs(tmp_path) == ["00000-1.png"]
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_malformed_prompt_warns_but_generates(cli, tiny_model, tmp_path):
+    result = cli("txt2img", "a (cat", "-m", tiny_model, *FAST, "-o", tmp_path)
+    assert result.exit_code == 0
+    assert "note: prompt: unclosed '(' applies to the end of the prompt" in result.stderr
+    assert len(pngs(tmp_path)) == 1
+
+
+def test_long_prompt_text_past_token_77_changes_the_image(cli, tiny_model, tmp_path):
+    base = "a red fox in the snow " * 6
+    for end in ("dawn", "dusk"):
+        assert cli("txt2img", base + end, "-m", tiny_model, *FAST, "--seed", "1", "--name", end,
+                   "-o", tmp_path).exit_code == 0
+    a, b = (np.asarray(Image.open(tmp_path / f"{n}.png"), dtype=np.int16) for n in ("dawn", "dusk"))
+    assert np.abs(a - b).max() > 2

@@ -66,3 +66,23 @@ def test_weights_and_break(tiny_pipe):
     assert (heavy - plain).abs().max() > 1e-3
     broken, _ = enc.encode_pair("a cat BREAK a dog", "")
     assert broken.shape[1] == 154
+
+
+@torch.no_grad()
+def test_raising_a_weight_moves_the_embedding_away_from_the_empty_prompt(tiny_pipe):
+    enc = PromptEncoder(tiny_pipe, 1)
+    empty = enc.provider.empty_z
+    distances = [float((enc.encode_pair(f"a (cat:{w})", "")[0] - empty).norm()) for w in (0.5, 0.9, 1.0, 1.5, 2.0)]
+    assert distances == sorted(distances) and len(set(distances)) == 5
+    down, _ = enc.encode_pair("a [cat]", "")
+    up, _ = enc.encode_pair("a (cat)", "")
+    assert float((down - empty).norm()) < distances[2] < float((up - empty).norm())
+
+
+@torch.no_grad()
+def test_long_prompt_break_and_clip_skip_work_together(tiny_pipe):
+    long = "a red fox in the snow " * 6 + "BREAK at dawn"
+    one, neg1 = PromptEncoder(tiny_pipe, 1).encode_pair(long, "blurry " * 20)
+    two, neg2 = PromptEncoder(tiny_pipe, 2).encode_pair(long, "blurry " * 20)
+    assert one.shape == two.shape == neg1.shape == (1, 231, 32)
+    assert (one - two).abs().max() > 1e-3 and (neg1 - neg2).abs().max() > 1e-3
