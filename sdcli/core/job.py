@@ -7,10 +7,11 @@ the moment it is done.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 
+from sdcli import __version__
 from sdcli.core.output import DEFAULT_PATTERN, check_pattern, next_number, prepare_folder, render_name
 from sdcli.core.prompts import parse_prompt, plain_text
 from sdcli.core.request import GenerationRequest, RuntimeOptions, validate, validate_runtime
@@ -71,25 +72,32 @@ def run_job(request: GenerationRequest, runtime: RuntimeOptions, model_spec: str
     records = []
     for item in run(request, pipe, choice, model_name=model.name, model_hash=model_hash,
                     on_step=reporter.step):
-        record = write_image(item, folder, output.pattern, number + item.index, request,
-                             model.name, plan)
+        record = write_image(item, folder, output.pattern, number + item.index, request, model, plan)
         records.append(record)
         reporter.image(record)
     return records
 
 
+def replay_record(item, request: GenerationRequest, model) -> dict[str, Any]:
+    """What `sdcli replay` needs to make this one image again (stored in the PNG)."""
+    single = replace(request, seed=item.seed, width=item.width, height=item.height, batch_size=1, count=1)
+    return {"sdcli": __version__, "model": model.source, "request": asdict(single)}
+
+
 def write_image(item, folder: Path, pattern: str, number: int, request: GenerationRequest,
-                model_name: str, plan) -> dict[str, Any]:
-    """Write one PNG with its infotext; return its JSON record."""
+                model, plan) -> dict[str, Any]:
+    """Write one PNG with its infotext and replay record; return its JSON record."""
     from sdcli.core.metadata import png_info
     from sdcli.core.output import write_atomic
+
+    model_name = model.name
 
     values = {
         "num": number, "seed": item.seed, "steps": request.steps, "cfg_scale": request.cfg_scale,
         "sampler": item.params["Sampler"], "width": item.width, "height": item.height,
         "prompt_plain": plain_text(request.prompt), "model": model_name, "index": item.index,
     }
-    info = png_info(item.infotext)
+    info = png_info(item.infotext, replay_record(item, request, model))
     path = write_atomic(folder, render_name(pattern, values), ".png",
                         lambda tmp: item.image.save(tmp, format="PNG", pnginfo=info))
     return {

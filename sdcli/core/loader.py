@@ -33,6 +33,7 @@ class ModelRef:
     path: Path
     name: str
     is_demo: bool = False
+    source: str | None = None  # what --model should say to load it again (None: the demo)
 
 
 def cache_dir() -> Path:
@@ -68,10 +69,10 @@ def resolve_model(spec: str | None, offline: bool = False) -> ModelRef:
     local = Path(spec).expanduser()
     if local.exists():
         check_model_folder(local)
-        return ModelRef(local.resolve(), local.resolve().name)
+        return ModelRef(local.resolve(), local.resolve().name, source=str(local.resolve()))
     if not _HUB_ID.match(spec) or spec.startswith((".", "/", "~")):
         raise ModelError(f"--model: no such folder: {spec}")
-    return ModelRef(_hub_snapshot(spec, offline), spec)
+    return ModelRef(_hub_snapshot(spec, offline), spec, source=spec)
 
 
 def _hub_snapshot(repo_id: str, offline: bool) -> Path:

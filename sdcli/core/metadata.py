@@ -78,13 +78,31 @@ def parse_infotext(text: str) -> tuple[str, str, dict[str, str]]:
     return "\n".join(prompt_lines), "\n".join(negative_lines), params
 
 
-def png_info(infotext: str):
-    """A PngInfo carrying the infotext as the "parameters" text chunk."""
+SDCLI_KEY = "sdcli"
+
+
+def png_info(infotext: str, replay: dict[str, Any] | None = None):
+    """A PngInfo with the infotext as "parameters" and, optionally, sdcli's replay record as JSON."""
     from PIL.PngImagePlugin import PngInfo
 
     info = PngInfo()
     info.add_text("parameters", infotext)  # Pillow switches to iTXt for non-Latin-1 text
+    if replay is not None:
+        info.add_text(SDCLI_KEY, json.dumps(replay, ensure_ascii=False, sort_keys=True))
     return info
+
+
+def read_replay_record(path: str | Path) -> dict[str, Any] | None:
+    """sdcli's own JSON record from a PNG it wrote, or None."""
+    from PIL import Image
+
+    with Image.open(path) as im:
+        raw = im.info.get(SDCLI_KEY)
+    try:
+        record = json.loads(raw) if isinstance(raw, str) else None
+    except json.JSONDecodeError:
+        return None
+    return record if isinstance(record, dict) else None
 
 
 def read_infotext(path: str | Path) -> str | None:

@@ -1,0 +1,47 @@
+"""`sdcli info`: print the generation parameters stored in images."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+HELP = """Print the generation parameters stored in images (sdcli, the WebUI, and other tools
+that write the "parameters" PNG chunk or JPEG/WebP EXIF UserComment).
+
+Exit code: 0 all files had parameters, 1 none had, 3 some had.
+
+Examples:
+
+  sdcli info outputs/00000-42.png
+
+  sdcli info --json outputs/*.png | jq -r .parameters.Seed
+"""
+
+
+def info(
+    images: Annotated[list[Path], typer.Argument(help="Image files.", show_default=False)],
+    json_out: Annotated[bool, typer.Option("--json", help="One JSON record per image on stdout.")] = False,
+) -> None:
+    import json
+
+    from sdcli.cli.ui import error
+    from sdcli.core.errors import EXIT_PARTIAL, EXIT_RUNTIME, UsageError
+    from sdcli.core.replay import read_metadata
+
+    failed = printed = 0
+    for path in images:
+        try:
+            meta = read_metadata(path)
+        except UsageError as exc:
+            error(str(exc))
+            failed += 1
+            continue
+        if json_out:
+            print(json.dumps(meta.as_json(), ensure_ascii=False))
+        else:
+            print(("\n" if printed else "") + (f"== {path} ==\n" if len(images) > 1 else "") + meta.infotext)
+        printed += 1
+    if failed:
+        raise typer.Exit(EXIT_RUNTIME if failed == len(images) else EXIT_PARTIAL)
