@@ -50,19 +50,14 @@ def replay(
 ) -> None:
     from dataclasses import replace
 
-    from sdcli.cli.ui import CliReporter
-    from sdcli.core.job import OutputOptions, run_job
+    from sdcli.cli.ui import run_and_report
     from sdcli.core.replay import replay_model, request_from_image
-    from sdcli.core.request import RuntimeOptions
 
     request, source, ours = request_from_image(image)
     overrides = {"prompt": prompt, "negative_prompt": negative_prompt, "steps": steps, "cfg_scale": cfg_scale,
                  "seed": seed, "width": width, "height": height, "sampler": sampler, "schedule": schedule,
                  "clip_skip": clip_skip}
     request = replace(request, **{k: v for k, v in overrides.items() if v is not None})
-    runtime = RuntimeOptions(device=device, dtype=dtype, attention_slicing=attention_slicing,
-                             xformers=xformers, offline=offline)
-    with CliReporter(as_json=json_out) as reporter:
-        records = run_job(request, runtime, replay_model(image, source, ours, model),
-                          OutputOptions(output, name), reporter)
-    reporter.summary(records)
+    run_and_report(request, replay_model(image, source, ours, model), offline=offline, device=device, dtype=dtype,
+                   attention_slicing=attention_slicing, xformers=xformers, output=output, name=name,
+                   json_out=json_out)

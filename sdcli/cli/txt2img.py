@@ -40,10 +40,9 @@ def txt2img(
     name: o.Name = "[num]-[seed]",
     json_out: o.Json = False,
 ) -> None:
-    from sdcli.cli.ui import CliReporter
+    from sdcli.cli.ui import run_and_report
     from sdcli.core.errors import UsageError
-    from sdcli.core.job import OutputOptions, run_job
-    from sdcli.core.request import GenerationRequest, RuntimeOptions
+    from sdcli.core.request import GenerationRequest
 
     if prompt is not None and prompt_opt is not None:
         raise UsageError("PROMPT: give the prompt once, either as an argument or with --prompt")
@@ -53,8 +52,5 @@ def txt2img(
         width=width, height=height, batch_size=batch_size, count=count, sampler=sampler,
         schedule=schedule, clip_skip=clip_skip,
     )
-    runtime = RuntimeOptions(device=device, dtype=dtype, attention_slicing=attention_slicing,
-                             xformers=xformers, offline=offline)
-    with CliReporter(as_json=json_out) as reporter:
-        records = run_job(request, runtime, model, OutputOptions(output, name), reporter)
-    reporter.summary(records)
+    run_and_report(request, model, offline=offline, device=device, dtype=dtype, attention_slicing=attention_slicing,
+                   xformers=xformers, output=output, name=name, json_out=json_out)

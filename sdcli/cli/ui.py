@@ -88,3 +88,16 @@ class CliReporter:
         seconds = time.monotonic() - self.started
         seeds = f"seed {records[0]['seed']}" + (f"-{records[-1]['seed']}" if len(records) > 1 else "")
         console.print(f"wrote {len(records)} image(s), {seeds}, in {seconds:.1f} s", highlight=False)
+
+
+def run_and_report(request: Any, model: str | None, *, offline: bool, device: str, dtype: str,
+                   attention_slicing: str, xformers: bool, output: Any, name: str, json_out: bool) -> None:
+    """The shared tail of every generating command: runtime flags -> run_job -> printed records."""
+    from sdcli.core.job import OutputOptions, run_job
+    from sdcli.core.request import RuntimeOptions
+
+    runtime = RuntimeOptions(device=device, dtype=dtype, attention_slicing=attention_slicing,
+                             xformers=xformers, offline=offline)
+    with CliReporter(as_json=json_out) as reporter:
+        records = run_job(request, runtime, model, OutputOptions(output, name), reporter)
+    reporter.summary(records)
