@@ -22,6 +22,10 @@ Cfg = Annotated[float, typer.Option("--cfg-scale", "-c", help="Classifier-free g
                                     rich_help_panel=GEN)]
 Seed = Annotated[int | None, typer.Option("--seed", help="Seed; none or -1 = random (the seed used is reported).",
                                              rich_help_panel=GEN, show_default=False)]
+Subseed = Annotated[int | None, typer.Option("--subseed", help="Variation seed; none or -1 = random when "
+                                             "--subseed-strength > 0.", rich_help_panel=GEN, show_default=False)]
+SubseedStrength = Annotated[float, typer.Option("--subseed-strength", help="How far to move towards the variation "
+                                                "seed's noise (0-1, spherical interpolation).", rich_help_panel=GEN)]
 Width = Annotated[int | None, typer.Option("--width", "-W", help="Width, multiple of 8 [default: model's native]",
                                               rich_help_panel=GEN, show_default=False)]
 Height = Annotated[int | None, typer.Option("--height", "-H", help="Height, multiple of 8 [default: model's native]",

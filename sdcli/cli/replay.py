@@ -32,6 +32,8 @@ def replay(
     steps: Annotated[int | None, typer.Option("--steps", "-s", show_default=False)] = None,
     cfg_scale: Annotated[float | None, typer.Option("--cfg-scale", "-c", show_default=False)] = None,
     seed: o.Seed = None,
+    subseed: o.Subseed = None,
+    subseed_strength: Annotated[float | None, typer.Option("--subseed-strength", show_default=False)] = None,
     width: o.Width = None,
     height: o.Height = None,
     sampler: Annotated[str | None, typer.Option("--sampler", show_default=False)] = None,
@@ -56,7 +58,7 @@ def replay(
     request, source, ours = request_from_image(image)
     overrides = {"prompt": prompt, "negative_prompt": negative_prompt, "steps": steps, "cfg_scale": cfg_scale,
                  "seed": seed, "width": width, "height": height, "sampler": sampler, "schedule": schedule,
-                 "clip_skip": clip_skip}
+                 "clip_skip": clip_skip, "subseed": subseed, "subseed_strength": subseed_strength}
     request = replace(request, **{k: v for k, v in overrides.items() if v is not None})
     run_and_report(request, replay_model(image, source, ours, model), offline=offline, device=device, dtype=dtype,
                    attention_slicing=attention_slicing, xformers=xformers, output=output, name=name,

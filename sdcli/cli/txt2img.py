@@ -23,6 +23,8 @@ def txt2img(
     steps: o.Steps = o.DEFAULTS["steps"],
     cfg_scale: o.Cfg = o.DEFAULTS["cfg_scale"],
     seed: o.Seed = None,
+    subseed: o.Subseed = None,
+    subseed_strength: o.SubseedStrength = 0.0,
     width: o.Width = None,
     height: o.Height = None,
     batch_size: o.BatchSize = 1,
@@ -50,7 +52,7 @@ def txt2img(
         prompt=prompt if prompt is not None else (prompt_opt or ""),
         negative_prompt=negative_prompt, steps=steps, cfg_scale=cfg_scale, seed=seed,
         width=width, height=height, batch_size=batch_size, count=count, sampler=sampler,
-        schedule=schedule, clip_skip=clip_skip,
+        schedule=schedule, clip_skip=clip_skip, subseed=subseed, subseed_strength=subseed_strength,
     )
     run_and_report(request, model, offline=offline, device=device, dtype=dtype, attention_slicing=attention_slicing,
                    xformers=xformers, output=output, name=name, json_out=json_out)

@@ -87,6 +87,8 @@ class CliReporter:
             return
         seconds = time.monotonic() - self.started
         seeds = f"seed {records[0]['seed']}" + (f"-{records[-1]['seed']}" if len(records) > 1 else "")
+        if records[0].get("subseed") is not None:
+            seeds += f", variation seed {records[0]['subseed']} (strength {records[0]['subseed_strength']:g})"
         console.print(f"wrote {len(records)} image(s), {seeds}, in {seconds:.1f} s", highlight=False)
 
 

@@ -27,6 +27,7 @@ class GeneratedImage:
     image: Any  # PIL.Image.Image
     index: int
     seed: int
+    subseed: int | None
     width: int
     height: int
     params: dict[str, Any]
@@ -38,8 +39,8 @@ def native_size(pipe: Any) -> int:
     return int(pipe.unet.config.sample_size * pipe.vae_scale_factor)
 
 
-def infotext_params(request: GenerationRequest, choice: SamplerChoice, *, seed: int, width: int,
-                    height: int, model_name: str, model_hash: str) -> dict[str, Any]:
+def infotext_params(request: GenerationRequest, choice: SamplerChoice, *, seed: int, subseed: int | None,
+                    width: int, height: int, model_name: str, model_hash: str) -> dict[str, Any]:
     """The WebUI parameter line's fields for one image (omission rules applied)."""
     return {
         "Steps": request.steps,
@@ -50,6 +51,8 @@ def infotext_params(request: GenerationRequest, choice: SamplerChoice, *, seed: 
         "Size": f"{width}x{height}",
         "Model hash": model_hash,
         "Model": model_name,
+        "Variation seed": subseed,
+        "Variation seed strength": f"{request.subseed_strength:g}" if subseed is not None else None,
         "Clip skip": request.clip_skip if request.clip_skip > 1 else None,
         "Version": f"sdcli {__version__}",
     }
@@ -91,10 +94,16 @@ def run(
         return kwargs
 
     # 3. Batches: per-image CPU generators seeded seed + i.
-    seeds = request.seeds()
+    seeds, subseeds = request.seeds(), request.subseeds()
     for start in range(0, len(seeds), request.batch_size):
         batch_seeds = seeds[start:start + request.batch_size]
+        batch_subseeds = subseeds[start:start + request.batch_size]
         n = len(batch_seeds)
+        generators = [torch.Generator("cpu").manual_seed(s) for s in batch_seeds]
+        latents = None
+        if request.subseed_strength:
+            latents = variation_noise(pipe, generators, batch_subseeds, request.subseed_strength,
+                                      width, height, positive.dtype)
         if hasattr(pipe.scheduler, "noise_sampler_seed"):
             # DPM++ SDE draws Brownian-tree noise from its own seeds, not the generator: one per image.
             pipe.scheduler.noise_sampler_seed = list(batch_seeds)
@@ -105,14 +114,51 @@ def run(
             guidance_scale=request.cfg_scale,
             width=width,
             height=height,
-            generator=[torch.Generator("cpu").manual_seed(s) for s in batch_seeds],
+            generator=generators,
+            latents=latents,
             callback_on_step_end=step_end,
             output_type="pil",
         )
-        for offset, (image, seed) in enumerate(zip(result.images, batch_seeds, strict=True)):
-            params = infotext_params(request, choice, seed=seed, width=width, height=height,
+        for offset, (image, seed, subseed) in enumerate(zip(result.images, batch_seeds, batch_subseeds,
+                                                            strict=True)):
+            params = infotext_params(request, choice, seed=seed, subseed=subseed, width=width, height=height,
                                      model_name=model_name, model_hash=model_hash)
             yield GeneratedImage(
-                image=image, index=start + offset, seed=seed, width=width, height=height,
+                image=image, index=start + offset, seed=seed, subseed=subseed, width=width, height=height,
                 params=params, infotext=build_infotext(request.prompt, request.negative_prompt, params),
             )
+
+
+def variation_noise(pipe: Any, generators: list[Any], subseeds: list[int | None], strength: float,
+                    width: int, height: int, dtype: Any) -> Any:
+    """Initial latents for variation seeds: slerp(noise(seed), noise(subseed), strength) per image.
+
+    Each image's noise is drawn from its own generator exactly as the pipeline would
+    draw it (so strength 0 reproduces the plain image), then spherically
+    interpolated towards the subseed's noise as the WebUI does.
+    """
+    import torch
+
+    shape = (1, pipe.vae.config.latent_channels, height // pipe.vae_scale_factor, width // pipe.vae_scale_factor)
+    noises = []
+    for gen, subseed in zip(generators, subseeds, strict=True):
+        main = torch.randn(shape, generator=gen, device="cpu", dtype=dtype)
+        sub = torch.randn(shape, generator=torch.Generator("cpu").manual_seed(subseed), device="cpu", dtype=dtype)
+        noises.append(slerp(strength, main, sub))
+    return torch.cat(noises).to(pipe.device)
+
+
+def slerp(t: float, a: Any, b: Any) -> Any:
+    """Spherical interpolation between two noise tensors (flattened); t=0 gives a, t=1 gives b."""
+    import torch
+
+    if t == 0:
+        return a
+    a32, b32 = a.double().flatten(), b.double().flatten()
+    cos = torch.dot(a32 / a32.norm(), b32 / b32.norm()).clamp(-1, 1)
+    if cos.abs() > 0.9995:  # nearly parallel: plain interpolation is exact enough
+        mixed = (1 - t) * a32 + t * b32
+    else:
+        omega = torch.arccos(cos)
+        mixed = (torch.sin((1 - t) * omega) * a32 + torch.sin(t * omega) * b32) / torch.sin(omega)
+    return mixed.reshape(a.shape).to(a.dtype)

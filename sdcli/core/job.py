@@ -80,7 +80,8 @@ def run_job(request: GenerationRequest, runtime: RuntimeOptions, model_spec: str
 
 def replay_record(item, request: GenerationRequest, model) -> dict[str, Any]:
     """What `sdcli replay` needs to make this one image again (stored in the PNG)."""
-    single = replace(request, seed=item.seed, width=item.width, height=item.height, batch_size=1, count=1)
+    single = replace(request, seed=item.seed, subseed=item.subseed, width=item.width, height=item.height,
+                     batch_size=1, count=1)
     return {"sdcli": __version__, "model": model.source, "request": asdict(single)}
 
 
@@ -113,6 +114,8 @@ def write_image(item, folder: Path, pattern: str, number: int, request: Generati
         "width": item.width,
         "height": item.height,
         "clip_skip": request.clip_skip,
+        "subseed": item.subseed,
+        "subseed_strength": request.subseed_strength,
         "batch_size": request.batch_size,
         "count": request.count,
         "model": model_name,

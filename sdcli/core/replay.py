@@ -18,6 +18,8 @@ INFOTEXT_FIELDS: dict[str, tuple[str, Any]] = {
     "Sampler": ("sampler", str),
     "Schedule type": ("schedule", str.lower),
     "Clip skip": ("clip_skip", int),
+    "Variation seed": ("subseed", int),
+    "Variation seed strength": ("subseed_strength", float),
 }
 
 

@@ -29,6 +29,8 @@ class GenerationRequest:
     sampler: str = DEFAULT_SAMPLER
     schedule: str = "automatic"
     clip_skip: int = 1
+    subseed: int | None = None
+    subseed_strength: float = 0.0
     mode: str = "txt2img"
 
     @property
@@ -41,11 +43,22 @@ class GenerationRequest:
             raise ValueError("seed must be resolved first (with_resolved_seed)")
         return [self.seed + i for i in range(self.total_images)]
 
+    def subseeds(self) -> list[int | None]:
+        """Variation seed of each image (subseed + i), or None when variation is off."""
+        if not self.subseed_strength:
+            return [None] * self.total_images
+        if self.subseed is None:
+            raise ValueError("subseed must be resolved first (with_resolved_seed)")
+        return [self.subseed + i for i in range(self.total_images)]
+
     def with_resolved_seed(self) -> GenerationRequest:
-        """Replace a random seed (None or -1) by a concrete one, reported to the user."""
+        """Replace random seeds (None or -1) by concrete ones, reported to the user."""
+        resolved = self
         if self.seed is None or self.seed == -1:
-            return replace(self, seed=secrets.randbelow(MAX_SEED))
-        return self
+            resolved = replace(resolved, seed=secrets.randbelow(MAX_SEED))
+        if self.subseed_strength and (self.subseed is None or self.subseed == -1):
+            resolved = replace(resolved, subseed=secrets.randbelow(MAX_SEED))
+        return resolved
 
 
 @dataclass(frozen=True)
@@ -77,6 +90,9 @@ def validate(request: GenerationRequest) -> SamplerChoice:
     _check_range("--cfg-scale", request.cfg_scale, 0, 100)
     if request.seed is not None and request.seed != -1:
         _check_range("--seed", request.seed, 0, MAX_SEED)
+    if request.subseed is not None and request.subseed != -1:
+        _check_range("--subseed", request.subseed, 0, MAX_SEED)
+    _check_range("--subseed-strength", request.subseed_strength, 0, 1)
     for flag, value in (("--width", request.width), ("--height", request.height)):
         if value is None:
             continue

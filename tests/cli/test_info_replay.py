@@ -115,3 +115,13 @@ def test_replay_of_image_without_metadata(cli, tmp_path):
     Image.new("RGB", (8, 8)).save(tmp_path / "plain.png")
     result = cli("replay", tmp_path / "plain.png")
     assert result.exit_code == 2 and "no generation parameters found" in result.stderr
+
+
+def test_variation_seed_replays_exactly(cli, tiny_model, tmp_path):
+    made = cli("txt2img", "x", "-m", tiny_model, *FAST, "--seed", "5", "--subseed-strength", "0.4",
+               "-o", tmp_path / "a", "--json")
+    record = json.loads(made.stdout)
+    assert isinstance(record["subseed"], int) and "variation seed" in made.stderr
+    again = cli("replay", record["path"], "-o", tmp_path / "b", "--json")
+    assert json.loads(again.stdout)["subseed"] == record["subseed"]
+    assert np.array_equal(px(record["path"]), px(json.loads(again.stdout)["path"]))
