@@ -28,6 +28,10 @@ _TOKEN = re.compile(
 )
 
 
+_EDITING = re.compile(r"(?<!\\)\[[^\[\]]*:[^\[\]]*\]")
+_AND = re.compile(r"(?<![^\s,])AND(?![^\s,])")
+
+
 @dataclass
 class ParsedPrompt:
     """Prompt as BREAK-separated segments of (text, weight) fragments."""
@@ -82,6 +86,10 @@ def parse_prompt(prompt: str) -> ParsedPrompt:
             current.append([tok, 1.0])
     _close_open(stack, current, result, scale)
     result.segments.append(_merge(current))
+    if _EDITING.search(prompt):
+        result.warnings.append("prompt editing [from:to:when] is not supported; read as de-emphasised text")
+    if _AND.search(prompt):
+        result.warnings.append("AND (composable diffusion) is not supported; read as text")
     return result
 
 

@@ -36,3 +36,13 @@ def test_malformed_brackets_follow_a_rule_and_warn():
 
 def test_plain_text_strips_syntax():
     assert plain_text("a (cat:1.3) [on] mat BREAK night") == "a cat on mat night"
+
+
+@pytest.mark.parametrize("text, warning", [("a [cat:dog:0.5] sat", "prompt editing"),
+                                           ("a cat AND a dog", "AND (composable diffusion)")])
+def test_unsupported_webui_syntax_warns(text, warning):
+    assert any(warning in w for w in parse_prompt(text).warnings)
+
+
+def test_no_false_alarms():
+    assert parse_prompt("a (cat:1.2), ANDROID, [dog], \\[x:y\\]").warnings == []
