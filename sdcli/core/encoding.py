@@ -51,10 +51,9 @@ class ClipSkipEncoder(torch.nn.Module):
         )
 
 
-def check_clip_skip(text_encoder: Any, clip_skip: int) -> int | None:
-    """Layers available to skip into, or None when `clip_skip` fits this encoder."""
-    layers = text_encoder.config.num_hidden_layers
-    return None if clip_skip <= layers else layers
+def text_layers(text_encoder: Any) -> int:
+    """How many transformer layers the text encoder has (the largest valid CLIP skip)."""
+    return int(text_encoder.config.num_hidden_layers)
 
 
 class PromptEncoder:
@@ -73,14 +72,11 @@ class PromptEncoder:
             dtype_for_device_getter=lambda _device: pipe.text_encoder.dtype,
             device=str(self.device),
         )
-        self.warnings: list[str] = []
 
     def encode(self, prompt: str) -> torch.Tensor:
         """One prompt -> [1, 77*k, dim] embeddings; BREAK segments are chunked apart."""
-        parsed = parse_prompt(prompt)
-        self.warnings += parsed.warnings
         parts = []
-        for segment in parsed.segments:
+        for segment in parse_prompt(prompt).segments:
             texts = [t for t, _ in segment] or [""]
             weights = [w for _, w in segment] or [1.0]
             parts.append(self.provider.get_embeddings_for_weighted_prompt_fragments(

@@ -74,11 +74,11 @@ def run(
     """
     import torch
 
-    from sdcli.core.encoding import PromptEncoder, check_clip_skip
+    from sdcli.core.encoding import PromptEncoder, text_layers
     from sdcli.core.loader import set_sampler
 
     # 1. Model-dependent checks and settings.
-    if (layers := check_clip_skip(pipe.text_encoder, request.clip_skip)) is not None:
+    if request.clip_skip > (layers := text_layers(pipe.text_encoder)):
         raise UsageError(f"--clip-skip: {request.clip_skip} is deeper than this model's {layers} text layers")
     set_sampler(pipe, choice)
     width = request.width or native_size(pipe)
