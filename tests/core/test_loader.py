@@ -123,3 +123,19 @@ CPU_ONLY = dict(cuda=False, mps=False, xformers=False)
 def test_runtime_plan_refusals(opts, machine, message):
     with pytest.raises(UsageError, match=message):
         plan_runtime(opts, **machine)
+
+
+def test_hf_hub_offline_env_is_honoured(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(ModelError, match="not in the local hub cache and offline mode is on"):
+        resolve_model("someone/other-model", offline=False)
+
+
+def test_local_path_never_calls_the_hub(tiny_model, monkeypatch):
+    import huggingface_hub
+
+    def no_network(*args, **kwargs):
+        raise AssertionError("the hub was called for a local path")
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", no_network)
+    assert resolve_model(str(tiny_model)).path == tiny_model.resolve()
