@@ -89,7 +89,8 @@ def _hub_snapshot(repo_id: str, offline: bool) -> Path:
         )
     except LocalEntryNotFoundError:
         raise ModelError(
-            f"--model: {repo_id} is not in the local hub cache and offline mode is on"
+            f"--model: {repo_id} is not in the local hub cache and offline mode is on "
+            "(and there is no local folder of that name)"
         ) from None
     except Exception as exc:  # network, auth, missing repo: the hub's own message is the best one
         raise RuntimeFailure(f"--model: could not fetch {repo_id} from the hub: {exc}") from None
