@@ -15,7 +15,7 @@ except ImportError:  # pragma: no cover - older typer on real click
     from click import exceptions as click_exc
 
 from sdcli import __version__
-from sdcli.cli import info, replay, samplers, tiny, txt2img
+from sdcli.cli import img2img, info, inpaint, outpaint, replay, samplers, tiny, txt2img
 from sdcli.core.errors import EXIT_INTERRUPTED, EXIT_RUNTIME, EXIT_USAGE, SdcliError
 
 NoArgsIsHelp = getattr(click_exc, "NoArgsIsHelpError", None) or click_exc.NoArgsIsHelp
@@ -61,7 +61,8 @@ app = typer.Typer(
     cls=SdcliGroup,
     name="sdcli",
     help="Scriptable Stable Diffusion image generation (diffusers), speaking the AUTOMATIC1111 WebUI dialect.",
-    epilog="Examples: sdcli txt2img \"a red fox\" | sdcli tiny ./tiny | sdcli samplers",
+    epilog="Examples: sdcli txt2img \"a red fox\" | sdcli img2img -i in.png \"a painting\" | "
+           "sdcli inpaint -i in.png --mask m.png \"a cat\" | sdcli tiny ./tiny | sdcli samplers",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -90,7 +91,7 @@ def root(
     quiet_libraries()
 
 
-for module in (txt2img, replay, info, samplers, tiny):
+for module in (txt2img, img2img, inpaint, outpaint, replay, info, samplers, tiny):
     name = module.__name__.rsplit(".", 1)[1]
     app.command(name, help=module.HELP, no_args_is_help=name == "tiny")(getattr(module, name))
 

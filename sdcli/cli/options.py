@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -26,9 +28,10 @@ Subseed = Annotated[int | None, typer.Option("--subseed", help="Variation seed; 
                                              "--subseed-strength > 0.", rich_help_panel=GEN, show_default=False)]
 SubseedStrength = Annotated[float, typer.Option("--subseed-strength", help="How far to move towards the variation "
                                                 "seed's noise (0-1, spherical interpolation).", rich_help_panel=GEN)]
-Width = Annotated[int | None, typer.Option("--width", "-W", help="Width, multiple of 8 [default: model's native]",
+Width = Annotated[int | None, typer.Option("--width", "-W", help="Width, multiple of 8 (default: the model's native "
+                                              "size; with --image, the image's rounded to a multiple of 8).",
                                               rich_help_panel=GEN, show_default=False)]
-Height = Annotated[int | None, typer.Option("--height", "-H", help="Height, multiple of 8 [default: model's native]",
+Height = Annotated[int | None, typer.Option("--height", "-H", help="Height, multiple of 8 (default as --width).",
                                                rich_help_panel=GEN, show_default=False)]
 BatchSize = Annotated[int, typer.Option("--batch-size", "-b", help="Images generated in parallel.",
                                         rich_help_panel=GEN)]
@@ -57,4 +60,94 @@ Name = Annotated[str, typer.Option("--name", help="File name pattern; fields [nu
                                    rich_help_panel=OUT)]
 Json = Annotated[bool, typer.Option("--json", help="Print one JSON record per image on stdout.", rich_help_panel=OUT)]
 
+
 DEFAULTS = {"steps": 20, "cfg_scale": 7.0, "sampler": DEFAULT_SAMPLER, "output": Path("outputs")}
+
+
+def _shared(
+    prompt: Prompt = None,
+    prompt_opt: PromptOpt = None,
+    negative_prompt: Negative = "",
+    steps: Steps = DEFAULTS["steps"],
+    cfg_scale: Cfg = DEFAULTS["cfg_scale"],
+    seed: Seed = None,
+    subseed: Subseed = None,
+    subseed_strength: SubseedStrength = 0.0,
+    width: Width = None,
+    height: Height = None,
+    batch_size: BatchSize = 1,
+    count: Count = 1,
+    sampler: Sampler = DEFAULTS["sampler"],
+    schedule: Schedule = "automatic",
+    clip_skip: ClipSkip = 1,
+    model: Model = None,
+    offline: Offline = False,
+    device: Device = "auto",
+    dtype: Dtype = "auto",
+    attention_slicing: Slicing = "auto",
+    xformers: Xformers = False,
+    output: Output = DEFAULTS["output"],
+    name: Name = "[num]-[seed]",
+    json_out: Json = False,
+) -> None:
+    """Template only: the flags every generating command takes (see shared_options)."""
+
+
+def shared_options(*, exclude: tuple[str, ...] = ()) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Give a command `def cmd(own flags..., **flags)` the shared generation flags too.
+
+    Typer reads a command's signature; this appends _shared's parameters (less
+    `exclude`) to it, so every command spells and documents them identically.
+    """
+    def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
+        own = [p for p in inspect.signature(func, eval_str=True).parameters.values() if p.kind is not p.VAR_KEYWORD]
+        shared = [p for p in inspect.signature(_shared, eval_str=True).parameters.values() if p.name not in exclude]
+        params = own + shared
+        func.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+        func.__annotations__ = {p.name: p.annotation for p in params}
+        return func
+
+    return decorate
+
+# -- Image-to-image flags (img2img, inpaint, outpaint) -----------------------------------
+IMG = "Input image"
+MASK = "Mask"
+
+Image = Annotated[Path, typer.Option("--image", "-i", help="Input image (PNG, JPEG or WebP).",
+                                     rich_help_panel=IMG, show_default=False)]
+Strength = Annotated[float, typer.Option(
+    "--strength", help="Denoising strength, more than 0 and at most 1; steps run = steps x strength.",
+    rich_help_panel=IMG)]
+Resize = Annotated[str, typer.Option(
+    "--resize", help="When --width/--height differ from the input: just (stretch), crop (crop and resize) "
+    "or fill (resize and fill with stretched edges).", rich_help_panel=IMG)]
+Mask = Annotated[Path, typer.Option("--mask", help="Mask image: white = repaint, black = keep (same size as "
+                                    "--image).", rich_help_panel=MASK, show_default=False)]
+InvertMask = Annotated[bool, typer.Option("--invert-mask", help="Repaint the black part instead.",
+                                          rich_help_panel=MASK)]
+ResizeMask = Annotated[bool, typer.Option("--resize-mask", help="Resize a mask of another size to the image's.",
+                                          rich_help_panel=MASK)]
+MaskBlur = Annotated[int, typer.Option("--mask-blur", help="Blur of the mask edge in pixels (0-256).",
+                                       rich_help_panel=MASK)]
+InpaintArea = Annotated[str, typer.Option(
+    "--inpaint-area", help="whole: the whole picture at the generation size; masked: a crop around the mask "
+    "(grown by --padding) generated at the full generation size, then pasted back.", rich_help_panel=MASK)]
+Padding = Annotated[int, typer.Option("--padding", help="Pixels added around the mask for --inpaint-area masked.",
+                                      rich_help_panel=MASK)]
+MaskedContent = Annotated[str, typer.Option(
+    "--masked-content", rich_help_panel=MASK,
+    help="What the masked area starts from; all four work with ordinary and 9-channel inpainting checkpoints. "
+    "original: the input pixels (the diffusers pipelines' own behaviour). fill: the input with the masked "
+    "pixels replaced by colours blurred in from around them. latent-noise / latent-nothing: the image latents "
+    "under the mask replaced by random noise / zeros before denoising (sdcli wraps the pipeline's latent "
+    "preparation; at --strength 1 the pipelines start from pure noise, so these equal original).")]
+Left, Right, Up, Down = (Annotated[int, typer.Option(f"--{side}", help=f"Pixels to add {where}.", rich_help_panel=IMG)]
+                         for side, where in (("left", "on the left"), ("right", "on the right"),
+                                             ("up", "at the top"), ("down", "at the bottom")))
+Expand = Annotated[int, typer.Option("--expand", help="Pixels to add on each --direction side.",
+                                     rich_help_panel=IMG)]
+Direction = Annotated[list[str] | None, typer.Option(
+    "--direction", help="Sides for --expand: left, right, up, down; repeat or comma-separate "
+    "[default: all four]", rich_help_panel=IMG, show_default=False)]
+Fill = Annotated[str, typer.Option("--fill", help="Pre-fill of the new area: edge (stretched border pixels), "
+                                   "noise, or blur (colours blurred in from the border).", rich_help_panel=IMG)]

@@ -17,6 +17,8 @@ Examples:
   sdcli tiny ./tiny-sd1
 
   sdcli tiny ./tiny --seed 7 && sdcli txt2img -m ./tiny --steps 2 "smoke test"
+
+  sdcli tiny --inpaint ./tiny-inpaint   # 9-channel inpainting checkpoint for sdcli inpaint/outpaint
 """
 
 
@@ -24,13 +26,17 @@ def tiny(
     out_dir: Annotated[Path, typer.Argument(help="Folder to create (must not exist, or be empty).")],
     arch: Annotated[str, typer.Option("--arch", help="Architecture: sd1.")] = "sd1",
     seed: Annotated[int, typer.Option("--seed", help="Weight seed.")] = 0,
+    inpaint: Annotated[bool, typer.Option("--inpaint", help="A dedicated inpainting checkpoint "
+                                          "(9-channel UNet) instead of an ordinary one.")] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print a JSON record on stdout.")] = False,
 ) -> None:
     import json
 
     from sdcli.cli.ui import console
-    from sdcli.core.tiny import build_tiny, folder_bytes
+    from sdcli.core.tiny import INPAINT_SUFFIX, build_tiny, folder_bytes
 
+    if inpaint:
+        arch += INPAINT_SUFFIX
     path = build_tiny(out_dir, arch=arch, seed=seed)
     size = folder_bytes(path)
     if json_out:

@@ -8,13 +8,15 @@ the device's RNG, and its metadata is enough to make it again.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 from sdcli import __version__
 from sdcli.core.errors import UsageError
+from sdcli.core.images import PreparedInputs, prepare
 from sdcli.core.metadata import build_infotext
-from sdcli.core.request import GenerationRequest
+from sdcli.core.request import INPAINT_AREAS, MASKED_CONTENTS, GenerationRequest
 from sdcli.core.samplers import SamplerChoice
 
 StepCallback = Callable[[int, int], None]
@@ -54,8 +56,81 @@ def infotext_params(request: GenerationRequest, choice: SamplerChoice, *, seed: 
         "Variation seed": subseed,
         "Variation seed strength": f"{request.subseed_strength:g}" if subseed is not None else None,
         "Clip skip": request.clip_skip if request.clip_skip > 1 else None,
+        **image_params(request),
         "Version": f"sdcli {__version__}",
     }
+
+
+def image_params(request: GenerationRequest) -> dict[str, Any]:
+    """What the WebUI records for img2img/inpaint, plus sdcli's outpaint settings."""
+    params: dict[str, Any] = {}
+    if request.init is not None:
+        params["Denoising strength"] = f"{request.init.strength:g}"
+    if (inpaint := request.inpaint) is not None:
+        params["Mask blur"] = inpaint.mask_blur
+        if request.mode == "inpaint":
+            params["Inpaint area"] = INPAINT_AREAS[inpaint.area]
+            params["Masked area padding"] = inpaint.padding if inpaint.area == "masked" else None
+            params["Mask mode"] = "Inpaint not masked" if inpaint.invert_mask else None
+        params["Masked content"] = MASKED_CONTENTS[inpaint.masked_content]
+    if (outpaint := request.outpaint) is not None:
+        params["Outpaint"] = " ".join(f"{side} {px}" for side, px in zip(
+            ("left", "right", "up", "down"), outpaint.pixels, strict=True) if px)
+        params["Outpaint fill"] = outpaint.fill
+    return params
+
+
+def _latent_zeros(latents: Any, generators: list[Any]) -> Any:
+    import torch
+
+    return torch.zeros_like(latents)
+
+
+def _latent_noise(latents: Any, generators: list[Any]) -> Any:
+    from diffusers.utils.torch_utils import randn_tensor
+
+    return randn_tensor(latents.shape, generator=generators, device=latents.device, dtype=latents.dtype)
+
+
+# --masked-content values done in latent space: what replaces the image latents under the mask.
+LATENT_CONTENTS = {"latent-noise": _latent_noise, "latent-nothing": _latent_zeros}
+
+
+@contextmanager
+def latent_content(pipe: Any, request: GenerationRequest, inputs: PreparedInputs | None,
+                   generators: list[Any]) -> Iterator[None]:
+    """Apply --masked-content latent-noise/latent-nothing for one pipeline call.
+
+    diffusers' inpainting pipelines have no argument for it, so their prepare_latents is
+    wrapped: the image latents under the mask are replaced before the start noise is added
+    (add_noise is linear in the image). At strength 1 the start is pure noise: no change.
+    """
+    import numpy as np
+    import torch
+
+    make = LATENT_CONTENTS.get(request.inpaint.masked_content) if request.inpaint and inputs else None
+    if make is None:
+        yield
+        return
+    factor = pipe.vae_scale_factor
+    small = inputs.mask.resize((inputs.size[0] // factor, inputs.size[1] // factor))
+    mask = torch.from_numpy((np.asarray(small) >= 128).astype(np.float32))[None, None]
+    original = pipe.prepare_latents
+
+    def prepare_latents(*args: Any, **kwargs: Any) -> tuple[Any, ...]:
+        wanted = kwargs.get("return_image_latents", False)
+        *outputs, image_latents = original(*args, **{**kwargs, "return_image_latents": True})
+        if not kwargs.get("is_strength_max", True):
+            m = mask.to(image_latents.device, image_latents.dtype)
+            delta = m * (make(image_latents, generators) - image_latents)
+            outputs[0] = outputs[0] + pipe.scheduler.add_noise(delta, torch.zeros_like(delta), kwargs["timestep"])
+        return (*outputs, image_latents) if wanted else tuple(outputs)
+
+    pipe.prepare_latents = prepare_latents
+    try:
+        yield
+    finally:
+        del pipe.prepare_latents
 
 
 def run(
@@ -66,23 +141,33 @@ def run(
     model_name: str,
     model_hash: str,
     on_step: StepCallback | None = None,
+    inputs: PreparedInputs | None = None,
 ) -> Iterator[GeneratedImage]:
     """Generate `request.count` batches of `request.batch_size` images; yield each when done.
 
-    `request.seed` must be resolved. Raises UsageError for settings the model
-    cannot honour (CLIP skip deeper than the text encoder).
+    `request.seed` must be resolved. `pipe` may be any pipeline of the model: the
+    one for `request.mode` is derived from it (shared weights). `inputs` are the
+    prepared input images (core.images.prepare); loaded here when not given.
+    Raises UsageError for settings the model cannot honour (CLIP skip deeper
+    than the text encoder, a mode its UNet cannot run) or for bad input files.
     """
     import torch
 
     from sdcli.core.encoding import PromptEncoder, text_layers
-    from sdcli.core.loader import set_sampler
+    from sdcli.core.loader import pipeline_for, set_sampler
 
-    # 1. Model-dependent checks and settings.
+    # 1. Model-dependent checks and settings; the input images at generation size.
     if request.clip_skip > (layers := text_layers(pipe.text_encoder)):
         raise UsageError(f"--clip-skip: {request.clip_skip} is deeper than this model's {layers} text layers")
+    pipe = pipeline_for(pipe, request.mode)
     set_sampler(pipe, choice)
-    width = request.width or native_size(pipe)
-    height = request.height or native_size(pipe)
+    if inputs is None:
+        inputs = prepare(request)
+    if inputs is not None:
+        (width, height), mode_args = inputs.size, inputs.pipeline_args(request.init.strength)
+    else:
+        width, height = request.width or native_size(pipe), request.height or native_size(pipe)
+        mode_args = {"width": width, "height": height}
 
     # 2. Prompt embeddings, once for the whole run.
     encoder = PromptEncoder(pipe, request.clip_skip)
@@ -104,26 +189,28 @@ def run(
         if request.subseed_strength:
             latents = variation_noise(pipe, generators, batch_subseeds, request.subseed_strength,
                                       width, height, positive.dtype)
+            mode_args["latents"] = latents
         if hasattr(pipe.scheduler, "noise_sampler_seed"):
             # DPM++ SDE draws Brownian-tree noise from its own seeds, not the generator: one per image.
             pipe.scheduler.noise_sampler_seed = list(batch_seeds)
-        result = pipe(
-            prompt_embeds=positive.repeat(n, 1, 1),
-            negative_prompt_embeds=negative.repeat(n, 1, 1),
-            num_inference_steps=request.steps,
-            guidance_scale=request.cfg_scale,
-            width=width,
-            height=height,
-            generator=generators,
-            latents=latents,
-            callback_on_step_end=step_end,
-            output_type="pil",
-        )
+        with latent_content(pipe, request, inputs, generators):
+            result = pipe(
+                prompt_embeds=positive.repeat(n, 1, 1),
+                negative_prompt_embeds=negative.repeat(n, 1, 1),
+                num_inference_steps=request.steps,
+                guidance_scale=request.cfg_scale,
+                generator=generators,
+                callback_on_step_end=step_end,
+                output_type="pil",
+                **mode_args,
+            )
         for offset, (image, seed, subseed) in enumerate(zip(result.images, batch_seeds, batch_subseeds,
                                                             strict=True)):
+            if inputs is not None:
+                image = inputs.finish(image)  # pasted back through the blurred mask / into the crop
             params = infotext_params(request, choice, seed=seed, subseed=subseed, width=width, height=height,
                                      model_name=model_name, model_hash=model_hash)
-            yield GeneratedImage(
+            yield GeneratedImage(  # width/height: the generation size, as the infotext's Size
                 image=image, index=start + offset, seed=seed, subseed=subseed, width=width, height=height,
                 params=params, infotext=build_infotext(request.prompt, request.negative_prompt, params),
             )

@@ -40,13 +40,14 @@ DEMO_NOTE = ("no --model given: using sdcli's built-in tiny RANDOM-WEIGHT demo m
 
 def run_job(request: GenerationRequest, runtime: RuntimeOptions, model_spec: str | None,
             output: OutputOptions, reporter: Reporter, pipe: Any = None) -> list[dict[str, Any]]:
-    """Run a txt2img job and return one record per written image.
+    """Run a txt2img, img2img, inpaint or outpaint job; return one record per written image.
 
     `pipe` may be passed in (tests, batch runs) to skip loading; model_spec still
     names the model for metadata.
     """
     from sdcli.core import loader
     from sdcli.core.generate import run
+    from sdcli.core.images import prepare
 
     # 1. Everything that can be checked without a model.
     choice = validate(request)
@@ -54,6 +55,7 @@ def run_job(request: GenerationRequest, runtime: RuntimeOptions, model_spec: str
     check_pattern(output.pattern)
     for warning in parse_prompt(request.prompt).warnings + parse_prompt(request.negative_prompt).warnings:
         reporter.note(f"prompt: {warning}")
+    inputs = prepare(request)  # input images are untrusted: read and checked before any model loads
     folder = prepare_folder(output.folder)
 
     # 2. Model files, then the pipeline.
@@ -67,11 +69,11 @@ def run_job(request: GenerationRequest, runtime: RuntimeOptions, model_spec: str
 
     # 3. Generate, writing each image as soon as it exists.
     request = request.with_resolved_seed()
-    reporter.start(request.total_images, request.steps)
+    reporter.start(request.total_images, request.steps_run)
     number = next_number(folder)
     records = []
     for item in run(request, pipe, choice, model_name=model.name, model_hash=model_hash,
-                    on_step=reporter.step):
+                    on_step=reporter.step, inputs=inputs):
         record = write_image(item, folder, output.pattern, number + item.index, request, model, plan)
         records.append(record)
         reporter.image(record)
@@ -103,6 +105,7 @@ def write_image(item, folder: Path, pattern: str, number: int, request: Generati
                         lambda tmp: item.image.save(tmp, format="PNG", pnginfo=info))
     return {
         "path": str(path),
+        "mode": request.mode,
         "index": item.index,
         "seed": item.seed,
         "prompt": request.prompt,
@@ -122,5 +125,22 @@ def write_image(item, folder: Path, pattern: str, number: int, request: Generati
         "model_hash": item.params["Model hash"],
         "device": plan.device,
         "dtype": plan.dtype,
+        **_input_record(request),
         "infotext": item.infotext,
     }
+
+
+def _input_record(request: GenerationRequest) -> dict[str, Any]:
+    """JSON fields for the input image and mask settings, when there are any."""
+    record: dict[str, Any] = {}
+    if request.init is not None:
+        record.update(image=request.init.image, strength=request.init.strength, steps_run=request.steps_run)
+    if request.inpaint is not None:
+        record.update(mask=request.inpaint.mask, mask_blur=request.inpaint.mask_blur,
+                      masked_content=request.inpaint.masked_content)
+        if request.mode == "inpaint":
+            record.update(inpaint_area=request.inpaint.area, padding=request.inpaint.padding)
+    if request.outpaint is not None:
+        record.update(dict(zip(("left", "right", "up", "down"), request.outpaint.pixels, strict=True)),
+                      fill=request.outpaint.fill)
+    return record

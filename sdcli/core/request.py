@@ -6,11 +6,54 @@ import secrets
 from dataclasses import dataclass, replace
 
 from sdcli.core.errors import UsageError
+from sdcli.core.images import OUTPAINT_FILLS, RESIZE_MODES
 from sdcli.core.samplers import DEFAULT_SAMPLER, SamplerChoice, resolve_sampler
 
 MAX_SEED = 2**32 - 1
 CLIP_SKIP_RANGE = (1, 12)
 SIZE_RANGE = (8, 8192)
+# Choices of the inpaint flags (--resize and --fill choices are the tables in core.images).
+INPAINT_AREAS = {"whole": "Whole picture", "masked": "Only masked"}  # flag value -> WebUI infotext
+MASKED_CONTENTS = {"original": "original", "fill": "fill", "latent-noise": "latent noise",
+                   "latent-nothing": "latent nothing"}
+DIRECTIONS = ("left", "right", "up", "down")
+
+
+@dataclass(frozen=True)
+class ImageInput:
+    """The input image of img2img, inpaint and outpaint (a path: files are read by core.images)."""
+
+    image: str
+    strength: float = 0.75
+    resize: str = "just"
+
+
+@dataclass(frozen=True)
+class InpaintSettings:
+    """Mask and how the masked area is repainted (outpaint uses it with mask=None)."""
+
+    mask: str | None = None
+    invert_mask: bool = False
+    mask_blur: int = 4
+    area: str = "whole"
+    padding: int = 32
+    masked_content: str = "original"
+    resize_mask: bool = False
+
+
+@dataclass(frozen=True)
+class OutpaintSettings:
+    """Pixels to add on each side and how the new area is pre-filled."""
+
+    left: int = 0
+    right: int = 0
+    up: int = 0
+    down: int = 0
+    fill: str = "edge"
+
+    @property
+    def pixels(self) -> tuple[int, int, int, int]:
+        return self.left, self.right, self.up, self.down
 
 
 @dataclass(frozen=True)
@@ -32,10 +75,18 @@ class GenerationRequest:
     subseed: int | None = None
     subseed_strength: float = 0.0
     mode: str = "txt2img"
+    init: ImageInput | None = None
+    inpaint: InpaintSettings | None = None
+    outpaint: OutpaintSettings | None = None
 
     @property
     def total_images(self) -> int:
         return self.batch_size * self.count
+
+    @property
+    def steps_run(self) -> int:
+        """Denoising steps actually run: steps x strength with an input image (as in the WebUI)."""
+        return self.steps if self.init is None else int(self.steps * self.init.strength)
 
     def seeds(self) -> list[int]:
         """Seed of each image in run order: image i gets seed + i."""
@@ -103,7 +154,56 @@ def validate(request: GenerationRequest) -> SamplerChoice:
     _check_range("--batch-size", request.batch_size, 1, 64)
     _check_range("--count", request.count, 1, 100000)
     _check_range("--clip-skip", request.clip_skip, *CLIP_SKIP_RANGE)
+    missing = [part for part in MODE_PARTS[request.mode] if getattr(request, part) is None]
+    if missing:
+        raise ValueError(f"a {request.mode} request needs {', '.join(missing)}")
+    if request.init is not None:
+        _validate_init(request)
+    if request.inpaint is not None:
+        _validate_inpaint(request.inpaint)
+    if request.outpaint is not None:
+        _validate_outpaint(request.outpaint)
     return resolve_sampler(request.sampler, request.schedule)
+
+
+# Which request parts each mode needs (the CLI fills them; a batch line may too).
+MODE_PARTS: dict[str, tuple[str, ...]] = {
+    "txt2img": (),
+    "img2img": ("init",),
+    "inpaint": ("init", "inpaint"),
+    "outpaint": ("init", "inpaint", "outpaint"),
+}
+
+
+def _check_choice(flag: str, value: str, allowed) -> None:
+    if value not in allowed:
+        raise UsageError(f"{flag}: unknown value {value!r}; choose from {', '.join(allowed)}")
+
+
+def _validate_init(request: GenerationRequest) -> None:
+    strength = request.init.strength
+    if not 0 < strength <= 1:
+        raise UsageError(f"--strength: {strength} is out of range; use more than 0 and at most 1 (0.75 is usual)")
+    if request.steps_run < 1:
+        raise UsageError(f"--strength: {strength} x --steps {request.steps} runs no step (steps run = "
+                         f"steps x strength, rounded down); raise --steps or --strength")
+    _check_choice("--resize", request.init.resize, RESIZE_MODES)
+
+
+def _validate_inpaint(settings: InpaintSettings) -> None:
+    _check_range("--mask-blur", settings.mask_blur, 0, 256)
+    _check_range("--padding", settings.padding, 0, 1024)
+    _check_choice("--inpaint-area", settings.area, INPAINT_AREAS)
+    _check_choice("--masked-content", settings.masked_content, MASKED_CONTENTS)
+
+
+def _validate_outpaint(settings: OutpaintSettings) -> None:
+    for flag, value in zip(DIRECTIONS, settings.pixels, strict=True):
+        _check_range(f"--{flag}", value, 0, 4096)
+    if not any(settings.pixels):
+        raise UsageError("--left/--right/--up/--down: nothing to expand; give pixels for at least one side "
+                         "(or --expand PX --direction ...)")
+    _check_choice("--fill", settings.fill, OUTPAINT_FILLS)
 
 
 def validate_runtime(options: RuntimeOptions) -> None:
@@ -113,5 +213,4 @@ def validate_runtime(options: RuntimeOptions) -> None:
         ("--dtype", options.dtype, DTYPES),
         ("--attention-slicing", options.attention_slicing, SWITCHES),
     ):
-        if value not in allowed:
-            raise UsageError(f"{flag}: unknown value {value!r}; choose from {', '.join(allowed)}")
+        _check_choice(flag, value, allowed)

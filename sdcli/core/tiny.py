@@ -13,7 +13,7 @@ import json
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +39,12 @@ class TinyArch:
     vae: dict[str, Any]
     text_encoder: dict[str, Any]
     scheduler: dict[str, Any] = field(default_factory=lambda: dict(SD1_SCHEDULER))
+    pipeline: str = "StableDiffusionPipeline"  # the class model_index.json names
+
+    def inpainting(self) -> TinyArch:
+        """The same architecture as a dedicated inpainting checkpoint: a 9-channel UNet
+        (4 latent + 1 mask + 4 masked-image latent channels), as SD's inpainting models."""
+        return replace(self, unet={**self.unet, "in_channels": 9}, pipeline="StableDiffusionInpaintPipeline")
 
 
 ARCHES: dict[str, TinyArch] = {
@@ -77,6 +83,8 @@ ARCHES: dict[str, TinyArch] = {
         },
     ),
 }
+ARCHES["sd1-inpaint"] = ARCHES["sd1"].inpainting()
+INPAINT_SUFFIX = "-inpaint"
 
 MAX_BYTES = 20 * 1024 * 1024
 
@@ -121,8 +129,9 @@ def build_tiny(out_dir: str | os.PathLike[str], arch: str = "sd1", seed: int = 0
     from sdcli.core.loader import quiet_libraries
 
     quiet_libraries()
+    import diffusers
     import torch
-    from diffusers import AutoencoderKL, PNDMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from diffusers import AutoencoderKL, PNDMScheduler, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
     if arch not in ARCHES:
@@ -148,7 +157,7 @@ def build_tiny(out_dir: str | os.PathLike[str], arch: str = "sd1", seed: int = 0
             unet = UNet2DConditionModel(**spec.unet)
             vae = AutoencoderKL(**spec.vae)
         # 3. Assemble and save (safetensors only).
-        pipe = StableDiffusionPipeline(
+        pipe = getattr(diffusers, spec.pipeline)(
             vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
             scheduler=PNDMScheduler(**spec.scheduler), safety_checker=None,
             feature_extractor=None, requires_safety_checker=False,

@@ -1,0 +1,27 @@
+"""What every generating command does with its flags: flags -> request -> ui.run_and_report."""
+
+from __future__ import annotations
+
+from typing import Any
+
+# Flags that map one to one onto GenerationRequest / RuntimeOptions fields.
+REQUEST_FLAGS = ("negative_prompt", "steps", "cfg_scale", "seed", "subseed", "subseed_strength", "width", "height",
+                 "batch_size", "count", "sampler", "schedule", "clip_skip")
+# Flags passed through to ui.run_and_report.
+TAIL_FLAGS = ("offline", "device", "dtype", "attention_slicing", "xformers", "output", "name", "json_out")
+
+
+def run_command(mode: str, flags: dict[str, Any], **parts: Any) -> None:
+    """Build the request from a command's `flags` (its locals()) plus mode `parts`, run it, render it."""
+    from sdcli.cli.ui import run_and_report
+    from sdcli.core.errors import UsageError
+    from sdcli.core.request import GenerationRequest
+
+    prompt, prompt_opt = flags["prompt"], flags["prompt_opt"]
+    if prompt is not None and prompt_opt is not None:
+        raise UsageError("PROMPT: give the prompt once, either as an argument or with --prompt")
+    request = GenerationRequest(
+        prompt=prompt if prompt is not None else (prompt_opt or ""), mode=mode,
+        **{name: flags[name] for name in REQUEST_FLAGS if name in flags}, **parts,
+    )
+    run_and_report(request, flags["model"], **{name: flags[name] for name in TAIL_FLAGS})
