@@ -118,12 +118,13 @@ def latent_content(pipe: Any, request: GenerationRequest, inputs: PreparedInputs
     original = pipe.prepare_latents
 
     def prepare_latents(*args: Any, **kwargs: Any) -> tuple[Any, ...]:
+        if kwargs.get("is_strength_max", True):
+            return original(*args, **kwargs)
         wanted = kwargs.get("return_image_latents", False)
         *outputs, image_latents = original(*args, **{**kwargs, "return_image_latents": True})
-        if not kwargs.get("is_strength_max", True):
-            m = mask.to(image_latents.device, image_latents.dtype)
-            delta = m * (make(image_latents, generators) - image_latents)
-            outputs[0] = outputs[0] + pipe.scheduler.add_noise(delta, torch.zeros_like(delta), kwargs["timestep"])
+        m = mask.to(image_latents.device, image_latents.dtype)
+        delta = m * (make(image_latents, generators) - image_latents)
+        outputs[0] = outputs[0] + pipe.scheduler.add_noise(delta, torch.zeros_like(delta), kwargs["timestep"])
         return (*outputs, image_latents) if wanted else tuple(outputs)
 
     pipe.prepare_latents = prepare_latents
@@ -164,10 +165,9 @@ def run(
     if inputs is None:
         inputs = prepare(request)
     if inputs is not None:
-        (width, height), mode_args = inputs.size, inputs.pipeline_args(request.init.strength)
+        width, height = inputs.size
     else:
         width, height = request.width or native_size(pipe), request.height or native_size(pipe)
-        mode_args = {"width": width, "height": height}
 
     # 2. Prompt embeddings, once for the whole run.
     encoder = PromptEncoder(pipe, request.clip_skip)
@@ -185,11 +185,10 @@ def run(
         batch_subseeds = subseeds[start:start + request.batch_size]
         n = len(batch_seeds)
         generators = [torch.Generator("cpu").manual_seed(s) for s in batch_seeds]
-        latents = None
+        mode_args = inputs.pipeline_args(request.init.strength, n) if inputs else {"width": width, "height": height}
         if request.subseed_strength:
-            latents = variation_noise(pipe, generators, batch_subseeds, request.subseed_strength,
-                                      width, height, positive.dtype)
-            mode_args["latents"] = latents
+            mode_args["latents"] = variation_noise(pipe, generators, batch_subseeds, request.subseed_strength,
+                                                   width, height, positive.dtype)
         if hasattr(pipe.scheduler, "noise_sampler_seed"):
             # DPM++ SDE draws Brownian-tree noise from its own seeds, not the generator: one per image.
             pipe.scheduler.noise_sampler_seed = list(batch_seeds)

@@ -10,6 +10,7 @@ pixels outside the blurred mask are the original ones, as the WebUI does.
 from __future__ import annotations
 
 import random
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -35,8 +36,9 @@ def open_image(path: Path, flag: str) -> Image:
     if not path.is_file():
         raise UsageError(f"{flag}: {path}: no such file" if not path.exists() else f"{flag}: {path} is not a file")
     try:
-        with Image.open(path, formats=FORMATS) as im:
+        with warnings.catch_warnings(), Image.open(path, formats=FORMATS) as im:
             # Pillow warns past its own limit and refuses at twice it; ours is the size we generate.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             if im.width * im.height > MAX_PIXELS:
                 raise UsageError(f"{flag}: {path} is {im.width}x{im.height} pixels; the limit is "
                                  f"{MAX_PIXELS} pixels (8192x8192)")
@@ -207,12 +209,16 @@ class PreparedInputs:
     def size(self) -> tuple[int, int]:
         return self.image.size
 
-    def pipeline_args(self, strength: float) -> dict[str, Any]:
-        """Keyword arguments for the diffusers img2img / inpainting call."""
-        if self.mask is None:
-            return {"image": self.image, "strength": strength}
-        return {"image": self.image, "mask_image": self.mask, "strength": strength,
-                "width": self.size[0], "height": self.size[1]}
+    def pipeline_args(self, strength: float, batch: int) -> dict[str, Any]:
+        """Keyword arguments for the diffusers img2img / inpainting call of `batch` images.
+
+        One copy of the inputs per image, so that diffusers VAE-encodes each with that
+        image's own generator: image i of a batch equals a single run with seed + i.
+        """
+        args = {"image": [self.image] * batch, "strength": strength}
+        if self.mask is not None:
+            args.update(mask_image=[self.mask] * batch, width=self.size[0], height=self.size[1])
+        return args
 
     def finish(self, generated: Image) -> Image:
         """Paste a generated image back: through the blurred mask, into the crop box if any."""

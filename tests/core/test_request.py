@@ -1,7 +1,15 @@
 import pytest
 
 from sdcli.core.errors import UsageError
-from sdcli.core.request import GenerationRequest, RuntimeOptions, validate, validate_runtime
+from sdcli.core.request import (
+    GenerationRequest,
+    ImageInput,
+    InpaintSettings,
+    OutpaintSettings,
+    RuntimeOptions,
+    validate,
+    validate_runtime,
+)
 
 
 @pytest.mark.parametrize("change, message", [
@@ -44,3 +52,46 @@ def test_random_seed_is_resolved_to_a_concrete_one(seed):
 def test_runtime_flags_validated(opts, flag):
     with pytest.raises(UsageError, match=flag):
         validate_runtime(opts)
+
+
+def image_request(mode="img2img", steps=20, **parts):
+    defaults = {"init": ImageInput("in.png"), "inpaint": InpaintSettings("m.png") if mode != "img2img" else None,
+                "outpaint": OutpaintSettings(left=8) if mode == "outpaint" else None}
+    return GenerationRequest(prompt="x", mode=mode, steps=steps, **{**defaults, **parts})
+
+
+@pytest.mark.parametrize("strength", [0.0, -0.5, 1.01, 2.0])
+def test_strength_must_be_above_0_and_at_most_1(strength):
+    with pytest.raises(UsageError, match=rf"--strength: {strength} is out of range; use more than 0 and at most 1"):
+        validate(image_request(init=ImageInput("in.png", strength=strength)))
+
+
+def test_steps_run_is_steps_times_strength_and_at_least_one():
+    assert image_request(steps=20).steps_run == 15
+    assert image_request(steps=10, init=ImageInput("in.png", strength=1.0)).steps_run == 10
+    assert GenerationRequest(prompt="x", steps=7).steps_run == 7
+    validate(image_request(steps=4, init=ImageInput("in.png", strength=0.25)))  # exactly one step
+    with pytest.raises(UsageError, match=r"--strength: 0.2 x --steps 4 runs no step"):
+        validate(image_request(steps=4, init=ImageInput("in.png", strength=0.2)))
+
+
+@pytest.mark.parametrize("mode, part, message", [
+    ("img2img", ImageInput("in.png", 0.5, "stretch"), r"--resize: unknown value 'stretch'; choose from just"),
+    ("inpaint", InpaintSettings("m.png", mask_blur=-1), r"--mask-blur: -1 is out of range"),
+    ("inpaint", InpaintSettings("m.png", padding=5000), r"--padding: 5000 is out of range"),
+    ("inpaint", InpaintSettings("m.png", area="only"), r"--inpaint-area: unknown value 'only'; choose from whole"),
+    ("inpaint", InpaintSettings("m.png", masked_content="latent"),
+     r"--masked-content: unknown value 'latent'; choose from original, fill, latent-noise, latent-nothing"),
+    ("outpaint", OutpaintSettings(), r"nothing to expand"),
+    ("outpaint", OutpaintSettings(left=-8), r"--left: -8 is out of range"),
+    ("outpaint", OutpaintSettings(up=8, fill="mirror"), r"--fill: unknown value 'mirror'; choose from edge"),
+])
+def test_image_flags_validated(mode, part, message):
+    field = {ImageInput: "init", InpaintSettings: "inpaint", OutpaintSettings: "outpaint"}[type(part)]
+    with pytest.raises(UsageError, match=message):
+        validate(image_request(mode, **{field: part}))
+
+
+def test_a_mode_without_its_parts_is_a_programming_error():
+    with pytest.raises(ValueError, match="inpaint request needs inpaint"):
+        validate(image_request("inpaint", inpaint=None))
