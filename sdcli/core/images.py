@@ -31,26 +31,32 @@ BACKGROUND = (255, 255, 255)  # transparent pixels are flattened onto white, as 
 
 def open_image(path: Path, flag: str) -> Image:
     """Open an untrusted PNG/JPEG/WebP file as RGB, naming `flag` and the file in every error."""
+    return to_rgb(_decode(path, flag))
+
+
+def _decode(path: Path, flag: str) -> Image:
+    """Decode an untrusted file, upright, in its own mode; size checked before decoding."""
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     if not path.is_file():
         raise UsageError(f"{flag}: {path}: no such file" if not path.exists() else f"{flag}: {path} is not a file")
     try:
-        with warnings.catch_warnings(), Image.open(path, formats=FORMATS) as im:
+        with warnings.catch_warnings():
             # Pillow warns past its own limit and refuses at twice it; ours is the size we generate.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            if im.width * im.height > MAX_PIXELS:
-                raise UsageError(f"{flag}: {path} is {im.width}x{im.height} pixels; the limit is "
-                                 f"{MAX_PIXELS} pixels (8192x8192)")
-            im.load()
-            image = ImageOps.exif_transpose(im)
+            with Image.open(path, formats=FORMATS) as im:
+                if im.width * im.height > MAX_PIXELS:
+                    raise UsageError(f"{flag}: {path} is {im.width}x{im.height} pixels; the limit is "
+                                     f"{MAX_PIXELS} pixels (8192x8192)")
+                im.load()
+                image = ImageOps.exif_transpose(im)
     except UnidentifiedImageError:
         raise UsageError(f"{flag}: {path} is not a PNG, JPEG or WebP image") from None
     except Image.DecompressionBombError as exc:
         raise UsageError(f"{flag}: {path} is too large to open safely ({exc})") from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise UsageError(f"{flag}: {path} is corrupt or unreadable ({exc})") from None
-    return to_rgb(image)
+    return image
 
 
 def to_rgb(image: Image) -> Image:
@@ -59,7 +65,7 @@ def to_rgb(image: Image) -> Image:
 
     if image.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N"):
         image = image.point(lambda v: v / 256).convert("L")  # 16-bit -> 8-bit, not clipped
-    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info:
+    if _has_alpha(image):
         rgba = image.convert("RGBA")
         flat = Image.new("RGB", rgba.size, BACKGROUND)
         flat.paste(rgba, mask=rgba.getchannel("A"))
@@ -67,27 +73,22 @@ def to_rgb(image: Image) -> Image:
     return image.convert("RGB")
 
 
-def open_mask(path: Path, size: tuple[int, int], *, invert: bool, resize: bool) -> Image:
-    """A mask as "L" (white = repaint). A mask with transparency uses its alpha (opaque = repaint)."""
-    from PIL import Image, ImageOps
+def _has_alpha(image: Image) -> bool:
+    return image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info
 
-    try:
-        with Image.open(path, formats=FORMATS) as probe:
-            has_alpha = probe.mode in ("RGBA", "LA", "PA") or "transparency" in probe.info
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
-        has_alpha = False  # open_image below names the problem
-    rgb = open_image(path, "--mask")
-    if has_alpha:
-        with Image.open(path, formats=FORMATS) as im:
-            alpha = im.convert("RGBA").getchannel("A")
-        mask = alpha if alpha.getextrema() != (255, 255) else rgb.convert("L")
-    else:
-        mask = rgb.convert("L")
+
+def open_mask(path: Path, size: tuple[int, int], *, invert: bool, fit: bool) -> Image:
+    """A mask as "L" (white = repaint). A mask with transparency uses its alpha (opaque = repaint)."""
+    from PIL import ImageOps
+
+    image = _decode(path, "--mask")
+    alpha = image.convert("RGBA").getchannel("A") if _has_alpha(image) else None
+    mask = alpha if alpha is not None and alpha.getextrema() != (255, 255) else to_rgb(image).convert("L")
     if mask.size != size:
-        if not resize:
+        if not fit:
             raise UsageError(f"--mask: {path} is {mask.width}x{mask.height} but the image is "
                              f"{size[0]}x{size[1]}; use a mask of the same size or pass --resize-mask")
-        mask = mask.resize(size, Image.Resampling.LANCZOS)
+        mask = resize(mask, size, "just")
     if invert:
         mask = ImageOps.invert(mask)
     if mask.getbbox() is None:
@@ -123,22 +124,20 @@ def stretch_edges(image: Image, size: tuple[int, int], at: tuple[int, int]) -> I
     return canvas
 
 
-def _resize_just(image: Image, size: tuple[int, int]) -> Image:
-    from PIL import Image
-
-    return image.resize(size, Image.Resampling.LANCZOS)
+def _resize_just(image: Image, size: tuple[int, int], resample: int) -> Image:
+    return image.resize(size, resample)
 
 
-def _resize_crop(image: Image, size: tuple[int, int]) -> Image:
-    from PIL import Image, ImageOps
+def _resize_crop(image: Image, size: tuple[int, int], resample: int) -> Image:
+    from PIL import ImageOps
 
-    return ImageOps.fit(image, size, Image.Resampling.LANCZOS)
+    return ImageOps.fit(image, size, resample)
 
 
-def _resize_fill(image: Image, size: tuple[int, int]) -> Image:
-    from PIL import Image, ImageOps
+def _resize_fill(image: Image, size: tuple[int, int], resample: int) -> Image:
+    from PIL import ImageOps
 
-    inner = ImageOps.contain(image, size, Image.Resampling.LANCZOS)
+    inner = ImageOps.contain(image, size, resample)
     return stretch_edges(inner, size, ((size[0] - inner.width) // 2, (size[1] - inner.height) // 2))
 
 
@@ -147,8 +146,17 @@ RESIZE_MODES = {"just": _resize_just, "crop": _resize_crop, "fill": _resize_fill
 
 
 def resize(image: Image, size: tuple[int, int], mode: str) -> Image:
-    """Resize by a --resize mode; a no-op when the size already matches."""
-    return image if image.size == size else RESIZE_MODES[mode](image, size)
+    """Resize by a --resize mode; a no-op when the size already matches.
+
+    Masks ("L") are resampled bilinearly: Lanczos rings, which would leak a faint
+    mask into the black area that must stay untouched.
+    """
+    from PIL import Image
+
+    if image.size == size:
+        return image
+    resample = Image.Resampling.BILINEAR if image.mode == "L" else Image.Resampling.LANCZOS
+    return RESIZE_MODES[mode](image, size, resample)
 
 
 def crop_box(mask: Image, padding: int, size: tuple[int, int]) -> tuple[int, int, int, int]:
@@ -247,7 +255,7 @@ def _prepare_inpaint(request: GenerationRequest, image: Image) -> PreparedInputs
     from PIL import ImageFilter
 
     init, settings = request.init, request.inpaint
-    mask = open_mask(Path(settings.mask), image.size, invert=settings.invert_mask, resize=settings.resize_mask)
+    mask = open_mask(Path(settings.mask), image.size, invert=settings.invert_mask, fit=settings.resize_mask)
     if settings.mask_blur:
         mask = mask.filter(ImageFilter.GaussianBlur(settings.mask_blur))
     size = target_size(request, image.size)

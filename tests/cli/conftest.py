@@ -7,9 +7,12 @@ from typer.testing import CliRunner
 
 
 @pytest.fixture
-def cli():
+def cli(monkeypatch):
     """Invoke `sdcli ARGS...`; returns click's Result (exit_code, stdout, stderr)."""
     from sdcli.cli import app
+
+    # `sdcli --debug` sets SDCLI_DEBUG for the process; undo it after each test.
+    monkeypatch.delenv("SDCLI_DEBUG", raising=False)
 
     runner = CliRunner()
 

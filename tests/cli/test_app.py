@@ -7,7 +7,7 @@ import pytest
 
 from sdcli import __version__
 
-COMMANDS = ("txt2img", "replay", "info", "samplers", "tiny")
+COMMANDS = ("txt2img", "img2img", "inpaint", "outpaint", "replay", "info", "samplers", "tiny")
 
 
 def test_version(cli):
@@ -55,6 +55,17 @@ def test_tiny_command(cli, tmp_path):
     assert '"seed": 3' in result.stdout and (tmp_path / "t" / "unet" / "config.json").is_file()
     again = cli("tiny", tmp_path / "t")
     assert again.exit_code == 2 and "already exists" in again.stderr
+
+
+def test_tiny_inpaint_writes_a_9_channel_inpainting_checkpoint(cli, tmp_path):
+    import json
+
+    result = cli("tiny", "--inpaint", tmp_path / "ti", "--json")
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["arch"] == "sd1-inpaint"
+    assert json.loads((tmp_path / "ti" / "unet" / "config.json").read_text())["in_channels"] == 9
+    assert json.loads((tmp_path / "ti" / "model_index.json").read_text())["_class_name"] == \
+        "StableDiffusionInpaintPipeline"
 
 
 def test_samplers_command_lists_the_table(cli):

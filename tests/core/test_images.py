@@ -121,31 +121,31 @@ def test_mask_white_repaints_invert_flips(tmp_path):
     mask = Image.new("L", (16, 8), 0)
     mask.paste(255, (0, 0, 4, 8))
     path = save(tmp_path, mask.convert("RGB"), "m.png")
-    assert open_mask(path, (16, 8), invert=False, resize=False).getpixel((0, 0)) == 255
-    inverted = open_mask(path, (16, 8), invert=True, resize=False)
+    assert open_mask(path, (16, 8), invert=False, fit=False).getpixel((0, 0)) == 255
+    inverted = open_mask(path, (16, 8), invert=True, fit=False)
     assert inverted.getpixel((0, 0)) == 0 and inverted.getpixel((10, 0)) == 255
 
 
 def test_mask_size_mismatch_is_an_error_unless_resize_mask(tmp_path):
     path = save(tmp_path, Image.new("L", (8, 8), 255), "m.png")
     with pytest.raises(UsageError, match=r"--mask: .*m.png is 8x8 but the image is 16x16; .* --resize-mask"):
-        open_mask(path, (16, 16), invert=False, resize=False)
-    assert open_mask(path, (16, 16), invert=False, resize=True).size == (16, 16)
+        open_mask(path, (16, 16), invert=False, fit=False)
+    assert open_mask(path, (16, 16), invert=False, fit=True).size == (16, 16)
 
 
 def test_all_black_mask_is_refused(tmp_path):
     black = save(tmp_path, Image.new("L", (8, 8), 0), "black.png")
     with pytest.raises(UsageError, match="black.png is all black: nothing to repaint"):
-        open_mask(black, (8, 8), invert=False, resize=False)
+        open_mask(black, (8, 8), invert=False, fit=False)
     white = save(tmp_path, Image.new("L", (8, 8), 255), "white.png")
     with pytest.raises(UsageError, match="all black once inverted"):
-        open_mask(white, (8, 8), invert=True, resize=False)
+        open_mask(white, (8, 8), invert=True, fit=False)
 
 
 def test_transparent_mask_uses_its_alpha(tmp_path):
     mask = Image.new("RGBA", (8, 8), (0, 0, 0, 0))
     mask.paste((0, 0, 0, 255), (0, 0, 2, 8))  # opaque black strokes = repaint
-    loaded = open_mask(save(tmp_path, mask, "a.png"), (8, 8), invert=False, resize=False)
+    loaded = open_mask(save(tmp_path, mask, "a.png"), (8, 8), invert=False, fit=False)
     assert loaded.getpixel((0, 0)) == 255 and loaded.getpixel((5, 5)) == 0
 
 

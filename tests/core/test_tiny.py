@@ -50,3 +50,15 @@ def test_refuses_non_empty_target_and_unknown_arch(tmp_path):
     with pytest.raises(UsageError, match="--arch: unknown architecture 'sd9'"):
         build_tiny(tmp_path / "new", arch="sd9")
     assert not (tmp_path / "new").exists()
+
+
+def test_inpainting_arch_is_the_same_builder_with_a_9_channel_unet(tiny_model, tiny_inpaint_model):
+    import json
+
+    plain = json.loads((tiny_model / "unet" / "config.json").read_text())
+    inpaint = json.loads((tiny_inpaint_model / "unet" / "config.json").read_text())
+    assert (plain["in_channels"], inpaint["in_channels"]) == (4, 9)
+    assert {k: v for k, v in plain.items() if k != "in_channels"} == \
+        {k: v for k, v in inpaint.items() if k != "in_channels"}
+    model_index = json.loads((tiny_inpaint_model / "model_index.json").read_text())
+    assert model_index["_class_name"] == "StableDiffusionInpaintPipeline"

@@ -1,0 +1,29 @@
+"""Input files for the image commands' CLI tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageFilter
+
+FAST = ("--steps", "2", "--seed", "5")
+
+
+def write_inputs(folder: Path, size: tuple[int, int] = (48, 40)) -> tuple[Path, Path]:
+    """A smooth random picture and a mask with a white square in the middle."""
+    rng = np.random.default_rng(1)
+    image = Image.fromarray(rng.integers(0, 255, (size[1], size[0], 3), dtype=np.uint8)).filter(ImageFilter.SMOOTH)
+    image.save(folder / "in.png")
+    mask = Image.new("L", size, 0)
+    mask.paste(255, (size[0] // 3, size[1] // 3, 2 * size[0] // 3, 2 * size[1] // 3))
+    mask.save(folder / "mask.png")
+    return folder / "in.png", folder / "mask.png"
+
+
+def pixels(path: Path) -> np.ndarray:
+    return np.asarray(Image.open(path).convert("RGB"), dtype=np.int16)
+
+
+def pngs(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.glob("*.png")) if folder.exists() else []
