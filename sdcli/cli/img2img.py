@@ -22,9 +22,9 @@ Examples:
 """
 
 
-@o.shared_options()
+@o.shared_options(exclude=o.TXT2IMG_ONLY)
 def img2img(image: o.Image, strength: o.Strength = 0.75, resize: o.Resize = "just", **flags: Any) -> None:
     from sdcli.cli.common import run_command
     from sdcli.core.request import ImageInput
 
-    run_command("img2img", flags, init=ImageInput(str(image), strength, resize))
+    run_command("img2img", flags, init=ImageInput(str(image.absolute()), strength, resize))

@@ -25,7 +25,7 @@ Examples:
 """
 
 
-@o.shared_options()
+@o.shared_options(exclude=o.TXT2IMG_ONLY)
 def inpaint(
     image: o.Image,
     mask: o.Mask,
@@ -42,5 +42,6 @@ def inpaint(
     from sdcli.cli.common import run_command
     from sdcli.core.request import ImageInput, InpaintSettings
 
-    settings = InpaintSettings(str(mask), invert_mask, mask_blur, inpaint_area, padding, masked_content, resize_mask)
-    run_command("inpaint", flags, init=ImageInput(str(image), strength, resize), inpaint=settings)
+    settings = InpaintSettings(str(mask.absolute()), invert_mask, mask_blur, inpaint_area, padding, masked_content,
+                               resize_mask)
+    run_command("inpaint", flags, init=ImageInput(str(image.absolute()), strength, resize), inpaint=settings)

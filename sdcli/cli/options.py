@@ -93,6 +93,9 @@ def _shared(
     """Template only: the flags every generating command takes (see shared_options)."""
 
 
+TXT2IMG_ONLY = ("subseed", "subseed_strength")  # variation seeds: the image pipelines draw their own noise
+
+
 def shared_options(*, exclude: tuple[str, ...] = ()) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Give a command `def cmd(own flags..., **flags)` the shared generation flags too.
 

@@ -22,7 +22,7 @@ Examples:
 """
 
 
-@o.shared_options(exclude=("width", "height"))
+@o.shared_options(exclude=("width", "height", *o.TXT2IMG_ONLY))
 def outpaint(
     image: o.Image,
     left: o.Left = 0,
@@ -50,6 +50,6 @@ def outpaint(
             raise UsageError(f"--direction: unknown side {side!r}; choose from {', '.join(DIRECTIONS)}")
     if expand:
         sides.update({side: sides[side] or expand for side in chosen or DIRECTIONS})
-    run_command("outpaint", flags, init=ImageInput(str(image), strength),
+    run_command("outpaint", flags, init=ImageInput(str(image.absolute()), strength),
                 inpaint=InpaintSettings(mask_blur=mask_blur, masked_content=masked_content),
                 outpaint=OutpaintSettings(**sides, fill=fill))

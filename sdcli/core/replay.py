@@ -8,7 +8,7 @@ from typing import Any
 
 from sdcli.core.errors import UsageError
 from sdcli.core.metadata import parse_infotext, read_infotext, read_replay_record
-from sdcli.core.request import GenerationRequest
+from sdcli.core.request import GenerationRequest, request_from_dict
 
 # WebUI infotext key -> (request field, converter). One row a key.
 INFOTEXT_FIELDS: dict[str, tuple[str, Any]] = {
@@ -85,9 +85,7 @@ def request_from_image(path: Path) -> tuple[GenerationRequest, str | None, bool]
     """
     meta = read_metadata(path)
     if meta.replay and isinstance(meta.replay.get("request"), dict):
-        known = {f.name for f in dataclasses.fields(GenerationRequest)}
-        fields = {k: v for k, v in meta.replay["request"].items() if k in known}
-        return GenerationRequest(**fields), meta.replay.get("model"), True
+        return request_from_dict(meta.replay["request"]), meta.replay.get("model"), True
     return request_from_infotext(meta), None, False
 
 

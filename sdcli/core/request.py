@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import secrets
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
+from typing import Any
 
 from sdcli.core.errors import UsageError
 from sdcli.core.images import OUTPAINT_FILLS, RESIZE_MODES
@@ -166,6 +167,8 @@ def validate(request: GenerationRequest) -> SamplerChoice:
     return resolve_sampler(request.sampler, request.schedule)
 
 
+# The nested parts of a request, by field name (see request_from_dict).
+PARTS: dict[str, type] = {"init": ImageInput, "inpaint": InpaintSettings, "outpaint": OutpaintSettings}
 # Which request parts each mode needs (the CLI fills them; a batch line may too).
 MODE_PARTS: dict[str, tuple[str, ...]] = {
     "txt2img": (),
@@ -175,12 +178,26 @@ MODE_PARTS: dict[str, tuple[str, ...]] = {
 }
 
 
+def request_from_dict(data: dict[str, Any]) -> GenerationRequest:
+    """The inverse of dataclasses.asdict(request), ignoring unknown keys (records from other versions)."""
+    known = {f.name for f in fields(GenerationRequest)}
+    values = {k: v for k, v in data.items() if k in known}
+    for name, cls in PARTS.items():
+        if isinstance(values.get(name), dict):
+            part_fields = {f.name for f in fields(cls)}
+            values[name] = cls(**{k: v for k, v in values[name].items() if k in part_fields})
+    return GenerationRequest(**values)
+
+
 def _check_choice(flag: str, value: str, allowed) -> None:
     if value not in allowed:
         raise UsageError(f"{flag}: unknown value {value!r}; choose from {', '.join(allowed)}")
 
 
 def _validate_init(request: GenerationRequest) -> None:
+    if request.subseed_strength:
+        raise UsageError(f"--subseed-strength: variation seeds work with txt2img only; {request.mode}'s "
+                         "diffusers pipeline draws its start noise itself")
     strength = request.init.strength
     if not 0 < strength <= 1:
         raise UsageError(f"--strength: {strength} is out of range; use more than 0 and at most 1 (0.75 is usual)")

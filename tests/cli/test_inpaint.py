@@ -26,7 +26,8 @@ def test_inpaint_infotext_records_the_webui_fields(cli, tiny_model, tmp_path):
                  "-o", tmp_path / "o", "--json", "a cat")
     assert result.exit_code == 0, result.stderr
     record = json.loads(result.stdout)
-    assert (record["width"], record["height"]) == (48, 40), "only-masked output keeps the input's size"
+    assert Image.open(record["path"]).size == (48, 40), "only-masked output keeps the input's size"
+    assert (record["width"], record["height"]) == (64, 64), "the generation size, as in the infotext"
     params = parse_infotext(read_infotext(record["path"]))[2]
     assert {k: params[k] for k in ("Denoising strength", "Mask blur", "Inpaint area", "Masked area padding",
                                    "Masked content", "Size")} == {
@@ -50,3 +51,19 @@ def test_inpaint_resize_mask_and_invert(cli, tiny_model, tmp_path):
     # The 2x bilinear resize softens the edge over columns 23-24.
     assert np.array_equal(out[:, 25:], pixels(image)[:, 25:]), "inverted: the white half is kept"
     assert not np.array_equal(out[:, :23], pixels(image)[:, :23])
+
+
+@pytest.mark.parametrize("command", ["inpaint", "outpaint"])
+def test_replay_makes_the_same_pixels(cli, tiny_model, tmp_path, command, monkeypatch):
+    image, mask = write_inputs(tmp_path)
+    monkeypatch.chdir(tmp_path)  # relative paths on the command line; the record keeps absolute ones
+    args = ("--mask", "mask.png", "--masked-content", "latent-nothing") if command == "inpaint" else ("--up", "8")
+    made = cli(command, "-i", "in.png", *args, "-m", tiny_model, *FAST, "--strength", "0.6", "-o", tmp_path / "a",
+               "--json", "x")
+    assert made.exit_code == 0, made.stderr
+    monkeypatch.chdir("/")
+    again = cli("replay", json.loads(made.stdout)["path"], "-o", tmp_path / "b", "--json")
+    assert again.exit_code == 0, again.stderr
+    record = json.loads(again.stdout)
+    assert record["mode"] == command and record["strength"] == 0.6
+    assert np.array_equal(pixels(record["path"]), pixels(json.loads(made.stdout)["path"]))

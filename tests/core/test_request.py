@@ -95,3 +95,17 @@ def test_image_flags_validated(mode, part, message):
 def test_a_mode_without_its_parts_is_a_programming_error():
     with pytest.raises(ValueError, match="inpaint request needs inpaint"):
         validate(image_request("inpaint", inpaint=None))
+
+
+def test_variation_seeds_are_txt2img_only():
+    with pytest.raises(UsageError, match="--subseed-strength: variation seeds work with txt2img only; inpaint"):
+        validate(image_request("inpaint", subseed=3, subseed_strength=0.5))
+
+
+def test_request_round_trips_through_a_dict():
+    from dataclasses import asdict
+
+    from sdcli.core.request import request_from_dict
+
+    request = image_request("outpaint", outpaint=OutpaintSettings(up=16, fill="blur"))
+    assert request_from_dict({**asdict(request), "from_a_future_version": 1}) == request
