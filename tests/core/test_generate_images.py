@@ -210,3 +210,18 @@ def test_outpaint_preserves_the_original_pixels(any_pipe, files, fill):
 def test_outpaint_same_seed_same_pixels(tiny_inpaint_pipe, files):
     first, again = (px(generate(tiny_inpaint_pipe, "outpaint", files)[0].image) for _ in range(2))
     assert np.array_equal(first, again)
+
+
+def test_whole_picture_with_a_size_change_keeps_the_resized_input(tiny_pipe, tmp_path):
+    from sdcli.core.images import resize
+
+    rng = np.random.default_rng(2)
+    image = Image.fromarray(rng.integers(0, 255, (30, 45, 3), dtype=np.uint8)).filter(ImageFilter.SMOOTH_MORE)
+    image.save(tmp_path / "in.png")
+    mask = Image.new("L", (45, 30), 0)
+    mask.paste(255, (15, 8, 30, 22))
+    mask.save(tmp_path / "mask.png")
+    out = px(generate(tiny_pipe, "inpaint", tmp_path)[0].image)
+    assert out.shape == (32, 48, 3), "45x30 -> 48x32, the input's size rounded to 8"
+    outside = px(resize(mask.filter(ImageFilter.GaussianBlur(4)), (48, 32), "just")) == 0
+    assert np.array_equal(out[outside], px(resize(image, (48, 32), "just"))[outside])
