@@ -16,7 +16,7 @@ from sdcli import __version__
 from sdcli.core.errors import UsageError
 from sdcli.core.images import PreparedInputs, prepare
 from sdcli.core.metadata import build_infotext
-from sdcli.core.request import INPAINT_AREAS, MASKED_CONTENTS, GenerationRequest
+from sdcli.core.request import DIRECTIONS, INPAINT_AREAS, MASKED_CONTENTS, GenerationRequest
 from sdcli.core.samplers import SamplerChoice
 
 StepCallback = Callable[[int, int], None]
@@ -74,8 +74,8 @@ def image_params(request: GenerationRequest) -> dict[str, Any]:
             params["Mask mode"] = "Inpaint not masked" if inpaint.invert_mask else None
         params["Masked content"] = MASKED_CONTENTS[inpaint.masked_content]
     if (outpaint := request.outpaint) is not None:
-        params["Outpaint"] = " ".join(f"{side} {px}" for side, px in zip(
-            ("left", "right", "up", "down"), outpaint.pixels, strict=True) if px)
+        params["Outpaint"] = " ".join(f"{side} {px}" for side, px in zip(DIRECTIONS, outpaint.pixels, strict=True)
+                                      if px)
         params["Outpaint fill"] = outpaint.fill
     return params
 

@@ -288,6 +288,7 @@ def outpaint_canvas(image: Image, left: int, right: int, up: int, down: int,
 
     Rounding adds to right (or left if only left grows) and down (or up). Returns the
     canvas, the hard mask of the new area (white) and where the original sits.
+    A side over 8192 px is a UsageError.
     """
     from PIL import Image
 
@@ -297,6 +298,9 @@ def outpaint_canvas(image: Image, left: int, right: int, up: int, down: int,
     if extra_h:
         up, down = (up + extra_h, down) if up and not down else (up, down + extra_h)
     size = (image.width + left + right, image.height + up + down)
+    if max(size) > 8192:  # checked before anything that size is allocated
+        raise UsageError(f"--left/--right/--up/--down: the canvas would be {size[0]}x{size[1]}; "
+                         "the limit is 8192 on a side")
     mask = Image.new("L", size, 255)
     mask.paste(0, (left, up, left + image.width, up + image.height))
     return OUTPAINT_FILLS[fill](size, image, (left, up), mask), mask, (left, up)
@@ -307,9 +311,6 @@ def _prepare_outpaint(request: GenerationRequest, image: Image) -> PreparedInput
 
     settings = request.outpaint
     canvas, hard, _at = outpaint_canvas(image, *settings.pixels, settings.fill)
-    if canvas.width * canvas.height > MAX_PIXELS or max(canvas.size) > 8192:
-        raise UsageError(f"--left/--right/--up/--down: the canvas would be {canvas.width}x{canvas.height}; "
-                         "the limit is 8192 on a side")
     mask = hard.filter(ImageFilter.GaussianBlur(request.inpaint.mask_blur)) if request.inpaint.mask_blur else hard
     # The blur may only soften the seam on the new side: the original pixels stay exact.
     overlay = ImageChops.multiply(mask, hard)

@@ -14,7 +14,7 @@ from typing import Any, Protocol
 from sdcli import __version__
 from sdcli.core.output import DEFAULT_PATTERN, check_pattern, next_number, prepare_folder, render_name
 from sdcli.core.prompts import parse_prompt, plain_text
-from sdcli.core.request import GenerationRequest, RuntimeOptions, validate, validate_runtime
+from sdcli.core.request import DIRECTIONS, GenerationRequest, RuntimeOptions, validate, validate_runtime
 
 
 @dataclass(frozen=True)
@@ -141,6 +141,6 @@ def _input_record(request: GenerationRequest) -> dict[str, Any]:
         if request.mode == "inpaint":
             record.update(inpaint_area=request.inpaint.area, padding=request.inpaint.padding)
     if request.outpaint is not None:
-        record.update(dict(zip(("left", "right", "up", "down"), request.outpaint.pixels, strict=True)),
+        record.update(dict(zip(DIRECTIONS, request.outpaint.pixels, strict=True)),
                       fill=request.outpaint.fill)
     return record
