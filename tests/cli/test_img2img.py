@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from sdcli.core.metadata import parse_infotext, read_infotext
-from tests.cli.images import FAST, pixels, pngs, write_inputs
+from tests.images import FAST, pixels, pngs, write_inputs
 
 
 def test_img2img_writes_png_with_denoising_strength(cli, tiny_model, tmp_path):

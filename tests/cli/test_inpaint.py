@@ -5,7 +5,7 @@ import pytest
 from PIL import Image
 
 from sdcli.core.metadata import parse_infotext, read_infotext
-from tests.cli.images import FAST, pixels, write_inputs
+from tests.images import FAST, pixels, write_inputs
 
 
 @pytest.mark.parametrize("model", ["tiny_model", "tiny_inpaint_model"])

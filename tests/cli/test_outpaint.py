@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from sdcli.core.metadata import parse_infotext, read_infotext
-from tests.cli.images import FAST, pixels, pngs, write_inputs
+from tests.images import FAST, pixels, pngs, write_inputs
 
 
 @pytest.mark.parametrize("model", ["tiny_model", "tiny_inpaint_model"])

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.cli.images import FAST, pixels, pngs, write_inputs
+from tests.images import FAST, pixels, pngs, write_inputs
 
 
 def huge_png(path, side):

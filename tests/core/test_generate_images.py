@@ -15,6 +15,7 @@ from sdcli.core.request import (
     OutpaintSettings,
     validate,
 )
+from tests.images import write_inputs
 
 
 def px(image):
@@ -23,13 +24,8 @@ def px(image):
 
 @pytest.fixture
 def files(tmp_path):
-    """A 48x40 input with structure, and a mask with a white square (x 16-32, y 12-28)."""
-    rng = np.random.default_rng(0)
-    image = Image.fromarray(rng.integers(0, 255, (40, 48, 3), dtype=np.uint8)).filter(ImageFilter.SMOOTH)
-    image.save(tmp_path / "in.png")
-    mask = Image.new("L", (48, 40), 0)
-    mask.paste(255, (16, 12, 32, 28))
-    mask.save(tmp_path / "mask.png")
+    """A 48x40 input with structure (in.png), and a mask with a white square in the middle (mask.png)."""
+    write_inputs(tmp_path, (48, 40))
     return tmp_path
 
 
@@ -215,12 +211,7 @@ def test_outpaint_same_seed_same_pixels(tiny_inpaint_pipe, files):
 def test_whole_picture_with_a_size_change_keeps_the_resized_input(tiny_pipe, tmp_path):
     from sdcli.core.images import resize
 
-    rng = np.random.default_rng(2)
-    image = Image.fromarray(rng.integers(0, 255, (30, 45, 3), dtype=np.uint8)).filter(ImageFilter.SMOOTH_MORE)
-    image.save(tmp_path / "in.png")
-    mask = Image.new("L", (45, 30), 0)
-    mask.paste(255, (15, 8, 30, 22))
-    mask.save(tmp_path / "mask.png")
+    image, mask = (Image.open(path) for path in write_inputs(tmp_path, (45, 30)))
     out = px(generate(tiny_pipe, "inpaint", tmp_path)[0].image)
     assert out.shape == (32, 48, 3), "45x30 -> 48x32, the input's size rounded to 8"
     outside = px(resize(mask.filter(ImageFilter.GaussianBlur(4)), (48, 32), "just")) == 0

@@ -1,4 +1,4 @@
-"""Input files for the image commands' CLI tests."""
+"""Input files for the image tests (core and CLI)."""
 
 from __future__ import annotations
 
