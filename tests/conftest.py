@@ -43,3 +43,19 @@ def tiny_pipe(tiny_model: Path):
 
     plan = plan_runtime(RuntimeOptions(), cuda=False, mps=False, xformers=False)
     return load_pipeline(ModelRef(tiny_model, "tiny-sd1"), plan)
+
+
+@pytest.fixture
+def single_thread(monkeypatch):
+    """torch on one CPU thread, in this process and in the sdcli processes a test starts.
+
+    Thread count changes float reduction order (pixels may move by one level), and
+    on a busy 2-core machine a second OpenMP thread makes tiny models many times slower.
+    """
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    yield
+    torch.set_num_threads(threads)

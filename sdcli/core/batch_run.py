@@ -316,11 +316,12 @@ def _run_group(run: _Run, units: list[BatchUnit], models: dict[str | None, Any],
     try:
         pipe = load(model, run.plan)
         model_hash = loader.model_hash(model.path)
-    except SdcliError as exc:
+    except Exception as exc:  # a model that fails to load (out of memory ...) fails its items only
+        message = str(exc) if isinstance(exc, SdcliError) else f"{type(exc).__name__}: {exc}"
         for unit in todo:
             for index, seed in zip(unit.items, unit.request.seeds(), strict=True):
                 if index not in done:
-                    run.record(unit, index, seed, model, error=str(exc))
+                    run.record(unit, index, seed, model, error=message)
         return
     for unit in todo:
         _run_unit(run, unit, pipe, model, model_hash, done)

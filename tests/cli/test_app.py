@@ -7,7 +7,7 @@ import pytest
 
 from sdcli import __version__
 
-COMMANDS = ("txt2img", "replay", "info", "samplers", "tiny")
+COMMANDS = ("txt2img", "batch", "grid", "replay", "info", "samplers", "tiny")
 
 
 def test_version(cli):

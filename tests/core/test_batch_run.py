@@ -15,6 +15,7 @@ from sdcli.core.job import OutputOptions
 from sdcli.core.metadata import parse_infotext, read_infotext
 from sdcli.core.request import GenerationRequest
 
+pytestmark = pytest.mark.usefixtures("single_thread")
 FAST = GenerationRequest(prompt="", steps=2, width=32, height=32)
 
 

@@ -162,3 +162,11 @@ def test_digest_changes_with_the_file_or_options(tmp_path):
     assert plan_digest(one, "[num]") != plan_digest(parse_file(write(tmp_path, "a\nB\n", "q.txt")), "[num]")
     assert plan_digest(one, "[num]") != plan_digest(
         parse_file(tmp_path / "p.txt", defaults=GenerationRequest(prompt="", steps=3)), "[num]")
+
+
+@pytest.mark.parametrize("name, count", [("prompts.txt", 3), ("prompts-webui.txt", 4), ("prompts.jsonl", 3)])
+def test_the_examples_parse(name, count):
+    from pathlib import Path
+
+    lines = parse_file(Path(__file__).parents[2] / "examples" / name)
+    assert len(lines) == count and all(line.request.prompt for line in lines)
