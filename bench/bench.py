@@ -74,7 +74,8 @@ def main() -> None:
     prompts = [f"bench prompt {n}, a lighthouse at dusk, oil painting" for n in range(args.prompts)]
     prompt_file = work / "prompts.txt"
     prompt_file.write_text("\n".join(prompts) + "\n")
-    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "HF_HUB_OFFLINE": "1", "SDCLI_CACHE": str(work / "cache")}
+    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "HF_HUB_OFFLINE": "1",
+           "SDCLI_CACHE": str(work / "cache")}
     common = ["-m", str(model), "--steps", str(args.steps), "-W", str(args.size), "-H", str(args.size)]
     sdcli = [sys.executable, "-m", "sdcli"]
     n = len(prompts)
@@ -133,7 +134,7 @@ def main() -> None:
                       f"{row['wall_ratio_vs_loop']:.2f}",
                       "-" if row["steady_per_image_s"] is None else f"{row['steady_per_image_s']:.4f}",
                       "-" if row["steady_ratio_vs_loop"] is None else f"{row['steady_ratio_vs_loop']:.3f}")
-    console = Console()
+    console = Console(width=130)
     console.print(table)
     console.print(f"target (batch steady <= 1.05x loop): {'met' if result['target_met'] else 'NOT met'}; "
                   f"JSON: {work / 'bench.json'}")

@@ -230,6 +230,7 @@ def run_batch(options: BatchOptions, reporter: BatchReporter,
     check_pattern(options.output.pattern)
     lines = parse_file(options.file, options.fmt, options.defaults, options.model)
     models = resolve_models(lines, options)
+    base_seed = resolve_base_seed(options.seed, lines)
     plan = loader.detect_runtime(options.runtime)
     shard = current_shard(plan.device)
     if shard.count > 1 and plan.device == "cuda":
@@ -237,7 +238,7 @@ def run_batch(options: BatchOptions, reporter: BatchReporter,
     folder = prepare_folder(options.output.folder)
 
     # 2. The run header (new or resumed) decided by the main process, shared by all.
-    header = shard.share(_open_run(options, lines, folder, shard) if shard.is_main else None)
+    header = shard.share(_open_run(options, lines, base_seed, folder, shard) if shard.is_main else None)
     if "error" in header:
         raise UsageError(header["error"])
     units = [u for u in plan_units(lines, header["base_seed"]) if u.number % shard.count == shard.index]
@@ -276,13 +277,14 @@ def run_batch(options: BatchOptions, reporter: BatchReporter,
     return stats
 
 
-def _open_run(options: BatchOptions, lines: list[BatchLine], folder: Path, shard: Shard) -> dict[str, Any]:
+def _open_run(options: BatchOptions, lines: list[BatchLine], base_seed: int, folder: Path,
+              shard: Shard) -> dict[str, Any]:
     """Main process: clear a killed run's leftovers and start or continue the manifest."""
     removed = remove_stale_temps(folder)
     header = {
         "type": "batch", "version": __version__, "file": str(options.file),
         "digest": plan_digest(lines, options.output.pattern), "items": total_items(lines),
-        "base_seed": resolve_base_seed(options.seed, lines), "seed_given": options.seed not in (None, -1),
+        "base_seed": base_seed, "seed_given": options.seed not in (None, -1),
         "base_number": next_number(folder), "started": _dt.datetime.now().isoformat(timespec="seconds"),
         "processes": shard.count, "removed_temp_files": removed,
     }
