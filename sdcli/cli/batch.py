@@ -44,6 +44,8 @@ def batch(
     steps: o.Steps = o.DEFAULTS["steps"],
     cfg_scale: o.Cfg = o.DEFAULTS["cfg_scale"],
     seed: o.Seed = None,
+    subseed: o.Subseed = None,
+    subseed_strength: o.SubseedStrength = 0.0,
     width: o.Width = None,
     height: o.Height = None,
     batch_size: o.BatchSize = 1,
@@ -71,7 +73,7 @@ def batch(
     defaults = GenerationRequest(
         prompt="", negative_prompt=negative_prompt, steps=steps, cfg_scale=cfg_scale,
         width=width, height=height, batch_size=batch_size, count=count, sampler=sampler,
-        schedule=schedule, clip_skip=clip_skip,
+        schedule=schedule, clip_skip=clip_skip, subseed=subseed, subseed_strength=subseed_strength,
     )
     options = BatchOptions(
         file=file, fmt=fmt, defaults=defaults, seed=seed, model=model,

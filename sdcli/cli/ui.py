@@ -111,6 +111,8 @@ def run_and_report(request: Any, model: str | None, *, offline: bool, device: st
     with CliReporter(as_json=json_out) as reporter:
         records = run_job(request, runtime, model, OutputOptions(output, name), reporter)
     reporter.summary(records)
+
+
 class BatchReporter(CliReporter):
     """A batch: an items bar (ETA, failures) above the step bar, then a summary table."""
 

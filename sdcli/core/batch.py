@@ -94,6 +94,8 @@ KEYS: tuple[Key, ...] = (
     Key("steps", "steps", _whole, flag="--steps"),
     Key("cfg_scale", "cfg_scale", _number, ("cfg",), "--cfg-scale"),
     Key("seed", "seed", _whole, flag="--seed"),
+    Key("subseed", "subseed", _whole, ("variation_seed",), "--subseed"),
+    Key("subseed_strength", "subseed_strength", _number, ("variation_strength",), "--subseed-strength"),
     Key("width", "width", _whole, flag="--width"),
     Key("height", "height", _whole, flag="--height"),
     Key("batch_size", "batch_size", _whole, flag="--batch-size"),
@@ -108,7 +110,7 @@ KEYS: tuple[Key, ...] = (
     Key("mask", "mask", _file, ("mask_image",), "--mask", mode="inpaint", is_path=True),
 )
 # WebUI keys with no sdcli meaning: refused by name rather than as unknown.
-WEBUI_ONLY = ("styles", "subseed", "subseed_strength", "seed_resize_from_h", "seed_resize_from_w",
+WEBUI_ONLY = ("styles", "seed_resize_from_h", "seed_resize_from_w",
               "sampler_index", "restore_faces", "tiling", "do_not_save_samples", "do_not_save_grid",
               "outpath_samples", "outpath_grids", "prompt_for_display")
 
@@ -262,8 +264,9 @@ def _line_request(pairs: dict[str, Any], defaults: GenerationRequest, default_mo
     request = replace(defaults, **{k: v for k, v in fields.items() if k in REQUEST_FIELDS})
     try:
         validate(request)
-        if request.seed not in (None, -1) and request.seed + request.total_images - 1 > MAX_SEED:
-            raise UsageError(f"--seed: {request.seed} + {request.total_images} images passes {MAX_SEED}")
+        for flag, value in (("--seed", request.seed), ("--subseed", request.subseed)):
+            if value not in (None, -1) and value + request.total_images - 1 > MAX_SEED:
+                raise UsageError(f"{flag}: {value} + {request.total_images} images passes {MAX_SEED}")
     except UsageError as exc:
         return None, [_reword(str(exc), pairs)]
     return BatchLine(0, request, model), []
@@ -335,15 +338,27 @@ def resolve_base_seed(seed: int | None, lines: list[BatchLine]) -> int:
 
 
 def plan_units(lines: list[BatchLine], base_seed: int) -> list[BatchUnit]:
-    """Expand lines into pipeline calls in file order; item i gets base_seed + i unless its line has a seed."""
+    """Expand lines into pipeline calls in file order, each with its seeds.
+
+    Item i gets seed base_seed + i unless its line gives a seed S (then S, S+1, ...
+    over the line's images). With a variation strength but no variation seed,
+    item i's variation seed is base_seed + N + i (N = items in the file, wrapped
+    at 2**32), so it differs from every item's seed and is still reproducible.
+    """
     units: list[BatchUnit] = []
+    total = total_items(lines)
     item = 0
     for line in lines:
         req = line.request
         for batch in range(req.count):
             offset = batch * req.batch_size
             seed = req.seed + offset if req.seed not in (None, -1) else base_seed + item
-            units.append(BatchUnit(len(units), line.line, item, replace(req, seed=seed, count=1), line.model))
+            subseed = req.subseed
+            if req.subseed_strength:
+                subseed = (req.subseed + offset if req.subseed not in (None, -1)
+                           else (base_seed + total + item) % (MAX_SEED + 1))
+            unit = replace(req, seed=seed, subseed=subseed, count=1)
+            units.append(BatchUnit(len(units), line.line, item, unit, line.model))
             item += req.batch_size
     return units
 

@@ -362,7 +362,7 @@ def _run_unit(run: _Run, unit: BatchUnit, pipe: Any, model: Any, model_hash: str
                            error="image is all black (NaN in the model output?); not written")
             else:
                 written = write_image(replace(image, index=index), run.folder, run.options.output.pattern,
-                                      run.header["base_number"] + index, request, model.name, run.plan, now=run.now)
+                                      run.header["base_number"] + index, request, model, run.plan, now=run.now)
                 run.record(unit, index, seed, model, path=written["path"], seconds=time.monotonic() - last)
             del todo[index]
             last = time.monotonic()

@@ -38,8 +38,9 @@ def test_bad_lines_exit_2_all_listed_nothing_loaded_or_written(cli, tiny_model, 
     assert result.stderr.splitlines() == [
         f"error: {prompts}: 2 bad line(s), nothing was run:",
         f"{prompts}:2: steps: 0 is out of range; use 1 to 1000",
-        f"{prompts}:4: unknown key 'bogus' (keys: prompt, negative_prompt, steps, cfg_scale, seed, width, height, "
-        "batch_size, n_iter, sampler_name, scheduler, clip_skip, sd_model, mode, denoising_strength, init_image, mask)",
+        f"{prompts}:4: unknown key 'bogus' (keys: prompt, negative_prompt, steps, cfg_scale, seed, subseed, "
+        "subseed_strength, width, height, batch_size, n_iter, sampler_name, scheduler, clip_skip, sd_model, mode, "
+        "denoising_strength, init_image, mask)",
     ]
     assert not (tmp_path / "out").exists()
 

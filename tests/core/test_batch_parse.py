@@ -147,6 +147,16 @@ def test_item_seeds_derive_from_base_seed_and_global_index(tmp_path):
     assert [u.number for u in units] == list(range(6))
 
 
+def test_variation_seeds_follow_the_line_or_derive_from_the_base_seed(tmp_path):
+    path = write(tmp_path, "--prompt a --subseed 50 --subseed_strength 0.3 --n_iter 2\n"
+                 "--prompt b --subseed_strength 0.5 --batch_size 2\nc\n")
+    units = plan_units(parse_file(path), base_seed=10)
+    assert [(u.request.seed, u.request.subseed, u.request.subseed_strength) for u in units] == [
+        (10, 50, 0.3), (11, 51, 0.3), (12, 10 + 5 + 2, 0.5), (14, None, 0.0)]
+    with pytest.raises(BatchFileError, match="subseed_strength: 2.0 is out of range"):
+        parse_file(write(tmp_path, "--prompt a --subseed_strength 2\n", "q.txt"))
+
+
 def test_base_seed_leaves_room_for_every_item(tmp_path):
     lines = parse_file(write(tmp_path, "a\nb\nc\n"))
     assert resolve_base_seed(7, lines) == 7
