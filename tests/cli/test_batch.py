@@ -142,3 +142,24 @@ def test_two_processes_with_accelerate_equal_one_process(cli, tiny_model, tmp_pa
     assert one.exit_code == 0
     assert outputs(two) == outputs(tmp_path / "one") and len(outputs(two)) == 6
     assert item_records(two) == item_records(tmp_path / "one")
+
+
+def test_ctrl_c_exits_130_after_writing_the_current_image(cli, tiny_model, tmp_path, monkeypatch):
+    import sdcli.core.generate as generate
+
+    real, calls = generate.run, []
+
+    def ctrl_c_in_second_image(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            os.kill(os.getpid(), signal.SIGINT)  # arrives while this image is being made
+        yield from real(*args, **kwargs)
+
+    monkeypatch.setattr(generate, "run", ctrl_c_in_second_image)
+    prompts = tmp_path / "p.txt"
+    prompts.write_text("a\nb\nc\n")
+    result = cli("batch", prompts, "-m", tiny_model, *FAST, "--seed", "1", "-o", tmp_path / "out")
+    assert result.exit_code == 130
+    assert "batch (interrupted)" in result.stderr
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["00000-1.png", "00001-2.png", "manifest.jsonl"]
+    assert [r["item"] for r in item_records(tmp_path / "out")] == [0, 1]
