@@ -88,13 +88,14 @@ def test_terminal_shows_item_bar_with_failures_above_step_bar(cli, tiny_model, t
     monkeypatch.setattr(generate, "run", flaky)
     prompts = tmp_path / "p.txt"
     prompts.write_text("boom\nok\n")
-    result = cli("batch", prompts, "-m", tiny_model, *FAST, "-o", tmp_path / "out")
+    result = cli("batch", prompts, "-m", tiny_model, *FAST, "--seed", "1", "-o", tmp_path / "out")
     assert result.exit_code == 3
     text = screen.getvalue()
     assert "items" in text and "steps" in text and "1 failed" in text and "eta" in text
     assert text.index("items") < text.index("steps")
     assert "item 0 (line 1, seed" in text and "failed: RuntimeError: simulated" in text
-    assert [p.name for p in (tmp_path / "out").glob("*.png")] == ["00001-" + result.stdout.split("-")[-1].strip()]
+    assert [p.name for p in (tmp_path / "out").glob("*.png")] == ["00001-2.png"]
+    assert result.stdout.splitlines() == [str(tmp_path / "out" / "00001-2.png")]
 
 
 def test_sigkill_then_resume_gives_the_uninterrupted_files(cli, tiny_model, tmp_path):
