@@ -24,6 +24,11 @@ demo: install
 test: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# Same prompts via `sdcli batch`, separate `sdcli txt2img` runs and a hand-written diffusers
+# loop; prints ratios, writes bench-out/bench.json. BENCH_ARGS e.g. "--prompts 20 --steps 20".
+bench: install
+	$(BIN)/python bench/bench.py $(BENCH_ARGS)
+
 lint: install
 	$(BIN)/ruff check sdcli tests
 

@@ -66,3 +66,19 @@ def tiny_inpaint_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def tiny_inpaint_pipe(tiny_inpaint_model: Path):
     """The tiny inpainting checkpoint loaded once, on CPU in fp32."""
     return _load_on_cpu(tiny_inpaint_model)
+
+
+@pytest.fixture
+def single_thread(monkeypatch):
+    """torch on one CPU thread, in this process and in the sdcli processes a test starts.
+
+    Thread count changes float reduction order (pixels may move by one level), and
+    on a busy 2-core machine a second OpenMP thread makes tiny models many times slower.
+    """
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    yield
+    torch.set_num_threads(threads)

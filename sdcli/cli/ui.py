@@ -46,6 +46,10 @@ class CliReporter:
         note(message)
 
     def start(self, total_images: int, steps: int) -> None:
+        self._start_bars("images", total_images, steps)
+
+    def _start_bars(self, label: str, total: int, steps: int, completed: int = 0, failures: bool = False) -> None:
+        """An overall bar (with ETA, and a failure count if asked) above the per-step bar; terminals only."""
         if not console.is_terminal:
             return
         from rich.progress import (
@@ -57,13 +61,14 @@ class CliReporter:
             TimeRemainingColumn,
         )
 
+        extra = [TextColumn("[red]{task.fields[failed]}")] if failures else []
         self.progress = Progress(
-            TextColumn("{task.description:>7}"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("{task.description:>7}"), BarColumn(), MofNCompleteColumn(), *extra,
             TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
             console=console, transient=True, redirect_stdout=False, redirect_stderr=False,
         )
-        self.images_task = self.progress.add_task("images", total=total_images)
-        self.steps_task = self.progress.add_task("steps", total=steps)
+        self.images_task = self.progress.add_task(label, total=total, completed=completed, failed="")
+        self.steps_task = self.progress.add_task("steps", total=steps, failed="")
         self.progress.start()
 
     def step(self, step: int, total: int) -> None:
@@ -75,7 +80,10 @@ class CliReporter:
         if self.progress is not None:
             self.progress.update(self.images_task, advance=1)
             self.progress.reset(self.steps_task)
-        line = json.dumps(record, ensure_ascii=False) if self.as_json else record["path"]
+        self._emit(json.dumps(record, ensure_ascii=False) if self.as_json else record["path"])
+
+    def _emit(self, line: str) -> None:
+        """One line of data on stdout (above the bars when both share a terminal)."""
         if self.progress is not None and sys.stdout.isatty():
             self.progress.console.out(line, highlight=False)  # same screen: print above the bars
         else:
@@ -103,3 +111,38 @@ def run_and_report(request: Any, model: str | None, *, offline: bool, device: st
     with CliReporter(as_json=json_out) as reporter:
         records = run_job(request, runtime, model, OutputOptions(output, name), reporter)
     reporter.summary(records)
+
+
+class BatchReporter(CliReporter):
+    """A batch: an items bar (ETA, failures) above the step bar, then a summary table."""
+
+    failed = 0
+
+    def start(self, total_images: int, steps: int, completed: int = 0) -> None:
+        self._start_bars("items", total_images, steps, completed, failures=True)
+
+    def item(self, record: dict[str, Any]) -> None:
+        if record["status"] == "done":
+            self.image(record)
+            return
+        self.failed += 1
+        if self.progress is not None:
+            self.progress.update(self.images_task, advance=1, failed=f"{self.failed} failed")
+            self.progress.reset(self.steps_task)
+        note(f"item {record['item']} (line {record['line']}, seed {record['seed']}) failed: {record['error']}")
+        if self.as_json:
+            self._emit(json.dumps(record, ensure_ascii=False))
+
+    def batch_summary(self, stats: Any) -> None:
+        """done / skipped / failed / images per second, as a table on stderr."""
+        from rich.table import Table
+
+        if self.progress is not None:
+            self.progress.stop()
+            self.progress = None
+        table = Table("done", "skipped", "failed", "total", "seconds", "images/s",
+                      title="batch" + (f" process {stats.process}" if stats.process else "")
+                      + (" (interrupted)" if stats.interrupted else ""), title_justify="left")
+        table.add_row(str(stats.done), str(stats.skipped), str(stats.failed), str(stats.total),
+                      f"{stats.seconds:.1f}", f"{stats.images_per_second:.2f}")
+        console.print(table)

@@ -87,6 +87,8 @@ class PromptEncoder:
     def encode_pair(self, prompt: str, negative: str) -> tuple[torch.Tensor, torch.Tensor]:
         """Prompt and negative embeddings, the shorter padded with empty-prompt chunks."""
         pos, neg = self.encode(prompt), self.encode(negative)
+        if pos.shape[1] == neg.shape[1]:
+            return pos, neg  # no padding: skip encoding the empty prompt (a text-encoder pass per call)
         empty = self.provider.empty_z.to(pos.dtype)
         while pos.shape[1] < neg.shape[1]:
             pos = torch.cat([pos, empty], dim=1)

@@ -87,19 +87,28 @@ def replay_record(item, request: GenerationRequest, model) -> dict[str, Any]:
     return {"sdcli": __version__, "model": model.source, "request": asdict(single)}
 
 
+def name_values(request: GenerationRequest, *, number: int, seed: int, index: int, width: int, height: int,
+                sampler: str, model_name: str, now: Any = None) -> dict[str, Any]:
+    """The values file name patterns draw on (see output.FIELDS); `now` pins [date]/[datetime]."""
+    values = {
+        "num": number, "seed": seed, "steps": request.steps, "cfg_scale": request.cfg_scale,
+        "sampler": sampler, "width": width, "height": height,
+        "prompt_plain": plain_text(request.prompt), "model": model_name, "index": index,
+    }
+    if now is not None:
+        values["now"] = now
+    return values
+
+
 def write_image(item, folder: Path, pattern: str, number: int, request: GenerationRequest,
-                model, plan) -> dict[str, Any]:
+                model, plan, now: Any = None) -> dict[str, Any]:
     """Write one PNG with its infotext and replay record; return its JSON record."""
     from sdcli.core.metadata import png_info
     from sdcli.core.output import write_atomic
 
     model_name = model.name
-
-    values = {
-        "num": number, "seed": item.seed, "steps": request.steps, "cfg_scale": request.cfg_scale,
-        "sampler": item.params["Sampler"], "width": item.width, "height": item.height,
-        "prompt_plain": plain_text(request.prompt), "model": model_name, "index": item.index,
-    }
+    values = name_values(request, number=number, seed=item.seed, index=item.index, width=item.width,
+                         height=item.height, sampler=item.params["Sampler"], model_name=model_name, now=now)
     info = png_info(item.infotext, replay_record(item, request, model))
     path = write_atomic(folder, render_name(pattern, values), ".png",
                         lambda tmp: item.image.save(tmp, format="PNG", pnginfo=info))

@@ -16,6 +16,7 @@ MAX_NAME = 150
 _FIELD = re.compile(r"\[([a-z_]+)\]")
 _UNSAFE = re.compile(r'[\x00-\x1f<>:"/\\|?*]+')
 _NUMBERED = re.compile(r"^(\d{5,})-")
+_TEMP = re.compile(r"^\.sdcli-(\d+)-.*\.tmp$")
 
 # Pattern fields -> how to get them from the per-image values. One row a field.
 FIELDS: dict[str, Any] = {
@@ -28,8 +29,8 @@ FIELDS: dict[str, Any] = {
     "height": lambda v: str(v["height"]),
     "prompt_words": lambda v: " ".join(v["prompt_plain"].split()[:8]),
     "model_name": lambda v: v["model"],
-    "date": lambda v: _dt.date.today().isoformat(),
-    "datetime": lambda v: _dt.datetime.now().strftime("%Y%m%d-%H%M%S"),
+    "date": lambda v: v.get("now", _dt.datetime.now()).date().isoformat(),
+    "datetime": lambda v: v.get("now", _dt.datetime.now()).strftime("%Y%m%d-%H%M%S"),
     "index": lambda v: str(v["index"]),
 }
 
@@ -78,9 +79,10 @@ def write_atomic(folder: Path, stem: str, suffix: str, save) -> Path:
     """Write via `save(tmp_path)` to a temp file, then link it into place without clobbering.
 
     If `stem + suffix` exists, `-1`, `-2`, ... are appended. A crash leaves either
-    the whole file or nothing (plus, at worst, a hidden `.sdcli-*.tmp`).
+    the whole file or nothing (plus, at worst, a hidden `.sdcli-PID-*.tmp` that
+    remove_stale_temps() clears once PID is gone).
     """
-    fd, tmp_name = tempfile.mkstemp(dir=folder, prefix=".sdcli-", suffix=".tmp")
+    fd, tmp_name = tempfile.mkstemp(dir=folder, prefix=f".sdcli-{os.getpid()}-", suffix=".tmp")
     os.close(fd)
     tmp = Path(tmp_name)
     try:
@@ -102,3 +104,24 @@ def write_atomic(folder: Path, stem: str, suffix: str, save) -> Path:
         raise RuntimeFailure(f"writing {folder / (stem + suffix)} failed: {exc.strerror or exc}") from None
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def remove_stale_temps(folder: Path) -> int:
+    """Delete temp files left by killed sdcli processes (their PID no longer runs); return how many."""
+    removed = 0
+    for path in folder.iterdir():
+        match = _TEMP.match(path.name)
+        if match and not _pid_alive(int(match.group(1))):
+            path.unlink(missing_ok=True)
+            removed += 1
+    return removed
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -7,7 +7,8 @@ import pytest
 
 from sdcli import __version__
 
-COMMANDS = ("txt2img", "img2img", "inpaint", "outpaint", "replay", "info", "samplers", "tiny")
+COMMANDS = ("txt2img", "img2img", "inpaint", "outpaint", "batch", "grid", "replay", "info", "samplers",
+            "tiny")
 
 
 def test_version(cli):

@@ -1,0 +1,392 @@
+"""The batch runner: validated prompt file -> one pipeline per model -> images + manifest.
+
+Order of work (DESIGN.md): every line and model checked before any load; each
+model loaded once, its units run in file order (a sampler change swaps only the
+scheduler); each image written atomically the moment it exists and recorded in
+the manifest. A failing item is recorded and the batch goes on.
+
+Processes: under `accelerate launch` (or torchrun) accelerate's PartialState
+gives this process's index; it runs the units whose number % processes equals
+it. Items are numbered and seeded by their global index, so the union of all
+processes' files equals a one-process run, bit for bit.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import gc
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Protocol
+
+from sdcli import __version__
+from sdcli.core import manifest
+from sdcli.core.batch import (
+    BatchFileError,
+    BatchLine,
+    BatchUnit,
+    parse_file,
+    plan_digest,
+    plan_units,
+    resolve_base_seed,
+    total_items,
+)
+from sdcli.core.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_PARTIAL, SdcliError, UsageError
+from sdcli.core.job import DEMO_NOTE, OutputOptions, name_values, write_image
+from sdcli.core.output import check_pattern, next_number, prepare_folder, remove_stale_temps, render_name
+from sdcli.core.request import GenerationRequest, RuntimeOptions, validate, validate_runtime
+
+
+@dataclass(frozen=True)
+class BatchOptions:
+    """A batch: the prompt file, the command-line defaults, and how to run and write it."""
+
+    file: Path
+    fmt: str = "auto"
+    defaults: GenerationRequest = field(default_factory=lambda: GenerationRequest(prompt=""))
+    seed: int | None = None
+    model: str | None = None
+    runtime: RuntimeOptions = field(default_factory=RuntimeOptions)
+    output: OutputOptions = field(default_factory=OutputOptions)
+    resume: bool = False
+
+
+@dataclass
+class BatchStats:
+    """What a batch (all processes, for the main one) did."""
+
+    total: int = 0
+    done: int = 0
+    skipped: int = 0
+    failed: int = 0
+    seconds: float = 0.0
+    interrupted: bool = False
+    folder: Path | None = None
+    process: int = 0
+
+    @property
+    def images_per_second(self) -> float:
+        return self.done / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def exit_code(self) -> int:
+        """130 interrupted, 3 some items failed, else 0. Other processes than the main one report
+        failures through the merged manifest only: a non-zero exit would make the launcher stop the group."""
+        if self.interrupted:
+            return EXIT_INTERRUPTED
+        return EXIT_PARTIAL if self.failed and self.process == 0 else EXIT_OK
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"type": "end", "total": self.total, "done": self.done, "skipped": self.skipped,
+                "failed": self.failed, "seconds": round(self.seconds, 3), "interrupted": self.interrupted}
+
+
+class BatchReporter(Protocol):
+    """What a batch tells its user: overall progress by item, steps within an image."""
+
+    def note(self, message: str) -> None: ...
+    def start(self, total_items: int, steps: int, completed: int = 0) -> None: ...
+    def step(self, step: int, total: int) -> None: ...
+    def item(self, record: dict[str, Any]) -> None: ...
+
+
+@dataclass(frozen=True)
+class Shard:
+    """This process's share of the batch (index of count) and how to reach the others."""
+
+    index: int = 0
+    count: int = 1
+    device: str = "cpu"
+
+    @property
+    def is_main(self) -> bool:
+        return self.index == 0
+
+    def share(self, value: Any) -> Any:
+        """The main process's `value`, in every process."""
+        if self.count == 1:
+            return value
+        from accelerate.utils import broadcast_object_list
+
+        return broadcast_object_list([value], from_process=0)[0]
+
+
+def current_shard(device: str) -> Shard:
+    """accelerate's view of the launch; a plain run is process 0 of 1."""
+    from accelerate import PartialState
+
+    state = PartialState(cpu=device != "cuda")
+    return Shard(state.process_index, state.num_processes, str(state.device))
+
+
+class GracefulStop:
+    """First Ctrl-C: finish the current image, then stop. Second: stop now (KeyboardInterrupt)."""
+
+    def __init__(self, reporter: BatchReporter):
+        self.reporter = reporter
+        self.requested = False
+        self.previous: Any = None
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        self.reporter.note("Ctrl-C: stopping after the current image (Ctrl-C again to stop at once)")
+
+    def __enter__(self) -> GracefulStop:
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+
+
+class _Stop(Exception):
+    """Raised between images once a graceful stop was asked for."""
+
+
+def resolve_models(lines: list[BatchLine], options: BatchOptions) -> dict[str | None, Any]:
+    """Every model spec of the file -> ModelRef; bad specs named by file and line."""
+    from sdcli.core.loader import resolve_model
+
+    refs: dict[str | None, Any] = {}
+    bad: dict[str | None, str] = {}
+    for spec in dict.fromkeys(line.model for line in lines):
+        try:
+            refs[spec] = resolve_model(spec, offline=options.runtime.offline)
+        except UsageError as exc:
+            if spec == options.model:
+                raise  # the --model flag itself: its own one-line message
+            bad[spec] = str(exc).removeprefix("--model: ")
+    problems = [f"{options.file}:{line.line}: sd_model: {bad[line.model]}" for line in lines if line.model in bad]
+    if problems:
+        raise BatchFileError(options.file, problems)
+    return refs
+
+
+def _is_blank(image: Any) -> bool:
+    """All-black output: what NaNs in the UNet/VAE (e.g. fp16 overflow) turn into."""
+    extrema = image.getextrema()
+    return all(high == 0 for _, high in (extrema if isinstance(extrema[0], tuple) else [extrema]))
+
+
+@dataclass
+class _Run:
+    """Per-process state of one batch run."""
+
+    options: BatchOptions
+    reporter: BatchReporter
+    shard: Shard
+    folder: Path
+    header: dict[str, Any]
+    plan: Any
+    writer: manifest.ManifestWriter
+    stats: BatchStats
+    stop: GracefulStop
+    now: _dt.datetime = field(default_factory=_dt.datetime.now)
+
+    def record(self, unit: BatchUnit, index: int, seed: int, model: Any, *, path: str | None = None,
+               error: str | None = None, seconds: float = 0.0, **extra: Any) -> None:
+        """Append one item's record to the manifest and tell the user."""
+        record = {"type": "item", "item": index, "line": unit.line, "seed": seed, "path": path,
+                  "status": "failed" if error else "done", "error": error, "seconds": round(seconds, 3),
+                  "prompt": unit.request.prompt, "model": model.name, "process": self.shard.index, **extra}
+        self.writer.append(record)
+        if error:
+            self.stats.failed += 1
+        elif extra.get("recovered"):
+            self.stats.skipped += 1
+        else:
+            self.stats.done += 1
+        self.reporter.item(record)
+
+    def expected_path(self, unit: BatchUnit, index: int, seed: int, sampler: str, model: Any,
+                      size: tuple[int, int]) -> Path:
+        request = unit.request
+        values = name_values(request, number=self.header["base_number"] + index, seed=seed, index=index,
+                             width=request.width or size[0], height=request.height or size[1],
+                             sampler=sampler, model_name=model.name, now=self.now)
+        return self.folder / (render_name(self.options.output.pattern, values) + ".png")
+
+
+def run_batch(options: BatchOptions, reporter: BatchReporter,
+              load: Callable[[Any, Any], Any] | None = None) -> BatchStats:
+    """Run a prompt file; return the stats (the main process's cover every process).
+
+    `load(model_ref, plan)` loads a pipeline (default loader.load_pipeline; tests
+    inject a cached one). Raises UsageError before anything loads or is written
+    if any line, model or option is bad.
+    """
+    from sdcli.core import loader
+
+    # 1. Everything that can be checked without loading a model.
+    validate_runtime(options.runtime)
+    check_pattern(options.output.pattern)
+    lines = parse_file(options.file, options.fmt, options.defaults, options.model)
+    models = resolve_models(lines, options)
+    base_seed = resolve_base_seed(options.seed, lines)
+    plan = loader.detect_runtime(options.runtime)
+    shard = current_shard(plan.device)
+    if shard.count > 1 and plan.device == "cuda":
+        plan = replace(plan, device=shard.device)  # cuda:N, one GPU per process
+    folder = prepare_folder(options.output.folder)
+
+    # 2. The run header (new or resumed) decided by the main process, shared by all.
+    header = shard.share(_open_run(options, lines, base_seed, folder, shard) if shard.is_main else None)
+    if "error" in header:
+        raise UsageError(header["error"])
+    units = [u for u in plan_units(lines, header["base_seed"]) if u.number % shard.count == shard.index]
+    done = manifest.done_items(manifest.load(folder)[1]) if options.resume else {}
+    stats = BatchStats(total=sum(u.request.batch_size for u in units), folder=folder, process=shard.index)
+    stats.skipped = sum(1 for u in units for i in u.items if i in done)
+    if shard.is_main and options.resume:
+        reporter.note(f"resuming batch: {len(done)} item(s) already done, base seed {header['base_seed']}")
+    elif shard.is_main and options.seed in (None, -1):
+        reporter.note(f"base seed {header['base_seed']} (item i gets seed {header['base_seed']} + i)")
+
+    # 3. One pipeline per model; its units in file order.
+    target = folder / manifest.MANIFEST if shard.count == 1 else manifest.part_path(folder, shard.index)
+    started = time.monotonic()
+    with manifest.ManifestWriter(target) as writer, GracefulStop(reporter) as stop:
+        run = _Run(options, reporter, shard, folder, header, plan, writer, stats, stop,
+                   _dt.datetime.fromisoformat(header["started"]))
+        reporter.start(stats.total, units[0].request.steps if units else 1, completed=stats.skipped)
+        try:
+            for group in _by_model(units, models).values():
+                _run_group(run, group, models, done, load or loader.load_pipeline)
+        except (KeyboardInterrupt, _Stop):
+            stats.interrupted = True
+        stats.seconds = time.monotonic() - started
+        if shard.count > 1:
+            writer.append({**stats.as_dict(), "process": shard.index})
+
+    # 4. Several processes: the main one waits for every part, merges, and sums up.
+    if shard.count > 1 and shard.is_main and not stats.interrupted:
+        ends = manifest.wait_for_parts(folder, shard.count)
+        manifest.merge_parts(folder)
+        stats = BatchStats(
+            total=sum(e["total"] for e in ends), done=sum(e["done"] for e in ends),
+            skipped=sum(e["skipped"] for e in ends), failed=sum(e["failed"] for e in ends),
+            seconds=time.monotonic() - started, interrupted=any(e["interrupted"] for e in ends), folder=folder)
+    return stats
+
+
+def _open_run(options: BatchOptions, lines: list[BatchLine], base_seed: int, folder: Path,
+              shard: Shard) -> dict[str, Any]:
+    """Main process: clear a killed run's leftovers and start or continue the manifest."""
+    removed = remove_stale_temps(folder)
+    header = {
+        "type": "batch", "version": __version__, "file": str(options.file),
+        "digest": plan_digest(lines, options.output.pattern), "items": total_items(lines),
+        "base_seed": base_seed, "seed_given": options.seed not in (None, -1),
+        "base_number": next_number(folder), "started": _dt.datetime.now().isoformat(timespec="seconds"),
+        "processes": shard.count, "removed_temp_files": removed,
+    }
+    try:
+        if options.resume:
+            manifest.merge_parts(folder)
+        return manifest.start(folder, header, options.resume)
+    except UsageError as exc:
+        return {"error": str(exc)}
+
+
+def _by_model(units: list[BatchUnit], models: dict[str | None, Any]) -> dict[Path, list[BatchUnit]]:
+    """Units grouped by model folder, groups in order of first use, units in file order."""
+    groups: dict[Path, list[BatchUnit]] = {}
+    for unit in units:
+        groups.setdefault(models[unit.model].path, []).append(unit)
+    return groups
+
+
+def _run_group(run: _Run, units: list[BatchUnit], models: dict[str | None, Any], done: dict[int, Any],
+               load: Callable[[Any, Any], Any]) -> None:
+    """Load one model once and run its units; a failure fails the items concerned, not the batch."""
+    from sdcli.core import loader
+
+    todo = [u for u in units if any(i not in done for i in u.items)]
+    if not todo:
+        return
+    model = models[todo[0].model]
+    if model.is_demo:
+        run.reporter.note(DEMO_NOTE)
+    try:
+        pipe = load(model, run.plan)
+        model_hash = loader.model_hash(model.path)
+    except Exception as exc:  # a model that fails to load (out of memory ...) fails its items only
+        message = str(exc) if isinstance(exc, SdcliError) else f"{type(exc).__name__}: {exc}"
+        for unit in todo:
+            for index, seed in zip(unit.items, unit.request.seeds(), strict=True):
+                if index not in done:
+                    run.record(unit, index, seed, model, error=message)
+        return
+    for unit in todo:
+        _run_unit(run, unit, pipe, model, model_hash, done)
+    del pipe
+    gc.collect()
+
+
+def _run_unit(run: _Run, unit: BatchUnit, pipe: Any, model: Any, model_hash: str, done: dict[int, Any]) -> None:
+    """One pipeline call; writes each of its images not already done."""
+    from sdcli.core import generate
+
+    request = unit.request
+    choice = validate(request)
+    size = (generate.native_size(pipe),) * 2
+    todo = {}
+    for index, seed in zip(unit.items, request.seeds(), strict=True):
+        if index in done:
+            continue
+        found = run.expected_path(unit, index, seed, choice.sampler.name, model, size)
+        if _is_this_item(found, request.prompt, seed):  # written by a killed run before its record
+            run.record(unit, index, seed, model, path=str(found), recovered=True)
+        else:
+            todo[index] = seed
+    if not todo:
+        return
+    last = time.monotonic()
+    try:
+        for image in generate.run(request, pipe, choice, model_name=model.name, model_hash=model_hash,
+                                  on_step=run.reporter.step):
+            index = unit.first + image.index
+            seed = todo.get(index)
+            if seed is None:
+                continue
+            if _is_blank(image.image):
+                run.record(unit, index, seed, model, seconds=time.monotonic() - last,
+                           error="image is all black (NaN in the model output?); not written")
+            else:
+                written = write_image(replace(image, index=index), run.folder, run.options.output.pattern,
+                                      run.header["base_number"] + index, request, model, run.plan, now=run.now)
+                run.record(unit, index, seed, model, path=written["path"], seconds=time.monotonic() - last)
+            del todo[index]
+            last = time.monotonic()
+            if run.stop.requested:
+                raise _Stop
+    except (KeyboardInterrupt, _Stop):
+        raise
+    except Exception as exc:  # out of memory, a late UsageError, a write failure: fail these items, go on
+        message = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        for index, seed in todo.items():
+            run.record(unit, index, seed, model, error=message, seconds=time.monotonic() - last)
+
+
+def _is_this_item(path: Path, prompt: str, seed: int) -> bool:
+    """Whether `path` is an image sdcli wrote for this prompt and seed."""
+    from sdcli.core.metadata import parse_infotext, read_infotext
+
+    if not path.is_file():
+        return False
+    try:
+        text = read_infotext(path)
+    except Exception:  # not an image, or a broken one: not ours
+        return False
+    if not text:
+        return False
+    found_prompt, _, params = parse_infotext(text)
+    return found_prompt == prompt and params.get("Seed") == str(seed)

@@ -1,0 +1,166 @@
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from sdcli.core import manifest
+
+FAST = ("--steps", "2", "--width", "32", "--height", "32")
+pytestmark = pytest.mark.usefixtures("single_thread")
+PROMPTS = "".join(f"prompt number {n}, (detail:1.1)\n" for n in range(16))
+
+
+def outputs(folder):
+    """name -> bytes of every file but the manifest (so stray temp files would show)."""
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.name != manifest.MANIFEST}
+
+
+def item_records(folder, drop=("seconds", "process", "path")):
+    records = [r for r in manifest.read_records(folder / manifest.MANIFEST) if r["type"] == "item"]
+    return sorted(({k: v for k, v in r.items() if k not in drop} for r in records), key=lambda r: r["item"])
+
+
+def test_bad_lines_exit_2_all_listed_nothing_loaded_or_written(cli, tiny_model, tmp_path, monkeypatch):
+    import sdcli.core.loader as loader
+
+    monkeypatch.setattr(loader, "load_pipeline", lambda *a: pytest.fail("a model was loaded"))
+    prompts = tmp_path / "p.txt"
+    prompts.write_text("ok\n--prompt x --steps 0\nfine\n--prompt y --width 63 --bogus 1\n")
+    result = cli("batch", prompts, "-m", tiny_model, *FAST, "-o", tmp_path / "out")
+    assert result.exit_code == 2
+    assert result.stderr.splitlines() == [
+        f"error: {prompts}: 2 bad line(s), nothing was run:",
+        f"{prompts}:2: steps: 0 is out of range; use 1 to 1000",
+        f"{prompts}:4: unknown key 'bogus' (keys: prompt, negative_prompt, steps, cfg_scale, seed, subseed, "
+        "subseed_strength, width, height, batch_size, n_iter, sampler_name, scheduler, clip_skip, sd_model, mode, "
+        "denoising_strength, init_image, mask)",
+    ]
+    assert not (tmp_path / "out").exists()
+
+
+def test_json_records_summary_table_and_contact_sheet(cli, tiny_model, tmp_path):
+    prompts = tmp_path / "p.jsonl"
+    prompts.write_text('{"prompt": "a lighthouse at dusk, long prompt text here"}\n'
+                       '{"prompt": "b", "batch_size": 2, "seed": 40}\n')
+    out = tmp_path / "out"
+    result = cli("batch", prompts, "-m", tiny_model, *FAST, "--seed", "9", "-o", out, "--json", "--grid")
+    assert result.exit_code == 0, result.stderr
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [(r["item"], r["line"], r["seed"], r["status"]) for r in records] == [
+        (0, 1, 9, "done"), (1, 2, 40, "done"), (2, 2, 41, "done")]
+    assert [os.path.basename(r["path"]) for r in records] == ["00000-9.png", "00001-40.png", "00002-41.png"]
+    summary = result.stderr[result.stderr.index("done"):]
+    assert "skipped" in summary and "failed" in summary and "images/s" in summary
+    assert "contact sheet:" in result.stderr
+    sheet = Image.open(out / "grid.png")
+    assert sheet.size == (2 * (128 + 4) + 4, 2 * (128 + 2 * 16 + 4 + 4) + 4)  # 2x2 cells, 2 label lines
+    label = np.asarray(sheet.convert("L"))[4 + 128 + 2: 4 + 128 + 34, 4: 132]
+    assert (label < 128).sum() > 50, "label text under the first image"
+    again = cli("grid", out / "manifest.jsonl", "-o", tmp_path / "sheet.png", "--columns", "3")
+    assert again.exit_code == 0 and again.stdout.strip() == str(tmp_path / "sheet.png")
+    assert Image.open(tmp_path / "sheet.png").size == (3 * 132 + 4, 1 * 168 + 4)
+    assert cli("grid", tmp_path / "nope.jsonl").exit_code == 2
+
+
+def test_terminal_shows_item_bar_with_failures_above_step_bar(cli, tiny_model, tmp_path, monkeypatch):
+    from rich.console import Console
+
+    import sdcli.cli.ui as ui
+    import sdcli.core.generate as generate
+
+    screen = io.StringIO()
+    monkeypatch.setattr(ui, "console", Console(file=screen, force_terminal=True, width=150, no_color=True,
+                                               highlight=False))
+    real = generate.run
+
+    def flaky(request, *args, **kwargs):
+        if request.prompt == "boom":
+            raise RuntimeError("simulated")
+        yield from real(request, *args, **kwargs)
+
+    monkeypatch.setattr(generate, "run", flaky)
+    prompts = tmp_path / "p.txt"
+    prompts.write_text("boom\nok\n")
+    result = cli("batch", prompts, "-m", tiny_model, *FAST, "--seed", "1", "-o", tmp_path / "out")
+    assert result.exit_code == 3
+    text = screen.getvalue()
+    assert "items" in text and "steps" in text and "1 failed" in text and "eta" in text
+    assert text.index("items") < text.index("steps")
+    assert "item 0 (line 1, seed" in text and "failed: RuntimeError: simulated" in text
+    assert [p.name for p in (tmp_path / "out").glob("*.png")] == ["00001-2.png"]
+    assert result.stdout.splitlines() == [str(tmp_path / "out" / "00001-2.png")]
+
+
+def test_sigkill_then_resume_gives_the_uninterrupted_files(cli, tiny_model, tmp_path):
+    prompts = tmp_path / "p.txt"
+    prompts.write_text(PROMPTS)
+    args = [prompts, "-m", tiny_model, "--steps", "6", "--width", "32", "--height", "32", "--seed", "5"]
+    run = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "sdcli", "batch", *map(str, args), "-o", str(run)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and proc.poll() is None:
+        if (run / manifest.MANIFEST).exists() and len(item_records(run)) >= 2:
+            break
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, proc.stderr.read().decode()
+    killed_with = len(list(run.glob("*.png")))
+    assert 2 <= killed_with < 16, "the kill must land mid-batch"
+
+    resumed = cli("batch", *args, "-o", run, "--resume")
+    assert resumed.exit_code == 0, resumed.stderr
+    full = cli("batch", *args, "-o", tmp_path / "full")
+    assert full.exit_code == 0
+    assert outputs(run) == outputs(tmp_path / "full")  # same names and bytes; no duplicate, no temp file
+    assert len(outputs(run)) == 16
+    latest = {r["item"]: r for r in item_records(run, drop=())}
+    assert sorted(latest) == list(range(16)) and {r["status"] for r in latest.values()} == {"done"}
+
+
+def test_two_processes_with_accelerate_equal_one_process(cli, tiny_model, tmp_path):
+    prompts = tmp_path / "p.txt"
+    prompts.write_text("a\nb\n--prompt c --batch_size 2\n--prompt d --sampler_name 'Euler a'\ne\n")
+    args = [prompts, "-m", tiny_model, *FAST, "--seed", "3", "--device", "cpu"]
+    launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+              "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "0"]
+    proc = subprocess.run([*launch, "-m", "sdcli", "batch", *map(str, args), "-o", str(tmp_path / "two")],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    two = tmp_path / "two"
+    assert not list(two.glob("manifest.part*")), "part manifests are merged at the end"
+    assert {r["process"] for r in manifest.read_records(two / manifest.MANIFEST) if r["type"] == "item"} == {0, 1}
+
+    one = cli("batch", *args, "-o", tmp_path / "one")  # one thread, as each launched process runs
+    assert one.exit_code == 0
+    assert outputs(two) == outputs(tmp_path / "one") and len(outputs(two)) == 6
+    assert item_records(two) == item_records(tmp_path / "one")
+
+
+def test_ctrl_c_exits_130_after_writing_the_current_image(cli, tiny_model, tmp_path, monkeypatch):
+    import sdcli.core.generate as generate
+
+    real, calls = generate.run, []
+
+    def ctrl_c_in_second_image(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            os.kill(os.getpid(), signal.SIGINT)  # arrives while this image is being made
+        yield from real(*args, **kwargs)
+
+    monkeypatch.setattr(generate, "run", ctrl_c_in_second_image)
+    prompts = tmp_path / "p.txt"
+    prompts.write_text("a\nb\nc\n")
+    result = cli("batch", prompts, "-m", tiny_model, *FAST, "--seed", "1", "-o", tmp_path / "out")
+    assert result.exit_code == 130
+    assert "batch (interrupted)" in result.stderr
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["00000-1.png", "00001-2.png", "manifest.jsonl"]
+    assert [r["item"] for r in item_records(tmp_path / "out")] == [0, 1]
