@@ -31,7 +31,8 @@ from pathlib import Path
 from typing import Any
 
 from sdcli.core.errors import UsageError
-from sdcli.core.request import MAX_SEED, GenerationRequest, validate
+from sdcli.core.images import prepare
+from sdcli.core.request import DIRECTIONS, MAX_SEED, MODE_PARTS, PARTS, GenerationRequest, validate
 
 FORMATS = ("auto", "text", "webui", "jsonl")
 JSONL_SUFFIXES = (".jsonl", ".ndjson")
@@ -60,6 +61,35 @@ def _number(value: Any) -> float:
         return float(value)
     except (TypeError, ValueError):
         raise ValueError(f"{value!r} is not a number") from None
+
+
+def _choice(table: dict[Any, str]) -> Callable[[Any], str]:
+    """A reader for an enumeration given by sdcli name or by the WebUI's number/boolean."""
+    def read(value: Any) -> str:
+        key = value if isinstance(value, bool | int) else _text(value).strip().lower().replace("_", "-")
+        if isinstance(key, str) and key.lstrip("-").isdigit():
+            key = int(key)
+        if key in table.values():
+            return key
+        if key in table:
+            return table[key]
+        raise ValueError(f"{value!r} is not one of {', '.join(sorted(set(table.values())))}")
+    return read
+
+
+def _flag(value: Any) -> bool:
+    text = _text(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"{value!r} is not true/false")
+
+
+# The WebUI's numeric encodings of the img2img/inpaint enumerations.
+RESIZE_CODES = {0: "just", 1: "crop", 2: "fill"}
+MASKED_CONTENT_CODES = {0: "fill", 1: "original", 2: "latent-noise", 3: "latent-nothing"}
+INPAINT_AREA_CODES = {0: "whole", 1: "masked", "false": "whole", "true": "masked"}  # True == 1
 
 
 def _file(value: Any, base: Path) -> str:
@@ -105,9 +135,19 @@ KEYS: tuple[Key, ...] = (
     Key("clip_skip", "clip_skip", _whole, flag="--clip-skip"),
     Key("sd_model", "model", _text, ("model",), "--model"),
     Key("mode", "mode", _text),
-    Key("denoising_strength", "strength", _number, ("strength",), "--strength", mode="img2img"),
-    Key("init_image", "init_image", _file, ("init_images", "image"), "--image", mode="img2img", is_path=True),
-    Key("mask", "mask", _file, ("mask_image",), "--mask", mode="inpaint", is_path=True),
+    # Image modes: "part.field" sets a field of the request's nested part (request.PARTS).
+    Key("init_image", "init.image", _file, ("init_images", "image"), "--image", mode="img2img", is_path=True),
+    Key("denoising_strength", "init.strength", _number, ("strength",), "--strength"),
+    Key("resize_mode", "init.resize", _choice(RESIZE_CODES), ("resize",), "--resize"),
+    Key("mask", "inpaint.mask", _file, ("mask_image",), "--mask", mode="inpaint", is_path=True),
+    Key("mask_blur", "inpaint.mask_blur", _whole, flag="--mask-blur"),
+    Key("inpainting_mask_invert", "inpaint.invert_mask", _flag, ("invert_mask",)),
+    Key("inpaint_full_res", "inpaint.area", _choice(INPAINT_AREA_CODES), ("inpaint_area",), "--inpaint-area"),
+    Key("inpaint_full_res_padding", "inpaint.padding", _whole, ("padding",), "--padding"),
+    Key("inpainting_fill", "inpaint.masked_content", _choice(MASKED_CONTENT_CODES), ("masked_content",),
+        "--masked-content"),
+    *(Key(side, f"outpaint.{side}", _whole, flag=f"--{side}", mode="outpaint") for side in DIRECTIONS),
+    Key("fill", "outpaint.fill", _text, ("outpaint_fill",), "--fill"),
 )
 # WebUI keys with no sdcli meaning: refused by name rather than as unknown.
 WEBUI_ONLY = ("styles", "seed_resize_from_h", "seed_resize_from_w",
@@ -117,19 +157,19 @@ WEBUI_ONLY = ("styles", "seed_resize_from_h", "seed_resize_from_w",
 
 @dataclass(frozen=True)
 class Mode:
-    """A generation mode: the keys a line in it must give, and whether sdcli runs it yet."""
+    """A generation mode: the keys a line in it must give, and its part defaults where they differ."""
 
     name: str
     needs: tuple[str, ...] = ()
-    available: bool = False
+    part_defaults: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
 
 
 # One row per mode; later rows win when a line's keys imply several (mask -> inpaint).
 MODES: dict[str, Mode] = {m.name: m for m in (
-    Mode("txt2img", available=True),
+    Mode("txt2img"),
     Mode("img2img", needs=("init_image",)),
     Mode("inpaint", needs=("init_image", "mask")),
-    Mode("outpaint", needs=("init_image",)),
+    Mode("outpaint", needs=("init_image",), part_defaults={"inpaint": {"mask_blur": 8}}),  # as sdcli outpaint
 )}
 
 
@@ -253,23 +293,37 @@ def _line_request(pairs: dict[str, Any], defaults: GenerationRequest, default_mo
     mode = MODES.get(mode_name)
     if mode is None:
         problems.append(f"mode: unknown mode {mode_name!r}; choose from {', '.join(MODES)}")
-    elif not mode.available:
-        problems.append(f"mode {mode.name} is not available yet in sdcli; only "
-                        f"{', '.join(m.name for m in MODES.values() if m.available)} lines can run")
     else:
-        problems += [f"mode {mode.name} needs {need}" for need in mode.needs if need not in fields]
+        given = {key.name: name for name, key in ((n, table.get(n)) for n in pairs) if key and key.field in fields}
+        problems += [f"mode {mode.name} needs {need}" for need in mode.needs if need not in given]
+        problems += [f"{spelled}: not used by {mode.name} lines" for name, spelled in given.items()
+                     if "." in (field := table[name].field) and field.split(".")[0] not in MODE_PARTS[mode.name]]
     if problems:
         return None, problems
     model = fields.pop("model", default_model)
-    request = replace(defaults, **{k: v for k, v in fields.items() if k in REQUEST_FIELDS})
+    request = replace(defaults, mode=mode.name, **_parts(defaults, mode, fields),
+                      **{k: v for k, v in fields.items() if k in REQUEST_FIELDS and k != "mode"})
     try:
         validate(request)
+        if mode.name != "txt2img":
+            prepare(request)  # input images are untrusted: decode and check them before anything runs
         for flag, value in (("--seed", request.seed), ("--subseed", request.subseed)):
             if value not in (None, -1) and value + request.total_images - 1 > MAX_SEED:
                 raise UsageError(f"{flag}: {value} + {request.total_images} images passes {MAX_SEED}")
     except UsageError as exc:
         return None, [_reword(str(exc), pairs)]
     return BatchLine(0, request, model), []
+
+
+def _parts(defaults: GenerationRequest, mode: Mode, fields: dict[str, Any]) -> dict[str, Any]:
+    """The nested request parts (init, inpaint, outpaint) a line's mode needs, from its `part.field` keys."""
+    parts = {}
+    for part in MODE_PARTS[mode.name]:
+        given = {k.split(".", 1)[1]: v for k, v in fields.items() if k.startswith(part + ".")}
+        base = getattr(defaults, part)
+        values = {**(dataclasses.asdict(base) if base else mode.part_defaults.get(part, {})), **given}
+        parts[part] = PARTS[part](**values)
+    return parts
 
 
 def _reword(message: str, pairs: dict[str, Any]) -> str:

@@ -93,8 +93,8 @@ def test_every_bad_line_is_reported_at_once(tmp_path):
         f"{path}:7: cannot split the line: No closing quotation",
         f"{path}:8: sampler_name: unknown sampler 'Eular'",
         f"{path}:9: init_image: no such file: {tmp_path / 'missing.png'}",
-        f"{path}:9: mode img2img is not available yet in sdcli; only txt2img lines can run",
-        f"{path}:10: mode img2img is not available yet",
+        f"{path}:9: mode img2img needs init_image",
+        f"{path}:10: init_image: {tmp_path / 'init.png'} is not a PNG, JPEG or WebP image",
         f"{path}:11: mode: unknown mode 'dream'",
         f"{path}:12: steps is given twice",
         f"{path}:13: --seed has no value",
@@ -114,7 +114,8 @@ def test_command_line_values_keep_their_flag_names(tmp_path):
     ('{"prompt": 5}', "prompt: 5 is not text"),
     ('{"prompt": "a", "steps": 2.5}', "steps: 2.5 is not a whole number"),
     ('{"prompt": "a", "steps": true}', "steps: True is not a whole number"),
-    ('{"prompt": "a", "mask": "m.png", "init_image": "i.png"}', "mode inpaint is not available yet"),
+    ('{"prompt": "a", "mask": "m.png", "init_image": "i.png"}', "init_image: .*i.png is not a PNG, JPEG or WebP"),
+    ('{"prompt": "a", "mask_blur": 3}', "mask_blur: not used by txt2img lines"),
 ])
 def test_jsonl_errors(tmp_path, text, message):
     (tmp_path / "m.png").write_bytes(b"x")
@@ -134,7 +135,11 @@ def test_tables_have_one_row_per_key_and_mode():
     spellings = [s for k in KEYS for s in (k.name, *k.aliases)]
     assert len(spellings) == len(set(spellings))
     assert {k.mode for k in KEYS if k.mode} <= set(MODES)
-    assert [m.name for m in MODES.values() if m.available] == ["txt2img"]
+    from sdcli.core.request import MODE_PARTS, PARTS
+
+    assert list(MODES) == list(MODE_PARTS)
+    parts = {k.field.split(".")[0] for k in KEYS if "." in k.field}
+    assert parts == set(PARTS), "every request part can be set from a line"
 
 
 def test_item_seeds_derive_from_base_seed_and_global_index(tmp_path):
