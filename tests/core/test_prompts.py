@@ -39,7 +39,8 @@ def test_plain_text_strips_syntax():
 
 
 @pytest.mark.parametrize("text, warning", [("a [cat:dog:0.5] sat", "prompt editing"),
-                                           ("a cat AND a dog", "AND (composable diffusion)")])
+                                           ("a cat AND a dog", "AND (composable diffusion)"),
+                                           ("a cat <lora:detail:0.8>", "<lora:...> tags are not supported")])
 def test_unsupported_webui_syntax_warns(text, warning):
     assert any(warning in w for w in parse_prompt(text).warnings)
 
