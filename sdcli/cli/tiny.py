@@ -18,13 +18,15 @@ Examples:
 
   sdcli tiny ./tiny --seed 7 && sdcli txt2img -m ./tiny --steps 2 "smoke test"
 
+  sdcli tiny --arch sd2 ./tiny-sd2       # SD 2.x layout: v-prediction, linear attention projections
+
   sdcli tiny --inpaint ./tiny-inpaint   # 9-channel inpainting checkpoint for sdcli inpaint/outpaint
 """
 
 
 def tiny(
     out_dir: Annotated[Path, typer.Argument(help="Folder to create (must not exist, or be empty).")],
-    arch: Annotated[str, typer.Option("--arch", help="Architecture: sd1.")] = "sd1",
+    arch: Annotated[str, typer.Option("--arch", help="Architecture: sd1, or sd2 (v-prediction).")] = "sd1",
     seed: Annotated[int, typer.Option("--seed", help="Weight seed.")] = 0,
     inpaint: Annotated[bool, typer.Option("--inpaint", help="A dedicated inpainting checkpoint "
                                           "(9-channel UNet) instead of an ordinary one.")] = False,

@@ -83,8 +83,17 @@ ARCHES: dict[str, TinyArch] = {
         },
     ),
 }
-ARCHES["sd1-inpaint"] = ARCHES["sd1"].inpainting()
+# SD 2.x (768-v): v-prediction, linear attention projections, per-block head counts and a
+# GELU text encoder shipped without its last layer, as in stabilityai/stable-diffusion-2.
+ARCHES["sd2"] = replace(
+    ARCHES["sd1"],
+    unet={**ARCHES["sd1"].unet, "use_linear_projection": True, "attention_head_dim": (2, 4)},
+    text_encoder={**ARCHES["sd1"].text_encoder, "hidden_act": "gelu", "num_hidden_layers": 11},
+    scheduler={**SD1_SCHEDULER, "prediction_type": "v_prediction"},
+)
 INPAINT_SUFFIX = "-inpaint"
+for _name in ("sd1", "sd2"):
+    ARCHES[_name + INPAINT_SUFFIX] = ARCHES[_name].inpainting()
 
 MAX_BYTES = 20 * 1024 * 1024
 

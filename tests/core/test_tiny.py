@@ -62,3 +62,31 @@ def test_inpainting_arch_is_the_same_builder_with_a_9_channel_unet(tiny_model, t
         {k: v for k, v in inpaint.items() if k != "in_channels"}
     model_index = json.loads((tiny_inpaint_model / "model_index.json").read_text())
     assert model_index["_class_name"] == "StableDiffusionInpaintPipeline"
+
+
+def test_sd2_arch_is_v_prediction_and_every_sampler_keeps_it(tmp_path):
+    import numpy as np
+
+    from sdcli.core.generate import run
+    from sdcli.core.loader import ModelRef, load_pipeline, plan_runtime
+    from sdcli.core.request import GenerationRequest, RuntimeOptions, validate
+
+    model = build_tiny(tmp_path / "sd2", arch="sd2")
+    pipe = load_pipeline(ModelRef(model, "sd2"), plan_runtime(RuntimeOptions(), cuda=False, mps=False,
+                                                               xformers=False))
+    assert pipe.unet.config.use_linear_projection and pipe.scheduler.config.prediction_type == "v_prediction"
+    images = []
+    for sampler in ("Euler", "DPM++ 2M", "DDIM"):
+        request = GenerationRequest(prompt="a hill", steps=2, seed=1, width=32, height=32, sampler=sampler)
+        images.append(np.asarray(next(run(request, pipe, validate(request), model_name="sd2",
+                                          model_hash="0")).image, dtype=np.int16))
+        assert pipe.scheduler.config.prediction_type == "v_prediction", sampler
+    assert images[0].std() > 5 and not np.array_equal(images[0], images[1])
+
+
+def test_sd2_inpainting_arch(tmp_path):
+    import json
+
+    model = build_tiny(tmp_path / "sd2i", arch="sd2-inpaint")
+    assert json.loads((model / "unet" / "config.json").read_text())["in_channels"] == 9
+    assert json.loads((model / "scheduler" / "scheduler_config.json").read_text())["prediction_type"] == "v_prediction"
