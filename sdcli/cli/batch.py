@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -37,51 +37,29 @@ Grid = Annotated[bool, typer.Option("--grid", help="Also write grid.png, a label
                                     rich_help_panel=o.OUT)]
 
 
+@o.shared_options(exclude=("prompt", "prompt_opt", "output"))
 def batch(
     file: Annotated[Path, typer.Argument(help="Prompt file.", show_default=False)],
     fmt: Format = "auto",
-    negative_prompt: o.Negative = "",
-    steps: o.Steps = o.DEFAULTS["steps"],
-    cfg_scale: o.Cfg = o.DEFAULTS["cfg_scale"],
-    seed: o.Seed = None,
-    subseed: o.Subseed = None,
-    subseed_strength: o.SubseedStrength = 0.0,
-    width: o.Width = None,
-    height: o.Height = None,
-    batch_size: o.BatchSize = 1,
-    count: o.Count = 1,
-    sampler: o.Sampler = o.DEFAULTS["sampler"],
-    schedule: o.Schedule = "automatic",
-    clip_skip: o.ClipSkip = 1,
-    model: o.Model = None,
-    offline: o.Offline = False,
-    device: o.Device = "auto",
-    dtype: o.Dtype = "auto",
-    attention_slicing: o.Slicing = "auto",
-    xformers: o.Xformers = False,
     output: BatchOutput = None,
-    name: o.Name = "[num]-[seed]",
     resume: Resume = False,
     grid: Grid = False,
-    json_out: o.Json = False,
+    **flags: Any,
 ) -> None:
+    from sdcli.cli.common import REQUEST_FLAGS, runtime_options
     from sdcli.cli.ui import BatchReporter
     from sdcli.core.batch_run import BatchOptions, run_batch
     from sdcli.core.job import OutputOptions
-    from sdcli.core.request import GenerationRequest, RuntimeOptions
+    from sdcli.core.request import GenerationRequest
 
-    defaults = GenerationRequest(
-        prompt="", negative_prompt=negative_prompt, steps=steps, cfg_scale=cfg_scale,
-        width=width, height=height, batch_size=batch_size, count=count, sampler=sampler,
-        schedule=schedule, clip_skip=clip_skip, subseed=subseed, subseed_strength=subseed_strength,
-    )
+    # The base seed is the batch's own (item i gets BASE + i); the rest are per-line defaults.
+    defaults = GenerationRequest(prompt="", **{k: flags[k] for k in REQUEST_FLAGS if k != "seed"})
     options = BatchOptions(
-        file=file, fmt=fmt, defaults=defaults, seed=seed, model=model,
-        runtime=RuntimeOptions(device=device, dtype=dtype, attention_slicing=attention_slicing,
-                               xformers=xformers, offline=offline),
-        output=OutputOptions(output or Path("outputs") / file.stem, name), resume=resume,
+        file=file, fmt=fmt, defaults=defaults, seed=flags["seed"], model=flags["model"],
+        runtime=runtime_options(flags),
+        output=OutputOptions(output or Path("outputs") / file.stem, flags["name"]), resume=resume,
     )
-    with BatchReporter(as_json=json_out) as reporter:
+    with BatchReporter(as_json=flags["json_out"]) as reporter:
         stats = run_batch(options, reporter)
         reporter.batch_summary(stats)
     if grid and stats.process == 0 and stats.folder is not None and (stats.folder / "manifest.jsonl").is_file():

@@ -9,6 +9,14 @@ REQUEST_FLAGS = ("negative_prompt", "steps", "cfg_scale", "seed", "subseed", "su
                  "batch_size", "count", "sampler", "schedule", "clip_skip")
 # Flags passed through to ui.run_and_report.
 TAIL_FLAGS = ("offline", "device", "dtype", "attention_slicing", "xformers", "output", "name", "json_out")
+RUNTIME_FLAGS = ("device", "dtype", "attention_slicing", "xformers", "offline")
+
+
+def runtime_options(flags: dict[str, Any]) -> Any:
+    """RuntimeOptions from a command's device/precision flags."""
+    from sdcli.core.request import RuntimeOptions
+
+    return RuntimeOptions(**{name: flags[name] for name in RUNTIME_FLAGS})
 
 
 def run_command(mode: str, flags: dict[str, Any], **parts: Any) -> None:

@@ -103,11 +103,10 @@ class CliReporter:
 def run_and_report(request: Any, model: str | None, *, offline: bool, device: str, dtype: str,
                    attention_slicing: str, xformers: bool, output: Any, name: str, json_out: bool) -> None:
     """The shared tail of every generating command: runtime flags -> run_job -> printed records."""
+    from sdcli.cli.common import runtime_options
     from sdcli.core.job import OutputOptions, run_job
-    from sdcli.core.request import RuntimeOptions
 
-    runtime = RuntimeOptions(device=device, dtype=dtype, attention_slicing=attention_slicing,
-                             xformers=xformers, offline=offline)
+    runtime = runtime_options(locals())
     with CliReporter(as_json=json_out) as reporter:
         records = run_job(request, runtime, model, OutputOptions(output, name), reporter)
     reporter.summary(records)
