@@ -30,7 +30,7 @@ Examples:
 Format = Annotated[str, typer.Option("--format", help="auto (by suffix/content), text, webui or jsonl.",
                                      rich_help_panel=o.OUT)]
 BatchOutput = Annotated[Path | None, typer.Option("--output", "-o", show_default=False, rich_help_panel=o.OUT,
-                                                  help="Output folder [default: outputs/<file name>]")]
+                                                  help="Output folder (default: outputs/<prompt file name>).")]
 Resume = Annotated[bool, typer.Option("--resume", help="Continue the batch in --output: skip items done per its "
                                       "manifest and files on disk.", rich_help_panel=o.OUT)]
 Grid = Annotated[bool, typer.Option("--grid", help="Also write grid.png, a labelled contact sheet.",
