@@ -63,7 +63,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("bench-out"))
     args = parser.parse_args()
 
-    from sdcli.core.tiny import build_tiny
+    from sdcli.models.tiny import build_tiny
 
     work = args.out
     shutil.rmtree(work / "runs", ignore_errors=True)

@@ -35,14 +35,15 @@ def _isolated_env(tmp_path_factory: pytest.TempPathFactory):
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny SD1 checkpoint folder (seed 0)."""
-    from sdcli.core.tiny import build_tiny
+    from sdcli.models.tiny import build_tiny
 
     return build_tiny(tmp_path_factory.mktemp("models") / "tiny-sd1")
 
 
 def _load_on_cpu(folder: Path):
-    from sdcli.core.loader import ModelRef, load_pipeline, plan_runtime
-    from sdcli.core.request import RuntimeOptions
+    from sdcli.models.loader import load_pipeline
+    from sdcli.models.resolve import ModelRef
+    from sdcli.models.runtime import RuntimeOptions, plan_runtime
 
     plan = plan_runtime(RuntimeOptions(), cuda=False, mps=False, xformers=False)
     return load_pipeline(ModelRef(folder, folder.name), plan)
@@ -57,7 +58,7 @@ def tiny_pipe(tiny_model: Path):
 @pytest.fixture(scope="session")
 def tiny_inpaint_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny dedicated inpainting checkpoint (9-channel UNet), as `sdcli tiny --inpaint` writes."""
-    from sdcli.core.tiny import build_tiny
+    from sdcli.models.tiny import build_tiny
 
     return build_tiny(tmp_path_factory.mktemp("models") / "tiny-sd1-inpaint", arch="sd1-inpaint")
 

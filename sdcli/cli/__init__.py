@@ -16,7 +16,7 @@ except ImportError:  # pragma: no cover - older typer on real click
 
 from sdcli import __version__
 from sdcli.cli import batch, grid, img2img, info, inpaint, outpaint, replay, samplers, tiny, txt2img
-from sdcli.core.errors import EXIT_INTERRUPTED, EXIT_RUNTIME, EXIT_USAGE, SdcliError
+from sdcli.errors import EXIT_INTERRUPTED, EXIT_RUNTIME, EXIT_USAGE, SdcliError
 
 NoArgsIsHelp = getattr(click_exc, "NoArgsIsHelpError", None) or click_exc.NoArgsIsHelp
 
@@ -83,7 +83,7 @@ def root(
                                           help="Print the version and exit.")] = False,
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks (also SDCLI_DEBUG=1).")] = False,
 ) -> None:
-    from sdcli.core.loader import quiet_libraries
+    from sdcli.models.libraries import quiet_libraries
 
     ctx.meta["sdcli.debug"] = debug
     if debug:

@@ -46,9 +46,9 @@ def batch(
     grid: Grid = False,
     **flags: Any,
 ) -> None:
+    from sdcli.batch.runner import BatchOptions, run_batch
     from sdcli.cli.common import REQUEST_FLAGS, runtime_options
     from sdcli.cli.ui import BatchReporter
-    from sdcli.core.batch_run import BatchOptions, run_batch
     from sdcli.core.job import OutputOptions
     from sdcli.core.request import GenerationRequest
 
@@ -63,7 +63,7 @@ def batch(
         stats = run_batch(options, reporter)
         reporter.batch_summary(stats)
     if grid and stats.process == 0 and stats.folder is not None and (stats.folder / "manifest.jsonl").is_file():
-        from sdcli.core.grid import write_grid
+        from sdcli.batch.grid import write_grid
 
         reporter.note(f"contact sheet: {write_grid(stats.folder / 'manifest.jsonl')}")
     raise typer.Exit(stats.exit_code)

@@ -24,6 +24,6 @@ def grid(
     columns: Annotated[int | None, typer.Option("--columns", min=1, show_default=False,
                                                 help="Images per row [default: about square]")] = None,
 ) -> None:
-    from sdcli.core.grid import write_grid
+    from sdcli.batch.grid import write_grid
 
     print(write_grid(manifest, output, columns))

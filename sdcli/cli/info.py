@@ -27,8 +27,8 @@ def info(
     import json
 
     from sdcli.cli.ui import error
-    from sdcli.core.errors import EXIT_PARTIAL, EXIT_RUNTIME, UsageError
     from sdcli.core.replay import read_metadata
+    from sdcli.errors import EXIT_PARTIAL, EXIT_RUNTIME, UsageError
 
     failed = printed = 0
     for path in images:

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
-from sdcli.core.samplers import DEFAULT_SAMPLER
+from sdcli.sampling.samplers import DEFAULT_SAMPLER
 
 GEN = "Generation"
 MODEL = "Model and hardware"

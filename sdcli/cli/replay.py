@@ -52,7 +52,7 @@ def replay(
 ) -> None:
     from dataclasses import replace
 
-    from sdcli.cli.ui import run_and_report
+    from sdcli.cli.common import run_and_report
     from sdcli.core.replay import replay_model, request_from_image
 
     request, source, ours = request_from_image(image)

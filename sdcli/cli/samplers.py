@@ -19,7 +19,7 @@ Examples:
 def samplers(json_out: Annotated[bool, typer.Option("--json", help="Print JSON on stdout.")] = False) -> None:
     import json
 
-    from sdcli.core.samplers import SAMPLERS, SCHEDULE_LABELS, UNSUPPORTED
+    from sdcli.sampling.samplers import SAMPLERS, SCHEDULE_LABELS, UNSUPPORTED
 
     rows = [{
         "name": s.name,

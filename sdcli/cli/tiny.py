@@ -35,7 +35,7 @@ def tiny(
     import json
 
     from sdcli.cli.ui import console
-    from sdcli.core.tiny import INPAINT_SUFFIX, build_tiny, folder_bytes
+    from sdcli.models.tiny import INPAINT_SUFFIX, build_tiny, folder_bytes
 
     if inpaint:
         arch += INPAINT_SUFFIX

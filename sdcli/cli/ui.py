@@ -100,18 +100,6 @@ class CliReporter:
         console.print(f"wrote {len(records)} image(s), {seeds}, in {seconds:.1f} s", highlight=False)
 
 
-def run_and_report(request: Any, model: str | None, *, offline: bool, device: str, dtype: str,
-                   attention_slicing: str, xformers: bool, output: Any, name: str, json_out: bool) -> None:
-    """The shared tail of every generating command: runtime flags -> run_job -> printed records."""
-    from sdcli.cli.common import runtime_options
-    from sdcli.core.job import OutputOptions, run_job
-
-    runtime = runtime_options(locals())
-    with CliReporter(as_json=json_out) as reporter:
-        records = run_job(request, runtime, model, OutputOptions(output, name), reporter)
-    reporter.summary(records)
-
-
 class BatchReporter(CliReporter):
     """A batch: an items bar (ETA, failures) above the step bar, then a summary table."""
 

@@ -1,1 +1,4 @@
-"""Plain-Python core: requests, planning, generation. Heavy imports stay inside functions."""
+"""Core: requests and their validation, one generation job end to end, images, metadata, output files.
+
+May import sdcli.models, sdcli.sampling, sdcli.conditioning and sdcli.errors; never batch or cli.
+"""

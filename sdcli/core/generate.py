@@ -13,11 +13,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from sdcli import __version__
-from sdcli.core.errors import UsageError
 from sdcli.core.images import PreparedInputs, prepare
 from sdcli.core.metadata import build_infotext
 from sdcli.core.request import DIRECTIONS, INPAINT_AREAS, MASKED_CONTENTS, GenerationRequest
-from sdcli.core.samplers import SamplerChoice
+from sdcli.errors import UsageError
+from sdcli.sampling.samplers import SamplerChoice
 
 StepCallback = Callable[[int, int], None]
 
@@ -154,8 +154,8 @@ def run(
     """
     import torch
 
-    from sdcli.core.encoding import PromptEncoder, text_layers
-    from sdcli.core.loader import pipeline_for, set_sampler
+    from sdcli.conditioning.encoding import PromptEncoder, text_layers
+    from sdcli.models.loader import pipeline_for, set_sampler
 
     # 1. Model-dependent checks and settings; the input images at generation size.
     if request.clip_skip > (layers := text_layers(pipe.text_encoder)):

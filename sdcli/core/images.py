@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sdcli.core.errors import UsageError
+from sdcli.errors import UsageError
 
 if TYPE_CHECKING:
     from PIL.Image import Image

@@ -12,9 +12,10 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from sdcli import __version__
+from sdcli.conditioning.prompts import parse_prompt, plain_text
 from sdcli.core.output import DEFAULT_PATTERN, check_pattern, next_number, prepare_folder, render_name
-from sdcli.core.prompts import parse_prompt, plain_text
-from sdcli.core.request import DIRECTIONS, GenerationRequest, RuntimeOptions, validate, validate_runtime
+from sdcli.core.request import DIRECTIONS, GenerationRequest, validate
+from sdcli.models.runtime import RuntimeOptions, validate_runtime
 
 
 @dataclass(frozen=True)
@@ -45,9 +46,10 @@ def run_job(request: GenerationRequest, runtime: RuntimeOptions, model_spec: str
     `pipe` may be passed in (tests, batch runs) to skip loading; model_spec still
     names the model for metadata.
     """
-    from sdcli.core import loader
     from sdcli.core.generate import run
     from sdcli.core.images import prepare
+    from sdcli.models import loader, resolve
+    from sdcli.models.runtime import detect_runtime
 
     # 1. Everything that can be checked without a model.
     choice = validate(request)
@@ -59,13 +61,13 @@ def run_job(request: GenerationRequest, runtime: RuntimeOptions, model_spec: str
     folder = prepare_folder(output.folder)
 
     # 2. Model files, then the pipeline.
-    model = loader.resolve_model(model_spec, offline=runtime.offline)
+    model = resolve.resolve_model(model_spec, offline=runtime.offline)
     if model.is_demo:
         reporter.note(DEMO_NOTE)
-    plan = loader.detect_runtime(runtime)
+    plan = detect_runtime(runtime)
     if pipe is None:
         pipe = loader.load_pipeline(model, plan)
-    model_hash = loader.model_hash(model.path)
+    model_hash = resolve.model_hash(model.path)
 
     # 3. Generate, writing each image as soon as it exists.
     request = request.with_resolved_seed()

@@ -9,7 +9,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from sdcli.core.errors import RuntimeFailure, UsageError
+from sdcli.errors import RuntimeFailure, UsageError
 
 DEFAULT_PATTERN = "[num]-[seed]"
 MAX_NAME = 150

@@ -6,9 +6,9 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-from sdcli.core.errors import UsageError
 from sdcli.core.metadata import parse_infotext, read_infotext, read_replay_record
 from sdcli.core.request import GenerationRequest, request_from_dict
+from sdcli.errors import UsageError
 
 # WebUI infotext key -> (request field, converter). One row a key.
 INFOTEXT_FIELDS: dict[str, tuple[str, Any]] = {

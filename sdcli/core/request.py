@@ -6,9 +6,9 @@ import secrets
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
-from sdcli.core.errors import UsageError
 from sdcli.core.images import OUTPAINT_FILLS, RESIZE_MODES
-from sdcli.core.samplers import DEFAULT_SAMPLER, SamplerChoice, resolve_sampler
+from sdcli.errors import UsageError
+from sdcli.sampling.samplers import DEFAULT_SAMPLER, SamplerChoice, resolve_sampler
 
 MAX_SEED = 2**32 - 1
 CLIP_SKIP_RANGE = (1, 12)
@@ -113,22 +113,6 @@ class GenerationRequest:
         return resolved
 
 
-@dataclass(frozen=True)
-class RuntimeOptions:
-    """How to run: device, precision and memory options (all 'auto'-able)."""
-
-    device: str = "auto"
-    dtype: str = "auto"
-    attention_slicing: str = "auto"
-    xformers: bool = False
-    offline: bool = False
-
-
-DEVICES = ("auto", "cpu", "cuda", "mps")
-DTYPES = ("auto", "fp16", "bf16", "fp32")
-SWITCHES = ("auto", "on", "off")
-
-
 def _check_range(flag: str, value: float, low: float, high: float) -> None:
     if not low <= value <= high:
         raise UsageError(f"{flag}: {value} is out of range; use {low} to {high}")
@@ -221,13 +205,3 @@ def _validate_outpaint(settings: OutpaintSettings) -> None:
         raise UsageError("--left/--right/--up/--down: nothing to expand; give pixels for at least one side "
                          "(or --expand PX --direction ...)")
     _check_choice("--fill", settings.fill, OUTPAINT_FILLS)
-
-
-def validate_runtime(options: RuntimeOptions) -> None:
-    """Check the device/precision flags (their availability is checked by the loader)."""
-    for flag, value, allowed in (
-        ("--device", options.device, DEVICES),
-        ("--dtype", options.dtype, DTYPES),
-        ("--attention-slicing", options.attention_slicing, SWITCHES),
-    ):
-        _check_choice(flag, value, allowed)

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from sdcli.core import manifest
-from sdcli.core.batch import KEYS
+from sdcli.batch import manifest
+from sdcli.batch.parse import KEYS
 
 FAST = ("--steps", "2", "--width", "32", "--height", "32")
 pytestmark = pytest.mark.usefixtures("single_thread")
@@ -29,7 +29,7 @@ def item_records(folder, drop=("seconds", "process", "path")):
 
 
 def test_bad_lines_exit_2_all_listed_nothing_loaded_or_written(cli, tiny_model, tmp_path, monkeypatch):
-    import sdcli.core.loader as loader
+    import sdcli.models.loader as loader
 
     monkeypatch.setattr(loader, "load_pipeline", lambda *a: pytest.fail("a model was loaded"))
     prompts = tmp_path / "p.txt"

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from sdcli.core.batch import parse_file
+from sdcli.batch.parse import parse_file
 from tests.images import pixels, write_inputs
 
 pytestmark = pytest.mark.usefixtures("single_thread")
@@ -55,7 +55,7 @@ def test_webui_codes_and_names_for_image_settings(tmp_path):
 
 
 def test_settings_of_another_mode_are_refused_by_line(tmp_path):
-    from sdcli.core.batch import BatchFileError
+    from sdcli.batch.parse import BatchFileError
 
     write_inputs(tmp_path)
     prompts = tmp_path / "p.txt"

@@ -1,10 +1,10 @@
 import numpy as np
 import pytest
 
-from sdcli.core.errors import UsageError
 from sdcli.core.generate import run
 from sdcli.core.metadata import parse_infotext
 from sdcli.core.request import GenerationRequest, validate
+from sdcli.errors import UsageError
 
 
 def generate(pipe, **fields):

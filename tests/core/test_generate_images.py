@@ -4,7 +4,6 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFilter
 
-from sdcli.core.errors import ModelError
 from sdcli.core.generate import run
 from sdcli.core.images import PreparedInputs
 from sdcli.core.metadata import parse_infotext
@@ -15,6 +14,7 @@ from sdcli.core.request import (
     OutpaintSettings,
     validate,
 )
+from sdcli.errors import ModelError
 from tests.images import write_inputs
 
 

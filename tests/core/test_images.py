@@ -5,7 +5,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from sdcli.core.errors import UsageError
 from sdcli.core.images import (
     crop_box,
     fill_masked,
@@ -16,6 +15,7 @@ from sdcli.core.images import (
     round8,
     stretch_edges,
 )
+from sdcli.errors import UsageError
 
 
 def px(image):

@@ -2,8 +2,8 @@ import os
 
 import pytest
 
-from sdcli.core.errors import RuntimeFailure, UsageError
 from sdcli.core.output import check_pattern, next_number, prepare_folder, render_name, write_atomic
+from sdcli.errors import RuntimeFailure, UsageError
 
 VALUES = {"num": 7, "seed": 42, "steps": 20, "cfg_scale": 7.0, "sampler": "DPM++ 2M", "width": 64,
           "height": 64, "prompt_plain": 'a cat/dog: "best" <photo> of the day at noon please', "model": "m",

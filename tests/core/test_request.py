@@ -1,15 +1,14 @@
 import pytest
 
-from sdcli.core.errors import UsageError
 from sdcli.core.request import (
     GenerationRequest,
     ImageInput,
     InpaintSettings,
     OutpaintSettings,
-    RuntimeOptions,
     validate,
-    validate_runtime,
 )
+from sdcli.errors import UsageError
+from sdcli.models.runtime import RuntimeOptions, validate_runtime
 
 
 @pytest.mark.parametrize("change, message", [

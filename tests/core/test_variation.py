@@ -65,7 +65,7 @@ def test_no_variation_keys_without_strength(tiny_pipe):
 @pytest.mark.parametrize("fields, flag", [({"subseed_strength": 1.5}, "--subseed-strength"),
                                           ({"subseed": -7, "subseed_strength": 0.5}, "--subseed")])
 def test_bad_variation_flags(fields, flag):
-    from sdcli.core.errors import UsageError
+    from sdcli.errors import UsageError
 
     with pytest.raises(UsageError, match=flag):
         validate(GenerationRequest(prompt="x", **fields))

@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from sdcli.core.errors import UsageError
+from sdcli.errors import UsageError
 
 # WebUI v1.9 "Schedule type" -> scheduler config keys. "automatic" is resolved per sampler.
 SCHEDULES: dict[str, dict[str, Any]] = {

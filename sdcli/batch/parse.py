@@ -30,9 +30,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from sdcli.core.errors import UsageError
 from sdcli.core.images import prepare
 from sdcli.core.request import DIRECTIONS, MAX_SEED, MODE_PARTS, PARTS, GenerationRequest, validate
+from sdcli.errors import UsageError
 
 FORMATS = ("auto", "text", "webui", "jsonl")
 JSONL_SUFFIXES = (".jsonl", ".ndjson")

@@ -1,6 +1,6 @@
 import pytest
 
-from sdcli.core.prompts import parse_prompt, plain_text
+from sdcli.conditioning.prompts import parse_prompt, plain_text
 
 
 def frags(text):

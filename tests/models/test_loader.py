@@ -4,9 +4,9 @@ import shutil
 
 import pytest
 
-from sdcli.core.errors import ModelError, UsageError
-from sdcli.core.loader import check_model_folder, model_hash, plan_runtime, resolve_model
-from sdcli.core.request import RuntimeOptions
+from sdcli.errors import ModelError, UsageError
+from sdcli.models.resolve import check_model_folder, model_hash, resolve_model
+from sdcli.models.runtime import RuntimeOptions, plan_runtime
 
 
 def copy_model(src, dst):

@@ -7,7 +7,7 @@ import pytest
 
 from sdcli.core.generate import run
 from sdcli.core.request import GenerationRequest, validate
-from sdcli.core.samplers import SAMPLERS, resolve_sampler
+from sdcli.sampling.samplers import SAMPLERS, resolve_sampler
 
 
 def image(pipe, **fields):

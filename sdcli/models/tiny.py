@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from sdcli.core.errors import UsageError
+from sdcli.errors import UsageError
 
 # Scheduler as shipped with SD 1.x checkpoints (PNDM, scaled-linear betas).
 SD1_SCHEDULER: dict[str, Any] = {
@@ -135,7 +135,7 @@ def build_tiny(out_dir: str | os.PathLike[str], arch: str = "sd1", seed: int = 0
     Same `arch` and `seed` give byte-identical weights. Written into a temporary
     sibling folder and renamed into place, so a crash leaves nothing half-built.
     """
-    from sdcli.core.loader import quiet_libraries
+    from sdcli.models.libraries import quiet_libraries
 
     quiet_libraries()
     import diffusers

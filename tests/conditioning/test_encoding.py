@@ -4,7 +4,7 @@ import pytest
 import torch
 import transformers
 
-from sdcli.core.encoding import ClipSkipEncoder, PromptEncoder, final_layer_norm
+from sdcli.conditioning.encoding import ClipSkipEncoder, PromptEncoder, final_layer_norm
 
 
 def test_installed_transformers_is_the_layout_diffusers_0_42_trips_on():

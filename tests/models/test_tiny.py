@@ -3,8 +3,8 @@ import time
 
 import pytest
 
-from sdcli.core.errors import UsageError
-from sdcli.core.tiny import build_tiny, folder_bytes
+from sdcli.errors import UsageError
+from sdcli.models.tiny import build_tiny, folder_bytes
 
 
 def _digest(folder):
@@ -68,8 +68,10 @@ def test_sd2_arch_is_v_prediction_and_every_sampler_keeps_it(tmp_path):
     import numpy as np
 
     from sdcli.core.generate import run
-    from sdcli.core.loader import ModelRef, load_pipeline, plan_runtime
-    from sdcli.core.request import GenerationRequest, RuntimeOptions, validate
+    from sdcli.core.request import GenerationRequest, validate
+    from sdcli.models.loader import load_pipeline
+    from sdcli.models.resolve import ModelRef
+    from sdcli.models.runtime import RuntimeOptions, plan_runtime
 
     model = build_tiny(tmp_path / "sd2", arch="sd2")
     pipe = load_pipeline(ModelRef(model, "sd2"), plan_runtime(RuntimeOptions(), cuda=False, mps=False,

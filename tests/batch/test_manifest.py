@@ -3,9 +3,9 @@ import os
 
 import pytest
 
-from sdcli.core import manifest
-from sdcli.core.errors import UsageError
+from sdcli.batch import manifest
 from sdcli.core.output import remove_stale_temps
+from sdcli.errors import UsageError
 
 
 def item(n, status="done", **extra):

@@ -1,6 +1,6 @@
 import pytest
 
-from sdcli.core.batch import (
+from sdcli.batch.parse import (
     KEYS,
     MODES,
     BatchFileError,
@@ -10,8 +10,8 @@ from sdcli.core.batch import (
     plan_units,
     resolve_base_seed,
 )
-from sdcli.core.errors import UsageError
 from sdcli.core.request import MAX_SEED, GenerationRequest
+from sdcli.errors import UsageError
 
 
 def write(tmp_path, text, name="p.txt"):

@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from transformers.modeling_outputs import BaseModelOutputWithPooling
 
-from sdcli.core.prompts import parse_prompt
+from sdcli.conditioning.prompts import parse_prompt
 
 
 def final_layer_norm(text_encoder: Any) -> torch.nn.Module:

@@ -7,13 +7,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from sdcli.core import generate, manifest
-from sdcli.core.batch import BatchFileError
-from sdcli.core.batch_run import BatchOptions, run_batch
-from sdcli.core.errors import UsageError
+from sdcli.batch import manifest
+from sdcli.batch.parse import BatchFileError
+from sdcli.batch.runner import BatchOptions, run_batch
+from sdcli.core import generate
 from sdcli.core.job import OutputOptions
 from sdcli.core.metadata import parse_infotext, read_infotext
 from sdcli.core.request import GenerationRequest
+from sdcli.errors import UsageError
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 FAST = GenerationRequest(prompt="", steps=2, width=32, height=32)

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from sdcli.core.errors import UsageError
+from sdcli.errors import UsageError
 
 MANIFEST = "manifest.jsonl"
 _PART = re.compile(r"^manifest\.part(\d+)\.jsonl$")

@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from sdcli import __version__
-from sdcli.core import manifest
-from sdcli.core.batch import (
+from sdcli.batch import manifest
+from sdcli.batch.parse import (
     BatchFileError,
     BatchLine,
     BatchUnit,
@@ -35,10 +35,11 @@ from sdcli.core.batch import (
     resolve_base_seed,
     total_items,
 )
-from sdcli.core.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_PARTIAL, SdcliError, UsageError
 from sdcli.core.job import DEMO_NOTE, OutputOptions, name_values, write_image
 from sdcli.core.output import check_pattern, next_number, prepare_folder, remove_stale_temps, render_name
-from sdcli.core.request import GenerationRequest, RuntimeOptions, validate, validate_runtime
+from sdcli.core.request import GenerationRequest, validate
+from sdcli.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_PARTIAL, SdcliError, UsageError
+from sdcli.models.runtime import RuntimeOptions, validate_runtime
 
 
 @dataclass(frozen=True)
@@ -153,7 +154,7 @@ class _Stop(Exception):
 
 def resolve_models(lines: list[BatchLine], options: BatchOptions) -> dict[str | None, Any]:
     """Every model spec of the file -> ModelRef; bad specs named by file and line."""
-    from sdcli.core.loader import resolve_model
+    from sdcli.models.resolve import resolve_model
 
     refs: dict[str | None, Any] = {}
     bad: dict[str | None, str] = {}
@@ -223,7 +224,8 @@ def run_batch(options: BatchOptions, reporter: BatchReporter,
     inject a cached one). Raises UsageError before anything loads or is written
     if any line, model or option is bad.
     """
-    from sdcli.core import loader
+    from sdcli.models import loader
+    from sdcli.models.runtime import detect_runtime
 
     # 1. Everything that can be checked without loading a model.
     validate_runtime(options.runtime)
@@ -231,7 +233,7 @@ def run_batch(options: BatchOptions, reporter: BatchReporter,
     lines = parse_file(options.file, options.fmt, options.defaults, options.model)
     models = resolve_models(lines, options)
     base_seed = resolve_base_seed(options.seed, lines)
-    plan = loader.detect_runtime(options.runtime)
+    plan = detect_runtime(options.runtime)
     shard = current_shard(plan.device)
     if shard.count > 1 and plan.device == "cuda":
         plan = replace(plan, device=shard.device)  # cuda:N, one GPU per process
@@ -307,7 +309,7 @@ def _by_model(units: list[BatchUnit], models: dict[str | None, Any]) -> dict[Pat
 def _run_group(run: _Run, units: list[BatchUnit], models: dict[str | None, Any], done: dict[int, Any],
                load: Callable[[Any, Any], Any]) -> None:
     """Load one model once and run its units; a failure fails the items concerned, not the batch."""
-    from sdcli.core import loader
+    from sdcli.models import resolve
 
     todo = [u for u in units if any(i not in done for i in u.items)]
     if not todo:
@@ -317,7 +319,7 @@ def _run_group(run: _Run, units: list[BatchUnit], models: dict[str | None, Any],
         run.reporter.note(DEMO_NOTE)
     try:
         pipe = load(model, run.plan)
-        model_hash = loader.model_hash(model.path)
+        model_hash = resolve.model_hash(model.path)
     except Exception as exc:  # a model that fails to load (out of memory ...) fails its items only
         message = str(exc) if isinstance(exc, SdcliError) else f"{type(exc).__name__}: {exc}"
         for unit in todo:

@@ -6,7 +6,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from sdcli.core.errors import UsageError
+from sdcli.errors import UsageError
 
 LABEL_CHARS = 40
 MIN_CELL, MAX_CELL = 128, 256
@@ -61,7 +61,7 @@ def contact_sheet(entries: list[tuple[Any, list[str]]], columns: int | None = No
 
 def manifest_entries(manifest_path: Path) -> list[tuple[Path, list[str]]]:
     """Done items of a manifest in item order: (image path, [prompt excerpt, 'seed N'])."""
-    from sdcli.core.manifest import read_records
+    from sdcli.batch.manifest import read_records
 
     if not manifest_path.is_file():
         raise UsageError(f"MANIFEST: no such file: {manifest_path}")

@@ -1,7 +1,7 @@
 import pytest
 
-from sdcli.core.errors import UsageError
-from sdcli.core.samplers import SAMPLERS, resolve_sampler, sampler_names
+from sdcli.errors import UsageError
+from sdcli.sampling.samplers import SAMPLERS, resolve_sampler, sampler_names
 
 
 @pytest.mark.parametrize("spelling", ["DPM++ 2M Karras", "dpm++ 2m karras", "dpmpp-2m-karras",

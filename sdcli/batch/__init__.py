@@ -1,0 +1,4 @@
+"""Batch runs: prompt-file parsing (pure), the runner, its manifest, and contact-sheet grids.
+
+May import sdcli.core and the packages below it; never sdcli.cli.
+"""

@@ -1,0 +1,92 @@
+"""Load pipelines: the only module that imports diffusers pipelines (inside functions)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sdcli.errors import ModelError, RuntimeFailure
+from sdcli.models.libraries import quiet_libraries
+from sdcli.models.resolve import ModelRef
+from sdcli.models.runtime import TORCH_DTYPES, RuntimePlan
+from sdcli.sampling.samplers import SamplerChoice
+
+
+def load_pipeline(model: ModelRef, plan: RuntimePlan) -> Any:
+    """Load a text-to-image pipeline from a local folder (safetensors only) and apply the plan.
+
+    Other modes share its weights through pipeline_for().
+    """
+    import diffusers
+    import torch
+
+    quiet_libraries()
+    try:
+        pipe = getattr(diffusers, PIPELINES["txt2img"][0]).from_pretrained(
+            model.path,
+            dtype=getattr(torch, TORCH_DTYPES[plan.dtype]),
+            use_safetensors=True,
+            local_files_only=True,
+            safety_checker=None,
+            requires_safety_checker=False,
+        )
+    except (OSError, ValueError, RuntimeError, KeyError) as exc:
+        raise ModelError(f"--model: cannot load {model.path}: {str(exc).splitlines()[0]}") from None
+    pipe.set_progress_bar_config(disable=True)
+    pipe.to(plan.device)
+    apply_memory_options(pipe, plan)
+    pipe.sdcli_base_scheduler = pipe.scheduler
+    return pipe
+
+
+# Generation mode -> the diffusers auto-pipeline that runs it, and the UNet input channels
+# it accepts: 4 = an ordinary checkpoint (inpaints by blending latents with the mask),
+# 9 = a dedicated inpainting checkpoint (latents + mask + masked-image latents).
+PIPELINES: dict[str, tuple[str, tuple[int, ...]]] = {
+    "txt2img": ("AutoPipelineForText2Image", (4,)),
+    "img2img": ("AutoPipelineForImage2Image", (4,)),
+    "inpaint": ("AutoPipelineForInpainting", (4, 9)),
+    "outpaint": ("AutoPipelineForInpainting", (4, 9)),
+}
+UNET_KINDS = {4: "an ordinary checkpoint", 9: "a dedicated inpainting checkpoint"}
+
+
+def pipeline_for(pipe: Any, mode: str) -> Any:
+    """The pipeline for `mode` sharing `pipe`'s loaded weights (diffusers' from_pipe: no second load).
+
+    The UNet's input channels decide what it can do; a mismatch is a usage error.
+    """
+    import diffusers
+
+    auto_class, channels = PIPELINES[mode]
+    in_channels = pipe.unet.config.in_channels
+    if in_channels not in channels:
+        hint = "; use sdcli inpaint or outpaint with it" if in_channels == 9 else ""
+        raise ModelError(f"--model: {mode} needs a UNet with {' or '.join(map(str, channels))} input channels; "
+                         f"this model's has {in_channels} ({UNET_KINDS.get(in_channels, 'an unknown kind')}){hint}")
+    if auto_class == PIPELINES["txt2img"][0]:
+        return pipe  # load_pipeline loads this kind
+    moved = getattr(diffusers, auto_class).from_pipe(pipe)
+    moved.set_progress_bar_config(disable=True)
+    moved.sdcli_base_scheduler = getattr(pipe, "sdcli_base_scheduler", pipe.scheduler)
+    return moved
+
+
+def apply_memory_options(pipe: Any, plan: RuntimePlan) -> None:
+    """Attention backend and slicing; VAE decodes one image at a time (batch-independent pixels)."""
+    if plan.attention == "xformers":
+        pipe.enable_xformers_memory_efficient_attention()
+    if plan.attention_slicing:
+        pipe.enable_attention_slicing()
+    pipe.vae.enable_slicing()
+
+
+def set_sampler(pipe: Any, choice: SamplerChoice) -> None:
+    """Swap in the chosen scheduler, built from the model's own scheduler config."""
+    import diffusers
+
+    base = getattr(pipe, "sdcli_base_scheduler", pipe.scheduler)
+    cls = getattr(diffusers, choice.sampler.scheduler)
+    try:
+        pipe.scheduler = cls.from_config(base.config, **choice.scheduler_config)
+    except ImportError as exc:  # e.g. DPM++ SDE needs torchsde
+        raise RuntimeFailure(f"--sampler {choice.sampler.name}: {exc}") from None

@@ -1,0 +1,156 @@
+"""Resolve --model to local files: folders, hub ids, the demo model, and model hashes.
+
+Never loads weights; file checks live in models.safety.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from sdcli.errors import ModelError, RuntimeFailure, UsageError
+from sdcli.models.safety import PICKLE_SUFFIXES, check_safetensors
+
+DEMO_ARCH, DEMO_SEED = "sd1", 0
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+# Files read by the model-hash rule for folders (see model_hash).
+HASHED_SUFFIXES = (".safetensors", ".json", ".txt")
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """A resolved model: a local diffusers folder plus how to name it."""
+
+    path: Path
+    name: str
+    is_demo: bool = False
+    source: str | None = None  # what --model should say to load it again (None: the demo)
+
+
+def cache_dir() -> Path:
+    """sdcli's cache folder ($SDCLI_CACHE, else $XDG_CACHE_HOME/sdcli, else ~/.cache/sdcli)."""
+    if env := os.environ.get("SDCLI_CACHE"):
+        return Path(env)
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "sdcli"
+
+
+def demo_model() -> ModelRef:
+    """The embedded default: a tiny random-weight SD1 model, built once into the cache."""
+    from sdcli.models.tiny import build_tiny
+
+    path = cache_dir() / "models" / f"tiny-{DEMO_ARCH}-seed{DEMO_SEED}"
+    if not (path / "model_index.json").exists():
+        try:
+            build_tiny(path, arch=DEMO_ARCH, seed=DEMO_SEED)
+        except UsageError:
+            if not (path / "model_index.json").exists():  # lost a race, or a broken leftover
+                raise
+    return ModelRef(path, f"sdcli-tiny-{DEMO_ARCH}-demo", is_demo=True)
+
+
+def resolve_model(spec: str | None, offline: bool = False) -> ModelRef:
+    """Turn --model (folder or hub id; None = demo) into a local folder.
+
+    A local path never touches the network; a hub id uses the normal hub cache,
+    and only the cache when --offline or HF_HUB_OFFLINE is set.
+    """
+    if not spec:
+        return demo_model()
+    local = Path(spec).expanduser()
+    if local.exists():
+        check_model_folder(local)
+        return ModelRef(local.resolve(), local.resolve().name, source=str(local.resolve()))
+    if not _HUB_ID.match(spec) or spec.startswith((".", "/", "~")):
+        raise ModelError(f"--model: no such folder: {spec}")
+    return ModelRef(_hub_snapshot(spec, offline), spec, source=spec)
+
+
+def _hub_snapshot(repo_id: str, offline: bool) -> Path:
+    """Download (or find in the hub cache) the files a diffusers pipeline needs."""
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    offline = offline or os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
+    try:
+        folder = snapshot_download(
+            repo_id,
+            local_files_only=offline,
+            allow_patterns=["*.json", "*.txt", "*.safetensors", "*.model"],
+        )
+    except LocalEntryNotFoundError:
+        raise ModelError(
+            f"--model: {repo_id} is not in the local hub cache and offline mode is on "
+            "(and there is no local folder of that name)"
+        ) from None
+    except Exception as exc:  # network, auth, missing repo: the hub's own message is the best one
+        raise RuntimeFailure(f"--model: could not fetch {repo_id} from the hub: {exc}") from None
+    path = Path(folder)
+    check_model_folder(path)
+    return path
+
+
+def check_model_folder(folder: Path) -> None:
+    """Refuse folders that are not diffusers models, hold only pickle weights, or hold corrupt files."""
+    if not folder.is_dir():
+        raise ModelError(f"--model: {folder} is a file; sdcli needs a diffusers model folder "
+                         "(single-file checkpoints are not supported)")
+    index = folder / "model_index.json"
+    if not index.is_file():
+        raise ModelError(f"--model: {folder} is not a diffusers model folder (no model_index.json)")
+    try:
+        components = json.loads(index.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"--model: {index} is not valid JSON: {exc}") from None
+    for name, value in components.items():
+        sub = folder / name
+        if not (isinstance(value, list) and value[0] and sub.is_dir()):
+            continue
+        safe = sorted(sub.glob("*.safetensors"))
+        if not safe and any(p.suffix in PICKLE_SUFFIXES for p in sub.iterdir()):
+            raise ModelError(
+                f"--model: {sub} holds only pickle weights (.bin/.ckpt); sdcli loads safetensors "
+                "only, as pickle files can run code: convert them to .safetensors first"
+            )
+        for file in safe:
+            check_safetensors(file)
+
+
+def model_hash(folder: Path) -> str:
+    """A1111-style 10-hex model hash for a diffusers folder.
+
+    Rule: SHA-256 over, for each .safetensors/.json/.txt file below the folder in
+    sorted relative-path order, the path (UTF-8, '/'-separated), a NUL byte, then
+    the file's bytes; the first 10 hex digits. Cached by path, size and mtime.
+    """
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix in HASHED_SUFFIXES
+                   and not any(part.startswith(".") for part in p.relative_to(folder).parts))
+    stamp = [(str(p.relative_to(folder).as_posix()), p.stat().st_size, p.stat().st_mtime_ns) for p in files]
+    cache_file = cache_dir() / "hashes.json"
+    key = hashlib.sha256(json.dumps([str(folder.resolve()), stamp]).encode()).hexdigest()
+    try:
+        cache = json.loads(cache_file.read_text())
+    except (OSError, ValueError):
+        cache = {}
+    if key in cache:
+        return cache[key]
+    digest = hashlib.sha256()
+    for p in files:
+        digest.update(p.relative_to(folder).as_posix().encode() + b"\0")
+        with open(p, "rb") as fh:
+            while chunk := fh.read(1 << 20):
+                digest.update(chunk)
+    value = digest.hexdigest()[:10]
+    cache[key] = value
+    try:
+        cache_file.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache_file.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(cache))
+        os.replace(tmp, cache_file)
+    except OSError:
+        pass  # the cache is an optimisation only
+    return value
