@@ -83,3 +83,20 @@ def single_thread(monkeypatch):
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def models_dir(tmp_path_factory: pytest.TempPathFactory, tiny_model: Path) -> Path:
+    """A WebUI-style models folder around the tiny model: tiny LoRAs (kohya and diffusers format,
+    one touching only the text encoder), an embedding and a VAE, built with sdcli.models.tiny_assets."""
+    from sdcli.models.tiny_assets import write_tiny_embedding, write_tiny_lora, write_tiny_vae
+
+    root = tmp_path_factory.mktemp("webui-models")
+    (root / "Stable-diffusion").mkdir()
+    (root / "Stable-diffusion" / "tiny").symlink_to(tiny_model, target_is_directory=True)
+    write_tiny_lora(tiny_model, root / "Lora" / "detail.safetensors", fmt="kohya", seed=0)
+    write_tiny_lora(tiny_model, root / "Lora" / "style" / "painterly.safetensors", fmt="diffusers", seed=1)
+    write_tiny_lora(tiny_model, root / "Lora" / "textonly.safetensors", unet=False, seed=2)
+    write_tiny_embedding(root / "embeddings" / "tinyemb.safetensors", vectors=2, seed=3)
+    write_tiny_vae(tiny_model, root / "VAE" / "tinyvae.safetensors", seed=4)
+    return root

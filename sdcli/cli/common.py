@@ -19,6 +19,16 @@ def runtime_options(flags: dict[str, Any]) -> Any:
     return RuntimeOptions(**{name: flags[name] for name in RUNTIME_FLAGS})
 
 
+def asset_options(flags: dict[str, Any], recorded: dict[str, str] | None = None) -> Any:
+    """AssetOptions from a command's models-folder and add-on flags."""
+    from sdcli.models.assets import AssetOptions
+
+    return AssetOptions(models_dir=flags.get("models_dir"), webui_dir=flags.get("webui_dir"),
+                        loras=tuple(flags.get("lora") or ()), embeddings=tuple(flags.get("embedding") or ()),
+                        vae=flags.get("vae"), allow_pickle=bool(flags.get("allow_pickle")),
+                        no_half_vae=bool(flags.get("no_half_vae")), recorded=recorded or {})
+
+
 def run_command(mode: str, flags: dict[str, Any], **parts: Any) -> None:
     """Build the request from a command's `flags` (its locals()) plus mode `parts`, run it, render it."""
     from sdcli.core.request import GenerationRequest
@@ -31,16 +41,18 @@ def run_command(mode: str, flags: dict[str, Any], **parts: Any) -> None:
         prompt=prompt if prompt is not None else (prompt_opt or ""), mode=mode,
         **{name: flags[name] for name in REQUEST_FLAGS if name in flags}, **parts,
     )
-    run_and_report(request, flags["model"], **{name: flags[name] for name in TAIL_FLAGS})
+    run_and_report(request, flags["model"], **{name: flags[name] for name in TAIL_FLAGS},
+                   assets=asset_options(flags))
 
 
 def run_and_report(request: Any, model: str | None, *, offline: bool, device: str, dtype: str,
-                   attention_slicing: str, xformers: bool, output: Any, name: str, json_out: bool) -> None:
+                   attention_slicing: str, xformers: bool, output: Any, name: str, json_out: bool,
+                   assets: Any = None) -> None:
     """The shared tail of every generating command: runtime flags -> run_job -> printed records."""
     from sdcli.cli.ui import CliReporter
     from sdcli.core.job import OutputOptions, run_job
 
     runtime = runtime_options(locals())
     with CliReporter(as_json=json_out) as reporter:
-        records = run_job(request, runtime, model, OutputOptions(output, name), reporter)
+        records = run_job(request, runtime, model, OutputOptions(output, name), reporter, assets=assets)
     reporter.summary(records)

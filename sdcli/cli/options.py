@@ -61,6 +61,51 @@ Name = Annotated[str, typer.Option("--name", help="File name pattern; fields [nu
 Json = Annotated[bool, typer.Option("--json", help="Print one JSON record per image on stdout.", rich_help_panel=OUT)]
 
 
+# -- Models folder and add-ons (LoRA, embeddings, VAE) and the loading policy -------------
+ASSETS = "Models folder and add-ons"
+
+ModelsDir = Annotated[str | None, typer.Option(
+    "--models-dir", envvar="SDCLI_MODELS_DIR", show_default=False, rich_help_panel=ASSETS,
+    help="Models folder laid out like the WebUI's models/: Stable-diffusion/, Lora/, VAE/, embeddings/. "
+    "--model, --lora, --vae and <lora:NAME:W> tags find names there.")]
+WebuiDir = Annotated[str | None, typer.Option(
+    "--webui-dir", show_default=False, rich_help_panel=ASSETS,
+    help="An AUTOMATIC1111 WebUI install: its models/ folders and embeddings/ are used as with --models-dir.")]
+Lora = Annotated[list[str] | None, typer.Option(
+    "--lora", show_default=False, rich_help_panel=ASSETS,
+    help="LoRA file or name in the LoRA folder, with an optional weight: PATH[:WEIGHT] (default 1); repeatable. "
+    "Prompts may also say <lora:NAME:WEIGHT>.")]
+Embedding = Annotated[list[str] | None, typer.Option(
+    "--embedding", show_default=False, rich_help_panel=ASSETS,
+    help="Textual-inversion embedding file (repeatable); used where its file name (stem) is a word of the prompt, "
+    "as are those in the embeddings folder.")]
+Vae = Annotated[str | None, typer.Option(
+    "--vae", show_default=False, rich_help_panel=ASSETS,
+    help="VAE: a diffusers VAE folder, a .safetensors file (WebUI or diffusers layout) or a name in the VAE folder.")]
+AllowPickle = Annotated[bool, typer.Option(
+    "--allow-pickle", rich_help_panel=ASSETS,
+    help="Allow .ckpt/.pt/.bin/.pth files, read only with torch's weights-only loader (torch >= 2.6). "
+    "Off: pickle files are refused, as they can run code.")]
+NoHalfVae = Annotated[bool, typer.Option(
+    "--no-half-vae", rich_help_panel=ASSETS,
+    help="Run the VAE in fp32 (a fp16 decode that gives NaNs is redone in fp32 anyway, with a warning).")]
+
+
+def _assets(
+    models_dir: ModelsDir = None,
+    webui_dir: WebuiDir = None,
+    lora: Lora = None,
+    embedding: Embedding = None,
+    vae: Vae = None,
+    allow_pickle: AllowPickle = False,
+    no_half_vae: NoHalfVae = False,
+) -> None:
+    """Template only: the models-folder and add-on flags (see shared_options)."""
+
+
+ASSET_FLAGS = tuple(inspect.signature(_assets).parameters)
+
+
 DEFAULTS = {"steps": 20, "cfg_scale": 7.0, "sampler": DEFAULT_SAMPLER, "output": Path("outputs")}
 
 
@@ -97,20 +142,28 @@ TXT2IMG_ONLY = ("subseed", "subseed_strength")  # variation seeds: the image pip
 
 
 def shared_options(*, exclude: tuple[str, ...] = ()) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Give a command `def cmd(own flags..., **flags)` the shared generation flags too.
+    """Give a command `def cmd(own flags..., **flags)` the shared generation and add-on flags too.
 
-    Typer reads a command's signature; this appends _shared's parameters (less
-    `exclude`) to it, so every command spells and documents them identically.
+    Typer reads a command's signature; this appends _shared's and _assets's
+    parameters (less `exclude`) to it, so every command spells and documents them identically.
     """
-    def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
-        own = [p for p in inspect.signature(func, eval_str=True).parameters.values() if p.kind is not p.VAR_KEYWORD]
-        shared = [p for p in inspect.signature(_shared, eval_str=True).parameters.values() if p.name not in exclude]
-        params = own + shared
-        func.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
-        func.__annotations__ = {p.name: p.annotation for p in params}
-        return func
+    return lambda func: _append(func, (_shared, _assets), exclude)
 
-    return decorate
+
+def asset_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Give a command `def cmd(own flags..., **flags)` the models-folder and add-on flags."""
+    return _append(func, (_assets,), ())
+
+
+def _append(func: Callable[..., Any], templates: tuple[Callable[..., Any], ...],
+            exclude: tuple[str, ...]) -> Callable[..., Any]:
+    own = [p for p in inspect.signature(func, eval_str=True).parameters.values() if p.kind is not p.VAR_KEYWORD]
+    shared = [p for template in templates
+              for p in inspect.signature(template, eval_str=True).parameters.values() if p.name not in exclude]
+    params = own + shared
+    func.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+    func.__annotations__ = {p.name: p.annotation for p in params}
+    return func
 
 # -- Image-to-image flags (img2img, inpaint, outpaint) -----------------------------------
 IMG = "Input image"

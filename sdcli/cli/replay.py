@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -21,9 +21,12 @@ Examples:
   sdcli replay outputs/00000-42.png --seed 43 --steps 40 -o variants
 
   sdcli replay webui-image.png --model ./sd15
+
+  sdcli replay webui-image.png --webui-dir ~/stable-diffusion-webui --model v1-5-pruned-emaonly
 """
 
 
+@o.asset_options
 def replay(
     image: Annotated[Path, typer.Argument(help="An image with generation parameters.", show_default=False)],
     prompt: o.PromptOpt = None,
@@ -49,11 +52,12 @@ def replay(
     output: o.Output = o.DEFAULTS["output"],
     name: o.Name = "[num]-[seed]",
     json_out: o.Json = False,
+    **flags: Any,
 ) -> None:
     from dataclasses import replace
 
-    from sdcli.cli.common import run_and_report
-    from sdcli.core.replay import replay_model, request_from_image
+    from sdcli.cli.common import asset_options, run_and_report
+    from sdcli.core.replay import read_metadata, replay_model, request_from_image
 
     request, source, ours = request_from_image(image)
     overrides = {"prompt": prompt, "negative_prompt": negative_prompt, "steps": steps, "cfg_scale": cfg_scale,
@@ -62,4 +66,16 @@ def replay(
     request = replace(request, **{k: v for k, v in overrides.items() if v is not None})
     run_and_report(request, replay_model(image, source, ours, model), offline=offline, device=device, dtype=dtype,
                    attention_slicing=attention_slicing, xformers=xformers, output=output, name=name,
-                   json_out=json_out)
+                   json_out=json_out, assets=asset_options(*_with_recorded_assets(read_metadata(image), flags)))
+
+
+RECORDED_KEYS = ("Lora hashes", "TI hashes", "VAE hash")
+
+
+def _with_recorded_assets(meta: Any, flags: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+    """The add-on flags, defaulting to the image's own (sdcli's record), and the hashes it recorded."""
+    record = (meta.replay or {}).get("assets") or {}
+    flags = {**flags, "lora": flags.get("lora") or record.get("loras"),
+             "embedding": flags.get("embedding") or record.get("embeddings"),
+             "vae": flags.get("vae") or record.get("vae")}
+    return flags, {key: meta.parameters[key] for key in RECORDED_KEYS if key in meta.parameters}

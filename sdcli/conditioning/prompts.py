@@ -29,7 +29,6 @@ _TOKEN = re.compile(
 
 
 _EDITING = re.compile(r"(?<!\\)\[[^\[\]]*:[^\[\]]*\]")
-_LORA = re.compile(r"<(lora|lyco|hypernet):[^>]*>", re.IGNORECASE)
 _AND = re.compile(r"(?<![^\s,])AND(?![^\s,])")
 
 
@@ -89,8 +88,6 @@ def parse_prompt(prompt: str) -> ParsedPrompt:
     result.segments.append(_merge(current))
     if _EDITING.search(prompt):
         result.warnings.append("prompt editing [from:to:when] is not supported; read as de-emphasised text")
-    if _LORA.search(prompt):
-        result.warnings.append("<lora:...> tags are not supported yet; read as text")
     if _AND.search(prompt):
         result.warnings.append("AND (composable diffusion) is not supported; read as text")
     return result

@@ -143,6 +143,7 @@ def run(
     model_hash: str,
     on_step: StepCallback | None = None,
     inputs: PreparedInputs | None = None,
+    extra_params: dict[str, Any] | None = None,
 ) -> Iterator[GeneratedImage]:
     """Generate `request.count` batches of `request.batch_size` images; yield each when done.
 
@@ -151,10 +152,12 @@ def run(
     prepared input images (core.images.prepare); loaded here when not given.
     Raises UsageError for settings the model cannot honour (CLIP skip deeper
     than the text encoder, a mode its UNet cannot run) or for bad input files.
+    `extra_params` are added to each infotext (the add-ons' hashes, models.assets).
     """
     import torch
 
     from sdcli.conditioning.encoding import PromptEncoder, text_layers
+    from sdcli.models.assets import encoder_text
     from sdcli.models.loader import pipeline_for, set_sampler
 
     # 1. Model-dependent checks and settings; the input images at generation size.
@@ -171,7 +174,8 @@ def run(
 
     # 2. Prompt embeddings, once for the whole run.
     encoder = PromptEncoder(pipe, request.clip_skip)
-    positive, negative = encoder.encode_pair(request.prompt, request.negative_prompt)
+    positive, negative = encoder.encode_pair(encoder_text(pipe, request.prompt),
+                                             encoder_text(pipe, request.negative_prompt))
 
     def step_end(pipe_: Any, step: int, _t: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
         if on_step:  # num_timesteps, not steps: second-order samplers run more model calls
@@ -208,7 +212,7 @@ def run(
             if inputs is not None:
                 image = inputs.finish(image)  # pasted back through the blurred mask / into the crop
             params = infotext_params(request, choice, seed=seed, subseed=subseed, width=width, height=height,
-                                     model_name=model_name, model_hash=model_hash)
+                                     model_name=model_name, model_hash=model_hash) | (extra_params or {})
             yield GeneratedImage(  # width/height: the generation size, as the infotext's Size
                 image=image, index=start + offset, seed=seed, subseed=subseed, width=width, height=height,
                 params=params, infotext=build_infotext(request.prompt, request.negative_prompt, params),

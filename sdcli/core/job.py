@@ -15,7 +15,11 @@ from sdcli import __version__
 from sdcli.conditioning.prompts import parse_prompt, plain_text
 from sdcli.core.output import DEFAULT_PATTERN, check_pattern, next_number, prepare_folder, render_name
 from sdcli.core.request import DIRECTIONS, GenerationRequest, validate
+from sdcli.models.assets import AssetOptions, apply_assets, plan_assets
 from sdcli.models.runtime import RuntimeOptions, validate_runtime
+
+# JSON record fields for the add-ons' infotext keys.
+ASSET_KEYS = {"vae": "VAE", "vae_hash": "VAE hash", "lora_hashes": "Lora hashes", "ti_hashes": "TI hashes"}
 
 
 @dataclass(frozen=True)
@@ -40,11 +44,13 @@ DEMO_NOTE = ("no --model given: using sdcli's built-in tiny RANDOM-WEIGHT demo m
 
 
 def run_job(request: GenerationRequest, runtime: RuntimeOptions, model_spec: str | None,
-            output: OutputOptions, reporter: Reporter, pipe: Any = None) -> list[dict[str, Any]]:
+            output: OutputOptions, reporter: Reporter, pipe: Any = None,
+            assets: AssetOptions | None = None) -> list[dict[str, Any]]:
     """Run a txt2img, img2img, inpaint or outpaint job; return one record per written image.
 
     `pipe` may be passed in (tests, batch runs) to skip loading; model_spec still
-    names the model for metadata.
+    names the model for metadata. `assets` are the models folder and add-on flags
+    (LoRAs, embeddings, VAE), all found and checked before the model loads.
     """
     from sdcli.core.generate import run
     from sdcli.core.images import prepare
@@ -58,15 +64,21 @@ def run_job(request: GenerationRequest, runtime: RuntimeOptions, model_spec: str
     for warning in parse_prompt(request.prompt).warnings + parse_prompt(request.negative_prompt).warnings:
         reporter.note(f"prompt: {warning}")
     inputs = prepare(request)  # input images are untrusted: read and checked before any model loads
+    assets = assets or AssetOptions()
+    extras = plan_assets(assets, request.prompt, request.negative_prompt)
+    for warning in extras.warnings:
+        reporter.note(warning)
     folder = prepare_folder(output.folder)
+    model = resolve.resolve_model(model_spec, offline=runtime.offline, library=assets.library(),
+                                  allow_pickle=assets.allow_pickle)
 
-    # 2. Model files, then the pipeline.
-    model = resolve.resolve_model(model_spec, offline=runtime.offline)
+    # 2. The pipeline, with the add-ons on it.
     if model.is_demo:
         reporter.note(DEMO_NOTE)
     plan = detect_runtime(runtime)
     if pipe is None:
         pipe = loader.load_pipeline(model, plan)
+    apply_assets(pipe, extras, assets, reporter.note)
     model_hash = resolve.model_hash(model.path)
 
     # 3. Generate, writing each image as soon as it exists.
@@ -75,18 +87,22 @@ def run_job(request: GenerationRequest, runtime: RuntimeOptions, model_spec: str
     number = next_number(folder)
     records = []
     for item in run(request, pipe, choice, model_name=model.name, model_hash=model_hash,
-                    on_step=reporter.step, inputs=inputs):
-        record = write_image(item, folder, output.pattern, number + item.index, request, model, plan)
+                    on_step=reporter.step, inputs=inputs, extra_params=extras.params()):
+        record = write_image(item, folder, output.pattern, number + item.index, request, model, plan,
+                             assets=extras.record())
         records.append(record)
         reporter.image(record)
     return records
 
 
-def replay_record(item, request: GenerationRequest, model) -> dict[str, Any]:
+def replay_record(item, request: GenerationRequest, model, assets: dict[str, Any] | None = None) -> dict[str, Any]:
     """What `sdcli replay` needs to make this one image again (stored in the PNG)."""
     single = replace(request, seed=item.seed, subseed=item.subseed, width=item.width, height=item.height,
                      batch_size=1, count=1)
-    return {"sdcli": __version__, "model": model.source, "request": asdict(single)}
+    record = {"sdcli": __version__, "model": model.source, "request": asdict(single)}
+    if assets and any(assets.values()):
+        record["assets"] = assets  # flag LoRAs, embeddings, VAE (tag LoRAs are in the prompt)
+    return record
 
 
 def name_values(request: GenerationRequest, *, number: int, seed: int, index: int, width: int, height: int,
@@ -103,7 +119,7 @@ def name_values(request: GenerationRequest, *, number: int, seed: int, index: in
 
 
 def write_image(item, folder: Path, pattern: str, number: int, request: GenerationRequest,
-                model, plan, now: Any = None) -> dict[str, Any]:
+                model, plan, now: Any = None, assets: dict[str, Any] | None = None) -> dict[str, Any]:
     """Write one PNG with its infotext and replay record; return its JSON record."""
     from sdcli.core.metadata import png_info
     from sdcli.core.output import write_atomic
@@ -111,7 +127,7 @@ def write_image(item, folder: Path, pattern: str, number: int, request: Generati
     model_name = model.name
     values = name_values(request, number=number, seed=item.seed, index=item.index, width=item.width,
                          height=item.height, sampler=item.params["Sampler"], model_name=model_name, now=now)
-    info = png_info(item.infotext, replay_record(item, request, model))
+    info = png_info(item.infotext, replay_record(item, request, model, assets))
     path = write_atomic(folder, render_name(pattern, values), ".png",
                         lambda tmp: item.image.save(tmp, format="PNG", pnginfo=info))
     return {
@@ -134,6 +150,7 @@ def write_image(item, folder: Path, pattern: str, number: int, request: Generati
         "count": request.count,
         "model": model_name,
         "model_hash": item.params["Model hash"],
+        **{key: item.params[param] for key, param in ASSET_KEYS.items() if item.params.get(param)},
         "device": plan.device,
         "dtype": plan.dtype,
         **_input_record(request),

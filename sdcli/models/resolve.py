@@ -11,9 +11,10 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from sdcli.errors import ModelError, RuntimeFailure, UsageError
-from sdcli.models.safety import PICKLE_SUFFIXES, check_safetensors
+from sdcli.models.safety import PICKLE_SUFFIXES, check_model_index, check_safetensors, refuse_pickle
 
 DEMO_ARCH, DEMO_SEED = "sd1", 0
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
@@ -53,15 +54,25 @@ def demo_model() -> ModelRef:
     return ModelRef(path, f"sdcli-tiny-{DEMO_ARCH}-demo", is_demo=True)
 
 
-def resolve_model(spec: str | None, offline: bool = False) -> ModelRef:
-    """Turn --model (folder or hub id; None = demo) into a local folder.
+def resolve_model(spec: str | None, offline: bool = False, library: Any = None,
+                  allow_pickle: bool = False) -> ModelRef:
+    """Turn --model (folder, name in the models folder, or hub id; None = demo) into a local folder.
 
     A local path never touches the network; a hub id uses the normal hub cache,
-    and only the cache when --offline or HF_HUB_OFFLINE is set.
+    and only the cache when --offline or HF_HUB_OFFLINE is set. `library` (a
+    models.library.Library) is searched for names that are not paths.
     """
     if not spec:
         return demo_model()
     local = Path(spec).expanduser()
+    if not local.exists() and library is not None and library.folders.get("checkpoint") is not None:
+        try:
+            local = library.find("checkpoint", spec).path
+        except ModelError:
+            if not _HUB_ID.match(spec):
+                raise
+    if local.is_file() and local.suffix.lower() in PICKLE_SUFFIXES and not allow_pickle:
+        raise refuse_pickle(local, "--model")
     if local.exists():
         check_model_folder(local)
         return ModelRef(local.resolve(), local.resolve().name, source=str(local.resolve()))
@@ -106,6 +117,9 @@ def check_model_folder(folder: Path) -> None:
         components = json.loads(index.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise ModelError(f"--model: {index} is not valid JSON: {exc}") from None
+    if not isinstance(components, dict):
+        raise ModelError(f"--model: {index} is not a diffusers model index (not a JSON object)")
+    check_model_index(index, components)
     for name, value in components.items():
         sub = folder / name
         if not (isinstance(value, list) and value[0] and sub.is_dir()):

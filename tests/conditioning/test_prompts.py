@@ -39,10 +39,13 @@ def test_plain_text_strips_syntax():
 
 
 @pytest.mark.parametrize("text, warning", [("a [cat:dog:0.5] sat", "prompt editing"),
-                                           ("a cat AND a dog", "AND (composable diffusion)"),
-                                           ("a cat <lora:detail:0.8>", "<lora:...> tags are not supported")])
+                                           ("a cat AND a dog", "AND (composable diffusion)")])
 def test_unsupported_webui_syntax_warns(text, warning):
     assert any(warning in w for w in parse_prompt(text).warnings)
+
+
+def test_lora_tags_no_longer_warn():
+    assert parse_prompt("a cat <lora:detail:0.8>").warnings == []
 
 
 def test_no_false_alarms():

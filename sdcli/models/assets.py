@@ -1,0 +1,160 @@
+"""Add-ons of a job: LoRAs, embeddings and a VAE, planned before any model loads, then applied.
+
+plan_assets() is pure (no torch): it finds every file (path or name in the
+models folder), checks it (pickle policy, safetensors header) and hashes it, so
+a bad add-on fails before the model loads. apply_assets() puts the plan on a
+loaded pipeline; the plan's params() are the WebUI infotext keys it adds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sdcli.conditioning.extra_networks import LORA_KINDS, extract_networks
+from sdcli.errors import ModelError, UsageError
+from sdcli.models.embeddings import EmbeddingSpec, mentioned, ti_hashes
+from sdcli.models.library import FLAGS, SHORT_HASH, Library, file_hash, library_from, weights_file
+from sdcli.models.lora import LoraSpec, lora_hashes, parse_hashes, parse_lora_flag
+from sdcli.models.safety import PICKLE_SUFFIXES, check_safetensors, refuse_pickle
+
+
+@dataclass(frozen=True)
+class AssetOptions:
+    """The models-folder and add-on flags of a job."""
+
+    models_dir: str | None = None
+    webui_dir: str | None = None
+    loras: tuple[str, ...] = ()  # PATH[:WEIGHT] or NAME[:WEIGHT]
+    embeddings: tuple[str, ...] = ()
+    vae: str | None = None
+    allow_pickle: bool = False
+    no_half_vae: bool = False
+    # Infotext of the image being replayed: its Lora/TI/VAE hashes are checked against the files found.
+    recorded: dict[str, str] = field(default_factory=dict, compare=False)
+
+    def library(self) -> Library:
+        return library_from(self.models_dir, self.webui_dir)
+
+
+@dataclass(frozen=True)
+class AssetPlan:
+    """The files one prompt pair uses, with their hashes, and warnings for the user."""
+
+    loras: tuple[LoraSpec, ...] = ()
+    embeddings: tuple[EmbeddingSpec, ...] = ()
+    vae: Path | None = None
+    vae_hash: str | None = None
+    warnings: tuple[str, ...] = ()
+
+    def params(self) -> dict[str, Any]:
+        """WebUI infotext keys: VAE hash, VAE, Lora hashes, TI hashes (None = left out)."""
+        return {
+            "VAE hash": self.vae_hash,
+            "VAE": self.vae.name if self.vae is not None else None,
+            "Lora hashes": lora_hashes(list(self.loras)),
+            "TI hashes": ti_hashes(list(self.embeddings)),
+        }
+
+    def record(self) -> dict[str, Any]:
+        """What replay needs besides the prompt: the flag LoRAs, embeddings and VAE, as paths."""
+        flag_loras = [f"{s.path}:{s.weight:g}" for s in self.loras if not s.from_tag]
+        return {"loras": flag_loras, "embeddings": [str(s.path) for s in self.embeddings],
+                "vae": str(self.vae) if self.vae else None}
+
+
+def find_file(kind: str, spec: str, library: Library, allow_pickle: bool) -> Path:
+    """A path, or a name looked up in the models folder; checked by the pickle/safetensors policy."""
+    flag = FLAGS[kind]
+    path = Path(spec).expanduser()
+    if not path.exists():
+        if library.folders.get(kind) is None:
+            raise ModelError(f"{flag}: no such file: {spec}")
+        path = library.find(kind, spec).path
+    file = path if path.is_file() else weights_file(path)
+    if file.suffix.lower() in PICKLE_SUFFIXES:
+        if not allow_pickle:
+            raise refuse_pickle(file, flag)
+    elif file.suffix.lower() == ".safetensors":
+        check_safetensors(file, flag)
+    else:
+        raise ModelError(f"{flag}: {file}: unknown weight file type {file.suffix or '(none)'}; use .safetensors")
+    return path
+
+
+def _short(kind: str, path: Path) -> str:
+    return file_hash(weights_file(path))[:SHORT_HASH[kind]]
+
+
+def plan_assets(options: AssetOptions, prompt: str, negative_prompt: str = "") -> AssetPlan:
+    """Find, check and hash every add-on the flags and the prompts ask for. No torch."""
+    library = options.library()
+    warnings: list[str] = []
+    # 1. LoRAs: --lora flags, then <lora:name:weight> tags of the prompt.
+    loras = []
+    for value in options.loras:
+        spec, weight = parse_lora_flag(value)
+        path = find_file("lora", spec, library, options.allow_pickle)
+        loras.append(LoraSpec(path, weight, path.stem if path.is_file() else path.name, _short("lora", path)))
+    for tag in extract_networks(prompt)[1] + extract_networks(negative_prompt)[1]:
+        if tag.kind not in LORA_KINDS:
+            warnings.append(f"prompt: <{tag.kind}:...> networks are not supported; the tag is ignored")
+            continue
+        if library.folders.get("lora") is None:
+            raise UsageError(f"prompt: <{tag.kind}:{tag.name}>: no LoRA folder to find it in; set --models-dir, "
+                             "SDCLI_MODELS_DIR or --webui-dir (or use --lora PATH)")
+        try:
+            path = find_file("lora", tag.name, library, options.allow_pickle)
+        except ModelError as exc:
+            raise ModelError(f"prompt: <{tag.kind}:{tag.name}>: {str(exc).removeprefix('--lora: ')}") from None
+        loras.append(LoraSpec(path, tag.weight, tag.name, _short("lora", path), from_tag=True))
+    # 2. Embeddings: --embedding files and the embeddings folder, when their name is in a prompt.
+    candidates: dict[str, Path] = {}
+    for spec in options.embeddings:
+        path = find_file("embedding", spec, library, options.allow_pickle)
+        candidates.setdefault(path.stem, path)
+    for entry in library.entries("embedding"):
+        candidates.setdefault(entry.stem, entry.path)
+    used = [EmbeddingSpec(find_file("embedding", str(path), library, options.allow_pickle), name,
+                          _short("embedding", path))
+            for name, path in candidates.items() if mentioned(name, prompt, negative_prompt)]
+    # 3. The VAE.
+    vae = find_file("vae", options.vae, library, options.allow_pickle) if options.vae else None
+    plan = AssetPlan(tuple(loras), tuple(used), vae, _short("vae", vae) if vae else None, tuple(warnings))
+    return _check_recorded(plan, options.recorded)
+
+
+def _check_recorded(plan: AssetPlan, recorded: dict[str, str]) -> AssetPlan:
+    """Replay: warn, naming both hashes, where a file found differs from the one the image used."""
+    warnings = list(plan.warnings)
+    for key, label, specs in (("Lora hashes", "LoRA", plan.loras), ("TI hashes", "embedding", plan.embeddings)):
+        wanted = parse_hashes(recorded.get(key))
+        for spec in specs:
+            if spec.name in wanted and wanted[spec.name] != spec.hash:
+                warnings.append(f"{label} {spec.name}: {spec.path} has hash {spec.hash}, the image was made "
+                                f"with hash {wanted[spec.name]}; the result will differ")
+    if plan.vae_hash and recorded.get("VAE hash") and recorded["VAE hash"] != plan.vae_hash:
+        warnings.append(f"VAE {plan.vae}: hash {plan.vae_hash}, the image was made with hash "
+                        f"{recorded['VAE hash']}; the result will differ")
+    return AssetPlan(plan.loras, plan.embeddings, plan.vae, plan.vae_hash, tuple(warnings))
+
+
+def apply_assets(pipe: Any, plan: AssetPlan, options: AssetOptions, note: Callable[[str], None]) -> None:
+    """Put the plan on a loaded pipeline: VAE (+ NaN guard), embeddings, LoRAs. No base-model reload."""
+    from sdcli.models.embeddings import apply_embeddings
+    from sdcli.models.lora import apply_loras
+    from sdcli.models.vae import guard_decode, set_vae
+
+    set_vae(pipe, plan.vae, allow_pickle=options.allow_pickle)
+    guard_decode(pipe.vae, note, force_fp32=options.no_half_vae)
+    apply_embeddings(pipe, list(plan.embeddings), allow_pickle=options.allow_pickle)
+    apply_loras(pipe, list(plan.loras), allow_pickle=options.allow_pickle)
+
+
+def encoder_text(pipe: Any, text: str) -> str:
+    """The text the text encoder sees: network tags removed, multi-vector embeddings spelled out."""
+    from sdcli.models.embeddings import expand_prompt
+
+    return expand_prompt(pipe, extract_networks(text)[0])

@@ -1,0 +1,97 @@
+"""Textual-inversion embeddings: read the WebUI, diffusers and SDXL formats, put them on a pipeline.
+
+An embedding is used when its name (file stem) appears as a word in a prompt,
+as in the WebUI. Vectors go in through diffusers' load_textual_inversion (new
+tokens in the tokenizer, rows in the text encoder's embedding table);
+multi-vector embeddings are expanded in the text the encoder sees.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sdcli.errors import ModelError
+
+# SDXL embeddings carry one tensor per text encoder; the pipeline attribute each goes to.
+SDXL_KEYS = {"clip_l": ("text_encoder", "tokenizer"), "clip_g": ("text_encoder_2", "tokenizer_2")}
+
+
+@dataclass(frozen=True)
+class EmbeddingSpec:
+    """One embedding file and the word that triggers it."""
+
+    path: Path
+    name: str
+    hash: str  # the WebUI's short hash (sha256, 12 hex)
+
+
+def mentioned(name: str, *prompts: str) -> bool:
+    """Whether `name` appears as a whole word in any prompt (WebUI: the file stem triggers it)."""
+    pattern = re.compile(rf"(?<![\w-]){re.escape(name)}(?![\w-])")
+    return any(pattern.search(p) for p in prompts)
+
+
+def read_vectors(path: Path, *, allow_pickle: bool = False) -> dict[str, Any]:
+    """The embedding's vectors: {"clip_l": [n, dim]} for one encoder, plus "clip_g" for SDXL."""
+    from sdcli.models.safety import load_state_dict
+
+    data = load_state_dict(path, flag="--embedding", allow_pickle=allow_pickle)
+    if "string_to_param" in data:  # the WebUI's own format
+        params = data["string_to_param"]
+        if not isinstance(params, dict) or len(params) != 1:
+            raise ModelError(f"--embedding: {path} holds {len(params)} terms; sdcli reads one per file")
+        vectors = {"clip_l": next(iter(params.values()))}
+    elif any(key in data for key in SDXL_KEYS):
+        vectors = {key: data[key] for key in SDXL_KEYS if key in data}
+    else:  # diffusers ({token: vector}) and kohya ("emb_params"): one tensor
+        tensors = [v for v in data.values() if hasattr(v, "shape")]
+        if len(tensors) != 1:
+            raise ModelError(f"--embedding: {path} is not a textual-inversion embedding "
+                             f"({len(tensors)} tensors, expected 1)")
+        vectors = {"clip_l": tensors[0]}
+    for key, tensor in vectors.items():
+        if not hasattr(tensor, "dim") or tensor.dim() not in (1, 2):
+            raise ModelError(f"--embedding: {path}: {key} is not a vector or a list of vectors")
+        vectors[key] = tensor.detach().float().reshape(-1, tensor.shape[-1])
+    return vectors
+
+
+def apply_embeddings(pipe: Any, specs: list[EmbeddingSpec], *, allow_pickle: bool = False) -> None:
+    """Make exactly `specs` the pipeline's embeddings (no change when they already are)."""
+    wanted = {spec.name: spec.hash for spec in specs}
+    if getattr(pipe, "sdcli_embeddings", {}) == wanted:
+        return
+    if getattr(pipe, "sdcli_embeddings", {}):
+        pipe.unload_textual_inversion()
+    pipe.sdcli_embeddings = {}
+    for spec in specs:
+        vectors = read_vectors(spec.path, allow_pickle=allow_pickle)
+        if getattr(pipe, "text_encoder_2", None) is not None and "clip_g" not in vectors:
+            raise ModelError(f"--embedding: {spec.path} has vectors for one text encoder; this model (SDXL) "
+                             "needs clip_l and clip_g vectors")
+        for key, (encoder_name, tokenizer_name) in SDXL_KEYS.items():
+            encoder = getattr(pipe, encoder_name, None)
+            if key not in vectors or encoder is None:
+                continue
+            width = encoder.get_input_embeddings().weight.shape[1]
+            if vectors[key].shape[1] != width:
+                raise ModelError(f"--embedding: {spec.path} has vectors of width {vectors[key].shape[1]}; this "
+                                 f"model's text encoder needs {width} (an embedding for another model family?)")
+            pipe.load_textual_inversion({spec.name: vectors[key]}, token=spec.name,
+                                        text_encoder=encoder, tokenizer=getattr(pipe, tokenizer_name))
+        pipe.sdcli_embeddings[spec.name] = spec.hash
+
+
+def ti_hashes(specs: list[EmbeddingSpec]) -> str | None:
+    """The WebUI's `TI hashes` value: "name: hash, ..." (None when no embedding was used)."""
+    return ", ".join(f"{spec.name}: {spec.hash}" for spec in specs) or None
+
+
+def expand_prompt(pipe: Any, text: str) -> str:
+    """Spell multi-vector embeddings out as their tokens (name -> name name_1 ...), as diffusers does."""
+    if not hasattr(pipe, "maybe_convert_prompt"):
+        return text
+    return pipe.maybe_convert_prompt(text, pipe.tokenizer)

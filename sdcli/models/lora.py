@@ -1,0 +1,144 @@
+"""LoRAs on a loaded pipeline, through diffusers/peft (load_lora_weights, set_adapters, unload).
+
+Files are kohya/WebUI (`lora_unet_...`, `lora_te_...`) or diffusers/peft
+format; diffusers converts the former. A pipeline keeps the adapters it has,
+keyed by file hash, so a batch that changes LoRAs between lines loads only the
+new files and never reloads the base model. A LoRA whose layers are missing
+from the model or do not fit their shapes (made for another family) is refused.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sdcli.errors import ModelError
+
+# Suffixes of the "down" (A) matrix key of one LoRA layer, kohya and peft spellings.
+_DOWN_KEYS = (".lora_down.weight", ".lora_A.weight", ".lora.down.weight", ".lora_linear_layer.down.weight")
+
+
+@dataclass(frozen=True)
+class LoraSpec:
+    """One LoRA to apply: its file, weight, and the name the infotext records."""
+
+    path: Path
+    weight: float
+    name: str
+    hash: str  # the WebUI's short hash (sha256, 12 hex)
+    from_tag: bool = False  # named by a <lora:...> tag in the prompt (replay finds it there again)
+
+
+def parse_lora_flag(value: str) -> tuple[str, float]:
+    """`PATH[:WEIGHT]` -> (path, weight); a path may itself hold ':' (the weight is the last part)."""
+    head, sep, tail = value.rpartition(":")
+    if sep and head and "/" not in tail and "\\" not in tail:
+        try:
+            return head, float(tail)
+        except ValueError:
+            pass
+    return value, 1.0
+
+
+def apply_loras(pipe: Any, loras: list[LoraSpec], *, allow_pickle: bool = False) -> None:
+    """Make `loras` (and only them) active on `pipe` at their weights.
+
+    Adapters already on the pipeline are reused; ones no longer wanted are
+    deleted; none wanted = all LoRA layers removed (the base model exactly).
+    """
+    from sdcli.models.safety import load_state_dict
+
+    loaded: dict[str, str] = getattr(pipe, "sdcli_loras", {})  # adapter name -> file path
+    weights: dict[str, float] = {}
+    for spec in loras:  # the same file twice (a tag and a flag) adds up, as two loads would
+        adapter = f"sdcli_{spec.hash}"
+        weights[adapter] = weights.get(adapter, 0.0) + spec.weight
+    if not weights:
+        if loaded:
+            pipe.unload_lora_weights()
+            pipe.sdcli_loras = {}
+        return
+    stale = [name for name in loaded if name not in weights]
+    if stale:
+        pipe.delete_adapters(stale)
+    pipe.sdcli_loras = loaded = {k: v for k, v in loaded.items() if k not in stale}
+    for spec in loras:
+        adapter = f"sdcli_{spec.hash}"
+        if adapter not in loaded:
+            state = load_state_dict(spec.path, flag="--lora", allow_pickle=allow_pickle)
+            _load_checked(pipe, spec, state, adapter)
+            loaded[adapter] = str(spec.path)
+    pipe.set_adapters(list(weights), list(weights.values()))
+
+
+def _load_checked(pipe: Any, spec: LoraSpec, state: dict[str, Any], adapter: str) -> None:
+    """load_lora_weights, then check every layer of the file found a home in the model."""
+    layers = sum(1 for key in state if key.endswith(_DOWN_KEYS))
+    if not layers:
+        raise ModelError(f"--lora: {spec.path} holds no LoRA layers (is it a LoRA file?)")
+    try:
+        with _quiet():
+            pipe.load_lora_weights(dict(state), adapter_name=adapter)
+    except (RuntimeError, ValueError, KeyError, IndexError, AttributeError) as exc:
+        _drop(pipe, adapter)
+        reason = "its tensor shapes differ" if "size mismatch" in str(exc) else _first_line(exc)
+        raise ModelError(f"--lora: {spec.path} does not fit this model: {reason} "
+                         "(a LoRA for another model family?)") from None
+    found = sum(1 for module in _lora_modules(pipe) if adapter in getattr(module, "lora_A", {}))
+    if found < layers:
+        _drop(pipe, adapter)
+        raise ModelError(f"--lora: {spec.path} does not fit this model: {layers - found} of its {layers} layers "
+                         "have no matching layer here; is it a LoRA for another model family?")
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """diffusers logs, and peft warns, what sdcli reports itself in one line."""
+    import warnings
+
+    from diffusers.utils import logging
+
+    level = logging.get_verbosity()
+    logging.set_verbosity(logging.CRITICAL)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        logging.set_verbosity(level)
+
+
+def _lora_modules(pipe: Any) -> list[Any]:
+    """Every module of the denoiser and text encoders that carries peft LoRA layers."""
+    parts = [getattr(pipe, name, None) for name in ("unet", "transformer", "text_encoder", "text_encoder_2")]
+    return [m for part in parts if part is not None for m in part.modules() if hasattr(m, "lora_A")]
+
+
+def _drop(pipe: Any, adapter: str) -> None:
+    """Remove a half-loaded adapter so the pipeline is as before."""
+    with contextlib.suppress(ValueError, KeyError, AttributeError):
+        pipe.delete_adapters([adapter])
+    if not getattr(pipe, "sdcli_loras", {}):
+        pipe.unload_lora_weights()
+
+
+def lora_hashes(loras: list[LoraSpec]) -> str | None:
+    """The WebUI's `Lora hashes` value: "name: hash, name2: hash2" (None when no LoRA)."""
+    seen: dict[str, str] = {}
+    for spec in loras:
+        seen.setdefault(spec.name.replace(":", "").replace(",", ""), spec.hash)
+    return ", ".join(f"{name}: {digest}" for name, digest in seen.items()) or None
+
+
+def parse_hashes(value: str | None) -> dict[str, str]:
+    """Inverse of lora_hashes (also for `TI hashes`)."""
+    pairs = (part.rpartition(":") for part in (value or "").split(","))
+    return {name.strip(): digest.strip() for name, sep, digest in pairs if sep and name.strip()}
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
