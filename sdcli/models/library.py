@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sdcli.errors import ModelError, UsageError
-from sdcli.models.resolve import cache_dir
+from sdcli.models.resolve import cache_dir, model_hash
 
 # Kind -> (sub-folder of a --models-dir, of a --webui-dir, file suffixes the WebUI lists).
 KINDS: dict[str, tuple[str, str, tuple[str, ...]]] = {
@@ -44,7 +44,10 @@ class Entry:
         return self.name.rsplit("/", 1)[-1]
 
     def short_hash(self) -> str:
-        """The WebUI's short hash of the file: sha256, first 10 (checkpoint, VAE) or 12 hex."""
+        """The WebUI's short hash of the file: sha256, first 10 (checkpoint, VAE) or 12 hex.
+        A diffusers checkpoint folder gets sdcli's folder hash, the one its images record."""
+        if self.kind == "checkpoint" and self.path.is_dir():
+            return model_hash(self.path)
         return file_hash(weights_file(self.path))[:SHORT_HASH[self.kind]]
 
 

@@ -1,0 +1,62 @@
+"""`sdcli models`: list what the models folder holds, with the WebUI's short hashes."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from sdcli.cli import options as o
+
+HELP = """List the checkpoints, LoRAs, embeddings and VAEs in the models folder, with their hashes.
+
+The folder is --models-dir (or SDCLI_MODELS_DIR), laid out like the WebUI's models/
+folder, or --webui-dir, a WebUI install. Hashes are the WebUI's short hashes (SHA-256
+of the file: 10 hex digits for checkpoints and VAEs, 12 for LoRAs and embeddings),
+read once and cached. NAME is what --model, --lora, --vae and <lora:NAME:W> accept.
+
+Examples:
+
+  sdcli models --webui-dir ~/stable-diffusion-webui
+
+  SDCLI_MODELS_DIR=~/sd/models sdcli models --kind lora --json | jq -r '.[].name'
+"""
+
+KIND_LABELS = {"checkpoint": "Checkpoint", "lora": "LoRA", "embedding": "Embedding", "vae": "VAE"}
+
+
+def models(
+    models_dir: o.ModelsDir = None,
+    webui_dir: o.WebuiDir = None,
+    kind: Annotated[list[str] | None, typer.Option(
+        "--kind", show_default=False, help="Only these kinds: checkpoint, lora, embedding, vae (repeatable).")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print JSON on stdout.")] = False,
+) -> None:
+    import json
+
+    from sdcli.errors import UsageError
+    from sdcli.models.library import KINDS, library_from
+
+    if not models_dir and not webui_dir:
+        raise UsageError("--models-dir: no models folder given; pass --models-dir DIR (or set SDCLI_MODELS_DIR) "
+                         "or --webui-dir DIR")
+    for value in kind or ():
+        if value not in KINDS:
+            raise UsageError(f"--kind: unknown value {value!r}; choose from {', '.join(KINDS)}")
+    library = library_from(models_dir, webui_dir)
+    rows = [{"kind": entry.kind, "name": entry.name, "hash": entry.short_hash(), "path": str(entry.path)}
+            for k in KINDS if not kind or k in kind for entry in library.entries(k)]
+    if json_out:
+        print(json.dumps(rows, indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("Kind", "Name", "Hash")
+    table.add_column("Path", overflow="fold")  # data: never cut short with an ellipsis
+    for row in rows:
+        table.add_row(KIND_LABELS[row["kind"]], row["name"], row["hash"], row["path"])
+    Console(soft_wrap=True).print(table)
+    folders = ", ".join(f"{KIND_LABELS[k]}: {p}" for k, p in library.folders.items() if not p.is_dir())
+    if folders:
+        Console(stderr=True).print(f"not found (nothing listed): {folders}", markup=False)
