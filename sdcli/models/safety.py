@@ -94,6 +94,7 @@ def load_state_dict(path: Path, *, flag: str, allow_pickle: bool = False) -> dic
 def _load_pickle_weights_only(path: Path, flag: str) -> Any:
     """torch.load with weights_only=True; anything it refuses is refused, never retried."""
     import pickle
+    import warnings
     import zipfile
 
     import torch
@@ -103,11 +104,14 @@ def _load_pickle_weights_only(path: Path, flag: str) -> Any:
         raise UsageError(f"--allow-pickle: torch {torch.__version__} is too old to load pickles safely "
                          "(its weights-only loader could be bypassed); needs torch 2.6 or newer")
     try:
-        with _no_unsafe_override():
+        with _no_unsafe_override(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch's notes on pickle protocols: not the user's business
             return torch.load(path, map_location="cpu", weights_only=True, mmap=False)
     except pickle.UnpicklingError as exc:
+        found = re.search(r"GLOBAL ([\w.]+)", str(exc))  # not torch's advice on how to load it unsafely
+        what = f"it calls {found.group(1)}" if found else "not plain tensors"
         raise ModelError(f"{flag}: {path} was refused by torch's weights-only loader: it holds more than "
-                         f"plain weights and could run code ({_first_line(exc)})") from None
+                         f"plain weights and could run code ({what})") from None
     except (RuntimeError, EOFError, ValueError, OSError, zipfile.BadZipFile, struct.error) as exc:
         raise ModelError(f"{flag}: {path} is truncated or corrupt ({_first_line(exc)})") from None
 
