@@ -11,7 +11,6 @@ import pytest
 
 from sdcli.errors import ModelError
 from sdcli.models.safety import check_model_index, load_state_dict
-from tests.cli.conftest import cli  # noqa: F401  (the CLI runner fixture)
 
 FAST = ("--steps", "2", "--width", "32", "--height", "32")
 

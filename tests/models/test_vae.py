@@ -9,7 +9,6 @@ from PIL import Image
 from sdcli.errors import ModelError
 from sdcli.models.tiny_assets import to_ldm_vae, write_tiny_vae
 from sdcli.models.vae import guard_decode, set_vae
-from tests.cli.conftest import cli  # noqa: F401  (the CLI runner fixture)
 
 FAST = ("--steps", "2", "--width", "32", "--height", "32", "--seed", "3")
 
