@@ -39,6 +39,7 @@ from sdcli.core.job import DEMO_NOTE, OutputOptions, name_values, write_image
 from sdcli.core.output import check_pattern, next_number, prepare_folder, remove_stale_temps, render_name
 from sdcli.core.request import GenerationRequest, validate
 from sdcli.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_PARTIAL, SdcliError, UsageError
+from sdcli.models.assets import AssetOptions, AssetPlan, apply_assets, plan_assets
 from sdcli.models.runtime import RuntimeOptions, validate_runtime
 
 
@@ -54,6 +55,7 @@ class BatchOptions:
     runtime: RuntimeOptions = field(default_factory=RuntimeOptions)
     output: OutputOptions = field(default_factory=OutputOptions)
     resume: bool = False
+    assets: AssetOptions = field(default_factory=AssetOptions)
 
 
 @dataclass
@@ -158,9 +160,11 @@ def resolve_models(lines: list[BatchLine], options: BatchOptions) -> dict[str | 
 
     refs: dict[str | None, Any] = {}
     bad: dict[str | None, str] = {}
+    library = options.assets.library()
     for spec in dict.fromkeys(line.model for line in lines):
         try:
-            refs[spec] = resolve_model(spec, offline=options.runtime.offline)
+            refs[spec] = resolve_model(spec, offline=options.runtime.offline, library=library,
+                                       allow_pickle=options.assets.allow_pickle)
         except UsageError as exc:
             if spec == options.model:
                 raise  # the --model flag itself: its own one-line message
@@ -169,6 +173,27 @@ def resolve_models(lines: list[BatchLine], options: BatchOptions) -> dict[str | 
     if problems:
         raise BatchFileError(options.file, problems)
     return refs
+
+
+def plan_line_assets(lines: list[BatchLine], options: BatchOptions,
+                     reporter: BatchReporter) -> dict[tuple[str, str], AssetPlan]:
+    """Each line's LoRAs/embeddings/VAE found and checked before any load; problems named by file and line."""
+    plans: dict[tuple[str, str], AssetPlan] = {}
+    problems = []
+    for line in lines:
+        key = (line.request.prompt, line.request.negative_prompt)
+        if key in plans:
+            continue
+        try:
+            plans[key] = plan_assets(options.assets, *key)
+        except UsageError as exc:
+            problems.append(f"{options.file}:{line.line}: {exc}")
+            continue
+        for warning in plans[key].warnings:
+            reporter.note(f"{options.file}:{line.line}: {warning}")
+    if problems:
+        raise BatchFileError(options.file, problems)
+    return plans
 
 
 def _is_blank(image: Any) -> bool:
@@ -191,6 +216,7 @@ class _Run:
     stats: BatchStats
     stop: GracefulStop
     now: _dt.datetime = field(default_factory=_dt.datetime.now)
+    assets: dict[tuple[str, str], AssetPlan] = field(default_factory=dict)  # by (prompt, negative prompt)
 
     def record(self, unit: BatchUnit, index: int, seed: int, model: Any, *, path: str | None = None,
                error: str | None = None, seconds: float = 0.0, **extra: Any) -> None:
@@ -232,6 +258,7 @@ def run_batch(options: BatchOptions, reporter: BatchReporter,
     check_pattern(options.output.pattern)
     lines = parse_file(options.file, options.fmt, options.defaults, options.model)
     models = resolve_models(lines, options)
+    assets = plan_line_assets(lines, options, reporter)
     base_seed = resolve_base_seed(options.seed, lines)
     plan = detect_runtime(options.runtime)
     shard = current_shard(plan.device)
@@ -257,7 +284,7 @@ def run_batch(options: BatchOptions, reporter: BatchReporter,
     started = time.monotonic()
     with manifest.ManifestWriter(target) as writer, GracefulStop(reporter) as stop:
         run = _Run(options, reporter, shard, folder, header, plan, writer, stats, stop,
-                   _dt.datetime.fromisoformat(header["started"]))
+                   _dt.datetime.fromisoformat(header["started"]), assets)
         reporter.start(stats.total, units[0].request.steps if units else 1, completed=stats.skipped)
         try:
             for group in _by_model(units, models).values():
@@ -352,9 +379,12 @@ def _run_unit(run: _Run, unit: BatchUnit, pipe: Any, model: Any, model_hash: str
     if not todo:
         return
     last = time.monotonic()
+    extras = run.assets[(request.prompt, request.negative_prompt)]
     try:
+        # LoRAs/embeddings/VAE change on the loaded pipeline: no reload of the base model.
+        apply_assets(pipe, extras, run.options.assets, run.reporter.note)
         for image in generate.run(request, pipe, choice, model_name=model.name, model_hash=model_hash,
-                                  on_step=run.reporter.step):
+                                  on_step=run.reporter.step, extra_params=extras.params()):
             index = unit.first + image.index
             seed = todo.get(index)
             if seed is None:
@@ -364,7 +394,8 @@ def _run_unit(run: _Run, unit: BatchUnit, pipe: Any, model: Any, model_hash: str
                            error="image is all black (NaN in the model output?); not written")
             else:
                 written = write_image(replace(image, index=index), run.folder, run.options.output.pattern,
-                                      run.header["base_number"] + index, request, model, run.plan, now=run.now)
+                                      run.header["base_number"] + index, request, model, run.plan, now=run.now,
+                                      assets=extras.record())
                 run.record(unit, index, seed, model, path=written["path"], seconds=time.monotonic() - last)
             del todo[index]
             last = time.monotonic()

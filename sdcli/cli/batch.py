@@ -47,7 +47,7 @@ def batch(
     **flags: Any,
 ) -> None:
     from sdcli.batch.runner import BatchOptions, run_batch
-    from sdcli.cli.common import REQUEST_FLAGS, runtime_options
+    from sdcli.cli.common import REQUEST_FLAGS, asset_options, runtime_options
     from sdcli.cli.ui import BatchReporter
     from sdcli.core.job import OutputOptions
     from sdcli.core.request import GenerationRequest
@@ -58,6 +58,7 @@ def batch(
         file=file, fmt=fmt, defaults=defaults, seed=flags["seed"], model=flags["model"],
         runtime=runtime_options(flags),
         output=OutputOptions(output or Path("outputs") / file.stem, flags["name"]), resume=resume,
+        assets=asset_options(flags),
     )
     with BatchReporter(as_json=flags["json_out"]) as reporter:
         stats = run_batch(options, reporter)
