@@ -69,6 +69,9 @@ def apply_embeddings(pipe: Any, specs: list[EmbeddingSpec], *, allow_pickle: boo
     pipe.sdcli_embeddings = {}
     for spec in specs:
         vectors = read_vectors(spec.path, allow_pickle=allow_pickle)
+        if getattr(pipe, "text_encoder_2", None) is None and "clip_g" in vectors:
+            raise ModelError(f"--embedding: {spec.path} is an SDXL embedding (clip_l and clip_g vectors); "
+                             "this model has one text encoder")
         if getattr(pipe, "text_encoder_2", None) is not None and "clip_g" not in vectors:
             raise ModelError(f"--embedding: {spec.path} has vectors for one text encoder; this model (SDXL) "
                              "needs clip_l and clip_g vectors")

@@ -10,7 +10,7 @@ import numpy as np
 from PIL import Image
 
 from sdcli.core.metadata import parse_infotext, read_infotext
-from sdcli.models.tiny_assets import write_tiny_lora
+from sdcli.models.tiny_assets import write_tiny_embedding, write_tiny_lora, write_tiny_vae
 
 FAST = ("--steps", "2", "--width", "32", "--height", "32", "--seed", "5")
 
@@ -74,8 +74,12 @@ def test_bad_add_ons_fail_in_one_line_and_write_nothing(cli, models_dir, tiny_mo
     wide = write_tiny_lora(tiny_model, tmp_path / "xl_lora.safetensors", scale_width=2)
     cut = tmp_path / "cut.safetensors"
     cut.write_bytes((models_dir / "Lora" / "detail.safetensors").read_bytes()[:-100])
+    wide_vae = write_tiny_vae(tiny_model, tmp_path / "xl_vae.safetensors", scale_width=2)
+    wide_emb = write_tiny_embedding(tmp_path / "sd2emb.safetensors", width=1024)
     cases = [
         (["--lora", wide], "xl_lora.safetensors does not fit this model"),
+        (["--vae", wide_vae], "xl_vae.safetensors does not fit this model's VAE"),
+        (["--embedding", wide_emb, "-p", "a sd2emb"], "sd2emb.safetensors has vectors of width 1024"),
         (["--lora", cut], "cut.safetensors is truncated or corrupt"),
         (["--lora", tmp_path / "missing.safetensors"], "--lora: no such file"),
         (["--vae", tmp_path / "nope"], "--vae: no such file"),

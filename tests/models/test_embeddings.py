@@ -62,6 +62,12 @@ def test_wrong_width_is_refused_by_name(pipe, tmp_path):
         apply_embeddings(pipe, [EmbeddingSpec(path, "wide", "h")])
 
 
+def test_sdxl_embedding_is_refused_on_a_one_encoder_model(pipe, tmp_path):
+    path = write_tiny_embedding(tmp_path / "xl.safetensors", fmt="sdxl")
+    with pytest.raises(ModelError, match=r"--embedding: .*xl\.safetensors is an SDXL embedding"):
+        apply_embeddings(pipe, [EmbeddingSpec(path, "xl", "h")])
+
+
 def test_trigger_is_a_whole_word():
     assert mentioned("easyneg", "a cat, easyneg")
     assert mentioned("bad-hands-5", "(bad-hands-5:1.2)")
