@@ -22,7 +22,8 @@ from sdcli.errors import ModelError, UsageError
 PICKLE_SUFFIXES = (".bin", ".ckpt", ".pt", ".pth", ".pkl")
 WEIGHT_SUFFIXES = (".safetensors", *PICKLE_SUFFIXES)
 MIN_TORCH_FOR_PICKLE = (2, 6)
-# Libraries a model_index.json may name; any other would make diffusers import a module by that name.
+# Libraries a model_index.json may name (besides diffusers' own pipeline packages); any other would make
+# diffusers import a module by that name, or a .py file from the model folder.
 KNOWN_LIBRARIES = ("diffusers", "transformers")
 _CLASS_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 CONVERT_HINT = ("convert it to .safetensors first (e.g. in a trusted environment: "
@@ -142,9 +143,22 @@ def check_model_index(index: Path, components: dict[str, Any]) -> None:
         library, cls = value
         if library is None and cls is None:
             continue  # an unused optional component (e.g. safety_checker)
-        if library not in KNOWN_LIBRARIES or not isinstance(cls, str) or not _CLASS_NAME.match(cls):
+        known = library in KNOWN_LIBRARIES or _is_diffusers_pipeline_module(library)
+        if not known or not isinstance(cls, str) or not _CLASS_NAME.match(cls):
             raise ModelError(f"--model: {index}: component {name!r} is {library}.{cls}; sdcli loads only "
                              f"classes of {' and '.join(KNOWN_LIBRARIES)} (no custom or remote code)")
+
+
+def _is_diffusers_pipeline_module(name: Any) -> bool:
+    """Whether `name` is one of diffusers' own pipeline packages (e.g. "stable_diffusion", which SD 1.x
+    model indexes name for their safety checker); found on disk, without importing diffusers."""
+    import importlib.util
+
+    if not isinstance(name, str) or not _CLASS_NAME.match(name):
+        return False
+    spec = importlib.util.find_spec("diffusers")
+    roots = spec.submodule_search_locations if spec is not None else None
+    return any((Path(root) / "pipelines" / name / "__init__.py").is_file() for root in roots or ())
 
 
 def _first_line(exc: BaseException) -> str:

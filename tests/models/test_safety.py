@@ -105,6 +105,12 @@ def test_model_index_naming_foreign_code_is_refused(cli, tiny_model, tmp_path):
     (model / "model_index.json").write_text(json.dumps(index))
     result = cli("txt2img", "x", "-m", model, *FAST, "-o", tmp_path / "out")
     assert result.exit_code == 2 and "component 'unet' is my_module.EvilUNet" in result.stderr
+    index["unet"] = ["diffusers", "UNet2DConditionModel"]
+    index["safety_checker"] = ["stable_diffusion", "StableDiffusionSafetyChecker"]  # as real SD 1.5 folders
+    check_model_index(model / "model_index.json", index)
+    index["safety_checker"] = ["stable_diffusion_evil", "StableDiffusionSafetyChecker"]
+    with pytest.raises(ModelError, match="component 'safety_checker' is stable_diffusion_evil"):
+        check_model_index(model / "model_index.json", index)
     index["_class_name"] = ["pipeline", "MyPipeline"]
     with pytest.raises(ModelError, match="custom pipeline"):
         check_model_index(model / "model_index.json", index)
