@@ -65,22 +65,22 @@ Json = Annotated[bool, typer.Option("--json", help="Print one JSON record per im
 ASSETS = "Models folder and add-ons"
 
 ModelsDir = Annotated[str | None, typer.Option(
-    "--models-dir", envvar="SDCLI_MODELS_DIR", show_default=False, rich_help_panel=ASSETS,
+    "--models-dir", envvar="SDCLI_MODELS_DIR", show_default=False, metavar="DIR", rich_help_panel=ASSETS,
     help="Models folder laid out like the WebUI's models/: Stable-diffusion/, Lora/, VAE/, embeddings/. "
     "--model, --lora, --vae and <lora:NAME:W> tags find names there.")]
 WebuiDir = Annotated[str | None, typer.Option(
-    "--webui-dir", show_default=False, rich_help_panel=ASSETS,
+    "--webui-dir", show_default=False, metavar="DIR", rich_help_panel=ASSETS,
     help="An AUTOMATIC1111 WebUI install: its models/ folders and embeddings/ are used as with --models-dir.")]
 Lora = Annotated[list[str] | None, typer.Option(
-    "--lora", show_default=False, rich_help_panel=ASSETS,
+    "--lora", show_default=False, metavar="PATH[:WEIGHT]", rich_help_panel=ASSETS,
     help="LoRA file or name in the LoRA folder, with an optional weight: PATH[:WEIGHT] (default 1); repeatable. "
     "Prompts may also say <lora:NAME:WEIGHT>.")]
 Embedding = Annotated[list[str] | None, typer.Option(
-    "--embedding", show_default=False, rich_help_panel=ASSETS,
+    "--embedding", show_default=False, metavar="PATH", rich_help_panel=ASSETS,
     help="Textual-inversion embedding file (repeatable); used where its file name (stem) is a word of the prompt, "
     "as are those in the embeddings folder.")]
 Vae = Annotated[str | None, typer.Option(
-    "--vae", show_default=False, rich_help_panel=ASSETS,
+    "--vae", show_default=False, metavar="PATH", rich_help_panel=ASSETS,
     help="VAE: a diffusers VAE folder, a .safetensors file (WebUI or diffusers layout) or a name in the VAE folder.")]
 AllowPickle = Annotated[bool, typer.Option(
     "--allow-pickle", rich_help_panel=ASSETS,
