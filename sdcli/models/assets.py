@@ -66,7 +66,8 @@ class AssetPlan:
 
 
 def find_file(kind: str, spec: str, library: Library, allow_pickle: bool) -> Path:
-    """A path, or a name looked up in the models folder; checked by the pickle/safetensors policy."""
+    """A path, or a name looked up in the models folder; checked by the pickle/safetensors policy.
+    VAE folders stay folders (diffusers layout); other kinds resolve to their weights file."""
     flag = FLAGS[kind]
     path = Path(spec).expanduser()
     if not path.exists():
@@ -81,7 +82,7 @@ def find_file(kind: str, spec: str, library: Library, allow_pickle: bool) -> Pat
         check_safetensors(file, flag)
     else:
         raise ModelError(f"{flag}: {file}: unknown weight file type {file.suffix or '(none)'}; use .safetensors")
-    return path
+    return path if kind == "vae" else file  # a LoRA/embedding folder (diffusers' save_*): its weights file
 
 
 def _short(kind: str, path: Path) -> str:
@@ -97,7 +98,8 @@ def plan_assets(options: AssetOptions, prompt: str, negative_prompt: str = "") -
     for value in options.loras:
         spec, weight = parse_lora_flag(value)
         path = find_file("lora", spec, library, options.allow_pickle)
-        loras.append(LoraSpec(path, weight, path.stem if path.is_file() else path.name, _short("lora", path)))
+        name = Path(spec).expanduser().name if Path(spec).expanduser().is_dir() else path.stem  # a folder: its name
+        loras.append(LoraSpec(path, weight, name, _short("lora", path)))
     for tag in extract_networks(prompt)[1] + extract_networks(negative_prompt)[1]:
         if tag.kind not in LORA_KINDS:
             warnings.append(f"prompt: <{tag.kind}:...> networks are not supported; the tag is ignored")

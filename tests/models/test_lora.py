@@ -120,3 +120,15 @@ def test_lora_hashes_as_the_webui_writes_them():
     assert text == "detail: 0123456789ab, xyz: ba9876543210"
     assert parse_hashes(text) == {"detail": "0123456789ab", "xyz": "ba9876543210"}
     assert lora_hashes([]) is None
+
+
+def test_a_diffusers_lora_folder_is_named_by_the_folder(models_dir, tmp_path):
+    import shutil
+
+    from sdcli.models.assets import AssetOptions, plan_assets
+
+    folder = tmp_path / "my-style"
+    folder.mkdir()
+    shutil.copy(models_dir / "Lora" / "detail.safetensors", folder / "pytorch_lora_weights.safetensors")
+    (lora,) = plan_assets(AssetOptions(loras=(f"{folder}:0.5",)), "a cat").loras
+    assert (lora.path, lora.weight, lora.name) == (folder / "pytorch_lora_weights.safetensors", 0.5, "my-style")
