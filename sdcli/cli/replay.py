@@ -69,7 +69,7 @@ def replay(
                    json_out=json_out, assets=asset_options(*_with_recorded_assets(read_metadata(image), flags)))
 
 
-RECORDED_KEYS = ("Lora hashes", "TI hashes", "VAE hash")
+RECORDED_KEYS = ("Lora hashes", "TI hashes", "VAE hash", "VAE")
 
 
 def _with_recorded_assets(meta: Any, flags: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:

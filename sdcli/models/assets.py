@@ -124,8 +124,22 @@ def plan_assets(options: AssetOptions, prompt: str, negative_prompt: str = "") -
             for name, path in candidates.items() if mentioned(name, prompt, negative_prompt)]
     # 3. The VAE.
     vae = find_file("vae", options.vae, library, options.allow_pickle) if options.vae else None
+    if vae is None and options.recorded.get("VAE"):  # replaying a WebUI image: its VAE by name
+        vae = _recorded_vae(options, library, options.recorded["VAE"], warnings)
     plan = AssetPlan(tuple(loras), tuple(used), vae, _short("vae", vae) if vae else None, tuple(warnings))
     return _check_recorded(plan, options.recorded)
+
+
+def _recorded_vae(options: AssetOptions, library: Library, name: str, warnings: list[str]) -> Path | None:
+    """The VAE folder's file the image's `VAE: name` names; a warning (and the model's own) if none."""
+    entry = None
+    if library.folders.get("vae") is not None:
+        entry = next((e for e in library.entries("vae") if name in (e.path.name, e.name, e.stem)), None)
+    if entry is None:
+        warnings.append(f"the image was made with VAE {name!r}, not found in a VAE folder; using the model's own "
+                        "(pass --vae)")
+        return None
+    return find_file("vae", str(entry.path), library, options.allow_pickle)
 
 
 def _check_recorded(plan: AssetPlan, recorded: dict[str, str]) -> AssetPlan:

@@ -76,7 +76,10 @@ def test_bad_add_ons_fail_in_one_line_and_write_nothing(cli, models_dir, tiny_mo
     cut.write_bytes((models_dir / "Lora" / "detail.safetensors").read_bytes()[:-100])
     wide_vae = write_tiny_vae(tiny_model, tmp_path / "xl_vae.safetensors", scale_width=2)
     wide_emb = write_tiny_embedding(tmp_path / "sd2emb.safetensors", width=1024)
+    junk = tmp_path / "junk.safetensors"
+    junk.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00not json at all!")
     cases = [
+        (["--vae", junk], "junk.safetensors is not a valid safetensors file"),
         (["--lora", wide], "xl_lora.safetensors does not fit this model"),
         (["--vae", wide_vae], "xl_vae.safetensors does not fit this model's VAE"),
         (["--embedding", wide_emb, "-p", "a sd2emb"], "sd2emb.safetensors has vectors of width 1024"),
@@ -94,3 +97,21 @@ def test_bad_add_ons_fail_in_one_line_and_write_nothing(cli, models_dir, tiny_mo
         assert result.exit_code == 2, (args, result.stderr)
         assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1, (args, result.stderr)
         assert not list(out.glob("*.png")) if out.exists() else True
+
+
+def test_replaying_a_webui_image_finds_its_vae_by_name(cli, models_dir, tiny_model, tmp_path):
+    from PIL import PngImagePlugin
+
+    made = cli("txt2img", "a cat", "-m", "tiny", "--models-dir", models_dir, "--vae", "tinyvae", *FAST,
+               "-o", tmp_path / "a")
+    assert made.exit_code == 0, made.stderr
+    infotext = read_infotext(tmp_path / "a" / "00000-5.png")
+    webui = tmp_path / "webui.png"  # the same picture as the WebUI would save it: infotext only
+    info = PngImagePlugin.PngInfo()
+    info.add_text("parameters", infotext)
+    Image.open(tmp_path / "a" / "00000-5.png").save(webui, pnginfo=info)
+    again = cli("replay", webui, "-m", tiny_model, "--models-dir", models_dir, "-o", tmp_path / "b")
+    assert again.exit_code == 0, again.stderr
+    assert np.array_equal(px(tmp_path / "a" / "00000-5.png"), px(tmp_path / "b" / "00000-5.png"))
+    lost = cli("replay", webui, "-m", tiny_model, "-o", tmp_path / "c")
+    assert lost.exit_code == 0 and "VAE 'tinyvae.safetensors', not found in a VAE folder" in lost.stderr
