@@ -1,5 +1,8 @@
-"""Models: resolving --model, checking weight files, loading pipelines, runtime plans, tiny checkpoints.
+"""Models: resolving --model, the models folder (library), checking and safely loading weight
+files (safety), add-ons on a loaded pipeline (lora, embeddings, vae; planned by assets),
+loading pipelines, runtime plans, tiny checkpoints and tiny add-on files.
 
 The only package that opens weight files or imports diffusers pipelines (always
-inside functions). May import sdcli.errors and sdcli.sampling; never core, batch or cli.
+inside functions). May import sdcli.errors, sdcli.sampling and the pure
+sdcli.conditioning.extra_networks; never core, batch or cli.
 """
