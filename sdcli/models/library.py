@@ -14,6 +14,7 @@ import difflib
 import hashlib
 import json
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +29,8 @@ KINDS: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "vae": ("VAE", "models/VAE", (".safetensors", ".pt", ".ckpt")),
 }
 FLAGS = {"checkpoint": "--model", "lora": "--lora", "embedding": "--embedding", "vae": "--vae"}
+_TITLE = re.compile(r"^(.+?)\s*\[[0-9a-fA-F]{8,64}\]$")
+_SHORT_HASH = re.compile(r"^[0-9a-fA-F]{10}$")
 SHORT_HASH = {"checkpoint": 10, "vae": 10, "lora": 12, "embedding": 12}  # hex digits the WebUI shows
 
 
@@ -85,7 +88,11 @@ class Library:
             raise UsageError(f"{flag}: {name!r} is not a file, and no models folder is set "
                              "(--models-dir, SDCLI_MODELS_DIR or --webui-dir) to look it up in")
         entries = self.entries(kind)
+        if title := _TITLE.match(name):  # the WebUI's title, "name.safetensors [hash]" (API, prompt files)
+            name = title.group(1)
         matches = [e for e in entries if name in _aliases(e)]
+        if not matches and _SHORT_HASH.match(name):  # the WebUI accepts a short hash too
+            matches = [e for e in entries if e.short_hash() == name.lower()]
         if not matches:  # the WebUI falls back to a substring of the title
             matches = [e for e in entries if name.lower() in e.name.lower()] if len(name) >= 3 else []
         if len(matches) == 1:
@@ -98,11 +105,6 @@ class Library:
         close = difflib.get_close_matches(name, sorted({a for e in entries for a in (e.name, e.stem)}), n=3)
         hint = f"; did you mean {', '.join(close)}?" if close else f" ({len(entries)} {kind}s there)"
         raise ModelError(f"{flag}: no {kind} named {name!r} in {where}{hint}")
-
-    def find_by_stem(self, kind: str, stem: str) -> Entry | None:
-        """The entry a prompt tag or word names (file stem, as the WebUI's extra networks); None if none."""
-        exact = [e for e in self.entries(kind) if stem in (e.stem, e.name)]
-        return exact[0] if exact else None
 
 
 def _aliases(entry: Entry) -> set[str]:

@@ -50,9 +50,16 @@ def test_webui_dir_layout(tmp_path):
 @pytest.mark.parametrize("name, expected", [
     ("v1-5-pruned", "v1-5-pruned"), ("v1-5-pruned.safetensors", "v1-5-pruned"),
     ("anime/anything-v3.safetensors", "anime/anything-v3"), ("anything-v4", "anime/anything-v4"),
-    ("diffusers-model", "diffusers-model"), ("pruned", "v1-5-pruned")])
+    ("diffusers-model", "diffusers-model"), ("pruned", "v1-5-pruned"),
+    ("anime/anything-v3.safetensors [0123456789]", "anime/anything-v3")])
 def test_find_by_webui_names(folder, name, expected):
     assert library_from(folder, None).find("checkpoint", name).name == expected
+
+
+def test_find_by_short_hash(folder):
+    path = folder / "Stable-diffusion" / "old.ckpt"
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()[:10]
+    assert library_from(folder, None).find("checkpoint", digest).path == path
 
 
 def test_ambiguous_and_unknown_names_are_one_clear_error(folder):
