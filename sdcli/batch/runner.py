@@ -131,6 +131,7 @@ class GracefulStop:
         self.reporter = reporter
         self.requested = False
         self.previous: Any = None
+        self.installed = False
 
     def _handle(self, signum: int, frame: Any) -> None:
         if self.requested:
@@ -141,11 +142,12 @@ class GracefulStop:
     def __enter__(self) -> GracefulStop:
         if threading.current_thread() is threading.main_thread():
             self.previous = signal.signal(signal.SIGINT, self._handle)
+            self.installed = True
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self.previous is not None:
-            signal.signal(signal.SIGINT, self.previous)
+        if self.installed:  # whatever was there before: SIG_IGN under nohup, None if set outside Python
+            signal.signal(signal.SIGINT, self.previous if self.previous is not None else signal.SIG_DFL)
 
 
 class _Stop(Exception):
@@ -169,12 +171,6 @@ def resolve_models(lines: list[BatchLine], options: BatchOptions) -> dict[str | 
     if problems:
         raise BatchFileError(options.file, problems)
     return refs
-
-
-def _is_blank(image: Any) -> bool:
-    """All-black output: what NaNs in the UNet/VAE (e.g. fp16 overflow) turn into."""
-    extrema = image.getextrema()
-    return all(high == 0 for _, high in (extrema if isinstance(extrema[0], tuple) else [extrema]))
 
 
 @dataclass
@@ -359,9 +355,8 @@ def _run_unit(run: _Run, unit: BatchUnit, pipe: Any, model: Any, model_hash: str
             seed = todo.get(index)
             if seed is None:
                 continue
-            if _is_blank(image.image):
-                run.record(unit, index, seed, model, seconds=time.monotonic() - last,
-                           error="image is all black (NaN in the model output?); not written")
+            if image.failure:
+                run.record(unit, index, seed, model, seconds=time.monotonic() - last, error=image.failure)
             else:
                 written = write_image(replace(image, index=index), run.folder, run.options.output.pattern,
                                       run.header["base_number"] + index, request, model, run.plan, now=run.now)

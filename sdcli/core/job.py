@@ -15,6 +15,7 @@ from sdcli import __version__
 from sdcli.conditioning.prompts import parse_prompt, plain_text
 from sdcli.core.output import DEFAULT_PATTERN, check_pattern, next_number, prepare_folder, render_name
 from sdcli.core.request import DIRECTIONS, GenerationRequest, validate
+from sdcli.errors import RuntimeFailure
 from sdcli.models.runtime import RuntimeOptions, validate_runtime
 
 
@@ -73,12 +74,20 @@ def run_job(request: GenerationRequest, runtime: RuntimeOptions, model_spec: str
     request = request.with_resolved_seed()
     reporter.start(request.total_images, request.steps_run)
     number = next_number(folder)
-    records = []
+    records: list[dict[str, Any]] = []
+    failed: list[str] = []
     for item in run(request, pipe, choice, model_name=model.name, model_hash=model_hash,
                     on_step=reporter.step, inputs=inputs):
+        if item.failure:  # never written as a black image with exit 0
+            failed.append(f"image {item.index} (seed {item.seed}): {item.failure}")
+            reporter.note(failed[-1])
+            continue
         record = write_image(item, folder, output.pattern, number + item.index, request, model, plan)
         records.append(record)
         reporter.image(record)
+    if failed:
+        raise RuntimeFailure(failed[0] if len(failed) == 1 else
+                             f"{len(failed)} of {request.total_images} images failed; first: {failed[0]}")
     return records
 
 
