@@ -21,6 +21,12 @@ Examples:
   sdcli replay outputs/00000-42.png --seed 43 --steps 40 -o variants
 
   sdcli replay webui-image.png --model ./sd15
+
+Image metadata is untrusted: replay first lists every setting it will use and
+where it came from (the sdcli record, the WebUI infotext, a flag or the default)
+and names the keys it cannot honour. It loads the image's model only if that is
+an existing local folder; a hub id needs --model or --trust-metadata. It makes
+one image unless --count/--batch-size say otherwise.
 """
 
 
@@ -39,8 +45,14 @@ def replay(
     sampler: Annotated[str | None, typer.Option("--sampler", show_default=False)] = None,
     schedule: Annotated[str | None, typer.Option("--schedule", show_default=False)] = None,
     clip_skip: Annotated[int | None, typer.Option("--clip-skip", show_default=False)] = None,
+    batch_size: Annotated[int | None, typer.Option("--batch-size", "-b", show_default=False,
+                                                   help="Images in parallel [default: 1]")] = None,
+    count: Annotated[int | None, typer.Option("--count", show_default=False,
+                                              help="Batches one after another [default: 1]")] = None,
     model: Annotated[str | None, typer.Option("--model", "-m", show_default=False,
                                               help="Use this model instead of the image's.")] = None,
+    trust_metadata: Annotated[bool, typer.Option("--trust-metadata", help="Let the image's metadata name a hub "
+                                                 "model to download.")] = False,
     offline: o.Offline = False,
     device: o.Device = "auto",
     dtype: o.Dtype = "auto",
@@ -50,16 +62,16 @@ def replay(
     name: o.Name = "[num]-[seed]",
     json_out: o.Json = False,
 ) -> None:
-    from dataclasses import replace
-
     from sdcli.cli.common import run_and_report
-    from sdcli.core.replay import replay_model, request_from_image
+    from sdcli.cli.ui import show_replay_plan
+    from sdcli.core.replay import plan_replay
 
-    request, source, ours = request_from_image(image)
     overrides = {"prompt": prompt, "negative_prompt": negative_prompt, "steps": steps, "cfg_scale": cfg_scale,
                  "seed": seed, "width": width, "height": height, "sampler": sampler, "schedule": schedule,
-                 "clip_skip": clip_skip, "subseed": subseed, "subseed_strength": subseed_strength}
-    request = replace(request, **{k: v for k, v in overrides.items() if v is not None})
-    run_and_report(request, replay_model(image, source, ours, model), offline=offline, device=device, dtype=dtype,
+                 "clip_skip": clip_skip, "subseed": subseed, "subseed_strength": subseed_strength,
+                 "batch_size": batch_size, "count": count}
+    plan = plan_replay(image, overrides, model, trust_metadata)
+    show_replay_plan(image, plan)
+    run_and_report(plan.request, plan.model, offline=offline, device=device, dtype=dtype,
                    attention_slicing=attention_slicing, xformers=xformers, output=output, name=name,
                    json_out=json_out)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 import time
 from typing import Any
@@ -11,16 +12,49 @@ from typing import Any
 from rich.console import Console
 from rich.markup import escape
 
+from sdcli.core.metadata import escape_control
+
 console = Console(stderr=True, highlight=False, no_color=bool(os.environ.get("NO_COLOR")) or None)
+
+
+JSON_SCHEMA = 1  # version of every --json record (README: "JSON output"); bump on incompatible changes
+_RAW_CONTROL = re.compile(r"[\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def json_line(record: dict[str, Any]) -> str:
+    """One --json record: `"schema": 1` first, then the record's own `"type"` and fields.
+
+    json.dumps escapes C0 controls; C1 controls and bidi overrides (which ensure_ascii=False
+    would print raw) are escaped too, so a record piped to a terminal cannot drive it.
+    """
+    text = json.dumps({"schema": JSON_SCHEMA, **record}, ensure_ascii=False)
+    return _RAW_CONTROL.sub(lambda m: f"\\u{ord(m[0]):04x}", text)
 
 
 def error(message: str) -> None:
     """The one-line error format: `error: ...` on stderr."""
-    console.print(f"[bold red]error:[/] {escape(message)}", markup=True, soft_wrap=True)
+    console.print(f"[bold red]error:[/] {escape(escape_control(message))}", markup=True, soft_wrap=True)
 
 
 def note(message: str) -> None:
-    console.print(f"[yellow]note:[/] {escape(message)}", markup=True, soft_wrap=True)
+    console.print(f"[yellow]note:[/] {escape(escape_control(message))}", markup=True, soft_wrap=True)
+
+
+def warning(message: str) -> None:
+    console.print(f"[yellow]warning:[/] {escape(escape_control(message))}", markup=True, soft_wrap=True)
+
+
+def show_replay_plan(image: Any, plan: Any) -> None:
+    """Before anything loads: every setting replay will use and where it came from."""
+    console.print(f"replaying {escape_control(str(image))} (from its {plan.origin}):", markup=False,
+                  highlight=False, soft_wrap=True)
+    rows = plan.rows()
+    width = max(len(name) for name, _, _ in rows)
+    for name, value, source in rows:
+        console.print(f"  {name:<{width}}  {escape_control(value)}  [{source}]", markup=False, highlight=False,
+                      soft_wrap=True)
+    if plan.ignored:
+        warning(f"replay cannot honour these keys of the image, so they are ignored: {', '.join(plan.ignored)}")
 
 
 class CliReporter:
@@ -80,7 +114,7 @@ class CliReporter:
         if self.progress is not None:
             self.progress.update(self.images_task, advance=1)
             self.progress.reset(self.steps_task)
-        self._emit(json.dumps(record, ensure_ascii=False) if self.as_json else record["path"])
+        self._emit(json_line({"type": "image", **record}) if self.as_json else record["path"])
 
     def _emit(self, line: str) -> None:
         """One line of data on stdout (above the bars when both share a terminal)."""
@@ -118,7 +152,7 @@ class BatchReporter(CliReporter):
             self.progress.reset(self.steps_task)
         note(f"item {record['item']} (line {record['line']}, seed {record['seed']}) failed: {record['error']}")
         if self.as_json:
-            self._emit(json.dumps(record, ensure_ascii=False))
+            self._emit(json_line(record))
 
     def batch_summary(self, stats: Any) -> None:
         """done / skipped / failed / images per second, as a table on stderr."""

@@ -78,6 +78,18 @@ def parse_infotext(text: str) -> tuple[str, str, dict[str, str]]:
     return "\n".join(prompt_lines), "\n".join(negative_lines), params
 
 
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def escape_control(text: str) -> str:
+    """Terminal control characters (ESC, CSI, BEL, bidi overrides ...) as visible \\xNN / \\uNNNN escapes.
+
+    Metadata is untrusted: printed raw, it could clear the screen or retitle the window.
+    Newlines and tabs stay.
+    """
+    return _CONTROL.sub(lambda m: f"\\x{ord(m[0]):02x}" if ord(m[0]) < 0x100 else f"\\u{ord(m[0]):04x}", text)
+
+
 SDCLI_KEY = "sdcli"
 
 
