@@ -13,7 +13,7 @@ from typing import Any, Protocol
 
 from sdcli import __version__
 from sdcli.conditioning.prompts import parse_prompt, plain_text
-from sdcli.core.output import DEFAULT_PATTERN, check_pattern, next_number, prepare_folder, render_name
+from sdcli.core.output import DEFAULT_PATTERN, check_folder, check_pattern, next_number, prepare_folder, render_name
 from sdcli.core.request import DIRECTIONS, GenerationRequest, validate
 from sdcli.errors import RuntimeFailure
 from sdcli.models.runtime import RuntimeOptions, validate_runtime
@@ -59,7 +59,7 @@ def run_job(request: GenerationRequest, runtime: RuntimeOptions, model_spec: str
     for warning in parse_prompt(request.prompt).warnings + parse_prompt(request.negative_prompt).warnings:
         reporter.note(f"prompt: {warning}")
     inputs = prepare(request)  # input images are untrusted: read and checked before any model loads
-    folder = prepare_folder(output.folder)
+    check_folder(output.folder)  # created only once there is something to write: refused runs leave nothing
 
     # 2. Model files, then the pipeline.
     model = resolve.resolve_model(model_spec, offline=runtime.offline)
@@ -69,6 +69,7 @@ def run_job(request: GenerationRequest, runtime: RuntimeOptions, model_spec: str
     if pipe is None:
         pipe = loader.load_pipeline(model, plan)
     model_hash = resolve.model_hash(model.path)
+    folder = prepare_folder(output.folder)
 
     # 3. Generate, writing each image as soon as it exists.
     request = request.with_resolved_seed()
