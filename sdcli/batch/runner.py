@@ -54,6 +54,7 @@ class BatchOptions:
     runtime: RuntimeOptions = field(default_factory=RuntimeOptions)
     output: OutputOptions = field(default_factory=OutputOptions)
     resume: bool = False
+    record: dict[str, Any] = field(default_factory=dict)  # the options, kept in the manifest for --resume
 
 
 @dataclass
@@ -285,6 +286,7 @@ def _open_run(options: BatchOptions, lines: list[BatchLine], base_seed: int, fol
         "base_seed": base_seed, "seed_given": options.seed not in (None, -1),
         "base_number": next_number(folder), "started": _dt.datetime.now().isoformat(timespec="seconds"),
         "processes": shard.count, "removed_temp_files": removed,
+        **({"options": options.record} if options.record else {}),
     }
     try:
         if options.resume:

@@ -53,6 +53,13 @@ def demo_model() -> ModelRef:
     return ModelRef(path, f"sdcli-tiny-{DEMO_ARCH}-demo", is_demo=True)
 
 
+def normalize_spec(spec: str | None) -> str | None:
+    """One spelling per model: an existing local path becomes absolute (`./m` and `m` are the same model)."""
+    if spec and Path(spec).expanduser().exists():
+        return str(Path(spec).expanduser().resolve())
+    return spec
+
+
 def resolve_model(spec: str | None, offline: bool = False) -> ModelRef:
     """Turn --model (folder or hub id; None = demo) into a local folder.
 

@@ -151,7 +151,7 @@ def test_a_second_run_into_a_batch_folder_needs_resume_and_the_same_plan(tmp_pat
     batch(tmp_path, tiny_model, tiny_pipe, "a\n")
     with pytest.raises(UsageError, match="already holds a batch .* pass --resume"):
         batch(tmp_path, tiny_model, tiny_pipe, "a\n")
-    with pytest.raises(UsageError, match="--resume: the prompt file or options differ"):
+    with pytest.raises(UsageError, match="--resume: the prompt file .*prompts.txt .* changed since the batch"):
         batch(tmp_path, tiny_model, tiny_pipe, "b\n", resume=True)
     with pytest.raises(UsageError, match="--seed: 5 differs from the base seed 100"):
         batch(tmp_path, tiny_model, tiny_pipe, "a\n", resume=True, seed=5)
