@@ -44,8 +44,8 @@ RECORDED = ("file", "fmt", "model", "name", "seed", "device", "dtype", "attentio
 @o.shared_options(exclude=("prompt", "prompt_opt", "output"))
 def batch(
     ctx: typer.Context,
-    file: Annotated[Path | None, typer.Argument(help="Prompt file (optional with --resume: the recorded one).",
-                                                show_default=False)] = None,
+    file: Annotated[Path | None, typer.Argument(help="Prompt file; - reads it from stdin (optional with --resume: "
+                                                "the recorded one).", show_default=False)] = None,
     fmt: Format = "auto",
     output: BatchOutput = None,
     resume: Resume = False,
@@ -55,7 +55,7 @@ def batch(
     from sdcli.batch.manifest import resume_options
     from sdcli.batch.runner import BatchOptions, run_batch
     from sdcli.cli.common import REQUEST_FLAGS, runtime_options
-    from sdcli.cli.ui import BatchReporter
+    from sdcli.cli.ui import BatchReporter, set_quiet
     from sdcli.core.job import OutputOptions
     from sdcli.core.request import GenerationRequest
     from sdcli.errors import UsageError
@@ -64,9 +64,11 @@ def batch(
     # 1. The options in force: with --resume, the recorded ones (those typed now must agree).
     if file is None and not (resume and output):
         raise UsageError("FILE: missing; give a prompt file (or --resume -o DIR to continue a batch)")
-    folder = output or Path("outputs") / file.stem  # type: ignore[union-attr]
+    stdin = str(file) == "-"  # the prompt file on stdin
+    folder = output or Path("outputs") / ("stdin" if stdin else file.stem)  # type: ignore[union-attr]
     current = {**{k: flags[k] for k in (*REQUEST_FLAGS, *RECORDED) if k in flags}, "fmt": fmt,
-               "file": str(file.resolve()) if file else None, "model": normalize_spec(flags["model"])}
+               "file": "-" if stdin else str(file.resolve()) if file else None,
+               "model": normalize_spec(flags["model"])}
     given = {k: v for k, v in current.items() if _typed(ctx, k)}
     if resume:
         current = resume_options(folder, given, current)
@@ -79,6 +81,7 @@ def batch(
         runtime=runtime_options(values), output=OutputOptions(folder, values["name"]), resume=resume,
         record={k: current[k] for k in (*REQUEST_FLAGS, *RECORDED)},
     )
+    set_quiet(flags["quiet"])
     with BatchReporter(as_json=flags["json_out"]) as reporter:
         stats = run_batch(options, reporter)
         reporter.batch_summary(stats)

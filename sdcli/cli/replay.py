@@ -9,6 +9,8 @@ import typer
 
 from sdcli.cli import options as o
 
+KEEP = "Override the image's value."
+
 HELP = """Regenerate an image from the metadata stored in it; any option can be overridden.
 
 Images made by sdcli replay exactly (same pixels on the same device and dtype);
@@ -35,16 +37,17 @@ def replay(
     prompt: o.PromptOpt = None,
     negative_prompt: Annotated[str | None, typer.Option("--negative-prompt", "-n", show_default=False,
                                                         help="Override the negative prompt.")] = None,
-    steps: Annotated[int | None, typer.Option("--steps", "-s", show_default=False)] = None,
-    cfg_scale: Annotated[float | None, typer.Option("--cfg-scale", "-c", show_default=False)] = None,
+    steps: Annotated[int | None, typer.Option("--steps", "-s", show_default=False, help=KEEP)] = None,
+    cfg_scale: Annotated[float | None, typer.Option("--cfg-scale", "-c", show_default=False, help=KEEP)] = None,
     seed: o.Seed = None,
     subseed: o.Subseed = None,
-    subseed_strength: Annotated[float | None, typer.Option("--subseed-strength", show_default=False)] = None,
+    subseed_strength: Annotated[float | None, typer.Option("--subseed-strength", show_default=False,
+                                                           help=KEEP)] = None,
     width: o.Width = None,
     height: o.Height = None,
-    sampler: Annotated[str | None, typer.Option("--sampler", show_default=False)] = None,
-    schedule: Annotated[str | None, typer.Option("--schedule", show_default=False)] = None,
-    clip_skip: Annotated[int | None, typer.Option("--clip-skip", show_default=False)] = None,
+    sampler: Annotated[str | None, typer.Option("--sampler", show_default=False, help=KEEP)] = None,
+    schedule: Annotated[str | None, typer.Option("--schedule", show_default=False, help=KEEP)] = None,
+    clip_skip: Annotated[int | None, typer.Option("--clip-skip", show_default=False, help=KEEP)] = None,
     batch_size: Annotated[int | None, typer.Option("--batch-size", "-b", show_default=False,
                                                    help="Images in parallel [default: 1]")] = None,
     count: Annotated[int | None, typer.Option("--count", show_default=False,
@@ -61,17 +64,23 @@ def replay(
     output: o.Output = o.DEFAULTS["output"],
     name: o.Name = "[num]-[seed]",
     json_out: o.Json = False,
+    quiet: o.Quiet = False,
 ) -> None:
     from sdcli.cli.common import run_and_report
-    from sdcli.cli.ui import show_replay_plan
+    from sdcli.cli.ui import set_quiet, show_replay_plan
     from sdcli.core.replay import plan_replay
 
+    if prompt == "-":
+        from sdcli.cli.common import read_stdin
+
+        prompt = read_stdin("--prompt")
     overrides = {"prompt": prompt, "negative_prompt": negative_prompt, "steps": steps, "cfg_scale": cfg_scale,
                  "seed": seed, "width": width, "height": height, "sampler": sampler, "schedule": schedule,
                  "clip_skip": clip_skip, "subseed": subseed, "subseed_strength": subseed_strength,
                  "batch_size": batch_size, "count": count}
+    set_quiet(quiet)
     plan = plan_replay(image, overrides, model, trust_metadata)
     show_replay_plan(image, plan)
     run_and_report(plan.request, plan.model, offline=offline, device=device, dtype=dtype,
                    attention_slicing=attention_slicing, xformers=xformers, output=output, name=name,
-                   json_out=json_out)
+                   json_out=json_out, quiet=quiet)

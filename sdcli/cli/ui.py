@@ -31,9 +31,22 @@ def json_line(record: dict[str, Any]) -> str:
     return _RAW_CONTROL.sub(lambda m: f"\\u{ord(m[0]):04x}", text)
 
 
+def set_quiet(quiet: bool) -> None:
+    """--quiet: nothing on stderr but errors and warnings."""
+    console.quiet = quiet
+
+
 def error(message: str) -> None:
-    """The one-line error format: `error: ...` on stderr."""
-    console.print(f"[bold red]error:[/] {escape(escape_control(message))}", markup=True, soft_wrap=True)
+    """The one-line error format: `error: ...` on stderr (shown even with --quiet)."""
+    _always(f"[bold red]error:[/] {escape(escape_control(message))}")
+
+
+def _always(markup: str) -> None:
+    quiet, console.quiet = console.quiet, False
+    try:
+        console.print(markup, markup=True, soft_wrap=True)
+    finally:
+        console.quiet = quiet
 
 
 def note(message: str) -> None:
@@ -41,7 +54,7 @@ def note(message: str) -> None:
 
 
 def warning(message: str) -> None:
-    console.print(f"[yellow]warning:[/] {escape(escape_control(message))}", markup=True, soft_wrap=True)
+    _always(f"[yellow]warning:[/] {escape(escape_control(message))}")
 
 
 def show_replay_plan(image: Any, plan: Any) -> None:
@@ -150,7 +163,7 @@ class BatchReporter(CliReporter):
         if self.progress is not None:
             self.progress.update(self.images_task, advance=1, failed=f"{self.failed} failed")
             self.progress.reset(self.steps_task)
-        note(f"item {record['item']} (line {record['line']}, seed {record['seed']}) failed: {record['error']}")
+        warning(f"item {record['item']} (line {record['line']}, seed {record['seed']}) failed: {record['error']}")
         if self.as_json:
             self._emit(json_line(record))
 
