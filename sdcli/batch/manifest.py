@@ -185,9 +185,12 @@ def start(folder: Path, header: dict[str, Any], resume: bool) -> dict[str, Any]:
     return old
 
 
+SPELLED = {"file": "FILE", "fmt": "--prompt-format", "image_format": "--format"}
+
+
 def flag_name(option: str) -> str:
     """A recorded option's command-line spelling: cfg_scale -> --cfg-scale, file -> FILE."""
-    return "FILE" if option == "file" else "--" + option.replace("_", "-")
+    return SPELLED.get(option, "--" + option.replace("_", "-"))
 
 
 def resume_options(folder: Path, given: dict[str, Any], current: dict[str, Any]) -> dict[str, Any]:

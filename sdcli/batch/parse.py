@@ -375,7 +375,7 @@ def parse_file(path: Path, fmt: str = "auto", defaults: GenerationRequest | None
     `default_model` is --model. Paths in lines are relative to the file's folder.
     """
     if fmt not in FORMATS:
-        raise UsageError(f"--format: unknown format {fmt!r}; choose from {', '.join(FORMATS)}")
+        raise UsageError(f"--prompt-format: unknown format {fmt!r}; choose from {', '.join(FORMATS)}")
     text = read_prompt_file(path)
     lines = LINE_BREAK.split(text)  # not str.splitlines: U+2028, U+0085 and form feeds stay inside a line
     reader = READERS[detect_format(path, lines) if fmt == "auto" else fmt]

@@ -36,7 +36,7 @@ from sdcli.batch.parse import (
     total_items,
 )
 from sdcli.core.job import DEMO_NOTE, OutputOptions, name_values, write_image
-from sdcli.core.output import check_pattern, next_number, prepare_folder, remove_stale_temps, render_name
+from sdcli.core.output import next_number, prepare_folder, remove_stale_temps, render_name
 from sdcli.core.request import GenerationRequest, validate
 from sdcli.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_PARTIAL, SdcliError, UsageError
 from sdcli.models.runtime import RuntimeOptions, validate_runtime
@@ -210,7 +210,7 @@ class _Run:
         values = name_values(request, number=self.header["base_number"] + index, seed=seed, index=index,
                              width=request.width or size[0], height=request.height or size[1],
                              sampler=sampler, model_name=model.name, now=self.now)
-        return self.folder / (render_name(self.options.output.pattern, values) + ".png")
+        return self.folder / (render_name(self.options.output.pattern, values) + self.options.output.suffix)
 
 
 def run_batch(options: BatchOptions, reporter: BatchReporter,
@@ -226,7 +226,7 @@ def run_batch(options: BatchOptions, reporter: BatchReporter,
 
     # 1. Everything that can be checked without loading a model.
     validate_runtime(options.runtime)
-    check_pattern(options.output.pattern)
+    options.output.check()
     lines = parse_file(options.file, options.fmt, options.defaults, options.model)
     models = resolve_models(lines, options)
     base_seed = resolve_base_seed(options.seed, lines)
@@ -361,7 +361,8 @@ def _run_unit(run: _Run, unit: BatchUnit, pipe: Any, model: Any, model_hash: str
                 run.record(unit, index, seed, model, seconds=time.monotonic() - last, error=image.failure)
             else:
                 written = write_image(replace(image, index=index), run.folder, run.options.output.pattern,
-                                      run.header["base_number"] + index, request, model, run.plan, now=run.now)
+                                      run.header["base_number"] + index, request, model, run.plan, now=run.now,
+                                      fmt=run.options.output.format, quality=run.options.output.quality)
                 run.record(unit, index, seed, model, path=written["path"], seconds=time.monotonic() - last)
             del todo[index]
             last = time.monotonic()

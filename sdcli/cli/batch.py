@@ -27,7 +27,8 @@ Examples:
   accelerate launch --multi_gpu --num_processes 2 -m sdcli batch prompts.txt -o out/run2
 """
 
-Format = Annotated[str, typer.Option("--format", help="auto (by suffix/content), text, webui or jsonl.",
+Format = Annotated[str, typer.Option("--prompt-format", help="Prompt file format: auto (by suffix/content), text, "
+                                     "webui or jsonl.",
                                      rich_help_panel=o.OUT)]
 BatchOutput = Annotated[Path | None, typer.Option("--output", "-o", show_default=False, rich_help_panel=o.OUT,
                                                   help="Output folder (default: outputs/<prompt file name>).")]
@@ -38,7 +39,8 @@ Grid = Annotated[bool, typer.Option("--grid", help="Also write grid.png, a label
 
 
 # Options a batch records in its manifest (so `--resume -o DIR` needs nothing else); not --json/--grid/--offline.
-RECORDED = ("file", "fmt", "model", "name", "seed", "device", "dtype", "attention_slicing", "xformers")
+RECORDED = ("file", "fmt", "model", "name", "image_format", "quality", "seed", "device", "dtype", "attention_slicing",
+            "xformers")
 
 
 @o.shared_options(exclude=("prompt", "prompt_opt", "output"))
@@ -78,7 +80,8 @@ def batch(
     defaults = GenerationRequest(prompt="", **{k: values[k] for k in REQUEST_FLAGS if k != "seed"})
     options = BatchOptions(
         file=Path(values["file"]), fmt=values["fmt"], defaults=defaults, seed=values["seed"], model=values["model"],
-        runtime=runtime_options(values), output=OutputOptions(folder, values["name"]), resume=resume,
+        runtime=runtime_options(values), resume=resume,
+        output=OutputOptions(folder, values["name"], values["image_format"], values["quality"]),
         record={k: current[k] for k in (*REQUEST_FLAGS, *RECORDED)},
     )
     set_quiet(flags["quiet"])

@@ -8,7 +8,8 @@ from typing import Any
 REQUEST_FLAGS = ("negative_prompt", "steps", "cfg_scale", "seed", "subseed", "subseed_strength", "width", "height",
                  "batch_size", "count", "sampler", "schedule", "clip_skip")
 # Flags passed through to run_and_report.
-TAIL_FLAGS = ("offline", "device", "dtype", "attention_slicing", "xformers", "output", "name", "json_out", "quiet")
+TAIL_FLAGS = ("offline", "device", "dtype", "attention_slicing", "xformers", "output", "name", "json_out", "quiet",
+              "image_format", "quality")
 RUNTIME_FLAGS = ("device", "dtype", "attention_slicing", "xformers", "offline")
 
 
@@ -56,7 +57,7 @@ def read_stdin(what: str) -> str:
 
 def run_and_report(request: Any, model: str | None, *, offline: bool, device: str, dtype: str,
                    attention_slicing: str, xformers: bool, output: Any, name: str, json_out: bool,
-                   quiet: bool = False) -> None:
+                   quiet: bool = False, image_format: str = "png", quality: int = 90) -> None:
     """The shared tail of every generating command: runtime flags -> run_job -> printed records."""
     from sdcli.cli.ui import CliReporter, set_quiet
     from sdcli.core.job import OutputOptions, run_job
@@ -64,5 +65,5 @@ def run_and_report(request: Any, model: str | None, *, offline: bool, device: st
     set_quiet(quiet)
     runtime = runtime_options(locals())
     with CliReporter(as_json=json_out) as reporter:
-        records = run_job(request, runtime, model, OutputOptions(output, name), reporter)
+        records = run_job(request, runtime, model, OutputOptions(output, name, image_format, quality), reporter)
     reporter.summary(records)

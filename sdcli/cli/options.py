@@ -60,6 +60,9 @@ Name = Annotated[str, typer.Option("--name", help="File name pattern; fields [nu
                                    "[width] [height] [prompt_words] [model_name] [date] [datetime] [index].",
                                    rich_help_panel=OUT)]
 Json = Annotated[bool, typer.Option("--json", help="Print one JSON record per image on stdout.", rich_help_panel=OUT)]
+ImageFormat = Annotated[str, typer.Option("--format", help="Image file format: png, jpeg or webp (the WebUI infotext "
+                                          "goes in the PNG chunk or the EXIF UserComment).", rich_help_panel=OUT)]
+Quality = Annotated[int, typer.Option("--quality", help="JPEG/WebP quality, 1-100.", rich_help_panel=OUT)]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress, notes or summary on stderr (errors and "
                                      "warnings still show).", rich_help_panel=OUT)]
 
@@ -91,6 +94,8 @@ def _shared(
     xformers: Xformers = False,
     output: Output = DEFAULTS["output"],
     name: Name = "[num]-[seed]",
+    image_format: ImageFormat = "png",
+    quality: Quality = 90,
     json_out: Json = False,
     quiet: Quiet = False,
 ) -> None:

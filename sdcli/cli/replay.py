@@ -63,6 +63,8 @@ def replay(
     xformers: o.Xformers = False,
     output: o.Output = o.DEFAULTS["output"],
     name: o.Name = "[num]-[seed]",
+    image_format: o.ImageFormat = "png",
+    quality: o.Quality = 90,
     json_out: o.Json = False,
     quiet: o.Quiet = False,
 ) -> None:
@@ -83,4 +85,4 @@ def replay(
     show_replay_plan(image, plan)
     run_and_report(plan.request, plan.model, offline=offline, device=device, dtype=dtype,
                    attention_slicing=attention_slicing, xformers=xformers, output=output, name=name,
-                   json_out=json_out, quiet=quiet)
+                   json_out=json_out, quiet=quiet, image_format=image_format, quality=quality)

@@ -15,7 +15,7 @@ from sdcli import __version__
 from sdcli.conditioning.prompts import parse_prompt, plain_text
 from sdcli.core.output import DEFAULT_PATTERN, check_folder, check_pattern, next_number, prepare_folder, render_name
 from sdcli.core.request import DIRECTIONS, GenerationRequest, validate
-from sdcli.errors import RuntimeFailure
+from sdcli.errors import RuntimeFailure, UsageError
 from sdcli.models.runtime import RuntimeOptions, validate_runtime
 
 
@@ -25,6 +25,24 @@ class OutputOptions:
 
     folder: Path = Path("outputs")
     pattern: str = DEFAULT_PATTERN
+    format: str = "png"  # a key of metadata.IMAGE_FORMATS
+    quality: int = 90  # JPEG/WebP quality, 1-100
+
+    def check(self) -> None:
+        """Name pattern, format and quality, before any work."""
+        from sdcli.core.metadata import IMAGE_FORMATS
+
+        check_pattern(self.pattern)
+        if self.format not in IMAGE_FORMATS:
+            raise UsageError(f"--format: unknown format {self.format!r}; choose from {', '.join(IMAGE_FORMATS)}")
+        if not 1 <= self.quality <= 100:
+            raise UsageError(f"--quality: {self.quality} is out of range; use 1 to 100")
+
+    @property
+    def suffix(self) -> str:
+        from sdcli.core.metadata import IMAGE_FORMATS
+
+        return IMAGE_FORMATS[self.format][0]
 
 
 class Reporter(Protocol):
@@ -55,7 +73,7 @@ def run_job(request: GenerationRequest, runtime: RuntimeOptions, model_spec: str
     # 1. Everything that can be checked without a model.
     choice = validate(request)
     validate_runtime(runtime)
-    check_pattern(output.pattern)
+    output.check()
     for warning in parse_prompt(request.prompt).warnings + parse_prompt(request.negative_prompt).warnings:
         reporter.note(f"prompt: {warning}")
     inputs = prepare(request)  # input images are untrusted: read and checked before any model loads
@@ -83,7 +101,8 @@ def run_job(request: GenerationRequest, runtime: RuntimeOptions, model_spec: str
             failed.append(f"image {item.index} (seed {item.seed}): {item.failure}")
             reporter.note(failed[-1])
             continue
-        record = write_image(item, folder, output.pattern, number + item.index, request, model, plan)
+        record = write_image(item, folder, output.pattern, number + item.index, request, model, plan,
+                             fmt=output.format, quality=output.quality)
         records.append(record)
         reporter.image(record)
     if failed:
@@ -113,17 +132,17 @@ def name_values(request: GenerationRequest, *, number: int, seed: int, index: in
 
 
 def write_image(item, folder: Path, pattern: str, number: int, request: GenerationRequest,
-                model, plan, now: Any = None) -> dict[str, Any]:
-    """Write one PNG with its infotext and replay record; return its JSON record."""
-    from sdcli.core.metadata import png_info
+                model, plan, now: Any = None, *, fmt: str = "png", quality: int = 90) -> dict[str, Any]:
+    """Write one image (PNG, JPEG or WebP) with its infotext and replay record; return its JSON record."""
+    from sdcli.core.metadata import IMAGE_FORMATS, save_image
     from sdcli.core.output import write_atomic
 
     model_name = model.name
     values = name_values(request, number=number, seed=item.seed, index=item.index, width=item.width,
                          height=item.height, sampler=item.params["Sampler"], model_name=model_name, now=now)
-    info = png_info(item.infotext, replay_record(item, request, model))
-    path = write_atomic(folder, render_name(pattern, values), ".png",
-                        lambda tmp: item.image.save(tmp, format="PNG", pnginfo=info))
+    record = replay_record(item, request, model)
+    path = write_atomic(folder, render_name(pattern, values), IMAGE_FORMATS[fmt][0],
+                        lambda tmp: save_image(item.image, tmp, fmt, quality, item.infotext, record))
     return {
         "path": str(path),
         "mode": request.mode,

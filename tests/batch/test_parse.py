@@ -57,7 +57,7 @@ def test_format_detection(tmp_path):
     assert detect_format(tmp_path / "x.txt", ["a cat", "--prompt b"]) == "webui"
     path = write(tmp_path, "--prompt x --steps 3\n")
     assert parse_file(path, "text")[0].request.prompt == "--prompt x --steps 3"
-    with pytest.raises(UsageError, match="--format: unknown format 'yaml'"):
+    with pytest.raises(UsageError, match="--prompt-format: unknown format 'yaml'"):
         parse_file(path, "yaml")
 
 
