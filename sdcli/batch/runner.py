@@ -35,7 +35,7 @@ from sdcli.batch.parse import (
     resolve_base_seed,
     total_items,
 )
-from sdcli.core.job import DEMO_NOTE, OutputOptions, name_values, write_image
+from sdcli.core.job import DEMO_NOTE, OutputOptions, name_values, stage, write_image
 from sdcli.core.output import next_number, prepare_folder, remove_stale_temps, render_name
 from sdcli.core.request import GenerationRequest, validate
 from sdcli.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_PARTIAL, SdcliError, UsageError
@@ -316,7 +316,8 @@ def _run_group(run: _Run, units: list[BatchUnit], models: dict[str | None, Any],
     if model.is_demo:
         run.reporter.note(DEMO_NOTE)
     try:
-        pipe = load(model, run.plan)
+        with stage(run.reporter, f"loading model {model.name}"):
+            pipe = load(model, run.plan)
         model_hash = resolve.model_hash(model.path)
     except Exception as exc:  # a model that fails to load (out of memory ...) fails its items only
         message = str(exc) if isinstance(exc, SdcliError) else f"{type(exc).__name__}: {exc}"
@@ -349,23 +350,27 @@ def _run_unit(run: _Run, unit: BatchUnit, pipe: Any, model: Any, model_hash: str
             todo[index] = seed
     if not todo:
         return
-    last = time.monotonic()
+    started = time.monotonic()
+    share = None  # each image's part of the one pipeline call that makes the unit's batch_size images
     try:
         for image in generate.run(request, pipe, choice, model_name=model.name, model_hash=model_hash,
                                   on_step=run.reporter.step):
+            began = time.monotonic()
+            if share is None:
+                share = (began - started) / request.batch_size
             index = unit.first + image.index
             seed = todo.get(index)
             if seed is None:
                 continue
             if image.failure:
-                run.record(unit, index, seed, model, seconds=time.monotonic() - last, error=image.failure)
+                run.record(unit, index, seed, model, seconds=share, error=image.failure)
             else:
                 written = write_image(replace(image, index=index), run.folder, run.options.output.pattern,
                                       run.header["base_number"] + index, request, model, run.plan, now=run.now,
                                       fmt=run.options.output.format, quality=run.options.output.quality)
-                run.record(unit, index, seed, model, path=written["path"], seconds=time.monotonic() - last)
+                run.record(unit, index, seed, model, path=written["path"],
+                           seconds=share + time.monotonic() - began)
             del todo[index]
-            last = time.monotonic()
             if run.stop.requested:
                 raise _Stop
     except (KeyboardInterrupt, _Stop):
@@ -373,7 +378,8 @@ def _run_unit(run: _Run, unit: BatchUnit, pipe: Any, model: Any, model_hash: str
     except Exception as exc:  # out of memory, a late UsageError, a write failure: fail these items, go on
         message = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
         for index, seed in todo.items():
-            run.record(unit, index, seed, model, error=message, seconds=time.monotonic() - last)
+            run.record(unit, index, seed, model, error=message,
+                       seconds=(time.monotonic() - started) / max(len(todo), 1))
 
 
 def _is_this_item(path: Path, prompt: str, seed: int) -> bool:

@@ -54,6 +54,14 @@ class Reporter(Protocol):
     def image(self, record: dict[str, Any]) -> None: ...
 
 
+def stage(reporter: Any, label: str) -> Any:
+    """The reporter's stage context (loading ...), if it shows stages."""
+    from contextlib import nullcontext
+
+    show = getattr(reporter, "stage", None)
+    return show(label) if show else nullcontext()
+
+
 DEMO_NOTE = ("no --model given: using sdcli's built-in tiny RANDOM-WEIGHT demo model; "
              "its images are noise. Pass --model or set SDCLI_MODEL for real pictures.")
 
@@ -85,7 +93,8 @@ def run_job(request: GenerationRequest, runtime: RuntimeOptions, model_spec: str
         reporter.note(DEMO_NOTE)
     plan = detect_runtime(runtime)
     if pipe is None:
-        pipe = loader.load_pipeline(model, plan)
+        with stage(reporter, f"loading model {model.name}"):
+            pipe = loader.load_pipeline(model, plan)
     model_hash = resolve.model_hash(model.path)
     folder = prepare_folder(output.folder)
 
