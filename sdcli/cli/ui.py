@@ -101,15 +101,30 @@ class CliReporter:
 
     @contextmanager
     def stage(self, label: str) -> Iterator[None]:
-        """A stage before the images (loading the model): a spinner on a terminal, two plain lines otherwise."""
+        """A stage before the images (loading the model): a spinner on a terminal; in logs two plain lines,
+        once it has taken PLAIN_INTERVAL (a quick load says nothing, so a failure stays one line)."""
         began = time.monotonic()
         if console.is_terminal:
             with console.status(f"{escape(label)} …"):
                 yield
             return
-        console.print(f"{label} …", markup=False, highlight=False)
-        yield
-        console.print(f"{label}: done in {time.monotonic() - began:.1f} s", markup=False, highlight=False)
+        import threading
+
+        def announce() -> None:  # logs hear of a stage only once it has taken PLAIN_INTERVAL
+            console.print(f"{label} …", markup=False, highlight=False)
+
+        timer = threading.Timer(PLAIN_INTERVAL, announce)
+        timer.daemon = True
+        if PLAIN_INTERVAL <= 0:
+            announce()
+        else:
+            timer.start()
+        try:
+            yield
+        finally:
+            timer.cancel()
+        if PLAIN_INTERVAL <= 0 or timer.finished.is_set() and time.monotonic() - began >= PLAIN_INTERVAL:
+            console.print(f"{label}: done in {time.monotonic() - began:.1f} s", markup=False, highlight=False)
 
     def start(self, total_images: int, steps: int) -> None:
         self._start_bars("images", total_images, steps)

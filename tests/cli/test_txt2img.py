@@ -133,7 +133,7 @@ def test_runtime_failure_is_exit_1_and_debug_shows_traceback(cli, tiny_model, tm
     monkeypatch.setattr(generate, "run", explode)
     result = cli("txt2img", "x", "-m", tiny_model, *FAST, "-o", tmp_path)
     assert result.exit_code == 1
-    assert result.stderr.startswith("error: RuntimeError: CUDA out of memory (simulated)")
+    assert result.stderr.splitlines()[-1].startswith("error: RuntimeError: CUDA out of memory (simulated)")
     assert "Traceback" not in result.stderr
     debug = cli("--debug", "txt2img", "x", "-m", tiny_model, *FAST, "-o", tmp_path)
     assert debug.exit_code == 1 and "Traceback" in debug.stderr
