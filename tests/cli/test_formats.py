@@ -1,6 +1,7 @@
 """--format png|jpeg|webp: the WebUI infotext in EXIF UserComment, read back by info and replay."""
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -39,7 +40,7 @@ def test_quality_changes_the_file_and_bad_values_are_usage_errors(cli, tiny_mode
     for quality in ("10", "100"):
         result = cli("txt2img", "x", "-m", tiny_model, *FAST, "--format", "jpeg", "--quality", quality,
                      "-o", tmp_path / quality, "--json")
-        sizes[quality] = len(open(json.loads(result.stdout)["path"], "rb").read())
+        sizes[quality] = os.path.getsize(json.loads(result.stdout)["path"])
     assert sizes["10"] < sizes["100"]
     for args, says in ((("--format", "gif"), "--format: unknown format 'gif'; choose from png, jpeg, webp"),
                        (("--quality", "0"), "--quality: 0 is out of range; use 1 to 100")):
