@@ -7,6 +7,7 @@ the moment it is done.
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
@@ -56,8 +57,6 @@ class Reporter(Protocol):
 
 def stage(reporter: Any, label: str) -> Any:
     """The reporter's stage context (loading ...), if it shows stages."""
-    from contextlib import nullcontext
-
     show = getattr(reporter, "stage", None)
     return show(label) if show else nullcontext()
 
@@ -88,7 +87,9 @@ def run_job(request: GenerationRequest, runtime: RuntimeOptions, model_spec: str
     check_folder(output.folder)  # created only once there is something to write: refused runs leave nothing
 
     # 2. Model files, then the pipeline.
-    model = resolve.resolve_model(model_spec, offline=runtime.offline)
+    remote = bool(model_spec) and not Path(model_spec).expanduser().exists()  # a hub id: may download
+    with stage(reporter, f"fetching {model_spec} from the hub") if remote else nullcontext():
+        model = resolve.resolve_model(model_spec, offline=runtime.offline)
     if model.is_demo:
         reporter.note(DEMO_NOTE)
     plan = detect_runtime(runtime)

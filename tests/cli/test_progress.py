@@ -55,3 +55,12 @@ def test_a_batch_size_2_item_shares_the_time_of_its_pair(tmp_path, tiny_model, t
     first, second = (r["seconds"] for r in reporter.records)
     assert stats.done == 2 and first > 0.05 and second > 0.05  # each gets its half of the one pipeline call
     assert abs(first - second) < 0.5 * max(first, second)
+
+
+def test_fetching_from_the_hub_is_a_stage(cli, tmp_path, monkeypatch):
+    monkeypatch.setattr(ui, "PLAIN_INTERVAL", 0.0)
+    result = cli("txt2img", "x", "-m", "someone/missing-model", "--offline", "-o", tmp_path / "o")
+    assert result.exit_code == 2
+    lines = result.stderr.splitlines()
+    assert lines[0] == "fetching someone/missing-model from the hub …"
+    assert lines[1].startswith("error: --model: someone/missing-model is not in the local hub cache and offline")

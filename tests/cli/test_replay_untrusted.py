@@ -124,3 +124,18 @@ def test_info_and_replay_escape_terminal_control_characters(cli, tmp_path, tiny_
     assert shown.startswith("\\x1b]0;pwned\\x07\\x1b[2J\\x9b31m\\u202eabc")
     record = json.loads(cli("info", "--json", image).stdout)
     assert record["prompt"] == evil and record["schema"] == 1 and record["type"] == "info"
+
+
+def test_info_goes_on_over_a_text_bomb_among_good_files(cli, tmp_path):
+    from PIL.PngImagePlugin import PngInfo
+
+    good = forged(tmp_path / "good.png", infotext="fine\nSteps: 2, Seed: 3, Size: 32x32")
+    bomb_info = PngInfo()
+    bomb_info.add_text("parameters", "a" * (8 * 1024 * 1024), zip=True)  # 8 MiB of text in a few KiB of zTXt
+    Image.new("RGB", (8, 8)).save(tmp_path / "bomb.png", pnginfo=bomb_info)
+    result = cli("info", good, tmp_path / "bomb.png", good)
+    assert result.exit_code == 3
+    assert result.stdout.count("Seed: 3") == 2
+    assert result.stderr.strip().splitlines() == [
+        f"error: {tmp_path / 'bomb.png'}: not a readable image (Decompressed data too large for "
+        "PngImagePlugin.MAX_TEXT_CHUNK)"]
