@@ -199,9 +199,9 @@ def test_lines_split_only_on_newlines_with_true_line_numbers(tmp_path):
 
 
 def test_prompt_files_over_the_size_limit_or_not_utf8_are_refused_before_reading_on(tmp_path, monkeypatch):
-    from sdcli.batch import parse
+    from sdcli.batch import source
 
-    monkeypatch.setattr(parse, "MAX_FILE_BYTES", 1024)
+    monkeypatch.setattr(source, "MAX_FILE_BYTES", 1024)
     big = tmp_path / "big.txt"
     big.write_text("a prompt\n" * 200)
     with pytest.raises(UsageError, match=r"FILE: .*big.txt is over 0 MiB, the prompt file limit"):
