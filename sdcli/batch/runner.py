@@ -234,7 +234,7 @@ def run_batch(options: BatchOptions, reporter: BatchReporter,
     shard = current_shard(plan.device)
     if shard.count > 1 and plan.device == "cuda":
         plan = replace(plan, device=shard.device)  # cuda:N, one GPU per process
-    folder = prepare_folder(options.output.folder)
+    folder = prepare_folder(options.output.folder, clean=False)
 
     # 2. The run header (new or resumed) decided by the main process, shared by all.
     header = shard.share(_open_run(options, lines, base_seed, folder, shard) if shard.is_main else None)

@@ -90,15 +90,17 @@ def check_folder(folder: Path) -> None:
         raise UsageError(f"--output: cannot write to {folder}: permission denied on {existing}")
 
 
-def prepare_folder(folder: Path) -> Path:
-    """Create the output folder, prove it is writable (naming --output on failure), clear stale temp files."""
+def prepare_folder(folder: Path, clean: bool = True) -> Path:
+    """Create the output folder, prove it is writable (naming --output on failure), clear stale temp files
+    (unless `clean` is False: the batch runner clears and counts them itself)."""
     try:
         folder.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=folder, prefix=".sdcli-probe-"):
             pass
     except OSError as exc:
         raise UsageError(f"--output: cannot write to {folder}: {exc.strerror or exc}") from None
-    remove_stale_temps(folder)
+    if clean:
+        remove_stale_temps(folder)
     return folder
 
 
