@@ -1,6 +1,8 @@
 """Contact sheets: pixel limit before allocating, images streamed, damaged manifests named."""
 
+import gc
 import json
+import weakref
 
 import pytest
 from PIL import Image
@@ -28,14 +30,29 @@ def test_images_are_streamed_one_at_a_time(tmp_path, monkeypatch):
 
     def tracking_open(*args, **kwargs):
         im = real_open(*args, **kwargs)
-        opened.append(im)
-        most[0] = max(most[0], sum(getattr(o, "fp", None) is not None for o in opened))
+        opened.append(weakref.ref(im))  # weak: the test itself must not keep images alive
+        most[0] = max(most[0], sum(getattr(o(), "fp", None) is not None for o in opened))
         return im
 
+    def live_inputs() -> int:
+        """Decoded 32x32 input images still in memory (the sheet and its 128 px cells do not count)."""
+        gc.collect()
+        return sum(isinstance(o, Image.Image) and o.size == (32, 32) and getattr(o, "_im", None) is not None
+                   for o in gc.get_objects())
+
+    held = []
+    real_save = Image.Image.save
+
+    def save(self, *args, **kwargs):
+        held.append(live_inputs())  # when the sheet is written, have the inputs been let go?
+        return real_save(self, *args, **kwargs)
+
     monkeypatch.setattr(Image, "open", tracking_open)
+    monkeypatch.setattr(Image.Image, "save", save)
     out = grid.write_grid(manifest)
     assert len(opened) == 12 and most[0] == 1  # each image: its header, then its pixels; one file open at a time
-    assert all(getattr(o, "fp", None) is None for o in opened)
+    assert all(getattr(o(), "fp", None) is None for o in opened)
+    assert held[-1] <= 1, f"{held[-1]} of 6 input images still held while writing the sheet"
     with real_open(out) as sheet:
         assert sheet.size == (3 * (128 + 4) + 4, 2 * (128 + 2 * 16 + 4 + 4) + 4)
 
