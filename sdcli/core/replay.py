@@ -142,6 +142,9 @@ def request_from_record(path: Path, record: dict[str, Any]) -> tuple[GenerationR
     return GenerationRequest(**values), ignored
 
 
+_DEMO = "(the built-in demo model)"
+
+
 @dataclasses.dataclass(frozen=True)
 class ReplayPlan:
     """What replay will use, and where each value came from (shown before anything loads)."""
@@ -155,14 +158,14 @@ class ReplayPlan:
     def rows(self) -> list[tuple[str, str, str]]:
         """(setting, value, source) for display, input files and the model included."""
         request = self.request
-        values: dict[str, Any] = {"model": self.model or "(built-in demo model)"}
+        values: dict[str, Any] = {"model": self.model or _DEMO}
         for field in dataclasses.fields(request):
             value = getattr(request, field.name)
             if field.name in PARTS and value is not None:
                 values.update({f"{field.name}.{k}": v for k, v in dataclasses.asdict(value).items()})
             elif field.name not in PARTS:
                 values[field.name] = value
-        return [(name, repr(value) if isinstance(value, str) else str(value),
+        return [(name, repr(value) if isinstance(value, str) and name != "model" else str(value),
                  self.sources.get(name, self.sources.get(name.split(".")[0], "default")))
                 for name, value in values.items()]
 
@@ -184,6 +187,7 @@ def plan_replay(path: Path, overrides: dict[str, Any] | None = None, model_overr
         request, ignored, given = request_from_infotext(meta)
         origin, model = INFOTEXT, None
     sources = {name: origin for name in given}
+    sources.update(count="one image unless --count", batch_size="one image unless --batch-size")
     fixed = {"count": 1, "batch_size": 1}
     for name, value in (overrides or {}).items():
         if value is not None:
@@ -193,7 +197,7 @@ def plan_replay(path: Path, overrides: dict[str, Any] | None = None, model_overr
     if model_override:
         model, sources["model"] = model_override, "--model"
     else:
-        sources["model"] = origin if model else "default"
+        sources["model"] = origin if model or meta.replay is not None else "default"
         if check_model:
             model = _trusted_model(path, model, meta.replay is not None, trust_metadata)
     _check_input_paths(path, request)

@@ -99,7 +99,8 @@ def test_plan_shows_values_and_sources_and_lists_unhonoured_keys(cli, tmp_path, 
     assert lines[0] == f"replaying {webui} (from its WebUI infotext):"
     rows = {line.split()[0]: line.split() for line in lines[1:] if line.startswith("  ")}
     assert rows["model"][-1] == "[--model]" and rows["steps"][1:] == ["3", "[--steps]"]
-    assert rows["seed"][1:] == ["9", "[WebUI", "infotext]"] and rows["count"][1:] == ["1", "[default]"]
+    assert rows["seed"][1:] == ["9", "[WebUI", "infotext]"]
+    assert rows["count"][1:] == ["1", "[one", "image", "unless", "--count]"]
     assert rows["prompt"][1] == "'a"
     warning = next(line for line in lines if line.startswith("warning:"))
     assert warning.endswith("ignored: Denoising strength, Hires upscale, ControlNet 0")
@@ -109,6 +110,7 @@ def test_unknown_record_keys_are_listed(cli, tmp_path, tiny_model):
     image = forged(tmp_path / "f.png", {**GOOD, "hires_fix": True}, model=str(tiny_model), extra=1)
     result = cli("replay", image, "-o", tmp_path / "out")
     assert result.exit_code == 0, result.stderr
+    assert f"  model             {tiny_model}  [sdcli record]" in result.stderr.splitlines()
     assert "ignored: sdcli record: hires_fix, sdcli record: extra" in result.stderr
 
 
