@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -27,3 +28,19 @@ def pixels(path: Path) -> np.ndarray:
 
 def pngs(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.glob("*.png")) if folder.exists() else []
+
+
+@contextmanager
+def nan_weights(pipe, where: str = "vae"):
+    """Temporarily fill one weight of the VAE decoder (or the UNet's last layer) with NaN."""
+    import torch
+
+    weight = pipe.vae.post_quant_conv.weight if where == "vae" else pipe.unet.conv_out.weight
+    saved = weight.detach().clone()
+    with torch.no_grad():
+        weight.fill_(float("nan"))
+    try:
+        yield pipe
+    finally:
+        with torch.no_grad():
+            weight.copy_(saved)

@@ -23,15 +23,24 @@ import dataclasses
 import difflib
 import hashlib
 import json
-import secrets
 import shlex
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from sdcli.batch.source import LINE_BREAK, read_prompt_file
 from sdcli.core.images import prepare
-from sdcli.core.request import DIRECTIONS, MAX_SEED, MODE_PARTS, PARTS, GenerationRequest, validate
+from sdcli.core.request import (
+    DIRECTIONS,
+    MAX_SEED,
+    MODE_PARTS,
+    PARTS,
+    GenerationRequest,
+    check_seed_room,
+    random_seed,
+    validate,
+)
 from sdcli.errors import UsageError
 
 FORMATS = ("auto", "text", "webui", "jsonl")
@@ -307,9 +316,6 @@ def _line_request(pairs: dict[str, Any], defaults: GenerationRequest, default_mo
         validate(request)
         if mode.name != "txt2img":
             prepare(request)  # input images are untrusted: decode and check them before anything runs
-        for flag, value in (("--seed", request.seed), ("--subseed", request.subseed)):
-            if value not in (None, -1) and value + request.total_images - 1 > MAX_SEED:
-                raise UsageError(f"{flag}: {value} + {request.total_images} images passes {MAX_SEED}")
     except UsageError as exc:
         return None, [_reword(str(exc), pairs)]
     return BatchLine(0, request, model), []
@@ -344,12 +350,9 @@ def parse_file(path: Path, fmt: str = "auto", defaults: GenerationRequest | None
     `default_model` is --model. Paths in lines are relative to the file's folder.
     """
     if fmt not in FORMATS:
-        raise UsageError(f"--format: unknown format {fmt!r}; choose from {', '.join(FORMATS)}")
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UsageError(f"FILE: cannot read {path}: {getattr(exc, 'strerror', None) or exc}") from None
-    lines = text.splitlines()
+        raise UsageError(f"--prompt-format: unknown format {fmt!r}; choose from {', '.join(FORMATS)}")
+    text = read_prompt_file(path)
+    lines = LINE_BREAK.split(text)  # not str.splitlines: U+2028, U+0085 and form feeds stay inside a line
     reader = READERS[detect_format(path, lines) if fmt == "auto" else fmt]
     defaults = defaults or GenerationRequest(prompt="")
     base = path.parent
@@ -385,9 +388,8 @@ def resolve_base_seed(seed: int | None, lines: list[BatchLine]) -> int:
     """The base seed: the one given, or a random one that leaves room for every item."""
     total = total_items(lines)
     if seed is None or seed == -1:
-        return secrets.randbelow(MAX_SEED - total + 2)
-    if seed + total - 1 > MAX_SEED:
-        raise UsageError(f"--seed: {seed} + {total} items passes {MAX_SEED}; use a smaller base seed")
+        return random_seed(total)
+    check_seed_room("--seed", seed, total)
     return seed
 
 

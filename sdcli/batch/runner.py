@@ -35,8 +35,8 @@ from sdcli.batch.parse import (
     resolve_base_seed,
     total_items,
 )
-from sdcli.core.job import DEMO_NOTE, OutputOptions, name_values, write_image
-from sdcli.core.output import check_pattern, next_number, prepare_folder, remove_stale_temps, render_name
+from sdcli.core.job import DEMO_NOTE, OutputOptions, name_values, stage, write_image
+from sdcli.core.output import next_number, prepare_folder, remove_stale_temps, render_name
 from sdcli.core.request import GenerationRequest, validate
 from sdcli.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_PARTIAL, SdcliError, UsageError
 from sdcli.models.assets import AssetOptions, AssetPlan, apply_assets, plan_assets
@@ -56,6 +56,7 @@ class BatchOptions:
     output: OutputOptions = field(default_factory=OutputOptions)
     resume: bool = False
     assets: AssetOptions = field(default_factory=AssetOptions)
+    record: dict[str, Any] = field(default_factory=dict)  # the options, kept in the manifest for --resume
 
 
 @dataclass
@@ -133,6 +134,7 @@ class GracefulStop:
         self.reporter = reporter
         self.requested = False
         self.previous: Any = None
+        self.installed = False
 
     def _handle(self, signum: int, frame: Any) -> None:
         if self.requested:
@@ -143,11 +145,12 @@ class GracefulStop:
     def __enter__(self) -> GracefulStop:
         if threading.current_thread() is threading.main_thread():
             self.previous = signal.signal(signal.SIGINT, self._handle)
+            self.installed = True
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self.previous is not None:
-            signal.signal(signal.SIGINT, self.previous)
+        if self.installed:  # whatever was there before: SIG_IGN under nohup, None if set outside Python
+            signal.signal(signal.SIGINT, self.previous if self.previous is not None else signal.SIG_DFL)
 
 
 class _Stop(Exception):
@@ -196,12 +199,6 @@ def plan_line_assets(lines: list[BatchLine], options: BatchOptions,
     return plans
 
 
-def _is_blank(image: Any) -> bool:
-    """All-black output: what NaNs in the UNet/VAE (e.g. fp16 overflow) turn into."""
-    extrema = image.getextrema()
-    return all(high == 0 for _, high in (extrema if isinstance(extrema[0], tuple) else [extrema]))
-
-
 @dataclass
 class _Run:
     """Per-process state of one batch run."""
@@ -239,7 +236,7 @@ class _Run:
         values = name_values(request, number=self.header["base_number"] + index, seed=seed, index=index,
                              width=request.width or size[0], height=request.height or size[1],
                              sampler=sampler, model_name=model.name, now=self.now)
-        return self.folder / (render_name(self.options.output.pattern, values) + ".png")
+        return self.folder / (render_name(self.options.output.pattern, values) + self.options.output.suffix)
 
 
 def run_batch(options: BatchOptions, reporter: BatchReporter,
@@ -255,7 +252,7 @@ def run_batch(options: BatchOptions, reporter: BatchReporter,
 
     # 1. Everything that can be checked without loading a model.
     validate_runtime(options.runtime)
-    check_pattern(options.output.pattern)
+    options.output.check()
     lines = parse_file(options.file, options.fmt, options.defaults, options.model)
     models = resolve_models(lines, options)
     assets = plan_line_assets(lines, options, reporter)
@@ -264,7 +261,7 @@ def run_batch(options: BatchOptions, reporter: BatchReporter,
     shard = current_shard(plan.device)
     if shard.count > 1 and plan.device == "cuda":
         plan = replace(plan, device=shard.device)  # cuda:N, one GPU per process
-    folder = prepare_folder(options.output.folder)
+    folder = prepare_folder(options.output.folder, clean=False)
 
     # 2. The run header (new or resumed) decided by the main process, shared by all.
     header = shard.share(_open_run(options, lines, base_seed, folder, shard) if shard.is_main else None)
@@ -316,6 +313,7 @@ def _open_run(options: BatchOptions, lines: list[BatchLine], base_seed: int, fol
         "base_seed": base_seed, "seed_given": options.seed not in (None, -1),
         "base_number": next_number(folder), "started": _dt.datetime.now().isoformat(timespec="seconds"),
         "processes": shard.count, "removed_temp_files": removed,
+        **({"options": options.record} if options.record else {}),
     }
     try:
         if options.resume:
@@ -345,7 +343,8 @@ def _run_group(run: _Run, units: list[BatchUnit], models: dict[str | None, Any],
     if model.is_demo:
         run.reporter.note(DEMO_NOTE)
     try:
-        pipe = load(model, run.plan)
+        with stage(run.reporter, f"loading model {model.name}"):
+            pipe = load(model, run.plan)
         model_hash = resolve.model_hash(model.path)
     except Exception as exc:  # a model that fails to load (out of memory ...) fails its items only
         message = str(exc) if isinstance(exc, SdcliError) else f"{type(exc).__name__}: {exc}"
@@ -378,27 +377,31 @@ def _run_unit(run: _Run, unit: BatchUnit, pipe: Any, model: Any, model_hash: str
             todo[index] = seed
     if not todo:
         return
-    last = time.monotonic()
     extras = run.assets[(request.prompt, request.negative_prompt)]
+    started = time.monotonic()
+    share = None  # each image's part of the one pipeline call that makes the unit's batch_size images
     try:
         # LoRAs/embeddings/VAE change on the loaded pipeline: no reload of the base model.
         apply_assets(pipe, extras, run.options.assets, run.reporter.note)
         for image in generate.run(request, pipe, choice, model_name=model.name, model_hash=model_hash,
                                   on_step=run.reporter.step, extra_params=extras.params()):
+            began = time.monotonic()
+            if share is None:
+                share = (began - started) / request.batch_size
             index = unit.first + image.index
             seed = todo.get(index)
             if seed is None:
                 continue
-            if _is_blank(image.image):
-                run.record(unit, index, seed, model, seconds=time.monotonic() - last,
-                           error="image is all black (NaN in the model output?); not written")
+            if image.failure:
+                run.record(unit, index, seed, model, seconds=share, error=image.failure)
             else:
                 written = write_image(replace(image, index=index), run.folder, run.options.output.pattern,
                                       run.header["base_number"] + index, request, model, run.plan, now=run.now,
+                                      fmt=run.options.output.format, quality=run.options.output.quality,
                                       assets=extras.record())
-                run.record(unit, index, seed, model, path=written["path"], seconds=time.monotonic() - last)
+                run.record(unit, index, seed, model, path=written["path"],
+                           seconds=share + time.monotonic() - began)
             del todo[index]
-            last = time.monotonic()
             if run.stop.requested:
                 raise _Stop
     except (KeyboardInterrupt, _Stop):
@@ -406,7 +409,8 @@ def _run_unit(run: _Run, unit: BatchUnit, pipe: Any, model: Any, model_hash: str
     except Exception as exc:  # out of memory, a late UsageError, a write failure: fail these items, go on
         message = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
         for index, seed in todo.items():
-            run.record(unit, index, seed, model, error=message, seconds=time.monotonic() - last)
+            run.record(unit, index, seed, model, error=message,
+                       seconds=(time.monotonic() - started) / max(len(todo), 1))
 
 
 def _is_this_item(path: Path, prompt: str, seed: int) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import traceback
 from typing import Annotated, Any
 
@@ -18,6 +19,8 @@ from sdcli import __version__
 from sdcli.cli import batch, grid, img2img, info, inpaint, models, outpaint, replay, samplers, tiny, txt2img
 from sdcli.errors import EXIT_INTERRUPTED, EXIT_RUNTIME, EXIT_USAGE, SdcliError
 
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a writer whose reader went away
+
 NoArgsIsHelp = getattr(click_exc, "NoArgsIsHelpError", None) or click_exc.NoArgsIsHelp
 
 
@@ -25,8 +28,63 @@ def _debug(ctx: typer.Context) -> bool:
     return bool(ctx.find_root().meta.get("sdcli.debug")) or os.environ.get("SDCLI_DEBUG", "") not in ("", "0")
 
 
+def _usage_error(exc: Any) -> typer.Exit:
+    """A command-line parser error in sdcli's one-line format."""
+    from sdcli.cli.ui import error
+
+    hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx else ""
+    error(exc.format_message() + hint)
+    return typer.Exit(EXIT_USAGE)
+
+
+def _tidy_help(command: Any) -> None:
+    """Help texts are plain text: escape Rich markup ([num], [xformers] ...) and show flags as flags."""
+    from rich.markup import escape
+
+    if getattr(command, "_sdcli_tidy", False):
+        return
+    command._sdcli_tidy = True
+    for attr in ("help", "epilog"):
+        if getattr(command, attr, None):
+            setattr(command, attr, escape(getattr(command, attr)))
+    for param in command.params:
+        if getattr(param, "help", None):
+            param.help = escape(param.help)
+        _as_flag(param)
+    original = command.get_help_option  # --help/-h is made per context, so mark it when it is made
+
+    def help_option(ctx: Any) -> Any:
+        return _as_flag(original(ctx))
+
+    command.get_help_option = help_option
+
+
+def _as_flag(param: Any) -> Any:
+    """Show an on/off flag as a flag (no "<bool>" value column): it takes no value."""
+    if getattr(param, "is_flag", False) and param.metavar is None:
+        param.metavar = ""
+    return param
+
+
 class SdcliGroup(TyperGroup):
     """Turns every failure into `error: <one line>` and an exit code (traceback with --debug)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for command in self.commands.values():
+            _tidy_help(command)
+
+    def format_help(self, ctx: Any, formatter: Any) -> None:
+        _tidy_help(self)  # here, not in __init__: typer adds the completion options after construction
+        super().format_help(ctx, formatter)
+
+    def make_context(self, info_name: str | None, args: list[str], parent: Any = None, **extra: Any) -> Any:
+        try:
+            return super().make_context(info_name, args, parent=parent, **extra)
+        except NoArgsIsHelp:
+            raise
+        except click_exc.UsageError as exc:  # `sdcli --bogus`: before any command runs
+            raise _usage_error(exc) from None
 
     def invoke(self, ctx: typer.Context) -> Any:
         from sdcli.cli.ui import error
@@ -41,11 +99,13 @@ class SdcliGroup(TyperGroup):
         except NoArgsIsHelp:
             raise
         except click_exc.UsageError as exc:
-            hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx else ""
-            error(exc.format_message() + hint)
-            raise typer.Exit(EXIT_USAGE) from None
+            raise _usage_error(exc) from None
         except (typer.Exit, typer.Abort):
             raise
+        except BrokenPipeError:  # `sdcli info *.png | head`: the reader left; stop quietly as SIGPIPE would
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            raise typer.Exit(EXIT_BROKEN_PIPE) from None
         except KeyboardInterrupt:
             error("interrupted")
             raise typer.Exit(EXIT_INTERRUPTED) from None
@@ -64,7 +124,7 @@ app = typer.Typer(
     epilog="Examples: sdcli txt2img \"a red fox\" | sdcli img2img -i in.png \"a painting\" | "
            "sdcli inpaint -i in.png --mask m.png \"a cat\" | sdcli tiny ./tiny | sdcli samplers",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion for bash, zsh, fish, PowerShell
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
@@ -83,11 +143,17 @@ def root(
                                           help="Print the version and exit.")] = False,
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks (also SDCLI_DEBUG=1).")] = False,
 ) -> None:
+    from sdcli.cli.ui import set_quiet
     from sdcli.models.libraries import quiet_libraries
 
+    set_quiet(False)  # each invocation starts talking (in-process callers run several)
     ctx.meta["sdcli.debug"] = debug
     if debug:
         os.environ["SDCLI_DEBUG"] = "1"
+    else:
+        import warnings
+
+        warnings.simplefilter("ignore")  # numpy, Pillow, hub ... warnings: sdcli reports what matters itself
     quiet_libraries()
 
 

@@ -22,12 +22,13 @@ Examples:
 
   sdcli batch prompts.jsonl -o out/run1 --grid --json | jq -r .path
 
-  sdcli batch prompts.txt -o out/run1 --seed 1 --resume
+  sdcli batch --resume -o out/run1     (continue a stopped batch with its recorded options)
 
   accelerate launch --multi_gpu --num_processes 2 -m sdcli batch prompts.txt -o out/run2
 """
 
-Format = Annotated[str, typer.Option("--format", help="auto (by suffix/content), text, webui or jsonl.",
+Format = Annotated[str, typer.Option("--prompt-format", help="Prompt file format: auto (by suffix/content), text, "
+                                     "webui or jsonl.",
                                      rich_help_panel=o.OUT)]
 BatchOutput = Annotated[Path | None, typer.Option("--output", "-o", show_default=False, rich_help_panel=o.OUT,
                                                   help="Output folder (default: outputs/<prompt file name>).")]
@@ -37,34 +38,68 @@ Grid = Annotated[bool, typer.Option("--grid", help="Also write grid.png, a label
                                     rich_help_panel=o.OUT)]
 
 
+# Options a batch records in its manifest (so `--resume -o DIR` needs nothing else); not --json/--grid/--offline.
+RECORDED = ("file", "fmt", "model", "name", "image_format", "quality", "seed", "device", "dtype", "attention_slicing",
+            "xformers")
+
+
 @o.shared_options(exclude=("prompt", "prompt_opt", "output"))
 def batch(
-    file: Annotated[Path, typer.Argument(help="Prompt file.", show_default=False)],
+    ctx: typer.Context,
+    file: Annotated[Path | None, typer.Argument(help="Prompt file; - reads it from stdin (optional with --resume: "
+                                                "the recorded one).", show_default=False)] = None,
     fmt: Format = "auto",
     output: BatchOutput = None,
     resume: Resume = False,
     grid: Grid = False,
     **flags: Any,
 ) -> None:
+    from sdcli.batch.manifest import resume_options
     from sdcli.batch.runner import BatchOptions, run_batch
     from sdcli.cli.common import REQUEST_FLAGS, asset_options, runtime_options
-    from sdcli.cli.ui import BatchReporter
+    from sdcli.cli.ui import BatchReporter, set_quiet
     from sdcli.core.job import OutputOptions
     from sdcli.core.request import GenerationRequest
+    from sdcli.errors import UsageError
+    from sdcli.models.resolve import normalize_spec
 
-    # The base seed is the batch's own (item i gets BASE + i); the rest are per-line defaults.
-    defaults = GenerationRequest(prompt="", **{k: flags[k] for k in REQUEST_FLAGS if k != "seed"})
+    # 1. The options in force: with --resume, the recorded ones (those typed now must agree).
+    if file is None and not (resume and output):
+        raise UsageError("FILE: missing; give a prompt file (or --resume -o DIR to continue a batch)")
+    stdin = str(file) == "-"  # the prompt file on stdin
+    folder = output or Path("outputs") / ("stdin" if stdin else file.stem)  # type: ignore[union-attr]
+    current = {**{k: flags[k] for k in (*REQUEST_FLAGS, *RECORDED) if k in flags}, "fmt": fmt,
+               "file": "-" if stdin else str(file.resolve()) if file else None,
+               "model": normalize_spec(flags["model"])}
+    given = {k: v for k, v in current.items() if _typed(ctx, k)}
+    if resume:
+        current = resume_options(folder, given, current)
+    values = {**flags, **current}
+
+    # 2. Run. The base seed is the batch's own (item i gets BASE + i); the rest are per-line defaults.
+    defaults = GenerationRequest(prompt="", **{k: values[k] for k in REQUEST_FLAGS if k != "seed"})
     options = BatchOptions(
-        file=file, fmt=fmt, defaults=defaults, seed=flags["seed"], model=flags["model"],
-        runtime=runtime_options(flags),
-        output=OutputOptions(output or Path("outputs") / file.stem, flags["name"]), resume=resume,
-        assets=asset_options(flags),
+        file=Path(values["file"]), fmt=values["fmt"], defaults=defaults, seed=values["seed"], model=values["model"],
+        runtime=runtime_options(values), resume=resume,
+        output=OutputOptions(folder, values["name"], values["image_format"], values["quality"]),
+        record={k: current[k] for k in (*REQUEST_FLAGS, *RECORDED)}, assets=asset_options(flags),
     )
+    set_quiet(flags["quiet"])
     with BatchReporter(as_json=flags["json_out"]) as reporter:
         stats = run_batch(options, reporter)
         reporter.batch_summary(stats)
+    if stats.interrupted and stats.process == 0:
+        import shlex
+
+        reporter.note(f"to continue: sdcli batch --resume -o {shlex.quote(str(folder))}")
     if grid and stats.process == 0 and stats.folder is not None and (stats.folder / "manifest.jsonl").is_file():
         from sdcli.batch.grid import write_grid
 
         reporter.note(f"contact sheet: {write_grid(stats.folder / 'manifest.jsonl')}")
     raise typer.Exit(stats.exit_code)
+
+
+def _typed(ctx: typer.Context, option: str) -> bool:
+    """Whether the user gave `option` (on the command line or, for --model, as SDCLI_MODEL)."""
+    source = ctx.get_parameter_source(option)
+    return source is not None and source.name in ("COMMANDLINE", "ENVIRONMENT")  # typer's own click or real click

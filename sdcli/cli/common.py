@@ -8,7 +8,8 @@ from typing import Any
 REQUEST_FLAGS = ("negative_prompt", "steps", "cfg_scale", "seed", "subseed", "subseed_strength", "width", "height",
                  "batch_size", "count", "sampler", "schedule", "clip_skip")
 # Flags passed through to run_and_report.
-TAIL_FLAGS = ("offline", "device", "dtype", "attention_slicing", "xformers", "output", "name", "json_out")
+TAIL_FLAGS = ("offline", "device", "dtype", "attention_slicing", "xformers", "output", "name", "json_out", "quiet",
+              "image_format", "quality")
 RUNTIME_FLAGS = ("device", "dtype", "attention_slicing", "xformers", "offline")
 
 
@@ -37,22 +38,44 @@ def run_command(mode: str, flags: dict[str, Any], **parts: Any) -> None:
     prompt, prompt_opt = flags["prompt"], flags["prompt_opt"]
     if prompt is not None and prompt_opt is not None:
         raise UsageError("PROMPT: give the prompt once, either as an argument or with --prompt")
+    if prompt is None and prompt_opt is None and mode == "txt2img":
+        raise UsageError('PROMPT: missing; give a prompt (or --prompt "" to generate without one)')
+    text = prompt if prompt is not None else (prompt_opt or "")
     request = GenerationRequest(
-        prompt=prompt if prompt is not None else (prompt_opt or ""), mode=mode,
+        prompt=read_stdin("PROMPT") if text == "-" else text, mode=mode,
         **{name: flags[name] for name in REQUEST_FLAGS if name in flags}, **parts,
     )
     run_and_report(request, flags["model"], **{name: flags[name] for name in TAIL_FLAGS},
                    assets=asset_options(flags))
 
 
+def read_stdin(what: str) -> str:
+    """`-` as a prompt: the text on stdin (one trailing newline dropped), size-limited like any prompt."""
+    import sys
+
+    from sdcli.core.request import MAX_PROMPT_CHARS
+    from sdcli.errors import UsageError
+
+    if sys.stdin is None or sys.stdin.isatty():
+        raise UsageError(f"{what}: '-' reads the prompt from stdin, but stdin is a terminal; pipe the prompt in")
+    data = sys.stdin.buffer.read(4 * MAX_PROMPT_CHARS + 1)
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"{what}: stdin is not valid UTF-8 (byte {exc.start + 1})") from None
+    return text.removesuffix("\n").removesuffix("\r")
+
+
 def run_and_report(request: Any, model: str | None, *, offline: bool, device: str, dtype: str,
                    attention_slicing: str, xformers: bool, output: Any, name: str, json_out: bool,
-                   assets: Any = None) -> None:
+                   quiet: bool = False, image_format: str = "png", quality: int = 90, assets: Any = None) -> None:
     """The shared tail of every generating command: runtime flags -> run_job -> printed records."""
-    from sdcli.cli.ui import CliReporter
+    from sdcli.cli.ui import CliReporter, set_quiet
     from sdcli.core.job import OutputOptions, run_job
 
+    set_quiet(quiet)
     runtime = runtime_options(locals())
     with CliReporter(as_json=json_out) as reporter:
-        records = run_job(request, runtime, model, OutputOptions(output, name), reporter, assets=assets)
+        records = run_job(request, runtime, model, OutputOptions(output, name, image_format, quality), reporter,
+                          assets=assets)
     reporter.summary(records)

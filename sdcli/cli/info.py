@@ -24,24 +24,24 @@ def info(
     images: Annotated[list[Path], typer.Argument(help="Image files.", show_default=False)],
     json_out: Annotated[bool, typer.Option("--json", help="One JSON record per image on stdout.")] = False,
 ) -> None:
-    import json
-
-    from sdcli.cli.ui import error
+    from sdcli.cli.ui import error, json_line
+    from sdcli.core.metadata import escape_control
     from sdcli.core.replay import read_metadata
-    from sdcli.errors import EXIT_PARTIAL, EXIT_RUNTIME, UsageError
+    from sdcli.errors import EXIT_PARTIAL, EXIT_RUNTIME, SdcliError
 
     failed = printed = 0
     for path in images:
         try:
             meta = read_metadata(path)
-        except UsageError as exc:
+        except SdcliError as exc:  # one bad file (missing, corrupt, a text bomb) does not stop the others
             error(str(exc))
             failed += 1
             continue
         if json_out:
-            print(json.dumps(meta.as_json(), ensure_ascii=False))
-        else:
-            print(("\n" if printed else "") + (f"== {path} ==\n" if len(images) > 1 else "") + meta.infotext)
+            print(json_line({"type": "info", **meta.as_json()}))
+        else:  # untrusted text: control characters shown escaped, never sent to the terminal
+            header = f"== {escape_control(str(path))} ==\n" if len(images) > 1 else ""
+            print(("\n" if printed else "") + header + escape_control(meta.infotext))
         printed += 1
     if failed:
         raise typer.Exit(EXIT_RUNTIME if failed == len(images) else EXIT_PARTIAL)

@@ -15,8 +15,9 @@ GEN = "Generation"
 MODEL = "Model and hardware"
 OUT = "Output"
 
-Prompt = Annotated[str | None, typer.Argument(help="What to draw (WebUI prompt syntax).", show_default=False)]
-PromptOpt = Annotated[str | None, typer.Option("--prompt", "-p", help="The prompt, as an option.",
+Prompt = Annotated[str | None, typer.Argument(help="What to draw (WebUI prompt syntax); - reads it from stdin.",
+                                              show_default=False)]
+PromptOpt = Annotated[str | None, typer.Option("--prompt", "-p", help="The prompt, as an option (- = stdin).",
                                                   rich_help_panel=GEN, show_default=False)]
 Negative = Annotated[str, typer.Option("--negative-prompt", "-n", help="What to avoid.", rich_help_panel=GEN)]
 Steps = Annotated[int, typer.Option("--steps", "-s", help="Sampling steps.", rich_help_panel=GEN)]
@@ -59,6 +60,11 @@ Name = Annotated[str, typer.Option("--name", help="File name pattern; fields [nu
                                    "[width] [height] [prompt_words] [model_name] [date] [datetime] [index].",
                                    rich_help_panel=OUT)]
 Json = Annotated[bool, typer.Option("--json", help="Print one JSON record per image on stdout.", rich_help_panel=OUT)]
+ImageFormat = Annotated[str, typer.Option("--format", help="Image file format: png, jpeg or webp (the WebUI infotext "
+                                          "goes in the PNG chunk or the EXIF UserComment).", rich_help_panel=OUT)]
+Quality = Annotated[int, typer.Option("--quality", help="JPEG/WebP quality, 1-100.", rich_help_panel=OUT)]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress, notes or summary on stderr (errors and "
+                                     "warnings still show).", rich_help_panel=OUT)]
 
 
 # -- Models folder and add-ons (LoRA, embeddings, VAE) and the loading policy -------------
@@ -133,7 +139,10 @@ def _shared(
     xformers: Xformers = False,
     output: Output = DEFAULTS["output"],
     name: Name = "[num]-[seed]",
+    image_format: ImageFormat = "png",
+    quality: Quality = 90,
     json_out: Json = False,
+    quiet: Quiet = False,
 ) -> None:
     """Template only: the flags every generating command takes (see shared_options)."""
 

@@ -9,6 +9,8 @@ import typer
 
 from sdcli.cli import options as o
 
+KEEP = "Override the image's value."
+
 HELP = """Regenerate an image from the metadata stored in it; any option can be overridden.
 
 Images made by sdcli replay exactly (same pixels on the same device and dtype);
@@ -23,6 +25,12 @@ Examples:
   sdcli replay webui-image.png --model ./sd15
 
   sdcli replay webui-image.png --webui-dir ~/stable-diffusion-webui --model v1-5-pruned-emaonly
+
+Image metadata is untrusted: replay first lists every setting it will use and
+where it came from (the sdcli record, the WebUI infotext, a flag or the default)
+and names the keys it cannot honour. It loads the image's model only if that is
+an existing local folder; a hub id needs --model or --trust-metadata. It makes
+one image unless --count/--batch-size say otherwise.
 """
 
 
@@ -32,18 +40,25 @@ def replay(
     prompt: o.PromptOpt = None,
     negative_prompt: Annotated[str | None, typer.Option("--negative-prompt", "-n", show_default=False,
                                                         help="Override the negative prompt.")] = None,
-    steps: Annotated[int | None, typer.Option("--steps", "-s", show_default=False)] = None,
-    cfg_scale: Annotated[float | None, typer.Option("--cfg-scale", "-c", show_default=False)] = None,
+    steps: Annotated[int | None, typer.Option("--steps", "-s", show_default=False, help=KEEP)] = None,
+    cfg_scale: Annotated[float | None, typer.Option("--cfg-scale", "-c", show_default=False, help=KEEP)] = None,
     seed: o.Seed = None,
     subseed: o.Subseed = None,
-    subseed_strength: Annotated[float | None, typer.Option("--subseed-strength", show_default=False)] = None,
+    subseed_strength: Annotated[float | None, typer.Option("--subseed-strength", show_default=False,
+                                                           help=KEEP)] = None,
     width: o.Width = None,
     height: o.Height = None,
-    sampler: Annotated[str | None, typer.Option("--sampler", show_default=False)] = None,
-    schedule: Annotated[str | None, typer.Option("--schedule", show_default=False)] = None,
-    clip_skip: Annotated[int | None, typer.Option("--clip-skip", show_default=False)] = None,
+    sampler: Annotated[str | None, typer.Option("--sampler", show_default=False, help=KEEP)] = None,
+    schedule: Annotated[str | None, typer.Option("--schedule", show_default=False, help=KEEP)] = None,
+    clip_skip: Annotated[int | None, typer.Option("--clip-skip", show_default=False, help=KEEP)] = None,
+    batch_size: Annotated[int | None, typer.Option("--batch-size", "-b", show_default=False,
+                                                   help="Images in parallel [default: 1]")] = None,
+    count: Annotated[int | None, typer.Option("--count", show_default=False,
+                                              help="Batches one after another [default: 1]")] = None,
     model: Annotated[str | None, typer.Option("--model", "-m", show_default=False,
                                               help="Use this model instead of the image's.")] = None,
+    trust_metadata: Annotated[bool, typer.Option("--trust-metadata", help="Let the image's metadata name a hub "
+                                                 "model to download.")] = False,
     offline: o.Offline = False,
     device: o.Device = "auto",
     dtype: o.Dtype = "auto",
@@ -51,22 +66,31 @@ def replay(
     xformers: o.Xformers = False,
     output: o.Output = o.DEFAULTS["output"],
     name: o.Name = "[num]-[seed]",
+    image_format: o.ImageFormat = "png",
+    quality: o.Quality = 90,
     json_out: o.Json = False,
+    quiet: o.Quiet = False,
     **flags: Any,
 ) -> None:
-    from dataclasses import replace
-
     from sdcli.cli.common import asset_options, run_and_report
-    from sdcli.core.replay import read_metadata, replay_model, request_from_image
+    from sdcli.cli.ui import set_quiet, show_replay_plan
+    from sdcli.core.replay import plan_replay, read_metadata
 
-    request, source, ours = request_from_image(image)
+    if prompt == "-":
+        from sdcli.cli.common import read_stdin
+
+        prompt = read_stdin("--prompt")
     overrides = {"prompt": prompt, "negative_prompt": negative_prompt, "steps": steps, "cfg_scale": cfg_scale,
                  "seed": seed, "width": width, "height": height, "sampler": sampler, "schedule": schedule,
-                 "clip_skip": clip_skip, "subseed": subseed, "subseed_strength": subseed_strength}
-    request = replace(request, **{k: v for k, v in overrides.items() if v is not None})
-    run_and_report(request, replay_model(image, source, ours, model), offline=offline, device=device, dtype=dtype,
+                 "clip_skip": clip_skip, "subseed": subseed, "subseed_strength": subseed_strength,
+                 "batch_size": batch_size, "count": count}
+    set_quiet(quiet)
+    plan = plan_replay(image, overrides, model, trust_metadata)
+    show_replay_plan(image, plan)
+    run_and_report(plan.request, plan.model, offline=offline, device=device, dtype=dtype,
                    attention_slicing=attention_slicing, xformers=xformers, output=output, name=name,
-                   json_out=json_out, assets=asset_options(*_with_recorded_assets(read_metadata(image), flags)))
+                   json_out=json_out, quiet=quiet, image_format=image_format, quality=quality,
+                   assets=asset_options(*_with_recorded_assets(read_metadata(image), flags)))
 
 
 RECORDED_KEYS = ("Lora hashes", "TI hashes", "VAE hash", "VAE")

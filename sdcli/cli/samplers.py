@@ -12,13 +12,13 @@ Examples:
 
   sdcli samplers
 
-  sdcli samplers --json | jq -r '.[].name'
+  sdcli samplers --json | jq -r .name
 """
 
 
-def samplers(json_out: Annotated[bool, typer.Option("--json", help="Print JSON on stdout.")] = False) -> None:
-    import json
-
+def samplers(
+    json_out: Annotated[bool, typer.Option("--json", help="One JSON record per sampler on stdout.")] = False,
+) -> None:
     from sdcli.sampling.samplers import SAMPLERS, SCHEDULE_LABELS, UNSUPPORTED
 
     rows = [{
@@ -31,7 +31,9 @@ def samplers(json_out: Annotated[bool, typer.Option("--json", help="Print JSON o
         "note": s.note,
     } for s in SAMPLERS]
     if json_out:
-        print(json.dumps(rows, indent=2))
+        from sdcli.cli.ui import json_line
+
+        print("\n".join(json_line({"type": "sampler", **row}) for row in rows))
         return
     from rich.console import Console
     from rich.table import Table

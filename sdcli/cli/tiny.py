@@ -32,9 +32,7 @@ def tiny(
                                           "(9-channel UNet) instead of an ordinary one.")] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print a JSON record on stdout.")] = False,
 ) -> None:
-    import json
-
-    from sdcli.cli.ui import console
+    from sdcli.cli.ui import console, json_line
     from sdcli.models.tiny import INPAINT_SUFFIX, build_tiny, folder_bytes
 
     if inpaint:
@@ -42,7 +40,7 @@ def tiny(
     path = build_tiny(out_dir, arch=arch, seed=seed)
     size = folder_bytes(path)
     if json_out:
-        print(json.dumps({"path": str(path), "arch": arch, "seed": seed, "bytes": size}))
+        print(json_line({"type": "model", "path": str(path), "arch": arch, "seed": seed, "bytes": size}))
     else:
         print(path)
         console.print(f"tiny {arch} checkpoint (random weights, seed {seed}): {size / 1e6:.1f} MB")

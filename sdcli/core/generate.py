@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sdcli import __version__
+from sdcli.core.finite import finite_guard
 from sdcli.core.images import PreparedInputs, prepare
 from sdcli.core.metadata import build_infotext
 from sdcli.core.request import DIRECTIONS, INPAINT_AREAS, MASKED_CONTENTS, GenerationRequest
@@ -34,6 +35,7 @@ class GeneratedImage:
     height: int
     params: dict[str, Any]
     infotext: str
+    failure: str | None = None  # why it must not be written (core.finite), e.g. NaN in the decode
 
 
 def native_size(pipe: Any) -> int:
@@ -196,7 +198,7 @@ def run(
         if hasattr(pipe.scheduler, "noise_sampler_seed"):
             # DPM++ SDE draws Brownian-tree noise from its own seeds, not the generator: one per image.
             pipe.scheduler.noise_sampler_seed = list(batch_seeds)
-        with latent_content(pipe, request, inputs, generators):
+        with latent_content(pipe, request, inputs, generators), finite_guard(pipe) as guard:
             result = pipe(
                 prompt_embeds=positive.repeat(n, 1, 1),
                 negative_prompt_embeds=negative.repeat(n, 1, 1),
@@ -216,6 +218,7 @@ def run(
             yield GeneratedImage(  # width/height: the generation size, as the infotext's Size
                 image=image, index=start + offset, seed=seed, subseed=subseed, width=width, height=height,
                 params=params, infotext=build_infotext(request.prompt, request.negative_prompt, params),
+                failure=guard.failure(offset),
             )
 
 

@@ -7,14 +7,16 @@ the moment it is done.
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 
 from sdcli import __version__
 from sdcli.conditioning.prompts import parse_prompt, plain_text
-from sdcli.core.output import DEFAULT_PATTERN, check_pattern, next_number, prepare_folder, render_name
+from sdcli.core.output import DEFAULT_PATTERN, check_folder, check_pattern, next_number, prepare_folder, render_name
 from sdcli.core.request import DIRECTIONS, GenerationRequest, validate
+from sdcli.errors import RuntimeFailure, UsageError
 from sdcli.models.assets import AssetOptions, apply_assets, plan_assets
 from sdcli.models.runtime import RuntimeOptions, validate_runtime
 
@@ -28,6 +30,24 @@ class OutputOptions:
 
     folder: Path = Path("outputs")
     pattern: str = DEFAULT_PATTERN
+    format: str = "png"  # a key of metadata.IMAGE_FORMATS
+    quality: int = 90  # JPEG/WebP quality, 1-100
+
+    def check(self) -> None:
+        """Name pattern, format and quality, before any work."""
+        from sdcli.core.metadata import IMAGE_FORMATS
+
+        check_pattern(self.pattern)
+        if self.format not in IMAGE_FORMATS:
+            raise UsageError(f"--format: unknown format {self.format!r}; choose from {', '.join(IMAGE_FORMATS)}")
+        if not 1 <= self.quality <= 100:
+            raise UsageError(f"--quality: {self.quality} is out of range; use 1 to 100")
+
+    @property
+    def suffix(self) -> str:
+        from sdcli.core.metadata import IMAGE_FORMATS
+
+        return IMAGE_FORMATS[self.format][0]
 
 
 class Reporter(Protocol):
@@ -37,6 +57,12 @@ class Reporter(Protocol):
     def start(self, total_images: int, steps: int) -> None: ...
     def step(self, step: int, total: int) -> None: ...
     def image(self, record: dict[str, Any]) -> None: ...
+
+
+def stage(reporter: Any, label: str) -> Any:
+    """The reporter's stage context (loading ...), if it shows stages."""
+    show = getattr(reporter, "stage", None)
+    return show(label) if show else nullcontext()
 
 
 DEMO_NOTE = ("no --model given: using sdcli's built-in tiny RANDOM-WEIGHT demo model; "
@@ -60,7 +86,7 @@ def run_job(request: GenerationRequest, runtime: RuntimeOptions, model_spec: str
     # 1. Everything that can be checked without a model.
     choice = validate(request)
     validate_runtime(runtime)
-    check_pattern(output.pattern)
+    output.check()
     for warning in parse_prompt(request.prompt).warnings + parse_prompt(request.negative_prompt).warnings:
         reporter.note(f"prompt: {warning}")
     inputs = prepare(request)  # input images are untrusted: read and checked before any model loads
@@ -68,30 +94,42 @@ def run_job(request: GenerationRequest, runtime: RuntimeOptions, model_spec: str
     extras = plan_assets(assets, request.prompt, request.negative_prompt)
     for warning in extras.warnings:
         reporter.note(warning)
-    folder = prepare_folder(output.folder)
-    model = resolve.resolve_model(model_spec, offline=runtime.offline, library=assets.library(),
-                                  allow_pickle=assets.allow_pickle)
+    check_folder(output.folder)  # created only once there is something to write: refused runs leave nothing
 
-    # 2. The pipeline, with the add-ons on it.
+    # 2. Model files, then the pipeline with the add-ons on it.
+    remote = bool(model_spec) and "/" in model_spec and not Path(model_spec).expanduser().exists()  # may download
+    with stage(reporter, f"fetching {model_spec} from the hub") if remote else nullcontext():
+        model = resolve.resolve_model(model_spec, offline=runtime.offline, library=assets.library(),
+                                      allow_pickle=assets.allow_pickle)
     if model.is_demo:
         reporter.note(DEMO_NOTE)
     plan = detect_runtime(runtime)
     if pipe is None:
-        pipe = loader.load_pipeline(model, plan)
+        with stage(reporter, f"loading model {model.name}"):
+            pipe = loader.load_pipeline(model, plan)
     apply_assets(pipe, extras, assets, reporter.note)
     model_hash = resolve.model_hash(model.path)
+    folder = prepare_folder(output.folder)
 
     # 3. Generate, writing each image as soon as it exists.
     request = request.with_resolved_seed()
     reporter.start(request.total_images, request.steps_run)
     number = next_number(folder)
-    records = []
+    records: list[dict[str, Any]] = []
+    failed: list[str] = []
     for item in run(request, pipe, choice, model_name=model.name, model_hash=model_hash,
                     on_step=reporter.step, inputs=inputs, extra_params=extras.params()):
+        if item.failure:  # never written as a black image with exit 0
+            failed.append(f"image {item.index} (seed {item.seed}): {item.failure}")
+            reporter.note(failed[-1])
+            continue
         record = write_image(item, folder, output.pattern, number + item.index, request, model, plan,
-                             assets=extras.record())
+                             fmt=output.format, quality=output.quality, assets=extras.record())
         records.append(record)
         reporter.image(record)
+    if failed:
+        raise RuntimeFailure(failed[0] if len(failed) == 1 else
+                             f"{len(failed)} of {request.total_images} images failed; first: {failed[0]}")
     return records
 
 
@@ -119,17 +157,18 @@ def name_values(request: GenerationRequest, *, number: int, seed: int, index: in
 
 
 def write_image(item, folder: Path, pattern: str, number: int, request: GenerationRequest,
-                model, plan, now: Any = None, assets: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Write one PNG with its infotext and replay record; return its JSON record."""
-    from sdcli.core.metadata import png_info
+                model, plan, now: Any = None, *, fmt: str = "png", quality: int = 90,
+                assets: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Write one image (PNG, JPEG or WebP) with its infotext and replay record; return its JSON record."""
+    from sdcli.core.metadata import IMAGE_FORMATS, save_image
     from sdcli.core.output import write_atomic
 
     model_name = model.name
     values = name_values(request, number=number, seed=item.seed, index=item.index, width=item.width,
                          height=item.height, sampler=item.params["Sampler"], model_name=model_name, now=now)
-    info = png_info(item.infotext, replay_record(item, request, model, assets))
-    path = write_atomic(folder, render_name(pattern, values), ".png",
-                        lambda tmp: item.image.save(tmp, format="PNG", pnginfo=info))
+    record = replay_record(item, request, model, assets)
+    path = write_atomic(folder, render_name(pattern, values), IMAGE_FORMATS[fmt][0],
+                        lambda tmp: save_image(item.image, tmp, fmt, quality, item.infotext, record))
     return {
         "path": str(path),
         "mode": request.mode,

@@ -78,6 +78,18 @@ def parse_infotext(text: str) -> tuple[str, str, dict[str, str]]:
     return "\n".join(prompt_lines), "\n".join(negative_lines), params
 
 
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def escape_control(text: str) -> str:
+    """Terminal control characters (ESC, CSI, BEL, bidi overrides ...) as visible \\xNN / \\uNNNN escapes.
+
+    Metadata is untrusted: printed raw, it could clear the screen or retitle the window.
+    Newlines and tabs stay.
+    """
+    return _CONTROL.sub(lambda m: f"\\x{ord(m[0]):02x}" if ord(m[0]) < 0x100 else f"\\u{ord(m[0]):04x}", text)
+
+
 SDCLI_KEY = "sdcli"
 
 
@@ -92,12 +104,47 @@ def png_info(infotext: str, replay: dict[str, Any] | None = None):
     return info
 
 
+# Output formats: name -> (file suffix, Pillow format). One row a format.
+IMAGE_FORMATS = {"png": (".png", "PNG"), "jpeg": (".jpg", "JPEG"), "webp": (".webp", "WEBP")}
+EXIF_IFD, USER_COMMENT, IMAGE_DESCRIPTION = 0x8769, 0x9286, 0x010E
+MAX_EXIF = 65000  # JPEG's APP1 segment holds at most 64 KiB
+
+
+def save_image(image: Any, path: str | Path, fmt: str, quality: int, infotext: str,
+               replay: dict[str, Any] | None = None) -> None:
+    """Save with the infotext where the WebUI puts it: PNG "parameters" chunk, or for JPEG/WebP the
+    EXIF UserComment (UNICODE, UTF-16 big-endian, as piexif writes it); sdcli's record goes in a PNG
+    chunk or the EXIF ImageDescription (ASCII JSON)."""
+    suffix_format = IMAGE_FORMATS[fmt][1]
+    if fmt == "png":
+        image.save(path, format=suffix_format, pnginfo=png_info(infotext, replay))
+        return
+    from PIL import Image
+
+    exif = Image.Exif()
+    exif.get_ifd(EXIF_IFD)[USER_COMMENT] = b"UNICODE\x00" + infotext.encode("utf-16-be")
+    if replay is not None:
+        exif[IMAGE_DESCRIPTION] = json.dumps({SDCLI_KEY: replay}, sort_keys=True)  # ensure_ascii: EXIF ASCII
+    data = exif.tobytes()
+    if len(data) > MAX_EXIF and replay is not None:  # a huge prompt: keep the WebUI infotext, drop the record
+        del exif[IMAGE_DESCRIPTION]
+        data = exif.tobytes()
+    image.convert("RGB").save(path, format=suffix_format, quality=quality, exif=data)
+
+
 def read_replay_record(path: str | Path) -> dict[str, Any] | None:
-    """sdcli's own JSON record from a PNG it wrote, or None."""
+    """sdcli's own JSON record from an image it wrote (PNG chunk or EXIF ImageDescription), or None."""
     from PIL import Image
 
     with Image.open(path) as im:
         raw = im.info.get(SDCLI_KEY)
+        if raw is None and im.format in ("JPEG", "WEBP"):
+            raw = im.getexif().get(IMAGE_DESCRIPTION)
+            try:
+                raw = json.loads(raw).get(SDCLI_KEY) if isinstance(raw, str) else None
+            except (json.JSONDecodeError, AttributeError):
+                raw = None
+            raw = json.dumps(raw) if raw is not None else None
     try:
         record = json.loads(raw) if isinstance(raw, str) else None
     except json.JSONDecodeError:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
+import errno
 import os
 import re
 import tempfile
@@ -12,7 +14,10 @@ from typing import Any
 from sdcli.errors import RuntimeFailure, UsageError
 
 DEFAULT_PATTERN = "[num]-[seed]"
-MAX_NAME = 150
+MAX_NAME = 150  # characters of a generated file name stem
+MAX_NAME_BYTES = 200  # ... and UTF-8 bytes: most file systems allow 255 per name, leaving room for "-N.webp"
+# link() errors meaning "this file system has no hard links" (FAT/exFAT, some network mounts).
+NO_LINKS = {errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV, errno.ENOSYS, errno.EMLINK}
 _FIELD = re.compile(r"\[([a-z_]+)\]")
 _UNSAFE = re.compile(r'[\x00-\x1f<>:"/\\|?*]+')
 _NUMBERED = re.compile(r"^(\d{5,})-")
@@ -47,10 +52,26 @@ def check_pattern(pattern: str) -> None:
         raise UsageError(f"--name: {pattern!r} must be a non-empty file name without '/'")
 
 
-def sanitize(name: str) -> str:
-    """Replace characters unsafe in file names and cap the length."""
-    name = _UNSAFE.sub("_", name).strip(" .")
-    return name[:MAX_NAME] or "image"
+def sanitize(name: str, max_bytes: int = MAX_NAME_BYTES) -> str:
+    """Replace characters unsafe in file names and cap the length (characters and UTF-8 bytes)."""
+    name = _UNSAFE.sub("_", name).strip(" .")[:MAX_NAME]
+    return shorten(name, max_bytes) or "image"
+
+
+def shorten(name: str, max_bytes: int) -> str:
+    """`name` cut at a character boundary to at most `max_bytes` UTF-8 bytes."""
+    encoded = name.encode("utf-8", errors="surrogateescape")
+    if len(encoded) <= max_bytes:
+        return name
+    return encoded[:max_bytes].decode("utf-8", errors="ignore").rstrip(" .")
+
+
+def name_limit(folder: Path) -> int:
+    """The longest file name (bytes) the file system of `folder` takes."""
+    try:
+        return int(os.pathconf(folder, "PC_NAME_MAX"))
+    except (OSError, ValueError, AttributeError):
+        return 255
 
 
 def render_name(pattern: str, values: dict[str, Any]) -> str:
@@ -58,14 +79,28 @@ def render_name(pattern: str, values: dict[str, Any]) -> str:
     return sanitize(_FIELD.sub(lambda m: sanitize(FIELDS[m.group(1)](values)), pattern))
 
 
-def prepare_folder(folder: Path) -> Path:
-    """Create the output folder and prove it is writable, naming --output on failure."""
+def check_folder(folder: Path) -> None:
+    """Before any work: the output folder exists and is writable, or could be created (nothing is created)."""
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise UsageError(f"--output: cannot write to {folder}: {existing} is not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UsageError(f"--output: cannot write to {folder}: permission denied on {existing}")
+
+
+def prepare_folder(folder: Path, clean: bool = True) -> Path:
+    """Create the output folder, prove it is writable (naming --output on failure), clear stale temp files
+    (unless `clean` is False: the batch runner clears and counts them itself)."""
     try:
         folder.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=folder, prefix=".sdcli-probe-"):
             pass
     except OSError as exc:
         raise UsageError(f"--output: cannot write to {folder}: {exc.strerror or exc}") from None
+    if clean:
+        remove_stale_temps(folder)
     return folder
 
 
@@ -76,34 +111,62 @@ def next_number(folder: Path) -> int:
 
 
 def write_atomic(folder: Path, stem: str, suffix: str, save) -> Path:
-    """Write via `save(tmp_path)` to a temp file, then link it into place without clobbering.
+    """Write via `save(tmp_path)` to a temp file, then put it in place without clobbering.
 
-    If `stem + suffix` exists, `-1`, `-2`, ... are appended. A crash leaves either
-    the whole file or nothing (plus, at worst, a hidden `.sdcli-PID-*.tmp` that
-    remove_stale_temps() clears once PID is gone).
+    If `stem + suffix` exists, `-1`, `-2`, ... are appended; a name longer than the
+    file system allows is shortened (the extension kept). A crash leaves either the
+    whole file or nothing (plus, at worst, a hidden `.sdcli-PID-*.tmp` that
+    remove_stale_temps() clears once PID is gone). On file systems without hard links
+    the name is reserved by an exclusive create and the temp file renamed over it.
     """
+    stem = shorten(stem, name_limit(folder) - len(suffix.encode()) - 6) or "image"  # 6: room for "-99999"
     fd, tmp_name = tempfile.mkstemp(dir=folder, prefix=f".sdcli-{os.getpid()}-", suffix=".tmp")
     os.close(fd)
     tmp = Path(tmp_name)
     try:
         save(tmp)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give images normal permissions
+        _normal_permissions(tmp)
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
         for attempt in range(10000):
             target = folder / f"{stem}{'' if attempt == 0 else f'-{attempt}'}{suffix}"
-            try:
-                os.link(tmp, target)  # fails if target exists: never overwrites
+            if _place(tmp, target):
                 return target
-            except FileExistsError:
-                continue
         raise RuntimeFailure(f"could not find a free file name for {stem}{suffix} in {folder}")
     except OSError as exc:
         raise RuntimeFailure(f"writing {folder / (stem + suffix)} failed: {exc.strerror or exc}") from None
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _normal_permissions(path: Path) -> None:
+    """mkstemp makes 0600; give images the umask's permissions (file systems without chmod keep theirs)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    with contextlib.suppress(OSError):
+        os.chmod(path, 0o666 & ~umask)
+
+
+def _place(tmp: Path, target: Path) -> bool:
+    """Put `tmp` at `target` unless something is there already; False when taken."""
+    try:
+        os.link(tmp, target)  # fails if target exists: never overwrites
+        return True
+    except FileExistsError:
+        return False
+    except OSError as exc:
+        if exc.errno not in NO_LINKS:
+            raise
+    try:  # no hard links here: reserve the name exclusively, then rename our file over our reservation
+        os.close(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+    except FileExistsError:
+        return False
+    try:
+        os.replace(tmp, target)
+    except OSError:
+        target.unlink(missing_ok=True)
+        raise
+    return True
 
 
 def remove_stale_temps(folder: Path) -> int:

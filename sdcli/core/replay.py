@@ -1,13 +1,20 @@
-"""Rebuild a generation request from an image's metadata (for `sdcli replay` and `sdcli info`)."""
+"""Rebuild a generation request from an image's metadata (for `sdcli replay` and `sdcli info`).
+
+Image metadata is untrusted input: every field of sdcli's record is type-checked,
+nothing named by an image is loaded or downloaded unless it is an existing local
+folder (or the user passes --model / --trust-metadata), relative paths are never
+resolved against the current directory, and keys sdcli cannot honour are listed.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import re
 from pathlib import Path
 from typing import Any
 
 from sdcli.core.metadata import parse_infotext, read_infotext, read_replay_record
-from sdcli.core.request import GenerationRequest, request_from_dict
+from sdcli.core.request import MODE_PARTS, PARTS, GenerationRequest
 from sdcli.errors import UsageError
 
 # WebUI infotext key -> (request field, converter). One row a key.
@@ -21,6 +28,10 @@ INFOTEXT_FIELDS: dict[str, tuple[str, Any]] = {
     "Variation seed": ("subseed", int),
     "Variation seed strength": ("subseed_strength", float),
 }
+# Infotext keys that describe the image but change nothing sdcli would do differently.
+INFORMATIONAL = ("Size", "Model hash", "Model", "Version")
+SDCLI_RECORD, INFOTEXT = "sdcli record", "WebUI infotext"
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,7 +63,7 @@ def read_metadata(path: Path) -> ImageMetadata:
     try:
         infotext = read_infotext(path)
         replay = read_replay_record(path)
-    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:  # ValueError: text chunk bombs
         raise UsageError(f"{path}: not a readable image ({exc})") from None
     if not infotext:
         raise NoMetadata(f"{path}: no generation parameters found")
@@ -60,8 +71,9 @@ def read_metadata(path: Path) -> ImageMetadata:
     return ImageMetadata(path, prompt, negative, params, infotext, replay)
 
 
-def request_from_infotext(meta: ImageMetadata) -> GenerationRequest:
-    """A request from WebUI parameters (any tool that writes them)."""
+def request_from_infotext(meta: ImageMetadata) -> tuple[GenerationRequest, list[str], set[str]]:
+    """A request from WebUI parameters (any tool that writes them); the keys it could not honour,
+    and the request fields the infotext set."""
     fields: dict[str, Any] = {"prompt": meta.prompt, "negative_prompt": meta.negative_prompt}
     for key, (field, convert) in INFOTEXT_FIELDS.items():
         if key in meta.parameters:
@@ -74,27 +86,149 @@ def request_from_infotext(meta: ImageMetadata) -> GenerationRequest:
             fields["width"], fields["height"] = (int(v) for v in size.lower().split("x"))
         except ValueError:
             raise UsageError(f"{meta.path}: bad 'Size' value {size!r}") from None
-    return GenerationRequest(**fields)
+    ignored = [k for k in meta.parameters if k not in INFOTEXT_FIELDS and k not in INFORMATIONAL]
+    return GenerationRequest(**fields), ignored, set(fields)
 
 
-def request_from_image(path: Path) -> tuple[GenerationRequest, str | None, bool]:
-    """(request, model source, made by sdcli) for one image.
+# Annotation (as a string: `from __future__ import annotations`) -> the JSON types it accepts.
+_JSON_TYPES: dict[str, tuple[type, ...]] = {"str": (str,), "int": (int,), "float": (int, float), "bool": (bool,)}
 
-    sdcli's own record is exact (every field, the model path); other tools'
-    images fall back to the WebUI infotext and need --model.
+
+def _check_value(path: Path, where: str, value: Any, annotation: str) -> Any:
+    """One record value against its dataclass annotation; UsageError naming the field."""
+    options = [a.strip() for a in annotation.split("|")]
+    if value is None and "None" in options:
+        return None
+    for option in options:
+        accepted = _JSON_TYPES.get(option)
+        if accepted and isinstance(value, accepted) and not (isinstance(value, bool) and bool not in accepted):
+            return float(value) if option == "float" else value
+    wanted = " or ".join("null" if o == "None" else "an object" if o not in _JSON_TYPES else
+                         {"str": "text", "int": "a whole number", "float": "a number", "bool": "true/false"}[o]
+                         for o in options)
+    raise UsageError(f"{path}: sdcli record field {where} is {value!r}; it must be {wanted}")
+
+
+def _typed_fields(path: Path, data: Any, cls: type, where: str, ignored: list[str]) -> dict[str, Any]:
+    """The fields of `cls` in `data`, each type-checked; unknown keys go to `ignored`."""
+    if not isinstance(data, dict):
+        raise UsageError(f"{path}: sdcli record field {where or 'request'} is {data!r}; it must be an object")
+    types = {f.name: str(f.type) for f in dataclasses.fields(cls)}
+    values: dict[str, Any] = {}
+    for key, value in data.items():
+        name = f"{where}.{key}" if where else key
+        if key not in types:
+            ignored.append(f"sdcli record: {name}")
+        elif key in PARTS and value is not None:
+            values[key] = PARTS[key](**_typed_fields(path, value, PARTS[key], name, ignored))
+        else:
+            values[key] = _check_value(path, name, value, types[key])
+    return values
+
+
+def request_from_record(path: Path, record: dict[str, Any]) -> tuple[GenerationRequest, list[str]]:
+    """sdcli's own record, every field type-checked (exit 2 naming it); the keys it could not honour."""
+    ignored: list[str] = []
+    values = _typed_fields(path, record.get("request"), GenerationRequest, "", ignored)
+    if "prompt" not in values:
+        raise UsageError(f"{path}: sdcli record has no prompt")
+    mode = values.get("mode", "txt2img")
+    if mode not in MODE_PARTS:
+        raise UsageError(f"{path}: sdcli record field mode is {mode!r}; it must be one of {', '.join(MODE_PARTS)}")
+    missing = [part for part in MODE_PARTS[mode] if values.get(part) is None]
+    if missing:
+        raise UsageError(f"{path}: sdcli record of a {mode} image lacks {', '.join(missing)}")
+    ignored += [f"sdcli record: {k}" for k in record if k not in ("sdcli", "model", "request")]
+    return GenerationRequest(**values), ignored
+
+
+_DEMO = "(the built-in demo model)"
+
+
+@dataclasses.dataclass(frozen=True)
+class ReplayPlan:
+    """What replay will use, and where each value came from (shown before anything loads)."""
+
+    request: GenerationRequest
+    model: str | None  # the --model to run with (None: the demo model)
+    origin: str  # SDCLI_RECORD or INFOTEXT
+    sources: dict[str, str]  # request field (or "model") -> where its value came from
+    ignored: list[str]  # keys in the image that sdcli cannot honour
+
+    def rows(self) -> list[tuple[str, str, str]]:
+        """(setting, value, source) for display, input files and the model included."""
+        request = self.request
+        values: dict[str, Any] = {"model": self.model or _DEMO}
+        for field in dataclasses.fields(request):
+            value = getattr(request, field.name)
+            if field.name in PARTS and value is not None:
+                values.update({f"{field.name}.{k}": v for k, v in dataclasses.asdict(value).items()})
+            elif field.name not in PARTS:
+                values[field.name] = value
+        return [(name, repr(value) if isinstance(value, str) and name != "model" else str(value),
+                 self.sources.get(name, self.sources.get(name.split(".")[0], "default")))
+                for name, value in values.items()]
+
+
+def plan_replay(path: Path, overrides: dict[str, Any] | None = None, model_override: str | None = None,
+                trust_metadata: bool = False, check_model: bool = True) -> ReplayPlan:
+    """Everything replay will use, checked before any model loads.
+
+    `overrides` maps request fields to flag values (None = not given; their keys
+    are flag names as `--steps`). count/batch_size are 1 unless overridden: an
+    image never makes the user generate many images.
     """
     meta = read_metadata(path)
-    if meta.replay and isinstance(meta.replay.get("request"), dict):
-        return request_from_dict(meta.replay["request"]), meta.replay.get("model"), True
-    return request_from_infotext(meta), None, False
+    if meta.replay is not None:
+        request, ignored = request_from_record(path, meta.replay)
+        given: set[str] = set(meta.replay.get("request") or {})
+        origin, model = SDCLI_RECORD, _check_value(path, "model", meta.replay.get("model"), "str | None")
+    else:
+        request, ignored, given = request_from_infotext(meta)
+        origin, model = INFOTEXT, None
+    sources = {name: origin for name in given}
+    sources.update(count="one image unless --count", batch_size="one image unless --batch-size")
+    fixed = {"count": 1, "batch_size": 1}
+    for name, value in (overrides or {}).items():
+        if value is not None:
+            fixed[name] = value
+            sources[name] = "--" + name.replace("_", "-")
+    request = dataclasses.replace(request, **fixed)
+    if model_override:
+        model, sources["model"] = model_override, "--model"
+    else:
+        sources["model"] = origin if model or meta.replay is not None else "default"
+        if check_model:
+            model = _trusted_model(path, model, meta.replay is not None, trust_metadata)
+    _check_input_paths(path, request)
+    return ReplayPlan(request, model, origin, sources, ignored)
 
 
-def replay_model(path: Path, source: str | None, made_by_sdcli: bool, override: str | None) -> str | None:
-    """The --model to use: the override, else the image's own; named clearly when missing."""
-    if override:
-        return override
+def _trusted_model(path: Path, source: str | None, made_by_sdcli: bool, trust: bool) -> str | None:
+    """The image's model, only if it is an existing local folder (or a hub id with --trust-metadata)."""
     if not made_by_sdcli:
         raise UsageError(f"{path}: not made by sdcli, so its metadata has no model path; pass --model")
-    if source and source.startswith("/") and not Path(source).exists():
-        raise UsageError(f"{path}: its model {source} was not found; pass --model")
-    return source
+    if source is None:
+        return None  # the built-in demo model
+    local = Path(source)
+    if local.is_absolute():
+        if not local.is_dir():
+            raise UsageError(f"{path}: its model {source} was not found; pass --model")
+        return source
+    if _HUB_ID.match(source) and not local.exists():
+        if trust:
+            return source
+        raise UsageError(f"{path}: its model is the hub id {source!r}; sdcli does not download a model named "
+                         f"by an image: pass --model {source} (or --trust-metadata)")
+    raise UsageError(f"{path}: its model {source!r} is a relative path, which sdcli does not resolve against "
+                     "the current folder; pass --model")
+
+
+def _check_input_paths(path: Path, request: GenerationRequest) -> None:
+    """Input images named by a record must be absolute (never resolved against the current folder)."""
+    for flag, value in (("--image", request.init and request.init.image),
+                        ("--mask", request.inpaint and request.inpaint.mask)):
+        if value and not Path(value).is_absolute():
+            raise UsageError(f"{path}: its {flag[2:]} {value!r} is a relative path, which sdcli does not "
+                             f"resolve against the current folder; replay the image from its folder with "
+                             f"img2img/inpaint instead")

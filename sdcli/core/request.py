@@ -11,6 +11,7 @@ from sdcli.errors import UsageError
 from sdcli.sampling.samplers import DEFAULT_SAMPLER, SamplerChoice, resolve_sampler
 
 MAX_SEED = 2**32 - 1
+MAX_PROMPT_CHARS = 20000  # far past CLIP's useful length (75 tokens a chunk); README "Limits"
 CLIP_SKIP_RANGE = (1, 12)
 SIZE_RANGE = (8, 8192)
 # Choices of the inpaint flags (--resize and --fill choices are the tables in core.images).
@@ -107,10 +108,32 @@ class GenerationRequest:
         """Replace random seeds (None or -1) by concrete ones, reported to the user."""
         resolved = self
         if self.seed is None or self.seed == -1:
-            resolved = replace(resolved, seed=secrets.randbelow(MAX_SEED))
+            resolved = replace(resolved, seed=random_seed(self.total_images))
         if self.subseed_strength and (self.subseed is None or self.subseed == -1):
-            resolved = replace(resolved, subseed=secrets.randbelow(MAX_SEED))
+            resolved = replace(resolved, subseed=random_seed(self.total_images))
         return resolved
+
+
+def random_seed(images: int) -> int:
+    """A random first seed that leaves room for `images` seeds (seed + i stays <= MAX_SEED)."""
+    return secrets.randbelow(MAX_SEED - images + 2)
+
+
+def check_seed_room(flag: str, seed: int | None, images: int) -> None:
+    """Image i of a run gets seed + i: refuse a first seed that would pass MAX_SEED (one rule everywhere)."""
+    if seed is not None and seed != -1 and seed + images - 1 > MAX_SEED:
+        raise UsageError(f"{flag}: {seed} + {images} images passes {MAX_SEED}; use a first seed of at most "
+                         f"{MAX_SEED - images + 1}")
+
+
+def check_text(flag: str, text: str) -> None:
+    """Prompts: valid Unicode (no undecodable bytes from the shell) and at most MAX_PROMPT_CHARS."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise UsageError(f"{flag}: not valid UTF-8 (undecodable byte at character {exc.start + 1})") from None
+    if len(text) > MAX_PROMPT_CHARS:
+        raise UsageError(f"{flag}: {len(text)} characters; the limit is {MAX_PROMPT_CHARS}")
 
 
 def _check_range(flag: str, value: float, low: float, high: float) -> None:
@@ -124,6 +147,8 @@ def validate(request: GenerationRequest) -> SamplerChoice:
     if request.cfg_scale < 0:
         raise UsageError(f"--cfg-scale: {request.cfg_scale} is negative; use 0 or more (7 is usual)")
     _check_range("--cfg-scale", request.cfg_scale, 0, 100)
+    check_text("--prompt", request.prompt)
+    check_text("--negative-prompt", request.negative_prompt)
     if request.seed is not None and request.seed != -1:
         _check_range("--seed", request.seed, 0, MAX_SEED)
     if request.subseed is not None and request.subseed != -1:
@@ -139,6 +164,9 @@ def validate(request: GenerationRequest) -> SamplerChoice:
     _check_range("--batch-size", request.batch_size, 1, 64)
     _check_range("--count", request.count, 1, 100000)
     _check_range("--clip-skip", request.clip_skip, *CLIP_SKIP_RANGE)
+    check_seed_room("--seed", request.seed, request.total_images)
+    if request.subseed_strength:
+        check_seed_room("--subseed", request.subseed, request.total_images)
     missing = [part for part in MODE_PARTS[request.mode] if getattr(request, part) is None]
     if missing:
         raise ValueError(f"a {request.mode} request needs {', '.join(missing)}")

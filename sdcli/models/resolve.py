@@ -54,6 +54,13 @@ def demo_model() -> ModelRef:
     return ModelRef(path, f"sdcli-tiny-{DEMO_ARCH}-demo", is_demo=True)
 
 
+def normalize_spec(spec: str | None) -> str | None:
+    """One spelling per model: an existing local path becomes absolute (`./m` and `m` are the same model)."""
+    if spec and Path(spec).expanduser().exists():
+        return str(Path(spec).expanduser().resolve())
+    return spec
+
+
 def resolve_model(spec: str | None, offline: bool = False, library: Any = None,
                   allow_pickle: bool = False) -> ModelRef:
     """Turn --model (folder, name in the models folder, or hub id; None = demo) into a local folder.
@@ -94,10 +101,9 @@ def _hub_snapshot(repo_id: str, offline: bool) -> Path:
             allow_patterns=["*.json", "*.txt", "*.safetensors", "*.model"],
         )
     except LocalEntryNotFoundError:
-        raise ModelError(
-            f"--model: {repo_id} is not in the local hub cache and offline mode is on "
-            "(and there is no local folder of that name)"
-        ) from None
+        why = "offline mode is on" if offline else "the hub could not be reached"
+        raise ModelError(f"--model: {repo_id} is not in the local hub cache and {why} "
+                         "(and there is no local folder of that name)") from None
     except Exception as exc:  # network, auth, missing repo: the hub's own message is the best one
         raise RuntimeFailure(f"--model: could not fetch {repo_id} from the hub: {exc}") from None
     path = Path(folder)
@@ -110,6 +116,7 @@ def check_model_folder(folder: Path) -> None:
     if not folder.is_dir():
         raise ModelError(f"--model: {folder} is a file; sdcli needs a diffusers model folder "
                          "(single-file checkpoints are not supported)")
+    _refuse_special_files(folder)
     index = folder / "model_index.json"
     if not index.is_file():
         raise ModelError(f"--model: {folder} is not a diffusers model folder (no model_index.json)")
@@ -118,7 +125,7 @@ def check_model_folder(folder: Path) -> None:
     except (OSError, ValueError) as exc:
         raise ModelError(f"--model: {index} is not valid JSON: {exc}") from None
     if not isinstance(components, dict):
-        raise ModelError(f"--model: {index} is not a diffusers model index (not a JSON object)")
+        raise ModelError(f"--model: {index} is not a diffusers model index (a JSON object of components)")
     check_model_index(index, components)
     for name, value in components.items():
         sub = folder / name
@@ -132,6 +139,14 @@ def check_model_folder(folder: Path) -> None:
             )
         for file in safe:
             check_safetensors(file)
+
+
+def _refuse_special_files(folder: Path) -> None:
+    """FIFOs, devices and sockets in a model folder would block or never end when read: refuse them."""
+    for path in [folder / "model_index.json", *(p for sub in folder.iterdir() if sub.is_dir() for p in sub.iterdir())]:
+        if path.exists() and not (path.is_file() or path.is_dir()):
+            raise ModelError(f"--model: {path} is not a regular file (a FIFO, device or socket); "
+                             "sdcli will not read it")
 
 
 def model_hash(folder: Path) -> str:
@@ -150,6 +165,8 @@ def model_hash(folder: Path) -> str:
         cache = json.loads(cache_file.read_text())
     except (OSError, ValueError):
         cache = {}
+    if not isinstance(cache, dict) or not isinstance(cache.get(key, ""), str):
+        cache = {}  # a damaged cache file: start it again
     if key in cache:
         return cache[key]
     digest = hashlib.sha256()

@@ -57,7 +57,7 @@ def test_format_detection(tmp_path):
     assert detect_format(tmp_path / "x.txt", ["a cat", "--prompt b"]) == "webui"
     path = write(tmp_path, "--prompt x --steps 3\n")
     assert parse_file(path, "text")[0].request.prompt == "--prompt x --steps 3"
-    with pytest.raises(UsageError, match="--format: unknown format 'yaml'"):
+    with pytest.raises(UsageError, match="--prompt-format: unknown format 'yaml'"):
         parse_file(path, "yaml")
 
 
@@ -166,7 +166,8 @@ def test_base_seed_leaves_room_for_every_item(tmp_path):
     lines = parse_file(write(tmp_path, "a\nb\nc\n"))
     assert resolve_base_seed(7, lines) == 7
     assert 0 <= resolve_base_seed(None, lines) <= MAX_SEED - 2
-    with pytest.raises(UsageError, match=r"--seed: 4294967294 \+ 3 items passes"):
+    with pytest.raises(UsageError, match=r"--seed: 4294967294 \+ 3 images passes 4294967295; use a first seed "
+                                         r"of at most 4294967293"):
         resolve_base_seed(MAX_SEED - 1, lines)
 
 
@@ -185,3 +186,27 @@ def test_the_examples_parse(name, count):
 
     lines = parse_file(Path(__file__).parents[2] / "examples" / name)
     assert len(lines) == count and all(line.request.prompt for line in lines)
+
+
+def test_lines_split_only_on_newlines_with_true_line_numbers(tmp_path):
+    text = "a\u2028still a\r\nb\x0cstill b\n\u0085c\x1c\x1d\x1e\n--prompt d --steps 0\n"
+    with pytest.raises(BatchFileError) as caught:
+        parse_file(write(tmp_path, text))
+    assert caught.value.problems == [f"{tmp_path / 'p.txt'}:4: steps: 0 is out of range; use 1 to 1000"]
+    lines = parse_file(write(tmp_path, text.replace("--steps 0", "--steps 2"), "q.txt"))
+    assert [(line.line, line.request.prompt) for line in lines] == [
+        (1, "a\u2028still a"), (2, "b\x0cstill b"), (3, "\u0085c\x1c\x1d\x1e".strip()), (4, "d")]
+
+
+def test_prompt_files_over_the_size_limit_or_not_utf8_are_refused_before_reading_on(tmp_path, monkeypatch):
+    from sdcli.batch import source
+
+    monkeypatch.setattr(source, "MAX_FILE_BYTES", 1024)
+    big = tmp_path / "big.txt"
+    big.write_text("a prompt\n" * 200)
+    with pytest.raises(UsageError, match=r"FILE: .*big.txt is over 0 MiB, the prompt file limit"):
+        parse_file(big)
+    bad = tmp_path / "bad.txt"
+    bad.write_bytes(b"fine\nalso fine\nbroken \xff here\n")
+    with pytest.raises(UsageError, match=r"FILE: .*bad.txt:3: not valid UTF-8 \(byte 0xff\)"):
+        parse_file(bad)

@@ -73,6 +73,7 @@ def test_samplers_command_lists_the_table(cli):
     import json
 
     result = cli("samplers", "--json")
-    rows = json.loads(result.stdout)
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
     assert {"Euler", "Euler a", "DPM++ 2M", "DDIM"} <= {r["name"] for r in rows}
+    assert {(r["schema"], r["type"]) for r in rows} == {(1, "sampler")}
     assert cli("samplers").exit_code == 0

@@ -161,5 +161,29 @@ def test_ctrl_c_exits_130_after_writing_the_current_image(cli, tiny_model, tmp_p
     result = cli("batch", prompts, "-m", tiny_model, *FAST, "--seed", "1", "-o", tmp_path / "out")
     assert result.exit_code == 130
     assert "batch (interrupted)" in result.stderr
+    assert f"note: to continue: sdcli batch --resume -o {tmp_path / 'out'}" in result.stderr
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["00000-1.png", "00001-2.png", "manifest.jsonl"]
     assert [r["item"] for r in item_records(tmp_path / "out")] == [0, 1]
+
+
+def test_resume_needs_only_the_folder_and_names_real_differences(cli, tiny_model, tmp_path, monkeypatch):
+    import shutil
+
+    monkeypatch.chdir(tmp_path)
+    shutil.copytree(tiny_model, tmp_path / "m")
+    (tmp_path / "p.txt").write_text("a\nb\nc\n")
+    first = cli("batch", "p.txt", "-m", "./m", *FAST, "--seed", "4", "--sampler", "Euler", "-o", "out")
+    assert first.exit_code == 0, first.stderr
+    (tmp_path / "out" / "00001-5.png").unlink()
+    changed = cli("batch", "--resume", "-o", "out", "--steps", "3", "--sampler", "Euler", "--cfg-scale", "5")
+    assert changed.exit_code == 2
+    assert changed.stderr.strip() == (
+        "error: --resume: the batch in out was started with other options: --steps: 2 in the manifest, 3 now; "
+        "--cfg-scale: 7.0 in the manifest, 5.0 now (leave them out to keep the recorded ones)")
+    same_model = cli("batch", "--resume", "-o", "out", "-m", "m", "--json")  # ./m and m: the same model
+    assert same_model.exit_code == 0, same_model.stderr
+    assert [json.loads(line)["seed"] for line in same_model.stdout.splitlines()] == [5]
+    assert sorted(p.name for p in (tmp_path / "out").glob("*.png")) == ["00000-4.png", "00001-5.png", "00002-6.png"]
+    nothing = cli("batch", "--resume", "-o", "elsewhere")
+    assert nothing.exit_code == 2 and "elsewhere holds no batch to resume" in nothing.stderr
+    assert not (tmp_path / "elsewhere").exists()

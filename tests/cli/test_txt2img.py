@@ -112,6 +112,7 @@ def test_broken_model_folders_exit_2_naming_the_file(cli, tiny_model, tmp_path):
     assert result.exit_code == 2
     assert "unet/diffusion_pytorch_model.safetensors is truncated" in result.stderr
     assert pngs(tmp_path / "out") == []
+    (tmp_path / "out").mkdir(exist_ok=True)  # refused runs create no output folder: make one
     not_model = cli("txt2img", "x", "-m", tmp_path / "out", *FAST, "-o", tmp_path / "out2")
     assert not_model.exit_code == 2 and "is not a diffusers model folder" in not_model.stderr
 
@@ -132,7 +133,7 @@ def test_runtime_failure_is_exit_1_and_debug_shows_traceback(cli, tiny_model, tm
     monkeypatch.setattr(generate, "run", explode)
     result = cli("txt2img", "x", "-m", tiny_model, *FAST, "-o", tmp_path)
     assert result.exit_code == 1
-    assert result.stderr.startswith("error: RuntimeError: CUDA out of memory (simulated)")
+    assert result.stderr.splitlines()[-1].startswith("error: RuntimeError: CUDA out of memory (simulated)")
     assert "Traceback" not in result.stderr
     debug = cli("--debug", "txt2img", "x", "-m", tiny_model, *FAST, "-o", tmp_path)
     assert debug.exit_code == 1 and "Traceback" in debug.stderr
@@ -171,3 +172,10 @@ def test_long_prompt_text_past_token_77_changes_the_image(cli, tiny_model, tmp_p
                    "-o", tmp_path).exit_code == 0
     a, b = (np.asarray(Image.open(tmp_path / f"{n}.png"), dtype=np.int16) for n in ("dawn", "dusk"))
     assert np.abs(a - b).max() > 2
+
+
+@pytest.mark.parametrize("bad", [("-m", "/no/such/model"), ("--sampler", "Nope"), ("--steps", "0")])
+def test_refused_runs_create_no_output_folder(cli, tmp_path, bad):
+    result = cli("txt2img", "x", *bad, "-o", tmp_path / "new" / "out")
+    assert result.exit_code == 2 and result.stderr.startswith("error: ")
+    assert not (tmp_path / "new").exists()

@@ -61,3 +61,64 @@ def test_output_path_that_is_a_file_is_a_usage_error(tmp_path):
     (tmp_path / "file").write_text("x")
     with pytest.raises(UsageError, match="--output: cannot write to"):
         prepare_folder(tmp_path / "file")
+
+
+@pytest.mark.parametrize("code", ["EPERM", "ENOTSUP", "EXDEV"])
+def test_file_systems_without_hard_links_or_chmod_still_never_overwrite(tmp_path, monkeypatch, code):
+    import errno
+
+    def no_link(src, dst):
+        raise OSError(getattr(errno, code), os.strerror(getattr(errno, code)))
+
+    def no_chmod(path, mode):
+        raise PermissionError(errno.EPERM, "Operation not permitted")
+
+    monkeypatch.setattr(os, "link", no_link)
+    monkeypatch.setattr(os, "chmod", no_chmod)
+    (tmp_path / "img.png").write_bytes(b"old")
+    first = write_atomic(tmp_path, "img", ".png", lambda p: p.write_bytes(b"one"))
+    second = write_atomic(tmp_path, "img", ".png", lambda p: p.write_bytes(b"two"))
+    assert (first.name, second.name) == ("img-1.png", "img-2.png")
+    assert [(tmp_path / n).read_bytes() for n in ("img.png", "img-1.png", "img-2.png")] == [b"old", b"one", b"two"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["img-1.png", "img-2.png", "img.png"]  # no temp left
+
+
+def test_other_link_errors_still_fail_cleanly(tmp_path, monkeypatch):
+    import errno
+
+    def broken(src, dst):
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(os, "link", broken)
+    with pytest.raises(RuntimeFailure, match="Input/output error"):
+        write_atomic(tmp_path, "img", ".png", lambda p: p.write_bytes(b"x"))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_names_over_the_byte_limit_are_shortened_keeping_the_extension(tmp_path, monkeypatch):
+    values = {**VALUES, "prompt_plain": "猫 " * 8 + "é" * 400}
+    stem = render_name("[num]-[prompt_words]-[prompt_words]-[prompt_words]", values)
+    assert len(stem.encode()) <= 200 and stem.startswith("00007-猫 猫")
+    path = write_atomic(tmp_path, "é" * 300, ".webp", lambda p: p.write_bytes(b"x"))
+    assert path.suffix == ".webp" and len(path.name.encode()) <= 255 and path.read_bytes() == b"x"
+    monkeypatch.setattr(os, "pathconf", lambda folder, name: 40)  # e.g. an encrypted home folder
+    short = write_atomic(tmp_path, "猫" * 30, ".png", lambda p: p.write_bytes(b"y"))
+    again = write_atomic(tmp_path, "猫" * 30, ".png", lambda p: p.write_bytes(b"z"))
+    assert short.name.endswith(".png") and len(again.name.encode()) <= 40 and again.name.endswith("-1.png")
+
+
+def test_checking_the_folder_creates_nothing_and_preparing_it_clears_stale_temps(tmp_path):
+    from sdcli.core.output import check_folder
+
+    check_folder(tmp_path / "a" / "b")
+    assert not (tmp_path / "a").exists()
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(UsageError, match="is not a folder"):
+        check_folder(tmp_path / "file" / "sub")
+    stale = tmp_path / "out" / ".sdcli-999999999-abc.tmp"
+    stale.parent.mkdir()
+    stale.write_bytes(b"half an image")
+    mine = tmp_path / "out" / f".sdcli-{os.getpid()}-abc.tmp"
+    mine.write_bytes(b"in progress")
+    prepare_folder(tmp_path / "out")
+    assert not stale.exists() and mine.exists()

@@ -108,3 +108,28 @@ def test_request_round_trips_through_a_dict():
 
     request = image_request("outpaint", outpaint=OutpaintSettings(up=16, fill="blur"))
     assert request_from_dict({**asdict(request), "from_a_future_version": 1}) == request
+
+
+def test_every_image_of_a_run_has_a_seed_in_range():
+    from sdcli.core.request import MAX_SEED
+
+    validate(GenerationRequest(prompt="x", seed=MAX_SEED - 3, batch_size=2, count=2))
+    with pytest.raises(UsageError, match=r"^--seed: 4294967293 \+ 4 images passes 4294967295; use a first seed of "
+                                         r"at most 4294967292$"):
+        validate(GenerationRequest(prompt="x", seed=MAX_SEED - 2, batch_size=2, count=2))
+    with pytest.raises(UsageError, match=r"^--subseed: 4294967295 \+ 2 images passes"):
+        validate(GenerationRequest(prompt="x", subseed=MAX_SEED, subseed_strength=0.5, count=2))
+    for _ in range(50):  # random seeds leave room too
+        request = GenerationRequest(prompt="x", count=100000).with_resolved_seed()
+        assert request.seed + 99999 <= MAX_SEED
+
+
+def test_prompts_have_a_length_limit_and_must_be_valid_utf8():
+    from sdcli.core.request import MAX_PROMPT_CHARS
+
+    validate(GenerationRequest(prompt="a" * MAX_PROMPT_CHARS))
+    with pytest.raises(UsageError, match=rf"^--prompt: {MAX_PROMPT_CHARS + 1} characters; the limit is"):
+        validate(GenerationRequest(prompt="a" * (MAX_PROMPT_CHARS + 1)))
+    undecodable = b"caf\xff".decode("utf-8", errors="surrogateescape")  # what a shell hands Python
+    with pytest.raises(UsageError, match=r"^--negative-prompt: not valid UTF-8 \(undecodable byte at character 4\)"):
+        validate(GenerationRequest(prompt="x", negative_prompt=undecodable))
