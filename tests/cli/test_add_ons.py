@@ -93,7 +93,8 @@ def test_bad_add_ons_fail_in_one_line_and_write_nothing(cli, models_dir, tiny_mo
     ]
     for args, message in cases:
         out = tmp_path / "out"
-        result = cli("txt2img", "-m", tiny_model, *args, *FAST, "-o", out)
+        prompt = [] if "-p" in args else ["-p", "a cat"]
+        result = cli("txt2img", "-m", tiny_model, *args, *prompt, *FAST, "-o", out)
         assert result.exit_code == 2, (args, result.stderr)
         assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1, (args, result.stderr)
         assert not list(out.glob("*.png")) if out.exists() else True
