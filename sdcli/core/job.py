@@ -62,12 +62,14 @@ def run_job(request: GenerationRequest, runtime: RuntimeOptions, model_spec: str
 
     # 2. Model files, then the pipeline.
     model = resolve.resolve_model(model_spec, offline=runtime.offline)
+    refiner_ref = resolve_refiner(request.refiner, runtime.offline)
     if model.is_demo:
         reporter.note(DEMO_NOTE)
     plan = detect_runtime(runtime)
     if pipe is None:
         pipe = loader.load_pipeline(model, plan)
     model_hash = resolve.model_hash(model.path)
+    refiner = load_refiner(refiner_ref, plan)
 
     # 3. Generate, writing each image as soon as it exists.
     request = request.with_resolved_seed()
@@ -75,11 +77,35 @@ def run_job(request: GenerationRequest, runtime: RuntimeOptions, model_spec: str
     number = next_number(folder)
     records = []
     for item in run(request, pipe, choice, model_name=model.name, model_hash=model_hash,
-                    on_step=reporter.step, inputs=inputs):
+                    on_step=reporter.step, inputs=inputs, refiner=refiner):
         record = write_image(item, folder, output.pattern, number + item.index, request, model, plan)
         records.append(record)
         reporter.image(record)
     return records
+
+
+def resolve_refiner(spec: str | None, offline: bool) -> Any:
+    """--refiner resolved like --model (files checked, no weights loaded); errors name --refiner."""
+    from sdcli.errors import SdcliError
+    from sdcli.models import resolve
+
+    if not spec:
+        return None
+    try:
+        return resolve.resolve_model(spec, offline=offline)
+    except SdcliError as exc:
+        exc.args = (str(exc).replace("--model:", "--refiner:", 1),)
+        raise
+
+
+def load_refiner(ref: Any, plan: Any) -> Any:
+    """The loaded --refiner (None without one), named for the infotext."""
+    from sdcli.core.generate import RefinerModel
+    from sdcli.models import loader, resolve
+
+    if ref is None:
+        return None
+    return RefinerModel(loader.load_pipeline(ref, plan), ref.name, resolve.model_hash(ref.path))
 
 
 def replay_record(item, request: GenerationRequest, model) -> dict[str, Any]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,8 @@ INFOTEXT_FIELDS: dict[str, tuple[str, Any]] = {
     "Clip skip": ("clip_skip", int),
     "Variation seed": ("subseed", int),
     "Variation seed strength": ("subseed_strength", float),
+    "Refiner": ("refiner", lambda v: re.sub(r" \[[0-9a-f]{8,}\]$", "", v)),  # "name [hash]" -> name
+    "Refiner switch at": ("refiner_switch", float),
 }
 
 

@@ -18,6 +18,7 @@ INPAINT_AREAS = {"whole": "Whole picture", "masked": "Only masked"}  # flag valu
 MASKED_CONTENTS = {"original": "original", "fill": "fill", "latent-noise": "latent noise",
                    "latent-nothing": "latent nothing"}
 DIRECTIONS = ("left", "right", "up", "down")
+PREDICTION_TYPES = ("eps", "v")
 
 
 @dataclass(frozen=True)
@@ -79,6 +80,9 @@ class GenerationRequest:
     init: ImageInput | None = None
     inpaint: InpaintSettings | None = None
     outpaint: OutpaintSettings | None = None
+    prediction_type: str | None = None  # "eps" or "v": overrides the model's (None: the model's own or guess)
+    refiner: str | None = None  # --refiner MODEL: hands the last steps to this model (SDXL)
+    refiner_switch: float = 0.8  # fraction of the steps run by the base model before the refiner takes over
 
     @property
     def total_images(self) -> int:
@@ -139,6 +143,11 @@ def validate(request: GenerationRequest) -> SamplerChoice:
     _check_range("--batch-size", request.batch_size, 1, 64)
     _check_range("--count", request.count, 1, 100000)
     _check_range("--clip-skip", request.clip_skip, *CLIP_SKIP_RANGE)
+    if request.prediction_type is not None:
+        _check_choice("--prediction-type", request.prediction_type, PREDICTION_TYPES)
+    if not 0 < request.refiner_switch < 1:
+        raise UsageError(f"--refiner-switch: {request.refiner_switch} is out of range; use more than 0 and less "
+                         "than 1 (0.8 = the refiner runs the last 20% of the steps)")
     missing = [part for part in MODE_PARTS[request.mode] if getattr(request, part) is None]
     if missing:
         raise ValueError(f"a {request.mode} request needs {', '.join(missing)}")

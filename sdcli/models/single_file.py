@@ -74,7 +74,7 @@ def load_single_file(path: Path, dtype: Any, source: str = "--model") -> Any:
     import diffusers
 
     from sdcli.models.bundled import cached_config_folder
-    from sdcli.models.resolve import cache_dir
+    from sdcli.models.hashes import cache_dir
 
     shapes, _ = read_header(path)
     detected = inspect(path, source)
