@@ -83,3 +83,17 @@ def single_thread(monkeypatch):
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def tiny_xl(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Tiny SDXL base and refiner, each as a diffusers folder and a WebUI single file (seed 0)."""
+    from sdcli.models.tiny import build_tiny, build_tiny_single_file
+
+    root = tmp_path_factory.mktemp("xl")
+    return {
+        "base": build_tiny(root / "tiny-xl", arch="sdxl"),
+        "base_file": build_tiny_single_file(root / "tiny-xl.safetensors", arch="sdxl"),
+        "refiner": build_tiny(root / "tiny-xl-refiner", arch="sdxl-refiner"),
+        "refiner_file": build_tiny_single_file(root / "tiny-xl-refiner.safetensors", arch="sdxl-refiner"),
+    }

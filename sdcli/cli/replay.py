@@ -41,6 +41,8 @@ def replay(
     clip_skip: Annotated[int | None, typer.Option("--clip-skip", show_default=False)] = None,
     model: Annotated[str | None, typer.Option("--model", "-m", show_default=False,
                                               help="Use this model instead of the image's.")] = None,
+    refiner: Annotated[str | None, typer.Option("--refiner", show_default=False,
+                                                help="Use this refiner instead of the image's.")] = None,
     offline: o.Offline = False,
     device: o.Device = "auto",
     dtype: o.Dtype = "auto",
@@ -58,7 +60,7 @@ def replay(
     request, source, ours = request_from_image(image)
     overrides = {"prompt": prompt, "negative_prompt": negative_prompt, "steps": steps, "cfg_scale": cfg_scale,
                  "seed": seed, "width": width, "height": height, "sampler": sampler, "schedule": schedule,
-                 "clip_skip": clip_skip, "subseed": subseed, "subseed_strength": subseed_strength}
+                 "clip_skip": clip_skip, "subseed": subseed, "subseed_strength": subseed_strength, "refiner": refiner}
     request = replace(request, **{k: v for k, v in overrides.items() if v is not None})
     run_and_report(request, replay_model(image, source, ours, model), offline=offline, device=device, dtype=dtype,
                    attention_slicing=attention_slicing, xformers=xformers, output=output, name=name,

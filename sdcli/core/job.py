@@ -70,6 +70,8 @@ def run_job(request: GenerationRequest, runtime: RuntimeOptions, model_spec: str
         pipe = loader.load_pipeline(model, plan)
     model_hash = resolve.model_hash(model.path)
     refiner = load_refiner(refiner_ref, plan)
+    if refiner_ref is not None:  # the replay record names the refiner as resolved, like the model
+        request = replace(request, refiner=refiner_ref.source or request.refiner)
 
     # 3. Generate, writing each image as soon as it exists.
     request = request.with_resolved_seed()

@@ -58,7 +58,9 @@ def write_clip_tokenizer(folder: Path) -> None:
     """vocab.json + merges.txt of the real CLIP tokenizer (49408 tokens), from the bundled BPE file."""
     lines = gzip.decompress(BPE_FILE.read_bytes()).decode("utf-8").split("\n")
     merges = lines[1:CLIP_MERGES + 1]
-    chars = list(bytes_to_unicode().values())
+    table = bytes_to_unicode()
+    # CLIP's alphabet order: the printable bytes (mapped to themselves) first, then the rest.
+    chars = [table[b] for b in sorted(table, key=lambda b: (table[b] != chr(b), b))]
     tokens = chars + [c + "</w>" for c in chars] + ["".join(m.split()) for m in merges]
     tokens += ["<|startoftext|>", "<|endoftext|>"]
     folder.mkdir(parents=True, exist_ok=True)
