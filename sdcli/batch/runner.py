@@ -191,6 +191,15 @@ class _Run:
     stats: BatchStats
     stop: GracefulStop
     now: _dt.datetime = field(default_factory=_dt.datetime.now)
+    refiners: dict[str, Any] = field(default_factory=dict)  # --refiner spec -> loaded RefinerModel
+
+    def refiner(self, spec: str | None) -> Any:
+        """The loaded --refiner for `spec` (None: none), loaded once per run."""
+        from sdcli.core.job import load_refiner, resolve_refiner
+
+        if spec and spec not in self.refiners:
+            self.refiners[spec] = load_refiner(resolve_refiner(spec, self.options.runtime.offline), self.plan)
+        return self.refiners.get(spec) if spec else None
 
     def record(self, unit: BatchUnit, index: int, seed: int, model: Any, *, path: str | None = None,
                error: str | None = None, seconds: float = 0.0, **extra: Any) -> None:
@@ -232,6 +241,10 @@ def run_batch(options: BatchOptions, reporter: BatchReporter,
     check_pattern(options.output.pattern)
     lines = parse_file(options.file, options.fmt, options.defaults, options.model)
     models = resolve_models(lines, options)
+    if options.defaults.refiner:  # checked (not loaded) before anything loads
+        from sdcli.core.job import resolve_refiner
+
+        resolve_refiner(options.defaults.refiner, options.runtime.offline)
     base_seed = resolve_base_seed(options.seed, lines)
     plan = detect_runtime(options.runtime)
     shard = current_shard(plan.device)
@@ -354,7 +367,7 @@ def _run_unit(run: _Run, unit: BatchUnit, pipe: Any, model: Any, model_hash: str
     last = time.monotonic()
     try:
         for image in generate.run(request, pipe, choice, model_name=model.name, model_hash=model_hash,
-                                  on_step=run.reporter.step):
+                                  on_step=run.reporter.step, refiner=run.refiner(request.refiner)):
             index = unit.first + image.index
             seed = todo.get(index)
             if seed is None:

@@ -129,3 +129,16 @@ def test_sdxl_encoder_zeroes_an_empty_negative_and_pools_the_first_chunk(tiny_xl
     ids = pipe.tokenizer("a lighthouse", padding="max_length", max_length=77, return_tensors="pt").input_ids
     hidden = pipe.text_encoder(ids, output_hidden_states=True).hidden_states[-2]
     assert torch.allclose(embeds[..., :32], hidden, atol=1e-5)
+
+
+def test_batch_with_sdxl_and_refiner(cli, tiny_xl, tmp_path):
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("a lighthouse\n--prompt \"a boat\" --steps 3\n")
+    result = cli("batch", prompts, "-m", tiny_xl["base_file"], "--refiner", tiny_xl["refiner"], "--steps", "2",
+                 "--seed", "3", "-o", tmp_path / "out")
+    assert result.exit_code == 0, result.stderr
+    images = sorted((tmp_path / "out").glob("*.png"))
+    assert len(images) == 2
+    assert all("Refiner: tiny-xl-refiner [" in Image.open(p).info["parameters"] for p in images)
+    bad = cli("batch", prompts, "-m", tiny_xl["base"], "--refiner", tmp_path / "missing", "-o", tmp_path / "o2")
+    assert bad.exit_code == 2 and bad.stderr.startswith("error: --refiner:") and not (tmp_path / "o2").exists()
