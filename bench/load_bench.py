@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -103,8 +104,6 @@ def main() -> None:
     # Model hash: first computation reads the whole file; the repeat must come from the cache.
     os.environ["SDCLI_CACHE"] = str(work / "hash-cache-fresh")
     from sdcli.models.hashes import model_hash
-
-    import shutil
 
     shutil.rmtree(work / "hash-cache-fresh", ignore_errors=True)
     t0 = time.perf_counter()
