@@ -177,7 +177,7 @@ def run(
     from sdcli.models.loader import pipeline_for, set_sampler
 
     # 1. Model-dependent checks and settings; the input images at generation size.
-    encoder = pipe.text_encoder or pipe.text_encoder_2  # the SDXL refiner has only the second
+    encoder = pipe.text_encoder if pipe.text_encoder is not None else pipe.text_encoder_2  # refiner: 2nd only
     if request.clip_skip > (layers := text_layers(encoder)):
         raise UsageError(f"--clip-skip: {request.clip_skip} is deeper than this model's {layers} text layers")
     pipe = pipeline_for(pipe, request.mode)
@@ -261,8 +261,6 @@ def refiner_stage(pipe: Any, request: GenerationRequest, refiner: RefinerModel |
         return None
     if not detected_of(pipe).family.is_xl or not detected_of(refiner.pipe).family.is_xl:
         raise UsageError("--refiner: both the model and the refiner must be SDXL models (base or refiner)")
-    if request.mode not in ("txt2img", "img2img"):
-        raise UsageError(f"--refiner: works with txt2img and img2img; not with {request.mode}")
     stage = pipeline_for(refiner.pipe, "img2img")
     set_sampler(stage, choice, request.prediction_type)
     embeds = encode_prompts(stage, request)

@@ -63,6 +63,8 @@ def run_job(request: GenerationRequest, runtime: RuntimeOptions, model_spec: str
     # 2. Model files, then the pipeline.
     model = resolve.resolve_model(model_spec, offline=runtime.offline)
     refiner_ref = resolve_refiner(request.refiner, runtime.offline)
+    if refiner_ref is not None and pipe is None:
+        loader.check_refiner(model, refiner_ref)
     if model.is_demo:
         reporter.note(DEMO_NOTE)
     plan = detect_runtime(runtime)

@@ -51,6 +51,23 @@ def _load_folder(model: ModelRef, dtype: Any) -> Any:
     return pipe
 
 
+def detect_ref(model: ModelRef) -> Detected:
+    """The family of a resolved model without loading it (single-file header or folder configs)."""
+    if model.kind == "single-file":
+        from sdcli.models.single_file import inspect
+
+        return inspect(model.path)
+    return detect_folder(model.path)
+
+
+def check_refiner(model: ModelRef, refiner: ModelRef) -> None:
+    """--refiner needs an SDXL model and an SDXL refiner (or base): checked before anything loads."""
+    families = (detect_ref(model).family, detect_ref(refiner).family)
+    if not all(family.is_xl for family in families):
+        raise ModelError(f"--refiner: both the model and the refiner must be SDXL models (base or refiner); "
+                         f"got {families[0].label} and {families[1].label}")
+
+
 # UNet input channels each mode accepts: 4 = an ordinary checkpoint (inpaints by blending
 # latents with the mask), 9 = a dedicated inpainting checkpoint (latents + mask + masked-image latents).
 MODE_CHANNELS: dict[str, tuple[int, ...]] = {"txt2img": (4,), "img2img": (4,), "inpaint": (4, 9), "outpaint": (4, 9)}

@@ -91,7 +91,12 @@ def test_refiner_alone_and_bad_refiner_settings_are_usage_errors(cli, tiny_xl, t
                  "-o", tmp_path)
     assert switch.exit_code == 2 and "--refiner-switch: 1.0 is out of range" in switch.stderr
     sd1 = cli("txt2img", "x", "-m", tiny_model, "--refiner", tiny_xl["refiner"], "-o", tmp_path)
-    assert sd1.exit_code == 2 and "--refiner: both the model and the refiner must be SDXL" in sd1.stderr
+    assert sd1.exit_code == 2 and sd1.stderr.strip() == (
+        "error: --refiner: both the model and the refiner must be SDXL models (base or refiner); "
+        "got Stable Diffusion 1.x and Stable Diffusion XL refiner")
+    inpaint = cli("inpaint", "x", "-m", tiny_xl["base"], "--refiner", tiny_xl["refiner"], "-i", tmp_path / "no.png",
+                  "--mask", tmp_path / "no.png", "-o", tmp_path)
+    assert inpaint.exit_code == 2 and "--refiner: works with txt2img and img2img; not with inpaint" in inpaint.stderr
     missing = cli("txt2img", "x", "-m", tiny_xl["base"], "--refiner", tmp_path / "nope", "-o", tmp_path)
     assert missing.exit_code == 2 and missing.stderr.startswith("error: --refiner:")
     assert not list(tmp_path.glob("*.png"))
