@@ -147,3 +147,19 @@ def test_batch_with_sdxl_and_refiner(cli, tiny_xl, tmp_path):
     assert all("Refiner: tiny-xl-refiner [" in Image.open(p).info["parameters"] for p in images)
     bad = cli("batch", prompts, "-m", tiny_xl["base"], "--refiner", tmp_path / "missing", "-o", tmp_path / "o2")
     assert bad.exit_code == 2 and bad.stderr.startswith("error: --refiner:") and not (tmp_path / "o2").exists()
+
+
+def test_tiny_cli_writes_single_files_of_every_family(cli, tmp_path):
+    from sdcli.models.single_file import inspect
+
+    for arch, inpaint in (("sdxl", True), ("sd2", False)):
+        out = tmp_path / f"{arch}.safetensors"
+        args = ("tiny", "--arch", arch, "--single-file", out, "--json", *(("--inpaint",) if inpaint else ()))
+        record = json.loads(cli(*args).stdout)
+        assert record["arch"] == arch + ("-inpaint" if inpaint else "") and record["bytes"] == out.stat().st_size
+        detected = inspect(out)
+        assert (detected.family.name, detected.inpainting) == (arch, inpaint)
+    again = cli("tiny", "--arch", "sd2", "--single-file", tmp_path / "sd2.safetensors")
+    assert again.exit_code == 2 and "already exists" in again.stderr
+    folder = cli("tiny", "--single-file", tmp_path / "x.bin")
+    assert folder.exit_code == 2 and "must end in .safetensors" in folder.stderr
