@@ -104,10 +104,10 @@ def detect_single_file(shapes: Shapes, source: str = "--model") -> Detected:
 def guess_prediction(family: Family, in_channels: int, shapes: Shapes) -> tuple[str, bool]:
     """eps or v, and whether that is a guess.
 
-    SD 2.x: 512-base and 768-v have identical tensors (the WebUI tells them apart by
-    running the UNet once on a test input); sdcli guesses v for ordinary SD 2.x files
-    (2.0-v/2.1-v, the usual ones) and eps for 2.x inpainting (512-inpainting is eps).
-    --prediction-type overrides. SDXL: v when the file carries the `v_pred` marker.
+    SD 2.x: 512-base and 768-v have identical tensors. The header-only guess is v for
+    ordinary SD 2.x files (2.0-v/2.1-v, the usual ones), settled after loading by the
+    WebUI's UNet test (single_file.settle_prediction), and eps for 2.x inpainting
+    (512-inpainting is eps). --prediction-type overrides. SDXL: v with the `v_pred` marker.
     """
     if V_PRED_MARKER in shapes:
         return "v", False

@@ -23,7 +23,7 @@ def load_pipeline(model: ModelRef, plan: RuntimePlan) -> Any:
     quiet_libraries()
     dtype = getattr(torch, TORCH_DTYPES[plan.dtype])
     if model.kind == "single-file":
-        from sdcli.models.single_file import load_single_file
+        from sdcli.models.single_file import load_single_file, settle_prediction
 
         pipe = load_single_file(model.path, dtype)
     else:
@@ -31,6 +31,8 @@ def load_pipeline(model: ModelRef, plan: RuntimePlan) -> Any:
     pipe.set_progress_bar_config(disable=True)
     pipe.to(plan.device)
     apply_memory_options(pipe, plan)
+    if model.kind == "single-file":
+        settle_prediction(pipe)  # SD 2.x eps or v, when the file does not say
     pipe.sdcli_base_scheduler = pipe.scheduler
     return pipe
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import struct
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -33,8 +34,6 @@ def read_header(path: Path) -> tuple[dict[str, list[int]], dict[str, str]]:
 
 def inspect(path: Path, source: str = "--model") -> Detected:
     """Family, inpainting and prediction type of a single-file checkpoint (header only)."""
-    from dataclasses import replace
-
     shapes, metadata = read_header(path)
     detected = detect_single_file(shapes, f"{source}: {path}")
     declared = {"epsilon": "eps", "eps": "eps", "v": "v", "v_prediction": "v"}.get(
@@ -91,3 +90,30 @@ def load_single_file(path: Path, dtype: Any, source: str = "--model") -> Any:
                          f"{str(exc).splitlines()[0]}") from None
     pipe.sdcli_detected = detected
     return pipe
+
+
+def settle_prediction(pipe: Any) -> None:
+    """SD 2.x without a declared prediction type: decide eps or v as the WebUI does, by running the UNet.
+
+    The WebUI's rule (sd_models_config.is_using_v_parameterization_for_sd2): latents and
+    context all 0.5, timestep 999; a v model's output minus the input has a mean below -1.
+    Run once on the loaded UNet (8x8 latents: well under a second on a GPU); the scheduler's
+    prediction type and the native size follow. Inpainting files keep the eps guess, as there.
+    """
+    import torch
+
+    detected = getattr(pipe, "sdcli_detected", None)
+    if detected is None or detected.family.name != "sd2" or not detected.prediction_guessed or detected.inpainting:
+        return
+    param = next(pipe.unet.parameters())
+    x = torch.full((1, 4, 8, 8), 0.5, device=param.device, dtype=param.dtype)
+    context = torch.full((1, 2, pipe.unet.config.cross_attention_dim), 0.5, device=param.device, dtype=param.dtype)
+    with torch.no_grad():
+        out = pipe.unet(x, torch.tensor([999], device=param.device), encoder_hidden_states=context).sample
+    prediction = "v" if (out - x).float().mean().item() < -1 else "eps"
+    settled = replace(detected, prediction=prediction, prediction_guessed=False)
+    pipe.scheduler = type(pipe.scheduler).from_config(
+        pipe.scheduler.config, prediction_type="v_prediction" if prediction == "v" else "epsilon")
+    if pipe.unet.config.sample_size * 8 == detected.native_size:  # bundled size followed the guess
+        pipe.unet.register_to_config(sample_size=settled.native_size // 8)
+    pipe.sdcli_detected = settled

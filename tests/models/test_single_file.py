@@ -135,3 +135,20 @@ def test_bad_single_files_are_one_clear_error(tmp_path):
         resolve_model(str(cut))
     with pytest.raises(Exception, match="already exists"):
         build_tiny_single_file(file)
+
+
+@pytest.mark.parametrize(("bias", "expected"), [(-5.0, "v_prediction"), (5.0, "epsilon")])
+def test_undeclared_sd2_prediction_is_settled_by_the_webui_unet_test(tmp_path, bias, expected):
+    """No metadata: the loaded UNet is run once (latents/context 0.5, t=999); output - input below -1 = v.
+    The UNet's output bias steers that mean, so both outcomes are checked."""
+    from safetensors.torch import load_file, save_file
+
+    from sdcli.models.loader import load_pipeline
+
+    state = load_file(build_tiny_single_file(tmp_path / "sd2.safetensors", arch="sd2"))
+    state["model.diffusion_model.out.2.bias"].fill_(bias)
+    bare = tmp_path / "bare.safetensors"
+    save_file(state, str(bare))  # no modelspec metadata: the weights must decide
+    pipe = load_pipeline(resolve_model(str(bare)), PLAN)
+    assert pipe.scheduler.config.prediction_type == expected == pipe.sdcli_base_scheduler.config.prediction_type
+    assert pipe.sdcli_detected.prediction_guessed is False
