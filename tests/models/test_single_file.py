@@ -16,13 +16,18 @@ PLAN = plan_runtime(RuntimeOptions(), cuda=False, mps=False, xformers=False)
 
 @pytest.fixture
 def no_network(monkeypatch, tmp_path):
-    """Any socket connection fails, and the hub cache is empty."""
+    """Any socket connection fails, hub offline mode is off, and the hub cache is empty."""
     def refuse(*args, **kwargs):
         raise OSError("network blocked by the test")
 
     monkeypatch.setattr(socket.socket, "connect", refuse)
     monkeypatch.setattr(socket.socket, "connect_ex", refuse)
     monkeypatch.setattr(socket, "create_connection", refuse)
+    # Offline mode off, so a hub call would really try the network (and fail loudly here).
+    import huggingface_hub.constants
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
     monkeypatch.setenv("HF_HOME", str(tmp_path / "empty-hf"))
     monkeypatch.setenv("SDCLI_CACHE", str(tmp_path / "empty-sdcli-cache"))  # configs written afresh
 
