@@ -224,7 +224,7 @@ def run(
                 **({"denoising_end": request.refiner_switch} if refine else {}),
             )
             if refine:
-                result = refine(result.images, generators, step_end)
+                result = refine(result.images, generators, step_end, mode_args)
         for offset, (image, seed, subseed) in enumerate(zip(result.images, batch_seeds, batch_subseeds,
                                                             strict=True)):
             if inputs is not None:
@@ -261,16 +261,19 @@ def refiner_stage(pipe: Any, request: GenerationRequest, refiner: RefinerModel |
         return None
     if not detected_of(pipe).family.is_xl or not detected_of(refiner.pipe).family.is_xl:
         raise UsageError("--refiner: both the model and the refiner must be SDXL models (base or refiner)")
-    stage = pipeline_for(refiner.pipe, "img2img")
+    # txt2img hands over to the refiner's img2img pipeline; the image modes to its own kind.
+    stage = pipeline_for(refiner.pipe, "img2img" if request.mode == "txt2img" else request.mode)
     set_sampler(stage, choice, request.prediction_type)
     embeds = encode_prompts(stage, request)
 
-    def finish(latents: Any, generators: list[Any], step_end: Any) -> Any:
+    def finish(latents: Any, generators: list[Any], step_end: Any, mode_args: dict[str, Any]) -> Any:
         n = latents.shape[0]
-        strength = request.init.strength if request.init is not None else 1.0
-        return stage(image=latents, strength=strength, denoising_start=request.refiner_switch,
-                     num_inference_steps=request.steps, guidance_scale=request.cfg_scale, generator=generators,
-                     callback_on_step_end=step_end, output_type="pil",
+        # The inpainting pipelines take the latents as their image and keep the mask and size.
+        kept = {} if request.mode == "txt2img" else {
+            k: v for k, v in mode_args.items() if k in ("mask_image", "width", "height", "strength")}
+        return stage(image=latents, denoising_start=request.refiner_switch, num_inference_steps=request.steps,
+                     guidance_scale=request.cfg_scale, generator=generators, callback_on_step_end=step_end,
+                     output_type="pil", **kept,
                      **{k: v.repeat(n, *[1] * (v.ndim - 1)) for k, v in embeds.items()})
 
     return finish

@@ -19,7 +19,6 @@ MASKED_CONTENTS = {"original": "original", "fill": "fill", "latent-noise": "late
                    "latent-nothing": "latent nothing"}
 DIRECTIONS = ("left", "right", "up", "down")
 PREDICTION_TYPES = ("eps", "v")
-REFINER_MODES = ("txt2img", "img2img")  # diffusers' inpainting pipelines cannot take over from latents here
 
 
 @dataclass(frozen=True)
@@ -149,8 +148,6 @@ def validate(request: GenerationRequest) -> SamplerChoice:
     if not 0 < request.refiner_switch < 1:
         raise UsageError(f"--refiner-switch: {request.refiner_switch} is out of range; use more than 0 and less "
                          "than 1 (0.8 = the refiner runs the last 20% of the steps)")
-    if request.refiner and request.mode not in REFINER_MODES:
-        raise UsageError(f"--refiner: works with {' and '.join(REFINER_MODES)}; not with {request.mode}")
     missing = [part for part in MODE_PARTS[request.mode] if getattr(request, part) is None]
     if missing:
         raise ValueError(f"a {request.mode} request needs {', '.join(missing)}")

@@ -53,11 +53,16 @@ def test_prompt_and_negative_change_the_image_and_clip_skip_is_ignored_as_in_the
 
 
 @pytest.mark.parametrize("mode", ["img2img", "inpaint", "outpaint"])
-def test_image_modes(cli, tiny_xl, inputs, tmp_path, mode):
+def test_image_modes_with_and_without_refiner(cli, tiny_xl, inputs, tmp_path, mode):
     extra = {"img2img": (), "inpaint": ("--mask", inputs / "mask.png"), "outpaint": ("--right", "16")}[mode]
-    record = _run(cli, mode, "a lighthouse", "-m", tiny_xl["base_file"], "-i", inputs / "in.png", *extra,
-                  "--steps", "4", "--seed", "1", "-o", tmp_path)[0]
+    args = (mode, "a lighthouse", "-m", tiny_xl["base_file"], "-i", inputs / "in.png", *extra, "--steps", "4",
+            "--seed", "1")
+    record = _run(cli, *args, "-o", tmp_path / "plain")[0]
     assert record["mode"] == mode and px(record["path"]).std() > 1
+    refined = _run(cli, *args, "--refiner", tiny_xl["refiner"], "-o", tmp_path / "refined")[0]
+    assert "Refiner: tiny-xl-refiner [" in refined["infotext"]
+    assert px(refined["path"]).shape == px(record["path"]).shape
+    assert not np.array_equal(px(refined["path"]), px(record["path"]))
 
 
 def test_sdxl_inpainting_checkpoint(cli, tiny_xl, inputs, tmp_path):
@@ -94,9 +99,6 @@ def test_refiner_alone_and_bad_refiner_settings_are_usage_errors(cli, tiny_xl, t
     assert sd1.exit_code == 2 and sd1.stderr.strip() == (
         "error: --refiner: both the model and the refiner must be SDXL models (base or refiner); "
         "got Stable Diffusion 1.x and Stable Diffusion XL refiner")
-    inpaint = cli("inpaint", "x", "-m", tiny_xl["base"], "--refiner", tiny_xl["refiner"], "-i", tmp_path / "no.png",
-                  "--mask", tmp_path / "no.png", "-o", tmp_path)
-    assert inpaint.exit_code == 2 and "--refiner: works with txt2img and img2img; not with inpaint" in inpaint.stderr
     missing = cli("txt2img", "x", "-m", tiny_xl["base"], "--refiner", tmp_path / "nope", "-o", tmp_path)
     assert missing.exit_code == 2 and missing.stderr.startswith("error: --refiner:")
     assert not list(tmp_path.glob("*.png"))
