@@ -1,4 +1,4 @@
-"""Tiny random-weight checkpoints in the diffusers folder layout, built offline.
+"""Tiny random-weight checkpoints (diffusers folders or WebUI single files), built offline.
 
 Used by `sdcli tiny`, by the embedded demo model and by the tests. The
 architecture is real (SD1.x: CLIP text encoder, UNet with cross-attention,
@@ -55,7 +55,7 @@ class TinyArch:
         """The configs in models.bundled's family layout (what a config folder is written from)."""
         from sdcli.models.bundled import TINY_VOCAB, family_config
 
-        spec = family_config(FAMILY_CONFIGS[self.family])
+        spec = family_config(self.family)  # the bundled full-size configs, then the tiny widths
         spec["model_index"]["_class_name"] = self.pipeline
         spec["model_index"]["scheduler"] = ["diffusers", self.scheduler["_class_name"]]
         spec.update(unet={"_class_name": "UNet2DConditionModel", **self.unet},
@@ -68,7 +68,6 @@ class TinyArch:
         return spec
 
 
-FAMILY_CONFIGS = {"sd1": "sd1", "sd2": "sd2", "sdxl": "sdxl", "sdxl-refiner": "sdxl-refiner"}
 TINY_TEXT = {
     "hidden_size": 32,
     "intermediate_size": 64,
