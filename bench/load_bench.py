@@ -30,6 +30,10 @@ from sdcli.models.resolve import resolve_model
 from sdcli.models.runtime import RuntimeOptions, plan_runtime
 ref = resolve_model(sys.argv[1])
 plan = plan_runtime(RuntimeOptions(dtype=sys.argv[2]), cuda=False, mps=False, xformers=False)
+# Imports are not loading: both paths' libraries are imported before the clock starts.
+import diffusers.loaders.single_file_utils
+from diffusers import AutoencoderKL, PNDMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+from transformers import CLIPTextModel, CLIPTokenizer
 start = time.perf_counter()
 pipe = load_pipeline(ref, plan)
 seconds = time.perf_counter() - start
