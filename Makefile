@@ -26,8 +26,10 @@ test: install
 
 # Same prompts via `sdcli batch`, separate `sdcli txt2img` runs and a hand-written diffusers
 # loop; prints ratios, writes bench-out/bench.json. BENCH_ARGS e.g. "--prompts 20 --steps 20".
+# Then single-file vs diffusers-folder load time of a full-size random SD 1.5 (bench-out/load.json).
 bench: install
 	$(BIN)/python bench/bench.py $(BENCH_ARGS)
+	$(BIN)/python bench/load_bench.py $(LOAD_BENCH_ARGS)
 
 lint: install
 	$(BIN)/ruff check sdcli tests

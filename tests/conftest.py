@@ -100,3 +100,17 @@ def models_dir(tmp_path_factory: pytest.TempPathFactory, tiny_model: Path) -> Pa
     write_tiny_embedding(root / "embeddings" / "tinyemb.safetensors", vectors=2, seed=3)
     write_tiny_vae(tiny_model, root / "VAE" / "tinyvae.safetensors", seed=4)
     return root
+
+
+@pytest.fixture(scope="session")
+def tiny_xl(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Tiny SDXL base and refiner, each as a diffusers folder and a WebUI single file (seed 0)."""
+    from sdcli.models.tiny import build_tiny, build_tiny_single_file
+
+    root = tmp_path_factory.mktemp("xl")
+    return {
+        "base": build_tiny(root / "tiny-xl", arch="sdxl"),
+        "base_file": build_tiny_single_file(root / "tiny-xl.safetensors", arch="sdxl"),
+        "refiner": build_tiny(root / "tiny-xl-refiner", arch="sdxl-refiner"),
+        "refiner_file": build_tiny_single_file(root / "tiny-xl-refiner.safetensors", arch="sdxl-refiner"),
+    }

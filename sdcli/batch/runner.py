@@ -214,6 +214,16 @@ class _Run:
     stop: GracefulStop
     now: _dt.datetime = field(default_factory=_dt.datetime.now)
     assets: dict[tuple[str, str], AssetPlan] = field(default_factory=dict)  # by (prompt, negative prompt)
+    refiners: dict[str, Any] = field(default_factory=dict)  # --refiner spec -> loaded RefinerModel
+
+    def refiner(self, spec: str | None) -> Any:
+        """The loaded --refiner for `spec` (None: none), loaded once per run."""
+        from sdcli.core.job import load_refiner, resolve_refiner
+
+        if spec and spec not in self.refiners:
+            self.refiners[spec] = load_refiner(
+                resolve_refiner(spec, self.options.runtime.offline, self.options.assets.library()), self.plan)
+        return self.refiners.get(spec) if spec else None
 
     def record(self, unit: BatchUnit, index: int, seed: int, model: Any, *, path: str | None = None,
                error: str | None = None, seconds: float = 0.0, **extra: Any) -> None:
@@ -256,6 +266,10 @@ def run_batch(options: BatchOptions, reporter: BatchReporter,
     lines = parse_file(options.file, options.fmt, options.defaults, options.model)
     models = resolve_models(lines, options)
     assets = plan_line_assets(lines, options, reporter)
+    if options.defaults.refiner:  # checked (not loaded) before anything loads
+        from sdcli.core.job import resolve_refiner
+
+        resolve_refiner(options.defaults.refiner, options.runtime.offline, options.assets.library())
     base_seed = resolve_base_seed(options.seed, lines)
     plan = detect_runtime(options.runtime)
     shard = current_shard(plan.device)
@@ -384,7 +398,8 @@ def _run_unit(run: _Run, unit: BatchUnit, pipe: Any, model: Any, model_hash: str
         # LoRAs/embeddings/VAE change on the loaded pipeline: no reload of the base model.
         apply_assets(pipe, extras, run.options.assets, run.reporter.note)
         for image in generate.run(request, pipe, choice, model_name=model.name, model_hash=model_hash,
-                                  on_step=run.reporter.step, extra_params=extras.params()):
+                                  on_step=run.reporter.step, extra_params=extras.params(),
+                                  refiner=run.refiner(request.refiner)):
             began = time.monotonic()
             if share is None:
                 share = (began - started) / request.batch_size

@@ -6,7 +6,8 @@ from typing import Any
 
 # Flags that map one to one onto GenerationRequest / RuntimeOptions fields.
 REQUEST_FLAGS = ("negative_prompt", "steps", "cfg_scale", "seed", "subseed", "subseed_strength", "width", "height",
-                 "batch_size", "count", "sampler", "schedule", "clip_skip")
+                 "batch_size", "count", "sampler", "schedule", "clip_skip", "prediction_type", "refiner",
+                 "refiner_switch")
 # Flags passed through to run_and_report.
 TAIL_FLAGS = ("offline", "device", "dtype", "attention_slicing", "xformers", "output", "name", "json_out", "quiet",
               "image_format", "quality")

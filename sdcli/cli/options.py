@@ -45,7 +45,17 @@ ClipSkip = Annotated[int, typer.Option("--clip-skip", help="WebUI CLIP skip: 1 =
                                        rich_help_panel=GEN)]
 Model = Annotated[str | None, typer.Option(
     "--model", "-m", envvar="SDCLI_MODEL", show_default=False, rich_help_panel=MODEL,
-    help="Local diffusers folder or hub id [default: built-in tiny random-weight demo model]")]
+    help="Local diffusers folder, WebUI single-file .safetensors or hub id [default: built-in tiny random-weight "
+    "demo model]")]
+PredictionType = Annotated[str | None, typer.Option(
+    "--prediction-type", help="What the model predicts: eps or v (default: the model's own; for SD 2.x single "
+    "files a guess, see README).", rich_help_panel=MODEL, show_default=False)]
+Refiner = Annotated[str | None, typer.Option(
+    "--refiner", help="SDXL refiner (or other SDXL model) that runs the last steps.", rich_help_panel=MODEL,
+    show_default=False)]
+RefinerSwitch = Annotated[float, typer.Option(
+    "--refiner-switch", help="Fraction of the steps after which the --refiner takes over (0-1).",
+    rich_help_panel=MODEL)]
 Offline = Annotated[bool, typer.Option("--offline", help="Never use the network (also HF_HUB_OFFLINE=1).",
                                        rich_help_panel=MODEL)]
 Device = Annotated[str, typer.Option("--device", help="auto, cpu, cuda or mps.", rich_help_panel=MODEL)]
@@ -132,6 +142,9 @@ def _shared(
     schedule: Schedule = "automatic",
     clip_skip: ClipSkip = 1,
     model: Model = None,
+    prediction_type: PredictionType = None,
+    refiner: Refiner = None,
+    refiner_switch: RefinerSwitch = 0.8,
     offline: Offline = False,
     device: Device = "auto",
     dtype: Dtype = "auto",

@@ -59,6 +59,8 @@ def replay(
                                               help="Use this model instead of the image's.")] = None,
     trust_metadata: Annotated[bool, typer.Option("--trust-metadata", help="Let the image's metadata name a hub "
                                                  "model to download.")] = False,
+    refiner: Annotated[str | None, typer.Option("--refiner", show_default=False,
+                                                help="Use this refiner instead of the image's.")] = None,
     offline: o.Offline = False,
     device: o.Device = "auto",
     dtype: o.Dtype = "auto",
@@ -83,7 +85,7 @@ def replay(
     overrides = {"prompt": prompt, "negative_prompt": negative_prompt, "steps": steps, "cfg_scale": cfg_scale,
                  "seed": seed, "width": width, "height": height, "sampler": sampler, "schedule": schedule,
                  "clip_skip": clip_skip, "subseed": subseed, "subseed_strength": subseed_strength,
-                 "batch_size": batch_size, "count": count}
+                 "batch_size": batch_size, "count": count, "refiner": refiner}
     set_quiet(quiet)
     plan = plan_replay(image, overrides, model, trust_metadata)
     show_replay_plan(image, plan)

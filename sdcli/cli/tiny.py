@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-HELP = """Write a tiny random-weight checkpoint (diffusers folder) for smoke tests and CI.
+HELP = """Write a tiny random-weight checkpoint (diffusers folder or single file) for smoke tests and CI.
 
 Offline, a few MB, built in seconds on CPU; the same --seed gives identical weights.
 Its images are noise: it exercises every code path of a real model, fast.
@@ -21,24 +21,33 @@ Examples:
   sdcli tiny --arch sd2 ./tiny-sd2       # SD 2.x layout: v-prediction, linear attention projections
 
   sdcli tiny --inpaint ./tiny-inpaint   # 9-channel inpainting checkpoint for sdcli inpaint/outpaint
+
+  sdcli tiny --arch sdxl ./tiny-xl && sdcli tiny --arch sdxl-refiner ./tiny-xl-refiner
+
+  sdcli tiny --arch sdxl --single-file ./tiny-xl.safetensors   # WebUI-style single file
 """
 
 
 def tiny(
-    out_dir: Annotated[Path, typer.Argument(help="Folder to create (must not exist, or be empty).")],
-    arch: Annotated[str, typer.Option("--arch", help="Architecture: sd1, or sd2 (v-prediction).")] = "sd1",
+    out_dir: Annotated[Path, typer.Argument(help="Folder to create (must not exist, or be empty); with "
+                                        "--single-file, the .safetensors file to write.")],
+    arch: Annotated[str, typer.Option("--arch", help="Architecture: sd1, sd2 (v-prediction), sdxl or "
+                                      "sdxl-refiner.")] = "sd1",
     seed: Annotated[int, typer.Option("--seed", help="Weight seed.")] = 0,
     inpaint: Annotated[bool, typer.Option("--inpaint", help="A dedicated inpainting checkpoint "
                                           "(9-channel UNet) instead of an ordinary one.")] = False,
+    single_file: Annotated[bool, typer.Option("--single-file", help="Write one WebUI-style .safetensors file "
+                                              "(original key layout) instead of a diffusers folder.")] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print a JSON record on stdout.")] = False,
 ) -> None:
     from sdcli.cli.ui import console, json_line
-    from sdcli.models.tiny import INPAINT_SUFFIX, build_tiny, folder_bytes
+    from sdcli.models.tiny import INPAINT_SUFFIX, build_tiny, build_tiny_single_file, folder_bytes
 
     if inpaint:
         arch += INPAINT_SUFFIX
-    path = build_tiny(out_dir, arch=arch, seed=seed)
-    size = folder_bytes(path)
+    build = build_tiny_single_file if single_file else build_tiny
+    path = build(out_dir, arch=arch, seed=seed)
+    size = path.stat().st_size if single_file else folder_bytes(path)
     if json_out:
         print(json_line({"type": "model", "path": str(path), "arch": arch, "seed": seed, "bytes": size}))
     else:

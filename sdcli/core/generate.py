@@ -38,13 +38,23 @@ class GeneratedImage:
     failure: str | None = None  # why it must not be written (core.finite), e.g. NaN in the decode
 
 
+@dataclass(frozen=True)
+class RefinerModel:
+    """A loaded --refiner and how the infotext names it."""
+
+    pipe: Any
+    name: str
+    hash: str
+
+
 def native_size(pipe: Any) -> int:
     """The model's native image side in pixels (UNet sample size x VAE scale factor)."""
     return int(pipe.unet.config.sample_size * pipe.vae_scale_factor)
 
 
 def infotext_params(request: GenerationRequest, choice: SamplerChoice, *, seed: int, subseed: int | None,
-                    width: int, height: int, model_name: str, model_hash: str) -> dict[str, Any]:
+                    width: int, height: int, model_name: str, model_hash: str,
+                    refiner: RefinerModel | None = None) -> dict[str, Any]:
     """The WebUI parameter line's fields for one image (omission rules applied)."""
     return {
         "Steps": request.steps,
@@ -58,9 +68,17 @@ def infotext_params(request: GenerationRequest, choice: SamplerChoice, *, seed: 
         "Variation seed": subseed,
         "Variation seed strength": f"{request.subseed_strength:g}" if subseed is not None else None,
         "Clip skip": request.clip_skip if request.clip_skip > 1 else None,
+        **refiner_params(request, refiner),
         **image_params(request),
         "Version": f"sdcli {__version__}",
     }
+
+
+def refiner_params(request: GenerationRequest, refiner: RefinerModel | None) -> dict[str, Any]:
+    """The WebUI's refiner keys: `Refiner: name [hash]`, `Refiner switch at: 0.8`."""
+    if refiner is None:
+        return {}
+    return {"Refiner": f"{refiner.name} [{refiner.hash}]", "Refiner switch at": f"{request.refiner_switch:g}"}
 
 
 def image_params(request: GenerationRequest) -> dict[str, Any]:
@@ -146,6 +164,7 @@ def run(
     on_step: StepCallback | None = None,
     inputs: PreparedInputs | None = None,
     extra_params: dict[str, Any] | None = None,
+    refiner: RefinerModel | None = None,
 ) -> Iterator[GeneratedImage]:
     """Generate `request.count` batches of `request.batch_size` images; yield each when done.
 
@@ -158,15 +177,16 @@ def run(
     """
     import torch
 
-    from sdcli.conditioning.encoding import PromptEncoder, text_layers
-    from sdcli.models.assets import encoder_text
+    from sdcli.conditioning.encoding import text_layers
     from sdcli.models.loader import pipeline_for, set_sampler
 
     # 1. Model-dependent checks and settings; the input images at generation size.
-    if request.clip_skip > (layers := text_layers(pipe.text_encoder)):
+    encoder = pipe.text_encoder if pipe.text_encoder is not None else pipe.text_encoder_2  # refiner: 2nd only
+    if request.clip_skip > (layers := text_layers(encoder)):
         raise UsageError(f"--clip-skip: {request.clip_skip} is deeper than this model's {layers} text layers")
     pipe = pipeline_for(pipe, request.mode)
-    set_sampler(pipe, choice)
+    set_sampler(pipe, choice, request.prediction_type)
+    refine = refiner_stage(pipe, request, refiner, choice)
     if inputs is None:
         inputs = prepare(request)
     if inputs is not None:
@@ -174,10 +194,8 @@ def run(
     else:
         width, height = request.width or native_size(pipe), request.height or native_size(pipe)
 
-    # 2. Prompt embeddings, once for the whole run.
-    encoder = PromptEncoder(pipe, request.clip_skip)
-    positive, negative = encoder.encode_pair(encoder_text(pipe, request.prompt),
-                                             encoder_text(pipe, request.negative_prompt))
+    # 2. Prompt embeddings, once for the whole run (SDXL: both encoders, pooled; see conditioning.sdxl).
+    embeds = encode_prompts(pipe, request)
 
     def step_end(pipe_: Any, step: int, _t: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
         if on_step:  # num_timesteps, not steps: second-order samplers run more model calls
@@ -194,32 +212,80 @@ def run(
         mode_args = inputs.pipeline_args(request.init.strength, n) if inputs else {"width": width, "height": height}
         if request.subseed_strength:
             mode_args["latents"] = variation_noise(pipe, generators, batch_subseeds, request.subseed_strength,
-                                                   width, height, positive.dtype)
+                                                   width, height, embeds["prompt_embeds"].dtype)
         if hasattr(pipe.scheduler, "noise_sampler_seed"):
             # DPM++ SDE draws Brownian-tree noise from its own seeds, not the generator: one per image.
             pipe.scheduler.noise_sampler_seed = list(batch_seeds)
         with latent_content(pipe, request, inputs, generators), finite_guard(pipe) as guard:
             result = pipe(
-                prompt_embeds=positive.repeat(n, 1, 1),
-                negative_prompt_embeds=negative.repeat(n, 1, 1),
+                **{k: v.repeat(n, *[1] * (v.ndim - 1)) for k, v in embeds.items()},
                 num_inference_steps=request.steps,
                 guidance_scale=request.cfg_scale,
                 generator=generators,
                 callback_on_step_end=step_end,
-                output_type="pil",
+                output_type="latent" if refine else "pil",
                 **mode_args,
+                **({"denoising_end": request.refiner_switch} if refine else {}),
             )
+            if refine:
+                result = refine(result.images, generators, step_end, mode_args)
         for offset, (image, seed, subseed) in enumerate(zip(result.images, batch_seeds, batch_subseeds,
                                                             strict=True)):
             if inputs is not None:
                 image = inputs.finish(image)  # pasted back through the blurred mask / into the crop
             params = infotext_params(request, choice, seed=seed, subseed=subseed, width=width, height=height,
-                                     model_name=model_name, model_hash=model_hash) | (extra_params or {})
+                                     model_name=model_name, model_hash=model_hash,
+                                     refiner=refiner) | (extra_params or {})
             yield GeneratedImage(  # width/height: the generation size, as the infotext's Size
                 image=image, index=start + offset, seed=seed, subseed=subseed, width=width, height=height,
                 params=params, infotext=build_infotext(request.prompt, request.negative_prompt, params),
                 failure=guard.failure(offset),
             )
+
+
+def encode_prompts(pipe: Any, request: GenerationRequest) -> dict[str, Any]:
+    """The embedding arguments of the pipeline call, for a batch of one: the family decides how."""
+    from sdcli.models.assets import encoder_text
+    from sdcli.models.loader import detected_of
+
+    # The text the encoders see: <lora:...> tags removed, multi-vector embeddings spelled out.
+    prompt, negative_prompt = encoder_text(pipe, request.prompt), encoder_text(pipe, request.negative_prompt)
+    if detected_of(pipe).family.is_xl:
+        from sdcli.conditioning.sdxl import SDXLPromptEncoder
+
+        return SDXLPromptEncoder(pipe, request.clip_skip).pipeline_kwargs(prompt, negative_prompt)
+    from sdcli.conditioning.encoding import PromptEncoder
+
+    positive, negative = PromptEncoder(pipe, request.clip_skip).encode_pair(prompt, negative_prompt)
+    return {"prompt_embeds": positive, "negative_prompt_embeds": negative}
+
+
+def refiner_stage(pipe: Any, request: GenerationRequest, refiner: RefinerModel | None,
+                  choice: SamplerChoice) -> Callable[..., Any] | None:
+    """With --refiner: a function finishing the base's latents with the refiner (diffusers'
+    denoising_end/denoising_start split at --refiner-switch), else None."""
+    from sdcli.models.loader import detected_of, pipeline_for, set_sampler
+
+    if refiner is None:
+        return None
+    if not detected_of(pipe).family.is_xl or not detected_of(refiner.pipe).family.is_xl:
+        raise UsageError("--refiner: both the model and the refiner must be SDXL models (base or refiner)")
+    # txt2img hands over to the refiner's img2img pipeline; the image modes to its own kind.
+    stage = pipeline_for(refiner.pipe, "img2img" if request.mode == "txt2img" else request.mode)
+    set_sampler(stage, choice, request.prediction_type)
+    embeds = encode_prompts(stage, request)
+
+    def finish(latents: Any, generators: list[Any], step_end: Any, mode_args: dict[str, Any]) -> Any:
+        n = latents.shape[0]
+        # The inpainting pipelines take the latents as their image and keep the mask and size.
+        kept = {} if request.mode == "txt2img" else {
+            k: v for k, v in mode_args.items() if k in ("mask_image", "width", "height", "strength")}
+        return stage(image=latents, denoising_start=request.refiner_switch, num_inference_steps=request.steps,
+                     guidance_scale=request.cfg_scale, generator=generators, callback_on_step_end=step_end,
+                     output_type="pil", **kept,
+                     **{k: v.repeat(n, *[1] * (v.ndim - 1)) for k, v in embeds.items()})
+
+    return finish
 
 
 def variation_noise(pipe: Any, generators: list[Any], subseeds: list[int | None], strength: float,

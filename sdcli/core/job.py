@@ -101,6 +101,9 @@ def run_job(request: GenerationRequest, runtime: RuntimeOptions, model_spec: str
     with stage(reporter, f"fetching {model_spec} from the hub") if remote else nullcontext():
         model = resolve.resolve_model(model_spec, offline=runtime.offline, library=assets.library(),
                                       allow_pickle=assets.allow_pickle)
+    refiner_ref = resolve_refiner(request.refiner, runtime.offline, assets.library())
+    if refiner_ref is not None and pipe is None:
+        loader.check_refiner(model, refiner_ref)
     if model.is_demo:
         reporter.note(DEMO_NOTE)
     plan = detect_runtime(runtime)
@@ -109,6 +112,9 @@ def run_job(request: GenerationRequest, runtime: RuntimeOptions, model_spec: str
             pipe = loader.load_pipeline(model, plan)
     apply_assets(pipe, extras, assets, reporter.note)
     model_hash = resolve.model_hash(model.path)
+    refiner = load_refiner(refiner_ref, plan)
+    if refiner_ref is not None:  # the replay record names the refiner as resolved, like the model
+        request = replace(request, refiner=refiner_ref.source or request.refiner)
     folder = prepare_folder(output.folder)
 
     # 3. Generate, writing each image as soon as it exists.
@@ -118,7 +124,7 @@ def run_job(request: GenerationRequest, runtime: RuntimeOptions, model_spec: str
     records: list[dict[str, Any]] = []
     failed: list[str] = []
     for item in run(request, pipe, choice, model_name=model.name, model_hash=model_hash,
-                    on_step=reporter.step, inputs=inputs, extra_params=extras.params()):
+                    on_step=reporter.step, inputs=inputs, extra_params=extras.params(), refiner=refiner):
         if item.failure:  # never written as a black image with exit 0
             failed.append(f"image {item.index} (seed {item.seed}): {item.failure}")
             reporter.note(failed[-1])
@@ -131,6 +137,30 @@ def run_job(request: GenerationRequest, runtime: RuntimeOptions, model_spec: str
         raise RuntimeFailure(failed[0] if len(failed) == 1 else
                              f"{len(failed)} of {request.total_images} images failed; first: {failed[0]}")
     return records
+
+
+def resolve_refiner(spec: str | None, offline: bool, library: Any = None) -> Any:
+    """--refiner resolved like --model (files checked, no weights loaded); errors name --refiner."""
+    from sdcli.errors import SdcliError
+    from sdcli.models import resolve
+
+    if not spec:
+        return None
+    try:
+        return resolve.resolve_model(spec, offline=offline, library=library)
+    except SdcliError as exc:
+        exc.args = (str(exc).replace("--model:", "--refiner:", 1),)
+        raise
+
+
+def load_refiner(ref: Any, plan: Any) -> Any:
+    """The loaded --refiner (None without one), named for the infotext."""
+    from sdcli.core.generate import RefinerModel
+    from sdcli.models import loader, resolve
+
+    if ref is None:
+        return None
+    return RefinerModel(loader.load_pipeline(ref, plan), ref.name, resolve.model_hash(ref.path))
 
 
 def replay_record(item, request: GenerationRequest, model, assets: dict[str, Any] | None = None) -> dict[str, Any]:

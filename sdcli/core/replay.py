@@ -27,6 +27,8 @@ INFOTEXT_FIELDS: dict[str, tuple[str, Any]] = {
     "Clip skip": ("clip_skip", int),
     "Variation seed": ("subseed", int),
     "Variation seed strength": ("subseed_strength", float),
+    "Refiner": ("refiner", lambda v: re.sub(r" \[[0-9a-f]{8,}\]$", "", v)),  # "name [hash]" -> name
+    "Refiner switch at": ("refiner_switch", float),
 }
 # Infotext keys that describe the image but change nothing sdcli would do differently.
 INFORMATIONAL = ("Size", "Model hash", "Model", "Version")

@@ -19,6 +19,7 @@ INPAINT_AREAS = {"whole": "Whole picture", "masked": "Only masked"}  # flag valu
 MASKED_CONTENTS = {"original": "original", "fill": "fill", "latent-noise": "latent noise",
                    "latent-nothing": "latent nothing"}
 DIRECTIONS = ("left", "right", "up", "down")
+PREDICTION_TYPES = ("eps", "v")
 
 
 @dataclass(frozen=True)
@@ -80,6 +81,9 @@ class GenerationRequest:
     init: ImageInput | None = None
     inpaint: InpaintSettings | None = None
     outpaint: OutpaintSettings | None = None
+    prediction_type: str | None = None  # "eps" or "v": overrides the model's (None: the model's own or guess)
+    refiner: str | None = None  # --refiner MODEL: hands the last steps to this model (SDXL)
+    refiner_switch: float = 0.8  # fraction of the steps run by the base model before the refiner takes over
 
     @property
     def total_images(self) -> int:
@@ -167,6 +171,11 @@ def validate(request: GenerationRequest) -> SamplerChoice:
     check_seed_room("--seed", request.seed, request.total_images)
     if request.subseed_strength:
         check_seed_room("--subseed", request.subseed, request.total_images)
+    if request.prediction_type is not None:
+        _check_choice("--prediction-type", request.prediction_type, PREDICTION_TYPES)
+    if not 0 < request.refiner_switch < 1:
+        raise UsageError(f"--refiner-switch: {request.refiner_switch} is out of range; use more than 0 and less "
+                         "than 1 (0.8 = the refiner runs the last 20% of the steps)")
     missing = [part for part in MODE_PARTS[request.mode] if getattr(request, part) is None]
     if missing:
         raise ValueError(f"a {request.mode} request needs {', '.join(missing)}")

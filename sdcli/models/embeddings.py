@@ -95,6 +95,8 @@ def ti_hashes(specs: list[EmbeddingSpec]) -> str | None:
 
 def expand_prompt(pipe: Any, text: str) -> str:
     """Spell multi-vector embeddings out as their tokens (name -> name name_1 ...), as diffusers does."""
-    if not hasattr(pipe, "maybe_convert_prompt"):
+    # An SDXL refiner has only its second tokenizer; embeddings load into both, so either spells them out.
+    tokenizer = getattr(pipe, "tokenizer", None) or getattr(pipe, "tokenizer_2", None)
+    if not hasattr(pipe, "maybe_convert_prompt") or tokenizer is None:
         return text
-    return pipe.maybe_convert_prompt(text, pipe.tokenizer)
+    return pipe.maybe_convert_prompt(text, tokenizer)

@@ -5,7 +5,6 @@ Never loads weights; file checks live in models.safety.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -14,30 +13,23 @@ from pathlib import Path
 from typing import Any
 
 from sdcli.errors import ModelError, RuntimeFailure, UsageError
+from sdcli.models.hashes import cache_dir, model_hash  # noqa: F401 (re-exported: callers use resolve.*)
 from sdcli.models.safety import PICKLE_SUFFIXES, check_model_index, check_safetensors, refuse_pickle
 
 DEMO_ARCH, DEMO_SEED = "sd1", 0
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
-# Files read by the model-hash rule for folders (see model_hash).
-HASHED_SUFFIXES = (".safetensors", ".json", ".txt")
 
 
 @dataclass(frozen=True)
 class ModelRef:
-    """A resolved model: a local diffusers folder plus how to name it."""
+    """A resolved model: a local diffusers folder or single-file checkpoint plus how to name it."""
 
     path: Path
     name: str
     is_demo: bool = False
     source: str | None = None  # what --model should say to load it again (None: the demo)
-
-
-def cache_dir() -> Path:
-    """sdcli's cache folder ($SDCLI_CACHE, else $XDG_CACHE_HOME/sdcli, else ~/.cache/sdcli)."""
-    if env := os.environ.get("SDCLI_CACHE"):
-        return Path(env)
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "sdcli"
+    kind: str = "folder"  # "folder" (diffusers layout) or "single-file" (WebUI .safetensors)
+    family: str | None = None  # models.families name, when known before loading (single files)
 
 
 def demo_model() -> ModelRef:
@@ -80,12 +72,24 @@ def resolve_model(spec: str | None, offline: bool = False, library: Any = None,
                 raise
     if local.is_file() and local.suffix.lower() in PICKLE_SUFFIXES and not allow_pickle:
         raise refuse_pickle(local, "--model")
+    if local.is_file() and local.suffix == ".safetensors":
+        return single_file_ref(local)
     if local.exists():
         check_model_folder(local)
         return ModelRef(local.resolve(), local.resolve().name, source=str(local.resolve()))
     if not _HUB_ID.match(spec) or spec.startswith((".", "/", "~")):
         raise ModelError(f"--model: no such folder: {spec}")
     return ModelRef(_hub_snapshot(spec, offline), spec, source=spec)
+
+
+def single_file_ref(path: Path, flag: str = "--model") -> ModelRef:
+    """A WebUI single-file checkpoint: checked and its family read from the header (no weights loaded)."""
+    from sdcli.models.single_file import inspect
+
+    path = path.resolve()
+    check_safetensors(path)
+    detected = inspect(path, flag)
+    return ModelRef(path, path.stem, source=str(path), kind="single-file", family=detected.family.name)
 
 
 def _hub_snapshot(repo_id: str, offline: bool) -> Path:
@@ -114,8 +118,8 @@ def _hub_snapshot(repo_id: str, offline: bool) -> Path:
 def check_model_folder(folder: Path) -> None:
     """Refuse folders that are not diffusers models, hold only pickle weights, or hold corrupt files."""
     if not folder.is_dir():
-        raise ModelError(f"--model: {folder} is a file; sdcli needs a diffusers model folder "
-                         "(single-file checkpoints are not supported)")
+        raise ModelError(f"--model: {folder} is a file but not a .safetensors checkpoint; sdcli loads "
+                         "diffusers model folders and single .safetensors files")
     _refuse_special_files(folder)
     index = folder / "model_index.json"
     if not index.is_file():
@@ -148,40 +152,3 @@ def _refuse_special_files(folder: Path) -> None:
             raise ModelError(f"--model: {path} is not a regular file (a FIFO, device or socket); "
                              "sdcli will not read it")
 
-
-def model_hash(folder: Path) -> str:
-    """A1111-style 10-hex model hash for a diffusers folder.
-
-    Rule: SHA-256 over, for each .safetensors/.json/.txt file below the folder in
-    sorted relative-path order, the path (UTF-8, '/'-separated), a NUL byte, then
-    the file's bytes; the first 10 hex digits. Cached by path, size and mtime.
-    """
-    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix in HASHED_SUFFIXES
-                   and not any(part.startswith(".") for part in p.relative_to(folder).parts))
-    stamp = [(str(p.relative_to(folder).as_posix()), p.stat().st_size, p.stat().st_mtime_ns) for p in files]
-    cache_file = cache_dir() / "hashes.json"
-    key = hashlib.sha256(json.dumps([str(folder.resolve()), stamp]).encode()).hexdigest()
-    try:
-        cache = json.loads(cache_file.read_text())
-    except (OSError, ValueError):
-        cache = {}
-    if not isinstance(cache, dict) or not isinstance(cache.get(key, ""), str):
-        cache = {}  # a damaged cache file: start it again
-    if key in cache:
-        return cache[key]
-    digest = hashlib.sha256()
-    for p in files:
-        digest.update(p.relative_to(folder).as_posix().encode() + b"\0")
-        with open(p, "rb") as fh:
-            while chunk := fh.read(1 << 20):
-                digest.update(chunk)
-    value = digest.hexdigest()[:10]
-    cache[key] = value
-    try:
-        cache_file.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache_file.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(cache))
-        os.replace(tmp, cache_file)
-    except OSError:
-        pass  # the cache is an optimisation only
-    return value

@@ -1,10 +1,10 @@
-"""Tiny random-weight checkpoints in the diffusers folder layout, built offline.
+"""Tiny random-weight checkpoints (diffusers folders or WebUI single files), built offline.
 
 Used by `sdcli tiny`, by the embedded demo model and by the tests. The
 architecture is real (SD1.x: CLIP text encoder, UNet with cross-attention,
 8x VAE); only the widths are tiny, so every code path of a real model runs.
-An architecture is one row of ARCHES; later rows (sd2, sdxl, inpaint) reuse
-the same builders with other configs.
+An architecture is one row of ARCHES (sd1, sd2, sdxl, the SDXL refiner, inpainting
+variants), in the family config layout of models.bundled (tiny or full size, one shape).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from sdcli.errors import UsageError
 
 # Scheduler as shipped with SD 1.x checkpoints (PNDM, scaled-linear betas).
 SD1_SCHEDULER: dict[str, Any] = {
+    "_class_name": "PNDMScheduler",
     "beta_start": 0.00085,
     "beta_end": 0.012,
     "beta_schedule": "scaled_linear",
@@ -33,22 +34,63 @@ SD1_SCHEDULER: dict[str, Any] = {
 
 @dataclass(frozen=True)
 class TinyArch:
-    """Configs of one tiny architecture."""
+    """Configs of one tiny architecture (a tiny member of a models.families family)."""
 
+    family: str
     unet: dict[str, Any]
     vae: dict[str, Any]
-    text_encoder: dict[str, Any]
+    text_encoder: dict[str, Any] | None
     scheduler: dict[str, Any] = field(default_factory=lambda: dict(SD1_SCHEDULER))
     pipeline: str = "StableDiffusionPipeline"  # the class model_index.json names
+    text_encoder_2: dict[str, Any] | None = None  # SDXL's OpenCLIP-bigG (with projection)
+    random_norms: bool = False  # norm layers get random weights/biases (catch mis-mapped norm keys)
 
     def inpainting(self) -> TinyArch:
         """The same architecture as a dedicated inpainting checkpoint: a 9-channel UNet
         (4 latent + 1 mask + 4 masked-image latent channels), as SD's inpainting models."""
-        return replace(self, unet={**self.unet, "in_channels": 9}, pipeline="StableDiffusionInpaintPipeline")
+        pipeline = "StableDiffusionXLInpaintPipeline" if self.text_encoder_2 else "StableDiffusionInpaintPipeline"
+        return replace(self, unet={**self.unet, "in_channels": 9}, pipeline=pipeline)
+
+    def spec(self) -> dict[str, Any]:
+        """The configs in models.bundled's family layout (what a config folder is written from)."""
+        from sdcli.models.bundled import TINY_VOCAB, family_config
+
+        spec = family_config(self.family)  # the bundled full-size configs, then the tiny widths
+        spec["model_index"]["_class_name"] = self.pipeline
+        spec["model_index"]["scheduler"] = ["diffusers", self.scheduler["_class_name"]]
+        spec.update(unet={"_class_name": "UNet2DConditionModel", **self.unet},
+                    vae={"_class_name": "AutoencoderKL", **self.vae}, scheduler=dict(self.scheduler))
+        ids = {"vocab_size": TINY_VOCAB, "pad_token_id": TINY_VOCAB - 1, "bos_token_id": TINY_VOCAB - 2,
+               "eos_token_id": TINY_VOCAB - 1}
+        for part in ("text_encoder", "text_encoder_2"):
+            if config := getattr(self, part):
+                spec[part] = {**spec[part], **config, **ids}
+        return spec
 
 
+TINY_TEXT = {
+    "hidden_size": 32,
+    "intermediate_size": 64,
+    "num_attention_heads": 4,
+    "num_hidden_layers": 12,  # as SD1's CLIP ViT-L: WebUI CLIP skip 1-12 all valid
+    "max_position_embeddings": 77,
+    "projection_dim": 32,
+    "hidden_act": "quick_gelu",
+}
+TINY_VAE = {
+    "in_channels": 3,
+    "out_channels": 3,
+    "latent_channels": 4,
+    "block_out_channels": (16, 16, 32, 32),  # 4 blocks: 8x down-scaling as in SD
+    "down_block_types": ("DownEncoderBlock2D",) * 4,
+    "up_block_types": ("UpDecoderBlock2D",) * 4,
+    "layers_per_block": 1,
+    "norm_num_groups": 8,
+    "sample_size": 64,
+}
 ARCHES: dict[str, TinyArch] = {
     "sd1": TinyArch(
+        family="sd1",
         unet={
             "sample_size": 8,  # latent side: native image size 64 px
             "in_channels": 4,
@@ -61,72 +103,59 @@ ARCHES: dict[str, TinyArch] = {
             "attention_head_dim": 8,
             "norm_num_groups": 16,
         },
-        vae={
-            "in_channels": 3,
-            "out_channels": 3,
-            "latent_channels": 4,
-            "block_out_channels": (16, 16, 32, 32),  # 4 blocks: 8x down-scaling as in SD
-            "down_block_types": ("DownEncoderBlock2D",) * 4,
-            "up_block_types": ("UpDecoderBlock2D",) * 4,
-            "layers_per_block": 1,
-            "norm_num_groups": 8,
-            "sample_size": 64,
-        },
-        text_encoder={
-            "hidden_size": 32,
-            "intermediate_size": 64,
-            "num_attention_heads": 4,
-            "num_hidden_layers": 12,  # as SD1's CLIP ViT-L: WebUI CLIP skip 1-12 all valid
-            "max_position_embeddings": 77,
-            "projection_dim": 32,
-            "hidden_act": "quick_gelu",
-        },
+        vae=TINY_VAE,
+        text_encoder=TINY_TEXT,
     ),
 }
 # SD 2.x (768-v): v-prediction, linear attention projections, per-block head counts and a
 # GELU text encoder shipped without its last layer, as in stabilityai/stable-diffusion-2.
 ARCHES["sd2"] = replace(
     ARCHES["sd1"],
+    family="sd2",
     unet={**ARCHES["sd1"].unet, "use_linear_projection": True, "attention_head_dim": (2, 4)},
-    text_encoder={**ARCHES["sd1"].text_encoder, "hidden_act": "gelu", "num_hidden_layers": 11},
+    text_encoder={**TINY_TEXT, "hidden_act": "gelu", "num_hidden_layers": 11},
     scheduler={**SD1_SCHEDULER, "prediction_type": "v_prediction"},
 )
+# SDXL base: CLIP-L + OpenCLIP-bigG (with projection; pooled output), their hidden states
+# concatenated for cross-attention (32 + 48), size/crop time ids (6 x 8) + pooled (48) as
+# the added embedding; first block without attention, several transformer layers per block.
+# The two encoders differ in width, as in the real model (diffusers tells them apart by it).
+XL_SCHEDULER = {"_class_name": "EulerDiscreteScheduler", "beta_start": 0.00085, "beta_end": 0.012,
+                "beta_schedule": "scaled_linear", "num_train_timesteps": 1000, "steps_offset": 1,
+                "timestep_spacing": "leading"}
+XL_UNET = {
+    "sample_size": 8,
+    "in_channels": 4,
+    "out_channels": 4,
+    "block_out_channels": (32, 64),
+    "layers_per_block": 1,
+    "down_block_types": ("DownBlock2D", "CrossAttnDownBlock2D"),
+    "up_block_types": ("CrossAttnUpBlock2D", "UpBlock2D"),
+    "attention_head_dim": (2, 4),
+    "transformer_layers_per_block": (1, 2),
+    "cross_attention_dim": 32 + 48,
+    "use_linear_projection": True,
+    "addition_embed_type": "text_time",
+    "addition_time_embed_dim": 8,
+    "projection_class_embeddings_input_dim": 6 * 8 + 48,
+    "norm_num_groups": 16,
+}
+XL_TEXT_2 = {**TINY_TEXT, "hidden_size": 48, "intermediate_size": 96, "projection_dim": 48, "hidden_act": "gelu",
+             "num_hidden_layers": 4}
+ARCHES["sdxl"] = TinyArch(
+    family="sdxl", unet=XL_UNET, vae={**TINY_VAE, "scaling_factor": 0.13025}, text_encoder=TINY_TEXT,
+    text_encoder_2=XL_TEXT_2, scheduler=XL_SCHEDULER, pipeline="StableDiffusionXLPipeline", random_norms=True,
+)
+# SDXL refiner: only the OpenCLIP-bigG encoder (48 wide); time ids carry an aesthetic score (5 x 8).
+ARCHES["sdxl-refiner"] = replace(
+    ARCHES["sdxl"], family="sdxl-refiner", text_encoder=None, pipeline="StableDiffusionXLImg2ImgPipeline",
+    unet={**XL_UNET, "cross_attention_dim": 48, "projection_class_embeddings_input_dim": 5 * 8 + 48},
+)
 INPAINT_SUFFIX = "-inpaint"
-for _name in ("sd1", "sd2"):
+for _name in ("sd1", "sd2", "sdxl"):
     ARCHES[_name + INPAINT_SUFFIX] = ARCHES[_name].inpainting()
 
 MAX_BYTES = 20 * 1024 * 1024
-
-
-def _bytes_to_unicode() -> dict[int, str]:
-    """GPT-2/CLIP byte -> printable character table (the BPE alphabet)."""
-    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1),
-                 *range(ord("®"), ord("ÿ") + 1)]
-    table, extra = {}, 0
-    for b in range(256):
-        if b in printable:
-            table[b] = chr(b)
-        else:
-            table[b] = chr(256 + extra)
-            extra += 1
-    return table
-
-
-def write_tokenizer_files(folder: Path) -> int:
-    """Write a character-level CLIP BPE vocabulary; return its size.
-
-    Built locally because no tokenizer can be downloaded; every word splits into
-    characters, so prompts behave like real ones (long ones pass 75 tokens fast).
-    """
-    chars = list(_bytes_to_unicode().values())
-    vocab = {c: i for i, c in enumerate(chars)}
-    vocab.update({c + "</w>": len(chars) + i for i, c in enumerate(chars)})
-    vocab["<|startoftext|>"] = len(vocab)
-    vocab["<|endoftext|>"] = len(vocab)
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False), encoding="utf-8")
-    (folder / "merges.txt").write_text("#version: 0.2\n", encoding="utf-8")
-    return len(vocab)
 
 
 def build_tiny(out_dir: str | os.PathLike[str], arch: str = "sd1", seed: int = 0) -> Path:
@@ -135,44 +164,17 @@ def build_tiny(out_dir: str | os.PathLike[str], arch: str = "sd1", seed: int = 0
     Same `arch` and `seed` give byte-identical weights. Written into a temporary
     sibling folder and renamed into place, so a crash leaves nothing half-built.
     """
-    from sdcli.models.libraries import quiet_libraries
-
-    quiet_libraries()
-    import diffusers
-    import torch
-    from diffusers import AutoencoderKL, PNDMScheduler, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
-
     if arch not in ARCHES:
         raise UsageError(f"--arch: unknown architecture {arch!r}; choose from {', '.join(ARCHES)}")
-    spec = ARCHES[arch]
     out = Path(out_dir)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise UsageError(f"OUT_DIR: {out} already exists and is not an empty folder")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
-        # 1. Tokenizer, built from local files only.
-        vocab_size = write_tokenizer_files(tmp / "_tok")
-        tokenizer = CLIPTokenizer(
-            str(tmp / "_tok" / "vocab.json"), str(tmp / "_tok" / "merges.txt"),
-            pad_token="<|endoftext|>", model_max_length=77)
-        # 2. Models, initialised from one seeded RNG without touching the global one.
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            text_encoder = CLIPTextModel(CLIPTextConfig(
-                **spec.text_encoder, vocab_size=vocab_size, pad_token_id=vocab_size - 1,
-                bos_token_id=vocab_size - 2, eos_token_id=vocab_size - 1))
-            unet = UNet2DConditionModel(**spec.unet)
-            vae = AutoencoderKL(**spec.vae)
-        # 3. Assemble and save (safetensors only).
-        pipe = getattr(diffusers, spec.pipeline)(
-            vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
-            scheduler=PNDMScheduler(**spec.scheduler), safety_checker=None,
-            feature_extractor=None, requires_safety_checker=False,
-        )
-        pipe.save_pretrained(tmp, safe_serialization=True)
-        shutil.rmtree(tmp / "_tok")
+        pipe = tiny_pipeline(arch, seed, tmp / "_configs")
+        pipe.save_pretrained(tmp, safe_serialization=True)  # safetensors only
+        shutil.rmtree(tmp / "_configs")
         (tmp / "sdcli-tiny.json").write_text(json.dumps({"arch": arch, "seed": seed}) + "\n")
         if out.exists():
             out.rmdir()
@@ -182,6 +184,92 @@ def build_tiny(out_dir: str | os.PathLike[str], arch: str = "sd1", seed: int = 0
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out
+
+
+def build_tiny_single_file(out_file: str | os.PathLike[str], arch: str = "sd1", seed: int = 0) -> Path:
+    """Write the tiny `arch` as one WebUI-style .safetensors file (original ldm/sgm key layout).
+
+    The same weights as build_tiny(arch, seed); never overwrites an existing file.
+    """
+    from safetensors.torch import save_file
+
+    from sdcli.models.original_keys import original_state_dict
+
+    if arch not in ARCHES:
+        raise UsageError(f"--arch: unknown architecture {arch!r}; choose from {', '.join(ARCHES)}")
+    out = Path(out_file)
+    if out.suffix != ".safetensors":
+        raise UsageError(f"OUT: {out} must end in .safetensors with --single-file")
+    if out.exists():
+        raise UsageError(f"OUT: {out} already exists")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    spec = ARCHES[arch]
+    with tempfile.TemporaryDirectory(prefix=f".{out.name}.", dir=out.parent) as tmp:
+        pipe = tiny_pipeline(arch, seed, Path(tmp) / "_configs")
+        prediction = "v" if spec.scheduler.get("prediction_type") == "v_prediction" else "epsilon"
+        metadata = {"modelspec.prediction_type": prediction, "sdcli.tiny": json.dumps({"arch": arch, "seed": seed})}
+        staged = Path(tmp) / out.name
+        save_file(original_state_dict(pipe, spec.family), str(staged), metadata=metadata)
+        os.chmod(staged, 0o644)
+        try:
+            os.link(staged, out)  # no clobber: fails if the name appeared meanwhile
+        except FileExistsError:
+            raise UsageError(f"OUT: {out} already exists") from None
+    return out
+
+
+def tiny_pipeline(arch: str, seed: int, config_dir: Path) -> Any:
+    """The tiny pipeline of `arch` in memory; its configs are written to `config_dir` first."""
+    from sdcli.models.libraries import quiet_libraries
+
+    quiet_libraries()
+    import diffusers
+    import torch
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
+
+    from sdcli.models.bundled import write_config_folder
+
+    spec = ARCHES[arch]
+    configs = spec.spec()
+    # 1. Tokenizers, built from local files only.
+    write_config_folder(configs, config_dir, tokenizer="tiny")
+    parts: dict[str, Any] = {}
+    for name in ("tokenizer", "tokenizer_2"):
+        if name in configs:
+            parts[name] = CLIPTokenizer.from_pretrained(config_dir / name, local_files_only=True)
+    # 2. Models, initialised from one seeded RNG without touching the global one.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        for name, cls in (("text_encoder", CLIPTextModel), ("text_encoder_2", CLIPTextModelWithProjection)):
+            if name in configs:
+                config = {k: v for k, v in configs[name].items() if k not in ("architectures", "model_type")}
+                parts[name] = cls(CLIPTextConfig(**config))
+        parts["unet"] = UNet2DConditionModel.from_config(configs["unet"])
+        parts["vae"] = AutoencoderKL.from_config(configs["vae"])
+        if spec.random_norms:
+            for model in parts.values():
+                if isinstance(model, torch.nn.Module):
+                    _randomise_norms(model)
+    # 3. Assemble.
+    scheduler = getattr(diffusers, configs["scheduler"]["_class_name"]).from_config(configs["scheduler"])
+    extra: dict[str, Any] = {}
+    if spec.text_encoder_2 is None:
+        extra = {"safety_checker": None, "feature_extractor": None, "requires_safety_checker": False}
+    elif spec.text_encoder is None:  # the refiner: no CLIP-L
+        extra = {"text_encoder": None, "tokenizer": None, "requires_aesthetics_score": True}
+    return getattr(diffusers, spec.pipeline)(**parts, scheduler=scheduler, **extra)
+
+
+def _randomise_norms(model: Any) -> None:
+    """Random scales and shifts for every LayerNorm/GroupNorm (not the identity they start as)."""
+    import torch
+
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, (torch.nn.LayerNorm, torch.nn.GroupNorm)) and module.weight is not None:
+                module.weight.uniform_(0.5, 1.5)
+                module.bias.normal_(0.0, 0.2)
 
 
 def folder_bytes(folder: Path) -> int:

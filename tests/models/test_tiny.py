@@ -92,3 +92,19 @@ def test_sd2_inpainting_arch(tmp_path):
     model = build_tiny(tmp_path / "sd2i", arch="sd2-inpaint")
     assert json.loads((model / "unet" / "config.json").read_text())["in_channels"] == 9
     assert json.loads((model / "scheduler" / "scheduler_config.json").read_text())["prediction_type"] == "v_prediction"
+
+
+def test_tiny_sdxl_and_refiner_have_random_norms_and_the_real_layout(tiny_xl):
+    import json
+
+    import torch
+    from safetensors.torch import load_file
+
+    for key in ("base", "refiner"):
+        unet = load_file(tiny_xl[key] / "unet" / "diffusion_pytorch_model.safetensors")
+        norms = [v for k, v in unet.items() if ".norm" in k and k.endswith("weight")]
+        assert norms and not any(torch.equal(v, torch.ones_like(v)) for v in norms), "norm weights left at 1"
+    index = json.loads((tiny_xl["refiner"] / "model_index.json").read_text())
+    assert index["text_encoder"] == [None, None] and index["text_encoder_2"][1] == "CLIPTextModelWithProjection"
+    config = json.loads((tiny_xl["base"] / "unet" / "config.json").read_text())
+    assert (config["addition_embed_type"], config["cross_attention_dim"]) == ("text_time", 32 + 48)
