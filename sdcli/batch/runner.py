@@ -233,7 +233,7 @@ def run_batch(options: BatchOptions, reporter: BatchReporter,
     lines = parse_file(options.file, options.fmt, options.defaults, options.model)
     models = resolve_models(lines, options)
     base_seed = resolve_base_seed(options.seed, lines)
-    plan = detect_runtime(options.runtime)
+    plan = detect_runtime(options.runtime, _largest_job(lines))
     shard = current_shard(plan.device)
     if shard.count > 1 and plan.device == "cuda":
         plan = replace(plan, device=shard.device)  # cuda:N, one GPU per process
@@ -277,6 +277,16 @@ def run_batch(options: BatchOptions, reporter: BatchReporter,
             skipped=sum(e["skipped"] for e in ends), failed=sum(e["failed"] for e in ends),
             seconds=time.monotonic() - started, interrupted=any(e["interrupted"] for e in ends), folder=folder)
     return stats
+
+
+def _largest_job(lines: list[BatchLine]) -> Any:
+    """The largest image and batch of the file, for the runtime plan's memory decisions."""
+    from sdcli.models.runtime import JobSize
+
+    sizes = [(line.request.width, line.request.height) for line in lines]
+    width = None if any(w is None for w, _ in sizes) else max((w for w, _ in sizes), default=None)
+    height = None if any(h is None for _, h in sizes) else max((h for _, h in sizes), default=None)
+    return JobSize(width, height, max((line.request.batch_size for line in lines), default=1))
 
 
 def _open_run(options: BatchOptions, lines: list[BatchLine], base_seed: int, folder: Path,

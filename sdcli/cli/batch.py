@@ -37,7 +37,7 @@ Grid = Annotated[bool, typer.Option("--grid", help="Also write grid.png, a label
                                     rich_help_panel=o.OUT)]
 
 
-@o.shared_options(exclude=("prompt", "prompt_opt", "output"))
+@o.shared_options(exclude=("prompt", "prompt_opt", "output", "server"))
 def batch(
     file: Annotated[Path, typer.Argument(help="Prompt file.", show_default=False)],
     fmt: Format = "auto",

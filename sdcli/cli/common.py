@@ -8,15 +8,16 @@ from typing import Any
 REQUEST_FLAGS = ("negative_prompt", "steps", "cfg_scale", "seed", "subseed", "subseed_strength", "width", "height",
                  "batch_size", "count", "sampler", "schedule", "clip_skip")
 # Flags passed through to run_and_report.
-TAIL_FLAGS = ("offline", "device", "dtype", "attention_slicing", "xformers", "output", "name", "json_out")
-RUNTIME_FLAGS = ("device", "dtype", "attention_slicing", "xformers", "offline")
+RUNTIME_FLAGS = ("device", "dtype", "attention_slicing", "xformers", "offline", "vae_tiling", "cpu_offload",
+                 "compile", "channels_last", "tf32", "fuse_qkv")
+TAIL_FLAGS = (*RUNTIME_FLAGS, "server", "output", "name", "json_out")
 
 
 def runtime_options(flags: dict[str, Any]) -> Any:
-    """RuntimeOptions from a command's device/precision flags."""
+    """RuntimeOptions from a command's device/precision flags (flags a command lacks keep their defaults)."""
     from sdcli.models.runtime import RuntimeOptions
 
-    return RuntimeOptions(**{name: flags[name] for name in RUNTIME_FLAGS})
+    return RuntimeOptions(**{name: flags[name] for name in RUNTIME_FLAGS if name in flags})
 
 
 def run_command(mode: str, flags: dict[str, Any], **parts: Any) -> None:
@@ -34,13 +35,18 @@ def run_command(mode: str, flags: dict[str, Any], **parts: Any) -> None:
     run_and_report(request, flags["model"], **{name: flags[name] for name in TAIL_FLAGS})
 
 
-def run_and_report(request: Any, model: str | None, *, offline: bool, device: str, dtype: str,
-                   attention_slicing: str, xformers: bool, output: Any, name: str, json_out: bool) -> None:
-    """The shared tail of every generating command: runtime flags -> run_job -> printed records."""
+def run_and_report(request: Any, model: str | None, *, output: Any, name: str, json_out: bool,
+                   server: str | None = None, **runtime_flags: Any) -> None:
+    """The shared tail of every generating command: runtime flags -> run_job (here or on --server) -> records."""
     from sdcli.cli.ui import CliReporter
     from sdcli.core.job import OutputOptions, run_job
 
-    runtime = runtime_options(locals())
+    runtime = runtime_options(runtime_flags)
     with CliReporter(as_json=json_out) as reporter:
-        records = run_job(request, runtime, model, OutputOptions(output, name), reporter)
+        if server:  # the server's loaded model runs the job; no torch in this process
+            from sdcli.server.client import run_remote_job
+
+            records = run_remote_job(server, request, runtime, model, OutputOptions(output, name), reporter)
+        else:
+            records = run_job(request, runtime, model, OutputOptions(output, name), reporter)
     reporter.summary(records)

@@ -32,7 +32,6 @@ def load_pipeline(model: ModelRef, plan: RuntimePlan) -> Any:
     except (OSError, ValueError, RuntimeError, KeyError) as exc:
         raise ModelError(f"--model: cannot load {model.path}: {str(exc).splitlines()[0]}") from None
     pipe.set_progress_bar_config(disable=True)
-    pipe.to(plan.device)
     apply_memory_options(pipe, plan)
     pipe.sdcli_base_scheduler = pipe.scheduler
     return pipe
@@ -72,12 +71,10 @@ def pipeline_for(pipe: Any, mode: str) -> Any:
 
 
 def apply_memory_options(pipe: Any, plan: RuntimePlan) -> None:
-    """Attention backend and slicing; VAE decodes one image at a time (batch-independent pixels)."""
-    if plan.attention == "xformers":
-        pipe.enable_xformers_memory_efficient_attention()
-    if plan.attention_slicing:
-        pipe.enable_attention_slicing()
-    pipe.vae.enable_slicing()
+    """Placement, attention backend, memory options and compilation: runtime.apply_plan (one owner)."""
+    from sdcli.models.runtime import apply_plan
+
+    apply_plan(pipe, plan)
 
 
 def set_sampler(pipe: Any, choice: SamplerChoice) -> None:
