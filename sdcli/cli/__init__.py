@@ -15,7 +15,7 @@ except ImportError:  # pragma: no cover - older typer on real click
     from click import exceptions as click_exc
 
 from sdcli import __version__
-from sdcli.cli import batch, grid, img2img, info, inpaint, outpaint, replay, samplers, tiny, txt2img
+from sdcli.cli import batch, grid, img2img, info, inpaint, outpaint, replay, samplers, serve, tiny, txt2img
 from sdcli.errors import EXIT_INTERRUPTED, EXIT_RUNTIME, EXIT_USAGE, SdcliError
 
 NoArgsIsHelp = getattr(click_exc, "NoArgsIsHelpError", None) or click_exc.NoArgsIsHelp
@@ -91,7 +91,7 @@ def root(
     quiet_libraries()
 
 
-for module in (txt2img, img2img, inpaint, outpaint, batch, grid, replay, info, samplers, tiny):
+for module in (txt2img, img2img, inpaint, outpaint, batch, grid, replay, info, samplers, tiny, serve):
     name = module.__name__.rsplit(".", 1)[1]
     app.command(name, help=module.HELP, no_args_is_help=name in ("tiny", "batch", "grid"))(getattr(module, name))
 
