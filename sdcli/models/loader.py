@@ -20,9 +20,11 @@ def load_pipeline(model: ModelRef, plan: RuntimePlan) -> Any:
     import torch
 
     quiet_libraries()
+    scheduler = _load_scheduler(model.path)
     try:
         pipe = getattr(diffusers, PIPELINES["txt2img"][0]).from_pretrained(
             model.path,
+            **({"scheduler": scheduler} if scheduler is not None else {}),
             dtype=getattr(torch, TORCH_DTYPES[plan.dtype]),
             use_safetensors=True,
             local_files_only=True,
@@ -37,14 +39,16 @@ def load_pipeline(model: ModelRef, plan: RuntimePlan) -> Any:
     return pipe
 
 
-# Generation mode -> the diffusers auto-pipeline that runs it, and the UNet input channels
+# Generation mode -> the concrete diffusers pipeline that runs it, and the UNet input channels
 # it accepts: 4 = an ordinary checkpoint (inpaints by blending latents with the mask),
 # 9 = a dedicated inpainting checkpoint (latents + mask + masked-image latents).
+# Concrete classes, not AutoPipeline*: importing an auto-pipeline imports every model
+# family's pipeline module (ControlNet, Kandinsky, ...), about a second of start-up.
 PIPELINES: dict[str, tuple[str, tuple[int, ...]]] = {
-    "txt2img": ("AutoPipelineForText2Image", (4,)),
-    "img2img": ("AutoPipelineForImage2Image", (4,)),
-    "inpaint": ("AutoPipelineForInpainting", (4, 9)),
-    "outpaint": ("AutoPipelineForInpainting", (4, 9)),
+    "txt2img": ("StableDiffusionPipeline", (4,)),
+    "img2img": ("StableDiffusionImg2ImgPipeline", (4,)),
+    "inpaint": ("StableDiffusionInpaintPipeline", (4, 9)),
+    "outpaint": ("StableDiffusionInpaintPipeline", (4, 9)),
 }
 UNET_KINDS = {4: "an ordinary checkpoint", 9: "a dedicated inpainting checkpoint"}
 
@@ -82,8 +86,36 @@ def set_sampler(pipe: Any, choice: SamplerChoice) -> None:
     import diffusers
 
     base = getattr(pipe, "sdcli_base_scheduler", pipe.scheduler)
-    cls = getattr(diffusers, choice.sampler.scheduler)
     try:
-        pipe.scheduler = cls.from_config(base.config, **choice.scheduler_config)
+        cls = getattr(diffusers, choice.sampler.scheduler)
+        pipe.scheduler = build_scheduler(cls, dict(base.config), choice.scheduler_config)
     except ImportError as exc:  # e.g. DPM++ SDE needs torchsde
         raise RuntimeFailure(f"--sampler {choice.sampler.name}: {exc}") from None
+
+
+def build_scheduler(cls: Any, config: dict[str, Any], overrides: dict[str, Any]) -> Any:
+    """What `cls.from_config(config, **overrides)` builds, without its side trip through every
+    "compatible" scheduler class: that imports them all, and with them optional samplers'
+    dependencies (torchsde, scipy) that only DPM++ SDE and LMS need."""
+    import inspect
+
+    defaults = set(config.get("_use_default_values", []))  # keys from_config leaves at the class default
+    params = set(inspect.signature(cls.__init__).parameters) - {"self", "kwargs"} - set(cls.ignore_for_config)
+    values = {k: v for k, v in config.items() if k in params and k not in defaults}
+    values.update({k: v for k, v in overrides.items() if k in params})
+    return cls(**values)
+
+
+def _load_scheduler(folder: Any) -> Any:
+    """The model's own scheduler, built by build_scheduler (see there); None lets diffusers load it."""
+    import json
+    from pathlib import Path
+
+    import diffusers
+
+    path = Path(folder) / "scheduler" / "scheduler_config.json"
+    try:
+        config = json.loads(path.read_text())
+        return build_scheduler(getattr(diffusers, config["_class_name"]), config, {})
+    except (OSError, ValueError, KeyError, AttributeError, TypeError):
+        return None
