@@ -33,6 +33,8 @@ BatchOutput = Annotated[Path | None, typer.Option("--output", "-o", show_default
                                                   help="Output folder (default: outputs/<prompt file name>).")]
 Resume = Annotated[bool, typer.Option("--resume", help="Continue the batch in --output: skip items done per its "
                                       "manifest and files on disk.", rich_help_panel=o.OUT)]
+Group = Annotated[int, typer.Option("--group", help="Run up to this many images of a line's --count batches as one "
+                                    "batched pipeline call (same pixels; 1 = never).", rich_help_panel=o.GEN)]
 Grid = Annotated[bool, typer.Option("--grid", help="Also write grid.png, a labelled contact sheet.",
                                     rich_help_panel=o.OUT)]
 
@@ -44,6 +46,7 @@ def batch(
     output: BatchOutput = None,
     resume: Resume = False,
     grid: Grid = False,
+    group: Group = 8,
     **flags: Any,
 ) -> None:
     from sdcli.batch.runner import BatchOptions, run_batch
@@ -57,7 +60,7 @@ def batch(
     options = BatchOptions(
         file=file, fmt=fmt, defaults=defaults, seed=flags["seed"], model=flags["model"],
         runtime=runtime_options(flags),
-        output=OutputOptions(output or Path("outputs") / file.stem, flags["name"]), resume=resume,
+        output=OutputOptions(output or Path("outputs") / file.stem, flags["name"]), resume=resume, group=group,
     )
     with BatchReporter(as_json=flags["json_out"]) as reporter:
         stats = run_batch(options, reporter)
