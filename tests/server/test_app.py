@@ -142,3 +142,41 @@ def test_basic_auth(engine):
     assert client.get("/sdapi/v1/samplers").status_code == 401
     assert client.get("/sdapi/v1/samplers", auth=("me", "wrong")).status_code == 401
     assert client.get("/sdapi/v1/samplers", auth=("me", "secret")).status_code == 200
+
+
+def test_one_job_at_a_time_and_full_queue_is_503(client, engine):
+    import threading
+
+    order = []
+    inside = threading.Event()
+    release = threading.Event()
+
+    def hold():
+        with engine._slot():
+            order.append("first in")
+            inside.set()
+            release.wait(10)
+            order.append("first out")
+
+    def second():
+        with engine._slot():
+            order.append("second in")
+
+    engine.queue_size = 2
+    a = threading.Thread(target=hold)
+    a.start()
+    assert inside.wait(10)
+    b = threading.Thread(target=second)
+    b.start()
+    b.join(0.3)
+    assert order == ["first in"]  # the second waits for the lock
+    saved, engine.queue_size = engine.queue_size, engine._waiting
+    try:
+        full = client.post("/sdapi/v1/txt2img", json=TXT)
+        assert full.status_code == 503 and "queue is full" in full.json()["detail"]
+    finally:
+        engine.queue_size = saved
+        release.set()
+        a.join(10)
+        b.join(10)
+    assert order == ["first in", "first out", "second in"]
