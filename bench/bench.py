@@ -117,9 +117,12 @@ def steady(r: Runner, work: Path, models: dict[str, tuple[Path, int]], args: arg
         image, mask = _inputs(work / "inputs" / model_name, size)
         n = args.images if model_name == "tiny" else max(3, args.images // 2)
         steps = args.steps if model_name == "tiny" else args.full_steps
+        modes = args.full_modes.split(",") if model_name != "tiny" else ("txt2img", "img2img", "inpaint")
         for mode, extra in (("txt2img", ""), ("img2img", f" --init_image {image} --denoising_strength 0.75"),
                             ("inpaint", f" --init_image {image} --mask {mask} --denoising_strength 0.75 "
                                         "--inpainting_fill 1 --mask_blur 4")):
+            if mode not in modes:
+                continue
             prompts = work / f"{model_name}-{mode}.txt"
             prompts.write_text("".join(f"--prompt '{PROMPT} {i}' --width {size} --height {size}{extra}\n"
                                        for i in range(n)))
@@ -235,6 +238,8 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, help="interleaved repetitions per comparison (default 5; quick 2)")
     parser.add_argument("--steps", type=int, default=20, help="steps on the tiny model")
     parser.add_argument("--full-steps", type=int, default=4, help="steps on the full-size model (256 px)")
+    parser.add_argument("--full-modes", default="txt2img,img2img,inpaint",
+                        help="modes measured on the full-size model (each costs minutes on a CPU)")
     parser.add_argument("--images", type=int, help="images per steady run (default 6; quick 3)")
     parser.add_argument("--loop-images", type=int, help="txt2img runs per shell loop (default 5; quick 2)")
     parser.add_argument("--grid-images", type=int, default=800)
@@ -267,6 +272,7 @@ def main() -> None:
     runner = Runner(env, work)
     results: dict[str, Any] = {
         "settings": {"quick": args.quick, "repeat": args.repeat, "steps": args.steps, "full_steps": args.full_steps,
+                     "full_modes": args.full_modes, "images": args.images, "loop_images": args.loop_images,
                      "threads": args.threads, "device": "cpu", "machine": platform.machine(),
                      "cpus": os.cpu_count(), "python": platform.python_version(),
                      "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())},

@@ -127,3 +127,18 @@ def test_cli_server_errors(server, tiny_model, tmp_path, cli):
     refused = cli("txt2img", "x", "-m", tmp_path, "-o", tmp_path / "o", "--server", server["auth_url"])
     assert refused.exit_code == 2 and "is not served here" in refused.stderr
     assert not list(tmp_path.rglob("*.png"))
+
+
+def test_cli_server_inpaint_pixels_equal_local_run(server, tiny_model, tmp_path, cli, single_thread):
+    from tests.images import pixels, write_inputs
+
+    image, mask = write_inputs(tmp_path)
+    common = ("inpaint", "a cat", "-i", image, "--mask", mask, "-m", tiny_model, "--steps", "3", "--seed", "4",
+              "--mask-blur", "2", "--json")
+    local = cli(*common, "-o", tmp_path / "local")
+    remote = cli(*common, "-o", tmp_path / "remote", "--server", server["auth_url"])
+    assert local.exit_code == 0 and remote.exit_code == 0, local.stderr + remote.stderr
+    a, b = json.loads(local.stdout), json.loads(remote.stdout)
+    assert np.array_equal(pixels(a["path"]), pixels(b["path"]))
+    assert a["image"] == b["image"] == str(image) and a["mask"] == b["mask"] == str(mask)
+    assert read_replay_record(a["path"]) == read_replay_record(b["path"])
