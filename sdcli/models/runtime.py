@@ -12,7 +12,8 @@ tiling are used only where the job would not fit otherwise.
   (2 x heads x L^2 values, L = latent pixels) would take more than half the free memory.
 - VAE tiling, auto: on when decoding one image (the VAE decodes one image at a time,
   always) is estimated to need more than 80% of the memory free once the weights are
-  loaded (estimate: 128 channels x 12 live tensors per output pixel).
+  loaded (estimate: 128 channels x 12 live tensors per output pixel, fp32 values when
+  the VAE upcasts, as SDXL's does).
 - Free memory: CUDA's free device memory, MPS's recommended working set less what
   it holds, CPU's MemAvailable; unknown free memory decides "off".
 """
@@ -177,8 +178,12 @@ class Fit:
     reasons: tuple[str, ...] = ()
 
 
-def fit_memory(plan: RuntimePlan, *, width: int, height: int, free_bytes: int | None) -> Fit:
-    """Decide 'auto' attention slicing and VAE tiling for a width x height job (module docstring's rule)."""
+def fit_memory(plan: RuntimePlan, *, width: int, height: int, free_bytes: int | None,
+               vae_upcast: bool = False) -> Fit:
+    """Decide 'auto' attention slicing and VAE tiling for a width x height job (module docstring's rule).
+
+    `vae_upcast`: the VAE decodes in fp32 whatever the dtype (SDXL's VAE config asks for it).
+    """
     value_bytes = 4 if plan.dtype == "fp32" else 2
     reasons = []
     slicing = plan.attention_slicing
@@ -190,7 +195,7 @@ def fit_memory(plan: RuntimePlan, *, width: int, height: int, free_bytes: int | 
                            "MiB free")
     tiling = plan.vae_tiling
     if tiling == "auto":
-        need = vae_decode_bytes(width, height, value_bytes)
+        need = vae_decode_bytes(width, height, 4 if vae_upcast else value_bytes)
         tiling = free_bytes is not None and need > free_bytes * 0.8
         if tiling:
             reasons.append(f"VAE tiling on: decoding ~{need >> 20} MiB > 80% of {free_bytes >> 20} MiB free")
@@ -259,7 +264,8 @@ def apply_plan(pipe: Any, plan: RuntimePlan) -> Fit:
     # 2. Memory decisions for the job's size, with the weights in place.
     native = int(pipe.unet.config.sample_size * pipe.vae_scale_factor)
     fit = fit_memory(plan, width=plan.job.width or native, height=plan.job.height or native,
-                     free_bytes=free_memory(plan.device))
+                     free_bytes=free_memory(plan.device),
+                     vae_upcast=bool(getattr(pipe.vae.config, "force_upcast", False)))
 
     # 3. Exactly one attention processor.
     if plan.fuse_qkv:

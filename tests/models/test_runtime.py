@@ -58,6 +58,13 @@ def test_vae_tiling_auto_follows_free_memory_and_size(size, free, tiled):
     assert (vae_decode_bytes(size, size, 2) > 0.8 * free) is tiled if free else True
 
 
+def test_vae_tiling_counts_an_upcast_vae_in_fp32():
+    plan = plan_runtime(RuntimeOptions(), **CUDA)
+    free = 5 * GIB  # 1024 px: ~3 GiB in fp16 fits, ~6 GiB in fp32 does not
+    assert not fit_memory(plan, width=1024, height=1024, free_bytes=free).vae_tiling
+    assert fit_memory(plan, width=1024, height=1024, free_bytes=free, vae_upcast=True).vae_tiling
+
+
 def test_attention_slicing_auto_on_mps_only_when_scores_do_not_fit():
     plan = plan_runtime(RuntimeOptions(), **MPS, job=JobSize(batch=4))
     need = score_matrix_bytes(1024, 1024, 4, 4)
