@@ -8,7 +8,7 @@ CONSTRAINTS ?= constraints.txt
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.sdcli-installed
 
-.PHONY: install demo test lint fmt bench clean
+.PHONY: install demo test lint fmt bench bench-gpu clean
 
 install: $(STAMP)
 
@@ -24,12 +24,17 @@ demo: install
 test: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-# Same prompts via `sdcli batch`, separate `sdcli txt2img` runs and a hand-written diffusers
-# loop; prints ratios, writes bench-out/bench.json. BENCH_ARGS e.g. "--prompts 20 --steps 20".
+# sdcli vs hand-written diffusers code, interleaved repetitions (see bench/README.md).
+# Full run: several minutes (builds a full-size SD1.5-architecture model once, ~4 GB).
+# BENCH_ARGS=--quick for a CI-scale run; "--only startup,grid" for a subset.
 # Then single-file vs diffusers-folder load time of a full-size random SD 1.5 (bench-out/load.json).
 bench: install
 	$(BIN)/python bench/bench.py $(BENCH_ARGS)
 	$(BIN)/python bench/load_bench.py $(LOAD_BENCH_ARGS)
+
+# On a CUDA machine: the GPU rows of docs/benchmarks.md (bench-out/gpu.json and a table).
+bench-gpu: install
+	$(BIN)/python bench/gpu.py $(BENCH_ARGS)
 
 lint: install
 	$(BIN)/ruff check sdcli tests

@@ -1,15 +1,14 @@
-"""`make bench`: the same prompts three ways on one tiny checkpoint, side by side.
+"""`make bench`: sdcli against hand-written diffusers code, measured honestly (see bench/README.md).
 
-1. `sdcli batch` on a prompt file (one process, one model load);
-2. the same prompts as separate `sdcli txt2img` processes;
-3. a hand-written diffusers loop (same scheduler, size, steps, CPU generators, PNG files).
+Every comparison is interleaved (a, b, b, a, ...) after a warm-up, reports min and median
+of each path and the ratio of medians with its spread, and says "inconclusive" when the
+spread is larger than the effect. Each measured path runs in its own process with the
+same environment (threads, offline hub, caches). Results: bench-out/results.json and a
+copy in bench/results.json.
 
-Each path runs in its own process with the same environment. Batch and loop run
-`--repeat` times, alternating, and the best run of each counts (a shared machine
-adds noise, never speed). Two numbers per path: wall time per image (process start,
-imports and model load included) and steady time per image (generation and file
-writing only: the batch's manifest seconds, the loop's timed iterations).
-Prints a ratio table and writes bench-out/bench.json.
+  python bench/bench.py --quick          # CI scale: tiny model only, 2 repetitions
+  python bench/bench.py                  # full: adds a full-size SD1.5-architecture model at 256 px
+  python bench/bench.py --only startup,grid
 """
 
 from __future__ import annotations
@@ -17,127 +16,278 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import platform
 import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
-LOOP = r"""
-import json, sys, time
-import torch
-from diffusers import DPMSolverMultistepScheduler, StableDiffusionPipeline
-model, prompts_file, out, steps, size, seed = sys.argv[1:7]
-prompts = [p for p in open(prompts_file).read().splitlines() if p]
-pipe = StableDiffusionPipeline.from_pretrained(model, safety_checker=None, requires_safety_checker=False,
-                                               use_safetensors=True, local_files_only=True)
-pipe.scheduler = DPMSolverMultistepScheduler.from_config(pipe.scheduler.config, use_karras_sigmas=True)
-pipe.set_progress_bar_config(disable=True)
-times = []
-for i, prompt in enumerate(prompts):
-    start = time.perf_counter()
-    image = pipe(prompt, num_inference_steps=int(steps), guidance_scale=7.0, width=int(size), height=int(size),
-                 generator=torch.Generator("cpu").manual_seed(int(seed) + i)).images[0]
-    image.save(f"{out}/{i:05d}.png")
-    times.append(time.perf_counter() - start)
-print(json.dumps({"times": times}))
-"""
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from scripts import LOOP, MINIMAL, build_full_sd15, write_grid_inputs  # noqa: E402
+from stats import compare, interleave, summary  # noqa: E402
+
+SECTIONS = ("startup", "steady", "server", "rss", "grid")
+PROMPT = "a lighthouse at dusk, oil painting"
 
 
-def timed(cmd: list[str], env: dict[str, str]) -> tuple[float, str]:
-    start = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
-    if proc.returncode != 0:
-        sys.exit(f"bench: {' '.join(cmd[:4])} ... failed:\n{proc.stderr}")
-    return time.perf_counter() - start, proc.stdout
+class Runner:
+    """Runs commands in fresh processes; remembers each one's wall time and peak RSS.
+
+    Peak RSS comes from GNU time (/usr/bin/time -f %M), not from this process's wait4:
+    on Linux a child's maxrss starts at its parent's size at fork, and this process
+    holds torch after building the models.
+    """
+
+    TIME = "/usr/bin/time"
+
+    def __init__(self, env: dict[str, str], work: Path):
+        self.env = env
+        self.rss_file = work / ".rss"
+        self.last_rss_mb: float | None = None
+
+    def run(self, cmd: list[str], cwd: Path | None = None) -> tuple[float, str]:
+        wrapped = [self.TIME, "-f", "%M", "-o", str(self.rss_file), *cmd] if Path(self.TIME).exists() else cmd
+        start = time.perf_counter()
+        proc = subprocess.run(wrapped, capture_output=True, env=self.env, cwd=cwd, text=True)
+        wall = time.perf_counter() - start
+        if proc.returncode != 0:
+            sys.exit(f"bench: {' '.join(map(str, cmd[:5]))} ... failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+        try:
+            self.last_rss_mb = int(self.rss_file.read_text().split()[-1]) / 1024
+        except (OSError, ValueError, IndexError):
+            self.last_rss_mb = None
+        return wall, proc.stdout
+
+
+def weights_mb(folder: Path) -> float:
+    return sum(p.stat().st_size for p in folder.rglob("*.safetensors")) / 2**20
+
+
+# -- sections ---------------------------------------------------------------------------------
+
+def startup(r: Runner, work: Path, model: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """One-shot first image: `sdcli txt2img` vs the minimal script vs `diffusers-cli run`."""
+    out = work / "startup"
+    steps, size = str(args.steps), "64"
+    sdcli = [sys.executable, "-m", "sdcli", "txt2img", PROMPT, "-m", str(model), "--steps", steps, "-W", size,
+             "-H", size, "--seed", "1", "-o", str(out / "sdcli")]
+    minimal = [sys.executable, "-c", MINIMAL, str(model), PROMPT, steps, size, str(out / "minimal.png")]
+    cli = shutil.which("diffusers-cli", path=str(Path(sys.executable).parent))
+    paths = {"sdcli txt2img": lambda: r.run(sdcli)[0], "minimal diffusers script": lambda: r.run(minimal)[0]}
+    note = None
+    if cli and "run" in subprocess.run([cli, "--help"], capture_output=True, text=True).stdout:
+        kwargs = json.dumps({"prompt": PROMPT, "num_inference_steps": args.steps, "width": 64, "height": 64})
+        dcli = [cli, "run", "-m", str(model), "--device-map", "cpu", "--dtype", "fp32", "--seed", "1",
+                "--pipeline-kwargs", kwargs, "-o", str(out / "dcli.png")]
+        paths["diffusers-cli run"] = lambda: r.run(dcli)[0]
+        note = "diffusers-cli run uses the model's own scheduler (PNDM); sdcli and the script use DPM++ 2M Karras"
+    else:
+        note = "diffusers-cli has no `run` command in this diffusers: not compared"
+    times = interleave(paths, args.repeat, warmup=1)
+    result = {name: summary(t) for name, t in times.items()}
+    result["sdcli vs minimal script"] = compare(times["sdcli txt2img"], times["minimal diffusers script"],
+                                                target=0.95)
+    if "diffusers-cli run" in times:
+        result["sdcli vs diffusers-cli run"] = compare(times["sdcli txt2img"], times["diffusers-cli run"])
+    result["note"] = note
+    return result
+
+
+def _inputs(folder: Path, size: int) -> tuple[Path, Path]:
+    from PIL import Image, ImageDraw
+
+    folder.mkdir(parents=True, exist_ok=True)
+    image = Image.linear_gradient("L").resize((size, size)).convert("RGB")
+    ImageDraw.Draw(image).ellipse((size // 4, size // 4, 3 * size // 4, 3 * size // 4), fill=(200, 60, 40))
+    mask = Image.new("L", (size, size), 0)
+    mask.paste(255, (size // 3, size // 3, 2 * size // 3, 2 * size // 3))
+    image.save(folder / "in.png")
+    mask.save(folder / "mask.png")
+    return folder / "in.png", folder / "mask.png"
+
+
+def steady(r: Runner, work: Path, models: dict[str, tuple[Path, int]], args: argparse.Namespace) -> dict[str, Any]:
+    """Per-image time inside one process: `sdcli batch` vs a hand-written loop, per mode and model."""
+    results: dict[str, Any] = {}
+    for model_name, (model, size) in models.items():
+        image, mask = _inputs(work / "inputs" / model_name, size)
+        n = args.images if model_name == "tiny" else max(3, args.images // 2)
+        steps = args.steps if model_name == "tiny" else args.full_steps
+        modes = args.full_modes.split(",") if model_name != "tiny" else ("txt2img", "img2img", "inpaint")
+        for mode, extra in (("txt2img", ""), ("img2img", f" --init_image {image} --denoising_strength 0.75"),
+                            ("inpaint", f" --init_image {image} --mask {mask} --denoising_strength 0.75 "
+                                        "--inpainting_fill 1 --mask_blur 4")):
+            if mode not in modes:
+                continue
+            prompts = work / f"{model_name}-{mode}.txt"
+            prompts.write_text("".join(f"--prompt '{PROMPT} {i}' --width {size} --height {size}{extra}\n"
+                                       for i in range(n)))
+            batch, loop = _steady_paths(r, work / "steady" / f"{model_name}-{mode}", prompts, mode, model, n,
+                                        steps, size, image, mask)
+            times = interleave({"sdcli batch": batch, "hand-written loop": loop}, args.repeat, warmup=0)
+            results[f"{model_name} {mode}"] = {
+                "images_per_run": n, "steps": steps, "size": size, **{k: summary(v) for k, v in times.items()},
+                "batch vs loop": compare(times["sdcli batch"], times["hand-written loop"], target=1.05)}
+    return results
+
+
+def _steady_paths(r: Runner, out: Path, prompts: Path, mode: str, model: Path, n: int, steps: int, size: int,
+                  image: Path, mask: Path) -> tuple[Any, Any]:
+    """The two measured paths of one steady comparison; each returns its median per-image seconds
+    without the first image (warm-up inside the process)."""
+    counter = iter(range(10**6))
+
+    def middle(seconds: list[float]) -> float:
+        rest = sorted(seconds[1:])
+        return rest[len(rest) // 2]
+
+    def batch() -> float:
+        folder = out / f"batch{next(counter)}"
+        r.run([sys.executable, "-m", "sdcli", "batch", str(prompts), "-m", str(model), "--steps", str(steps),
+               "--seed", "0", "-o", str(folder)])
+        records = [json.loads(x) for x in (folder / "manifest.jsonl").read_text().splitlines()]
+        return middle([x["seconds"] for x in records if x.get("type") == "item"])
+
+    def loop() -> float:
+        folder = out / f"loop{next(counter)}"
+        folder.mkdir(parents=True)
+        _, stdout = r.run([sys.executable, "-c", LOOP, mode, str(model), str(n), str(folder), str(steps), str(size),
+                           str(image), str(mask), PROMPT])
+        return middle(json.loads(stdout)["times"])
+
+    return batch, loop
+
+
+def server(r: Runner, work: Path, model: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """A shell loop of N `sdcli txt2img`: one-shot processes vs `--server` to a warm `sdcli serve`."""
+    import socket
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    started = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "-m", "sdcli", "serve", "-m", str(model), "--port", str(port)],
+                            env=r.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(600):
+            try:
+                urllib.request.urlopen(url + "/sdapi/v1/options", timeout=2)
+                break
+            except OSError:
+                time.sleep(0.2)
+        else:
+            sys.exit("bench: sdcli serve did not start")
+        server_start = time.perf_counter() - started
+        counter = iter(range(10**6))
+
+        def shell_loop(extra: list[str]) -> float:
+            out = work / "server" / f"run{next(counter)}"
+            start = time.perf_counter()
+            for i in range(args.loop_images):
+                r.run([sys.executable, "-m", "sdcli", "txt2img", f"{PROMPT} {i}", "-m", str(model), "--steps",
+                       str(args.steps), "--seed", str(i), "-o", str(out), *extra])
+            return (time.perf_counter() - start) / args.loop_images
+
+        times = interleave({"--server loop": lambda: shell_loop(["--server", url]),
+                            "one-shot loop": lambda: shell_loop([])}, args.repeat, warmup=1)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    return {"images_per_loop": args.loop_images, "server_start_s": round(server_start, 3),
+            **{k: summary(v) for k, v in times.items()},
+            "server vs one-shot (per image)": compare(times["--server loop"], times["one-shot loop"])}
+
+
+def rss(r: Runner, work: Path, models: dict[str, tuple[Path, int]], args: argparse.Namespace) -> dict[str, Any]:
+    """Peak RSS of one `sdcli txt2img` against the size of the model's weights."""
+    results = {}
+    for name, (model, size) in models.items():
+        steps = args.steps if name == "tiny" else args.full_steps
+        r.run([sys.executable, "-m", "sdcli", "txt2img", PROMPT, "-m", str(model), "--steps", str(steps), "-W",
+               str(size), "-H", str(size), "-o", str(work / "rss" / name)])
+        peak = r.last_rss_mb or 0.0
+        results[name] = {"weights_mb": round(weights_mb(model), 1), "peak_rss_mb": round(peak, 1),
+                         "rss_over_weights": round(peak / weights_mb(model), 3)}
+    return results
+
+
+def grid(r: Runner, work: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """Contact sheet memory: `write_grid` over N images of 512 px, peak RSS of its process."""
+    manifest = write_grid_inputs(work / "grid", args.grid_images, 512)
+    code = ("import sys; from pathlib import Path; from sdcli.batch.grid import write_grid; "
+            "print(write_grid(Path(sys.argv[1])))")
+    wall, out = r.run([sys.executable, "-c", code, str(manifest)])
+    peak = r.last_rss_mb or 0.0
+    r.run([sys.executable, "-c", "import sdcli.batch.grid, PIL.Image"])
+    baseline = r.last_rss_mb or 0.0
+    return {"images": args.grid_images, "image_px": 512, "peak_rss_mb": round(peak, 1),
+            "interpreter_baseline_rss_mb": round(baseline, 1), "wall_s": round(wall, 2),
+            "target_rss_mb": 300, "target_met": peak < 300, "sheet": out.strip()}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--prompts", type=int, default=20)
-    parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--size", type=int, default=64)
-    parser.add_argument("--repeat", type=int, default=2)
-    parser.add_argument("--threads", default=os.environ.get("OMP_NUM_THREADS", "1"),
-                        help="CPU threads for every path (default 1: stable on a busy machine)")
+    parser.add_argument("--quick", action="store_true", help="CI scale: tiny model, 2 repetitions, small counts")
+    parser.add_argument("--only", default=",".join(SECTIONS), help=f"comma-separated subset of {SECTIONS}")
+    parser.add_argument("--repeat", type=int, help="interleaved repetitions per comparison (default 5; quick 2)")
+    parser.add_argument("--steps", type=int, default=20, help="steps on the tiny model")
+    parser.add_argument("--full-steps", type=int, default=4, help="steps on the full-size model (256 px)")
+    parser.add_argument("--full-modes", default="txt2img,img2img,inpaint",
+                        help="modes measured on the full-size model (each costs minutes on a CPU)")
+    parser.add_argument("--images", type=int, help="images per steady run (default 6; quick 3)")
+    parser.add_argument("--loop-images", type=int, help="txt2img runs per shell loop (default 5; quick 2)")
+    parser.add_argument("--grid-images", type=int, default=800)
+    parser.add_argument("--threads", default=os.environ.get("OMP_NUM_THREADS", "1"))
     parser.add_argument("--out", type=Path, default=Path("bench-out"))
     args = parser.parse_args()
+    args.repeat = args.repeat or (2 if args.quick else 5)
+    args.images = args.images or (3 if args.quick else 6)
+    args.loop_images = args.loop_images or (2 if args.quick else 5)
+    if args.quick:
+        args.grid_images = min(args.grid_images, 100)
+    only = [s for s in args.only.split(",") if s]
+    if bad := [s for s in only if s not in SECTIONS]:
+        sys.exit(f"bench: --only: unknown section(s) {bad}; choose from {SECTIONS}")
 
     from sdcli.models.tiny import build_tiny
 
-    work = args.out
-    shutil.rmtree(work / "runs", ignore_errors=True)
-    (work / "runs").mkdir(parents=True)
-    model = work / "tiny-sd1"
-    if not (model / "model_index.json").exists():
-        build_tiny(model)
-    prompts = [f"bench prompt {n}, a lighthouse at dusk, oil painting" for n in range(args.prompts)]
-    prompt_file = work / "prompts.txt"
-    prompt_file.write_text("\n".join(prompts) + "\n")
+    work = args.out.resolve()
+    for sub in ("startup", "steady", "server", "rss", "grid"):
+        shutil.rmtree(work / sub, ignore_errors=True)
+    work.mkdir(parents=True, exist_ok=True)
+    tiny = work / "tiny-sd1"
+    if not (tiny / "model_index.json").exists():
+        build_tiny(tiny)
+    models = {"tiny": (tiny, 64)}
+    if not args.quick and {"steady", "rss"} & set(only):
+        models["full-sd15"] = (build_full_sd15(work / "full-sd15"), 256)
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "HF_HUB_OFFLINE": "1",
-           "SDCLI_CACHE": str(work / "cache")}
-    common = ["-m", str(model), "--steps", str(args.steps), "-W", str(args.size), "-H", str(args.size)]
-    sdcli = [sys.executable, "-m", "sdcli"]
-    n = len(prompts)
-
-    # 1 and 3, alternating; the best of --repeat runs counts.
-    batch_runs, loop_runs = [], []
-    for r in range(args.repeat):
-        out = work / "runs" / f"batch{r}"
-        wall, _ = timed([*sdcli, "batch", str(prompt_file), *common, "--seed", "0", "-o", str(out)], env)
-        records = [json.loads(x) for x in (out / "manifest.jsonl").read_text().splitlines()[1:]]
-        batch_runs.append({"wall": wall, "steady": sum(x["seconds"] for x in records)})
-        out = work / "runs" / f"loop{r}"
-        out.mkdir()
-        wall, stdout = timed([sys.executable, "-c", LOOP, str(model), str(prompt_file), str(out),
-                              str(args.steps), str(args.size), "0"], env)
-        loop_runs.append({"wall": wall, "steady": sum(json.loads(stdout)["times"])})
-    # 2. One process per prompt.
-    start = time.perf_counter()
-    for i, prompt in enumerate(prompts):
-        timed([*sdcli, "txt2img", *common, "--seed", str(i), "-o", str(work / "runs" / "txt2img"), prompt], env)
-    separate = {"wall": time.perf_counter() - start, "steady": None}
-
-    best = {
-        "sdcli batch": min(batch_runs, key=lambda x: x["steady"]),
-        "separate sdcli txt2img": separate,
-        "hand-written diffusers loop": min(loop_runs, key=lambda x: x["steady"]),
+           "SDCLI_CACHE": str(work / "cache"), "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    runner = Runner(env, work)
+    results: dict[str, Any] = {
+        "settings": {"quick": args.quick, "repeat": args.repeat, "steps": args.steps, "full_steps": args.full_steps,
+                     "full_modes": args.full_modes, "images": args.images, "loop_images": args.loop_images,
+                     "threads": args.threads, "device": "cpu", "machine": platform.machine(),
+                     "cpus": os.cpu_count(), "python": platform.python_version(),
+                     "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())},
     }
-    loop = best["hand-written diffusers loop"]
-    rows = []
-    for name, run in best.items():
-        rows.append({
-            "path": name,
-            "wall_s": round(run["wall"], 3),
-            "wall_per_image_s": round(run["wall"] / n, 4),
-            "wall_ratio_vs_loop": round(run["wall"] / loop["wall"], 3),
-            "steady_per_image_s": None if run["steady"] is None else round(run["steady"] / n, 4),
-            "steady_ratio_vs_loop": None if run["steady"] is None else round(run["steady"] / loop["steady"], 3),
-        })
-    result = {
-        "settings": {"prompts": n, "steps": args.steps, "size": args.size, "repeat": args.repeat,
-                     "threads": args.threads, "sampler": "DPM++ 2M Karras", "device": "cpu"},
-        "rows": rows,
-        "runs": {"batch": batch_runs, "loop": loop_runs},
-        "target": "sdcli batch steady per-image time within 1.05x of the hand-written loop",
-        "target_met": rows[0]["steady_ratio_vs_loop"] <= 1.05,
-    }
-    (work / "bench.json").write_text(json.dumps(result, indent=2) + "\n")
-
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table("path", "wall s", "wall/image s", "x loop (wall)", "steady/image s", "x loop (steady)",
-                  title=f"{n} prompts, {args.steps} steps, {args.size}px, {args.threads} thread(s)")
-    for row in rows:
-        table.add_row(row["path"], f"{row['wall_s']:.2f}", f"{row['wall_per_image_s']:.3f}",
-                      f"{row['wall_ratio_vs_loop']:.2f}",
-                      "-" if row["steady_per_image_s"] is None else f"{row['steady_per_image_s']:.4f}",
-                      "-" if row["steady_ratio_vs_loop"] is None else f"{row['steady_ratio_vs_loop']:.3f}")
-    console = Console(width=130)
-    console.print(table)
-    console.print(f"target (batch steady <= 1.05x loop): {'met' if result['target_met'] else 'NOT met'}; "
-                  f"JSON: {work / 'bench.json'}")
+    steps = {"startup": lambda: startup(runner, work, tiny, args),
+             "steady": lambda: steady(runner, work, models, args),
+             "server": lambda: server(runner, work, tiny, args),
+             "rss": lambda: rss(runner, work, models, args),
+             "grid": lambda: grid(runner, work, args)}
+    for name in only:
+        print(f"bench: {name} ...", file=sys.stderr)
+        results[name] = steps[name]()
+        (work / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    shutil.copy(work / "results.json", Path(__file__).resolve().parent / "results.json")
+    print(json.dumps(results, indent=2))
 
 
 if __name__ == "__main__":

@@ -57,6 +57,7 @@ class BatchOptions:
     resume: bool = False
     assets: AssetOptions = field(default_factory=AssetOptions)
     record: dict[str, Any] = field(default_factory=dict)  # the options, kept in the manifest for --resume
+    group: int = 8  # most images one pipeline call may batch together (1 = never group)
 
 
 @dataclass
@@ -262,6 +263,8 @@ def run_batch(options: BatchOptions, reporter: BatchReporter,
 
     # 1. Everything that can be checked without loading a model.
     validate_runtime(options.runtime)
+    if not 1 <= options.group <= 64:
+        raise UsageError(f"--group: {options.group} is out of range; use 1 (never group) to 64")
     options.output.check()
     lines = parse_file(options.file, options.fmt, options.defaults, options.model)
     models = resolve_models(lines, options)
@@ -271,7 +274,7 @@ def run_batch(options: BatchOptions, reporter: BatchReporter,
 
         resolve_refiner(options.defaults.refiner, options.runtime.offline, options.assets.library())
     base_seed = resolve_base_seed(options.seed, lines)
-    plan = detect_runtime(options.runtime)
+    plan = detect_runtime(options.runtime, _largest_job(lines, options.group))
     shard = current_shard(plan.device)
     if shard.count > 1 and plan.device == "cuda":
         plan = replace(plan, device=shard.device)  # cuda:N, one GPU per process
@@ -282,6 +285,7 @@ def run_batch(options: BatchOptions, reporter: BatchReporter,
     if "error" in header:
         raise UsageError(header["error"])
     units = [u for u in plan_units(lines, header["base_seed"]) if u.number % shard.count == shard.index]
+    units = group_units(units, options.group)
     done = manifest.done_items(manifest.load(folder)[1]) if options.resume else {}
     stats = BatchStats(total=sum(u.request.batch_size for u in units), folder=folder, process=shard.index)
     stats.skipped = sum(1 for u in units for i in u.items if i in done)
@@ -315,6 +319,49 @@ def run_batch(options: BatchOptions, reporter: BatchReporter,
             skipped=sum(e["skipped"] for e in ends), failed=sum(e["failed"] for e in ends),
             seconds=time.monotonic() - started, interrupted=any(e["interrupted"] for e in ends), folder=folder)
     return stats
+
+
+def group_units(units: list[BatchUnit], limit: int) -> list[BatchUnit]:
+    """Merge consecutive units into one batched pipeline call where pixels stay the same.
+
+    Units merge when they come from the same line and model, and the next one's items and
+    seeds (and variation seeds) continue the previous one's: a line's --count batches then
+    run as one batch of up to `limit` images. Image i still gets its own CPU generator
+    seeded seed + i, so each image equals the ungrouped one within the batch-size
+    invariance rule (no pixel moves by more than one level; tests/batch). Lines with
+    different prompts are not merged: core.generate.run batches one prompt per call.
+    """
+    grouped: list[BatchUnit] = []
+    for unit in units:
+        last = grouped[-1] if grouped else None
+        if last is not None and _continues(last, unit) and \
+                last.request.batch_size + unit.request.batch_size <= limit:
+            size = last.request.batch_size + unit.request.batch_size
+            grouped[-1] = replace(last, request=replace(last.request, batch_size=size))
+        else:
+            grouped.append(unit)
+    return grouped
+
+
+def _continues(last: BatchUnit, unit: BatchUnit) -> bool:
+    """Whether `unit` is `last` with the next items and seeds (everything else equal)."""
+    a, b, size = last.request, unit.request, last.request.batch_size
+    if (last.line, last.model) != (unit.line, unit.model) or unit.first != last.first + size:
+        return False
+    if b.seed != a.seed + size or (a.subseed_strength and b.subseed != a.subseed + size):
+        return False
+    return replace(a, seed=b.seed, subseed=b.subseed, batch_size=b.batch_size) == b
+
+
+def _largest_job(lines: list[BatchLine], group: int) -> Any:
+    """The largest image and batch (grouping included) of the file, for the runtime plan's memory decisions."""
+    from sdcli.models.runtime import JobSize
+
+    sizes = [(line.request.width, line.request.height) for line in lines]
+    width = None if any(w is None for w, _ in sizes) else max((w for w, _ in sizes), default=None)
+    height = None if any(h is None for _, h in sizes) else max((h for _, h in sizes), default=None)
+    batch = max((max(line.request.batch_size, min(group, line.request.total_images)) for line in lines), default=1)
+    return JobSize(width, height, batch)
 
 
 def _open_run(options: BatchOptions, lines: list[BatchLine], base_seed: int, folder: Path,

@@ -34,6 +34,8 @@ BatchOutput = Annotated[Path | None, typer.Option("--output", "-o", show_default
                                                   help="Output folder (default: outputs/<prompt file name>).")]
 Resume = Annotated[bool, typer.Option("--resume", help="Continue the batch in --output: skip items done per its "
                                       "manifest and files on disk.", rich_help_panel=o.OUT)]
+Group = Annotated[int, typer.Option("--group", help="Run up to this many images of a line's --count batches as one "
+                                    "batched pipeline call (same pixels; 1 = never).", rich_help_panel=o.GEN)]
 Grid = Annotated[bool, typer.Option("--grid", help="Also write grid.png, a labelled contact sheet.",
                                     rich_help_panel=o.OUT)]
 
@@ -43,7 +45,7 @@ RECORDED = ("file", "fmt", "model", "name", "image_format", "quality", "seed", "
             "xformers")
 
 
-@o.shared_options(exclude=("prompt", "prompt_opt", "output"))
+@o.shared_options(exclude=("prompt", "prompt_opt", "output", "server"))
 def batch(
     ctx: typer.Context,
     file: Annotated[Path | None, typer.Argument(help="Prompt file; - reads it from stdin (optional with --resume: "
@@ -52,6 +54,7 @@ def batch(
     output: BatchOutput = None,
     resume: Resume = False,
     grid: Grid = False,
+    group: Group = 8,
     **flags: Any,
 ) -> None:
     from sdcli.batch.manifest import resume_options
@@ -80,7 +83,7 @@ def batch(
     defaults = GenerationRequest(prompt="", **{k: values[k] for k in REQUEST_FLAGS if k != "seed"})
     options = BatchOptions(
         file=Path(values["file"]), fmt=values["fmt"], defaults=defaults, seed=values["seed"], model=values["model"],
-        runtime=runtime_options(values), resume=resume,
+        runtime=runtime_options(values), resume=resume, group=group,
         output=OutputOptions(folder, values["name"], values["image_format"], values["quality"]),
         record={k: current[k] for k in (*REQUEST_FLAGS, *RECORDED)}, assets=asset_options(flags),
     )

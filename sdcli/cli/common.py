@@ -9,16 +9,16 @@ REQUEST_FLAGS = ("negative_prompt", "steps", "cfg_scale", "seed", "subseed", "su
                  "batch_size", "count", "sampler", "schedule", "clip_skip", "prediction_type", "refiner",
                  "refiner_switch")
 # Flags passed through to run_and_report.
-TAIL_FLAGS = ("offline", "device", "dtype", "attention_slicing", "xformers", "output", "name", "json_out", "quiet",
-              "image_format", "quality")
-RUNTIME_FLAGS = ("device", "dtype", "attention_slicing", "xformers", "offline")
+RUNTIME_FLAGS = ("device", "dtype", "attention_slicing", "xformers", "offline", "vae_tiling", "cpu_offload",
+                 "compile", "channels_last", "tf32", "fuse_qkv")
+TAIL_FLAGS = (*RUNTIME_FLAGS, "server", "output", "name", "json_out", "quiet", "image_format", "quality")
 
 
 def runtime_options(flags: dict[str, Any]) -> Any:
-    """RuntimeOptions from a command's device/precision flags."""
+    """RuntimeOptions from a command's device/precision flags (flags a command lacks keep their defaults)."""
     from sdcli.models.runtime import RuntimeOptions
 
-    return RuntimeOptions(**{name: flags[name] for name in RUNTIME_FLAGS})
+    return RuntimeOptions(**{name: flags[name] for name in RUNTIME_FLAGS if name in flags})
 
 
 def asset_options(flags: dict[str, Any], recorded: dict[str, str] | None = None) -> Any:
@@ -67,16 +67,21 @@ def read_stdin(what: str) -> str:
     return text.removesuffix("\n").removesuffix("\r")
 
 
-def run_and_report(request: Any, model: str | None, *, offline: bool, device: str, dtype: str,
-                   attention_slicing: str, xformers: bool, output: Any, name: str, json_out: bool,
-                   quiet: bool = False, image_format: str = "png", quality: int = 90, assets: Any = None) -> None:
-    """The shared tail of every generating command: runtime flags -> run_job -> printed records."""
+def run_and_report(request: Any, model: str | None, *, output: Any, name: str, json_out: bool,
+                   server: str | None = None, quiet: bool = False, image_format: str = "png", quality: int = 90,
+                   assets: Any = None, **runtime_flags: Any) -> None:
+    """The shared tail of every generating command: runtime flags -> run_job (here or on --server) -> records."""
     from sdcli.cli.ui import CliReporter, set_quiet
     from sdcli.core.job import OutputOptions, run_job
 
     set_quiet(quiet)
-    runtime = runtime_options(locals())
+    runtime = runtime_options(runtime_flags)
+    out = OutputOptions(output, name, image_format, quality)
     with CliReporter(as_json=json_out) as reporter:
-        records = run_job(request, runtime, model, OutputOptions(output, name, image_format, quality), reporter,
-                          assets=assets)
+        if server:  # the server's loaded model runs the job; no torch in this process
+            from sdcli.server.client import run_remote_job
+
+            records = run_remote_job(server, request, runtime, model, out, reporter, assets)
+        else:
+            records = run_job(request, runtime, model, out, reporter, assets=assets)
     reporter.summary(records)

@@ -61,8 +61,24 @@ Offline = Annotated[bool, typer.Option("--offline", help="Never use the network 
 Device = Annotated[str, typer.Option("--device", help="auto, cpu, cuda or mps.", rich_help_panel=MODEL)]
 Dtype = Annotated[str, typer.Option("--dtype", help="auto (fp16 on CUDA, fp32 on CPU), fp16, bf16 or fp32.",
                                     rich_help_panel=MODEL)]
-Slicing = Annotated[str, typer.Option("--attention-slicing", help="auto (on for CUDA), on or off.",
-                                      rich_help_panel=MODEL)]
+Slicing = Annotated[str, typer.Option("--attention-slicing", help="auto (only where attention would not fit: "
+                                      "never with SDPA on CUDA/CPU), on or off.", rich_help_panel=MODEL)]
+VaeTiling = Annotated[str, typer.Option("--vae-tiling", help="Decode in tiles: auto (only when one image's "
+                                        "decode would not fit in free memory), on or off.", rich_help_panel=MODEL)]
+CpuOffload = Annotated[str, typer.Option("--cpu-offload", help="CUDA: keep weights in CPU memory; model (whole "
+                                         "models moved in turn) or sequential (layer by layer, least VRAM, slowest).",
+                                         rich_help_panel=MODEL)]
+Compile = Annotated[bool, typer.Option("--compile", help="CUDA: torch.compile the UNet and VAE decoder (slow first "
+                                       "image, faster after).", rich_help_panel=MODEL)]
+ChannelsLast = Annotated[bool, typer.Option("--channels-last", help="channels_last memory layout for UNet and VAE.",
+                                            rich_help_panel=MODEL)]
+Tf32 = Annotated[bool, typer.Option("--tf32", help="CUDA: allow TF32 matmuls (fp32/bf16 runs on Ampere or newer).",
+                                    rich_help_panel=MODEL)]
+FuseQkv = Annotated[bool, typer.Option("--fuse-qkv", help="Fuse attention Q/K/V projections (diffusers, "
+                                       "experimental).", rich_help_panel=MODEL)]
+Server = Annotated[str | None, typer.Option("--server", envvar="SDCLI_SERVER", show_default=False,
+                                            rich_help_panel=MODEL, help="Send the job to a running `sdcli serve` "
+                                            "at this URL (no local model load); also SDCLI_SERVER.")]
 Xformers = Annotated[bool, typer.Option("--xformers", help="Use xformers attention (needs the [xformers] extra); "
                                         "default is PyTorch SDPA.", rich_help_panel=MODEL)]
 Output = Annotated[Path, typer.Option("--output", "-o", help="Output folder.", rich_help_panel=OUT)]
@@ -150,6 +166,13 @@ def _shared(
     dtype: Dtype = "auto",
     attention_slicing: Slicing = "auto",
     xformers: Xformers = False,
+    vae_tiling: VaeTiling = "auto",
+    cpu_offload: CpuOffload = "none",
+    compile: Compile = False,
+    channels_last: ChannelsLast = False,
+    tf32: Tf32 = False,
+    fuse_qkv: FuseQkv = False,
+    server: Server = None,
     output: Output = DEFAULTS["output"],
     name: Name = "[num]-[seed]",
     image_format: ImageFormat = "png",

@@ -60,7 +60,10 @@ class PromptEncoder:
     """Encodes prompt/negative pairs for one pipeline and CLIP skip setting."""
 
     def __init__(self, pipe: Any, clip_skip: int = 1):
-        from compel import EmbeddingsProvider, ReturnedEmbeddingsType
+        from sdcli.models.libraries import compel_embeddings
+
+        compel = compel_embeddings()  # not `from compel import`: see compel_embeddings
+        EmbeddingsProvider, ReturnedEmbeddingsType = compel.EmbeddingsProvider, compel.ReturnedEmbeddingsType
 
         encoder = pipe.text_encoder if clip_skip == 1 else ClipSkipEncoder(pipe.text_encoder, clip_skip)
         self.device = pipe.text_encoder.device

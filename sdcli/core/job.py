@@ -81,7 +81,7 @@ def run_job(request: GenerationRequest, runtime: RuntimeOptions, model_spec: str
     from sdcli.core.generate import run
     from sdcli.core.images import prepare
     from sdcli.models import loader, resolve
-    from sdcli.models.runtime import detect_runtime
+    from sdcli.models.runtime import JobSize, detect_runtime
 
     # 1. Everything that can be checked without a model.
     choice = validate(request)
@@ -106,7 +106,8 @@ def run_job(request: GenerationRequest, runtime: RuntimeOptions, model_spec: str
         loader.check_refiner(model, refiner_ref)
     if model.is_demo:
         reporter.note(DEMO_NOTE)
-    plan = detect_runtime(runtime)
+    plan = detect_runtime(runtime, JobSize(*(inputs.size if inputs else (request.width, request.height)),
+                                           request.batch_size))
     if pipe is None:
         with stage(reporter, f"loading model {model.name}"):
             pipe = loader.load_pipeline(model, plan)

@@ -29,7 +29,6 @@ def load_pipeline(model: ModelRef, plan: RuntimePlan) -> Any:
     else:
         pipe = _load_folder(model, dtype)
     pipe.set_progress_bar_config(disable=True)
-    pipe.to(plan.device)
     apply_memory_options(pipe, plan)
     if model.kind == "single-file":
         settle_prediction(pipe)  # SD 2.x eps or v, when the file does not say
@@ -44,6 +43,8 @@ def _load_folder(model: ModelRef, dtype: Any) -> Any:
     detected = detect_folder(model.path)
     mode = "txt2img" if "txt2img" in detected.family.pipelines else "img2img"
     extra = {} if detected.family.is_xl else {"safety_checker": None, "requires_safety_checker": False}
+    if (scheduler := _load_scheduler(model.path)) is not None:
+        extra["scheduler"] = scheduler
     try:
         pipe = getattr(diffusers, pipeline_class(detected, mode)).from_pretrained(
             model.path, dtype=dtype, use_safetensors=True, local_files_only=True, **extra)
@@ -113,12 +114,10 @@ def pipeline_for(pipe: Any, mode: str) -> Any:
 
 
 def apply_memory_options(pipe: Any, plan: RuntimePlan) -> None:
-    """Attention backend and slicing; VAE decodes one image at a time (batch-independent pixels)."""
-    if plan.attention == "xformers":
-        pipe.enable_xformers_memory_efficient_attention()
-    if plan.attention_slicing:
-        pipe.enable_attention_slicing()
-    pipe.vae.enable_slicing()
+    """Placement, attention backend, memory options and compilation: runtime.apply_plan (one owner)."""
+    from sdcli.models.runtime import apply_plan
+
+    apply_plan(pipe, plan)
 
 
 PREDICTION_TYPES = {"eps": "epsilon", "v": "v_prediction"}  # --prediction-type -> diffusers' name
@@ -132,9 +131,37 @@ def set_sampler(pipe: Any, choice: SamplerChoice, prediction_type: str | None = 
     import diffusers
 
     base = getattr(pipe, "sdcli_base_scheduler", pipe.scheduler)
-    cls = getattr(diffusers, choice.sampler.scheduler)
     override = {"prediction_type": PREDICTION_TYPES[prediction_type]} if prediction_type else {}
     try:
-        pipe.scheduler = cls.from_config(base.config, **choice.scheduler_config, **override)
+        cls = getattr(diffusers, choice.sampler.scheduler)
+        pipe.scheduler = build_scheduler(cls, dict(base.config), {**choice.scheduler_config, **override})
     except ImportError as exc:  # e.g. DPM++ SDE needs torchsde
         raise RuntimeFailure(f"--sampler {choice.sampler.name}: {exc}") from None
+
+
+def build_scheduler(cls: Any, config: dict[str, Any], overrides: dict[str, Any]) -> Any:
+    """What `cls.from_config(config, **overrides)` builds, without its side trip through every
+    "compatible" scheduler class: that imports them all, and with them optional samplers'
+    dependencies (torchsde, scipy) that only DPM++ SDE and LMS need."""
+    import inspect
+
+    defaults = set(config.get("_use_default_values", []))  # keys from_config leaves at the class default
+    params = set(inspect.signature(cls.__init__).parameters) - {"self", "kwargs"} - set(cls.ignore_for_config)
+    values = {k: v for k, v in config.items() if k in params and k not in defaults}
+    values.update({k: v for k, v in overrides.items() if k in params})
+    return cls(**values)
+
+
+def _load_scheduler(folder: Any) -> Any:
+    """The model's own scheduler, built by build_scheduler (see there); None lets diffusers load it."""
+    import json
+    from pathlib import Path
+
+    import diffusers
+
+    path = Path(folder) / "scheduler" / "scheduler_config.json"
+    try:
+        config = json.loads(path.read_text())
+        return build_scheduler(getattr(diffusers, config["_class_name"]), config, {})
+    except (OSError, ValueError, KeyError, AttributeError, TypeError):
+        return None

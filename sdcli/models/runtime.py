@@ -1,53 +1,125 @@
-"""Runtime options (device, precision, memory) and the plan they resolve to.
+"""Runtime options (device, precision, attention, memory, speed-ups) and the plan they resolve to.
 
-`plan_runtime` is pure so the GPU decisions are tested on a CPU machine.
+`plan_runtime` and `fit_memory` are pure so every GPU decision is tested on a CPU
+machine; `apply_plan` (torch inside) carries a plan out on a loaded pipeline.
+
+The memory rule (`fit_memory`, README "Runtime flags"): attention slicing and VAE
+tiling are used only where the job would not fit otherwise.
+- Attention slicing, auto: off wherever attention runs on a memory-efficient kernel
+  (PyTorch SDPA on CUDA and CPU, xformers): those never hold the full score matrix, so
+  slicing (which swaps in a processor that does) is slower and saves nothing. On MPS,
+  whose attention holds the scores, on when one image pair's score matrices
+  (2 x heads x L^2 values, L = latent pixels) would take more than half the free memory.
+- VAE tiling, auto: on when decoding one image (the VAE decodes one image at a time,
+  always) is estimated to need more than 80% of the memory free once the weights are
+  loaded (estimate: 128 channels x 12 live tensors per output pixel, fp32 values when
+  the VAE upcasts, as SDXL's does).
+- Free memory: CUDA's free device memory, MPS's recommended working set less what
+  it holds, CPU's MemAvailable; unknown free memory decides "off".
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Any
 
 from sdcli.errors import UsageError
 
 
 @dataclass(frozen=True)
 class RuntimeOptions:
-    """How to run: device, precision and memory options (all 'auto'-able)."""
+    """How to run: device, precision, attention, memory and compilation (see README "Runtime flags")."""
 
     device: str = "auto"
     dtype: str = "auto"
     attention_slicing: str = "auto"
     xformers: bool = False
     offline: bool = False
+    vae_tiling: str = "auto"
+    cpu_offload: str = "none"
+    compile: bool = False
+    channels_last: bool = False
+    tf32: bool = False
+    fuse_qkv: bool = False
 
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 DTYPES = ("auto", "fp16", "bf16", "fp32")
 SWITCHES = ("auto", "on", "off")
+OFFLOADS = ("none", "model", "sequential")
+
 
 def validate_runtime(options: RuntimeOptions) -> None:
-    """Check the device/precision flags (their availability is checked by the loader)."""
+    """Check the flags' values (what this machine can do is checked by plan_runtime)."""
     for flag, value, allowed in (
         ("--device", options.device, DEVICES),
         ("--dtype", options.dtype, DTYPES),
         ("--attention-slicing", options.attention_slicing, SWITCHES),
+        ("--vae-tiling", options.vae_tiling, SWITCHES),
+        ("--cpu-offload", options.cpu_offload, OFFLOADS),
     ):
         if value not in allowed:
             raise UsageError(f"{flag}: unknown value {value!r}; choose from {', '.join(allowed)}")
+    _check_combinations(options)
+
+
+def _check_combinations(options: RuntimeOptions) -> None:
+    """Options that would silently undo each other are refused instead."""
+    if options.xformers and options.attention_slicing == "on":
+        raise UsageError("--attention-slicing on: both it and --xformers replace the attention processor, and "
+                         "the last one set would silently win; choose one")
+    if options.fuse_qkv and (options.xformers or options.attention_slicing == "on"):
+        other = "--xformers" if options.xformers else "--attention-slicing on"
+        raise UsageError(f"--fuse-qkv: it installs its own fused SDPA attention processor, which {other} "
+                         "would replace; choose one")
+    if options.compile and options.cpu_offload == "sequential":
+        raise UsageError("--compile: sequential CPU offload moves every layer's weights in and out per call, "
+                         "which torch.compile cannot trace; use --cpu-offload model or drop --compile")
+
+
+@dataclass(frozen=True)
+class JobSize:
+    """The largest image a plan must fit: width/height None = the model's native size."""
+
+    width: int | None = None
+    height: int | None = None
+    batch: int = 1
 
 
 @dataclass(frozen=True)
 class RuntimePlan:
-    """Concrete device, dtype and memory choices."""
+    """Concrete device, dtype, attention and speed-ups; `attention_slicing`/`vae_tiling` may
+    stay "auto" until fit_memory() sees the loaded weights and the free memory."""
 
     device: str
     dtype: str
-    attention_slicing: bool
+    attention_slicing: bool | str
     attention: str  # "sdpa" or "xformers"
+    vae_tiling: bool | str = False
+    cpu_offload: str = "none"
+    compile: bool = False
+    channels_last: bool = False
+    tf32: bool = False
+    fuse_qkv: bool = False
+    job: JobSize = JobSize()
 
 
-def plan_runtime(options: RuntimeOptions, *, cuda: bool, mps: bool, xformers: bool) -> RuntimePlan:
-    """Resolve 'auto' choices: fp16 + attention slicing on CUDA, fp32 elsewhere; SDPA unless --xformers."""
+GPU_ONLY = {  # option -> why it is refused off CUDA
+    "compile": ("--compile", "torch.compile is offered for CUDA only: on {device} it compiles for minutes and "
+                             "runs no faster"),
+    "tf32": ("--tf32", "TF32 is a matmul mode of NVIDIA (Ampere or newer) GPUs; {device} has none"),
+}
+
+
+def plan_runtime(options: RuntimeOptions, *, cuda: bool, mps: bool, xformers: bool,
+                 job: JobSize | None = None) -> RuntimePlan:
+    """Resolve 'auto' choices for this machine: fp16 + SDPA on CUDA, fp32 elsewhere.
+
+    Attention slicing and VAE tiling stay "auto" on every device until fit_memory()
+    decides them from the free memory (off on CPU and on CUDA with SDPA in practice).
+    Raises UsageError naming the flag for what this machine cannot do.
+    """
+    validate_runtime(options)
     device = options.device
     if device == "auto":
         device = "cuda" if cuda else "mps" if mps else "cpu"
@@ -60,15 +132,77 @@ def plan_runtime(options: RuntimeOptions, *, cuda: bool, mps: bool, xformers: bo
         dtype = "fp16" if device == "cuda" else "fp32"
     elif dtype == "fp16" and device == "cpu":
         raise UsageError("--dtype: fp16 is not supported on CPU; use fp32 or bf16")
-    slicing = {"on": True, "off": False}.get(options.attention_slicing, device == "cuda")
     if options.xformers and not xformers:
         raise UsageError("--xformers: xformers is not installed (pip install 'sdcli[xformers]')")
     if options.xformers and device != "cuda":
         raise UsageError(f"--xformers: xformers needs --device cuda, not {device}")
-    return RuntimePlan(device, dtype, slicing, "xformers" if options.xformers else "sdpa")
+    if options.cpu_offload != "none" and device != "cuda":
+        raise UsageError(f"--cpu-offload: it moves weights between a CUDA GPU and CPU memory; on {device} "
+                         "everything already lives in one memory")
+    for name, (flag, why) in GPU_ONLY.items():
+        if getattr(options, name) and device != "cuda":
+            raise UsageError(f"{flag}: {why.format(device=device)}")
+    switch = {"on": True, "off": False}
+    return RuntimePlan(
+        device=device, dtype=dtype,
+        attention_slicing=switch.get(options.attention_slicing, "auto"),
+        attention="xformers" if options.xformers else "sdpa",
+        vae_tiling=switch.get(options.vae_tiling, "auto"),
+        cpu_offload=options.cpu_offload, compile=options.compile, channels_last=options.channels_last,
+        tf32=options.tf32, fuse_qkv=options.fuse_qkv, job=job or JobSize(),
+    )
 
 
-def detect_runtime(options: RuntimeOptions) -> RuntimePlan:
+# Memory estimates behind fit_memory (conservative, per image; see the module docstring).
+VAE_LIVE_VALUES_PER_PIXEL = 128 * 12
+ATTENTION_HEADS = 8
+
+
+def vae_decode_bytes(width: int, height: int, value_bytes: int) -> int:
+    """Estimated peak working memory of decoding one width x height image."""
+    return width * height * VAE_LIVE_VALUES_PER_PIXEL * value_bytes
+
+
+def score_matrix_bytes(width: int, height: int, batch: int, value_bytes: int, scale: int = 8) -> int:
+    """Memory of the full self-attention score matrices of one UNet call (CFG doubles the batch)."""
+    latent = (width // scale) * (height // scale)
+    return 2 * batch * ATTENTION_HEADS * latent * latent * value_bytes
+
+
+@dataclass(frozen=True)
+class Fit:
+    """fit_memory's decisions and the reason for each 'auto' one."""
+
+    attention_slicing: bool
+    vae_tiling: bool
+    reasons: tuple[str, ...] = ()
+
+
+def fit_memory(plan: RuntimePlan, *, width: int, height: int, free_bytes: int | None,
+               vae_upcast: bool = False) -> Fit:
+    """Decide 'auto' attention slicing and VAE tiling for a width x height job (module docstring's rule).
+
+    `vae_upcast`: the VAE decodes in fp32 whatever the dtype (SDXL's VAE config asks for it).
+    """
+    value_bytes = 4 if plan.dtype == "fp32" else 2
+    reasons = []
+    slicing = plan.attention_slicing
+    if slicing == "auto":
+        need = score_matrix_bytes(width, height, plan.job.batch, value_bytes)
+        slicing = plan.device == "mps" and free_bytes is not None and need > free_bytes // 2
+        if slicing:
+            reasons.append(f"attention slicing on: score matrices ~{need >> 20} MiB > half of {free_bytes >> 20} "
+                           "MiB free")
+    tiling = plan.vae_tiling
+    if tiling == "auto":
+        need = vae_decode_bytes(width, height, 4 if vae_upcast else value_bytes)
+        tiling = free_bytes is not None and need > free_bytes * 0.8
+        if tiling:
+            reasons.append(f"VAE tiling on: decoding ~{need >> 20} MiB > 80% of {free_bytes >> 20} MiB free")
+    return Fit(bool(slicing), bool(tiling), tuple(reasons))
+
+
+def detect_runtime(options: RuntimeOptions, job: JobSize | None = None) -> RuntimePlan:
     """plan_runtime() with what this machine has."""
     import importlib.util
 
@@ -79,7 +213,77 @@ def detect_runtime(options: RuntimeOptions) -> RuntimePlan:
         cuda=torch.cuda.is_available(),
         mps=bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()),
         xformers=importlib.util.find_spec("xformers") is not None,
+        job=job,
     )
 
 
 TORCH_DTYPES = {"fp16": "float16", "bf16": "bfloat16", "fp32": "float32"}
+
+
+def free_memory(device: str) -> int | None:
+    """Bytes free for working memory on `device` now, or None when unknown."""
+    import torch
+
+    if device.startswith("cuda"):
+        return int(torch.cuda.mem_get_info(torch.device(device))[0])
+    if device == "mps":
+        return int(torch.mps.recommended_max_memory() - torch.mps.driver_allocated_memory())
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def apply_plan(pipe: Any, plan: RuntimePlan) -> Fit:
+    """Carry out `plan` on a freshly loaded pipeline (on CPU); return the memory decisions taken.
+
+    Order matters: placement first (offload hooks or .to), then memory layout, then the
+    one attention processor (fused QKV, xformers or slicing: the planner allows one),
+    then VAE slicing/tiling, compilation last (it traces what the steps above set up).
+    """
+    import torch
+
+    # 1. Matmul precision and placement.
+    if plan.tf32:
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    if plan.cpu_offload == "model":
+        pipe.enable_model_cpu_offload(device=plan.device)
+    elif plan.cpu_offload == "sequential":
+        pipe.enable_sequential_cpu_offload(device=plan.device)
+    else:
+        pipe.to(plan.device)
+    if plan.channels_last:
+        pipe.unet.to(memory_format=torch.channels_last)
+        pipe.vae.to(memory_format=torch.channels_last)
+
+    # 2. Memory decisions for the job's size, with the weights in place.
+    native = int(pipe.unet.config.sample_size * pipe.vae_scale_factor)
+    fit = fit_memory(plan, width=plan.job.width or native, height=plan.job.height or native,
+                     free_bytes=free_memory(plan.device),
+                     vae_upcast=bool(getattr(pipe.vae.config, "force_upcast", False)))
+
+    # 3. Exactly one attention processor.
+    if plan.fuse_qkv:
+        pipe.fuse_qkv_projections()
+    elif plan.attention == "xformers":
+        pipe.enable_xformers_memory_efficient_attention()
+    elif fit.attention_slicing:
+        pipe.enable_attention_slicing()
+
+    # 4. The VAE decodes one image at a time, always: pixels independent of the batch size.
+    pipe.vae.enable_slicing()
+    if fit.vae_tiling:
+        pipe.vae.enable_tiling()
+
+    # 5. Compilation (CUDA only, see plan_runtime): the UNet, and the VAE decoder, whose
+    #    convolutions at full resolution are the other large cost of an image.
+    if plan.compile:
+        pipe.unet.compile(fullgraph=False)
+        pipe.vae.decoder.compile(fullgraph=False)
+    pipe.sdcli_runtime = replace(plan, attention_slicing=fit.attention_slicing, vae_tiling=fit.vae_tiling)
+    return fit

@@ -4,9 +4,8 @@ import shutil
 
 import pytest
 
-from sdcli.errors import ModelError, UsageError
+from sdcli.errors import ModelError
 from sdcli.models.resolve import check_model_folder, model_hash, resolve_model
-from sdcli.models.runtime import RuntimeOptions, plan_runtime
 
 
 def copy_model(src, dst):
@@ -94,35 +93,6 @@ def test_model_hash_follows_the_documented_rule(tmp_path, tiny_model):
     cfg = model / "unet" / "config.json"
     cfg.write_text(json.dumps({**json.loads(cfg.read_text()), "note": 1}))
     assert model_hash(model) != model_hash(tiny_model)
-
-
-@pytest.mark.parametrize("opts, machine, expected", [
-    (RuntimeOptions(), dict(cuda=True, mps=False, xformers=False), ("cuda", "fp16", True, "sdpa")),
-    (RuntimeOptions(), dict(cuda=False, mps=False, xformers=False), ("cpu", "fp32", False, "sdpa")),
-    (RuntimeOptions(), dict(cuda=False, mps=True, xformers=False), ("mps", "fp32", False, "sdpa")),
-    (RuntimeOptions(dtype="bf16", attention_slicing="off"), dict(cuda=True, mps=False, xformers=True),
-     ("cuda", "bf16", False, "sdpa")),
-    (RuntimeOptions(xformers=True), dict(cuda=True, mps=False, xformers=True), ("cuda", "fp16", True, "xformers")),
-    (RuntimeOptions(device="cpu", attention_slicing="on"), dict(cuda=True, mps=False, xformers=False),
-     ("cpu", "fp32", True, "sdpa")),
-])
-def test_runtime_plan(opts, machine, expected):
-    plan = plan_runtime(opts, **machine)
-    assert (plan.device, plan.dtype, plan.attention_slicing, plan.attention) == expected
-
-
-CPU_ONLY = dict(cuda=False, mps=False, xformers=False)
-
-
-@pytest.mark.parametrize("opts, machine, message", [
-    (RuntimeOptions(device="cuda"), CPU_ONLY, "--device: cuda"),
-    (RuntimeOptions(dtype="fp16"), CPU_ONLY, "--dtype: fp16 is not supported on CPU"),
-    (RuntimeOptions(xformers=True), {**CPU_ONLY, "cuda": True}, "--xformers: xformers is not installed"),
-    (RuntimeOptions(xformers=True), {**CPU_ONLY, "xformers": True}, "--xformers: xformers needs --device cuda"),
-])
-def test_runtime_plan_refusals(opts, machine, message):
-    with pytest.raises(UsageError, match=message):
-        plan_runtime(opts, **machine)
 
 
 def test_hf_hub_offline_env_is_honoured(monkeypatch):

@@ -1,0 +1,98 @@
+"""The hand-written diffusers code sdcli is measured against, and the bench's inputs."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+# The minimal script a diffusers user writes for one image (same scheduler as sdcli's default).
+MINIMAL = r"""
+import sys
+import torch
+from diffusers import DPMSolverMultistepScheduler, StableDiffusionPipeline
+model, prompt, steps, size, out = sys.argv[1:6]
+pipe = StableDiffusionPipeline.from_pretrained(model, safety_checker=None, requires_safety_checker=False)
+pipe.scheduler = DPMSolverMultistepScheduler.from_config(pipe.scheduler.config, use_karras_sigmas=True)
+image = pipe(prompt, num_inference_steps=int(steps), width=int(size), height=int(size),
+             generator=torch.Generator("cpu").manual_seed(1)).images[0]
+image.save(out)
+"""
+
+# A hand-written loop over N prompts in one process, per mode; prints each image's seconds.
+LOOP = r"""
+import json, sys, time
+import torch
+from PIL import Image
+import diffusers
+mode, model, n, out, steps, size, image_path, mask_path, prompt = sys.argv[1:10]
+cls = {"txt2img": "StableDiffusionPipeline", "img2img": "StableDiffusionImg2ImgPipeline",
+       "inpaint": "StableDiffusionInpaintPipeline"}[mode]
+pipe = getattr(diffusers, cls).from_pretrained(model, safety_checker=None, requires_safety_checker=False,
+                                               use_safetensors=True, local_files_only=True)
+pipe.scheduler = diffusers.DPMSolverMultistepScheduler.from_config(pipe.scheduler.config, use_karras_sigmas=True)
+pipe.set_progress_bar_config(disable=True)
+extra = {"width": int(size), "height": int(size)}
+if mode != "txt2img":
+    extra = {"image": Image.open(image_path).convert("RGB"), "strength": 0.75}
+if mode == "inpaint":
+    extra.update(mask_image=Image.open(mask_path).convert("L"), width=int(size), height=int(size))
+times = []
+for i in range(int(n)):
+    start = time.perf_counter()
+    image = pipe(f"{prompt} {i}", num_inference_steps=int(steps), guidance_scale=7.0,
+                 generator=torch.Generator("cpu").manual_seed(i), **extra).images[0]
+    image.save(f"{out}/{i:05d}.png")
+    times.append(time.perf_counter() - start)
+print(json.dumps({"times": times}))
+"""
+
+# Stable Diffusion 1.5's architecture at full size (UNet ~860M, VAE ~84M, CLIP ViT-L text ~123M
+# parameters), random weights: speed and memory do not depend on the weights' values.
+SD15_UNET = {
+    "sample_size": 64, "in_channels": 4, "out_channels": 4, "layers_per_block": 2,
+    "block_out_channels": (320, 640, 1280, 1280),
+    "down_block_types": ("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
+    "up_block_types": ("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
+    "cross_attention_dim": 768, "attention_head_dim": 8, "norm_num_groups": 32,
+}
+SD15_VAE = {
+    "in_channels": 3, "out_channels": 3, "latent_channels": 4, "layers_per_block": 2,
+    "block_out_channels": (128, 256, 512, 512), "down_block_types": ("DownEncoderBlock2D",) * 4,
+    "up_block_types": ("UpDecoderBlock2D",) * 4, "norm_num_groups": 32, "sample_size": 512,
+}
+SD15_TEXT = {
+    "hidden_size": 768, "intermediate_size": 3072, "num_attention_heads": 12, "num_hidden_layers": 12,
+    "max_position_embeddings": 77, "projection_dim": 768, "hidden_act": "quick_gelu",
+}
+
+
+def build_full_sd15(folder: Path) -> Path:
+    """A full-size SD1.5-architecture random-weight checkpoint, built once with sdcli's own builder."""
+    from sdcli.models import tiny
+
+    if (folder / "model_index.json").exists():
+        return folder
+    tiny.ARCHES["bench-sd15-full"] = replace(tiny.ARCHES["sd1"], unet=SD15_UNET, vae=SD15_VAE,
+                                             text_encoder=SD15_TEXT)
+    return tiny.build_tiny(folder, arch="bench-sd15-full")
+
+
+def write_grid_inputs(folder: Path, count: int, size: int) -> Path:
+    """`count` distinct size x size PNGs and a done-items manifest naming them."""
+    from PIL import Image, ImageDraw
+
+    folder.mkdir(parents=True, exist_ok=True)
+    manifest = folder / "manifest.jsonl"
+    base = Image.linear_gradient("L").resize((size, size))
+    lines = [json.dumps({"type": "batch", "version": "bench", "items": count})]
+    for i in range(count):
+        path = folder / f"{i:05d}.png"
+        if not path.exists():
+            image = Image.merge("RGB", (base, base.rotate(90 * (i % 4)), Image.new("L", (size, size), i % 256)))
+            ImageDraw.Draw(image).text((10, 10), f"image {i}", fill=(255, 255, 255))
+            image.save(path, compress_level=1)
+        lines.append(json.dumps({"type": "item", "item": i, "status": "done", "path": str(path),
+                                 "prompt": f"bench image {i}", "seed": i}))
+    manifest.write_text("\n".join(lines) + "\n")
+    return manifest

@@ -1,0 +1,102 @@
+"""`sdcli serve`: keep models loaded and answer the AUTOMATIC1111 WebUI API."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from sdcli.cli import options as o
+
+HELP = """Serve the AUTOMATIC1111 WebUI API (/sdapi/v1/txt2img, img2img, samplers, schedulers,
+sd-models, options, png-info, progress, interrupt) with models kept loaded.
+
+Binds 127.0.0.1 unless --listen. One generation runs at a time; others wait in a
+bounded queue (503 when full). `sdcli txt2img --server http://127.0.0.1:7860 ...`
+(or SDCLI_SERVER) sends CLI jobs here: same files, same pixels, no model load.
+
+Examples:
+
+  sdcli serve -m ./my-model -m ./other-model --port 7860
+
+  sdcli serve -m ./my-model --listen --api-auth me:secret
+"""
+
+SERVE = "Server"
+Models = Annotated[list[str] | None, typer.Option(
+    "--model", "-m", show_default=False, rich_help_panel=o.MODEL,
+    help="A model to serve (repeat for several; the first is loaded at start, others on request) "
+    "(default: the tiny random-weight demo model).")]
+
+
+def serve(
+    model: Models = None,
+    port: Annotated[int, typer.Option("--port", help="TCP port.", rich_help_panel=SERVE)] = 7860,
+    listen: Annotated[bool, typer.Option("--listen", help="Bind 0.0.0.0 (all interfaces) instead of 127.0.0.1.",
+                                         rich_help_panel=SERVE)] = False,
+    api_auth: Annotated[str | None, typer.Option("--api-auth", show_default=False, rich_help_panel=SERVE,
+                                                 help="user:password[,user2:password2] for HTTP Basic auth.")] = None,
+    max_body_mb: Annotated[int, typer.Option("--max-body-mb", help="Largest request body in MiB.",
+                                             rich_help_panel=SERVE)] = 64,
+    max_pixels: Annotated[int, typer.Option("--max-pixels", help="Largest width x height a request may ask for.",
+                                            rich_help_panel=SERVE)] = 2048 * 2048,
+    max_images: Annotated[int, typer.Option("--max-images", help="Most images (batch_size x n_iter) per request.",
+                                            rich_help_panel=SERVE)] = 16,
+    queue_size: Annotated[int, typer.Option("--queue-size", help="Requests that may wait for the GPU.",
+                                            rich_help_panel=SERVE)] = 8,
+    offline: o.Offline = False,
+    device: o.Device = "auto",
+    dtype: o.Dtype = "auto",
+    attention_slicing: o.Slicing = "auto",
+    xformers: o.Xformers = False,
+    vae_tiling: o.VaeTiling = "auto",
+    cpu_offload: o.CpuOffload = "none",
+    compile: o.Compile = False,
+    channels_last: o.ChannelsLast = False,
+    tf32: o.Tf32 = False,
+    fuse_qkv: o.FuseQkv = False,
+) -> None:
+    from sdcli.cli.common import runtime_options
+    from sdcli.cli.ui import note
+    from sdcli.errors import UsageError
+
+    try:
+        import uvicorn
+
+        from sdcli.server.app import Limits, create_app
+        from sdcli.server.engine import Engine
+    except ImportError as exc:
+        raise UsageError(f"serve: {exc.name} is not installed (pip install 'sdcli[server]')") from None
+    auth = parse_auth(api_auth)
+    for flag, value in (("--max-body-mb", max_body_mb), ("--max-pixels", max_pixels), ("--max-images", max_images),
+                        ("--queue-size", queue_size)):
+        if value < 1:
+            raise UsageError(f"{flag}: {value} must be 1 or more")
+    if not 0 < port < 65536:
+        raise UsageError(f"--port: {port} is not a TCP port (1-65535)")
+    runtime = runtime_options(locals())
+    engine = Engine.from_specs(model or [], runtime, queue_size=queue_size)
+    note(f"loading {engine.current.title} ...")
+    engine.warm_up()
+    host = "0.0.0.0" if listen else "127.0.0.1"
+    if listen and not auth:
+        note("warning: --listen without --api-auth: anyone who can reach this machine can use the server")
+    app = create_app(engine, limits=Limits(max_body_mb << 20, max_pixels, max_images), auth=auth)
+    note(f"serving {len(engine.models)} model(s) on http://{host}:{port} (Ctrl-C stops)")
+    uvicorn.run(app, host=host, port=port, log_level="warning")
+
+
+def parse_auth(value: str | None) -> dict[str, str] | None:
+    """--api-auth user:pass[,user:pass] -> {user: pass}."""
+    from sdcli.errors import UsageError
+
+    if value is None:
+        return None
+    users = {}
+    for pair in value.split(","):
+        user, sep, password = pair.strip().partition(":")
+        if not sep or not user or not password:
+            raise UsageError(f"--api-auth: {pair.strip()!r} is not user:password")
+        users[user] = password
+    return users
+

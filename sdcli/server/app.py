@@ -1,0 +1,296 @@
+"""`sdcli serve`'s FastAPI app: the AUTOMATIC1111 WebUI API (/sdapi/v1/...) and sdcli's own job endpoint.
+
+Errors keep the WebUI's shapes: FastAPI's 422 `{"detail": [...]}` for malformed
+bodies, and the WebUI's `{"error", "detail", "body", "errors"}` for everything else
+(422 for requests sdcli refuses, 401 auth, 413 too large, 503 queue full, 500 bugs).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import json
+import secrets
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.responses import JSONResponse
+from fastapi.security import HTTPBasic, HTTPBasicCredentials
+from pydantic import BaseModel
+
+from sdcli import __version__
+from sdcli.errors import SdcliError, UsageError
+from sdcli.server import schemas
+from sdcli.server.engine import Engine, QueueFull
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one request may ask for."""
+
+    max_body_bytes: int = 64 << 20
+    max_pixels: int = 2048 * 2048
+    max_images: int = 16
+
+
+class NativeJob(BaseModel):
+    """POST /sdcli/v1/generate: an sdcli GenerationRequest (asdict) and its input images, base64."""
+
+    request: dict[str, Any]
+    model: str | None = None
+    init_image: str | None = None
+    mask: str | None = None
+
+
+def error_body(exc: Exception, detail: Any) -> dict[str, Any]:
+    """The WebUI's error shape (modules/api/api.py handle_exception)."""
+    return {"error": type(exc).__name__, "detail": detail, "body": "", "errors": str(detail)}
+
+
+def decode_b64(data: str, field: str) -> bytes:
+    """Image bytes from base64 or a data: URL (not decoded as an image here: core.images does that)."""
+    if data.startswith("data:"):
+        data = data.partition(",")[2]
+    try:
+        return base64.b64decode(data, validate=False)
+    except (binascii.Error, ValueError):
+        raise UsageError(f"{field}: not valid base64") from None
+
+
+def encode_png(image: Any, infotext: str | None) -> str:
+    """A base64 PNG carrying the infotext in its "parameters" chunk, as the WebUI sends."""
+    from sdcli.core.metadata import png_info
+
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", pnginfo=png_info(infotext) if infotext else None)
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+class _Inputs:
+    """Uploaded images written to a private temp folder, so sdcli's file checks apply to them."""
+
+    def __init__(self, **images: tuple[str | None, str]):
+        self._dir = tempfile.TemporaryDirectory(prefix="sdcli-serve-")
+        self.paths: dict[str, str | None] = {}
+        self.fields: dict[str, str] = {}
+        for name, (data, field) in images.items():
+            if data is None:
+                self.paths[name] = None
+                continue
+            path = Path(self._dir.name) / name
+            path.write_bytes(decode_b64(data, field))
+            self.paths[name], self.fields[str(path)] = str(path), field
+
+    def explain(self, exc: SdcliError) -> str:
+        """The error with temp paths (and the CLI flags naming them) replaced by the request's fields."""
+        text = str(exc)
+        for path, field in self.fields.items():
+            text = text.replace(f"--image: {path}", field).replace(f"--mask: {path}", field).replace(path, field)
+        return text
+
+    def __enter__(self) -> _Inputs:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._dir.cleanup()
+
+
+def create_app(engine: Engine, *, limits: Limits = Limits(), auth: dict[str, str] | None = None) -> FastAPI:
+    """The app for `engine`; `auth` maps user -> password (HTTP Basic on every route) when given."""
+    dependencies = [Depends(_basic_auth(auth))] if auth else []
+    app = FastAPI(title="sdcli", version=__version__, dependencies=dependencies)
+    _add_error_handlers(app, limits)
+
+    def check_limits(request: Any) -> None:
+        width, height = request.width or 0, request.height or 0
+        if width * height > limits.max_pixels:
+            raise UsageError(f"width/height: {width}x{height} is over this server's limit of "
+                             f"{limits.max_pixels} pixels")
+        if request.total_images > limits.max_images:
+            raise UsageError(f"batch_size x n_iter: {request.total_images} images is over this server's limit "
+                             f"of {limits.max_images} per request")
+
+    def answer(request: Any, model: Any, items: list[Any], payload: BaseModel,
+               hide: tuple[str, ...] = ()) -> schemas.ImagesResponse:
+        info = schemas.info_json(request, items, model_name=model.ref.name, model_hash=model.hash,
+                                 job_timestamp=engine.progress.job_timestamp, version=f"sdcli {__version__}")
+        parameters = {**payload.model_dump(), **dict.fromkeys(hide)}  # the WebUI sets them to None
+        images = [encode_png(i.image, i.infotext) for i in items] if payload.send_images else []
+        return schemas.ImagesResponse(images=images, parameters=parameters, info=json.dumps(info))
+
+    @app.post("/sdapi/v1/txt2img", response_model=schemas.ImagesResponse)
+    def txt2img(payload: schemas.Txt2ImgRequest) -> Any:
+        request = schemas.txt2img_request(payload, engine.options)
+        check_limits(request)
+        model_spec = (payload.override_settings or {}).get("sd_model_checkpoint")
+        request, model, items = engine.generate(request, model_spec)
+        return answer(request, model, items, payload)
+
+    @app.post("/sdapi/v1/img2img", response_model=schemas.ImagesResponse)
+    def img2img(payload: schemas.Img2ImgRequest) -> Any:
+        if not payload.init_images:
+            raise UsageError("init_images: give one base64 image")
+        if len(payload.init_images) > 1:
+            raise UsageError(f"init_images: sdcli takes one input image per request, not {len(payload.init_images)}")
+        with _Inputs(init=(payload.init_images[0], "init_images[0]"), mask=(payload.mask, "mask")) as files:
+            try:
+                request = schemas.img2img_request(payload, engine.options, files.paths["init"], files.paths["mask"])
+                check_limits(request)
+                model_spec = (payload.override_settings or {}).get("sd_model_checkpoint")
+                request, model, items = engine.generate(request, model_spec)
+            except SdcliError as exc:
+                raise type(exc)(files.explain(exc)) from None
+        hide = () if payload.include_init_images else ("init_images", "mask")
+        return answer(request, model, items, payload, hide)
+
+    @app.post("/sdcli/v1/generate")
+    def native(job: NativeJob) -> Any:
+        """sdcli's own client (`--server`): the exact request in, raw images and their records out."""
+        from sdcli.core.request import request_from_dict
+
+        with _Inputs(init=(job.init_image, "--image"), mask=(job.mask, "--mask")) as files:
+            try:
+                request = request_from_dict(job.request)
+            except (TypeError, ValueError) as exc:
+                raise UsageError(f"request: not an sdcli request ({exc})") from None
+            if request.init is not None:
+                request = _with_paths(request, files.paths)
+            try:
+                check_limits(request)
+                request, model, items = engine.generate(request, job.model)
+            except SdcliError as exc:
+                raise type(exc)(files.explain(exc)) from None
+        plan = engine.plan
+        return {"model": {"name": model.ref.name, "source": model.ref.source, "hash": model.hash,
+                          "is_demo": model.ref.is_demo},
+                "device": plan.device, "dtype": plan.dtype, "seed": request.seed, "subseed": request.subseed,
+                "items": [{"png": encode_png(i.image, None), "index": i.index, "seed": i.seed, "subseed": i.subseed,
+                           "width": i.width, "height": i.height, "params": i.params, "infotext": i.infotext}
+                          for i in items]}
+
+    @app.get("/sdapi/v1/samplers")
+    def samplers() -> list[dict[str, Any]]:
+        from sdcli.sampling.samplers import SAMPLERS
+
+        return [{"name": s.name, "aliases": list(s.aliases), "options": {}} for s in SAMPLERS]
+
+    @app.get("/sdapi/v1/schedulers")
+    def schedulers() -> list[dict[str, Any]]:
+        from sdcli.sampling.samplers import SCHEDULE_LABELS
+
+        rows = {"automatic": "Automatic", **SCHEDULE_LABELS}
+        return [{"name": key.replace(" ", "_"), "label": label, "aliases": None, "default_rho": -1,
+                 "need_inner_model": False} for key, label in rows.items()]
+
+    @app.get("/sdapi/v1/sd-models")
+    def sd_models() -> list[dict[str, Any]]:
+        return [{"title": m.title, "model_name": m.ref.name, "hash": m.hash, "sha256": None,
+                 "filename": str(m.ref.path), "config": None} for m in engine.models]
+
+    @app.get("/sdapi/v1/options")
+    def get_options() -> dict[str, Any]:
+        return {**engine.options, "sd_model_checkpoint": engine.current.title,
+                "sd_checkpoint_hash": engine.current.hash}
+
+    @app.post("/sdapi/v1/options")
+    def set_options(values: dict[str, Any]) -> None:
+        if (checkpoint := values.get("sd_model_checkpoint")) is not None:
+            engine.switch(str(checkpoint))
+        if "CLIP_stop_at_last_layers" in values:
+            skip = values["CLIP_stop_at_last_layers"]
+            if not isinstance(skip, int) or not 1 <= skip <= 12:
+                raise UsageError(f"CLIP_stop_at_last_layers: {skip!r} is not a whole number from 1 to 12")
+        engine.options.update({k: v for k, v in values.items() if k != "sd_model_checkpoint"})
+
+    @app.get("/sdapi/v1/scripts")
+    def scripts() -> dict[str, list[str]]:
+        return {"txt2img": [], "img2img": list(schemas.OUTPAINT_SCRIPTS)}
+
+    @app.post("/sdapi/v1/png-info", response_model=schemas.PngInfoResponse)
+    def png_info(payload: schemas.PngInfoRequest) -> Any:
+        from PIL import Image, UnidentifiedImageError
+
+        from sdcli.core.metadata import parse_infotext
+
+        try:
+            with Image.open(io.BytesIO(decode_b64(payload.image.strip(), "image"))) as im:
+                info = dict(im.info)
+        except (UnidentifiedImageError, OSError) as exc:
+            raise UsageError(f"image: not a readable image ({exc})") from None
+        text = info.pop("parameters", None)
+        if not isinstance(text, str) or not text:
+            return schemas.PngInfoResponse(info="")
+        prompt, negative, params = parse_infotext(text)
+        items = {k: v for k, v in info.items() if isinstance(k, str) and isinstance(v, str)}
+        return schemas.PngInfoResponse(info=text, items=items,
+                                       parameters={"Prompt": prompt, "Negative prompt": negative, **params})
+
+    @app.get("/sdapi/v1/progress", response_model=schemas.ProgressResponse)
+    def progress(skip_current_image: bool = False) -> Any:
+        done, eta = engine.progress.fraction()
+        return schemas.ProgressResponse(progress=done, eta_relative=eta, state=engine.progress.as_state())
+
+    @app.post("/sdapi/v1/interrupt")
+    def interrupt() -> dict[str, Any]:
+        engine.interrupt()
+        return {}
+
+    return app
+
+
+def _with_paths(request: Any, paths: dict[str, str | None]) -> Any:
+    """The request with its input image (and mask) pointing at the uploaded files."""
+    from dataclasses import replace
+
+    if paths["init"] is None:
+        raise UsageError("--image: the request needs an input image and none was sent")
+    request = replace(request, init=replace(request.init, image=paths["init"]))
+    if request.inpaint is not None and request.inpaint.mask is not None:
+        if paths["mask"] is None:
+            raise UsageError("--mask: the request needs a mask and none was sent")
+        request = replace(request, inpaint=replace(request.inpaint, mask=paths["mask"]))
+    return request
+
+
+def _basic_auth(users: dict[str, str]) -> Any:
+    security = HTTPBasic()
+
+    def check(credentials: HTTPBasicCredentials = Depends(security)) -> None:
+        expected = users.get(credentials.username)
+        if expected is None or not secrets.compare_digest(credentials.password, expected):
+            raise HTTPException(401, "Incorrect username or password", headers={"WWW-Authenticate": "Basic"})
+
+    return check
+
+
+def _add_error_handlers(app: FastAPI, limits: Limits) -> None:
+    @app.middleware("http")
+    async def limit_body(request: Request, call_next: Any) -> Any:
+        if request.method in ("POST", "PUT"):
+            length = request.headers.get("content-length")
+            exc = HTTPException(413, "request body too large")
+            if length is None and request.headers.get("transfer-encoding"):
+                return JSONResponse(error_body(exc, "send a Content-Length header"), status_code=411)
+            if length is not None and (not length.isdigit() or int(length) > limits.max_body_bytes):
+                return JSONResponse(error_body(exc, f"request body is over this server's limit of "
+                                                    f"{limits.max_body_bytes} bytes"), status_code=413)
+        return await call_next(request)
+
+    @app.exception_handler(SdcliError)
+    async def refused(request: Request, exc: SdcliError) -> JSONResponse:
+        status = 503 if isinstance(exc, QueueFull) else 422
+        return JSONResponse(error_body(exc, str(exc)), status_code=status)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
+        return JSONResponse(error_body(exc, exc.detail), status_code=exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(Exception)
+    async def bug(request: Request, exc: Exception) -> JSONResponse:
+        detail = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        return JSONResponse(error_body(exc, detail), status_code=500)
+

@@ -1,0 +1,132 @@
+"""The CLI's `--server URL` client: send the exact request to `sdcli serve`, write the images here.
+
+Standard library + Pillow only (no torch): a shell loop of `sdcli txt2img --server ...`
+pays the interpreter start-up, not the model's. Everything checkable is checked here
+first, with the CLI's own messages; files are written by core.job.write_image exactly
+as a local run writes them (same names, infotext and replay record).
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import urllib.error
+import urllib.parse
+import urllib.request
+from dataclasses import asdict, replace
+from pathlib import Path
+from typing import Any
+
+from sdcli.errors import RuntimeFailure, UsageError
+
+TIMEOUT_S = 3600  # one request may queue behind others and run many steps
+
+
+def post_json(url: str, path: str, body: dict[str, Any], timeout: float = TIMEOUT_S) -> dict[str, Any]:
+    """POST `body` to url+path (HTTP Basic from user:pass@ in the URL); the JSON answer or a one-line error."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise UsageError(f"--server: {url!r} is not an http(s) URL (e.g. http://127.0.0.1:7860)")
+    netloc = parts.hostname + (f":{parts.port}" if parts.port else "")
+    target = urllib.parse.urlunsplit((parts.scheme, netloc, parts.path.rstrip("/") + path, "", ""))
+    headers = {"Content-Type": "application/json"}
+    if parts.username is not None:
+        token = f"{urllib.parse.unquote(parts.username)}:{urllib.parse.unquote(parts.password or '')}"
+        headers["Authorization"] = "Basic " + base64.b64encode(token.encode()).decode()
+    data = json.dumps(body).encode()
+    try:
+        with urllib.request.urlopen(urllib.request.Request(target, data, headers), timeout=timeout) as response:
+            return json.load(response)
+    except urllib.error.HTTPError as exc:
+        detail = _detail(exc.read())
+        if exc.code == 422:
+            raise UsageError(detail) from None
+        raise RuntimeFailure(f"--server: {netloc} answered {exc.code}: {detail}") from None
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise RuntimeFailure(f"--server: cannot reach {netloc} ({reason}); is `sdcli serve` running?") from None
+
+
+def _detail(raw: bytes) -> str:
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        return raw.decode(errors="replace")[:200]
+    detail = body.get("detail", body) if isinstance(body, dict) else body
+    return detail if isinstance(detail, str) else json.dumps(detail)[:300]
+
+
+def _read(path: str | None, flag: str) -> str | None:
+    if path is None:
+        return None
+    file = Path(path)
+    if not file.is_file():
+        raise UsageError(f"{flag}: {path}: no such file" if not file.exists() else f"{flag}: {path} is not a file")
+    return base64.b64encode(file.read_bytes()).decode("ascii")
+
+
+def run_remote_job(server: str, request: Any, runtime: Any, model_spec: str | None, output: Any,
+                   reporter: Any, assets: Any = None) -> list[dict[str, Any]]:
+    """run_job's twin for --server: same checks, same files and records; the server generates."""
+    from PIL import Image
+
+    from sdcli.conditioning.prompts import parse_prompt
+    from sdcli.core.generate import GeneratedImage
+    from sdcli.core.job import DEMO_NOTE, write_image
+    from sdcli.core.output import check_pattern, next_number, prepare_folder
+    from sdcli.core.request import validate
+    from sdcli.models.resolve import ModelRef
+    from sdcli.models.runtime import RuntimeOptions, validate_runtime
+
+    # 1. The local checks run_job makes before any model loads.
+    validate(request)
+    if assets is not None and (assets.loras or assets.embeddings or assets.vae or assets.models_dir
+                               or assets.webui_dir):
+        raise UsageError("--server: --lora, --embedding, --vae and models folders are not sent to a server; "
+                         "run without --server")
+    validate_runtime(runtime)
+    check_pattern(output.pattern)
+    for warning in parse_prompt(request.prompt).warnings + parse_prompt(request.negative_prompt).warnings:
+        reporter.note(f"prompt: {warning}")
+    if replace(runtime, offline=False) != RuntimeOptions():
+        reporter.note("--server: device, precision and memory flags are the server's own; these are ignored")
+    init = _read(request.init.image, "--image") if request.init else None
+    mask = _read(request.inpaint.mask, "--mask") if request.inpaint else None
+    folder = prepare_folder(output.folder)
+    spec = model_spec
+    if spec is not None and Path(spec).expanduser().exists():
+        spec = str(Path(spec).expanduser().resolve())
+
+    # 2. The server generates.
+    reporter.start(request.total_images, request.steps_run)
+    answer = post_json(server, "/sdcli/v1/generate",
+                       {"request": asdict(request), "model": spec, "init_image": init, "mask": mask})
+
+    # 3. Files written here, as a local run writes them.
+    request = replace(request, seed=answer["seed"], subseed=answer["subseed"])
+    info = answer["model"]
+    model = ModelRef(Path("."), info["name"], is_demo=info["is_demo"], source=info["source"])
+    if model.is_demo:
+        reporter.note(DEMO_NOTE)
+    plan = _Plan(answer["device"], answer["dtype"])
+    number = next_number(folder)
+    records = []
+    for raw in answer["items"]:
+        image = Image.open(io.BytesIO(base64.b64decode(raw["png"])))
+        image.load()
+        item = GeneratedImage(image=image, index=raw["index"], seed=raw["seed"], subseed=raw["subseed"],
+                              width=raw["width"], height=raw["height"], params=raw["params"],
+                              infotext=raw["infotext"])
+        record = write_image(item, folder, output.pattern, number + item.index, request, model, plan,
+                             fmt=output.format, quality=output.quality)
+        records.append(record)
+        reporter.image(record)
+    return records
+
+
+class _Plan:
+    """The server's device and dtype, for the JSON records."""
+
+    def __init__(self, device: str, dtype: str):
+        self.device, self.dtype = device, dtype

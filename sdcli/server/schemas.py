@@ -1,0 +1,199 @@
+"""The WebUI API's request/response shapes (pydantic) and their mapping onto sdcli requests.
+
+Field names, defaults and meanings follow the AUTOMATIC1111 WebUI's modules/api/models.py
+(which derives them from its processing classes); unknown fields are ignored, as there.
+Features sdcli cannot honour (hires fix, face restore, tiling, styles, scripts other than
+outpainting) are refused with a 422 naming the field, never silently dropped.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from sdcli.core.request import GenerationRequest, ImageInput, InpaintSettings, OutpaintSettings
+from sdcli.errors import UsageError
+
+
+class Txt2ImgRequest(BaseModel):
+    """POST /sdapi/v1/txt2img."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    prompt: str = ""
+    negative_prompt: str = ""
+    styles: list[str] | None = None
+    seed: int = -1
+    subseed: int = -1
+    subseed_strength: float = 0.0
+    seed_resize_from_h: int = -1
+    seed_resize_from_w: int = -1
+    sampler_name: str | None = None
+    sampler_index: str | None = "Euler"
+    scheduler: str | None = None
+    batch_size: int = 1
+    n_iter: int = 1
+    steps: int = 50
+    cfg_scale: float = 7.0
+    width: int = 512
+    height: int = 512
+    restore_faces: bool | None = None
+    tiling: bool | None = None
+    enable_hr: bool = False
+    override_settings: dict[str, Any] | None = None
+    override_settings_restore_afterwards: bool = True
+    script_name: str | None = None
+    script_args: list[Any] = Field(default_factory=list)
+    send_images: bool = True
+    save_images: bool = False
+    alwayson_scripts: dict[str, Any] = Field(default_factory=dict)
+
+
+class Img2ImgRequest(Txt2ImgRequest):
+    """POST /sdapi/v1/img2img: init_images[0] (+ mask: inpaint; + outpainting script: outpaint)."""
+
+    init_images: list[str] | None = None
+    resize_mode: int = 0
+    denoising_strength: float = 0.75
+    mask: str | None = None
+    mask_blur: int | None = None
+    inpainting_fill: int = 0
+    inpaint_full_res: bool | int = True
+    inpaint_full_res_padding: int = 0
+    inpainting_mask_invert: int = 0
+    include_init_images: bool = False
+
+
+class ImagesResponse(BaseModel):
+    """txt2img/img2img answer: base64 PNGs (infotext in their "parameters" chunk), the request, info JSON."""
+
+    images: list[str] | None = None
+    parameters: dict[str, Any]
+    info: str
+
+
+class PngInfoRequest(BaseModel):
+    image: str
+
+
+class PngInfoResponse(BaseModel):
+    info: str
+    items: dict[str, Any] = Field(default_factory=dict)
+    parameters: dict[str, Any] = Field(default_factory=dict)
+
+
+class ProgressResponse(BaseModel):
+    progress: float
+    eta_relative: float
+    state: dict[str, Any]
+    current_image: str | None = None
+    textinfo: str | None = None
+
+
+# WebUI img2img enums -> sdcli values.
+RESIZE_MODES = {0: "just", 1: "crop", 2: "fill"}  # 3 = latent upscale: no sdcli equivalent
+INPAINTING_FILLS = {0: "fill", 1: "original", 2: "latent-noise", 3: "latent-nothing"}
+OUTPAINT_SCRIPTS = ("poor man's outpainting", "outpainting mk2")
+SIDES = ("left", "right", "up", "down")
+
+
+def _refuse_unsupported(req: Txt2ImgRequest) -> None:
+    """Fields whose feature sdcli does not have: a 422 naming the field."""
+    checks = (
+        ("enable_hr", req.enable_hr, "hires fix is not supported by sdcli yet"),
+        ("restore_faces", req.restore_faces, "face restoration is not supported by sdcli"),
+        ("tiling", req.tiling, "tiling is not supported by sdcli"),
+        ("styles", req.styles, "prompt styles are not supported by sdcli; put the text in the prompt"),
+        ("alwayson_scripts", req.alwayson_scripts, "always-on scripts are not supported by sdcli"),
+        ("seed_resize_from_w", req.seed_resize_from_w > 0 or req.seed_resize_from_h > 0,
+         "seed resize is not supported by sdcli"),
+    )
+    for name, value, why in checks:
+        if value:
+            raise UsageError(f"{name}: {why}")
+    if req.script_name and req.script_name.lower() not in OUTPAINT_SCRIPTS:
+        raise UsageError(f"script_name: script {req.script_name!r} is not supported by sdcli "
+                         f"(img2img knows {', '.join(repr(s) for s in OUTPAINT_SCRIPTS)})")
+
+
+def clip_skip(req: Txt2ImgRequest, options: dict[str, Any]) -> int:
+    """CLIP skip from override_settings, else the server's options (WebUI: CLIP_stop_at_last_layers)."""
+    overrides = req.override_settings or {}
+    return int(overrides.get("CLIP_stop_at_last_layers", options.get("CLIP_stop_at_last_layers", 1)))
+
+
+def txt2img_request(req: Txt2ImgRequest, options: dict[str, Any]) -> GenerationRequest:
+    """The sdcli request for a WebUI txt2img payload (raises UsageError for what sdcli cannot do)."""
+    _refuse_unsupported(req)
+    if req.script_name:
+        raise UsageError(f"script_name: {req.script_name!r} works with img2img only")
+    return GenerationRequest(
+        prompt=req.prompt, negative_prompt=req.negative_prompt, steps=req.steps, cfg_scale=req.cfg_scale,
+        seed=None if req.seed == -1 else req.seed, subseed=None if req.subseed == -1 else req.subseed,
+        subseed_strength=req.subseed_strength, width=req.width, height=req.height, batch_size=req.batch_size,
+        count=req.n_iter, sampler=req.sampler_name or req.sampler_index or "Euler",
+        schedule=(req.scheduler or "automatic").lower(), clip_skip=clip_skip(req, options),
+    )
+
+
+def img2img_request(req: Img2ImgRequest, options: dict[str, Any], image_path: str,
+                    mask_path: str | None) -> GenerationRequest:
+    """The sdcli request for a WebUI img2img payload; the decoded files are already at the given paths."""
+    base = txt2img_request(req.model_copy(update={"script_name": None}), options)
+    _refuse_unsupported(req)
+    if req.resize_mode not in RESIZE_MODES:
+        raise UsageError(f"resize_mode: {req.resize_mode} is not supported; use 0 (just resize), 1 (crop) "
+                         "or 2 (fill)")
+    if req.inpainting_fill not in INPAINTING_FILLS:
+        raise UsageError(f"inpainting_fill: {req.inpainting_fill} is not one of 0, 1, 2, 3")
+    init = ImageInput(image_path, strength=req.denoising_strength, resize=RESIZE_MODES[req.resize_mode])
+    blur = 4 if req.mask_blur is None else req.mask_blur
+    if req.script_name:  # outpainting scripts: [pixels, mask_blur, ..., directions]
+        pixels, directions = _outpaint_args(req.script_args)
+        outpaint = OutpaintSettings(**{side: pixels if side in directions else 0 for side in SIDES})
+        inpaint = InpaintSettings(mask=None, mask_blur=blur, masked_content=INPAINTING_FILLS[req.inpainting_fill])
+        return replace(base, mode="outpaint", init=init, inpaint=inpaint, outpaint=outpaint)
+    if mask_path is None:
+        return replace(base, mode="img2img", init=init)
+    inpaint = InpaintSettings(
+        mask=mask_path, invert_mask=bool(req.inpainting_mask_invert), mask_blur=blur,
+        area="masked" if req.inpaint_full_res else "whole", padding=req.inpaint_full_res_padding,
+        masked_content=INPAINTING_FILLS[req.inpainting_fill],
+    )
+    return replace(base, mode="inpaint", init=init, inpaint=inpaint)
+
+
+def _outpaint_args(args: list[Any]) -> tuple[int, tuple[str, ...]]:
+    """Pixels and sides from the WebUI outpainting scripts' script_args."""
+    pixels = next((a for a in args if isinstance(a, int) and not isinstance(a, bool)), 128)
+    sides = next((a for a in args if isinstance(a, list)), list(SIDES))
+    sides = tuple(str(s).lower() for s in sides)
+    bad = [s for s in sides if s not in SIDES]
+    if bad or not sides:
+        raise UsageError(f"script_args: outpainting directions must be among {', '.join(SIDES)}; got {sides}")
+    return int(pixels), sides
+
+
+def info_json(request: GenerationRequest, items: list[Any], *, model_name: str, model_hash: str,
+              job_timestamp: str, version: str) -> dict[str, Any]:
+    """The WebUI's `info` object (Processed.js()) for generated `items` (core.generate.GeneratedImage)."""
+    first = items[0] if items else None
+    return {
+        "prompt": request.prompt, "all_prompts": [request.prompt] * len(items),
+        "negative_prompt": request.negative_prompt, "all_negative_prompts": [request.negative_prompt] * len(items),
+        "seed": first.seed if first else request.seed, "all_seeds": [i.seed for i in items],
+        "subseed": first.subseed if first else request.subseed, "all_subseeds": [i.subseed for i in items],
+        "subseed_strength": request.subseed_strength,
+        "width": first.width if first else request.width, "height": first.height if first else request.height,
+        "sampler_name": first.params["Sampler"] if first else request.sampler,
+        "cfg_scale": request.cfg_scale, "steps": request.steps, "batch_size": request.batch_size,
+        "restore_faces": False, "face_restoration_model": None,
+        "sd_model_name": model_name, "sd_model_hash": model_hash, "sd_vae_name": None, "sd_vae_hash": None,
+        "seed_resize_from_w": -1, "seed_resize_from_h": -1,
+        "denoising_strength": request.init.strength if request.init else None,
+        "extra_generation_params": {}, "index_of_first_image": 0,
+        "infotexts": [i.infotext for i in items], "styles": [], "job_timestamp": job_timestamp,
+        "clip_skip": request.clip_skip, "is_using_inpainting_conditioning": False, "version": version,
+    }

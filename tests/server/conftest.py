@@ -1,0 +1,43 @@
+"""Server fixtures: the app in-process on the session's tiny pipelines (no port, no subprocess)."""
+
+from __future__ import annotations
+
+import base64
+import io
+
+import pytest
+
+from tests.cli.conftest import cli  # noqa: F401  (the in-process CLI runner)
+
+
+@pytest.fixture(scope="module")
+def engine(tiny_model, tiny_inpaint_model, tiny_pipe, tiny_inpaint_pipe):
+    from sdcli.models.runtime import RuntimeOptions
+    from sdcli.server.engine import Engine
+
+    pipes = {tiny_model.resolve(): tiny_pipe, tiny_inpaint_model.resolve(): tiny_inpaint_pipe}
+    return Engine.from_specs([str(tiny_model), str(tiny_inpaint_model)], RuntimeOptions(),
+                             load=lambda ref, plan: pipes[ref.path])
+
+
+@pytest.fixture
+def client(engine):
+    from fastapi.testclient import TestClient
+
+    from sdcli.server.app import Limits, create_app
+
+    engine.current = engine.models[0]
+    engine.options["CLIP_stop_at_last_layers"] = 1
+    return TestClient(create_app(engine, limits=Limits(max_body_bytes=1 << 20, max_pixels=64 * 64, max_images=4)))
+
+
+def b64png(image) -> str:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+def decode(data: str):
+    from PIL import Image
+
+    return Image.open(io.BytesIO(base64.b64decode(data)))
