@@ -149,11 +149,11 @@ def run(
     `request.seed` must be resolved. `pipe` may be any pipeline of the model: the
     one for `request.mode` is derived from it (shared weights). `inputs` are the
     prepared input images (core.images.prepare); loaded here when not given.
+    SD1/SD2 txt2img and img2img with k-diffusion samplers run sdcli's own loop
+    (sampling.loop, the WebUI's pixels); other cases run the diffusers pipeline.
     Raises UsageError for settings the model cannot honour (CLIP skip deeper
     than the text encoder, a mode its UNet cannot run) or for bad input files.
     """
-    import torch
-
     from sdcli.conditioning.encoding import PromptEncoder, text_layers
     from sdcli.models.loader import pipeline_for, set_sampler
 
@@ -161,7 +161,9 @@ def run(
     if request.clip_skip > (layers := text_layers(pipe.text_encoder)):
         raise UsageError(f"--clip-skip: {request.clip_skip} is deeper than this model's {layers} text layers")
     pipe = pipeline_for(pipe, request.mode)
-    set_sampler(pipe, choice)
+    own = runs_own_loop(pipe, choice, request)
+    if not own:
+        set_sampler(pipe, choice)
     if inputs is None:
         inputs = prepare(request)
     if inputs is not None:
@@ -169,42 +171,18 @@ def run(
     else:
         width, height = request.width or native_size(pipe), request.height or native_size(pipe)
 
-    # 2. Prompt embeddings, once for the whole run.
-    encoder = PromptEncoder(pipe, request.clip_skip)
-    positive, negative = encoder.encode_pair(request.prompt, request.negative_prompt)
+    # 2. Prompt conditioning, once for the whole run.
+    encoder = PromptEncoder(pipe, request.clip_skip, request.emphasis)
+    batch_run = _own_batch if own else _pipeline_batch
 
-    def step_end(pipe_: Any, step: int, _t: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
-        if on_step:  # num_timesteps, not steps: second-order samplers run more model calls
-            on_step(step + 1, pipe_.num_timesteps)
-        return kwargs
-
-    # 3. Batches: per-image CPU generators seeded seed + i.
+    # 3. Batches: per-image generators seeded seed + i.
     seeds, subseeds = request.seeds(), request.subseeds()
     for start in range(0, len(seeds), request.batch_size):
         batch_seeds = seeds[start:start + request.batch_size]
         batch_subseeds = subseeds[start:start + request.batch_size]
-        n = len(batch_seeds)
-        generators = [torch.Generator("cpu").manual_seed(s) for s in batch_seeds]
-        mode_args = inputs.pipeline_args(request.init.strength, n) if inputs else {"width": width, "height": height}
-        if request.subseed_strength:
-            mode_args["latents"] = variation_noise(pipe, generators, batch_subseeds, request.subseed_strength,
-                                                   width, height, positive.dtype)
-        if hasattr(pipe.scheduler, "noise_sampler_seed"):
-            # DPM++ SDE draws Brownian-tree noise from its own seeds, not the generator: one per image.
-            pipe.scheduler.noise_sampler_seed = list(batch_seeds)
-        with latent_content(pipe, request, inputs, generators):
-            result = pipe(
-                prompt_embeds=positive.repeat(n, 1, 1),
-                negative_prompt_embeds=negative.repeat(n, 1, 1),
-                num_inference_steps=request.steps,
-                guidance_scale=request.cfg_scale,
-                generator=generators,
-                callback_on_step_end=step_end,
-                output_type="pil",
-                **mode_args,
-            )
-        for offset, (image, seed, subseed) in enumerate(zip(result.images, batch_seeds, batch_subseeds,
-                                                            strict=True)):
+        images = batch_run(request, pipe, choice, encoder, inputs, batch_seeds, batch_subseeds, width, height,
+                           on_step)
+        for offset, (image, seed, subseed) in enumerate(zip(images, batch_seeds, batch_subseeds, strict=True)):
             if inputs is not None:
                 image = inputs.finish(image)  # pasted back through the blurred mask / into the crop
             params = infotext_params(request, choice, seed=seed, subseed=subseed, width=width, height=height,
@@ -215,36 +193,118 @@ def run(
             )
 
 
-def variation_noise(pipe: Any, generators: list[Any], subseeds: list[int | None], strength: float,
-                    width: int, height: int, dtype: Any) -> Any:
-    """Initial latents for variation seeds: slerp(noise(seed), noise(subseed), strength) per image.
+def runs_own_loop(pipe: Any, choice: SamplerChoice, request: GenerationRequest) -> bool:
+    """Whether sdcli's own loop runs this: a k-diffusion sampler on an SD1/SD2 UNet, txt2img or img2img."""
+    config = pipe.unet.config
+    scheduler = getattr(pipe, "sdcli_base_scheduler", pipe.scheduler).config
+    return (choice.sampler.function is not None and config.get("addition_embed_type") is None
+            and config.in_channels == 4 and request.mode in ("txt2img", "img2img")
+            and scheduler.get("beta_schedule", "scaled_linear") in ("scaled_linear", "linear")
+            and scheduler.get("prediction_type", "epsilon") in ("epsilon", "v_prediction"))
 
-    Each image's noise is drawn from its own generator exactly as the pipeline would
-    draw it (so strength 0 reproduces the plain image), then spherically
-    interpolated towards the subseed's noise as the WebUI does.
-    """
+
+def to_pil(unit: Any) -> list[Any]:
+    """[B, 3, H, W] pixels in [0, 1] -> 8-bit images, truncating as the WebUI does (not rounding)."""
+    import numpy as np
+    from PIL import Image
+
+    pixels = (255.0 * unit.float()).permute(0, 2, 3, 1).cpu().numpy()
+    return [Image.fromarray(p.astype(np.uint8)) for p in pixels]
+
+
+def decode(pipe: Any, latents: Any) -> list[Any]:
+    """Latents -> images, one at a time (batch-independent pixels), as the WebUI decodes."""
     import torch
 
-    shape = (1, pipe.vae.config.latent_channels, height // pipe.vae_scale_factor, width // pipe.vae_scale_factor)
-    noises = []
-    for gen, subseed in zip(generators, subseeds, strict=True):
-        main = torch.randn(shape, generator=gen, device="cpu", dtype=dtype)
-        sub = torch.randn(shape, generator=torch.Generator("cpu").manual_seed(subseed), device="cpu", dtype=dtype)
-        noises.append(slerp(strength, main, sub))
-    return torch.cat(noises).to(pipe.device)
+    vae = pipe.vae
+    with torch.no_grad():
+        out = [vae.decode((lat[None] / vae.config.scaling_factor).to(vae.dtype), return_dict=False)[0]
+               for lat in latents]
+    return to_pil(((torch.cat(out).float() + 1.0) / 2.0).clamp(0, 1))
 
 
-def slerp(t: float, a: Any, b: Any) -> Any:
-    """Spherical interpolation between two noise tensors (flattened); t=0 gives a, t=1 gives b."""
+def encode_image(pipe: Any, image: Any, n: int) -> Any:
+    """An input image -> its latent (the VAE posterior's mean), repeated n times."""
+    import numpy as np
     import torch
 
-    if t == 0:
-        return a
-    a32, b32 = a.double().flatten(), b.double().flatten()
-    cos = torch.dot(a32 / a32.norm(), b32 / b32.norm()).clamp(-1, 1)
-    if cos.abs() > 0.9995:  # nearly parallel: plain interpolation is exact enough
-        mixed = (1 - t) * a32 + t * b32
-    else:
-        omega = torch.arccos(cos)
-        mixed = (torch.sin((1 - t) * omega) * a32 + torch.sin(t * omega) * b32) / torch.sin(omega)
-    return mixed.reshape(a.shape).to(a.dtype)
+    unit = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
+    pixels = torch.from_numpy(2.0 * unit - 1.0).permute(2, 0, 1)[None].to(pipe.vae.device, pipe.vae.dtype)
+    with torch.no_grad():
+        latent = pipe.vae.encode(pixels).latent_dist.mean * pipe.vae.config.scaling_factor
+    return latent.float().repeat(n, 1, 1, 1)
+
+
+def sampling_options(request: GenerationRequest) -> Any:
+    """The request's WebUI sampler settings for the loop."""
+    from sdcli.sampling.loop import SamplingOptions
+
+    return SamplingOptions(eta=request.eta, s_churn=request.s_churn, s_tmin=request.s_tmin, s_tmax=request.s_tmax,
+                           s_noise=request.s_noise, sigma_min=request.sigma_min, sigma_max=request.sigma_max)
+
+
+def _noise(request: GenerationRequest, pipe: Any, seeds: list[int], subseeds: list[int | None], width: int,
+           height: int) -> Any:
+    from sdcli.sampling.rng import ImageNoise
+
+    factor = pipe.vae_scale_factor
+    shape = (pipe.vae.config.latent_channels, height // factor, width // factor)
+    return ImageNoise(request.rng, shape, seeds, pipe.unet.device, subseeds=subseeds,
+                      subseed_strength=request.subseed_strength, ensd=request.ensd)
+
+
+def _own_batch(request: GenerationRequest, pipe: Any, choice: SamplerChoice, encoder: Any,
+               inputs: PreparedInputs | None, seeds: list[int], subseeds: list[int | None], width: int,
+               height: int, on_step: StepCallback | None) -> list[Any]:
+    """One batch through sdcli's loop: WebUI sigmas, samplers, CFG and noise."""
+    from sdcli.sampling.denoiser import CFGDenoiser
+    from sdcli.sampling.loop import sample
+    from sdcli.sampling.schedules import ModelSigmas, alphas_cumprod
+
+    config = getattr(pipe, "sdcli_base_scheduler", pipe.scheduler).config
+    model_sigmas = ModelSigmas(alphas_cumprod(config))
+    positive, negative = encoder.encode(request.prompt), encoder.encode(request.negative_prompt)
+    denoiser = CFGDenoiser(pipe.unet, model_sigmas, config.get("prediction_type", "epsilon"),
+                           lambda _step: [(positive, 1.0)], lambda _step: negative, request.cfg_scale)
+    noise = _noise(request, pipe, seeds, subseeds, width, height)
+    init = encode_image(pipe, inputs.image, len(seeds)) if inputs is not None else None
+    latents = sample(choice, denoiser, noise, model_sigmas, request.steps, options=sampling_options(request),
+                     init_latent=init, strength=request.init.strength if request.init else 1.0, on_step=on_step)
+    return decode(pipe, latents)
+
+
+def _pipeline_batch(request: GenerationRequest, pipe: Any, choice: SamplerChoice, encoder: Any,
+                    inputs: PreparedInputs | None, seeds: list[int], subseeds: list[int | None], width: int,
+                    height: int, on_step: StepCallback | None) -> list[Any]:
+    """One batch through the diffusers pipeline (timestep samplers, inpainting, other families)."""
+    import torch
+
+    def step_end(pipe_: Any, step: int, _t: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
+        if on_step:  # num_timesteps, not steps: second-order samplers run more model calls
+            on_step(step + 1, pipe_.num_timesteps)
+        return kwargs
+
+    if request.subseed_strength and inputs is not None:
+        raise UsageError(f"--subseed-strength: {choice.sampler.name} runs in the diffusers pipeline, which draws "
+                         "its own start noise for an input image; use a k-diffusion sampler (e.g. Euler a)")
+    positive, negative = encoder.encode_pair(request.prompt, request.negative_prompt)
+    n = len(seeds)
+    generators = [torch.Generator("cpu").manual_seed(s) for s in seeds]
+    mode_args = inputs.pipeline_args(request.init.strength, n) if inputs else {"width": width, "height": height}
+    if request.subseed_strength and inputs is None:
+        mode_args["latents"] = _noise(request, pipe, seeds, subseeds, width, height).first().to(positive.dtype)
+    if hasattr(pipe.scheduler, "noise_sampler_seed"):
+        # DPM++ SDE draws Brownian-tree noise from its own seeds, not the generator: one per image.
+        pipe.scheduler.noise_sampler_seed = list(seeds)
+    with latent_content(pipe, request, inputs, generators):
+        result = pipe(
+            prompt_embeds=positive.repeat(n, 1, 1),
+            negative_prompt_embeds=negative.repeat(n, 1, 1),
+            num_inference_steps=request.steps,
+            guidance_scale=request.cfg_scale,
+            generator=generators,
+            callback_on_step_end=step_end,
+            output_type="pt",
+            **mode_args,
+        )
+    return to_pil(result.images)

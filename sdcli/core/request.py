@@ -79,6 +79,17 @@ class GenerationRequest:
     init: ImageInput | None = None
     inpaint: InpaintSettings | None = None
     outpaint: OutpaintSettings | None = None
+    # The WebUI settings that change pixels (sdcli's own loop; see sampling.loop.SamplingOptions).
+    rng: str = "cpu"
+    emphasis: str = "original"
+    eta: float | None = None
+    ensd: int = 0
+    s_churn: float = 0.0
+    s_tmin: float = 0.0
+    s_tmax: float = 0.0
+    s_noise: float = 1.0
+    sigma_min: float = 0.0
+    sigma_max: float = 0.0
 
     @property
     def total_images(self) -> int:
@@ -139,6 +150,7 @@ def validate(request: GenerationRequest) -> SamplerChoice:
     _check_range("--batch-size", request.batch_size, 1, 64)
     _check_range("--count", request.count, 1, 100000)
     _check_range("--clip-skip", request.clip_skip, *CLIP_SKIP_RANGE)
+    _validate_sampling(request)
     missing = [part for part in MODE_PARTS[request.mode] if getattr(request, part) is None]
     if missing:
         raise ValueError(f"a {request.mode} request needs {', '.join(missing)}")
@@ -178,9 +190,27 @@ def _check_choice(flag: str, value: str, allowed) -> None:
         raise UsageError(f"{flag}: unknown value {value!r}; choose from {', '.join(allowed)}")
 
 
+RNG_SOURCES = ("cpu", "gpu", "nv")  # sampling.rng's, restated here to keep torch out
+EMPHASES = ("original", "no norm", "none")
+
+
+def _validate_sampling(request: GenerationRequest) -> None:
+    _check_choice("--rng", request.rng, RNG_SOURCES)
+    _check_choice("--emphasis", request.emphasis, EMPHASES)
+    if request.eta is not None:
+        _check_range("--eta", request.eta, 0, 10)
+    _check_range("--ensd", request.ensd, 0, MAX_SEED)
+    for flag, value in (("--s-churn", request.s_churn), ("--s-tmin", request.s_tmin), ("--s-tmax", request.s_tmax),
+                        ("--s-noise", request.s_noise), ("--sigma-min", request.sigma_min),
+                        ("--sigma-max", request.sigma_max)):
+        _check_range(flag, value, 0, 1000)
+    if request.sigma_min and request.sigma_max and request.sigma_min >= request.sigma_max:
+        raise UsageError(f"--sigma-min: {request.sigma_min} is not below --sigma-max {request.sigma_max}")
+
+
 def _validate_init(request: GenerationRequest) -> None:
-    if request.subseed_strength:
-        raise UsageError(f"--subseed-strength: variation seeds work with txt2img only; {request.mode}'s "
+    if request.subseed_strength and request.mode != "img2img":
+        raise UsageError(f"--subseed-strength: variation seeds work with txt2img and img2img; {request.mode}'s "
                          "diffusers pipeline draws its start noise itself")
     strength = request.init.strength
     if not 0 < strength <= 1:

@@ -129,6 +129,22 @@ def write_tokenizer_files(folder: Path) -> int:
     return len(vocab)
 
 
+def randomise_norms(model: Any) -> None:
+    """Give every normalisation layer random affine weights (from the seeded global RNG).
+
+    Freshly initialised norms are the identity (weight 1, bias 0): CLIP's final LayerNorm
+    would then give embeddings of mean ~0, which real models never have and which makes
+    the WebUI's mean-restoring emphasis divide 0 by 0. Random affines keep such maths real.
+    """
+    import torch
+
+    for module in model.modules():
+        if isinstance(module, (torch.nn.LayerNorm, torch.nn.GroupNorm)) and module.weight is not None:
+            with torch.no_grad():
+                module.weight.normal_(1.0, 0.2)
+                module.bias.normal_(0.5, 0.5)
+
+
 def build_tiny(out_dir: str | os.PathLike[str], arch: str = "sd1", seed: int = 0) -> Path:
     """Build a tiny random-weight pipeline into `out_dir` (must be absent or empty).
 
@@ -165,6 +181,8 @@ def build_tiny(out_dir: str | os.PathLike[str], arch: str = "sd1", seed: int = 0
                 bos_token_id=vocab_size - 2, eos_token_id=vocab_size - 1))
             unet = UNet2DConditionModel(**spec.unet)
             vae = AutoencoderKL(**spec.vae)
+            for model in (text_encoder, unet, vae):
+                randomise_norms(model)
         # 3. Assemble and save (safetensors only).
         pipe = getattr(diffusers, spec.pipeline)(
             vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,

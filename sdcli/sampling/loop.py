@@ -1,0 +1,102 @@
+"""sdcli's denoising loop: one for txt2img, img2img and inpainting, as the WebUI's KDiffusionSampler.
+
+Sigmas come from the schedule (sampling.schedules), the start latent is the image
+RNG's first draw times the first sigma (txt2img) or the input latent plus that noise
+at the start sigma (img2img: the last int(strength x steps)+1 sigmas, as the
+WebUI counts), and the sampler row's k-diffusion function runs the CFG denoiser.
+Imported lazily (torch).
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from sdcli.sampling import kdiffusion
+from sdcli.sampling.denoiser import CFGDenoiser
+from sdcli.sampling.rng import ImageNoise, brownian_noise
+from sdcli.sampling.samplers import SamplerChoice
+from sdcli.sampling.schedules import ModelSigmas, get_sigmas
+
+ETA_DEFAULT = 1.0  # the WebUI's "Eta for ancestral samplers"
+
+
+@dataclass(frozen=True)
+class SamplingOptions:
+    """The WebUI settings that change a k-diffusion sampler's pixels (0 / None = the WebUI default)."""
+
+    eta: float | None = None
+    s_churn: float = 0.0
+    s_tmin: float = 0.0
+    s_tmax: float = 0.0  # 0 = infinity
+    s_noise: float = 1.0
+    sigma_min: float = 0.0  # 0 = the model's
+    sigma_max: float = 0.0
+    rho: float = 0.0  # 0 = the schedule's default (Karras 7, Polyexponential 1)
+
+
+def uses_eta(choice: SamplerChoice) -> bool:
+    """Whether the sampler's function takes eta (ancestral and SDE samplers)."""
+    return "eta" in inspect.signature(getattr(kdiffusion, choice.sampler.function or "")).parameters \
+        if choice.sampler.function else False
+
+
+def function_arguments(choice: SamplerChoice, options: SamplingOptions) -> dict[str, Any]:
+    """Keyword arguments for the sampler's function: its row's options and the WebUI settings it takes."""
+    params = inspect.signature(getattr(kdiffusion, choice.sampler.function)).parameters
+    wanted = {
+        "eta": ETA_DEFAULT if options.eta is None else options.eta,
+        "s_churn": options.s_churn,
+        "s_tmin": options.s_tmin,
+        "s_tmax": options.s_tmax or math.inf,
+        "s_noise": options.s_noise,
+    }
+    return {**choice.sampler.options, **{k: v for k, v in wanted.items() if k in params}}
+
+
+def img2img_steps(steps: int, strength: float) -> int:
+    """How many of `steps` an img2img run denoises (the WebUI's t_enc + 1)."""
+    return int(min(strength, 0.999) * steps) + 1
+
+
+def sample(choice: SamplerChoice, denoiser: CFGDenoiser, noise: ImageNoise, model_sigmas: ModelSigmas, steps: int,
+           *, options: SamplingOptions = SamplingOptions(), init_latent: torch.Tensor | None = None,
+           strength: float = 1.0, sdxl: bool = False,
+           on_step: Callable[[int, int], None] | None = None) -> torch.Tensor:
+    """Denoise one batch; return its latents.
+
+    `noise` yields the start noise first, then the sampler's noise. With `init_latent`
+    the run starts from it at the sigma `strength` selects (img2img/inpaint).
+    """
+    sampler = choice.sampler
+    # 1. The schedule, and the part of it this run walks.
+    sigmas = get_sigmas(choice.schedule, steps, model_sigmas, discard_penultimate=sampler.discard_penultimate,
+                        sigma_min=options.sigma_min or None, sigma_max=options.sigma_max or None,
+                        rho=options.rho or None, sdxl=sdxl)
+    start_noise = noise.first()
+    sigmas = sigmas.to(start_noise.device)
+    if init_latent is None:
+        walk, x = sigmas, start_noise * sigmas[0]
+        reference = x
+    else:
+        t_enc = img2img_steps(steps, strength) - 1
+        walk = sigmas[steps - t_enc - 1:]
+        x = init_latent + start_noise * walk[0]
+        reference = init_latent
+    # 2. The sampler's noise: a Brownian tree (SDE samplers) or the image RNG.
+    noise_sampler = brownian_noise(reference, sigmas, noise.seeds) if sampler.brownian else noise.sampler()
+    total = len(walk) - 1
+
+    def callback(i: int, _denoised: torch.Tensor) -> None:
+        if on_step:
+            on_step(i + 1, total)
+
+    # 3. The sampling function.
+    function = getattr(kdiffusion, sampler.function)
+    with torch.no_grad():
+        return function(denoiser, x, walk, noise_sampler, callback, **function_arguments(choice, options))

@@ -1,0 +1,135 @@
+"""Reference WebUI txt2img/img2img (processing.py + KDiffusionSampler), see webui_ref.py.
+
+`generate(pipe, **settings)` returns the WebUI's 8-bit images as numpy arrays for the
+diffusers components of `pipe`. Settings are the WebUI's (labels as in its UI).
+"""
+
+from __future__ import annotations
+
+import inspect
+
+import numpy as np
+import torch
+
+from tests.reference import kdiffusion_ref as K
+from tests.reference.webui_ref import CFGDenoiser, CLIPWrapper, CompVisDenoiser, ImageRNG, TorchHijack
+
+# WebUI v1.10 samplers_k_diffusion: label -> (function, options)
+SAMPLERS = {
+    "DPM++ 2M": ("sample_dpmpp_2m", {"scheduler": "karras"}),
+    "DPM++ SDE": ("sample_dpmpp_sde", {"scheduler": "karras", "second_order": True, "brownian_noise": True}),
+    "DPM++ 2M SDE": ("sample_dpmpp_2m_sde", {"scheduler": "exponential", "brownian_noise": True}),
+    "DPM++ 2M SDE Heun": ("sample_dpmpp_2m_sde", {"scheduler": "exponential", "brownian_noise": True,
+                                                  "solver_type": "heun"}),
+    "DPM++ 2S a": ("sample_dpmpp_2s_ancestral", {"scheduler": "karras", "uses_ensd": True, "second_order": True}),
+    "DPM++ 3M SDE": ("sample_dpmpp_3m_sde", {"scheduler": "exponential", "discard_next_to_last_sigma": True,
+                                             "brownian_noise": True}),
+    "Euler a": ("sample_euler_ancestral", {"uses_ensd": True}),
+    "Euler": ("sample_euler", {}),
+    "LMS": ("sample_lms", {}),
+    "Heun": ("sample_heun", {"second_order": True}),
+    "DPM2": ("sample_dpm_2", {"scheduler": "karras", "discard_next_to_last_sigma": True, "second_order": True}),
+    "DPM2 a": ("sample_dpm_2_ancestral", {"scheduler": "karras", "discard_next_to_last_sigma": True,
+                                          "uses_ensd": True, "second_order": True}),
+}
+SCHEDULER_KEYS = {"karras": "Karras", "exponential": "Exponential"}
+EXTRA_PARAMS = {"sample_euler": ["s_churn", "s_tmin", "s_tmax", "s_noise"],
+                "sample_heun": ["s_churn", "s_tmin", "s_tmax", "s_noise"],
+                "sample_dpm_2": ["s_churn", "s_tmin", "s_tmax", "s_noise"]}
+
+
+def alphas_cumprod(config):
+    """ldm's register_schedule: betas in float64, buffers in float32."""
+    n = config.get("num_train_timesteps", 1000)
+    start, end = config.get("beta_start", 0.00085), config.get("beta_end", 0.012)
+    if config.get("beta_schedule", "scaled_linear") == "scaled_linear":
+        betas = torch.linspace(start ** 0.5, end ** 0.5, n, dtype=torch.float64) ** 2
+    else:
+        betas = torch.linspace(start, end, n, dtype=torch.float64)
+    return torch.tensor(np.cumprod(1.0 - betas.numpy(), axis=0), dtype=torch.float32)
+
+
+def get_sigmas(model_wrap, sampler, scheduler, steps, sigma_min=0.0, sigma_max=0.0):
+    _, options = SAMPLERS[sampler]
+    discard = options.get("discard_next_to_last_sigma", False)
+    steps += 1 if discard else 0
+    name = scheduler if scheduler != "Automatic" else SCHEDULER_KEYS.get(options.get("scheduler"))
+    m_sigma_min, m_sigma_max = model_wrap.sigmas[0].item(), model_wrap.sigmas[-1].item()
+    if name is None:
+        sigmas = model_wrap.get_sigmas(steps)
+    else:
+        function, _rho, need_inner_model = K.SCHEDULERS[name]
+        kwargs = {"sigma_min": m_sigma_min, "sigma_max": m_sigma_max}
+        if sigma_min != 0 and sigma_min != m_sigma_min:
+            kwargs["sigma_min"] = sigma_min
+        if sigma_max != 0 and sigma_max != m_sigma_max:
+            kwargs["sigma_max"] = sigma_max
+        if need_inner_model:
+            kwargs["inner_model"] = model_wrap
+        sigmas = function(n=steps, **kwargs, device="cpu")
+    if discard:
+        sigmas = torch.cat([sigmas[:-2], sigmas[-1:]])
+    return sigmas.cpu()
+
+
+@torch.no_grad()
+def generate(pipe, prompt, negative="", *, steps=4, cfg=7.0, seed=1, width=64, height=64, batch_size=1,
+             sampler="Euler a", scheduler="Automatic", clip_skip=1, emphasis="Original", rng="CPU", ensd=0,
+             eta=None, subseed=None, subseed_strength=0.0, s_churn=0.0, s_tmin=0.0, s_tmax=0.0, s_noise=1.0,
+             sigma_min=0.0, sigma_max=0.0, init_image=None, denoising_strength=0.75):
+    funcname, options = SAMPLERS[sampler]
+    func = getattr(K, funcname)
+    config = pipe.scheduler.config
+    model_wrap = CompVisDenoiser(pipe.unet, alphas_cumprod(config), config.get("prediction_type") == "v_prediction")
+    clip = CLIPWrapper(pipe.tokenizer, pipe.text_encoder, clip_skip, emphasis)
+    # processing: conds for the batch (one prompt per image, no AND), the image RNG
+    c = clip([prompt] * batch_size)
+    uc = clip([negative] * batch_size)
+    seeds = [seed + i for i in range(batch_size)]
+    subseeds = [subseed + i for i in range(batch_size)] if subseed is not None else None
+    image_rng = ImageRNG((4, height // 8, width // 8), seeds, subseeds, subseed_strength, rng, ensd)
+    x = image_rng.next()
+    init_latent = None
+    if init_image is not None:
+        image = np.array(init_image).astype(np.float32) / 255.0
+        image = torch.from_numpy(2.0 * np.moveaxis(image, 2, 0) - 1.0)[None].repeat(batch_size, 1, 1, 1)
+        init_latent = pipe.vae.encode(image).latent_dist.mean * pipe.vae.config.scaling_factor
+
+    K.torch = TorchHijack(image_rng)
+    try:
+        if init_image is None:
+            sigmas = get_sigmas(model_wrap, sampler, scheduler, steps, sigma_min, sigma_max)
+            x = x * sigmas[0]
+            sched, start = sigmas, x
+        else:
+            t_enc = int(min(denoising_strength, 0.999) * steps)
+            sigmas = get_sigmas(model_wrap, sampler, scheduler, steps, sigma_min, sigma_max)
+            sched = sigmas[steps - t_enc - 1:]
+            start = init_latent + x * sched[0]
+            x = init_latent
+        kwargs = {}
+        parameters = inspect.signature(func).parameters
+        for name, value in (("s_churn", s_churn), ("s_tmin", s_tmin), ("s_tmax", s_tmax or float("inf")),
+                            ("s_noise", s_noise)):
+            if name in EXTRA_PARAMS.get(funcname, []) and name in parameters:
+                kwargs[name] = value
+        if "eta" in parameters:
+            kwargs["eta"] = eta if eta is not None else 1.0
+        if options.get("brownian_noise"):
+            sigma_lo, sigma_hi = sigmas[sigmas > 0].min(), sigmas.max()
+            kwargs["noise_sampler"] = K.BrownianTreeNoiseSampler(x, sigma_lo, sigma_hi, seed=seeds)
+        if options.get("solver_type") == "heun":
+            kwargs["solver_type"] = "heun"
+        denoiser = CFGDenoiser(model_wrap)
+        multicond = [[(i, 1.0)] for i in range(batch_size)]
+        samples = func(denoiser, start, sched, extra_args={
+            "cond": lambda step: (multicond, c), "uncond": lambda step: uc, "cond_scale": cfg}, **kwargs)
+    finally:
+        K.torch = K.real_torch
+    images = []
+    for latent in samples:
+        decoded = pipe.vae.decode(latent[None] / pipe.vae.config.scaling_factor).sample[0]
+        x_sample = torch.clamp((decoded + 1.0) / 2.0, min=0.0, max=1.0)
+        x_sample = 255. * np.moveaxis(x_sample.cpu().numpy(), 0, 2)
+        images.append(x_sample.astype(np.uint8))
+    return images
