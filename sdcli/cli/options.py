@@ -38,10 +38,34 @@ BatchSize = Annotated[int, typer.Option("--batch-size", "-b", help="Images gener
 Count = Annotated[int, typer.Option("--count", help="Batches run one after another.", rich_help_panel=GEN)]
 Sampler = Annotated[str, typer.Option("--sampler", help="WebUI sampler name, e.g. 'Euler a', 'DPM++ 2M Karras' "
                                       "(see `sdcli samplers`).", rich_help_panel=GEN)]
-Schedule = Annotated[str, typer.Option("--schedule", help="Schedule type: automatic, uniform, karras, exponential, "
-                                       "beta, sgm-uniform, simple.", rich_help_panel=GEN)]
+Schedule = Annotated[str, typer.Option("--schedule", help="WebUI schedule type: automatic, uniform, karras, "
+                                       "exponential, polyexponential, sgm-uniform, kl-optimal, align-your-steps, "
+                                       "simple, normal, ddim, beta.", rich_help_panel=GEN)]
 ClipSkip = Annotated[int, typer.Option("--clip-skip", help="WebUI CLIP skip: 1 = last layer, 2 = penultimate (1-12).",
                                        rich_help_panel=GEN)]
+# -- The WebUI settings that change pixels (its Settings > Sampler parameters) ---------------
+WEBUI = "WebUI sampler settings"
+Rng = Annotated[str, typer.Option("--rng", help="Noise source, the WebUI's 'Random number generator source' (RNG "
+                                  "key): cpu, gpu, or nv (NVIDIA GPU noise computed on any device; the WebUI's "
+                                  "default GPU source on NVIDIA cards).", rich_help_panel=WEBUI)]
+Emphasis = Annotated[str, typer.Option("--emphasis", help="How (word:1.2) weights apply: original (multiply, then "
+                                       "restore the mean), 'no norm' (multiply), none (brackets are text).",
+                                       rich_help_panel=WEBUI)]
+Eta = Annotated[float | None, typer.Option("--eta", help="Noise multiplier of ancestral and SDE samplers "
+                                           "[default: 1]", rich_help_panel=WEBUI, show_default=False)]
+Ensd = Annotated[int, typer.Option("--ensd", help="Eta noise seed delta: sampler noise is seeded seed + ENSD "
+                                   "(the WebUI's NAI-style setting is 31337).", rich_help_panel=WEBUI)]
+SChurn = Annotated[float, typer.Option("--s-churn", help="Sigma churn (Euler, Heun, DPM2).", rich_help_panel=WEBUI)]
+STmin = Annotated[float, typer.Option("--s-tmin", help="Sigma tmin: churn only above this sigma.",
+                                      rich_help_panel=WEBUI)]
+STmax = Annotated[float, typer.Option("--s-tmax", help="Sigma tmax: churn only below this sigma (0 = no limit).",
+                                      rich_help_panel=WEBUI)]
+SNoise = Annotated[float, typer.Option("--s-noise", help="Sigma noise: scale of the added noise.",
+                                       rich_help_panel=WEBUI)]
+SigmaMin = Annotated[float, typer.Option("--sigma-min", help="Schedule min sigma (0 = the model's).",
+                                         rich_help_panel=WEBUI)]
+SigmaMax = Annotated[float, typer.Option("--sigma-max", help="Schedule max sigma (0 = the model's).",
+                                         rich_help_panel=WEBUI)]
 Model = Annotated[str | None, typer.Option(
     "--model", "-m", envvar="SDCLI_MODEL", show_default=False, rich_help_panel=MODEL,
     help="Local diffusers folder or hub id [default: built-in tiny random-weight demo model]")]
@@ -80,6 +104,16 @@ def _shared(
     sampler: Sampler = DEFAULTS["sampler"],
     schedule: Schedule = "automatic",
     clip_skip: ClipSkip = 1,
+    rng: Rng = "cpu",
+    emphasis: Emphasis = "original",
+    eta: Eta = None,
+    ensd: Ensd = 0,
+    s_churn: SChurn = 0.0,
+    s_tmin: STmin = 0.0,
+    s_tmax: STmax = 0.0,
+    s_noise: SNoise = 1.0,
+    sigma_min: SigmaMin = 0.0,
+    sigma_max: SigmaMax = 0.0,
     model: Model = None,
     offline: Offline = False,
     device: Device = "auto",
@@ -93,7 +127,7 @@ def _shared(
     """Template only: the flags every generating command takes (see shared_options)."""
 
 
-TXT2IMG_ONLY = ("subseed", "subseed_strength")  # variation seeds: the image pipelines draw their own noise
+TXT2IMG_ONLY = ("subseed", "subseed_strength")  # variation seeds: the inpainting pipelines draw their own noise
 
 
 def shared_options(*, exclude: tuple[str, ...] = ()) -> Callable[[Callable[..., Any]], Callable[..., Any]]:

@@ -15,7 +15,7 @@ from typing import Any
 from sdcli import __version__
 from sdcli.core.images import PreparedInputs, prepare
 from sdcli.core.metadata import build_infotext
-from sdcli.core.request import DIRECTIONS, INPAINT_AREAS, MASKED_CONTENTS, GenerationRequest
+from sdcli.core.request import DIRECTIONS, INPAINT_AREAS, MASKED_CONTENTS, GenerationRequest, choice_key
 from sdcli.errors import UsageError
 from sdcli.sampling.samplers import SamplerChoice
 
@@ -56,8 +56,37 @@ def infotext_params(request: GenerationRequest, choice: SamplerChoice, *, seed: 
         "Variation seed": subseed,
         "Variation seed strength": f"{request.subseed_strength:g}" if subseed is not None else None,
         "Clip skip": request.clip_skip if request.clip_skip > 1 else None,
+        **sampling_params(request, choice),
         **image_params(request),
         "Version": f"sdcli {__version__}",
+    }
+
+
+RNG_LABELS = {"cpu": "CPU", "gpu": "GPU", "nv": "NV"}
+EMPHASIS_LABELS = {"original": "Original", "no norm": "No norm", "none": "None"}
+
+
+def sampling_params(request: GenerationRequest, choice: SamplerChoice) -> dict[str, Any]:
+    """The WebUI's keys for its pixel-changing settings, written when they apply and differ from its defaults.
+
+    RNG is always written: sdcli's default (CPU) is not the WebUI's (GPU).
+    """
+    from sdcli.sampling.loop import sampler_takes
+
+    eta = 1.0 if request.eta is None else request.eta
+    takes = sampler_takes(choice)
+    emphasis = choice_key(request.emphasis)
+    return {
+        "RNG": RNG_LABELS[choice_key(request.rng)],
+        "Emphasis": EMPHASIS_LABELS[emphasis] if emphasis != "original" else None,
+        "Eta": f"{eta:g}" if "eta" in takes and eta != 1.0 else None,
+        "ENSD": request.ensd if request.ensd and choice.sampler.uses_ensd and eta != 0 else None,
+        "Sigma churn": f"{request.s_churn:g}" if "s_churn" in takes and request.s_churn else None,
+        "Sigma tmin": f"{request.s_tmin:g}" if "s_tmin" in takes and request.s_tmin else None,
+        "Sigma tmax": f"{request.s_tmax:g}" if "s_tmax" in takes and request.s_tmax else None,
+        "Sigma noise": f"{request.s_noise:g}" if "s_noise" in takes and request.s_noise != 1.0 else None,
+        "Schedule min sigma": f"{request.sigma_min:g}" if request.sigma_min else None,
+        "Schedule max sigma": f"{request.sigma_max:g}" if request.sigma_max else None,
     }
 
 
@@ -172,7 +201,7 @@ def run(
         width, height = request.width or native_size(pipe), request.height or native_size(pipe)
 
     # 2. Prompt conditioning, once for the whole run.
-    encoder = PromptEncoder(pipe, request.clip_skip, request.emphasis)
+    encoder = PromptEncoder(pipe, request.clip_skip, choice_key(request.emphasis))
     batch_run = _own_batch if own else _pipeline_batch
 
     # 3. Batches: per-image generators seeded seed + i.
@@ -249,7 +278,7 @@ def _noise(request: GenerationRequest, pipe: Any, seeds: list[int], subseeds: li
 
     factor = pipe.vae_scale_factor
     shape = (pipe.vae.config.latent_channels, height // factor, width // factor)
-    return ImageNoise(request.rng, shape, seeds, pipe.unet.device, subseeds=subseeds,
+    return ImageNoise(choice_key(request.rng), shape, seeds, pipe.unet.device, subseeds=subseeds,
                       subseed_strength=request.subseed_strength, ensd=request.ensd)
 
 

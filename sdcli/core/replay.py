@@ -20,7 +20,20 @@ INFOTEXT_FIELDS: dict[str, tuple[str, Any]] = {
     "Clip skip": ("clip_skip", int),
     "Variation seed": ("subseed", int),
     "Variation seed strength": ("subseed_strength", float),
+    "RNG": ("rng", str.lower),
+    "Emphasis": ("emphasis", str.lower),
+    "Eta": ("eta", float),
+    "ENSD": ("ensd", int),
+    "Sigma churn": ("s_churn", float),
+    "Sigma tmin": ("s_tmin", float),
+    "Sigma tmax": ("s_tmax", float),
+    "Sigma noise": ("s_noise", float),
+    "Schedule min sigma": ("sigma_min", float),
+    "Schedule max sigma": ("sigma_max", float),
 }
+# An infotext without an RNG key was made with the WebUI's default source, GPU: on NVIDIA
+# cards (nearly every WebUI install) that is the noise sdcli's "nv" source reproduces.
+WEBUI_DEFAULT_RNG = "nv"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,7 +75,8 @@ def read_metadata(path: Path) -> ImageMetadata:
 
 def request_from_infotext(meta: ImageMetadata) -> GenerationRequest:
     """A request from WebUI parameters (any tool that writes them)."""
-    fields: dict[str, Any] = {"prompt": meta.prompt, "negative_prompt": meta.negative_prompt}
+    fields: dict[str, Any] = {"prompt": meta.prompt, "negative_prompt": meta.negative_prompt,
+                              "rng": WEBUI_DEFAULT_RNG}
     for key, (field, convert) in INFOTEXT_FIELDS.items():
         if key in meta.parameters:
             try:

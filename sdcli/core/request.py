@@ -194,9 +194,14 @@ RNG_SOURCES = ("cpu", "gpu", "nv")  # sampling.rng's, restated here to keep torc
 EMPHASES = ("original", "no norm", "none")
 
 
+def choice_key(value: str) -> str:
+    """--rng / --emphasis spelling -> key: case, '-' and '_' do not matter ("No norm" = no-norm)."""
+    return " ".join(value.lower().replace("-", " ").replace("_", " ").split())
+
+
 def _validate_sampling(request: GenerationRequest) -> None:
-    _check_choice("--rng", request.rng, RNG_SOURCES)
-    _check_choice("--emphasis", request.emphasis, EMPHASES)
+    _check_choice("--rng", choice_key(request.rng), RNG_SOURCES)
+    _check_choice("--emphasis", choice_key(request.emphasis), EMPHASES)
     if request.eta is not None:
         _check_range("--eta", request.eta, 0, 10)
     _check_range("--ensd", request.ensd, 0, MAX_SEED)

@@ -40,15 +40,20 @@ class SamplingOptions:
     rho: float = 0.0  # 0 = the schedule's default (Karras 7, Polyexponential 1)
 
 
-def uses_eta(choice: SamplerChoice) -> bool:
-    """Whether the sampler's function takes eta (ancestral and SDE samplers)."""
-    return "eta" in inspect.signature(getattr(kdiffusion, choice.sampler.function or "")).parameters \
-        if choice.sampler.function else False
+SETTINGS = ("eta", "s_churn", "s_tmin", "s_tmax", "s_noise")
+
+
+def sampler_takes(choice: SamplerChoice) -> tuple[str, ...]:
+    """Which WebUI settings (SETTINGS) the sampler's function takes; none on the diffusers path."""
+    if choice.sampler.function is None:
+        return ()
+    params = inspect.signature(getattr(kdiffusion, choice.sampler.function)).parameters
+    return tuple(name for name in SETTINGS if name in params)
 
 
 def function_arguments(choice: SamplerChoice, options: SamplingOptions) -> dict[str, Any]:
     """Keyword arguments for the sampler's function: its row's options and the WebUI settings it takes."""
-    params = inspect.signature(getattr(kdiffusion, choice.sampler.function)).parameters
+    takes = sampler_takes(choice)
     wanted = {
         "eta": ETA_DEFAULT if options.eta is None else options.eta,
         "s_churn": options.s_churn,
@@ -56,7 +61,7 @@ def function_arguments(choice: SamplerChoice, options: SamplingOptions) -> dict[
         "s_tmax": options.s_tmax or math.inf,
         "s_noise": options.s_noise,
     }
-    return {**choice.sampler.options, **{k: v for k, v in wanted.items() if k in params}}
+    return {**choice.sampler.options, **{k: v for k, v in wanted.items() if k in takes}}
 
 
 def img2img_steps(steps: int, strength: float) -> int:
