@@ -127,9 +127,6 @@ def _shared(
     """Template only: the flags every generating command takes (see shared_options)."""
 
 
-TXT2IMG_ONLY = ("subseed", "subseed_strength")  # variation seeds: the inpainting pipelines draw their own noise
-
-
 def shared_options(*, exclude: tuple[str, ...] = ()) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Give a command `def cmd(own flags..., **flags)` the shared generation flags too.
 
@@ -176,8 +173,7 @@ MaskedContent = Annotated[str, typer.Option(
     help="What the masked area starts from; all four work with ordinary and 9-channel inpainting checkpoints. "
     "original: the input pixels (the diffusers pipelines' own behaviour). fill: the input with the masked "
     "pixels replaced by colours blurred in from around them. latent-noise / latent-nothing: the image latents "
-    "under the mask replaced by random noise / zeros before denoising (sdcli wraps the pipeline's latent "
-    "preparation; at --strength 1 the pipelines start from pure noise, so these equal original).")]
+    "under the mask replaced by the seed's noise / zeros before denoising, as in the WebUI.")]
 Left, Right, Up, Down = (Annotated[int, typer.Option(f"--{side}", help=f"Pixels to add {where}.", rich_help_panel=IMG)]
                          for side, where in (("left", "on the left"), ("right", "on the right"),
                                              ("up", "at the top"), ("down", "at the bottom")))

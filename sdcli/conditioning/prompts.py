@@ -28,9 +28,7 @@ _TOKEN = re.compile(
 )
 
 
-_EDITING = re.compile(r"(?<!\\)\[[^\[\]]*:[^\[\]]*\]")
 _LORA = re.compile(r"<(lora|lyco|hypernet):[^>]*>", re.IGNORECASE)
-_AND = re.compile(r"(?<![^\s,])AND(?![^\s,])")
 
 
 @dataclass
@@ -87,12 +85,8 @@ def parse_prompt(prompt: str) -> ParsedPrompt:
             current.append([tok, 1.0])
     _close_open(stack, current, result, scale)
     result.segments.append(_merge(current))
-    if _EDITING.search(prompt):
-        result.warnings.append("prompt editing [from:to:when] is not supported; read as de-emphasised text")
     if _LORA.search(prompt):
         result.warnings.append("<lora:...> tags are not supported yet; read as text")
-    if _AND.search(prompt):
-        result.warnings.append("AND (composable diffusion) is not supported; read as text")
     return result
 
 

@@ -223,11 +223,11 @@ def run(
 
 
 def runs_own_loop(pipe: Any, choice: SamplerChoice, request: GenerationRequest) -> bool:
-    """Whether sdcli's own loop runs this: a k-diffusion sampler on an SD1/SD2 UNet, txt2img or img2img."""
+    """Whether sdcli's own loop runs this: a k-diffusion sampler on an SD1/SD2 UNet (4 or 9 channels)."""
     config = pipe.unet.config
     scheduler = getattr(pipe, "sdcli_base_scheduler", pipe.scheduler).config
     return (choice.sampler.function is not None and config.get("addition_embed_type") is None
-            and config.in_channels == 4 and request.mode in ("txt2img", "img2img")
+            and config.in_channels in (4, 9)
             and scheduler.get("beta_schedule", "scaled_linear") in ("scaled_linear", "linear")
             and scheduler.get("prediction_type", "epsilon") in ("epsilon", "v_prediction"))
 
@@ -282,6 +282,14 @@ def _noise(request: GenerationRequest, pipe: Any, seeds: list[int], subseeds: li
                       subseed_strength=request.subseed_strength, ensd=request.ensd)
 
 
+def cond_schedule(request: GenerationRequest, choice: SamplerChoice, encoder: Any) -> Any:
+    """Prompt editing, alternation and AND over the run's denoiser calls (x2 for second-order samplers)."""
+    from sdcli.conditioning.schedule import CondSchedule
+
+    calls = request.steps * (2 if choice.sampler.second_order else 1)
+    return CondSchedule.build(request.prompt, request.negative_prompt, calls, encoder.encode)
+
+
 def _own_batch(request: GenerationRequest, pipe: Any, choice: SamplerChoice, encoder: Any,
                inputs: PreparedInputs | None, seeds: list[int], subseeds: list[int | None], width: int,
                height: int, on_step: StepCallback | None) -> list[Any]:
@@ -292,14 +300,57 @@ def _own_batch(request: GenerationRequest, pipe: Any, choice: SamplerChoice, enc
 
     config = getattr(pipe, "sdcli_base_scheduler", pipe.scheduler).config
     model_sigmas = ModelSigmas(alphas_cumprod(config))
-    positive, negative = encoder.encode(request.prompt), encoder.encode(request.negative_prompt)
+    schedule = cond_schedule(request, choice, encoder)
     denoiser = CFGDenoiser(pipe.unet, model_sigmas, config.get("prediction_type", "epsilon"),
-                           lambda _step: [(positive, 1.0)], lambda _step: negative, request.cfg_scale)
+                           schedule.conds_at, schedule.uncond_at, request.cfg_scale)
     noise = _noise(request, pipe, seeds, subseeds, width, height)
     init = encode_image(pipe, inputs.image, len(seeds)) if inputs is not None else None
+    if inputs is not None and inputs.mask is not None:
+        denoiser.masking = inpaint_masking(pipe, request, inputs, init, noise)
+        init = denoiser.masking.init_latent
     latents = sample(choice, denoiser, noise, model_sigmas, request.steps, options=sampling_options(request),
                      init_latent=init, strength=request.init.strength if request.init else 1.0, on_step=on_step)
+    if denoiser.masking is not None:  # the kept area is the input's latent exactly, as in the WebUI
+        keep = denoiser.masking.mask
+        latents = latents * (1 - keep) + denoiser.masking.init_latent * keep
     return decode(pipe, latents)
+
+
+def inpaint_masking(pipe: Any, request: GenerationRequest, inputs: PreparedInputs, init: Any, noise: Any) -> Any:
+    """The WebUI's inpainting inputs: a rounded latent mask, --masked-content in latent space, and the
+    9-channel UNet's extra input (mask + latent of the image with the masked area blanked)."""
+    import numpy as np
+    import torch
+
+    from sdcli.sampling.denoiser import Masking
+
+    n, (h, w) = init.shape[0], init.shape[-2:]
+    small = np.asarray(inputs.mask.convert("RGB").resize((w, h)), dtype=np.float32)[..., 0] / 255
+    repaint = torch.from_numpy(np.around(small)).to(init.device)[None, None].expand_as(init)
+    keep = 1.0 - repaint
+    content = request.inpaint.masked_content
+    if content == "latent-noise":  # noise of the image's own seed (the WebUI's first draw)
+        init = init * keep + seed_noise(noise) * repaint
+    elif content == "latent-nothing":
+        init = init * keep
+    image_cond = None
+    if pipe.unet.config.in_channels == 9:
+        full = torch.from_numpy(np.around(np.asarray(inputs.mask.convert("L"), dtype=np.float32) / 255))[None, None]
+        unit = torch.from_numpy(np.asarray(inputs.image.convert("RGB"), dtype=np.float32) / 255.0)
+        source = (2.0 * unit - 1.0).permute(2, 0, 1)[None]
+        blanked = (source * (1.0 - full)).to(pipe.vae.device, pipe.vae.dtype)
+        with torch.no_grad():
+            masked_latent = pipe.vae.encode(blanked).latent_dist.mean * pipe.vae.config.scaling_factor
+        small_full = torch.nn.functional.interpolate(full, size=(h, w))
+        image_cond = torch.cat([small_full.to(init.device), masked_latent.float()], dim=1).repeat(n, 1, 1, 1)
+    return Masking(init_latent=init, mask=keep, image_cond=image_cond)
+
+
+def seed_noise(noise: Any) -> Any:
+    """The start noise of a batch's seeds, from fresh generators (the image RNG itself is left untouched)."""
+    from sdcli.sampling.rng import ImageNoise
+
+    return ImageNoise(noise.source, noise.shape, noise.seeds, noise.device).first()
 
 
 def _pipeline_batch(request: GenerationRequest, pipe: Any, choice: SamplerChoice, encoder: Any,
@@ -316,6 +367,10 @@ def _pipeline_batch(request: GenerationRequest, pipe: Any, choice: SamplerChoice
     if request.subseed_strength and inputs is not None:
         raise UsageError(f"--subseed-strength: {choice.sampler.name} runs in the diffusers pipeline, which draws "
                          "its own start noise for an input image; use a k-diffusion sampler (e.g. Euler a)")
+    if not cond_schedule(request, choice, encoder).is_static:
+        raise UsageError(f"--sampler: {choice.sampler.name} ({request.mode}) runs in the diffusers pipeline, which "
+                         "cannot change the prompt per step; prompt editing [a:b:N], [a|b] and AND need a "
+                         "k-diffusion sampler (e.g. 'Euler a', 'DPM++ 2M') with txt2img or img2img")
     positive, negative = encoder.encode_pair(request.prompt, request.negative_prompt)
     n = len(seeds)
     generators = [torch.Generator("cpu").manual_seed(s) for s in seeds]

@@ -214,9 +214,6 @@ def _validate_sampling(request: GenerationRequest) -> None:
 
 
 def _validate_init(request: GenerationRequest) -> None:
-    if request.subseed_strength and request.mode != "img2img":
-        raise UsageError(f"--subseed-strength: variation seeds work with txt2img and img2img; {request.mode}'s "
-                         "diffusers pipeline draws its start noise itself")
     strength = request.init.strength
     if not 0 < strength <= 1:
         raise UsageError(f"--strength: {strength} is out of range; use more than 0 and at most 1 (0.75 is usual)")

@@ -17,12 +17,15 @@ SDCLI_FIELDS = {"negative": "negative_prompt", "cfg": "cfg_scale", "sampler": "s
                 "batch_size": "batch_size"}
 
 
+CONTENTS = {"original": "original", "latent noise": "latent-noise", "latent nothing": "latent-nothing"}
+
+
 def sdcli_images(pipe: Any, prompt: str, init_image: Any = None, denoising_strength: float = 0.75,
-                 **settings: Any) -> list[np.ndarray]:
+                 mask_image: Any = None, inpainting_fill: str = "original", **settings: Any) -> list[np.ndarray]:
     """The same settings through sdcli's core (core.generate.run)."""
     from sdcli.core.generate import run
     from sdcli.core.images import PreparedInputs
-    from sdcli.core.request import GenerationRequest, ImageInput, validate
+    from sdcli.core.request import GenerationRequest, ImageInput, InpaintSettings, validate
 
     fields = {SDCLI_FIELDS[k]: v for k, v in settings.items()}
     for key, value in (("schedule", "automatic"), ("emphasis", "original"), ("rng", "cpu")):
@@ -31,7 +34,10 @@ def sdcli_images(pipe: Any, prompt: str, init_image: Any = None, denoising_stren
     if init_image is not None:
         mode = "img2img"
         fields["init"] = ImageInput(image="-", strength=denoising_strength)
-        inputs = PreparedInputs(image=init_image)
+        inputs = PreparedInputs(image=init_image, mask=mask_image)  # no paste-back: compared before it
+    if mask_image is not None:
+        mode = "inpaint"
+        fields["inpaint"] = InpaintSettings(mask="-", mask_blur=0, masked_content=CONTENTS[inpainting_fill])
     request = GenerationRequest(prompt=prompt, mode=mode, **fields)
     choice = validate(request)
     return [np.asarray(g.image) for g in run(request, pipe, choice, model_name="m", model_hash="h", inputs=inputs)]

@@ -12,7 +12,17 @@ import numpy as np
 import torch
 
 from tests.reference import kdiffusion_ref as K
-from tests.reference.webui_ref import CFGDenoiser, CLIPWrapper, CompVisDenoiser, ImageRNG, TorchHijack
+from tests.reference.webui_ref import (
+    CFGDenoiser,
+    CLIPWrapper,
+    CompVisDenoiser,
+    ImageRNG,
+    TorchHijack,
+    get_learned_conditioning,
+    get_multicond_learned_conditioning,
+    reconstruct_cond_batch,
+    reconstruct_multicond_batch,
+)
 
 # WebUI v1.10 samplers_k_diffusion: label -> (function, options)
 SAMPLERS = {
@@ -76,15 +86,17 @@ def get_sigmas(model_wrap, sampler, scheduler, steps, sigma_min=0.0, sigma_max=0
 def generate(pipe, prompt, negative="", *, steps=4, cfg=7.0, seed=1, width=64, height=64, batch_size=1,
              sampler="Euler a", scheduler="Automatic", clip_skip=1, emphasis="Original", rng="CPU", ensd=0,
              eta=None, subseed=None, subseed_strength=0.0, s_churn=0.0, s_tmin=0.0, s_tmax=0.0, s_noise=1.0,
-             sigma_min=0.0, sigma_max=0.0, init_image=None, denoising_strength=0.75):
+             sigma_min=0.0, sigma_max=0.0, init_image=None, denoising_strength=0.75, mask_image=None,
+             inpainting_fill="original"):
     funcname, options = SAMPLERS[sampler]
     func = getattr(K, funcname)
     config = pipe.scheduler.config
     model_wrap = CompVisDenoiser(pipe.unet, alphas_cumprod(config), config.get("prediction_type") == "v_prediction")
     clip = CLIPWrapper(pipe.tokenizer, pipe.text_encoder, clip_skip, emphasis)
-    # processing: conds for the batch (one prompt per image, no AND), the image RNG
-    c = clip([prompt] * batch_size)
-    uc = clip([negative] * batch_size)
+    # processing: conds for the batch (prompt schedules over total steps: x2 for second order), the image RNG
+    total_steps = steps * 2 if options.get("second_order") else steps
+    c = get_multicond_learned_conditioning(clip, [prompt] * batch_size, total_steps)
+    uc = get_learned_conditioning(clip, [negative] * batch_size, total_steps)
     seeds = [seed + i for i in range(batch_size)]
     subseeds = [subseed + i for i in range(batch_size)] if subseed is not None else None
     image_rng = ImageRNG((4, height // 8, width // 8), seeds, subseeds, subseed_strength, rng, ensd)
@@ -94,6 +106,27 @@ def generate(pipe, prompt, negative="", *, steps=4, cfg=7.0, seed=1, width=64, h
         image = np.array(init_image).astype(np.float32) / 255.0
         image = torch.from_numpy(2.0 * np.moveaxis(image, 2, 0) - 1.0)[None].repeat(batch_size, 1, 1, 1)
         init_latent = pipe.vae.encode(image).latent_dist.mean * pipe.vae.config.scaling_factor
+    mask = nmask = image_conditioning = None
+    if mask_image is not None:  # processing.StableDiffusionProcessingImg2Img.init
+        latmask = mask_image.convert("RGB").resize((init_latent.shape[3], init_latent.shape[2]))
+        latmask = np.moveaxis(np.array(latmask, dtype=np.float32), 2, 0) / 255
+        latmask = np.around(latmask[0])
+        latmask = np.tile(latmask[None], (4, 1, 1))
+        mask = torch.asarray(1.0 - latmask)
+        nmask = torch.asarray(latmask)
+        if inpainting_fill == "latent noise":
+            init_latent = init_latent * mask + ImageRNG(init_latent.shape[1:], seeds, source=rng).next() * nmask
+        elif inpainting_fill == "latent nothing":
+            init_latent = init_latent * mask
+        if pipe.unet.config.in_channels == 9:  # inpainting_image_conditioning
+            source_image = image
+            conditioning_mask = torch.from_numpy(np.array(mask_image.convert("L"))).float() / 255
+            conditioning_mask = torch.round(conditioning_mask[None, None])
+            conditioning_image = torch.lerp(source_image, source_image * (1.0 - conditioning_mask), 1.0)
+            conditioning_image = pipe.vae.encode(conditioning_image).latent_dist.mean * pipe.vae.config.scaling_factor
+            conditioning_mask = torch.nn.functional.interpolate(conditioning_mask, size=init_latent.shape[-2:])
+            conditioning_mask = conditioning_mask.expand(conditioning_image.shape[0], -1, -1, -1)
+            image_conditioning = torch.cat([conditioning_mask, conditioning_image], dim=1)
 
     K.torch = TorchHijack(image_rng)
     try:
@@ -120,10 +153,13 @@ def generate(pipe, prompt, negative="", *, steps=4, cfg=7.0, seed=1, width=64, h
             kwargs["noise_sampler"] = K.BrownianTreeNoiseSampler(x, sigma_lo, sigma_hi, seed=seeds)
         if options.get("solver_type") == "heun":
             kwargs["solver_type"] = "heun"
-        denoiser = CFGDenoiser(model_wrap)
-        multicond = [[(i, 1.0)] for i in range(batch_size)]
+        denoiser = CFGDenoiser(model_wrap, mask, init_latent)
         samples = func(denoiser, start, sched, extra_args={
-            "cond": lambda step: (multicond, c), "uncond": lambda step: uc, "cond_scale": cfg}, **kwargs)
+            "cond": lambda step: reconstruct_multicond_batch(c, step),
+            "uncond": lambda step: reconstruct_cond_batch(uc, step), "cond_scale": cfg,
+            "image_cond": image_conditioning}, **kwargs)
+        if mask is not None:
+            samples = samples * nmask + init_latent * mask
     finally:
         K.torch = K.real_torch
     images = []

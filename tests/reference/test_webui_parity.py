@@ -63,9 +63,16 @@ def test_webui_options_that_change_pixels(tiny_pipe, settings, single_thread):
     (PROMPT, {"emphasis": "No norm"}),
     (PROMPT, {"emphasis": "None"}),
     ("a cat", {"negative": "x " * 60}),  # prompt and negative of different chunk counts
-], ids=["break", "long", "clip-skip-2", "no-norm", "none", "unequal-chunks"])
+    ("a [cat:dog:2] in a field", {}),
+    ("a [red|blue|green] bird", {}),
+    ("a cat :1.2 AND a (dog:1.3) :0.6 AND sunset", {}),
+    ("[" + "long words, " * 10 + "::2] cat", {"negative": "[blurry:ugly, bad:0.5]"}),  # chunk count changes
+    ("a [cat:dog:3] and [a|b]", {"sampler": "DPM2"}),  # second order: the schedule spans 2 x steps
+    ("a [cat:dog:0.4] AND [fox::2] :0.7", {"sampler": "Heun", "steps": 5}),
+], ids=["break", "long", "clip-skip-2", "no-norm", "none", "unequal-chunks", "editing", "alternation", "and",
+        "editing-chunks", "second-order", "editing-and-heun"])
 def test_conditioning(tiny_pipe, prompt, settings, single_thread):
-    check(tiny_pipe, prompt, cfg=12.0, sampler="DPM++ 2M", **settings)
+    check(tiny_pipe, prompt, cfg=12.0, **{"sampler": "DPM++ 2M", **settings})
 
 
 def test_img2img(tiny_pipe, single_thread):
@@ -98,6 +105,30 @@ def test_prompt_parser_is_the_webuis(prompt):
     assert parse_attention(prompt) == expected
 
 
+SCHEDULED = ["a [cat:dog:2] x", "[a|b|c] d", "a [cat:dog:0.5]", "[cat::3] [:hat:2]", "[[a:b:1]:c:3]",
+             "(a:1.2) [b:c:1] \\[x\\]", "broken [a:b", "a [b:c:d:2]", "[a:b:10]", "[a:b: 2 ]", "[a|]", "plain",
+             "[a:b:0.99]", "[a:b:-1]", "a: b", "[(x:1.2):y:2]"]
+
+
+@pytest.mark.parametrize("prompt", SCHEDULED)
+@pytest.mark.parametrize("steps", [1, 4, 9])
+def test_prompt_schedules_are_the_webuis(prompt, steps):
+    from sdcli.conditioning.schedule import prompt_schedule
+    from tests.reference.webui_ref import get_learned_conditioning_prompt_schedules
+
+    expected = [(end, text) for end, text in get_learned_conditioning_prompt_schedules([prompt], steps)[0]]
+    assert prompt_schedule(prompt, steps) == expected
+
+
+@pytest.mark.parametrize("prompt", ["a AND b", "a :1.5 AND b:0.2", "ANDROID AND x", "x:2", "a AND", "AND"])
+def test_and_parts_are_the_webuis(prompt):
+    from sdcli.conditioning.schedule import and_parts
+    from tests.reference.webui_ref import get_multicond_prompt_list
+
+    indexes, flat, _ = get_multicond_prompt_list([prompt])
+    assert and_parts(prompt) == [(flat[i], w) for i, w in indexes[0]]
+
+
 @pytest.mark.parametrize("emphasis", ["Original", "No norm", "None"])
 @pytest.mark.parametrize("clip_skip", [1, 3])
 def test_embeddings_are_the_webuis(tiny_pipe, emphasis, clip_skip):
@@ -112,3 +143,25 @@ def test_embeddings_are_the_webuis(tiny_pipe, emphasis, clip_skip):
         expected = theirs([prompt])
         assert ours(prompt).shape == expected.shape, prompt
         torch.testing.assert_close(ours(prompt), expected, rtol=0, atol=1e-6, msg=prompt)
+
+
+def _inputs():
+    from PIL import Image, ImageDraw, ImageFilter
+
+    image = Image.radial_gradient("L").convert("RGB").resize((32, 32))
+    mask = Image.new("L", (32, 32), 0)
+    ImageDraw.Draw(mask).rectangle((8, 6, 25, 22), fill=255)
+    return image, mask.filter(ImageFilter.GaussianBlur(3))
+
+
+@pytest.mark.parametrize("fill", ["original", "latent noise", "latent nothing"])
+def test_inpaint(tiny_pipe, fill, single_thread):
+    image, mask = _inputs()
+    check(tiny_pipe, sampler="Euler a", init_image=image, mask_image=mask, inpainting_fill=fill,
+          denoising_strength=0.6, steps=5)
+
+
+def test_inpaint_with_a_9_channel_checkpoint(tiny_inpaint_pipe, single_thread):
+    image, mask = _inputs()
+    check(tiny_inpaint_pipe, sampler="DPM++ 2M SDE", init_image=image, mask_image=mask, denoising_strength=1.0,
+          steps=4)

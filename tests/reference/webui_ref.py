@@ -105,6 +105,12 @@ class CLIPWrapper:
         self.comma_padding_backtrack = comma_padding_backtrack
         self.comma_token = tokenizer.get_vocab().get(",</w>", None)
 
+    def empty_chunk(self):
+        chunk = PromptChunk()
+        chunk.tokens = [self.id_start] + [self.id_end] * (self.chunk_length + 1)
+        chunk.multipliers = [1.0] * (self.chunk_length + 2)
+        return chunk
+
     def tokenize(self, texts):
         return self.tokenizer(texts, truncation=False, add_special_tokens=False)["input_ids"]
 
@@ -190,7 +196,7 @@ class CLIPWrapper:
         chunk_count = max(len(x) for x in batch_chunks)
         zs = []
         for i in range(chunk_count):
-            batch_chunk = [chunks[i] for chunks in batch_chunks]
+            batch_chunk = [chunks[i] if i < len(chunks) else self.empty_chunk() for chunks in batch_chunks]
             zs.append(self.process_tokens([x.tokens for x in batch_chunk], [x.multipliers for x in batch_chunk]))
         return torch.hstack(zs)
 
@@ -401,24 +407,185 @@ class CFGDenoiser:
                 denoised[i] += (x_out[cond_index] - denoised_uncond[i]) * (weight * cond_scale)
         return denoised
 
-    def __call__(self, x, sigma, uncond, cond, cond_scale):
+    def __call__(self, x, sigma, uncond, cond, cond_scale, image_cond=None):
         conds_list, tensor = cond(self.step)  # reconstruct_multicond_batch
         uncond = uncond(self.step)  # reconstruct_cond_batch
         batch_size = len(conds_list)
         repeats = [len(conds_list[i]) for i in range(batch_size)]
         x_in = torch.cat([torch.stack([x[i] for _ in range(n)]) for i, n in enumerate(repeats)] + [x])
         sigma_in = torch.cat([torch.stack([sigma[i] for _ in range(n)]) for i, n in enumerate(repeats)] + [sigma])
+        ic_in = None
+        if image_cond is not None:
+            ic_in = torch.cat([torch.stack([image_cond[i] for _ in range(n)]) for i, n in enumerate(repeats)]
+                              + [image_cond])
         if tensor.shape[1] == uncond.shape[1]:
             cond_in = torch.cat([tensor, uncond])
-            x_out = self.inner_model(x_in, sigma_in, cond={"c_crossattn": cond_in})
+            x_out = self.inner_model(x_in, sigma_in, cond={"c_crossattn": cond_in, "c_concat": ic_in})
         else:
             x_out = torch.zeros_like(x_in)
             n = tensor.shape[0]
-            x_out[:n] = self.inner_model(x_in[:n], sigma_in[:n], cond={"c_crossattn": tensor})
+            part = None if ic_in is None else ic_in[:n]
+            x_out[:n] = self.inner_model(x_in[:n], sigma_in[:n], cond={"c_crossattn": tensor, "c_concat": part})
+            part = None if ic_in is None else ic_in[-uncond.shape[0]:]
             x_out[-uncond.shape[0]:] = self.inner_model(x_in[-uncond.shape[0]:], sigma_in[-uncond.shape[0]:],
-                                                        cond={"c_crossattn": uncond})
+                                                        cond={"c_crossattn": uncond, "c_concat": part})
         denoised = self.combine_denoised(x_out, conds_list, uncond, cond_scale)
         if self.mask is not None:
             denoised = denoised * self.nmask + self.init_latent * self.mask
         self.step += 1
         return denoised
+
+
+# ---------------------------------------------------------------- prompt_parser: schedules, AND
+
+import lark  # noqa: E402
+
+schedule_parser = lark.Lark(r"""
+!start: (prompt | /[][():]/+)*
+prompt: (emphasized | scheduled | alternate | plain | WHITESPACE)*
+!emphasized: "(" prompt ")"
+        | "(" prompt ":" prompt ")"
+        | "[" prompt "]"
+scheduled: "[" [prompt ":"] prompt ":" [WHITESPACE] NUMBER [WHITESPACE] "]"
+alternate: "[" prompt ("|" [prompt])+ "]"
+WHITESPACE: /\s+/
+plain: /([^\\\[\]():|]|\\.)+/
+%import common.SIGNED_NUMBER -> NUMBER
+""")
+
+
+def get_learned_conditioning_prompt_schedules(prompts, steps):
+    def collect_steps(steps, tree):
+        res = [steps]
+
+        class CollectSteps(lark.Visitor):
+            def scheduled(self, tree):
+                s = tree.children[-2]
+                v = float(s)
+                v = v * steps if "." in s else v
+                tree.children[-2] = min(steps, int(v))
+                if tree.children[-2] >= 1:
+                    res.append(tree.children[-2])
+
+            def alternate(self, tree):
+                res.extend(range(1, steps + 1))
+
+        CollectSteps().visit(tree)
+        return sorted(set(res))
+
+    def at_step(step, tree):
+        class AtStep(lark.Transformer):
+            def scheduled(self, args):
+                before, after, _, when, _ = args
+                yield before or () if step <= when else after
+
+            def alternate(self, args):
+                args = ["" if not arg else arg for arg in args]  # noqa: SIM212
+                yield args[(step - 1) % len(args)]
+
+            def start(self, args):
+                def flatten(x):
+                    if isinstance(x, str):
+                        yield x
+                    else:
+                        for gen in x:
+                            yield from flatten(gen)
+                return "".join(flatten(args))
+
+            def plain(self, args):
+                yield args[0].value
+
+            def __default__(self, data, children, meta):
+                yield from children
+        return AtStep().transform(tree)
+
+    def get_schedule(prompt):
+        try:
+            tree = schedule_parser.parse(prompt)
+        except lark.exceptions.LarkError:
+            return [[steps, prompt]]
+        return [[t, at_step(t, tree)] for t in collect_steps(steps, tree)]
+
+    promptdict = {prompt: get_schedule(prompt) for prompt in set(prompts)}
+    return [promptdict[prompt] for prompt in prompts]
+
+
+re_AND = re.compile(r"\bAND\b")
+re_weight = re.compile(r"^((?:\s|.)*?)(?:\s*:\s*([-+]?(?:\d+\.?|\d*\.\d+)))?\s*$")
+
+
+def get_multicond_prompt_list(prompts):
+    res_indexes, prompt_flat_list, prompt_indexes = [], [], {}
+    for prompt in prompts:
+        subprompts = re_AND.split(prompt)
+        indexes = []
+        for subprompt in subprompts:
+            match = re_weight.search(subprompt)
+            text, weight = match.groups() if match is not None else (subprompt, 1.0)
+            weight = float(weight) if weight is not None else 1.0
+            index = prompt_indexes.get(text)
+            if index is None:
+                index = len(prompt_flat_list)
+                prompt_flat_list.append(text)
+                prompt_indexes[text] = index
+            indexes.append((index, weight))
+        res_indexes.append(indexes)
+    return res_indexes, prompt_flat_list, prompt_indexes
+
+
+def get_learned_conditioning(clip, prompts, steps):
+    """[[(end_at_step, cond)]] per prompt."""
+    res, cache = [], {}
+    schedules = get_learned_conditioning_prompt_schedules(prompts, steps)
+    for prompt, prompt_schedule in zip(prompts, schedules, strict=True):
+        if prompt in cache:
+            res.append(cache[prompt])
+            continue
+        texts = [x[1] for x in prompt_schedule]
+        conds = clip(texts)
+        cond_schedule = [(end_at, conds[i]) for i, (end_at, _) in enumerate(prompt_schedule)]
+        cache[prompt] = cond_schedule
+        res.append(cond_schedule)
+    return res
+
+
+def get_multicond_learned_conditioning(clip, prompts, steps):
+    res_indexes, prompt_flat_list, _ = get_multicond_prompt_list(prompts)
+    learned = get_learned_conditioning(clip, prompt_flat_list, steps)
+    return [[(learned[i], weight) for i, weight in indexes] for indexes in res_indexes]
+
+
+def reconstruct_cond_batch(c, current_step):
+    param = c[0][0][1]
+    res = torch.zeros((len(c),) + param.shape, dtype=param.dtype)
+    for i, cond_schedule in enumerate(c):
+        target_index = 0
+        for current, entry in enumerate(cond_schedule):
+            if current_step <= entry[0]:
+                target_index = current
+                break
+        res[i] = cond_schedule[target_index][1]
+    return res
+
+
+def reconstruct_multicond_batch(c, current_step):
+    param = c[0][0][0][0][1]
+    tensors, conds_list = [], []
+    for composable_prompts in c:
+        conds_for_batch = []
+        for composable_prompt in composable_prompts:
+            target_index = 0
+            for current, entry in enumerate(composable_prompt[0]):
+                if current_step <= entry[0]:
+                    target_index = current
+                    break
+            conds_for_batch.append((len(tensors), composable_prompt[1]))
+            tensors.append(composable_prompt[0][target_index][1])
+        conds_list.append(conds_for_batch)
+    token_count = max(x.shape[0] for x in tensors)
+    for i in range(len(tensors)):
+        if tensors[i].shape[0] != token_count:
+            last_vector = tensors[i][-1:]
+            last_vector_repeated = last_vector.repeat([token_count - tensors[i].shape[0], 1])
+            tensors[i] = torch.vstack([tensors[i], last_vector_repeated])
+    return conds_list, torch.stack(tensors).to(dtype=param.dtype)
