@@ -1,8 +1,10 @@
 """Generation: run(request, pipe) -> images with their infotext, one batch at a time.
 
-The pipeline is injected (tests pass a tiny one). Noise for image i comes from a
-CPU generator seeded seed+i, so an image depends neither on the batch size nor on
-the device's RNG, and its metadata is enough to make it again.
+The pipeline is injected (tests pass a tiny one); sdcli's own loop (sampling.loop)
+uses only its components, as the WebUI does, and the diffusers pipeline itself runs
+what the loop does not. Noise for image i comes from its own generator seeded
+seed+i (CPU by default, --rng), so an image does not depend on the batch size, and
+its metadata is enough to make it again.
 """
 
 from __future__ import annotations
@@ -71,15 +73,16 @@ def sampling_params(request: GenerationRequest, choice: SamplerChoice) -> dict[s
 
     RNG is always written: sdcli's default (CPU) is not the WebUI's (GPU).
     """
-    from sdcli.sampling.loop import sampler_takes
+    from sdcli.sampling.loop import ETA_DEFAULTS, sampler_takes
 
-    eta = 1.0 if request.eta is None else request.eta
+    default = ETA_DEFAULTS[choice.sampler.timesteps]
+    eta = default if request.eta is None else request.eta
     takes = sampler_takes(choice)
     emphasis = choice_key(request.emphasis)
     return {
         "RNG": RNG_LABELS[choice_key(request.rng)],
         "Emphasis": EMPHASIS_LABELS[emphasis] if emphasis != "original" else None,
-        "Eta": f"{eta:g}" if "eta" in takes and eta != 1.0 else None,
+        "Eta DDIM" if choice.sampler.timesteps else "Eta": f"{eta:g}" if "eta" in takes and eta != default else None,
         "ENSD": request.ensd if request.ensd and choice.sampler.uses_ensd and eta != 0 else None,
         "Sigma churn": f"{request.s_churn:g}" if "s_churn" in takes and request.s_churn else None,
         "Sigma tmin": f"{request.s_tmin:g}" if "s_tmin" in takes and request.s_tmin else None,
@@ -178,8 +181,8 @@ def run(
     `request.seed` must be resolved. `pipe` may be any pipeline of the model: the
     one for `request.mode` is derived from it (shared weights). `inputs` are the
     prepared input images (core.images.prepare); loaded here when not given.
-    SD1/SD2 txt2img and img2img with k-diffusion samplers run sdcli's own loop
-    (sampling.loop, the WebUI's pixels); other cases run the diffusers pipeline.
+    SD1/SD2 models with a sampler of sdcli's own loop (sampling.loop, the WebUI's
+    pixels) run it in every mode; other cases run the diffusers pipeline.
     Raises UsageError for settings the model cannot honour (CLIP skip deeper
     than the text encoder, a mode its UNet cannot run) or for bad input files.
     """
@@ -366,11 +369,11 @@ def _pipeline_batch(request: GenerationRequest, pipe: Any, choice: SamplerChoice
 
     if request.subseed_strength and inputs is not None:
         raise UsageError(f"--subseed-strength: {choice.sampler.name} runs in the diffusers pipeline, which draws "
-                         "its own start noise for an input image; use a k-diffusion sampler (e.g. Euler a)")
+                         "its own start noise for an input image; use a sampler of sdcli's own loop (e.g. Euler a)")
     if not cond_schedule(request, choice, encoder).is_static:
         raise UsageError(f"--sampler: {choice.sampler.name} ({request.mode}) runs in the diffusers pipeline, which "
                          "cannot change the prompt per step; prompt editing [a:b:N], [a|b] and AND need a "
-                         "k-diffusion sampler (e.g. 'Euler a', 'DPM++ 2M') with txt2img or img2img")
+                         "sampler of sdcli's own loop (e.g. 'Euler a', 'DPM++ 2M', 'DDIM')")
     positive, negative = encoder.encode_pair(request.prompt, request.negative_prompt)
     n = len(seeds)
     generators = [torch.Generator("cpu").manual_seed(s) for s in seeds]

@@ -23,6 +23,7 @@ INFOTEXT_FIELDS: dict[str, tuple[str, Any]] = {
     "RNG": ("rng", str.lower),
     "Emphasis": ("emphasis", str.lower),
     "Eta": ("eta", float),
+    "Eta DDIM": ("eta", float),
     "ENSD": ("ensd", int),
     "Sigma churn": ("s_churn", float),
     "Sigma tmin": ("s_tmin", float),

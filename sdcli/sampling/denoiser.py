@@ -48,10 +48,17 @@ class CFGDenoiser:
         self.unet, self.sigmas, self.v = unet, sigmas, prediction == "v_prediction"
         self.conds_at, self.uncond_at, self.scale, self.masking = conds_at, uncond_at, scale, masking
         self.step = 0
+        self.timesteps = False  # True: called with timesteps, returns guided eps (the timestep samplers)
+
+    @property
+    def alphas_cumprod(self) -> torch.Tensor:
+        return self.sigmas.alphas_cumprod
 
     def _denoise(self, x: torch.Tensor, sigma: torch.Tensor, cond: Conditioning,
                  image_cond: torch.Tensor | None) -> torch.Tensor:
-        """One UNet batch -> denoised latents (CompVis eps or v parameterisation)."""
+        """One UNet batch -> denoised latents (CompVis eps or v parameterisation), or eps on timesteps."""
+        if self.timesteps:
+            return self._eps(x, sigma, cond, image_cond)
         sigma = sigma.reshape(-1, 1, 1, 1)
         c_in = 1 / (sigma ** 2 + 1) ** 0.5
         t = self.sigmas.sigma_to_t(sigma.flatten())
@@ -63,7 +70,18 @@ class CFGDenoiser:
             return out * (-sigma * c_in) + x * (1 / (sigma ** 2 + 1))
         return x + out * -sigma
 
+    def _eps(self, x: torch.Tensor, t: torch.Tensor, cond: Conditioning, image_cond: torch.Tensor | None) -> Any:
+        """The noise prediction at integer timesteps t (v models: converted to eps)."""
+        x_in = x if image_cond is None else torch.cat([x, image_cond], dim=1)
+        out = unet_call(self.unet, x_in.to(self.unet.dtype), t, cond).to(x.dtype)
+        if not self.v:
+            return out
+        a = self.alphas_cumprod[t.to(torch.int)].reshape(-1, 1, 1, 1)
+        return a.sqrt() * out + (1 - a).sqrt() * x
+
     def __call__(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        if self.timesteps and self.masking is not None and self.masking.mask is not None:
+            x = x * (1 - self.masking.mask) + self.masking.init_latent * self.masking.mask  # blend before, here
         batch = x.shape[0]
         sigma = sigma.reshape(-1).expand(batch) if sigma.numel() == 1 else sigma
         parts, uncond = self.conds_at(self.step), self.uncond_at(self.step)
@@ -91,7 +109,7 @@ class CFGDenoiser:
             for j, (_, weight) in enumerate(parts):
                 denoised[i] += (out[i * k + j] - base[i]) * (weight * self.scale)
         # 4. Inpainting: the original latent where the mask keeps it.
-        if self.masking is not None and self.masking.mask is not None:
+        if not self.timesteps and self.masking is not None and self.masking.mask is not None:
             m = self.masking.mask
             denoised = self.masking.init_latent * m + (1 - m) * denoised
         self.step += 1

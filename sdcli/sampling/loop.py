@@ -17,13 +17,18 @@ from typing import Any
 
 import torch
 
-from sdcli.sampling import kdiffusion
+from sdcli.sampling import kdiffusion, timesteps
 from sdcli.sampling.denoiser import CFGDenoiser
 from sdcli.sampling.rng import ImageNoise, brownian_noise
 from sdcli.sampling.samplers import SamplerChoice
 from sdcli.sampling.schedules import ModelSigmas, get_sigmas
 
-ETA_DEFAULT = 1.0  # the WebUI's "Eta for ancestral samplers"
+ETA_DEFAULTS = {False: 1.0, True: 0.0}  # the WebUI's "Eta for ancestral samplers" / "Eta (DDIM)"
+
+
+def sampling_function(choice: SamplerChoice) -> Callable[..., torch.Tensor]:
+    """The row's sampling function: a k-diffusion one, or a timestep sampler's."""
+    return getattr(timesteps if choice.sampler.timesteps else kdiffusion, choice.sampler.function)
 
 
 @dataclass(frozen=True)
@@ -47,7 +52,7 @@ def sampler_takes(choice: SamplerChoice) -> tuple[str, ...]:
     """Which WebUI settings (SETTINGS) the sampler's function takes; none on the diffusers path."""
     if choice.sampler.function is None:
         return ()
-    params = inspect.signature(getattr(kdiffusion, choice.sampler.function)).parameters
+    params = inspect.signature(sampling_function(choice)).parameters
     return tuple(name for name in SETTINGS if name in params)
 
 
@@ -55,7 +60,7 @@ def function_arguments(choice: SamplerChoice, options: SamplingOptions) -> dict[
     """Keyword arguments for the sampler's function: its row's options and the WebUI settings it takes."""
     takes = sampler_takes(choice)
     wanted = {
-        "eta": ETA_DEFAULT if options.eta is None else options.eta,
+        "eta": ETA_DEFAULTS[choice.sampler.timesteps] if options.eta is None else options.eta,
         "s_churn": options.s_churn,
         "s_tmin": options.s_tmin,
         "s_tmax": options.s_tmax or math.inf,
@@ -79,6 +84,8 @@ def sample(choice: SamplerChoice, denoiser: CFGDenoiser, noise: ImageNoise, mode
     the run starts from it at the sigma `strength` selects (img2img/inpaint).
     """
     sampler = choice.sampler
+    if sampler.timesteps:
+        return _sample_timesteps(choice, denoiser, noise, steps, init_latent, strength, on_step, options)
     # 1. The schedule, and the part of it this run walks.
     sigmas = get_sigmas(choice.schedule, steps, model_sigmas, discard_penultimate=sampler.discard_penultimate,
                         sigma_min=options.sigma_min or None, sigma_max=options.sigma_max or None,
@@ -96,12 +103,27 @@ def sample(choice: SamplerChoice, denoiser: CFGDenoiser, noise: ImageNoise, mode
     # 2. The sampler's noise: a Brownian tree (SDE samplers) or the image RNG.
     noise_sampler = brownian_noise(reference, sigmas, noise.seeds) if sampler.brownian else noise.sampler()
     total = len(walk) - 1
-
-    def callback(i: int, _denoised: torch.Tensor) -> None:
-        if on_step:
-            on_step(i + 1, total)
-
     # 3. The sampling function.
-    function = getattr(kdiffusion, sampler.function)
     with torch.no_grad():
-        return function(denoiser, x, walk, noise_sampler, callback, **function_arguments(choice, options))
+        return sampling_function(choice)(denoiser, x, walk, noise_sampler, _callback(on_step, total),
+                                         **function_arguments(choice, options))
+
+
+def _callback(on_step: Callable[[int, int], None] | None, total: int) -> Callable[[int, Any], None]:
+    return lambda i, _denoised: on_step(i + 1, total) if on_step else None
+
+
+def _sample_timesteps(choice: SamplerChoice, denoiser: CFGDenoiser, noise: ImageNoise, steps: int,
+                      init_latent: torch.Tensor | None, strength: float,
+                      on_step: Callable[[int, int], None] | None, options: SamplingOptions) -> torch.Tensor:
+    """DDIM/PLMS as the WebUI runs them: integer timesteps, eps guidance, no start scaling."""
+    ts = timesteps.timesteps_for(steps, choice.sampler.discard_penultimate)
+    x = noise.first()
+    if init_latent is not None:  # noised to the first timestep of the walk
+        t_enc = img2img_steps(steps, strength) - 1
+        a = denoiser.alphas_cumprod[ts[t_enc]]
+        x, ts = init_latent * a.sqrt() + x * (1 - a).sqrt(), ts[:t_enc]
+    denoiser.timesteps = True
+    with torch.no_grad():
+        return sampling_function(choice)(denoiser, x, ts, noise.sampler(), _callback(on_step, len(ts) - 1),
+                                         **function_arguments(choice, options))

@@ -66,6 +66,7 @@ class Sampler:
     brownian: bool = False  # noise from a Brownian tree seeded by the image seeds
     uses_ensd: bool = False  # draws sampler noise from the image RNG (eta noise seed delta applies)
     options: dict[str, Any] = field(default_factory=dict)  # extra sampling-function arguments
+    timesteps: bool = False  # a timestep sampler (sampling.timesteps): integer timesteps, eta default 0
     note: str = ""
 
 
@@ -95,10 +96,10 @@ SAMPLERS: tuple[Sampler, ...] = (
     Sampler("DPM2 a", "sample_dpm_2_ancestral", "KDPM2AncestralDiscreteScheduler", automatic="karras",
             aliases=("k_dpm_2_a",), discard_penultimate=True, second_order=True, uses_ensd=True),
     # The WebUI's timestep samplers visit t = 1, 1+1000//steps, ... ("leading", offset 1).
-    Sampler("DDIM", None, "DDIMScheduler", {"clip_sample": False, "set_alpha_to_one": False, **_LEADING},
-            schedules=TIMESTEP_ONLY, note="diffusers' DDIMScheduler"),
-    Sampler("PLMS", None, "PNDMScheduler", {"skip_prk_steps": True, **_LEADING}, schedules=TIMESTEP_ONLY,
-            note="diffusers' PNDMScheduler"),
+    Sampler("DDIM", "sample_ddim", "DDIMScheduler", {"clip_sample": False, "set_alpha_to_one": False, **_LEADING},
+            schedules=TIMESTEP_ONLY, timesteps=True),
+    Sampler("PLMS", "sample_plms", "PNDMScheduler", {"skip_prk_steps": True, **_LEADING}, schedules=TIMESTEP_ONLY,
+            timesteps=True),
     Sampler("UniPC", None, "UniPCMultistepScheduler",
             {"solver_order": 3, "lower_order_final": True, "timestep_spacing": "linspace"},
             schedules=TIMESTEP_ONLY, note="diffusers' UniPC, order 3 as the WebUI; variant bh2 (the WebUI: bh1, "

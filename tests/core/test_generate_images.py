@@ -155,7 +155,7 @@ def test_invert_mask_repaints_the_other_side(tiny_pipe, files):
     assert parse_infotext(item.infotext)[2]["Mask mode"] == "Inpaint not masked"
 
 
-@pytest.mark.parametrize("sampler", ["Euler a", "DDIM"])  # sdcli's loop, the diffusers pipeline
+@pytest.mark.parametrize("sampler", ["Euler a", "UniPC"])  # sdcli's loop, the diffusers pipeline
 def test_masked_content_modes(any_pipe, files, sampler):
     def inside_pixels(content):
         settings = InpaintSettings(str(files / "mask.png"), masked_content=content)

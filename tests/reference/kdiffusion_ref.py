@@ -471,3 +471,70 @@ def sample_dpmpp_3m_sde(model, x, sigmas, extra_args=None, callback=None, disabl
         denoised_1, denoised_2 = denoised, denoised_1
         h_1, h_2 = h, h_1
     return x
+
+
+# ---------------------------------------------------------------- the WebUI's timestep samplers
+
+
+def ddim(model, x, timesteps, extra_args=None, callback=None, disable=None, eta=0.0):
+    alphas_cumprod = model.alphas_cumprod
+    alphas = alphas_cumprod[timesteps]
+    alphas_prev = alphas_cumprod[real_torch.nn.functional.pad(timesteps[:-1], pad=(1, 0))].to(real_torch.float64)
+    sqrt_one_minus_alphas = real_torch.sqrt(1 - alphas)
+    sigmas = eta * np.sqrt((1 - alphas_prev.cpu().numpy()) / (1 - alphas.cpu())
+                           * (1 - alphas.cpu() / alphas_prev.cpu().numpy()))
+    extra_args = {} if extra_args is None else extra_args
+    s_in = x.new_ones([x.shape[0]])
+    for i in range(len(timesteps) - 1):
+        index = len(timesteps) - 1 - i
+        e_t = model(x, timesteps[index].item() * s_in, **extra_args)
+        a_t = alphas[index].item() * s_in
+        a_prev = alphas_prev[index].item() * s_in
+        sigma_t = sigmas[index].item() * s_in
+        sqrt_one_minus_at = sqrt_one_minus_alphas[index].item() * s_in
+        pred_x0 = (x - sqrt_one_minus_at[:, None, None, None] * e_t) / a_t.sqrt()[:, None, None, None]
+        dir_xt = (1. - a_prev - sigma_t ** 2).sqrt()[:, None, None, None] * e_t
+        noise = sigma_t[:, None, None, None] * torch.randn_like(x)
+        x = a_prev.sqrt()[:, None, None, None] * pred_x0 + dir_xt + noise
+    return x
+
+
+def plms(model, x, timesteps, extra_args=None, callback=None, disable=None):
+    alphas_cumprod = model.alphas_cumprod
+    alphas = alphas_cumprod[timesteps]
+    alphas_prev = alphas_cumprod[real_torch.nn.functional.pad(timesteps[:-1], pad=(1, 0))].to(real_torch.float64)
+    sqrt_one_minus_alphas = real_torch.sqrt(1 - alphas)
+    extra_args = {} if extra_args is None else extra_args
+    s_in = x.new_ones([x.shape[0]])
+    old_eps = []
+
+    def get_x_prev_and_pred_x0(e_t, index):
+        a_t = alphas[index].item() * s_in
+        a_prev = alphas_prev[index].item() * s_in
+        sqrt_one_minus_at = sqrt_one_minus_alphas[index].item() * s_in
+        pred_x0 = (x - sqrt_one_minus_at[:, None, None, None] * e_t) / a_t.sqrt()[:, None, None, None]
+        dir_xt = (1. - a_prev).sqrt()[:, None, None, None] * e_t
+        x_prev = a_prev.sqrt()[:, None, None, None] * pred_x0 + dir_xt
+        return x_prev, pred_x0
+
+    for i in range(len(timesteps) - 1):
+        index = len(timesteps) - 1 - i
+        ts = timesteps[index].item() * s_in
+        t_next = timesteps[max(index - 1, 0)].item() * s_in
+        e_t = model(x, ts, **extra_args)
+        if len(old_eps) == 0:
+            x_prev, pred_x0 = get_x_prev_and_pred_x0(e_t, index)
+            e_t_next = model(x_prev, t_next, **extra_args)
+            e_t_prime = (e_t + e_t_next) / 2
+        elif len(old_eps) == 1:
+            e_t_prime = (3 * e_t - old_eps[-1]) / 2
+        elif len(old_eps) == 2:
+            e_t_prime = (23 * e_t - 16 * old_eps[-1] + 5 * old_eps[-2]) / 12
+        else:
+            e_t_prime = (55 * e_t - 59 * old_eps[-1] + 37 * old_eps[-2] - 9 * old_eps[-3]) / 24
+        x_prev, pred_x0 = get_x_prev_and_pred_x0(e_t_prime, index)
+        old_eps.append(e_t)
+        if len(old_eps) >= 4:
+            old_eps.pop(0)
+        x = x_prev
+    return x

@@ -16,6 +16,7 @@ from tests.reference.webui_ref import (
     CFGDenoiser,
     CLIPWrapper,
     CompVisDenoiser,
+    CompVisTimestepsDenoiser,
     ImageRNG,
     TorchHijack,
     get_learned_conditioning,
@@ -42,6 +43,7 @@ SAMPLERS = {
     "DPM2 a": ("sample_dpm_2_ancestral", {"scheduler": "karras", "discard_next_to_last_sigma": True,
                                           "uses_ensd": True, "second_order": True}),
 }
+TIMESTEP_SAMPLERS = {"DDIM": "ddim", "PLMS": "plms"}  # sd_samplers_timesteps: label -> function
 SCHEDULER_KEYS = {"karras": "Karras", "exponential": "Exponential"}
 EXTRA_PARAMS = {"sample_euler": ["s_churn", "s_tmin", "s_tmax", "s_noise"],
                 "sample_heun": ["s_churn", "s_tmin", "s_tmax", "s_noise"],
@@ -88,7 +90,7 @@ def generate(pipe, prompt, negative="", *, steps=4, cfg=7.0, seed=1, width=64, h
              eta=None, subseed=None, subseed_strength=0.0, s_churn=0.0, s_tmin=0.0, s_tmax=0.0, s_noise=1.0,
              sigma_min=0.0, sigma_max=0.0, init_image=None, denoising_strength=0.75, mask_image=None,
              inpainting_fill="original"):
-    funcname, options = SAMPLERS[sampler]
+    funcname, options = SAMPLERS.get(sampler) or (TIMESTEP_SAMPLERS[sampler], {})
     func = getattr(K, funcname)
     config = pipe.scheduler.config
     model_wrap = CompVisDenoiser(pipe.unet, alphas_cumprod(config), config.get("prediction_type") == "v_prediction")
@@ -129,6 +131,26 @@ def generate(pipe, prompt, negative="", *, steps=4, cfg=7.0, seed=1, width=64, h
             image_conditioning = torch.cat([conditioning_mask, conditioning_image], dim=1)
 
     K.torch = TorchHijack(image_rng)
+    if sampler in TIMESTEP_SAMPLERS:  # sd_samplers_timesteps.CompVisSampler
+        try:
+            timesteps = torch.clip(torch.asarray(list(range(0, 1000, 1000 // steps))) + 1, 0, 999)
+            eps_model = CompVisTimestepsDenoiser(model_wrap)
+            if init_image is not None:
+                t_enc = int(min(denoising_strength, 0.999) * steps)
+                a = model_wrap.alphas_cumprod[timesteps[t_enc]]
+                x = init_latent * torch.sqrt(a) + x * torch.sqrt(1 - a)
+                timesteps = timesteps[:t_enc]
+            kwargs = {"eta": eta if eta is not None else 0.0} if funcname == "ddim" else {}
+            denoiser = CFGDenoiser(eps_model, mask, init_latent, mask_before_denoising=True)
+            samples = func(denoiser, x, timesteps, extra_args={
+                "cond": lambda step: reconstruct_multicond_batch(c, step),
+                "uncond": lambda step: reconstruct_cond_batch(uc, step), "cond_scale": cfg,
+                "image_cond": image_conditioning}, **kwargs)
+            if mask is not None:
+                samples = samples * nmask + init_latent * mask
+        finally:
+            K.torch = K.real_torch
+        return decode(pipe, samples)
     try:
         if init_image is None:
             sigmas = get_sigmas(model_wrap, sampler, scheduler, steps, sigma_min, sigma_max)
@@ -162,6 +184,10 @@ def generate(pipe, prompt, negative="", *, steps=4, cfg=7.0, seed=1, width=64, h
             samples = samples * nmask + init_latent * mask
     finally:
         K.torch = K.real_torch
+    return decode(pipe, samples)
+
+
+def decode(pipe, samples):
     images = []
     for latent in samples:
         decoded = pipe.vae.decode(latent[None] / pipe.vae.config.scaling_factor).sample[0]

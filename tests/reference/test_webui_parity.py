@@ -12,7 +12,7 @@ import torch
 
 from sdcli.sampling.samplers import SCHEDULE_LABELS
 from tests.reference.parity import max_difference
-from tests.reference.pipeline_ref import SAMPLERS
+from tests.reference.pipeline_ref import SAMPLERS, TIMESTEP_SAMPLERS
 
 pytestmark = pytest.mark.filterwarnings("ignore:Should have:UserWarning")  # torchsde, as in the WebUI
 TOLERANCE = 2  # levels of 255
@@ -26,9 +26,18 @@ def check(pipe, prompt=PROMPT, **settings):
     assert difference <= TOLERANCE
 
 
-@pytest.mark.parametrize("sampler", list(SAMPLERS))
+@pytest.mark.parametrize("sampler", [*SAMPLERS, *TIMESTEP_SAMPLERS])
 def test_every_sampler_with_its_automatic_schedule(tiny_pipe, sampler, single_thread):
     check(tiny_pipe, sampler=sampler)
+
+
+@pytest.mark.parametrize("settings", [{"sampler": "DDIM", "eta": 0.6, "steps": 6}, {"sampler": "PLMS", "steps": 7}],
+                         ids=["ddim-eta", "plms-7"])
+def test_timestep_samplers(tiny_pipe, settings, single_thread):
+    image, mask = _inputs()
+    check(tiny_pipe, **settings)
+    check(tiny_pipe, init_image=image, denoising_strength=0.7, **settings)
+    check(tiny_pipe, init_image=image, mask_image=mask, inpainting_fill="latent nothing", **settings)
 
 
 @pytest.mark.parametrize("schedule", list(SCHEDULE_LABELS.values()))

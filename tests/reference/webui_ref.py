@@ -336,6 +336,7 @@ class CompVisDenoiser:
 
     def __init__(self, unet, alphas_cumprod, v):
         self.unet, self.v = unet, v
+        self.alphas_cumprod = alphas_cumprod
         self.sigmas = ((1 - alphas_cumprod) / alphas_cumprod) ** 0.5
         self.log_sigmas = self.sigmas.log()
         self.sigma_data = 1.0
@@ -393,10 +394,28 @@ class CompVisDenoiser:
 # ---------------------------------------------------------------- sd_samplers_cfg_denoiser
 
 
+class CompVisTimestepsDenoiser:
+    """CompVisTimestepsDenoiser / CompVisTimestepsVDenoiser: eps at integer timesteps."""
+
+    def __init__(self, model_wrap):
+        self.wrap = model_wrap
+        self.alphas_cumprod = model_wrap.alphas_cumprod
+
+    def __call__(self, input, timesteps, cond):
+        out = self.wrap.apply_model(input, timesteps, cond)
+        if not self.wrap.v:
+            return out
+        t = timesteps.to(torch.int)
+        return (self.alphas_cumprod[t].sqrt()[:, None, None, None] * out
+                + (1 - self.alphas_cumprod[t]).sqrt()[:, None, None, None] * input)
+
+
 class CFGDenoiser:
-    def __init__(self, model, mask=None, init_latent=None):
+    def __init__(self, model, mask=None, init_latent=None, mask_before_denoising=False):
         self.inner_model, self.mask, self.init_latent = model, mask, init_latent
         self.nmask = None if mask is None else 1 - mask
+        self.mask_before_denoising = mask_before_denoising
+        self.alphas_cumprod = getattr(model, "alphas_cumprod", None)
         self.step = 0
 
     def combine_denoised(self, x_out, conds_list, uncond, cond_scale):
@@ -408,6 +427,8 @@ class CFGDenoiser:
         return denoised
 
     def __call__(self, x, sigma, uncond, cond, cond_scale, image_cond=None):
+        if self.mask_before_denoising and self.mask is not None:
+            x = x * self.nmask + self.init_latent * self.mask
         conds_list, tensor = cond(self.step)  # reconstruct_multicond_batch
         uncond = uncond(self.step)  # reconstruct_cond_batch
         batch_size = len(conds_list)
@@ -430,7 +451,7 @@ class CFGDenoiser:
             x_out[-uncond.shape[0]:] = self.inner_model(x_in[-uncond.shape[0]:], sigma_in[-uncond.shape[0]:],
                                                         cond={"c_crossattn": uncond, "c_concat": part})
         denoised = self.combine_denoised(x_out, conds_list, uncond, cond_scale)
-        if self.mask is not None:
+        if self.mask is not None and not self.mask_before_denoising:
             denoised = denoised * self.nmask + self.init_latent * self.mask
         self.step += 1
         return denoised

@@ -69,9 +69,9 @@ def test_stochastic_samplers_are_reproducible_and_batch_independent(tiny_pipe, s
 
 
 def test_scheduler_keeps_the_models_own_config(tiny_pipe):
-    image(tiny_pipe, sampler="DDIM")  # a timestep sampler: run by the diffusers scheduler
+    image(tiny_pipe, sampler="UniPC")  # run by the diffusers scheduler
     config = tiny_pipe.scheduler.config
     base = tiny_pipe.sdcli_base_scheduler.config
-    assert type(tiny_pipe.scheduler).__name__ == "DDIMScheduler"
+    assert type(tiny_pipe.scheduler).__name__ == "UniPCMultistepScheduler"
     for key in ("beta_start", "beta_end", "beta_schedule", "steps_offset", "prediction_type"):
         assert config[key] == base[key], key
