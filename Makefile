@@ -8,7 +8,7 @@ CONSTRAINTS ?= constraints.txt
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.sdcli-installed
 
-.PHONY: install demo test lint fmt bench clean
+.PHONY: install demo test lint fmt bench parity clean
 
 install: $(STAMP)
 
@@ -28,6 +28,10 @@ test: install
 # loop; prints ratios, writes bench-out/bench.json. BENCH_ARGS e.g. "--prompts 20 --steps 20".
 bench: install
 	$(BIN)/python bench/bench.py $(BENCH_ARGS)
+
+# sdcli vs an independent reference of the WebUI's pipeline, per sampler x schedule type.
+parity: install
+	$(BIN)/python bench/webui_parity.py $(PARITY_ARGS)
 
 lint: install
 	$(BIN)/ruff check sdcli tests

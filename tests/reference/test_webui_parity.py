@@ -174,3 +174,19 @@ def test_inpaint_with_a_9_channel_checkpoint(tiny_inpaint_pipe, single_thread):
     image, mask = _inputs()
     check(tiny_inpaint_pipe, sampler="DPM++ 2M SDE", init_image=image, mask_image=mask, denoising_strength=1.0,
           steps=4)
+
+
+@pytest.mark.parametrize("sampler", ["Euler a", "DPM++ 2M", "DPM++ SDE", "DDIM", "PLMS", "DPM2"])
+def test_sd2_v_prediction(tiny_sd2_pipe, sampler, single_thread):
+    check(tiny_sd2_pipe, sampler=sampler, clip_skip=2)  # the WebUI ignores CLIP skip on SD2
+
+
+def test_inpaint_fill_is_the_webuis():
+    import numpy as np
+
+    from sdcli.core.images import webui_fill
+    from tests.reference.webui_ref import masking_fill
+
+    image, mask = _inputs()
+    ours, theirs = np.asarray(webui_fill(image, mask)), np.asarray(masking_fill(image, mask))
+    assert np.array_equal(ours, theirs) and not np.array_equal(ours, np.asarray(image))

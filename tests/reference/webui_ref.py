@@ -610,3 +610,20 @@ def reconstruct_multicond_batch(c, current_step):
             last_vector_repeated = last_vector.repeat([token_count - tensors[i].shape[0], 1])
             tensors[i] = torch.vstack([tensors[i], last_vector_repeated])
     return conds_list, torch.stack(tensors).to(dtype=param.dtype)
+
+
+# ---------------------------------------------------------------- masking.fill
+
+
+def masking_fill(image, mask):
+    from PIL import Image, ImageFilter, ImageOps
+
+    image_mod = Image.new("RGBA", (image.width, image.height))
+    image_masked = Image.new("RGBa", (image.width, image.height))
+    image_masked.paste(image.convert("RGBA").convert("RGBa"), mask=ImageOps.invert(mask.convert("L")))
+    image_masked = image_masked.convert("RGBa")
+    for radius, repeats in [(256, 1), (64, 1), (16, 2), (4, 4), (2, 2), (0, 1)]:
+        blurred = image_masked.filter(ImageFilter.GaussianBlur(radius)).convert("RGBA")
+        for _ in range(repeats):
+            image_mod.alpha_composite(blurred)
+    return image_mod.convert("RGB")
