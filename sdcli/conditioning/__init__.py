@@ -1,5 +1,7 @@
-"""Conditioning: the WebUI prompt syntax (pure parser) and turning prompts into embeddings.
+"""Conditioning: the WebUI prompt syntax and turning prompts into UNet conditioning.
 
-`prompts` is pure Python; `encoding` imports torch and is imported lazily.
-May import sdcli.errors only.
+prompts (attention syntax, pure), schedule (prompt editing, alternation and AND per
+step: the one place), cond (the Conditioning data type: cross-attention states plus
+extra UNet kwargs), encoding (the WebUI's CLIP chunking and emphasis; imports torch,
+imported lazily). May import sdcli.errors only.
 """
