@@ -14,9 +14,11 @@ import json
 import os
 import sys
 import tempfile
+import warnings
 from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+warnings.filterwarnings("ignore", "Should have", UserWarning)  # torchsde, in the reference as in the WebUI
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 

@@ -95,6 +95,9 @@ SAMPLERS: tuple[Sampler, ...] = (
             discard_penultimate=True, second_order=True),
     Sampler("DPM2 a", "sample_dpm_2_ancestral", "KDPM2AncestralDiscreteScheduler", automatic="karras",
             aliases=("k_dpm_2_a",), discard_penultimate=True, second_order=True, uses_ensd=True),
+    Sampler("Restart", "sample_restart", "HeunDiscreteScheduler", {"use_karras_sigmas": True}, automatic="karras",
+            aliases=("restart",), second_order=True,
+            note="the diffusers fallback (other model families) is Heun Karras, without restarts"),
     # The WebUI's timestep samplers visit t = 1, 1+1000//steps, ... ("leading", offset 1).
     Sampler("DDIM", "sample_ddim", "DDIMScheduler", {"clip_sample": False, "set_alpha_to_one": False, **_LEADING},
             schedules=TIMESTEP_ONLY, timesteps=True),
@@ -108,7 +111,7 @@ SAMPLERS: tuple[Sampler, ...] = (
 )
 
 # WebUI samplers sdcli does not run yet: refused by name.
-UNSUPPORTED = ("DPM fast", "DPM adaptive", "Restart", "DDIM CFG++")
+UNSUPPORTED = ("DPM fast", "DPM adaptive", "DDIM CFG++")
 
 DEFAULT_SAMPLER = "DPM++ 2M"
 

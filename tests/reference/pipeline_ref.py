@@ -42,6 +42,7 @@ SAMPLERS = {
     "DPM2": ("sample_dpm_2", {"scheduler": "karras", "discard_next_to_last_sigma": True, "second_order": True}),
     "DPM2 a": ("sample_dpm_2_ancestral", {"scheduler": "karras", "discard_next_to_last_sigma": True,
                                           "uses_ensd": True, "second_order": True}),
+    "Restart": ("restart_sampler", {"scheduler": "karras", "second_order": True}),
 }
 TIMESTEP_SAMPLERS = {"DDIM": "ddim", "PLMS": "plms"}  # sd_samplers_timesteps: label -> function
 SCHEDULER_KEYS = {"karras": "Karras", "exponential": "Exponential"}

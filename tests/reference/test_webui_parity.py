@@ -46,7 +46,8 @@ def test_every_schedule_type(tiny_pipe, sampler, schedule, single_thread):
     check(tiny_pipe, sampler=sampler, scheduler=schedule)
 
 
-@pytest.mark.parametrize("sampler,steps", [("DPM2", 3), ("Heun", 7), ("LMS", 6), ("DPM++ 3M SDE", 5)])
+@pytest.mark.parametrize("sampler,steps", [("DPM2", 3), ("Heun", 7), ("LMS", 6), ("DPM++ 3M SDE", 5),
+                                           ("Restart", 20), ("Restart", 36)])
 def test_other_step_counts(tiny_pipe, sampler, steps, single_thread):
     check(tiny_pipe, sampler=sampler, steps=steps)
 
