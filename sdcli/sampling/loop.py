@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from sdcli.sampling import kdiffusion, timesteps
+from sdcli.sampling import dpm_solver, kdiffusion, timesteps
 from sdcli.sampling.denoiser import CFGDenoiser
 from sdcli.sampling.rng import ImageNoise, brownian_noise
 from sdcli.sampling.samplers import SamplerChoice
@@ -27,8 +27,9 @@ ETA_DEFAULTS = {False: 1.0, True: 0.0}  # the WebUI's "Eta for ancestral sampler
 
 
 def sampling_function(choice: SamplerChoice) -> Callable[..., torch.Tensor]:
-    """The row's sampling function: a k-diffusion one, or a timestep sampler's."""
-    return getattr(timesteps if choice.sampler.timesteps else kdiffusion, choice.sampler.function)
+    """The row's sampling function, by name: k-diffusion's, the DPM-Solver ones, or a timestep sampler's."""
+    module = next(m for m in (kdiffusion, dpm_solver, timesteps) if hasattr(m, choice.sampler.function))
+    return getattr(module, choice.sampler.function)
 
 
 @dataclass(frozen=True)
@@ -103,10 +104,18 @@ def sample(choice: SamplerChoice, denoiser: CFGDenoiser, noise: ImageNoise, mode
     # 2. The sampler's noise: a Brownian tree (SDE samplers) or the image RNG.
     noise_sampler = brownian_noise(reference, sigmas, noise.seeds) if sampler.brownian else noise.sampler()
     total = len(walk) - 1
-    # 3. The sampling function.
+    # 3. The sampling function: on the sigmas, or (DPM fast/adaptive) between two sigmas, as the WebUI
+    # passes them: the model's range for txt2img, the walk's ends (before 0) for img2img.
+    function = sampling_function(choice)
+    params = inspect.signature(function).parameters
+    where: dict[str, Any] = {"sigmas": walk}
+    if "sigma_min" in params:
+        low, high = (model_sigmas.sigma_min, model_sigmas.sigma_max) if init_latent is None else (
+            float(walk[-2]), float(walk[0]))
+        where = {"sigma_min": low, "sigma_max": high, **({"n": total} if "n" in params else {})}
     with torch.no_grad():
-        return sampling_function(choice)(denoiser, x, walk, noise_sampler, _callback(on_step, total),
-                                         **function_arguments(choice, options))
+        return function(denoiser, x, noise=noise_sampler, callback=_callback(on_step, total), **where,
+                        **function_arguments(choice, options))
 
 
 def _callback(on_step: Callable[[int, int], None] | None, total: int) -> Callable[[int, Any], None]:

@@ -95,6 +95,10 @@ SAMPLERS: tuple[Sampler, ...] = (
             discard_penultimate=True, second_order=True),
     Sampler("DPM2 a", "sample_dpm_2_ancestral", "KDPM2AncestralDiscreteScheduler", automatic="karras",
             aliases=("k_dpm_2_a",), discard_penultimate=True, second_order=True, uses_ensd=True),
+    Sampler("DPM fast", "sample_dpm_fast", "DPMSolverSinglestepScheduler", aliases=("k_dpm_fast",), uses_ensd=True,
+            note="the diffusers fallback (other model families) is DPM-Solver singlestep"),
+    Sampler("DPM adaptive", "sample_dpm_adaptive", "DPMSolverSinglestepScheduler", aliases=("k_dpm_ad",),
+            uses_ensd=True, note="picks its own steps; the diffusers fallback is DPM-Solver singlestep"),
     Sampler("Restart", "sample_restart", "HeunDiscreteScheduler", {"use_karras_sigmas": True}, automatic="karras",
             aliases=("restart",), second_order=True,
             note="the diffusers fallback (other model families) is Heun Karras, without restarts"),
@@ -111,7 +115,7 @@ SAMPLERS: tuple[Sampler, ...] = (
 )
 
 # WebUI samplers sdcli does not run yet: refused by name.
-UNSUPPORTED = ("DPM fast", "DPM adaptive", "DDIM CFG++")
+UNSUPPORTED = ("DDIM CFG++",)
 
 DEFAULT_SAMPLER = "DPM++ 2M"
 

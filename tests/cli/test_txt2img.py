@@ -80,7 +80,7 @@ def test_prompt_option_equals_argument(cli, tiny_model, tmp_path):
     (("--cfg-scale", "-2"), "error: --cfg-scale: -2.0 is negative"),
     (("--clip-skip", "13"), "error: --clip-skip: 13 is out of range; use 1 to 12"),
     (("--sampler", "Eular a"), "error: --sampler: unknown sampler 'Eular a'; did you mean 'Euler a'"),
-    (("--sampler", "DPM fast"), "error: --sampler: 'DPM fast' is not supported by sdcli yet"),
+    (("--sampler", "DDIM CFG++"), "error: --sampler: 'DDIM CFG++' is not supported by sdcli yet"),
     (("--device", "tpu"), "error: --device: unknown value 'tpu'"),
     (("--dtype", "fp16", "--device", "cpu"), "error: --dtype: fp16 is not supported on CPU"),
     (("--xformers", "--device", "cpu"), "error: --xformers:"),

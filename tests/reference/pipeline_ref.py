@@ -42,6 +42,8 @@ SAMPLERS = {
     "DPM2": ("sample_dpm_2", {"scheduler": "karras", "discard_next_to_last_sigma": True, "second_order": True}),
     "DPM2 a": ("sample_dpm_2_ancestral", {"scheduler": "karras", "discard_next_to_last_sigma": True,
                                           "uses_ensd": True, "second_order": True}),
+    "DPM fast": ("sample_dpm_fast", {"uses_ensd": True}),
+    "DPM adaptive": ("sample_dpm_adaptive", {"uses_ensd": True}),
     "Restart": ("restart_sampler", {"scheduler": "karras", "second_order": True}),
 }
 TIMESTEP_SAMPLERS = {"DDIM": "ddim", "PLMS": "plms"}  # sd_samplers_timesteps: label -> function
@@ -171,13 +173,23 @@ def generate(pipe, prompt, negative="", *, steps=4, cfg=7.0, seed=1, width=64, h
                 kwargs[name] = value
         if "eta" in parameters:
             kwargs["eta"] = eta if eta is not None else 1.0
+        if "sigma_min" in parameters:  # DPM fast / adaptive: a sigma range, not the schedule
+            if init_image is None:
+                kwargs["sigma_min"], kwargs["sigma_max"] = model_wrap.sigmas[0].item(), model_wrap.sigmas[-1].item()
+                if "n" in parameters:
+                    kwargs["n"] = steps
+            else:
+                kwargs["sigma_min"], kwargs["sigma_max"] = sched[-2], sched[0]
+                if "n" in parameters:
+                    kwargs["n"] = len(sched) - 1
         if options.get("brownian_noise"):
             sigma_lo, sigma_hi = sigmas[sigmas > 0].min(), sigmas.max()
             kwargs["noise_sampler"] = K.BrownianTreeNoiseSampler(x, sigma_lo, sigma_hi, seed=seeds)
         if options.get("solver_type") == "heun":
             kwargs["solver_type"] = "heun"
         denoiser = CFGDenoiser(model_wrap, mask, init_latent)
-        samples = func(denoiser, start, sched, extra_args={
+        where = {} if "sigma_min" in parameters else {"sigmas": sched}
+        samples = func(denoiser, start, **where, extra_args={
             "cond": lambda step: reconstruct_multicond_batch(c, step),
             "uncond": lambda step: reconstruct_cond_batch(uc, step), "cond_scale": cfg,
             "image_cond": image_conditioning}, **kwargs)

@@ -47,7 +47,8 @@ def test_every_schedule_type(tiny_pipe, sampler, schedule, single_thread):
 
 
 @pytest.mark.parametrize("sampler,steps", [("DPM2", 3), ("Heun", 7), ("LMS", 6), ("DPM++ 3M SDE", 5),
-                                           ("Restart", 20), ("Restart", 36)])
+                                           ("Restart", 20), ("Restart", 36), ("DPM fast", 9), ("DPM fast", 10),
+                                           ("DPM adaptive", 2)])
 def test_other_step_counts(tiny_pipe, sampler, steps, single_thread):
     check(tiny_pipe, sampler=sampler, steps=steps)
 
@@ -91,6 +92,7 @@ def test_img2img(tiny_pipe, single_thread):
     image = Image.radial_gradient("L").convert("RGB").resize((32, 32))
     check(tiny_pipe, sampler="Euler a", init_image=image, denoising_strength=0.6, steps=5)
     check(tiny_pipe, sampler="DPM++ SDE", init_image=image, denoising_strength=0.75, steps=4)
+    check(tiny_pipe, sampler="DPM fast", init_image=image, denoising_strength=0.6, steps=8)
 
 
 # Conditioning is compared exactly (not through pixels, which a tiny model barely moves).
