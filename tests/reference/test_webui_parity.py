@@ -14,7 +14,8 @@ from sdcli.sampling.samplers import SCHEDULE_LABELS
 from tests.reference.parity import max_difference
 from tests.reference.pipeline_ref import SAMPLERS, TIMESTEP_SAMPLERS
 
-pytestmark = pytest.mark.filterwarnings("ignore:Should have:UserWarning")  # torchsde, as in the WebUI
+pytestmark = [pytest.mark.filterwarnings("ignore:Should have:UserWarning"),  # torchsde, as in the WebUI
+              pytest.mark.filterwarnings("ignore:To copy construct:UserWarning")]  # the reference's DPM fast
 TOLERANCE = 2  # levels of 255
 PROMPT = "a (red:1.3) cat, [blurry] dog, (sunset:0.8), masterpiece"
 NEGATIVE = "lowres, (ugly:1.2)"
