@@ -82,6 +82,9 @@ def test_prompt_option_equals_argument(cli, tiny_model, tmp_path):
     (("--sampler", "Eular a"), "error: --sampler: unknown sampler 'Eular a'; did you mean 'Euler a'"),
     (("--sampler", "DDIM CFG++"), "error: --sampler: 'DDIM CFG++' is not supported by sdcli yet"),
     (("--device", "tpu"), "error: --device: unknown value 'tpu'"),
+    (("--rng", "tpu"), "error: --rng: unknown value 'tpu'; choose from cpu, gpu, nv"),
+    (("--emphasis", "loud"), "error: --emphasis: unknown value 'loud'"),
+    (("--schedule", "kl-optimal", "--sampler", "UniPC"), "error: --schedule: UniPC does not support"),
     (("--dtype", "fp16", "--device", "cpu"), "error: --dtype: fp16 is not supported on CPU"),
     (("--xformers", "--device", "cpu"), "error: --xformers:"),
     (("--steps", "many"), "error: Invalid value for '--steps'"),
@@ -172,3 +175,16 @@ def test_long_prompt_text_past_token_77_changes_the_image(cli, tiny_model, tmp_p
                    "--cfg-scale", "40", "-o", tmp_path).exit_code == 0
     a, b = (np.asarray(Image.open(tmp_path / f"{n}.png"), dtype=np.int16) for n in ("dawn", "dusk"))
     assert np.abs(a - b).max() > 2
+
+
+def test_webui_sampler_settings_reach_the_image_and_its_infotext(cli, tiny_model, tmp_path):
+    result = cli("txt2img", "a (cat:1.2)", "-m", tiny_model, *FAST, "--seed", "5", "--sampler", "Euler a",
+                 "--schedule", "align-your-steps", "--rng", "nv", "--eta", "0.5", "--ensd", "31337",
+                 "--emphasis", "No norm", "-o", tmp_path)
+    assert result.exit_code == 0, result.stderr
+    params = parse_infotext(read_infotext(tmp_path / "00000-5.png"))[2]
+    assert {k: params[k] for k in ("Schedule type", "RNG", "Eta", "ENSD", "Emphasis")} == {
+        "Schedule type": "Align Your Steps", "RNG": "NV", "Eta": "0.5", "ENSD": "31337", "Emphasis": "No norm"}
+    assert cli("replay", tmp_path / "00000-5.png", "-o", tmp_path / "again").exit_code == 0
+    again = np.asarray(Image.open(tmp_path / "again" / "00000-5.png"))
+    assert np.array_equal(again, np.asarray(Image.open(tmp_path / "00000-5.png")))
