@@ -76,13 +76,14 @@ class CFGDenoiser:
         out = unet_call(self.unet, x_in.to(self.unet.dtype), t, cond).to(x.dtype)
         if not self.v:
             return out
-        a = self.alphas_cumprod[t.to(torch.int)].reshape(-1, 1, 1, 1)
+        a = self.alphas_cumprod.to(x.device)[t.to(torch.int)].reshape(-1, 1, 1, 1)
         return a.sqrt() * out + (1 - a).sqrt() * x
 
     def __call__(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
         if self.timesteps and self.masking is not None and self.masking.mask is not None:
             x = x * (1 - self.masking.mask) + self.masking.init_latent * self.masking.mask  # blend before, here
         batch = x.shape[0]
+        sigma = sigma.to(x.device)
         sigma = sigma.reshape(-1).expand(batch) if sigma.numel() == 1 else sigma
         parts, uncond = self.conds_at(self.step), self.uncond_at(self.step)
         k = len(parts)

@@ -130,7 +130,7 @@ def _sample_timesteps(choice: SamplerChoice, denoiser: CFGDenoiser, noise: Image
     x = noise.first()
     if init_latent is not None:  # noised to the first timestep of the walk
         t_enc = img2img_steps(steps, strength) - 1
-        a = denoiser.alphas_cumprod[ts[t_enc]]
+        a = denoiser.alphas_cumprod[ts[t_enc]].to(x.device)
         x, ts = init_latent * a.sqrt() + x * (1 - a).sqrt(), ts[:t_enc]
     denoiser.timesteps = True
     with torch.no_grad():

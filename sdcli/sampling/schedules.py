@@ -58,17 +58,19 @@ class ModelSigmas:
     def sigma_to_t(self, sigma: torch.Tensor) -> torch.Tensor:
         """Continuous timestep of a sigma (piecewise linear in log sigma)."""
         log_sigma = sigma.log()
-        dists = log_sigma - self.log_sigmas[:, None]
-        low = dists.ge(0).cumsum(dim=0).argmax(dim=0).clamp(max=self.log_sigmas.shape[0] - 2)
+        log_sigmas = self.log_sigmas.to(sigma.device)
+        dists = log_sigma - log_sigmas[:, None]
+        low = dists.ge(0).cumsum(dim=0).argmax(dim=0).clamp(max=log_sigmas.shape[0] - 2)
         high = low + 1
-        w = ((self.log_sigmas[low] - log_sigma) / (self.log_sigmas[low] - self.log_sigmas[high])).clamp(0, 1)
+        w = ((log_sigmas[low] - log_sigma) / (log_sigmas[low] - log_sigmas[high])).clamp(0, 1)
         return ((1 - w) * low + w * high).view(sigma.shape)
 
     def t_to_sigma(self, t: torch.Tensor) -> torch.Tensor:
         """Sigma at a continuous timestep."""
         t = t.float()
         low, high, w = t.floor().long(), t.ceil().long(), t.frac()
-        return ((1 - w) * self.log_sigmas[low] + w * self.log_sigmas[high]).exp()
+        log_sigmas = self.log_sigmas.to(t.device)
+        return ((1 - w) * log_sigmas[low] + w * log_sigmas[high]).exp()
 
 
 def _append_zero(sigmas: torch.Tensor) -> torch.Tensor:
