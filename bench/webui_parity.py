@@ -27,6 +27,8 @@ def main() -> int:
     parser.add_argument("--steps", type=int, nargs="+", default=[4, 7])
     parser.add_argument("--size", type=int, default=32)
     parser.add_argument("--out", type=Path, default=Path("bench-out"))
+    parser.add_argument("--arch", nargs="+", default=["sd1", "sd2"])
+    parser.add_argument("--sampler", nargs="+", help="only these samplers (default: all)")
     args = parser.parse_args()
 
     from sdcli.models.loader import load_pipeline
@@ -40,12 +42,14 @@ def main() -> int:
     plan = plan_runtime(RuntimeOptions(), cuda=False, mps=False, xformers=False)
     results: dict[str, dict[str, int]] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for arch in ("sd1", "sd2"):
+        for arch in args.arch:
             folder = build_tiny(Path(tmp) / arch, arch=arch)
             pipe = load_pipeline(ModelRef(folder, arch), plan)
             cases = [(s, label) for s in SAMPLERS for label in ["Automatic", *SCHEDULE_LABELS.values()]]
             cases += [(s, "Automatic") for s in TIMESTEP_SAMPLERS]
             for sampler, schedule in cases:
+                if args.sampler and sampler not in args.sampler:
+                    continue
                 worst = max(max_difference(pipe, "a (red:1.2) cat, [dog] BREAK sunset", negative="blurry",
                                            sampler=sampler, scheduler=schedule, steps=steps, width=args.size,
                                            height=args.size, cfg=9.0) for steps in args.steps)

@@ -60,14 +60,14 @@ class CFGDenoiser:
         if self.timesteps:
             return self._eps(x, sigma, cond, image_cond)
         sigma = sigma.reshape(-1, 1, 1, 1)
-        c_in = 1 / (sigma ** 2 + 1) ** 0.5
+        c_in = 1 / (sigma ** 2 + 1) ** 0.5  # sigma_data = 1
         t = self.sigmas.sigma_to_t(sigma.flatten())
         x_in = x * c_in
         if image_cond is not None:
             x_in = torch.cat([x_in, image_cond], dim=1)
         out = unet_call(self.unet, x_in.to(self.unet.dtype), t, cond).to(x.dtype)
-        if self.v:
-            return out * (-sigma * c_in) + x * (1 / (sigma ** 2 + 1))
+        if self.v:  # c_out and c_skip of the v parameterisation, evaluated as k-diffusion does
+            return out * (-sigma / (sigma ** 2 + 1) ** 0.5) + x * (1 / (sigma ** 2 + 1))
         return x + out * -sigma
 
     def _eps(self, x: torch.Tensor, t: torch.Tensor, cond: Conditioning, image_cond: torch.Tensor | None) -> Any:

@@ -135,18 +135,22 @@ def sample_dpm_2_ancestral(model: Model, x: torch.Tensor, sigmas: torch.Tensor, 
 
 
 def _lms_coefficient(order: int, t: np.ndarray, i: int, j: int) -> float:
-    """Integral over [t_i, t_i+1] of the Lagrange basis polynomial j (exact: it is a polynomial)."""
-    poly = np.polynomial.Polynomial([1.0])
-    for k in range(order):
-        if k != j:
-            poly *= np.polynomial.Polynomial([-t[i - k], 1.0]) / (t[i - j] - t[i - k])
-    integral = poly.integ()
-    return float(integral(t[i + 1]) - integral(t[i]))
+    """Integral over [t_i, t_i+1] of the Lagrange basis polynomial j (scipy quadrature, as k-diffusion)."""
+    from scipy import integrate
+
+    def basis(tau: float) -> float:
+        product = 1.0
+        for k in range(order):
+            if k != j:
+                product *= (tau - t[i - k]) / (t[i - j] - t[i - k])
+        return product
+
+    return float(integrate.quad(basis, t[i], t[i + 1], epsrel=1e-4)[0])
 
 
 def sample_lms(model: Model, x: torch.Tensor, sigmas: torch.Tensor, noise: Noise, callback: Callback,
                order: int = 4) -> torch.Tensor:
-    points = sigmas.detach().cpu().double().numpy()
+    points = sigmas.detach().cpu().numpy()
     ds: list[torch.Tensor] = []
     for i in range(len(sigmas) - 1):
         denoised = model(x, sigmas[i])
@@ -270,7 +274,7 @@ def sample_dpmpp_3m_sde(model: Model, x: torch.Tensor, sigmas: torch.Tensor, noi
                 d2 = (d1_0 - d1_1) / (r0 + r1)
                 x = x + phi_2 * d1 - (phi_2 / h_eta - 0.5) * d2
             elif h_1 is not None:
-                x = x + phi_2 * (denoised - d_1) / (h_1 / h)
+                x = x + phi_2 * ((denoised - d_1) / (h_1 / h))
             if eta:
                 x = x + noise(sigmas[i], sigmas[i + 1]) * sigmas[i + 1] * (-2 * h * eta).expm1().neg().sqrt() * s_noise
         d_1, d_2 = denoised, d_1

@@ -105,14 +105,15 @@ def sample(choice: SamplerChoice, denoiser: CFGDenoiser, noise: ImageNoise, mode
     noise_sampler = brownian_noise(reference, sigmas, noise.seeds) if sampler.brownian else noise.sampler()
     total = len(walk) - 1
     # 3. The sampling function: on the sigmas, or (DPM fast/adaptive) between two sigmas, as the WebUI
-    # passes them: the model's range for txt2img, the walk's ends (before 0) for img2img.
+    # passes them: the model's range and the steps asked for in txt2img, the walk's ends (before 0) and
+    # length in img2img.
     function = sampling_function(choice)
     params = inspect.signature(function).parameters
     where: dict[str, Any] = {"sigmas": walk}
     if "sigma_min" in params:
-        low, high = (model_sigmas.sigma_min, model_sigmas.sigma_max) if init_latent is None else (
-            float(walk[-2]), float(walk[0]))
-        where = {"sigma_min": low, "sigma_max": high, **({"n": total} if "n" in params else {})}
+        low, high, n = (model_sigmas.sigma_min, model_sigmas.sigma_max, steps) if init_latent is None else (
+            float(walk[-2]), float(walk[0]), total)
+        where = {"sigma_min": low, "sigma_max": high, **({"n": n} if "n" in params else {})}
     with torch.no_grad():
         return function(denoiser, x, noise=noise_sampler, callback=_callback(on_step, total), **where,
                         **function_arguments(choice, options))

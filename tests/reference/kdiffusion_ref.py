@@ -426,8 +426,8 @@ def sample_dpmpp_2m_sde(model, x, sigmas, extra_args=None, callback=None, disabl
                 elif solver_type == "midpoint":
                     x = x + 0.5 * (-h - eta_h).expm1().neg() * (1 / r) * (denoised - old_denoised)
             if eta:
-                scale = sigmas[i + 1] * (-2 * eta_h).expm1().neg().sqrt() * s_noise
-                x = x + noise_sampler(sigmas[i], sigmas[i + 1]) * scale
+                x = x + noise_sampler(sigmas[i], sigmas[i + 1]) * sigmas[i + 1] * \
+                    (-2 * eta_h).expm1().neg().sqrt() * s_noise
         old_denoised = denoised
         h_last = h
     return x
@@ -466,8 +466,8 @@ def sample_dpmpp_3m_sde(model, x, sigmas, extra_args=None, callback=None, disabl
                 phi_2 = h_eta.neg().expm1() / h_eta + 1
                 x = x + phi_2 * d
             if eta:
-                scale = sigmas[i + 1] * (-2 * h * eta).expm1().neg().sqrt() * s_noise
-                x = x + noise_sampler(sigmas[i], sigmas[i + 1]) * scale
+                x = x + noise_sampler(sigmas[i], sigmas[i + 1]) * sigmas[i + 1] * \
+                    (-2 * h * eta).expm1().neg().sqrt() * s_noise
         denoised_1, denoised_2 = denoised, denoised_1
         h_1, h_2 = h, h_1
     return x
