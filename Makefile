@@ -8,7 +8,7 @@ CONSTRAINTS ?= constraints.txt
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.sdcli-installed
 
-.PHONY: install demo test lint fmt bench bench-gpu clean
+.PHONY: install demo test lint fmt bench bench-gpu parity clean
 
 install: $(STAMP)
 
@@ -35,6 +35,10 @@ bench: install
 # On a CUDA machine: the GPU rows of docs/benchmarks.md (bench-out/gpu.json and a table).
 bench-gpu: install
 	$(BIN)/python bench/gpu.py $(BENCH_ARGS)
+
+# sdcli vs an independent reference of the WebUI's pipeline, per sampler x schedule type.
+parity: install
+	$(BIN)/python bench/webui_parity.py $(PARITY_ARGS)
 
 lint: install
 	$(BIN)/ruff check sdcli tests

@@ -7,7 +7,8 @@ from typing import Any
 # Flags that map one to one onto GenerationRequest / RuntimeOptions fields.
 REQUEST_FLAGS = ("negative_prompt", "steps", "cfg_scale", "seed", "subseed", "subseed_strength", "width", "height",
                  "batch_size", "count", "sampler", "schedule", "clip_skip", "prediction_type", "refiner",
-                 "refiner_switch")
+                 "refiner_switch", "rng", "emphasis", "eta", "ensd", "s_churn", "s_tmin", "s_tmax", "s_noise",
+                 "sigma_min", "sigma_max")
 # Flags passed through to run_and_report.
 RUNTIME_FLAGS = ("device", "dtype", "attention_slicing", "xformers", "offline", "vae_tiling", "cpu_offload",
                  "compile", "channels_last", "tf32", "fuse_qkv")

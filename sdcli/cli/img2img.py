@@ -22,7 +22,7 @@ Examples:
 """
 
 
-@o.shared_options(exclude=o.TXT2IMG_ONLY)
+@o.shared_options()
 def img2img(image: o.Image, strength: o.Strength = 0.75, resize: o.Resize = "just", **flags: Any) -> None:
     from sdcli.cli.common import run_command
     from sdcli.core.request import ImageInput

@@ -25,7 +25,7 @@ Examples:
 """
 
 
-@o.shared_options(exclude=o.TXT2IMG_ONLY)
+@o.shared_options()
 def inpaint(
     image: o.Image,
     mask: o.Mask,

@@ -39,10 +39,34 @@ BatchSize = Annotated[int, typer.Option("--batch-size", "-b", help="Images gener
 Count = Annotated[int, typer.Option("--count", help="Batches run one after another.", rich_help_panel=GEN)]
 Sampler = Annotated[str, typer.Option("--sampler", help="WebUI sampler name, e.g. 'Euler a', 'DPM++ 2M Karras' "
                                       "(see `sdcli samplers`).", rich_help_panel=GEN)]
-Schedule = Annotated[str, typer.Option("--schedule", help="Schedule type: automatic, uniform, karras, exponential, "
-                                       "beta, sgm-uniform, simple.", rich_help_panel=GEN)]
+Schedule = Annotated[str, typer.Option("--schedule", help="WebUI schedule type: automatic, uniform, karras, "
+                                       "exponential, polyexponential, sgm-uniform, kl-optimal, align-your-steps, "
+                                       "simple, normal, ddim, beta.", rich_help_panel=GEN)]
 ClipSkip = Annotated[int, typer.Option("--clip-skip", help="WebUI CLIP skip: 1 = last layer, 2 = penultimate (1-12).",
                                        rich_help_panel=GEN)]
+# -- The WebUI settings that change pixels (its Settings > Sampler parameters) ---------------
+WEBUI = "WebUI sampler settings"
+Rng = Annotated[str, typer.Option("--rng", help="Noise source, the WebUI's 'Random number generator source' (RNG "
+                                  "key): cpu, gpu, or nv (NVIDIA GPU noise computed on any device; the WebUI's "
+                                  "default GPU source on NVIDIA cards).", rich_help_panel=WEBUI)]
+Emphasis = Annotated[str, typer.Option("--emphasis", help="How (word:1.2) weights apply: original (multiply, then "
+                                       "restore the mean), 'no norm' (multiply), none (brackets are text).",
+                                       rich_help_panel=WEBUI)]
+Eta = Annotated[float | None, typer.Option("--eta", help="Noise multiplier of ancestral and SDE samplers "
+                                           "[default: 1]", rich_help_panel=WEBUI, show_default=False)]
+Ensd = Annotated[int, typer.Option("--ensd", help="Eta noise seed delta: sampler noise is seeded seed + ENSD "
+                                   "(the WebUI's NAI-style setting is 31337).", rich_help_panel=WEBUI)]
+SChurn = Annotated[float, typer.Option("--s-churn", help="Sigma churn (Euler, Heun, DPM2).", rich_help_panel=WEBUI)]
+STmin = Annotated[float, typer.Option("--s-tmin", help="Sigma tmin: churn only above this sigma.",
+                                      rich_help_panel=WEBUI)]
+STmax = Annotated[float, typer.Option("--s-tmax", help="Sigma tmax: churn only below this sigma (0 = no limit).",
+                                      rich_help_panel=WEBUI)]
+SNoise = Annotated[float, typer.Option("--s-noise", help="Sigma noise: scale of the added noise.",
+                                       rich_help_panel=WEBUI)]
+SigmaMin = Annotated[float, typer.Option("--sigma-min", help="Schedule min sigma (0 = the model's).",
+                                         rich_help_panel=WEBUI)]
+SigmaMax = Annotated[float, typer.Option("--sigma-max", help="Schedule max sigma (0 = the model's).",
+                                         rich_help_panel=WEBUI)]
 Model = Annotated[str | None, typer.Option(
     "--model", "-m", envvar="SDCLI_MODEL", show_default=False, rich_help_panel=MODEL,
     help="Local diffusers folder, WebUI single-file .safetensors or hub id [default: built-in tiny random-weight "
@@ -157,6 +181,16 @@ def _shared(
     sampler: Sampler = DEFAULTS["sampler"],
     schedule: Schedule = "automatic",
     clip_skip: ClipSkip = 1,
+    rng: Rng = "cpu",
+    emphasis: Emphasis = "original",
+    eta: Eta = None,
+    ensd: Ensd = 0,
+    s_churn: SChurn = 0.0,
+    s_tmin: STmin = 0.0,
+    s_tmax: STmax = 0.0,
+    s_noise: SNoise = 1.0,
+    sigma_min: SigmaMin = 0.0,
+    sigma_max: SigmaMax = 0.0,
     model: Model = None,
     prediction_type: PredictionType = None,
     refiner: Refiner = None,
@@ -181,9 +215,6 @@ def _shared(
     quiet: Quiet = False,
 ) -> None:
     """Template only: the flags every generating command takes (see shared_options)."""
-
-
-TXT2IMG_ONLY = ("subseed", "subseed_strength")  # variation seeds: the image pipelines draw their own noise
 
 
 def shared_options(*, exclude: tuple[str, ...] = ()) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -217,7 +248,8 @@ MASK = "Mask"
 Image = Annotated[Path, typer.Option("--image", "-i", help="Input image (PNG, JPEG or WebP).",
                                      rich_help_panel=IMG, show_default=False)]
 Strength = Annotated[float, typer.Option(
-    "--strength", help="Denoising strength, more than 0 and at most 1; steps run = steps x strength.",
+    "--strength", help="Denoising strength, more than 0 and at most 1; steps run = int(steps x strength) + 1, "
+    "as in the WebUI.",
     rich_help_panel=IMG)]
 Resize = Annotated[str, typer.Option(
     "--resize", help="When --width/--height differ from the input: just (stretch), crop (crop and resize) "
@@ -240,8 +272,7 @@ MaskedContent = Annotated[str, typer.Option(
     help="What the masked area starts from; all four work with ordinary and 9-channel inpainting checkpoints. "
     "original: the input pixels (the diffusers pipelines' own behaviour). fill: the input with the masked "
     "pixels replaced by colours blurred in from around them. latent-noise / latent-nothing: the image latents "
-    "under the mask replaced by random noise / zeros before denoising (sdcli wraps the pipeline's latent "
-    "preparation; at --strength 1 the pipelines start from pure noise, so these equal original).")]
+    "under the mask replaced by the seed's noise / zeros before denoising, as in the WebUI.")]
 Left, Right, Up, Down = (Annotated[int, typer.Option(f"--{side}", help=f"Pixels to add {where}.", rich_help_panel=IMG)]
                          for side, where in (("left", "on the left"), ("right", "on the right"),
                                              ("up", "at the top"), ("down", "at the bottom")))

@@ -22,7 +22,7 @@ Examples:
 """
 
 
-@o.shared_options(exclude=("width", "height", *o.TXT2IMG_ONLY))
+@o.shared_options(exclude=("width", "height"))
 def outpaint(
     image: o.Image,
     left: o.Left = 0,

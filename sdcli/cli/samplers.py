@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-HELP = """List the supported samplers (WebUI names), their diffusers schedulers and schedules.
+HELP = """List the supported samplers (WebUI names), how each runs, and their schedule types.
 
 Examples:
 
@@ -23,6 +23,7 @@ def samplers(
 
     rows = [{
         "name": s.name,
+        "runs": f"sdcli loop: {s.function}" if s.function else f"diffusers: {s.scheduler}",
         "scheduler": s.scheduler,
         "config": s.config,
         "automatic_schedule": SCHEDULE_LABELS[s.automatic],
@@ -38,10 +39,10 @@ def samplers(
     from rich.console import Console
     from rich.table import Table
 
-    table = Table("Sampler", "diffusers scheduler", "Automatic =", "Schedules", "Aliases / note")
+    table = Table("Sampler", "Runs as", "Automatic =", "Schedules", "Aliases / note")
     for r in rows:
-        table.add_row(r["name"], r["scheduler"] + (f" {r['config']}" if r["config"] else ""),
+        table.add_row(r["name"], r["runs"],
                       r["automatic_schedule"], ", ".join(r["schedules"]),
                       ", ".join(r["aliases"]) + (f"  ({r['note']})" if r["note"] else ""))
     Console().print(table)
-    Console(stderr=True).print(f"Not supported (no diffusers equivalent): {', '.join(UNSUPPORTED)}")
+    Console(stderr=True).print(f"Not supported yet: {', '.join(UNSUPPORTED)}")

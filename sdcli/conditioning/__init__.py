@@ -1,6 +1,8 @@
-"""Conditioning: the WebUI prompt syntax (pure parser) and turning prompts into embeddings.
+"""Conditioning: the WebUI prompt syntax and turning prompts into UNet conditioning.
 
-`prompts` is pure Python; `encoding` (SD 1.x/2.x) and `sdxl` (SDXL's two encoders and
-pooled embedding) import torch and are imported lazily.
-May import sdcli.errors only.
+prompts (attention syntax, pure), schedule (prompt editing, alternation and AND per
+step: the one place), cond (the Conditioning data type: cross-attention states plus
+extra UNet kwargs), encoding (the WebUI's CLIP chunking and emphasis, SD 1.x/2.x), sdxl
+(SDXL's two encoders and pooled embedding), extra_networks (<lora:...> tags, pure).
+encoding and sdxl import torch and are imported lazily. May import sdcli.errors only.
 """

@@ -1,19 +1,28 @@
-"""Prompt encoding: WebUI syntax + CLIP skip -> prompt embeddings, through compel.
+"""Prompt encoding as the WebUI's CLIP wrapper (sd_hijack_clip.py, sd_emphasis.py) does it.
 
-Imported lazily (it imports torch). CLIP skip is done here rather than through
-diffusers' `clip_skip` argument because diffusers 0.42 reaches for
-`text_encoder.text_model`, which transformers 5 removed; compel's own
-penultimate-layer option has the same problem and only knows skip 2.
+A prompt is parsed with the WebUI's attention grammar, tokenized without special
+tokens and cut into chunks of 75 tokens (a chunk ends early at a BREAK, and a chunk
+that would split a phrase goes back to its last comma when that is at most 20
+tokens back); each chunk becomes [BOS] + tokens + padding + [EOS] (77 tokens),
+is encoded on its own (CLIP skip N: hidden state -N through the final LayerNorm),
+weighted by the emphasis mode, and the chunks are concatenated. Prompt and negative
+are not padded to each other (the denoiser runs them apart when they differ).
+Hand-written: compel's weighting is not the WebUI's. Imported lazily (torch).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-from transformers.modeling_outputs import BaseModelOutputWithPooling
 
-from sdcli.conditioning.prompts import parse_prompt
+from sdcli.conditioning.cond import Conditioning
+from sdcli.conditioning.prompts import BREAK_MARK, parse_attention
+
+CHUNK = 75
+COMMA_BACKTRACK = 20  # the WebUI's "Prompt word wrap length limit"
+EMPHASES = {"original": "Original", "no norm": "No norm", "none": "None"}
 
 
 def final_layer_norm(text_encoder: Any) -> torch.nn.Module:
@@ -22,77 +31,120 @@ def final_layer_norm(text_encoder: Any) -> torch.nn.Module:
     return inner.final_layer_norm
 
 
-class ClipSkipEncoder(torch.nn.Module):
-    """Wraps a CLIP text encoder so `last_hidden_state` is WebUI "Clip skip: N".
-
-    WebUI N takes `hidden_states[-N]` and applies the final layer norm
-    (N=1 is the normal output). Callers (compel) see an ordinary encoder.
-    """
-
-    def __init__(self, text_encoder: Any, clip_skip: int):
-        super().__init__()
-        self.inner = text_encoder
-        self.clip_skip = clip_skip
-        self.config = text_encoder.config
-
-    @property
-    def device(self) -> torch.device:
-        return self.inner.device
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return self.inner.dtype
-
-    def forward(self, input_ids, attention_mask=None, output_hidden_states=None, return_dict=True):
-        out = self.inner(input_ids, attention_mask=attention_mask, output_hidden_states=True, return_dict=True)
-        hidden = final_layer_norm(self.inner)(out.hidden_states[-self.clip_skip])
-        return BaseModelOutputWithPooling(
-            last_hidden_state=hidden, pooler_output=out.pooler_output, hidden_states=out.hidden_states
-        )
-
-
 def text_layers(text_encoder: Any) -> int:
     """How many transformer layers the text encoder has (the largest valid CLIP skip)."""
     return int(text_encoder.config.num_hidden_layers)
 
 
-class PromptEncoder:
-    """Encodes prompt/negative pairs for one pipeline and CLIP skip setting."""
+def is_open_clip(text_encoder: Any) -> bool:
+    """SD2's OpenCLIP text encoder (GELU) rather than SD1's OpenAI CLIP (quick GELU)."""
+    return text_encoder.config.hidden_act == "gelu"
 
-    def __init__(self, pipe: Any, clip_skip: int = 1):
-        from sdcli.models.libraries import compel_embeddings
 
-        compel = compel_embeddings()  # not `from compel import`: see compel_embeddings
-        EmbeddingsProvider, ReturnedEmbeddingsType = compel.EmbeddingsProvider, compel.ReturnedEmbeddingsType
+@dataclass
+class Chunk:
+    """75 (or fewer) tokens and their weights."""
 
-        encoder = pipe.text_encoder if clip_skip == 1 else ClipSkipEncoder(pipe.text_encoder, clip_skip)
-        self.device = pipe.text_encoder.device
-        self.provider = EmbeddingsProvider(
-            tokenizer=pipe.tokenizer,
-            text_encoder=encoder,
-            truncate=False,  # long prompts are chunked by 75 tokens, as in the WebUI
-            returned_embeddings_type=ReturnedEmbeddingsType.LAST_HIDDEN_STATES_NORMALIZED,
-            dtype_for_device_getter=lambda _device: pipe.text_encoder.dtype,
-            device=str(self.device),
-        )
+    tokens: list[int] = field(default_factory=list)
+    multipliers: list[float] = field(default_factory=list)
 
-    def encode(self, prompt: str) -> torch.Tensor:
-        """One prompt -> [1, 77*k, dim] embeddings; BREAK segments are chunked apart."""
-        parts = []
-        for segment in parse_prompt(prompt).segments:
-            texts = [t for t, _ in segment] or [""]
-            weights = [w for _, w in segment] or [1.0]
-            parts.append(self.provider.get_embeddings_for_weighted_prompt_fragments(
-                text_batch=[texts], fragment_weights_batch=[weights], device=self.device))
-        return torch.cat(parts, dim=1)
+
+def apply_emphasis(z: torch.Tensor, multipliers: torch.Tensor, emphasis: str) -> torch.Tensor:
+    """Weight token embeddings: Original restores the chunk's mean afterwards, No norm does not."""
+    if emphasis == "none":
+        return z
+    original_mean = z.mean()
+    z = z * multipliers.reshape(multipliers.shape + (1,)).expand(z.shape)
+    if emphasis == "original":
+        z = z * (original_mean / z.mean())
+    return z
+
+
+class ClipTextEncoder:
+    """One CLIP text encoder as the WebUI wraps it: text -> [1, 77 x chunks, dim]."""
+
+    def __init__(self, tokenizer: Any, text_encoder: Any, clip_skip: int = 1, emphasis: str = "original"):
+        self.tokenizer, self.text_encoder, self.emphasis = tokenizer, text_encoder, emphasis
+        self.id_start, self.id_end = tokenizer.bos_token_id, tokenizer.eos_token_id
+        self.id_pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.id_end
+        self.comma = tokenizer.get_vocab().get(",</w>")
+        # The WebUI's OpenCLIP wrapper (SD2) has no CLIP skip: it always takes its configured layer.
+        self.clip_skip = 1 if is_open_clip(text_encoder) else clip_skip
+
+    def chunks(self, text: str) -> list[Chunk]:
+        """The WebUI's tokenize_line: BREAK, 75-token chunks, comma backtracking."""
+        parsed = parse_attention(text) if self.emphasis != "none" else [(text, 1.0)]
+        tokenized = self.tokenizer([t for t, _ in parsed], truncation=False, add_special_tokens=False)["input_ids"]
+        done: list[Chunk] = []
+        chunk, last_comma = Chunk(), -1
+
+        def close() -> None:
+            nonlocal chunk, last_comma
+            fill = CHUNK - len(chunk.tokens)
+            chunk.tokens = [self.id_start, *chunk.tokens, *[self.id_end] * fill, self.id_end]
+            chunk.multipliers = [1.0, *chunk.multipliers, *[1.0] * fill, 1.0]
+            done.append(chunk)
+            chunk, last_comma = Chunk(), -1
+
+        for tokens, (fragment, weight) in zip(tokenized, parsed, strict=True):
+            if (fragment, weight) == BREAK_MARK:
+                close()
+                continue
+            for token in tokens:
+                if token == self.comma:
+                    last_comma = len(chunk.tokens)
+                elif len(chunk.tokens) == CHUNK and last_comma != -1 and CHUNK - last_comma <= COMMA_BACKTRACK:
+                    cut = last_comma + 1
+                    moved = Chunk(chunk.tokens[cut:], chunk.multipliers[cut:])
+                    chunk = Chunk(chunk.tokens[:cut], chunk.multipliers[:cut])
+                    close()
+                    chunk = moved
+                if len(chunk.tokens) == CHUNK:
+                    close()
+                chunk.tokens.append(token)
+                chunk.multipliers.append(weight)
+        if chunk.tokens or not done:
+            close()
+        return done
+
+    def encode_chunk(self, chunk: Chunk) -> torch.Tensor:
+        """[1, 77, dim] for one chunk: CLIP skip, then emphasis."""
+        device = self.text_encoder.device
+        ids = list(chunk.tokens)
+        if self.id_pad != self.id_end:  # OpenCLIP: everything after the first EOS is padding
+            first_end = ids.index(self.id_end)
+            ids = ids[:first_end + 1] + [self.id_pad] * (len(ids) - first_end - 1)
+        tokens = torch.tensor([ids], device=device)
+        out = self.text_encoder(tokens, output_hidden_states=True, return_dict=True)
+        if self.clip_skip > 1:
+            z = final_layer_norm(self.text_encoder)(out.hidden_states[-self.clip_skip])
+        else:
+            z = out.last_hidden_state
+        multipliers = torch.tensor([chunk.multipliers], device=device, dtype=z.dtype)
+        return apply_emphasis(z, multipliers, self.emphasis)
 
     @torch.no_grad()
+    def __call__(self, text: str) -> torch.Tensor:
+        return torch.cat([self.encode_chunk(c) for c in self.chunks(text)], dim=1)
+
+
+class PromptEncoder:
+    """Prompts -> Conditioning for one SD1/SD2 pipeline, cached per text."""
+
+    def __init__(self, pipe: Any, clip_skip: int = 1, emphasis: str = "original"):
+        self.clip = ClipTextEncoder(pipe.tokenizer, pipe.text_encoder, clip_skip, emphasis)
+        self.cache: dict[str, Conditioning] = {}
+
+    def encode(self, text: str) -> Conditioning:
+        if text not in self.cache:
+            self.cache[text] = Conditioning(self.clip(text))
+        return self.cache[text]
+
     def encode_pair(self, prompt: str, negative: str) -> tuple[torch.Tensor, torch.Tensor]:
-        """Prompt and negative embeddings, the shorter padded with empty-prompt chunks."""
-        pos, neg = self.encode(prompt), self.encode(negative)
-        if pos.shape[1] == neg.shape[1]:
-            return pos, neg  # no padding: skip encoding the empty prompt (a text-encoder pass per call)
-        empty = self.provider.empty_z.to(pos.dtype)
+        """Prompt and negative embeddings of equal length, for diffusers pipelines (which need it):
+        the shorter one is padded with empty-prompt chunks (the WebUI's "pad conds" option)."""
+        pos, neg = self.encode(prompt).crossattn, self.encode(negative).crossattn
+        empty = self.encode("").crossattn
         while pos.shape[1] < neg.shape[1]:
             pos = torch.cat([pos, empty], dim=1)
         while neg.shape[1] < pos.shape[1]:

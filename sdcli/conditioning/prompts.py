@@ -28,8 +28,6 @@ _TOKEN = re.compile(
 )
 
 
-_EDITING = re.compile(r"(?<!\\)\[[^\[\]]*:[^\[\]]*\]")
-_AND = re.compile(r"(?<![^\s,])AND(?![^\s,])")
 
 
 @dataclass
@@ -86,10 +84,6 @@ def parse_prompt(prompt: str) -> ParsedPrompt:
             current.append([tok, 1.0])
     _close_open(stack, current, result, scale)
     result.segments.append(_merge(current))
-    if _EDITING.search(prompt):
-        result.warnings.append("prompt editing [from:to:when] is not supported; read as de-emphasised text")
-    if _AND.search(prompt):
-        result.warnings.append("AND (composable diffusion) is not supported; read as text")
     return result
 
 
@@ -105,3 +99,59 @@ def plain_text(prompt: str) -> str:
     """The prompt with attention syntax removed (for file names and display)."""
     parsed = parse_prompt(prompt)
     return " ".join("".join(t for t, _ in seg).strip() for seg in parsed.segments).strip()
+
+
+# The WebUI's attention grammar (prompt_parser.parse_prompt_attention), token by token:
+# escapes, a lone backslash, brackets, ":weight)" and plain text. Used for encoding, so
+# the embeddings follow the WebUI exactly, quirks included (crossed brackets, BREAK
+# next to punctuation, a lone backslash dropped).
+_ATTENTION = re.compile(r"\\\(|\\\)|\\\[|\\]|\\\\|\\|\(|\[|:\s*([+-]?[.\d]+)\s*\)|\)|]|[^\\()\[\]:]+|:")
+_BREAK_SPLIT = re.compile(r"\s*\bBREAK\b\s*", re.S)
+BREAK_MARK = ("BREAK", -1.0)  # how a BREAK appears in parse_attention's output
+
+
+def parse_attention(text: str) -> list[tuple[str, float]]:
+    """Text -> [(fragment, weight)] as the WebUI parses it; BREAK is ("BREAK", -1).
+
+    Runs of equal weight are merged; an empty prompt gives [("", 1.0)].
+    """
+    res: list[list] = []
+    round_open: list[int] = []
+    square_open: list[int] = []
+
+    def multiply(start: int, factor: float) -> None:
+        for item in res[start:]:
+            item[1] *= factor
+
+    for m in _ATTENTION.finditer(text):
+        tok, weight = m.group(0), m.group(1)
+        if tok.startswith("\\"):
+            res.append([tok[1:], 1.0])
+        elif tok == "(":
+            round_open.append(len(res))
+        elif tok == "[":
+            square_open.append(len(res))
+        elif weight is not None and round_open:
+            multiply(round_open.pop(), float(weight))
+        elif tok == ")" and round_open:
+            multiply(round_open.pop(), UP)
+        elif tok == "]" and square_open:
+            multiply(square_open.pop(), DOWN)
+        else:
+            for i, part in enumerate(_BREAK_SPLIT.split(tok)):
+                if i:
+                    res.append(list(BREAK_MARK))
+                res.append([part, 1.0])
+    for start in round_open:
+        multiply(start, UP)
+    for start in square_open:
+        multiply(start, DOWN)
+    if not res:
+        res = [["", 1.0]]
+    merged: list[list] = [res[0]]
+    for text_, weight_ in res[1:]:
+        if merged[-1][1] == weight_:
+            merged[-1][0] += text_
+        else:
+            merged.append([text_, weight_])
+    return [(t, w) for t, w in merged]

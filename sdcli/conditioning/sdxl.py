@@ -50,8 +50,8 @@ class SDXLPromptEncoder:
     """Encodes prompts for one SDXL (base or refiner) pipeline."""
 
     def __init__(self, pipe: Any, clip_skip: int = 1, clip_l_skip: bool = False):
-        from compel import EmbeddingsProvider, ReturnedEmbeddingsType
-
+        compel = compel_embeddings()  # not `from compel import`: its __init__ imports other families' pipelines
+        EmbeddingsProvider, ReturnedEmbeddingsType = compel.EmbeddingsProvider, compel.ReturnedEmbeddingsType
         self.pipe = pipe
         self.device = pipe.text_encoder_2.device
         self.providers = []
@@ -104,3 +104,35 @@ class SDXLPromptEncoder:
                 neg = torch.cat([neg, empty if negative else torch.zeros_like(empty)], dim=1)
         return {"prompt_embeds": pos, "negative_prompt_embeds": neg,
                 "pooled_prompt_embeds": pos_pooled, "negative_pooled_prompt_embeds": neg_pooled}
+
+
+def compel_embeddings() -> Any:
+    """compel.embeddings_provider, without running compel/__init__ until something needs it.
+
+    compel's __init__ imports its convenience wrappers, and they import the Flux, Lumina2,
+    Sana and SDXL pipelines: other model families' modules, a second or more of start-up
+    for an SD1 job. The package is registered with a lazy __getattr__ that runs the real
+    __init__ on first use of any top-level name, so `from compel import Compel` still works.
+    """
+    import importlib
+    import importlib.util
+    import sys
+    import types
+
+    if "compel" not in sys.modules:
+        spec = importlib.util.find_spec("compel")
+        if spec is None or spec.loader is None or spec.submodule_search_locations is None:
+            return importlib.import_module("compel.embeddings_provider")
+        package = types.ModuleType("compel")
+        package.__spec__, package.__file__ = spec, spec.origin
+        package.__path__ = list(spec.submodule_search_locations)
+        package.__package__ = "compel"
+
+        def load_all(name: str) -> Any:
+            del package.__dict__["__getattr__"]
+            spec.loader.exec_module(package)
+            return getattr(package, name)
+
+        package.__getattr__ = load_all  # type: ignore[attr-defined]
+        sys.modules["compel"] = package
+    return importlib.import_module("compel.embeddings_provider")

@@ -193,6 +193,21 @@ def fill_masked(image: Image, mask: Image) -> Image:
     return Image.composite(filled.convert("RGB"), image, hard)
 
 
+def webui_fill(image: Image, mask: Image) -> Image:
+    """Inpaint "fill" as the WebUI's masking.fill: the kept pixels (alpha = inverted soft mask,
+    premultiplied) blurred at radii 256 down to 0 and stacked, finest last."""
+    from PIL import Image, ImageFilter, ImageOps
+
+    kept = Image.new("RGBa", image.size)
+    kept.paste(image.convert("RGBA").convert("RGBa"), mask=ImageOps.invert(mask.convert("L")))
+    filled = Image.new("RGBA", image.size)
+    for radius, repeats in ((256, 1), (64, 1), (16, 2), (4, 4), (2, 2), (0, 1)):
+        layer = kept.filter(ImageFilter.GaussianBlur(radius)).convert("RGBA")
+        for _ in range(repeats):
+            filled.alpha_composite(layer)
+    return filled.convert("RGB")
+
+
 def fill_noise(image: Image, mask: Image) -> Image:
     """Replace the masked area by uniform RGB noise (a fixed seed: same inputs, same canvas)."""
     from PIL import Image
@@ -268,9 +283,9 @@ def _prepare_inpaint(request: GenerationRequest, image: Image) -> PreparedInputs
 
 
 def _with_content(inputs: PreparedInputs, content: str) -> PreparedInputs:
-    """--masked-content fill pre-fills the masked pixels; latent modes are applied by generate."""
+    """--masked-content fill pre-fills the masked pixels as the WebUI; latent modes are applied by generate."""
     if content == "fill" and inputs.mask is not None:
-        inputs.image = fill_masked(inputs.image, inputs.mask)
+        inputs.image = webui_fill(inputs.image, inputs.mask)
     return inputs
 
 

@@ -27,11 +27,25 @@ INFOTEXT_FIELDS: dict[str, tuple[str, Any]] = {
     "Clip skip": ("clip_skip", int),
     "Variation seed": ("subseed", int),
     "Variation seed strength": ("subseed_strength", float),
+    "RNG": ("rng", str.lower),
+    "Emphasis": ("emphasis", str.lower),
+    "Eta": ("eta", float),
+    "Eta DDIM": ("eta", float),
+    "ENSD": ("ensd", int),
+    "Sigma churn": ("s_churn", float),
+    "Sigma tmin": ("s_tmin", float),
+    "Sigma tmax": ("s_tmax", float),
+    "Sigma noise": ("s_noise", float),
+    "Schedule min sigma": ("sigma_min", float),
+    "Schedule max sigma": ("sigma_max", float),
     "Refiner": ("refiner", lambda v: re.sub(r" \[[0-9a-f]{8,}\]$", "", v)),  # "name [hash]" -> name
     "Refiner switch at": ("refiner_switch", float),
 }
 # Infotext keys that describe the image but change nothing sdcli would do differently.
 INFORMATIONAL = ("Size", "Model hash", "Model", "Version")
+# An infotext without an RNG key was made with the WebUI's default source, GPU: on NVIDIA
+# cards (nearly every WebUI install) that is the noise sdcli's "nv" source reproduces.
+WEBUI_DEFAULT_RNG = "nv"
 SDCLI_RECORD, INFOTEXT = "sdcli record", "WebUI infotext"
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
@@ -76,7 +90,8 @@ def read_metadata(path: Path) -> ImageMetadata:
 def request_from_infotext(meta: ImageMetadata) -> tuple[GenerationRequest, list[str], set[str]]:
     """A request from WebUI parameters (any tool that writes them); the keys it could not honour,
     and the request fields the infotext set."""
-    fields: dict[str, Any] = {"prompt": meta.prompt, "negative_prompt": meta.negative_prompt}
+    fields: dict[str, Any] = {"prompt": meta.prompt, "negative_prompt": meta.negative_prompt,
+                              "rng": WEBUI_DEFAULT_RNG}
     for key, (field, convert) in INFOTEXT_FIELDS.items():
         if key in meta.parameters:
             try:

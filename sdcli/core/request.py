@@ -84,6 +84,17 @@ class GenerationRequest:
     prediction_type: str | None = None  # "eps" or "v": overrides the model's (None: the model's own or guess)
     refiner: str | None = None  # --refiner MODEL: hands the last steps to this model (SDXL)
     refiner_switch: float = 0.8  # fraction of the steps run by the base model before the refiner takes over
+    # The WebUI settings that change pixels (sdcli's own loop; see sampling.loop.SamplingOptions).
+    rng: str = "cpu"
+    emphasis: str = "original"
+    eta: float | None = None
+    ensd: int = 0
+    s_churn: float = 0.0
+    s_tmin: float = 0.0
+    s_tmax: float = 0.0
+    s_noise: float = 1.0
+    sigma_min: float = 0.0
+    sigma_max: float = 0.0
 
     @property
     def total_images(self) -> int:
@@ -176,6 +187,7 @@ def validate(request: GenerationRequest) -> SamplerChoice:
     if not 0 < request.refiner_switch < 1:
         raise UsageError(f"--refiner-switch: {request.refiner_switch} is out of range; use more than 0 and less "
                          "than 1 (0.8 = the refiner runs the last 20% of the steps)")
+    _validate_sampling(request)
     missing = [part for part in MODE_PARTS[request.mode] if getattr(request, part) is None]
     if missing:
         raise ValueError(f"a {request.mode} request needs {', '.join(missing)}")
@@ -215,10 +227,30 @@ def _check_choice(flag: str, value: str, allowed) -> None:
         raise UsageError(f"{flag}: unknown value {value!r}; choose from {', '.join(allowed)}")
 
 
+RNG_SOURCES = ("cpu", "gpu", "nv")  # sampling.rng's, restated here to keep torch out
+EMPHASES = ("original", "no norm", "none")
+
+
+def choice_key(value: str) -> str:
+    """--rng / --emphasis spelling -> key: case, '-' and '_' do not matter ("No norm" = no-norm)."""
+    return " ".join(value.lower().replace("-", " ").replace("_", " ").split())
+
+
+def _validate_sampling(request: GenerationRequest) -> None:
+    _check_choice("--rng", choice_key(request.rng), RNG_SOURCES)
+    _check_choice("--emphasis", choice_key(request.emphasis), EMPHASES)
+    if request.eta is not None:
+        _check_range("--eta", request.eta, 0, 10)
+    _check_range("--ensd", request.ensd, 0, MAX_SEED)
+    for flag, value in (("--s-churn", request.s_churn), ("--s-tmin", request.s_tmin), ("--s-tmax", request.s_tmax),
+                        ("--s-noise", request.s_noise), ("--sigma-min", request.sigma_min),
+                        ("--sigma-max", request.sigma_max)):
+        _check_range(flag, value, 0, 1000)
+    if request.sigma_min and request.sigma_max and request.sigma_min >= request.sigma_max:
+        raise UsageError(f"--sigma-min: {request.sigma_min} is not below --sigma-max {request.sigma_max}")
+
+
 def _validate_init(request: GenerationRequest) -> None:
-    if request.subseed_strength:
-        raise UsageError(f"--subseed-strength: variation seeds work with txt2img only; {request.mode}'s "
-                         "diffusers pipeline draws its start noise itself")
     strength = request.init.strength
     if not 0 < strength <= 1:
         raise UsageError(f"--strength: {strength} is out of range; use more than 0 and at most 1 (0.75 is usual)")

@@ -43,7 +43,10 @@ class TinyArch:
     scheduler: dict[str, Any] = field(default_factory=lambda: dict(SD1_SCHEDULER))
     pipeline: str = "StableDiffusionPipeline"  # the class model_index.json names
     text_encoder_2: dict[str, Any] | None = None  # SDXL's OpenCLIP-bigG (with projection)
-    random_norms: bool = False  # norm layers get random weights/biases (catch mis-mapped norm keys)
+    # Norm layers get random weights/biases: identity norms would catch no mis-mapped norm key, and
+    # CLIP's final LayerNorm would give embeddings of mean ~0, making the WebUI's mean-restoring
+    # emphasis divide 0 by 0. Random affines keep such maths as on a real model.
+    random_norms: bool = True
 
     def inpainting(self) -> TinyArch:
         """The same architecture as a dedicated inpainting checkpoint: a 9-channel UNet
@@ -144,7 +147,7 @@ XL_TEXT_2 = {**TINY_TEXT, "hidden_size": 48, "intermediate_size": 96, "projectio
              "num_hidden_layers": 4}
 ARCHES["sdxl"] = TinyArch(
     family="sdxl", unet=XL_UNET, vae={**TINY_VAE, "scaling_factor": 0.13025}, text_encoder=TINY_TEXT,
-    text_encoder_2=XL_TEXT_2, scheduler=XL_SCHEDULER, pipeline="StableDiffusionXLPipeline", random_norms=True,
+    text_encoder_2=XL_TEXT_2, scheduler=XL_SCHEDULER, pipeline="StableDiffusionXLPipeline",
 )
 # SDXL refiner: only the OpenCLIP-bigG encoder (48 wide); time ids carry an aesthetic score (5 x 8).
 ARCHES["sdxl-refiner"] = replace(
@@ -268,8 +271,8 @@ def _randomise_norms(model: Any) -> None:
     with torch.no_grad():
         for module in model.modules():
             if isinstance(module, (torch.nn.LayerNorm, torch.nn.GroupNorm)) and module.weight is not None:
-                module.weight.uniform_(0.5, 1.5)
-                module.bias.normal_(0.0, 0.2)
+                module.weight.normal_(1.0, 0.2)
+                module.bias.normal_(0.5, 0.5)  # a clearly non-zero mean, as real CLIP outputs have
 
 
 def folder_bytes(folder: Path) -> int:

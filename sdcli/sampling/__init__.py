@@ -1,5 +1,8 @@
-"""Sampling: the sampler table (WebUI names -> how each sampler runs), schedules and noise.
+"""Sampling: the sampler table, and sdcli's own denoising loop as the WebUI runs it.
 
-Pure tables here; anything that needs torch is imported inside functions.
-May import sdcli.errors only.
+samplers.py is the table (pure; WebUI names -> how each sampler runs). The rest import
+torch and are imported lazily: schedules (sigma schedules), kdiffusion and timesteps
+(the sampling functions), rng (noise sources), denoiser (the CFG denoiser and the one
+UNet call), loop (one batch: sigmas, start noise, sampler). May import sdcli.errors
+and the pure conditioning data type (sdcli.conditioning.cond).
 """

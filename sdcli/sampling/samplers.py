@@ -1,7 +1,9 @@
-"""The sampler table: WebUI sampler names -> diffusers scheduler class + config.
+"""The sampler table: WebUI sampler names -> how sdcli runs each one.
 
-Adding a sampler is one row in SAMPLERS. No torch or diffusers imports here; the
-loader turns a resolved `SamplerChoice` into a scheduler with `from_config`.
+Adding a sampler is one row in SAMPLERS. A row names the k-diffusion function that
+sdcli's own loop runs (sampling.loop) with the WebUI's per-sampler options, and the
+diffusers scheduler that runs it where the loop does not (timestep samplers, other
+model families). No torch or diffusers imports here.
 """
 
 from __future__ import annotations
@@ -13,73 +15,107 @@ from typing import Any
 
 from sdcli.errors import UsageError
 
-# WebUI v1.9 "Schedule type" -> scheduler config keys. "automatic" is resolved per sampler.
-SCHEDULES: dict[str, dict[str, Any]] = {
-    "uniform": {},
+# WebUI "Schedule type" (v1.10 sd_schedulers.py): key -> infotext label. sdcli's own loop
+# computes every one (sampling.schedules); "automatic" is resolved per sampler.
+SCHEDULE_LABELS = {
+    "uniform": "Uniform",
+    "karras": "Karras",
+    "exponential": "Exponential",
+    "polyexponential": "Polyexponential",
+    "sgm uniform": "SGM Uniform",
+    "kl optimal": "KL Optimal",
+    "align your steps": "Align Your Steps",
+    "simple": "Simple",
+    "normal": "Normal",
+    "ddim": "DDIM",
+    "beta": "Beta",
+}
+SCHEDULES = tuple(SCHEDULE_LABELS)
+# The diffusers-scheduler path (timestep samplers, families sdcli's loop does not run yet):
+# schedule -> scheduler config keys, for the schedules diffusers has.
+DIFFUSERS_SCHEDULES: dict[str, dict[str, Any]] = {
+    "uniform": {"timestep_spacing": "linspace"},
     "karras": {"use_karras_sigmas": True},
     "exponential": {"use_exponential_sigmas": True},
     "beta": {"use_beta_sigmas": True},
     "sgm uniform": {"timestep_spacing": "trailing"},
     "simple": {"timestep_spacing": "trailing"},
 }
-SCHEDULE_LABELS = {
-    "uniform": "Uniform",
-    "karras": "Karras",
-    "exponential": "Exponential",
-    "beta": "Beta",
-    "sgm uniform": "SGM Uniform",
-    "simple": "Simple",
-}
-SIGMA_SCHEDULES = ("uniform", "karras", "exponential", "beta", "sgm uniform", "simple")
-SPACING_ONLY = ("uniform", "sgm uniform", "simple")
+TIMESTEP_ONLY = ("uniform",)  # the WebUI's timestep samplers take no schedule type
 
 
 @dataclass(frozen=True)
 class Sampler:
-    """One WebUI sampler and its diffusers equivalent."""
+    """One WebUI sampler: how sdcli runs it and the WebUI's per-sampler options.
+
+    `function` names the k-diffusion sampling function in sampling.kdiffusion that
+    sdcli's loop runs (None: the diffusers `scheduler` runs it in the pipeline).
+    `scheduler`/`config` are also the fallback for model families the loop does not run.
+    The flags are the WebUI's sampler options of the same names.
+    """
 
     name: str
+    function: str | None
     scheduler: str
     config: dict[str, Any] = field(default_factory=dict)
     automatic: str = "uniform"
-    schedules: tuple[str, ...] = SIGMA_SCHEDULES
+    schedules: tuple[str, ...] = SCHEDULES
     aliases: tuple[str, ...] = ()
+    discard_penultimate: bool = False  # ask for one step more, drop the next-to-last sigma
+    second_order: bool = False  # two model calls a step: prompt schedules count steps x 2
+    brownian: bool = False  # noise from a Brownian tree seeded by the image seeds
+    uses_ensd: bool = False  # draws sampler noise from the image RNG (eta noise seed delta applies)
+    options: dict[str, Any] = field(default_factory=dict)  # extra sampling-function arguments
+    timesteps: bool = False  # a timestep sampler (sampling.timesteps): integer timesteps, eta default 0
     note: str = ""
 
 
+_SDE = {"algorithm_type": "sde-dpmsolver++"}
+_LEADING = {"timestep_spacing": "leading", "steps_offset": 1}
 SAMPLERS: tuple[Sampler, ...] = (
-    Sampler("DPM++ 2M", "DPMSolverMultistepScheduler", automatic="karras", aliases=("k_dpmpp_2m",)),
-    Sampler(
-        "DPM++ 2M SDE",
-        "DPMSolverMultistepScheduler",
-        {"algorithm_type": "sde-dpmsolver++"},
-        automatic="exponential",
-        aliases=("k_dpmpp_2m_sde",),
-    ),
-    Sampler("DPM++ SDE", "DPMSolverSDEScheduler", automatic="karras", aliases=("k_dpmpp_sde",)),
-    Sampler(
-        "DPM++ 2S a",
-        "DPMSolverSinglestepScheduler",
-        automatic="karras",
-        schedules=("uniform", "karras", "exponential", "beta"),
-        aliases=("k_dpmpp_2s_a",),
-        note="near-equivalent: diffusers' DPMSolverSinglestepScheduler is not ancestral",
-    ),
-    Sampler("Euler a", "EulerAncestralDiscreteScheduler", schedules=SPACING_ONLY,
-            aliases=("k_euler_a", "k_euler_ancestral", "euler_ancestral")),
-    Sampler("Euler", "EulerDiscreteScheduler", aliases=("k_euler",)),
-    Sampler("LMS", "LMSDiscreteScheduler", aliases=("k_lms",)),
-    Sampler("Heun", "HeunDiscreteScheduler", aliases=("k_heun",)),
-    Sampler("DPM2", "KDPM2DiscreteScheduler", automatic="karras", aliases=("k_dpm_2",)),
-    Sampler("DPM2 a", "KDPM2AncestralDiscreteScheduler", automatic="karras", aliases=("k_dpm_2_a",)),
-    Sampler("DDIM", "DDIMScheduler", schedules=SPACING_ONLY),
-    Sampler("PLMS", "PNDMScheduler", {"skip_prk_steps": True}, schedules=SPACING_ONLY),
-    Sampler("UniPC", "UniPCMultistepScheduler"),
-    Sampler("LCM", "LCMScheduler", schedules=("uniform",)),  # LCM picks its own timesteps
+    Sampler("DPM++ 2M", "sample_dpmpp_2m", "DPMSolverMultistepScheduler", automatic="karras",
+            aliases=("k_dpmpp_2m",)),
+    Sampler("DPM++ SDE", "sample_dpmpp_sde", "DPMSolverSDEScheduler", automatic="karras",
+            aliases=("k_dpmpp_sde",), second_order=True, brownian=True),
+    Sampler("DPM++ 2M SDE", "sample_dpmpp_2m_sde", "DPMSolverMultistepScheduler", _SDE, automatic="exponential",
+            aliases=("k_dpmpp_2m_sde",), brownian=True),
+    Sampler("DPM++ 2M SDE Heun", "sample_dpmpp_2m_sde", "DPMSolverMultistepScheduler",
+            {**_SDE, "solver_type": "heun"}, automatic="exponential", aliases=("k_dpmpp_2m_sde_heun",),
+            brownian=True, options={"solver_type": "heun"}),
+    Sampler("DPM++ 2S a", "sample_dpmpp_2s_ancestral", "DPMSolverSinglestepScheduler", automatic="karras",
+            aliases=("k_dpmpp_2s_a",), second_order=True, uses_ensd=True),
+    Sampler("DPM++ 3M SDE", "sample_dpmpp_3m_sde", "DPMSolverMultistepScheduler", {**_SDE, "solver_order": 3},
+            automatic="exponential", aliases=("k_dpmpp_3m_sde",), discard_penultimate=True, brownian=True),
+    Sampler("Euler a", "sample_euler_ancestral", "EulerAncestralDiscreteScheduler",
+            aliases=("k_euler_a", "k_euler_ancestral", "euler_ancestral"), uses_ensd=True),
+    Sampler("Euler", "sample_euler", "EulerDiscreteScheduler", aliases=("k_euler",)),
+    Sampler("LMS", "sample_lms", "LMSDiscreteScheduler", aliases=("k_lms",)),
+    Sampler("Heun", "sample_heun", "HeunDiscreteScheduler", aliases=("k_heun",), second_order=True),
+    Sampler("DPM2", "sample_dpm_2", "KDPM2DiscreteScheduler", automatic="karras", aliases=("k_dpm_2",),
+            discard_penultimate=True, second_order=True),
+    Sampler("DPM2 a", "sample_dpm_2_ancestral", "KDPM2AncestralDiscreteScheduler", automatic="karras",
+            aliases=("k_dpm_2_a",), discard_penultimate=True, second_order=True, uses_ensd=True),
+    Sampler("DPM fast", "sample_dpm_fast", "DPMSolverSinglestepScheduler", aliases=("k_dpm_fast",), uses_ensd=True,
+            note="the diffusers fallback (other model families) is DPM-Solver singlestep"),
+    Sampler("DPM adaptive", "sample_dpm_adaptive", "DPMSolverSinglestepScheduler", aliases=("k_dpm_ad",),
+            uses_ensd=True, note="picks its own steps; the diffusers fallback is DPM-Solver singlestep"),
+    Sampler("Restart", "sample_restart", "HeunDiscreteScheduler", {"use_karras_sigmas": True}, automatic="karras",
+            aliases=("restart",), second_order=True,
+            note="the diffusers fallback (other model families) is Heun Karras, without restarts"),
+    # The WebUI's timestep samplers visit t = 1, 1+1000//steps, ... ("leading", offset 1).
+    Sampler("DDIM", "sample_ddim", "DDIMScheduler", {"clip_sample": False, "set_alpha_to_one": False, **_LEADING},
+            schedules=TIMESTEP_ONLY, timesteps=True),
+    Sampler("PLMS", "sample_plms", "PNDMScheduler", {"skip_prk_steps": True, **_LEADING}, schedules=TIMESTEP_ONLY,
+            timesteps=True),
+    Sampler("UniPC", None, "UniPCMultistepScheduler",
+            {"solver_order": 3, "lower_order_final": True, "timestep_spacing": "linspace"},
+            schedules=TIMESTEP_ONLY, note="diffusers' UniPC, order 3 as the WebUI; variant bh2 (the WebUI: bh1, "
+                                          "which gives NaN in diffusers 0.42)"),
+    Sampler("LCM", None, "LCMScheduler", schedules=TIMESTEP_ONLY, note="diffusers' LCMScheduler"),
 )
 
-# WebUI samplers with no diffusers equivalent: refused by name.
-UNSUPPORTED = ("DPM fast", "DPM adaptive", "Restart", "DPM++ 3M SDE", "DPM++ 2M SDE Heun")
+# WebUI samplers sdcli does not run yet: refused by name.
+UNSUPPORTED = ("DDIM CFG++",)
 
 DEFAULT_SAMPLER = "DPM++ 2M"
 
@@ -93,8 +129,13 @@ class SamplerChoice:
 
     @property
     def scheduler_config(self) -> dict[str, Any]:
-        """Config overrides for `SchedulerClass.from_config(model_config, **overrides)`."""
-        return {**self.sampler.config, **SCHEDULES[self.schedule]}
+        """Config overrides for `SchedulerClass.from_config(model_config, **overrides)` (diffusers path).
+
+        Raises UsageError for a schedule type diffusers has no equivalent of."""
+        if self.schedule not in DIFFUSERS_SCHEDULES:
+            raise UsageError(f"--schedule: {self.schedule_label} needs sdcli's own sampler loop, "
+                             f"which does not run this model family or sampler yet")
+        return {**DIFFUSERS_SCHEDULES[self.schedule], **self.sampler.config}
 
     @property
     def schedule_label(self) -> str:
@@ -147,7 +188,7 @@ def resolve_sampler(name: str, schedule: str = "automatic") -> SamplerChoice:
     key = _key(name)
     if any(_key(u) == key or key.startswith(_key(u)) for u in UNSUPPORTED):
         raise UsageError(
-            f"--sampler: {name!r} has no diffusers equivalent and is not supported; "
+            f"--sampler: {name!r} is not supported by sdcli yet; "
             f"try 'DPM++ 2M' or 'Euler a' (see `sdcli samplers`)"
         )
     found = _lookup_table().get(key)

@@ -105,9 +105,10 @@ def test_replay_webui_image_needs_model_then_matches_txt2img(cli, tiny_model, tm
     record = json.loads(result.stdout)
     assert (record["sampler"], record["schedule"], record["clip_skip"], record["cfg_scale"]) == (
         "DPM++ 2M", "Karras", 2, 6.5)
+    # No RNG key: made with the WebUI's default GPU noise, which --rng nv reproduces.
     direct = cli("txt2img", "a castle, (masterpiece:1.2)", "-n", "lowres, blurry", "-m", tiny_model, *FAST,
                  "--seed", "1234", "--cfg-scale", "6.5", "--clip-skip", "2", "--sampler", "DPM++ 2M Karras",
-                 "-o", tmp_path / "d", "--json")
+                 "--rng", "nv", "-o", tmp_path / "d", "--json")
     assert np.array_equal(px(record["path"]), px(json.loads(direct.stdout)["path"]))
 
 

@@ -34,7 +34,9 @@ def test_txt2img_folder_and_single_file_same_pixels_at_native_size(cli, tiny_xl,
     a = _run(cli, "txt2img", "a lighthouse", "-m", tiny_xl["base"], *FAST, "-o", tmp_path / "a")[0]
     b = _run(cli, "txt2img", "a lighthouse", "-m", tiny_xl["base_file"], *FAST, "-o", tmp_path / "b")[0]
     assert (a["width"], a["height"]) == (64, 64)  # the tiny model's native size (1024 for the real one)
-    assert np.array_equal(px(a["path"]), px(b["path"])) and px(a["path"]).std() > 1
+    # Same weights; 8-bit conversion truncates as the WebUI does, so last-bit float differences in
+    # loading may show as 1 level (rounding hid them).
+    assert np.abs(px(a["path"]) - px(b["path"])).max() <= 1 and px(a["path"]).std() > 1
     assert b["model"] == "tiny-xl" and b["model_hash"] == __import__("hashlib").sha256(
         tiny_xl["base_file"].read_bytes()).hexdigest()[:10]
 

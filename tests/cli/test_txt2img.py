@@ -80,8 +80,11 @@ def test_prompt_option_equals_argument(cli, tiny_model, tmp_path):
     (("--cfg-scale", "-2"), "error: --cfg-scale: -2.0 is negative"),
     (("--clip-skip", "13"), "error: --clip-skip: 13 is out of range; use 1 to 12"),
     (("--sampler", "Eular a"), "error: --sampler: unknown sampler 'Eular a'; did you mean 'Euler a'"),
-    (("--sampler", "DPM fast"), "error: --sampler: 'DPM fast' has no diffusers equivalent"),
+    (("--sampler", "DDIM CFG++"), "error: --sampler: 'DDIM CFG++' is not supported by sdcli yet"),
     (("--device", "tpu"), "error: --device: unknown value 'tpu'"),
+    (("--rng", "tpu"), "error: --rng: unknown value 'tpu'; choose from cpu, gpu, nv"),
+    (("--emphasis", "loud"), "error: --emphasis: unknown value 'loud'"),
+    (("--schedule", "kl-optimal", "--sampler", "UniPC"), "error: --schedule: UniPC does not support"),
     (("--dtype", "fp16", "--device", "cpu"), "error: --dtype: fp16 is not supported on CPU"),
     (("--xformers", "--device", "cpu"), "error: --xformers:"),
     (("--steps", "many"), "error: Invalid value for '--steps'"),
@@ -168,8 +171,9 @@ def test_malformed_prompt_warns_but_generates(cli, tiny_model, tmp_path):
 def test_long_prompt_text_past_token_77_changes_the_image(cli, tiny_model, tmp_path):
     base = "a red fox in the snow " * 6
     for end in ("dawn", "dusk"):
+        # a high CFG scale: the tiny model's text conditioning moves pixels only a little
         assert cli("txt2img", base + end, "-m", tiny_model, *FAST, "--seed", "1", "--name", end,
-                   "-o", tmp_path).exit_code == 0
+                   "--cfg-scale", "40", "-o", tmp_path).exit_code == 0
     a, b = (np.asarray(Image.open(tmp_path / f"{n}.png"), dtype=np.int16) for n in ("dawn", "dusk"))
     assert np.abs(a - b).max() > 2
 
@@ -179,3 +183,16 @@ def test_refused_runs_create_no_output_folder(cli, tmp_path, bad):
     result = cli("txt2img", "x", *bad, "-o", tmp_path / "new" / "out")
     assert result.exit_code == 2 and result.stderr.startswith("error: ")
     assert not (tmp_path / "new").exists()
+
+
+def test_webui_sampler_settings_reach_the_image_and_its_infotext(cli, tiny_model, tmp_path):
+    result = cli("txt2img", "a (cat:1.2)", "-m", tiny_model, *FAST, "--seed", "5", "--sampler", "Euler a",
+                 "--schedule", "align-your-steps", "--rng", "nv", "--eta", "0.5", "--ensd", "31337",
+                 "--emphasis", "No norm", "-o", tmp_path)
+    assert result.exit_code == 0, result.stderr
+    params = parse_infotext(read_infotext(tmp_path / "00000-5.png"))[2]
+    assert {k: params[k] for k in ("Schedule type", "RNG", "Eta", "ENSD", "Emphasis")} == {
+        "Schedule type": "Align Your Steps", "RNG": "NV", "Eta": "0.5", "ENSD": "31337", "Emphasis": "No norm"}
+    assert cli("replay", tmp_path / "00000-5.png", "-o", tmp_path / "again").exit_code == 0
+    again = np.asarray(Image.open(tmp_path / "again" / "00000-5.png"))
+    assert np.array_equal(again, np.asarray(Image.open(tmp_path / "00000-5.png")))

@@ -58,7 +58,7 @@ def test_infotext_records_the_run(tiny_pipe):
     assert (prompt, negative) == ("a lighthouse", "fog")
     assert params == {"Steps": "3", "Sampler": "Euler a", "Schedule type": "Uniform", "CFG scale": "7",
                       "Seed": "77", "Size": "32x32", "Model hash": "0123456789", "Model": "tiny",
-                      "Clip skip": "2", "Version": params["Version"]}
+                      "Clip skip": "2", "RNG": "CPU", "Version": params["Version"]}
 
 
 def test_clip_skip_deeper_than_the_model_is_refused(tiny_pipe, monkeypatch):

@@ -96,9 +96,9 @@ def test_a_mode_without_its_parts_is_a_programming_error():
         validate(image_request("inpaint", inpaint=None))
 
 
-def test_variation_seeds_are_txt2img_only():
-    with pytest.raises(UsageError, match="--subseed-strength: variation seeds work with txt2img only; inpaint"):
-        validate(image_request("inpaint", subseed=3, subseed_strength=0.5))
+def test_variation_seeds_work_in_every_mode():
+    for mode in ("img2img", "inpaint"):
+        validate(image_request(mode, subseed=3, subseed_strength=0.5))
 
 
 def test_request_round_trips_through_a_dict():

@@ -32,7 +32,8 @@ def test_a_damaged_hash_cache_is_rebuilt(tiny_model, content):
     cache = cache_dir() / "hashes.json"
     cache.write_text(content)
     assert model_hash(tiny_model) == expected
-    assert expected in json.loads(cache.read_text()).values()
+    # the cache keeps the full SHA-256; the model hash is its first 10 hex digits
+    assert any(isinstance(v, str) and v.startswith(expected) for v in json.loads(cache.read_text()).values())
 
 
 def test_the_offline_message_says_offline_only_when_asked(monkeypatch):

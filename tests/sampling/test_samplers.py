@@ -14,7 +14,7 @@ def test_joined_names_and_aliases_resolve_to_one_choice(spelling):
 
 def test_split_name_with_explicit_schedule_equals_joined_name():
     assert resolve_sampler("DPM++ 2M", "karras") == resolve_sampler("DPM++ 2M Karras")
-    assert resolve_sampler("DPM++ 2M", "uniform").scheduler_config == {}
+    assert resolve_sampler("DPM++ 2M", "uniform").scheduler_config == {"timestep_spacing": "linspace"}
 
 
 def test_automatic_resolves_to_the_samplers_default():
@@ -41,10 +41,22 @@ def test_unknown_sampler_names_flag_and_suggests():
         resolve_sampler("Eular a")
 
 
-@pytest.mark.parametrize("name", ["DPM fast", "DPM adaptive", "Restart", "DPM++ 3M SDE Karras"])
-def test_samplers_without_diffusers_equivalent_are_refused_by_name(name):
-    with pytest.raises(UsageError, match="no diffusers equivalent"):
+@pytest.mark.parametrize("name", ["DDIM CFG++", "ddim cfg++"])
+def test_samplers_sdcli_does_not_run_yet_are_refused_by_name(name):
+    with pytest.raises(UsageError, match="not supported by sdcli yet"):
         resolve_sampler(name)
+
+
+@pytest.mark.parametrize("name, schedule", [("DPM++ 3M SDE Karras", "karras"), ("DPM++ 2M SDE Heun", "exponential"),
+                                            ("Euler a Align Your Steps", "align your steps"),
+                                            ("k_dpm_2_a", "karras")])
+def test_webui_samplers_and_schedules_once_refused_resolve(name, schedule):
+    assert resolve_sampler(name).schedule == schedule
+
+
+def test_diffusers_path_refuses_schedules_diffusers_lacks():
+    with pytest.raises(UsageError, match="--schedule: KL Optimal needs sdcli's own sampler loop"):
+        _ = resolve_sampler("Euler", "kl optimal").scheduler_config
 
 
 def test_schedule_conflicts_and_unsupported_schedules():

@@ -1,0 +1,46 @@
+"""What the UNet is conditioned on: one row per image (pure data; torch values).
+
+`crossattn` is the text embedding [B, tokens, dim]; `extra` holds any other UNet
+keyword arguments, e.g. SDXL's `added_cond_kwargs` {text_embeds, time_ids}. Both are
+batched along dim 0 so rows of several conditionings can be stacked.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Conditioning:
+    """UNet conditioning: cross-attention states plus extra UNet kwargs (nested dicts of tensors)."""
+
+    crossattn: Any
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def tokens(self) -> int:
+        return int(self.crossattn.shape[1])
+
+    def repeat(self, n: int) -> Conditioning:
+        """The same conditioning for n rows."""
+        rows = _map(self.extra, lambda v: v.repeat(n, *[1] * (v.dim() - 1)))
+        return Conditioning(self.crossattn.repeat(n, 1, 1), rows)
+
+
+def _map(tree: dict[str, Any], fn: Any) -> dict[str, Any]:
+    return {k: _map(v, fn) if isinstance(v, dict) else fn(v) for k, v in tree.items()}
+
+
+def _cat_trees(trees: list[dict[str, Any]]) -> dict[str, Any]:
+    import torch
+
+    return {k: _cat_trees([t[k] for t in trees]) if isinstance(v, dict) else torch.cat([t[k] for t in trees])
+            for k, v in trees[0].items()}
+
+
+def cat(conds: list[Conditioning]) -> Conditioning:
+    """Stack conditionings row-wise (same token count)."""
+    import torch
+
+    return Conditioning(torch.cat([c.crossattn for c in conds]), _cat_trees([c.extra for c in conds]))

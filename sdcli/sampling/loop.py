@@ -1,0 +1,139 @@
+"""sdcli's denoising loop: one for txt2img, img2img and inpainting, as the WebUI's KDiffusionSampler.
+
+Sigmas come from the schedule (sampling.schedules), the start latent is the image
+RNG's first draw times the first sigma (txt2img) or the input latent plus that noise
+at the start sigma (img2img: the last int(strength x steps)+1 sigmas, as the
+WebUI counts), and the sampler row's k-diffusion function runs the CFG denoiser.
+Imported lazily (torch).
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from sdcli.sampling import dpm_solver, kdiffusion, timesteps
+from sdcli.sampling.denoiser import CFGDenoiser
+from sdcli.sampling.rng import ImageNoise, brownian_noise
+from sdcli.sampling.samplers import SamplerChoice
+from sdcli.sampling.schedules import ModelSigmas, get_sigmas
+
+ETA_DEFAULTS = {False: 1.0, True: 0.0}  # the WebUI's "Eta for ancestral samplers" / "Eta (DDIM)"
+
+
+def sampling_function(choice: SamplerChoice) -> Callable[..., torch.Tensor]:
+    """The row's sampling function, by name: k-diffusion's, the DPM-Solver ones, or a timestep sampler's."""
+    module = next(m for m in (kdiffusion, dpm_solver, timesteps) if hasattr(m, choice.sampler.function))
+    return getattr(module, choice.sampler.function)
+
+
+@dataclass(frozen=True)
+class SamplingOptions:
+    """The WebUI settings that change a k-diffusion sampler's pixels (0 / None = the WebUI default)."""
+
+    eta: float | None = None
+    s_churn: float = 0.0
+    s_tmin: float = 0.0
+    s_tmax: float = 0.0  # 0 = infinity
+    s_noise: float = 1.0
+    sigma_min: float = 0.0  # 0 = the model's
+    sigma_max: float = 0.0
+    rho: float = 0.0  # 0 = the schedule's default (Karras 7, Polyexponential 1)
+
+
+SETTINGS = ("eta", "s_churn", "s_tmin", "s_tmax", "s_noise")
+
+
+def sampler_takes(choice: SamplerChoice) -> tuple[str, ...]:
+    """Which WebUI settings (SETTINGS) the sampler's function takes; none on the diffusers path."""
+    if choice.sampler.function is None:
+        return ()
+    params = inspect.signature(sampling_function(choice)).parameters
+    return tuple(name for name in SETTINGS if name in params)
+
+
+def function_arguments(choice: SamplerChoice, options: SamplingOptions) -> dict[str, Any]:
+    """Keyword arguments for the sampler's function: its row's options and the WebUI settings it takes."""
+    takes = sampler_takes(choice)
+    wanted = {
+        "eta": ETA_DEFAULTS[choice.sampler.timesteps] if options.eta is None else options.eta,
+        "s_churn": options.s_churn,
+        "s_tmin": options.s_tmin,
+        "s_tmax": options.s_tmax or math.inf,
+        "s_noise": options.s_noise,
+    }
+    return {**choice.sampler.options, **{k: v for k, v in wanted.items() if k in takes}}
+
+
+def img2img_steps(steps: int, strength: float) -> int:
+    """How many of `steps` an img2img run denoises (the WebUI's t_enc + 1)."""
+    return int(min(strength, 0.999) * steps) + 1
+
+
+def sample(choice: SamplerChoice, denoiser: CFGDenoiser, noise: ImageNoise, model_sigmas: ModelSigmas, steps: int,
+           *, options: SamplingOptions = SamplingOptions(), init_latent: torch.Tensor | None = None,
+           strength: float = 1.0, sdxl: bool = False,
+           on_step: Callable[[int, int], None] | None = None) -> torch.Tensor:
+    """Denoise one batch; return its latents.
+
+    `noise` yields the start noise first, then the sampler's noise. With `init_latent`
+    the run starts from it at the sigma `strength` selects (img2img/inpaint).
+    """
+    sampler = choice.sampler
+    if sampler.timesteps:
+        return _sample_timesteps(choice, denoiser, noise, steps, init_latent, strength, on_step, options)
+    # 1. The schedule, and the part of it this run walks.
+    sigmas = get_sigmas(choice.schedule, steps, model_sigmas, discard_penultimate=sampler.discard_penultimate,
+                        sigma_min=options.sigma_min or None, sigma_max=options.sigma_max or None,
+                        rho=options.rho or None, sdxl=sdxl)
+    start_noise = noise.first()
+    sigmas = sigmas.to(start_noise.device)
+    if init_latent is None:
+        walk, x = sigmas, start_noise * sigmas[0]
+        reference = x
+    else:
+        t_enc = img2img_steps(steps, strength) - 1
+        walk = sigmas[steps - t_enc - 1:]
+        x = init_latent + start_noise * walk[0]
+        reference = init_latent
+    # 2. The sampler's noise: a Brownian tree (SDE samplers) or the image RNG.
+    noise_sampler = brownian_noise(reference, sigmas, noise.seeds) if sampler.brownian else noise.sampler()
+    total = len(walk) - 1
+    # 3. The sampling function: on the sigmas, or (DPM fast/adaptive) between two sigmas, as the WebUI
+    # passes them: the model's range and the steps asked for in txt2img, the walk's ends (before 0) and
+    # length in img2img.
+    function = sampling_function(choice)
+    params = inspect.signature(function).parameters
+    where: dict[str, Any] = {"sigmas": walk}
+    if "sigma_min" in params:
+        low, high, n = (model_sigmas.sigma_min, model_sigmas.sigma_max, steps) if init_latent is None else (
+            float(walk[-2]), float(walk[0]), total)
+        where = {"sigma_min": low, "sigma_max": high, **({"n": n} if "n" in params else {})}
+    with torch.no_grad():
+        return function(denoiser, x, noise=noise_sampler, callback=_callback(on_step, total), **where,
+                        **function_arguments(choice, options))
+
+
+def _callback(on_step: Callable[[int, int], None] | None, total: int) -> Callable[[int, Any], None]:
+    return lambda i, _denoised: on_step(i + 1, total) if on_step else None
+
+
+def _sample_timesteps(choice: SamplerChoice, denoiser: CFGDenoiser, noise: ImageNoise, steps: int,
+                      init_latent: torch.Tensor | None, strength: float,
+                      on_step: Callable[[int, int], None] | None, options: SamplingOptions) -> torch.Tensor:
+    """DDIM/PLMS as the WebUI runs them: integer timesteps, eps guidance, no start scaling."""
+    ts = timesteps.timesteps_for(steps, choice.sampler.discard_penultimate)
+    x = noise.first()
+    if init_latent is not None:  # noised to the first timestep of the walk
+        t_enc = img2img_steps(steps, strength) - 1
+        a = denoiser.alphas_cumprod[ts[t_enc]].to(x.device)
+        x, ts = init_latent * a.sqrt() + x * (1 - a).sqrt(), ts[:t_enc]
+    denoiser.timesteps = True
+    with torch.no_grad():
+        return sampling_function(choice)(denoiser, x, ts, noise.sampler(), _callback(on_step, len(ts) - 1),
+                                         **function_arguments(choice, options))

@@ -1,0 +1,188 @@
+"""Sigma schedules as the WebUI computes them (modules/sd_schedulers.py, k-diffusion).
+
+A `ModelSigmas` holds the model's 1000 training sigmas (from its alphas_cumprod)
+and converts between sigma and the continuous timestep t by log-sigma
+interpolation, as k-diffusion's DiscreteSchedule. Each schedule type is one
+function `(n, sigma_min, sigma_max, model_sigmas) -> n+1 sigmas ending in 0`
+and one row of SCHEDULE_FUNCTIONS. Hand-written: the k-diffusion package cannot be
+imported here (its __init__ pulls in torchvision, wandb and kornia).
+Imported lazily (torch).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+
+# The WebUI's Align Your Steps sigmas (NVIDIA's published 10-step schedules) and Beta defaults.
+AYS_SD1 = (14.615, 6.475, 3.861, 2.697, 1.886, 1.396, 0.963, 0.652, 0.399, 0.152, 0.029)
+AYS_SDXL = (14.615, 6.315, 3.771, 2.181, 1.342, 0.862, 0.555, 0.380, 0.234, 0.113, 0.029)
+BETA_ALPHA = 0.6
+BETA_BETA = 0.6
+
+
+def alphas_cumprod(config: Any) -> torch.Tensor:
+    """The training alphas_cumprod from a diffusers scheduler config, in float64 as ldm builds it."""
+    n = int(config.get("num_train_timesteps", 1000))
+    start, end = float(config.get("beta_start", 0.00085)), float(config.get("beta_end", 0.012))
+    kind = config.get("beta_schedule", "scaled_linear")
+    if kind == "scaled_linear":
+        betas = torch.linspace(start ** 0.5, end ** 0.5, n, dtype=torch.float64) ** 2
+    elif kind == "linear":
+        betas = torch.linspace(start, end, n, dtype=torch.float64)
+    else:
+        raise ValueError(f"beta schedule {kind!r} is not supported by sdcli's sampler loop")
+    return torch.cumprod(1.0 - betas, dim=0).float()
+
+
+class ModelSigmas:
+    """The model's discrete sigmas and the sigma <-> t conversion (log-sigma interpolation)."""
+
+    def __init__(self, acp: torch.Tensor):
+        self.alphas_cumprod = acp
+        self.sigmas = ((1 - acp) / acp) ** 0.5
+        self.log_sigmas = self.sigmas.log()
+
+    @property
+    def sigma_min(self) -> float:
+        return float(self.sigmas[0])
+
+    @property
+    def sigma_max(self) -> float:
+        return float(self.sigmas[-1])
+
+    def sigma_to_t(self, sigma: torch.Tensor) -> torch.Tensor:
+        """Continuous timestep of a sigma (piecewise linear in log sigma)."""
+        log_sigma = sigma.log()
+        log_sigmas = self.log_sigmas.to(sigma.device)
+        dists = log_sigma - log_sigmas[:, None]
+        low = dists.ge(0).cumsum(dim=0).argmax(dim=0).clamp(max=log_sigmas.shape[0] - 2)
+        high = low + 1
+        w = ((log_sigmas[low] - log_sigma) / (log_sigmas[low] - log_sigmas[high])).clamp(0, 1)
+        return ((1 - w) * low + w * high).view(sigma.shape)
+
+    def t_to_sigma(self, t: torch.Tensor) -> torch.Tensor:
+        """Sigma at a continuous timestep."""
+        t = t.float()
+        low, high, w = t.floor().long(), t.ceil().long(), t.frac()
+        log_sigmas = self.log_sigmas.to(t.device)
+        return ((1 - w) * log_sigmas[low] + w * log_sigmas[high]).exp()
+
+
+def _append_zero(sigmas: torch.Tensor) -> torch.Tensor:
+    return torch.cat([sigmas, sigmas.new_zeros([1])])
+
+
+def uniform(n: int, sigma_min: float, sigma_max: float, ms: ModelSigmas) -> torch.Tensor:
+    t = torch.linspace(len(ms.sigmas) - 1, 0, n)
+    return _append_zero(ms.t_to_sigma(t))
+
+
+def karras(n: int, sigma_min: float, sigma_max: float, ms: ModelSigmas, rho: float = 7.0) -> torch.Tensor:
+    ramp = torch.linspace(0, 1, n)
+    lo, hi = sigma_min ** (1 / rho), sigma_max ** (1 / rho)
+    return _append_zero((hi + ramp * (lo - hi)) ** rho)
+
+
+def exponential(n: int, sigma_min: float, sigma_max: float, ms: ModelSigmas) -> torch.Tensor:
+    return _append_zero(torch.linspace(math.log(sigma_max), math.log(sigma_min), n).exp())
+
+
+def polyexponential(n: int, sigma_min: float, sigma_max: float, ms: ModelSigmas, rho: float = 1.0) -> torch.Tensor:
+    ramp = torch.linspace(1, 0, n) ** rho
+    return _append_zero(torch.exp(ramp * (math.log(sigma_max) - math.log(sigma_min)) + math.log(sigma_min)))
+
+
+def _t_range(n: int, sigma_min: float, sigma_max: float, ms: ModelSigmas, trailing: bool) -> torch.Tensor:
+    start, end = ms.sigma_to_t(torch.tensor(sigma_max)), ms.sigma_to_t(torch.tensor(sigma_min))
+    return torch.linspace(float(start), float(end), n + 1)[:-1] if trailing else torch.linspace(float(start),
+                                                                                                 float(end), n)
+
+
+def _from_list(values: list[float]) -> torch.Tensor:
+    return torch.tensor([*values, 0.0], dtype=torch.float32)
+
+
+def sgm_uniform(n: int, sigma_min: float, sigma_max: float, ms: ModelSigmas) -> torch.Tensor:
+    return _from_list([float(ms.t_to_sigma(t)) for t in _t_range(n, sigma_min, sigma_max, ms, trailing=True)])
+
+
+def normal(n: int, sigma_min: float, sigma_max: float, ms: ModelSigmas) -> torch.Tensor:
+    return _from_list([float(ms.t_to_sigma(t)) for t in _t_range(n, sigma_min, sigma_max, ms, trailing=False)])
+
+
+def kl_optimal(n: int, sigma_min: float, sigma_max: float, ms: ModelSigmas) -> torch.Tensor:
+    a_min, a_max = torch.arctan(torch.tensor(sigma_min)), torch.arctan(torch.tensor(sigma_max))
+    k = torch.arange(n + 1)
+    return torch.tan(k / n * a_min + (1.0 - k / n) * a_max)
+
+
+def align_your_steps(n: int, sigma_min: float, sigma_max: float, ms: ModelSigmas,
+                     table: tuple[float, ...] = AYS_SD1) -> torch.Tensor:
+    if n == len(table):
+        return _from_list(list(table))
+    xs, ys = np.linspace(0, 1, len(table)), np.log(np.array(table)[::-1])
+    resampled = np.exp(np.interp(np.linspace(0, 1, n), xs, ys))[::-1]
+    return torch.tensor(np.append(resampled, [0.0]), dtype=torch.float32)
+
+
+def simple(n: int, sigma_min: float, sigma_max: float, ms: ModelSigmas) -> torch.Tensor:
+    stride = len(ms.sigmas) / n
+    return _from_list([float(ms.sigmas[-(1 + int(i * stride))]) for i in range(n)])
+
+
+def ddim(n: int, sigma_min: float, sigma_max: float, ms: ModelSigmas) -> torch.Tensor:
+    stride = max(len(ms.sigmas) // n, 1)
+    picked = [float(ms.sigmas[i]) for i in range(1, len(ms.sigmas), stride)]
+    return _from_list(picked[::-1])
+
+
+def beta(n: int, sigma_min: float, sigma_max: float, ms: ModelSigmas) -> torch.Tensor:
+    from scipy import stats
+
+    ts = [stats.beta.ppf(x, BETA_ALPHA, BETA_BETA) for x in 1 - np.linspace(0, 1, n)]
+    return _from_list([sigma_min + x * (sigma_max - sigma_min) for x in ts])
+
+
+ScheduleFunction = Callable[..., torch.Tensor]
+# Schedule key (sampling.samplers.SCHEDULE_LABELS) -> function; one row per WebUI schedule type.
+SCHEDULE_FUNCTIONS: dict[str, ScheduleFunction] = {
+    "uniform": uniform,
+    "karras": karras,
+    "exponential": exponential,
+    "polyexponential": polyexponential,
+    "sgm uniform": sgm_uniform,
+    "kl optimal": kl_optimal,
+    "align your steps": align_your_steps,
+    "simple": simple,
+    "normal": normal,
+    "ddim": ddim,
+    "beta": beta,
+}
+
+
+def get_sigmas(schedule: str, steps: int, ms: ModelSigmas, *, discard_penultimate: bool = False,
+               sigma_min: float | None = None, sigma_max: float | None = None, rho: float | None = None,
+               sdxl: bool = False) -> torch.Tensor:
+    """The sigmas for `steps` steps (steps+1 values ending in 0), as the WebUI's get_sigmas.
+
+    `discard_penultimate` (DPM2, DPM2 a, DPM++ 3M SDE) asks for one step more and drops
+    the next-to-last sigma. sigma_min/max override the model's range (WebUI options
+    "sigma min/max"; Uniform ignores them, as there).
+    """
+    steps += 1 if discard_penultimate else 0
+    lo = sigma_min if sigma_min else ms.sigma_min
+    hi = sigma_max if sigma_max else ms.sigma_max
+    kwargs: dict[str, Any] = {}
+    if rho and schedule in ("karras", "polyexponential"):
+        kwargs["rho"] = rho
+    if schedule == "align your steps" and sdxl:
+        kwargs["table"] = AYS_SDXL
+    sigmas = SCHEDULE_FUNCTIONS[schedule](steps, lo, hi, ms, **kwargs).float()
+    if discard_penultimate:
+        sigmas = torch.cat([sigmas[:-2], sigmas[-1:]])
+    return sigmas
