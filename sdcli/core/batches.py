@@ -97,9 +97,11 @@ def decode(pipe: Any, latents: Any) -> list[Any]:
     import torch
 
     vae = pipe.vae
+    # A guarded VAE (models.vae.guard_decode) casts for itself and redoes a NaN decode in fp32 from
+    # these fp32 latents, as the WebUI does; an unguarded one gets its own dtype.
+    cast = (lambda z: z) if getattr(vae, "sdcli_guarded", False) else (lambda z: z.to(vae.dtype))
     with torch.no_grad():
-        out = [vae.decode((lat[None] / vae.config.scaling_factor).to(vae.dtype), return_dict=False)[0]
-               for lat in latents]
+        out = [vae.decode(cast(lat[None] / vae.config.scaling_factor), return_dict=False)[0] for lat in latents]
     return to_pil(((torch.cat(out).float() + 1.0) / 2.0).clamp(0, 1))
 
 

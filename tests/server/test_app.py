@@ -60,7 +60,9 @@ def test_img2img_inpaint_and_outpaint(client):
     text = json.loads(inpaint.json()["info"])["infotexts"][0]
     assert "Mask blur: 4" in text and "Inpaint area: Whole picture" in text
     out = decode(inpaint.json()["images"][0]).convert("RGB")
-    corner = np.asarray(out)[:4, :4]  # outside the mask the input shows through
+    # Outside the blurred mask the input shows through: the far corner, 6+ px from the mask's edge
+    # (a mask blur of 4 still reaches a few pixels nearer).
+    corner = np.asarray(out)[:2, :2]
     assert np.abs(corner.astype(int) - [200, 30, 30]).max() <= 2
     outpaint = client.post("/sdapi/v1/img2img", json={**base, "script_name": "Poor man's outpainting",
                                                       "script_args": [16, 4, 1, ["left"]]})
