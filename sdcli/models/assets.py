@@ -16,7 +16,8 @@ from typing import Any
 from sdcli.conditioning.extra_networks import LORA_KINDS, extract_networks
 from sdcli.errors import ModelError, UsageError
 from sdcli.models.embeddings import EmbeddingSpec, mentioned, ti_hashes
-from sdcli.models.library import FLAGS, SHORT_HASH, Library, file_hash, library_from, weights_file
+from sdcli.models.hashes import file_sha256
+from sdcli.models.library import FLAGS, SHORT_HASH, Library, library_from, weights_file
 from sdcli.models.lora import LoraSpec, lora_hashes, parse_hashes, parse_lora_flag
 from sdcli.models.safety import PICKLE_SUFFIXES, check_safetensors, refuse_pickle
 
@@ -86,7 +87,7 @@ def find_file(kind: str, spec: str, library: Library, allow_pickle: bool) -> Pat
 
 
 def _short(kind: str, path: Path) -> str:
-    return file_hash(weights_file(path))[:SHORT_HASH[kind]]
+    return file_sha256(weights_file(path))[:SHORT_HASH[kind]]
 
 
 def plan_assets(options: AssetOptions, prompt: str, negative_prompt: str = "") -> AssetPlan:

@@ -11,15 +11,13 @@ without its extension, the file name or stem, or the short hash.
 from __future__ import annotations
 
 import difflib
-import hashlib
-import json
 import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from sdcli.errors import ModelError, UsageError
-from sdcli.models.resolve import cache_dir, model_hash
+from sdcli.models.hashes import file_sha256, model_hash
 
 # Kind -> (sub-folder of a --models-dir, of a --webui-dir, file suffixes the WebUI lists).
 KINDS: dict[str, tuple[str, str, tuple[str, ...]]] = {
@@ -51,7 +49,7 @@ class Entry:
         A diffusers checkpoint folder gets sdcli's folder hash, the one its images record."""
         if self.kind == "checkpoint" and self.path.is_dir():
             return model_hash(self.path)
-        return file_hash(weights_file(self.path))[:SHORT_HASH[self.kind]]
+        return file_sha256(weights_file(self.path))[:SHORT_HASH[self.kind]]
 
 
 @dataclass(frozen=True)
@@ -136,31 +134,3 @@ def weights_file(path: Path) -> Path:
         if found := sorted(path.glob(pattern)):
             return found[0]
     raise ModelError(f"{path}: no .safetensors weights inside")
-
-
-# -- file hashes --------------------------------------------------------------------------
-
-def file_hash(path: Path) -> str:
-    """SHA-256 hex of a file, cached in sdcli's cache by path, size and mtime (read once)."""
-    stat = path.stat()
-    key = f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
-    cache_file = cache_dir() / "file-hashes.json"
-    try:
-        cache = json.loads(cache_file.read_text())
-    except (OSError, ValueError):
-        cache = {}
-    if isinstance(cache.get(key), str):
-        return cache[key]
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(1 << 20):
-            digest.update(chunk)
-    cache[key] = digest.hexdigest()
-    try:
-        cache_file.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache_file.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(cache))
-        os.replace(tmp, cache_file)
-    except OSError:
-        pass  # the cache is an optimisation only
-    return cache[key]
