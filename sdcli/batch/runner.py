@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import gc
-import signal
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -26,7 +24,6 @@ from typing import Any, Protocol
 from sdcli import __version__
 from sdcli.batch import manifest
 from sdcli.batch.parse import (
-    BatchFileError,
     BatchLine,
     BatchUnit,
     parse_file,
@@ -35,29 +32,14 @@ from sdcli.batch.parse import (
     resolve_base_seed,
     total_items,
 )
-from sdcli.core.job import DEMO_NOTE, OutputOptions, name_values, stage, write_image
+from sdcli.batch.plan import BatchOptions, group_units, largest_job, plan_line_assets, resolve_models
+from sdcli.batch.process import GracefulStop, Shard, Stop, current_shard
+from sdcli.core.job import DEMO_NOTE, name_values, stage, write_image
 from sdcli.core.output import next_number, prepare_folder, remove_stale_temps, render_name
-from sdcli.core.request import GenerationRequest, validate
+from sdcli.core.request import validate
 from sdcli.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_PARTIAL, SdcliError, UsageError
-from sdcli.models.assets import AssetOptions, AssetPlan, apply_assets, plan_assets
-from sdcli.models.runtime import RuntimeOptions, validate_runtime
-
-
-@dataclass(frozen=True)
-class BatchOptions:
-    """A batch: the prompt file, the command-line defaults, and how to run and write it."""
-
-    file: Path
-    fmt: str = "auto"
-    defaults: GenerationRequest = field(default_factory=lambda: GenerationRequest(prompt=""))
-    seed: int | None = None
-    model: str | None = None
-    runtime: RuntimeOptions = field(default_factory=RuntimeOptions)
-    output: OutputOptions = field(default_factory=OutputOptions)
-    resume: bool = False
-    assets: AssetOptions = field(default_factory=AssetOptions)
-    record: dict[str, Any] = field(default_factory=dict)  # the options, kept in the manifest for --resume
-    group: int = 8  # most images one pipeline call may batch together (1 = never group)
+from sdcli.models.assets import AssetPlan, apply_assets
+from sdcli.models.runtime import validate_runtime
 
 
 @dataclass
@@ -97,107 +79,6 @@ class BatchReporter(Protocol):
     def start(self, total_items: int, steps: int, completed: int = 0) -> None: ...
     def step(self, step: int, total: int) -> None: ...
     def item(self, record: dict[str, Any]) -> None: ...
-
-
-@dataclass(frozen=True)
-class Shard:
-    """This process's share of the batch (index of count) and how to reach the others."""
-
-    index: int = 0
-    count: int = 1
-    device: str = "cpu"
-
-    @property
-    def is_main(self) -> bool:
-        return self.index == 0
-
-    def share(self, value: Any) -> Any:
-        """The main process's `value`, in every process."""
-        if self.count == 1:
-            return value
-        from accelerate.utils import broadcast_object_list
-
-        return broadcast_object_list([value], from_process=0)[0]
-
-
-def current_shard(device: str) -> Shard:
-    """accelerate's view of the launch; a plain run is process 0 of 1."""
-    from accelerate import PartialState
-
-    state = PartialState(cpu=device != "cuda")
-    return Shard(state.process_index, state.num_processes, str(state.device))
-
-
-class GracefulStop:
-    """First Ctrl-C: finish the current image, then stop. Second: stop now (KeyboardInterrupt)."""
-
-    def __init__(self, reporter: BatchReporter):
-        self.reporter = reporter
-        self.requested = False
-        self.previous: Any = None
-        self.installed = False
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        if self.requested:
-            raise KeyboardInterrupt
-        self.requested = True
-        self.reporter.note("Ctrl-C: stopping after the current image (Ctrl-C again to stop at once)")
-
-    def __enter__(self) -> GracefulStop:
-        if threading.current_thread() is threading.main_thread():
-            self.previous = signal.signal(signal.SIGINT, self._handle)
-            self.installed = True
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.installed:  # whatever was there before: SIG_IGN under nohup, None if set outside Python
-            signal.signal(signal.SIGINT, self.previous if self.previous is not None else signal.SIG_DFL)
-
-
-class _Stop(Exception):
-    """Raised between images once a graceful stop was asked for."""
-
-
-def resolve_models(lines: list[BatchLine], options: BatchOptions) -> dict[str | None, Any]:
-    """Every model spec of the file -> ModelRef; bad specs named by file and line."""
-    from sdcli.models.resolve import resolve_model
-
-    refs: dict[str | None, Any] = {}
-    bad: dict[str | None, str] = {}
-    library = options.assets.library()
-    for spec in dict.fromkeys(line.model for line in lines):
-        try:
-            refs[spec] = resolve_model(spec, offline=options.runtime.offline, library=library,
-                                       allow_pickle=options.assets.allow_pickle)
-        except UsageError as exc:
-            if spec == options.model:
-                raise  # the --model flag itself: its own one-line message
-            bad[spec] = str(exc).removeprefix("--model: ")
-    problems = [f"{options.file}:{line.line}: sd_model: {bad[line.model]}" for line in lines if line.model in bad]
-    if problems:
-        raise BatchFileError(options.file, problems)
-    return refs
-
-
-def plan_line_assets(lines: list[BatchLine], options: BatchOptions,
-                     reporter: BatchReporter) -> dict[tuple[str, str], AssetPlan]:
-    """Each line's LoRAs/embeddings/VAE found and checked before any load; problems named by file and line."""
-    plans: dict[tuple[str, str], AssetPlan] = {}
-    problems = []
-    for line in lines:
-        key = (line.request.prompt, line.request.negative_prompt)
-        if key in plans:
-            continue
-        try:
-            plans[key] = plan_assets(options.assets, *key)
-        except UsageError as exc:
-            problems.append(f"{options.file}:{line.line}: {exc}")
-            continue
-        for warning in plans[key].warnings:
-            reporter.note(f"{options.file}:{line.line}: {warning}")
-    if problems:
-        raise BatchFileError(options.file, problems)
-    return plans
 
 
 @dataclass
@@ -274,7 +155,7 @@ def run_batch(options: BatchOptions, reporter: BatchReporter,
 
         resolve_refiner(options.defaults.refiner, options.runtime.offline, options.assets.library())
     base_seed = resolve_base_seed(options.seed, lines)
-    plan = detect_runtime(options.runtime, _largest_job(lines, options.group))
+    plan = detect_runtime(options.runtime, largest_job(lines, options.group))
     shard = current_shard(plan.device)
     if shard.count > 1 and plan.device == "cuda":
         plan = replace(plan, device=shard.device)  # cuda:N, one GPU per process
@@ -304,7 +185,7 @@ def run_batch(options: BatchOptions, reporter: BatchReporter,
         try:
             for group in _by_model(units, models).values():
                 _run_group(run, group, models, done, load or loader.load_pipeline)
-        except (KeyboardInterrupt, _Stop):
+        except (KeyboardInterrupt, Stop):
             stats.interrupted = True
         stats.seconds = time.monotonic() - started
         if shard.count > 1:
@@ -319,49 +200,6 @@ def run_batch(options: BatchOptions, reporter: BatchReporter,
             skipped=sum(e["skipped"] for e in ends), failed=sum(e["failed"] for e in ends),
             seconds=time.monotonic() - started, interrupted=any(e["interrupted"] for e in ends), folder=folder)
     return stats
-
-
-def group_units(units: list[BatchUnit], limit: int) -> list[BatchUnit]:
-    """Merge consecutive units into one batched pipeline call where pixels stay the same.
-
-    Units merge when they come from the same line and model, and the next one's items and
-    seeds (and variation seeds) continue the previous one's: a line's --count batches then
-    run as one batch of up to `limit` images. Image i still gets its own CPU generator
-    seeded seed + i, so each image equals the ungrouped one within the batch-size
-    invariance rule (no pixel moves by more than one level; tests/batch). Lines with
-    different prompts are not merged: core.generate.run batches one prompt per call.
-    """
-    grouped: list[BatchUnit] = []
-    for unit in units:
-        last = grouped[-1] if grouped else None
-        if last is not None and _continues(last, unit) and \
-                last.request.batch_size + unit.request.batch_size <= limit:
-            size = last.request.batch_size + unit.request.batch_size
-            grouped[-1] = replace(last, request=replace(last.request, batch_size=size))
-        else:
-            grouped.append(unit)
-    return grouped
-
-
-def _continues(last: BatchUnit, unit: BatchUnit) -> bool:
-    """Whether `unit` is `last` with the next items and seeds (everything else equal)."""
-    a, b, size = last.request, unit.request, last.request.batch_size
-    if (last.line, last.model) != (unit.line, unit.model) or unit.first != last.first + size:
-        return False
-    if b.seed != a.seed + size or (a.subseed_strength and b.subseed != a.subseed + size):
-        return False
-    return replace(a, seed=b.seed, subseed=b.subseed, batch_size=b.batch_size) == b
-
-
-def _largest_job(lines: list[BatchLine], group: int) -> Any:
-    """The largest image and batch (grouping included) of the file, for the runtime plan's memory decisions."""
-    from sdcli.models.runtime import JobSize
-
-    sizes = [(line.request.width, line.request.height) for line in lines]
-    width = None if any(w is None for w, _ in sizes) else max((w for w, _ in sizes), default=None)
-    height = None if any(h is None for _, h in sizes) else max((h for _, h in sizes), default=None)
-    batch = max((max(line.request.batch_size, min(group, line.request.total_images)) for line in lines), default=1)
-    return JobSize(width, height, batch)
 
 
 def _open_run(options: BatchOptions, lines: list[BatchLine], base_seed: int, folder: Path,
@@ -465,8 +303,8 @@ def _run_unit(run: _Run, unit: BatchUnit, pipe: Any, model: Any, model_hash: str
                            seconds=share + time.monotonic() - began)
             del todo[index]
             if run.stop.requested:
-                raise _Stop
-    except (KeyboardInterrupt, _Stop):
+                raise Stop
+    except (KeyboardInterrupt, Stop):
         raise
     except Exception as exc:  # out of memory, a late UsageError, a write failure: fail these items, go on
         message = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"

@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from sdcli.batch.parse import BatchUnit
-from sdcli.batch.runner import group_units
+from sdcli.batch.plan import group_units
 from sdcli.core import generate
 from sdcli.core.request import GenerationRequest
 from tests.batch.test_runner import batch

@@ -1,0 +1,116 @@
+"""Planning a batch before anything loads: its options; models and add-ons checked; units grouped."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from sdcli.batch.parse import BatchFileError, BatchLine, BatchUnit
+from sdcli.core.job import OutputOptions
+from sdcli.core.request import GenerationRequest
+from sdcli.errors import UsageError
+from sdcli.models.assets import AssetOptions, AssetPlan, plan_assets
+from sdcli.models.runtime import RuntimeOptions
+
+
+@dataclass(frozen=True)
+class BatchOptions:
+    """A batch: the prompt file, the command-line defaults, and how to run and write it."""
+
+    file: Path
+    fmt: str = "auto"
+    defaults: GenerationRequest = field(default_factory=lambda: GenerationRequest(prompt=""))
+    seed: int | None = None
+    model: str | None = None
+    runtime: RuntimeOptions = field(default_factory=RuntimeOptions)
+    output: OutputOptions = field(default_factory=OutputOptions)
+    resume: bool = False
+    assets: AssetOptions = field(default_factory=AssetOptions)
+    record: dict[str, Any] = field(default_factory=dict)  # the options, kept in the manifest for --resume
+    group: int = 8  # most images one pipeline call may batch together (1 = never group)
+
+
+def resolve_models(lines: list[BatchLine], options: BatchOptions) -> dict[str | None, Any]:
+    """Every model spec of the file -> ModelRef; bad specs named by file and line."""
+    from sdcli.models.resolve import resolve_model
+
+    refs: dict[str | None, Any] = {}
+    bad: dict[str | None, str] = {}
+    library = options.assets.library()
+    for spec in dict.fromkeys(line.model for line in lines):
+        try:
+            refs[spec] = resolve_model(spec, offline=options.runtime.offline, library=library,
+                                       allow_pickle=options.assets.allow_pickle)
+        except UsageError as exc:
+            if spec == options.model:
+                raise  # the --model flag itself: its own one-line message
+            bad[spec] = str(exc).removeprefix("--model: ")
+    problems = [f"{options.file}:{line.line}: sd_model: {bad[line.model]}" for line in lines if line.model in bad]
+    if problems:
+        raise BatchFileError(options.file, problems)
+    return refs
+
+
+def plan_line_assets(lines: list[BatchLine], options: BatchOptions,
+                     reporter: Any) -> dict[tuple[str, str], AssetPlan]:
+    """Each line's LoRAs/embeddings/VAE found and checked before any load; problems named by file and line."""
+    plans: dict[tuple[str, str], AssetPlan] = {}
+    problems = []
+    for line in lines:
+        key = (line.request.prompt, line.request.negative_prompt)
+        if key in plans:
+            continue
+        try:
+            plans[key] = plan_assets(options.assets, *key)
+        except UsageError as exc:
+            problems.append(f"{options.file}:{line.line}: {exc}")
+            continue
+        for warning in plans[key].warnings:
+            reporter.note(f"{options.file}:{line.line}: {warning}")
+    if problems:
+        raise BatchFileError(options.file, problems)
+    return plans
+
+
+def group_units(units: list[BatchUnit], limit: int) -> list[BatchUnit]:
+    """Merge consecutive units into one batched pipeline call where pixels stay the same.
+
+    Units merge when they come from the same line and model, and the next one's items and
+    seeds (and variation seeds) continue the previous one's: a line's --count batches then
+    run as one batch of up to `limit` images. Image i still gets its own CPU generator
+    seeded seed + i, so each image equals the ungrouped one within the batch-size
+    invariance rule (no pixel moves by more than one level; tests/batch). Lines with
+    different prompts are not merged: core.generate.run batches one prompt per call.
+    """
+    grouped: list[BatchUnit] = []
+    for unit in units:
+        last = grouped[-1] if grouped else None
+        if last is not None and _continues(last, unit) and \
+                last.request.batch_size + unit.request.batch_size <= limit:
+            size = last.request.batch_size + unit.request.batch_size
+            grouped[-1] = replace(last, request=replace(last.request, batch_size=size))
+        else:
+            grouped.append(unit)
+    return grouped
+
+
+def _continues(last: BatchUnit, unit: BatchUnit) -> bool:
+    """Whether `unit` is `last` with the next items and seeds (everything else equal)."""
+    a, b, size = last.request, unit.request, last.request.batch_size
+    if (last.line, last.model) != (unit.line, unit.model) or unit.first != last.first + size:
+        return False
+    if b.seed != a.seed + size or (a.subseed_strength and b.subseed != a.subseed + size):
+        return False
+    return replace(a, seed=b.seed, subseed=b.subseed, batch_size=b.batch_size) == b
+
+
+def largest_job(lines: list[BatchLine], group: int) -> Any:
+    """The largest image and batch (grouping included) of the file, for the runtime plan's memory decisions."""
+    from sdcli.models.runtime import JobSize
+
+    sizes = [(line.request.width, line.request.height) for line in lines]
+    width = None if any(w is None for w, _ in sizes) else max((w for w, _ in sizes), default=None)
+    height = None if any(h is None for _, h in sizes) else max((h for _, h in sizes), default=None)
+    batch = max((max(line.request.batch_size, min(group, line.request.total_images)) for line in lines), default=1)
+    return JobSize(width, height, batch)
