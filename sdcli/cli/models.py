@@ -19,7 +19,7 @@ Examples:
 
   sdcli models --webui-dir ~/stable-diffusion-webui
 
-  SDCLI_MODELS_DIR=~/sd/models sdcli models --kind lora --json | jq -r '.[].name'
+  SDCLI_MODELS_DIR=~/sd/models sdcli models --kind lora --json | jq -r .name
 """
 
 KIND_LABELS = {"checkpoint": "Checkpoint", "lora": "LoRA", "embedding": "Embedding", "vae": "VAE"}
@@ -32,8 +32,6 @@ def models(
         "--kind", show_default=False, help="Only these kinds: checkpoint, lora, embedding, vae (repeatable).")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print JSON on stdout.")] = False,
 ) -> None:
-    import json
-
     from sdcli.errors import UsageError
     from sdcli.models.library import KINDS, library_from
 
@@ -46,8 +44,10 @@ def models(
     library = library_from(models_dir, webui_dir)
     rows = [{"kind": entry.kind, "name": entry.name, "hash": entry.short_hash(), "path": str(entry.path)}
             for k in KINDS if not kind or k in kind for entry in library.entries(k)]
-    if json_out:
-        print(json.dumps(rows, indent=2))
+    if json_out:  # one record per file, in the shared --json schema (cli.ui.json_line)
+        from sdcli.cli.ui import json_line
+
+        print("\n".join(json_line({"type": "model_file", **row}) for row in rows))
         return
     from rich.console import Console
     from rich.table import Table

@@ -11,7 +11,8 @@ import sys
 def test_json_lists_every_kind_with_webui_hashes(cli, models_dir):
     result = cli("models", "--models-dir", models_dir, "--json")
     assert result.exit_code == 0, result.stderr
-    rows = json.loads(result.stdout)
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert {(r["schema"], r["type"]) for r in rows} == {(1, "model_file")}
     assert [(r["kind"], r["name"]) for r in rows] == [
         ("checkpoint", "tiny"), ("lora", "detail"), ("lora", "style/painterly"), ("lora", "textonly"),
         ("embedding", "tinyemb"), ("vae", "tinyvae")]
