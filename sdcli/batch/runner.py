@@ -244,7 +244,7 @@ def _run_group(run: _Run, units: list[BatchUnit], models: dict[str | None, Any],
     try:
         with stage(run.reporter, f"loading model {model.name}"):
             pipe = load(model, run.plan)
-        model_hash = resolve.model_hash(model.path)
+        model_hash = resolve.model_hash(model.hash_path)
     except Exception as exc:  # a model that fails to load (out of memory ...) fails its items only
         message = str(exc) if isinstance(exc, SdcliError) else f"{type(exc).__name__}: {exc}"
         for unit in todo:

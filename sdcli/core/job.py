@@ -112,7 +112,7 @@ def run_job(request: GenerationRequest, runtime: RuntimeOptions, model_spec: str
         with stage(reporter, f"loading model {model.name}"):
             pipe = loader.load_pipeline(model, plan)
     apply_assets(pipe, extras, assets, reporter.note)
-    model_hash = resolve.model_hash(model.path)
+    model_hash = resolve.model_hash(model.hash_path)
     refiner = load_refiner(refiner_ref, plan)
     if refiner_ref is not None:  # the replay record names the refiner as resolved, like the model
         request = replace(request, refiner=refiner_ref.source or request.refiner)
@@ -161,7 +161,7 @@ def load_refiner(ref: Any, plan: Any) -> Any:
 
     if ref is None:
         return None
-    return RefinerModel(loader.load_pipeline(ref, plan), ref.name, resolve.model_hash(ref.path))
+    return RefinerModel(loader.load_pipeline(ref, plan), ref.name, resolve.model_hash(ref.hash_path))
 
 
 def replay_record(item, request: GenerationRequest, model, assets: dict[str, Any] | None = None) -> dict[str, Any]:

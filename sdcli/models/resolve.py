@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,12 @@ class ModelRef:
     source: str | None = None  # what --model should say to load it again (None: the demo)
     kind: str = "folder"  # "folder" (diffusers layout) or "single-file" (WebUI .safetensors)
     family: str | None = None  # models.families name, when known before loading (single files)
+    origin: Path | None = None  # the file the user named, when `path` is sdcli's safetensors copy of a pickle
+
+    @property
+    def hash_path(self) -> Path:
+        """What `Model hash` is computed from: the user's own file (a .ckpt too, as in the WebUI)."""
+        return self.origin or self.path
 
 
 def demo_model() -> ModelRef:
@@ -70,8 +76,13 @@ def resolve_model(spec: str | None, offline: bool = False, library: Any = None,
         except ModelError:
             if not _HUB_ID.match(spec):
                 raise
-    if local.is_file() and local.suffix.lower() in PICKLE_SUFFIXES and not allow_pickle:
-        raise refuse_pickle(local, "--model")
+    if local.is_file() and local.suffix.lower() in PICKLE_SUFFIXES:
+        if not allow_pickle:
+            raise refuse_pickle(local, "--model")
+        from sdcli.models.single_file import convert_pickle
+
+        ref = single_file_ref(convert_pickle(local))
+        return replace(ref, name=local.stem, source=str(local.resolve()), origin=local.resolve())
     if local.is_file() and local.suffix == ".safetensors":
         return single_file_ref(local)
     if local.exists():

@@ -117,3 +117,34 @@ def settle_prediction(pipe: Any) -> None:
     if pipe.unet.config.sample_size * 8 == detected.native_size:  # bundled size followed the guess
         pipe.unet.register_to_config(sample_size=settled.native_size // 8)
     pipe.sdcli_detected = settled
+
+
+def convert_pickle(path: Path) -> Path:
+    """A pickle checkpoint (--allow-pickle) as a safetensors copy in sdcli's cache, made once.
+
+    The weights are read by safety.load_state_dict (torch.load weights_only=True, never an
+    unsafe retry); the copy is named by the file's SHA-256, so an unchanged file converts once
+    and everything after it loads through the ordinary single-file path.
+    """
+    import os
+
+    from safetensors.torch import save_file
+
+    from sdcli.models.hashes import cache_dir, file_sha256
+    from sdcli.models.safety import load_state_dict
+
+    target = cache_dir() / "converted" / f"{file_sha256(path)[:32]}.safetensors"
+    if target.is_file():
+        return target
+    weights = load_state_dict(path, flag="--model", allow_pickle=True)
+    tensors = {k: v.contiguous() for k, v in weights.items() if hasattr(v, "contiguous")}
+    if not tensors:
+        raise ModelError(f"--model: {path} holds no tensors")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_suffix(f".{os.getpid()}.tmp")
+    try:
+        save_file(tensors, str(tmp))
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return target

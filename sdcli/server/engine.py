@@ -105,7 +105,7 @@ class Engine:
         from sdcli.models.resolve import model_hash, resolve_model
 
         refs = [resolve_model(spec, offline=runtime.offline) for spec in (specs or [None])]
-        return cls([ServedModel(ref, model_hash(ref.path)) for ref in refs], runtime, **kwargs)
+        return cls([ServedModel(ref, model_hash(ref.hash_path)) for ref in refs], runtime, **kwargs)
 
     def find(self, spec: str | None, field_name: str = "sd_model_checkpoint") -> ServedModel:
         """The served model a client names (None: the current one)."""

@@ -1,6 +1,8 @@
 """Single-file checkpoints through the CLI: inpainting variants, errors naming the file."""
 
 import json
+import os
+from pathlib import Path
 
 import numpy as np
 from PIL import Image
@@ -35,3 +37,33 @@ def test_a_safetensors_file_that_is_no_checkpoint_is_named(cli, tmp_path):
                                      "checkpoint (no known text encoder keys such as cond_stage_model.* or "
                                      "conditioner.embedders.*)")
     assert not list(tmp_path.rglob("*.png"))
+
+
+def test_a_pickle_checkpoint_needs_allow_pickle_then_matches_its_safetensors_twin(cli, tmp_path):
+    import hashlib
+
+    import torch
+    from safetensors.torch import load_file
+
+    single = build_tiny_single_file(tmp_path / "tiny.safetensors", arch="sd1")
+    ckpt = tmp_path / "tiny.ckpt"
+    torch.save({"state_dict": load_file(str(single))}, ckpt)  # the old LDM layout: weights under state_dict
+    args = ("a fox", "--steps", "2", "--seed", "3", "--json")
+
+    refused = cli("txt2img", *args, "-m", ckpt, "-o", tmp_path / "no")
+    assert refused.exit_code == 2 and "--allow-pickle" in refused.stderr and str(ckpt) in refused.stderr
+    assert not (tmp_path / "no").exists()
+
+    plain = json.loads(cli("txt2img", *args, "-m", single, "-o", tmp_path / "a").stdout)
+    first = cli("txt2img", *args, "-m", ckpt, "--allow-pickle", "-o", tmp_path / "b")
+    assert first.exit_code == 0, first.stderr
+    record = json.loads(first.stdout)
+    assert record["model"] == "tiny" and record["model_hash"] == hashlib.sha256(ckpt.read_bytes()).hexdigest()[:10]
+    assert np.array_equal(np.asarray(Image.open(record["path"])), np.asarray(Image.open(plain["path"])))
+
+    # Converted once: the second run reuses sdcli's safetensors copy untouched.
+    converted = list((Path(os.environ["SDCLI_CACHE"]) / "converted").glob("*.safetensors"))
+    assert len(converted) >= 1
+    stamps = {p: p.stat().st_mtime_ns for p in converted}
+    assert cli("txt2img", *args, "-m", ckpt, "--allow-pickle", "-o", tmp_path / "c").exit_code == 0
+    assert {p: p.stat().st_mtime_ns for p in converted} == stamps
