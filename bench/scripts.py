@@ -85,7 +85,7 @@ def write_grid_inputs(folder: Path, count: int, size: int) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     manifest = folder / "manifest.jsonl"
     base = Image.linear_gradient("L").resize((size, size))
-    lines = [json.dumps({"type": "batch", "version": "bench", "items": count})]
+    lines = [json.dumps({"type": "batch", "version": "bench", "items": count, "digest": "bench", "base_seed": 0})]
     for i in range(count):
         path = folder / f"{i:05d}.png"
         if not path.exists():
