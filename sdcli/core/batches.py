@@ -276,6 +276,9 @@ def pipeline_batch(request: GenerationRequest, pipe: Any, choice: SamplerChoice,
         raise UsageError(f"--sampler: {choice.sampler.name} ({request.mode}) runs in the diffusers pipeline, which "
                          "cannot change the prompt per step; prompt editing [a:b:N], [a|b] and AND need a "
                          "sampler of sdcli's own loop (e.g. 'Euler a', 'DPM++ 2M', 'DDIM') on an SD 1.x/2.x model")
+    if inputs is not None and int(request.steps * request.init.strength) < 1:  # diffusers' own img2img count
+        raise UsageError(f"--strength: {request.init.strength:g} x --steps {request.steps} runs no step in the "
+                         f"diffusers pipeline ({choice.sampler.name}, rounded down); raise --steps or --strength")
     embeds = pipeline_embeds(encoder, request.prompt, request.negative_prompt)
     n = len(seeds)
     generators = [torch.Generator("cpu").manual_seed(s) for s in seeds]

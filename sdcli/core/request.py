@@ -8,7 +8,7 @@ from typing import Any
 
 from sdcli.core.images import OUTPAINT_FILLS, RESIZE_MODES
 from sdcli.errors import UsageError
-from sdcli.sampling.samplers import DEFAULT_SAMPLER, SamplerChoice, resolve_sampler
+from sdcli.sampling.samplers import DEFAULT_SAMPLER, SamplerChoice, img2img_steps, resolve_sampler
 
 MAX_SEED = 2**32 - 1
 MAX_PROMPT_CHARS = 20000  # far past CLIP's useful length (75 tokens a chunk); README "Limits"
@@ -102,8 +102,8 @@ class GenerationRequest:
 
     @property
     def steps_run(self) -> int:
-        """Denoising steps actually run: steps x strength with an input image (as in the WebUI)."""
-        return self.steps if self.init is None else int(self.steps * self.init.strength)
+        """Denoising steps run, as the WebUI counts them: with an input image int(min(strength, 0.999) x steps) + 1."""
+        return self.steps if self.init is None else img2img_steps(self.steps, self.init.strength)
 
     def seeds(self) -> list[int]:
         """Seed of each image in run order: image i gets seed + i."""
@@ -254,9 +254,6 @@ def _validate_init(request: GenerationRequest) -> None:
     strength = request.init.strength
     if not 0 < strength <= 1:
         raise UsageError(f"--strength: {strength} is out of range; use more than 0 and at most 1 (0.75 is usual)")
-    if request.steps_run < 1:
-        raise UsageError(f"--strength: {strength} x --steps {request.steps} runs no step (steps run = "
-                         f"steps x strength, rounded down); raise --steps or --strength")
     _check_choice("--resize", request.init.resize, RESIZE_MODES)
 
 

@@ -20,7 +20,7 @@ import torch
 from sdcli.sampling import dpm_solver, kdiffusion, timesteps
 from sdcli.sampling.denoiser import CFGDenoiser
 from sdcli.sampling.rng import ImageNoise, brownian_noise
-from sdcli.sampling.samplers import SamplerChoice
+from sdcli.sampling.samplers import SamplerChoice, img2img_steps
 from sdcli.sampling.schedules import ModelSigmas, get_sigmas
 
 ETA_DEFAULTS = {False: 1.0, True: 0.0}  # the WebUI's "Eta for ancestral samplers" / "Eta (DDIM)"
@@ -68,11 +68,6 @@ def function_arguments(choice: SamplerChoice, options: SamplingOptions) -> dict[
         "s_noise": options.s_noise,
     }
     return {**choice.sampler.options, **{k: v for k, v in wanted.items() if k in takes}}
-
-
-def img2img_steps(steps: int, strength: float) -> int:
-    """How many of `steps` an img2img run denoises (the WebUI's t_enc + 1)."""
-    return int(min(strength, 0.999) * steps) + 1
 
 
 def sample(choice: SamplerChoice, denoiser: CFGDenoiser, noise: ImageNoise, model_sigmas: ModelSigmas, steps: int,

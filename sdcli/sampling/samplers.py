@@ -142,6 +142,11 @@ class SamplerChoice:
         return SCHEDULE_LABELS[self.schedule]
 
 
+def img2img_steps(steps: int, strength: float) -> int:
+    """How many of `steps` an img2img run denoises, as the WebUI counts them (its t_enc + 1)."""
+    return int(min(strength, 0.999) * steps) + 1
+
+
 def _key(text: str) -> str:
     """Lookup key: case, spaces, '-', '_' and '+' spelling do not matter."""
     return re.sub(r"[^a-z0-9]", "", text.lower().replace("++", "pp"))

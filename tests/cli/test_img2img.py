@@ -17,7 +17,7 @@ def test_img2img_writes_png_with_denoising_strength(cli, tiny_model, tmp_path):
                  "--json", "a harbour")
     assert result.exit_code == 0, result.stderr
     record = json.loads(result.stdout)
-    assert (record["mode"], record["strength"], record["steps_run"]) == ("img2img", 0.5, 1)
+    assert (record["mode"], record["strength"], record["steps_run"]) == ("img2img", 0.5, 2)
     assert (record["width"], record["height"]) == (48, 32), "the input's size rounded to a multiple of 8"
     prompt, _, params = parse_infotext(read_infotext(record["path"]))
     assert prompt == "a harbour" and params["Denoising strength"] == "0.5" and params["Size"] == "48x32"
@@ -43,7 +43,8 @@ def test_img2img_resize_modes(cli, tiny_model, tmp_path, resize):
 @pytest.mark.parametrize("args, message", [
     (("--strength", "0"), "error: --strength: 0.0 is out of range; use more than 0 and at most 1"),
     (("--strength", "1.5"), "error: --strength: 1.5 is out of range"),
-    (("--strength", "0.1", "--steps", "5"), "error: --strength: 0.1 x --steps 5 runs no step"),
+    (("--strength", "0.1", "--steps", "5", "--sampler", "UniPC"),
+     "error: --strength: 0.1 x --steps 5 runs no step in the diffusers pipeline (UniPC"),
     (("--resize", "stretch"), "error: --resize: unknown value 'stretch'; choose from just, crop, fill"),
 ])
 def test_img2img_bad_flags_exit_2_nothing_written(cli, tiny_model, tmp_path, args, message):

@@ -65,13 +65,14 @@ def test_strength_must_be_above_0_and_at_most_1(strength):
         validate(image_request(init=ImageInput("in.png", strength=strength)))
 
 
-def test_steps_run_is_steps_times_strength_and_at_least_one():
-    assert image_request(steps=20).steps_run == 15
-    assert image_request(steps=10, init=ImageInput("in.png", strength=1.0)).steps_run == 10
+def test_steps_run_counts_as_the_webui_img2img():
+    """int(min(strength, 0.999) x steps) + 1: the sigmas sampling.loop walks (the WebUI's t_enc + 1)."""
+    assert image_request(steps=20).steps_run == 16  # strength 0.75
+    assert image_request(steps=10, init=ImageInput("in.png", strength=1.0)).steps_run == 10  # 0.999 x 10 -> 9 + 1
     assert GenerationRequest(prompt="x", steps=7).steps_run == 7
-    validate(image_request(steps=4, init=ImageInput("in.png", strength=0.25)))  # exactly one step
-    with pytest.raises(UsageError, match=r"--strength: 0.2 x --steps 4 runs no step"):
-        validate(image_request(steps=4, init=ImageInput("in.png", strength=0.2)))
+    request = image_request(steps=5, init=ImageInput("in.png", strength=0.1))
+    validate(request)  # the WebUI runs one step here
+    assert request.steps_run == 1
 
 
 @pytest.mark.parametrize("mode, part, message", [

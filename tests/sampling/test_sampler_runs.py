@@ -75,3 +75,20 @@ def test_scheduler_keeps_the_models_own_config(tiny_pipe):
     assert type(tiny_pipe.scheduler).__name__ == "UniPCMultistepScheduler"
     for key in ("beta_start", "beta_end", "beta_schedule", "steps_offset", "prediction_type"):
         assert config[key] == base[key], key
+
+
+@pytest.mark.parametrize("sampler", ["Euler", "DPM2"])
+@pytest.mark.parametrize("steps, strength", [(5, 0.1), (4, 0.5), (3, 1.0)])
+def test_img2img_steps_run_is_what_the_loop_reports(tiny_pipe, tmp_path, sampler, steps, strength):
+    """request.steps_run (the --json field and the progress total) equals the steps sdcli's loop runs."""
+    from sdcli.core.request import ImageInput
+    from tests.images import write_inputs
+
+    source, _ = write_inputs(tmp_path, (32, 32))
+    request = GenerationRequest(prompt="a lighthouse", steps=steps, seed=1, width=32, height=32, sampler=sampler,
+                                mode="img2img", init=ImageInput(str(source), strength=strength))
+    seen = []
+    list(run(request, tiny_pipe, validate(request), model_name="t", model_hash="0",
+             on_step=lambda step, total: seen.append((step, total))))
+    assert seen[-1] == (request.steps_run, request.steps_run)
+    assert request.steps_run == int(min(strength, 0.999) * steps) + 1
