@@ -19,7 +19,7 @@ Examples:
 def samplers(
     json_out: Annotated[bool, typer.Option("--json", help="One JSON record per sampler on stdout.")] = False,
 ) -> None:
-    from sdcli.sampling.samplers import SAMPLERS, SCHEDULE_LABELS, UNSUPPORTED
+    from sdcli.sampling.samplers import SAMPLERS, SCHEDULE_LABELS
 
     rows = [{
         "name": s.name,
@@ -45,4 +45,3 @@ def samplers(
                       r["automatic_schedule"], ", ".join(r["schedules"]),
                       ", ".join(r["aliases"]) + (f"  ({r['note']})" if r["note"] else ""))
     Console().print(table)
-    Console(stderr=True).print(f"Not supported yet: {', '.join(UNSUPPORTED)}")

@@ -269,6 +269,9 @@ def pipeline_batch(request: GenerationRequest, pipe: Any, choice: SamplerChoice,
             on_step(step + 1, pipe_.num_timesteps)
         return kwargs
 
+    if choice.sampler.loop_only:
+        raise UsageError(f"--sampler: {choice.sampler.name} runs only in sdcli's own loop, which does not run "
+                         "this model yet (SD 1.x/2.x only); choose another sampler (see `sdcli samplers`)")
     if request.subseed_strength and inputs is not None:
         raise UsageError(f"--subseed-strength: {choice.sampler.name} runs in the diffusers pipeline, which draws "
                          "its own start noise for an input image; use a sampler of sdcli's own loop (e.g. Euler a)")

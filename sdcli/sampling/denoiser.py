@@ -49,6 +49,9 @@ class CFGDenoiser:
         self.conds_at, self.uncond_at, self.scale, self.masking = conds_at, uncond_at, scale, masking
         self.step = 0
         self.timesteps = False  # True: called with timesteps, returns guided eps (the timestep samplers)
+        self.scale_multiplier = 1.0  # CFG++: the sampler scales the CFG scale (the WebUI's cond_scale_miltiplier)
+        self.keep_uncond = False  # CFG++: keep the uncond output of each call in last_uncond
+        self.last_uncond: torch.Tensor | None = None
 
     @property
     def alphas_cumprod(self) -> torch.Tensor:
@@ -105,10 +108,12 @@ class CFGDenoiser:
             ])
         # 3. Guidance on denoised latents.
         base = out[batch * k:]
-        denoised = base.clone()
+        if self.keep_uncond:
+            self.last_uncond = base.clone()
+        denoised, scale = base.clone(), self.scale * self.scale_multiplier
         for i in range(batch):
             for j, (_, weight) in enumerate(parts):
-                denoised[i] += (out[i * k + j] - base[i]) * (weight * self.scale)
+                denoised[i] += (out[i * k + j] - base[i]) * (weight * scale)
         # 4. Inpainting: the original latent where the mask keeps it.
         if not self.timesteps and self.masking is not None and self.masking.mask is not None:
             m = self.masking.mask

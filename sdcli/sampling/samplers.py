@@ -67,6 +67,7 @@ class Sampler:
     uses_ensd: bool = False  # draws sampler noise from the image RNG (eta noise seed delta applies)
     options: dict[str, Any] = field(default_factory=dict)  # extra sampling-function arguments
     timesteps: bool = False  # a timestep sampler (sampling.timesteps): integer timesteps, eta default 0
+    loop_only: bool = False  # no diffusers equivalent: refused where sdcli's loop does not run
     note: str = ""
 
 
@@ -105,6 +106,10 @@ SAMPLERS: tuple[Sampler, ...] = (
     # The WebUI's timestep samplers visit t = 1, 1+1000//steps, ... ("leading", offset 1).
     Sampler("DDIM", "sample_ddim", "DDIMScheduler", {"clip_sample": False, "set_alpha_to_one": False, **_LEADING},
             schedules=TIMESTEP_ONLY, timesteps=True),
+    Sampler("DDIM CFG++", "sample_ddim_cfgpp", "DDIMScheduler",
+            {"clip_sample": False, "set_alpha_to_one": False, **_LEADING}, aliases=("ddim_cfgpp",),
+            schedules=TIMESTEP_ONLY, timesteps=True, loop_only=True,
+            note="CFG scale / 12.5, as the WebUI; sdcli's own loop only (SD 1.x/2.x)"),
     Sampler("PLMS", "sample_plms", "PNDMScheduler", {"skip_prk_steps": True, **_LEADING}, schedules=TIMESTEP_ONLY,
             timesteps=True),
     Sampler("UniPC", None, "UniPCMultistepScheduler",
@@ -113,9 +118,6 @@ SAMPLERS: tuple[Sampler, ...] = (
                                           "which gives NaN in diffusers 0.42)"),
     Sampler("LCM", None, "LCMScheduler", schedules=TIMESTEP_ONLY, note="diffusers' LCMScheduler"),
 )
-
-# WebUI samplers sdcli does not run yet: refused by name.
-UNSUPPORTED = ("DDIM CFG++",)
 
 DEFAULT_SAMPLER = "DPM++ 2M"
 
@@ -191,11 +193,6 @@ def resolve_sampler(name: str, schedule: str = "automatic") -> SamplerChoice:
             f"choose from automatic, {', '.join(SCHEDULES)}"
         )
     key = _key(name)
-    if any(_key(u) == key or key.startswith(_key(u)) for u in UNSUPPORTED):
-        raise UsageError(
-            f"--sampler: {name!r} is not supported by sdcli yet; "
-            f"try 'DPM++ 2M' or 'Euler a' (see `sdcli samplers`)"
-        )
     found = _lookup_table().get(key)
     if found is None:
         close = difflib.get_close_matches(name, sampler_names(), n=3, cutoff=0.5)

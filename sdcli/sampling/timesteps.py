@@ -1,4 +1,4 @@
-"""The WebUI's timestep samplers (sd_samplers_timesteps_impl.py): DDIM and PLMS on integer timesteps.
+"""The WebUI's timestep samplers (sd_samplers_timesteps_impl.py): DDIM, DDIM CFG++ and PLMS on integer timesteps.
 
 They walk t = 1, 1 + 1000//steps, ... backwards with a denoiser that returns the
 guided noise prediction eps (CFG on eps), and, as in the WebUI, stop at the first
@@ -30,15 +30,29 @@ def _alphas(model: Model, timesteps: torch.Tensor) -> tuple[torch.Tensor, torch.
 
 def sample_ddim(model: Model, x: torch.Tensor, timesteps: torch.Tensor, noise: Noise, callback: Callback,
                 eta: float = 0.0) -> torch.Tensor:
+    return _ddim(model, x, timesteps, noise, callback, eta, cfgpp=False)
+
+
+def sample_ddim_cfgpp(model: Model, x: torch.Tensor, timesteps: torch.Tensor, noise: Noise, callback: Callback,
+                      eta: float = 0.0) -> torch.Tensor:
+    """DDIM with CFG++ (Chung et al. 2024), as the WebUI's "DDIM CFG++": the CFG scale is divided by
+    12.5 (scale 12.5 = guidance 1) and the step re-noises along the unconditional eps, not the guided one."""
+    model.scale_multiplier, model.keep_uncond = 1 / 12.5, True  # type: ignore[attr-defined]
+    return _ddim(model, x, timesteps, noise, callback, eta, cfgpp=True)
+
+
+def _ddim(model: Model, x: torch.Tensor, timesteps: torch.Tensor, noise: Noise, callback: Callback,
+          eta: float, cfgpp: bool) -> torch.Tensor:
     alphas, alphas_prev = _alphas(model, timesteps)
     sigmas = eta * ((1 - alphas_prev) / (1 - alphas.double()) * (1 - alphas.double() / alphas_prev)).sqrt()
     for i in range(len(timesteps) - 1):
         index = len(timesteps) - 1 - i
         e_t = model(x, timesteps[index].float())
+        direction = model.last_uncond if cfgpp else e_t  # type: ignore[attr-defined]
         a_t, a_prev, sigma_t = float(alphas[index]), float(alphas_prev[index]), float(sigmas[index])
         pred_x0 = (x - (1 - a_t) ** 0.5 * e_t) / a_t ** 0.5
         callback(i, pred_x0)
-        x = a_prev ** 0.5 * pred_x0 + (1.0 - a_prev - sigma_t ** 2) ** 0.5 * e_t + sigma_t * noise(None, None)
+        x = a_prev ** 0.5 * pred_x0 + (1.0 - a_prev - sigma_t ** 2) ** 0.5 * direction + sigma_t * noise(None, None)
     return x
 
 

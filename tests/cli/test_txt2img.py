@@ -80,7 +80,6 @@ def test_prompt_option_equals_argument(cli, tiny_model, tmp_path):
     (("--cfg-scale", "-2"), "error: --cfg-scale: -2.0 is negative"),
     (("--clip-skip", "13"), "error: --clip-skip: 13 is out of range; use 1 to 12"),
     (("--sampler", "Eular a"), "error: --sampler: unknown sampler 'Eular a'; did you mean 'Euler a'"),
-    (("--sampler", "DDIM CFG++"), "error: --sampler: 'DDIM CFG++' is not supported by sdcli yet"),
     (("--device", "tpu"), "error: --device: unknown value 'tpu'"),
     (("--rng", "tpu"), "error: --rng: unknown value 'tpu'; choose from cpu, gpu, nv"),
     (("--emphasis", "loud"), "error: --emphasis: unknown value 'loud'"),

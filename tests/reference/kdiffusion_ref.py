@@ -499,6 +499,33 @@ def ddim(model, x, timesteps, extra_args=None, callback=None, disable=None, eta=
     return x
 
 
+def ddim_cfgpp(model, x, timesteps, extra_args=None, callback=None, disable=None, eta=0.0):
+    alphas_cumprod = model.alphas_cumprod
+    alphas = alphas_cumprod[timesteps]
+    alphas_prev = alphas_cumprod[real_torch.nn.functional.pad(timesteps[:-1], pad=(1, 0))].to(real_torch.float64)
+    sqrt_one_minus_alphas = real_torch.sqrt(1 - alphas)
+    sigmas = eta * np.sqrt((1 - alphas_prev.cpu().numpy()) / (1 - alphas.cpu())
+                           * (1 - alphas.cpu() / alphas_prev.cpu().numpy()))
+    model.cond_scale_miltiplier = 1 / 12.5
+    model.need_last_noise_uncond = True
+    extra_args = {} if extra_args is None else extra_args
+    s_in = x.new_ones(x.shape[0])
+    s_x = x.new_ones((x.shape[0], 1, 1, 1))
+    for i in range(len(timesteps) - 1):
+        index = len(timesteps) - 1 - i
+        e_t = model(x, timesteps[index].item() * s_in, **extra_args)
+        last_noise_uncond = model.last_noise_uncond
+        a_t = alphas[index].item() * s_x
+        a_prev = alphas_prev[index].item() * s_x
+        sigma_t = sigmas[index].item() * s_x
+        sqrt_one_minus_at = sqrt_one_minus_alphas[index].item() * s_x
+        pred_x0 = (x - sqrt_one_minus_at * e_t) / a_t.sqrt()
+        dir_xt = (1. - a_prev - sigma_t ** 2).sqrt() * last_noise_uncond
+        noise = sigma_t * torch.randn_like(x)
+        x = a_prev.sqrt() * pred_x0 + dir_xt + noise
+    return x
+
+
 def plms(model, x, timesteps, extra_args=None, callback=None, disable=None):
     alphas_cumprod = model.alphas_cumprod
     alphas = alphas_cumprod[timesteps]

@@ -46,7 +46,8 @@ SAMPLERS = {
     "DPM adaptive": ("sample_dpm_adaptive", {"uses_ensd": True}),
     "Restart": ("restart_sampler", {"scheduler": "karras", "second_order": True}),
 }
-TIMESTEP_SAMPLERS = {"DDIM": "ddim", "PLMS": "plms"}  # sd_samplers_timesteps: label -> function
+# sd_samplers_timesteps: label -> function
+TIMESTEP_SAMPLERS = {"DDIM": "ddim", "DDIM CFG++": "ddim_cfgpp", "PLMS": "plms"}
 SCHEDULER_KEYS = {"karras": "Karras", "exponential": "Exponential"}
 EXTRA_PARAMS = {"sample_euler": ["s_churn", "s_tmin", "s_tmax", "s_noise"],
                 "sample_heun": ["s_churn", "s_tmin", "s_tmax", "s_noise"],
@@ -143,7 +144,7 @@ def generate(pipe, prompt, negative="", *, steps=4, cfg=7.0, seed=1, width=64, h
                 a = model_wrap.alphas_cumprod[timesteps[t_enc]]
                 x = init_latent * torch.sqrt(a) + x * torch.sqrt(1 - a)
                 timesteps = timesteps[:t_enc]
-            kwargs = {"eta": eta if eta is not None else 0.0} if funcname == "ddim" else {}
+            kwargs = {"eta": eta if eta is not None else 0.0} if funcname.startswith("ddim") else {}
             denoiser = CFGDenoiser(eps_model, mask, init_latent, mask_before_denoising=True)
             samples = func(denoiser, x, timesteps, extra_args={
                 "cond": lambda step: reconstruct_multicond_batch(c, step),

@@ -32,8 +32,11 @@ def test_every_sampler_with_its_automatic_schedule(tiny_pipe, sampler, single_th
     check(tiny_pipe, sampler=sampler)
 
 
-@pytest.mark.parametrize("settings", [{"sampler": "DDIM", "eta": 0.6, "steps": 6}, {"sampler": "PLMS", "steps": 7}],
-                         ids=["ddim-eta", "plms-7"])
+@pytest.mark.parametrize("settings", [{"sampler": "DDIM", "eta": 0.6, "steps": 6}, {"sampler": "PLMS", "steps": 7},
+                                      {"sampler": "DDIM CFG++", "steps": 5, "cfg": 3.0},
+                                      {"sampler": "DDIM CFG++", "eta": 0.4, "steps": 8,
+                                       "prompt": "a [cat:dog:3] AND sea"}],
+                         ids=["ddim-eta", "plms-7", "ddim-cfgpp-5", "ddim-cfgpp-eta-edit-and"])
 def test_timestep_samplers(tiny_pipe, settings, single_thread):
     image, mask = _inputs()
     check(tiny_pipe, **settings)
@@ -180,7 +183,7 @@ def test_inpaint_with_a_9_channel_checkpoint(tiny_inpaint_pipe, single_thread):
           steps=4)
 
 
-@pytest.mark.parametrize("sampler", ["Euler a", "DPM++ 2M", "DPM++ SDE", "DDIM", "PLMS", "DPM2"])
+@pytest.mark.parametrize("sampler", ["Euler a", "DPM++ 2M", "DPM++ SDE", "DDIM", "DDIM CFG++", "PLMS", "DPM2"])
 def test_sd2_v_prediction(tiny_sd2_pipe, sampler, single_thread):
     check(tiny_sd2_pipe, sampler=sampler, clip_skip=2)  # the WebUI ignores CLIP skip on SD2
 

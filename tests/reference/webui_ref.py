@@ -417,6 +417,9 @@ class CFGDenoiser:
         self.mask_before_denoising = mask_before_denoising
         self.alphas_cumprod = getattr(model, "alphas_cumprod", None)
         self.step = 0
+        self.cond_scale_miltiplier = 1.0
+        self.need_last_noise_uncond = False
+        self.last_noise_uncond = None
 
     def combine_denoised(self, x_out, conds_list, uncond, cond_scale):
         denoised_uncond = x_out[-uncond.shape[0]:]
@@ -450,7 +453,9 @@ class CFGDenoiser:
             part = None if ic_in is None else ic_in[-uncond.shape[0]:]
             x_out[-uncond.shape[0]:] = self.inner_model(x_in[-uncond.shape[0]:], sigma_in[-uncond.shape[0]:],
                                                         cond={"c_crossattn": uncond, "c_concat": part})
-        denoised = self.combine_denoised(x_out, conds_list, uncond, cond_scale)
+        if self.need_last_noise_uncond:
+            self.last_noise_uncond = torch.clone(x_out[-uncond.shape[0]:])
+        denoised = self.combine_denoised(x_out, conds_list, uncond, cond_scale * self.cond_scale_miltiplier)
         if self.mask is not None and not self.mask_before_denoising:
             denoised = denoised * self.nmask + self.init_latent * self.mask
         self.step += 1

@@ -92,3 +92,13 @@ def test_img2img_steps_run_is_what_the_loop_reports(tiny_pipe, tmp_path, sampler
              on_step=lambda step, total: seen.append((step, total))))
     assert seen[-1] == (request.steps_run, request.steps_run)
     assert request.steps_run == int(min(strength, 0.999) * steps) + 1
+
+
+def test_a_loop_only_sampler_is_refused_where_the_loop_does_not_run(tiny_pipe, monkeypatch):
+    """DDIM CFG++ has no diffusers scheduler: on the pipeline path (other families) it is a usage error."""
+    from sdcli.core import generate
+    from sdcli.errors import UsageError
+
+    monkeypatch.setattr(generate, "runs_own_loop", lambda *_: False)
+    with pytest.raises(UsageError, match="--sampler: DDIM CFG\\+\\+ runs only in sdcli's own loop"):
+        image(tiny_pipe, sampler="DDIM CFG++")

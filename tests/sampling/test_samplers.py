@@ -41,10 +41,12 @@ def test_unknown_sampler_names_flag_and_suggests():
         resolve_sampler("Eular a")
 
 
-@pytest.mark.parametrize("name", ["DDIM CFG++", "ddim cfg++"])
-def test_samplers_sdcli_does_not_run_yet_are_refused_by_name(name):
-    with pytest.raises(UsageError, match="not supported by sdcli yet"):
-        resolve_sampler(name)
+@pytest.mark.parametrize("name", ["DDIM CFG++", "ddim cfg++", "ddim_cfgpp"])
+def test_ddim_cfgpp_is_its_own_timestep_sampler(name):
+    choice = resolve_sampler(name)
+    assert (choice.sampler.name, choice.sampler.function, choice.schedule) == ("DDIM CFG++", "sample_ddim_cfgpp",
+                                                                              "uniform")
+    assert resolve_sampler("DDIM").sampler.name == "DDIM"
 
 
 @pytest.mark.parametrize("name, schedule", [("DPM++ 3M SDE Karras", "karras"), ("DPM++ 2M SDE Heun", "exponential"),
