@@ -69,6 +69,10 @@ class CFGDenoiser:
         if image_cond is not None:
             x_in = torch.cat([x_in, image_cond], dim=1)
         out = unet_call(self.unet, x_in.to(self.unet.dtype), t, cond).to(x.dtype)
+        if self.sigmas.lcm:  # the WebUI's LCM wrap: eps (whatever the model predicts), LCM's boundary scalings
+            scaled_t = t.reshape(-1, 1, 1, 1) * 10.0
+            skip, scale = 0.25 / (scaled_t ** 2 + 0.25), scaled_t / (scaled_t ** 2 + 0.25) ** 0.5  # sigma_data 0.5
+            return scale * (x + out * -sigma) + skip * x
         if self.v:  # c_out and c_skip of the v parameterisation, evaluated as k-diffusion does
             return out * (-sigma / (sigma ** 2 + 1) ** 0.5) + x * (1 / (sigma ** 2 + 1))
         return x + out * -sigma

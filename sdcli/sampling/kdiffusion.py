@@ -321,3 +321,15 @@ def sample_restart(model: Model, x: torch.Tensor, sigmas: torch.Tensor, noise: N
             x = x + (d + to_d(x_2, sigma_next, model(x_2, sigma_next))) / 2 * (sigma_next - sigma)
         last = sigma_next
     return x
+
+
+def sample_lcm(model: Model, x: torch.Tensor, sigmas: torch.Tensor, noise: Noise, callback: Callback) -> torch.Tensor:
+    """Latent Consistency Model sampling (Luo et al. 2023), as the WebUI's "LCM": jump to the
+    denoised latent, then re-noise it to the next sigma with fresh noise."""
+    for i in range(len(sigmas) - 1):
+        denoised = model(x, sigmas[i])
+        callback(i, denoised)
+        x = denoised
+        if sigmas[i + 1] > 0:
+            x = x + sigmas[i + 1] * noise(sigmas[i], sigmas[i + 1])
+    return x

@@ -21,7 +21,7 @@ from sdcli.sampling import dpm_solver, kdiffusion, timesteps
 from sdcli.sampling.denoiser import CFGDenoiser
 from sdcli.sampling.rng import ImageNoise, brownian_noise
 from sdcli.sampling.samplers import SamplerChoice, img2img_steps
-from sdcli.sampling.schedules import ModelSigmas, get_sigmas
+from sdcli.sampling.schedules import LCMSigmas, ModelSigmas, get_sigmas
 
 ETA_DEFAULTS = {False: 1.0, True: 0.0}  # the WebUI's "Eta for ancestral samplers" / "Eta (DDIM)"
 
@@ -82,6 +82,8 @@ def sample(choice: SamplerChoice, denoiser: CFGDenoiser, noise: ImageNoise, mode
     sampler = choice.sampler
     if sampler.timesteps:
         return _sample_timesteps(choice, denoiser, noise, steps, init_latent, strength, on_step, options)
+    if sampler.lcm:  # the schedule and the denoiser both see LCM's 50 noise levels
+        model_sigmas = denoiser.sigmas = LCMSigmas(model_sigmas.alphas_cumprod)
     # 1. The schedule, and the part of it this run walks.
     sigmas = get_sigmas(choice.schedule, steps, model_sigmas, discard_penultimate=sampler.discard_penultimate,
                         sigma_min=options.sigma_min or None, sigma_max=options.sigma_max or None,

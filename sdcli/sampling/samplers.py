@@ -68,6 +68,7 @@ class Sampler:
     options: dict[str, Any] = field(default_factory=dict)  # extra sampling-function arguments
     timesteps: bool = False  # a timestep sampler (sampling.timesteps): integer timesteps, eta default 0
     loop_only: bool = False  # no diffusers equivalent: refused where sdcli's loop does not run
+    lcm: bool = False  # the WebUI's LCM model wrap: its 50 timesteps and boundary scalings (schedules.LCMSigmas)
     note: str = ""
 
 
@@ -116,7 +117,9 @@ SAMPLERS: tuple[Sampler, ...] = (
             {"solver_order": 3, "lower_order_final": True, "timestep_spacing": "linspace"},
             schedules=TIMESTEP_ONLY, note="diffusers' UniPC, order 3 as the WebUI; variant bh2 (the WebUI: bh1, "
                                           "which gives NaN in diffusers 0.42)"),
-    Sampler("LCM", None, "LCMScheduler", schedules=TIMESTEP_ONLY, note="diffusers' LCMScheduler"),
+    # The WebUI's LCM: a k-diffusion sampler on its own model wrap (50 LCM timesteps), every schedule type.
+    Sampler("LCM", "sample_lcm", "LCMScheduler", aliases=("k_lcm",), lcm=True,
+            note="the diffusers fallback (other model families) is LCMScheduler"),
 )
 
 DEFAULT_SAMPLER = "DPM++ 2M"

@@ -46,6 +46,7 @@ class ModelSigmas:
         self.alphas_cumprod = acp
         self.sigmas = ((1 - acp) / acp) ** 0.5
         self.log_sigmas = self.sigmas.log()
+        self.lcm = False
 
     @property
     def sigma_min(self) -> float:
@@ -72,14 +73,45 @@ class ModelSigmas:
         log_sigmas = self.log_sigmas.to(t.device)
         return ((1 - w) * log_sigmas[low] + w * log_sigmas[high]).exp()
 
+    def uniform(self, n: int) -> torch.Tensor:
+        """n sigmas evenly spaced in t from the largest to the smallest (k-diffusion's get_sigmas(n))."""
+        return self.t_to_sigma(torch.linspace(len(self.sigmas) - 1, 0, n))
+
+
+class LCMSigmas(ModelSigmas):
+    """The WebUI's LCM model wrap (sd_samplers_lcm.py): 50 of the 1000 training noise levels.
+
+    Every 20th training timestep down from 999 (999, 979, ..., 19); a sigma maps to the
+    integer timestep of the nearest of them (t = 20 i + 19), and t back to a sigma by
+    interpolating between them. The denoiser reads the UNet output as eps and applies
+    LCM's boundary scalings at that timestep (denoiser.CFGDenoiser).
+    """
+
+    SKIP = 20  # 1000 training timesteps // 50 LCM timesteps
+
+    def __init__(self, acp: torch.Tensor):
+        super().__init__(acp[torch.arange(len(acp) - 1, -1, -self.SKIP).flip(0)])
+        self.lcm = True
+
+    def sigma_to_t(self, sigma: torch.Tensor) -> torch.Tensor:
+        nearest = (sigma.log() - self.log_sigmas.to(sigma.device)[:, None]).abs().argmin(dim=0)
+        return nearest.view(sigma.shape) * self.SKIP + (self.SKIP - 1)
+
+    def t_to_sigma(self, t: torch.Tensor) -> torch.Tensor:
+        index = ((t - (self.SKIP - 1)) / self.SKIP).float().clamp(0, len(self.sigmas) - 1)
+        return super().t_to_sigma(index)
+
+    def uniform(self, n: int) -> torch.Tensor:
+        start, end = self.sigma_to_t(torch.tensor(self.sigma_max)), self.sigma_to_t(torch.tensor(self.sigma_min))
+        return self.t_to_sigma(torch.linspace(float(start), float(end), n))
+
 
 def _append_zero(sigmas: torch.Tensor) -> torch.Tensor:
     return torch.cat([sigmas, sigmas.new_zeros([1])])
 
 
 def uniform(n: int, sigma_min: float, sigma_max: float, ms: ModelSigmas) -> torch.Tensor:
-    t = torch.linspace(len(ms.sigmas) - 1, 0, n)
-    return _append_zero(ms.t_to_sigma(t))
+    return _append_zero(ms.uniform(n))
 
 
 def karras(n: int, sigma_min: float, sigma_max: float, ms: ModelSigmas, rho: float = 7.0) -> torch.Tensor:

@@ -18,6 +18,7 @@ from tests.reference.webui_ref import (
     CompVisDenoiser,
     CompVisTimestepsDenoiser,
     ImageRNG,
+    LCMCompVisDenoiser,
     TorchHijack,
     get_learned_conditioning,
     get_multicond_learned_conditioning,
@@ -45,6 +46,7 @@ SAMPLERS = {
     "DPM fast": ("sample_dpm_fast", {"uses_ensd": True}),
     "DPM adaptive": ("sample_dpm_adaptive", {"uses_ensd": True}),
     "Restart": ("restart_sampler", {"scheduler": "karras", "second_order": True}),
+    "LCM": ("sample_lcm", {}),  # sd_samplers_lcm: with LCMCompVisDenoiser as the model wrap
 }
 # sd_samplers_timesteps: label -> function
 TIMESTEP_SAMPLERS = {"DDIM": "ddim", "DDIM CFG++": "ddim_cfgpp", "PLMS": "plms"}
@@ -97,7 +99,8 @@ def generate(pipe, prompt, negative="", *, steps=4, cfg=7.0, seed=1, width=64, h
     funcname, options = SAMPLERS.get(sampler) or (TIMESTEP_SAMPLERS[sampler], {})
     func = getattr(K, funcname)
     config = pipe.scheduler.config
-    model_wrap = CompVisDenoiser(pipe.unet, alphas_cumprod(config), config.get("prediction_type") == "v_prediction")
+    wrap = LCMCompVisDenoiser if sampler == "LCM" else CompVisDenoiser
+    model_wrap = wrap(pipe.unet, alphas_cumprod(config), config.get("prediction_type") == "v_prediction")
     clip = CLIPWrapper(pipe.tokenizer, pipe.text_encoder, clip_skip, emphasis)
     # processing: conds for the batch (prompt schedules over total steps: x2 for second order), the image RNG
     total_steps = steps * 2 if options.get("second_order") else steps

@@ -197,3 +197,17 @@ def test_inpaint_fill_is_the_webuis():
     image, mask = _inputs()
     ours, theirs = np.asarray(webui_fill(image, mask)), np.asarray(masking_fill(image, mask))
     assert np.array_equal(ours, theirs) and not np.array_equal(ours, np.asarray(image))
+
+
+@pytest.mark.parametrize("schedule", ["Automatic", "Karras", "SGM Uniform", "Simple", "Normal", "DDIM", "Beta"])
+@pytest.mark.parametrize("steps", [1, 4, 7])
+def test_lcm(tiny_pipe, schedule, steps, single_thread):
+    """The WebUI's LCM (its own 50-timestep model wrap), every schedule type the WebUI offers it."""
+    check(tiny_pipe, sampler="LCM", scheduler=schedule, steps=steps, cfg=1.5)
+
+
+def test_lcm_img2img_editing_and_sd2(tiny_pipe, tiny_sd2_pipe, single_thread):
+    image, mask = _inputs()
+    check(tiny_pipe, "a [cat:dog:2] AND sea", sampler="LCM", init_image=image, denoising_strength=0.6, steps=6)
+    check(tiny_pipe, sampler="LCM", init_image=image, mask_image=mask, denoising_strength=0.8, steps=5)
+    check(tiny_sd2_pipe, sampler="LCM", steps=5)  # the WebUI reads a v model's output as eps for LCM too

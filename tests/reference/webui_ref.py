@@ -391,6 +391,50 @@ class CompVisDenoiser:
         return input + eps * c_out
 
 
+class LCMCompVisDenoiser(CompVisDenoiser):
+    """sd_samplers_lcm.LCMCompVisDenoiser: 50 of the 1000 training timesteps (every 20th, from 999),
+    integer timesteps, the output always read as eps, then LCM's c_skip/c_out boundary scalings."""
+
+    def __init__(self, unet, alphas_cumprod, v):
+        timesteps, original_timesteps = 1000, 50
+        self.skip_steps = timesteps // original_timesteps
+        valid = torch.zeros((original_timesteps), dtype=torch.float32)
+        for x in range(original_timesteps):
+            valid[original_timesteps - 1 - x] = alphas_cumprod[timesteps - 1 - x * self.skip_steps]
+        super().__init__(unet, valid, v=False)  # DiscreteEpsDDPMDenoiser whatever the model predicts
+
+    def get_sigmas(self, n=None):
+        if n is None:
+            return append_zero(self.sigmas.flip(0))
+        start = self.sigma_to_t(self.sigma_max)
+        end = self.sigma_to_t(self.sigma_min)
+        t = torch.linspace(start, end, n)
+        return append_zero(self.t_to_sigma(t))
+
+    def sigma_to_t(self, sigma, quantize=None):
+        log_sigma = sigma.log()
+        dists = log_sigma - self.log_sigmas[:, None]
+        return dists.abs().argmin(dim=0).view(sigma.shape) * self.skip_steps + (self.skip_steps - 1)
+
+    def t_to_sigma(self, timestep):
+        t = torch.clamp(((timestep - (self.skip_steps - 1)) / self.skip_steps).float(), min=0,
+                        max=(len(self.sigmas) - 1))
+        return super().t_to_sigma(t)
+
+    def get_scaled_out(self, sigma, output, input):
+        sigma_data = 0.5
+        scaled_timestep = append_dims(self.sigma_to_t(sigma), output.ndim) * 10.0
+        c_skip = sigma_data ** 2 / (scaled_timestep ** 2 + sigma_data ** 2)
+        c_out = scaled_timestep / (scaled_timestep ** 2 + sigma_data ** 2) ** 0.5
+        return c_out * output + c_skip * input
+
+    def __call__(self, input, sigma, cond):
+        c_out, c_in = -sigma, 1 / (sigma ** 2 + self.sigma_data ** 2) ** 0.5
+        c_out, c_in = [append_dims(x, input.ndim) for x in (c_out, c_in)]
+        eps = self.apply_model(input * c_in, self.sigma_to_t(sigma), cond)
+        return self.get_scaled_out(sigma, input + eps * c_out, input)
+
+
 # ---------------------------------------------------------------- sd_samplers_cfg_denoiser
 
 
