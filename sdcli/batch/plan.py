@@ -47,9 +47,25 @@ def resolve_models(lines: list[BatchLine], options: BatchOptions) -> dict[str | 
                 raise  # the --model flag itself: its own one-line message
             bad[spec] = str(exc).removeprefix("--model: ")
     problems = [f"{options.file}:{line.line}: sd_model: {bad[line.model]}" for line in lines if line.model in bad]
+    problems += _refiner_problems(lines, options)
     if problems:
         raise BatchFileError(options.file, problems)
     return refs
+
+
+def _refiner_problems(lines: list[BatchLine], options: BatchOptions) -> list[str]:
+    """Each line's refiner_checkpoint resolved (not loaded): problems named by file and line."""
+    from sdcli.models.resolve import resolve_model
+
+    bad: dict[str, str] = {}
+    for spec in dict.fromkeys(line.request.refiner for line in lines):
+        if spec and spec != options.defaults.refiner:  # --refiner itself is checked with its own message
+            try:
+                resolve_model(spec, offline=options.runtime.offline, library=options.assets.library())
+            except UsageError as exc:
+                bad[spec] = str(exc).removeprefix("--model: ")
+    return [f"{options.file}:{line.line}: refiner_checkpoint: {bad[line.request.refiner]}"
+            for line in lines if line.request.refiner in bad]
 
 
 def plan_line_assets(lines: list[BatchLine], options: BatchOptions,
