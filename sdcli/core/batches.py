@@ -2,7 +2,7 @@
 
 `own_batch` runs SD1/SD2 models through sampling.loop with the WebUI's conditioning,
 noise, inpainting inputs and 8-bit conversion; `pipeline_batch` runs the diffusers
-pipeline for what the loop does not run (UniPC, other model families). Both
+pipeline for what the loop does not run (other model families). Both
 take the same arguments and return PIL images. Imports torch inside functions.
 """
 

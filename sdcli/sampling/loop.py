@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from sdcli.sampling import dpm_solver, kdiffusion, timesteps
+from sdcli.sampling import dpm_solver, kdiffusion, timesteps, unipc
 from sdcli.sampling.denoiser import CFGDenoiser
 from sdcli.sampling.rng import ImageNoise, brownian_noise
 from sdcli.sampling.samplers import SamplerChoice, img2img_steps
@@ -28,7 +28,7 @@ ETA_DEFAULTS = {False: 1.0, True: 0.0}  # the WebUI's "Eta for ancestral sampler
 
 def sampling_function(choice: SamplerChoice) -> Callable[..., torch.Tensor]:
     """The row's sampling function, by name: k-diffusion's, the DPM-Solver ones, or a timestep sampler's."""
-    module = next(m for m in (kdiffusion, dpm_solver, timesteps) if hasattr(m, choice.sampler.function))
+    module = next(m for m in (kdiffusion, dpm_solver, timesteps, unipc) if hasattr(m, choice.sampler.function))
     return getattr(module, choice.sampler.function)
 
 
@@ -131,6 +131,11 @@ def _sample_timesteps(choice: SamplerChoice, denoiser: CFGDenoiser, noise: Image
         a = denoiser.alphas_cumprod[ts[t_enc]].to(x.device)
         x, ts = init_latent * a.sqrt() + x * (1 - a).sqrt(), ts[:t_enc]
     denoiser.timesteps = True
+    function = sampling_function(choice)
+    # DDIM/PLMS stop one step short at t = 1; UniPC walks every timestep (from t = 1, or in img2img from
+    # just above the walk's last timestep, as the WebUI).
+    walks_all = "img2img" in inspect.signature(function).parameters
+    extra = {"img2img": init_latent is not None} if walks_all else {}
     with torch.no_grad():
-        return sampling_function(choice)(denoiser, x, ts, noise.sampler(), _callback(on_step, len(ts) - 1),
-                                         **function_arguments(choice, options))
+        return function(denoiser, x, ts, noise.sampler(), _callback(on_step, len(ts) - (0 if walks_all else 1)),
+                        **extra, **function_arguments(choice, options))

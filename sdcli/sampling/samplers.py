@@ -113,10 +113,10 @@ SAMPLERS: tuple[Sampler, ...] = (
             note="CFG scale / 12.5, as the WebUI; sdcli's own loop only (SD 1.x/2.x)"),
     Sampler("PLMS", "sample_plms", "PNDMScheduler", {"skip_prk_steps": True, **_LEADING}, schedules=TIMESTEP_ONLY,
             timesteps=True),
-    Sampler("UniPC", None, "UniPCMultistepScheduler",
+    Sampler("UniPC", "sample_unipc", "UniPCMultistepScheduler",
             {"solver_order": 3, "lower_order_final": True, "timestep_spacing": "linspace"},
-            schedules=TIMESTEP_ONLY, note="diffusers' UniPC, order 3 as the WebUI; variant bh2 (the WebUI: bh1, "
-                                          "which gives NaN in diffusers 0.42)"),
+            schedules=TIMESTEP_ONLY, timesteps=True,
+            note="bh1, order 3, time-uniform as the WebUI; the diffusers fallback (other families) is variant bh2"),
     # The WebUI's LCM: a k-diffusion sampler on its own model wrap (50 LCM timesteps), every schedule type.
     Sampler("LCM", "sample_lcm", "LCMScheduler", aliases=("k_lcm",), lcm=True,
             note="the diffusers fallback (other model families) is LCMScheduler"),

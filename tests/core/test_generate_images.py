@@ -155,8 +155,14 @@ def test_invert_mask_repaints_the_other_side(tiny_pipe, files):
     assert parse_infotext(item.infotext)[2]["Mask mode"] == "Inpaint not masked"
 
 
-@pytest.mark.parametrize("sampler", ["Euler a", "UniPC"])  # sdcli's loop, the diffusers pipeline
-def test_masked_content_modes(any_pipe, files, sampler):
+@pytest.mark.parametrize("pipeline", [False, True], ids=["own-loop", "diffusers-pipeline"])
+def test_masked_content_modes(any_pipe, files, pipeline, monkeypatch):
+    from sdcli.core import generate as generate_module
+
+    sampler = "Euler a"
+    if pipeline:  # the path other model families take
+        monkeypatch.setattr(generate_module, "runs_own_loop", lambda *_: False)
+
     def inside_pixels(content):
         settings = InpaintSettings(str(files / "mask.png"), masked_content=content)
         return px(generate(any_pipe, "inpaint", files, inpaint=settings, strength=0.3, steps=6,

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from tests.reference import kdiffusion_ref as K
+from tests.reference import unipc_ref
 from tests.reference.webui_ref import (
     CFGDenoiser,
     CLIPWrapper,
@@ -49,7 +50,7 @@ SAMPLERS = {
     "LCM": ("sample_lcm", {}),  # sd_samplers_lcm: with LCMCompVisDenoiser as the model wrap
 }
 # sd_samplers_timesteps: label -> function
-TIMESTEP_SAMPLERS = {"DDIM": "ddim", "DDIM CFG++": "ddim_cfgpp", "PLMS": "plms"}
+TIMESTEP_SAMPLERS = {"DDIM": "ddim", "DDIM CFG++": "ddim_cfgpp", "PLMS": "plms", "UniPC": "unipc"}
 SCHEDULER_KEYS = {"karras": "Karras", "exponential": "Exponential"}
 EXTRA_PARAMS = {"sample_euler": ["s_churn", "s_tmin", "s_tmax", "s_noise"],
                 "sample_heun": ["s_churn", "s_tmin", "s_tmax", "s_noise"],
@@ -97,7 +98,7 @@ def generate(pipe, prompt, negative="", *, steps=4, cfg=7.0, seed=1, width=64, h
              sigma_min=0.0, sigma_max=0.0, init_image=None, denoising_strength=0.75, mask_image=None,
              inpainting_fill="original"):
     funcname, options = SAMPLERS.get(sampler) or (TIMESTEP_SAMPLERS[sampler], {})
-    func = getattr(K, funcname)
+    func = unipc_ref.unipc if funcname == "unipc" else getattr(K, funcname)
     config = pipe.scheduler.config
     wrap = LCMCompVisDenoiser if sampler == "LCM" else CompVisDenoiser
     model_wrap = wrap(pipe.unet, alphas_cumprod(config), config.get("prediction_type") == "v_prediction")
@@ -148,6 +149,8 @@ def generate(pipe, prompt, negative="", *, steps=4, cfg=7.0, seed=1, width=64, h
                 x = init_latent * torch.sqrt(a) + x * torch.sqrt(1 - a)
                 timesteps = timesteps[:t_enc]
             kwargs = {"eta": eta if eta is not None else 0.0} if funcname.startswith("ddim") else {}
+            if funcname == "unipc":
+                kwargs = {"is_img2img": init_image is not None}
             denoiser = CFGDenoiser(eps_model, mask, init_latent, mask_before_denoising=True)
             samples = func(denoiser, x, timesteps, extra_args={
                 "cond": lambda step: reconstruct_multicond_batch(c, step),

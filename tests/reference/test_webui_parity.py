@@ -211,3 +211,17 @@ def test_lcm_img2img_editing_and_sd2(tiny_pipe, tiny_sd2_pipe, single_thread):
     check(tiny_pipe, "a [cat:dog:2] AND sea", sampler="LCM", init_image=image, denoising_strength=0.6, steps=6)
     check(tiny_pipe, sampler="LCM", init_image=image, mask_image=mask, denoising_strength=0.8, steps=5)
     check(tiny_sd2_pipe, sampler="LCM", steps=5)  # the WebUI reads a v model's output as eps for LCM too
+
+
+@pytest.mark.parametrize("steps", [3, 4, 6, 9])
+def test_unipc(tiny_pipe, steps, single_thread):
+    """The WebUI's UniPC with its default options: bh1, order 3, time-uniform, lower order final."""
+    check(tiny_pipe, sampler="UniPC", steps=steps)
+
+
+def test_unipc_img2img_inpaint_editing_and_sd2(tiny_pipe, tiny_sd2_pipe, single_thread):
+    image, mask = _inputs()
+    check(tiny_pipe, "a [cat:dog:2] AND sea", sampler="UniPC", init_image=image, denoising_strength=0.7, steps=8)
+    check(tiny_pipe, sampler="UniPC", init_image=image, mask_image=mask, inpainting_fill="latent nothing",
+          denoising_strength=0.8, steps=6)
+    check(tiny_sd2_pipe, sampler="UniPC", steps=5)

@@ -68,7 +68,10 @@ def test_stochastic_samplers_are_reproducible_and_batch_independent(tiny_pipe, s
     assert np.abs(batch[1] - image(tiny_pipe, sampler=sampler, seed=2)[0]).max() <= 1
 
 
-def test_scheduler_keeps_the_models_own_config(tiny_pipe):
+def test_scheduler_keeps_the_models_own_config(tiny_pipe, monkeypatch):
+    from sdcli.core import generate
+
+    monkeypatch.setattr(generate, "runs_own_loop", lambda *_: False)  # as for other model families
     image(tiny_pipe, sampler="UniPC")  # run by the diffusers scheduler
     config = tiny_pipe.scheduler.config
     base = tiny_pipe.sdcli_base_scheduler.config
@@ -102,3 +105,18 @@ def test_a_loop_only_sampler_is_refused_where_the_loop_does_not_run(tiny_pipe, m
     monkeypatch.setattr(generate, "runs_own_loop", lambda *_: False)
     with pytest.raises(UsageError, match="--sampler: DDIM CFG\\+\\+ runs only in sdcli's own loop"):
         image(tiny_pipe, sampler="DDIM CFG++")
+
+
+def test_img2img_that_runs_no_diffusers_step_is_a_usage_error(tiny_pipe, tmp_path, monkeypatch):
+    """On the pipeline path (other families) diffusers runs int(steps x strength) steps: 0 is refused."""
+    from sdcli.core import generate
+    from sdcli.core.request import ImageInput
+    from sdcli.errors import UsageError
+    from tests.images import write_inputs
+
+    monkeypatch.setattr(generate, "runs_own_loop", lambda *_: False)
+    source, _ = write_inputs(tmp_path, (32, 32))
+    request = GenerationRequest(prompt="x", steps=5, seed=1, width=32, height=32, mode="img2img",
+                                init=ImageInput(str(source), strength=0.1))
+    with pytest.raises(UsageError, match=r"--strength: 0.1 x --steps 5 runs no step in the diffusers pipeline"):
+        list(run(request, tiny_pipe, validate(request), model_name="t", model_hash="0"))
