@@ -1,8 +1,8 @@
 """One batch of images, two ways: sdcli's own loop, or the diffusers pipeline.
 
-`own_batch` runs SD1/SD2 models through sampling.loop with the WebUI's conditioning,
+`own_batch` runs SD1/SD2/SDXL models through sampling.loop with the WebUI's conditioning,
 noise, inpainting inputs and 8-bit conversion; `pipeline_batch` runs the diffusers
-pipeline for what the loop does not run (UniPC, LCM, other model families). Both
+pipeline for what the loop does not run (UniPC, LCM, the SDXL refiner). Both
 take the same arguments and return PIL images. Imports torch inside functions.
 """
 
@@ -73,11 +73,20 @@ def latent_content(pipe: Any, request: GenerationRequest, inputs: PreparedInputs
         del pipe.prepare_latents
 
 
+def is_xl_unet(pipe: Any) -> bool:
+    """An SDXL UNet (base, refiner or inpainting): pooled text and size/crop conditioning."""
+    return pipe.unet.config.get("addition_embed_type") == "text_time"
+
+
 def runs_own_loop(pipe: Any, choice: SamplerChoice, request: GenerationRequest) -> bool:
-    """Whether sdcli's own loop runs this: a k-diffusion sampler on an SD1/SD2 UNet (4 or 9 channels)."""
+    """Whether sdcli's own loop runs this: a sampler of the loop on an SD1/SD2/SDXL UNet (4 or 9 channels).
+
+    SDXL with --refiner stays on the diffusers path (its denoising_end/denoising_start hand-over)."""
     config = pipe.unet.config
     scheduler = getattr(pipe, "sdcli_base_scheduler", pipe.scheduler).config
-    return (choice.sampler.function is not None and config.get("addition_embed_type") is None
+    xl = is_xl_unet(pipe)
+    return (choice.sampler.function is not None and (config.get("addition_embed_type") is None or xl)
+            and not (xl and request.refiner)
             and config.in_channels in (4, 9)
             and scheduler.get("beta_schedule", "scaled_linear") in ("scaled_linear", "linear")
             and scheduler.get("prediction_type", "epsilon") in ("epsilon", "v_prediction"))
@@ -137,16 +146,19 @@ def _noise(request: GenerationRequest, pipe: Any, seeds: list[int], subseeds: li
 
 def cond_schedule(request: GenerationRequest, choice: SamplerChoice, encoder: Any) -> Any:
     """Prompt editing, alternation and AND over the run's denoiser calls (x2 for second-order samplers)."""
-    from sdcli.conditioning.schedule import CondSchedule
+    from sdcli.conditioning.schedule import CondSchedule, prompt_schedule
 
     calls = request.steps * (2 if choice.sampler.second_order else 1)
-    return CondSchedule.build(request.prompt, request.negative_prompt, calls, encoder.encode)
+    negative = None
+    if hasattr(encoder, "negative_encode"):  # SDXL: an all-empty negative is zeroed, as in the WebUI
+        negative = encoder.negative_encode(all(t == "" for _, t in prompt_schedule(request.negative_prompt, calls)))
+    return CondSchedule.build(request.prompt, request.negative_prompt, calls, encoder.encode, negative)
 
 
 def own_batch(request: GenerationRequest, pipe: Any, choice: SamplerChoice, encoder: Any,
               inputs: PreparedInputs | None, seeds: list[int], subseeds: list[int | None], width: int,
               height: int, on_step: StepCallback | None, refine: Any = None) -> list[Any]:
-    """One batch through sdcli's loop: WebUI sigmas, samplers, CFG and noise (no refiner: SDXL only)."""
+    """One batch through sdcli's loop: WebUI sigmas, samplers, CFG and noise (no refiner: see runs_own_loop)."""
     from sdcli.models.loader import PREDICTION_TYPES
     from sdcli.sampling.denoiser import CFGDenoiser
     from sdcli.sampling.loop import sample
@@ -164,7 +176,8 @@ def own_batch(request: GenerationRequest, pipe: Any, choice: SamplerChoice, enco
         denoiser.masking = inpaint_masking(pipe, request, inputs, init, noise)
         init = denoiser.masking.init_latent
     latents = sample(choice, denoiser, noise, model_sigmas, request.steps, options=sampling_options(request),
-                     init_latent=init, strength=request.init.strength if request.init else 1.0, on_step=on_step)
+                     init_latent=init, strength=request.init.strength if request.init else 1.0,
+                     sdxl=is_xl_unet(pipe), on_step=on_step)
     if denoiser.masking is not None:  # the kept area is the input's latent exactly, as in the WebUI
         keep = denoiser.masking.mask
         latents = latents * (1 - keep) + denoiser.masking.init_latent * keep
@@ -208,14 +221,15 @@ def seed_noise(noise: Any) -> Any:
     return ImageNoise(noise.source, noise.shape, noise.seeds, noise.device).first()
 
 
-def prompt_encoder(pipe: Any, request: GenerationRequest) -> Any:
-    """The family's prompt encoder: SDXL's two encoders (conditioning.sdxl), else the WebUI's CLIP encoding."""
+def prompt_encoder(pipe: Any, request: GenerationRequest, size: tuple[int, int] = (1024, 1024)) -> Any:
+    """The family's prompt encoder: SDXL's two encoders at generation size `size` (conditioning.sdxl),
+    else the WebUI's CLIP encoding."""
     from sdcli.models.loader import detected_of
 
     if detected_of(pipe).family.is_xl:
         from sdcli.conditioning.sdxl import SDXLPromptEncoder
 
-        return SDXLPromptEncoder(pipe, request.clip_skip)
+        return SDXLPromptEncoder(pipe, request.clip_skip, choice_key(request.emphasis), size)
     from sdcli.conditioning.encoding import PromptEncoder
 
     return PromptEncoder(pipe, request.clip_skip, choice_key(request.emphasis))
@@ -242,7 +256,8 @@ def refiner_stage(pipe: Any, request: GenerationRequest, refiner: Any, choice: S
     # txt2img hands over to the refiner's img2img pipeline; the image modes to its own kind.
     stage = pipeline_for(refiner.pipe, "img2img" if request.mode == "txt2img" else request.mode)
     set_sampler(stage, choice, request.prediction_type)
-    embeds = SDXLPromptEncoder(stage, request.clip_skip).pipeline_kwargs(request.prompt, request.negative_prompt)
+    embeds = SDXLPromptEncoder(stage, request.clip_skip, choice_key(request.emphasis)).pipeline_kwargs(
+        request.prompt, request.negative_prompt)
 
     def finish(latents: Any, generators: list[Any], step_end: Any, mode_args: dict[str, Any]) -> Any:
         n = latents.shape[0]

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from tests.reference import kdiffusion_ref as K
+from tests.reference.sdxl_ref import SDXLConditioner
 from tests.reference.webui_ref import (
     CFGDenoiser,
     CLIPWrapper,
@@ -97,11 +98,16 @@ def generate(pipe, prompt, negative="", *, steps=4, cfg=7.0, seed=1, width=64, h
     func = getattr(K, funcname)
     config = pipe.scheduler.config
     model_wrap = CompVisDenoiser(pipe.unet, alphas_cumprod(config), config.get("prediction_type") == "v_prediction")
-    clip = CLIPWrapper(pipe.tokenizer, pipe.text_encoder, clip_skip, emphasis)
+    is_sdxl = getattr(pipe, "text_encoder_2", None) is not None
+    if is_sdxl:  # sd_models_xl: the conditioner knows the size and whether it encodes the negative prompt
+        clip = SDXLConditioner(pipe, width, height, emphasis, clip_skip=clip_skip)
+        clip_uc = clip.negative()
+    else:
+        clip = clip_uc = CLIPWrapper(pipe.tokenizer, pipe.text_encoder, clip_skip, emphasis)
     # processing: conds for the batch (prompt schedules over total steps: x2 for second order), the image RNG
     total_steps = steps * 2 if options.get("second_order") else steps
     c = get_multicond_learned_conditioning(clip, [prompt] * batch_size, total_steps)
-    uc = get_learned_conditioning(clip, [negative] * batch_size, total_steps)
+    uc = get_learned_conditioning(clip_uc, [negative] * batch_size, total_steps)
     seeds = [seed + i for i in range(batch_size)]
     subseeds = [subseed + i for i in range(batch_size)] if subseed is not None else None
     image_rng = ImageRNG((4, height // 8, width // 8), seeds, subseeds, subseed_strength, rng, ensd)
@@ -134,6 +140,7 @@ def generate(pipe, prompt, negative="", *, steps=4, cfg=7.0, seed=1, width=64, h
             image_conditioning = torch.cat([conditioning_mask, conditioning_image], dim=1)
 
     K.torch = TorchHijack(image_rng)
+    K.sd_model_is_sdxl = is_sdxl
     if sampler in TIMESTEP_SAMPLERS:  # sd_samplers_timesteps.CompVisSampler
         try:
             timesteps = torch.clip(torch.asarray(list(range(0, 1000, 1000 // steps))) + 1, 0, 999)
@@ -152,7 +159,7 @@ def generate(pipe, prompt, negative="", *, steps=4, cfg=7.0, seed=1, width=64, h
             if mask is not None:
                 samples = samples * nmask + init_latent * mask
         finally:
-            K.torch = K.real_torch
+            K.torch, K.sd_model_is_sdxl = K.real_torch, False
         return decode(pipe, samples)
     try:
         if init_image is None:
@@ -196,7 +203,7 @@ def generate(pipe, prompt, negative="", *, steps=4, cfg=7.0, seed=1, width=64, h
         if mask is not None:
             samples = samples * nmask + init_latent * mask
     finally:
-        K.torch = K.real_torch
+        K.torch, K.sd_model_is_sdxl = K.real_torch, False
     return decode(pipe, samples)
 
 
