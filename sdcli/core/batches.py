@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 from sdcli.core.images import PreparedInputs
@@ -79,14 +80,10 @@ def is_xl_unet(pipe: Any) -> bool:
 
 
 def runs_own_loop(pipe: Any, choice: SamplerChoice, request: GenerationRequest) -> bool:
-    """Whether sdcli's own loop runs this: a sampler of the loop on an SD1/SD2/SDXL UNet (4 or 9 channels).
-
-    SDXL with --refiner stays on the diffusers path (its denoising_end/denoising_start hand-over)."""
+    """Whether sdcli's own loop runs this: a sampler of the loop on an SD1/SD2/SDXL UNet (4 or 9 channels)."""
     config = pipe.unet.config
     scheduler = getattr(pipe, "sdcli_base_scheduler", pipe.scheduler).config
-    xl = is_xl_unet(pipe)
-    return (choice.sampler.function is not None and (config.get("addition_embed_type") is None or xl)
-            and not (xl and request.refiner)
+    return (choice.sampler.function is not None and (config.get("addition_embed_type") is None or is_xl_unet(pipe))
             and config.in_channels in (4, 9)
             and scheduler.get("beta_schedule", "scaled_linear") in ("scaled_linear", "linear")
             and scheduler.get("prediction_type", "epsilon") in ("epsilon", "v_prediction"))
@@ -158,18 +155,22 @@ def cond_schedule(request: GenerationRequest, choice: SamplerChoice, encoder: An
 def own_batch(request: GenerationRequest, pipe: Any, choice: SamplerChoice, encoder: Any,
               inputs: PreparedInputs | None, seeds: list[int], subseeds: list[int | None], width: int,
               height: int, on_step: StepCallback | None, refine: Any = None) -> list[Any]:
-    """One batch through sdcli's loop: WebUI sigmas, samplers, CFG and noise (no refiner: see runs_own_loop)."""
+    """One batch through sdcli's loop: WebUI sigmas, samplers, CFG and noise; `refine` (OwnRefiner):
+    the WebUI's in-loop refiner switch."""
     from sdcli.models.loader import PREDICTION_TYPES
-    from sdcli.sampling.denoiser import CFGDenoiser
     from sdcli.sampling.loop import sample
+    from sdcli.sampling.refiner import RefinedDenoiser, Refiner
     from sdcli.sampling.schedules import ModelSigmas, alphas_cumprod
 
     config = getattr(pipe, "sdcli_base_scheduler", pipe.scheduler).config
     model_sigmas = ModelSigmas(alphas_cumprod(config))
     schedule = cond_schedule(request, choice, encoder)
     prediction = PREDICTION_TYPES[request.prediction_type] if request.prediction_type else None
-    denoiser = CFGDenoiser(pipe.unet, model_sigmas, prediction or config.get("prediction_type", "epsilon"),
-                           schedule.conds_at, schedule.uncond_at, request.cfg_scale)
+    denoiser = RefinedDenoiser(pipe.unet, model_sigmas, prediction or config.get("prediction_type", "epsilon"),
+                               schedule.conds_at, schedule.uncond_at, request.cfg_scale)
+    if refine is not None:
+        refined = cond_schedule(request, choice, refine.encoder)
+        denoiser.refiner = Refiner(refine.pipe.unet, refined.conds_at, refined.uncond_at, request.refiner_switch)
     noise = _noise(request, pipe, seeds, subseeds, width, height)
     init = encode_image(pipe, inputs.image, len(seeds)) if inputs is not None else None
     if inputs is not None and inputs.mask is not None:
@@ -181,7 +182,7 @@ def own_batch(request: GenerationRequest, pipe: Any, choice: SamplerChoice, enco
     if denoiser.masking is not None:  # the kept area is the input's latent exactly, as in the WebUI
         keep = denoiser.masking.mask
         latents = latents * (1 - keep) + denoiser.masking.init_latent * keep
-    return decode(pipe, latents)
+    return decode(refine.pipe if denoiser.switched else pipe, latents)  # the WebUI decodes with the model loaded
 
 
 def inpaint_masking(pipe: Any, request: GenerationRequest, inputs: PreparedInputs, init: Any, noise: Any) -> Any:
@@ -243,9 +244,19 @@ def pipeline_embeds(encoder: Any, prompt: str, negative: str) -> dict[str, Any]:
     return {"prompt_embeds": positive, "negative_prompt_embeds": negative_embeds}
 
 
-def refiner_stage(pipe: Any, request: GenerationRequest, refiner: Any, choice: SamplerChoice) -> Any:
-    """With --refiner: a function finishing the base's latents with the refiner (diffusers'
-    denoising_end/denoising_start split at --refiner-switch), else None."""
+@dataclass(frozen=True)
+class OwnRefiner:
+    """The refiner for sdcli's loop: its pipeline (UNet, VAE) and its prompt encoder."""
+
+    pipe: Any
+    encoder: Any
+
+
+def refiner_stage(pipe: Any, request: GenerationRequest, refiner: Any, choice: SamplerChoice, own: bool = False,
+                  size: tuple[int, int] = (1024, 1024)) -> Any:
+    """With --refiner: for sdcli's loop (`own`) an OwnRefiner it switches to, as the WebUI; else a function
+    finishing the base's latents with the refiner (diffusers' denoising_end/denoising_start split at
+    --refiner-switch). None without a refiner."""
     from sdcli.conditioning.sdxl import SDXLPromptEncoder
     from sdcli.models.loader import detected_of, pipeline_for, set_sampler
 
@@ -253,6 +264,8 @@ def refiner_stage(pipe: Any, request: GenerationRequest, refiner: Any, choice: S
         return None
     if not detected_of(pipe).family.is_xl or not detected_of(refiner.pipe).family.is_xl:
         raise UsageError("--refiner: both the model and the refiner must be SDXL models (base or refiner)")
+    if own:
+        return OwnRefiner(refiner.pipe, prompt_encoder(refiner.pipe, request, size))
     # txt2img hands over to the refiner's img2img pipeline; the image modes to its own kind.
     stage = pipeline_for(refiner.pipe, "img2img" if request.mode == "txt2img" else request.mode)
     set_sampler(stage, choice, request.prediction_type)

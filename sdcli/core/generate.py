@@ -148,8 +148,9 @@ def run(
     one for `request.mode` is derived from it (shared weights). `inputs` are the
     prepared input images (core.images.prepare); loaded here when not given.
     SD1/SD2/SDXL models with a sampler of sdcli's own loop (sampling.loop, the WebUI's
-    pixels) run it in every mode; other cases (UniPC, LCM, SDXL with a refiner) run the
-    diffusers pipeline, with `refiner` finishing SDXL's last steps. `extra_params` are added
+    pixels) run it in every mode, switching to `refiner` inside the run as the WebUI;
+    other samplers (UniPC, LCM) run the diffusers pipeline, with `refiner` finishing
+    SDXL's last steps. `extra_params` are added
     to each infotext (the add-ons' hashes, models.assets). Images whose latents or
     decode are not finite carry a `failure` and must not be written.
     Raises UsageError for settings the model cannot honour (CLIP skip deeper
@@ -180,7 +181,7 @@ def run(
     encoded = replace(request, prompt=encoder_text(pipe, request.prompt),
                       negative_prompt=encoder_text(pipe, request.negative_prompt))
     encoder = prompt_encoder(pipe, request, (width, height))
-    refine = refiner_stage(pipe, encoded, refiner, choice)
+    refine = refiner_stage(pipe, encoded, refiner, choice, own, (width, height))
     batch_run = own_batch if own else pipeline_batch
 
     # 3. Batches: per-image generators seeded seed + i.

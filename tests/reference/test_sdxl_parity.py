@@ -102,14 +102,42 @@ def test_refiner_conditioning_is_the_webuis(tiny_xl):
     assert cond.extra["added_cond_kwargs"]["time_ids"].tolist() == [[64, 64, 0, 0, 2.5]]  # negative: low score
 
 
-def test_sdxl_runs_the_own_loop_unless_refined(tiny_xl_pipe):
+@pytest.fixture(scope="module")
+def refiner_pipe(tiny_xl):
+    from tests.conftest import _load_on_cpu
+
+    return _load_on_cpu(tiny_xl["refiner"])
+
+
+@pytest.mark.parametrize("settings", [
+    {"sampler": "DPM++ 2M", "refiner_switch_at": 0.5},
+    {"sampler": "Euler a", "refiner_switch_at": 0.8, "steps": 6, "negative": ""},
+    {"sampler": "DPM++ SDE", "refiner_switch_at": 0.3},  # second order: the switch falls between its two calls
+    {"sampler": "DDIM", "refiner_switch_at": 0.6, "steps": 5},
+], ids=lambda s: f"{s['sampler']}@{s['refiner_switch_at']}")
+def test_refiner_switches_inside_the_run_as_the_webui(tiny_xl_pipe, refiner_pipe, settings, single_thread):
+    check(tiny_xl_pipe, refiner=refiner_pipe, **XL, **settings)
+
+
+def test_refiner_switch_changes_the_image(tiny_xl_pipe, refiner_pipe, single_thread):
+    import numpy as np
+
+    from tests.reference.parity import sdcli_images
+
+    plain = sdcli_images(tiny_xl_pipe, PROMPT, sampler="DPM++ 2M", steps=4, seed=1, **XL)[0]
+    refined = sdcli_images(tiny_xl_pipe, PROMPT, sampler="DPM++ 2M", steps=4, seed=1, refiner=refiner_pipe,
+                           refiner_switch_at=0.5, **XL)[0]
+    assert np.abs(plain.astype(int) - refined.astype(int)).max() > TOLERANCE
+
+
+def test_refiner_runs_the_own_loop(tiny_xl_pipe):
     from dataclasses import replace
 
     from sdcli.core.batches import runs_own_loop
     from sdcli.core.request import GenerationRequest, validate
 
     request = GenerationRequest(prompt="x", sampler="dpm++ 2m", negative_prompt=NEGATIVE)
-    choice = validate(request)
-    assert runs_own_loop(tiny_xl_pipe, choice, request)
-    assert not runs_own_loop(tiny_xl_pipe, choice, replace(request, refiner="r"))
-    assert TOLERANCE == 2
+    assert runs_own_loop(tiny_xl_pipe, validate(request), request)
+    assert runs_own_loop(tiny_xl_pipe, validate(request), replace(request, refiner="r"))
+    unipc = replace(request, sampler="unipc", refiner="r")
+    assert not runs_own_loop(tiny_xl_pipe, validate(unipc), unipc)  # diffusers' denoising_end/start hand-over

@@ -378,7 +378,7 @@ class CompVisDenoiser:
         return log_sigma.exp()
 
     def apply_model(self, x, t, cond):
-        if cond.get("c_concat") is not None:
+        if cond.get("c_concat") is not None and self.unet.config.in_channels != x.shape[1]:  # is_sdxl_inpaint
             x = torch.cat([x, cond["c_concat"]], dim=1)
         if "crossattn" in cond:  # SDXL (sgm's OpenAIWrapper: context=crossattn, y=vector)
             added = {"text_embeds": cond["text_embeds"], "time_ids": cond["time_ids"]}
@@ -433,7 +433,26 @@ class CFGDenoiser:
                 denoised[i] += (x_out[cond_index] - denoised_uncond[i]) * (weight * cond_scale)
         return denoised
 
+    refiner = None  # (model, cond, uncond, switch_at): p.refiner_checkpoint_info and what setup_conds gives it
+    switched = False
+
+    def apply_refiner(self, sigma):
+        """sd_samplers_common.apply_refiner (refiner_switch_by_sample_steps off)."""
+        try:
+            timestep = torch.argmin(torch.abs(self.inner_model.sigmas - torch.max(sigma)))
+        except AttributeError:  # for samplers that don't use sigmas (DDIM) sigma is actually the timestep
+            timestep = torch.max(sigma).to(dtype=int)
+        completed_ratio = (999 - timestep) / 1000
+        if self.refiner is None or completed_ratio < self.refiner[3] or self.switched:
+            return False
+        self.inner_model = self.refiner[0]  # reload_model_weights + update_inner_model
+        self.switched = True
+        return True
+
     def __call__(self, x, sigma, uncond, cond, cond_scale, image_cond=None):
+        self.apply_refiner(sigma)
+        if self.switched:  # the sampler's extra_args now hold the refiner's conds
+            cond, uncond = self.refiner[1], self.refiner[2]
         if self.mask_before_denoising and self.mask is not None:
             x = x * self.nmask + self.init_latent * self.mask
         conds_list, tensor = cond(self.step)  # reconstruct_multicond_batch
