@@ -67,6 +67,17 @@ def test_inpaint_with_a_9_channel_sdxl_checkpoint(tiny_xl_inpaint_pipe, single_t
           mask_image=mask.resize((64, 64)), denoising_strength=1.0, **XL)
 
 
+@pytest.mark.parametrize("sampler", ["DPM++ 2M", "Euler a", "DDIM"])
+def test_v_prediction(tiny_xl, sampler, single_thread):
+    from tests.conftest import _load_on_cpu
+
+    pipe = _load_on_cpu(tiny_xl["base"])  # a v-prediction SDXL model (as a v_pred checkpoint loads)
+    pipe.scheduler.register_to_config(prediction_type="v_prediction")
+    if hasattr(pipe, "sdcli_base_scheduler"):
+        pipe.sdcli_base_scheduler.register_to_config(prediction_type="v_prediction")
+    check(pipe, sampler=sampler, **XL)
+
+
 @pytest.mark.parametrize("emphasis", ["Original", "No norm", "None"])
 def test_sdxl_conditioning_is_the_webuis(tiny_xl_pipe, emphasis):
     from sdcli.conditioning.sdxl import SDXLPromptEncoder
