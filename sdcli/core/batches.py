@@ -303,7 +303,7 @@ def pipeline_batch(request: GenerationRequest, pipe: Any, choice: SamplerChoice,
     if not CondSchedule.is_plain(request.prompt, request.negative_prompt, request.steps):
         raise UsageError(f"--sampler: {choice.sampler.name} ({request.mode}) runs in the diffusers pipeline, which "
                          "cannot change the prompt per step; prompt editing [a:b:N], [a|b] and AND need a "
-                         "sampler of sdcli's own loop (e.g. 'Euler a', 'DPM++ 2M', 'DDIM') on an SD 1.x/2.x model")
+                         "sampler of sdcli's own loop (e.g. 'Euler a', 'DPM++ 2M', 'DDIM')")
     embeds = pipeline_embeds(encoder, request.prompt, request.negative_prompt)
     n = len(seeds)
     generators = [torch.Generator("cpu").manual_seed(s) for s in seeds]
