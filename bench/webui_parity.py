@@ -1,6 +1,6 @@
 """`make parity`: sdcli vs the WebUI reference (tests/reference), every sampler x schedule type.
 
-Builds tiny SD1 and SD2 checkpoints (sdcli's own builder), runs each sampler with
+Builds tiny SD1, SD2 and SDXL checkpoints (sdcli's own builder), runs each sampler with
 each schedule type it takes through sdcli's core and through the independent
 re-implementation of the WebUI's pipeline, and prints the largest pixel difference
 (levels of 255) per sampler and schedule. Writes bench-out/webui_parity.json.
@@ -27,7 +27,7 @@ def main() -> int:
     parser.add_argument("--steps", type=int, nargs="+", default=[4, 7])
     parser.add_argument("--size", type=int, default=32)
     parser.add_argument("--out", type=Path, default=Path("bench-out"))
-    parser.add_argument("--arch", nargs="+", default=["sd1", "sd2"])
+    parser.add_argument("--arch", nargs="+", default=["sd1", "sd2", "sdxl"])
     parser.add_argument("--sampler", nargs="+", help="only these samplers (default: all)")
     args = parser.parse_args()
 

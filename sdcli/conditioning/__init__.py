@@ -2,7 +2,8 @@
 
 prompts (attention syntax, pure), schedule (prompt editing, alternation and AND per
 step: the one place), cond (the Conditioning data type: cross-attention states plus
-extra UNet kwargs), encoding (the WebUI's CLIP chunking and emphasis, SD 1.x/2.x), sdxl
-(SDXL's two encoders and pooled embedding), extra_networks (<lora:...> tags, pure).
-encoding and sdxl import torch and are imported lazily. May import sdcli.errors only.
+extra UNet kwargs), encoding (the WebUI's CLIP chunking and emphasis), sdxl (SDXL's
+two encoders through encoding, pooled vector, size ids), extra_networks (<lora:...>
+tags, pure). encoding and sdxl import torch and are imported lazily. May import
+sdcli.errors only.
 """

@@ -7,7 +7,7 @@ tokens back); each chunk becomes [BOS] + tokens + padding + [EOS] (77 tokens),
 is encoded on its own (CLIP skip N: hidden state -N through the final LayerNorm),
 weighted by the emphasis mode, and the chunks are concatenated. Prompt and negative
 are not padded to each other (the denoiser runs them apart when they differ).
-Hand-written: compel's weighting is not the WebUI's. Imported lazily (torch).
+Hand-written: no library does the WebUI's weighting. Imported lazily (torch).
 """
 
 from __future__ import annotations
@@ -107,6 +107,13 @@ class ClipTextEncoder:
             close()
         return done
 
+    def hidden_states(self, tokens: torch.Tensor) -> torch.Tensor:
+        """[1, 77] token ids -> [1, 77, dim]: the layer CLIP skip selects (through the final LayerNorm)."""
+        out = self.text_encoder(tokens, output_hidden_states=True, return_dict=True)
+        if self.clip_skip > 1:
+            return final_layer_norm(self.text_encoder)(out.hidden_states[-self.clip_skip])
+        return out.last_hidden_state
+
     def encode_chunk(self, chunk: Chunk) -> torch.Tensor:
         """[1, 77, dim] for one chunk: CLIP skip, then emphasis."""
         device = self.text_encoder.device
@@ -114,12 +121,7 @@ class ClipTextEncoder:
         if self.id_pad != self.id_end:  # OpenCLIP: everything after the first EOS is padding
             first_end = ids.index(self.id_end)
             ids = ids[:first_end + 1] + [self.id_pad] * (len(ids) - first_end - 1)
-        tokens = torch.tensor([ids], device=device)
-        out = self.text_encoder(tokens, output_hidden_states=True, return_dict=True)
-        if self.clip_skip > 1:
-            z = final_layer_norm(self.text_encoder)(out.hidden_states[-self.clip_skip])
-        else:
-            z = out.last_hidden_state
+        z = self.hidden_states(torch.tensor([ids], device=device))
         multipliers = torch.tensor([chunk.multipliers], device=device, dtype=z.dtype)
         return apply_emphasis(z, multipliers, self.emphasis)
 

@@ -4,7 +4,7 @@ Rules (the WebUI's): `(x)` x1.1, `((x))` x1.21, `[x]` /1.1, `(x:1.5)` explicit,
 `\\(` `\\)` `\\[` `\\]` literal brackets, `BREAK` starts a new 75-token chunk.
 Malformed input never fails: an unmatched closing bracket is literal text and
 an unclosed opening bracket applies to the end of the prompt; both add a warning.
-Hand-written because compel's own grammar is not the WebUI's.
+Hand-written because no library parses the WebUI's grammar.
 """
 
 from __future__ import annotations

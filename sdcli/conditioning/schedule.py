@@ -147,15 +147,18 @@ class CondSchedule:
     negative: list[tuple[int, Conditioning]]
 
     @classmethod
-    def build(cls, prompt: str, negative: str, steps: int, encode: Callable[[str], Conditioning]) -> CondSchedule:
-        """Encode every distinct plain prompt the schedule uses once (encode caches)."""
+    def build(cls, prompt: str, negative: str, steps: int, encode: Callable[[str], Conditioning],
+              encode_negative: Callable[[str], Conditioning] | None = None) -> CondSchedule:
+        """Encode every distinct plain prompt the schedule uses once (encode caches); `encode_negative`
+        encodes the negative prompt's texts where they differ from the prompt's (SDXL)."""
         empty = encode("")
 
-        def encoded(text: str) -> list[tuple[int, Conditioning]]:
+        def encoded(text: str, encode: Callable[[str], Conditioning]) -> list[tuple[int, Conditioning]]:
             steps_texts = prompt_schedule(text, steps)
             return _pad_chunks([(end, encode(t)) for end, t in steps_texts], empty)
 
-        return cls([(encoded(part), weight) for part, weight in and_parts(prompt)], encoded(negative))
+        return cls([(encoded(part, encode), weight) for part, weight in and_parts(prompt)],
+                   encoded(negative, encode_negative or encode))
 
     def conds_at(self, step: int) -> list[tuple[Conditioning, float]]:
         """The AND parts at `step` (0-based denoiser call), padded to one token count."""

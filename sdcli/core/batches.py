@@ -1,8 +1,8 @@
 """One batch of images, two ways: sdcli's own loop, or the diffusers pipeline.
 
-`own_batch` runs SD1/SD2 models through sampling.loop with the WebUI's conditioning,
+`own_batch` runs SD1/SD2/SDXL models through sampling.loop with the WebUI's conditioning,
 noise, inpainting inputs and 8-bit conversion; `pipeline_batch` runs the diffusers
-pipeline for what the loop does not run (other model families). Both
+pipeline for what the loop does not run (the SDXL refiner hand-over of samplers that cannot switch models). Both
 take the same arguments and return PIL images. Imports torch inside functions.
 """
 
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 from sdcli.core.images import PreparedInputs
@@ -73,11 +74,16 @@ def latent_content(pipe: Any, request: GenerationRequest, inputs: PreparedInputs
         del pipe.prepare_latents
 
 
+def is_xl_unet(pipe: Any) -> bool:
+    """An SDXL UNet (base, refiner or inpainting): pooled text and size/crop conditioning."""
+    return pipe.unet.config.get("addition_embed_type") == "text_time"
+
+
 def runs_own_loop(pipe: Any, choice: SamplerChoice, request: GenerationRequest) -> bool:
-    """Whether sdcli's own loop runs this: a k-diffusion sampler on an SD1/SD2 UNet (4 or 9 channels)."""
+    """Whether sdcli's own loop runs this: a sampler of the loop on an SD1/SD2/SDXL UNet (4 or 9 channels)."""
     config = pipe.unet.config
     scheduler = getattr(pipe, "sdcli_base_scheduler", pipe.scheduler).config
-    return (choice.sampler.function is not None and config.get("addition_embed_type") is None
+    return (choice.sampler.function is not None and (config.get("addition_embed_type") is None or is_xl_unet(pipe))
             and config.in_channels in (4, 9)
             and scheduler.get("beta_schedule", "scaled_linear") in ("scaled_linear", "linear")
             and scheduler.get("prediction_type", "epsilon") in ("epsilon", "v_prediction"))
@@ -137,38 +143,46 @@ def _noise(request: GenerationRequest, pipe: Any, seeds: list[int], subseeds: li
 
 def cond_schedule(request: GenerationRequest, choice: SamplerChoice, encoder: Any) -> Any:
     """Prompt editing, alternation and AND over the run's denoiser calls (x2 for second-order samplers)."""
-    from sdcli.conditioning.schedule import CondSchedule
+    from sdcli.conditioning.schedule import CondSchedule, prompt_schedule
 
     calls = request.steps * (2 if choice.sampler.second_order else 1)
-    return CondSchedule.build(request.prompt, request.negative_prompt, calls, encoder.encode)
+    negative = None
+    if hasattr(encoder, "negative_encode"):  # SDXL: an all-empty negative is zeroed, as in the WebUI
+        negative = encoder.negative_encode(all(t == "" for _, t in prompt_schedule(request.negative_prompt, calls)))
+    return CondSchedule.build(request.prompt, request.negative_prompt, calls, encoder.encode, negative)
 
 
 def own_batch(request: GenerationRequest, pipe: Any, choice: SamplerChoice, encoder: Any,
               inputs: PreparedInputs | None, seeds: list[int], subseeds: list[int | None], width: int,
               height: int, on_step: StepCallback | None, refine: Any = None) -> list[Any]:
-    """One batch through sdcli's loop: WebUI sigmas, samplers, CFG and noise (no refiner: SDXL only)."""
+    """One batch through sdcli's loop: WebUI sigmas, samplers, CFG and noise; `refine` (OwnRefiner):
+    the WebUI's in-loop refiner switch."""
     from sdcli.models.loader import PREDICTION_TYPES
-    from sdcli.sampling.denoiser import CFGDenoiser
     from sdcli.sampling.loop import sample
+    from sdcli.sampling.refiner import RefinedDenoiser, Refiner
     from sdcli.sampling.schedules import ModelSigmas, alphas_cumprod
 
     config = getattr(pipe, "sdcli_base_scheduler", pipe.scheduler).config
     model_sigmas = ModelSigmas(alphas_cumprod(config))
     schedule = cond_schedule(request, choice, encoder)
     prediction = PREDICTION_TYPES[request.prediction_type] if request.prediction_type else None
-    denoiser = CFGDenoiser(pipe.unet, model_sigmas, prediction or config.get("prediction_type", "epsilon"),
-                           schedule.conds_at, schedule.uncond_at, request.cfg_scale)
+    denoiser = RefinedDenoiser(pipe.unet, model_sigmas, prediction or config.get("prediction_type", "epsilon"),
+                               schedule.conds_at, schedule.uncond_at, request.cfg_scale)
+    if refine is not None:
+        refined = cond_schedule(request, choice, refine.encoder)
+        denoiser.refiner = Refiner(refine.pipe.unet, refined.conds_at, refined.uncond_at, request.refiner_switch)
     noise = _noise(request, pipe, seeds, subseeds, width, height)
     init = encode_image(pipe, inputs.image, len(seeds)) if inputs is not None else None
     if inputs is not None and inputs.mask is not None:
         denoiser.masking = inpaint_masking(pipe, request, inputs, init, noise)
         init = denoiser.masking.init_latent
     latents = sample(choice, denoiser, noise, model_sigmas, request.steps, options=sampling_options(request),
-                     init_latent=init, strength=request.init.strength if request.init else 1.0, on_step=on_step)
+                     init_latent=init, strength=request.init.strength if request.init else 1.0,
+                     sdxl=is_xl_unet(pipe), on_step=on_step)
     if denoiser.masking is not None:  # the kept area is the input's latent exactly, as in the WebUI
         keep = denoiser.masking.mask
         latents = latents * (1 - keep) + denoiser.masking.init_latent * keep
-    return decode(pipe, latents)
+    return decode(refine.pipe if denoiser.switched else pipe, latents)  # the WebUI decodes with the model loaded
 
 
 def inpaint_masking(pipe: Any, request: GenerationRequest, inputs: PreparedInputs, init: Any, noise: Any) -> Any:
@@ -208,14 +222,15 @@ def seed_noise(noise: Any) -> Any:
     return ImageNoise(noise.source, noise.shape, noise.seeds, noise.device).first()
 
 
-def prompt_encoder(pipe: Any, request: GenerationRequest) -> Any:
-    """The family's prompt encoder: SDXL's two encoders (conditioning.sdxl), else the WebUI's CLIP encoding."""
+def prompt_encoder(pipe: Any, request: GenerationRequest, size: tuple[int, int] = (1024, 1024)) -> Any:
+    """The family's prompt encoder: SDXL's two encoders at generation size `size` (conditioning.sdxl),
+    else the WebUI's CLIP encoding."""
     from sdcli.models.loader import detected_of
 
     if detected_of(pipe).family.is_xl:
         from sdcli.conditioning.sdxl import SDXLPromptEncoder
 
-        return SDXLPromptEncoder(pipe, request.clip_skip)
+        return SDXLPromptEncoder(pipe, request.clip_skip, choice_key(request.emphasis), size)
     from sdcli.conditioning.encoding import PromptEncoder
 
     return PromptEncoder(pipe, request.clip_skip, choice_key(request.emphasis))
@@ -229,9 +244,19 @@ def pipeline_embeds(encoder: Any, prompt: str, negative: str) -> dict[str, Any]:
     return {"prompt_embeds": positive, "negative_prompt_embeds": negative_embeds}
 
 
-def refiner_stage(pipe: Any, request: GenerationRequest, refiner: Any, choice: SamplerChoice) -> Any:
-    """With --refiner: a function finishing the base's latents with the refiner (diffusers'
-    denoising_end/denoising_start split at --refiner-switch), else None."""
+@dataclass(frozen=True)
+class OwnRefiner:
+    """The refiner for sdcli's loop: its pipeline (UNet, VAE) and its prompt encoder."""
+
+    pipe: Any
+    encoder: Any
+
+
+def refiner_stage(pipe: Any, request: GenerationRequest, refiner: Any, choice: SamplerChoice, own: bool = False,
+                  size: tuple[int, int] = (1024, 1024)) -> Any:
+    """With --refiner: for sdcli's loop (`own`) an OwnRefiner it switches to, as the WebUI; else a function
+    finishing the base's latents with the refiner (diffusers' denoising_end/denoising_start split at
+    --refiner-switch). None without a refiner."""
     from sdcli.conditioning.sdxl import SDXLPromptEncoder
     from sdcli.models.loader import detected_of, pipeline_for, set_sampler
 
@@ -239,10 +264,13 @@ def refiner_stage(pipe: Any, request: GenerationRequest, refiner: Any, choice: S
         return None
     if not detected_of(pipe).family.is_xl or not detected_of(refiner.pipe).family.is_xl:
         raise UsageError("--refiner: both the model and the refiner must be SDXL models (base or refiner)")
+    if own:
+        return OwnRefiner(refiner.pipe, prompt_encoder(refiner.pipe, request, size))
     # txt2img hands over to the refiner's img2img pipeline; the image modes to its own kind.
     stage = pipeline_for(refiner.pipe, "img2img" if request.mode == "txt2img" else request.mode)
     set_sampler(stage, choice, request.prediction_type)
-    embeds = SDXLPromptEncoder(stage, request.clip_skip).pipeline_kwargs(request.prompt, request.negative_prompt)
+    embeds = SDXLPromptEncoder(stage, request.clip_skip, choice_key(request.emphasis)).pipeline_kwargs(
+        request.prompt, request.negative_prompt)
 
     def finish(latents: Any, generators: list[Any], step_end: Any, mode_args: dict[str, Any]) -> Any:
         n = latents.shape[0]
@@ -278,7 +306,7 @@ def pipeline_batch(request: GenerationRequest, pipe: Any, choice: SamplerChoice,
     if not CondSchedule.is_plain(request.prompt, request.negative_prompt, request.steps):
         raise UsageError(f"--sampler: {choice.sampler.name} ({request.mode}) runs in the diffusers pipeline, which "
                          "cannot change the prompt per step; prompt editing [a:b:N], [a|b] and AND need a "
-                         "sampler of sdcli's own loop (e.g. 'Euler a', 'DPM++ 2M', 'DDIM') on an SD 1.x/2.x model")
+                         "sampler of sdcli's own loop (e.g. 'Euler a', 'DPM++ 2M', 'DDIM')")
     if inputs is not None and int(request.steps * request.init.strength) < 1:  # diffusers' own img2img count
         raise UsageError(f"--strength: {request.init.strength:g} x --steps {request.steps} runs no step in the "
                          f"diffusers pipeline ({choice.sampler.name}, rounded down); raise --steps or --strength")

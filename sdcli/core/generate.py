@@ -147,9 +147,10 @@ def run(
     `request.seed` must be resolved. `pipe` may be any pipeline of the model: the
     one for `request.mode` is derived from it (shared weights). `inputs` are the
     prepared input images (core.images.prepare); loaded here when not given.
-    SD1/SD2 models with a sampler of sdcli's own loop (sampling.loop, the WebUI's
-    pixels) run it in every mode; other cases (SDXL, UniPC, LCM) run the diffusers
-    pipeline, with `refiner` finishing SDXL's last steps. `extra_params` are added
+    SD1/SD2/SDXL models with a sampler of sdcli's own loop (sampling.loop, the WebUI's
+    pixels) run it in every mode, switching to `refiner` inside the run as the WebUI;
+    other samplers (UniPC, LCM) run the diffusers pipeline, with `refiner` finishing
+    SDXL's last steps. `extra_params` are added
     to each infotext (the add-ons' hashes, models.assets). Images whose latents or
     decode are not finite carry a `failure` and must not be written.
     Raises UsageError for settings the model cannot honour (CLIP skip deeper
@@ -179,8 +180,8 @@ def run(
     # tags removed and multi-vector embeddings spelled out; the infotext keeps the prompt as given.
     encoded = replace(request, prompt=encoder_text(pipe, request.prompt),
                       negative_prompt=encoder_text(pipe, request.negative_prompt))
-    encoder = prompt_encoder(pipe, request)
-    refine = refiner_stage(pipe, encoded, refiner, choice)
+    encoder = prompt_encoder(pipe, request, (width, height))
+    refine = refiner_stage(pipe, encoded, refiner, choice, own, (width, height))
     batch_run = own_batch if own else pipeline_batch
 
     # 3. Batches: per-image generators seeded seed + i.

@@ -56,6 +56,9 @@ def sgm_uniform(n, sigma_min, sigma_max, inner_model, device):
     return real_torch.FloatTensor(sigs)
 
 
+sd_model_is_sdxl = False  # shared.sd_model.is_sdxl (set by pipeline_ref for an SDXL model)
+
+
 def get_align_your_steps_sigmas(n, sigma_min, sigma_max, device):
     def loglinear_interp(t_steps, num_steps):
         xs = np.linspace(0, 1, len(t_steps))
@@ -64,7 +67,10 @@ def get_align_your_steps_sigmas(n, sigma_min, sigma_max, device):
         new_ys = np.interp(new_xs, xs, ys)
         return np.exp(new_ys)[::-1].copy()
 
-    sigmas = [14.615, 6.475, 3.861, 2.697, 1.886, 1.396, 0.963, 0.652, 0.399, 0.152, 0.029]
+    if sd_model_is_sdxl:
+        sigmas = [14.615, 6.315, 3.771, 2.181, 1.342, 0.862, 0.555, 0.380, 0.234, 0.113, 0.029]
+    else:
+        sigmas = [14.615, 6.475, 3.861, 2.697, 1.886, 1.396, 0.963, 0.652, 0.399, 0.152, 0.029]
     if n != len(sigmas):
         sigmas = np.append(loglinear_interp(sigmas, n), [0.0])
     else:

@@ -21,9 +21,10 @@ CONTENTS = {"original": "original", "latent noise": "latent-noise", "latent noth
 
 
 def sdcli_images(pipe: Any, prompt: str, init_image: Any = None, denoising_strength: float = 0.75,
-                 mask_image: Any = None, inpainting_fill: str = "original", **settings: Any) -> list[np.ndarray]:
+                 mask_image: Any = None, inpainting_fill: str = "original", refiner: Any = None,
+                 refiner_switch_at: float = 0.8, **settings: Any) -> list[np.ndarray]:
     """The same settings through sdcli's core (core.generate.run)."""
-    from sdcli.core.generate import run
+    from sdcli.core.generate import RefinerModel, run
     from sdcli.core.images import PreparedInputs
     from sdcli.core.request import GenerationRequest, ImageInput, InpaintSettings, validate
 
@@ -38,9 +39,13 @@ def sdcli_images(pipe: Any, prompt: str, init_image: Any = None, denoising_stren
     if mask_image is not None:
         mode = "inpaint"
         fields["inpaint"] = InpaintSettings(mask="-", mask_blur=0, masked_content=CONTENTS[inpainting_fill])
+    if refiner is not None:
+        fields.update(refiner="r", refiner_switch=refiner_switch_at)
+        refiner = RefinerModel(refiner, "r", "h")
     request = GenerationRequest(prompt=prompt, mode=mode, **fields)
     choice = validate(request)
-    return [np.asarray(g.image) for g in run(request, pipe, choice, model_name="m", model_hash="h", inputs=inputs)]
+    return [np.asarray(g.image) for g in run(request, pipe, choice, model_name="m", model_hash="h", inputs=inputs,
+                                             refiner=refiner)]
 
 
 DEFAULTS = {"steps": 4, "cfg": 7.0, "seed": 1, "width": 32, "height": 32}

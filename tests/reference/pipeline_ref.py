@@ -13,6 +13,7 @@ import torch
 
 from tests.reference import kdiffusion_ref as K
 from tests.reference import unipc_ref
+from tests.reference.sdxl_ref import SDXLConditioner
 from tests.reference.webui_ref import (
     CFGDenoiser,
     CLIPWrapper,
@@ -96,17 +97,37 @@ def generate(pipe, prompt, negative="", *, steps=4, cfg=7.0, seed=1, width=64, h
              sampler="Euler a", scheduler="Automatic", clip_skip=1, emphasis="Original", rng="CPU", ensd=0,
              eta=None, subseed=None, subseed_strength=0.0, s_churn=0.0, s_tmin=0.0, s_tmax=0.0, s_noise=1.0,
              sigma_min=0.0, sigma_max=0.0, init_image=None, denoising_strength=0.75, mask_image=None,
-             inpainting_fill="original"):
+             inpainting_fill="original", refiner=None, refiner_switch_at=0.8):
     funcname, options = SAMPLERS.get(sampler) or (TIMESTEP_SAMPLERS[sampler], {})
     func = unipc_ref.unipc if funcname == "unipc" else getattr(K, funcname)
     config = pipe.scheduler.config
     wrap = LCMCompVisDenoiser if sampler == "LCM" else CompVisDenoiser
     model_wrap = wrap(pipe.unet, alphas_cumprod(config), config.get("prediction_type") == "v_prediction")
-    clip = CLIPWrapper(pipe.tokenizer, pipe.text_encoder, clip_skip, emphasis)
+    is_sdxl = getattr(pipe, "text_encoder_2", None) is not None
+    if is_sdxl:  # sd_models_xl: the conditioner knows the size and whether it encodes the negative prompt
+        clip = SDXLConditioner(pipe, width, height, emphasis, clip_skip=clip_skip)
+        clip_uc = clip.negative()
+    else:
+        clip = clip_uc = CLIPWrapper(pipe.tokenizer, pipe.text_encoder, clip_skip, emphasis)
     # processing: conds for the batch (prompt schedules over total steps: x2 for second order), the image RNG
     total_steps = steps * 2 if options.get("second_order") else steps
     c = get_multicond_learned_conditioning(clip, [prompt] * batch_size, total_steps)
-    uc = get_learned_conditioning(clip, [negative] * batch_size, total_steps)
+    uc = get_learned_conditioning(clip_uc, [negative] * batch_size, total_steps)
+    refiner_model = None
+    if refiner is not None:  # what apply_refiner switches to: the refiner's model and setup_conds() for it
+        refiner_clip = SDXLConditioner(refiner, width, height, emphasis, clip_skip=clip_skip)
+        refiner_c = get_multicond_learned_conditioning(refiner_clip, [prompt] * batch_size, total_steps)
+        refiner_uc = get_learned_conditioning(refiner_clip.negative(), [negative] * batch_size, total_steps)
+        refiner_config = refiner.scheduler.config
+        refiner_model = CompVisDenoiser(refiner.unet, alphas_cumprod(refiner_config),
+                                        refiner_config.get("prediction_type") == "v_prediction")
+
+    def with_refiner(denoiser, timesteps=False):
+        if refiner_model is not None:
+            model = CompVisTimestepsDenoiser(refiner_model) if timesteps else refiner_model
+            denoiser.refiner = (model, lambda step: reconstruct_multicond_batch(refiner_c, step),
+                                lambda step: reconstruct_cond_batch(refiner_uc, step), refiner_switch_at)
+        return denoiser
     seeds = [seed + i for i in range(batch_size)]
     subseeds = [subseed + i for i in range(batch_size)] if subseed is not None else None
     image_rng = ImageRNG((4, height // 8, width // 8), seeds, subseeds, subseed_strength, rng, ensd)
@@ -139,6 +160,7 @@ def generate(pipe, prompt, negative="", *, steps=4, cfg=7.0, seed=1, width=64, h
             image_conditioning = torch.cat([conditioning_mask, conditioning_image], dim=1)
 
     K.torch = TorchHijack(image_rng)
+    K.sd_model_is_sdxl = is_sdxl
     if sampler in TIMESTEP_SAMPLERS:  # sd_samplers_timesteps.CompVisSampler
         try:
             timesteps = torch.clip(torch.asarray(list(range(0, 1000, 1000 // steps))) + 1, 0, 999)
@@ -151,7 +173,7 @@ def generate(pipe, prompt, negative="", *, steps=4, cfg=7.0, seed=1, width=64, h
             kwargs = {"eta": eta if eta is not None else 0.0} if funcname.startswith("ddim") else {}
             if funcname == "unipc":
                 kwargs = {"is_img2img": init_image is not None}
-            denoiser = CFGDenoiser(eps_model, mask, init_latent, mask_before_denoising=True)
+            denoiser = with_refiner(CFGDenoiser(eps_model, mask, init_latent, mask_before_denoising=True), True)
             samples = func(denoiser, x, timesteps, extra_args={
                 "cond": lambda step: reconstruct_multicond_batch(c, step),
                 "uncond": lambda step: reconstruct_cond_batch(uc, step), "cond_scale": cfg,
@@ -159,8 +181,8 @@ def generate(pipe, prompt, negative="", *, steps=4, cfg=7.0, seed=1, width=64, h
             if mask is not None:
                 samples = samples * nmask + init_latent * mask
         finally:
-            K.torch = K.real_torch
-        return decode(pipe, samples)
+            K.torch, K.sd_model_is_sdxl = K.real_torch, False
+        return decode(refiner if denoiser.switched else pipe, samples)  # p.sd_model: the loaded one
     try:
         if init_image is None:
             sigmas = get_sigmas(model_wrap, sampler, scheduler, steps, sigma_min, sigma_max)
@@ -194,7 +216,7 @@ def generate(pipe, prompt, negative="", *, steps=4, cfg=7.0, seed=1, width=64, h
             kwargs["noise_sampler"] = K.BrownianTreeNoiseSampler(x, sigma_lo, sigma_hi, seed=seeds)
         if options.get("solver_type") == "heun":
             kwargs["solver_type"] = "heun"
-        denoiser = CFGDenoiser(model_wrap, mask, init_latent)
+        denoiser = with_refiner(CFGDenoiser(model_wrap, mask, init_latent))
         where = {} if "sigma_min" in parameters else {"sigmas": sched}
         samples = func(denoiser, start, **where, extra_args={
             "cond": lambda step: reconstruct_multicond_batch(c, step),
@@ -203,8 +225,8 @@ def generate(pipe, prompt, negative="", *, steps=4, cfg=7.0, seed=1, width=64, h
         if mask is not None:
             samples = samples * nmask + init_latent * mask
     finally:
-        K.torch = K.real_torch
-    return decode(pipe, samples)
+        K.torch, K.sd_model_is_sdxl = K.real_torch, False
+    return decode(refiner if denoiser.switched else pipe, samples)  # p.sd_model: the loaded one
 
 
 def decode(pipe, samples):

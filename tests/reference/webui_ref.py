@@ -180,15 +180,7 @@ class CLIPWrapper:
                 index = remade_batch_tokens[batch_pos].index(self.id_end)
                 tokens[batch_pos, index + 1:tokens.shape[1]] = self.id_pad
         z = self.encode_with_transformers(tokens)
-        multipliers = torch.asarray(batch_multipliers)
-        if self.emphasis == "Original":
-            original_mean = z.mean()
-            z = z * multipliers.reshape(multipliers.shape + (1,)).expand(z.shape)
-            new_mean = z.mean()
-            z = z * (original_mean / new_mean)
-        elif self.emphasis == "No norm":
-            z = z * multipliers.reshape(multipliers.shape + (1,)).expand(z.shape)
-        return z
+        return emphasis_after_transformers(self.emphasis, z, torch.asarray(batch_multipliers))
 
     @torch.no_grad()
     def __call__(self, texts):
@@ -199,6 +191,18 @@ class CLIPWrapper:
             batch_chunk = [chunks[i] if i < len(chunks) else self.empty_chunk() for chunks in batch_chunks]
             zs.append(self.process_tokens([x.tokens for x in batch_chunk], [x.multipliers for x in batch_chunk]))
         return torch.hstack(zs)
+
+
+def emphasis_after_transformers(emphasis, z, multipliers):
+    """sd_emphasis: EmphasisOriginal / EmphasisOriginalNoNorm / EmphasisNone."""
+    if emphasis == "Original":
+        original_mean = z.mean()
+        z = z * multipliers.reshape(multipliers.shape + (1,)).expand(z.shape)
+        new_mean = z.mean()
+        z = z * (original_mean / new_mean)
+    elif emphasis == "No norm":
+        z = z * multipliers.reshape(multipliers.shape + (1,)).expand(z.shape)
+    return z
 
 
 # ---------------------------------------------------------------- rng.py, rng_philox.py
@@ -374,8 +378,11 @@ class CompVisDenoiser:
         return log_sigma.exp()
 
     def apply_model(self, x, t, cond):
-        if cond.get("c_concat") is not None:
+        if cond.get("c_concat") is not None and self.unet.config.in_channels != x.shape[1]:  # is_sdxl_inpaint
             x = torch.cat([x, cond["c_concat"]], dim=1)
+        if "crossattn" in cond:  # SDXL (sgm's OpenAIWrapper: context=crossattn, y=vector)
+            added = {"text_embeds": cond["text_embeds"], "time_ids": cond["time_ids"]}
+            return self.unet(x, t, encoder_hidden_states=cond["crossattn"], added_cond_kwargs=added).sample
         return self.unet(x, t, encoder_hidden_states=cond["c_crossattn"]).sample
 
     def __call__(self, input, sigma, cond):
@@ -466,14 +473,33 @@ class CFGDenoiser:
         self.last_noise_uncond = None
 
     def combine_denoised(self, x_out, conds_list, uncond, cond_scale):
-        denoised_uncond = x_out[-uncond.shape[0]:]
+        denoised_uncond = x_out[-cond_shape(uncond)[0]:]
         denoised = torch.clone(denoised_uncond)
         for i, conds in enumerate(conds_list):
             for cond_index, weight in conds:
                 denoised[i] += (x_out[cond_index] - denoised_uncond[i]) * (weight * cond_scale)
         return denoised
 
+    refiner = None  # (model, cond, uncond, switch_at): p.refiner_checkpoint_info and what setup_conds gives it
+    switched = False
+
+    def apply_refiner(self, sigma):
+        """sd_samplers_common.apply_refiner (refiner_switch_by_sample_steps off)."""
+        try:
+            timestep = torch.argmin(torch.abs(self.inner_model.sigmas - torch.max(sigma)))
+        except AttributeError:  # for samplers that don't use sigmas (DDIM) sigma is actually the timestep
+            timestep = torch.max(sigma).to(dtype=int)
+        completed_ratio = (999 - timestep) / 1000
+        if self.refiner is None or completed_ratio < self.refiner[3] or self.switched:
+            return False
+        self.inner_model = self.refiner[0]  # reload_model_weights + update_inner_model
+        self.switched = True
+        return True
+
     def __call__(self, x, sigma, uncond, cond, cond_scale, image_cond=None):
+        self.apply_refiner(sigma)
+        if self.switched:  # the sampler's extra_args now hold the refiner's conds
+            cond, uncond = self.refiner[1], self.refiner[2]
         if self.mask_before_denoising and self.mask is not None:
             x = x * self.nmask + self.init_latent * self.mask
         conds_list, tensor = cond(self.step)  # reconstruct_multicond_batch
@@ -486,19 +512,24 @@ class CFGDenoiser:
         if image_cond is not None:
             ic_in = torch.cat([torch.stack([image_cond[i] for _ in range(n)]) for i, n in enumerate(repeats)]
                               + [image_cond])
-        if tensor.shape[1] == uncond.shape[1]:
-            cond_in = torch.cat([tensor, uncond])
-            x_out = self.inner_model(x_in, sigma_in, cond={"c_crossattn": cond_in, "c_concat": ic_in})
+        if isinstance(uncond, dict):  # SDXL: the conds are dicts, shaped as their crossattn
+            def make_condition_dict(c_crossattn, c_concat):
+                return {**c_crossattn, "c_concat": c_concat}
+        else:
+            def make_condition_dict(c_crossattn, c_concat):
+                return {"c_crossattn": c_crossattn, "c_concat": c_concat}
+        if cond_shape(tensor)[1] == cond_shape(uncond)[1]:
+            cond_in = catenate_conds([tensor, uncond])
+            x_out = self.inner_model(x_in, sigma_in, cond=make_condition_dict(cond_in, ic_in))
         else:
             x_out = torch.zeros_like(x_in)
-            n = tensor.shape[0]
+            n, u = cond_shape(tensor)[0], cond_shape(uncond)[0]
             part = None if ic_in is None else ic_in[:n]
-            x_out[:n] = self.inner_model(x_in[:n], sigma_in[:n], cond={"c_crossattn": tensor, "c_concat": part})
-            part = None if ic_in is None else ic_in[-uncond.shape[0]:]
-            x_out[-uncond.shape[0]:] = self.inner_model(x_in[-uncond.shape[0]:], sigma_in[-uncond.shape[0]:],
-                                                        cond={"c_crossattn": uncond, "c_concat": part})
+            x_out[:n] = self.inner_model(x_in[:n], sigma_in[:n], cond=make_condition_dict(tensor, part))
+            part = None if ic_in is None else ic_in[-u:]
+            x_out[-u:] = self.inner_model(x_in[-u:], sigma_in[-u:], cond=make_condition_dict(uncond, part))
         if self.need_last_noise_uncond:
-            self.last_noise_uncond = torch.clone(x_out[-uncond.shape[0]:])
+            self.last_noise_uncond = torch.clone(x_out[-cond_shape(uncond)[0]:])
         denoised = self.combine_denoised(x_out, conds_list, uncond, cond_scale * self.cond_scale_miltiplier)
         if self.mask is not None and not self.mask_before_denoising:
             denoised = denoised * self.nmask + self.init_latent * self.mask
@@ -613,7 +644,8 @@ def get_learned_conditioning(clip, prompts, steps):
             continue
         texts = [x[1] for x in prompt_schedule]
         conds = clip(texts)
-        cond_schedule = [(end_at, conds[i]) for i, (end_at, _) in enumerate(prompt_schedule)]
+        cond_schedule = [(end_at, {k: v[i] for k, v in conds.items()} if isinstance(conds, dict) else conds[i])
+                         for i, (end_at, _) in enumerate(prompt_schedule)]
         cache[prompt] = cond_schedule
         res.append(cond_schedule)
     return res
@@ -627,15 +659,44 @@ def get_multicond_learned_conditioning(clip, prompts, steps):
 
 def reconstruct_cond_batch(c, current_step):
     param = c[0][0][1]
-    res = torch.zeros((len(c),) + param.shape, dtype=param.dtype)
+    is_dict = isinstance(param, dict)
+    if is_dict:
+        res = {k: torch.zeros((len(c),) + v.shape, dtype=v.dtype) for k, v in param.items()}
+    else:
+        res = torch.zeros((len(c),) + param.shape, dtype=param.dtype)
     for i, cond_schedule in enumerate(c):
         target_index = 0
         for current, entry in enumerate(cond_schedule):
             if current_step <= entry[0]:
                 target_index = current
                 break
-        res[i] = cond_schedule[target_index][1]
+        if is_dict:
+            for k, v in cond_schedule[target_index][1].items():
+                res[k][i] = v
+        else:
+            res[i] = cond_schedule[target_index][1]
     return res
+
+
+def cond_shape(cond):
+    """DictWithShape: a dict cond has its crossattn's shape."""
+    return cond["crossattn"].shape if isinstance(cond, dict) else cond.shape
+
+
+def catenate_conds(conds):
+    if not isinstance(conds[0], dict):
+        return torch.cat(conds)
+    return {key: torch.cat([x[key] for x in conds]) for key in conds[0]}
+
+
+def stack_conds(tensors):
+    token_count = max(x.shape[0] for x in tensors)
+    for i in range(len(tensors)):
+        if tensors[i].shape[0] != token_count:
+            last_vector = tensors[i][-1:]
+            last_vector_repeated = last_vector.repeat([token_count - tensors[i].shape[0], 1])
+            tensors[i] = torch.vstack([tensors[i], last_vector_repeated])
+    return torch.stack(tensors)
 
 
 def reconstruct_multicond_batch(c, current_step):
@@ -652,13 +713,9 @@ def reconstruct_multicond_batch(c, current_step):
             conds_for_batch.append((len(tensors), composable_prompt[1]))
             tensors.append(composable_prompt[0][target_index][1])
         conds_list.append(conds_for_batch)
-    token_count = max(x.shape[0] for x in tensors)
-    for i in range(len(tensors)):
-        if tensors[i].shape[0] != token_count:
-            last_vector = tensors[i][-1:]
-            last_vector_repeated = last_vector.repeat([token_count - tensors[i].shape[0], 1])
-            tensors[i] = torch.vstack([tensors[i], last_vector_repeated])
-    return conds_list, torch.stack(tensors).to(dtype=param.dtype)
+    if isinstance(tensors[0], dict):
+        return conds_list, {k: stack_conds([x[k] for x in tensors]) for k in tensors[0]}
+    return conds_list, stack_conds(tensors).to(dtype=param.dtype)
 
 
 # ---------------------------------------------------------------- masking.fill
