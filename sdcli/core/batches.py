@@ -2,8 +2,8 @@
 
 `own_batch` runs SD1/SD2/SDXL models through sampling.loop with the WebUI's conditioning,
 noise, inpainting inputs and 8-bit conversion; `pipeline_batch` runs the diffusers
-pipeline for what the loop does not run (the SDXL refiner hand-over of samplers that cannot switch models). Both
-take the same arguments and return PIL images. Imports torch inside functions.
+pipeline for what the loop does not run (families without a loop yet: every sampler
+on SD 1.x/2.x/XL runs the loop). Both take the same arguments and return PIL images. Imports torch inside functions.
 """
 
 from __future__ import annotations

@@ -125,6 +125,8 @@ def refiner_pipe(tiny_xl):
     {"sampler": "Euler a", "refiner_switch_at": 0.8, "steps": 6, "negative": ""},
     {"sampler": "DPM++ SDE", "refiner_switch_at": 0.3},  # second order: the switch falls between its two calls
     {"sampler": "DDIM", "refiner_switch_at": 0.6, "steps": 5},
+    {"sampler": "UniPC", "refiner_switch_at": 0.6, "steps": 5},
+    {"sampler": "LCM", "refiner_switch_at": 0.5, "steps": 4},
 ], ids=lambda s: f"{s['sampler']}@{s['refiner_switch_at']}")
 def test_refiner_switches_inside_the_run_as_the_webui(tiny_xl_pipe, refiner_pipe, settings, single_thread):
     check(tiny_xl_pipe, refiner=refiner_pipe, **XL, **settings)
@@ -150,5 +152,6 @@ def test_refiner_runs_the_own_loop(tiny_xl_pipe):
     request = GenerationRequest(prompt="x", sampler="dpm++ 2m", negative_prompt=NEGATIVE)
     assert runs_own_loop(tiny_xl_pipe, validate(request), request)
     assert runs_own_loop(tiny_xl_pipe, validate(request), replace(request, refiner="r"))
-    unipc = replace(request, sampler="unipc", refiner="r")
-    assert not runs_own_loop(tiny_xl_pipe, validate(unipc), unipc)  # diffusers' denoising_end/start hand-over
+    for sampler in ("unipc", "lcm", "ddim cfg++"):  # every sampler is in the loop: the switch is the WebUI's
+        other = replace(request, sampler=sampler, refiner="r")
+        assert runs_own_loop(tiny_xl_pipe, validate(other), other)
