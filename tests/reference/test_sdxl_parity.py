@@ -21,7 +21,8 @@ LONG = ", ".join(f"word{i} (thing{i}:1.1)" for i in range(14))  # 3 chunks, the 
 @pytest.mark.parametrize("sampler,schedule", [
     ("Euler a", "Automatic"), ("DPM++ 2M", "Karras"), ("DPM++ SDE", "Automatic"), ("DPM++ 2M SDE", "Exponential"),
     ("Heun", "SGM Uniform"), ("Euler", "Align Your Steps"), ("DPM2 a", "Automatic"), ("LMS", "Beta"),
-    ("DDIM", "Automatic"), ("PLMS", "Automatic"),
+    ("DDIM", "Automatic"), ("PLMS", "Automatic"), ("DDIM CFG++", "Automatic"), ("UniPC", "Automatic"),
+    ("LCM", "Karras"), ("Restart", "Automatic"),
 ])
 def test_samplers_and_schedules(tiny_xl_pipe, sampler, schedule, single_thread):
     check(tiny_xl_pipe, sampler=sampler, scheduler=schedule, **XL)
