@@ -112,7 +112,8 @@ def plan_assets(options: AssetOptions, prompt: str, negative_prompt: str = "") -
             path = find_file("lora", tag.name, library, options.allow_pickle)
         except ModelError as exc:
             raise ModelError(f"prompt: <{tag.kind}:{tag.name}>: {str(exc).removeprefix('--lora: ')}") from None
-        loras.append(LoraSpec(path, tag.weight, tag.name, _short("lora", path), from_tag=True))
+        loras.append(LoraSpec(path, tag.weight, tag.name, _short("lora", path), from_tag=True,
+                              unet_weight=tag.unet_weight))
     # 2. Embeddings: --embedding files and the embeddings folder, when their name is in a prompt.
     candidates: dict[str, Path] = {}
     for spec in options.embeddings:

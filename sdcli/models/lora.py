@@ -30,6 +30,7 @@ class LoraSpec:
     name: str
     hash: str  # the WebUI's short hash (sha256, 12 hex)
     from_tag: bool = False  # named by a <lora:...> tag in the prompt (replay finds it there again)
+    unet_weight: float | None = None  # <lora:name:te:unet>; None = `weight` for the UNet too
 
 
 def parse_lora_flag(value: str) -> tuple[str, float]:
@@ -52,10 +53,12 @@ def apply_loras(pipe: Any, loras: list[LoraSpec], *, allow_pickle: bool = False)
     from sdcli.models.safety import load_state_dict
 
     loaded: dict[str, str] = getattr(pipe, "sdcli_loras", {})  # adapter name -> file path
-    weights: dict[str, float] = {}
+    weights: dict[str, tuple[float, float]] = {}  # adapter -> (text encoder, UNet) weight
     for spec in loras:  # the same file twice (a tag and a flag) adds up, as two loads would
         adapter = f"sdcli_{spec.hash}"
-        weights[adapter] = weights.get(adapter, 0.0) + spec.weight
+        te, unet = weights.get(adapter, (0.0, 0.0))
+        unet_weight = spec.weight if spec.unet_weight is None else spec.unet_weight
+        weights[adapter] = (te + spec.weight, unet + unet_weight)
     if not weights:
         if loaded:
             pipe.unload_lora_weights()
@@ -71,7 +74,14 @@ def apply_loras(pipe: Any, loras: list[LoraSpec], *, allow_pickle: bool = False)
             state = load_state_dict(spec.path, flag="--lora", allow_pickle=allow_pickle)
             _load_checked(pipe, spec, state, adapter)
             loaded[adapter] = str(spec.path)
-    pipe.set_adapters(list(weights), list(weights.values()))
+    pipe.set_adapters(list(weights), [_component_weights(pipe, te, unet) for te, unet in weights.values()])
+
+
+def _component_weights(pipe: Any, te: float, unet: float) -> float | dict[str, float]:
+    """One weight for all, or per component when the text encoders and UNet differ."""
+    if te == unet:
+        return te
+    return {name: unet if name in ("unet", "transformer") else te for name in pipe._lora_loadable_modules}
 
 
 def _load_checked(pipe: Any, spec: LoraSpec, state: dict[str, Any], adapter: str) -> None:

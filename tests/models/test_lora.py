@@ -75,6 +75,23 @@ def test_switching_loras_keeps_the_base_weights_loaded(pipe, base, models_dir):
     assert np.array_equal(pixels(pipe), base)
 
 
+
+def test_text_encoder_and_unet_weights_apart(pipe, base, models_dir):
+    """<lora:name:te:unet>: each weight reaches only its own component (the WebUI's split)."""
+    lora = models_dir / "Lora" / "detail.safetensors"
+
+    def run(te: float, unet: float) -> np.ndarray:
+        apply_loras(pipe, [LoraSpec(lora, te, "detail", "detail", unet_weight=unet)])
+        return pixels(pipe)
+
+    both, te_only, unet_only, none = run(1.0, 1.0), run(1.0, 0.0), run(0.0, 1.0), run(0.0, 0.0)
+    apply_loras(pipe, [spec(lora, 1.0)])
+    assert np.array_equal(pixels(pipe), both)  # unet_weight == weight: the one-weight path
+    apply_loras(pipe, [])
+    assert np.array_equal(none, base)
+    distinct = [both, te_only, unet_only, base]
+    assert all(not np.array_equal(a, b) for i, a in enumerate(distinct) for b in distinct[i + 1:])
+
 def test_lora_of_another_shape_is_refused_by_name(pipe, base, tiny_model, tmp_path):
     wide = write_tiny_lora(tiny_model, tmp_path / "sdxl-style.safetensors", scale_width=2)
     with pytest.raises(ModelError, match=r"--lora: .*sdxl-style\.safetensors does not fit this model"):
