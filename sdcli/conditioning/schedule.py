@@ -56,6 +56,8 @@ def and_parts(prompt: str) -> list[tuple[str, float]]:
 
 def prompt_schedule(prompt: str, steps: int) -> list[tuple[int, str]]:
     """[(last step, plain prompt)] for prompt editing and alternation over `steps` steps."""
+    if "[" not in prompt:  # no editing or alternation possible: skip building the parser (~0.5 s)
+        return [(steps, prompt)]
     import lark
 
     try:

@@ -126,8 +126,8 @@ SCHEDULED = ["a [cat:dog:2] x", "[a|b|c] d", "a [cat:dog:0.5]", "[cat::3] [:hat:
              "[a:b:0.99]", "[a:b:-1]", "a: b", "[(x:1.2):y:2]"]
 
 
-@pytest.mark.parametrize("prompt", SCHEDULED)
-@pytest.mark.parametrize("steps", [1, 4, 9])
+@pytest.mark.parametrize(("prompt", "steps"), [(p, s) for p in SCHEDULED for s in (1, 4, 9)]
+                         + [(p, 4) for p in PROMPTS])  # the attention corpus: bracket-free ones skip the parser
 def test_prompt_schedules_are_the_webuis(prompt, steps):
     from sdcli.conditioning.schedule import prompt_schedule
     from tests.reference.webui_ref import get_learned_conditioning_prompt_schedules
