@@ -147,7 +147,7 @@ def run_batch(options: BatchOptions, reporter: BatchReporter,
     if not 1 <= options.group <= 64:
         raise UsageError(f"--group: {options.group} is out of range; use 1 (never group) to 64")
     options.output.check()
-    lines = parse_file(options.file, options.fmt, options.defaults, options.model)
+    lines = list(options.lines) or parse_file(options.file, options.fmt, options.defaults, options.model)
     models = resolve_models(lines, options)
     assets = plan_line_assets(lines, options, reporter)
     if options.defaults.refiner:  # checked (not loaded) before anything loads
