@@ -156,10 +156,10 @@ def expand(kind: str, value: str) -> list[Any]:
     """One value of an int/float axis: a single number or a range -> its numbers (ValueError when bad)."""
     steps, counts = RANGES[kind]
     if match := steps.fullmatch(value):
-        start, end = _number(kind, match[1]), _number(kind, match[2])
-        step = _number(kind, match[3]) if match[3] else 1
         if kind == "int" and match[3] and "." in match[3]:
             raise ValueError(f"{value!r}: the step must be a whole number")
+        start, end = _number(kind, match[1]), _number(kind, match[2])
+        step = _number(kind, match[3]) if match[3] else 1
         if step == 0:
             raise ValueError(f"{value!r}: the step is 0")
         if kind == "int":  # the WebUI's range(start, end + 1, step)
