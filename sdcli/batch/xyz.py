@@ -346,7 +346,7 @@ def _check_axis(spec: AxisSpec, base: GenerationRequest, model: str | None,
             validate(spec.axis.apply(base, value, values))
         except UsageError as exc:
             reason = re.sub(r"^--[\w-]+: ", "", str(exc))
-            shown = label if spec.axis.labelled is False else str(value)
+            shown = label if spec.axis.kind == "permutations" else str(value)
             raise UsageError(f"{spec.flag}: {spec.axis.label} {shown}: {reason}") from None
 
 
