@@ -186,3 +186,26 @@ def test_lora_weight_through_prompt_search_and_replace(cli, tiny_model, models_d
               "-o", tmp_path / "bad", "--x", "Prompt S/R: detail, nope")
     assert bad.exit_code == 2 and bad.stderr.startswith("error: cell (--x nope): ") and "nope" in bad.stderr
     assert not (tmp_path / "bad").exists()
+
+
+def test_ctrl_c_stops_the_plot_resumably_and_resume_finishes_it(cli, tiny_model, tmp_path, monkeypatch):
+    import sdcli.core.generate as generate
+
+    real = generate.run
+
+    def interrupted(request, *args, **kwargs):
+        if request.steps == 3:
+            raise KeyboardInterrupt
+        return real(request, *args, **kwargs)
+
+    monkeypatch.setattr(generate, "run", interrupted)
+    out = tmp_path / "plot"
+    stopped = cli("xyz", "a fox", "-m", tiny_model, *FAST, "--seed", "4", "-o", out, "--json",
+                  "--x", "Steps: 2, 3, 2")
+    assert stopped.exit_code == 130
+    assert f"to continue: sdcli xyz --resume -o {out}" in stopped.stderr
+    assert sorted(cells_of(stopped)) == [0] and not list(out.glob("xyz_grid*"))
+    monkeypatch.setattr(generate, "run", real)
+    finished = cli("xyz", "--resume", "-o", out, "--json")
+    assert finished.exit_code == 0, finished.stderr
+    assert sorted(cells_of(finished)) == [1, 2] and len(records(finished, "grid")) == 1
