@@ -89,6 +89,13 @@ def test_2x2x2_plot_cells_equal_txt2img_and_grids_are_labelled(cli, tiny_model, 
         "DPM++ 2M", "Karras", "9", "3", "5")
     assert "Script" not in cell
 
+    # Replay: a cell makes itself again; a grid makes its first cell (the plot keys named as not honoured).
+    again = cli("replay", cells[7], "-o", tmp_path / "again", "--json")
+    assert np.array_equal(pixels(json.loads(again.stdout)["path"]), pixels(cells[7]))
+    first = cli("replay", out / "xyz_grid-0001.png", "-m", tiny_model, "-o", tmp_path / "first", "--json")
+    assert np.array_equal(pixels(json.loads(first.stdout)["path"]), pixels(cells[4]))
+    assert "cannot honour these keys of the image, so they are ignored: Script, X Type" in first.stderr
+
 
 def test_checkpoint_axis_loads_each_model_once(cli, tiny_model, second_model, tmp_path, monkeypatch):
     import sdcli.models.loader as loader
