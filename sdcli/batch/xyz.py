@@ -16,7 +16,7 @@ import itertools
 import math
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from io import StringIO
 from pathlib import Path
 from typing import Any
@@ -73,6 +73,7 @@ class Axis:
     check: Callable[[list[Any], GenerationRequest], None] | None = None
     labelled: bool = True  # grid label "Label: value" (else the bare value)
     checkpoint: bool = False  # a model per value: the runner loads each once
+    vae: bool = False  # a VAE per value (an add-on, set on the loaded model)
 
 
 # One row per axis, in the WebUI's order and spelling. Adding an axis = one row.
@@ -96,6 +97,7 @@ AXES: tuple[Axis, ...] = (
     Axis("Schedule max sigma", "float", _field("sigma_max")),
     Axis("Eta", "float", _field("eta")),
     Axis("Clip skip", "int", _field("clip_skip")),
+    Axis("VAE", "str", lambda request, value, values: request, vae=True),
     Axis("Refiner checkpoint", "str", _field("refiner")),
     Axis("Refiner switch at", "float", _field("refiner_switch")),
     Axis("RNG source", "str", _field("rng")),
@@ -106,9 +108,10 @@ AXES: tuple[Axis, ...] = (
 # The WebUI's axes with no sdcli meaning (yet): refused by name rather than as unknown.
 WEBUI_ONLY = ("Hires steps", "Image CFG Scale", "Hires sampler", "Negative Guidance minimum sigma", "Schedule rho",
               "Denoising", "Initial noise multiplier", "Extra noise", "Hires upscaler", "Cond. Image Mask Weight",
-              "VAE", "Styles", "UniPC Order", "Face restore", "Token merging ratio", "Token merging ratio high-res",
+              "Styles", "UniPC Order", "Face restore", "Token merging ratio", "Token merging ratio high-res",
               "Always discard next-to-last sigma", "SGM noise multiplier")
 SEED_AXES = ("Seed", "Var. seed")
+VAE_DEFAULT, VAE_NONE = "automatic", "none"  # VAE axis values: the --vae flag's VAE / the model's own
 
 
 def _key(name: str) -> str:
@@ -254,11 +257,13 @@ def fix_seeds(spec: AxisSpec, fixed: list[Any] | None) -> AxisSpec:
 
 @dataclass(frozen=True)
 class Plot:
-    """A planned plot: its axes (x, y, z), one batch line per cell, and the values fixed for --resume."""
+    """A planned plot: its axes (x, y, z), one batch line per cell, the values fixed for --resume,
+    and each line's VAE axis value (only with a VAE axis)."""
 
     axes: tuple[AxisSpec, AxisSpec, AxisSpec]
     lines: tuple[BatchLine, ...]
     resolved: dict[str, Any]
+    vaes: dict[int, str] = field(default_factory=dict)
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -280,12 +285,12 @@ def cell_request(base: GenerationRequest, axes: tuple[AxisSpec, ...], index: tup
 def plan_plot(base: GenerationRequest, options: tuple[str | None, str | None, str | None], model: str | None, *,
               keep_random_seeds: bool = False, resolved: dict[str, Any] | None = None,
               check_model: Callable[[str], None] | None = None,
-              check_assets: Callable[[GenerationRequest], None] | None = None) -> Plot:
+              check_assets: Callable[[GenerationRequest, str | None], None] | None = None) -> Plot:
     """Parse the three axes and plan every cell, checking all of it before any model loads.
 
     `resolved` holds the seeds fixed by an earlier run (--resume); `check_model(spec)`
-    resolves a checkpoint (raising UsageError) and `check_assets(request)` finds a cell's
-    LoRAs/embeddings, so a bad value is named by its axis.
+    resolves a checkpoint (raising UsageError) and `check_assets(request, vae)` finds a cell's
+    LoRAs/embeddings and VAE (the VAE axis value; None without one), so a bad value is named by its axis.
     """
     # 1. The axes, their values parsed and the random seeds fixed (once for the whole plot).
     resolved = dict(resolved or {})
@@ -310,22 +315,26 @@ def plan_plot(base: GenerationRequest, options: tuple[str | None, str | None, st
     for spec in axes:
         _check_axis(spec, base, model, check_model)
     lines = []
-    prompts: set[tuple[str, str]] = set()
+    vaes = {}
+    checked: set[tuple[str, str, str | None]] = set()
     for iz, iy, ix in itertools.product(*(range(len(a.values)) for a in reversed(axes))):
         request = cell_request(base, axes, (ix, iy, iz))
         cell_model = next((str(a.values[i]) for a, i in zip(axes, (ix, iy, iz), strict=True)
                            if a.axis.checkpoint), model)
+        vae = next((str(a.values[i]) for a, i in zip(axes, (ix, iy, iz), strict=True) if a.axis.vae), None)
+        if vae is not None:
+            vaes[len(lines) + 1] = vae
         try:
             validate(request)
-            if check_assets is not None and (request.prompt, request.negative_prompt) not in prompts:
-                prompts.add((request.prompt, request.negative_prompt))
-                check_assets(request)
+            if check_assets is not None and (request.prompt, request.negative_prompt, vae) not in checked:
+                checked.add((request.prompt, request.negative_prompt, vae))
+                check_assets(request, vae)
         except UsageError as exc:
             where = ", ".join(f"{a.flag} {a.labels[i] or a.values[i]}" for a, i in
                               zip(axes, (ix, iy, iz), strict=True) if a.axis.label != "Nothing")
             raise UsageError(f"cell ({where}): {exc}") from None
         lines.append(BatchLine(len(lines) + 1, request, cell_model))
-    return Plot(axes, tuple(lines), resolved)  # type: ignore[arg-type]
+    return Plot(axes, tuple(lines), resolved, vaes)  # type: ignore[arg-type]
 
 
 def _check_axis(spec: AxisSpec, base: GenerationRequest, model: str | None,

@@ -13,7 +13,7 @@ HELP = """Plot images over up to three axes of settings, as the WebUI's X/Y/Z pl
 
 Each axis is "NAME: VALUES" with the WebUI's axis names: Seed, Var. seed,
 Var. strength, Steps, CFG Scale, Prompt S/R, Prompt order, Sampler, Schedule type,
-Checkpoint name, Clip skip, Eta, Sigma Churn/min/max/noise, Schedule min/max sigma,
+Checkpoint name, VAE, Clip skip, Eta, Sigma Churn/min/max/noise, Schedule min/max sigma,
 Refiner checkpoint, Refiner switch at, RNG source (and sdcli's Width, Height).
 VALUES are comma-separated (CSV quoting), with ranges 1-5, 1-10 (+2) (step) and
 1-10 [4] (count). Prompt S/R replaces its first value by each value in the prompt
@@ -108,11 +108,12 @@ def xyz(
     plot = plan_plot(base, (current["x"], current["y"], current["z"]), current["model"],
                      keep_random_seeds=current["keep_random_seeds"], resolved=current["resolved"],
                      check_model=lambda spec: _check_model(spec, runtime.offline, assets),
-                     check_assets=lambda request: _check_assets(request, assets))
+                     check_assets=lambda request, vae: _check_assets(request, _with_vae(assets, vae)))
     options = BatchOptions(
         file=Path("xyz"), defaults=base, seed=plot.resolved.get("seed"), model=current["model"],
         runtime=runtime, output=OutputOptions(folder, values["name"], values["image_format"], values["quality"]),
-        resume=resume, assets=assets, record={**current, "resolved": plot.resolved}, group=1, lines=plot.lines)
+        resume=resume, assets=assets, record={**current, "resolved": plot.resolved}, group=1, lines=plot.lines,
+        line_assets={line: _with_vae(assets, vae) for line, vae in plot.vaes.items()})
 
     # 3. Run the cells as a batch, then draw the grids.
     set_quiet(flags["quiet"])
@@ -139,6 +140,17 @@ def _check_model(spec: str, offline: bool, assets: Any) -> None:
     from sdcli.models.resolve import resolve_model
 
     resolve_model(spec, offline=offline, library=assets.library(), allow_pickle=assets.allow_pickle)
+
+
+def _with_vae(assets: Any, vae: str | None) -> Any:
+    """The add-on options of a cell of a VAE axis: Automatic = --vae's, None = the model's own, else that VAE."""
+    from dataclasses import replace
+
+    from sdcli.batch.xyz import VAE_DEFAULT, VAE_NONE
+
+    if vae is None or vae.lower() == VAE_DEFAULT:
+        return assets
+    return replace(assets, vae=None if vae.lower() == VAE_NONE else vae)
 
 
 def _check_assets(request: Any, assets: Any) -> None:

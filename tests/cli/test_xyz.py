@@ -216,3 +216,25 @@ def test_ctrl_c_stops_the_plot_resumably_and_resume_finishes_it(cli, tiny_model,
     finished = cli("xyz", "--resume", "-o", out, "--json")
     assert finished.exit_code == 0, finished.stderr
     assert sorted(cells_of(finished)) == [1, 2] and len(records(finished, "grid")) == 1
+
+
+def test_vae_axis_sets_each_cells_vae_on_the_loaded_model(cli, models_dir, tmp_path, monkeypatch):
+    import sdcli.models.loader as loader
+
+    loads = []
+    real = loader.load_pipeline
+    monkeypatch.setattr(loader, "load_pipeline", lambda ref, plan: loads.append(ref) or real(ref, plan))
+    out = tmp_path / "plot"
+    result = cli("xyz", "a fox", "-m", "tiny", "--models-dir", models_dir, *FAST, "--steps", "2", "--seed", "2",
+                 "-o", out, "--json", "--x", "VAE: None, tinyvae, Automatic")
+    assert result.exit_code == 0, result.stderr
+    assert len(loads) == 1
+    cells = cells_of(result)
+    params = [json.loads(cli("info", "--json", cells[i]).stdout)["parameters"] for i in range(3)]
+    assert [p.get("VAE") for p in params] == [None, "tinyvae.safetensors", None]
+    assert not np.array_equal(pixels(cells[0]), pixels(cells[1]))
+    assert np.array_equal(pixels(cells[0]), pixels(cells[2]))  # Automatic = no --vae given = the model's own
+    bad = cli("xyz", "a fox", "-m", "tiny", "--models-dir", models_dir, *FAST, "-o", tmp_path / "bad",
+              "--x", "VAE: None, nope")
+    assert bad.exit_code == 2 and bad.stderr.startswith("error: cell (--x VAE: nope): "), bad.stderr
+    assert not (tmp_path / "bad").exists()
