@@ -31,6 +31,24 @@ def run_plot(plot: Plot, options: BatchOptions, reporter: Any, *, legend: bool =
     return stats, write_grids(plot, stats.folder, legend=legend, replace_existing=options.resume)
 
 
+def cell_assets(assets: Any, vae: str | None) -> Any:
+    """The add-on options of a cell of a VAE axis: Automatic = --vae's, None = the model's own, else that VAE."""
+    from dataclasses import replace
+
+    from sdcli.batch.xyz import VAE_DEFAULT, VAE_NONE
+
+    if vae is None or vae.lower() == VAE_DEFAULT:
+        return assets
+    return replace(assets, vae=None if vae.lower() == VAE_NONE else vae)
+
+
+def check_model(spec: str, offline: bool, assets: Any) -> None:
+    """A Checkpoint name value resolved as --model would be (files checked, nothing loaded)."""
+    from sdcli.models.resolve import resolve_model
+
+    resolve_model(spec, offline=offline, library=assets.library(), allow_pickle=assets.allow_pickle)
+
+
 def _cell_paths(folder: Path) -> dict[int, Path]:
     """Item number -> image file of every finished cell in the manifest."""
     _, items = manifest.load(folder)

@@ -51,6 +51,16 @@ def _prompt_order(request: GenerationRequest, value: tuple[str, ...], values: li
     return replace(request, prompt="".join(part + value[i] for i, part in enumerate(parts)) + prompt)
 
 
+def _strength(request: GenerationRequest, value: float, values: list[Any]) -> GenerationRequest:
+    """The WebUI's Denoising axis: the img2img denoising strength."""
+    return replace(request, init=replace(request.init, strength=value)) if request.init else request
+
+
+def _check_strength(values: list[Any], request: GenerationRequest) -> None:
+    if request.init is None:
+        raise ValueError("needs an input image (--image): denoising strength is an img2img setting")
+
+
 def _check_prompt_sr(values: list[Any], request: GenerationRequest) -> None:
     if values[0] not in request.prompt and values[0] not in request.negative_prompt:
         raise ValueError(f"the first value {values[0]!r} (the text to replace) is not in the prompt or the "
@@ -97,6 +107,7 @@ AXES: tuple[Axis, ...] = (
     Axis("Schedule max sigma", "float", _field("sigma_max")),
     Axis("Eta", "float", _field("eta")),
     Axis("Clip skip", "int", _field("clip_skip")),
+    Axis("Denoising", "float", _strength, _check_strength),
     Axis("VAE", "str", lambda request, value, values: request, vae=True),
     Axis("Refiner checkpoint", "str", _field("refiner")),
     Axis("Refiner switch at", "float", _field("refiner_switch")),
@@ -107,7 +118,7 @@ AXES: tuple[Axis, ...] = (
 )
 # The WebUI's axes with no sdcli meaning (yet): refused by name rather than as unknown.
 WEBUI_ONLY = ("Hires steps", "Image CFG Scale", "Hires sampler", "Negative Guidance minimum sigma", "Schedule rho",
-              "Denoising", "Initial noise multiplier", "Extra noise", "Hires upscaler", "Cond. Image Mask Weight",
+              "Initial noise multiplier", "Extra noise", "Hires upscaler", "Cond. Image Mask Weight",
               "Styles", "UniPC Order", "Face restore", "Token merging ratio", "Token merging ratio high-res",
               "Always discard next-to-last sigma", "SGM noise multiplier")
 SEED_AXES = ("Seed", "Var. seed")

@@ -13,8 +13,9 @@ HELP = """Plot images over up to three axes of settings, as the WebUI's X/Y/Z pl
 
 Each axis is "NAME: VALUES" with the WebUI's axis names: Seed, Var. seed,
 Var. strength, Steps, CFG Scale, Prompt S/R, Prompt order, Sampler, Schedule type,
-Checkpoint name, VAE, Clip skip, Eta, Sigma Churn/min/max/noise, Schedule min/max sigma,
-Refiner checkpoint, Refiner switch at, RNG source (and sdcli's Width, Height).
+Checkpoint name, VAE, Denoising (with --image), Clip skip, Eta, Sigma Churn/min/
+max/noise, Schedule min/max sigma, Refiner checkpoint, Refiner switch at, RNG source
+(and sdcli's Width, Height).
 VALUES are comma-separated (CSV quoting), with ranges 1-5, 1-10 (+2) (step) and
 1-10 [4] (count). Prompt S/R replaces its first value by each value in the prompt
 and negative prompt. Each cell is written with its own infotext, then labelled
@@ -46,12 +47,15 @@ Resume = Annotated[bool, typer.Option("--resume", help="Continue the plot in --o
                                       "manifest, then redraw the grids.", rich_help_panel=o.OUT)]
 KeepRandom = Annotated[bool, typer.Option("--keep-random-seeds", help="The WebUI's 'Keep -1 for seeds': a random "
                                           "seed per cell instead of one for the whole plot.", rich_help_panel=o.GEN)]
+InputImage = Annotated[Path | None, typer.Option("--image", "-i", help="Input image: an img2img plot (the "
+                                                 "Denoising axis sets its strength).", rich_help_panel=o.IMG,
+                                                 show_default=False)]
 Legend = Annotated[bool, typer.Option("--legend/--no-legend", help="Draw the axis labels on the grids.",
                                       rich_help_panel=o.OUT)]
 
 # Options a plot records in its manifest (so `--resume -o DIR` needs nothing else).
-RECORDED = ("prompt", "x", "y", "z", "keep_random_seeds", "model", "name", "image_format", "quality", "device",
-            "dtype", "attention_slicing", "xformers", "file", "resolved")
+RECORDED = ("prompt", "x", "y", "z", "image", "strength", "resize", "keep_random_seeds", "model", "name",
+            "image_format", "quality", "device", "dtype", "attention_slicing", "xformers", "file", "resolved")
 
 
 @o.shared_options(exclude=("batch_size", "count", "output", "server"))
@@ -64,18 +68,24 @@ def xyz(
     resume: Resume = False,
     keep_random_seeds: KeepRandom = False,
     legend: Legend = True,
+    image: InputImage = None,
+    strength: o.Strength = 0.75,
+    resize: o.Resize = "just",
     **flags: Any,
 ) -> None:
+    from dataclasses import replace
+
     from sdcli.batch.manifest import resume_options
     from sdcli.batch.plan import BatchOptions
-    from sdcli.batch.plotrun import run_plot
+    from sdcli.batch.plotrun import cell_assets, check_model, run_plot
     from sdcli.batch.xyz import plan_plot
     from sdcli.cli.batch import _typed
     from sdcli.cli.common import REQUEST_FLAGS, asset_options, read_stdin, runtime_options
     from sdcli.cli.ui import BatchReporter, json_line, set_quiet
     from sdcli.core.job import OutputOptions
-    from sdcli.core.request import GenerationRequest
+    from sdcli.core.request import GenerationRequest, ImageInput
     from sdcli.errors import UsageError
+    from sdcli.models.assets import plan_assets
     from sdcli.models.resolve import normalize_spec
 
     # 1. The options in force: with --resume, the recorded ones (those typed now must agree).
@@ -89,6 +99,7 @@ def xyz(
     current = {**{k: flags[k] for k in (*REQUEST_FLAGS, *RECORDED) if k in flags},
                "prompt": read_stdin("PROMPT") if text == "-" else text, "x": x, "y": y, "z": z,
                "keep_random_seeds": keep_random_seeds, "model": normalize_spec(flags["model"]),
+               "image": str(image.absolute()) if image else None, "strength": strength, "resize": resize,
                "file": "xyz", "resolved": None}
     given = {k: v for k, v in current.items() if k not in ("file", "resolved") and _typed(ctx, k)}
     if prompt is not None:
@@ -105,15 +116,21 @@ def xyz(
     assets = asset_options(flags)
     runtime = runtime_options(values)
     base = GenerationRequest(prompt=current["prompt"], **{k: values[k] for k in REQUEST_FLAGS if k in values})
+    if current["image"]:  # an img2img plot: the input read and checked now, before any model loads
+        from sdcli.core.images import prepare
+
+        base = replace(base, mode="img2img", init=ImageInput(current["image"], current["strength"], current["resize"]))
+        prepare(base)
     plot = plan_plot(base, (current["x"], current["y"], current["z"]), current["model"],
                      keep_random_seeds=current["keep_random_seeds"], resolved=current["resolved"],
-                     check_model=lambda spec: _check_model(spec, runtime.offline, assets),
-                     check_assets=lambda request, vae: _check_assets(request, _with_vae(assets, vae)))
+                     check_model=lambda spec: check_model(spec, runtime.offline, assets),
+                     check_assets=lambda request, vae: plan_assets(cell_assets(assets, vae), request.prompt,
+                                                                   request.negative_prompt))
     options = BatchOptions(
         file=Path("xyz"), defaults=base, seed=plot.resolved.get("seed"), model=current["model"],
         runtime=runtime, output=OutputOptions(folder, values["name"], values["image_format"], values["quality"]),
         resume=resume, assets=assets, record={**current, "resolved": plot.resolved}, group=1, lines=plot.lines,
-        line_assets={line: _with_vae(assets, vae) for line, vae in plot.vaes.items()})
+        line_assets={line: cell_assets(assets, vae) for line, vae in plot.vaes.items()})
 
     # 3. Run the cells as a batch, then draw the grids.
     set_quiet(flags["quiet"])
@@ -140,20 +157,3 @@ def _check_model(spec: str, offline: bool, assets: Any) -> None:
     from sdcli.models.resolve import resolve_model
 
     resolve_model(spec, offline=offline, library=assets.library(), allow_pickle=assets.allow_pickle)
-
-
-def _with_vae(assets: Any, vae: str | None) -> Any:
-    """The add-on options of a cell of a VAE axis: Automatic = --vae's, None = the model's own, else that VAE."""
-    from dataclasses import replace
-
-    from sdcli.batch.xyz import VAE_DEFAULT, VAE_NONE
-
-    if vae is None or vae.lower() == VAE_DEFAULT:
-        return assets
-    return replace(assets, vae=None if vae.lower() == VAE_NONE else vae)
-
-
-def _check_assets(request: Any, assets: Any) -> None:
-    from sdcli.models.assets import plan_assets
-
-    plan_assets(assets, request.prompt, request.negative_prompt)

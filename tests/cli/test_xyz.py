@@ -238,3 +238,24 @@ def test_vae_axis_sets_each_cells_vae_on_the_loaded_model(cli, models_dir, tmp_p
               "--x", "VAE: None, nope")
     assert bad.exit_code == 2 and bad.stderr.startswith("error: cell (--x VAE: nope): "), bad.stderr
     assert not (tmp_path / "bad").exists()
+
+
+def test_img2img_plot_over_the_denoising_strength(cli, tiny_model, tmp_path):
+    source = tmp_path / "in.png"
+    Image.fromarray((np.random.default_rng(0).random((32, 32, 3)) * 255).astype("uint8")).save(source)
+    out = tmp_path / "plot"
+    result = cli("xyz", "a fox", "-m", tiny_model, "-i", source, "--steps", "4", "--seed", "3", "-o", out, "--json",
+                 "--x", "Denoising: 0.3, 0.9")
+    assert result.exit_code == 0, result.stderr
+    cells = cells_of(result)
+    for item, strength in ((0, "0.3"), (1, "0.9")):
+        one = cli("img2img", "a fox", "-m", tiny_model, "-i", source, "--strength", strength, "--steps", "4",
+                  "--seed", "3", "-o", tmp_path / f"one{item}", "--json")
+        assert one.exit_code == 0, one.stderr
+        assert np.array_equal(pixels(json.loads(one.stdout)["path"]), pixels(cells[item]))
+        params = json.loads(cli("info", "--json", cells[item]).stdout)["parameters"]
+        assert params["Denoising strength"] == strength
+    bad = cli("xyz", "a fox", "-m", tiny_model, "-o", tmp_path / "bad", "--x", "Denoising: 0.5")
+    assert bad.exit_code == 2
+    assert bad.stderr.startswith("error: --x: Denoising: needs an input image (--image)"), bad.stderr
+    assert not (tmp_path / "bad").exists()
