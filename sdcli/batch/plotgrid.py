@@ -111,17 +111,19 @@ def cell_grid(cells: list[Path | None], columns: int, size: tuple[int, int], x_l
     cell = (size[0] * scale, size[1] * scale)
     rows = math.ceil(len(cells) / columns)
     check_pixels(columns * cell[0], rows * cell[1])
-    grid = Image.new("RGB", (columns * cell[0], rows * cell[1]), "black")
+    grid = Image.new("RGB", (columns * cell[0], rows * cell[1]), "white")
     for n, path in enumerate(cells):
-        if path is None:
+        at = ((n % columns) * cell[0], (n // columns) * cell[1])
+        if path is None:  # a failed cell: black, as the WebUI draws it
+            grid.paste((0, 0, 0), (*at, at[0] + cell[0], at[1] + cell[1]))
             continue
         with Image.open(path) as im:
             shown = im.convert("RGB")
-            if shown.size != size:  # a cell of another size: fitted into the cell
+            if shown.size != size:  # a cell of another size (a Width/Height axis): fitted, centred
                 shown.thumbnail(size)
             if scale > 1:
                 shown = shown.resize((shown.width * scale, shown.height * scale), Image.Resampling.NEAREST)
-        grid.paste(shown, ((n % columns) * cell[0], (n // columns) * cell[1]))
+        grid.paste(shown, (at[0] + (cell[0] - shown.width) // 2, at[1] + (cell[1] - shown.height) // 2))
     return annotate(grid, cell, x_labels, y_labels) if legend else grid
 
 

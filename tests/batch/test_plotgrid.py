@@ -58,3 +58,13 @@ def test_missing_cells_are_black_and_a_huge_grid_is_refused(tmp_path):
     assert grid.size == (256, 256) and not np.asarray(grid)[:128, 128:].any()
     with pytest.raises(RuntimeFailure, match="over the 100,000,000 pixel limit"):
         cell_grid([None] * 200, 20, (1024, 1024), [""] * 20, [""] * 10)
+
+
+def test_cells_of_other_sizes_are_centred_in_the_largest(tmp_path):
+    small, wide = tmp_path / "small.png", tmp_path / "wide.png"
+    Image.new("RGB", (32, 32), (10, 20, 30)).save(small)
+    Image.new("RGB", (48, 32), (200, 20, 30)).save(wide)
+    grid = np.asarray(cell_grid([small, wide], 2, (48, 32), ["", ""], [""], legend=False))
+    assert grid.shape == (128, 2 * 192, 3)  # 48x32 shown 4x
+    assert (grid[:, 32:160] == (10, 20, 30)).all() and (grid[:, :32] == 255).all() and (grid[:, 160:192] == 255).all()
+    assert (grid[:, 192:] == (200, 20, 30)).all()
