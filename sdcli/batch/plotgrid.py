@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import os
 import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -58,7 +59,7 @@ def _pieces(draw: Any, word: str, font: Any, width: int) -> list[str]:
     return pieces
 
 
-def _block(draw: Any, lines: list[str], font: Any, spacing: int) -> int:
+def _block(lines: list[str], font: Any, spacing: int) -> int:
     """Height of a block of wrapped lines."""
     if not lines:
         return 0
@@ -66,54 +67,77 @@ def _block(draw: Any, lines: list[str], font: Any, spacing: int) -> int:
     return len(lines) * (ascent + descent) + (len(lines) - 1) * spacing
 
 
-def annotate(grid: Any, cell: tuple[int, int], columns: list[str], rows: list[str]) -> Any:
-    """`grid` (cells of size `cell`) with column labels on top and row labels on the left; a new image."""
+@dataclass
+class Labels:
+    """The label bands of a grid of `cell`-sized cells: wrapped text, font, and the band sizes."""
+
+    cell: tuple[int, int]
+    font: Any = None
+    spacing: int = 0
+    left: int = 0  # width of the row-label band
+    top: int = 0  # height of the column-label band
+    columns: list[list[str]] = field(default_factory=list)
+    rows: list[list[str]] = field(default_factory=list)
+
+
+def layout(cell: tuple[int, int], columns: list[str], rows: list[str], legend: bool = True) -> Labels:
+    """Wrap the labels and size the bands as the WebUI does (the left band 3/4 of a cell, if any row label)."""
     from PIL import Image, ImageDraw
 
+    if not legend:
+        return Labels(cell)
     size = font_size(*cell)
     font, spacing = _font(size), size // 2
     measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
-    pad_left = cell[0] * 3 // 4 if any(rows) else 0
+    left = cell[0] * 3 // 4 if any(rows) else 0
     col_lines = [wrap(measure, text, font, cell[0] - spacing) for text in columns]
-    row_lines = [wrap(measure, text, font, max(1, pad_left - spacing)) for text in rows]
-    pad_top = max((_block(measure, lines, font, spacing) for lines in col_lines), default=0) + spacing * 2
-    width, height = grid.width + pad_left, grid.height + pad_top
-    check_pixels(width, height)
-    out = Image.new("RGB", (width, height), "white")
-    out.paste(grid, (pad_left, pad_top))
-    draw = ImageDraw.Draw(out)
-    line_h = sum(font.getmetrics())
-    for n, lines in enumerate(col_lines):
-        x = pad_left + cell[0] * n + cell[0] / 2
-        y = (pad_top - _block(measure, lines, font, spacing)) / 2
-        for k, line in enumerate(lines):
-            draw.text((x, y + k * (line_h + spacing)), line, font=font, fill=BLACK, anchor="ma")
-    for n, lines in enumerate(row_lines):
-        x = pad_left / 2
-        y = pad_top + cell[1] * n + (cell[1] - _block(measure, lines, font, spacing)) / 2
-        for k, line in enumerate(lines):
-            draw.text((x, y + k * (line_h + spacing)), line, font=font, fill=BLACK, anchor="ma")
-    return out
+    row_lines = [wrap(measure, text, font, max(1, left - spacing)) for text in rows]
+    top = max((_block(lines, font, spacing) for lines in col_lines), default=0) + spacing * 2
+    return Labels(cell, font, spacing, left, top, col_lines, row_lines)
 
 
-def check_pixels(width: int, height: int) -> None:
+def canvas(labels: Labels, columns: int, rows: int) -> Any:
+    """A white image for `columns` x `rows` cells and the label bands (refused over MAX_GRID_PIXELS)."""
+    from PIL import Image
+
+    width, height = labels.left + columns * labels.cell[0], labels.top + rows * labels.cell[1]
     if width * height > MAX_GRID_PIXELS:
         raise RuntimeFailure(f"the grid would be {width}x{height}, over the {MAX_GRID_PIXELS:,} pixel limit; "
                              "plot fewer or smaller cells (the cell images are written)")
+    return Image.new("RGB", (width, height), "white")
+
+
+def draw_labels(image: Any, labels: Labels) -> None:
+    """Column labels centred over their cells, row labels centred in the left band beside theirs."""
+    from PIL import ImageDraw
+
+    draw = ImageDraw.Draw(image)
+    (width, height), font, spacing = labels.cell, labels.font, labels.spacing
+    line_h = sum(font.getmetrics()) if font else 0
+    for n, lines in enumerate(labels.columns):
+        x, y = labels.left + width * n + width / 2, (labels.top - _block(lines, font, spacing)) / 2
+        for k, line in enumerate(lines):
+            draw.text((x, y + k * (line_h + spacing)), line, font=font, fill=BLACK, anchor="ma")
+    for n, lines in enumerate(labels.rows):
+        x, y = labels.left / 2, labels.top + height * n + (height - _block(lines, font, spacing)) / 2
+        for k, line in enumerate(lines):
+            draw.text((x, y + k * (line_h + spacing)), line, font=font, fill=BLACK, anchor="ma")
 
 
 def cell_grid(cells: list[Path | None], columns: int, size: tuple[int, int], x_labels: list[str],
               y_labels: list[str], legend: bool = True) -> Any:
-    """The cells (row by row; None = a failed cell, drawn black) in a labelled grid."""
+    """The cells (row by row; None = a failed cell, drawn black) in a labelled grid.
+
+    The grid is allocated once, labels included; the cells are read from disk one at a time.
+    """
     from PIL import Image
 
     scale = cell_scale(size)
     cell = (size[0] * scale, size[1] * scale)
-    rows = math.ceil(len(cells) / columns)
-    check_pixels(columns * cell[0], rows * cell[1])
-    grid = Image.new("RGB", (columns * cell[0], rows * cell[1]), "white")
+    labels = layout(cell, x_labels, y_labels, legend)
+    grid = canvas(labels, columns, math.ceil(len(cells) / columns))
     for n, path in enumerate(cells):
-        at = ((n % columns) * cell[0], (n // columns) * cell[1])
+        at = (labels.left + (n % columns) * cell[0], labels.top + (n // columns) * cell[1])
         if path is None:  # a failed cell: black, as the WebUI draws it
             grid.paste((0, 0, 0), (*at, at[0] + cell[0], at[1] + cell[1]))
             continue
@@ -124,24 +148,25 @@ def cell_grid(cells: list[Path | None], columns: int, size: tuple[int, int], x_l
             if scale > 1:
                 shown = shown.resize((shown.width * scale, shown.height * scale), Image.Resampling.NEAREST)
         grid.paste(shown, (at[0] + (cell[0] - shown.width) // 2, at[1] + (cell[1] - shown.height) // 2))
-    return annotate(grid, cell, x_labels, y_labels) if legend else grid
+    draw_labels(grid, labels)
+    return grid
 
 
 def combined_grid(grids: list[Path], z_labels: list[str], legend: bool = True) -> Any:
-    """The Z grids side by side with their Z labels on top (the WebUI's main grid)."""
+    """The Z grids side by side with their Z labels on top (the WebUI's main grid), read one at a time."""
     from PIL import Image
 
     sizes = []
     for path in grids:
         with Image.open(path) as im:
             sizes.append(im.size)
-    cell = (max(w for w, _ in sizes), max(h for _, h in sizes))
-    check_pixels(cell[0] * len(grids), cell[1])
-    row = Image.new("RGB", (cell[0] * len(grids), cell[1]), "white")
+    labels = layout((max(w for w, _ in sizes), max(h for _, h in sizes)), z_labels, [""], legend)
+    row = canvas(labels, len(grids), 1)
     for n, path in enumerate(grids):
         with Image.open(path) as im:
-            row.paste(im.convert("RGB"), (n * cell[0], 0))
-    return annotate(row, cell, z_labels, [""]) if legend else row
+            row.paste(im.convert("RGB"), (n * labels.cell[0], labels.top))
+    draw_labels(row, labels)
+    return row
 
 
 def save_grid(image: Any, folder: Path, name: str, infotext: str, replace_existing: bool) -> Path:

@@ -139,8 +139,8 @@ def xyz(
         reporter.note(f"X/Y/Z plot: {nx * ny * nz} images on {nz} {nx}x{ny} grid{'s' if nz > 1 else ''} in {folder}")
         stats, grids = run_plot(plot, options, reporter, legend=legend)
         reporter.batch_summary(stats)
-        for record in grids:
-            print(json_line(record)) if flags["json_out"] else reporter.note(f"grid: {record['path']}")
+        for record in grids:  # stdout, after the cells' paths (or records)
+            print(json_line(record) if flags["json_out"] else record["path"])
     if stats.interrupted:
         import shlex
 
