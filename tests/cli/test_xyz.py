@@ -131,6 +131,8 @@ def test_resume_skips_done_cells_keeps_the_random_seed_and_redraws_the_grid(cli,
     assert np.array_equal(pixels(redone[0]["path"]), lost)
     assert sorted(p.name for p in out.glob("xyz_grid*")) == ["xyz_grid-0000.png"]  # redrawn in place
     assert np.array_equal(pixels(out / "xyz_grid-0000.png"), grid)
+    done = cli("xyz", "--resume", "-o", out)  # nothing left to make: the grid is redrawn, its path on stdout
+    assert done.exit_code == 0 and done.stdout.splitlines() == [str(out / "xyz_grid-0000.png")]
     changed = cli("xyz", "--resume", "-o", out, "--x", "CFG Scale: 3, 6")
     assert changed.exit_code == 2
     assert "--x: CFG Scale: 3, 6, 9 in the manifest, CFG Scale: 3, 6 now" in changed.stderr
