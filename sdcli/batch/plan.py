@@ -29,6 +29,12 @@ class BatchOptions:
     assets: AssetOptions = field(default_factory=AssetOptions)
     record: dict[str, Any] = field(default_factory=dict)  # the options, kept in the manifest for --resume
     group: int = 8  # most images one pipeline call may batch together (1 = never group)
+    lines: tuple[BatchLine, ...] = ()  # lines planned elsewhere (an X/Y/Z plot): run instead of reading `file`
+    line_assets: dict[int, AssetOptions] = field(default_factory=dict)  # a line's own add-on options (X/Y/Z VAE axis)
+
+    def assets_of(self, line: int) -> AssetOptions:
+        """The add-on options of one line: its own, else the command line's."""
+        return self.line_assets.get(line, self.assets)
 
 
 def resolve_models(lines: list[BatchLine], options: BatchOptions) -> dict[str | None, Any]:
@@ -69,16 +75,19 @@ def _refiner_problems(lines: list[BatchLine], options: BatchOptions) -> list[str
 
 
 def plan_line_assets(lines: list[BatchLine], options: BatchOptions,
-                     reporter: Any) -> dict[tuple[str, str], AssetPlan]:
-    """Each line's LoRAs/embeddings/VAE found and checked before any load; problems named by file and line."""
-    plans: dict[tuple[str, str], AssetPlan] = {}
+                     reporter: Any) -> dict[tuple[str, str, str | None], AssetPlan]:
+    """Each line's LoRAs/embeddings/VAE found and checked before any load; problems named by file and line.
+
+    Keyed by (prompt, negative prompt, the line's --vae)."""
+    plans: dict[tuple[str, str, str | None], AssetPlan] = {}
     problems = []
     for line in lines:
-        key = (line.request.prompt, line.request.negative_prompt)
+        assets = options.assets_of(line.line)
+        key = (line.request.prompt, line.request.negative_prompt, assets.vae)
         if key in plans:
             continue
         try:
-            plans[key] = plan_assets(options.assets, *key)
+            plans[key] = plan_assets(assets, *key[:2])
         except UsageError as exc:
             problems.append(f"{options.file}:{line.line}: {exc}")
             continue

@@ -95,7 +95,7 @@ class _Run:
     stats: BatchStats
     stop: GracefulStop
     now: _dt.datetime = field(default_factory=_dt.datetime.now)
-    assets: dict[tuple[str, str], AssetPlan] = field(default_factory=dict)  # by (prompt, negative prompt)
+    assets: dict[tuple[str, str, str | None], AssetPlan] = field(default_factory=dict)  # by (prompt, negative, vae)
     refiners: dict[str, Any] = field(default_factory=dict)  # --refiner spec -> loaded RefinerModel
 
     def refiner(self, spec: str | None) -> Any:
@@ -147,7 +147,7 @@ def run_batch(options: BatchOptions, reporter: BatchReporter,
     if not 1 <= options.group <= 64:
         raise UsageError(f"--group: {options.group} is out of range; use 1 (never group) to 64")
     options.output.check()
-    lines = parse_file(options.file, options.fmt, options.defaults, options.model)
+    lines = list(options.lines) or parse_file(options.file, options.fmt, options.defaults, options.model)
     models = resolve_models(lines, options)
     assets = plan_line_assets(lines, options, reporter)
     if options.defaults.refiner:  # checked (not loaded) before anything loads
@@ -276,12 +276,13 @@ def _run_unit(run: _Run, unit: BatchUnit, pipe: Any, model: Any, model_hash: str
             todo[index] = seed
     if not todo:
         return
-    extras = run.assets[(request.prompt, request.negative_prompt)]
+    options = run.options.assets_of(unit.line)
+    extras = run.assets[(request.prompt, request.negative_prompt, options.vae)]
     started = time.monotonic()
     share = None  # each image's part of the one pipeline call that makes the unit's batch_size images
     try:
         # LoRAs/embeddings/VAE change on the loaded pipeline: no reload of the base model.
-        apply_assets(pipe, extras, run.options.assets, run.reporter.note)
+        apply_assets(pipe, extras, options, run.reporter.note)
         for image in generate.run(request, pipe, choice, model_name=model.name, model_hash=model_hash,
                                   on_step=run.reporter.step, extra_params=extras.params(),
                                   refiner=run.refiner(request.refiner)):

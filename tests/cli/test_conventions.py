@@ -12,7 +12,7 @@ from PIL import Image
 from sdcli.core.metadata import png_info
 
 FAST = ("--steps", "2", "--width", "32", "--height", "32", "--seed", "8")
-COMMANDS = ("txt2img", "img2img", "inpaint", "outpaint", "batch", "grid", "replay", "info", "samplers", "tiny")
+COMMANDS = ("txt2img", "img2img", "inpaint", "outpaint", "batch", "grid", "replay", "info", "samplers", "tiny", "xyz")
 
 
 @pytest.mark.parametrize("args", [("--bogus",), ("txt2img", "--steps", "abc", "x"), ("txt2img", "--bogus", "x"),

@@ -1,0 +1,383 @@
+"""X/Y/Z plots: the WebUI script's axis table and value syntax, planned into batch lines (pure).
+
+An axis is written as the WebUI names it, `"NAME: VALUES"` (`--x "CFG Scale: 4-10 (+2)"`).
+VALUES is one CSV row (quote a value holding a comma), each item possibly a range:
+`1-5` (step 1), `1-10 (+2)` (step), `1-10 [4]` (count, evenly spaced), for whole-number
+and number axes. Every cell becomes one batch line (cell c = ix + iy*nx + iz*nx*ny is item c),
+so the batch runner loads each checkpoint once, writes the manifest, resumes and isolates
+failures. The WebUI fixes the seed once for the plot unless "Keep -1 for seeds" is on.
+"""
+
+from __future__ import annotations
+
+import csv
+import difflib
+import itertools
+import math
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from io import StringIO
+from pathlib import Path
+from typing import Any
+
+from sdcli.batch.parse import BatchLine
+from sdcli.core.request import GenerationRequest, random_seed, validate
+from sdcli.errors import UsageError
+
+MAX_CELLS = 10000  # cells of one plot (README "Limits")
+MAX_VALUES = 1000  # values one range may expand to
+
+
+def _field(name: str) -> Callable[[GenerationRequest, Any, list[Any]], GenerationRequest]:
+    return lambda request, value, values: replace(request, **{name: value})
+
+
+def _prompt_sr(request: GenerationRequest, value: str, values: list[Any]) -> GenerationRequest:
+    """The WebUI's Prompt S/R: the first value is searched for and replaced in both prompts."""
+    return replace(request, prompt=request.prompt.replace(values[0], value),
+                   negative_prompt=request.negative_prompt.replace(values[0], value))
+
+
+def _prompt_order(request: GenerationRequest, value: tuple[str, ...], values: list[Any]) -> GenerationRequest:
+    """The WebUI's Prompt order: the tokens put back into the prompt in this permutation's order."""
+    prompt = request.prompt
+    found = sorted((prompt.find(token), token) for token in value)
+    parts = []
+    for _, token in found:
+        at = prompt.find(token)
+        parts.append(prompt[:at])
+        prompt = prompt[at + len(token):]
+    return replace(request, prompt="".join(part + value[i] for i, part in enumerate(parts)) + prompt)
+
+
+def _strength(request: GenerationRequest, value: float, values: list[Any]) -> GenerationRequest:
+    """The WebUI's Denoising axis: the img2img denoising strength."""
+    return replace(request, init=replace(request.init, strength=value)) if request.init else request
+
+
+def _check_strength(values: list[Any], request: GenerationRequest) -> None:
+    if request.init is None:
+        raise ValueError("needs an input image (--image): denoising strength is an img2img setting")
+
+
+def _check_prompt_sr(values: list[Any], request: GenerationRequest) -> None:
+    if values[0] not in request.prompt and values[0] not in request.negative_prompt:
+        raise ValueError(f"the first value {values[0]!r} (the text to replace) is not in the prompt or the "
+                         "negative prompt")
+
+
+def _check_prompt_order(values: list[Any], request: GenerationRequest) -> None:
+    missing = [token for token in values[0] if token not in request.prompt]
+    if missing:
+        raise ValueError(f"{missing[0]!r} is not in the prompt")
+
+
+@dataclass(frozen=True)
+class Axis:
+    """One row of the WebUI's axis table that sdcli can plot: label, value type, how a value applies."""
+
+    label: str
+    kind: str  # "int", "float", "str" or "permutations"
+    apply: Callable[[GenerationRequest, Any, list[Any]], GenerationRequest]
+    check: Callable[[list[Any], GenerationRequest], None] | None = None
+    labelled: bool = True  # grid label "Label: value" (else the bare value)
+    checkpoint: bool = False  # a model per value: the runner loads each once
+    vae: bool = False  # a VAE per value (an add-on, set on the loaded model)
+
+
+# One row per axis, in the WebUI's order and spelling. Adding an axis = one row.
+AXES: tuple[Axis, ...] = (
+    Axis("Nothing", "str", lambda request, value, values: request, labelled=False),
+    Axis("Seed", "int", _field("seed")),
+    Axis("Var. seed", "int", _field("subseed")),
+    Axis("Var. strength", "float", _field("subseed_strength")),
+    Axis("Steps", "int", _field("steps")),
+    Axis("CFG Scale", "float", _field("cfg_scale")),
+    Axis("Prompt S/R", "str", _prompt_sr, _check_prompt_sr, labelled=False),
+    Axis("Prompt order", "permutations", _prompt_order, _check_prompt_order, labelled=False),
+    Axis("Sampler", "str", _field("sampler"), labelled=False),
+    Axis("Checkpoint name", "str", lambda request, value, values: request, labelled=False, checkpoint=True),
+    Axis("Sigma Churn", "float", _field("s_churn")),
+    Axis("Sigma min", "float", _field("s_tmin")),  # the WebUI's "Sigma min/max" are s_tmin/s_tmax
+    Axis("Sigma max", "float", _field("s_tmax")),
+    Axis("Sigma noise", "float", _field("s_noise")),
+    Axis("Schedule type", "str", _field("schedule")),
+    Axis("Schedule min sigma", "float", _field("sigma_min")),
+    Axis("Schedule max sigma", "float", _field("sigma_max")),
+    Axis("Eta", "float", _field("eta")),
+    Axis("Clip skip", "int", _field("clip_skip")),
+    Axis("Denoising", "float", _strength, _check_strength),
+    Axis("VAE", "str", lambda request, value, values: request, vae=True),
+    Axis("Refiner checkpoint", "str", _field("refiner")),
+    Axis("Refiner switch at", "float", _field("refiner_switch")),
+    Axis("RNG source", "str", _field("rng")),
+    # sdcli's own (not in the WebUI's table): the image size.
+    Axis("Width", "int", _field("width")),
+    Axis("Height", "int", _field("height")),
+)
+# The WebUI's axes with no sdcli meaning (yet): refused by name rather than as unknown.
+WEBUI_ONLY = ("Hires steps", "Image CFG Scale", "Hires sampler", "Negative Guidance minimum sigma", "Schedule rho",
+              "Initial noise multiplier", "Extra noise", "Hires upscaler", "Cond. Image Mask Weight",
+              "Styles", "UniPC Order", "Face restore", "Token merging ratio", "Token merging ratio high-res",
+              "Always discard next-to-last sigma", "SGM noise multiplier")
+SEED_AXES = ("Seed", "Var. seed")
+VAE_DEFAULT, VAE_NONE = "automatic", "none"  # VAE axis values: the --vae flag's VAE / the model's own
+
+
+def _key(name: str) -> str:
+    return " ".join(name.lower().split())
+
+
+def find_axis(flag: str, name: str) -> Axis:
+    """The axis called `name` (case and spacing do not matter); unknown names list close matches."""
+    table = {_key(axis.label): axis for axis in AXES}
+    found = table.get(_key(name))
+    if found is not None:
+        return found
+    if _key(name) in {_key(label) for label in WEBUI_ONLY}:
+        raise UsageError(f"{flag}: the WebUI axis {name!r} is not supported by sdcli "
+                         f"(axes: {', '.join(a.label for a in AXES)})")
+    labels = [axis.label for axis in AXES]
+    close = difflib.get_close_matches(_key(name), list(table), n=3, cutoff=0.5)
+    hint = f"; did you mean {', '.join(table[c].label for c in close)}?" if close else ""
+    raise UsageError(f"{flag}: unknown axis {name!r}{hint} (axes: {', '.join(labels)})")
+
+
+# Ranges: "1-5", "1-10 (+2)" (step), "1-10 [4]" (count); numbers may carry a sign.
+_INT = r"\s*([+-]?\s*\d+)"
+_FLOAT = r"\s*([+-]?\s*\d+(?:\.\d*)?|[+-]?\s*\.\d+)"
+_STEP = r"(?:\s*\(\s*([+-]?\s*\d+(?:\.\d*)?)\s*\))?\s*"
+_COUNT = r"\s*\[\s*(\d+)\s*\]\s*"
+RANGES = {
+    "int": (re.compile(_INT + r"\s*-" + _INT + _STEP), re.compile(_INT + r"\s*-" + _INT + _COUNT)),
+    "float": (re.compile(_FLOAT + r"\s*-" + _FLOAT + _STEP), re.compile(_FLOAT + r"\s*-" + _FLOAT + _COUNT)),
+}
+
+
+def split_values(text: str) -> list[str]:
+    """One CSV row, each value stripped (the WebUI's csv_string_to_list_strip); "a, \"b, c\"" -> [a, "b, c"]."""
+    rows = list(csv.reader(StringIO(text), skipinitialspace=True))
+    return [value.strip() for row in rows for value in row]
+
+
+def _number(kind: str, text: str) -> float:
+    text = text.replace(" ", "")
+    return int(text) if kind == "int" else float(text)
+
+
+def expand(kind: str, value: str) -> list[Any]:
+    """One value of an int/float axis: a single number or a range -> its numbers (ValueError when bad)."""
+    steps, counts = RANGES[kind]
+    if match := steps.fullmatch(value):
+        if kind == "int" and match[3] and "." in match[3]:
+            raise ValueError(f"{value!r}: the step must be a whole number")
+        start, end = _number(kind, match[1]), _number(kind, match[2])
+        step = _number(kind, match[3]) if match[3] else 1
+        if step == 0:
+            raise ValueError(f"{value!r}: the step is 0")
+        if kind == "int":  # the WebUI's range(start, end + 1, step)
+            out = list(range(int(start), int(end) + 1, int(step))) if (end - start) / step <= MAX_VALUES else None
+        else:
+            n = math.floor((end - start) / step + 1e-9) + 1
+            out = [round(start + i * step, 8) for i in range(n)] if n <= MAX_VALUES else None
+    elif match := counts.fullmatch(value):
+        start, end, n = _number(kind, match[1]), _number(kind, match[2]), int(match[3])
+        if n > MAX_VALUES:
+            out = None
+        else:
+            spaced = [start + (end - start) * i / (n - 1) for i in range(n)] if n > 1 else [start] * n
+            out = [int(v) for v in spaced] if kind == "int" else [round(v, 8) for v in spaced]
+    else:
+        try:
+            return [_number(kind, value)]
+        except ValueError:
+            what = "a whole number" if kind == "int" else "a number"
+            raise ValueError(f"{value!r} is not {what} or a range (1-5, 1-10 (+2), 1-10 [4])") from None
+    if out is None:
+        raise ValueError(f"{value!r} makes more than {MAX_VALUES} values")
+    if not out:
+        raise ValueError(f"{value!r} is an empty range")
+    return out
+
+
+def parse_values(axis: Axis, text: str) -> list[Any]:
+    """An axis's VALUES text -> its values, ranges expanded (ValueError naming the bad value)."""
+    if axis.label == "Nothing":
+        return [None]
+    raw = split_values(text)
+    if not raw or any(v == "" for v in raw):
+        raise ValueError("an empty value; give values separated by commas")
+    if axis.kind in RANGES:
+        return [number for value in raw for number in expand(axis.kind, value)]
+    if axis.kind == "permutations":
+        if len(raw) > 6:
+            raise ValueError(f"{len(raw)} tokens make {math.factorial(len(raw))} orders; use at most 6")
+        return list(itertools.permutations(raw))
+    return raw
+
+
+def format_label(axis: Axis, value: Any) -> str:
+    """The grid label of one value, as the WebUI writes it ("CFG Scale: 7.0", "Euler", "a, b")."""
+    if axis.label == "Nothing":
+        return ""
+    if axis.kind == "permutations":
+        return ", ".join(value)
+    if axis.checkpoint:
+        return Path(str(value)).name
+    shown = round(value, 8) if isinstance(value, float) else value
+    return f"{axis.label}: {shown}" if axis.labelled else str(shown)
+
+
+@dataclass(frozen=True)
+class AxisSpec:
+    """One parsed `--x/--y/--z` option: the flag, the axis, the VALUES text as typed, the values."""
+
+    flag: str
+    axis: Axis
+    text: str
+    values: tuple[Any, ...]
+
+    @property
+    def labels(self) -> list[str]:
+        return [format_label(self.axis, v) for v in self.values]
+
+
+def parse_axis(flag: str, option: str | None) -> AxisSpec:
+    """`"NAME: VALUES"` (or None: the Nothing axis) -> AxisSpec; UsageError names the flag and axis."""
+    if option is None or not option.strip():
+        return AxisSpec(flag, AXES[0], "", (None,))
+    name, colon, text = option.partition(":")
+    axis = find_axis(flag, name.strip())
+    if not colon and axis.label != "Nothing":
+        raise UsageError(f"{flag}: {option!r} has no values; write \"{axis.label}: VALUE, VALUE, ...\"")
+    try:
+        values = parse_values(axis, text)
+    except (ValueError, csv.Error) as exc:
+        raise UsageError(f"{flag}: {axis.label}: {exc}") from None
+    return AxisSpec(flag, axis, text.strip(), tuple(values))
+
+
+def fix_seeds(spec: AxisSpec, fixed: list[Any] | None) -> AxisSpec:
+    """Seed axes: -1 values replaced by random seeds (or by `fixed`, those recorded for --resume)."""
+    if spec.axis.label not in SEED_AXES:
+        return spec
+    values = fixed if fixed is not None else [random_seed(1) if v == -1 else v for v in spec.values]
+    return replace(spec, values=tuple(values))
+
+
+@dataclass(frozen=True)
+class Plot:
+    """A planned plot: its axes (x, y, z), one batch line per cell, the values fixed for --resume,
+    and each line's VAE axis value (only with a VAE axis)."""
+
+    axes: tuple[AxisSpec, AxisSpec, AxisSpec]
+    lines: tuple[BatchLine, ...]
+    resolved: dict[str, Any]
+    vaes: dict[int, str] = field(default_factory=dict)
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return tuple(len(a.values) for a in self.axes)  # type: ignore[return-value]
+
+    def cell(self, ix: int, iy: int, iz: int) -> int:
+        nx, ny, _ = self.shape
+        return ix + iy * nx + iz * nx * ny
+
+
+def cell_request(base: GenerationRequest, axes: tuple[AxisSpec, ...], index: tuple[int, ...]) -> GenerationRequest:
+    """The request of one cell: x, then y, then z applied to the base request (the WebUI's order)."""
+    request = base
+    for spec, i in zip(axes, index, strict=True):
+        request = spec.axis.apply(request, spec.values[i], list(spec.values))
+    return request
+
+
+def plan_plot(base: GenerationRequest, options: tuple[str | None, str | None, str | None], model: str | None, *,
+              keep_random_seeds: bool = False, resolved: dict[str, Any] | None = None,
+              check_model: Callable[[str], None] | None = None,
+              check_assets: Callable[[GenerationRequest, str | None], None] | None = None) -> Plot:
+    """Parse the three axes and plan every cell, checking all of it before any model loads.
+
+    `resolved` holds the seeds fixed by an earlier run (--resume); `check_model(spec)`
+    resolves a checkpoint (raising UsageError) and `check_assets(request, vae)` finds a cell's
+    LoRAs/embeddings and VAE (the VAE axis value; None without one), so a bad value is named by its axis.
+    """
+    # 1. The axes, their values parsed and the random seeds fixed (once for the whole plot).
+    resolved = dict(resolved or {})
+    fixed_axes = resolved.get("axes") or {}
+    axes = tuple(fix_seeds(parse_axis(f"--{n}", o), None if keep_random_seeds else fixed_axes.get(n))
+                 for n, o in zip("xyz", options, strict=True))
+    cells = math.prod(len(a.values) for a in axes)
+    if cells > MAX_CELLS:
+        raise UsageError(f"--x/--y/--z: {cells} cells; the limit is {MAX_CELLS}")
+    if not keep_random_seeds:
+        resolved["axes"] = {n: list(a.values) for n, a in zip("xyz", axes, strict=True)
+                            if a.axis.label in SEED_AXES}
+        if base.seed in (None, -1):
+            base = replace(base, seed=resolved.get("seed", random_seed(1)))
+        resolved["seed"] = base.seed
+        varied = base.subseed_strength or any(a.axis.label == "Var. strength" for a in axes)
+        if varied and base.subseed in (None, -1):
+            base = replace(base, subseed=resolved.get("subseed", random_seed(1)))
+            resolved["subseed"] = base.subseed
+
+    # 2. Each value on its own (so a problem names its axis and value), then every cell.
+    for spec in axes:
+        _check_axis(spec, base, model, check_model)
+    lines = []
+    vaes = {}
+    checked: set[tuple[str, str, str | None]] = set()
+    for iz, iy, ix in itertools.product(*(range(len(a.values)) for a in reversed(axes))):
+        request = cell_request(base, axes, (ix, iy, iz))
+        cell_model = next((str(a.values[i]) for a, i in zip(axes, (ix, iy, iz), strict=True)
+                           if a.axis.checkpoint), model)
+        vae = next((str(a.values[i]) for a, i in zip(axes, (ix, iy, iz), strict=True) if a.axis.vae), None)
+        if vae is not None:
+            vaes[len(lines) + 1] = vae
+        try:
+            validate(request)
+            if check_assets is not None and (request.prompt, request.negative_prompt, vae) not in checked:
+                checked.add((request.prompt, request.negative_prompt, vae))
+                check_assets(request, vae)
+        except UsageError as exc:
+            where = ", ".join(f"{a.flag} {a.labels[i] or a.values[i]}" for a, i in
+                              zip(axes, (ix, iy, iz), strict=True) if a.axis.label != "Nothing")
+            raise UsageError(f"cell ({where}): {exc}") from None
+        lines.append(BatchLine(len(lines) + 1, request, cell_model))
+    return Plot(axes, tuple(lines), resolved, vaes)  # type: ignore[arg-type]
+
+
+def _check_axis(spec: AxisSpec, base: GenerationRequest, model: str | None,
+                check_model: Callable[[str], None] | None) -> None:
+    """Every value of one axis checked on the base request; UsageError '--x: Steps 0: ...'."""
+    values = list(spec.values)
+    if spec.axis.check is not None:
+        try:
+            spec.axis.check(values, base)
+        except ValueError as exc:
+            raise UsageError(f"{spec.flag}: {spec.axis.label}: {exc}") from None
+    for value, label in zip(values, spec.labels, strict=True):
+        try:
+            if spec.axis.checkpoint:
+                if check_model is not None:
+                    check_model(str(value))
+                continue
+            validate(spec.axis.apply(base, value, values))
+        except UsageError as exc:
+            reason = re.sub(r"^--[\w-]+: ", "", str(exc))
+            shown = label if spec.axis.kind == "permutations" else str(value)
+            raise UsageError(f"{spec.flag}: {spec.axis.label} {shown}: {reason}") from None
+
+
+def plot_params(plot: Plot, combined: bool) -> dict[str, str]:
+    """The WebUI's infotext keys that describe a plot (Script, X Type, X Values, ...), for its grids."""
+    params = {"Script": "X/Y/Z plot"}
+    for name, spec in zip("XYZ", plot.axes, strict=True):
+        if spec.axis.label == "Nothing" or (name == "Z" and not combined):
+            continue
+        params[f"{name} Type"] = spec.axis.label
+        params[f"{name} Values"] = spec.text
+        if spec.axis.label in SEED_AXES and plot.resolved.get("axes", {}).get(name.lower()) is not None:
+            params[f"Fixed {name} Values"] = ", ".join(str(v) for v in spec.values)
+    return params

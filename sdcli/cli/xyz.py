@@ -1,0 +1,159 @@
+"""`sdcli xyz`: the WebUI's X/Y/Z plot, run as a batch (manifest, --resume, fault isolation)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from sdcli.cli import options as o
+
+HELP = """Plot images over up to three axes of settings, as the WebUI's X/Y/Z plot.
+
+Each axis is "NAME: VALUES" with the WebUI's axis names: Seed, Var. seed,
+Var. strength, Steps, CFG Scale, Prompt S/R, Prompt order, Sampler, Schedule type,
+Checkpoint name, VAE, Denoising (with --image), Clip skip, Eta, Sigma Churn/min/
+max/noise, Schedule min/max sigma, Refiner checkpoint, Refiner switch at, RNG source
+(and sdcli's Width, Height).
+VALUES are comma-separated (CSV quoting), with ranges 1-5, 1-10 (+2) (step) and
+1-10 [4] (count). Prompt S/R replaces its first value by each value in the prompt
+and negative prompt. Each cell is written with its own infotext, then labelled
+grids: xyz_grid-0000.png per Z value and xyz_grid.png with all of them.
+All cells share one seed unless --keep-random-seeds. Exit 3 when some cells failed.
+
+Examples:
+
+  sdcli xyz "a red fox" --x "Sampler: Euler, DPM++ 2M Karras" --y "CFG Scale: 4-10 (+2)" --seed 1
+
+  sdcli xyz "a <lora:detail:0.5> fox" --x "Prompt S/R: 0.5, 0.8, 1" --z "Steps: 10,20" -o out/plot
+
+  sdcli xyz --resume -o out/plot     (continue a stopped plot with its recorded options)
+"""
+
+
+
+def _axis(name: str, example: str) -> Any:
+    return Annotated[str | None, typer.Option(f"--{name}", show_default=False, rich_help_panel=o.GEN,
+                                              help=f'{name.upper()} axis: "NAME: VALUES", e.g. "{example}".')]
+
+
+XAxis = _axis("x", "Sampler: Euler, DPM++ 2M Karras")
+YAxis = _axis("y", "CFG Scale: 4-10 (+2)")
+ZAxis = _axis("z", "Steps: 10,20")
+PlotOutput = Annotated[Path | None, typer.Option("--output", "-o", show_default=False, rich_help_panel=o.OUT,
+                                                 help="Output folder (default: the first free outputs/xyz-NNNN).")]
+Resume = Annotated[bool, typer.Option("--resume", help="Continue the plot in --output: skip cells done per its "
+                                      "manifest, then redraw the grids.", rich_help_panel=o.OUT)]
+KeepRandom = Annotated[bool, typer.Option("--keep-random-seeds", help="The WebUI's 'Keep -1 for seeds': a random "
+                                          "seed per cell instead of one for the whole plot.", rich_help_panel=o.GEN)]
+InputImage = Annotated[Path | None, typer.Option("--image", "-i", help="Input image: an img2img plot (the "
+                                                 "Denoising axis sets its strength).", rich_help_panel=o.IMG,
+                                                 show_default=False)]
+Legend = Annotated[bool, typer.Option("--legend/--no-legend", help="Draw the axis labels on the grids.",
+                                      rich_help_panel=o.OUT)]
+
+# Options a plot records in its manifest (so `--resume -o DIR` needs nothing else).
+RECORDED = ("prompt", "x", "y", "z", "image", "strength", "resize", "keep_random_seeds", "model", "name",
+            "image_format", "quality", "device", "dtype", "attention_slicing", "xformers", "file", "resolved")
+
+
+@o.shared_options(exclude=("batch_size", "count", "output", "server"))
+def xyz(
+    ctx: typer.Context,
+    x: XAxis = None,
+    y: YAxis = None,
+    z: ZAxis = None,
+    output: PlotOutput = None,
+    resume: Resume = False,
+    keep_random_seeds: KeepRandom = False,
+    legend: Legend = True,
+    image: InputImage = None,
+    strength: o.Strength = 0.75,
+    resize: o.Resize = "just",
+    **flags: Any,
+) -> None:
+    from dataclasses import replace
+
+    from sdcli.batch.manifest import resume_options
+    from sdcli.batch.plan import BatchOptions
+    from sdcli.batch.plotrun import cell_assets, check_model, run_plot
+    from sdcli.batch.xyz import plan_plot
+    from sdcli.cli.batch import _typed
+    from sdcli.cli.common import REQUEST_FLAGS, asset_options, read_stdin, runtime_options
+    from sdcli.cli.ui import BatchReporter, json_line, set_quiet
+    from sdcli.core.job import OutputOptions
+    from sdcli.core.request import GenerationRequest, ImageInput
+    from sdcli.errors import UsageError
+    from sdcli.models.assets import plan_assets
+    from sdcli.models.resolve import normalize_spec
+
+    # 1. The options in force: with --resume, the recorded ones (those typed now must agree).
+    if resume and output is None:
+        raise UsageError("--resume: give the plot's folder with --output")
+    prompt, prompt_opt = flags.pop("prompt"), flags.pop("prompt_opt")
+    if prompt is not None and prompt_opt is not None:
+        raise UsageError("PROMPT: give the prompt once, either as an argument or with --prompt")
+    text = prompt if prompt is not None else prompt_opt
+    folder = output or _free_folder(Path("outputs"))
+    current = {**{k: flags[k] for k in (*REQUEST_FLAGS, *RECORDED) if k in flags},
+               "prompt": read_stdin("PROMPT") if text == "-" else text, "x": x, "y": y, "z": z,
+               "keep_random_seeds": keep_random_seeds, "model": normalize_spec(flags["model"]),
+               "image": str(image.absolute()) if image else None, "strength": strength, "resize": resize,
+               "file": "xyz", "resolved": None}
+    given = {k: v for k, v in current.items() if k not in ("file", "resolved") and _typed(ctx, k)}
+    if prompt is not None:
+        given["prompt"] = prompt  # an argument, not an option: typed when given
+    if resume:
+        current = resume_options(folder, given, current)
+    if current["prompt"] is None:
+        raise UsageError('PROMPT: missing; give a prompt (or --prompt "" to plot without one)')
+    if not any(current[a] for a in "xyz"):
+        raise UsageError('--x/--y/--z: no axis; give at least one, e.g. --x "Steps: 10, 20"')
+    values = {**flags, **current}
+
+    # 2. Every cell planned and checked (axes, values, checkpoints, LoRAs) before any model loads.
+    assets = asset_options(flags)
+    runtime = runtime_options(values)
+    base = GenerationRequest(prompt=current["prompt"], **{k: values[k] for k in REQUEST_FLAGS if k in values})
+    if current["image"]:  # an img2img plot: the input read and checked now, before any model loads
+        from sdcli.core.images import prepare
+
+        base = replace(base, mode="img2img", init=ImageInput(current["image"], current["strength"], current["resize"]))
+        prepare(base)
+    plot = plan_plot(base, (current["x"], current["y"], current["z"]), current["model"],
+                     keep_random_seeds=current["keep_random_seeds"], resolved=current["resolved"],
+                     check_model=lambda spec: check_model(spec, runtime.offline, assets),
+                     check_assets=lambda request, vae: plan_assets(cell_assets(assets, vae), request.prompt,
+                                                                   request.negative_prompt))
+    options = BatchOptions(
+        file=Path("xyz"), defaults=base, seed=plot.resolved.get("seed"), model=current["model"],
+        runtime=runtime, output=OutputOptions(folder, values["name"], values["image_format"], values["quality"]),
+        resume=resume, assets=assets, record={**current, "resolved": plot.resolved}, group=1, lines=plot.lines,
+        line_assets={line: cell_assets(assets, vae) for line, vae in plot.vaes.items()})
+
+    # 3. Run the cells as a batch, then draw the grids.
+    set_quiet(flags["quiet"])
+    nx, ny, nz = plot.shape
+    with BatchReporter(as_json=flags["json_out"]) as reporter:
+        reporter.note(f"X/Y/Z plot: {nx * ny * nz} images on {nz} {nx}x{ny} grid{'s' if nz > 1 else ''} in {folder}")
+        stats, grids = run_plot(plot, options, reporter, legend=legend)
+        reporter.batch_summary(stats)
+        for record in grids:  # stdout, after the cells' paths (or records)
+            print(json_line(record) if flags["json_out"] else record["path"])
+    if stats.interrupted:
+        import shlex
+
+        reporter.note(f"to continue: sdcli xyz --resume -o {shlex.quote(str(folder))}")
+    raise typer.Exit(stats.exit_code)
+
+
+def _free_folder(root: Path) -> Path:
+    """The first outputs/xyz-NNNN that does not exist yet."""
+    return next(root / f"xyz-{n:04d}" for n in range(100000) if not (root / f"xyz-{n:04d}").exists())
+
+
+def _check_model(spec: str, offline: bool, assets: Any) -> None:
+    from sdcli.models.resolve import resolve_model
+
+    resolve_model(spec, offline=offline, library=assets.library(), allow_pickle=assets.allow_pickle)
