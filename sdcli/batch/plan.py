@@ -29,6 +29,7 @@ class BatchOptions:
     assets: AssetOptions = field(default_factory=AssetOptions)
     record: dict[str, Any] = field(default_factory=dict)  # the options, kept in the manifest for --resume
     group: int = 8  # most images one pipeline call may batch together (1 = never group)
+    lines: tuple[BatchLine, ...] = ()  # lines built by the caller (a folder of inputs): `file` is then not read
 
 
 def resolve_models(lines: list[BatchLine], options: BatchOptions) -> dict[str | None, Any]:

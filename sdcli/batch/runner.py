@@ -112,7 +112,8 @@ class _Run:
         """Append one item's record to the manifest and tell the user."""
         record = {"type": "item", "item": index, "line": unit.line, "seed": seed, "path": path,
                   "status": "failed" if error else "done", "error": error, "seconds": round(seconds, 3),
-                  "prompt": unit.request.prompt, "model": model.name, "process": self.shard.index, **extra}
+                  "prompt": unit.request.prompt, "model": model.name, "process": self.shard.index,
+                  **_sources(unit.request), **extra}
         self.writer.append(record)
         if error:
             self.stats.failed += 1
@@ -147,7 +148,7 @@ def run_batch(options: BatchOptions, reporter: BatchReporter,
     if not 1 <= options.group <= 64:
         raise UsageError(f"--group: {options.group} is out of range; use 1 (never group) to 64")
     options.output.check()
-    lines = parse_file(options.file, options.fmt, options.defaults, options.model)
+    lines = list(options.lines) or parse_file(options.file, options.fmt, options.defaults, options.model)
     models = resolve_models(lines, options)
     assets = plan_line_assets(lines, options, reporter)
     if options.defaults.refiner:  # checked (not loaded) before anything loads
@@ -311,6 +312,14 @@ def _run_unit(run: _Run, unit: BatchUnit, pipe: Any, model: Any, model_hash: str
         for index, seed in todo.items():
             run.record(unit, index, seed, model, error=message,
                        seconds=(time.monotonic() - started) / max(len(todo), 1))
+
+
+def _sources(request: Any) -> dict[str, str]:
+    """The input image (and mask) an item was made from, for its record."""
+    sources = {"input": request.init.image} if request.init is not None else {}
+    if request.inpaint is not None and request.inpaint.mask:
+        sources["mask"] = request.inpaint.mask
+    return sources
 
 
 def _is_this_item(path: Path, prompt: str, seed: int) -> bool:

@@ -1,0 +1,100 @@
+"""img2img / inpaint over a folder or glob of inputs: flags -> input set -> one batch line per input -> the runner.
+
+One input file keeps the command's own path (run_command), unchanged.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from sdcli.cli import options as o
+
+Recursive = Annotated[bool, typer.Option(
+    "--recursive", help="With a folder of inputs (and masks): take its subfolders too.", rich_help_panel=o.IMG)]
+Resume = Annotated[bool, typer.Option(
+    "--resume", help="With a folder or glob of inputs: continue the run in --output (give the same command "
+    "again): inputs done per its manifest are skipped.", rich_help_panel=o.OUT)]
+SET_PATTERN = "[input]-[seed]"  # default --name of a run over many inputs: each output named after its input
+
+
+def run_inputs(ctx: typer.Context, mode: str, flags: dict[str, Any], image: Path, *, mask: Path | None = None,
+               recursive: bool = False, resume: bool = False, **parts: Any) -> None:
+    """Run `mode` on one input file as always, or on each image of a folder/glob through the batch runner."""
+    from sdcli.batch.inputs import is_input_set
+    from sdcli.cli.common import run_command
+    from sdcli.errors import UsageError
+
+    if is_input_set(image):
+        _run_set(ctx, mode, flags, image, mask, recursive, resume, parts)
+        return
+    for given, flag in ((recursive, "--recursive"), (resume, "--resume")):
+        if given:
+            raise UsageError(f"{flag}: only with a folder or glob of --image inputs; {image} is one file")
+    if mask is not None and is_input_set(mask):
+        raise UsageError(f"--mask: {mask} is a folder or glob; masks by name need a folder or glob of --image inputs")
+    run_command(mode, flags, **parts)
+
+
+def _run_set(ctx: typer.Context, mode: str, flags: dict[str, Any], image: Path, mask: Path | None,
+             recursive: bool, resume: bool, parts: dict[str, Any]) -> None:
+    from dataclasses import replace
+
+    from sdcli.batch.inputs import expand_inputs, input_lines, input_root, is_input_set, pair_masks
+    from sdcli.batch.runner import BatchOptions, run_batch
+    from sdcli.cli.common import asset_options, build_request, runtime_options, typed
+    from sdcli.cli.ui import BatchReporter, set_quiet
+    from sdcli.core.job import OutputOptions
+    from sdcli.core.request import check_seed_room, validate
+    from sdcli.errors import UsageError
+    from sdcli.models.resolve import normalize_spec
+
+    # 1. Flags and inputs, all checked before any model loads.
+    if flags["server"]:
+        raise UsageError("--server: a folder or glob of inputs runs here, not on a server; leave out --server")
+    folder = flags["output"] if typed(ctx, "output") else Path("outputs") / (input_root(image).resolve().name
+                                                                             or "inputs")
+    template = build_request(mode, flags, **parts)
+    validate(template)
+    inputs = expand_inputs(image, "--image", recursive=recursive, exclude=(folder,))
+    masks = None
+    if mask is not None and is_input_set(mask):
+        masks, unused = pair_masks(inputs, expand_inputs(mask, "--mask", recursive=recursive, exclude=(folder,)))
+    elif mask is not None and not mask.is_file():
+        raise UsageError(f"--mask: {mask}: no such file" if not mask.exists() else f"--mask: {mask} is not a file")
+    per_input = template.total_images
+    if template.subseed_strength and template.subseed not in (None, -1):
+        check_seed_room("--subseed", template.subseed, per_input * len(inputs.files))
+    lines = input_lines(replace(template, seed=None), inputs, normalize_spec(flags["model"]), masks)
+    if template.subseed_strength and template.subseed not in (None, -1):  # input i: subseed + i, as seed + i
+        lines = [replace(line, request=replace(line.request, subseed=template.subseed + i * per_input))
+                 for i, line in enumerate(lines)]
+
+    # 2. The batch runner: manifest, --resume, a failed input recorded while the others go on, Ctrl-C.
+    name = flags["name"] if typed(ctx, "name") else SET_PATTERN
+    options = BatchOptions(
+        file=Path(str(image)), defaults=template, seed=flags["seed"], model=normalize_spec(flags["model"]),
+        runtime=runtime_options(flags), resume=resume, group=1, lines=tuple(lines), assets=asset_options(flags),
+        output=OutputOptions(folder, name, flags["image_format"], flags["quality"]))
+    set_quiet(flags["quiet"])
+    with BatchReporter(as_json=flags["json_out"]) as reporter:
+        reporter.note(f"{len(inputs.files)} input(s) from {image}, in name order"
+                      + (f"; {inputs.skipped} file(s) not PNG/JPEG/WebP skipped" if inputs.skipped else ""))
+        if masks is not None and unused:
+            reporter.note(f"{len(unused)} mask(s) match no input and are not used (first: {unused[0]})")
+        stats = run_batch(options, reporter)
+        reporter.batch_summary(stats)
+    if stats.interrupted:
+        reporter.note(f"to continue: {_resume_command()}")
+    raise typer.Exit(stats.exit_code)
+
+
+def _resume_command() -> str:
+    """This command line again, with --resume."""
+    import shlex
+    import sys
+
+    args = sys.argv[1:]
+    return shlex.join(["sdcli", *args, *([] if "--resume" in args else ["--resume"])])
