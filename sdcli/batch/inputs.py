@@ -136,8 +136,8 @@ def pair_masks(inputs: InputSet, masks: InputSet) -> tuple[list[Path], list[str]
     paired = []
     for item in inputs.files:
         if item.key not in by_key:
-            raise UsageError(f"--mask: no mask for input {item.path} (looked for {item.key} with a .png, .jpg, "
-                             f".jpeg or .webp suffix in {masks.spec})")
+            raise UsageError(f"--mask: no mask for input {item.path}: no {item.key}.png, .jpg, .jpeg or .webp "
+                             f"in {masks.spec}")
         paired.append(by_key[item.key])
     used = {item.key for item in inputs.files}
     return paired, [key for key in by_key if key not in used]

@@ -308,7 +308,8 @@ def _run_unit(run: _Run, unit: BatchUnit, pipe: Any, model: Any, model_hash: str
     except (KeyboardInterrupt, Stop):
         raise
     except Exception as exc:  # out of memory, a late UsageError, a write failure: fail these items, go on
-        message = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        message = first if isinstance(exc, SdcliError) else f"{type(exc).__name__}: {first}"  # a corrupt input ...
         for index, seed in todo.items():
             run.record(unit, index, seed, model, error=message,
                        seconds=(time.monotonic() - started) / max(len(todo), 1))
