@@ -26,8 +26,7 @@ import re
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from sdcli.batch.parse import BatchLine
-from sdcli.core.request import GenerationRequest
+from sdcli.core.request import GenerationRequest, check_seed_room
 from sdcli.errors import UsageError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")  # what core.images.open_image reads (PNG, JPEG, WebP)
@@ -143,15 +142,49 @@ def pair_masks(inputs: InputSet, masks: InputSet) -> tuple[list[Path], list[str]
     return paired, [key for key in by_key if key not in used]
 
 
-def input_lines(template: GenerationRequest, inputs: InputSet, model: str | None,
-                masks: list[Path] | None = None) -> list[BatchLine]:
-    """One batch line per input (numbered 1..N in input order): `template` with that input (and its mask)."""
+@dataclass(frozen=True)
+class ExpandedRequest:
+    """A request over an input set: one request per input, in input order, and the masks no input used."""
+
+    inputs: InputSet
+    requests: tuple[GenerationRequest, ...]
+    unused_masks: tuple[str, ...] = ()
+
+
+def expand_request(template: GenerationRequest, *, recursive: bool = False, exclude: tuple[Path, ...] = (),
+                   flags: tuple[str, str] = ("--image", "--mask")) -> ExpandedRequest:
+    """`template`, whose input image is a folder or glob, as one request per input (UsageError naming `flags`).
+
+    Its mask is a folder/glob paired by name, or one file for every input. Input i
+    of N gets the template's own seed and variation seed (when given) + i x images
+    per input, so its images are those of a one-input run with seed + i; with no
+    seed (None) the batch runner's base seed + item does the same.
+    """
     if template.init is None:
-        raise ValueError("input_lines needs a request with an input image part")
-    lines = []
-    for number, item in enumerate(inputs.files, start=1):
+        raise ValueError("expand_request needs a request with an input image")
+    inputs = expand_inputs(template.init.image, flags[0], recursive=recursive, exclude=exclude)
+    mask = template.inpaint.mask if template.inpaint is not None else None
+    masks, unused = None, []
+    if mask and is_input_set(mask):
+        masks, unused = pair_masks(inputs, expand_inputs(mask, flags[1], recursive=recursive, exclude=exclude))
+    elif mask and not Path(mask).is_file():
+        raise UsageError(f"{flags[1]}: {mask}: no such file" if not Path(mask).exists()
+                         else f"{flags[1]}: {mask} is not a file")
+    per_input, count = template.total_images, len(inputs.files)
+    seed_given = template.seed not in (None, -1)
+    subseed_given = bool(template.subseed_strength) and template.subseed not in (None, -1)
+    if seed_given:
+        check_seed_room("--seed", template.seed, per_input * count)
+    if subseed_given:
+        check_seed_room("--subseed", template.subseed, per_input * count)
+    requests = []
+    for i, item in enumerate(inputs.files):
         request = replace(template, init=replace(template.init, image=str(item.path)))
         if masks is not None and request.inpaint is not None:
-            request = replace(request, inpaint=replace(request.inpaint, mask=str(masks[number - 1])))
-        lines.append(BatchLine(number, request, model))
-    return lines
+            request = replace(request, inpaint=replace(request.inpaint, mask=str(masks[i])))
+        if seed_given:
+            request = replace(request, seed=template.seed + i * per_input)  # type: ignore[operator]
+        if subseed_given:
+            request = replace(request, subseed=template.subseed + i * per_input)  # type: ignore[operator]
+        requests.append(request)
+    return ExpandedRequest(inputs, tuple(requests), tuple(unused))

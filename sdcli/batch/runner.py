@@ -212,7 +212,7 @@ def _open_run(options: BatchOptions, lines: list[BatchLine], base_seed: int, fol
         "digest": plan_digest(lines, options.output.pattern), "items": total_items(lines),
         "base_seed": base_seed, "seed_given": options.seed not in (None, -1),
         "base_number": next_number(folder), "started": _dt.datetime.now().isoformat(timespec="seconds"),
-        "processes": shard.count, "removed_temp_files": removed,
+        "processes": shard.count, "removed_temp_files": removed, **({"inputs": True} if options.lines else {}),
         **({"options": options.record} if options.record else {}),
     }
     try:

@@ -34,7 +34,7 @@ def run_inputs(ctx: typer.Context, mode: str, flags: dict[str, Any], image: Path
         if given:
             raise UsageError(f"{flag}: only with a folder or glob of --image inputs; {image} is one file")
     if mask is not None and is_input_set(mask):
-        raise UsageError(f"--mask: {mask} is a folder or glob; masks by name need a folder or glob of --image inputs")
+        raise UsageError(f"--mask: {mask}: a folder or glob of masks needs a folder or glob of input images")
     run_command(mode, flags, **parts)
 
 
@@ -42,47 +42,43 @@ def _run_set(ctx: typer.Context, mode: str, flags: dict[str, Any], image: Path, 
              recursive: bool, resume: bool, parts: dict[str, Any]) -> None:
     from dataclasses import replace
 
-    from sdcli.batch.inputs import expand_inputs, input_lines, input_root, is_input_set, pair_masks
+    from sdcli.batch.inputs import expand_request, input_root
+    from sdcli.batch.parse import BatchLine
     from sdcli.batch.runner import BatchOptions, run_batch
     from sdcli.cli.common import asset_options, build_request, runtime_options, typed
     from sdcli.cli.ui import BatchReporter, set_quiet
     from sdcli.core.job import OutputOptions
-    from sdcli.core.request import check_seed_room, validate
+    from sdcli.core.request import validate
     from sdcli.errors import UsageError
     from sdcli.models.resolve import normalize_spec
 
-    # 1. Flags and inputs, all checked before any model loads.
+    # 1. Flags and inputs (masks paired), all checked before any model loads.
     if flags["server"]:
         raise UsageError("--server: a folder or glob of inputs runs here, not on a server; leave out --server")
     folder = flags["output"] if typed(ctx, "output") else Path("outputs") / (input_root(image).resolve().name
-                                                                             or "inputs")
+                                                                            or "inputs")
     template = build_request(mode, flags, **parts)
     validate(template)
-    inputs = expand_inputs(image, "--image", recursive=recursive, exclude=(folder,))
-    masks = None
-    if mask is not None and is_input_set(mask):
-        masks, unused = pair_masks(inputs, expand_inputs(mask, "--mask", recursive=recursive, exclude=(folder,)))
-    elif mask is not None and not mask.is_file():
-        raise UsageError(f"--mask: {mask}: no such file" if not mask.exists() else f"--mask: {mask} is not a file")
-    per_input = template.total_images
-    if template.subseed_strength and template.subseed not in (None, -1):
-        check_seed_room("--subseed", template.subseed, per_input * len(inputs.files))
-    lines = input_lines(replace(template, seed=None), inputs, normalize_spec(flags["model"]), masks)
-    if template.subseed_strength and template.subseed not in (None, -1):  # input i: subseed + i, as seed + i
-        lines = [replace(line, request=replace(line.request, subseed=template.subseed + i * per_input))
-                 for i, line in enumerate(lines)]
+    template = replace(template, init=replace(template.init, image=str(image.expanduser().absolute())))
+    if mask is not None:  # a quoted "~/masks/*.png" too
+        template = replace(template, inpaint=replace(template.inpaint, mask=str(mask.expanduser().absolute())))
+    # Seeds come from the batch's base seed (input i: base + i), as in `sdcli batch`.
+    expanded = expand_request(replace(template, seed=None), recursive=recursive, exclude=(folder,))
+    model = normalize_spec(flags["model"])
+    lines = [BatchLine(number, request, model) for number, request in enumerate(expanded.requests, start=1)]
 
     # 2. The batch runner: manifest, --resume, a failed input recorded while the others go on, Ctrl-C.
     name = flags["name"] if typed(ctx, "name") else SET_PATTERN
     options = BatchOptions(
-        file=Path(str(image)), defaults=template, seed=flags["seed"], model=normalize_spec(flags["model"]),
+        file=Path(str(image)), defaults=template, seed=flags["seed"], model=model,
         runtime=runtime_options(flags), resume=resume, group=1, lines=tuple(lines), assets=asset_options(flags),
         output=OutputOptions(folder, name, flags["image_format"], flags["quality"]))
     set_quiet(flags["quiet"])
     with BatchReporter(as_json=flags["json_out"]) as reporter:
+        inputs, unused = expanded.inputs, expanded.unused_masks
         reporter.note(f"{len(inputs.files)} input(s) from {image}, in name order"
                       + (f"; {inputs.skipped} file(s) not PNG/JPEG/WebP skipped" if inputs.skipped else ""))
-        if masks is not None and unused:
+        if unused:
             reporter.note(f"{len(unused)} mask(s) match no input and are not used (first: {unused[0]})")
         stats = run_batch(options, reporter)
         reporter.batch_summary(stats)

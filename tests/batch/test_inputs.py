@@ -1,8 +1,11 @@
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
-from sdcli.batch.inputs import expand_inputs, input_lines, input_root, is_input_set, natural_key, pair_masks
+from sdcli.batch.inputs import expand_inputs, expand_request, input_root, is_input_set, natural_key, pair_masks
+from sdcli.batch.parse import BatchFileError, parse_file, plan_units
 from sdcli.core.request import GenerationRequest, ImageInput, InpaintSettings
 from sdcli.errors import UsageError
 
@@ -87,12 +90,56 @@ def test_a_missing_or_ambiguous_mask_names_the_file(tmp_path):
         pair_masks(inputs, expand_inputs(tmp_path / "two", "--mask"))
 
 
-def test_input_lines_one_per_input_with_its_mask(tmp_path):
-    touch(tmp_path, "in/a.png", "in/b.png")
-    inputs = expand_inputs(tmp_path / "in")
-    template = GenerationRequest(prompt="p", mode="inpaint", init=ImageInput("x", 0.5), inpaint=InpaintSettings("m"))
-    lines = input_lines(template, inputs, "model", [tmp_path / "ma.png", tmp_path / "mb.png"])
-    assert [(line.line, line.request.init.image, line.request.inpaint.mask, line.model) for line in lines] == [
-        (1, str(tmp_path / "in" / "a.png"), str(tmp_path / "ma.png"), "model"),
-        (2, str(tmp_path / "in" / "b.png"), str(tmp_path / "mb.png"), "model")]
-    assert {line.request.init.strength for line in lines} == {0.5}
+def test_expand_request_one_request_per_input_with_its_mask_and_seed_plus_i(tmp_path):
+    touch(tmp_path, "in/a.png", "in/b.png", "m/a.png", "m/b.png")
+    template = GenerationRequest(prompt="p", mode="inpaint", init=ImageInput(str(tmp_path / "in"), 0.5),
+                                 inpaint=InpaintSettings(str(tmp_path / "m")), seed=10, count=2,
+                                 subseed=100, subseed_strength=0.5)
+    expanded = expand_request(template)
+    assert [(r.init.image, r.inpaint.mask, r.seed, r.subseed, r.seeds()) for r in expanded.requests] == [
+        (str(tmp_path / "in" / "a.png"), str(tmp_path / "m" / "a.png"), 10, 100, [10, 11]),
+        (str(tmp_path / "in" / "b.png"), str(tmp_path / "m" / "b.png"), 12, 102, [12, 13])]
+    assert {(r.init.strength, r.prompt, r.count) for r in expanded.requests} == {(0.5, "p", 2)}
+    unseeded = expand_request(replace(template, seed=None, subseed_strength=0))
+    assert [r.seed for r in unseeded.requests] == [None, None]  # the batch runner's base seed + item
+
+
+def test_expand_request_one_mask_file_for_all_or_a_clear_error(tmp_path):
+    touch(tmp_path, "in/a.png", "in/b.png", "one.png")
+    template = GenerationRequest(prompt="", mode="inpaint", init=ImageInput(str(tmp_path / "in")),
+                                 inpaint=InpaintSettings(str(tmp_path / "one.png")))
+    assert {r.inpaint.mask for r in expand_request(template).requests} == {str(tmp_path / "one.png")}
+    with pytest.raises(UsageError, match=f"^--mask: {tmp_path / 'nope.png'}: no such file$"):
+        expand_request(replace(template, inpaint=InpaintSettings(str(tmp_path / "nope.png"))))
+    with pytest.raises(UsageError, match="^--seed: 4294967295 \\+ 2 images passes"):
+        expand_request(replace(template, seed=2**32 - 1))
+
+
+def test_prompt_file_image_key_takes_a_folder_or_glob_one_line_per_input(tmp_path):
+    touch(tmp_path, "in/b.png", "in/a10.png", "in/a9.png")
+    Image.new("RGB", (32, 32)).save(tmp_path / "single.png")
+    prompts = tmp_path / "p.txt"
+    prompts.write_text("--prompt one --image in\n--prompt two --image single.png\n"
+                       "--prompt three --image 'in/a*.png' --seed 50\n")
+    lines = parse_file(prompts)
+    assert [(line.line, line.request.prompt, Path(line.request.init.image).name, line.request.seed)
+            for line in lines] == [
+        (1, "one", "a9.png", None), (1, "one", "a10.png", None), (1, "one", "b.png", None),
+        (2, "two", "single.png", None), (3, "three", "a9.png", 50), (3, "three", "a10.png", 51)]
+    assert [u.request.seed for u in plan_units(lines, 0)] == [0, 1, 2, 3, 50, 51]
+
+
+def test_prompt_file_folder_problems_are_file_line_errors(tmp_path):
+    touch(tmp_path, "empty/x.txt", "in/a.png", "masks/b.png")
+    Image.new("RGB", (32, 32)).save(tmp_path / "single.png")
+    prompts = tmp_path / "p.txt"
+    prompts.write_text("--prompt x --image empty\n--prompt y --init_images in --mask masks\n"
+                       "--prompt z --image single.png --mask masks\n")
+    with pytest.raises(BatchFileError) as exc:
+        parse_file(prompts)
+    assert exc.value.problems == [
+        f"{prompts}:1: image: {tmp_path / 'empty'} holds no PNG, JPEG or WebP images (1 other file(s) skipped "
+        "by extension)",
+        f"{prompts}:2: mask: no mask for input {tmp_path / 'in' / 'a.png'}: no a.png, .jpg, .jpeg or .webp in "
+        f"{tmp_path / 'masks'}",
+        f"{prompts}:3: mask: a folder or glob of masks needs a folder or glob of input images"]

@@ -185,4 +185,23 @@ def test_ctrl_c_prints_the_resume_command_and_resume_skips_done_inputs(cli, tiny
     for name in outputs(run):
         assert np.array_equal(pixels(run / name), pixels(tmp_path / "full" / name))
     changed = cli(*args, "-o", run, "--resume", "--strength", "0.5")
-    assert changed.exit_code == 2 and "changed since the batch" in changed.stderr
+    assert changed.exit_code == 2
+    assert changed.stderr.splitlines()[-1].startswith(
+        f"error: --resume: the inputs {inputs} (or the options) changed since the batch")
+
+
+def test_a_prompt_file_line_with_a_folder_runs_each_input_a_corrupt_one_fails_alone(cli, tiny_model, tmp_path):
+    inputs = write_folder(tmp_path / "in", {"a": (32, 32), "c": (32, 32)})
+    (inputs / "b.png").write_bytes(b"not a png")
+    prompts = tmp_path / "p.txt"
+    prompts.write_text("--prompt x --image in --denoising_strength 0.5\n--prompt y\n")
+    result = cli("batch", prompts, "-m", tiny_model, *STEPS, "-W", "32", "-H", "32", "--seed", "20",
+                 "-o", tmp_path / "out", "--json")
+    assert result.exit_code == 3, result.stderr
+    records = sorted((json.loads(line) for line in result.stdout.splitlines()), key=lambda r: r["item"])
+    assert [(r["item"], r["line"], r["seed"], r["status"], r.get("input")) for r in records] == [
+        (0, 1, 20, "done", str(inputs / "a.png")), (1, 1, 21, "failed", str(inputs / "b.png")),
+        (2, 1, 22, "done", str(inputs / "c.png")), (3, 2, 23, "done", None)]
+    single = cli("img2img", "-i", inputs / "c.png", "--strength", "0.5", "-m", tiny_model, *STEPS, "--seed", "22",
+                 "-o", tmp_path / "single", "x")
+    assert np.array_equal(pixels(records[2]["path"]), pixels(single.stdout.strip()))
