@@ -17,20 +17,24 @@ Recursive = Annotated[bool, typer.Option(
 Resume = Annotated[bool, typer.Option(
     "--resume", help="With a folder or glob of inputs: continue the run in --output (give the same command "
     "again): inputs done per its manifest are skipped.", rich_help_panel=o.OUT)]
+PngInfo = Annotated[bool, typer.Option(
+    "--png-info", help="With a folder or glob of inputs: use each input's own generation parameters: its prompt and "
+    "negative prompt appended to yours, its seed, CFG scale, sampler, schedule type and steps (the WebUI batch "
+    "tab's PNG info).", rich_help_panel=o.IMG)]
 SET_PATTERN = "[input]-[seed]"  # default --name of a run over many inputs: each output named after its input
 
 
 def run_inputs(ctx: typer.Context, mode: str, flags: dict[str, Any], image: Path, *, mask: Path | None = None,
-               recursive: bool = False, resume: bool = False, **parts: Any) -> None:
+               recursive: bool = False, resume: bool = False, png_info: bool = False, **parts: Any) -> None:
     """Run `mode` on one input file as always, or on each image of a folder/glob through the batch runner."""
     from sdcli.batch.inputs import is_input_set
     from sdcli.cli.common import run_command
     from sdcli.errors import UsageError
 
     if is_input_set(image):
-        _run_set(ctx, mode, flags, image, mask, recursive, resume, parts)
+        _run_set(ctx, mode, flags, image, mask, (recursive, resume, png_info), parts)
         return
-    for given, flag in ((recursive, "--recursive"), (resume, "--resume")):
+    for given, flag in ((recursive, "--recursive"), (resume, "--resume"), (png_info, "--png-info")):
         if given:
             raise UsageError(f"{flag}: only with a folder or glob of --image inputs; {image} is one file")
     if mask is not None and is_input_set(mask):
@@ -39,11 +43,12 @@ def run_inputs(ctx: typer.Context, mode: str, flags: dict[str, Any], image: Path
 
 
 def _run_set(ctx: typer.Context, mode: str, flags: dict[str, Any], image: Path, mask: Path | None,
-             recursive: bool, resume: bool, parts: dict[str, Any]) -> None:
+             switches: tuple[bool, bool, bool], parts: dict[str, Any]) -> None:
     from dataclasses import replace
 
     from sdcli.batch.inputs import expand_request, input_root
     from sdcli.batch.parse import BatchLine
+    from sdcli.batch.pnginfo import with_png_info
     from sdcli.batch.runner import BatchOptions, run_batch
     from sdcli.cli.common import asset_options, build_request, runtime_options, typed
     from sdcli.cli.ui import BatchReporter, set_quiet
@@ -63,9 +68,12 @@ def _run_set(ctx: typer.Context, mode: str, flags: dict[str, Any], image: Path, 
     if mask is not None:  # a quoted "~/masks/*.png" too
         template = replace(template, inpaint=replace(template.inpaint, mask=str(mask.expanduser().absolute())))
     # Seeds come from the batch's base seed (input i: base + i), as in `sdcli batch`.
+    recursive, resume, png_info = switches
     expanded = expand_request(replace(template, seed=None), recursive=recursive, exclude=(folder,))
+    notes: list[str] = []
+    requests = [with_png_info(r, notes.append) for r in expanded.requests] if png_info else expanded.requests
     model = normalize_spec(flags["model"])
-    lines = [BatchLine(number, request, model) for number, request in enumerate(expanded.requests, start=1)]
+    lines = [BatchLine(number, request, model) for number, request in enumerate(requests, start=1)]
 
     # 2. The batch runner: manifest, --resume, a failed input recorded while the others go on, Ctrl-C.
     name = flags["name"] if typed(ctx, "name") else SET_PATTERN
@@ -80,6 +88,8 @@ def _run_set(ctx: typer.Context, mode: str, flags: dict[str, Any], image: Path, 
                       + (f"; {inputs.skipped} file(s) not PNG/JPEG/WebP skipped" if inputs.skipped else ""))
         if unused:
             reporter.note(f"{len(unused)} mask(s) match no input and are not used (first: {unused[0]})")
+        for message in notes:
+            reporter.note(message)
         stats = run_batch(options, reporter)
         reporter.batch_summary(stats)
     if stats.interrupted:

@@ -50,11 +50,12 @@ def inpaint(
     masked_content: o.MaskedContent = "original",
     recursive: f.Recursive = False,
     resume: f.Resume = False,
+    png_info: f.PngInfo = False,
     **flags: Any,
 ) -> None:
     from sdcli.core.request import ImageInput, InpaintSettings
 
     settings = InpaintSettings(str(mask.absolute()), invert_mask, mask_blur, inpaint_area, padding, masked_content,
                                resize_mask)
-    f.run_inputs(ctx, "inpaint", flags, image, mask=mask, recursive=recursive, resume=resume,
+    f.run_inputs(ctx, "inpaint", flags, image, mask=mask, recursive=recursive, resume=resume, png_info=png_info,
                  init=ImageInput(str(image.absolute()), strength, resize), inpaint=settings)

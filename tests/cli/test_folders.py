@@ -205,3 +205,31 @@ def test_a_prompt_file_line_with_a_folder_runs_each_input_a_corrupt_one_fails_al
     single = cli("img2img", "-i", inputs / "c.png", "--strength", "0.5", "-m", tiny_model, *STEPS, "--seed", "22",
                  "-o", tmp_path / "single", "x")
     assert np.array_equal(pixels(records[2]["path"]), pixels(single.stdout.strip()))
+
+
+def test_png_info_takes_each_inputs_prompt_seed_and_settings(cli, tiny_model, tmp_path):
+    from PIL.PngImagePlugin import PngInfo
+
+    from sdcli.core.metadata import parse_infotext, read_infotext
+
+    inputs = write_folder(tmp_path / "in", {"a": (32, 32), "b": (32, 32), "c": (32, 32)})
+    for stem, text in (("a", "a lighthouse\nNegative prompt: fog\nSteps: 3, Sampler: Euler, CFG scale: 5, Seed: 77"),
+                       ("c", "x\nSteps: 3, Sampler: No Such Sampler, Seed: 5")):
+        info = PngInfo()
+        info.add_text("parameters", text)
+        Image.open(inputs / f"{stem}.png").save(inputs / f"{stem}.png", pnginfo=info)
+    out = tmp_path / "out"
+    result = cli("img2img", "-i", inputs, "--png-info", "-m", tiny_model, *STEPS, "--seed", "10", "-n", "blur",
+                 "-o", out, "oil")
+    assert result.exit_code == 0, result.stderr
+    assert f"{inputs / 'b.png'}: no PNG info; using the command's prompt and options" in result.stderr
+    assert f"{inputs / 'c.png'}: PNG info not used: --sampler: " in result.stderr
+    assert outputs(out) == ["a-77.png", "b-11.png", "c-12.png"]
+    prompt, negative, params = parse_infotext(read_infotext(out / "a-77.png"))
+    assert (prompt, negative, params["Steps"], params["Sampler"], params["CFG scale"]) == (
+        "oil a lighthouse", "blur fog", "3", "Euler", "5")
+    prompt, negative, params = parse_infotext(read_infotext(out / "c-12.png"))
+    assert (prompt, negative, params["Steps"], params["Sampler"]) == ("oil", "blur", "2", "DPM++ 2M")
+    single = cli("img2img", "-i", inputs / "a.png", "-m", tiny_model, "--steps", "3", "--sampler", "Euler",
+                 "--cfg-scale", "5", "--seed", "77", "-n", "blur fog", "-o", tmp_path / "single", "oil a lighthouse")
+    assert np.array_equal(pixels(out / "a-77.png"), pixels(single.stdout.strip()))
