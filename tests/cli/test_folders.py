@@ -24,7 +24,7 @@ def write_folder(folder, sizes=SIZES, masks=None):
     for stem, (w, h) in sizes.items():
         Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8)).save(folder / f"{stem}.png")
         if masks is not None:
-            masks.mkdir(exist_ok=True)
+            masks.mkdir(parents=True, exist_ok=True)
             mask = Image.new("L", (w, h), 0)
             mask.paste(255, (w // 4, h // 4, w // 2, h // 2))
             mask.save(masks / f"{stem}.png")
@@ -233,3 +233,21 @@ def test_png_info_takes_each_inputs_prompt_seed_and_settings(cli, tiny_model, tm
     single = cli("img2img", "-i", inputs / "a.png", "-m", tiny_model, "--steps", "3", "--sampler", "Euler",
                  "--cfg-scale", "5", "--seed", "77", "-n", "blur fog", "-o", tmp_path / "single", "oil a lighthouse")
     assert np.array_equal(pixels(out / "a-77.png"), pixels(single.stdout.strip()))
+
+
+def test_recursive_same_names_in_subfolders_do_not_collide_output_inside_inputs_left_out(cli, tiny_model, tmp_path):
+    root = tmp_path / "in"
+    write_folder(root / "a", {"cat": (32, 32)}, masks=tmp_path / "masks" / "a")
+    write_folder(root / "b", {"cat": (32, 32)}, masks=tmp_path / "masks" / "b")
+    out = root / "out"  # inside the input folder: never taken as input, also not on --resume
+    args = ("inpaint", "-i", root, "--recursive", "--mask", tmp_path / "masks", "-m", tiny_model, *STEPS,
+            "--seed", "1", "-o", out, "x")
+    result = cli(*args)
+    assert result.exit_code == 0, result.stderr
+    assert outputs(out) == ["cat-1.png", "cat-2.png"]
+    assert [(r["input"], r["mask"]) for r in item_records(out)] == [
+        (str(root / d / "cat.png"), str(tmp_path / "masks" / d / "cat.png")) for d in ("a", "b")]
+    again = cli(*args, "--resume")
+    assert again.exit_code == 0 and again.stdout == "" and outputs(out) == ["cat-1.png", "cat-2.png"]
+    flat = cli("inpaint", "-i", root, "--mask", tmp_path / "masks", "-m", tiny_model, "-o", tmp_path / "o", "x")
+    assert flat.exit_code == 2 and f"{root} holds no PNG, JPEG or WebP images" in flat.stderr  # only subfolders
