@@ -107,9 +107,9 @@ def expand_inputs(spec: str | Path, flag: str = "--image", *, recursive: bool = 
     else:
         candidates = [Path(p) for p in glob.glob(str(path), recursive=True) if os.path.isfile(p)]
         candidates = [p for p in candidates if not any(p.resolve().is_relative_to(e) for e in excluded)]
+    relative = {p: p.relative_to(root) for p in candidates}
+    candidates = [p for p in candidates if not _hidden(relative[p])]  # a glob's ".x/" folders, as a folder's
     images = [p for p in candidates if p.suffix.lower() in IMAGE_SUFFIXES]
-    relative = {p: p.relative_to(root) for p in images}
-    images = [p for p in images if not _hidden(relative[p])]
     if not images:
         where = "holds" if path.is_dir() else "matches"
         others = len(candidates) - len(images)
