@@ -1,4 +1,5 @@
-"""Batch runs: prompt-file parsing (pure), the runner, its manifest, and contact-sheet grids.
+"""Batch runs: prompt-file parsing (pure), input sets (folders and globs of images), the runner, its manifest,
+and contact-sheet grids.
 
 May import sdcli.core and the packages below it; never sdcli.cli.
 """

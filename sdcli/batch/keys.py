@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sdcli.batch.inputs import is_input_set
 from sdcli.core.request import DIRECTIONS
 
 
@@ -76,6 +77,12 @@ def _file(value: Any, base: Path) -> str:
     return str(path)
 
 
+def _images(value: Any, base: Path) -> str:
+    """An image file, or a folder or glob of images (one item each), relative to the prompt file's folder."""
+    path = base / Path(_text(value)).expanduser()
+    return str(path) if is_input_set(path) else _file(value, base)
+
+
 @dataclass(frozen=True)
 class Key:
     """One prompt-file key: WebUI spelling, the request field it sets, how to read it.
@@ -126,10 +133,10 @@ KEYS: tuple[Key, ...] = (
     Key("refiner_switch_at", "refiner_switch", _number, ("refiner_switch",), "--refiner-switch"),
     Key("mode", "mode", _text),
     # Image modes: "part.field" sets a field of the request's nested part (request.PARTS).
-    Key("init_image", "init.image", _file, ("init_images", "image"), "--image", mode="img2img", is_path=True),
+    Key("init_image", "init.image", _images, ("init_images", "image"), "--image", mode="img2img", is_path=True),
     Key("denoising_strength", "init.strength", _number, ("strength",), "--strength"),
     Key("resize_mode", "init.resize", _choice(RESIZE_CODES), ("resize",), "--resize"),
-    Key("mask", "inpaint.mask", _file, ("mask_image",), "--mask", mode="inpaint", is_path=True),
+    Key("mask", "inpaint.mask", _images, ("mask_image",), "--mask", mode="inpaint", is_path=True),
     Key("mask_blur", "inpaint.mask_blur", _whole, flag="--mask-blur"),
     Key("inpainting_mask_invert", "inpaint.invert_mask", _flag, ("invert_mask",)),
     Key("inpaint_full_res", "inpaint.area", _choice(INPAINT_AREA_CODES), ("inpaint_area",), "--inpaint-area"),

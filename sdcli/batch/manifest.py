@@ -176,8 +176,9 @@ def start(folder: Path, header: dict[str, Any], resume: bool) -> dict[str, Any]:
         raise UsageError(f"--output: {folder} already holds a batch ({MANIFEST}); pass --resume to "
                          "continue it, or choose another --output")
     if old.get("digest") != header["digest"]:
-        raise UsageError(f"--resume: the prompt file{' ' + header['file'] if header.get('file') else ''} (or what "
-                         f"its lines ask for) changed since the batch recorded in {path} started; run it with "
+        what = (f"{header['source']} (or the options)" if header.get("source") else
+                f"the prompt file{' ' + header['file'] if header.get('file') else ''} (or what its lines ask for)")
+        raise UsageError(f"--resume: {what} changed since the batch recorded in {path} started; run it with "
                          "another --output")
     if header.get("seed_given") and old.get("base_seed") != header["base_seed"]:
         raise UsageError(f"--seed: {header['base_seed']} differs from the base seed {old.get('base_seed')} "

@@ -29,6 +29,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from sdcli.batch.inputs import expand_request, is_input_set
 from sdcli.batch.keys import KEYS, WEBUI_ONLY, Key
 from sdcli.batch.source import LINE_BREAK, read_prompt_file
 from sdcli.core.images import prepare
@@ -160,8 +161,8 @@ READERS: dict[str, Callable[[str], dict[str, Any]]] = {
 # 2. Raw dicts into validated lines.
 
 def _line_request(pairs: dict[str, Any], defaults: GenerationRequest, default_model: str | None,
-                  base: Path) -> tuple[BatchLine | None, list[str]]:
-    """Build and check one line; returns (line or None, problems)."""
+                  base: Path) -> tuple[list[BatchLine], list[str]]:
+    """Build and check one line; returns (its lines: several for a folder or glob of images, problems)."""
     table = _key_table()
     problems: list[str] = []
     fields: dict[str, Any] = {}
@@ -192,17 +193,22 @@ def _line_request(pairs: dict[str, Any], defaults: GenerationRequest, default_mo
         problems += [f"{spelled}: not used by {mode.name} lines" for name, spelled in given.items()
                      if "." in (field := table[name].field) and field.split(".")[0] not in MODE_PARTS[mode.name]]
     if problems:
-        return None, problems
+        return [], problems
     model = fields.pop("model", default_model)
     request = replace(defaults, mode=mode.name, **_parts(defaults, mode, fields),
                       **{k: v for k, v in fields.items() if k in REQUEST_FIELDS and k != "mode"})
     try:
         validate(request)
+        if request.init is not None and is_input_set(request.init.image):
+            # One line per image (images decoded when run: a corrupt one fails its item only, as in img2img -i DIR).
+            return [BatchLine(0, r, model) for r in expand_request(request).requests], []
+        if request.inpaint is not None and request.inpaint.mask and is_input_set(request.inpaint.mask):
+            raise UsageError("--mask: a folder or glob of masks needs a folder or glob of input images")
         if mode.name != "txt2img":
             prepare(request)  # input images are untrusted: decode and check them before anything runs
     except UsageError as exc:
-        return None, [_reword(str(exc), pairs)]
-    return BatchLine(0, request, model), []
+        return [], [_reword(str(exc), pairs)]
+    return [BatchLine(0, request, model)], []
 
 
 def _parts(defaults: GenerationRequest, mode: Mode, fields: dict[str, Any]) -> dict[str, Any]:
@@ -251,10 +257,9 @@ def parse_file(path: Path, fmt: str = "auto", defaults: GenerationRequest | None
         except ValueError as exc:
             problems.append(f"{path}:{number}: {exc}")
             continue
-        line, line_problems = _line_request(pairs, defaults, default_model, base)
+        found, line_problems = _line_request(pairs, defaults, default_model, base)
         problems += [f"{path}:{number}: {p}" for p in line_problems]
-        if line is not None:
-            good.append(replace(line, line=number))
+        good += [replace(line, line=number) for line in found]
     if problems:
         raise BatchFileError(path, problems)
     if not good:

@@ -29,7 +29,8 @@ class BatchOptions:
     assets: AssetOptions = field(default_factory=AssetOptions)
     record: dict[str, Any] = field(default_factory=dict)  # the options, kept in the manifest for --resume
     group: int = 8  # most images one pipeline call may batch together (1 = never group)
-    lines: tuple[BatchLine, ...] = ()  # lines planned elsewhere (an X/Y/Z plot): run instead of reading `file`
+    lines: tuple[BatchLine, ...] = ()  # lines planned elsewhere (an X/Y/Z plot, a folder of inputs): `file` is not read
+    source: str = ""  # what planned `lines` come from, for the --resume refusal ("the inputs DIR")
     line_assets: dict[int, AssetOptions] = field(default_factory=dict)  # a line's own add-on options (X/Y/Z VAE axis)
 
     def assets_of(self, line: int) -> AssetOptions:

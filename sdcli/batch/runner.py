@@ -112,7 +112,8 @@ class _Run:
         """Append one item's record to the manifest and tell the user."""
         record = {"type": "item", "item": index, "line": unit.line, "seed": seed, "path": path,
                   "status": "failed" if error else "done", "error": error, "seconds": round(seconds, 3),
-                  "prompt": unit.request.prompt, "model": model.name, "process": self.shard.index, **extra}
+                  "prompt": unit.request.prompt, "model": model.name, "process": self.shard.index,
+                  **_sources(unit.request), **extra}
         self.writer.append(record)
         if error:
             self.stats.failed += 1
@@ -212,6 +213,7 @@ def _open_run(options: BatchOptions, lines: list[BatchLine], base_seed: int, fol
         "base_seed": base_seed, "seed_given": options.seed not in (None, -1),
         "base_number": next_number(folder), "started": _dt.datetime.now().isoformat(timespec="seconds"),
         "processes": shard.count, "removed_temp_files": removed,
+        **({"source": options.source} if options.source else {}),
         **({"options": options.record} if options.record else {}),
     }
     try:
@@ -308,10 +310,19 @@ def _run_unit(run: _Run, unit: BatchUnit, pipe: Any, model: Any, model_hash: str
     except (KeyboardInterrupt, Stop):
         raise
     except Exception as exc:  # out of memory, a late UsageError, a write failure: fail these items, go on
-        message = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        message = first if isinstance(exc, SdcliError) else f"{type(exc).__name__}: {first}"  # a corrupt input ...
         for index, seed in todo.items():
             run.record(unit, index, seed, model, error=message,
                        seconds=(time.monotonic() - started) / max(len(todo), 1))
+
+
+def _sources(request: Any) -> dict[str, str]:
+    """The input image (and mask) an item was made from, for its record."""
+    sources = {"input": request.init.image} if request.init is not None else {}
+    if request.inpaint is not None and request.inpaint.mask:
+        sources["mask"] = request.inpaint.mask
+    return sources
 
 
 def _is_this_item(path: Path, prompt: str, seed: int) -> bool:

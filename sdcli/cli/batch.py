@@ -59,7 +59,7 @@ def batch(
 ) -> None:
     from sdcli.batch.manifest import resume_options
     from sdcli.batch.runner import BatchOptions, run_batch
-    from sdcli.cli.common import REQUEST_FLAGS, asset_options, runtime_options
+    from sdcli.cli.common import REQUEST_FLAGS, asset_options, runtime_options, typed
     from sdcli.cli.ui import BatchReporter, set_quiet
     from sdcli.core.job import OutputOptions
     from sdcli.core.request import GenerationRequest
@@ -74,7 +74,7 @@ def batch(
     current = {**{k: flags[k] for k in (*REQUEST_FLAGS, *RECORDED) if k in flags}, "fmt": fmt,
                "file": "-" if stdin else str(file.resolve()) if file else None,
                "model": normalize_spec(flags["model"])}
-    given = {k: v for k, v in current.items() if _typed(ctx, k)}
+    given = {k: v for k, v in current.items() if typed(ctx, k)}
     if resume:
         current = resume_options(folder, given, current)
     values = {**flags, **current}
@@ -101,8 +101,3 @@ def batch(
         reporter.note(f"contact sheet: {write_grid(stats.folder / 'manifest.jsonl')}")
     raise typer.Exit(stats.exit_code)
 
-
-def _typed(ctx: typer.Context, option: str) -> bool:
-    """Whether the user gave `option` (on the command line or, for --model, as SDCLI_MODEL)."""
-    source = ctx.get_parameter_source(option)
-    return source is not None and source.name in ("COMMANDLINE", "ENVIRONMENT")  # typer's own click or real click

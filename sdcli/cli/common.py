@@ -34,6 +34,13 @@ def asset_options(flags: dict[str, Any], recorded: dict[str, str] | None = None)
 
 def run_command(mode: str, flags: dict[str, Any], **parts: Any) -> None:
     """Build the request from a command's `flags` (its locals()) plus mode `parts`, run it, render it."""
+    request = build_request(mode, flags, **parts)
+    run_and_report(request, flags["model"], **{name: flags[name] for name in TAIL_FLAGS},
+                   assets=asset_options(flags))
+
+
+def build_request(mode: str, flags: dict[str, Any], **parts: Any) -> Any:
+    """The GenerationRequest of a command's `flags` (its locals()) plus mode `parts` (not validated yet)."""
     from sdcli.core.request import GenerationRequest
     from sdcli.errors import UsageError
 
@@ -43,12 +50,16 @@ def run_command(mode: str, flags: dict[str, Any], **parts: Any) -> None:
     if prompt is None and prompt_opt is None and mode == "txt2img":
         raise UsageError('PROMPT: missing; give a prompt (or --prompt "" to generate without one)')
     text = prompt if prompt is not None else (prompt_opt or "")
-    request = GenerationRequest(
+    return GenerationRequest(
         prompt=read_stdin("PROMPT") if text == "-" else text, mode=mode,
         **{name: flags[name] for name in REQUEST_FLAGS if name in flags}, **parts,
     )
-    run_and_report(request, flags["model"], **{name: flags[name] for name in TAIL_FLAGS},
-                   assets=asset_options(flags))
+
+
+def typed(ctx: Any, option: str) -> bool:
+    """Whether the user gave `option` (on the command line or, for --model, as SDCLI_MODEL)."""
+    source = ctx.get_parameter_source(option)
+    return source is not None and source.name in ("COMMANDLINE", "ENVIRONMENT")  # typer's own click or real click
 
 
 def read_stdin(what: str) -> str:

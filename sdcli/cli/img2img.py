@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+import typer
+
+from sdcli.cli import folders as f
 from sdcli.cli import options as o
 
 HELP = """Generate images from an input image and a prompt (the WebUI's img2img).
@@ -12,6 +15,11 @@ The input is resized to --width/--height (default: its own size rounded to a mul
 --resize. Steps actually run = --steps x --strength, as in the WebUI; the infotext records \
 "Denoising strength".
 
+--image may be a folder (with --recursive, its subfolders too) or a quoted glob: each PNG/JPEG/WebP \
+input, in natural name order, is item i of a batch with seed + i, written as <input>-<seed>.png with a \
+manifest.jsonl in --output (default outputs/<folder name>); a failed input is recorded and the others go \
+on (exit 3); --resume continues a stopped run.
+
 Examples:
 
   sdcli img2img --image photo.png --strength 0.75 "an oil painting of a harbour"
@@ -19,12 +27,18 @@ Examples:
   sdcli img2img -i sketch.jpg --strength 0.5 -W 512 -H 768 --resize crop --seed 7 "a castle"
 
   sdcli img2img -i in.webp --steps 40 --strength 0.3 --batch-size 2 --json "watercolour" | jq .path
+
+  sdcli img2img -i photos/ --seed 1 -o out/paintings "an oil painting"     (every image of a folder)
+
+  sdcli img2img -i 'shots/*.jpg' --resume -o out/shots "an oil painting"   (a quoted glob; continue a run)
 """
 
 
 @o.shared_options()
-def img2img(image: o.Image, strength: o.Strength = 0.75, resize: o.Resize = "just", **flags: Any) -> None:
-    from sdcli.cli.common import run_command
+def img2img(ctx: typer.Context, image: o.Image, strength: o.Strength = 0.75, resize: o.Resize = "just",
+            recursive: f.Recursive = False, resume: f.Resume = False, png_info: f.PngInfo = False,
+            **flags: Any) -> None:
     from sdcli.core.request import ImageInput
 
-    run_command("img2img", flags, init=ImageInput(str(image.absolute()), strength, resize))
+    f.run_inputs(ctx, "img2img", flags, image, recursive=recursive, resume=resume, png_info=png_info,
+                 init=ImageInput(str(image.absolute()), strength, resize))

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+import typer
+
+from sdcli.cli import folders as f
 from sdcli.cli import options as o
 
 HELP = """Repaint the white part of --mask in --image (the WebUI's inpaint).
@@ -14,6 +17,11 @@ Outside the blurred mask the output pixels are the input's, unchanged. With --in
 only a crop around the mask (grown by --padding) is generated, at the full --width/--height, and \
 pasted back: the output keeps the input's size.
 
+--image may be a folder or a quoted glob (see `sdcli img2img --help`); --mask is then one mask file for \
+every input, or a folder/glob of masks paired with the inputs by name (photos/cat.jpg with masks/cat.png). \
+An input without a mask is an error (exit 2) before anything runs; masks that match no input are noted \
+and not used.
+
 Examples:
 
   sdcli inpaint --image room.png --mask sofa-mask.png "a red leather sofa"
@@ -22,11 +30,14 @@ Examples:
 
   sdcli inpaint -m ./sd-inpainting -i in.png --mask m.png --invert-mask --masked-content fill \\
       --strength 1 --seed 3 "a stormy sky"
+
+  sdcli inpaint -i photos/ --mask masks/ --seed 1 "a red sofa"     (each input with the mask of the same name)
 """
 
 
 @o.shared_options()
 def inpaint(
+    ctx: typer.Context,
     image: o.Image,
     mask: o.Mask,
     strength: o.Strength = 0.75,
@@ -37,11 +48,14 @@ def inpaint(
     inpaint_area: o.InpaintArea = "whole",
     padding: o.Padding = 32,
     masked_content: o.MaskedContent = "original",
+    recursive: f.Recursive = False,
+    resume: f.Resume = False,
+    png_info: f.PngInfo = False,
     **flags: Any,
 ) -> None:
-    from sdcli.cli.common import run_command
     from sdcli.core.request import ImageInput, InpaintSettings
 
     settings = InpaintSettings(str(mask.absolute()), invert_mask, mask_blur, inpaint_area, padding, masked_content,
                                resize_mask)
-    run_command("inpaint", flags, init=ImageInput(str(image.absolute()), strength, resize), inpaint=settings)
+    f.run_inputs(ctx, "inpaint", flags, image, mask=mask, recursive=recursive, resume=resume, png_info=png_info,
+                 init=ImageInput(str(image.absolute()), strength, resize), inpaint=settings)

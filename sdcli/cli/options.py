@@ -107,7 +107,8 @@ Xformers = Annotated[bool, typer.Option("--xformers", help="Use xformers attenti
                                         "default is PyTorch SDPA.", rich_help_panel=MODEL)]
 Output = Annotated[Path, typer.Option("--output", "-o", help="Output folder.", rich_help_panel=OUT)]
 Name = Annotated[str, typer.Option("--name", help="File name pattern; fields [num] [seed] [steps] [cfg] [sampler] "
-                                   "[width] [height] [prompt_words] [model_name] [date] [datetime] [index].",
+                                   "[width] [height] [prompt_words] [model_name] [date] [datetime] [index] [input] "
+                                   "(default with a folder of inputs: [input]-[seed]).",
                                    rich_help_panel=OUT)]
 Json = Annotated[bool, typer.Option("--json", help="Print one JSON record per image on stdout.", rich_help_panel=OUT)]
 ImageFormat = Annotated[str, typer.Option("--format", help="Image file format: png, jpeg or webp (the WebUI infotext "
@@ -245,7 +246,8 @@ def _append(func: Callable[..., Any], templates: tuple[Callable[..., Any], ...],
 IMG = "Input image"
 MASK = "Mask"
 
-Image = Annotated[Path, typer.Option("--image", "-i", help="Input image (PNG, JPEG or WebP).",
+Image = Annotated[Path, typer.Option("--image", "-i", help="Input image (PNG, JPEG or WebP), or a folder or quoted "
+                                     "glob of them: one item each, seed + i, in name order.",
                                      rich_help_panel=IMG, show_default=False)]
 Strength = Annotated[float, typer.Option(
     "--strength", help="Denoising strength, more than 0 and at most 1; steps run = int(steps x strength) + 1, "
@@ -255,7 +257,8 @@ Resize = Annotated[str, typer.Option(
     "--resize", help="When --width/--height differ from the input: just (stretch), crop (crop and resize) "
     "or fill (resize and fill with stretched edges).", rich_help_panel=IMG)]
 Mask = Annotated[Path, typer.Option("--mask", help="Mask image: white = repaint, black = keep (same size as "
-                                    "--image).", rich_help_panel=MASK, show_default=False)]
+                                    "--image); with a folder/glob of inputs also a folder/glob of masks, paired "
+                                    "by file name.", rich_help_panel=MASK, show_default=False)]
 InvertMask = Annotated[bool, typer.Option("--invert-mask", help="Repaint the black part instead.",
                                           rich_help_panel=MASK)]
 ResizeMask = Annotated[bool, typer.Option("--resize-mask", help="Resize a mask of another size to the image's.",

@@ -226,7 +226,9 @@ class BatchReporter(CliReporter):
         self._advance()
         if self.progress is not None:
             self.progress.update(self.images_task, failed=f"{self.failed} failed")
-        warning(f"item {record['item']} (line {record['line']}, seed {record['seed']}) failed: {record['error']}")
+        source = f", input {record['input']}" if record.get("input") else ""
+        warning(f"item {record['item']} (line {record['line']}{source}, seed {record['seed']}) failed: "
+                f"{record['error']}")
         if self.as_json:
             self._emit(json_line(record))
 

@@ -79,7 +79,7 @@ def xyz(
     from sdcli.batch.plan import BatchOptions
     from sdcli.batch.plotrun import cell_assets, check_model, run_plot
     from sdcli.batch.xyz import plan_plot
-    from sdcli.cli.batch import _typed
+    from sdcli.cli.common import typed
     from sdcli.cli.common import REQUEST_FLAGS, asset_options, read_stdin, runtime_options
     from sdcli.cli.ui import BatchReporter, json_line, set_quiet
     from sdcli.core.job import OutputOptions
@@ -101,7 +101,7 @@ def xyz(
                "keep_random_seeds": keep_random_seeds, "model": normalize_spec(flags["model"]),
                "image": str(image.absolute()) if image else None, "strength": strength, "resize": resize,
                "file": "xyz", "resolved": None}
-    given = {k: v for k, v in current.items() if k not in ("file", "resolved") and _typed(ctx, k)}
+    given = {k: v for k, v in current.items() if k not in ("file", "resolved") and typed(ctx, k)}
     if prompt is not None:
         given["prompt"] = prompt  # an argument, not an option: typed when given
     if resume:
@@ -127,7 +127,8 @@ def xyz(
                      check_assets=lambda request, vae: plan_assets(cell_assets(assets, vae), request.prompt,
                                                                    request.negative_prompt))
     options = BatchOptions(
-        file=Path("xyz"), defaults=base, seed=plot.resolved.get("seed"), model=current["model"],
+        file=Path("xyz"), source="the plot's axes", defaults=base, seed=plot.resolved.get("seed"),
+        model=current["model"],
         runtime=runtime, output=OutputOptions(folder, values["name"], values["image_format"], values["quality"]),
         resume=resume, assets=assets, record={**current, "resolved": plot.resolved}, group=1, lines=plot.lines,
         line_assets={line: cell_assets(assets, vae) for line, vae in plot.vaes.items()})

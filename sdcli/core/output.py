@@ -37,6 +37,7 @@ FIELDS: dict[str, Any] = {
     "date": lambda v: v.get("now", _dt.datetime.now()).date().isoformat(),
     "datetime": lambda v: v.get("now", _dt.datetime.now()).strftime("%Y%m%d-%H%M%S"),
     "index": lambda v: str(v["index"]),
+    "input": lambda v: v.get("input") or "txt2img",  # the input image's file name without suffix
 }
 
 
