@@ -34,6 +34,7 @@ def asset_options(flags: dict[str, Any], recorded: dict[str, str] | None = None)
 
 def run_command(mode: str, flags: dict[str, Any], **parts: Any) -> None:
     """Build the request from a command's `flags` (its locals()) plus mode `parts`, run it, render it."""
+    from sdcli.cli.control_options import control_part
     from sdcli.core.request import GenerationRequest
     from sdcli.errors import UsageError
 
@@ -45,7 +46,7 @@ def run_command(mode: str, flags: dict[str, Any], **parts: Any) -> None:
     text = prompt if prompt is not None else (prompt_opt or "")
     request = GenerationRequest(
         prompt=read_stdin("PROMPT") if text == "-" else text, mode=mode,
-        **{name: flags[name] for name in REQUEST_FLAGS if name in flags}, **parts,
+        **{name: flags[name] for name in REQUEST_FLAGS if name in flags}, **parts, **control_part(flags),
     )
     run_and_report(request, flags["model"], **{name: flags[name] for name in TAIL_FLAGS},
                    assets=asset_options(flags))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from sdcli.cli import options as o
+from sdcli.cli.control_options import control_options
 
 HELP = """Generate images from an input image and a prompt (the WebUI's img2img).
 
@@ -22,6 +23,7 @@ Examples:
 """
 
 
+@control_options
 @o.shared_options()
 def img2img(image: o.Image, strength: o.Strength = 0.75, resize: o.Resize = "just", **flags: Any) -> None:
     from sdcli.cli.common import run_command

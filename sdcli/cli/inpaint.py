@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from sdcli.cli import options as o
+from sdcli.cli.control_options import control_options
 
 HELP = """Repaint the white part of --mask in --image (the WebUI's inpaint).
 
@@ -25,6 +26,7 @@ Examples:
 """
 
 
+@control_options
 @o.shared_options()
 def inpaint(
     image: o.Image,
