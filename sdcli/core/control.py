@@ -219,9 +219,8 @@ def _number(text: str) -> float:
 
 
 def parse_unit(text: str, image: str = "") -> ControlUnit:
-    """A `ControlNet N` infotext value -> a unit (model: the title's name, hash dropped). ValueError if bad."""
-    import re
-
+    """A `ControlNet N` infotext value -> a unit (model: the title, `name [hash]`, which is looked up in the
+    ControlNet folder only, never as a path). ValueError if bad."""
     items: dict[str, str] = {}
     for part in text.split(","):
         key, sep, value = part.strip().partition(": ")
@@ -237,7 +236,7 @@ def parse_unit(text: str, image: str = "") -> ControlUnit:
         raise ValueError(f"unknown Resize Mode {resize!r}")
     if mode not in labels:
         raise ValueError(f"unknown Control Mode {mode!r}")
-    model = re.sub(r"\s*\[[0-9a-fA-F]{8,64}\]$", "", items.get("Model", ""))
+    model = items.get("Model", "")
     if not model or model == "None":
         raise ValueError("no Model")
     module = canonical_module(items.get("Module", "none"))
@@ -251,13 +250,3 @@ def parse_unit(text: str, image: str = "") -> ControlUnit:
                        resize_mode=resizes[resize], processor_res=max(res, 64), threshold_a=a, threshold_b=b,
                        pixel_perfect=items.get("Pixel Perfect", "False") == "True")
 
-
-def model_hash_in(text: str) -> str | None:
-    """The `[hash]` of a unit's Model title, if any."""
-    import re
-
-    for part in text.split(","):
-        key, _, value = part.strip().partition(": ")
-        if key == "Model" and (m := re.search(r"\[([0-9a-fA-F]{8,64})\]$", value.strip())):
-            return m.group(1).lower()
-    return None

@@ -21,6 +21,9 @@ class ControlPlan:
     files: tuple[Any, ...]
     images: tuple[Any, ...]  # PIL RGB
 
+    def warnings(self) -> list[str]:
+        return [w for f in self.files for w in f.warnings()]
+
     def record_units(self) -> tuple[ControlUnit, ...]:
         """The units as replay needs them: absolute model and image paths."""
         return tuple(replace(u, model=str(f.path), image=str(Path(u.image).absolute()))

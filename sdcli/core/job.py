@@ -96,6 +96,8 @@ def run_job(request: GenerationRequest, runtime: RuntimeOptions, model_spec: str
     for warning in extras.warnings:
         reporter.note(warning)
     control_plan = plan_controlnets(request.controlnets, assets.library(), assets.allow_pickle)
+    for warning in control_plan.warnings() if control_plan else ():
+        reporter.note(warning)
     check_folder(output.folder)  # created only once there is something to write: refused runs leave nothing
 
     # 2. Model files, then the pipeline with the add-ons on it.

@@ -33,6 +33,13 @@ class ControlFile:
     weights: Path  # the weights file
     name: str  # the extension's model name: the file (or folder) stem
     hash: str  # the WebUI's legacy model hash (8 hex)
+    wanted_hash: str | None = None  # the hash a replayed infotext's `name [hash]` title asked for
+
+    def warnings(self) -> list[str]:
+        if self.wanted_hash and self.wanted_hash != self.hash:
+            return [f"ControlNet {self.name}: {self.weights} has hash {self.hash}, the image was made with hash "
+                    f"{self.wanted_hash}; the result will differ"]
+        return []
 
     @property
     def title(self) -> str:
@@ -47,11 +54,15 @@ def legacy_hash(path: Path) -> str:
 
 
 def find_controlnet(spec: str, library: Any, allow_pickle: bool) -> ControlFile:
-    """A path, or a name in the ControlNet folder; its weights checked by the pickle/safetensors policy."""
+    """A path, or a name in the ControlNet folder; its weights checked by the pickle/safetensors policy.
+    A WebUI title `name [hash]` (from an infotext) is a name only, never a path."""
+    import re
+
     from sdcli.models.safety import PICKLE_SUFFIXES, check_safetensors, refuse_pickle
 
+    title = re.match(r"^(.+?)\s*\[([0-9a-fA-F]{8,64})\]$", spec)
     path = Path(spec).expanduser()
-    if not path.exists():
+    if title or not path.exists():
         if library.folders.get("controlnet") is None:
             raise ModelError(f"{FLAG}: no such file: {spec} (or set --models-dir/--webui-dir to find names in "
                              "its ControlNet folder)")
@@ -75,7 +86,8 @@ def find_controlnet(spec: str, library: Any, allow_pickle: bool) -> ControlFile:
     else:
         raise ModelError(f"{FLAG}: {weights}: unknown weight file type {suffix or '(none)'}; use .safetensors")
     name = path.name if path.is_dir() else path.stem
-    return ControlFile(spec, path.resolve(), weights.resolve(), name, legacy_hash(weights))
+    return ControlFile(spec, path.resolve(), weights.resolve(), name, legacy_hash(weights),
+                       title.group(2).lower() if title else None)
 
 
 # -- Shapes: which model a ControlNet was made for -------------------------------------------
