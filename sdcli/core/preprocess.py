@@ -180,6 +180,35 @@ def detect(unit: ControlUnit, image: Any, resolution: int) -> Any:
     return Image.fromarray(result.astype(np.uint8))
 
 
+def otsu(gray: Any) -> int:
+    """Otsu's threshold of an 8-bit image (as cv2.THRESH_OTSU): the level that best splits its histogram."""
+    import numpy as np
+
+    hist = np.bincount(gray.ravel(), minlength=256).astype(np.float64)
+    levels = np.arange(256)
+    weight0 = np.cumsum(hist)
+    weight1 = weight0[-1] - weight0
+    mean0 = np.cumsum(hist * levels) / np.maximum(weight0, 1)
+    mean1 = (np.sum(hist * levels) - np.cumsum(hist * levels)) / np.maximum(weight1, 1)
+    return int(np.argmax(weight0 * weight1 * (mean0 - mean1) ** 2))
+
+
+def _resize_map(image: Any, size: tuple[int, int]) -> Any:
+    """Resize a map; a binary one (edges, scribbles) stays binary: grey mean, then Otsu's threshold,
+    as the extension's high_quality_resize (which also thins one-pixel edges; sdcli does not)."""
+    import numpy as np
+    from PIL import Image
+
+    pixels = np.asarray(image)
+    binary = len(np.unique(pixels)) == 2 and pixels.min() < 16 and pixels.max() > 240
+    resized = _resize(image, size)
+    if not binary or resized.size == image.size:
+        return resized
+    gray = np.asarray(resized, dtype=np.float32).mean(axis=2).clip(0, 255).astype(np.uint8)
+    out = np.where(gray > otsu(gray), 255, 0).astype(np.uint8)
+    return Image.fromarray(np.repeat(out[..., None], 3, axis=2))
+
+
 def fit(image: Any, size: tuple[int, int], resize_mode: str) -> Any:
     """The map at the generation size: just (stretch), crop (fill, then centre-crop) or fill (fit, black pad)."""
     from PIL import Image
@@ -187,10 +216,10 @@ def fit(image: Any, size: tuple[int, int], resize_mode: str) -> Any:
     w, h = image.size
     tw, th = size
     if resize_mode == "just":
-        return _resize(image, size)
+        return _resize_map(image, size)
     k = (max if resize_mode == "crop" else min)(tw / w, th / h)
     nw, nh = max(1, int(round(w * k))), max(1, int(round(h * k)))
-    scaled = _resize(image, (nw, nh))
+    scaled = _resize_map(image, (nw, nh))
     canvas = Image.new("RGB", size)
     canvas.paste(scaled, ((tw - nw) // 2, (th - nh) // 2))
     return canvas
