@@ -103,29 +103,30 @@ def request_from_infotext(meta: ImageMetadata) -> tuple[GenerationRequest, list[
             fields["width"], fields["height"] = (int(v) for v in size.lower().split("x"))
         except ValueError:
             raise UsageError(f"{meta.path}: bad 'Size' value {size!r}") from None
-    units = control_units_from_infotext(meta.path, meta.parameters)
+    units, unreadable = control_units_from_infotext(meta.parameters)
     if units:
         fields["controlnets"] = units
     ignored = [k for k in meta.parameters if k not in INFOTEXT_FIELDS and k not in INFORMATIONAL
-               and not CONTROL_KEY.match(k)]
+               and (not CONTROL_KEY.match(k) or k in unreadable)]
     return GenerationRequest(**fields), ignored, set(fields)
 
 
 CONTROL_KEY = re.compile(r"^ControlNet (\d+)$")
 
 
-def control_units_from_infotext(path: Path, parameters: dict[str, str]) -> tuple[Any, ...]:
-    """The `ControlNet N` units of an infotext, in N order (their control images are not recorded)."""
+def control_units_from_infotext(parameters: dict[str, str]) -> tuple[tuple[Any, ...], list[str]]:
+    """The `ControlNet N` units of an infotext, in N order (their control images are not recorded), and the
+    keys that could not be read (skipped, as the extension skips them when pasting)."""
     from sdcli.core.control import parse_unit
 
     keys = sorted((int(m.group(1)), k) for k in parameters if (m := CONTROL_KEY.match(k)))
-    units = []
+    units, unreadable = [], []
     for _, key in keys:
         try:
             units.append(parse_unit(parameters[key]))
-        except ValueError as exc:
-            raise UsageError(f"{path}: bad {key!r} value ({exc})") from None
-    return tuple(units)
+        except (ValueError, UsageError):  # UsageError: a preprocessor sdcli does not have
+            unreadable.append(key)
+    return tuple(units), unreadable
 
 
 def with_control_images(path: Path, request: GenerationRequest, images: list[str] | None) -> GenerationRequest:
