@@ -159,3 +159,9 @@ def test_pickle_controlnets_load_only_with_allow_pickle(cli, tiny_model, cn, tmp
     safe = run_json(cli, "txt2img", "a", "-m", tiny_model, *FAST, "--controlnet", cn / "cn.safetensors",
                     "--control-image", cn / "ctl.png", "-o", tmp_path / "c")[0]
     assert np.array_equal(pixels(allowed["path"]), pixels(safe["path"]))
+
+
+def test_controlnet_is_not_sent_to_a_server(cli, cn, tmp_path):
+    result = cli("txt2img", "a", "--server", "http://127.0.0.1:9", "--controlnet", cn / "cn", "--control-image",
+                 cn / "ctl.png", "-o", tmp_path)
+    assert result.exit_code == 2 and "--server: --controlnet units are not sent to a server" in result.stderr
