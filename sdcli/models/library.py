@@ -51,6 +51,10 @@ class Entry:
         A diffusers checkpoint folder gets sdcli's folder hash, the one its images record."""
         if self.kind == "checkpoint" and self.path.is_dir():
             return model_hash(self.path)
+        if self.kind == "controlnet":  # the extension's title hash: the WebUI's legacy model hash
+            from sdcli.models.controlnet import legacy_hash
+
+            return legacy_hash(weights_file(self.path))
         return file_sha256(weights_file(self.path))[:SHORT_HASH[self.kind]]
 
 

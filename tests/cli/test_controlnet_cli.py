@@ -165,3 +165,13 @@ def test_controlnet_is_not_sent_to_a_server(cli, cn, tmp_path):
     result = cli("txt2img", "a", "--server", "http://127.0.0.1:9", "--controlnet", cn / "cn", "--control-image",
                  cn / "ctl.png", "-o", tmp_path)
     assert result.exit_code == 2 and "--server: --controlnet units are not sent to a server" in result.stderr
+
+
+def test_models_lists_controlnets_with_the_hash_the_infotext_records(cli, tiny_model, cn, tmp_path):
+    listed = cli("models", "--models-dir", cn / "models", "--kind", "controlnet", "--json")
+    assert listed.exit_code == 0, listed.stderr
+    row = json.loads(listed.stdout)
+    assert (row["kind"], row["name"]) == ("controlnet", "control_tiny") and len(row["hash"]) == 8
+    record = run_json(cli, "txt2img", "a", "-m", tiny_model, *FAST, "--models-dir", cn / "models", "--controlnet",
+                      "control_tiny", "--control-image", cn / "ctl.png", "-o", tmp_path)[0]
+    assert f"Model: control_tiny [{row['hash']}]" in record["infotext"]
