@@ -138,7 +138,8 @@ def _scribble_xdog(pixels: Any, unit: ControlUnit) -> Any:
     x = pixels.astype(np.float32)
     dog = (255 - np.min(gaussian_blur(x, 5.0) - gaussian_blur(x, 0.5), axis=2)).clip(0, 255).astype(np.uint8)
     out = np.zeros(dog.shape, dtype=np.uint8)
-    out[2 * (255 - dog.astype(np.int32)) > unit.thresholds()[0]] = 255
+    doubled = (2 * (255 - dog.astype(np.int32))) & 0xFF  # uint8 arithmetic, wrapping, as the extension's numpy
+    out[doubled > unit.thresholds()[0]] = 255
     return out
 
 
