@@ -86,6 +86,7 @@ class ControlUnit:
     threshold_a: float | None = None
     threshold_b: float | None = None
     pixel_perfect: bool = False
+    model_by_name: bool = False  # from a WebUI infotext: `model` is a name in the ControlNet folder, never a path
 
     @property
     def preprocessor(self) -> Preprocessor:
@@ -124,8 +125,8 @@ def validate_units(units: tuple[ControlUnit, ...]) -> None:
     """Check every unit's settings (names the flag, and the unit when there are several). Files: check_files."""
     several = len(units) > 1
     for i, unit in enumerate(units):
-        if canonical_module(unit.module) != unit.module:
-            raise ValueError(f"unit {i}: module {unit.module!r} is not canonical (use units_from_flags)")
+        if (canonical := canonical_module(unit.module)) != unit.module:
+            raise UsageError(f"--preprocessor: {unit.module!r} is spelled {canonical!r} in a request")
         _range("--control-weight", unit.weight, 0, 2, i, several)
         _range("--control-start", unit.guidance_start, 0, 1, i, several)
         _range("--control-end", unit.guidance_end, 0, 1, i, several)
@@ -248,5 +249,5 @@ def parse_unit(text: str, image: str = "") -> ControlUnit:
                        guidance_start=_number(items.get("Guidance Start", "0")),
                        guidance_end=_number(items.get("Guidance End", "1")), control_mode=labels[mode],
                        resize_mode=resizes[resize], processor_res=max(res, 64), threshold_a=a, threshold_b=b,
-                       pixel_perfect=items.get("Pixel Perfect", "False") == "True")
+                       pixel_perfect=items.get("Pixel Perfect", "False") == "True", model_by_name=True)
 

@@ -26,7 +26,7 @@ class ControlPlan:
 
     def record_units(self) -> tuple[ControlUnit, ...]:
         """The units as replay needs them: absolute model and image paths."""
-        return tuple(replace(u, model=str(f.path), image=str(Path(u.image).absolute()))
+        return tuple(replace(u, model=str(f.path), image=str(Path(u.image).absolute()), model_by_name=False)
                      for u, f in zip(self.units, self.files, strict=True))
 
     def load(self, pipe: Any, allow_pickle: bool = False) -> LoadedControl:
@@ -44,7 +44,7 @@ def plan_controlnets(units: tuple[ControlUnit, ...], library: Any, allow_pickle:
 
     if not units:
         return None
-    files = tuple(find_controlnet(u.model, library, allow_pickle) for u in units)
+    files = tuple(find_controlnet(u.model, library, allow_pickle, u.model_by_name) for u in units)
     images = tuple(open_control_image(u.image) for u in units)
     return ControlPlan(units, files, images)
 

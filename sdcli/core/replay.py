@@ -297,6 +297,10 @@ def _trusted_model(path: Path, source: str | None, made_by_sdcli: bool, trust: b
 
 def _check_input_paths(path: Path, request: GenerationRequest) -> None:
     """Input images named by a record must be absolute (never resolved against the current folder)."""
+    for unit in request.controlnets:
+        if not unit.model_by_name and not Path(unit.model).is_absolute():
+            raise UsageError(f"{path}: its ControlNet {unit.model!r} is a relative path, which sdcli does not "
+                             "resolve against the current folder")
     controls = [("--control-image", u.image) for u in request.controlnets]
     for flag, value in (("--image", request.init and request.init.image),
                         ("--mask", request.inpaint and request.inpaint.mask), *controls):

@@ -53,16 +53,16 @@ def legacy_hash(path: Path) -> str:
         return hashlib.sha256(fh.read(0x10000)).hexdigest()[:8]
 
 
-def find_controlnet(spec: str, library: Any, allow_pickle: bool) -> ControlFile:
+def find_controlnet(spec: str, library: Any, allow_pickle: bool, by_name: bool = False) -> ControlFile:
     """A path, or a name in the ControlNet folder; its weights checked by the pickle/safetensors policy.
-    A WebUI title `name [hash]` (from an infotext) is a name only, never a path."""
+    A WebUI title `name [hash]` and anything `by_name` (from an infotext) is a name only, never a path."""
     import re
 
     from sdcli.models.safety import PICKLE_SUFFIXES, check_safetensors, refuse_pickle
 
     title = re.match(r"^(.+?)\s*\[([0-9a-fA-F]{8,64})\]$", spec)
     path = Path(spec).expanduser()
-    if title or not path.exists():
+    if title or by_name or not path.exists():
         if library.folders.get("controlnet") is None:
             raise ModelError(f"{FLAG}: no such file: {spec} (or set --models-dir/--webui-dir to find names in "
                              "its ControlNet folder)")

@@ -175,3 +175,19 @@ def test_models_lists_controlnets_with_the_hash_the_infotext_records(cli, tiny_m
     record = run_json(cli, "txt2img", "a", "-m", tiny_model, *FAST, "--models-dir", cn / "models", "--controlnet",
                       "control_tiny", "--control-image", cn / "ctl.png", "-o", tmp_path)[0]
     assert f"Model: control_tiny [{row['hash']}]" in record["infotext"]
+
+
+@pytest.mark.parametrize("unit, says", [
+    ({"model": "cn", "image": "/x/ctl.png"}, "its ControlNet 'cn' is a relative path"),
+    ({"model": "/x/cn", "image": "ctl.png"}, "its control-image 'ctl.png' is a relative path"),
+    ({"model": "/x/cn", "image": "/x/c.png", "weight": "1"}, "sdcli record field controlnets[0].weight is '1'"),
+    ({"model": "/x/cn", "image": "/x/c.png", "module": "openpose"}, "--preprocessor: openpose needs"),
+])
+def test_forged_records_cannot_point_controlnets_at_relative_paths(cli, cn, tmp_path, monkeypatch, unit, says):
+    from tests.cli.test_replay_untrusted import GOOD, forged
+
+    monkeypatch.chdir(cn)  # `cn` and `ctl.png` exist here
+    image = forged(tmp_path / "f.png", {**GOOD, "controlnets": [unit]})
+    result = cli("replay", image, "-o", tmp_path / "out")
+    assert result.exit_code == 2 and says in result.stderr, result.stderr
+    assert not (tmp_path / "out").exists()

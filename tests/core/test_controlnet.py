@@ -169,7 +169,7 @@ def test_unit_infotext_round_trips_through_parse_unit(cn):
                     threshold_b=150)
     text = unit_infotext(original, "cn-sd1 [0123abcd]", 384)
     parsed = parse_unit(text, image=original.image)
-    assert parsed == ControlUnit(**{**original.__dict__, "model": "cn-sd1 [0123abcd]"})
+    assert parsed == ControlUnit(**{**original.__dict__, "model": "cn-sd1 [0123abcd]", "model_by_name": True})
     # The extension's own examples: ints, old resize labels, fields it added later absent.
     old = parse_unit("Module: none, Model: control_v11f1p_sd15_depth [cfd03158], Weight: 1, "
                      "Resize Mode: Inner Fit (Scale to Fit), Low Vram: False, Guidance Start: 0, Guidance End: 1, "
