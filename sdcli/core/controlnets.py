@@ -20,6 +20,14 @@ class ControlPlan:
     units: tuple[ControlUnit, ...]
     files: tuple[Any, ...]
     images: tuple[Any, ...]  # PIL RGB
+    shapes: tuple[Any, ...]  # models.controlnet.ControlShape from each file's header (None: a pickle)
+
+    def check_model(self, family: Any) -> None:
+        """Refuse, before the model loads, a ControlNet of the other family (SDXL vs SD 1.x/2.x)."""
+        from sdcli.models.controlnet import check_family
+
+        for file, shape in zip(self.files, self.shapes, strict=True):
+            check_family(file, shape, family)
 
     def warnings(self) -> list[str]:
         return [w for f in self.files for w in f.warnings()]
@@ -40,13 +48,13 @@ class ControlPlan:
 def plan_controlnets(units: tuple[ControlUnit, ...], library: Any, allow_pickle: bool) -> ControlPlan | None:
     """Find and check each unit's model file and read its control image (no torch); None without units."""
     from sdcli.core.preprocess import open_control_image
-    from sdcli.models.controlnet import find_controlnet
+    from sdcli.models.controlnet import find_controlnet, header_shape
 
     if not units:
         return None
     files = tuple(find_controlnet(u.model, library, allow_pickle, u.model_by_name) for u in units)
     images = tuple(open_control_image(u.image) for u in units)
-    return ControlPlan(units, files, images)
+    return ControlPlan(units, files, images, tuple(header_shape(f) for f in files))
 
 
 @dataclass(frozen=True)

@@ -108,6 +108,8 @@ def run_job(request: GenerationRequest, runtime: RuntimeOptions, model_spec: str
     refiner_ref = resolve_refiner(request.refiner, runtime.offline, assets.library())
     if refiner_ref is not None and pipe is None:
         loader.check_refiner(model, refiner_ref)
+    if control_plan is not None and pipe is None:
+        control_plan.check_model(loader.detect_ref(model).family)
     if model.is_demo:
         reporter.note(DEMO_NOTE)
     plan = detect_runtime(runtime, JobSize(*(inputs.size if inputs else (request.width, request.height)),

@@ -107,7 +107,8 @@ def family_label(xl: bool, context: int) -> str:
 
 
 def shape_of(state: dict[str, Any], path: Path) -> ControlShape:
-    """Width / context / SDXL from a state dict in either key layout; ModelError if it is no ControlNet."""
+    """Width / context / SDXL from tensor shapes (key -> shape) in either key layout; ModelError if it is
+    no ControlNet."""
     original = any(k.startswith(ORIGINAL_PREFIX) for k in state)
     prefix = ORIGINAL_PREFIX if original else ""
     conv_in = state.get(prefix + ("input_blocks.0.0.weight" if original else "conv_in.weight"))
@@ -116,9 +117,26 @@ def shape_of(state: dict[str, Any], path: Path) -> ControlShape:
     if conv_in is None or not hint:
         raise ModelError(f"{FLAG}: {path} is not a ControlNet (no {'control_model.' if original else 'controlnet_'}"
                          " hint-block weights); pass a ControlNet model, not a checkpoint or LoRA")
-    context = next((int(v.shape[1]) for k, v in state.items() if k.endswith("attn2.to_k.weight")), 0)
+    context = next((int(v[1]) for k, v in state.items() if k.endswith("attn2.to_k.weight")), 0)
     xl = any(k.startswith(prefix + ("label_emb." if original else "add_embedding.")) for k in state)
-    return ControlShape(int(conv_in.shape[0]), context, xl)
+    return ControlShape(int(conv_in[0]), context, xl)
+
+
+def header_shape(file: ControlFile) -> ControlShape | None:
+    """The shape from a safetensors header alone (None for pickles, read only when loading)."""
+    from sdcli.models.single_file import read_header
+
+    if file.weights.suffix.lower() != ".safetensors":
+        return None
+    return shape_of(read_header(file.weights)[0], file.path)
+
+
+def check_family(file: ControlFile, shape: ControlShape | None, family: Any) -> None:
+    """Before the model loads: an SDXL ControlNet needs an SDXL model and the other way round."""
+    if shape is not None and shape.xl != family.is_xl:
+        raise ModelError(f"{FLAG}: {file.path} is a ControlNet for {family_label(shape.xl, shape.context)} "
+                         f"(UNet {shape.width} wide), but the model is {family.label}; use a ControlNet made "
+                         "for this model")
 
 
 def check_fits(shape: ControlShape, unet: Any, file: ControlFile) -> None:
@@ -165,7 +183,7 @@ def load_controlnet(file: ControlFile, unet: Any, *, allow_pickle: bool = False)
     from sdcli.models.safety import load_state_dict
 
     state = load_state_dict(file.weights, flag=FLAG, allow_pickle=allow_pickle)
-    check_fits(shape_of(state, file.path), unet, file)
+    check_fits(shape_of({k: tuple(v.shape) for k, v in state.items()}, file.path), unet, file)
     if file.path.is_dir():
         config = json.loads((file.path / "config.json").read_text(encoding="utf-8"))
         config = {k: v for k, v in config.items() if not k.startswith("_")}
