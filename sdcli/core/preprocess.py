@@ -16,22 +16,13 @@ from pathlib import Path
 from typing import Any
 
 from sdcli.core.control import ControlUnit
-from sdcli.errors import UsageError
 
 
 def open_control_image(path: str) -> Any:
-    """The control image as RGB; UsageError naming --control-image when it cannot be read."""
-    from PIL import Image, UnidentifiedImageError
+    """The control image as RGB, read by the rules for untrusted input images (core.images.open_image)."""
+    from sdcli.core.images import open_image
 
-    file = Path(path)
-    if not file.is_file():
-        raise UsageError(f"--control-image: no such file: {path}")
-    try:
-        with Image.open(file) as image:
-            image.load()
-            return image.convert("RGB")
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
-        raise UsageError(f"--control-image: {path}: not a readable image ({exc})") from None
+    return open_image(Path(path), "--control-image")
 
 
 def processor_resolution(unit: ControlUnit, image_size: tuple[int, int], target: tuple[int, int]) -> int:

@@ -124,7 +124,8 @@ def test_two_units_from_the_command_line(cli, tiny_model, cn, tmp_path):
 @pytest.mark.parametrize("args, message", [
     (("--control-image", "ctl.png"), "--control-image: needs --controlnet MODEL"),
     (("--controlnet", "cn"), "--control-image: 0 given for 1 --controlnet"),
-    (("--controlnet", "cn", "--control-image", "nope.png"), "--control-image: no such file: "),
+    (("--controlnet", "cn", "--control-image", "nope.png"), "nope.png: no such file"),
+    (("--controlnet", "cn", "--control-image", "cn.pth"), "cn.pth is not a PNG, JPEG or WebP image"),
     (("--controlnet", "cn.pth", "--control-image", "ctl.png"), "cn.pth is a pickle file (.pth)"),
     (("--controlnet", "cn-xl.safetensors", "--control-image", "ctl.png"),
      "cn-xl.safetensors is a ControlNet for SDXL (UNet 32 wide), but the model is Stable Diffusion 1.x;"),
