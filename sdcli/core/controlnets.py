@@ -64,16 +64,21 @@ class LoadedControl:
     plan: ControlPlan
     nets: tuple[Any, ...]
 
-    def prepare(self, size: tuple[int, int], total_steps: int) -> tuple[Any, dict[str, str]]:
-        """The hook for one run at `size` (width, height) and the infotext keys it adds."""
+    def prepare(self, size: tuple[int, int], total_steps: int,
+                crop: tuple[tuple[int, int], tuple[int, int, int, int]] | None = None) -> tuple[Any, dict[str, str]]:
+        """The hook for one run at `size` (width, height) and the infotext keys it adds. `crop`: inpainting
+        "only masked" (the input's size, the crop box): each control image is cropped alike first, as the
+        extension does (its inpaint_crop_input_image)."""
         import torch
 
-        from sdcli.core.preprocess import control_hint
+        from sdcli.core.preprocess import control_hint, fit
         from sdcli.sampling.control import ControlHook, ControlModel
 
         models, params = [], {}
         for i, (unit, file, image, net) in enumerate(zip(self.plan.units, self.plan.files, self.plan.images,
                                                          self.nets, strict=True)):
+            if crop is not None:
+                image = fit(fit(image, crop[0], unit.resize_mode).crop(crop[1]), size, "fill")
             hint, resolution = control_hint(unit, image, size)
             tensor = torch.from_numpy(hint).permute(2, 0, 1)[None].contiguous()
             mode = unit.control_mode

@@ -194,7 +194,8 @@ def run(
         from sdcli.core.controlnets import check_loop
 
         check_loop(own)
-        hook, control_params = control.prepare((width, height), request.steps_run)
+        crop = (inputs.original.size, inputs.box) if inputs is not None and inputs.box else None
+        hook, control_params = control.prepare((width, height), request.steps_run, crop)
         batch_run = partial(own_batch, control=hook)
 
     # 3. Batches: per-image generators seeded seed + i.

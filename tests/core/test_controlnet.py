@@ -176,3 +176,18 @@ def test_unit_infotext_round_trips_through_parse_unit(cn):
                      "Pixel Perfect: True, Control Mode: My prompt is more important")
     assert (old.model, old.resize_mode, old.control_mode, old.pixel_perfect) == (
         "control_v11f1p_sd15_depth [cfd03158]", "crop", "prompt", True)
+
+
+def test_only_masked_inpainting_crops_the_control_image_like_the_input(cn, tmp_path):
+    from types import SimpleNamespace
+
+    from sdcli.core.controlnets import ControlPlan, LoadedControl
+
+    quarters = Image.new("RGB", (64, 64), "black")
+    quarters.paste((255, 255, 255), (32, 32, 64, 64))  # white bottom-right quarter
+    plan = ControlPlan((unit(cn),), (SimpleNamespace(title="t [00000000]"),), (quarters,), (None,))
+    control = LoadedControl(plan, (None,))
+    whole, _ = control.prepare((64, 64), 4)
+    cropped, _ = control.prepare((64, 64), 4, crop=((64, 64), (32, 32, 64, 64)))
+    assert whole.units[0].hint.mean().item() == pytest.approx(0.25, abs=0.01)
+    assert cropped.units[0].hint.min().item() == 1.0  # the crop holds only the white quarter
