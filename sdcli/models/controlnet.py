@@ -64,6 +64,9 @@ def find_controlnet(spec: str, library: Any, allow_pickle: bool, by_name: bool =
     path = Path(spec).expanduser()
     if title or by_name or not path.exists():
         if library.folders.get("controlnet") is None:
+            if title or by_name:  # from an image's infotext: a name only
+                raise ModelError(f"{FLAG}: {spec!r} is a model name; no models folder is set (--models-dir, "
+                                 "SDCLI_MODELS_DIR or --webui-dir) to find it in its ControlNet folder")
             raise ModelError(f"{FLAG}: no such file: {spec} (or set --models-dir/--webui-dir to find names in "
                              "its ControlNet folder)")
         path = library.find("controlnet", spec).path
@@ -106,11 +109,20 @@ def family_label(xl: bool, context: int) -> str:
     return "SDXL" if xl else {768: "SD 1.x", 1024: "SD 2.x"}.get(context, f"{context}-wide cross-attention")
 
 
+def _layout(state: dict[str, Any]) -> str | None:
+    """The original layout's key prefix ("control_model." or "" as some SD 2.x ControlNets ship), or None
+    for diffusers' layout."""
+    if any(k.startswith(ORIGINAL_PREFIX) for k in state):
+        return ORIGINAL_PREFIX
+    return "" if "input_hint_block.0.weight" in state else None
+
+
 def shape_of(state: dict[str, Any], path: Path) -> ControlShape:
     """Width / context / SDXL from tensor shapes (key -> shape) in either key layout; ModelError if it is
     no ControlNet."""
-    original = any(k.startswith(ORIGINAL_PREFIX) for k in state)
-    prefix = ORIGINAL_PREFIX if original else ""
+    prefix = _layout(state)
+    original = prefix is not None
+    prefix = prefix or ""
     conv_in = state.get(prefix + ("input_blocks.0.0.weight" if original else "conv_in.weight"))
     hint = any(k.startswith(prefix + ("input_hint_block." if original else "controlnet_cond_embedding."))
                for k in state)
@@ -159,10 +171,10 @@ def config_for(unet: Any, state: dict[str, Any]) -> dict[str, Any]:
     accepted = set(inspect.signature(ControlNetModel.__init__).parameters) - {"self"}
     config = {k: v for k, v in unet.config.items() if k in accepted}
     config["in_channels"] = 4  # the latent only (an inpainting UNet's extra channels are not a ControlNet's)
-    original = any(k.startswith(ORIGINAL_PREFIX) for k in state)
-    if original:
-        hint = {int(k.split(".")[2]): v for k, v in state.items()
-                if k.startswith(ORIGINAL_PREFIX + "input_hint_block.") and k.endswith(".weight")}
+    prefix = _layout(state)
+    if prefix is not None:
+        hint = {int(k.removeprefix(prefix).split(".")[1]): v for k, v in state.items()
+                if k.startswith(prefix + "input_hint_block.") and k.endswith(".weight")}
         convs = [hint[i] for i in sorted(hint)][:-1]  # conv_in, the blocks; the last is conv_out
     else:
         blocks = {int(k.split(".")[2]): v for k, v in state.items()
