@@ -253,4 +253,6 @@ def _input_record(request: GenerationRequest) -> dict[str, Any]:
     if request.outpaint is not None:
         record.update(dict(zip(DIRECTIONS, request.outpaint.pixels, strict=True)),
                       fill=request.outpaint.fill)
+    if request.controlnets:
+        record["controlnets"] = [asdict(unit) for unit in request.controlnets]
     return record

@@ -119,6 +119,8 @@ def test_two_units_from_the_command_line(cli, tiny_model, cn, tmp_path):
     assert "ControlNet 0: \"Module: canny, Model: cn [" in record["infotext"]
     assert "ControlNet 1: \"Module: scribble_xdog, Model: cn [" in record["infotext"]
     assert record["infotext"].count("Weight: 0.5") == 2
+    assert [(u["module"], u["weight"], u["model"]) for u in record["controlnets"]] == [
+        ("canny", 0.5, str(cn / "cn")), ("scribble_xdog", 0.5, str(cn / "cn.safetensors"))]
 
 
 @pytest.mark.parametrize("args, message", [
