@@ -23,6 +23,7 @@ from typing import Any, Protocol
 
 from sdcli import __version__
 from sdcli.batch import manifest
+from sdcli.batch.control import LineControls
 from sdcli.batch.parse import (
     BatchLine,
     BatchUnit,
@@ -97,6 +98,7 @@ class _Run:
     now: _dt.datetime = field(default_factory=_dt.datetime.now)
     assets: dict[tuple[str, str, str | None], AssetPlan] = field(default_factory=dict)  # by (prompt, negative, vae)
     refiners: dict[str, Any] = field(default_factory=dict)  # --refiner spec -> loaded RefinerModel
+    controls: LineControls = field(default_factory=LineControls)  # ControlNet units of the lines
 
     def refiner(self, spec: str | None) -> Any:
         """The loaded --refiner for `spec` (None: none), loaded once per run."""
@@ -151,6 +153,9 @@ def run_batch(options: BatchOptions, reporter: BatchReporter,
     lines = list(options.lines) or parse_file(options.file, options.fmt, options.defaults, options.model)
     models = resolve_models(lines, options)
     assets = plan_line_assets(lines, options, reporter)
+    controls = LineControls.plan(lines, models, options.assets)
+    for warning in controls.warnings():
+        reporter.note(warning)
     if options.defaults.refiner:  # checked (not loaded) before anything loads
         from sdcli.core.job import resolve_refiner
 
@@ -181,7 +186,7 @@ def run_batch(options: BatchOptions, reporter: BatchReporter,
     started = time.monotonic()
     with manifest.ManifestWriter(target) as writer, GracefulStop(reporter) as stop:
         run = _Run(options, reporter, shard, folder, header, plan, writer, stats, stop,
-                   _dt.datetime.fromisoformat(header["started"]), assets)
+                   _dt.datetime.fromisoformat(header["started"]), assets, controls=controls)
         reporter.start(stats.total, units[0].request.steps if units else 1, completed=stats.skipped)
         try:
             for group in _by_model(units, models).values():
@@ -285,9 +290,10 @@ def _run_unit(run: _Run, unit: BatchUnit, pipe: Any, model: Any, model_hash: str
     try:
         # LoRAs/embeddings/VAE change on the loaded pipeline: no reload of the base model.
         apply_assets(pipe, extras, options, run.reporter.note)
+        control, request = run.controls.for_request(request, pipe)
         for image in generate.run(request, pipe, choice, model_name=model.name, model_hash=model_hash,
                                   on_step=run.reporter.step, extra_params=extras.params(),
-                                  refiner=run.refiner(request.refiner)):
+                                  refiner=run.refiner(request.refiner), control=control):
             began = time.monotonic()
             if share is None:
                 share = (began - started) / request.batch_size

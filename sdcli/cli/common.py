@@ -41,6 +41,7 @@ def run_command(mode: str, flags: dict[str, Any], **parts: Any) -> None:
 
 def build_request(mode: str, flags: dict[str, Any], **parts: Any) -> Any:
     """The GenerationRequest of a command's `flags` (its locals()) plus mode `parts` (not validated yet)."""
+    from sdcli.cli.control_options import control_part
     from sdcli.core.request import GenerationRequest
     from sdcli.errors import UsageError
 
@@ -52,7 +53,7 @@ def build_request(mode: str, flags: dict[str, Any], **parts: Any) -> Any:
     text = prompt if prompt is not None else (prompt_opt or "")
     return GenerationRequest(
         prompt=read_stdin("PROMPT") if text == "-" else text, mode=mode,
-        **{name: flags[name] for name in REQUEST_FLAGS if name in flags}, **parts,
+        **{name: flags[name] for name in REQUEST_FLAGS if name in flags}, **parts, **control_part(flags),
     )
 
 

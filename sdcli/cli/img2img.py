@@ -8,6 +8,7 @@ import typer
 
 from sdcli.cli import folders as f
 from sdcli.cli import options as o
+from sdcli.cli.control_options import control_options
 
 HELP = """Generate images from an input image and a prompt (the WebUI's img2img).
 
@@ -34,6 +35,7 @@ Examples:
 """
 
 
+@control_options
 @o.shared_options()
 def img2img(ctx: typer.Context, image: o.Image, strength: o.Strength = 0.75, resize: o.Resize = "just",
             recursive: f.Recursive = False, resume: f.Resume = False, png_info: f.PngInfo = False,

@@ -8,6 +8,7 @@ import typer
 
 from sdcli.cli import folders as f
 from sdcli.cli import options as o
+from sdcli.cli.control_options import control_options
 
 HELP = """Repaint the white part of --mask in --image (the WebUI's inpaint).
 
@@ -35,6 +36,7 @@ Examples:
 """
 
 
+@control_options
 @o.shared_options()
 def inpaint(
     ctx: typer.Context,

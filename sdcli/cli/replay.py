@@ -61,6 +61,10 @@ def replay(
                                                  "model to download.")] = False,
     refiner: Annotated[str | None, typer.Option("--refiner", show_default=False,
                                                 help="Use this refiner instead of the image's.")] = None,
+    control_image: Annotated[list[Path] | None, typer.Option(
+        "--control-image", show_default=False, metavar="IMG",
+        help="Control image of each of the image's ControlNet units, in order (a WebUI infotext does not store "
+        "them; an sdcli image's own are used by default).")] = None,
     offline: o.Offline = False,
     device: o.Device = "auto",
     dtype: o.Dtype = "auto",
@@ -87,7 +91,8 @@ def replay(
                  "clip_skip": clip_skip, "subseed": subseed, "subseed_strength": subseed_strength,
                  "batch_size": batch_size, "count": count, "refiner": refiner}
     set_quiet(quiet)
-    plan = plan_replay(image, overrides, model, trust_metadata)
+    plan = plan_replay(image, overrides, model, trust_metadata,
+                       control_images=[str(p) for p in control_image] if control_image else None)
     show_replay_plan(image, plan)
     run_and_report(plan.request, plan.model, offline=offline, device=device, dtype=dtype,
                    attention_slicing=attention_slicing, xformers=xformers, output=output, name=name,

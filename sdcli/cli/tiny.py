@@ -25,6 +25,8 @@ Examples:
   sdcli tiny --arch sdxl ./tiny-xl && sdcli tiny --arch sdxl-refiner ./tiny-xl-refiner
 
   sdcli tiny --arch sdxl --single-file ./tiny-xl.safetensors   # WebUI-style single file
+
+  sdcli tiny --controlnet ./tiny-cn   # a tiny ControlNet for the tiny sd1 model (--arch sdxl: for sdxl)
 """
 
 
@@ -38,18 +40,26 @@ def tiny(
                                           "(9-channel UNet) instead of an ordinary one.")] = False,
     single_file: Annotated[bool, typer.Option("--single-file", help="Write one WebUI-style .safetensors file "
                                               "(original key layout) instead of a diffusers folder.")] = False,
+    controlnet: Annotated[bool, typer.Option("--controlnet", help="Write a tiny ControlNet for the --arch tiny "
+                                             "model (sd1, sd2 or sdxl) instead of a checkpoint; with --single-file "
+                                             "one .safetensors file.")] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print a JSON record on stdout.")] = False,
 ) -> None:
     from sdcli.cli.ui import console, json_line
     from sdcli.models.tiny import INPAINT_SUFFIX, build_tiny, build_tiny_single_file, folder_bytes
 
-    if inpaint:
-        arch += INPAINT_SUFFIX
-    build = build_tiny_single_file if single_file else build_tiny
-    path = build(out_dir, arch=arch, seed=seed)
-    size = path.stat().st_size if single_file else folder_bytes(path)
+    if controlnet:
+        from sdcli.models.controlnet import build_tiny_controlnet
+
+        path = build_tiny_controlnet(out_dir, arch, seed, single_file)
+        kind, size = f"{arch} ControlNet", (path.stat().st_size if single_file else folder_bytes(path))
+    else:
+        arch += INPAINT_SUFFIX if inpaint else ""
+        build = build_tiny_single_file if single_file else build_tiny
+        path = build(out_dir, arch=arch, seed=seed)
+        kind, size = f"{arch} checkpoint", (path.stat().st_size if single_file else folder_bytes(path))
     if json_out:
         print(json_line({"type": "model", "path": str(path), "arch": arch, "seed": seed, "bytes": size}))
     else:
         print(path)
-        console.print(f"tiny {arch} checkpoint (random weights, seed {seed}): {size / 1e6:.1f} MB")
+        console.print(f"tiny {kind} (random weights, seed {seed}): {size / 1e6:.1f} MB")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from sdcli.cli import options as o
+from sdcli.cli.control_options import control_options
 
 HELP = """Generate images from a text prompt.
 
@@ -18,6 +19,7 @@ Examples:
 """
 
 
+@control_options
 @o.shared_options()
 def txt2img(**flags: Any) -> None:
     from sdcli.cli.common import run_command

@@ -79,8 +79,7 @@ def xyz(
     from sdcli.batch.plan import BatchOptions
     from sdcli.batch.plotrun import cell_assets, check_model, run_plot
     from sdcli.batch.xyz import plan_plot
-    from sdcli.cli.common import typed
-    from sdcli.cli.common import REQUEST_FLAGS, asset_options, read_stdin, runtime_options
+    from sdcli.cli.common import REQUEST_FLAGS, asset_options, read_stdin, runtime_options, typed
     from sdcli.cli.ui import BatchReporter, json_line, set_quiet
     from sdcli.core.job import OutputOptions
     from sdcli.core.request import GenerationRequest, ImageInput

@@ -154,9 +154,9 @@ def cond_schedule(request: GenerationRequest, choice: SamplerChoice, encoder: An
 
 def own_batch(request: GenerationRequest, pipe: Any, choice: SamplerChoice, encoder: Any,
               inputs: PreparedInputs | None, seeds: list[int], subseeds: list[int | None], width: int,
-              height: int, on_step: StepCallback | None, refine: Any = None) -> list[Any]:
+              height: int, on_step: StepCallback | None, refine: Any = None, control: Any = None) -> list[Any]:
     """One batch through sdcli's loop: WebUI sigmas, samplers, CFG and noise; `refine` (OwnRefiner):
-    the WebUI's in-loop refiner switch."""
+    the WebUI's in-loop refiner switch; `control` (sampling.control.ControlHook): ControlNet units."""
     from sdcli.models.loader import PREDICTION_TYPES
     from sdcli.sampling.loop import sample
     from sdcli.sampling.refiner import RefinedDenoiser, Refiner
@@ -171,6 +171,8 @@ def own_batch(request: GenerationRequest, pipe: Any, choice: SamplerChoice, enco
     if refine is not None:
         refined = cond_schedule(request, choice, refine.encoder)
         denoiser.refiner = Refiner(refine.pipe.unet, refined.conds_at, refined.uncond_at, request.refiner_switch)
+    if control is not None:
+        denoiser.control, on_step = control, control.follow(on_step)
     noise = _noise(request, pipe, seeds, subseeds, width, height)
     init = encode_image(pipe, inputs.image, len(seeds)) if inputs is not None else None
     if inputs is not None and inputs.mask is not None:

@@ -141,6 +141,7 @@ def run(
     inputs: PreparedInputs | None = None,
     extra_params: dict[str, Any] | None = None,
     refiner: RefinerModel | None = None,
+    control: Any = None,
 ) -> Iterator[GeneratedImage]:
     """Generate `request.count` batches of `request.batch_size` images; yield each when done.
 
@@ -152,7 +153,8 @@ def run(
     other samplers (UniPC, LCM) run the diffusers pipeline, with `refiner` finishing
     SDXL's last steps. `extra_params` are added
     to each infotext (the add-ons' hashes, models.assets). Images whose latents or
-    decode are not finite carry a `failure` and must not be written.
+    decode are not finite carry a `failure` and must not be written. `control` (core.controlnets.
+    LoadedControl) steers sdcli's loop with the request's ControlNet units.
     Raises UsageError for settings the model cannot honour (CLIP skip deeper
     than the text encoder, a mode its UNet cannot run) or for bad input files.
     """
@@ -183,6 +185,18 @@ def run(
     encoder = prompt_encoder(pipe, request, (width, height))
     refine = refiner_stage(pipe, encoded, refiner, choice, own, (width, height))
     batch_run = own_batch if own else pipeline_batch
+    control_params: dict[str, Any] = {}
+    if request.controlnets and control is None:
+        raise UsageError("--controlnet: the ControlNet models were not loaded for this run")
+    if control is not None:
+        from functools import partial
+
+        from sdcli.core.controlnets import check_loop
+
+        check_loop(own)
+        crop = (inputs.original.size, inputs.box) if inputs is not None and inputs.box else None
+        hook, control_params = control.prepare((width, height), request.steps_run, crop)
+        batch_run = partial(own_batch, control=hook)
 
     # 3. Batches: per-image generators seeded seed + i.
     seeds, subseeds = request.seeds(), request.subseeds()
@@ -198,7 +212,7 @@ def run(
                 image = inputs.finish(image)  # pasted back through the blurred mask / into the crop
             params = infotext_params(request, choice, seed=seed, subseed=subseed, width=width, height=height,
                                      model_name=model_name, model_hash=model_hash,
-                                     refiner=refiner) | (extra_params or {})
+                                     refiner=refiner) | control_params | (extra_params or {})
             yield GeneratedImage(  # width/height: the generation size, as the infotext's Size
                 image=image, index=start + offset, seed=seed, subseed=subseed, width=width, height=height,
                 params=params, infotext=build_infotext(request.prompt, request.negative_prompt, params),

@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 from sdcli import __version__
 from sdcli.conditioning.prompts import parse_prompt, plain_text
+from sdcli.core.controlnets import plan_controlnets
 from sdcli.core.output import DEFAULT_PATTERN, check_folder, check_pattern, next_number, prepare_folder, render_name
 from sdcli.core.request import DIRECTIONS, GenerationRequest, validate
 from sdcli.errors import RuntimeFailure, UsageError
@@ -94,6 +95,9 @@ def run_job(request: GenerationRequest, runtime: RuntimeOptions, model_spec: str
     extras = plan_assets(assets, request.prompt, request.negative_prompt)
     for warning in extras.warnings:
         reporter.note(warning)
+    control_plan = plan_controlnets(request.controlnets, assets.library(), assets.allow_pickle)
+    for warning in control_plan.warnings() if control_plan else ():
+        reporter.note(warning)
     check_folder(output.folder)  # created only once there is something to write: refused runs leave nothing
 
     # 2. Model files, then the pipeline with the add-ons on it.
@@ -104,6 +108,8 @@ def run_job(request: GenerationRequest, runtime: RuntimeOptions, model_spec: str
     refiner_ref = resolve_refiner(request.refiner, runtime.offline, assets.library())
     if refiner_ref is not None and pipe is None:
         loader.check_refiner(model, refiner_ref)
+    if control_plan is not None and pipe is None:
+        control_plan.check_model(loader.detect_ref(model).family)
     if model.is_demo:
         reporter.note(DEMO_NOTE)
     plan = detect_runtime(runtime, JobSize(*(inputs.size if inputs else (request.width, request.height)),
@@ -112,6 +118,11 @@ def run_job(request: GenerationRequest, runtime: RuntimeOptions, model_spec: str
         with stage(reporter, f"loading model {model.name}"):
             pipe = loader.load_pipeline(model, plan)
     apply_assets(pipe, extras, assets, reporter.note)
+    control = None
+    if control_plan is not None:
+        with stage(reporter, "loading ControlNet"):
+            control = control_plan.load(pipe, assets.allow_pickle)
+        request = replace(request, controlnets=control_plan.record_units())  # replay: absolute paths
     model_hash = resolve.model_hash(model.hash_path)
     refiner = load_refiner(refiner_ref, plan)
     if refiner_ref is not None:  # the replay record names the refiner as resolved, like the model
@@ -125,7 +136,8 @@ def run_job(request: GenerationRequest, runtime: RuntimeOptions, model_spec: str
     records: list[dict[str, Any]] = []
     failed: list[str] = []
     for item in run(request, pipe, choice, model_name=model.name, model_hash=model_hash,
-                    on_step=reporter.step, inputs=inputs, extra_params=extras.params(), refiner=refiner):
+                    on_step=reporter.step, inputs=inputs, extra_params=extras.params(), refiner=refiner,
+                    control=control):
         if item.failure:  # never written as a black image with exit 0
             failed.append(f"image {item.index} (seed {item.seed}): {item.failure}")
             reporter.note(failed[-1])
@@ -242,4 +254,6 @@ def _input_record(request: GenerationRequest) -> dict[str, Any]:
     if request.outpaint is not None:
         record.update(dict(zip(DIRECTIONS, request.outpaint.pixels, strict=True)),
                       fill=request.outpaint.fill)
+    if request.controlnets:
+        record["controlnets"] = [asdict(unit) for unit in request.controlnets]
     return record

@@ -103,8 +103,45 @@ def request_from_infotext(meta: ImageMetadata) -> tuple[GenerationRequest, list[
             fields["width"], fields["height"] = (int(v) for v in size.lower().split("x"))
         except ValueError:
             raise UsageError(f"{meta.path}: bad 'Size' value {size!r}") from None
-    ignored = [k for k in meta.parameters if k not in INFOTEXT_FIELDS and k not in INFORMATIONAL]
+    units, unreadable = control_units_from_infotext(meta.parameters)
+    if units:
+        fields["controlnets"] = units
+    ignored = [k for k in meta.parameters if k not in INFOTEXT_FIELDS and k not in INFORMATIONAL
+               and (not CONTROL_KEY.match(k) or k in unreadable)]
     return GenerationRequest(**fields), ignored, set(fields)
+
+
+CONTROL_KEY = re.compile(r"^ControlNet (\d+)$")
+
+
+def control_units_from_infotext(parameters: dict[str, str]) -> tuple[tuple[Any, ...], list[str]]:
+    """The `ControlNet N` units of an infotext, in N order (their control images are not recorded), and the
+    keys that could not be read (skipped, as the extension skips them when pasting)."""
+    from sdcli.core.control import parse_unit
+
+    keys = sorted((int(m.group(1)), k) for k in parameters if (m := CONTROL_KEY.match(k)))
+    units, unreadable = [], []
+    for _, key in keys:
+        try:
+            units.append(parse_unit(parameters[key]))
+        except (ValueError, UsageError):  # UsageError: a preprocessor sdcli does not have
+            unreadable.append(key)
+    return tuple(units), unreadable
+
+
+def with_control_images(path: Path, request: GenerationRequest, images: list[str] | None) -> GenerationRequest:
+    """--control-image given to replay: one per unit, in order; without it every unit must have its image."""
+    units = request.controlnets
+    if images:
+        if len(images) != len(units):
+            raise UsageError(f"--control-image: {len(images)} given; the image has {len(units)} ControlNet unit(s)")
+        units = tuple(dataclasses.replace(u, image=str(Path(i).absolute())) for u, i in zip(units, images,
+                                                                                              strict=True))
+    for i, unit in enumerate(units):
+        if not unit.image:
+            raise UsageError(f"{path}: ControlNet {i} needs its control image, which the infotext does not store; "
+                             "pass --control-image IMG (one per unit, in order)")
+    return dataclasses.replace(request, controlnets=units)
 
 
 # Annotation (as a string: `from __future__ import annotations`) -> the JSON types it accepts.
@@ -138,6 +175,8 @@ def _typed_fields(path: Path, data: Any, cls: type, where: str, ignored: list[st
             ignored.append(f"sdcli record: {name}")
         elif key in PARTS and value is not None:
             values[key] = PARTS[key](**_typed_fields(path, value, PARTS[key], name, ignored))
+        elif key == "controlnets":
+            values[key] = _record_units(path, value, name, ignored)
         else:
             values[key] = _check_value(path, name, value, types[key])
     return values
@@ -157,6 +196,16 @@ def request_from_record(path: Path, record: dict[str, Any]) -> tuple[GenerationR
         raise UsageError(f"{path}: sdcli record of a {mode} image lacks {', '.join(missing)}")
     ignored += [f"sdcli record: {k}" for k in record if k not in ("sdcli", "model", "request")]
     return GenerationRequest(**values), ignored
+
+
+def _record_units(path: Path, value: Any, where: str, ignored: list[str]) -> tuple[Any, ...]:
+    """The record's ControlNet units, each field type-checked."""
+    from sdcli.core.control import ControlUnit
+
+    if not isinstance(value, list):
+        raise UsageError(f"{path}: sdcli record field {where} is {value!r}; it must be a list")
+    return tuple(ControlUnit(**_typed_fields(path, unit, ControlUnit, f"{where}[{i}]", ignored))
+                 for i, unit in enumerate(value))
 
 
 _DEMO = "(the built-in demo model)"
@@ -188,7 +237,8 @@ class ReplayPlan:
 
 
 def plan_replay(path: Path, overrides: dict[str, Any] | None = None, model_override: str | None = None,
-                trust_metadata: bool = False, check_model: bool = True) -> ReplayPlan:
+                trust_metadata: bool = False, check_model: bool = True,
+                control_images: list[str] | None = None) -> ReplayPlan:
     """Everything replay will use, checked before any model loads.
 
     `overrides` maps request fields to flag values (None = not given; their keys
@@ -211,6 +261,10 @@ def plan_replay(path: Path, overrides: dict[str, Any] | None = None, model_overr
             fixed[name] = value
             sources[name] = "--" + name.replace("_", "-")
     request = dataclasses.replace(request, **fixed)
+    if request.controlnets:
+        request = with_control_images(path, request, control_images)
+        if control_images:
+            sources["controlnets"] = f"{origin} + --control-image"
     if model_override:
         model, sources["model"] = model_override, "--model"
     else:
@@ -243,8 +297,13 @@ def _trusted_model(path: Path, source: str | None, made_by_sdcli: bool, trust: b
 
 def _check_input_paths(path: Path, request: GenerationRequest) -> None:
     """Input images named by a record must be absolute (never resolved against the current folder)."""
+    for unit in request.controlnets:
+        if not unit.model_by_name and not Path(unit.model).is_absolute():
+            raise UsageError(f"{path}: its ControlNet {unit.model!r} is a relative path, which sdcli does not "
+                             "resolve against the current folder")
+    controls = [("--control-image", u.image) for u in request.controlnets]
     for flag, value in (("--image", request.init and request.init.image),
-                        ("--mask", request.inpaint and request.inpaint.mask)):
+                        ("--mask", request.inpaint and request.inpaint.mask), *controls):
         if value and not Path(value).is_absolute():
             raise UsageError(f"{path}: its {flag[2:]} {value!r} is a relative path, which sdcli does not "
                              f"resolve against the current folder; replay the image from its folder with "

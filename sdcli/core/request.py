@@ -6,6 +6,7 @@ import secrets
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
+from sdcli.core.control import ControlUnit, unit_from_dict, validate_units
 from sdcli.core.images import OUTPAINT_FILLS, RESIZE_MODES
 from sdcli.errors import UsageError
 from sdcli.sampling.samplers import DEFAULT_SAMPLER, SamplerChoice, img2img_steps, resolve_sampler
@@ -95,6 +96,7 @@ class GenerationRequest:
     s_noise: float = 1.0
     sigma_min: float = 0.0
     sigma_max: float = 0.0
+    controlnets: tuple[ControlUnit, ...] = ()  # --controlnet units (core.control)
 
     @property
     def total_images(self) -> int:
@@ -197,6 +199,11 @@ def validate(request: GenerationRequest) -> SamplerChoice:
         _validate_inpaint(request.inpaint)
     if request.outpaint is not None:
         _validate_outpaint(request.outpaint)
+    validate_units(request.controlnets)
+    if request.controlnets and request.refiner:
+        raise UsageError("--controlnet: not with --refiner (the refiner's UNet takes no ControlNet residuals)")
+    if request.controlnets and request.mode == "outpaint":
+        raise UsageError("--controlnet: use it with txt2img, img2img or inpaint")
     return resolve_sampler(request.sampler, request.schedule)
 
 
@@ -219,6 +226,9 @@ def request_from_dict(data: dict[str, Any]) -> GenerationRequest:
         if isinstance(values.get(name), dict):
             part_fields = {f.name for f in fields(cls)}
             values[name] = cls(**{k: v for k, v in values[name].items() if k in part_fields})
+    if "controlnets" in values:
+        values["controlnets"] = tuple(u if isinstance(u, ControlUnit) else unit_from_dict(u)
+                                      for u in values["controlnets"] or ())
     return GenerationRequest(**values)
 
 

@@ -25,11 +25,13 @@ KINDS: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "lora": ("Lora", "models/Lora", (".safetensors", ".pt", ".ckpt")),
     "embedding": ("embeddings", "embeddings", (".safetensors", ".pt", ".bin")),
     "vae": ("VAE", "models/VAE", (".safetensors", ".pt", ".ckpt")),
+    "controlnet": ("ControlNet", "models/ControlNet", (".safetensors", ".pth", ".pt", ".ckpt", ".bin")),
 }
-FLAGS = {"checkpoint": "--model", "lora": "--lora", "embedding": "--embedding", "vae": "--vae"}
+FLAGS = {"checkpoint": "--model", "lora": "--lora", "embedding": "--embedding", "vae": "--vae",
+         "controlnet": "--controlnet"}
 _TITLE = re.compile(r"^(.+?)\s*\[[0-9a-fA-F]{8,64}\]$")
 _SHORT_HASH = re.compile(r"^[0-9a-fA-F]{10}$")
-SHORT_HASH = {"checkpoint": 10, "vae": 10, "lora": 12, "embedding": 12}  # hex digits the WebUI shows
+SHORT_HASH = {"checkpoint": 10, "vae": 10, "lora": 12, "embedding": 12, "controlnet": 10}  # hex digits the WebUI shows
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,10 @@ class Entry:
         A diffusers checkpoint folder gets sdcli's folder hash, the one its images record."""
         if self.kind == "checkpoint" and self.path.is_dir():
             return model_hash(self.path)
+        if self.kind == "controlnet":  # the extension's title hash: the WebUI's legacy model hash
+            from sdcli.models.controlnet import legacy_hash
+
+            return legacy_hash(weights_file(self.path))
         return file_sha256(weights_file(self.path))[:SHORT_HASH[self.kind]]
 
 
@@ -68,7 +74,7 @@ class Library:
         for root, dirs, files in os.walk(folder, followlinks=True):
             base = Path(root)
             dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-            if kind in ("checkpoint", "vae") and (base / ("model_index.json" if kind == "checkpoint"
+            if kind in ("checkpoint", "vae", "controlnet") and (base / ("model_index.json" if kind == "checkpoint"
                                                           else "config.json")).is_file() and base != folder:
                 found.append(Entry(kind, base.relative_to(folder).as_posix(), base))
                 dirs[:] = []  # a diffusers folder is one model

@@ -26,9 +26,12 @@ CondsAt = Callable[[int], list[tuple[Conditioning, float]]]
 UncondAt = Callable[[int], Conditioning]
 
 
-def unet_call(unet: Any, x: torch.Tensor, t: torch.Tensor, cond: Conditioning) -> torch.Tensor:
-    """The one place the UNet runs: latents, timesteps, text states and any extra kwargs."""
-    return unet(x, t, encoder_hidden_states=cond.crossattn, return_dict=False, **cond.extra)[0]
+def unet_call(unet: Any, x: torch.Tensor, t: torch.Tensor, cond: Conditioning,
+              control: Callable[..., dict[str, Any]] | None = None) -> torch.Tensor:
+    """The one place the UNet runs: latents, timesteps, text states and any extra kwargs; `control`
+    (sampling.control) adds ControlNet residuals for these rows."""
+    extra = cond.extra if control is None else {**cond.extra, **control(x, t, cond)}
+    return unet(x, t, encoder_hidden_states=cond.crossattn, return_dict=False, **extra)[0]
 
 
 @dataclass
@@ -52,23 +55,30 @@ class CFGDenoiser:
         self.scale_multiplier = 1.0  # CFG++: the sampler scales the CFG scale (the WebUI's cond_scale_miltiplier)
         self.keep_uncond = False  # CFG++: keep the uncond output of each call in last_uncond
         self.last_uncond: torch.Tensor | None = None
+        self.control: Any = None  # sampling.control.ControlHook: ControlNet residuals at each UNet call
 
     @property
     def alphas_cumprod(self) -> torch.Tensor:
         return self.sigmas.alphas_cumprod
 
+    def _control(self, marks: torch.Tensor | None) -> Callable[..., dict[str, Any]] | None:
+        """The ControlNet residuals for a UNet batch whose rows are cond (1) or uncond (0)."""
+        if self.control is None or marks is None:
+            return None
+        return lambda x, t, cond: self.control.residuals(x, t, cond, marks)
+
     def _denoise(self, x: torch.Tensor, sigma: torch.Tensor, cond: Conditioning,
-                 image_cond: torch.Tensor | None) -> torch.Tensor:
+                 image_cond: torch.Tensor | None, marks: torch.Tensor | None = None) -> torch.Tensor:
         """One UNet batch -> denoised latents (CompVis eps or v parameterisation), or eps on timesteps."""
         if self.timesteps:
-            return self._eps(x, sigma, cond, image_cond)
+            return self._eps(x, sigma, cond, image_cond, marks)
         sigma = sigma.reshape(-1, 1, 1, 1)
         c_in = 1 / (sigma ** 2 + 1) ** 0.5  # sigma_data = 1
         t = self.sigmas.sigma_to_t(sigma.flatten())
         x_in = x * c_in
         if image_cond is not None:
             x_in = torch.cat([x_in, image_cond], dim=1)
-        out = unet_call(self.unet, x_in.to(self.unet.dtype), t, cond).to(x.dtype)
+        out = unet_call(self.unet, x_in.to(self.unet.dtype), t, cond, self._control(marks)).to(x.dtype)
         if self.sigmas.lcm:  # the WebUI's LCM wrap: eps (whatever the model predicts), LCM's boundary scalings
             scaled_t = t.reshape(-1, 1, 1, 1) * 10.0
             skip, scale = 0.25 / (scaled_t ** 2 + 0.25), scaled_t / (scaled_t ** 2 + 0.25) ** 0.5  # sigma_data 0.5
@@ -77,10 +87,11 @@ class CFGDenoiser:
             return out * (-sigma / (sigma ** 2 + 1) ** 0.5) + x * (1 / (sigma ** 2 + 1))
         return x + out * -sigma
 
-    def _eps(self, x: torch.Tensor, t: torch.Tensor, cond: Conditioning, image_cond: torch.Tensor | None) -> Any:
+    def _eps(self, x: torch.Tensor, t: torch.Tensor, cond: Conditioning, image_cond: torch.Tensor | None,
+             marks: torch.Tensor | None = None) -> Any:
         """The noise prediction at integer timesteps t (v models: converted to eps)."""
         x_in = x if image_cond is None else torch.cat([x, image_cond], dim=1)
-        out = unet_call(self.unet, x_in.to(self.unet.dtype), t, cond).to(x.dtype)
+        out = unet_call(self.unet, x_in.to(self.unet.dtype), t, cond, self._control(marks)).to(x.dtype)
         if not self.v:
             return out
         a = self.alphas_cumprod.to(x.device)[t.to(torch.int)].reshape(-1, 1, 1, 1)
@@ -102,13 +113,15 @@ class CFGDenoiser:
         cond_rows = cat([c.repeat(1) for _ in range(batch) for c, _ in parts])
         uncond_rows = uncond.repeat(batch)
         # 2. One UNet batch when the token counts agree, else two (as the WebUI without "pad conds").
+        n = batch * k
+        marks = torch.cat([torch.ones(n), torch.zeros(batch)])  # cond rows 1, uncond rows 0 (ControlNet)
         if cond_rows.tokens == uncond_rows.tokens:
-            out = self._denoise(x_in, sigma_in, cat([cond_rows, uncond_rows]), ic_in)
+            out = self._denoise(x_in, sigma_in, cat([cond_rows, uncond_rows]), ic_in, marks)
         else:
-            n = batch * k
             out = torch.cat([
-                self._denoise(x_in[:n], sigma_in[:n], cond_rows, None if ic_in is None else ic_in[:n]),
-                self._denoise(x_in[n:], sigma_in[n:], uncond_rows, None if ic_in is None else ic_in[n:]),
+                self._denoise(x_in[:n], sigma_in[:n], cond_rows, None if ic_in is None else ic_in[:n], marks[:n]),
+                self._denoise(x_in[n:], sigma_in[n:], uncond_rows, None if ic_in is None else ic_in[n:],
+                              marks[n:]),
             ])
         # 3. Guidance on denoised latents.
         base = out[batch * k:]

@@ -157,6 +157,8 @@ def create_app(engine: Engine, *, limits: Limits = Limits(), auth: dict[str, str
                 request = request_from_dict(job.request)
             except (TypeError, ValueError) as exc:
                 raise UsageError(f"request: not an sdcli request ({exc})") from None
+            if request.controlnets:  # they name files on the client's machine
+                raise UsageError("request: ControlNet units are not run by the server")
             if request.init is not None:
                 request = _with_paths(request, files.paths)
             try:

@@ -85,6 +85,8 @@ def run_remote_job(server: str, request: Any, runtime: Any, model_spec: str | No
                                or assets.webui_dir):
         raise UsageError("--server: --lora, --embedding, --vae and models folders are not sent to a server; "
                          "run without --server")
+    if request.controlnets:
+        raise UsageError("--server: --controlnet units are not sent to a server; run without --server")
     validate_runtime(runtime)
     check_pattern(output.pattern)
     for warning in parse_prompt(request.prompt).warnings + parse_prompt(request.negative_prompt).warnings:
