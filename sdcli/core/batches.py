@@ -154,20 +154,13 @@ def cond_schedule(request: GenerationRequest, choice: SamplerChoice, encoder: An
 
 def own_batch(request: GenerationRequest, pipe: Any, choice: SamplerChoice, encoder: Any,
               inputs: PreparedInputs | None, seeds: list[int], subseeds: list[int | None], width: int,
-              height: int, on_step: StepCallback | None, refine: Any = None) -> list[Any]:
+              height: int, on_step: StepCallback | None, refine: Any = None, hires: Any = None) -> list[Any]:
     """One batch through sdcli's loop: WebUI sigmas, samplers, CFG and noise; `refine` (OwnRefiner):
-    the WebUI's in-loop refiner switch."""
-    from sdcli.models.loader import PREDICTION_TYPES
+    the WebUI's in-loop refiner switch; `hires` (core.hires.HiresStage): the hires fix pass."""
     from sdcli.sampling.loop import sample
-    from sdcli.sampling.refiner import RefinedDenoiser, Refiner
-    from sdcli.sampling.schedules import ModelSigmas, alphas_cumprod
+    from sdcli.sampling.refiner import Refiner
 
-    config = getattr(pipe, "sdcli_base_scheduler", pipe.scheduler).config
-    model_sigmas = ModelSigmas(alphas_cumprod(config))
-    schedule = cond_schedule(request, choice, encoder)
-    prediction = PREDICTION_TYPES[request.prediction_type] if request.prediction_type else None
-    denoiser = RefinedDenoiser(pipe.unet, model_sigmas, prediction or config.get("prediction_type", "epsilon"),
-                               schedule.conds_at, schedule.uncond_at, request.cfg_scale)
+    denoiser, model_sigmas = loop_denoiser(request, pipe, choice, encoder)
     if refine is not None:
         refined = cond_schedule(request, choice, refine.encoder)
         denoiser.refiner = Refiner(refine.pipe.unet, refined.conds_at, refined.uncond_at, request.refiner_switch)
@@ -182,7 +175,24 @@ def own_batch(request: GenerationRequest, pipe: Any, choice: SamplerChoice, enco
     if denoiser.masking is not None:  # the kept area is the input's latent exactly, as in the WebUI
         keep = denoiser.masking.mask
         latents = latents * (1 - keep) + denoiser.masking.init_latent * keep
+    if hires is not None:
+        latents = hires.run(pipe, latents, seeds, subseeds, on_step)
     return decode(refine.pipe if denoiser.switched else pipe, latents)  # the WebUI decodes with the model loaded
+
+
+def loop_denoiser(request: GenerationRequest, pipe: Any, choice: SamplerChoice, encoder: Any) -> tuple[Any, Any]:
+    """The loop's CFG denoiser for `request` (its prompts through `encoder`) and the model's sigmas."""
+    from sdcli.models.loader import PREDICTION_TYPES
+    from sdcli.sampling.refiner import RefinedDenoiser
+    from sdcli.sampling.schedules import ModelSigmas, alphas_cumprod
+
+    config = getattr(pipe, "sdcli_base_scheduler", pipe.scheduler).config
+    model_sigmas = ModelSigmas(alphas_cumprod(config))
+    schedule = cond_schedule(request, choice, encoder)
+    prediction = PREDICTION_TYPES[request.prediction_type] if request.prediction_type else None
+    denoiser = RefinedDenoiser(pipe.unet, model_sigmas, prediction or config.get("prediction_type", "epsilon"),
+                               schedule.conds_at, schedule.uncond_at, request.cfg_scale)
+    return denoiser, model_sigmas
 
 
 def inpaint_masking(pipe: Any, request: GenerationRequest, inputs: PreparedInputs, init: Any, noise: Any) -> Any:
@@ -286,7 +296,7 @@ def refiner_stage(pipe: Any, request: GenerationRequest, refiner: Any, choice: S
 
 def pipeline_batch(request: GenerationRequest, pipe: Any, choice: SamplerChoice, encoder: Any,
                    inputs: PreparedInputs | None, seeds: list[int], subseeds: list[int | None], width: int,
-                   height: int, on_step: StepCallback | None, refine: Any = None) -> list[Any]:
+                   height: int, on_step: StepCallback | None, refine: Any = None, hires: Any = None) -> list[Any]:
     """One batch through the diffusers pipeline (timestep samplers, other families, the SDXL refiner)."""
     import torch
 

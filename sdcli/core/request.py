@@ -6,6 +6,7 @@ import secrets
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
+from sdcli.core.hires import HiresSettings, validate_hires
 from sdcli.core.images import OUTPAINT_FILLS, RESIZE_MODES
 from sdcli.errors import UsageError
 from sdcli.sampling.samplers import DEFAULT_SAMPLER, SamplerChoice, img2img_steps, resolve_sampler
@@ -84,6 +85,7 @@ class GenerationRequest:
     prediction_type: str | None = None  # "eps" or "v": overrides the model's (None: the model's own or guess)
     refiner: str | None = None  # --refiner MODEL: hands the last steps to this model (SDXL)
     refiner_switch: float = 0.8  # fraction of the steps run by the base model before the refiner takes over
+    hires: HiresSettings | None = None  # --hires: the WebUI's hires fix second pass (core.hires)
     # The WebUI settings that change pixels (sdcli's own loop; see sampling.loop.SamplingOptions).
     rng: str = "cpu"
     emphasis: str = "original"
@@ -197,11 +199,17 @@ def validate(request: GenerationRequest) -> SamplerChoice:
         _validate_inpaint(request.inpaint)
     if request.outpaint is not None:
         _validate_outpaint(request.outpaint)
+    if request.hires is not None:
+        for flag, text in (("--hires-prompt", request.hires.prompt),
+                           ("--hires-negative-prompt", request.hires.negative_prompt)):
+            check_text(flag, text or "")
+        validate_hires(request)
     return resolve_sampler(request.sampler, request.schedule)
 
 
 # The nested parts of a request, by field name (see request_from_dict).
-PARTS: dict[str, type] = {"init": ImageInput, "inpaint": InpaintSettings, "outpaint": OutpaintSettings}
+PARTS: dict[str, type] = {"init": ImageInput, "inpaint": InpaintSettings, "outpaint": OutpaintSettings,
+                          "hires": HiresSettings}
 # Which request parts each mode needs (the CLI fills them; a batch line may too).
 MODE_PARTS: dict[str, tuple[str, ...]] = {
     "txt2img": (),
