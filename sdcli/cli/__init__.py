@@ -16,8 +16,8 @@ except ImportError:  # pragma: no cover - older typer on real click
     from click import exceptions as click_exc
 
 from sdcli import __version__
-from sdcli.cli import (batch, grid, img2img, info, inpaint, models, outpaint, replay, samplers, serve, tiny, txt2img,
-                       upscale)
+from sdcli.cli import batch, grid, img2img, info, inpaint, models, outpaint, replay, samplers, serve, tiny, txt2img
+from sdcli.cli import upscale as upscale_command
 from sdcli.errors import EXIT_INTERRUPTED, EXIT_RUNTIME, EXIT_USAGE, SdcliError
 
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a writer whose reader went away
@@ -158,9 +158,12 @@ def root(
     quiet_libraries()
 
 
-for module in (txt2img, img2img, inpaint, outpaint, upscale, batch, grid, replay, info, models, samplers, tiny, serve):
+COMMANDS = (txt2img, img2img, inpaint, outpaint, upscale_command, batch, grid, replay, info, models, samplers, tiny,
+            serve)
+for module in COMMANDS:
     name = module.__name__.rsplit(".", 1)[1]
-    app.command(name, help=module.HELP, no_args_is_help=name in ("tiny", "batch", "grid", "upscale"))(getattr(module, name))
+    no_args = name in ("tiny", "batch", "grid", "upscale")
+    app.command(name, help=module.HELP, no_args_is_help=no_args)(getattr(module, name))
 
 
 def main() -> None:

@@ -27,7 +27,8 @@ KINDS: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "vae": ("VAE", "models/VAE", (".safetensors", ".pt", ".ckpt")),
     "upscaler": ("ESRGAN", "models/ESRGAN", (".safetensors", ".pth", ".pt")),  # ESRGAN-family (models.upscalers)
 }
-FLAGS = {"checkpoint": "--model", "lora": "--lora", "embedding": "--embedding", "vae": "--vae", "upscaler": "--upscaler"}
+FLAGS = {"checkpoint": "--model", "lora": "--lora", "embedding": "--embedding", "vae": "--vae",
+         "upscaler": "--upscaler"}
 _TITLE = re.compile(r"^(.+?)\s*\[[0-9a-fA-F]{8,64}\]$")
 _SHORT_HASH = re.compile(r"^[0-9a-fA-F]{10}$")
 SHORT_HASH = {"checkpoint": 10, "vae": 10, "upscaler": 10, "lora": 12, "embedding": 12}  # hex digits the WebUI shows
