@@ -106,6 +106,16 @@ def validate_hires(request: GenerationRequest) -> None:
         raise UsageError(f"--hires-cfg: {s.cfg_scale:g} is out of range; use 0 to 100")
     check_hires_networks(request)
     hires_choices(request)
+    if request.width and request.height:  # else the model's native size: checked when it is known
+        check_final_size(request.width, request.height, s)
+
+
+def check_final_size(width: int, height: int, s: HiresSettings) -> None:
+    """The hires image must be 8 to MAX_SIDE pixels a side."""
+    final = final_size(width, height, s)
+    if min(final) < LATENT_FACTOR or max(final) > MAX_SIDE:
+        raise UsageError(f"--hires-scale/--hires-size: the hires image would be {final[0]}x{final[1]}; "
+                         f"each side must be 8 to {MAX_SIDE}")
 
 
 def target_size(width: int, height: int, s: HiresSettings) -> tuple[int, int, int, int]:
@@ -237,11 +247,8 @@ def hires_stage(pipe: Any, request: GenerationRequest, own: bool, size: tuple[in
         raise UsageError("--hires: this model or sampler runs in the diffusers pipeline; hires fix runs only in "
                          "sdcli's own loop (SD 1.x/2.x/XL with a sampler of `sdcli samplers`)")
     width, height = size
+    check_final_size(width, height, s)
     target = target_size(width, height, s)
-    final = final_size(width, height, s)
-    if min(final) < LATENT_FACTOR or max(final) > MAX_SIDE:
-        raise UsageError(f"--hires-scale/--hires-size: the hires image would be {final[0]}x{final[1]}; "
-                         f"each side must be 8 to {MAX_SIDE}")
     prompt = encoder_text(pipe, s.prompt) if s.prompt is not None else request.prompt
     negative = encoder_text(pipe, s.negative_prompt) if s.negative_prompt is not None else request.negative_prompt
     steps = s.steps or request.steps
