@@ -137,7 +137,8 @@ def test_upscale_keeps_metadata_and_adds_the_webui_extras_keys(cli, made, tmp_pa
     assert png.size == jpg.size == (80, 48) and png.format == "PNG" and jpg.format == "JPEG"
     assert records[0]["path"].endswith("cat.png") and records[1]["path"].endswith("cat.jpg")
     assert read_infotext(records[0]["path"]) == text == read_infotext(records[1]["path"])
-    assert png.info["postprocessing"] == png.info["extras"] == "Postprocess upscale by: 2, Postprocess upscaler: Lanczos"
+    keys = "Postprocess upscale by: 2, Postprocess upscaler: Lanczos"
+    assert png.info["postprocessing"] == png.info["extras"] == keys
     assert json.loads(png.info["sdcli"])["request"]["prompt"] == "a cat"
     assert run_json(cli, "info", records[0]["path"])[0]["parameters"]["Seed"] == "3"
     again = run_json(cli, "upscale", root / "cat.png", "--scale", "2", "-o", tmp_path / "o")[0]
