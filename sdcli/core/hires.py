@@ -94,8 +94,8 @@ def validate_hires(request: GenerationRequest) -> None:
     if not SCALE_RANGE[0] <= s.scale <= SCALE_RANGE[1]:
         raise UsageError(f"--hires-scale: {s.scale:g} is out of range; use {SCALE_RANGE[0]:g} to {SCALE_RANGE[1]:g}")
     for side, value in (("width", s.width), ("height", s.height)):
-        if not 0 <= value <= MAX_SIDE or value % LATENT_FACTOR:
-            raise UsageError(f"--hires-size: {side} {value} must be a multiple of 8 from 0 to {MAX_SIDE}")
+        if not 0 <= value <= MAX_SIDE:  # any value: the latents are cropped to whole latent pixels, as in the WebUI
+            raise UsageError(f"--hires-size: {side} {value} is out of range; use 0 to {MAX_SIDE}")
     if not 0 <= s.steps <= 1000:
         raise UsageError(f"--hires-steps: {s.steps} is out of range; use 0 (the first pass's steps) to 1000")
     if not 0 < s.denoise <= 1:

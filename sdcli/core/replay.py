@@ -18,6 +18,7 @@ from sdcli.core.hires import hires_from_infotext
 from sdcli.core.metadata import parse_infotext, read_infotext, read_replay_record
 from sdcli.core.request import MODE_PARTS, PARTS, GenerationRequest
 from sdcli.errors import UsageError
+from sdcli.models.safety import WEIGHT_SUFFIXES
 
 # WebUI infotext key -> (request field, converter). One row a key.
 INFOTEXT_FIELDS: dict[str, tuple[str, Any]] = {
@@ -256,6 +257,7 @@ def _check_input_paths(path: Path, request: GenerationRequest) -> None:
                              f"resolve against the current folder; replay the image from its folder with "
                              f"img2img/inpaint instead")
     upscaler = request.hires and request.hires.upscaler
-    if upscaler and ("/" in upscaler or "\\" in upscaler) and not Path(upscaler).is_absolute():
+    file_like = upscaler and ("/" in upscaler or "\\" in upscaler or Path(upscaler).suffix.lower() in WEIGHT_SUFFIXES)
+    if file_like and not Path(upscaler).is_absolute():
         raise UsageError(f"{path}: its hires upscaler {upscaler!r} is a relative path, which sdcli does not "
                          "resolve against the current folder; pass --hires-upscaler")

@@ -180,3 +180,11 @@ def test_upscale_checks_every_input_before_writing(cli, made, tmp_path):
     result = cli("upscale", root / "cat.png", tmp_path / "bad.png", "-o", tmp_path / "o")
     assert result.exit_code == 2 and "bad.png is not a PNG, JPEG or WebP image" in result.stderr
     assert not (tmp_path / "o").exists()
+
+
+def test_replay_never_resolves_a_relative_upscaler_file_of_a_record(cli, tmp_path):
+    record = {"sdcli": "0.1.0", "model": None, "request": {"prompt": "x", "width": 32, "height": 32,
+                                                           "hires": {"upscaler": "4x.safetensors"}}}
+    Image.new("RGB", (8, 8)).save(tmp_path / "r.png", pnginfo=png_info("x\nSteps: 2, Seed: 1, Size: 32x32", record))
+    result = cli("replay", tmp_path / "r.png", "-o", tmp_path / "o")
+    assert result.exit_code == 2 and "hires upscaler '4x.safetensors' is a relative path" in result.stderr

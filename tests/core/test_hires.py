@@ -47,6 +47,10 @@ def test_hires_pass_makes_the_target_size_and_is_deterministic(tiny_pipe):
     assert np.array_equal(pixels(first), pixels(again))
     cropped = generate(tiny_pipe, replace(BASE, hires=HiresSettings(width=64, height=48, steps=2)))
     assert cropped.image.size == (64, 48)
+    # In a batch, image i is the image of seed + i made alone (both passes draw per-image noise).
+    batch = list(run(replace(request, batch_size=2), tiny_pipe, validate(request), model_name="m", model_hash="h"))
+    alone = generate(tiny_pipe, replace(request, seed=8))
+    assert np.array_equal(pixels(batch[0]), pixels(first)) and np.array_equal(pixels(batch[1]), pixels(alone))
 
 
 def test_upscalers_steps_and_settings_change_the_pixels(tiny_pipe):
@@ -100,7 +104,7 @@ def test_hires_settings_round_trip_through_the_infotext(tiny_pipe):
 
 @pytest.mark.parametrize(("settings", "message"), [
     (HiresSettings(scale=9), "--hires-scale: 9 is out of range"),
-    (HiresSettings(width=100), "--hires-size: width 100 must be a multiple of 8"),
+    (HiresSettings(width=9000), "--hires-size: width 9000 is out of range"),
     (HiresSettings(denoise=0), "--hires-denoise: 0 is out of range"),
     (HiresSettings(steps=-1), "--hires-steps: -1 is out of range"),
     (HiresSettings(sampler="Eulerish"), "--hires-sampler: unknown sampler 'Eulerish'"),
