@@ -188,3 +188,14 @@ def test_replay_never_resolves_a_relative_upscaler_file_of_a_record(cli, tmp_pat
     Image.new("RGB", (8, 8)).save(tmp_path / "r.png", pnginfo=png_info("x\nSteps: 2, Seed: 1, Size: 32x32", record))
     result = cli("replay", tmp_path / "r.png", "-o", tmp_path / "o")
     assert result.exit_code == 2 and "hires upscaler '4x.safetensors' is a relative path" in result.stderr
+
+
+def test_batch_lines_run_the_hires_pass(cli, tiny_model, tmp_path):
+    prompts = tmp_path / "p.txt"
+    prompts.write_text('--prompt "a fox" --enable_hr true --hr_second_pass_steps 2 --denoising_strength 0.5 '
+                       '--hr_upscaler Lanczos\n--prompt b\n')
+    records = run_json(cli, "batch", prompts, "-m", tiny_model, "--steps", "2", "-W", "32", "-H", "32",
+                       "-o", tmp_path / "o")
+    hires, plain = (Image.open(r["path"]) for r in records if r["type"] == "item")
+    assert hires.size == (64, 64) and plain.size == (32, 32)
+    assert "Denoising strength: 0.5, RNG: CPU, Hires upscale: 2, Hires steps: 2" in hires.info["parameters"]
