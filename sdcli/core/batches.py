@@ -131,8 +131,9 @@ def sampling_options(request: GenerationRequest) -> Any:
                            s_noise=request.s_noise, sigma_min=request.sigma_min, sigma_max=request.sigma_max)
 
 
-def _noise(request: GenerationRequest, pipe: Any, seeds: list[int], subseeds: list[int | None], width: int,
-           height: int) -> Any:
+def image_noise(request: GenerationRequest, pipe: Any, seeds: list[int], subseeds: list[int | None], width: int,
+                height: int) -> Any:
+    """The image RNG of a batch at width x height: per-image generators, variation seeds, ENSD."""
     from sdcli.sampling.rng import ImageNoise
 
     factor = pipe.vae_scale_factor
@@ -164,7 +165,7 @@ def own_batch(request: GenerationRequest, pipe: Any, choice: SamplerChoice, enco
     if refine is not None:
         refined = cond_schedule(request, choice, refine.encoder)
         denoiser.refiner = Refiner(refine.pipe.unet, refined.conds_at, refined.uncond_at, request.refiner_switch)
-    noise = _noise(request, pipe, seeds, subseeds, width, height)
+    noise = image_noise(request, pipe, seeds, subseeds, width, height)
     init = encode_image(pipe, inputs.image, len(seeds)) if inputs is not None else None
     if inputs is not None and inputs.mask is not None:
         denoiser.masking = inpaint_masking(pipe, request, inputs, init, noise)
@@ -325,7 +326,7 @@ def pipeline_batch(request: GenerationRequest, pipe: Any, choice: SamplerChoice,
     generators = [torch.Generator("cpu").manual_seed(s) for s in seeds]
     mode_args = inputs.pipeline_args(request.init.strength, n) if inputs else {"width": width, "height": height}
     if request.subseed_strength and inputs is None:
-        first = _noise(request, pipe, seeds, subseeds, width, height).first()
+        first = image_noise(request, pipe, seeds, subseeds, width, height).first()
         mode_args["latents"] = first.to(embeds["prompt_embeds"].dtype)
     if hasattr(pipe.scheduler, "noise_sampler_seed"):
         # DPM++ SDE draws Brownian-tree noise from its own seeds, not the generator: one per image.

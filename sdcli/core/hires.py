@@ -205,7 +205,7 @@ class HiresStage:
         """The first pass's latents -> the hires pass's latents (steps 1-4 of the module doc)."""
         import torch
 
-        from sdcli.core.batches import _noise, decode, encode_image, is_xl_unet, loop_denoiser, sampling_options
+        from sdcli.core.batches import decode, encode_image, image_noise, is_xl_unet, loop_denoiser, sampling_options
         from sdcli.sampling.loop import sample
 
         to_x, to_y, tx, ty = self.target
@@ -218,7 +218,7 @@ class HiresStage:
         h, w = latents.shape[-2:]
         latents = latents[:, :, ty // 2:h - (ty + 1) // 2, tx // 2:w - (tx + 1) // 2]
         request, s = self.request, self.request.hires
-        noise = _noise(request, pipe, seeds, subseeds, latents.shape[-1] * LATENT_FACTOR,
+        noise = image_noise(request, pipe, seeds, subseeds, latents.shape[-1] * LATENT_FACTOR,
                        latents.shape[-2] * LATENT_FACTOR)
         denoiser, model_sigmas = loop_denoiser(request, pipe, self.choice, self.encoder)
         steps = s.steps or request.steps
