@@ -129,5 +129,5 @@ def upscale_one(path: Path, upscaler: Any, options: UpscaleOptions, folder: Path
             result.save(tmp, format=fmt, quality=quality, **({"exif": exif} if exif else {}))
 
     written = write_atomic(folder, path.stem, SUFFIXES[fmt], save)
-    return {"type": "image", "path": str(written), "source": str(path), "width": result.width,
+    return {"type": "upscale", "path": str(written), "source": str(path), "width": result.width,
             "height": result.height, "upscaler": upscaler.ref.name, "postprocessing": postprocessing}
