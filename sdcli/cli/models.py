@@ -8,12 +8,12 @@ import typer
 
 from sdcli.cli import options as o
 
-HELP = """List the checkpoints, LoRAs, embeddings and VAEs in the models folder, with their hashes.
+HELP = """List the checkpoints, LoRAs, embeddings, VAEs and upscalers (ESRGAN/) in the models folder, with hashes.
 
 The folder is --models-dir (or SDCLI_MODELS_DIR), laid out like the WebUI's models/
 folder, or --webui-dir, a WebUI install. Hashes are the WebUI's short hashes (SHA-256
 of the file: 10 hex digits for checkpoints and VAEs, 12 for LoRAs and embeddings),
-read once and cached. NAME is what --model, --lora, --vae and <lora:NAME:W> accept.
+read once and cached. NAME is what --model, --lora, --vae, --hires-upscaler and <lora:NAME:W> accept.
 
 Examples:
 
@@ -22,14 +22,16 @@ Examples:
   SDCLI_MODELS_DIR=~/sd/models sdcli models --kind lora --json | jq -r .name
 """
 
-KIND_LABELS = {"checkpoint": "Checkpoint", "lora": "LoRA", "embedding": "Embedding", "vae": "VAE"}
+KIND_LABELS = {"checkpoint": "Checkpoint", "lora": "LoRA", "embedding": "Embedding", "vae": "VAE",
+               "upscaler": "Upscaler"}
 
 
 def models(
     models_dir: o.ModelsDir = None,
     webui_dir: o.WebuiDir = None,
     kind: Annotated[list[str] | None, typer.Option(
-        "--kind", show_default=False, help="Only these kinds: checkpoint, lora, embedding, vae (repeatable).")] = None,
+        "--kind", show_default=False,
+        help="Only these kinds: checkpoint, lora, embedding, vae, upscaler (repeatable).")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print JSON on stdout.")] = False,
 ) -> None:
     from sdcli.errors import UsageError

@@ -122,7 +122,7 @@ ASSETS = "Models folder and add-ons"
 
 ModelsDir = Annotated[str | None, typer.Option(
     "--models-dir", envvar="SDCLI_MODELS_DIR", show_default=False, metavar="DIR", rich_help_panel=ASSETS,
-    help="Models folder laid out like the WebUI's models/: Stable-diffusion/, Lora/, VAE/, embeddings/. "
+    help="Models folder laid out like the WebUI's models/: Stable-diffusion/, Lora/, VAE/, embeddings/, ESRGAN/. "
     "--model, --lora, --vae and <lora:NAME:W> tags find names there.")]
 WebuiDir = Annotated[str | None, typer.Option(
     "--webui-dir", show_default=False, metavar="DIR", rich_help_panel=ASSETS,
