@@ -112,6 +112,7 @@ def test_names_in_the_models_folder_esrgan(tmp_path, esrgan):
     folder.mkdir(parents=True)
     (folder / "4x-Tiny.safetensors").write_bytes(esrgan[4].read_bytes())
     library = library_from(tmp_path / "models", None)
+    assert [(e.kind, e.name) for e in library.entries("upscaler")] == [("upscaler", "4x-Tiny")]  # sdcli models
     ref = upscalers.resolve_upscaler("4x-Tiny", "--hires-upscaler", library)
     assert ref.kind == "model" and ref.name == "4x-Tiny" and ref.path == str(folder / "4x-Tiny.safetensors")
     with pytest.raises(UsageError, match="--hires-upscaler: no upscaler named '8x-Missing'"):
