@@ -55,6 +55,8 @@ def _choice(table: dict[Any, str]) -> Callable[[Any], str]:
 
 
 def _flag(value: Any) -> bool:
+    if isinstance(value, bool):  # JSON lines
+        return value
     text = _text(value).strip().lower()
     if text in ("1", "true", "yes", "on"):
         return True
@@ -145,6 +147,19 @@ KEYS: tuple[Key, ...] = (
         "--masked-content"),
     *(Key(side, f"outpaint.{side}", _whole, flag=f"--{side}", mode="outpaint") for side in DIRECTIONS),
     Key("fill", "outpaint.fill", _text, ("outpaint_fill",), "--fill"),
+    # Hires fix on txt2img lines (the WebUI API's names; there `denoising_strength` is the hires pass's).
+    Key("enable_hr", "hires.enable", _flag, ("hires",), "--hires"),
+    Key("hr_scale", "hires.scale", _number, ("hires_scale",), "--hires-scale"),
+    Key("hr_resize_x", "hires.width", _whole, ("hires_width",), "--hires-size"),
+    Key("hr_resize_y", "hires.height", _whole, ("hires_height",), "--hires-size"),
+    Key("hr_second_pass_steps", "hires.steps", _whole, ("hires_steps",), "--hires-steps"),
+    Key("hires_denoise", "hires.denoise", _number, flag="--hires-denoise"),
+    Key("hr_upscaler", "hires.upscaler", _text, ("hires_upscaler",), "--hires-upscaler"),
+    Key("hr_prompt", "hires.prompt", _text, ("hires_prompt",), "--hires-prompt"),
+    Key("hr_negative_prompt", "hires.negative_prompt", _text, ("hires_negative_prompt",), "--hires-negative-prompt"),
+    Key("hr_sampler_name", "hires.sampler", _text, ("hires_sampler",), "--hires-sampler"),
+    Key("hr_scheduler", "hires.schedule", _text, ("hires_schedule",), "--hires-schedule"),
+    Key("hr_cfg", "hires.cfg_scale", _number, ("hires_cfg",), "--hires-cfg"),
 )
 # WebUI keys with no sdcli meaning: refused by name rather than as unknown.
 WEBUI_ONLY = ("styles", "seed_resize_from_h", "seed_resize_from_w",

@@ -56,11 +56,12 @@ class Mode:
     name: str
     needs: tuple[str, ...] = ()
     part_defaults: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
+    optional: tuple[str, ...] = ()  # parts a line may turn on with its `part.enable` key (txt2img: hires)
 
 
 # One row per mode; later rows win when a line's keys imply several (mask -> inpaint).
 MODES: dict[str, Mode] = {m.name: m for m in (
-    Mode("txt2img"),
+    Mode("txt2img", optional=("hires",)),
     Mode("img2img", needs=("init_image",)),
     Mode("inpaint", needs=("init_image", "mask")),
     Mode("outpaint", needs=("init_image",), part_defaults={"inpaint": {"mask_blur": 8}}),  # as sdcli outpaint
@@ -188,10 +189,16 @@ def _line_request(pairs: dict[str, Any], defaults: GenerationRequest, default_mo
     if mode is None:
         problems.append(f"mode: unknown mode {mode_name!r}; choose from {', '.join(MODES)}")
     else:
+        if fields.get("hires.enable") and "init.strength" in fields and "hires" in mode.optional:
+            fields.setdefault("hires.denoise", fields.pop("init.strength"))  # the WebUI's txt2img meaning
         given = {key.name: name for name, key in ((n, table.get(n)) for n in pairs) if key and key.field in fields}
         problems += [f"mode {mode.name} needs {need}" for need in mode.needs if need not in given]
         problems += [f"{spelled}: not used by {mode.name} lines" for name, spelled in given.items()
-                     if "." in (field := table[name].field) and field.split(".")[0] not in MODE_PARTS[mode.name]]
+                     if "." in (field := table[name].field)
+                     and field.split(".")[0] not in (*MODE_PARTS[mode.name], *mode.optional)]
+        problems += [f"{spelled}: needs enable_hr true" for name, spelled in given.items()
+                     if table[name].field.startswith("hires.") and table[name].field != "hires.enable"
+                     and not fields.get("hires.enable") and "hires" in mode.optional]
     if problems:
         return [], problems
     model = fields.pop("model", default_model)
@@ -212,13 +219,21 @@ def _line_request(pairs: dict[str, Any], defaults: GenerationRequest, default_mo
 
 
 def _parts(defaults: GenerationRequest, mode: Mode, fields: dict[str, Any]) -> dict[str, Any]:
-    """The nested request parts (init, inpaint, outpaint) a line's mode needs, from its `part.field` keys."""
+    """The nested request parts (init, inpaint, outpaint) a line's mode needs, and the optional ones it turns
+    on (hires), from its `part.field` keys."""
     parts = {}
     for part in MODE_PARTS[mode.name]:
         given = {k.split(".", 1)[1]: v for k, v in fields.items() if k.startswith(part + ".")}
         base = getattr(defaults, part)
         values = {**(dataclasses.asdict(base) if base else mode.part_defaults.get(part, {})), **given}
         parts[part] = PARTS[part](**values)
+    for part in mode.optional:  # on with `part.enable` true (or in the defaults), off with false
+        given = {k.split(".", 1)[1]: v for k, v in fields.items() if k.startswith(part + ".")}
+        enable, base = given.pop("enable", None), getattr(defaults, part)
+        if enable is False or (enable is None and base is None):
+            parts[part] = None
+        else:
+            parts[part] = PARTS[part](**{**(dataclasses.asdict(base) if base else {}), **given})
     return parts
 
 

@@ -17,6 +17,7 @@ except ImportError:  # pragma: no cover - older typer on real click
 
 from sdcli import __version__
 from sdcli.cli import batch, grid, img2img, info, inpaint, models, outpaint, replay, samplers, serve, tiny, txt2img, xyz
+from sdcli.cli import upscale as upscale_command
 from sdcli.errors import EXIT_INTERRUPTED, EXIT_RUNTIME, EXIT_USAGE, SdcliError
 
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a writer whose reader went away
@@ -157,9 +158,12 @@ def root(
     quiet_libraries()
 
 
-for module in (txt2img, img2img, inpaint, outpaint, batch, grid, replay, info, models, samplers, tiny, serve, xyz):
+COMMANDS = (txt2img, img2img, inpaint, outpaint, upscale_command, batch, grid, replay, info, models, samplers, tiny,
+            serve, xyz)
+for module in COMMANDS:
     name = module.__name__.rsplit(".", 1)[1]
-    app.command(name, help=module.HELP, no_args_is_help=name in ("tiny", "batch", "grid", "xyz"))(getattr(module, name))
+    no_args = name in ("tiny", "batch", "grid", "upscale", "xyz")
+    app.command(name, help=module.HELP, no_args_is_help=no_args)(getattr(module, name))
 
 
 def main() -> None:

@@ -8,13 +8,13 @@ import typer
 
 from sdcli.cli import options as o
 
-HELP = """List the checkpoints, LoRAs, embeddings, VAEs and ControlNets in the models folder, with their hashes.
+HELP = """List the checkpoints, LoRAs, embeddings, VAEs, ControlNets and upscalers (ESRGAN/) in the models folder.
 
 The folder is --models-dir (or SDCLI_MODELS_DIR), laid out like the WebUI's models/
 folder, or --webui-dir, a WebUI install. Hashes are the WebUI's short hashes (SHA-256
 of the file: 10 hex digits for checkpoints and VAEs, 12 for LoRAs and embeddings;
 ControlNets: the legacy 8-hex hash the ControlNet extension shows), read once and
-cached. NAME is what --model, --lora, --vae, --controlnet and <lora:NAME:W> accept.
+cached. NAME is what --model, --lora, --vae, --controlnet, --hires-upscaler and <lora:NAME:W> accept.
 
 Examples:
 
@@ -24,7 +24,7 @@ Examples:
 """
 
 KIND_LABELS = {"checkpoint": "Checkpoint", "lora": "LoRA", "embedding": "Embedding", "vae": "VAE",
-               "controlnet": "ControlNet"}
+               "controlnet": "ControlNet", "upscaler": "Upscaler"}
 
 
 def models(
@@ -32,7 +32,7 @@ def models(
     webui_dir: o.WebuiDir = None,
     kind: Annotated[list[str] | None, typer.Option(
         "--kind", show_default=False,
-        help="Only these kinds: checkpoint, lora, embedding, vae, controlnet (repeatable).")] = None,
+        help="Only these kinds: checkpoint, lora, embedding, vae, controlnet, upscaler (repeatable).")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print JSON on stdout.")] = False,
 ) -> None:
     from sdcli.errors import UsageError

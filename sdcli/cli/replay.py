@@ -65,6 +65,9 @@ def replay(
         "--control-image", show_default=False, metavar="IMG",
         help="Control image of each of the image's ControlNet units, in order (a WebUI infotext does not store "
         "them; an sdcli image's own are used by default).")] = None,
+    hires_upscaler: Annotated[str | None, typer.Option("--hires-upscaler", show_default=False,
+                                                       help="Use this hires upscaler (name or file) instead of the "
+                                                       "image's.")] = None,
     offline: o.Offline = False,
     device: o.Device = "auto",
     dtype: o.Dtype = "auto",
@@ -93,6 +96,8 @@ def replay(
     set_quiet(quiet)
     plan = plan_replay(image, overrides, model, trust_metadata,
                        control_images=[str(p) for p in control_image] if control_image else None)
+    if hires_upscaler is not None:
+        plan = _with_hires_upscaler(plan, hires_upscaler)
     show_replay_plan(image, plan)
     run_and_report(plan.request, plan.model, offline=offline, device=device, dtype=dtype,
                    attention_slicing=attention_slicing, xformers=xformers, output=output, name=name,
@@ -110,3 +115,15 @@ def _with_recorded_assets(meta: Any, flags: dict[str, Any]) -> tuple[dict[str, A
              "embedding": flags.get("embedding") or record.get("embeddings"),
              "vae": flags.get("vae") or record.get("vae")}
     return flags, {key: meta.parameters[key] for key in RECORDED_KEYS if key in meta.parameters}
+
+
+def _with_hires_upscaler(plan: Any, upscaler: str) -> Any:
+    """--hires-upscaler: the image's hires pass with another upscaler (e.g. a file for a WebUI name)."""
+    from dataclasses import replace
+
+    from sdcli.errors import UsageError
+
+    if plan.request.hires is None:
+        raise UsageError("--hires-upscaler: this image had no hires pass")
+    request = replace(plan.request, hires=replace(plan.request.hires, upscaler=upscaler))
+    return replace(plan, request=request, sources={**plan.sources, "hires": "--hires-upscaler"})

@@ -27,6 +27,7 @@ Examples:
   sdcli tiny --arch sdxl --single-file ./tiny-xl.safetensors   # WebUI-style single file
 
   sdcli tiny --controlnet ./tiny-cn   # a tiny ControlNet for the tiny sd1 model (--arch sdxl: for sdxl)
+  sdcli tiny --upscaler ./tiny-4x.safetensors   # a tiny ESRGAN upscaler (--upscaler-scale 2 for 2x)
 """
 
 
@@ -43,11 +44,17 @@ def tiny(
     controlnet: Annotated[bool, typer.Option("--controlnet", help="Write a tiny ControlNet for the --arch tiny "
                                              "model (sd1, sd2 or sdxl) instead of a checkpoint; with --single-file "
                                              "one .safetensors file.")] = False,
+    upscaler: Annotated[bool, typer.Option("--upscaler", help="Write a tiny ESRGAN upscaler .safetensors "
+                                           "(for --hires-upscaler and sdcli upscale) instead.")] = False,
+    upscaler_scale: Annotated[int, typer.Option("--upscaler-scale", help="Its factor: 2 or 4.")] = 4,
     json_out: Annotated[bool, typer.Option("--json", help="Print a JSON record on stdout.")] = False,
 ) -> None:
     from sdcli.cli.ui import console, json_line
     from sdcli.models.tiny import INPAINT_SUFFIX, build_tiny, build_tiny_single_file, folder_bytes
 
+    if upscaler:
+        _tiny_upscaler(out_dir, upscaler_scale, seed, json_out)
+        return
     if controlnet:
         from sdcli.models.controlnet import build_tiny_controlnet
 
@@ -63,3 +70,21 @@ def tiny(
     else:
         print(path)
         console.print(f"tiny {kind} (random weights, seed {seed}): {size / 1e6:.1f} MB")
+
+
+def _tiny_upscaler(path: Path, scale: int, seed: int, json_out: bool) -> None:
+    from sdcli.cli.ui import console, json_line
+    from sdcli.errors import UsageError
+    from sdcli.models.tiny_assets import write_tiny_upscaler
+
+    if scale not in (2, 4):
+        raise UsageError(f"--upscaler-scale: {scale}; a tiny upscaler is 2x or 4x")
+    if path.suffix != ".safetensors" or path.exists():
+        raise UsageError(f"OUT_DIR: {path} must be a new .safetensors file for --upscaler")
+    write_tiny_upscaler(path, scale=scale, seed=seed)
+    if json_out:
+        print(json_line({"type": "upscaler", "path": str(path), "scale": scale, "seed": seed,
+                         "bytes": path.stat().st_size}))
+    else:
+        print(path)
+        console.print(f"tiny {scale}x ESRGAN upscaler (random weights, seed {seed})")

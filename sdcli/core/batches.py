@@ -131,8 +131,9 @@ def sampling_options(request: GenerationRequest) -> Any:
                            s_noise=request.s_noise, sigma_min=request.sigma_min, sigma_max=request.sigma_max)
 
 
-def _noise(request: GenerationRequest, pipe: Any, seeds: list[int], subseeds: list[int | None], width: int,
-           height: int) -> Any:
+def image_noise(request: GenerationRequest, pipe: Any, seeds: list[int], subseeds: list[int | None], width: int,
+                height: int) -> Any:
+    """The image RNG of a batch at width x height: per-image generators, variation seeds, ENSD."""
     from sdcli.sampling.rng import ImageNoise
 
     factor = pipe.vae_scale_factor
@@ -154,26 +155,21 @@ def cond_schedule(request: GenerationRequest, choice: SamplerChoice, encoder: An
 
 def own_batch(request: GenerationRequest, pipe: Any, choice: SamplerChoice, encoder: Any,
               inputs: PreparedInputs | None, seeds: list[int], subseeds: list[int | None], width: int,
-              height: int, on_step: StepCallback | None, refine: Any = None, control: Any = None) -> list[Any]:
+              height: int, on_step: StepCallback | None, refine: Any = None, hires: Any = None,
+              control: Any = None) -> list[Any]:
     """One batch through sdcli's loop: WebUI sigmas, samplers, CFG and noise; `refine` (OwnRefiner):
-    the WebUI's in-loop refiner switch; `control` (sampling.control.ControlHook): ControlNet units."""
-    from sdcli.models.loader import PREDICTION_TYPES
+    the WebUI's in-loop refiner switch; `hires` (core.hires.HiresStage): the hires fix pass; `control`
+    (sampling.control.ControlHook): ControlNet units."""
     from sdcli.sampling.loop import sample
-    from sdcli.sampling.refiner import RefinedDenoiser, Refiner
-    from sdcli.sampling.schedules import ModelSigmas, alphas_cumprod
+    from sdcli.sampling.refiner import Refiner
 
-    config = getattr(pipe, "sdcli_base_scheduler", pipe.scheduler).config
-    model_sigmas = ModelSigmas(alphas_cumprod(config))
-    schedule = cond_schedule(request, choice, encoder)
-    prediction = PREDICTION_TYPES[request.prediction_type] if request.prediction_type else None
-    denoiser = RefinedDenoiser(pipe.unet, model_sigmas, prediction or config.get("prediction_type", "epsilon"),
-                               schedule.conds_at, schedule.uncond_at, request.cfg_scale)
+    denoiser, model_sigmas = loop_denoiser(request, pipe, choice, encoder)
     if refine is not None:
         refined = cond_schedule(request, choice, refine.encoder)
         denoiser.refiner = Refiner(refine.pipe.unet, refined.conds_at, refined.uncond_at, request.refiner_switch)
     if control is not None:
         denoiser.control, on_step = control, control.follow(on_step)
-    noise = _noise(request, pipe, seeds, subseeds, width, height)
+    noise = image_noise(request, pipe, seeds, subseeds, width, height)
     init = encode_image(pipe, inputs.image, len(seeds)) if inputs is not None else None
     if inputs is not None and inputs.mask is not None:
         denoiser.masking = inpaint_masking(pipe, request, inputs, init, noise)
@@ -184,7 +180,24 @@ def own_batch(request: GenerationRequest, pipe: Any, choice: SamplerChoice, enco
     if denoiser.masking is not None:  # the kept area is the input's latent exactly, as in the WebUI
         keep = denoiser.masking.mask
         latents = latents * (1 - keep) + denoiser.masking.init_latent * keep
+    if hires is not None:
+        latents = hires.run(pipe, latents, seeds, subseeds, on_step)
     return decode(refine.pipe if denoiser.switched else pipe, latents)  # the WebUI decodes with the model loaded
+
+
+def loop_denoiser(request: GenerationRequest, pipe: Any, choice: SamplerChoice, encoder: Any) -> tuple[Any, Any]:
+    """The loop's CFG denoiser for `request` (its prompts through `encoder`) and the model's sigmas."""
+    from sdcli.models.loader import PREDICTION_TYPES
+    from sdcli.sampling.refiner import RefinedDenoiser
+    from sdcli.sampling.schedules import ModelSigmas, alphas_cumprod
+
+    config = getattr(pipe, "sdcli_base_scheduler", pipe.scheduler).config
+    model_sigmas = ModelSigmas(alphas_cumprod(config))
+    schedule = cond_schedule(request, choice, encoder)
+    prediction = PREDICTION_TYPES[request.prediction_type] if request.prediction_type else None
+    denoiser = RefinedDenoiser(pipe.unet, model_sigmas, prediction or config.get("prediction_type", "epsilon"),
+                               schedule.conds_at, schedule.uncond_at, request.cfg_scale)
+    return denoiser, model_sigmas
 
 
 def inpaint_masking(pipe: Any, request: GenerationRequest, inputs: PreparedInputs, init: Any, noise: Any) -> Any:
@@ -288,7 +301,7 @@ def refiner_stage(pipe: Any, request: GenerationRequest, refiner: Any, choice: S
 
 def pipeline_batch(request: GenerationRequest, pipe: Any, choice: SamplerChoice, encoder: Any,
                    inputs: PreparedInputs | None, seeds: list[int], subseeds: list[int | None], width: int,
-                   height: int, on_step: StepCallback | None, refine: Any = None) -> list[Any]:
+                   height: int, on_step: StepCallback | None, refine: Any = None, hires: Any = None) -> list[Any]:
     """One batch through the diffusers pipeline (timestep samplers, other families, the SDXL refiner)."""
     import torch
 
@@ -317,7 +330,7 @@ def pipeline_batch(request: GenerationRequest, pipe: Any, choice: SamplerChoice,
     generators = [torch.Generator("cpu").manual_seed(s) for s in seeds]
     mode_args = inputs.pipeline_args(request.init.strength, n) if inputs else {"width": width, "height": height}
     if request.subseed_strength and inputs is None:
-        first = _noise(request, pipe, seeds, subseeds, width, height).first()
+        first = image_noise(request, pipe, seeds, subseeds, width, height).first()
         mode_args["latents"] = first.to(embeds["prompt_embeds"].dtype)
     if hasattr(pipe.scheduler, "noise_sampler_seed"):
         # DPM++ SDE draws Brownian-tree noise from its own seeds, not the generator: one per image.

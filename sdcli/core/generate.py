@@ -142,6 +142,7 @@ def run(
     extra_params: dict[str, Any] | None = None,
     refiner: RefinerModel | None = None,
     control: Any = None,
+    hires_upscaler: Any = None,
 ) -> Iterator[GeneratedImage]:
     """Generate `request.count` batches of `request.batch_size` images; yield each when done.
 
@@ -151,7 +152,8 @@ def run(
     SD1/SD2/SDXL models with a sampler of sdcli's own loop (sampling.loop, the WebUI's
     pixels) run it in every mode, switching to `refiner` inside the run as the WebUI;
     other samplers (UniPC, LCM) run the diffusers pipeline, with `refiner` finishing
-    SDXL's last steps. `extra_params` are added
+    SDXL's last steps. `request.hires` adds the hires fix pass (core.hires) with
+    `hires_upscaler` (a ready models.upscalers.Upscaler; built-in ones are made here). `extra_params` are added
     to each infotext (the add-ons' hashes, models.assets). Images whose latents or
     decode are not finite carry a `failure` and must not be written. `control` (core.controlnets.
     LoadedControl) steers sdcli's loop with the request's ControlNet units.
@@ -160,6 +162,7 @@ def run(
     """
     from sdcli.conditioning.encoding import text_layers
     from sdcli.core.batches import prompt_encoder, refiner_stage
+    from sdcli.core.hires import hires_choices, hires_params, hires_stage
     from sdcli.models.assets import encoder_text
     from sdcli.models.loader import pipeline_for, set_sampler
 
@@ -184,6 +187,8 @@ def run(
                       negative_prompt=encoder_text(pipe, request.negative_prompt))
     encoder = prompt_encoder(pipe, request, (width, height))
     refine = refiner_stage(pipe, encoded, refiner, choice, own, (width, height))
+    hires = hires_stage(pipe, encoded, own, (width, height), hires_upscaler)
+    hires_keys = hires_params(request, *hires_choices(request), hires.upscaler.ref.name) if hires else {}
     batch_run = own_batch if own else pipeline_batch
     control_params: dict[str, Any] = {}
     if request.controlnets and control is None:
@@ -206,13 +211,13 @@ def run(
         batch_subseeds = subseeds[start:start + request.batch_size]
         with finite_guard(*pipes) as guard:
             images = batch_run(encoded, pipe, choice, encoder, inputs, batch_seeds, batch_subseeds, width, height,
-                               on_step, refine)
+                               on_step, refine, hires)
         for offset, (image, seed, subseed) in enumerate(zip(images, batch_seeds, batch_subseeds, strict=True)):
             if inputs is not None:
                 image = inputs.finish(image)  # pasted back through the blurred mask / into the crop
             params = infotext_params(request, choice, seed=seed, subseed=subseed, width=width, height=height,
                                      model_name=model_name, model_hash=model_hash,
-                                     refiner=refiner) | control_params | (extra_params or {})
+                                     refiner=refiner) | hires_keys | control_params | (extra_params or {})
             yield GeneratedImage(  # width/height: the generation size, as the infotext's Size
                 image=image, index=start + offset, seed=seed, subseed=subseed, width=width, height=height,
                 params=params, infotext=build_infotext(request.prompt, request.negative_prompt, params),

@@ -98,6 +98,7 @@ def run_job(request: GenerationRequest, runtime: RuntimeOptions, model_spec: str
     control_plan = plan_controlnets(request.controlnets, assets.library(), assets.allow_pickle)
     for warning in control_plan.warnings() if control_plan else ():
         reporter.note(warning)
+    hires_ref = resolve_hires_upscaler(request, assets)
     check_folder(output.folder)  # created only once there is something to write: refused runs leave nothing
 
     # 2. Model files, then the pipeline with the add-ons on it.
@@ -127,6 +128,9 @@ def run_job(request: GenerationRequest, runtime: RuntimeOptions, model_spec: str
     refiner = load_refiner(refiner_ref, plan)
     if refiner_ref is not None:  # the replay record names the refiner as resolved, like the model
         request = replace(request, refiner=refiner_ref.source or request.refiner)
+    hires_upscaler = load_hires_upscaler(hires_ref, assets, plan)
+    if hires_ref is not None:  # ... and the hires upscaler (a file: its absolute path)
+        request = replace(request, hires=replace(request.hires, upscaler=hires_ref.path or hires_ref.name))
     folder = prepare_folder(output.folder)
 
     # 3. Generate, writing each image as soon as it exists.
@@ -137,7 +141,7 @@ def run_job(request: GenerationRequest, runtime: RuntimeOptions, model_spec: str
     failed: list[str] = []
     for item in run(request, pipe, choice, model_name=model.name, model_hash=model_hash,
                     on_step=reporter.step, inputs=inputs, extra_params=extras.params(), refiner=refiner,
-                    control=control):
+                    control=control, hires_upscaler=hires_upscaler):
         if item.failure:  # never written as a black image with exit 0
             failed.append(f"image {item.index} (seed {item.seed}): {item.failure}")
             reporter.note(failed[-1])
@@ -164,6 +168,22 @@ def resolve_refiner(spec: str | None, offline: bool, library: Any = None) -> Any
     except SdcliError as exc:
         exc.args = (str(exc).replace("--model:", "--refiner:", 1),)
         raise
+
+
+def resolve_hires_upscaler(request: GenerationRequest, assets: AssetOptions) -> Any:
+    """--hires-upscaler resolved (a name, a file, or a name in the models folder's ESRGAN/), or None."""
+    from sdcli.models.upscalers import resolve_upscaler
+
+    if request.hires is None:
+        return None
+    return resolve_upscaler(request.hires.upscaler, "--hires-upscaler", assets.library(), assets.allow_pickle)
+
+
+def load_hires_upscaler(ref: Any, assets: AssetOptions, plan: Any) -> Any:
+    """The ready hires upscaler (a model file loaded on the job's device), or None."""
+    from sdcli.models.upscalers import ready
+
+    return None if ref is None else ready(ref, "--hires-upscaler", assets.allow_pickle, plan.device)
 
 
 def load_refiner(ref: Any, plan: Any) -> Any:
@@ -251,6 +271,8 @@ def _input_record(request: GenerationRequest) -> dict[str, Any]:
                       masked_content=request.inpaint.masked_content)
         if request.mode == "inpaint":
             record.update(inpaint_area=request.inpaint.area, padding=request.inpaint.padding)
+    if request.hires is not None:
+        record["hires"] = asdict(request.hires)
     if request.outpaint is not None:
         record.update(dict(zip(DIRECTIONS, request.outpaint.pixels, strict=True)),
                       fill=request.outpaint.fill)

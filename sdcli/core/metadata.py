@@ -12,7 +12,8 @@ KEY_ORDER = (
     "Steps", "Sampler", "Schedule type", "CFG scale", "Seed", "Size", "Model hash", "Model",
     "VAE hash", "VAE", "Variation seed", "Variation seed strength", "Seed resize from",
     "Denoising strength", "Clip skip", "RNG",
-    "Hires upscale", "Hires steps", "Hires upscaler", "Mask blur", "Inpaint area",
+    "Hires sampler", "Hires prompt", "Hires negative prompt", "Hires schedule type", "Hires CFG Scale",
+    "Hires upscale", "Hires resize", "Hires steps", "Hires upscaler", "Mask blur", "Inpaint area",
     "Masked area padding", "Masked content", "Lora hashes", "TI hashes",
 )
 LAST_KEYS = ("Version",)

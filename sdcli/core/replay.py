@@ -13,9 +13,12 @@ import re
 from pathlib import Path
 from typing import Any
 
+from sdcli.core.hires import INFOTEXT_KEYS as HIRES_KEYS
+from sdcli.core.hires import hires_from_infotext
 from sdcli.core.metadata import parse_infotext, read_infotext, read_replay_record
 from sdcli.core.request import MODE_PARTS, PARTS, GenerationRequest
 from sdcli.errors import UsageError
+from sdcli.models.safety import WEIGHT_SUFFIXES
 
 # WebUI infotext key -> (request field, converter). One row a key.
 INFOTEXT_FIELDS: dict[str, tuple[str, Any]] = {
@@ -106,8 +109,11 @@ def request_from_infotext(meta: ImageMetadata) -> tuple[GenerationRequest, list[
     units, unreadable = control_units_from_infotext(meta.parameters)
     if units:
         fields["controlnets"] = units
+    if (hires := hires_from_infotext(meta.parameters, str(meta.path))) is not None:
+        fields["hires"] = hires  # the hires pass runs again (its keys: core.hires)
+    honoured = HIRES_KEYS if hires is not None else ()
     ignored = [k for k in meta.parameters if k not in INFOTEXT_FIELDS and k not in INFORMATIONAL
-               and (not CONTROL_KEY.match(k) or k in unreadable)]
+               and k not in honoured and (not CONTROL_KEY.match(k) or k in unreadable)]
     return GenerationRequest(**fields), ignored, set(fields)
 
 
@@ -308,3 +314,8 @@ def _check_input_paths(path: Path, request: GenerationRequest) -> None:
             raise UsageError(f"{path}: its {flag[2:]} {value!r} is a relative path, which sdcli does not "
                              f"resolve against the current folder; replay the image from its folder with "
                              f"img2img/inpaint instead")
+    upscaler = request.hires and request.hires.upscaler
+    file_like = upscaler and ("/" in upscaler or "\\" in upscaler or Path(upscaler).suffix.lower() in WEIGHT_SUFFIXES)
+    if file_like and not Path(upscaler).is_absolute():
+        raise UsageError(f"{path}: its hires upscaler {upscaler!r} is a relative path, which sdcli does not "
+                         "resolve against the current folder; pass --hires-upscaler")

@@ -7,6 +7,7 @@ from dataclasses import dataclass, fields, replace
 from typing import Any
 
 from sdcli.core.control import ControlUnit, unit_from_dict, validate_units
+from sdcli.core.hires import HiresSettings, validate_hires
 from sdcli.core.images import OUTPAINT_FILLS, RESIZE_MODES
 from sdcli.errors import UsageError
 from sdcli.sampling.samplers import DEFAULT_SAMPLER, SamplerChoice, img2img_steps, resolve_sampler
@@ -85,6 +86,7 @@ class GenerationRequest:
     prediction_type: str | None = None  # "eps" or "v": overrides the model's (None: the model's own or guess)
     refiner: str | None = None  # --refiner MODEL: hands the last steps to this model (SDXL)
     refiner_switch: float = 0.8  # fraction of the steps run by the base model before the refiner takes over
+    hires: HiresSettings | None = None  # --hires: the WebUI's hires fix second pass (core.hires)
     # The WebUI settings that change pixels (sdcli's own loop; see sampling.loop.SamplingOptions).
     rng: str = "cpu"
     emphasis: str = "original"
@@ -204,11 +206,19 @@ def validate(request: GenerationRequest) -> SamplerChoice:
         raise UsageError("--controlnet: not with --refiner (the refiner's UNet takes no ControlNet residuals)")
     if request.controlnets and request.mode == "outpaint":
         raise UsageError("--controlnet: use it with txt2img, img2img or inpaint")
+    if request.hires is not None:
+        for flag, text in (("--hires-prompt", request.hires.prompt),
+                           ("--hires-negative-prompt", request.hires.negative_prompt)):
+            check_text(flag, text or "")
+        validate_hires(request)
+    if request.controlnets and request.hires is not None:
+        raise UsageError("--controlnet: not with --hires yet (the hires pass would need its own control images)")
     return resolve_sampler(request.sampler, request.schedule)
 
 
 # The nested parts of a request, by field name (see request_from_dict).
-PARTS: dict[str, type] = {"init": ImageInput, "inpaint": InpaintSettings, "outpaint": OutpaintSettings}
+PARTS: dict[str, type] = {"init": ImageInput, "inpaint": InpaintSettings, "outpaint": OutpaintSettings,
+                          "hires": HiresSettings}
 # Which request parts each mode needs (the CLI fills them; a batch line may too).
 MODE_PARTS: dict[str, tuple[str, ...]] = {
     "txt2img": (),

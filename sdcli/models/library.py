@@ -26,12 +26,14 @@ KINDS: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "embedding": ("embeddings", "embeddings", (".safetensors", ".pt", ".bin")),
     "vae": ("VAE", "models/VAE", (".safetensors", ".pt", ".ckpt")),
     "controlnet": ("ControlNet", "models/ControlNet", (".safetensors", ".pth", ".pt", ".ckpt", ".bin")),
+    "upscaler": ("ESRGAN", "models/ESRGAN", (".safetensors", ".pth", ".pt")),  # ESRGAN-family (models.upscalers)
 }
 FLAGS = {"checkpoint": "--model", "lora": "--lora", "embedding": "--embedding", "vae": "--vae",
-         "controlnet": "--controlnet"}
+         "controlnet": "--controlnet", "upscaler": "--upscaler"}
 _TITLE = re.compile(r"^(.+?)\s*\[[0-9a-fA-F]{8,64}\]$")
 _SHORT_HASH = re.compile(r"^[0-9a-fA-F]{10}$")
-SHORT_HASH = {"checkpoint": 10, "vae": 10, "lora": 12, "embedding": 12, "controlnet": 10}  # hex digits the WebUI shows
+SHORT_HASH = {"checkpoint": 10, "vae": 10, "upscaler": 10, "lora": 12, "embedding": 12,
+              "controlnet": 10}  # hex digits the WebUI shows
 
 
 @dataclass(frozen=True)

@@ -120,3 +120,34 @@ def to_ldm_vae(state: dict[str, Any], blocks: int) -> dict[str, Any]:
                 value = value[:, :, None, None]
         out[new] = value.contiguous()
     return out
+
+
+def write_tiny_upscaler(path: Path, *, scale: int = 4, seed: int = 0, filters: int = 8, growth: int = 32,
+                        blocks: int = 1) -> Path:
+    """A random ESRGAN (RRDBNet) upscaler in the BasicSR/Real-ESRGAN key layout spandrel detects: 4x, or
+    2x as Real-ESRGAN's x2 models are (pixel-unshuffled input, the same 4x body). spandrel reads every
+    size from the tensors except the growth channels, which it takes to be 32 as in every real RRDBNet."""
+    import torch
+    from safetensors.torch import save_file
+
+    if scale not in (2, 4):
+        raise ValueError("a tiny upscaler is 2x or 4x")
+    gen = torch.Generator().manual_seed(seed)
+
+    def conv(name: str, out_ch: int, in_ch: int) -> dict[str, Any]:
+        weight = torch.randn(out_ch, in_ch, 3, 3, generator=gen) / (3 * in_ch ** 0.5)
+        return {f"{name}.weight": weight, f"{name}.bias": torch.randn(out_ch, generator=gen) * 0.01}
+
+    state = conv("conv_first", filters, 3 * (16 // scale ** 2))  # 2x: 12 channels after unshuffle by 2
+    for block in range(blocks):
+        for rdb in (1, 2, 3):
+            for i in range(1, 6):
+                state |= conv(f"body.{block}.rdb{rdb}.conv{i}", filters if i == 5 else growth,
+                              filters + (i - 1) * growth)
+    for name in ("conv_body", "conv_up1", "conv_up2", "conv_hr"):
+        state |= conv(name, filters, filters)
+    state |= conv("conv_last", 3, filters)
+    state["conv_last.bias"] = state["conv_last.bias"] + 0.5  # mid-grey, not black, before the clamp to [0, 1]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.contiguous() for k, v in state.items()}, str(path))
+    return path

@@ -72,16 +72,19 @@ def function_arguments(choice: SamplerChoice, options: SamplingOptions) -> dict[
 
 def sample(choice: SamplerChoice, denoiser: CFGDenoiser, noise: ImageNoise, model_sigmas: ModelSigmas, steps: int,
            *, options: SamplingOptions = SamplingOptions(), init_latent: torch.Tensor | None = None,
-           strength: float = 1.0, sdxl: bool = False,
+           strength: float = 1.0, sdxl: bool = False, t_enc: int | None = None,
            on_step: Callable[[int, int], None] | None = None) -> torch.Tensor:
     """Denoise one batch; return its latents.
 
     `noise` yields the start noise first, then the sampler's noise. With `init_latent`
-    the run starts from it at the sigma `strength` selects (img2img/inpaint).
+    the run starts from it at the sigma `strength` selects (img2img/inpaint), or, with
+    `t_enc`, t_enc + 1 steps before the end (the WebUI's img2img given a step count: hires fix).
     """
     sampler = choice.sampler
+    if init_latent is not None and t_enc is None:
+        t_enc = img2img_steps(steps, strength) - 1
     if sampler.timesteps:
-        return _sample_timesteps(choice, denoiser, noise, steps, init_latent, strength, on_step, options)
+        return _sample_timesteps(choice, denoiser, noise, steps, init_latent, t_enc, on_step, options)
     if sampler.lcm:  # the schedule and the denoiser both see LCM's 50 noise levels
         model_sigmas = denoiser.sigmas = LCMSigmas(model_sigmas.alphas_cumprod)
     # 1. The schedule, and the part of it this run walks.
@@ -94,7 +97,6 @@ def sample(choice: SamplerChoice, denoiser: CFGDenoiser, noise: ImageNoise, mode
         walk, x = sigmas, start_noise * sigmas[0]
         reference = x
     else:
-        t_enc = img2img_steps(steps, strength) - 1
         walk = sigmas[steps - t_enc - 1:]
         x = init_latent + start_noise * walk[0]
         reference = init_latent
@@ -121,13 +123,12 @@ def _callback(on_step: Callable[[int, int], None] | None, total: int) -> Callabl
 
 
 def _sample_timesteps(choice: SamplerChoice, denoiser: CFGDenoiser, noise: ImageNoise, steps: int,
-                      init_latent: torch.Tensor | None, strength: float,
+                      init_latent: torch.Tensor | None, t_enc: int | None,
                       on_step: Callable[[int, int], None] | None, options: SamplingOptions) -> torch.Tensor:
     """DDIM/PLMS as the WebUI runs them: integer timesteps, eps guidance, no start scaling."""
     ts = timesteps.timesteps_for(steps, choice.sampler.discard_penultimate)
     x = noise.first()
     if init_latent is not None:  # noised to the first timestep of the walk
-        t_enc = img2img_steps(steps, strength) - 1
         a = denoiser.alphas_cumprod[ts[t_enc]].to(x.device)
         x, ts = init_latent * a.sqrt() + x * (1 - a).sqrt(), ts[:t_enc]
     denoiser.timesteps = True

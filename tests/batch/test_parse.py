@@ -210,3 +210,26 @@ def test_prompt_files_over_the_size_limit_or_not_utf8_are_refused_before_reading
     bad.write_bytes(b"fine\nalso fine\nbroken \xff here\n")
     with pytest.raises(UsageError, match=r"FILE: .*bad.txt:3: not valid UTF-8 \(byte 0xff\)"):
         parse_file(bad)
+
+
+def test_hires_lines_webui_api_names(tmp_path):
+    from sdcli.core.hires import HiresSettings
+
+    path = write(tmp_path, '--prompt a --enable_hr true --hr_scale 1.5 --hr_second_pass_steps 3 '
+                 '--denoising_strength 0.4 --hr_upscaler Lanczos --hr_prompt "a, sharp" --hr_sampler_name Euler\n'
+                 'plain\n')
+    hires, plain = parse_file(path, "auto", GenerationRequest(prompt="", steps=4))
+    [json_line] = parse_file(write(tmp_path, '{"prompt": "b", "enable_hr": true, "hr_resize_x": 96, '
+                                   '"hr_resize_y": 64}\n', name="p.jsonl"))
+    assert hires.request.hires == HiresSettings(scale=1.5, steps=3, denoise=0.4, upscaler="Lanczos",
+                                                prompt="a, sharp", sampler="Euler")
+    assert hires.request.init is None and hires.request.mode == "txt2img"
+    assert json_line.request.hires == HiresSettings(width=96, height=64)
+    assert plain.request.hires is None
+
+
+def test_hires_keys_need_enable_hr_and_txt2img(tmp_path):
+    with pytest.raises(BatchFileError) as info:
+        parse_file(write(tmp_path, "--prompt a --hr_scale 2\n--prompt b --enable_hr 1 --hr_scale 20\n"))
+    text = str(info.value)
+    assert "hr_scale: needs enable_hr true" in text and "hr_scale: 20 is out of range" in text

@@ -103,7 +103,9 @@ def test_plan_shows_values_and_sources_and_lists_unhonoured_keys(cli, tmp_path, 
     assert rows["count"][1:] == ["1", "[one", "image", "unless", "--count]"]
     assert rows["prompt"][1] == "'a"
     warning = next(line for line in lines if line.startswith("warning:"))
-    assert warning.endswith("ignored: Denoising strength, Hires upscale, ControlNet 0")
+    assert warning.endswith("ignored: ControlNet 0")  # the hires keys run the hires pass (core.hires)
+    assert rows["hires.scale"][1:] == ["2.0", "[WebUI", "infotext]"]
+    assert rows["hires.denoise"][1:] == ["0.5", "[WebUI", "infotext]"]
 
 
 def test_unknown_record_keys_are_listed(cli, tmp_path, tiny_model):

@@ -97,7 +97,8 @@ def generate(pipe, prompt, negative="", *, steps=4, cfg=7.0, seed=1, width=64, h
              sampler="Euler a", scheduler="Automatic", clip_skip=1, emphasis="Original", rng="CPU", ensd=0,
              eta=None, subseed=None, subseed_strength=0.0, s_churn=0.0, s_tmin=0.0, s_tmax=0.0, s_noise=1.0,
              sigma_min=0.0, sigma_max=0.0, init_image=None, denoising_strength=0.75, mask_image=None,
-             inpainting_fill="original", refiner=None, refiner_switch_at=0.8):
+             inpainting_fill="original", refiner=None, refiner_switch_at=0.8, latent_input=None, hires_steps=0,
+             return_latents=False):
     funcname, options = SAMPLERS.get(sampler) or (TIMESTEP_SAMPLERS[sampler], {})
     func = unipc_ref.unipc if funcname == "unipc" else getattr(K, funcname)
     config = pipe.scheduler.config
@@ -132,7 +133,7 @@ def generate(pipe, prompt, negative="", *, steps=4, cfg=7.0, seed=1, width=64, h
     subseeds = [subseed + i for i in range(batch_size)] if subseed is not None else None
     image_rng = ImageRNG((4, height // 8, width // 8), seeds, subseeds, subseed_strength, rng, ensd)
     x = image_rng.next()
-    init_latent = None
+    init_latent = latent_input  # hires fix: sample_hr_pass hands sample_img2img the upscaled latents
     if init_image is not None:
         image = np.array(init_image).astype(np.float32) / 255.0
         image = torch.from_numpy(2.0 * np.moveaxis(image, 2, 0) - 1.0)[None].repeat(batch_size, 1, 1, 1)
@@ -184,12 +185,14 @@ def generate(pipe, prompt, negative="", *, steps=4, cfg=7.0, seed=1, width=64, h
             K.torch, K.sd_model_is_sdxl = K.real_torch, False
         return decode(refiner if denoiser.switched else pipe, samples)  # p.sd_model: the loaded one
     try:
-        if init_image is None:
+        if init_latent is None:
             sigmas = get_sigmas(model_wrap, sampler, scheduler, steps, sigma_min, sigma_max)
             x = x * sigmas[0]
             sched, start = sigmas, x
         else:
             t_enc = int(min(denoising_strength, 0.999) * steps)
+            if hires_steps:  # setup_img2img_steps given a step count (the hires pass): exactly that many run
+                steps, t_enc = int(hires_steps / min(denoising_strength, 0.999)), hires_steps - 1
             sigmas = get_sigmas(model_wrap, sampler, scheduler, steps, sigma_min, sigma_max)
             sched = sigmas[steps - t_enc - 1:]
             start = init_latent + x * sched[0]
@@ -203,7 +206,7 @@ def generate(pipe, prompt, negative="", *, steps=4, cfg=7.0, seed=1, width=64, h
         if "eta" in parameters:
             kwargs["eta"] = eta if eta is not None else 1.0
         if "sigma_min" in parameters:  # DPM fast / adaptive: a sigma range, not the schedule
-            if init_image is None:
+            if init_latent is None:
                 kwargs["sigma_min"], kwargs["sigma_max"] = model_wrap.sigmas[0].item(), model_wrap.sigmas[-1].item()
                 if "n" in parameters:
                     kwargs["n"] = steps
@@ -226,6 +229,8 @@ def generate(pipe, prompt, negative="", *, steps=4, cfg=7.0, seed=1, width=64, h
             samples = samples * nmask + init_latent * mask
     finally:
         K.torch, K.sd_model_is_sdxl = K.real_torch, False
+    if return_latents:
+        return samples
     return decode(refiner if denoiser.switched else pipe, samples)  # p.sd_model: the loaded one
 
 
