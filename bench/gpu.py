@@ -11,7 +11,7 @@ dense fp16 FLOP bound the UNet reaches, and whether fp16 produced NaN/black imag
 Weights are random (speed does not depend on their values) and built in GPU memory;
 nothing is downloaded. The runtime options are applied by sdcli's own models.runtime
 planner and apply_plan; images come from the diffusers pipeline call sdcli's core makes
-(one CPU generator per image). Not yet run anywhere: no GPU was available when written.
+(one CPU generator per image), and the same job through sdcli's own loop (`--path sdcli`).
 """
 
 from __future__ import annotations
@@ -53,9 +53,10 @@ SCHEDULER = {"beta_start": 0.00085, "beta_end": 0.012, "beta_schedule": "scaled_
 def _tokenizer(tmp: Path) -> tuple[Any, int]:
     from transformers import CLIPTokenizer
 
-    from sdcli.models.tiny import write_tokenizer_files
+    from sdcli.models.bundled import write_clip_tokenizer
 
-    vocab = write_tokenizer_files(tmp)
+    write_clip_tokenizer(tmp)  # the real CLIP vocabulary (49408 tokens), from the bundled BPE
+    vocab = 49408
     return CLIPTokenizer(str(tmp / "vocab.json"), str(tmp / "merges.txt"), pad_token="<|endoftext|>",
                          model_max_length=77), vocab
 
@@ -69,8 +70,8 @@ def build(arch: str, tmp: Path) -> Any:
     tokenizer, vocab = _tokenizer(tmp)
     ids = {"vocab_size": vocab, "pad_token_id": vocab - 1, "bos_token_id": vocab - 2, "eos_token_id": vocab - 1}
     torch.manual_seed(0)
+    scheduler = diffusers.EulerDiscreteScheduler(**SCHEDULER)  # its tables stay on the CPU, as loaded ones do
     with torch.device("cuda"):
-        scheduler = diffusers.EulerDiscreteScheduler(**SCHEDULER)
         if arch == "sd15":
             return diffusers.StableDiffusionPipeline(
                 vae=diffusers.AutoencoderKL(**SD15_VAE), text_encoder=CLIPTextModel(CLIPTextConfig(**SD15_TEXT, **ids)),
@@ -97,7 +98,11 @@ def configure(pipe: Any, attention: str) -> Any:
                "compile": RuntimeOptions(attention_slicing="off", compile=True, channels_last=True),
                "auto": RuntimeOptions()}[attention]
     plan = plan_runtime(options, cuda=True, mps=False, xformers=importlib.util.find_spec("xformers") is not None)
-    pipe.unet.set_default_attn_processor()  # each configuration starts from the same processors
+    from diffusers.models.attention_processor import AttnProcessor2_0
+
+    # Each configuration starts from the processors a loaded model has: SDPA (AttnProcessor2_0).
+    # (set_default_attn_processor would install the classic baddbmm+softmax one instead.)
+    pipe.unet.set_attn_processor(AttnProcessor2_0())
     apply_plan(pipe, replace(plan, vae_tiling=False))
     return plan
 
@@ -145,6 +150,52 @@ def measure(pipe: Any, arch: str, batch: int, steps: int, size: int, runs: int, 
             "nan_or_black": bool(np.isnan(images).any() or float(np.nanmax(images)) == 0.0)}
 
 
+def measure_sdcli(pipe: Any, arch: str, batch: int, steps: int, size: int, runs: int,
+                  warmup: int) -> dict[str, Any]:
+    """The same job through sdcli's own path (core.generate.run: the WebUI-exact loop, Euler, CFG 7)."""
+    import numpy as np
+    import torch
+
+    from sdcli.core.generate import run
+    from sdcli.core.request import GenerationRequest, validate
+
+    stamps: list[float] = []
+
+    def on_step(_done: int, _total: int) -> None:
+        torch.cuda.synchronize()
+        stamps.append(time.perf_counter())
+
+    request = GenerationRequest(prompt="a lighthouse at dusk, oil painting", steps=steps, seed=0, width=size,
+                                height=size, batch_size=batch, cfg_scale=7.0, sampler="Euler")
+    choice = validate(request)
+
+    def call() -> tuple[float, float, Any]:
+        stamps.clear()
+        torch.cuda.synchronize()
+        start = time.perf_counter()
+        items = list(run(request, pipe, choice, model_name="bench", model_hash="0" * 10, on_step=on_step))
+        images = [np.zeros((1,)) if item.failure else np.asarray(item.image) for item in items]  # NaN: black
+        torch.cuda.synchronize()
+        total = time.perf_counter() - start
+        loop = (stamps[-1] - stamps[0]) / (len(stamps) - 1) if len(stamps) > 1 else float("nan")
+        return total, loop, images
+
+    for _ in range(warmup):
+        call()
+    torch.cuda.reset_peak_memory_stats()
+    totals, loops, images = [], [], None
+    for _ in range(runs):
+        total, loop, images = call()
+        totals.append(total)
+        loops.append(loop)
+    it_s = 1 / statistics.median(loops)
+    return {"it_per_s": round(it_s, 2), "s_per_image": round(statistics.median(totals) / batch, 4),
+            "s_per_call_min": round(min(totals), 4),
+            "peak_vram_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2),
+            "unet_tflops_achieved": round(it_s * 2 * UNET_TFLOP[arch] * batch, 1),
+            "nan_or_black": any(float(image.max()) == 0 for image in images)}
+
+
 def peak_tflops(name: str, given: float | None) -> float | None:
     if given:
         return given
@@ -157,6 +208,9 @@ def main() -> None:
     parser.add_argument("--attention", default="auto,sdpa,xformers,slicing,compile")
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--path", default="pipeline,sdcli",
+                        help="pipeline: diffusers' pipeline call; sdcli: sdcli's own loop (core.generate.run)")
+    parser.add_argument("--jobs", default="sd15:1:512,sd15:4:512,sdxl:1:1024", help="arch:batch:size,...")
     parser.add_argument("--peak-tflops", type=float, default=None)
     parser.add_argument("--out", type=Path, default=Path("bench-out") / "gpu.json")
     args = parser.parse_args()
@@ -170,7 +224,7 @@ def main() -> None:
         sys.exit("bench/gpu.py: no CUDA GPU here; the GPU rows of docs/benchmarks.md stay 'not yet measured'")
     name = torch.cuda.get_device_name()
     peak = peak_tflops(name, args.peak_tflops)
-    jobs = [("sd15", 1, 512), ("sd15", 4, 512), ("sdxl", 1, 1024)]
+    jobs = [(a, int(b), int(z)) for a, b, z in (j.split(":") for j in args.jobs.split(","))]
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for arch in [a for a in args.only.split(",") if a]:
@@ -179,17 +233,26 @@ def main() -> None:
                     rows.append({"arch": arch, "attention": attention, "skipped": "xformers is not installed"})
                     continue
                 pipe = build(arch, Path(tmp) / f"{arch}-{attention}")
-                plan = configure(pipe, attention)
+                try:
+                    plan = configure(pipe, attention)
+                except Exception as exc:  # noqa: BLE001 - e.g. xformers installed without kernels for this torch
+                    rows.append({"arch": arch, "attention": attention, "skipped": str(exc).splitlines()[0]})
+                    print(json.dumps(rows[-1]), flush=True)
+                    del pipe
+                    continue
                 for job_arch, batch, size in jobs:
                     if job_arch != arch:
                         continue
                     warmup = 2 if attention == "compile" else 1
-                    row = {"arch": arch, "attention": attention, "batch": batch, "size": size, "steps": args.steps,
-                           "slicing": bool(pipe.sdcli_runtime.attention_slicing), "dtype": plan.dtype,
-                           **measure(pipe, arch, batch, args.steps, size, args.runs, warmup)}
-                    row["flop_bound_fraction"] = round(row["unet_tflops_achieved"] / peak, 3) if peak else None
-                    rows.append(row)
-                    print(json.dumps(row), flush=True)
+                    for path in args.path.split(","):
+                        how = measure if path == "pipeline" else measure_sdcli
+                        row = {"arch": arch, "attention": attention, "path": path, "batch": batch, "size": size,
+                               "steps": args.steps, "slicing": bool(pipe.sdcli_runtime.attention_slicing),
+                               "dtype": plan.dtype, **how(pipe, arch, batch, args.steps, size, args.runs, warmup)}
+                        row["flop_bound_fraction"] = (round(row["unet_tflops_achieved"] / peak, 3) if peak
+                                                      else None)
+                        rows.append(row)
+                        print(json.dumps(row), flush=True)
                 del pipe
                 torch.cuda.empty_cache()
     result = {"gpu": name, "peak_fp16_tflops": peak, "torch": torch.__version__,
@@ -197,13 +260,13 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"\n{name} (peak {peak} TFLOP/s fp16 dense)\n")
-    print("| arch | attention | batch | size | it/s | s/image | peak VRAM GiB | FLOP-bound | NaN/black |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("| arch | attention | path | batch | size | it/s | s/image | peak VRAM GiB | FLOP-bound | NaN/black |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         if "skipped" in r:
-            print(f"| {r['arch']} | {r['attention']} | - | - | skipped: {r['skipped']} | | | | |")
+            print(f"| {r['arch']} | {r['attention']} | - | - | - | skipped: {r['skipped']} | | | | |")
         else:
-            print(f"| {r['arch']} | {r['attention']} | {r['batch']} | {r['size']} | {r['it_per_s']} | "
+            print(f"| {r['arch']} | {r['attention']} | {r['path']} | {r['batch']} | {r['size']} | {r['it_per_s']} | "
                   f"{r['s_per_image']} | {r['peak_vram_gib']} | {r['flop_bound_fraction']} | {r['nan_or_black']} |")
 
 

@@ -271,7 +271,13 @@ def apply_plan(pipe: Any, plan: RuntimePlan) -> Fit:
     if plan.fuse_qkv:
         pipe.fuse_qkv_projections()
     elif plan.attention == "xformers":
-        pipe.enable_xformers_memory_efficient_attention()
+        try:
+            pipe.enable_xformers_memory_efficient_attention()
+        except (NotImplementedError, RuntimeError, ValueError) as exc:  # installed, but no kernel for this torch/GPU
+            reason = next((line.strip() for line in str(exc).splitlines() if "not supported because" in line
+                           or "wasn't build" in line), str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+            raise UsageError(f"--xformers: xformers is installed but cannot run here ({reason}); "
+                             "install the xformers build for this torch, or leave --xformers out (SDPA)") from None
     elif fit.attention_slicing:
         pipe.enable_attention_slicing()
 

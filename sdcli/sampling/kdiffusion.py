@@ -51,7 +51,8 @@ def _sigma(t: torch.Tensor) -> torch.Tensor:
 def _churn(x: torch.Tensor, sigma: torch.Tensor, steps: int, noise: Noise, s_churn: float, s_tmin: float,
            s_tmax: float, s_noise: float) -> tuple[torch.Tensor, torch.Tensor]:
     """Karras' stochastic churn: raise sigma by gamma and add matching noise (a no-op at s_churn 0)."""
-    gamma = min(s_churn / steps, 2 ** 0.5 - 1) if s_tmin <= sigma <= s_tmax else 0.0
+    # The common case (no churn) decides without reading sigma back from the GPU (a stall per step).
+    gamma = 0.0 if s_churn == 0 else min(s_churn / steps, 2 ** 0.5 - 1) if s_tmin <= sigma <= s_tmax else 0.0
     eps = noise(sigma, sigma) * s_noise  # drawn every step, as k-diffusion does
     sigma_hat = sigma * (gamma + 1)
     if gamma > 0:

@@ -47,6 +47,13 @@ class ModelSigmas:
         self.sigmas = ((1 - acp) / acp) ** 0.5
         self.log_sigmas = self.sigmas.log()
         self.lcm = False
+        self._log_sigmas_on: dict[Any, torch.Tensor] = {}
+
+    def log_sigmas_on(self, device: Any) -> torch.Tensor:
+        """`log_sigmas` on `device`, copied once: a copy per step would stall a GPU's queue every step."""
+        if device not in self._log_sigmas_on:
+            self._log_sigmas_on[device] = self.log_sigmas.to(device)
+        return self._log_sigmas_on[device]
 
     @property
     def sigma_min(self) -> float:
@@ -59,7 +66,7 @@ class ModelSigmas:
     def sigma_to_t(self, sigma: torch.Tensor) -> torch.Tensor:
         """Continuous timestep of a sigma (piecewise linear in log sigma)."""
         log_sigma = sigma.log()
-        log_sigmas = self.log_sigmas.to(sigma.device)
+        log_sigmas = self.log_sigmas_on(sigma.device)
         dists = log_sigma - log_sigmas[:, None]
         low = dists.ge(0).cumsum(dim=0).argmax(dim=0).clamp(max=log_sigmas.shape[0] - 2)
         high = low + 1
@@ -70,7 +77,7 @@ class ModelSigmas:
         """Sigma at a continuous timestep."""
         t = t.float()
         low, high, w = t.floor().long(), t.ceil().long(), t.frac()
-        log_sigmas = self.log_sigmas.to(t.device)
+        log_sigmas = self.log_sigmas_on(t.device)
         return ((1 - w) * log_sigmas[low] + w * log_sigmas[high]).exp()
 
     def uniform(self, n: int) -> torch.Tensor:
@@ -94,7 +101,7 @@ class LCMSigmas(ModelSigmas):
         self.lcm = True
 
     def sigma_to_t(self, sigma: torch.Tensor) -> torch.Tensor:
-        nearest = (sigma.log() - self.log_sigmas.to(sigma.device)[:, None]).abs().argmin(dim=0)
+        nearest = (sigma.log() - self.log_sigmas_on(sigma.device)[:, None]).abs().argmin(dim=0)
         return nearest.view(sigma.shape) * self.SKIP + (self.SKIP - 1)
 
     def t_to_sigma(self, t: torch.Tensor) -> torch.Tensor:

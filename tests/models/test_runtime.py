@@ -170,3 +170,23 @@ def test_xformers_is_not_replaced_by_slicing(tiny_model, monkeypatch):
     plan = replace(plan_runtime(RuntimeOptions(), **CPU), attention="xformers", attention_slicing=True)
     apply_plan(pipe, plan)
     assert calls == ["xformers"]
+
+
+def test_xformers_installed_without_kernels_is_one_line(tiny_model, monkeypatch):
+    """Seen on an H100 with torch 2.11: PyPI's xformers (built for torch 2.10) has no kernel; one line, exit 2."""
+    from diffusers import StableDiffusionPipeline
+
+    from sdcli.errors import UsageError
+    from sdcli.models.runtime import apply_plan
+
+    def no_kernel(self):
+        raise NotImplementedError("No operator found for `memory_efficient_attention_forward` with inputs:\n"
+                                  "`cutlassF-pt` is not supported because:\n"
+                                  "    xFormers wasn't build with CUDA support")
+
+    monkeypatch.setattr(StableDiffusionPipeline, "enable_xformers_memory_efficient_attention", no_kernel)
+    plan = replace(plan_runtime(RuntimeOptions(), **CPU), attention="xformers")
+    with pytest.raises(UsageError, match=r"^--xformers: xformers is installed but cannot run here "
+                                         r"\(`cutlassF-pt` is not supported because:\)") as caught:
+        apply_plan(_fresh_pipe(tiny_model), plan)
+    assert caught.value.exit_code == 2 and "\n" not in str(caught.value)

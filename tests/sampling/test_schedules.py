@@ -45,3 +45,15 @@ def test_discarding_the_penultimate_sigma(models):
     kept = get_sigmas("karras", 4, ours, discard_penultimate=True)
     five = get_sigmas("karras", 5, ours)
     assert len(kept) == 5 and torch.equal(kept, torch.cat([five[:-2], five[-1:]]))
+
+
+def test_sigma_to_t_copies_the_log_sigmas_once_per_device(models):
+    """Each step converts sigma to t; the table must not be copied to the device each time (a GPU stall)."""
+    import torch
+
+    sigmas = models[0]
+    first = sigmas.sigma_to_t(torch.tensor([1.0, 2.0]))
+    table = sigmas.log_sigmas_on(torch.device("cpu"))
+    assert torch.equal(sigmas.sigma_to_t(torch.tensor([1.0, 2.0])), first)
+    assert sigmas.log_sigmas_on(torch.device("cpu")) is table and list(sigmas._log_sigmas_on) == [torch.device("cpu")]
+    assert torch.allclose(sigmas.t_to_sigma(first), torch.tensor([1.0, 2.0]), rtol=1e-4)
