@@ -107,6 +107,10 @@ def create_app(engine: Engine, *, limits: Limits = Limits(), auth: dict[str, str
 
     def check_limits(request: Any) -> None:
         width, height = request.width or 0, request.height or 0
+        if request.hires is not None and width and height:  # the hires pass's size is the one that costs
+            from sdcli.core.hires import final_size
+
+            width, height = final_size(width, height, request.hires)
         if width * height > limits.max_pixels:
             raise UsageError(f"width/height: {width}x{height} is over this server's limit of "
                              f"{limits.max_pixels} pixels")

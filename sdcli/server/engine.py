@@ -171,14 +171,18 @@ class Engine:
         """
         from sdcli.core.generate import run
         from sdcli.core.images import prepare
+        from sdcli.core.job import load_hires_upscaler, resolve_hires_upscaler
 
         choice = validate(request)
         model = self.find(model_spec)
         inputs = prepare(request)  # untrusted input files are checked before the queue
         # <lora:...> tags: the server has no models folder, so a tag is refused rather than ignored.
         extras = plan_assets(AssetOptions(), request.prompt, request.negative_prompt)
+        # Hires upscalers: the built-in ones (latent modes, Lanczos, Nearest); no models folder here.
+        hires_ref = resolve_hires_upscaler(request, AssetOptions())
         with self._slot():
             pipe = self._pipeline(model)
+            hires_upscaler = load_hires_upscaler(hires_ref, AssetOptions(), self.plan)
             apply_assets(pipe, extras, AssetOptions(), lambda _message: None)
             request = request.with_resolved_seed()
             self.progress = Progress(job_count=request.count, started=time.time(),
@@ -186,7 +190,7 @@ class Engine:
             items: list[Any] = []
             try:
                 for item in run(request, pipe, choice, model_name=model.ref.name, model_hash=model.hash,
-                                on_step=self._step, inputs=inputs):
+                                on_step=self._step, inputs=inputs, hires_upscaler=hires_upscaler):
                     if item.failure:  # never sent as a black image
                         raise RuntimeFailure(f"image {item.index} (seed {item.seed}): {item.failure}")
                     items.append(item)

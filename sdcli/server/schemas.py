@@ -2,8 +2,8 @@
 
 Field names, defaults and meanings follow the AUTOMATIC1111 WebUI's modules/api/models.py
 (which derives them from its processing classes); unknown fields are ignored, as there.
-Features sdcli cannot honour (hires fix, face restore, tiling, styles, scripts other than
-outpainting) are refused with a 422 naming the field, never silently dropped.
+Features sdcli cannot honour (face restore, tiling, styles, scripts other than outpainting)
+are refused with a 422 naming the field, never silently dropped.
 """
 
 from __future__ import annotations
@@ -42,6 +42,16 @@ class Txt2ImgRequest(BaseModel):
     restore_faces: bool | None = None
     tiling: bool | None = None
     enable_hr: bool = False
+    denoising_strength: float | None = None  # txt2img: the hires pass's strength (WebUI: 0.7 when unset)
+    hr_scale: float = 2.0
+    hr_upscaler: str | None = None
+    hr_second_pass_steps: int = 0
+    hr_resize_x: int = 0
+    hr_resize_y: int = 0
+    hr_sampler_name: str | None = None
+    hr_scheduler: str | None = None
+    hr_prompt: str = ""
+    hr_negative_prompt: str = ""
     override_settings: dict[str, Any] | None = None
     override_settings_restore_afterwards: bool = True
     script_name: str | None = None
@@ -102,7 +112,6 @@ SIDES = ("left", "right", "up", "down")
 def _refuse_unsupported(req: Txt2ImgRequest) -> None:
     """Fields whose feature sdcli does not have: a 422 naming the field."""
     checks = (
-        ("enable_hr", req.enable_hr, "hires fix is not supported by sdcli yet"),
         ("restore_faces", req.restore_faces, "face restoration is not supported by sdcli"),
         ("tiling", req.tiling, "tiling is not supported by sdcli"),
         ("styles", req.styles, "prompt styles are not supported by sdcli; put the text in the prompt"),
@@ -134,8 +143,23 @@ def txt2img_request(req: Txt2ImgRequest, options: dict[str, Any]) -> GenerationR
         seed=None if req.seed == -1 else req.seed, subseed=None if req.subseed == -1 else req.subseed,
         subseed_strength=req.subseed_strength, width=req.width, height=req.height, batch_size=req.batch_size,
         count=req.n_iter, sampler=req.sampler_name or req.sampler_index or "Euler",
-        schedule=(req.scheduler or "automatic").lower(), clip_skip=clip_skip(req, options),
+        schedule=(req.scheduler or "automatic").lower(), clip_skip=clip_skip(req, options), hires=_hires(req),
     )
+
+
+def _hires(req: Txt2ImgRequest) -> Any:
+    """enable_hr and the hr_* fields -> core.hires.HiresSettings (None without enable_hr), as the WebUI
+    reads them: empty hr_prompt and "Use same ..." mean the first pass's."""
+    from sdcli.core.hires import HiresSettings
+
+    if not req.enable_hr:
+        return None
+    same = lambda value: None if value in (None, "", "Use same sampler", "Use same scheduler") else value  # noqa: E731
+    return HiresSettings(
+        scale=req.hr_scale, width=req.hr_resize_x, height=req.hr_resize_y, steps=req.hr_second_pass_steps,
+        denoise=0.7 if req.denoising_strength is None else req.denoising_strength,
+        upscaler=req.hr_upscaler or "Latent", prompt=same(req.hr_prompt), negative_prompt=same(req.hr_negative_prompt),
+        sampler=same(req.hr_sampler_name), schedule=same(req.hr_scheduler) and str(req.hr_scheduler).lower())
 
 
 def img2img_request(req: Img2ImgRequest, options: dict[str, Any], image_path: str,

@@ -37,6 +37,27 @@ def test_txt2img_shapes_and_pixels_match_the_core(client, tiny_pipe, single_thre
         assert np.array_equal(np.asarray(image.convert("RGB")), want)
 
 
+def test_txt2img_hires_fix_matches_the_core(client, tiny_pipe, single_thread):
+    """enable_hr + hr_* run sdcli's hires pass: the WebUI's keys in the infotext, the core's pixels."""
+    from sdcli.core.hires import HiresSettings
+
+    payload = {**TXT, "batch_size": 1, "enable_hr": True, "hr_scale": 2, "hr_upscaler": "Lanczos",
+               "hr_second_pass_steps": 2, "denoising_strength": 0.6, "hr_sampler_name": "Use same sampler",
+               "hr_prompt": ""}
+    response = client.post("/sdapi/v1/txt2img", json=payload)
+    assert response.status_code == 200, response.text
+    image = decode(response.json()["images"][0])
+    assert image.size == (64, 64)
+    _, _, params = parse_infotext(image.info["parameters"])
+    assert (params["Size"], params["Hires upscale"], params["Hires upscaler"], params["Hires steps"],
+            params["Denoising strength"]) == ("32x32", "2", "Lanczos", "2", "0.6")
+    assert "Hires sampler" not in params and "Hires prompt" not in params
+    expected = core_pixels(tiny_pipe, prompt="a lighthouse", negative_prompt="fog", seed=7, steps=2, width=32,
+                           height=32, sampler="Euler a", cfg_scale=6.5,
+                           hires=HiresSettings(scale=2, steps=2, denoise=0.6, upscaler="Lanczos"))
+    assert np.array_equal(np.asarray(image.convert("RGB")), expected[0])
+
+
 def test_clip_skip_override_and_random_seed(client):
     body = client.post("/sdapi/v1/txt2img", json={**TXT, "batch_size": 1, "seed": -1,
                                                   "override_settings": {"CLIP_stop_at_last_layers": 2}}).json()
@@ -106,7 +127,8 @@ def test_progress_idle_and_interrupt(client):
 @pytest.mark.parametrize("payload, status, detail", [
     ({"steps": "many"}, 422, None),  # FastAPI's own validation shape
     ({"sampler_name": "Nope"}, 422, "unknown sampler 'Nope'"),
-    ({"enable_hr": True}, 422, "enable_hr: hires fix is not supported"),
+    ({"enable_hr": True, "hr_scale": 2.5}, 422, "80x80 is over this server's limit of 4096 pixels"),
+    ({"enable_hr": True, "hr_upscaler": "R-ESRGAN 4x+"}, 422, "--hires-upscaler"),
     ({"width": 128, "height": 128}, 422, "over this server's limit of 4096 pixels"),
     ({"batch_size": 3, "n_iter": 2}, 422, "6 images is over this server's limit of 4"),
     ({"width": 33}, 422, "--width: 33 is not a multiple of 8"),

@@ -95,9 +95,11 @@ def test_webuiapi_txt2img_img2img_and_helpers(api):
         api.txt2img(prompt="x", sampler_name="No such sampler", width=32, height=32)
 
 
-def test_cli_server_pixels_equal_local_run_and_no_torch(server, tiny_model, tmp_path):
+@pytest.mark.parametrize("extra", [(), ("--hires", "--hires-scale", "1.5", "--hires-upscaler", "Latent (bicubic)",
+                                          "--hires-steps", "2")], ids=["plain", "hires"])
+def test_cli_server_pixels_equal_local_run_and_no_torch(server, tiny_model, tmp_path, extra):
     common = ["x", "-m", str(tiny_model), "--steps", "2", "-W", "32", "-H", "32", "--seed", "21",
-              "--sampler", "Euler a", "--json"]
+              "--sampler", "Euler a", "--json", *extra]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     local = subprocess.run([sys.executable, "-m", "sdcli", "txt2img", *common, "-o", str(tmp_path / "local")],
                            capture_output=True, text=True, env=env, timeout=300)
@@ -116,6 +118,8 @@ def test_cli_server_pixels_equal_local_run_and_no_torch(server, tiny_model, tmp_
     assert read_infotext(a["path"]) == read_infotext(b["path"])
     assert read_replay_record(a["path"]) == read_replay_record(b["path"])
     assert {k: v for k, v in a.items() if k != "path"} == {k: v for k, v in b.items() if k != "path"}
+    if extra:
+        assert Image.open(b["path"]).size == (48, 48) and "Hires upscaler: Latent (bicubic)" in b["infotext"]
 
 
 def test_cli_server_errors(server, tiny_model, tmp_path, cli):
