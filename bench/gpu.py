@@ -109,7 +109,6 @@ def configure(pipe: Any, attention: str) -> Any:
 
 def measure(pipe: Any, arch: str, batch: int, steps: int, size: int, runs: int, warmup: int) -> dict[str, Any]:
     """Time `runs` pipeline calls after `warmup` ones; it/s from the denoising steps' timestamps."""
-    import numpy as np
     import torch
 
     stamps: list[float] = []
@@ -130,24 +129,30 @@ def measure(pipe: Any, arch: str, batch: int, steps: int, size: int, runs: int, 
         torch.cuda.synchronize()
         total = time.perf_counter() - start
         loop = (stamps[-1] - stamps[0]) / (len(stamps) - 1) if len(stamps) > 1 else float("nan")
-        return total, loop, out.images
+        return total, loop, list(out.images)
+
+    return _summary(call, arch, batch, runs, warmup)
+
+
+def _summary(call: Any, arch: str, batch: int, runs: int, warmup: int) -> dict[str, Any]:
+    """Run `call` (-> seconds, seconds per step, images) warmup + runs times; the row's numbers."""
+    import numpy as np
+    import torch
 
     for _ in range(warmup):
         call()
     torch.cuda.reset_peak_memory_stats()
-    totals, loops, images = [], [], None
+    totals, loops, images = [], [], []
     for _ in range(runs):
         total, loop, images = call()
         totals.append(total)
         loops.append(loop)
-    step_s = statistics.median(loops)
-    it_s = 1 / step_s
-    achieved = it_s * 2 * UNET_TFLOP[arch] * batch  # two UNet forwards per CFG step
+    it_s = 1 / statistics.median(loops)
     return {"it_per_s": round(it_s, 2), "s_per_image": round(statistics.median(totals) / batch, 4),
             "s_per_call_min": round(min(totals), 4),
             "peak_vram_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2),
-            "unet_tflops_achieved": round(achieved, 1),
-            "nan_or_black": bool(np.isnan(images).any() or float(np.nanmax(images)) == 0.0)}
+            "unet_tflops_achieved": round(it_s * 2 * UNET_TFLOP[arch] * batch, 1),  # 2 UNet rows per CFG step
+            "nan_or_black": any(bool(np.isnan(i).any()) or float(np.nanmax(i)) == 0.0 for i in images)}
 
 
 def measure_sdcli(pipe: Any, arch: str, batch: int, steps: int, size: int, runs: int,
@@ -174,26 +179,14 @@ def measure_sdcli(pipe: Any, arch: str, batch: int, steps: int, size: int, runs:
         torch.cuda.synchronize()
         start = time.perf_counter()
         items = list(run(request, pipe, choice, model_name="bench", model_hash="0" * 10, on_step=on_step))
-        images = [np.zeros((1,)) if item.failure else np.asarray(item.image) for item in items]  # NaN: black
+        images = [np.zeros((1,)) if item.failure else np.asarray(item.image, dtype=np.float32) / 255
+                  for item in items]  # a NaN decode is refused by sdcli: counted as black
         torch.cuda.synchronize()
         total = time.perf_counter() - start
         loop = (stamps[-1] - stamps[0]) / (len(stamps) - 1) if len(stamps) > 1 else float("nan")
         return total, loop, images
 
-    for _ in range(warmup):
-        call()
-    torch.cuda.reset_peak_memory_stats()
-    totals, loops, images = [], [], None
-    for _ in range(runs):
-        total, loop, images = call()
-        totals.append(total)
-        loops.append(loop)
-    it_s = 1 / statistics.median(loops)
-    return {"it_per_s": round(it_s, 2), "s_per_image": round(statistics.median(totals) / batch, 4),
-            "s_per_call_min": round(min(totals), 4),
-            "peak_vram_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2),
-            "unet_tflops_achieved": round(it_s * 2 * UNET_TFLOP[arch] * batch, 1),
-            "nan_or_black": any(float(image.max()) == 0 for image in images)}
+    return _summary(call, arch, batch, runs, warmup)
 
 
 def peak_tflops(name: str, given: float | None) -> float | None:
