@@ -74,8 +74,7 @@ def upscale(
                  (allow_pickle, device))
     for given, flag in ((recursive, "--recursive"), (resume, "--resume")):
         if given:
-            raise UsageError(f"{flag}: only with a folder or glob of images; {', '.join(map(str, images))} "
-                             "are files")
+            raise UsageError(f"{flag}: only with a folder or glob of images among IMAGE...; all given are files")
     ref = plan_upscale(options, images, library_from(models_dir, webui_dir), allow_pickle)
     check_folder(output)
     ready_upscaler = ready(ref, "--upscaler", allow_pickle, device)
@@ -100,8 +99,8 @@ def _run_set(images: list[Path], options: Any, output: Path, switches: tuple[boo
     from sdcli.models.upscalers import ready
 
     recursive, resume, json_out = switches
-    files, skipped = expand_all(images, recursive, output)
     ref = check_upscaler(options, library, loading[0])
+    files, skipped = expand_all(images, recursive, output)
     check_folder(output)
 
     def emit(record: dict[str, Any]) -> None:

@@ -84,6 +84,13 @@ def test_recursive_keeps_subfolders_and_a_glob_picks_its_matches(cli, tmp_path):
     assert globbed.exit_code == 0, globbed.stderr
     assert files(tmp_path / "g") == ["cat.png", "sub/cat.png"]
     assert np.array_equal(px(tmp_path / "g" / "sub" / "cat.png"), px(tmp_path / "o" / "sub" / "cat.png"))
+    other = write_folder(tmp_path / "other", {"dog.jpg": (16, 16), "cat.png": (8, 8)})
+    mixed = cli("upscale", inputs, other / "dog.jpg", other / "cat.png", "-o", tmp_path / "m")
+    assert mixed.exit_code == 0, mixed.stderr  # files beside a folder: inputs too, by name; a taken name gets -1
+    assert [r["input"] for r in items(tmp_path / "m")] == [str(inputs / "cat.png"), str(other / "dog.jpg"),
+                                                           str(other / "cat.png")]
+    assert files(tmp_path / "m") == ["cat-1.png", "cat.png", "dog.jpg"]
+    assert Image.open(tmp_path / "m" / "cat-1.png").size == (16, 16)
 
 
 def test_an_esrgan_file_over_a_folder_and_one_that_cannot_load_leaves_nothing(cli, tmp_path):
@@ -165,7 +172,8 @@ def test_ctrl_c_then_resume_finishes_only_the_rest(cli, tmp_path, monkeypatch):
     assert files(run) == files(tmp_path / "full")
 
 
-@pytest.mark.parametrize("case", ["empty", "resume-files", "recursive-files", "glob-none"])
+@pytest.mark.parametrize("case", ["empty", "resume-files", "recursive-files", "glob-none", "missing-beside",
+                                  "bad-flag"])
 def test_set_usage_errors_are_one_line_and_write_nothing(cli, tmp_path, case):
     (tmp_path / "empty").mkdir()
     one = write_folder(tmp_path / "in", {"a.png": (16, 16)}) / "a.png"
@@ -173,7 +181,9 @@ def test_set_usage_errors_are_one_line_and_write_nothing(cli, tmp_path, case):
         "empty": ((tmp_path / "empty",), f"error: IMAGE: {tmp_path / 'empty'} holds no PNG, JPEG or WebP images"),
         "resume-files": ((one, "--resume"), "error: --resume: only with a folder or glob of images"),
         "recursive-files": ((one, "--recursive"), "error: --recursive: only with a folder or glob of images"),
-        "glob-none": ((str(tmp_path / "in" / "*.webp"),), "error: IMAGE: "),
+        "glob-none": ((str(tmp_path / "in" / "*.webp"),), f"error: IMAGE: {tmp_path / 'in' / '*.webp'} matches no"),
+        "missing-beside": ((tmp_path / "in", tmp_path / "gone.png"), f"error: IMAGE: {tmp_path / 'gone.png'}: no such"),
+        "bad-flag": ((tmp_path / "in", "--scale", "9"), "error: --scale: 9 is out of range"),
     }[case]
     result = cli("upscale", *args, "-o", tmp_path / "o")
     assert result.exit_code == 2 and result.stderr.startswith(message), result.stderr
