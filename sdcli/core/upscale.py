@@ -2,7 +2,8 @@
 
 `plan_upscale` checks everything before any model loads (the upscaler, the size, every input
 image and the output folder); `upscale_one(path, upscaler, options, folder)` does one image and
-returns its JSON record, so a runner over folders can call it per file. As the WebUI's Extras:
+returns its JSON record, so a runner over folders (batch/upscale_run.py) calls it per file, each
+input's failure its own. As the WebUI's Extras:
 "Scale by" upscales to scale x the size floored to a multiple of 8; "Scale to" (--size) upscales
 by the larger ratio and crops the centre to exactly WxH ("Crop to fit"). The input's metadata is
 kept (PNG text chunks, including the WebUI "parameters" and sdcli's record; JPEG/WebP EXIF) and the
@@ -45,10 +46,19 @@ def plan_upscale(options: UpscaleOptions, paths: list[Path], library: Any = None
                  allow_pickle: bool = False) -> Any:
     """Check the upscaler, the size and every input before any work; return the UpscalerRef."""
     from sdcli.core.images import open_image
-    from sdcli.models.upscalers import LATENT_MODES, resolve_upscaler
 
     if not paths:
         raise UsageError("IMAGE: give at least one image to upscale")
+    ref = check_upscaler(options, library, allow_pickle)
+    for path in paths:
+        check_size(path, open_image(path, "IMAGE"), options)
+    return ref
+
+
+def check_upscaler(options: UpscaleOptions, library: Any = None, allow_pickle: bool = False) -> Any:
+    """Check the upscaler and --scale/--size (no input read); return the UpscalerRef."""
+    from sdcli.models.upscalers import LATENT_MODES, resolve_upscaler
+
     ref = resolve_upscaler(options.upscaler, "--upscaler", library, allow_pickle)
     if ref.kind == "latent":
         raise UsageError(f"--upscaler: {ref.name} works on latents (hires fix only); sdcli upscale takes Lanczos, "
@@ -61,14 +71,16 @@ def plan_upscale(options: UpscaleOptions, paths: list[Path], library: Any = None
     elif not SCALE_RANGE[0] < options.scale <= SCALE_RANGE[1]:
         raise UsageError(f"--scale: {options.scale:g} is out of range; use more than {SCALE_RANGE[0]:g} "
                          f"and at most {SCALE_RANGE[1]:g}")
-    for path in paths:
-        image = open_image(path, "IMAGE")
-        scale, crop = options.target(*image.size)
-        size = crop or (int(image.width * scale) // 8 * 8, int(image.height * scale) // 8 * 8)
-        if min(size) < 8 or max(size) > MAX_SIDE:
-            raise UsageError(f"IMAGE: {path} ({image.width}x{image.height}) would become {size[0]}x{size[1]}; "
-                             f"each side must be 8 to {MAX_SIDE}")
     return ref
+
+
+def check_size(path: Path, image: Any, options: UpscaleOptions) -> None:
+    """UsageError naming `path` if its upscaled size would be out of range."""
+    scale, crop = options.target(*image.size)
+    size = crop or (int(image.width * scale) // 8 * 8, int(image.height * scale) // 8 * 8)
+    if min(size) < 8 or max(size) > MAX_SIDE:
+        raise UsageError(f"IMAGE: {path} ({image.width}x{image.height}) would become {size[0]}x{size[1]}; "
+                         f"each side must be 8 to {MAX_SIDE}")
 
 
 def postprocess_params(options: UpscaleOptions, name: str, crop: tuple[int, int] | None) -> dict[str, Any]:
@@ -106,8 +118,10 @@ def _kept_metadata(path: Path) -> tuple[str, dict[str, str], bytes | None]:
         return im.format, texts, exif
 
 
-def upscale_one(path: Path, upscaler: Any, options: UpscaleOptions, folder: Path, quality: int = 95) -> dict[str, Any]:
-    """Upscale one image file into `folder` (atomic, no clobber); return its JSON record."""
+def upscale_one(path: Path, upscaler: Any, options: UpscaleOptions, folder: Path, quality: int = 95,
+                stem: str | None = None) -> dict[str, Any]:
+    """Upscale one image file into `folder` as `stem` (default: the input's; atomic, no clobber); return its
+    JSON record. A corrupt input or an out-of-range size is a UsageError naming the file."""
     from PIL.PngImagePlugin import PngInfo
 
     from sdcli.core.images import open_image
@@ -115,6 +129,7 @@ def upscale_one(path: Path, upscaler: Any, options: UpscaleOptions, folder: Path
     from sdcli.core.output import write_atomic
 
     image = open_image(path, "IMAGE")
+    check_size(path, image, options)
     fmt, texts, exif = _kept_metadata(path)
     result, params = upscale_image(image, upscaler, options)
     postprocessing = ", ".join(f"{k}: {quote(v)}" for k, v in params.items())
@@ -128,6 +143,6 @@ def upscale_one(path: Path, upscaler: Any, options: UpscaleOptions, folder: Path
         else:
             result.save(tmp, format=fmt, quality=quality, **({"exif": exif} if exif else {}))
 
-    written = write_atomic(folder, path.stem, SUFFIXES[fmt], save)
+    written = write_atomic(folder, stem or path.stem, SUFFIXES[fmt], save)
     return {"type": "upscale", "path": str(written), "source": str(path), "width": result.width,
             "height": result.height, "upscaler": upscaler.ref.name, "postprocessing": postprocessing}
