@@ -93,11 +93,11 @@ def _run_set(ctx: typer.Context, mode: str, flags: dict[str, Any], image: Path, 
         stats = run_batch(options, reporter)
         reporter.batch_summary(stats)
     if stats.interrupted:
-        reporter.note(f"to continue: {_resume_command()}")
+        reporter.note(f"to continue: {resume_command()}")
     raise typer.Exit(stats.exit_code)
 
 
-def _resume_command() -> str:
+def resume_command() -> str:
     """This command line again, with --resume."""
     import shlex
     import sys

@@ -92,7 +92,7 @@ def _run_set(images: list[Path], options: Any, output: Path, switches: tuple[boo
              loading: tuple[bool, str]) -> None:
     """Folders/globs among IMAGE...: each input its own item in -o's manifest (batch/upscale_run.py)."""
     from sdcli.batch.upscale_run import expand_all, run_header, run_set
-    from sdcli.cli.folders import _resume_command
+    from sdcli.cli.folders import resume_command
     from sdcli.cli.ui import console, json_line, note, warning
     from sdcli.core.output import check_folder
     from sdcli.core.upscale import check_upscaler
@@ -118,5 +118,5 @@ def _run_set(images: list[Path], options: Any, output: Path, switches: tuple[boo
                   f"{stats.total} in {stats.seconds:.1f} s" + (" (interrupted)" if stats.interrupted else ""),
                   markup=False, highlight=False)
     if stats.interrupted:
-        note(f"to continue: {_resume_command()}")
+        note(f"to continue: {resume_command()}")
     raise typer.Exit(stats.exit_code)
