@@ -162,7 +162,7 @@ def run(
     """
     from sdcli.conditioning.encoding import text_layers
     from sdcli.core.batches import prompt_encoder, refiner_stage
-    from sdcli.core.hires import hires_choices, hires_params, hires_stage
+    from sdcli.core.hires import final_size, hires_choices, hires_params, hires_stage
     from sdcli.models.assets import encoder_text
     from sdcli.models.loader import pipeline_for, set_sampler
 
@@ -202,6 +202,8 @@ def run(
         crop = (inputs.original.size, inputs.box) if inputs is not None and inputs.box else None
         hook, control_params = control.prepare((width, height), request.steps_run, crop)
         batch_run = partial(own_batch, control=hook)
+        if hires is not None:  # the units steer the hires pass too, their images fitted to its size
+            hires.control = control.prepare(final_size(width, height, request.hires), hires.request.steps)[0]
 
     # 3. Batches: per-image generators seeded seed + i.
     seeds, subseeds = request.seeds(), request.subseeds()

@@ -199,6 +199,7 @@ class HiresStage:
     encoder: Any
     upscaler: Any  # models.upscalers.Upscaler
     target: tuple[int, int, int, int]
+    control: Any = None  # sampling.control.ControlHook at the hires size (ControlNet's "Hr Option: Both")
 
     def run(self, pipe: Any, latents: Any, seeds: list[int], subseeds: list[int | None],
             on_step: Any = None) -> Any:
@@ -221,6 +222,8 @@ class HiresStage:
         noise = image_noise(request, pipe, seeds, subseeds, latents.shape[-1] * LATENT_FACTOR,
                        latents.shape[-2] * LATENT_FACTOR)
         denoiser, model_sigmas = loop_denoiser(request, pipe, self.choice, self.encoder)
+        if self.control is not None:
+            denoiser.control, on_step = self.control, self.control.follow(on_step)
         steps = s.steps or request.steps
         total = int(steps / min(s.denoise, 0.999))
         return sample(self.choice, denoiser, noise, model_sigmas, total, options=sampling_options(request),

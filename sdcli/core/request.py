@@ -211,8 +211,6 @@ def validate(request: GenerationRequest) -> SamplerChoice:
                            ("--hires-negative-prompt", request.hires.negative_prompt)):
             check_text(flag, text or "")
         validate_hires(request)
-    if request.controlnets and request.hires is not None:
-        raise UsageError("--controlnet: not with --hires yet (the hires pass would need its own control images)")
     return resolve_sampler(request.sampler, request.schedule)
 
 

@@ -2,6 +2,7 @@
 
 import json
 import shutil
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -221,3 +222,28 @@ def test_a_folder_of_inputs_takes_the_units_each_equal_to_the_single_file_run(cl
                 "--control-image", cn / "ctl.png", "-o", tmp_path / "wrong")
     assert wrong.exit_code == 2 and "cn-xl.safetensors" in wrong.stderr
     assert not (tmp_path / "wrong").exists()
+
+
+def test_hires_fix_takes_the_units_in_both_passes(cli, tiny_model, cn, tmp_path, monkeypatch):
+    """Hr Option "Both": the units steer the hires pass too, at its size; weight 0 is plain hires fix."""
+    hires = ("--hires", "--hires-scale", "1.5", "--hires-steps", "2", "--hires-upscaler", "Lanczos")
+    unit = ("--controlnet", cn / "cn.safetensors", "--control-image", cn / "ctl.png", "--preprocessor", "canny")
+    with_cn = run_json(cli, "txt2img", "a box", "-m", tiny_model, *FAST, *hires, *unit, "-o", tmp_path / "a")[0]
+    plain = run_json(cli, "txt2img", "a box", "-m", tiny_model, *FAST, *hires, "-o", tmp_path / "b")[0]
+    zero = run_json(cli, "txt2img", "a box", "-m", tiny_model, *FAST, *hires, *unit, "--control-weight", "0",
+                    "-o", tmp_path / "c")[0]
+    assert Image.open(with_cn["path"]).size == (96, 96)
+    assert "Hires upscale: 1.5" in with_cn["infotext"] and "ControlNet 0: \"Module: canny" in with_cn["infotext"]
+    assert not np.array_equal(pixels(with_cn["path"]), pixels(plain["path"]))
+    assert np.array_equal(pixels(zero["path"]), pixels(plain["path"]))
+    replayed = cli("replay", with_cn["path"], "-o", tmp_path / "r")
+    assert replayed.exit_code == 0, replayed.stderr
+    assert np.array_equal(pixels(replayed.stdout.strip()), pixels(with_cn["path"]))
+    # The second pass really is steered: without its hook (first pass only) the pixels differ.
+    from sdcli.core.hires import HiresStage
+
+    run = HiresStage.run
+    monkeypatch.setattr(HiresStage, "run", lambda self, *a, **k: run(replace(self, control=None), *a, **k))
+    first_only = run_json(cli, "txt2img", "a box", "-m", tiny_model, *FAST, *hires, *unit, "-o", tmp_path / "d")[0]
+    assert not np.array_equal(pixels(first_only["path"]), pixels(with_cn["path"]))
+    assert not np.array_equal(pixels(first_only["path"]), pixels(plain["path"]))
