@@ -31,6 +31,11 @@ def run_plot(plot: Plot, options: BatchOptions, reporter: Any, *, legend: bool =
     return stats, write_grids(plot, stats.folder, legend=legend, replace_existing=options.resume)
 
 
+def free_folder(root: Path) -> Path:
+    """The first outputs/xyz-NNNN that does not exist yet (a plot's default --output)."""
+    return next(root / f"xyz-{n:04d}" for n in range(100000) if not (root / f"xyz-{n:04d}").exists())
+
+
 def cell_assets(assets: Any, vae: str | None) -> Any:
     """The add-on options of a cell of a VAE axis: Automatic = --vae's, None = the model's own, else that VAE."""
     from dataclasses import replace
@@ -47,6 +52,21 @@ def check_model(spec: str, offline: bool, assets: Any) -> None:
     from sdcli.models.resolve import resolve_model
 
     resolve_model(spec, offline=offline, library=assets.library(), allow_pickle=assets.allow_pickle)
+
+
+def upscaler_resolver(assets: Any) -> Callable[[str], str]:
+    """A Hires upscaler value -> what a cell runs with: a built-in name, or a file's absolute path (one found
+    in the models folder's ESRGAN/ too), checked as --hires-upscaler is; each value resolved once."""
+    from functools import cache
+
+    from sdcli.models.upscalers import resolve_upscaler
+
+    @cache
+    def resolve(spec: str) -> str:
+        ref = resolve_upscaler(spec, "--hires-upscaler", assets.library(), assets.allow_pickle)
+        return ref.path or ref.name
+
+    return resolve
 
 
 def _cell_paths(folder: Path) -> dict[int, Path]:

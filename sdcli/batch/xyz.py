@@ -51,14 +51,27 @@ def _prompt_order(request: GenerationRequest, value: tuple[str, ...], values: li
     return replace(request, prompt="".join(part + value[i] for i, part in enumerate(parts)) + prompt)
 
 
+def _hires_field(name: str) -> Callable[[GenerationRequest, Any, list[Any]], GenerationRequest]:
+    return lambda request, value, values: (replace(request, hires=replace(request.hires, **{name: value}))
+                                           if request.hires else request)
+
+
+def _check_hires(values: list[Any], request: GenerationRequest) -> None:
+    if request.hires is None:
+        raise ValueError("needs --hires: it is a setting of the hires fix pass")
+
+
 def _strength(request: GenerationRequest, value: float, values: list[Any]) -> GenerationRequest:
-    """The WebUI's Denoising axis: the img2img denoising strength."""
-    return replace(request, init=replace(request.init, strength=value)) if request.init else request
+    """The WebUI's Denoising axis: the img2img denoising strength; on txt2img, the hires pass's."""
+    if request.init:
+        return replace(request, init=replace(request.init, strength=value))
+    return _hires_field("denoise")(request, value, values)
 
 
 def _check_strength(values: list[Any], request: GenerationRequest) -> None:
-    if request.init is None:
-        raise ValueError("needs an input image (--image): denoising strength is an img2img setting")
+    if request.init is None and request.hires is None:
+        raise ValueError("needs an input image (--image) or --hires: the denoising strength of img2img or of the "
+                         "hires pass")
 
 
 def _check_prompt_sr(values: list[Any], request: GenerationRequest) -> None:
@@ -93,10 +106,12 @@ AXES: tuple[Axis, ...] = (
     Axis("Var. seed", "int", _field("subseed")),
     Axis("Var. strength", "float", _field("subseed_strength")),
     Axis("Steps", "int", _field("steps")),
+    Axis("Hires steps", "int", _hires_field("steps"), _check_hires),
     Axis("CFG Scale", "float", _field("cfg_scale")),
     Axis("Prompt S/R", "str", _prompt_sr, _check_prompt_sr, labelled=False),
     Axis("Prompt order", "permutations", _prompt_order, _check_prompt_order, labelled=False),
     Axis("Sampler", "str", _field("sampler"), labelled=False),
+    Axis("Hires sampler", "str", _hires_field("sampler"), _check_hires),
     Axis("Checkpoint name", "str", lambda request, value, values: request, labelled=False, checkpoint=True),
     Axis("Sigma Churn", "float", _field("s_churn")),
     Axis("Sigma min", "float", _field("s_tmin")),  # the WebUI's "Sigma min/max" are s_tmin/s_tmax
@@ -108,6 +123,7 @@ AXES: tuple[Axis, ...] = (
     Axis("Eta", "float", _field("eta")),
     Axis("Clip skip", "int", _field("clip_skip")),
     Axis("Denoising", "float", _strength, _check_strength),
+    Axis("Hires upscaler", "str", _hires_field("upscaler"), _check_hires),
     Axis("VAE", "str", lambda request, value, values: request, vae=True),
     Axis("Refiner checkpoint", "str", _field("refiner")),
     Axis("Refiner switch at", "float", _field("refiner_switch")),
@@ -117,8 +133,8 @@ AXES: tuple[Axis, ...] = (
     Axis("Height", "int", _field("height")),
 )
 # The WebUI's axes with no sdcli meaning (yet): refused by name rather than as unknown.
-WEBUI_ONLY = ("Hires steps", "Image CFG Scale", "Hires sampler", "Negative Guidance minimum sigma", "Schedule rho",
-              "Initial noise multiplier", "Extra noise", "Hires upscaler", "Cond. Image Mask Weight",
+WEBUI_ONLY = ("Image CFG Scale", "Negative Guidance minimum sigma", "Schedule rho",
+              "Initial noise multiplier", "Extra noise", "Cond. Image Mask Weight",
               "Styles", "UniPC Order", "Face restore", "Token merging ratio", "Token merging ratio high-res",
               "Always discard next-to-last sigma", "SGM noise multiplier")
 SEED_AXES = ("Seed", "Var. seed")
@@ -296,12 +312,15 @@ def cell_request(base: GenerationRequest, axes: tuple[AxisSpec, ...], index: tup
 def plan_plot(base: GenerationRequest, options: tuple[str | None, str | None, str | None], model: str | None, *,
               keep_random_seeds: bool = False, resolved: dict[str, Any] | None = None,
               check_model: Callable[[str], None] | None = None,
-              check_assets: Callable[[GenerationRequest, str | None], None] | None = None) -> Plot:
+              check_assets: Callable[[GenerationRequest, str | None], None] | None = None,
+              resolve_upscaler: Callable[[str], str] | None = None) -> Plot:
     """Parse the three axes and plan every cell, checking all of it before any model loads.
 
     `resolved` holds the seeds fixed by an earlier run (--resume); `check_model(spec)`
     resolves a checkpoint (raising UsageError) and `check_assets(request, vae)` finds a cell's
-    LoRAs/embeddings and VAE (the VAE axis value; None without one), so a bad value is named by its axis.
+    LoRAs/embeddings and VAE (the VAE axis value; None without one), so a bad value is named by its axis;
+    `resolve_upscaler(spec)` turns a hires upscaler (--hires-upscaler or a Hires upscaler value) into
+    what the cells run with (a file: its absolute path), raising UsageError.
     """
     # 1. The axes, their values parsed and the random seeds fixed (once for the whole plot).
     resolved = dict(resolved or {})
@@ -323,13 +342,18 @@ def plan_plot(base: GenerationRequest, options: tuple[str | None, str | None, st
             resolved["subseed"] = base.subseed
 
     # 2. Each value on its own (so a problem names its axis and value), then every cell.
+    upscaler = resolve_upscaler or (lambda spec: spec)
+    if base.hires is not None:
+        upscaler(base.hires.upscaler)  # the flag's own message
     for spec in axes:
-        _check_axis(spec, base, model, check_model)
+        _check_axis(spec, base, model, check_model, upscaler)
     lines = []
     vaes = {}
     checked: set[tuple[str, str, str | None]] = set()
     for iz, iy, ix in itertools.product(*(range(len(a.values)) for a in reversed(axes))):
         request = cell_request(base, axes, (ix, iy, iz))
+        if request.hires is not None:
+            request = replace(request, hires=replace(request.hires, upscaler=upscaler(request.hires.upscaler)))
         cell_model = next((str(a.values[i]) for a, i in zip(axes, (ix, iy, iz), strict=True)
                            if a.axis.checkpoint), model)
         vae = next((str(a.values[i]) for a, i in zip(axes, (ix, iy, iz), strict=True) if a.axis.vae), None)
@@ -349,7 +373,7 @@ def plan_plot(base: GenerationRequest, options: tuple[str | None, str | None, st
 
 
 def _check_axis(spec: AxisSpec, base: GenerationRequest, model: str | None,
-                check_model: Callable[[str], None] | None) -> None:
+                check_model: Callable[[str], None] | None, upscaler: Callable[[str], str]) -> None:
     """Every value of one axis checked on the base request; UsageError '--x: Steps 0: ...'."""
     values = list(spec.values)
     if spec.axis.check is not None:
@@ -363,7 +387,10 @@ def _check_axis(spec: AxisSpec, base: GenerationRequest, model: str | None,
                 if check_model is not None:
                     check_model(str(value))
                 continue
-            validate(spec.axis.apply(base, value, values))
+            request = spec.axis.apply(base, value, values)
+            validate(request)
+            if request.hires is not None:
+                upscaler(request.hires.upscaler)
         except UsageError as exc:
             reason = re.sub(r"^--[\w-]+: ", "", str(exc))
             shown = label if spec.axis.kind == "permutations" else str(value)

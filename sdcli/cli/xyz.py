@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from sdcli.cli import options as o
+from sdcli.cli.hires_options import HIRES_FLAGS, hires_options, hires_part
 
 HELP = """Plot images over up to three axes of settings, as the WebUI's X/Y/Z plot.
 
 Each axis is "NAME: VALUES" with the WebUI's axis names: Seed, Var. seed,
 Var. strength, Steps, CFG Scale, Prompt S/R, Prompt order, Sampler, Schedule type,
-Checkpoint name, VAE, Denoising (with --image), Clip skip, Eta, Sigma Churn/min/
-max/noise, Schedule min/max sigma, Refiner checkpoint, Refiner switch at, RNG source
-(and sdcli's Width, Height).
+Checkpoint name, VAE, Clip skip, Eta, Sigma Churn/min/max/noise, Schedule min/max
+sigma, Refiner checkpoint, Refiner switch at, RNG source (and sdcli's Width, Height);
+with --hires: Hires steps, Hires sampler, Hires upscaler; Denoising (with --image the
+img2img strength, with --hires the hires pass's).
 VALUES are comma-separated (CSV quoting), with ranges 1-5, 1-10 (+2) (step) and
 1-10 [4] (count). Prompt S/R replaces its first value by each value in the prompt
 and negative prompt. Each cell is written with its own infotext, then labelled
@@ -55,9 +58,11 @@ Legend = Annotated[bool, typer.Option("--legend/--no-legend", help="Draw the axi
 
 # Options a plot records in its manifest (so `--resume -o DIR` needs nothing else).
 RECORDED = ("prompt", "x", "y", "z", "image", "strength", "resize", "keep_random_seeds", "model", "name",
-            "image_format", "quality", "device", "dtype", "attention_slicing", "xformers", "file", "resolved")
+            "image_format", "quality", "device", "dtype", "attention_slicing", "xformers", "file", "resolved",
+            *HIRES_FLAGS)
 
 
+@hires_options
 @o.shared_options(exclude=("batch_size", "count", "output", "server"))
 def xyz(
     ctx: typer.Context,
@@ -77,7 +82,7 @@ def xyz(
 
     from sdcli.batch.manifest import resume_options
     from sdcli.batch.plan import BatchOptions
-    from sdcli.batch.plotrun import cell_assets, check_model, run_plot
+    from sdcli.batch.plotrun import cell_assets, check_model, free_folder, run_plot, upscaler_resolver
     from sdcli.batch.xyz import plan_plot
     from sdcli.cli.common import REQUEST_FLAGS, asset_options, read_stdin, runtime_options, typed
     from sdcli.cli.ui import BatchReporter, json_line, set_quiet
@@ -94,7 +99,7 @@ def xyz(
     if prompt is not None and prompt_opt is not None:
         raise UsageError("PROMPT: give the prompt once, either as an argument or with --prompt")
     text = prompt if prompt is not None else prompt_opt
-    folder = output or _free_folder(Path("outputs"))
+    folder = output or free_folder(Path("outputs"))
     current = {**{k: flags[k] for k in (*REQUEST_FLAGS, *RECORDED) if k in flags},
                "prompt": read_stdin("PROMPT") if text == "-" else text, "x": x, "y": y, "z": z,
                "keep_random_seeds": keep_random_seeds, "model": normalize_spec(flags["model"]),
@@ -114,7 +119,8 @@ def xyz(
     # 2. Every cell planned and checked (axes, values, checkpoints, LoRAs) before any model loads.
     assets = asset_options(flags)
     runtime = runtime_options(values)
-    base = GenerationRequest(prompt=current["prompt"], **{k: values[k] for k in REQUEST_FLAGS if k in values})
+    base = GenerationRequest(prompt=current["prompt"], hires=hires_part(values),
+                             **{k: values[k] for k in REQUEST_FLAGS if k in values})
     if current["image"]:  # an img2img plot: the input read and checked now, before any model loads
         from sdcli.core.images import prepare
 
@@ -124,7 +130,8 @@ def xyz(
                      keep_random_seeds=current["keep_random_seeds"], resolved=current["resolved"],
                      check_model=lambda spec: check_model(spec, runtime.offline, assets),
                      check_assets=lambda request, vae: plan_assets(cell_assets(assets, vae), request.prompt,
-                                                                   request.negative_prompt))
+                                                                   request.negative_prompt),
+                     resolve_upscaler=upscaler_resolver(assets))
     options = BatchOptions(
         file=Path("xyz"), source="the plot's axes", defaults=base, seed=plot.resolved.get("seed"),
         model=current["model"],
@@ -142,18 +149,6 @@ def xyz(
         for record in grids:  # stdout, after the cells' paths (or records)
             print(json_line(record) if flags["json_out"] else record["path"])
     if stats.interrupted:
-        import shlex
-
         reporter.note(f"to continue: sdcli xyz --resume -o {shlex.quote(str(folder))}")
     raise typer.Exit(stats.exit_code)
 
-
-def _free_folder(root: Path) -> Path:
-    """The first outputs/xyz-NNNN that does not exist yet."""
-    return next(root / f"xyz-{n:04d}" for n in range(100000) if not (root / f"xyz-{n:04d}").exists())
-
-
-def _check_model(spec: str, offline: bool, assets: Any) -> None:
-    from sdcli.models.resolve import resolve_model
-
-    resolve_model(spec, offline=offline, library=assets.library(), allow_pickle=assets.allow_pickle)

@@ -1,5 +1,7 @@
 """X/Y/Z plot axes: the WebUI's value syntax, its axis table, and how cells are planned (pure, no model)."""
 
+from dataclasses import replace
+
 import pytest
 
 from sdcli.batch.xyz import (
@@ -76,10 +78,16 @@ def test_axis_names_as_the_webui_spells_them_any_case_and_labels():
     order = parse_axis("--x", "Prompt order: cat, mat")
     assert order.values == (("cat", "mat"), ("mat", "cat")) and order.labels == ["cat, mat", "mat, cat"]
     assert format_label(parse_axis("--x", "Eta: 0.1").axis, 0.30000000000000004) == "Eta: 0.3"
+    # The hires axes are labelled as the WebUI draws them (format_value_add_label).
+    assert parse_axis("--x", "hires steps: 1, 2").labels == ["Hires steps: 1", "Hires steps: 2"]
+    assert parse_axis("--x", "Hires sampler: Euler").labels == ["Hires sampler: Euler"]
+    assert parse_axis("--x", "Hires upscaler: Latent, Lanczos").labels == ["Hires upscaler: Latent",
+                                                                          "Hires upscaler: Lanczos"]
+    assert parse_axis("--x", "Denoising: 0.5").labels == ["Denoising: 0.5"]
 
 
 @pytest.mark.parametrize(("option", "message"), [
-    ("Smpler: Euler", "--x: unknown axis 'Smpler'; did you mean Sampler?"),
+    ("Smpler: Euler", "--x: unknown axis 'Smpler'; did you mean Sampler"),
     ("Styles: a, b", "--x: the WebUI axis 'Styles' is not supported by sdcli"),
     ("Steps", "--x: 'Steps' has no values; write \"Steps: VALUE, VALUE, ...\""),
     ("Steps: 10, ten", "--x: Steps: 'ten' is not a whole number or a range"),
@@ -175,3 +183,26 @@ def test_grid_params_describe_the_plot_as_the_webui_does():
         "Script": "X/Y/Z plot", "X Type": "Sampler", "X Values": "Euler, Heun",
         "Y Type": "CFG Scale", "Y Values": "4-10 (+2)"}
     assert plot_params(plot, combined=True)["Z Values"] == "1,2"
+
+
+def test_hires_axes_set_the_hires_settings_and_upscalers_are_resolved_per_value():
+    from sdcli.core.hires import HiresSettings
+
+    base = replace(BASE, hires=HiresSettings(scale=1.5, upscaler="Latent"))
+    resolved = []
+
+    def resolve(spec):
+        resolved.append(spec)
+        return f"/abs/{spec}"
+
+    plot = plan_plot(base, ("Hires steps: 1, 3", "Hires upscaler: Lanczos, Latent", "Denoising: 0.25"), "m",
+                     resolve_upscaler=resolve)
+    hires = [line.request.hires for line in plot.lines]
+    assert [(h.steps, h.upscaler, h.denoise) for h in hires] == [
+        (1, "/abs/Lanczos", 0.25), (3, "/abs/Lanczos", 0.25), (1, "/abs/Latent", 0.25), (3, "/abs/Latent", 0.25)]
+    assert all(line.request.init is None for line in plot.lines)  # txt2img: Denoising is the hires pass's
+    assert {"Latent", "Lanczos"} <= set(resolved)
+    sampler = plan_plot(base, ("Hires sampler: Euler a", None, None), "m")
+    assert sampler.lines[0].request.hires.sampler == "Euler a" and sampler.lines[0].request.sampler == BASE.sampler
+    with pytest.raises(UsageError, match=r"^--y: Hires steps: needs --hires"):
+        plan_plot(BASE, (None, "Hires steps: 1", None), "m")

@@ -163,13 +163,19 @@ def test_a_failing_cell_is_black_in_the_grid_and_exits_3(cli, tiny_model, tmp_pa
 
 
 @pytest.mark.parametrize(("axes", "message"), [
-    (("--x", "Smpler: Euler"), "error: --x: unknown axis 'Smpler'; did you mean Sampler?"),
+    (("--x", "Smpler: Euler"), "error: --x: unknown axis 'Smpler'; did you mean Sampler"),
     (("--y", "Steps: 2, 0"), "error: --y: Steps 0: 0 is out of range; use 1 to 1000"),
     (("--x", "Sampler: Euler, Eulr"), "error: --x: Sampler Eulr: unknown sampler 'Eulr'"),
     (("--z", "Checkpoint name: ./no-such-model"), "error: --z: Checkpoint name ./no-such-model: "),
     (("--x", "Prompt S/R: cat, dog"), "error: --x: Prompt S/R: the first value 'cat' (the text to replace) is not"),
     (("--x", "CFG Scale: 1-x"), "error: --x: CFG Scale: '1-x' is not a number or a range"),
     ((), "error: --x/--y/--z: no axis"),
+    (("--x", "Hires steps: 1, 2"), "error: --x: Hires steps: needs --hires"),
+    (("--y", "Hires upscaler: Latent"), "error: --y: Hires upscaler: needs --hires"),
+    (("--hires", "--z", "Hires upscaler: Lanczos, Bogus"), "error: --z: Hires upscaler Bogus: 'Bogus' is neither"),
+    (("--hires", "--hires-upscaler", "Bogus", "--x", "Steps: 2"), "error: --hires-upscaler: 'Bogus' is neither"),
+    (("--hires", "--x", "Hires sampler: Euler, Eulr"), "error: --x: Hires sampler Eulr: unknown sampler 'Eulr'"),
+    (("--hires-scale", "1.5", "--x", "Steps: 2"), "error: --hires-scale: given without --hires"),
 ])
 def test_bad_axis_or_value_exit_2_naming_it_nothing_loaded_or_written(cli, tiny_model, tmp_path, monkeypatch,
                                                                       axes, message):
@@ -259,5 +265,54 @@ def test_img2img_plot_over_the_denoising_strength(cli, tiny_model, tmp_path):
         assert params["Denoising strength"] == strength
     bad = cli("xyz", "a fox", "-m", tiny_model, "-o", tmp_path / "bad", "--x", "Denoising: 0.5")
     assert bad.exit_code == 2
-    assert bad.stderr.startswith("error: --x: Denoising: needs an input image (--image)"), bad.stderr
+    assert bad.stderr.startswith("error: --x: Denoising: needs an input image (--image) or --hires"), bad.stderr
     assert not (tmp_path / "bad").exists()
+
+
+HIRES = ("--hires", "--hires-scale", "1.5")
+
+
+def test_hires_axes_cells_equal_txt2img_hires(cli, tiny_model, tmp_path):
+    out = tmp_path / "plot"
+    result = cli("xyz", "a red fox", "-m", tiny_model, *FAST, "--steps", "2", "--seed", "5", *HIRES, "-o", out,
+                 "--json", "--x", "Hires steps: 1, 2", "--y", "Hires upscaler: Latent, Lanczos")
+    assert result.exit_code == 0, result.stderr
+    cells = cells_of(result)
+    assert sorted(cells) == [0, 1, 2, 3]
+    for item, args in ((0, ("--hires-steps", "1")), (3, ("--hires-steps", "2", "--hires-upscaler", "Lanczos"))):
+        one = cli("txt2img", "a red fox", "-m", tiny_model, *FAST, "--steps", "2", "--seed", "5", *HIRES, *args,
+                  "-o", tmp_path / f"one{item}", "--json")
+        assert one.exit_code == 0, one.stderr
+        assert np.array_equal(pixels(json.loads(one.stdout)["path"]), pixels(cells[item]))
+    assert pixels(cells[0]).shape == (48, 48, 3)
+    for a, b in ((0, 1), (0, 2)):
+        assert not np.array_equal(pixels(cells[a]), pixels(cells[b]))
+    params = json.loads(cli("info", "--json", cells[3]).stdout)["parameters"]
+    assert (params["Hires steps"], params["Hires upscaler"], params["Hires upscale"]) == ("2", "Lanczos", "1.5")
+    grid = json.loads(cli("info", "--json", out / "xyz_grid-0000.png").stdout)["parameters"]
+    assert (grid["X Type"], grid["X Values"], grid["Y Type"]) == ("Hires steps", "1, 2", "Hires upscaler")
+
+    # --resume alone takes the recorded hires flags; a changed one is refused by name, nothing run.
+    lost = pixels(cells[1])
+    cells[1].unlink()
+    again = cli("xyz", "--resume", "-o", out, "--json")
+    assert again.exit_code == 0, again.stderr
+    [redone] = records(again, "item")
+    assert redone["item"] == 1 and np.array_equal(pixels(redone["path"]), lost)
+    changed = cli("xyz", "--resume", "-o", out, "--hires-scale", "2")
+    assert changed.exit_code == 2
+    assert "--hires-scale: 1.5 in the manifest, 2.0 now" in changed.stderr, changed.stderr
+
+
+def test_denoising_axis_with_hires_sets_the_hires_strength(cli, tiny_model, tmp_path):
+    result = cli("xyz", "a fox", "-m", tiny_model, *FAST, "--steps", "2", "--seed", "3", *HIRES,
+                 "--hires-upscaler", "Lanczos", "-o", tmp_path / "plot", "--json", "--x", "Denoising: 0.3, 0.9")
+    assert result.exit_code == 0, result.stderr
+    cells = cells_of(result)
+    assert not np.array_equal(pixels(cells[0]), pixels(cells[1]))
+    for item, strength in ((0, "0.3"), (1, "0.9")):
+        one = cli("txt2img", "a fox", "-m", tiny_model, *FAST, "--steps", "2", "--seed", "3", *HIRES,
+                  "--hires-upscaler", "Lanczos", "--hires-denoise", strength, "-o", tmp_path / f"one{item}", "--json")
+        assert one.exit_code == 0, one.stderr
+        assert np.array_equal(pixels(json.loads(one.stdout)["path"]), pixels(cells[item]))
+        assert json.loads(cli("info", "--json", cells[item]).stdout)["parameters"]["Denoising strength"] == strength
