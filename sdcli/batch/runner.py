@@ -99,6 +99,19 @@ class _Run:
     assets: dict[tuple[str, str, str | None], AssetPlan] = field(default_factory=dict)  # by (prompt, negative, vae)
     refiners: dict[str, Any] = field(default_factory=dict)  # --refiner spec -> loaded RefinerModel
     controls: LineControls = field(default_factory=LineControls)  # ControlNet units of the lines
+    upscalers: dict[str, Any] = field(default_factory=dict)  # hires upscaler spec -> ready Upscaler
+
+    def hires_upscaler(self, request: Any, assets: Any) -> Any:
+        """The ready hires upscaler of `request` (None without hires), loaded once per run: a models-folder
+        name, --allow-pickle and the device apply as in txt2img."""
+        from sdcli.core.job import load_hires_upscaler, resolve_hires_upscaler
+
+        if request.hires is None:
+            return None
+        if request.hires.upscaler not in self.upscalers:
+            self.upscalers[request.hires.upscaler] = load_hires_upscaler(
+                resolve_hires_upscaler(request, assets), assets, self.plan)
+        return self.upscalers[request.hires.upscaler]
 
     def refiner(self, spec: str | None) -> Any:
         """The loaded --refiner for `spec` (None: none), loaded once per run."""
@@ -293,7 +306,8 @@ def _run_unit(run: _Run, unit: BatchUnit, pipe: Any, model: Any, model_hash: str
         control, request = run.controls.for_request(request, pipe)
         for image in generate.run(request, pipe, choice, model_name=model.name, model_hash=model_hash,
                                   on_step=run.reporter.step, extra_params=extras.params(),
-                                  refiner=run.refiner(request.refiner), control=control):
+                                  refiner=run.refiner(request.refiner), control=control,
+                                  hires_upscaler=run.hires_upscaler(request, options)):
             began = time.monotonic()
             if share is None:
                 share = (began - started) / request.batch_size

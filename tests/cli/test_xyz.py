@@ -316,3 +316,25 @@ def test_denoising_axis_with_hires_sets_the_hires_strength(cli, tiny_model, tmp_
         assert one.exit_code == 0, one.stderr
         assert np.array_equal(pixels(json.loads(one.stdout)["path"]), pixels(cells[item]))
         assert json.loads(cli("info", "--json", cells[item]).stdout)["parameters"]["Denoising strength"] == strength
+
+
+def test_hires_upscaler_axis_takes_an_esrgan_name_from_the_models_folder(cli, tiny_model, tmp_path, monkeypatch):
+    import sdcli.models.upscalers as upscalers
+    from sdcli.models.tiny_assets import write_tiny_upscaler
+
+    loads = []
+    real = upscalers.load_model
+    monkeypatch.setattr(upscalers, "load_model", lambda *a: loads.append(a[0].name) or real(*a))
+    esrgan = write_tiny_upscaler(tmp_path / "models" / "ESRGAN" / "4x-Tiny.safetensors")
+    result = cli("xyz", "a cat", "-m", tiny_model, *FAST, "--steps", "2", "--seed", "4", *HIRES, "--models-dir",
+                 tmp_path / "models", "-o", tmp_path / "plot", "--json", "--x", "Hires upscaler: Lanczos, 4x-Tiny",
+                 "--y", "Hires steps: 0, 1")
+    assert result.exit_code == 0, result.stderr
+    assert loads == ["4x-Tiny"]  # loaded once for the two cells that use it
+    cells = cells_of(result)
+    one = cli("txt2img", "a cat", "-m", tiny_model, *FAST, "--steps", "2", "--seed", "4", *HIRES,
+              "--hires-upscaler", esrgan, "-o", tmp_path / "one", "--json")
+    assert one.exit_code == 0, one.stderr
+    assert np.array_equal(pixels(json.loads(one.stdout)["path"]), pixels(cells[1]))
+    assert not np.array_equal(pixels(cells[0]), pixels(cells[1]))
+    assert json.loads(cli("info", "--json", cells[1]).stdout)["parameters"]["Hires upscaler"] == "4x-Tiny"
