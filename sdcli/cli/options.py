@@ -287,7 +287,7 @@ Direction = Annotated[list[str] | None, typer.Option(
 Fill = Annotated[str, typer.Option("--fill", help="Pre-fill of the new area: edge (stretched border pixels), "
                                    "noise, or blur (colours blurred in from the border).", rich_help_panel=IMG)]
 
-# -- Hires fix (txt2img) ----------------------------------------------------------------------
+# -- Hires fix (txt2img, xyz) -------------------------------------------------------------------
 HIRES = "Hires fix"
 Hires = Annotated[bool, typer.Option("--hires", help="Hires fix: upscale the image, then run a second img2img pass "
                                      "at the larger size (the WebUI's).", rich_help_panel=HIRES)]
@@ -317,3 +317,18 @@ HiresSchedule = Annotated[str | None, typer.Option("--hires-schedule", help="Sch
 HiresCfg = Annotated[float | None, typer.Option("--hires-cfg", help="CFG scale of the hires pass (WebUI Forge's "
                                                 "'Hires CFG Scale') [default: --cfg-scale]", rich_help_panel=HIRES,
                                                 show_default=False)]
+
+
+# -- X/Y/Z plot (xyz) --------------------------------------------------------------------------
+def _plot_axis(name: str, example: str) -> Any:
+    return Annotated[str | None, typer.Option(f"--{name}", show_default=False, rich_help_panel=GEN,
+                                              help=f'{name.upper()} axis: "NAME: VALUES", e.g. "{example}".')]
+
+
+XAxis = _plot_axis("x", "Sampler: Euler, DPM++ 2M Karras")
+YAxis = _plot_axis("y", "CFG Scale: 4-10 (+2)")
+ZAxis = _plot_axis("z", "Steps: 10,20")
+KeepRandom = Annotated[bool, typer.Option("--keep-random-seeds", help="The WebUI's 'Keep -1 for seeds': a random "
+                                          "seed per cell instead of one for the whole plot.", rich_help_panel=GEN)]
+Legend = Annotated[bool, typer.Option("--legend/--no-legend", help="Draw the axis labels on the grids.",
+                                      rich_help_panel=OUT)]

@@ -36,25 +36,13 @@ Examples:
 
 
 
-def _axis(name: str, example: str) -> Any:
-    return Annotated[str | None, typer.Option(f"--{name}", show_default=False, rich_help_panel=o.GEN,
-                                              help=f'{name.upper()} axis: "NAME: VALUES", e.g. "{example}".')]
-
-
-XAxis = _axis("x", "Sampler: Euler, DPM++ 2M Karras")
-YAxis = _axis("y", "CFG Scale: 4-10 (+2)")
-ZAxis = _axis("z", "Steps: 10,20")
 PlotOutput = Annotated[Path | None, typer.Option("--output", "-o", show_default=False, rich_help_panel=o.OUT,
                                                  help="Output folder (default: the first free outputs/xyz-NNNN).")]
 Resume = Annotated[bool, typer.Option("--resume", help="Continue the plot in --output: skip cells done per its "
                                       "manifest, then redraw the grids.", rich_help_panel=o.OUT)]
-KeepRandom = Annotated[bool, typer.Option("--keep-random-seeds", help="The WebUI's 'Keep -1 for seeds': a random "
-                                          "seed per cell instead of one for the whole plot.", rich_help_panel=o.GEN)]
 InputImage = Annotated[Path | None, typer.Option("--image", "-i", help="Input image: an img2img plot (the "
                                                  "Denoising axis sets its strength).", rich_help_panel=o.IMG,
                                                  show_default=False)]
-Legend = Annotated[bool, typer.Option("--legend/--no-legend", help="Draw the axis labels on the grids.",
-                                      rich_help_panel=o.OUT)]
 
 # Options a plot records in its manifest (so `--resume -o DIR` needs nothing else).
 RECORDED = ("prompt", "x", "y", "z", "image", "strength", "resize", "keep_random_seeds", "model", "name",
@@ -66,13 +54,13 @@ RECORDED = ("prompt", "x", "y", "z", "image", "strength", "resize", "keep_random
 @o.shared_options(exclude=("batch_size", "count", "output", "server"))
 def xyz(
     ctx: typer.Context,
-    x: XAxis = None,
-    y: YAxis = None,
-    z: ZAxis = None,
+    x: o.XAxis = None,
+    y: o.YAxis = None,
+    z: o.ZAxis = None,
     output: PlotOutput = None,
     resume: Resume = False,
-    keep_random_seeds: KeepRandom = False,
-    legend: Legend = True,
+    keep_random_seeds: o.KeepRandom = False,
+    legend: o.Legend = True,
     image: InputImage = None,
     strength: o.Strength = 0.75,
     resize: o.Resize = "just",
@@ -124,6 +112,8 @@ def xyz(
     if current["image"]:  # an img2img plot: the input read and checked now, before any model loads
         from sdcli.core.images import prepare
 
+        if base.hires is not None:
+            raise UsageError("--hires: hires fix is a second pass of txt2img (as in the WebUI); not with --image")
         base = replace(base, mode="img2img", init=ImageInput(current["image"], current["strength"], current["resize"]))
         prepare(base)
     plot = plan_plot(base, (current["x"], current["y"], current["z"]), current["model"],

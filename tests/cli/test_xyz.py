@@ -267,6 +267,9 @@ def test_img2img_plot_over_the_denoising_strength(cli, tiny_model, tmp_path):
     assert bad.exit_code == 2
     assert bad.stderr.startswith("error: --x: Denoising: needs an input image (--image) or --hires"), bad.stderr
     assert not (tmp_path / "bad").exists()
+    hires = cli("xyz", "a fox", "-m", tiny_model, "-i", source, "--hires", "-o", tmp_path / "bad", "--x", "Steps: 2")
+    assert hires.exit_code == 2 and not (tmp_path / "bad").exists()
+    assert hires.stderr == "error: --hires: hires fix is a second pass of txt2img (as in the WebUI); not with --image\n"
 
 
 HIRES = ("--hires", "--hires-scale", "1.5")
