@@ -92,7 +92,7 @@ def xyz(
                "prompt": read_stdin("PROMPT") if text == "-" else text, "x": x, "y": y, "z": z,
                "keep_random_seeds": keep_random_seeds, "model": normalize_spec(flags["model"]),
                "image": str(image.absolute()) if image else None, "strength": strength, "resize": resize,
-               "file": "xyz", "resolved": None}
+               "file": "xyz", "resolved": None, "hires_upscaler": _upscaler(flags["hires_upscaler"])}
     given = {k: v for k, v in current.items() if k not in ("file", "resolved") and typed(ctx, k)}
     if prompt is not None:
         given["prompt"] = prompt  # an argument, not an option: typed when given
@@ -142,3 +142,9 @@ def xyz(
         reporter.note(f"to continue: sdcli xyz --resume -o {shlex.quote(str(folder))}")
     raise typer.Exit(stats.exit_code)
 
+
+def _upscaler(spec: str) -> str:
+    """--hires-upscaler as recorded: a file's absolute path (so --resume works from anywhere), else the name."""
+    from sdcli.models.resolve import normalize_spec
+
+    return normalize_spec(spec) if Path(spec).suffix else spec

@@ -341,3 +341,16 @@ def test_hires_upscaler_axis_takes_an_esrgan_name_from_the_models_folder(cli, ti
     assert np.array_equal(pixels(json.loads(one.stdout)["path"]), pixels(cells[1]))
     assert not np.array_equal(pixels(cells[0]), pixels(cells[1]))
     assert json.loads(cli("info", "--json", cells[1]).stdout)["parameters"]["Hires upscaler"] == "4x-Tiny"
+
+    # A file by a relative path is recorded as an absolute one: --resume works from another folder.
+    monkeypatch.chdir(tmp_path / "models")
+    rel = cli("xyz", "a cat", "-m", tiny_model, *FAST, "--steps", "2", "--seed", "4", *HIRES, "--hires-upscaler",
+              "ESRGAN/4x-Tiny.safetensors", "-o", tmp_path / "rel", "--json", "--x", "Hires steps: 0")
+    assert rel.exit_code == 0, rel.stderr
+    [cell] = cells_of(rel).values()
+    assert np.array_equal(pixels(cell), pixels(cells[1]))
+    cell.unlink()
+    monkeypatch.chdir(tmp_path)
+    again = cli("xyz", "--resume", "-o", tmp_path / "rel", "--json")
+    assert again.exit_code == 0, again.stderr
+    assert np.array_equal(pixels(records(again, "item")[0]["path"]), pixels(cells[1]))
