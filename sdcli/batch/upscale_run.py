@@ -29,7 +29,7 @@ import hashlib
 import json
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -37,25 +37,8 @@ from sdcli import __version__
 from sdcli.batch import manifest
 from sdcli.batch.inputs import InputFile, expand_inputs, is_input_set
 from sdcli.batch.process import GracefulStop
-from sdcli.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_PARTIAL, SdcliError, UsageError
-
-
-@dataclass
-class UpscaleStats:
-    """What a run over an input set did."""
-
-    total: int = 0
-    done: int = 0
-    skipped: int = 0
-    failed: int = 0
-    seconds: float = 0.0
-    interrupted: bool = False
-
-    @property
-    def exit_code(self) -> int:
-        if self.interrupted:
-            return EXIT_INTERRUPTED
-        return EXIT_PARTIAL if self.failed else EXIT_OK
+from sdcli.batch.runner import BatchStats
+from sdcli.errors import SdcliError, UsageError
 
 
 def is_set_run(images: list[Path]) -> bool:
@@ -92,7 +75,7 @@ def run_header(images: list[Path], files: list[InputFile], options: Any, recursi
 
 def run_set(files: list[InputFile], header: dict[str, Any], folder: Path, options: Any, resume: bool,
             load: Callable[[], Any], note: Callable[[str], None], emit: Callable[[dict[str, Any]], None],
-            skipped: int = 0) -> UpscaleStats:
+            skipped: int = 0) -> BatchStats:
     """Upscale each input not done yet into `folder`, recording each in the manifest; return the stats.
 
     `load()` gives the ready upscaler, called once after the manifest is opened (so a
@@ -113,7 +96,7 @@ def run_set(files: list[InputFile], header: dict[str, Any], folder: Path, option
     manifest.start(folder, header, resume)
     _, records = manifest.load(folder)
     done = manifest.done_items(records)
-    stats = UpscaleStats(total=len(files), skipped=sum(1 for i in done if i < len(files)))
+    stats = BatchStats(total=len(files), skipped=sum(1 for i in done if i < len(files)))
     todo = [i for i in range(len(files)) if i not in done]
     started = time.monotonic()
     try:
