@@ -161,8 +161,8 @@ def measure_sdcli(pipe: Any, arch: str, batch: int, steps: int, size: int, runs:
     import numpy as np
     import torch
 
-    from sdcli.core.generate import run
-    from sdcli.core.request import GenerationRequest, validate
+    from sdcli.job.generate import run
+    from sdcli.request.generation import GenerationRequest, validate
 
     stamps: list[float] = []
 

@@ -1,5 +1,5 @@
 """Batch runs: prompt-file parsing (pure), input sets (folders and globs of images), the runner, its manifest,
 and contact-sheet grids.
 
-May import sdcli.core and the packages below it; never sdcli.cli.
+May import sdcli.job and the packages below it; never sdcli.cli.
 """

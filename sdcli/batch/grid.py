@@ -123,7 +123,7 @@ def manifest_entries(manifest_path: Path) -> list[tuple[Path, list[str]]]:
 
 def write_grid(manifest_path: Path, out: Path | None = None, columns: int | None = None) -> Path:
     """Write the contact sheet of a batch next to its manifest (or to `out`), never overwriting."""
-    from sdcli.core.output import write_atomic
+    from sdcli.io.output import write_atomic
 
     sheet = contact_sheet(manifest_entries(manifest_path), columns)  # images streamed from disk
     out = out or manifest_path.parent / "grid.png"

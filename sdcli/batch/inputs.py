@@ -26,8 +26,8 @@ import re
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from sdcli.core.request import GenerationRequest, check_seed_room
 from sdcli.errors import UsageError
+from sdcli.request.generation import GenerationRequest, check_seed_room
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")  # what core.images.open_image reads (PNG, JPEG, WebP)
 _MAGIC = re.compile(r"[*?[]")

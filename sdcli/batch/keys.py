@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from sdcli.batch.inputs import is_input_set
-from sdcli.core.request import DIRECTIONS
+from sdcli.request.generation import DIRECTIONS
 
 
 def _text(value: Any) -> str:

@@ -32,8 +32,9 @@ from typing import Any
 from sdcli.batch.inputs import expand_request, is_input_set
 from sdcli.batch.keys import KEYS, WEBUI_ONLY, Key
 from sdcli.batch.source import LINE_BREAK, read_prompt_file
-from sdcli.core.images import prepare
-from sdcli.core.request import (
+from sdcli.errors import UsageError
+from sdcli.io.images import prepare
+from sdcli.request.generation import (
     MAX_SEED,
     MODE_PARTS,
     PARTS,
@@ -42,7 +43,6 @@ from sdcli.core.request import (
     random_seed,
     validate,
 )
-from sdcli.errors import UsageError
 
 FORMATS = ("auto", "text", "webui", "jsonl")
 JSONL_SUFFIXES = (".jsonl", ".ndjson")

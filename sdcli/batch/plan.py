@@ -7,11 +7,11 @@ from pathlib import Path
 from typing import Any
 
 from sdcli.batch.parse import BatchFileError, BatchLine, BatchUnit
-from sdcli.core.job import OutputOptions
-from sdcli.core.request import GenerationRequest
 from sdcli.errors import UsageError
+from sdcli.job.run import OutputOptions
 from sdcli.models.assets import AssetOptions, AssetPlan, plan_assets
 from sdcli.models.runtime import RuntimeOptions
+from sdcli.request.generation import GenerationRequest
 
 
 @dataclass(frozen=True)

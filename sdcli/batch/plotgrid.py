@@ -171,8 +171,8 @@ def combined_grid(grids: list[Path], z_labels: list[str], legend: bool = True) -
 
 def save_grid(image: Any, folder: Path, name: str, infotext: str, replace_existing: bool) -> Path:
     """Write a grid PNG with its infotext: a new name beside an existing file, or (resume) in its place."""
-    from sdcli.core.metadata import png_info
-    from sdcli.core.output import write_atomic
+    from sdcli.io.metadata import png_info
+    from sdcli.io.output import write_atomic
 
     def save(path: Any) -> None:
         image.save(path, format="PNG", pnginfo=png_info(infotext))

@@ -113,7 +113,7 @@ def write_grids(plot: Plot, folder: Path, *, legend: bool = True,
 
 def _infotext(plot: Plot, cells: list[Path | None], combined: bool) -> str:
     """The first finished cell's infotext with the plot's keys added (the WebUI's grid infotext)."""
-    from sdcli.core.metadata import build_infotext, parse_infotext, read_infotext
+    from sdcli.io.metadata import build_infotext, parse_infotext, read_infotext
 
     first = next((c for c in cells if c is not None), None)
     prompt, negative, params = parse_infotext(read_infotext(first) or "") if first else ("", "", {})

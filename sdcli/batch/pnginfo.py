@@ -14,8 +14,8 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
-from sdcli.core.request import GenerationRequest, validate
 from sdcli.errors import UsageError
+from sdcli.request.generation import GenerationRequest, validate
 
 TAKEN = ("Seed", "CFG scale", "Sampler", "Schedule type", "Steps")  # infotext keys, see core.replay.INFOTEXT_FIELDS
 
@@ -26,7 +26,7 @@ def _joined(given: str, found: str) -> str:
 
 def with_png_info(request: GenerationRequest, note: Callable[[str], None]) -> GenerationRequest:
     """`request` with its input image's own prompt, seed, CFG scale, sampler and steps (see the module docstring)."""
-    from sdcli.core.replay import INFOTEXT_FIELDS, NoMetadata, read_metadata
+    from sdcli.io.replay import INFOTEXT_FIELDS, NoMetadata, read_metadata
 
     assert request.init is not None
     path = Path(request.init.image)

@@ -23,7 +23,6 @@ from typing import Any, Protocol
 
 from sdcli import __version__
 from sdcli.batch import manifest
-from sdcli.batch.control import LineControls
 from sdcli.batch.parse import (
     BatchLine,
     BatchUnit,
@@ -35,12 +34,13 @@ from sdcli.batch.parse import (
 )
 from sdcli.batch.plan import BatchOptions, group_units, largest_job, plan_line_assets, resolve_models
 from sdcli.batch.process import GracefulStop, Shard, Stop, current_shard
-from sdcli.core.job import DEMO_NOTE, name_values, stage, write_image
-from sdcli.core.output import next_number, prepare_folder, remove_stale_temps, render_name
-from sdcli.core.request import validate
+from sdcli.controlnet.batch import LineControls
 from sdcli.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_PARTIAL, SdcliError, UsageError
+from sdcli.io.output import next_number, prepare_folder, remove_stale_temps, render_name
+from sdcli.job.run import DEMO_NOTE, name_values, stage, write_image
 from sdcli.models.assets import AssetPlan, apply_assets
 from sdcli.models.runtime import validate_runtime
+from sdcli.request.generation import validate
 
 
 @dataclass
@@ -104,7 +104,7 @@ class _Run:
     def hires_upscaler(self, request: Any, assets: Any) -> Any:
         """The ready hires upscaler of `request` (None without hires), loaded once per run: a models-folder
         name, --allow-pickle and the device apply as in txt2img."""
-        from sdcli.core.job import load_hires_upscaler, resolve_hires_upscaler
+        from sdcli.job.run import load_hires_upscaler, resolve_hires_upscaler
 
         if request.hires is None:
             return None
@@ -115,7 +115,7 @@ class _Run:
 
     def refiner(self, spec: str | None) -> Any:
         """The loaded --refiner for `spec` (None: none), loaded once per run."""
-        from sdcli.core.job import load_refiner, resolve_refiner
+        from sdcli.job.run import load_refiner, resolve_refiner
 
         if spec and spec not in self.refiners:
             self.refiners[spec] = load_refiner(
@@ -170,7 +170,7 @@ def run_batch(options: BatchOptions, reporter: BatchReporter,
     for warning in controls.warnings():
         reporter.note(warning)
     if options.defaults.refiner:  # checked (not loaded) before anything loads
-        from sdcli.core.job import resolve_refiner
+        from sdcli.job.run import resolve_refiner
 
         resolve_refiner(options.defaults.refiner, options.runtime.offline, options.assets.library())
     base_seed = resolve_base_seed(options.seed, lines)
@@ -280,7 +280,7 @@ def _run_group(run: _Run, units: list[BatchUnit], models: dict[str | None, Any],
 
 def _run_unit(run: _Run, unit: BatchUnit, pipe: Any, model: Any, model_hash: str, done: dict[int, Any]) -> None:
     """One pipeline call; writes each of its images not already done."""
-    from sdcli.core import generate
+    from sdcli.job import generate
 
     request = unit.request
     choice = validate(request)
@@ -347,7 +347,7 @@ def _sources(request: Any) -> dict[str, str]:
 
 def _is_this_item(path: Path, prompt: str, seed: int) -> bool:
     """Whether `path` is an image sdcli wrote for this prompt and seed."""
-    from sdcli.core.metadata import parse_infotext, read_infotext
+    from sdcli.io.metadata import parse_infotext, read_infotext
 
     if not path.is_file():
         return False

@@ -86,8 +86,8 @@ def run_set(files: list[InputFile], header: dict[str, Any], folder: Path, option
     inputs. `emit(record)` gets each finished item: the `upscale` record (with `item`) when
     done, the manifest's `item` record when failed.
     """
-    from sdcli.core.output import prepare_folder, remove_stale_temps
-    from sdcli.core.upscale import upscale_one
+    from sdcli.io.output import prepare_folder, remove_stale_temps
+    from sdcli.job.upscale import upscale_one
 
     created = not folder.exists()
     new = created or not ((folder / manifest.MANIFEST).exists() or manifest.part_paths(folder))

@@ -22,8 +22,8 @@ from typing import Any
 
 from sdcli.batch.parse import BatchLine
 from sdcli.batch.xyz_values import RANGES, expand, split_values
-from sdcli.core.request import GenerationRequest, random_seed, validate
 from sdcli.errors import UsageError
+from sdcli.request.generation import GenerationRequest, random_seed, validate
 
 MAX_CELLS = 10000  # cells of one plot (README "Limits")
 

@@ -145,7 +145,7 @@ def root(
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks (also SDCLI_DEBUG=1).")] = False,
 ) -> None:
     from sdcli.cli.ui import set_quiet
-    from sdcli.models.libraries import quiet_libraries
+    from sdcli.models.quiet import quiet_libraries
 
     set_quiet(False)  # each invocation starts talking (in-process callers run several)
     ctx.meta["sdcli.debug"] = debug

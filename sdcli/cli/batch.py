@@ -61,10 +61,10 @@ def batch(
     from sdcli.batch.runner import BatchOptions, run_batch
     from sdcli.cli.common import REQUEST_FLAGS, asset_options, runtime_options, typed
     from sdcli.cli.ui import BatchReporter, set_quiet
-    from sdcli.core.job import OutputOptions
-    from sdcli.core.request import GenerationRequest
     from sdcli.errors import UsageError
+    from sdcli.job.run import OutputOptions
     from sdcli.models.resolve import normalize_spec
+    from sdcli.request.generation import GenerationRequest
 
     # 1. The options in force: with --resume, the recorded ones (those typed now must agree).
     if file is None and not (resume and output):

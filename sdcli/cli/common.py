@@ -42,8 +42,8 @@ def run_command(mode: str, flags: dict[str, Any], **parts: Any) -> None:
 def build_request(mode: str, flags: dict[str, Any], **parts: Any) -> Any:
     """The GenerationRequest of a command's `flags` (its locals()) plus mode `parts` (not validated yet)."""
     from sdcli.cli.control_options import control_part
-    from sdcli.core.request import GenerationRequest
     from sdcli.errors import UsageError
+    from sdcli.request.generation import GenerationRequest
 
     prompt, prompt_opt = flags["prompt"], flags["prompt_opt"]
     if prompt is not None and prompt_opt is not None:
@@ -67,8 +67,8 @@ def read_stdin(what: str) -> str:
     """`-` as a prompt: the text on stdin (one trailing newline dropped), size-limited like any prompt."""
     import sys
 
-    from sdcli.core.request import MAX_PROMPT_CHARS
     from sdcli.errors import UsageError
+    from sdcli.request.generation import MAX_PROMPT_CHARS
 
     if sys.stdin is None or sys.stdin.isatty():
         raise UsageError(f"{what}: '-' reads the prompt from stdin, but stdin is a terminal; pipe the prompt in")
@@ -85,7 +85,7 @@ def run_and_report(request: Any, model: str | None, *, output: Any, name: str, j
                    assets: Any = None, **runtime_flags: Any) -> None:
     """The shared tail of every generating command: runtime flags -> run_job (here or on --server) -> records."""
     from sdcli.cli.ui import CliReporter, set_quiet
-    from sdcli.core.job import OutputOptions, run_job
+    from sdcli.job.run import OutputOptions, run_job
 
     set_quiet(quiet)
     runtime = runtime_options(runtime_flags)

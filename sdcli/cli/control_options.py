@@ -81,7 +81,7 @@ def control_options(func: Callable[..., Any]) -> Callable[..., Any]:
 
 def control_part(flags: dict[str, Any]) -> dict[str, Any]:
     """The request part of the ControlNet flags: {"controlnets": units} ({} for a command without them)."""
-    from sdcli.core.control import units_from_flags
+    from sdcli.controlnet.units import units_from_flags
 
     if "controlnet" not in flags:
         return {}

@@ -52,10 +52,10 @@ def _run_set(ctx: typer.Context, mode: str, flags: dict[str, Any], image: Path, 
     from sdcli.batch.runner import BatchOptions, run_batch
     from sdcli.cli.common import asset_options, build_request, runtime_options, typed
     from sdcli.cli.ui import BatchReporter, set_quiet
-    from sdcli.core.job import OutputOptions
-    from sdcli.core.request import validate
     from sdcli.errors import UsageError
+    from sdcli.job.run import OutputOptions
     from sdcli.models.resolve import normalize_spec
+    from sdcli.request.generation import validate
 
     # 1. Flags and inputs (masks paired), all checked before any model loads.
     if flags["server"]:

@@ -38,8 +38,8 @@ def hires_part(flags: dict[str, Any]) -> Any:
     """HiresSettings from the --hires* flags in `flags`, or None without --hires.
 
     A --hires-* flag changed from its default without --hires is a usage error (one line)."""
-    from sdcli.core.hires import HiresSettings, parse_size
     from sdcli.errors import UsageError
+    from sdcli.request.hires import HiresSettings, parse_size
 
     if not flags["hires"]:
         stray = next((name for name, default in HIRES_DEFAULTS.items() if flags[name] != default), None)

@@ -40,7 +40,7 @@ Examples:
 def img2img(ctx: typer.Context, image: o.Image, strength: o.Strength = 0.75, resize: o.Resize = "just",
             recursive: f.Recursive = False, resume: f.Resume = False, png_info: f.PngInfo = False,
             **flags: Any) -> None:
-    from sdcli.core.request import ImageInput
+    from sdcli.request.generation import ImageInput
 
     f.run_inputs(ctx, "img2img", flags, image, recursive=recursive, resume=resume, png_info=png_info,
                  init=ImageInput(str(image.absolute()), strength, resize))

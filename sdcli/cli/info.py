@@ -25,9 +25,9 @@ def info(
     json_out: Annotated[bool, typer.Option("--json", help="One JSON record per image on stdout.")] = False,
 ) -> None:
     from sdcli.cli.ui import error, json_line
-    from sdcli.core.metadata import escape_control
-    from sdcli.core.replay import read_metadata
     from sdcli.errors import EXIT_PARTIAL, EXIT_RUNTIME, SdcliError
+    from sdcli.io.metadata import escape_control
+    from sdcli.io.replay import read_metadata
 
     failed = printed = 0
     for path in images:

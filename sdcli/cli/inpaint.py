@@ -55,7 +55,7 @@ def inpaint(
     png_info: f.PngInfo = False,
     **flags: Any,
 ) -> None:
-    from sdcli.core.request import ImageInput, InpaintSettings
+    from sdcli.request.generation import ImageInput, InpaintSettings
 
     settings = InpaintSettings(str(mask.absolute()), invert_mask, mask_blur, inpaint_area, padding, masked_content,
                                resize_mask)

@@ -36,7 +36,7 @@ def models(
     json_out: Annotated[bool, typer.Option("--json", help="Print JSON on stdout.")] = False,
 ) -> None:
     from sdcli.errors import UsageError
-    from sdcli.models.library import KINDS, library_from
+    from sdcli.models.folders import KINDS, library_from
 
     if not models_dir and not webui_dir:
         raise UsageError("--models-dir: no models folder given; pass --models-dir DIR (or set SDCLI_MODELS_DIR) "

@@ -38,8 +38,8 @@ def outpaint(
     **flags: Any,
 ) -> None:
     from sdcli.cli.common import run_command
-    from sdcli.core.request import DIRECTIONS, ImageInput, InpaintSettings, OutpaintSettings
     from sdcli.errors import UsageError
+    from sdcli.request.generation import DIRECTIONS, ImageInput, InpaintSettings, OutpaintSettings
 
     sides = {"left": left, "right": right, "up": up, "down": down}
     chosen = [d.strip() for item in direction or [] for d in item.split(",") if d.strip()]

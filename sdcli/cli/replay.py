@@ -83,7 +83,7 @@ def replay(
 ) -> None:
     from sdcli.cli.common import asset_options, run_and_report
     from sdcli.cli.ui import set_quiet, show_replay_plan
-    from sdcli.core.replay import plan_replay, read_metadata
+    from sdcli.io.replay import plan_replay, read_metadata
 
     if prompt == "-":
         from sdcli.cli.common import read_stdin

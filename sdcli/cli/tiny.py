@@ -56,7 +56,7 @@ def tiny(
         _tiny_upscaler(out_dir, upscaler_scale, seed, json_out)
         return
     if controlnet:
-        from sdcli.models.controlnet import build_tiny_controlnet
+        from sdcli.controlnet.files import build_tiny_controlnet
 
         path = build_tiny_controlnet(out_dir, arch, seed, single_file)
         kind, size = f"{arch} ControlNet", (path.stat().st_size if single_file else folder_bytes(path))

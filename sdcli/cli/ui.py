@@ -14,7 +14,7 @@ from typing import Any
 from rich.console import Console
 from rich.markup import escape
 
-from sdcli.core.metadata import escape_control
+from sdcli.io.metadata import escape_control
 
 console = Console(stderr=True, highlight=False, no_color=bool(os.environ.get("NO_COLOR")) or None)
 

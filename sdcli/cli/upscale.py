@@ -55,12 +55,12 @@ def upscale(
 ) -> None:
     from sdcli.batch.upscale_run import is_set_run
     from sdcli.cli.ui import console, json_line, set_quiet
-    from sdcli.core.hires import parse_size
-    from sdcli.core.output import check_folder, prepare_folder
-    from sdcli.core.upscale import UpscaleOptions, plan_upscale, upscale_one
     from sdcli.errors import UsageError
-    from sdcli.models.library import library_from
+    from sdcli.io.output import check_folder, prepare_folder
+    from sdcli.job.upscale import UpscaleOptions, plan_upscale, upscale_one
+    from sdcli.models.folders import library_from
     from sdcli.models.upscalers import ready
+    from sdcli.request.hires import parse_size
 
     set_quiet(quiet)
     if scale is not None and size is not None:
@@ -94,8 +94,8 @@ def _run_set(images: list[Path], options: Any, output: Path, switches: tuple[boo
     from sdcli.batch.upscale_run import expand_all, run_header, run_set
     from sdcli.cli.folders import resume_command
     from sdcli.cli.ui import console, json_line, note, warning
-    from sdcli.core.output import check_folder
-    from sdcli.core.upscale import check_upscaler
+    from sdcli.io.output import check_folder
+    from sdcli.job.upscale import check_upscaler
     from sdcli.models.upscalers import ready
 
     recursive, resume, json_out = switches

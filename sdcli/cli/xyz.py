@@ -74,11 +74,11 @@ def xyz(
     from sdcli.batch.xyz import plan_plot
     from sdcli.cli.common import REQUEST_FLAGS, asset_options, read_stdin, runtime_options, typed
     from sdcli.cli.ui import BatchReporter, json_line, set_quiet
-    from sdcli.core.job import OutputOptions
-    from sdcli.core.request import GenerationRequest, ImageInput
     from sdcli.errors import UsageError
+    from sdcli.job.run import OutputOptions
     from sdcli.models.assets import plan_assets
     from sdcli.models.resolve import normalize_spec
+    from sdcli.request.generation import GenerationRequest, ImageInput
 
     # 1. The options in force: with --resume, the recorded ones (those typed now must agree).
     if resume and output is None:
@@ -110,7 +110,7 @@ def xyz(
     base = GenerationRequest(prompt=current["prompt"], hires=hires_part(values),
                              **{k: values[k] for k in REQUEST_FLAGS if k in values})
     if current["image"]:  # an img2img plot: the input read and checked now, before any model loads
-        from sdcli.core.images import prepare
+        from sdcli.io.images import prepare
 
         if base.hires is not None:
             raise UsageError("--hires: hires fix is a second pass of txt2img (as in the WebUI); not with --image")

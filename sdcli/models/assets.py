@@ -16,8 +16,8 @@ from typing import Any
 from sdcli.conditioning.extra_networks import LORA_KINDS, extract_networks
 from sdcli.errors import ModelError, UsageError
 from sdcli.models.embeddings import EmbeddingSpec, mentioned, ti_hashes
+from sdcli.models.folders import FLAGS, SHORT_HASH, Library, library_from, weights_file
 from sdcli.models.hashes import file_sha256
-from sdcli.models.library import FLAGS, SHORT_HASH, Library, library_from, weights_file
 from sdcli.models.lora import LoraSpec, lora_hashes, parse_hashes, parse_lora_flag
 from sdcli.models.safety import PICKLE_SUFFIXES, check_safetensors, refuse_pickle
 

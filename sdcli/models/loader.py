@@ -6,7 +6,7 @@ from typing import Any
 
 from sdcli.errors import ModelError, RuntimeFailure
 from sdcli.models.families import FAMILIES, Detected, detect_folder, pipeline_class
-from sdcli.models.libraries import quiet_libraries
+from sdcli.models.quiet import quiet_libraries
 from sdcli.models.resolve import ModelRef
 from sdcli.models.runtime import TORCH_DTYPES, RuntimePlan
 from sdcli.sampling.samplers import SamplerChoice

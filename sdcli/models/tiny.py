@@ -223,7 +223,7 @@ def build_tiny_single_file(out_file: str | os.PathLike[str], arch: str = "sd1", 
 
 def tiny_pipeline(arch: str, seed: int, config_dir: Path) -> Any:
     """The tiny pipeline of `arch` in memory; its configs are written to `config_dir` first."""
-    from sdcli.models.libraries import quiet_libraries
+    from sdcli.models.quiet import quiet_libraries
 
     quiet_libraries()
     import diffusers

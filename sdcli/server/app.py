@@ -63,7 +63,7 @@ def decode_b64(data: str, field: str) -> bytes:
 
 def encode_png(image: Any, infotext: str | None) -> str:
     """A base64 PNG carrying the infotext in its "parameters" chunk, as the WebUI sends."""
-    from sdcli.core.metadata import png_info
+    from sdcli.io.metadata import png_info
 
     buffer = io.BytesIO()
     image.save(buffer, format="PNG", pnginfo=png_info(infotext) if infotext else None)
@@ -108,7 +108,7 @@ def create_app(engine: Engine, *, limits: Limits = Limits(), auth: dict[str, str
     def check_limits(request: Any) -> None:
         width, height = request.width or 0, request.height or 0
         if request.hires is not None and width and height:  # the hires pass's size is the one that costs
-            from sdcli.core.hires import final_size
+            from sdcli.request.hires import final_size
 
             width, height = final_size(width, height, request.hires)
         if width * height > limits.max_pixels:
@@ -154,7 +154,7 @@ def create_app(engine: Engine, *, limits: Limits = Limits(), auth: dict[str, str
     @app.post("/sdcli/v1/generate")
     def native(job: NativeJob) -> Any:
         """sdcli's own client (`--server`): the exact request in, raw images and their records out."""
-        from sdcli.core.request import request_from_dict
+        from sdcli.request.generation import request_from_dict
 
         with _Inputs(init=(job.init_image, "--image"), mask=(job.mask, "--mask")) as files:
             try:
@@ -220,7 +220,7 @@ def create_app(engine: Engine, *, limits: Limits = Limits(), auth: dict[str, str
     def png_info(payload: schemas.PngInfoRequest) -> Any:
         from PIL import Image, UnidentifiedImageError
 
-        from sdcli.core.metadata import parse_infotext
+        from sdcli.io.metadata import parse_infotext
 
         try:
             with Image.open(io.BytesIO(decode_b64(payload.image.strip(), "image"))) as im:

@@ -72,12 +72,12 @@ def run_remote_job(server: str, request: Any, runtime: Any, model_spec: str | No
     from PIL import Image
 
     from sdcli.conditioning.prompts import parse_prompt
-    from sdcli.core.generate import GeneratedImage
-    from sdcli.core.job import DEMO_NOTE, write_image
-    from sdcli.core.output import check_pattern, next_number, prepare_folder
-    from sdcli.core.request import validate
+    from sdcli.io.output import check_pattern, next_number, prepare_folder
+    from sdcli.job.generate import GeneratedImage
+    from sdcli.job.run import DEMO_NOTE, write_image
     from sdcli.models.resolve import ModelRef
     from sdcli.models.runtime import RuntimeOptions, validate_runtime
+    from sdcli.request.generation import validate
 
     # 1. The local checks run_job makes before any model loads.
     validate(request)

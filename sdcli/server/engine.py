@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sdcli.core.request import GenerationRequest, validate
 from sdcli.errors import RuntimeFailure, SdcliError, UsageError
 from sdcli.models.assets import AssetOptions, apply_assets, plan_assets
 from sdcli.models.runtime import RuntimeOptions
+from sdcli.request.generation import GenerationRequest, validate
 
 
 class QueueFull(SdcliError):
@@ -169,9 +169,9 @@ class Engine:
 
         An /interrupt stops it after the current step; images of finished batches are kept.
         """
-        from sdcli.core.generate import run
-        from sdcli.core.images import prepare
-        from sdcli.core.job import load_hires_upscaler, resolve_hires_upscaler
+        from sdcli.io.images import prepare
+        from sdcli.job.generate import run
+        from sdcli.job.run import load_hires_upscaler, resolve_hires_upscaler
 
         choice = validate(request)
         model = self.find(model_spec)

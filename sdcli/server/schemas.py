@@ -13,8 +13,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from sdcli.core.request import GenerationRequest, ImageInput, InpaintSettings, OutpaintSettings
 from sdcli.errors import UsageError
+from sdcli.request.generation import GenerationRequest, ImageInput, InpaintSettings, OutpaintSettings
 
 
 class Txt2ImgRequest(BaseModel):
@@ -150,7 +150,7 @@ def txt2img_request(req: Txt2ImgRequest, options: dict[str, Any]) -> GenerationR
 def _hires(req: Txt2ImgRequest) -> Any:
     """enable_hr and the hr_* fields -> core.hires.HiresSettings (None without enable_hr), as the WebUI
     reads them: empty hr_prompt and "Use same ..." mean the first pass's."""
-    from sdcli.core.hires import HiresSettings
+    from sdcli.request.hires import HiresSettings
 
     if not req.enable_hr:
         return None

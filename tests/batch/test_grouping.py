@@ -8,8 +8,8 @@ from PIL import Image
 
 from sdcli.batch.parse import BatchUnit
 from sdcli.batch.plan import group_units
-from sdcli.core import generate
-from sdcli.core.request import GenerationRequest
+from sdcli.job import generate
+from sdcli.request.generation import GenerationRequest
 from tests.batch.test_runner import batch
 
 pytestmark = pytest.mark.usefixtures("single_thread")
@@ -55,7 +55,7 @@ def test_grouped_batch_images_equal_ungrouped(tmp_path, tiny_model, tiny_pipe, m
     a, b = images("grouped"), images("single")
     assert sorted(a) == sorted(b) == [100, 101, 102, 103, 104]
     stacked_a, stacked_b = np.stack([a[s] for s in sorted(a)]), np.stack([b[s] for s in sorted(b)])
-    # The batch-size invariance rule (tests/core/test_generate.py): at most one level, almost all equal.
+    # The batch-size invariance rule (tests/job/test_generate.py): at most one level, almost all equal.
     assert np.abs(stacked_a - stacked_b).max() <= 1
     assert (stacked_a == stacked_b).mean() > 0.999
 

@@ -6,8 +6,8 @@ from PIL import Image
 
 from sdcli.batch.inputs import expand_inputs, expand_request, input_root, is_input_set, natural_key, pair_masks
 from sdcli.batch.parse import BatchFileError, parse_file, plan_units
-from sdcli.core.request import GenerationRequest, ImageInput, InpaintSettings
 from sdcli.errors import UsageError
+from sdcli.request.generation import GenerationRequest, ImageInput, InpaintSettings
 
 
 def touch(root: Path, *names: str) -> Path:

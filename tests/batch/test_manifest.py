@@ -4,8 +4,8 @@ import os
 import pytest
 
 from sdcli.batch import manifest
-from sdcli.core.output import remove_stale_temps
 from sdcli.errors import UsageError
+from sdcli.io.output import remove_stale_temps
 
 
 def item(n, status="done", **extra):

@@ -10,8 +10,8 @@ from sdcli.batch.parse import (
     plan_units,
     resolve_base_seed,
 )
-from sdcli.core.request import MAX_SEED, GenerationRequest
 from sdcli.errors import UsageError
+from sdcli.request.generation import MAX_SEED, GenerationRequest
 
 
 def write(tmp_path, text, name="p.txt"):
@@ -135,7 +135,7 @@ def test_tables_have_one_row_per_key_and_mode():
     spellings = [s for k in KEYS for s in (k.name, *k.aliases)]
     assert len(spellings) == len(set(spellings))
     assert {k.mode for k in KEYS if k.mode} <= set(MODES)
-    from sdcli.core.request import MODE_PARTS, PARTS
+    from sdcli.request.generation import MODE_PARTS, PARTS
 
     assert list(MODES) == list(MODE_PARTS)
     parts = {k.field.split(".")[0] for k in KEYS if "." in k.field}
@@ -213,7 +213,7 @@ def test_prompt_files_over_the_size_limit_or_not_utf8_are_refused_before_reading
 
 
 def test_hires_lines_webui_api_names(tmp_path):
-    from sdcli.core.hires import HiresSettings
+    from sdcli.request.hires import HiresSettings
 
     path = write(tmp_path, '--prompt a --enable_hr true --hr_scale 1.5 --hr_second_pass_steps 3 '
                  '--denoising_strength 0.4 --hr_upscaler Lanczos --hr_prompt "a, sharp" --hr_sampler_name Euler\n'

@@ -10,11 +10,11 @@ from PIL import Image
 from sdcli.batch import manifest
 from sdcli.batch.parse import BatchFileError
 from sdcli.batch.runner import BatchOptions, run_batch
-from sdcli.core import generate
-from sdcli.core.job import OutputOptions
-from sdcli.core.metadata import parse_infotext, read_infotext
-from sdcli.core.request import GenerationRequest
 from sdcli.errors import UsageError
+from sdcli.io.metadata import parse_infotext, read_infotext
+from sdcli.job import generate
+from sdcli.job.run import OutputOptions
+from sdcli.request.generation import GenerationRequest
 from tests.images import nan_weights
 
 pytestmark = pytest.mark.usefixtures("single_thread")

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from sdcli.batch.parse import BatchFileError
-from sdcli.core.metadata import parse_infotext, read_infotext
+from sdcli.io.metadata import parse_infotext, read_infotext
 from sdcli.models.assets import AssetOptions
 from sdcli.models.lora import apply_loras
 from tests.batch.test_runner import batch

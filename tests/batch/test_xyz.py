@@ -12,8 +12,8 @@ from sdcli.batch.xyz import (
     plot_params,
     split_values,
 )
-from sdcli.core.request import GenerationRequest
 from sdcli.errors import UsageError
+from sdcli.request.generation import GenerationRequest
 
 BASE = GenerationRequest(prompt="a cat on a mat", negative_prompt="ugly cat", steps=2, seed=7)
 
@@ -186,7 +186,7 @@ def test_grid_params_describe_the_plot_as_the_webui_does():
 
 
 def test_hires_axes_set_the_hires_settings_and_upscalers_are_resolved_per_value():
-    from sdcli.core.hires import HiresSettings
+    from sdcli.request.hires import HiresSettings
 
     base = replace(BASE, hires=HiresSettings(scale=1.5, upscaler="Latent"))
     resolved = []

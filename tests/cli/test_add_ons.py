@@ -9,7 +9,7 @@ import shutil
 import numpy as np
 from PIL import Image
 
-from sdcli.core.metadata import parse_infotext, read_infotext
+from sdcli.io.metadata import parse_infotext, read_infotext
 from sdcli.models.tiny_assets import write_tiny_embedding, write_tiny_lora, write_tiny_vae
 
 FAST = ("--steps", "2", "--width", "32", "--height", "32", "--seed", "5")

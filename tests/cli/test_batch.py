@@ -72,7 +72,7 @@ def test_terminal_shows_item_bar_with_failures_above_step_bar(cli, tiny_model, t
     from rich.console import Console
 
     import sdcli.cli.ui as ui
-    import sdcli.core.generate as generate
+    import sdcli.job.generate as generate
 
     screen = io.StringIO()
     monkeypatch.setattr(ui, "console", Console(file=screen, force_terminal=True, width=150, no_color=True,
@@ -145,7 +145,7 @@ def test_two_processes_with_accelerate_equal_one_process(cli, tiny_model, tmp_pa
 
 
 def test_ctrl_c_exits_130_after_writing_the_current_image(cli, tiny_model, tmp_path, monkeypatch):
-    import sdcli.core.generate as generate
+    import sdcli.job.generate as generate
 
     real, calls = generate.run, []
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from sdcli.batch.parse import BatchFileError, parse_file
-from sdcli.core.metadata import read_infotext
+from sdcli.io.metadata import read_infotext
 from tests.images import pixels
 
 pytestmark = pytest.mark.usefixtures("single_thread")

@@ -9,7 +9,7 @@ import warnings
 import pytest
 from PIL import Image
 
-from sdcli.core.metadata import png_info
+from sdcli.io.metadata import png_info
 
 FAST = ("--steps", "2", "--width", "32", "--height", "32", "--seed", "8")
 COMMANDS = ("txt2img", "img2img", "inpaint", "outpaint", "batch", "grid", "replay", "info", "samplers", "tiny", "xyz")
@@ -78,7 +78,7 @@ def test_quiet_leaves_stderr_empty_on_success(cli, tiny_model, tmp_path):
 
 
 def test_library_warnings_are_hidden_unless_debug(cli, tmp_path, monkeypatch):
-    import sdcli.core.replay as replay
+    import sdcli.io.replay as replay
 
     image = tmp_path / "w.png"
     Image.new("RGB", (8, 8)).save(image, pnginfo=png_info("x\nSteps: 2, Seed: 1, Size: 8x8"))

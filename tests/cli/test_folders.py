@@ -156,7 +156,7 @@ def test_a_corrupt_input_is_a_recorded_failure_the_others_are_written_exit_3(cli
 
 
 def test_ctrl_c_prints_the_resume_command_and_resume_skips_done_inputs(cli, tiny_model, tmp_path, monkeypatch):
-    import sdcli.core.generate as generate
+    import sdcli.job.generate as generate
 
     inputs = write_folder(tmp_path / "in")
     args = ["img2img", "-i", str(inputs), "-m", str(tiny_model), *STEPS, "--seed", "7", "x"]
@@ -210,7 +210,7 @@ def test_a_prompt_file_line_with_a_folder_runs_each_input_a_corrupt_one_fails_al
 def test_png_info_takes_each_inputs_prompt_seed_and_settings(cli, tiny_model, tmp_path):
     from PIL.PngImagePlugin import PngInfo
 
-    from sdcli.core.metadata import parse_infotext, read_infotext
+    from sdcli.io.metadata import parse_infotext, read_infotext
 
     inputs = write_folder(tmp_path / "in", {"a": (32, 32), "b": (32, 32), "c": (32, 32)})
     for stem, text in (("a", "a lighthouse\nNegative prompt: fog\nSteps: 3, Sampler: Euler, CFG scale: 5, Seed: 77"),

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from sdcli.core.metadata import read_infotext, read_replay_record
+from sdcli.io.metadata import read_infotext, read_replay_record
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 FAST = ("--steps", "2", "--width", "32", "--height", "32", "--seed", "21")

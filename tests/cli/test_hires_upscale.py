@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from sdcli.core.metadata import parse_infotext, png_info, read_infotext
+from sdcli.io.metadata import parse_infotext, png_info, read_infotext
 
 FAST = ("--steps", "3", "--width", "32", "--height", "32", "--seed", "11")
 HIRES = ("--hires", "--hires-steps", "2")
@@ -120,7 +120,7 @@ def test_pickle_hires_upscaler_refused_without_allow_pickle(cli, tiny_model, esr
 @pytest.fixture(scope="module")
 def made(tmp_path_factory):
     """An sdcli-style PNG with infotext and record, and a JPEG with EXIF UserComment."""
-    from sdcli.core.metadata import save_image
+    from sdcli.io.metadata import save_image
 
     root = tmp_path_factory.mktemp("upscale-in")
     image = Image.fromarray((np.random.default_rng(3).random((24, 40, 3)) * 255).astype(np.uint8))

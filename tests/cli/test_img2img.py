@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from sdcli.core.metadata import parse_infotext, read_infotext
+from sdcli.io.metadata import parse_infotext, read_infotext
 from tests.images import FAST, pixels, pngs, write_inputs
 
 

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from sdcli.core.metadata import png_info
+from sdcli.io.metadata import png_info
 
 FAST = ("--steps", "2", "--width", "32", "--height", "32")
 WEBUI = ("a castle, (masterpiece:1.2)\nNegative prompt: lowres, blurry\n"

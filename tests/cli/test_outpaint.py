@@ -3,7 +3,7 @@ import json
 import numpy as np
 import pytest
 
-from sdcli.core.metadata import parse_infotext, read_infotext
+from sdcli.io.metadata import parse_infotext, read_infotext
 from tests.images import FAST, pixels, pngs, write_inputs
 
 

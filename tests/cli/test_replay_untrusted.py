@@ -5,7 +5,7 @@ import json
 import pytest
 from PIL import Image
 
-from sdcli.core.metadata import png_info
+from sdcli.io.metadata import png_info
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 FAST = ("--steps", "2", "--width", "32", "--height", "32")

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from sdcli.core.metadata import parse_infotext, read_infotext
+from sdcli.io.metadata import parse_infotext, read_infotext
 
 FAST = ("--steps", "2", "--width", "32", "--height", "32")
 
@@ -126,7 +126,7 @@ def test_unwritable_output_is_a_usage_error(cli, tiny_model, tmp_path):
 
 
 def test_runtime_failure_is_exit_1_and_debug_shows_traceback(cli, tiny_model, tmp_path, monkeypatch):
-    import sdcli.core.generate as generate
+    import sdcli.job.generate as generate
 
     def explode(*args, **kwargs):
         raise RuntimeError("CUDA out of memory (simulated)")
@@ -143,7 +143,7 @@ def test_runtime_failure_is_exit_1_and_debug_shows_traceback(cli, tiny_model, tm
 
 
 def test_interrupt_keeps_finished_images_and_exits_130(cli, tiny_model, tmp_path, monkeypatch):
-    import sdcli.core.generate as generate
+    import sdcli.job.generate as generate
 
     real_run = generate.run
 

@@ -10,14 +10,14 @@ import pytest
 from PIL import Image
 
 from sdcli.batch import manifest
-from sdcli.core.metadata import read_infotext
+from sdcli.io.metadata import read_infotext
 
 TEXT = "a cat\nSteps: 2, Sampler: Euler, CFG scale: 7, Seed: 3, Size: 40x24, Version: sdcli"
 SIZES = {"img10.png": (40, 32), "img2.jpg": (32, 24), "B.png": (24, 40)}  # name order: B, img2, img10
 
 
 def write_folder(folder, sizes=SIZES):
-    from sdcli.core.metadata import save_image
+    from sdcli.io.metadata import save_image
 
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(5)
@@ -132,7 +132,7 @@ def test_a_corrupt_input_fails_alone_and_exits_3(cli, tmp_path):
 
 
 def test_ctrl_c_then_resume_finishes_only_the_rest(cli, tmp_path, monkeypatch):
-    import sdcli.core.upscale as core
+    import sdcli.job.upscale as core
 
     inputs = write_folder(tmp_path / "in")
     args = ["upscale", str(inputs), "--scale", "1.5"]

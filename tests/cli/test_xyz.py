@@ -139,7 +139,7 @@ def test_resume_skips_done_cells_keeps_the_random_seed_and_redraws_the_grid(cli,
 
 
 def test_a_failing_cell_is_black_in_the_grid_and_exits_3(cli, tiny_model, tmp_path, monkeypatch):
-    import sdcli.core.generate as generate
+    import sdcli.job.generate as generate
 
     real = generate.run
 
@@ -204,7 +204,7 @@ def test_lora_weight_through_prompt_search_and_replace(cli, tiny_model, models_d
 
 
 def test_ctrl_c_stops_the_plot_resumably_and_resume_finishes_it(cli, tiny_model, tmp_path, monkeypatch):
-    import sdcli.core.generate as generate
+    import sdcli.job.generate as generate
 
     real = generate.run
 

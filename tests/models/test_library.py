@@ -8,8 +8,8 @@ import os
 import pytest
 
 from sdcli.errors import ModelError, UsageError
+from sdcli.models.folders import library_from
 from sdcli.models.hashes import file_sha256 as file_hash
-from sdcli.models.library import library_from
 from sdcli.models.resolve import resolve_model
 
 

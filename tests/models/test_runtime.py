@@ -124,8 +124,8 @@ def _processors(pipe):
 
 
 def _pixels(pipe):
-    from sdcli.core.generate import run
-    from sdcli.core.request import GenerationRequest, validate
+    from sdcli.job.generate import run
+    from sdcli.request.generation import GenerationRequest, validate
 
     request = GenerationRequest(prompt="a lighthouse", steps=2, seed=3, width=32, height=32)
     return np.asarray(next(run(request, pipe, validate(request), model_name="t", model_hash="0" * 10)).image,

@@ -61,9 +61,9 @@ def test_tiny_single_file_loads_offline_with_the_folders_weights(arch, tmp_path,
 def test_same_pixels_from_the_single_file_and_the_folder(tiny_model, tmp_path, no_network):
     import numpy as np
 
-    from sdcli.core.generate import run
-    from sdcli.core.request import GenerationRequest, validate
+    from sdcli.job.generate import run
     from sdcli.models.loader import load_pipeline
+    from sdcli.request.generation import GenerationRequest, validate
 
     file = build_tiny_single_file(tmp_path / "sd1.safetensors")
     request = GenerationRequest("a red cube", steps=2, seed=3, width=32, height=32)

@@ -67,11 +67,11 @@ def test_inpainting_arch_is_the_same_builder_with_a_9_channel_unet(tiny_model, t
 def test_sd2_arch_is_v_prediction_and_every_sampler_keeps_it(tmp_path):
     import numpy as np
 
-    from sdcli.core.generate import run
-    from sdcli.core.request import GenerationRequest, validate
+    from sdcli.job.generate import run
     from sdcli.models.loader import load_pipeline
     from sdcli.models.resolve import ModelRef
     from sdcli.models.runtime import RuntimeOptions, plan_runtime
+    from sdcli.request.generation import GenerationRequest, validate
 
     model = build_tiny(tmp_path / "sd2", arch="sd2")
     pipe = load_pipeline(ModelRef(model, "sd2"), plan_runtime(RuntimeOptions(), cuda=False, mps=False,

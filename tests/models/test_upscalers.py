@@ -8,7 +8,7 @@ from PIL import Image
 
 from sdcli.errors import ModelError, UsageError
 from sdcli.models import upscalers
-from sdcli.models.library import library_from
+from sdcli.models.folders import library_from
 from sdcli.models.tiny_assets import write_tiny_upscaler
 
 

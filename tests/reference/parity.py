@@ -24,9 +24,9 @@ def sdcli_images(pipe: Any, prompt: str, init_image: Any = None, denoising_stren
                  mask_image: Any = None, inpainting_fill: str = "original", refiner: Any = None,
                  refiner_switch_at: float = 0.8, **settings: Any) -> list[np.ndarray]:
     """The same settings through sdcli's core (core.generate.run)."""
-    from sdcli.core.generate import RefinerModel, run
-    from sdcli.core.images import PreparedInputs
-    from sdcli.core.request import GenerationRequest, ImageInput, InpaintSettings, validate
+    from sdcli.io.images import PreparedInputs
+    from sdcli.job.generate import RefinerModel, run
+    from sdcli.request.generation import GenerationRequest, ImageInput, InpaintSettings, validate
 
     fields = {SDCLI_FIELDS[k]: v for k, v in settings.items()}
     for key, value in (("schedule", "automatic"), ("emphasis", "original"), ("rng", "cpu")):

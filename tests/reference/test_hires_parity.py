@@ -14,9 +14,9 @@ PROMPT, NEGATIVE = "a (red:1.2) fox in snow, masterpiece", "lowres"
 def sdcli_hires(pipe, *, sampler, steps, seed, width, height, hr_scale=2.0, hr_upscaler="Latent",
                 hr_second_pass_steps=0, denoising_strength=0.7, hr_resize_x=0, hr_resize_y=0, hr_prompt="",
                 hr_sampler_name=None, cfg=7.0):
-    from sdcli.core.generate import run
-    from sdcli.core.hires import HiresSettings
-    from sdcli.core.request import GenerationRequest, validate
+    from sdcli.job.generate import run
+    from sdcli.request.generation import GenerationRequest, validate
+    from sdcli.request.hires import HiresSettings
 
     hires = HiresSettings(scale=hr_scale, width=hr_resize_x, height=hr_resize_y, steps=hr_second_pass_steps,
                           denoise=denoising_strength, upscaler=hr_upscaler, prompt=hr_prompt or None,

@@ -191,7 +191,7 @@ def test_sd2_v_prediction(tiny_sd2_pipe, sampler, single_thread):
 def test_inpaint_fill_is_the_webuis():
     import numpy as np
 
-    from sdcli.core.images import webui_fill
+    from sdcli.io.images import webui_fill
     from tests.reference.webui_ref import masking_fill
 
     image, mask = _inputs()

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from sdcli.core.generate import run
-from sdcli.core.request import GenerationRequest, validate
+from sdcli.job.generate import run
+from sdcli.request.generation import GenerationRequest, validate
 from sdcli.sampling.samplers import SAMPLERS, SCHEDULES, resolve_sampler
 
 
@@ -69,7 +69,7 @@ def test_stochastic_samplers_are_reproducible_and_batch_independent(tiny_pipe, s
 
 
 def test_scheduler_keeps_the_models_own_config(tiny_pipe, monkeypatch):
-    from sdcli.core import generate
+    from sdcli.job import generate
 
     monkeypatch.setattr(generate, "runs_own_loop", lambda *_: False)  # as for other model families
     image(tiny_pipe, sampler="UniPC")  # run by the diffusers scheduler
@@ -84,7 +84,7 @@ def test_scheduler_keeps_the_models_own_config(tiny_pipe, monkeypatch):
 @pytest.mark.parametrize("steps, strength", [(5, 0.1), (4, 0.5), (3, 1.0)])
 def test_img2img_steps_run_is_what_the_loop_reports(tiny_pipe, tmp_path, sampler, steps, strength):
     """request.steps_run (the --json field and the progress total) equals the steps sdcli's loop runs."""
-    from sdcli.core.request import ImageInput
+    from sdcli.request.generation import ImageInput
     from tests.images import write_inputs
 
     source, _ = write_inputs(tmp_path, (32, 32))
@@ -99,8 +99,8 @@ def test_img2img_steps_run_is_what_the_loop_reports(tiny_pipe, tmp_path, sampler
 
 def test_a_loop_only_sampler_is_refused_where_the_loop_does_not_run(tiny_pipe, monkeypatch):
     """DDIM CFG++ has no diffusers scheduler: on the pipeline path (other families) it is a usage error."""
-    from sdcli.core import generate
     from sdcli.errors import UsageError
+    from sdcli.job import generate
 
     monkeypatch.setattr(generate, "runs_own_loop", lambda *_: False)
     with pytest.raises(UsageError, match="--sampler: DDIM CFG\\+\\+ runs only in sdcli's own loop"):
@@ -109,9 +109,9 @@ def test_a_loop_only_sampler_is_refused_where_the_loop_does_not_run(tiny_pipe, m
 
 def test_img2img_that_runs_no_diffusers_step_is_a_usage_error(tiny_pipe, tmp_path, monkeypatch):
     """On the pipeline path (other families) diffusers runs int(steps x strength) steps: 0 is refused."""
-    from sdcli.core import generate
-    from sdcli.core.request import ImageInput
     from sdcli.errors import UsageError
+    from sdcli.job import generate
+    from sdcli.request.generation import ImageInput
     from tests.images import write_inputs
 
     monkeypatch.setattr(generate, "runs_own_loop", lambda *_: False)

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from sdcli.core.generate import run
-from sdcli.core.metadata import parse_infotext
-from sdcli.core.request import GenerationRequest, validate
+from sdcli.io.metadata import parse_infotext
+from sdcli.job.generate import run
+from sdcli.request.generation import GenerationRequest, validate
 from tests.server.conftest import b64png, decode
 
 TXT = {"prompt": "a lighthouse", "negative_prompt": "fog", "seed": 7, "steps": 2, "width": 32, "height": 32,
@@ -39,7 +39,7 @@ def test_txt2img_shapes_and_pixels_match_the_core(client, tiny_pipe, single_thre
 
 def test_txt2img_hires_fix_matches_the_core(client, tiny_pipe, single_thread):
     """enable_hr + hr_* run sdcli's hires pass: the WebUI's keys in the infotext, the core's pixels."""
-    from sdcli.core.hires import HiresSettings
+    from sdcli.request.hires import HiresSettings
 
     payload = {**TXT, "batch_size": 1, "enable_hr": True, "hr_scale": 2, "hr_upscaler": "Lanczos",
                "hr_second_pass_steps": 2, "denoising_strength": 0.6, "hr_sampler_name": "Use same sampler",

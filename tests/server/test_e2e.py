@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from sdcli.core.metadata import read_infotext, read_replay_record
+from sdcli.io.metadata import read_infotext, read_replay_record
 
 START_TIMEOUT_S = 120
 

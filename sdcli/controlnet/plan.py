@@ -1,0 +1,95 @@
+"""A job's ControlNet units end to end: files and images checked before any model loads, the
+models loaded next to the pipeline, then per run the control images at the generation size,
+the hook for sdcli's loop (sampling.control) and the `ControlNet N` infotext keys.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from sdcli.controlnet.units import ControlUnit, unit_infotext
+from sdcli.errors import UsageError
+
+
+@dataclass(frozen=True)
+class ControlPlan:
+    """The units with their files found (models.controlnet.ControlFile) and control images read."""
+
+    units: tuple[ControlUnit, ...]
+    files: tuple[Any, ...]
+    images: tuple[Any, ...]  # PIL RGB
+    shapes: tuple[Any, ...]  # models.controlnet.ControlShape from each file's header (None: a pickle)
+
+    def check_model(self, family: Any) -> None:
+        """Refuse, before the model loads, a ControlNet of the other family (SDXL vs SD 1.x/2.x)."""
+        from sdcli.controlnet.files import check_family
+
+        for file, shape in zip(self.files, self.shapes, strict=True):
+            check_family(file, shape, family)
+
+    def warnings(self) -> list[str]:
+        return [w for f in self.files for w in f.warnings()]
+
+    def record_units(self) -> tuple[ControlUnit, ...]:
+        """The units as replay needs them: absolute model and image paths."""
+        return tuple(replace(u, model=str(f.path), image=str(Path(u.image).absolute()), model_by_name=False)
+                     for u, f in zip(self.units, self.files, strict=True))
+
+    def load(self, pipe: Any, allow_pickle: bool = False) -> LoadedControl:
+        """Load every ControlNet for `pipe`'s UNet (ModelError for one made for another family)."""
+        from sdcli.controlnet.files import load_controlnet
+
+        nets = tuple(load_controlnet(f, pipe.unet, allow_pickle=allow_pickle) for f in self.files)
+        return LoadedControl(self, nets)
+
+
+def plan_controlnets(units: tuple[ControlUnit, ...], library: Any, allow_pickle: bool) -> ControlPlan | None:
+    """Find and check each unit's model file and read its control image (no torch); None without units."""
+    from sdcli.controlnet.files import find_controlnet, header_shape
+    from sdcli.controlnet.preprocess import open_control_image
+
+    if not units:
+        return None
+    files = tuple(find_controlnet(u.model, library, allow_pickle, u.model_by_name) for u in units)
+    images = tuple(open_control_image(u.image) for u in units)
+    return ControlPlan(units, files, images, tuple(header_shape(f) for f in files))
+
+
+@dataclass(frozen=True)
+class LoadedControl:
+    """The loaded ControlNets of a job."""
+
+    plan: ControlPlan
+    nets: tuple[Any, ...]
+
+    def prepare(self, size: tuple[int, int], total_steps: int,
+                crop: tuple[tuple[int, int], tuple[int, int, int, int]] | None = None) -> tuple[Any, dict[str, str]]:
+        """The hook for one run at `size` (width, height) and the infotext keys it adds. `crop`: inpainting
+        "only masked" (the input's size, the crop box): each control image is cropped alike first, as the
+        extension does (its inpaint_crop_input_image)."""
+        import torch
+
+        from sdcli.controlnet.hook import ControlHook, ControlModel
+        from sdcli.controlnet.preprocess import control_hint, fit
+
+        models, params = [], {}
+        for i, (unit, file, image, net) in enumerate(zip(self.plan.units, self.plan.files, self.plan.images,
+                                                         self.nets, strict=True)):
+            if crop is not None:
+                image = fit(fit(image, crop[0], unit.resize_mode).crop(crop[1]), size, "fill")
+            hint, resolution = control_hint(unit, image, size)
+            tensor = torch.from_numpy(hint).permute(2, 0, 1)[None].contiguous()
+            mode = unit.control_mode
+            models.append(ControlModel(net, tensor, unit.weight, unit.guidance_start, unit.guidance_end,
+                                       soft=mode != "balanced", cond_only=mode == "controlnet"))
+            params[f"ControlNet {i}"] = unit_infotext(unit, file.title, resolution)
+        return ControlHook(models, total_steps), params
+
+
+def check_loop(own: bool) -> None:
+    """ControlNet runs in sdcli's own loop only."""
+    if not own:
+        raise UsageError("--controlnet: this model or sampler runs diffusers' pipeline, not sdcli's loop; "
+                         "ControlNet needs an SD 1.x/2.x/SDXL model with a sampler of the loop")

@@ -1,0 +1,4 @@
+"""Requests: pure data, no torch. The generation request and its parts (generation), the hires
+settings (hires), and their one validate(). May import sdcli.errors, sdcli.sampling.samplers (the
+pure sampler table) and the pure ControlNet units (sdcli.controlnet.units); nothing heavier.
+"""

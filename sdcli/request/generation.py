@@ -1,0 +1,291 @@
+"""Frozen generation requests and the one place they are validated. No torch here."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass, fields, replace
+from typing import Any
+
+from sdcli.controlnet.units import ControlUnit, unit_from_dict, validate_units
+from sdcli.errors import UsageError
+from sdcli.io.images import OUTPAINT_FILLS, RESIZE_MODES
+from sdcli.request.hires import HiresSettings, validate_hires
+from sdcli.sampling.samplers import DEFAULT_SAMPLER, SamplerChoice, img2img_steps, resolve_sampler
+
+MAX_SEED = 2**32 - 1
+MAX_PROMPT_CHARS = 20000  # far past CLIP's useful length (75 tokens a chunk); README "Limits"
+CLIP_SKIP_RANGE = (1, 12)
+SIZE_RANGE = (8, 8192)
+# Choices of the inpaint flags (--resize and --fill choices are the tables in core.images).
+INPAINT_AREAS = {"whole": "Whole picture", "masked": "Only masked"}  # flag value -> WebUI infotext
+MASKED_CONTENTS = {"original": "original", "fill": "fill", "latent-noise": "latent noise",
+                   "latent-nothing": "latent nothing"}
+DIRECTIONS = ("left", "right", "up", "down")
+PREDICTION_TYPES = ("eps", "v")
+
+
+@dataclass(frozen=True)
+class ImageInput:
+    """The input image of img2img, inpaint and outpaint (a path: files are read by core.images)."""
+
+    image: str
+    strength: float = 0.75
+    resize: str = "just"
+
+
+@dataclass(frozen=True)
+class InpaintSettings:
+    """Mask and how the masked area is repainted (outpaint uses it with mask=None)."""
+
+    mask: str | None = None
+    invert_mask: bool = False
+    mask_blur: int = 4
+    area: str = "whole"
+    padding: int = 32
+    masked_content: str = "original"
+    resize_mask: bool = False
+
+
+@dataclass(frozen=True)
+class OutpaintSettings:
+    """Pixels to add on each side and how the new area is pre-filled."""
+
+    left: int = 0
+    right: int = 0
+    up: int = 0
+    down: int = 0
+    fill: str = "edge"
+
+    @property
+    def pixels(self) -> tuple[int, int, int, int]:
+        return self.left, self.right, self.up, self.down
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    """What to generate. `width`/`height` None means the model's native size."""
+
+    prompt: str
+    negative_prompt: str = ""
+    steps: int = 20
+    cfg_scale: float = 7.0
+    seed: int | None = None
+    width: int | None = None
+    height: int | None = None
+    batch_size: int = 1
+    count: int = 1
+    sampler: str = DEFAULT_SAMPLER
+    schedule: str = "automatic"
+    clip_skip: int = 1
+    subseed: int | None = None
+    subseed_strength: float = 0.0
+    mode: str = "txt2img"
+    init: ImageInput | None = None
+    inpaint: InpaintSettings | None = None
+    outpaint: OutpaintSettings | None = None
+    prediction_type: str | None = None  # "eps" or "v": overrides the model's (None: the model's own or guess)
+    refiner: str | None = None  # --refiner MODEL: hands the last steps to this model (SDXL)
+    refiner_switch: float = 0.8  # fraction of the steps run by the base model before the refiner takes over
+    hires: HiresSettings | None = None  # --hires: the WebUI's hires fix second pass (core.hires)
+    # The WebUI settings that change pixels (sdcli's own loop; see sampling.loop.SamplingOptions).
+    rng: str = "cpu"
+    emphasis: str = "original"
+    eta: float | None = None
+    ensd: int = 0
+    s_churn: float = 0.0
+    s_tmin: float = 0.0
+    s_tmax: float = 0.0
+    s_noise: float = 1.0
+    sigma_min: float = 0.0
+    sigma_max: float = 0.0
+    controlnets: tuple[ControlUnit, ...] = ()  # --controlnet units (core.control)
+
+    @property
+    def total_images(self) -> int:
+        return self.batch_size * self.count
+
+    @property
+    def steps_run(self) -> int:
+        """Denoising steps run, as the WebUI counts them: with an input image int(min(strength, 0.999) x steps) + 1."""
+        return self.steps if self.init is None else img2img_steps(self.steps, self.init.strength)
+
+    def seeds(self) -> list[int]:
+        """Seed of each image in run order: image i gets seed + i."""
+        if self.seed is None:
+            raise ValueError("seed must be resolved first (with_resolved_seed)")
+        return [self.seed + i for i in range(self.total_images)]
+
+    def subseeds(self) -> list[int | None]:
+        """Variation seed of each image (subseed + i), or None when variation is off."""
+        if not self.subseed_strength:
+            return [None] * self.total_images
+        if self.subseed is None:
+            raise ValueError("subseed must be resolved first (with_resolved_seed)")
+        return [self.subseed + i for i in range(self.total_images)]
+
+    def with_resolved_seed(self) -> GenerationRequest:
+        """Replace random seeds (None or -1) by concrete ones, reported to the user."""
+        resolved = self
+        if self.seed is None or self.seed == -1:
+            resolved = replace(resolved, seed=random_seed(self.total_images))
+        if self.subseed_strength and (self.subseed is None or self.subseed == -1):
+            resolved = replace(resolved, subseed=random_seed(self.total_images))
+        return resolved
+
+
+def random_seed(images: int) -> int:
+    """A random first seed that leaves room for `images` seeds (seed + i stays <= MAX_SEED)."""
+    return secrets.randbelow(MAX_SEED - images + 2)
+
+
+def check_seed_room(flag: str, seed: int | None, images: int) -> None:
+    """Image i of a run gets seed + i: refuse a first seed that would pass MAX_SEED (one rule everywhere)."""
+    if seed is not None and seed != -1 and seed + images - 1 > MAX_SEED:
+        raise UsageError(f"{flag}: {seed} + {images} images passes {MAX_SEED}; use a first seed of at most "
+                         f"{MAX_SEED - images + 1}")
+
+
+def check_text(flag: str, text: str) -> None:
+    """Prompts: valid Unicode (no undecodable bytes from the shell) and at most MAX_PROMPT_CHARS."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise UsageError(f"{flag}: not valid UTF-8 (undecodable byte at character {exc.start + 1})") from None
+    if len(text) > MAX_PROMPT_CHARS:
+        raise UsageError(f"{flag}: {len(text)} characters; the limit is {MAX_PROMPT_CHARS}")
+
+
+def _check_range(flag: str, value: float, low: float, high: float) -> None:
+    if not low <= value <= high:
+        raise UsageError(f"{flag}: {value} is out of range; use {low} to {high}")
+
+
+def validate(request: GenerationRequest) -> SamplerChoice:
+    """Check every field, naming the flag and value; return the resolved sampler."""
+    _check_range("--steps", request.steps, 1, 1000)
+    if request.cfg_scale < 0:
+        raise UsageError(f"--cfg-scale: {request.cfg_scale} is negative; use 0 or more (7 is usual)")
+    _check_range("--cfg-scale", request.cfg_scale, 0, 100)
+    check_text("--prompt", request.prompt)
+    check_text("--negative-prompt", request.negative_prompt)
+    if request.seed is not None and request.seed != -1:
+        _check_range("--seed", request.seed, 0, MAX_SEED)
+    if request.subseed is not None and request.subseed != -1:
+        _check_range("--subseed", request.subseed, 0, MAX_SEED)
+    _check_range("--subseed-strength", request.subseed_strength, 0, 1)
+    for flag, value in (("--width", request.width), ("--height", request.height)):
+        if value is None:
+            continue
+        _check_range(flag, value, *SIZE_RANGE)
+        if value % 8:
+            lower, upper = value - value % 8, value - value % 8 + 8
+            raise UsageError(f"{flag}: {value} is not a multiple of 8; try {lower or 8} or {upper}")
+    _check_range("--batch-size", request.batch_size, 1, 64)
+    _check_range("--count", request.count, 1, 100000)
+    _check_range("--clip-skip", request.clip_skip, *CLIP_SKIP_RANGE)
+    check_seed_room("--seed", request.seed, request.total_images)
+    if request.subseed_strength:
+        check_seed_room("--subseed", request.subseed, request.total_images)
+    if request.prediction_type is not None:
+        _check_choice("--prediction-type", request.prediction_type, PREDICTION_TYPES)
+    if not 0 < request.refiner_switch < 1:
+        raise UsageError(f"--refiner-switch: {request.refiner_switch} is out of range; use more than 0 and less "
+                         "than 1 (0.8 = the refiner runs the last 20% of the steps)")
+    _validate_sampling(request)
+    missing = [part for part in MODE_PARTS[request.mode] if getattr(request, part) is None]
+    if missing:
+        raise ValueError(f"a {request.mode} request needs {', '.join(missing)}")
+    if request.init is not None:
+        _validate_init(request)
+    if request.inpaint is not None:
+        _validate_inpaint(request.inpaint)
+    if request.outpaint is not None:
+        _validate_outpaint(request.outpaint)
+    validate_units(request.controlnets)
+    if request.controlnets and request.refiner:
+        raise UsageError("--controlnet: not with --refiner (the refiner's UNet takes no ControlNet residuals)")
+    if request.controlnets and request.mode == "outpaint":
+        raise UsageError("--controlnet: use it with txt2img, img2img or inpaint")
+    if request.hires is not None:
+        for flag, text in (("--hires-prompt", request.hires.prompt),
+                           ("--hires-negative-prompt", request.hires.negative_prompt)):
+            check_text(flag, text or "")
+        validate_hires(request)
+    return resolve_sampler(request.sampler, request.schedule)
+
+
+# The nested parts of a request, by field name (see request_from_dict).
+PARTS: dict[str, type] = {"init": ImageInput, "inpaint": InpaintSettings, "outpaint": OutpaintSettings,
+                          "hires": HiresSettings}
+# Which request parts each mode needs (the CLI fills them; a batch line may too).
+MODE_PARTS: dict[str, tuple[str, ...]] = {
+    "txt2img": (),
+    "img2img": ("init",),
+    "inpaint": ("init", "inpaint"),
+    "outpaint": ("init", "inpaint", "outpaint"),
+}
+
+
+def request_from_dict(data: dict[str, Any]) -> GenerationRequest:
+    """The inverse of dataclasses.asdict(request), ignoring unknown keys (records from other versions)."""
+    known = {f.name for f in fields(GenerationRequest)}
+    values = {k: v for k, v in data.items() if k in known}
+    for name, cls in PARTS.items():
+        if isinstance(values.get(name), dict):
+            part_fields = {f.name for f in fields(cls)}
+            values[name] = cls(**{k: v for k, v in values[name].items() if k in part_fields})
+    if "controlnets" in values:
+        values["controlnets"] = tuple(u if isinstance(u, ControlUnit) else unit_from_dict(u)
+                                      for u in values["controlnets"] or ())
+    return GenerationRequest(**values)
+
+
+def _check_choice(flag: str, value: str, allowed) -> None:
+    if value not in allowed:
+        raise UsageError(f"{flag}: unknown value {value!r}; choose from {', '.join(allowed)}")
+
+
+RNG_SOURCES = ("cpu", "gpu", "nv")  # sampling.rng's, restated here to keep torch out
+EMPHASES = ("original", "no norm", "none")
+
+
+def choice_key(value: str) -> str:
+    """--rng / --emphasis spelling -> key: case, '-' and '_' do not matter ("No norm" = no-norm)."""
+    return " ".join(value.lower().replace("-", " ").replace("_", " ").split())
+
+
+def _validate_sampling(request: GenerationRequest) -> None:
+    _check_choice("--rng", choice_key(request.rng), RNG_SOURCES)
+    _check_choice("--emphasis", choice_key(request.emphasis), EMPHASES)
+    if request.eta is not None:
+        _check_range("--eta", request.eta, 0, 10)
+    _check_range("--ensd", request.ensd, 0, MAX_SEED)
+    for flag, value in (("--s-churn", request.s_churn), ("--s-tmin", request.s_tmin), ("--s-tmax", request.s_tmax),
+                        ("--s-noise", request.s_noise), ("--sigma-min", request.sigma_min),
+                        ("--sigma-max", request.sigma_max)):
+        _check_range(flag, value, 0, 1000)
+    if request.sigma_min and request.sigma_max and request.sigma_min >= request.sigma_max:
+        raise UsageError(f"--sigma-min: {request.sigma_min} is not below --sigma-max {request.sigma_max}")
+
+
+def _validate_init(request: GenerationRequest) -> None:
+    strength = request.init.strength
+    if not 0 < strength <= 1:
+        raise UsageError(f"--strength: {strength} is out of range; use more than 0 and at most 1 (0.75 is usual)")
+    _check_choice("--resize", request.init.resize, RESIZE_MODES)
+
+
+def _validate_inpaint(settings: InpaintSettings) -> None:
+    _check_range("--mask-blur", settings.mask_blur, 0, 256)
+    _check_range("--padding", settings.padding, 0, 1024)
+    _check_choice("--inpaint-area", settings.area, INPAINT_AREAS)
+    _check_choice("--masked-content", settings.masked_content, MASKED_CONTENTS)
+
+
+def _validate_outpaint(settings: OutpaintSettings) -> None:
+    for flag, value in zip(DIRECTIONS, settings.pixels, strict=True):
+        _check_range(f"--{flag}", value, 0, 4096)
+    if not any(settings.pixels):
+        raise UsageError("--left/--right/--up/--down: nothing to expand; give pixels for at least one side "
+                         "(or --expand PX --direction ...)")
+    _check_choice("--fill", settings.fill, OUTPAINT_FILLS)

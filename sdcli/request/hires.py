@@ -1,0 +1,293 @@
+"""Hires fix: the WebUI's second pass of txt2img, run on sdcli's own loop.
+
+What it holds: the settings (HiresSettings, the `hires` part of a GenerationRequest) and
+their checks; the target size (the WebUI's calculate_target_resolution: `Hires upscale` x
+the first-pass size, or `Hires resize` WxH fitted to the first pass's aspect and cropped in
+latent space); the infotext keys, named and written when the WebUI writes them, and read
+back for replay; and the pass itself (HiresStage), as sample_hr_pass does it:
+
+1. upscale the first pass: a latent mode interpolates the latents; any other upscaler
+   decodes, upscales the 8-bit images (models.upscalers) and encodes them again;
+2. crop the latents to the `Hires resize` target;
+3. fresh image noise of the same seeds (and variation seeds) at the new size;
+4. img2img on the loop at the target size with the hires prompt, sampler, schedule and CFG:
+   `Hires steps` (0 = the first pass's) are run exactly, out of a schedule of
+   int(steps / min(denoise, 0.999)) steps, as the WebUI's img2img counts steps it is given.
+
+No torch at module level (core.request imports it).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
+
+from sdcli.errors import UsageError
+
+if TYPE_CHECKING:
+    from sdcli.request.generation import GenerationRequest
+    from sdcli.sampling.samplers import SamplerChoice
+
+LATENT_FACTOR = 8  # the WebUI's opt_f
+SCALE_RANGE = (1.0, 8.0)
+MAX_SIDE = 8192
+
+
+@dataclass(frozen=True)
+class HiresSettings:
+    """Hires fix settings (flag -> field): --hires-scale, --hires-size (width x height; 0 on one side
+    keeps the aspect), --hires-steps (0 = the first pass's), --hires-denoise, --hires-upscaler,
+    and None = the first pass's value for prompt, negative prompt, sampler, schedule and CFG scale."""
+
+    scale: float = 2.0
+    width: int = 0
+    height: int = 0
+    steps: int = 0
+    denoise: float = 0.7
+    upscaler: str = "Latent"
+    prompt: str | None = None
+    negative_prompt: str | None = None
+    sampler: str | None = None
+    schedule: str | None = None
+    cfg_scale: float | None = None
+
+    @property
+    def resize(self) -> bool:
+        return bool(self.width or self.height)
+
+
+def parse_size(flag: str, text: str) -> tuple[int, int]:
+    """'WxH' (either side may be 0: from the aspect) -> (width, height)."""
+    match = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", text)
+    if not match:
+        raise UsageError(f"{flag}: {text!r} is not WIDTHxHEIGHT (e.g. 1024x1536; 0 on one side keeps the aspect)")
+    return int(match.group(1)), int(match.group(2))
+
+
+def hires_choices(request: GenerationRequest) -> tuple[SamplerChoice, SamplerChoice]:
+    """The first pass's and the hires pass's resolved samplers; errors name the --hires-* flag."""
+    from sdcli.sampling.samplers import resolve_sampler
+
+    settings = request.hires
+    first = resolve_sampler(request.sampler, request.schedule)
+    try:
+        try:
+            second = resolve_sampler(settings.sampler or request.sampler, settings.schedule or request.schedule)
+        except UsageError:
+            if settings.schedule is not None or settings.sampler is None:
+                raise
+            # The first pass's schedule type does not fit the hires sampler (DDIM after Karras): its own.
+            second = resolve_sampler(settings.sampler, "automatic")
+    except UsageError as exc:
+        raise UsageError(re.sub(r"^--(sampler|schedule):", r"--hires-\1:", str(exc))) from None
+    return first, second
+
+
+def validate_hires(request: GenerationRequest) -> None:
+    """Check the hires part of a request (called by request.validate, which checks its prompts' text)."""
+    s = request.hires
+    if request.mode != "txt2img":
+        raise UsageError(f"--hires: hires fix is a second pass of txt2img (as in the WebUI), not of {request.mode}")
+    if request.refiner:
+        raise UsageError("--hires: a hires pass after --refiner is not supported yet; drop one of them")
+    if not SCALE_RANGE[0] <= s.scale <= SCALE_RANGE[1]:
+        raise UsageError(f"--hires-scale: {s.scale:g} is out of range; use {SCALE_RANGE[0]:g} to {SCALE_RANGE[1]:g}")
+    for side, value in (("width", s.width), ("height", s.height)):
+        if not 0 <= value <= MAX_SIDE:  # any value: the latents are cropped to whole latent pixels, as in the WebUI
+            raise UsageError(f"--hires-size: {side} {value} is out of range; use 0 to {MAX_SIDE}")
+    if not 0 <= s.steps <= 1000:
+        raise UsageError(f"--hires-steps: {s.steps} is out of range; use 0 (the first pass's steps) to 1000")
+    if not 0 < s.denoise <= 1:
+        raise UsageError(f"--hires-denoise: {s.denoise:g} is out of range; use more than 0 and at most 1")
+    if not s.upscaler.strip():
+        raise UsageError("--hires-upscaler: empty; give an upscaler name (Latent, Lanczos ...) or a file")
+    if s.cfg_scale is not None and not 0 <= s.cfg_scale <= 100:
+        raise UsageError(f"--hires-cfg: {s.cfg_scale:g} is out of range; use 0 to 100")
+    check_hires_networks(request)
+    hires_choices(request)
+    if request.width and request.height:  # else the model's native size: checked when it is known
+        check_final_size(request.width, request.height, s)
+
+
+def check_final_size(width: int, height: int, s: HiresSettings) -> None:
+    """The hires image must be 8 to MAX_SIDE pixels a side."""
+    final = final_size(width, height, s)
+    if min(final) < LATENT_FACTOR or max(final) > MAX_SIDE:
+        raise UsageError(f"--hires-scale/--hires-size: the hires image would be {final[0]}x{final[1]}; "
+                         f"each side must be 8 to {MAX_SIDE}")
+
+
+def target_size(width: int, height: int, s: HiresSettings) -> tuple[int, int, int, int]:
+    """(upscale_to_x, upscale_to_y, truncate_x, truncate_y): the WebUI's calculate_target_resolution.
+    truncate_* are latent columns/rows cropped after upscaling (Hires resize with another aspect)."""
+    if not s.resize:
+        return int(width * s.scale), int(height * s.scale), 0, 0
+    if s.height == 0:
+        return s.width, s.width * height // width, 0, 0
+    if s.width == 0:
+        return s.height * width // height, s.height, 0, 0
+    if width / height < s.width / s.height:
+        to_x, to_y = s.width, s.width * height // width
+    else:
+        to_x, to_y = s.height * width // height, s.height
+    return to_x, to_y, (to_x - s.width) // LATENT_FACTOR, (to_y - s.height) // LATENT_FACTOR
+
+
+def final_size(width: int, height: int, s: HiresSettings) -> tuple[int, int]:
+    """The hires image's size in pixels (the cropped target latent x 8)."""
+    to_x, to_y, tx, ty = target_size(width, height, s)
+    return (to_x // LATENT_FACTOR - tx) * LATENT_FACTOR, (to_y // LATENT_FACTOR - ty) * LATENT_FACTOR
+
+
+def hires_params(request: GenerationRequest, first: SamplerChoice, second: SamplerChoice,
+                 upscaler_name: str) -> dict[str, Any]:
+    """The WebUI's hires infotext keys, each written when the WebUI writes it (processing.py's
+    txt2img init and calculate_target_resolution; `Hires schedule type` from its sampler, `Hires CFG
+    Scale` as WebUI Forge writes it). Empty without hires."""
+    s = request.hires
+    if s is None:
+        return {}
+    differs = lambda value, base: value if value is not None and value != base else None  # noqa: E731
+    return {
+        "Denoising strength": f"{s.denoise:g}",
+        "Hires sampler": differs(second.sampler.name, first.sampler.name),
+        "Hires prompt": differs(s.prompt, request.prompt),
+        "Hires negative prompt": differs(s.negative_prompt, request.negative_prompt),
+        "Hires schedule type": differs(second.schedule_label, first.schedule_label),
+        "Hires CFG Scale": f"{s.cfg_scale:g}" if differs(s.cfg_scale, request.cfg_scale) is not None else None,
+        "Hires upscale": None if s.resize else f"{s.scale:g}",
+        "Hires resize": f"{s.width}x{s.height}" if s.resize else None,
+        "Hires steps": s.steps or None,
+        "Hires upscaler": upscaler_name,
+    }
+
+
+# Infotext keys hires_from_infotext reads (the WebUI's "Use same ..." values mean: not set).
+INFOTEXT_KEYS = ("Denoising strength", "Hires upscale", "Hires resize", "Hires steps", "Hires upscaler",
+                 "Hires prompt", "Hires negative prompt", "Hires sampler", "Hires schedule type", "Hires CFG Scale")
+_SAME = ("Use same sampler", "Use same scheduler")
+
+
+def hires_from_infotext(params: dict[str, str], where: str) -> HiresSettings | None:
+    """HiresSettings from WebUI parameters, or None when the image had no hires pass (the WebUI's own
+    test: a denoising strength and one of the Hires upscale/upscaler/resize keys)."""
+    if "Denoising strength" not in params or not any(k in params for k in ("Hires upscale", "Hires upscaler",
+                                                                             "Hires resize")):
+        return None
+    get = lambda key: params[key] if key in params and params[key] not in _SAME else None  # noqa: E731
+    try:
+        width, height = parse_size("Hires resize", params["Hires resize"]) if "Hires resize" in params else (0, 0)
+        cfg = get("Hires CFG Scale")
+        return HiresSettings(
+            scale=float(params.get("Hires upscale", 2.0)), width=width, height=height,
+            steps=int(params.get("Hires steps", 0)), denoise=float(params["Denoising strength"]),
+            upscaler=params.get("Hires upscaler", "Latent"), prompt=get("Hires prompt"),
+            negative_prompt=get("Hires negative prompt"), sampler=get("Hires sampler"),
+            schedule=(get("Hires schedule type") or "").lower() or None, cfg_scale=float(cfg) if cfg else None)
+    except (ValueError, UsageError) as exc:
+        raise UsageError(f"{where}: bad hires value in its infotext ({exc})") from None
+
+
+@dataclass
+class HiresStage:
+    """A ready hires pass for sdcli's loop: the hires request (prompt, sampler, CFG, steps as the
+    second pass runs them), its sampler and prompt encoder, the upscaler and the target."""
+
+    request: Any  # GenerationRequest of the second pass
+    choice: Any
+    encoder: Any
+    upscaler: Any  # models.upscalers.Upscaler
+    target: tuple[int, int, int, int]
+    control: Any = None  # sampling.control.ControlHook at the hires size (ControlNet's "Hr Option: Both")
+
+    def run(self, pipe: Any, latents: Any, seeds: list[int], subseeds: list[int | None],
+            on_step: Any = None) -> Any:
+        """The first pass's latents -> the hires pass's latents (steps 1-4 of the module doc)."""
+        import torch
+
+        from sdcli.execution.batches import (
+            decode,
+            encode_image,
+            image_noise,
+            is_xl_unet,
+            loop_denoiser,
+            sampling_options,
+        )
+        from sdcli.sampling.loop import sample
+
+        to_x, to_y, tx, ty = self.target
+        if (mode := self.upscaler.ref.latent) is not None:
+            latents = torch.nn.functional.interpolate(latents, size=(to_y // LATENT_FACTOR, to_x // LATENT_FACTOR),
+                                                      mode=mode[0], antialias=mode[1])
+        else:
+            images = [self.upscaler.resize_to(image, to_x, to_y) for image in decode(pipe, latents)]
+            latents = torch.cat([encode_image(pipe, image, 1) for image in images])
+        h, w = latents.shape[-2:]
+        latents = latents[:, :, ty // 2:h - (ty + 1) // 2, tx // 2:w - (tx + 1) // 2]
+        request, s = self.request, self.request.hires
+        noise = image_noise(request, pipe, seeds, subseeds, latents.shape[-1] * LATENT_FACTOR,
+                       latents.shape[-2] * LATENT_FACTOR)
+        denoiser, model_sigmas = loop_denoiser(request, pipe, self.choice, self.encoder)
+        if self.control is not None:
+            denoiser.control, on_step = self.control, self.control.follow(on_step)
+        steps = s.steps or request.steps
+        total = int(steps / min(s.denoise, 0.999))
+        return sample(self.choice, denoiser, noise, model_sigmas, total, options=sampling_options(request),
+                      init_latent=latents, strength=s.denoise, t_enc=steps - 1, sdxl=is_xl_unet(pipe),
+                      on_step=on_step)
+
+
+def hires_stage(pipe: Any, request: GenerationRequest, own: bool, size: tuple[int, int],
+                upscaler: Any = None) -> HiresStage | None:
+    """The hires pass of `request` (prompts already encoder text) at first-pass `size`, or None.
+
+    `upscaler` is a ready models.upscalers.Upscaler (a built-in one is made when not given).
+    Raises UsageError for what the pass cannot run.
+    """
+    from sdcli.conditioning.schedule import CondSchedule
+    from sdcli.execution.batches import prompt_encoder
+    from sdcli.models.assets import encoder_text
+    from sdcli.models.upscalers import ready, resolve_upscaler
+
+    s = request.hires
+    if s is None:
+        return None
+    if not own:
+        raise UsageError("--hires: this model or sampler runs in the diffusers pipeline; hires fix runs only in "
+                         "sdcli's own loop (SD 1.x/2.x/XL with a sampler of `sdcli samplers`)")
+    width, height = size
+    check_final_size(width, height, s)
+    target = target_size(width, height, s)
+    prompt = encoder_text(pipe, s.prompt) if s.prompt is not None else request.prompt
+    negative = encoder_text(pipe, s.negative_prompt) if s.negative_prompt is not None else request.negative_prompt
+    steps = s.steps or request.steps
+    if not CondSchedule.is_plain(prompt, negative, steps) or not CondSchedule.is_plain(
+            request.prompt, request.negative_prompt, request.steps):
+        raise UsageError("--hires: prompt editing [a:b:N], [a|b] and weighted AND are not supported with hires "
+                         "fix yet (the WebUI's hires prompt timeline); use plain prompts")
+    upscaler = upscaler or ready(resolve_upscaler(s.upscaler, "--hires-upscaler"), "--hires-upscaler")
+    _, second = hires_choices(request)
+    hires_request = replace(request, prompt=prompt, negative_prompt=negative, steps=steps,
+                            cfg_scale=request.cfg_scale if s.cfg_scale is None else s.cfg_scale,
+                            sampler=second.sampler.name, schedule=second.schedule)
+    encoder = prompt_encoder(pipe, hires_request, (target[0], target[1]))
+    return HiresStage(hires_request, second, encoder, upscaler, target)
+
+
+_TAG = re.compile(r"<[^<>:]+:[^<>]+>")
+
+
+def _network_tags(text: str | None) -> set[str]:
+    return set(_TAG.findall(text or ""))
+
+
+def check_hires_networks(request: GenerationRequest) -> None:
+    """The WebUI activates a hires prompt's own <lora:...> tags for the second pass; sdcli applies the
+    first prompt's add-ons to both passes, so a hires prompt naming other ones is refused."""
+    s = request.hires
+    for text, base, flag in ((s.prompt, request.prompt, "--hires-prompt"),
+                             (s.negative_prompt, request.negative_prompt, "--hires-negative-prompt")):
+        if text is not None and _network_tags(text) != _network_tags(base):
+            raise UsageError(f"{flag}: its <lora:...> tags differ from the first pass's; sdcli applies the same "
+                             "add-ons to both passes (give the same tags, or none in either)")
