@@ -15,8 +15,10 @@ from typing import Any
 
 from sdcli import __version__
 from sdcli.errors import UsageError
-from sdcli.execution.batches import StepCallback, own_batch, pipeline_batch, runs_own_loop
 from sdcli.execution.finite import finite_guard
+from sdcli.execution.own_loop import own_batch
+from sdcli.execution.pipeline_call import pipeline_batch
+from sdcli.execution.stages import StepCallback, runs_own_loop
 from sdcli.io.images import PreparedInputs, prepare
 from sdcli.io.metadata import build_infotext
 from sdcli.request.generation import DIRECTIONS, INPAINT_AREAS, MASKED_CONTENTS, GenerationRequest, choice_key
@@ -161,10 +163,11 @@ def run(
     than the text encoder, a mode its UNet cannot run) or for bad input files.
     """
     from sdcli.conditioning.encoding import text_layers
-    from sdcli.execution.batches import prompt_encoder, refiner_stage
+    from sdcli.execution.hires import hires_stage
+    from sdcli.execution.stages import prompt_encoder, refiner_stage
     from sdcli.models.assets import encoder_text
     from sdcli.models.loader import pipeline_for, set_sampler
-    from sdcli.request.hires import final_size, hires_choices, hires_params, hires_stage
+    from sdcli.request.hires import final_size, hires_choices, hires_params
 
     # 1. Model-dependent checks and settings; the input images at generation size.
     text_encoder = pipe.text_encoder if pipe.text_encoder is not None else pipe.text_encoder_2  # refiner: 2nd only

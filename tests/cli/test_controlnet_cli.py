@@ -240,7 +240,7 @@ def test_hires_fix_takes_the_units_in_both_passes(cli, tiny_model, cn, tmp_path,
     assert replayed.exit_code == 0, replayed.stderr
     assert np.array_equal(pixels(replayed.stdout.strip()), pixels(with_cn["path"]))
     # The second pass really is steered: without its hook (first pass only) the pixels differ.
-    from sdcli.request.hires import HiresStage
+    from sdcli.execution.hires import HiresStage
 
     run = HiresStage.run
     monkeypatch.setattr(HiresStage, "run", lambda self, *a, **k: run(replace(self, control=None), *a, **k))

@@ -147,7 +147,7 @@ def test_refiner_switch_changes_the_image(tiny_xl_pipe, refiner_pipe, single_thr
 def test_refiner_runs_the_own_loop(tiny_xl_pipe):
     from dataclasses import replace
 
-    from sdcli.execution.batches import runs_own_loop
+    from sdcli.execution.stages import runs_own_loop
     from sdcli.request.generation import GenerationRequest, validate
 
     request = GenerationRequest(prompt="x", sampler="dpm++ 2m", negative_prompt=NEGATIVE)

@@ -1,0 +1,126 @@
+"""One batch through sdcli's own loop (sampling.loop): the WebUI's sigmas, samplers, CFG, noise, inpainting inputs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sdcli.execution.latents import decode, encode_image
+from sdcli.execution.stages import StepCallback, is_xl_unet
+from sdcli.io.images import PreparedInputs
+from sdcli.request.generation import GenerationRequest, choice_key
+from sdcli.sampling.samplers import SamplerChoice
+
+
+def sampling_options(request: GenerationRequest) -> Any:
+    """The request's WebUI sampler settings for the loop."""
+    from sdcli.sampling.loop import SamplingOptions
+
+    return SamplingOptions(eta=request.eta, s_churn=request.s_churn, s_tmin=request.s_tmin, s_tmax=request.s_tmax,
+                           s_noise=request.s_noise, sigma_min=request.sigma_min, sigma_max=request.sigma_max)
+
+
+def image_noise(request: GenerationRequest, pipe: Any, seeds: list[int], subseeds: list[int | None], width: int,
+                height: int) -> Any:
+    """The image RNG of a batch at width x height: per-image generators, variation seeds, ENSD."""
+    from sdcli.sampling.rng import ImageNoise
+
+    factor = pipe.vae_scale_factor
+    shape = (pipe.vae.config.latent_channels, height // factor, width // factor)
+    return ImageNoise(choice_key(request.rng), shape, seeds, pipe.unet.device, subseeds=subseeds,
+                      subseed_strength=request.subseed_strength, ensd=request.ensd)
+
+
+def cond_schedule(request: GenerationRequest, choice: SamplerChoice, encoder: Any) -> Any:
+    """Prompt editing, alternation and AND over the run's denoiser calls (x2 for second-order samplers)."""
+    from sdcli.conditioning.schedule import CondSchedule, prompt_schedule
+
+    calls = request.steps * (2 if choice.sampler.second_order else 1)
+    negative = None
+    if hasattr(encoder, "negative_encode"):  # SDXL: an all-empty negative is zeroed, as in the WebUI
+        negative = encoder.negative_encode(all(t == "" for _, t in prompt_schedule(request.negative_prompt, calls)))
+    return CondSchedule.build(request.prompt, request.negative_prompt, calls, encoder.encode, negative)
+
+
+def own_batch(request: GenerationRequest, pipe: Any, choice: SamplerChoice, encoder: Any,
+              inputs: PreparedInputs | None, seeds: list[int], subseeds: list[int | None], width: int,
+              height: int, on_step: StepCallback | None, refine: Any = None, hires: Any = None,
+              control: Any = None) -> list[Any]:
+    """One batch through sdcli's loop: WebUI sigmas, samplers, CFG and noise; `refine` (OwnRefiner):
+    the WebUI's in-loop refiner switch; `hires` (core.hires.HiresStage): the hires fix pass; `control`
+    (sampling.control.ControlHook): ControlNet units."""
+    from sdcli.sampling.loop import sample
+    from sdcli.sampling.refiner import Refiner
+
+    denoiser, model_sigmas = loop_denoiser(request, pipe, choice, encoder)
+    if refine is not None:
+        refined = cond_schedule(request, choice, refine.encoder)
+        denoiser.refiner = Refiner(refine.pipe.unet, refined.conds_at, refined.uncond_at, request.refiner_switch)
+    if control is not None:
+        denoiser.control, on_step = control, control.follow(on_step)
+    noise = image_noise(request, pipe, seeds, subseeds, width, height)
+    init = encode_image(pipe, inputs.image, len(seeds)) if inputs is not None else None
+    if inputs is not None and inputs.mask is not None:
+        denoiser.masking = inpaint_masking(pipe, request, inputs, init, noise)
+        init = denoiser.masking.init_latent
+    latents = sample(choice, denoiser, noise, model_sigmas, request.steps, options=sampling_options(request),
+                     init_latent=init, strength=request.init.strength if request.init else 1.0,
+                     sdxl=is_xl_unet(pipe), on_step=on_step)
+    if denoiser.masking is not None:  # the kept area is the input's latent exactly, as in the WebUI
+        keep = denoiser.masking.mask
+        latents = latents * (1 - keep) + denoiser.masking.init_latent * keep
+    if hires is not None:
+        latents = hires.run(pipe, latents, seeds, subseeds, on_step)
+    return decode(refine.pipe if denoiser.switched else pipe, latents)  # the WebUI decodes with the model loaded
+
+
+def loop_denoiser(request: GenerationRequest, pipe: Any, choice: SamplerChoice, encoder: Any) -> tuple[Any, Any]:
+    """The loop's CFG denoiser for `request` (its prompts through `encoder`) and the model's sigmas."""
+    from sdcli.models.loader import PREDICTION_TYPES
+    from sdcli.sampling.refiner import RefinedDenoiser
+    from sdcli.sampling.schedules import ModelSigmas, alphas_cumprod
+
+    config = getattr(pipe, "sdcli_base_scheduler", pipe.scheduler).config
+    model_sigmas = ModelSigmas(alphas_cumprod(config))
+    schedule = cond_schedule(request, choice, encoder)
+    prediction = PREDICTION_TYPES[request.prediction_type] if request.prediction_type else None
+    denoiser = RefinedDenoiser(pipe.unet, model_sigmas, prediction or config.get("prediction_type", "epsilon"),
+                               schedule.conds_at, schedule.uncond_at, request.cfg_scale)
+    return denoiser, model_sigmas
+
+
+def inpaint_masking(pipe: Any, request: GenerationRequest, inputs: PreparedInputs, init: Any, noise: Any) -> Any:
+    """The WebUI's inpainting inputs: a rounded latent mask, --masked-content in latent space, and the
+    9-channel UNet's extra input (mask + latent of the image with the masked area blanked)."""
+    import numpy as np
+    import torch
+
+    from sdcli.sampling.denoiser import Masking
+
+    n, (h, w) = init.shape[0], init.shape[-2:]
+    small = np.asarray(inputs.mask.convert("RGB").resize((w, h)), dtype=np.float32)[..., 0] / 255
+    repaint = torch.from_numpy(np.around(small)).to(init.device)[None, None].expand_as(init)
+    keep = 1.0 - repaint
+    content = request.inpaint.masked_content
+    if content == "latent-noise":  # noise of the image's own seed (the WebUI's first draw)
+        init = init * keep + seed_noise(noise) * repaint
+    elif content == "latent-nothing":
+        init = init * keep
+    image_cond = None
+    if pipe.unet.config.in_channels == 9:
+        full = torch.from_numpy(np.around(np.asarray(inputs.mask.convert("L"), dtype=np.float32) / 255))[None, None]
+        unit = torch.from_numpy(np.asarray(inputs.image.convert("RGB"), dtype=np.float32) / 255.0)
+        source = (2.0 * unit - 1.0).permute(2, 0, 1)[None]
+        blanked = (source * (1.0 - full)).to(pipe.vae.device, pipe.vae.dtype)
+        with torch.no_grad():
+            masked_latent = pipe.vae.encode(blanked).latent_dist.mean * pipe.vae.config.scaling_factor
+        small_full = torch.nn.functional.interpolate(full, size=(h, w))
+        image_cond = torch.cat([small_full.to(init.device), masked_latent.float()], dim=1).repeat(n, 1, 1, 1)
+    return Masking(init_latent=init, mask=keep, image_cond=image_cond)
+
+
+def seed_noise(noise: Any) -> Any:
+    """The start noise of a batch's seeds, from fresh generators (the image RNG itself is left untouched)."""
+    from sdcli.sampling.rng import ImageNoise
+
+    return ImageNoise(noise.source, noise.shape, noise.seeds, noise.device).first()
+
