@@ -54,7 +54,7 @@ class Entry:
         if self.kind == "checkpoint" and self.path.is_dir():
             return model_hash(self.path)
         if self.kind == "controlnet":  # the extension's title hash: the WebUI's legacy model hash
-            from sdcli.controlnet.files import legacy_hash
+            from sdcli.models.hashes import legacy_hash
 
             return legacy_hash(weights_file(self.path))
         return file_sha256(weights_file(self.path))[:SHORT_HASH[self.kind]]
