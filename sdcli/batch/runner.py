@@ -37,7 +37,8 @@ from sdcli.batch.process import GracefulStop, Shard, Stop, current_shard
 from sdcli.controlnet.batch import LineControls
 from sdcli.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_PARTIAL, SdcliError, UsageError
 from sdcli.io.output import next_number, prepare_folder, remove_stale_temps, render_name
-from sdcli.job.run import DEMO_NOTE, name_values, stage, write_image
+from sdcli.job.run import DEMO_NOTE, stage
+from sdcli.job.write import name_values, write_image
 from sdcli.models.assets import AssetPlan, apply_assets
 from sdcli.models.runtime import validate_runtime
 from sdcli.request.generation import validate
