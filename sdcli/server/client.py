@@ -74,7 +74,7 @@ def run_remote_job(server: str, request: Any, runtime: Any, model_spec: str | No
     from sdcli.conditioning.prompts import parse_prompt
     from sdcli.io.output import check_pattern, next_number, prepare_folder
     from sdcli.job.generate import GeneratedImage
-    from sdcli.job.run import DEMO_NOTE
+    from sdcli.job.plan import DEMO_NOTE
     from sdcli.job.write import write_image
     from sdcli.models.resolve import ModelRef
     from sdcli.models.runtime import RuntimeOptions, validate_runtime

@@ -171,7 +171,8 @@ class Engine:
         """
         from sdcli.io.images import prepare
         from sdcli.job.generate import run
-        from sdcli.job.run import load_hires_upscaler, resolve_hires_upscaler
+        from sdcli.job.load import ModelCache
+        from sdcli.job.plan import resolve_hires_upscaler
 
         choice = validate(request)
         model = self.find(model_spec)
@@ -182,7 +183,7 @@ class Engine:
         hires_ref = resolve_hires_upscaler(request, AssetOptions())
         with self._slot():
             pipe = self._pipeline(model)
-            hires_upscaler = load_hires_upscaler(hires_ref, AssetOptions(), self.plan)
+            hires_upscaler = ModelCache().hires_upscaler(hires_ref, AssetOptions(), self.plan)
             apply_assets(pipe, extras, AssetOptions(), lambda _message: None)
             request = request.with_resolved_seed()
             self.progress = Progress(job_count=request.count, started=time.time(),
