@@ -2,6 +2,13 @@
 
 One generation runs at a time (a lock; requests wait in a bounded queue), through
 sdcli's own core (core.generate.run), so a server image is the CLI's image, bit for bit.
+
+A request never points the server at a file. Every model it names (the model, the refiner,
+the hires upscaler, the VAE, LoRAs in flags and <lora:...> tags, embeddings) is looked up
+only in the server's own lists: the models it serves (-m: a title, name or hash, or exactly
+the path it was started with, which is how `--server` sends -m and --refiner) and its models
+folder (--models-dir / --webui-dir), by name, as the CLI looks names up there. A path or an
+unknown name is refused (UsageError: HTTP 422) before any model loads.
 """
 
 from __future__ import annotations
@@ -10,13 +17,14 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from sdcli.core.request import GenerationRequest, validate
 from sdcli.errors import RuntimeFailure, SdcliError, UsageError
-from sdcli.models.assets import AssetOptions, apply_assets, plan_assets
+from sdcli.models.assets import AssetOptions, AssetPlan, apply_assets, plan_assets
+from sdcli.models.library import is_path_like
 from sdcli.models.runtime import RuntimeOptions
 
 
@@ -47,8 +55,44 @@ class ServedModel:
             return True
         try:
             return Path(spec).expanduser().resolve() == Path(self.ref.path).resolve()
-        except OSError:
+        except (OSError, RuntimeError):  # RuntimeError: "~user" of no such user
             return False
+
+
+@dataclass(frozen=True)
+class AddOns:
+    """A request's add-ons, by name: LoRAs (NAME[:WEIGHT]), embeddings and a VAE (None: the model's own)."""
+
+    loras: tuple[str, ...] = ()
+    embeddings: tuple[str, ...] = ()
+    vae: str | None = None
+
+
+@dataclass(frozen=True)
+class Job:
+    """One request, planned: every name resolved and checked, nothing loaded yet."""
+
+    request: GenerationRequest  # as recorded: the refiner and hires upscaler as resolved, as run_job records them
+    choice: Any  # sampling.samplers.SamplerChoice
+    model: ServedModel
+    inputs: Any  # core.images.PreparedInputs | None
+    assets: AssetOptions
+    extras: AssetPlan
+    refiner: ServedModel | None = None
+    hires: Any = None  # models.upscalers.UpscalerRef | None
+
+
+@dataclass(frozen=True)
+class Generated:
+    """What a request made: the job (its resolved request) and the finished images."""
+
+    job: Job
+    request: GenerationRequest  # the job's request with its seeds resolved
+    items: list[Any]
+
+    @property
+    def model(self) -> ServedModel:
+        return self.job.model
 
 
 @dataclass
@@ -87,25 +131,32 @@ class Engine:
     models: list[ServedModel]
     runtime: RuntimeOptions = field(default_factory=RuntimeOptions)
     queue_size: int = 8
+    folders: AssetOptions = field(default_factory=lambda: AssetOptions(names_only=True))  # its models folder
     load: Callable[[Any, Any], Any] | None = None
-    options: dict[str, Any] = field(default_factory=lambda: {"CLIP_stop_at_last_layers": 1, "samples_format": "png"})
+    options: dict[str, Any] = field(default_factory=lambda: {"CLIP_stop_at_last_layers": 1, "samples_format": "png",
+                                                             "sd_vae": "Automatic"})
     progress: Progress = field(default_factory=Progress)
 
     def __post_init__(self) -> None:
         self.current = self.models[0]
         self._pipe: Any = None
+        self._refiner: Any = None  # core.generate.RefinerModel: the last refiner used, kept loaded
+        self._refiner_of: ServedModel | None = None
         self._plan: Any = None
         self._lock = threading.Lock()
         self._waiting = 0
         self._count_lock = threading.Lock()
 
     @classmethod
-    def from_specs(cls, specs: list[str | None], runtime: RuntimeOptions, **kwargs: Any) -> Engine:
-        """Resolve every --model of `sdcli serve` (no weights loaded yet)."""
+    def from_specs(cls, specs: list[str | None], runtime: RuntimeOptions, models_dir: str | None = None,
+                   webui_dir: str | None = None, **kwargs: Any) -> Engine:
+        """Resolve every --model of `sdcli serve` (paths, hub ids, names in the models folder; no weights loaded)."""
         from sdcli.models.resolve import model_hash, resolve_model
 
-        refs = [resolve_model(spec, offline=runtime.offline) for spec in (specs or [None])]
-        return cls([ServedModel(ref, model_hash(ref.hash_path)) for ref in refs], runtime, **kwargs)
+        folders = AssetOptions(models_dir=models_dir, webui_dir=webui_dir, names_only=True)
+        library = folders.library()  # a missing folder: --models-dir/--webui-dir named in the error
+        refs = [resolve_model(spec, offline=runtime.offline, library=library) for spec in (specs or [None])]
+        return cls([ServedModel(ref, model_hash(ref.hash_path)) for ref in refs], runtime, folders=folders, **kwargs)
 
     def find(self, spec: str | None, field_name: str = "sd_model_checkpoint") -> ServedModel:
         """The served model a client names (None: the current one)."""
@@ -116,6 +167,26 @@ class Engine:
                 return model
         served = ", ".join(repr(m.title) for m in self.models)
         raise UsageError(f"{field_name}: model {spec!r} is not served here; served: {served}")
+
+    def find_refiner(self, spec: str) -> ServedModel:
+        """--refiner / refiner_checkpoint: a served model, else a checkpoint name in the models folder."""
+        from sdcli.models.resolve import model_hash, resolve_model
+
+        served = next((model for model in self.models if model.matches(spec)), None)
+        if served is not None:
+            return served
+        library = self.folders.library()
+        if is_path_like(spec):
+            raise UsageError(f"--refiner: {spec!r} is a path but not a model served here; name a served model "
+                             "or a checkpoint in the server's models folder (Stable-diffusion/)")
+        if library.folders.get("checkpoint") is None:
+            raise UsageError(f"--refiner: {spec!r} is not served here, and there is no models folder to find it "
+                             f"in; served: {', '.join(repr(m.title) for m in self.models)}")
+        try:
+            ref = resolve_model(str(library.find("checkpoint", spec.strip()).path))
+        except SdcliError as exc:
+            raise type(exc)(str(exc).replace("--model:", "--refiner:", 1)) from None
+        return ServedModel(ref, model_hash(ref.hash_path))
 
     @property
     def plan(self) -> Any:
@@ -163,34 +234,73 @@ class Engine:
     def interrupt(self) -> None:
         self.progress.interrupted = True
 
-    def generate(self, request: GenerationRequest, model_spec: str | None = None
-                 ) -> tuple[GenerationRequest, ServedModel, list[Any]]:
-        """Run one request on a served model; return the resolved request, the model and its images.
+    def prepare(self, request: GenerationRequest, model_spec: str | None = None,
+                add_ons: AddOns = AddOns()) -> Job:
+        """Every check of run_job's first step, with names looked up in the server's lists only; loads nothing.
 
-        An /interrupt stops it after the current step; images of finished batches are kept.
+        Errors name the CLI flag (the WebUI endpoints rename it to their field).
         """
-        from sdcli.core.generate import run
         from sdcli.core.images import prepare
-        from sdcli.core.job import load_hires_upscaler, resolve_hires_upscaler
+        from sdcli.models.loader import check_refiner
+        from sdcli.models.upscalers import resolve_upscaler
 
         choice = validate(request)
         model = self.find(model_spec)
         inputs = prepare(request)  # untrusted input files are checked before the queue
-        # <lora:...> tags: the server has no models folder, so a tag is refused rather than ignored.
-        extras = plan_assets(AssetOptions(), request.prompt, request.negative_prompt)
-        # Hires upscalers: the built-in ones (latent modes, Lanczos, Nearest); no models folder here.
-        hires_ref = resolve_hires_upscaler(request, AssetOptions())
+        assets = self.assets(add_ons)
+        extras = plan_assets(assets, request.prompt, request.negative_prompt)
+        hires = None
+        if request.hires is not None:
+            hires = resolve_upscaler(request.hires.upscaler, "--hires-upscaler", assets.library(), names_only=True)
+            request = replace(request, hires=replace(request.hires, upscaler=hires.path or hires.name))
+        refiner = None
+        if request.refiner:
+            refiner = self.find_refiner(request.refiner)
+            check_refiner(model.ref, refiner.ref)
+            request = replace(request, refiner=refiner.ref.source or request.refiner)
+        return Job(request, choice, model, inputs, assets, extras, refiner, hires)
+
+    def assets(self, add_ons: AddOns) -> AssetOptions:
+        """The add-ons as asset options: names in the server's models folder only."""
+        return replace(self.folders, loras=add_ons.loras, embeddings=add_ons.embeddings, vae=add_ons.vae)
+
+    def _load_refiner(self, refiner: ServedModel | None) -> Any:
+        """The loaded refiner (kept for the next request that names the same one). Lock held."""
+        from sdcli.core.generate import RefinerModel
+        from sdcli.models.loader import load_pipeline
+
+        if refiner is None:
+            return None
+        if self._refiner is None or self._refiner_of is None or self._refiner_of.ref != refiner.ref:
+            self._refiner = None
+            self._refiner = RefinerModel((self.load or load_pipeline)(refiner.ref, self.plan), refiner.ref.name,
+                                         refiner.hash)
+            self._refiner_of = refiner
+        return self._refiner
+
+    def generate(self, request: GenerationRequest, model_spec: str | None = None,
+                 add_ons: AddOns = AddOns()) -> Generated:
+        """Run one request on a served model; return the job (its resolved request and model) and its images.
+
+        An /interrupt stops it after the current step; images of finished batches are kept.
+        """
+        from sdcli.core.generate import run
+        from sdcli.core.job import load_hires_upscaler
+
+        job = self.prepare(request, model_spec, add_ons)
         with self._slot():
-            pipe = self._pipeline(model)
-            hires_upscaler = load_hires_upscaler(hires_ref, AssetOptions(), self.plan)
-            apply_assets(pipe, extras, AssetOptions(), lambda _message: None)
-            request = request.with_resolved_seed()
+            pipe = self._pipeline(job.model)
+            refiner = self._load_refiner(job.refiner)
+            hires_upscaler = load_hires_upscaler(job.hires, job.assets, self.plan)
+            apply_assets(pipe, job.extras, job.assets, lambda _message: None)
+            request = job.request.with_resolved_seed()
             self.progress = Progress(job_count=request.count, started=time.time(),
                                      job_timestamp=time.strftime("%Y%m%d%H%M%S"))
             items: list[Any] = []
             try:
-                for item in run(request, pipe, choice, model_name=model.ref.name, model_hash=model.hash,
-                                on_step=self._step, inputs=inputs, hires_upscaler=hires_upscaler):
+                for item in run(request, pipe, job.choice, model_name=job.model.ref.name, model_hash=job.model.hash,
+                                on_step=self._step, inputs=job.inputs, extra_params=job.extras.params(),
+                                refiner=refiner, hires_upscaler=hires_upscaler):
                     if item.failure:  # never sent as a black image
                         raise RuntimeFailure(f"image {item.index} (seed {item.seed}): {item.failure}")
                     items.append(item)
@@ -199,7 +309,7 @@ class Engine:
                 pass
             finally:
                 self.progress = Progress(interrupted=self.progress.interrupted)
-        return request, model, items
+        return Generated(job, request, items)
 
     def _step(self, step: int, total: int) -> None:
         if self.progress.interrupted:

@@ -41,3 +41,19 @@ def decode(data: str):
     from PIL import Image
 
     return Image.open(io.BytesIO(base64.b64decode(data)))
+
+
+@pytest.fixture(scope="session")
+def server_models(tmp_path_factory, models_dir, tiny_xl):
+    """A server's models folder: ESRGAN/tiny-4x, Stable-diffusion/refiner-sf (the tiny SDXL refiner as a single
+    file) and the Lora/, embeddings/ and VAE/ of the `models_dir` fixture; plus an upscaler file outside it."""
+    from sdcli.models.tiny_assets import write_tiny_upscaler
+
+    base = tmp_path_factory.mktemp("server-models")
+    root = base / "models"
+    write_tiny_upscaler(root / "ESRGAN" / "tiny-4x.safetensors")
+    (root / "Stable-diffusion").mkdir()
+    (root / "Stable-diffusion" / "refiner-sf.safetensors").symlink_to(tiny_xl["refiner_file"])
+    for kind in ("Lora", "embeddings", "VAE"):
+        (root / kind).symlink_to(models_dir / kind, target_is_directory=True)
+    return {"root": root, "elsewhere": write_tiny_upscaler(base / "elsewhere-4x.safetensors", seed=1)}
