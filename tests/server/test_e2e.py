@@ -5,25 +5,15 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from sdcli.core.metadata import read_infotext, read_replay_record
-
-START_TIMEOUT_S = 120
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tests.server.serving import free_port, wait_for
 
 
 @pytest.fixture(scope="module")
@@ -36,27 +26,8 @@ def server(tiny_model, tiny_inpaint_model, tmp_path_factory):
                                  str(tiny_inpaint_model), "--port", str(port), "--api-auth", "me:secret"],
                                 stdout=out, stderr=subprocess.STDOUT, env=env)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while True:
-        try:
-            request = urllib.request.Request(url + "/sdapi/v1/sd-models")
-            urllib.request.urlopen(request, timeout=2)
-        except urllib.error.HTTPError as exc:  # 401: up and asking for credentials
-            if exc.code == 401:
-                break
-        except OSError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail(f"sdcli serve did not start:\n{log.read_text()}")
-        time.sleep(0.3)
-    yield {"url": url, "port": port, "auth_url": f"http://me:secret@127.0.0.1:{port}"}
-    proc.terminate()
-    try:
-        proc.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(timeout=15)
+    with wait_for(proc, url, log):
+        yield {"url": url, "port": port, "auth_url": f"http://me:secret@127.0.0.1:{port}"}
 
 
 @pytest.fixture
