@@ -86,7 +86,7 @@ def _names(request: Any, assets: Any) -> dict[str, Any]:
             raise UsageError(f"{flag}: not sent to a server, which uses its own models folder and settings "
                              "(sdcli serve --models-dir); leave it out with --server")
     if request.controlnets:
-        raise UsageError("--controlnet: ControlNet units are not sent to a server; run without --server")
+        raise UsageError("--server: --controlnet units are not sent to a server; run without --server")
     files = [("--lora", parse_lora_flag(spec)[0]) for spec in assets.loras]
     files += [("--embedding", spec) for spec in assets.embeddings] + [("--vae", assets.vae or "")]
     if request.hires is not None and request.hires.upscaler.strip().lower() not in {n.lower() for n in

@@ -76,7 +76,7 @@ def test_server_hires_upscaler_by_name_gives_the_local_pixels_and_records(xl_ser
     (("--vae", "{root}/VAE/tinyvae.safetensors"), "--vae: {root}/VAE/tinyvae.safetensors is a file here"),
     (("--models-dir", "{root}"), "--models-dir (or SDCLI_MODELS_DIR): not sent to a server"),
     (("--no-half-vae",), "--no-half-vae: not sent to a server"),
-    (("--controlnet", "{elsewhere}", "--control-image", "{elsewhere}"), "--controlnet: ControlNet units are not sent"),
+    (("--controlnet", "{elsewhere}", "--control-image", "{elsewhere}"), "--server: --controlnet units are not sent"),
 ])
 def test_flags_that_cannot_go_to_the_server_are_refused_in_one_line(xl_server, cli, tiny_xl, server_models,
                                                                      tmp_path, flags, message):
