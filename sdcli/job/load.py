@@ -29,6 +29,7 @@ class ModelCache:
     """Loaded models kept between jobs; `load(ref, plan)` loads a pipeline (default models.loader's)."""
 
     load: Loader | None = None
+    load_refiner: Loader | None = None  # how refiners load (default models.loader's)
     refiners: dict[Path, RefinerModel] = field(default_factory=dict)
     upscalers: dict[tuple[str, str | None], Any] = field(default_factory=dict)
     _model: Path | None = None
@@ -52,7 +53,7 @@ class ModelCache:
         if ref is None:
             return None
         if ref.path not in self.refiners:
-            self.refiners[ref.path] = RefinerModel(loader.load_pipeline(ref, plan), ref.name,
+            self.refiners[ref.path] = RefinerModel((self.load_refiner or loader.load_pipeline)(ref, plan), ref.name,
                                                    resolve.model_hash(ref.hash_path))
         return self.refiners[ref.path]
 

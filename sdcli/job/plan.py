@@ -12,7 +12,7 @@ from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from sdcli.conditioning.prompts import parse_prompt
 from sdcli.controlnet.plan import ControlPlan, plan_controlnets
@@ -47,6 +47,42 @@ class JobPlan:
     hires_upscaler: Any = None  # models.upscalers.UpscalerRef of request.hires
 
 
+class Names(Protocol):
+    """How a job's model names become files: the CLI's rules (paths, hub ids, the models folder), or a
+    server's (only the models it serves and its models folder, never a path)."""
+
+    def model(self, spec: str | None) -> ModelRef: ...
+    def refiner(self, spec: str) -> ModelRef: ...
+    def hires_upscaler(self, spec: str, assets: AssetOptions) -> Any: ...
+
+
+@dataclass(frozen=True)
+class LocalNames:
+    """The CLI's rules: a path, a hub id (may download unless offline) or a name in the models folder."""
+
+    offline: bool
+    assets: AssetOptions
+    stage: Callable[[str], Any] | None = None
+
+    def model(self, spec: str | None) -> ModelRef:
+        from sdcli.models import resolve
+
+        remote = bool(spec) and "/" in spec and not Path(spec).expanduser().exists()  # may download
+        with self.stage(f"fetching {spec} from the hub") if remote and self.stage else nullcontext():
+            return resolve.resolve_model(spec, offline=self.offline, library=self.assets.library(),
+                                         allow_pickle=self.assets.allow_pickle)
+
+    def refiner(self, spec: str) -> ModelRef:
+        ref = resolve_refiner(spec, self.offline, self.assets.library())
+        assert ref is not None
+        return ref
+
+    def hires_upscaler(self, spec: str, assets: AssetOptions) -> Any:
+        from sdcli.models.upscalers import resolve_upscaler
+
+        return resolve_upscaler(spec, "--hires-upscaler", assets.library(), assets.allow_pickle)
+
+
 def check_request(request: GenerationRequest, runtime: RuntimeOptions, notes: Notes,
                   output: OutputOptions | None = None) -> SamplerChoice:
     """The request's own checks (flags, ranges, output options, prompt syntax warnings): no files, no models."""
@@ -61,14 +97,17 @@ def check_request(request: GenerationRequest, runtime: RuntimeOptions, notes: No
 
 def plan_job(request: GenerationRequest, runtime: RuntimeOptions, model_spec: str | None,
              assets: AssetOptions | None, notes: Notes, *, output: OutputOptions | None = None,
-             stage: Callable[[str], Any] | None = None, check_files: bool = True) -> JobPlan:
+             stage: Callable[[str], Any] | None = None, check_files: bool = True, names: Names | None = None,
+             placement: RuntimePlan | None = None) -> JobPlan:
     """Check everything a job needs and resolve every name it gives; load no weights.
 
-    `check_files` False skips the header checks that compare model files with each other
-    (a caller that brings its own loaded model, as tests do). Raises UsageError/ModelError.
+    `names` turns model names into files (default: the CLI's LocalNames); `placement` is a
+    driver's fixed device plan (default: detected for this job's size). `check_files` False
+    skips the header checks that compare model files with each other (a caller that brings its
+    own loaded model, as tests do). Raises UsageError/ModelError.
     """
     from sdcli.io.images import prepare
-    from sdcli.models import loader, resolve
+    from sdcli.models import loader
     from sdcli.models.runtime import JobSize, detect_runtime
 
     # 1. Everything that can be checked without a model.
@@ -81,16 +120,14 @@ def plan_job(request: GenerationRequest, runtime: RuntimeOptions, model_spec: st
     control = plan_controlnets(request.controlnets, assets.library(), assets.allow_pickle)
     for warning in control.warnings() if control else ():
         notes(warning)
-    hires_upscaler = resolve_hires_upscaler(request, assets)
+    names = names or LocalNames(runtime.offline, assets, stage)
+    hires_upscaler = names.hires_upscaler(request.hires.upscaler, assets) if request.hires else None
     if output is not None:
         check_folder(output.folder)  # created only once there is something to write: refused runs leave nothing
 
     # 2. Model files: found and checked against each other from their headers.
-    remote = bool(model_spec) and "/" in model_spec and not Path(model_spec).expanduser().exists()
-    with stage(f"fetching {model_spec} from the hub") if remote and stage else nullcontext():
-        model = resolve.resolve_model(model_spec, offline=runtime.offline, library=assets.library(),
-                                      allow_pickle=assets.allow_pickle)
-    refiner = resolve_refiner(request.refiner, runtime.offline, assets.library())
+    model = names.model(model_spec)
+    refiner = names.refiner(request.refiner) if request.refiner else None
     if refiner is not None and check_files:
         loader.check_refiner(model, refiner)
     if control is not None and check_files:
@@ -98,7 +135,7 @@ def plan_job(request: GenerationRequest, runtime: RuntimeOptions, model_spec: st
     if model.is_demo:
         notes(DEMO_NOTE)
     size = inputs.size if inputs else (request.width, request.height)
-    placement = detect_runtime(runtime, JobSize(*size, request.batch_size))
+    placement = placement or detect_runtime(runtime, JobSize(*size, request.batch_size))
     return JobPlan(request, choice, model, placement, assets, extras, inputs, control, refiner, hires_upscaler)
 
 

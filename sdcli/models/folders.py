@@ -133,6 +133,14 @@ def library_from(models_dir: Path | str | None, webui_dir: Path | str | None) ->
     return Library(folders)
 
 
+def is_path_like(name: str) -> bool:
+    """Whether a model name is spelled as a filesystem path (absolute, ~, ./, a .. part, a drive) rather than
+    a name in a models folder; where only names are taken (the server), such a value is refused."""
+    text = name.strip().replace("\\", "/")
+    return (text == "." or text.startswith(("/", "~", "./")) or ".." in text.split("/")
+            or re.match(r"^[A-Za-z]:", text) is not None)
+
+
 def weights_file(path: Path) -> Path:
     """The file whose hash names `path`: itself, or a diffusers folder's main weights file."""
     if path.is_file():

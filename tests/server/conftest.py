@@ -6,15 +6,13 @@ from __future__ import annotations
 import base64
 import io
 import os
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 
 import pytest
 
 from tests.cli.conftest import cli  # noqa: F401  (the in-process CLI runner)
+from tests.server.serving import free_port, wait_for
 
 
 @pytest.fixture(scope="module")
@@ -50,17 +48,9 @@ def decode(data: str):
     return Image.open(io.BytesIO(base64.b64decode(data)))
 
 
-START_TIMEOUT_S = 120
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="session")
 def server(tiny_model, tiny_inpaint_model, tmp_path_factory):
+    """`sdcli serve` of the tiny SD1 and inpainting models on a free port, behind --api-auth me:secret."""
     port = free_port()
     log = tmp_path_factory.mktemp("serve") / "serve.log"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -69,24 +59,21 @@ def server(tiny_model, tiny_inpaint_model, tmp_path_factory):
                                  str(tiny_inpaint_model), "--port", str(port), "--api-auth", "me:secret"],
                                 stdout=out, stderr=subprocess.STDOUT, env=env)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while True:
-        try:
-            request = urllib.request.Request(url + "/sdapi/v1/sd-models")
-            urllib.request.urlopen(request, timeout=2)
-        except urllib.error.HTTPError as exc:  # 401: up and asking for credentials
-            if exc.code == 401:
-                break
-        except OSError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail(f"sdcli serve did not start:\n{log.read_text()}")
-        time.sleep(0.3)
-    yield {"url": url, "port": port, "auth_url": f"http://me:secret@127.0.0.1:{port}"}
-    proc.terminate()
-    try:
-        proc.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(timeout=15)
+    with wait_for(proc, url, log):
+        yield {"url": url, "port": port, "auth_url": f"http://me:secret@127.0.0.1:{port}"}
+
+
+@pytest.fixture(scope="session")
+def server_models(tmp_path_factory, models_dir, tiny_xl):
+    """A server's models folder: ESRGAN/tiny-4x, Stable-diffusion/refiner-sf (the tiny SDXL refiner as a single
+    file) and the Lora/, embeddings/ and VAE/ of the `models_dir` fixture; plus an upscaler file outside it."""
+    from sdcli.models.tiny_assets import write_tiny_upscaler
+
+    base = tmp_path_factory.mktemp("server-models")
+    root = base / "models"
+    write_tiny_upscaler(root / "ESRGAN" / "tiny-4x.safetensors")
+    (root / "Stable-diffusion").mkdir()
+    (root / "Stable-diffusion" / "refiner-sf.safetensors").symlink_to(tiny_xl["refiner_file"])
+    for kind in ("Lora", "embeddings", "VAE"):
+        (root / kind).symlink_to(models_dir / kind, target_is_directory=True)
+    return {"root": root, "elsewhere": write_tiny_upscaler(base / "elsewhere-4x.safetensors", seed=1)}

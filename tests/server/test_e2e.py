@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from sdcli.io.metadata import read_infotext, read_replay_record
-from tests.server.conftest import free_port
+from tests.server.serving import free_port
 
 
 @pytest.fixture
