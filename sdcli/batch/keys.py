@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from sdcli.batch.inputs import is_input_set
-from sdcli.request.generation import DIRECTIONS
+from sdcli.request.vocabulary import DIRECTIONS, INPAINT_AREA_CODES, MASKED_CONTENT_CODES, RESIZE_CODES
 
 
 def _text(value: Any) -> str:
@@ -63,12 +63,6 @@ def _flag(value: Any) -> bool:
     if text in ("0", "false", "no", "off"):
         return False
     raise ValueError(f"{value!r} is not true/false")
-
-
-# The WebUI's numeric encodings of the img2img/inpaint enumerations.
-RESIZE_CODES = {0: "just", 1: "crop", 2: "fill"}
-MASKED_CONTENT_CODES = {0: "fill", 1: "original", 2: "latent-noise", 3: "latent-nothing"}
-INPAINT_AREA_CODES = {0: "whole", 1: "masked", "false": "whole", "true": "masked"}  # True == 1
 
 
 def _file(value: Any, base: Path) -> str:

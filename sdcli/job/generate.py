@@ -21,7 +21,15 @@ from sdcli.execution.pipeline_call import pipeline_batch
 from sdcli.execution.stages import StepCallback, runs_own_loop
 from sdcli.io.images import PreparedInputs, prepare
 from sdcli.io.metadata import build_infotext
-from sdcli.request.generation import DIRECTIONS, INPAINT_AREAS, MASKED_CONTENTS, GenerationRequest, choice_key
+from sdcli.request.generation import GenerationRequest
+from sdcli.request.vocabulary import (
+    DIRECTIONS,
+    EMPHASIS_LABELS,
+    INPAINT_AREAS,
+    MASKED_CONTENTS,
+    RNG_LABELS,
+    choice_key,
+)
 from sdcli.sampling.samplers import SamplerChoice
 
 
@@ -82,10 +90,6 @@ def refiner_params(request: GenerationRequest, refiner: RefinerModel | None) -> 
     if refiner is None:
         return {}
     return {"Refiner": f"{refiner.name} [{refiner.hash}]", "Refiner switch at": f"{request.refiner_switch:g}"}
-
-
-RNG_LABELS = {"cpu": "CPU", "gpu": "GPU", "nv": "NV"}
-EMPHASIS_LABELS = {"original": "Original", "no norm": "No norm", "none": "None"}
 
 
 def sampling_params(request: GenerationRequest, choice: SamplerChoice) -> dict[str, Any]:

@@ -19,7 +19,8 @@ from sdcli.errors import RuntimeFailure, UsageError
 from sdcli.io.output import DEFAULT_PATTERN, check_folder, check_pattern, next_number, prepare_folder, render_name
 from sdcli.models.assets import AssetOptions, apply_assets, plan_assets
 from sdcli.models.runtime import RuntimeOptions, validate_runtime
-from sdcli.request.generation import DIRECTIONS, GenerationRequest, validate
+from sdcli.request.generation import GenerationRequest, validate
+from sdcli.request.vocabulary import DIRECTIONS
 
 # JSON record fields for the add-ons' infotext keys.
 ASSET_KEYS = {"vae": "VAE", "vae_hash": "VAE hash", "lora_hashes": "Lora hashes", "ti_hashes": "TI hashes"}

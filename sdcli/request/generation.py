@@ -8,20 +8,24 @@ from typing import Any
 
 from sdcli.controlnet.units import ControlUnit, unit_from_dict, validate_units
 from sdcli.errors import UsageError
-from sdcli.io.images import OUTPAINT_FILLS, RESIZE_MODES
 from sdcli.request.hires import HiresSettings, validate_hires
+from sdcli.request.vocabulary import (
+    DIRECTIONS,
+    EMPHASES,
+    INPAINT_AREAS,
+    MASKED_CONTENTS,
+    OUTPAINT_FILLS,
+    PREDICTION_TYPES,
+    RESIZE_MODES,
+    RNG_SOURCES,
+    choice_key,
+)
 from sdcli.sampling.samplers import DEFAULT_SAMPLER, SamplerChoice, img2img_steps, resolve_sampler
 
 MAX_SEED = 2**32 - 1
 MAX_PROMPT_CHARS = 20000  # far past CLIP's useful length (75 tokens a chunk); README "Limits"
 CLIP_SKIP_RANGE = (1, 12)
 SIZE_RANGE = (8, 8192)
-# Choices of the inpaint flags (--resize and --fill choices are the tables in core.images).
-INPAINT_AREAS = {"whole": "Whole picture", "masked": "Only masked"}  # flag value -> WebUI infotext
-MASKED_CONTENTS = {"original": "original", "fill": "fill", "latent-noise": "latent noise",
-                   "latent-nothing": "latent nothing"}
-DIRECTIONS = ("left", "right", "up", "down")
-PREDICTION_TYPES = ("eps", "v")
 
 
 @dataclass(frozen=True)
@@ -243,15 +247,6 @@ def request_from_dict(data: dict[str, Any]) -> GenerationRequest:
 def _check_choice(flag: str, value: str, allowed) -> None:
     if value not in allowed:
         raise UsageError(f"{flag}: unknown value {value!r}; choose from {', '.join(allowed)}")
-
-
-RNG_SOURCES = ("cpu", "gpu", "nv")  # sampling.rng's, restated here to keep torch out
-EMPHASES = ("original", "no norm", "none")
-
-
-def choice_key(value: str) -> str:
-    """--rng / --emphasis spelling -> key: case, '-' and '_' do not matter ("No norm" = no-norm)."""
-    return " ".join(value.lower().replace("-", " ").replace("_", " ").split())
 
 
 def _validate_sampling(request: GenerationRequest) -> None:

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from sdcli.errors import UsageError
 from sdcli.request.generation import GenerationRequest, ImageInput, InpaintSettings, OutpaintSettings
+from sdcli.request.vocabulary import DIRECTIONS, MASKED_CONTENT_CODES, RESIZE_CODES
 
 
 class Txt2ImgRequest(BaseModel):
@@ -102,11 +103,7 @@ class ProgressResponse(BaseModel):
     textinfo: str | None = None
 
 
-# WebUI img2img enums -> sdcli values.
-RESIZE_MODES = {0: "just", 1: "crop", 2: "fill"}  # 3 = latent upscale: no sdcli equivalent
-INPAINTING_FILLS = {0: "fill", 1: "original", 2: "latent-noise", 3: "latent-nothing"}
 OUTPAINT_SCRIPTS = ("poor man's outpainting", "outpainting mk2")
-SIDES = ("left", "right", "up", "down")
 
 
 def _refuse_unsupported(req: Txt2ImgRequest) -> None:
@@ -167,24 +164,24 @@ def img2img_request(req: Img2ImgRequest, options: dict[str, Any], image_path: st
     """The sdcli request for a WebUI img2img payload; the decoded files are already at the given paths."""
     base = txt2img_request(req.model_copy(update={"script_name": None}), options)
     _refuse_unsupported(req)
-    if req.resize_mode not in RESIZE_MODES:
+    if req.resize_mode not in RESIZE_CODES:
         raise UsageError(f"resize_mode: {req.resize_mode} is not supported; use 0 (just resize), 1 (crop) "
                          "or 2 (fill)")
-    if req.inpainting_fill not in INPAINTING_FILLS:
+    if req.inpainting_fill not in MASKED_CONTENT_CODES:
         raise UsageError(f"inpainting_fill: {req.inpainting_fill} is not one of 0, 1, 2, 3")
-    init = ImageInput(image_path, strength=req.denoising_strength, resize=RESIZE_MODES[req.resize_mode])
+    init = ImageInput(image_path, strength=req.denoising_strength, resize=RESIZE_CODES[req.resize_mode])
     blur = 4 if req.mask_blur is None else req.mask_blur
     if req.script_name:  # outpainting scripts: [pixels, mask_blur, ..., directions]
         pixels, directions = _outpaint_args(req.script_args)
-        outpaint = OutpaintSettings(**{side: pixels if side in directions else 0 for side in SIDES})
-        inpaint = InpaintSettings(mask=None, mask_blur=blur, masked_content=INPAINTING_FILLS[req.inpainting_fill])
+        outpaint = OutpaintSettings(**{side: pixels if side in directions else 0 for side in DIRECTIONS})
+        inpaint = InpaintSettings(mask=None, mask_blur=blur, masked_content=MASKED_CONTENT_CODES[req.inpainting_fill])
         return replace(base, mode="outpaint", init=init, inpaint=inpaint, outpaint=outpaint)
     if mask_path is None:
         return replace(base, mode="img2img", init=init)
     inpaint = InpaintSettings(
         mask=mask_path, invert_mask=bool(req.inpainting_mask_invert), mask_blur=blur,
         area="masked" if req.inpaint_full_res else "whole", padding=req.inpaint_full_res_padding,
-        masked_content=INPAINTING_FILLS[req.inpainting_fill],
+        masked_content=MASKED_CONTENT_CODES[req.inpainting_fill],
     )
     return replace(base, mode="inpaint", init=init, inpaint=inpaint)
 
@@ -192,11 +189,11 @@ def img2img_request(req: Img2ImgRequest, options: dict[str, Any], image_path: st
 def _outpaint_args(args: list[Any]) -> tuple[int, tuple[str, ...]]:
     """Pixels and sides from the WebUI outpainting scripts' script_args."""
     pixels = next((a for a in args if isinstance(a, int) and not isinstance(a, bool)), 128)
-    sides = next((a for a in args if isinstance(a, list)), list(SIDES))
+    sides = next((a for a in args if isinstance(a, list)), list(DIRECTIONS))
     sides = tuple(str(s).lower() for s in sides)
-    bad = [s for s in sides if s not in SIDES]
+    bad = [s for s in sides if s not in DIRECTIONS]
     if bad or not sides:
-        raise UsageError(f"script_args: outpainting directions must be among {', '.join(SIDES)}; got {sides}")
+        raise UsageError(f"script_args: outpainting directions must be among {', '.join(DIRECTIONS)}; got {sides}")
     return int(pixels), sides
 
 
