@@ -14,6 +14,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from sdcli.errors import UsageError
+from sdcli.request.fields import FIELDS
 from sdcli.request.generation import GenerationRequest, ImageInput, InpaintSettings, OutpaintSettings
 from sdcli.request.vocabulary import DIRECTIONS, MASKED_CONTENT_CODES, RESIZE_CODES
 
@@ -130,16 +131,29 @@ def clip_skip(req: Txt2ImgRequest, options: dict[str, Any]) -> int:
     return int(overrides.get("CLIP_stop_at_last_layers", options.get("CLIP_stop_at_last_layers", 1)))
 
 
+def settings(req: Txt2ImgRequest) -> dict[str, Any]:
+    """The request's own fields the payload gives as they are: the field table's `api` column (request.fields).
+    A value the row counts as unset (None; -1 for seeds) leaves the field at its default."""
+    values = {}
+    for row in FIELDS:
+        if row.api and not row.part and row.name not in CONVERTED:
+            value = getattr(req, row.api)
+            if value not in row.unset:
+                values[row.name] = value
+    return values
+
+
+# Fields whose API value is converted (by txt2img_request): the sampler and schedule names.
+CONVERTED = ("sampler", "schedule")
+
+
 def txt2img_request(req: Txt2ImgRequest, options: dict[str, Any]) -> GenerationRequest:
     """The sdcli request for a WebUI txt2img payload (raises UsageError for what sdcli cannot do)."""
     _refuse_unsupported(req)
     if req.script_name:
         raise UsageError(f"script_name: {req.script_name!r} works with img2img only")
     return GenerationRequest(
-        prompt=req.prompt, negative_prompt=req.negative_prompt, steps=req.steps, cfg_scale=req.cfg_scale,
-        seed=None if req.seed == -1 else req.seed, subseed=None if req.subseed == -1 else req.subseed,
-        subseed_strength=req.subseed_strength, width=req.width, height=req.height, batch_size=req.batch_size,
-        count=req.n_iter, sampler=req.sampler_name or req.sampler_index or "Euler",
+        **settings(req), sampler=req.sampler_name or req.sampler_index or "Euler",
         schedule=(req.scheduler or "automatic").lower(), clip_skip=clip_skip(req, options), hires=_hires(req),
     )
 
