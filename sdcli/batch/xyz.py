@@ -23,7 +23,7 @@ from typing import Any
 from sdcli.batch.parse import BatchLine
 from sdcli.batch.xyz_values import RANGES, expand, split_values
 from sdcli.errors import UsageError
-from sdcli.request.fields import FIELDS, Field
+from sdcli.request.fields import FIELDS, Field, parse_flag
 from sdcli.request.generation import GenerationRequest, random_seed, validate
 
 MAX_CELLS = 10000  # cells of one plot (README "Limits")
@@ -91,7 +91,7 @@ class Axis:
     """One row of the WebUI's axis table that sdcli can plot: label, value type, how a value applies."""
 
     label: str
-    kind: str  # "int", "float", "str" or "permutations"
+    kind: str  # "int", "float", "str", "bool" or "permutations"
     apply: Callable[[GenerationRequest, Any, list[Any]], GenerationRequest]
     check: Callable[[list[Any], GenerationRequest], None] | None = None
     labelled: bool = True  # grid label "Label: value" (else the bare value)
@@ -166,6 +166,8 @@ def parse_values(axis: Axis, text: str) -> list[Any]:
         raise ValueError("an empty value; give values separated by commas")
     if axis.kind in RANGES:
         return [number for value in raw for number in expand(axis.kind, value)]
+    if axis.kind == "bool":
+        return [parse_flag(value) for value in raw]
     if axis.kind == "permutations":
         if len(raw) > 6:
             raise ValueError(f"{len(raw)} tokens make {math.factorial(len(raw))} orders; use at most 6")

@@ -50,6 +50,9 @@ Sampler = Annotated[str, typer.Option("--sampler", help="WebUI sampler name, e.g
 Schedule = Annotated[str, typer.Option("--schedule", help="WebUI schedule type: automatic, uniform, karras, "
                                        "exponential, polyexponential, sgm-uniform, kl-optimal, align-your-steps, "
                                        "simple, normal, ddim, beta.", rich_help_panel=GEN)]
+Tiling = Annotated[bool, typer.Option("--tiling", help="An image that tiles: its left edge continues its right, its "
+                                      "top its bottom (the WebUI's Tiling; written as `Tiling: True`).",
+                                      rich_help_panel=GEN)]
 ClipSkip = Annotated[int, typer.Option("--clip-skip", help="WebUI CLIP skip: 1 = last layer, 2 = penultimate "
                                        f"({r('clip_skip')}).",
                                        rich_help_panel=GEN)]
@@ -194,6 +197,7 @@ def _shared(
     sampler: Sampler = DEFAULTS["sampler"],
     schedule: Schedule = "automatic",
     clip_skip: ClipSkip = 1,
+    tiling: Tiling = False,
     rng: Rng = "cpu",
     emphasis: Emphasis = "original",
     eta: Eta = None,

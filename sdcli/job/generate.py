@@ -108,6 +108,7 @@ def run(
     from sdcli.conditioning.encoding import text_layers
     from sdcli.execution.hires import hires_stage
     from sdcli.execution.stages import prompt_encoder, refiner_stage
+    from sdcli.execution.tiling import circular_padding
     from sdcli.models.assets import encoder_text
     from sdcli.models.loader import pipeline_for, set_sampler
     from sdcli.request.hires import final_size, hires_choices
@@ -157,7 +158,7 @@ def run(
     for start in range(0, len(seeds), request.batch_size):
         batch_seeds = seeds[start:start + request.batch_size]
         batch_subseeds = subseeds[start:start + request.batch_size]
-        with finite_guard(*pipes) as guard:
+        with finite_guard(*pipes) as guard, circular_padding(request.tiling, *pipes):  # --tiling, this batch only
             images = batch_run(encoded, pipe, choice, encoder, inputs, batch_seeds, batch_subseeds, width, height,
                                on_step, refine, hires)
         for offset, (image, seed, subseed) in enumerate(zip(images, batch_seeds, batch_subseeds, strict=True)):

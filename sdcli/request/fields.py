@@ -232,6 +232,8 @@ FIELDS: tuple[Field, ...] = (
     Field("rng", "str", "--rng", choices=RNG_SOURCES, normalise=choice_key, infotext="RNG",
           write=lambda w: RNG_LABELS[choice_key(w.request.rng)], read=str.lower, key="randn_source",
           aliases=("rng",), axis="RNG source"),
+    Field("tiling", "bool", "--tiling", infotext="Tiling", write=lambda w: "True" if w.request.tiling else None,
+          read=parse_flag, key="tiling", axis="Tiling", api="tiling"),
     Field("emphasis", "str", "--emphasis", choices=EMPHASES, normalise=choice_key, infotext="Emphasis",
           write=lambda w: None if choice_key(w.request.emphasis) == "original" else
           EMPHASIS_LABELS[choice_key(w.request.emphasis)], read=str.lower, key="emphasis"),

@@ -88,6 +88,7 @@ class GenerationRequest:
     s_noise: float = 1.0
     sigma_min: float = 0.0
     sigma_max: float = 0.0
+    tiling: bool = False  # --tiling: the image tiles (execution.tiling: circular padding, as the WebUI)
     controlnets: tuple[ControlUnit, ...] = ()  # --controlnet units (core.control)
 
     @property

@@ -2,7 +2,7 @@
 
 Field names, defaults and meanings follow the AUTOMATIC1111 WebUI's modules/api/models.py
 (which derives them from its processing classes); unknown fields are ignored, as there.
-Features sdcli cannot honour (face restore, tiling, styles, scripts other than outpainting)
+Features sdcli cannot honour (face restore, styles, scripts other than outpainting)
 are refused with a 422 naming the field, never silently dropped.
 """
 
@@ -111,7 +111,6 @@ def _refuse_unsupported(req: Txt2ImgRequest) -> None:
     """Fields whose feature sdcli does not have: a 422 naming the field."""
     checks = (
         ("restore_faces", req.restore_faces, "face restoration is not supported by sdcli"),
-        ("tiling", req.tiling, "tiling is not supported by sdcli"),
         ("styles", req.styles, "prompt styles are not supported by sdcli; put the text in the prompt"),
         ("alwayson_scripts", req.alwayson_scripts, "always-on scripts are not supported by sdcli"),
         ("seed_resize_from_w", req.seed_resize_from_w > 0 or req.seed_resize_from_h > 0,
