@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-# Flags that map one to one onto GenerationRequest / RuntimeOptions fields.
-REQUEST_FLAGS = ("negative_prompt", "steps", "cfg_scale", "seed", "subseed", "subseed_strength", "width", "height",
-                 "batch_size", "count", "sampler", "schedule", "clip_skip", "prediction_type", "refiner",
-                 "refiner_switch", "rng", "emphasis", "eta", "ensd", "s_churn", "s_tmin", "s_tmax", "s_noise",
-                 "sigma_min", "sigma_max")
+from sdcli.request.fields import FIELDS
+
+# Flags that map one to one onto GenerationRequest fields: the field table's flags of the request's own
+# fields (the prompt comes as PROMPT or --prompt; the parts' flags are each command's own).
+REQUEST_FLAGS = tuple(row.name for row in FIELDS if row.flag and not row.part and row.name != "prompt")
 # Flags passed through to run_and_report.
 RUNTIME_FLAGS = ("device", "dtype", "attention_slicing", "xformers", "offline", "vae_tiling", "cpu_offload",
                  "compile", "channels_last", "tf32", "fuse_qkv")
@@ -68,7 +68,7 @@ def read_stdin(what: str) -> str:
     import sys
 
     from sdcli.errors import UsageError
-    from sdcli.request.generation import MAX_PROMPT_CHARS
+    from sdcli.request.fields import MAX_PROMPT_CHARS
 
     if sys.stdin is None or sys.stdin.isatty():
         raise UsageError(f"{what}: '-' reads the prompt from stdin, but stdin is a terminal; pipe the prompt in")

@@ -9,6 +9,7 @@ from sdcli.models.families import FAMILIES, Detected, detect_folder, pipeline_cl
 from sdcli.models.quiet import quiet_libraries
 from sdcli.models.resolve import ModelRef
 from sdcli.models.runtime import TORCH_DTYPES, RuntimePlan
+from sdcli.request.vocabulary import PREDICTION_TYPES
 from sdcli.sampling.samplers import SamplerChoice
 
 
@@ -118,9 +119,6 @@ def apply_memory_options(pipe: Any, plan: RuntimePlan) -> None:
     from sdcli.models.runtime import apply_plan
 
     apply_plan(pipe, plan)
-
-
-PREDICTION_TYPES = {"eps": "epsilon", "v": "v_prediction"}  # --prediction-type -> diffusers' name
 
 
 def set_sampler(pipe: Any, choice: SamplerChoice, prediction_type: str | None = None) -> None:
