@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import secrets
-from dataclasses import dataclass, fields, replace
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 from sdcli.controlnet.units import ControlUnit, unit_from_dict, validate_units
@@ -183,8 +183,21 @@ MODE_PARTS: dict[str, tuple[str, ...]] = {
 }
 
 
+# Fields a record names only when they are not at their default: settings added after records were first
+# written, so that a record (and the bytes of an image carrying it, a batch's digest) is what it was before.
+RECORDED_WHEN_SET = {"tiling": False}
+
+
+def request_to_dict(request: GenerationRequest) -> dict[str, Any]:
+    """The request as records store it (replay records, batch digests): dataclasses.asdict less the
+    RECORDED_WHEN_SET fields at their default."""
+    data = asdict(request)
+    return {k: v for k, v in data.items() if k not in RECORDED_WHEN_SET or v != RECORDED_WHEN_SET[k]}
+
+
 def request_from_dict(data: dict[str, Any]) -> GenerationRequest:
-    """The inverse of dataclasses.asdict(request), ignoring unknown keys (records from other versions)."""
+    """The inverse of request_to_dict (and of dataclasses.asdict), ignoring unknown keys (records from other
+    versions); missing keys take their defaults."""
     known = {f.name for f in fields(GenerationRequest)}
     values = {k: v for k, v in data.items() if k in known}
     for name, cls in PARTS.items():
