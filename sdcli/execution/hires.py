@@ -17,8 +17,8 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from sdcli.errors import UsageError
-from sdcli.request.generation import GenerationRequest
-from sdcli.request.hires import LATENT_FACTOR, check_final_size, hires_choices, target_size
+from sdcli.request.generation import GenerationRequest, hires_choices
+from sdcli.request.hires import LATENT_FACTOR, check_final_size, target_size
 
 
 @dataclass

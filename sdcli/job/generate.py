@@ -111,7 +111,8 @@ def run(
     from sdcli.execution.tiling import circular_padding
     from sdcli.models.assets import encoder_text
     from sdcli.models.loader import pipeline_for, set_sampler
-    from sdcli.request.hires import final_size, hires_choices
+    from sdcli.request.generation import hires_choices
+    from sdcli.request.hires import final_size
 
     # 1. Model-dependent checks and settings; the input images at generation size.
     text_encoder = pipe.text_encoder if pipe.text_encoder is not None else pipe.text_encoder_2  # refiner: 2nd only

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import secrets
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
@@ -9,7 +10,7 @@ from typing import Any
 from sdcli.controlnet.units import ControlUnit, unit_from_dict, validate_units
 from sdcli.errors import UsageError
 from sdcli.request.fields import MAX_PROMPT_CHARS, MAX_SEED, check_fields, check_text  # noqa: F401 (re-exported)
-from sdcli.request.hires import HiresSettings, validate_hires
+from sdcli.request.hires import MAX_SIDE, HiresSettings, check_final_size
 from sdcli.request.vocabulary import choice_key  # noqa: F401 (re-exported for execution/)
 from sdcli.sampling.samplers import DEFAULT_SAMPLER, SamplerChoice, img2img_steps, resolve_sampler
 
@@ -208,3 +209,66 @@ def request_from_dict(data: dict[str, Any]) -> GenerationRequest:
         values["controlnets"] = tuple(u if isinstance(u, ControlUnit) else unit_from_dict(u)
                                       for u in values["controlnets"] or ())
     return GenerationRequest(**values)
+
+
+def hires_choices(request: GenerationRequest) -> tuple[SamplerChoice, SamplerChoice]:
+    """The first pass's and the hires pass's resolved samplers; errors name the --hires-* flag."""
+    from sdcli.sampling.samplers import resolve_sampler
+
+    settings = request.hires
+    first = resolve_sampler(request.sampler, request.schedule)
+    try:
+        try:
+            second = resolve_sampler(settings.sampler or request.sampler, settings.schedule or request.schedule)
+        except UsageError:
+            if settings.schedule is not None or settings.sampler is None:
+                raise
+            # The first pass's schedule type does not fit the hires sampler (DDIM after Karras): its own.
+            second = resolve_sampler(settings.sampler, "automatic")
+    except UsageError as exc:
+        raise UsageError(re.sub(r"^--(sampler|schedule):", r"--hires-\1:", str(exc))) from None
+    return first, second
+
+
+
+def validate_hires(request: GenerationRequest) -> None:
+    """Check the hires part of a request (called by request.validate, which checks its prompts' text)."""
+    from sdcli.request.fields import check_fields
+
+    s = request.hires
+    if request.mode != "txt2img":
+        raise UsageError(f"--hires: hires fix is a second pass of txt2img (as in the WebUI), not of {request.mode}")
+    if request.refiner:
+        raise UsageError("--hires: a hires pass after --refiner is not supported yet; drop one of them")
+    check_fields(request, "hires")  # each setting's range (the field table)
+    for side, value in (("width", s.width), ("height", s.height)):
+        if not 0 <= value <= MAX_SIDE:  # any value: the latents are cropped to whole latent pixels, as in the WebUI
+            raise UsageError(f"--hires-size: {side} {value} is out of range; use 0 to {MAX_SIDE}")
+    if not s.upscaler.strip():
+        raise UsageError("--hires-upscaler: empty; give an upscaler name (Latent, Lanczos ...) or a file")
+    check_hires_networks(request)
+    hires_choices(request)
+    if request.width and request.height:  # else the model's native size: checked when it is known
+        check_final_size(request.width, request.height, s)
+
+
+
+_TAG = re.compile(r"<[^<>:]+:[^<>]+>")
+
+
+
+def _network_tags(text: str | None) -> set[str]:
+    return set(_TAG.findall(text or ""))
+
+
+
+def check_hires_networks(request: GenerationRequest) -> None:
+    """The WebUI activates a hires prompt's own <lora:...> tags for the second pass; sdcli applies the
+    first prompt's add-ons to both passes, so a hires prompt naming other ones is refused."""
+    s = request.hires
+    for text, base, flag in ((s.prompt, request.prompt, "--hires-prompt"),
+                             (s.negative_prompt, request.negative_prompt, "--hires-negative-prompt")):
+        if text is not None and _network_tags(text) != _network_tags(base):
+            raise UsageError(f"{flag}: its <lora:...> tags differ from the first pass's; sdcli applies the same "
+                             "add-ons to both passes (give the same tags, or none in either)")
+

@@ -3,8 +3,8 @@
 What it holds: the settings (HiresSettings, the `hires` part of a GenerationRequest) and
 their checks; the target size (the WebUI's calculate_target_resolution: `Hires upscale` x
 the first-pass size, or `Hires resize` WxH fitted to the first pass's aspect and cropped in
-latent space); the infotext keys, named and written when the WebUI writes them, and read
-back for replay. The pass itself is sdcli.execution.hires.
+latent space); the infotext keys, read back for replay. The checks that need the whole request
+(validate_hires, hires_choices) are request.generation's; the pass itself is sdcli.execution.hires.
 
 No torch here (request.generation imports it).
 """
@@ -13,13 +13,9 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sdcli.errors import UsageError
-
-if TYPE_CHECKING:
-    from sdcli.request.generation import GenerationRequest
-    from sdcli.sampling.samplers import SamplerChoice
 
 LATENT_FACTOR = 8  # the WebUI's opt_f
 MAX_SIDE = 8192
@@ -56,44 +52,8 @@ def parse_size(flag: str, text: str) -> tuple[int, int]:
     return int(match.group(1)), int(match.group(2))
 
 
-def hires_choices(request: GenerationRequest) -> tuple[SamplerChoice, SamplerChoice]:
-    """The first pass's and the hires pass's resolved samplers; errors name the --hires-* flag."""
-    from sdcli.sampling.samplers import resolve_sampler
-
-    settings = request.hires
-    first = resolve_sampler(request.sampler, request.schedule)
-    try:
-        try:
-            second = resolve_sampler(settings.sampler or request.sampler, settings.schedule or request.schedule)
-        except UsageError:
-            if settings.schedule is not None or settings.sampler is None:
-                raise
-            # The first pass's schedule type does not fit the hires sampler (DDIM after Karras): its own.
-            second = resolve_sampler(settings.sampler, "automatic")
-    except UsageError as exc:
-        raise UsageError(re.sub(r"^--(sampler|schedule):", r"--hires-\1:", str(exc))) from None
-    return first, second
 
 
-def validate_hires(request: GenerationRequest) -> None:
-    """Check the hires part of a request (called by request.validate, which checks its prompts' text)."""
-    from sdcli.request.fields import check_fields
-
-    s = request.hires
-    if request.mode != "txt2img":
-        raise UsageError(f"--hires: hires fix is a second pass of txt2img (as in the WebUI), not of {request.mode}")
-    if request.refiner:
-        raise UsageError("--hires: a hires pass after --refiner is not supported yet; drop one of them")
-    check_fields(request, "hires")  # each setting's range (the field table)
-    for side, value in (("width", s.width), ("height", s.height)):
-        if not 0 <= value <= MAX_SIDE:  # any value: the latents are cropped to whole latent pixels, as in the WebUI
-            raise UsageError(f"--hires-size: {side} {value} is out of range; use 0 to {MAX_SIDE}")
-    if not s.upscaler.strip():
-        raise UsageError("--hires-upscaler: empty; give an upscaler name (Latent, Lanczos ...) or a file")
-    check_hires_networks(request)
-    hires_choices(request)
-    if request.width and request.height:  # else the model's native size: checked when it is known
-        check_final_size(request.width, request.height, s)
 
 
 def check_final_size(width: int, height: int, s: HiresSettings) -> None:
@@ -156,19 +116,7 @@ def hires_from_infotext(params: dict[str, str], where: str) -> HiresSettings | N
 
 
 
-_TAG = re.compile(r"<[^<>:]+:[^<>]+>")
 
 
-def _network_tags(text: str | None) -> set[str]:
-    return set(_TAG.findall(text or ""))
 
 
-def check_hires_networks(request: GenerationRequest) -> None:
-    """The WebUI activates a hires prompt's own <lora:...> tags for the second pass; sdcli applies the
-    first prompt's add-ons to both passes, so a hires prompt naming other ones is refused."""
-    s = request.hires
-    for text, base, flag in ((s.prompt, request.prompt, "--hires-prompt"),
-                             (s.negative_prompt, request.negative_prompt, "--hires-negative-prompt")):
-        if text is not None and _network_tags(text) != _network_tags(base):
-            raise UsageError(f"{flag}: its <lora:...> tags differ from the first pass's; sdcli applies the same "
-                             "add-ons to both passes (give the same tags, or none in either)")
