@@ -211,11 +211,18 @@ def request_from_dict(data: dict[str, Any]) -> GenerationRequest:
     return GenerationRequest(**values)
 
 
+def _hires_of(request: GenerationRequest) -> HiresSettings:
+    """The hires part of a request that has one (the hires checks are called only then)."""
+    if request.hires is None:
+        raise ValueError("the request has no hires settings")
+    return request.hires
+
+
 def hires_choices(request: GenerationRequest) -> tuple[SamplerChoice, SamplerChoice]:
     """The first pass's and the hires pass's resolved samplers; errors name the --hires-* flag."""
     from sdcli.sampling.samplers import resolve_sampler
 
-    settings = request.hires
+    settings = _hires_of(request)
     first = resolve_sampler(request.sampler, request.schedule)
     try:
         try:
@@ -235,7 +242,7 @@ def validate_hires(request: GenerationRequest) -> None:
     """Check the hires part of a request (called by request.validate, which checks its prompts' text)."""
     from sdcli.request.fields import check_fields
 
-    s = request.hires
+    s = _hires_of(request)
     if request.mode != "txt2img":
         raise UsageError(f"--hires: hires fix is a second pass of txt2img (as in the WebUI), not of {request.mode}")
     if request.refiner:
@@ -265,7 +272,7 @@ def _network_tags(text: str | None) -> set[str]:
 def check_hires_networks(request: GenerationRequest) -> None:
     """The WebUI activates a hires prompt's own <lora:...> tags for the second pass; sdcli applies the
     first prompt's add-ons to both passes, so a hires prompt naming other ones is refused."""
-    s = request.hires
+    s = _hires_of(request)
     for text, base, flag in ((s.prompt, request.prompt, "--hires-prompt"),
                              (s.negative_prompt, request.negative_prompt, "--hires-negative-prompt")):
         if text is not None and _network_tags(text) != _network_tags(base):
