@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from sdcli.errors import ModelError, RuntimeFailure
-from sdcli.models.families import FAMILIES, Detected, detect_folder, pipeline_class
+from sdcli.families import FAMILIES, Detected, detect_folder, pipeline_class
 from sdcli.models.quiet import quiet_libraries
 from sdcli.models.resolve import ModelRef
 from sdcli.models.runtime import TORCH_DTYPES, RuntimePlan

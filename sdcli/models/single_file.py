@@ -1,7 +1,7 @@
 """WebUI-style single-file checkpoints (.safetensors, original ldm/sgm key layout), loaded offline.
 
 The family comes from the tensor names and shapes in the file's header
-(models.families); the diffusers config folder that loading needs is written from
+(sdcli.families); the diffusers config folder that loading needs is written from
 configs bundled with sdcli (models.bundled) into sdcli's cache, and diffusers'
 from_single_file converts the weights with `config=` that folder and
 local_files_only: no hub is ever asked. Tiny checkpoints (`sdcli tiny --single-file`)
@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from sdcli.errors import ModelError
-from sdcli.models.families import UNET_CONV_IN, Detected, Shapes, detect_single_file, pipeline_class
+from sdcli.families import detect_single_file, pipeline_class
+from sdcli.families.base import UNET_CONV_IN, Detected, Shapes
 
 # SAI model-spec metadata key some trainers (and sdcli tiny) write: "epsilon" or "v".
 PREDICTION_METADATA = "modelspec.prediction_type"

@@ -2,87 +2,24 @@
 
 Pure Python (no torch): detection works on tensor names and shapes, read from a
 safetensors header (single files, original WebUI/ldm key layout) or on a diffusers
-folder's model_index.json and UNet config. Adding a family = one row of FAMILIES.
+folder's model_index.json and UNet config. One module per family (sd1, sd2, sdxl);
+adding a family = its module and a row of FAMILIES.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 from sdcli.errors import ModelError
+from sdcli.families.base import UNET_CONV_IN, V_PRED_MARKER, Detected, Family, Shapes
+from sdcli.families.sd1 import SD1
+from sdcli.families.sd2 import SD2
+from sdcli.families.sdxl import SDXL, SDXL_REFINER
 
-Shapes = Mapping[str, Sequence[int]]
-
-# Original (ldm/sgm) key prefixes of a WebUI single-file checkpoint.
-UNET_PREFIX = "model.diffusion_model."
-VAE_PREFIX = "first_stage_model."
-UNET_CONV_IN = UNET_PREFIX + "input_blocks.0.0.weight"
-SD1_CLIP = "cond_stage_model.transformer.text_model.embeddings.token_embedding.weight"
-SD2_OPENCLIP = "cond_stage_model.model.token_embedding.weight"
-SDXL_CLIP_L = "conditioner.embedders.0.transformer.text_model.embeddings.token_embedding.weight"
-SDXL_CLIP_G = "conditioner.embedders.1.model.token_embedding.weight"
-REFINER_CLIP_G = "conditioner.embedders.0.model.token_embedding.weight"
-# Some SDXL fine-tunes trained for v-prediction mark it with an empty tensor of this name.
-V_PRED_MARKER = "v_pred"
-
-SD_PIPELINES = {"txt2img": "StableDiffusionPipeline", "img2img": "StableDiffusionImg2ImgPipeline",
-                "inpaint": "StableDiffusionInpaintPipeline", "outpaint": "StableDiffusionInpaintPipeline"}
-XL_PIPELINES = {"txt2img": "StableDiffusionXLPipeline", "img2img": "StableDiffusionXLImg2ImgPipeline",
-                "inpaint": "StableDiffusionXLInpaintPipeline", "outpaint": "StableDiffusionXLInpaintPipeline"}
-
-
-@dataclass(frozen=True)
-class Family:
-    """One model family: detection, pipelines per mode, native size, prediction default."""
-
-    name: str
-    label: str  # for people
-    detect: Callable[[Shapes], bool]  # on original-layout single-file keys
-    pipelines: Mapping[str, str]  # mode -> diffusers pipeline class; a missing mode is not servable
-    native_size: int
-    prediction: str = "eps"  # "eps" or "v": the default when the weights cannot tell
-    is_xl: bool = False  # two text encoders, pooled embeds, size/crop conditioning
-    configs: str = ""  # bundled config folder (sdcli/models/configs/<name>)
-
-
-def _has(*keys: str) -> Callable[[Shapes], bool]:
-    return lambda shapes: all(k in shapes for k in keys)
-
-
-FAMILIES: dict[str, Family] = {f.name: f for f in (
-    Family("sd1", "Stable Diffusion 1.x", _has(SD1_CLIP), SD_PIPELINES, 512, configs="sd1"),
-    # SD 2.x: 512-base (eps) and 768-v (v) share one architecture; see guess_prediction.
-    Family("sd2", "Stable Diffusion 2.x", _has(SD2_OPENCLIP), SD_PIPELINES, 768, prediction="v", configs="sd2"),
-    Family("sdxl", "Stable Diffusion XL", _has(SDXL_CLIP_L, SDXL_CLIP_G), XL_PIPELINES, 1024, is_xl=True,
-           configs="sdxl"),
-    # The refiner has only the OpenCLIP-bigG encoder and refines images: no txt2img of its own.
-    Family("sdxl-refiner", "Stable Diffusion XL refiner", _has(REFINER_CLIP_G),
-           {k: v for k, v in XL_PIPELINES.items() if k != "txt2img"}, 1024, is_xl=True, configs="sdxl-refiner"),
-)}
+FAMILIES: dict[str, Family] = {f.name: f for f in (SD1, SD2, SDXL, SDXL_REFINER)}
 # The diffusers pipeline class a folder's model_index.json names -> family (inpainting shows in the UNet).
 FOLDER_CLASSES = {cls: fam for fam in ("sd1", "sdxl") for cls in FAMILIES[fam].pipelines.values()}
-
-
-@dataclass(frozen=True)
-class Detected:
-    """What the weights say: the family, the UNet's input channels (9 = inpainting), prediction type."""
-
-    family: Family
-    in_channels: int
-    prediction: str
-    prediction_guessed: bool  # True when the weights cannot tell and the family default was taken
-
-    @property
-    def inpainting(self) -> bool:
-        return self.in_channels == 9
-
-    @property
-    def native_size(self) -> int:
-        # SD 2.x eps checkpoints (512-base, 512-inpainting) are 512 px models; 768-v is 768 px.
-        return 512 if self.family.name == "sd2" and self.prediction == "eps" else self.family.native_size
 
 
 def detect_single_file(shapes: Shapes, source: str = "--model") -> Detected:
