@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from sdcli.errors import ModelError
+from sdcli.families.base import Family
 
 FLAG = "--controlnet"
 ORIGINAL_PREFIX = "control_model."
@@ -104,6 +105,11 @@ class ControlShape:
     context: int
     xl: bool
 
+    @property
+    def kind(self) -> str:
+        """The ControlNet kind (a family's capabilities.controlnet): SDXL's or SD 1.x/2.x's."""
+        return "sdxl" if self.xl else "sd"
+
 
 def family_label(xl: bool, context: int) -> str:
     return "SDXL" if xl else {768: "SD 1.x", 1024: "SD 2.x"}.get(context, f"{context}-wide cross-attention")
@@ -143,9 +149,9 @@ def header_shape(file: ControlFile) -> ControlShape | None:
     return shape_of(read_header(file.weights)[0], file.path)
 
 
-def check_family(file: ControlFile, shape: ControlShape | None, family: Any) -> None:
+def check_family(file: ControlFile, shape: ControlShape | None, family: Family) -> None:
     """Before the model loads: an SDXL ControlNet needs an SDXL model and the other way round."""
-    if shape is not None and shape.xl != family.is_xl:
+    if shape is not None and shape.kind != family.capabilities.controlnet:
         raise ModelError(f"{FLAG}: {file.path} is a ControlNet for {family_label(shape.xl, shape.context)} "
                          f"(UNet {shape.width} wide), but the model is {family.label}; use a ControlNet made "
                          "for this model")

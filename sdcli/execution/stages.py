@@ -6,7 +6,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sdcli.errors import UsageError
 from sdcli.request.generation import GenerationRequest, choice_key
 from sdcli.sampling.samplers import SamplerChoice
 
@@ -33,13 +32,7 @@ def prompt_encoder(pipe: Any, request: GenerationRequest, size: tuple[int, int] 
     else the WebUI's CLIP encoding."""
     from sdcli.models.loader import detected_of
 
-    if detected_of(pipe).family.is_xl:
-        from sdcli.conditioning.sdxl import SDXLPromptEncoder
-
-        return SDXLPromptEncoder(pipe, request.clip_skip, choice_key(request.emphasis), size)
-    from sdcli.conditioning.encoding import PromptEncoder
-
-    return PromptEncoder(pipe, request.clip_skip, choice_key(request.emphasis))
+    return detected_of(pipe).family.prompt_encoder(pipe, request.clip_skip, choice_key(request.emphasis), size)
 
 
 @dataclass(frozen=True)
@@ -56,12 +49,12 @@ def refiner_stage(pipe: Any, request: GenerationRequest, refiner: Any, choice: S
     finishing the base's latents with the refiner (diffusers' denoising_end/denoising_start split at
     --refiner-switch). None without a refiner."""
     from sdcli.conditioning.sdxl import SDXLPromptEncoder
+    from sdcli.families import check_refiner_pair
     from sdcli.models.loader import detected_of, pipeline_for, set_sampler
 
     if refiner is None:
         return None
-    if not detected_of(pipe).family.is_xl or not detected_of(refiner.pipe).family.is_xl:
-        raise UsageError("--refiner: both the model and the refiner must be SDXL models (base or refiner)")
+    check_refiner_pair(detected_of(pipe).family, detected_of(refiner.pipe).family)
     if own:
         return OwnRefiner(refiner.pipe, prompt_encoder(refiner.pipe, request, size))
     # txt2img hands over to the refiner's img2img pipeline; the image modes to its own kind.

@@ -1,12 +1,19 @@
-"""What a model family is (Family), what the weights of one model say (Detected), and the
-original (ldm/sgm) single-file key layout the Stable Diffusion families share. Pure Python."""
+"""What a model family is (Family, its Capabilities), what the weights of one model say (Detected),
+and the original (ldm/sgm) single-file key layout the Stable Diffusion families share.
+
+Pure Python: detection reads tensor names and shapes or config files; a family's behaviour
+(its network adapter, prompt encoder, noise parameterisation) is built by its methods,
+which import torch-side code when called.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 Shapes = Mapping[str, Sequence[int]]
+Json = Mapping[str, Any]  # a parsed config file (model_index.json, a component's config.json)
 
 # Original (ldm/sgm) key prefixes of a WebUI single-file checkpoint.
 UNET_PREFIX = "model.diffusion_model."
@@ -17,26 +24,65 @@ V_PRED_MARKER = "v_pred"
 
 
 @dataclass(frozen=True)
+class Capabilities:
+    """What a family supports, as validation asks it (instead of asking which family it is)."""
+
+    own_loop: bool = True  # sdcli's loop samples it (with a sampler of the loop); else diffusers' pipeline
+    loop_channels: tuple[int, ...] = (4, 9)  # network input channels the loop feeds (latent; + inpainting)
+    inpainting_channels: int | None = 9  # network input channels of a dedicated inpainting model
+    refiner_group: str | None = None  # --refiner: models of one group hand over to each other ("SDXL")
+    refines_only: bool = False  # a refiner: no txt2img of its own; used as --refiner of a base model
+    controlnet: str | None = None  # the kind of ControlNet made for it (controlnet.files.ControlShape.kind)
+    lora: bool = True
+    # Textual-inversion vectors by text encoder: file key -> (pipeline's text encoder, its tokenizer).
+    embeddings: Mapping[str, tuple[str, str]] = field(
+        default_factory=lambda: {"clip_l": ("text_encoder", "tokenizer")})
+
+
+@dataclass(frozen=True)
 class Family:
-    """One model family: detection, pipelines per mode, native size, prediction default."""
+    """One model family: its table row (pipelines per mode, native size, prediction default,
+    bundled configs, capabilities) and how it is detected. Family modules subclass it for
+    behaviour that is not data."""
 
     name: str
     label: str  # for people
-    detect: Callable[[Shapes], bool]  # on original-layout single-file keys
     pipelines: Mapping[str, str]  # mode -> diffusers pipeline class; a missing mode is not servable
     native_size: int
+    detect_keys: tuple[str, ...] = ()  # original-layout single-file keys that all mark this family
     prediction: str = "eps"  # "eps" or "v": the default when the weights cannot tell
-    is_xl: bool = False  # two text encoders, pooled embeds, size/crop conditioning
     configs: str = ""  # bundled config folder (sdcli/models/configs/<name>)
+    capabilities: Capabilities = Capabilities()
+    load_kwargs: Mapping[str, Any] = field(default_factory=dict)  # extra arguments of its pipelines' loaders
 
+    def detect(self, shapes: Shapes) -> bool:
+        """Whether an original-layout checkpoint (tensor names and shapes) is of this family."""
+        return bool(self.detect_keys) and all(k in shapes for k in self.detect_keys)
 
-def has_keys(*keys: str) -> Callable[[Shapes], bool]:
-    return lambda shapes: all(k in shapes for k in keys)
+    def detect_folder(self, index: Json, unet: Json) -> bool:
+        """Whether a diffusers folder (its model_index.json, its network's config) is of this family."""
+        return False
+
+    def guess_prediction(self, in_channels: int, shapes: Shapes) -> tuple[str, bool]:
+        """eps or v from a single file's tensors, and whether that is a guess (see sd2)."""
+        return ("v" if V_PRED_MARKER in shapes else self.prediction), False
+
+    def native_size_for(self, prediction: str) -> int:
+        """The native image side of a model of this family with this prediction type."""
+        return self.native_size
+
+    def settle(self, pipe: Any, detected: Detected) -> Detected:
+        """What a loaded model shows that its files could not tell (sd2: eps or v); runs after loading."""
+        return detected
+
+    def prompt_encoder(self, pipe: Any, clip_skip: int, emphasis: str, size: tuple[int, int]) -> Any:
+        """Prompts -> conditioning for this family's text encoders, at generation size `size` (width, height)."""
+        raise NotImplementedError(self.name)
 
 
 @dataclass(frozen=True)
 class Detected:
-    """What the weights say: the family, the UNet's input channels (9 = inpainting), prediction type."""
+    """What the weights say: the family, the network's input channels (9 = inpainting), prediction type."""
 
     family: Family
     in_channels: int
@@ -45,9 +91,8 @@ class Detected:
 
     @property
     def inpainting(self) -> bool:
-        return self.in_channels == 9
+        return self.in_channels == self.family.capabilities.inpainting_channels
 
     @property
     def native_size(self) -> int:
-        # SD 2.x eps checkpoints (512-base, 512-inpainting) are 512 px models; 768-v is 768 px.
-        return 512 if self.family.name == "sd2" and self.prediction == "eps" else self.family.native_size
+        return self.family.native_size_for(self.prediction)

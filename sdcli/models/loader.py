@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from sdcli.errors import ModelError, RuntimeFailure
-from sdcli.families import FAMILIES, Detected, detect_folder, pipeline_class
+from sdcli.families import FAMILIES, Detected, check_refiner_pair, detect_folder, pipeline_class
 from sdcli.models.quiet import quiet_libraries
 from sdcli.models.resolve import ModelRef
 from sdcli.models.runtime import TORCH_DTYPES, RuntimePlan
@@ -42,7 +42,7 @@ def _load_folder(model: ModelRef, dtype: Any) -> Any:
 
     detected = detect_folder(model.path)
     mode = "txt2img" if "txt2img" in detected.family.pipelines else "img2img"
-    extra = {} if detected.family.is_xl else {"safety_checker": None, "requires_safety_checker": False}
+    extra = dict(detected.family.load_kwargs)
     if (scheduler := _load_scheduler(model.path)) is not None:
         extra["scheduler"] = scheduler
     try:
@@ -65,10 +65,7 @@ def detect_ref(model: ModelRef) -> Detected:
 
 def check_refiner(model: ModelRef, refiner: ModelRef) -> None:
     """--refiner needs an SDXL model and an SDXL refiner (or base): checked before anything loads."""
-    families = (detect_ref(model).family, detect_ref(refiner).family)
-    if not all(family.is_xl for family in families):
-        raise ModelError(f"--refiner: both the model and the refiner must be SDXL models (base or refiner); "
-                         f"got {families[0].label} and {families[1].label}")
+    check_refiner_pair(detect_ref(model).family, detect_ref(refiner).family)
 
 
 # UNet input channels each mode accepts: 4 = an ordinary checkpoint (inpaints by blending

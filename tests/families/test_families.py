@@ -112,3 +112,13 @@ def test_bundled_clip_tokenizer_is_the_real_one(tmp_path):
     tok = CLIPTokenizer(str(tmp_path / "vocab.json"), str(tmp_path / "merges.txt"))
     assert len(tok) == 49408
     assert tok("a photo of a cat").input_ids == [49406, 320, 1125, 539, 320, 2368, 49407]
+
+
+def test_every_family_is_detected_and_refiners_pair_by_their_group():
+    assert sorted(f.name for f in families.DETECTION) == sorted(families.FAMILIES)
+    sd1, sdxl, refiner = (families.FAMILIES[n] for n in ("sd1", "sdxl", "sdxl-refiner"))
+    families.check_refiner_pair(sdxl, refiner)
+    families.check_refiner_pair(sdxl, sdxl)  # the WebUI takes a base model as refiner too
+    with pytest.raises(ModelError, match="must be SDXL models .*; got Stable Diffusion 1.x and"):
+        families.check_refiner_pair(sd1, refiner)
+    assert (sd1.capabilities.controlnet, sdxl.capabilities.controlnet) == ("sd", "sdxl")
