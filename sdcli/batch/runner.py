@@ -39,6 +39,7 @@ from sdcli.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_PARTIAL, SdcliError, Us
 from sdcli.io.output import next_number, prepare_folder, remove_stale_temps, render_name
 from sdcli.job.run import DEMO_NOTE, name_values, stage, write_image
 from sdcli.models.assets import AssetPlan, apply_assets
+from sdcli.models.loaded import LoadedModel
 from sdcli.models.runtime import validate_runtime
 from sdcli.request.generation import validate
 
@@ -97,7 +98,7 @@ class _Run:
     stop: GracefulStop
     now: _dt.datetime = field(default_factory=_dt.datetime.now)
     assets: dict[tuple[str, str, str | None], AssetPlan] = field(default_factory=dict)  # by (prompt, negative, vae)
-    refiners: dict[str, Any] = field(default_factory=dict)  # --refiner spec -> loaded RefinerModel
+    refiners: dict[str, Any] = field(default_factory=dict)  # --refiner spec -> loaded model
     controls: LineControls = field(default_factory=LineControls)  # ControlNet units of the lines
     upscalers: dict[str, Any] = field(default_factory=dict)  # hires upscaler spec -> ready Upscaler
 
@@ -151,7 +152,7 @@ def run_batch(options: BatchOptions, reporter: BatchReporter,
               load: Callable[[Any, Any], Any] | None = None) -> BatchStats:
     """Run a prompt file; return the stats (the main process's cover every process).
 
-    `load(model_ref, plan)` loads a pipeline (default loader.load_pipeline; tests
+    `load(model_ref, plan)` loads a model (default loader.load_model; tests
     inject a cached one). Raises UsageError before anything loads or is written
     if any line, model or option is bad.
     """
@@ -203,7 +204,7 @@ def run_batch(options: BatchOptions, reporter: BatchReporter,
         reporter.start(stats.total, units[0].request.steps if units else 1, completed=stats.skipped)
         try:
             for group in _by_model(units, models).values():
-                _run_group(run, group, models, done, load or loader.load_pipeline)
+                _run_group(run, group, models, done, load or loader.load_model)
         except (KeyboardInterrupt, Stop):
             stats.interrupted = True
         stats.seconds = time.monotonic() - started
@@ -263,7 +264,7 @@ def _run_group(run: _Run, units: list[BatchUnit], models: dict[str | None, Any],
         run.reporter.note(DEMO_NOTE)
     try:
         with stage(run.reporter, f"loading model {model.name}"):
-            pipe = load(model, run.plan)
+            loaded = load(model, run.plan)
         model_hash = resolve.model_hash(model.hash_path)
     except Exception as exc:  # a model that fails to load (out of memory ...) fails its items only
         message = str(exc) if isinstance(exc, SdcliError) else f"{type(exc).__name__}: {exc}"
@@ -273,18 +274,19 @@ def _run_group(run: _Run, units: list[BatchUnit], models: dict[str | None, Any],
                     run.record(unit, index, seed, model, error=message)
         return
     for unit in todo:
-        _run_unit(run, unit, pipe, model, model_hash, done)
-    del pipe
+        _run_unit(run, unit, loaded, model, model_hash, done)
+    del loaded
     gc.collect()
 
 
-def _run_unit(run: _Run, unit: BatchUnit, pipe: Any, model: Any, model_hash: str, done: dict[int, Any]) -> None:
+def _run_unit(run: _Run, unit: BatchUnit, loaded: LoadedModel, model: Any, model_hash: str,
+              done: dict[int, Any]) -> None:
     """One pipeline call; writes each of its images not already done."""
     from sdcli.job import generate
 
     request = unit.request
     choice = validate(request)
-    size = (generate.native_size(pipe),) * 2
+    size = (loaded.native_size,) * 2
     todo = {}
     for index, seed in zip(unit.items, request.seeds(), strict=True):
         if index in done:
@@ -302,9 +304,9 @@ def _run_unit(run: _Run, unit: BatchUnit, pipe: Any, model: Any, model_hash: str
     share = None  # each image's part of the one pipeline call that makes the unit's batch_size images
     try:
         # LoRAs/embeddings/VAE change on the loaded pipeline: no reload of the base model.
-        apply_assets(pipe, extras, options, run.reporter.note)
-        control, request = run.controls.for_request(request, pipe)
-        for image in generate.run(request, pipe, choice, model_name=model.name, model_hash=model_hash,
+        apply_assets(loaded, extras, options, run.reporter.note)
+        control, request = run.controls.for_request(request, loaded)
+        for image in generate.run(request, loaded, choice, model_name=model.name, model_hash=model_hash,
                                   on_step=run.reporter.step, extra_params=extras.params(),
                                   refiner=run.refiner(request.refiner), control=control,
                                   hires_upscaler=run.hires_upscaler(request, options)):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from sdcli.models.loaded import LoadedModel
+
 
 def to_pil(unit: Any) -> list[Any]:
     """[B, 3, H, W] pixels in [0, 1] -> 8-bit images, truncating as the WebUI does (not rounding)."""
@@ -14,24 +16,25 @@ def to_pil(unit: Any) -> list[Any]:
     return [Image.fromarray(p.astype(np.uint8)) for p in pixels]
 
 
-def decode(pipe: Any, latents: Any) -> list[Any]:
+def decode(model: LoadedModel, latents: Any) -> list[Any]:
     """Latents -> images, one at a time (batch-independent pixels), as the WebUI decodes."""
     import torch
 
-    vae = pipe.vae
+    vae = model.pipe.vae
     # A guarded VAE (models.vae.guard_decode) casts for itself and redoes a NaN decode in fp32 from
     # these fp32 latents, as the WebUI does; an unguarded one gets its own dtype.
-    cast = (lambda z: z) if getattr(vae, "sdcli_guarded", False) else (lambda z: z.to(vae.dtype))
+    cast = (lambda z: z) if model.addons.guard.covers(vae) else (lambda z: z.to(vae.dtype))
     with torch.no_grad():
         out = [vae.decode(cast(lat[None] / vae.config.scaling_factor), return_dict=False)[0] for lat in latents]
     return to_pil(((torch.cat(out).float() + 1.0) / 2.0).clamp(0, 1))
 
 
-def encode_image(pipe: Any, image: Any, n: int) -> Any:
+def encode_image(model: LoadedModel, image: Any, n: int) -> Any:
     """An input image -> its latent (the VAE posterior's mean), repeated n times."""
     import numpy as np
     import torch
 
+    pipe = model.pipe
     unit = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
     pixels = torch.from_numpy(2.0 * unit - 1.0).permute(2, 0, 1)[None].to(pipe.vae.device, pipe.vae.dtype)
     with torch.no_grad():

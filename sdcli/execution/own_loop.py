@@ -7,6 +7,7 @@ from typing import Any
 from sdcli.execution.latents import decode, encode_image
 from sdcli.execution.stages import StepCallback, is_xl_unet
 from sdcli.io.images import PreparedInputs
+from sdcli.models.loaded import LoadedModel
 from sdcli.request.generation import GenerationRequest, choice_key
 from sdcli.sampling.samplers import SamplerChoice
 
@@ -19,11 +20,12 @@ def sampling_options(request: GenerationRequest) -> Any:
                            s_noise=request.s_noise, sigma_min=request.sigma_min, sigma_max=request.sigma_max)
 
 
-def image_noise(request: GenerationRequest, pipe: Any, seeds: list[int], subseeds: list[int | None], width: int,
-                height: int) -> Any:
+def image_noise(request: GenerationRequest, model: LoadedModel, seeds: list[int], subseeds: list[int | None],
+                width: int, height: int) -> Any:
     """The image RNG of a batch at width x height: per-image generators, variation seeds, ENSD."""
     from sdcli.sampling.rng import ImageNoise
 
+    pipe = model.pipe
     factor = pipe.vae_scale_factor
     shape = (pipe.vae.config.latent_channels, height // factor, width // factor)
     return ImageNoise(choice_key(request.rng), shape, seeds, pipe.unet.device, subseeds=subseeds,
@@ -41,7 +43,7 @@ def cond_schedule(request: GenerationRequest, choice: SamplerChoice, encoder: An
     return CondSchedule.build(request.prompt, request.negative_prompt, calls, encoder.encode, negative)
 
 
-def own_batch(request: GenerationRequest, pipe: Any, choice: SamplerChoice, encoder: Any,
+def own_batch(request: GenerationRequest, model: LoadedModel, choice: SamplerChoice, encoder: Any,
               inputs: PreparedInputs | None, seeds: list[int], subseeds: list[int | None], width: int,
               height: int, on_step: StepCallback | None, refine: Any = None, hires: Any = None,
               control: Any = None) -> list[Any]:
@@ -51,16 +53,18 @@ def own_batch(request: GenerationRequest, pipe: Any, choice: SamplerChoice, enco
     from sdcli.sampling.loop import sample
     from sdcli.sampling.refiner import Refiner
 
-    denoiser, model_sigmas = loop_denoiser(request, pipe, choice, encoder)
+    pipe = model.pipe
+    denoiser, model_sigmas = loop_denoiser(request, model, choice, encoder)
     if refine is not None:
         refined = cond_schedule(request, choice, refine.encoder)
-        denoiser.refiner = Refiner(refine.pipe.unet, refined.conds_at, refined.uncond_at, request.refiner_switch)
+        denoiser.refiner = Refiner(refine.model.pipe.unet, refined.conds_at, refined.uncond_at,
+                                   request.refiner_switch)
     if control is not None:
         denoiser.control, on_step = control, control.follow(on_step)
-    noise = image_noise(request, pipe, seeds, subseeds, width, height)
-    init = encode_image(pipe, inputs.image, len(seeds)) if inputs is not None else None
+    noise = image_noise(request, model, seeds, subseeds, width, height)
+    init = encode_image(model, inputs.image, len(seeds)) if inputs is not None else None
     if inputs is not None and inputs.mask is not None:
-        denoiser.masking = inpaint_masking(pipe, request, inputs, init, noise)
+        denoiser.masking = inpaint_masking(model, request, inputs, init, noise)
         init = denoiser.masking.init_latent
     latents = sample(choice, denoiser, noise, model_sigmas, request.steps, options=sampling_options(request),
                      init_latent=init, strength=request.init.strength if request.init else 1.0,
@@ -69,17 +73,18 @@ def own_batch(request: GenerationRequest, pipe: Any, choice: SamplerChoice, enco
         keep = denoiser.masking.mask
         latents = latents * (1 - keep) + denoiser.masking.init_latent * keep
     if hires is not None:
-        latents = hires.run(pipe, latents, seeds, subseeds, on_step)
-    return decode(refine.pipe if denoiser.switched else pipe, latents)  # the WebUI decodes with the model loaded
+        latents = hires.run(model, latents, seeds, subseeds, on_step)
+    return decode(refine.model if denoiser.switched else model, latents)  # the WebUI decodes with the model loaded
 
 
-def loop_denoiser(request: GenerationRequest, pipe: Any, choice: SamplerChoice, encoder: Any) -> tuple[Any, Any]:
+def loop_denoiser(request: GenerationRequest, model: LoadedModel, choice: SamplerChoice,
+                  encoder: Any) -> tuple[Any, Any]:
     """The loop's CFG denoiser for `request` (its prompts through `encoder`) and the model's sigmas."""
     from sdcli.models.loader import PREDICTION_TYPES
     from sdcli.sampling.refiner import RefinedDenoiser
     from sdcli.sampling.schedules import ModelSigmas, alphas_cumprod
 
-    config = getattr(pipe, "sdcli_base_scheduler", pipe.scheduler).config
+    pipe, config = model.pipe, model.base_scheduler.config
     model_sigmas = ModelSigmas(alphas_cumprod(config))
     schedule = cond_schedule(request, choice, encoder)
     prediction = PREDICTION_TYPES[request.prediction_type] if request.prediction_type else None
@@ -88,7 +93,8 @@ def loop_denoiser(request: GenerationRequest, pipe: Any, choice: SamplerChoice, 
     return denoiser, model_sigmas
 
 
-def inpaint_masking(pipe: Any, request: GenerationRequest, inputs: PreparedInputs, init: Any, noise: Any) -> Any:
+def inpaint_masking(model: LoadedModel, request: GenerationRequest, inputs: PreparedInputs, init: Any,
+                    noise: Any) -> Any:
     """The WebUI's inpainting inputs: a rounded latent mask, --masked-content in latent space, and the
     9-channel UNet's extra input (mask + latent of the image with the masked area blanked)."""
     import numpy as np
@@ -106,6 +112,7 @@ def inpaint_masking(pipe: Any, request: GenerationRequest, inputs: PreparedInput
     elif content == "latent-nothing":
         init = init * keep
     image_cond = None
+    pipe = model.pipe
     if pipe.unet.config.in_channels == 9:
         full = torch.from_numpy(np.around(np.asarray(inputs.mask.convert("L"), dtype=np.float32) / 255))[None, None]
         unit = torch.from_numpy(np.asarray(inputs.image.convert("RGB"), dtype=np.float32) / 255.0)

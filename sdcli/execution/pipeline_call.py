@@ -11,6 +11,7 @@ from sdcli.execution.latents import to_pil
 from sdcli.execution.own_loop import image_noise
 from sdcli.execution.stages import StepCallback
 from sdcli.io.images import PreparedInputs
+from sdcli.models.loaded import LoadedModel
 from sdcli.request.generation import GenerationRequest
 from sdcli.sampling.samplers import SamplerChoice
 
@@ -76,7 +77,7 @@ def pipeline_embeds(encoder: Any, prompt: str, negative: str) -> dict[str, Any]:
     return {"prompt_embeds": positive, "negative_prompt_embeds": negative_embeds}
 
 
-def pipeline_batch(request: GenerationRequest, pipe: Any, choice: SamplerChoice, encoder: Any,
+def pipeline_batch(request: GenerationRequest, model: LoadedModel, choice: SamplerChoice, encoder: Any,
                    inputs: PreparedInputs | None, seeds: list[int], subseeds: list[int | None], width: int,
                    height: int, on_step: StepCallback | None, refine: Any = None, hires: Any = None) -> list[Any]:
     """One batch through the diffusers pipeline (timestep samplers, other families, the SDXL refiner)."""
@@ -103,15 +104,16 @@ def pipeline_batch(request: GenerationRequest, pipe: Any, choice: SamplerChoice,
         raise UsageError(f"--strength: {request.init.strength:g} x --steps {request.steps} runs no step in the "
                          f"diffusers pipeline ({choice.sampler.name}, rounded down); raise --steps or --strength")
     embeds = pipeline_embeds(encoder, request.prompt, request.negative_prompt)
-    n = len(seeds)
+    pipe, n = model.pipe, len(seeds)
     generators = [torch.Generator("cpu").manual_seed(s) for s in seeds]
     mode_args = inputs.pipeline_args(request.init.strength, n) if inputs else {"width": width, "height": height}
     if request.subseed_strength and inputs is None:
-        first = image_noise(request, pipe, seeds, subseeds, width, height).first()
+        first = image_noise(request, model, seeds, subseeds, width, height).first()
         mode_args["latents"] = first.to(embeds["prompt_embeds"].dtype)
-    if hasattr(pipe.scheduler, "noise_sampler_seed"):
+    scheduler = pipe.scheduler
+    if hasattr(scheduler, "noise_sampler_seed"):
         # DPM++ SDE draws Brownian-tree noise from its own seeds, not the generator: one per image.
-        pipe.scheduler.noise_sampler_seed = list(seeds)
+        scheduler.noise_sampler_seed = list(seeds)
     with latent_content(pipe, request, inputs, generators):
         result = pipe(
             **{k: v.repeat(n, *[1] * (v.ndim - 1)) for k, v in embeds.items()},

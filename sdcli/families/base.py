@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 Shapes = Mapping[str, Sequence[int]]
 Json = Mapping[str, Any]  # a parsed config file (model_index.json, a component's config.json)
@@ -45,6 +45,8 @@ class Family:
     bundled configs, capabilities) and how it is detected. Family modules subclass it for
     behaviour that is not data."""
 
+    network_component: ClassVar[str] = ""  # the denoising network's name among the pipeline's components
+
     name: str
     label: str  # for people
     pipelines: Mapping[str, str]  # mode -> diffusers pipeline class; a missing mode is not servable
@@ -74,6 +76,14 @@ class Family:
     def settle(self, pipe: Any, detected: Detected) -> Detected:
         """What a loaded model shows that its files could not tell (sd2: eps or v); runs after loading."""
         return detected
+
+    def network_module(self, pipe: Any) -> Any:
+        """The denoising network's torch module (placement, memory layout, compilation, ControlNet shapes)."""
+        return getattr(pipe, self.network_component)
+
+    def native_size_of(self, pipe: Any) -> int:
+        """A loaded model's native image side in pixels (a tiny model's is its own)."""
+        raise NotImplementedError(self.name)
 
     def prompt_encoder(self, pipe: Any, clip_skip: int, emphasis: str, size: tuple[int, int]) -> Any:
         """Prompts -> conditioning for this family's text encoders, at generation size `size` (width, height)."""

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from sdcli.families.base import Capabilities, Family, Json
+from sdcli.families.base import Capabilities, Json
+from sdcli.families.unet import UNetFamily
 
 SD1_CLIP = "cond_stage_model.transformer.text_model.embeddings.token_embedding.weight"
 SD_PIPELINES = {"txt2img": "StableDiffusionPipeline", "img2img": "StableDiffusionImg2ImgPipeline",
@@ -14,7 +15,7 @@ SD_LOAD_KWARGS = {"safety_checker": None, "requires_safety_checker": False}
 SD_CAPABILITIES = Capabilities(controlnet="sd")
 
 
-class SD1Family(Family):
+class SD1Family(UNetFamily):
     """SD 1.x: last in the detection order, it takes any diffusers folder the others did not."""
 
     def detect_folder(self, index: Json, unet: Json) -> bool:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from sdcli.families.base import Capabilities, Family, Json
+from sdcli.families.base import Capabilities, Json
+from sdcli.families.unet import UNetFamily
 
 SDXL_CLIP_L = "conditioner.embedders.0.transformer.text_model.embeddings.token_embedding.weight"
 SDXL_CLIP_G = "conditioner.embedders.1.model.token_embedding.weight"
@@ -23,7 +24,7 @@ def _has_clip_l(index: Json) -> bool:
     return bool((index.get("text_encoder") or [None])[0])
 
 
-class SDXLFamily(Family):
+class SDXLFamily(UNetFamily):
     """SDXL base: a folder of an SDXL pipeline class with both text encoders."""
 
     def detect_folder(self, index: Json, unet: Json) -> bool:

@@ -21,6 +21,7 @@ from sdcli.execution.pipeline_call import pipeline_batch
 from sdcli.execution.stages import StepCallback, runs_own_loop
 from sdcli.io.images import PreparedInputs, prepare
 from sdcli.io.metadata import build_infotext
+from sdcli.models.loaded import LoadedModel
 from sdcli.request.generation import DIRECTIONS, INPAINT_AREAS, MASKED_CONTENTS, GenerationRequest, choice_key
 from sdcli.sampling.samplers import SamplerChoice
 
@@ -40,23 +41,9 @@ class GeneratedImage:
     failure: str | None = None  # why it must not be written (core.finite), e.g. NaN in the decode
 
 
-@dataclass(frozen=True)
-class RefinerModel:
-    """A loaded --refiner and how the infotext names it."""
-
-    pipe: Any
-    name: str
-    hash: str
-
-
-def native_size(pipe: Any) -> int:
-    """The model's native image side in pixels (UNet sample size x VAE scale factor)."""
-    return int(pipe.unet.config.sample_size * pipe.vae_scale_factor)
-
-
 def infotext_params(request: GenerationRequest, choice: SamplerChoice, *, seed: int, subseed: int | None,
                     width: int, height: int, model_name: str, model_hash: str,
-                    refiner: RefinerModel | None = None) -> dict[str, Any]:
+                    refiner: LoadedModel | None = None) -> dict[str, Any]:
     """The WebUI parameter line's fields for one image (omission rules applied)."""
     return {
         "Steps": request.steps,
@@ -77,7 +64,7 @@ def infotext_params(request: GenerationRequest, choice: SamplerChoice, *, seed: 
     }
 
 
-def refiner_params(request: GenerationRequest, refiner: RefinerModel | None) -> dict[str, Any]:
+def refiner_params(request: GenerationRequest, refiner: LoadedModel | None) -> dict[str, Any]:
     """The WebUI's refiner keys: `Refiner: name [hash]`, `Refiner switch at: 0.8`."""
     if refiner is None:
         return {}
@@ -134,7 +121,7 @@ def image_params(request: GenerationRequest) -> dict[str, Any]:
 
 def run(
     request: GenerationRequest,
-    pipe: Any,
+    model: LoadedModel,
     choice: SamplerChoice,
     *,
     model_name: str,
@@ -142,18 +129,19 @@ def run(
     on_step: StepCallback | None = None,
     inputs: PreparedInputs | None = None,
     extra_params: dict[str, Any] | None = None,
-    refiner: RefinerModel | None = None,
+    refiner: LoadedModel | None = None,
     control: Any = None,
     hires_upscaler: Any = None,
 ) -> Iterator[GeneratedImage]:
     """Generate `request.count` batches of `request.batch_size` images; yield each when done.
 
-    `request.seed` must be resolved. `pipe` may be any pipeline of the model: the
-    one for `request.mode` is derived from it (shared weights). `inputs` are the
+    `request.seed` must be resolved. `model` (models.loaded.LoadedModel) may hold any pipeline of the
+    model: the one for `request.mode` is derived from it (shared weights). `inputs` are the
     prepared input images (core.images.prepare); loaded here when not given.
     SD1/SD2/SDXL models with a sampler of sdcli's own loop (sampling.loop, the WebUI's
     pixels) run it in every mode, switching to `refiner` inside the run as the WebUI;
-    other samplers (UniPC, LCM) run the diffusers pipeline, with `refiner` finishing
+    other samplers (UniPC, LCM) run the diffusers pipeline, with `refiner` (a loaded model named for the
+    infotext) finishing
     SDXL's last steps. `request.hires` adds the hires fix pass (core.hires) with
     `hires_upscaler` (a ready models.upscalers.Upscaler; built-in ones are made here). `extra_params` are added
     to each infotext (the add-ons' hashes, models.assets). Images whose latents or
@@ -166,31 +154,32 @@ def run(
     from sdcli.execution.hires import hires_stage
     from sdcli.execution.stages import prompt_encoder, refiner_stage
     from sdcli.models.assets import encoder_text
-    from sdcli.models.loader import pipeline_for, set_sampler
+    from sdcli.models.loader import set_sampler
     from sdcli.request.hires import final_size, hires_choices, hires_params
 
     # 1. Model-dependent checks and settings; the input images at generation size.
+    pipe = model.pipe
     text_encoder = pipe.text_encoder if pipe.text_encoder is not None else pipe.text_encoder_2  # refiner: 2nd only
     if request.clip_skip > (layers := text_layers(text_encoder)):
         raise UsageError(f"--clip-skip: {request.clip_skip} is deeper than this model's {layers} text layers")
-    pipe = pipeline_for(pipe, request.mode)
-    own = runs_own_loop(pipe, choice, request)
+    model = model.for_mode(request.mode)
+    own = runs_own_loop(model, choice, request)
     if not own:
-        set_sampler(pipe, choice, request.prediction_type)
+        set_sampler(model, choice, request.prediction_type)
     if inputs is None:
         inputs = prepare(request)
     if inputs is not None:
         width, height = inputs.size
     else:
-        width, height = request.width or native_size(pipe), request.height or native_size(pipe)
+        width, height = request.width or model.native_size, request.height or model.native_size
 
     # 2. Prompt conditioning, once for the whole run. The encoders see the text with <lora:...>
     # tags removed and multi-vector embeddings spelled out; the infotext keeps the prompt as given.
-    encoded = replace(request, prompt=encoder_text(pipe, request.prompt),
-                      negative_prompt=encoder_text(pipe, request.negative_prompt))
-    encoder = prompt_encoder(pipe, request, (width, height))
-    refine = refiner_stage(pipe, encoded, refiner, choice, own, (width, height))
-    hires = hires_stage(pipe, encoded, own, (width, height), hires_upscaler)
+    encoded = replace(request, prompt=encoder_text(model, request.prompt),
+                      negative_prompt=encoder_text(model, request.negative_prompt))
+    encoder = prompt_encoder(model, request, (width, height))
+    refine = refiner_stage(model, encoded, refiner, choice, own, (width, height))
+    hires = hires_stage(model, encoded, own, (width, height), hires_upscaler)
     hires_keys = hires_params(request, *hires_choices(request), hires.upscaler.ref.name) if hires else {}
     batch_run = own_batch if own else pipeline_batch
     control_params: dict[str, Any] = {}
@@ -210,12 +199,12 @@ def run(
 
     # 3. Batches: per-image generators seeded seed + i.
     seeds, subseeds = request.seeds(), request.subseeds()
-    pipes = (pipe, refiner.pipe) if refine else (pipe,)
+    pipes = (model.pipe, refiner.pipe) if refine and refiner else (model.pipe,)
     for start in range(0, len(seeds), request.batch_size):
         batch_seeds = seeds[start:start + request.batch_size]
         batch_subseeds = subseeds[start:start + request.batch_size]
         with finite_guard(*pipes) as guard:
-            images = batch_run(encoded, pipe, choice, encoder, inputs, batch_seeds, batch_subseeds, width, height,
+            images = batch_run(encoded, model, choice, encoder, inputs, batch_seeds, batch_subseeds, width, height,
                                on_step, refine, hires)
         for offset, (image, seed, subseed) in enumerate(zip(images, batch_seeds, batch_subseeds, strict=True)):
             if inputs is not None:

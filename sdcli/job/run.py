@@ -18,6 +18,7 @@ from sdcli.controlnet.plan import plan_controlnets
 from sdcli.errors import RuntimeFailure, UsageError
 from sdcli.io.output import DEFAULT_PATTERN, check_folder, check_pattern, next_number, prepare_folder, render_name
 from sdcli.models.assets import AssetOptions, apply_assets, plan_assets
+from sdcli.models.loaded import LoadedModel
 from sdcli.models.runtime import RuntimeOptions, validate_runtime
 from sdcli.request.generation import DIRECTIONS, GenerationRequest, validate
 
@@ -71,11 +72,11 @@ DEMO_NOTE = ("no --model given: using sdcli's built-in tiny RANDOM-WEIGHT demo m
 
 
 def run_job(request: GenerationRequest, runtime: RuntimeOptions, model_spec: str | None,
-            output: OutputOptions, reporter: Reporter, pipe: Any = None,
+            output: OutputOptions, reporter: Reporter, loaded: LoadedModel | None = None,
             assets: AssetOptions | None = None) -> list[dict[str, Any]]:
     """Run a txt2img, img2img, inpaint or outpaint job; return one record per written image.
 
-    `pipe` may be passed in (tests, batch runs) to skip loading; model_spec still
+    `loaded` (a loaded model) may be passed in (tests, batch runs) to skip loading; model_spec still
     names the model for metadata. `assets` are the models folder and add-on flags
     (LoRAs, embeddings, VAE), all found and checked before the model loads.
     """
@@ -107,22 +108,22 @@ def run_job(request: GenerationRequest, runtime: RuntimeOptions, model_spec: str
         model = resolve.resolve_model(model_spec, offline=runtime.offline, library=assets.library(),
                                       allow_pickle=assets.allow_pickle)
     refiner_ref = resolve_refiner(request.refiner, runtime.offline, assets.library())
-    if refiner_ref is not None and pipe is None:
+    if refiner_ref is not None and loaded is None:
         loader.check_refiner(model, refiner_ref)
-    if control_plan is not None and pipe is None:
+    if control_plan is not None and loaded is None:
         control_plan.check_model(loader.detect_ref(model).family)
     if model.is_demo:
         reporter.note(DEMO_NOTE)
     plan = detect_runtime(runtime, JobSize(*(inputs.size if inputs else (request.width, request.height)),
                                            request.batch_size))
-    if pipe is None:
+    if loaded is None:
         with stage(reporter, f"loading model {model.name}"):
-            pipe = loader.load_pipeline(model, plan)
-    apply_assets(pipe, extras, assets, reporter.note)
+            loaded = loader.load_model(model, plan)
+    apply_assets(loaded, extras, assets, reporter.note)
     control = None
     if control_plan is not None:
         with stage(reporter, "loading ControlNet"):
-            control = control_plan.load(pipe, assets.allow_pickle)
+            control = control_plan.load(loaded, assets.allow_pickle)
         request = replace(request, controlnets=control_plan.record_units())  # replay: absolute paths
     model_hash = resolve.model_hash(model.hash_path)
     refiner = load_refiner(refiner_ref, plan)
@@ -139,7 +140,7 @@ def run_job(request: GenerationRequest, runtime: RuntimeOptions, model_spec: str
     number = next_number(folder)
     records: list[dict[str, Any]] = []
     failed: list[str] = []
-    for item in run(request, pipe, choice, model_name=model.name, model_hash=model_hash,
+    for item in run(request, loaded, choice, model_name=model.name, model_hash=model_hash,
                     on_step=reporter.step, inputs=inputs, extra_params=extras.params(), refiner=refiner,
                     control=control, hires_upscaler=hires_upscaler):
         if item.failure:  # never written as a black image with exit 0
@@ -186,14 +187,15 @@ def load_hires_upscaler(ref: Any, assets: AssetOptions, plan: Any) -> Any:
     return None if ref is None else ready(ref, "--hires-upscaler", assets.allow_pickle, plan.device)
 
 
-def load_refiner(ref: Any, plan: Any) -> Any:
+def load_refiner(ref: Any, plan: Any) -> LoadedModel | None:
     """The loaded --refiner (None without one), named for the infotext."""
-    from sdcli.job.generate import RefinerModel
     from sdcli.models import loader, resolve
 
     if ref is None:
         return None
-    return RefinerModel(loader.load_pipeline(ref, plan), ref.name, resolve.model_hash(ref.hash_path))
+    refiner = loader.load_model(ref, plan)
+    refiner.name, refiner.hash = ref.name, resolve.model_hash(ref.hash_path)
+    return refiner
 
 
 def replay_record(item, request: GenerationRequest, model, assets: dict[str, Any] | None = None) -> dict[str, Any]:

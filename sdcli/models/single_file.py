@@ -69,8 +69,9 @@ def config_spec(shapes: Shapes, detected: Detected, source: str) -> tuple[dict[s
     return spec, tokenizer
 
 
-def load_single_file(path: Path, dtype: Any, source: str = "--model") -> Any:
-    """The txt2img (refiner: img2img) pipeline of a single-file checkpoint; never touches the network."""
+def load_single_file(path: Path, dtype: Any, source: str = "--model") -> tuple[Any, Detected]:
+    """The txt2img (refiner: img2img) pipeline of a single-file checkpoint and what its header says; never
+    touches the network."""
     import diffusers
 
     from sdcli.models.bundled import cached_config_folder
@@ -88,15 +89,7 @@ def load_single_file(path: Path, dtype: Any, source: str = "--model") -> Any:
     except (OSError, ValueError, RuntimeError, KeyError) as exc:
         raise ModelError(f"{source}: cannot load {path} as {detected.family.label}: "
                          f"{str(exc).splitlines()[0]}") from None
-    pipe.sdcli_detected = detected
-    return pipe
-
-
-def settle_prediction(pipe: Any) -> None:
-    """What the loaded model shows that its file could not tell (the family's settle: SD 2.x eps or v)."""
-    detected = getattr(pipe, "sdcli_detected", None)
-    if detected is not None:
-        pipe.sdcli_detected = detected.family.settle(pipe, detected)
+    return pipe, detected
 
 
 def convert_pickle(path: Path) -> Path:

@@ -1,4 +1,4 @@
-"""The server's generation engine: served models, the one loaded pipeline, a queue, progress.
+"""The server's generation engine: served models, the one loaded model, a queue, progress.
 
 One generation runs at a time (a lock; requests wait in a bounded queue), through
 sdcli's own core (core.generate.run), so a server image is the CLI's image, bit for bit.
@@ -16,6 +16,7 @@ from typing import Any
 
 from sdcli.errors import RuntimeFailure, SdcliError, UsageError
 from sdcli.models.assets import AssetOptions, apply_assets, plan_assets
+from sdcli.models.loaded import LoadedModel
 from sdcli.models.runtime import RuntimeOptions
 from sdcli.request.generation import GenerationRequest, validate
 
@@ -82,7 +83,7 @@ class Progress:
 
 @dataclass
 class Engine:
-    """Served models and the generation queue; `load(ref, plan)` loads a pipeline (tests inject one)."""
+    """Served models and the generation queue; `load(ref, plan)` loads a model (tests inject one)."""
 
     models: list[ServedModel]
     runtime: RuntimeOptions = field(default_factory=RuntimeOptions)
@@ -93,7 +94,7 @@ class Engine:
 
     def __post_init__(self) -> None:
         self.current = self.models[0]
-        self._pipe: Any = None
+        self._loaded: LoadedModel | None = None
         self._plan: Any = None
         self._lock = threading.Lock()
         self._waiting = 0
@@ -125,15 +126,15 @@ class Engine:
             self._plan = detect_runtime(self.runtime)
         return self._plan
 
-    def _pipeline(self, model: ServedModel) -> Any:
-        """The pipeline of `model`, loading it (and dropping the previous one) when needed. Lock held."""
-        if self._pipe is None or model is not self.current:
-            from sdcli.models.loader import load_pipeline
+    def _pipeline(self, model: ServedModel) -> LoadedModel:
+        """`model` loaded, loading it (and dropping the previous one) when needed. Lock held."""
+        if self._loaded is None or model is not self.current:
+            from sdcli.models.loader import load_model
 
-            self._pipe = None
-            self._pipe = (self.load or load_pipeline)(model.ref, self.plan)
+            self._loaded = None
+            self._loaded = (self.load or load_model)(model.ref, self.plan)
             self.current = model
-        return self._pipe
+        return self._loaded
 
     def warm_up(self) -> None:
         """Load the current model now, so the first request does not pay for it."""
@@ -181,15 +182,15 @@ class Engine:
         # Hires upscalers: the built-in ones (latent modes, Lanczos, Nearest); no models folder here.
         hires_ref = resolve_hires_upscaler(request, AssetOptions())
         with self._slot():
-            pipe = self._pipeline(model)
+            loaded = self._pipeline(model)
             hires_upscaler = load_hires_upscaler(hires_ref, AssetOptions(), self.plan)
-            apply_assets(pipe, extras, AssetOptions(), lambda _message: None)
+            apply_assets(loaded, extras, AssetOptions(), lambda _message: None)
             request = request.with_resolved_seed()
             self.progress = Progress(job_count=request.count, started=time.time(),
                                      job_timestamp=time.strftime("%Y%m%d%H%M%S"))
             items: list[Any] = []
             try:
-                for item in run(request, pipe, choice, model_name=model.ref.name, model_hash=model.hash,
+                for item in run(request, loaded, choice, model_name=model.ref.name, model_hash=model.hash,
                                 on_step=self._step, inputs=inputs, hires_upscaler=hires_upscaler):
                     if item.failure:  # never sent as a black image
                         raise RuntimeFailure(f"image {item.index} (seed {item.seed}): {item.failure}")

@@ -119,12 +119,13 @@ def test_sdxl_encoder_zeroes_an_empty_negative_and_pools_the_first_chunk(tiny_xl
     import torch
 
     from sdcli.conditioning.sdxl import SDXLPromptEncoder
-    from sdcli.models.loader import load_pipeline
+    from sdcli.models.loader import load_model
     from sdcli.models.resolve import ModelRef
     from sdcli.models.runtime import RuntimeOptions, plan_runtime
 
-    pipe = load_pipeline(ModelRef(tiny_xl["base"], "xl"), plan_runtime(RuntimeOptions(), cuda=False, mps=False,
+    pipe = load_model(ModelRef(tiny_xl["base"], "xl"), plan_runtime(RuntimeOptions(), cuda=False, mps=False,
                                                                        xformers=False))
+    pipe = pipe.pipe
     encoder = SDXLPromptEncoder(pipe, size=(64, 48))
     cond = encoder.encode("a lighthouse")
     embeds, added = cond.crossattn, cond.extra["added_cond_kwargs"]

@@ -25,8 +25,8 @@ def pixels(pipe, prompt: str) -> np.ndarray:
 
     from sdcli.conditioning.encoding import PromptEncoder
 
-    positive, negative = PromptEncoder(pipe).encode_pair(encoder_text(pipe, prompt), "")
-    out = pipe(prompt_embeds=positive, negative_prompt_embeds=negative, num_inference_steps=2, width=32,
+    positive, negative = PromptEncoder(pipe.pipe).encode_pair(encoder_text(pipe, prompt), "")
+    out = pipe.pipe(prompt_embeds=positive, negative_prompt_embeds=negative, num_inference_steps=2, width=32,
                height=32, output_type="np", generator=torch.Generator().manual_seed(1))
     return np.asarray(out.images)
 

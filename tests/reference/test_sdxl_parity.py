@@ -73,9 +73,8 @@ def test_v_prediction(tiny_xl, sampler, single_thread):
     from tests.conftest import _load_on_cpu
 
     pipe = _load_on_cpu(tiny_xl["base"])  # a v-prediction SDXL model (as a v_pred checkpoint loads)
-    pipe.scheduler.register_to_config(prediction_type="v_prediction")
-    if hasattr(pipe, "sdcli_base_scheduler"):
-        pipe.sdcli_base_scheduler.register_to_config(prediction_type="v_prediction")
+    pipe.pipe.scheduler.register_to_config(prediction_type="v_prediction")
+    pipe.base_scheduler.register_to_config(prediction_type="v_prediction")
     check(pipe, sampler=sampler, **XL)
 
 
@@ -84,8 +83,8 @@ def test_sdxl_conditioning_is_the_webuis(tiny_xl_pipe, emphasis):
     from sdcli.conditioning.sdxl import SDXLPromptEncoder
     from tests.reference.sdxl_ref import SDXLConditioner
 
-    ours = SDXLPromptEncoder(tiny_xl_pipe, 1, emphasis.lower(), size=(64, 48))
-    theirs = SDXLConditioner(tiny_xl_pipe, 64, 48, emphasis)
+    ours = SDXLPromptEncoder(tiny_xl_pipe.pipe, 1, emphasis.lower(), size=(64, 48))
+    theirs = SDXLConditioner(tiny_xl_pipe.pipe, 64, 48, emphasis)
     for prompt in [p for p in PROMPTS if "1.2.3" not in p]:
         cond, expected = ours.encode(prompt), theirs([prompt])
         added = cond.extra["added_cond_kwargs"]
@@ -105,7 +104,7 @@ def test_refiner_conditioning_is_the_webuis(tiny_xl):
     from tests.conftest import _load_on_cpu
     from tests.reference.sdxl_ref import SDXLConditioner
 
-    refiner = _load_on_cpu(tiny_xl["refiner"])
+    refiner = _load_on_cpu(tiny_xl["refiner"]).pipe
     ours, theirs = SDXLPromptEncoder(refiner, size=(64, 64)), SDXLConditioner(refiner, 64, 64)
     for negative, conditioner in ((False, theirs), (True, theirs.negative())):
         cond, expected = ours.encode(PROMPT, negative=negative), conditioner([PROMPT])
