@@ -41,7 +41,6 @@ class HiresStage:
 
         from sdcli.execution.latents import decode, encode_image
         from sdcli.execution.own_loop import image_noise, loop_denoiser, sampling_options
-        from sdcli.execution.stages import is_xl_unet
         from sdcli.sampling.loop import sample
 
         to_x, to_y, tx, ty = self.target
@@ -56,14 +55,13 @@ class HiresStage:
         request, s = self.request, self.request.hires
         noise = image_noise(request, model, seeds, subseeds, latents.shape[-1] * LATENT_FACTOR,
                        latents.shape[-2] * LATENT_FACTOR)
-        denoiser, model_sigmas = loop_denoiser(request, model, self.choice, self.encoder)
+        denoiser = loop_denoiser(request, model, self.choice, self.encoder)
         if self.control is not None:
             denoiser.control, on_step = self.control, self.control.follow(on_step)
         steps = s.steps or request.steps
         total = int(steps / min(s.denoise, 0.999))
-        return sample(self.choice, denoiser, noise, model_sigmas, total, options=sampling_options(request),
-                      init_latent=latents, strength=s.denoise, t_enc=steps - 1, sdxl=is_xl_unet(model.pipe),
-                      on_step=on_step)
+        return sample(self.choice, denoiser, noise, total, options=sampling_options(request),
+                      init_latent=latents, strength=s.denoise, t_enc=steps - 1, on_step=on_step)
 
 
 def hires_stage(model: LoadedModel, request: GenerationRequest, own: bool, size: tuple[int, int],

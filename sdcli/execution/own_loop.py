@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from sdcli.execution.latents import decode, encode_image
-from sdcli.execution.stages import StepCallback, is_xl_unet
+from sdcli.execution.stages import StepCallback
 from sdcli.io.images import PreparedInputs
 from sdcli.models.loaded import LoadedModel
 from sdcli.request.generation import GenerationRequest, choice_key
@@ -53,8 +53,7 @@ def own_batch(request: GenerationRequest, model: LoadedModel, choice: SamplerCho
     from sdcli.sampling.loop import sample
     from sdcli.sampling.refiner import Refiner
 
-    pipe = model.pipe
-    denoiser, model_sigmas = loop_denoiser(request, model, choice, encoder)
+    denoiser = loop_denoiser(request, model, choice, encoder)
     if refine is not None:
         refined = cond_schedule(request, choice, refine.encoder)
         denoiser.refiner = Refiner(refine.model.pipe.unet, refined.conds_at, refined.uncond_at,
@@ -66,9 +65,8 @@ def own_batch(request: GenerationRequest, model: LoadedModel, choice: SamplerCho
     if inputs is not None and inputs.mask is not None:
         denoiser.masking = inpaint_masking(model, request, inputs, init, noise)
         init = denoiser.masking.init_latent
-    latents = sample(choice, denoiser, noise, model_sigmas, request.steps, options=sampling_options(request),
-                     init_latent=init, strength=request.init.strength if request.init else 1.0,
-                     sdxl=is_xl_unet(pipe), on_step=on_step)
+    latents = sample(choice, denoiser, noise, request.steps, options=sampling_options(request),
+                     init_latent=init, strength=request.init.strength if request.init else 1.0, on_step=on_step)
     if denoiser.masking is not None:  # the kept area is the input's latent exactly, as in the WebUI
         keep = denoiser.masking.mask
         latents = latents * (1 - keep) + denoiser.masking.init_latent * keep
@@ -78,19 +76,13 @@ def own_batch(request: GenerationRequest, model: LoadedModel, choice: SamplerCho
 
 
 def loop_denoiser(request: GenerationRequest, model: LoadedModel, choice: SamplerChoice,
-                  encoder: Any) -> tuple[Any, Any]:
-    """The loop's CFG denoiser for `request` (its prompts through `encoder`) and the model's sigmas."""
-    from sdcli.models.loader import PREDICTION_TYPES
+                  encoder: Any) -> Any:
+    """The loop's CFG denoiser for `request` (its prompts through `encoder`) on the model's parameterisation."""
     from sdcli.sampling.refiner import RefinedDenoiser
-    from sdcli.sampling.schedules import ModelSigmas, alphas_cumprod
 
-    pipe, config = model.pipe, model.base_scheduler.config
-    model_sigmas = ModelSigmas(alphas_cumprod(config))
     schedule = cond_schedule(request, choice, encoder)
-    prediction = PREDICTION_TYPES[request.prediction_type] if request.prediction_type else None
-    denoiser = RefinedDenoiser(pipe.unet, model_sigmas, prediction or config.get("prediction_type", "epsilon"),
-                               schedule.conds_at, schedule.uncond_at, request.cfg_scale)
-    return denoiser, model_sigmas
+    return RefinedDenoiser(model.pipe.unet, model.parameterisation(request.prediction_type), schedule.conds_at,
+                           schedule.uncond_at, request.cfg_scale)
 
 
 def inpaint_masking(model: LoadedModel, request: GenerationRequest, inputs: PreparedInputs, init: Any,

@@ -13,20 +13,10 @@ from sdcli.sampling.samplers import SamplerChoice
 StepCallback = Callable[[int, int], None]
 
 
-def is_xl_unet(pipe: Any) -> bool:
-    """An SDXL UNet (base, refiner or inpainting): pooled text and size/crop conditioning."""
-    return pipe.unet.config.get("addition_embed_type") == "text_time"
-
-
 def runs_own_loop(model: LoadedModel, choice: SamplerChoice, request: GenerationRequest) -> bool:
-    """Whether sdcli's own loop runs this: a sampler of the loop on an SD1/SD2/SDXL UNet (4 or 9 channels)."""
-    config = model.pipe.unet.config
-    scheduler = model.base_scheduler.config
-    return (choice.sampler.function is not None and (config.get("addition_embed_type") is None
-                                                     or is_xl_unet(model.pipe))
-            and config.in_channels in (4, 9)
-            and scheduler.get("beta_schedule", "scaled_linear") in ("scaled_linear", "linear")
-            and scheduler.get("prediction_type", "epsilon") in ("epsilon", "v_prediction"))
+    """Whether sdcli's own loop runs this: a sampler of the loop on a model its family lets the loop run."""
+    return choice.sampler.function is not None and model.family.runs_loop(
+        model.pipe, model.base_scheduler.config, model.detected.in_channels)
 
 
 def prompt_encoder(model: LoadedModel, request: GenerationRequest, size: tuple[int, int] = (1024, 1024)) -> Any:

@@ -85,6 +85,15 @@ class Family:
         """A loaded model's native image side in pixels (a tiny model's is its own)."""
         raise NotImplementedError(self.name)
 
+    def runs_loop(self, pipe: Any, scheduler: Json, in_channels: int) -> bool:
+        """Whether sdcli's own loop samples this model (its scheduler config and network input channels)."""
+        return False
+
+    def parameterisation(self, scheduler: Json, prediction: str | None = None) -> Any:
+        """The model's noise parameterisation (sampling.parameterisation) from its scheduler config;
+        `prediction` ("eps"/"v", --prediction-type) overrides what the config says."""
+        raise NotImplementedError(self.name)
+
     def prompt_encoder(self, pipe: Any, clip_skip: int, emphasis: str, size: tuple[int, int]) -> Any:
         """Prompts -> conditioning for this family's text encoders, at generation size `size` (width, height)."""
         raise NotImplementedError(self.name)

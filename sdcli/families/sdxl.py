@@ -27,6 +27,8 @@ def _has_clip_l(index: Json) -> bool:
 class SDXLFamily(UNetFamily):
     """SDXL base: a folder of an SDXL pipeline class with both text encoders."""
 
+    ays = "sdxl"
+
     def detect_folder(self, index: Json, unet: Json) -> bool:
         return _xl_folder(index) and _has_clip_l(index)
 

@@ -107,6 +107,10 @@ class LoadedModel:
         moved.set_progress_bar_config(disable=True)
         return replace(self, pipe=moved)
 
+    def parameterisation(self, prediction: str | None = None) -> Any:
+        """The model's noise parameterisation from its own scheduler; `prediction` ("eps"/"v") overrides."""
+        return self.family.parameterisation(self.base_scheduler.config, prediction)
+
     @property
     def native_size(self) -> int:
         """The model's native image side in pixels (its network's sample size x the VAE scale factor)."""
