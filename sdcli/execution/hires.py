@@ -19,7 +19,7 @@ from typing import Any
 from sdcli.errors import UsageError
 from sdcli.models.loaded import LoadedModel
 from sdcli.request.generation import GenerationRequest
-from sdcli.request.hires import LATENT_FACTOR, check_final_size, hires_choices, target_size
+from sdcli.request.hires import check_final_size, hires_choices, target_size
 
 
 @dataclass
@@ -44,8 +44,9 @@ class HiresStage:
         from sdcli.sampling.loop import sample
 
         to_x, to_y, tx, ty = self.target
+        factor = model.family.latent.vae_scale
         if (mode := self.upscaler.ref.latent) is not None:
-            latents = torch.nn.functional.interpolate(latents, size=(to_y // LATENT_FACTOR, to_x // LATENT_FACTOR),
+            latents = torch.nn.functional.interpolate(latents, size=(to_y // factor, to_x // factor),
                                                       mode=mode[0], antialias=mode[1])
         else:
             images = [self.upscaler.resize_to(image, to_x, to_y) for image in decode(model, latents)]
@@ -53,8 +54,7 @@ class HiresStage:
         h, w = latents.shape[-2:]
         latents = latents[:, :, ty // 2:h - (ty + 1) // 2, tx // 2:w - (tx + 1) // 2]
         request, s = self.request, self.request.hires
-        noise = image_noise(request, model, seeds, subseeds, latents.shape[-1] * LATENT_FACTOR,
-                       latents.shape[-2] * LATENT_FACTOR)
+        noise = image_noise(request, model, seeds, subseeds, latents.shape[-1] * factor, latents.shape[-2] * factor)
         denoiser = loop_denoiser(request, model, self.choice, self.encoder)
         if self.control is not None:
             denoiser.control, on_step = self.control, self.control.follow(on_step)
@@ -83,8 +83,9 @@ def hires_stage(model: LoadedModel, request: GenerationRequest, own: bool, size:
         raise UsageError("--hires: this model or sampler runs in the diffusers pipeline; hires fix runs only in "
                          "sdcli's own loop (SD 1.x/2.x/XL with a sampler of `sdcli samplers`)")
     width, height = size
-    check_final_size(width, height, s)
-    target = target_size(width, height, s)
+    factor = model.family.latent.vae_scale
+    check_final_size(width, height, s, factor)
+    target = target_size(width, height, s, factor)
     prompt = encoder_text(model, s.prompt) if s.prompt is not None else request.prompt
     negative = encoder_text(model, s.negative_prompt) if s.negative_prompt is not None else request.negative_prompt
     steps = s.steps or request.steps

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sdcli.execution.latents import decode, encode_image
+from sdcli.execution.latents import decode, encode_image, encode_pixels
 from sdcli.execution.stages import StepCallback
 from sdcli.io.images import PreparedInputs
 from sdcli.models.loaded import LoadedModel
@@ -25,10 +25,8 @@ def image_noise(request: GenerationRequest, model: LoadedModel, seeds: list[int]
     """The image RNG of a batch at width x height: per-image generators, variation seeds, ENSD."""
     from sdcli.sampling.rng import ImageNoise
 
-    pipe = model.pipe
-    factor = pipe.vae_scale_factor
-    shape = (pipe.vae.config.latent_channels, height // factor, width // factor)
-    return ImageNoise(choice_key(request.rng), shape, seeds, pipe.unet.device, subseeds=subseeds,
+    shape = model.family.latent.noise_shape(width, height)
+    return ImageNoise(choice_key(request.rng), shape, seeds, model.pipe.unet.device, subseeds=subseeds,
                       subseed_strength=request.subseed_strength, ensd=request.ensd)
 
 
@@ -88,7 +86,7 @@ def loop_denoiser(request: GenerationRequest, model: LoadedModel, choice: Sample
 def inpaint_masking(model: LoadedModel, request: GenerationRequest, inputs: PreparedInputs, init: Any,
                     noise: Any) -> Any:
     """The WebUI's inpainting inputs: a rounded latent mask, --masked-content in latent space, and the
-    9-channel UNet's extra input (mask + latent of the image with the masked area blanked)."""
+    inpainting network's extra input (mask + latent of the image with the masked area blanked)."""
     import numpy as np
     import torch
 
@@ -104,14 +102,11 @@ def inpaint_masking(model: LoadedModel, request: GenerationRequest, inputs: Prep
     elif content == "latent-nothing":
         init = init * keep
     image_cond = None
-    pipe = model.pipe
-    if pipe.unet.config.in_channels == 9:
+    if model.detected.inpainting:
         full = torch.from_numpy(np.around(np.asarray(inputs.mask.convert("L"), dtype=np.float32) / 255))[None, None]
         unit = torch.from_numpy(np.asarray(inputs.image.convert("RGB"), dtype=np.float32) / 255.0)
         source = (2.0 * unit - 1.0).permute(2, 0, 1)[None]
-        blanked = (source * (1.0 - full)).to(pipe.vae.device, pipe.vae.dtype)
-        with torch.no_grad():
-            masked_latent = pipe.vae.encode(blanked).latent_dist.mean * pipe.vae.config.scaling_factor
+        masked_latent = encode_pixels(model, source * (1.0 - full))
         small_full = torch.nn.functional.interpolate(full, size=(h, w))
         image_cond = torch.cat([small_full.to(init.device), masked_latent.float()], dim=1).repeat(n, 1, 1, 1)
     return Masking(init_latent=init, mask=keep, image_cond=image_cond)

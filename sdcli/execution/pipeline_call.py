@@ -32,7 +32,7 @@ LATENT_CONTENTS = {"latent-noise": _latent_noise, "latent-nothing": _latent_zero
 
 
 @contextmanager
-def latent_content(pipe: Any, request: GenerationRequest, inputs: PreparedInputs | None,
+def latent_content(model: LoadedModel, request: GenerationRequest, inputs: PreparedInputs | None,
                    generators: list[Any]) -> Iterator[None]:
     """Apply --masked-content latent-noise/latent-nothing for one pipeline call.
 
@@ -47,7 +47,7 @@ def latent_content(pipe: Any, request: GenerationRequest, inputs: PreparedInputs
     if make is None:
         yield
         return
-    factor = pipe.vae_scale_factor
+    pipe, factor = model.pipe, model.family.latent.vae_scale
     small = inputs.mask.resize((inputs.size[0] // factor, inputs.size[1] // factor))
     mask = torch.from_numpy((np.asarray(small) >= 128).astype(np.float32))[None, None]
     original = pipe.prepare_latents
@@ -114,7 +114,7 @@ def pipeline_batch(request: GenerationRequest, model: LoadedModel, choice: Sampl
     if hasattr(scheduler, "noise_sampler_seed"):
         # DPM++ SDE draws Brownian-tree noise from its own seeds, not the generator: one per image.
         scheduler.noise_sampler_seed = list(seeds)
-    with latent_content(pipe, request, inputs, generators):
+    with latent_content(model, request, inputs, generators):
         result = pipe(
             **{k: v.repeat(n, *[1] * (v.ndim - 1)) for k, v in embeds.items()},
             num_inference_steps=request.steps,

@@ -24,6 +24,34 @@ V_PRED_MARKER = "v_pred"
 
 
 @dataclass(frozen=True)
+class LatentFormat:
+    """A family's latents: what its VAE encodes an image to and its denoising network works on.
+
+    latent = (VAE posterior mean - shift) * scaling; an image side of N pixels is N / vae_scale
+    latent cells; `packing` cells a side go into one network token (Flux: 2x2; SD: 1).
+    scaling/shift None: the VAE config's scaling_factor/shift_factor (a --vae keeps the model's).
+    """
+
+    channels: int = 4
+    vae_scale: int = 8
+    scaling: float | None = None
+    shift: float | None = None
+    packing: int = 1
+
+    def noise_shape(self, width: int, height: int) -> tuple[int, int, int]:
+        """(channels, rows, columns) of one image's latent at width x height pixels."""
+        return self.channels, height // self.vae_scale, width // self.vae_scale
+
+    def scaling_of(self, vae_config: Any) -> float:
+        return float(vae_config.scaling_factor) if self.scaling is None else self.scaling
+
+    def shift_of(self, vae_config: Any) -> float:
+        if self.shift is not None:
+            return self.shift
+        return float(getattr(vae_config, "shift_factor", None) or 0.0)
+
+
+@dataclass(frozen=True)
 class Capabilities:
     """What a family supports, as validation asks it (instead of asking which family it is)."""
 
@@ -55,6 +83,7 @@ class Family:
     prediction: str = "eps"  # "eps" or "v": the default when the weights cannot tell
     configs: str = ""  # bundled config folder (sdcli/models/configs/<name>)
     capabilities: Capabilities = Capabilities()
+    latent: LatentFormat = LatentFormat()
     load_kwargs: Mapping[str, Any] = field(default_factory=dict)  # extra arguments of its pipelines' loaders
 
     def detect(self, shapes: Shapes) -> bool:

@@ -39,4 +39,4 @@ class UNetFamily(Family):
         return (V if v else Eps)(ModelSigmas(alphas_cumprod(scheduler)), AYS[self.ays])
 
     def native_size_of(self, pipe: Any) -> int:
-        return int(pipe.unet.config.sample_size * pipe.vae_scale_factor)
+        return int(pipe.unet.config.sample_size * self.latent.vae_scale)

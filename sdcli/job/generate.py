@@ -195,7 +195,8 @@ def run(
         hook, control_params = control.prepare((width, height), request.steps_run, crop)
         batch_run = partial(own_batch, control=hook)
         if hires is not None:  # the units steer the hires pass too, their images fitted to its size
-            hires.control = control.prepare(final_size(width, height, request.hires), hires.request.steps)[0]
+            hires.control = control.prepare(final_size(width, height, request.hires, model.family.latent.vae_scale),
+                                            hires.request.steps)[0]
 
     # 3. Batches: per-image generators seeded seed + i.
     seeds, subseeds = request.seeds(), request.subseeds()

@@ -21,10 +21,7 @@ if TYPE_CHECKING:
     from sdcli.models.vae import DecodeGuard
 
 
-# UNet input channels each mode accepts: 4 = an ordinary checkpoint (inpaints by blending
-# latents with the mask), 9 = a dedicated inpainting checkpoint (latents + mask + masked-image latents).
-MODE_CHANNELS: dict[str, tuple[int, ...]] = {"txt2img": (4,), "img2img": (4,), "inpaint": (4, 9), "outpaint": (4, 9)}
-UNET_KINDS = {4: "an ordinary checkpoint", 9: "a dedicated inpainting checkpoint"}
+INPAINTING_MODES = ("inpaint", "outpaint")  # modes a dedicated inpainting checkpoint runs
 
 
 class Components(Protocol):
@@ -94,13 +91,17 @@ class LoadedModel:
 
         detected, pipe = self.detected, self.pipe
         cls = pipeline_class(detected, mode)
-        channels = MODE_CHANNELS[mode]
+        # An ordinary checkpoint takes the latent (and inpaints by blending latents with the mask); a
+        # dedicated inpainting checkpoint takes latents + mask + masked-image latents, in its modes only.
+        latent, inpainting = self.family.latent.channels, self.family.capabilities.inpainting_channels
+        channels = (latent, inpainting) if mode in INPAINTING_MODES and inpainting else (latent,)
+        kinds = {latent: "an ordinary checkpoint", inpainting: "a dedicated inpainting checkpoint"}
         in_channels = detected.in_channels
         if in_channels not in channels:
-            hint = "; use sdcli inpaint or outpaint with it" if in_channels == 9 else ""
+            hint = "; use sdcli inpaint or outpaint with it" if detected.inpainting else ""
             raise ModelError(f"--model: {mode} needs a UNet with {' or '.join(map(str, channels))} input "
                              f"channels; this model's has {in_channels} "
-                             f"({UNET_KINDS.get(in_channels, 'an unknown kind')}){hint}")
+                             f"({kinds.get(in_channels, 'an unknown kind')}){hint}")
         if type(pipe).__name__ == cls:
             return self
         moved = getattr(diffusers, cls).from_pipe(pipe)

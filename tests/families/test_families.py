@@ -122,3 +122,16 @@ def test_every_family_is_detected_and_refiners_pair_by_their_group():
     with pytest.raises(ModelError, match="must be SDXL models .*; got Stable Diffusion 1.x and"):
         families.check_refiner_pair(sd1, refiner)
     assert (sd1.capabilities.controlnet, sdxl.capabilities.controlnet) == ("sd", "sdxl")
+
+
+def test_latent_format_shapes_and_scaling():
+    from types import SimpleNamespace
+
+    from sdcli.families.base import LatentFormat
+
+    sd = families.FAMILIES["sd1"].latent
+    assert sd.noise_shape(64, 48) == (4, 6, 8)
+    vae = SimpleNamespace(scaling_factor=0.13025, shift_factor=None)
+    assert (sd.scaling_of(vae), sd.shift_of(vae)) == (0.13025, 0.0)  # SD: the VAE config's, no shift
+    flux_like = LatentFormat(channels=16, scaling=0.3611, shift=0.1159, packing=2)
+    assert flux_like.noise_shape(64, 48) == (16, 6, 8) and flux_like.shift_of(vae) == 0.1159
