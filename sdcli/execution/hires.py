@@ -17,6 +17,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from sdcli.errors import UsageError
+from sdcli.families.base import PromptEncoder
 from sdcli.models.loaded import LoadedModel
 from sdcli.request.generation import GenerationRequest
 from sdcli.request.hires import check_final_size, hires_choices, target_size
@@ -29,7 +30,7 @@ class HiresStage:
 
     request: Any  # GenerationRequest of the second pass
     choice: Any
-    encoder: Any
+    encoder: PromptEncoder
     upscaler: Any  # models.upscalers.Upscaler
     target: tuple[int, int, int, int]
     control: Any = None  # sampling.control.ControlHook at the hires size (ControlNet's "Hr Option: Both")

@@ -6,6 +6,7 @@ from typing import Any
 
 from sdcli.execution.latents import decode, encode_image, encode_pixels
 from sdcli.execution.stages import StepCallback
+from sdcli.families.base import PromptEncoder
 from sdcli.io.images import PreparedInputs
 from sdcli.models.loaded import LoadedModel
 from sdcli.request.generation import GenerationRequest, choice_key
@@ -30,18 +31,17 @@ def image_noise(request: GenerationRequest, model: LoadedModel, seeds: list[int]
                       subseed_strength=request.subseed_strength, ensd=request.ensd)
 
 
-def cond_schedule(request: GenerationRequest, choice: SamplerChoice, encoder: Any) -> Any:
+def cond_schedule(request: GenerationRequest, choice: SamplerChoice, encoder: PromptEncoder) -> Any:
     """Prompt editing, alternation and AND over the run's denoiser calls (x2 for second-order samplers)."""
     from sdcli.conditioning.schedule import CondSchedule, prompt_schedule
 
     calls = request.steps * (2 if choice.sampler.second_order else 1)
-    negative = None
-    if hasattr(encoder, "negative_encode"):  # SDXL: an all-empty negative is zeroed, as in the WebUI
-        negative = encoder.negative_encode(all(t == "" for _, t in prompt_schedule(request.negative_prompt, calls)))
-    return CondSchedule.build(request.prompt, request.negative_prompt, calls, encoder.encode, negative)
+    all_empty = all(t == "" for _, t in prompt_schedule(request.negative_prompt, calls))
+    return CondSchedule.build(request.prompt, request.negative_prompt, calls, encoder.encode,
+                              encoder.negative_encoder(all_empty))
 
 
-def own_batch(request: GenerationRequest, model: LoadedModel, choice: SamplerChoice, encoder: Any,
+def own_batch(request: GenerationRequest, model: LoadedModel, choice: SamplerChoice, encoder: PromptEncoder,
               inputs: PreparedInputs | None, seeds: list[int], subseeds: list[int | None], width: int,
               height: int, on_step: StepCallback | None, refine: Any = None, hires: Any = None,
               control: Any = None) -> list[Any]:
@@ -74,7 +74,7 @@ def own_batch(request: GenerationRequest, model: LoadedModel, choice: SamplerCho
 
 
 def loop_denoiser(request: GenerationRequest, model: LoadedModel, choice: SamplerChoice,
-                  encoder: Any) -> Any:
+                  encoder: PromptEncoder) -> Any:
     """The loop's CFG denoiser for `request` (its prompts through `encoder`) on the model's parameterisation."""
     from sdcli.sampling.refiner import RefinedDenoiser
 

@@ -10,6 +10,7 @@ from sdcli.errors import UsageError
 from sdcli.execution.latents import to_pil
 from sdcli.execution.own_loop import image_noise
 from sdcli.execution.stages import StepCallback
+from sdcli.families.base import PromptEncoder
 from sdcli.io.images import PreparedInputs
 from sdcli.models.loaded import LoadedModel
 from sdcli.request.generation import GenerationRequest
@@ -69,15 +70,7 @@ def latent_content(model: LoadedModel, request: GenerationRequest, inputs: Prepa
         del pipe.prepare_latents
 
 
-def pipeline_embeds(encoder: Any, prompt: str, negative: str) -> dict[str, Any]:
-    """The embedding arguments of a diffusers pipeline call, for a batch of one."""
-    if hasattr(encoder, "pipeline_kwargs"):  # SDXL: embeddings, pooled embeddings, both for CFG
-        return encoder.pipeline_kwargs(prompt, negative)
-    positive, negative_embeds = encoder.encode_pair(prompt, negative)
-    return {"prompt_embeds": positive, "negative_prompt_embeds": negative_embeds}
-
-
-def pipeline_batch(request: GenerationRequest, model: LoadedModel, choice: SamplerChoice, encoder: Any,
+def pipeline_batch(request: GenerationRequest, model: LoadedModel, choice: SamplerChoice, encoder: PromptEncoder,
                    inputs: PreparedInputs | None, seeds: list[int], subseeds: list[int | None], width: int,
                    height: int, on_step: StepCallback | None, refine: Any = None, hires: Any = None) -> list[Any]:
     """One batch through the diffusers pipeline (timestep samplers, other families, the SDXL refiner)."""
@@ -103,7 +96,7 @@ def pipeline_batch(request: GenerationRequest, model: LoadedModel, choice: Sampl
     if inputs is not None and int(request.steps * request.init.strength) < 1:  # diffusers' own img2img count
         raise UsageError(f"--strength: {request.init.strength:g} x --steps {request.steps} runs no step in the "
                          f"diffusers pipeline ({choice.sampler.name}, rounded down); raise --steps or --strength")
-    embeds = pipeline_embeds(encoder, request.prompt, request.negative_prompt)
+    embeds = encoder.pipeline_embeds(request.prompt, request.negative_prompt)
     pipe, n = model.pipe, len(seeds)
     generators = [torch.Generator("cpu").manual_seed(s) for s in seeds]
     mode_args = inputs.pipeline_args(request.init.strength, n) if inputs else {"width": width, "height": height}

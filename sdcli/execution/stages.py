@@ -6,6 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from sdcli.families.base import PromptEncoder
 from sdcli.models.loaded import LoadedModel
 from sdcli.request.generation import GenerationRequest, choice_key
 from sdcli.sampling.samplers import SamplerChoice
@@ -19,7 +20,8 @@ def runs_own_loop(model: LoadedModel, choice: SamplerChoice, request: Generation
         model.pipe, model.base_scheduler.config, model.detected.in_channels)
 
 
-def prompt_encoder(model: LoadedModel, request: GenerationRequest, size: tuple[int, int] = (1024, 1024)) -> Any:
+def prompt_encoder(model: LoadedModel, request: GenerationRequest,
+                   size: tuple[int, int] = (1024, 1024)) -> PromptEncoder:
     """The family's prompt encoder for `request` at generation size `size` (width, height)."""
     return model.family.prompt_encoder(model.pipe, request.clip_skip, choice_key(request.emphasis), size)
 
@@ -29,7 +31,7 @@ class OwnRefiner:
     """The refiner for sdcli's loop: its model (network, VAE) and its prompt encoder."""
 
     model: LoadedModel
-    encoder: Any
+    encoder: PromptEncoder
 
 
 def refiner_stage(model: LoadedModel, request: GenerationRequest, refiner: LoadedModel | None, choice: SamplerChoice,
@@ -48,7 +50,7 @@ def refiner_stage(model: LoadedModel, request: GenerationRequest, refiner: Loade
     # txt2img hands over to the refiner's img2img pipeline; the image modes to its own kind.
     stage = refiner.for_mode("img2img" if request.mode == "txt2img" else request.mode)
     set_sampler(stage, choice, request.prediction_type)
-    embeds = prompt_encoder(stage, request).pipeline_kwargs(request.prompt, request.negative_prompt)
+    embeds = prompt_encoder(stage, request).pipeline_embeds(request.prompt, request.negative_prompt)
 
     def finish(latents: Any, generators: list[Any], step_end: Any, mode_args: dict[str, Any]) -> Any:
         n = latents.shape[0]

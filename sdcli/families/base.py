@@ -8,9 +8,12 @@ which import torch-side code when called.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+
+if TYPE_CHECKING:
+    from sdcli.conditioning.cond import Conditioning, EncoderCapabilities
 
 Shapes = Mapping[str, Sequence[int]]
 Json = Mapping[str, Any]  # a parsed config file (model_index.json, a component's config.json)
@@ -21,6 +24,24 @@ VAE_PREFIX = "first_stage_model."
 UNET_CONV_IN = UNET_PREFIX + "input_blocks.0.0.weight"
 # Some SDXL fine-tunes trained for v-prediction mark it with an empty tensor of this name.
 V_PRED_MARKER = "v_pred"
+
+
+class PromptEncoder(Protocol):
+    """Text -> conditioning for one model (and generation size), as its family encodes prompts."""
+
+    capabilities: EncoderCapabilities
+
+    def encode(self, text: str) -> Conditioning:
+        """One prompt (no scheduling syntax left: conditioning.schedule splits it first)."""
+        ...
+
+    def negative_encoder(self, all_empty: bool) -> Callable[[str], Conditioning]:
+        """How the negative prompt's texts are encoded; `all_empty`: every scheduled negative text is ""."""
+        ...
+
+    def pipeline_embeds(self, prompt: str, negative: str) -> dict[str, Any]:
+        """The embedding arguments of the family's diffusers pipeline call, for a batch of one."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -123,7 +144,7 @@ class Family:
         `prediction` ("eps"/"v", --prediction-type) overrides what the config says."""
         raise NotImplementedError(self.name)
 
-    def prompt_encoder(self, pipe: Any, clip_skip: int, emphasis: str, size: tuple[int, int]) -> Any:
+    def prompt_encoder(self, pipe: Any, clip_skip: int, emphasis: str, size: tuple[int, int]) -> PromptEncoder:
         """Prompts -> conditioning for this family's text encoders, at generation size `size` (width, height)."""
         raise NotImplementedError(self.name)
 

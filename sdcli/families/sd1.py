@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sdcli.families.base import Capabilities, Json
+from sdcli.families.base import Capabilities, Json, PromptEncoder
 from sdcli.families.unet import UNetFamily
 
 SD1_CLIP = "cond_stage_model.transformer.text_model.embeddings.token_embedding.weight"
@@ -21,11 +21,11 @@ class SD1Family(UNetFamily):
     def detect_folder(self, index: Json, unet: Json) -> bool:
         return True
 
-    def prompt_encoder(self, pipe: Any, clip_skip: int, emphasis: str, size: tuple[int, int]) -> Any:
+    def prompt_encoder(self, pipe: Any, clip_skip: int, emphasis: str, size: tuple[int, int]) -> PromptEncoder:
         """The WebUI's CLIP encoding (one text encoder; CLIP skip, emphasis, BREAK and 75-token chunks)."""
-        from sdcli.conditioning.encoding import PromptEncoder
+        from sdcli.conditioning.encoding import ClipPromptEncoder
 
-        return PromptEncoder(pipe, clip_skip, emphasis)
+        return ClipPromptEncoder(pipe.tokenizer, pipe.text_encoder, clip_skip, emphasis)
 
 
 SD1 = SD1Family("sd1", "Stable Diffusion 1.x", SD_PIPELINES, 512, detect_keys=(SD1_CLIP,), configs="sd1",

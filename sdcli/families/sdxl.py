@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
-from sdcli.families.base import Capabilities, Json
+from sdcli.families.base import Capabilities, Json, PromptEncoder
 from sdcli.families.unet import UNetFamily
 
 SDXL_CLIP_L = "conditioner.embedders.0.transformer.text_model.embeddings.token_embedding.weight"
@@ -28,19 +28,22 @@ class SDXLFamily(UNetFamily):
     """SDXL base: a folder of an SDXL pipeline class with both text encoders."""
 
     ays = "sdxl"
+    aesthetic_score: ClassVar[bool] = False  # the refiner's time ids end in an aesthetic score, not the size
 
     def detect_folder(self, index: Json, unet: Json) -> bool:
         return _xl_folder(index) and _has_clip_l(index)
 
-    def prompt_encoder(self, pipe: Any, clip_skip: int, emphasis: str, size: tuple[int, int]) -> Any:
+    def prompt_encoder(self, pipe: Any, clip_skip: int, emphasis: str, size: tuple[int, int]) -> PromptEncoder:
         """Both text encoders as the WebUI's SDXL conditioner (the refiner: bigG and the aesthetic score)."""
         from sdcli.conditioning.sdxl import SDXLPromptEncoder
 
-        return SDXLPromptEncoder(pipe, clip_skip, emphasis, size)
+        return SDXLPromptEncoder(pipe, clip_skip, emphasis, size, aesthetic_score=self.aesthetic_score)
 
 
 class SDXLRefinerFamily(SDXLFamily):
     """The refiner: saved as an SDXL img2img pipeline without the CLIP-L encoder."""
+
+    aesthetic_score = True
 
     def detect_folder(self, index: Json, unet: Json) -> bool:
         return _xl_folder(index) and not _has_clip_l(index)

@@ -150,7 +150,6 @@ def run(
     Raises UsageError for settings the model cannot honour (CLIP skip deeper
     than the text encoder, a mode its UNet cannot run) or for bad input files.
     """
-    from sdcli.conditioning.encoding import text_layers
     from sdcli.execution.hires import hires_stage
     from sdcli.execution.stages import prompt_encoder, refiner_stage
     from sdcli.models.assets import encoder_text
@@ -158,10 +157,6 @@ def run(
     from sdcli.request.hires import final_size, hires_choices, hires_params
 
     # 1. Model-dependent checks and settings; the input images at generation size.
-    pipe = model.pipe
-    text_encoder = pipe.text_encoder if pipe.text_encoder is not None else pipe.text_encoder_2  # refiner: 2nd only
-    if request.clip_skip > (layers := text_layers(text_encoder)):
-        raise UsageError(f"--clip-skip: {request.clip_skip} is deeper than this model's {layers} text layers")
     model = model.for_mode(request.mode)
     own = runs_own_loop(model, choice, request)
     if not own:
@@ -178,6 +173,8 @@ def run(
     encoded = replace(request, prompt=encoder_text(model, request.prompt),
                       negative_prompt=encoder_text(model, request.negative_prompt))
     encoder = prompt_encoder(model, request, (width, height))
+    if request.clip_skip > (layers := encoder.capabilities.clip_skip_layers):
+        raise UsageError(f"--clip-skip: {request.clip_skip} is deeper than this model's {layers} text layers")
     refine = refiner_stage(model, encoded, refiner, choice, own, (width, height))
     hires = hires_stage(model, encoded, own, (width, height), hires_upscaler)
     hires_keys = hires_params(request, *hires_choices(request), hires.upscaler.ref.name) if hires else {}

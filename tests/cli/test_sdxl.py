@@ -132,7 +132,7 @@ def test_sdxl_encoder_zeroes_an_empty_negative_and_pools_the_first_chunk(tiny_xl
     assert embeds.shape == (1, 77, 32 + 48) and added["text_embeds"].shape == (1, 48)
     assert added["time_ids"].tolist() == [[48, 64, 0, 0, 48, 64]]  # (height, width), crop, target size
     long_prompt = "a lighthouse " * 10  # > 75 tokens (the tiny tokenizer splits into characters): chunks
-    kwargs = encoder.pipeline_kwargs(long_prompt, "")
+    kwargs = encoder.pipeline_embeds(long_prompt, "")
     chunks = kwargs["prompt_embeds"].shape[1] // 77
     assert chunks > 1
     assert kwargs["prompt_embeds"].shape == (1, 77 * chunks, 80) == kwargs["negative_prompt_embeds"].shape

@@ -8,7 +8,7 @@ import pytest
 import torch
 import transformers
 
-from sdcli.conditioning.encoding import ClipTextEncoder, PromptEncoder, apply_emphasis, final_layer_norm
+from sdcli.conditioning.encoding import ClipPromptEncoder, ClipTextEncoder, apply_emphasis, final_layer_norm
 
 
 def test_installed_transformers_is_the_layout_diffusers_0_42_trips_on():
@@ -33,15 +33,15 @@ def test_clip_skip_is_hidden_state_minus_n_through_final_layer_norm(tiny_pipe, s
 
 @torch.no_grad()
 def test_clip_skip_2_changes_the_embedding(tiny_pipe):
-    one = PromptEncoder(tiny_pipe.pipe, 1).encode("a cat").crossattn
-    two = PromptEncoder(tiny_pipe.pipe, 2).encode("a cat").crossattn
+    one = ClipPromptEncoder(tiny_pipe.pipe.tokenizer, tiny_pipe.pipe.text_encoder, 1).encode("a cat").crossattn
+    two = ClipPromptEncoder(tiny_pipe.pipe.tokenizer, tiny_pipe.pipe.text_encoder, 2).encode("a cat").crossattn
     assert one.shape == two.shape == (1, 77, 32)
     assert (one - two).abs().max() > 1e-3
 
 
 @torch.no_grad()
 def test_long_prompts_are_chunked_not_truncated_and_the_negative_is_not_padded(tiny_pipe):
-    enc = PromptEncoder(tiny_pipe.pipe, 1)
+    enc = ClipPromptEncoder(tiny_pipe.pipe.tokenizer, tiny_pipe.pipe.text_encoder, 1)
     base = "a red fox in the snow " * 6  # 96 tokens: this tokenizer makes one per character
     a, b = enc.encode(base + "at dawn").crossattn, enc.encode(base + "at dusk").crossattn
     assert a.shape[1] == 154 and enc.encode("").crossattn.shape[1] == 77
@@ -64,7 +64,7 @@ def test_a_long_prompt_goes_back_to_its_last_comma(tiny_pipe):
 
 @torch.no_grad()
 def test_weights_and_break(tiny_pipe):
-    enc = PromptEncoder(tiny_pipe.pipe, 1)
+    enc = ClipPromptEncoder(tiny_pipe.pipe.tokenizer, tiny_pipe.pipe.text_encoder, 1)
     plain = enc.encode("a cat").crossattn
     torch.testing.assert_close(plain, enc.encode("(a cat:1)").crossattn)
     assert (enc.encode("(a cat:1.5)").crossattn - plain).abs().max() > 1e-3
@@ -90,3 +90,12 @@ def test_emphasis_none_reads_brackets_as_text(tiny_pipe):
     assert set(chunk.multipliers) == {1.0}
     ids = clip.tokenizer("(a cat:1.5)", add_special_tokens=False)["input_ids"]
     assert chunk.tokens[1:1 + len(ids)] == ids
+
+
+def test_the_family_builds_its_prompt_encoder_with_its_capabilities(tiny_pipe):
+    encoder = tiny_pipe.family.prompt_encoder(tiny_pipe.pipe, 2, "original", (64, 64))
+    caps = encoder.capabilities
+    assert (caps.clip_skip_layers, caps.pooled, caps.zero_empty_negative) == (12, False, False)
+    assert encoder.negative_encoder(True)("") is encoder.encode("")  # an empty negative is encoded, not zeroed
+    embeds = encoder.pipeline_embeds("a cat", "")
+    assert set(embeds) == {"prompt_embeds", "negative_prompt_embeds"}
