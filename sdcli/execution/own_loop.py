@@ -27,7 +27,7 @@ def image_noise(request: GenerationRequest, model: LoadedModel, seeds: list[int]
     from sdcli.sampling.rng import ImageNoise
 
     shape = model.family.latent.noise_shape(width, height)
-    return ImageNoise(choice_key(request.rng), shape, seeds, model.pipe.unet.device, subseeds=subseeds,
+    return ImageNoise(choice_key(request.rng), shape, seeds, model.network.device, subseeds=subseeds,
                       subseed_strength=request.subseed_strength, ensd=request.ensd)
 
 
@@ -54,8 +54,7 @@ def own_batch(request: GenerationRequest, model: LoadedModel, choice: SamplerCho
     denoiser = loop_denoiser(request, model, choice, encoder)
     if refine is not None:
         refined = cond_schedule(request, choice, refine.encoder)
-        denoiser.refiner = Refiner(refine.model.pipe.unet, refined.conds_at, refined.uncond_at,
-                                   request.refiner_switch)
+        denoiser.refiner = Refiner(refine.model.network, refined.conds_at, refined.uncond_at, request.refiner_switch)
     if control is not None:
         denoiser.control, on_step = control, control.follow(on_step)
     noise = image_noise(request, model, seeds, subseeds, width, height)
@@ -79,7 +78,7 @@ def loop_denoiser(request: GenerationRequest, model: LoadedModel, choice: Sample
     from sdcli.sampling.refiner import RefinedDenoiser
 
     schedule = cond_schedule(request, choice, encoder)
-    return RefinedDenoiser(model.pipe.unet, model.parameterisation(request.prediction_type), schedule.conds_at,
+    return RefinedDenoiser(model.network, model.parameterisation(request.prediction_type), schedule.conds_at,
                            schedule.uncond_at, request.cfg_scale)
 
 

@@ -13,7 +13,12 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 if TYPE_CHECKING:
+    import torch
+
     from sdcli.conditioning.cond import Conditioning, EncoderCapabilities
+
+# ControlNet (or any add-on) residuals for one network call: (x, t, cond) -> extra network kwargs.
+Control = Callable[["torch.Tensor", "torch.Tensor", "Conditioning"], dict[str, Any]]
 
 Shapes = Mapping[str, Sequence[int]]
 Json = Mapping[str, Any]  # a parsed config file (model_index.json, a component's config.json)
@@ -24,6 +29,25 @@ VAE_PREFIX = "first_stage_model."
 UNET_CONV_IN = UNET_PREFIX + "input_blocks.0.0.weight"
 # Some SDXL fine-tunes trained for v-prediction mark it with an empty tensor of this name.
 V_PRED_MARKER = "v_pred"
+
+
+class NetworkAdapter(Protocol):
+    """The denoising network with the one call signature of sdcli's loop (sampling.denoiser): the
+    family's adapter feeds it latents, timesteps and conditioning the way it takes them."""
+
+    @property
+    def dtype(self) -> torch.dtype: ...
+    @property
+    def device(self) -> torch.device: ...
+    @property
+    def in_channels(self) -> int:
+        """Input channels (latent + any inpainting input)."""
+        ...
+
+    def __call__(self, x: torch.Tensor, t: torch.Tensor, cond: Conditioning,
+                 control: Control | None = None) -> torch.Tensor:
+        """The network's output for latents x (scaled by the parameterisation) at timesteps t."""
+        ...
 
 
 class PromptEncoder(Protocol):
@@ -130,6 +154,10 @@ class Family:
     def network_module(self, pipe: Any) -> Any:
         """The denoising network's torch module (placement, memory layout, compilation, ControlNet shapes)."""
         return getattr(pipe, self.network_component)
+
+    def network(self, pipe: Any) -> NetworkAdapter:
+        """The denoising network behind the loop's call signature."""
+        raise NotImplementedError(self.name)
 
     def native_size_of(self, pipe: Any) -> int:
         """A loaded model's native image side in pixels (a tiny model's is its own)."""

@@ -6,9 +6,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from sdcli.families.base import Family, Json
+from sdcli.families.base import Control, Family, Json, NetworkAdapter
 
 if TYPE_CHECKING:
+    from sdcli.conditioning.cond import Conditioning
     from sdcli.sampling.parameterisation import Parameterisation
 
 LOOP_BETA_SCHEDULES = ("scaled_linear", "linear")  # what sampling.schedules.alphas_cumprod builds
@@ -16,11 +17,38 @@ LOOP_PREDICTIONS = ("epsilon", "v_prediction")
 ADDED_EMBEDDINGS = (None, "text_time")  # SD 1.x/2.x: none; SDXL: pooled text + size/crop ids
 
 
+class UNetAdapter:
+    """A diffusers UNet2DConditionModel as the loop's network: text states as encoder_hidden_states, the
+    conditioning's extra kwargs (SDXL's added_cond_kwargs) and ControlNet residuals as keyword arguments."""
+
+    def __init__(self, unet: Any):
+        self.module = unet
+
+    @property
+    def dtype(self) -> Any:
+        return self.module.dtype
+
+    @property
+    def device(self) -> Any:
+        return self.module.device
+
+    @property
+    def in_channels(self) -> int:
+        return int(self.module.config.in_channels)
+
+    def __call__(self, x: Any, t: Any, cond: Conditioning, control: Control | None = None) -> Any:
+        extra = cond.extra if control is None else {**cond.extra, **control(x, t, cond)}
+        return self.module(x, t, encoder_hidden_states=cond.crossattn, return_dict=False, **extra)[0]
+
+
 class UNetFamily(Family):
     """A family whose pipelines carry their denoising network as `pipe.unet`."""
 
     network_component = "unet"
     ays: ClassVar[str] = "sd1"  # its Align Your Steps sigmas (sampling.schedules.AYS)
+
+    def network(self, pipe: Any) -> NetworkAdapter:
+        return UNetAdapter(pipe.unet)
 
     def runs_loop(self, pipe: Any, scheduler: Json, in_channels: int) -> bool:
         """sdcli's loop runs a UNet of known conditioning on a beta schedule it builds, eps or v."""

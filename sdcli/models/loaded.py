@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from sdcli.errors import ModelError
 from sdcli.families import pipeline_class
-from sdcli.families.base import Detected, Family
+from sdcli.families.base import Detected, Family, NetworkAdapter
 
 if TYPE_CHECKING:
     from sdcli.models.runtime import RuntimePlan
@@ -111,6 +111,11 @@ class LoadedModel:
     def parameterisation(self, prediction: str | None = None) -> Any:
         """The model's noise parameterisation from its own scheduler; `prediction` ("eps"/"v") overrides."""
         return self.family.parameterisation(self.base_scheduler.config, prediction)
+
+    @property
+    def network(self) -> NetworkAdapter:
+        """The denoising network behind the loop's one call signature (the family's adapter)."""
+        return self.family.network(self.pipe)
 
     @property
     def native_size(self) -> int:

@@ -1,4 +1,4 @@
-"""The CFG denoiser: the network wrapped as k-diffusion's model(x, sigma) -> denoised.
+"""The CFG denoiser: the network (its family's adapter) wrapped as k-diffusion's model(x, sigma) -> denoised.
 
 As the WebUI (k-diffusion's CompVisDenoiser / CompVisVDenoiser and
 sd_samplers_cfg_denoiser.py): the model's parameterisation (sampling.parameterisation:
@@ -14,24 +14,20 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from sdcli.conditioning.cond import Conditioning, cat
-from sdcli.sampling.parameterisation import Parameterisation, SigmaTable
+from sdcli.sampling.parameterisation import Parameterisation
+from sdcli.sampling.schedules import SigmaTable
+
+if TYPE_CHECKING:
+    from sdcli.families.base import Control, NetworkAdapter
 
 # Step -> [(conditioning for one image, weight)] (AND parts) and step -> uncond.
 CondsAt = Callable[[int], list[tuple[Conditioning, float]]]
 UncondAt = Callable[[int], Conditioning]
-
-
-def unet_call(unet: Any, x: torch.Tensor, t: torch.Tensor, cond: Conditioning,
-              control: Callable[..., dict[str, Any]] | None = None) -> torch.Tensor:
-    """The one place the UNet runs: latents, timesteps, text states and any extra kwargs; `control`
-    (sampling.control) adds ControlNet residuals for these rows."""
-    extra = cond.extra if control is None else {**cond.extra, **control(x, t, cond)}
-    return unet(x, t, encoder_hidden_states=cond.crossattn, return_dict=False, **extra)[0]
 
 
 @dataclass
@@ -46,9 +42,9 @@ class Masking:
 class CFGDenoiser:
     """model(x, sigma) for the samplers; counts its calls (the WebUI's prompt-schedule step)."""
 
-    def __init__(self, unet: Any, param: Parameterisation, conds_at: CondsAt, uncond_at: UncondAt,
+    def __init__(self, network: NetworkAdapter, param: Parameterisation, conds_at: CondsAt, uncond_at: UncondAt,
                  scale: float, masking: Masking | None = None):
-        self.unet, self.param = unet, param
+        self.network, self.param = network, param
         self.conds_at, self.uncond_at, self.scale, self.masking = conds_at, uncond_at, scale, masking
         self.step = 0
         self.timesteps = False  # True: called with timesteps, returns guided eps (the timestep samplers)
@@ -67,7 +63,7 @@ class CFGDenoiser:
         """The discrete schedule the timestep samplers walk."""
         return self.param.alphas_cumprod
 
-    def _control(self, marks: torch.Tensor | None) -> Callable[..., dict[str, Any]] | None:
+    def _control(self, marks: torch.Tensor | None) -> Control | None:
         """The ControlNet residuals for a UNet batch whose rows are cond (1) or uncond (0)."""
         if self.control is None or marks is None:
             return None
@@ -83,14 +79,14 @@ class CFGDenoiser:
         x_in = self.param.scale_input(x, sigma)
         if image_cond is not None:
             x_in = torch.cat([x_in, image_cond], dim=1)
-        out = unet_call(self.unet, x_in.to(self.unet.dtype), t, cond, self._control(marks)).to(x.dtype)
+        out = self.network(x_in.to(self.network.dtype), t, cond, self._control(marks)).to(x.dtype)
         return self.param.denoised(x, sigma, out)
 
     def _eps(self, x: torch.Tensor, t: torch.Tensor, cond: Conditioning, image_cond: torch.Tensor | None,
              marks: torch.Tensor | None = None) -> Any:
         """The noise prediction at integer timesteps t (v models: converted to eps)."""
         x_in = x if image_cond is None else torch.cat([x, image_cond], dim=1)
-        out = unet_call(self.unet, x_in.to(self.unet.dtype), t, cond, self._control(marks)).to(x.dtype)
+        out = self.network(x_in.to(self.network.dtype), t, cond, self._control(marks)).to(x.dtype)
         return self.param.eps_at_timestep(x, t, out)
 
     def __call__(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:

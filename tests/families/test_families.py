@@ -135,3 +135,17 @@ def test_latent_format_shapes_and_scaling():
     assert (sd.scaling_of(vae), sd.shift_of(vae)) == (0.13025, 0.0)  # SD: the VAE config's, no shift
     flux_like = LatentFormat(channels=16, scaling=0.3611, shift=0.1159, packing=2)
     assert flux_like.noise_shape(64, 48) == (16, 6, 8) and flux_like.shift_of(vae) == 0.1159
+
+
+def test_the_network_adapter_is_the_loops_one_call(tiny_pipe):
+    import torch
+
+    from sdcli.conditioning.cond import Conditioning
+
+    network = tiny_pipe.network
+    assert (network.in_channels, network.dtype, network.device.type) == (4, torch.float32, "cpu")
+    x, t, cond = torch.zeros(1, 4, 8, 8), torch.tensor([500.0]), Conditioning(torch.zeros(1, 77, 32))
+    plain = network(x, t, cond)
+    seen = []
+    controlled = network(x, t, cond, lambda *args: seen.append(args) or {})  # residuals come as kwargs
+    assert plain.shape == (1, 4, 8, 8) and torch.equal(plain, controlled) and len(seen) == 1
