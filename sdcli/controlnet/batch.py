@@ -60,7 +60,6 @@ class LineControls:
         for file in plan.files:
             key = str(file.path)
             if key not in self._loaded:
-                network = model.family.network_module(model.pipe)
-                self._loaded[key] = load_controlnet(file, network, allow_pickle=self.allow_pickle)
+                self._loaded[key] = load_controlnet(file, model, allow_pickle=self.allow_pickle)
             nets.append(self._loaded[key])
         return LoadedControl(plan, tuple(nets)), replace(request, controlnets=plan.record_units())

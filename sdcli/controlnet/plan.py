@@ -43,8 +43,7 @@ class ControlPlan:
         """Load every ControlNet for `model`'s network (ModelError for one made for another family)."""
         from sdcli.controlnet.files import load_controlnet
 
-        network = model.family.network_module(model.pipe)
-        nets = tuple(load_controlnet(f, network, allow_pickle=allow_pickle) for f in self.files)
+        nets = tuple(load_controlnet(f, model, allow_pickle=allow_pickle) for f in self.files)
         return LoadedControl(self, nets)
 
 
