@@ -8,7 +8,7 @@ from typing import Any
 
 from sdcli.batch.parse import BatchFileError, BatchLine, BatchUnit
 from sdcli.errors import UsageError
-from sdcli.job.run import OutputOptions
+from sdcli.job.write import OutputOptions
 from sdcli.models.assets import AssetOptions, AssetPlan, plan_assets
 from sdcli.models.runtime import RuntimeOptions
 from sdcli.request.generation import GenerationRequest

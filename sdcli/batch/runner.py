@@ -14,7 +14,6 @@ processes' files equals a one-process run, bit for bit.
 from __future__ import annotations
 
 import datetime as _dt
-import gc
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -37,7 +36,9 @@ from sdcli.batch.process import GracefulStop, Shard, Stop, current_shard
 from sdcli.controlnet.batch import LineControls
 from sdcli.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_PARTIAL, SdcliError, UsageError
 from sdcli.io.output import next_number, prepare_folder, remove_stale_temps, render_name
-from sdcli.job.run import DEMO_NOTE, name_values, stage, write_image
+from sdcli.job.load import ModelCache
+from sdcli.job.plan import DEMO_NOTE, resolve_hires_upscaler, resolve_refiner
+from sdcli.job.write import name_values, write_image
 from sdcli.models.assets import AssetPlan, apply_assets
 from sdcli.models.loaded import LoadedModel
 from sdcli.models.runtime import validate_runtime
@@ -98,30 +99,20 @@ class _Run:
     stop: GracefulStop
     now: _dt.datetime = field(default_factory=_dt.datetime.now)
     assets: dict[tuple[str, str, str | None], AssetPlan] = field(default_factory=dict)  # by (prompt, negative, vae)
-    refiners: dict[str, Any] = field(default_factory=dict)  # --refiner spec -> loaded model
     controls: LineControls = field(default_factory=LineControls)  # ControlNet units of the lines
-    upscalers: dict[str, Any] = field(default_factory=dict)  # hires upscaler spec -> ready Upscaler
+    cache: ModelCache = field(default_factory=ModelCache)  # the model, refiners and hires upscalers, loaded once
 
     def hires_upscaler(self, request: Any, assets: Any) -> Any:
         """The ready hires upscaler of `request` (None without hires), loaded once per run: a models-folder
         name, --allow-pickle and the device apply as in txt2img."""
-        from sdcli.job.run import load_hires_upscaler, resolve_hires_upscaler
-
-        if request.hires is None:
-            return None
-        if request.hires.upscaler not in self.upscalers:
-            self.upscalers[request.hires.upscaler] = load_hires_upscaler(
-                resolve_hires_upscaler(request, assets), assets, self.plan)
-        return self.upscalers[request.hires.upscaler]
+        return self.cache.hires_upscaler(resolve_hires_upscaler(request, assets), assets, self.plan)
 
     def refiner(self, spec: str | None) -> Any:
         """The loaded --refiner for `spec` (None: none), loaded once per run."""
-        from sdcli.job.run import load_refiner, resolve_refiner
-
-        if spec and spec not in self.refiners:
-            self.refiners[spec] = load_refiner(
-                resolve_refiner(spec, self.options.runtime.offline, self.options.assets.library()), self.plan)
-        return self.refiners.get(spec) if spec else None
+        if not spec:
+            return None
+        ref = resolve_refiner(spec, self.options.runtime.offline, self.options.assets.library())
+        return self.cache.refiner(ref, self.plan)
 
     def record(self, unit: BatchUnit, index: int, seed: int, model: Any, *, path: str | None = None,
                error: str | None = None, seconds: float = 0.0, **extra: Any) -> None:
@@ -156,7 +147,6 @@ def run_batch(options: BatchOptions, reporter: BatchReporter,
     inject a cached one). Raises UsageError before anything loads or is written
     if any line, model or option is bad.
     """
-    from sdcli.models import loader
     from sdcli.models.runtime import detect_runtime
 
     # 1. Everything that can be checked without loading a model.
@@ -171,8 +161,6 @@ def run_batch(options: BatchOptions, reporter: BatchReporter,
     for warning in controls.warnings():
         reporter.note(warning)
     if options.defaults.refiner:  # checked (not loaded) before anything loads
-        from sdcli.job.run import resolve_refiner
-
         resolve_refiner(options.defaults.refiner, options.runtime.offline, options.assets.library())
     base_seed = resolve_base_seed(options.seed, lines)
     plan = detect_runtime(options.runtime, largest_job(lines, options.group))
@@ -200,11 +188,12 @@ def run_batch(options: BatchOptions, reporter: BatchReporter,
     started = time.monotonic()
     with manifest.ManifestWriter(target) as writer, GracefulStop(reporter) as stop:
         run = _Run(options, reporter, shard, folder, header, plan, writer, stats, stop,
-                   _dt.datetime.fromisoformat(header["started"]), assets, controls=controls)
+                   _dt.datetime.fromisoformat(header["started"]), assets, controls=controls,
+                   cache=ModelCache(load))
         reporter.start(stats.total, units[0].request.steps if units else 1, completed=stats.skipped)
         try:
             for group in _by_model(units, models).values():
-                _run_group(run, group, models, done, load or loader.load_model)
+                _run_group(run, group, models, done)
         except (KeyboardInterrupt, Stop):
             stats.interrupted = True
         stats.seconds = time.monotonic() - started
@@ -251,8 +240,7 @@ def _by_model(units: list[BatchUnit], models: dict[str | None, Any]) -> dict[Pat
     return groups
 
 
-def _run_group(run: _Run, units: list[BatchUnit], models: dict[str | None, Any], done: dict[int, Any],
-               load: Callable[[Any, Any], Any]) -> None:
+def _run_group(run: _Run, units: list[BatchUnit], models: dict[str | None, Any], done: dict[int, Any]) -> None:
     """Load one model once and run its units; a failure fails the items concerned, not the batch."""
     from sdcli.models import resolve
 
@@ -263,8 +251,7 @@ def _run_group(run: _Run, units: list[BatchUnit], models: dict[str | None, Any],
     if model.is_demo:
         run.reporter.note(DEMO_NOTE)
     try:
-        with stage(run.reporter, f"loading model {model.name}"):
-            loaded = load(model, run.plan)
+        loaded = run.cache.model(model, run.plan, getattr(run.reporter, "stage", None))
         model_hash = resolve.model_hash(model.hash_path)
     except Exception as exc:  # a model that fails to load (out of memory ...) fails its items only
         message = str(exc) if isinstance(exc, SdcliError) else f"{type(exc).__name__}: {exc}"
@@ -276,7 +263,7 @@ def _run_group(run: _Run, units: list[BatchUnit], models: dict[str | None, Any],
     for unit in todo:
         _run_unit(run, unit, loaded, model, model_hash, done)
     del loaded
-    gc.collect()
+    run.cache.drop()
 
 
 def _run_unit(run: _Run, unit: BatchUnit, loaded: LoadedModel, model: Any, model_hash: str,

@@ -62,7 +62,7 @@ def batch(
     from sdcli.cli.common import REQUEST_FLAGS, asset_options, runtime_options, typed
     from sdcli.cli.ui import BatchReporter, set_quiet
     from sdcli.errors import UsageError
-    from sdcli.job.run import OutputOptions
+    from sdcli.job.write import OutputOptions
     from sdcli.models.resolve import normalize_spec
     from sdcli.request.generation import GenerationRequest
 

@@ -85,7 +85,8 @@ def run_and_report(request: Any, model: str | None, *, output: Any, name: str, j
                    assets: Any = None, **runtime_flags: Any) -> None:
     """The shared tail of every generating command: runtime flags -> run_job (here or on --server) -> records."""
     from sdcli.cli.ui import CliReporter, set_quiet
-    from sdcli.job.run import OutputOptions, run_job
+    from sdcli.job.run import run_job
+    from sdcli.job.write import OutputOptions
 
     set_quiet(quiet)
     runtime = runtime_options(runtime_flags)

@@ -53,7 +53,7 @@ def _run_set(ctx: typer.Context, mode: str, flags: dict[str, Any], image: Path, 
     from sdcli.cli.common import asset_options, build_request, runtime_options, typed
     from sdcli.cli.ui import BatchReporter, set_quiet
     from sdcli.errors import UsageError
-    from sdcli.job.run import OutputOptions
+    from sdcli.job.write import OutputOptions
     from sdcli.models.resolve import normalize_spec
     from sdcli.request.generation import validate
 

@@ -15,9 +15,15 @@ Binds 127.0.0.1 unless --listen. One generation runs at a time; others wait in a
 bounded queue (503 when full). `sdcli txt2img --server http://127.0.0.1:7860 ...`
 (or SDCLI_SERVER) sends CLI jobs here: same files, same pixels, no model load.
 
+Requests name models, never files: the served models (-m) and, with --models-dir or
+--webui-dir, names in that folder (ESRGAN/ upscalers, Stable-diffusion/ refiners, Lora/,
+embeddings/, VAE/), found as the CLI finds them. A path or an unknown name: 422.
+
 Examples:
 
   sdcli serve -m ./my-model -m ./other-model --port 7860
+
+  sdcli serve -m sdxl-base --models-dir ~/sd/models   # refiner_checkpoint, hr_upscaler, <lora:...> by name
 
   sdcli serve -m ./my-model --listen --api-auth me:secret
 """
@@ -25,8 +31,15 @@ Examples:
 SERVE = "Server"
 Models = Annotated[list[str] | None, typer.Option(
     "--model", "-m", show_default=False, rich_help_panel=o.MODEL,
-    help="A model to serve (repeat for several; the first is loaded at start, others on request) "
-    "(default: the tiny random-weight demo model).")]
+    help="A model to serve: a path, hub id or name in the models folder (repeat for several; the first is "
+    "loaded at start, others on request) (default: the tiny random-weight demo model).")]
+ModelsDir = Annotated[str | None, typer.Option(
+    "--models-dir", envvar="SDCLI_MODELS_DIR", show_default=False, metavar="DIR", rich_help_panel=o.ASSETS,
+    help="Models folder laid out like the WebUI's models/ (ESRGAN/, Stable-diffusion/, Lora/, embeddings/, VAE/): "
+    "requests name upscalers, refiners, LoRAs, embeddings and VAEs there (default: none; built-in upscalers only).")]
+WebuiDir = Annotated[str | None, typer.Option(
+    "--webui-dir", show_default=False, metavar="DIR", rich_help_panel=o.ASSETS,
+    help="An AUTOMATIC1111 WebUI install: its models/ folders and embeddings/ serve names as with --models-dir.")]
 
 
 def serve(
@@ -44,6 +57,8 @@ def serve(
                                             rich_help_panel=SERVE)] = 16,
     queue_size: Annotated[int, typer.Option("--queue-size", help="Requests that may wait for the GPU.",
                                             rich_help_panel=SERVE)] = 8,
+    models_dir: ModelsDir = None,
+    webui_dir: WebuiDir = None,
     offline: o.Offline = False,
     device: o.Device = "auto",
     dtype: o.Dtype = "auto",
@@ -75,13 +90,17 @@ def serve(
     if not 0 < port < 65536:
         raise UsageError(f"--port: {port} is not a TCP port (1-65535)")
     runtime = runtime_options(locals())
-    engine = Engine.from_specs(model or [], runtime, queue_size=queue_size)
+    engine = Engine.from_specs(model or [], runtime, models_dir=models_dir, webui_dir=webui_dir,
+                               queue_size=queue_size)
     note(f"loading {engine.current.title} ...")
     engine.warm_up()
     host = "0.0.0.0" if listen else "127.0.0.1"
     if listen and not auth:
         note("warning: --listen without --api-auth: anyone who can reach this machine can use the server")
     app = create_app(engine, limits=Limits(max_body_mb << 20, max_pixels, max_images), auth=auth)
+    for flag, folder in (("--models-dir", models_dir), ("--webui-dir", webui_dir)):
+        if folder:
+            note(f"requests may name upscalers, refiners, LoRAs, embeddings and VAEs in {folder} ({flag})")
     note(f"serving {len(engine.models)} model(s) on http://{host}:{port} (Ctrl-C stops)")
     uvicorn.run(app, host=host, port=port, log_level="warning")
 

@@ -75,7 +75,7 @@ def xyz(
     from sdcli.cli.common import REQUEST_FLAGS, asset_options, read_stdin, runtime_options, typed
     from sdcli.cli.ui import BatchReporter, json_line, set_quiet
     from sdcli.errors import UsageError
-    from sdcli.job.run import OutputOptions
+    from sdcli.job.write import OutputOptions
     from sdcli.models.assets import plan_assets
     from sdcli.models.resolve import normalize_spec
     from sdcli.request.generation import GenerationRequest, ImageInput

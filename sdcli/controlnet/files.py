@@ -12,7 +12,6 @@ extension does: `stem [hash]`, hash = the WebUI's legacy 8-hex model hash.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +19,7 @@ from typing import Any
 
 from sdcli.errors import ModelError
 from sdcli.families.base import Family
+from sdcli.models.hashes import legacy_hash
 from sdcli.models.loaded import LoadedModel
 
 FLAG = "--controlnet"
@@ -46,13 +46,6 @@ class ControlFile:
     @property
     def title(self) -> str:
         return f"{self.name} [{self.hash}]"
-
-
-def legacy_hash(path: Path) -> str:
-    """The WebUI's old model hash (sd_models.model_hash): sha256 of 64 KiB at 1 MiB, 8 hex digits."""
-    with open(path, "rb") as fh:
-        fh.seek(0x100000)
-        return hashlib.sha256(fh.read(0x10000)).hexdigest()[:8]
 
 
 def find_controlnet(spec: str, library: Any, allow_pickle: bool, by_name: bool = False) -> ControlFile:

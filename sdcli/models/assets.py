@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from sdcli.conditioning.extra_networks import LORA_KINDS, extract_networks
 from sdcli.errors import ModelError, UsageError
 from sdcli.models.embeddings import EmbeddingSpec, mentioned, ti_hashes
-from sdcli.models.folders import FLAGS, SHORT_HASH, Library, library_from, weights_file
+from sdcli.models.folders import FLAGS, SHORT_HASH, Library, is_path_like, library_from, weights_file
 from sdcli.models.hashes import file_sha256
 from sdcli.models.lora import LoraSpec, lora_hashes, parse_hashes, parse_lora_flag
 from sdcli.models.safety import PICKLE_SUFFIXES, check_safetensors, refuse_pickle
@@ -36,6 +36,7 @@ class AssetOptions:
     vae: str | None = None
     allow_pickle: bool = False
     no_half_vae: bool = False
+    names_only: bool = False  # the server: every value is a name in the models folder, never a path
     # Infotext of the image being replayed: its Lora/TI/VAE hashes are checked against the files found.
     recorded: dict[str, str] = field(default_factory=dict, compare=False)
 
@@ -69,14 +70,18 @@ class AssetPlan:
                 "vae": str(self.vae) if self.vae else None}
 
 
-def find_file(kind: str, spec: str, library: Library, allow_pickle: bool) -> Path:
+def find_file(kind: str, spec: str, library: Library, allow_pickle: bool, names_only: bool = False) -> Path:
     """A path, or a name looked up in the models folder; checked by the pickle/safetensors policy.
-    VAE folders stay folders (diffusers layout); other kinds resolve to their weights file."""
+    VAE folders stay folders (diffusers layout); other kinds resolve to their weights file.
+    `names_only` (the server): only a name in the models folder, never a path."""
     flag = FLAGS[kind]
     path = Path(spec).expanduser()
-    if not path.exists():
+    if names_only and is_path_like(spec):
+        raise ModelError(f"{flag}: {spec!r} is a path; only names in the models folder are accepted here")
+    if names_only or not path.exists():
         if library.folders.get(kind) is None:
-            raise ModelError(f"{flag}: no such file: {spec}")
+            raise ModelError(f"{flag}: {spec!r}: no models folder to find it in" if names_only
+                             else f"{flag}: no such file: {spec}")
         path = library.find(kind, spec).path
     file = path if path.is_file() else weights_file(path)
     if file.suffix.lower() in PICKLE_SUFFIXES:
@@ -101,7 +106,7 @@ def plan_assets(options: AssetOptions, prompt: str, negative_prompt: str = "") -
     loras = []
     for value in options.loras:
         spec, weight = parse_lora_flag(value)
-        path = find_file("lora", spec, library, options.allow_pickle)
+        path = find_file("lora", spec, library, options.allow_pickle, options.names_only)
         name = Path(spec).expanduser().name if Path(spec).expanduser().is_dir() else path.stem  # a folder: its name
         loras.append(LoraSpec(path, weight, name, _short("lora", path)))
     for tag in extract_networks(prompt)[1] + extract_networks(negative_prompt)[1]:
@@ -109,10 +114,11 @@ def plan_assets(options: AssetOptions, prompt: str, negative_prompt: str = "") -
             warnings.append(f"prompt: <{tag.kind}:...> networks are not supported; the tag is ignored")
             continue
         if library.folders.get("lora") is None:
-            raise UsageError(f"prompt: <{tag.kind}:{tag.name}>: no LoRA folder to find it in; set --models-dir, "
-                             "SDCLI_MODELS_DIR or --webui-dir (or use --lora PATH)")
+            where = ("start the server with --models-dir or --webui-dir" if options.names_only else
+                     "set --models-dir, SDCLI_MODELS_DIR or --webui-dir (or use --lora PATH)")
+            raise UsageError(f"prompt: <{tag.kind}:{tag.name}>: no LoRA folder to find it in; {where}")
         try:
-            path = find_file("lora", tag.name, library, options.allow_pickle)
+            path = find_file("lora", tag.name, library, options.allow_pickle, options.names_only)
         except ModelError as exc:
             raise ModelError(f"prompt: <{tag.kind}:{tag.name}>: {str(exc).removeprefix('--lora: ')}") from None
         loras.append(LoraSpec(path, tag.weight, tag.name, _short("lora", path), from_tag=True,
@@ -120,7 +126,7 @@ def plan_assets(options: AssetOptions, prompt: str, negative_prompt: str = "") -
     # 2. Embeddings: --embedding files and the embeddings folder, when their name is in a prompt.
     candidates: dict[str, Path] = {}
     for spec in options.embeddings:
-        path = find_file("embedding", spec, library, options.allow_pickle)
+        path = find_file("embedding", spec, library, options.allow_pickle, options.names_only)
         candidates.setdefault(path.stem, path)
     for entry in library.entries("embedding"):
         candidates.setdefault(entry.stem, entry.path)
@@ -128,7 +134,9 @@ def plan_assets(options: AssetOptions, prompt: str, negative_prompt: str = "") -
                           _short("embedding", path))
             for name, path in candidates.items() if mentioned(name, prompt, negative_prompt)]
     # 3. The VAE.
-    vae = find_file("vae", options.vae, library, options.allow_pickle) if options.vae else None
+    vae = None
+    if options.vae:
+        vae = find_file("vae", options.vae, library, options.allow_pickle, options.names_only)
     if vae is None and options.recorded.get("VAE"):  # replaying a WebUI image: its VAE by name
         vae = _recorded_vae(options, library, options.recorded["VAE"], warnings)
     plan = AssetPlan(tuple(loras), tuple(used), vae, _short("vae", vae) if vae else None, tuple(warnings))

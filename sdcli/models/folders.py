@@ -54,7 +54,7 @@ class Entry:
         if self.kind == "checkpoint" and self.path.is_dir():
             return model_hash(self.path)
         if self.kind == "controlnet":  # the extension's title hash: the WebUI's legacy model hash
-            from sdcli.controlnet.files import legacy_hash
+            from sdcli.models.hashes import legacy_hash
 
             return legacy_hash(weights_file(self.path))
         return file_sha256(weights_file(self.path))[:SHORT_HASH[self.kind]]
@@ -131,6 +131,14 @@ def library_from(models_dir: Path | str | None, webui_dir: Path | str | None) ->
         for kind, layout in KINDS.items():
             folders[kind] = base / layout[column]
     return Library(folders)
+
+
+def is_path_like(name: str) -> bool:
+    """Whether a model name is spelled as a filesystem path (absolute, ~, ./, a .. part, a drive) rather than
+    a name in a models folder; where only names are taken (the server), such a value is refused."""
+    text = name.strip().replace("\\", "/")
+    return (text == "." or text.startswith(("/", "~", "./")) or ".." in text.split("/")
+            or re.match(r"^[A-Za-z]:", text) is not None)
 
 
 def weights_file(path: Path) -> Path:

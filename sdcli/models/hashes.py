@@ -85,3 +85,10 @@ def _cached(key_text: str, compute) -> str:
     except OSError:
         pass  # the cache is an optimisation only
     return value
+
+
+def legacy_hash(path: Path) -> str:
+    """The WebUI's old model hash (sd_models.model_hash): sha256 of 64 KiB at 1 MiB, 8 hex digits."""
+    with open(path, "rb") as fh:
+        fh.seek(0x100000)
+        return hashlib.sha256(fh.read(0x10000)).hexdigest()[:8]

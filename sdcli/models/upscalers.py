@@ -62,25 +62,35 @@ def builtin_names() -> list[str]:
     return [*LATENT_MODES, *PIL_FILTERS]
 
 
-def resolve_upscaler(spec: str, flag: str, library: Any = None, allow_pickle: bool = False) -> UpscalerRef:
+def resolve_upscaler(spec: str, flag: str, library: Any = None, allow_pickle: bool = False,
+                     names_only: bool = False) -> UpscalerRef:
     """A built-in name (any case), an upscaler file, or a name in the models folder's ESRGAN/.
 
     Checked before any model loads: files must exist and be safetensors (pickles only with
-    --allow-pickle); nothing is read past a safetensors header here.
+    --allow-pickle); nothing is read past a safetensors header here. `names_only` (the server):
+    a built-in or a name in ESRGAN/, never a path.
     """
+    from sdcli.models.folders import is_path_like
     from sdcli.models.safety import PICKLE_SUFFIXES, check_safetensors, refuse_pickle
 
     builtin = {name.lower(): name for name in builtin_names()}
     if spec.strip().lower() in builtin:
         name = builtin[spec.strip().lower()]
         return UpscalerRef(name, "latent" if name in LATENT_MODES else "pil")
+    folder = library is not None and library.folders.get("upscaler") is not None
+    if names_only and (is_path_like(spec) or "/" in spec or "\\" in spec):
+        raise ModelError(f"{flag}: {spec!r} is a path; only built-in upscalers ({', '.join(builtin_names())})"
+                         + (" and names in the models folder's ESRGAN/" if folder else "") + " are accepted here")
     path = Path(spec).expanduser()
-    if not path.is_file():
-        if library is not None and library.folders.get("upscaler") is not None and "/" not in spec:
+    if names_only or not path.is_file():
+        if folder and "/" not in spec:
             try:
                 path = library.find("upscaler", spec).path
             except UsageError as exc:
                 raise type(exc)(str(exc).replace("--upscaler:", f"{flag}:", 1)) from None
+        elif names_only:
+            raise UsageError(f"{flag}: {spec!r} is not a built-in upscaler ({', '.join(builtin_names())}), and "
+                             "there is no models folder to find it in")
         else:
             raise UsageError(f"{flag}: {spec!r} is neither an upscaler ({', '.join(builtin_names())}) nor an "
                              "existing file (ESRGAN-family .safetensors)")

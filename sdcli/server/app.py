@@ -24,8 +24,9 @@ from pydantic import BaseModel
 
 from sdcli import __version__
 from sdcli.errors import SdcliError, UsageError
+from sdcli.models.assets import plan_assets
 from sdcli.server import schemas
-from sdcli.server.engine import Engine, QueueFull
+from sdcli.server.engine import AddOns, Engine, Generated, QueueFull
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,9 @@ class NativeJob(BaseModel):
     model: str | None = None
     init_image: str | None = None
     mask: str | None = None
+    loras: list[str] = []  # --lora NAME[:WEIGHT], --embedding NAME, --vae NAME: names in the models folder
+    embeddings: list[str] = []
+    vae: str | None = None
 
 
 def error_body(exc: Exception, detail: Any) -> dict[str, Any]:
@@ -118,21 +122,30 @@ def create_app(engine: Engine, *, limits: Limits = Limits(), auth: dict[str, str
             raise UsageError(f"batch_size x n_iter: {request.total_images} images is over this server's limit "
                              f"of {limits.max_images} per request")
 
-    def answer(request: Any, model: Any, items: list[Any], payload: BaseModel,
-               hide: tuple[str, ...] = ()) -> schemas.ImagesResponse:
-        info = schemas.info_json(request, items, model_name=model.ref.name, model_hash=model.hash,
+    def answer(done: Generated, payload: BaseModel, hide: tuple[str, ...] = ()) -> schemas.ImagesResponse:
+        model, items = done.model, done.items
+        info = schemas.info_json(done.request, items, model_name=model.ref.name, model_hash=model.hash,
                                  job_timestamp=engine.progress.job_timestamp, version=f"sdcli {__version__}")
         parameters = {**payload.model_dump(), **dict.fromkeys(hide)}  # the WebUI sets them to None
         images = [encode_png(i.image, i.infotext) for i in items] if payload.send_images else []
         return schemas.ImagesResponse(images=images, parameters=parameters, info=json.dumps(info))
 
+    def webui_generate(request: Any, payload: schemas.Txt2ImgRequest) -> Generated:
+        """A WebUI request through the engine; errors name the WebUI's fields, not sdcli's flags."""
+        try:
+            check_limits(request)
+            model_spec = (payload.override_settings or {}).get("sd_model_checkpoint")
+            return engine.generate(request, model_spec, schemas.add_ons(payload, engine.options))
+        except SdcliError as exc:
+            raise type(exc)(schemas.field_message(str(exc))) from None
+
     @app.post("/sdapi/v1/txt2img", response_model=schemas.ImagesResponse)
     def txt2img(payload: schemas.Txt2ImgRequest) -> Any:
-        request = schemas.txt2img_request(payload, engine.options)
-        check_limits(request)
-        model_spec = (payload.override_settings or {}).get("sd_model_checkpoint")
-        request, model, items = engine.generate(request, model_spec)
-        return answer(request, model, items, payload)
+        try:
+            request = schemas.txt2img_request(payload, engine.options)
+        except SdcliError as exc:
+            raise type(exc)(schemas.field_message(str(exc))) from None
+        return answer(webui_generate(request, payload), payload)
 
     @app.post("/sdapi/v1/img2img", response_model=schemas.ImagesResponse)
     def img2img(payload: schemas.Img2ImgRequest) -> Any:
@@ -143,13 +156,11 @@ def create_app(engine: Engine, *, limits: Limits = Limits(), auth: dict[str, str
         with _Inputs(init=(payload.init_images[0], "init_images[0]"), mask=(payload.mask, "mask")) as files:
             try:
                 request = schemas.img2img_request(payload, engine.options, files.paths["init"], files.paths["mask"])
-                check_limits(request)
-                model_spec = (payload.override_settings or {}).get("sd_model_checkpoint")
-                request, model, items = engine.generate(request, model_spec)
+                done = webui_generate(request, payload)
             except SdcliError as exc:
-                raise type(exc)(files.explain(exc)) from None
+                raise type(exc)(schemas.field_message(files.explain(exc))) from None
         hide = () if payload.include_init_images else ("init_images", "mask")
-        return answer(request, model, items, payload, hide)
+        return answer(done, payload, hide)
 
     @app.post("/sdcli/v1/generate")
     def native(job: NativeJob) -> Any:
@@ -167,12 +178,15 @@ def create_app(engine: Engine, *, limits: Limits = Limits(), auth: dict[str, str
                 request = _with_paths(request, files.paths)
             try:
                 check_limits(request)
-                request, model, items = engine.generate(request, job.model)
+                done = engine.generate(request, job.model, AddOns(tuple(job.loras), tuple(job.embeddings), job.vae))
             except SdcliError as exc:
                 raise type(exc)(files.explain(exc)) from None
-        plan = engine.plan
+        plan, model, request, items = engine.plan, done.model, done.request, done.items
         return {"model": {"name": model.ref.name, "source": model.ref.source, "hash": model.hash,
                           "is_demo": model.ref.is_demo},
+                # What a local run records: the refiner and hires upscaler as resolved, the add-ons' files.
+                "refiner": request.refiner, "hires_upscaler": request.hires.upscaler if request.hires else None,
+                "assets": done.plan.extras.record(),
                 "device": plan.device, "dtype": plan.dtype, "seed": request.seed, "subseed": request.subseed,
                 "items": [{"png": encode_png(i.image, None), "index": i.index, "seed": i.seed, "subseed": i.subseed,
                            "width": i.width, "height": i.height, "params": i.params, "infotext": i.infotext}
@@ -204,12 +218,17 @@ def create_app(engine: Engine, *, limits: Limits = Limits(), auth: dict[str, str
 
     @app.post("/sdapi/v1/options")
     def set_options(values: dict[str, Any]) -> None:
-        if (checkpoint := values.get("sd_model_checkpoint")) is not None:
-            engine.switch(str(checkpoint))
         if "CLIP_stop_at_last_layers" in values:
             skip = values["CLIP_stop_at_last_layers"]
             if not isinstance(skip, int) or not 1 <= skip <= 12:
                 raise UsageError(f"CLIP_stop_at_last_layers: {skip!r} is not a whole number from 1 to 12")
+        if "sd_vae" in values:  # a name in the server's VAE folder, checked now rather than at each request
+            try:
+                plan_assets(engine.assets(AddOns(vae=schemas.vae_name(values["sd_vae"], "sd_vae"))), "")
+            except SdcliError as exc:
+                raise type(exc)(str(exc).replace("--vae:", "sd_vae:", 1)) from None
+        if (checkpoint := values.get("sd_model_checkpoint")) is not None:
+            engine.switch(str(checkpoint))
         engine.options.update({k: v for k, v in values.items() if k != "sd_model_checkpoint"})
 
     @app.get("/sdapi/v1/scripts")

@@ -66,47 +66,80 @@ def _read(path: str | None, flag: str) -> str | None:
     return base64.b64encode(file.read_bytes()).decode("ascii")
 
 
-def run_remote_job(server: str, request: Any, runtime: Any, model_spec: str | None, output: Any,
-                   reporter: Any, assets: Any = None) -> list[dict[str, Any]]:
-    """run_job's twin for --server: same checks, same files and records; the server generates."""
-    from PIL import Image
+def _served_name(spec: str | None) -> str | None:
+    """-m / --refiner as sent: an existing local path made absolute (the server serves it by that path)."""
+    if spec and Path(spec).expanduser().exists():
+        return str(Path(spec).expanduser().resolve())
+    return spec
 
-    from sdcli.conditioning.prompts import parse_prompt
-    from sdcli.io.output import check_pattern, next_number, prepare_folder
-    from sdcli.job.generate import GeneratedImage
-    from sdcli.job.run import DEMO_NOTE, write_image
-    from sdcli.models.resolve import ModelRef
-    from sdcli.models.runtime import RuntimeOptions, validate_runtime
-    from sdcli.request.generation import validate
 
-    # 1. The local checks run_job makes before any model loads.
-    validate(request)
-    if assets is not None and (assets.loras or assets.embeddings or assets.vae or assets.models_dir
-                               or assets.webui_dir):
-        raise UsageError("--server: --lora, --embedding, --vae and models folders are not sent to a server; "
-                         "run without --server")
+def _names(request: Any, assets: Any) -> dict[str, Any]:
+    """The add-on flags as names for the server's models folder; flags that cannot go there are refused."""
+    from sdcli.models.assets import AssetOptions
+    from sdcli.models.lora import parse_lora_flag
+    from sdcli.models.upscalers import builtin_names
+
+    assets = assets or AssetOptions()
+    for flag, given in (("--models-dir (or SDCLI_MODELS_DIR)", assets.models_dir), ("--webui-dir", assets.webui_dir),
+                        ("--allow-pickle", assets.allow_pickle), ("--no-half-vae", assets.no_half_vae)):
+        if given:
+            raise UsageError(f"{flag}: not sent to a server, which uses its own models folder and settings "
+                             "(sdcli serve --models-dir); leave it out with --server")
     if request.controlnets:
         raise UsageError("--server: --controlnet units are not sent to a server; run without --server")
-    validate_runtime(runtime)
-    check_pattern(output.pattern)
-    for warning in parse_prompt(request.prompt).warnings + parse_prompt(request.negative_prompt).warnings:
-        reporter.note(f"prompt: {warning}")
-    if replace(runtime, offline=False) != RuntimeOptions():
-        reporter.note("--server: device, precision and memory flags are the server's own; these are ignored")
+    files = [("--lora", parse_lora_flag(spec)[0]) for spec in assets.loras]
+    files += [("--embedding", spec) for spec in assets.embeddings] + [("--vae", assets.vae or "")]
+    if request.hires is not None and request.hires.upscaler.strip().lower() not in {n.lower() for n in
+                                                                                   builtin_names()}:
+        files.append(("--hires-upscaler", request.hires.upscaler))
+    for flag, spec in files:
+        if spec and Path(spec).expanduser().exists():
+            raise UsageError(f"{flag}: {spec} is a file here; a server takes only names in its own models folder "
+                             "(sdcli serve --models-dir): put the file there and give its name")
+    return {"loras": list(assets.loras), "embeddings": list(assets.embeddings), "vae": assets.vae}
+
+
+def run_remote_job(server: str, request: Any, runtime: Any, model_spec: str | None, output: Any,
+                   reporter: Any, assets: Any = None) -> list[dict[str, Any]]:
+    """run_job's twin for --server: same checks, same files and records; the server generates.
+
+    Names (-m, --refiner, --hires-upscaler, --lora, --embedding, --vae, <lora:...> tags) go to the server,
+    which looks them up in its own models; a flag that cannot go there is refused, never dropped.
+    """
+    from PIL import Image
+
+    from sdcli.io.output import next_number, prepare_folder
+    from sdcli.job.generate import GeneratedImage
+    from sdcli.job.plan import DEMO_NOTE, check_request
+    from sdcli.job.write import write_image
+    from sdcli.models.resolve import ModelRef
+    from sdcli.models.runtime import RuntimeOptions
+
+    # 1. The plan step's own checks, here; names are planned by the server (job.plan with its Names).
+    check_request(request, runtime, reporter.note, output)
+    names = _names(request, assets)
+    ignored = [f"--{name.replace('_', '-')}" for name, value in vars(replace(runtime, offline=False)).items()
+               if value != getattr(RuntimeOptions(), name)]
+    if ignored:
+        reporter.note(f"--server: {', '.join(ignored)}: the server's own device, precision and memory settings "
+                      "apply; ignored here")
     init = _read(request.init.image, "--image") if request.init else None
     mask = _read(request.inpaint.mask, "--mask") if request.inpaint else None
     folder = prepare_folder(output.folder)
-    spec = model_spec
-    if spec is not None and Path(spec).expanduser().exists():
-        spec = str(Path(spec).expanduser().resolve())
+    sent = replace(request, refiner=_served_name(request.refiner))
 
     # 2. The server generates.
     reporter.start(request.total_images, request.steps_run)
-    answer = post_json(server, "/sdcli/v1/generate",
-                       {"request": asdict(request), "model": spec, "init_image": init, "mask": mask})
+    answer = post_json(server, "/sdcli/v1/generate", {"request": asdict(sent), "model": _served_name(model_spec),
+                                                      "init_image": init, "mask": mask, **names})
 
-    # 3. Files written here, as a local run writes them.
-    request = replace(request, seed=answer["seed"], subseed=answer["subseed"])
+    # 3. Files written here, as a local run writes them (names as the server resolved them).
+    if not {"refiner", "hires_upscaler", "assets"} <= answer.keys():
+        raise RuntimeFailure("--server: the server runs an older sdcli that does not report the models it used; "
+                             "update it")
+    request = replace(request, seed=answer["seed"], subseed=answer["subseed"], refiner=answer["refiner"])
+    if request.hires is not None:
+        request = replace(request, hires=replace(request.hires, upscaler=answer["hires_upscaler"]))
     info = answer["model"]
     model = ModelRef(Path("."), info["name"], is_demo=info["is_demo"], source=info["source"])
     if model.is_demo:
@@ -121,7 +154,7 @@ def run_remote_job(server: str, request: Any, runtime: Any, model_spec: str | No
                               width=raw["width"], height=raw["height"], params=raw["params"],
                               infotext=raw["infotext"])
         record = write_image(item, folder, output.pattern, number + item.index, request, model, plan,
-                             fmt=output.format, quality=output.quality)
+                             fmt=output.format, quality=output.quality, assets=answer["assets"])
         records.append(record)
         reporter.image(record)
     return records

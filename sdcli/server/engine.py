@@ -1,7 +1,15 @@
 """The server's generation engine: served models, the one loaded model, a queue, progress.
 
 One generation runs at a time (a lock; requests wait in a bounded queue), through
-sdcli's own core (core.generate.run), so a server image is the CLI's image, bit for bit.
+the job pipeline every entry point drives (job.plan, job.load), so a server image is the CLI's image, bit
+for bit.
+
+A request never points the server at a file. Every model it names (the model, the refiner,
+the hires upscaler, the VAE, LoRAs in flags and <lora:...> tags, embeddings) is looked up
+only in the server's own lists: the models it serves (-m: a title, name or hash, or exactly
+the path it was started with, which is how `--server` sends -m and --refiner) and its models
+folder (--models-dir / --webui-dir), by name, as the CLI looks names up there. A path or an
+unknown name is refused (UsageError: HTTP 422) before any model loads.
 """
 
 from __future__ import annotations
@@ -10,15 +18,19 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from sdcli.errors import RuntimeFailure, SdcliError, UsageError
-from sdcli.models.assets import AssetOptions, apply_assets, plan_assets
+from sdcli.job.load import ModelCache, load_job
+from sdcli.job.plan import JobPlan, plan_job, recorded_request
+from sdcli.models.assets import AssetOptions
+from sdcli.models.folders import is_path_like
 from sdcli.models.loaded import LoadedModel
+from sdcli.models.resolve import ModelRef
 from sdcli.models.runtime import RuntimeOptions
-from sdcli.request.generation import GenerationRequest, validate
+from sdcli.request.generation import GenerationRequest
 
 
 class QueueFull(SdcliError):
@@ -48,8 +60,28 @@ class ServedModel:
             return True
         try:
             return Path(spec).expanduser().resolve() == Path(self.ref.path).resolve()
-        except OSError:
+        except (OSError, RuntimeError):  # RuntimeError: "~user" of no such user
             return False
+
+
+@dataclass(frozen=True)
+class AddOns:
+    """A request's add-ons, by name: LoRAs (NAME[:WEIGHT]), embeddings and a VAE (None: the model's own)."""
+
+    loras: tuple[str, ...] = ()
+    embeddings: tuple[str, ...] = ()
+    vae: str | None = None
+
+
+@dataclass(frozen=True)
+class Generated:
+    """What a request made: its plan, the served model, the request as run (names resolved, seeds
+    resolved) and the finished images."""
+
+    plan: JobPlan
+    model: ServedModel
+    request: GenerationRequest
+    items: list[Any]
 
 
 @dataclass
@@ -88,25 +120,30 @@ class Engine:
     models: list[ServedModel]
     runtime: RuntimeOptions = field(default_factory=RuntimeOptions)
     queue_size: int = 8
+    folders: AssetOptions = field(default_factory=lambda: AssetOptions(names_only=True))  # its models folder
     load: Callable[[Any, Any], Any] | None = None
-    options: dict[str, Any] = field(default_factory=lambda: {"CLIP_stop_at_last_layers": 1, "samples_format": "png"})
+    options: dict[str, Any] = field(default_factory=lambda: {"CLIP_stop_at_last_layers": 1, "samples_format": "png",
+                                                             "sd_vae": "Automatic"})
     progress: Progress = field(default_factory=Progress)
 
     def __post_init__(self) -> None:
         self.current = self.models[0]
-        self._loaded: LoadedModel | None = None
+        self.cache = ModelCache(self.load, self.load)  # the served model, refiners and hires upscalers loaded
         self._plan: Any = None
         self._lock = threading.Lock()
         self._waiting = 0
         self._count_lock = threading.Lock()
 
     @classmethod
-    def from_specs(cls, specs: list[str | None], runtime: RuntimeOptions, **kwargs: Any) -> Engine:
-        """Resolve every --model of `sdcli serve` (no weights loaded yet)."""
+    def from_specs(cls, specs: list[str | None], runtime: RuntimeOptions, models_dir: str | None = None,
+                   webui_dir: str | None = None, **kwargs: Any) -> Engine:
+        """Resolve every --model of `sdcli serve` (paths, hub ids, names in the models folder; no weights loaded)."""
         from sdcli.models.resolve import model_hash, resolve_model
 
-        refs = [resolve_model(spec, offline=runtime.offline) for spec in (specs or [None])]
-        return cls([ServedModel(ref, model_hash(ref.hash_path)) for ref in refs], runtime, **kwargs)
+        folders = AssetOptions(models_dir=models_dir, webui_dir=webui_dir, names_only=True)
+        library = folders.library()  # a missing folder: --models-dir/--webui-dir named in the error
+        refs = [resolve_model(spec, offline=runtime.offline, library=library) for spec in (specs or [None])]
+        return cls([ServedModel(ref, model_hash(ref.hash_path)) for ref in refs], runtime, folders=folders, **kwargs)
 
     def find(self, spec: str | None, field_name: str = "sd_model_checkpoint") -> ServedModel:
         """The served model a client names (None: the current one)."""
@@ -118,6 +155,26 @@ class Engine:
         served = ", ".join(repr(m.title) for m in self.models)
         raise UsageError(f"{field_name}: model {spec!r} is not served here; served: {served}")
 
+    def find_refiner(self, spec: str) -> ServedModel:
+        """--refiner / refiner_checkpoint: a served model, else a checkpoint name in the models folder."""
+        from sdcli.models.resolve import model_hash, resolve_model
+
+        served = next((model for model in self.models if model.matches(spec)), None)
+        if served is not None:
+            return served
+        library = self.folders.library()
+        if is_path_like(spec):
+            raise UsageError(f"--refiner: {spec!r} is a path but not a model served here; name a served model "
+                             "or a checkpoint in the server's models folder (Stable-diffusion/)")
+        if library.folders.get("checkpoint") is None:
+            raise UsageError(f"--refiner: {spec!r} is not served here, and there is no models folder to find it "
+                             f"in; served: {', '.join(repr(m.title) for m in self.models)}")
+        try:
+            ref = resolve_model(str(library.find("checkpoint", spec.strip()).path))
+        except SdcliError as exc:
+            raise type(exc)(str(exc).replace("--model:", "--refiner:", 1)) from None
+        return ServedModel(ref, model_hash(ref.hash_path))
+
     @property
     def plan(self) -> Any:
         if self._plan is None:
@@ -128,13 +185,9 @@ class Engine:
 
     def _pipeline(self, model: ServedModel) -> LoadedModel:
         """`model` loaded, loading it (and dropping the previous one) when needed. Lock held."""
-        if self._loaded is None or model is not self.current:
-            from sdcli.models.loader import load_model
-
-            self._loaded = None
-            self._loaded = (self.load or load_model)(model.ref, self.plan)
-            self.current = model
-        return self._loaded
+        loaded = self.cache.model(model.ref, self.plan)
+        self.current = model
+        return loaded
 
     def warm_up(self) -> None:
         """Load the current model now, so the first request does not pay for it."""
@@ -164,34 +217,35 @@ class Engine:
     def interrupt(self) -> None:
         self.progress.interrupted = True
 
-    def generate(self, request: GenerationRequest, model_spec: str | None = None
-                 ) -> tuple[GenerationRequest, ServedModel, list[Any]]:
-        """Run one request on a served model; return the resolved request, the model and its images.
+    def prepare(self, request: GenerationRequest, model_spec: str | None = None,
+                add_ons: AddOns = AddOns()) -> tuple[JobPlan, ServedModel]:
+        """The job pipeline's plan step with the server's names (its served models and models folder only);
+        loads nothing. Errors name the CLI flag (the WebUI endpoints rename it to their field)."""
+        names = ServedNames(self, model_spec)
+        plan = plan_job(request, self.runtime, model_spec, self.assets(add_ons), lambda _message: None,
+                        names=names, placement=self.plan)
+        return plan, names.served
+
+    def assets(self, add_ons: AddOns) -> AssetOptions:
+        """The add-ons as asset options: names in the server's models folder only."""
+        return replace(self.folders, loras=add_ons.loras, embeddings=add_ons.embeddings, vae=add_ons.vae)
+
+    def generate(self, request: GenerationRequest, model_spec: str | None = None,
+                 add_ons: AddOns = AddOns()) -> Generated:
+        """Run one request on a served model: plan -> load -> generate, as every entry point; return the
+        plan, the model, the request as run and its images.
 
         An /interrupt stops it after the current step; images of finished batches are kept.
         """
-        from sdcli.io.images import prepare
-        from sdcli.job.generate import run
-        from sdcli.job.run import load_hires_upscaler, resolve_hires_upscaler
-
-        choice = validate(request)
-        model = self.find(model_spec)
-        inputs = prepare(request)  # untrusted input files are checked before the queue
-        # <lora:...> tags: the server has no models folder, so a tag is refused rather than ignored.
-        extras = plan_assets(AssetOptions(), request.prompt, request.negative_prompt)
-        # Hires upscalers: the built-in ones (latent modes, Lanczos, Nearest); no models folder here.
-        hires_ref = resolve_hires_upscaler(request, AssetOptions())
+        plan, model = self.prepare(request, model_spec, add_ons)
         with self._slot():
-            loaded = self._pipeline(model)
-            hires_upscaler = load_hires_upscaler(hires_ref, AssetOptions(), self.plan)
-            apply_assets(loaded, extras, AssetOptions(), lambda _message: None)
-            request = request.with_resolved_seed()
+            job = load_job(plan, self.cache, lambda _message: None, loaded=self._pipeline(model))
+            request = recorded_request(plan).with_resolved_seed()
             self.progress = Progress(job_count=request.count, started=time.time(),
                                      job_timestamp=time.strftime("%Y%m%d%H%M%S"))
             items: list[Any] = []
             try:
-                for item in run(request, loaded, choice, model_name=model.ref.name, model_hash=model.hash,
-                                on_step=self._step, inputs=inputs, hires_upscaler=hires_upscaler):
+                for item in job.generate(request, self._step):
                     if item.failure:  # never sent as a black image
                         raise RuntimeFailure(f"image {item.index} (seed {item.seed}): {item.failure}")
                     items.append(item)
@@ -200,9 +254,30 @@ class Engine:
                 pass
             finally:
                 self.progress = Progress(interrupted=self.progress.interrupted)
-        return request, model, items
+        return Generated(plan, model, request, items)
 
     def _step(self, step: int, total: int) -> None:
         if self.progress.interrupted:
             raise _Interrupted
         self.progress.sampling_step, self.progress.sampling_steps = step, total
+
+
+@dataclass
+class ServedNames:
+    """The server's rules for names (job.plan.Names): the models it serves, then its models folder by name."""
+
+    engine: Engine
+    spec: str | None
+    served: ServedModel | None = None
+
+    def model(self, spec: str | None) -> ModelRef:
+        self.served = self.engine.find(spec)
+        return self.served.ref
+
+    def refiner(self, spec: str) -> ModelRef:
+        return self.engine.find_refiner(spec).ref
+
+    def hires_upscaler(self, spec: str, assets: AssetOptions) -> Any:
+        from sdcli.models.upscalers import resolve_upscaler
+
+        return resolve_upscaler(spec, "--hires-upscaler", assets.library(), names_only=True)

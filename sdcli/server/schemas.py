@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from sdcli.errors import UsageError
 from sdcli.request.generation import GenerationRequest, ImageInput, InpaintSettings, OutpaintSettings
+from sdcli.server.engine import AddOns
 
 
 class Txt2ImgRequest(BaseModel):
@@ -52,6 +53,8 @@ class Txt2ImgRequest(BaseModel):
     hr_scheduler: str | None = None
     hr_prompt: str = ""
     hr_negative_prompt: str = ""
+    refiner_checkpoint: str | None = None  # a served model or a checkpoint name in the models folder
+    refiner_switch_at: float | None = None  # sdcli's (and the WebUI UI's) 0.8 when unset
     override_settings: dict[str, Any] | None = None
     override_settings_restore_afterwards: bool = True
     script_name: str | None = None
@@ -144,7 +147,48 @@ def txt2img_request(req: Txt2ImgRequest, options: dict[str, Any]) -> GenerationR
         subseed_strength=req.subseed_strength, width=req.width, height=req.height, batch_size=req.batch_size,
         count=req.n_iter, sampler=req.sampler_name or req.sampler_index or "Euler",
         schedule=(req.scheduler or "automatic").lower(), clip_skip=clip_skip(req, options), hires=_hires(req),
+        refiner=None if req.refiner_checkpoint in NO_MODEL else req.refiner_checkpoint,
+        refiner_switch=0.8 if req.refiner_switch_at is None else req.refiner_switch_at,
     )
+
+
+NO_MODEL = (None, "", "None", "none")  # the WebUI's values for "no refiner"
+AUTOMATIC_VAE = (*NO_MODEL, "Automatic", "automatic")  # sd_vae values meaning the model's own VAE
+
+
+def vae_name(value: Any, field: str) -> str | None:
+    """An sd_vae value: a name in the VAE folder, or None for the model's own ("Automatic", "None")."""
+    if value is not None and not isinstance(value, str):
+        raise UsageError(f"{field}: {value!r} is not a VAE name")
+    return None if value in AUTOMATIC_VAE else value
+
+
+def add_ons(req: Txt2ImgRequest, options: dict[str, Any]) -> AddOns:
+    """The request's add-ons by name: sd_vae from override_settings, else the server's options."""
+    overrides = req.override_settings or {}
+    if "sd_vae" in overrides:
+        return AddOns(vae=vae_name(overrides["sd_vae"], "override_settings.sd_vae"))
+    return AddOns(vae=vae_name(options.get("sd_vae"), "sd_vae"))
+
+
+# sdcli's flags in error messages -> the WebUI API fields they come from.
+FIELDS = {
+    "--model": "sd_model_checkpoint", "--refiner": "refiner_checkpoint", "--refiner-switch": "refiner_switch_at",
+    "--hires-upscaler": "hr_upscaler", "--vae": "override_settings.sd_vae", "--steps": "steps",
+    "--cfg-scale": "cfg_scale", "--width": "width", "--height": "height", "--seed": "seed", "--subseed": "subseed",
+    "--subseed-strength": "subseed_strength", "--sampler": "sampler_name", "--schedule": "scheduler",
+    "--batch-size": "batch_size", "--count": "n_iter", "--clip-skip": "CLIP_stop_at_last_layers",
+    "--strength": "denoising_strength", "--hires-scale": "hr_scale", "--hires-steps": "hr_second_pass_steps",
+    "--hires-denoise": "denoising_strength", "--hires-sampler": "hr_sampler_name", "--hires-schedule": "hr_scheduler",
+    "--mask-blur": "mask_blur", "--hires": "enable_hr", "--hires-size": "hr_resize_x/hr_resize_y",
+    "--hires-scale/--hires-size": "hr_scale/hr_resize_x/hr_resize_y",
+}
+
+
+def field_message(text: str) -> str:
+    """An error message with its leading sdcli flag (`--hires-upscaler: ...`) renamed to the WebUI field."""
+    flag, sep, rest = text.partition(": ")
+    return f"{FIELDS[flag]}: {rest}" if sep and flag in FIELDS else text
 
 
 def _hires(req: Txt2ImgRequest) -> Any:
@@ -214,7 +258,9 @@ def info_json(request: GenerationRequest, items: list[Any], *, model_name: str, 
         "sampler_name": first.params["Sampler"] if first else request.sampler,
         "cfg_scale": request.cfg_scale, "steps": request.steps, "batch_size": request.batch_size,
         "restore_faces": False, "face_restoration_model": None,
-        "sd_model_name": model_name, "sd_model_hash": model_hash, "sd_vae_name": None, "sd_vae_hash": None,
+        "sd_model_name": model_name, "sd_model_hash": model_hash,
+        "sd_vae_name": first.params.get("VAE") if first else None,
+        "sd_vae_hash": first.params.get("VAE hash") if first else None,
         "seed_resize_from_w": -1, "seed_resize_from_h": -1,
         "denoising_strength": request.init.strength if request.init else None,
         "extra_generation_params": {}, "index_of_first_image": 0,

@@ -13,7 +13,7 @@ from sdcli.batch.runner import BatchOptions, run_batch
 from sdcli.errors import UsageError
 from sdcli.io.metadata import parse_infotext, read_infotext
 from sdcli.job import generate
-from sdcli.job.run import OutputOptions
+from sdcli.job.write import OutputOptions
 from sdcli.request.generation import GenerationRequest
 from tests.images import nan_weights
 

@@ -4,9 +4,10 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from sdcli.controlnet.files import build_tiny_controlnet, find_controlnet, legacy_hash, load_controlnet
+from sdcli.controlnet.files import build_tiny_controlnet, find_controlnet, load_controlnet
 from sdcli.errors import ModelError, UsageError
 from sdcli.models.folders import Library
+from sdcli.models.hashes import legacy_hash
 
 
 def model_of(arch):

@@ -4,7 +4,8 @@ import pytest
 
 from sdcli.errors import RuntimeFailure
 from sdcli.execution.finite import nonfinite_rows
-from sdcli.job.run import OutputOptions, run_job
+from sdcli.job.run import run_job
+from sdcli.job.write import OutputOptions
 from sdcli.models.runtime import RuntimeOptions
 from sdcli.request.generation import GenerationRequest, ImageInput
 from tests.images import nan_weights, pngs, write_inputs

@@ -1,13 +1,18 @@
-"""Server fixtures: the app in-process on the session's tiny pipelines (no port, no subprocess)."""
+"""Server fixtures: the app in-process on the session's tiny pipelines (no port, no subprocess), and
+`sdcli serve` in a real subprocess on 127.0.0.1 (bounded waits, stopped at the end)."""
 
 from __future__ import annotations
 
 import base64
 import io
+import os
+import subprocess
+import sys
 
 import pytest
 
 from tests.cli.conftest import cli  # noqa: F401  (the in-process CLI runner)
+from tests.server.serving import free_port, wait_for
 
 
 @pytest.fixture(scope="module")
@@ -41,3 +46,34 @@ def decode(data: str):
     from PIL import Image
 
     return Image.open(io.BytesIO(base64.b64decode(data)))
+
+
+@pytest.fixture(scope="session")
+def server(tiny_model, tiny_inpaint_model, tmp_path_factory):
+    """`sdcli serve` of the tiny SD1 and inpainting models on a free port, behind --api-auth me:secret."""
+    port = free_port()
+    log = tmp_path_factory.mktemp("serve") / "serve.log"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    with open(log, "w") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "sdcli", "serve", "-m", str(tiny_model), "-m",
+                                 str(tiny_inpaint_model), "--port", str(port), "--api-auth", "me:secret"],
+                                stdout=out, stderr=subprocess.STDOUT, env=env)
+    url = f"http://127.0.0.1:{port}"
+    with wait_for(proc, url, log):
+        yield {"url": url, "port": port, "auth_url": f"http://me:secret@127.0.0.1:{port}"}
+
+
+@pytest.fixture(scope="session")
+def server_models(tmp_path_factory, models_dir, tiny_xl):
+    """A server's models folder: ESRGAN/tiny-4x, Stable-diffusion/refiner-sf (the tiny SDXL refiner as a single
+    file) and the Lora/, embeddings/ and VAE/ of the `models_dir` fixture; plus an upscaler file outside it."""
+    from sdcli.models.tiny_assets import write_tiny_upscaler
+
+    base = tmp_path_factory.mktemp("server-models")
+    root = base / "models"
+    write_tiny_upscaler(root / "ESRGAN" / "tiny-4x.safetensors")
+    (root / "Stable-diffusion").mkdir()
+    (root / "Stable-diffusion" / "refiner-sf.safetensors").symlink_to(tiny_xl["refiner_file"])
+    for kind in ("Lora", "embeddings", "VAE"):
+        (root / kind).symlink_to(models_dir / kind, target_is_directory=True)
+    return {"root": root, "elsewhere": write_tiny_upscaler(base / "elsewhere-4x.safetensors", seed=1)}

@@ -128,10 +128,10 @@ def test_progress_idle_and_interrupt(client):
     ({"steps": "many"}, 422, None),  # FastAPI's own validation shape
     ({"sampler_name": "Nope"}, 422, "unknown sampler 'Nope'"),
     ({"enable_hr": True, "hr_scale": 2.5}, 422, "80x80 is over this server's limit of 4096 pixels"),
-    ({"enable_hr": True, "hr_upscaler": "R-ESRGAN 4x+"}, 422, "--hires-upscaler"),
+    ({"enable_hr": True, "hr_upscaler": "R-ESRGAN 4x+"}, 422, "hr_upscaler: 'R-ESRGAN 4x+' is not a built-in"),
     ({"width": 128, "height": 128}, 422, "over this server's limit of 4096 pixels"),
     ({"batch_size": 3, "n_iter": 2}, 422, "6 images is over this server's limit of 4"),
-    ({"width": 33}, 422, "--width: 33 is not a multiple of 8"),
+    ({"width": 33}, 422, "width: 33 is not a multiple of 8"),
     ({"script_name": "x/y/z plot"}, 422, "script 'x/y/z plot' is not supported"),
 ])
 def test_bad_requests_get_422_never_a_crash(client, payload, status, detail):

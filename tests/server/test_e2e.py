@@ -5,58 +5,15 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from sdcli.io.metadata import read_infotext, read_replay_record
-
-START_TIMEOUT_S = 120
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def server(tiny_model, tiny_inpaint_model, tmp_path_factory):
-    port = free_port()
-    log = tmp_path_factory.mktemp("serve") / "serve.log"
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    with open(log, "w") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "sdcli", "serve", "-m", str(tiny_model), "-m",
-                                 str(tiny_inpaint_model), "--port", str(port), "--api-auth", "me:secret"],
-                                stdout=out, stderr=subprocess.STDOUT, env=env)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while True:
-        try:
-            request = urllib.request.Request(url + "/sdapi/v1/sd-models")
-            urllib.request.urlopen(request, timeout=2)
-        except urllib.error.HTTPError as exc:  # 401: up and asking for credentials
-            if exc.code == 401:
-                break
-        except OSError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail(f"sdcli serve did not start:\n{log.read_text()}")
-        time.sleep(0.3)
-    yield {"url": url, "port": port, "auth_url": f"http://me:secret@127.0.0.1:{port}"}
-    proc.terminate()
-    try:
-        proc.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(timeout=15)
+from tests.server.serving import free_port
 
 
 @pytest.fixture

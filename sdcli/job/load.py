@@ -1,0 +1,117 @@
+"""The load step of a job: weights in memory, add-ons applied, and the generate step over them.
+
+A ModelCache is what a driver keeps between jobs: the base model (one at a time), the
+refiners and the hires upscalers it has loaded. A one-shot command makes one for its one
+job; a prompt file, an X/Y/Z plot or the server keep theirs, so a model loads once.
+"""
+
+from __future__ import annotations
+
+import gc
+from collections.abc import Callable, Iterator
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sdcli.job.generate import GeneratedImage
+from sdcli.job.plan import JobPlan, Notes
+from sdcli.models.assets import AssetOptions, apply_assets
+from sdcli.models.loaded import LoadedModel
+from sdcli.models.resolve import ModelRef
+from sdcli.models.runtime import RuntimePlan
+
+Loader = Callable[[ModelRef, RuntimePlan], LoadedModel]
+Stage = Callable[[str], Any]
+
+
+@dataclass
+class ModelCache:
+    """Loaded models kept between jobs; `load(ref, plan)` loads a model (default models.loader's)."""
+
+    load: Loader | None = None
+    load_refiner: Loader | None = None  # how refiners load (default models.loader's)
+    refiners: dict[Path, LoadedModel] = field(default_factory=dict)
+    upscalers: dict[tuple[str, str | None], Any] = field(default_factory=dict)
+    _path: Path | None = None
+    _model: LoadedModel | None = None
+
+    def model(self, ref: ModelRef, plan: RuntimePlan, stage: Stage | None = None) -> LoadedModel:
+        """`ref` loaded, loading it (and dropping the one held before) when it is not the one held."""
+        from sdcli.models import loader
+
+        if self._model is None or self._path != ref.path:
+            self.drop()
+            with stage(f"loading model {ref.name}") if stage else nullcontext():
+                self._model = (self.load or loader.load_model)(ref, plan)
+            self._path = ref.path
+        return self._model
+
+    def refiner(self, ref: ModelRef | None, plan: RuntimePlan) -> LoadedModel | None:
+        """The loaded --refiner (None without one), named for the infotext; loaded once."""
+        from sdcli.models import loader, resolve
+
+        if ref is None:
+            return None
+        if ref.path not in self.refiners:
+            refiner = (self.load_refiner or loader.load_model)(ref, plan)
+            refiner.name, refiner.hash = ref.name, resolve.model_hash(ref.hash_path)
+            self.refiners[ref.path] = refiner
+        return self.refiners[ref.path]
+
+    def hires_upscaler(self, ref: Any, assets: AssetOptions, plan: RuntimePlan) -> Any:
+        """The ready hires upscaler (a model file loaded on the job's device), or None; loaded once."""
+        from sdcli.models.upscalers import ready
+
+        if ref is None:
+            return None
+        key = (ref.name, ref.path and str(ref.path))
+        if key not in self.upscalers:
+            self.upscalers[key] = ready(ref, "--hires-upscaler", assets.allow_pickle, plan.device)
+        return self.upscalers[key]
+
+    def drop(self) -> None:
+        """Let go of the base model (the next model() loads again)."""
+        if self._model is not None:
+            self._model, self._path = None, None
+            gc.collect()
+
+
+@dataclass(frozen=True)
+class LoadedJob:
+    """A planned job with its weights in memory: what the generate step needs."""
+
+    plan: JobPlan
+    model: LoadedModel
+    model_hash: str
+    refiner: LoadedModel | None = None
+    control: Any = None  # controlnet.plan.LoadedControl
+    hires_upscaler: Any = None  # models.upscalers.Upscaler
+
+    def generate(self, request: Any, on_step: Callable[[int, int], None] | None = None
+                 ) -> Iterator[GeneratedImage]:
+        """The generate step: `request` (the plan's, seed resolved) -> finished images, one at a time."""
+        from sdcli.job.generate import run
+
+        plan = self.plan
+        return run(request, self.model, plan.choice, model_name=plan.model.name, model_hash=self.model_hash,
+                   on_step=on_step, inputs=plan.inputs, extra_params=plan.extras.params(), refiner=self.refiner,
+                   control=self.control, hires_upscaler=self.hires_upscaler)
+
+
+def load_job(plan: JobPlan, cache: ModelCache, notes: Notes, *, stage: Stage | None = None,
+             loaded: LoadedModel | None = None) -> LoadedJob:
+    """Load what `plan` names (the base model from `cache` unless `loaded` is given), add-ons applied."""
+    from sdcli.models import resolve
+
+    if loaded is None:
+        loaded = cache.model(plan.model, plan.runtime, stage)
+    apply_assets(loaded, plan.extras, plan.assets, notes)
+    control = None
+    if plan.control is not None:
+        with stage("loading ControlNet") if stage else nullcontext():
+            control = plan.control.load(loaded, plan.assets.allow_pickle)
+    model_hash = resolve.model_hash(plan.model.hash_path)
+    refiner = cache.refiner(plan.refiner, plan.runtime)
+    upscaler = cache.hires_upscaler(plan.hires_upscaler, plan.assets, plan.runtime)
+    return LoadedJob(plan, loaded, model_hash, refiner, control, upscaler)

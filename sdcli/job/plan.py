@@ -1,0 +1,174 @@
+"""The plan step of a job: every check and every name resolved, before any weights load.
+
+plan_job() is pure with respect to models: it reads flags, input images (untrusted, checked
+here), prompt syntax, file headers and folder listings, never weights. Every entry point
+(one-shot commands, prompt files, X/Y/Z, folders, the server, the --server client) plans
+through it, so a bad value is refused the same way everywhere.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import nullcontext
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Protocol
+
+from sdcli.conditioning.prompts import parse_prompt
+from sdcli.controlnet.plan import ControlPlan, plan_controlnets
+from sdcli.errors import SdcliError
+from sdcli.io.images import PreparedInputs
+from sdcli.io.output import check_folder
+from sdcli.job.write import OutputOptions
+from sdcli.models.assets import AssetOptions, AssetPlan, plan_assets
+from sdcli.models.resolve import ModelRef
+from sdcli.models.runtime import RuntimeOptions, RuntimePlan, validate_runtime
+from sdcli.request.generation import GenerationRequest, validate
+from sdcli.sampling.samplers import SamplerChoice
+
+Notes = Callable[[str], None]
+DEMO_NOTE = ("no --model given: using sdcli's built-in tiny RANDOM-WEIGHT demo model; "
+             "its images are noise. Pass --model or set SDCLI_MODEL for real pictures.")
+
+
+@dataclass(frozen=True)
+class JobPlan:
+    """A checked job: the request, its sampler, inputs, add-ons and every model it names, resolved."""
+
+    request: GenerationRequest
+    choice: SamplerChoice
+    model: ModelRef
+    runtime: RuntimePlan
+    assets: AssetOptions
+    extras: AssetPlan  # LoRAs, embeddings, VAE of the prompt and flags
+    inputs: PreparedInputs | None = None
+    control: ControlPlan | None = None
+    refiner: ModelRef | None = None
+    hires_upscaler: Any = None  # models.upscalers.UpscalerRef of request.hires
+
+
+class Names(Protocol):
+    """How a job's model names become files: the CLI's rules (paths, hub ids, the models folder), or a
+    server's (only the models it serves and its models folder, never a path)."""
+
+    def model(self, spec: str | None) -> ModelRef: ...
+    def refiner(self, spec: str) -> ModelRef: ...
+    def hires_upscaler(self, spec: str, assets: AssetOptions) -> Any: ...
+
+
+@dataclass(frozen=True)
+class LocalNames:
+    """The CLI's rules: a path, a hub id (may download unless offline) or a name in the models folder."""
+
+    offline: bool
+    assets: AssetOptions
+    stage: Callable[[str], Any] | None = None
+
+    def model(self, spec: str | None) -> ModelRef:
+        from sdcli.models import resolve
+
+        remote = bool(spec) and "/" in spec and not Path(spec).expanduser().exists()  # may download
+        with self.stage(f"fetching {spec} from the hub") if remote and self.stage else nullcontext():
+            return resolve.resolve_model(spec, offline=self.offline, library=self.assets.library(),
+                                         allow_pickle=self.assets.allow_pickle)
+
+    def refiner(self, spec: str) -> ModelRef:
+        ref = resolve_refiner(spec, self.offline, self.assets.library())
+        assert ref is not None
+        return ref
+
+    def hires_upscaler(self, spec: str, assets: AssetOptions) -> Any:
+        from sdcli.models.upscalers import resolve_upscaler
+
+        return resolve_upscaler(spec, "--hires-upscaler", assets.library(), assets.allow_pickle)
+
+
+def check_request(request: GenerationRequest, runtime: RuntimeOptions, notes: Notes,
+                  output: OutputOptions | None = None) -> SamplerChoice:
+    """The request's own checks (flags, ranges, output options, prompt syntax warnings): no files, no models."""
+    choice = validate(request)
+    validate_runtime(runtime)
+    if output is not None:
+        output.check()
+    for warning in parse_prompt(request.prompt).warnings + parse_prompt(request.negative_prompt).warnings:
+        notes(f"prompt: {warning}")
+    return choice
+
+
+def plan_job(request: GenerationRequest, runtime: RuntimeOptions, model_spec: str | None,
+             assets: AssetOptions | None, notes: Notes, *, output: OutputOptions | None = None,
+             stage: Callable[[str], Any] | None = None, check_files: bool = True, names: Names | None = None,
+             placement: RuntimePlan | None = None) -> JobPlan:
+    """Check everything a job needs and resolve every name it gives; load no weights.
+
+    `names` turns model names into files (default: the CLI's LocalNames); `placement` is a
+    driver's fixed device plan (default: detected for this job's size). `check_files` False
+    skips the header checks that compare model files with each other (a caller that brings its
+    own loaded model, as tests do). Raises UsageError/ModelError.
+    """
+    from sdcli.io.images import prepare
+    from sdcli.models import loader
+    from sdcli.models.runtime import JobSize, detect_runtime
+
+    # 1. Everything that can be checked without a model.
+    choice = check_request(request, runtime, notes, output)
+    inputs = prepare(request)  # input images are untrusted: read and checked before any model loads
+    assets = assets or AssetOptions()
+    extras = plan_assets(assets, request.prompt, request.negative_prompt)
+    for warning in extras.warnings:
+        notes(warning)
+    control = plan_controlnets(request.controlnets, assets.library(), assets.allow_pickle)
+    for warning in control.warnings() if control else ():
+        notes(warning)
+    names = names or LocalNames(runtime.offline, assets, stage)
+    hires_upscaler = names.hires_upscaler(request.hires.upscaler, assets) if request.hires else None
+    if output is not None:
+        check_folder(output.folder)  # created only once there is something to write: refused runs leave nothing
+
+    # 2. Model files: found and checked against each other from their headers.
+    model = names.model(model_spec)
+    refiner = names.refiner(request.refiner) if request.refiner else None
+    if refiner is not None and check_files:
+        loader.check_refiner(model, refiner)
+    if control is not None and check_files:
+        control.check_model(loader.detect_ref(model).family)
+    if model.is_demo:
+        notes(DEMO_NOTE)
+    size = inputs.size if inputs else (request.width, request.height)
+    placement = placement or detect_runtime(runtime, JobSize(*size, request.batch_size))
+    return JobPlan(request, choice, model, placement, assets, extras, inputs, control, refiner, hires_upscaler)
+
+
+def recorded_request(plan: JobPlan) -> GenerationRequest:
+    """The request as replay records it: ControlNet files, the refiner and a hires upscaler file resolved."""
+    request = plan.request
+    if plan.control is not None:
+        request = replace(request, controlnets=plan.control.record_units())  # absolute paths
+    if plan.refiner is not None:
+        request = replace(request, refiner=plan.refiner.source or request.refiner)
+    if plan.hires_upscaler is not None:  # a file: its absolute path
+        ref = plan.hires_upscaler
+        request = replace(request, hires=replace(request.hires, upscaler=ref.path or ref.name))
+    return request
+
+
+def resolve_refiner(spec: str | None, offline: bool, library: Any = None) -> ModelRef | None:
+    """--refiner resolved like --model (files checked, no weights loaded); errors name --refiner."""
+    from sdcli.models import resolve
+
+    if not spec:
+        return None
+    try:
+        return resolve.resolve_model(spec, offline=offline, library=library)
+    except SdcliError as exc:
+        exc.args = (str(exc).replace("--model:", "--refiner:", 1),)
+        raise
+
+
+def resolve_hires_upscaler(request: GenerationRequest, assets: AssetOptions) -> Any:
+    """--hires-upscaler resolved (a name, a file, or a name in the models folder's ESRGAN/), or None."""
+    from sdcli.models.upscalers import resolve_upscaler
+
+    if request.hires is None:
+        return None
+    return resolve_upscaler(request.hires.upscaler, "--hires-upscaler", assets.library(), assets.allow_pickle)
