@@ -48,7 +48,8 @@ def latent_content(model: LoadedModel, request: GenerationRequest, inputs: Prepa
     if make is None:
         yield
         return
-    pipe, factor = model.pipe, model.family.latent.vae_scale
+    pipe: Any = model.pipe  # its inpainting pipeline (prepare_latents)
+    factor = model.family.latent.vae_scale
     small = inputs.mask.resize((inputs.size[0] // factor, inputs.size[1] // factor))
     mask = torch.from_numpy((np.asarray(small) >= 128).astype(np.float32))[None, None]
     original = pipe.prepare_latents

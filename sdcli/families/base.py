@@ -3,7 +3,9 @@ and the original (ldm/sgm) single-file key layout the Stable Diffusion families 
 
 Pure Python: detection reads tensor names and shapes or config files; a family's behaviour
 (its network adapter, prompt encoder, noise parameterisation) is built by its methods,
-which import torch-side code when called.
+which import torch-side code when called. Those methods take the diffusers pipeline as `Any`:
+only the family knows which components its pipelines carry (a UNet or a transformer, one or
+two text encoders); everything else sees the Protocols here and models.loaded.LoadedModel.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ if TYPE_CHECKING:
     import torch
 
     from sdcli.conditioning.cond import Conditioning, EncoderCapabilities
+    from sdcli.sampling.parameterisation import Parameterisation
 
 # ControlNet (or any add-on) residuals for one network call: (x, t, cond) -> extra network kwargs.
 Control = Callable[["torch.Tensor", "torch.Tensor", "Conditioning"], dict[str, Any]]
@@ -167,7 +170,7 @@ class Family:
         """Whether sdcli's own loop samples this model (its scheduler config and network input channels)."""
         return False
 
-    def parameterisation(self, scheduler: Json, prediction: str | None = None) -> Any:
+    def parameterisation(self, scheduler: Json, prediction: str | None = None) -> Parameterisation:
         """The model's noise parameterisation (sampling.parameterisation) from its scheduler config;
         `prediction` ("eps"/"v", --prediction-type) overrides what the config says."""
         raise NotImplementedError(self.name)

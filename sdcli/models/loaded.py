@@ -19,6 +19,7 @@ from sdcli.families.base import Detected, Family, NetworkAdapter
 if TYPE_CHECKING:
     from sdcli.models.runtime import RuntimePlan
     from sdcli.models.vae import DecodeGuard
+    from sdcli.sampling.parameterisation import Parameterisation
 
 
 INPAINTING_MODES = ("inpaint", "outpaint")  # modes a dedicated inpainting checkpoint runs
@@ -108,7 +109,7 @@ class LoadedModel:
         moved.set_progress_bar_config(disable=True)
         return replace(self, pipe=moved)
 
-    def parameterisation(self, prediction: str | None = None) -> Any:
+    def parameterisation(self, prediction: str | None = None) -> Parameterisation:
         """The model's noise parameterisation from its own scheduler; `prediction` ("eps"/"v") overrides."""
         return self.family.parameterisation(self.base_scheduler.config, prediction)
 
