@@ -8,7 +8,7 @@ CONSTRAINTS ?= constraints.txt
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.sdcli-installed
 
-.PHONY: install demo test lint fmt bench bench-gpu parity clean
+.PHONY: install demo test test-fast lint fmt bench bench-gpu parity clean
 
 install: $(STAMP)
 
@@ -25,6 +25,10 @@ demo: install
 
 test: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The edit-test loop: everything but the `slow` (tests/slow_tests.txt) and `parity` (tests/reference) tests.
+test-fast: install
+	$(BIN)/python -m pytest -m "not slow and not parity" -q $(PYTEST_ARGS)
 
 # sdcli vs hand-written diffusers code, interleaved repetitions (see bench/README.md).
 # Full run: several minutes (builds a full-size SD1.5-architecture model once, ~4 GB).

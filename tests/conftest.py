@@ -13,6 +13,21 @@ import pytest
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
+SLOW_LIST = Path(__file__).with_name("slow_tests.txt")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Markers from where a test lives and what it costs: tests/reference is `parity`; the tests listed
+    in slow_tests.txt (measured) are `slow`. `make test-fast` deselects both."""
+    listed = {line.strip() for line in SLOW_LIST.read_text(encoding="utf-8").splitlines()
+              if line.strip() and not line.startswith("#")}
+    for item in items:
+        if item.nodeid.startswith("tests/reference/"):
+            item.add_marker(pytest.mark.parity)
+        if item.nodeid.split("[", 1)[0] in listed:
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _isolated_env(tmp_path_factory: pytest.TempPathFactory):
     """Keep caches out of $HOME, stay offline, no colour codes in captured output."""

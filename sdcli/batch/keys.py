@@ -1,4 +1,4 @@
-"""The prompt-file keys: one table (KEYS) of WebUI spellings -> request fields, and their readers.
+"""The prompt-file keys: KEYS, WebUI spellings -> request fields (from the field table), and their readers.
 
 A key's reader turns the raw value (text from a `--key value` line, or a JSON value)
 into the request field's value, raising ValueError with the reason; parse.py adds
@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from sdcli.batch.inputs import is_input_set
-from sdcli.request.generation import DIRECTIONS
+from sdcli.request.fields import FIELDS, Field, parse_flag
 
 
 def _text(value: Any) -> str:
@@ -57,18 +57,10 @@ def _choice(table: dict[Any, str]) -> Callable[[Any], str]:
 def _flag(value: Any) -> bool:
     if isinstance(value, bool):  # JSON lines
         return value
-    text = _text(value).strip().lower()
-    if text in ("1", "true", "yes", "on"):
-        return True
-    if text in ("0", "false", "no", "off"):
-        return False
-    raise ValueError(f"{value!r} is not true/false")
-
-
-# The WebUI's numeric encodings of the img2img/inpaint enumerations.
-RESIZE_CODES = {0: "just", 1: "crop", 2: "fill"}
-MASKED_CONTENT_CODES = {0: "fill", 1: "original", 2: "latent-noise", 3: "latent-nothing"}
-INPAINT_AREA_CODES = {0: "whole", 1: "masked", "false": "whole", "true": "masked"}  # True == 1
+    try:
+        return parse_flag(_text(value))
+    except ValueError:
+        raise ValueError(f"{value!r} is not true/false") from None
 
 
 def _file(value: Any, base: Path) -> str:
@@ -102,66 +94,23 @@ class Key:
     is_path: bool = False
 
 
-# One row per key. Adding a key (or the request field of a new mode) is one row.
+# How a key's raw value is read, by the field's kind (a field with the WebUI's numeric codes: _choice).
+READERS: dict[str, Callable[..., Any]] = {"int": _whole, "float": _number, "str": _text, "text": _text,
+                                         "bool": _flag, "path": _images}
+
+
+def _key(row: Field) -> Key:
+    read = _choice(row.codes) if row.codes else READERS[row.kind]
+    return Key(row.key, row.name, read, row.aliases, row.flag, row.implies, row.kind == "path")  # type: ignore[arg-type]
+
+
+# One key per row of the field table that has one (request.fields), and the checkpoint, which is
+# not a request field (a line's model). Adding a key is adding it to its row there.
 KEYS: tuple[Key, ...] = (
-    Key("prompt", "prompt", _text, flag="--prompt"),
-    Key("negative_prompt", "negative_prompt", _text, ("negative",), "--negative-prompt"),
-    Key("steps", "steps", _whole, flag="--steps"),
-    Key("cfg_scale", "cfg_scale", _number, ("cfg",), "--cfg-scale"),
-    Key("seed", "seed", _whole, flag="--seed"),
-    Key("subseed", "subseed", _whole, ("variation_seed",), "--subseed"),
-    Key("subseed_strength", "subseed_strength", _number, ("variation_strength",), "--subseed-strength"),
-    Key("width", "width", _whole, flag="--width"),
-    Key("height", "height", _whole, flag="--height"),
-    Key("batch_size", "batch_size", _whole, flag="--batch-size"),
-    Key("n_iter", "count", _whole, ("count",), "--count"),
-    Key("sampler_name", "sampler", _text, ("sampler",), "--sampler"),
-    Key("scheduler", "schedule", _text, ("schedule", "schedule_type"), "--schedule"),
-    Key("clip_skip", "clip_skip", _whole, flag="--clip-skip"),
+    *(_key(row) for row in FIELDS if row.key),
     Key("sd_model", "model", _text, ("model",), "--model"),
-    # WebUI settings that change pixels: processing fields (eta, s_*) or settings names (override_settings).
-    Key("eta", "eta", _number, flag="--eta"),
-    Key("eta_noise_seed_delta", "ensd", _whole, ("ensd",), "--ensd"),
-    Key("s_churn", "s_churn", _number, flag="--s-churn"),
-    Key("s_tmin", "s_tmin", _number, flag="--s-tmin"),
-    Key("s_tmax", "s_tmax", _number, flag="--s-tmax"),
-    Key("s_noise", "s_noise", _number, flag="--s-noise"),
-    Key("sigma_min", "sigma_min", _number, flag="--sigma-min"),
-    Key("sigma_max", "sigma_max", _number, flag="--sigma-max"),
-    Key("randn_source", "rng", _text, ("rng",), "--rng"),
-    Key("emphasis", "emphasis", _text, flag="--emphasis"),
-    Key("prediction_type", "prediction_type", _text, flag="--prediction-type"),
-    Key("refiner_checkpoint", "refiner", _text, ("refiner",), "--refiner"),
-    Key("refiner_switch_at", "refiner_switch", _number, ("refiner_switch",), "--refiner-switch"),
-    Key("mode", "mode", _text),
-    # Image modes: "part.field" sets a field of the request's nested part (request.PARTS).
-    Key("init_image", "init.image", _images, ("init_images", "image"), "--image", mode="img2img", is_path=True),
-    Key("denoising_strength", "init.strength", _number, ("strength",), "--strength"),
-    Key("resize_mode", "init.resize", _choice(RESIZE_CODES), ("resize",), "--resize"),
-    Key("mask", "inpaint.mask", _images, ("mask_image",), "--mask", mode="inpaint", is_path=True),
-    Key("mask_blur", "inpaint.mask_blur", _whole, flag="--mask-blur"),
-    Key("inpainting_mask_invert", "inpaint.invert_mask", _flag, ("invert_mask",)),
-    Key("inpaint_full_res", "inpaint.area", _choice(INPAINT_AREA_CODES), ("inpaint_area",), "--inpaint-area"),
-    Key("inpaint_full_res_padding", "inpaint.padding", _whole, ("padding",), "--padding"),
-    Key("inpainting_fill", "inpaint.masked_content", _choice(MASKED_CONTENT_CODES), ("masked_content",),
-        "--masked-content"),
-    *(Key(side, f"outpaint.{side}", _whole, flag=f"--{side}", mode="outpaint") for side in DIRECTIONS),
-    Key("fill", "outpaint.fill", _text, ("outpaint_fill",), "--fill"),
-    # Hires fix on txt2img lines (the WebUI API's names; there `denoising_strength` is the hires pass's).
-    Key("enable_hr", "hires.enable", _flag, ("hires",), "--hires"),
-    Key("hr_scale", "hires.scale", _number, ("hires_scale",), "--hires-scale"),
-    Key("hr_resize_x", "hires.width", _whole, ("hires_width",), "--hires-size"),
-    Key("hr_resize_y", "hires.height", _whole, ("hires_height",), "--hires-size"),
-    Key("hr_second_pass_steps", "hires.steps", _whole, ("hires_steps",), "--hires-steps"),
-    Key("hires_denoise", "hires.denoise", _number, flag="--hires-denoise"),
-    Key("hr_upscaler", "hires.upscaler", _text, ("hires_upscaler",), "--hires-upscaler"),
-    Key("hr_prompt", "hires.prompt", _text, ("hires_prompt",), "--hires-prompt"),
-    Key("hr_negative_prompt", "hires.negative_prompt", _text, ("hires_negative_prompt",), "--hires-negative-prompt"),
-    Key("hr_sampler_name", "hires.sampler", _text, ("hires_sampler",), "--hires-sampler"),
-    Key("hr_scheduler", "hires.schedule", _text, ("hires_schedule",), "--hires-schedule"),
-    Key("hr_cfg", "hires.cfg_scale", _number, ("hires_cfg",), "--hires-cfg"),
 )
 # WebUI keys with no sdcli meaning: refused by name rather than as unknown.
 WEBUI_ONLY = ("styles", "seed_resize_from_h", "seed_resize_from_w",
-              "sampler_index", "restore_faces", "tiling", "do_not_save_samples", "do_not_save_grid",
+              "sampler_index", "restore_faces", "do_not_save_samples", "do_not_save_grid",
               "outpath_samples", "outpath_grids", "prompt_for_display")

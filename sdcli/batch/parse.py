@@ -41,6 +41,7 @@ from sdcli.request.generation import (
     GenerationRequest,
     check_seed_room,
     random_seed,
+    request_to_dict,
     validate,
 )
 
@@ -325,5 +326,5 @@ def plan_units(lines: list[BatchLine], base_seed: int) -> list[BatchUnit]:
 
 def plan_digest(lines: list[BatchLine], pattern: str) -> str:
     """A fingerprint of what the batch makes, so --resume refuses a changed file or options."""
-    rows = [[line.line, dataclasses.asdict(line.request), line.model] for line in lines]
+    rows = [[line.line, request_to_dict(line.request), line.model] for line in lines]
     return hashlib.sha256(json.dumps([rows, pattern], sort_keys=True).encode()).hexdigest()[:16]

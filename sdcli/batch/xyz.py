@@ -23,6 +23,7 @@ from typing import Any
 from sdcli.batch.parse import BatchLine
 from sdcli.batch.xyz_values import RANGES, expand, split_values
 from sdcli.errors import UsageError
+from sdcli.request.fields import FIELDS, Field, parse_flag
 from sdcli.request.generation import GenerationRequest, random_seed, validate
 
 MAX_CELLS = 10000  # cells of one plot (README "Limits")
@@ -90,7 +91,7 @@ class Axis:
     """One row of the WebUI's axis table that sdcli can plot: label, value type, how a value applies."""
 
     label: str
-    kind: str  # "int", "float", "str" or "permutations"
+    kind: str  # "int", "float", "str", "bool" or "permutations"
     apply: Callable[[GenerationRequest, Any, list[Any]], GenerationRequest]
     check: Callable[[list[Any], GenerationRequest], None] | None = None
     labelled: bool = True  # grid label "Label: value" (else the bare value)
@@ -98,38 +99,35 @@ class Axis:
     vae: bool = False  # a VAE per value (an add-on, set on the loaded model)
 
 
-# One row per axis, in the WebUI's order and spelling. Adding an axis = one row.
+def _set(row: Field) -> Callable[[GenerationRequest, Any, list[Any]], GenerationRequest]:
+    """Set a field table row's value (inside its part; a part the request lacks stays absent)."""
+    if not row.part:
+        return _field(row.name)
+    part = row.part
+    return lambda request, value, values: (replace(request, **{part: replace(getattr(request, part),
+                                                                              **{row.leaf: value})})
+                                           if getattr(request, part) is not None else request)
+
+
+def _check_part(part: str) -> Callable[[list[Any], GenerationRequest], None] | None:
+    return _check_hires if part == "hires" else None
+
+
+# The axes that are not one field's value: how they apply, by label (the others come from the field
+# table's `axis` column, request.fields). "Denoising" sets the img2img strength or the hires pass's.
+SPECIAL: dict[str, tuple[Callable[..., GenerationRequest], Callable[[list[Any], GenerationRequest], None]]] = {
+    "Denoising": (_strength, _check_strength),
+}
+# Every axis sdcli can plot: the WebUI's names; Width and Height are sdcli's own. Adding a field's axis is
+# naming it in its row.
 AXES: tuple[Axis, ...] = (
     Axis("Nothing", "str", lambda request, value, values: request, labelled=False),
-    Axis("Seed", "int", _field("seed")),
-    Axis("Var. seed", "int", _field("subseed")),
-    Axis("Var. strength", "float", _field("subseed_strength")),
-    Axis("Steps", "int", _field("steps")),
-    Axis("Hires steps", "int", _hires_field("steps"), _check_hires),
-    Axis("CFG Scale", "float", _field("cfg_scale")),
     Axis("Prompt S/R", "str", _prompt_sr, _check_prompt_sr, labelled=False),
     Axis("Prompt order", "permutations", _prompt_order, _check_prompt_order, labelled=False),
-    Axis("Sampler", "str", _field("sampler"), labelled=False),
-    Axis("Hires sampler", "str", _hires_field("sampler"), _check_hires),
     Axis("Checkpoint name", "str", lambda request, value, values: request, labelled=False, checkpoint=True),
-    Axis("Sigma Churn", "float", _field("s_churn")),
-    Axis("Sigma min", "float", _field("s_tmin")),  # the WebUI's "Sigma min/max" are s_tmin/s_tmax
-    Axis("Sigma max", "float", _field("s_tmax")),
-    Axis("Sigma noise", "float", _field("s_noise")),
-    Axis("Schedule type", "str", _field("schedule")),
-    Axis("Schedule min sigma", "float", _field("sigma_min")),
-    Axis("Schedule max sigma", "float", _field("sigma_max")),
-    Axis("Eta", "float", _field("eta")),
-    Axis("Clip skip", "int", _field("clip_skip")),
-    Axis("Denoising", "float", _strength, _check_strength),
-    Axis("Hires upscaler", "str", _hires_field("upscaler"), _check_hires),
     Axis("VAE", "str", lambda request, value, values: request, vae=True),
-    Axis("Refiner checkpoint", "str", _field("refiner")),
-    Axis("Refiner switch at", "float", _field("refiner_switch")),
-    Axis("RNG source", "str", _field("rng")),
-    # sdcli's own (not in the WebUI's table): the image size.
-    Axis("Width", "int", _field("width")),
-    Axis("Height", "int", _field("height")),
+    *(Axis(row.axis, row.kind, *SPECIAL.get(row.axis, (_set(row), _check_part(row.part))),
+           labelled=not row.bare_label) for row in FIELDS if row.axis),
 )
 # The WebUI's axes with no sdcli meaning (yet): refused by name rather than as unknown.
 WEBUI_ONLY = ("Image CFG Scale", "Negative Guidance minimum sigma", "Schedule rho",
@@ -168,6 +166,8 @@ def parse_values(axis: Axis, text: str) -> list[Any]:
         raise ValueError("an empty value; give values separated by commas")
     if axis.kind in RANGES:
         return [number for value in raw for number in expand(axis.kind, value)]
+    if axis.kind == "bool":
+        return [parse_flag(value) for value in raw]
     if axis.kind == "permutations":
         if len(raw) > 6:
             raise ValueError(f"{len(raw)} tokens make {math.factorial(len(raw))} orders; use at most 6")

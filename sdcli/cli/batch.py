@@ -59,7 +59,7 @@ def batch(
 ) -> None:
     from sdcli.batch.manifest import resume_options
     from sdcli.batch.runner import BatchOptions, run_batch
-    from sdcli.cli.common import REQUEST_FLAGS, asset_options, runtime_options, typed
+    from sdcli.cli.common import REQUEST_FLAGS, asset_options, recorded_options, runtime_options, typed
     from sdcli.cli.ui import BatchReporter, set_quiet
     from sdcli.errors import UsageError
     from sdcli.job.write import OutputOptions
@@ -85,7 +85,7 @@ def batch(
         file=Path(values["file"]), fmt=values["fmt"], defaults=defaults, seed=values["seed"], model=values["model"],
         runtime=runtime_options(values), resume=resume, group=group,
         output=OutputOptions(folder, values["name"], values["image_format"], values["quality"]),
-        record={k: current[k] for k in (*REQUEST_FLAGS, *RECORDED)}, assets=asset_options(flags),
+        record=recorded_options({k: current[k] for k in (*REQUEST_FLAGS, *RECORDED)}), assets=asset_options(flags),
     )
     set_quiet(flags["quiet"])
     with BatchReporter(as_json=flags["json_out"]) as reporter:

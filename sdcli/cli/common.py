@@ -4,8 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-# Flags that map one to one onto GenerationRequest / RuntimeOptions fields.
-REQUEST_FLAGS = ("negative_prompt", "steps", "cfg_scale", "seed", "subseed", "subseed_strength", "width", "height",
+from sdcli.request.fields import FIELDS
+
+# Flags that map one to one onto GenerationRequest fields: the field table's flags of the request's own
+# fields (the prompt comes as PROMPT or --prompt; the parts' flags are each command's own).
+REQUEST_FLAGS = tuple(row.name for row in FIELDS if row.flag and not row.part and row.name != "prompt")
+# The order a batch manifest has recorded these options in since sdcli 0.1; options added later follow.
+# Kept so that the manifest of the same command is the same file (`recorded_options`).
+_RECORD_ORDER = ("negative_prompt", "steps", "cfg_scale", "seed", "subseed", "subseed_strength", "width", "height",
                  "batch_size", "count", "sampler", "schedule", "clip_skip", "prediction_type", "refiner",
                  "refiner_switch", "rng", "emphasis", "eta", "ensd", "s_churn", "s_tmin", "s_tmax", "s_noise",
                  "sigma_min", "sigma_max")
@@ -13,6 +19,19 @@ REQUEST_FLAGS = ("negative_prompt", "steps", "cfg_scale", "seed", "subseed", "su
 RUNTIME_FLAGS = ("device", "dtype", "attention_slicing", "xformers", "offline", "vae_tiling", "cpu_offload",
                  "compile", "channels_last", "tf32", "fuse_qkv")
 TAIL_FLAGS = (*RUNTIME_FLAGS, "server", "output", "name", "json_out", "quiet", "image_format", "quality")
+
+
+def recorded_options(options: dict[str, Any]) -> dict[str, Any]:
+    """A batch's options as its manifest records them (for --resume): request options in their recorded
+    order, those added later only when set (request.generation.RECORDED_WHEN_SET), then the rest."""
+    from sdcli.request.generation import RECORDED_WHEN_SET
+
+    def rank(key: str) -> int:
+        return _RECORD_ORDER.index(key) if key in _RECORD_ORDER else len(_RECORD_ORDER)
+
+    kept = {k: v for k, v in options.items() if k not in RECORDED_WHEN_SET or v != RECORDED_WHEN_SET[k]}
+    request = sorted((k for k in kept if k in REQUEST_FLAGS), key=rank)
+    return {**{k: kept[k] for k in request}, **{k: v for k, v in kept.items() if k not in REQUEST_FLAGS}}
 
 
 def runtime_options(flags: dict[str, Any]) -> Any:
@@ -68,7 +87,7 @@ def read_stdin(what: str) -> str:
     import sys
 
     from sdcli.errors import UsageError
-    from sdcli.request.generation import MAX_PROMPT_CHARS
+    from sdcli.request.fields import MAX_PROMPT_CHARS
 
     if sys.stdin is None or sys.stdin.isatty():
         raise UsageError(f"{what}: '-' reads the prompt from stdin, but stdin is a terminal; pipe the prompt in")

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
+from sdcli.request.fields import allowed as r
 from sdcli.sampling.samplers import DEFAULT_SAMPLER
 
 GEN = "Generation"
@@ -20,29 +21,40 @@ Prompt = Annotated[str | None, typer.Argument(help="What to draw (WebUI prompt s
 PromptOpt = Annotated[str | None, typer.Option("--prompt", "-p", help="The prompt, as an option (- = stdin).",
                                                   rich_help_panel=GEN, show_default=False)]
 Negative = Annotated[str, typer.Option("--negative-prompt", "-n", help="What to avoid.", rich_help_panel=GEN)]
-Steps = Annotated[int, typer.Option("--steps", "-s", help="Sampling steps.", rich_help_panel=GEN)]
-Cfg = Annotated[float, typer.Option("--cfg-scale", "-c", help="Classifier-free guidance scale (0 or more).",
+Steps = Annotated[int, typer.Option("--steps", "-s", help=f"Sampling steps ({r('steps')}).", rich_help_panel=GEN)]
+Cfg = Annotated[float, typer.Option("--cfg-scale", "-c", help=f"Classifier-free guidance scale ({r('cfg_scale')}).",
                                     rich_help_panel=GEN)]
-Seed = Annotated[int | None, typer.Option("--seed", help="Seed; none or -1 = random (the seed used is reported).",
+Seed = Annotated[int | None, typer.Option("--seed", help=f"Seed ({r('seed')}); none or -1 = random (the seed used is "
+                                             "reported).",
                                              rich_help_panel=GEN, show_default=False)]
-Subseed = Annotated[int | None, typer.Option("--subseed", help="Variation seed; none or -1 = random when "
-                                             "--subseed-strength > 0.", rich_help_panel=GEN, show_default=False)]
+Subseed = Annotated[int | None, typer.Option("--subseed", help=f"Variation seed ({r('subseed')}); none or -1 = "
+                                             "random when --subseed-strength > 0.", rich_help_panel=GEN,
+                                             show_default=False)]
 SubseedStrength = Annotated[float, typer.Option("--subseed-strength", help="How far to move towards the variation "
-                                                "seed's noise (0-1, spherical interpolation).", rich_help_panel=GEN)]
-Width = Annotated[int | None, typer.Option("--width", "-W", help="Width, multiple of 8 (default: the model's native "
-                                              "size; with --image, the image's rounded to a multiple of 8).",
+                                                f"seed's noise ({r('subseed_strength')}, spherical interpolation).",
+                                                rich_help_panel=GEN)]
+Width = Annotated[int | None, typer.Option("--width", "-W", help=f"Width, {r('width')}, multiple of 8 (default: "
+                                              "the model's native size; with --image, the image's rounded to a "
+                                              "multiple of 8).",
                                               rich_help_panel=GEN, show_default=False)]
-Height = Annotated[int | None, typer.Option("--height", "-H", help="Height, multiple of 8 (default as --width).",
+Height = Annotated[int | None, typer.Option("--height", "-H", help=f"Height, {r('height')}, multiple of 8 (default "
+                                               "as --width).",
                                                rich_help_panel=GEN, show_default=False)]
-BatchSize = Annotated[int, typer.Option("--batch-size", "-b", help="Images generated in parallel.",
+BatchSize = Annotated[int, typer.Option("--batch-size", "-b",
+                                        help=f"Images generated in parallel ({r('batch_size')}).",
                                         rich_help_panel=GEN)]
-Count = Annotated[int, typer.Option("--count", help="Batches run one after another.", rich_help_panel=GEN)]
+Count = Annotated[int, typer.Option("--count", help=f"Batches run one after another ({r('count')}).",
+                                    rich_help_panel=GEN)]
 Sampler = Annotated[str, typer.Option("--sampler", help="WebUI sampler name, e.g. 'Euler a', 'DPM++ 2M Karras' "
                                       "(see `sdcli samplers`).", rich_help_panel=GEN)]
 Schedule = Annotated[str, typer.Option("--schedule", help="WebUI schedule type: automatic, uniform, karras, "
                                        "exponential, polyexponential, sgm-uniform, kl-optimal, align-your-steps, "
                                        "simple, normal, ddim, beta.", rich_help_panel=GEN)]
-ClipSkip = Annotated[int, typer.Option("--clip-skip", help="WebUI CLIP skip: 1 = last layer, 2 = penultimate (1-12).",
+Tiling = Annotated[bool, typer.Option("--tiling", help="An image that tiles: its left edge continues its right, its "
+                                      "top its bottom (the WebUI's Tiling; written as `Tiling: True`).",
+                                      rich_help_panel=GEN)]
+ClipSkip = Annotated[int, typer.Option("--clip-skip", help="WebUI CLIP skip: 1 = last layer, 2 = penultimate "
+                                       f"({r('clip_skip')}).",
                                        rich_help_panel=GEN)]
 # -- The WebUI settings that change pixels (its Settings > Sampler parameters) ---------------
 WEBUI = "WebUI sampler settings"
@@ -52,20 +64,22 @@ Rng = Annotated[str, typer.Option("--rng", help="Noise source, the WebUI's 'Rand
 Emphasis = Annotated[str, typer.Option("--emphasis", help="How (word:1.2) weights apply: original (multiply, then "
                                        "restore the mean), 'no norm' (multiply), none (brackets are text).",
                                        rich_help_panel=WEBUI)]
-Eta = Annotated[float | None, typer.Option("--eta", help="Noise multiplier of ancestral and SDE samplers "
-                                           "[default: 1]", rich_help_panel=WEBUI, show_default=False)]
+Eta = Annotated[float | None, typer.Option("--eta", help=f"Noise multiplier of ancestral and SDE samplers "
+                                           f"({r('eta')}) [default: 1]", rich_help_panel=WEBUI, show_default=False)]
 Ensd = Annotated[int, typer.Option("--ensd", help="Eta noise seed delta: sampler noise is seeded seed + ENSD "
-                                   "(the WebUI's NAI-style setting is 31337).", rich_help_panel=WEBUI)]
-SChurn = Annotated[float, typer.Option("--s-churn", help="Sigma churn (Euler, Heun, DPM2).", rich_help_panel=WEBUI)]
-STmin = Annotated[float, typer.Option("--s-tmin", help="Sigma tmin: churn only above this sigma.",
-                                      rich_help_panel=WEBUI)]
-STmax = Annotated[float, typer.Option("--s-tmax", help="Sigma tmax: churn only below this sigma (0 = no limit).",
-                                      rich_help_panel=WEBUI)]
-SNoise = Annotated[float, typer.Option("--s-noise", help="Sigma noise: scale of the added noise.",
+                                   f"({r('ensd')}; the WebUI's NAI-style setting is 31337).", rich_help_panel=WEBUI)]
+SChurn = Annotated[float, typer.Option("--s-churn", help=f"Sigma churn (Euler, Heun, DPM2; {r('s_churn')}).",
                                        rich_help_panel=WEBUI)]
-SigmaMin = Annotated[float, typer.Option("--sigma-min", help="Schedule min sigma (0 = the model's).",
+STmin = Annotated[float, typer.Option("--s-tmin", help=f"Sigma tmin: churn only above this sigma ({r('s_tmin')}).",
+                                      rich_help_panel=WEBUI)]
+STmax = Annotated[float, typer.Option("--s-tmax", help=f"Sigma tmax: churn only below this sigma ({r('s_tmax')}; "
+                                      "0 = no limit).",
+                                      rich_help_panel=WEBUI)]
+SNoise = Annotated[float, typer.Option("--s-noise", help=f"Sigma noise: scale of the added noise ({r('s_noise')}).",
+                                       rich_help_panel=WEBUI)]
+SigmaMin = Annotated[float, typer.Option("--sigma-min", help=f"Schedule min sigma ({r('sigma_min')}; 0 = the model's).",
                                          rich_help_panel=WEBUI)]
-SigmaMax = Annotated[float, typer.Option("--sigma-max", help="Schedule max sigma (0 = the model's).",
+SigmaMax = Annotated[float, typer.Option("--sigma-max", help=f"Schedule max sigma ({r('sigma_max')}; 0 = the model's).",
                                          rich_help_panel=WEBUI)]
 Model = Annotated[str | None, typer.Option(
     "--model", "-m", envvar="SDCLI_MODEL", show_default=False, rich_help_panel=MODEL,
@@ -78,7 +92,8 @@ Refiner = Annotated[str | None, typer.Option(
     "--refiner", help="SDXL refiner (or other SDXL model) that runs the last steps.", rich_help_panel=MODEL,
     show_default=False)]
 RefinerSwitch = Annotated[float, typer.Option(
-    "--refiner-switch", help="Fraction of the steps after which the --refiner takes over (0-1).",
+    "--refiner-switch", help="Fraction of the steps after which the --refiner takes over "
+    f"({r('refiner_switch')}).",
     rich_help_panel=MODEL)]
 Offline = Annotated[bool, typer.Option("--offline", help="Never use the network (also HF_HUB_OFFLINE=1).",
                                        rich_help_panel=MODEL)]
@@ -182,6 +197,7 @@ def _shared(
     sampler: Sampler = DEFAULTS["sampler"],
     schedule: Schedule = "automatic",
     clip_skip: ClipSkip = 1,
+    tiling: Tiling = False,
     rng: Rng = "cpu",
     emphasis: Emphasis = "original",
     eta: Eta = None,
@@ -263,12 +279,14 @@ InvertMask = Annotated[bool, typer.Option("--invert-mask", help="Repaint the bla
                                           rich_help_panel=MASK)]
 ResizeMask = Annotated[bool, typer.Option("--resize-mask", help="Resize a mask of another size to the image's.",
                                           rich_help_panel=MASK)]
-MaskBlur = Annotated[int, typer.Option("--mask-blur", help="Blur of the mask edge in pixels (0-256).",
+MaskBlur = Annotated[int, typer.Option("--mask-blur",
+                                       help=f"Blur of the mask edge in pixels ({r('inpaint.mask_blur')}).",
                                        rich_help_panel=MASK)]
 InpaintArea = Annotated[str, typer.Option(
     "--inpaint-area", help="whole: the whole picture at the generation size; masked: a crop around the mask "
     "(grown by --padding) generated at the full generation size, then pasted back.", rich_help_panel=MASK)]
-Padding = Annotated[int, typer.Option("--padding", help="Pixels added around the mask for --inpaint-area masked.",
+Padding = Annotated[int, typer.Option("--padding", help=f"Pixels added around the mask for --inpaint-area "
+                                      f"masked ({r('inpaint.padding')}).",
                                       rich_help_panel=MASK)]
 MaskedContent = Annotated[str, typer.Option(
     "--masked-content", rich_help_panel=MASK,
@@ -276,7 +294,8 @@ MaskedContent = Annotated[str, typer.Option(
     "original: the input pixels (the diffusers pipelines' own behaviour). fill: the input with the masked "
     "pixels replaced by colours blurred in from around them. latent-noise / latent-nothing: the image latents "
     "under the mask replaced by the seed's noise / zeros before denoising, as in the WebUI.")]
-Left, Right, Up, Down = (Annotated[int, typer.Option(f"--{side}", help=f"Pixels to add {where}.", rich_help_panel=IMG)]
+Left, Right, Up, Down = (Annotated[int, typer.Option(f"--{side}", help=f"Pixels to add {where} "
+                                                     f"({r('outpaint.' + side)}).", rich_help_panel=IMG)]
                          for side, where in (("left", "on the left"), ("right", "on the right"),
                                              ("up", "at the top"), ("down", "at the bottom")))
 Expand = Annotated[int, typer.Option("--expand", help="Pixels to add on each --direction side.",
@@ -291,15 +310,17 @@ Fill = Annotated[str, typer.Option("--fill", help="Pre-fill of the new area: edg
 HIRES = "Hires fix"
 Hires = Annotated[bool, typer.Option("--hires", help="Hires fix: upscale the image, then run a second img2img pass "
                                      "at the larger size (the WebUI's).", rich_help_panel=HIRES)]
-HiresScale = Annotated[float, typer.Option("--hires-scale", help="Upscale by (1-8); ignored with --hires-size.",
+HiresScale = Annotated[float, typer.Option("--hires-scale", help=f"Upscale by ({r('hires.scale')}); ignored with "
+                                           "--hires-size.",
                                            rich_help_panel=HIRES)]
 HiresSize = Annotated[str | None, typer.Option(
     "--hires-size", metavar="WxH", help="Upscale to WIDTHxHEIGHT instead (0 on one side keeps the aspect; another "
     "aspect is cropped, as the WebUI's 'Resize width/height to').", rich_help_panel=HIRES, show_default=False)]
-HiresSteps = Annotated[int, typer.Option("--hires-steps", help="Steps of the hires pass (0 = the same as --steps); "
+HiresSteps = Annotated[int, typer.Option("--hires-steps", help=f"Steps of the hires pass ({r('hires.steps')}; 0 = the "
+                                         "same as --steps); "
                                          "run exactly, as in the WebUI.", rich_help_panel=HIRES)]
 HiresDenoise = Annotated[float, typer.Option("--hires-denoise", help="Denoising strength of the hires pass "
-                                             "(more than 0, at most 1).", rich_help_panel=HIRES)]
+                                             f"({r('hires.denoise')}).", rich_help_panel=HIRES)]
 HiresUpscaler = Annotated[str, typer.Option(
     "--hires-upscaler", help="Latent, 'Latent (antialiased)', 'Latent (bicubic)', 'Latent (bicubic antialiased)', "
     "'Latent (nearest)', 'Latent (nearest-exact)', Lanczos, Nearest, None, or an ESRGAN-family .safetensors file "
@@ -314,8 +335,9 @@ HiresSampler = Annotated[str | None, typer.Option("--hires-sampler", help="Sampl
 HiresSchedule = Annotated[str | None, typer.Option("--hires-schedule", help="Schedule type of the hires pass "
                                                    "[default: --schedule]", rich_help_panel=HIRES,
                                                    show_default=False)]
-HiresCfg = Annotated[float | None, typer.Option("--hires-cfg", help="CFG scale of the hires pass (WebUI Forge's "
-                                                "'Hires CFG Scale') [default: --cfg-scale]", rich_help_panel=HIRES,
+HiresCfg = Annotated[float | None, typer.Option("--hires-cfg", help=f"CFG scale of the hires pass "
+                                                f"({r('hires.cfg_scale')}; WebUI Forge's 'Hires CFG Scale') "
+                                                "[default: --cfg-scale]", rich_help_panel=HIRES,
                                                 show_default=False)]
 
 

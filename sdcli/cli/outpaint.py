@@ -39,7 +39,8 @@ def outpaint(
 ) -> None:
     from sdcli.cli.common import run_command
     from sdcli.errors import UsageError
-    from sdcli.request.generation import DIRECTIONS, ImageInput, InpaintSettings, OutpaintSettings
+    from sdcli.request.generation import ImageInput, InpaintSettings, OutpaintSettings
+    from sdcli.request.vocabulary import DIRECTIONS
 
     sides = {"left": left, "right": right, "up": up, "down": down}
     chosen = [d.strip() for item in direction or [] for d in item.split(",") if d.strip()]

@@ -72,7 +72,7 @@ def xyz(
     from sdcli.batch.plan import BatchOptions
     from sdcli.batch.plotrun import cell_assets, check_model, free_folder, run_plot, upscaler_resolver
     from sdcli.batch.xyz import plan_plot
-    from sdcli.cli.common import REQUEST_FLAGS, asset_options, read_stdin, runtime_options, typed
+    from sdcli.cli.common import REQUEST_FLAGS, asset_options, read_stdin, recorded_options, runtime_options, typed
     from sdcli.cli.ui import BatchReporter, json_line, set_quiet
     from sdcli.errors import UsageError
     from sdcli.job.write import OutputOptions
@@ -126,7 +126,8 @@ def xyz(
         file=Path("xyz"), source="the plot's axes", defaults=base, seed=plot.resolved.get("seed"),
         model=current["model"],
         runtime=runtime, output=OutputOptions(folder, values["name"], values["image_format"], values["quality"]),
-        resume=resume, assets=assets, record={**current, "resolved": plot.resolved}, group=1, lines=plot.lines,
+        resume=resume, assets=assets, record={**recorded_options(current), "resolved": plot.resolved}, group=1,
+        lines=plot.lines,
         line_assets={line: cell_assets(assets, vae) for line, vae in plot.vaes.items()})
 
     # 3. Run the cells as a batch, then draw the grids.

@@ -23,7 +23,6 @@ from sdcli.conditioning.prompts import BREAK_MARK, parse_attention
 
 CHUNK = 75
 COMMA_BACKTRACK = 20  # the WebUI's "Prompt word wrap length limit"
-EMPHASES = {"original": "Original", "no norm": "No norm", "none": "None"}
 
 
 def final_layer_norm(text_encoder: Any) -> torch.nn.Module:

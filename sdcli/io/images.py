@@ -141,8 +141,8 @@ def _resize_fill(image: Image, size: tuple[int, int], resample: int) -> Image:
     return stretch_edges(inner, size, ((size[0] - inner.width) // 2, (size[1] - inner.height) // 2))
 
 
-# --resize modes (the WebUI's "Just resize", "Crop and resize", "Resize and fill").
-RESIZE_MODES = {"just": _resize_just, "crop": _resize_crop, "fill": _resize_fill}
+# How each --resize mode (request.vocabulary.RESIZE_MODES) resizes.
+RESIZERS = {"just": _resize_just, "crop": _resize_crop, "fill": _resize_fill}
 
 
 def resize(image: Image, size: tuple[int, int], mode: str) -> Image:
@@ -156,7 +156,7 @@ def resize(image: Image, size: tuple[int, int], mode: str) -> Image:
     if image.size == size:
         return image
     resample = Image.Resampling.BILINEAR if image.mode == "L" else Image.Resampling.LANCZOS
-    return RESIZE_MODES[mode](image, size, resample)
+    return RESIZERS[mode](image, size, resample)
 
 
 def crop_box(mask: Image, padding: int, size: tuple[int, int]) -> tuple[int, int, int, int]:
@@ -289,8 +289,8 @@ def _with_content(inputs: PreparedInputs, content: str) -> PreparedInputs:
     return inputs
 
 
-# --fill modes for outpainting: how the new area is pre-filled before inpainting it.
-OUTPAINT_FILLS = {
+# How each outpaint --fill mode (request.vocabulary.OUTPAINT_FILLS) pre-fills the new area.
+FILLERS = {
     "edge": lambda canvas, image, at, mask: stretch_edges(image, canvas, at),
     "noise": lambda canvas, image, at, mask: fill_noise(stretch_edges(image, canvas, at), mask),
     "blur": lambda canvas, image, at, mask: fill_masked(stretch_edges(image, canvas, at), mask),
@@ -318,7 +318,7 @@ def outpaint_canvas(image: Image, left: int, right: int, up: int, down: int,
                          "the limit is 8192 on a side")
     mask = Image.new("L", size, 255)
     mask.paste(0, (left, up, left + image.width, up + image.height))
-    return OUTPAINT_FILLS[fill](size, image, (left, up), mask), mask, (left, up)
+    return FILLERS[fill](size, image, (left, up), mask), mask, (left, up)
 
 
 def _prepare_outpaint(request: GenerationRequest, image: Image) -> PreparedInputs:

@@ -11,7 +11,7 @@ from typing import Any
 KEY_ORDER = (
     "Steps", "Sampler", "Schedule type", "CFG scale", "Seed", "Size", "Model hash", "Model",
     "VAE hash", "VAE", "Variation seed", "Variation seed strength", "Seed resize from",
-    "Denoising strength", "Clip skip", "RNG",
+    "Denoising strength", "Clip skip", "RNG", "Tiling",
     "Hires sampler", "Hires prompt", "Hires negative prompt", "Hires schedule type", "Hires CFG Scale",
     "Hires upscale", "Hires resize", "Hires steps", "Hires upscaler", "Mask blur", "Inpaint area",
     "Masked area padding", "Masked content", "Lora hashes", "TI hashes",

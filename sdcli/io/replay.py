@@ -16,34 +16,17 @@ from typing import Any
 from sdcli.errors import UsageError
 from sdcli.io.metadata import parse_infotext, read_infotext, read_replay_record
 from sdcli.models.safety import WEIGHT_SUFFIXES
+from sdcli.request.fields import FIELDS
 from sdcli.request.generation import MODE_PARTS, PARTS, GenerationRequest
-from sdcli.request.hires import INFOTEXT_KEYS as HIRES_KEYS
 from sdcli.request.hires import hires_from_infotext
 
-# WebUI infotext key -> (request field, converter). One row a key.
+# WebUI infotext key -> (request field, converter): the field table's rows that are read back.
 INFOTEXT_FIELDS: dict[str, tuple[str, Any]] = {
-    "Steps": ("steps", int),
-    "CFG scale": ("cfg_scale", float),
-    "Seed": ("seed", int),
-    "Sampler": ("sampler", str),
-    "Schedule type": ("schedule", str.lower),
-    "Clip skip": ("clip_skip", int),
-    "Variation seed": ("subseed", int),
-    "Variation seed strength": ("subseed_strength", float),
-    "RNG": ("rng", str.lower),
-    "Emphasis": ("emphasis", str.lower),
-    "Eta": ("eta", float),
-    "Eta DDIM": ("eta", float),
-    "ENSD": ("ensd", int),
-    "Sigma churn": ("s_churn", float),
-    "Sigma tmin": ("s_tmin", float),
-    "Sigma tmax": ("s_tmax", float),
-    "Sigma noise": ("s_noise", float),
-    "Schedule min sigma": ("sigma_min", float),
-    "Schedule max sigma": ("sigma_max", float),
-    "Refiner": ("refiner", lambda v: re.sub(r" \[[0-9a-f]{8,}\]$", "", v)),  # "name [hash]" -> name
-    "Refiner switch at": ("refiner_switch", float),
+    key: (row.name, row.read) for row in FIELDS if row.read is not None and not row.part
+    for key in (row.infotext, *row.read_aliases)
 }
+# The hires pass's keys, read back together by request.hires.hires_from_infotext.
+HIRES_KEYS = tuple(dict.fromkeys(row.infotext for row in FIELDS if row.part == "hires" and row.infotext))
 # Infotext keys that describe the image but change nothing sdcli would do differently.
 INFORMATIONAL = ("Size", "Model hash", "Model", "Version")
 # An infotext without an RNG key was made with the WebUI's default source, GPU: on NVIDIA

@@ -1,4 +1,4 @@
-"""Generation: run(request, pipe) -> images with their infotext, one batch at a time.
+"""Generation: run(request, model) -> images with their infotext, one batch at a time.
 
 The pipeline is injected (tests pass a tiny one); sdcli's own loop (sampling.loop)
 uses only its components, as the WebUI does, and the diffusers pipeline itself runs
@@ -22,7 +22,8 @@ from sdcli.execution.stages import StepCallback, runs_own_loop
 from sdcli.io.images import PreparedInputs, prepare
 from sdcli.io.metadata import build_infotext
 from sdcli.models.loaded import LoadedModel
-from sdcli.request.generation import DIRECTIONS, INPAINT_AREAS, MASKED_CONTENTS, GenerationRequest, choice_key
+from sdcli.request.fields import Written, infotext_values
+from sdcli.request.generation import GenerationRequest
 from sdcli.sampling.samplers import SamplerChoice
 
 
@@ -43,80 +44,22 @@ class GeneratedImage:
 
 def infotext_params(request: GenerationRequest, choice: SamplerChoice, *, seed: int, subseed: int | None,
                     width: int, height: int, model_name: str, model_hash: str,
-                    refiner: LoadedModel | None = None) -> dict[str, Any]:
-    """The WebUI parameter line's fields for one image (omission rules applied)."""
-    return {
-        "Steps": request.steps,
-        "Sampler": choice.sampler.name,
-        "Schedule type": choice.schedule_label,
-        "CFG scale": f"{request.cfg_scale:g}",
-        "Seed": seed,
-        "Size": f"{width}x{height}",
-        "Model hash": model_hash,
-        "Model": model_name,
-        "Variation seed": subseed,
-        "Variation seed strength": f"{request.subseed_strength:g}" if subseed is not None else None,
-        "Clip skip": request.clip_skip if request.clip_skip > 1 else None,
-        **refiner_params(request, refiner),
-        **sampling_params(request, choice),
-        **image_params(request),
-        "Version": f"sdcli {__version__}",
-    }
-
-
-def refiner_params(request: GenerationRequest, refiner: LoadedModel | None) -> dict[str, Any]:
-    """The WebUI's refiner keys: `Refiner: name [hash]`, `Refiner switch at: 0.8`."""
-    if refiner is None:
-        return {}
-    return {"Refiner": f"{refiner.name} [{refiner.hash}]", "Refiner switch at": f"{request.refiner_switch:g}"}
-
-
-RNG_LABELS = {"cpu": "CPU", "gpu": "GPU", "nv": "NV"}
-EMPHASIS_LABELS = {"original": "Original", "no norm": "No norm", "none": "None"}
-
-
-def sampling_params(request: GenerationRequest, choice: SamplerChoice) -> dict[str, Any]:
-    """The WebUI's keys for its pixel-changing settings, written when they apply and differ from its defaults.
-
-    RNG is always written: sdcli's default (CPU) is not the WebUI's (GPU).
-    """
+                    refiner: LoadedModel | None = None, hires: tuple[Any, Any, str] | None = None) -> dict[str, Any]:
+    """The WebUI parameter line's fields for one image: the field table's keys (request.fields, omission
+    rules applied there), the model's and the size. `hires`: the hires pass's (first, second) samplers and
+    upscaler name, when it runs."""
     from sdcli.sampling.loop import ETA_DEFAULTS, sampler_takes
 
-    default = ETA_DEFAULTS[choice.sampler.timesteps]
-    eta = default if request.eta is None else request.eta
-    takes = sampler_takes(choice)
-    emphasis = choice_key(request.emphasis)
+    written = Written(request, choice, seed, subseed, width, height, takes=sampler_takes(choice),
+                      eta_default=ETA_DEFAULTS[choice.sampler.timesteps],
+                      refiner=f"{refiner.name} [{refiner.hash}]" if refiner is not None else None, hires=hires)
     return {
-        "RNG": RNG_LABELS[choice_key(request.rng)],
-        "Emphasis": EMPHASIS_LABELS[emphasis] if emphasis != "original" else None,
-        "Eta DDIM" if choice.sampler.timesteps else "Eta": f"{eta:g}" if "eta" in takes and eta != default else None,
-        "ENSD": request.ensd if request.ensd and choice.sampler.uses_ensd and eta != 0 else None,
-        "Sigma churn": f"{request.s_churn:g}" if "s_churn" in takes and request.s_churn else None,
-        "Sigma tmin": f"{request.s_tmin:g}" if "s_tmin" in takes and request.s_tmin else None,
-        "Sigma tmax": f"{request.s_tmax:g}" if "s_tmax" in takes and request.s_tmax else None,
-        "Sigma noise": f"{request.s_noise:g}" if "s_noise" in takes and request.s_noise != 1.0 else None,
-        "Schedule min sigma": f"{request.sigma_min:g}" if request.sigma_min else None,
-        "Schedule max sigma": f"{request.sigma_max:g}" if request.sigma_max else None,
+        "Size": f"{width}x{height}",  # the generation size (with an input image, its fitted size)
+        "Model hash": model_hash,
+        "Model": model_name,
+        **infotext_values(written),
+        "Version": f"sdcli {__version__}",
     }
-
-
-def image_params(request: GenerationRequest) -> dict[str, Any]:
-    """What the WebUI records for img2img/inpaint, plus sdcli's outpaint settings."""
-    params: dict[str, Any] = {}
-    if request.init is not None:
-        params["Denoising strength"] = f"{request.init.strength:g}"
-    if (inpaint := request.inpaint) is not None:
-        params["Mask blur"] = inpaint.mask_blur
-        if request.mode == "inpaint":
-            params["Inpaint area"] = INPAINT_AREAS[inpaint.area]
-            params["Masked area padding"] = inpaint.padding if inpaint.area == "masked" else None
-            params["Mask mode"] = "Inpaint not masked" if inpaint.invert_mask else None
-        params["Masked content"] = MASKED_CONTENTS[inpaint.masked_content]
-    if (outpaint := request.outpaint) is not None:
-        params["Outpaint"] = " ".join(f"{side} {px}" for side, px in zip(DIRECTIONS, outpaint.pixels, strict=True)
-                                      if px)
-        params["Outpaint fill"] = outpaint.fill
-    return params
 
 
 def run(
@@ -152,9 +95,10 @@ def run(
     """
     from sdcli.execution.hires import hires_stage
     from sdcli.execution.stages import prompt_encoder, refiner_stage
+    from sdcli.execution.tiling import circular_padding
     from sdcli.models.assets import encoder_text
     from sdcli.models.loader import set_sampler
-    from sdcli.request.hires import final_size, hires_choices, hires_params
+    from sdcli.request.hires import final_size, hires_choices
 
     # 1. Model-dependent checks and settings; the input images at generation size.
     model = model.for_mode(request.mode)
@@ -177,7 +121,7 @@ def run(
         raise UsageError(f"--clip-skip: {request.clip_skip} is deeper than this model's {layers} text layers")
     refine = refiner_stage(model, encoded, refiner, choice, own, (width, height))
     hires = hires_stage(model, encoded, own, (width, height), hires_upscaler)
-    hires_keys = hires_params(request, *hires_choices(request), hires.upscaler.ref.name) if hires else {}
+    hires_names = (*hires_choices(request), hires.upscaler.ref.name) if hires else None
     batch_run = own_batch if own else pipeline_batch
     control_params: dict[str, Any] = {}
     if request.controlnets and control is None:
@@ -201,15 +145,15 @@ def run(
     for start in range(0, len(seeds), request.batch_size):
         batch_seeds = seeds[start:start + request.batch_size]
         batch_subseeds = subseeds[start:start + request.batch_size]
-        with finite_guard(*pipes) as guard:
+        with finite_guard(*pipes) as guard, circular_padding(request.tiling, *pipes):  # --tiling, this batch only
             images = batch_run(encoded, model, choice, encoder, inputs, batch_seeds, batch_subseeds, width, height,
                                on_step, refine, hires)
         for offset, (image, seed, subseed) in enumerate(zip(images, batch_seeds, batch_subseeds, strict=True)):
             if inputs is not None:
                 image = inputs.finish(image)  # pasted back through the blurred mask / into the crop
             params = infotext_params(request, choice, seed=seed, subseed=subseed, width=width, height=height,
-                                     model_name=model_name, model_hash=model_hash,
-                                     refiner=refiner) | hires_keys | control_params | (extra_params or {})
+                                     model_name=model_name, model_hash=model_hash, refiner=refiner,
+                                     hires=hires_names) | control_params | (extra_params or {})
             yield GeneratedImage(  # width/height: the generation size, as the infotext's Size
                 image=image, index=start + offset, seed=seed, subseed=subseed, width=width, height=height,
                 params=params, infotext=build_infotext(request.prompt, request.negative_prompt, params),

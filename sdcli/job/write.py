@@ -11,7 +11,8 @@ from sdcli import __version__
 from sdcli.conditioning.prompts import plain_text
 from sdcli.errors import UsageError
 from sdcli.io.output import DEFAULT_PATTERN, check_pattern, render_name
-from sdcli.request.generation import DIRECTIONS, GenerationRequest
+from sdcli.request.generation import GenerationRequest, request_to_dict
+from sdcli.request.vocabulary import DIRECTIONS
 
 ASSET_KEYS = {"vae": "VAE", "vae_hash": "VAE hash", "lora_hashes": "Lora hashes", "ti_hashes": "TI hashes"}
 
@@ -46,7 +47,7 @@ def replay_record(item, request: GenerationRequest, model, assets: dict[str, Any
     """What `sdcli replay` needs to make this one image again (stored in the PNG)."""
     single = replace(request, seed=item.seed, subseed=item.subseed, width=item.width, height=item.height,
                      batch_size=1, count=1)
-    record = {"sdcli": __version__, "model": model.source, "request": asdict(single)}
+    record = {"sdcli": __version__, "model": model.source, "request": request_to_dict(single)}
     if assets and any(assets.values()):
         record["assets"] = assets  # flag LoRAs, embeddings, VAE (tag LoRAs are in the prompt)
     return record

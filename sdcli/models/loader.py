@@ -11,6 +11,7 @@ from sdcli.models.loaded import LoadedModel
 from sdcli.models.quiet import quiet_libraries
 from sdcli.models.resolve import ModelRef
 from sdcli.models.runtime import TORCH_DTYPES, RuntimePlan
+from sdcli.request.vocabulary import PREDICTION_TYPES
 from sdcli.sampling.samplers import SamplerChoice
 
 
@@ -75,9 +76,6 @@ def apply_memory_options(model: LoadedModel, plan: RuntimePlan) -> None:
     from sdcli.models.runtime import apply_plan
 
     apply_plan(model, plan)
-
-
-PREDICTION_TYPES = {"eps": "epsilon", "v": "v_prediction"}  # --prediction-type -> diffusers' name
 
 
 def set_sampler(model: LoadedModel, choice: SamplerChoice, prediction_type: str | None = None) -> None:

@@ -3,25 +3,15 @@
 from __future__ import annotations
 
 import secrets
-from dataclasses import dataclass, fields, replace
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 from sdcli.controlnet.units import ControlUnit, unit_from_dict, validate_units
 from sdcli.errors import UsageError
-from sdcli.io.images import OUTPAINT_FILLS, RESIZE_MODES
+from sdcli.request.fields import MAX_PROMPT_CHARS, MAX_SEED, check_fields, check_text  # noqa: F401 (re-exported)
 from sdcli.request.hires import HiresSettings, validate_hires
+from sdcli.request.vocabulary import choice_key  # noqa: F401 (re-exported for execution/)
 from sdcli.sampling.samplers import DEFAULT_SAMPLER, SamplerChoice, img2img_steps, resolve_sampler
-
-MAX_SEED = 2**32 - 1
-MAX_PROMPT_CHARS = 20000  # far past CLIP's useful length (75 tokens a chunk); README "Limits"
-CLIP_SKIP_RANGE = (1, 12)
-SIZE_RANGE = (8, 8192)
-# Choices of the inpaint flags (--resize and --fill choices are the tables in core.images).
-INPAINT_AREAS = {"whole": "Whole picture", "masked": "Only masked"}  # flag value -> WebUI infotext
-MASKED_CONTENTS = {"original": "original", "fill": "fill", "latent-noise": "latent noise",
-                   "latent-nothing": "latent nothing"}
-DIRECTIONS = ("left", "right", "up", "down")
-PREDICTION_TYPES = ("eps", "v")
 
 
 @dataclass(frozen=True)
@@ -98,6 +88,7 @@ class GenerationRequest:
     s_noise: float = 1.0
     sigma_min: float = 0.0
     sigma_max: float = 0.0
+    tiling: bool = False  # --tiling: the image tiles (execution.tiling: circular padding, as the WebUI)
     controlnets: tuple[ControlUnit, ...] = ()  # --controlnet units (core.control)
 
     @property
@@ -145,71 +136,37 @@ def check_seed_room(flag: str, seed: int | None, images: int) -> None:
                          f"{MAX_SEED - images + 1}")
 
 
-def check_text(flag: str, text: str) -> None:
-    """Prompts: valid Unicode (no undecodable bytes from the shell) and at most MAX_PROMPT_CHARS."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise UsageError(f"{flag}: not valid UTF-8 (undecodable byte at character {exc.start + 1})") from None
-    if len(text) > MAX_PROMPT_CHARS:
-        raise UsageError(f"{flag}: {len(text)} characters; the limit is {MAX_PROMPT_CHARS}")
-
-
-def _check_range(flag: str, value: float, low: float, high: float) -> None:
-    if not low <= value <= high:
-        raise UsageError(f"{flag}: {value} is out of range; use {low} to {high}")
-
-
 def validate(request: GenerationRequest) -> SamplerChoice:
-    """Check every field, naming the flag and value; return the resolved sampler."""
-    _check_range("--steps", request.steps, 1, 1000)
+    """Check every field, naming the flag and value; return the resolved sampler.
+
+    Each setting's own range and choices are its row of the field table (request.fields); the
+    rules here are the ones between settings.
+    """
+    # 1. Every setting on its own: the request's fields, then those of each part it has.
     if request.cfg_scale < 0:
         raise UsageError(f"--cfg-scale: {request.cfg_scale} is negative; use 0 or more (7 is usual)")
-    _check_range("--cfg-scale", request.cfg_scale, 0, 100)
-    check_text("--prompt", request.prompt)
-    check_text("--negative-prompt", request.negative_prompt)
-    if request.seed is not None and request.seed != -1:
-        _check_range("--seed", request.seed, 0, MAX_SEED)
-    if request.subseed is not None and request.subseed != -1:
-        _check_range("--subseed", request.subseed, 0, MAX_SEED)
-    _check_range("--subseed-strength", request.subseed_strength, 0, 1)
-    for flag, value in (("--width", request.width), ("--height", request.height)):
-        if value is None:
-            continue
-        _check_range(flag, value, *SIZE_RANGE)
-        if value % 8:
-            lower, upper = value - value % 8, value - value % 8 + 8
-            raise UsageError(f"{flag}: {value} is not a multiple of 8; try {lower or 8} or {upper}")
-    _check_range("--batch-size", request.batch_size, 1, 64)
-    _check_range("--count", request.count, 1, 100000)
-    _check_range("--clip-skip", request.clip_skip, *CLIP_SKIP_RANGE)
-    check_seed_room("--seed", request.seed, request.total_images)
-    if request.subseed_strength:
-        check_seed_room("--subseed", request.subseed, request.total_images)
-    if request.prediction_type is not None:
-        _check_choice("--prediction-type", request.prediction_type, PREDICTION_TYPES)
-    if not 0 < request.refiner_switch < 1:
-        raise UsageError(f"--refiner-switch: {request.refiner_switch} is out of range; use more than 0 and less "
-                         "than 1 (0.8 = the refiner runs the last 20% of the steps)")
-    _validate_sampling(request)
+    check_fields(request)
     missing = [part for part in MODE_PARTS[request.mode] if getattr(request, part) is None]
     if missing:
         raise ValueError(f"a {request.mode} request needs {', '.join(missing)}")
-    if request.init is not None:
-        _validate_init(request)
-    if request.inpaint is not None:
-        _validate_inpaint(request.inpaint)
-    if request.outpaint is not None:
-        _validate_outpaint(request.outpaint)
+    for part in ("init", "inpaint", "outpaint"):
+        check_fields(request, part)
+
+    # 2. The rules between settings.
+    check_seed_room("--seed", request.seed, request.total_images)
+    if request.subseed_strength:
+        check_seed_room("--subseed", request.subseed, request.total_images)
+    if request.sigma_min and request.sigma_max and request.sigma_min >= request.sigma_max:
+        raise UsageError(f"--sigma-min: {request.sigma_min} is not below --sigma-max {request.sigma_max}")
+    if request.outpaint is not None and not any(request.outpaint.pixels):
+        raise UsageError("--left/--right/--up/--down: nothing to expand; give pixels for at least one side "
+                         "(or --expand PX --direction ...)")
     validate_units(request.controlnets)
     if request.controlnets and request.refiner:
         raise UsageError("--controlnet: not with --refiner (the refiner's UNet takes no ControlNet residuals)")
     if request.controlnets and request.mode == "outpaint":
         raise UsageError("--controlnet: use it with txt2img, img2img or inpaint")
     if request.hires is not None:
-        for flag, text in (("--hires-prompt", request.hires.prompt),
-                           ("--hires-negative-prompt", request.hires.negative_prompt)):
-            check_text(flag, text or "")
         validate_hires(request)
     return resolve_sampler(request.sampler, request.schedule)
 
@@ -226,8 +183,21 @@ MODE_PARTS: dict[str, tuple[str, ...]] = {
 }
 
 
+# Fields a record names only when they are not at their default: settings added after records were first
+# written, so that a record (and the bytes of an image carrying it, a batch's digest) is what it was before.
+RECORDED_WHEN_SET = {"tiling": False}
+
+
+def request_to_dict(request: GenerationRequest) -> dict[str, Any]:
+    """The request as records store it (replay records, batch digests): dataclasses.asdict less the
+    RECORDED_WHEN_SET fields at their default."""
+    data = asdict(request)
+    return {k: v for k, v in data.items() if k not in RECORDED_WHEN_SET or v != RECORDED_WHEN_SET[k]}
+
+
 def request_from_dict(data: dict[str, Any]) -> GenerationRequest:
-    """The inverse of dataclasses.asdict(request), ignoring unknown keys (records from other versions)."""
+    """The inverse of request_to_dict (and of dataclasses.asdict), ignoring unknown keys (records from other
+    versions); missing keys take their defaults."""
     known = {f.name for f in fields(GenerationRequest)}
     values = {k: v for k, v in data.items() if k in known}
     for name, cls in PARTS.items():
@@ -238,54 +208,3 @@ def request_from_dict(data: dict[str, Any]) -> GenerationRequest:
         values["controlnets"] = tuple(u if isinstance(u, ControlUnit) else unit_from_dict(u)
                                       for u in values["controlnets"] or ())
     return GenerationRequest(**values)
-
-
-def _check_choice(flag: str, value: str, allowed) -> None:
-    if value not in allowed:
-        raise UsageError(f"{flag}: unknown value {value!r}; choose from {', '.join(allowed)}")
-
-
-RNG_SOURCES = ("cpu", "gpu", "nv")  # sampling.rng's, restated here to keep torch out
-EMPHASES = ("original", "no norm", "none")
-
-
-def choice_key(value: str) -> str:
-    """--rng / --emphasis spelling -> key: case, '-' and '_' do not matter ("No norm" = no-norm)."""
-    return " ".join(value.lower().replace("-", " ").replace("_", " ").split())
-
-
-def _validate_sampling(request: GenerationRequest) -> None:
-    _check_choice("--rng", choice_key(request.rng), RNG_SOURCES)
-    _check_choice("--emphasis", choice_key(request.emphasis), EMPHASES)
-    if request.eta is not None:
-        _check_range("--eta", request.eta, 0, 10)
-    _check_range("--ensd", request.ensd, 0, MAX_SEED)
-    for flag, value in (("--s-churn", request.s_churn), ("--s-tmin", request.s_tmin), ("--s-tmax", request.s_tmax),
-                        ("--s-noise", request.s_noise), ("--sigma-min", request.sigma_min),
-                        ("--sigma-max", request.sigma_max)):
-        _check_range(flag, value, 0, 1000)
-    if request.sigma_min and request.sigma_max and request.sigma_min >= request.sigma_max:
-        raise UsageError(f"--sigma-min: {request.sigma_min} is not below --sigma-max {request.sigma_max}")
-
-
-def _validate_init(request: GenerationRequest) -> None:
-    strength = request.init.strength
-    if not 0 < strength <= 1:
-        raise UsageError(f"--strength: {strength} is out of range; use more than 0 and at most 1 (0.75 is usual)")
-    _check_choice("--resize", request.init.resize, RESIZE_MODES)
-
-
-def _validate_inpaint(settings: InpaintSettings) -> None:
-    _check_range("--mask-blur", settings.mask_blur, 0, 256)
-    _check_range("--padding", settings.padding, 0, 1024)
-    _check_choice("--inpaint-area", settings.area, INPAINT_AREAS)
-    _check_choice("--masked-content", settings.masked_content, MASKED_CONTENTS)
-
-
-def _validate_outpaint(settings: OutpaintSettings) -> None:
-    for flag, value in zip(DIRECTIONS, settings.pixels, strict=True):
-        _check_range(f"--{flag}", value, 0, 4096)
-    if not any(settings.pixels):
-        raise UsageError("--left/--right/--up/--down: nothing to expand; give pixels for at least one side "
-                         "(or --expand PX --direction ...)")
-    _check_choice("--fill", settings.fill, OUTPAINT_FILLS)

@@ -22,7 +22,6 @@ if TYPE_CHECKING:
     from sdcli.sampling.samplers import SamplerChoice
 
 LATENT_FACTOR = 8  # the WebUI's opt_f: pixels per latent cell, before a model (and its latent format) is known
-SCALE_RANGE = (1.0, 8.0)
 MAX_SIDE = 8192
 
 
@@ -78,24 +77,19 @@ def hires_choices(request: GenerationRequest) -> tuple[SamplerChoice, SamplerCho
 
 def validate_hires(request: GenerationRequest) -> None:
     """Check the hires part of a request (called by request.validate, which checks its prompts' text)."""
+    from sdcli.request.fields import check_fields
+
     s = request.hires
     if request.mode != "txt2img":
         raise UsageError(f"--hires: hires fix is a second pass of txt2img (as in the WebUI), not of {request.mode}")
     if request.refiner:
         raise UsageError("--hires: a hires pass after --refiner is not supported yet; drop one of them")
-    if not SCALE_RANGE[0] <= s.scale <= SCALE_RANGE[1]:
-        raise UsageError(f"--hires-scale: {s.scale:g} is out of range; use {SCALE_RANGE[0]:g} to {SCALE_RANGE[1]:g}")
+    check_fields(request, "hires")  # each setting's range (the field table)
     for side, value in (("width", s.width), ("height", s.height)):
         if not 0 <= value <= MAX_SIDE:  # any value: the latents are cropped to whole latent pixels, as in the WebUI
             raise UsageError(f"--hires-size: {side} {value} is out of range; use 0 to {MAX_SIDE}")
-    if not 0 <= s.steps <= 1000:
-        raise UsageError(f"--hires-steps: {s.steps} is out of range; use 0 (the first pass's steps) to 1000")
-    if not 0 < s.denoise <= 1:
-        raise UsageError(f"--hires-denoise: {s.denoise:g} is out of range; use more than 0 and at most 1")
     if not s.upscaler.strip():
         raise UsageError("--hires-upscaler: empty; give an upscaler name (Latent, Lanczos ...) or a file")
-    if s.cfg_scale is not None and not 0 <= s.cfg_scale <= 100:
-        raise UsageError(f"--hires-cfg: {s.cfg_scale:g} is out of range; use 0 to 100")
     check_hires_networks(request)
     hires_choices(request)
     if request.width and request.height:  # else the model's native size: checked when it is known
@@ -135,51 +129,28 @@ def final_size(width: int, height: int, s: HiresSettings, factor: int = LATENT_F
     return (to_x // factor - tx) * factor, (to_y // factor - ty) * factor
 
 
-def hires_params(request: GenerationRequest, first: SamplerChoice, second: SamplerChoice,
-                 upscaler_name: str) -> dict[str, Any]:
-    """The WebUI's hires infotext keys, each written when the WebUI writes it (processing.py's
-    txt2img init and calculate_target_resolution; `Hires schedule type` from its sampler, `Hires CFG
-    Scale` as WebUI Forge writes it). Empty without hires."""
-    s = request.hires
-    if s is None:
-        return {}
-    differs = lambda value, base: value if value is not None and value != base else None  # noqa: E731
-    return {
-        "Denoising strength": f"{s.denoise:g}",
-        "Hires sampler": differs(second.sampler.name, first.sampler.name),
-        "Hires prompt": differs(s.prompt, request.prompt),
-        "Hires negative prompt": differs(s.negative_prompt, request.negative_prompt),
-        "Hires schedule type": differs(second.schedule_label, first.schedule_label),
-        "Hires CFG Scale": f"{s.cfg_scale:g}" if differs(s.cfg_scale, request.cfg_scale) is not None else None,
-        "Hires upscale": None if s.resize else f"{s.scale:g}",
-        "Hires resize": f"{s.width}x{s.height}" if s.resize else None,
-        "Hires steps": s.steps or None,
-        "Hires upscaler": upscaler_name,
-    }
-
-
-# Infotext keys hires_from_infotext reads (the WebUI's "Use same ..." values mean: not set).
-INFOTEXT_KEYS = ("Denoising strength", "Hires upscale", "Hires resize", "Hires steps", "Hires upscaler",
-                 "Hires prompt", "Hires negative prompt", "Hires sampler", "Hires schedule type", "Hires CFG Scale")
+# Values of the WebUI's "Use same ..." choices, which mean: not set.
 _SAME = ("Use same sampler", "Use same scheduler")
 
 
 def hires_from_infotext(params: dict[str, str], where: str) -> HiresSettings | None:
     """HiresSettings from WebUI parameters, or None when the image had no hires pass (the WebUI's own
-    test: a denoising strength and one of the Hires upscale/upscaler/resize keys)."""
+    test: a denoising strength and one of the Hires upscale/upscaler/resize keys). The keys are the
+    hires rows of the field table; `Hires resize` WxH sets both sides."""
+    from sdcli.request.fields import FIELDS
+
     if "Denoising strength" not in params or not any(k in params for k in ("Hires upscale", "Hires upscaler",
                                                                              "Hires resize")):
         return None
-    get = lambda key: params[key] if key in params and params[key] not in _SAME else None  # noqa: E731
+    values: dict[str, Any] = {}
     try:
-        width, height = parse_size("Hires resize", params["Hires resize"]) if "Hires resize" in params else (0, 0)
-        cfg = get("Hires CFG Scale")
-        return HiresSettings(
-            scale=float(params.get("Hires upscale", 2.0)), width=width, height=height,
-            steps=int(params.get("Hires steps", 0)), denoise=float(params["Denoising strength"]),
-            upscaler=params.get("Hires upscaler", "Latent"), prompt=get("Hires prompt"),
-            negative_prompt=get("Hires negative prompt"), sampler=get("Hires sampler"),
-            schedule=(get("Hires schedule type") or "").lower() or None, cfg_scale=float(cfg) if cfg else None)
+        for row in FIELDS:
+            text = params.get(row.infotext or "")
+            if row.part == "hires" and row.read is not None and text and text not in _SAME:
+                values[row.leaf] = row.read(text)
+        if "Hires resize" in params:
+            values["width"], values["height"] = parse_size("Hires resize", params["Hires resize"])
+        return HiresSettings(**values)
     except (ValueError, UsageError) as exc:
         raise UsageError(f"{where}: bad hires value in its infotext ({exc})") from None
 

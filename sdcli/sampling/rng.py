@@ -20,9 +20,6 @@ from typing import Any
 import numpy as np
 import torch
 
-RNG_SOURCES = ("cpu", "gpu", "nv")
-RNG_LABELS = {"cpu": "CPU", "gpu": "GPU", "nv": "NV"}
-
 _PHILOX_M = (0xD2511F53, 0xCD9E8D57)
 _PHILOX_W = (0x9E3779B9, 0xBB67AE85)
 _INV_2_32 = np.array([2.3283064e-10], dtype=np.float32)

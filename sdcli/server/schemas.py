@@ -2,7 +2,7 @@
 
 Field names, defaults and meanings follow the AUTOMATIC1111 WebUI's modules/api/models.py
 (which derives them from its processing classes); unknown fields are ignored, as there.
-Features sdcli cannot honour (face restore, tiling, styles, scripts other than outpainting)
+Features sdcli cannot honour (face restore, styles, scripts other than outpainting)
 are refused with a 422 naming the field, never silently dropped.
 """
 
@@ -14,7 +14,9 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from sdcli.errors import UsageError
+from sdcli.request.fields import FIELDS
 from sdcli.request.generation import GenerationRequest, ImageInput, InpaintSettings, OutpaintSettings
+from sdcli.request.vocabulary import DIRECTIONS, MASKED_CONTENT_CODES, RESIZE_CODES
 from sdcli.server.engine import AddOns
 
 
@@ -105,18 +107,13 @@ class ProgressResponse(BaseModel):
     textinfo: str | None = None
 
 
-# WebUI img2img enums -> sdcli values.
-RESIZE_MODES = {0: "just", 1: "crop", 2: "fill"}  # 3 = latent upscale: no sdcli equivalent
-INPAINTING_FILLS = {0: "fill", 1: "original", 2: "latent-noise", 3: "latent-nothing"}
 OUTPAINT_SCRIPTS = ("poor man's outpainting", "outpainting mk2")
-SIDES = ("left", "right", "up", "down")
 
 
 def _refuse_unsupported(req: Txt2ImgRequest) -> None:
     """Fields whose feature sdcli does not have: a 422 naming the field."""
     checks = (
         ("restore_faces", req.restore_faces, "face restoration is not supported by sdcli"),
-        ("tiling", req.tiling, "tiling is not supported by sdcli"),
         ("styles", req.styles, "prompt styles are not supported by sdcli; put the text in the prompt"),
         ("alwayson_scripts", req.alwayson_scripts, "always-on scripts are not supported by sdcli"),
         ("seed_resize_from_w", req.seed_resize_from_w > 0 or req.seed_resize_from_h > 0,
@@ -136,16 +133,29 @@ def clip_skip(req: Txt2ImgRequest, options: dict[str, Any]) -> int:
     return int(overrides.get("CLIP_stop_at_last_layers", options.get("CLIP_stop_at_last_layers", 1)))
 
 
+def settings(req: Txt2ImgRequest) -> dict[str, Any]:
+    """The request's own fields the payload gives as they are: the field table's `api` column (request.fields).
+    A value the row counts as unset (None; -1 for seeds) leaves the field at its default."""
+    values = {}
+    for row in FIELDS:
+        if row.api and not row.part and row.name not in CONVERTED:
+            value = getattr(req, row.api)
+            if value not in row.unset:
+                values[row.name] = value
+    return values
+
+
+# Fields whose API value is converted (by txt2img_request): the sampler and schedule names.
+CONVERTED = ("sampler", "schedule")
+
+
 def txt2img_request(req: Txt2ImgRequest, options: dict[str, Any]) -> GenerationRequest:
     """The sdcli request for a WebUI txt2img payload (raises UsageError for what sdcli cannot do)."""
     _refuse_unsupported(req)
     if req.script_name:
         raise UsageError(f"script_name: {req.script_name!r} works with img2img only")
     return GenerationRequest(
-        prompt=req.prompt, negative_prompt=req.negative_prompt, steps=req.steps, cfg_scale=req.cfg_scale,
-        seed=None if req.seed == -1 else req.seed, subseed=None if req.subseed == -1 else req.subseed,
-        subseed_strength=req.subseed_strength, width=req.width, height=req.height, batch_size=req.batch_size,
-        count=req.n_iter, sampler=req.sampler_name or req.sampler_index or "Euler",
+        **settings(req), sampler=req.sampler_name or req.sampler_index or "Euler",
         schedule=(req.scheduler or "automatic").lower(), clip_skip=clip_skip(req, options), hires=_hires(req),
         refiner=None if req.refiner_checkpoint in NO_MODEL else req.refiner_checkpoint,
         refiner_switch=0.8 if req.refiner_switch_at is None else req.refiner_switch_at,
@@ -171,24 +181,20 @@ def add_ons(req: Txt2ImgRequest, options: dict[str, Any]) -> AddOns:
     return AddOns(vae=vae_name(options.get("sd_vae"), "sd_vae"))
 
 
-# sdcli's flags in error messages -> the WebUI API fields they come from.
-FIELDS = {
+# sdcli's flags in error messages -> the WebUI API fields they come from: the field table's `api` column,
+# plus the names and settings that reach a request another way.
+FLAG_FIELDS = {
+    **{row.flag: row.api for row in FIELDS if row.api and row.flag},
+    "--hires-size": "hr_resize_x/hr_resize_y", "--hires-scale/--hires-size": "hr_scale/hr_resize_x/hr_resize_y",
     "--model": "sd_model_checkpoint", "--refiner": "refiner_checkpoint", "--refiner-switch": "refiner_switch_at",
-    "--hires-upscaler": "hr_upscaler", "--vae": "override_settings.sd_vae", "--steps": "steps",
-    "--cfg-scale": "cfg_scale", "--width": "width", "--height": "height", "--seed": "seed", "--subseed": "subseed",
-    "--subseed-strength": "subseed_strength", "--sampler": "sampler_name", "--schedule": "scheduler",
-    "--batch-size": "batch_size", "--count": "n_iter", "--clip-skip": "CLIP_stop_at_last_layers",
-    "--strength": "denoising_strength", "--hires-scale": "hr_scale", "--hires-steps": "hr_second_pass_steps",
-    "--hires-denoise": "denoising_strength", "--hires-sampler": "hr_sampler_name", "--hires-schedule": "hr_scheduler",
-    "--mask-blur": "mask_blur", "--hires": "enable_hr", "--hires-size": "hr_resize_x/hr_resize_y",
-    "--hires-scale/--hires-size": "hr_scale/hr_resize_x/hr_resize_y",
+    "--vae": "override_settings.sd_vae", "--clip-skip": "CLIP_stop_at_last_layers",
 }
 
 
 def field_message(text: str) -> str:
     """An error message with its leading sdcli flag (`--hires-upscaler: ...`) renamed to the WebUI field."""
     flag, sep, rest = text.partition(": ")
-    return f"{FIELDS[flag]}: {rest}" if sep and flag in FIELDS else text
+    return f"{FLAG_FIELDS[flag]}: {rest}" if sep and flag in FLAG_FIELDS else text
 
 
 def _hires(req: Txt2ImgRequest) -> Any:
@@ -211,24 +217,24 @@ def img2img_request(req: Img2ImgRequest, options: dict[str, Any], image_path: st
     """The sdcli request for a WebUI img2img payload; the decoded files are already at the given paths."""
     base = txt2img_request(req.model_copy(update={"script_name": None}), options)
     _refuse_unsupported(req)
-    if req.resize_mode not in RESIZE_MODES:
+    if req.resize_mode not in RESIZE_CODES:
         raise UsageError(f"resize_mode: {req.resize_mode} is not supported; use 0 (just resize), 1 (crop) "
                          "or 2 (fill)")
-    if req.inpainting_fill not in INPAINTING_FILLS:
+    if req.inpainting_fill not in MASKED_CONTENT_CODES:
         raise UsageError(f"inpainting_fill: {req.inpainting_fill} is not one of 0, 1, 2, 3")
-    init = ImageInput(image_path, strength=req.denoising_strength, resize=RESIZE_MODES[req.resize_mode])
+    init = ImageInput(image_path, strength=req.denoising_strength, resize=RESIZE_CODES[req.resize_mode])
     blur = 4 if req.mask_blur is None else req.mask_blur
     if req.script_name:  # outpainting scripts: [pixels, mask_blur, ..., directions]
         pixels, directions = _outpaint_args(req.script_args)
-        outpaint = OutpaintSettings(**{side: pixels if side in directions else 0 for side in SIDES})
-        inpaint = InpaintSettings(mask=None, mask_blur=blur, masked_content=INPAINTING_FILLS[req.inpainting_fill])
+        outpaint = OutpaintSettings(**{side: pixels if side in directions else 0 for side in DIRECTIONS})
+        inpaint = InpaintSettings(mask=None, mask_blur=blur, masked_content=MASKED_CONTENT_CODES[req.inpainting_fill])
         return replace(base, mode="outpaint", init=init, inpaint=inpaint, outpaint=outpaint)
     if mask_path is None:
         return replace(base, mode="img2img", init=init)
     inpaint = InpaintSettings(
         mask=mask_path, invert_mask=bool(req.inpainting_mask_invert), mask_blur=blur,
         area="masked" if req.inpaint_full_res else "whole", padding=req.inpaint_full_res_padding,
-        masked_content=INPAINTING_FILLS[req.inpainting_fill],
+        masked_content=MASKED_CONTENT_CODES[req.inpainting_fill],
     )
     return replace(base, mode="inpaint", init=init, inpaint=inpaint)
 
@@ -236,11 +242,11 @@ def img2img_request(req: Img2ImgRequest, options: dict[str, Any], image_path: st
 def _outpaint_args(args: list[Any]) -> tuple[int, tuple[str, ...]]:
     """Pixels and sides from the WebUI outpainting scripts' script_args."""
     pixels = next((a for a in args if isinstance(a, int) and not isinstance(a, bool)), 128)
-    sides = next((a for a in args if isinstance(a, list)), list(SIDES))
+    sides = next((a for a in args if isinstance(a, list)), list(DIRECTIONS))
     sides = tuple(str(s).lower() for s in sides)
-    bad = [s for s in sides if s not in SIDES]
+    bad = [s for s in sides if s not in DIRECTIONS]
     if bad or not sides:
-        raise UsageError(f"script_args: outpainting directions must be among {', '.join(SIDES)}; got {sides}")
+        raise UsageError(f"script_args: outpainting directions must be among {', '.join(DIRECTIONS)}; got {sides}")
     return int(pixels), sides
 
 

@@ -82,3 +82,11 @@ def test_an_unknown_refiner_checkpoint_names_its_line_before_anything_loads(cli,
     assert result.exit_code == 2, result.stderr
     assert f"{prompts}:2: refiner_checkpoint: " in result.stderr and "no-such-refiner" in result.stderr
     assert not (tmp_path / "out").exists() or not list((tmp_path / "out").glob("*.png"))
+
+
+def test_manifest_options_keep_their_recorded_order():
+    from sdcli.cli.common import recorded_options
+
+    options = {"file": "p.txt", "tiling": False, "steps": 2, "negative_prompt": "", "sampler": "Euler"}
+    assert list(recorded_options(options)) == ["negative_prompt", "steps", "sampler", "file"]
+    assert recorded_options({**options, "tiling": True})["tiling"] is True

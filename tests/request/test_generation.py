@@ -134,3 +134,17 @@ def test_prompts_have_a_length_limit_and_must_be_valid_utf8():
     undecodable = b"caf\xff".decode("utf-8", errors="surrogateescape")  # what a shell hands Python
     with pytest.raises(UsageError, match=r"^--negative-prompt: not valid UTF-8 \(undecodable byte at character 4\)"):
         validate(GenerationRequest(prompt="x", negative_prompt=undecodable))
+
+
+def test_records_name_later_settings_only_when_set():
+    """Tiling came after records were first written: a record without it is the record it always was,
+    and one with it reads back."""
+    from sdcli.request.generation import request_from_dict, request_to_dict
+
+    plain = GenerationRequest(prompt="x", seed=1)
+    assert "tiling" not in request_to_dict(plain)
+    assert request_from_dict(request_to_dict(plain)) == plain
+    tiled = GenerationRequest(prompt="x", seed=1, tiling=True)
+    assert request_to_dict(tiled)["tiling"] is True
+    assert request_from_dict(request_to_dict(tiled)) == tiled
+

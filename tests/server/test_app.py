@@ -204,3 +204,21 @@ def test_one_job_at_a_time_and_full_queue_is_503(client, engine):
         a.join(10)
         b.join(10)
     assert order == ["first in", "first out", "second in"]
+
+
+def test_tiling_field_and_no_leak_into_the_next_request(client, tiny_pipe, single_thread):
+    settings = {"prompt": "a lighthouse", "negative_prompt": "fog", "seed": 7, "steps": 2, "width": 32, "height": 32,
+                "sampler": "Euler a", "batch_size": 2, "cfg_scale": 6.5}
+    fresh = core_pixels(tiny_pipe, **settings)  # before any tiling job on this loaded model
+    tiled = client.post("/sdapi/v1/txt2img", json={**TXT, "tiling": True})
+    assert tiled.status_code == 200, tiled.text
+    assert "Tiling: True" in json.loads(tiled.json()["info"])["infotexts"][0]
+    images = [np.asarray(decode(x).convert("RGB")) for x in tiled.json()["images"]]
+    for image, want, plain in zip(images, core_pixels(tiny_pipe, **settings, tiling=True), fresh, strict=True):
+        assert np.array_equal(image, want) and not np.array_equal(image, plain)
+    after = client.post("/sdapi/v1/txt2img", json=TXT)  # the same loaded model, next request: no tiling left
+    assert "Tiling" not in json.loads(after.json()["info"])["infotexts"][0]
+    for data, want in zip(after.json()["images"], fresh, strict=True):
+        assert np.array_equal(np.asarray(decode(data).convert("RGB")), want)
+    read = client.post("/sdapi/v1/png-info", json={"image": tiled.json()["images"][0]}).json()
+    assert read["parameters"]["Tiling"] == "True"

@@ -1,0 +1,43 @@
+"""The choice tables of the WebUI settings: each value sdcli accepts, with the WebUI's label or code.
+
+Declared once here and imported by everything that checks, writes, reads or runs them
+(validation, the infotext, prompt files, the server, the noise sources, the prompt
+encoder, the image helpers, the model loader). Pure: no torch, no PIL.
+"""
+
+from __future__ import annotations
+
+# --rng value -> the WebUI's "Random number generator source" label (infotext key RNG).
+RNG_LABELS = {"cpu": "CPU", "gpu": "GPU", "nv": "NV"}
+RNG_SOURCES = tuple(RNG_LABELS)
+
+# --emphasis value -> the WebUI's "Emphasis mode" label (infotext key Emphasis).
+EMPHASIS_LABELS = {"original": "Original", "no norm": "No norm", "none": "None"}
+EMPHASES = tuple(EMPHASIS_LABELS)
+
+# --prediction-type value -> the diffusers scheduler's prediction_type.
+PREDICTION_TYPES = {"eps": "epsilon", "v": "v_prediction"}
+
+# --resize modes (the WebUI's "Just resize", "Crop and resize", "Resize and fill") and the WebUI's
+# numeric resize_mode codes (3, latent upscale, has no sdcli equivalent).
+RESIZE_MODES = ("just", "crop", "fill")
+RESIZE_CODES = {0: "just", 1: "crop", 2: "fill"}
+
+# --fill modes of outpaint: how the new area is pre-filled before inpainting it (sdcli's own).
+OUTPAINT_FILLS = ("edge", "noise", "blur")
+DIRECTIONS = ("left", "right", "up", "down")  # outpaint's sides, in the order of OutpaintSettings.pixels
+
+# --inpaint-area value -> the WebUI's infotext label; prompt files also take the WebUI's
+# inpaint_full_res codes (0/1, false/true).
+INPAINT_AREAS = {"whole": "Whole picture", "masked": "Only masked"}
+INPAINT_AREA_CODES = {0: "whole", 1: "masked", "false": "whole", "true": "masked"}  # True == 1
+
+# --masked-content value -> the WebUI's infotext label, and its numeric inpainting_fill codes.
+MASKED_CONTENTS = {"original": "original", "fill": "fill", "latent-noise": "latent noise",
+                   "latent-nothing": "latent nothing"}
+MASKED_CONTENT_CODES = {0: "fill", 1: "original", 2: "latent-noise", 3: "latent-nothing"}
+
+
+def choice_key(value: str) -> str:
+    """--rng / --emphasis spelling -> key: case, '-' and '_' do not matter ("No norm" = no-norm)."""
+    return " ".join(value.lower().replace("-", " ").replace("_", " ").split())
