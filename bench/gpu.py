@@ -62,6 +62,14 @@ def _tokenizer(tmp: Path) -> tuple[Any, int]:
 
 
 def build(arch: str, tmp: Path) -> Any:
+    """A full-size random-weight model of `arch` (models.loaded.LoadedModel), fp16, on CUDA."""
+    from sdcli.models.loaded import LoadedModel
+
+    pipe = _pipeline(arch, tmp)
+    return LoadedModel.of(pipe, "sd1" if arch == "sd15" else "sdxl")
+
+
+def _pipeline(arch: str, tmp: Path) -> Any:
     """A full-size random-weight pipeline of `arch`, fp16, on CUDA."""
     import diffusers
     import torch
@@ -102,7 +110,7 @@ def configure(pipe: Any, attention: str) -> Any:
 
     # Each configuration starts from the processors a loaded model has: SDPA (AttnProcessor2_0).
     # (set_default_attn_processor would install the classic baddbmm+softmax one instead.)
-    pipe.unet.set_attn_processor(AttnProcessor2_0())
+    pipe.pipe.unet.set_attn_processor(AttnProcessor2_0())
     apply_plan(pipe, replace(plan, vae_tiling=False))
     return plan
 
@@ -123,7 +131,7 @@ def measure(pipe: Any, arch: str, batch: int, steps: int, size: int, runs: int, 
         generators = [torch.Generator("cpu").manual_seed(i) for i in range(batch)]
         torch.cuda.synchronize()
         start = time.perf_counter()
-        out = pipe(["a lighthouse at dusk, oil painting"] * batch, num_inference_steps=steps, width=size,
+        out = pipe.pipe(["a lighthouse at dusk, oil painting"] * batch, num_inference_steps=steps, width=size,
                    height=size, guidance_scale=7.0, generator=generators, output_type="np",
                    callback_on_step_end=on_step)
         torch.cuda.synchronize()
@@ -240,7 +248,7 @@ def main() -> None:
                     for path in args.path.split(","):
                         how = measure if path == "pipeline" else measure_sdcli
                         row = {"arch": arch, "attention": attention, "path": path, "batch": batch, "size": size,
-                               "steps": args.steps, "slicing": bool(pipe.sdcli_runtime.attention_slicing),
+                               "steps": args.steps, "slicing": bool(pipe.runtime.attention_slicing),
                                "dtype": plan.dtype, **how(pipe, arch, batch, args.steps, size, args.runs, warmup)}
                         row["flop_bound_fraction"] = (round(row["unet_tflops_achieved"] / peak, 3) if peak
                                                       else None)

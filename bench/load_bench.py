@@ -3,7 +3,7 @@
 Builds, once, a FULL-SIZE SD 1.5-architecture model with random weights (fp16, ~2 GB per
 copy) from sdcli's bundled configs: a diffusers folder and a WebUI single file holding the
 same tensors. Then loads each `--repeat` times, interleaved (the order alternates per
-round), every load in a fresh process timing only sdcli's load_pipeline (imports excluded;
+round), every load in a fresh process timing only sdcli's load_model (imports excluded;
 the OS page cache is warm for both after the first round). Reports median and spread, the
 ratio of medians (target: single file <= 1.10x folder) and the model-hash times: first
 hash of the file vs a repeat (cached: the file is not read again).
@@ -25,7 +25,7 @@ from pathlib import Path
 LOAD = r"""
 import json, sys, time
 from pathlib import Path
-from sdcli.models.loader import load_pipeline
+from sdcli.models.loader import load_model
 from sdcli.models.resolve import resolve_model
 from sdcli.models.runtime import RuntimeOptions, plan_runtime
 ref = resolve_model(sys.argv[1])
@@ -35,7 +35,7 @@ import diffusers.loaders.single_file_utils
 from diffusers import AutoencoderKL, PNDMScheduler, StableDiffusionPipeline, UNet2DConditionModel
 from transformers import CLIPTextModel, CLIPTokenizer
 start = time.perf_counter()
-pipe = load_pipeline(ref, plan)
+pipe = load_model(ref, plan).pipe
 seconds = time.perf_counter() - start
 print(json.dumps({"seconds": seconds, "params": sum(p.numel() for p in pipe.unet.parameters())}))
 """

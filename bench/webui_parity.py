@@ -31,7 +31,7 @@ def main() -> int:
     parser.add_argument("--sampler", nargs="+", help="only these samplers (default: all)")
     args = parser.parse_args()
 
-    from sdcli.models.loader import load_pipeline
+    from sdcli.models.loader import load_model
     from sdcli.models.resolve import ModelRef
     from sdcli.models.runtime import RuntimeOptions, plan_runtime
     from sdcli.models.tiny import build_tiny
@@ -44,7 +44,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         for arch in args.arch:
             folder = build_tiny(Path(tmp) / arch, arch=arch)
-            pipe = load_pipeline(ModelRef(folder, arch), plan)
+            pipe = load_model(ModelRef(folder, arch), plan)
             cases = [(s, label) for s in SAMPLERS for label in ["Automatic", *SCHEDULE_LABELS.values()]]
             cases += [(s, "Automatic") for s in TIMESTEP_SAMPLERS]
             for sampler, schedule in cases:

@@ -56,17 +56,18 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _load_on_cpu(folder: Path):
-    from sdcli.models.loader import load_pipeline
+    """A loaded model (models.loaded.LoadedModel; its diffusers pipeline is `.pipe`) on CPU in fp32."""
+    from sdcli.models.loader import load_model
     from sdcli.models.resolve import ModelRef
     from sdcli.models.runtime import RuntimeOptions, plan_runtime
 
     plan = plan_runtime(RuntimeOptions(), cuda=False, mps=False, xformers=False)
-    return load_pipeline(ModelRef(folder, folder.name), plan)
+    return load_model(ModelRef(folder, folder.name), plan)
 
 
 @pytest.fixture(scope="session")
 def tiny_pipe(tiny_model: Path):
-    """The tiny checkpoint loaded once, on CPU in fp32."""
+    """The tiny checkpoint loaded once, on CPU in fp32 (a LoadedModel; `.pipe` is its diffusers pipeline)."""
     return _load_on_cpu(tiny_model)
 
 

@@ -31,16 +31,17 @@ def pngs(folder: Path) -> list[str]:
 
 
 @contextmanager
-def nan_weights(pipe, where: str = "vae"):
-    """Temporarily fill one weight of the VAE decoder (or the UNet's last layer) with NaN."""
+def nan_weights(model, where: str = "vae"):
+    """Temporarily fill one weight of a loaded model's VAE decoder (or its UNet's last layer) with NaN."""
     import torch
 
+    pipe = model.pipe
     weight = pipe.vae.post_quant_conv.weight if where == "vae" else pipe.unet.conv_out.weight
     saved = weight.detach().clone()
     with torch.no_grad():
         weight.fill_(float("nan"))
     try:
-        yield pipe
+        yield model
     finally:
         with torch.no_grad():
             weight.copy_(saved)

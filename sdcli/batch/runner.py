@@ -40,6 +40,7 @@ from sdcli.job.load import ModelCache
 from sdcli.job.plan import DEMO_NOTE, resolve_hires_upscaler, resolve_refiner
 from sdcli.job.write import name_values, write_image
 from sdcli.models.assets import AssetPlan, apply_assets
+from sdcli.models.loaded import LoadedModel
 from sdcli.models.runtime import validate_runtime
 from sdcli.request.generation import validate
 
@@ -142,7 +143,7 @@ def run_batch(options: BatchOptions, reporter: BatchReporter,
               load: Callable[[Any, Any], Any] | None = None) -> BatchStats:
     """Run a prompt file; return the stats (the main process's cover every process).
 
-    `load(model_ref, plan)` loads a pipeline (default loader.load_pipeline; tests
+    `load(model_ref, plan)` loads a model (default loader.load_model; tests
     inject a cached one). Raises UsageError before anything loads or is written
     if any line, model or option is bad.
     """
@@ -250,7 +251,7 @@ def _run_group(run: _Run, units: list[BatchUnit], models: dict[str | None, Any],
     if model.is_demo:
         run.reporter.note(DEMO_NOTE)
     try:
-        pipe = run.cache.pipeline(model, run.plan, getattr(run.reporter, "stage", None))
+        loaded = run.cache.model(model, run.plan, getattr(run.reporter, "stage", None))
         model_hash = resolve.model_hash(model.hash_path)
     except Exception as exc:  # a model that fails to load (out of memory ...) fails its items only
         message = str(exc) if isinstance(exc, SdcliError) else f"{type(exc).__name__}: {exc}"
@@ -260,18 +261,19 @@ def _run_group(run: _Run, units: list[BatchUnit], models: dict[str | None, Any],
                     run.record(unit, index, seed, model, error=message)
         return
     for unit in todo:
-        _run_unit(run, unit, pipe, model, model_hash, done)
-    del pipe
+        _run_unit(run, unit, loaded, model, model_hash, done)
+    del loaded
     run.cache.drop()
 
 
-def _run_unit(run: _Run, unit: BatchUnit, pipe: Any, model: Any, model_hash: str, done: dict[int, Any]) -> None:
+def _run_unit(run: _Run, unit: BatchUnit, loaded: LoadedModel, model: Any, model_hash: str,
+              done: dict[int, Any]) -> None:
     """One pipeline call; writes each of its images not already done."""
     from sdcli.job import generate
 
     request = unit.request
     choice = validate(request)
-    size = (generate.native_size(pipe),) * 2
+    size = (loaded.native_size,) * 2
     todo = {}
     for index, seed in zip(unit.items, request.seeds(), strict=True):
         if index in done:
@@ -289,9 +291,9 @@ def _run_unit(run: _Run, unit: BatchUnit, pipe: Any, model: Any, model_hash: str
     share = None  # each image's part of the one pipeline call that makes the unit's batch_size images
     try:
         # LoRAs/embeddings/VAE change on the loaded pipeline: no reload of the base model.
-        apply_assets(pipe, extras, options, run.reporter.note)
-        control, request = run.controls.for_request(request, pipe)
-        for image in generate.run(request, pipe, choice, model_name=model.name, model_hash=model_hash,
+        apply_assets(loaded, extras, options, run.reporter.note)
+        control, request = run.controls.for_request(request, loaded)
+        for image in generate.run(request, loaded, choice, model_name=model.name, model_hash=model_hash,
                                   on_step=run.reporter.step, extra_params=extras.params(),
                                   refiner=run.refiner(request.refiner), control=control,
                                   hires_upscaler=run.hires_upscaler(request, options)):

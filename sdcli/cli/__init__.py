@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 import traceback
+import weakref
 from typing import Annotated, Any
 
 import typer
@@ -38,13 +39,16 @@ def _usage_error(exc: Any) -> typer.Exit:
     return typer.Exit(EXIT_USAGE)
 
 
+_TIDIED: weakref.WeakSet[Any] = weakref.WeakSet()  # commands whose help texts _tidy_help has rewritten
+
+
 def _tidy_help(command: Any) -> None:
     """Help texts are plain text: escape Rich markup ([num], [xformers] ...) and show flags as flags."""
     from rich.markup import escape
 
-    if getattr(command, "_sdcli_tidy", False):
+    if command in _TIDIED:
         return
-    command._sdcli_tidy = True
+    _TIDIED.add(command)
     for attr in ("help", "epilog"):
         if getattr(command, attr, None):
             setattr(command, attr, escape(getattr(command, attr)))

@@ -1,4 +1,5 @@
-"""What the UNet is conditioned on: one row per image (pure data; torch values).
+"""What the network is conditioned on: one row per image (pure data; torch values), and what a prompt
+encoder declares it does (EncoderCapabilities; the encoders' Protocol is families.base.PromptEncoder).
 
 `crossattn` is the text embedding [B, tokens, dim]; `extra` holds any other UNet
 keyword arguments, e.g. SDXL's `added_cond_kwargs` {text_embeds, time_ids}. Both are
@@ -26,6 +27,17 @@ class Conditioning:
         """The same conditioning for n rows."""
         rows = _map(self.extra, lambda v: v.repeat(n, *[1] * (v.dim() - 1)))
         return Conditioning(self.crossattn.repeat(n, 1, 1), rows)
+
+
+@dataclass(frozen=True)
+class EncoderCapabilities:
+    """What a prompt encoder does with the WebUI's prompt settings and what it gives."""
+
+    clip_skip_layers: int  # the deepest --clip-skip it takes (its text encoder's layers)
+    emphasis: bool = True  # (word:1.2) weights and the emphasis modes
+    chunks: bool = True  # 75-token chunks and BREAK
+    pooled: bool = False  # a pooled text vector goes with the token states
+    zero_empty_negative: bool = False  # an all-empty negative prompt is all zeros (SDXL, as the WebUI)
 
 
 def _map(tree: dict[str, Any], fn: Any) -> dict[str, Any]:

@@ -12,12 +12,13 @@ Hand-written: no library does the WebUI's weighting. Imported lazily (torch).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
-from sdcli.conditioning.cond import Conditioning
+from sdcli.conditioning.cond import Conditioning, EncoderCapabilities
 from sdcli.conditioning.prompts import BREAK_MARK, parse_attention
 
 CHUNK = 75
@@ -129,17 +130,28 @@ class ClipTextEncoder:
         return torch.cat([self.encode_chunk(c) for c in self.chunks(text)], dim=1)
 
 
-class PromptEncoder:
-    """Prompts -> Conditioning for one SD1/SD2 pipeline, cached per text."""
+class ClipPromptEncoder:
+    """Prompts -> Conditioning through one CLIP text encoder (SD 1.x/2.x), cached per text
+    (families.base.PromptEncoder)."""
 
-    def __init__(self, pipe: Any, clip_skip: int = 1, emphasis: str = "original"):
-        self.clip = ClipTextEncoder(pipe.tokenizer, pipe.text_encoder, clip_skip, emphasis)
+    def __init__(self, tokenizer: Any, text_encoder: Any, clip_skip: int = 1, emphasis: str = "original"):
+        self.clip = ClipTextEncoder(tokenizer, text_encoder, clip_skip, emphasis)
+        self.capabilities = EncoderCapabilities(clip_skip_layers=text_layers(text_encoder))
         self.cache: dict[str, Conditioning] = {}
 
     def encode(self, text: str) -> Conditioning:
         if text not in self.cache:
             self.cache[text] = Conditioning(self.clip(text))
         return self.cache[text]
+
+    def negative_encoder(self, all_empty: bool) -> Callable[[str], Conditioning]:
+        """The negative prompt is encoded as any prompt (an empty one too)."""
+        return self.encode
+
+    def pipeline_embeds(self, prompt: str, negative: str) -> dict[str, torch.Tensor]:
+        """The embedding arguments of diffusers' SD pipelines (batch of one)."""
+        positive, negative_embeds = self.encode_pair(prompt, negative)
+        return {"prompt_embeds": positive, "negative_prompt_embeds": negative_embeds}
 
     def encode_pair(self, prompt: str, negative: str) -> tuple[torch.Tensor, torch.Tensor]:
         """Prompt and negative embeddings of equal length, for diffusers pipelines (which need it):

@@ -22,12 +22,13 @@ Imported lazily (torch).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
 
-from sdcli.conditioning.cond import Conditioning
-from sdcli.conditioning.encoding import ClipTextEncoder
+from sdcli.conditioning.cond import Conditioning, EncoderCapabilities
+from sdcli.conditioning.encoding import ClipTextEncoder, text_layers
 
 AESTHETIC_SCORES = {False: 6.0, True: 2.5}  # the WebUI's refiner high/low aesthetic score (prompt, negative)
 CROP = (0, 0)  # the WebUI's "crop top" / "crop left" for SDXL
@@ -58,27 +59,28 @@ class LayerEncoder(ClipTextEncoder):
 
 
 class SDXLPromptEncoder:
-    """Prompts -> Conditioning for one SDXL pipeline at one generation size, cached per text."""
+    """Prompts -> Conditioning for one SDXL pipeline at one generation size, cached per text
+    (families.base.PromptEncoder). `aesthetic_score`: the refiner's time ids."""
 
     def __init__(self, pipe: Any, clip_skip: int = 1, emphasis: str = "original", size: tuple[int, int] = (1024, 1024),
-                 clip_l_skip: bool = False):
+                 clip_l_skip: bool = False, aesthetic_score: bool = False):
         self.encoders = []
         if pipe.text_encoder is not None:  # the refiner has no CLIP-L
             self.encoders.append(LayerEncoder(pipe.tokenizer, pipe.text_encoder, -clip_skip if clip_l_skip else -2,
                                               emphasis))
         self.big_g = LayerEncoder(pipe.tokenizer_2, pipe.text_encoder_2, -2, emphasis)
         self.encoders.append(self.big_g)
-        self.unet_config = pipe.unet.config
+        # --clip-skip is checked against the first text encoder (CLIP-L; the refiner's bigG), as ever.
+        self.capabilities = EncoderCapabilities(clip_skip_layers=text_layers(self.encoders[0].text_encoder),
+                                                pooled=True, zero_empty_negative=True)
+        self.aesthetic_score = aesthetic_score
         self.width, self.height = size
         self.cache: dict[tuple[str, bool], Conditioning] = {}
 
     def time_ids(self, negative: bool) -> torch.Tensor:
         """[1, 6] (base) or [1, 5] (refiner: with the aesthetic score) size and crop conditioning."""
-        config = self.unet_config
-        count = (config.projection_class_embeddings_input_dim
-                 - self.big_g.text_encoder.config.projection_dim) // config.addition_time_embed_dim
         size = (self.height, self.width)
-        last = size if count == 6 else (AESTHETIC_SCORES[negative],)
+        last = (AESTHETIC_SCORES[negative],) if self.aesthetic_score else size
         return torch.tensor([[*size, *CROP, *last]], dtype=torch.float32, device=self.big_g.text_encoder.device)
 
     def encode(self, text: str, negative: bool = False) -> Conditioning:
@@ -95,7 +97,7 @@ class SDXLPromptEncoder:
             self.cache[key] = Conditioning(crossattn, extra)
         return self.cache[key]
 
-    def negative_encode(self, zero: bool) -> Any:
+    def negative_encoder(self, zero: bool) -> Callable[[str], Conditioning]:
         """The negative prompt's encode function; `zero`: every scheduled negative text is empty (all zeros)."""
         def encode(text: str) -> Conditioning:
             cond = self.encode(text, negative=True)
@@ -107,11 +109,11 @@ class SDXLPromptEncoder:
         return encode
 
     @torch.no_grad()
-    def pipeline_kwargs(self, prompt: str, negative: str) -> dict[str, torch.Tensor]:
+    def pipeline_embeds(self, prompt: str, negative: str) -> dict[str, torch.Tensor]:
         """The four embedding arguments of diffusers' SDXL pipelines (batch of one), of equal length:
         the shorter is padded with empty-prompt chunks (zeros for a zeroed negative), as they need."""
         pos = self.encode(prompt)
-        neg = self.negative_encode(negative == "")(negative)
+        neg = self.negative_encoder(negative == "")(negative)
         empty = self.encode("").crossattn
         p, n = pos.crossattn, neg.crossattn
         while p.shape[1] < n.shape[1]:

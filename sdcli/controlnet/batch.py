@@ -11,6 +11,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from sdcli.batch.parse import BatchLine
+from sdcli.models.loaded import LoadedModel
 
 
 @dataclass
@@ -19,8 +20,8 @@ class LineControls:
 
     plans: dict[tuple[Any, ...], Any] = field(default_factory=dict)  # units -> core.controlnets.ControlPlan
     allow_pickle: bool = False
-    _loaded: dict[str, Any] = field(default_factory=dict)  # ControlNet file -> model, for `_pipe`
-    _pipe: Any = None
+    _loaded: dict[str, Any] = field(default_factory=dict)  # ControlNet file -> model, for `_model`
+    _model: Any = None
 
     @classmethod
     def plan(cls, lines: list[BatchLine], models: dict[str | None, Any], assets: Any) -> LineControls:
@@ -45,20 +46,20 @@ class LineControls:
     def warnings(self) -> list[str]:
         return list(dict.fromkeys(w for plan in self.plans.values() for w in plan.warnings()))
 
-    def for_request(self, request: Any, pipe: Any) -> tuple[Any, Any]:
-        """(the loaded control for `request` on `pipe` or None, the request naming its units as replay needs)."""
+    def for_request(self, request: Any, model: LoadedModel) -> tuple[Any, Any]:
+        """(the loaded control for `request` on `model` or None, the request naming its units as replay needs)."""
         from sdcli.controlnet.files import load_controlnet
         from sdcli.controlnet.plan import LoadedControl
 
         if not request.controlnets:
             return None, request
-        if pipe is not self._pipe:  # another model: its ControlNets load anew (they follow its UNet's dtype)
-            self._pipe, self._loaded = pipe, {}
+        if model is not self._model:  # another model: its ControlNets load anew (they follow its UNet's dtype)
+            self._model, self._loaded = model, {}
         plan = self.plans[request.controlnets]
         nets = []
         for file in plan.files:
             key = str(file.path)
             if key not in self._loaded:
-                self._loaded[key] = load_controlnet(file, pipe.unet, allow_pickle=self.allow_pickle)
+                self._loaded[key] = load_controlnet(file, model, allow_pickle=self.allow_pickle)
             nets.append(self._loaded[key])
         return LoadedControl(plan, tuple(nets)), replace(request, controlnets=plan.record_units())

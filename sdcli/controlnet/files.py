@@ -18,7 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from sdcli.errors import ModelError
+from sdcli.families.base import Family
 from sdcli.models.hashes import legacy_hash
+from sdcli.models.loaded import LoadedModel
 
 FLAG = "--controlnet"
 ORIGINAL_PREFIX = "control_model."
@@ -97,6 +99,11 @@ class ControlShape:
     context: int
     xl: bool
 
+    @property
+    def kind(self) -> str:
+        """The ControlNet kind (a family's capabilities.controlnet): SDXL's or SD 1.x/2.x's."""
+        return "sdxl" if self.xl else "sd"
+
 
 def family_label(xl: bool, context: int) -> str:
     return "SDXL" if xl else {768: "SD 1.x", 1024: "SD 2.x"}.get(context, f"{context}-wide cross-attention")
@@ -136,19 +143,20 @@ def header_shape(file: ControlFile) -> ControlShape | None:
     return shape_of(read_header(file.weights)[0], file.path)
 
 
-def check_family(file: ControlFile, shape: ControlShape | None, family: Any) -> None:
+def check_family(file: ControlFile, shape: ControlShape | None, family: Family) -> None:
     """Before the model loads: an SDXL ControlNet needs an SDXL model and the other way round."""
-    if shape is not None and shape.xl != family.is_xl:
+    if shape is not None and shape.kind != family.capabilities.controlnet:
         raise ModelError(f"{FLAG}: {file.path} is a ControlNet for {family_label(shape.xl, shape.context)} "
                          f"(UNet {shape.width} wide), but the model is {family.label}; use a ControlNet made "
                          "for this model")
 
 
-def check_fits(shape: ControlShape, unet: Any, file: ControlFile) -> None:
-    """Refuse a ControlNet made for another model family, naming the file and both families."""
+def check_fits(shape: ControlShape, unet: Any, kind: str | None, file: ControlFile) -> None:
+    """Refuse a ControlNet made for another model family (`kind`: the family's capabilities.controlnet), naming
+    the file and both families."""
     config = unet.config
-    model_xl = config.get("addition_embed_type") == "text_time"
-    if (shape.xl, shape.context, shape.width) != (model_xl, config.cross_attention_dim, config.block_out_channels[0]):
+    model_xl = kind == "sdxl"
+    if (shape.kind, shape.context, shape.width) != (kind, config.cross_attention_dim, config.block_out_channels[0]):
         raise ModelError(f"{FLAG}: {file.path} is a ControlNet for {family_label(shape.xl, shape.context)} "
                          f"(UNet {shape.width} wide), but the model is "
                          f"{family_label(model_xl, config.cross_attention_dim)} (UNet "
@@ -179,16 +187,19 @@ def config_for(unet: Any, state: dict[str, Any]) -> dict[str, Any]:
     return config
 
 
-def load_controlnet(file: ControlFile, unet: Any, *, allow_pickle: bool = False) -> Any:
-    """The ControlNetModel of `file`, on the UNet's device and dtype; ModelError for wrong-family files."""
+def load_controlnet(file: ControlFile, model: LoadedModel, *, allow_pickle: bool = False) -> Any:
+    """The ControlNetModel of `file` for `model`'s UNet (a copy of its encoder), on the UNet's device and
+    dtype; ModelError for wrong-family files."""
     import torch
     from diffusers import ControlNetModel
     from diffusers.loaders.single_file_utils import convert_controlnet_checkpoint
 
     from sdcli.models.safety import load_state_dict
 
+    unet = model.family.network_module(model.pipe)
     state = load_state_dict(file.weights, flag=FLAG, allow_pickle=allow_pickle)
-    check_fits(shape_of({k: tuple(v.shape) for k, v in state.items()}, file.path), unet, file)
+    check_fits(shape_of({k: tuple(v.shape) for k, v in state.items()}, file.path), unet,
+               model.family.capabilities.controlnet, file)
     if file.path.is_dir():
         config = json.loads((file.path / "config.json").read_text(encoding="utf-8"))
         config = {k: v for k, v in config.items() if not k.startswith("_")}

@@ -11,6 +11,8 @@ from typing import Any
 
 from sdcli.controlnet.units import ControlUnit, unit_infotext
 from sdcli.errors import UsageError
+from sdcli.families.base import Family
+from sdcli.models.loaded import LoadedModel
 
 
 @dataclass(frozen=True)
@@ -22,7 +24,7 @@ class ControlPlan:
     images: tuple[Any, ...]  # PIL RGB
     shapes: tuple[Any, ...]  # models.controlnet.ControlShape from each file's header (None: a pickle)
 
-    def check_model(self, family: Any) -> None:
+    def check_model(self, family: Family) -> None:
         """Refuse, before the model loads, a ControlNet of the other family (SDXL vs SD 1.x/2.x)."""
         from sdcli.controlnet.files import check_family
 
@@ -37,11 +39,11 @@ class ControlPlan:
         return tuple(replace(u, model=str(f.path), image=str(Path(u.image).absolute()), model_by_name=False)
                      for u, f in zip(self.units, self.files, strict=True))
 
-    def load(self, pipe: Any, allow_pickle: bool = False) -> LoadedControl:
-        """Load every ControlNet for `pipe`'s UNet (ModelError for one made for another family)."""
+    def load(self, model: LoadedModel, allow_pickle: bool = False) -> LoadedControl:
+        """Load every ControlNet for `model`'s network (ModelError for one made for another family)."""
         from sdcli.controlnet.files import load_controlnet
 
-        nets = tuple(load_controlnet(f, pipe.unet, allow_pickle=allow_pickle) for f in self.files)
+        nets = tuple(load_controlnet(f, model, allow_pickle=allow_pickle) for f in self.files)
         return LoadedControl(self, nets)
 
 

@@ -17,8 +17,10 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from sdcli.errors import UsageError
+from sdcli.families.base import PromptEncoder
+from sdcli.models.loaded import LoadedModel
 from sdcli.request.generation import GenerationRequest, hires_choices
-from sdcli.request.hires import LATENT_FACTOR, check_final_size, target_size
+from sdcli.request.hires import check_final_size, target_size
 
 
 @dataclass
@@ -28,44 +30,42 @@ class HiresStage:
 
     request: Any  # GenerationRequest of the second pass
     choice: Any
-    encoder: Any
+    encoder: PromptEncoder
     upscaler: Any  # models.upscalers.Upscaler
     target: tuple[int, int, int, int]
     control: Any = None  # sampling.control.ControlHook at the hires size (ControlNet's "Hr Option: Both")
 
-    def run(self, pipe: Any, latents: Any, seeds: list[int], subseeds: list[int | None],
+    def run(self, model: LoadedModel, latents: Any, seeds: list[int], subseeds: list[int | None],
             on_step: Any = None) -> Any:
         """The first pass's latents -> the hires pass's latents (steps 1-4 of the module doc)."""
         import torch
 
         from sdcli.execution.latents import decode, encode_image
         from sdcli.execution.own_loop import image_noise, loop_denoiser, sampling_options
-        from sdcli.execution.stages import is_xl_unet
         from sdcli.sampling.loop import sample
 
         to_x, to_y, tx, ty = self.target
+        factor = model.family.latent.vae_scale
         if (mode := self.upscaler.ref.latent) is not None:
-            latents = torch.nn.functional.interpolate(latents, size=(to_y // LATENT_FACTOR, to_x // LATENT_FACTOR),
+            latents = torch.nn.functional.interpolate(latents, size=(to_y // factor, to_x // factor),
                                                       mode=mode[0], antialias=mode[1])
         else:
-            images = [self.upscaler.resize_to(image, to_x, to_y) for image in decode(pipe, latents)]
-            latents = torch.cat([encode_image(pipe, image, 1) for image in images])
+            images = [self.upscaler.resize_to(image, to_x, to_y) for image in decode(model, latents)]
+            latents = torch.cat([encode_image(model, image, 1) for image in images])
         h, w = latents.shape[-2:]
         latents = latents[:, :, ty // 2:h - (ty + 1) // 2, tx // 2:w - (tx + 1) // 2]
         request, s = self.request, self.request.hires
-        noise = image_noise(request, pipe, seeds, subseeds, latents.shape[-1] * LATENT_FACTOR,
-                       latents.shape[-2] * LATENT_FACTOR)
-        denoiser, model_sigmas = loop_denoiser(request, pipe, self.choice, self.encoder)
+        noise = image_noise(request, model, seeds, subseeds, latents.shape[-1] * factor, latents.shape[-2] * factor)
+        denoiser = loop_denoiser(request, model, self.choice, self.encoder)
         if self.control is not None:
             denoiser.control, on_step = self.control, self.control.follow(on_step)
         steps = s.steps or request.steps
         total = int(steps / min(s.denoise, 0.999))
-        return sample(self.choice, denoiser, noise, model_sigmas, total, options=sampling_options(request),
-                      init_latent=latents, strength=s.denoise, t_enc=steps - 1, sdxl=is_xl_unet(pipe),
-                      on_step=on_step)
+        return sample(self.choice, denoiser, noise, total, options=sampling_options(request),
+                      init_latent=latents, strength=s.denoise, t_enc=steps - 1, on_step=on_step)
 
 
-def hires_stage(pipe: Any, request: GenerationRequest, own: bool, size: tuple[int, int],
+def hires_stage(model: LoadedModel, request: GenerationRequest, own: bool, size: tuple[int, int],
                 upscaler: Any = None) -> HiresStage | None:
     """The hires pass of `request` (prompts already encoder text) at first-pass `size`, or None.
 
@@ -84,10 +84,11 @@ def hires_stage(pipe: Any, request: GenerationRequest, own: bool, size: tuple[in
         raise UsageError("--hires: this model or sampler runs in the diffusers pipeline; hires fix runs only in "
                          "sdcli's own loop (SD 1.x/2.x/XL with a sampler of `sdcli samplers`)")
     width, height = size
-    check_final_size(width, height, s)
-    target = target_size(width, height, s)
-    prompt = encoder_text(pipe, s.prompt) if s.prompt is not None else request.prompt
-    negative = encoder_text(pipe, s.negative_prompt) if s.negative_prompt is not None else request.negative_prompt
+    factor = model.family.latent.vae_scale
+    check_final_size(width, height, s, factor)
+    target = target_size(width, height, s, factor)
+    prompt = encoder_text(model, s.prompt) if s.prompt is not None else request.prompt
+    negative = encoder_text(model, s.negative_prompt) if s.negative_prompt is not None else request.negative_prompt
     steps = s.steps or request.steps
     if not CondSchedule.is_plain(prompt, negative, steps) or not CondSchedule.is_plain(
             request.prompt, request.negative_prompt, request.steps):
@@ -98,6 +99,6 @@ def hires_stage(pipe: Any, request: GenerationRequest, own: bool, size: tuple[in
     hires_request = replace(request, prompt=prompt, negative_prompt=negative, steps=steps,
                             cfg_scale=request.cfg_scale if s.cfg_scale is None else s.cfg_scale,
                             sampler=second.sampler.name, schedule=second.schedule)
-    encoder = prompt_encoder(pipe, hires_request, (target[0], target[1]))
+    encoder = prompt_encoder(model, hires_request, (target[0], target[1]))
     return HiresStage(hires_request, second, encoder, upscaler, target)
 

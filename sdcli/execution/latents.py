@@ -1,8 +1,11 @@
-"""Latents <-> images through the model's VAE, as the WebUI encodes and decodes them (one image at a time)."""
+"""Latents <-> images through the model's VAE, as the WebUI encodes and decodes them (one image at a time),
+in the family's latent format (families.base.LatentFormat: scaling and shift)."""
 
 from __future__ import annotations
 
 from typing import Any
+
+from sdcli.models.loaded import LoadedModel
 
 
 def to_pil(unit: Any) -> list[Any]:
@@ -14,27 +17,42 @@ def to_pil(unit: Any) -> list[Any]:
     return [Image.fromarray(p.astype(np.uint8)) for p in pixels]
 
 
-def decode(pipe: Any, latents: Any) -> list[Any]:
+def decode(model: LoadedModel, latents: Any) -> list[Any]:
     """Latents -> images, one at a time (batch-independent pixels), as the WebUI decodes."""
     import torch
 
-    vae = pipe.vae
+    vae, fmt = model.pipe.vae, model.family.latent
+    scaling, shift = fmt.scaling_of(vae.config), fmt.shift_of(vae.config)
     # A guarded VAE (models.vae.guard_decode) casts for itself and redoes a NaN decode in fp32 from
     # these fp32 latents, as the WebUI does; an unguarded one gets its own dtype.
-    cast = (lambda z: z) if getattr(vae, "sdcli_guarded", False) else (lambda z: z.to(vae.dtype))
+    cast = (lambda z: z) if model.addons.guard.covers(vae) else (lambda z: z.to(vae.dtype))
+
+    def vae_latent(latent: Any) -> Any:
+        z = latent[None] / scaling
+        return z + shift if shift else z
+
     with torch.no_grad():
-        out = [vae.decode(cast(lat[None] / vae.config.scaling_factor), return_dict=False)[0] for lat in latents]
+        out = [vae.decode(cast(vae_latent(lat)), return_dict=False)[0] for lat in latents]
     return to_pil(((torch.cat(out).float() + 1.0) / 2.0).clamp(0, 1))
 
 
-def encode_image(pipe: Any, image: Any, n: int) -> Any:
+def encode_pixels(model: LoadedModel, pixels: Any) -> Any:
+    """[B, 3, H, W] pixels in [-1, 1] -> latents (the VAE posterior's mean) in the VAE's dtype."""
+    import torch
+
+    vae, fmt = model.pipe.vae, model.family.latent
+    scaling, shift = fmt.scaling_of(vae.config), fmt.shift_of(vae.config)
+    with torch.no_grad():
+        mean = vae.encode(pixels.to(vae.device, vae.dtype)).latent_dist.mean
+    return (mean - shift if shift else mean) * scaling
+
+
+def encode_image(model: LoadedModel, image: Any, n: int) -> Any:
     """An input image -> its latent (the VAE posterior's mean), repeated n times."""
     import numpy as np
     import torch
 
     unit = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
-    pixels = torch.from_numpy(2.0 * unit - 1.0).permute(2, 0, 1)[None].to(pipe.vae.device, pipe.vae.dtype)
-    with torch.no_grad():
-        latent = pipe.vae.encode(pixels).latent_dist.mean * pipe.vae.config.scaling_factor
+    latent = encode_pixels(model, torch.from_numpy(2.0 * unit - 1.0).permute(2, 0, 1)[None])
     return latent.float().repeat(n, 1, 1, 1)
 

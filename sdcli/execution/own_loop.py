@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from sdcli.execution.latents import decode, encode_image
-from sdcli.execution.stages import StepCallback, is_xl_unet
+from sdcli.execution.latents import decode, encode_image, encode_pixels
+from sdcli.execution.stages import StepCallback
+from sdcli.families.base import PromptEncoder
 from sdcli.io.images import PreparedInputs
+from sdcli.models.loaded import LoadedModel
 from sdcli.request.generation import GenerationRequest, choice_key
 from sdcli.sampling.samplers import SamplerChoice
 
@@ -19,29 +21,27 @@ def sampling_options(request: GenerationRequest) -> Any:
                            s_noise=request.s_noise, sigma_min=request.sigma_min, sigma_max=request.sigma_max)
 
 
-def image_noise(request: GenerationRequest, pipe: Any, seeds: list[int], subseeds: list[int | None], width: int,
-                height: int) -> Any:
+def image_noise(request: GenerationRequest, model: LoadedModel, seeds: list[int], subseeds: list[int | None],
+                width: int, height: int) -> Any:
     """The image RNG of a batch at width x height: per-image generators, variation seeds, ENSD."""
     from sdcli.sampling.rng import ImageNoise
 
-    factor = pipe.vae_scale_factor
-    shape = (pipe.vae.config.latent_channels, height // factor, width // factor)
-    return ImageNoise(choice_key(request.rng), shape, seeds, pipe.unet.device, subseeds=subseeds,
+    shape = model.family.latent.noise_shape(width, height)
+    return ImageNoise(choice_key(request.rng), shape, seeds, model.network.device, subseeds=subseeds,
                       subseed_strength=request.subseed_strength, ensd=request.ensd)
 
 
-def cond_schedule(request: GenerationRequest, choice: SamplerChoice, encoder: Any) -> Any:
+def cond_schedule(request: GenerationRequest, choice: SamplerChoice, encoder: PromptEncoder) -> Any:
     """Prompt editing, alternation and AND over the run's denoiser calls (x2 for second-order samplers)."""
     from sdcli.conditioning.schedule import CondSchedule, prompt_schedule
 
     calls = request.steps * (2 if choice.sampler.second_order else 1)
-    negative = None
-    if hasattr(encoder, "negative_encode"):  # SDXL: an all-empty negative is zeroed, as in the WebUI
-        negative = encoder.negative_encode(all(t == "" for _, t in prompt_schedule(request.negative_prompt, calls)))
-    return CondSchedule.build(request.prompt, request.negative_prompt, calls, encoder.encode, negative)
+    all_empty = all(t == "" for _, t in prompt_schedule(request.negative_prompt, calls))
+    return CondSchedule.build(request.prompt, request.negative_prompt, calls, encoder.encode,
+                              encoder.negative_encoder(all_empty))
 
 
-def own_batch(request: GenerationRequest, pipe: Any, choice: SamplerChoice, encoder: Any,
+def own_batch(request: GenerationRequest, model: LoadedModel, choice: SamplerChoice, encoder: PromptEncoder,
               inputs: PreparedInputs | None, seeds: list[int], subseeds: list[int | None], width: int,
               height: int, on_step: StepCallback | None, refine: Any = None, hires: Any = None,
               control: Any = None) -> list[Any]:
@@ -51,46 +51,41 @@ def own_batch(request: GenerationRequest, pipe: Any, choice: SamplerChoice, enco
     from sdcli.sampling.loop import sample
     from sdcli.sampling.refiner import Refiner
 
-    denoiser, model_sigmas = loop_denoiser(request, pipe, choice, encoder)
+    denoiser = loop_denoiser(request, model, choice, encoder)
     if refine is not None:
         refined = cond_schedule(request, choice, refine.encoder)
-        denoiser.refiner = Refiner(refine.pipe.unet, refined.conds_at, refined.uncond_at, request.refiner_switch)
+        denoiser.refiner = Refiner(refine.model.network, refined.conds_at, refined.uncond_at, request.refiner_switch)
     if control is not None:
         denoiser.control, on_step = control, control.follow(on_step)
-    noise = image_noise(request, pipe, seeds, subseeds, width, height)
-    init = encode_image(pipe, inputs.image, len(seeds)) if inputs is not None else None
+    noise = image_noise(request, model, seeds, subseeds, width, height)
+    init = encode_image(model, inputs.image, len(seeds)) if inputs is not None else None
     if inputs is not None and inputs.mask is not None:
-        denoiser.masking = inpaint_masking(pipe, request, inputs, init, noise)
+        denoiser.masking = inpaint_masking(model, request, inputs, init, noise)
         init = denoiser.masking.init_latent
-    latents = sample(choice, denoiser, noise, model_sigmas, request.steps, options=sampling_options(request),
-                     init_latent=init, strength=request.init.strength if request.init else 1.0,
-                     sdxl=is_xl_unet(pipe), on_step=on_step)
+    latents = sample(choice, denoiser, noise, request.steps, options=sampling_options(request),
+                     init_latent=init, strength=request.init.strength if request.init else 1.0, on_step=on_step)
     if denoiser.masking is not None:  # the kept area is the input's latent exactly, as in the WebUI
         keep = denoiser.masking.mask
         latents = latents * (1 - keep) + denoiser.masking.init_latent * keep
     if hires is not None:
-        latents = hires.run(pipe, latents, seeds, subseeds, on_step)
-    return decode(refine.pipe if denoiser.switched else pipe, latents)  # the WebUI decodes with the model loaded
+        latents = hires.run(model, latents, seeds, subseeds, on_step)
+    return decode(refine.model if denoiser.switched else model, latents)  # the WebUI decodes with the model loaded
 
 
-def loop_denoiser(request: GenerationRequest, pipe: Any, choice: SamplerChoice, encoder: Any) -> tuple[Any, Any]:
-    """The loop's CFG denoiser for `request` (its prompts through `encoder`) and the model's sigmas."""
-    from sdcli.models.loader import PREDICTION_TYPES
+def loop_denoiser(request: GenerationRequest, model: LoadedModel, choice: SamplerChoice,
+                  encoder: PromptEncoder) -> Any:
+    """The loop's CFG denoiser for `request` (its prompts through `encoder`) on the model's parameterisation."""
     from sdcli.sampling.refiner import RefinedDenoiser
-    from sdcli.sampling.schedules import ModelSigmas, alphas_cumprod
 
-    config = getattr(pipe, "sdcli_base_scheduler", pipe.scheduler).config
-    model_sigmas = ModelSigmas(alphas_cumprod(config))
     schedule = cond_schedule(request, choice, encoder)
-    prediction = PREDICTION_TYPES[request.prediction_type] if request.prediction_type else None
-    denoiser = RefinedDenoiser(pipe.unet, model_sigmas, prediction or config.get("prediction_type", "epsilon"),
-                               schedule.conds_at, schedule.uncond_at, request.cfg_scale)
-    return denoiser, model_sigmas
+    return RefinedDenoiser(model.network, model.parameterisation(request.prediction_type), schedule.conds_at,
+                           schedule.uncond_at, request.cfg_scale)
 
 
-def inpaint_masking(pipe: Any, request: GenerationRequest, inputs: PreparedInputs, init: Any, noise: Any) -> Any:
+def inpaint_masking(model: LoadedModel, request: GenerationRequest, inputs: PreparedInputs, init: Any,
+                    noise: Any) -> Any:
     """The WebUI's inpainting inputs: a rounded latent mask, --masked-content in latent space, and the
-    9-channel UNet's extra input (mask + latent of the image with the masked area blanked)."""
+    inpainting network's extra input (mask + latent of the image with the masked area blanked)."""
     import numpy as np
     import torch
 
@@ -106,13 +101,11 @@ def inpaint_masking(pipe: Any, request: GenerationRequest, inputs: PreparedInput
     elif content == "latent-nothing":
         init = init * keep
     image_cond = None
-    if pipe.unet.config.in_channels == 9:
+    if model.detected.inpainting:
         full = torch.from_numpy(np.around(np.asarray(inputs.mask.convert("L"), dtype=np.float32) / 255))[None, None]
         unit = torch.from_numpy(np.asarray(inputs.image.convert("RGB"), dtype=np.float32) / 255.0)
         source = (2.0 * unit - 1.0).permute(2, 0, 1)[None]
-        blanked = (source * (1.0 - full)).to(pipe.vae.device, pipe.vae.dtype)
-        with torch.no_grad():
-            masked_latent = pipe.vae.encode(blanked).latent_dist.mean * pipe.vae.config.scaling_factor
+        masked_latent = encode_pixels(model, source * (1.0 - full))
         small_full = torch.nn.functional.interpolate(full, size=(h, w))
         image_cond = torch.cat([small_full.to(init.device), masked_latent.float()], dim=1).repeat(n, 1, 1, 1)
     return Masking(init_latent=init, mask=keep, image_cond=image_cond)

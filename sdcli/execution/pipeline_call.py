@@ -10,7 +10,9 @@ from sdcli.errors import UsageError
 from sdcli.execution.latents import to_pil
 from sdcli.execution.own_loop import image_noise
 from sdcli.execution.stages import StepCallback
+from sdcli.families.base import PromptEncoder
 from sdcli.io.images import PreparedInputs
+from sdcli.models.loaded import LoadedModel
 from sdcli.request.generation import GenerationRequest
 from sdcli.sampling.samplers import SamplerChoice
 
@@ -31,7 +33,7 @@ LATENT_CONTENTS = {"latent-noise": _latent_noise, "latent-nothing": _latent_zero
 
 
 @contextmanager
-def latent_content(pipe: Any, request: GenerationRequest, inputs: PreparedInputs | None,
+def latent_content(model: LoadedModel, request: GenerationRequest, inputs: PreparedInputs | None,
                    generators: list[Any]) -> Iterator[None]:
     """Apply --masked-content latent-noise/latent-nothing for one pipeline call.
 
@@ -46,7 +48,8 @@ def latent_content(pipe: Any, request: GenerationRequest, inputs: PreparedInputs
     if make is None:
         yield
         return
-    factor = pipe.vae_scale_factor
+    pipe: Any = model.pipe  # its inpainting pipeline (prepare_latents)
+    factor = model.family.latent.vae_scale
     small = inputs.mask.resize((inputs.size[0] // factor, inputs.size[1] // factor))
     mask = torch.from_numpy((np.asarray(small) >= 128).astype(np.float32))[None, None]
     original = pipe.prepare_latents
@@ -68,15 +71,7 @@ def latent_content(pipe: Any, request: GenerationRequest, inputs: PreparedInputs
         del pipe.prepare_latents
 
 
-def pipeline_embeds(encoder: Any, prompt: str, negative: str) -> dict[str, Any]:
-    """The embedding arguments of a diffusers pipeline call, for a batch of one."""
-    if hasattr(encoder, "pipeline_kwargs"):  # SDXL: embeddings, pooled embeddings, both for CFG
-        return encoder.pipeline_kwargs(prompt, negative)
-    positive, negative_embeds = encoder.encode_pair(prompt, negative)
-    return {"prompt_embeds": positive, "negative_prompt_embeds": negative_embeds}
-
-
-def pipeline_batch(request: GenerationRequest, pipe: Any, choice: SamplerChoice, encoder: Any,
+def pipeline_batch(request: GenerationRequest, model: LoadedModel, choice: SamplerChoice, encoder: PromptEncoder,
                    inputs: PreparedInputs | None, seeds: list[int], subseeds: list[int | None], width: int,
                    height: int, on_step: StepCallback | None, refine: Any = None, hires: Any = None) -> list[Any]:
     """One batch through the diffusers pipeline (timestep samplers, other families, the SDXL refiner)."""
@@ -102,17 +97,18 @@ def pipeline_batch(request: GenerationRequest, pipe: Any, choice: SamplerChoice,
     if inputs is not None and int(request.steps * request.init.strength) < 1:  # diffusers' own img2img count
         raise UsageError(f"--strength: {request.init.strength:g} x --steps {request.steps} runs no step in the "
                          f"diffusers pipeline ({choice.sampler.name}, rounded down); raise --steps or --strength")
-    embeds = pipeline_embeds(encoder, request.prompt, request.negative_prompt)
-    n = len(seeds)
+    embeds = encoder.pipeline_embeds(request.prompt, request.negative_prompt)
+    pipe, n = model.pipe, len(seeds)
     generators = [torch.Generator("cpu").manual_seed(s) for s in seeds]
     mode_args = inputs.pipeline_args(request.init.strength, n) if inputs else {"width": width, "height": height}
     if request.subseed_strength and inputs is None:
-        first = image_noise(request, pipe, seeds, subseeds, width, height).first()
+        first = image_noise(request, model, seeds, subseeds, width, height).first()
         mode_args["latents"] = first.to(embeds["prompt_embeds"].dtype)
-    if hasattr(pipe.scheduler, "noise_sampler_seed"):
+    scheduler = pipe.scheduler
+    if hasattr(scheduler, "noise_sampler_seed"):
         # DPM++ SDE draws Brownian-tree noise from its own seeds, not the generator: one per image.
-        pipe.scheduler.noise_sampler_seed = list(seeds)
-    with latent_content(pipe, request, inputs, generators):
+        scheduler.noise_sampler_seed = list(seeds)
+    with latent_content(model, request, inputs, generators):
         result = pipe(
             **{k: v.repeat(n, *[1] * (v.ndim - 1)) for k, v in embeds.items()},
             num_inference_steps=request.steps,

@@ -6,78 +6,59 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sdcli.errors import UsageError
+from sdcli.families.base import PromptEncoder
+from sdcli.models.loaded import LoadedModel
 from sdcli.request.generation import GenerationRequest, choice_key
 from sdcli.sampling.samplers import SamplerChoice
 
 StepCallback = Callable[[int, int], None]
 
 
-def is_xl_unet(pipe: Any) -> bool:
-    """An SDXL UNet (base, refiner or inpainting): pooled text and size/crop conditioning."""
-    return pipe.unet.config.get("addition_embed_type") == "text_time"
+def runs_own_loop(model: LoadedModel, choice: SamplerChoice, request: GenerationRequest) -> bool:
+    """Whether sdcli's own loop runs this: a sampler of the loop on a model its family lets the loop run."""
+    return choice.sampler.function is not None and model.family.runs_loop(
+        model.pipe, model.base_scheduler.config, model.detected.in_channels)
 
 
-def runs_own_loop(pipe: Any, choice: SamplerChoice, request: GenerationRequest) -> bool:
-    """Whether sdcli's own loop runs this: a sampler of the loop on an SD1/SD2/SDXL UNet (4 or 9 channels)."""
-    config = pipe.unet.config
-    scheduler = getattr(pipe, "sdcli_base_scheduler", pipe.scheduler).config
-    return (choice.sampler.function is not None and (config.get("addition_embed_type") is None or is_xl_unet(pipe))
-            and config.in_channels in (4, 9)
-            and scheduler.get("beta_schedule", "scaled_linear") in ("scaled_linear", "linear")
-            and scheduler.get("prediction_type", "epsilon") in ("epsilon", "v_prediction"))
-
-
-def prompt_encoder(pipe: Any, request: GenerationRequest, size: tuple[int, int] = (1024, 1024)) -> Any:
-    """The family's prompt encoder: SDXL's two encoders at generation size `size` (conditioning.sdxl),
-    else the WebUI's CLIP encoding."""
-    from sdcli.models.loader import detected_of
-
-    if detected_of(pipe).family.is_xl:
-        from sdcli.conditioning.sdxl import SDXLPromptEncoder
-
-        return SDXLPromptEncoder(pipe, request.clip_skip, choice_key(request.emphasis), size)
-    from sdcli.conditioning.encoding import PromptEncoder
-
-    return PromptEncoder(pipe, request.clip_skip, choice_key(request.emphasis))
+def prompt_encoder(model: LoadedModel, request: GenerationRequest,
+                   size: tuple[int, int] = (1024, 1024)) -> PromptEncoder:
+    """The family's prompt encoder for `request` at generation size `size` (width, height)."""
+    return model.family.prompt_encoder(model.pipe, request.clip_skip, choice_key(request.emphasis), size)
 
 
 @dataclass(frozen=True)
 class OwnRefiner:
-    """The refiner for sdcli's loop: its pipeline (UNet, VAE) and its prompt encoder."""
+    """The refiner for sdcli's loop: its model (network, VAE) and its prompt encoder."""
 
-    pipe: Any
-    encoder: Any
+    model: LoadedModel
+    encoder: PromptEncoder
 
 
-def refiner_stage(pipe: Any, request: GenerationRequest, refiner: Any, choice: SamplerChoice, own: bool = False,
-                  size: tuple[int, int] = (1024, 1024)) -> Any:
+def refiner_stage(model: LoadedModel, request: GenerationRequest, refiner: LoadedModel | None, choice: SamplerChoice,
+                  own: bool = False, size: tuple[int, int] = (1024, 1024)) -> Any:
     """With --refiner: for sdcli's loop (`own`) an OwnRefiner it switches to, as the WebUI; else a function
     finishing the base's latents with the refiner (diffusers' denoising_end/denoising_start split at
     --refiner-switch). None without a refiner."""
-    from sdcli.conditioning.sdxl import SDXLPromptEncoder
-    from sdcli.models.loader import detected_of, pipeline_for, set_sampler
+    from sdcli.families import check_refiner_pair
+    from sdcli.models.loader import set_sampler
 
     if refiner is None:
         return None
-    if not detected_of(pipe).family.is_xl or not detected_of(refiner.pipe).family.is_xl:
-        raise UsageError("--refiner: both the model and the refiner must be SDXL models (base or refiner)")
+    check_refiner_pair(model.family, refiner.family)
     if own:
-        return OwnRefiner(refiner.pipe, prompt_encoder(refiner.pipe, request, size))
+        return OwnRefiner(refiner, prompt_encoder(refiner, request, size))
     # txt2img hands over to the refiner's img2img pipeline; the image modes to its own kind.
-    stage = pipeline_for(refiner.pipe, "img2img" if request.mode == "txt2img" else request.mode)
+    stage = refiner.for_mode("img2img" if request.mode == "txt2img" else request.mode)
     set_sampler(stage, choice, request.prediction_type)
-    embeds = SDXLPromptEncoder(stage, request.clip_skip, choice_key(request.emphasis)).pipeline_kwargs(
-        request.prompt, request.negative_prompt)
+    embeds = prompt_encoder(stage, request).pipeline_embeds(request.prompt, request.negative_prompt)
 
     def finish(latents: Any, generators: list[Any], step_end: Any, mode_args: dict[str, Any]) -> Any:
         n = latents.shape[0]
         # The inpainting pipelines take the latents as their image and keep the mask and size.
         kept = {} if request.mode == "txt2img" else {
             k: v for k, v in mode_args.items() if k in ("mask_image", "width", "height", "strength")}
-        return stage(image=latents, denoising_start=request.refiner_switch, num_inference_steps=request.steps,
-                     guidance_scale=request.cfg_scale, generator=generators, callback_on_step_end=step_end,
-                     output_type="pt", **kept, **{k: v.repeat(n, *[1] * (v.ndim - 1)) for k, v in embeds.items()})
+        return stage.pipe(image=latents, denoising_start=request.refiner_switch, num_inference_steps=request.steps,
+                          guidance_scale=request.cfg_scale, generator=generators, callback_on_step_end=step_end,
+                          output_type="pt", **kept, **{k: v.repeat(n, *[1] * (v.ndim - 1)) for k, v in embeds.items()})
 
     return finish
-

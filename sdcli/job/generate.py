@@ -1,4 +1,4 @@
-"""Generation: run(request, pipe) -> images with their infotext, one batch at a time.
+"""Generation: run(request, model) -> images with their infotext, one batch at a time.
 
 The pipeline is injected (tests pass a tiny one); sdcli's own loop (sampling.loop)
 uses only its components, as the WebUI does, and the diffusers pipeline itself runs
@@ -21,6 +21,7 @@ from sdcli.execution.pipeline_call import pipeline_batch
 from sdcli.execution.stages import StepCallback, runs_own_loop
 from sdcli.io.images import PreparedInputs, prepare
 from sdcli.io.metadata import build_infotext
+from sdcli.models.loaded import LoadedModel
 from sdcli.request.fields import Written, infotext_values
 from sdcli.request.generation import GenerationRequest
 from sdcli.sampling.samplers import SamplerChoice
@@ -41,23 +42,9 @@ class GeneratedImage:
     failure: str | None = None  # why it must not be written (core.finite), e.g. NaN in the decode
 
 
-@dataclass(frozen=True)
-class RefinerModel:
-    """A loaded --refiner and how the infotext names it."""
-
-    pipe: Any
-    name: str
-    hash: str
-
-
-def native_size(pipe: Any) -> int:
-    """The model's native image side in pixels (UNet sample size x VAE scale factor)."""
-    return int(pipe.unet.config.sample_size * pipe.vae_scale_factor)
-
-
 def infotext_params(request: GenerationRequest, choice: SamplerChoice, *, seed: int, subseed: int | None,
                     width: int, height: int, model_name: str, model_hash: str,
-                    refiner: RefinerModel | None = None, hires: tuple[Any, Any, str] | None = None) -> dict[str, Any]:
+                    refiner: LoadedModel | None = None, hires: tuple[Any, Any, str] | None = None) -> dict[str, Any]:
     """The WebUI parameter line's fields for one image: the field table's keys (request.fields, omission
     rules applied there), the model's and the size. `hires`: the hires pass's (first, second) samplers and
     upscaler name, when it runs."""
@@ -77,7 +64,7 @@ def infotext_params(request: GenerationRequest, choice: SamplerChoice, *, seed: 
 
 def run(
     request: GenerationRequest,
-    pipe: Any,
+    model: LoadedModel,
     choice: SamplerChoice,
     *,
     model_name: str,
@@ -85,18 +72,19 @@ def run(
     on_step: StepCallback | None = None,
     inputs: PreparedInputs | None = None,
     extra_params: dict[str, Any] | None = None,
-    refiner: RefinerModel | None = None,
+    refiner: LoadedModel | None = None,
     control: Any = None,
     hires_upscaler: Any = None,
 ) -> Iterator[GeneratedImage]:
     """Generate `request.count` batches of `request.batch_size` images; yield each when done.
 
-    `request.seed` must be resolved. `pipe` may be any pipeline of the model: the
-    one for `request.mode` is derived from it (shared weights). `inputs` are the
+    `request.seed` must be resolved. `model` (models.loaded.LoadedModel) may hold any pipeline of the
+    model: the one for `request.mode` is derived from it (shared weights). `inputs` are the
     prepared input images (core.images.prepare); loaded here when not given.
     SD1/SD2/SDXL models with a sampler of sdcli's own loop (sampling.loop, the WebUI's
     pixels) run it in every mode, switching to `refiner` inside the run as the WebUI;
-    other samplers (UniPC, LCM) run the diffusers pipeline, with `refiner` finishing
+    other samplers (UniPC, LCM) run the diffusers pipeline, with `refiner` (a loaded model named for the
+    infotext) finishing
     SDXL's last steps. `request.hires` adds the hires fix pass (core.hires) with
     `hires_upscaler` (a ready models.upscalers.Upscaler; built-in ones are made here). `extra_params` are added
     to each infotext (the add-ons' hashes, models.assets). Images whose latents or
@@ -105,37 +93,35 @@ def run(
     Raises UsageError for settings the model cannot honour (CLIP skip deeper
     than the text encoder, a mode its UNet cannot run) or for bad input files.
     """
-    from sdcli.conditioning.encoding import text_layers
     from sdcli.execution.hires import hires_stage
     from sdcli.execution.stages import prompt_encoder, refiner_stage
     from sdcli.execution.tiling import circular_padding
     from sdcli.models.assets import encoder_text
-    from sdcli.models.loader import pipeline_for, set_sampler
+    from sdcli.models.loader import set_sampler
     from sdcli.request.generation import hires_choices
     from sdcli.request.hires import final_size
 
     # 1. Model-dependent checks and settings; the input images at generation size.
-    text_encoder = pipe.text_encoder if pipe.text_encoder is not None else pipe.text_encoder_2  # refiner: 2nd only
-    if request.clip_skip > (layers := text_layers(text_encoder)):
-        raise UsageError(f"--clip-skip: {request.clip_skip} is deeper than this model's {layers} text layers")
-    pipe = pipeline_for(pipe, request.mode)
-    own = runs_own_loop(pipe, choice, request)
+    model = model.for_mode(request.mode)
+    own = runs_own_loop(model, choice, request)
     if not own:
-        set_sampler(pipe, choice, request.prediction_type)
+        set_sampler(model, choice, request.prediction_type)
     if inputs is None:
         inputs = prepare(request)
     if inputs is not None:
         width, height = inputs.size
     else:
-        width, height = request.width or native_size(pipe), request.height or native_size(pipe)
+        width, height = request.width or model.native_size, request.height or model.native_size
 
     # 2. Prompt conditioning, once for the whole run. The encoders see the text with <lora:...>
     # tags removed and multi-vector embeddings spelled out; the infotext keeps the prompt as given.
-    encoded = replace(request, prompt=encoder_text(pipe, request.prompt),
-                      negative_prompt=encoder_text(pipe, request.negative_prompt))
-    encoder = prompt_encoder(pipe, request, (width, height))
-    refine = refiner_stage(pipe, encoded, refiner, choice, own, (width, height))
-    hires = hires_stage(pipe, encoded, own, (width, height), hires_upscaler)
+    encoded = replace(request, prompt=encoder_text(model, request.prompt),
+                      negative_prompt=encoder_text(model, request.negative_prompt))
+    encoder = prompt_encoder(model, request, (width, height))
+    if request.clip_skip > (layers := encoder.capabilities.clip_skip_layers):
+        raise UsageError(f"--clip-skip: {request.clip_skip} is deeper than this model's {layers} text layers")
+    refine = refiner_stage(model, encoded, refiner, choice, own, (width, height))
+    hires = hires_stage(model, encoded, own, (width, height), hires_upscaler)
     hires_names = (*hires_choices(request), hires.upscaler.ref.name) if hires else None
     batch_run = own_batch if own else pipeline_batch
     control_params: dict[str, Any] = {}
@@ -151,16 +137,17 @@ def run(
         hook, control_params = control.prepare((width, height), request.steps_run, crop)
         batch_run = partial(own_batch, control=hook)
         if hires is not None:  # the units steer the hires pass too, their images fitted to its size
-            hires.control = control.prepare(final_size(width, height, request.hires), hires.request.steps)[0]
+            hires.control = control.prepare(final_size(width, height, request.hires, model.family.latent.vae_scale),
+                                            hires.request.steps)[0]
 
     # 3. Batches: per-image generators seeded seed + i.
     seeds, subseeds = request.seeds(), request.subseeds()
-    pipes = (pipe, refiner.pipe) if refine else (pipe,)
+    pipes = (model.pipe, refiner.pipe) if refine and refiner else (model.pipe,)
     for start in range(0, len(seeds), request.batch_size):
         batch_seeds = seeds[start:start + request.batch_size]
         batch_subseeds = subseeds[start:start + request.batch_size]
         with finite_guard(*pipes) as guard, circular_padding(request.tiling, *pipes):  # --tiling, this batch only
-            images = batch_run(encoded, pipe, choice, encoder, inputs, batch_seeds, batch_subseeds, width, height,
+            images = batch_run(encoded, model, choice, encoder, inputs, batch_seeds, batch_subseeds, width, height,
                                on_step, refine, hires)
         for offset, (image, seed, subseed) in enumerate(zip(images, batch_seeds, batch_subseeds, strict=True)):
             if inputs is not None:

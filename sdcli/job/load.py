@@ -14,47 +14,49 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sdcli.job.generate import GeneratedImage, RefinerModel
+from sdcli.job.generate import GeneratedImage
 from sdcli.job.plan import JobPlan, Notes
 from sdcli.models.assets import AssetOptions, apply_assets
+from sdcli.models.loaded import LoadedModel
 from sdcli.models.resolve import ModelRef
 from sdcli.models.runtime import RuntimePlan
 
-Loader = Callable[[ModelRef, RuntimePlan], Any]
+Loader = Callable[[ModelRef, RuntimePlan], LoadedModel]
 Stage = Callable[[str], Any]
 
 
 @dataclass
 class ModelCache:
-    """Loaded models kept between jobs; `load(ref, plan)` loads a pipeline (default models.loader's)."""
+    """Loaded models kept between jobs; `load(ref, plan)` loads a model (default models.loader's)."""
 
     load: Loader | None = None
     load_refiner: Loader | None = None  # how refiners load (default models.loader's)
-    refiners: dict[Path, RefinerModel] = field(default_factory=dict)
+    refiners: dict[Path, LoadedModel] = field(default_factory=dict)
     upscalers: dict[tuple[str, str | None], Any] = field(default_factory=dict)
-    _model: Path | None = None
-    _pipe: Any = None
+    _path: Path | None = None
+    _model: LoadedModel | None = None
 
-    def pipeline(self, ref: ModelRef, plan: RuntimePlan, stage: Stage | None = None) -> Any:
-        """The pipeline of `ref`, loading it (and dropping the one held before) when it is not the one held."""
+    def model(self, ref: ModelRef, plan: RuntimePlan, stage: Stage | None = None) -> LoadedModel:
+        """`ref` loaded, loading it (and dropping the one held before) when it is not the one held."""
         from sdcli.models import loader
 
-        if self._pipe is None or self._model != ref.path:
+        if self._model is None or self._path != ref.path:
             self.drop()
             with stage(f"loading model {ref.name}") if stage else nullcontext():
-                self._pipe = (self.load or loader.load_pipeline)(ref, plan)
-            self._model = ref.path
-        return self._pipe
+                self._model = (self.load or loader.load_model)(ref, plan)
+            self._path = ref.path
+        return self._model
 
-    def refiner(self, ref: ModelRef | None, plan: RuntimePlan) -> RefinerModel | None:
+    def refiner(self, ref: ModelRef | None, plan: RuntimePlan) -> LoadedModel | None:
         """The loaded --refiner (None without one), named for the infotext; loaded once."""
         from sdcli.models import loader, resolve
 
         if ref is None:
             return None
         if ref.path not in self.refiners:
-            self.refiners[ref.path] = RefinerModel((self.load_refiner or loader.load_pipeline)(ref, plan), ref.name,
-                                                   resolve.model_hash(ref.hash_path))
+            refiner = (self.load_refiner or loader.load_model)(ref, plan)
+            refiner.name, refiner.hash = ref.name, resolve.model_hash(ref.hash_path)
+            self.refiners[ref.path] = refiner
         return self.refiners[ref.path]
 
     def hires_upscaler(self, ref: Any, assets: AssetOptions, plan: RuntimePlan) -> Any:
@@ -69,9 +71,9 @@ class ModelCache:
         return self.upscalers[key]
 
     def drop(self) -> None:
-        """Let go of the base model (the next pipeline() loads again)."""
-        if self._pipe is not None:
-            self._pipe, self._model = None, None
+        """Let go of the base model (the next model() loads again)."""
+        if self._model is not None:
+            self._model, self._path = None, None
             gc.collect()
 
 
@@ -80,9 +82,9 @@ class LoadedJob:
     """A planned job with its weights in memory: what the generate step needs."""
 
     plan: JobPlan
-    pipe: Any
+    model: LoadedModel
     model_hash: str
-    refiner: RefinerModel | None = None
+    refiner: LoadedModel | None = None
     control: Any = None  # controlnet.plan.LoadedControl
     hires_upscaler: Any = None  # models.upscalers.Upscaler
 
@@ -92,24 +94,24 @@ class LoadedJob:
         from sdcli.job.generate import run
 
         plan = self.plan
-        return run(request, self.pipe, plan.choice, model_name=plan.model.name, model_hash=self.model_hash,
+        return run(request, self.model, plan.choice, model_name=plan.model.name, model_hash=self.model_hash,
                    on_step=on_step, inputs=plan.inputs, extra_params=plan.extras.params(), refiner=self.refiner,
                    control=self.control, hires_upscaler=self.hires_upscaler)
 
 
 def load_job(plan: JobPlan, cache: ModelCache, notes: Notes, *, stage: Stage | None = None,
-             pipe: Any = None) -> LoadedJob:
-    """Load what `plan` names (the base model from `cache` unless `pipe` is given), add-ons applied."""
+             loaded: LoadedModel | None = None) -> LoadedJob:
+    """Load what `plan` names (the base model from `cache` unless `loaded` is given), add-ons applied."""
     from sdcli.models import resolve
 
-    if pipe is None:
-        pipe = cache.pipeline(plan.model, plan.runtime, stage)
-    apply_assets(pipe, plan.extras, plan.assets, notes)
+    if loaded is None:
+        loaded = cache.model(plan.model, plan.runtime, stage)
+    apply_assets(loaded, plan.extras, plan.assets, notes)
     control = None
     if plan.control is not None:
         with stage("loading ControlNet") if stage else nullcontext():
-            control = plan.control.load(pipe, plan.assets.allow_pickle)
+            control = plan.control.load(loaded, plan.assets.allow_pickle)
     model_hash = resolve.model_hash(plan.model.hash_path)
     refiner = cache.refiner(plan.refiner, plan.runtime)
     upscaler = cache.hires_upscaler(plan.hires_upscaler, plan.assets, plan.runtime)
-    return LoadedJob(plan, pipe, model_hash, refiner, control, upscaler)
+    return LoadedJob(plan, loaded, model_hash, refiner, control, upscaler)

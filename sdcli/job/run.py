@@ -16,6 +16,7 @@ from sdcli.job.load import ModelCache, load_job
 from sdcli.job.plan import plan_job, recorded_request
 from sdcli.job.write import OutputOptions, write_image
 from sdcli.models.assets import AssetOptions
+from sdcli.models.loaded import LoadedModel
 from sdcli.models.runtime import RuntimeOptions
 from sdcli.request.generation import GenerationRequest
 
@@ -36,22 +37,22 @@ def stage(reporter: Any, label: str) -> Any:
 
 
 def run_job(request: GenerationRequest, runtime: RuntimeOptions, model_spec: str | None,
-            output: OutputOptions, reporter: Reporter, pipe: Any = None,
+            output: OutputOptions, reporter: Reporter, loaded: LoadedModel | None = None,
             assets: AssetOptions | None = None) -> list[dict[str, Any]]:
     """Run a txt2img, img2img, inpaint or outpaint job; return one record per written image.
 
     The one-shot driver of the job pipeline: plan (every check, before any load) -> load
-    -> generate -> write, each image written the moment it exists. `pipe` may be passed in
-    (tests) to skip loading; model_spec still names the model for metadata. `assets` are the
+    -> generate -> write, each image written the moment it exists. `loaded` (a loaded model) may
+    be passed in (tests) to skip loading; model_spec still names the model for metadata. `assets` are the
     models folder and add-on flags (LoRAs, embeddings, VAE).
     """
     # 1. Plan: everything checked and every name resolved before any model loads.
     show = getattr(reporter, "stage", None)
     plan = plan_job(request, runtime, model_spec, assets, reporter.note, output=output, stage=show,
-                    check_files=pipe is None)
+                    check_files=loaded is None)
 
     # 2. Load: the model, its add-ons, the refiner and hires upscaler.
-    loaded = load_job(plan, ModelCache(), reporter.note, stage=show, pipe=pipe)
+    job = load_job(plan, ModelCache(), reporter.note, stage=show, loaded=loaded)
     folder = prepare_folder(output.folder)
 
     # 3. Generate, writing each image as soon as it exists.
@@ -60,7 +61,7 @@ def run_job(request: GenerationRequest, runtime: RuntimeOptions, model_spec: str
     number = next_number(folder)
     records: list[dict[str, Any]] = []
     failed: list[str] = []
-    for item in loaded.generate(request, reporter.step):
+    for item in job.generate(request, reporter.step):
         if item.failure:  # never written as a black image with exit 0
             failed.append(f"image {item.index} (seed {item.seed}): {item.failure}")
             reporter.note(failed[-1])

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sdcli.conditioning.extra_networks import LORA_KINDS, extract_networks
 from sdcli.errors import ModelError, UsageError
@@ -20,6 +20,9 @@ from sdcli.models.folders import FLAGS, SHORT_HASH, Library, is_path_like, libra
 from sdcli.models.hashes import file_sha256
 from sdcli.models.lora import LoraSpec, lora_hashes, parse_hashes, parse_lora_flag
 from sdcli.models.safety import PICKLE_SUFFIXES, check_safetensors, refuse_pickle
+
+if TYPE_CHECKING:
+    from sdcli.models.loaded import LoadedModel
 
 
 @dataclass(frozen=True)
@@ -167,20 +170,20 @@ def _check_recorded(plan: AssetPlan, recorded: dict[str, str]) -> AssetPlan:
     return AssetPlan(plan.loras, plan.embeddings, plan.vae, plan.vae_hash, tuple(warnings))
 
 
-def apply_assets(pipe: Any, plan: AssetPlan, options: AssetOptions, note: Callable[[str], None]) -> None:
-    """Put the plan on a loaded pipeline: VAE (+ NaN guard), embeddings, LoRAs. No base-model reload."""
+def apply_assets(model: LoadedModel, plan: AssetPlan, options: AssetOptions, note: Callable[[str], None]) -> None:
+    """Put the plan on a loaded model: VAE (+ NaN guard), embeddings, LoRAs. No base-model reload."""
     from sdcli.models.embeddings import apply_embeddings
     from sdcli.models.lora import apply_loras
     from sdcli.models.vae import guard_decode, set_vae
 
-    set_vae(pipe, plan.vae, allow_pickle=options.allow_pickle)
-    guard_decode(pipe.vae, note, force_fp32=options.no_half_vae)
-    apply_embeddings(pipe, list(plan.embeddings), allow_pickle=options.allow_pickle)
-    apply_loras(pipe, list(plan.loras), allow_pickle=options.allow_pickle)
+    set_vae(model, plan.vae, allow_pickle=options.allow_pickle)
+    guard_decode(model.pipe.vae, note, force_fp32=options.no_half_vae, guard=model.addons.guard)
+    apply_embeddings(model, list(plan.embeddings), allow_pickle=options.allow_pickle)
+    apply_loras(model, list(plan.loras), allow_pickle=options.allow_pickle)
 
 
-def encoder_text(pipe: Any, text: str) -> str:
+def encoder_text(model: LoadedModel, text: str) -> str:
     """The text the text encoder sees: network tags removed, multi-vector embeddings spelled out."""
     from sdcli.models.embeddings import expand_prompt
 
-    return expand_prompt(pipe, extract_networks(text)[0])
+    return expand_prompt(model, extract_networks(text)[0])

@@ -11,12 +11,16 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sdcli.errors import ModelError
 
-# SDXL embeddings carry one tensor per text encoder; the pipeline attribute each goes to.
-SDXL_KEYS = {"clip_l": ("text_encoder", "tokenizer"), "clip_g": ("text_encoder_2", "tokenizer_2")}
+if TYPE_CHECKING:
+    from sdcli.models.loaded import LoadedModel
+
+# SDXL embeddings carry one tensor per text encoder (the file keys; a family's capabilities.embeddings
+# names the text encoder each goes to).
+SDXL_KEYS = ("clip_l", "clip_g")
 
 
 @dataclass(frozen=True)
@@ -59,23 +63,24 @@ def read_vectors(path: Path, *, allow_pickle: bool = False) -> dict[str, Any]:
     return vectors
 
 
-def apply_embeddings(pipe: Any, specs: list[EmbeddingSpec], *, allow_pickle: bool = False) -> None:
-    """Make exactly `specs` the pipeline's embeddings (no change when they already are)."""
+def apply_embeddings(model: LoadedModel, specs: list[EmbeddingSpec], *, allow_pickle: bool = False) -> None:
+    """Make exactly `specs` the model's embeddings (no change when they already are)."""
+    pipe, addons, slots = model.pipe, model.addons, model.family.capabilities.embeddings
     wanted = {spec.name: spec.hash for spec in specs}
-    if getattr(pipe, "sdcli_embeddings", {}) == wanted:
+    if addons.embeddings == wanted:
         return
-    if getattr(pipe, "sdcli_embeddings", {}):
+    if addons.embeddings:
         pipe.unload_textual_inversion()
-    pipe.sdcli_embeddings = {}
+    addons.embeddings = {}
     for spec in specs:
         vectors = read_vectors(spec.path, allow_pickle=allow_pickle)
-        if getattr(pipe, "text_encoder_2", None) is None and "clip_g" in vectors:
+        if "clip_g" in vectors and "clip_g" not in slots:
             raise ModelError(f"--embedding: {spec.path} is an SDXL embedding (clip_l and clip_g vectors); "
                              "this model has one text encoder")
-        if getattr(pipe, "text_encoder_2", None) is not None and "clip_g" not in vectors:
+        if "clip_g" in slots and "clip_g" not in vectors:
             raise ModelError(f"--embedding: {spec.path} has vectors for one text encoder; this model (SDXL) "
                              "needs clip_l and clip_g vectors")
-        for key, (encoder_name, tokenizer_name) in SDXL_KEYS.items():
+        for key, (encoder_name, tokenizer_name) in slots.items():
             encoder = getattr(pipe, encoder_name, None)
             if key not in vectors or encoder is None:
                 continue
@@ -85,7 +90,7 @@ def apply_embeddings(pipe: Any, specs: list[EmbeddingSpec], *, allow_pickle: boo
                                  f"model's text encoder needs {width} (an embedding for another model family?)")
             pipe.load_textual_inversion({spec.name: vectors[key]}, token=spec.name,
                                         text_encoder=encoder, tokenizer=getattr(pipe, tokenizer_name))
-        pipe.sdcli_embeddings[spec.name] = spec.hash
+        addons.embeddings[spec.name] = spec.hash
 
 
 def ti_hashes(specs: list[EmbeddingSpec]) -> str | None:
@@ -93,10 +98,11 @@ def ti_hashes(specs: list[EmbeddingSpec]) -> str | None:
     return ", ".join(f"{spec.name}: {spec.hash}" for spec in specs) or None
 
 
-def expand_prompt(pipe: Any, text: str) -> str:
+def expand_prompt(model: LoadedModel, text: str) -> str:
     """Spell multi-vector embeddings out as their tokens (name -> name name_1 ...), as diffusers does."""
-    # An SDXL refiner has only its second tokenizer; embeddings load into both, so either spells them out.
-    tokenizer = getattr(pipe, "tokenizer", None) or getattr(pipe, "tokenizer_2", None)
-    if not hasattr(pipe, "maybe_convert_prompt") or tokenizer is None:
+    # An SDXL refiner has only its second tokenizer; embeddings load into each, so any one spells them out.
+    slots = model.family.capabilities.embeddings.values()
+    tokenizer = next((t for t in (getattr(model.pipe, name, None) for _, name in slots) if t is not None), None)
+    if not model.addons.embeddings or tokenizer is None:
         return text
-    return pipe.maybe_convert_prompt(text, tokenizer)
+    return model.pipe.maybe_convert_prompt(text, tokenizer)

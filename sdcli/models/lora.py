@@ -13,9 +13,12 @@ import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sdcli.errors import ModelError
+
+if TYPE_CHECKING:
+    from sdcli.models.loaded import LoadedModel
 
 # Suffixes of the "down" (A) matrix key of one LoRA layer, kohya and peft spellings.
 _DOWN_KEYS = (".lora_down.weight", ".lora_A.weight", ".lora.down.weight", ".lora_linear_layer.down.weight")
@@ -44,15 +47,18 @@ def parse_lora_flag(value: str) -> tuple[str, float]:
     return value, 1.0
 
 
-def apply_loras(pipe: Any, loras: list[LoraSpec], *, allow_pickle: bool = False) -> None:
-    """Make `loras` (and only them) active on `pipe` at their weights.
+def apply_loras(model: LoadedModel, loras: list[LoraSpec], *, allow_pickle: bool = False) -> None:
+    """Make `loras` (and only them) active on `model` at their weights.
 
     Adapters already on the pipeline are reused; ones no longer wanted are
     deleted; none wanted = all LoRA layers removed (the base model exactly).
     """
     from sdcli.models.safety import load_state_dict
 
-    loaded: dict[str, str] = getattr(pipe, "sdcli_loras", {})  # adapter name -> file path
+    pipe, addons = model.pipe, model.addons
+    if loras and not model.family.capabilities.lora:
+        raise ModelError(f"--lora: {model.family.label} models take no LoRA")
+    loaded = addons.loras  # adapter name -> file path
     weights: dict[str, tuple[float, float]] = {}  # adapter -> (text encoder, UNet) weight
     for spec in loras:  # the same file twice (a tag and a flag) adds up, as two loads would
         adapter = f"sdcli_{spec.hash}"
@@ -62,30 +68,32 @@ def apply_loras(pipe: Any, loras: list[LoraSpec], *, allow_pickle: bool = False)
     if not weights:
         if loaded:
             pipe.unload_lora_weights()
-            pipe.sdcli_loras = {}
+            addons.loras = {}
         return
     stale = [name for name in loaded if name not in weights]
     if stale:
         pipe.delete_adapters(stale)
-    pipe.sdcli_loras = loaded = {k: v for k, v in loaded.items() if k not in stale}
+    addons.loras = loaded = {k: v for k, v in loaded.items() if k not in stale}
+    network = model.family.network_component
     for spec in loras:
         adapter = f"sdcli_{spec.hash}"
         if adapter not in loaded:
             state = load_state_dict(spec.path, flag="--lora", allow_pickle=allow_pickle)
-            _load_checked(pipe, spec, state, adapter)
+            _load_checked(model, spec, state, adapter)
             loaded[adapter] = str(spec.path)
-    pipe.set_adapters(list(weights), [_component_weights(pipe, te, unet) for te, unet in weights.values()])
+    pipe.set_adapters(list(weights), [_component_weights(pipe, network, te, unet) for te, unet in weights.values()])
 
 
-def _component_weights(pipe: Any, te: float, unet: float) -> float | dict[str, float]:
-    """One weight for all, or per component when the text encoders and UNet differ."""
+def _component_weights(pipe: Any, network: str, te: float, unet: float) -> float | dict[str, float]:
+    """One weight for all, or per component when the text encoders and the denoising `network` differ."""
     if te == unet:
         return te
-    return {name: unet if name in ("unet", "transformer") else te for name in pipe._lora_loadable_modules}
+    return {name: unet if name == network else te for name in pipe._lora_loadable_modules}
 
 
-def _load_checked(pipe: Any, spec: LoraSpec, state: dict[str, Any], adapter: str) -> None:
+def _load_checked(model: LoadedModel, spec: LoraSpec, state: dict[str, Any], adapter: str) -> None:
     """load_lora_weights, then check every layer of the file found a home in the model."""
+    pipe = model.pipe
     layers = sum(1 for key in state if key.endswith(_DOWN_KEYS))
     if not layers:
         raise ModelError(f"--lora: {spec.path} holds no LoRA layers (is it a LoRA file?)")
@@ -93,13 +101,13 @@ def _load_checked(pipe: Any, spec: LoraSpec, state: dict[str, Any], adapter: str
         with _quiet():
             pipe.load_lora_weights(dict(state), adapter_name=adapter)
     except (RuntimeError, ValueError, KeyError, IndexError, AttributeError) as exc:
-        _drop(pipe, adapter)
+        _drop(model, adapter)
         reason = "its tensor shapes differ" if "size mismatch" in str(exc) else _first_line(exc)
         raise ModelError(f"--lora: {spec.path} does not fit this model: {reason} "
                          "(a LoRA for another model family?)") from None
-    found = sum(1 for module in _lora_modules(pipe) if adapter in getattr(module, "lora_A", {}))
+    found = sum(1 for module in _lora_modules(model) if adapter in getattr(module, "lora_A", {}))
     if found < layers:
-        _drop(pipe, adapter)
+        _drop(model, adapter)
         raise ModelError(f"--lora: {spec.path} does not fit this model: {layers - found} of its {layers} layers "
                          "have no matching layer here; is it a LoRA for another model family?")
 
@@ -121,18 +129,19 @@ def _quiet() -> Iterator[None]:
         logging.set_verbosity(level)
 
 
-def _lora_modules(pipe: Any) -> list[Any]:
-    """Every module of the denoiser and text encoders that carries peft LoRA layers."""
-    parts = [getattr(pipe, name, None) for name in ("unet", "transformer", "text_encoder", "text_encoder_2")]
+def _lora_modules(model: LoadedModel) -> list[Any]:
+    """Every module of the denoising network and text encoders that carries peft LoRA layers."""
+    names = (model.family.network_component, *(encoder for encoder, _ in model.family.capabilities.embeddings.values()))
+    parts = [getattr(model.pipe, name, None) for name in names]
     return [m for part in parts if part is not None for m in part.modules() if hasattr(m, "lora_A")]
 
 
-def _drop(pipe: Any, adapter: str) -> None:
+def _drop(model: LoadedModel, adapter: str) -> None:
     """Remove a half-loaded adapter so the pipeline is as before."""
     with contextlib.suppress(ValueError, KeyError, AttributeError):
-        pipe.delete_adapters([adapter])
-    if not getattr(pipe, "sdcli_loras", {}):
-        pipe.unload_lora_weights()
+        model.pipe.delete_adapters([adapter])
+    if not model.addons.loras:
+        model.pipe.unload_lora_weights()
 
 
 def lora_hashes(loras: list[LoraSpec]) -> str | None:

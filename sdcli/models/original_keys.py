@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from sdcli.models.families import UNET_PREFIX, VAE_PREFIX
+from sdcli.families.base import UNET_PREFIX, VAE_PREFIX
 
 # Per family: text encoder attribute -> (original prefix, "clip" (HF layout) or "openclip").
 TEXT_PREFIXES: dict[str, dict[str, tuple[str, str]]] = {

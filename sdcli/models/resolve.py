@@ -29,7 +29,7 @@ class ModelRef:
     is_demo: bool = False
     source: str | None = None  # what --model should say to load it again (None: the demo)
     kind: str = "folder"  # "folder" (diffusers layout) or "single-file" (WebUI .safetensors)
-    family: str | None = None  # models.families name, when known before loading (single files)
+    family: str | None = None  # families name, when known before loading (single files)
     origin: Path | None = None  # the file the user named, when `path` is sdcli's safetensors copy of a pickle
 
     @property

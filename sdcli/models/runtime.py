@@ -21,9 +21,12 @@ tiling are used only where the job would not fit otherwise.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING
 
 from sdcli.errors import UsageError
+
+if TYPE_CHECKING:
+    from sdcli.models.loaded import LoadedModel
 
 
 @dataclass(frozen=True)
@@ -238,8 +241,9 @@ def free_memory(device: str) -> int | None:
     return None
 
 
-def apply_plan(pipe: Any, plan: RuntimePlan) -> Fit:
-    """Carry out `plan` on a freshly loaded pipeline (on CPU); return the memory decisions taken.
+def apply_plan(model: LoadedModel, plan: RuntimePlan) -> Fit:
+    """Carry out `plan` on a freshly loaded model (on CPU); return the memory decisions taken (also kept as
+    `model.runtime`).
 
     Order matters: placement first (offload hooks or .to), then memory layout, then the
     one attention processor (fused QKV, xformers or slicing: the planner allows one),
@@ -247,6 +251,7 @@ def apply_plan(pipe: Any, plan: RuntimePlan) -> Fit:
     """
     import torch
 
+    pipe, network = model.pipe, model.family.network_module(model.pipe)
     # 1. Matmul precision and placement.
     if plan.tf32:
         torch.backends.cuda.matmul.allow_tf32 = True
@@ -258,11 +263,11 @@ def apply_plan(pipe: Any, plan: RuntimePlan) -> Fit:
     else:
         pipe.to(plan.device)
     if plan.channels_last:
-        pipe.unet.to(memory_format=torch.channels_last)
+        network.to(memory_format=torch.channels_last)
         pipe.vae.to(memory_format=torch.channels_last)
 
     # 2. Memory decisions for the job's size, with the weights in place.
-    native = int(pipe.unet.config.sample_size * pipe.vae_scale_factor)
+    native = model.native_size
     fit = fit_memory(plan, width=plan.job.width or native, height=plan.job.height or native,
                      free_bytes=free_memory(plan.device),
                      vae_upcast=bool(getattr(pipe.vae.config, "force_upcast", False)))
@@ -286,10 +291,10 @@ def apply_plan(pipe: Any, plan: RuntimePlan) -> Fit:
     if fit.vae_tiling:
         pipe.vae.enable_tiling()
 
-    # 5. Compilation (CUDA only, see plan_runtime): the UNet, and the VAE decoder, whose
+    # 5. Compilation (CUDA only, see plan_runtime): the denoising network, and the VAE decoder, whose
     #    convolutions at full resolution are the other large cost of an image.
     if plan.compile:
-        pipe.unet.compile(fullgraph=False)
+        network.compile(fullgraph=False)
         pipe.vae.decoder.compile(fullgraph=False)
-    pipe.sdcli_runtime = replace(plan, attention_slicing=fit.attention_slicing, vae_tiling=fit.vae_tiling)
+    model.runtime = replace(plan, attention_slicing=fit.attention_slicing, vae_tiling=fit.vae_tiling)
     return fit

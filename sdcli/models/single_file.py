@@ -1,7 +1,7 @@
 """WebUI-style single-file checkpoints (.safetensors, original ldm/sgm key layout), loaded offline.
 
 The family comes from the tensor names and shapes in the file's header
-(models.families); the diffusers config folder that loading needs is written from
+(sdcli.families); the diffusers config folder that loading needs is written from
 configs bundled with sdcli (models.bundled) into sdcli's cache, and diffusers'
 from_single_file converts the weights with `config=` that folder and
 local_files_only: no hub is ever asked. Tiny checkpoints (`sdcli tiny --single-file`)
@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from sdcli.errors import ModelError
-from sdcli.models.families import UNET_CONV_IN, Detected, Shapes, detect_single_file, pipeline_class
+from sdcli.families import detect_single_file, pipeline_class
+from sdcli.families.base import UNET_CONV_IN, Detected, Shapes
 
 # SAI model-spec metadata key some trainers (and sdcli tiny) write: "epsilon" or "v".
 PREDICTION_METADATA = "modelspec.prediction_type"
@@ -63,13 +64,14 @@ def config_spec(shapes: Shapes, detected: Detected, source: str) -> tuple[dict[s
         spec, tokenizer = tiny[0].spec(), "tiny"
     spec["unet"]["in_channels"] = detected.in_channels
     spec["scheduler"]["prediction_type"] = "v_prediction" if detected.prediction == "v" else "epsilon"
-    if tokenizer == "clip" and detected.family.name == "sd2":
+    if tokenizer == "clip":  # the bundled size is the family's; SD 2.x: 512 (eps) or 768 (v)
         spec["unet"]["sample_size"] = detected.native_size // 8
     return spec, tokenizer
 
 
-def load_single_file(path: Path, dtype: Any, source: str = "--model") -> Any:
-    """The txt2img (refiner: img2img) pipeline of a single-file checkpoint; never touches the network."""
+def load_single_file(path: Path, dtype: Any, source: str = "--model") -> tuple[Any, Detected]:
+    """The txt2img (refiner: img2img) pipeline of a single-file checkpoint and what its header says; never
+    touches the network."""
     import diffusers
 
     from sdcli.models.bundled import cached_config_folder
@@ -81,42 +83,13 @@ def load_single_file(path: Path, dtype: Any, source: str = "--model") -> Any:
     folder = cached_config_folder(spec, cache_dir() / "configs", tokenizer)
     mode = "txt2img" if "txt2img" in detected.family.pipelines else "img2img"
     cls = getattr(diffusers, pipeline_class(detected, mode, source))
-    extra = {} if detected.family.is_xl else {"safety_checker": None, "requires_safety_checker": False}
     try:
         pipe = cls.from_single_file(str(path), config=str(folder), local_files_only=True, torch_dtype=dtype,
-                                    **extra)
+                                    **detected.family.load_kwargs)
     except (OSError, ValueError, RuntimeError, KeyError) as exc:
         raise ModelError(f"{source}: cannot load {path} as {detected.family.label}: "
                          f"{str(exc).splitlines()[0]}") from None
-    pipe.sdcli_detected = detected
-    return pipe
-
-
-def settle_prediction(pipe: Any) -> None:
-    """SD 2.x without a declared prediction type: decide eps or v as the WebUI does, by running the UNet.
-
-    The WebUI's rule (sd_models_config.is_using_v_parameterization_for_sd2): latents and
-    context all 0.5, timestep 999; a v model's output minus the input has a mean below -1.
-    Run once on the loaded UNet (8x8 latents: well under a second on a GPU); the scheduler's
-    prediction type and the native size follow. Inpainting files keep the eps guess, as there.
-    """
-    import torch
-
-    detected = getattr(pipe, "sdcli_detected", None)
-    if detected is None or detected.family.name != "sd2" or not detected.prediction_guessed or detected.inpainting:
-        return
-    param = next(pipe.unet.parameters())
-    x = torch.full((1, 4, 8, 8), 0.5, device=param.device, dtype=param.dtype)
-    context = torch.full((1, 2, pipe.unet.config.cross_attention_dim), 0.5, device=param.device, dtype=param.dtype)
-    with torch.no_grad():
-        out = pipe.unet(x, torch.tensor([999], device=param.device), encoder_hidden_states=context).sample
-    prediction = "v" if (out - x).float().mean().item() < -1 else "eps"
-    settled = replace(detected, prediction=prediction, prediction_guessed=False)
-    pipe.scheduler = type(pipe.scheduler).from_config(
-        pipe.scheduler.config, prediction_type="v_prediction" if prediction == "v" else "epsilon")
-    if pipe.unet.config.sample_size * 8 == detected.native_size:  # bundled size followed the guess
-        pipe.unet.register_to_config(sample_size=settled.native_size // 8)
-    pipe.sdcli_detected = settled
+    return pipe, detected
 
 
 def convert_pickle(path: Path) -> Path:

@@ -34,7 +34,7 @@ SD1_SCHEDULER: dict[str, Any] = {
 
 @dataclass(frozen=True)
 class TinyArch:
-    """Configs of one tiny architecture (a tiny member of a models.families family)."""
+    """Configs of one tiny architecture (a tiny member of a sdcli.families family)."""
 
     family: str
     unet: dict[str, Any]

@@ -8,10 +8,14 @@ so nothing is fetched, and a VAE of another shape is refused by name.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sdcli.errors import ModelError
+
+if TYPE_CHECKING:
+    from sdcli.models.loaded import LoadedModel
 
 _LDM_MARKERS = ("decoder.mid.block_1.conv1.weight", "encoder.down.0.block.0.conv1.weight")
 _PREFIXES = ("first_stage_model.", "vae.")
@@ -61,18 +65,18 @@ def vae_state_dict(path: Path, config: dict[str, Any], *, allow_pickle: bool = F
     return state
 
 
-def set_vae(pipe: Any, path: Path | None, *, allow_pickle: bool = False) -> None:
-    """Use the VAE at `path` (None: the model's own) on `pipe`; a no-op when already in place."""
-    current = getattr(pipe, "sdcli_vae_path", None)
-    if current == path:
+def set_vae(model: LoadedModel, path: Path | None, *, allow_pickle: bool = False) -> None:
+    """Use the VAE at `path` (None: the model's own) on `model`; a no-op when already in place."""
+    addons, pipe = model.addons, model.pipe
+    if addons.vae_path == path:
         return
-    base = getattr(pipe, "sdcli_base_vae", None) or pipe.vae
-    pipe.sdcli_base_vae = base
+    base = addons.base_vae or pipe.vae
+    addons.base_vae = base
     vae = base if path is None else load_vae(path, _with_vae(pipe, base), allow_pickle=allow_pickle)
     if getattr(base, "use_slicing", False):
         vae.enable_slicing()
     pipe.vae = vae
-    pipe.sdcli_vae_path = path
+    addons.vae_path = path
 
 
 def _with_vae(pipe: Any, vae: Any) -> Any:
@@ -80,29 +84,42 @@ def _with_vae(pipe: Any, vae: Any) -> Any:
     return type("_Pipe", (), {"vae": vae})()
 
 
-def guard_decode(vae: Any, note: Callable[[str], None], *, force_fp32: bool = False) -> None:
+@dataclass
+class DecodeGuard:
+    """The fp16 NaN guard of one model's VAEs: which ones carry it and where it reports."""
+
+    note: Callable[[str], None] = field(default=lambda _message: None)
+    vaes: list[Any] = field(default_factory=list)
+
+    def covers(self, vae: Any) -> bool:
+        return any(v is vae for v in self.vaes)
+
+
+def guard_decode(vae: Any, note: Callable[[str], None], *, force_fp32: bool = False,
+                 guard: DecodeGuard | None = None) -> DecodeGuard:
     """Make `vae.decode` NaN-safe: a decode with NaNs is redone in fp32 with a warning.
 
     With `force_fp32` (--no-half-vae) the VAE runs in fp32 from the start. The
-    pipelines pass latents in the UNet's dtype; they are cast to the VAE's.
+    pipelines pass latents in the UNet's dtype; they are cast to the VAE's. `guard`
+    (a model's, models.loaded.AddOns) records the VAE; returned.
     """
     import torch
 
+    guard = guard if guard is not None else DecodeGuard()
     if force_fp32 and vae.dtype != torch.float32:
         vae.to(torch.float32)
-    if getattr(vae, "sdcli_guarded", False):
-        vae.sdcli_note = note
-        return
+    guard.note = note
+    if guard.covers(vae):
+        return guard
     original = vae.decode
-    vae.sdcli_note = note
 
     def decode(z: Any, *args: Any, **kwargs: Any) -> Any:
         out = original(z.to(vae.dtype), *args, **kwargs)
         sample = out[0] if isinstance(out, tuple) else out.sample
         if vae.dtype == torch.float32 or not torch.isnan(sample).any():
             return out
-        vae.sdcli_note(f"the VAE decode in {str(vae.dtype).removeprefix('torch.')} gave NaNs (a black image); "
-                       "decoding again in fp32 (use --no-half-vae to always do so)")
+        guard.note(f"the VAE decode in {str(vae.dtype).removeprefix('torch.')} gave NaNs (a black image); "
+                   "decoding again in fp32 (use --no-half-vae to always do so)")
         half = vae.dtype
         vae.to(torch.float32)
         try:
@@ -112,7 +129,8 @@ def guard_decode(vae: Any, note: Callable[[str], None], *, force_fp32: bool = Fa
 
     vae.decode = decode
     vae.encode = _cast_encode(vae, vae.encode)
-    vae.sdcli_guarded = True
+    guard.vaes.append(vae)
+    return guard
 
 
 def _cast_encode(vae: Any, original: Callable[..., Any]) -> Callable[..., Any]:

@@ -17,7 +17,7 @@ from typing import Any
 
 from sdcli.errors import UsageError
 
-LATENT_FACTOR = 8  # the WebUI's opt_f
+LATENT_FACTOR = 8  # the WebUI's opt_f: pixels per latent cell, before a model (and its latent format) is known
 MAX_SIDE = 8192
 
 
@@ -56,17 +56,20 @@ def parse_size(flag: str, text: str) -> tuple[int, int]:
 
 
 
-def check_final_size(width: int, height: int, s: HiresSettings) -> None:
-    """The hires image must be 8 to MAX_SIDE pixels a side."""
-    final = final_size(width, height, s)
-    if min(final) < LATENT_FACTOR or max(final) > MAX_SIDE:
+def check_final_size(width: int, height: int, s: HiresSettings, factor: int = LATENT_FACTOR) -> None:
+    """The hires image must be one latent cell (`factor` pixels: the model's latent format) to MAX_SIDE
+    pixels a side."""
+    final = final_size(width, height, s, factor)
+    if min(final) < factor or max(final) > MAX_SIDE:
         raise UsageError(f"--hires-scale/--hires-size: the hires image would be {final[0]}x{final[1]}; "
-                         f"each side must be 8 to {MAX_SIDE}")
+                         f"each side must be {factor} to {MAX_SIDE}")
 
 
-def target_size(width: int, height: int, s: HiresSettings) -> tuple[int, int, int, int]:
+def target_size(width: int, height: int, s: HiresSettings,
+                factor: int = LATENT_FACTOR) -> tuple[int, int, int, int]:
     """(upscale_to_x, upscale_to_y, truncate_x, truncate_y): the WebUI's calculate_target_resolution.
-    truncate_* are latent columns/rows cropped after upscaling (Hires resize with another aspect)."""
+    truncate_* are latent columns/rows (of `factor` pixels) cropped after upscaling (Hires resize with
+    another aspect)."""
     if not s.resize:
         return int(width * s.scale), int(height * s.scale), 0, 0
     if s.height == 0:
@@ -77,13 +80,13 @@ def target_size(width: int, height: int, s: HiresSettings) -> tuple[int, int, in
         to_x, to_y = s.width, s.width * height // width
     else:
         to_x, to_y = s.height * width // height, s.height
-    return to_x, to_y, (to_x - s.width) // LATENT_FACTOR, (to_y - s.height) // LATENT_FACTOR
+    return to_x, to_y, (to_x - s.width) // factor, (to_y - s.height) // factor
 
 
-def final_size(width: int, height: int, s: HiresSettings) -> tuple[int, int]:
-    """The hires image's size in pixels (the cropped target latent x 8)."""
-    to_x, to_y, tx, ty = target_size(width, height, s)
-    return (to_x // LATENT_FACTOR - tx) * LATENT_FACTOR, (to_y // LATENT_FACTOR - ty) * LATENT_FACTOR
+def final_size(width: int, height: int, s: HiresSettings, factor: int = LATENT_FACTOR) -> tuple[int, int]:
+    """The hires image's size in pixels (the cropped target latent x `factor`)."""
+    to_x, to_y, tx, ty = target_size(width, height, s, factor)
+    return (to_x // factor - tx) * factor, (to_y // factor - ty) * factor
 
 
 # Values of the WebUI's "Use same ..." choices, which mean: not set.

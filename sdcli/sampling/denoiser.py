@@ -1,9 +1,9 @@
-"""The CFG denoiser: the UNet wrapped as k-diffusion's model(x, sigma) -> denoised.
+"""The CFG denoiser: the network (its family's adapter) wrapped as k-diffusion's model(x, sigma) -> denoised.
 
 As the WebUI (k-diffusion's CompVisDenoiser / CompVisVDenoiser and
-sd_samplers_cfg_denoiser.py): the input is scaled by 1/sqrt(sigma^2+1), the UNet
-sees the continuous timestep t(sigma), its eps or v output becomes a denoised
-latent, and guidance combines denoised latents: uncond + sum_i w_i * scale *
+sd_samplers_cfg_denoiser.py): the model's parameterisation (sampling.parameterisation:
+eps, v, flow) scales the input, gives the network's timestep t(sigma) and turns its
+output into a denoised latent, and guidance combines denoised latents: uncond + sum_i w_i * scale *
 (cond_i - uncond) (several conds = `AND`). Conds and uncond share one UNet batch when
 their token counts agree; otherwise they run apart (the WebUI pads neither). With a
 mask (inpainting) the denoised latent is blended with the original under the mask.
@@ -14,24 +14,20 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from sdcli.conditioning.cond import Conditioning, cat
-from sdcli.sampling.schedules import ModelSigmas
+from sdcli.sampling.parameterisation import Parameterisation
+from sdcli.sampling.schedules import SigmaTable
+
+if TYPE_CHECKING:
+    from sdcli.families.base import Control, NetworkAdapter
 
 # Step -> [(conditioning for one image, weight)] (AND parts) and step -> uncond.
 CondsAt = Callable[[int], list[tuple[Conditioning, float]]]
 UncondAt = Callable[[int], Conditioning]
-
-
-def unet_call(unet: Any, x: torch.Tensor, t: torch.Tensor, cond: Conditioning,
-              control: Callable[..., dict[str, Any]] | None = None) -> torch.Tensor:
-    """The one place the UNet runs: latents, timesteps, text states and any extra kwargs; `control`
-    (sampling.control) adds ControlNet residuals for these rows."""
-    extra = cond.extra if control is None else {**cond.extra, **control(x, t, cond)}
-    return unet(x, t, encoder_hidden_states=cond.crossattn, return_dict=False, **extra)[0]
 
 
 @dataclass
@@ -46,9 +42,9 @@ class Masking:
 class CFGDenoiser:
     """model(x, sigma) for the samplers; counts its calls (the WebUI's prompt-schedule step)."""
 
-    def __init__(self, unet: Any, sigmas: ModelSigmas, prediction: str, conds_at: CondsAt, uncond_at: UncondAt,
+    def __init__(self, network: NetworkAdapter, param: Parameterisation, conds_at: CondsAt, uncond_at: UncondAt,
                  scale: float, masking: Masking | None = None):
-        self.unet, self.sigmas, self.v = unet, sigmas, prediction == "v_prediction"
+        self.network, self.param = network, param
         self.conds_at, self.uncond_at, self.scale, self.masking = conds_at, uncond_at, scale, masking
         self.step = 0
         self.timesteps = False  # True: called with timesteps, returns guided eps (the timestep samplers)
@@ -58,10 +54,16 @@ class CFGDenoiser:
         self.control: Any = None  # sampling.control.ControlHook: ControlNet residuals at each UNet call
 
     @property
-    def alphas_cumprod(self) -> torch.Tensor:
-        return self.sigmas.alphas_cumprod
+    def sigmas(self) -> SigmaTable:
+        """The model's sigma table (the parameterisation's)."""
+        return self.param.table
 
-    def _control(self, marks: torch.Tensor | None) -> Callable[..., dict[str, Any]] | None:
+    @property
+    def alphas_cumprod(self) -> torch.Tensor:
+        """The discrete schedule the timestep samplers walk."""
+        return self.param.alphas_cumprod
+
+    def _control(self, marks: torch.Tensor | None) -> Control | None:
         """The ControlNet residuals for a UNet batch whose rows are cond (1) or uncond (0)."""
         if self.control is None or marks is None:
             return None
@@ -69,33 +71,23 @@ class CFGDenoiser:
 
     def _denoise(self, x: torch.Tensor, sigma: torch.Tensor, cond: Conditioning,
                  image_cond: torch.Tensor | None, marks: torch.Tensor | None = None) -> torch.Tensor:
-        """One UNet batch -> denoised latents (CompVis eps or v parameterisation), or eps on timesteps."""
+        """One network batch -> denoised latents (the parameterisation's), or eps on timesteps."""
         if self.timesteps:
             return self._eps(x, sigma, cond, image_cond, marks)
         sigma = sigma.reshape(-1, 1, 1, 1)
-        c_in = 1 / (sigma ** 2 + 1) ** 0.5  # sigma_data = 1
-        t = self.sigmas.sigma_to_t(sigma.flatten())
-        x_in = x * c_in
+        t = self.param.sigma_to_t(sigma.flatten())
+        x_in = self.param.scale_input(x, sigma)
         if image_cond is not None:
             x_in = torch.cat([x_in, image_cond], dim=1)
-        out = unet_call(self.unet, x_in.to(self.unet.dtype), t, cond, self._control(marks)).to(x.dtype)
-        if self.sigmas.lcm:  # the WebUI's LCM wrap: eps (whatever the model predicts), LCM's boundary scalings
-            scaled_t = t.reshape(-1, 1, 1, 1) * 10.0
-            skip, scale = 0.25 / (scaled_t ** 2 + 0.25), scaled_t / (scaled_t ** 2 + 0.25) ** 0.5  # sigma_data 0.5
-            return scale * (x + out * -sigma) + skip * x
-        if self.v:  # c_out and c_skip of the v parameterisation, evaluated as k-diffusion does
-            return out * (-sigma / (sigma ** 2 + 1) ** 0.5) + x * (1 / (sigma ** 2 + 1))
-        return x + out * -sigma
+        out = self.network(x_in.to(self.network.dtype), t, cond, self._control(marks)).to(x.dtype)
+        return self.param.denoised(x, sigma, out)
 
     def _eps(self, x: torch.Tensor, t: torch.Tensor, cond: Conditioning, image_cond: torch.Tensor | None,
              marks: torch.Tensor | None = None) -> Any:
         """The noise prediction at integer timesteps t (v models: converted to eps)."""
         x_in = x if image_cond is None else torch.cat([x, image_cond], dim=1)
-        out = unet_call(self.unet, x_in.to(self.unet.dtype), t, cond, self._control(marks)).to(x.dtype)
-        if not self.v:
-            return out
-        a = self.alphas_cumprod.to(x.device)[t.to(torch.int)].reshape(-1, 1, 1, 1)
-        return a.sqrt() * out + (1 - a).sqrt() * x
+        out = self.network(x_in.to(self.network.dtype), t, cond, self._control(marks)).to(x.dtype)
+        return self.param.eps_at_timestep(x, t, out)
 
     def __call__(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
         if self.timesteps and self.masking is not None and self.masking.mask is not None:

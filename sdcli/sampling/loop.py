@@ -1,9 +1,10 @@
 """sdcli's denoising loop: one for txt2img, img2img and inpainting, as the WebUI's KDiffusionSampler.
 
-Sigmas come from the schedule (sampling.schedules), the start latent is the image
-RNG's first draw times the first sigma (txt2img) or the input latent plus that noise
-at the start sigma (img2img: the last int(strength x steps)+1 sigmas, as the
-WebUI counts), and the sampler row's k-diffusion function runs the CFG denoiser.
+Sigmas come from the schedule (sampling.schedules) over the model's sigma table, the
+start latent is the image RNG's first draw noised to the first sigma (txt2img) or the
+input latent noised to the start sigma (img2img: the last int(strength x steps)+1
+sigmas, as the WebUI counts), both by the model's parameterisation (eps/v: latent +
+noise x sigma), and the sampler row's k-diffusion function runs the CFG denoiser.
 Imported lazily (torch).
 """
 
@@ -21,7 +22,7 @@ from sdcli.sampling import dpm_solver, kdiffusion, timesteps, unipc
 from sdcli.sampling.denoiser import CFGDenoiser
 from sdcli.sampling.rng import ImageNoise, brownian_noise
 from sdcli.sampling.samplers import SamplerChoice, img2img_steps
-from sdcli.sampling.schedules import LCMSigmas, ModelSigmas, get_sigmas
+from sdcli.sampling.schedules import get_sigmas
 
 ETA_DEFAULTS = {False: 1.0, True: 0.0}  # the WebUI's "Eta for ancestral samplers" / "Eta (DDIM)"
 
@@ -70,12 +71,13 @@ def function_arguments(choice: SamplerChoice, options: SamplingOptions) -> dict[
     return {**choice.sampler.options, **{k: v for k, v in wanted.items() if k in takes}}
 
 
-def sample(choice: SamplerChoice, denoiser: CFGDenoiser, noise: ImageNoise, model_sigmas: ModelSigmas, steps: int,
+def sample(choice: SamplerChoice, denoiser: CFGDenoiser, noise: ImageNoise, steps: int,
            *, options: SamplingOptions = SamplingOptions(), init_latent: torch.Tensor | None = None,
-           strength: float = 1.0, sdxl: bool = False, t_enc: int | None = None,
+           strength: float = 1.0, t_enc: int | None = None,
            on_step: Callable[[int, int], None] | None = None) -> torch.Tensor:
     """Denoise one batch; return its latents.
 
+    The model is `denoiser.param` (its parameterisation and sigma table) and its network.
     `noise` yields the start noise first, then the sampler's noise. With `init_latent`
     the run starts from it at the sigma `strength` selects (img2img/inpaint), or, with
     `t_enc`, t_enc + 1 steps before the end (the WebUI's img2img given a step count: hires fix).
@@ -86,19 +88,21 @@ def sample(choice: SamplerChoice, denoiser: CFGDenoiser, noise: ImageNoise, mode
     if sampler.timesteps:
         return _sample_timesteps(choice, denoiser, noise, steps, init_latent, t_enc, on_step, options)
     if sampler.lcm:  # the schedule and the denoiser both see LCM's 50 noise levels
-        model_sigmas = denoiser.sigmas = LCMSigmas(model_sigmas.alphas_cumprod)
+        denoiser.param = denoiser.param.lcm()
+    param = denoiser.param
+    model_sigmas = param.table
     # 1. The schedule, and the part of it this run walks.
     sigmas = get_sigmas(choice.schedule, steps, model_sigmas, discard_penultimate=sampler.discard_penultimate,
                         sigma_min=options.sigma_min or None, sigma_max=options.sigma_max or None,
-                        rho=options.rho or None, sdxl=sdxl)
+                        rho=options.rho or None, ays=param.ays)
     start_noise = noise.first()
     sigmas = sigmas.to(start_noise.device)
     if init_latent is None:
-        walk, x = sigmas, start_noise * sigmas[0]
-        reference = x
+        walk = sigmas
+        x = reference = param.noise_scaling(sigmas[0], start_noise)
     else:
         walk = sigmas[steps - t_enc - 1:]
-        x = init_latent + start_noise * walk[0]
+        x = param.noise_scaling(walk[0], start_noise, init_latent)
         reference = init_latent
     # 2. The sampler's noise: a Brownian tree (SDE samplers) or the image RNG.
     noise_sampler = brownian_noise(reference, sigmas, noise.seeds) if sampler.brownian else noise.sampler()
@@ -114,8 +118,9 @@ def sample(choice: SamplerChoice, denoiser: CFGDenoiser, noise: ImageNoise, mode
             float(walk[-2]), float(walk[0]), total)
         where = {"sigma_min": low, "sigma_max": high, **({"n": n} if "n" in params else {})}
     with torch.no_grad():
-        return function(denoiser, x, noise=noise_sampler, callback=_callback(on_step, total), **where,
-                        **function_arguments(choice, options))
+        latents = function(denoiser, x, noise=noise_sampler, callback=_callback(on_step, total), **where,
+                           **function_arguments(choice, options))
+    return param.inverse_noise_scaling(walk[-1], latents)
 
 
 def _callback(on_step: Callable[[int, int], None] | None, total: int) -> Callable[[int, Any], None]:
@@ -129,8 +134,7 @@ def _sample_timesteps(choice: SamplerChoice, denoiser: CFGDenoiser, noise: Image
     ts = timesteps.timesteps_for(steps, choice.sampler.discard_penultimate)
     x = noise.first()
     if init_latent is not None:  # noised to the first timestep of the walk
-        a = denoiser.alphas_cumprod[ts[t_enc]].to(x.device)
-        x, ts = init_latent * a.sqrt() + x * (1 - a).sqrt(), ts[:t_enc]
+        x, ts = denoiser.param.noised_at_timestep(init_latent, x, ts[t_enc]), ts[:t_enc]
     denoiser.timesteps = True
     function = sampling_function(choice)
     # DDIM/PLMS stop one step short at t = 1; UniPC walks every timestep (from t = 1, or in img2img from

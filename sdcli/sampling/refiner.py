@@ -3,25 +3,28 @@
 Before each denoiser call the WebUI measures how far the run is: the index of the
 model sigma nearest the current (largest) sigma, as (999 - index) / 1000 (for the
 timestep samplers the timestep itself). From the first call where that reaches
-`Refiner switch at`, the refiner's UNet and its own conditioning (re-encoded for it)
+`Refiner switch at`, the refiner's network and its own conditioning (re-encoded for it)
 replace the base's, and the same sampler goes on. Imported lazily (torch).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 import torch
 
 from sdcli.sampling.denoiser import CFGDenoiser, CondsAt, UncondAt
 
+if TYPE_CHECKING:
+    from sdcli.families.base import NetworkAdapter
+
 
 @dataclass
 class Refiner:
-    """What the loop switches to: the refiner's UNet and its conditioning schedule."""
+    """What the loop switches to: the refiner's network (its family's adapter) and its conditioning schedule."""
 
-    unet: Any
+    network: NetworkAdapter
     conds_at: CondsAt
     uncond_at: UncondAt
     switch_at: float
@@ -46,8 +49,8 @@ class RefinedDenoiser(CFGDenoiser):
     def __call__(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
         refiner = self.refiner
         if refiner is not None and not self.switched and completed_ratio(self, sigma) >= refiner.switch_at:
-            self.unet, self.conds_at, self.uncond_at = refiner.unet, refiner.conds_at, refiner.uncond_at
-            if self.masking is not None and refiner.unet.config.in_channels == 4:
-                self.masking.image_cond = None  # a 4-channel refiner takes no inpainting input
+            self.network, self.conds_at, self.uncond_at = refiner.network, refiner.conds_at, refiner.uncond_at
+            if self.masking is not None and refiner.network.in_channels == x.shape[1]:
+                self.masking.image_cond = None  # a refiner that takes the latent only: no inpainting input
             self.switched = True
         return super().__call__(x, sigma)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -21,8 +21,23 @@ import torch
 # The WebUI's Align Your Steps sigmas (NVIDIA's published 10-step schedules) and Beta defaults.
 AYS_SD1 = (14.615, 6.475, 3.861, 2.697, 1.886, 1.396, 0.963, 0.652, 0.399, 0.152, 0.029)
 AYS_SDXL = (14.615, 6.315, 3.771, 2.181, 1.342, 0.862, 0.555, 0.380, 0.234, 0.113, 0.029)
+AYS = {"sd1": AYS_SD1, "sdxl": AYS_SDXL}  # by the family's `ays` name
 BETA_ALPHA = 0.6
 BETA_BETA = 0.6
+
+
+class SigmaTable(Protocol):
+    """A model's training noise levels (ascending) and sigma <-> timestep (schedules.ModelSigmas is one)."""
+
+    sigmas: torch.Tensor
+
+    @property
+    def sigma_min(self) -> float: ...
+    @property
+    def sigma_max(self) -> float: ...
+    def sigma_to_t(self, sigma: torch.Tensor) -> torch.Tensor: ...
+    def t_to_sigma(self, t: torch.Tensor) -> torch.Tensor: ...
+    def uniform(self, n: int) -> torch.Tensor: ...
 
 
 def alphas_cumprod(config: Any) -> torch.Tensor:
@@ -46,7 +61,6 @@ class ModelSigmas:
         self.alphas_cumprod = acp
         self.sigmas = ((1 - acp) / acp) ** 0.5
         self.log_sigmas = self.sigmas.log()
-        self.lcm = False
         self._log_sigmas_on: dict[Any, torch.Tensor] = {}
 
     def log_sigmas_on(self, device: Any) -> torch.Tensor:
@@ -91,14 +105,13 @@ class LCMSigmas(ModelSigmas):
     Every 20th training timestep down from 999 (999, 979, ..., 19); a sigma maps to the
     integer timestep of the nearest of them (t = 20 i + 19), and t back to a sigma by
     interpolating between them. The denoiser reads the UNet output as eps and applies
-    LCM's boundary scalings at that timestep (denoiser.CFGDenoiser).
+    LCM's boundary scalings at that timestep (parameterisation.LCM).
     """
 
     SKIP = 20  # 1000 training timesteps // 50 LCM timesteps
 
     def __init__(self, acp: torch.Tensor):
         super().__init__(acp[torch.arange(len(acp) - 1, -1, -self.SKIP).flip(0)])
-        self.lcm = True
 
     def sigma_to_t(self, sigma: torch.Tensor) -> torch.Tensor:
         nearest = (sigma.log() - self.log_sigmas_on(sigma.device)[:, None]).abs().argmin(dim=0)
@@ -117,26 +130,26 @@ def _append_zero(sigmas: torch.Tensor) -> torch.Tensor:
     return torch.cat([sigmas, sigmas.new_zeros([1])])
 
 
-def uniform(n: int, sigma_min: float, sigma_max: float, ms: ModelSigmas) -> torch.Tensor:
+def uniform(n: int, sigma_min: float, sigma_max: float, ms: SigmaTable) -> torch.Tensor:
     return _append_zero(ms.uniform(n))
 
 
-def karras(n: int, sigma_min: float, sigma_max: float, ms: ModelSigmas, rho: float = 7.0) -> torch.Tensor:
+def karras(n: int, sigma_min: float, sigma_max: float, ms: SigmaTable, rho: float = 7.0) -> torch.Tensor:
     ramp = torch.linspace(0, 1, n)
     lo, hi = sigma_min ** (1 / rho), sigma_max ** (1 / rho)
     return _append_zero((hi + ramp * (lo - hi)) ** rho)
 
 
-def exponential(n: int, sigma_min: float, sigma_max: float, ms: ModelSigmas) -> torch.Tensor:
+def exponential(n: int, sigma_min: float, sigma_max: float, ms: SigmaTable) -> torch.Tensor:
     return _append_zero(torch.linspace(math.log(sigma_max), math.log(sigma_min), n).exp())
 
 
-def polyexponential(n: int, sigma_min: float, sigma_max: float, ms: ModelSigmas, rho: float = 1.0) -> torch.Tensor:
+def polyexponential(n: int, sigma_min: float, sigma_max: float, ms: SigmaTable, rho: float = 1.0) -> torch.Tensor:
     ramp = torch.linspace(1, 0, n) ** rho
     return _append_zero(torch.exp(ramp * (math.log(sigma_max) - math.log(sigma_min)) + math.log(sigma_min)))
 
 
-def _t_range(n: int, sigma_min: float, sigma_max: float, ms: ModelSigmas, trailing: bool) -> torch.Tensor:
+def _t_range(n: int, sigma_min: float, sigma_max: float, ms: SigmaTable, trailing: bool) -> torch.Tensor:
     start, end = ms.sigma_to_t(torch.tensor(sigma_max)), ms.sigma_to_t(torch.tensor(sigma_min))
     return torch.linspace(float(start), float(end), n + 1)[:-1] if trailing else torch.linspace(float(start),
                                                                                                  float(end), n)
@@ -146,21 +159,21 @@ def _from_list(values: list[float]) -> torch.Tensor:
     return torch.tensor([*values, 0.0], dtype=torch.float32)
 
 
-def sgm_uniform(n: int, sigma_min: float, sigma_max: float, ms: ModelSigmas) -> torch.Tensor:
+def sgm_uniform(n: int, sigma_min: float, sigma_max: float, ms: SigmaTable) -> torch.Tensor:
     return _from_list([float(ms.t_to_sigma(t)) for t in _t_range(n, sigma_min, sigma_max, ms, trailing=True)])
 
 
-def normal(n: int, sigma_min: float, sigma_max: float, ms: ModelSigmas) -> torch.Tensor:
+def normal(n: int, sigma_min: float, sigma_max: float, ms: SigmaTable) -> torch.Tensor:
     return _from_list([float(ms.t_to_sigma(t)) for t in _t_range(n, sigma_min, sigma_max, ms, trailing=False)])
 
 
-def kl_optimal(n: int, sigma_min: float, sigma_max: float, ms: ModelSigmas) -> torch.Tensor:
+def kl_optimal(n: int, sigma_min: float, sigma_max: float, ms: SigmaTable) -> torch.Tensor:
     a_min, a_max = torch.arctan(torch.tensor(sigma_min)), torch.arctan(torch.tensor(sigma_max))
     k = torch.arange(n + 1)
     return torch.tan(k / n * a_min + (1.0 - k / n) * a_max)
 
 
-def align_your_steps(n: int, sigma_min: float, sigma_max: float, ms: ModelSigmas,
+def align_your_steps(n: int, sigma_min: float, sigma_max: float, ms: SigmaTable,
                      table: tuple[float, ...] = AYS_SD1) -> torch.Tensor:
     if n == len(table):
         return _from_list(list(table))
@@ -169,18 +182,18 @@ def align_your_steps(n: int, sigma_min: float, sigma_max: float, ms: ModelSigmas
     return torch.tensor(np.append(resampled, [0.0]), dtype=torch.float32)
 
 
-def simple(n: int, sigma_min: float, sigma_max: float, ms: ModelSigmas) -> torch.Tensor:
+def simple(n: int, sigma_min: float, sigma_max: float, ms: SigmaTable) -> torch.Tensor:
     stride = len(ms.sigmas) / n
     return _from_list([float(ms.sigmas[-(1 + int(i * stride))]) for i in range(n)])
 
 
-def ddim(n: int, sigma_min: float, sigma_max: float, ms: ModelSigmas) -> torch.Tensor:
+def ddim(n: int, sigma_min: float, sigma_max: float, ms: SigmaTable) -> torch.Tensor:
     stride = max(len(ms.sigmas) // n, 1)
     picked = [float(ms.sigmas[i]) for i in range(1, len(ms.sigmas), stride)]
     return _from_list(picked[::-1])
 
 
-def beta(n: int, sigma_min: float, sigma_max: float, ms: ModelSigmas) -> torch.Tensor:
+def beta(n: int, sigma_min: float, sigma_max: float, ms: SigmaTable) -> torch.Tensor:
     from scipy import stats
 
     ts = [stats.beta.ppf(x, BETA_ALPHA, BETA_BETA) for x in 1 - np.linspace(0, 1, n)]
@@ -204,14 +217,15 @@ SCHEDULE_FUNCTIONS: dict[str, ScheduleFunction] = {
 }
 
 
-def get_sigmas(schedule: str, steps: int, ms: ModelSigmas, *, discard_penultimate: bool = False,
+def get_sigmas(schedule: str, steps: int, ms: SigmaTable, *, discard_penultimate: bool = False,
                sigma_min: float | None = None, sigma_max: float | None = None, rho: float | None = None,
-               sdxl: bool = False) -> torch.Tensor:
+               ays: tuple[float, ...] | None = None) -> torch.Tensor:
     """The sigmas for `steps` steps (steps+1 values ending in 0), as the WebUI's get_sigmas.
 
     `discard_penultimate` (DPM2, DPM2 a, DPM++ 3M SDE) asks for one step more and drops
     the next-to-last sigma. sigma_min/max override the model's range (WebUI options
-    "sigma min/max"; Uniform ignores them, as there).
+    "sigma min/max"; Uniform ignores them, as there). `ays`: the model family's Align Your
+    Steps sigmas (default SD 1.x's).
     """
     steps += 1 if discard_penultimate else 0
     lo = sigma_min if sigma_min else ms.sigma_min
@@ -219,8 +233,8 @@ def get_sigmas(schedule: str, steps: int, ms: ModelSigmas, *, discard_penultimat
     kwargs: dict[str, Any] = {}
     if rho and schedule in ("karras", "polyexponential"):
         kwargs["rho"] = rho
-    if schedule == "align your steps" and sdxl:
-        kwargs["table"] = AYS_SDXL
+    if schedule == "align your steps" and ays:
+        kwargs["table"] = ays
     sigmas = SCHEDULE_FUNCTIONS[schedule](steps, lo, hi, ms, **kwargs).float()
     if discard_penultimate:
         sigmas = torch.cat([sigmas[:-2], sigmas[-1:]])

@@ -1,4 +1,4 @@
-"""The server's generation engine: served models, the one loaded pipeline, a queue, progress.
+"""The server's generation engine: served models, the one loaded model, a queue, progress.
 
 One generation runs at a time (a lock; requests wait in a bounded queue), through
 the job pipeline every entry point drives (job.plan, job.load), so a server image is the CLI's image, bit
@@ -27,6 +27,7 @@ from sdcli.job.load import ModelCache, load_job
 from sdcli.job.plan import JobPlan, plan_job, recorded_request
 from sdcli.models.assets import AssetOptions
 from sdcli.models.folders import is_path_like
+from sdcli.models.loaded import LoadedModel
 from sdcli.models.resolve import ModelRef
 from sdcli.models.runtime import RuntimeOptions
 from sdcli.request.generation import GenerationRequest
@@ -114,7 +115,7 @@ class Progress:
 
 @dataclass
 class Engine:
-    """Served models and the generation queue; `load(ref, plan)` loads a pipeline (tests inject one)."""
+    """Served models and the generation queue; `load(ref, plan)` loads a model (tests inject one)."""
 
     models: list[ServedModel]
     runtime: RuntimeOptions = field(default_factory=RuntimeOptions)
@@ -182,11 +183,11 @@ class Engine:
             self._plan = detect_runtime(self.runtime)
         return self._plan
 
-    def _pipeline(self, model: ServedModel) -> Any:
-        """The pipeline of `model`, loading it (and dropping the previous one) when needed. Lock held."""
-        pipe = self.cache.pipeline(model.ref, self.plan)
+    def _pipeline(self, model: ServedModel) -> LoadedModel:
+        """`model` loaded, loading it (and dropping the previous one) when needed. Lock held."""
+        loaded = self.cache.model(model.ref, self.plan)
         self.current = model
-        return pipe
+        return loaded
 
     def warm_up(self) -> None:
         """Load the current model now, so the first request does not pay for it."""
@@ -238,13 +239,13 @@ class Engine:
         """
         plan, model = self.prepare(request, model_spec, add_ons)
         with self._slot():
-            loaded = load_job(plan, self.cache, lambda _message: None, pipe=self._pipeline(model))
+            job = load_job(plan, self.cache, lambda _message: None, loaded=self._pipeline(model))
             request = recorded_request(plan).with_resolved_seed()
             self.progress = Progress(job_count=request.count, started=time.time(),
                                      job_timestamp=time.strftime("%Y%m%d%H%M%S"))
             items: list[Any] = []
             try:
-                for item in loaded.generate(request, self._step):
+                for item in job.generate(request, self._step):
                     if item.failure:  # never sent as a black image
                         raise RuntimeFailure(f"image {item.index} (seed {item.seed}): {item.failure}")
                     items.append(item)

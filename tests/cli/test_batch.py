@@ -31,7 +31,7 @@ def item_records(folder, drop=("seconds", "process", "path")):
 def test_bad_lines_exit_2_all_listed_nothing_loaded_or_written(cli, tiny_model, tmp_path, monkeypatch):
     import sdcli.models.loader as loader
 
-    monkeypatch.setattr(loader, "load_pipeline", lambda *a: pytest.fail("a model was loaded"))
+    monkeypatch.setattr(loader, "load_model", lambda *a: pytest.fail("a model was loaded"))
     prompts = tmp_path / "p.txt"
     prompts.write_text("ok\n--prompt x --steps 0\nfine\n--prompt y --width 63 --bogus 1\n")
     result = cli("batch", prompts, "-m", tiny_model, *FAST, "-o", tmp_path / "out")

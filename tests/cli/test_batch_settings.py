@@ -75,7 +75,7 @@ def test_bad_setting_values_name_file_line_and_key(tmp_path):
 def test_an_unknown_refiner_checkpoint_names_its_line_before_anything_loads(cli, tiny_model, tmp_path, monkeypatch):
     import sdcli.models.loader as loader
 
-    monkeypatch.setattr(loader, "load_pipeline", lambda *a: pytest.fail("a model was loaded"))
+    monkeypatch.setattr(loader, "load_model", lambda *a: pytest.fail("a model was loaded"))
     prompts = tmp_path / "p.txt"
     prompts.write_text("--prompt a\n--prompt b --refiner_checkpoint no-such-refiner.safetensors\n")
     result = cli("batch", prompts, "-m", tiny_model, "--steps", "2", "-o", tmp_path / "out")

@@ -13,7 +13,7 @@ def nan_pipe(tiny_pipe, monkeypatch):
     """Every model load returns the tiny pipeline with a NaN VAE weight."""
     import sdcli.models.loader as loader
 
-    monkeypatch.setattr(loader, "load_pipeline", lambda model, plan: tiny_pipe)
+    monkeypatch.setattr(loader, "load_model", lambda model, plan: tiny_pipe)
     with nan_weights(tiny_pipe):
         yield tiny_pipe
 
@@ -33,7 +33,7 @@ def test_replay_exits_1(cli, tiny_model, tmp_path, tiny_pipe, monkeypatch):
     assert made.exit_code == 0, made.stderr
     import sdcli.models.loader as loader
 
-    monkeypatch.setattr(loader, "load_pipeline", lambda model, plan: tiny_pipe)
+    monkeypatch.setattr(loader, "load_model", lambda model, plan: tiny_pipe)
     with nan_weights(tiny_pipe):
         result = cli("replay", tmp_path / "00000-5.png", "-o", tmp_path / "again")
     assert result.exit_code == 1 and "NaN/inf in the decoded image" in result.stderr

@@ -119,19 +119,20 @@ def test_sdxl_encoder_zeroes_an_empty_negative_and_pools_the_first_chunk(tiny_xl
     import torch
 
     from sdcli.conditioning.sdxl import SDXLPromptEncoder
-    from sdcli.models.loader import load_pipeline
+    from sdcli.models.loader import load_model
     from sdcli.models.resolve import ModelRef
     from sdcli.models.runtime import RuntimeOptions, plan_runtime
 
-    pipe = load_pipeline(ModelRef(tiny_xl["base"], "xl"), plan_runtime(RuntimeOptions(), cuda=False, mps=False,
+    pipe = load_model(ModelRef(tiny_xl["base"], "xl"), plan_runtime(RuntimeOptions(), cuda=False, mps=False,
                                                                        xformers=False))
+    pipe = pipe.pipe
     encoder = SDXLPromptEncoder(pipe, size=(64, 48))
     cond = encoder.encode("a lighthouse")
     embeds, added = cond.crossattn, cond.extra["added_cond_kwargs"]
     assert embeds.shape == (1, 77, 32 + 48) and added["text_embeds"].shape == (1, 48)
     assert added["time_ids"].tolist() == [[48, 64, 0, 0, 48, 64]]  # (height, width), crop, target size
     long_prompt = "a lighthouse " * 10  # > 75 tokens (the tiny tokenizer splits into characters): chunks
-    kwargs = encoder.pipeline_kwargs(long_prompt, "")
+    kwargs = encoder.pipeline_embeds(long_prompt, "")
     chunks = kwargs["prompt_embeds"].shape[1] // 77
     assert chunks > 1
     assert kwargs["prompt_embeds"].shape == (1, 77 * chunks, 80) == kwargs["negative_prompt_embeds"].shape

@@ -101,8 +101,8 @@ def test_checkpoint_axis_loads_each_model_once(cli, tiny_model, second_model, tm
     import sdcli.models.loader as loader
 
     loads = []
-    real = loader.load_pipeline
-    monkeypatch.setattr(loader, "load_pipeline", lambda ref, plan: loads.append(ref.path.name) or real(ref, plan))
+    real = loader.load_model
+    monkeypatch.setattr(loader, "load_model", lambda ref, plan: loads.append(ref.path.name) or real(ref, plan))
     out = tmp_path / "plot"
     result = cli("xyz", "a fox", *FAST, "--steps", "2", "--seed", "3", "-o", out, "--json",
                  "--x", f"Checkpoint name: {tiny_model}, {second_model}", "--y", "CFG Scale: 3, 9")
@@ -181,7 +181,7 @@ def test_bad_axis_or_value_exit_2_naming_it_nothing_loaded_or_written(cli, tiny_
                                                                       axes, message):
     import sdcli.models.loader as loader
 
-    monkeypatch.setattr(loader, "load_pipeline", lambda *a: pytest.fail("a model was loaded"))
+    monkeypatch.setattr(loader, "load_model", lambda *a: pytest.fail("a model was loaded"))
     result = cli("xyz", "a fox", "-m", tiny_model, *FAST, "--steps", "2", "-o", tmp_path / "out", *axes)
     assert result.exit_code == 2
     assert len(result.stderr.splitlines()) == 1 and result.stderr.startswith(message), result.stderr
@@ -230,8 +230,8 @@ def test_vae_axis_sets_each_cells_vae_on_the_loaded_model(cli, models_dir, tmp_p
     import sdcli.models.loader as loader
 
     loads = []
-    real = loader.load_pipeline
-    monkeypatch.setattr(loader, "load_pipeline", lambda ref, plan: loads.append(ref) or real(ref, plan))
+    real = loader.load_model
+    monkeypatch.setattr(loader, "load_model", lambda ref, plan: loads.append(ref) or real(ref, plan))
     out = tmp_path / "plot"
     result = cli("xyz", "a fox", "-m", "tiny", "--models-dir", models_dir, *FAST, "--steps", "2", "--seed", "2",
                  "-o", out, "--json", "--x", "VAE: None, tinyvae, Automatic")

@@ -10,16 +10,20 @@ from sdcli.models.folders import Library
 from sdcli.models.hashes import legacy_hash
 
 
-def unet_of(arch):
+def model_of(arch):
+    """What load_controlnet reads of a loaded model: its family and its pipeline's UNet."""
+    from types import SimpleNamespace
+
     from diffusers import UNet2DConditionModel
 
+    from sdcli.families import FAMILIES
     from sdcli.models.tiny import ARCHES
 
-    return UNet2DConditionModel(**ARCHES[arch].unet)
+    return SimpleNamespace(family=FAMILIES[arch], pipe=SimpleNamespace(unet=UNet2DConditionModel(**ARCHES[arch].unet)))
 
 
 def weights(path, arch):
-    return load_controlnet(find_controlnet(str(path), Library({}), False), unet_of(arch)).state_dict()
+    return load_controlnet(find_controlnet(str(path), Library({}), False), model_of(arch)).state_dict()
 
 
 @pytest.mark.parametrize("arch", ["sd1", "sd2"])

@@ -52,7 +52,7 @@ def test_nan_output_fails_the_job_naming_the_image_and_writes_nothing(tiny_model
     reporter = Notes()
     with nan_weights(tiny_pipe, where), pytest.raises(RuntimeFailure) as caught:
         run_job(request, RuntimeOptions(device="cpu"), str(tiny_model), OutputOptions(tmp_path / "out"), reporter,
-                pipe=tiny_pipe)
+                loaded=tiny_pipe)
     assert caught.value.exit_code == 1
     assert str(caught.value).startswith(f"2 of 2 images failed; first: image 0 (seed 11): NaN/inf in the {what}")
     assert [n.split(":")[0] for n in reporter.notes if n.startswith("image")] == ["image 0 (seed 11)",

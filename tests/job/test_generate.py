@@ -62,6 +62,6 @@ def test_infotext_records_the_run(tiny_pipe):
 
 
 def test_clip_skip_deeper_than_the_model_is_refused(tiny_pipe, monkeypatch):
-    monkeypatch.setattr(tiny_pipe.text_encoder.config, "num_hidden_layers", 4)
+    monkeypatch.setattr(tiny_pipe.pipe.text_encoder.config, "num_hidden_layers", 4)
     with pytest.raises(UsageError, match="--clip-skip: 5 is deeper than this model's 4 text layers"):
         generate(tiny_pipe, clip_skip=5)

@@ -102,7 +102,7 @@ def any_pipe(request, tiny_pipe, tiny_inpaint_pipe):
 @pytest.mark.parametrize("which, channels", [("tiny_pipe", 4), ("tiny_inpaint_pipe", 9)])
 def test_the_unet_kind_decides_how_inpainting_runs(request, files, which, channels):
     pipe, seen = request.getfixturevalue(which), []
-    hook = pipe.unet.register_forward_pre_hook(lambda _module, args: seen.append(args[0].shape[1]))
+    hook = pipe.pipe.unet.register_forward_pre_hook(lambda _module, args: seen.append(args[0].shape[1]))
     try:
         generate(pipe, "inpaint", files, steps=2)
     finally:

@@ -53,7 +53,8 @@ def test_a_tiling_job_does_not_leak_into_the_next(tiny_pipe, single_thread):
     generate(tiny_pipe, tiling=True, seed=5)
     after = pixels(generate(tiny_pipe, seed=5)[0])
     assert np.array_equal(before, after)
-    modes = {m.padding_mode for c in (tiny_pipe.unet, tiny_pipe.vae) for m in c.modules() if hasattr(m, "padding_mode")}
+    parts = (tiny_pipe.pipe.unet, tiny_pipe.pipe.vae)
+    modes = {m.padding_mode for c in parts for m in c.modules() if hasattr(m, "padding_mode")}
     assert modes == {"zeros"}
 
 

@@ -23,10 +23,11 @@ def pipe(tiny_model):
 def pixels(pipe, prompt: str) -> np.ndarray:
     import torch
 
-    from sdcli.conditioning.encoding import PromptEncoder
+    from sdcli.conditioning.encoding import ClipPromptEncoder
 
-    positive, negative = PromptEncoder(pipe).encode_pair(encoder_text(pipe, prompt), "")
-    out = pipe(prompt_embeds=positive, negative_prompt_embeds=negative, num_inference_steps=2, width=32,
+    encoder = ClipPromptEncoder(pipe.pipe.tokenizer, pipe.pipe.text_encoder)
+    positive, negative = encoder.encode_pair(encoder_text(pipe, prompt), "")
+    out = pipe.pipe(prompt_embeds=positive, negative_prompt_embeds=negative, num_inference_steps=2, width=32,
                height=32, output_type="np", generator=torch.Generator().manual_seed(1))
     return np.asarray(out.images)
 

@@ -109,3 +109,11 @@ def test_local_path_never_calls_the_hub(tiny_model, monkeypatch):
 
     monkeypatch.setattr(huggingface_hub, "snapshot_download", no_network)
     assert resolve_model(str(tiny_model)).path == tiny_model.resolve()
+
+
+def test_a_pipeline_built_elsewhere_is_a_loaded_model_of_its_family(tiny_pipe):
+    from sdcli.models.loaded import LoadedModel
+
+    other = LoadedModel.of(tiny_pipe.pipe, "sd1")
+    assert other.detected == tiny_pipe.detected and other.native_size == tiny_pipe.native_size == 64
+    assert other.addons is not tiny_pipe.addons  # sdcli's state is per loaded model, not on the pipeline

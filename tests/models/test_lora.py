@@ -25,7 +25,7 @@ def pipe(tiny_model):
 def pixels(pipe) -> np.ndarray:
     import torch
 
-    out = pipe("a cat", num_inference_steps=2, width=32, height=32, output_type="np",
+    out = pipe.pipe("a cat", num_inference_steps=2, width=32, height=32, output_type="np",
                generator=torch.Generator().manual_seed(1))
     return np.asarray(out.images)
 
@@ -68,7 +68,7 @@ def test_switching_loras_keeps_the_base_weights_loaded(pipe, base, models_dir):
     apply_loras(pipe, [spec(models_dir / "Lora" / "detail.safetensors", 1.0)])
     first = pixels(pipe)
     apply_loras(pipe, [spec(models_dir / "Lora" / "textonly.safetensors", 1.0)])
-    assert set(pipe.sdcli_loras) == {"sdcli_textonly"}
+    assert set(pipe.addons.loras) == {"sdcli_textonly"}
     apply_loras(pipe, [spec(models_dir / "Lora" / "detail.safetensors", 1.0)])
     assert np.array_equal(pixels(pipe), first)
     apply_loras(pipe, [])

@@ -112,15 +112,15 @@ def test_gpu_speedups_are_planned_on_cuda(opts):
 # -- applied to a real tiny pipeline on CPU ---------------------------------------------------
 
 def _fresh_pipe(tiny_model, **options):
-    from sdcli.models.loader import load_pipeline
+    from sdcli.models.loader import load_model
     from sdcli.models.resolve import ModelRef
 
     plan = plan_runtime(RuntimeOptions(**options), **CPU, job=JobSize(32, 32))
-    return load_pipeline(ModelRef(tiny_model, tiny_model.name), plan)
+    return load_model(ModelRef(tiny_model, tiny_model.name), plan)
 
 
 def _processors(pipe):
-    return {type(p).__name__ for p in pipe.unet.attn_processors.values()}
+    return {type(p).__name__ for p in pipe.pipe.unet.attn_processors.values()}
 
 
 def _pixels(pipe):
@@ -134,8 +134,8 @@ def _pixels(pipe):
 
 def test_cpu_default_keeps_sdpa_and_slices_the_vae_only(tiny_pipe):
     assert _processors(tiny_pipe) == {"AttnProcessor2_0"}
-    assert tiny_pipe.vae.use_slicing and not tiny_pipe.vae.use_tiling
-    assert tiny_pipe.sdcli_runtime.attention_slicing is False and tiny_pipe.sdcli_runtime.vae_tiling is False
+    assert tiny_pipe.pipe.vae.use_slicing and not tiny_pipe.pipe.vae.use_tiling
+    assert tiny_pipe.runtime.attention_slicing is False and tiny_pipe.runtime.vae_tiling is False
 
 
 @pytest.mark.parametrize("options, processor", [
@@ -149,9 +149,9 @@ def test_cpu_options_work_and_keep_the_picture(tiny_model, tiny_pipe, single_thr
     pipe = _fresh_pipe(tiny_model, **options)
     assert _processors(pipe) == {processor}
     if options.get("channels_last"):
-        weight = next(p for p in pipe.unet.parameters() if p.dim() == 4)
+        weight = next(p for p in pipe.pipe.unet.parameters() if p.dim() == 4)
         assert weight.is_contiguous(memory_format=torch.channels_last)
-        assert pipe.vae.use_tiling
+        assert pipe.pipe.vae.use_tiling
     # Same maths, other kernels: pixels within float noise of the default pipeline's.
     assert np.abs(_pixels(pipe) - _pixels(tiny_pipe)).max() <= 2
 

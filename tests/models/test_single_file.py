@@ -42,14 +42,14 @@ def _state(pipe):
 def test_tiny_single_file_loads_offline_with_the_folders_weights(arch, tmp_path, no_network):
     import torch
 
-    from sdcli.models.loader import load_pipeline
+    from sdcli.models.loader import load_model
 
     file = build_tiny_single_file(tmp_path / f"{arch}.safetensors", arch=arch)
     folder = build_tiny(tmp_path / arch, arch=arch)
     ref = resolve_model(str(file))
     assert (ref.kind, ref.name, ref.family) == ("single-file", arch, arch.removesuffix("-inpaint"))
-    from_file = load_pipeline(ref, PLAN)
-    from_folder = load_pipeline(ModelRef(folder, arch), PLAN)
+    from_file = load_model(ref, PLAN).pipe
+    from_folder = load_model(ModelRef(folder, arch), PLAN).pipe
     assert type(from_file) is type(from_folder)
     a, b = _state(from_file), _state(from_folder)
     assert a.keys() == b.keys()
@@ -62,14 +62,14 @@ def test_same_pixels_from_the_single_file_and_the_folder(tiny_model, tmp_path, n
     import numpy as np
 
     from sdcli.job.generate import run
-    from sdcli.models.loader import load_pipeline
+    from sdcli.models.loader import load_model
     from sdcli.request.generation import GenerationRequest, validate
 
     file = build_tiny_single_file(tmp_path / "sd1.safetensors")
     request = GenerationRequest("a red cube", steps=2, seed=3, width=32, height=32)
     images = []
     for ref in (resolve_model(str(file)), ModelRef(tiny_model, "tiny")):
-        item = next(run(request, load_pipeline(ref, PLAN), validate(request), model_name="m", model_hash="h"))
+        item = next(run(request, load_model(ref, PLAN), validate(request), model_name="m", model_hash="h"))
         images.append(np.asarray(item.image))
     assert np.array_equal(*images) and images[0].std() > 1
 
@@ -90,15 +90,15 @@ def test_prediction_type_metadata_guess_and_override(tmp_path):
 
 
 def test_prediction_type_override_changes_the_scheduler(tmp_path):
-    from sdcli.models.loader import load_pipeline, set_sampler
+    from sdcli.models.loader import load_model, set_sampler
     from sdcli.sampling.samplers import resolve_sampler
 
-    pipe = load_pipeline(resolve_model(str(build_tiny_single_file(tmp_path / "sd2.safetensors", arch="sd2"))), PLAN)
+    pipe = load_model(resolve_model(str(build_tiny_single_file(tmp_path / "sd2.safetensors", arch="sd2"))), PLAN)
     choice = resolve_sampler("Euler", "automatic")
     set_sampler(pipe, choice)
-    assert pipe.scheduler.config.prediction_type == "v_prediction"
+    assert pipe.pipe.scheduler.config.prediction_type == "v_prediction"
     set_sampler(pipe, choice, "eps")
-    assert pipe.scheduler.config.prediction_type == "epsilon"
+    assert pipe.pipe.scheduler.config.prediction_type == "epsilon"
 
 
 def test_model_hash_is_the_webui_short_hash_and_is_cached(tmp_path):
@@ -148,12 +148,12 @@ def test_undeclared_sd2_prediction_is_settled_by_the_webui_unet_test(tmp_path, b
     The UNet's output bias steers that mean, so both outcomes are checked."""
     from safetensors.torch import load_file, save_file
 
-    from sdcli.models.loader import load_pipeline
+    from sdcli.models.loader import load_model
 
     state = load_file(build_tiny_single_file(tmp_path / "sd2.safetensors", arch="sd2"))
     state["model.diffusion_model.out.2.bias"].fill_(bias)
     bare = tmp_path / "bare.safetensors"
     save_file(state, str(bare))  # no modelspec metadata: the weights must decide
-    pipe = load_pipeline(resolve_model(str(bare)), PLAN)
-    assert pipe.scheduler.config.prediction_type == expected == pipe.sdcli_base_scheduler.config.prediction_type
-    assert pipe.sdcli_detected.prediction_guessed is False
+    pipe = load_model(resolve_model(str(bare)), PLAN)
+    assert pipe.pipe.scheduler.config.prediction_type == expected == pipe.base_scheduler.config.prediction_type
+    assert pipe.detected.prediction_guessed is False

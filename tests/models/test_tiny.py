@@ -68,21 +68,21 @@ def test_sd2_arch_is_v_prediction_and_every_sampler_keeps_it(tmp_path):
     import numpy as np
 
     from sdcli.job.generate import run
-    from sdcli.models.loader import load_pipeline
+    from sdcli.models.loader import load_model
     from sdcli.models.resolve import ModelRef
     from sdcli.models.runtime import RuntimeOptions, plan_runtime
     from sdcli.request.generation import GenerationRequest, validate
 
     model = build_tiny(tmp_path / "sd2", arch="sd2")
-    pipe = load_pipeline(ModelRef(model, "sd2"), plan_runtime(RuntimeOptions(), cuda=False, mps=False,
+    pipe = load_model(ModelRef(model, "sd2"), plan_runtime(RuntimeOptions(), cuda=False, mps=False,
                                                                xformers=False))
-    assert pipe.unet.config.use_linear_projection and pipe.scheduler.config.prediction_type == "v_prediction"
+    assert pipe.pipe.unet.config.use_linear_projection and pipe.pipe.scheduler.config.prediction_type == "v_prediction"
     images = []
     for sampler in ("Euler", "DPM++ 2M", "DDIM"):
         request = GenerationRequest(prompt="a hill", steps=3, seed=1, width=32, height=32, sampler=sampler)
         images.append(np.asarray(next(run(request, pipe, validate(request), model_name="sd2",
                                           model_hash="0")).image, dtype=np.int16))
-        assert pipe.scheduler.config.prediction_type == "v_prediction", sampler
+        assert pipe.pipe.scheduler.config.prediction_type == "v_prediction", sampler
     assert images[0].std() > 5 and not np.array_equal(images[0], images[1])
 
 

@@ -25,7 +25,7 @@ def pipe(tiny_model):
 def pixels(pipe) -> np.ndarray:
     import torch
 
-    out = pipe("a cat", num_inference_steps=2, width=32, height=32, output_type="np",
+    out = pipe.pipe("a cat", num_inference_steps=2, width=32, height=32, output_type="np",
                generator=torch.Generator().manual_seed(1))
     return np.asarray(out.images)
 
@@ -36,7 +36,7 @@ def test_vae_files_and_folders(pipe, tiny_model, tmp_path):
     set_vae(pipe, None)
     base = pixels(pipe)
     own = tmp_path / "own.safetensors"  # the model's own VAE, in the WebUI's key layout
-    save_file(to_ldm_vae(pipe.vae.state_dict(), 4), str(own))
+    save_file(to_ldm_vae(pipe.pipe.vae.state_dict(), 4), str(own))
     set_vae(pipe, own)
     assert np.array_equal(pixels(pipe), base)
     other_file = write_tiny_vae(tiny_model, tmp_path / "other.safetensors", seed=7)

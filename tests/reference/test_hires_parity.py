@@ -40,7 +40,7 @@ def _compare(pipe, settings, size):
     base = {"steps": 3, "seed": 21, "width": size, "height": size, **settings}
     ours = sdcli_hires(pipe, **base)
     sampler = base.pop("sampler")
-    theirs = generate_hires(pipe, PROMPT, NEGATIVE, sampler=sampler, **base)
+    theirs = generate_hires(pipe.pipe, PROMPT, NEGATIVE, sampler=sampler, **base)
     difference = max(int(np.abs(a.astype(int) - b.astype(int)).max()) for a, b in zip(ours, theirs, strict=True))
     print(f"max difference {difference}: {settings}")
     assert ours[0].shape == theirs[0].shape

@@ -73,9 +73,8 @@ def test_v_prediction(tiny_xl, sampler, single_thread):
     from tests.conftest import _load_on_cpu
 
     pipe = _load_on_cpu(tiny_xl["base"])  # a v-prediction SDXL model (as a v_pred checkpoint loads)
-    pipe.scheduler.register_to_config(prediction_type="v_prediction")
-    if hasattr(pipe, "sdcli_base_scheduler"):
-        pipe.sdcli_base_scheduler.register_to_config(prediction_type="v_prediction")
+    pipe.pipe.scheduler.register_to_config(prediction_type="v_prediction")
+    pipe.base_scheduler.register_to_config(prediction_type="v_prediction")
     check(pipe, sampler=sampler, **XL)
 
 
@@ -84,8 +83,8 @@ def test_sdxl_conditioning_is_the_webuis(tiny_xl_pipe, emphasis):
     from sdcli.conditioning.sdxl import SDXLPromptEncoder
     from tests.reference.sdxl_ref import SDXLConditioner
 
-    ours = SDXLPromptEncoder(tiny_xl_pipe, 1, emphasis.lower(), size=(64, 48))
-    theirs = SDXLConditioner(tiny_xl_pipe, 64, 48, emphasis)
+    ours = SDXLPromptEncoder(tiny_xl_pipe.pipe, 1, emphasis.lower(), size=(64, 48))
+    theirs = SDXLConditioner(tiny_xl_pipe.pipe, 64, 48, emphasis)
     for prompt in [p for p in PROMPTS if "1.2.3" not in p]:
         cond, expected = ours.encode(prompt), theirs([prompt])
         added = cond.extra["added_cond_kwargs"]
@@ -93,7 +92,7 @@ def test_sdxl_conditioning_is_the_webuis(tiny_xl_pipe, emphasis):
         torch.testing.assert_close(cond.crossattn, expected["crossattn"], rtol=0, atol=1e-6, msg=prompt)
         torch.testing.assert_close(added["text_embeds"], expected["text_embeds"], rtol=0, atol=1e-6, msg=prompt)
         torch.testing.assert_close(added["time_ids"], expected["time_ids"], rtol=0, atol=0, msg=prompt)
-    zero = ours.negative_encode(True)("")
+    zero = ours.negative_encoder(True)("")
     expected = theirs.negative()([""])
     assert not zero.crossattn.any() and not zero.extra["added_cond_kwargs"]["text_embeds"].any()
     assert not expected["crossattn"].any() and zero.crossattn.shape == expected["crossattn"].shape
@@ -101,12 +100,13 @@ def test_sdxl_conditioning_is_the_webuis(tiny_xl_pipe, emphasis):
 
 
 def test_refiner_conditioning_is_the_webuis(tiny_xl):
-    from sdcli.conditioning.sdxl import SDXLPromptEncoder
     from tests.conftest import _load_on_cpu
     from tests.reference.sdxl_ref import SDXLConditioner
 
-    refiner = _load_on_cpu(tiny_xl["refiner"])
-    ours, theirs = SDXLPromptEncoder(refiner, size=(64, 64)), SDXLConditioner(refiner, 64, 64)
+    loaded = _load_on_cpu(tiny_xl["refiner"])
+    refiner = loaded.pipe
+    ours = loaded.family.prompt_encoder(refiner, 1, "original", (64, 64))
+    theirs = SDXLConditioner(refiner, 64, 64)
     for negative, conditioner in ((False, theirs), (True, theirs.negative())):
         cond, expected = ours.encode(PROMPT, negative=negative), conditioner([PROMPT])
         torch.testing.assert_close(cond.crossattn, expected["crossattn"], rtol=0, atol=1e-6)

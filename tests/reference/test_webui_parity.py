@@ -151,8 +151,8 @@ def test_embeddings_are_the_webuis(tiny_pipe, emphasis, clip_skip):
     from sdcli.conditioning.encoding import ClipTextEncoder
     from tests.reference.webui_ref import CLIPWrapper
 
-    ours = ClipTextEncoder(tiny_pipe.tokenizer, tiny_pipe.text_encoder, clip_skip, emphasis.lower())
-    theirs = CLIPWrapper(tiny_pipe.tokenizer, tiny_pipe.text_encoder, clip_skip, emphasis)
+    ours = ClipTextEncoder(tiny_pipe.pipe.tokenizer, tiny_pipe.pipe.text_encoder, clip_skip, emphasis.lower())
+    theirs = CLIPWrapper(tiny_pipe.pipe.tokenizer, tiny_pipe.pipe.text_encoder, clip_skip, emphasis)
     for prompt in PROMPTS:
         if "1.2.3" in prompt:
             continue

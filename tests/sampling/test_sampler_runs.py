@@ -73,9 +73,9 @@ def test_scheduler_keeps_the_models_own_config(tiny_pipe, monkeypatch):
 
     monkeypatch.setattr(generate, "runs_own_loop", lambda *_: False)  # as for other model families
     image(tiny_pipe, sampler="UniPC")  # run by the diffusers scheduler
-    config = tiny_pipe.scheduler.config
-    base = tiny_pipe.sdcli_base_scheduler.config
-    assert type(tiny_pipe.scheduler).__name__ == "UniPCMultistepScheduler"
+    config = tiny_pipe.pipe.scheduler.config
+    base = tiny_pipe.base_scheduler.config
+    assert type(tiny_pipe.pipe.scheduler).__name__ == "UniPCMultistepScheduler"
     for key in ("beta_start", "beta_end", "beta_schedule", "steps_offset", "prediction_type"):
         assert config[key] == base[key], key
 

@@ -1,0 +1,72 @@
+"""THE table of model families: one module per family (sd1, sd2, sdxl with its refiner), one row each.
+
+Pure Python (no torch): detection works on tensor names and shapes, read from a
+safetensors header (single files, original WebUI/ldm key layout) or on a diffusers
+folder's model_index.json and UNet config, asking each family in DETECTION order.
+Adding a family = its module and a row here.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from sdcli.errors import ModelError
+from sdcli.families.base import UNET_CONV_IN, Detected, Family, Shapes
+from sdcli.families.sd1 import SD1
+from sdcli.families.sd2 import SD2
+from sdcli.families.sdxl import SDXL, SDXL_REFINER
+
+FAMILIES: dict[str, Family] = {f.name: f for f in (SD1, SD2, SDXL, SDXL_REFINER)}
+# Who is asked first: the most specific test first, SD 1.x (which takes any other folder) last.
+DETECTION: tuple[Family, ...] = (SDXL_REFINER, SDXL, SD2, SD1)
+
+
+def detect_single_file(shapes: Shapes, source: str = "--model") -> Detected:
+    """The family of an original-layout checkpoint from its tensor names and shapes."""
+    family = next((f for f in DETECTION if f.detect(shapes)), None)
+    if family is None:
+        raise ModelError(f"{source}: not a Stable Diffusion 1.x, 2.x or XL checkpoint (no known text encoder "
+                         "keys such as cond_stage_model.* or conditioner.embedders.*)")
+    if UNET_CONV_IN not in shapes:
+        raise ModelError(f"{source}: the checkpoint has a {family.label} text encoder but no UNet "
+                         f"({UNET_CONV_IN} is missing)")
+    in_channels = int(shapes[UNET_CONV_IN][1])
+    prediction, guessed = family.guess_prediction(in_channels, shapes)
+    return Detected(family, in_channels, prediction, guessed)
+
+
+def detect_folder(folder: Path) -> Detected:
+    """The family of a diffusers folder from model_index.json and the UNet/scheduler configs."""
+    index = json.loads((folder / "model_index.json").read_text(encoding="utf-8"))
+    unet = _read_json(folder / "unet" / "config.json")
+    scheduler = _read_json(folder / "scheduler" / "scheduler_config.json")
+    prediction = "v" if scheduler.get("prediction_type") == "v_prediction" else "eps"
+    family = next(f for f in DETECTION if f.detect_folder(index, unet))
+    return Detected(family, int(unet.get("in_channels", 4)), prediction, False)
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+
+
+def pipeline_class(detected: Detected, mode: str, source: str = "--model") -> str:
+    """The diffusers pipeline class that runs `mode` for this model; ModelError when none can."""
+    family = detected.family
+    cls = family.pipelines.get(mode)
+    if cls is None:
+        refiner = family.capabilities.refines_only
+        hint = f"; use it as --refiner for an {family.capabilities.refiner_group} base model" if refiner else ""
+        raise ModelError(f"{source}: a {family.label} model cannot run {mode}{hint}")
+    return cls
+
+
+def check_refiner_pair(model: Family, refiner: Family, flag: str = "--refiner") -> None:
+    """--refiner needs a model and a refiner of one refiner group (SDXL base or refiner)."""
+    group = model.capabilities.refiner_group
+    if group is None or group != refiner.capabilities.refiner_group:
+        raise ModelError(f"{flag}: both the model and the refiner must be {group or 'SDXL'} models (base or "
+                         f"refiner); got {model.label} and {refiner.label}")

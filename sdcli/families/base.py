@@ -1,0 +1,198 @@
+"""What a model family is (Family, its Capabilities), what the weights of one model say (Detected),
+and the original (ldm/sgm) single-file key layout the Stable Diffusion families share.
+
+Pure Python: detection reads tensor names and shapes or config files; a family's behaviour
+(its network adapter, prompt encoder, noise parameterisation) is built by its methods,
+which import torch-side code when called. Those methods take the diffusers pipeline as `Any`:
+only the family knows which components its pipelines carry (a UNet or a transformer, one or
+two text encoders); everything else sees the Protocols here and models.loaded.LoadedModel.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+
+if TYPE_CHECKING:
+    import torch
+
+    from sdcli.conditioning.cond import Conditioning, EncoderCapabilities
+    from sdcli.sampling.parameterisation import Parameterisation
+
+# ControlNet (or any add-on) residuals for one network call: (x, t, cond) -> extra network kwargs.
+Control = Callable[["torch.Tensor", "torch.Tensor", "Conditioning"], dict[str, Any]]
+
+Shapes = Mapping[str, Sequence[int]]
+Json = Mapping[str, Any]  # a parsed config file (model_index.json, a component's config.json)
+
+# Original (ldm/sgm) key prefixes of a WebUI single-file checkpoint.
+UNET_PREFIX = "model.diffusion_model."
+VAE_PREFIX = "first_stage_model."
+UNET_CONV_IN = UNET_PREFIX + "input_blocks.0.0.weight"
+# Some SDXL fine-tunes trained for v-prediction mark it with an empty tensor of this name.
+V_PRED_MARKER = "v_pred"
+
+
+class NetworkAdapter(Protocol):
+    """The denoising network with the one call signature of sdcli's loop (sampling.denoiser): the
+    family's adapter feeds it latents, timesteps and conditioning the way it takes them."""
+
+    @property
+    def dtype(self) -> torch.dtype: ...
+    @property
+    def device(self) -> torch.device: ...
+    @property
+    def in_channels(self) -> int:
+        """Input channels (latent + any inpainting input)."""
+        ...
+
+    def __call__(self, x: torch.Tensor, t: torch.Tensor, cond: Conditioning,
+                 control: Control | None = None) -> torch.Tensor:
+        """The network's output for latents x (scaled by the parameterisation) at timesteps t."""
+        ...
+
+
+class PromptEncoder(Protocol):
+    """Text -> conditioning for one model (and generation size), as its family encodes prompts."""
+
+    capabilities: EncoderCapabilities
+
+    def encode(self, text: str) -> Conditioning:
+        """One prompt (no scheduling syntax left: conditioning.schedule splits it first)."""
+        ...
+
+    def negative_encoder(self, all_empty: bool) -> Callable[[str], Conditioning]:
+        """How the negative prompt's texts are encoded; `all_empty`: every scheduled negative text is ""."""
+        ...
+
+    def pipeline_embeds(self, prompt: str, negative: str) -> dict[str, Any]:
+        """The embedding arguments of the family's diffusers pipeline call, for a batch of one."""
+        ...
+
+
+@dataclass(frozen=True)
+class LatentFormat:
+    """A family's latents: what its VAE encodes an image to and its denoising network works on.
+
+    latent = (VAE posterior mean - shift) * scaling; an image side of N pixels is N / vae_scale
+    latent cells; `packing` cells a side go into one network token (Flux: 2x2; SD: 1).
+    scaling/shift None: the VAE config's scaling_factor/shift_factor (a --vae keeps the model's).
+    """
+
+    channels: int = 4
+    vae_scale: int = 8
+    scaling: float | None = None
+    shift: float | None = None
+    packing: int = 1
+
+    def noise_shape(self, width: int, height: int) -> tuple[int, int, int]:
+        """(channels, rows, columns) of one image's latent at width x height pixels."""
+        return self.channels, height // self.vae_scale, width // self.vae_scale
+
+    def scaling_of(self, vae_config: Any) -> float:
+        return float(vae_config.scaling_factor) if self.scaling is None else self.scaling
+
+    def shift_of(self, vae_config: Any) -> float:
+        if self.shift is not None:
+            return self.shift
+        return float(getattr(vae_config, "shift_factor", None) or 0.0)
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a family supports, as validation asks it (instead of asking which family it is)."""
+
+    own_loop: bool = True  # sdcli's loop samples it (with a sampler of the loop); else diffusers' pipeline
+    loop_channels: tuple[int, ...] = (4, 9)  # network input channels the loop feeds (latent; + inpainting)
+    inpainting_channels: int | None = 9  # network input channels of a dedicated inpainting model
+    refiner_group: str | None = None  # --refiner: models of one group hand over to each other ("SDXL")
+    refines_only: bool = False  # a refiner: no txt2img of its own; used as --refiner of a base model
+    controlnet: str | None = None  # the kind of ControlNet made for it (controlnet.files.ControlShape.kind)
+    lora: bool = True
+    # Textual-inversion vectors by text encoder: file key -> (pipeline's text encoder, its tokenizer).
+    embeddings: Mapping[str, tuple[str, str]] = field(
+        default_factory=lambda: {"clip_l": ("text_encoder", "tokenizer")})
+
+
+@dataclass(frozen=True)
+class Family:
+    """One model family: its table row (pipelines per mode, native size, prediction default,
+    bundled configs, capabilities) and how it is detected. Family modules subclass it for
+    behaviour that is not data."""
+
+    network_component: ClassVar[str] = ""  # the denoising network's name among the pipeline's components
+
+    name: str
+    label: str  # for people
+    pipelines: Mapping[str, str]  # mode -> diffusers pipeline class; a missing mode is not servable
+    native_size: int
+    detect_keys: tuple[str, ...] = ()  # original-layout single-file keys that all mark this family
+    prediction: str = "eps"  # "eps" or "v": the default when the weights cannot tell
+    configs: str = ""  # bundled config folder (sdcli/models/configs/<name>)
+    capabilities: Capabilities = Capabilities()
+    latent: LatentFormat = LatentFormat()
+    load_kwargs: Mapping[str, Any] = field(default_factory=dict)  # extra arguments of its pipelines' loaders
+
+    def detect(self, shapes: Shapes) -> bool:
+        """Whether an original-layout checkpoint (tensor names and shapes) is of this family."""
+        return bool(self.detect_keys) and all(k in shapes for k in self.detect_keys)
+
+    def detect_folder(self, index: Json, unet: Json) -> bool:
+        """Whether a diffusers folder (its model_index.json, its network's config) is of this family."""
+        return False
+
+    def guess_prediction(self, in_channels: int, shapes: Shapes) -> tuple[str, bool]:
+        """eps or v from a single file's tensors, and whether that is a guess (see sd2)."""
+        return ("v" if V_PRED_MARKER in shapes else self.prediction), False
+
+    def native_size_for(self, prediction: str) -> int:
+        """The native image side of a model of this family with this prediction type."""
+        return self.native_size
+
+    def settle(self, pipe: Any, detected: Detected) -> Detected:
+        """What a loaded model shows that its files could not tell (sd2: eps or v); runs after loading."""
+        return detected
+
+    def network_module(self, pipe: Any) -> Any:
+        """The denoising network's torch module (placement, memory layout, compilation, ControlNet shapes)."""
+        return getattr(pipe, self.network_component)
+
+    def network(self, pipe: Any) -> NetworkAdapter:
+        """The denoising network behind the loop's call signature."""
+        raise NotImplementedError(self.name)
+
+    def native_size_of(self, pipe: Any) -> int:
+        """A loaded model's native image side in pixels (a tiny model's is its own)."""
+        raise NotImplementedError(self.name)
+
+    def runs_loop(self, pipe: Any, scheduler: Json, in_channels: int) -> bool:
+        """Whether sdcli's own loop samples this model (its scheduler config and network input channels)."""
+        return False
+
+    def parameterisation(self, scheduler: Json, prediction: str | None = None) -> Parameterisation:
+        """The model's noise parameterisation (sampling.parameterisation) from its scheduler config;
+        `prediction` ("eps"/"v", --prediction-type) overrides what the config says."""
+        raise NotImplementedError(self.name)
+
+    def prompt_encoder(self, pipe: Any, clip_skip: int, emphasis: str, size: tuple[int, int]) -> PromptEncoder:
+        """Prompts -> conditioning for this family's text encoders, at generation size `size` (width, height)."""
+        raise NotImplementedError(self.name)
+
+
+@dataclass(frozen=True)
+class Detected:
+    """What the weights say: the family, the network's input channels (9 = inpainting), prediction type."""
+
+    family: Family
+    in_channels: int
+    prediction: str
+    prediction_guessed: bool  # True when the weights cannot tell and the family default was taken
+
+    @property
+    def inpainting(self) -> bool:
+        return self.in_channels == self.family.capabilities.inpainting_channels
+
+    @property
+    def native_size(self) -> int:
+        return self.family.native_size_for(self.prediction)

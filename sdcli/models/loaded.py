@@ -1,0 +1,124 @@
+"""A loaded model: the diffusers pipeline's components and everything sdcli knows and did about them.
+
+sdcli keeps its state here, never as attributes on diffusers objects: the family and what
+the weights said (Detected), the model's own scheduler (samplers are built from its config),
+the add-ons put on it (LoRA adapters, embeddings, the VAE in use, the NaN guard on decodes),
+the runtime plan as carried out, and how the infotext names it. No torch at import.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from sdcli.errors import ModelError
+from sdcli.families import pipeline_class
+from sdcli.families.base import Detected, Family, NetworkAdapter
+
+if TYPE_CHECKING:
+    from sdcli.models.runtime import RuntimePlan
+    from sdcli.models.vae import DecodeGuard
+    from sdcli.sampling.parameterisation import Parameterisation
+
+
+INPAINTING_MODES = ("inpaint", "outpaint")  # modes a dedicated inpainting checkpoint runs
+
+
+class Components(Protocol):
+    """What sdcli reads of a diffusers pipeline everywhere: its VAE, scheduler and VAE scale factor.
+    The family module reads the rest (denoising network, text encoders)."""
+
+    vae: Any
+    scheduler: Any
+    vae_scale_factor: int
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any: ...
+
+
+def _guard() -> DecodeGuard:
+    from sdcli.models.vae import DecodeGuard
+
+    return DecodeGuard()
+
+
+@dataclass
+class AddOns:
+    """What sdcli put on a loaded model; shared by every mode's pipeline of it (one set of weights)."""
+
+    loras: dict[str, str] = field(default_factory=dict)  # peft adapter name -> file path
+    embeddings: dict[str, str] = field(default_factory=dict)  # embedding name -> hash
+    vae_path: Path | None = None  # --vae in use (None: the model's own)
+    base_vae: Any = None  # the model's own VAE, kept while another is in use
+    guard: DecodeGuard = field(default_factory=_guard)  # the fp16 NaN guard on VAE decodes (models.vae)
+
+
+@dataclass
+class LoadedModel:
+    """One loaded model (see the module doc). `pipe` is the pipeline of one mode; for_mode() gives
+    another mode's, sharing the weights, the add-ons and the base scheduler."""
+
+    pipe: Components
+    detected: Detected
+    base_scheduler: Any  # the model's own scheduler; pipe.scheduler is the chosen sampler's
+    name: str = ""  # for the infotext (`Model:` / `Refiner:`)
+    hash: str = ""
+    addons: AddOns = field(default_factory=AddOns)
+    runtime: RuntimePlan | None = None  # the plan as carried out (memory decisions included)
+
+    @classmethod
+    def of(cls, pipe: Components, family: str, name: str = "") -> LoadedModel:
+        """A pipeline built elsewhere (benchmarks, tools) as a loaded model of the named family: its
+        network's input channels and its scheduler's prediction type as the folder detection reads them."""
+        from sdcli.families import FAMILIES
+
+        fam = FAMILIES[family]
+        channels = int(fam.network_module(pipe).config.in_channels)
+        prediction = "v" if pipe.scheduler.config.get("prediction_type") == "v_prediction" else "eps"
+        return cls(pipe, Detected(fam, channels, prediction, False), pipe.scheduler, name=name)
+
+    @property
+    def family(self) -> Family:
+        return self.detected.family
+
+    def for_mode(self, mode: str) -> LoadedModel:
+        """This model with the pipeline for `mode`, sharing its loaded weights (diffusers' from_pipe: no
+        second load).
+
+        The families table names the class; the network's input channels decide what it can do;
+        a mismatch is a usage error.
+        """
+        import diffusers
+
+        detected, pipe = self.detected, self.pipe
+        cls = pipeline_class(detected, mode)
+        # An ordinary checkpoint takes the latent (and inpaints by blending latents with the mask); a
+        # dedicated inpainting checkpoint takes latents + mask + masked-image latents, in its modes only.
+        latent, inpainting = self.family.latent.channels, self.family.capabilities.inpainting_channels
+        channels = (latent, inpainting) if mode in INPAINTING_MODES and inpainting else (latent,)
+        kinds = {latent: "an ordinary checkpoint", inpainting: "a dedicated inpainting checkpoint"}
+        in_channels = detected.in_channels
+        if in_channels not in channels:
+            hint = "; use sdcli inpaint or outpaint with it" if detected.inpainting else ""
+            raise ModelError(f"--model: {mode} needs a UNet with {' or '.join(map(str, channels))} input "
+                             f"channels; this model's has {in_channels} "
+                             f"({kinds.get(in_channels, 'an unknown kind')}){hint}")
+        if type(pipe).__name__ == cls:
+            return self
+        moved = getattr(diffusers, cls).from_pipe(pipe)
+        moved.set_progress_bar_config(disable=True)
+        return replace(self, pipe=moved)
+
+    def parameterisation(self, prediction: str | None = None) -> Parameterisation:
+        """The model's noise parameterisation from its own scheduler; `prediction` ("eps"/"v") overrides."""
+        return self.family.parameterisation(self.base_scheduler.config, prediction)
+
+    @property
+    def network(self) -> NetworkAdapter:
+        """The denoising network behind the loop's one call signature (the family's adapter)."""
+        return self.family.network(self.pipe)
+
+    @property
+    def native_size(self) -> int:
+        """The model's native image side in pixels (its network's sample size x the VAE scale factor)."""
+        return self.family.native_size_of(self.pipe)
