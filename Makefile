@@ -48,6 +48,7 @@ parity: install
 
 lint: install
 	$(BIN)/ruff check sdcli tests
+	$(BIN)/mypy
 
 fmt: install
 	$(BIN)/ruff check --fix sdcli tests

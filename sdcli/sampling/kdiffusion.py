@@ -23,7 +23,8 @@ import numpy as np
 import torch
 
 Model = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-Noise = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+# (sigma, next sigma) -> noise; the timestep samplers pass None, None
+Noise = Callable[[torch.Tensor | None, torch.Tensor | None], torch.Tensor]
 Callback = Callable[[int, torch.Tensor], None]
 
 
@@ -240,7 +241,7 @@ def sample_dpmpp_2m_sde(model: Model, x: torch.Tensor, sigmas: torch.Tensor, noi
             h = _t(sigmas[i + 1]) - _t(sigmas[i])
             eta_h = eta * h
             x = sigmas[i + 1] / sigmas[i] * (-eta_h).exp() * x + (-h - eta_h).expm1().neg() * denoised
-            if old is not None:
+            if old is not None and h_last is not None:
                 r = h_last / h
                 if solver_type == "heun":
                     x = x + ((-h - eta_h).expm1().neg() / (-h - eta_h) + 1) * (1 / r) * (denoised - old)
@@ -255,12 +256,14 @@ def sample_dpmpp_2m_sde(model: Model, x: torch.Tensor, sigmas: torch.Tensor, noi
 
 def sample_dpmpp_3m_sde(model: Model, x: torch.Tensor, sigmas: torch.Tensor, noise: Noise, callback: Callback,
                         eta: float = 1.0, s_noise: float = 1.0) -> torch.Tensor:
-    d_1 = d_2 = None  # the two previous denoised estimates
-    h_1 = h_2 = None
+    d_1: torch.Tensor | None = None  # the two previous denoised estimates
+    d_2: torch.Tensor | None = None
+    h_1: torch.Tensor | None = None
+    h_2: torch.Tensor | None = None
     for i in range(len(sigmas) - 1):
         denoised = model(x, sigmas[i])
         callback(i, denoised)
-        h = None
+        h: torch.Tensor | None = None
         if sigmas[i + 1] == 0:
             x = denoised
         else:
@@ -268,13 +271,13 @@ def sample_dpmpp_3m_sde(model: Model, x: torch.Tensor, sigmas: torch.Tensor, noi
             h_eta = h * (eta + 1)
             x = torch.exp(-h_eta) * x + (-h_eta).expm1().neg() * denoised
             phi_2 = h_eta.neg().expm1() / h_eta + 1
-            if h_2 is not None:
+            if h_2 is not None and h_1 is not None and d_1 is not None and d_2 is not None:
                 r0, r1 = h_1 / h, h_2 / h
                 d1_0, d1_1 = (denoised - d_1) / r0, (d_1 - d_2) / r1
                 d1 = d1_0 + (d1_0 - d1_1) * r0 / (r0 + r1)
                 d2 = (d1_0 - d1_1) / (r0 + r1)
                 x = x + phi_2 * d1 - (phi_2 / h_eta - 0.5) * d2
-            elif h_1 is not None:
+            elif h_1 is not None and d_1 is not None:
                 x = x + phi_2 * ((denoised - d_1) / (h_1 / h))
             if eta:
                 x = x + noise(sigmas[i], sigmas[i + 1]) * sigmas[i + 1] * (-2 * h * eta).expm1().neg().sqrt() * s_noise

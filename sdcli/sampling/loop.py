@@ -29,8 +29,11 @@ ETA_DEFAULTS = {False: 1.0, True: 0.0}  # the WebUI's "Eta for ancestral sampler
 
 def sampling_function(choice: SamplerChoice) -> Callable[..., torch.Tensor]:
     """The row's sampling function, by name: k-diffusion's, the DPM-Solver ones, or a timestep sampler's."""
-    module = next(m for m in (kdiffusion, dpm_solver, timesteps, unipc) if hasattr(m, choice.sampler.function))
-    return getattr(module, choice.sampler.function)
+    name = choice.sampler.function
+    if name is None:
+        raise ValueError(f"{choice.sampler.name} runs in the diffusers pipeline, not sdcli's loop")
+    module = next(m for m in (kdiffusion, dpm_solver, timesteps, unipc) if hasattr(m, name))
+    return getattr(module, name)
 
 
 @dataclass(frozen=True)
@@ -101,6 +104,7 @@ def sample(choice: SamplerChoice, denoiser: CFGDenoiser, noise: ImageNoise, step
         walk = sigmas
         x = reference = param.noise_scaling(sigmas[0], start_noise)
     else:
+        assert t_enc is not None  # set above whenever init_latent is
         walk = sigmas[steps - t_enc - 1:]
         x = param.noise_scaling(walk[0], start_noise, init_latent)
         reference = init_latent

@@ -134,7 +134,7 @@ def uniform(n: int, sigma_min: float, sigma_max: float, ms: SigmaTable) -> torch
     return _append_zero(ms.uniform(n))
 
 
-def karras(n: int, sigma_min: float, sigma_max: float, ms: SigmaTable, rho: float = 7.0) -> torch.Tensor:
+def karras(n: int, sigma_min: float, sigma_max: float, ms: SigmaTable | None, rho: float = 7.0) -> torch.Tensor:
     ramp = torch.linspace(0, 1, n)
     lo, hi = sigma_min ** (1 / rho), sigma_max ** (1 / rho)
     return _append_zero((hi + ramp * (lo - hi)) ** rho)
