@@ -36,10 +36,10 @@ from sdcli.batch.process import GracefulStop, Shard, Stop, current_shard
 from sdcli.controlnet.batch import LineControls
 from sdcli.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_PARTIAL, SdcliError, UsageError
 from sdcli.io.output import next_number, prepare_folder, remove_stale_temps, render_name
-from sdcli.job.load import ModelCache
-from sdcli.job.plan import DEMO_NOTE, resolve_hires_upscaler, resolve_refiner
+from sdcli.job.load import ModelCache, load_job
+from sdcli.job.plan import DEMO_NOTE, JobPlan, recorded_request, resolve_hires_upscaler, resolve_refiner
 from sdcli.job.write import name_values, write_image
-from sdcli.models.assets import AssetPlan, apply_assets
+from sdcli.models.assets import AssetPlan
 from sdcli.models.loaded import LoadedModel
 from sdcli.models.runtime import validate_runtime
 from sdcli.request.generation import validate
@@ -102,17 +102,17 @@ class _Run:
     controls: LineControls = field(default_factory=LineControls)  # ControlNet units of the lines
     cache: ModelCache = field(default_factory=ModelCache)  # the model, refiners and hires upscalers, loaded once
 
-    def hires_upscaler(self, request: Any, assets: Any) -> Any:
-        """The ready hires upscaler of `request` (None without hires), loaded once per run: a models-folder
-        name, --allow-pickle and the device apply as in txt2img."""
-        return self.cache.hires_upscaler(resolve_hires_upscaler(request, assets), assets, self.plan)
+    refiners: dict[str, Any] = field(default_factory=dict)  # --refiner spec -> ModelRef, resolved once
 
-    def refiner(self, spec: str | None) -> Any:
-        """The loaded --refiner for `spec` (None: none), loaded once per run."""
-        if not spec:
-            return None
-        ref = resolve_refiner(spec, self.options.runtime.offline, self.options.assets.library())
-        return self.cache.refiner(ref, self.plan)
+    def job(self, request: Any, model: Any, options: Any, extras: AssetPlan) -> JobPlan:
+        """The job pipeline's plan of one unit, from what the batch planned before anything loaded."""
+        spec = request.refiner
+        if spec and spec not in self.refiners:
+            self.refiners[spec] = resolve_refiner(spec, self.options.runtime.offline, self.options.assets.library())
+        return JobPlan(request, validate(request), model, self.plan, options, extras,
+                       control=self.controls.plans.get(request.controlnets) if request.controlnets else None,
+                       refiner=self.refiners.get(spec) if spec else None,
+                       hires_upscaler=resolve_hires_upscaler(request, options))
 
     def record(self, unit: BatchUnit, index: int, seed: int, model: Any, *, path: str | None = None,
                error: str | None = None, seconds: float = 0.0, **extra: Any) -> None:
@@ -242,8 +242,6 @@ def _by_model(units: list[BatchUnit], models: dict[str | None, Any]) -> dict[Pat
 
 def _run_group(run: _Run, units: list[BatchUnit], models: dict[str | None, Any], done: dict[int, Any]) -> None:
     """Load one model once and run its units; a failure fails the items concerned, not the batch."""
-    from sdcli.models import resolve
-
     todo = [u for u in units if any(i not in done for i in u.items)]
     if not todo:
         return
@@ -252,7 +250,6 @@ def _run_group(run: _Run, units: list[BatchUnit], models: dict[str | None, Any],
         run.reporter.note(DEMO_NOTE)
     try:
         loaded = run.cache.model(model, run.plan, getattr(run.reporter, "stage", None))
-        model_hash = resolve.model_hash(model.hash_path)
     except Exception as exc:  # a model that fails to load (out of memory ...) fails its items only
         message = str(exc) if isinstance(exc, SdcliError) else f"{type(exc).__name__}: {exc}"
         for unit in todo:
@@ -261,16 +258,13 @@ def _run_group(run: _Run, units: list[BatchUnit], models: dict[str | None, Any],
                     run.record(unit, index, seed, model, error=message)
         return
     for unit in todo:
-        _run_unit(run, unit, loaded, model, model_hash, done)
+        _run_unit(run, unit, loaded, model, done)
     del loaded
     run.cache.drop()
 
 
-def _run_unit(run: _Run, unit: BatchUnit, loaded: LoadedModel, model: Any, model_hash: str,
-              done: dict[int, Any]) -> None:
+def _run_unit(run: _Run, unit: BatchUnit, loaded: LoadedModel, model: Any, done: dict[int, Any]) -> None:
     """One pipeline call; writes each of its images not already done."""
-    from sdcli.job import generate
-
     request = unit.request
     choice = validate(request)
     size = (loaded.native_size,) * 2
@@ -290,13 +284,12 @@ def _run_unit(run: _Run, unit: BatchUnit, loaded: LoadedModel, model: Any, model
     started = time.monotonic()
     share = None  # each image's part of the one pipeline call that makes the unit's batch_size images
     try:
-        # LoRAs/embeddings/VAE change on the loaded pipeline: no reload of the base model.
-        apply_assets(loaded, extras, options, run.reporter.note)
-        control, request = run.controls.for_request(request, loaded)
-        for image in generate.run(request, loaded, choice, model_name=model.name, model_hash=model_hash,
-                                  on_step=run.reporter.step, extra_params=extras.params(),
-                                  refiner=run.refiner(request.refiner), control=control,
-                                  hires_upscaler=run.hires_upscaler(request, options)):
+        # The job pipeline's load and generate steps: LoRAs/embeddings/VAE change on the loaded model
+        # (no reload of the base model); ControlNets, refiners and hires upscalers load once per run.
+        job = run.job(request, model, options, extras)
+        loaded_job = load_job(job, run.cache, run.reporter.note, loaded=loaded)
+        request = recorded_request(job)
+        for image in loaded_job.generate(request, run.reporter.step):
             began = time.monotonic()
             if share is None:
                 share = (began - started) / request.batch_size

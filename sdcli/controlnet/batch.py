@@ -2,26 +2,24 @@
 
 Planned before any model loads, as a single command plans them: each distinct set of
 units has its files found, its control images read and its family checked against
-the line's model. While a model is loaded, each ControlNet file loads once for it.
+the line's model. They load through the job's ModelCache (job.load): each file once
+while a model is in use.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from sdcli.batch.parse import BatchLine
-from sdcli.models.loaded import LoadedModel
 
 
 @dataclass
 class LineControls:
-    """The ControlNet plans of a batch's lines, and the ControlNets loaded for the current pipeline."""
+    """The ControlNet plans of a batch's lines (by their units)."""
 
-    plans: dict[tuple[Any, ...], Any] = field(default_factory=dict)  # units -> core.controlnets.ControlPlan
+    plans: dict[tuple[Any, ...], Any] = field(default_factory=dict)  # units -> controlnet.plan.ControlPlan
     allow_pickle: bool = False
-    _loaded: dict[str, Any] = field(default_factory=dict)  # ControlNet file -> model, for `_model`
-    _model: Any = None
 
     @classmethod
     def plan(cls, lines: list[BatchLine], models: dict[str | None, Any], assets: Any) -> LineControls:
@@ -45,21 +43,3 @@ class LineControls:
 
     def warnings(self) -> list[str]:
         return list(dict.fromkeys(w for plan in self.plans.values() for w in plan.warnings()))
-
-    def for_request(self, request: Any, model: LoadedModel) -> tuple[Any, Any]:
-        """(the loaded control for `request` on `model` or None, the request naming its units as replay needs)."""
-        from sdcli.controlnet.files import load_controlnet
-        from sdcli.controlnet.plan import LoadedControl
-
-        if not request.controlnets:
-            return None, request
-        if model is not self._model:  # another model: its ControlNets load anew (they follow its UNet's dtype)
-            self._model, self._loaded = model, {}
-        plan = self.plans[request.controlnets]
-        nets = []
-        for file in plan.files:
-            key = str(file.path)
-            if key not in self._loaded:
-                self._loaded[key] = load_controlnet(file, model, allow_pickle=self.allow_pickle)
-            nets.append(self._loaded[key])
-        return LoadedControl(plan, tuple(nets)), replace(request, controlnets=plan.record_units())

@@ -12,7 +12,6 @@ from typing import Any
 from sdcli.controlnet.units import ControlUnit, unit_infotext
 from sdcli.errors import UsageError
 from sdcli.families.base import Family
-from sdcli.models.loaded import LoadedModel
 
 
 @dataclass(frozen=True)
@@ -38,13 +37,6 @@ class ControlPlan:
         """The units as replay needs them: absolute model and image paths."""
         return tuple(replace(u, model=str(f.path), image=str(Path(u.image).absolute()), model_by_name=False)
                      for u, f in zip(self.units, self.files, strict=True))
-
-    def load(self, model: LoadedModel, allow_pickle: bool = False) -> LoadedControl:
-        """Load every ControlNet for `model`'s network (ModelError for one made for another family)."""
-        from sdcli.controlnet.files import load_controlnet
-
-        nets = tuple(load_controlnet(f, model, allow_pickle=allow_pickle) for f in self.files)
-        return LoadedControl(self, nets)
 
 
 def plan_controlnets(units: tuple[ControlUnit, ...], library: Any, allow_pickle: bool) -> ControlPlan | None:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sdcli.controlnet.plan import ControlPlan, LoadedControl
 from sdcli.job.generate import GeneratedImage
 from sdcli.job.plan import JobPlan, Notes
 from sdcli.models.assets import AssetOptions, apply_assets
@@ -33,8 +34,10 @@ class ModelCache:
     load_refiner: Loader | None = None  # how refiners load (default models.loader's)
     refiners: dict[Path, LoadedModel] = field(default_factory=dict)
     upscalers: dict[tuple[str, str | None], Any] = field(default_factory=dict)
+    controlnets: dict[str, Any] = field(default_factory=dict)  # ControlNet file -> its model, for `_controls_of`
     _path: Path | None = None
     _model: LoadedModel | None = None
+    _controls_of: LoadedModel | None = None
 
     def model(self, ref: ModelRef, plan: RuntimePlan, stage: Stage | None = None) -> LoadedModel:
         """`ref` loaded, loading it (and dropping the one held before) when it is not the one held."""
@@ -70,10 +73,24 @@ class ModelCache:
             self.upscalers[key] = ready(ref, "--hires-upscaler", assets.allow_pickle, plan.device)
         return self.upscalers[key]
 
+    def control(self, plan: ControlPlan | None, model: LoadedModel, allow_pickle: bool) -> LoadedControl | None:
+        """The ControlNets of `plan` loaded for `model` (each file once while `model` is the one in use)."""
+        from sdcli.controlnet.files import load_controlnet
+        from sdcli.controlnet.plan import LoadedControl
+
+        if plan is None:
+            return None
+        if model is not self._controls_of:  # another model: its ControlNets load anew (they follow its dtype)
+            self._controls_of, self.controlnets = model, {}
+        for file in plan.files:
+            if str(file.path) not in self.controlnets:
+                self.controlnets[str(file.path)] = load_controlnet(file, model, allow_pickle=allow_pickle)
+        return LoadedControl(plan, tuple(self.controlnets[str(file.path)] for file in plan.files))
+
     def drop(self) -> None:
         """Let go of the base model (the next model() loads again)."""
         if self._model is not None:
-            self._model, self._path = None, None
+            self._model, self._path, self._controls_of, self.controlnets = None, None, None, {}
             gc.collect()
 
 
@@ -107,10 +124,8 @@ def load_job(plan: JobPlan, cache: ModelCache, notes: Notes, *, stage: Stage | N
     if loaded is None:
         loaded = cache.model(plan.model, plan.runtime, stage)
     apply_assets(loaded, plan.extras, plan.assets, notes)
-    control = None
-    if plan.control is not None:
-        with stage("loading ControlNet") if stage else nullcontext():
-            control = plan.control.load(loaded, plan.assets.allow_pickle)
+    with stage("loading ControlNet") if stage and plan.control else nullcontext():
+        control = cache.control(plan.control, loaded, plan.assets.allow_pickle)
     model_hash = resolve.model_hash(plan.model.hash_path)
     refiner = cache.refiner(plan.refiner, plan.runtime)
     upscaler = cache.hires_upscaler(plan.hires_upscaler, plan.assets, plan.runtime)

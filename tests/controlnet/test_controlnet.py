@@ -8,6 +8,7 @@ from sdcli.controlnet.plan import plan_controlnets
 from sdcli.controlnet.units import ControlUnit, parse_unit, unit_infotext
 from sdcli.errors import ModelError
 from sdcli.job.generate import run
+from sdcli.job.load import ModelCache
 from sdcli.models.folders import Library
 from sdcli.request.generation import GenerationRequest, ImageInput, InpaintSettings, validate
 from tests.images import write_inputs
@@ -59,7 +60,7 @@ def generate(pipe, units=(), *, steps=4, mode="txt2img", files=None, sampler="Eu
     request = GenerationRequest(prompt="a harbour", steps=steps, seed=3, width=64, height=64, batch_size=2,
                                 sampler=sampler, mode=mode, controlnets=tuple(units), **parts, **fields)
     plan = plan_controlnets(request.controlnets, Library({}), allow_pickle=False)
-    control = plan.load(pipe) if plan else None
+    control = ModelCache().control(plan, pipe, allow_pickle=False)
     images = list(run(request, pipe, validate(request), model_name="tiny", model_hash="0123456789", control=control))
     return [px(i.image) for i in images], [i.infotext for i in images]
 
