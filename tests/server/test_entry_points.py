@@ -81,3 +81,17 @@ def test_webui_api(one_shot, server):
     image = Image.open(io.BytesIO(base64.b64decode(answer["images"][0])))
     assert np.array_equal(np.asarray(image.convert("RGB")), np.asarray(Image.open(one_shot)))
     assert json.loads(answer["info"])["infotexts"][0] == read_infotext(one_shot)
+
+
+def test_refiner_job_in_a_prompt_file_is_the_one_shot_job(tiny_xl, tmp_path, cli, monkeypatch):
+    """The add-ons a job resolves (here an SDXL refiner given as a relative path) are recorded alike."""
+    monkeypatch.chdir(tiny_xl["refiner"].parent)
+    flags = ["-m", tiny_xl["base"], "--refiner", tiny_xl["refiner"].name, "--refiner-switch", "0.5", "--seed", SEED,
+             "--steps", "2", "-W", "64", "-H", "64", "--sampler", "Euler a"]
+    one = _written(cli("txt2img", PROMPT, *flags, "-o", tmp_path / "one"), tmp_path / "one")
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text(f'--prompt "{PROMPT}"\n', encoding="utf-8")
+    path = _written(cli("batch", prompts, *flags, "-o", tmp_path / "batch"), tmp_path / "batch")
+    _same_image(one, path)
+    assert "Refiner: tiny-xl-refiner" in read_infotext(one)
+    assert read_replay_record(path) == read_replay_record(one)
