@@ -23,7 +23,7 @@ import math
 
 import torch
 
-from sdcli.sampling.schedules import LCMSigmas, ModelSigmas, SigmaTable
+from sdcli.sampling.schedules import LCMSigmas, ModelSigmas, SigmaRange, SigmaTable
 
 
 class Parameterisation:
@@ -148,19 +148,11 @@ class Flow(Parameterisation):
         return latent / (1.0 - sigma)
 
 
-class _ContinuousTable:
+class _ContinuousTable(SigmaRange):
     """A sigma table from a continuous sigma(t): `steps` training levels, uniform steps evenly spaced in t."""
 
     def __init__(self, sigmas: torch.Tensor):
         self.sigmas = sigmas
-
-    @property
-    def sigma_min(self) -> float:
-        return float(self.sigmas[0])
-
-    @property
-    def sigma_max(self) -> float:
-        return float(self.sigmas[-1])
 
     def sigma_to_t(self, sigma: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError

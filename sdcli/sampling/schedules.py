@@ -54,7 +54,21 @@ def alphas_cumprod(config: Any) -> torch.Tensor:
     return torch.cumprod(1.0 - betas, dim=0).float()
 
 
-class ModelSigmas:
+class SigmaRange:
+    """sigma_min and sigma_max of a table that holds its `sigmas` in ascending order."""
+
+    sigmas: torch.Tensor
+
+    @property
+    def sigma_min(self) -> float:
+        return float(self.sigmas[0])
+
+    @property
+    def sigma_max(self) -> float:
+        return float(self.sigmas[-1])
+
+
+class ModelSigmas(SigmaRange):
     """The model's discrete sigmas and the sigma <-> t conversion (log-sigma interpolation)."""
 
     def __init__(self, acp: torch.Tensor):
@@ -68,14 +82,6 @@ class ModelSigmas:
         if device not in self._log_sigmas_on:
             self._log_sigmas_on[device] = self.log_sigmas.to(device)
         return self._log_sigmas_on[device]
-
-    @property
-    def sigma_min(self) -> float:
-        return float(self.sigmas[0])
-
-    @property
-    def sigma_max(self) -> float:
-        return float(self.sigmas[-1])
 
     def sigma_to_t(self, sigma: torch.Tensor) -> torch.Tensor:
         """Continuous timestep of a sigma (piecewise linear in log sigma)."""
