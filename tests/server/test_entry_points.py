@@ -1,7 +1,7 @@
 """One job through every entry point: the same files (pixels, infotext, replay record) wherever it runs.
 
-The one-shot command, a prompt file, an X/Y/Z cell, the `--server` client and the WebUI API
-all drive the same job pipeline (plan -> load -> generate -> write); a setting one of them
+The one-shot command, a prompt file, an X/Y/Z cell, a folder of inputs, the `--server` client
+and the WebUI API all drive the same job pipeline (plan -> load -> generate -> write); a setting one of them
 dropped or spelt differently shows here as different pixels or a different record.
 """
 
@@ -95,3 +95,16 @@ def test_refiner_job_in_a_prompt_file_is_the_one_shot_job(tiny_xl, tmp_path, cli
     _same_image(one, path)
     assert "Refiner: tiny-xl-refiner" in read_infotext(one)
     assert read_replay_record(path) == read_replay_record(one)
+
+
+def test_folder_of_inputs_is_the_one_shot_img2img(one_shot, tiny_model, tmp_path, cli):
+    """img2img over a folder (the batch runner) and img2img of the one file: the same image and record."""
+    (tmp_path / "in").mkdir()
+    photo = tmp_path / "in" / "photo.png"
+    Image.open(one_shot).save(photo)
+    flags = ["-m", tiny_model, "--seed", SEED, *SETTINGS, "--strength", "0.6"]
+    single = _written(cli("img2img", PROMPT, "-i", photo, *flags, "-o", tmp_path / "one"), tmp_path / "one")
+    folder = _written(cli("img2img", PROMPT, "-i", tmp_path / "in", *flags, "-o", tmp_path / "many"),
+                      tmp_path / "many")
+    _same_image(single, folder)
+    assert read_replay_record(folder) == read_replay_record(single)
