@@ -29,7 +29,7 @@ from pathlib import Path
 from sdcli.errors import UsageError
 from sdcli.request.generation import GenerationRequest, check_seed_room
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")  # what core.images.open_image reads (PNG, JPEG, WebP)
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")  # what io.images.open_image reads (PNG, JPEG, WebP)
 _MAGIC = re.compile(r"[*?[]")
 _DIGITS = re.compile(r"(\d+)")
 KINDS = "PNG, JPEG or WebP images"

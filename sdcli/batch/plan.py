@@ -107,7 +107,7 @@ def group_units(units: list[BatchUnit], limit: int) -> list[BatchUnit]:
     run as one batch of up to `limit` images. Image i still gets its own CPU generator
     seeded seed + i, so each image equals the ungrouped one within the batch-size
     invariance rule (no pixel moves by more than one level; tests/batch). Lines with
-    different prompts are not merged: core.generate.run batches one prompt per call.
+    different prompts are not merged: job.generate.run batches one prompt per call.
     """
     grouped: list[BatchUnit] = []
     for unit in units:

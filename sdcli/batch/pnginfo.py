@@ -17,7 +17,7 @@ from pathlib import Path
 from sdcli.errors import UsageError
 from sdcli.request.generation import GenerationRequest, validate
 
-TAKEN = ("Seed", "CFG scale", "Sampler", "Schedule type", "Steps")  # infotext keys, see core.replay.INFOTEXT_FIELDS
+TAKEN = ("Seed", "CFG scale", "Sampler", "Schedule type", "Steps")  # infotext keys, see io.replay.INFOTEXT_FIELDS
 
 
 def _joined(given: str, found: str) -> str:

@@ -1,6 +1,6 @@
 """A job's ControlNet units end to end: files and images checked before any model loads, the
 models loaded next to the pipeline, then per run the control images at the generation size,
-the hook for sdcli's loop (sampling.control) and the `ControlNet N` infotext keys.
+the hook for sdcli's loop (controlnet.hook) and the `ControlNet N` infotext keys.
 """
 
 from __future__ import annotations
@@ -16,12 +16,12 @@ from sdcli.families.base import Family
 
 @dataclass(frozen=True)
 class ControlPlan:
-    """The units with their files found (models.controlnet.ControlFile) and control images read."""
+    """The units with their files found (controlnet.files.ControlFile) and control images read."""
 
     units: tuple[ControlUnit, ...]
     files: tuple[Any, ...]
     images: tuple[Any, ...]  # PIL RGB
-    shapes: tuple[Any, ...]  # models.controlnet.ControlShape from each file's header (None: a pickle)
+    shapes: tuple[Any, ...]  # controlnet.files.ControlShape from each file's header (None: a pickle)
 
     def check_model(self, family: Family) -> None:
         """Refuse, before the model loads, a ControlNet of the other family (SDXL vs SD 1.x/2.x)."""

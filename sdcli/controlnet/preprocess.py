@@ -19,7 +19,7 @@ from sdcli.controlnet.units import ControlUnit
 
 
 def open_control_image(path: str) -> Any:
-    """The control image as RGB, read by the rules for untrusted input images (core.images.open_image)."""
+    """The control image as RGB, read by the rules for untrusted input images (io.images.open_image)."""
     from sdcli.io.images import open_image
 
     return open_image(Path(path), "--control-image")

@@ -33,7 +33,7 @@ class HiresStage:
     encoder: PromptEncoder
     upscaler: Any  # models.upscalers.Upscaler
     target: tuple[int, int, int, int]
-    control: Any = None  # sampling.control.ControlHook at the hires size (ControlNet's "Hr Option: Both")
+    control: Any = None  # controlnet.hook.ControlHook at the hires size (ControlNet's "Hr Option: Both")
 
     def run(self, model: LoadedModel, latents: Any, seeds: list[int], subseeds: list[int | None],
             on_step: Any = None) -> Any:

@@ -46,8 +46,8 @@ def own_batch(request: GenerationRequest, model: LoadedModel, choice: SamplerCho
               height: int, on_step: StepCallback | None, refine: Any = None, hires: Any = None,
               control: Any = None) -> list[Any]:
     """One batch through sdcli's loop: WebUI sigmas, samplers, CFG and noise; `refine` (OwnRefiner):
-    the WebUI's in-loop refiner switch; `hires` (core.hires.HiresStage): the hires fix pass; `control`
-    (sampling.control.ControlHook): ControlNet units."""
+    the WebUI's in-loop refiner switch; `hires` (execution.hires.HiresStage): the hires fix pass; `control`
+    (controlnet.hook.ControlHook): ControlNet units."""
     from sdcli.sampling.loop import sample
     from sdcli.sampling.refiner import Refiner
 

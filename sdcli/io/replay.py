@@ -93,7 +93,7 @@ def request_from_infotext(meta: ImageMetadata) -> tuple[GenerationRequest, list[
     if units:
         fields["controlnets"] = units
     if (hires := hires_from_infotext(meta.parameters, str(meta.path))) is not None:
-        fields["hires"] = hires  # the hires pass runs again (its keys: core.hires)
+        fields["hires"] = hires  # the hires pass runs again (its keys: request.hires)
     honoured = HIRES_KEYS if hires is not None else ()
     ignored = [k for k in meta.parameters if k not in INFOTEXT_FIELDS and k not in INFORMATIONAL
                and k not in honoured and (not CONTROL_KEY.match(k) or k in unreadable)]

@@ -39,7 +39,7 @@ class GeneratedImage:
     height: int
     params: dict[str, Any]
     infotext: str
-    failure: str | None = None  # why it must not be written (core.finite), e.g. NaN in the decode
+    failure: str | None = None  # why it must not be written (execution.finite), e.g. NaN in the decode
 
 
 def infotext_params(request: GenerationRequest, choice: SamplerChoice, *, seed: int, subseed: int | None,
@@ -80,15 +80,15 @@ def run(
 
     `request.seed` must be resolved. `model` (models.loaded.LoadedModel) may hold any pipeline of the
     model: the one for `request.mode` is derived from it (shared weights). `inputs` are the
-    prepared input images (core.images.prepare); loaded here when not given.
+    prepared input images (io.images.prepare); loaded here when not given.
     SD1/SD2/SDXL models with a sampler of sdcli's own loop (sampling.loop, the WebUI's
     pixels) run it in every mode, switching to `refiner` inside the run as the WebUI;
     other samplers (UniPC, LCM) run the diffusers pipeline, with `refiner` (a loaded model named for the
     infotext) finishing
-    SDXL's last steps. `request.hires` adds the hires fix pass (core.hires) with
+    SDXL's last steps. `request.hires` adds the hires fix pass (execution.hires) with
     `hires_upscaler` (a ready models.upscalers.Upscaler; built-in ones are made here). `extra_params` are added
     to each infotext (the add-ons' hashes, models.assets). Images whose latents or
-    decode are not finite carry a `failure` and must not be written. `control` (core.controlnets.
+    decode are not finite carry a `failure` and must not be written. `control` (controlnet.plan.
     LoadedControl) steers sdcli's loop with the request's ControlNet units.
     Raises UsageError for settings the model cannot honour (CLIP skip deeper
     than the text encoder, a mode its UNet cannot run) or for bad input files.

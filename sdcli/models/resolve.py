@@ -65,7 +65,7 @@ def resolve_model(spec: str | None, offline: bool = False, library: Any = None,
 
     A local path never touches the network; a hub id uses the normal hub cache,
     and only the cache when --offline or HF_HUB_OFFLINE is set. `library` (a
-    models.library.Library) is searched for names that are not paths.
+    models.folders.Library) is searched for names that are not paths.
     """
     if not spec:
         return demo_model()

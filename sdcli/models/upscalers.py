@@ -1,6 +1,6 @@
 """Upscalers, the WebUI's set: one table of names, the models-folder lookup, and running them.
 
-Used by hires fix (core.hires) and `sdcli upscale` (core.upscale). Three kinds:
+Used by hires fix (execution.hires) and `sdcli upscale` (job.upscale). Three kinds:
 
 - latent: the WebUI's "Latent ..." modes, torch interpolation of the latents (hires fix only);
 - pil: "Lanczos" and "Nearest" (Pillow, no weights) and "None" (a plain Lanczos resize, hires only);

@@ -17,7 +17,7 @@ from sdcli.sampling.samplers import DEFAULT_SAMPLER, SamplerChoice, img2img_step
 
 @dataclass(frozen=True)
 class ImageInput:
-    """The input image of img2img, inpaint and outpaint (a path: files are read by core.images)."""
+    """The input image of img2img, inpaint and outpaint (a path: files are read by io.images)."""
 
     image: str
     strength: float = 0.75
@@ -77,7 +77,7 @@ class GenerationRequest:
     prediction_type: str | None = None  # "eps" or "v": overrides the model's (None: the model's own or guess)
     refiner: str | None = None  # --refiner MODEL: hands the last steps to this model (SDXL)
     refiner_switch: float = 0.8  # fraction of the steps run by the base model before the refiner takes over
-    hires: HiresSettings | None = None  # --hires: the WebUI's hires fix second pass (core.hires)
+    hires: HiresSettings | None = None  # --hires: the WebUI's hires fix second pass (execution.hires)
     # The WebUI settings that change pixels (sdcli's own loop; see sampling.loop.SamplingOptions).
     rng: str = "cpu"
     emphasis: str = "original"
@@ -90,7 +90,7 @@ class GenerationRequest:
     sigma_min: float = 0.0
     sigma_max: float = 0.0
     tiling: bool = False  # --tiling: the image tiles (execution.tiling: circular padding, as the WebUI)
-    controlnets: tuple[ControlUnit, ...] = ()  # --controlnet units (core.control)
+    controlnets: tuple[ControlUnit, ...] = ()  # --controlnet units (controlnet.units)
 
     @property
     def total_images(self) -> int:

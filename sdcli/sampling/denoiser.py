@@ -51,7 +51,7 @@ class CFGDenoiser:
         self.scale_multiplier = 1.0  # CFG++: the sampler scales the CFG scale (the WebUI's cond_scale_miltiplier)
         self.keep_uncond = False  # CFG++: keep the uncond output of each call in last_uncond
         self.last_uncond: torch.Tensor | None = None
-        self.control: Any = None  # sampling.control.ControlHook: ControlNet residuals at each UNet call
+        self.control: Any = None  # controlnet.hook.ControlHook: ControlNet residuals at each UNet call
 
     @property
     def sigmas(self) -> SigmaTable:

@@ -56,7 +56,7 @@ def error_body(exc: Exception, detail: Any) -> dict[str, Any]:
 
 
 def decode_b64(data: str, field: str) -> bytes:
-    """Image bytes from base64 or a data: URL (not decoded as an image here: core.images does that)."""
+    """Image bytes from base64 or a data: URL (not decoded as an image here: io.images does that)."""
     if data.startswith("data:"):
         data = data.partition(",")[2]
     try:

@@ -2,7 +2,7 @@
 
 Standard library + Pillow only (no torch): a shell loop of `sdcli txt2img --server ...`
 pays the interpreter start-up, not the model's. Everything checkable is checked here
-first, with the CLI's own messages; files are written by core.job.write_image exactly
+first, with the CLI's own messages; files are written by job.write.write_image exactly
 as a local run writes them (same names, infotext and replay record).
 """
 

@@ -198,7 +198,7 @@ def field_message(text: str) -> str:
 
 
 def _hires(req: Txt2ImgRequest) -> Any:
-    """enable_hr and the hr_* fields -> core.hires.HiresSettings (None without enable_hr), as the WebUI
+    """enable_hr and the hr_* fields -> request.hires.HiresSettings (None without enable_hr), as the WebUI
     reads them: empty hr_prompt and "Use same ..." mean the first pass's."""
     from sdcli.request.hires import HiresSettings
 
@@ -252,7 +252,7 @@ def _outpaint_args(args: list[Any]) -> tuple[int, tuple[str, ...]]:
 
 def info_json(request: GenerationRequest, items: list[Any], *, model_name: str, model_hash: str,
               job_timestamp: str, version: str) -> dict[str, Any]:
-    """The WebUI's `info` object (Processed.js()) for generated `items` (core.generate.GeneratedImage)."""
+    """The WebUI's `info` object (Processed.js()) for generated `items` (job.generate.GeneratedImage)."""
     first = items[0] if items else None
     return {
         "prompt": request.prompt, "all_prompts": [request.prompt] * len(items),
