@@ -122,9 +122,11 @@ def manifest_entries(manifest_path: Path) -> list[tuple[Path, list[str]]]:
 
 
 def write_grid(manifest_path: Path, out: Path | None = None, columns: int | None = None) -> Path:
-    """Write the contact sheet of a batch next to its manifest (or to `out`), never overwriting."""
-    from sdcli.io.output import write_atomic
+    """Write the contact sheet of a batch next to its manifest (or to `out`, its folder created), never
+    overwriting."""
+    from sdcli.io.output import prepare_folder, write_atomic
 
     sheet = contact_sheet(manifest_entries(manifest_path), columns)  # images streamed from disk
     out = out or manifest_path.parent / "grid.png"
+    prepare_folder(out.parent, clean=False)  # a folder that cannot be made or written: one line naming --output
     return write_atomic(out.parent, out.stem, out.suffix or ".png", lambda tmp: sheet.save(tmp, format="PNG"))

@@ -121,7 +121,10 @@ def write_atomic(folder: Path, stem: str, suffix: str, save) -> Path:
     the name is reserved by an exclusive create and the temp file renamed over it.
     """
     stem = shorten(stem, name_limit(folder) - len(suffix.encode()) - 6) or "image"  # 6: room for "-99999"
-    fd, tmp_name = tempfile.mkstemp(dir=folder, prefix=f".sdcli-{os.getpid()}-", suffix=".tmp")
+    try:
+        fd, tmp_name = tempfile.mkstemp(dir=folder, prefix=f".sdcli-{os.getpid()}-", suffix=".tmp")
+    except OSError as exc:  # no such folder, not writable: one line, not a traceback
+        raise RuntimeFailure(f"writing {folder / (stem + suffix)} failed: {exc.strerror or exc}") from None
     os.close(fd)
     tmp = Path(tmp_name)
     try:

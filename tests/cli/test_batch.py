@@ -187,3 +187,19 @@ def test_resume_needs_only_the_folder_and_names_real_differences(cli, tiny_model
     nothing = cli("batch", "--resume", "-o", "elsewhere")
     assert nothing.exit_code == 2 and "elsewhere holds no batch to resume" in nothing.stderr
     assert not (tmp_path / "elsewhere").exists()
+
+
+def test_grid_into_a_new_folder(cli, tiny_model, tmp_path):
+    """`sdcli grid -o new/sheet.png` makes the folder (it used to exit 1 with a FileNotFoundError)."""
+    prompts = tmp_path / "p.txt"
+    prompts.write_text("a cat\n", encoding="utf-8")
+    assert cli("batch", prompts, "-m", tiny_model, *FAST, "--seed", "1", "-o", tmp_path / "out").exit_code == 0
+    result = cli("grid", tmp_path / "out" / "manifest.jsonl", "-o", tmp_path / "new" / "sub" / "sheet.png")
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout.strip() == str(tmp_path / "new" / "sub" / "sheet.png")
+    assert (tmp_path / "new" / "sub" / "sheet.png").is_file()
+    blocked = tmp_path / "file"
+    blocked.write_text("x")
+    refused = cli("grid", tmp_path / "out" / "manifest.jsonl", "-o", blocked / "sheet.png")
+    assert refused.exit_code == 2 and refused.stderr.startswith("error: --output:")
+    assert len(refused.stderr.splitlines()) == 1
