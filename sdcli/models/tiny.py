@@ -213,12 +213,29 @@ def build_tiny_single_file(out_file: str | os.PathLike[str], arch: str = "sd1", 
         metadata = {"modelspec.prediction_type": prediction, "sdcli.tiny": json.dumps({"arch": arch, "seed": seed})}
         staged = Path(tmp) / out.name
         save_file(original_state_dict(pipe, spec.family), str(staged), metadata=metadata)
+        _sort_metadata(staged)
         os.chmod(staged, 0o644)
         try:
             os.link(staged, out)  # no clobber: fails if the name appeared meanwhile
         except FileExistsError:
             raise UsageError(f"OUT: {out} already exists") from None
     return out
+
+
+def _sort_metadata(path: Path) -> None:
+    """Put a .safetensors header's `__metadata__` keys in sorted order, in place (same length): safetensors
+    writes that map in a random order in each process, and the same seed must give the same file."""
+    import struct
+
+    with open(path, "r+b") as fh:
+        (size,) = struct.unpack("<Q", fh.read(8))
+        raw = fh.read(size).decode("utf-8")
+        header = json.loads(raw)
+        header["__metadata__"] = dict(sorted((header.get("__metadata__") or {}).items()))
+        text = json.dumps(header, separators=(",", ":"))
+        if len(text.encode()) == len(raw.rstrip(" ").encode()):  # the layout safetensors writes
+            fh.seek(8)
+            fh.write(text.ljust(size).encode())
 
 
 def tiny_pipeline(arch: str, seed: int, config_dir: Path) -> Any:

@@ -108,3 +108,18 @@ def test_tiny_sdxl_and_refiner_have_random_norms_and_the_real_layout(tiny_xl):
     assert index["text_encoder"] == [None, None] and index["text_encoder_2"][1] == "CLIPTextModelWithProjection"
     config = json.loads((tiny_xl["base"] / "unet" / "config.json").read_text())
     assert (config["addition_embed_type"], config["cross_attention_dim"]) == ("text_time", 32 + 48)
+
+
+def test_single_file_is_the_same_file_in_every_process(tmp_path):
+    """The same arch and seed give the same bytes (safetensors orders header metadata per process)."""
+    import hashlib
+    import subprocess
+    import sys
+
+    digests = set()
+    for run in range(3):
+        out = tmp_path / f"m{run}.safetensors"
+        code = f"from sdcli.models.tiny import build_tiny_single_file as b; b({str(out)!r}, arch='sd1')"
+        subprocess.run([sys.executable, "-c", code], check=True, timeout=300)
+        digests.add(hashlib.sha256(out.read_bytes()).hexdigest())
+    assert len(digests) == 1
