@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from sdcli.batch.parse import BatchFileError, BatchLine, BatchUnit
-from sdcli.errors import UsageError
+from sdcli.errors import SdcliError, UsageError
 from sdcli.job.write import OutputOptions
 from sdcli.models.assets import AssetOptions, AssetPlan, plan_assets
 from sdcli.models.runtime import RuntimeOptions
@@ -54,25 +54,57 @@ def resolve_models(lines: list[BatchLine], options: BatchOptions) -> dict[str | 
                 raise  # the --model flag itself: its own one-line message
             bad[spec] = str(exc).removeprefix("--model: ")
     problems = [f"{options.file}:{line.line}: sd_model: {bad[line.model]}" for line in lines if line.model in bad]
-    problems += _refiner_problems(lines, options)
+    problems += _refiner_problems(lines, options, refs)
+    problems += _hires_problems(lines, options)
     if problems:
         raise BatchFileError(options.file, problems)
     return refs
 
 
-def _refiner_problems(lines: list[BatchLine], options: BatchOptions) -> list[str]:
-    """Each line's refiner_checkpoint resolved (not loaded): problems named by file and line."""
-    from sdcli.models.resolve import resolve_model
+def _refiner_problems(lines: list[BatchLine], options: BatchOptions, models: dict[str | None, Any]) -> list[str]:
+    """Each line's refiner_checkpoint resolved (not loaded) and paired with the line's model, as the job's plan
+    step does (job.plan): problems named by file and line."""
+    from sdcli.job.plan import resolve_refiner
+    from sdcli.models.loader import check_refiner
 
-    bad: dict[str, str] = {}
-    for spec in dict.fromkeys(line.request.refiner for line in lines):
-        if spec and spec != options.defaults.refiner:  # --refiner itself is checked with its own message
-            try:
-                resolve_model(spec, offline=options.runtime.offline, library=options.assets.library())
-            except UsageError as exc:
-                bad[spec] = str(exc).removeprefix("--model: ")
-    return [f"{options.file}:{line.line}: refiner_checkpoint: {bad[line.request.refiner]}"
-            for line in lines if line.request.refiner in bad]
+    refs: dict[str, Any] = {}
+    bad: dict[tuple[str | None, str], str] = {}
+    for line in lines:
+        spec, key = line.request.refiner, (line.model, line.request.refiner or "")
+        if not spec or key in bad or line.model not in models:
+            continue
+        try:
+            if spec not in refs:
+                refs[spec] = resolve_refiner(spec, options.runtime.offline, options.assets.library())
+            check_refiner(models[line.model], refs[spec])
+        except SdcliError as exc:
+            if spec == options.defaults.refiner and line.model == options.model:
+                raise  # --refiner with --model: their own one-line message
+            bad[key] = str(exc).removeprefix("--refiner: ").removeprefix("--model: ")
+    return [f"{options.file}:{line.line}: refiner_checkpoint: {bad[(line.model, line.request.refiner or '')]}"
+            for line in lines if (line.model, line.request.refiner or "") in bad]
+
+
+def _hires_problems(lines: list[BatchLine], options: BatchOptions) -> list[str]:
+    """Each line's hires upscaler found (a built-in name, a file, a name in the models folder) before anything
+    loads, as the job's plan step does: problems named by file and line (the --hires-upscaler flag by itself)."""
+    from sdcli.job.plan import resolve_hires_upscaler
+
+    bad: dict[tuple[str, int], str] = {}
+    checked: set[tuple[str, int]] = set()
+    for line in lines:
+        hires, assets = line.request.hires, options.assets_of(line.line)
+        if hires is None or (hires.upscaler, id(assets)) in checked:
+            continue
+        checked.add((hires.upscaler, id(assets)))
+        try:
+            resolve_hires_upscaler(line.request, assets)
+        except SdcliError as exc:
+            if options.defaults.hires is not None and hires.upscaler == options.defaults.hires.upscaler:
+                raise  # the --hires-upscaler flag itself: its own one-line message
+            bad[(hires.upscaler, id(assets))] = str(exc).removeprefix("--hires-upscaler: ")
+    return [f"{options.file}:{line.line}: hr_upscaler: {bad[key]}" for line in lines if line.request.hires
+            and (key := (line.request.hires.upscaler, id(options.assets_of(line.line)))) in bad]
 
 
 def plan_line_assets(lines: list[BatchLine], options: BatchOptions,

@@ -203,3 +203,22 @@ def test_grid_into_a_new_folder(cli, tiny_model, tmp_path):
     refused = cli("grid", tmp_path / "out" / "manifest.jsonl", "-o", blocked / "sheet.png")
     assert refused.exit_code == 2 and refused.stderr.startswith("error: --output:")
     assert len(refused.stderr.splitlines()) == 1
+
+
+def test_lines_models_are_checked_before_any_load(cli, tiny_model, tiny_xl, tmp_path, monkeypatch):
+    """A line's hires upscaler and its refiner (found, and paired with the line's model) are planned before
+    anything loads, as a one-shot command plans them: one bad line refuses the file, nothing is written."""
+    from sdcli.models import loader
+
+    def no_load(*args, **kwargs):
+        raise AssertionError("a model was loaded")
+
+    monkeypatch.setattr(loader, "load_model", no_load)
+    prompts = tmp_path / "p.txt"
+    prompts.write_text('--prompt "a cat"\n--prompt "a dog" --enable_hr true --hr_upscaler "Nonexistent"\n'
+                       f'--prompt "a fox" --refiner_checkpoint "{tiny_xl["refiner"]}"\n', encoding="utf-8")
+    result = cli("batch", prompts, "-m", tiny_model, *FAST, "--seed", "1", "-o", tmp_path / "out")
+    assert result.exit_code == 2, result.stderr
+    assert f"{prompts}:2: hr_upscaler: 'Nonexistent' is neither an upscaler" in result.stderr
+    assert f"{prompts}:3: refiner_checkpoint: " in result.stderr and "SDXL" in result.stderr
+    assert not (tmp_path / "out").exists()
