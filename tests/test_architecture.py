@@ -28,7 +28,6 @@ LAYERS = {
 # Modules whose layer is not their package's, each with its reason.
 MODULE_LAYERS = {
     "sdcli.controlnet.units": 0,  # ControlNet units as requested: pure request data
-    "sdcli.controlnet.batch": 4,  # ControlNet units of a prompt file's lines: batch-level planning
     "sdcli.sampling.samplers": 0,  # the sampler table: pure names and rules, part of the request vocabulary
 }
 

@@ -8,8 +8,9 @@ from typing import Any
 
 from sdcli.batch.parse import BatchFileError, BatchLine, BatchUnit
 from sdcli.errors import SdcliError, UsageError
+from sdcli.job.plan import JobPlan
 from sdcli.job.write import OutputOptions
-from sdcli.models.assets import AssetOptions, AssetPlan, plan_assets
+from sdcli.models.assets import AssetOptions
 from sdcli.models.runtime import RuntimeOptions
 from sdcli.request.generation import GenerationRequest
 
@@ -54,78 +55,60 @@ def resolve_models(lines: list[BatchLine], options: BatchOptions) -> dict[str | 
                 raise  # the --model flag itself: its own one-line message
             bad[spec] = str(exc).removeprefix("--model: ")
     problems = [f"{options.file}:{line.line}: sd_model: {bad[line.model]}" for line in lines if line.model in bad]
-    problems += _refiner_problems(lines, options, refs)
-    problems += _hires_problems(lines, options)
     if problems:
         raise BatchFileError(options.file, problems)
     return refs
 
 
-def _refiner_problems(lines: list[BatchLine], options: BatchOptions, models: dict[str | None, Any]) -> list[str]:
-    """Each line's refiner_checkpoint resolved (not loaded) and paired with the line's model, as the job's plan
-    step does (job.plan): problems named by file and line."""
-    from sdcli.job.plan import resolve_refiner
-    from sdcli.models.loader import check_refiner
+# The job's flags in its plan errors -> the prompt-file keys a line gives them with.
+LINE_KEYS = {"--model": "sd_model", "--refiner": "refiner_checkpoint", "--hires-upscaler": "hr_upscaler"}
 
-    refs: dict[str, Any] = {}
-    bad: dict[tuple[str | None, str], str] = {}
+
+@dataclass
+class LineNames:
+    """How a prompt file's names become files: its models as resolve_models found them; refiners and hires
+    upscalers as the CLI finds them (job.plan.LocalNames)."""
+
+    models: dict[str | None, Any]
+    options: BatchOptions
+
+    def model(self, spec: str | None) -> Any:
+        return self.models[spec]
+
+    def refiner(self, spec: str) -> Any:
+        from sdcli.job.plan import resolve_refiner
+
+        return resolve_refiner(spec, self.options.runtime.offline, self.options.assets.library())
+
+    def hires_upscaler(self, spec: str, assets: AssetOptions) -> Any:
+        from sdcli.models.upscalers import resolve_upscaler
+
+        return resolve_upscaler(spec, "--hires-upscaler", assets.library(), assets.allow_pickle)
+
+
+def plan_lines(lines: list[BatchLine], options: BatchOptions, models: dict[str | None, Any], placement: Any,
+               reporter: Any) -> dict[int, JobPlan]:
+    """Each line through the job's plan step (job.plan.plan_job) before anything loads: its add-ons, ControlNet
+    units, refiner and hires upscaler found and checked, each distinct value once. Problems are named by file
+    and line (BatchFileError); notes once each, with the line that first gave them."""
+    from sdcli.job.plan import PlanMemo, plan_job
+
+    plans: dict[int, JobPlan] = {}
+    problems: list[str] = []
+    memo, names, told = PlanMemo(), LineNames(models, options), set()
     for line in lines:
-        spec, key = line.request.refiner, (line.model, line.request.refiner or "")
-        if not spec or key in bad or line.model not in models:
-            continue
+        def note(message: str, where: int = line.line) -> None:
+            if message not in told:
+                told.add(message)
+                reporter.note(f"{options.file}:{where}: {message}")
+
         try:
-            if spec not in refs:
-                refs[spec] = resolve_refiner(spec, options.runtime.offline, options.assets.library())
-            check_refiner(models[line.model], refs[spec])
+            plans[line.line] = plan_job(line.request, options.runtime, line.model, options.assets_of(line.line),
+                                        note, names=names, placement=placement, prepare_inputs=False, memo=memo)
         except SdcliError as exc:
-            if spec == options.defaults.refiner and line.model == options.model:
-                raise  # --refiner with --model: their own one-line message
-            bad[key] = str(exc).removeprefix("--refiner: ").removeprefix("--model: ")
-    return [f"{options.file}:{line.line}: refiner_checkpoint: {bad[(line.model, line.request.refiner or '')]}"
-            for line in lines if (line.model, line.request.refiner or "") in bad]
-
-
-def _hires_problems(lines: list[BatchLine], options: BatchOptions) -> list[str]:
-    """Each line's hires upscaler found (a built-in name, a file, a name in the models folder) before anything
-    loads, as the job's plan step does: problems named by file and line (the --hires-upscaler flag by itself)."""
-    from sdcli.job.plan import resolve_hires_upscaler
-
-    bad: dict[tuple[str, int], str] = {}
-    checked: set[tuple[str, int]] = set()
-    for line in lines:
-        hires, assets = line.request.hires, options.assets_of(line.line)
-        if hires is None or (hires.upscaler, id(assets)) in checked:
-            continue
-        checked.add((hires.upscaler, id(assets)))
-        try:
-            resolve_hires_upscaler(line.request, assets)
-        except SdcliError as exc:
-            if options.defaults.hires is not None and hires.upscaler == options.defaults.hires.upscaler:
-                raise  # the --hires-upscaler flag itself: its own one-line message
-            bad[(hires.upscaler, id(assets))] = str(exc).removeprefix("--hires-upscaler: ")
-    return [f"{options.file}:{line.line}: hr_upscaler: {bad[key]}" for line in lines if line.request.hires
-            and (key := (line.request.hires.upscaler, id(options.assets_of(line.line)))) in bad]
-
-
-def plan_line_assets(lines: list[BatchLine], options: BatchOptions,
-                     reporter: Any) -> dict[tuple[str, str, str | None], AssetPlan]:
-    """Each line's LoRAs/embeddings/VAE found and checked before any load; problems named by file and line.
-
-    Keyed by (prompt, negative prompt, the line's --vae)."""
-    plans: dict[tuple[str, str, str | None], AssetPlan] = {}
-    problems = []
-    for line in lines:
-        assets = options.assets_of(line.line)
-        key = (line.request.prompt, line.request.negative_prompt, assets.vae)
-        if key in plans:
-            continue
-        try:
-            plans[key] = plan_assets(assets, *key[:2])
-        except UsageError as exc:
-            problems.append(f"{options.file}:{line.line}: {exc}")
-            continue
-        for warning in plans[key].warnings:
-            reporter.note(f"{options.file}:{line.line}: {warning}")
+            flag, sep, rest = str(exc).partition(": ")
+            problems.append(f"{options.file}:{line.line}: " + (f"{LINE_KEYS[flag]}: {rest}" if sep and flag in
+                                                                LINE_KEYS else str(exc)))
     if problems:
         raise BatchFileError(options.file, problems)
     return plans

@@ -31,15 +31,13 @@ from sdcli.batch.parse import (
     resolve_base_seed,
     total_items,
 )
-from sdcli.batch.plan import BatchOptions, group_units, largest_job, plan_line_assets, resolve_models
+from sdcli.batch.plan import BatchOptions, group_units, largest_job, plan_lines, resolve_models
 from sdcli.batch.process import GracefulStop, Shard, Stop, current_shard
-from sdcli.controlnet.batch import LineControls
 from sdcli.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_PARTIAL, SdcliError, UsageError
 from sdcli.io.output import next_number, prepare_folder, remove_stale_temps, render_name
 from sdcli.job.load import ModelCache, load_job
-from sdcli.job.plan import DEMO_NOTE, JobPlan, recorded_request, resolve_hires_upscaler, resolve_refiner
+from sdcli.job.plan import JobPlan, recorded_request, resolve_hires_upscaler, resolve_refiner
 from sdcli.job.write import name_values, write_image
-from sdcli.models.assets import AssetPlan
 from sdcli.models.loaded import LoadedModel
 from sdcli.models.runtime import validate_runtime
 from sdcli.request.generation import validate
@@ -98,21 +96,12 @@ class _Run:
     stats: BatchStats
     stop: GracefulStop
     now: _dt.datetime = field(default_factory=_dt.datetime.now)
-    assets: dict[tuple[str, str, str | None], AssetPlan] = field(default_factory=dict)  # by (prompt, negative, vae)
-    controls: LineControls = field(default_factory=LineControls)  # ControlNet units of the lines
+    plans: dict[int, JobPlan] = field(default_factory=dict)  # each line's plan (job.plan), by line number
     cache: ModelCache = field(default_factory=ModelCache)  # the model, refiners and hires upscalers, loaded once
 
-    refiners: dict[str, Any] = field(default_factory=dict)  # --refiner spec -> ModelRef, resolved once
-
-    def job(self, request: Any, model: Any, options: Any, extras: AssetPlan) -> JobPlan:
-        """The job pipeline's plan of one unit, from what the batch planned before anything loaded."""
-        spec = request.refiner
-        if spec and spec not in self.refiners:
-            self.refiners[spec] = resolve_refiner(spec, self.options.runtime.offline, self.options.assets.library())
-        return JobPlan(request, validate(request), model, self.plan, options, extras,
-                       control=self.controls.plans.get(request.controlnets) if request.controlnets else None,
-                       refiner=self.refiners.get(spec) if spec else None,
-                       hires_upscaler=resolve_hires_upscaler(request, options))
+    def job(self, unit: BatchUnit) -> JobPlan:
+        """The job pipeline's plan of one unit: its line's, with the unit's seeds and batch size."""
+        return replace(self.plans[unit.line], request=unit.request, choice=validate(unit.request))
 
     def record(self, unit: BatchUnit, index: int, seed: int, model: Any, *, path: str | None = None,
                error: str | None = None, seconds: float = 0.0, **extra: Any) -> None:
@@ -156,14 +145,13 @@ def run_batch(options: BatchOptions, reporter: BatchReporter,
     options.output.check()
     lines = list(options.lines) or parse_file(options.file, options.fmt, options.defaults, options.model)
     models = resolve_models(lines, options)
-    assets = plan_line_assets(lines, options, reporter)
-    controls = LineControls.plan(lines, models, options.assets)
-    for warning in controls.warnings():
-        reporter.note(warning)
-    if options.defaults.refiner:  # checked (not loaded) before anything loads
+    if options.defaults.refiner:  # the flags by themselves first, with their own messages
         resolve_refiner(options.defaults.refiner, options.runtime.offline, options.assets.library())
-    base_seed = resolve_base_seed(options.seed, lines)
+    if options.defaults.hires is not None:
+        resolve_hires_upscaler(options.defaults, options.assets)
     plan = detect_runtime(options.runtime, largest_job(lines, options.group))
+    plans = plan_lines(lines, options, models, plan, reporter)  # every line through the job's plan step
+    base_seed = resolve_base_seed(options.seed, lines)
     shard = current_shard(plan.device)
     if shard.count > 1 and plan.device == "cuda":
         plan = replace(plan, device=shard.device)  # cuda:N, one GPU per process
@@ -188,8 +176,7 @@ def run_batch(options: BatchOptions, reporter: BatchReporter,
     started = time.monotonic()
     with manifest.ManifestWriter(target) as writer, GracefulStop(reporter) as stop:
         run = _Run(options, reporter, shard, folder, header, plan, writer, stats, stop,
-                   _dt.datetime.fromisoformat(header["started"]), assets, controls=controls,
-                   cache=ModelCache(load))
+                   _dt.datetime.fromisoformat(header["started"]), plans, cache=ModelCache(load))
         reporter.start(stats.total, units[0].request.steps if units else 1, completed=stats.skipped)
         try:
             for group in _by_model(units, models).values():
@@ -246,8 +233,6 @@ def _run_group(run: _Run, units: list[BatchUnit], models: dict[str | None, Any],
     if not todo:
         return
     model = models[todo[0].model]
-    if model.is_demo:
-        run.reporter.note(DEMO_NOTE)
     try:
         loaded = run.cache.model(model, run.plan, getattr(run.reporter, "stage", None))
     except Exception as exc:  # a model that fails to load (out of memory ...) fails its items only
@@ -279,14 +264,12 @@ def _run_unit(run: _Run, unit: BatchUnit, loaded: LoadedModel, model: Any, done:
             todo[index] = seed
     if not todo:
         return
-    options = run.options.assets_of(unit.line)
-    extras = run.assets[(request.prompt, request.negative_prompt, options.vae)]
     started = time.monotonic()
     share = None  # each image's part of the one pipeline call that makes the unit's batch_size images
     try:
         # The job pipeline's load and generate steps: LoRAs/embeddings/VAE change on the loaded model
         # (no reload of the base model); ControlNets, refiners and hires upscalers load once per run.
-        job = run.job(request, model, options, extras)
+        job = run.job(unit)
         loaded_job = load_job(job, run.cache, run.reporter.note, loaded=loaded)
         request = recorded_request(job)
         for image in loaded_job.generate(request, run.reporter.step):
@@ -303,7 +286,7 @@ def _run_unit(run: _Run, unit: BatchUnit, loaded: LoadedModel, model: Any, done:
                 written = write_image(replace(image, index=index), run.folder, run.options.output.pattern,
                                       run.header["base_number"] + index, request, model, run.plan, now=run.now,
                                       fmt=run.options.output.format, quality=run.options.output.quality,
-                                      assets=extras.record())
+                                      assets=job.extras.record())
                 run.record(unit, index, seed, model, path=written["path"],
                            seconds=share + time.monotonic() - began)
             del todo[index]

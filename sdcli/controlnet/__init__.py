@@ -1,4 +1,4 @@
 """ControlNet, all of it: units as requested (units: pure), control images (preprocess), model files
-(files), a job's units planned and loaded (plan), residuals at the UNet call (hook), units in batch
-runs (batch).
+(files), a job's units planned (plan), residuals at the UNet call (hook). They load through the job's
+ModelCache (job.load), for one-shot jobs and prompt files alike.
 """

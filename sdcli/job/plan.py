@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from contextlib import nullcontext
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -95,48 +95,73 @@ def check_request(request: GenerationRequest, runtime: RuntimeOptions, notes: No
     return choice
 
 
+@dataclass
+class PlanMemo:
+    """What planning many jobs (a prompt file's lines) works out once: each value's plan by key. A failed
+    lookup is not kept, so every job that names a bad value is refused by its own line."""
+
+    values: dict[tuple[Any, ...], Any] = field(default_factory=dict)
+
+    def once(self, key: tuple[Any, ...], make: Callable[[], Any]) -> Any:
+        if key not in self.values:
+            self.values[key] = make()
+        return self.values[key]
+
+
 def plan_job(request: GenerationRequest, runtime: RuntimeOptions, model_spec: str | None,
              assets: AssetOptions | None, notes: Notes, *, output: OutputOptions | None = None,
              stage: Callable[[str], Any] | None = None, check_files: bool = True, names: Names | None = None,
-             placement: RuntimePlan | None = None) -> JobPlan:
+             placement: RuntimePlan | None = None, prepare_inputs: bool = True,
+             memo: PlanMemo | None = None) -> JobPlan:
     """Check everything a job needs and resolve every name it gives; load no weights.
 
     `names` turns model names into files (default: the CLI's LocalNames); `placement` is a
     driver's fixed device plan (default: detected for this job's size). `check_files` False
     skips the header checks that compare model files with each other (a caller that brings its
-    own loaded model, as tests do). Raises UsageError/ModelError.
+    own loaded model, as tests do). `prepare_inputs` False leaves the input images to the generate
+    step (a prompt file's lines, whose files the parser has checked). `memo` shares the work of
+    many jobs (notes come once per value). Raises UsageError/ModelError.
     """
     from sdcli.io.images import prepare
     from sdcli.models import loader
     from sdcli.models.runtime import JobSize, detect_runtime
 
+    memo = memo or PlanMemo()
+    once = memo.once
     # 1. Everything that can be checked without a model.
     choice = check_request(request, runtime, notes, output)
-    inputs = prepare(request)  # input images are untrusted: read and checked before any model loads
+    inputs = prepare(request) if prepare_inputs else None  # untrusted input images: read before any load
     assets = assets or AssetOptions()
-    extras = plan_assets(assets, request.prompt, request.negative_prompt)
-    for warning in extras.warnings:
-        notes(warning)
-    control = plan_controlnets(request.controlnets, assets.library(), assets.allow_pickle)
-    for warning in control.warnings() if control else ():
-        notes(warning)
+    extras = once(("assets", id(assets), request.prompt, request.negative_prompt),
+                  lambda: _noted(plan_assets(assets, request.prompt, request.negative_prompt), notes))
+    control = once(("control", id(assets), request.controlnets), lambda: _noted(
+        plan_controlnets(request.controlnets, assets.library(), assets.allow_pickle), notes))
     names = names or LocalNames(runtime.offline, assets, stage)
-    hires_upscaler = names.hires_upscaler(request.hires.upscaler, assets) if request.hires else None
+    hires_upscaler = once(("hires", id(assets), request.hires.upscaler),
+                          lambda: names.hires_upscaler(request.hires.upscaler, assets)) if request.hires else None
     if output is not None:
         check_folder(output.folder)  # created only once there is something to write: refused runs leave nothing
 
     # 2. Model files: found and checked against each other from their headers.
-    model = names.model(model_spec)
-    refiner = names.refiner(request.refiner) if request.refiner else None
+    model = once(("model", model_spec), lambda: names.model(model_spec))
+    refiner = once(("refiner", request.refiner), lambda: names.refiner(request.refiner)) if request.refiner else None
     if refiner is not None and check_files:
-        loader.check_refiner(model, refiner)
+        once(("pair", model.path, refiner.path), lambda: loader.check_refiner(model, refiner))
     if control is not None and check_files:
-        control.check_model(loader.detect_ref(model).family)
+        once(("family", model.path, request.controlnets),
+             lambda: control.check_model(loader.detect_ref(model).family))
     if model.is_demo:
-        notes(DEMO_NOTE)
+        once(("demo",), lambda: notes(DEMO_NOTE))
     size = inputs.size if inputs else (request.width, request.height)
     placement = placement or detect_runtime(runtime, JobSize(*size, request.batch_size))
     return JobPlan(request, choice, model, placement, assets, extras, inputs, control, refiner, hires_upscaler)
+
+
+def _noted(plan: Any, notes: Notes) -> Any:
+    """An add-on or ControlNet plan after its warnings have been told."""
+    for warning in plan.warnings() if callable(getattr(plan, "warnings", None)) else getattr(plan, "warnings", ()):
+        notes(warning)
+    return plan
 
 
 def recorded_request(plan: JobPlan) -> GenerationRequest:
