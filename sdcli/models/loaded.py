@@ -8,6 +8,7 @@ the runtime plan as carried out, and how the infotext names it. No torch at impo
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -18,7 +19,6 @@ from sdcli.families.base import Detected, Family, NetworkAdapter
 
 if TYPE_CHECKING:
     from sdcli.models.runtime import RuntimePlan
-    from sdcli.models.vae import DecodeGuard
     from sdcli.sampling.parameterisation import Parameterisation
 
 
@@ -36,10 +36,15 @@ class Components(Protocol):
     def __call__(self, *args: Any, **kwargs: Any) -> Any: ...
 
 
-def _guard() -> DecodeGuard:
-    from sdcli.models.vae import DecodeGuard
+@dataclass
+class DecodeGuard:
+    """The fp16 NaN guard of one model's VAEs: which ones carry it and where it reports."""
 
-    return DecodeGuard()
+    note: Callable[[str], None] = field(default=lambda _message: None)
+    vaes: list[Any] = field(default_factory=list)
+
+    def covers(self, vae: Any) -> bool:
+        return any(v is vae for v in self.vaes)
 
 
 @dataclass
@@ -50,7 +55,7 @@ class AddOns:
     embeddings: dict[str, str] = field(default_factory=dict)  # embedding name -> hash
     vae_path: Path | None = None  # --vae in use (None: the model's own)
     base_vae: Any = None  # the model's own VAE, kept while another is in use
-    guard: DecodeGuard = field(default_factory=_guard)  # the fp16 NaN guard on VAE decodes (models.vae)
+    guard: DecodeGuard = field(default_factory=DecodeGuard)  # the fp16 NaN guard on VAE decodes (models.vae)
 
 
 @dataclass

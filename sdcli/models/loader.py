@@ -72,8 +72,8 @@ def check_refiner(model: ModelRef, refiner: ModelRef) -> None:
 
 
 def apply_memory_options(model: LoadedModel, plan: RuntimePlan) -> None:
-    """Placement, attention backend, memory options and compilation: runtime.apply_plan (one owner)."""
-    from sdcli.models.runtime import apply_plan
+    """Placement, attention backend, memory options and compilation: placement.apply_plan (one owner)."""
+    from sdcli.models.placement import apply_plan
 
     apply_plan(model, plan)
 

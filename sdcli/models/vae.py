@@ -8,14 +8,11 @@ so nothing is fetched, and a VAE of another shape is refused by name.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sdcli.errors import ModelError
-
-if TYPE_CHECKING:
-    from sdcli.models.loaded import LoadedModel
+from sdcli.models.loaded import DecodeGuard, LoadedModel
 
 _LDM_MARKERS = ("decoder.mid.block_1.conv1.weight", "encoder.down.0.block.0.conv1.weight")
 _PREFIXES = ("first_stage_model.", "vae.")
@@ -82,17 +79,6 @@ def set_vae(model: LoadedModel, path: Path | None, *, allow_pickle: bool = False
 def _with_vae(pipe: Any, vae: Any) -> Any:
     """An object whose .vae is `vae` (load_vae reads only that)."""
     return type("_Pipe", (), {"vae": vae})()
-
-
-@dataclass
-class DecodeGuard:
-    """The fp16 NaN guard of one model's VAEs: which ones carry it and where it reports."""
-
-    note: Callable[[str], None] = field(default=lambda _message: None)
-    vaes: list[Any] = field(default_factory=list)
-
-    def covers(self, vae: Any) -> bool:
-        return any(v is vae for v in self.vaes)
 
 
 def guard_decode(vae: Any, note: Callable[[str], None], *, force_fp32: bool = False,

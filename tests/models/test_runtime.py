@@ -160,7 +160,7 @@ def test_xformers_is_not_replaced_by_slicing(tiny_model, monkeypatch):
     """--xformers must end with xformers installed, whatever slicing says (the old order lost it)."""
     from diffusers import StableDiffusionPipeline
 
-    from sdcli.models.runtime import apply_plan
+    from sdcli.models.placement import apply_plan
 
     calls = []
     monkeypatch.setattr(StableDiffusionPipeline, "enable_xformers_memory_efficient_attention",
@@ -177,7 +177,7 @@ def test_xformers_installed_without_kernels_is_one_line(tiny_model, monkeypatch)
     from diffusers import StableDiffusionPipeline
 
     from sdcli.errors import UsageError
-    from sdcli.models.runtime import apply_plan
+    from sdcli.models.placement import apply_plan
 
     def no_kernel(self):
         raise NotImplementedError("No operator found for `memory_efficient_attention_forward` with inputs:\n"

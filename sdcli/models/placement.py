@@ -1,0 +1,69 @@
+"""Carrying a runtime plan (models.runtime) out on a loaded model: placement, memory layout, the attention
+backend, VAE slicing/tiling, compilation. Imports torch inside."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from sdcli.errors import UsageError
+from sdcli.models.loaded import LoadedModel
+from sdcli.models.runtime import Fit, RuntimePlan, fit_memory, free_memory
+
+
+def apply_plan(model: LoadedModel, plan: RuntimePlan) -> Fit:
+    """Carry out `plan` on a freshly loaded model (on CPU); return the memory decisions taken (also kept as
+    `model.runtime`).
+
+    Order matters: placement first (offload hooks or .to), then memory layout, then the
+    one attention processor (fused QKV, xformers or slicing: the planner allows one),
+    then VAE slicing/tiling, compilation last (it traces what the steps above set up).
+    """
+    import torch
+
+    pipe, network = model.pipe, model.family.network_module(model.pipe)
+    # 1. Matmul precision and placement.
+    if plan.tf32:
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    if plan.cpu_offload == "model":
+        pipe.enable_model_cpu_offload(device=plan.device)
+    elif plan.cpu_offload == "sequential":
+        pipe.enable_sequential_cpu_offload(device=plan.device)
+    else:
+        pipe.to(plan.device)
+    if plan.channels_last:
+        network.to(memory_format=torch.channels_last)
+        pipe.vae.to(memory_format=torch.channels_last)
+
+    # 2. Memory decisions for the job's size, with the weights in place.
+    native = model.native_size
+    fit = fit_memory(plan, width=plan.job.width or native, height=plan.job.height or native,
+                     free_bytes=free_memory(plan.device),
+                     vae_upcast=bool(getattr(pipe.vae.config, "force_upcast", False)))
+
+    # 3. Exactly one attention processor.
+    if plan.fuse_qkv:
+        pipe.fuse_qkv_projections()
+    elif plan.attention == "xformers":
+        try:
+            pipe.enable_xformers_memory_efficient_attention()
+        except (NotImplementedError, RuntimeError, ValueError) as exc:  # installed, but no kernel for this torch/GPU
+            reason = next((line.strip() for line in str(exc).splitlines() if "not supported because" in line
+                           or "wasn't build" in line), str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+            raise UsageError(f"--xformers: xformers is installed but cannot run here ({reason}); "
+                             "install the xformers build for this torch, or leave --xformers out (SDPA)") from None
+    elif fit.attention_slicing:
+        pipe.enable_attention_slicing()
+
+    # 4. The VAE decodes one image at a time, always: pixels independent of the batch size.
+    pipe.vae.enable_slicing()
+    if fit.vae_tiling:
+        pipe.vae.enable_tiling()
+
+    # 5. Compilation (CUDA only, see plan_runtime): the denoising network, and the VAE decoder, whose
+    #    convolutions at full resolution are the other large cost of an image.
+    if plan.compile:
+        network.compile(fullgraph=False)
+        pipe.vae.decoder.compile(fullgraph=False)
+    model.runtime = replace(plan, attention_slicing=fit.attention_slicing, vae_tiling=fit.vae_tiling)
+    return fit
