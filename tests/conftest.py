@@ -130,3 +130,18 @@ def tiny_xl(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "refiner": build_tiny(root / "tiny-xl-refiner", arch="sdxl-refiner"),
         "refiner_file": build_tiny_single_file(root / "tiny-xl-refiner.safetensors", arch="sdxl-refiner"),
     }
+
+
+@pytest.fixture(scope="session")
+def tiny_flux(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Tiny Flux.1 dev, schnell and Fill diffusers folders (seed 0)."""
+    from sdcli.models.tiny import build_tiny
+
+    root = tmp_path_factory.mktemp("flux")
+    return {arch: build_tiny(root / arch, arch=arch) for arch in ("flux-dev", "flux-schnell", "flux-dev-inpaint")}
+
+
+@pytest.fixture(scope="session")
+def tiny_flux_pipe(tiny_flux: dict[str, Path]):
+    """The tiny Flux dev folder loaded once on CPU in fp32 (a LoadedModel)."""
+    return _load_on_cpu(tiny_flux["flux-dev"])

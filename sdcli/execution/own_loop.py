@@ -78,8 +78,10 @@ def loop_denoiser(request: GenerationRequest, model: LoadedModel, choice: Sample
     from sdcli.sampling.refiner import RefinedDenoiser
 
     schedule = cond_schedule(request, choice, encoder)
-    return RefinedDenoiser(model.network, model.parameterisation(request.prediction_type), schedule.conds_at,
-                           schedule.uncond_at, request.cfg_scale)
+    denoiser = RefinedDenoiser(model.network, model.parameterisation(request.prediction_type, request.shift),
+                               schedule.conds_at, schedule.uncond_at, request.cfg_scale)
+    denoiser.skip_uncond_at_1 = model.family.capabilities.skip_uncond_at_cfg1
+    return denoiser
 
 
 def inpaint_masking(model: LoadedModel, request: GenerationRequest, inputs: PreparedInputs, init: Any,
@@ -106,8 +108,7 @@ def inpaint_masking(model: LoadedModel, request: GenerationRequest, inputs: Prep
         unit = torch.from_numpy(np.asarray(inputs.image.convert("RGB"), dtype=np.float32) / 255.0)
         source = (2.0 * unit - 1.0).permute(2, 0, 1)[None]
         masked_latent = encode_pixels(model, source * (1.0 - full))
-        small_full = torch.nn.functional.interpolate(full, size=(h, w))
-        image_cond = torch.cat([small_full.to(init.device), masked_latent.float()], dim=1).repeat(n, 1, 1, 1)
+        image_cond = model.family.inpainting_input(full, masked_latent).repeat(n, 1, 1, 1)
     return Masking(init_latent=init, mask=keep, image_cond=image_cond)
 
 

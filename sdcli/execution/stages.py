@@ -23,7 +23,8 @@ def runs_own_loop(model: LoadedModel, choice: SamplerChoice, request: Generation
 def prompt_encoder(model: LoadedModel, request: GenerationRequest,
                    size: tuple[int, int] = (1024, 1024)) -> PromptEncoder:
     """The family's prompt encoder for `request` at generation size `size` (width, height)."""
-    return model.family.prompt_encoder(model.pipe, request.clip_skip, choice_key(request.emphasis), size)
+    return model.family.prompt_encoder(model.pipe, request.clip_skip, choice_key(request.emphasis), size,
+                                       request.distilled_cfg_scale)
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""THE table of model families: one module per family (sd1, sd2, sdxl with its refiner), one row each.
+"""THE table of model families: one module per family (sd1, sd2, sdxl with its refiner, flux), one row each.
 
 Pure Python (no torch): detection works on tensor names and shapes, read from a
 safetensors header (single files, original WebUI/ldm key layout) or on a diffusers
@@ -12,14 +12,15 @@ import json
 from pathlib import Path
 
 from sdcli.errors import ModelError
-from sdcli.families.base import UNET_CONV_IN, Detected, Family, Shapes
+from sdcli.families.base import Detected, Family, Shapes
+from sdcli.families.flux import FLUX_DEV, FLUX_FILL, FLUX_SCHNELL
 from sdcli.families.sd1 import SD1
 from sdcli.families.sd2 import SD2
 from sdcli.families.sdxl import SDXL, SDXL_REFINER
 
-FAMILIES: dict[str, Family] = {f.name: f for f in (SD1, SD2, SDXL, SDXL_REFINER)}
+FAMILIES: dict[str, Family] = {f.name: f for f in (SD1, SD2, SDXL, SDXL_REFINER, FLUX_DEV, FLUX_SCHNELL, FLUX_FILL)}
 # Who is asked first: the most specific test first, SD 1.x (which takes any other folder) last.
-DETECTION: tuple[Family, ...] = (SDXL_REFINER, SDXL, SD2, SD1)
+DETECTION: tuple[Family, ...] = (FLUX_FILL, FLUX_DEV, FLUX_SCHNELL, SDXL_REFINER, SDXL, SD2, SD1)
 
 
 def detect_single_file(shapes: Shapes, source: str = "--model") -> Detected:
@@ -27,23 +28,21 @@ def detect_single_file(shapes: Shapes, source: str = "--model") -> Detected:
     family = next((f for f in DETECTION if f.detect(shapes)), None)
     if family is None:
         raise ModelError(f"{source}: not a Stable Diffusion 1.x, 2.x or XL checkpoint (no known text encoder "
-                         "keys such as cond_stage_model.* or conditioner.embedders.*)")
-    if UNET_CONV_IN not in shapes:
-        raise ModelError(f"{source}: the checkpoint has a {family.label} text encoder but no UNet "
-                         f"({UNET_CONV_IN} is missing)")
-    in_channels = int(shapes[UNET_CONV_IN][1])
-    prediction, guessed = family.guess_prediction(in_channels, shapes)
-    return Detected(family, in_channels, prediction, guessed)
+                         "keys such as cond_stage_model.* or conditioner.embedders.*) and not a Flux.1 "
+                         "transformer (no img_in.weight or x_embedder.weight)")
+    return family.detected_from(shapes, source)
 
 
 def detect_folder(folder: Path) -> Detected:
-    """The family of a diffusers folder from model_index.json and the UNet/scheduler configs."""
+    """The family of a diffusers folder from model_index.json and the network's (UNet or transformer)
+    and scheduler's configs."""
     index = json.loads((folder / "model_index.json").read_text(encoding="utf-8"))
-    unet = _read_json(folder / "unet" / "config.json")
+    network = _read_json(folder / "unet" / "config.json") or _read_json(folder / "transformer" / "config.json")
     scheduler = _read_json(folder / "scheduler" / "scheduler_config.json")
     prediction = "v" if scheduler.get("prediction_type") == "v_prediction" else "eps"
-    family = next(f for f in DETECTION if f.detect_folder(index, unet))
-    return Detected(family, int(unet.get("in_channels", 4)), prediction, False)
+    family = next(f for f in DETECTION if f.detect_folder(index, network))
+    channels = family.in_channels_of(int(network.get("in_channels", family.latent.channels)))
+    return Detected(family, channels, prediction, False)
 
 
 def _read_json(path: Path) -> dict:

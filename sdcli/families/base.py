@@ -18,7 +18,9 @@ if TYPE_CHECKING:
     import torch
 
     from sdcli.conditioning.cond import Conditioning, EncoderCapabilities
+    from sdcli.request.generation import GenerationRequest
     from sdcli.sampling.parameterisation import Parameterisation
+    from sdcli.sampling.samplers import SamplerChoice
 
 # ControlNet (or any add-on) residuals for one network call: (x, t, cond) -> extra network kwargs.
 Control = Callable[["torch.Tensor", "torch.Tensor", "Conditioning"], dict[str, Any]]
@@ -110,6 +112,9 @@ class Capabilities:
     refines_only: bool = False  # a refiner: no txt2img of its own; used as --refiner of a base model
     controlnet: str | None = None  # the kind of ControlNet made for it (controlnet.files.ControlShape.kind)
     lora: bool = True
+    # Skip the unconditional pass at CFG scale 1 (Forge/ComfyUI do; the WebUI runs it for SD models).
+    skip_uncond_at_cfg1: bool = False
+    timestep_samplers: bool = True  # DDIM/PLMS/UniPC walk its discrete DDPM timesteps (eps/v models)
     # Textual-inversion vectors by text encoder: file key -> (pipeline's text encoder, its tokenizer).
     embeddings: Mapping[str, tuple[str, str]] = field(
         default_factory=lambda: {"clip_l": ("text_encoder", "tokenizer")})
@@ -134,6 +139,10 @@ class Family:
     latent: LatentFormat = LatentFormat()
     load_kwargs: Mapping[str, Any] = field(default_factory=dict)  # extra arguments of its pipelines' loaders
 
+    def check(self, request: GenerationRequest, choice: SamplerChoice) -> None:
+        """Refuse (UsageError naming the flag and the family) what a model of this family cannot do;
+        runs in the plan step, before anything loads."""
+
     def detect(self, shapes: Shapes) -> bool:
         """Whether an original-layout checkpoint (tensor names and shapes) is of this family."""
         return bool(self.detect_keys) and all(k in shapes for k in self.detect_keys)
@@ -141,6 +150,17 @@ class Family:
     def detect_folder(self, index: Json, unet: Json) -> bool:
         """Whether a diffusers folder (its model_index.json, its network's config) is of this family."""
         return False
+
+    def detected_from(self, shapes: Shapes, source: str) -> Detected:
+        """What a single file of this family says (its detect() is true): input channels, prediction type."""
+        from sdcli.errors import ModelError
+
+        if UNET_CONV_IN not in shapes:
+            raise ModelError(f"{source}: the checkpoint has a {self.label} text encoder but no UNet "
+                             f"({UNET_CONV_IN} is missing)")
+        in_channels = int(shapes[UNET_CONV_IN][1])
+        prediction, guessed = self.guess_prediction(in_channels, shapes)
+        return Detected(self, in_channels, prediction, guessed)
 
     def guess_prediction(self, in_channels: int, shapes: Shapes) -> tuple[str, bool]:
         """eps or v from a single file's tensors, and whether that is a guess (see sd2)."""
@@ -170,14 +190,30 @@ class Family:
         """Whether sdcli's own loop samples this model (its scheduler config and network input channels)."""
         return False
 
-    def parameterisation(self, scheduler: Json, prediction: str | None = None) -> Parameterisation:
+    def parameterisation(self, scheduler: Json, prediction: str | None = None,
+                         shift: float | None = None) -> Parameterisation:
         """The model's noise parameterisation (sampling.parameterisation) from its scheduler config;
-        `prediction` ("eps"/"v", --prediction-type) overrides what the config says."""
+        `prediction` ("eps"/"v", --prediction-type) overrides what the config says; `shift` (--shift) the
+        schedule shift of a flow model."""
         raise NotImplementedError(self.name)
 
-    def prompt_encoder(self, pipe: Any, clip_skip: int, emphasis: str, size: tuple[int, int]) -> PromptEncoder:
-        """Prompts -> conditioning for this family's text encoders, at generation size `size` (width, height)."""
+    def prompt_encoder(self, pipe: Any, clip_skip: int, emphasis: str, size: tuple[int, int],
+                       distilled_cfg: float | None = None) -> PromptEncoder:
+        """Prompts -> conditioning for this family's text encoders, at generation size `size` (width, height);
+        `distilled_cfg`: the guidance a guidance-distilled network takes with the text (Flux dev)."""
         raise NotImplementedError(self.name)
+
+    def inpainting_input(self, mask: torch.Tensor, masked_latent: torch.Tensor) -> torch.Tensor:
+        """A dedicated inpainting network's extra input: from the pixel mask [1, 1, H, W] (1 = repaint) and
+        the latent of the image with that area blanked. SD: the mask at latent size, then the latent."""
+        import torch
+
+        small = torch.nn.functional.interpolate(mask, size=masked_latent.shape[-2:])
+        return torch.cat([small.to(masked_latent.device), masked_latent.float()], dim=1)
+
+    def in_channels_of(self, network_channels: int) -> int:
+        """The input channels in latent units of a network whose config says `network_channels`."""
+        return network_channels
 
 
 @dataclass(frozen=True)

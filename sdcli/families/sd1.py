@@ -21,7 +21,8 @@ class SD1Family(UNetFamily):
     def detect_folder(self, index: Json, unet: Json) -> bool:
         return True
 
-    def prompt_encoder(self, pipe: Any, clip_skip: int, emphasis: str, size: tuple[int, int]) -> PromptEncoder:
+    def prompt_encoder(self, pipe: Any, clip_skip: int, emphasis: str, size: tuple[int, int],
+                       distilled_cfg: float | None = None) -> PromptEncoder:
         """The WebUI's CLIP encoding (one text encoder; CLIP skip, emphasis, BREAK and 75-token chunks)."""
         from sdcli.conditioning.encoding import ClipPromptEncoder
 

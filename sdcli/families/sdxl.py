@@ -33,7 +33,8 @@ class SDXLFamily(UNetFamily):
     def detect_folder(self, index: Json, unet: Json) -> bool:
         return _xl_folder(index) and _has_clip_l(index)
 
-    def prompt_encoder(self, pipe: Any, clip_skip: int, emphasis: str, size: tuple[int, int]) -> PromptEncoder:
+    def prompt_encoder(self, pipe: Any, clip_skip: int, emphasis: str, size: tuple[int, int],
+                       distilled_cfg: float | None = None) -> PromptEncoder:
         """Both text encoders as the WebUI's SDXL conditioner (the refiner: bigG and the aesthetic score)."""
         from sdcli.conditioning.sdxl import SDXLPromptEncoder
 

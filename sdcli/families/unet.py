@@ -57,7 +57,8 @@ class UNetFamily(Family):
                 and scheduler.get("beta_schedule", "scaled_linear") in LOOP_BETA_SCHEDULES
                 and scheduler.get("prediction_type", "epsilon") in LOOP_PREDICTIONS)
 
-    def parameterisation(self, scheduler: Json, prediction: str | None = None) -> Parameterisation:
+    def parameterisation(self, scheduler: Json, prediction: str | None = None,
+                         shift: float | None = None) -> Parameterisation:
         """Eps or v (`prediction`, --prediction-type, overrides the scheduler's) on the model's training
         sigmas (its alphas_cumprod)."""
         from sdcli.sampling.parameterisation import Eps, V

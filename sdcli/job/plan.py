@@ -122,6 +122,7 @@ def plan_job(request: GenerationRequest, runtime: RuntimeOptions, model_spec: st
     step (a prompt file's lines, whose files the parser has checked). `memo` shares the work of
     many jobs (notes come once per value). Raises UsageError/ModelError.
     """
+    from sdcli.families import pipeline_class
     from sdcli.io.images import prepare
     from sdcli.models import loader
     from sdcli.models.runtime import JobSize, detect_runtime
@@ -150,6 +151,10 @@ def plan_job(request: GenerationRequest, runtime: RuntimeOptions, model_spec: st
     if control is not None and check_files:
         once(("family", model.path, request.controlnets),
              lambda: control.check_model(loader.detect_ref(model).family))
+    if check_files:  # what the model's family cannot do (its modes; Flux: CLIP skip, timestep samplers, ...)
+        detected = once(("detected", model.path), lambda: loader.detect_ref(model))
+        pipeline_class(detected, request.mode)
+        detected.family.check(request, choice)
     if model.is_demo:
         once(("demo",), lambda: notes(DEMO_NOTE))
     size = inputs.size if inputs else (request.width, request.height)

@@ -114,9 +114,10 @@ class LoadedModel:
         moved.set_progress_bar_config(disable=True)
         return replace(self, pipe=moved)
 
-    def parameterisation(self, prediction: str | None = None) -> Parameterisation:
-        """The model's noise parameterisation from its own scheduler; `prediction` ("eps"/"v") overrides."""
-        return self.family.parameterisation(self.base_scheduler.config, prediction)
+    def parameterisation(self, prediction: str | None = None, shift: float | None = None) -> Parameterisation:
+        """The model's noise parameterisation from its own scheduler; `prediction` ("eps"/"v") and `shift`
+        (a flow model's schedule shift) override."""
+        return self.family.parameterisation(self.base_scheduler.config, prediction, shift)
 
     @property
     def network(self) -> NetworkAdapter:

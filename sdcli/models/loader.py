@@ -45,7 +45,7 @@ def _load_folder(model: ModelRef, dtype: Any) -> tuple[Any, Detected]:
     import diffusers
 
     detected = detect_folder(model.path)
-    mode = "txt2img" if "txt2img" in detected.family.pipelines else "img2img"
+    mode = first_mode(detected)
     extra = dict(detected.family.load_kwargs)
     if (scheduler := _load_scheduler(model.path)) is not None:
         extra["scheduler"] = scheduler
@@ -55,6 +55,12 @@ def _load_folder(model: ModelRef, dtype: Any) -> tuple[Any, Detected]:
     except (OSError, ValueError, RuntimeError, KeyError) as exc:
         raise ModelError(f"--model: cannot load {model.path}: {str(exc).splitlines()[0]}") from None
     return pipe, detected
+
+
+def first_mode(detected: Detected) -> str:
+    """The mode whose pipeline class a model is loaded as: txt2img where the family runs it (the SDXL
+    refiner: img2img; Flux Fill: inpaint)."""
+    return next(m for m in ("txt2img", "img2img", "inpaint") if m in detected.family.pipelines)
 
 
 def detect_ref(model: ModelRef) -> Detected:

@@ -81,7 +81,7 @@ def load_single_file(path: Path, dtype: Any, source: str = "--model") -> tuple[A
     detected = inspect(path, source)
     spec, tokenizer = config_spec(shapes, detected, f"{source}: {path}")
     folder = cached_config_folder(spec, cache_dir() / "configs", tokenizer)
-    mode = "txt2img" if "txt2img" in detected.family.pipelines else "img2img"
+    mode = next(m for m in ("txt2img", "img2img", "inpaint") if m in detected.family.pipelines)
     cls = getattr(diffusers, pipeline_class(detected, mode, source))
     try:
         pipe = cls.from_single_file(str(path), config=str(folder), local_files_only=True, torch_dtype=dtype,

@@ -167,8 +167,8 @@ def build_tiny(out_dir: str | os.PathLike[str], arch: str = "sd1", seed: int = 0
     Same `arch` and `seed` give byte-identical weights. Written into a temporary
     sibling folder and renamed into place, so a crash leaves nothing half-built.
     """
-    if arch not in ARCHES:
-        raise UsageError(f"--arch: unknown architecture {arch!r}; choose from {', '.join(ARCHES)}")
+    if arch not in known_arches():
+        raise UsageError(f"--arch: unknown architecture {arch!r}; choose from {', '.join(known_arches())}")
     out = Path(out_dir)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise UsageError(f"OUT_DIR: {out} already exists and is not an empty folder")
@@ -238,17 +238,28 @@ def _sort_metadata(path: Path) -> None:
             fh.write(text.ljust(size).encode())
 
 
+def known_arches() -> list[str]:
+    """Every tiny architecture's name: the UNet ones (ARCHES) and Flux's (models.tiny_flux)."""
+    from sdcli.models.tiny_flux import FLUX_ARCHES
+
+    return [*ARCHES, *FLUX_ARCHES]
+
+
 def tiny_pipeline(arch: str, seed: int, config_dir: Path) -> Any:
     """The tiny pipeline of `arch` in memory; its configs are written to `config_dir` first."""
     from sdcli.models.quiet import quiet_libraries
+    from sdcli.models.tiny_flux import FLUX_ARCHES, tiny_flux_pipeline
 
     quiet_libraries()
+    if arch in FLUX_ARCHES:
+        return tiny_flux_pipeline(arch, seed, config_dir)
     import diffusers
     import torch
     from diffusers import AutoencoderKL, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
     from sdcli.models.bundled import write_config_folder
+    from sdcli.models.tiny_flux import randomise_norms
 
     spec = ARCHES[arch]
     configs = spec.spec()
@@ -270,7 +281,7 @@ def tiny_pipeline(arch: str, seed: int, config_dir: Path) -> Any:
         if spec.random_norms:
             for model in parts.values():
                 if isinstance(model, torch.nn.Module):
-                    _randomise_norms(model)
+                    randomise_norms(model)
     # 3. Assemble.
     scheduler = getattr(diffusers, configs["scheduler"]["_class_name"]).from_config(configs["scheduler"])
     extra: dict[str, Any] = {}
@@ -279,17 +290,6 @@ def tiny_pipeline(arch: str, seed: int, config_dir: Path) -> Any:
     elif spec.text_encoder is None:  # the refiner: no CLIP-L
         extra = {"text_encoder": None, "tokenizer": None, "requires_aesthetics_score": True}
     return getattr(diffusers, spec.pipeline)(**parts, scheduler=scheduler, **extra)
-
-
-def _randomise_norms(model: Any) -> None:
-    """Random scales and shifts for every LayerNorm/GroupNorm (not the identity they start as)."""
-    import torch
-
-    with torch.no_grad():
-        for module in model.modules():
-            if isinstance(module, (torch.nn.LayerNorm, torch.nn.GroupNorm)) and module.weight is not None:
-                module.weight.normal_(1.0, 0.2)
-                module.bias.normal_(0.5, 0.5)  # a clearly non-zero mean, as real CLIP outputs have
 
 
 def folder_bytes(folder: Path) -> int:

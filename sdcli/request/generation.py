@@ -91,6 +91,8 @@ class GenerationRequest:
     sigma_max: float = 0.0
     tiling: bool = False  # --tiling: the image tiles (execution.tiling: circular padding, as the WebUI)
     controlnets: tuple[ControlUnit, ...] = ()  # --controlnet units (controlnet.units)
+    distilled_cfg_scale: float = 3.5  # --distilled-cfg: the guidance input of guidance-distilled models (Flux dev)
+    shift: float | None = None  # --shift: a flow model's schedule shift (Flux: mu); None = the model's
 
     @property
     def total_images(self) -> int:
@@ -186,7 +188,7 @@ MODE_PARTS: dict[str, tuple[str, ...]] = {
 
 # Fields a record names only when they are not at their default: settings added after records were first
 # written, so that a record (and the bytes of an image carrying it, a batch's digest) is what it was before.
-RECORDED_WHEN_SET = {"tiling": False}
+RECORDED_WHEN_SET = {"tiling": False, "distilled_cfg_scale": 3.5, "shift": None}
 
 
 def request_to_dict(request: GenerationRequest) -> dict[str, Any]:

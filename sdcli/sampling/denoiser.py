@@ -52,6 +52,7 @@ class CFGDenoiser:
         self.keep_uncond = False  # CFG++: keep the uncond output of each call in last_uncond
         self.last_uncond: torch.Tensor | None = None
         self.control: Any = None  # controlnet.hook.ControlHook: ControlNet residuals at each UNet call
+        self.skip_uncond_at_1 = False  # Forge/ComfyUI: at CFG scale 1 the unconditional pass is skipped
 
     @property
     def sigmas(self) -> SigmaTable:
@@ -89,6 +90,16 @@ class CFGDenoiser:
         out = self.network(x_in.to(self.network.dtype), t, cond, self._control(marks)).to(x.dtype)
         return self.param.eps_at_timestep(x, t, out)
 
+    def _conditional_only(self, x: torch.Tensor, sigma: torch.Tensor, cond: Conditioning) -> torch.Tensor:
+        """CFG scale 1 without the unconditional pass: the conditional prediction itself."""
+        image_cond = self.masking.image_cond if self.masking else None
+        denoised = self._denoise(x, sigma, cond.repeat(x.shape[0]), image_cond, torch.ones(x.shape[0]))
+        if not self.timesteps and self.masking is not None and self.masking.mask is not None:
+            m = self.masking.mask
+            denoised = self.masking.init_latent * m + (1 - m) * denoised
+        self.step += 1
+        return denoised
+
     def __call__(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
         if self.timesteps and self.masking is not None and self.masking.mask is not None:
             x = x * (1 - self.masking.mask) + self.masking.init_latent * self.masking.mask  # blend before, here
@@ -97,6 +108,8 @@ class CFGDenoiser:
         sigma = sigma.reshape(-1).expand(batch) if sigma.numel() == 1 else sigma
         parts, uncond = self.conds_at(self.step), self.uncond_at(self.step)
         k = len(parts)
+        if self.skip_uncond_at_1 and self.scale * self.scale_multiplier == 1.0 and k == 1 and not self.keep_uncond:
+            return self._conditional_only(x, sigma, parts[0][0])
         # 1. Rows: each image once per AND part, then each image once for the uncond.
         x_in = torch.cat([x.repeat_interleave(k, dim=0), x])
         sigma_in = torch.cat([sigma.repeat_interleave(k), sigma])

@@ -1,0 +1,103 @@
+"""Flux prompt encoding as Forge does it (backend/diffusion_engine/flux.py get_learned_conditioning):
+T5-XXL token states as the text tokens, the CLIP-L pooled vector, and the distilled guidance.
+
+T5 (Forge's T5TextProcessingEngine): the prompt is parsed with the WebUI's attention grammar, each
+fragment tokenized without special tokens, all of it one chunk (no 75-token limit; BREAK starts the
+next chunk), each chunk padded with the end token to 255 and closed with one more end token (256
+tokens at least), encoded, weighted by the emphasis mode, and the chunks joined along the tokens.
+CLIP-L (Forge's classic engine, return_pooled): the WebUI's 75-token chunks; the pooled output of
+the first chunk is the vector. Imported lazily (torch).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from sdcli.conditioning.cond import Conditioning, EncoderCapabilities
+from sdcli.conditioning.encoding import Chunk, ClipTextEncoder, apply_emphasis
+from sdcli.conditioning.prompts import BREAK_MARK, parse_attention
+
+T5_MIN_LENGTH = 256  # Forge's min_length: a chunk is padded to this many tokens, its end token included
+
+
+class T5TextEncoder:
+    """Forge's T5 engine: text -> [1, tokens, dim]."""
+
+    def __init__(self, tokenizer: Any, text_encoder: Any, emphasis: str = "original"):
+        self.tokenizer, self.text_encoder, self.emphasis = tokenizer, text_encoder, emphasis
+        self.id_end = tokenizer("")["input_ids"][0]  # T5's </s>, as Forge finds it
+
+    def chunks(self, text: str) -> list[Chunk]:
+        """Fragments -> chunks: BREAK closes one; each closed chunk padded with end tokens."""
+        parsed = parse_attention(text) if self.emphasis != "none" else [(text, 1.0)]
+        tokenized = self.tokenizer([t for t, _ in parsed], truncation=False, add_special_tokens=False)["input_ids"]
+        done: list[Chunk] = []
+        chunk = Chunk()
+
+        def close() -> None:
+            nonlocal chunk
+            fill = max(T5_MIN_LENGTH - len(chunk.tokens) - 1, 0)
+            done.append(Chunk([*chunk.tokens, *[self.id_end] * fill, self.id_end],
+                              [*chunk.multipliers, *[1.0] * fill, 1.0]))
+            chunk = Chunk()
+
+        for tokens, (fragment, weight) in zip(tokenized, parsed, strict=True):
+            if (fragment, weight) == BREAK_MARK:
+                close()
+                continue
+            chunk.tokens.extend(tokens)
+            chunk.multipliers.extend([weight] * len(tokens))
+        if chunk.tokens or not done:
+            close()
+        return done
+
+    @torch.no_grad()
+    def __call__(self, text: str) -> torch.Tensor:
+        device = self.text_encoder.device
+        out = []
+        for chunk in self.chunks(text):
+            z = self.text_encoder(torch.tensor([chunk.tokens], device=device)).last_hidden_state
+            multipliers = torch.tensor([chunk.multipliers], device=device, dtype=z.dtype)
+            out.append(apply_emphasis(z, multipliers, self.emphasis))
+        return torch.cat(out, dim=1)
+
+
+class FluxPromptEncoder:
+    """Prompts -> Conditioning for Flux (families.base.PromptEncoder): crossattn = T5 states, extra =
+    {"pooled": CLIP-L pooled [1, 768], "guidance": [1] (dev, Fill)}; cached per text."""
+
+    def __init__(self, clip: tuple[Any, Any], t5: tuple[Any, Any], emphasis: str = "original",
+                 guidance: float | None = None):
+        """`clip`, `t5`: (tokenizer, text encoder) each."""
+        self.t5 = T5TextEncoder(*t5, emphasis)
+        self.clip = ClipTextEncoder(*clip, 1, emphasis)
+        self.guidance = guidance
+        self.capabilities = EncoderCapabilities(clip_skip_layers=1, pooled=True)
+        self.cache: dict[str, Conditioning] = {}
+
+    @torch.no_grad()
+    def pooled(self, text: str) -> torch.Tensor:
+        """CLIP-L's pooled output of the prompt's first 75-token chunk."""
+        first = self.clip.chunks(text)[0]
+        tokens = torch.tensor([first.tokens], device=self.clip.text_encoder.device)
+        return self.clip.text_encoder(tokens, return_dict=True).pooler_output
+
+    def encode(self, text: str) -> Conditioning:
+        if text not in self.cache:
+            extra = {"pooled": self.pooled(text)}
+            if self.guidance is not None:
+                extra["guidance"] = torch.tensor([self.guidance], dtype=torch.float32)
+            self.cache[text] = Conditioning(self.t5(text), extra)
+        return self.cache[text]
+
+    def negative_encoder(self, all_empty: bool) -> Callable[[str], Conditioning]:
+        """The negative prompt is encoded as any prompt (used only above CFG scale 1)."""
+        return self.encode
+
+    def pipeline_embeds(self, prompt: str, negative: str) -> dict[str, Any]:
+        """diffusers' Flux pipelines' embedding arguments (sdcli's loop runs Flux; kept for the Protocol)."""
+        cond = self.encode(prompt)
+        return {"prompt_embeds": cond.crossattn, "pooled_prompt_embeds": cond.extra["pooled"]}

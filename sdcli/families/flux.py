@@ -1,0 +1,193 @@
+"""Flux.1 (dev, schnell, Fill): a flow-matching transformer on 16-channel latents packed 2x2 into tokens,
+T5-XXL token states + the CLIP-L pooled vector as its text, distilled guidance as an input (dev, Fill).
+
+Sampled as Forge samples it (backend/modules/k_prediction.py PredictionFlux; ComfyUI's ModelSamplingFlux):
+rectified flow (sampling.parameterisation.Flow) on a 10,000-point sigma table with mu 1.15 (schnell: 1.0)
+at every resolution, the timestep being sigma itself. Imported without torch; torch-side code is
+imported when a method runs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from sdcli.families.base import Capabilities, Control, Detected, Family, Json, LatentFormat, NetworkAdapter, Shapes
+
+if TYPE_CHECKING:
+    from sdcli.conditioning.cond import Conditioning
+    from sdcli.families.base import PromptEncoder
+    from sdcli.request.generation import GenerationRequest
+    from sdcli.sampling.parameterisation import Parameterisation
+    from sdcli.sampling.samplers import SamplerChoice
+
+FLUX_PIPELINES = {"txt2img": "FluxPipeline", "img2img": "FluxImg2ImgPipeline",
+                  "inpaint": "FluxInpaintPipeline", "outpaint": "FluxInpaintPipeline"}
+FILL_PIPELINES = {"inpaint": "FluxFillPipeline", "outpaint": "FluxFillPipeline"}
+FULL_WIDTH = 3072  # the published Flux.1 transformer's width; narrower ones are sdcli's tiny models
+TINY_SIZE = 64  # a tiny model's native image side
+# BFL key names (transformer-only files; ComfyUI prefixes them with model.diffusion_model.)
+BFL_IMG_IN = "img_in.weight"
+BFL_GUIDANCE = "guidance_in.in_layer.weight"
+DIFFUSERS_IMG_IN = "x_embedder.weight"
+DIFFUSERS_GUIDANCE = "time_text_embed.guidance_embedder.linear_1.weight"
+PACKING = 2
+LATENT = LatentFormat(channels=16, vae_scale=8, packing=PACKING)
+
+
+def pack(x: Any) -> Any:
+    """[B, C, H, W] latents -> [B, H/2 * W/2, C * 4] tokens (each 2x2 patch, channel-major)."""
+    b, c, h, w = x.shape
+    x = x.reshape(b, c, h // PACKING, PACKING, w // PACKING, PACKING).permute(0, 2, 4, 1, 3, 5)
+    return x.reshape(b, (h // PACKING) * (w // PACKING), c * PACKING * PACKING)
+
+
+def unpack(tokens: Any, h: int, w: int) -> Any:
+    """pack()'s inverse for latents of h x w cells."""
+    b, _, d = tokens.shape
+    c = d // (PACKING * PACKING)
+    x = tokens.reshape(b, h // PACKING, w // PACKING, c, PACKING, PACKING).permute(0, 3, 1, 4, 2, 5)
+    return x.reshape(b, c, h, w)
+
+
+def image_ids(h: int, w: int, device: Any, dtype: Any) -> Any:
+    """The transformer's position ids of the tokens of an h x w latent: (0, row, column) per 2x2 patch."""
+    import torch
+
+    rows = torch.arange(h // PACKING, device=device, dtype=dtype)[:, None].expand(h // PACKING, w // PACKING)
+    cols = torch.arange(w // PACKING, device=device, dtype=dtype)[None, :].expand(h // PACKING, w // PACKING)
+    return torch.stack([torch.zeros_like(rows), rows, cols], dim=-1).reshape(-1, 3)
+
+
+class FluxAdapter:
+    """A diffusers FluxTransformer2DModel as the loop's network: latents packed into tokens, T5 states as the
+    text tokens (position ids 0), the pooled CLIP vector and the distilled guidance from the conditioning;
+    the timestep is sigma (the transformer scales it, and the guidance, by 1000 itself)."""
+
+    def __init__(self, transformer: Any):
+        self.module = transformer
+
+    @property
+    def dtype(self) -> Any:
+        return self.module.dtype
+
+    @property
+    def device(self) -> Any:
+        return self.module.device
+
+    @property
+    def in_channels(self) -> int:
+        return int(self.module.config.in_channels) // (PACKING * PACKING)
+
+    def __call__(self, x: Any, t: Any, cond: Conditioning, control: Control | None = None) -> Any:
+        import torch
+
+        if control is not None:
+            raise ValueError("Flux models take no ControlNet residuals")
+        _, _, h, w = x.shape
+        guidance = cond.extra.get("guidance") if self.module.config.guidance_embeds else None
+        txt_ids = torch.zeros(cond.crossattn.shape[1], 3, device=x.device, dtype=x.dtype)
+        out = self.module(hidden_states=pack(x), encoder_hidden_states=cond.crossattn.to(self.dtype),
+                          pooled_projections=cond.extra["pooled"].to(self.dtype), timestep=t.to(self.dtype),
+                          img_ids=image_ids(h, w, x.device, x.dtype), txt_ids=txt_ids,
+                          guidance=None if guidance is None else guidance.to(x.device, self.dtype),
+                          return_dict=False)[0]
+        return unpack(out, h, w)
+
+
+@dataclass(frozen=True)
+class FluxFamily(Family):
+    """Flux.1 dev / schnell (by the guidance embedding) and Fill (an inpainting-only transformer)."""
+
+    network_component: ClassVar[str] = "transformer"
+
+    guidance: bool = True  # a distilled-guidance input (dev, Fill); schnell has none
+    mu: float = 1.15  # Forge's/ComfyUI's fixed shift of the sigma table (schnell: 1.0)
+
+    def detect(self, shapes: Shapes) -> bool:
+        img_in = next((shapes[k] for k in shapes if k.endswith(BFL_IMG_IN) or k.endswith(DIFFUSERS_IMG_IN)), None)
+        if img_in is None:
+            return False
+        guided = any(k.endswith(BFL_GUIDANCE) or k.endswith(DIFFUSERS_GUIDANCE) for k in shapes)
+        return guided == self.guidance and (int(img_in[1]) == 4 * LATENT.channels) == (self.name != "flux-fill")
+
+    def detect_folder(self, index: Json, unet: Json) -> bool:
+        if not index.get("_class_name", "").startswith("Flux"):
+            return False
+        fill = int(unet.get("in_channels", 64)) != 4 * LATENT.channels
+        return bool(unet.get("guidance_embeds", True)) == self.guidance and fill == (self.name == "flux-fill")
+
+    def check(self, request: GenerationRequest, choice: SamplerChoice) -> None:
+        """What Flux refuses: samplers off sdcli's loop or on discrete timesteps, CLIP skip, eps/v, a refiner,
+        SD ControlNets."""
+        from sdcli.errors import UsageError
+
+        sampler = choice.sampler
+        if sampler.function is None or sampler.timesteps or sampler.lcm:
+            why = "walks a discrete DDPM schedule" if sampler.timesteps or sampler.lcm else "runs only in diffusers"
+            raise UsageError(f"--sampler: {sampler.name} {why}; {self.label} models take the flow samplers "
+                             f"(Euler, Euler a, Heun, DPM++ 2M, DPM++ SDE, DPM++ 2M SDE, ...)")
+        refusals = {
+            "--clip-skip": (request.clip_skip != 1, "has no CLIP skip (its CLIP-L gives only the pooled vector)"),
+            "--prediction-type": (request.prediction_type is not None, "is a flow model, neither eps nor v"),
+            "--refiner": (request.refiner is not None, "takes no refiner"),
+            "--controlnet": (bool(request.controlnets), "takes no Stable Diffusion ControlNet"),
+        }
+        for flag, (refused, why) in refusals.items():
+            if refused:
+                raise UsageError(f"{flag}: a {self.label} model {why}")
+
+    def detected_from(self, shapes: Shapes, source: str) -> Detected:
+        img_in = next(shapes[k] for k in shapes if k.endswith(BFL_IMG_IN) or k.endswith(DIFFUSERS_IMG_IN))
+        return Detected(self, self.in_channels_of(int(img_in[1])), "flow", False)
+
+    def inpainting_input(self, mask: Any, masked_latent: Any) -> Any:
+        """Fill's extra input, as diffusers' FluxFillPipeline builds it: the masked image's latent, then
+        the 8x8 pixel mask of each latent cell as 64 channels."""
+        import torch
+
+        b, (h, w), scale = mask.shape[0], masked_latent.shape[-2:], self.latent.vae_scale
+        cells = mask[:, 0].reshape(b, h, scale, w, scale).permute(0, 2, 4, 1, 3).reshape(b, scale * scale, h, w)
+        return torch.cat([masked_latent.float(), cells.to(masked_latent.device)], dim=1)
+
+    def in_channels_of(self, network_channels: int) -> int:
+        return network_channels // (PACKING * PACKING)
+
+    def network(self, pipe: Any) -> NetworkAdapter:
+        return FluxAdapter(pipe.transformer)
+
+    def native_size_of(self, pipe: Any) -> int:
+        config = pipe.transformer.config
+        width = int(config.num_attention_heads) * int(config.attention_head_dim)
+        return self.native_size if width == FULL_WIDTH else TINY_SIZE
+
+    def runs_loop(self, pipe: Any, scheduler: Json, in_channels: int) -> bool:
+        return True
+
+    def parameterisation(self, scheduler: Json, prediction: str | None = None,
+                         shift: float | None = None) -> Parameterisation:
+        """Rectified flow on Flux's sigma table: mu = --shift, else the family's (dev 1.15, schnell 1.0)."""
+        from sdcli.sampling.parameterisation import Flow, FluxSigmas
+
+        return Flow(FluxSigmas(self.mu if shift is None else shift))
+
+    def prompt_encoder(self, pipe: Any, clip_skip: int, emphasis: str, size: tuple[int, int],
+                       distilled_cfg: float | None = None) -> PromptEncoder:
+        from sdcli.conditioning.flux import FluxPromptEncoder
+
+        return FluxPromptEncoder((pipe.tokenizer, pipe.text_encoder), (pipe.tokenizer_2, pipe.text_encoder_2), emphasis,
+                                 distilled_cfg if self.guidance else None)
+
+
+FLUX_CAPABILITIES = Capabilities(loop_channels=(16,), inpainting_channels=None, lora=True, embeddings={},
+                                 skip_uncond_at_cfg1=True, timestep_samplers=False)
+FLUX_DEV = FluxFamily("flux-dev", "Flux.1 dev", FLUX_PIPELINES, 1024, configs="flux-dev",
+                      capabilities=FLUX_CAPABILITIES, latent=LATENT, guidance=True, mu=1.15)
+FLUX_SCHNELL = FluxFamily("flux-schnell", "Flux.1 schnell", FLUX_PIPELINES, 1024, configs="flux-schnell",
+                          capabilities=FLUX_CAPABILITIES, latent=LATENT, guidance=False, mu=1.0)
+# Fill: latents + masked-image latents + the 8x8 pixel mask of each latent cell (16 + 16 + 64 channels).
+FLUX_FILL = FluxFamily("flux-fill", "Flux.1 Fill", FILL_PIPELINES, 1024, configs="flux-fill",
+                       capabilities=Capabilities(loop_channels=(96,), inpainting_channels=96, embeddings={},
+                                                 skip_uncond_at_cfg1=True, timestep_samplers=False),
+                       latent=LATENT, guidance=True, mu=1.15)
+

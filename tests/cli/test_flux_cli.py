@@ -1,0 +1,57 @@
+"""Flux.1 from the command line on tiny dev / schnell / Fill models: distilled guidance, CFG 1 without the
+negative pass, refusals by flag, Fill inpainting."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+RUN = ("--steps", "2", "-W", "32", "-H", "32", "--seed", "3", "--sampler", "Euler", "--schedule", "simple")
+
+
+def _pixels(cli, tmp_path, name, *args):
+    out = tmp_path / name
+    result = cli("txt2img", *RUN, "-o", out, *args)
+    assert result.exit_code == 0, result.stderr
+    (png,) = out.glob("*.png")
+    return np.asarray(Image.open(png), dtype=np.int16)
+
+
+def test_dev_guidance_and_cfg(cli, tiny_flux, tmp_path):
+    dev = ("-m", tiny_flux["flux-dev"])
+    base = _pixels(cli, tmp_path, "a", *dev, "--cfg-scale", "1", "a cat")
+    assert np.array_equal(base, _pixels(cli, tmp_path, "b", *dev, "--cfg-scale", "1", "a cat"))
+    # CFG 1: the negative prompt is never run.
+    assert np.array_equal(base, _pixels(cli, tmp_path, "c", *dev, "--cfg-scale", "1", "-n", "dog", "a cat"))
+    assert not np.array_equal(base, _pixels(cli, tmp_path, "e", *dev, "--cfg-scale", "3", "-n", "dog", "a cat"))
+
+
+@pytest.mark.parametrize("args,message", [
+    (("--sampler", "DDIM"), "--sampler: DDIM walks a discrete DDPM schedule; Flux.1 dev models take"),
+    (("--clip-skip", "2"), "--clip-skip: a Flux.1 dev model has no CLIP skip"),
+    (("--prediction-type", "v"), "--prediction-type: a Flux.1 dev model is a flow model"),
+])
+def test_refusals_name_the_flag(cli, tiny_flux, tmp_path, args, message):
+    result = cli("txt2img", "-m", tiny_flux["flux-dev"], "--steps", "2", "-o", tmp_path / "o", *args, "a cat")
+    assert result.exit_code == 2 and message in result.stderr
+    assert not (tmp_path / "o").exists()
+
+
+def test_fill_model_inpaints_and_refuses_txt2img(cli, tiny_flux, tmp_path):
+    fill = tiny_flux["flux-dev-inpaint"]
+    result = cli("txt2img", "-m", fill, "--steps", "2", "-o", tmp_path / "t", "a cat")
+    assert result.exit_code == 2 and "Flux.1 Fill model cannot run txt2img" in result.stderr
+    image, mask = tmp_path / "in.png", tmp_path / "mask.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(image)
+    m = np.zeros((32, 32), np.uint8)
+    m[8:24, 8:24] = 255
+    Image.fromarray(m).save(mask)
+    result = cli("inpaint", "-m", fill, "-i", image, "--mask", mask, *RUN, "--cfg-scale", "1", "-o",
+                 tmp_path / "f", "a cat")
+    assert result.exit_code == 0, result.stderr
+    (png,) = (tmp_path / "f").glob("*.png")
+    out, source = np.asarray(Image.open(png), dtype=np.int16), np.asarray(Image.open(image), dtype=np.int16)
+    assert out.shape == (32, 32, 3)
+    assert np.abs(out[:2, :2] - source[:2, :2]).max() <= 2  # kept (pasted back through the blurred mask)
+    assert np.abs(out[12:20, 12:20] - source[12:20, 12:20]).mean() > 10  # repainted
