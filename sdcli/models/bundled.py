@@ -3,16 +3,13 @@
 Loading a single-file checkpoint needs a diffusers config folder (model_index.json,
 each component's config, tokenizer files) and sdcli must never fetch one from a hub.
 configs/<family>.json holds one family's component configs (written for sdcli from the
-published SD 1.5 / 2.1 / XL base / XL refiner configurations); the CLIP BPE merges are
-configs/clip_bpe_simple_vocab_16e6.txt.gz, taken unchanged from the open-clip-torch 3.3.0
-wheel on PyPI (open_clip/bpe_simple_vocab_16e6.txt.gz, MIT licence; the same BPE as
-OpenAI's CLIP). vocab.json/merges.txt are derived from it the way CLIP builds its vocabulary.
+published SD 1.5 / 2.1 / XL base / XL refiner configurations); the tokenizer files come from
+models.tokenizer_files (where the bundled vocabularies' sources are recorded).
 """
 
 from __future__ import annotations
 
 import copy
-import gzip
 import hashlib
 import json
 import os
@@ -22,9 +19,14 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-CONFIGS = Path(__file__).with_name("configs")
-BPE_FILE = CONFIGS / "clip_bpe_simple_vocab_16e6.txt.gz"
-CLIP_MERGES = 49152 - 256 - 2  # CLIP uses the first 48894 merges of the file
+from sdcli.models.tokenizer_files import (  # noqa: F401 (TINY_VOCAB and the writers: imported from here too)
+    CONFIGS,
+    TINY_VOCAB,
+    TOKENIZER_WRITERS,
+    write_clip_tokenizer,
+    write_tiny_tokenizer,
+)
+
 # Folder layout of each part of a family config (tokenizer files are added separately).
 CONFIG_FILES = {"unet": "config.json", "vae": "config.json", "text_encoder": "config.json",
                 "text_encoder_2": "config.json", "scheduler": "scheduler_config.json",
@@ -39,55 +41,6 @@ def _family_json(name: str) -> dict[str, Any]:
 def family_config(name: str) -> dict[str, Any]:
     """A fresh copy of a family's bundled configs: {"model_index": ..., "unet": ..., ...}."""
     return copy.deepcopy(_family_json(name))
-
-
-def bytes_to_unicode() -> dict[int, str]:
-    """GPT-2/CLIP byte -> printable character table (the BPE alphabet)."""
-    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
-    table, extra = {}, 0
-    for b in range(256):
-        if b in printable:
-            table[b] = chr(b)
-        else:
-            table[b] = chr(256 + extra)
-            extra += 1
-    return table
-
-
-def write_clip_tokenizer(folder: Path) -> None:
-    """vocab.json + merges.txt of the real CLIP tokenizer (49408 tokens), from the bundled BPE file."""
-    lines = gzip.decompress(BPE_FILE.read_bytes()).decode("utf-8").split("\n")
-    merges = lines[1:CLIP_MERGES + 1]
-    table = bytes_to_unicode()
-    # CLIP's alphabet order: the printable bytes (mapped to themselves) first, then the rest.
-    chars = [table[b] for b in sorted(table, key=lambda b: (table[b] != chr(b), b))]
-    tokens = chars + [c + "</w>" for c in chars] + ["".join(m.split()) for m in merges]
-    tokens += ["<|startoftext|>", "<|endoftext|>"]
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "vocab.json").write_text(json.dumps({t: i for i, t in enumerate(tokens)}, ensure_ascii=False),
-                                       encoding="utf-8")
-    (folder / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n", encoding="utf-8")
-
-
-def write_tiny_tokenizer(folder: Path) -> int:
-    """A character-level CLIP vocabulary (no merges) for tiny models; return its size.
-
-    Every word splits into characters, so prompts behave like real ones (long ones pass
-    75 tokens fast) with a tiny embedding table.
-    """
-    chars = list(bytes_to_unicode().values())
-    vocab = {c: i for i, c in enumerate(chars)}
-    vocab.update({c + "</w>": len(chars) + i for i, c in enumerate(chars)})
-    vocab["<|startoftext|>"] = len(vocab)
-    vocab["<|endoftext|>"] = len(vocab)
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False), encoding="utf-8")
-    (folder / "merges.txt").write_text("#version: 0.2\n", encoding="utf-8")
-    return len(vocab)
-
-
-TINY_VOCAB = 2 * 256 + 2
-TOKENIZER_WRITERS = {"clip": write_clip_tokenizer, "tiny": write_tiny_tokenizer}
 
 
 def write_config_folder(spec: dict[str, Any], dest: Path, tokenizer: str = "clip") -> Path:
