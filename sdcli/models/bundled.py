@@ -15,21 +15,26 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Mapping
 from functools import cache
 from pathlib import Path
 from typing import Any
 
 from sdcli.models.tokenizer_files import (  # noqa: F401 (TINY_VOCAB and the writers: imported from here too)
     CONFIGS,
+    TINY_T5_VOCAB,
     TINY_VOCAB,
     TOKENIZER_WRITERS,
+    copy_user_tokenizer,
+    folder_digest,
+    tokenizer_writer,
     write_clip_tokenizer,
     write_tiny_tokenizer,
 )
 
 # Folder layout of each part of a family config (tokenizer files are added separately).
-CONFIG_FILES = {"unet": "config.json", "vae": "config.json", "text_encoder": "config.json",
-                "text_encoder_2": "config.json", "scheduler": "scheduler_config.json",
+CONFIG_FILES = {"unet": "config.json", "transformer": "config.json", "vae": "config.json",
+                "text_encoder": "config.json", "text_encoder_2": "config.json", "scheduler": "scheduler_config.json",
                 "tokenizer": "tokenizer_config.json", "tokenizer_2": "tokenizer_config.json"}
 
 
@@ -43,8 +48,15 @@ def family_config(name: str) -> dict[str, Any]:
     return copy.deepcopy(_family_json(name))
 
 
-def write_config_folder(spec: dict[str, Any], dest: Path, tokenizer: str = "clip") -> Path:
-    """Write a diffusers config folder (no weights) for `spec` (a family_config()-shaped dict)."""
+def write_config_folder(spec: dict[str, Any], dest: Path, tokenizer: str = "bundled",
+                        user_tokenizers: Mapping[str, Path] | None = None) -> Path:
+    """Write a diffusers config folder (no weights) for `spec` (a family_config()-shaped dict).
+
+    Each tokenizer part gets the files of its class (model_index.json) from the `tokenizer` set
+    ("bundled": the real ones; "tiny": character-level ones), or the user's own folder for the
+    parts in `user_tokenizers` (tokenizer_files.user_tokenizers).
+    """
+    user = user_tokenizers or {}
     dest.mkdir(parents=True, exist_ok=True)
     (dest / "model_index.json").write_text(json.dumps(spec["model_index"], indent=1), encoding="utf-8")
     for part, filename in CONFIG_FILES.items():
@@ -52,21 +64,28 @@ def write_config_folder(spec: dict[str, Any], dest: Path, tokenizer: str = "clip
             continue
         (dest / part).mkdir(exist_ok=True)
         (dest / part / filename).write_text(json.dumps(spec[part], indent=1), encoding="utf-8")
-        if part.startswith("tokenizer"):
-            TOKENIZER_WRITERS[tokenizer](dest / part)
+        if part in user:
+            copy_user_tokenizer(user[part], dest / part)
+        elif part.startswith("tokenizer"):
+            cls = (spec["model_index"].get(part) or [None, "CLIPTokenizer"])[-1]
+            tokenizer_writer(tokenizer, cls)(dest / part)
     return dest
 
 
-def cached_config_folder(spec: dict[str, Any], root: Path, tokenizer: str = "clip") -> Path:
+def cached_config_folder(spec: dict[str, Any], root: Path, tokenizer: str = "bundled",
+                         user_tokenizers: Mapping[str, Path] | None = None) -> Path:
     """write_config_folder into `root`/<content hash>, once; later calls reuse it."""
-    key = hashlib.sha256(json.dumps([spec, tokenizer], sort_keys=True).encode()).hexdigest()[:16]
+    keyed: list[Any] = [spec, tokenizer]
+    if user_tokenizers:  # their files' content, so an edited tokenizer gets a new folder
+        keyed.append({part: folder_digest(folder) for part, folder in user_tokenizers.items()})
+    key = hashlib.sha256(json.dumps(keyed, sort_keys=True).encode()).hexdigest()[:16]
     dest = root / key
     if (dest / "model_index.json").is_file():
         return dest
     root.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=root))
     try:
-        write_config_folder(spec, tmp, tokenizer)
+        write_config_folder(spec, tmp, tokenizer, user_tokenizers)
         os.replace(tmp, dest)
     except OSError:
         shutil.rmtree(tmp, ignore_errors=True)
