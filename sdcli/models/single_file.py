@@ -76,11 +76,13 @@ def load_single_file(path: Path, dtype: Any, source: str = "--model") -> tuple[A
 
     from sdcli.models.bundled import cached_config_folder
     from sdcli.models.hashes import cache_dir
+    from sdcli.models.tokenizer_files import user_tokenizers
 
     shapes, _ = read_header(path)
     detected = inspect(path, source)
     spec, tokenizer = config_spec(shapes, detected, f"{source}: {path}")
-    folder = cached_config_folder(spec, cache_dir() / "configs", tokenizer)
+    user = user_tokenizers(spec, path.parent) if tokenizer != "tiny" else {}  # the user's T5 tokenizer, if any
+    folder = cached_config_folder(spec, cache_dir() / "configs", tokenizer, user)
     mode = next(m for m in ("txt2img", "img2img", "inpaint") if m in detected.family.pipelines)
     cls = getattr(diffusers, pipeline_class(detected, mode, source))
     try:
