@@ -1,4 +1,4 @@
-"""Flux.1 weight files: layout detection from headers, BFL <-> diffusers conversion at any width, strict offline loading."""
+"""Flux.1 weight files: layout detection from headers, BFL <-> diffusers keys at any width, strict offline loading."""
 
 from __future__ import annotations
 
@@ -168,7 +168,8 @@ def test_fp8_files_load_upcast_to_the_compute_dtype(parts, tmp_path):
     model = flux_load.load_flux_transformer(files["transformer"], F32, dict(parts["transformer"].config))
     assert {p.dtype for p in model.parameters()} == {F32}
     rounded = ft.transformer(seed=3)  # the reference: the same weights through fp8 and back
-    rounded.load_state_dict({k: v.to(torch.float8_e4m3fn).to(F32) for k, v in parts["transformer"].state_dict().items()})
+    state = parts["transformer"].state_dict()
+    rounded.load_state_dict({k: v.to(torch.float8_e4m3fn).to(F32) for k, v in state.items()})
     inputs = ft.transformer_inputs(model)
     assert torch.equal(ft.run(model, inputs), ft.run(rounded, inputs))
     t5 = flux_load.load_t5(files["text_encoder_2"], F32, parts["text_encoder_2"].config.to_dict())
@@ -204,3 +205,24 @@ def test_loading_never_asks_the_hub(parts, written, monkeypatch):
     files = written["all-in-one"]["all-in-one"]
     flux_load.load_flux_transformer(files, F32, dict(parts["transformer"].config))
     flux_load.load_clip_l(files, F32, parts["text_encoder"].config.to_dict())
+
+
+def test_at_the_released_width_the_shape_generic_converter_equals_diffusers():
+    """One double and one single block at width 3072 (random bf16, ~1.1 GB): the same keys and tensors as
+    diffusers' own converter, and diffusers_to_bfl gives the file back."""
+    from accelerate import init_empty_weights
+    from diffusers import FluxTransformer2DModel
+    from diffusers.loaders.single_file_utils import convert_flux_transformer_checkpoint_to_diffusers
+
+    with init_empty_weights():
+        meta = FluxTransformer2DModel(num_layers=1, num_single_layers=1, guidance_embeds=True)
+    gen = torch.Generator().manual_seed(0)
+    bfl = {k: torch.empty(v.shape, dtype=torch.bfloat16).normal_(generator=gen)
+           for k, v in sorted(diffusers_to_bfl(meta.state_dict()).items())}
+    assert bfl["single_blocks.0.linear1.weight"].shape == (3 * 3072 + 12288, 3072)
+    theirs = convert_flux_transformer_checkpoint_to_diffusers(dict(bfl))
+    ours = bfl_to_diffusers(bfl)
+    assert set(ours) == set(theirs) == set(meta.state_dict())
+    assert all(torch.equal(ours[k], theirs[k]) for k in ours)
+    assert _same_state(transformer_to_diffusers(bfl), theirs)  # the dispatch takes diffusers' path here
+    assert _same_state(diffusers_to_bfl(ours), bfl)
