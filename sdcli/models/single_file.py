@@ -10,8 +10,6 @@ load the same way from the tiny configs of models.tiny.
 
 from __future__ import annotations
 
-import json
-import struct
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -19,18 +17,10 @@ from typing import Any
 from sdcli.errors import ModelError
 from sdcli.families import detect_single_file, pipeline_class
 from sdcli.families.base import UNET_CONV_IN, Detected, Shapes
+from sdcli.models.header import read_header
 
 # SAI model-spec metadata key some trainers (and sdcli tiny) write: "epsilon" or "v".
 PREDICTION_METADATA = "modelspec.prediction_type"
-
-
-def read_header(path: Path) -> tuple[dict[str, list[int]], dict[str, str]]:
-    """Tensor shapes and the __metadata__ of a safetensors file, from its JSON header only."""
-    with open(path, "rb") as fh:
-        (length,) = struct.unpack("<Q", fh.read(8))
-        header = json.loads(fh.read(length))
-    metadata = header.pop("__metadata__", None) or {}
-    return {name: list(info["shape"]) for name, info in header.items()}, metadata
 
 
 def inspect(path: Path, source: str = "--model") -> Detected:

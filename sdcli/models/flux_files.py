@@ -1,0 +1,169 @@
+"""What a Flux.1 weight file holds, from its header alone: which component, which key layout, which variant.
+
+Flux weights circulate as separate files (BFL's flux1-dev.safetensors and ae.safetensors,
+ComfyUI's clip_l / t5xxl files, city96's GGUFs, diffusers' folders) and as ComfyUI / Comfy-Org
+all-in-one checkpoints. inspect_flux_file reads a safetensors header (or a GGUF's tensor
+table) and says which of them a file is, without loading a tensor.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+from sdcli.models.flux_keys import COMFY_CLIP_L, COMFY_T5, COMFY_TRANSFORMER, COMFY_VAE, DIFFUSERS_TRANSFORMER, LDM_VAE
+
+Shapes = dict[str, list[int]]
+
+BFL_MARKS = ("double_blocks.0.img_attn.qkv.weight", "img_in.weight")
+DIFFUSERS_MARKS = ("transformer_blocks.0.attn.to_q.weight", "x_embedder.weight")
+CLIP_MARK = "embeddings.position_embedding.weight"
+T5_MARK = "encoder.block.0.layer.0.SelfAttention.q.weight"
+LDM_VAE_MARK = "encoder.down.0.block.0.conv1.weight"
+DIFFUSERS_VAE_MARK = "encoder.down_blocks.0.resnets.0.conv1.weight"
+FLUX_LATENT_CHANNELS = 16
+FILL_IN_CHANNELS = 384  # 64 packed latent + 64 packed masked image + 256 packed mask
+DEPTH_IN_CHANNELS = 128
+
+
+@dataclass(frozen=True)
+class FluxFile:
+    """What one Flux-related weight file holds (kind None: not a Flux file sdcli knows)."""
+
+    kind: str | None  # "flux-transformer", "flux-all-in-one", "clip-l", "t5xxl", "flux-vae"
+    layout: str | None  # transformer: "bfl", "comfy", "diffusers"; VAE: "ldm", "diffusers"; text: "transformers"
+    dtype: str | None = None  # the dominant stored dtype: F8_E4M3, F8_E5M2, BF16, F16, F32 (GGUF: Q8_0, ...)
+    container: str = "safetensors"  # or "gguf"
+    prefix: str = ""  # the key prefix of the component (transformer's, in an all-in-one file)
+    guidance: bool | None = None  # a guidance embedding: dev (distilled CFG) rather than schnell
+    in_channels: int | None = None  # 64; Fill: 384; Depth/Canny: 128
+    double_blocks: int | None = None
+    single_blocks: int | None = None
+    width: int | None = None  # transformer hidden width (3072) or a text encoder's / the VAE's first width
+    parts: tuple[str, ...] = ()  # all-in-one: "transformer", "clip_l", "t5xxl", "vae"
+    vae_prefix: str | None = None  # all-in-one: "vae." (ComfyUI) or "first_stage_model."
+
+    @property
+    def variant(self) -> str | None:
+        """dev, schnell, fill or depth, from the transformer's shapes."""
+        if self.in_channels == FILL_IN_CHANNELS:
+            return "fill"
+        if self.in_channels == DEPTH_IN_CHANNELS:
+            return "depth"
+        if self.guidance is None:
+            return None
+        return "dev" if self.guidance else "schnell"
+
+
+def read_tensor_table(path: Path) -> tuple[Shapes, dict[str, str], str]:
+    """Shapes (torch order), stored dtypes and container of a safetensors or GGUF file, without loading data."""
+    if path.suffix.lower() == ".gguf":
+        from gguf import GGUFReader
+
+        reader = GGUFReader(path)  # memory-mapped: reads the tensor table, not the data
+        shapes = {t.name: [int(n) for n in reversed(t.shape)] for t in reader.tensors}  # GGUF lists ne0 first
+        return shapes, {t.name: t.tensor_type.name for t in reader.tensors}, "gguf"
+    from sdcli.models.header import read_dtypes, read_header
+
+    shapes, _ = read_header(path)
+    return shapes, read_dtypes(path), "safetensors"
+
+
+def _dominant(dtypes: dict[str, str], shapes: Shapes, names: list[str]) -> str | None:
+    """The dtype holding the most elements among `names`."""
+    weight: Counter[str] = Counter()
+    for name in names:
+        count = 1
+        for n in shapes[name]:
+            count *= n
+        weight[dtypes[name]] += count
+    return weight.most_common(1)[0][0] if weight else None
+
+
+def _prefix_of(shapes: Shapes, mark: str) -> str | None:
+    """The prefix before `mark` on the shortest key ending in it (None when no key does)."""
+    hits = sorted((k for k in shapes if k == mark or k.endswith("." + mark)), key=len)
+    return hits[0][: -len(mark)] if hits else None
+
+
+def _transformer_facts(shapes: Shapes, prefix: str) -> dict[str, object]:
+    """Variant facts of a BFL-layout transformer under `prefix`."""
+    def count(block: str) -> int:
+        return len({k.split(".")[1] for k in (k[len(prefix):] for k in shapes if k.startswith(prefix + block))})
+
+    img_in = shapes[prefix + "img_in.weight"]
+    return {"guidance": prefix + "guidance_in.in_layer.weight" in shapes, "in_channels": int(img_in[1]),
+            "width": int(img_in[0]), "double_blocks": count("double_blocks."), "single_blocks": count("single_blocks.")}
+
+
+def _diffusers_facts(shapes: Shapes, prefix: str) -> dict[str, object]:
+    """Variant facts of a diffusers-layout transformer under `prefix`."""
+    def count(block: str) -> int:
+        return len({k[len(prefix) + len(block):].split(".")[0] for k in shapes if k.startswith(prefix + block)})
+
+    x_in = shapes[prefix + "x_embedder.weight"]
+    return {"guidance": prefix + "time_text_embed.guidance_embedder.linear_1.weight" in shapes,
+            "in_channels": int(x_in[1]), "width": int(x_in[0]),
+            "double_blocks": count("transformer_blocks."), "single_blocks": count("single_transformer_blocks.")}
+
+
+def _vae_layout(shapes: Shapes, prefix: str) -> tuple[str, int, int] | None:
+    """(layout, latent channels, first width) of a VAE under `prefix`, or None."""
+    conv_out = shapes.get(prefix + "encoder.conv_out.weight")
+    if conv_out is None:
+        return None
+    if prefix + LDM_VAE_MARK in shapes:
+        layout = "ldm"
+    elif prefix + DIFFUSERS_VAE_MARK in shapes:
+        layout = "diffusers"
+    else:
+        return None
+    return layout, int(conv_out[0]) // 2, int(shapes[prefix + "encoder.conv_in.weight"][0])
+
+
+def classify(shapes: Shapes, dtypes: dict[str, str], container: str = "safetensors") -> FluxFile:
+    """What a file with these tensor shapes and dtypes is (see FluxFile)."""
+    names = list(shapes)
+    dominant = _dominant(dtypes, shapes, names)
+    # 1. a transformer in BFL layout, bare or under ComfyUI's prefix; with text encoders + VAE: all-in-one
+    for prefix, layout in (("", "bfl"), (COMFY_TRANSFORMER, "comfy")):
+        if all(prefix + m in shapes for m in BFL_MARKS):
+            facts = _transformer_facts(shapes, prefix)
+            parts = ["transformer"]
+            for part, text_prefix in (("clip_l", COMFY_CLIP_L), ("t5xxl", COMFY_T5)):
+                if any(k.startswith(text_prefix) for k in names):
+                    parts.append(part)
+            vae_prefix = next((p for p in (COMFY_VAE, LDM_VAE) if _vae_layout(shapes, p)), None)
+            if vae_prefix:
+                parts.append("vae")
+            kind = "flux-all-in-one" if len(parts) > 1 else "flux-transformer"
+            own = [n for n in names if n.startswith(prefix)] if prefix else names
+            return FluxFile(kind, layout, _dominant(dtypes, shapes, own), container, prefix, parts=tuple(parts),
+                            vae_prefix=vae_prefix, **facts)  # type: ignore[arg-type]
+    # 2. a diffusers transformer, maybe saved under "transformer."
+    for prefix in ("", DIFFUSERS_TRANSFORMER):
+        if all(prefix + m in shapes for m in DIFFUSERS_MARKS):
+            facts = _diffusers_facts(shapes, prefix)
+            return FluxFile("flux-transformer", "diffusers", dominant, container, prefix, parts=("transformer",),
+                            **facts)  # type: ignore[arg-type]
+    # 3. text encoders: transformers state dicts, maybe prefixed
+    if (prefix := _prefix_of(shapes, T5_MARK)) is not None:
+        width = shapes[prefix + T5_MARK][1]
+        return FluxFile("t5xxl", "transformers", dominant, container, prefix, width=int(width))
+    if (prefix := _prefix_of(shapes, CLIP_MARK)) is not None:
+        width = shapes[prefix + CLIP_MARK][1]
+        return FluxFile("clip-l", "transformers", dominant, container, prefix.removesuffix("text_model."),
+                        width=int(width))
+    # 4. a VAE with Flux's 16 latent channels (an SD VAE has 4), bare or prefixed
+    for prefix in ("", COMFY_VAE, LDM_VAE):
+        found = _vae_layout(shapes, prefix)
+        if found and found[1] == FLUX_LATENT_CHANNELS:
+            return FluxFile("flux-vae", found[0], dominant, container, prefix, width=found[2])
+    return FluxFile(None, None, dominant, container)
+
+
+def inspect_flux_file(path: Path) -> FluxFile:
+    """What the Flux-related file at `path` (.safetensors or .gguf) holds, from its header only."""
+    shapes, dtypes, container = read_tensor_table(path)
+    return classify(shapes, dtypes, container)
