@@ -208,3 +208,12 @@ def test_vae_round_trip_uses_the_flux_latent_format(tiny):
     eps = torch.randn(dist.mean.shape, generator=torch.Generator().manual_seed(0))
     torch.testing.assert_close(latent, (dist.mean + dist.std * eps - 0.1159) * 0.3611)
     assert T.decode_first_stage(tiny["vae"], latent).shape == (1, 3, 32, 32)
+
+
+def test_prompt_editing_and_and_change_the_conditioning(tiny):
+    plain = run(tiny, prompt="a red cat", steps=4)  # the denoiser's step counts from 0: [a:b:0.5] at 4 steps
+    assert not torch.allclose(run(tiny, prompt="a [red:blue:0.5] cat", steps=4), plain)  # switches for step 3
+    two = run(tiny, prompt="a red cat", steps=2)
+    assert torch.equal(run(tiny, prompt="a [red:blue:0.5] cat", steps=2), two)  # 2 steps: never switches
+    both = run(tiny, prompt="a red cat AND blue dog", steps=2, cfg=2.0)
+    assert torch.isfinite(both).all() and not torch.allclose(both, run(tiny, prompt="a red cat", steps=2, cfg=2.0))
