@@ -104,8 +104,9 @@ Slicing = Annotated[str, typer.Option("--attention-slicing", help="auto (only wh
                                       "never with SDPA on CUDA/CPU), on or off.", rich_help_panel=MODEL)]
 VaeTiling = Annotated[str, typer.Option("--vae-tiling", help="Decode in tiles: auto (only when one image's "
                                         "decode would not fit in free memory), on or off.", rich_help_panel=MODEL)]
-CpuOffload = Annotated[str, typer.Option("--cpu-offload", help="CUDA: keep weights in CPU memory; model (whole "
-                                         "models moved in turn) or sequential (layer by layer, least VRAM, slowest).",
+CpuOffload = Annotated[str, typer.Option("--cpu-offload", help="CUDA: keep weights in CPU memory; auto (only "
+                                         "where the model would not fit in free VRAM), none, model (whole models moved "
+                                         "in turn) or sequential (layer by layer, least VRAM, slowest).",
                                          rich_help_panel=MODEL)]
 Compile = Annotated[bool, typer.Option("--compile", help="CUDA: torch.compile the UNet and VAE decoder (slow first "
                                        "image, faster after).", rich_help_panel=MODEL)]
@@ -218,7 +219,7 @@ def _shared(
     attention_slicing: Slicing = "auto",
     xformers: Xformers = False,
     vae_tiling: VaeTiling = "auto",
-    cpu_offload: CpuOffload = "none",
+    cpu_offload: CpuOffload = "auto",
     compile: Compile = False,
     channels_last: ChannelsLast = False,
     tf32: Tf32 = False,

@@ -65,7 +65,7 @@ def serve(
     attention_slicing: o.Slicing = "auto",
     xformers: o.Xformers = False,
     vae_tiling: o.VaeTiling = "auto",
-    cpu_offload: o.CpuOffload = "none",
+    cpu_offload: o.CpuOffload = "auto",
     compile: o.Compile = False,
     channels_last: o.ChannelsLast = False,
     tf32: o.Tf32 = False,

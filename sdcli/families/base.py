@@ -138,6 +138,7 @@ class Family:
     capabilities: Capabilities = Capabilities()
     latent: LatentFormat = LatentFormat()
     load_kwargs: Mapping[str, Any] = field(default_factory=dict)  # extra arguments of its pipelines' loaders
+    gpu_dtype: str = "fp16"  # --dtype auto on CUDA (Flux: bf16, whose activations overflow fp16)
 
     def check(self, request: GenerationRequest, choice: SamplerChoice) -> None:
         """Refuse (UsageError naming the flag and the family) what a model of this family cannot do;

@@ -182,12 +182,12 @@ class FluxFamily(Family):
 FLUX_CAPABILITIES = Capabilities(loop_channels=(16,), inpainting_channels=None, lora=True, embeddings={},
                                  skip_uncond_at_cfg1=True, timestep_samplers=False)
 FLUX_DEV = FluxFamily("flux-dev", "Flux.1 dev", FLUX_PIPELINES, 1024, configs="flux-dev",
-                      capabilities=FLUX_CAPABILITIES, latent=LATENT, guidance=True, mu=1.15)
+                      capabilities=FLUX_CAPABILITIES, latent=LATENT, guidance=True, mu=1.15, gpu_dtype="bf16")
 FLUX_SCHNELL = FluxFamily("flux-schnell", "Flux.1 schnell", FLUX_PIPELINES, 1024, configs="flux-schnell",
-                          capabilities=FLUX_CAPABILITIES, latent=LATENT, guidance=False, mu=1.0)
+                          capabilities=FLUX_CAPABILITIES, latent=LATENT, guidance=False, mu=1.0, gpu_dtype="bf16")
 # Fill: latents + masked-image latents + the 8x8 pixel mask of each latent cell (16 + 16 + 64 channels).
 FLUX_FILL = FluxFamily("flux-fill", "Flux.1 Fill", FILL_PIPELINES, 1024, configs="flux-fill",
                        capabilities=Capabilities(loop_channels=(96,), inpainting_channels=96, embeddings={},
                                                  skip_uncond_at_cfg1=True, timestep_samplers=False),
-                       latent=LATENT, guidance=True, mu=1.15)
+                       latent=LATENT, guidance=True, mu=1.15, gpu_dtype="bf16")
 

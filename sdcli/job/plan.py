@@ -151,14 +151,16 @@ def plan_job(request: GenerationRequest, runtime: RuntimeOptions, model_spec: st
     if control is not None and check_files:
         once(("family", model.path, request.controlnets),
              lambda: control.check_model(loader.detect_ref(model).family))
+    gpu_dtype = "fp16"
     if check_files:  # what the model's family cannot do (its modes; Flux: CLIP skip, timestep samplers, ...)
         detected = once(("detected", model.path), lambda: loader.detect_ref(model))
         pipeline_class(detected, request.mode)
         detected.family.check(request, choice)
+        gpu_dtype = detected.family.gpu_dtype
     if model.is_demo:
         once(("demo",), lambda: notes(DEMO_NOTE))
     size = inputs.size if inputs else (request.width, request.height)
-    placement = placement or detect_runtime(runtime, JobSize(*size, request.batch_size))
+    placement = placement or detect_runtime(runtime, JobSize(*size, request.batch_size), gpu_dtype)
     return JobPlan(request, choice, model, placement, assets, extras, inputs, control, refiner, hires_upscaler)
 
 

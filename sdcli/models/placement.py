@@ -4,10 +4,11 @@ backend, VAE slicing/tiling, compilation. Imports torch inside."""
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 
 from sdcli.errors import UsageError
 from sdcli.models.loaded import LoadedModel
-from sdcli.models.runtime import Fit, RuntimePlan, fit_memory, free_memory
+from sdcli.models.runtime import Fit, RuntimePlan, fit_memory, free_memory, network_working_bytes, plan_offload
 
 
 def apply_plan(model: LoadedModel, plan: RuntimePlan) -> Fit:
@@ -21,7 +22,13 @@ def apply_plan(model: LoadedModel, plan: RuntimePlan) -> Fit:
     import torch
 
     pipe, network = model.pipe, model.family.network_module(model.pipe)
-    # 1. Matmul precision and placement.
+    # 1. Matmul precision and placement ("auto": from the parts' sizes and the free VRAM, models.runtime).
+    reasons: tuple[str, ...] = ()
+    if plan.cpu_offload == "auto":
+        offload, why = plan_offload(part_bytes(pipe), network=model.family.network_component,
+                                    free_bytes=free_memory(plan.device), working=working_bytes(model, plan),
+                                    compile=plan.compile)
+        plan, reasons = replace(plan, cpu_offload=offload), (why,) if offload != "none" else ()
     if plan.tf32:
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
@@ -66,4 +73,23 @@ def apply_plan(model: LoadedModel, plan: RuntimePlan) -> Fit:
         network.compile(fullgraph=False)
         pipe.vae.decoder.compile(fullgraph=False)
     model.runtime = replace(plan, attention_slicing=fit.attention_slicing, vae_tiling=fit.vae_tiling)
-    return fit
+    return replace(fit, reasons=reasons + fit.reasons)
+
+
+def part_bytes(pipe: Any) -> dict[str, int]:
+    """Bytes of each torch module of a pipeline (weights and buffers as loaded: the compute dtype, or the
+    stored one of quantized layers)."""
+    import torch
+
+    return {name: sum(t.numel() * t.element_size() for t in (*part.parameters(), *part.buffers()))
+            for name, part in pipe.components.items() if isinstance(part, torch.nn.Module)}
+
+
+def working_bytes(model: LoadedModel, plan: RuntimePlan) -> int:
+    """One denoising step's working memory at the job's size (transformers: by tokens; UNets: small)."""
+    native = model.native_size
+    width, height = plan.job.width or native, plan.job.height or native
+    fmt, config = model.family.latent, model.family.network_module(model.pipe).config
+    tokens = (width // fmt.vae_scale // fmt.packing) * (height // fmt.vae_scale // fmt.packing) + 512
+    hidden = int(getattr(config, "num_attention_heads", 8)) * int(getattr(config, "attention_head_dim", 64))
+    return network_working_bytes(tokens, hidden, plan.job.batch, 4 if plan.dtype == "fp32" else 2)

@@ -45,7 +45,7 @@ class RuntimeOptions:
 DEVICES = ("auto", "cpu", "cuda", "mps")
 DTYPES = ("auto", "fp16", "bf16", "fp32")
 SWITCHES = ("auto", "on", "off")
-OFFLOADS = ("none", "model", "sequential")
+OFFLOADS = ("auto", "none", "model", "sequential")
 
 
 def validate_runtime(options: RuntimeOptions) -> None:
@@ -71,7 +71,7 @@ def _check_combinations(options: RuntimeOptions) -> None:
         other = "--xformers" if options.xformers else "--attention-slicing on"
         raise UsageError(f"--fuse-qkv: it installs its own fused SDPA attention processor, which {other} "
                          "would replace; choose one")
-    if options.compile and options.cpu_offload == "sequential":
+    if options.compile and options.cpu_offload == "sequential":  # ("auto" never picks sequential with --compile)
         raise UsageError("--compile: sequential CPU offload moves every layer's weights in and out per call, "
                          "which torch.compile cannot trace; use --cpu-offload model or drop --compile")
 
@@ -111,8 +111,9 @@ GPU_ONLY = {  # option -> why it is refused off CUDA
 
 
 def plan_runtime(options: RuntimeOptions, *, cuda: bool, mps: bool, xformers: bool,
-                 job: JobSize | None = None) -> RuntimePlan:
-    """Resolve 'auto' choices for this machine: fp16 + SDPA on CUDA, fp32 elsewhere.
+                 job: JobSize | None = None, gpu_dtype: str = "fp16") -> RuntimePlan:
+    """Resolve 'auto' choices for this machine: `gpu_dtype` (the model family's: fp16, Flux bf16) + SDPA on
+    CUDA, fp32 elsewhere.
 
     Attention slicing and VAE tiling stay "auto" on every device until fit_memory()
     decides them from the free memory (off on CPU and on CUDA with SDPA in practice).
@@ -128,14 +129,14 @@ def plan_runtime(options: RuntimeOptions, *, cuda: bool, mps: bool, xformers: bo
         raise UsageError("--device: mps was asked for but it is not available here")
     dtype = options.dtype
     if dtype == "auto":
-        dtype = "fp16" if device == "cuda" else "fp32"
+        dtype = gpu_dtype if device == "cuda" else "fp32"
     elif dtype == "fp16" and device == "cpu":
         raise UsageError("--dtype: fp16 is not supported on CPU; use fp32 or bf16")
     if options.xformers and not xformers:
         raise UsageError("--xformers: xformers is not installed (pip install 'sdcli[xformers]')")
     if options.xformers and device != "cuda":
         raise UsageError(f"--xformers: xformers needs --device cuda, not {device}")
-    if options.cpu_offload != "none" and device != "cuda":
+    if options.cpu_offload not in ("none", "auto") and device != "cuda":
         raise UsageError(f"--cpu-offload: it moves weights between a CUDA GPU and CPU memory; on {device} "
                          "everything already lives in one memory")
     for name, (flag, why) in GPU_ONLY.items():
@@ -147,7 +148,8 @@ def plan_runtime(options: RuntimeOptions, *, cuda: bool, mps: bool, xformers: bo
         attention_slicing=switch.get(options.attention_slicing, "auto"),
         attention="xformers" if options.xformers else "sdpa",
         vae_tiling=switch.get(options.vae_tiling, "auto"),
-        cpu_offload=options.cpu_offload, compile=options.compile, channels_last=options.channels_last,
+        cpu_offload=options.cpu_offload if device == "cuda" else "none", compile=options.compile,
+        channels_last=options.channels_last,
         tf32=options.tf32, fuse_qkv=options.fuse_qkv, job=job or JobSize(),
     )
 
@@ -201,7 +203,38 @@ def fit_memory(plan: RuntimePlan, *, width: int, height: int, free_bytes: int | 
     return Fit(bool(slicing), bool(tiling), tuple(reasons))
 
 
-def detect_runtime(options: RuntimeOptions, job: JobSize | None = None) -> RuntimePlan:
+GIB = 1 << 30
+RESIDENT_SHARE = 0.9  # of the free memory: what the weights and one step's working memory may take
+
+
+def network_working_bytes(tokens: int, width: int, batch: int, value_bytes: int) -> int:
+    """Working memory of one transformer call: ~16 live values per token and channel (one block's attention
+    with SDPA, its 4x MLP, modulation), CFG's two rows per image."""
+    return 2 * batch * tokens * width * 16 * value_bytes
+
+
+def plan_offload(parts: dict[str, int], *, network: str, free_bytes: int | None, working: int,
+                 compile: bool = False) -> tuple[str, str]:
+    """--cpu-offload auto on CUDA: ("none" | "model" | "sequential", why) from the size of each part of the
+    model (bytes at the compute dtype), the free VRAM and one step's working memory.
+
+    All parts resident when everything fits in RESIDENT_SHARE of the free memory; else model offload
+    (diffusers' enable_model_cpu_offload: one part on the GPU at a time, the text encoders run there in
+    turn) when the largest part fits with the working memory; else sequential offload (layer by layer:
+    least VRAM, slowest). Unknown free memory: resident.
+    """
+    total, budget = sum(parts.values()), (free_bytes or 0) * RESIDENT_SHARE
+    if free_bytes is None or total + working <= budget:
+        return "none", f"all weights resident ({total / GIB:.1f} GiB)"
+    largest = max(parts, key=lambda k: parts[k])
+    if parts[largest] + working <= budget or compile:
+        return "model", (f"model offload: {total / GIB:.1f} GiB of weights > {budget / GIB:.1f} GiB usable; "
+                         f"the largest part ({largest}, {parts[largest] / GIB:.1f} GiB) fits")
+    return "sequential", (f"sequential offload: the {largest} alone ({parts[largest] / GIB:.1f} GiB) and a "
+                          f"step's {working / GIB:.1f} GiB exceed {budget / GIB:.1f} GiB usable")
+
+
+def detect_runtime(options: RuntimeOptions, job: JobSize | None = None, gpu_dtype: str = "fp16") -> RuntimePlan:
     """plan_runtime() with what this machine has."""
     import importlib.util
 
@@ -212,7 +245,7 @@ def detect_runtime(options: RuntimeOptions, job: JobSize | None = None) -> Runti
         cuda=torch.cuda.is_available(),
         mps=bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()),
         xformers=importlib.util.find_spec("xformers") is not None,
-        job=job,
+        job=job, gpu_dtype=gpu_dtype,
     )
 
 
