@@ -63,6 +63,15 @@ def _flag(value: Any) -> bool:
         raise ValueError(f"{value!r} is not true/false") from None
 
 
+def _names(value: Any) -> tuple[str, ...]:
+    """One name or file (text, or several separated by commas) or a JSON list of them."""
+    items = value if isinstance(value, list) else _text(value).split(",")
+    names = tuple(_text(item).strip() for item in items)
+    if not names or not all(names):
+        raise ValueError(f"{value!r} has an empty name")
+    return names
+
+
 def _file(value: Any, base: Path) -> str:
     """A path relative to the prompt file's folder, which must exist."""
     path = base / Path(_text(value)).expanduser()
@@ -96,7 +105,7 @@ class Key:
 
 # How a key's raw value is read, by the field's kind (a field with the WebUI's numeric codes: _choice).
 READERS: dict[str, Callable[..., Any]] = {"int": _whole, "float": _number, "str": _text, "text": _text,
-                                         "bool": _flag, "path": _images}
+                                         "bool": _flag, "path": _images, "names": _names}
 
 
 def _key(row: Field) -> Key:

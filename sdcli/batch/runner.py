@@ -151,6 +151,8 @@ def run_batch(options: BatchOptions, reporter: BatchReporter,
         resolve_hires_upscaler(options.defaults, options.assets)
     plan = detect_runtime(options.runtime, largest_job(lines, options.group))
     plans = plan_lines(lines, options, models, plan, reporter)  # every line through the job's plan step
+    lines = [replace(line, request=plans[line.line].request) for line in lines]  # family defaults filled in
+    options = replace(options, record=recorded_defaults(options.record, models.get(options.model)))
     base_seed = resolve_base_seed(options.seed, lines)
     shard = current_shard(plan.device)
     if shard.count > 1 and plan.device == "cuda":
@@ -196,6 +198,21 @@ def run_batch(options: BatchOptions, reporter: BatchReporter,
             skipped=sum(e["skipped"] for e in ends), failed=sum(e["failed"] for e in ends),
             seconds=time.monotonic() - started, interrupted=any(e["interrupted"] for e in ends), folder=folder)
     return stats
+
+
+def recorded_defaults(record: dict[str, Any], model: Any) -> dict[str, Any]:
+    """The manifest's options with the unset (None) cfg scale, sampler and schedule as the batch's --model
+    resolves them (its family's defaults), as manifests have always recorded them. A --resume applies them to
+    every line: a line naming a model of another family (sd_model) then gets these, not its own family's."""
+    from sdcli.job.plan import family_of
+    from sdcli.request.generation import DEFAULTED, REQUEST_DEFAULTS
+
+    unset = [k for k in DEFAULTED if k in record and record[k] is None]
+    if not unset:
+        return record
+    family = family_of(model) if model is not None else None
+    defaults = {**REQUEST_DEFAULTS, **(family.defaults if family is not None else {})}
+    return {k: defaults.get(k) if k in unset else v for k, v in record.items()}
 
 
 def _open_run(options: BatchOptions, lines: list[BatchLine], base_seed: int, folder: Path,

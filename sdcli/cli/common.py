@@ -29,7 +29,7 @@ def recorded_options(options: dict[str, Any]) -> dict[str, Any]:
     def rank(key: str) -> int:
         return _RECORD_ORDER.index(key) if key in _RECORD_ORDER else len(_RECORD_ORDER)
 
-    kept = {k: v for k, v in options.items() if k not in RECORDED_WHEN_SET or v != RECORDED_WHEN_SET[k]}
+    kept = {k: v for k, v in options.items() if k not in RECORDED_WHEN_SET or v not in (RECORDED_WHEN_SET[k], None)}
     request = sorted((k for k in kept if k in REQUEST_FLAGS), key=rank)
     return {**{k: kept[k] for k in request}, **{k: v for k, v in kept.items() if k not in REQUEST_FLAGS}}
 

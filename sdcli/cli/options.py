@@ -10,6 +10,7 @@ from typing import Annotated, Any
 import typer
 
 from sdcli.request.fields import allowed as r
+from sdcli.request.vocabulary import LOW_BITS
 from sdcli.sampling.samplers import DEFAULT_SAMPLER
 
 GEN = "Generation"
@@ -22,8 +23,16 @@ PromptOpt = Annotated[str | None, typer.Option("--prompt", "-p", help="The promp
                                                   rich_help_panel=GEN, show_default=False)]
 Negative = Annotated[str, typer.Option("--negative-prompt", "-n", help="What to avoid.", rich_help_panel=GEN)]
 Steps = Annotated[int, typer.Option("--steps", "-s", help=f"Sampling steps ({r('steps')}).", rich_help_panel=GEN)]
-Cfg = Annotated[float, typer.Option("--cfg-scale", "-c", help=f"Classifier-free guidance scale ({r('cfg_scale')}).",
-                                    rich_help_panel=GEN)]
+Cfg = Annotated[float | None, typer.Option("--cfg-scale", "-c", help=f"Classifier-free guidance scale "
+                                           f"({r('cfg_scale')}) [default: the model family's: 7; Flux 1]",
+                                           rich_help_panel=GEN, show_default=False)]
+DistilledCfg = Annotated[float | None, typer.Option(
+    "--distilled-cfg", help=f"Distilled guidance of guidance-distilled models such as Flux dev, Forge's 'Distilled CFG "
+    f"Scale' ({r('distilled_cfg_scale')}) [default: the model's: Flux dev 3.5]", rich_help_panel=GEN,
+    show_default=False)]
+Shift = Annotated[float | None, typer.Option(
+    "--shift", help=f"Sigma shift of a flow model's schedule ({r('shift')}; written as `Shift`) [default: the "
+    "model's own]", rich_help_panel=GEN, show_default=False)]
 Seed = Annotated[int | None, typer.Option("--seed", help=f"Seed ({r('seed')}); none or -1 = random (the seed used is "
                                              "reported).",
                                              rich_help_panel=GEN, show_default=False)]
@@ -45,11 +54,15 @@ BatchSize = Annotated[int, typer.Option("--batch-size", "-b",
                                         rich_help_panel=GEN)]
 Count = Annotated[int, typer.Option("--count", help=f"Batches run one after another ({r('count')}).",
                                     rich_help_panel=GEN)]
-Sampler = Annotated[str, typer.Option("--sampler", help="WebUI sampler name, e.g. 'Euler a', 'DPM++ 2M Karras' "
-                                      "(see `sdcli samplers`).", rich_help_panel=GEN)]
-Schedule = Annotated[str, typer.Option("--schedule", help="WebUI schedule type: automatic, uniform, karras, "
-                                       "exponential, polyexponential, sgm-uniform, kl-optimal, align-your-steps, "
-                                       "simple, normal, ddim, beta.", rich_help_panel=GEN)]
+Sampler = Annotated[str | None, typer.Option("--sampler", help="WebUI sampler name, e.g. 'Euler a', 'DPM++ 2M "
+                                             "Karras' (see `sdcli samplers`) [default: the model family's: "
+                                             f"{DEFAULT_SAMPLER}; Flux Euler]", rich_help_panel=GEN,
+                                             show_default=False)]
+Schedule = Annotated[str | None, typer.Option("--schedule", help="WebUI schedule type: automatic, uniform, karras, "
+                                              "exponential, polyexponential, sgm-uniform, kl-optimal, "
+                                              "align-your-steps, simple, normal, ddim, beta [default: the model "
+                                              "family's: automatic; Flux simple]", rich_help_panel=GEN,
+                                              show_default=False)]
 Tiling = Annotated[bool, typer.Option("--tiling", help="An image that tiles: its left edge continues its right, its "
                                       "top its bottom (the WebUI's Tiling; written as `Tiling: True`).",
                                       rich_help_panel=GEN)]
@@ -152,6 +165,14 @@ Embedding = Annotated[list[str] | None, typer.Option(
     "--embedding", show_default=False, metavar="PATH", rich_help_panel=ASSETS,
     help="Textual-inversion embedding file (repeatable); used where its file name (stem) is a word of the prompt, "
     "as are those in the embeddings folder.")]
+TextEncoder = Annotated[list[str] | None, typer.Option(
+    "--text-encoder", show_default=False, metavar="FILE", rich_help_panel=ASSETS,
+    help="Text-encoder file or name in the models folder, for a model file without its own (Flux: clip_l and "
+    "t5xxl); repeatable. Written as Forge's `Module N` with the VAE.")]
+LowBits = Annotated[str | None, typer.Option(
+    "--low-bits", show_default=False, rich_help_panel=ASSETS,
+    help="How the diffusion model's weights are stored, Forge's 'Diffusion in Low Bits': "
+    f"{', '.join(LOW_BITS)} [default: the file's own]")]
 Vae = Annotated[str | None, typer.Option(
     "--vae", show_default=False, metavar="PATH", rich_help_panel=ASSETS,
     help="VAE: a diffusers VAE folder, a .safetensors file (WebUI or diffusers layout) or a name in the VAE folder.")]
@@ -179,7 +200,8 @@ def _assets(
 ASSET_FLAGS = tuple(inspect.signature(_assets).parameters)
 
 
-DEFAULTS = {"steps": 20, "cfg_scale": 7.0, "sampler": DEFAULT_SAMPLER, "output": Path("outputs")}
+# cfg_scale, sampler and schedule have none here: not given, they are the model family's (job.plan).
+DEFAULTS = {"steps": 20, "output": Path("outputs")}
 
 
 def _shared(
@@ -187,7 +209,9 @@ def _shared(
     prompt_opt: PromptOpt = None,
     negative_prompt: Negative = "",
     steps: Steps = DEFAULTS["steps"],
-    cfg_scale: Cfg = DEFAULTS["cfg_scale"],
+    cfg_scale: Cfg = None,
+    distilled_cfg_scale: DistilledCfg = None,
+    shift: Shift = None,
     seed: Seed = None,
     subseed: Subseed = None,
     subseed_strength: SubseedStrength = 0.0,
@@ -195,8 +219,8 @@ def _shared(
     height: Height = None,
     batch_size: BatchSize = 1,
     count: Count = 1,
-    sampler: Sampler = DEFAULTS["sampler"],
-    schedule: Schedule = "automatic",
+    sampler: Sampler = None,
+    schedule: Schedule = None,
     clip_skip: ClipSkip = 1,
     tiling: Tiling = False,
     rng: Rng = "cpu",
@@ -211,6 +235,8 @@ def _shared(
     sigma_max: SigmaMax = 0.0,
     model: Model = None,
     prediction_type: PredictionType = None,
+    text_encoders: TextEncoder = None,
+    low_bits: LowBits = None,
     refiner: Refiner = None,
     refiner_switch: RefinerSwitch = 0.8,
     offline: Offline = False,

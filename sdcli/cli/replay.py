@@ -110,11 +110,17 @@ RECORDED_KEYS = ("Lora hashes", "TI hashes", "VAE hash", "VAE")
 
 def _with_recorded_assets(meta: Any, flags: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
     """The add-on flags, defaulting to the image's own (sdcli's record), and the hashes it recorded."""
+    from sdcli.request.modules import modules_from_infotext
+
     record = (meta.replay or {}).get("assets") or {}
     flags = {**flags, "lora": flags.get("lora") or record.get("loras"),
              "embedding": flags.get("embedding") or record.get("embeddings"),
              "vae": flags.get("vae") or record.get("vae")}
-    return flags, {key: meta.parameters[key] for key in RECORDED_KEYS if key in meta.parameters}
+    recorded = {key: meta.parameters[key] for key in RECORDED_KEYS if key in meta.parameters}
+    vae, _ = modules_from_infotext(meta.parameters)  # Forge's `Module N`: its VAE, found by name in the VAE folder
+    if vae and "VAE" not in recorded:
+        recorded["VAE"] = vae
+    return flags, recorded
 
 
 def _with_hires_upscaler(plan: Any, upscaler: str) -> Any:

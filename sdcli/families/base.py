@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from sdcli.conditioning.cond import Conditioning, EncoderCapabilities
     from sdcli.request.generation import GenerationRequest
     from sdcli.sampling.parameterisation import Parameterisation
-    from sdcli.sampling.samplers import SamplerChoice
+    from sdcli.sampling.samplers import Sampler
 
 # ControlNet (or any add-on) residuals for one network call: (x, t, cond) -> extra network kwargs.
 Control = Callable[["torch.Tensor", "torch.Tensor", "Conditioning"], dict[str, Any]]
@@ -118,6 +118,16 @@ class Capabilities:
     # Textual-inversion vectors by text encoder: file key -> (pipeline's text encoder, its tokenizer).
     embeddings: Mapping[str, tuple[str, str]] = field(
         default_factory=lambda: {"clip_l": ("text_encoder", "tokenizer")})
+    # Flow-model settings it takes (job.plan refuses them for a family without; the infotext writes them):
+    distilled_guidance: bool = False  # guidance is a network input (Flux dev/Fill): --distilled-cfg
+    shift: bool = False  # a flow schedule whose sigma shift can be set: --shift
+    low_bits: bool = False  # its diffusion model can be stored in low bits at load: --low-bits
+    applies_to: str = ""  # the models the settings above are for, in refusals ("Flux dev")
+
+    @property
+    def traits(self) -> tuple[str, ...]:
+        """The settings it takes, by the names the infotext writer asks about (request.fields.Written.traits)."""
+        return tuple(name for name in ("distilled_guidance", "shift", "low_bits") if getattr(self, name))
 
 
 @dataclass(frozen=True)
@@ -139,8 +149,11 @@ class Family:
     latent: LatentFormat = LatentFormat()
     load_kwargs: Mapping[str, Any] = field(default_factory=dict)  # extra arguments of its pipelines' loaders
     gpu_dtype: str = "fp16"  # --dtype auto on CUDA (Flux: bf16, whose activations overflow fp16)
+    # Request fields left unset (None) take these (Forge's per-model UI defaults; Flux: cfg_scale 1, Euler,
+    # simple, distilled_cfg_scale 3.5); what is not here takes request.generation.REQUEST_DEFAULTS (SD's).
+    defaults: Mapping[str, Any] = field(default_factory=dict)
 
-    def check(self, request: GenerationRequest, choice: SamplerChoice) -> None:
+    def check(self, request: GenerationRequest, sampler: Sampler) -> None:
         """Refuse (UsageError naming the flag and the family) what a model of this family cannot do;
         runs in the plan step, before anything loads."""
 

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from sdcli.families.base import PromptEncoder
     from sdcli.request.generation import GenerationRequest
     from sdcli.sampling.parameterisation import Parameterisation
-    from sdcli.sampling.samplers import SamplerChoice
+    from sdcli.sampling.samplers import Sampler
 
 FLUX_PIPELINES = {"txt2img": "FluxPipeline", "img2img": "FluxImg2ImgPipeline",
                   "inpaint": "FluxInpaintPipeline", "outpaint": "FluxInpaintPipeline"}
@@ -117,12 +117,11 @@ class FluxFamily(Family):
         fill = int(unet.get("in_channels", 64)) != 4 * LATENT.channels
         return bool(unet.get("guidance_embeds", True)) == self.guidance and fill == (self.name == "flux-fill")
 
-    def check(self, request: GenerationRequest, choice: SamplerChoice) -> None:
+    def check(self, request: GenerationRequest, sampler: Sampler) -> None:
         """What Flux refuses: samplers off sdcli's loop or on discrete timesteps, CLIP skip, eps/v, a refiner,
         SD ControlNets."""
         from sdcli.errors import UsageError
 
-        sampler = choice.sampler
         if sampler.function is None or sampler.timesteps or sampler.lcm:
             why = "walks a discrete DDPM schedule" if sampler.timesteps or sampler.lcm else "runs only in diffusers"
             raise UsageError(f"--sampler: {sampler.name} {why}; {self.label} models take the flow samplers "
@@ -179,15 +178,18 @@ class FluxFamily(Family):
                                  distilled_cfg if self.guidance else None)
 
 
-FLUX_CAPABILITIES = Capabilities(loop_channels=(16,), inpainting_channels=None, lora=True, embeddings={},
-                                 skip_uncond_at_cfg1=True, timestep_samplers=False)
+# Forge's Flux UI preset (modules_forge/main_entry.py): CFG 1 (no unconditional pass), Euler, Simple, 3.5.
+FLUX_DEFAULTS = {"cfg_scale": 1.0, "sampler": "Euler", "schedule": "simple", "distilled_cfg_scale": 3.5}
+_FLOW = {"loop_channels": (16,), "inpainting_channels": None, "embeddings": {}, "skip_uncond_at_cfg1": True,
+         "timestep_samplers": False, "shift": True, "low_bits": True, "applies_to": "Flux"}
 FLUX_DEV = FluxFamily("flux-dev", "Flux.1 dev", FLUX_PIPELINES, 1024, configs="flux-dev",
-                      capabilities=FLUX_CAPABILITIES, latent=LATENT, guidance=True, mu=1.15, gpu_dtype="bf16")
+                      capabilities=Capabilities(**{**_FLOW, "distilled_guidance": True, "applies_to": "Flux dev"}),
+                      latent=LATENT, defaults=FLUX_DEFAULTS, gpu_dtype="bf16", guidance=True, mu=1.15)
 FLUX_SCHNELL = FluxFamily("flux-schnell", "Flux.1 schnell", FLUX_PIPELINES, 1024, configs="flux-schnell",
-                          capabilities=FLUX_CAPABILITIES, latent=LATENT, guidance=False, mu=1.0, gpu_dtype="bf16")
+                          capabilities=Capabilities(**_FLOW), latent=LATENT, defaults=FLUX_DEFAULTS, gpu_dtype="bf16",
+                          guidance=False, mu=1.0)
 # Fill: latents + masked-image latents + the 8x8 pixel mask of each latent cell (16 + 16 + 64 channels).
 FLUX_FILL = FluxFamily("flux-fill", "Flux.1 Fill", FILL_PIPELINES, 1024, configs="flux-fill",
-                       capabilities=Capabilities(loop_channels=(96,), inpainting_channels=96, embeddings={},
-                                                 skip_uncond_at_cfg1=True, timestep_samplers=False),
-                       latent=LATENT, guidance=True, mu=1.15, gpu_dtype="bf16")
-
+                       capabilities=Capabilities(**{**_FLOW, "loop_channels": (96,), "inpainting_channels": 96,
+                                                    "distilled_guidance": True, "applies_to": "Flux dev"}),
+                       latent=LATENT, defaults=FLUX_DEFAULTS, gpu_dtype="bf16", guidance=True, mu=1.15)

@@ -9,7 +9,8 @@ from typing import Any
 
 # The WebUI's key order. Keys not listed keep their insertion order, before Version.
 KEY_ORDER = (
-    "Steps", "Sampler", "Schedule type", "CFG scale", "Seed", "Size", "Model hash", "Model",
+    "Steps", "Sampler", "Schedule type", "CFG scale", "Distilled CFG Scale", "Shift", "Seed", "Size", "Model hash",
+    "Model",
     "VAE hash", "VAE", "Variation seed", "Variation seed strength", "Seed resize from",
     "Denoising strength", "Clip skip", "RNG", "Tiling",
     "Hires sampler", "Hires prompt", "Hires negative prompt", "Hires schedule type", "Hires CFG Scale",
@@ -17,6 +18,9 @@ KEY_ORDER = (
     "Masked area padding", "Masked content", "Lora hashes", "TI hashes",
 )
 LAST_KEYS = ("Version",)
+# Forge adds these after Version (modules/processing.py create_infotext): its Diffusion in Low Bits setting and
+# the VAE / text-encoder files as `Module 1`, `Module 2`, ...
+AFTER_VERSION = re.compile(r"^(Diffusion in Low Bits|Module \d+)$")
 
 _PAIR = re.compile(r'\s*([\w][\w \-/+]*):\s*("(?:\\.|[^\\"])*"|[^,]*)(?:,|$)')
 
@@ -43,8 +47,8 @@ def unquote(text: str) -> str:
 def order_params(params: dict[str, Any]) -> list[tuple[str, Any]]:
     """Parameters in the WebUI's key order; None values are left out."""
     known = [k for k in KEY_ORDER if k in params]
-    extra = [k for k in params if k not in KEY_ORDER and k not in LAST_KEYS]
-    last = [k for k in LAST_KEYS if k in params]
+    extra = [k for k in params if k not in KEY_ORDER and k not in LAST_KEYS and not AFTER_VERSION.match(k)]
+    last = [k for k in LAST_KEYS if k in params] + [k for k in params if AFTER_VERSION.match(k)]
     return [(k, params[k]) for k in known + extra + last if params[k] is not None]
 
 
@@ -57,13 +61,28 @@ def build_infotext(prompt: str, negative_prompt: str, params: dict[str, Any]) ->
     return "\n".join(lines)
 
 
-def parse_infotext(text: str) -> tuple[str, str, dict[str, str]]:
+def civitai_flux_fix(line: str) -> str:
+    """Forge's fix of Civitai's Flux parameters (modules/infotext_utils.py), on a parameter line that names both
+    `Civitai` and `FLUX`: its `Clip skip: 0..8` dropped (Flux has none), `Sampler: Undefined` read as Euler with
+    the Simple schedule, and its `CFG scale: X` read as `CFG scale: 1, Distilled CFG Scale: X`."""
+    if "Civitai" not in line or "FLUX" not in line:
+        return line
+    for skip in range(9):
+        line = line.replace(f"Clip skip: {skip}, ", "")
+    line = line.replace("Sampler: Undefined, ", "Sampler: Euler, Schedule type: Simple, ")
+    return line.replace("CFG scale: ", "CFG scale: 1, Distilled CFG Scale: ")
+
+
+def parse_infotext(text: str, forge_fixes: bool = False) -> tuple[str, str, dict[str, str]]:
     """Parse infotext into (prompt, negative prompt, params as strings).
 
     As the WebUI does: the last line counts as parameters only when it holds at
-    least three `key: value` pairs; otherwise all of it is prompt.
+    least three `key: value` pairs; otherwise all of it is prompt. `forge_fixes`: Forge's
+    reading of Civitai's Flux parameters (civitai_flux_fix) first.
     """
     lines = text.strip().split("\n")
+    if forge_fixes and lines:
+        lines[-1] = civitai_flux_fix(lines[-1])
     params: dict[str, str] = {}
     pairs = _PAIR.findall(lines[-1]) if lines else []
     if len(pairs) >= 3:

@@ -19,6 +19,8 @@ from sdcli.models.safety import WEIGHT_SUFFIXES
 from sdcli.request.fields import FIELDS
 from sdcli.request.generation import MODE_PARTS, PARTS, GenerationRequest
 from sdcli.request.hires import hires_from_infotext
+from sdcli.request.modules import module_keys, modules_from_infotext
+from sdcli.request.vocabulary import LOW_BITS
 
 # WebUI infotext key -> (request field, converter): the field table's rows that are read back.
 INFOTEXT_FIELDS: dict[str, tuple[str, Any]] = {
@@ -32,6 +34,7 @@ INFORMATIONAL = ("Size", "Model hash", "Model", "Version")
 # An infotext without an RNG key was made with the WebUI's default source, GPU: on NVIDIA
 # cards (nearly every WebUI install) that is the noise sdcli's "nv" source reproduces.
 WEBUI_DEFAULT_RNG = "nv"
+WEBUI_DEFAULT_SCHEDULE = "automatic"
 SDCLI_RECORD, INFOTEXT = "sdcli record", "WebUI infotext"
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
@@ -76,6 +79,8 @@ def read_metadata(path: Path) -> ImageMetadata:
 def request_from_infotext(meta: ImageMetadata) -> tuple[GenerationRequest, list[str], set[str]]:
     """A request from WebUI parameters (any tool that writes them); the keys it could not honour,
     and the request fields the infotext set."""
+    prompt, negative, parameters = parse_infotext(meta.infotext, forge_fixes=True)  # Civitai's Flux keys, as Forge
+    meta = dataclasses.replace(meta, prompt=prompt, negative_prompt=negative, parameters=parameters)
     fields: dict[str, Any] = {"prompt": meta.prompt, "negative_prompt": meta.negative_prompt,
                               "rng": WEBUI_DEFAULT_RNG}
     for key, (field, convert) in INFOTEXT_FIELDS.items():
@@ -84,6 +89,11 @@ def request_from_infotext(meta: ImageMetadata) -> tuple[GenerationRequest, list[
                 fields[field] = convert(meta.parameters[key])
             except ValueError:
                 raise UsageError(f"{meta.path}: bad {key!r} value {meta.parameters[key]!r}") from None
+    if fields.get("low_bits") is not None and fields["low_bits"] not in LOW_BITS:
+        raise UsageError(f"{meta.path}: bad 'Diffusion in Low Bits' value {meta.parameters['Diffusion in Low Bits']!r}")
+    _, encoders = modules_from_infotext(meta.parameters)  # the VAE: cli.replay, by name in the VAE folder
+    if encoders:
+        fields["text_encoders"] = encoders
     if size := meta.parameters.get("Size"):
         try:
             fields["width"], fields["height"] = (int(v) for v in size.lower().split("x"))
@@ -94,10 +104,12 @@ def request_from_infotext(meta: ImageMetadata) -> tuple[GenerationRequest, list[
         fields["controlnets"] = units
     if (hires := hires_from_infotext(meta.parameters, str(meta.path))) is not None:
         fields["hires"] = hires  # the hires pass runs again (its keys: request.hires)
-    honoured = HIRES_KEYS if hires is not None else ()
+    honoured = (*(HIRES_KEYS if hires is not None else ()), *module_keys(meta.parameters))
     ignored = [k for k in meta.parameters if k not in INFOTEXT_FIELDS and k not in INFORMATIONAL
                and k not in honoured and (not CONTROL_KEY.match(k) or k in unreadable)]
-    return GenerationRequest(**fields), ignored, set(fields)
+    given = set(fields)  # a missing Schedule type: the WebUI's Automatic (not the family's default), as Forge
+    fields.setdefault("schedule", WEBUI_DEFAULT_SCHEDULE)
+    return GenerationRequest(**fields), ignored, given
 
 
 CONTROL_KEY = re.compile(r"^ControlNet (\d+)$")
@@ -166,6 +178,10 @@ def _typed_fields(path: Path, data: Any, cls: type, where: str, ignored: list[st
             values[key] = PARTS[key](**_typed_fields(path, value, PARTS[key], name, ignored))
         elif key == "controlnets":
             values[key] = _record_units(path, value, name, ignored)
+        elif types[key].startswith("tuple[str"):  # a list of names (text_encoders)
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise UsageError(f"{path}: sdcli record field {name} is {value!r}; it must be a list of text")
+            values[key] = tuple(value)
         else:
             values[key] = _check_value(path, name, value, types[key])
     return values

@@ -23,7 +23,7 @@ from sdcli.io.images import PreparedInputs, prepare
 from sdcli.io.metadata import build_infotext
 from sdcli.models.loaded import LoadedModel
 from sdcli.request.fields import Written, infotext_values
-from sdcli.request.generation import GenerationRequest
+from sdcli.request.generation import GenerationRequest, with_defaults
 from sdcli.sampling.samplers import SamplerChoice
 
 
@@ -44,15 +44,19 @@ class GeneratedImage:
 
 def infotext_params(request: GenerationRequest, choice: SamplerChoice, *, seed: int, subseed: int | None,
                     width: int, height: int, model_name: str, model_hash: str,
-                    refiner: LoadedModel | None = None, hires: tuple[Any, Any, str] | None = None) -> dict[str, Any]:
+                    refiner: LoadedModel | None = None, hires: tuple[Any, Any, str] | None = None,
+                    traits: tuple[str, ...] = (), vae: str | None = None) -> dict[str, Any]:
     """The WebUI parameter line's fields for one image: the field table's keys (request.fields, omission
     rules applied there), the model's and the size. `hires`: the hires pass's (first, second) samplers and
-    upscaler name, when it runs."""
+    upscaler name, when it runs; `traits`: what the model's family takes (families.base.Capabilities.traits:
+    Forge's `Distilled CFG Scale` is written for models with distilled guidance); `vae`: the VAE file's name
+    (Forge's `Module 1` beside the text encoders)."""
     from sdcli.sampling.loop import ETA_DEFAULTS, sampler_takes
 
     written = Written(request, choice, seed, subseed, width, height, takes=sampler_takes(choice),
                       eta_default=ETA_DEFAULTS[choice.sampler.timesteps],
-                      refiner=f"{refiner.name} [{refiner.hash}]" if refiner is not None else None, hires=hires)
+                      refiner=f"{refiner.name} [{refiner.hash}]" if refiner is not None else None, hires=hires,
+                      traits=traits, vae=vae)
     return {
         "Size": f"{width}x{height}",  # the generation size (with an input image, its fitted size)
         "Model hash": model_hash,
@@ -101,8 +105,10 @@ def run(
     from sdcli.request.generation import hires_choices
     from sdcli.request.hires import final_size
 
-    # 1. Model-dependent checks and settings; the input images at generation size.
+    # 1. Model-dependent checks and settings; the input images at generation size. Settings still unset (a
+    # request that did not come through the plan step) take the family's defaults.
     model = model.for_mode(request.mode)
+    request = with_defaults(request, model.family.defaults)
     own = runs_own_loop(model, choice, request)
     if not own:
         set_sampler(model, choice, request.prediction_type)
@@ -141,6 +147,7 @@ def run(
                                             hires.request.steps)[0]
 
     # 3. Batches: per-image generators seeded seed + i.
+    vae_name = model.addons.vae_path.name if model.addons.vae_path else None
     seeds, subseeds = request.seeds(), request.subseeds()
     pipes = (model.pipe, refiner.pipe) if refine and refiner else (model.pipe,)
     for start in range(0, len(seeds), request.batch_size):
@@ -152,11 +159,20 @@ def run(
         for offset, (image, seed, subseed) in enumerate(zip(images, batch_seeds, batch_subseeds, strict=True)):
             if inputs is not None:
                 image = inputs.finish(image)  # pasted back through the blurred mask / into the crop
-            params = infotext_params(request, choice, seed=seed, subseed=subseed, width=width, height=height,
-                                     model_name=model_name, model_hash=model_hash, refiner=refiner,
-                                     hires=hires_names) | control_params | (extra_params or {})
+            params = _with_modules(infotext_params(
+                request, choice, seed=seed, subseed=subseed, width=width, height=height, model_name=model_name,
+                model_hash=model_hash, refiner=refiner, hires=hires_names, traits=model.family.capabilities.traits,
+                vae=vae_name) | control_params | (extra_params or {}))
             yield GeneratedImage(  # width/height: the generation size, as the infotext's Size
                 image=image, index=start + offset, seed=seed, subseed=subseed, width=width, height=height,
                 params=params, infotext=build_infotext(request.prompt, request.negative_prompt, params),
                 failure=guard.failure(offset),
             )
+
+
+def _with_modules(params: dict[str, Any]) -> dict[str, Any]:
+    """With Forge's `Module N` keys the VAE is Module 1: its `VAE`/`VAE hash` keys are left out, as Forge does
+    (its reader takes a `VAE` key instead of every Module key)."""
+    if "Module 1" not in params:
+        return params
+    return {k: v for k, v in params.items() if k not in ("VAE", "VAE hash")}

@@ -8,7 +8,7 @@ through it, so a bad value is refused the same way everywhere.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -16,15 +16,15 @@ from typing import Any, Protocol
 
 from sdcli.conditioning.prompts import parse_prompt
 from sdcli.controlnet.plan import ControlPlan, plan_controlnets
-from sdcli.errors import SdcliError
+from sdcli.errors import SdcliError, UsageError
 from sdcli.io.images import PreparedInputs
 from sdcli.io.output import check_folder
 from sdcli.job.write import OutputOptions
 from sdcli.models.assets import AssetOptions, AssetPlan, plan_assets
 from sdcli.models.resolve import ModelRef
 from sdcli.models.runtime import RuntimeOptions, RuntimePlan, validate_runtime
-from sdcli.request.generation import GenerationRequest, validate
-from sdcli.sampling.samplers import SamplerChoice
+from sdcli.request.generation import GenerationRequest, validate, with_defaults
+from sdcli.sampling.samplers import DEFAULT_SAMPLER, SamplerChoice, sampler_row
 
 Notes = Callable[[str], None]
 DEMO_NOTE = ("no --model given: using sdcli's built-in tiny RANDOM-WEIGHT demo model; "
@@ -112,7 +112,8 @@ def plan_job(request: GenerationRequest, runtime: RuntimeOptions, model_spec: st
              assets: AssetOptions | None, notes: Notes, *, output: OutputOptions | None = None,
              stage: Callable[[str], Any] | None = None, check_files: bool = True, names: Names | None = None,
              placement: RuntimePlan | None = None, prepare_inputs: bool = True,
-             memo: PlanMemo | None = None) -> JobPlan:
+             memo: PlanMemo | None = None, fallback: Mapping[str, Any] | None = None,
+             ignore_unused: bool = False) -> JobPlan:
     """Check everything a job needs and resolve every name it gives; load no weights.
 
     `names` turns model names into files (default: the CLI's LocalNames); `placement` is a
@@ -120,7 +121,11 @@ def plan_job(request: GenerationRequest, runtime: RuntimeOptions, model_spec: st
     skips the header checks that compare model files with each other (a caller that brings its
     own loaded model, as tests do). `prepare_inputs` False leaves the input images to the generate
     step (a prompt file's lines, whose files the parser has checked). `memo` shares the work of
-    many jobs (notes come once per value). Raises UsageError/ModelError.
+    many jobs (notes come once per value). Unset settings (None: cfg scale, sampler, schedule, distilled
+    CFG) take the model family's defaults (Family.defaults), else the entry point's `fallback` (the WebUI
+    API's), else sdcli's (request.generation.REQUEST_DEFAULTS); settings the family does not take
+    (--distilled-cfg on an SD model) are refused, or dropped with `ignore_unused` (a WebUI API payload, as
+    Forge ignores them). Raises UsageError/ModelError.
     """
     from sdcli.families import pipeline_class
     from sdcli.io.images import prepare
@@ -151,17 +156,67 @@ def plan_job(request: GenerationRequest, runtime: RuntimeOptions, model_spec: st
     if control is not None and check_files:
         once(("family", model.path, request.controlnets),
              lambda: control.check_model(loader.detect_ref(model).family))
-    gpu_dtype = "fp16"
-    if check_files:  # what the model's family cannot do (its modes; Flux: CLIP skip, timestep samplers, ...)
-        detected = once(("detected", model.path), lambda: loader.detect_ref(model))
-        pipeline_class(detected, request.mode)
-        detected.family.check(request, choice)
-        gpu_dtype = detected.family.gpu_dtype
     if model.is_demo:
         once(("demo",), lambda: notes(DEMO_NOTE))
+
+    # 3. The model family's defaults for what the request leaves unset, the settings it does not take, and
+    # what it cannot do (its modes; Flux: CLIP skip, timestep samplers, ...).
+    family = once(("detect", model.path), lambda: family_of(model))
+    request = for_family(request, family, fallback, ignore_unused)
+    if check_files:
+        detected = once(("detected", model.path), lambda: loader.detect_ref(model))
+        pipeline_class(detected, request.mode)
+        detected.family.check(request, sampler_row(request.sampler or DEFAULT_SAMPLER))
+    choice = validate(request)
+    gpu_dtype = family.gpu_dtype if family is not None else "fp16"
     size = inputs.size if inputs else (request.width, request.height)
     placement = placement or detect_runtime(runtime, JobSize(*size, request.batch_size), gpu_dtype)
     return JobPlan(request, choice, model, placement, assets, extras, inputs, control, refiner, hires_upscaler)
+
+
+def family_of(model: ModelRef) -> Any:
+    """The model's family (families.base.Family) from its files' headers, or None when they cannot tell: the
+    load step then reports the model's problem as it always has (and the unset settings take sdcli's defaults)."""
+    from sdcli.models import loader
+
+    try:
+        return loader.detect_ref(model).family
+    except (SdcliError, OSError, ValueError, KeyError):
+        return None
+
+
+# Settings only some families take: (request field, flag, the Capabilities flag, what a family without it lacks).
+FAMILY_SETTINGS = (
+    ("distilled_cfg_scale", "--distilled-cfg", "distilled_guidance", "have no distilled guidance", "Flux dev"),
+    ("shift", "--shift", "shift", "have no sigma shift to set", "flow models such as Flux"),
+    ("low_bits", "--low-bits", "low_bits", "are not stored in low bits by sdcli", "Flux"),
+)
+
+
+def for_family(request: GenerationRequest, family: Any, fallback: Mapping[str, Any] | None = None,
+               ignore_unused: bool = False) -> GenerationRequest:
+    """`request` with its unset settings given `family`'s defaults (None: sdcli's), after refusing (or with
+    `ignore_unused` dropping) the settings `family` does not take, one line naming the flag and the family."""
+    if family is None:
+        return with_defaults(request, None, fallback)
+    for name, flag, capability, lacks, default_users in FAMILY_SETTINGS:
+        value = getattr(request, name)
+        if value is None or getattr(family.capabilities, capability) or (name == "low_bits" and
+                                                                         value.lower() == "automatic"):
+            continue
+        if ignore_unused:
+            request = replace(request, **{name: None})
+            continue
+        raise UsageError(f"{flag}: {family.label} models {lacks}; it applies to {_takers(capability, default_users)}")
+    return with_defaults(request, family.defaults, fallback)
+
+
+def _takers(capability: str, default: str) -> str:
+    """The families that take a setting, by label, for a refusal ("Flux dev"): from the family table."""
+    from sdcli.families import FAMILIES
+
+    labels = [f.label for f in FAMILIES.values() if getattr(f.capabilities, capability)]
+    return ", ".join(labels) if labels else default
 
 
 def _noted(plan: Any, notes: Notes) -> Any:

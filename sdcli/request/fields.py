@@ -16,12 +16,15 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from sdcli.errors import UsageError
+from sdcli.request.modules import module_params
 from sdcli.request.vocabulary import (
     DIRECTIONS,
     EMPHASES,
     EMPHASIS_LABELS,
     INPAINT_AREA_CODES,
     INPAINT_AREAS,
+    LOW_BITS,
+    LOW_BITS_LABELS,
     MASKED_CONTENT_CODES,
     MASKED_CONTENTS,
     OUTPAINT_FILLS,
@@ -31,6 +34,7 @@ from sdcli.request.vocabulary import (
     RNG_LABELS,
     RNG_SOURCES,
     choice_key,
+    low_bits_key,
 )
 
 if TYPE_CHECKING:
@@ -57,6 +61,13 @@ class Written:
     eta_default: float = 1.0
     refiner: str | None = None
     hires: tuple[SamplerChoice, SamplerChoice, str] | None = None
+    traits: Collection[str] = ()
+    vae: str | None = None
+
+
+# Model traits the infotext writer asks about (families.base.Capabilities.traits gives a model's):
+DISTILLED_GUIDANCE = "distilled_guidance"  # guidance is a network input (Flux dev/Fill): `Distilled CFG Scale`
+SHIFT = "shift"  # a flow schedule with a settable sigma shift: `Shift`
 
 
 @dataclass(frozen=True)
@@ -185,6 +196,18 @@ def _ensd(w: Written) -> int | None:
     return w.request.ensd if w.request.ensd and w.choice.sampler.uses_ensd and eta != 0 else None
 
 
+def _distilled(w: Written) -> str | None:
+    """Forge writes `Distilled CFG Scale` for models that use distilled guidance (sd_model.use_distilled_cfg_scale)."""
+    value = w.request.distilled_cfg_scale
+    return f"{value:g}" if DISTILLED_GUIDANCE in w.traits and value is not None else None
+
+
+def _low_bits(w: Written) -> str | None:
+    """Forge writes `Diffusion in Low Bits` when its setting is not Automatic (its label, e.g. `bnb-nf4`)."""
+    value = w.request.low_bits
+    return None if value is None or low_bits_key(value) == "automatic" else LOW_BITS_LABELS[low_bits_key(value)]
+
+
 def _sides(w: Written) -> str:
     pixels = w.request.outpaint.pixels
     return " ".join(f"{side} {px}" for side, px in zip(DIRECTIONS, pixels, strict=True) if px)
@@ -206,6 +229,13 @@ FIELDS: tuple[Field, ...] = (
     Field("cfg_scale", "float", "--cfg-scale", (0, 100), infotext="CFG scale",
           write=lambda w: f"{w.request.cfg_scale:g}", read=float, key="cfg_scale", aliases=("cfg",),
           axis="CFG Scale", api="cfg_scale"),
+    # Forge's slider: 0 to 30 (modules/ui.py); its API field is the processing class's distilled_cfg_scale.
+    Field("distilled_cfg_scale", "float", "--distilled-cfg", (0, 30), fmt="g", infotext="Distilled CFG Scale",
+          write=_distilled, read=float, key="distilled_cfg_scale", aliases=("distilled_cfg",),
+          axis="Distilled CFG Scale", api="distilled_cfg_scale"),
+    Field("shift", "float", "--shift", (0, 100), "(]", fmt="g", infotext="Shift",
+          write=lambda w: f"{w.request.shift:g}" if w.request.shift is not None else None, read=float, key="shift",
+          axis="Shift", api="shift"),
     Field("seed", "int", "--seed", (0, MAX_SEED), unset=(None, -1), infotext="Seed", write=lambda w: w.seed,
           read=int, key="seed", axis="Seed", api="seed"),
     Field("width", "int", "--width", (8, 8192), multiple_of=8, key="width", axis="Width", api="width"),
@@ -255,6 +285,10 @@ FIELDS: tuple[Field, ...] = (
     Field("sigma_max", "float", "--sigma-max", (0, 1000), infotext="Schedule max sigma", read=float, key="sigma_max",
           axis="Schedule max sigma", write=lambda w: f"{w.request.sigma_max:g}" if w.request.sigma_max else None),
     Field("prediction_type", "str", "--prediction-type", choices=tuple(PREDICTION_TYPES), key="prediction_type"),
+    # Forge's "VAE / Text Encoder" files: written as `Module N` (module_params), read by modules_from_infotext.
+    Field("text_encoders", "names", "--text-encoder", key="text_encoder", aliases=("text_encoders",)),
+    Field("low_bits", "str", "--low-bits", choices=LOW_BITS, normalise=low_bits_key, infotext="Diffusion in Low Bits",
+          write=_low_bits, read=low_bits_key, key="low_bits", aliases=("forge_unet_storage_dtype",)),
     Field("mode", "str", key="mode"),
     # img2img, inpaint, outpaint: written for the record; not read back (a WebUI infotext does not store the
     # input image, so an img2img image is replayed from sdcli's own record).
@@ -368,4 +402,5 @@ def infotext_values(written: Written) -> dict[str, Any]:
         if holder == "hires" and written.hires is None:
             continue
         params[row.key_for(written) if row.key_for else row.infotext] = row.write(written)  # type: ignore[index]
-    return params
+    return params | module_params(written.request.text_encoders, written.vae)
+

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import secrets
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
@@ -54,19 +55,20 @@ class OutpaintSettings:
 
 @dataclass(frozen=True)
 class GenerationRequest:
-    """What to generate. `width`/`height` None means the model's native size."""
+    """What to generate. `width`/`height` None means the model's native size; `cfg_scale`, `sampler`,
+    `schedule` and `distilled_cfg_scale` None mean the model family's default (with_defaults, in the plan step)."""
 
     prompt: str
     negative_prompt: str = ""
     steps: int = 20
-    cfg_scale: float = 7.0
+    cfg_scale: float | None = None
     seed: int | None = None
     width: int | None = None
     height: int | None = None
     batch_size: int = 1
     count: int = 1
-    sampler: str = DEFAULT_SAMPLER
-    schedule: str = "automatic"
+    sampler: str | None = None
+    schedule: str | None = None
     clip_skip: int = 1
     subseed: int | None = None
     subseed_strength: float = 0.0
@@ -91,8 +93,19 @@ class GenerationRequest:
     sigma_max: float = 0.0
     tiling: bool = False  # --tiling: the image tiles (execution.tiling: circular padding, as the WebUI)
     controlnets: tuple[ControlUnit, ...] = ()  # --controlnet units (controlnet.units)
-    distilled_cfg_scale: float = 3.5  # --distilled-cfg: the guidance input of guidance-distilled models (Flux dev)
-    shift: float | None = None  # --shift: a flow model's schedule shift (Flux: mu); None = the model's
+    # Flow-model settings (Forge's names): the guidance a guidance-distilled model (Flux dev) is given as an
+    # input, the sigma shift of a flow schedule (None: the model's), the text-encoder files that go with a
+    # model file that has none (Forge's "VAE / Text Encoder" modules), and how the diffusion model's weights are
+    # stored (Forge's "Diffusion in Low Bits"; request.vocabulary.LOW_BITS_LABELS).
+    distilled_cfg_scale: float | None = None
+    shift: float | None = None
+    text_encoders: tuple[str, ...] = ()
+    low_bits: str | None = None
+
+    def __post_init__(self) -> None:
+        # A list (JSON, a repeatable flag) or None (a flag not given) of text encoders is kept as a tuple.
+        if not isinstance(self.text_encoders, tuple):
+            object.__setattr__(self, "text_encoders", tuple(self.text_encoders or ()))
 
     @property
     def total_images(self) -> int:
@@ -127,6 +140,21 @@ class GenerationRequest:
         return resolved
 
 
+# What a request's unset (None) defaulted fields become when the model family sets nothing else: the values
+# sdcli has always used (the WebUI's for SD). A family's own (families.base.Family.defaults) win over these.
+REQUEST_DEFAULTS: dict[str, Any] = {"cfg_scale": 7.0, "sampler": DEFAULT_SAMPLER, "schedule": "automatic"}
+DEFAULTED = ("cfg_scale", "sampler", "schedule", "distilled_cfg_scale")  # None = the family's default
+
+
+def with_defaults(request: GenerationRequest, family: Mapping[str, Any] | None = None,
+                  fallback: Mapping[str, Any] | None = None) -> GenerationRequest:
+    """`request` with each unset defaulted field given the model family's default (`family`), else the entry
+    point's (`fallback`: the WebUI API's Euler), else REQUEST_DEFAULTS; set fields are kept."""
+    defaults = {**REQUEST_DEFAULTS, **(fallback or {}), **(family or {})}
+    unset = {name: defaults[name] for name in DEFAULTED if getattr(request, name) is None and name in defaults}
+    return replace(request, **unset) if unset else request
+
+
 def random_seed(images: int) -> int:
     """A random first seed that leaves room for `images` seeds (seed + i stays <= MAX_SEED)."""
     return secrets.randbelow(MAX_SEED - images + 2)
@@ -145,10 +173,14 @@ def validate(request: GenerationRequest) -> SamplerChoice:
     Each setting's own range and choices are its row of the field table (request.fields); the
     rules here are the ones between settings.
     """
-    # 1. Every setting on its own: the request's fields, then those of each part it has.
+    # 1. Every setting on its own: the request's fields, then those of each part it has. Unset defaulted
+    # fields are checked as REQUEST_DEFAULTS (the plan step checks the family's again: job.plan).
+    request = with_defaults(request)
     if request.cfg_scale < 0:
         raise UsageError(f"--cfg-scale: {request.cfg_scale} is negative; use 0 or more (7 is usual)")
     check_fields(request)
+    if any(not isinstance(name, str) or not name.strip() for name in request.text_encoders):
+        raise UsageError("--text-encoder: empty; give a text-encoder file or a name in the models folder")
     missing = [part for part in MODE_PARTS[request.mode] if getattr(request, part) is None]
     if missing:
         raise ValueError(f"a {request.mode} request needs {', '.join(missing)}")
@@ -188,7 +220,8 @@ MODE_PARTS: dict[str, tuple[str, ...]] = {
 
 # Fields a record names only when they are not at their default: settings added after records were first
 # written, so that a record (and the bytes of an image carrying it, a batch's digest) is what it was before.
-RECORDED_WHEN_SET = {"tiling": False, "distilled_cfg_scale": 3.5, "shift": None}
+RECORDED_WHEN_SET: dict[str, Any] = {"tiling": False, "distilled_cfg_scale": None, "shift": None, "text_encoders": (),
+                                     "low_bits": None}
 
 
 def request_to_dict(request: GenerationRequest) -> dict[str, Any]:
@@ -207,6 +240,8 @@ def request_from_dict(data: dict[str, Any]) -> GenerationRequest:
         if isinstance(values.get(name), dict):
             part_fields = {f.name for f in fields(cls)}
             values[name] = cls(**{k: v for k, v in values[name].items() if k in part_fields})
+    if "text_encoders" in values:
+        values["text_encoders"] = tuple(values["text_encoders"] or ())
     if "controlnets" in values:
         values["controlnets"] = tuple(u if isinstance(u, ControlUnit) else unit_from_dict(u)
                                       for u in values["controlnets"] or ())
@@ -225,6 +260,7 @@ def hires_choices(request: GenerationRequest) -> tuple[SamplerChoice, SamplerCho
     from sdcli.sampling.samplers import resolve_sampler
 
     settings = _hires_of(request)
+    request = with_defaults(request)
     first = resolve_sampler(request.sampler, request.schedule)
     try:
         try:

@@ -41,3 +41,15 @@ MASKED_CONTENT_CODES = {0: "fill", 1: "original", 2: "latent-noise", 3: "latent-
 def choice_key(value: str) -> str:
     """--rng / --emphasis spelling -> key: case, '-' and '_' do not matter ("No norm" = no-norm)."""
     return " ".join(value.lower().replace("-", " ").replace("_", " ").split())
+
+# --low-bits value -> Forge's "Diffusion in Low Bits" label (modules_forge/main_entry.py,
+# forge_unet_storage_dtype_options): how the diffusion model's weights are stored, and " (fp16 LoRA)": LoRAs
+# applied in fp16 on the fly. Forge writes the infotext key only when it is not "Automatic".
+LOW_BITS_LABELS = {label.lower(): label for base in ("Automatic", "bnb-nf4", "float8-e4m3fn", "bnb-fp4", "float8-e5m2")
+                   for label in (base, f"{base} (fp16 LoRA)")}
+LOW_BITS = tuple(LOW_BITS_LABELS)
+
+
+def low_bits_key(value: str) -> str:
+    """--low-bits spelling -> key: case and spacing do not matter ("BNB-NF4 (FP16 LoRA)" = "bnb-nf4 (fp16 lora)")."""
+    return " ".join(value.lower().replace("_", "-").replace("(", " (").split())

@@ -184,6 +184,11 @@ def sampler_names() -> list[str]:
     return names
 
 
+def sampler_row(name: str) -> Sampler:
+    """The sampler a name (joined or not) means, schedule aside; UsageError as resolve_sampler for unknown names."""
+    return resolve_sampler(name).sampler if _key(name) not in _lookup_table() else _lookup_table()[_key(name)][0]
+
+
 def resolve_sampler(name: str, schedule: str = "automatic") -> SamplerChoice:
     """Resolve a WebUI sampler name (v1.8 joined or v1.9 split) to a SamplerChoice.
 

@@ -135,7 +135,7 @@ def create_app(engine: Engine, *, limits: Limits = Limits(), auth: dict[str, str
         try:
             check_limits(request)
             model_spec = (payload.override_settings or {}).get("sd_model_checkpoint")
-            return engine.generate(request, model_spec, schemas.add_ons(payload, engine.options))
+            return engine.generate(request, model_spec, schemas.add_ons(payload, engine.options), webui=True)
         except SdcliError as exc:
             raise type(exc)(schemas.field_message(str(exc))) from None
 
@@ -165,7 +165,7 @@ def create_app(engine: Engine, *, limits: Limits = Limits(), auth: dict[str, str
     @app.post("/sdcli/v1/generate")
     def native(job: NativeJob) -> Any:
         """sdcli's own client (`--server`): the exact request in, raw images and their records out."""
-        from sdcli.request.generation import request_from_dict
+        from sdcli.request.generation import DEFAULTED, request_from_dict
 
         with _Inputs(init=(job.init_image, "--image"), mask=(job.mask, "--mask")) as files:
             try:
@@ -186,6 +186,8 @@ def create_app(engine: Engine, *, limits: Limits = Limits(), auth: dict[str, str
                           "is_demo": model.ref.is_demo},
                 # What a local run records: the refiner and hires upscaler as resolved, the add-ons' files.
                 "refiner": request.refiner, "hires_upscaler": request.hires.upscaler if request.hires else None,
+                # The settings the request left to the model family, as they were run (job.plan).
+                "defaults": {name: getattr(request, name) for name in DEFAULTED},
                 "assets": done.plan.extras.record(),
                 "device": plan.device, "dtype": plan.dtype, "seed": request.seed, "subseed": request.subseed,
                 "items": [{"png": encode_png(i.image, None), "index": i.index, "seed": i.seed, "subseed": i.subseed,

@@ -114,6 +114,7 @@ def run_remote_job(server: str, request: Any, runtime: Any, model_spec: str | No
     from sdcli.job.write import write_image
     from sdcli.models.resolve import ModelRef
     from sdcli.models.runtime import RuntimeOptions
+    from sdcli.request.generation import DEFAULTED, with_defaults
 
     # 1. The plan step's own checks, here; names are planned by the server (job.plan with its Names).
     check_request(request, runtime, reporter.note, output)
@@ -137,7 +138,9 @@ def run_remote_job(server: str, request: Any, runtime: Any, model_spec: str | No
     if not {"refiner", "hires_upscaler", "assets"} <= answer.keys():
         raise RuntimeFailure("--server: the server runs an older sdcli that does not report the models it used; "
                              "update it")
-    request = replace(request, seed=answer["seed"], subseed=answer["subseed"], refiner=answer["refiner"])
+    request = replace(request, seed=answer["seed"], subseed=answer["subseed"], refiner=answer["refiner"],
+                      **{k: v for k, v in (answer.get("defaults") or {}).items() if k in DEFAULTED})
+    request = with_defaults(request)  # a server from before family defaults: sdcli's own
     if request.hires is not None:
         request = replace(request, hires=replace(request.hires, upscaler=answer["hires_upscaler"]))
     info = answer["model"]

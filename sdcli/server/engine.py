@@ -32,6 +32,10 @@ from sdcli.models.resolve import ModelRef
 from sdcli.models.runtime import RuntimeOptions
 from sdcli.request.generation import GenerationRequest
 
+# What a WebUI API payload that names no sampler gets when its model family sets none: the WebUI API's Euler
+# (its sampler_index default); job.plan.plan_job's `fallback`.
+API_DEFAULTS = {"sampler": "Euler"}
+
 
 class QueueFull(SdcliError):
     """Too many requests waiting: HTTP 503."""
@@ -218,12 +222,15 @@ class Engine:
         self.progress.interrupted = True
 
     def prepare(self, request: GenerationRequest, model_spec: str | None = None,
-                add_ons: AddOns = AddOns()) -> tuple[JobPlan, ServedModel]:
+                add_ons: AddOns = AddOns(), webui: bool = False) -> tuple[JobPlan, ServedModel]:
         """The job pipeline's plan step with the server's names (its served models and models folder only);
-        loads nothing. Errors name the CLI flag (the WebUI endpoints rename it to their field)."""
+        loads nothing. Errors name the CLI flag (the WebUI endpoints rename it to their field). `webui`: a
+        WebUI API payload: no sampler named is the API's Euler (unless the model family has its own default), and
+        Forge's settings the model does not take (distilled_cfg_scale on an SD model) are ignored, as Forge does."""
         names = ServedNames(self, model_spec)
         plan = plan_job(request, self.runtime, model_spec, self.assets(add_ons), lambda _message: None,
-                        names=names, placement=self.plan)
+                        names=names, placement=self.plan, fallback=API_DEFAULTS if webui else None,
+                        ignore_unused=webui)
         return plan, names.served
 
     def assets(self, add_ons: AddOns) -> AssetOptions:
@@ -231,13 +238,13 @@ class Engine:
         return replace(self.folders, loras=add_ons.loras, embeddings=add_ons.embeddings, vae=add_ons.vae)
 
     def generate(self, request: GenerationRequest, model_spec: str | None = None,
-                 add_ons: AddOns = AddOns()) -> Generated:
+                 add_ons: AddOns = AddOns(), webui: bool = False) -> Generated:
         """Run one request on a served model: plan -> load -> generate, as every entry point; return the
         plan, the model, the request as run and its images.
 
         An /interrupt stops it after the current step; images of finished batches are kept.
         """
-        plan, model = self.prepare(request, model_spec, add_ons)
+        plan, model = self.prepare(request, model_spec, add_ons, webui)
         with self._slot():
             job = load_job(plan, self.cache, lambda _message: None, loaded=self._pipeline(model))
             request = recorded_request(plan).with_resolved_seed()

@@ -34,12 +34,14 @@ class Txt2ImgRequest(BaseModel):
     seed_resize_from_h: int = -1
     seed_resize_from_w: int = -1
     sampler_name: str | None = None
-    sampler_index: str | None = "Euler"
+    sampler_index: str | None = None  # the WebUI's default, Euler: engine.API_DEFAULTS
     scheduler: str | None = None
     batch_size: int = 1
     n_iter: int = 1
     steps: int = 50
-    cfg_scale: float = 7.0
+    cfg_scale: float | None = None  # None: the model family's (7; Flux 1)
+    distilled_cfg_scale: float | None = None  # Forge's (3.5 for Flux dev; ignored for models without it, as Forge)
+    shift: float | None = None  # sdcli's own (Forge Neo reportedly carries a shift in distilled_cfg_scale)
     width: int = 512
     height: int = 512
     restore_faces: bool | None = None
@@ -155,8 +157,8 @@ def txt2img_request(req: Txt2ImgRequest, options: dict[str, Any]) -> GenerationR
     if req.script_name:
         raise UsageError(f"script_name: {req.script_name!r} works with img2img only")
     return GenerationRequest(
-        **settings(req), sampler=req.sampler_name or req.sampler_index or "Euler",
-        schedule=(req.scheduler or "automatic").lower(), clip_skip=clip_skip(req, options), hires=_hires(req),
+        **settings(req), sampler=req.sampler_name or req.sampler_index or None,
+        schedule=req.scheduler.lower() if req.scheduler else None, clip_skip=clip_skip(req, options), hires=_hires(req),
         refiner=None if req.refiner_checkpoint in NO_MODEL else req.refiner_checkpoint,
         refiner_switch=0.8 if req.refiner_switch_at is None else req.refiner_switch_at,
     )
