@@ -139,6 +139,18 @@ class Family:
     latent: LatentFormat = LatentFormat()
     load_kwargs: Mapping[str, Any] = field(default_factory=dict)  # extra arguments of its pipelines' loaders
 
+    def automatic_schedule(self, choice: SamplerChoice) -> str:
+        """The schedule type "automatic" means with this sampler on this family: the sampler's own (the WebUI)."""
+        return choice.sampler.automatic
+
+    def settle_choice(self, choice: SamplerChoice) -> SamplerChoice:
+        """The choice with an "automatic" schedule resolved for this family (automatic_schedule)."""
+        from dataclasses import replace
+
+        if not choice.automatic or (schedule := self.automatic_schedule(choice)) == choice.schedule:
+            return choice
+        return replace(choice, schedule=schedule)
+
     def check(self, request: GenerationRequest, choice: SamplerChoice) -> None:
         """Refuse (UsageError naming the flag and the family) what a model of this family cannot do;
         runs in the plan step, before anything loads."""

@@ -103,6 +103,7 @@ def run(
 
     # 1. Model-dependent checks and settings; the input images at generation size.
     model = model.for_mode(request.mode)
+    choice = model.family.settle_choice(choice)  # "automatic" as the family means it (Flux: Simple)
     own = runs_own_loop(model, choice, request)
     if not own:
         set_sampler(model, choice, request.prediction_type)

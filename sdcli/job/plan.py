@@ -154,6 +154,7 @@ def plan_job(request: GenerationRequest, runtime: RuntimeOptions, model_spec: st
     if check_files:  # what the model's family cannot do (its modes; Flux: CLIP skip, timestep samplers, ...)
         detected = once(("detected", model.path), lambda: loader.detect_ref(model))
         pipeline_class(detected, request.mode)
+        choice = detected.family.settle_choice(choice)
         detected.family.check(request, choice)
     if model.is_demo:
         once(("demo",), lambda: notes(DEMO_NOTE))
