@@ -1,10 +1,13 @@
 """Flux prompt encoding as Forge does it (backend/diffusion_engine/flux.py get_learned_conditioning):
 T5-XXL token states as the text tokens, the CLIP-L pooled vector, and the distilled guidance.
 
-T5 (Forge's T5TextProcessingEngine): the prompt is parsed with the WebUI's attention grammar, each
-fragment tokenized without special tokens, all of it one chunk (no 75-token limit; BREAK starts the
-next chunk), each chunk padded with the end token to 255 and closed with one more end token (256
-tokens at least), encoded, weighted by the emphasis mode, and the chunks joined along the tokens.
+T5 (Forge's T5TextProcessingEngine, as of dfdcbab): the prompt is parsed with the WebUI's attention
+grammar, each fragment tokenized without special tokens, all of it one chunk (no 75-token limit;
+BREAK starts the next chunk), each chunk closed with the end token (id 1) and padded with the pad id
+(0) to 256 tokens, then to the longest chunk's length, encoded (no attention mask) and weighted by
+the emphasis mode. Forge stacks a prompt's chunks along the batch axis and its scheduled prompt
+conditioning takes row i for schedule entry i, so a prompt with BREAK is conditioned on its first
+chunk alone (padded to the longest): that is what is encoded here.
 CLIP-L (Forge's classic engine, return_pooled): the WebUI's 75-token chunks; the pooled output of
 the first chunk is the vector. Imported lazily (torch).
 """
@@ -21,6 +24,8 @@ from sdcli.conditioning.encoding import Chunk, ClipTextEncoder, apply_emphasis
 from sdcli.conditioning.prompts import BREAK_MARK, parse_attention
 
 T5_MIN_LENGTH = 256  # Forge's min_length: a chunk is padded to this many tokens, its end token included
+T5_END, T5_PAD = 1, 0  # Forge's T5 engine hard-codes both ids (T5's </s> and <pad>)
+DEFAULT_GUIDANCE = 3.5  # Forge: a distilled CFG scale of 0 means 3.5 (`or 3.5`)
 
 
 class T5TextEncoder:
@@ -28,10 +33,9 @@ class T5TextEncoder:
 
     def __init__(self, tokenizer: Any, text_encoder: Any, emphasis: str = "original"):
         self.tokenizer, self.text_encoder, self.emphasis = tokenizer, text_encoder, emphasis
-        self.id_end = tokenizer("")["input_ids"][0]  # T5's </s>, as Forge finds it
 
     def chunks(self, text: str) -> list[Chunk]:
-        """Fragments -> chunks: BREAK closes one; each closed chunk padded with end tokens."""
+        """Fragments -> chunks: BREAK closes one; each closed chunk ends with the end token, padded to 256."""
         parsed = parse_attention(text) if self.emphasis != "none" else [(text, 1.0)]
         tokenized = self.tokenizer([t for t, _ in parsed], truncation=False, add_special_tokens=False)["input_ids"]
         done: list[Chunk] = []
@@ -40,8 +44,7 @@ class T5TextEncoder:
         def close() -> None:
             nonlocal chunk
             fill = max(T5_MIN_LENGTH - len(chunk.tokens) - 1, 0)
-            done.append(Chunk([*chunk.tokens, *[self.id_end] * fill, self.id_end],
-                              [*chunk.multipliers, *[1.0] * fill, 1.0]))
+            done.append(Chunk([*chunk.tokens, T5_END, *[T5_PAD] * fill], [*chunk.multipliers, 1.0, *[1.0] * fill]))
             chunk = Chunk()
 
         for tokens, (fragment, weight) in zip(tokenized, parsed, strict=True):
@@ -56,13 +59,13 @@ class T5TextEncoder:
 
     @torch.no_grad()
     def __call__(self, text: str) -> torch.Tensor:
+        """[1, tokens, dim]: the first chunk, padded to the longest chunk (Forge's row 0; see the module doc)."""
         device = self.text_encoder.device
-        out = []
-        for chunk in self.chunks(text):
-            z = self.text_encoder(torch.tensor([chunk.tokens], device=device)).last_hidden_state
-            multipliers = torch.tensor([chunk.multipliers], device=device, dtype=z.dtype)
-            out.append(apply_emphasis(z, multipliers, self.emphasis))
-        return torch.cat(out, dim=1)
+        chunks = self.chunks(text)
+        fill = max(len(c.tokens) for c in chunks) - len(chunks[0].tokens)
+        tokens, multipliers = [*chunks[0].tokens, *[T5_PAD] * fill], [*chunks[0].multipliers, *[1.0] * fill]
+        z = self.text_encoder(torch.tensor([tokens], device=device)).last_hidden_state
+        return apply_emphasis(z, torch.tensor([multipliers], device=device, dtype=z.dtype), self.emphasis)
 
 
 class FluxPromptEncoder:
@@ -74,7 +77,7 @@ class FluxPromptEncoder:
         """`clip`, `t5`: (tokenizer, text encoder) each."""
         self.t5 = T5TextEncoder(*t5, emphasis)
         self.clip = ClipTextEncoder(*clip, 1, emphasis)
-        self.guidance = guidance
+        self.guidance = None if guidance is None else guidance or DEFAULT_GUIDANCE
         self.capabilities = EncoderCapabilities(clip_skip_layers=1, pooled=True)
         self.cache: dict[str, Conditioning] = {}
 

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from sdcli.conditioning.cond import Conditioning, EncoderCapabilities
     from sdcli.request.generation import GenerationRequest
     from sdcli.sampling.parameterisation import Parameterisation
-    from sdcli.sampling.samplers import Sampler
+    from sdcli.sampling.samplers import Sampler, SamplerChoice
 
 # ControlNet (or any add-on) residuals for one network call: (x, t, cond) -> extra network kwargs.
 Control = Callable[["torch.Tensor", "torch.Tensor", "Conditioning"], dict[str, Any]]
@@ -152,6 +152,22 @@ class Family:
     # Request fields left unset (None) take these (Forge's per-model UI defaults; Flux: cfg_scale 1, Euler,
     # simple, distilled_cfg_scale 3.5); what is not here takes request.generation.REQUEST_DEFAULTS (SD's).
     defaults: Mapping[str, Any] = field(default_factory=dict)
+
+    def automatic_schedule(self, choice: SamplerChoice) -> str:
+        """The schedule type "automatic" means with this sampler on this family: the sampler's own (the WebUI)."""
+        return choice.sampler.automatic
+
+    def settle_choice(self, choice: SamplerChoice) -> SamplerChoice:
+        """The choice with an "automatic" schedule resolved for this family (automatic_schedule)."""
+        from dataclasses import replace
+
+        if not choice.automatic or (schedule := self.automatic_schedule(choice)) == choice.schedule:
+            return choice
+        return replace(choice, schedule=schedule)
+
+    def check_choice(self, choice: SamplerChoice) -> None:
+        """Refuse (UsageError naming --schedule and the family) a resolved sampler/schedule this family cannot
+        run; after settle_choice, in the plan step."""
 
     def check(self, request: GenerationRequest, sampler: Sampler) -> None:
         """Refuse (UsageError naming the flag and the family) what a model of this family cannot do;

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from sdcli.families.base import PromptEncoder
     from sdcli.request.generation import GenerationRequest
     from sdcli.sampling.parameterisation import Parameterisation
-    from sdcli.sampling.samplers import Sampler
+    from sdcli.sampling.samplers import Sampler, SamplerChoice
 
 FLUX_PIPELINES = {"txt2img": "FluxPipeline", "img2img": "FluxImg2ImgPipeline",
                   "inpaint": "FluxInpaintPipeline", "outpaint": "FluxInpaintPipeline"}
@@ -32,6 +32,12 @@ BFL_GUIDANCE = "guidance_in.in_layer.weight"
 DIFFUSERS_IMG_IN = "x_embedder.weight"
 DIFFUSERS_GUIDANCE = "time_text_embed.guidance_embedder.linear_1.weight"
 PACKING = 2
+SIMPLE = "simple"
+# Schedule types that do not fit Flux's sigma table (Forge runs them, to no good image), and why.
+FLOW_UNSOUND_SCHEDULES = {
+    "uniform": "reads timesteps 9999..0 as sigmas",
+    "align your steps": "is a list of SD sigmas (up to 14.6)",
+}
 LATENT = LatentFormat(channels=16, vae_scale=8, packing=PACKING)
 
 
@@ -62,7 +68,8 @@ def image_ids(h: int, w: int, device: Any, dtype: Any) -> Any:
 class FluxAdapter:
     """A diffusers FluxTransformer2DModel as the loop's network: latents packed into tokens, T5 states as the
     text tokens (position ids 0), the pooled CLIP vector and the distilled guidance from the conditioning;
-    the timestep is sigma (the transformer scales it, and the guidance, by 1000 itself)."""
+    the timestep is sigma (the transformer scales it, and the guidance, by 1000 itself). Odd latent sides are
+    padded to even by wrapping round and cropped after, as Forge's IntegratedFluxTransformer2DModel does."""
 
     def __init__(self, transformer: Any):
         self.module = transformer
@@ -84,6 +91,9 @@ class FluxAdapter:
 
         if control is not None:
             raise ValueError("Flux models take no ControlNet residuals")
+        _, _, rows, cols = x.shape
+        # Odd latent sides: padded to even by wrapping round (Forge's circular padding), cropped after.
+        x = torch.nn.functional.pad(x, (0, cols % PACKING, 0, rows % PACKING), mode="circular")
         _, _, h, w = x.shape
         guidance = cond.extra.get("guidance") if self.module.config.guidance_embeds else None
         txt_ids = torch.zeros(cond.crossattn.shape[1], 3, device=x.device, dtype=x.dtype)
@@ -92,7 +102,7 @@ class FluxAdapter:
                           img_ids=image_ids(h, w, x.device, x.dtype), txt_ids=txt_ids,
                           guidance=None if guidance is None else guidance.to(x.device, self.dtype),
                           return_dict=False)[0]
-        return unpack(out, h, w)
+        return unpack(out, h, w)[:, :, :rows, :cols]
 
 
 @dataclass(frozen=True)
@@ -117,13 +127,28 @@ class FluxFamily(Family):
         fill = int(unet.get("in_channels", 64)) != 4 * LATENT.channels
         return bool(unet.get("guidance_embeds", True)) == self.guidance and fill == (self.name == "flux-fill")
 
+    def automatic_schedule(self, choice: SamplerChoice) -> str:
+        """Forge's: the sampler's own schedule where it has one (Karras, Exponential), else Simple (Forge's
+        default; its Uniform reads timesteps 9999..0 as sigmas on Flux)."""
+        return SIMPLE if choice.sampler.automatic in FLOW_UNSOUND_SCHEDULES else choice.sampler.automatic
+
+    def check_choice(self, choice: SamplerChoice) -> None:
+        """Schedules of discrete timesteps or SD sigmas are refused on Flux."""
+        from sdcli.errors import UsageError
+        from sdcli.sampling.samplers import SCHEDULE_LABELS
+
+        if choice.schedule in FLOW_UNSOUND_SCHEDULES:
+            raise UsageError(f"--schedule: {SCHEDULE_LABELS[choice.schedule]} {FLOW_UNSOUND_SCHEDULES[choice.schedule]}"
+                             f" on a {self.label} model; use Simple, Beta, Normal, SGM Uniform, Karras or Exponential")
+
     def check(self, request: GenerationRequest, sampler: Sampler) -> None:
-        """What Flux refuses: samplers off sdcli's loop or on discrete timesteps, CLIP skip, eps/v, a refiner,
-        SD ControlNets."""
+        """What Flux refuses: samplers off sdcli's loop, on discrete timesteps or VE re-noising, schedules of
+        timesteps or SD sigmas, CLIP skip, eps/v, a refiner, SD ControlNets."""
         from sdcli.errors import UsageError
 
-        if sampler.function is None or sampler.timesteps or sampler.lcm:
-            why = "walks a discrete DDPM schedule" if sampler.timesteps or sampler.lcm else "runs only in diffusers"
+        if sampler.function is None or sampler.timesteps or sampler.lcm or not sampler.flow_sound:
+            why = ("walks a discrete DDPM schedule" if sampler.timesteps or sampler.lcm else
+                   "runs only in diffusers" if sampler.function is None else "re-noises as on an SD model")
             raise UsageError(f"--sampler: {sampler.name} {why}; {self.label} models take the flow samplers "
                              f"(Euler, Euler a, Heun, DPM++ 2M, DPM++ SDE, DPM++ 2M SDE, ...)")
         refusals = {

@@ -109,6 +109,7 @@ def run(
     # request that did not come through the plan step) take the family's defaults.
     model = model.for_mode(request.mode)
     request = with_defaults(request, model.family.defaults)
+    choice = model.family.settle_choice(choice)  # "automatic" as the family means it (Flux: Simple)
     own = runs_own_loop(model, choice, request)
     if not own:
         set_sampler(model, choice, request.prediction_type)

@@ -168,6 +168,9 @@ def plan_job(request: GenerationRequest, runtime: RuntimeOptions, model_spec: st
         pipeline_class(detected, request.mode)
         detected.family.check(request, sampler_row(request.sampler or DEFAULT_SAMPLER))
     choice = validate(request)
+    if check_files:  # "automatic" as the family means it (Flux: Simple for Euler), then what it cannot run
+        choice = detected.family.settle_choice(choice)
+        detected.family.check_choice(choice)
     gpu_dtype = family.gpu_dtype if family is not None else "fp16"
     size = inputs.size if inputs else (request.width, request.height)
     placement = placement or detect_runtime(runtime, JobSize(*size, request.batch_size), gpu_dtype)

@@ -12,6 +12,7 @@ Imported lazily (torch).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -90,10 +91,29 @@ class CFGDenoiser:
         out = self.network(x_in.to(self.network.dtype), t, cond, self._control(marks)).to(x.dtype)
         return self.param.eps_at_timestep(x, t, out)
 
-    def _conditional_only(self, x: torch.Tensor, sigma: torch.Tensor, cond: Conditioning) -> torch.Tensor:
-        """CFG scale 1 without the unconditional pass: the conditional prediction itself."""
+    def _conditional_only(self, x: torch.Tensor, sigma: torch.Tensor,
+                          parts: list[tuple[Conditioning, float]]) -> torch.Tensor:
+        """CFG scale 1 without the unconditional pass, as Forge: the AND parts' predictions averaged by their
+        weights, times the weights' sum when that is not 1 (one part of weight 1: its prediction itself)."""
+        batch, k = x.shape[0], len(parts)
         image_cond = self.masking.image_cond if self.masking else None
-        denoised = self._denoise(x, sigma, cond.repeat(x.shape[0]), image_cond, torch.ones(x.shape[0]))
+        ic_in = None if image_cond is None or k == 1 else image_cond.repeat_interleave(k, dim=0)
+        rows = cat([c.repeat(1) for _ in range(batch) for c, _ in parts]) if k > 1 else parts[0][0].repeat(batch)
+        x_in, sigma_in = (x, sigma) if k == 1 else (x.repeat_interleave(k, dim=0), sigma.repeat_interleave(k))
+        out = self._denoise(x_in, sigma_in, rows, image_cond if k == 1 else ic_in, torch.ones(batch * k))
+        if k == 1 and parts[0][1] == 1.0:
+            denoised = out
+        else:  # Forge's sums: weighted outputs and weights from 1e-37, in its (reversed) batch order
+            out = out.reshape(batch, k, *x.shape[1:])
+            total, count = torch.zeros_like(x), torch.ones_like(x) * 1e-37
+            for j in reversed(range(k)):
+                weight = torch.ones_like(x) * parts[j][1]
+                total += out[:, j] * weight
+                count += weight
+            denoised = total / count
+            strength = sum(w for _, w in parts)
+            if not math.isclose(strength, 1.0):
+                denoised = denoised * strength
         if not self.timesteps and self.masking is not None and self.masking.mask is not None:
             m = self.masking.mask
             denoised = self.masking.init_latent * m + (1 - m) * denoised
@@ -108,8 +128,8 @@ class CFGDenoiser:
         sigma = sigma.reshape(-1).expand(batch) if sigma.numel() == 1 else sigma
         parts, uncond = self.conds_at(self.step), self.uncond_at(self.step)
         k = len(parts)
-        if self.skip_uncond_at_1 and self.scale * self.scale_multiplier == 1.0 and k == 1 and not self.keep_uncond:
-            return self._conditional_only(x, sigma, parts[0][0])
+        if self.skip_uncond_at_1 and self.scale * self.scale_multiplier == 1.0 and not self.keep_uncond:
+            return self._conditional_only(x, sigma, parts)
         # 1. Rows: each image once per AND part, then each image once for the uncond.
         x_in = torch.cat([x.repeat_interleave(k, dim=0), x])
         sigma_in = torch.cat([sigma.repeat_interleave(k), sigma])

@@ -136,6 +136,49 @@ def sample_dpm_2_ancestral(model: Model, x: torch.Tensor, sigmas: torch.Tensor, 
     return x
 
 
+def _rf_step(sigma: torch.Tensor, sigma_next: torch.Tensor, eta: float) -> tuple[Any, Any, Any]:
+    """A rectified-flow ancestral step: (sigma_down, renoise scale, alpha ratio) (Forge/ComfyUI's _RF forms)."""
+    down = sigma_next * (1 + (sigma_next / sigma - 1) * eta)
+    alpha_next, alpha_down = 1 - sigma_next, 1 - down
+    renoise = (sigma_next ** 2 - down ** 2 * alpha_next ** 2 / alpha_down ** 2) ** 0.5
+    return down, renoise, alpha_next / alpha_down
+
+
+def sample_euler_ancestral_RF(model: Model, x: torch.Tensor, sigmas: torch.Tensor, noise: Noise,  # noqa: N802
+                              callback: Callback, eta: float = 1.0, s_noise: float = 1.0) -> torch.Tensor:
+    """Euler a on a flow model: step to sigma_down, rescale the signal to sigma_next's and add the noise."""
+    for i in range(len(sigmas) - 1):
+        denoised = model(x, sigmas[i])
+        callback(i, denoised)
+        if sigmas[i + 1] == 0:
+            x = denoised
+            continue
+        down, renoise, ratio_alpha = _rf_step(sigmas[i], sigmas[i + 1], eta)
+        ratio = down / sigmas[i]
+        x = ratio * x + (1 - ratio) * denoised
+        if eta > 0:
+            x = ratio_alpha * x + noise(sigmas[i], sigmas[i + 1]) * s_noise * renoise
+    return x
+
+
+def sample_dpm_2_ancestral_RF(model: Model, x: torch.Tensor, sigmas: torch.Tensor, noise: Noise,  # noqa: N802
+                              callback: Callback, eta: float = 1.0, s_noise: float = 1.0) -> torch.Tensor:
+    """DPM2 a on a flow model: the log-sigma midpoint step to sigma_down, then the _RF renoising."""
+    for i in range(len(sigmas) - 1):
+        denoised = model(x, sigmas[i])
+        callback(i, denoised)
+        down, renoise, ratio_alpha = _rf_step(sigmas[i], sigmas[i + 1], eta)
+        d = to_d(x, sigmas[i], denoised)
+        if down == 0:
+            x = x + d * (down - sigmas[i])
+        else:
+            sigma_mid = sigmas[i].log().lerp(down.log(), 0.5).exp()
+            x_2 = x + d * (sigma_mid - sigmas[i])
+            x = x + to_d(x_2, sigma_mid, model(x_2, sigma_mid)) * (down - sigmas[i])
+            x = ratio_alpha * x + noise(sigmas[i], sigmas[i + 1]) * s_noise * renoise
+    return x
+
+
 def _lms_coefficient(order: int, t: np.ndarray, i: int, j: int) -> float:
     """Integral over [t_i, t_i+1] of the Lagrange basis polynomial j (scipy quadrature, as k-diffusion)."""
     from scipy import integrate

@@ -27,9 +27,10 @@ from sdcli.sampling.schedules import get_sigmas
 ETA_DEFAULTS = {False: 1.0, True: 0.0}  # the WebUI's "Eta for ancestral samplers" / "Eta (DDIM)"
 
 
-def sampling_function(choice: SamplerChoice) -> Callable[..., torch.Tensor]:
-    """The row's sampling function, by name: k-diffusion's, the DPM-Solver ones, or a timestep sampler's."""
-    name = choice.sampler.function
+def sampling_function(choice: SamplerChoice, flow: bool = False) -> Callable[..., torch.Tensor]:
+    """The row's sampling function, by name: k-diffusion's, the DPM-Solver ones, or a timestep sampler's;
+    `flow` (a rectified-flow parameterisation): the row's flow form where it has one."""
+    name = (flow and choice.sampler.flow_function) or choice.sampler.function
     if name is None:
         raise ValueError(f"{choice.sampler.name} runs in the diffusers pipeline, not sdcli's loop")
     module = next(m for m in (kdiffusion, dpm_solver, timesteps, unipc) if hasattr(m, name))
@@ -114,7 +115,7 @@ def sample(choice: SamplerChoice, denoiser: CFGDenoiser, noise: ImageNoise, step
     # 3. The sampling function: on the sigmas, or (DPM fast/adaptive) between two sigmas, as the WebUI
     # passes them: the model's range and the steps asked for in txt2img, the walk's ends (before 0) and
     # length in img2img.
-    function = sampling_function(choice)
+    function = sampling_function(choice, param.flow)
     params = inspect.signature(function).parameters
     where: dict[str, Any] = {"sigmas": walk}
     if "sigma_min" in params:

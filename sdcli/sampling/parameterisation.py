@@ -33,6 +33,8 @@ class Parameterisation:
         self.table = table
         self.ays = ays  # the family's "Align Your Steps" sigmas (None: the schedule's default, SD 1.x's)
 
+    flow = False  # rectified flow: the ancestral samplers take their _RF forms (Forge, ComfyUI)
+
     def sigma_to_t(self, sigma: torch.Tensor) -> torch.Tensor:
         return self.table.sigma_to_t(sigma)
 
@@ -134,6 +136,8 @@ class LCM(Eps):
 class Flow(Parameterisation):
     """Rectified flow (ComfyUI's CONST): the network predicts the velocity noise - x0 at sigma in (0, 1]."""
 
+    flow = True
+
     def scale_input(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
         return x
 
@@ -186,14 +190,17 @@ class FlowSigmas(_ContinuousTable):
 
 
 class FluxSigmas(_ContinuousTable):
-    """Flux's schedule: sigma = e^mu / (e^mu + 1/t - 1) with mu = `shift`; the timestep is sigma itself."""
+    """Forge's PredictionFlux: a table of sigma = e^mu / (e^mu + (1/t - 1)) at t = i/steps with mu = `shift`;
+    the timestep is sigma itself and t -> sigma is the identity too (unlike ComfyUI's ModelSamplingFlux, which
+    shifts it), so the schedules that go through timesteps (Normal, SGM Uniform) are linear in sigma."""
 
     def __init__(self, shift: float = 1.15, steps: int = 10000):
         self.shift = shift
-        super().__init__(self.t_to_sigma(torch.arange(1, steps + 1) / steps))
+        t = torch.arange(1, steps + 1, 1) / steps
+        super().__init__(math.exp(shift) / (math.exp(shift) + (1 / t - 1) ** 1.0))
 
     def sigma_to_t(self, sigma: torch.Tensor) -> torch.Tensor:
         return sigma
 
     def t_to_sigma(self, t: torch.Tensor) -> torch.Tensor:
-        return math.exp(self.shift) / (math.exp(self.shift) + (1 / t - 1))
+        return t

@@ -69,6 +69,8 @@ class Sampler:
     timesteps: bool = False  # a timestep sampler (sampling.timesteps): integer timesteps, eta default 0
     loop_only: bool = False  # no diffusers equivalent: refused where sdcli's loop does not run
     lcm: bool = False  # the WebUI's LCM model wrap: its 50 timesteps and boundary scalings (schedules.LCMSigmas)
+    flow_function: str | None = None  # its form on rectified-flow models (Forge/ComfyUI: the ancestral _RF forms)
+    flow_sound: bool = True  # False: its maths does not fit a flow model (refused there)
     note: str = ""
 
 
@@ -89,20 +91,22 @@ SAMPLERS: tuple[Sampler, ...] = (
     Sampler("DPM++ 3M SDE", "sample_dpmpp_3m_sde", "DPMSolverMultistepScheduler", {**_SDE, "solver_order": 3},
             automatic="exponential", aliases=("k_dpmpp_3m_sde",), discard_penultimate=True, brownian=True),
     Sampler("Euler a", "sample_euler_ancestral", "EulerAncestralDiscreteScheduler",
-            aliases=("k_euler_a", "k_euler_ancestral", "euler_ancestral"), uses_ensd=True),
+            aliases=("k_euler_a", "k_euler_ancestral", "euler_ancestral"), uses_ensd=True,
+            flow_function="sample_euler_ancestral_RF"),
     Sampler("Euler", "sample_euler", "EulerDiscreteScheduler", aliases=("k_euler",)),
     Sampler("LMS", "sample_lms", "LMSDiscreteScheduler", aliases=("k_lms",)),
     Sampler("Heun", "sample_heun", "HeunDiscreteScheduler", aliases=("k_heun",), second_order=True),
     Sampler("DPM2", "sample_dpm_2", "KDPM2DiscreteScheduler", automatic="karras", aliases=("k_dpm_2",),
             discard_penultimate=True, second_order=True),
     Sampler("DPM2 a", "sample_dpm_2_ancestral", "KDPM2AncestralDiscreteScheduler", automatic="karras",
-            aliases=("k_dpm_2_a",), discard_penultimate=True, second_order=True, uses_ensd=True),
+            aliases=("k_dpm_2_a",), discard_penultimate=True, second_order=True, uses_ensd=True,
+            flow_function="sample_dpm_2_ancestral_RF"),
     Sampler("DPM fast", "sample_dpm_fast", "DPMSolverSinglestepScheduler", aliases=("k_dpm_fast",), uses_ensd=True,
             note="the diffusers fallback (other model families) is DPM-Solver singlestep"),
     Sampler("DPM adaptive", "sample_dpm_adaptive", "DPMSolverSinglestepScheduler", aliases=("k_dpm_ad",),
             uses_ensd=True, note="picks its own steps; the diffusers fallback is DPM-Solver singlestep"),
     Sampler("Restart", "sample_restart", "HeunDiscreteScheduler", {"use_karras_sigmas": True}, automatic="karras",
-            aliases=("restart",), second_order=True,
+            aliases=("restart",), second_order=True, flow_sound=False,  # re-noises VE-style up to sigma 2
             note="the diffusers fallback (other model families) is Heun Karras, without restarts"),
     # The WebUI's timestep samplers visit t = 1, 1+1000//steps, ... ("leading", offset 1).
     Sampler("DDIM", "sample_ddim", "DDIMScheduler", {"clip_sample": False, "set_alpha_to_one": False, **_LEADING},
@@ -127,10 +131,12 @@ DEFAULT_SAMPLER = "DPM++ 2M"
 
 @dataclass(frozen=True)
 class SamplerChoice:
-    """A sampler with its schedule resolved (never "automatic")."""
+    """A sampler with its schedule resolved (never "automatic"); `automatic`: resolved from "automatic"
+    (a model family may then choose another: families.base.Family.settle_choice)."""
 
     sampler: Sampler
     schedule: str
+    automatic: bool = False
 
     @property
     def scheduler_config(self) -> dict[str, Any]:
@@ -211,10 +217,11 @@ def resolve_sampler(name: str, schedule: str = "automatic") -> SamplerChoice:
         raise UsageError(
             f"--schedule: {schedule!r} conflicts with the schedule in --sampler {name!r}"
         )
-    resolved = joined or (sampler.automatic if sched == "automatic" else sched)
+    automatic = joined is None and sched == "automatic"
+    resolved = joined or (sampler.automatic if automatic else sched)
     if resolved not in sampler.schedules:
         raise UsageError(
             f"--schedule: {sampler.name} does not support schedule {schedule!r}; "
             f"choose from automatic, {', '.join(sampler.schedules)}"
         )
-    return SamplerChoice(sampler, resolved)
+    return SamplerChoice(sampler, resolved, automatic)

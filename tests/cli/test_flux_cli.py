@@ -31,11 +31,30 @@ def test_dev_guidance_and_cfg(cli, tiny_flux, tmp_path):
     (("--sampler", "DDIM"), "--sampler: DDIM walks a discrete DDPM schedule; Flux.1 dev models take"),
     (("--clip-skip", "2"), "--clip-skip: a Flux.1 dev model has no CLIP skip"),
     (("--prediction-type", "v"), "--prediction-type: a Flux.1 dev model is a flow model"),
+    *[(("--sampler", name), f"--sampler: {name} walks a discrete DDPM schedule; Flux.1 dev models take")
+      for name in ("LCM", "PLMS", "UniPC", "DDIM CFG++")],
+    (("--sampler", "Restart"), "--sampler: Restart re-noises as on an SD model; Flux.1 dev models take"),
+    (("--sampler", "Euler", "--schedule", "uniform"),
+     "--schedule: Uniform reads timesteps 9999..0 as sigmas on a Flux.1 dev model; use Simple"),
+    (("--sampler", "Euler", "--schedule", "align your steps"),
+     "--schedule: Align Your Steps is a list of SD sigmas (up to 14.6) on a Flux.1 dev model"),
 ])
 def test_refusals_name_the_flag(cli, tiny_flux, tmp_path, args, message):
     result = cli("txt2img", "-m", tiny_flux["flux-dev"], "--steps", "2", "-o", tmp_path / "o", *args, "a cat")
     assert result.exit_code == 2 and message in result.stderr
     assert not (tmp_path / "o").exists()
+
+
+def test_automatic_schedule_on_flux_is_simple_or_the_samplers_own(cli, tiny_flux, tmp_path):
+    dev = ("-m", tiny_flux["flux-dev"])
+    simple = _pixels(cli, tmp_path, "s", *dev, "a cat")  # RUN: Euler, Simple
+    assert np.array_equal(simple, _pixels(cli, tmp_path, "a", *dev, "--schedule", "automatic", "a cat"))
+    karras = _pixels(cli, tmp_path, "k", *dev, "--sampler", "DPM++ 2M", "--schedule", "karras", "a cat")
+    assert np.array_equal(karras, _pixels(cli, tmp_path, "d", *dev, "--sampler", "DPM++ 2M", "--schedule",
+                                          "automatic", "a cat"))
+    assert not np.array_equal(karras, _pixels(cli, tmp_path, "e", *dev, "--sampler", "DPM++ 2M", "a cat"))
+    infotext = Image.open(next((tmp_path / "a").glob("*.png"))).text["parameters"]
+    assert "Schedule type: Simple" in infotext
 
 
 def test_fill_model_inpaints_and_refuses_txt2img(cli, tiny_flux, tmp_path):

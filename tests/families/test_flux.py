@@ -44,18 +44,22 @@ def test_adapter_calls_the_transformer_as_diffusers_does(tiny_flux_pipe):
 
 
 def test_t5_chunk_is_forges(tiny_flux_pipe):
-    """One chunk padded with the end token to 256 (Forge's min_length); BREAK starts another chunk."""
+    """One chunk: the end token 1, then pad id 0 to 256 (Forge's min_length); BREAK starts another chunk, of
+    which Forge conditions on the first alone (padded to the longest)."""
     from sdcli.conditioning.flux import T5TextEncoder
 
     pipe = tiny_flux_pipe.pipe
     t5 = T5TextEncoder(pipe.tokenizer_2, pipe.text_encoder_2)
     (chunk,) = t5.chunks("a (cat:1.5)")
     words = pipe.tokenizer_2(["a ", "cat"], add_special_tokens=False)["input_ids"]
-    assert chunk.tokens == [*words[0], *words[1], *[1] * (256 - len(words[0]) - len(words[1]))]
+    n = len(words[0]) + len(words[1])
+    assert chunk.tokens == [*words[0], *words[1], 1, *[0] * (255 - n)]
     assert chunk.multipliers[:len(words[0]) + len(words[1])] == [1.0] * len(words[0]) + [1.5] * len(words[1])
     assert [len(c.tokens) for c in t5.chunks("a BREAK b")] == [256, 256]
     assert len(t5.chunks("word " * 300)[0].tokens) > 256  # no 75-token limit: one long chunk
     assert t5("a cat").shape == (1, 256, 32)
+    assert torch.equal(t5("a cat BREAK blue sky"), t5("a cat"))  # the first chunk only, as Forge
+    assert t5("a cat BREAK " + "word " * 300).shape[1] > 256  # padded to the longest chunk
 
 
 def test_distilled_guidance_is_an_input_of_dev_only(tiny_flux):

@@ -61,12 +61,16 @@ def test_flow_on_the_discrete_flow_table_is_comfyuis_const(shift):
 
 @pytest.mark.parametrize("shift", [1.15, 0.5])
 def test_flow_on_the_flux_table_is_comfyuis(shift):
+    """ComfyUI's table and timestep; t -> sigma is Forge's identity (PredictionFlux.sigma), not ComfyUI's shift."""
     from sdcli.sampling.parameterisation import Flow, FluxSigmas
+    from tests.reference.forge_flux_ref import PredictionFlux
 
-    table, theirs = FluxSigmas(shift), comfy_ref.Flux(shift)
+    table, theirs, forge = FluxSigmas(shift), comfy_ref.Flux(shift), PredictionFlux(mu=shift)
     _close(table.sigmas, theirs.sigmas)
+    torch.testing.assert_close(table.sigmas, forge.sigmas, rtol=0, atol=0)
     t = torch.tensor([0.999, 0.5, 0.01])
-    _close(table.t_to_sigma(t), theirs.sigma(t))
+    _close(table.t_to_sigma(t), forge.sigma(t))
+    assert not torch.allclose(table.t_to_sigma(t), theirs.sigma(t))
     _close(table.sigma_to_t(t), theirs.timestep(t))
     check(Flow(table), comfy_ref.CONST(), theirs.sigma(t))
 

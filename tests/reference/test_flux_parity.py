@@ -1,0 +1,178 @@
+"""Flux.1 through sdcli's job (job.generate.run) vs the Forge reference (forge_flux_ref.sample_flux), in pixels.
+
+Both decode the same way (Forge's process_out, VAE decode, clamp, x255 truncated). The tolerance is 0 levels
+everywhere, also where the arithmetic order differs (CFG above 1 with AND: sdcli sums the WebUI's way,
+u + sum w (c - u) * scale, Forge as u + (sum w c / sum w - u) * scale * sum w; 0 levels on the tiny model,
+though a larger one may move a pixel by 1 there). img2img: both start from the VAE posterior's mean (Forge
+draws a posterior sample from its global torch RNG, which no seed fixes).
+Each comparison is shown to fail on a perturbed setting.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from tests.reference import forge_flux_ref as F
+from tests.reference import forge_flux_text_ref as T
+
+pytestmark = [pytest.mark.parity, pytest.mark.filterwarnings("ignore:Should have:UserWarning")]  # torchsde
+PROMPT = "a (red:1.3) cat on a hill, photo"
+LONG = " ".join(f"word{i}" for i in range(300))  # past 256 T5 tokens
+SIZE = {"width": 32, "height": 32}
+
+
+@pytest.fixture(scope="module")
+def flux(tiny_flux):
+    from tests.conftest import _load_on_cpu
+
+    return {"dev": _load_on_cpu(tiny_flux["flux-dev"]), "schnell": _load_on_cpu(tiny_flux["flux-schnell"])}
+
+
+def ours(model, prompt, *, init=None, strength=0.75, **s):
+    """sdcli's images (the job path the SD parity tests use) as uint8 arrays."""
+    from sdcli.io.images import PreparedInputs
+    from sdcli.job.generate import run
+    from sdcli.request.generation import GenerationRequest, ImageInput, validate
+
+    fields = {"prompt": prompt, "negative_prompt": s.get("negative", ""), "steps": s.get("steps", 3),
+              "cfg_scale": s.get("cfg", 1.0), "sampler": s.get("sampler", "Euler"),
+              "schedule": s.get("schedule", "Simple").lower(), "seed": s.get("seed", 1),
+              "batch_size": s.get("batch", 1), "width": s.get("width", 32), "height": s.get("height", 32),
+              "distilled_cfg_scale": s.get("distilled_cfg", 3.5), "shift": s.get("mu")}
+    inputs = None
+    if init is not None:
+        fields.update(mode="img2img", init=ImageInput(image="-", strength=strength))
+        inputs = PreparedInputs(image=init)
+    request = GenerationRequest(**fields)
+    return [np.asarray(g.image) for g in run(request, model, validate(request), model_name="m", model_hash="h",
+                                             inputs=inputs)]
+
+
+def theirs(model, prompt, *, init=None, strength=0.75, **s):
+    """Forge's images from the reference on the same diffusers components."""
+    pipe = model.pipe
+    init_latent = None
+    if init is not None:
+        unit = torch.from_numpy(np.asarray(init.convert("RGB"), dtype=np.float32) / 255.0).permute(2, 0, 1)[None]
+        init_latent = T.process_in(pipe.vae.encode(2.0 * unit - 1.0).latent_dist.mean)
+    seeds = tuple(s.get("seed", 1) + i for i in range(s.get("batch", 1)))
+    latents = F.sample_flux(pipe.transformer, pipe.text_encoder_2, pipe.tokenizer_2, pipe.text_encoder, pipe.tokenizer,
+                            pipe.vae, prompt, s.get("negative", ""), seeds, s.get("width", 32), s.get("height", 32),
+                            s.get("steps", 3), s.get("sampler", "Euler"), s.get("schedule", "Simple"),
+                            s.get("cfg", 1.0), s.get("distilled_cfg", 3.5), s.get("mu"), init_latent, strength)
+    with torch.no_grad():
+        unit = T.decode_first_stage(pipe.vae, latents)
+    return [(255.0 * u).permute(1, 2, 0).numpy().astype(np.uint8) for u in unit]
+
+
+def difference(model, prompt=PROMPT, ours_settings=None, **settings):
+    """Largest per-pixel difference (0-255); `ours_settings` change sdcli's side only (a perturbation)."""
+    a = ours(model, prompt, **{**settings, **(ours_settings or {})})
+    b = theirs(model, prompt, **settings)
+    worst = max(int(np.abs(x.astype(int) - y.astype(int)).max()) for x, y in zip(a, b, strict=True))
+    print(f"max difference {worst}: {prompt[:40]!r} {settings}")
+    return worst
+
+
+def check(model, prompt=PROMPT, tolerance=0, perturb=None, **settings):
+    """sdcli equals Forge within `tolerance`; with `perturb` (sdcli-side settings) the comparison fails."""
+    assert difference(model, prompt, **settings) <= tolerance
+    if perturb is not None:
+        assert difference(model, prompt, perturb, **settings) > tolerance
+
+
+def _image():
+    from PIL import Image
+
+    return Image.radial_gradient("L").convert("RGB").resize((32, 32))
+
+
+@pytest.mark.parametrize("model", ["dev", "schnell"])
+@pytest.mark.parametrize("sampler,perturb", [
+    ("Euler", {"steps": 4}), ("Euler a", {"seed": 2}), ("Heun", {"sampler": "Euler"}),
+    ("DPM++ 2M", {"sampler": "Euler"}), ("DPM++ SDE", {"seed": 2}), ("DPM++ 2M SDE", {"seed": 2}),
+    ("LMS", {"sampler": "Euler"}), ("DPM2", {"sampler": "Heun"}), ("DPM2 a", {"seed": 2}),
+])
+def test_samplers(flux, model, sampler, perturb, single_thread):
+    check(flux[model], sampler=sampler, schedule="Simple", perturb=perturb)
+
+
+@pytest.mark.parametrize("schedule", ["Simple", "Beta", "Normal", "SGM Uniform", "Karras", "Exponential"])
+def test_schedules(flux, schedule, single_thread):
+    other = "Karras" if schedule != "Karras" else "Simple"
+    check(flux["dev"], sampler="DPM++ 2M", schedule=schedule, steps=4, perturb={"schedule": other})
+
+
+def test_automatic_is_simple_where_the_sampler_has_no_schedule_and_its_own_elsewhere(flux, single_thread):
+    model = flux["dev"]
+    assert difference(model, ours_settings={"schedule": "Automatic"}, sampler="Euler", schedule="Simple") == 0
+    assert difference(model, ours_settings={"schedule": "Automatic"}, sampler="DPM++ 2M", schedule="Automatic") == 0
+    assert difference(model, ours_settings={"schedule": "Automatic"}, sampler="DPM++ 2M", schedule="Simple") > 0
+
+
+@pytest.mark.parametrize("model", ["dev", "schnell"])
+def test_img2img(flux, model, single_thread):
+    check(flux[model], init=_image(), strength=0.6, steps=4, perturb={"strength": 0.75})
+    check(flux[model], init=_image(), strength=0.75, steps=4, sampler="Euler a", perturb={"seed": 3})
+
+
+def test_cfg_and_negative_prompt(flux, single_thread):
+    check(flux["dev"], cfg=1.0, negative="blurry dog", perturb={"cfg": 1.5})  # CFG 1: no uncond pass
+    check(flux["dev"], cfg=3.0, negative="blurry dog", perturb={"negative": "sky"})
+    check(flux["schnell"], cfg=3.0, negative="blurry dog", sampler="DPM++ 2M", schedule="Karras",
+          perturb={"cfg": 2.5})
+
+
+def test_distilled_guidance_and_mu(flux, single_thread):
+    check(flux["dev"], distilled_cfg=3.5, perturb={"distilled_cfg": 5.0})
+    check(flux["dev"], distilled_cfg=7.0, perturb={"distilled_cfg": 3.5})
+    check(flux["dev"], distilled_cfg=0.0, perturb={"distilled_cfg": 7.0})  # Forge: 0 means 3.5
+    check(flux["dev"], mu=0.7, perturb={"mu": None})
+    check(flux["schnell"], mu=1.15, sampler="Euler a", perturb={"mu": None})
+
+
+@pytest.mark.parametrize("prompt,settings,perturb", [
+    ("a (red:1.3) cat", {}, {"prompt": "a red cat"}),
+    (LONG, {}, {"prompt": " ".join(f"word{i}" for i in range(250))}),
+    (LONG, {"cfg": 3.0, "negative": "dog"}, {"negative": "cat"}),
+    ("a cat BREAK blue sky", {}, {"prompt": "a cat blue sky"}),
+    ("a cat BREAK " + LONG, {}, {"prompt": "a cat"}),  # the first chunk, padded to the longest
+    ("a red cat :1.2 AND blue sky :0.6", {}, {"prompt": "a red cat :1.2 AND blue sky :0.7"}),
+    ("a red cat AND blue sky", {}, {"prompt": "a red cat"}),
+    ("a red cat AND blue sky :0.5", {"cfg": 3.0, "negative": "dog"}, {"prompt": "a red cat AND blue sky :0.6"}),
+    ("a [red:blue:0.5] cat", {"steps": 4}, {"prompt": "a red cat"}),
+    ("a [red:blue:0.5] cat", {"steps": 4, "sampler": "Heun"}, {"prompt": "a blue cat"}),
+], ids=["emphasis", "long", "long-cfg3", "break", "break-long", "and-weights-cfg1", "and-cfg1", "and-cfg3",
+        "editing", "editing-second-order"])
+def test_prompts(flux, prompt, settings, perturb, single_thread):
+    tolerance = 0
+    model = flux["dev"]
+    assert difference(model, prompt, **settings) <= tolerance
+    perturb = dict(perturb)
+    changed = perturb.pop("prompt", prompt)
+    a = ours(model, changed, **{**settings, **perturb})
+    b = theirs(model, prompt, **settings)
+    assert max(int(np.abs(x.astype(int) - y.astype(int)).max()) for x, y in zip(a, b, strict=True)) > tolerance
+
+
+def test_odd_latent_sizes_and_batches(flux, single_thread):
+    check(flux["dev"], width=40, height=48, perturb={"seed": 2})  # 5 x 6 latent: circular padding
+    check(flux["dev"], batch=2, seed=5, sampler="Euler a", perturb={"seed": 6})
+
+
+def test_t5_tokens_are_forges(flux):
+    from sdcli.conditioning.flux import FluxPromptEncoder
+
+    pipe = flux["dev"].pipe
+    encoder = FluxPromptEncoder((pipe.tokenizer, pipe.text_encoder), (pipe.tokenizer_2, pipe.text_encoder_2))
+    reference = T.T5Engine(pipe.text_encoder_2, pipe.tokenizer_2)
+    for prompt in ("a (red:1.3) cat", "a cat BREAK blue sky", LONG, "", "x BREAK " + LONG):
+        theirs_chunks, _ = reference.tokenize_line(prompt)
+        assert [c.tokens for c in encoder.t5.chunks(prompt)] == [c.tokens for c in theirs_chunks], prompt
+        with torch.no_grad():  # as sample_flux (autograd's kernels round differently)
+            expected = reference([prompt])[0]
+        torch.testing.assert_close(encoder.encode(prompt).crossattn[0], expected, rtol=0, atol=0, msg=prompt)
+    with torch.no_grad():
+        assert not torch.equal(encoder.encode("a cat").crossattn[0], reference(["a dog"])[0])
