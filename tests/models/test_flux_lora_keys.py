@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from sdcli.models.flux_lora import kohya_to_peft
 from sdcli.models.flux_keys import FULL_WIDTH, KeyLayoutError
+from sdcli.models.flux_lora import kohya_to_peft
 
 
 def _kohya_full_width(rank: int = 4) -> dict[str, torch.Tensor]:
