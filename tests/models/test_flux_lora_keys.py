@@ -56,3 +56,34 @@ def test_an_unknown_kohya_layer_is_named():
              "lora_unet_input_blocks_4_1_proj_in.lora_up.weight": torch.zeros(8, 4)}
     with pytest.raises(KeyLayoutError, match="lora_unet_input_blocks_4_1_proj_in"):
         kohya_to_peft(state, 16)
+
+
+def test_a_lora_applies_on_gguf_and_fp8_stored_transformers(tmp_path):
+    """diffusers/peft wrap GGUF layers (dequantized in their forward) and fp8 files' upcast layers like any
+    Linear: the same LoRA on the Q8_0 file is within Q8_0's bound of it on the F32 file."""
+    from sdcli.models import flux_load
+    from sdcli.models.flux_write import write_transformer
+    from tests.models import flux_tiny as ft
+    from tests.models.test_flux_gguf import F32, Q8_0_BOUND
+
+    wide = ft.transformer(seed=4, **ft.WIDE)
+    gen = torch.Generator().manual_seed(0)
+    lora = {}
+    for name in ("transformer_blocks.0.attn.to_q", "single_transformer_blocks.0.attn.to_q",
+                 "single_transformer_blocks.0.proj_out"):
+        mod = wide.get_submodule(name)
+        lora[f"{name}.lora_A.weight"] = torch.randn(4, mod.in_features, generator=gen) * 0.3
+        lora[f"{name}.lora_B.weight"] = torch.randn(mod.out_features, 4, generator=gen) * 0.3
+    inputs, outs = ft.transformer_inputs(wide), {}
+    for name, kind, qtype in (("F32", "gguf", "F32"), ("Q8_0", "gguf", "Q8_0"), ("fp8", "comfy", None)):
+        path = tmp_path / f"{name}.{'gguf' if kind == 'gguf' else 'safetensors'}"
+        if kind == "gguf":
+            write_transformer(wide, path, "gguf", qtype=qtype)
+        else:
+            write_transformer(wide, path, "comfy", dtype=torch.float8_e4m3fn)
+        model = flux_load.load_flux_transformer(path, F32, dict(wide.config))
+        base = ft.run(model, inputs)
+        model.load_lora_adapter(dict(lora), adapter_name="x", prefix=None)
+        outs[name] = ft.run(model, inputs)
+        assert (outs[name] - base).abs().max() > 0.5
+    assert float((outs["Q8_0"] - outs["F32"]).abs().max() / outs["F32"].abs().max()) < Q8_0_BOUND
