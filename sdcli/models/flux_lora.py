@@ -1,5 +1,5 @@
 """Flux LoRA files before diffusers' FluxLoraLoaderMixin loads them: kohya files of a width diffusers'
-converter cannot take, and the T5 part it drops.
+converter cannot take.
 
 diffusers' kohya Flux converter (_convert_kohya_flux_lora_to_diffusers) splits each single block's fused
 linear1 at the released width (3072), so a kohya LoRA for a narrower transformer (sdcli's tiny ones)
@@ -9,9 +9,6 @@ does (the up matrix's rows split, the down matrix shared, alpha / rank folded in
 the scale); the CLIP-L part still goes through diffusers' converter. At the released width every kohya
 file goes through diffusers unchanged. A slow test checks both agree at full width.
 
-T5 (kohya `lora_te3_`, ComfyUI `text_encoders.t5xxl.transformer.`) is not read by diffusers' Flux loader
-(it filters ComfyUI's T5 keys out, and breaks on kohya's); t5_part() takes it out of the file and names
-its modules after the model's T5 encoder, for diffusers' load_lora_into_text_encoder.
 """
 
 from __future__ import annotations
@@ -23,9 +20,6 @@ from sdcli.models.flux_keys import DOUBLE, DOUBLE_FUSED, SINGLE, SINGLE_FUSED, S
 
 Tensors = dict[str, Any]
 KOHYA_UNET = "lora_unet_"
-KOHYA_T5 = "lora_te3_"
-COMFY_T5 = "text_encoders.t5xxl.transformer."
-_KOHYA_SUFFIXES = (".lora_down.weight", ".lora_up.weight", ".alpha")
 
 
 def is_kohya(state: Tensors) -> bool:
@@ -106,27 +100,3 @@ def kohya_to_peft(state: Tensors, width: int) -> Tensors:
         out.update(_convert_kohya_flux_lora_to_diffusers(rest))
     return out
 
-
-def t5_part(state: Tensors, module_names: list[str]) -> tuple[Tensors, Tensors]:
-    """(the file without its T5 layers, those layers as PEFT `text_encoder_2.` keys with alpha folded in).
-
-    `module_names`: the T5 encoder's Linear modules; kohya's underscored names are matched against them.
-    """
-    spelled = {name.replace(".", "_"): name for name in module_names}
-    t5_keys = [k for k in state if k.startswith((KOHYA_T5, COMFY_T5))]
-    if not t5_keys:
-        return state, {}
-    rest = {k: v for k, v in state.items() if k not in set(t5_keys)}
-    out: Tensors = {}
-    for key in t5_keys:
-        if not key.endswith(".lora_down.weight"):
-            continue
-        name = key[:-len(".lora_down.weight")]
-        bare = name[len(KOHYA_T5):] if name.startswith(KOHYA_T5) else name[len(COMFY_T5):]
-        module = spelled.get(bare.replace(".", "_"))
-        if module is None:
-            raise KeyLayoutError(f"not a T5 encoder LoRA layer: {name}")
-        down, up = _folded(state[key], state[f"{name}.lora_up.weight"], state.get(f"{name}.alpha"))
-        out[f"text_encoder_2.{module}.lora_A.weight"] = down
-        out[f"text_encoder_2.{module}.lora_B.weight"] = up
-    return rest, out
