@@ -8,7 +8,6 @@ the BFL <-> diffusers tables of flux_keys, splitting fused layers by the model's
 does (the up matrix's rows split, the down matrix shared, alpha / rank folded in with diffusers' split of
 the scale); the CLIP-L part still goes through diffusers' converter. At the released width every kohya
 file goes through diffusers unchanged. A slow test checks both agree at full width.
-
 """
 
 from __future__ import annotations
