@@ -204,6 +204,14 @@ class Family:
         """What a loaded model shows that its files could not tell (sd2: eps or v); runs after loading."""
         return detected
 
+    def lora_components(self) -> tuple[str, ...]:
+        """The pipeline components a LoRA file's layers go into (the denoising network, the text encoders)."""
+        return (self.network_component, *(encoder for encoder, _ in self.capabilities.embeddings.values()))
+
+    def lora_state(self, pipe: Any, state: dict[str, Any]) -> dict[str, Any]:
+        """A LoRA file's tensors as this family's diffusers loader (pipe.load_lora_weights) takes them."""
+        return state
+
     def network_module(self, pipe: Any) -> Any:
         """The denoising network's torch module (placement, memory layout, compilation, ControlNet shapes)."""
         return getattr(pipe, self.network_component)

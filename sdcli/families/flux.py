@@ -177,6 +177,18 @@ class FluxFamily(Family):
     def in_channels_of(self, network_channels: int) -> int:
         return network_channels // (PACKING * PACKING)
 
+    def lora_components(self) -> tuple[str, ...]:
+        return ("transformer", "text_encoder")  # CLIP-L, as diffusers' FluxLoraLoaderMixin loads it
+
+    def lora_state(self, pipe: Any, state: dict[str, Any]) -> dict[str, Any]:
+        """kohya files for a transformer narrower than the released one: renamed by sdcli (models.flux_lora),
+        as diffusers' kohya converter splits at the released width only; everything else as it is."""
+        from sdcli.models.flux_lora import is_kohya, kohya_to_peft
+
+        config = pipe.transformer.config
+        width = int(config.num_attention_heads) * int(config.attention_head_dim)
+        return kohya_to_peft(state, width) if width != FULL_WIDTH and is_kohya(state) else state
+
     def network(self, pipe: Any) -> NetworkAdapter:
         return FluxAdapter(pipe.transformer)
 

@@ -21,7 +21,8 @@ if TYPE_CHECKING:
     from sdcli.models.loaded import LoadedModel
 
 # Suffixes of the "down" (A) matrix key of one LoRA layer, kohya and peft spellings.
-_DOWN_KEYS = (".lora_down.weight", ".lora_A.weight", ".lora.down.weight", ".lora_linear_layer.down.weight")
+# kohya, peft, diffusers' older ".lora.down"/".lora_linear_layer.down" and XLabs' "qkv_lora1.down" spellings.
+_DOWN_KEYS = (".lora_down.weight", ".lora_A.weight", ".down.weight")
 
 
 @dataclass(frozen=True)
@@ -99,8 +100,8 @@ def _load_checked(model: LoadedModel, spec: LoraSpec, state: dict[str, Any], ada
         raise ModelError(f"--lora: {spec.path} holds no LoRA layers (is it a LoRA file?)")
     try:
         with _quiet():
-            pipe.load_lora_weights(dict(state), adapter_name=adapter)
-    except (RuntimeError, ValueError, KeyError, IndexError, AttributeError) as exc:
+            pipe.load_lora_weights(model.family.lora_state(pipe, dict(state)), adapter_name=adapter)
+    except (RuntimeError, ValueError, KeyError, IndexError, AttributeError, AssertionError) as exc:
         _drop(model, adapter)
         reason = "its tensor shapes differ" if "size mismatch" in str(exc) else _first_line(exc)
         raise ModelError(f"--lora: {spec.path} does not fit this model: {reason} "
@@ -131,8 +132,7 @@ def _quiet() -> Iterator[None]:
 
 def _lora_modules(model: LoadedModel) -> list[Any]:
     """Every module of the denoising network and text encoders that carries peft LoRA layers."""
-    names = (model.family.network_component, *(encoder for encoder, _ in model.family.capabilities.embeddings.values()))
-    parts = [getattr(model.pipe, name, None) for name in names]
+    parts = [getattr(model.pipe, name, None) for name in model.family.lora_components()]
     return [m for part in parts if part is not None for m in part.modules() if hasattr(m, "lora_A")]
 
 

@@ -1,0 +1,89 @@
+"""sdcli's kohya -> PEFT renaming of Flux LoRAs (models.flux_lora) against diffusers' own converter at the
+released width, where diffusers' converter works; and LoRAs on fp8-stored and GGUF transformers."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from sdcli.models.flux_keys import FULL_WIDTH, KeyLayoutError
+from sdcli.models.flux_lora import kohya_to_peft
+
+
+def _kohya_full_width(rank: int = 4) -> dict[str, torch.Tensor]:
+    """A synthetic full-width kohya LoRA: one double block, one single block, the final modulation, CLIP-L."""
+    gen = torch.Generator().manual_seed(0)
+    w, mlp = FULL_WIDTH, 4 * FULL_WIDTH
+    shapes = {"double_blocks_0_img_attn_qkv": (3 * w, w), "double_blocks_0_txt_attn_proj": (w, w),
+              "double_blocks_0_img_mlp_0": (mlp, w), "double_blocks_0_txt_mod_lin": (6 * w, w),
+              "single_blocks_0_linear1": (3 * w + mlp, w), "single_blocks_0_linear2": (w, w + mlp),
+              "single_blocks_0_modulation_lin": (3 * w, w), "final_layer_adaLN_modulation_1": (2 * w, w)}
+    state = {}
+    for i, (name, (out, fan_in)) in enumerate(shapes.items()):
+        key = f"lora_unet_{name}"
+        state |= {f"{key}.lora_down.weight": torch.randn(rank, fan_in, generator=gen),
+                  f"{key}.lora_up.weight": torch.randn(out, rank, generator=gen),
+                  f"{key}.alpha": torch.tensor(float(rank) / (1 + i % 3))}
+    key = "lora_te1_text_model_encoder_layers_0_self_attn_q_proj"
+    return state | {f"{key}.lora_down.weight": torch.randn(rank, 768, generator=gen),
+                    f"{key}.lora_up.weight": torch.randn(768, rank, generator=gen), f"{key}.alpha": torch.tensor(2.0)}
+
+
+@pytest.mark.slow
+def test_sdclis_renaming_equals_diffusers_converter_at_full_width():
+    from diffusers.loaders.lora_conversion_utils import _convert_kohya_flux_lora_to_diffusers
+
+    state = _kohya_full_width()
+    ours = kohya_to_peft(dict(state), FULL_WIDTH)
+    theirs = _convert_kohya_flux_lora_to_diffusers(dict(state))
+    # diffusers 0.42 names the top-level layers (final_layer, img_in, ...) without "transformer." (so its
+    # loader, which keeps "transformer."-prefixed keys, drops them) and leaves their alpha unapplied;
+    # sdcli prefixes them and folds alpha in like every other layer.
+    top = {"norm_out.linear.lora_A.weight", "norm_out.linear.lora_B.weight"}
+    assert top <= set(theirs) and {f"transformer.{k}" for k in top} <= set(ours)
+    blocks = {k: v for k, v in ours.items() if not k.startswith("transformer.norm_out.")}
+    assert set(blocks) == set(theirs) - top and len(blocks) == 2 * (3 + 1 + 1 + 1 + 4 + 1 + 1) + 2
+    assert all(torch.equal(blocks[k], theirs[k]) for k in blocks)
+    assert torch.equal(ours["transformer.norm_out.linear.lora_B.weight"], theirs["norm_out.linear.lora_B.weight"])
+    # It can fail: a wrong width splits linear1 elsewhere.
+    wrong = kohya_to_peft(dict(state), FULL_WIDTH - 64)
+    key = "transformer.single_transformer_blocks.0.attn.to_q.lora_B.weight"
+    assert wrong[key].shape != theirs[key].shape
+
+
+def test_an_unknown_kohya_layer_is_named():
+    state = {"lora_unet_input_blocks_4_1_proj_in.lora_down.weight": torch.zeros(4, 8),
+             "lora_unet_input_blocks_4_1_proj_in.lora_up.weight": torch.zeros(8, 4)}
+    with pytest.raises(KeyLayoutError, match="lora_unet_input_blocks_4_1_proj_in"):
+        kohya_to_peft(state, 16)
+
+
+def test_a_lora_applies_on_gguf_and_fp8_stored_transformers(tmp_path):
+    """diffusers/peft wrap GGUF layers (dequantized in their forward) and fp8 files' upcast layers like any
+    Linear: the same LoRA on the Q8_0 file is within Q8_0's bound of it on the F32 file."""
+    from sdcli.models import flux_load
+    from sdcli.models.flux_write import write_transformer
+    from tests.models import flux_tiny as ft
+    from tests.models.test_flux_gguf import F32, Q8_0_BOUND
+
+    wide = ft.transformer(seed=4, **ft.WIDE)
+    gen = torch.Generator().manual_seed(0)
+    lora = {}
+    for name in ("transformer_blocks.0.attn.to_q", "single_transformer_blocks.0.attn.to_q",
+                 "single_transformer_blocks.0.proj_out"):
+        mod = wide.get_submodule(name)
+        lora[f"{name}.lora_A.weight"] = torch.randn(4, mod.in_features, generator=gen) * 0.3
+        lora[f"{name}.lora_B.weight"] = torch.randn(mod.out_features, 4, generator=gen) * 0.3
+    inputs, outs = ft.transformer_inputs(wide), {}
+    for name, kind, qtype in (("F32", "gguf", "F32"), ("Q8_0", "gguf", "Q8_0"), ("fp8", "comfy", None)):
+        path = tmp_path / f"{name}.{'gguf' if kind == 'gguf' else 'safetensors'}"
+        if kind == "gguf":
+            write_transformer(wide, path, "gguf", qtype=qtype)
+        else:
+            write_transformer(wide, path, "comfy", dtype=torch.float8_e4m3fn)
+        model = flux_load.load_flux_transformer(path, F32, dict(wide.config))
+        base = ft.run(model, inputs)
+        model.load_lora_adapter(dict(lora), adapter_name="x", prefix=None)
+        outs[name] = ft.run(model, inputs)
+        assert (outs[name] - base).abs().max() > 0.5
+    assert float((outs["Q8_0"] - outs["F32"]).abs().max() / outs["F32"].abs().max()) < Q8_0_BOUND
