@@ -146,8 +146,8 @@ class FluxFamily(Family):
         timesteps or SD sigmas, CLIP skip, eps/v, a refiner, SD ControlNets."""
         from sdcli.errors import UsageError
 
-        if sampler.function is None or sampler.timesteps or sampler.lcm or not sampler.flow_sound:
-            why = ("walks a discrete DDPM schedule" if sampler.timesteps or sampler.lcm else
+        if sampler.function is None or sampler.timesteps or not sampler.flow_sound:
+            why = ("walks a discrete DDPM schedule" if sampler.timesteps else
                    "runs only in diffusers" if sampler.function is None else "re-noises as on an SD model")
             raise UsageError(f"--sampler: {sampler.name} {why}; {self.label} models take the flow samplers "
                              f"(Euler, Euler a, Heun, DPM++ 2M, DPM++ SDE, DPM++ 2M SDE, ...)")

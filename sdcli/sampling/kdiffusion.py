@@ -380,3 +380,16 @@ def sample_lcm(model: Model, x: torch.Tensor, sigmas: torch.Tensor, noise: Noise
         if sigmas[i + 1] > 0:
             x = x + sigmas[i + 1] * noise(sigmas[i], sigmas[i + 1])
     return x
+
+
+def sample_lcm_RF(model: Model, x: torch.Tensor, sigmas: torch.Tensor, noise: Noise,
+                  callback: Callback) -> torch.Tensor:
+    """LCM on a rectified-flow model, as ComfyUI's sample_lcm with its CONST noise scaling: jump to the
+    denoised latent, then noise it to the next sigma the flow way, (1 - s) x0 + s noise."""
+    for i in range(len(sigmas) - 1):
+        denoised = model(x, sigmas[i])
+        callback(i, denoised)
+        x = denoised
+        if sigmas[i + 1] > 0:
+            x = sigmas[i + 1] * noise(sigmas[i], sigmas[i + 1]) + (1.0 - sigmas[i + 1]) * x
+    return x

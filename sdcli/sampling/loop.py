@@ -91,7 +91,7 @@ def sample(choice: SamplerChoice, denoiser: CFGDenoiser, noise: ImageNoise, step
         t_enc = img2img_steps(steps, strength) - 1
     if sampler.timesteps:
         return _sample_timesteps(choice, denoiser, noise, steps, init_latent, t_enc, on_step, options)
-    if sampler.lcm:  # the schedule and the denoiser both see LCM's 50 noise levels
+    if sampler.lcm and not denoiser.param.flow:  # the schedule and the denoiser both see LCM's 50 noise levels
         denoiser.param = denoiser.param.lcm()
     param = denoiser.param
     model_sigmas = param.table

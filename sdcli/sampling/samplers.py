@@ -122,7 +122,8 @@ SAMPLERS: tuple[Sampler, ...] = (
             schedules=TIMESTEP_ONLY, timesteps=True,
             note="bh1, order 3, time-uniform as the WebUI; the diffusers fallback (other families) is variant bh2"),
     # The WebUI's LCM: a k-diffusion sampler on its own model wrap (50 LCM timesteps), every schedule type.
-    Sampler("LCM", "sample_lcm", "LCMScheduler", aliases=("k_lcm",), lcm=True,
+    # On rectified-flow models: ComfyUI's form (the schedule type on the model's own sigmas, flow re-noising).
+    Sampler("LCM", "sample_lcm", "LCMScheduler", aliases=("k_lcm",), lcm=True, flow_function="sample_lcm_RF",
             note="the diffusers fallback (other model families) is LCMScheduler"),
 )
 

@@ -32,7 +32,7 @@ def test_dev_guidance_and_cfg(cli, tiny_flux, tmp_path):
     (("--clip-skip", "2"), "--clip-skip: a Flux.1 dev model has no CLIP skip"),
     (("--prediction-type", "v"), "--prediction-type: a Flux.1 dev model is a flow model"),
     *[(("--sampler", name), f"--sampler: {name} walks a discrete DDPM schedule; Flux.1 dev models take")
-      for name in ("LCM", "PLMS", "UniPC", "DDIM CFG++")],
+      for name in ("PLMS", "UniPC", "DDIM CFG++")],
     (("--sampler", "Restart"), "--sampler: Restart re-noises as on an SD model; Flux.1 dev models take"),
     (("--sampler", "Euler", "--schedule", "uniform"),
      "--schedule: Uniform reads timesteps 9999..0 as sigmas on a Flux.1 dev model; use Simple"),

@@ -91,3 +91,18 @@ class Flux:
     def sigma(self, timestep):
         mu, power = self.shift, 1.0
         return math.exp(mu) / (math.exp(mu) + (1 / timestep - 1) ** power)
+
+
+@torch.no_grad()
+def sample_lcm(model, x, sigmas, extra_args=None, callback=None, disable=None, noise_sampler=None,
+               model_sampling=None):
+    """comfy/k_diffusion/sampling.py sample_lcm: denoise, then the model's noise_scaling to the next sigma
+    (CONST: (1 - s) x0 + s noise); `noise_sampler(sigma, sigma_next)` gives the fresh noise."""
+    extra_args = {} if extra_args is None else extra_args
+    s_in = x.new_ones([x.shape[0]])
+    for i in range(len(sigmas) - 1):
+        denoised = model(x, sigmas[i] * s_in, **extra_args)
+        x = denoised
+        if sigmas[i + 1] > 0:
+            x = model_sampling.noise_scaling(sigmas[i + 1] * s_in, noise_sampler(sigmas[i], sigmas[i + 1]), x)
+    return x

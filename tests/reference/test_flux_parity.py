@@ -176,3 +176,23 @@ def test_t5_tokens_are_forges(flux):
         torch.testing.assert_close(encoder.encode(prompt).crossattn[0], expected, rtol=0, atol=0, msg=prompt)
     with torch.no_grad():
         assert not torch.equal(encoder.encode("a cat").crossattn[0], reference(["a dog"])[0])
+
+
+def test_lcm_is_comfyuis_flow_form(flux, monkeypatch, single_thread):
+    """LCM on Flux: ComfyUI's sample_lcm with CONST noise scaling on the chosen schedule (Forge's LCM reads
+    Flux's table through its SD LCM wrap, which is not sound on a flow model), run in the Forge reference's
+    pipeline (conditioning, noise, network call) so only the sampler differs."""
+    from functools import partial
+
+    from tests.reference import comfy_ref as C
+    from tests.reference import kdiffusion_ref as K
+
+    def comfy_lcm(model, x, sigmas, extra_args=None, callback=None, disable=None, noise_sampler=None):
+        noise_sampler = K.default_noise_sampler(x) if noise_sampler is None else noise_sampler
+        return C.sample_lcm(model, x, sigmas, extra_args, noise_sampler=noise_sampler, model_sampling=C.CONST())
+
+    monkeypatch.setitem(F.SAMPLERS, "LCM flow", (comfy_lcm, {}))
+    ours_lcm = partial(difference, flux["dev"], ours_settings={"sampler": "LCM"}, sampler="LCM flow", steps=4)
+    assert ours_lcm() == 0
+    assert ours_lcm(seed=2) == 0
+    assert difference(flux["dev"], ours_settings={"sampler": "Euler"}, sampler="LCM flow", steps=4) > 0
