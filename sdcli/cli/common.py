@@ -46,6 +46,7 @@ def asset_options(flags: dict[str, Any], recorded: dict[str, str] | None = None)
     from sdcli.models.assets import AssetOptions
 
     return AssetOptions(models_dir=flags.get("models_dir"), webui_dir=flags.get("webui_dir"),
+                        comfy_dir=flags.get("comfy_dir"),
                         loras=tuple(flags.get("lora") or ()), embeddings=tuple(flags.get("embedding") or ()),
                         vae=flags.get("vae"), allow_pickle=bool(flags.get("allow_pickle")),
                         no_half_vae=bool(flags.get("no_half_vae")), recorded=recorded or {})
@@ -70,6 +71,8 @@ def build_request(mode: str, flags: dict[str, Any], **parts: Any) -> Any:
     if prompt is None and prompt_opt is None and mode == "txt2img":
         raise UsageError('PROMPT: missing; give a prompt (or --prompt "" to generate without one)')
     text = prompt if prompt is not None else (prompt_opt or "")
+    if "text_encoder" in flags and "text_encoders" not in parts:  # --text-encoder (repeatable)
+        parts["text_encoders"] = tuple(flags["text_encoder"] or ())
     return GenerationRequest(
         prompt=read_stdin("PROMPT") if text == "-" else text, mode=mode,
         **{name: flags[name] for name in REQUEST_FLAGS if name in flags}, **parts, **control_part(flags),

@@ -143,6 +143,14 @@ ModelsDir = Annotated[str | None, typer.Option(
 WebuiDir = Annotated[str | None, typer.Option(
     "--webui-dir", show_default=False, metavar="DIR", rich_help_panel=ASSETS,
     help="An AUTOMATIC1111 WebUI install: its models/ folders and embeddings/ are used as with --models-dir.")]
+ComfyDir = Annotated[str | None, typer.Option(
+    "--comfy-dir", show_default=False, metavar="DIR", rich_help_panel=ASSETS,
+    help="A ComfyUI install: models/checkpoints, diffusion_models (or unet), text_encoders (or clip), vae, loras, "
+    "embeddings, controlnet, upscale_models are searched as with --models-dir.")]
+TextEncoder = Annotated[list[str] | None, typer.Option(
+    "--text-encoder", show_default=False, metavar="FILE|NAME", rich_help_panel=ASSETS,
+    help="A text encoder of a Flux transformer-only --model: CLIP-L and T5-XXL (.safetensors; repeatable, in any "
+    "order: told apart by their tensors), a file or a name in the text_encoder folder.")]
 Lora = Annotated[list[str] | None, typer.Option(
     "--lora", show_default=False, metavar="PATH[:WEIGHT]", rich_help_panel=ASSETS,
     help="LoRA file or name in the LoRA folder, with an optional weight: PATH[:WEIGHT] (default 1); repeatable. "
@@ -153,7 +161,8 @@ Embedding = Annotated[list[str] | None, typer.Option(
     "as are those in the embeddings folder.")]
 Vae = Annotated[str | None, typer.Option(
     "--vae", show_default=False, metavar="PATH", rich_help_panel=ASSETS,
-    help="VAE: a diffusers VAE folder, a .safetensors file (WebUI or diffusers layout) or a name in the VAE folder.")]
+    help="VAE: a diffusers VAE folder, a .safetensors file (WebUI or diffusers layout; Flux: the 16-channel "
+    "ae.safetensors) or a name in the VAE folder.")]
 AllowPickle = Annotated[bool, typer.Option(
     "--allow-pickle", rich_help_panel=ASSETS,
     help="Allow .ckpt/.pt/.bin/.pth files, read only with torch's weights-only loader (torch >= 2.6). "
@@ -166,6 +175,8 @@ NoHalfVae = Annotated[bool, typer.Option(
 def _assets(
     models_dir: ModelsDir = None,
     webui_dir: WebuiDir = None,
+    comfy_dir: ComfyDir = None,
+    text_encoder: TextEncoder = None,
     lora: Lora = None,
     embedding: Embedding = None,
     vae: Vae = None,

@@ -93,6 +93,7 @@ class GenerationRequest:
     controlnets: tuple[ControlUnit, ...] = ()  # --controlnet units (controlnet.units)
     distilled_cfg_scale: float = 3.5  # --distilled-cfg: the guidance input of guidance-distilled models (Flux dev)
     shift: float | None = None  # --shift: a flow model's schedule shift (Flux: mu); None = the model's
+    text_encoders: tuple[str, ...] = ()  # --text-encoder FILE|NAME: a Flux transformer file's CLIP-L / T5-XXL
 
     @property
     def total_images(self) -> int:
