@@ -27,7 +27,7 @@ def describe(info: FluxFile) -> str:
     dtype = {"F8_E4M3": "fp8", "F8_E5M2": "fp8 e5m2", "BF16": "bf16", "F16": "fp16", "F32": "fp32"}.get(
         info.dtype or "", (info.dtype or "").lower())
     if info.kind in ("flux-transformer", "flux-all-in-one"):
-        what = "transformer" if info.kind == "flux-transformer" else "all-in-one (" + " + ".join(info.parts) + ")"
+        what = "transformer" if info.kind == "flux-transformer" else "all-in-one"
         layout = "gguf" if info.container == "gguf" else info.layout
         return f"flux-{info.variant or 'dev'} {what} ({layout}, {dtype})"
     if info.kind in ("clip-l", "t5xxl"):
@@ -35,6 +35,30 @@ def describe(info: FluxFile) -> str:
     if info.kind == "flux-vae":
         return f"flux vae ({info.layout}, {dtype})"
     return "not a Flux file"
+
+
+def file_kind(path: Path) -> str:
+    """What a models-folder file or folder is, for `sdcli models`: family and kind, from headers only."""
+    from sdcli.families import detect_folder, detect_single_file
+
+    try:
+        if path.is_dir():
+            if (path / "model_index.json").is_file():
+                return f"{detect_folder(path).family.name} diffusers folder"
+            return "diffusers folder"
+        if path.suffix.lower() not in (".safetensors", ".gguf"):
+            return ""
+        info = inspect_flux_file(path)
+        if info.kind is not None:
+            return describe(info)
+        from sdcli.models.flux_files import _vae_layout, read_tensor_table
+
+        shapes = read_tensor_table(path)[0]
+        if found := next((f for p in ("", "vae.", "first_stage_model.") if (f := _vae_layout(shapes, p))), None):
+            return f"{found[1]}-channel vae"
+        return f"{detect_single_file(shapes).family.name} checkpoint"
+    except Exception:  # noqa: BLE001 (a listing shows what it can; a broken file is named, not fatal)
+        return "unknown"
 
 
 def _resolve(spec: str, library: Library, kind: str, flag: str, names_only: bool) -> Path:

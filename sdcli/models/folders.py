@@ -44,9 +44,8 @@ FLAGS = {"checkpoint": "--model", "diffusion_model": "--model", "text_encoder": 
          "controlnet": "--controlnet", "upscaler": "--upscaler"}
 _TITLE = re.compile(r"^(.+?)\s*\[[0-9a-fA-F]{8,64}\]$")
 _SHORT_HASH = re.compile(r"^[0-9a-fA-F]{10}$")
-SHORT_HASH = {"checkpoint": 10, "diffusion_model": 10, "text_encoder": 10, "vae": 10,
-               "upscaler": 10, "lora": 12, "embedding": 12,
-              "controlnet": 10}  # hex digits the WebUI shows
+SHORT_HASH = {"checkpoint": 10, "diffusion_model": 10, "text_encoder": 10, "vae": 10, "upscaler": 10,
+              "lora": 12, "embedding": 12, "controlnet": 10}  # hex digits the WebUI shows
 
 
 @dataclass(frozen=True)
