@@ -28,7 +28,8 @@ Examples:
 """
 
 DESCRIBED = ("checkpoint", "diffusion_model", "text_encoder", "vae")  # kinds whose family and kind are shown
-KIND_LABELS = {"checkpoint": "Checkpoint", "diffusion_model": "Diffusion model", "text_encoder": "Text encoder", "lora": "LoRA", "embedding": "Embedding", "vae": "VAE",
+KIND_LABELS = {"checkpoint": "Checkpoint", "diffusion_model": "Diffusion model", "text_encoder": "Text encoder",
+               "lora": "LoRA", "embedding": "Embedding", "vae": "VAE",
                "controlnet": "ControlNet", "upscaler": "Upscaler"}
 
 
