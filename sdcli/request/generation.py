@@ -189,7 +189,7 @@ MODE_PARTS: dict[str, tuple[str, ...]] = {
 
 # Fields a record names only when they are not at their default: settings added after records were first
 # written, so that a record (and the bytes of an image carrying it, a batch's digest) is what it was before.
-RECORDED_WHEN_SET = {"tiling": False, "distilled_cfg_scale": 3.5, "shift": None}
+RECORDED_WHEN_SET = {"tiling": False, "distilled_cfg_scale": 3.5, "shift": None, "text_encoders": ()}
 
 
 def request_to_dict(request: GenerationRequest) -> dict[str, Any]:
@@ -211,6 +211,8 @@ def request_from_dict(data: dict[str, Any]) -> GenerationRequest:
     if "controlnets" in values:
         values["controlnets"] = tuple(u if isinstance(u, ControlUnit) else unit_from_dict(u)
                                       for u in values["controlnets"] or ())
+    if "text_encoders" in values:  # JSON gives a list; the plan keys its memo by the (hashable) tuple
+        values["text_encoders"] = tuple(str(t) for t in values["text_encoders"] or ())
     return GenerationRequest(**values)
 
 
