@@ -40,7 +40,7 @@ from sdcli.job.plan import JobPlan, recorded_request, resolve_hires_upscaler, re
 from sdcli.job.write import name_values, write_image
 from sdcli.models.loaded import LoadedModel
 from sdcli.models.runtime import validate_runtime
-from sdcli.request.generation import validate
+from sdcli.request.generation import DEFAULTED, validate
 
 
 @dataclass
@@ -151,7 +151,9 @@ def run_batch(options: BatchOptions, reporter: BatchReporter,
         resolve_hires_upscaler(options.defaults, options.assets)
     plan = detect_runtime(options.runtime, largest_job(lines, options.group))
     plans = plan_lines(lines, options, models, plan, reporter)  # every line through the job's plan step
-    lines = [replace(line, request=plans[line.line].request) for line in lines]  # family defaults filled in
+    # The family defaults the plan filled in (a folder line's inputs share their line's plan: only these fields).
+    lines = [replace(line, request=replace(line.request, **{k: getattr(plans[line.line].request, k)
+                                                             for k in DEFAULTED})) for line in lines]
     options = replace(options, record=recorded_defaults(options.record, models.get(options.model)))
     base_seed = resolve_base_seed(options.seed, lines)
     shard = current_shard(plan.device)

@@ -46,6 +46,7 @@ def asset_options(flags: dict[str, Any], recorded: dict[str, str] | None = None)
     from sdcli.models.assets import AssetOptions
 
     return AssetOptions(models_dir=flags.get("models_dir"), webui_dir=flags.get("webui_dir"),
+                        comfy_dir=flags.get("comfy_dir"),
                         loras=tuple(flags.get("lora") or ()), embeddings=tuple(flags.get("embedding") or ()),
                         vae=flags.get("vae"), allow_pickle=bool(flags.get("allow_pickle")),
                         no_half_vae=bool(flags.get("no_half_vae")), recorded=recorded or {})

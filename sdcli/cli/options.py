@@ -157,6 +157,15 @@ ModelsDir = Annotated[str | None, typer.Option(
 WebuiDir = Annotated[str | None, typer.Option(
     "--webui-dir", show_default=False, metavar="DIR", rich_help_panel=ASSETS,
     help="An AUTOMATIC1111 WebUI install: its models/ folders and embeddings/ are used as with --models-dir.")]
+ComfyDir = Annotated[str | None, typer.Option(
+    "--comfy-dir", show_default=False, metavar="DIR", rich_help_panel=ASSETS,
+    help="A ComfyUI install: models/checkpoints, diffusion_models (or unet), text_encoders (or clip), vae, loras, "
+    "embeddings, controlnet, upscale_models are searched as with --models-dir.")]
+TextEncoder = Annotated[list[str] | None, typer.Option(
+    "--text-encoder", show_default=False, metavar="FILE|NAME", rich_help_panel=ASSETS,
+    help="A text encoder of a Flux transformer-only --model: CLIP-L and T5-XXL (.safetensors; repeatable, in any "
+    "order: told apart by their tensors), a file or a name in the text_encoder folder. Written as Forge's "
+    "`Module N` with the VAE.")]
 Lora = Annotated[list[str] | None, typer.Option(
     "--lora", show_default=False, metavar="PATH[:WEIGHT]", rich_help_panel=ASSETS,
     help="LoRA file or name in the LoRA folder, with an optional weight: PATH[:WEIGHT] (default 1); repeatable. "
@@ -165,17 +174,14 @@ Embedding = Annotated[list[str] | None, typer.Option(
     "--embedding", show_default=False, metavar="PATH", rich_help_panel=ASSETS,
     help="Textual-inversion embedding file (repeatable); used where its file name (stem) is a word of the prompt, "
     "as are those in the embeddings folder.")]
-TextEncoder = Annotated[list[str] | None, typer.Option(
-    "--text-encoder", show_default=False, metavar="FILE", rich_help_panel=ASSETS,
-    help="Text-encoder file or name in the models folder, for a model file without its own (Flux: clip_l and "
-    "t5xxl); repeatable. Written as Forge's `Module N` with the VAE.")]
 LowBits = Annotated[str | None, typer.Option(
     "--low-bits", show_default=False, rich_help_panel=ASSETS,
     help="How the diffusion model's weights are stored, Forge's 'Diffusion in Low Bits': "
     f"{', '.join(LOW_BITS)} [default: the file's own]")]
 Vae = Annotated[str | None, typer.Option(
     "--vae", show_default=False, metavar="PATH", rich_help_panel=ASSETS,
-    help="VAE: a diffusers VAE folder, a .safetensors file (WebUI or diffusers layout) or a name in the VAE folder.")]
+    help="VAE: a diffusers VAE folder, a .safetensors file (WebUI or diffusers layout; Flux: the 16-channel "
+    "ae.safetensors) or a name in the VAE folder.")]
 AllowPickle = Annotated[bool, typer.Option(
     "--allow-pickle", rich_help_panel=ASSETS,
     help="Allow .ckpt/.pt/.bin/.pth files, read only with torch's weights-only loader (torch >= 2.6). "
@@ -188,6 +194,7 @@ NoHalfVae = Annotated[bool, typer.Option(
 def _assets(
     models_dir: ModelsDir = None,
     webui_dir: WebuiDir = None,
+    comfy_dir: ComfyDir = None,
     lora: Lora = None,
     embedding: Embedding = None,
     vae: Vae = None,

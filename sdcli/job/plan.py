@@ -130,6 +130,7 @@ def plan_job(request: GenerationRequest, runtime: RuntimeOptions, model_spec: st
     from sdcli.families import pipeline_class
     from sdcli.io.images import prepare
     from sdcli.models import loader
+    from sdcli.models.flux_parts import check_vae_channels, plan_model_parts
     from sdcli.models.runtime import JobSize, detect_runtime
 
     memo = memo or PlanMemo()
@@ -171,6 +172,11 @@ def plan_job(request: GenerationRequest, runtime: RuntimeOptions, model_spec: st
     if check_files:  # "automatic" as the family means it (Flux: Simple for Euler), then what it cannot run
         choice = detected.family.settle_choice(choice)
         detected.family.check_choice(choice)
+        once(("vae", model.path, extras.vae), lambda: check_vae_channels(
+            extras.vae, detected.family.latent.channels, detected.family.label))
+    # 4. The files of the parts a single file lacks (a Flux transformer's text encoders and VAE).
+    model = once(("parts", model.path, request.text_encoders, extras.vae), lambda: plan_model_parts(
+        model, request.text_encoders, extras.vae, assets.library(), assets.names_only))
     gpu_dtype = family.gpu_dtype if family is not None else "fp16"
     size = inputs.size if inputs else (request.width, request.height)
     placement = placement or detect_runtime(runtime, JobSize(*size, request.batch_size), gpu_dtype)
@@ -232,6 +238,10 @@ def _noted(plan: Any, notes: Notes) -> Any:
 def recorded_request(plan: JobPlan) -> GenerationRequest:
     """The request as replay records it: ControlNet files, the refiner and a hires upscaler file resolved."""
     request = plan.request
+    if request.text_encoders:  # files as absolute paths (names in the models folder stay names)
+        request = replace(request, text_encoders=tuple(
+            str(Path(t).expanduser().resolve()) if Path(t).expanduser().is_file() else t
+            for t in request.text_encoders))
     if plan.control is not None:
         request = replace(request, controlnets=plan.control.record_units())  # absolute paths
     if plan.refiner is not None:

@@ -31,6 +31,7 @@ class AssetOptions:
 
     models_dir: str | None = None
     webui_dir: str | None = None
+    comfy_dir: str | None = None  # a ComfyUI install (models/checkpoints, diffusion_models, text_encoders, ...)
     loras: tuple[str, ...] = ()  # PATH[:WEIGHT] or NAME[:WEIGHT]
     embeddings: tuple[str, ...] = ()
     vae: str | None = None
@@ -41,7 +42,7 @@ class AssetOptions:
     recorded: dict[str, str] = field(default_factory=dict, compare=False)
 
     def library(self) -> Library:
-        return library_from(self.models_dir, self.webui_dir)
+        return library_from(self.models_dir, self.webui_dir, self.comfy_dir)
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,10 @@
 """The models folder, WebUI-style: where checkpoints, LoRAs, embeddings and VAEs live,
 how a NAME is found there, and the file hashes the WebUI shows. No torch here.
 
-Layouts: --models-dir DIR is laid out like the WebUI's `models/` folder
-(DIR/Stable-diffusion, DIR/Lora, DIR/VAE, and DIR/embeddings); --webui-dir W is
-a WebUI install (W/models/..., embeddings in W/embeddings). Names are matched as
+Layouts: --models-dir DIR is laid out like the WebUI's (and Forge's) `models/` folder
+(DIR/Stable-diffusion, DIR/Lora, DIR/VAE, DIR/text_encoder and DIR/embeddings); --webui-dir W
+is a WebUI/Forge install (W/models/..., embeddings in W/embeddings); --comfy-dir C is a ComfyUI
+install (C/models/checkpoints, diffusion_models or unet, text_encoders or clip, vae, loras, ...). Names are matched as
 the WebUI's model list does: the path relative to the kind's folder, with or
 without its extension, the file name or stem, or the short hash.
 """
@@ -19,21 +20,32 @@ from pathlib import Path
 from sdcli.errors import ModelError, UsageError
 from sdcli.models.hashes import file_sha256, model_hash
 
-# Kind -> (sub-folder of a --models-dir, of a --webui-dir, file suffixes the WebUI lists).
-KINDS: dict[str, tuple[str, str, tuple[str, ...]]] = {
-    "checkpoint": ("Stable-diffusion", "models/Stable-diffusion", (".safetensors", ".ckpt")),
+# Kind -> (sub-folder of a --models-dir, of a --webui-dir (None: none), file suffixes listed).
+KINDS: dict[str, tuple[str | None, str | None, tuple[str, ...]]] = {
+    "checkpoint": ("Stable-diffusion", "models/Stable-diffusion", (".safetensors", ".ckpt", ".gguf")),
+    # ComfyUI keeps bare diffusion models (a Flux transformer) apart; Forge puts them in Stable-diffusion/.
+    "diffusion_model": (None, None, (".safetensors", ".gguf")),
+    "text_encoder": ("text_encoder", "models/text_encoder", (".safetensors",)),
     "lora": ("Lora", "models/Lora", (".safetensors", ".pt", ".ckpt")),
     "embedding": ("embeddings", "embeddings", (".safetensors", ".pt", ".bin")),
     "vae": ("VAE", "models/VAE", (".safetensors", ".pt", ".ckpt")),
     "controlnet": ("ControlNet", "models/ControlNet", (".safetensors", ".pth", ".pt", ".ckpt", ".bin")),
     "upscaler": ("ESRGAN", "models/ESRGAN", (".safetensors", ".pth", ".pt")),  # ESRGAN-family (models.upscalers)
 }
-FLAGS = {"checkpoint": "--model", "lora": "--lora", "embedding": "--embedding", "vae": "--vae",
+# Kind -> sub-folders of a --comfy-dir, the first that exists is used.
+COMFY: dict[str, tuple[str, ...]] = {
+    "checkpoint": ("models/checkpoints",), "diffusion_model": ("models/diffusion_models", "models/unet"),
+    "text_encoder": ("models/text_encoders", "models/clip"), "lora": ("models/loras",),
+    "embedding": ("models/embeddings",), "vae": ("models/vae",), "controlnet": ("models/controlnet",),
+    "upscaler": ("models/upscale_models",),
+}
+FLAGS = {"checkpoint": "--model", "diffusion_model": "--model", "text_encoder": "--text-encoder",
+         "lora": "--lora", "embedding": "--embedding", "vae": "--vae",
          "controlnet": "--controlnet", "upscaler": "--upscaler"}
 _TITLE = re.compile(r"^(.+?)\s*\[[0-9a-fA-F]{8,64}\]$")
 _SHORT_HASH = re.compile(r"^[0-9a-fA-F]{10}$")
-SHORT_HASH = {"checkpoint": 10, "vae": 10, "upscaler": 10, "lora": 12, "embedding": 12,
-              "controlnet": 10}  # hex digits the WebUI shows
+SHORT_HASH = {"checkpoint": 10, "diffusion_model": 10, "text_encoder": 10, "vae": 10, "upscaler": 10,
+              "lora": 12, "embedding": 12, "controlnet": 10}  # hex digits the WebUI shows
 
 
 @dataclass(frozen=True)
@@ -92,7 +104,7 @@ class Library:
         flag = FLAGS[kind]
         if self.folders.get(kind) is None:
             raise UsageError(f"{flag}: {name!r} is not a file, and no models folder is set "
-                             "(--models-dir, SDCLI_MODELS_DIR or --webui-dir) to look it up in")
+                             "(--models-dir, SDCLI_MODELS_DIR, --webui-dir or --comfy-dir) to look it up in")
         entries = self.entries(kind)
         if title := _TITLE.match(name):  # the WebUI's title, "name.safetensors [hash]" (API, prompt files)
             name = title.group(1)
@@ -119,17 +131,25 @@ def _aliases(entry: Entry) -> set[str]:
     return {entry.name, rel, entry.stem, entry.path.name}
 
 
-def library_from(models_dir: Path | str | None, webui_dir: Path | str | None) -> Library:
-    """The folders of --models-dir / --webui-dir (the models dir wins for a kind both give)."""
+def library_from(models_dir: Path | str | None, webui_dir: Path | str | None,
+                 comfy_dir: Path | str | None = None) -> Library:
+    """The folders of --models-dir / --webui-dir / --comfy-dir (for a kind several give: the models dir,
+    then the WebUI's, then ComfyUI's)."""
     folders: dict[str, Path] = {}
-    for flag, root, column in (("--webui-dir", webui_dir, 1), ("--models-dir", models_dir, 0)):
+    for flag, root in (("--comfy-dir", comfy_dir), ("--webui-dir", webui_dir), ("--models-dir", models_dir)):
         if root is None or str(root) == "":
             continue
         base = Path(root).expanduser()
         if not base.is_dir():
             raise UsageError(f"{flag}: no such folder: {base}")
+        if flag == "--comfy-dir":
+            for kind, subs in COMFY.items():
+                folders[kind] = next((base / sub for sub in subs if (base / sub).is_dir()), base / subs[0])
+            continue
+        column = 0 if flag == "--models-dir" else 1
         for kind, layout in KINDS.items():
-            folders[kind] = base / layout[column]
+            if layout[column] is not None:
+                folders[kind] = base / str(layout[column])
     return Library(folders)
 
 

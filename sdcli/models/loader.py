@@ -27,17 +27,29 @@ def load_model(model: ModelRef, plan: RuntimePlan) -> LoadedModel:
     quiet_libraries()
     dtype = getattr(torch, TORCH_DTYPES[plan.dtype])
     if model.kind == "single-file":
-        from sdcli.models.single_file import load_single_file
-
-        pipe, detected = load_single_file(model.path, dtype)
+        pipe, detected = _load_single_file(model, dtype)
     else:
         pipe, detected = _load_folder(model, dtype)
     pipe.set_progress_bar_config(disable=True)
     loaded = LoadedModel(pipe, detected, pipe.scheduler, name=model.name)
+    if (vae := dict(model.parts).get("vae")) is not None:  # built with it: a --vae naming it is in place already
+        loaded.addons.vae_path = vae
     apply_memory_options(loaded, plan)
     loaded.detected = detected.family.settle(pipe, detected)
     loaded.base_scheduler = pipe.scheduler
     return loaded
+
+
+def _load_single_file(model: ModelRef, dtype: Any) -> tuple[Any, Detected]:
+    """A single file: a Flux transformer with its parts (models.flux_pipeline), else a WebUI checkpoint."""
+    from sdcli.models.single_file import inspect, load_single_file
+
+    detected = inspect(model.path)
+    if detected.family.network_component != "transformer":
+        return load_single_file(model.path, dtype)
+    from sdcli.models.flux_pipeline import load_flux_files
+
+    return load_flux_files(model, detected, pipeline_class(detected, first_mode(detected)), dtype), detected
 
 
 def _load_folder(model: ModelRef, dtype: Any) -> tuple[Any, Detected]:

@@ -31,6 +31,8 @@ class ModelRef:
     kind: str = "folder"  # "folder" (diffusers layout) or "single-file" (WebUI .safetensors)
     family: str | None = None  # families name, when known before loading (single files)
     origin: Path | None = None  # the file the user named, when `path` is sdcli's safetensors copy of a pickle
+    # Files of the parts a single file lacks (Flux: ("clip_l", p), ("t5xxl", p), ("vae", p)), set in the plan step.
+    parts: tuple[tuple[str, Path], ...] = ()
 
     @property
     def hash_path(self) -> Path:
@@ -74,7 +76,8 @@ def resolve_model(spec: str | None, offline: bool = False, library: Any = None,
         try:
             local = library.find("checkpoint", spec).path
         except ModelError:
-            if not _HUB_ID.match(spec):
+            local = _diffusion_model(library, spec) or local  # ComfyUI's diffusion_models/ (a Flux transformer)
+            if not local.exists() and not _HUB_ID.match(spec):
                 raise
     if local.is_file() and local.suffix.lower() in PICKLE_SUFFIXES:
         if not allow_pickle:
@@ -83,7 +86,7 @@ def resolve_model(spec: str | None, offline: bool = False, library: Any = None,
 
         ref = single_file_ref(convert_pickle(local))
         return replace(ref, name=local.stem, source=str(local.resolve()), origin=local.resolve())
-    if local.is_file() and local.suffix == ".safetensors":
+    if local.is_file() and local.suffix.lower() in (".safetensors", ".gguf"):
         return single_file_ref(local)
     if local.exists():
         check_model_folder(local)
@@ -93,12 +96,23 @@ def resolve_model(spec: str | None, offline: bool = False, library: Any = None,
     return ModelRef(_hub_snapshot(spec, offline), spec, source=spec)
 
 
+def _diffusion_model(library: Any, spec: str) -> Path | None:
+    """The file `spec` names in the diffusion-model folder (ComfyUI's diffusion_models/ or unet/), or None."""
+    if library.folders.get("diffusion_model") is None:
+        return None
+    try:
+        return Path(library.find("diffusion_model", spec).path)
+    except ModelError:
+        return None
+
+
 def single_file_ref(path: Path, flag: str = "--model") -> ModelRef:
     """A WebUI single-file checkpoint: checked and its family read from the header (no weights loaded)."""
     from sdcli.models.single_file import inspect
 
     path = path.resolve()
-    check_safetensors(path)
+    if path.suffix.lower() != ".gguf":  # a GGUF's tensor table is read (and checked) by the gguf package
+        check_safetensors(path)
     detected = inspect(path, flag)
     return ModelRef(path, path.stem, source=str(path), kind="single-file", family=detected.family.name)
 

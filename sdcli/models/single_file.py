@@ -25,7 +25,15 @@ PREDICTION_METADATA = "modelspec.prediction_type"
 
 def inspect(path: Path, source: str = "--model") -> Detected:
     """Family, inpainting and prediction type of a single-file checkpoint (header only)."""
-    shapes, metadata = read_header(path)
+    if path.suffix.lower() == ".gguf":  # a GGUF transformer (city96's Flux files): its tensor table
+        from sdcli.models.flux_files import read_tensor_table
+
+        try:
+            shapes, metadata = read_tensor_table(path)[0], {}
+        except (OSError, ValueError, KeyError, IndexError) as exc:
+            raise ModelError(f"{source}: {path} is not a readable GGUF file ({exc})") from None
+    else:
+        shapes, metadata = read_header(path)
     detected = detect_single_file(shapes, f"{source}: {path}")
     declared = {"epsilon": "eps", "eps": "eps", "v": "v", "v_prediction": "v"}.get(
         str(metadata.get(PREDICTION_METADATA, "")).lower())

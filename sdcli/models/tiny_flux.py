@@ -112,3 +112,43 @@ def randomise_norms(model: Any) -> None:
             if isinstance(module, (torch.nn.LayerNorm, torch.nn.GroupNorm)) and module.weight is not None:
                 module.weight.normal_(1.0, 0.2)
                 module.bias.normal_(0.5, 0.5)  # a clearly non-zero mean, as real CLIP outputs have
+
+
+def write_tiny_flux_files(out: Path, arch: str, seed: int, layout: str, qtype: str = "F16",
+                          fp8: bool = False) -> dict[str, Path]:
+    """The tiny `arch` (the same weights as its diffusers folder) as Flux single files (models.flux_write).
+
+    `out` is the transformer (all-in-one: the checkpoint) file; a transformer-only layout writes
+    ae.safetensors, clip_l.safetensors and t5xxl.safetensors beside it. `fp8` stores the transformer
+    (all-in-one: every tensor) as float8_e4m3fn. Nothing is overwritten; a failure leaves nothing.
+    """
+    import os
+    import shutil
+    import tempfile
+
+    import torch
+
+    from sdcli.errors import UsageError
+    from sdcli.models.flux_write import LAYOUTS, write_flux_files, write_transformer
+
+    if layout not in LAYOUTS:
+        raise UsageError(f"--layout: {layout!r}; use one of {', '.join(LAYOUTS)}")
+    want = ".gguf" if layout == "gguf" else ".safetensors"
+    if out.suffix != want:
+        raise UsageError(f"OUT: {out} must end in {want} with --layout {layout}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=f".{out.name}.", dir=out.parent) as tmp:
+        pipe = tiny_flux_pipeline(arch, seed, Path(tmp) / "_configs")
+        components = {k: getattr(pipe, k) for k in ("transformer", "vae", "text_encoder", "text_encoder_2")}
+        files = write_flux_files(components, Path(tmp) / "files", layout, qtype,
+                                 torch.float8_e4m3fn if fp8 and layout == "all-in-one" else None)
+        if fp8 and layout not in ("all-in-one", "gguf"):
+            write_transformer(components["transformer"], files["transformer"], layout, dtype=torch.float8_e4m3fn)
+        names = {"all-in-one": out.name, "transformer": out.name}
+        targets = {part: out.parent / names.get(part, file.name) for part, file in files.items()}
+        if taken := [str(p) for p in targets.values() if p.exists()]:
+            raise UsageError(f"OUT: {', '.join(taken)} already exists")
+        for part, file in files.items():
+            os.chmod(file, 0o644)
+            shutil.move(str(file), targets[part])
+    return targets

@@ -31,6 +31,10 @@ def load_vae(path: Path, pipe: Any, *, allow_pickle: bool = False) -> Any:
         if vae.config.latent_channels != base.config.latent_channels:
             raise ModelError(f"--vae: {path} has {vae.config.latent_channels} latent channels; this model's VAE "
                              f"has {base.config.latent_channels} (a VAE for another model family?)")
+    elif path.suffix.lower() == ".safetensors" and _is_flux_vae(path):
+        from sdcli.models.flux_load import load_flux_vae
+
+        vae = load_flux_vae(path, base.dtype, dict(base.config), "--vae")
     else:
         vae = diffusers.AutoencoderKL.from_config(base.config)
         state = vae_state_dict(path, dict(base.config), allow_pickle=allow_pickle)
@@ -41,6 +45,13 @@ def load_vae(path: Path, pipe: Any, *, allow_pickle: bool = False) -> Any:
             raise ModelError(f"--vae: {path} does not fit this model's VAE ({problem} differ: a VAE for "
                              "another model family, or not a VAE?)") from None
     return vae.to(device=base.device, dtype=base.dtype)
+
+
+def _is_flux_vae(path: Path) -> bool:
+    """Whether a .safetensors file is a Flux VAE (ae.safetensors: 16 latent channels, any layout)."""
+    from sdcli.models.flux_files import inspect_flux_file
+
+    return inspect_flux_file(path).kind == "flux-vae"
 
 
 def vae_state_dict(path: Path, config: dict[str, Any], *, allow_pickle: bool = False) -> dict[str, Any]:

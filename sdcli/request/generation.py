@@ -245,6 +245,8 @@ def request_from_dict(data: dict[str, Any]) -> GenerationRequest:
     if "controlnets" in values:
         values["controlnets"] = tuple(u if isinstance(u, ControlUnit) else unit_from_dict(u)
                                       for u in values["controlnets"] or ())
+    if "text_encoders" in values:  # JSON gives a list; the plan keys its memo by the (hashable) tuple
+        values["text_encoders"] = tuple(str(t) for t in values["text_encoders"] or ())
     return GenerationRequest(**values)
 
 

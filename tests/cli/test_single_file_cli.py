@@ -35,7 +35,8 @@ def test_a_safetensors_file_that_is_no_checkpoint_is_named(cli, tmp_path):
     assert result.exit_code == 2
     assert result.stderr.strip() == (f"error: --model: {vae_only}: not a Stable Diffusion 1.x, 2.x or XL "
                                      "checkpoint (no known text encoder keys such as cond_stage_model.* or "
-                                     "conditioner.embedders.*)")
+                                     "conditioner.embedders.*) and not a Flux.1 transformer (no img_in.weight "
+                                     "or x_embedder.weight)")
     assert not list(tmp_path.rglob("*.png"))
 
 

@@ -1,0 +1,183 @@
+"""The files a Flux.1 model is made of, found and checked in the plan step (headers only, no weights).
+
+A Flux --model may be a diffusers folder, an all-in-one checkpoint (transformer, CLIP-L, T5-XXL and
+VAE in one file), or a transformer-only file (BFL, ComfyUI or diffusers layout, fp8 or GGUF) whose
+text encoders and VAE come from --text-encoder FILE|NAME (repeatable, told apart by their tensors),
+--vae FILE|NAME, or the models folder (text_encoder/ or ComfyUI's text_encoders/ and clip/; VAE/ or vae/).
+plan_model_parts() settles which file gives each part, or refuses in one line naming the flag.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+from sdcli.errors import ModelError, UsageError
+from sdcli.models.flux_files import FluxFile, inspect_flux_file
+from sdcli.models.folders import Library, is_path_like
+from sdcli.models.resolve import ModelRef
+
+ENCODERS = {"clip_l": ("clip-l", "CLIP-L", "clip_l.safetensors"),
+            "t5xxl": ("t5xxl", "T5-XXL", "t5xxl_fp16.safetensors")}
+ROLE_OF_KIND = {kind: role for role, (kind, _, _) in ENCODERS.items()}
+
+
+def describe(info: FluxFile) -> str:
+    """What a file holds, for people: `flux-dev transformer (bfl, fp8)`, `t5xxl text encoder`, `flux vae`."""
+    dtype = {"F8_E4M3": "fp8", "F8_E5M2": "fp8 e5m2", "BF16": "bf16", "F16": "fp16", "F32": "fp32"}.get(
+        info.dtype or "", (info.dtype or "").lower())
+    if info.kind in ("flux-transformer", "flux-all-in-one"):
+        what = "transformer" if info.kind == "flux-transformer" else "all-in-one"
+        layout = "gguf" if info.container == "gguf" else info.layout
+        return f"flux-{info.variant or 'dev'} {what} ({layout}, {dtype})"
+    if info.kind in ("clip-l", "t5xxl"):
+        return f"{info.kind.replace('-', '_')} text encoder ({dtype})"
+    if info.kind == "flux-vae":
+        return f"flux vae ({info.layout}, {dtype})"
+    return "not a Flux file"
+
+
+def file_kind(path: Path) -> str:
+    """What a models-folder file or folder is, for `sdcli models`: family and kind, from headers only."""
+    from sdcli.families import detect_folder, detect_single_file
+
+    try:
+        if path.is_dir():
+            if (path / "model_index.json").is_file():
+                return f"{detect_folder(path).family.name} diffusers folder"
+            return "diffusers folder"
+        if path.suffix.lower() not in (".safetensors", ".gguf"):
+            return ""
+        info = inspect_flux_file(path)
+        if info.kind is not None:
+            return describe(info)
+        from sdcli.models.flux_files import _vae_layout, read_tensor_table
+
+        shapes = read_tensor_table(path)[0]
+        if found := next((f for p in ("", "vae.", "first_stage_model.") if (f := _vae_layout(shapes, p))), None):
+            return f"{found[1]}-channel vae"
+        return f"{detect_single_file(shapes).family.name} checkpoint"
+    except Exception:  # noqa: BLE001 (a listing shows what it can; a broken file is named, not fatal)
+        return "unknown"
+
+
+def _resolve(spec: str, library: Library, kind: str, flag: str, names_only: bool) -> Path:
+    """A path, or a name in the models folder of `kind`."""
+    path = Path(spec).expanduser()
+    if names_only and is_path_like(spec):
+        raise ModelError(f"{flag}: {spec!r} is a path; only names in the models folder are accepted here")
+    if not names_only and path.is_file():
+        return path.resolve()
+    if library.folders.get(kind) is None:
+        raise ModelError(f"{flag}: no such file: {spec}")
+    return library.find(kind, spec).path.resolve()
+
+
+def _inspect(path: Path, flag: str) -> FluxFile:
+    """inspect_flux_file with a one-line error naming the flag."""
+    if path.suffix.lower() not in (".safetensors", ".gguf"):
+        raise ModelError(f"{flag}: {path}: a Flux part must be a .safetensors (or .gguf) file")
+    try:
+        return inspect_flux_file(path)
+    except (OSError, ValueError, KeyError) as exc:
+        raise ModelError(f"{flag}: {path}: cannot read its tensor table ({exc})") from None
+
+
+def given_encoders(specs: tuple[str, ...], library: Library, names_only: bool = False) -> dict[str, Path]:
+    """--text-encoder values -> {"clip_l": file, "t5xxl": file}, told apart by their tensors, in any order."""
+    found: dict[str, Path] = {}
+    for spec in specs:
+        path = _resolve(spec, library, "text_encoder", "--text-encoder", names_only)
+        info = _inspect(path, "--text-encoder")
+        role = ROLE_OF_KIND.get(info.kind or "")
+        if role is None:
+            raise UsageError(f"--text-encoder: {path.name} is not a CLIP-L or T5-XXL text encoder "
+                             f"({describe(info)})")
+        if role in found:
+            raise UsageError(f"--text-encoder: two {ENCODERS[role][1]} encoders given ({found[role].name} and "
+                             f"{path.name}); give one of each")
+        found[role] = path
+    return found
+
+
+def _from_folder(library: Library, kind: str, wanted: str) -> Path | None:
+    """The one file of Flux kind `wanted` in the models folder of `kind` (None: none); several: refused."""
+    hits = []
+    for entry in library.entries(kind):
+        if entry.path.is_file() and entry.path.suffix.lower() in (".safetensors", ".gguf"):
+            try:
+                if inspect_flux_file(entry.path).kind == wanted:
+                    hits.append(entry.path)
+            except (OSError, ValueError, KeyError):
+                continue
+    if len(hits) > 1:
+        flag = "--vae" if kind == "vae" else "--text-encoder"
+        names = ", ".join(p.name for p in hits[:4])
+        raise UsageError(f"{flag}: several {wanted} files in {library.folders[kind]} ({names}); choose one with "
+                         f"{flag} NAME")
+    return hits[0].resolve() if hits else None
+
+
+def _where(library: Library, kind: str, fallback: str) -> str:
+    folder = library.folders.get(kind)
+    return str(folder) if folder is not None else fallback
+
+
+def check_vae_channels(vae: Path | None, channels: int, label: str) -> None:
+    """Refuse a --vae whose latent channels are not the model's (an SD VAE on Flux, or the reverse)."""
+    if vae is None:
+        return
+    file = vae if vae.is_file() else vae / "diffusion_pytorch_model.safetensors"
+    if file.suffix.lower() != ".safetensors" or not file.is_file():
+        return  # a pickle VAE or an unusual folder: checked when it loads
+    from sdcli.models.flux_files import _vae_layout, read_tensor_table
+
+    shapes = read_tensor_table(file)[0]
+    found = next((f for p in ("", "vae.", "first_stage_model.") if (f := _vae_layout(shapes, p))), None)
+    if found is not None and found[1] != channels:
+        kind = "a 16-channel Flux VAE" if found[1] == 16 else f"a {found[1]}-channel Stable Diffusion VAE"
+        need = "a 16-channel Flux VAE (ae.safetensors)" if channels == 16 else f"a {channels}-channel VAE"
+        raise UsageError(f"--vae: {vae.name if vae.is_file() else vae} is {kind}; a {label} model needs {need}")
+
+
+def plan_model_parts(model: ModelRef, text_encoders: tuple[str, ...], vae: Path | None, library: Library,
+                     names_only: bool = False) -> ModelRef:
+    """The model with the files of the parts its own file lacks (ModelRef.parts), or a one-line refusal.
+
+    Only a Flux single file has parts; --text-encoder on any other model is refused. On a transformer-only
+    file a --vae is the model's VAE (check_vae_channels has refused one of another family).
+    """
+    info = _inspect(model.path, "--model") if model.kind == "single-file" else None
+    flux = info is not None and info.kind in ("flux-transformer", "flux-all-in-one")
+    if not flux:
+        if text_encoders:
+            raise UsageError(f"--text-encoder: {model.path.name} is not a Flux.1 single file; separate text "
+                             "encoders go with a Flux transformer file")
+        return model
+    assert info is not None
+    parts = given_encoders(text_encoders, library, names_only)
+    own = set(info.parts)
+    # 1. text encoders: given, in the file, or the one of its kind in the models folder
+    for role in ENCODERS:
+        if role not in parts and role not in own and (found := _from_folder(library, "text_encoder",
+                                                                            ENCODERS[role][0])):
+            parts[role] = found
+    missing = [role for role in ENCODERS if role not in parts and role not in own]
+    holds = "holds only the transformer" if own == {"transformer"} else f"holds {' + '.join(info.parts)}"
+    if missing:
+        what = " and ".join(f"{ENCODERS[r][1]} encoder" for r in missing)
+        files = ", ".join(ENCODERS[r][2] for r in missing)
+        where = _where(library, "text_encoder", "<models>/text_encoder (ComfyUI: models/text_encoders)")
+        raise UsageError(f"--text-encoder: {model.path.name} {holds}; give the {what} ({files}) with "
+                         f"--text-encoder FILE|NAME, or put it in {where}")
+    # 2. the VAE: --vae (an add-on when the file has its own), or the Flux VAE in the VAE folder
+    if "vae" not in own:
+        found = vae if vae is not None else _from_folder(library, "vae", "flux-vae")  # as the asset plan names it
+        if found is None:
+            where = _where(library, "vae", "<models>/VAE (ComfyUI: models/vae)")
+            raise UsageError(f"--vae: {model.path.name} {holds}; give the Flux VAE (ae.safetensors) with "
+                             f"--vae FILE|NAME, or put it in {where}")
+        if _inspect(found, "--vae").kind != "flux-vae":
+            raise UsageError(f"--vae: {found.name} is not a Flux VAE ({describe(_inspect(found, '--vae'))})")
+        parts["vae"] = found
+    return replace(model, parts=tuple(sorted((role, path) for role, path in parts.items())))
