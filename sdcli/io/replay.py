@@ -17,7 +17,7 @@ from sdcli.errors import UsageError
 from sdcli.io.metadata import parse_infotext, read_infotext, read_replay_record
 from sdcli.models.safety import WEIGHT_SUFFIXES
 from sdcli.request.fields import FIELDS
-from sdcli.request.generation import MODE_PARTS, PARTS, GenerationRequest
+from sdcli.request.generation import DEFAULTED, MODE_PARTS, PARTS, GenerationRequest
 from sdcli.request.hires import hires_from_infotext
 from sdcli.request.modules import module_keys, modules_from_infotext
 from sdcli.request.vocabulary import LOW_BITS
@@ -236,7 +236,9 @@ class ReplayPlan:
                 values.update({f"{field.name}.{k}": v for k, v in dataclasses.asdict(value).items()})
             elif field.name not in PARTS:
                 values[field.name] = value
-        return [(name, repr(value) if isinstance(value, str) and name != "model" else str(value),
+        shown = {name: "(the model family's)" for name in DEFAULTED if values.get(name) is None}
+        values.update(shown)
+        return [(name, repr(value) if isinstance(value, str) and name not in ("model", *shown) else str(value),
                  self.sources.get(name, self.sources.get(name.split(".")[0], "default")))
                 for name, value in values.items()]
 

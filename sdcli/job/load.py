@@ -37,6 +37,7 @@ class ModelCache:
     controlnets: dict[str, Any] = field(default_factory=dict)  # ControlNet file -> its model, for `_controls_of`
     _path: Path | None = None
     _parts: tuple[tuple[str, Path], ...] = ()  # the held model's part files (a Flux transformer's encoders, VAE)
+    _storage: str | None = None  # the held model's --low-bits storage
     _model: LoadedModel | None = None
     _controls_of: LoadedModel | None = None
 
@@ -44,11 +45,11 @@ class ModelCache:
         """`ref` loaded, loading it (and dropping the one held before) when it is not the one held."""
         from sdcli.models import loader
 
-        if self._model is None or self._path != ref.path or self._parts != ref.parts:
+        if self._model is None or (self._path, self._parts, self._storage) != (ref.path, ref.parts, ref.storage):
             self.drop()
             with stage(f"loading model {ref.name}") if stage else nullcontext():
                 self._model = (self.load or loader.load_model)(ref, plan)
-            self._path, self._parts = ref.path, ref.parts
+            self._path, self._parts, self._storage = ref.path, ref.parts, ref.storage
         return self._model
 
     def refiner(self, ref: ModelRef | None, plan: RuntimePlan) -> LoadedModel | None:

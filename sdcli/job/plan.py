@@ -177,10 +177,30 @@ def plan_job(request: GenerationRequest, runtime: RuntimeOptions, model_spec: st
     # 4. The files of the parts a single file lacks (a Flux transformer's text encoders and VAE).
     model = once(("parts", model.path, request.text_encoders, extras.vae), lambda: plan_model_parts(
         model, request.text_encoders, extras.vae, assets.library(), assets.names_only))
+    model = with_storage(model, request.low_bits)
     gpu_dtype = family.gpu_dtype if family is not None else "fp16"
     size = inputs.size if inputs else (request.width, request.height)
     placement = placement or detect_runtime(runtime, JobSize(*size, request.batch_size), gpu_dtype)
     return JobPlan(request, choice, model, placement, assets, extras, inputs, control, refiner, hires_upscaler)
+
+
+def with_storage(model: ModelRef, low_bits: str | None) -> ModelRef:
+    """The model to load with its --low-bits storage (ModelRef.storage): fp8 now; bitsandbytes refused."""
+    from sdcli.request.vocabulary import LOW_BITS_LABELS, low_bits_key
+
+    if low_bits is None:
+        return model
+    key = low_bits_key(low_bits)
+    base = key.split(" (")[0]
+    if base == "automatic":
+        return model
+    if base.startswith("bnb-"):
+        raise UsageError(f"--low-bits: {LOW_BITS_LABELS[key]}: bitsandbytes storage is not supported yet; use "
+                         "float8-e4m3fn, float8-e5m2 or a GGUF file")
+    if model.path.suffix == ".gguf":
+        raise UsageError(f"--low-bits: {model.path.name} is a GGUF file, stored in low bits already; leave "
+                         "--low-bits out")
+    return replace(model, storage=base)
 
 
 def family_of(model: ModelRef) -> Any:

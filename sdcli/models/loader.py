@@ -34,10 +34,25 @@ def load_model(model: ModelRef, plan: RuntimePlan) -> LoadedModel:
     loaded = LoadedModel(pipe, detected, pipe.scheduler, name=model.name)
     if (vae := dict(model.parts).get("vae")) is not None:  # built with it: a --vae naming it is in place already
         loaded.addons.vae_path = vae
+    if model.storage is not None:
+        store_low_bits(loaded, model.storage, dtype)
     apply_memory_options(loaded, plan)
     loaded.detected = detected.family.settle(pipe, detected)
     loaded.base_scheduler = pipe.scheduler
     return loaded
+
+
+# --low-bits storage dtypes (Forge's "Diffusion in Low Bits" float8 choices).
+LOW_BITS_DTYPES = {"float8-e4m3fn": "float8_e4m3fn", "float8-e5m2": "float8_e5m2"}
+
+
+def store_low_bits(model: LoadedModel, storage: str, dtype: Any) -> None:
+    """Keep the diffusion model's weights in `storage` (fp8) and compute in `dtype`, as Forge's "Diffusion in
+    Low Bits": diffusers' layerwise casting (each layer upcast for its call; norms and embeddings stay)."""
+    import torch
+
+    network = model.family.network_module(model.pipe)
+    network.enable_layerwise_casting(storage_dtype=getattr(torch, LOW_BITS_DTYPES[storage]), compute_dtype=dtype)
 
 
 def _load_single_file(model: ModelRef, dtype: Any) -> tuple[Any, Detected]:

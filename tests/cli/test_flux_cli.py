@@ -74,3 +74,28 @@ def test_fill_model_inpaints_and_refuses_txt2img(cli, tiny_flux, tmp_path):
     assert out.shape == (32, 32, 3)
     assert np.abs(out[:2, :2] - source[:2, :2]).max() <= 2  # kept (pasted back through the blurred mask)
     assert np.abs(out[12:20, 12:20] - source[12:20, 12:20]).mean() > 10  # repainted
+
+
+def test_low_bits_float8_stores_the_transformer_in_fp8(cli, tiny_flux, tmp_path):
+    """--low-bits float8-e4m3fn: Forge's "Diffusion in Low Bits" as diffusers' layerwise casting (fp8 storage,
+    computed in the run's dtype): close to the fp32 image, not equal to it, and recorded."""
+    import torch
+
+    from sdcli.io.metadata import read_infotext
+    from sdcli.models.loader import load_model
+    from sdcli.models.resolve import ModelRef
+    from sdcli.models.runtime import RuntimeOptions, plan_runtime
+
+    dev = ("-m", tiny_flux["flux-dev"])
+    full = _pixels(cli, tmp_path, "a", *dev, "a cat")
+    low = _pixels(cli, tmp_path, "b", *dev, "--low-bits", "float8-e4m3fn", "a cat")
+    assert not np.array_equal(full, low) and np.abs(full - low).mean() < 20
+    (png,) = (tmp_path / "b").glob("*.png")
+    assert "Diffusion in Low Bits: float8-e4m3fn" in read_infotext(png)
+    plan = plan_runtime(RuntimeOptions(), cuda=False, mps=False, xformers=False)
+    model = load_model(ModelRef(tiny_flux["flux-dev"], "dev", storage="float8-e4m3fn"), plan)
+    weight = model.pipe.transformer.transformer_blocks[0].attn.to_q.weight
+    assert weight.dtype == torch.float8_e4m3fn
+    for value, message in (("bnb-nf4", "--low-bits: bnb-nf4: bitsandbytes storage is not supported yet"),):
+        result = cli("txt2img", *dev, "--steps", "2", "--low-bits", value, "-o", tmp_path / "c", "a cat")
+        assert result.exit_code == 2 and message in result.stderr
