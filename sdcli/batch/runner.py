@@ -151,9 +151,11 @@ def run_batch(options: BatchOptions, reporter: BatchReporter,
         resolve_hires_upscaler(options.defaults, options.assets)
     plan = detect_runtime(options.runtime, largest_job(lines, options.group))
     plans = plan_lines(lines, options, models, plan, reporter)  # every line through the job's plan step
-    # The family defaults the plan filled in (a folder line's inputs share their line's plan: only these fields).
+    # What the plan filled in: the family defaults and the text encoders found in the models folder (a folder
+    # line's inputs share their line's plan: only these fields).
     lines = [replace(line, request=replace(line.request, **{k: getattr(plans[line.line].request, k)
-                                                             for k in DEFAULTED})) for line in lines]
+                                                             for k in (*DEFAULTED, "text_encoders")}))
+             for line in lines]
     options = replace(options, record=recorded_defaults(options.record, models.get(options.model)))
     base_seed = resolve_base_seed(options.seed, lines)
     shard = current_shard(plan.device)

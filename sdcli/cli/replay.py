@@ -94,6 +94,7 @@ def replay(
                  "clip_skip": clip_skip, "subseed": subseed, "subseed_strength": subseed_strength,
                  "batch_size": batch_size, "count": count, "refiner": refiner}
     set_quiet(quiet)
+    model = model or _model_by_name(image, flags)
     plan = plan_replay(image, overrides, model, trust_metadata,
                        control_images=[str(p) for p in control_image] if control_image else None)
     if hires_upscaler is not None:
@@ -121,6 +122,17 @@ def _with_recorded_assets(meta: Any, flags: dict[str, Any]) -> tuple[dict[str, A
     if vae and "VAE" not in recorded:
         recorded["VAE"] = vae
     return flags, recorded
+
+
+def _model_by_name(image: Path, flags: dict[str, Any]) -> str | None:
+    """A WebUI/Forge image's `Model: NAME`, to find in the models folder when one is given (else None: replay
+    asks for --model)."""
+    from sdcli.io.replay import read_metadata
+
+    if not any(flags.get(k) for k in ("models_dir", "webui_dir", "comfy_dir")):
+        return None
+    meta = read_metadata(image)
+    return meta.parameters.get("Model") if meta.replay is None else None
 
 
 def _with_hires_upscaler(plan: Any, upscaler: str) -> Any:

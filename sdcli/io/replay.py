@@ -282,15 +282,19 @@ def plan_replay(path: Path, overrides: dict[str, Any] | None = None, model_overr
     return ReplayPlan(request, model, origin, sources, ignored)
 
 
+SINGLE_FILE_SUFFIXES = (".safetensors", ".gguf")  # model files a record may name (never a pickle)
+
+
 def _trusted_model(path: Path, source: str | None, made_by_sdcli: bool, trust: bool) -> str | None:
-    """The image's model, only if it is an existing local folder (or a hub id with --trust-metadata)."""
+    """The image's model, only if it is an existing local folder or single file (or a hub id with
+    --trust-metadata)."""
     if not made_by_sdcli:
         raise UsageError(f"{path}: not made by sdcli, so its metadata has no model path; pass --model")
     if source is None:
         return None  # the built-in demo model
     local = Path(source)
     if local.is_absolute():
-        if not local.is_dir():
+        if not (local.is_dir() or (local.is_file() and local.suffix.lower() in SINGLE_FILE_SUFFIXES)):
             raise UsageError(f"{path}: its model {source} was not found; pass --model")
         return source
     if _HUB_ID.match(source) and not local.exists():

@@ -20,7 +20,7 @@ from sdcli.errors import SdcliError, UsageError
 from sdcli.io.images import PreparedInputs
 from sdcli.io.output import check_folder
 from sdcli.job.write import OutputOptions
-from sdcli.models.assets import AssetOptions, AssetPlan, plan_assets
+from sdcli.models.assets import AssetOptions, AssetPlan, plan_assets, short_hash
 from sdcli.models.resolve import ModelRef
 from sdcli.models.runtime import RuntimeOptions, RuntimePlan, validate_runtime
 from sdcli.request.generation import GenerationRequest, validate, with_defaults
@@ -177,11 +177,28 @@ def plan_job(request: GenerationRequest, runtime: RuntimeOptions, model_spec: st
     # 4. The files of the parts a single file lacks (a Flux transformer's text encoders and VAE).
     model = once(("parts", model.path, request.text_encoders, extras.vae), lambda: plan_model_parts(
         model, request.text_encoders, extras.vae, assets.library(), assets.names_only))
+    if model.parts and not request.text_encoders:  # found in the models folder: recorded, and written as Module N
+        request = replace(request, text_encoders=tuple(str(path) for role, path in model.parts if role != "vae"))
+    if (vae := dict(model.parts).get("vae")) is not None and extras.vae is None:  # likewise the VAE
+        extras = replace(extras, vae=vae, vae_hash=short_hash("vae", vae))
     model = with_storage(model, request.low_bits)
+    if family is not None and not family.capabilities.embeddings and extras.embeddings:
+        extras = without_embeddings(extras, family, assets, notes)
     gpu_dtype = family.gpu_dtype if family is not None else "fp16"
     size = inputs.size if inputs else (request.width, request.height)
     placement = placement or detect_runtime(runtime, JobSize(*size, request.batch_size), gpu_dtype)
     return JobPlan(request, choice, model, placement, assets, extras, inputs, control, refiner, hires_upscaler)
+
+
+def without_embeddings(extras: Any, family: Any, assets: AssetOptions, notes: Notes) -> Any:
+    """A family without textual-inversion slots (Flux): an --embedding is refused; an embeddings-folder file whose
+    name is a word of the prompt is left out, with a note."""
+    named = {spec.name for spec in extras.embeddings} & {Path(e).stem for e in assets.embeddings}
+    if named:
+        raise UsageError(f"--embedding: {sorted(named)[0]}: {family.label} models take no textual-inversion "
+                         "embeddings")
+    notes(f"embeddings not used ({family.label} models take none): {', '.join(s.name for s in extras.embeddings)}")
+    return replace(extras, embeddings=())
 
 
 def with_storage(model: ModelRef, low_bits: str | None) -> ModelRef:

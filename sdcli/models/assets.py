@@ -95,7 +95,8 @@ def find_file(kind: str, spec: str, library: Library, allow_pickle: bool, names_
     return path if kind == "vae" else file  # a LoRA/embedding folder (diffusers' save_*): its weights file
 
 
-def _short(kind: str, path: Path) -> str:
+def short_hash(kind: str, path: Path) -> str:
+    """The WebUI's short hash of an add-on file (LoRA 12, embedding 12, VAE 10 hex digits)."""
     return file_sha256(weights_file(path))[:SHORT_HASH[kind]]
 
 
@@ -109,7 +110,7 @@ def plan_assets(options: AssetOptions, prompt: str, negative_prompt: str = "") -
         spec, weight = parse_lora_flag(value)
         path = find_file("lora", spec, library, options.allow_pickle, options.names_only)
         name = Path(spec).expanduser().name if Path(spec).expanduser().is_dir() else path.stem  # a folder: its name
-        loras.append(LoraSpec(path, weight, name, _short("lora", path)))
+        loras.append(LoraSpec(path, weight, name, short_hash("lora", path)))
     for tag in extract_networks(prompt)[1] + extract_networks(negative_prompt)[1]:
         if tag.kind not in LORA_KINDS:
             warnings.append(f"prompt: <{tag.kind}:...> networks are not supported; the tag is ignored")
@@ -122,7 +123,7 @@ def plan_assets(options: AssetOptions, prompt: str, negative_prompt: str = "") -
             path = find_file("lora", tag.name, library, options.allow_pickle, options.names_only)
         except ModelError as exc:
             raise ModelError(f"prompt: <{tag.kind}:{tag.name}>: {str(exc).removeprefix('--lora: ')}") from None
-        loras.append(LoraSpec(path, tag.weight, tag.name, _short("lora", path), from_tag=True,
+        loras.append(LoraSpec(path, tag.weight, tag.name, short_hash("lora", path), from_tag=True,
                               unet_weight=tag.unet_weight))
     # 2. Embeddings: --embedding files and the embeddings folder, when their name is in a prompt.
     candidates: dict[str, Path] = {}
@@ -132,7 +133,7 @@ def plan_assets(options: AssetOptions, prompt: str, negative_prompt: str = "") -
     for entry in library.entries("embedding"):
         candidates.setdefault(entry.stem, entry.path)
     used = [EmbeddingSpec(find_file("embedding", str(path), library, options.allow_pickle), name,
-                          _short("embedding", path))
+                          short_hash("embedding", path))
             for name, path in candidates.items() if mentioned(name, prompt, negative_prompt)]
     # 3. The VAE.
     vae = None
@@ -140,7 +141,7 @@ def plan_assets(options: AssetOptions, prompt: str, negative_prompt: str = "") -
         vae = find_file("vae", options.vae, library, options.allow_pickle, options.names_only)
     if vae is None and options.recorded.get("VAE"):  # replaying a WebUI image: its VAE by name
         vae = _recorded_vae(options, library, options.recorded["VAE"], warnings)
-    plan = AssetPlan(tuple(loras), tuple(used), vae, _short("vae", vae) if vae else None, tuple(warnings))
+    plan = AssetPlan(tuple(loras), tuple(used), vae, short_hash("vae", vae) if vae else None, tuple(warnings))
     return _check_recorded(plan, options.recorded)
 
 

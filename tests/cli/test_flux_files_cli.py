@@ -175,3 +175,52 @@ def test_comfy_folders_offline_and_sdcli_models(cli, flux_files, folder_pixels, 
                     "clip_l": ("text_encoder", "clip_l text encoder (fp32)"),
                     "t5xxl": ("text_encoder", "t5xxl text encoder (fp32)"),
                     "ae": ("vae", "flux vae (ldm, fp32)")}
+
+
+def test_models_folder_parts_are_written_as_forge_modules_and_replay(cli, flux_files, folder_pixels, tmp_path):
+    """Parts found in a WebUI/Forge models folder are recorded (the record replays without the folder) and written
+    as Forge's `Module N`; a Forge infotext naming the model and its modules replays from the folder by name."""
+    import shutil
+
+    from PIL.PngImagePlugin import PngInfo
+
+    from sdcli.io.metadata import read_infotext
+
+    root = tmp_path / "models"
+    for kind, names in (("Stable-diffusion", ["flux1-dev"]), ("text_encoder", ["clip_l", "t5xxl"]), ("VAE", ["ae"])):
+        (root / kind).mkdir(parents=True)
+        for name in names:
+            shutil.copy(flux_files["bfl"].parent / f"{name}.safetensors", root / kind)
+    made = tmp_path / "made"
+    result = cli("txt2img", "--models-dir", root, "-m", "flux1-dev", *RUN, "-o", made, "a cat")
+    assert result.exit_code == 0, result.stderr
+    (png,) = made.glob("*.png")
+    assert np.array_equal(np.asarray(Image.open(png), dtype=np.int16), folder_pixels)
+    text = read_infotext(png)
+    assert text.endswith("Module 1: ae, Module 2: clip_l, Module 3: t5xxl") and "VAE" not in text
+    result = cli("replay", png, "-o", tmp_path / "again")  # the record names the files: no models folder needed
+    assert result.exit_code == 0, result.stderr
+    assert np.array_equal(np.asarray(Image.open(next((tmp_path / "again").glob("*.png"))), dtype=np.int16),
+                          folder_pixels)
+    forge = tmp_path / "forge.png"
+    info = PngInfo()
+    info.add_text("parameters", "a cat\nSteps: 2, Sampler: Euler, Schedule type: Simple, CFG scale: 1, Distilled CFG "
+                  "Scale: 3.5, Seed: 3, Size: 32x32, Model hash: 0123456789, Model: flux1-dev, RNG: CPU, Version: "
+                  "f2.0.1v1.10.1-previous-313-g8a042934, Module 1: ae, Module 2: clip_l, Module 3: t5xxl")
+    Image.open(png).save(forge, pnginfo=info)
+    assert cli("replay", forge, "-o", tmp_path / "x").exit_code == 2  # no folder: --model is asked for
+    result = cli("replay", forge, "--models-dir", root, "-o", tmp_path / "forge-out")
+    assert result.exit_code == 0, result.stderr
+    assert np.array_equal(np.asarray(Image.open(next((tmp_path / "forge-out").glob("*.png"))), dtype=np.int16),
+                          folder_pixels)
+
+
+def test_an_embedding_on_flux_is_refused(cli, tiny_flux, tmp_path):
+    import torch
+    from safetensors.torch import save_file
+
+    save_file({"emb_params": torch.randn(1, 32)}, str(tmp_path / "shiny.safetensors"))
+    result = cli("txt2img", "-m", tiny_flux["flux-dev"], *RUN, "--embedding", tmp_path / "shiny.safetensors",
+                 "-o", tmp_path / "o", "a shiny cat")
+    assert result.exit_code == 2
+    assert result.stderr.strip() == "error: --embedding: shiny: Flux.1 dev models take no textual-inversion embeddings"
