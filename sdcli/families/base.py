@@ -55,6 +55,28 @@ class NetworkAdapter(Protocol):
         ...
 
 
+class ModuleAdapter:
+    """What every network adapter shares: the wrapped torch module, its dtype and device, and its input
+    channels in latent units (`packing` cells a side to a token: a transformer's config counts them packed)."""
+
+    packing: ClassVar[int] = 1
+
+    def __init__(self, module: Any):
+        self.module = module
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.module.dtype
+
+    @property
+    def device(self) -> torch.device:
+        return self.module.device
+
+    @property
+    def in_channels(self) -> int:
+        return int(self.module.config.in_channels) // (self.packing * self.packing)
+
+
 class PromptEncoder(Protocol):
     """Text -> conditioning for one model (and generation size), as its family encodes prompts."""
 

@@ -12,7 +12,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from sdcli.families.base import Capabilities, Control, Detected, Family, Json, LatentFormat, NetworkAdapter, Shapes
+from sdcli.families.base import (
+    Capabilities,
+    Control,
+    Detected,
+    Family,
+    Json,
+    LatentFormat,
+    ModuleAdapter,
+    NetworkAdapter,
+    Shapes,
+)
 
 if TYPE_CHECKING:
     from sdcli.conditioning.cond import Conditioning
@@ -65,26 +75,13 @@ def image_ids(h: int, w: int, device: Any, dtype: Any) -> Any:
     return torch.stack([torch.zeros_like(rows), rows, cols], dim=-1).reshape(-1, 3)
 
 
-class FluxAdapter:
+class FluxAdapter(ModuleAdapter):
     """A diffusers FluxTransformer2DModel as the loop's network: latents packed into tokens, T5 states as the
     text tokens (position ids 0), the pooled CLIP vector and the distilled guidance from the conditioning;
     the timestep is sigma (the transformer scales it, and the guidance, by 1000 itself). Odd latent sides are
     padded to even by wrapping round and cropped after, as Forge's IntegratedFluxTransformer2DModel does."""
 
-    def __init__(self, transformer: Any):
-        self.module = transformer
-
-    @property
-    def dtype(self) -> Any:
-        return self.module.dtype
-
-    @property
-    def device(self) -> Any:
-        return self.module.device
-
-    @property
-    def in_channels(self) -> int:
-        return int(self.module.config.in_channels) // (PACKING * PACKING)
+    packing = PACKING
 
     def __call__(self, x: Any, t: Any, cond: Conditioning, control: Control | None = None) -> Any:
         import torch

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from sdcli.families.base import Control, Family, Json, NetworkAdapter
+from sdcli.families.base import Control, Family, Json, ModuleAdapter, NetworkAdapter
 
 if TYPE_CHECKING:
     from sdcli.conditioning.cond import Conditioning
@@ -17,24 +17,9 @@ LOOP_PREDICTIONS = ("epsilon", "v_prediction")
 ADDED_EMBEDDINGS = (None, "text_time")  # SD 1.x/2.x: none; SDXL: pooled text + size/crop ids
 
 
-class UNetAdapter:
+class UNetAdapter(ModuleAdapter):
     """A diffusers UNet2DConditionModel as the loop's network: text states as encoder_hidden_states, the
     conditioning's extra kwargs (SDXL's added_cond_kwargs) and ControlNet residuals as keyword arguments."""
-
-    def __init__(self, unet: Any):
-        self.module = unet
-
-    @property
-    def dtype(self) -> Any:
-        return self.module.dtype
-
-    @property
-    def device(self) -> Any:
-        return self.module.device
-
-    @property
-    def in_channels(self) -> int:
-        return int(self.module.config.in_channels)
 
     def __call__(self, x: Any, t: Any, cond: Conditioning, control: Control | None = None) -> Any:
         extra = cond.extra if control is None else {**cond.extra, **control(x, t, cond)}

@@ -176,7 +176,7 @@ def validate(request: GenerationRequest) -> SamplerChoice:
     # 1. Every setting on its own: the request's fields, then those of each part it has. Unset defaulted
     # fields are checked as REQUEST_DEFAULTS (the plan step checks the family's again: job.plan).
     request = with_defaults(request)
-    if request.cfg_scale < 0:
+    if request.cfg_scale is not None and request.cfg_scale < 0:
         raise UsageError(f"--cfg-scale: {request.cfg_scale} is negative; use 0 or more (7 is usual)")
     check_fields(request)
     if any(not isinstance(name, str) or not name.strip() for name in request.text_encoders):
@@ -203,7 +203,14 @@ def validate(request: GenerationRequest) -> SamplerChoice:
         raise UsageError("--controlnet: use it with txt2img, img2img or inpaint")
     if request.hires is not None:
         validate_hires(request)
-    return resolve_sampler(request.sampler, request.schedule)
+    return resolve_sampler(*sampler_settings(request))
+
+
+def sampler_settings(request: GenerationRequest) -> tuple[str, str]:
+    """(sampler, schedule) of a request whose defaulted fields are filled in (with_defaults)."""
+    if request.sampler is None or request.schedule is None:
+        raise ValueError("the request's sampler and schedule are unset: fill them with with_defaults first")
+    return request.sampler, request.schedule
 
 
 # The nested parts of a request, by field name (see request_from_dict).
@@ -263,10 +270,11 @@ def hires_choices(request: GenerationRequest) -> tuple[SamplerChoice, SamplerCho
 
     settings = _hires_of(request)
     request = with_defaults(request)
-    first = resolve_sampler(request.sampler, request.schedule)
+    sampler, schedule = sampler_settings(request)
+    first = resolve_sampler(sampler, schedule)
     try:
         try:
-            second = resolve_sampler(settings.sampler or request.sampler, settings.schedule or request.schedule)
+            second = resolve_sampler(settings.sampler or sampler, settings.schedule or schedule)
         except UsageError:
             if settings.schedule is not None or settings.sampler is None:
                 raise
