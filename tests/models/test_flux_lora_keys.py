@@ -87,3 +87,46 @@ def test_a_lora_applies_on_gguf_and_fp8_stored_transformers(tmp_path):
         outs[name] = ft.run(model, inputs)
         assert (outs[name] - base).abs().max() > 0.5
     assert float((outs["Q8_0"] - outs["F32"]).abs().max() / outs["F32"].abs().max()) < Q8_0_BOUND
+
+
+@pytest.mark.slow
+def test_full_width_kohya_top_level_layers_reach_the_transformer(tiny_flux_pipe):
+    """A full-width kohya file's img_in, guidance_in and final_layer layers change those transformer weights by
+    alpha / rank * up @ down (final_layer's modulation with BFL's halves swapped); diffusers' own path drops
+    them (the failure this guards against)."""
+    from diffusers import FluxPipeline, FluxTransformer2DModel
+
+    wide = FluxTransformer2DModel(num_layers=0, num_single_layers=0, num_attention_heads=24, attention_head_dim=128,
+                                  joint_attention_dim=64, pooled_projection_dim=32, guidance_embeds=True)
+    gen, rank = torch.Generator().manual_seed(1), 4
+    layers = {"img_in": "x_embedder", "guidance_in_in_layer": "time_text_embed.guidance_embedder.linear_1",
+              "final_layer_linear": "proj_out", "final_layer_adaLN_modulation_1": "norm_out.linear"}
+    state, expected = {}, {}
+    for i, (name, module) in enumerate(layers.items()):
+        linear = wide.get_submodule(module)
+        down = torch.randn(rank, linear.in_features, generator=gen)
+        up = torch.randn(linear.out_features, rank, generator=gen)
+        alpha = rank / (2 + i)
+        state |= {f"lora_unet_{name}.lora_down.weight": down, f"lora_unet_{name}.lora_up.weight": up,
+                  f"lora_unet_{name}.alpha": torch.tensor(alpha)}
+        delta = alpha / rank * up @ down
+        if name == "final_layer_adaLN_modulation_1":
+            shift, scale = delta.chunk(2)
+            delta = torch.cat([scale, shift])
+        expected[module] = delta
+
+    def deltas(load) -> dict[str, torch.Tensor]:
+        model = FluxTransformer2DModel.from_config(wide.config)
+        model.load_state_dict(wide.state_dict())
+        pipe = FluxPipeline(**{**tiny_flux_pipe.pipe.components, "transformer": model})
+        load(pipe)
+        before = {m: wide.get_submodule(m).weight for m in layers.values()}
+        model.fuse_lora(lora_scale=1.0)
+        return {m: model.get_submodule(m).get_base_layer().weight - before[m] if hasattr(
+            model.get_submodule(m), "get_base_layer") else torch.zeros(1) for m in layers.values()}
+
+    ours = deltas(lambda pipe: tiny_flux_pipe.family.load_lora(pipe, dict(state), "x"))
+    for module, delta in expected.items():
+        assert torch.allclose(ours[module], delta, atol=1e-4), module
+    theirs = deltas(lambda pipe: pipe.load_lora_weights(dict(state), adapter_name="x"))
+    assert all(not torch.allclose(theirs[m].expand_as(d), d, atol=1e-4) for m, d in expected.items())
