@@ -130,3 +130,27 @@ def test_full_width_kohya_top_level_layers_reach_the_transformer(tiny_flux_pipe)
         assert torch.allclose(ours[module], delta, atol=1e-4), module
     theirs = deltas(lambda pipe: pipe.load_lora_weights(dict(state), adapter_name="x"))
     assert all(not torch.allclose(theirs[m].expand_as(d), d, atol=1e-4) for m, d in expected.items())
+
+
+def test_t5_layers_in_each_spelling_split_off_alike():
+    """sd-scripts' lora_te3_ and older lora_te2_, ComfyUI's text_encoders.t5xxl.transformer. and PEFT's
+    text_encoder_2. name the same T5 layer; alpha / rank is folded in; other keys stay; a wrong layer is named."""
+    from sdcli.models.flux_lora import split_t5
+
+    module = "encoder.block.0.layer.1.DenseReluDense.wi_0"
+    down, up = torch.randn(4, 8), torch.randn(16, 4)
+    other = {"lora_unet_img_in.lora_down.weight": torch.zeros(4, 64)}
+    spellings = [f"lora_te3_{module.replace('.', '_')}", f"lora_te2_{module.replace('.', '_')}",
+                 f"text_encoders.t5xxl.transformer.{module}"]
+    for stem in spellings:
+        state = other | {f"{stem}.lora_down.weight": down, f"{stem}.lora_up.weight": up,
+                         f"{stem}.alpha": torch.tensor(2.0)}
+        rest, t5 = split_t5(state, {module})
+        a_key, b_key = f"text_encoder_2.{module}.lora_A.weight", f"text_encoder_2.{module}.lora_B.weight"
+        assert rest == other and set(t5) == {a_key, b_key}
+        a, b = t5[a_key], t5[b_key]
+        assert torch.allclose(b @ a, 0.5 * up @ down)
+    peft = {f"text_encoder_2.{module}.lora_A.weight": down}
+    assert split_t5(dict(peft), {module}) == ({}, peft)
+    with pytest.raises(KeyLayoutError, match="lora_te3_encoder_block_7"):
+        split_t5({"lora_te3_encoder_block_7_layer_0_SelfAttention_q.lora_down.weight": down}, {module})
