@@ -234,6 +234,10 @@ class Family:
         """A LoRA file's tensors as this family's diffusers loader (pipe.load_lora_weights) takes them."""
         return state
 
+    def load_lora(self, pipe: Any, state: dict[str, Any], adapter: str) -> None:
+        """Load a LoRA file's tensors into lora_components() as the peft adapter `adapter`."""
+        pipe.load_lora_weights(self.lora_state(pipe, state), adapter_name=adapter)
+
     def network_module(self, pipe: Any) -> Any:
         """The denoising network's torch module (placement, memory layout, compilation, ControlNet shapes)."""
         return getattr(pipe, self.network_component)

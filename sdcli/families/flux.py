@@ -175,16 +175,34 @@ class FluxFamily(Family):
         return network_channels // (PACKING * PACKING)
 
     def lora_components(self) -> tuple[str, ...]:
-        return ("transformer", "text_encoder")  # CLIP-L, as diffusers' FluxLoraLoaderMixin loads it
+        # CLIP-L as diffusers' FluxLoraLoaderMixin loads it; T5-XXL loaded by sdcli (load_lora)
+        return ("transformer", "text_encoder", "text_encoder_2")
 
     def lora_state(self, pipe: Any, state: dict[str, Any]) -> dict[str, Any]:
-        """kohya files for a transformer narrower than the released one: renamed by sdcli (models.flux_lora),
-        as diffusers' kohya converter splits at the released width only; everything else as it is."""
-        from sdcli.models.flux_lora import is_kohya, kohya_to_peft
+        """kohya files in sd-scripts' own keys, and any kohya file for a transformer narrower than the released
+        one: renamed by sdcli (models.flux_lora says why); everything else as it is."""
+        from sdcli.models.flux_lora import is_kohya, is_plain_kohya, kohya_to_peft
 
         config = pipe.transformer.config
         width = int(config.num_attention_heads) * int(config.attention_head_dim)
-        return kohya_to_peft(state, width) if width != FULL_WIDTH and is_kohya(state) else state
+        ours = is_kohya(state) and (width != FULL_WIDTH or is_plain_kohya(state))
+        return kohya_to_peft(state, width) if ours else state
+
+    def load_lora(self, pipe: Any, state: dict[str, Any], adapter: str) -> None:
+        """The transformer and CLIP-L parts through pipe.load_lora_weights; the T5-XXL part, which diffusers'
+        Flux loader leaves out, into text_encoder_2 (models.flux_lora.load_t5)."""
+        import torch
+
+        from sdcli.models.flux_lora import load_t5, split_t5
+
+        # Its Linear layers by name (a layer an earlier adapter wrapped: its base_layer's parent)
+        t5_linears = {name.removesuffix(".base_layer") for name, module in pipe.text_encoder_2.named_modules()
+                      if isinstance(module, torch.nn.Linear) and ".lora_" not in name}
+        rest, t5 = split_t5(state, t5_linears)
+        if rest:
+            pipe.load_lora_weights(self.lora_state(pipe, rest), adapter_name=adapter)
+        if t5:
+            load_t5(pipe, t5, adapter)
 
     def network(self, pipe: Any) -> NetworkAdapter:
         return FluxAdapter(pipe.transformer)

@@ -5,6 +5,8 @@ format; diffusers converts the former. A pipeline keeps the adapters it has,
 keyed by file hash, so a batch that changes LoRAs between lines loads only the
 new files and never reloads the base model. A LoRA whose layers are missing
 from the model or do not fit their shapes (made for another family) is refused.
+Components a family loads LoRAs into beyond its diffusers pipeline's own
+(Flux's T5-XXL) get the same adapter weights, switching and unloading here.
 """
 
 from __future__ import annotations
@@ -68,12 +70,12 @@ def apply_loras(model: LoadedModel, loras: list[LoraSpec], *, allow_pickle: bool
         weights[adapter] = (te + spec.weight, unet + unet_weight)
     if not weights:
         if loaded:
-            pipe.unload_lora_weights()
+            _unload(model)
             addons.loras = {}
         return
     stale = [name for name in loaded if name not in weights]
     if stale:
-        pipe.delete_adapters(stale)
+        _delete(model, stale)
     addons.loras = loaded = {k: v for k, v in loaded.items() if k not in stale}
     network = model.family.network_component
     for spec in loras:
@@ -82,7 +84,44 @@ def apply_loras(model: LoadedModel, loras: list[LoraSpec], *, allow_pickle: bool
             state = load_state_dict(spec.path, flag="--lora", allow_pickle=allow_pickle)
             _load_checked(model, spec, state, adapter)
             loaded[adapter] = str(spec.path)
-    pipe.set_adapters(list(weights), [_component_weights(pipe, network, te, unet) for te, unet in weights.values()])
+    # diffusers refuses an adapter none of its components holds (a T5-only LoRA on Flux)
+    held = {name for names in pipe.get_list_adapters().values() for name in names}
+    if ours := [name for name in weights if name in held]:
+        pipe.set_adapters(ours, [_component_weights(pipe, network, *weights[name]) for name in ours])
+    if extra := _extra_encoders(model):
+        from diffusers.loaders.lora_base import set_adapters_for_text_encoder
+
+        for encoder in extra:
+            set_adapters_for_text_encoder(list(weights), encoder, [te for te, _ in weights.values()])
+
+
+def _extra_encoders(model: LoadedModel) -> list[Any]:
+    """The text encoders the family puts LoRAs into that diffusers' pipeline does not manage (Flux's T5)."""
+    pipe = model.pipe
+    names = [n for n in model.family.lora_components() if n not in pipe._lora_loadable_modules]
+    return [part for part in (getattr(pipe, n, None) for n in names) if part is not None]
+
+
+def _delete(model: LoadedModel, adapters: list[str]) -> None:
+    """Delete these adapters from every component."""
+    from diffusers.utils.peft_utils import delete_adapter_layers
+
+    model.pipe.delete_adapters(adapters)
+    for encoder in _extra_encoders(model):
+        for adapter in adapters:
+            delete_adapter_layers(encoder, adapter)
+
+
+def _unload(model: LoadedModel) -> None:
+    """Remove every LoRA layer from every component: the base model exactly."""
+    from diffusers.utils import recurse_remove_peft_layers
+    from diffusers.utils.peft_utils import delete_adapter_layers
+
+    model.pipe.unload_lora_weights()
+    for encoder in _extra_encoders(model):
+        for adapter in list(getattr(encoder, "peft_config", None) or {}):
+            delete_adapter_layers(encoder, adapter)  # also drops transformers' record of it
+        recurse_remove_peft_layers(encoder)
 
 
 def _component_weights(pipe: Any, network: str, te: float, unet: float) -> float | dict[str, float]:
@@ -100,8 +139,8 @@ def _load_checked(model: LoadedModel, spec: LoraSpec, state: dict[str, Any], ada
         raise ModelError(f"--lora: {spec.path} holds no LoRA layers (is it a LoRA file?)")
     try:
         with _quiet():
-            pipe.load_lora_weights(model.family.lora_state(pipe, dict(state)), adapter_name=adapter)
-    except (RuntimeError, ValueError, KeyError, IndexError, AttributeError, AssertionError) as exc:
+            model.family.load_lora(pipe, dict(state), adapter)
+    except Exception as exc:  # noqa: BLE001 - converters and peft raise anything on a misfit; one line says so
         _drop(model, adapter)
         reason = "its tensor shapes differ" if "size mismatch" in str(exc) else _first_line(exc)
         raise ModelError(f"--lora: {spec.path} does not fit this model: {reason} "
@@ -139,9 +178,9 @@ def _lora_modules(model: LoadedModel) -> list[Any]:
 def _drop(model: LoadedModel, adapter: str) -> None:
     """Remove a half-loaded adapter so the pipeline is as before."""
     with contextlib.suppress(ValueError, KeyError, AttributeError):
-        model.pipe.delete_adapters([adapter])
+        _delete(model, [adapter])
     if not model.addons.loras:
-        model.pipe.unload_lora_weights()
+        _unload(model)
 
 
 def lora_hashes(loras: list[LoraSpec]) -> str | None:

@@ -4,7 +4,8 @@ One LoRA (a down/up pair per BFL layer, built from the folder's own tensor shape
 the formats, so files of one seed hold the same weights: kohya stores the pair with alpha = rank / 2
 (the loader folds alpha / rank in), PEFT and XLabs store it folded, split across diffusers' modules where
 BFL fuses them (qkv, a single block's linear1) the way the loaders split them. The text-encoder part
-(CLIP-L attention) is kohya's `lora_te1_` / PEFT's `text_encoder.`; XLabs files have none.
+(CLIP-L attention) is kohya's `lora_te1_` / PEFT's `text_encoder.`; XLabs files have none. With `t5`, every
+Linear of the T5 encoder gets a pair too: kohya's `lora_te3_` (sd-scripts' prefix) / PEFT's `text_encoder_2.`.
 """
 
 from __future__ import annotations
@@ -55,9 +56,23 @@ def _te_layers(model: Path) -> dict[str, tuple[int, int]]:
     return found
 
 
+def _t5_layers(model: Path) -> dict[str, tuple[int, int]]:
+    """T5 encoder Linear module -> (in, out) features (every 2-d weight but the token embedding)."""
+    from safetensors import safe_open
+
+    found = {}
+    with safe_open(str(model / "text_encoder_2" / "model.safetensors"), "pt") as fh:
+        for key in sorted(fh.keys()):  # noqa: SIM118
+            shape = fh.get_slice(key).get_shape()
+            if key.startswith("encoder.block.") and key.endswith(".weight") and len(shape) == 2 \
+                    and "relative_attention_bias" not in key:
+                found[key[:-len(".weight")]] = (int(shape[1]), int(shape[0]))
+    return found
+
+
 def write_tiny_flux_lora(model: Path, path: Path, *, fmt: str = "peft", seed: int = 0, rank: int = 4,
                          layers: str = "all", transformer: bool = True, text_encoder: bool = True,
-                         strength: float = 0.3) -> Path:
+                         t5: bool = False, strength: float = 0.3) -> Path:
     """A random LoRA for the tiny Flux folder `model` in `fmt` ("kohya", "peft", "xlabs"); `layers`: "all"
     (every block layer, img_in and the final modulation) or "attn" (attention only, as XLabs files hold).
     The same seed, rank and layers give the same weights in every format."""
@@ -87,6 +102,17 @@ def write_tiny_flux_lora(model: Path, path: Path, *, fmt: str = "peft", seed: in
                 state |= _kohya("lora_te1_" + name.replace(".", "_"), pair, rank)
             else:
                 state |= {f"text_encoder.{name}.lora_A.weight": pair[0], f"text_encoder.{name}.lora_B.weight": pair[1]}
+    if t5:
+        if fmt == "xlabs":
+            raise ValueError("an XLabs LoRA holds no T5 layers")
+        for name, (fan_in, fan_out) in _t5_layers(model).items():
+            pair = (torch.randn(rank, fan_in, generator=gen) * strength,
+                    torch.randn(fan_out, rank, generator=gen) * strength)
+            if fmt == "kohya":
+                state |= _kohya("lora_te3_" + name.replace(".", "_"), pair, rank)
+            else:
+                state |= {f"text_encoder_2.{name}.lora_A.weight": pair[0],
+                          f"text_encoder_2.{name}.lora_B.weight": pair[1]}
     path.parent.mkdir(parents=True, exist_ok=True)
     save_file({k: v.clone().contiguous() for k, v in state.items()}, str(path))
     return path

@@ -1,6 +1,7 @@
 """Flux LoRAs on the tiny Flux dev model, from the command line: kohya, PEFT and XLabs files of the same
 weights give the same pixels; a LoRA merged into the weights by hand gives the pixels of applying it;
-weight 0 is the base model; tags and --lora agree; the CLIP-L part counts; other families' LoRAs are refused."""
+weight 0 is the base model; tags and --lora agree; the CLIP-L and T5-XXL parts count; other families' LoRAs and
+broken files are refused in one line."""
 
 from __future__ import annotations
 
@@ -29,6 +30,10 @@ def lib(tiny_flux, tmp_path_factory):
         write_tiny_flux_lora(dev, root / "Lora" / f"attn-{fmt}.safetensors", fmt=fmt, seed=2, layers="attn",
                              text_encoder=False)
     write_tiny_flux_lora(dev, root / "Lora" / "clip.safetensors", seed=3, transformer=False)
+    for fmt in ("kohya", "peft"):
+        write_tiny_flux_lora(dev, root / "Lora" / f"t5-{fmt}.safetensors", fmt=fmt, seed=4, t5=True)
+    write_tiny_flux_lora(dev, root / "Lora" / "t5-only.safetensors", fmt="kohya", seed=5, t5=True,
+                         transformer=False, text_encoder=False)
     return root
 
 
@@ -73,18 +78,23 @@ def _merge(state: dict, lora: dict, prefix: str, scale: float) -> int:
     return merged
 
 
-def test_a_lora_merged_by_hand_gives_the_pixels_of_applying_it(cli, tiny_flux, lib, tmp_path):
+@pytest.mark.parametrize("name", ["full-peft", "t5-peft"])
+def test_a_lora_merged_by_hand_gives_the_pixels_of_applying_it(cli, tiny_flux, lib, tmp_path, name):
+    """Transformer, CLIP-L and (t5-peft) T5-XXL weights merged into a copy of the model by hand."""
     from safetensors.torch import load_file, save_file
 
-    lora = load_file(str(lib / "Lora" / "full-peft.safetensors"))
+    lora = load_file(str(lib / "Lora" / f"{name}.safetensors"))
     folder = tmp_path / "merged"
     shutil.copytree(tiny_flux["flux-dev"], folder)
-    for part, file, prefix in (("transformer", "diffusion_pytorch_model.safetensors", "transformer."),
-                               ("text_encoder", "model.safetensors", "text_encoder.")):
+    parts = [("transformer", "diffusion_pytorch_model.safetensors", "transformer."),
+             ("text_encoder", "model.safetensors", "text_encoder.")]
+    if name == "t5-peft":
+        parts.append(("text_encoder_2", "model.safetensors", "text_encoder_2."))
+    for part, file, prefix in parts:
         state = load_file(str(folder / part / file))
         assert _merge(state, lora, prefix, 0.7) > 0
         save_file(state, str(folder / part / file))
-    applied = pixels(cli, tiny_flux, tmp_path / "applied", "--lora", f"{lib / 'Lora' / 'full-peft.safetensors'}:0.7")
+    applied = pixels(cli, tiny_flux, tmp_path / "applied", "--lora", f"{lib / 'Lora' / f'{name}.safetensors'}:0.7")
     result = cli("txt2img", "-m", folder, *RUN, "-o", tmp_path / "m", "a cat")
     assert result.exit_code == 0, result.stderr
     merged = np.asarray(Image.open(next((tmp_path / "m").glob("*.png"))), dtype=np.int16)
@@ -145,3 +155,64 @@ def test_a_flux_lora_on_sd_is_refused_by_name(cli, tiny_flux, tiny_model, tmp_pa
     assert result.exit_code != 0 and not (tmp_path / "o").exists()
     (line,) = [x for x in result.stderr.splitlines() if x.startswith("error:")]
     assert f"{flux} does not fit this model" in line
+
+
+def test_the_t5_part_counts_and_kohya_equals_peft(cli, tiny_flux, lib, tmp_path):
+    """sd-scripts' lora_te3_ T5 layers load into T5-XXL: the kohya file gives the PEFT file's pixels, the T5
+    part alone changes the image, weight 0 is the base, and a job without LoRA after them is the base again."""
+    base = pixels(cli, tiny_flux, tmp_path / "base")
+    kohya = pixels(cli, tiny_flux, tmp_path / "kohya", "--lora", lib / "Lora" / "t5-kohya.safetensors")
+    peft = pixels(cli, tiny_flux, tmp_path / "peft", "--lora", lib / "Lora" / "t5-peft.safetensors")
+    assert np.array_equal(kohya, peft)
+    only = pixels(cli, tiny_flux, tmp_path / "only", "--lora", lib / "Lora" / "t5-only.safetensors")
+    assert np.abs(only - base).max() > 5  # measured: 18 levels
+    zero = pixels(cli, tiny_flux, tmp_path / "zero", "--lora", f"{lib / 'Lora' / 't5-kohya.safetensors'}:0")
+    assert np.array_equal(zero, base)
+
+
+def test_switching_from_a_t5_lora_to_none_gives_the_base(tiny_flux, lib):
+    """On one loaded model (as a batch keeps it): T5 LoRA, then none = the base model's T5 states exactly,
+    every LoRA layer taken out of T5-XXL."""
+    import torch
+
+    from sdcli.models.lora import LoraSpec, apply_loras
+    from tests.conftest import _load_on_cpu
+
+    model = _load_on_cpu(tiny_flux["flux-dev"])
+    encoder, tokens = model.pipe.text_encoder_2, model.pipe.tokenizer_2("a cat", return_tensors="pt").input_ids
+
+    def states():
+        with torch.no_grad():
+            return encoder(tokens)[0]
+
+    base = states()
+    for name in ("t5-only", "t5-kohya"):
+        path = lib / "Lora" / f"{name}.safetensors"
+        apply_loras(model, [LoraSpec(path, 1.0, name, name)])
+        assert (states() - base).abs().max() > 0.1
+    apply_loras(model, [])
+    assert torch.equal(states(), base)
+    assert not any("lora" in name for name, _ in encoder.named_modules())
+
+
+@pytest.mark.parametrize("case", ["unknown", "t5", "half"])
+def test_a_broken_kohya_file_is_one_error_line(cli, tiny_flux, lib, tmp_path, case):
+    """Unknown layers, T5 layers naming no T5 module, a layer without its up matrix: exit 2, one line naming
+    the file, no traceback, nothing written."""
+    from safetensors.torch import load_file, save_file
+
+    state = load_file(str(lib / "Lora" / "t5-kohya.safetensors"))
+    key = "lora_te3_encoder_block_0_layer_0_SelfAttention_q"
+    if case == "unknown":
+        state["lora_foo_bar.lora_down.weight"] = state[f"{key}.lora_down.weight"].clone()
+    elif case == "t5":
+        state = {k.replace("encoder_block_0", "encoder_block_99"): v for k, v in state.items()}
+    else:
+        del state[f"{key}.lora_up.weight"]
+    bad = tmp_path / f"{case}.safetensors"
+    save_file(state, str(bad))
+    result = cli("txt2img", "-m", tiny_flux["flux-dev"], *RUN, "-o", tmp_path / "o", "--lora", bad, "a cat")
+    assert result.exit_code == 2 and not (tmp_path / "o").exists()
+    assert "Traceback" not in result.stderr
+    (line,) = [x for x in result.stderr.splitlines() if x.startswith("error:")]
+    assert str(bad) in line

@@ -87,3 +87,70 @@ def test_a_lora_applies_on_gguf_and_fp8_stored_transformers(tmp_path):
         outs[name] = ft.run(model, inputs)
         assert (outs[name] - base).abs().max() > 0.5
     assert float((outs["Q8_0"] - outs["F32"]).abs().max() / outs["F32"].abs().max()) < Q8_0_BOUND
+
+
+@pytest.mark.slow
+def test_full_width_kohya_top_level_layers_reach_the_transformer(tiny_flux_pipe):
+    """A full-width kohya file's img_in, guidance_in and final_layer layers change those transformer weights by
+    alpha / rank * up @ down (final_layer's modulation with BFL's halves swapped); diffusers' own path drops
+    them (the failure this guards against)."""
+    from diffusers import FluxPipeline, FluxTransformer2DModel
+
+    wide = FluxTransformer2DModel(num_layers=0, num_single_layers=0, num_attention_heads=24, attention_head_dim=128,
+                                  joint_attention_dim=64, pooled_projection_dim=32, guidance_embeds=True)
+    gen, rank = torch.Generator().manual_seed(1), 4
+    layers = {"img_in": "x_embedder", "guidance_in_in_layer": "time_text_embed.guidance_embedder.linear_1",
+              "final_layer_linear": "proj_out", "final_layer_adaLN_modulation_1": "norm_out.linear"}
+    state, expected = {}, {}
+    for i, (name, module) in enumerate(layers.items()):
+        linear = wide.get_submodule(module)
+        down = torch.randn(rank, linear.in_features, generator=gen)
+        up = torch.randn(linear.out_features, rank, generator=gen)
+        alpha = rank / (2 + i)
+        state |= {f"lora_unet_{name}.lora_down.weight": down, f"lora_unet_{name}.lora_up.weight": up,
+                  f"lora_unet_{name}.alpha": torch.tensor(alpha)}
+        delta = alpha / rank * up @ down
+        if name == "final_layer_adaLN_modulation_1":
+            shift, scale = delta.chunk(2)
+            delta = torch.cat([scale, shift])
+        expected[module] = delta
+
+    def deltas(load) -> dict[str, torch.Tensor]:
+        model = FluxTransformer2DModel.from_config(wide.config)
+        model.load_state_dict(wide.state_dict())
+        pipe = FluxPipeline(**{**tiny_flux_pipe.pipe.components, "transformer": model})
+        load(pipe)
+        before = {m: wide.get_submodule(m).weight for m in layers.values()}
+        model.fuse_lora(lora_scale=1.0)
+        return {m: model.get_submodule(m).get_base_layer().weight - before[m] if hasattr(
+            model.get_submodule(m), "get_base_layer") else torch.zeros(1) for m in layers.values()}
+
+    ours = deltas(lambda pipe: tiny_flux_pipe.family.load_lora(pipe, dict(state), "x"))
+    for module, delta in expected.items():
+        assert torch.allclose(ours[module], delta, atol=1e-4), module
+    theirs = deltas(lambda pipe: pipe.load_lora_weights(dict(state), adapter_name="x"))
+    assert all(not torch.allclose(theirs[m].expand_as(d), d, atol=1e-4) for m, d in expected.items())
+
+
+def test_t5_layers_in_each_spelling_split_off_alike():
+    """sd-scripts' lora_te3_ and older lora_te2_, ComfyUI's text_encoders.t5xxl.transformer. and PEFT's
+    text_encoder_2. name the same T5 layer; alpha / rank is folded in; other keys stay; a wrong layer is named."""
+    from sdcli.models.flux_lora import split_t5
+
+    module = "encoder.block.0.layer.1.DenseReluDense.wi_0"
+    down, up = torch.randn(4, 8), torch.randn(16, 4)
+    other = {"lora_unet_img_in.lora_down.weight": torch.zeros(4, 64)}
+    spellings = [f"lora_te3_{module.replace('.', '_')}", f"lora_te2_{module.replace('.', '_')}",
+                 f"text_encoders.t5xxl.transformer.{module}"]
+    for stem in spellings:
+        state = other | {f"{stem}.lora_down.weight": down, f"{stem}.lora_up.weight": up,
+                         f"{stem}.alpha": torch.tensor(2.0)}
+        rest, t5 = split_t5(state, {module})
+        a_key, b_key = f"text_encoder_2.{module}.lora_A.weight", f"text_encoder_2.{module}.lora_B.weight"
+        assert rest == other and set(t5) == {a_key, b_key}
+        a, b = t5[a_key], t5[b_key]
+        assert torch.allclose(b @ a, 0.5 * up @ down)
+    peft = {f"text_encoder_2.{module}.lora_A.weight": down}
+    assert split_t5(dict(peft), {module}) == ({}, peft)
+    with pytest.raises(KeyLayoutError, match="lora_te3_encoder_block_7"):
+        split_t5({"lora_te3_encoder_block_7_layer_0_SelfAttention_q.lora_down.weight": down}, {module})
