@@ -51,6 +51,8 @@ def config_spec(shapes: Shapes, detected: Detected, source: str) -> tuple[dict[s
     from sdcli.models.bundled import family_config
     from sdcli.models.tiny import ARCHES
 
+    if (own := detected.family.single_file_config(shapes, source)) is not None:
+        return own
     width = int(shapes[UNET_CONV_IN][0])
     spec, tokenizer = family_config(detected.family.configs), "clip"
     if spec["unet"]["block_out_channels"][0] != width:
