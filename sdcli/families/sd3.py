@@ -90,7 +90,7 @@ def transformer_config(shapes: Shapes, prefix: str, head_dim: int = HEAD_DIM) ->
     ln_q = shapes.get(prefix + "joint_blocks.0.x_block.attn.ln_q.weight")
     head_dim = int(ln_q[0]) if ln_q is not None else head_dim
     return {"_class_name": "SD3Transformer2DModel", "sample_size": 128, "patch_size": PATCH,
-            "in_channels": int(shapes[prefix + X_EMBEDDER][1]) // (PATCH * PATCH), "num_layers": len(blocks),
+            "in_channels": int(shapes[prefix + X_EMBEDDER][1]), "num_layers": len(blocks),
             "attention_head_dim": head_dim, "num_attention_heads": width // head_dim,
             "joint_attention_dim": int(shapes[prefix + "context_embedder.weight"][1]),
             "caption_projection_dim": width,
@@ -121,7 +121,7 @@ class SD3Family(Family):
             raise ModelError(f"{source}: an {self.label} transformer without its text encoders; sdcli reads SD3 "
                              f"all-in-one checkpoints ({UNET_PREFIX}*, {TEXT_ENCODERS}clip_l/clip_g/t5xxl.*, "
                              "first_stage_model.*)")
-        return Detected(self, int(shapes[prefix + X_EMBEDDER][1]) // (PATCH * PATCH), "flow", False)
+        return Detected(self, int(shapes[prefix + X_EMBEDDER][1]), "flow", False)
 
     def single_file_config(self, shapes: Shapes, source: str) -> tuple[dict[str, Any], str]:
         """The bundled configs with the transformer's taken from the file's shapes; the tiny configs (and tiny

@@ -91,6 +91,9 @@ def load_single_file(path: Path, dtype: Any, source: str = "--model") -> tuple[A
     except (OSError, ValueError, RuntimeError, KeyError) as exc:
         raise ModelError(f"{source}: cannot load {path} as {detected.family.label}: "
                          f"{str(exc).splitlines()[0]}") from None
+    for part in pipe.components.values():  # diffusers leaves a single file's T5 (SD3) in training mode: dropout
+        if hasattr(part, "eval") and getattr(part, "training", False):
+            part.eval()
     return pipe, detected
 
 
