@@ -145,3 +145,17 @@ def tiny_flux(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 def tiny_flux_pipe(tiny_flux: dict[str, Path]):
     """The tiny Flux dev folder loaded once on CPU in fp32 (a LoadedModel)."""
     return _load_on_cpu(tiny_flux["flux-dev"])
+
+
+@pytest.fixture(scope="session")
+def tiny_sd3(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny SD3 diffusers folder (seed 0)."""
+    from sdcli.models.tiny import build_tiny
+
+    return build_tiny(tmp_path_factory.mktemp("sd3") / "sd3", arch="sd3")
+
+
+@pytest.fixture(scope="session")
+def tiny_sd3_pipe(tiny_sd3: Path):
+    """The tiny SD3 folder loaded once on CPU in fp32 (a LoadedModel)."""
+    return _load_on_cpu(tiny_sd3)

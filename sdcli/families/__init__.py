@@ -16,11 +16,13 @@ from sdcli.families.base import Detected, Family, Shapes
 from sdcli.families.flux import FLUX_DEV, FLUX_FILL, FLUX_SCHNELL
 from sdcli.families.sd1 import SD1
 from sdcli.families.sd2 import SD2
+from sdcli.families.sd3 import SD3
 from sdcli.families.sdxl import SDXL, SDXL_REFINER
 
-FAMILIES: dict[str, Family] = {f.name: f for f in (SD1, SD2, SDXL, SDXL_REFINER, FLUX_DEV, FLUX_SCHNELL, FLUX_FILL)}
+FAMILIES: dict[str, Family] = {f.name: f for f in (SD1, SD2, SDXL, SDXL_REFINER, FLUX_DEV, FLUX_SCHNELL, FLUX_FILL,
+                                                     SD3)}
 # Who is asked first: the most specific test first, SD 1.x (which takes any other folder) last.
-DETECTION: tuple[Family, ...] = (FLUX_FILL, FLUX_DEV, FLUX_SCHNELL, SDXL_REFINER, SDXL, SD2, SD1)
+DETECTION: tuple[Family, ...] = (SD3, FLUX_FILL, FLUX_DEV, FLUX_SCHNELL, SDXL_REFINER, SDXL, SD2, SD1)
 
 
 def detect_single_file(shapes: Shapes, source: str = "--model") -> Detected:
@@ -29,7 +31,8 @@ def detect_single_file(shapes: Shapes, source: str = "--model") -> Detected:
     if family is None:
         raise ModelError(f"{source}: not a Stable Diffusion 1.x, 2.x or XL checkpoint (no known text encoder "
                          "keys such as cond_stage_model.* or conditioner.embedders.*) and not a Flux.1 "
-                         "transformer (no img_in.weight or x_embedder.weight)")
+                         "transformer (no img_in.weight or x_embedder.weight) nor an SD3 checkpoint "
+                         "(no joint_blocks.*)")
     return family.detected_from(shapes, source)
 
 

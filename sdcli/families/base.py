@@ -159,6 +159,9 @@ class Family:
     behaviour that is not data."""
 
     network_component: ClassVar[str] = ""  # the denoising network's name among the pipeline's components
+    # Its single files are all-in-one checkpoints its pipeline's from_single_file reads with a bundled config
+    # folder (single_file_config), even with a transformer as the network (SD3); else models.flux_pipeline's.
+    checkpoint_file: ClassVar[bool] = False
 
     name: str
     label: str  # for people
@@ -213,6 +216,11 @@ class Family:
         in_channels = int(shapes[UNET_CONV_IN][1])
         prediction, guessed = self.guess_prediction(in_channels, shapes)
         return Detected(self, in_channels, prediction, guessed)
+
+    def single_file_config(self, shapes: Shapes, source: str) -> tuple[dict[str, Any], str] | None:
+        """The config folder spec (bundled family layout) that fits a single file of this family and which
+        tokenizer set to write; None: the UNet families' rule (models.single_file.config_spec)."""
+        return None
 
     def guess_prediction(self, in_channels: int, shapes: Shapes) -> tuple[str, bool]:
         """eps or v from a single file's tensors, and whether that is a guess (see sd2)."""

@@ -34,8 +34,10 @@ from sdcli.models.tokenizer_files import (  # noqa: F401 (TINY_VOCAB and the wri
 
 # Folder layout of each part of a family config (tokenizer files are added separately).
 CONFIG_FILES = {"unet": "config.json", "transformer": "config.json", "vae": "config.json",
-                "text_encoder": "config.json", "text_encoder_2": "config.json", "scheduler": "scheduler_config.json",
-                "tokenizer": "tokenizer_config.json", "tokenizer_2": "tokenizer_config.json"}
+                "text_encoder": "config.json", "text_encoder_2": "config.json",
+                "text_encoder_3": "config.json", "scheduler": "scheduler_config.json",
+                "tokenizer": "tokenizer_config.json", "tokenizer_2": "tokenizer_config.json",
+                "tokenizer_3": "tokenizer_config.json"}
 
 
 @cache

@@ -60,7 +60,7 @@ def _load_single_file(model: ModelRef, dtype: Any) -> tuple[Any, Detected]:
     from sdcli.models.single_file import inspect, load_single_file
 
     detected = inspect(model.path)
-    if detected.family.network_component != "transformer":
+    if detected.family.network_component != "transformer" or detected.family.checkpoint_file:
         return load_single_file(model.path, dtype)
     from sdcli.models.flux_pipeline import load_flux_files
 

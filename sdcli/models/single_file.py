@@ -51,6 +51,8 @@ def config_spec(shapes: Shapes, detected: Detected, source: str) -> tuple[dict[s
     from sdcli.models.bundled import family_config
     from sdcli.models.tiny import ARCHES
 
+    if (own := detected.family.single_file_config(shapes, source)) is not None:
+        return own
     width = int(shapes[UNET_CONV_IN][0])
     spec, tokenizer = family_config(detected.family.configs), "clip"
     if spec["unet"]["block_out_channels"][0] != width:
@@ -89,6 +91,9 @@ def load_single_file(path: Path, dtype: Any, source: str = "--model") -> tuple[A
     except (OSError, ValueError, RuntimeError, KeyError) as exc:
         raise ModelError(f"{source}: cannot load {path} as {detected.family.label}: "
                          f"{str(exc).splitlines()[0]}") from None
+    for part in pipe.components.values():  # diffusers leaves a single file's T5 (SD3) in training mode: dropout
+        if hasattr(part, "eval") and getattr(part, "training", False):
+            part.eval()
     return pipe, detected
 
 

@@ -197,22 +197,27 @@ def build_tiny_single_file(out_file: str | os.PathLike[str], arch: str = "sd1", 
     from safetensors.torch import save_file
 
     from sdcli.models.original_keys import original_state_dict
+    from sdcli.models.sd3_write import original_sd3_state_dict
+    from sdcli.models.tiny_sd3 import SD3_ARCH
 
-    if arch not in ARCHES:
-        raise UsageError(f"--arch: unknown architecture {arch!r}; choose from {', '.join(ARCHES)}")
+    if arch not in ARCHES and arch != SD3_ARCH:
+        raise UsageError(f"--arch: unknown architecture {arch!r}; choose from {', '.join([*ARCHES, SD3_ARCH])}")
     out = Path(out_file)
     if out.suffix != ".safetensors":
         raise UsageError(f"OUT: {out} must end in .safetensors with --single-file")
     if out.exists():
         raise UsageError(f"OUT: {out} already exists")
     out.parent.mkdir(parents=True, exist_ok=True)
-    spec = ARCHES[arch]
+    spec = ARCHES.get(arch)
     with tempfile.TemporaryDirectory(prefix=f".{out.name}.", dir=out.parent) as tmp:
         pipe = tiny_pipeline(arch, seed, Path(tmp) / "_configs")
-        prediction = "v" if spec.scheduler.get("prediction_type") == "v_prediction" else "epsilon"
-        metadata = {"modelspec.prediction_type": prediction, "sdcli.tiny": json.dumps({"arch": arch, "seed": seed})}
+        metadata = {"sdcli.tiny": json.dumps({"arch": arch, "seed": seed})}
+        if spec is not None:  # a UNet model (SD3 is a flow model: no prediction type)
+            prediction = "v" if spec.scheduler.get("prediction_type") == "v_prediction" else "epsilon"
+            metadata["modelspec.prediction_type"] = prediction
+        state = original_state_dict(pipe, spec.family) if spec is not None else original_sd3_state_dict(pipe)
         staged = Path(tmp) / out.name
-        save_file(original_state_dict(pipe, spec.family), str(staged), metadata=metadata)
+        save_file(state, str(staged), metadata=metadata)
         _sort_metadata(staged)
         os.chmod(staged, 0o644)
         try:
@@ -239,10 +244,11 @@ def _sort_metadata(path: Path) -> None:
 
 
 def known_arches() -> list[str]:
-    """Every tiny architecture's name: the UNet ones (ARCHES) and Flux's (models.tiny_flux)."""
+    """Every tiny architecture's name: the UNet ones (ARCHES), Flux's (models.tiny_flux), SD3's (models.tiny_sd3)."""
     from sdcli.models.tiny_flux import FLUX_ARCHES
+    from sdcli.models.tiny_sd3 import SD3_ARCH
 
-    return [*ARCHES, *FLUX_ARCHES]
+    return [*ARCHES, *FLUX_ARCHES, SD3_ARCH]
 
 
 def tiny_pipeline(arch: str, seed: int, config_dir: Path) -> Any:
@@ -253,6 +259,10 @@ def tiny_pipeline(arch: str, seed: int, config_dir: Path) -> Any:
     quiet_libraries()
     if arch in FLUX_ARCHES:
         return tiny_flux_pipeline(arch, seed, config_dir)
+    from sdcli.models.tiny_sd3 import SD3_ARCH, tiny_sd3_pipeline
+
+    if arch == SD3_ARCH:
+        return tiny_sd3_pipeline(arch, seed, config_dir)
     import diffusers
     import torch
     from diffusers import AutoencoderKL, UNet2DConditionModel

@@ -34,6 +34,9 @@ ALLOWED = {
     "sdcli/models/bundled.py": ({"the second text encoder"}, "names the config files of a bundled config folder"),
     "sdcli/controlnet/files.py": ({"the UNet"}, "builds a tiny ControlNet from a tiny architecture's UNet config"),
     "sdcli/conditioning/sdxl.py": ({"the second text encoder"}, "SDXL's prompt encoder reads its OpenCLIP-bigG"),
+    "sdcli/conditioning/sd3.py": ({"the second text encoder"}, "SD3's prompt encoder reads its OpenCLIP-bigG"),
+    "sdcli/models/sd3_write.py": ({"the second text encoder"}, "writes an SD3 bigG in the single-file layout"),
+    "sdcli/models/tiny_sd3.py": ({"the second text encoder"}, "the tiny SD3 builder builds its bigG encoder"),
 }
 # sdcli's own attributes on objects of other libraries (diffusers pipelines, VAEs, click commands): nowhere.
 SDCLI_ATTRIBUTE = re.compile(r"\.\s*_?sdcli_\w+|(?:get|set|has)attr\([^)]*[\"']_?sdcli_")
