@@ -145,3 +145,17 @@ def tiny_flux(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 def tiny_flux_pipe(tiny_flux: dict[str, Path]):
     """The tiny Flux dev folder loaded once on CPU in fp32 (a LoadedModel)."""
     return _load_on_cpu(tiny_flux["flux-dev"])
+
+
+@pytest.fixture(scope="session")
+def tiny_zimage(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny Z-Image diffusers folder (seed 0)."""
+    from sdcli.models.tiny import build_tiny
+
+    return build_tiny(tmp_path_factory.mktemp("zimage") / "zimage", arch="zimage")
+
+
+@pytest.fixture(scope="session")
+def tiny_zimage_pipe(tiny_zimage: Path):
+    """The tiny Z-Image folder loaded once on CPU in fp32 (a LoadedModel)."""
+    return _load_on_cpu(tiny_zimage)
