@@ -79,7 +79,7 @@ def _randomise_rms_norms(model: Any) -> None:
     import torch
 
     with torch.no_grad():
-        for name, module in model.named_modules():
+        for module in model.modules():
             weight = getattr(module, "weight", None)
             if "norm" in type(module).__name__.lower() and isinstance(weight, torch.nn.Parameter) \
                     and weight.dim() == 1 and getattr(module, "bias", None) is None:
