@@ -157,7 +157,7 @@ class ZImageFamily(Family):
 
 # ComfyUI's Z-Image Turbo template: CFG 1 (no unconditional pass), res_multistep (not in sdcli: Euler), Simple.
 ZIMAGE_DEFAULTS = {"cfg_scale": 1.0, "sampler": "Euler", "schedule": SIMPLE}
-ZIMAGE = ZImageFamily("zimage", "Z-Image", ZIMAGE_PIPELINES, 1024, configs="zimage",
+ZIMAGE = ZImageFamily("zimage", "Z-Image", ZIMAGE_PIPELINES, 1024,
                       capabilities=Capabilities(loop_channels=(16,), inpainting_channels=None, embeddings={},
                                                 skip_uncond_at_cfg1=True, timestep_samplers=False, shift=True,
                                                 low_bits=True, applies_to="Z-Image"),

@@ -89,3 +89,17 @@ def test_refusals_name_the_flag(cli, tiny_zimage, tmp_path, args, message):
     result = cli("txt2img", "-m", tiny_zimage, *RUN, "-o", tmp_path / "o", *args, *prompt)
     assert result.exit_code == 2 and message in result.stderr, result.stderr
     assert not (tmp_path / "o").exists() or not list((tmp_path / "o").glob("*.png"))
+
+
+def test_a_single_file_is_detected_and_refused_in_one_line(cli, tmp_path):
+    """Z-Image single files are recognised (diffusers' z-image keys) but not loaded yet: one line, exit code 1."""
+    import torch
+    from safetensors.torch import save_file
+
+    path = tmp_path / "z_image_turbo.safetensors"
+    save_file({"model.diffusion_model.layers.0.adaLN_modulation.0.weight": torch.zeros(4, 4),
+               "model.diffusion_model.cap_embedder.1.weight": torch.zeros(4, 4),
+               "model.diffusion_model.x_embedder.weight": torch.zeros(4, 64)}, str(path))
+    result = cli("txt2img", "-m", path, *RUN, "-o", tmp_path / "o", "a cat")
+    assert result.exit_code in (1, 2)
+    assert "is a Z-Image transformer file; sdcli loads Z-Image from diffusers folders only" in result.stderr
