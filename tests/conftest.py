@@ -159,3 +159,17 @@ def tiny_sd3(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def tiny_sd3_pipe(tiny_sd3: Path):
     """The tiny SD3 folder loaded once on CPU in fp32 (a LoadedModel)."""
     return _load_on_cpu(tiny_sd3)
+
+
+@pytest.fixture(scope="session")
+def tiny_zimage(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny Z-Image diffusers folder (seed 0)."""
+    from sdcli.models.tiny import build_tiny
+
+    return build_tiny(tmp_path_factory.mktemp("zimage") / "zimage", arch="zimage")
+
+
+@pytest.fixture(scope="session")
+def tiny_zimage_pipe(tiny_zimage: Path):
+    """The tiny Z-Image folder loaded once on CPU in fp32 (a LoadedModel)."""
+    return _load_on_cpu(tiny_zimage)

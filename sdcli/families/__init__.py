@@ -18,11 +18,12 @@ from sdcli.families.sd1 import SD1
 from sdcli.families.sd2 import SD2
 from sdcli.families.sd3 import SD3
 from sdcli.families.sdxl import SDXL, SDXL_REFINER
+from sdcli.families.zimage import ZIMAGE
 
 FAMILIES: dict[str, Family] = {f.name: f for f in (SD1, SD2, SDXL, SDXL_REFINER, FLUX_DEV, FLUX_SCHNELL, FLUX_FILL,
-                                                     SD3)}
+                                                     SD3, ZIMAGE)}
 # Who is asked first: the most specific test first, SD 1.x (which takes any other folder) last.
-DETECTION: tuple[Family, ...] = (SD3, FLUX_FILL, FLUX_DEV, FLUX_SCHNELL, SDXL_REFINER, SDXL, SD2, SD1)
+DETECTION: tuple[Family, ...] = (SD3, ZIMAGE, FLUX_FILL, FLUX_DEV, FLUX_SCHNELL, SDXL_REFINER, SDXL, SD2, SD1)
 
 
 def detect_single_file(shapes: Shapes, source: str = "--model") -> Detected:

@@ -62,6 +62,9 @@ def _load_single_file(model: ModelRef, dtype: Any) -> tuple[Any, Detected]:
     detected = inspect(model.path)
     if detected.family.network_component != "transformer" or detected.family.checkpoint_file:
         return load_single_file(model.path, dtype)
+    if not detected.family.configs:  # no bundled configs to build it offline (Z-Image, for now)
+        raise ModelError(f"--model: {model.path.name} is a {detected.family.label} transformer file; sdcli loads "
+                         f"{detected.family.label} from diffusers folders only (no single files yet)")
     from sdcli.models.flux_pipeline import load_flux_files
 
     return load_flux_files(model, detected, pipeline_class(detected, first_mode(detected)), dtype), detected

@@ -244,25 +244,28 @@ def _sort_metadata(path: Path) -> None:
 
 
 def known_arches() -> list[str]:
-    """Every tiny architecture's name: the UNet ones (ARCHES), Flux's (models.tiny_flux), SD3's (models.tiny_sd3)."""
-    from sdcli.models.tiny_flux import FLUX_ARCHES
-    from sdcli.models.tiny_sd3 import SD3_ARCH
+    """Every tiny architecture's name: the UNet ones (ARCHES) and the transformer families' (transformer_builders)."""
+    return [*ARCHES, *transformer_builders()]
 
-    return [*ARCHES, *FLUX_ARCHES, SD3_ARCH]
+
+def transformer_builders() -> dict[str, Any]:
+    """arch -> the function building its tiny pipeline (arch, seed, config_dir), for the families whose tiny
+    models live in their own module (models.tiny_flux, tiny_sd3, tiny_zimage, ...)."""
+    from sdcli.models import tiny_flux, tiny_sd3, tiny_zimage
+
+    builders: dict[str, Any] = {arch: tiny_flux.tiny_flux_pipeline for arch in tiny_flux.FLUX_ARCHES}
+    builders[tiny_sd3.SD3_ARCH] = tiny_sd3.tiny_sd3_pipeline
+    builders.update({arch: tiny_zimage.tiny_zimage_pipeline for arch in tiny_zimage.ZIMAGE_ARCHES})
+    return builders
 
 
 def tiny_pipeline(arch: str, seed: int, config_dir: Path) -> Any:
     """The tiny pipeline of `arch` in memory; its configs are written to `config_dir` first."""
     from sdcli.models.quiet import quiet_libraries
-    from sdcli.models.tiny_flux import FLUX_ARCHES, tiny_flux_pipeline
 
     quiet_libraries()
-    if arch in FLUX_ARCHES:
-        return tiny_flux_pipeline(arch, seed, config_dir)
-    from sdcli.models.tiny_sd3 import SD3_ARCH, tiny_sd3_pipeline
-
-    if arch == SD3_ARCH:
-        return tiny_sd3_pipeline(arch, seed, config_dir)
+    if (build := transformer_builders().get(arch)) is not None:
+        return build(arch, seed, config_dir)
     import diffusers
     import torch
     from diffusers import AutoencoderKL, UNet2DConditionModel
