@@ -239,10 +239,11 @@ def _sort_metadata(path: Path) -> None:
 
 
 def known_arches() -> list[str]:
-    """Every tiny architecture's name: the UNet ones (ARCHES) and Flux's (models.tiny_flux)."""
+    """Every tiny architecture's name: the UNet ones (ARCHES), Flux's (models.tiny_flux), Chroma's."""
+    from sdcli.models.tiny_chroma import CHROMA_ARCHES
     from sdcli.models.tiny_flux import FLUX_ARCHES
 
-    return [*ARCHES, *FLUX_ARCHES]
+    return [*ARCHES, *FLUX_ARCHES, *CHROMA_ARCHES]
 
 
 def tiny_pipeline(arch: str, seed: int, config_dir: Path) -> Any:
@@ -253,6 +254,10 @@ def tiny_pipeline(arch: str, seed: int, config_dir: Path) -> Any:
     quiet_libraries()
     if arch in FLUX_ARCHES:
         return tiny_flux_pipeline(arch, seed, config_dir)
+    from sdcli.models.tiny_chroma import CHROMA_ARCHES, tiny_chroma_pipeline
+
+    if arch in CHROMA_ARCHES:
+        return tiny_chroma_pipeline(arch, seed, config_dir)
     import diffusers
     import torch
     from diffusers import AutoencoderKL, UNet2DConditionModel
