@@ -104,9 +104,9 @@ class ChromaFamily(FluxFamily):
         return ChromaPromptEncoder(pipe.tokenizer, pipe.text_encoder, emphasis)
 
 
-# ComfyUI's Chroma template (KSampler): CFG 4 with a negative prompt, Euler, Beta; steps 26 (not a family default:
-# sdcli's --steps default is the WebUI's).
-CHROMA_DEFAULTS = {"cfg_scale": 4.0, "sampler": "Euler", "schedule": "beta"}
+# True CFG 4 with a negative prompt and Euler (ComfyUI's Chroma use); Simple, which equals ComfyUI's simple (sdcli's
+# Beta is the WebUI's, not ComfyUI's beta_scheduler). Steps are not a family default (the WebUI's 20 stay).
+CHROMA_DEFAULTS = {"cfg_scale": 4.0, "sampler": "Euler", "schedule": "simple"}
 CHROMA = ChromaFamily("chroma", "Chroma", CHROMA_PIPELINES, 1024, configs="chroma",
                       capabilities=Capabilities(loop_channels=(16,), inpainting_channels=None, embeddings={},
                                                 skip_uncond_at_cfg1=True, timestep_samplers=False, shift=True,

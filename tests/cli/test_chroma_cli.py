@@ -1,4 +1,4 @@
-"""Chroma from the command line on the tiny model: its defaults (CFG 4 with the negative prompt, Euler, Beta),
+"""Chroma from the command line on the tiny model: its defaults (CFG 4 with the negative prompt, Euler, Simple),
 CFG 1 without the negative pass, img2img, masked inpainting, hires, refusals naming the flag and the family."""
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ def _run(cli, tmp_path, name, *args, mode="txt2img"):
 def test_defaults_and_true_cfg(cli, tiny_chroma, tmp_path):
     model = ("-m", tiny_chroma)
     base, infotext = _run(cli, tmp_path, "a", *model, "-n", "dog", "a cat")
-    assert "CFG scale: 4" in infotext and "Sampler: Euler" in infotext and "Schedule type: Beta" in infotext
-    same, _ = _run(cli, tmp_path, "b", *model, "--cfg-scale", "4", "--sampler", "Euler", "--schedule", "beta",
+    assert "CFG scale: 4" in infotext and "Sampler: Euler" in infotext and "Schedule type: Simple" in infotext
+    same, _ = _run(cli, tmp_path, "b", *model, "--cfg-scale", "4", "--sampler", "Euler", "--schedule", "simple",
                    "-n", "dog", "a cat")
     assert np.array_equal(base, same)
     # The negative prompt counts above CFG 1 and is never run at CFG 1.
