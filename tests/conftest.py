@@ -142,6 +142,14 @@ def tiny_flux(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 @pytest.fixture(scope="session")
+def tiny_chroma(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny Chroma diffusers folder (seed 0)."""
+    from sdcli.models.tiny import build_tiny
+
+    return build_tiny(tmp_path_factory.mktemp("chroma") / "chroma", arch="chroma")
+
+
+@pytest.fixture(scope="session")
 def tiny_flux_pipe(tiny_flux: dict[str, Path]):
     """The tiny Flux dev folder loaded once on CPU in fp32 (a LoadedModel)."""
     return _load_on_cpu(tiny_flux["flux-dev"])
