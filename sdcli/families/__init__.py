@@ -32,10 +32,9 @@ def detect_single_file(shapes: Shapes, source: str = "--model") -> Detected:
     """The family of an original-layout checkpoint from its tensor names and shapes."""
     family = next((f for f in DETECTION if f.detect(shapes)), None)
     if family is None:
-        raise ModelError(f"{source}: not a Stable Diffusion 1.x, 2.x or XL checkpoint (no known text encoder "
-                         "keys such as cond_stage_model.* or conditioner.embedders.*) and not a Flux.1 "
-                         "transformer (no img_in.weight or x_embedder.weight) nor an SD3 checkpoint "
-                         "(no joint_blocks.*)")
+        known = ", ".join(dict.fromkeys(f.label for f in reversed(DETECTION)))
+        raise ModelError(f"{source}: not a checkpoint of a model family sdcli knows ({known}): none of their "
+                         "tensor names is in it (README: Model families)")
     return family.detected_from(shapes, source)
 
 

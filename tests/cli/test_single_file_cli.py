@@ -33,10 +33,11 @@ def test_a_safetensors_file_that_is_no_checkpoint_is_named(cli, tmp_path):
     save_file({"encoder.conv_in.weight": torch.zeros(1)}, str(vae_only))
     result = cli("txt2img", "x", "-m", vae_only, "-o", tmp_path / "o")
     assert result.exit_code == 2
-    assert result.stderr.strip() == (f"error: --model: {vae_only}: not a Stable Diffusion 1.x, 2.x or XL "
-                                     "checkpoint (no known text encoder keys such as cond_stage_model.* or "
-                                     "conditioner.embedders.*) and not a Flux.1 transformer (no img_in.weight "
-                                     "or x_embedder.weight)")
+    message = result.stderr.strip()
+    assert message.startswith(f"error: --model: {vae_only}: not a checkpoint of a model family sdcli knows "
+                              "(Stable Diffusion 1.x, Stable Diffusion 2.x, ")
+    assert message.endswith("): none of their tensor names is in it (README: Model families)")
+    assert "Flux.1 dev" in message and len(message.splitlines()) == 1
     assert not list(tmp_path.rglob("*.png"))
 
 

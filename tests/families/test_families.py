@@ -33,12 +33,12 @@ def test_sdxl_needs_both_encoders_and_v_pred_marker_wins():
     both = _shapes(SDXL_CLIP_L, **{SDXL_CLIP_G: [49408, 1280]})
     assert detect_single_file(both).family.name == "sdxl"
     assert detect_single_file({**both, "v_pred": []}).prediction == "v"
-    with pytest.raises(ModelError, match="not a Stable Diffusion 1.x, 2.x or XL checkpoint"):
+    with pytest.raises(ModelError, match="not a checkpoint of a model family sdcli knows"):
         detect_single_file(_shapes(SDXL_CLIP_L))  # CLIP-L alone is no known family
 
 
 def test_unknown_and_unet_less_files_are_refused_by_name():
-    with pytest.raises(ModelError, match=r"^x\.safetensors: not a Stable Diffusion"):
+    with pytest.raises(ModelError, match=r"^x\.safetensors: not a checkpoint of a model family"):
         detect_single_file({"lora_unet_down.weight": [4, 4]}, "x.safetensors")
     with pytest.raises(ModelError, match="no UNet"):
         detect_single_file({SD1_CLIP: [49408, 768]})
