@@ -25,8 +25,7 @@ from sdcli.families.zimage import ZIMAGE
 FAMILIES: dict[str, Family] = {f.name: f for f in (SD1, SD2, SDXL, SDXL_REFINER, FLUX_DEV, FLUX_SCHNELL, FLUX_FILL,
                                                      SD3, ZIMAGE, CHROMA, QWEN_IMAGE)}
 # Who is asked first: the most specific test first (Qwen-Image and Chroma before Flux, whose img_in.weight they
-# have), SD 1.x
-# (which takes any other folder) last.
+# have), SD 1.x (which takes any other folder) last.
 DETECTION: tuple[Family, ...] = (SD3, ZIMAGE, QWEN_IMAGE, CHROMA, FLUX_FILL, FLUX_DEV, FLUX_SCHNELL, SDXL_REFINER, SDXL,
                                  SD2, SD1)
 

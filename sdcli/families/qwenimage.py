@@ -38,7 +38,6 @@ FULL_WIDTH = 3072  # the published Qwen-Image transformer's width (24 heads of 1
 # Keys only Qwen-Image's transformer has (diffusers' names, which its original files use too; ComfyUI prefixes
 # them with model.diffusion_model.): the text input's RMS norm and the image stream's modulation.
 QWEN_MARKS = ("txt_norm.weight", "transformer_blocks.0.img_mod.1.weight")
-IMG_IN = "img_in.weight"
 
 
 @dataclass(frozen=True)
@@ -111,9 +110,12 @@ class QwenImageFamily(FluxFamily):
         return str(index.get("_class_name", "")).startswith("QwenImage")
 
     def detected_from(self, shapes: Shapes, source: str) -> Detected:
-        img_in = _has(shapes, IMG_IN)
-        channels = LATENT.channels if img_in is None else int(shapes[img_in][1]) // (PACKING * PACKING)
-        return Detected(self, channels, "flow", False)
+        """Qwen-Image single files are recognised but not loaded yet (diffusers has no pipeline single-file loader
+        for it, and sdcli no bundled Qwen2.5-VL/VAE configs)."""
+        from sdcli.errors import ModelError
+
+        raise ModelError(f"{source}: a {self.label} transformer file; sdcli loads Qwen-Image from a diffusers folder "
+                         "only (QwenImagePipeline layout: transformer, text_encoder, tokenizer, vae, scheduler)")
 
     def check(self, request: GenerationRequest, sampler: Sampler) -> None:
         """Flux's refusals (samplers off the loop, eps/v, refiner, ControlNet), CLIP skip named for Qwen2.5-VL."""
