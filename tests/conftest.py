@@ -178,6 +178,20 @@ def tiny_zimage(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_qwenimage(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny Qwen-Image diffusers folder (seed 0)."""
+    from sdcli.models.tiny import build_tiny
+
+    return build_tiny(tmp_path_factory.mktemp("qwenimage") / "qwen-image", arch="qwen-image")
+
+
+@pytest.fixture(scope="session")
+def tiny_qwenimage_pipe(tiny_qwenimage: Path):
+    """The tiny Qwen-Image folder loaded once on CPU in fp32 (a LoadedModel)."""
+    return _load_on_cpu(tiny_qwenimage)
+
+
+@pytest.fixture(scope="session")
 def tiny_zimage_pipe(tiny_zimage: Path):
     """The tiny Z-Image folder loaded once on CPU in fp32 (a LoadedModel)."""
     return _load_on_cpu(tiny_zimage)

@@ -122,6 +122,25 @@ class LatentFormat:
             return self.shift
         return float(getattr(vae_config, "shift_factor", None) or 0.0)
 
+    def to_vae(self, latent: Any, vae_config: Any) -> Any:
+        """Latents [B, C, H, W] -> what the VAE's decode takes (undo the scaling and shift)."""
+        scaling, shift = self.scaling_of(vae_config), self.shift_of(vae_config)
+        z = latent / scaling
+        return z + shift if shift else z
+
+    def from_vae(self, mean: Any, vae_config: Any) -> Any:
+        """The VAE posterior's mean -> latents [B, C, H, W]."""
+        scaling, shift = self.scaling_of(vae_config), self.shift_of(vae_config)
+        return (mean - shift if shift else mean) * scaling
+
+    def vae_pixels(self, pixels: Any) -> Any:
+        """Pixels [B, 3, H, W] as the VAE's encode takes them (a video VAE: one frame)."""
+        return pixels
+
+    def vae_image(self, sample: Any) -> Any:
+        """The VAE decode's output as pixels [B, 3, H, W]."""
+        return sample
+
 
 @dataclass(frozen=True)
 class Capabilities:

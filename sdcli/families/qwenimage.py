@@ -1,0 +1,163 @@
+"""Qwen-Image (Alibaba's 20B MMDiT): a flow-matching transformer on 16-channel latents of a Wan-2.1-style video
+VAE (one frame), packed 2x2 into tokens as Flux packs them, Qwen2.5-VL's last hidden states of a chat-templated
+prompt as its only text input, no guidance input: true CFG with a negative prompt.
+
+Sampled as ComfyUI samples it (comfy/supported_models.py QwenImage: sampling_settings multiplier 1, shift 1.15 on
+a FLUX model type, i.e. ModelSamplingFlux with mu 1.15 at every resolution; timestep = sigma; latent format Wan21,
+per-channel (z - mean) / std). The network is called as diffusers' QwenImagePipeline calls
+QwenImageTransformer2DModel (packed tokens, img_shapes for its RoPE, timestep = sigma). Flux's packing, sampling
+rules and refusals are reused from families.flux. Imported without torch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from sdcli.families.base import (
+    Capabilities,
+    Control,
+    Detected,
+    Json,
+    LatentFormat,
+    ModuleAdapter,
+    NetworkAdapter,
+    Shapes,
+)
+from sdcli.families.flux import PACKING, TINY_SIZE, FluxFamily, pack, unpack
+
+if TYPE_CHECKING:
+    from sdcli.conditioning.cond import Conditioning
+    from sdcli.families.base import PromptEncoder
+    from sdcli.request.generation import GenerationRequest
+    from sdcli.sampling.samplers import Sampler
+
+QWEN_PIPELINES = {"txt2img": "QwenImagePipeline", "img2img": "QwenImageImg2ImgPipeline",
+                  "inpaint": "QwenImageInpaintPipeline", "outpaint": "QwenImageInpaintPipeline"}
+FULL_WIDTH = 3072  # the published Qwen-Image transformer's width (24 heads of 128)
+# Keys only Qwen-Image's transformer has (diffusers' names, which its original files use too; ComfyUI prefixes
+# them with model.diffusion_model.): the text input's RMS norm and the image stream's modulation.
+QWEN_MARKS = ("txt_norm.weight", "transformer_blocks.0.img_mod.1.weight")
+
+
+@dataclass(frozen=True)
+class VideoLatentFormat(LatentFormat):
+    """A Wan-style video VAE's latents, one frame: latent = (z - mean_c) / std_c per channel with the VAE config's
+    latents_mean / latents_std (ComfyUI's latent_formats.Wan21, diffusers' Qwen-Image pipelines); the VAE takes
+    and gives [B, C, 1, H, W]."""
+
+    def _stats(self, vae_config: Any, like: Any) -> tuple[Any, Any]:
+        import torch
+
+        shape = (1, len(vae_config.latents_mean), 1, 1)
+        mean = torch.tensor(vae_config.latents_mean).view(shape).to(like.device, like.dtype)
+        std = torch.tensor(vae_config.latents_std).view(shape).to(like.device, like.dtype)
+        return mean, std
+
+    def to_vae(self, latent: Any, vae_config: Any) -> Any:
+        mean, std = self._stats(vae_config, latent)
+        return (latent * std + mean).unsqueeze(2)
+
+    def from_vae(self, mean: Any, vae_config: Any) -> Any:
+        z = mean[:, :, 0]
+        channel_mean, std = self._stats(vae_config, z)
+        return (z - channel_mean) / std
+
+    def vae_pixels(self, pixels: Any) -> Any:
+        return pixels.unsqueeze(2)
+
+    def vae_image(self, sample: Any) -> Any:
+        return sample[:, :, 0]
+
+
+LATENT = VideoLatentFormat(channels=16, vae_scale=8, packing=PACKING)
+
+
+class QwenImageAdapter(ModuleAdapter):
+    """A diffusers QwenImageTransformer2DModel as the loop's network: latents packed into 2x2 tokens (odd sides
+    wrapped round and cropped after, as ComfyUI's pad_to_patch_size), img_shapes (1, rows/2, cols/2) per row for
+    its RoPE, the Qwen2.5-VL states as the text (no mask: the loop batches only rows of one length, unpadded),
+    timestep = sigma (the network scales it by 1000)."""
+
+    packing = PACKING
+
+    def __call__(self, x: Any, t: Any, cond: Conditioning, control: Control | None = None) -> Any:
+        import torch
+
+        if control is not None:
+            raise ValueError("Qwen-Image models take no ControlNet residuals")
+        _, _, rows, cols = x.shape
+        x = torch.nn.functional.pad(x, (0, cols % PACKING, 0, rows % PACKING), mode="circular")
+        batch, _, h, w = x.shape
+        out = self.module(hidden_states=pack(x).to(self.dtype), encoder_hidden_states=cond.crossattn.to(self.dtype),
+                          encoder_hidden_states_mask=None, timestep=t.to(self.dtype),
+                          img_shapes=[[(1, h // PACKING, w // PACKING)]] * batch, return_dict=False)[0]
+        return unpack(out.float(), h, w)[:, :, :rows, :cols]
+
+
+def _has(shapes: Shapes, suffix: str) -> str | None:
+    return next((k for k in shapes if k == suffix or k.endswith("." + suffix)), None)
+
+
+@dataclass(frozen=True)
+class QwenImageFamily(FluxFamily):
+    """Qwen-Image: Flux's sampling rules and refusals (FluxFamily), its own network, text, VAE and detection."""
+
+    def detect(self, shapes: Shapes) -> bool:
+        return all(_has(shapes, mark) for mark in QWEN_MARKS)
+
+    def detect_folder(self, index: Json, unet: Json) -> bool:
+        return str(index.get("_class_name", "")).startswith("QwenImage")
+
+    def detected_from(self, shapes: Shapes, source: str) -> Detected:
+        """Qwen-Image single files are recognised but not loaded yet (diffusers has no pipeline single-file loader
+        for it, and sdcli no bundled Qwen2.5-VL/VAE configs)."""
+        from sdcli.errors import ModelError
+
+        raise ModelError(f"{source}: a {self.label} transformer file; sdcli loads Qwen-Image from a diffusers folder "
+                         "only (QwenImagePipeline layout: transformer, text_encoder, tokenizer, vae, scheduler)")
+
+    def check(self, request: GenerationRequest, sampler: Sampler) -> None:
+        """Flux's refusals (samplers off the loop, eps/v, refiner, ControlNet), CLIP skip named for Qwen2.5-VL."""
+        from sdcli.errors import UsageError
+
+        if request.clip_skip != 1:
+            raise UsageError(f"--clip-skip: a {self.label} model has no CLIP skip (its text is Qwen2.5-VL's last "
+                             "hidden states)")
+        super().check(request, sampler)
+
+    def lora_components(self) -> tuple[str, ...]:
+        return ("transformer",)  # diffusers' QwenImageLoraLoaderMixin loads into the transformer only
+
+    def lora_state(self, pipe: Any, state: dict[str, Any]) -> dict[str, Any]:
+        return state
+
+    def load_lora(self, pipe: Any, state: dict[str, Any], adapter: str) -> None:
+        pipe.load_lora_weights(state, adapter_name=adapter)
+
+    def network(self, pipe: Any) -> NetworkAdapter:
+        return QwenImageAdapter(pipe.transformer)
+
+    def native_size_of(self, pipe: Any) -> int:
+        config = pipe.transformer.config
+        width = int(config.num_attention_heads) * int(config.attention_head_dim)
+        return self.native_size if width == FULL_WIDTH else TINY_SIZE
+
+    def inpainting_input(self, mask: Any, masked_latent: Any) -> Any:
+        raise NotImplementedError("Qwen-Image has no dedicated inpainting model")
+
+    def prompt_encoder(self, pipe: Any, clip_skip: int, emphasis: str, size: tuple[int, int],
+                       distilled_cfg: float | None = None) -> PromptEncoder:
+        from sdcli.conditioning.qwenimage import QwenImagePromptEncoder
+
+        return QwenImagePromptEncoder(pipe.tokenizer, pipe.text_encoder, emphasis)
+
+
+# ComfyUI's Qwen-Image template: true CFG 2.5 with a negative prompt, Euler, Simple (its 20 steps are the
+# WebUI's default too). Its ModelSamplingAuraFlow 3.1 node is a workflow choice, not the model's default (mu 1.15).
+QWEN_DEFAULTS = {"cfg_scale": 2.5, "sampler": "Euler", "schedule": "simple"}
+QWEN_IMAGE = QwenImageFamily("qwen-image", "Qwen-Image", QWEN_PIPELINES, 1328,
+                             capabilities=Capabilities(loop_channels=(16,), inpainting_channels=None, embeddings={},
+                                                       skip_uncond_at_cfg1=True, timestep_samplers=False, shift=True,
+                                                       low_bits=True, applies_to="Qwen-Image"),
+                             latent=LATENT, defaults=QWEN_DEFAULTS, gpu_dtype="bf16", guidance=False, mu=1.15)

@@ -1,0 +1,60 @@
+"""Tiny random-weight Qwen-Image: the real architecture at tiny widths.
+
+A QwenImageTransformer2DModel (2 blocks, 2 heads of 16, text width 32), a Wan-style AutoencoderKLQwenImage of
+base width 8 (the real 8x spatial compression and per-channel latent mean/std), and a tiny
+Qwen2_5_VLForConditionalGeneration (2 text layers of width 32; its vision tower, which text-only prompts never
+run, 1 block of width 16) with models.tiny_zimage's character-level tokenizer, which knows the chat template's
+special tokens. `sdcli tiny --arch qwen-image`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+QWEN_ARCHES = {"qwen-image": "QwenImagePipeline"}
+QWEN_TRANSFORMER = {
+    "patch_size": 2, "in_channels": 64, "out_channels": 16, "num_layers": 2, "attention_head_dim": 16,
+    "num_attention_heads": 2, "joint_attention_dim": 32, "axes_dims_rope": (4, 6, 6),
+}
+QWEN_VAE = {"base_dim": 8, "z_dim": 16, "dim_mult": [1, 1, 1, 1], "num_res_blocks": 1,
+            "temperal_downsample": [False, True, True]}  # latents_mean/std: diffusers' (the published) defaults
+QWEN_TEXT = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2,
+             "num_key_value_heads": 1, "max_position_embeddings": 2048, "rope_theta": 1e6,
+             "rope_scaling": {"type": "mrope", "mrope_section": [2, 3, 3]}}
+QWEN_VISION = {"depth": 1, "hidden_size": 16, "intermediate_size": 32, "num_heads": 2, "out_hidden_size": 32,
+               "fullatt_block_indexes": [0]}
+# The published scheduler config (dynamic exponential shift, terminal 0.02); sdcli's loop uses ComfyUI's mu 1.15.
+QWEN_SCHEDULER = {"num_train_timesteps": 1000, "shift": 1.0, "use_dynamic_shifting": True, "base_shift": 0.5,
+                  "max_shift": 0.9, "base_image_seq_len": 256, "max_image_seq_len": 8192, "shift_terminal": 0.02,
+                  "time_shift_type": "exponential"}
+
+
+def tiny_qwenimage_pipeline(arch: str, seed: int, config_dir: Path) -> Any:
+    """The tiny Qwen-Image pipeline in memory (its tokenizer is built in memory; `config_dir` is made, empty)."""
+    import diffusers
+    import torch
+    from diffusers import AutoencoderKLQwenImage, FlowMatchEulerDiscreteScheduler, QwenImageTransformer2DModel
+    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
+
+    from sdcli.models.tiny_flux import randomise_norms
+    from sdcli.models.tiny_zimage import _randomise_rms_norms, _randomise_zero_layers, tiny_qwen_tokenizer
+
+    config_dir.mkdir(parents=True, exist_ok=True)  # build_tiny removes it after saving
+    tokenizer = tiny_qwen_tokenizer()
+    ids = {"vocab_size": len(tokenizer), "pad_token_id": tokenizer.pad_token_id,
+           "bos_token_id": tokenizer.pad_token_id, "eos_token_id": tokenizer.eos_token_id}
+    config = Qwen2_5_VLConfig(text_config={**QWEN_TEXT, **ids}, vision_config=QWEN_VISION, **ids)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        parts = {
+            "text_encoder": Qwen2_5_VLForConditionalGeneration(config),
+            "transformer": QwenImageTransformer2DModel.from_config(QWEN_TRANSFORMER),
+            "vae": AutoencoderKLQwenImage.from_config(QWEN_VAE),
+        }
+        for model in parts.values():
+            randomise_norms(model)
+            _randomise_rms_norms(model)
+        _randomise_zero_layers(parts["transformer"])
+    scheduler = FlowMatchEulerDiscreteScheduler.from_config(QWEN_SCHEDULER)
+    return getattr(diffusers, QWEN_ARCHES[arch])(scheduler=scheduler, tokenizer=tokenizer, **parts)

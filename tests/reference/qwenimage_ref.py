@@ -1,0 +1,147 @@
+"""An independent transcription of ComfyUI's Qwen-Image path, run on diffusers' modules. Imports nothing from sdcli.
+
+Facts transcribed (paths in comfyanonymous/ComfyUI):
+- comfy/supported_models.py QwenImage: sampling_settings multiplier 1.0, shift 1.15 on a FLUX model type
+  (comfy/model_base.py QwenImage), so ModelSamplingFlux with mu 1.15 at every resolution (comfy_ref.Flux:
+  timestep = sigma); latent format Wan21 (comfy/latent_formats.py: process_in (z - mean_c) * 1.0 / std_c with
+  the 16 published channel means/stds, process_out its inverse), the VAE a Wan 2.1 video VAE (one frame).
+- comfy/ldm/qwen_image/model.py: the latent padded to the 2x2 patch (pad_to_patch_size, circular), patchified
+  "b c (h ph) (w pw) -> b (h w) (c ph pw)", the image RoPE from (frame, h/2, w/2), timestep = sigma, the output
+  unpatchified and cropped. Here the transformer is diffusers' QwenImageTransformer2DModel, called as
+  diffusers' QwenImagePipeline calls it (img_shapes, timestep = sigma, no text mask for unpadded text).
+- comfy/text_encoders/qwen_image.py: the prompt in the template "<|im_start|>system\\nDescribe the image by
+  detailing the color, shape, size, texture, quantity, text, spatial relationships of the objects and
+  background:<|im_end|>\\n<|im_start|>user\\n{}<|im_end|>\\n<|im_start|>assistant\\n"; Qwen2.5-VL's last hidden
+  states (after the final norm); the tokens up to the second <|im_start|> dropped, and "user\\n" after it
+  (ComfyUI checks the ids 872, 198 of the real tokenizer; here: the ids of "user\\n" in the model's tokenizer).
+- comfy/samplers.py: simple_scheduler, karras from the model's sigma_min/max; cfg_function: at scale 1 the
+  uncond is skipped, else uncond + (cond - uncond) * scale (plain CFG: diffusers' pipeline also rescales the
+  result to the cond's norm, ComfyUI does not); cond and uncond of different lengths run as separate batches.
+  KSampler with denoise < 1: the last steps + 1 sigmas of an int(steps / denoise)-step schedule.
+- comfy/sample.py prepare_noise: one CPU generator seeded with the seed for the whole batch latent.
+- comfy/k_diffusion/sampling.py: euler, heun, dpmpp_2m as k-diffusion; Euler a on CONST is the _RF form.
+- nodes.SaveImage: clip(255 x) truncated to uint8; VAE decode (x + 1) / 2 clamped.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from tests.reference import comfy_ref as C
+from tests.reference import kdiffusion_ref as K
+from tests.reference.forge_flux_samplers_ref import sample_euler_ancestral_RF
+
+SYSTEM = ("Describe the image by detailing the color, shape, size, texture, quantity, text, spatial relationships "
+          "of the objects and background:")
+TEMPLATE = "<|im_start|>system\n" + SYSTEM + "<|im_end|>\n<|im_start|>user\n{}<|im_end|>\n<|im_start|>assistant\n"
+SAMPLERS = {"Euler": K.sample_euler, "Heun": K.sample_heun, "DPM++ 2M": K.sample_dpmpp_2m,
+            "Euler a": sample_euler_ancestral_RF}
+
+
+def simple_scheduler(ms, steps):
+    ss = len(ms.sigmas) / steps
+    return torch.FloatTensor([float(ms.sigmas[-(1 + int(x * ss))]) for x in range(steps)] + [0.0])
+
+
+def karras_scheduler(ms, steps):
+    return K.get_sigmas_karras(steps, float(ms.sigmas[0]), float(ms.sigmas[-1]))
+
+
+SCHEDULERS = {"Simple": simple_scheduler, "Karras": karras_scheduler}
+
+
+def encode(tokenizer, text_encoder, prompt):
+    """QwenImageTokenizer + QwenImageTEModel: [1, tokens, dim] after the template's start is cut."""
+    ids = tokenizer(TEMPLATE.format(prompt), add_special_tokens=False)["input_ids"]
+    im_start = tokenizer.convert_tokens_to_ids("<|im_start|>")
+    end = [i for i, v in enumerate(ids) if v == im_start][1]
+    user = tokenizer("user\n", add_special_tokens=False)["input_ids"]
+    if ids[end + 1:end + 1 + len(user)] == user:
+        end += 1 + len(user)
+    with torch.no_grad():
+        t = torch.tensor([ids])
+        out = text_encoder(input_ids=t, attention_mask=torch.ones_like(t), output_hidden_states=True)
+    return out.hidden_states[-1][:, end:].float()
+
+
+def _channel(vae, name):
+    return torch.tensor(getattr(vae.config, name)).view(1, -1, 1, 1)
+
+
+def process_in(vae, z):
+    return (z - _channel(vae, "latents_mean")) / _channel(vae, "latents_std")
+
+
+def process_out(vae, latent):
+    return latent * _channel(vae, "latents_std") + _channel(vae, "latents_mean")
+
+
+class QwenImageModel:
+    """BaseModel.apply_model (CONST) around the Qwen-Image network call."""
+
+    def __init__(self, transformer, ms):
+        self.transformer, self.ms, self.const = transformer, ms, C.CONST()
+
+    def network(self, x, timestep, context):
+        rows, cols = x.shape[-2:]
+        x = torch.nn.functional.pad(x, (0, (2 - cols % 2) % 2, 0, (2 - rows % 2) % 2), mode="circular")
+        b, c, h, w = x.shape
+        tokens = x.reshape(b, c, h // 2, 2, w // 2, 2).permute(0, 2, 4, 1, 3, 5).reshape(b, h * w // 4, c * 4)
+        with torch.no_grad():
+            out = self.transformer(hidden_states=tokens, encoder_hidden_states=context, timestep=timestep,
+                                   img_shapes=[[(1, h // 2, w // 2)]] * b, return_dict=False)[0]
+        out = out.reshape(b, h // 2, w // 2, c, 2, 2).permute(0, 3, 1, 4, 2, 5).reshape(b, c, h, w)
+        return out[:, :, :rows, :cols]
+
+    def apply_model(self, x, sigma, context):
+        out = self.network(x, self.ms.timestep(sigma).float(), context).float()
+        return self.const.calculate_denoised(sigma, out, x)
+
+
+class CFGGuider:
+    """samplers.sampling_function for one cond and one uncond."""
+
+    def __init__(self, model, cond, uncond, cfg):
+        self.model, self.cond, self.uncond, self.cfg = model, cond, uncond, cfg
+
+    def __call__(self, x, sigma, **_):
+        if self.cfg == 1.0:
+            return self.model.apply_model(x, sigma, self.cond)
+        if self.cond.shape == self.uncond.shape:
+            both = self.model.apply_model(torch.cat([x, x]), torch.cat([sigma, sigma]),
+                                          torch.cat([self.cond, self.uncond]))
+            cond, uncond = both.chunk(2)
+        else:
+            cond = self.model.apply_model(x, sigma, self.cond)
+            uncond = self.model.apply_model(x, sigma, self.uncond)
+        return uncond + (cond - uncond) * self.cfg
+
+
+@torch.no_grad()
+def sample(pipe, prompt, negative="", seed=1, width=32, height=32, steps=4, sampler="Euler", schedule="Simple",
+           cfg=2.5, shift=1.15, init_image=None, denoise=1.0):
+    """ComfyUI's KSampler + VAE Decode + SaveImage on Qwen-Image: one uint8 image [H, W, 3]. `init_image` ([0, 1]
+    pixels [1, 3, H, W]) with `denoise` < 1 makes it img2img. Euler a draws from the initial noise's generator
+    continued (sdcli's WebUI stream), not ComfyUI's re-seeded one."""
+    ms = C.Flux(shift=shift)
+    total = steps if denoise >= 0.9999 else int(steps / denoise)
+    sigmas = SCHEDULERS[schedule](ms, total)[-(steps + 1):]
+    shape = (1, 16, height // 8, width // 8)
+    latent = torch.zeros(shape)
+    if init_image is not None:
+        mean = pipe.vae.encode((2.0 * init_image - 1.0).unsqueeze(2)).latent_dist.mean[:, :, 0]
+        latent = process_in(pipe.vae, mean)
+    generator = torch.manual_seed(seed)
+    noise = torch.randn(shape, generator=generator, dtype=torch.float32, device="cpu")
+    cond = encode(pipe.tokenizer, pipe.text_encoder, prompt)
+    uncond = encode(pipe.tokenizer, pipe.text_encoder, negative) if cfg != 1.0 else None
+    x = C.CONST().noise_scaling(sigmas[0], noise, latent)
+    kwargs = {}
+    if sampler == "Euler a":
+        kwargs["noise_sampler"] = lambda s, s_next: torch.randn(shape, generator=generator)
+    out = SAMPLERS[sampler](CFGGuider(QwenImageModel(pipe.transformer, ms), cond, uncond, cfg), x, sigmas,
+                            extra_args={}, **kwargs)
+    image = pipe.vae.decode(process_out(pipe.vae, out).unsqueeze(2)).sample[:, :, 0]
+    unit = torch.clamp((image.float() + 1.0) / 2.0, 0.0, 1.0)[0]
+    return np.clip(255.0 * unit.permute(1, 2, 0).numpy(), 0, 255).astype(np.uint8)
