@@ -22,17 +22,12 @@ def decode(model: LoadedModel, latents: Any) -> list[Any]:
     import torch
 
     vae, fmt = model.pipe.vae, model.family.latent
-    scaling, shift = fmt.scaling_of(vae.config), fmt.shift_of(vae.config)
     # A guarded VAE (models.vae.guard_decode) casts for itself and redoes a NaN decode in fp32 from
     # these fp32 latents, as the WebUI does; an unguarded one gets its own dtype.
     cast = (lambda z: z) if model.addons.guard.covers(vae) else (lambda z: z.to(vae.dtype))
 
-    def vae_latent(latent: Any) -> Any:
-        z = latent[None] / scaling
-        return z + shift if shift else z
-
     with torch.no_grad():
-        out = [vae.decode(cast(vae_latent(lat)), return_dict=False)[0] for lat in latents]
+        out = [vae.decode(cast(fmt.to_vae(vae, lat[None])), return_dict=False)[0] for lat in latents]
     return to_pil(((torch.cat(out).float() + 1.0) / 2.0).clamp(0, 1))
 
 
@@ -41,10 +36,9 @@ def encode_pixels(model: LoadedModel, pixels: Any) -> Any:
     import torch
 
     vae, fmt = model.pipe.vae, model.family.latent
-    scaling, shift = fmt.scaling_of(vae.config), fmt.shift_of(vae.config)
     with torch.no_grad():
         mean = vae.encode(pixels.to(vae.device, vae.dtype)).latent_dist.mean
-    return (mean - shift if shift else mean) * scaling
+        return fmt.from_vae(vae, mean)
 
 
 def encode_image(model: LoadedModel, image: Any, n: int) -> Any:

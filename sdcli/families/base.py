@@ -122,6 +122,17 @@ class LatentFormat:
             return self.shift
         return float(getattr(vae_config, "shift_factor", None) or 0.0)
 
+    def from_vae(self, vae: Any, mean: torch.Tensor) -> torch.Tensor:
+        """The VAE posterior's mean -> this family's latent: (mean - shift) * scaling."""
+        scaling, shift = self.scaling_of(vae.config), self.shift_of(vae.config)
+        return (mean - shift if shift else mean) * scaling
+
+    def to_vae(self, vae: Any, latent: torch.Tensor) -> torch.Tensor:
+        """from_vae()'s inverse: a latent -> what the VAE decodes."""
+        z = latent / self.scaling_of(vae.config)
+        shift = self.shift_of(vae.config)
+        return z + shift if shift else z
+
 
 @dataclass(frozen=True)
 class Capabilities:
