@@ -192,6 +192,14 @@ def tiny_qwenimage_pipe(tiny_qwenimage: Path):
 
 
 @pytest.fixture(scope="session")
+def tiny_flux2(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny Flux.2 klein (step-distilled) diffusers folder (seed 0)."""
+    from sdcli.models.tiny import build_tiny
+
+    return build_tiny(tmp_path_factory.mktemp("flux2") / "flux2-klein", arch="flux2-klein")
+
+
+@pytest.fixture(scope="session")
 def tiny_zimage_pipe(tiny_zimage: Path):
     """The tiny Z-Image folder loaded once on CPU in fp32 (a LoadedModel)."""
     return _load_on_cpu(tiny_zimage)

@@ -27,7 +27,7 @@ def decode(model: LoadedModel, latents: Any) -> list[Any]:
     cast = (lambda z: z) if model.addons.guard.covers(vae) else (lambda z: z.to(vae.dtype))
 
     with torch.no_grad():
-        out = [fmt.vae_image(vae.decode(cast(fmt.to_vae(lat[None], vae.config)), return_dict=False)[0])
+        out = [fmt.vae_image(vae.decode(cast(fmt.to_vae(vae, lat[None])), return_dict=False)[0])
                for lat in latents]
     return to_pil(((torch.cat(out).float() + 1.0) / 2.0).clamp(0, 1))
 
@@ -39,7 +39,7 @@ def encode_pixels(model: LoadedModel, pixels: Any) -> Any:
     vae, fmt = model.pipe.vae, model.family.latent
     with torch.no_grad():
         mean = vae.encode(fmt.vae_pixels(pixels.to(vae.device, vae.dtype))).latent_dist.mean
-    return fmt.from_vae(mean, vae.config)
+    return fmt.from_vae(vae, mean)
 
 
 def encode_image(model: LoadedModel, image: Any, n: int) -> Any:

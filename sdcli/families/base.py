@@ -122,16 +122,16 @@ class LatentFormat:
             return self.shift
         return float(getattr(vae_config, "shift_factor", None) or 0.0)
 
-    def to_vae(self, latent: Any, vae_config: Any) -> Any:
-        """Latents [B, C, H, W] -> what the VAE's decode takes (undo the scaling and shift)."""
-        scaling, shift = self.scaling_of(vae_config), self.shift_of(vae_config)
-        z = latent / scaling
-        return z + shift if shift else z
-
-    def from_vae(self, mean: Any, vae_config: Any) -> Any:
-        """The VAE posterior's mean -> latents [B, C, H, W]."""
-        scaling, shift = self.scaling_of(vae_config), self.shift_of(vae_config)
+    def from_vae(self, vae: Any, mean: torch.Tensor) -> torch.Tensor:
+        """The VAE posterior's mean -> this family's latent: (mean - shift) * scaling."""
+        scaling, shift = self.scaling_of(vae.config), self.shift_of(vae.config)
         return (mean - shift if shift else mean) * scaling
+
+    def to_vae(self, vae: Any, latent: torch.Tensor) -> torch.Tensor:
+        """from_vae()'s inverse: a latent -> what the VAE decodes."""
+        z = latent / self.scaling_of(vae.config)
+        shift = self.shift_of(vae.config)
+        return z + shift if shift else z
 
     def vae_pixels(self, pixels: Any) -> Any:
         """Pixels [B, 3, H, W] as the VAE's encode takes them (a video VAE: one frame)."""

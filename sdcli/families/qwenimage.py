@@ -54,13 +54,13 @@ class VideoLatentFormat(LatentFormat):
         std = torch.tensor(vae_config.latents_std).view(shape).to(like.device, like.dtype)
         return mean, std
 
-    def to_vae(self, latent: Any, vae_config: Any) -> Any:
-        mean, std = self._stats(vae_config, latent)
+    def to_vae(self, vae: Any, latent: Any) -> Any:
+        mean, std = self._stats(vae.config, latent)
         return (latent * std + mean).unsqueeze(2)
 
-    def from_vae(self, mean: Any, vae_config: Any) -> Any:
+    def from_vae(self, vae: Any, mean: Any) -> Any:
         z = mean[:, :, 0]
-        channel_mean, std = self._stats(vae_config, z)
+        channel_mean, std = self._stats(vae.config, z)
         return (z - channel_mean) / std
 
     def vae_pixels(self, pixels: Any) -> Any:

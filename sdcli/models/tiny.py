@@ -251,13 +251,14 @@ def known_arches() -> list[str]:
 def transformer_builders() -> dict[str, Any]:
     """arch -> the function building its tiny pipeline (arch, seed, config_dir), for the families whose tiny
     models live in their own module (models.tiny_flux, tiny_sd3, tiny_zimage, ...)."""
-    from sdcli.models import tiny_chroma, tiny_flux, tiny_qwenimage, tiny_sd3, tiny_zimage
+    from sdcli.models import tiny_chroma, tiny_flux, tiny_flux2, tiny_qwenimage, tiny_sd3, tiny_zimage
 
     builders: dict[str, Any] = {arch: tiny_flux.tiny_flux_pipeline for arch in tiny_flux.FLUX_ARCHES}
     builders[tiny_sd3.SD3_ARCH] = tiny_sd3.tiny_sd3_pipeline
     builders.update({arch: tiny_zimage.tiny_zimage_pipeline for arch in tiny_zimage.ZIMAGE_ARCHES})
     builders.update({arch: tiny_chroma.tiny_chroma_pipeline for arch in tiny_chroma.CHROMA_ARCHES})
     builders.update({arch: tiny_qwenimage.tiny_qwenimage_pipeline for arch in tiny_qwenimage.QWEN_ARCHES})
+    builders.update({arch: tiny_flux2.tiny_flux2_pipeline for arch in tiny_flux2.FLUX2_ARCHES})
     return builders
 
 

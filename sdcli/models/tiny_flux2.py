@@ -1,0 +1,69 @@
+"""Tiny random-weight Flux.2 [klein] models: the real architecture at tiny widths.
+
+A Flux2Transformer2DModel (1 double-stream and 2 single-stream blocks, 2 heads of 16, no guidance input as
+Klein), a 32-channel AutoencoderKLFlux2 with 4 blocks (8x down-scaling, then the pipeline's 2x2 patchify:
+128-channel latents at 1/16 of the image side) whose batch-norm statistics are random, and a tiny 28-layer
+Qwen3ForCausalLM (hidden states 9, 18 and 27 are the text, as for the real Qwen3) with Z-Image's tiny
+character-level Qwen tokenizer, so every code path of a real Klein model runs in milliseconds.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+# arch -> (pipeline class, is_distilled)
+FLUX2_ARCHES = {"flux2-klein": ("Flux2KleinPipeline", True), "flux2-klein-base": ("Flux2KleinPipeline", False)}
+FLUX2_QWEN3 = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 28, "num_attention_heads": 2,
+               "num_key_value_heads": 1, "head_dim": 16, "max_position_embeddings": 1024, "rope_theta": 1e6,
+               "tie_word_embeddings": True}
+FLUX2_TRANSFORMER = {
+    "patch_size": 1, "in_channels": 128, "num_layers": 1, "num_single_layers": 2, "attention_head_dim": 16,
+    "num_attention_heads": 2, "joint_attention_dim": 3 * 32, "timestep_guidance_channels": 32, "mlp_ratio": 3.0,
+    "axes_dims_rope": (4, 4, 4, 4), "rope_theta": 2000, "eps": 1e-6, "guidance_embeds": False,
+}
+FLUX2_VAE = {
+    "in_channels": 3, "out_channels": 3, "latent_channels": 32, "block_out_channels": (16, 16, 32, 32),
+    "down_block_types": ("DownEncoderBlock2D",) * 4, "up_block_types": ("UpDecoderBlock2D",) * 4,
+    "layers_per_block": 1, "norm_num_groups": 8, "sample_size": 64, "batch_norm_eps": 1e-4,
+    "patch_size": (2, 2),
+}
+# The published scheduler config (dynamic shifting: diffusers' pipeline passes mu); sdcli's loop uses
+# ComfyUI's Flux.2 sampling instead.
+FLUX2_SCHEDULER = {"num_train_timesteps": 1000, "shift": 3.0, "use_dynamic_shifting": True,
+                   "base_shift": 0.5, "max_shift": 1.15, "base_image_seq_len": 256, "max_image_seq_len": 4096,
+                   "time_shift_type": "exponential"}
+
+
+def tiny_flux2_pipeline(arch: str, seed: int, config_dir: Path) -> Any:
+    """The tiny Flux.2 pipeline of `arch` in memory (its tokenizer is built in memory; `config_dir` is made,
+    empty, as the tiny builders' callers expect)."""
+    import diffusers
+    import torch
+    from diffusers import AutoencoderKLFlux2, FlowMatchEulerDiscreteScheduler, Flux2Transformer2DModel
+    from transformers import Qwen3Config, Qwen3ForCausalLM
+
+    from sdcli.models.tiny_flux import randomise_norms
+    from sdcli.models.tiny_zimage import _randomise_rms_norms, _randomise_zero_layers, tiny_qwen_tokenizer
+
+    config_dir.mkdir(parents=True, exist_ok=True)
+    tokenizer = tiny_qwen_tokenizer()
+    cls, distilled = FLUX2_ARCHES[arch]
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        parts = {
+            "text_encoder": Qwen3ForCausalLM(Qwen3Config(**FLUX2_QWEN3, vocab_size=len(tokenizer),
+                                                         pad_token_id=tokenizer.pad_token_id)),
+            "transformer": Flux2Transformer2DModel.from_config(FLUX2_TRANSFORMER),
+            "vae": AutoencoderKLFlux2.from_config(FLUX2_VAE),
+        }
+        for model in parts.values():
+            randomise_norms(model)
+        _randomise_rms_norms(parts["text_encoder"])
+        _randomise_rms_norms(parts["transformer"])
+        _randomise_zero_layers(parts["transformer"])
+        bn = parts["vae"].bn  # latent statistics: a clearly non-trivial per-channel mean and spread
+        bn.running_mean.normal_(0.0, 0.3)
+        bn.running_var.uniform_(0.5, 2.0)
+    scheduler = FlowMatchEulerDiscreteScheduler.from_config(FLUX2_SCHEDULER)
+    return getattr(diffusers, cls)(scheduler=scheduler, tokenizer=tokenizer, is_distilled=distilled, **parts)
