@@ -14,7 +14,7 @@ from pathlib import Path
 from sdcli.errors import ModelError
 from sdcli.families.base import Detected, Family, Shapes
 from sdcli.families.chroma import CHROMA
-from sdcli.families.flux import FLUX_DEV, FLUX_FILL, FLUX_SCHNELL
+from sdcli.families.flux import FLUX_CONTROL, FLUX_DEV, FLUX_FILL, FLUX_SCHNELL
 from sdcli.families.sd1 import SD1
 from sdcli.families.sd2 import SD2
 from sdcli.families.sd3 import SD3
@@ -22,10 +22,11 @@ from sdcli.families.sdxl import SDXL, SDXL_REFINER
 from sdcli.families.zimage import ZIMAGE
 
 FAMILIES: dict[str, Family] = {f.name: f for f in (SD1, SD2, SDXL, SDXL_REFINER, FLUX_DEV, FLUX_SCHNELL, FLUX_FILL,
-                                                     SD3, ZIMAGE, CHROMA)}
+                                                     FLUX_CONTROL, SD3, ZIMAGE, CHROMA)}
 # Who is asked first: the most specific test first (Chroma before Flux schnell, whose keys it has), SD 1.x
 # (which takes any other folder) last.
-DETECTION: tuple[Family, ...] = (SD3, ZIMAGE, CHROMA, FLUX_FILL, FLUX_DEV, FLUX_SCHNELL, SDXL_REFINER, SDXL, SD2, SD1)
+DETECTION: tuple[Family, ...] = (SD3, ZIMAGE, CHROMA, FLUX_FILL, FLUX_CONTROL, FLUX_DEV, FLUX_SCHNELL, SDXL_REFINER,
+                                 SDXL, SD2, SD1)
 
 
 def detect_single_file(shapes: Shapes, source: str = "--model") -> Detected:
