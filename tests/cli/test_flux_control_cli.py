@@ -129,4 +129,16 @@ def test_an_sd_model_refuses_a_control_image_alone(cli, tiny_model, control, tmp
     result = cli("txt2img", "-m", tiny_model, "--steps", "2", "-o", tmp_path / "o", "--control-image", control["a"],
                  "a cat")
     assert result.exit_code == 2
-    assert "--control-image: a Stable Diffusion" in result.stderr or "takes no control image" in result.stderr
+    assert "--control-image: a Stable Diffusion 1.x model takes no control image without --controlnet MODEL" \
+        in result.stderr
+
+
+def test_a_bfl_single_file_is_flux_control_and_equals_its_folder(cli, control, tmp_path):
+    files = tmp_path / "f"
+    assert cli("tiny", "--arch", "flux-control", "--single-file", files / "ctl.safetensors", "--layout",
+               "bfl").exit_code == 0
+    parts = ("--text-encoder", files / "clip_l.safetensors", "--text-encoder", files / "t5xxl.safetensors",
+             "--vae", files / "ae.safetensors")
+    single = _pixels(cli, tmp_path / "s", "-m", files / "ctl.safetensors", *parts, "--control-image", control["a"])
+    assert np.array_equal(single, _pixels(cli, tmp_path / "d", "-m", control["model"], "--control-image",
+                                          control["a"]))
