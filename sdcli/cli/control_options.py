@@ -20,7 +20,8 @@ ControlNet = Annotated[list[str] | None, typer.Option(
 ControlImage = Annotated[list[Path] | None, typer.Option(
     "--control-image", show_default=False, metavar="IMG", rich_help_panel=CONTROL,
     help="Control image of each --controlnet, in the same order: a photo to preprocess, or a ready map "
-    "(edges, depth, normal, pose...) with --preprocessor none.")]
+    "(edges, depth, normal, pose...) with --preprocessor none. One alone (no --controlnet): the control input of "
+    "a Flux Control model (Canny/Depth dev, or dev with a BFL control LoRA).")]
 Preprocessor = Annotated[list[str] | None, typer.Option(
     "--preprocessor", show_default=False, metavar="NAME", rich_help_panel=CONTROL,
     help="none (the image is the map) [default], canny, lineart (lineart_standard), scribble (scribble_xdog) or "

@@ -69,7 +69,8 @@ NEEDS_WEIGHTS = {
 
 @dataclass(frozen=True)
 class ControlUnit:
-    """One ControlNet unit. `model` is a path or a name in the ControlNet folder; `image` a path.
+    """One ControlNet unit. `model` is a path or a name in the ControlNet folder ("": none, the control image
+    of a control model such as Flux Control, which takes it as an input); `image` a path.
 
     threshold_a/b None = the preprocessor's default; processor_res is ignored with pixel_perfect.
     """
@@ -160,10 +161,13 @@ UNIT_FLAGS = {"preprocessor": "module", "control_weight": "weight", "control_sta
 def units_from_flags(flags: dict[str, Any]) -> tuple[ControlUnit, ...]:
     """ControlUnits from the repeatable --controlnet/--control-image flags and the per-unit flags."""
     models, images = list(flags.get("controlnet") or ()), list(flags.get("control_image") or ())
+    if not models and len(images) == 1:  # the model's own control input (Flux Control, a BFL control LoRA)
+        models = [""]
     if not models:
         given = [name for name in ("control_image", *UNIT_FLAGS) if flags.get(name)]
         if given:
-            raise UsageError(f"--{given[0].replace('_', '-')}: needs --controlnet MODEL")
+            raise UsageError(f"--{given[0].replace('_', '-')}: needs --controlnet MODEL (or one --control-image "
+                             "for a Flux Control model)")
         return ()
     if len(images) != len(models):
         raise UsageError(f"--control-image: {len(images)} given for {len(models)} --controlnet; give one "

@@ -44,10 +44,11 @@ def cond_schedule(request: GenerationRequest, choice: SamplerChoice, encoder: Pr
 def own_batch(request: GenerationRequest, model: LoadedModel, choice: SamplerChoice, encoder: PromptEncoder,
               inputs: PreparedInputs | None, seeds: list[int], subseeds: list[int | None], width: int,
               height: int, on_step: StepCallback | None, refine: Any = None, hires: Any = None,
-              control: Any = None) -> list[Any]:
+              control: Any = None, control_input: Any = None) -> list[Any]:
     """One batch through sdcli's loop: WebUI sigmas, samplers, CFG and noise; `refine` (OwnRefiner):
     the WebUI's in-loop refiner switch; `hires` (execution.hires.HiresStage): the hires fix pass; `control`
-    (controlnet.hook.ControlHook): ControlNet units."""
+    (controlnet.hook.ControlHook): ControlNet units; `control_input` ([1, C, h, w]): a control model's extra
+    input (Flux Control: the control image's latent), fed beside the latent at every call."""
     from sdcli.sampling.loop import sample
     from sdcli.sampling.refiner import Refiner
 
@@ -62,9 +63,17 @@ def own_batch(request: GenerationRequest, model: LoadedModel, choice: SamplerCho
     if inputs is not None and inputs.mask is not None:
         denoiser.masking = inpaint_masking(model, request, inputs, init, noise)
         init = denoiser.masking.init_latent
+    if control_input is not None:
+        from sdcli.sampling.denoiser import Masking
+
+        extra = control_input.repeat(len(seeds), 1, 1, 1)
+        if denoiser.masking is None:
+            denoiser.masking = Masking(init_latent=init, image_cond=extra)
+        else:
+            denoiser.masking.image_cond = extra
     latents = sample(choice, denoiser, noise, request.steps, options=sampling_options(request),
                      init_latent=init, strength=request.init.strength if request.init else 1.0, on_step=on_step)
-    if denoiser.masking is not None:  # the kept area is the input's latent exactly, as in the WebUI
+    if denoiser.masking is not None and denoiser.masking.mask is not None:  # the kept area: the input's latent
         keep = denoiser.masking.mask
         latents = latents * (1 - keep) + denoiser.masking.init_latent * keep
     if hires is not None:
@@ -118,3 +127,29 @@ def seed_noise(noise: Any) -> Any:
 
     return ImageNoise(noise.source, noise.shape, noise.seeds, noise.device).first()
 
+
+
+def control_input(model: LoadedModel, request: GenerationRequest, control: Any, size: tuple[int, int],
+                  crop: Any) -> Any:
+    """A control model's extra input for a run at `size`: its control image (controlnet.plan.ControlPlan.own)
+    through the VAE, as diffusers' FluxControlPipeline encodes it (the posterior's mean here); None for other
+    models. A control model without a control image, or a control image for a model that takes none, is refused."""
+    from sdcli.errors import UsageError
+
+    own = None if control is None else control.plan.own
+    family = model.family
+    channels = family.capabilities.control_channels
+    takes = channels is not None and model.network.in_channels == channels
+    if takes and own is None:
+        raise UsageError(f"--control-image: a {family.label} model with a control input (Flux Control, or a BFL "
+                         "control LoRA) needs a control image: give --control-image IMG (--preprocessor canny for a "
+                         "photo; a depth map with --preprocessor none)")
+    if own is None:
+        return None
+    if not takes:
+        raise UsageError("--control-image: without --controlnet it is the control input of a Flux Control model "
+                         f"or a BFL control LoRA; this {family.label} model has none (give --controlnet MODEL)")
+    if request.hires:
+        raise UsageError("--hires: not with a Flux Control model's control image (the hires pass has no control "
+                         "input)")
+    return family.control_input(encode_pixels(model, control.plan.own_hint(size, crop)))

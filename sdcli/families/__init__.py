@@ -14,7 +14,7 @@ from pathlib import Path
 from sdcli.errors import ModelError
 from sdcli.families.base import Detected, Family, Shapes
 from sdcli.families.chroma import CHROMA
-from sdcli.families.flux import FLUX_DEV, FLUX_FILL, FLUX_SCHNELL
+from sdcli.families.flux import FLUX_CONTROL, FLUX_DEV, FLUX_FILL, FLUX_SCHNELL
 from sdcli.families.flux2 import FLUX2_DEV, FLUX2_KLEIN, FLUX2_KLEIN_BASE
 from sdcli.families.qwenimage import QWEN_IMAGE
 from sdcli.families.sd1 import SD1
@@ -23,14 +23,14 @@ from sdcli.families.sd3 import SD3
 from sdcli.families.sdxl import SDXL, SDXL_REFINER
 from sdcli.families.zimage import ZIMAGE
 
-FAMILIES: dict[str, Family] = {f.name: f for f in (SD1, SD2, SDXL, SDXL_REFINER, FLUX_DEV, FLUX_SCHNELL, FLUX_FILL,
-                                                     SD3, ZIMAGE, CHROMA, QWEN_IMAGE, FLUX2_KLEIN, FLUX2_KLEIN_BASE,
-                                                     FLUX2_DEV)}
+FAMILIES: dict[str, Family] = {f.name: f for f in (
+    SD1, SD2, SDXL, SDXL_REFINER, FLUX_DEV, FLUX_SCHNELL, FLUX_FILL, FLUX_CONTROL, SD3, ZIMAGE, CHROMA, QWEN_IMAGE,
+    FLUX2_KLEIN, FLUX2_KLEIN_BASE, FLUX2_DEV)}
 # Who is asked first: the most specific test first (Qwen-Image and Chroma before Flux, whose img_in.weight they
 # have; Flux.2 before Flux.1, whose folder test takes any Flux* pipeline), SD 1.x (which takes any other folder)
 # last.
 DETECTION: tuple[Family, ...] = (SD3, ZIMAGE, QWEN_IMAGE, CHROMA, FLUX2_KLEIN, FLUX2_KLEIN_BASE, FLUX2_DEV, FLUX_FILL,
-                                 FLUX_DEV, FLUX_SCHNELL, SDXL_REFINER, SDXL, SD2, SD1)
+                                 FLUX_CONTROL, FLUX_DEV, FLUX_SCHNELL, SDXL_REFINER, SDXL, SD2, SD1)
 
 
 def detect_single_file(shapes: Shapes, source: str = "--model") -> Detected:

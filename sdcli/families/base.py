@@ -149,6 +149,9 @@ class Capabilities:
     own_loop: bool = True  # sdcli's loop samples it (with a sampler of the loop); else diffusers' pipeline
     loop_channels: tuple[int, ...] = (4, 9)  # network input channels the loop feeds (latent; + inpainting)
     inpainting_channels: int | None = 9  # network input channels of a dedicated inpainting model
+    # Network input channels of a model that also takes a control image's latent (Flux Control: 16 + 16); a
+    # model of the family whose network has them (its own, or widened by a control LoRA) needs --control-image.
+    control_channels: int | None = None
     refiner_group: str | None = None  # --refiner: models of one group hand over to each other ("SDXL")
     refines_only: bool = False  # a refiner: no txt2img of its own; used as --refiner of a base model
     controlnet: str | None = None  # the kind of ControlNet made for it (controlnet.files.ControlShape.kind)
@@ -302,6 +305,14 @@ class Family:
         small = torch.nn.functional.interpolate(mask, size=masked_latent.shape[-2:])
         return torch.cat([small.to(masked_latent.device), masked_latent.float()], dim=1)
 
+    def control_input(self, control_latent: torch.Tensor) -> torch.Tensor:
+        """A control model's extra input from the control image's latent (Flux Control: the latent itself)."""
+        return control_latent.float()
+
+    def unload_loras(self, pipe: Any) -> None:
+        """Remove every LoRA layer from the pipeline's own components: the base model exactly."""
+        pipe.unload_lora_weights()
+
     def in_channels_of(self, network_channels: int) -> int:
         """The input channels in latent units of a network whose config says `network_channels`."""
         return network_channels
@@ -319,6 +330,11 @@ class Detected:
     @property
     def inpainting(self) -> bool:
         return self.in_channels == self.family.capabilities.inpainting_channels
+
+    @property
+    def control(self) -> bool:
+        """A control model (Flux Control): its network takes a control image's latent too."""
+        return self.in_channels == self.family.capabilities.control_channels
 
     @property
     def native_size(self) -> int:

@@ -34,6 +34,9 @@ if TYPE_CHECKING:
 FLUX_PIPELINES = {"txt2img": "FluxPipeline", "img2img": "FluxImg2ImgPipeline",
                   "inpaint": "FluxInpaintPipeline", "outpaint": "FluxInpaintPipeline"}
 FILL_PIPELINES = {"inpaint": "FluxFillPipeline", "outpaint": "FluxFillPipeline"}
+# Flux Control (BFL's Canny/Depth dev): the packed latent, then the control image's packed latent (64 + 64).
+CONTROL_PIPELINES = {"txt2img": "FluxControlPipeline", "img2img": "FluxControlImg2ImgPipeline",
+                     "inpaint": "FluxControlInpaintPipeline"}
 FULL_WIDTH = 3072  # the published Flux.1 transformer's width; narrower ones are sdcli's tiny models
 TINY_SIZE = 64  # a tiny model's native image side
 # BFL key names (transformer-only files; ComfyUI prefixes them with model.diffusion_model.)
@@ -109,6 +112,7 @@ class FluxFamily(Family):
     network_component: ClassVar[str] = "transformer"
 
     guidance: bool = True  # a distilled-guidance input (dev, Fill); schnell has none
+    in_features: int = 4 * LATENT.channels  # img_in's inputs a token: 64; Fill 384; Control 128
     mu: float = 1.15  # Forge's/ComfyUI's fixed shift of the sigma table (schnell: 1.0)
 
     def detect(self, shapes: Shapes) -> bool:
@@ -116,13 +120,13 @@ class FluxFamily(Family):
         if img_in is None:
             return False
         guided = any(k.endswith(BFL_GUIDANCE) or k.endswith(DIFFUSERS_GUIDANCE) for k in shapes)
-        return guided == self.guidance and (int(img_in[1]) == 4 * LATENT.channels) == (self.name != "flux-fill")
+        return guided == self.guidance and int(img_in[1]) == self.in_features
 
     def detect_folder(self, index: Json, unet: Json) -> bool:
         if not index.get("_class_name", "").startswith("Flux"):
             return False
-        fill = int(unet.get("in_channels", 64)) != 4 * LATENT.channels
-        return bool(unet.get("guidance_embeds", True)) == self.guidance and fill == (self.name == "flux-fill")
+        features = int(unet.get("in_channels", 4 * LATENT.channels))
+        return bool(unet.get("guidance_embeds", True)) == self.guidance and features == self.in_features
 
     def automatic_schedule(self, choice: SamplerChoice) -> str:
         """Forge's: the sampler's own schedule where it has one (Karras, Exponential), else Simple (Forge's
@@ -152,7 +156,9 @@ class FluxFamily(Family):
             "--clip-skip": (request.clip_skip != 1, "has no CLIP skip (its CLIP-L gives only the pooled vector)"),
             "--prediction-type": (request.prediction_type is not None, "is a flow model, neither eps nor v"),
             "--refiner": (request.refiner is not None, "takes no refiner"),
-            "--controlnet": (bool(request.controlnets), "takes no Stable Diffusion ControlNet"),
+            "--controlnet": (any(unit.model for unit in request.controlnets),
+                             "takes no Stable Diffusion ControlNet (a Flux Control model or a BFL control LoRA "
+                             "takes --control-image alone)"),
         }
         for flag, (refused, why) in refusals.items():
             if refused:
@@ -174,17 +180,26 @@ class FluxFamily(Family):
     def in_channels_of(self, network_channels: int) -> int:
         return network_channels // (PACKING * PACKING)
 
+    def unload_loras(self, pipe: Any) -> None:
+        """diffusers' unload, which also puts back the x_embedder a BFL control LoRA widened (and the norm
+        scales it replaced)."""
+        pipe.unload_lora_weights(reset_to_overwritten_params=True)
+
     def lora_components(self) -> tuple[str, ...]:
         # CLIP-L as diffusers' FluxLoraLoaderMixin loads it; T5-XXL loaded by sdcli (load_lora)
         return ("transformer", "text_encoder", "text_encoder_2")
 
     def lora_state(self, pipe: Any, state: dict[str, Any]) -> dict[str, Any]:
-        """kohya files in sd-scripts' own keys, and any kohya file for a transformer narrower than the released
-        one: renamed by sdcli (models.flux_lora says why); everything else as it is."""
+        """kohya files in sd-scripts' own keys, and any kohya or BFL control file for a transformer narrower than
+        the released one: renamed by sdcli (models.flux_lora, models.flux_control_lora say why); everything else
+        as it is."""
+        from sdcli.models.flux_control_lora import bfl_control_to_peft, is_bfl_control
         from sdcli.models.flux_lora import is_kohya, is_plain_kohya, kohya_to_peft
 
         config = pipe.transformer.config
         width = int(config.num_attention_heads) * int(config.attention_head_dim)
+        if is_bfl_control(state) and width != FULL_WIDTH:  # diffusers' converter knows the released model only
+            return bfl_control_to_peft(state, width)
         ours = is_kohya(state) and (width != FULL_WIDTH or is_plain_kohya(state))
         return kohya_to_peft(state, width) if ours else state
 
@@ -232,7 +247,8 @@ class FluxFamily(Family):
 
 # Forge's Flux UI preset (modules_forge/main_entry.py): CFG 1 (no unconditional pass), Euler, Simple, 3.5.
 FLUX_DEFAULTS = {"cfg_scale": 1.0, "sampler": "Euler", "schedule": "simple", "distilled_cfg_scale": 3.5}
-_FLOW = {"loop_channels": (16,), "inpainting_channels": None, "embeddings": {}, "skip_uncond_at_cfg1": True,
+_FLOW = {"loop_channels": (16,), "inpainting_channels": None, "control_channels": 2 * LATENT.channels,
+         "embeddings": {}, "skip_uncond_at_cfg1": True,
          "timestep_samplers": False, "shift": True, "low_bits": True, "applies_to": "Flux"}
 FLUX_DEV = FluxFamily("flux-dev", "Flux.1 dev", FLUX_PIPELINES, 1024, configs="flux-dev",
                       capabilities=Capabilities(**{**_FLOW, "distilled_guidance": True, "applies_to": "Flux dev"}),
@@ -243,5 +259,14 @@ FLUX_SCHNELL = FluxFamily("flux-schnell", "Flux.1 schnell", FLUX_PIPELINES, 1024
 # Fill: latents + masked-image latents + the 8x8 pixel mask of each latent cell (16 + 16 + 64 channels).
 FLUX_FILL = FluxFamily("flux-fill", "Flux.1 Fill", FILL_PIPELINES, 1024, configs="flux-fill",
                        capabilities=Capabilities(**{**_FLOW, "loop_channels": (96,), "inpainting_channels": 96,
-                                                    "distilled_guidance": True, "applies_to": "Flux dev"}),
-                       latent=LATENT, defaults=FLUX_DEFAULTS, gpu_dtype="bf16", guidance=True, mu=1.15)
+                                                    "control_channels": None, "distilled_guidance": True,
+                                                    "applies_to": "Flux dev"}),
+                       latent=LATENT, defaults=FLUX_DEFAULTS, gpu_dtype="bf16", guidance=True, mu=1.15,
+                       in_features=24 * LATENT.channels)
+# Control (Canny/Depth dev): latents + the control image's latent (16 + 16 channels); dev with a BFL control LoRA
+# (its x_embedder widened to 128 inputs) runs as one.
+FLUX_CONTROL = FluxFamily("flux-control", "Flux.1 Control", CONTROL_PIPELINES, 1024, configs="flux-control",
+                          capabilities=Capabilities(**{**_FLOW, "loop_channels": (32,), "distilled_guidance": True,
+                                                       "applies_to": "Flux dev"}),
+                          latent=LATENT, defaults=FLUX_DEFAULTS, gpu_dtype="bf16", guidance=True, mu=1.15,
+                          in_features=8 * LATENT.channels)

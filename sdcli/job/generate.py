@@ -11,12 +11,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
+from functools import partial
 from typing import Any
 
 from sdcli import __version__
+from sdcli.controlnet.plan import check_loop
 from sdcli.errors import UsageError
 from sdcli.execution.finite import finite_guard
-from sdcli.execution.own_loop import own_batch
+from sdcli.execution.own_loop import control_input, own_batch
 from sdcli.execution.pipeline_call import pipeline_batch
 from sdcli.execution.stages import StepCallback, runs_own_loop
 from sdcli.io.images import PreparedInputs, prepare
@@ -132,17 +134,16 @@ def run(
     hires_names = (*hires_choices(request), hires.upscaler.ref.name) if hires else None
     batch_run = own_batch if own else pipeline_batch
     control_params: dict[str, Any] = {}
-    if request.controlnets and control is None:
+    if any(unit.model for unit in request.controlnets) and control is None:
         raise UsageError("--controlnet: the ControlNet models were not loaded for this run")
-    if control is not None:
-        from functools import partial
-
-        from sdcli.controlnet.plan import check_loop
-
+    crop = (inputs.original.size, inputs.box) if inputs is not None and inputs.box else None
+    if (extra := control_input(model, request, control, (width, height), crop)) is not None:
         check_loop(own)
-        crop = (inputs.original.size, inputs.box) if inputs is not None and inputs.box else None
+        batch_run = partial(own_batch, control_input=extra)
+    if control is not None and control.plan.units:
+        check_loop(own)
         hook, control_params = control.prepare((width, height), request.steps_run, crop)
-        batch_run = partial(own_batch, control=hook)
+        batch_run = partial(batch_run, control=hook)
         if hires is not None:  # the units steer the hires pass too, their images fitted to its size
             hires.control = control.prepare(final_size(width, height, request.hires, model.family.latent.vae_scale),
                                             hires.request.steps)[0]

@@ -168,6 +168,7 @@ def plan_job(request: GenerationRequest, runtime: RuntimeOptions, model_spec: st
         detected = once(("detected", model.path), lambda: loader.detect_ref(model))
         pipeline_class(detected, request.mode)
         detected.family.check(request, sampler_row(request.sampler or DEFAULT_SAMPLER))
+        check_control_input(request, detected)
     choice = validate(request)
     if check_files:  # "automatic" as the family means it (Flux: Simple for Euler), then what it cannot run
         choice = detected.family.settle_choice(choice)
@@ -188,6 +189,18 @@ def plan_job(request: GenerationRequest, runtime: RuntimeOptions, model_spec: st
     size = inputs.size if inputs else (request.width, request.height)
     placement = placement or detect_runtime(runtime, JobSize(*size, request.batch_size), gpu_dtype)
     return JobPlan(request, choice, model, placement, assets, extras, inputs, control, refiner, hires_upscaler)
+
+
+def check_control_input(request: GenerationRequest, detected: Any) -> None:
+    """A --control-image without --controlnet is a control model's input (Flux Control): refused for a family
+    without one; a Flux Control model needs it (a BFL control LoRA's need shows once it is loaded)."""
+    own = any(not unit.model for unit in request.controlnets)
+    if own and detected.family.capabilities.control_channels is None:
+        raise UsageError(f"--control-image: a {detected.family.label} model takes no control image without "
+                         "--controlnet MODEL (alone it is for Flux Control models and BFL control LoRAs)")
+    if detected.control and not own:
+        raise UsageError(f"--control-image: a {detected.family.label} model needs a control image: give "
+                         "--control-image IMG (--preprocessor canny for a photo; a depth map with --preprocessor none)")
 
 
 def without_embeddings(extras: Any, family: Any, assets: AssetOptions, notes: Notes) -> Any:

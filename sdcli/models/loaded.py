@@ -101,6 +101,8 @@ class LoadedModel:
         # dedicated inpainting checkpoint takes latents + mask + masked-image latents, in its modes only.
         latent, inpainting = self.family.latent.channels, self.family.capabilities.inpainting_channels
         channels = (latent, inpainting) if mode in INPAINTING_MODES and inpainting else (latent,)
+        if detected.control:  # a control model (Flux Control): its family's pipelines are its own
+            channels = (detected.in_channels,)
         kinds = {latent: "an ordinary checkpoint", inpainting: "a dedicated inpainting checkpoint"}
         in_channels = detected.in_channels
         if in_channels not in channels:

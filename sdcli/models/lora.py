@@ -74,7 +74,10 @@ def apply_loras(model: LoadedModel, loras: list[LoraSpec], *, allow_pickle: bool
             addons.loras = {}
         return
     stale = [name for name in loaded if name not in weights]
-    if stale:
+    if stale and model.network.in_channels != model.detected.in_channels:
+        _unload(model)  # a LoRA widened the network's input (a BFL control LoRA): only a full unload narrows it
+        loaded = {}
+    elif stale:
         _delete(model, stale)
     addons.loras = loaded = {k: v for k, v in loaded.items() if k not in stale}
     network = model.family.network_component
@@ -117,7 +120,7 @@ def _unload(model: LoadedModel) -> None:
     from diffusers.utils import recurse_remove_peft_layers
     from diffusers.utils.peft_utils import delete_adapter_layers
 
-    model.pipe.unload_lora_weights()
+    model.family.unload_loras(model.pipe)
     for encoder in _extra_encoders(model):
         for adapter in list(getattr(encoder, "peft_config", None) or {}):
             delete_adapter_layers(encoder, adapter)  # also drops transformers' record of it

@@ -53,6 +53,9 @@ FLUX_ARCHES: dict[str, FluxTinyArch] = {
     # Fill: 64 latent + 64 masked-image latent + 256 mask values a token.
     "flux-dev-inpaint": FluxTinyArch("flux-fill", pipeline="FluxFillPipeline",
                                      transformer={**FLUX_TRANSFORMER, "in_channels": 384}),
+    # Control (Canny/Depth dev): 64 latent + 64 control-image latent values a token.
+    "flux-control": FluxTinyArch("flux-control", pipeline="FluxControlPipeline",
+                                 transformer={**FLUX_TRANSFORMER, "in_channels": 128, "out_channels": 64}),
 }
 
 

@@ -6,6 +6,7 @@ the formats, so files of one seed hold the same weights: kohya stores the pair w
 BFL fuses them (qkv, a single block's linear1) the way the loaders split them. The text-encoder part
 (CLIP-L attention) is kohya's `lora_te1_` / PEFT's `text_encoder.`; XLabs files have none. With `t5`, every
 Linear of the T5 encoder gets a pair too: kohya's `lora_te3_` (sd-scripts' prefix) / PEFT's `text_encoder_2.`.
+write_tiny_flux_control_lora writes a BFL control LoRA (models.flux_control_lora) for a tiny dev folder.
 """
 
 from __future__ import annotations
@@ -160,3 +161,33 @@ def _peft_parts(name: str, up: Any, width: int) -> list[tuple[str, Any]]:
     parts = fused[module]
     sizes = [up.shape[0] // 3] * 3 if len(parts) == 3 else [width] * 3 + [up.shape[0] - 3 * width]
     return [(prefix + p, rows) for p, rows in zip(parts, torch.split(up, sizes), strict=True)]
+
+
+def write_tiny_flux_control_lora(model: Path, path: Path, *, seed: int = 0, rank: int = 4,
+                                 strength: float = 0.3) -> Path:
+    """A random BFL-layout control LoRA for the tiny Flux dev folder `model`, as BFL's FLUX.1-Canny/Depth-dev-lora
+    hold one: a `lora_A`/`lora_B` pair for every Linear of the transformer in BFL names (img_in's lora_A taking
+    twice the model's inputs: latent + control latent) and every q/k norm scale. final_layer.adaLN_modulation's
+    lora_A repeats its first rank/2 rows, so diffusers' swap of its halves (models.flux_control_lora) is exact."""
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    from sdcli.models.flux_keys import diffusers_to_bfl
+
+    gen = torch.Generator().manual_seed(seed)
+    base = diffusers_to_bfl(load_file(str(model / "transformer" / "diffusion_pytorch_model.safetensors")))
+    state: dict[str, Any] = {}
+    for key, value in sorted(base.items()):
+        if key.endswith(".scale"):
+            state[key] = (value.float() + torch.randn(value.shape, generator=gen) * 0.1).contiguous()
+        elif key.endswith(".weight") and value.ndim == 2:
+            name = key[:-len(".weight")]
+            fan_in = int(value.shape[1]) * (2 if name == "img_in" else 1)
+            down = torch.randn(rank, fan_in, generator=gen) * strength
+            if name == SWAPPED:
+                down = torch.cat([down[:rank // 2]] * 2)
+            state[f"{name}.lora_A.weight"] = down
+            state[f"{name}.lora_B.weight"] = torch.randn(int(value.shape[0]), rank, generator=gen) * strength
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.contiguous() for k, v in state.items()}, str(path))
+    return path

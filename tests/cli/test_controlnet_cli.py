@@ -125,7 +125,9 @@ def test_two_units_from_the_command_line(cli, tiny_model, cn, tmp_path):
 
 
 @pytest.mark.parametrize("args, message", [
-    (("--control-image", "ctl.png"), "--control-image: needs --controlnet MODEL"),
+    (("--control-image", "ctl.png"), "--control-image: a Stable Diffusion 1.x model takes no control image without "
+                                     "--controlnet MODEL"),
+    (("--control-image", "ctl.png", "--control-image", "ctl.png"), "--control-image: needs --controlnet MODEL"),
     (("--controlnet", "cn"), "--control-image: 0 given for 1 --controlnet"),
     (("--controlnet", "cn", "--control-image", "nope.png"), "nope.png: no such file"),
     (("--controlnet", "cn", "--control-image", "cn.pth"), "cn.pth is not a PNG, JPEG or WebP image"),

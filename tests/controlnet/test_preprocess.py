@@ -115,4 +115,12 @@ def test_bad_unit_flags_are_refused_naming_the_flag(values, message):
 
 def test_unit_flags_without_controlnet_are_refused():
     with pytest.raises(UsageError, match="--control-image: needs --controlnet MODEL"):
-        units_from_flags({"control_image": ["x.png"]})
+        units_from_flags({"control_image": ["x.png", "y.png"]})
+    with pytest.raises(UsageError, match="--preprocessor: needs --controlnet MODEL"):
+        units_from_flags({"preprocessor": ["canny"]})
+
+
+def test_one_control_image_alone_is_a_unit_without_a_model():
+    """A control model's own input (Flux Control): the per-unit flags apply to it."""
+    (unit,) = units_from_flags({"control_image": ["x.png"], "preprocessor": ["canny"]})
+    assert (unit.model, unit.image, unit.module) == ("", "x.png", "canny")
