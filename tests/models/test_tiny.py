@@ -123,3 +123,11 @@ def test_single_file_is_the_same_file_in_every_process(tmp_path):
         subprocess.run([sys.executable, "-c", code], check=True, timeout=300)
         digests.add(hashlib.sha256(out.read_bytes()).hexdigest())
     assert len(digests) == 1
+
+
+def test_tiny_help_names_every_architecture(cli):
+    from sdcli.models.tiny import INPAINT_SUFFIX, known_arches
+
+    shown = " ".join(cli("tiny", "--help").stdout.split())
+    named = [a for a in known_arches() if not a.endswith(INPAINT_SUFFIX)]
+    assert [a for a in named if a not in shown] == []
