@@ -13,9 +13,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from sdcli.families.base import Detected, Json, NetworkAdapter, Shapes
+from sdcli.families.base import Detected, Json, Shapes
 from sdcli.families.flow import FlowAdapter, flow_capabilities
-from sdcli.families.flux import FLUX_PIPELINES, LATENT, PACKING, FluxFamily, image_ids, pack, unpack
+from sdcli.families.flux import FLUX_PIPELINES, LATENT, PACKING, FluxDerivedFamily, image_ids, pack, unpack
 
 if TYPE_CHECKING:
     from sdcli.conditioning.cond import Conditioning
@@ -52,11 +52,11 @@ class ChromaAdapter(FlowAdapter):
 
 
 @dataclass(frozen=True)
-class ChromaFamily(FluxFamily):
+class ChromaFamily(FluxDerivedFamily):
     """Chroma: Flux's sampling rules and refusals (FluxFamily), its own network, text and detection."""
 
+    adapter: ClassVar[type[FlowAdapter]] = ChromaAdapter
     clip_skip_why: ClassVar[str | None] = "has no CLIP text encoder (T5-XXL only)"
-    clip_skip_first: ClassVar[bool] = True
 
     def detect(self, shapes: Shapes) -> bool:
         return any(k.endswith(APPROXIMATOR) for k in shapes)
@@ -70,18 +70,6 @@ class ChromaFamily(FluxFamily):
 
         raise ModelError(f"{source}: a {self.label} single file; sdcli loads Chroma from a diffusers folder only "
                          "(ChromaPipeline layout: transformer, text_encoder, tokenizer, vae, scheduler)")
-
-    def lora_components(self) -> tuple[str, ...]:
-        return ("transformer",)
-
-    def lora_state(self, pipe: Any, state: dict[str, Any]) -> dict[str, Any]:
-        return state
-
-    def network(self, pipe: Any) -> NetworkAdapter:
-        return ChromaAdapter(pipe.transformer)
-
-    def inpainting_input(self, mask: Any, masked_latent: Any) -> Any:
-        raise NotImplementedError("Chroma has no dedicated inpainting model")
 
     def prompt_encoder(self, pipe: Any, clip_skip: int, emphasis: str, size: tuple[int, int],
                        distilled_cfg: float | None = None) -> PromptEncoder:

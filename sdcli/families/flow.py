@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from sdcli.families.base import Capabilities, Control, Family, Json, ModuleAdapter, Shapes
+from sdcli.families.base import Capabilities, Control, Family, Json, ModuleAdapter, NetworkAdapter, Shapes
 
 if TYPE_CHECKING:
     from sdcli.conditioning.cond import Conditioning
@@ -88,6 +88,7 @@ class FlowFamily(Family):
     controlnet_why: ClassVar[str] = "takes no Stable Diffusion ControlNet"
     own_control_image: ClassVar[bool] = False  # a unit with no ControlNet model (a lone --control-image) is allowed
     full_widths: ClassVar[tuple[int, ...]] = ()  # the released transformers' widths; narrower ones are tiny
+    adapter: ClassVar[type[FlowAdapter]] = FlowAdapter  # the transformer as the loop's network
 
     gpu_dtype: str = "bf16"
     # The parameterisation as data: "flux" = Flux's 10,000-point sigma table with mu = `shift`; "discrete" =
@@ -136,6 +137,9 @@ class FlowFamily(Family):
         if refused:
             flag, why = refused[0]
             raise UsageError(f"{flag}: {self.article} {self.label} model {why}")
+
+    def network(self, pipe: Any) -> NetworkAdapter:
+        return self.adapter(pipe.transformer)
 
     def released(self, config: Any) -> bool:
         """Whether a transformer config is a released model's (its width), not one of sdcli's tiny ones."""

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from sdcli.families.base import Detected, Json, LatentFormat, NetworkAdapter, Shapes
+from sdcli.families.base import Detected, Json, LatentFormat, Shapes
 from sdcli.families.flow import FLOW_UNSOUND_SCHEDULES, FlowAdapter, FlowFamily, flow_capabilities
 
 if TYPE_CHECKING:
@@ -91,6 +91,7 @@ class FluxFamily(FlowFamily):
     """Flux.1 dev / schnell (by the guidance embedding) and Fill (an inpainting-only transformer); rectified flow
     on Flux's sigma table with Forge's/ComfyUI's fixed mu (FlowFamily.shift: 1.15, schnell 1.0)."""
 
+    adapter: ClassVar[type[FlowAdapter]] = FluxAdapter
     unsound_schedules: ClassVar[Mapping[str, str]] = FLUX_UNSOUND_SCHEDULES
     clip_skip_why: ClassVar[str | None] = "has no CLIP skip (its CLIP-L gives only the pooled vector)"
     controlnet_why: ClassVar[str] = ("takes no Stable Diffusion ControlNet (a Flux Control model or a BFL control "
@@ -169,9 +170,6 @@ class FluxFamily(FlowFamily):
         if t5:
             load_t5(pipe, t5, adapter)
 
-    def network(self, pipe: Any) -> NetworkAdapter:
-        return FluxAdapter(pipe.transformer)
-
     def prompt_encoder(self, pipe: Any, clip_skip: int, emphasis: str, size: tuple[int, int],
                        distilled_cfg: float | None = None) -> PromptEncoder:
         from sdcli.conditioning.flux import FluxPromptEncoder
@@ -202,3 +200,21 @@ FLUX_CONTROL = FluxFamily("flux-control", "Flux.1 Control", CONTROL_PIPELINES, 1
                                                          distilled_guidance=True),
                           latent=LATENT, defaults=FLUX_DEFAULTS, guidance=True, shift=1.15,
                           in_features=8 * LATENT.channels)
+
+
+@dataclass(frozen=True)
+class FluxDerivedFamily(FluxFamily):
+    """A family on Flux's packing and sampling rules with its own transformer (Chroma, Qwen-Image): LoRAs go into
+    that transformer only, as diffusers' loader takes them; no dedicated inpainting model; --clip-skip refused
+    (naming its own text encoder) before the sampler."""
+
+    clip_skip_first: ClassVar[bool] = True
+
+    def lora_components(self) -> tuple[str, ...]:
+        return ("transformer",)
+
+    def lora_state(self, pipe: Any, state: dict[str, Any]) -> dict[str, Any]:
+        return state
+
+    def inpainting_input(self, mask: Any, masked_latent: Any) -> Any:
+        raise NotImplementedError(f"{self.label} has no dedicated inpainting model")

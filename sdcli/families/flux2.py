@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     import torch
 
     from sdcli.conditioning.cond import Conditioning
-    from sdcli.families.base import NetworkAdapter, PromptEncoder
+    from sdcli.families.base import PromptEncoder
 
 KLEIN = "Flux2KleinPipeline"
 KLEIN_PIPELINES = {mode: KLEIN for mode in ("txt2img", "img2img", "inpaint", "outpaint")}
@@ -110,6 +110,7 @@ class Flux2Family(FlowFamily):
     `dev`: Flux.2 [dev], detected so that it is refused by name. Rectified flow on Flux's sigma table with
     ComfyUI's mu 2.02 (FlowFamily.shift)."""
 
+    adapter: ClassVar[type[FlowAdapter]] = Flux2Adapter
     unsound_schedules: ClassVar[Mapping[str, str]] = FLUX_UNSOUND_SCHEDULES
     clip_skip_why: ClassVar[str | None] = "has no CLIP skip (its text is Qwen3's layers 9, 18 and 27)"
     full_widths: ClassVar[tuple[int, ...]] = FULL_WIDTHS
@@ -134,9 +135,6 @@ class Flux2Family(FlowFamily):
 
     def lora_components(self) -> tuple[str, ...]:
         return ("transformer",)  # diffusers' Flux2LoraLoaderMixin loads into the transformer only
-
-    def network(self, pipe: Any) -> NetworkAdapter:
-        return Flux2Adapter(pipe.transformer)
 
     def prompt_encoder(self, pipe: Any, clip_skip: int, emphasis: str, size: tuple[int, int],
                        distilled_cfg: float | None = None) -> PromptEncoder:

@@ -14,9 +14,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from sdcli.families.base import Detected, Json, LatentFormat, NetworkAdapter, Shapes
+from sdcli.families.base import Detected, Json, LatentFormat, Shapes
 from sdcli.families.flow import FlowAdapter, find_key, flow_capabilities
-from sdcli.families.flux import PACKING, FluxFamily, pack, unpack
+from sdcli.families.flux import PACKING, FluxDerivedFamily, pack, unpack
 
 if TYPE_CHECKING:
     from sdcli.conditioning.cond import Conditioning
@@ -81,11 +81,11 @@ class QwenImageAdapter(FlowAdapter):
 
 
 @dataclass(frozen=True)
-class QwenImageFamily(FluxFamily):
+class QwenImageFamily(FluxDerivedFamily):
     """Qwen-Image: Flux's sampling rules and refusals (FluxFamily), its own network, text, VAE and detection."""
 
+    adapter: ClassVar[type[FlowAdapter]] = QwenImageAdapter
     clip_skip_why: ClassVar[str | None] = "has no CLIP skip (its text is Qwen2.5-VL's last hidden states)"
-    clip_skip_first: ClassVar[bool] = True
 
     def detect(self, shapes: Shapes) -> bool:
         return all(find_key(shapes, mark) for mark in QWEN_MARKS)
@@ -101,20 +101,9 @@ class QwenImageFamily(FluxFamily):
         raise ModelError(f"{source}: a {self.label} transformer file; sdcli loads Qwen-Image from a diffusers folder "
                          "only (QwenImagePipeline layout: transformer, text_encoder, tokenizer, vae, scheduler)")
 
-    def lora_components(self) -> tuple[str, ...]:
-        return ("transformer",)  # diffusers' QwenImageLoraLoaderMixin loads into the transformer only
-
-    def lora_state(self, pipe: Any, state: dict[str, Any]) -> dict[str, Any]:
-        return state
-
     def load_lora(self, pipe: Any, state: dict[str, Any], adapter: str) -> None:
+        """diffusers' QwenImageLoraLoaderMixin, into the transformer only (no T5 part to split off as for Flux)."""
         pipe.load_lora_weights(state, adapter_name=adapter)
-
-    def network(self, pipe: Any) -> NetworkAdapter:
-        return QwenImageAdapter(pipe.transformer)
-
-    def inpainting_input(self, mask: Any, masked_latent: Any) -> Any:
-        raise NotImplementedError("Qwen-Image has no dedicated inpainting model")
 
     def prompt_encoder(self, pipe: Any, clip_skip: int, emphasis: str, size: tuple[int, int],
                        distilled_cfg: float | None = None) -> PromptEncoder:

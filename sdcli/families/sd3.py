@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from sdcli.families.base import UNET_PREFIX, Detected, Json, LatentFormat, NetworkAdapter, Shapes
+from sdcli.families.base import UNET_PREFIX, Detected, Json, LatentFormat, Shapes
 from sdcli.families.flow import FLOW_UNSOUND_SCHEDULES, SGM_UNIFORM, FlowAdapter, FlowFamily, flow_capabilities
 
 if TYPE_CHECKING:
@@ -84,6 +84,7 @@ class SD3Family(FlowFamily):
     """SD3 medium, SD3.5 medium / large / large turbo: one row (the variants differ in width and depth only); the
     sampler's own schedule where it fits a flow model, else SGM Uniform (ComfyUI's SD3 example workflows)."""
 
+    adapter: ClassVar[type[FlowAdapter]] = SD3Adapter
     checkpoint_file: ClassVar[bool] = True
     article: ClassVar[str] = "an"
     automatic: ClassVar[str] = SGM_UNIFORM
@@ -121,9 +122,6 @@ class SD3Family(FlowFamily):
 
     def lora_components(self) -> tuple[str, ...]:
         return ("transformer", "text_encoder", "text_encoder_2")  # as diffusers' SD3LoraLoaderMixin loads them
-
-    def network(self, pipe: Any) -> NetworkAdapter:
-        return SD3Adapter(pipe.transformer)
 
     def released(self, config: Any) -> bool:
         return int(config.attention_head_dim) == HEAD_DIM

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from sdcli.families.base import Detected, Json, LatentFormat, NetworkAdapter, Shapes
+from sdcli.families.base import Detected, Json, LatentFormat, Shapes
 from sdcli.families.flow import SIMPLE, FlowAdapter, FlowFamily, find_key, flow_capabilities
 
 if TYPE_CHECKING:
@@ -57,6 +57,7 @@ class ZImageFamily(FlowFamily):
     """Z-Image Turbo and base (one architecture; their files do not tell them apart); Simple where the sampler's
     own schedule does not fit (ComfyUI's template)."""
 
+    adapter: ClassVar[type[FlowAdapter]] = ZImageAdapter
     clip_skip_why: ClassVar[str | None] = "has no CLIP skip (its text is Qwen3's second-to-last layer)"
     full_widths: ClassVar[tuple[int, ...]] = (FULL_DIM,)
 
@@ -73,9 +74,6 @@ class ZImageFamily(FlowFamily):
 
     def lora_components(self) -> tuple[str, ...]:
         return ("transformer",)  # diffusers' ZImageLoraLoaderMixin loads into the transformer only
-
-    def network(self, pipe: Any) -> NetworkAdapter:
-        return ZImageAdapter(pipe.transformer)
 
     def released(self, config: Any) -> bool:
         return int(config.dim) in self.full_widths
