@@ -7,20 +7,17 @@ template's leading tokens (the system turn and "<|im_start|>user\\n": 34 with th
 prompt_template_encode_start_idx; ComfyUI finds the same place by token ids) are dropped. The rest (the prompt,
 "<|im_end|>\\n<|im_start|>assistant\\n") is the caption; one prompt is not padded. The drop is counted here as the
 template prefix's own token count, which is 34 with the real tokenizer and right for sdcli's tiny one too.
-Prompts are read literally as for Z-Image (conditioning.zimage.literal_prompt: weights other than 1 and BREAK
+Prompts are read literally as for Z-Image (conditioning.qwen.literal_prompt: weights other than 1 and BREAK
 refused by name). Imported lazily (torch).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import torch
 
-from sdcli.conditioning.cond import Conditioning, EncoderCapabilities
-from sdcli.conditioning.zimage import literal_prompt
-from sdcli.errors import UsageError
+from sdcli.conditioning.qwen import QwenPromptEncoder
 
 SYSTEM = ("Describe the image by detailing the color, shape, size, texture, quantity, text, spatial relationships "
           "of the objects and background:")
@@ -29,40 +26,23 @@ TEMPLATE = PREFIX + "{}<|im_end|>\n<|im_start|>assistant\n"
 MAX_TOKENS = 1024  # diffusers' tokenizer_max_length: the caption's tokens after the drop
 
 
-class QwenImagePromptEncoder:
+class QwenImagePromptEncoder(QwenPromptEncoder):
     """Prompts -> Conditioning for Qwen-Image (families.base.PromptEncoder): crossattn = Qwen2.5-VL's last hidden
     states of the templated prompt after the template prefix [1, tokens, 3584]; cached per text."""
 
+    model, encoder = "Qwen-Image", "Qwen2.5-VL"
+
     def __init__(self, tokenizer: Any, text_encoder: Any, emphasis: str = "original"):
-        self.tokenizer, self.text_encoder, self.emphasis = tokenizer, text_encoder, emphasis
-        self.capabilities = EncoderCapabilities(clip_skip_layers=1, emphasis=False, chunks=False)
-        self.cache: dict[str, Conditioning] = {}
+        super().__init__(tokenizer, text_encoder, emphasis)
         self.drop = len(self.tokenizer(PREFIX, add_special_tokens=False)["input_ids"])
 
     def token_ids(self, text: str) -> list[int]:
         """The templated prompt's token ids (the prefix included), cut at the pipeline's limit."""
-        try:
-            literal = literal_prompt(text, self.emphasis)
-        except UsageError as error:  # its messages name Z-Image, whose rule this is too
-            raise UsageError(str(error).replace("Z-Image", "Qwen-Image").replace("Qwen3", "Qwen2.5-VL")) from None
-        templated = TEMPLATE.format(literal)
+        templated = TEMPLATE.format(self.literal(text))
         ids = list(self.tokenizer(templated, add_special_tokens=False)["input_ids"])
         return ids[:MAX_TOKENS + self.drop]
 
-    @torch.no_grad()
-    def encode(self, text: str) -> Conditioning:
-        if text not in self.cache:
-            ids = torch.tensor([self.token_ids(text)], device=self.text_encoder.device)
-            out = self.text_encoder(input_ids=ids, attention_mask=torch.ones_like(ids), output_hidden_states=True)
-            self.cache[text] = Conditioning(out.hidden_states[-1][:, self.drop:])
-        return self.cache[text]
-
-    def negative_encoder(self, all_empty: bool) -> Callable[[str], Conditioning]:
-        """The negative prompt is encoded as any prompt (used only above CFG scale 1)."""
-        return self.encode
-
-    def pipeline_embeds(self, prompt: str, negative: str) -> dict[str, Any]:
-        """diffusers' Qwen-Image pipelines' embedding arguments (sdcli's loop runs Qwen-Image; kept for the
-        Protocol)."""
-        return {"prompt_embeds": self.encode(prompt).crossattn,
-                "negative_prompt_embeds": self.encode(negative).crossattn}
+    def states(self, text: str) -> torch.Tensor:
+        ids = torch.tensor([self.token_ids(text)], device=self.text_encoder.device)
+        out = self.text_encoder(input_ids=ids, attention_mask=torch.ones_like(ids), output_hidden_states=True)
+        return out.hidden_states[-1][:, self.drop:]

@@ -9,27 +9,16 @@ imported when a method runs.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from sdcli.families.base import (
-    Capabilities,
-    Control,
-    Detected,
-    Family,
-    Json,
-    LatentFormat,
-    ModuleAdapter,
-    NetworkAdapter,
-    Shapes,
-)
+from sdcli.families.base import Detected, Json, LatentFormat, Shapes
+from sdcli.families.flow import FLOW_UNSOUND_SCHEDULES, FlowAdapter, FlowFamily, flow_capabilities
 
 if TYPE_CHECKING:
     from sdcli.conditioning.cond import Conditioning
     from sdcli.families.base import PromptEncoder
-    from sdcli.request.generation import GenerationRequest
-    from sdcli.sampling.parameterisation import Parameterisation
-    from sdcli.sampling.samplers import Sampler, SamplerChoice
 
 FLUX_PIPELINES = {"txt2img": "FluxPipeline", "img2img": "FluxImg2ImgPipeline",
                   "inpaint": "FluxInpaintPipeline", "outpaint": "FluxInpaintPipeline"}
@@ -38,19 +27,14 @@ FILL_PIPELINES = {"inpaint": "FluxFillPipeline", "outpaint": "FluxFillPipeline"}
 CONTROL_PIPELINES = {"txt2img": "FluxControlPipeline", "img2img": "FluxControlImg2ImgPipeline",
                      "inpaint": "FluxControlInpaintPipeline"}
 FULL_WIDTH = 3072  # the published Flux.1 transformer's width; narrower ones are sdcli's tiny models
-TINY_SIZE = 64  # a tiny model's native image side
 # BFL key names (transformer-only files; ComfyUI prefixes them with model.diffusion_model.)
 BFL_IMG_IN = "img_in.weight"
 BFL_GUIDANCE = "guidance_in.in_layer.weight"
 DIFFUSERS_IMG_IN = "x_embedder.weight"
 DIFFUSERS_GUIDANCE = "time_text_embed.guidance_embedder.linear_1.weight"
 PACKING = 2
-SIMPLE = "simple"
 # Schedule types that do not fit Flux's sigma table (Forge runs them, to no good image), and why.
-FLOW_UNSOUND_SCHEDULES = {
-    "uniform": "reads timesteps 9999..0 as sigmas",
-    "align your steps": "is a list of SD sigmas (up to 14.6)",
-}
+FLUX_UNSOUND_SCHEDULES = {**FLOW_UNSOUND_SCHEDULES, "uniform": "reads timesteps 9999..0 as sigmas"}
 LATENT = LatentFormat(channels=16, vae_scale=8, packing=PACKING)
 
 
@@ -78,22 +62,19 @@ def image_ids(h: int, w: int, device: Any, dtype: Any) -> Any:
     return torch.stack([torch.zeros_like(rows), rows, cols], dim=-1).reshape(-1, 3)
 
 
-class FluxAdapter(ModuleAdapter):
+class FluxAdapter(FlowAdapter):
     """A diffusers FluxTransformer2DModel as the loop's network: latents packed into tokens, T5 states as the
     text tokens (position ids 0), the pooled CLIP vector and the distilled guidance from the conditioning;
     the timestep is sigma (the transformer scales it, and the guidance, by 1000 itself). Odd latent sides are
     padded to even by wrapping round and cropped after, as Forge's IntegratedFluxTransformer2DModel does."""
 
     packing = PACKING
+    patch = PACKING
+    label = "Flux"
 
-    def __call__(self, x: Any, t: Any, cond: Conditioning, control: Control | None = None) -> Any:
+    def run(self, x: Any, t: Any, cond: Conditioning) -> Any:
         import torch
 
-        if control is not None:
-            raise ValueError("Flux models take no ControlNet residuals")
-        _, _, rows, cols = x.shape
-        # Odd latent sides: padded to even by wrapping round (Forge's circular padding), cropped after.
-        x = torch.nn.functional.pad(x, (0, cols % PACKING, 0, rows % PACKING), mode="circular")
         _, _, h, w = x.shape
         guidance = cond.extra.get("guidance") if self.module.config.guidance_embeds else None
         txt_ids = torch.zeros(cond.crossattn.shape[1], 3, device=x.device, dtype=x.dtype)
@@ -102,18 +83,24 @@ class FluxAdapter(ModuleAdapter):
                           img_ids=image_ids(h, w, x.device, x.dtype), txt_ids=txt_ids,
                           guidance=None if guidance is None else guidance.to(x.device, self.dtype),
                           return_dict=False)[0]
-        return unpack(out, h, w)[:, :, :rows, :cols]
+        return unpack(out, h, w)
 
 
 @dataclass(frozen=True)
-class FluxFamily(Family):
-    """Flux.1 dev / schnell (by the guidance embedding) and Fill (an inpainting-only transformer)."""
+class FluxFamily(FlowFamily):
+    """Flux.1 dev / schnell (by the guidance embedding) and Fill (an inpainting-only transformer); rectified flow
+    on Flux's sigma table with Forge's/ComfyUI's fixed mu (FlowFamily.shift: 1.15, schnell 1.0)."""
 
-    network_component: ClassVar[str] = "transformer"
+    adapter: ClassVar[type[FlowAdapter]] = FluxAdapter
+    unsound_schedules: ClassVar[Mapping[str, str]] = FLUX_UNSOUND_SCHEDULES
+    clip_skip_why: ClassVar[str | None] = "has no CLIP skip (its CLIP-L gives only the pooled vector)"
+    controlnet_why: ClassVar[str] = ("takes no Stable Diffusion ControlNet (a Flux Control model or a BFL control "
+                                     "LoRA takes --control-image alone)")
+    own_control_image: ClassVar[bool] = True
+    full_widths: ClassVar[tuple[int, ...]] = (FULL_WIDTH,)
 
     guidance: bool = True  # a distilled-guidance input (dev, Fill); schnell has none
     in_features: int = 4 * LATENT.channels  # img_in's inputs a token: 64; Fill 384; Control 128
-    mu: float = 1.15  # Forge's/ComfyUI's fixed shift of the sigma table (schnell: 1.0)
 
     def detect(self, shapes: Shapes) -> bool:
         img_in = next((shapes[k] for k in shapes if k.endswith(BFL_IMG_IN) or k.endswith(DIFFUSERS_IMG_IN)), None)
@@ -127,42 +114,6 @@ class FluxFamily(Family):
             return False
         features = int(unet.get("in_channels", 4 * LATENT.channels))
         return bool(unet.get("guidance_embeds", True)) == self.guidance and features == self.in_features
-
-    def automatic_schedule(self, choice: SamplerChoice) -> str:
-        """Forge's: the sampler's own schedule where it has one (Karras, Exponential), else Simple (Forge's
-        default; its Uniform reads timesteps 9999..0 as sigmas on Flux)."""
-        return SIMPLE if choice.sampler.automatic in FLOW_UNSOUND_SCHEDULES else choice.sampler.automatic
-
-    def check_choice(self, choice: SamplerChoice) -> None:
-        """Schedules of discrete timesteps or SD sigmas are refused on Flux."""
-        from sdcli.errors import UsageError
-        from sdcli.sampling.samplers import SCHEDULE_LABELS
-
-        if choice.schedule in FLOW_UNSOUND_SCHEDULES:
-            raise UsageError(f"--schedule: {SCHEDULE_LABELS[choice.schedule]} {FLOW_UNSOUND_SCHEDULES[choice.schedule]}"
-                             f" on a {self.label} model; use Simple, Beta, Normal, SGM Uniform, Karras or Exponential")
-
-    def check(self, request: GenerationRequest, sampler: Sampler) -> None:
-        """What Flux refuses: samplers off sdcli's loop, on discrete timesteps or VE re-noising, schedules of
-        timesteps or SD sigmas, CLIP skip, eps/v, a refiner, SD ControlNets."""
-        from sdcli.errors import UsageError
-
-        if sampler.function is None or sampler.timesteps or not sampler.flow_sound:
-            why = ("walks a discrete DDPM schedule" if sampler.timesteps else
-                   "runs only in diffusers" if sampler.function is None else "re-noises as on an SD model")
-            raise UsageError(f"--sampler: {sampler.name} {why}; {self.label} models take the flow samplers "
-                             f"(Euler, Euler a, Heun, DPM++ 2M, DPM++ SDE, DPM++ 2M SDE, ...)")
-        refusals = {
-            "--clip-skip": (request.clip_skip != 1, "has no CLIP skip (its CLIP-L gives only the pooled vector)"),
-            "--prediction-type": (request.prediction_type is not None, "is a flow model, neither eps nor v"),
-            "--refiner": (request.refiner is not None, "takes no refiner"),
-            "--controlnet": (any(unit.model for unit in request.controlnets),
-                             "takes no Stable Diffusion ControlNet (a Flux Control model or a BFL control LoRA "
-                             "takes --control-image alone)"),
-        }
-        for flag, (refused, why) in refusals.items():
-            if refused:
-                raise UsageError(f"{flag}: a {self.label} model {why}")
 
     def detected_from(self, shapes: Shapes, source: str) -> Detected:
         img_in = next(shapes[k] for k in shapes if k.endswith(BFL_IMG_IN) or k.endswith(DIFFUSERS_IMG_IN))
@@ -219,24 +170,6 @@ class FluxFamily(Family):
         if t5:
             load_t5(pipe, t5, adapter)
 
-    def network(self, pipe: Any) -> NetworkAdapter:
-        return FluxAdapter(pipe.transformer)
-
-    def native_size_of(self, pipe: Any) -> int:
-        config = pipe.transformer.config
-        width = int(config.num_attention_heads) * int(config.attention_head_dim)
-        return self.native_size if width == FULL_WIDTH else TINY_SIZE
-
-    def runs_loop(self, pipe: Any, scheduler: Json, in_channels: int) -> bool:
-        return True
-
-    def parameterisation(self, scheduler: Json, prediction: str | None = None,
-                         shift: float | None = None) -> Parameterisation:
-        """Rectified flow on Flux's sigma table: mu = --shift, else the family's (dev 1.15, schnell 1.0)."""
-        from sdcli.sampling.parameterisation import Flow, FluxSigmas
-
-        return Flow(FluxSigmas(self.mu if shift is None else shift))
-
     def prompt_encoder(self, pipe: Any, clip_skip: int, emphasis: str, size: tuple[int, int],
                        distilled_cfg: float | None = None) -> PromptEncoder:
         from sdcli.conditioning.flux import FluxPromptEncoder
@@ -247,26 +180,41 @@ class FluxFamily(Family):
 
 # Forge's Flux UI preset (modules_forge/main_entry.py): CFG 1 (no unconditional pass), Euler, Simple, 3.5.
 FLUX_DEFAULTS = {"cfg_scale": 1.0, "sampler": "Euler", "schedule": "simple", "distilled_cfg_scale": 3.5}
-_FLOW = {"loop_channels": (16,), "inpainting_channels": None, "control_channels": 2 * LATENT.channels,
-         "embeddings": {}, "skip_uncond_at_cfg1": True,
-         "timestep_samplers": False, "shift": True, "low_bits": True, "applies_to": "Flux"}
+_FLOW = {"control_channels": 2 * LATENT.channels}
 FLUX_DEV = FluxFamily("flux-dev", "Flux.1 dev", FLUX_PIPELINES, 1024, configs="flux-dev",
-                      capabilities=Capabilities(**{**_FLOW, "distilled_guidance": True, "applies_to": "Flux dev"}),
-                      latent=LATENT, defaults=FLUX_DEFAULTS, gpu_dtype="bf16", guidance=True, mu=1.15)
+                      capabilities=flow_capabilities("Flux dev", **_FLOW, distilled_guidance=True),
+                      latent=LATENT, defaults=FLUX_DEFAULTS, guidance=True, shift=1.15)
 FLUX_SCHNELL = FluxFamily("flux-schnell", "Flux.1 schnell", FLUX_PIPELINES, 1024, configs="flux-schnell",
-                          capabilities=Capabilities(**_FLOW), latent=LATENT, defaults=FLUX_DEFAULTS, gpu_dtype="bf16",
-                          guidance=False, mu=1.0)
+                          capabilities=flow_capabilities("Flux", **_FLOW), latent=LATENT, defaults=FLUX_DEFAULTS,
+                          guidance=False, shift=1.0)
 # Fill: latents + masked-image latents + the 8x8 pixel mask of each latent cell (16 + 16 + 64 channels).
 FLUX_FILL = FluxFamily("flux-fill", "Flux.1 Fill", FILL_PIPELINES, 1024, configs="flux-fill",
-                       capabilities=Capabilities(**{**_FLOW, "loop_channels": (96,), "inpainting_channels": 96,
-                                                    "control_channels": None, "distilled_guidance": True,
-                                                    "applies_to": "Flux dev"}),
-                       latent=LATENT, defaults=FLUX_DEFAULTS, gpu_dtype="bf16", guidance=True, mu=1.15,
+                       capabilities=flow_capabilities("Flux dev", loop_channels=(96,), inpainting_channels=96,
+                                                      distilled_guidance=True),
+                       latent=LATENT, defaults=FLUX_DEFAULTS, guidance=True, shift=1.15,
                        in_features=24 * LATENT.channels)
 # Control (Canny/Depth dev): latents + the control image's latent (16 + 16 channels); dev with a BFL control LoRA
 # (its x_embedder widened to 128 inputs) runs as one.
 FLUX_CONTROL = FluxFamily("flux-control", "Flux.1 Control", CONTROL_PIPELINES, 1024, configs="flux-control",
-                          capabilities=Capabilities(**{**_FLOW, "loop_channels": (32,), "distilled_guidance": True,
-                                                       "applies_to": "Flux dev"}),
-                          latent=LATENT, defaults=FLUX_DEFAULTS, gpu_dtype="bf16", guidance=True, mu=1.15,
+                          capabilities=flow_capabilities("Flux dev", **_FLOW, loop_channels=(32,),
+                                                         distilled_guidance=True),
+                          latent=LATENT, defaults=FLUX_DEFAULTS, guidance=True, shift=1.15,
                           in_features=8 * LATENT.channels)
+
+
+@dataclass(frozen=True)
+class FluxDerivedFamily(FluxFamily):
+    """A family on Flux's packing and sampling rules with its own transformer (Chroma, Qwen-Image): LoRAs go into
+    that transformer only, as diffusers' loader takes them; no dedicated inpainting model; --clip-skip refused
+    (naming its own text encoder) before the sampler."""
+
+    clip_skip_first: ClassVar[bool] = True
+
+    def lora_components(self) -> tuple[str, ...]:
+        return ("transformer",)
+
+    def lora_state(self, pipe: Any, state: dict[str, Any]) -> dict[str, Any]:
+        return state
+
+    def inpainting_input(self, mask: Any, masked_latent: Any) -> Any:
+        raise NotImplementedError(f"{self.label} has no dedicated inpainting model")

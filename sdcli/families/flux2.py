@@ -11,25 +11,23 @@ Flux.2 [dev] (Mistral Small 3 text encoder, guidance input) is detected and refu
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from sdcli.families.base import Capabilities, Control, Detected, Family, Json, LatentFormat, ModuleAdapter, Shapes
-from sdcli.families.flux import FLOW_UNSOUND_SCHEDULES, SIMPLE
+from sdcli.families.base import Detected, Json, LatentFormat, Shapes
+from sdcli.families.flow import SIMPLE, FlowAdapter, FlowFamily, find_key, flow_capabilities
+from sdcli.families.flux import FLUX_UNSOUND_SCHEDULES
 
 if TYPE_CHECKING:
     import torch
 
     from sdcli.conditioning.cond import Conditioning
-    from sdcli.families.base import NetworkAdapter, PromptEncoder
-    from sdcli.request.generation import GenerationRequest
-    from sdcli.sampling.parameterisation import Parameterisation
-    from sdcli.sampling.samplers import Sampler, SamplerChoice
+    from sdcli.families.base import PromptEncoder
 
 KLEIN = "Flux2KleinPipeline"
 KLEIN_PIPELINES = {mode: KLEIN for mode in ("txt2img", "img2img", "inpaint", "outpaint")}
 FULL_WIDTHS = (3072, 4096)  # Klein 4B's and 9B's transformer widths; narrower ones are sdcli's tiny models
-TINY_SIZE = 64  # a tiny model's native image side
 SHIFT = 2.02  # ComfyUI's Flux2 sampling_settings: the mu of ModelSamplingFlux's table
 PATCH = 2  # the VAE latent's 2x2 patchify into the network's channels
 # The key diffusers' infer_diffusers_model_type reads as "flux2" (original layout, ComfyUI's prefix or none).
@@ -89,14 +87,14 @@ def position_ids(rows: int, cols: int, text: int, device: Any, dtype: Any) -> tu
     return img, torch.stack([z, z, z, i], dim=-1).to(dtype)
 
 
-class Flux2Adapter(ModuleAdapter):
+class Flux2Adapter(FlowAdapter):
     """A diffusers Flux2Transformer2DModel as the loop's network: each latent cell one token ([B, H*W, 128]),
     Qwen3's stacked states as the text tokens, the timestep sigma (the transformer scales it by 1000 itself);
     no guidance (Klein has no guidance embedding)."""
 
-    def __call__(self, x: Any, t: Any, cond: Conditioning, control: Control | None = None) -> Any:
-        if control is not None:
-            raise ValueError("Flux.2 models take no ControlNet residuals")
+    label = "Flux.2"
+
+    def run(self, x: Any, t: Any, cond: Conditioning) -> Any:
         b, c, rows, cols = x.shape
         img_ids, txt_ids = position_ids(rows, cols, cond.crossattn.shape[1], x.device, x.dtype)
         tokens = x.reshape(b, c, rows * cols).permute(0, 2, 1)
@@ -106,23 +104,22 @@ class Flux2Adapter(ModuleAdapter):
         return out.float().permute(0, 2, 1).reshape(b, c, rows, cols)
 
 
-def _key(shapes: Shapes, suffix: str) -> str | None:
-    """The first tensor name ending in `suffix` (with or without a prefix such as model.diffusion_model.)."""
-    return next((k for k in shapes if k == suffix or k.endswith("." + suffix)), None)
-
-
 @dataclass(frozen=True)
-class Flux2Family(Family):
+class Flux2Family(FlowFamily):
     """Flux.2 [klein]: step-distilled (CFG 1, a few steps) or base (true CFG) by model_index.json's is_distilled;
-    `dev`: Flux.2 [dev], detected so that it is refused by name."""
+    `dev`: Flux.2 [dev], detected so that it is refused by name. Rectified flow on Flux's sigma table with
+    ComfyUI's mu 2.02 (FlowFamily.shift)."""
 
-    network_component: ClassVar[str] = "transformer"
+    adapter: ClassVar[type[FlowAdapter]] = Flux2Adapter
+    unsound_schedules: ClassVar[Mapping[str, str]] = FLUX_UNSOUND_SCHEDULES
+    clip_skip_why: ClassVar[str | None] = "has no CLIP skip (its text is Qwen3's layers 9, 18 and 27)"
+    full_widths: ClassVar[tuple[int, ...]] = FULL_WIDTHS
 
     distilled: bool = True
     dev: bool = False
 
     def detect(self, shapes: Shapes) -> bool:
-        return _key(shapes, FLUX2_MARK) is not None and self.name == "flux2-klein"
+        return find_key(shapes, FLUX2_MARK) is not None and self.name == "flux2-klein"
 
     def detect_folder(self, index: Json, unet: Json) -> bool:
         name = str(index.get("_class_name", ""))
@@ -136,62 +133,8 @@ class Flux2Family(Family):
         raise ModelError(f"{source}: a Flux.2 transformer file; sdcli loads Flux.2 models from diffusers folders "
                          "only (single files are not supported yet)")
 
-    def automatic_schedule(self, choice: SamplerChoice) -> str:
-        """The sampler's own schedule where it has one (Karras, Exponential), else Simple (ComfyUI's default)."""
-        return SIMPLE if choice.sampler.automatic in FLOW_UNSOUND_SCHEDULES else choice.sampler.automatic
-
-    def check_choice(self, choice: SamplerChoice) -> None:
-        """Schedules of discrete timesteps or SD sigmas are refused."""
-        from sdcli.errors import UsageError
-        from sdcli.sampling.samplers import SCHEDULE_LABELS
-
-        if choice.schedule in FLOW_UNSOUND_SCHEDULES:
-            raise UsageError(f"--schedule: {SCHEDULE_LABELS[choice.schedule]} {FLOW_UNSOUND_SCHEDULES[choice.schedule]}"
-                             f" on a {self.label} model; use Simple, Beta, Normal, SGM Uniform, Karras or Exponential")
-
-    def check(self, request: GenerationRequest, sampler: Sampler) -> None:
-        """What Flux.2 refuses: samplers off sdcli's loop, on discrete timesteps or VE re-noising, CLIP skip,
-        eps/v, a refiner, SD ControlNets."""
-        from sdcli.errors import UsageError
-
-        if sampler.function is None or sampler.timesteps or not sampler.flow_sound:
-            why = ("walks a discrete DDPM schedule" if sampler.timesteps else
-                   "runs only in diffusers" if sampler.function is None else "re-noises as on an SD model")
-            raise UsageError(f"--sampler: {sampler.name} {why}; {self.label} models take the flow samplers "
-                             f"(Euler, Euler a, Heun, DPM++ 2M, DPM++ SDE, DPM++ 2M SDE, ...)")
-        refusals = {
-            "--clip-skip": (request.clip_skip != 1, "has no CLIP skip (its text is Qwen3's layers 9, 18 and 27)"),
-            "--prediction-type": (request.prediction_type is not None, "is a flow model, neither eps nor v"),
-            "--refiner": (request.refiner is not None, "takes no refiner"),
-            "--controlnet": (bool(request.controlnets), "takes no Stable Diffusion ControlNet"),
-        }
-        for flag, (refused, why) in refusals.items():
-            if refused:
-                raise UsageError(f"{flag}: a {self.label} model {why}")
-
-    def in_channels_of(self, network_channels: int) -> int:
-        return network_channels
-
     def lora_components(self) -> tuple[str, ...]:
         return ("transformer",)  # diffusers' Flux2LoraLoaderMixin loads into the transformer only
-
-    def network(self, pipe: Any) -> NetworkAdapter:
-        return Flux2Adapter(pipe.transformer)
-
-    def native_size_of(self, pipe: Any) -> int:
-        config = pipe.transformer.config
-        width = int(config.num_attention_heads) * int(config.attention_head_dim)
-        return self.native_size if width in FULL_WIDTHS else TINY_SIZE
-
-    def runs_loop(self, pipe: Any, scheduler: Json, in_channels: int) -> bool:
-        return True
-
-    def parameterisation(self, scheduler: Json, prediction: str | None = None,
-                         shift: float | None = None) -> Parameterisation:
-        """Rectified flow on Flux's sigma table: mu = --shift, else ComfyUI's 2.02; timestep = sigma."""
-        from sdcli.sampling.parameterisation import Flow, FluxSigmas
-
-        return Flow(FluxSigmas(SHIFT if shift is None else shift))
 
     def prompt_encoder(self, pipe: Any, clip_skip: int, emphasis: str, size: tuple[int, int],
                        distilled_cfg: float | None = None) -> PromptEncoder:
@@ -200,17 +143,16 @@ class Flux2Family(Family):
         return Flux2PromptEncoder(pipe.tokenizer, pipe.text_encoder, emphasis)
 
 
-_FLOW = {"loop_channels": (128,), "inpainting_channels": None, "embeddings": {}, "skip_uncond_at_cfg1": True,
-         "timestep_samplers": False, "shift": True, "low_bits": True, "applies_to": "Flux.2"}
+_FLOW = flow_capabilities("Flux.2", loop_channels=(128,))
 # ComfyUI's Klein templates: the distilled model at CFG 1 (no unconditional pass), Euler; the base model with
 # true CFG (diffusers' Flux2KleinPipeline default guidance 4).
-FLUX2_KLEIN = Flux2Family("flux2-klein", "Flux.2 klein", KLEIN_PIPELINES, 1024, capabilities=Capabilities(**_FLOW),
+FLUX2_KLEIN = Flux2Family("flux2-klein", "Flux.2 klein", KLEIN_PIPELINES, 1024, capabilities=_FLOW,
                           latent=LATENT, defaults={"cfg_scale": 1.0, "sampler": "Euler", "schedule": SIMPLE},
-                          gpu_dtype="bf16", distilled=True)
+                          distilled=True, shift=SHIFT)
 FLUX2_KLEIN_BASE = Flux2Family("flux2-klein-base", "Flux.2 klein base", KLEIN_PIPELINES, 1024,
-                               capabilities=Capabilities(**_FLOW), latent=LATENT,
+                               capabilities=_FLOW, latent=LATENT,
                                defaults={"cfg_scale": 4.0, "sampler": "Euler", "schedule": SIMPLE},
-                               gpu_dtype="bf16", distilled=False)
+                               distilled=False, shift=SHIFT)
 # Flux.2 [dev]: detected (so that its folder is not read as Flux.1) and refused: no mode is served yet.
-FLUX2_DEV = Flux2Family("flux2-dev", "Flux.2 dev", {}, 1024, capabilities=Capabilities(**_FLOW), latent=LATENT,
-                        gpu_dtype="bf16", dev=True)
+FLUX2_DEV = Flux2Family("flux2-dev", "Flux.2 dev", {}, 1024, capabilities=_FLOW, latent=LATENT, dev=True,
+                        shift=SHIFT)

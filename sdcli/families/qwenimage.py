@@ -12,29 +12,18 @@ rules and refusals are reused from families.flux. Imported without torch.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from sdcli.families.base import (
-    Capabilities,
-    Control,
-    Detected,
-    Json,
-    LatentFormat,
-    ModuleAdapter,
-    NetworkAdapter,
-    Shapes,
-)
-from sdcli.families.flux import PACKING, TINY_SIZE, FluxFamily, pack, unpack
+from sdcli.families.base import Detected, Json, LatentFormat, Shapes
+from sdcli.families.flow import FlowAdapter, find_key, flow_capabilities
+from sdcli.families.flux import PACKING, FluxDerivedFamily, pack, unpack
 
 if TYPE_CHECKING:
     from sdcli.conditioning.cond import Conditioning
     from sdcli.families.base import PromptEncoder
-    from sdcli.request.generation import GenerationRequest
-    from sdcli.sampling.samplers import Sampler
 
 QWEN_PIPELINES = {"txt2img": "QwenImagePipeline", "img2img": "QwenImageImg2ImgPipeline",
                   "inpaint": "QwenImageInpaintPipeline", "outpaint": "QwenImageInpaintPipeline"}
-FULL_WIDTH = 3072  # the published Qwen-Image transformer's width (24 heads of 128)
 # Keys only Qwen-Image's transformer has (diffusers' names, which its original files use too; ComfyUI prefixes
 # them with model.diffusion_model.): the text input's RMS norm and the image stream's modulation.
 QWEN_MARKS = ("txt_norm.weight", "transformer_blocks.0.img_mod.1.weight")
@@ -73,38 +62,33 @@ class VideoLatentFormat(LatentFormat):
 LATENT = VideoLatentFormat(channels=16, vae_scale=8, packing=PACKING)
 
 
-class QwenImageAdapter(ModuleAdapter):
+class QwenImageAdapter(FlowAdapter):
     """A diffusers QwenImageTransformer2DModel as the loop's network: latents packed into 2x2 tokens (odd sides
     wrapped round and cropped after, as ComfyUI's pad_to_patch_size), img_shapes (1, rows/2, cols/2) per row for
     its RoPE, the Qwen2.5-VL states as the text (no mask: the loop batches only rows of one length, unpadded),
     timestep = sigma (the network scales it by 1000)."""
 
     packing = PACKING
+    patch = PACKING
+    label = "Qwen-Image"
 
-    def __call__(self, x: Any, t: Any, cond: Conditioning, control: Control | None = None) -> Any:
-        import torch
-
-        if control is not None:
-            raise ValueError("Qwen-Image models take no ControlNet residuals")
-        _, _, rows, cols = x.shape
-        x = torch.nn.functional.pad(x, (0, cols % PACKING, 0, rows % PACKING), mode="circular")
+    def run(self, x: Any, t: Any, cond: Conditioning) -> Any:
         batch, _, h, w = x.shape
         out = self.module(hidden_states=pack(x).to(self.dtype), encoder_hidden_states=cond.crossattn.to(self.dtype),
                           encoder_hidden_states_mask=None, timestep=t.to(self.dtype),
                           img_shapes=[[(1, h // PACKING, w // PACKING)]] * batch, return_dict=False)[0]
-        return unpack(out.float(), h, w)[:, :, :rows, :cols]
-
-
-def _has(shapes: Shapes, suffix: str) -> str | None:
-    return next((k for k in shapes if k == suffix or k.endswith("." + suffix)), None)
+        return unpack(out.float(), h, w)
 
 
 @dataclass(frozen=True)
-class QwenImageFamily(FluxFamily):
+class QwenImageFamily(FluxDerivedFamily):
     """Qwen-Image: Flux's sampling rules and refusals (FluxFamily), its own network, text, VAE and detection."""
 
+    adapter: ClassVar[type[FlowAdapter]] = QwenImageAdapter
+    clip_skip_why: ClassVar[str | None] = "has no CLIP skip (its text is Qwen2.5-VL's last hidden states)"
+
     def detect(self, shapes: Shapes) -> bool:
-        return all(_has(shapes, mark) for mark in QWEN_MARKS)
+        return all(find_key(shapes, mark) for mark in QWEN_MARKS)
 
     def detect_folder(self, index: Json, unet: Json) -> bool:
         return str(index.get("_class_name", "")).startswith("QwenImage")
@@ -117,34 +101,9 @@ class QwenImageFamily(FluxFamily):
         raise ModelError(f"{source}: a {self.label} transformer file; sdcli loads Qwen-Image from a diffusers folder "
                          "only (QwenImagePipeline layout: transformer, text_encoder, tokenizer, vae, scheduler)")
 
-    def check(self, request: GenerationRequest, sampler: Sampler) -> None:
-        """Flux's refusals (samplers off the loop, eps/v, refiner, ControlNet), CLIP skip named for Qwen2.5-VL."""
-        from sdcli.errors import UsageError
-
-        if request.clip_skip != 1:
-            raise UsageError(f"--clip-skip: a {self.label} model has no CLIP skip (its text is Qwen2.5-VL's last "
-                             "hidden states)")
-        super().check(request, sampler)
-
-    def lora_components(self) -> tuple[str, ...]:
-        return ("transformer",)  # diffusers' QwenImageLoraLoaderMixin loads into the transformer only
-
-    def lora_state(self, pipe: Any, state: dict[str, Any]) -> dict[str, Any]:
-        return state
-
     def load_lora(self, pipe: Any, state: dict[str, Any], adapter: str) -> None:
+        """diffusers' QwenImageLoraLoaderMixin, into the transformer only (no T5 part to split off as for Flux)."""
         pipe.load_lora_weights(state, adapter_name=adapter)
-
-    def network(self, pipe: Any) -> NetworkAdapter:
-        return QwenImageAdapter(pipe.transformer)
-
-    def native_size_of(self, pipe: Any) -> int:
-        config = pipe.transformer.config
-        width = int(config.num_attention_heads) * int(config.attention_head_dim)
-        return self.native_size if width == FULL_WIDTH else TINY_SIZE
-
-    def inpainting_input(self, mask: Any, masked_latent: Any) -> Any:
-        raise NotImplementedError("Qwen-Image has no dedicated inpainting model")
 
     def prompt_encoder(self, pipe: Any, clip_skip: int, emphasis: str, size: tuple[int, int],
                        distilled_cfg: float | None = None) -> PromptEncoder:
@@ -157,7 +116,5 @@ class QwenImageFamily(FluxFamily):
 # WebUI's default too). Its ModelSamplingAuraFlow 3.1 node is a workflow choice, not the model's default (mu 1.15).
 QWEN_DEFAULTS = {"cfg_scale": 2.5, "sampler": "Euler", "schedule": "simple"}
 QWEN_IMAGE = QwenImageFamily("qwen-image", "Qwen-Image", QWEN_PIPELINES, 1328,
-                             capabilities=Capabilities(loop_channels=(16,), inpainting_channels=None, embeddings={},
-                                                       skip_uncond_at_cfg1=True, timestep_samplers=False, shift=True,
-                                                       low_bits=True, applies_to="Qwen-Image"),
-                             latent=LATENT, defaults=QWEN_DEFAULTS, gpu_dtype="bf16", guidance=False, mu=1.15)
+                             capabilities=flow_capabilities("Qwen-Image"), latent=LATENT, defaults=QWEN_DEFAULTS,
+                             guidance=False, shift=1.15)

@@ -10,28 +10,16 @@ CFG with the negative prompt. Imported without torch; torch-side code is importe
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from sdcli.families.base import (
-    UNET_PREFIX,
-    Capabilities,
-    Control,
-    Detected,
-    Family,
-    Json,
-    LatentFormat,
-    ModuleAdapter,
-    NetworkAdapter,
-    Shapes,
-)
+from sdcli.families.base import UNET_PREFIX, Detected, Json, LatentFormat, Shapes
+from sdcli.families.flow import FLOW_UNSOUND_SCHEDULES, SGM_UNIFORM, FlowAdapter, FlowFamily, flow_capabilities
 
 if TYPE_CHECKING:
     from sdcli.conditioning.cond import Conditioning
     from sdcli.families.base import PromptEncoder
-    from sdcli.request.generation import GenerationRequest
-    from sdcli.sampling.parameterisation import Parameterisation
-    from sdcli.sampling.samplers import Sampler, SamplerChoice
 
 SD3_PIPELINES = {"txt2img": "StableDiffusion3Pipeline", "img2img": "StableDiffusion3Img2ImgPipeline",
                  "inpaint": "StableDiffusion3InpaintPipeline", "outpaint": "StableDiffusion3InpaintPipeline"}
@@ -39,38 +27,29 @@ PATCH = 2
 SHIFT = 3.0  # ComfyUI's and Forge's SD3 sigma shift
 MULTIPLIER = 1000.0  # the network's timestep is sigma * 1000
 HEAD_DIM = 64  # the released models' attention head width
-TINY_SIZE = 64  # a tiny model's native image side
 # Original (SAI/ComfyUI) MMDiT keys; an all-in-one checkpoint prefixes them with model.diffusion_model.
 MMDIT_MARK = "joint_blocks.0.context_block.adaLN_modulation.1.bias"
 X_EMBEDDER = "x_embedder.proj.weight"
 TEXT_ENCODERS = "text_encoders."  # the all-in-one layout's text encoders (clip_l, clip_g, t5xxl)
 CLIP_L_MARK = "text_encoders.clip_l.transformer.text_model.embeddings.position_embedding.weight"
-SGM_UNIFORM = "sgm uniform"
 # Schedule types that do not fit a flow model's sigmas (as on Flux), and why.
-FLOW_UNSOUND_SCHEDULES = {
-    "uniform": "reads the 1000 discrete timesteps as sigmas",
-    "align your steps": "is a list of SD sigmas (up to 14.6)",
-}
+SD3_UNSOUND_SCHEDULES = {**FLOW_UNSOUND_SCHEDULES, "uniform": "reads the 1000 discrete timesteps as sigmas"}
 LATENT = LatentFormat(channels=16, vae_scale=8)
 
 
-class SD3Adapter(ModuleAdapter):
+class SD3Adapter(FlowAdapter):
     """A diffusers SD3Transformer2DModel as the loop's network: the latent goes in as it is (the transformer
     patches it 2x2 and crops its position embedding), the text states and pooled vector from the conditioning,
     the timestep t = sigma * 1000 as ComfyUI's ModelSamplingDiscreteFlow gives it. Odd latent sides are padded
     to even by wrapping round and cropped after, as ComfyUI's MMDiT pads to its patch size."""
 
-    def __call__(self, x: Any, t: Any, cond: Conditioning, control: Control | None = None) -> Any:
-        import torch
+    patch = PATCH
+    label = "SD3"
 
-        if control is not None:
-            raise ValueError("SD3 models take no ControlNet residuals")
-        _, _, rows, cols = x.shape
-        x = torch.nn.functional.pad(x, (0, cols % PATCH, 0, rows % PATCH), mode="circular")
-        out = self.module(hidden_states=x, encoder_hidden_states=cond.crossattn.to(self.dtype),
-                          pooled_projections=cond.extra["pooled"].to(self.dtype),
-                          timestep=t.to(self.dtype).expand(x.shape[0]), return_dict=False)[0]
-        return out[:, :, :rows, :cols]
+    def run(self, x: Any, t: Any, cond: Conditioning) -> Any:
+        return self.module(hidden_states=x, encoder_hidden_states=cond.crossattn.to(self.dtype),
+                           pooled_projections=cond.extra["pooled"].to(self.dtype),
+                           timestep=t.to(self.dtype).expand(x.shape[0]), return_dict=False)[0]
 
 
 def _mmdit_prefix(shapes: Shapes) -> str | None:
@@ -101,11 +80,15 @@ def transformer_config(shapes: Shapes, prefix: str, head_dim: int = HEAD_DIM) ->
 
 
 @dataclass(frozen=True)
-class SD3Family(Family):
-    """SD3 medium, SD3.5 medium / large / large turbo: one row (the variants differ in width and depth only)."""
+class SD3Family(FlowFamily):
+    """SD3 medium, SD3.5 medium / large / large turbo: one row (the variants differ in width and depth only); the
+    sampler's own schedule where it fits a flow model, else SGM Uniform (ComfyUI's SD3 example workflows)."""
 
-    network_component: ClassVar[str] = "transformer"
+    adapter: ClassVar[type[FlowAdapter]] = SD3Adapter
     checkpoint_file: ClassVar[bool] = True
+    article: ClassVar[str] = "an"
+    automatic: ClassVar[str] = SGM_UNIFORM
+    unsound_schedules: ClassVar[Mapping[str, str]] = SD3_UNSOUND_SCHEDULES
 
     def detect(self, shapes: Shapes) -> bool:
         return _mmdit_prefix(shapes) is not None
@@ -137,62 +120,11 @@ class SD3Family(Family):
         spec["transformer"] = transformer_config(shapes, UNET_PREFIX, head_dim)
         return spec, tokenizer
 
-    def automatic_schedule(self, choice: SamplerChoice) -> str:
-        """The sampler's own schedule where it fits a flow model (Karras, Exponential), else SGM Uniform
-        (ComfyUI's SD3 example workflows)."""
-        return SGM_UNIFORM if choice.sampler.automatic in FLOW_UNSOUND_SCHEDULES else choice.sampler.automatic
-
-    def check_choice(self, choice: SamplerChoice) -> None:
-        """Schedules of discrete timesteps or SD sigmas are refused."""
-        from sdcli.errors import UsageError
-        from sdcli.sampling.samplers import SCHEDULE_LABELS
-
-        if choice.schedule in FLOW_UNSOUND_SCHEDULES:
-            raise UsageError(f"--schedule: {SCHEDULE_LABELS[choice.schedule]} {FLOW_UNSOUND_SCHEDULES[choice.schedule]}"
-                             f" on an {self.label} model; use SGM Uniform, Simple, Beta, Normal, Karras or "
-                             "Exponential")
-
-    def check(self, request: GenerationRequest, sampler: Sampler) -> None:
-        """What SD3 refuses: samplers off sdcli's loop, on discrete timesteps or VE re-noising, eps/v, a refiner,
-        SD ControlNets."""
-        from sdcli.errors import UsageError
-
-        if sampler.function is None or sampler.timesteps or not sampler.flow_sound:
-            why = ("walks a discrete DDPM schedule" if sampler.timesteps else
-                   "runs only in diffusers" if sampler.function is None else "re-noises as on an SD model")
-            raise UsageError(f"--sampler: {sampler.name} {why}; {self.label} models take the flow samplers "
-                             f"(Euler, Euler a, Heun, DPM++ 2M, DPM++ SDE, DPM++ 2M SDE, ...)")
-        refusals = {
-            "--prediction-type": (request.prediction_type is not None, "is a flow model, neither eps nor v"),
-            "--refiner": (request.refiner is not None, "takes no refiner"),
-            "--controlnet": (bool(request.controlnets), "takes no Stable Diffusion ControlNet"),
-        }
-        for flag, (refused, why) in refusals.items():
-            if refused:
-                raise UsageError(f"{flag}: an {self.label} model {why}")
-
-    def in_channels_of(self, network_channels: int) -> int:
-        return network_channels
-
     def lora_components(self) -> tuple[str, ...]:
         return ("transformer", "text_encoder", "text_encoder_2")  # as diffusers' SD3LoraLoaderMixin loads them
 
-    def network(self, pipe: Any) -> NetworkAdapter:
-        return SD3Adapter(pipe.transformer)
-
-    def native_size_of(self, pipe: Any) -> int:
-        config = pipe.transformer.config
-        return self.native_size if int(config.attention_head_dim) == HEAD_DIM else TINY_SIZE
-
-    def runs_loop(self, pipe: Any, scheduler: Json, in_channels: int) -> bool:
-        return True
-
-    def parameterisation(self, scheduler: Json, prediction: str | None = None,
-                         shift: float | None = None) -> Parameterisation:
-        """Rectified flow on ComfyUI's ModelSamplingDiscreteFlow table: shift = --shift, else 3; multiplier 1000."""
-        from sdcli.sampling.parameterisation import Flow, FlowSigmas
-
-        return Flow(FlowSigmas(SHIFT if shift is None else shift, MULTIPLIER))
+    def released(self, config: Any) -> bool:
+        return int(config.attention_head_dim) == HEAD_DIM
 
     def prompt_encoder(self, pipe: Any, clip_skip: int, emphasis: str, size: tuple[int, int],
                        distilled_cfg: float | None = None) -> PromptEncoder:
@@ -204,7 +136,5 @@ class SD3Family(Family):
 # ComfyUI's SD3.5 example workflows and diffusers' SD3.5 docs: CFG 4.5, Euler, SGM Uniform (steps: sdcli's 20).
 SD3_DEFAULTS = {"cfg_scale": 4.5, "sampler": "Euler", "schedule": SGM_UNIFORM}
 SD3 = SD3Family("sd3", "SD3", SD3_PIPELINES, 1024, configs="sd3",
-                capabilities=Capabilities(loop_channels=(16,), inpainting_channels=None, embeddings={},
-                                          skip_uncond_at_cfg1=True, timestep_samplers=False, shift=True,
-                                          applies_to="SD3"),
-                latent=LATENT, defaults=SD3_DEFAULTS, gpu_dtype="bf16")
+                capabilities=flow_capabilities("SD3", low_bits=False), latent=LATENT, defaults=SD3_DEFAULTS,
+                table="discrete", shift=SHIFT, multiplier=MULTIPLIER)

@@ -3,7 +3,7 @@
 A Flux2Transformer2DModel (1 double-stream and 2 single-stream blocks, 2 heads of 16, no guidance input as
 Klein), a 32-channel AutoencoderKLFlux2 with 4 blocks (8x down-scaling, then the pipeline's 2x2 patchify:
 128-channel latents at 1/16 of the image side) whose batch-norm statistics are random, and a tiny 28-layer
-Qwen3ForCausalLM (hidden states 9, 18 and 27 are the text, as for the real Qwen3) with Z-Image's tiny
+Qwen3ForCausalLM (hidden states 9, 18 and 27 are the text, as for the real Qwen3) with models.tiny_qwen's
 character-level Qwen tokenizer, so every code path of a real Klein model runs in milliseconds.
 """
 
@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
+
+from sdcli.models.tiny_qwen import tiny_qwen3, tiny_qwen_pipeline
 
 # arch -> (pipeline class, is_distilled)
 FLUX2_ARCHES = {"flux2-klein": ("Flux2KleinPipeline", True), "flux2-klein-base": ("Flux2KleinPipeline", False)}
@@ -36,34 +38,20 @@ FLUX2_SCHEDULER = {"num_train_timesteps": 1000, "shift": 3.0, "use_dynamic_shift
 
 
 def tiny_flux2_pipeline(arch: str, seed: int, config_dir: Path) -> Any:
-    """The tiny Flux.2 pipeline of `arch` in memory (its tokenizer is built in memory; `config_dir` is made,
-    empty, as the tiny builders' callers expect)."""
-    import diffusers
-    import torch
-    from diffusers import AutoencoderKLFlux2, FlowMatchEulerDiscreteScheduler, Flux2Transformer2DModel
-    from transformers import Qwen3Config, Qwen3ForCausalLM
+    """The tiny Flux.2 pipeline of `arch` in memory (models.tiny_qwen.tiny_qwen_pipeline)."""
+    from diffusers import AutoencoderKLFlux2, Flux2Transformer2DModel
+    from transformers import Qwen3ForCausalLM
 
-    from sdcli.models.tiny_flux import randomise_norms
-    from sdcli.models.tiny_zimage import _randomise_rms_norms, _randomise_zero_layers, tiny_qwen_tokenizer
-
-    config_dir.mkdir(parents=True, exist_ok=True)
-    tokenizer = tiny_qwen_tokenizer()
     cls, distilled = FLUX2_ARCHES[arch]
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        parts = {
-            "text_encoder": Qwen3ForCausalLM(Qwen3Config(**FLUX2_QWEN3, vocab_size=len(tokenizer),
-                                                         pad_token_id=tokenizer.pad_token_id)),
-            "transformer": Flux2Transformer2DModel.from_config(FLUX2_TRANSFORMER),
-            "vae": AutoencoderKLFlux2.from_config(FLUX2_VAE),
-        }
-        for model in parts.values():
-            randomise_norms(model)
-        _randomise_rms_norms(parts["text_encoder"])
-        _randomise_rms_norms(parts["transformer"])
-        _randomise_zero_layers(parts["transformer"])
-        bn = parts["vae"].bn  # latent statistics: a clearly non-trivial per-channel mean and spread
-        bn.running_mean.normal_(0.0, 0.3)
-        bn.running_var.uniform_(0.5, 2.0)
-    scheduler = FlowMatchEulerDiscreteScheduler.from_config(FLUX2_SCHEDULER)
-    return getattr(diffusers, cls)(scheduler=scheduler, tokenizer=tokenizer, is_distilled=distilled, **parts)
+    return tiny_qwen_pipeline(cls, seed, config_dir, FLUX2_SCHEDULER,
+                              text_encoder=lambda tokenizer: tiny_qwen3(Qwen3ForCausalLM, FLUX2_QWEN3, tokenizer),
+                              transformer=lambda: Flux2Transformer2DModel.from_config(FLUX2_TRANSFORMER),
+                              vae=lambda: AutoencoderKLFlux2.from_config(FLUX2_VAE), settle=_randomise_batch_norm,
+                              is_distilled=distilled)
+
+
+def _randomise_batch_norm(parts: dict[str, Any]) -> None:
+    """The VAE's latent statistics: a clearly non-trivial per-channel mean and spread."""
+    bn = parts["vae"].bn
+    bn.running_mean.normal_(0.0, 0.3)
+    bn.running_var.uniform_(0.5, 2.0)

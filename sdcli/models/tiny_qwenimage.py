@@ -3,7 +3,7 @@
 A QwenImageTransformer2DModel (2 blocks, 2 heads of 16, text width 32), a Wan-style AutoencoderKLQwenImage of
 base width 8 (the real 8x spatial compression and per-channel latent mean/std), and a tiny
 Qwen2_5_VLForConditionalGeneration (2 text layers of width 32; its vision tower, which text-only prompts never
-run, 1 block of width 16) with models.tiny_zimage's character-level tokenizer, which knows the chat template's
+run, 1 block of width 16) with models.tiny_qwen's character-level tokenizer, which knows the chat template's
 special tokens. `sdcli tiny --arch qwen-image`.
 """
 
@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
+
+from sdcli.models.tiny_qwen import tiny_qwen_pipeline
 
 QWEN_ARCHES = {"qwen-image": "QwenImagePipeline"}
 QWEN_TRANSFORMER = {
@@ -31,30 +33,19 @@ QWEN_SCHEDULER = {"num_train_timesteps": 1000, "shift": 1.0, "use_dynamic_shifti
 
 
 def tiny_qwenimage_pipeline(arch: str, seed: int, config_dir: Path) -> Any:
-    """The tiny Qwen-Image pipeline in memory (its tokenizer is built in memory; `config_dir` is made, empty)."""
-    import diffusers
-    import torch
-    from diffusers import AutoencoderKLQwenImage, FlowMatchEulerDiscreteScheduler, QwenImageTransformer2DModel
+    """The tiny Qwen-Image pipeline in memory (models.tiny_qwen.tiny_qwen_pipeline)."""
+    from diffusers import AutoencoderKLQwenImage, QwenImageTransformer2DModel
+
+    return tiny_qwen_pipeline(QWEN_ARCHES[arch], seed, config_dir, QWEN_SCHEDULER, text_encoder=_text_encoder,
+                              transformer=lambda: QwenImageTransformer2DModel.from_config(QWEN_TRANSFORMER),
+                              vae=lambda: AutoencoderKLQwenImage.from_config(QWEN_VAE), rms_everywhere=True)
+
+
+def _text_encoder(tokenizer: Any) -> Any:
+    """A tiny Qwen2.5-VL sized to the tokenizer (its pad token also the BOS)."""
     from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
 
-    from sdcli.models.tiny_flux import randomise_norms
-    from sdcli.models.tiny_zimage import _randomise_rms_norms, _randomise_zero_layers, tiny_qwen_tokenizer
-
-    config_dir.mkdir(parents=True, exist_ok=True)  # build_tiny removes it after saving
-    tokenizer = tiny_qwen_tokenizer()
     ids = {"vocab_size": len(tokenizer), "pad_token_id": tokenizer.pad_token_id,
            "bos_token_id": tokenizer.pad_token_id, "eos_token_id": tokenizer.eos_token_id}
-    config = Qwen2_5_VLConfig(text_config={**QWEN_TEXT, **ids}, vision_config=QWEN_VISION, **ids)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        parts = {
-            "text_encoder": Qwen2_5_VLForConditionalGeneration(config),
-            "transformer": QwenImageTransformer2DModel.from_config(QWEN_TRANSFORMER),
-            "vae": AutoencoderKLQwenImage.from_config(QWEN_VAE),
-        }
-        for model in parts.values():
-            randomise_norms(model)
-            _randomise_rms_norms(model)
-        _randomise_zero_layers(parts["transformer"])
-    scheduler = FlowMatchEulerDiscreteScheduler.from_config(QWEN_SCHEDULER)
-    return getattr(diffusers, QWEN_ARCHES[arch])(scheduler=scheduler, tokenizer=tokenizer, **parts)
+    return Qwen2_5_VLForConditionalGeneration(Qwen2_5_VLConfig(text_config={**QWEN_TEXT, **ids},
+                                                               vision_config=QWEN_VISION, **ids))
