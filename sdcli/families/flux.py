@@ -216,5 +216,9 @@ class FluxDerivedFamily(FluxFamily):
     def lora_state(self, pipe: Any, state: dict[str, Any]) -> dict[str, Any]:
         return state
 
+    def load_lora(self, pipe: Any, state: dict[str, Any], adapter: str) -> None:
+        """The pipeline's own diffusers LoRA loader, into the transformer only (no T5 part to split off)."""
+        pipe.load_lora_weights(state, adapter_name=adapter)
+
     def inpainting_input(self, mask: Any, masked_latent: Any) -> Any:
         raise NotImplementedError(f"{self.label} has no dedicated inpainting model")

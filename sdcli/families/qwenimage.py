@@ -101,10 +101,6 @@ class QwenImageFamily(FluxDerivedFamily):
         raise ModelError(f"{source}: a {self.label} transformer file; sdcli loads Qwen-Image from a diffusers folder "
                          "only (QwenImagePipeline layout: transformer, text_encoder, tokenizer, vae, scheduler)")
 
-    def load_lora(self, pipe: Any, state: dict[str, Any], adapter: str) -> None:
-        """diffusers' QwenImageLoraLoaderMixin, into the transformer only (no T5 part to split off as for Flux)."""
-        pipe.load_lora_weights(state, adapter_name=adapter)
-
     def prompt_encoder(self, pipe: Any, clip_skip: int, emphasis: str, size: tuple[int, int],
                        distilled_cfg: float | None = None) -> PromptEncoder:
         from sdcli.conditioning.qwenimage import QwenImagePromptEncoder
