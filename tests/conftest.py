@@ -185,6 +185,7 @@ def _family_fixtures() -> dict[str, object]:
     return named
 
 
+# pytest finds fixtures among this module's attributes: the table's fixture names become attributes here.
 globals().update(_family_fixtures())
 
 

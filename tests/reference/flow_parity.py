@@ -25,6 +25,10 @@ SAMPLERS = [("Euler", {"steps": 4}), ("Euler a", {"seed": 2}), ("Heun", {"sample
             ("DPM++ 2M", {"sampler": "Euler"})]
 NON_ANCESTRAL = [row for row in SAMPLERS if row[0] != "Euler a"]
 SCHEDULES = ["Simple", "Karras"]
+# CFG rows: at CFG 1 no uncond pass runs (a negative prompt changes nothing, CFG 1.5 does); true CFG above 1.
+CFG1 = {"cfg": 1.0, "negative": "blurry dog", "perturb": {"cfg": 1.5}}
+TRUE_CFG = [{"cfg": 3.0, "negative": "blurry dog", "perturb": {"negative": "sky"}},
+            {"cfg": 2.5, "negative": "", "sampler": "DPM++ 2M", "schedule": "Karras", "perturb": {"cfg": 2.0}}]
 # img2img rows: WebUI strength 0.6 of 4 steps (ComfyUI 3 steps at denoise 0.75), and Euler a with true CFG.
 IMG2IMG = [{"strength": 0.6, "steps": 4, "perturb": {"strength": 0.75}},
            {"strength": 0.75, "steps": 4, "sampler": "Euler a", "cfg": 2.0, "negative": "dog", "perturb": {"seed": 3}}]
@@ -142,14 +146,22 @@ class FlowParity:
 
         return test_samplers_and_schedules
 
-    def img2img_rows(self, rows: list[dict[str, Any]]) -> Callable:
-        """The test of img2img from init_image() with each row's settings (and its `perturb`, `tolerance`)."""
+    def checks(self, rows: list[dict[str, Any]], img2img: bool = False) -> Callable:
+        """A test checking each row (settings with its `perturb`, `tolerance`), from init_image() if `img2img`."""
 
-        def test_img2img(tiny_family_pipe, single_thread):
+        def test_rows(tiny_family_pipe, single_thread):
             for row in rows:
-                self.check(tiny_family_pipe(self.arch), init=init_image(), **row)
+                self.check(tiny_family_pipe(self.arch), **({"init": init_image()} if img2img else {}), **row)
 
-        return test_img2img
+        return test_rows
+
+    def network_test(self, cls: type, wrap: Callable[[Callable], Callable]) -> Callable:
+        """A test that the reference's `cls.network` wrapped by `wrap` moves the pixels (the check can fail)."""
+
+        def test_network(tiny_family_pipe, single_thread):
+            self.network_moves_the_pixels(tiny_family_pipe(self.arch), cls, wrap)
+
+        return test_network
 
     def network_moves_the_pixels(self, model: Any, cls: type, wrap: Callable[[Callable], Callable]) -> None:
         """The reference's network call (`cls.network`) wrapped by `wrap` moves the pixels: the check can fail."""

@@ -16,7 +16,7 @@ from __future__ import annotations
 import pytest
 
 from tests.reference import flux2_ref as F2
-from tests.reference.flow_parity import IMG2IMG, SAMPLERS, SCHEDULES, FlowParity, comfy_img2img
+from tests.reference.flow_parity import CFG1, IMG2IMG, SAMPLERS, SCHEDULES, TRUE_CFG, FlowParity, comfy_img2img
 
 pytestmark = [pytest.mark.parity]
 
@@ -33,18 +33,8 @@ def theirs(model, prompt, *, init=None, strength=0.75, **s):
 P = FlowParity("flux2", theirs)
 
 test_samplers_and_schedules = P.sampler_grid(SAMPLERS, SCHEDULES)
-test_img2img = P.img2img_rows(IMG2IMG)
-
-
-def test_cfg_negative_and_shift(tiny_flux2_pipe, single_thread):
-    model = tiny_flux2_pipe
-    P.check(model, cfg=1.0, negative="blurry dog", perturb={"cfg": 1.5})  # CFG 1: no uncond pass
-    P.check(model, cfg=3.0, negative="blurry dog", perturb={"negative": "sky"})
-    P.check(model, cfg=2.5, negative="", sampler="DPM++ 2M", schedule="Karras", perturb={"cfg": 2.0})
-    P.check(model, shift=1.0, steps=4, perturb={"shift": 2.02})
-
-
-def test_reference_fails_on_a_perturbed_network_call(tiny_flux2_pipe, single_thread):
-    """The reference's network call with the timesteps scaled moves the pixels (the comparison can fail)."""
-    P.network_moves_the_pixels(tiny_flux2_pipe, F2.Flux2Model,
-                               lambda network: lambda self, x, t, c: network(self, x, t * 0.99, c))
+test_img2img = P.checks(IMG2IMG, img2img=True)
+test_cfg_negative_and_shift = P.checks([CFG1, *TRUE_CFG, {"shift": 1.0, "steps": 4, "perturb": {"shift": 2.02}}])
+# The reference's network call with the timesteps scaled moves the pixels (the comparison can fail).
+test_reference_fails_on_a_perturbed_network_call = P.network_test(
+    F2.Flux2Model, lambda network: lambda self, x, t, c: network(self, x, t * 0.99, c))

@@ -12,7 +12,7 @@ from __future__ import annotations
 import pytest
 
 from tests.reference import qwenimage_ref as Q
-from tests.reference.flow_parity import IMG2IMG, SAMPLERS, SCHEDULES, FlowParity, comfy_img2img, negated
+from tests.reference.flow_parity import CFG1, IMG2IMG, SAMPLERS, SCHEDULES, FlowParity, comfy_img2img, negated
 
 pytestmark = [pytest.mark.parity]
 
@@ -28,18 +28,13 @@ P = FlowParity("qwenimage", theirs)
 
 
 test_samplers_and_schedules = P.sampler_grid(SAMPLERS, SCHEDULES)
-test_img2img = P.img2img_rows(IMG2IMG)
-
-
-def test_cfg_negative_and_shift(tiny_qwenimage_pipe, single_thread):
-    model = tiny_qwenimage_pipe
-    P.check(model, cfg=1.0, negative="blurry dog", perturb={"cfg": 1.5})  # CFG 1: no uncond pass
-    P.check(model, cfg=2.5, negative="blurry dog", perturb={"negative": "sky"})
-    P.check(model, cfg=4.0, negative="", sampler="DPM++ 2M", schedule="Karras", perturb={"cfg": 3.0})
-    P.check(model, cfg=2.5, negative="a red dog on a hill, photo", perturb={"cfg": 2.0})  # one batch (same length)
-    P.check(model, shift=3.1, steps=4, perturb={"shift": 1.15})
-
-
-def test_reference_fails_on_a_perturbed_network_call(tiny_qwenimage_pipe, single_thread):
-    """The reference's network call, negated, moves the pixels (the comparison can fail)."""
-    P.network_moves_the_pixels(tiny_qwenimage_pipe, Q.QwenImageModel, negated)
+test_img2img = P.checks(IMG2IMG, img2img=True)
+test_cfg_negative_and_shift = P.checks([
+    CFG1,
+    {"cfg": 2.5, "negative": "blurry dog", "perturb": {"negative": "sky"}},
+    {"cfg": 4.0, "negative": "", "sampler": "DPM++ 2M", "schedule": "Karras", "perturb": {"cfg": 3.0}},
+    {"cfg": 2.5, "negative": "a red dog on a hill, photo", "perturb": {"cfg": 2.0}},  # one batch (same length)
+    {"shift": 3.1, "steps": 4, "perturb": {"shift": 1.15}},
+])
+# The reference's network call, negated, moves the pixels (the comparison can fail).
+test_reference_fails_on_a_perturbed_network_call = P.network_test(Q.QwenImageModel, negated)

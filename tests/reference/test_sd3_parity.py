@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from tests.reference import sd3_ref as R
-from tests.reference.flow_parity import NON_ANCESTRAL, FlowParity, unit_tensor
+from tests.reference.flow_parity import CFG1, NON_ANCESTRAL, FlowParity, unit_tensor
 
 pytestmark = [pytest.mark.parity]
 SCALE, SHIFT = 1.5305, 0.0609
@@ -38,15 +38,14 @@ def theirs(model, prompt, *, init=None, strength=0.75, **s):
 
 P = FlowParity("sd3", theirs)
 test_samplers_and_schedules = P.sampler_grid(NON_ANCESTRAL, ["Simple", "SGM Uniform"])
-test_img2img = P.img2img_rows([
+test_img2img = P.checks([
     {"strength": 0.6, "steps": 4, "perturb": {"strength": 0.75}},
     {"strength": 0.75, "steps": 4, "cfg": 4.5, "negative": "dog", "sampler": "DPM++ 2M", "perturb": {"seed": 3},
      "tolerance": 1},
+], img2img=True)
+test_cfg_and_negative_prompt = P.checks([
+    CFG1,
+    {"cfg": 4.5, "negative": "blurry dog", "perturb": {"negative": "sky"}, "tolerance": 1},
+    {"cfg": 4.5, "negative": "", "sampler": "DPM++ 2M", "schedule": "SGM Uniform", "perturb": {"cfg": 3.0},
+     "tolerance": 1},
 ])
-
-
-def test_cfg_and_negative_prompt(tiny_sd3_pipe, single_thread):
-    P.check(tiny_sd3_pipe, cfg=1.0, negative="blurry dog", perturb={"cfg": 1.5})  # CFG 1: no uncond pass
-    P.check(tiny_sd3_pipe, cfg=4.5, negative="blurry dog", perturb={"negative": "sky"}, tolerance=1)
-    P.check(tiny_sd3_pipe, cfg=4.5, negative="", sampler="DPM++ 2M", schedule="SGM Uniform", perturb={"cfg": 3.0},
-            tolerance=1)

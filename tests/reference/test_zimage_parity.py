@@ -13,7 +13,7 @@ from __future__ import annotations
 import pytest
 
 from tests.reference import zimage_ref as Z
-from tests.reference.flow_parity import IMG2IMG, SAMPLERS, SCHEDULES, FlowParity, comfy_img2img, negated
+from tests.reference.flow_parity import CFG1, IMG2IMG, SAMPLERS, SCHEDULES, TRUE_CFG, FlowParity, comfy_img2img, negated
 
 pytestmark = [pytest.mark.parity]
 
@@ -31,17 +31,7 @@ P = FlowParity("zimage", theirs)
 
 
 test_samplers_and_schedules = P.sampler_grid(SAMPLERS, SCHEDULES)
-test_img2img = P.img2img_rows(IMG2IMG)
-
-
-def test_cfg_negative_and_shift(tiny_zimage_pipe, single_thread):
-    model = tiny_zimage_pipe
-    P.check(model, cfg=1.0, negative="blurry dog", perturb={"cfg": 1.5})  # CFG 1: no uncond pass
-    P.check(model, cfg=3.0, negative="blurry dog", perturb={"negative": "sky"})
-    P.check(model, cfg=2.5, negative="", sampler="DPM++ 2M", schedule="Karras", perturb={"cfg": 2.0})
-    P.check(model, shift=6.0, steps=4, perturb={"shift": 3.0})
-
-
-def test_reference_fails_on_a_perturbed_network_call(tiny_zimage_pipe, single_thread):
-    """The reference's own network call, negated the other way, moves the pixels (the comparison can fail)."""
-    P.network_moves_the_pixels(tiny_zimage_pipe, Z.NextDiT, negated)
+test_img2img = P.checks(IMG2IMG, img2img=True)
+test_cfg_negative_and_shift = P.checks([CFG1, *TRUE_CFG, {"shift": 6.0, "steps": 4, "perturb": {"shift": 3.0}}])
+# The reference's own network call, negated the other way, moves the pixels (the comparison can fail).
+test_reference_fails_on_a_perturbed_network_call = P.network_test(Z.NextDiT, negated)
