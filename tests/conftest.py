@@ -133,73 +133,71 @@ def tiny_xl(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 @pytest.fixture(scope="session")
-def tiny_flux(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+def tiny_family(tmp_path_factory: pytest.TempPathFactory):
+    """`tiny_family(arch)`: the tiny diffusers folder of a build_tiny arch (seed 0), built once per session."""
+    from tests.flow_families import FLOW_FAMILIES
+
+    folders = {f.arch: f.folder for f in FLOW_FAMILIES.values()}
+    cache: dict[str, Path] = {}
+
+    def folder(arch: str) -> Path:
+        if arch not in cache:
+            from sdcli.models.tiny import build_tiny
+
+            cache[arch] = build_tiny(tmp_path_factory.mktemp(arch) / folders.get(arch, arch), arch=arch)
+        return cache[arch]
+
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_family_pipe(tiny_family):
+    """`tiny_family_pipe(arch)`: that folder loaded once per session on CPU in fp32 (a LoadedModel)."""
+    cache: dict[str, object] = {}
+
+    def pipe(arch: str):
+        if arch not in cache:
+            cache[arch] = _load_on_cpu(tiny_family(arch))
+        return cache[arch]
+
+    return pipe
+
+
+def _family_fixture(name: str, arch: str, loaded: bool):
+    """A session fixture `name`: the tiny `arch` folder, or (`loaded`) that model on CPU."""
+
+    def fixture(tiny_family, tiny_family_pipe):
+        return (tiny_family_pipe if loaded else tiny_family)(arch)
+
+    fixture.__doc__ = f"The tiny {arch} {'model loaded on CPU in fp32' if loaded else 'diffusers folder'} (seed 0)."
+    return pytest.fixture(scope="session", name=name)(fixture)
+
+
+def _family_fixtures() -> dict[str, object]:
+    """The named fixtures other tests use (tiny_zimage, tiny_zimage_pipe, ...), one pair per flow family."""
+    from tests.flow_families import FLOW_FAMILIES
+
+    named = {}
+    for family in FLOW_FAMILIES.values():
+        named[family.fixture] = _family_fixture(family.fixture, family.arch, loaded=False)
+        if family.pipe_fixture:
+            named[family.pipe_fixture] = _family_fixture(family.pipe_fixture, family.arch, loaded=True)
+    return named
+
+
+# pytest finds fixtures among this module's attributes: the table's fixture names become attributes here.
+globals().update(_family_fixtures())
+
+
+@pytest.fixture(scope="session")
+def tiny_flux(tiny_family) -> dict[str, Path]:
     """Tiny Flux.1 dev, schnell and Fill diffusers folders (seed 0)."""
-    from sdcli.models.tiny import build_tiny
+    from tests.flow_families import FLUX1_ARCHS
 
-    root = tmp_path_factory.mktemp("flux")
-    return {arch: build_tiny(root / arch, arch=arch) for arch in ("flux-dev", "flux-schnell", "flux-dev-inpaint")}
-
-
-@pytest.fixture(scope="session")
-def tiny_chroma(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tiny Chroma diffusers folder (seed 0)."""
-    from sdcli.models.tiny import build_tiny
-
-    return build_tiny(tmp_path_factory.mktemp("chroma") / "chroma", arch="chroma")
+    return {arch: tiny_family(arch) for arch in FLUX1_ARCHS}
 
 
 @pytest.fixture(scope="session")
-def tiny_flux_pipe(tiny_flux: dict[str, Path]):
+def tiny_flux_pipe(tiny_family_pipe):
     """The tiny Flux dev folder loaded once on CPU in fp32 (a LoadedModel)."""
-    return _load_on_cpu(tiny_flux["flux-dev"])
-
-
-@pytest.fixture(scope="session")
-def tiny_sd3(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The tiny SD3 diffusers folder (seed 0)."""
-    from sdcli.models.tiny import build_tiny
-
-    return build_tiny(tmp_path_factory.mktemp("sd3") / "sd3", arch="sd3")
-
-
-@pytest.fixture(scope="session")
-def tiny_sd3_pipe(tiny_sd3: Path):
-    """The tiny SD3 folder loaded once on CPU in fp32 (a LoadedModel)."""
-    return _load_on_cpu(tiny_sd3)
-
-
-@pytest.fixture(scope="session")
-def tiny_zimage(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tiny Z-Image diffusers folder (seed 0)."""
-    from sdcli.models.tiny import build_tiny
-
-    return build_tiny(tmp_path_factory.mktemp("zimage") / "zimage", arch="zimage")
-
-
-@pytest.fixture(scope="session")
-def tiny_qwenimage(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tiny Qwen-Image diffusers folder (seed 0)."""
-    from sdcli.models.tiny import build_tiny
-
-    return build_tiny(tmp_path_factory.mktemp("qwenimage") / "qwen-image", arch="qwen-image")
-
-
-@pytest.fixture(scope="session")
-def tiny_qwenimage_pipe(tiny_qwenimage: Path):
-    """The tiny Qwen-Image folder loaded once on CPU in fp32 (a LoadedModel)."""
-    return _load_on_cpu(tiny_qwenimage)
-
-
-@pytest.fixture(scope="session")
-def tiny_flux2(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tiny Flux.2 klein (step-distilled) diffusers folder (seed 0)."""
-    from sdcli.models.tiny import build_tiny
-
-    return build_tiny(tmp_path_factory.mktemp("flux2") / "flux2-klein", arch="flux2-klein")
-
-
-@pytest.fixture(scope="session")
-def tiny_zimage_pipe(tiny_zimage: Path):
-    """The tiny Z-Image folder loaded once on CPU in fp32 (a LoadedModel)."""
-    return _load_on_cpu(tiny_zimage)
+    return tiny_family_pipe("flux-dev")

@@ -16,6 +16,7 @@ import torch
 
 from tests.reference import forge_flux_ref as F
 from tests.reference import forge_flux_text_ref as T
+from tests.reference.flow_parity import FlowParity, init_image, unit_tensor
 
 pytestmark = [pytest.mark.parity, pytest.mark.filterwarnings("ignore:Should have:UserWarning")]  # torchsde
 PROMPT = "a (red:1.3) cat on a hill, photo"
@@ -30,63 +31,24 @@ def flux(tiny_flux):
     return {"dev": _load_on_cpu(tiny_flux["flux-dev"]), "schnell": _load_on_cpu(tiny_flux["flux-schnell"])}
 
 
-def ours(model, prompt, *, init=None, strength=0.75, **s):
-    """sdcli's images (the job path the SD parity tests use) as uint8 arrays."""
-    from sdcli.io.images import PreparedInputs
-    from sdcli.job.generate import run
-    from sdcli.request.generation import GenerationRequest, ImageInput, validate
-
-    fields = {"prompt": prompt, "negative_prompt": s.get("negative", ""), "steps": s.get("steps", 3),
-              "cfg_scale": s.get("cfg", 1.0), "sampler": s.get("sampler", "Euler"),
-              "schedule": s.get("schedule", "Simple").lower(), "seed": s.get("seed", 1),
-              "batch_size": s.get("batch", 1), "width": s.get("width", 32), "height": s.get("height", 32),
-              "distilled_cfg_scale": s.get("distilled_cfg", 3.5), "shift": s.get("mu")}
-    inputs = None
-    if init is not None:
-        fields.update(mode="img2img", init=ImageInput(image="-", strength=strength))
-        inputs = PreparedInputs(image=init)
-    request = GenerationRequest(**fields)
-    return [np.asarray(g.image) for g in run(request, model, validate(request), model_name="m", model_hash="h",
-                                             inputs=inputs)]
-
-
 def theirs(model, prompt, *, init=None, strength=0.75, **s):
     """Forge's images from the reference on the same diffusers components."""
     pipe = model.pipe
     init_latent = None
     if init is not None:
-        unit = torch.from_numpy(np.asarray(init.convert("RGB"), dtype=np.float32) / 255.0).permute(2, 0, 1)[None]
-        init_latent = T.process_in(pipe.vae.encode(2.0 * unit - 1.0).latent_dist.mean)
+        init_latent = T.process_in(pipe.vae.encode(2.0 * unit_tensor(init) - 1.0).latent_dist.mean)
     seeds = tuple(s.get("seed", 1) + i for i in range(s.get("batch", 1)))
     latents = F.sample_flux(pipe.transformer, pipe.text_encoder_2, pipe.tokenizer_2, pipe.text_encoder, pipe.tokenizer,
                             pipe.vae, prompt, s.get("negative", ""), seeds, s.get("width", 32), s.get("height", 32),
                             s.get("steps", 3), s.get("sampler", "Euler"), s.get("schedule", "Simple"),
-                            s.get("cfg", 1.0), s.get("distilled_cfg", 3.5), s.get("mu"), init_latent, strength)
+                            s.get("cfg", 1.0), s.get("distilled_cfg", 3.5), s.get("shift"), init_latent, strength)
     with torch.no_grad():
         unit = T.decode_first_stage(pipe.vae, latents)
     return [(255.0 * u).permute(1, 2, 0).numpy().astype(np.uint8) for u in unit]
 
 
-def difference(model, prompt=PROMPT, ours_settings=None, **settings):
-    """Largest per-pixel difference (0-255); `ours_settings` change sdcli's side only (a perturbation)."""
-    a = ours(model, prompt, **{**settings, **(ours_settings or {})})
-    b = theirs(model, prompt, **settings)
-    worst = max(int(np.abs(x.astype(int) - y.astype(int)).max()) for x, y in zip(a, b, strict=True))
-    print(f"max difference {worst}: {prompt[:40]!r} {settings}")
-    return worst
-
-
-def check(model, prompt=PROMPT, tolerance=0, perturb=None, **settings):
-    """sdcli equals Forge within `tolerance`; with `perturb` (sdcli-side settings) the comparison fails."""
-    assert difference(model, prompt, **settings) <= tolerance
-    if perturb is not None:
-        assert difference(model, prompt, perturb, **settings) > tolerance
-
-
-def _image():
-    from PIL import Image
-
-    return Image.radial_gradient("L").convert("RGB").resize((32, 32))
+P = FlowParity({"distilled_cfg": 3.5}, theirs, PROMPT)
+ours, difference, check = P.ours, P.difference, P.check
 
 
 @pytest.mark.parametrize("model", ["dev", "schnell"])
@@ -114,8 +76,8 @@ def test_automatic_is_simple_where_the_sampler_has_no_schedule_and_its_own_elsew
 
 @pytest.mark.parametrize("model", ["dev", "schnell"])
 def test_img2img(flux, model, single_thread):
-    check(flux[model], init=_image(), strength=0.6, steps=4, perturb={"strength": 0.75})
-    check(flux[model], init=_image(), strength=0.75, steps=4, sampler="Euler a", perturb={"seed": 3})
+    check(flux[model], init=init_image(), strength=0.6, steps=4, perturb={"strength": 0.75})
+    check(flux[model], init=init_image(), strength=0.75, steps=4, sampler="Euler a", perturb={"seed": 3})
 
 
 def test_cfg_and_negative_prompt(flux, single_thread):
@@ -129,8 +91,8 @@ def test_distilled_guidance_and_mu(flux, single_thread):
     check(flux["dev"], distilled_cfg=3.5, perturb={"distilled_cfg": 5.0})
     check(flux["dev"], distilled_cfg=7.0, perturb={"distilled_cfg": 3.5})
     check(flux["dev"], distilled_cfg=0.0, perturb={"distilled_cfg": 7.0})  # Forge: 0 means 3.5
-    check(flux["dev"], mu=0.7, perturb={"mu": None})
-    check(flux["schnell"], mu=1.15, sampler="Euler a", perturb={"mu": None})
+    check(flux["dev"], shift=0.7, perturb={"shift": None})
+    check(flux["schnell"], shift=1.15, sampler="Euler a", perturb={"shift": None})
 
 
 @pytest.mark.parametrize("prompt,settings,perturb", [
