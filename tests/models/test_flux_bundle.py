@@ -225,3 +225,12 @@ def test_a_written_tiny_flux_folder_loads_and_runs_offline(tmp_path, no_network)
     assert torch.equal(run("a photo of a cat"), cat)
     assert not torch.equal(run("a photo of a dog"), cat)  # the prompt reaches the model through both tokenizers
     assert list(no_network.iterdir()) == []  # nothing fetched, nothing cached
+
+
+def test_every_bundled_vocabulary_file_has_its_licence_notice():
+    from sdcli.models.bundled import CONFIGS
+
+    notices = (CONFIGS / "THIRD_PARTY_NOTICES.md").read_text(encoding="utf-8")
+    for path in sorted(CONFIGS.glob("*.gz")) + sorted(CONFIGS.glob("*.xz")):
+        assert f"sdcli/models/configs/{path.name}" in notices, path.name
+    assert "Apache License" in notices and "Version 2.0, January 2004" in notices and "MIT" in notices
