@@ -24,8 +24,9 @@ from sdcli.execution.stages import StepCallback, runs_own_loop
 from sdcli.io.images import PreparedInputs, prepare
 from sdcli.io.metadata import build_infotext
 from sdcli.models.loaded import LoadedModel
-from sdcli.request.fields import Written, infotext_values
+from sdcli.request.fields import infotext_values
 from sdcli.request.generation import GenerationRequest, with_defaults
+from sdcli.request.written import Written
 from sdcli.sampling.samplers import SamplerChoice
 
 

@@ -24,7 +24,6 @@ from sdcli.request.vocabulary import (
     INPAINT_AREA_CODES,
     INPAINT_AREAS,
     LOW_BITS,
-    LOW_BITS_LABELS,
     MASKED_CONTENT_CODES,
     MASKED_CONTENTS,
     OUTPAINT_FILLS,
@@ -36,38 +35,24 @@ from sdcli.request.vocabulary import (
     choice_key,
     low_bits_key,
 )
+from sdcli.request.written import (
+    Written,
+    differs,
+    distilled_written,
+    ensd_written,
+    eta_written,
+    hires_pass,
+    low_bits_written,
+    outpaint_sides,
+    taken,
+)
 
 if TYPE_CHECKING:
-    from sdcli.sampling.samplers import SamplerChoice
+    pass
 
 MAX_SEED = 2**32 - 1
 MAX_PROMPT_CHARS = 20000  # far past CLIP's useful length (75 tokens a chunk); README "Limits"
 PARTS = ("init", "inpaint", "outpaint", "hires")  # the request's optional parts ("part.field" rows)
-
-
-@dataclass(frozen=True)
-class Written:
-    """What the infotext writer knows of one image: the request, its sampler, the image's seeds and size,
-    the sampler's options (sampling.loop.sampler_takes) and eta default, the refiner as the WebUI names it
-    ("name [hash]"), and for a hires pass its two samplers and its upscaler's name."""
-
-    request: Any  # request.generation.GenerationRequest
-    choice: SamplerChoice
-    seed: int
-    subseed: int | None
-    width: int
-    height: int
-    takes: Collection[str] = ()
-    eta_default: float = 1.0
-    refiner: str | None = None
-    hires: tuple[SamplerChoice, SamplerChoice, str] | None = None
-    traits: Collection[str] = ()
-    vae: str | None = None
-
-
-# Model traits the infotext writer asks about (families.base.Capabilities.traits gives a model's):
-DISTILLED_GUIDANCE = "distilled_guidance"  # guidance is a network input (Flux dev/Fill): `Distilled CFG Scale`
-SHIFT = "shift"  # a flow schedule with a settable sigma shift: `Shift`
 
 
 @dataclass(frozen=True)
@@ -170,49 +155,6 @@ def parse_flag(text: str) -> bool:
     raise ValueError(f"{text!r} is not true/false")
 
 
-def _pass(w: Written) -> tuple[SamplerChoice, SamplerChoice, str]:
-    """The hires pass's (first, second) samplers and upscaler name (hires rows are written only with them)."""
-    assert w.hires is not None
-    return w.hires
-
-
-def _differs(value: Any, base: Any) -> Any:
-    """A hires setting is written when it is set and differs from the first pass's."""
-    return value if value is not None and value != base else None
-
-
-def _taken(option: str, w: Written, changed: bool) -> str | None:
-    """A sampler option's key: written when the sampler takes the option and it differs from the default."""
-    return f"{getattr(w.request, option):g}" if option in w.takes and changed else None
-
-
-def _eta(w: Written) -> str | None:
-    eta = w.eta_default if w.request.eta is None else w.request.eta
-    return f"{eta:g}" if "eta" in w.takes and eta != w.eta_default else None
-
-
-def _ensd(w: Written) -> int | None:
-    eta = w.eta_default if w.request.eta is None else w.request.eta
-    return w.request.ensd if w.request.ensd and w.choice.sampler.uses_ensd and eta != 0 else None
-
-
-def _distilled(w: Written) -> str | None:
-    """Forge writes `Distilled CFG Scale` for models that use distilled guidance (sd_model.use_distilled_cfg_scale)."""
-    value = w.request.distilled_cfg_scale
-    return f"{value:g}" if DISTILLED_GUIDANCE in w.traits and value is not None else None
-
-
-def _low_bits(w: Written) -> str | None:
-    """Forge writes `Diffusion in Low Bits` when its setting is not Automatic (its label, e.g. `bnb-nf4`)."""
-    value = w.request.low_bits
-    return None if value is None or low_bits_key(value) == "automatic" else LOW_BITS_LABELS[low_bits_key(value)]
-
-
-def _sides(w: Written) -> str:
-    pixels = w.request.outpaint.pixels
-    return " ".join(f"{side} {px}" for side, px in zip(DIRECTIONS, pixels, strict=True) if px)
-
-
 # One row per setting. The order is the infotext's for keys the WebUI's KEY_ORDER does not place
 # (io.metadata), and the order of validation, prompt-file keys and the X/Y/Z axes from the table.
 FIELDS: tuple[Field, ...] = (
@@ -231,7 +173,7 @@ FIELDS: tuple[Field, ...] = (
           axis="CFG Scale", api="cfg_scale"),
     # Forge's slider: 0 to 30 (modules/ui.py); its API field is the processing class's distilled_cfg_scale.
     Field("distilled_cfg_scale", "float", "--distilled-cfg", (0, 30), fmt="g", infotext="Distilled CFG Scale",
-          write=_distilled, read=float, key="distilled_cfg_scale", aliases=("distilled_cfg",),
+          write=distilled_written, read=float, key="distilled_cfg_scale", aliases=("distilled_cfg",),
           axis="Distilled CFG Scale", api="distilled_cfg_scale"),
     Field("shift", "float", "--shift", (0, 100), "(]", fmt="g", infotext="Shift",
           write=lambda w: f"{w.request.shift:g}" if w.request.shift is not None else None, read=float, key="shift",
@@ -267,19 +209,19 @@ FIELDS: tuple[Field, ...] = (
     Field("emphasis", "str", "--emphasis", choices=EMPHASES, normalise=choice_key, infotext="Emphasis",
           write=lambda w: None if choice_key(w.request.emphasis) == "original" else
           EMPHASIS_LABELS[choice_key(w.request.emphasis)], read=str.lower, key="emphasis"),
-    Field("eta", "float", "--eta", (0, 10), infotext="Eta", write=_eta,
+    Field("eta", "float", "--eta", (0, 10), infotext="Eta", write=eta_written,
           key_for=lambda w: "Eta DDIM" if w.choice.sampler.timesteps else "Eta", read=float,
           read_aliases=("Eta DDIM",), key="eta", axis="Eta"),
-    Field("ensd", "int", "--ensd", (0, MAX_SEED), infotext="ENSD", write=_ensd, read=int,
+    Field("ensd", "int", "--ensd", (0, MAX_SEED), infotext="ENSD", write=ensd_written, read=int,
           key="eta_noise_seed_delta", aliases=("ensd",)),
     Field("s_churn", "float", "--s-churn", (0, 1000), infotext="Sigma churn", read=float, key="s_churn",
-          axis="Sigma Churn", write=lambda w: _taken("s_churn", w, w.request.s_churn != 0)),
+          axis="Sigma Churn", write=lambda w: taken("s_churn", w, w.request.s_churn != 0)),
     Field("s_tmin", "float", "--s-tmin", (0, 1000), infotext="Sigma tmin", read=float, key="s_tmin",
-          axis="Sigma min", write=lambda w: _taken("s_tmin", w, w.request.s_tmin != 0)),
+          axis="Sigma min", write=lambda w: taken("s_tmin", w, w.request.s_tmin != 0)),
     Field("s_tmax", "float", "--s-tmax", (0, 1000), infotext="Sigma tmax", read=float, key="s_tmax",
-          axis="Sigma max", write=lambda w: _taken("s_tmax", w, w.request.s_tmax != 0)),
+          axis="Sigma max", write=lambda w: taken("s_tmax", w, w.request.s_tmax != 0)),
     Field("s_noise", "float", "--s-noise", (0, 1000), infotext="Sigma noise", read=float, key="s_noise",
-          axis="Sigma noise", write=lambda w: _taken("s_noise", w, w.request.s_noise != 1.0)),
+          axis="Sigma noise", write=lambda w: taken("s_noise", w, w.request.s_noise != 1.0)),
     Field("sigma_min", "float", "--sigma-min", (0, 1000), infotext="Schedule min sigma", read=float, key="sigma_min",
           axis="Schedule min sigma", write=lambda w: f"{w.request.sigma_min:g}" if w.request.sigma_min else None),
     Field("sigma_max", "float", "--sigma-max", (0, 1000), infotext="Schedule max sigma", read=float, key="sigma_max",
@@ -288,7 +230,7 @@ FIELDS: tuple[Field, ...] = (
     # Forge's "VAE / Text Encoder" files: written as `Module N` (module_params), read by modules_from_infotext.
     Field("text_encoders", "names", "--text-encoder", key="text_encoder", aliases=("text_encoders",)),
     Field("low_bits", "str", "--low-bits", choices=LOW_BITS, normalise=low_bits_key, infotext="Diffusion in Low Bits",
-          write=_low_bits, read=low_bits_key, key="low_bits", aliases=("forge_unet_storage_dtype",)),
+          write=low_bits_written, read=low_bits_key, key="low_bits", aliases=("forge_unet_storage_dtype",)),
     Field("mode", "str", key="mode"),
     # img2img, inpaint, outpaint: written for the record; not read back (a WebUI infotext does not store the
     # input image, so an img2img image is replayed from sdcli's own record).
@@ -313,7 +255,7 @@ FIELDS: tuple[Field, ...] = (
     Field("inpaint.masked_content", "str", "--masked-content", choices=tuple(MASKED_CONTENTS),
           infotext="Masked content", write=lambda w: MASKED_CONTENTS[w.request.inpaint.masked_content],
           key="inpainting_fill", aliases=("masked_content",), codes=MASKED_CONTENT_CODES, api="inpainting_fill"),
-    Field("outpaint", infotext="Outpaint", write=_sides),  # sdcli's own keys: the sides, then the fill
+    Field("outpaint", infotext="Outpaint", write=outpaint_sides),  # sdcli's own keys: the sides, then the fill
     *(Field(f"outpaint.{side}", "int", f"--{side}", (0, 4096), key=side, implies="outpaint") for side in DIRECTIONS),
     Field("outpaint.fill", "str", "--fill", choices=OUTPAINT_FILLS, infotext="Outpaint fill",
           write=lambda w: w.request.outpaint.fill, key="fill", aliases=("outpaint_fill",)),
@@ -333,22 +275,22 @@ FIELDS: tuple[Field, ...] = (
           key="hr_second_pass_steps", aliases=("hires_steps",), axis="Hires steps", api="hr_second_pass_steps"),
     Field("hires.denoise", "float", "--hires-denoise", (0, 1), "(]", fmt="g", infotext="Denoising strength",
           write=lambda w: f"{w.request.hires.denoise:g}", read=float, key="hires_denoise", api="denoising_strength"),
-    Field("hires.upscaler", "str", "--hires-upscaler", infotext="Hires upscaler", write=lambda w: _pass(w)[2],
+    Field("hires.upscaler", "str", "--hires-upscaler", infotext="Hires upscaler", write=lambda w: hires_pass(w)[2],
           read=str, key="hr_upscaler", aliases=("hires_upscaler",), axis="Hires upscaler", api="hr_upscaler"),
     Field("hires.prompt", "text", "--hires-prompt", infotext="Hires prompt",
-          write=lambda w: _differs(w.request.hires.prompt, w.request.prompt), read=str, key="hr_prompt",
+          write=lambda w: differs(w.request.hires.prompt, w.request.prompt), read=str, key="hr_prompt",
           aliases=("hires_prompt",), api="hr_prompt"),
     Field("hires.negative_prompt", "text", "--hires-negative-prompt", infotext="Hires negative prompt",
-          write=lambda w: _differs(w.request.hires.negative_prompt, w.request.negative_prompt), read=str,
+          write=lambda w: differs(w.request.hires.negative_prompt, w.request.negative_prompt), read=str,
           key="hr_negative_prompt", aliases=("hires_negative_prompt",), api="hr_negative_prompt"),
     Field("hires.sampler", "str", "--hires-sampler", infotext="Hires sampler",
-          write=lambda w: _differs(_pass(w)[1].sampler.name, _pass(w)[0].sampler.name), read=str,
+          write=lambda w: differs(hires_pass(w)[1].sampler.name, hires_pass(w)[0].sampler.name), read=str,
           key="hr_sampler_name", aliases=("hires_sampler",), axis="Hires sampler", api="hr_sampler_name"),
     Field("hires.schedule", "str", "--hires-schedule", infotext="Hires schedule type",
-          write=lambda w: _differs(_pass(w)[1].schedule_label, _pass(w)[0].schedule_label), read=str.lower,
+          write=lambda w: differs(hires_pass(w)[1].schedule_label, hires_pass(w)[0].schedule_label), read=str.lower,
           key="hr_scheduler", aliases=("hires_schedule",), api="hr_scheduler"),
     Field("hires.cfg_scale", "float", "--hires-cfg", (0, 100), fmt="g", infotext="Hires CFG Scale",
-          write=lambda w: f"{w.request.hires.cfg_scale:g}" if _differs(w.request.hires.cfg_scale,
+          write=lambda w: f"{w.request.hires.cfg_scale:g}" if differs(w.request.hires.cfg_scale,
                                                                          w.request.cfg_scale) is not None else None,
           read=float, key="hr_cfg", aliases=("hires_cfg",)),
 )

@@ -125,15 +125,21 @@ def sample_dpm_2_ancestral(model: Model, x: torch.Tensor, sigmas: torch.Tensor, 
         denoised = model(x, sigmas[i])
         callback(i, denoised)
         down, up = ancestral_step(sigmas[i], sigmas[i + 1], eta)
-        d = to_d(x, sigmas[i], denoised)
-        if down == 0:
-            x = x + d * (down - sigmas[i])
-        else:
-            sigma_mid = sigmas[i].log().lerp(down.log(), 0.5).exp()
-            x_2 = x + d * (sigma_mid - sigmas[i])
-            x = x + to_d(x_2, sigma_mid, model(x_2, sigma_mid)) * (down - sigmas[i])
+        x = _dpm_2_to(model, x, sigmas[i], denoised, down)
+        if down != 0:
             x = x + noise(sigmas[i], sigmas[i + 1]) * s_noise * up
     return x
+
+
+def _dpm_2_to(model: Model, x: torch.Tensor, sigma: torch.Tensor, denoised: torch.Tensor,
+              down: torch.Tensor) -> torch.Tensor:
+    """DPM2's step from sigma to `down`: Euler to 0, else through the log-sigma midpoint (a second model call)."""
+    d = to_d(x, sigma, denoised)
+    if down == 0:
+        return x + d * (down - sigma)
+    sigma_mid = sigma.log().lerp(down.log(), 0.5).exp()
+    x_2 = x + d * (sigma_mid - sigma)
+    return x + to_d(x_2, sigma_mid, model(x_2, sigma_mid)) * (down - sigma)
 
 
 def _rf_step(sigma: torch.Tensor, sigma_next: torch.Tensor, eta: float) -> tuple[Any, Any, Any]:
@@ -168,13 +174,8 @@ def sample_dpm_2_ancestral_RF(model: Model, x: torch.Tensor, sigmas: torch.Tenso
         denoised = model(x, sigmas[i])
         callback(i, denoised)
         down, renoise, ratio_alpha = _rf_step(sigmas[i], sigmas[i + 1], eta)
-        d = to_d(x, sigmas[i], denoised)
-        if down == 0:
-            x = x + d * (down - sigmas[i])
-        else:
-            sigma_mid = sigmas[i].log().lerp(down.log(), 0.5).exp()
-            x_2 = x + d * (sigma_mid - sigmas[i])
-            x = x + to_d(x_2, sigma_mid, model(x_2, sigma_mid)) * (down - sigmas[i])
+        x = _dpm_2_to(model, x, sigmas[i], denoised, down)
+        if down != 0:
             x = ratio_alpha * x + noise(sigmas[i], sigmas[i + 1]) * s_noise * renoise
     return x
 

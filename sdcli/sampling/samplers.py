@@ -193,7 +193,8 @@ def sampler_names() -> list[str]:
 
 def sampler_row(name: str) -> Sampler:
     """The sampler a name (joined or not) means, schedule aside; UsageError as resolve_sampler for unknown names."""
-    return resolve_sampler(name).sampler if _key(name) not in _lookup_table() else _lookup_table()[_key(name)][0]
+    found = _lookup_table().get(_key(name))
+    return found[0] if found is not None else resolve_sampler(name).sampler  # unknown: resolve_sampler's error
 
 
 def resolve_sampler(name: str, schedule: str = "automatic") -> SamplerChoice:

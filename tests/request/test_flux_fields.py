@@ -12,7 +12,7 @@ from sdcli.families.base import Capabilities, Family
 from sdcli.families.sd1 import SD1
 from sdcli.io.metadata import build_infotext, civitai_flux_fix, parse_infotext
 from sdcli.job.plan import for_family
-from sdcli.request.fields import Written, infotext_values
+from sdcli.request.fields import infotext_values
 from sdcli.request.generation import (
     GenerationRequest,
     request_from_dict,
@@ -21,6 +21,7 @@ from sdcli.request.generation import (
     with_defaults,
 )
 from sdcli.request.modules import base_name, module_params, modules_from_infotext
+from sdcli.request.written import Written
 
 # What the Flux family module sets (Forge's flux preset, modules_forge/main_entry.py).
 FLUX_DEFAULTS = {"cfg_scale": 1.0, "sampler": "Euler", "schedule": "simple", "distilled_cfg_scale": 3.5}
