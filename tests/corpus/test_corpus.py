@@ -48,6 +48,7 @@ from typing import Any
 import pytest
 
 from tests.corpus.commands import CLI, MODELS, SERVER
+from tests.corpus.comparing import compare, environment_hint
 from tests.corpus.hashing import ROOT_LEN, digest, file_hashes, records_hash, sort_safetensors_metadata
 
 CORPUS_FILE = Path(__file__).with_name("corpus.json")
@@ -314,33 +315,6 @@ def _padded_root(base: Path) -> Path:
     return root
 
 
-def compare(expected: dict[str, Any], records: list[dict[str, Any]]) -> list[str]:
-    """One line per difference: a command's text, exit code, written files, their hashes, its stdout."""
-    problems = []
-    wanted = {r["id"]: r for r in expected["commands"]}
-    for got in records:
-        want = wanted.pop(got["id"], None)
-        where = f"{got['id']} ({got['command']})"
-        if got["id"] == "test-inputs":
-            where += " [the test's own inputs: numpy, Pillow or torch's generator changed?]"
-        if want is None:
-            problems.append(f"{where}: not in {CORPUS_FILE.name} (re-record)")
-            continue
-        if want["command"] != got["command"]:
-            problems.append(f"{got['id']}: command changed: {want['command']!r} recorded, {got['command']!r} now")
-        if want["exit_code"] != got["exit_code"]:
-            problems.append(f"{where}: exit code {want['exit_code']!r} recorded, {got['exit_code']!r} now")
-        for name in sorted(set(want["files"]) | set(got["files"])):
-            a, b = want["files"].get(name), got["files"].get(name)
-            if a != b:
-                what = "missing now" if b is None else "not written before" if a is None else "differs"
-                problems.append(f"{where}: file {name} {what} ({a} -> {b})")
-        if want.get("stdout") != got.get("stdout"):
-            problems.append(f"{where}: --json stdout / API info differs ({want.get('stdout')} -> {got.get('stdout')})")
-    problems += [f"{entry_id}: recorded but not run (re-record)" for entry_id in wanted]
-    return problems
-
-
 @pytest.fixture
 def one_thread():
     import torch
@@ -349,16 +323,6 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
-
-
-def environment_hint(recorded: dict[str, str], now: dict[str, str]) -> str:
-    """A line naming what differs from the recording environment, or ""."""
-    changed = [f"{k}: {v} recorded, {now.get(k)} now" for k, v in recorded.items() if now.get(k) != v]
-    if not changed:
-        return ""
-    return ("hint: the environment differs from the one corpus.json was recorded in (" + "; ".join(changed)
-            + "); float results and encoders can differ with it. If hashes differ, re-record on the "
-            "pre-redesign commit in this environment (SDCLI_RECORD_CORPUS=1) and compare the redesign with that.")
 
 
 @pytest.mark.slow
