@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from tests.corpus.hashing import prints_agree
+
 CORPUS_NAME = "corpus.json"
 
 
-def compare(expected: dict[str, Any], records: list[dict[str, Any]]) -> list[str]:
-    """One line per difference: a command's text, exit code, written files, their hashes, its stdout."""
-    problems = []
+def compare(expected: dict[str, Any], records: list[dict[str, Any]]) -> tuple[list[str], list[str]]:
+    """One line per difference (a command's text, exit code, written files, their hashes, its stdout), and
+    the names of the image files whose hash differs but whose print agrees (float-level pixel moves)."""
+    problems, close = [], []
     wanted = {r["id"]: r for r in expected["commands"]}
     for got in records:
         want = wanted.pop(got["id"], None)
@@ -25,13 +28,15 @@ def compare(expected: dict[str, Any], records: list[dict[str, Any]]) -> list[str
             problems.append(f"{where}: exit code {want['exit_code']!r} recorded, {got['exit_code']!r} now")
         for name in sorted(set(want["files"]) | set(got["files"])):
             a, b = want["files"].get(name), got["files"].get(name)
-            if a != b:
+            if a != b and a and b and prints_agree(want.get("images", {}).get(name), got.get("images", {}).get(name)):
+                close.append(f"{got['id']}/{name}")
+            elif a != b:
                 what = "missing now" if b is None else "not written before" if a is None else "differs"
                 problems.append(f"{where}: file {name} {what} ({a} -> {b})")
         if want.get("stdout") != got.get("stdout"):
             problems.append(f"{where}: --json stdout / API info differs ({want.get('stdout')} -> {got.get('stdout')})")
     problems += [f"{entry_id}: recorded but not run (re-record)" for entry_id in wanted]
-    return problems
+    return problems, close
 
 
 def environment_hint(recorded: dict[str, str], now: dict[str, str]) -> str:
@@ -40,5 +45,6 @@ def environment_hint(recorded: dict[str, str], now: dict[str, str]) -> str:
     if not changed:
         return ""
     return ("hint: the environment differs from the one corpus.json was recorded in (" + "; ".join(changed)
-            + "); float results and encoders can differ with it. If hashes differ, re-record on the "
-            "pre-redesign commit in this environment (SDCLI_RECORD_CORPUS=1) and compare the redesign with that.")
+            + "); float results and encoders can differ with it. If hashes differ beyond the "
+            "image prints, re-record on the reference commit in this environment (SDCLI_RECORD_CORPUS=1) and "
+            "compare the change with that.")

@@ -47,10 +47,12 @@ def test_hires_pass_makes_the_target_size_and_is_deterministic(tiny_pipe):
     assert np.array_equal(pixels(first), pixels(again))
     cropped = generate(tiny_pipe, replace(BASE, hires=HiresSettings(width=64, height=48, steps=2)))
     assert cropped.image.size == (64, 48)
-    # In a batch, image i is the image of seed + i made alone (both passes draw per-image noise).
+    # In a batch, image i is the image of seed + i made alone (both passes draw per-image noise). Within a
+    # level: oneDNN's AVX-512 convolutions block a batch of 2 differently from a batch of 1.
     batch = list(run(replace(request, batch_size=2), tiny_pipe, validate(request), model_name="m", model_hash="h"))
     alone = generate(tiny_pipe, replace(request, seed=8))
-    assert np.array_equal(pixels(batch[0]), pixels(first)) and np.array_equal(pixels(batch[1]), pixels(alone))
+    assert np.abs(pixels(batch[0]) - pixels(first)).max() <= 1 and np.abs(pixels(batch[1]) - pixels(alone)).max() <= 1
+    assert np.abs(pixels(batch[0]) - pixels(alone)).max() > 10  # the seeds differ: the check can fail
 
 
 def test_upscalers_steps_and_settings_change_the_pixels(tiny_pipe):
