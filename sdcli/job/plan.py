@@ -92,6 +92,8 @@ def check_request(request: GenerationRequest, runtime: RuntimeOptions, notes: No
         output.check()
     for warning in parse_prompt(request.prompt).warnings + parse_prompt(request.negative_prompt).warnings:
         notes(f"prompt: {warning}")
+    if choice.unused_schedule_note:
+        notes(choice.unused_schedule_note)
     return choice
 
 
