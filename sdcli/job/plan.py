@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
-from sdcli.conditioning.prompts import parse_prompt
+from sdcli.conditioning.prompts import bad_weight, parse_prompt
 from sdcli.controlnet.plan import ControlPlan, plan_controlnets
 from sdcli.errors import SdcliError, UsageError
 from sdcli.io.images import PreparedInputs
@@ -92,6 +92,12 @@ def check_request(request: GenerationRequest, runtime: RuntimeOptions, notes: No
         output.check()
     for warning in parse_prompt(request.prompt).warnings + parse_prompt(request.negative_prompt).warnings:
         notes(f"prompt: {warning}")
+    hires = request.hires
+    for name, text in (("prompt", request.prompt), ("--negative-prompt", request.negative_prompt),
+                       ("--hires-prompt", hires and hires.prompt),
+                       ("--hires-negative-prompt", hires and hires.negative_prompt)):
+        if text and request.emphasis != "none" and (weight := bad_weight(text)):  # none: the text as it is
+            raise UsageError(f"{name}: the weight {weight} is not a number")
     if choice.unused_schedule_note:
         notes(choice.unused_schedule_note)
     return choice

@@ -40,3 +40,18 @@ def test_a_prompt_file_line_with_ddim_and_a_schedule_runs(cli, tiny_model, tmp_p
     result = cli("batch", prompts, "-m", tiny_model, *FAST, "-o", tmp_path / "out")
     assert result.exit_code == 0, result.stderr
     assert "Sampler: PLMS, Schedule type: Karras" in read_infotext(next((tmp_path / "out").glob("*.png")))
+
+
+def test_a_weight_that_is_not_a_number_is_named_before_loading(cli, tiny_model, tmp_path):
+    missing = tmp_path / "no-model"  # refused before the model is looked at
+    result = cli("txt2img", "-m", missing, "a (red:1.2.3) cat")
+    assert result.exit_code == 2
+    last = result.stderr.strip().splitlines()[-1]
+    assert last == "error: prompt: the weight '1.2.3' in '(red:1.2.3)' is not a number"
+    result = cli("txt2img", "-m", missing, "-n", "((ugly:.)) blur", "a cat")
+    assert result.exit_code == 2 and "--negative-prompt: the weight '.' in '(ugly:.)'" in result.stderr
+    prompts = tmp_path / "p.txt"
+    prompts.write_text('--prompt "a cat"\n--prompt "a (dog:1..5)"\n')
+    result = cli("batch", prompts, "-m", tiny_model, "-o", tmp_path / "out")
+    assert result.exit_code == 2 and "p.txt:2: prompt: the weight '1..5' in '(dog:1..5)'" in result.stderr
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
