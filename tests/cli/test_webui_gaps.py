@@ -55,3 +55,14 @@ def test_a_weight_that_is_not_a_number_is_named_before_loading(cli, tiny_model, 
     result = cli("batch", prompts, "-m", tiny_model, "-o", tmp_path / "out")
     assert result.exit_code == 2 and "p.txt:2: prompt: the weight '1..5' in '(dog:1..5)'" in result.stderr
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_a_folder_without_a_component_names_it(cli, tiny_model, tmp_path):
+    import shutil
+
+    folder = tmp_path / "novae"
+    shutil.copytree(tiny_model, folder)
+    shutil.rmtree(folder / "vae")
+    result = cli("txt2img", "-m", folder, *FAST, "-o", tmp_path / "out", "a cat")
+    assert result.exit_code == 2 and not (tmp_path / "out").exists()
+    assert f"--model: {folder} has no vae/ folder, which its model_index.json lists (AutoencoderKL)" in result.stderr
