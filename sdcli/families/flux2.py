@@ -12,7 +12,7 @@ Flux.2 [dev] (Mistral Small 3 text encoder, guidance input) is detected and refu
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from sdcli.families.base import Detected, Json, LatentFormat, Shapes
@@ -175,5 +175,5 @@ FLUX2_KLEIN_BASE = Flux2Family("flux2-klein-base", "Flux.2 klein base", KLEIN_PI
                                defaults={"cfg_scale": 4.0, "sampler": "Euler", "schedule": SIMPLE},
                                distilled=False, shift=SHIFT)
 # Flux.2 [dev]: detected (so that its folder is not read as Flux.1) and refused: no mode is served yet.
-FLUX2_DEV = Flux2Family("flux2-dev", "Flux.2 dev", {}, 1024, capabilities=_FLOW, latent=LATENT, dev=True,
-                        shift=SHIFT)
+FLUX2_DEV = Flux2Family("flux2-dev", "Flux.2 dev", {}, 1024, capabilities=replace(_FLOW, references=0),
+                        latent=LATENT, dev=True, shift=SHIFT)
