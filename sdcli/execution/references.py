@@ -54,9 +54,10 @@ class References:
     def params(self) -> dict[str, str]:
         return {REFERENCE_KEY: self.recorded}
 
-    def encoder(self, inner: PromptEncoder) -> PromptEncoder:
-        """`inner` with the reference latents in every conditioning it gives."""
-        return ReferenceEncoder(inner, self.latents)
+    def encoder(self, model: LoadedModel, inner: PromptEncoder) -> PromptEncoder:
+        """The model's prompt encoder for this edit (Family.edit_prompt_encoder: `inner`, or one that sees the
+        images too) with the reference latents in every conditioning it gives."""
+        return ReferenceEncoder(model.family.edit_prompt_encoder(model.pipe, inner, self.images), self.latents)
 
 
 def prepare_references(model: LoadedModel, request: GenerationRequest) -> References:

@@ -133,7 +133,7 @@ def run(
                       negative_prompt=encoder_text(model, request.negative_prompt))
     encoder = prompt_encoder(model, request, (width, height))
     if references is not None:
-        encoder = references.encoder(encoder)
+        encoder = references.encoder(model, encoder)
         extra_params = {**references.params(), **(extra_params or {})}
     if request.clip_skip > (layers := encoder.capabilities.clip_skip_layers):
         raise UsageError(f"--clip-skip: {request.clip_skip} is deeper than this model's {layers} text layers")

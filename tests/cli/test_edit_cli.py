@@ -1,6 +1,6 @@
-"""`sdcli edit` from the command line on the tiny Flux.1 Kontext and Flux.2 klein models: the size and infotext of
-an edit, the reference image counting, replay (and its refusal when the reference is gone), folders and prompt
-files, --json, and the refusals (one line, exit 2). The pixels against the references: tests/reference/
+"""`sdcli edit` from the command line on the tiny Flux.1 Kontext, Flux.2 klein and Qwen-Image-Edit models: the size
+and infotext of an edit, the reference image counting, replay (and its refusal when the reference is gone), folders
+and prompt files, --json, and the refusals (one line, exit 2). The pixels against the references: tests/reference/
 test_edit_parity.py."""
 
 from __future__ import annotations
@@ -105,7 +105,7 @@ def test_folder_and_prompt_file(cli, tiny_family, refs, tmp_path, single_thread)
 
 @pytest.mark.parametrize("args,message", [
     (("-i", "{a}", "x"), "error: sdcli edit: a Stable Diffusion 1.x model cannot edit by instruction; use one of: "
-                         "Flux.2 klein, Flux.2 klein base, Flux.1 Kontext"),
+                         "Flux.2 klein, Flux.2 klein base, Flux.1 Kontext, Qwen-Image-Edit"),
     (("-i", "{a}"), "error: PROMPT: missing"),
     (("-i", "{missing}", "x"), "error: --image: {missing}: no such file"),
     (("-i", "{a}", "-i", "{folder}", "x"), "error: --image: a folder or glob of images is edited one image at a "
@@ -121,8 +121,23 @@ def test_refusals_are_one_line_exit_2(cli, refs, tmp_path, args, message):
     assert not (tmp_path / "out").exists()
 
 
-def test_more_references_than_the_family_takes_is_refused(cli, tiny_family, refs, tmp_path):
-    result = cli("edit", "-o", tmp_path / "out", "-m", tiny_family("flux-kontext"), *("-i", refs / "a.png") * 5, "x")
+@pytest.mark.parametrize("arch,given,says", [("flux-kontext", 5, "a Flux.1 Kontext model takes at most 4"),
+                                             ("qwen-image-edit", 2, "a Qwen-Image-Edit model takes at most 1")])
+def test_more_references_than_the_family_takes_is_refused(cli, tiny_family, refs, tmp_path, arch, given, says):
+    result = cli("edit", "-o", tmp_path / "out", "-m", tiny_family(arch), *("-i", refs / "a.png") * given, "x")
     assert result.exit_code == 2
-    assert result.stderr.strip().splitlines()[-1] == (
-        "error: --image: 5 reference images; a Flux.1 Kontext model takes at most 4")
+    assert result.stderr.strip().splitlines()[-1] == f"error: --image: {given} reference images; {says}"
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+def test_qwen_image_edit_from_the_command_line(cli, tiny_family, refs, tmp_path, single_thread):
+    """Qwen-Image-Edit: the reference fitted as diffusers' pipeline sizes it (the tiny model: 64 x 64 pixels at the
+    image's aspect ratio, sides multiples of 32), Qwen-Image's defaults (true CFG 2.5), replay equal."""
+    png = _edit(cli, tmp_path / "a", "-m", tiny_family("qwen-image-edit"), "-i", refs / "b.png", "make it purple")
+    image = Image.open(png)
+    assert image.size == (64, 64)
+    assert "CFG scale: 2.5," in image.text["parameters"] and "Reference hashes: " in image.text["parameters"]
+    result = cli("replay", png, "-o", tmp_path / "again")
+    assert result.exit_code == 0, result.stderr
+    assert np.array_equal(_pixels(png), _pixels(next((tmp_path / "again").glob("*.png"))))

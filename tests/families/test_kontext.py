@@ -1,4 +1,5 @@
-"""Flux.1 Kontext's detection and the reference image sizes of the families that edit by instruction."""
+"""Flux.1 Kontext's and Qwen-Image-Edit's detection and the reference image sizes of the families that edit by
+instruction."""
 
 from __future__ import annotations
 
@@ -15,7 +16,9 @@ def _folder(tmp_path, pipeline: str, guidance: bool = True):
 
 
 @pytest.mark.parametrize("pipeline,family", [("FluxKontextPipeline", "flux-kontext"), ("FluxPipeline", "flux-dev"),
-                                             ("Flux2KleinPipeline", "flux2-klein-base")])
+                                             ("Flux2KleinPipeline", "flux2-klein-base"),
+                                             ("QwenImageEditPipeline", "qwen-image-edit"),
+                                             ("QwenImagePipeline", "qwen-image")])
 def test_a_kontext_folder_is_kontext_and_a_dev_folder_is_not(tmp_path, pipeline, family):
     from sdcli.families import detect_folder
 
@@ -34,7 +37,7 @@ def test_only_the_editing_families_take_reference_images():
     from sdcli.families import FAMILIES
 
     editors = {f.name: f.capabilities.references for f in FAMILIES.values() if f.capabilities.references}
-    assert editors == {"flux-kontext": 4, "flux2-klein": 4, "flux2-klein-base": 4}
+    assert editors == {"flux-kontext": 4, "flux2-klein": 4, "flux2-klein-base": 4, "qwen-image-edit": 1}
 
 
 @pytest.mark.parametrize("size", [(2048, 1024), (1024, 1024), (1500, 1000), (333, 777), (4000, 3000), (17, 40)])
@@ -51,6 +54,24 @@ def test_klein_reference_size_is_diffusers(size):
     width, height = image.size
     expected = (max(16, width // 16 * 16), max(16, height // 16 * 16))
     assert FLUX2_KLEIN.reference_size(size, 1024) == expected
+
+
+@pytest.mark.parametrize("size", [(1024, 1024), (1920, 1080), (640, 480), (333, 777)])
+def test_qwen_edit_reference_size_is_diffusers(size):
+    from diffusers.pipelines.qwenimage.pipeline_qwenimage_edit import calculate_dimensions
+
+    from sdcli.families.qwenimage import QWEN_IMAGE_EDIT
+
+    assert QWEN_IMAGE_EDIT.reference_size(size, 1328) == calculate_dimensions(1024 * 1024, size[0] / size[1])[:2]
+
+
+def test_qwen_image_files_stay_qwen_image():
+    from sdcli.errors import ModelError
+    from sdcli.families import detect_single_file
+
+    shapes = {"txt_norm.weight": (4,), "transformer_blocks.0.img_mod.1.weight": (4, 4), "img_in.weight": (4, 64)}
+    with pytest.raises(ModelError, match="a Qwen-Image transformer file"):
+        detect_single_file(shapes)
 
 
 def test_a_tiny_kontext_takes_the_image_at_its_own_size_cut_to_tokens():

@@ -1,7 +1,8 @@
 """`sdcli edit` through sdcli's job (job.generate.run, mode "edit") vs the references, in pixels.
 
 Flux.1 Kontext: kontext_ref (Forge's Flux.1 sampling, which sdcli's matches, with ComfyUI's reference-latent
-placement); Flux.2 klein: flux2_ref (ComfyUI's, with its "index" reference placement, scale 10). Tolerance 0
+placement); Flux.2 klein: flux2_ref (ComfyUI's, with its "index" reference placement, scale 10); Qwen-Image-Edit:
+diffusers' QwenImageEditPipeline on ComfyUI's schedule at CFG 1 (qwenimage_edit_ref says what is set). Tolerance 0
 levels. Both sides encode the reference with the VAE posterior's mean. The tiny models take the references at
 their own sizes (whole 16 px tokens, no resize on either side), so the comparison is of the sampling and the
 placement; FluxKontextImageScale's size choice is compared on its own. Each comparison is shown to fail: another
@@ -147,3 +148,40 @@ def test_klein_reference_order_moves_the_pixels(tiny_flux2_pipe, refs, single_th
     """Reference i sits at time 10 (i + 1): the same two references in the other order are another image."""
     assert worst(ours(tiny_flux2_pipe, [refs["radial"], refs["checker"]]),
                  klein_theirs(tiny_flux2_pipe, [refs["checker"], refs["radial"]])) > 0
+
+
+def test_qwen_image_edit_is_diffusers_pipeline(tiny_family_pipe, refs, tmp_path, single_thread):
+    """Qwen-Image-Edit vs diffusers' QwenImageEditPipeline (qwenimage_edit_ref: ComfyUI's schedule, CFG 1) from a
+    64 px reference; another reference image moves the pixels."""
+    from PIL import Image
+
+    from tests.reference import qwenimage_edit_ref as QE
+
+    model = tiny_family_pipe("qwen-image-edit")
+    for name in ("radial", "checker"):
+        with Image.open(refs[name]) as im:
+            im.resize((64, 64)).save(tmp_path / f"{name}.png")
+    with Image.open(tmp_path / "radial.png") as im:
+        theirs = [QE.sample(model.pipe, im.convert("RGB"), PROMPT, seed=1, steps=3)]
+    difference = worst(ours(model, [tmp_path / "radial.png"], cfg=1.0), theirs)
+    print(f"max difference {difference}")
+    assert difference == 0
+    assert worst(ours(model, [tmp_path / "checker.png"], cfg=1.0), theirs) > 0
+
+
+def test_qwen_image_edit_text_encoder_sees_the_image(tiny_family_pipe, refs, tmp_path, monkeypatch, single_thread):
+    """The same reference latents with another image before Qwen2.5-VL's vision tower move the pixels: the
+    instruction's conditioning depends on the image (the comparison above can fail on the encoder alone)."""
+    from PIL import Image
+
+    from sdcli.conditioning import qwenimage_edit
+
+    model = tiny_family_pipe("qwen-image-edit")
+    with Image.open(refs["radial"]) as im:
+        im.resize((64, 64)).save(tmp_path / "radial.png")
+    before = ours(model, [tmp_path / "radial.png"], cfg=1.0)
+    init = qwenimage_edit.QwenImageEditPromptEncoder.__init__
+    grey = Image.new("RGB", (64, 64), (128, 128, 128))
+    monkeypatch.setattr(qwenimage_edit.QwenImageEditPromptEncoder, "__init__",
+                        lambda self, tok, enc, images, emphasis="original": init(self, tok, enc, [grey], emphasis))
+    assert worst(ours(model, [tmp_path / "radial.png"], cfg=1.0), before) > 0
