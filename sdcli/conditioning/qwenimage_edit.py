@@ -31,11 +31,14 @@ PIXELS = {"min_pixels": 3136, "max_pixels": 12845056, "patch_size": 14, "tempora
 
 def image_processor() -> Any:
     """transformers' Pillow Qwen2-VL image processor with Qwen-Image-Edit's settings."""
+    processor: Any
     try:
-        from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil as Processor
+        from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
+        processor = Qwen2VLImageProcessorPil
     except ImportError:  # an older transformers: its one (Pillow) Qwen2-VL image processor
-        from transformers import Qwen2VLImageProcessor as Processor
-    return Processor(**PIXELS)
+        from transformers import Qwen2VLImageProcessor
+        processor = Qwen2VLImageProcessor
+    return processor(**PIXELS)
 
 
 class QwenImageEditPromptEncoder(QwenPromptEncoder):
