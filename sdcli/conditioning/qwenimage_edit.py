@@ -1,9 +1,10 @@
-"""Qwen-Image-Edit prompt encoding as diffusers' QwenImageEditPipeline._get_qwen_prompt_embeds computes it: the
-instruction goes into Qwen2.5-VL's chat template after the edit pipeline's system turn, the reference image as
-vision tokens before it (<|vision_start|>, one <|image_pad|> per merged 2x2 patch of the image's 14 px grid,
-<|vision_end|>); the text encoder sees the image's pixels through its vision tower; its last hidden states after
-the template's system turn (diffusers' prompt_template_encode_start_idx, 64 with the real tokenizer: counted
-here as the prefix's own tokens) are the conditioning, the image's tokens included.
+"""Qwen-Image-Edit prompt encoding as diffusers' QwenImageEditPipeline._get_qwen_prompt_embeds computes it (and
+QwenImageEditPlusPipeline's: each image as "Picture i: " and its tokens): the instruction goes into Qwen2.5-VL's
+chat template after the edit pipeline's system turn, the reference image as vision tokens before it
+(<|vision_start|>, one <|image_pad|> per merged 2x2 patch of the image's 14 px grid, <|vision_end|>); the text
+encoder sees the image's pixels through its vision tower; its last hidden states after the template's system turn
+(diffusers' prompt_template_encode_start_idx, 64 with the real tokenizer: counted here as the prefix's own tokens)
+are the conditioning, the image's tokens included.
 
 The image is prepared as Qwen2VLImageProcessor does with Qwen-Image-Edit's settings (resized to multiples of 28
 within 3136..12845056 pixels, CLIP mean/std, 14 px patches, temporal patch 2), by transformers' Pillow image
@@ -23,7 +24,8 @@ SYSTEM = ("Describe the key features of the input image (color, shape, size, tex
           "explain how the user's text instruction should alter or modify the image. Generate a new image that meets "
           "the user's requirements while maintaining consistency with the original input where appropriate.")
 PREFIX = f"<|im_start|>system\n{SYSTEM}<|im_end|>\n<|im_start|>user\n"
-TEMPLATE = PREFIX + "<|vision_start|>{image}<|vision_end|>{prompt}<|im_end|>\n<|im_start|>assistant\n"
+TEMPLATE = PREFIX + "{images}{prompt}<|im_end|>\n<|im_start|>assistant\n"
+IMAGE = "<|vision_start|>{}<|vision_end|>"  # one image's vision tokens; Edit Plus prefixes "Picture i: "
 IMAGE_PAD = "<|image_pad|>"
 # Qwen-Image-Edit's processor/preprocessor_config.json (Qwen2.5-VL's): the pixel range and the patch geometry.
 PIXELS = {"min_pixels": 3136, "max_pixels": 12845056, "patch_size": 14, "temporal_patch_size": 2, "merge_size": 2}
@@ -47,16 +49,20 @@ class QwenImageEditPromptEncoder(QwenPromptEncoder):
 
     model, encoder = "Qwen-Image-Edit", "Qwen2.5-VL"
 
-    def __init__(self, tokenizer: Any, text_encoder: Any, images: list[Any], emphasis: str = "original"):
+    def __init__(self, tokenizer: Any, text_encoder: Any, images: list[Any], emphasis: str = "original",
+                 pictures: bool = False):
+        """`pictures`: Edit Plus's "Picture 1: ..., Picture 2: ..." before each image (QwenImageEditPlusPipeline)."""
         super().__init__(tokenizer, text_encoder, emphasis)
         self.drop = len(self.tokenizer(PREFIX, add_special_tokens=False)["input_ids"])
         pixels = image_processor()(images=images, return_tensors="pt")
         self.pixel_values, self.grid = pixels["pixel_values"], pixels["image_grid_thw"]
-        self.pads = int(self.grid.prod()) // (PIXELS["merge_size"] ** 2)
+        merged = PIXELS["merge_size"] ** 2
+        tokens = [IMAGE.format(IMAGE_PAD * (int(row.prod()) // merged)) for row in self.grid]
+        self.images = "".join(f"Picture {i}: {t}" if pictures else t for i, t in enumerate(tokens, start=1))
 
     def token_ids(self, text: str) -> list[int]:
-        """The templated prompt's token ids, the image's pad tokens expanded (as Qwen2VLProcessor does)."""
-        templated = TEMPLATE.format(image=IMAGE_PAD * self.pads, prompt=self.literal(text))
+        """The templated prompt's token ids, the images' pad tokens expanded (as Qwen2VLProcessor does)."""
+        templated = TEMPLATE.format(images=self.images, prompt=self.literal(text))
         return list(self.tokenizer(templated, add_special_tokens=False)["input_ids"])
 
     def states(self, text: str) -> torch.Tensor:

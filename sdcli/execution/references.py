@@ -45,11 +45,8 @@ class References:
     images: tuple[Any, ...]
     latents: tuple[Any, ...]
     recorded: str  # the infotext value of REFERENCE_KEY
-
-    @property
-    def size(self) -> tuple[int, int]:
-        """The edit's default size: the first reference image's, as fitted."""
-        return self.images[0].size
+    originals: tuple[Any, ...]  # the images as given
+    size: tuple[int, int]  # the edit's default size (Family.edit_size: the first fitted image's)
 
     def params(self) -> dict[str, str]:
         return {REFERENCE_KEY: self.recorded}
@@ -57,7 +54,8 @@ class References:
     def encoder(self, model: LoadedModel, inner: PromptEncoder) -> PromptEncoder:
         """The model's prompt encoder for this edit (Family.edit_prompt_encoder: `inner`, or one that sees the
         images too) with the reference latents in every conditioning it gives."""
-        return ReferenceEncoder(model.family.edit_prompt_encoder(model.pipe, inner, self.images), self.latents)
+        return ReferenceEncoder(model.family.edit_prompt_encoder(model.pipe, inner, self.images, self.originals),
+                                self.latents)
 
 
 def prepare_references(model: LoadedModel, request: GenerationRequest) -> References:
@@ -70,7 +68,7 @@ def prepare_references(model: LoadedModel, request: GenerationRequest) -> Refere
     fitted = tuple(fit(im, model.family.reference_size(im.size, model.native_size)) for im in images)
     latents = tuple(encode_image(model, im, 1) for im in fitted)
     recorded = ", ".join(f"{path.name.replace(',', '_').replace(':', '_')}: {short_hash(path)}" for path in paths)
-    return References(fitted, latents, recorded)
+    return References(fitted, latents, recorded, tuple(images), model.family.edit_size([im.size for im in fitted]))
 
 
 class ReferenceEncoder:

@@ -312,10 +312,16 @@ class Family:
         step = self.latent.vae_scale * self.latent.packing
         return max(step, size[0] // step * step), max(step, size[1] // step * step)
 
-    def edit_prompt_encoder(self, pipe: Any, encoder: PromptEncoder, images: Sequence[Any]) -> PromptEncoder:
-        """The prompt encoder of an edit whose reference images, fitted, are `images`: here `encoder` (the text
-        alone); a family whose text encoder sees the images too (Qwen-Image-Edit) builds its own."""
+    def edit_prompt_encoder(self, pipe: Any, encoder: PromptEncoder, images: Sequence[Any],
+                            originals: Sequence[Any]) -> PromptEncoder:
+        """The prompt encoder of an edit whose reference images are `images` fitted (reference_size) and
+        `originals` as given: here `encoder` (the text alone); a family whose text encoder sees the images too
+        (Qwen-Image-Edit) builds its own."""
         return encoder
+
+    def edit_size(self, sizes: Sequence[tuple[int, int]]) -> tuple[int, int]:
+        """An edit's default size from its fitted reference images' sizes: the first one's."""
+        return sizes[0]
 
     def control_input(self, control_latent: torch.Tensor) -> torch.Tensor:
         """A control model's extra input from the control image's latent (Flux Control: the latent itself)."""

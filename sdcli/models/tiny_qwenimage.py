@@ -14,7 +14,8 @@ from typing import Any
 
 from sdcli.models.tiny_qwen import tiny_qwen_pipeline
 
-QWEN_ARCHES = {"qwen-image": "QwenImagePipeline", "qwen-image-edit": "QwenImageEditPipeline"}
+QWEN_ARCHES = {"qwen-image": "QwenImagePipeline", "qwen-image-edit": "QwenImageEditPipeline",
+               "qwen-image-edit-plus": "QwenImageEditPlusPipeline"}
 # Qwen2.5-VL's vision-prompt tokens, which the edit pipeline's template uses (the tiny edit tokenizer adds them).
 VISION_TOKENS = ("<|vision_start|>", "<|image_pad|>", "<|vision_end|>", "<|video_pad|>")
 QWEN_TRANSFORMER = {
@@ -40,7 +41,7 @@ def tiny_qwenimage_pipeline(arch: str, seed: int, config_dir: Path) -> Any:
     (Qwen2VLProcessor needs torchvision to be built; sdcli prepares the images itself)."""
     from diffusers import AutoencoderKLQwenImage, QwenImageTransformer2DModel
 
-    edit = arch == "qwen-image-edit"
+    edit = arch.startswith("qwen-image-edit")
     extra: dict[str, Any] = {"processor": None, "tokenizer": _edit_tokenizer()} if edit else {}
     return tiny_qwen_pipeline(QWEN_ARCHES[arch], seed, config_dir, QWEN_SCHEDULER, text_encoder=_text_encoder,
                               transformer=lambda: QwenImageTransformer2DModel.from_config(QWEN_TRANSFORMER),

@@ -105,7 +105,7 @@ def test_folder_and_prompt_file(cli, tiny_family, refs, tmp_path, single_thread)
 
 @pytest.mark.parametrize("args,message", [
     (("-i", "{a}", "x"), "error: sdcli edit: a Stable Diffusion 1.x model cannot edit by instruction; use one of: "
-                         "Flux.2 klein, Flux.2 klein base, Flux.1 Kontext, Qwen-Image-Edit"),
+                         "Flux.2 klein, Flux.2 klein base, Flux.1 Kontext, Qwen-Image-Edit, Qwen-Image-Edit Plus"),
     (("-i", "{a}"), "error: PROMPT: missing"),
     (("-i", "{missing}", "x"), "error: --image: {missing}: no such file"),
     (("-i", "{a}", "-i", "{folder}", "x"), "error: --image: a folder or glob of images is edited one image at a "
@@ -122,7 +122,9 @@ def test_refusals_are_one_line_exit_2(cli, refs, tmp_path, args, message):
 
 
 @pytest.mark.parametrize("arch,given,says", [("flux-kontext", 5, "a Flux.1 Kontext model takes at most 4"),
-                                             ("qwen-image-edit", 2, "a Qwen-Image-Edit model takes at most 1")])
+                                             ("qwen-image-edit", 2, "a Qwen-Image-Edit model takes at most 1"),
+                                             ("qwen-image-edit-plus", 4,
+                                              "a Qwen-Image-Edit Plus model takes at most 3")])
 def test_more_references_than_the_family_takes_is_refused(cli, tiny_family, refs, tmp_path, arch, given, says):
     result = cli("edit", "-o", tmp_path / "out", "-m", tiny_family(arch), *("-i", refs / "a.png") * given, "x")
     assert result.exit_code == 2

@@ -18,6 +18,7 @@ def _folder(tmp_path, pipeline: str, guidance: bool = True):
 @pytest.mark.parametrize("pipeline,family", [("FluxKontextPipeline", "flux-kontext"), ("FluxPipeline", "flux-dev"),
                                              ("Flux2KleinPipeline", "flux2-klein-base"),
                                              ("QwenImageEditPipeline", "qwen-image-edit"),
+                                             ("QwenImageEditPlusPipeline", "qwen-image-edit-plus"),
                                              ("QwenImagePipeline", "qwen-image")])
 def test_a_kontext_folder_is_kontext_and_a_dev_folder_is_not(tmp_path, pipeline, family):
     from sdcli.families import detect_folder
@@ -37,7 +38,8 @@ def test_only_the_editing_families_take_reference_images():
     from sdcli.families import FAMILIES
 
     editors = {f.name: f.capabilities.references for f in FAMILIES.values() if f.capabilities.references}
-    assert editors == {"flux-kontext": 4, "flux2-klein": 4, "flux2-klein-base": 4, "qwen-image-edit": 1}
+    assert editors == {"flux-kontext": 4, "flux2-klein": 4, "flux2-klein-base": 4, "qwen-image-edit": 1,
+                       "qwen-image-edit-plus": 3}
 
 
 @pytest.mark.parametrize("size", [(2048, 1024), (1024, 1024), (1500, 1000), (333, 777), (4000, 3000), (17, 40)])
@@ -63,6 +65,16 @@ def test_qwen_edit_reference_size_is_diffusers(size):
     from sdcli.families.qwenimage import QWEN_IMAGE_EDIT
 
     assert QWEN_IMAGE_EDIT.reference_size(size, 1328) == calculate_dimensions(1024 * 1024, size[0] / size[1])[:2]
+
+
+def test_edit_plus_sizes_an_edit_from_its_last_image():
+    """QwenImageEditPlusPipeline's default size is the last image's; Edit's (and the others') the first's."""
+    from sdcli.families.kontext import FLUX_KONTEXT
+    from sdcli.families.qwenimage import QWEN_IMAGE_EDIT, QWEN_IMAGE_EDIT_PLUS
+
+    sizes = [(1024, 1024), (1184, 864)]
+    assert QWEN_IMAGE_EDIT_PLUS.edit_size(sizes) == (1184, 864)
+    assert QWEN_IMAGE_EDIT.edit_size(sizes) == FLUX_KONTEXT.edit_size(sizes) == (1024, 1024)
 
 
 def test_qwen_image_files_stay_qwen_image():

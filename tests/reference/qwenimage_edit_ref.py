@@ -6,7 +6,8 @@ model's components, with what a tiny model and sdcli's ComfyUI sampling need set
   each <|image_pad|> of the text repeated grid_t * grid_h * grid_w / merge_size^2 times, then the tokenizer;
 - prompt_template_encode_start_idx: 64 is the real tokenizer's count of the template's system turn; for the tiny
   tokenizer the same place is found as ComfyUI finds it (after the second <|im_start|> and "user\\n");
-- calculate_dimensions: the pipeline's 1024 x 1024 pixels become the tiny model's 64 x 64;
+- calculate_dimensions: the pipelines' pixel areas (1024 x 1024; Edit Plus's Qwen2.5-VL images 384 x 384) scaled
+  by (64 / 1024)^2 for the tiny model's native 64 px;
 - the schedule: ComfyUI's (ModelSamplingFlux, mu 1.15, Simple) given as `sigmas` to a FlowMatchEulerDiscreteScheduler
   without shifting, so that the pipeline's Euler steps are ComfyUI's Euler; true CFG is not compared (diffusers
   rescales the combined prediction's norm, ComfyUI does not);
@@ -56,22 +57,26 @@ def system_turn_tokens(tokenizer, template):
     return end + 1 + len(tokenizer("user\n", add_special_tokens=False)["input_ids"])
 
 
-def sample(model_pipe, image, prompt, seed=1, steps=3, size=64):
-    """The edit's image ([H, W, 3] uint8) at size x size from a size x size reference `image` (PIL)."""
-    import diffusers.pipelines.qwenimage.pipeline_qwenimage_edit as E
-    from diffusers import FlowMatchEulerDiscreteScheduler, QwenImageEditPipeline
+def sample(model_pipe, image, prompt, seed=1, steps=3, size=64, plus=False):
+    """The edit's image ([H, W, 3] uint8) at size x size from the reference `image` (PIL; Edit Plus: a list) whose
+    fitted size is size x size; `plus`: QwenImageEditPlusPipeline."""
+    import diffusers.pipelines.qwenimage.pipeline_qwenimage_edit as edit
+    import diffusers.pipelines.qwenimage.pipeline_qwenimage_edit_plus as edit_plus
+    from diffusers import FlowMatchEulerDiscreteScheduler, QwenImageEditPipeline, QwenImageEditPlusPipeline
 
+    E = edit_plus if plus else edit
     p = model_pipe
-    pipe = QwenImageEditPipeline(scheduler=FlowMatchEulerDiscreteScheduler(shift=1.0, use_dynamic_shifting=False),
-                                 vae=p.vae, text_encoder=p.text_encoder, tokenizer=p.tokenizer,
-                                 processor=TinyProcessor(p.tokenizer), transformer=p.transformer)
+    cls = QwenImageEditPlusPipeline if plus else QwenImageEditPipeline
+    pipe = cls(scheduler=FlowMatchEulerDiscreteScheduler(shift=1.0, use_dynamic_shifting=False), vae=p.vae,
+               text_encoder=p.text_encoder, tokenizer=p.tokenizer, processor=TinyProcessor(p.tokenizer),
+               transformer=p.transformer)
     pipe.set_progress_bar_config(disable=True)
     pipe.prompt_template_encode_start_idx = system_turn_tokens(p.tokenizer, pipe.prompt_template_encode)
     sigmas = Q.simple_scheduler(ModelSamplingFlux(shift=1.15), steps)[:-1].tolist()
     rows = size // 8
     noise = torch.randn((1, 16, rows, rows), generator=torch.manual_seed(seed))
     original = E.calculate_dimensions
-    E.calculate_dimensions = lambda area, ratio: original(size * size, ratio)
+    E.calculate_dimensions = lambda area, ratio: original(area * (size / 1024) ** 2, ratio)
     try:
         with torch.no_grad():
             packed = pipe(image=image, prompt=prompt, true_cfg_scale=1.0, sigmas=sigmas, num_inference_steps=steps,

@@ -169,6 +169,26 @@ def test_qwen_image_edit_is_diffusers_pipeline(tiny_family_pipe, refs, tmp_path,
     assert worst(ours(model, [tmp_path / "checker.png"], cfg=1.0), theirs) > 0
 
 
+def test_qwen_image_edit_plus_is_diffusers_pipeline(tiny_family_pipe, refs, tmp_path, single_thread):
+    """Edit Plus vs diffusers' QwenImageEditPlusPipeline: two references ("Picture 1", "Picture 2"; Qwen2.5-VL sees
+    them at 32 px, the VAE at 64 px); the images in the other order move the pixels."""
+    from PIL import Image
+
+    from tests.reference import qwenimage_edit_ref as QE
+
+    model = tiny_family_pipe("qwen-image-edit-plus")
+    for name, side in (("radial", 64), ("checker", 32)):
+        with Image.open(refs[name]) as im:
+            im.resize((side, side)).save(tmp_path / f"{name}.png")
+    paths = [tmp_path / "radial.png", tmp_path / "checker.png"]
+    images = [Image.open(p).convert("RGB") for p in paths]
+    theirs = [QE.sample(model.pipe, images, PROMPT, seed=1, steps=3, plus=True)]
+    difference = worst(ours(model, paths, cfg=1.0), theirs)
+    print(f"max difference {difference}")
+    assert difference == 0
+    assert worst(ours(model, paths[::-1], cfg=1.0), theirs) > 0
+
+
 def test_qwen_image_edit_text_encoder_sees_the_image(tiny_family_pipe, refs, tmp_path, monkeypatch, single_thread):
     """The same reference latents with another image before Qwen2.5-VL's vision tower move the pixels: the
     instruction's conditioning depends on the image (the comparison above can fail on the encoder alone)."""
@@ -183,5 +203,6 @@ def test_qwen_image_edit_text_encoder_sees_the_image(tiny_family_pipe, refs, tmp
     init = qwenimage_edit.QwenImageEditPromptEncoder.__init__
     grey = Image.new("RGB", (64, 64), (128, 128, 128))
     monkeypatch.setattr(qwenimage_edit.QwenImageEditPromptEncoder, "__init__",
-                        lambda self, tok, enc, images, emphasis="original": init(self, tok, enc, [grey], emphasis))
+                        lambda self, tok, enc, images, emphasis="original", pictures=False:
+                        init(self, tok, enc, [grey], emphasis, pictures))
     assert worst(ours(model, [tmp_path / "radial.png"], cfg=1.0), before) > 0
