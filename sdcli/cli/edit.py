@@ -1,4 +1,5 @@
-"""`sdcli edit`: edit images by instruction with a model that takes reference images (Flux.1 Kontext, Flux.2 klein)."""
+"""`sdcli edit`: edit images by instruction with a model that takes reference images (Flux.1 Kontext, Flux.2 klein,
+Qwen-Image-Edit)."""
 
 from __future__ import annotations
 
@@ -11,12 +12,13 @@ from sdcli.cli import folders as f
 from sdcli.cli import options as o
 
 HELP = """Edit an image by instruction ("make the sky purple") with a model that takes reference images: \
-Flux.1 Kontext, Flux.2 klein.
+Flux.1 Kontext, Flux.2 klein, Qwen-Image-Edit (and Edit Plus).
 
-The model sees each -i IMAGE (repeat -i for several; Kontext and klein take up to 4) fitted to the size its \
-family wants (Kontext: the trained size nearest the image's aspect ratio; klein: at most 1024x1024) and draws a \
-new image from noise, by default at the first image's fitted size (--width/--height to change it). The infotext \
-records the images as "Reference hashes"; replay needs them where they were.
+The model sees each -i IMAGE (repeat -i for several: Kontext and klein take up to 4, Qwen-Image-Edit 1, Edit Plus \
+3) fitted to the size its family wants (Kontext: the trained size nearest the image's aspect ratio; klein: at most \
+1024x1024; Qwen: about 1024x1024) and draws a new image from noise, by default at the first image's fitted size \
+(Edit Plus: the last's; --width/--height to change it). The infotext records the images as "Reference hashes"; \
+replay needs them where they were.
 
 -i may be one folder or quoted glob instead: each image is edited on its own (seed + i), as img2img does.
 
