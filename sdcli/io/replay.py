@@ -319,6 +319,13 @@ def _check_input_paths(path: Path, request: GenerationRequest) -> None:
             raise UsageError(f"{path}: its {flag[2:]} {value!r} is a relative path, which sdcli does not "
                              f"resolve against the current folder; replay the image from its folder with "
                              f"img2img/inpaint instead")
+    for reference in request.references:  # an edit's: needed where they were when the image was made
+        if not Path(reference).is_absolute():
+            raise UsageError(f"{path}: its reference image {reference!r} is a relative path, which sdcli does not "
+                             "resolve against the current folder; run sdcli edit with -i instead")
+        if not Path(reference).is_file():
+            raise UsageError(f"{path}: its reference image {reference} was not found; put it back there or run "
+                             "sdcli edit -i IMAGE with the image's settings")
     upscaler = request.hires and request.hires.upscaler
     file_like = upscaler and ("/" in upscaler or "\\" in upscaler or Path(upscaler).suffix.lower() in WEIGHT_SUFFIXES)
     if file_like and not Path(upscaler).is_absolute():

@@ -232,6 +232,8 @@ FIELDS: tuple[Field, ...] = (
     Field("low_bits", "str", "--low-bits", choices=LOW_BITS, normalise=low_bits_key, infotext="Diffusion in Low Bits",
           write=low_bits_written, read=low_bits_key, key="low_bits", aliases=("forge_unet_storage_dtype",)),
     Field("mode", "str", key="mode"),
+    # `sdcli edit`'s reference images (files; written to the infotext as `Reference hashes` by the edit run).
+    Field("references", "paths", "--image", key="reference_images", aliases=("references",), implies="edit"),
     # img2img, inpaint, outpaint: written for the record; not read back (a WebUI infotext does not store the
     # input image, so an img2img image is replayed from sdcli's own record).
     Field("init.image", "path", "--image", key="init_image", aliases=("init_images", "image"), implies="img2img"),

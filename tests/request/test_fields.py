@@ -28,7 +28,8 @@ def _once(values, shared=()):
 
 def test_each_name_is_declared_once():
     assert _once(row.name for row in FIELDS) == {}
-    assert _once((row.flag for row in FIELDS), shared=("--hires-size",)) == {}  # WxH: both sides
+    # WxH: both sides; -i/--image: img2img's input or an edit's reference images (one flag, two modes)
+    assert _once((row.flag for row in FIELDS), shared=("--hires-size", "--image")) == {}
     assert _once(k for row in FIELDS for k in (row.key, *row.aliases)) == {}
     assert _once(row.axis for row in FIELDS) == {}
     # The WebUI's "Denoising strength" is img2img's strength or, on txt2img, the hires pass's (never both).
