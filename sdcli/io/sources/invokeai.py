@@ -28,8 +28,8 @@ def read(chunks: dict[str, Any]) -> Found | None:
     sampler, schedule = INVOKEAI_SAMPLERS.get(name, (name, None))
     if model is None and isinstance(meta.get("model"), dict):
         model = meta["model"].get("name") or meta["model"].get("model_name")
-    loras = [(name, float(entry.get("weight", 1.0))) for entry in meta.get("loras") or []
-             if isinstance(entry, dict) and (name := _lora_name(entry))]
+    loras = [(lora, float(entry.get("weight", 1.0))) for entry in meta.get("loras") or []
+             if isinstance(entry, dict) and (lora := _lora_name(entry))]
     parameters = clean({"Steps": params.get("steps"), "Sampler": sampler, "Schedule type": schedule,
                         "CFG scale": params.get("cfg_scale"), "Seed": params.get("seed"),
                         "Size": size(meta.get("width"), meta.get("height")), "Model": model,
