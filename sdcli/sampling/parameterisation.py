@@ -129,12 +129,10 @@ class V(Eps):
         return ComfyV(self.table, self.ays)
 
 
-class _ComfyDiscrete:
-    """ComfyUI's ModelSamplingDiscrete around an eps/v table (comfy/model_sampling.py): the network is called at
-    the NEAREST training timestep (the WebUI interpolates between two), and a run starting at the model's
-    sigma_max starts from noise x sqrt(1 + sigma^2) (its max_denoise), not noise x sigma."""
-
-    table: ModelSigmas
+class ComfyEps(Eps):
+    """Eps as ComfyUI's ModelSamplingDiscrete runs it (comfy/model_sampling.py): the network is called at the
+    NEAREST training timestep (the WebUI interpolates between two), and a run starting at the model's sigma_max
+    starts from noise x sqrt(1 + sigma^2) (its max_denoise), not noise x sigma."""
 
     def sigma_to_t(self, sigma: torch.Tensor) -> torch.Tensor:
         nearest = (sigma.log() - self.table.log_sigmas_on(sigma.device)[:, None]).abs().argmin(dim=0)
@@ -147,12 +145,8 @@ class _ComfyDiscrete:
         return scaled if x0 is None else x0 + scaled
 
 
-class ComfyEps(_ComfyDiscrete, Eps):
-    """Eps as ComfyUI runs it (_ComfyDiscrete)."""
-
-
-class ComfyV(_ComfyDiscrete, V):
-    """V as ComfyUI runs it (_ComfyDiscrete)."""
+class ComfyV(ComfyEps, V):
+    """V as ComfyUI runs it (ComfyEps's timesteps and start, V's output)."""
 
 
 class LCM(Eps):
