@@ -128,3 +128,35 @@ def test_replayed_comfyui_graph_is_the_mapped_txt2img_job(cli, tiny_model, tmp_p
               "-W", "32", "-H", "32", "--sampler", webui, "--schedule", scheduler, "--rng", "cpu",
               "-o", tmp_path / "e", "--json")
     assert not np.array_equal(px(record["path"]), px(json.loads(cpu.stdout)["path"]))  # the WebUI's way differs
+
+
+NOTES = {"InvokeAI": "note: InvokeAI runs diffusers' schedulers", "NovelAI": "note: NovelAI's models are its own",
+         "Fooocus": "note: Fooocus expands the prompt", "SwarmUI": "note: ComfyUI starts an eps/v model's",
+         "Draw Things": "note: Draw Things runs its own implementation"}
+
+
+def test_other_tools_replay_where_they_map_and_say_what_differs(cli, images, tiny_model):
+    for generator, note in NOTES.items():
+        dry = cli("replay", images[generator], "-m", tiny_model, "--dry-run", "--json")
+        assert dry.exit_code == 0, (generator, dry.stderr)
+        assert f"from its {generator} metadata" in dry.stderr and note in dry.stderr
+    request = json.loads(cli("replay", images["InvokeAI"], "--dry-run", "--json").stdout)["request"]
+    assert (request["sampler"], request["schedule"], request["rng"], request["seed"]) == ("DPM++ 2M", "karras",
+                                                                                          "cpu", 1234)
+
+
+def test_a_tool_sampler_without_webui_equivalent_is_refused(cli, tmp_path):
+    image = t.comfy_png(tmp_path / "c.png", t.comfy_api(sampler="deis", scheduler="linear_quadratic"))
+    result = cli("replay", image, "--dry-run")
+    assert result.exit_code == 2
+    assert result.stderr.strip().endswith("it does not map: sampler 'deis'; scheduler 'linear_quadratic'")
+
+
+def test_replayed_invokeai_image_runs(cli, tiny_model, tmp_path):
+    meta = {**t.INVOKEAI_META, "width": 32, "height": 32, "steps": 2, "loras": []}
+    image = t.png(tmp_path / "i.png", {"invokeai_metadata": json.dumps(meta)})
+    result = cli("replay", image, "-m", tiny_model, "-o", tmp_path / "out", "--json")
+    assert result.exit_code == 0, result.stderr
+    record = json.loads(result.stdout)
+    assert (record["seed"], record["sampler"], record["schedule"], record["width"]) == (1234, "DPM++ 2M", "Karras",
+                                                                                        32)
