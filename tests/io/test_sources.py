@@ -168,3 +168,15 @@ def test_broken_stealth_info(tmp_path):
     Image.frombytes("RGBA", pixels.size, bytes(data)).save(path)
     with pytest.raises(UsageError, match="its stealth info .stealth_pngcomp. is not valid gzip"):
         read_metadata(path)
+
+
+def test_comfyui_webp_exif_and_draw_things_jpeg_xmp(tmp_path):
+    exif = Image.Exif()  # ComfyUI's SaveAnimatedWEBP: the graph in EXIF Model (0x0110), the workflow in Make
+    exif[0x0110] = "prompt:" + json.dumps(t.comfy_api(seed=9))
+    exif[0x010F] = "workflow:" + json.dumps(t.comfy_workflow())
+    Image.new("RGB", (16, 16)).save(tmp_path / "c.webp", exif=exif)
+    comfy = read_metadata(tmp_path / "c.webp")
+    assert (comfy.generator, comfy.parameters["Seed"]) == ("ComfyUI", "9")
+    Image.new("RGB", (16, 16)).save(tmp_path / "d.jpg", xmp=t.drawthings_xmp(t.DRAWTHINGS).encode())
+    things = read_metadata(tmp_path / "d.jpg")
+    assert (things.generator, things.parameters["Seed"]) == ("Draw Things", "2718")

@@ -25,6 +25,9 @@ READERS: tuple[tuple[str, Callable[[dict[str, Any]], Found | None]], ...] = (
     ("Fooocus", fooocus.read), ("Draw Things", drawthings.read))
 
 
+COMFY_EXIF_TAGS = (0x0110, 0x010F, 0x010E)  # comfy_extras/nodes_images.py SaveAnimatedWEBP: Model, Make, down
+
+
 def read_chunks(chunks: dict[str, Any]) -> Found | None:
     """The first tool whose metadata the chunks hold (READERS order), or None."""
     for _, reader in READERS:
@@ -44,7 +47,12 @@ def image_chunks(image: Any) -> dict[str, Any]:
         xmp = xmp.decode("utf-8", errors="replace")
     if isinstance(xmp, str):
         chunks["XMP"] = xmp
-    comment = image.getexif().get_ifd(0x8769).get(0x9286)
+    exif = image.getexif()
+    for tag in COMFY_EXIF_TAGS:  # ComfyUI's WebP: "prompt:{...}" in Model, "workflow:{...}" in Make
+        key, _, value = str(exif.get(tag, "")).partition(":")
+        if key in ("prompt", "workflow") and value and key not in chunks:
+            chunks[key] = value
+    comment = exif.get_ifd(0x8769).get(0x9286)
     if isinstance(comment, bytes):
         comment = decode_user_comment(comment)
     if isinstance(comment, str) and comment:
