@@ -180,3 +180,46 @@ def test_comfyui_webp_exif_and_draw_things_jpeg_xmp(tmp_path):
     Image.new("RGB", (16, 16)).save(tmp_path / "d.jpg", xmp=t.drawthings_xmp(t.DRAWTHINGS).encode())
     things = read_metadata(tmp_path / "d.jpg")
     assert (things.generator, things.parameters["Seed"]) == ("Draw Things", "2718")
+
+
+def test_comfyui_flux_sampler_custom_advanced_graph(tmp_path):
+    """ComfyUI's Flux example: UNETLoader + DualCLIPLoader + VAELoader, RandomNoise, BasicGuider, KSamplerSelect,
+    BasicScheduler, SamplerCustomAdvanced, EmptySD3LatentImage, FluxGuidance."""
+    graph = {
+        "1": {"class_type": "UNETLoader", "inputs": {"unet_name": "flux1-dev.safetensors", "weight_dtype": "default"}},
+        "2": {"class_type": "DualCLIPLoader", "inputs": {"clip_name1": "t5xxl_fp16.safetensors",
+                                                         "clip_name2": "clip_l.safetensors", "type": "flux"}},
+        "3": {"class_type": "VAELoader", "inputs": {"vae_name": "ae.safetensors"}},
+        "4": {"class_type": "CLIPTextEncode", "inputs": {"text": "a cabin", "clip": ["2", 0]}},
+        "5": {"class_type": "FluxGuidance", "inputs": {"guidance": 3.5, "conditioning": ["4", 0]}},
+        "6": {"class_type": "BasicGuider", "inputs": {"model": ["1", 0], "conditioning": ["5", 0]}},
+        "7": {"class_type": "RandomNoise", "inputs": {"noise_seed": 77}},
+        "8": {"class_type": "KSamplerSelect", "inputs": {"sampler_name": "euler"}},
+        "9": {"class_type": "BasicScheduler", "inputs": {"scheduler": "simple", "steps": 20, "denoise": 1.0,
+                                                          "model": ["1", 0]}},
+        "10": {"class_type": "EmptySD3LatentImage", "inputs": {"width": 1024, "height": 768, "batch_size": 1}},
+        "11": {"class_type": "SamplerCustomAdvanced", "inputs": {"noise": ["7", 0], "guider": ["6", 0],
+                                                                 "sampler": ["8", 0], "sigmas": ["9", 0],
+                                                                 "latent_image": ["10", 0]}},
+        "12": {"class_type": "VAEDecode", "inputs": {"samples": ["11", 0], "vae": ["3", 0]}},
+        "13": {"class_type": "SaveImage", "inputs": {"filename_prefix": "flux", "images": ["12", 0]}},
+    }
+    meta = read_metadata(t.comfy_png(tmp_path / "flux.png", graph))
+    assert (meta.prompt, meta.negative_prompt, meta.unmapped) == ("a cabin", "", ())
+    assert meta.parameters == {"Steps": "20", "Sampler": "Euler", "Schedule type": "Simple", "CFG scale": "1",
+                               "Seed": "77", "Size": "1024x768", "Model": "flux1-dev", "Distilled CFG Scale": "3.5",
+                               "VAE": "ae.safetensors", "RNG": "Comfy"}
+
+
+def test_comfyui_sampler_custom_reads_its_select_and_scheduler_nodes(tmp_path):
+    graph = t.comfy_api()
+    graph["3"] = {"class_type": "SamplerCustom", "inputs": {
+        "add_noise": True, "noise_seed": 5, "cfg": 6.0, "model": ["4", 0], "positive": ["6", 0], "negative": ["7", 0],
+        "sampler": ["20", 0], "sigmas": ["21", 0], "latent_image": ["5", 0]}}
+    graph["20"] = {"class_type": "KSamplerSelect", "inputs": {"sampler_name": "dpmpp_2m"}}
+    graph["21"] = {"class_type": "BasicScheduler", "inputs": {"scheduler": "karras", "steps": 9, "denoise": 1.0,
+                                                              "model": ["4", 0]}}
+    meta = read_metadata(t.comfy_png(tmp_path / "c.png", graph))
+    p = meta.parameters
+    assert (p["Sampler"], p["Schedule type"], p["Steps"], p["Seed"], p["CFG scale"]) == ("DPM++ 2M", "Karras", "9",
+                                                                                         "5", "6")

@@ -14,7 +14,7 @@ from typing import Any
 from sdcli.io.sources.common import BrokenMetadata, Found, clean, load_json, size, with_loras
 from sdcli.io.sources.names import comfy_sampler
 
-SAMPLER_NODES = ("KSampler", "KSamplerAdvanced", "SamplerCustom")
+SAMPLER_NODES = ("KSampler", "KSamplerAdvanced", "SamplerCustom", "SamplerCustomAdvanced")
 # Node class -> its widgets in the UI workflow's widgets_values order ("": a widget that is no input,
 # as control_after_generate). Every node sdcli maps to a job is a row; the rest are unmapped.
 WIDGETS: dict[str, tuple[str, ...]] = {
@@ -22,6 +22,10 @@ WIDGETS: dict[str, tuple[str, ...]] = {
     "KSamplerAdvanced": ("add_noise", "noise_seed", "", "steps", "cfg", "sampler_name", "scheduler",
                          "start_at_step", "end_at_step", "return_with_leftover_noise"),
     "SamplerCustom": ("add_noise", "noise_seed", "", "cfg"),
+    "SamplerCustomAdvanced": (),
+    "RandomNoise": ("noise_seed", ""),
+    "BasicGuider": (),
+    "CFGGuider": ("cfg",),
     "KSamplerSelect": ("sampler_name",),
     "BasicScheduler": ("scheduler", "steps", "denoise"),
     "CheckpointLoaderSimple": ("ckpt_name",),
@@ -133,11 +137,15 @@ class _Walk:
         sampler = self.graph[sorted(last, key=lambda i: (len(i), i))[-1]]
         if len(samplers) > 1:
             self.unmapped.append(f"{len(samplers)} sampler nodes (sdcli maps one; the last one's settings shown)")
-        # 2. Its settings, the model, the prompts, the latent.
+        # 2. Its settings, the model, the prompts (SamplerCustomAdvanced: on its guider), the latent.
         self.sampler(sampler)
-        self.model(sampler["inputs"].get("model"))
-        prompt = self.conditioning(sampler["inputs"].get("positive"), "positive")
-        negative = self.conditioning(sampler["inputs"].get("negative"), "negative")
+        holder = sampler["inputs"]
+        if sampler.get("class_type") == "SamplerCustomAdvanced" and _is_link(holder.get("guider")):
+            holder = dict(self.node(holder["guider"], "guider").get("inputs", {}))
+            holder.setdefault("positive", holder.get("conditioning"))
+        self.model(holder.get("model"))
+        prompt = self.conditioning(holder.get("positive"), "positive")
+        negative = self.conditioning(holder.get("negative"), "negative")
         self.latent(sampler["inputs"].get("latent_image"), self.params.pop("_denoise", 1.0))
         self.vae()
         # 3. Nodes sdcli does not map, anywhere in the graph.
@@ -155,11 +163,17 @@ class _Walk:
         """Seed, steps, CFG, sampler and scheduler (SamplerCustom: from its KSamplerSelect/BasicScheduler)."""
         kind, get = node.get("class_type"), lambda name, d=None: self.value(node, name, d)
         name, scheduler, steps, denoise = get("sampler_name"), get("scheduler"), get("steps"), get("denoise", 1.0)
-        if kind == "SamplerCustom":
-            if _is_link(get("sampler")):
-                name = self.value(self.node(get("sampler"), "sampler"), "sampler_name")
-            if _is_link(get("sigmas")):
-                sigmas = self.node(get("sigmas"), "sigmas")
+        seed, cfg, raw = get("seed", get("noise_seed")), get("cfg"), node.get("inputs", {})  # raw: links as links
+        if kind == "SamplerCustomAdvanced":  # RandomNoise, a guider (BasicGuider: CFG 1), KSamplerSelect, sigmas
+            if _is_link(raw.get("noise")):
+                seed = self.value(self.node(raw["noise"], "noise"), "noise_seed")
+            if _is_link(raw.get("guider")):
+                cfg = self.value(self.node(raw["guider"], "guider"), "cfg", 1.0)
+        if kind in ("SamplerCustom", "SamplerCustomAdvanced"):
+            if _is_link(raw.get("sampler")):
+                name = self.value(self.node(raw["sampler"], "sampler"), "sampler_name")
+            if _is_link(raw.get("sigmas")):
+                sigmas = self.node(raw["sigmas"], "sigmas")
                 if sigmas.get("class_type") == "BasicScheduler":
                     scheduler, steps = self.value(sigmas, "scheduler"), self.value(sigmas, "steps")
                     denoise = self.value(sigmas, "denoise", 1.0)
@@ -171,8 +185,7 @@ class _Walk:
             self.unmapped.append("a sampler with add_noise disabled")
         names, unmapped = comfy_sampler(name, scheduler)
         self.unmapped += unmapped
-        self.params.update({"Steps": steps, **names, "CFG scale": get("cfg"),
-                            "Seed": get("seed", get("noise_seed")), "_denoise": denoise})
+        self.params.update({"Steps": steps, **names, "CFG scale": cfg, "Seed": seed, "_denoise": denoise})
 
     def model(self, link: Any) -> None:
         """Loaders, LoRAs and ModelSampling nodes back along the model link."""
