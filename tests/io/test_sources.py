@@ -223,3 +223,40 @@ def test_comfyui_sampler_custom_reads_its_select_and_scheduler_nodes(tmp_path):
     p = meta.parameters
     assert (p["Sampler"], p["Schedule type"], p["Steps"], p["Seed"], p["CFG scale"]) == ("DPM++ 2M", "Karras", "9",
                                                                                          "5", "6")
+
+
+ODD_VALUES = (None, [], {}, "x", -1, 1e308, [1, 2, 3], ["9", 0])
+
+
+def _mutations(data):
+    """Copies of a JSON value with one leaf (or one object) replaced by each odd value."""
+    if isinstance(data, dict):
+        for key in list(data):
+            for mutated in _mutations(data[key]):
+                yield {**data, key: mutated}
+    elif isinstance(data, list):
+        for i, item in enumerate(data):
+            for mutated in _mutations(item):
+                yield [*data[:i], mutated, *data[i + 1:]]
+    yield from ODD_VALUES
+
+
+@pytest.mark.parametrize("tool", ["ComfyUI", "InvokeAI", "NovelAI", "Fooocus", "SwarmUI", "Draw Things"])
+def test_odd_values_anywhere_give_metadata_or_one_clean_error(tmp_path, tool):
+    from sdcli.io.sources import read_chunks
+    from sdcli.io.sources.common import BrokenMetadata
+
+    key, data, extra = {
+        "ComfyUI": ("prompt", t.comfy_api(), {}), "InvokeAI": ("invokeai_metadata", t.INVOKEAI_META, {}),
+        "NovelAI": ("Comment", json.loads(t.novelai_chunks()["Comment"]), {"Software": "NovelAI"}),
+        "Fooocus": ("parameters", t.FOOOCUS, {"fooocus_scheme": "fooocus"}), "SwarmUI": ("parameters", t.SWARM, {}),
+        "Draw Things": ("XMP", t.DRAWTHINGS, {})}[tool]
+    tried = 0
+    for mutated in _mutations(data):
+        text = t.drawthings_xmp(mutated) if tool == "Draw Things" else json.dumps(mutated)
+        try:
+            read_chunks({key: text, **extra})
+        except BrokenMetadata as exc:
+            assert "\n" not in str(exc)
+        tried += 1
+    assert tried > 50

@@ -30,8 +30,13 @@ COMFY_EXIF_TAGS = (0x0110, 0x010F, 0x010E)  # comfy_extras/nodes_images.py SaveA
 
 def read_chunks(chunks: dict[str, Any]) -> Found | None:
     """The first tool whose metadata the chunks hold (READERS order), or None."""
-    for _, reader in READERS:
-        found = reader(chunks)
+    for tool, reader in READERS:
+        try:
+            found = reader(chunks)
+        except (ValueError, TypeError, AttributeError, KeyError, IndexError, RecursionError) as exc:
+            # a field of an unexpected kind (a list where a number belongs ...): one line, never a traceback
+            raise BrokenMetadata(f"its {tool} metadata has a value sdcli cannot read ({type(exc).__name__}: "
+                                 f"{exc})") from None
         if found is not None:
             return found
     return None
