@@ -24,10 +24,13 @@ def read_stealth(image: Any) -> str | None:
     planes = {"alpha": pixels[:, :, 3:4]} if image.mode == "RGBA" else {}
     planes["rgb"] = pixels[:, :, :3]
     for mode, plane in planes.items():
-        bits = (plane.transpose(1, 0, 2).reshape(-1) & 1).astype(np.uint8)  # x outer, y inner, channels
+        height, channels = plane.shape[0], plane.shape[2]
+        first = plane[:, : -(-152 // (height * channels))]  # the columns that hold the signature and the length
+        bits = (first.transpose(1, 0, 2).reshape(-1) & 1).astype(np.uint8)  # x outer, y inner, channels
         head = np.packbits(bits[:120]).tobytes().decode("latin-1") if bits.size >= 152 else ""
         if head not in SIGNATURES[mode]:
             continue
+        bits = (plane.transpose(1, 0, 2).reshape(-1) & 1).astype(np.uint8)
         length = int.from_bytes(np.packbits(bits[120:152]).tobytes(), "big")
         if length % 8 or 152 + length > bits.size:
             raise BrokenMetadata(f"its stealth info ({head}) says {length} bits, which the image does not hold")
