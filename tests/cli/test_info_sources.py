@@ -160,3 +160,11 @@ def test_replayed_invokeai_image_runs(cli, tiny_model, tmp_path):
     record = json.loads(result.stdout)
     assert (record["seed"], record["sampler"], record["schedule"], record["width"]) == (1234, "DPM++ 2M", "Karras",
                                                                                         32)
+
+
+def test_comfy_noise_refuses_variation_seeds_and_ensd(cli, tmp_path):
+    for flags, named in ((("--subseed-strength", "0.3"), "--subseed-strength"), (("--ensd", "31337"), "--ensd")):
+        result = cli("txt2img", "x", "--rng", "comfy", *flags, "-o", tmp_path)
+        assert result.exit_code == 2
+        assert result.stderr.strip() == (f"error: {named}: ComfyUI's noise (--rng comfy) has no variation seed or "
+                                         "ENSD; use --rng cpu, gpu or nv")
