@@ -260,3 +260,11 @@ def test_odd_values_anywhere_give_metadata_or_one_clean_error(tmp_path, tool):
             assert "\n" not in str(exc)
         tried += 1
     assert tried > 50
+
+
+def test_comfyui_workflow_saved_without_control_after_generate(tmp_path):
+    workflow = t.comfy_workflow()
+    sampler = next(n for n in workflow["nodes"] if n["type"] == "KSampler")
+    sampler["widgets_values"] = [7, 4, 6.5, "euler_ancestral", "karras", 1.0]  # no "fixed"/"randomize" widget
+    meta = read_metadata(t.comfy_png(tmp_path / "w.png", workflow=workflow))
+    assert (meta.parameters["Seed"], meta.parameters["Steps"], meta.parameters["CFG scale"]) == ("7", "4", "6.5")

@@ -84,8 +84,11 @@ def api_from_workflow(workflow: Any) -> dict[str, Any]:
         if kind in UI_ONLY or node.get("mode") in (2, 4):  # muted or bypassed: did not run
             continue
         values = node.get("widgets_values") or []
+        names = WIDGETS.get(kind, ())
+        if isinstance(values, list) and len(values) < len(names):  # saved without the UI-only widgets
+            names = tuple(n for n in names if n)
         inputs = dict(values) if isinstance(values, dict) else {
-            name: value for name, value in zip(WIDGETS.get(kind, ()), values, strict=False) if name}
+            name: value for name, value in zip(names, values, strict=False) if name}
         for slot in node.get("inputs") or []:
             link = links.get(slot.get("link"))
             while link is not None and nodes.get(link[0], {}).get("type") == "Reroute":  # pass through
