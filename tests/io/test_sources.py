@@ -268,3 +268,19 @@ def test_comfyui_workflow_saved_without_control_after_generate(tmp_path):
     sampler["widgets_values"] = [7, 4, 6.5, "euler_ancestral", "karras", 1.0]  # no "fixed"/"randomize" widget
     meta = read_metadata(t.comfy_png(tmp_path / "w.png", workflow=workflow))
     assert (meta.parameters["Seed"], meta.parameters["Steps"], meta.parameters["CFG scale"]) == ("7", "4", "6.5")
+
+
+def test_comfyui_workflow_follows_reroutes_and_bypassed_nodes(tmp_path):
+    """A Reroute between loader and sampler, and a bypassed (mode 4) LoRA loader: links pass through both."""
+    workflow = t.comfy_workflow()
+    nodes = {n["id"]: n for n in workflow["nodes"]}
+    workflow["links"][0] = [1, 4, 0, 20, 0, "MODEL"]  # checkpoint -> reroute
+    workflow["links"] += [[20, 20, 0, 21, 0, "MODEL"], [21, 21, 0, 3, 0, "MODEL"]]  # reroute -> LoRA -> sampler
+    workflow["nodes"] += [
+        {"id": 20, "type": "Reroute", "inputs": [{"name": "", "type": "*", "link": 1}]},
+        {"id": 21, "type": "LoraLoaderModelOnly", "mode": 4, "widgets_values": ["ink.safetensors", 0.8],
+         "inputs": [{"name": "model", "type": "MODEL", "link": 20}]},
+    ]
+    nodes[3]["inputs"][0]["link"] = 21
+    meta = read_metadata(t.comfy_png(tmp_path / "w.png", workflow=workflow))
+    assert (meta.prompt, meta.parameters["Model"], meta.unmapped) == ("a lighthouse", "model", ())  # no LoRA

@@ -74,7 +74,8 @@ def read(chunks: dict[str, Any]) -> Found | None:
 def api_from_workflow(workflow: Any) -> dict[str, Any]:
     """The UI workflow as an API graph: each mapped node's widgets named (WIDGETS), links as [node, slot]."""
     try:
-        links = {link[0]: (str(link[1]), link[2]) for link in workflow.get("links") or []}
+        links = {link[0]: (str(link[1]), link[2], link[5] if len(link) > 5 else None)
+                 for link in workflow.get("links") or []}
         nodes = {str(n["id"]): n for n in workflow["nodes"]}
     except (AttributeError, KeyError, TypeError, IndexError):
         raise BrokenMetadata("its ComfyUI workflow has no readable nodes and links") from None
@@ -90,13 +91,25 @@ def api_from_workflow(workflow: Any) -> dict[str, Any]:
         inputs = dict(values) if isinstance(values, dict) else {
             name: value for name, value in zip(names, values, strict=False) if name}
         for slot in node.get("inputs") or []:
-            link = links.get(slot.get("link"))
-            while link is not None and nodes.get(link[0], {}).get("type") == "Reroute":  # pass through
-                link = links.get((nodes[link[0]].get("inputs") or [{}])[0].get("link"))
+            link = _through(links, nodes, links.get(slot.get("link")))
             if link is not None:
-                inputs[slot.get("name")] = list(link)
+                inputs[slot.get("name")] = list(link[:2])
         graph[node_id] = {"class_type": kind, "inputs": inputs}
     return graph
+
+
+def _through(links: dict[Any, Any], nodes: dict[str, Any], link: Any) -> Any:
+    """A UI link followed through Reroutes and bypassed nodes (mode 4: their input of the link's type passes on)."""
+    for _ in range(len(nodes) + 1):  # a cycle of reroutes ends here
+        node = nodes.get(link[0]) if link is not None else None
+        if node is None or (node.get("type") != "Reroute" and node.get("mode") != 4):
+            return link
+        slots = node.get("inputs") or [{}]
+        typed = [i for i in slots if i.get("type") == link[2]]
+        if node.get("type") == "Reroute":
+            typed = typed or slots[:1]
+        link = links.get(typed[0].get("link")) if typed else None
+    return None
 
 
 def _is_link(value: Any) -> bool:
