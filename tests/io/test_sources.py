@@ -66,6 +66,9 @@ def test_invokeai_three_formats(tmp_path):
     assert (new.generator, new.prompt, new.negative_prompt) == ("InvokeAI", "a tabby cat, <lora:add_detail:0.6>", "dog")
     assert new.parameters == {"Steps": "30", "Sampler": "DPM++ 2M", "Schedule type": "Karras", "CFG scale": "7.5",
                               "Seed": "1234", "Size": "512x640", "Model": "Deliberate v2", "RNG": "CPU"}
+    skipped = read_metadata(t.png(tmp_path / "k.png", {"invokeai_metadata": json.dumps({**t.INVOKEAI_META,
+                                                                                        "clip_skip": 1})}))
+    assert skipped.parameters["Clip skip"] == "2"  # InvokeAI counts the layers skipped, the WebUI the layer used
     legacy = read_metadata(t.png(tmp_path / "s.png", {"sd-metadata": json.dumps(t.SD_METADATA)}))
     assert (legacy.prompt, legacy.negative_prompt) == ("a cottage", "ugly, blurry")
     assert (legacy.parameters["Sampler"], legacy.parameters["Seed"], legacy.parameters["Model"]) == (

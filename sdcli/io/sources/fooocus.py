@@ -31,6 +31,8 @@ def read(chunks: dict[str, Any]) -> Found | None:
     parameters = clean({"Steps": params.get("steps"), **names, "CFG scale": params.get("cfg_scale"),
                         "Seed": params.get("seed"),
                         "Size": "x".join(width_height) if len(width_height) == 2 else None,
-                        "Model": model.rsplit(".", 1)[0] if model else None, "RNG": "Comfy"})
+                        "Model": model.rsplit(".", 1)[0] if model else None,
+                        "Clip skip": data.get("clip_skip") if data.get("clip_skip") not in (None, 1) else None,
+                        "RNG": "Comfy"})
     return Found("Fooocus", with_loras(str(data.get("prompt", "")), loras), str(data.get("negative_prompt", "")),
                  parameters, {"parameters": data}, NOTES, tuple(unmapped))

@@ -35,7 +35,8 @@ def read(chunks: dict[str, Any]) -> Found | None:
                         "Size": size(meta.get("width"), meta.get("height")), "Model": model,
                         "Denoising strength": meta.get("strength") if meta.get("type") == "img2img" or
                         meta.get("generation_mode", "").endswith("img2img") else None,
-                        "Clip skip": meta.get("clip_skip") or None, "RNG": "CPU"})
+                        "Clip skip": meta["clip_skip"] + 1 if meta.get("clip_skip") else None,  # layers skipped
+                        "RNG": "CPU"})
     unmapped = () if name in INVOKEAI_SAMPLERS else (f"scheduler {name!r}",)
     return Found("InvokeAI", with_loras(info.full_prompt, loras), info.full_negative_prompt, parameters,
                  {key: raw if key != "Dream" else chunks[key]}, NOTES, unmapped)
