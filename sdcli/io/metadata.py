@@ -181,11 +181,11 @@ def read_infotext(path: str | Path) -> str | None:
             return text
         comment = im.getexif().get_ifd(0x8769).get(0x9286)  # Exif IFD -> UserComment
     if isinstance(comment, bytes):
-        return _decode_user_comment(comment)
+        return decode_user_comment(comment)
     return comment or None
 
 
-def _decode_user_comment(raw: bytes) -> str | None:
+def decode_user_comment(raw: bytes) -> str | None:
     """EXIF UserComment: 8-byte charset header, then text (the WebUI writes UNICODE)."""
     header, body = raw[:8], raw[8:]
     if header.startswith(b"UNICODE"):

@@ -12,7 +12,7 @@ from sdcli.controlnet.units import ControlUnit, unit_from_dict, validate_units
 from sdcli.errors import UsageError
 from sdcli.request.fields import MAX_PROMPT_CHARS, MAX_SEED, check_fields, check_text  # noqa: F401 (re-exported)
 from sdcli.request.hires import MAX_SIDE, HiresSettings, check_final_size
-from sdcli.request.vocabulary import choice_key  # noqa: F401 (re-exported for execution/)
+from sdcli.request.vocabulary import choice_key  # also re-exported for execution/
 from sdcli.sampling.samplers import DEFAULT_SAMPLER, SamplerChoice, img2img_steps, resolve_sampler
 
 
@@ -202,6 +202,10 @@ def validate(request: GenerationRequest) -> SamplerChoice:
     check_seed_room("--seed", request.seed, request.total_images)
     if request.subseed_strength:
         check_seed_room("--subseed", request.subseed, request.total_images)
+    if choice_key(request.rng) == "comfy" and (request.subseed_strength or request.ensd):
+        flag = "--subseed-strength" if request.subseed_strength else "--ensd"
+        raise UsageError(f"{flag}: ComfyUI's noise (--rng comfy) has no variation seed or ENSD; use --rng cpu, "
+                         "gpu or nv")
     if request.sigma_min and request.sigma_max and request.sigma_min >= request.sigma_max:
         raise UsageError(f"--sigma-min: {request.sigma_min} is not below --sigma-max {request.sigma_max}")
     if request.outpaint is not None and not any(request.outpaint.pixels):

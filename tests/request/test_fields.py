@@ -42,7 +42,7 @@ def test_validation_comes_from_the_rows():
         validate(GenerationRequest(prompt="x", steps=0))
     with pytest.raises(UsageError, match=r"^--refiner-switch: 1 is out of range; use more than 0 and less than 1 "):
         validate(GenerationRequest(prompt="x", refiner_switch=1))
-    with pytest.raises(UsageError, match=r"^--rng: unknown value 'tpu'; choose from cpu, gpu, nv$"):
+    with pytest.raises(UsageError, match=r"^--rng: unknown value 'tpu'; choose from cpu, gpu, nv, comfy$"):
         validate(GenerationRequest(prompt="x", rng="TPU"))
     assert field("init.strength").allowed == "more than 0 and at most 1"
     assert field("hires.scale").allowed == "1 to 8"
