@@ -123,6 +123,24 @@ class SD3Family(FlowFamily):
     def lora_components(self) -> tuple[str, ...]:
         return ("transformer", "text_encoder", "text_encoder_2")  # as diffusers' SD3LoraLoaderMixin loads them
 
+    def lora_state(self, pipe: Any, state: dict[str, Any]) -> dict[str, Any]:
+        """PEFT files as they are (diffusers' SD3 loader converts nothing); kohya / ComfyUI files in SAI's MMDiT
+        names and sd-scripts' CLIP-L/G layers renamed by sdcli (models.flow_lora). T5-XXL layers are refused."""
+        from sdcli.models.flow_lora import clip_text_to_peft, linear_shapes, original_to_peft, sd3_layout
+        from sdcli.models.flux_keys import KeyLayoutError
+
+        if all(k.startswith(("transformer.", "text_encoder.", "text_encoder_2.")) for k in state):
+            return state
+        if t5 := [k for k in state if k.startswith("lora_te3_")]:
+            raise KeyLayoutError(f"{t5[0]}: T5-XXL layers; sdcli loads SD3 LoRAs into the transformer and the "
+                                 "CLIP-L/G encoders only")
+        text = {k: v for k, v in state.items() if k.startswith("lora_te")}
+        rest = {k: v for k, v in state.items() if k not in text}
+        shapes = linear_shapes(pipe.transformer)
+        out = original_to_peft(rest, sd3_layout(shapes), shapes) if rest else {}
+        encoders = {name: linear_shapes(getattr(pipe, name)) for name in ("text_encoder", "text_encoder_2")}
+        return out | clip_text_to_peft(text, encoders)
+
     def released(self, config: Any) -> bool:
         return int(config.attention_head_dim) == HEAD_DIM
 
