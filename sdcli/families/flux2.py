@@ -137,31 +137,29 @@ class Flux2Family(FlowFamily):
         return ("transformer",)  # diffusers' Flux2LoraLoaderMixin loads into the transformer only
 
     def lora_state(self, pipe: Any, state: dict[str, Any]) -> dict[str, Any]:
-        """kohya files through diffusers' kohya Flux.2 converter, the layers it leaves out (the modulations,
-        final_layer.adaLN_modulation.1) renamed by sdcli (models.flow_lora); ComfyUI/ai-toolkit files through
-        diffusers' converter but final_layer.adaLN_modulation.1, whose (shift, scale) rows it does not swap as its
-        weight converter does (sdcli does); PEFT files as they are."""
-        from diffusers.loaders.lora_conversion_utils import (
-            _convert_kohya_flux2_lora_to_diffusers,
-            _convert_non_diffusers_flux2_lora_to_diffusers,
+        """sd-scripts' kohya files through diffusers' kohya Flux.2 converter, the layers it drops (the modulations,
+        final_layer.adaLN_modulation.1) renamed by sdcli; ComfyUI/ai-toolkit files in BFL names renamed by sdcli
+        (models.flow_lora), since diffusers' converter for them takes no alpha and leaves final_layer's (shift,
+        scale) rows unswapped, unlike its weight converter; anything else (PEFT, LoKr, ...) as it is."""
+        from diffusers.loaders.lora_conversion_utils import _convert_kohya_flux2_lora_to_diffusers
+
+        from sdcli.models.flow_lora import (
+            FLUX2_KOHYA_EXTRA,
+            KOHYA,
+            flux2_layout,
+            is_original,
+            linear_shapes,
+            original_to_peft,
         )
 
-        from sdcli.models.flow_lora import FLUX2_KOHYA_EXTRA, KOHYA, flux2_layout, linear_shapes, original_to_peft
-        from sdcli.models.flux_keys import SWAPPED
-
-        kohya = any(k.endswith(".lora_down.weight") for k in state)
-        # ComfyUI/ai-toolkit files: diffusers' converter leaves final_layer's (shift, scale) rows unswapped
-        extra = (tuple(KOHYA + name.replace(".", "_") + "." for name in FLUX2_KOHYA_EXTRA) if kohya
-                 else (f"diffusion_model.{SWAPPED}.",))
-        ours = {k: v for k, v in state.items() if k.startswith(extra)}
-        if not kohya and not ours:
-            return state
         shapes = linear_shapes(pipe.transformer)
-        out = original_to_peft(ours, flux2_layout(shapes), shapes) if ours else {}
-        rest = {k: v for k, v in state.items() if k not in ours}
-        if kohya:
-            return out | _convert_kohya_flux2_lora_to_diffusers(rest)
-        return out | (_convert_non_diffusers_flux2_lora_to_diffusers(rest) if rest else {})
+        layout = flux2_layout(shapes)
+        if any(k.startswith(KOHYA) for k in state):
+            extra = tuple(KOHYA + name.replace(".", "_") + "." for name in FLUX2_KOHYA_EXTRA)
+            ours = {k: v for k, v in state.items() if k.startswith(extra)}
+            out = original_to_peft(ours, layout, shapes) if ours else {}
+            return out | _convert_kohya_flux2_lora_to_diffusers({k: v for k, v in state.items() if k not in ours})
+        return original_to_peft(state, layout, shapes) if is_original(state, layout) else state
 
     def prompt_encoder(self, pipe: Any, clip_skip: int, emphasis: str, size: tuple[int, int],
                        distilled_cfg: float | None = None) -> PromptEncoder:

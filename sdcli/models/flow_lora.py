@@ -17,9 +17,10 @@ Who converts what (each family's lora_state picks):
 - Chroma: sdcli (bfl_layout) for kohya and ComfyUI files in BFL names (diffusers' kohya Flux converter splits a
   single block's linear1 at Flux's released width only); diffusers' FluxLoraLoaderMixin for PEFT files.
 - Qwen-Image: diffusers (_convert_non_diffusers_qwen_lora_to_diffusers: kohya/musubi, ComfyUI, lightx2v; renames).
-- Flux.2: diffusers (_convert_kohya_flux2_lora_to_diffusers, _convert_non_diffusers_flux2_lora_to_diffusers: even
-  splits, no width asserted); sdcli (flux2_layout) for the kohya layers diffusers' kohya converter drops (the
-  modulations, final_layer.adaLN_modulation.1).
+- Flux.2: diffusers (_convert_kohya_flux2_lora_to_diffusers: even splits, no width asserted) for sd-scripts' kohya
+  files, sdcli (flux2_layout) for the layers it drops (the modulations, final_layer.adaLN_modulation.1) and for
+  ComfyUI/ai-toolkit files in BFL names (diffusers' converter for those takes no alpha and does not swap
+  final_layer's rows as its weight converter does); PEFT and LoKr files go to diffusers as they are.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ PREFIXES = ("diffusion_model.", "model.diffusion_model.", "transformer.", "base_
 _KEY = re.compile(r"^(.+?)\.(lora_down|lora_up|lora_A|lora_B|alpha)(?:\.weight)?$")
 _PART = {"lora_down": "down", "lora_A": "down", "lora_up": "up", "lora_B": "up", "alpha": "alpha"}
 QKV = "qkv"
+APPROXIMATOR = "distilled_guidance_layer."  # Chroma's modulation network
 
 
 def linear_shapes(module: Any) -> dict[str, tuple[int, int]]:
@@ -100,10 +102,15 @@ def _blocks(shapes: Shapes, diffusers: str) -> list[int]:
 
 def bfl_layout(shapes: Shapes) -> Layout:
     """BFL's names (double_blocks / single_blocks, img_in, final_layer, ...) of a Flux.1-style transformer's Linear
-    layers (Chroma's; flux_keys' tables): fused qkv and a single block's linear1 (q, k, v, the MLP) split."""
+    layers (Chroma's; flux_keys' tables): fused qkv and a single block's linear1 (q, k, v, the MLP) split; Chroma's
+    approximator (distilled_guidance_layer: its layers' in_layer/out_layer are diffusers' linear_1/linear_2)."""
     layout: Layout = {}
     for original, module in TOP.items():
         _fused(layout, shapes, original, (module,), original == SWAPPED)
+    for module in shapes:
+        if module.startswith(APPROXIMATOR):
+            original = module.replace(".linear_1", ".in_layer").replace(".linear_2", ".out_layer")
+            layout[original] = ((module,), False)
     for kind, plain, fused in (("double_blocks", DOUBLE, DOUBLE_FUSED), ("single_blocks", SINGLE, SINGLE_FUSED)):
         for i in _blocks(shapes, BLOCKS[kind]):
             block = f"{BLOCKS[kind]}.{i}."

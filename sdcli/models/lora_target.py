@@ -36,6 +36,7 @@ LORA_TARGETS: tuple[LoraTarget, ...] = (
     LoraTarget("SD3", ("sd3",), re.compile(rf"joint_blocks|(^|{_SEP})(x|context)_block{_SEP}")),
     LoraTarget("Stable Diffusion 1.x/2.x/XL", ("sd1", "sd2", "sdxl", "sdxl-refiner"),
                re.compile(rf"(down|up)_blocks{_SEP}\d|mid_block{_SEP}|(input|output)_blocks{_SEP}\d|middle_block")),
+    LoraTarget("Chroma", ("chroma",), re.compile(r"distilled_guidance_layer")),
     # BFL names and diffusers' Flux.1 names are shared by Flux.1, Chroma and Flux.2's attention layers.
     LoraTarget("Flux.1, Chroma or Flux.2",
                ("flux-dev", "flux-schnell", "flux-fill", "flux-control", "chroma", "flux2-klein", "flux2-klein-base",
