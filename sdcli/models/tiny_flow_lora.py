@@ -8,6 +8,7 @@ format. Formats (`fmt`):
 - "kohya": sd-scripts' `lora_unet_<original name, '.' -> '_'>.lora_down/lora_up.weight` with alpha = rank / 2 (the
   stored down matrix is twice the folded one);
 - "comfy": ComfyUI's / ai-toolkit's original names, `diffusion_model.<original>.lora_A/B.weight`;
+- "comfy-kohya": the same names with lora_down/lora_up and alpha (ComfyUI's own LoRA training saves these);
 - "musubi": kohya keys over diffusers module names (musubi-tuner's and kohya's Qwen-Image/Z-Image files);
 - "aitoolkit": `diffusion_model.<diffusers module>.lora_A/B.weight` (ai-toolkit's Z-Image files);
 - "lightning": unprefixed diffusers names with lora_down/lora_up and alpha (lightx2v's Qwen-Image-Lightning).
@@ -25,7 +26,7 @@ from sdcli.models.flow_lora import KOHYA, LAYOUTS, swap_halves
 
 # sdcli.models.tiny's arch -> its layout in models.flow_lora.LAYOUTS
 ARCH_LAYOUTS = {"sd3": "sd3", "zimage": "zimage", "chroma": "bfl", "qwen-image": "identity", "flux2-klein": "flux2"}
-FORMATS = ("peft", "kohya", "comfy", "musubi", "aitoolkit", "lightning")
+FORMATS = ("peft", "kohya", "comfy", "comfy-kohya", "musubi", "aitoolkit", "lightning")
 _PER_MODULE = ("peft", "musubi", "aitoolkit", "lightning")  # formats in diffusers' module names
 _CLIP_ATTENTION = re.compile(r"^text_model\.encoder\.layers\.\d+\.self_attn\.(?:q|k|v|out)_proj$")
 _TEXT_ENCODERS = {"text_encoder": "lora_te1_", "text_encoder_2": "lora_te2_"}
@@ -48,8 +49,8 @@ def _pair_keys(fmt: str, name: str, down: Any, up: Any, rank: int) -> dict[str, 
     """One layer's pair (alpha / rank folded in) under `name` in `fmt`'s spelling."""
     import torch
 
-    if fmt in ("kohya", "musubi", "lightning"):
-        stem = name if fmt == "lightning" else KOHYA + name.replace(".", "_")
+    if fmt in ("kohya", "musubi", "lightning", "comfy-kohya"):
+        stem = {"lightning": name, "comfy-kohya": f"diffusion_model.{name}"}.get(fmt, KOHYA + name.replace(".", "_"))
         return {f"{stem}.lora_down.weight": down * 2, f"{stem}.lora_up.weight": up,
                 f"{stem}.alpha": torch.tensor(rank / 2)}
     prefix = "transformer." if fmt == "peft" else "diffusion_model."

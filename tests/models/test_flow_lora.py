@@ -16,9 +16,10 @@ from sdcli.models.tiny_flow_lora import write_tiny_flow_lora
 
 RUN = ("--steps", "2", "-W", "32", "-H", "32", "--seed", "3")
 # arch -> the formats its LoRAs are published in besides PEFT (models.tiny_flow_lora)
-FORMATS = {"sd3": ("kohya", "comfy"), "zimage": ("kohya", "comfy", "musubi", "aitoolkit"),
-           "chroma": ("kohya", "comfy"), "qwen-image": ("kohya", "comfy", "lightning", "aitoolkit"),
-           "flux2-klein": ("kohya", "comfy")}
+FORMATS = {"sd3": ("kohya", "comfy", "comfy-kohya"), "zimage": ("kohya", "comfy", "comfy-kohya", "musubi", "aitoolkit"),
+           "chroma": ("kohya", "comfy", "comfy-kohya"),
+           "qwen-image": ("kohya", "comfy", "comfy-kohya", "lightning", "aitoolkit"),
+           "flux2-klein": ("kohya", "comfy", "comfy-kohya")}
 ARCHS = tuple(FORMATS)
 LABELS = {"sd3": "SD3", "zimage": "Z-Image", "chroma": "Chroma", "qwen-image": "Qwen-Image", "flux2-klein": "Flux.2"}
 TEXT_ENCODERS = ("sd3",)  # archs whose tiny LoRAs also hold text-encoder (CLIP-L/G) layers
