@@ -217,3 +217,14 @@ def test_prompt_files_and_hires_xyz_take_the_lora(cli, tiny_family, loras, tmp_p
     hires_base = run(cli, model, tmp_path / "hb", *HIRES)
     assert hires_base.shape == (64, 64, 3) and np.array_equal(zero, hires_base)
     assert np.abs(one - hires_base).max() > 10
+
+
+def test_sd3s_clip_layers_count_and_take_the_text_encoder_weight(cli, tiny_family, loras, tmp_path):
+    """SD3's kohya file holds CLIP-L/G layers besides the transformer's (the comfy file: the same transformer
+    weights, no CLIP layers): `<lora:kohya:0:1>` (text encoders 0, transformer 1) is the comfy file's image, and at
+    1 for both the CLIP part changes it."""
+    model, root = tiny_family("sd3"), loras("sd3")
+    comfy = run(cli, model, tmp_path / "comfy", "--models-dir", root, prompt="a cat <lora:comfy:1>")
+    split = run(cli, model, tmp_path / "split", "--models-dir", root, prompt="a cat <lora:kohya:0:1>")
+    both = run(cli, model, tmp_path / "both", "--models-dir", root, prompt="a cat <lora:kohya:1>")
+    assert np.array_equal(split, comfy) and np.abs(both - comfy).max() > 5
