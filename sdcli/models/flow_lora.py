@@ -9,8 +9,9 @@ lora_A/lora_B`, unprefixed), alpha / rank folded in as diffusers folds it. Only 
 convert as released ones do.
 
 Who converts what (each family's lora_state picks):
-- SD3: sdcli (sd3_layout) for kohya/ComfyUI files in SAI's MMDiT names and sd-scripts' `lora_te1_`/`lora_te2_`
-  CLIP layers (clip_text_to_peft); diffusers' SD3LoraLoaderMixin, which converts nothing, for PEFT files.
+- SD3: sdcli (sd3_layout) for kohya/ComfyUI files in SAI's MMDiT names and sd-scripts' `lora_te1_`/`lora_te2_`/
+  `lora_te3_` CLIP-L/G and T5-XXL layers (text_to_peft; the T5 part loaded by models.flux_lora.load_t5, as
+  diffusers' SD3 loader takes none); diffusers' SD3LoraLoaderMixin, which converts nothing, for PEFT files.
 - Z-Image: sdcli (zimage_layout) for files in the original names (fused `attention.qkv`, `attention.out`,
   `x_embedder`, `final_layer`), which diffusers' converter does not split; diffusers'
   (_convert_non_diffusers_z_image_lora_to_diffusers: renames only) for diffusers names in any spelling.
@@ -228,10 +229,12 @@ def original_to_peft(state: Mapping[str, Any], layout: Layout, shapes: Shapes) -
     return out
 
 
-def clip_text_to_peft(state: Mapping[str, Any], encoders: Mapping[str, Shapes]) -> Tensors:
-    """sd-scripts' CLIP layers (`lora_te1_...`, `lora_te2_...`, `lora_te_...` = te1) as `text_encoder[_2].<module>.
-    lora_A/B.weight` for the named encoders (kohya prefix -> pipeline component: its Linear shapes)."""
-    prefixes = {"lora_te1_": "text_encoder", "lora_te_": "text_encoder", "lora_te2_": "text_encoder_2"}
+def text_to_peft(state: Mapping[str, Any], encoders: Mapping[str, Shapes]) -> Tensors:
+    """sd-scripts' text-encoder layers (`lora_te1_...` = `lora_te_...`, `lora_te2_...`, `lora_te3_...`: SD3's CLIP-L,
+    CLIP-G, T5-XXL) as `text_encoder[_2|_3].<module>.lora_A/B.weight` for the named encoders (pipeline component ->
+    its Linear shapes). Layers for an encoder not named raise KeyLayoutError."""
+    prefixes = {"lora_te1_": "text_encoder", "lora_te_": "text_encoder", "lora_te2_": "text_encoder_2",
+                "lora_te3_": "text_encoder_3"}
     out: Tensors = {}
     for prefix, component in prefixes.items():
         part = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}

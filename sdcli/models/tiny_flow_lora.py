@@ -12,8 +12,8 @@ format. Formats (`fmt`):
 - "musubi": kohya keys over diffusers module names (musubi-tuner's and kohya's Qwen-Image/Z-Image files);
 - "aitoolkit": `diffusion_model.<diffusers module>.lora_A/B.weight` (ai-toolkit's Z-Image files);
 - "lightning": unprefixed diffusers names with lora_down/lora_up and alpha (lightx2v's Qwen-Image-Lightning).
-With `text_encoders` (SD3), the CLIP-L and CLIP-G attention layers get pairs too: PEFT's `text_encoder.` /
-`text_encoder_2.`, kohya's `lora_te1_` / `lora_te2_`.
+With `text_encoders` (SD3), the CLIP-L and CLIP-G attention layers and every T5-XXL Linear get pairs too: PEFT's
+`text_encoder.` / `text_encoder_2.` / `text_encoder_3.`, kohya's `lora_te1_` / `lora_te2_` / `lora_te3_`.
 """
 
 from __future__ import annotations
@@ -28,8 +28,10 @@ from sdcli.models.flow_lora import KOHYA, LAYOUTS, swap_halves
 ARCH_LAYOUTS = {"sd3": "sd3", "zimage": "zimage", "chroma": "bfl", "qwen-image": "identity", "flux2-klein": "flux2"}
 FORMATS = ("peft", "kohya", "comfy", "comfy-kohya", "musubi", "aitoolkit", "lightning")
 _PER_MODULE = ("peft", "musubi", "aitoolkit", "lightning")  # formats in diffusers' module names
-_CLIP_ATTENTION = re.compile(r"^text_model\.encoder\.layers\.\d+\.self_attn\.(?:q|k|v|out)_proj$")
-_TEXT_ENCODERS = {"text_encoder": "lora_te1_", "text_encoder_2": "lora_te2_"}
+# The text-encoder layers SD3 LoRAs hold here: CLIP-L/G attention, every T5-XXL Linear; kohya prefix per encoder.
+_TEXT_LAYERS = re.compile(r"^text_model\.encoder\.layers\.\d+\.self_attn\.(?:q|k|v|out)_proj$"
+                          r"|^encoder\.block\.\d+\.layer\.\d+\.(?:SelfAttention\.[qkvo]|DenseReluDense\.\w+)$")
+_TEXT_ENCODERS = {"text_encoder": "lora_te1_", "text_encoder_2": "lora_te2_", "text_encoder_3": "lora_te3_"}
 
 
 def _linear_shapes(file: Path) -> dict[str, tuple[int, int]]:
@@ -85,7 +87,7 @@ def write_tiny_flow_lora(model: Path, path: Path, arch: str, *, fmt: str = "peft
     if text_encoders:
         for component, kohya in _TEXT_ENCODERS.items():
             for name, (fan_in, fan_out) in _linear_shapes(model / component / "model.safetensors").items():
-                if not _CLIP_ATTENTION.match(name):
+                if not _TEXT_LAYERS.match(name):
                     continue
                 down = torch.randn(rank, fan_in, generator=gen) * strength
                 up = torch.randn(fan_out, rank, generator=gen) * strength

@@ -22,7 +22,7 @@ FORMATS = {"sd3": ("kohya", "comfy", "comfy-kohya"), "zimage": ("kohya", "comfy"
            "flux2-klein": ("kohya", "comfy", "comfy-kohya")}
 ARCHS = tuple(FORMATS)
 LABELS = {"sd3": "SD3", "zimage": "Z-Image", "chroma": "Chroma", "qwen-image": "Qwen-Image", "flux2-klein": "Flux.2"}
-TEXT_ENCODERS = ("sd3",)  # archs whose tiny LoRAs also hold text-encoder (CLIP-L/G) layers
+TEXT_ENCODERS = ("sd3",)  # archs whose tiny LoRAs also hold text-encoder (CLIP-L/G, T5-XXL) layers
 
 
 @pytest.fixture(scope="module")
@@ -79,18 +79,23 @@ def test_weight_zero_is_the_base_and_one_changes_it(cli, tiny_family, loras, tmp
 
 @pytest.mark.parametrize("arch, fmt", [(arch, fmt) for arch, formats in FORMATS.items() for fmt in formats])
 def test_each_format_puts_the_peft_files_weights_into_the_model(tiny_family_pipe, loras, arch, fmt):
-    """The weight deltas sdcli's loader puts into every LoRA'd layer (fused layers split, alpha folded in) are the
-    PEFT file's, bit for bit; and taking the LoRA off leaves no LoRA layer."""
+    """The weight deltas sdcli's loader puts into every LoRA'd layer (fused layers split, alpha folded in; SD3's
+    kohya file: CLIP-L/G and T5-XXL too) are the PEFT file's, bit for bit; taking the LoRA off leaves no LoRA
+    layer in any component."""
     import torch
 
     model, folder = tiny_family_pipe(arch), loras(arch) / "Lora"
     peft = _deltas(model, folder / "peft.safetensors")
-    if arch in TEXT_ENCODERS and fmt != "kohya":  # only kohya's files hold CLIP layers
+    if arch in TEXT_ENCODERS and fmt != "kohya":  # only kohya's files hold text-encoder layers
         peft = {k: v for k, v in peft.items() if k.startswith("transformer.")}
     other = _deltas(model, folder / f"{fmt}.safetensors")
     assert len(peft) > 10 and set(other) == set(peft)
     assert all(torch.equal(other[k], peft[k]) for k in peft)
-    assert not any(".lora_" in name for name, _ in model.pipe.transformer.named_modules())
+    parts = {key.split(".", 1)[0] for key in other}
+    assert parts == ({"transformer", "text_encoder", "text_encoder_2", "text_encoder_3"}
+                     if arch in TEXT_ENCODERS and fmt == "kohya" else {"transformer"})
+    for part in model.family.lora_components():  # taken off: no LoRA layer left anywhere
+        assert not any(".lora_" in name for name, _ in getattr(model.pipe, part).named_modules())
 
 
 @pytest.mark.parametrize("arch", ARCHS)
@@ -128,7 +133,7 @@ def _merge_into(folder, lora, scale):
 
 @pytest.mark.parametrize("arch", ARCHS)
 def test_a_lora_merged_by_hand_gives_the_pixels_of_applying_it(cli, tiny_family, loras, tmp_path, arch):
-    """The PEFT file merged into a copy of the model's weights at 0.7 (transformer, and SD3's CLIP-L/G) against
+    """The PEFT file merged into a copy of the model's weights at 0.7 (transformer, and SD3's CLIP-L/G, T5) against
     the kohya file of the same weights applied at 0.7: within 1 level (fp32 on CPU; the merged network adds the
     delta into the weight before the matmul, peft after it, so the sums may round differently; measured: 0 levels
     in all five families)."""
@@ -175,8 +180,8 @@ def test_another_familys_lora_is_refused_naming_both(cli, tiny_family, loras, tm
 @pytest.mark.parametrize("arch, case", [("sd3", "t5"), ("zimage", "half"), ("chroma", "unknown"),
                                         ("flux2-klein", "half")])
 def test_a_broken_file_is_one_error_line(cli, tiny_family, loras, tmp_path, arch, case):
-    """sd-scripts' T5 layers on SD3, a layer without its up matrix, an unknown layer: exit 2, one line naming the
-    file, nothing written."""
+    """A T5 layer naming no T5 module on SD3, a layer without its up matrix, an unknown layer: exit 2, one line
+    naming the file, nothing written."""
     import torch
     from safetensors.torch import load_file, save_file
 
@@ -184,7 +189,7 @@ def test_a_broken_file_is_one_error_line(cli, tiny_family, loras, tmp_path, arch
     if case == "half":
         del state[next(k for k in sorted(state) if k.endswith(".lora_B.weight"))]
     else:
-        stem = "lora_te3_encoder_block_0_layer_0_SelfAttention_q" if case == "t5" else "lora_unet_foo_bar"
+        stem = "lora_te3_encoder_block_99_layer_0_SelfAttention_q" if case == "t5" else "lora_unet_foo_bar"
         state |= {f"{stem}.lora_down.weight": torch.zeros(4, 8), f"{stem}.lora_up.weight": torch.zeros(8, 4)}
     bad = tmp_path / f"{case}.safetensors"
     save_file(state, str(bad))
@@ -219,10 +224,10 @@ def test_prompt_files_and_hires_xyz_take_the_lora(cli, tiny_family, loras, tmp_p
     assert np.abs(one - hires_base).max() > 10
 
 
-def test_sd3s_clip_layers_count_and_take_the_text_encoder_weight(cli, tiny_family, loras, tmp_path):
-    """SD3's kohya file holds CLIP-L/G layers besides the transformer's (the comfy file: the same transformer
-    weights, no CLIP layers): `<lora:kohya:0:1>` (text encoders 0, transformer 1) is the comfy file's image, and at
-    1 for both the CLIP part changes it."""
+def test_sd3s_text_encoder_layers_count_and_take_their_own_weight(cli, tiny_family, loras, tmp_path):
+    """SD3's kohya file holds CLIP-L/G and T5-XXL layers besides the transformer's (the comfy file: the same
+    transformer weights, no text-encoder layers): `<lora:kohya:0:1>` (text encoders 0, transformer 1) is the comfy
+    file's image, and at 1 for both the text-encoder part changes it."""
     model, root = tiny_family("sd3"), loras("sd3")
     comfy = run(cli, model, tmp_path / "comfy", "--models-dir", root, prompt="a cat <lora:comfy:1>")
     split = run(cli, model, tmp_path / "split", "--models-dir", root, prompt="a cat <lora:kohya:0:1>")
