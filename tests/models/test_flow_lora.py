@@ -233,3 +233,14 @@ def test_sd3s_text_encoder_layers_count_and_take_their_own_weight(cli, tiny_fami
     split = run(cli, model, tmp_path / "split", "--models-dir", root, prompt="a cat <lora:kohya:0:1>")
     both = run(cli, model, tmp_path / "both", "--models-dir", root, prompt="a cat <lora:kohya:1>")
     assert np.array_equal(split, comfy) and np.abs(both - comfy).max() > 5
+
+
+def test_replay_finds_a_tagged_lora_again(cli, tiny_family, loras, tmp_path):
+    """Replay of a Qwen-Image image made with a ComfyUI LoRA tag: the LoRA found in the models folder again, the same
+    pixels."""
+    model, root = tiny_family("qwen-image"), loras("qwen-image")
+    made = run(cli, model, tmp_path / "a", "--models-dir", root, prompt="a cat <lora:comfy:0.8>")
+    again = cli("replay", next((tmp_path / "a").glob("*.png")), "-m", model, "--models-dir", root, "-o", tmp_path / "b")
+    assert again.exit_code == 0, again.stderr
+    assert np.array_equal(np.asarray(Image.open(next((tmp_path / "b").glob("*.png"))), dtype=np.int16), made)
+    assert not np.array_equal(made, run(cli, model, tmp_path / "base"))
