@@ -247,8 +247,13 @@ class FluxDerivedFamily(FluxFamily):
         return state
 
     def load_lora(self, pipe: Any, state: dict[str, Any], adapter: str) -> None:
-        """The pipeline's own diffusers LoRA loader, into the transformer only (no T5 part to split off)."""
-        pipe.load_lora_weights(state, adapter_name=adapter)
+        """The pipeline's own diffusers LoRA loader (after lora_state), into the transformer only (no T5 part to
+        split off)."""
+        pipe.load_lora_weights(self.lora_state(pipe, state), adapter_name=adapter)
+
+    def unload_loras(self, pipe: Any) -> None:
+        """diffusers' plain unload (no control LoRA widens these transformers; Qwen-Image's loader takes no reset)."""
+        pipe.unload_lora_weights()
 
     def inpainting_input(self, mask: Any, masked_latent: Any) -> Any:
         raise NotImplementedError(f"{self.label} has no dedicated inpainting model")

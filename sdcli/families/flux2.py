@@ -156,6 +156,30 @@ class Flux2Family(FlowFamily):
             scale = (native * native / (width * height)) ** 0.5
             width, height = int(width * scale), int(height * scale)
         return super().reference_size((width, height), native)
+    def lora_state(self, pipe: Any, state: dict[str, Any]) -> dict[str, Any]:
+        """sd-scripts' kohya files through diffusers' kohya Flux.2 converter, the layers it drops (the modulations,
+        final_layer.adaLN_modulation.1) renamed by sdcli; ComfyUI/ai-toolkit files in BFL names renamed by sdcli
+        (models.flow_lora), since diffusers' converter for them takes no alpha and leaves final_layer's (shift,
+        scale) rows unswapped, unlike its weight converter; anything else (PEFT, LoKr, ...) as it is."""
+        from diffusers.loaders.lora_conversion_utils import _convert_kohya_flux2_lora_to_diffusers
+
+        from sdcli.models.flow_lora import (
+            FLUX2_KOHYA_EXTRA,
+            KOHYA,
+            flux2_layout,
+            is_original,
+            linear_shapes,
+            original_to_peft,
+        )
+
+        shapes = linear_shapes(pipe.transformer)
+        layout = flux2_layout(shapes)
+        if any(k.startswith(KOHYA) for k in state):
+            extra = tuple(KOHYA + name.replace(".", "_") + "." for name in FLUX2_KOHYA_EXTRA)
+            ours = {k: v for k, v in state.items() if k.startswith(extra)}
+            out = original_to_peft(ours, layout, shapes) if ours else {}
+            return out | _convert_kohya_flux2_lora_to_diffusers({k: v for k, v in state.items() if k not in ours})
+        return original_to_peft(state, layout, shapes) if is_original(state, layout) else state
 
     def prompt_encoder(self, pipe: Any, clip_skip: int, emphasis: str, size: tuple[int, int],
                        distilled_cfg: float | None = None) -> PromptEncoder:
