@@ -8,8 +8,8 @@ import typer
 
 from sdcli.cli import options as o
 
-HELP = """Serve the AUTOMATIC1111 WebUI API (/sdapi/v1/txt2img, img2img, samplers, schedulers,
-sd-models, options, png-info, progress, interrupt) with models kept loaded.
+HELP = """Serve the AUTOMATIC1111 WebUI API (/sdapi/v1/txt2img, img2img, options, the lists clients read,
+extras, png-info, progress, interrupt) with models kept loaded.
 
 Binds 127.0.0.1 unless --listen. One generation runs at a time; others wait in a
 bounded queue (503 when full). `sdcli txt2img --server http://127.0.0.1:7860 ...`
@@ -97,7 +97,8 @@ def serve(
     host = "0.0.0.0" if listen else "127.0.0.1"
     if listen and not auth:
         note("warning: --listen without --api-auth: anyone who can reach this machine can use the server")
-    app = create_app(engine, limits=Limits(max_body_mb << 20, max_pixels, max_images), auth=auth)
+    app = create_app(engine, limits=Limits(max_body_mb << 20, max_pixels, max_images), auth=auth,
+                     flags={"listen": listen, "port": port})
     for flag, folder in (("--models-dir", models_dir), ("--webui-dir", webui_dir)):
         if folder:
             note(f"requests may name upscalers, refiners, LoRAs, embeddings and VAEs in {folder} ({flag})")

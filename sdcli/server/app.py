@@ -24,9 +24,10 @@ from pydantic import BaseModel
 
 from sdcli import __version__
 from sdcli.errors import SdcliError, UsageError
-from sdcli.models.assets import plan_assets
 from sdcli.server import schemas
+from sdcli.server.catalog import add_catalog_routes
 from sdcli.server.engine import AddOns, Engine, Generated, QueueFull
+from sdcli.server.options import apply as apply_options
 
 
 @dataclass(frozen=True)
@@ -103,11 +104,14 @@ class _Inputs:
         self._dir.cleanup()
 
 
-def create_app(engine: Engine, *, limits: Limits = Limits(), auth: dict[str, str] | None = None) -> FastAPI:
-    """The app for `engine`; `auth` maps user -> password (HTTP Basic on every route) when given."""
+def create_app(engine: Engine, *, limits: Limits = Limits(), auth: dict[str, str] | None = None,
+               flags: dict[str, Any] | None = None) -> FastAPI:
+    """The app for `engine`; `auth` maps user -> password (HTTP Basic on every route) when given; `flags`:
+    `sdcli serve`'s own settings that /sdapi/v1/cmd-flags reports (listen, port)."""
     dependencies = [Depends(_basic_auth(auth))] if auth else []
     app = FastAPI(title="sdcli", version=__version__, dependencies=dependencies)
     _add_error_handlers(app, limits)
+    add_catalog_routes(app, engine, flags)
 
     def check_limits(request: Any) -> None:
         width, height = request.width or 0, request.height or 0
@@ -135,7 +139,10 @@ def create_app(engine: Engine, *, limits: Limits = Limits(), auth: dict[str, str
         try:
             check_limits(request)
             model_spec = (payload.override_settings or {}).get("sd_model_checkpoint")
-            return engine.generate(request, model_spec, schemas.add_ons(payload, engine.options), webui=True)
+            done = engine.generate(request, model_spec, schemas.add_ons(payload, engine.options), webui=True)
+            if payload.override_settings and not payload.override_settings_restore_afterwards:
+                apply_options(engine, payload.override_settings, "override_settings.")  # kept, as the WebUI's
+            return done
         except SdcliError as exc:
             raise type(exc)(schemas.field_message(str(exc))) from None
 
@@ -212,26 +219,6 @@ def create_app(engine: Engine, *, limits: Limits = Limits(), auth: dict[str, str
     def sd_models() -> list[dict[str, Any]]:
         return [{"title": m.title, "model_name": m.ref.name, "hash": m.hash, "sha256": None,
                  "filename": str(m.ref.path), "config": None} for m in engine.models]
-
-    @app.get("/sdapi/v1/options")
-    def get_options() -> dict[str, Any]:
-        return {**engine.options, "sd_model_checkpoint": engine.current.title,
-                "sd_checkpoint_hash": engine.current.hash}
-
-    @app.post("/sdapi/v1/options")
-    def set_options(values: dict[str, Any]) -> None:
-        if "CLIP_stop_at_last_layers" in values:
-            skip = values["CLIP_stop_at_last_layers"]
-            if not isinstance(skip, int) or not 1 <= skip <= 12:
-                raise UsageError(f"CLIP_stop_at_last_layers: {skip!r} is not a whole number from 1 to 12")
-        if "sd_vae" in values:  # a name in the server's VAE folder, checked now rather than at each request
-            try:
-                plan_assets(engine.assets(AddOns(vae=schemas.vae_name(values["sd_vae"], "sd_vae"))), "")
-            except SdcliError as exc:
-                raise type(exc)(str(exc).replace("--vae:", "sd_vae:", 1)) from None
-        if (checkpoint := values.get("sd_model_checkpoint")) is not None:
-            engine.switch(str(checkpoint))
-        engine.options.update({k: v for k, v in values.items() if k != "sd_model_checkpoint"})
 
     @app.get("/sdapi/v1/scripts")
     def scripts() -> dict[str, list[str]]:

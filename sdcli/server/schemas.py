@@ -18,6 +18,7 @@ from sdcli.request.fields import FIELDS
 from sdcli.request.generation import GenerationRequest, ImageInput, InpaintSettings, OutpaintSettings
 from sdcli.request.vocabulary import DIRECTIONS, MASKED_CONTENT_CODES, RESIZE_CODES
 from sdcli.server.engine import AddOns
+from sdcli.server.options import checked, request_fields, vae_name
 
 
 class Txt2ImgRequest(BaseModel):
@@ -59,6 +60,11 @@ class Txt2ImgRequest(BaseModel):
     hr_negative_prompt: str = ""
     refiner_checkpoint: str | None = None  # a served model or a checkpoint name in the models folder
     refiner_switch_at: float | None = None  # sdcli's (and the WebUI UI's) 0.8 when unset
+    eta: float | None = None  # None: the server's eta_ancestral / eta_ddim option
+    s_churn: float | None = None  # None: the server's option of the same name
+    s_tmin: float | None = None
+    s_tmax: float | None = None
+    s_noise: float | None = None
     override_settings: dict[str, Any] | None = None
     override_settings_restore_afterwards: bool = True
     script_name: str | None = None
@@ -129,10 +135,11 @@ def _refuse_unsupported(req: Txt2ImgRequest) -> None:
                          f"(img2img knows {', '.join(repr(s) for s in OUTPAINT_SCRIPTS)})")
 
 
-def clip_skip(req: Txt2ImgRequest, options: dict[str, Any]) -> int:
-    """CLIP skip from override_settings, else the server's options (WebUI: CLIP_stop_at_last_layers)."""
-    overrides = req.override_settings or {}
-    return int(overrides.get("CLIP_stop_at_last_layers", options.get("CLIP_stop_at_last_layers", 1)))
+def option_fields(req: Txt2ImgRequest, options: dict[str, Any], sampler: str | None) -> dict[str, Any]:
+    """The request fields the server's options set, with this request's override_settings over them
+    (server.options: CLIP skip, ENSD, eta, RNG, emphasis, sigma settings)."""
+    overrides = checked(req.override_settings or {}, "override_settings.")
+    return request_fields({**options, **overrides}, sampler)
 
 
 def settings(req: Txt2ImgRequest) -> dict[str, Any]:
@@ -156,24 +163,16 @@ def txt2img_request(req: Txt2ImgRequest, options: dict[str, Any]) -> GenerationR
     _refuse_unsupported(req)
     if req.script_name:
         raise UsageError(f"script_name: {req.script_name!r} works with img2img only")
+    sampler = req.sampler_name or req.sampler_index or None
     return GenerationRequest(
-        **settings(req), sampler=req.sampler_name or req.sampler_index or None,
-        schedule=req.scheduler.lower() if req.scheduler else None, clip_skip=clip_skip(req, options), hires=_hires(req),
+        **{**option_fields(req, options, sampler), **settings(req)}, sampler=sampler,
+        schedule=req.scheduler.lower() if req.scheduler else None, hires=_hires(req),
         refiner=None if req.refiner_checkpoint in NO_MODEL else req.refiner_checkpoint,
         refiner_switch=0.8 if req.refiner_switch_at is None else req.refiner_switch_at,
     )
 
 
 NO_MODEL = (None, "", "None", "none")  # the WebUI's values for "no refiner"
-AUTOMATIC_VAE = (*NO_MODEL, "Automatic", "automatic")  # sd_vae values meaning the model's own VAE
-
-
-def vae_name(value: Any, field: str) -> str | None:
-    """An sd_vae value: a name in the VAE folder, or None for the model's own ("Automatic", "None")."""
-    if value is not None and not isinstance(value, str):
-        raise UsageError(f"{field}: {value!r} is not a VAE name")
-    return None if value in AUTOMATIC_VAE else value
-
 
 def add_ons(req: Txt2ImgRequest, options: dict[str, Any]) -> AddOns:
     """The request's add-ons by name: sd_vae from override_settings, else the server's options."""
