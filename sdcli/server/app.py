@@ -7,7 +7,6 @@ bodies, and the WebUI's `{"error", "detail", "body", "errors"}` for everything e
 
 from __future__ import annotations
 
-import io
 import json
 import secrets
 from dataclasses import dataclass
@@ -23,8 +22,9 @@ from sdcli.errors import SdcliError, UsageError
 from sdcli.server import schemas
 from sdcli.server.catalog import add_catalog_routes
 from sdcli.server.engine import AddOns, Engine, Generated, QueueFull
+from sdcli.server.extras import add_extras_routes
 from sdcli.server.options import apply as apply_options
-from sdcli.server.payload import Inputs, decode_b64, encode_png
+from sdcli.server.payload import Inputs, encode_png
 
 
 @dataclass(frozen=True)
@@ -61,6 +61,7 @@ def create_app(engine: Engine, *, limits: Limits = Limits(), auth: dict[str, str
     app = FastAPI(title="sdcli", version=__version__, dependencies=dependencies)
     _add_error_handlers(app, limits)
     add_catalog_routes(app, engine, flags)
+    add_extras_routes(app, engine, limits.max_pixels)
 
     def check_limits(request: Any) -> None:
         width, height = request.width or 0, request.height or 0
@@ -172,25 +173,6 @@ def create_app(engine: Engine, *, limits: Limits = Limits(), auth: dict[str, str
     @app.get("/sdapi/v1/scripts")
     def scripts() -> dict[str, list[str]]:
         return {"txt2img": [], "img2img": list(schemas.OUTPAINT_SCRIPTS)}
-
-    @app.post("/sdapi/v1/png-info", response_model=schemas.PngInfoResponse)
-    def png_info(payload: schemas.PngInfoRequest) -> Any:
-        from PIL import Image, UnidentifiedImageError
-
-        from sdcli.io.metadata import parse_infotext
-
-        try:
-            with Image.open(io.BytesIO(decode_b64(payload.image.strip(), "image"))) as im:
-                info = dict(im.info)
-        except (UnidentifiedImageError, OSError) as exc:
-            raise UsageError(f"image: not a readable image ({exc})") from None
-        text = info.pop("parameters", None)
-        if not isinstance(text, str) or not text:
-            return schemas.PngInfoResponse(info="")
-        prompt, negative, params = parse_infotext(text)
-        items = {k: v for k, v in info.items() if isinstance(k, str) and isinstance(v, str)}
-        return schemas.PngInfoResponse(info=text, items=items,
-                                       parameters={"Prompt": prompt, "Negative prompt": negative, **params})
 
     @app.get("/sdapi/v1/progress", response_model=schemas.ProgressResponse)
     def progress(skip_current_image: bool = False) -> Any:

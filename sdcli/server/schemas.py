@@ -97,16 +97,6 @@ class ImagesResponse(BaseModel):
     info: str
 
 
-class PngInfoRequest(BaseModel):
-    image: str
-
-
-class PngInfoResponse(BaseModel):
-    info: str
-    items: dict[str, Any] = Field(default_factory=dict)
-    parameters: dict[str, Any] = Field(default_factory=dict)
-
-
 class ProgressResponse(BaseModel):
     progress: float
     eta_relative: float

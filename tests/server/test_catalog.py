@@ -12,44 +12,6 @@ from tests.reference.webui_api_shapes import EMBEDDING_ITEM, ITEMS, OBJECTS, SCR
 TXT = {"prompt": "a lighthouse", "seed": 7, "steps": 2, "width": 32, "height": 32, "sampler_name": "Euler a"}
 
 
-@pytest.fixture(scope="module")
-def folder(tmp_path_factory, models_dir):
-    """A models folder: the `models_dir` fixture's LoRAs, embedding and VAE, a tiny 4x ESRGAN, a pickled embedding."""
-    from sdcli.models.tiny_assets import write_tiny_upscaler
-
-    root = tmp_path_factory.mktemp("catalog") / "models"
-    for kind in ("Lora", "embeddings", "VAE", "Stable-diffusion"):
-        (root / kind).mkdir(parents=True)
-        for item in (models_dir / kind).iterdir():
-            (root / kind / item.name).symlink_to(item, target_is_directory=item.is_dir())
-    (root / "embeddings" / "old.pt").write_bytes(b"not read")
-    write_tiny_upscaler(root / "ESRGAN" / "4x-tiny.safetensors")
-    return root
-
-
-@pytest.fixture(scope="module")
-def catalog_engine(tiny_model, tiny_inpaint_model, tiny_pipe, tiny_inpaint_pipe, folder):
-    from sdcli.models.runtime import RuntimeOptions
-    from sdcli.server.engine import Engine
-
-    pipes = {tiny_model.resolve(): tiny_pipe, tiny_inpaint_model.resolve(): tiny_inpaint_pipe}
-    return Engine.from_specs([str(tiny_model), str(tiny_inpaint_model)], RuntimeOptions(), models_dir=str(folder),
-                             load=lambda ref, plan: pipes[ref.path])
-
-
-@pytest.fixture
-def api(catalog_engine):
-    from fastapi.testclient import TestClient
-
-    from sdcli.server.app import Limits, create_app
-
-    catalog_engine.current = catalog_engine.models[0]
-    catalog_engine.options.clear()
-    app = create_app(catalog_engine, limits=Limits(max_body_bytes=1 << 20, max_pixels=64 * 64, max_images=4),
-                     flags={"listen": False, "port": 7861})
-    return TestClient(app)
-
-
 @pytest.fixture
 def bare(engine):
     """The app on a server without a models folder."""
@@ -85,14 +47,14 @@ def test_the_shape_check_can_fail():
     assert mismatches({"name": "x", "extra": 1}, ITEMS["latent-upscale-modes"]) == ["extra extra"]
 
 
-def test_lists_come_from_the_models_folder(api, folder):
+def test_lists_come_from_the_models_folder(api, webui_models):
     upscalers = api.get("/sdapi/v1/upscalers").json()
     assert [u["name"] for u in upscalers] == ["Lanczos", "Nearest", "None", "4x-tiny"]
     assert upscalers[-1]["scale"] == 4 and upscalers[-1]["model_path"].endswith("4x-tiny.safetensors")
     assert [m["name"] for m in api.get("/sdapi/v1/latent-upscale-modes").json()][:2] == [
         "Latent", "Latent (antialiased)"]
     assert api.get("/sdapi/v1/sd-vae").json() == [{"model_name": "tinyvae.safetensors",
-                                                   "filename": str(folder / "VAE" / "tinyvae.safetensors")}]
+                                                   "filename": str(webui_models / "VAE" / "tinyvae.safetensors")}]
     assert [m["model_name"] for m in api.get("/sdapi/v1/sd-modules").json()] == ["tinyvae.safetensors"]
     loras = api.get("/sdapi/v1/loras").json()
     assert sorted(lora["name"] for lora in loras) == ["detail", "painterly", "textonly"]
@@ -121,10 +83,10 @@ def test_memory_reports_this_process(api):
     assert 0 < ram["used"] < ram["total"]
 
 
-def test_cmd_flags_from_the_server_state(api, folder):
+def test_cmd_flags_from_the_server_state(api, webui_models):
     flags = api.get("/sdapi/v1/cmd-flags").json()
     assert flags["api"] is True and flags["port"] == 7861 and flags["listen"] is False
-    assert flags["lora_dir"] == str(folder / "Lora") and flags["api_auth"] is None
+    assert flags["lora_dir"] == str(webui_models / "Lora") and flags["api_auth"] is None
 
 
 def test_script_info_shape(api):
@@ -137,28 +99,28 @@ def test_script_info_shape(api):
     assert set(api.get("/sdapi/v1/scripts").json()["img2img"]) <= names
 
 
-def test_options_get_reports_the_real_state(api, catalog_engine):
+def test_options_get_reports_the_real_state(api, folder_engine):
     options = api.get("/sdapi/v1/options").json()
-    model = catalog_engine.models[0]
+    model = folder_engine.models[0]
     assert options["sd_model_checkpoint"] == model.title and options["sd_checkpoint_hash"] == model.hash
     assert options["sd_vae"] == "Automatic" and options["CLIP_stop_at_last_layers"] == 1
     assert options["samples_format"] == "png" and options["send_seed"] is True
     assert options["eta_noise_seed_delta"] == 0 and options["randn_source"] == "CPU"
 
 
-def test_options_post_partial_then_whole_echo(api, catalog_engine):
+def test_options_post_partial_then_whole_echo(api, folder_engine):
     """The WebUI's own test: flip send_seed and read it back; then post the whole echo with one change."""
     before = api.get("/sdapi/v1/options").json()
     response = api.post("/sdapi/v1/options", json={"send_seed": not before["send_seed"]})
     assert response.status_code == 200 and response.headers["content-type"] == "application/json"
     assert response.json() is None
     assert api.get("/sdapi/v1/options").json()["send_seed"] is (not before["send_seed"])
-    echo = {**api.get("/sdapi/v1/options").json(), "sd_model_checkpoint": catalog_engine.models[1].title,
+    echo = {**api.get("/sdapi/v1/options").json(), "sd_model_checkpoint": folder_engine.models[1].title,
             "no_such_option": 3, "sd_checkpoint_hash": "0123456789"}
     assert api.post("/sdapi/v1/options", json=echo).status_code == 200
     after = api.get("/sdapi/v1/options").json()
-    assert after["sd_model_checkpoint"] == catalog_engine.models[1].title
-    assert after["sd_checkpoint_hash"] == catalog_engine.models[1].hash  # read-only: follows the model
+    assert after["sd_model_checkpoint"] == folder_engine.models[1].title
+    assert after["sd_checkpoint_hash"] == folder_engine.models[1].hash  # read-only: follows the model
     assert "no_such_option" not in after
 
 
