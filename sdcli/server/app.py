@@ -23,6 +23,7 @@ from sdcli.server import schemas
 from sdcli.server.catalog import add_catalog_routes
 from sdcli.server.engine import AddOns, Engine, Generated, QueueFull
 from sdcli.server.extras import add_extras_routes
+from sdcli.server.infotext import with_infotext
 from sdcli.server.options import apply as apply_options
 from sdcli.server.payload import Inputs, encode_png
 
@@ -99,7 +100,8 @@ def create_app(engine: Engine, *, limits: Limits = Limits(), auth: dict[str, str
     @app.post("/sdapi/v1/txt2img", response_model=schemas.ImagesResponse)
     def txt2img(payload: schemas.Txt2ImgRequest) -> Any:
         try:
-            request = schemas.txt2img_request(payload, engine.options)
+            payload = with_infotext(payload)
+            request = schemas.txt2img_request(payload, engine.options, engine.styles)
         except SdcliError as exc:
             raise type(exc)(schemas.field_message(str(exc))) from None
         return answer(webui_generate(request, payload), payload)
@@ -112,7 +114,9 @@ def create_app(engine: Engine, *, limits: Limits = Limits(), auth: dict[str, str
             raise UsageError(f"init_images: sdcli takes one input image per request, not {len(payload.init_images)}")
         with Inputs(init=(payload.init_images[0], "init_images[0]"), mask=(payload.mask, "mask")) as files:
             try:
-                request = schemas.img2img_request(payload, engine.options, files.paths["init"], files.paths["mask"])
+                payload = with_infotext(payload)
+                request = schemas.img2img_request(payload, engine.options, files.paths["init"], files.paths["mask"],
+                                                  engine.styles)
                 done = webui_generate(request, payload)
             except SdcliError as exc:
                 raise type(exc)(schemas.field_message(files.explain(exc))) from None

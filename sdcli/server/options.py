@@ -183,3 +183,15 @@ def vae_name(value: Any, field: str) -> str | None:
     if value is not None and not isinstance(value, str):
         raise UsageError(f"{field}: {value!r} is not a VAE name")
     return None if value in AUTOMATIC_VAE else value
+
+
+def from_infotext(params: dict[str, str]) -> dict[str, Any]:
+    """The settings an infotext records (Clip skip, ENSD, RNG, Emphasis, sigma settings), by option key, as the
+    WebUI's infotext_to_setting_name_mapping: through each request row's infotext key (eta: a request field)."""
+    found = {}
+    for row in OPTIONS:
+        if row.how == "request" and row.field != "eta":
+            key = _ROWS[str(row.field)].infotext
+            if key is not None and key in params:
+                found[row.key] = params[key]
+    return found

@@ -61,12 +61,11 @@ class Txt2ImgRequest(BaseModel):
     refiner_checkpoint: str | None = None  # a served model or a checkpoint name in the models folder
     refiner_switch_at: float | None = None  # sdcli's (and the WebUI UI's) 0.8 when unset
     eta: float | None = None  # None: the server's eta_ancestral / eta_ddim option
-    s_churn: float | None = None  # None: the server's option of the same name
-    s_tmin: float | None = None
-    s_tmax: float | None = None
-    s_noise: float | None = None
+    # s_churn, s_tmin, s_tmax, s_noise: ignored, as the WebUI's samplers read them from its options only
     override_settings: dict[str, Any] | None = None
     override_settings_restore_afterwards: bool = True
+    infotext: str | None = None  # fills the fields the request does not set (server.infotext)
+    force_task_id: str | None = None  # the WebUI's id for its progress API; accepted, not used
     script_name: str | None = None
     script_args: list[Any] = Field(default_factory=list)
     send_images: bool = True
@@ -111,8 +110,8 @@ OUTPAINT_SCRIPTS = ("poor man's outpainting", "outpainting mk2")
 def _refuse_unsupported(req: Txt2ImgRequest) -> None:
     """Fields whose feature sdcli does not have: a 422 naming the field."""
     checks = (
-        ("restore_faces", req.restore_faces, "face restoration is not supported by sdcli"),
-        ("styles", req.styles, "prompt styles are not supported by sdcli; put the text in the prompt"),
+        ("restore_faces", req.restore_faces, "face restoration needs a GFPGAN or CodeFormer model and a face "
+         "detector; sdcli has neither (send restore_faces: false)"),
         ("alwayson_scripts", req.alwayson_scripts, "always-on scripts are not supported by sdcli"),
         ("seed_resize_from_w", req.seed_resize_from_w > 0 or req.seed_resize_from_h > 0,
          "seed resize is not supported by sdcli"),
@@ -148,18 +147,22 @@ def settings(req: Txt2ImgRequest) -> dict[str, Any]:
 CONVERTED = ("sampler", "schedule")
 
 
-def txt2img_request(req: Txt2ImgRequest, options: dict[str, Any]) -> GenerationRequest:
-    """The sdcli request for a WebUI txt2img payload (raises UsageError for what sdcli cannot do)."""
+def txt2img_request(req: Txt2ImgRequest, options: dict[str, Any], styles: tuple[Any, ...] = ()) -> GenerationRequest:
+    """The sdcli request for a WebUI txt2img payload (raises UsageError for what sdcli cannot do); `styles`:
+    the server's prompt styles, applied as the WebUI's (request.styles)."""
+    from sdcli.request.styles import styled
+
     _refuse_unsupported(req)
     if req.script_name:
         raise UsageError(f"script_name: {req.script_name!r} works with img2img only")
     sampler = req.sampler_name or req.sampler_index or None
-    return GenerationRequest(
+    request = GenerationRequest(
         **{**option_fields(req, options, sampler), **settings(req)}, sampler=sampler,
         schedule=req.scheduler.lower() if req.scheduler else None, hires=_hires(req),
         refiner=None if req.refiner_checkpoint in NO_MODEL else req.refiner_checkpoint,
         refiner_switch=0.8 if req.refiner_switch_at is None else req.refiner_switch_at,
     )
+    return styled(request, req.styles or [], styles, "styles")
 
 
 NO_MODEL = (None, "", "None", "none")  # the WebUI's values for "no refiner"
@@ -204,9 +207,9 @@ def _hires(req: Txt2ImgRequest) -> Any:
 
 
 def img2img_request(req: Img2ImgRequest, options: dict[str, Any], image_path: str,
-                    mask_path: str | None) -> GenerationRequest:
+                    mask_path: str | None, styles: tuple[Any, ...] = ()) -> GenerationRequest:
     """The sdcli request for a WebUI img2img payload; the decoded files are already at the given paths."""
-    base = txt2img_request(req.model_copy(update={"script_name": None}), options)
+    base = txt2img_request(req.model_copy(update={"script_name": None}), options, styles)
     _refuse_unsupported(req)
     if req.resize_mode not in RESIZE_CODES:
         raise UsageError(f"resize_mode: {req.resize_mode} is not supported; use 0 (just resize), 1 (crop) "
