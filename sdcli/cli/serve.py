@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -63,6 +64,9 @@ def serve(
         "--styles", metavar="FILE", show_default=False, rich_help_panel=o.ASSETS,
         help="A WebUI styles.csv whose styles requests name in `styles` (repeat for several; a --webui-dir's "
         "styles.csv is read too).")] = None,
+    output: Annotated[Path, typer.Option("--output", "-o", rich_help_panel=SERVE,
+                                         help="Where requests with save_images: true write their images, named "
+                                         "as the CLI names them.")] = Path("outputs"),
     offline: o.Offline = False,
     device: o.Device = "auto",
     dtype: o.Dtype = "auto",
@@ -98,7 +102,7 @@ def serve(
 
     prompt_styles = load_styles(styles or [], webui_dir)
     engine = Engine.from_specs(model or [], runtime, models_dir=models_dir, webui_dir=webui_dir,
-                               queue_size=queue_size, styles=prompt_styles)
+                               queue_size=queue_size, styles=prompt_styles, output=output)
     note(f"loading {engine.current.title} ...")
     engine.warm_up()
     host = "0.0.0.0" if listen else "127.0.0.1"

@@ -19,13 +19,16 @@ from pydantic import BaseModel
 
 from sdcli import __version__
 from sdcli.errors import SdcliError, UsageError
+from sdcli.server import options as opts
 from sdcli.server import schemas
 from sdcli.server.catalog import add_catalog_routes
 from sdcli.server.engine import AddOns, Engine, Generated, QueueFull
 from sdcli.server.extras import add_extras_routes
 from sdcli.server.infotext import with_infotext
 from sdcli.server.options import apply as apply_options
+from sdcli.server.options import checked
 from sdcli.server.payload import Inputs, encode_png
+from sdcli.server.saving import save_generated
 
 
 @dataclass(frozen=True)
@@ -91,6 +94,8 @@ def create_app(engine: Engine, *, limits: Limits = Limits(), auth: dict[str, str
             check_limits(request)
             model_spec = (payload.override_settings or {}).get("sd_model_checkpoint")
             done = engine.generate(request, model_spec, schemas.add_ons(payload, engine.options), webui=True)
+            if payload.save_images:
+                save_generated(engine, done, {**opts.current(engine), **checked(payload.override_settings or {})})
             if payload.override_settings and not payload.override_settings_restore_afterwards:
                 apply_options(engine, payload.override_settings, "override_settings.")  # kept, as the WebUI's
             return done

@@ -130,6 +130,7 @@ class Engine:
                                                              "sd_vae": "Automatic"})
     progress: Progress = field(default_factory=Progress)
     styles: tuple[Any, ...] = ()  # prompt styles (request.styles.PromptStyle) the WebUI API's `styles` names
+    output: Path = Path("outputs")  # where the WebUI API's save_images writes (sdcli serve -o)
 
     def __post_init__(self) -> None:
         self.current = self.models[0]

@@ -51,6 +51,19 @@ def _bool(value: Any) -> bool:
     return value
 
 
+def _samples_format(value: Any) -> str:
+    if not isinstance(value, str) or value.strip().lower() not in ("png", "jpg", "jpeg", "webp"):
+        raise ValueError
+    return value
+
+
+def _quality(value: Any) -> int:
+    quality = _int(value)
+    if not 1 <= quality <= 100:
+        raise ValueError
+    return quality
+
+
 def _any(value: Any) -> Any:
     return value
 
@@ -84,11 +97,11 @@ OPTIONS: tuple[Option, ...] = (
     Option("s_noise", 1.0, "request", "s_noise", _float),
     Option("sigma_min", 0.0, "request", "sigma_min", _float),
     Option("sigma_max", 0.0, "request", "sigma_max", _float),
-    Option("samples_format", "png", convert=_str),  # save_images' format
+    Option("samples_format", "png", convert=_samples_format),  # save_images' format (server.saving)
     Option("samples_save", True, convert=_bool),
     Option("send_seed", True, convert=_bool),
     Option("send_size", True, convert=_bool),
-    Option("jpeg_quality", 80, convert=_int),
+    Option("jpeg_quality", 80, convert=_quality),
     Option("outdir_samples", "", convert=_str),
     Option("show_progress_every_n_steps", 10, convert=_int),
     Option("live_previews_enable", True, convert=_bool),

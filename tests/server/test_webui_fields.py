@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from sdcli.io.metadata import parse_infotext
 from sdcli.request.styles import PromptStyle
@@ -126,3 +128,25 @@ def test_send_images_false(api):
 def test_refusals_name_the_field(api, fields, detail):
     response = api.post("/sdapi/v1/txt2img", json={**TXT, **fields})
     assert response.status_code == 422 and detail in response.json()["detail"], response.text
+
+
+def test_save_images_writes_the_cli_files_into_the_server_output(api, folder_engine, tmp_path):
+    from sdcli.io.metadata import read_infotext, read_replay_record
+
+    folder_engine.output = tmp_path / "out"
+    try:
+        body, info = post(api, batch_size=2, save_images=True)
+        files = sorted(p.name for p in (tmp_path / "out").iterdir())
+        assert files == ["00000-7.png", "00001-8.png"]
+        assert read_infotext(tmp_path / "out" / "00001-8.png") == info["infotexts"][1]
+        assert read_replay_record(tmp_path / "out" / "00000-7.png")["request"]["seed"] == 7
+        assert np.array_equal(np.asarray(decode(body["images"][0]).convert("RGB")),
+                              np.asarray(Image.open(tmp_path / "out" / "00000-7.png")))
+        post(api, save_images=True, override_settings={"samples_format": "jpg"})
+        assert (tmp_path / "out" / "00002-7.jpg").is_file()
+        post(api)  # save_images false: nothing written
+        assert len(list((tmp_path / "out").iterdir())) == 3
+        bad = api.post("/sdapi/v1/options", json={"samples_format": "gif"})
+        assert bad.status_code == 422 and bad.json()["detail"].startswith("samples_format: 'gif'")
+    finally:
+        folder_engine.output = Path("outputs")
