@@ -20,7 +20,7 @@ from pydantic import BaseModel
 from sdcli import __version__
 from sdcli.errors import SdcliError, UsageError
 from sdcli.server import options as opts
-from sdcli.server import schemas
+from sdcli.server import schemas, scripts
 from sdcli.server.catalog import add_catalog_routes
 from sdcli.server.engine import AddOns, Engine, Generated, QueueFull
 from sdcli.server.extras import add_extras_routes
@@ -88,11 +88,11 @@ def create_app(engine: Engine, *, limits: Limits = Limits(), auth: dict[str, str
         images = [encode_png(i.image, i.infotext) for i in items] if payload.send_images else []
         return schemas.ImagesResponse(images=images, parameters=parameters, info=json.dumps(info))
 
-    def webui_generate(request: Any, payload: schemas.Txt2ImgRequest) -> Generated:
+    def webui_generate(request: Any, payload: schemas.Txt2ImgRequest, model: str | None = None) -> Generated:
         """A WebUI request through the engine; errors name the WebUI's fields, not sdcli's flags."""
         try:
             check_limits(request)
-            model_spec = (payload.override_settings or {}).get("sd_model_checkpoint")
+            model_spec = model or (payload.override_settings or {}).get("sd_model_checkpoint")
             done = engine.generate(request, model_spec, schemas.add_ons(payload, engine.options), webui=True)
             if payload.save_images:
                 save_generated(engine, done, {**opts.current(engine), **checked(payload.override_settings or {})})
@@ -102,6 +102,18 @@ def create_app(engine: Engine, *, limits: Limits = Limits(), auth: dict[str, str
         except SdcliError as exc:
             raise type(exc)(schemas.field_message(str(exc))) from None
 
+    def run_webui(request: Any, payload: schemas.Txt2ImgRequest) -> Generated:
+        """The request, or the selectable script it names (server.scripts), through webui_generate."""
+        script = (payload.script_name or "").lower()
+        if script == schemas.PROMPTS_SCRIPT:
+            lines = scripts.run_prompts(request, payload.script_args,
+                                        lambda line, model: webui_generate(line, payload, model), limits.max_images)
+            return scripts.merged(lines)
+        if script == schemas.SD_UPSCALE_SCRIPT:
+            return scripts.run_sd_upscale(engine, request, payload.script_args,
+                                          lambda tile: webui_generate(tile, payload), limits.max_pixels)
+        return webui_generate(request, payload)
+
     @app.post("/sdapi/v1/txt2img", response_model=schemas.ImagesResponse)
     def txt2img(payload: schemas.Txt2ImgRequest) -> Any:
         try:
@@ -109,7 +121,7 @@ def create_app(engine: Engine, *, limits: Limits = Limits(), auth: dict[str, str
             request = schemas.txt2img_request(payload, engine.options, engine.styles)
         except SdcliError as exc:
             raise type(exc)(schemas.field_message(str(exc))) from None
-        return answer(webui_generate(request, payload), payload)
+        return answer(run_webui(request, payload), payload)
 
     @app.post("/sdapi/v1/img2img", response_model=schemas.ImagesResponse)
     def img2img(payload: schemas.Img2ImgRequest) -> Any:
@@ -122,7 +134,7 @@ def create_app(engine: Engine, *, limits: Limits = Limits(), auth: dict[str, str
                 payload = with_infotext(payload)
                 request = schemas.img2img_request(payload, engine.options, files.paths["init"], files.paths["mask"],
                                                   engine.styles)
-                done = webui_generate(request, payload)
+                done = run_webui(request, payload)
             except SdcliError as exc:
                 raise type(exc)(schemas.field_message(files.explain(exc))) from None
         hide = () if payload.include_init_images else ("init_images", "mask")
@@ -180,8 +192,8 @@ def create_app(engine: Engine, *, limits: Limits = Limits(), auth: dict[str, str
                  "filename": str(m.ref.path), "config": None} for m in engine.models]
 
     @app.get("/sdapi/v1/scripts")
-    def scripts() -> dict[str, list[str]]:
-        return {"txt2img": [], "img2img": list(schemas.OUTPAINT_SCRIPTS)}
+    def script_list() -> dict[str, list[str]]:
+        return {"txt2img": list(schemas.TXT2IMG_SCRIPTS), "img2img": list(schemas.IMG2IMG_SCRIPTS)}
 
     @app.get("/sdapi/v1/progress", response_model=schemas.ProgressResponse)
     def progress(skip_current_image: bool = False) -> Any:

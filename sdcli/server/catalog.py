@@ -177,7 +177,17 @@ def add_catalog_routes(app: FastAPI, engine: Engine, flags: dict[str, Any] | Non
 _SIDES = ["left", "right", "up", "down"]
 # The selectable scripts sdcli runs: (name, is_img2img, args as (label, value, minimum, maximum, step, choices)),
 # in the order their script_args are read, as the WebUI's scripts declare them.
+_PROMPTS_ARGS: tuple[tuple[Any, ...], ...] = (
+    ("Iterate seed every line", False, None, None, None, None),
+    ("Use same random seed for all lines", False, None, None, None, None),
+    ("Insert prompts at the", "start", None, None, None, ["start", "end"]),
+    ("List of prompt inputs", "", None, None, None, None))
 SCRIPT_INFO: tuple[tuple[str, bool, tuple[tuple[Any, ...], ...]], ...] = (
+    ("prompts from file or textbox", False, _PROMPTS_ARGS),
+    ("prompts from file or textbox", True, _PROMPTS_ARGS),
+    ("sd upscale", True, (
+        ("info", "", None, None, None, None), ("Tile overlap", 64, 0, 256, 16, None),
+        ("Upscaler", "Lanczos", None, None, None, None), ("Scale Factor", 2.0, 1.0, 4.0, 0.05, None))),
     ("poor man's outpainting", True, (
         ("Pixels to expand", 128, 8, 256, 8, None), ("Mask blur", 4, 0, 64, 1, None),
         ("Masked content", "fill", None, None, None, ["fill", "original", "latent noise", "latent nothing"]),

@@ -105,6 +105,9 @@ class ProgressResponse(BaseModel):
 
 
 OUTPAINT_SCRIPTS = ("poor man's outpainting", "outpainting mk2")
+PROMPTS_SCRIPT, SD_UPSCALE_SCRIPT = "prompts from file or textbox", "sd upscale"  # server.scripts runs them
+TXT2IMG_SCRIPTS = (PROMPTS_SCRIPT,)
+IMG2IMG_SCRIPTS = (*OUTPAINT_SCRIPTS, PROMPTS_SCRIPT, SD_UPSCALE_SCRIPT)
 
 
 def _refuse_unsupported(req: Txt2ImgRequest) -> None:
@@ -119,9 +122,10 @@ def _refuse_unsupported(req: Txt2ImgRequest) -> None:
     for name, value, why in checks:
         if value:
             raise UsageError(f"{name}: {why}")
-    if req.script_name and req.script_name.lower() not in OUTPAINT_SCRIPTS:
+    if req.script_name and req.script_name.lower() not in IMG2IMG_SCRIPTS:
         raise UsageError(f"script_name: script {req.script_name!r} is not supported by sdcli "
-                         f"(img2img knows {', '.join(repr(s) for s in OUTPAINT_SCRIPTS)})")
+                         f"(txt2img knows {', '.join(repr(s) for s in TXT2IMG_SCRIPTS)}; img2img knows "
+                         f"{', '.join(repr(s) for s in IMG2IMG_SCRIPTS)})")
 
 
 def option_fields(req: Txt2ImgRequest, options: dict[str, Any], sampler: str | None) -> dict[str, Any]:
@@ -153,7 +157,7 @@ def txt2img_request(req: Txt2ImgRequest, options: dict[str, Any], styles: tuple[
     from sdcli.request.styles import styled
 
     _refuse_unsupported(req)
-    if req.script_name:
+    if req.script_name and req.script_name.lower() not in TXT2IMG_SCRIPTS:
         raise UsageError(f"script_name: {req.script_name!r} works with img2img only")
     sampler = req.sampler_name or req.sampler_index or None
     request = GenerationRequest(
@@ -218,7 +222,7 @@ def img2img_request(req: Img2ImgRequest, options: dict[str, Any], image_path: st
         raise UsageError(f"inpainting_fill: {req.inpainting_fill} is not one of 0, 1, 2, 3")
     init = ImageInput(image_path, strength=req.denoising_strength, resize=RESIZE_CODES[req.resize_mode])
     blur = 4 if req.mask_blur is None else req.mask_blur
-    if req.script_name:  # outpainting scripts: [pixels, mask_blur, ..., directions]
+    if (req.script_name or "").lower() in OUTPAINT_SCRIPTS:  # [pixels, mask_blur, ..., directions]
         pixels, directions = _outpaint_args(req.script_args)
         outpaint = OutpaintSettings(**{side: pixels if side in directions else 0 for side in DIRECTIONS})
         inpaint = InpaintSettings(mask=None, mask_blur=blur, masked_content=MASKED_CONTENT_CODES[req.inpainting_fill])

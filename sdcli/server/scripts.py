@@ -1,0 +1,182 @@
+"""The WebUI's built-in selectable scripts that map onto sdcli features, run as requests through the one job
+pipeline (each job is an ordinary server generation: same checks, same queue, same pixels).
+
+- "prompts from file or textbox" (txt2img, img2img): script_args [iterate seed, same seed for all lines,
+  ("start"|"end"), text]; each line is a prompt or the WebUI's `--key value` pairs, read by sdcli's prompt-file
+  parser (batch.parse, "webui" format) over the request; a line's prompt joins the request's at the start or end,
+  as the WebUI's script does. Keys naming files (images, masks) are refused: the server opens no path a request
+  names.
+- "sd upscale" (img2img): script_args [info, overlap, upscaler (name or index of /sdapi/v1/upscalers), scale]:
+  the input upscaled with sdcli upscale's code, cut into request-sized tiles overlapping by `overlap`, each tile
+  an img2img job (tile k: seed + k with batch size 1), the results blended back (io.tiles).
+"""
+
+from __future__ import annotations
+
+import random
+import tempfile
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from sdcli.errors import UsageError
+from sdcli.request.generation import MAX_SEED, GenerationRequest
+
+Generate = Callable[[GenerationRequest], Any]  # a request -> server.engine.Generated (the server's own checks)
+
+
+def _prompts_args(args: list[Any]) -> tuple[bool, bool, str, str]:
+    """(iterate seed, same seed for all lines, prompt position, text) from either WebUI version's script_args."""
+    flags = [a for a in args if isinstance(a, bool)]
+    texts = [a for a in args if isinstance(a, str)]
+    if not texts:
+        raise UsageError("script_args: prompts from file or textbox needs the prompts text (its last argument)")
+    position = texts[0] if len(texts) > 1 and texts[0] in ("start", "end") else "start"
+    iterate, same = (flags + [False, False])[:2]
+    return iterate, same, position, texts[-1]
+
+
+def _joined(line: str, base: str, position: str) -> str:
+    if not line or not base:
+        return line or base
+    return f"{line} {base}" if position == "start" else f"{base} {line}"
+
+
+def prompt_lines(base: GenerationRequest, args: list[Any]) -> list[tuple[GenerationRequest, str | None]]:
+    """The request of each line (and the model it names), seeds as the WebUI's script sets them."""
+    from sdcli.batch.keys import KEYS
+    from sdcli.batch.parse import READERS, BatchFileError, parse_file
+
+    iterate, same, position, text = _prompts_args(args)
+    paths = {name for key in KEYS if key.is_path for name in (key.name, *key.aliases)}
+    kept = [line.strip() for line in text.splitlines() if line.strip()]
+    for number, line in enumerate(kept, start=1):
+        try:
+            pairs = READERS["webui"](line)
+        except ValueError:
+            continue  # parse_file reports it
+        named = sorted(set(pairs) & paths)
+        if named:
+            raise UsageError(f"script_args: line {number}: {named[0]} names a file; the server reads no files a "
+                             "request names")
+    with tempfile.TemporaryDirectory(prefix="sdcli-serve-") as folder:
+        path = Path(folder) / "prompts.txt"
+        path.write_text("\n".join(kept), encoding="utf-8")
+        try:
+            lines = parse_file(path, "webui", defaults=replace(base, prompt=""))
+        except BatchFileError as exc:  # every bad line, "FILE:LINE: reason" -> "line LINE: reason"
+            problems = "; ".join("line " + p.removeprefix(f"{path}:") for p in exc.problems)
+            raise UsageError(f"script_args: {problems}") from None
+        except UsageError as exc:
+            raise UsageError("script_args: " + str(exc).replace(str(path), "the prompts text")) from None
+    seed = base.seed
+    if (iterate or same) and seed is None:
+        seed = random.randrange(MAX_SEED)
+    out = []
+    for parsed in lines:
+        request = parsed.request
+        request = replace(request, prompt=_joined(request.prompt, base.prompt, position),
+                          negative_prompt=_joined(request.negative_prompt, base.negative_prompt, position)
+                          if request.negative_prompt != base.negative_prompt else base.negative_prompt)
+        if request.seed == base.seed:  # the line sets no seed of its own
+            request = replace(request, seed=seed)
+        out.append((request, parsed.model))
+        if iterate and seed is not None:
+            seed = (seed + request.total_images) % (MAX_SEED + 1)
+    return out
+
+
+def run_prompts(base: GenerationRequest, args: list[Any], generate: Callable[[GenerationRequest, str | None], Any],
+                max_images: int) -> list[Any]:
+    """Every line of the script's text generated, in order."""
+    lines = prompt_lines(base, args)
+    total = sum(request.total_images for request, _ in lines)
+    if total > max_images:
+        raise UsageError(f"script_args: the lines make {total} images, over this server's limit of {max_images} "
+                         "per request")
+    return [generate(request, model) for request, model in lines]
+
+
+def _upscale_args(args: list[Any], names: list[str]) -> tuple[int, str, float]:
+    """(overlap, upscaler name, scale) from sd upscale's script_args."""
+    if len(args) < 4:
+        raise UsageError("script_args: sd upscale takes [info, overlap, upscaler, scale factor]")
+    _, overlap, upscaler, scale = args[:4]
+    if isinstance(upscaler, int) and not isinstance(upscaler, bool):
+        if not 0 <= upscaler < len(names):
+            raise UsageError(f"script_args: upscaler index {upscaler} is not 0 to {len(names) - 1} "
+                             "(/sdapi/v1/upscalers)")
+        upscaler = names[upscaler]
+    if not isinstance(overlap, int) or isinstance(overlap, bool) or overlap < 0:
+        raise UsageError(f"script_args: overlap {overlap!r} is not a whole number of pixels")
+    if not isinstance(scale, (int, float)) or isinstance(scale, bool) or not 1 <= scale <= 8:
+        raise UsageError(f"script_args: scale factor {scale!r} is not 1 to 8")
+    return overlap, str(upscaler), float(scale)
+
+
+def merged(results: list[Any]) -> Any:
+    """Several server.engine.Generated as one answer: the first's model and request, every image in order."""
+    from sdcli.server.engine import Generated
+
+    items = [replace(item, index=n) for n, item in enumerate(i for r in results for i in r.items)]
+    return Generated(results[0].plan, results[0].model, results[0].request, items)
+
+
+def run_sd_upscale(engine: Any, base: GenerationRequest, args: list[Any], generate: Generate,
+                   max_pixels: int) -> Any:
+    """The input upscaled, tiled, each tile img2img'd, blended back: a Generated with one image per n_iter, its
+    infotext the first tile's with the script's keys, as the WebUI's."""
+    from PIL import Image
+
+    from sdcli.io.images import open_image
+    from sdcli.io.tiles import combine_tiles, split_tiles
+    from sdcli.job.upscale import UpscaleOptions, check_upscaler
+    from sdcli.models.upscalers import PIL_FILTERS
+
+    names = list(PIL_FILTERS) + [e.name for e in engine.folders.library().entries("upscaler")]
+    overlap, upscaler_name, scale = _upscale_args(args, names)
+    assert base.init is not None and base.width and base.height
+    width, height = base.width, base.height
+    if overlap >= min(width, height):
+        raise UsageError(f"script_args: overlap {overlap} must be less than the tile size {width}x{height}")
+    image = open_image(Path(base.init.image), "init_images[0]")
+    if upscaler_name not in ("None", "none"):
+        options = UpscaleOptions(upscaler_name, scale)
+        try:
+            ref = check_upscaler(options, engine.folders.library(), names_only=True)
+        except UsageError as exc:
+            raise UsageError(f"script_args: upscaler {upscaler_name!r}: {str(exc).partition(': ')[2]}") from None
+        target = (int(image.width * scale) // 8 * 8, int(image.height * scale) // 8 * 8)
+        if target[0] * target[1] > max_pixels:
+            raise UsageError(f"script_args: the upscaled image would be {target[0]}x{target[1]}, over this "
+                             f"server's limit of {max_pixels} pixels")
+        with engine._slot():
+            upscaler = engine.cache.hires_upscaler(ref, engine.folders, engine.plan)
+            image = upscaler.upscale(image, scale)
+    if image.width < width or image.height < height:
+        raise UsageError(f"script_args: the upscaled image ({image.width}x{image.height}) is smaller than a tile "
+                         f"(width x height {width}x{height})")
+    grid = split_tiles(image, width, height, overlap)
+    seed = base.seed if base.seed is not None else random.randrange(MAX_SEED)
+    tile_request = replace(base, batch_size=1, count=1)
+    keys = f", SD upscale overlap: {overlap}, SD upscale upscaler: {upscaler_name}"
+    items: list[Any] = []
+    first: Any = None
+    with tempfile.TemporaryDirectory(prefix="sdcli-serve-") as folder:
+        for n in range(base.count):
+            images = []
+            for k, tile in enumerate(grid.images()):
+                path = Path(folder) / f"tile-{n}-{k}.png"
+                tile.save(path)
+                index = k // base.batch_size + k % base.batch_size  # the WebUI script's seed per tile
+                request = replace(tile_request, seed=(seed + n + index) % (MAX_SEED + 1),
+                                  init=replace(base.init, image=str(path), resize="just"))
+                done = generate(request)
+                first = first or done
+                images.append(done.items[0].image if done.items else Image.new("RGB", (width, height)))
+            combined = combine_tiles(grid, images)
+            item = first.items[0]
+            items.append(replace(item, image=combined, index=n, seed=(seed + n) % (MAX_SEED + 1),
+                                 width=combined.width, height=combined.height, infotext=item.infotext + keys))
+    return replace(first, items=items)
