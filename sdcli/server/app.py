@@ -84,6 +84,7 @@ def create_app(engine: Engine, *, limits: Limits = Limits(), auth: dict[str, str
         model, items = done.model, done.items
         info = schemas.info_json(done.request, items, model_name=model.ref.name, model_hash=model.hash,
                                  job_timestamp=engine.progress.job_timestamp, version=f"sdcli {__version__}")
+        info.update(scripts.info_of(items, getattr(payload, "styles", None)))  # each image's own prompts, styles
         parameters = {**payload.model_dump(), **dict.fromkeys(hide)}  # the WebUI sets them to None
         images = [encode_png(i.image, i.infotext) for i in items] if payload.send_images else []
         return schemas.ImagesResponse(images=images, parameters=parameters, info=json.dumps(info))

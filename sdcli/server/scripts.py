@@ -180,3 +180,13 @@ def run_sd_upscale(engine: Any, base: GenerationRequest, args: list[Any], genera
             items.append(replace(item, image=combined, index=n, seed=(seed + n) % (MAX_SEED + 1),
                                  width=combined.width, height=combined.height, infotext=item.infotext + keys))
     return replace(first, items=items)
+
+
+def info_of(items: list[Any], styles: list[str] | None) -> dict[str, Any]:
+    """The `info` keys that follow each image rather than the request (a script's lines have their own prompts):
+    all_prompts / all_negative_prompts from each image's infotext, and the styles the request named."""
+    from sdcli.io.metadata import parse_infotext
+
+    parsed = [parse_infotext(item.infotext) for item in items]
+    return {"all_prompts": [p[0] for p in parsed], "all_negative_prompts": [p[1] for p in parsed],
+            "styles": list(styles or [])}

@@ -33,6 +33,7 @@ def test_prompts_from_file_lines_run_as_the_webui_script(api, single_thread):
     lines = [parse_infotext(t) for t in info["infotexts"]]
     assert [(p, n, params["Seed"], params["Steps"]) for p, n, params in lines] == [
         ("a cat oil", "", "7", "2"), ("a dog oil", "rain", "5", "3")]
+    assert info["all_prompts"] == ["a cat oil", "a dog oil"] and info["all_negative_prompts"] == ["", "rain"]
     alone, _ = generate(api, prompt="a cat oil")
     assert np.array_equal(rgb(body["images"][0]), rgb(alone["images"][0]))
 

@@ -43,6 +43,7 @@ def test_styles_are_applied_as_the_webui_applies_them(styled_api, single_thread)
         {"name": "tail", "prompt": "oil painting", "negative_prompt": "lowres"}]
     body, info = post(styled_api, styles=["wrap", "tail"])
     prompt, negative, _ = parse_infotext(info["infotexts"][0])
+    assert info["styles"] == ["wrap", "tail"] and info["all_prompts"] == [prompt]
     assert prompt == "masterpiece, a lighthouse, 4k, oil painting" and negative == "blurry, fog, lowres"
     by_hand, _ = post(styled_api, prompt=prompt, negative_prompt=negative)
     assert np.array_equal(pixels(body)[0], pixels(by_hand)[0])
