@@ -52,7 +52,9 @@ def _bool(value: Any) -> bool:
 
 
 def _samples_format(value: Any) -> str:
-    if not isinstance(value, str) or value.strip().lower() not in ("png", "jpg", "jpeg", "webp"):
+    from sdcli.server.saving import FORMATS
+
+    if not isinstance(value, str) or value.strip().lower() not in FORMATS:
         raise ValueError
     return value
 
