@@ -110,6 +110,10 @@ def create_app(engine: Engine, *, limits: Limits = Limits(), auth: dict[str, str
             lines = scripts.run_prompts(request, payload.script_args,
                                         lambda line, model: webui_generate(line, payload, model), limits.max_images)
             return scripts.merged(lines)
+        if script == schemas.XYZ_SCRIPT:
+            tab = "img2img" if isinstance(payload, schemas.Img2ImgRequest) else "txt2img"
+            return scripts.run_xyz(engine, request, payload.script_args,
+                                   lambda cell, model: webui_generate(cell, payload, model), tab, limits.max_images)
         if script == schemas.SD_UPSCALE_SCRIPT:
             return scripts.run_sd_upscale(engine, request, payload.script_args,
                                           lambda tile: webui_generate(tile, payload), limits.max_pixels)

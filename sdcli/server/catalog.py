@@ -166,8 +166,9 @@ def add_catalog_routes(app: FastAPI, engine: Engine, flags: dict[str, Any] | Non
 
     @app.get("/sdapi/v1/script-info")
     def script_info() -> list[dict[str, Any]]:
+        listed = [*SCRIPT_INFO, *((XYZ, tab == "img2img", _xyz_args(tab)) for tab in ("txt2img", "img2img"))]
         return [{"name": name, "is_alwayson": False, "is_img2img": img2img, "args": [_arg(*a) for a in args]}
-                for name, img2img, args in SCRIPT_INFO]
+                for name, img2img, args in listed]
 
     @app.get("/sdapi/v1/memory")
     def get_memory() -> dict[str, Any]:
@@ -198,6 +199,26 @@ SCRIPT_INFO: tuple[tuple[str, bool, tuple[tuple[Any, ...], ...]], ...] = (
         ("Fall-off exponent (lower=higher detail)", 1.0, 0.0, 4.0, 0.01, None),
         ("Color variation", 0.05, 0.0, 1.0, 0.01, None))),
 )
+
+
+XYZ = "x/y/z plot"
+
+
+def _xyz_args(tab: str) -> tuple[tuple[Any, ...], ...]:
+    """The X/Y/Z plot's arguments as the WebUI declares them (axis types are indices into the tab's labels)."""
+    from sdcli.server.scripts import xyz_labels
+
+    labels = xyz_labels(tab)
+    rows: list[tuple[Any, ...]] = []
+    for n, axis in enumerate("XYZ"):
+        rows += [(f"{axis} type", labels[1 if n == 0 else 0], None, None, None, labels),
+                 (f"{axis} values", "", None, None, None, None), (f"{axis} values", None, None, None, None, None)]
+    rows += [(label, label == "Draw legend", None, None, None, None) for label in (
+        "Draw legend", "Include Sub Images", "Include Sub Grids", "Keep -1 for seeds", "Vary seeds for X",
+        "Vary seeds for Y", "Vary seeds for Z")]
+    rows += [("Grid margins (px)", 0, 0, 500, 2, None), ("Use text inputs instead of dropdowns", False, None, None,
+                                                         None, None)]
+    return tuple(rows)
 
 
 def _arg(label: str, value: Any, minimum: Any, maximum: Any, step: Any, choices: Any) -> dict[str, Any]:

@@ -105,9 +105,9 @@ class ProgressResponse(BaseModel):
 
 
 OUTPAINT_SCRIPTS = ("poor man's outpainting", "outpainting mk2")
-PROMPTS_SCRIPT, SD_UPSCALE_SCRIPT = "prompts from file or textbox", "sd upscale"  # server.scripts runs them
-TXT2IMG_SCRIPTS = (PROMPTS_SCRIPT,)
-IMG2IMG_SCRIPTS = (*OUTPAINT_SCRIPTS, PROMPTS_SCRIPT, SD_UPSCALE_SCRIPT)
+PROMPTS_SCRIPT, SD_UPSCALE_SCRIPT, XYZ_SCRIPT = "prompts from file or textbox", "sd upscale", "x/y/z plot"
+TXT2IMG_SCRIPTS = (PROMPTS_SCRIPT, XYZ_SCRIPT)  # server.scripts runs them (outpainting: img2img_request)
+IMG2IMG_SCRIPTS = (*OUTPAINT_SCRIPTS, PROMPTS_SCRIPT, SD_UPSCALE_SCRIPT, XYZ_SCRIPT)
 
 
 def _refuse_unsupported(req: Txt2ImgRequest) -> None:

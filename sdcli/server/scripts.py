@@ -190,3 +190,95 @@ def info_of(items: list[Any], styles: list[str] | None) -> dict[str, Any]:
     parsed = [parse_infotext(item.infotext) for item in items]
     return {"all_prompts": [p[0] for p in parsed], "all_negative_prompts": [p[1] for p in parsed],
             "styles": list(styles or [])}
+
+
+# The WebUI's X/Y/Z plot axes in its dropdown order (scripts/xyz_grid.py axis_options; its script_args give an
+# axis as an index into this list filtered to the tab): (label, the one tab it shows on, or None: both).
+XYZ_AXES: tuple[tuple[str, str | None], ...] = (
+    ("Nothing", None), ("Seed", None), ("Var. seed", None), ("Var. strength", None), ("Steps", None),
+    ("Hires steps", "txt2img"), ("CFG Scale", None), ("Image CFG Scale", "img2img"), ("Prompt S/R", None),
+    ("Prompt order", None), ("Sampler", "txt2img"), ("Hires sampler", "txt2img"), ("Sampler", "img2img"),
+    ("Checkpoint name", None), ("Negative Guidance minimum sigma", None), ("Sigma Churn", None), ("Sigma min", None),
+    ("Sigma max", None), ("Sigma noise", None), ("Schedule type", None), ("Schedule min sigma", None),
+    ("Schedule max sigma", None), ("Schedule rho", None), ("Eta", None), ("Clip skip", None), ("Denoising", None),
+    ("Initial noise multiplier", None), ("Extra noise", None), ("Hires upscaler", "txt2img"),
+    ("Cond. Image Mask Weight", "img2img"), ("VAE", None), ("Styles", None), ("UniPC Order", None),
+    ("Face restore", None), ("Token merging ratio", None), ("Token merging ratio high-res", None),
+    ("Always discard next-to-last sigma", None), ("SGM noise multiplier", None), ("Refiner checkpoint", None),
+    ("Refiner switch at", None), ("RNG source", None),
+)
+
+
+def xyz_labels(tab: str) -> list[str]:
+    """The axis labels of one tab, in the order the WebUI's script_args index them."""
+    return [label for label, only in XYZ_AXES if only in (None, tab)]
+
+
+XyzOptions = tuple[str | None, str | None, str | None]
+
+
+def _xyz_options(args: list[Any], tab: str) -> tuple[XyzOptions, bool, bool, bool, bool]:
+    """(the three "Label: values" axis options, draw legend, include lone images, include sub grids, keep -1 seeds)
+    from the X/Y/Z plot's script_args; an axis type is an index into the tab's list (or its label)."""
+    if len(args) < 9:
+        raise UsageError("script_args: x/y/z plot takes [x type, x values, x dropdown, y type, ..., z dropdown, "
+                         "draw legend, include lone images, include sub grids, keep -1 for seeds, ...]")
+    labels = xyz_labels(tab)
+    options: list[str | None] = []
+    for n, axis in enumerate("xyz"):
+        kind, text, dropdown = args[3 * n:3 * n + 3]
+        if isinstance(kind, int) and not isinstance(kind, bool):
+            if not 0 <= kind < len(labels):
+                raise UsageError(f"script_args: {axis} type {kind} is not 0 to {len(labels) - 1}")
+            kind = labels[kind]
+        if not isinstance(kind, str):
+            raise UsageError(f"script_args: {axis} type {kind!r} is not an axis index or name")
+        if not text and isinstance(dropdown, list) and dropdown:
+            text = ", ".join(f'"{v}"' if "," in str(v) else str(v) for v in dropdown)
+        options.append(None if kind == "Nothing" else f"{kind}: {text or ''}")
+    flags = [bool(a) for a in args[9:13]] + [True, False, False, False][len(args[9:13]):]
+    return (options[0], options[1], options[2]), flags[0], flags[1], flags[2], flags[3]
+
+
+def run_xyz(engine: Any, base: GenerationRequest, args: list[Any], generate: Callable[[GenerationRequest, str | None],
+            Any], tab: str, max_images: int) -> Any:
+    """Every cell through the server, then sdcli xyz's grid: a Generated whose images are the grid (the Z grids
+    after it with "include sub grids", the cells with "include lone images"), as the WebUI's script answers."""
+    from sdcli.batch.plotgrid import cell_grid, combined_grid
+    from sdcli.batch.xyz import plan_plot
+
+    options, legend, lone, sub, keep = _xyz_options(args, tab)
+    try:
+        plot = plan_plot(base, options, None, keep_random_seeds=keep, check_model=lambda spec: engine.find(spec))
+    except UsageError as exc:
+        text = str(exc)
+        for axis in "xyz":
+            text = text.replace(f"--{axis}", f"script_args {axis}")
+        raise UsageError(text if text.startswith("script_args") else f"script_args: {text}") from None
+    if plot.vaes:
+        raise UsageError("script_args: the VAE axis is not run by the server; use sdcli xyz")
+    if len(plot.lines) > max_images:
+        raise UsageError(f"script_args: the plot has {len(plot.lines)} cells, over this server's limit of "
+                         f"{max_images} images per request")
+    results = [generate(line.request, line.model) for line in plot.lines]
+    cells = [r.items[0] for r in results]
+    x, y, z = plot.axes
+    nx, ny, nz = plot.shape
+    with tempfile.TemporaryDirectory(prefix="sdcli-serve-") as folder:
+        paths: list[Path | None] = []
+        for n, item in enumerate(cells):
+            path = Path(folder) / f"cell-{n}.png"
+            item.image.save(path)
+            paths.append(path)
+        size = cells[0].image.size
+        grids = [cell_grid(paths[iz * nx * ny:(iz + 1) * nx * ny], nx, size, x.labels, y.labels, legend)
+                 for iz in range(nz)]
+        for iz, grid in enumerate(grids):
+            grid.save(Path(folder) / f"grid-{iz}.png")
+        main = grids[0] if nz == 1 else combined_grid([Path(folder) / f"grid-{iz}.png" for iz in range(nz)],
+                                                      z.labels, legend)
+    first = cells[0]
+    shown = [main] + (grids if sub and nz > 1 else [])
+    items = [replace(first, image=image, width=image.width, height=image.height) for image in shown]
+    items += cells if lone else []
+    return replace(results[0], items=[replace(item, index=n) for n, item in enumerate(items)])

@@ -97,6 +97,39 @@ def test_sd_upscale_refusals(api, args, detail):
 
 def test_scripts_lists_what_runs(api):
     listed = api.get("/sdapi/v1/scripts").json()
-    assert listed["txt2img"] == [PROMPTS] and "sd upscale" in listed["img2img"]
+    assert listed["txt2img"] == [PROMPTS, "x/y/z plot"] and "sd upscale" in listed["img2img"]
     refused = api.post("/sdapi/v1/txt2img", json={**TXT, "script_name": "sd upscale"})
     assert refused.status_code == 422 and "works with img2img only" in refused.json()["detail"]
+
+
+def xyz_args(x=(0, ""), y=(0, ""), z=(0, ""), legend=True, lone=False, sub=False, keep=False):
+    return [x[0], x[1], [], y[0], y[1], [], z[0], z[1], [], legend, lone, sub, keep, False, False, False, 0, False]
+
+
+def test_xyz_plot_cells_and_grid(api, single_thread):
+    from sdcli.server.scripts import xyz_labels
+
+    steps, cfg = xyz_labels("txt2img").index("Steps"), xyz_labels("txt2img").index("CFG Scale")
+    assert (steps, cfg) == (4, 6)  # the WebUI's dropdown indices
+    body, info = generate(api, script_name="X/Y/Z plot", script_args=xyz_args((4, "2, 3"), (6, "5,7"), lone=True))
+    grid, *cells = [decode(x) for x in body["images"]]
+    assert len(cells) == 4 and grid.width > 64 and grid.height > 64
+    params = [parse_infotext(t)[2] for t in info["infotexts"][1:]]
+    assert [(p["Steps"], p["CFG scale"], p["Seed"]) for p in params] == [
+        ("2", "5", "7"), ("3", "5", "7"), ("2", "7", "7"), ("3", "7", "7")]
+    alone, _ = generate(api, steps=3, cfg_scale=7)
+    assert np.array_equal(rgb(body["images"][4]), rgb(alone["images"][0]))
+    only_grid, _ = generate(api, script_name="x/y/z plot", script_args=xyz_args(("Sampler", "Euler, DDIM")))
+    assert len(only_grid["images"]) == 1  # the WebUI's default: the grid alone
+
+
+@pytest.mark.parametrize("args, detail", [
+    (xyz_args(("Face restore", "True")), "script_args x: the WebUI axis 'Face restore' is not supported"),
+    (xyz_args((4, "1-5")), "the plot has 5 cells, over this server's limit of 4"),
+    (xyz_args((99, "1")), "script_args: x type 99 is not 0 to"),
+    (xyz_args((4, "0, 2")), "script_args x: Steps 0"),
+    ([4, "2"], "script_args: x/y/z plot takes"),
+])
+def test_xyz_plot_refusals(api, args, detail):
+    response = api.post("/sdapi/v1/txt2img", json={**TXT, "script_name": "x/y/z plot", "script_args": args})
+    assert response.status_code == 422 and detail in response.json()["detail"], response.text
