@@ -113,8 +113,6 @@ IMG2IMG_SCRIPTS = (*OUTPAINT_SCRIPTS, PROMPTS_SCRIPT, SD_UPSCALE_SCRIPT, XYZ_SCR
 def _refuse_unsupported(req: Txt2ImgRequest) -> None:
     """Fields whose feature sdcli does not have: a 422 naming the field."""
     checks = (
-        ("restore_faces", req.restore_faces, "face restoration needs a GFPGAN or CodeFormer model and a face "
-         "detector; sdcli has neither (send restore_faces: false)"),
         ("alwayson_scripts", req.alwayson_scripts, "always-on scripts are not supported by sdcli"),
         ("seed_resize_from_w", req.seed_resize_from_w > 0 or req.seed_resize_from_h > 0,
          "seed resize is not supported by sdcli"),

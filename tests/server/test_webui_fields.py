@@ -121,7 +121,7 @@ def test_send_images_false(api):
 
 
 @pytest.mark.parametrize("fields, detail", [
-    ({"restore_faces": True}, "restore_faces: face restoration needs a GFPGAN or CodeFormer model"),
+    ({"restore_faces": True}, "restore_faces: no face-restoration model (GFPGAN or CodeFormer) in "),
     ({"seed_resize_from_w": 64, "seed_resize_from_h": 64}, "seed_resize_from_w: seed resize is not supported"),
     ({"override_settings": {"CLIP_stop_at_last_layers": 0}}, "override_settings.CLIP_stop_at_last_layers: 0 is out"),
     ({"enable_hr": True, "denoising_strength": 1.5}, "denoising_strength: 1.5 is out of range"),
@@ -151,3 +151,31 @@ def test_save_images_writes_the_cli_files_into_the_server_output(api, folder_eng
         assert bad.status_code == 422 and bad.json()["detail"].startswith("samples_format: 'gif'")
     finally:
         folder_engine.output = Path("outputs")
+
+
+def test_restore_faces_names_what_is_missing(api, folder_engine, webui_models, engine):
+    from fastapi.testclient import TestClient
+
+    from sdcli.server.app import create_app
+
+    response = api.post("/sdapi/v1/txt2img", json={**TXT, "restore_faces": True})
+    assert response.status_code == 422
+    assert f"{webui_models / 'GFPGAN'}/" in response.json()["detail"] and "face detector" in response.json()["detail"]
+    bare = TestClient(create_app(engine)).post("/sdapi/v1/txt2img", json={**TXT, "restore_faces": True})
+    assert "a models folder (sdcli serve --models-dir or --webui-dir)" in bare.json()["detail"]
+    (webui_models / "GFPGAN").mkdir()
+    try:
+        (webui_models / "GFPGAN" / "GFPGANv1.4.pth").write_bytes(b"x")
+        found = api.post("/sdapi/v1/img2img", json={**TXT, "restore_faces": True,
+                                                    "init_images": [_png()]})
+        assert found.status_code == 422 and found.json()["detail"].startswith(
+            "restore_faces: GFPGANv1.4.pth found, but sdcli has no face detector")
+    finally:
+        (webui_models / "GFPGAN" / "GFPGANv1.4.pth").unlink()
+        (webui_models / "GFPGAN").rmdir()
+
+
+def _png():
+    from tests.server.conftest import b64png
+
+    return b64png(Image.new("RGB", (32, 32)))
