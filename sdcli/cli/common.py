@@ -64,6 +64,7 @@ def run_command(mode: str, flags: dict[str, Any], **parts: Any) -> None:
 def build_request(mode: str, flags: dict[str, Any], **parts: Any) -> Any:
     """The GenerationRequest of a command's `flags` (its locals()) plus mode `parts` (not validated yet)."""
     from sdcli.cli.control_options import control_part
+    from sdcli.cli.style_options import apply_style_flags
     from sdcli.errors import UsageError
     from sdcli.request.generation import GenerationRequest
 
@@ -73,10 +74,11 @@ def build_request(mode: str, flags: dict[str, Any], **parts: Any) -> Any:
     if prompt is None and prompt_opt is None and mode in ("txt2img", "edit"):
         raise UsageError('PROMPT: missing; give a prompt (or --prompt "" to generate without one)')
     text = prompt if prompt is not None else (prompt_opt or "")
-    return GenerationRequest(
+    request = GenerationRequest(
         prompt=read_stdin("PROMPT") if text == "-" else text, mode=mode,
         **{name: flags[name] for name in REQUEST_FLAGS if name in flags}, **parts, **control_part(flags),
     )
+    return apply_style_flags(request, flags)
 
 
 def typed(ctx: Any, option: str) -> bool:
