@@ -8,13 +8,10 @@ bodies, and the WebUI's `{"error", "detail", "body", "errors"}` for everything e
 from __future__ import annotations
 
 import base64
-import binascii
 import io
 import json
 import secrets
-import tempfile
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from fastapi import Depends, FastAPI, HTTPException, Request
@@ -27,6 +24,7 @@ from sdcli.errors import SdcliError, UsageError
 from sdcli.models.assets import plan_assets
 from sdcli.server import schemas
 from sdcli.server.engine import AddOns, Engine, Generated, QueueFull
+from sdcli.server.uploads import Inputs, decode_b64
 
 
 @dataclass(frozen=True)
@@ -55,16 +53,6 @@ def error_body(exc: Exception, detail: Any) -> dict[str, Any]:
     return {"error": type(exc).__name__, "detail": detail, "body": "", "errors": str(detail)}
 
 
-def decode_b64(data: str, field: str) -> bytes:
-    """Image bytes from base64 or a data: URL (not decoded as an image here: io.images does that)."""
-    if data.startswith("data:"):
-        data = data.partition(",")[2]
-    try:
-        return base64.b64decode(data, validate=False)
-    except (binascii.Error, ValueError):
-        raise UsageError(f"{field}: not valid base64") from None
-
-
 def encode_png(image: Any, infotext: str | None) -> str:
     """A base64 PNG carrying the infotext in its "parameters" chunk, as the WebUI sends."""
     from sdcli.io.metadata import png_info
@@ -72,35 +60,6 @@ def encode_png(image: Any, infotext: str | None) -> str:
     buffer = io.BytesIO()
     image.save(buffer, format="PNG", pnginfo=png_info(infotext) if infotext else None)
     return base64.b64encode(buffer.getvalue()).decode("ascii")
-
-
-class _Inputs:
-    """Uploaded images written to a private temp folder, so sdcli's file checks apply to them."""
-
-    def __init__(self, **images: tuple[str | None, str]):
-        self._dir = tempfile.TemporaryDirectory(prefix="sdcli-serve-")
-        self.paths: dict[str, str | None] = {}
-        self.fields: dict[str, str] = {}
-        for name, (data, field) in images.items():
-            if data is None:
-                self.paths[name] = None
-                continue
-            path = Path(self._dir.name) / name
-            path.write_bytes(decode_b64(data, field))
-            self.paths[name], self.fields[str(path)] = str(path), field
-
-    def explain(self, exc: SdcliError) -> str:
-        """The error with temp paths (and the CLI flags naming them) replaced by the request's fields."""
-        text = str(exc)
-        for path, field in self.fields.items():
-            text = text.replace(f"--image: {path}", field).replace(f"--mask: {path}", field).replace(path, field)
-        return text
-
-    def __enter__(self) -> _Inputs:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._dir.cleanup()
 
 
 def create_app(engine: Engine, *, limits: Limits = Limits(), auth: dict[str, str] | None = None) -> FastAPI:
@@ -153,7 +112,7 @@ def create_app(engine: Engine, *, limits: Limits = Limits(), auth: dict[str, str
             raise UsageError("init_images: give one base64 image")
         if len(payload.init_images) > 1:
             raise UsageError(f"init_images: sdcli takes one input image per request, not {len(payload.init_images)}")
-        with _Inputs(init=(payload.init_images[0], "init_images[0]"), mask=(payload.mask, "mask")) as files:
+        with Inputs(init=(payload.init_images[0], "init_images[0]"), mask=(payload.mask, "mask")) as files:
             try:
                 request = schemas.img2img_request(payload, engine.options, files.paths["init"], files.paths["mask"])
                 done = webui_generate(request, payload)
@@ -167,7 +126,7 @@ def create_app(engine: Engine, *, limits: Limits = Limits(), auth: dict[str, str
         """sdcli's own client (`--server`): the exact request in, raw images and their records out."""
         from sdcli.request.generation import DEFAULTED, request_from_dict
 
-        with _Inputs(init=(job.init_image, "--image"), mask=(job.mask, "--mask")) as files:
+        with Inputs(init=(job.init_image, "--image"), mask=(job.mask, "--mask")) as files:
             try:
                 request = request_from_dict(job.request)
             except (TypeError, ValueError) as exc:
