@@ -11,7 +11,7 @@ import base64
 import io
 import json
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from fastapi import Depends, FastAPI, HTTPException, Request
@@ -22,7 +22,7 @@ from pydantic import BaseModel
 from sdcli import __version__
 from sdcli.errors import SdcliError, UsageError
 from sdcli.models.assets import plan_assets
-from sdcli.server import schemas
+from sdcli.server import controlnet_api, schemas
 from sdcli.server.engine import AddOns, Engine, Generated, QueueFull
 from sdcli.server.uploads import Inputs, decode_b64
 
@@ -67,6 +67,7 @@ def create_app(engine: Engine, *, limits: Limits = Limits(), auth: dict[str, str
     dependencies = [Depends(_basic_auth(auth))] if auth else []
     app = FastAPI(title="sdcli", version=__version__, dependencies=dependencies)
     _add_error_handlers(app, limits)
+    controlnet_api.add_routes(app, engine, limits.max_pixels)
 
     def check_limits(request: Any) -> None:
         width, height = request.width or 0, request.height or 0
@@ -102,9 +103,16 @@ def create_app(engine: Engine, *, limits: Limits = Limits(), auth: dict[str, str
     def txt2img(payload: schemas.Txt2ImgRequest) -> Any:
         try:
             request = schemas.txt2img_request(payload, engine.options)
+            units = controlnet_api.read_units(payload.alwayson_scripts)
         except SdcliError as exc:
             raise type(exc)(schemas.field_message(str(exc))) from None
-        return answer(webui_generate(request, payload), payload)
+        with Inputs(**controlnet_api.uploads(units)) as files:
+            try:
+                request = replace(request, controlnets=controlnet_api.control_units(units, files.paths))
+                done = webui_generate(request, payload)
+            except SdcliError as exc:
+                raise type(exc)(controlnet_api.field_message(files.explain(exc))) from None
+        return answer(done, payload)
 
     @app.post("/sdapi/v1/img2img", response_model=schemas.ImagesResponse)
     def img2img(payload: schemas.Img2ImgRequest) -> Any:
@@ -112,12 +120,16 @@ def create_app(engine: Engine, *, limits: Limits = Limits(), auth: dict[str, str
             raise UsageError("init_images: give one base64 image")
         if len(payload.init_images) > 1:
             raise UsageError(f"init_images: sdcli takes one input image per request, not {len(payload.init_images)}")
-        with Inputs(init=(payload.init_images[0], "init_images[0]"), mask=(payload.mask, "mask")) as files:
+        units = controlnet_api.read_units(payload.alwayson_scripts)
+        with Inputs(init=(payload.init_images[0], "init_images[0]"), mask=(payload.mask, "mask"),
+                    **controlnet_api.uploads(units)) as files:
             try:
                 request = schemas.img2img_request(payload, engine.options, files.paths["init"], files.paths["mask"])
+                request = replace(request, controlnets=controlnet_api.control_units(units, files.paths,
+                                                                                    files.paths["init"]))
                 done = webui_generate(request, payload)
             except SdcliError as exc:
-                raise type(exc)(schemas.field_message(files.explain(exc))) from None
+                raise type(exc)(controlnet_api.field_message(schemas.field_message(files.explain(exc)))) from None
         hide = () if payload.include_init_images else ("init_images", "mask")
         return answer(done, payload, hide)
 
@@ -194,7 +206,7 @@ def create_app(engine: Engine, *, limits: Limits = Limits(), auth: dict[str, str
 
     @app.get("/sdapi/v1/scripts")
     def scripts() -> dict[str, list[str]]:
-        return {"txt2img": [], "img2img": list(schemas.OUTPAINT_SCRIPTS)}
+        return {"txt2img": [controlnet_api.SCRIPT], "img2img": [*schemas.OUTPAINT_SCRIPTS, controlnet_api.SCRIPT]}
 
     @app.post("/sdapi/v1/png-info", response_model=schemas.PngInfoResponse)
     def png_info(payload: schemas.PngInfoRequest) -> Any:

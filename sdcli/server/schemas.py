@@ -117,7 +117,8 @@ def _refuse_unsupported(req: Txt2ImgRequest) -> None:
     checks = (
         ("restore_faces", req.restore_faces, "face restoration is not supported by sdcli"),
         ("styles", req.styles, "prompt styles are not supported by sdcli; put the text in the prompt"),
-        ("alwayson_scripts", req.alwayson_scripts, "always-on scripts are not supported by sdcli"),
+        ("alwayson_scripts", [k for k in req.alwayson_scripts if k.lower() != "controlnet"],
+         "sdcli runs the controlnet always-on script only"),
         ("seed_resize_from_w", req.seed_resize_from_w > 0 or req.seed_resize_from_h > 0,
          "seed resize is not supported by sdcli"),
     )
