@@ -22,8 +22,8 @@ from pydantic import BaseModel
 from sdcli import __version__
 from sdcli.errors import SdcliError, UsageError
 from sdcli.models.assets import plan_assets
-from sdcli.server import controlnet_api, schemas
-from sdcli.server.engine import AddOns, Engine, Generated, QueueFull
+from sdcli.server import controlnet_api, live, schemas
+from sdcli.server.engine import AddOns, Cancelled, Engine, Generated, QueueFull
 from sdcli.server.uploads import Inputs, decode_b64
 
 
@@ -66,8 +66,10 @@ def create_app(engine: Engine, *, limits: Limits = Limits(), auth: dict[str, str
     """The app for `engine`; `auth` maps user -> password (HTTP Basic on every route) when given."""
     dependencies = [Depends(_basic_auth(auth))] if auth else []
     app = FastAPI(title="sdcli", version=__version__, dependencies=dependencies)
+    app.state.engine = engine
     _add_error_handlers(app, limits)
     controlnet_api.add_routes(app, engine, limits.max_pixels)
+    live.add_routes(app, engine)
 
     def check_limits(request: Any) -> None:
         width, height = request.width or 0, request.height or 0
@@ -85,7 +87,7 @@ def create_app(engine: Engine, *, limits: Limits = Limits(), auth: dict[str, str
     def answer(done: Generated, payload: BaseModel, hide: tuple[str, ...] = ()) -> schemas.ImagesResponse:
         model, items = done.model, done.items
         info = schemas.info_json(done.request, items, model_name=model.ref.name, model_hash=model.hash,
-                                 job_timestamp=engine.progress.job_timestamp, version=f"sdcli {__version__}")
+                                 job_timestamp=done.job_timestamp, version=f"sdcli {__version__}")
         parameters = {**payload.model_dump(), **dict.fromkeys(hide)}  # the WebUI sets them to None
         images = [encode_png(i.image, i.infotext) for i in items] if payload.send_images else []
         return schemas.ImagesResponse(images=images, parameters=parameters, info=json.dumps(info))
@@ -227,16 +229,6 @@ def create_app(engine: Engine, *, limits: Limits = Limits(), auth: dict[str, str
         return schemas.PngInfoResponse(info=text, items=items,
                                        parameters={"Prompt": prompt, "Negative prompt": negative, **params})
 
-    @app.get("/sdapi/v1/progress", response_model=schemas.ProgressResponse)
-    def progress(skip_current_image: bool = False) -> Any:
-        done, eta = engine.progress.fraction()
-        return schemas.ProgressResponse(progress=done, eta_relative=eta, state=engine.progress.as_state())
-
-    @app.post("/sdapi/v1/interrupt")
-    def interrupt() -> dict[str, Any]:
-        engine.interrupt()
-        return {}
-
     return app
 
 
@@ -280,7 +272,10 @@ def _add_error_handlers(app: FastAPI, limits: Limits) -> None:
 
     @app.exception_handler(SdcliError)
     async def refused(request: Request, exc: SdcliError) -> JSONResponse:
-        status = 503 if isinstance(exc, QueueFull) else 422
+        if isinstance(exc, QueueFull):
+            return JSONResponse(error_body(exc, str(exc)), status_code=503,
+                                headers={"Retry-After": str(request.app.state.engine.retry_after())})
+        status = 499 if isinstance(exc, Cancelled) else 422  # 499: nobody reads it (nginx's "client closed")
         return JSONResponse(error_body(exc, str(exc)), status_code=status)
 
     @app.exception_handler(HTTPException)

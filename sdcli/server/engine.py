@@ -14,10 +14,12 @@ unknown name is refused (UsageError: HTTP 422) before any model loads.
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -39,11 +41,23 @@ API_DEFAULTS = {"sampler": "Euler"}
 
 
 class QueueFull(SdcliError):
-    """Too many requests waiting: HTTP 503."""
+    """Too many requests waiting, or the server is stopping: HTTP 503 with Retry-After (Engine.retry_after)."""
+
+
+class Cancelled(SdcliError):
+    """The client went away before or while its job ran: nothing is sent (its slot is freed)."""
 
 
 class _Interrupted(Exception):
     """Raised from the step callback after /interrupt."""
+
+
+class _Skipped(Exception):
+    """Raised from the step callback after /skip: the running batch is dropped, the next ones run."""
+
+
+# Whether the client of the request this thread serves has gone away (server.app sets it per request).
+CLIENT_GONE: ContextVar[Callable[[], bool] | None] = ContextVar("sdcli_client_gone", default=None)
 
 
 @dataclass
@@ -87,6 +101,7 @@ class Generated:
     model: ServedModel
     request: GenerationRequest
     items: list[Any]
+    job_timestamp: str = "0"
 
 
 @dataclass
@@ -109,6 +124,8 @@ class Engine:
         self._lock = threading.Lock()
         self._waiting = 0
         self._count_lock = threading.Lock()
+        self._closing = False
+        self._seconds = 0.0  # how long the last job held the lock (for Retry-After)
 
     @classmethod
     def from_specs(cls, specs: list[str | None], runtime: RuntimeOptions, models_dir: str | None = None,
@@ -178,20 +195,49 @@ class Engine:
 
     @contextmanager
     def _slot(self) -> Iterator[None]:
-        """Wait for the generation lock in a bounded queue."""
+        """Wait for the generation lock (one job at a time) in a bounded queue: the running job and those
+        waiting count against queue_size. A waiting client that goes away, or a server stopping, leaves it."""
+        gone = CLIENT_GONE.get() or (lambda: False)
         with self._count_lock:
+            if self._closing:
+                raise QueueFull("the server is shutting down")
             if self._waiting >= self.queue_size:
                 raise QueueFull(f"the queue is full ({self.queue_size} requests); try again later")
             self._waiting += 1
         try:
-            with self._lock:
+            while not self._lock.acquire(timeout=0.05):
+                if gone():
+                    raise Cancelled("the client went away while its request waited")
+                if self._closing:
+                    raise QueueFull("the server is shutting down")
+            started = time.monotonic()
+            try:
                 yield
+            finally:
+                self._seconds = time.monotonic() - started
+                self._lock.release()
         finally:
             with self._count_lock:
                 self._waiting -= 1
 
+    @property
+    def waiting(self) -> int:
+        """Requests holding or waiting for the generation lock."""
+        return self._waiting
+
+    def retry_after(self) -> int:
+        """Seconds until a place in the queue is likely free: the last job's time for each request queued."""
+        return max(1, math.ceil(self._seconds * self._waiting))
+
+    def close(self) -> None:
+        """Stop taking jobs (SIGTERM): waiting requests get 503; the running one finishes."""
+        self._closing = True
+
     def interrupt(self) -> None:
         self.progress.interrupted = True
+
+    def skip(self) -> None:
+        self.progress.skipped = True
 
     def prepare(self, request: GenerationRequest, model_spec: str | None = None,
                 add_ons: AddOns = AddOns(), webui: bool = False) -> tuple[JobPlan, ServedModel]:
@@ -214,31 +260,62 @@ class Engine:
         """Run one request on a served model: plan -> load -> generate, as every entry point; return the
         plan, the model, the request as run and its images.
 
-        An /interrupt stops it after the current step; images of finished batches are kept.
+        An /interrupt stops it after the current step; images of finished batches are kept. A /skip drops
+        the running batch and goes on with the next (its images keep their seeds). A client that goes away
+        cancels its job after the current step (Cancelled).
         """
+        from sdcli.sampling import preview
+
         plan, model = self.prepare(request, model_spec, add_ons, webui)
         with self._slot():
             job = load_job(plan, self.cache, lambda _message: None, loaded=self._pipeline(model))
             request = recorded_request(plan).with_resolved_seed()
-            self.progress = Progress(job_count=request.count, started=time.time(),
-                                     job_timestamp=time.strftime("%Y%m%d%H%M%S"))
-            items: list[Any] = []
+            every = int(self.options.get("show_progress_every_n_steps", 10))
+            progress = self.progress = Progress(
+                job_count=request.count, started=time.time(), job_timestamp=time.strftime("%Y%m%d%H%M%S"),
+                latent_format=job.model.family.latent, every=every if self.options.get("live_previews_enable",
+                                                                                       True) else 0)
             try:
-                for item in job.generate(request, self._step):
+                items = self._batches(job, request)
+            finally:
+                preview.clear()
+                self.progress = Progress(interrupted=progress.interrupted, skipped=progress.skipped)
+        return Generated(plan, model, request, items, progress.job_timestamp)
+
+    def _batches(self, job: Any, request: GenerationRequest) -> list[Any]:
+        """The job's images, batch by batch; after a /skip, again from the batch after the skipped one."""
+        items: list[Any] = []
+        first = 0  # the batch the current run starts at
+        while first < request.count:
+            size = request.batch_size
+            part = request if first == 0 else replace(
+                request, count=request.count - first, seed=(request.seed or 0) + first * size,
+                subseed=None if request.subseed is None else request.subseed + first * size)
+            try:
+                for item in job.generate(part, self._step):
                     if item.failure:  # never sent as a black image
                         raise RuntimeFailure(f"image {item.index} (seed {item.seed}): {item.failure}")
-                    items.append(item)
-                    self.progress.job_no = (item.index + 1) // request.batch_size
+                    items.append(replace(item, index=item.index + first * size))
+                    self.progress.job_no = (items[-1].index + 1) // size
+                return items
             except _Interrupted:
-                pass
-            finally:
-                self.progress = Progress(interrupted=self.progress.interrupted)
-        return Generated(plan, model, request, items)
+                return items
+            except _Skipped:
+                self.progress.skipped = False
+                first = self.progress.job_no = self.progress.job_no + 1
+        return items
 
     def _step(self, step: int, total: int) -> None:
-        if self.progress.interrupted:
+        from sdcli.sampling import preview
+
+        progress = self.progress
+        if progress.interrupted:
             raise _Interrupted
-        self.progress.sampling_step, self.progress.sampling_steps = step, total
+        if progress.skipped:
+            raise _Skipped
+        if (gone := CLIENT_GONE.get()) is not None and gone():
+            raise Cancelled("the client went away while its request ran")
+        progress.step(step, total, preview.latest())
 
 
 @dataclass
