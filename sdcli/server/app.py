@@ -10,13 +10,11 @@ from __future__ import annotations
 import base64
 import io
 import json
-import secrets
 from dataclasses import dataclass, replace
 from typing import Any
 
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse
-from fastapi.security import HTTPBasic, HTTPBasicCredentials
 from pydantic import BaseModel
 
 from sdcli import __version__
@@ -24,6 +22,7 @@ from sdcli.errors import SdcliError, UsageError
 from sdcli.models.assets import plan_assets
 from sdcli.server import controlnet_api, live, schemas
 from sdcli.server.engine import AddOns, Cancelled, Engine, Generated, QueueFull
+from sdcli.server.security import basic_auth
 from sdcli.server.uploads import Inputs, decode_b64
 
 
@@ -64,7 +63,7 @@ def encode_png(image: Any, infotext: str | None) -> str:
 
 def create_app(engine: Engine, *, limits: Limits = Limits(), auth: dict[str, str] | None = None) -> FastAPI:
     """The app for `engine`; `auth` maps user -> password (HTTP Basic on every route) when given."""
-    dependencies = [Depends(_basic_auth(auth))] if auth else []
+    dependencies = [Depends(basic_auth(auth))] if auth else []
     app = FastAPI(title="sdcli", version=__version__, dependencies=dependencies)
     app.state.engine = engine
     _add_error_handlers(app, limits)
@@ -244,17 +243,6 @@ def _with_paths(request: Any, paths: dict[str, str | None]) -> Any:
             raise UsageError("--mask: the request needs a mask and none was sent")
         request = replace(request, inpaint=replace(request.inpaint, mask=paths["mask"]))
     return request
-
-
-def _basic_auth(users: dict[str, str]) -> Any:
-    security = HTTPBasic()
-
-    def check(credentials: HTTPBasicCredentials = Depends(security)) -> None:
-        expected = users.get(credentials.username)
-        if expected is None or not secrets.compare_digest(credentials.password, expected):
-            raise HTTPException(401, "Incorrect username or password", headers={"WWW-Authenticate": "Basic"})
-
-    return check
 
 
 def _add_error_handlers(app: FastAPI, limits: Limits) -> None:
