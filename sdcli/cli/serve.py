@@ -76,8 +76,9 @@ def serve(
     from sdcli.errors import UsageError
 
     try:
-        import uvicorn
+        import uvicorn  # noqa: F401  (a missing server extra is named here)
 
+        from sdcli.server import live
         from sdcli.server.app import Limits, create_app
         from sdcli.server.engine import Engine
     except ImportError as exc:
@@ -102,7 +103,7 @@ def serve(
         if folder:
             note(f"requests may name upscalers, refiners, LoRAs, embeddings and VAEs in {folder} ({flag})")
     note(f"serving {len(engine.models)} model(s) on http://{host}:{port} (Ctrl-C stops)")
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+    live.serve(app, engine, host, port)
 
 
 def parse_auth(value: str | None) -> dict[str, str] | None:

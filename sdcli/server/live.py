@@ -70,3 +70,17 @@ class WatchDisconnect:
         finally:
             watcher.cancel()
             CLIENT_GONE.reset(token)
+
+
+def serve(app: Any, engine: Engine, host: str, port: int) -> None:
+    """Run `app` with uvicorn until SIGINT/SIGTERM. On the signal the engine stops taking jobs (requests
+    waiting get 503) and uvicorn's graceful shutdown lets the running job finish and answer; a second
+    signal exits at once."""
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: Any) -> None:
+            engine.close()
+            super().handle_exit(sig, frame)
+
+    Server(uvicorn.Config(app, host=host, port=port, log_level="warning")).run()
