@@ -57,6 +57,13 @@ def serve(
                                             rich_help_panel=SERVE)] = 16,
     queue_size: Annotated[int, typer.Option("--queue-size", help="Requests that may wait for the GPU.",
                                             rich_help_panel=SERVE)] = 8,
+    cors_allow_origins: Annotated[str | None, typer.Option(
+        "--cors-allow-origins", show_default=False, metavar="ORIGINS", rich_help_panel=SERVE,
+        help="Comma-separated origins browsers may call the API from (CORS), as the WebUI's flag (default: none: "
+        "no CORS headers).")] = None,
+    cors_allow_origins_regex: Annotated[str | None, typer.Option(
+        "--cors-allow-origins-regex", show_default=False, metavar="REGEX", rich_help_panel=SERVE,
+        help="Origins allowed by a regular expression (CORS), as the WebUI's flag.")] = None,
     models_dir: ModelsDir = None,
     webui_dir: WebuiDir = None,
     offline: o.Offline = False,
@@ -84,6 +91,14 @@ def serve(
     except ImportError as exc:
         raise UsageError(f"serve: {exc.name} is not installed (pip install 'sdcli[server]')") from None
     auth = parse_auth(api_auth)
+    if cors_allow_origins_regex is not None:
+        import re
+
+        try:
+            re.compile(cors_allow_origins_regex)
+        except re.error as exc:
+            raise UsageError(f"--cors-allow-origins-regex: {cors_allow_origins_regex!r} is not a regular "
+                             f"expression ({exc})") from None
     for flag, value in (("--max-body-mb", max_body_mb), ("--max-pixels", max_pixels), ("--max-images", max_images),
                         ("--queue-size", queue_size)):
         if value < 1:
@@ -98,7 +113,9 @@ def serve(
     host = "0.0.0.0" if listen else "127.0.0.1"
     if listen and not auth:
         note("warning: --listen without --api-auth: anyone who can reach this machine can use the server")
-    app = create_app(engine, limits=Limits(max_body_mb << 20, max_pixels, max_images), auth=auth)
+    origins = tuple(o.strip() for o in (cors_allow_origins or "").split(",") if o.strip())
+    app = create_app(engine, limits=Limits(max_body_mb << 20, max_pixels, max_images), auth=auth,
+                     cors_origins=origins, cors_origin_regex=cors_allow_origins_regex)
     for flag, folder in (("--models-dir", models_dir), ("--webui-dir", webui_dir)):
         if folder:
             note(f"requests may name upscalers, refiners, LoRAs, embeddings and VAEs in {folder} ({flag})")
@@ -117,6 +134,8 @@ def parse_auth(value: str | None) -> dict[str, str] | None:
         user, sep, password = pair.strip().partition(":")
         if not sep or not user or not password:
             raise UsageError(f"--api-auth: {pair.strip()!r} is not user:password")
+        if not pair.strip().isascii():  # HTTP Basic credentials reach the server as ASCII only
+            raise UsageError(f"--api-auth: {user + ':…'!r} is not ASCII; use ASCII users and passwords")
         users[user] = password
     return users
 

@@ -22,7 +22,7 @@ from sdcli.errors import SdcliError, UsageError
 from sdcli.models.assets import plan_assets
 from sdcli.server import controlnet_api, live, schemas
 from sdcli.server.engine import AddOns, Cancelled, Engine, Generated, QueueFull
-from sdcli.server.security import basic_auth
+from sdcli.server.security import add_cors, basic_auth
 from sdcli.server.uploads import Inputs, decode_b64
 
 
@@ -61,14 +61,17 @@ def encode_png(image: Any, infotext: str | None) -> str:
     return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def create_app(engine: Engine, *, limits: Limits = Limits(), auth: dict[str, str] | None = None) -> FastAPI:
-    """The app for `engine`; `auth` maps user -> password (HTTP Basic on every route) when given."""
+def create_app(engine: Engine, *, limits: Limits = Limits(), auth: dict[str, str] | None = None,
+               cors_origins: tuple[str, ...] = (), cors_origin_regex: str | None = None) -> FastAPI:
+    """The app for `engine`; `auth` maps user -> password (HTTP Basic on every route) when given; CORS headers
+    only for `cors_origins` / `cors_origin_regex`."""
     dependencies = [Depends(basic_auth(auth))] if auth else []
     app = FastAPI(title="sdcli", version=__version__, dependencies=dependencies)
     app.state.engine = engine
     _add_error_handlers(app, limits)
     controlnet_api.add_routes(app, engine, limits.max_pixels)
     live.add_routes(app, engine)
+    add_cors(app, cors_origins, cors_origin_regex)
 
     def check_limits(request: Any) -> None:
         width, height = request.width or 0, request.height or 0

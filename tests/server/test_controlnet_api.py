@@ -1,6 +1,9 @@
 """The ControlNet extension's API on `sdcli serve`: its routes, and alwayson_scripts units in the spellings
 clients send, mapped onto sdcli's ControlNet units (pixels compared, not just status codes)."""
 
+import base64
+import io
+
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw
@@ -140,9 +143,14 @@ def test_img2img_units_default_to_the_input_image(cn_client, disc):
     ({"model": "cn-canny", "module": "depth_midas"}, "args[0].module", "MiDaS"),
     ({"model": "cn-canny", "image": None}, "args[0].image", "control image"),
     ({"model": "cn-canny", "image": "bm90IGFuIGltYWdl"}, "args[0].image", "not a PNG"),
+    ({"model": "cn-canny", "image": "{bomb}"}, "args[0].image", "is 9000x9000 pixels; the limit is"),
 ], ids=lambda v: str(v)[:40])
 def test_bad_units_are_refused_naming_the_field(cn_client, disc, unit, field, words):
     unit = {"image": disc, **unit} if "image" not in unit else unit
+    if unit["image"] == "{bomb}":  # a small file of a huge image: refused from its header, never decoded
+        buffer = io.BytesIO()
+        Image.new("1", (9000, 9000)).save(buffer, format="PNG")
+        unit["image"] = base64.b64encode(buffer.getvalue()).decode()
     body = txt2img(cn_client, unit, status=422)
     assert body["detail"].startswith(f"alwayson_scripts.controlnet.{field}"), body["detail"]
     assert words in body["detail"]
