@@ -9,11 +9,13 @@ import typer
 from sdcli.cli import options as o
 
 HELP = """Serve the AUTOMATIC1111 WebUI API (/sdapi/v1/txt2img, img2img, samplers, schedulers,
-sd-models, options, png-info, progress, interrupt) with models kept loaded.
+sd-models, options, png-info, progress, interrupt, skip; the ControlNet extension's
+/controlnet/* and alwayson_scripts units) with models kept loaded.
 
 Binds 127.0.0.1 unless --listen. One generation runs at a time; others wait in a
-bounded queue (503 when full). `sdcli txt2img --server http://127.0.0.1:7860 ...`
-(or SDCLI_SERVER) sends CLI jobs here: same files, same pixels, no model load.
+bounded queue (503 with Retry-After when full); SIGTERM lets the running job finish.
+`sdcli txt2img --server http://127.0.0.1:7860 ...` (or SDCLI_SERVER) sends CLI jobs
+here: same files, same pixels, no model load.
 
 Requests name models, never files: the served models (-m) and, with --models-dir or
 --webui-dir, names in that folder (ESRGAN/ upscalers, Stable-diffusion/ refiners, Lora/,
@@ -55,8 +57,9 @@ def serve(
                                             rich_help_panel=SERVE)] = 2048 * 2048,
     max_images: Annotated[int, typer.Option("--max-images", help="Most images (batch_size x n_iter) per request.",
                                             rich_help_panel=SERVE)] = 16,
-    queue_size: Annotated[int, typer.Option("--queue-size", help="Requests that may wait for the GPU.",
-                                            rich_help_panel=SERVE)] = 8,
+    queue_size: Annotated[int, typer.Option(
+        "--queue-size", rich_help_panel=SERVE,
+        help="Requests the server holds at once, the running one included; more get 503 with Retry-After.")] = 8,
     cors_allow_origins: Annotated[str | None, typer.Option(
         "--cors-allow-origins", show_default=False, metavar="ORIGINS", rich_help_panel=SERVE,
         help="Comma-separated origins browsers may call the API from (CORS), as the WebUI's flag (default: none: "
