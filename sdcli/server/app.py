@@ -86,7 +86,7 @@ def create_app(engine: Engine, *, limits: Limits = Limits(), auth: dict[str, str
             raise UsageError(f"batch_size x n_iter: {request.total_images} images is over this server's limit "
                              f"of {limits.max_images} per request")
 
-    def answer(done: Generated, payload: BaseModel, hide: tuple[str, ...] = ()) -> schemas.ImagesResponse:
+    def answer(done: Generated, payload: schemas.Txt2ImgRequest, hide: tuple[str, ...] = ()) -> schemas.ImagesResponse:
         model, items = done.model, done.items
         info = schemas.info_json(done.request, items, model_name=model.ref.name, model_hash=model.hash,
                                  job_timestamp=done.job_timestamp, version=f"sdcli {__version__}")
@@ -128,7 +128,9 @@ def create_app(engine: Engine, *, limits: Limits = Limits(), auth: dict[str, str
         with Inputs(init=(payload.init_images[0], "init_images[0]"), mask=(payload.mask, "mask"),
                     **controlnet_api.uploads(units)) as files:
             try:
-                request = schemas.img2img_request(payload, engine.options, files.paths["init"], files.paths["mask"])
+                init = files.paths["init"]
+                assert init is not None  # init_images[0] was checked above
+                request = schemas.img2img_request(payload, engine.options, init, files.paths["mask"])
                 request = replace(request, controlnets=controlnet_api.control_units(units, files.paths,
                                                                                     files.paths["init"]))
                 done = webui_generate(request, payload)

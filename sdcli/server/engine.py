@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
@@ -128,7 +128,7 @@ class Engine:
         self._seconds = 0.0  # how long the last job held the lock (for Retry-After)
 
     @classmethod
-    def from_specs(cls, specs: list[str | None], runtime: RuntimeOptions, models_dir: str | None = None,
+    def from_specs(cls, specs: Sequence[str | None], runtime: RuntimeOptions, models_dir: str | None = None,
                    webui_dir: str | None = None, **kwargs: Any) -> Engine:
         """Resolve every --model of `sdcli serve` (paths, hub ids, names in the models folder; no weights loaded)."""
         from sdcli.models.resolve import model_hash, resolve_model
@@ -249,6 +249,7 @@ class Engine:
         plan = plan_job(request, self.runtime, model_spec, self.assets(add_ons), lambda _message: None,
                         names=names, placement=self.plan, fallback=API_DEFAULTS if webui else None,
                         ignore_unused=webui)
+        assert names.served is not None  # plan_job names the model through ServedNames.model
         return plan, names.served
 
     def assets(self, add_ons: AddOns) -> AssetOptions:
