@@ -208,8 +208,9 @@ def add_routes(app: Any, engine: Any, max_pixels: int) -> None:
     def detect(controlnet_module: str = Body("none"), controlnet_input_images: list[str] = Body([]),
                controlnet_processor_res: int = Body(-1), controlnet_threshold_a: float = Body(-1),
                controlnet_threshold_b: float = Body(-1), controlnet_masks: list[str] = Body([]),
-               low_vram: bool = Body(False)) -> dict[str, Any]:
-        return _detect(controlnet_module, controlnet_input_images, controlnet_processor_res,
+               low_vram: bool = Body(False), controlnet_images: list[str] = Body([])) -> dict[str, Any]:
+        # controlnet_images: what webuiapi's controlnet_detect sends (the extension's older name)
+        return _detect(controlnet_module, controlnet_input_images or controlnet_images, controlnet_processor_res,
                        (controlnet_threshold_a, controlnet_threshold_b), max_pixels)
 
 

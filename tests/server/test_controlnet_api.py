@@ -178,3 +178,22 @@ def test_detect_runs_the_preprocessor(cn_client, disc):
     big = b64png(Image.new("RGB", (200, 200)))
     over = run(controlnet_module="canny", controlnet_input_images=[big])
     assert over.status_code == 422 and "controlnet_input_images[0]: 200x200" in over.json()["detail"]
+
+
+def test_the_webuiapi_client_drives_the_controlnet_api(cn_client, disc, controlled):
+    import webuiapi
+
+    from tests.server.serving import in_thread
+
+    with in_thread(cn_client.app) as url:
+        api = webuiapi.WebUIApi(host="127.0.0.1", port=int(url.rsplit(":", 1)[1]), sampler="Euler", steps=3)
+        assert api.controlnet_version() == 2
+        assert [m.split(" [")[0] for m in api.controlnet_model_list()] == ["cn-canny", "cn-other"]
+        assert "canny" in api.controlnet_module_list()
+        image = decode(disc).convert("RGB")
+        unit = webuiapi.ControlNetUnit(image=image, module="none", model=api.controlnet_model_list()[0],
+                                       resize_mode="Crop and Resize")
+        result = api.txt2img(prompt="a harbour", seed=5, width=64, height=64, cfg_scale=7, controlnet_units=[unit])
+        assert np.array_equal(np.asarray(result.images[0], dtype=np.int16), controlled[0])
+        detected = api.controlnet_detect([image], module="canny", processor_res=64)
+        assert detected.images[0].size == (96, 64)  # its older `controlnet_images` field is taken too
