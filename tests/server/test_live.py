@@ -179,3 +179,16 @@ def test_a_client_that_goes_away_frees_its_slot(slow):
     assert time.monotonic() - started < full_job_s / 3  # cancelled at a step, not run to the end
     assert engine.waiting == 0
     assert httpx.post(url + "/sdapi/v1/txt2img", json=BASE, timeout=30).status_code == 200
+
+
+def test_a_waiting_client_that_goes_away_leaves_the_queue(slow):
+    url, engine = slow
+    running = Background(url, {**BASE, "steps": 10, "n_iter": 3})
+    wait_until(url, lambda b: b["state"]["sampling_step"] >= 1)
+    waiting = Background(url, BASE, timeout=0.5)  # gives up while queued behind the running job
+    assert isinstance(waiting.result(), httpx.TimeoutException)
+    deadline = time.monotonic() + 5
+    while engine.waiting > 1 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert engine.waiting == 1 and progress(url)["state"]["job_count"] == 3  # left while the first still runs
+    assert running.result().status_code == 200
