@@ -33,6 +33,7 @@ from sdcli.models.loaded import LoadedModel
 from sdcli.models.resolve import ModelRef
 from sdcli.models.runtime import RuntimeOptions
 from sdcli.request.generation import GenerationRequest
+from sdcli.sampling import preview
 from sdcli.server.progress import Progress
 
 # What a WebUI API payload that names no sampler gets when its model family sets none: the WebUI API's Euler
@@ -265,8 +266,6 @@ class Engine:
         the running batch and goes on with the next (its images keep their seeds). A client that goes away
         cancels its job after the current step (Cancelled).
         """
-        from sdcli.sampling import preview
-
         plan, model = self.prepare(request, model_spec, add_ons, webui)
         with self._slot():
             job = load_job(plan, self.cache, lambda _message: None, loaded=self._pipeline(model))
@@ -307,8 +306,6 @@ class Engine:
         return items
 
     def _step(self, step: int, total: int) -> None:
-        from sdcli.sampling import preview
-
         progress = self.progress
         if progress.interrupted:
             raise _Interrupted
