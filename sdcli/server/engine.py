@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -122,9 +123,10 @@ class Engine:
         self.current = self.models[0]
         self.cache = ModelCache(self.load, self.load)  # the served model, refiners and hires upscalers loaded
         self._plan: Any = None
-        self._lock = threading.Lock()
-        self._waiting = 0
-        self._count_lock = threading.Lock()
+        self._turns = threading.Condition()  # guards the line, the busy flag and the count
+        self._line: deque[object] = deque()  # requests waiting, first come first served
+        self._busy = False  # a request holds the model
+        self._waiting = 0  # the one holding it and those in line (what queue_size bounds)
         self._closing = False
         self._seconds = 0.0  # how long the last job held the lock (for Retry-After)
 
@@ -185,7 +187,7 @@ class Engine:
 
     def warm_up(self) -> None:
         """Load the current model now, so the first request does not pay for it."""
-        with self._lock:
+        with self._slot():
             self._pipeline(self.current)
 
     def switch(self, spec: str) -> None:
@@ -199,27 +201,37 @@ class Engine:
         """Wait for the generation lock (one job at a time) in a bounded queue: the running job and those
         waiting count against queue_size. A waiting client that goes away, or a server stopping, leaves it."""
         gone = CLIENT_GONE.get() or (lambda: False)
-        with self._count_lock:
+        ticket = object()
+        with self._turns:
             if self._closing:
                 raise QueueFull("the server is shutting down")
             if self._waiting >= self.queue_size:
                 raise QueueFull(f"the queue is full ({self.queue_size} requests); try again later")
             self._waiting += 1
-        try:
-            while not self._lock.acquire(timeout=0.05):
-                if gone():
-                    raise Cancelled("the client went away while its request waited")
-                if self._closing:
-                    raise QueueFull("the server is shutting down")
-            started = time.monotonic()
-            try:
-                yield
-            finally:
-                self._seconds = time.monotonic() - started
-                self._lock.release()
-        finally:
-            with self._count_lock:
+            self._line.append(ticket)
+            try:  # in turn: first come, first served (a plain lock lets some wait far longer than others)
+                while self._busy or self._line[0] is not ticket:
+                    self._turns.wait(timeout=0.05)
+                    if gone():
+                        raise Cancelled("the client went away while its request waited")
+                    if self._closing:
+                        raise QueueFull("the server is shutting down")
+            except BaseException:
+                self._line.remove(ticket)
                 self._waiting -= 1
+                self._turns.notify_all()
+                raise
+            self._line.popleft()
+            self._busy = True
+        started = time.monotonic()
+        try:
+            yield
+        finally:
+            with self._turns:
+                self._seconds = time.monotonic() - started
+                self._busy = False
+                self._waiting -= 1
+                self._turns.notify_all()
 
     @property
     def waiting(self) -> int:

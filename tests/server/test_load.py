@@ -125,7 +125,7 @@ def test_sigterm_lets_the_running_job_finish_and_refuses_the_waiting_one(tiny_mo
                                 stdout=out, stderr=subprocess.STDOUT, env=env)
     url = f"http://127.0.0.1:{port}"
     with wait_for(proc, url, log, auth=False):
-        long = {**payload(0, 0), "steps": 60, "n_iter": 3, "width": 64, "height": 64}
+        long = {**payload(0, 0), "steps": 100, "n_iter": 3, "width": 64, "height": 64}
         answers: dict[str, httpx.Response] = {}
         threads = [threading.Thread(target=lambda k=k, p=p: answers.__setitem__(
             k, httpx.post(url + "/sdapi/v1/txt2img", json=p, timeout=120)))
@@ -136,7 +136,8 @@ def test_sigterm_lets_the_running_job_finish_and_refuses_the_waiting_one(tiny_mo
             assert time.monotonic() < deadline, log.read_text()
             time.sleep(0.02)
         threads[1].start()
-        time.sleep(0.3)  # the second request is queued behind the first
+        time.sleep(1.5)  # the second request is queued behind the first
+        assert httpx.get(url + "/sdapi/v1/progress", timeout=10).json()["state"]["job_no"] < 2  # still running
         proc.send_signal(signal.SIGTERM)
         for thread in threads:
             thread.join(timeout=120)
