@@ -193,7 +193,10 @@ def test_the_webuiapi_client_drives_the_controlnet_api(cn_client, disc, controll
         image = decode(disc).convert("RGB")
         unit = webuiapi.ControlNetUnit(image=image, module="none", model=api.controlnet_model_list()[0],
                                        resize_mode="Crop and Resize")
-        result = api.txt2img(prompt="a harbour", seed=5, width=64, height=64, cfg_scale=7, controlnet_units=[unit])
+        # alwayson_scripts given: webuiapi writes the units into its mutable default dict otherwise, and every
+        # later txt2img of the process would send them
+        result = api.txt2img(prompt="a harbour", seed=5, width=64, height=64, cfg_scale=7, controlnet_units=[unit],
+                             alwayson_scripts={})
         assert np.array_equal(np.asarray(result.images[0], dtype=np.int16), controlled[0])
         detected = api.controlnet_detect([image], module="canny", processor_res=64)
         assert detected.images[0].size == (96, 64)  # its older `controlnet_images` field is taken too
