@@ -28,9 +28,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from scripts import LOOP, MINIMAL, build_full_sd15, write_grid_inputs  # noqa: E402
+from serve_load import load  # noqa: E402
 from stats import compare, interleave, summary  # noqa: E402
 
-SECTIONS = ("startup", "steady", "server", "rss", "grid")
+SECTIONS = ("startup", "steady", "server", "load", "rss", "grid")
 PROMPT = "a lighthouse at dusk, oil painting"
 
 
@@ -280,6 +281,7 @@ def main() -> None:
     steps = {"startup": lambda: startup(runner, work, tiny, args),
              "steady": lambda: steady(runner, work, models, args),
              "server": lambda: server(runner, work, tiny, args),
+             "load": lambda: load(env, tiny, args.quick),
              "rss": lambda: rss(runner, work, models, args),
              "grid": lambda: grid(runner, work, args)}
     for name in only:

@@ -10,11 +10,13 @@ import typer
 from sdcli.cli import options as o
 
 HELP = """Serve the AUTOMATIC1111 WebUI API (/sdapi/v1/txt2img, img2img, options, the lists clients read,
-extras, png-info, progress, interrupt) with models kept loaded.
+extras, png-info, progress, interrupt, skip; the ControlNet extension's /controlnet/* and alwayson_scripts
+units) with models kept loaded.
 
 Binds 127.0.0.1 unless --listen. One generation runs at a time; others wait in a
-bounded queue (503 when full). `sdcli txt2img --server http://127.0.0.1:7860 ...`
-(or SDCLI_SERVER) sends CLI jobs here: same files, same pixels, no model load.
+bounded queue (503 with Retry-After when full); SIGTERM lets the running job finish.
+`sdcli txt2img --server http://127.0.0.1:7860 ...` (or SDCLI_SERVER) sends CLI jobs
+here: same files, same pixels, no model load.
 
 Requests name models, never files: the served models (-m) and, with --models-dir or
 --webui-dir, names in that folder (ESRGAN/ upscalers, Stable-diffusion/ refiners, Lora/,
@@ -56,8 +58,16 @@ def serve(
                                             rich_help_panel=SERVE)] = 2048 * 2048,
     max_images: Annotated[int, typer.Option("--max-images", help="Most images (batch_size x n_iter) per request.",
                                             rich_help_panel=SERVE)] = 16,
-    queue_size: Annotated[int, typer.Option("--queue-size", help="Requests that may wait for the GPU.",
-                                            rich_help_panel=SERVE)] = 8,
+    queue_size: Annotated[int, typer.Option(
+        "--queue-size", rich_help_panel=SERVE,
+        help="Requests the server holds at once, the running one included; more get 503 with Retry-After.")] = 8,
+    cors_allow_origins: Annotated[str | None, typer.Option(
+        "--cors-allow-origins", show_default=False, metavar="ORIGINS", rich_help_panel=SERVE,
+        help="Comma-separated origins browsers may call the API from (CORS), as the WebUI's flag (default: none: "
+        "no CORS headers).")] = None,
+    cors_allow_origins_regex: Annotated[str | None, typer.Option(
+        "--cors-allow-origins-regex", show_default=False, metavar="REGEX", rich_help_panel=SERVE,
+        help="Origins allowed by a regular expression (CORS), as the WebUI's flag.")] = None,
     models_dir: ModelsDir = None,
     webui_dir: WebuiDir = None,
     styles: Annotated[list[str] | None, typer.Option(
@@ -84,13 +94,22 @@ def serve(
     from sdcli.errors import UsageError
 
     try:
-        import uvicorn
+        import uvicorn  # noqa: F401  (a missing server extra is named here)
 
+        from sdcli.server import live
         from sdcli.server.app import Limits, create_app
         from sdcli.server.engine import Engine
     except ImportError as exc:
         raise UsageError(f"serve: {exc.name} is not installed (pip install 'sdcli[server]')") from None
     auth = parse_auth(api_auth)
+    if cors_allow_origins_regex is not None:
+        import re
+
+        try:
+            re.compile(cors_allow_origins_regex)
+        except re.error as exc:
+            raise UsageError(f"--cors-allow-origins-regex: {cors_allow_origins_regex!r} is not a regular "
+                             f"expression ({exc})") from None
     for flag, value in (("--max-body-mb", max_body_mb), ("--max-pixels", max_pixels), ("--max-images", max_images),
                         ("--queue-size", queue_size)):
         if value < 1:
@@ -108,13 +127,15 @@ def serve(
     host = "0.0.0.0" if listen else "127.0.0.1"
     if listen and not auth:
         note("warning: --listen without --api-auth: anyone who can reach this machine can use the server")
+    origins = tuple(o.strip() for o in (cors_allow_origins or "").split(",") if o.strip())
     app = create_app(engine, limits=Limits(max_body_mb << 20, max_pixels, max_images), auth=auth,
-                     flags={"listen": listen, "port": port, "styles_files": styles or []})
+                     flags={"listen": listen, "port": port, "styles_files": styles or []},
+                     cors_origins=origins, cors_origin_regex=cors_allow_origins_regex)
     for flag, folder in (("--models-dir", models_dir), ("--webui-dir", webui_dir)):
         if folder:
             note(f"requests may name upscalers, refiners, LoRAs, embeddings and VAEs in {folder} ({flag})")
     note(f"serving {len(engine.models)} model(s) on http://{host}:{port} (Ctrl-C stops)")
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+    live.serve(app, engine, host, port)
 
 
 def parse_auth(value: str | None) -> dict[str, str] | None:
@@ -128,6 +149,8 @@ def parse_auth(value: str | None) -> dict[str, str] | None:
         user, sep, password = pair.strip().partition(":")
         if not sep or not user or not password:
             raise UsageError(f"--api-auth: {pair.strip()!r} is not user:password")
+        if not pair.strip().isascii():  # HTTP Basic credentials reach the server as ASCII only
+            raise UsageError(f"--api-auth: {user + ':…'!r} is not ASCII; use ASCII users and passwords")
         users[user] = password
     return users
 

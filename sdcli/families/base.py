@@ -109,6 +109,11 @@ class LatentFormat:
     scaling: float | None = None
     shift: float | None = None
     packing: int = 1
+    # A live preview's linear latent -> RGB map (one (R, G, B) row per channel, then a bias), applied to the
+    # latent as the loop holds it; default: the WebUI's cheap approximation for SD 1.x/2.x. None: no preview.
+    preview_rgb: tuple[tuple[float, float, float], ...] | None = (
+        (0.298, 0.207, 0.208), (0.187, 0.286, 0.173), (-0.158, 0.189, 0.264), (-0.184, -0.271, -0.473))
+    preview_bias: tuple[float, float, float] = (0.0, 0.0, 0.0)
 
     def noise_shape(self, width: int, height: int) -> tuple[int, int, int]:
         """(channels, rows, columns) of one image's latent at width x height pixels."""
@@ -132,6 +137,18 @@ class LatentFormat:
         z = latent / self.scaling_of(vae.config)
         shift = self.shift_of(vae.config)
         return z + shift if shift else z
+
+    def preview(self, latent: torch.Tensor) -> torch.Tensor | None:
+        """A cheap preview of the first image of a latent batch [B, C, h, w]: RGB [h, w, 3] in [-1, 1] on
+        the CPU, one pixel per latent cell (None: this format has no preview map, or the latent is packed)."""
+        import torch
+
+        rgb = self.preview_rgb
+        if rgb is None or latent.ndim != 4 or latent.shape[1] != len(rgb):
+            return None
+        factors = torch.tensor(rgb, dtype=torch.float32)
+        first = latent[0].detach().float().cpu()
+        return (torch.einsum("chw,cr->hwr", first, factors) + torch.tensor(self.preview_bias)).clamp(-1, 1)
 
     def vae_pixels(self, pixels: Any) -> Any:
         """Pixels [B, 3, H, W] as the VAE's encode takes them (a video VAE: one frame)."""

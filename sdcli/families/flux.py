@@ -35,7 +35,13 @@ DIFFUSERS_GUIDANCE = "time_text_embed.guidance_embedder.linear_1.weight"
 PACKING = 2
 # Schedule types that do not fit Flux's sigma table (Forge runs them, to no good image), and why.
 FLUX_UNSOUND_SCHEDULES = {**FLOW_UNSOUND_SCHEDULES, "uniform": "reads timesteps 9999..0 as sigmas"}
-LATENT = LatentFormat(channels=16, vae_scale=8, packing=PACKING)
+# The live preview's linear map (ComfyUI's measured factors for the Flux VAE's 16 channels).
+LATENT = LatentFormat(channels=16, vae_scale=8, packing=PACKING, preview_rgb=(
+    (-0.0346, 0.0244, 0.0681), (0.0034, 0.0210, 0.0687), (0.0275, -0.0668, -0.0433), (-0.0174, 0.0160, 0.0617),
+    (0.0859, 0.0721, 0.0329), (0.0004, 0.0383, 0.0115), (0.0405, 0.0861, 0.0915), (-0.0236, -0.0185, -0.0259),
+    (-0.0245, 0.0250, 0.1180), (0.1008, 0.0755, -0.0421), (-0.0515, 0.0201, 0.0011), (0.0428, -0.0012, -0.0036),
+    (0.0817, 0.0765, 0.0749), (-0.1264, -0.0522, -0.1103), (-0.0280, -0.0881, -0.0499), (-0.1262, -0.0982, -0.0778),
+), preview_bias=(-0.0329, -0.0718, -0.0851))
 
 
 def pack(x: Any) -> Any:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from sdcli.families.base import Capabilities, Json, PromptEncoder
+from sdcli.families.base import Capabilities, Json, LatentFormat, PromptEncoder
 from sdcli.families.unet import UNetFamily
 
 SDXL_CLIP_L = "conditioner.embedders.0.transformer.text_model.embeddings.token_embedding.weight"
@@ -50,13 +50,17 @@ class SDXLRefinerFamily(SDXLFamily):
         return _xl_folder(index) and not _has_clip_l(index)
 
 
+# SDXL's VAE has its own latent colours: the live preview's linear map (ComfyUI's measured factors).
+LATENT = LatentFormat(preview_rgb=((0.3651, 0.4232, 0.4341), (-0.2533, -0.0042, 0.1068), (0.1076, 0.1111, -0.0362),
+                                   (-0.3165, -0.2492, -0.2188)), preview_bias=(0.1084, -0.0175, -0.0011))
+
 SDXL = SDXLFamily(
     "sdxl", "Stable Diffusion XL", XL_PIPELINES, 1024, detect_keys=(SDXL_CLIP_L, SDXL_CLIP_G), configs="sdxl",
     capabilities=Capabilities(refiner_group="SDXL", controlnet="sdxl",
-                              embeddings={"clip_l": CLIP_L, "clip_g": CLIP_G}))
+                              embeddings={"clip_l": CLIP_L, "clip_g": CLIP_G}), latent=LATENT)
 # The refiner has only the OpenCLIP-bigG encoder and refines images: no txt2img of its own.
 SDXL_REFINER = SDXLRefinerFamily(
     "sdxl-refiner", "Stable Diffusion XL refiner", {k: v for k, v in XL_PIPELINES.items() if k != "txt2img"}, 1024,
     detect_keys=(REFINER_CLIP_G,), configs="sdxl-refiner",
     capabilities=Capabilities(refiner_group="SDXL", refines_only=True, controlnet="sdxl",
-                              embeddings={"clip_g": CLIP_G}))
+                              embeddings={"clip_g": CLIP_G}), latent=LATENT)

@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from sdcli.sampling import dpm_solver, kdiffusion, timesteps, unipc
+from sdcli.sampling import dpm_solver, kdiffusion, preview, timesteps, unipc
 from sdcli.sampling.denoiser import CFGDenoiser
 from sdcli.sampling.rng import ImageNoise, brownian_noise
 from sdcli.sampling.samplers import SamplerChoice, img2img_steps
@@ -129,7 +129,12 @@ def sample(choice: SamplerChoice, denoiser: CFGDenoiser, noise: ImageNoise, step
 
 
 def _callback(on_step: Callable[[int, int], None] | None, total: int) -> Callable[[int, Any], None]:
-    return lambda i, _denoised: on_step(i + 1, total) if on_step else None
+    def report(i: int, denoised: Any) -> None:
+        if on_step:
+            preview.record(denoised)  # a reference for a live preview (sampling.preview): no copy, no sync
+            on_step(i + 1, total)
+
+    return report
 
 
 def _sample_timesteps(choice: SamplerChoice, denoiser: CFGDenoiser, noise: ImageNoise, steps: int,

@@ -8,27 +8,26 @@ bodies, and the WebUI's `{"error", "detail", "body", "errors"}` for everything e
 from __future__ import annotations
 
 import json
-import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse
-from fastapi.security import HTTPBasic, HTTPBasicCredentials
 from pydantic import BaseModel
 
 from sdcli import __version__
 from sdcli.errors import SdcliError, UsageError
+from sdcli.server import controlnet_api, live, schemas, scripts
 from sdcli.server import options as opts
-from sdcli.server import schemas, scripts
 from sdcli.server.catalog import add_catalog_routes
-from sdcli.server.engine import AddOns, Engine, Generated, QueueFull
+from sdcli.server.engine import AddOns, Cancelled, Engine, Generated, QueueFull
 from sdcli.server.extras import add_extras_routes
 from sdcli.server.infotext import with_infotext
 from sdcli.server.options import apply as apply_options
 from sdcli.server.options import checked
 from sdcli.server.payload import Inputs, encode_png
 from sdcli.server.saving import save_generated
+from sdcli.server.security import add_cors, basic_auth
 
 
 @dataclass(frozen=True)
@@ -58,14 +57,20 @@ def error_body(exc: Exception, detail: Any) -> dict[str, Any]:
 
 
 def create_app(engine: Engine, *, limits: Limits = Limits(), auth: dict[str, str] | None = None,
-               flags: dict[str, Any] | None = None) -> FastAPI:
+               flags: dict[str, Any] | None = None, cors_origins: tuple[str, ...] = (),
+               cors_origin_regex: str | None = None) -> FastAPI:
     """The app for `engine`; `auth` maps user -> password (HTTP Basic on every route) when given; `flags`:
-    `sdcli serve`'s own settings that /sdapi/v1/cmd-flags reports (listen, port)."""
-    dependencies = [Depends(_basic_auth(auth))] if auth else []
+    `sdcli serve`'s own settings that /sdapi/v1/cmd-flags reports (listen, port); CORS headers only for
+    `cors_origins` / `cors_origin_regex`."""
+    dependencies = [Depends(basic_auth(auth))] if auth else []
     app = FastAPI(title="sdcli", version=__version__, dependencies=dependencies)
+    app.state.engine = engine
     _add_error_handlers(app, limits)
     add_catalog_routes(app, engine, flags)
     add_extras_routes(app, engine, limits.max_pixels)
+    controlnet_api.add_routes(app, engine, limits.max_pixels)
+    live.add_routes(app, engine)
+    add_cors(app, cors_origins, cors_origin_regex)
 
     def check_limits(request: Any) -> None:
         width, height = request.width or 0, request.height or 0
@@ -80,10 +85,10 @@ def create_app(engine: Engine, *, limits: Limits = Limits(), auth: dict[str, str
             raise UsageError(f"batch_size x n_iter: {request.total_images} images is over this server's limit "
                              f"of {limits.max_images} per request")
 
-    def answer(done: Generated, payload: BaseModel, hide: tuple[str, ...] = ()) -> schemas.ImagesResponse:
+    def answer(done: Generated, payload: schemas.Txt2ImgRequest, hide: tuple[str, ...] = ()) -> schemas.ImagesResponse:
         model, items = done.model, done.items
         info = schemas.info_json(done.request, items, model_name=model.ref.name, model_hash=model.hash,
-                                 job_timestamp=engine.progress.job_timestamp, version=f"sdcli {__version__}")
+                                 job_timestamp=done.job_timestamp, version=f"sdcli {__version__}")
         info.update(scripts.info_of(items, getattr(payload, "styles", None)))  # each image's own prompts, styles
         parameters = {**payload.model_dump(), **dict.fromkeys(hide)}  # the WebUI sets them to None
         images = [encode_png(i.image, i.infotext) for i in items] if payload.send_images else []
@@ -126,9 +131,16 @@ def create_app(engine: Engine, *, limits: Limits = Limits(), auth: dict[str, str
         try:
             payload = with_infotext(payload)
             request = schemas.txt2img_request(payload, engine.options, engine.styles)
+            units = controlnet_api.read_units(payload.alwayson_scripts)
         except SdcliError as exc:
             raise type(exc)(schemas.field_message(str(exc))) from None
-        return answer(run_webui(request, payload), payload)
+        with Inputs(**controlnet_api.uploads(units)) as files:
+            try:
+                request = replace(request, controlnets=controlnet_api.control_units(units, files.paths))
+                done = run_webui(request, payload)
+            except SdcliError as exc:
+                raise type(exc)(controlnet_api.field_message(files.explain(exc))) from None
+        return answer(done, payload)
 
     @app.post("/sdapi/v1/img2img", response_model=schemas.ImagesResponse)
     def img2img(payload: schemas.Img2ImgRequest) -> Any:
@@ -136,14 +148,19 @@ def create_app(engine: Engine, *, limits: Limits = Limits(), auth: dict[str, str
             raise UsageError("init_images: give one base64 image")
         if len(payload.init_images) > 1:
             raise UsageError(f"init_images: sdcli takes one input image per request, not {len(payload.init_images)}")
-        with Inputs(init=(payload.init_images[0], "init_images[0]"), mask=(payload.mask, "mask")) as files:
+        units = controlnet_api.read_units(payload.alwayson_scripts)
+        with Inputs(init=(payload.init_images[0], "init_images[0]"), mask=(payload.mask, "mask"),
+                    **controlnet_api.uploads(units)) as files:
             try:
                 payload = with_infotext(payload)
-                request = schemas.img2img_request(payload, engine.options, files.paths["init"], files.paths["mask"],
-                                                  engine.styles)
+                init = files.paths["init"]
+                assert init is not None  # init_images[0] was checked above
+                request = schemas.img2img_request(payload, engine.options, init, files.paths["mask"], engine.styles)
+                request = replace(request, controlnets=controlnet_api.control_units(units, files.paths,
+                                                                                    files.paths["init"]))
                 done = run_webui(request, payload)
             except SdcliError as exc:
-                raise type(exc)(schemas.field_message(files.explain(exc))) from None
+                raise type(exc)(controlnet_api.field_message(schemas.field_message(files.explain(exc)))) from None
         hide = () if payload.include_init_images else ("init_images", "mask")
         return answer(done, payload, hide)
 
@@ -200,17 +217,8 @@ def create_app(engine: Engine, *, limits: Limits = Limits(), auth: dict[str, str
 
     @app.get("/sdapi/v1/scripts")
     def script_list() -> dict[str, list[str]]:
-        return {"txt2img": list(schemas.TXT2IMG_SCRIPTS), "img2img": list(schemas.IMG2IMG_SCRIPTS)}
-
-    @app.get("/sdapi/v1/progress", response_model=schemas.ProgressResponse)
-    def progress(skip_current_image: bool = False) -> Any:
-        done, eta = engine.progress.fraction()
-        return schemas.ProgressResponse(progress=done, eta_relative=eta, state=engine.progress.as_state())
-
-    @app.post("/sdapi/v1/interrupt")
-    def interrupt() -> dict[str, Any]:
-        engine.interrupt()
-        return {}
+        return {"txt2img": [*schemas.TXT2IMG_SCRIPTS, controlnet_api.SCRIPT],
+                "img2img": [*schemas.IMG2IMG_SCRIPTS, controlnet_api.SCRIPT]}
 
     return app
 
@@ -229,17 +237,6 @@ def _with_paths(request: Any, paths: dict[str, str | None]) -> Any:
     return request
 
 
-def _basic_auth(users: dict[str, str]) -> Any:
-    security = HTTPBasic()
-
-    def check(credentials: HTTPBasicCredentials = Depends(security)) -> None:
-        expected = users.get(credentials.username)
-        if expected is None or not secrets.compare_digest(credentials.password, expected):
-            raise HTTPException(401, "Incorrect username or password", headers={"WWW-Authenticate": "Basic"})
-
-    return check
-
-
 def _add_error_handlers(app: FastAPI, limits: Limits) -> None:
     @app.middleware("http")
     async def limit_body(request: Request, call_next: Any) -> Any:
@@ -255,7 +252,10 @@ def _add_error_handlers(app: FastAPI, limits: Limits) -> None:
 
     @app.exception_handler(SdcliError)
     async def refused(request: Request, exc: SdcliError) -> JSONResponse:
-        status = 503 if isinstance(exc, QueueFull) else 422
+        if isinstance(exc, QueueFull):
+            return JSONResponse(error_body(exc, str(exc)), status_code=503,
+                                headers={"Retry-After": str(request.app.state.engine.retry_after())})
+        status = 499 if isinstance(exc, Cancelled) else 422  # 499: nobody reads it (nginx's "client closed")
         return JSONResponse(error_body(exc, str(exc)), status_code=status)
 
     @app.exception_handler(HTTPException)

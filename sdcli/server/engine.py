@@ -14,10 +14,13 @@ unknown name is refused (UsageError: HTTP 422) before any model loads.
 
 from __future__ import annotations
 
+import math
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -31,6 +34,8 @@ from sdcli.models.loaded import LoadedModel
 from sdcli.models.resolve import ModelRef
 from sdcli.models.runtime import RuntimeOptions
 from sdcli.request.generation import GenerationRequest
+from sdcli.sampling import preview
+from sdcli.server.progress import Progress
 
 # What a WebUI API payload that names no sampler gets when its model family sets none: the WebUI API's Euler
 # (its sampler_index default); job.plan.plan_job's `fallback`.
@@ -38,11 +43,23 @@ API_DEFAULTS = {"sampler": "Euler"}
 
 
 class QueueFull(SdcliError):
-    """Too many requests waiting: HTTP 503."""
+    """Too many requests waiting, or the server is stopping: HTTP 503 with Retry-After (Engine.retry_after)."""
+
+
+class Cancelled(SdcliError):
+    """The client went away before or while its job ran: nothing is sent (its slot is freed)."""
 
 
 class _Interrupted(Exception):
     """Raised from the step callback after /interrupt."""
+
+
+class _Skipped(Exception):
+    """Raised from the step callback after /skip: the running batch is dropped, the next ones run."""
+
+
+# Whether the client of the request this thread serves has gone away (server.app sets it per request).
+CLIENT_GONE: ContextVar[Callable[[], bool] | None] = ContextVar("sdcli_client_gone", default=None)
 
 
 @dataclass
@@ -86,35 +103,7 @@ class Generated:
     model: ServedModel
     request: GenerationRequest
     items: list[Any]
-
-
-@dataclass
-class Progress:
-    """What /progress reports (the WebUI's shared.state fields)."""
-
-    job_count: int = 0
-    job_no: int = 0
-    sampling_step: int = 0
-    sampling_steps: int = 0
-    started: float = 0.0
     job_timestamp: str = "0"
-    interrupted: bool = False
-
-    def as_state(self) -> dict[str, Any]:
-        return {"skipped": False, "interrupted": self.interrupted,
-                "job": f"job {self.job_no}" if self.job_count else "",
-                "job_count": self.job_count, "job_timestamp": self.job_timestamp, "job_no": self.job_no,
-                "sampling_step": self.sampling_step, "sampling_steps": self.sampling_steps}
-
-    def fraction(self) -> tuple[float, float]:
-        """(progress 0-1, seconds left), as the WebUI estimates them."""
-        if not self.job_count:
-            return 0.0, 0.0
-        done = 0.01 + self.job_no / self.job_count
-        if self.sampling_steps:
-            done += self.sampling_step / self.sampling_steps / self.job_count
-        elapsed = time.time() - self.started
-        return min(done, 1.0), elapsed / done - elapsed
 
 
 @dataclass
@@ -136,12 +125,15 @@ class Engine:
         self.current = self.models[0]
         self.cache = ModelCache(self.load, self.load)  # the served model, refiners and hires upscalers loaded
         self._plan: Any = None
-        self._lock = threading.Lock()
-        self._waiting = 0
-        self._count_lock = threading.Lock()
+        self._turns = threading.Condition()  # guards the line, the busy flag and the count
+        self._line: deque[object] = deque()  # requests waiting, first come first served
+        self._busy = False  # a request holds the model
+        self._waiting = 0  # the one holding it and those in line (what queue_size bounds)
+        self._closing = False
+        self._seconds = 0.0  # how long the last job held the lock (for Retry-After)
 
     @classmethod
-    def from_specs(cls, specs: list[str | None], runtime: RuntimeOptions, models_dir: str | None = None,
+    def from_specs(cls, specs: Sequence[str | None], runtime: RuntimeOptions, models_dir: str | None = None,
                    webui_dir: str | None = None, **kwargs: Any) -> Engine:
         """Resolve every --model of `sdcli serve` (paths, hub ids, names in the models folder; no weights loaded)."""
         from sdcli.models.resolve import model_hash, resolve_model
@@ -197,7 +189,7 @@ class Engine:
 
     def warm_up(self) -> None:
         """Load the current model now, so the first request does not pay for it."""
-        with self._lock:
+        with self._slot():
             self._pipeline(self.current)
 
     def switch(self, spec: str) -> None:
@@ -208,20 +200,59 @@ class Engine:
 
     @contextmanager
     def _slot(self) -> Iterator[None]:
-        """Wait for the generation lock in a bounded queue."""
-        with self._count_lock:
+        """Wait for the generation lock (one job at a time) in a bounded queue: the running job and those
+        waiting count against queue_size. A waiting client that goes away, or a server stopping, leaves it."""
+        gone = CLIENT_GONE.get() or (lambda: False)
+        ticket = object()
+        with self._turns:
+            if self._closing:
+                raise QueueFull("the server is shutting down")
             if self._waiting >= self.queue_size:
                 raise QueueFull(f"the queue is full ({self.queue_size} requests); try again later")
             self._waiting += 1
-        try:
-            with self._lock:
-                yield
-        finally:
-            with self._count_lock:
+            self._line.append(ticket)
+            try:  # in turn: first come, first served (a plain lock lets some wait far longer than others)
+                while self._busy or self._line[0] is not ticket:
+                    self._turns.wait(timeout=0.05)
+                    if gone():
+                        raise Cancelled("the client went away while its request waited")
+                    if self._closing:
+                        raise QueueFull("the server is shutting down")
+            except BaseException:
+                self._line.remove(ticket)
                 self._waiting -= 1
+                self._turns.notify_all()
+                raise
+            self._line.popleft()
+            self._busy = True
+        started = time.monotonic()
+        try:
+            yield
+        finally:
+            with self._turns:
+                self._seconds = time.monotonic() - started
+                self._busy = False
+                self._waiting -= 1
+                self._turns.notify_all()
+
+    @property
+    def waiting(self) -> int:
+        """Requests holding or waiting for the generation lock."""
+        return self._waiting
+
+    def retry_after(self) -> int:
+        """Seconds until a place in the queue is likely free: the last job's time for each request queued."""
+        return max(1, math.ceil(self._seconds * self._waiting))
+
+    def close(self) -> None:
+        """Stop taking jobs (SIGTERM): waiting requests get 503; the running one finishes."""
+        self._closing = True
 
     def interrupt(self) -> None:
         self.progress.interrupted = True
+
+    def skip(self) -> None:
+        self.progress.skipped = True
 
     def prepare(self, request: GenerationRequest, model_spec: str | None = None,
                 add_ons: AddOns = AddOns(), webui: bool = False) -> tuple[JobPlan, ServedModel]:
@@ -233,6 +264,7 @@ class Engine:
         plan = plan_job(request, self.runtime, model_spec, self.assets(add_ons), lambda _message: None,
                         names=names, placement=self.plan, fallback=API_DEFAULTS if webui else None,
                         ignore_unused=webui)
+        assert names.served is not None  # plan_job names the model through ServedNames.model
         return plan, names.served
 
     def assets(self, add_ons: AddOns) -> AssetOptions:
@@ -244,31 +276,58 @@ class Engine:
         """Run one request on a served model: plan -> load -> generate, as every entry point; return the
         plan, the model, the request as run and its images.
 
-        An /interrupt stops it after the current step; images of finished batches are kept.
+        An /interrupt stops it after the current step; images of finished batches are kept. A /skip drops
+        the running batch and goes on with the next (its images keep their seeds). A client that goes away
+        cancels its job after the current step (Cancelled).
         """
         plan, model = self.prepare(request, model_spec, add_ons, webui)
         with self._slot():
             job = load_job(plan, self.cache, lambda _message: None, loaded=self._pipeline(model))
             request = recorded_request(plan).with_resolved_seed()
-            self.progress = Progress(job_count=request.count, started=time.time(),
-                                     job_timestamp=time.strftime("%Y%m%d%H%M%S"))
-            items: list[Any] = []
+            every = int(self.options.get("show_progress_every_n_steps", 10))
+            progress = self.progress = Progress(
+                job_count=request.count, started=time.time(), job_timestamp=time.strftime("%Y%m%d%H%M%S"),
+                latent_format=job.model.family.latent, every=every if self.options.get("live_previews_enable",
+                                                                                       True) else 0)
             try:
-                for item in job.generate(request, self._step):
+                items = self._batches(job, request)
+            finally:
+                preview.clear()
+                self.progress = Progress(interrupted=progress.interrupted, skipped=progress.skipped)
+        return Generated(plan, model, request, items, progress.job_timestamp)
+
+    def _batches(self, job: Any, request: GenerationRequest) -> list[Any]:
+        """The job's images, batch by batch; after a /skip, again from the batch after the skipped one."""
+        items: list[Any] = []
+        first = 0  # the batch the current run starts at
+        while first < request.count:
+            size = request.batch_size
+            part = request if first == 0 else replace(
+                request, count=request.count - first, seed=(request.seed or 0) + first * size,
+                subseed=None if request.subseed is None else request.subseed + first * size)
+            try:
+                for item in job.generate(part, self._step):
                     if item.failure:  # never sent as a black image
                         raise RuntimeFailure(f"image {item.index} (seed {item.seed}): {item.failure}")
-                    items.append(item)
-                    self.progress.job_no = (item.index + 1) // request.batch_size
+                    items.append(replace(item, index=item.index + first * size))
+                    self.progress.job_no = (items[-1].index + 1) // size
+                return items
             except _Interrupted:
-                pass
-            finally:
-                self.progress = Progress(interrupted=self.progress.interrupted)
-        return Generated(plan, model, request, items)
+                return items
+            except _Skipped:
+                self.progress.skipped = False
+                first = self.progress.job_no = self.progress.job_no + 1
+        return items
 
     def _step(self, step: int, total: int) -> None:
-        if self.progress.interrupted:
+        progress = self.progress
+        if progress.interrupted:
             raise _Interrupted
-        self.progress.sampling_step, self.progress.sampling_steps = step, total
+        if progress.skipped:
+            raise _Skipped
+        if (gone := CLIENT_GONE.get()) is not None and gone():
+            raise Cancelled("the client went away while its request ran")
+        progress.step(step, total, preview.latest())
 
 
 @dataclass

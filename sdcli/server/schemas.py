@@ -113,7 +113,8 @@ IMG2IMG_SCRIPTS = (*OUTPAINT_SCRIPTS, PROMPTS_SCRIPT, SD_UPSCALE_SCRIPT, XYZ_SCR
 def _refuse_unsupported(req: Txt2ImgRequest) -> None:
     """Fields whose feature sdcli does not have: a 422 naming the field."""
     checks = (
-        ("alwayson_scripts", req.alwayson_scripts, "always-on scripts are not supported by sdcli"),
+        ("alwayson_scripts", [k for k in req.alwayson_scripts if k.lower() != "controlnet"],
+         "sdcli runs the controlnet always-on script only"),
         ("seed_resize_from_w", req.seed_resize_from_w > 0 or req.seed_resize_from_h > 0,
          "seed resize is not supported by sdcli"),
     )

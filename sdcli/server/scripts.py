@@ -120,7 +120,7 @@ def merged(results: list[Any]) -> Any:
     from sdcli.server.engine import Generated
 
     items = [replace(item, index=n) for n, item in enumerate(i for r in results for i in r.items)]
-    return Generated(results[0].plan, results[0].model, results[0].request, items)
+    return Generated(results[0].plan, results[0].model, results[0].request, items, results[0].job_timestamp)
 
 
 def run_sd_upscale(engine: Any, base: GenerationRequest, args: list[Any], generate: Generate,
