@@ -173,6 +173,17 @@ class Capabilities:
         """The settings it takes, by the names the infotext writer asks about (request.fields.Written.traits)."""
         return tuple(name for name in ("distilled_guidance", "shift", "low_bits") if getattr(self, name))
 
+@dataclass(frozen=True)
+class FileParts:
+    """How a family's transformer-only files load: the text encoders they lack (roles of
+    models.flux_parts.ENCODERS, e.g. "clip_l", "t5xxl", "qwen3") and their VAE kind (e.g. "flux-vae"), given by
+    --text-encoder / --vae or found in the models folders, and which of models.loader.FILE_LOADERS builds the
+    pipeline."""
+
+    text_encoders: tuple[str, ...]
+    vae: str
+    loader: str
+
 
 @dataclass(frozen=True)
 class Family:
@@ -184,6 +195,8 @@ class Family:
     # Its single files are all-in-one checkpoints its pipeline's from_single_file reads with a bundled config
     # folder (single_file_config), even with a transformer as the network (SD3); else models.flux_pipeline's.
     checkpoint_file: ClassVar[bool] = False
+    # The separate parts a transformer-only file of this family loads with (None: it has no such files).
+    file_parts: ClassVar[FileParts | None] = None
 
     name: str
     label: str  # for people

@@ -13,6 +13,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from sdcli.errors import ModelError, UsageError
+from sdcli.families.base import FileParts
 from sdcli.models.flux_files import FluxFile, inspect_flux_file
 from sdcli.models.folders import Library, is_path_like
 from sdcli.models.resolve import ModelRef
@@ -20,6 +21,8 @@ from sdcli.models.resolve import ModelRef
 ENCODERS = {"clip_l": ("clip-l", "CLIP-L", "clip_l.safetensors"),
             "t5xxl": ("t5xxl", "T5-XXL", "t5xxl_fp16.safetensors")}
 ROLE_OF_KIND = {kind: role for role, (kind, _, _) in ENCODERS.items()}
+# VAE kind -> (what it is called, the file people download)
+VAES = {"flux-vae": ("Flux VAE", "ae.safetensors")}
 
 
 def describe(info: FluxFile) -> str:
@@ -140,44 +143,62 @@ def check_vae_channels(vae: Path | None, channels: int, label: str) -> None:
         raise UsageError(f"--vae: {vae.name if vae.is_file() else vae} is {kind}; a {label} model needs {need}")
 
 
+def _family_parts(model: ModelRef, info: FluxFile | None) -> tuple[FileParts | None, tuple[str, ...], str]:
+    """(the parts a single file's family loads with, the parts the file holds itself, the family's label)."""
+    if info is not None and info.kind in ("flux-transformer", "flux-all-in-one"):
+        from sdcli.families.flux import FLUX_DEV
+
+        return FLUX_DEV.file_parts, info.parts, "Flux.1"
+    if model.kind != "single-file":
+        return None, (), ""
+    from sdcli.models.single_file import inspect
+
+    try:
+        family = inspect(model.path).family
+    except ModelError:  # not a file sdcli loads: refused when it loads
+        return None, (), ""
+    return family.file_parts, ("transformer",), family.label
+
+
 def plan_model_parts(model: ModelRef, text_encoders: tuple[str, ...], vae: Path | None, library: Library,
                      names_only: bool = False) -> ModelRef:
     """The model with the files of the parts its own file lacks (ModelRef.parts), or a one-line refusal.
 
-    Only a Flux single file has parts; --text-encoder on any other model is refused. On a transformer-only
-    file a --vae is the model's VAE (check_vae_channels has refused one of another family).
+    Only a transformer file of a family with file parts (Family.file_parts: Flux.1, ...) has parts; --text-encoder
+    on any other model is refused. On a transformer-only file a --vae is the model's VAE (check_vae_channels has
+    refused one of another family).
     """
     info = _inspect(model.path, "--model") if model.kind == "single-file" else None
-    flux = info is not None and info.kind in ("flux-transformer", "flux-all-in-one")
-    if not flux:
+    wanted, own_parts, label = _family_parts(model, info)
+    if wanted is None:
         if text_encoders:
             raise UsageError(f"--text-encoder: {model.path.name} is not a Flux.1 single file; separate text "
                              "encoders go with a Flux transformer file")
         return model
-    assert info is not None
     parts = given_encoders(text_encoders, library, names_only)
-    own = set(info.parts)
+    own = set(own_parts)
     # 1. text encoders: given, in the file, or the one of its kind in the models folder
-    for role in ENCODERS:
+    for role in wanted.text_encoders:
         if role not in parts and role not in own and (found := _from_folder(library, "text_encoder",
                                                                             ENCODERS[role][0])):
             parts[role] = found
-    missing = [role for role in ENCODERS if role not in parts and role not in own]
-    holds = "holds only the transformer" if own == {"transformer"} else f"holds {' + '.join(info.parts)}"
+    missing = [role for role in wanted.text_encoders if role not in parts and role not in own]
+    holds = "holds only the transformer" if own == {"transformer"} else f"holds {' + '.join(own_parts)}"
     if missing:
         what = " and ".join(f"{ENCODERS[r][1]} encoder" for r in missing)
         files = ", ".join(ENCODERS[r][2] for r in missing)
         where = _where(library, "text_encoder", "<models>/text_encoder (ComfyUI: models/text_encoders)")
         raise UsageError(f"--text-encoder: {model.path.name} {holds}; give the {what} ({files}) with "
                          f"--text-encoder FILE|NAME, or put it in {where}")
-    # 2. the VAE: --vae (an add-on when the file has its own), or the Flux VAE in the VAE folder
+    # 2. the VAE: --vae (an add-on when the file has its own), or the family's VAE in the VAE folder
     if "vae" not in own:
-        found = vae if vae is not None else _from_folder(library, "vae", "flux-vae")  # as the asset plan names it
+        name, file = VAES[wanted.vae]
+        found = vae if vae is not None else _from_folder(library, "vae", wanted.vae)  # as the asset plan names it
         if found is None:
             where = _where(library, "vae", "<models>/VAE (ComfyUI: models/vae)")
-            raise UsageError(f"--vae: {model.path.name} {holds}; give the Flux VAE (ae.safetensors) with "
+            raise UsageError(f"--vae: {model.path.name} {holds}; give the {name} ({file}) with "
                              f"--vae FILE|NAME, or put it in {where}")
-        if _inspect(found, "--vae").kind != "flux-vae":
-            raise UsageError(f"--vae: {found.name} is not a Flux VAE ({describe(_inspect(found, '--vae'))})")
+        if _inspect(found, "--vae").kind != wanted.vae:
+            raise UsageError(f"--vae: {found.name} is not a {name} ({describe(_inspect(found, '--vae'))})")
         parts["vae"] = found
     return replace(model, parts=tuple(sorted((role, path) for role, path in parts.items())))

@@ -3,6 +3,7 @@ pipelines (inside functions)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from sdcli.errors import ModelError, RuntimeFailure
@@ -56,18 +57,28 @@ def store_low_bits(model: LoadedModel, storage: str, dtype: Any) -> None:
 
 
 def _load_single_file(model: ModelRef, dtype: Any) -> tuple[Any, Detected]:
-    """A single file: a Flux transformer with its parts (models.flux_pipeline), else a WebUI checkpoint."""
+    """A single file: a flow transformer with its parts (FILE_LOADERS), else a WebUI checkpoint."""
     from sdcli.models.single_file import inspect, load_single_file
 
     detected = inspect(model.path)
     if detected.family.network_component != "transformer" or detected.family.checkpoint_file:
         return load_single_file(model.path, dtype)
-    if not detected.family.configs:  # no bundled configs to build it offline (Z-Image, for now)
+    parts = detected.family.file_parts
+    if parts is None:
         raise ModelError(f"--model: {model.path.name} is a {detected.family.label} transformer file; sdcli loads "
                          f"{detected.family.label} from diffusers folders only (no single files yet)")
+    load = FILE_LOADERS[parts.loader]
+    return load(model, detected, pipeline_class(detected, first_mode(detected)), dtype), detected
+
+
+def _load_flux_files(model: ModelRef, detected: Detected, pipeline: str, dtype: Any) -> Any:
     from sdcli.models.flux_pipeline import load_flux_files
 
-    return load_flux_files(model, detected, pipeline_class(detected, first_mode(detected)), dtype), detected
+    return load_flux_files(model, detected, pipeline, dtype)
+
+
+# Family.file_parts.loader -> the builder of a transformer file's pipeline (its parts: ModelRef.parts).
+FILE_LOADERS: dict[str, Callable[[ModelRef, Detected, str, Any], Any]] = {"flux": _load_flux_files}
 
 
 def _load_folder(model: ModelRef, dtype: Any) -> tuple[Any, Detected]:
