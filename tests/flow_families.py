@@ -59,7 +59,7 @@ FLOW_FAMILIES: dict[str, FlowFamily] = {f.key: f for f in (
                      {"model.diffusion_model.layers.0.adaLN_modulation.0.weight": (4, 4),
                       "model.diffusion_model.cap_embedder.1.weight": (4, 4),
                       "model.diffusion_model.x_embedder.weight": (4, 64)},
-                     "is a Z-Image transformer file; sdcli loads Z-Image from diffusers folders only")),
+                     "--text-encoder: z_image_turbo.safetensors holds only the transformer; give the Qwen3 encoder")),
     FlowFamily(
         "qwenimage", "qwen-image", "qwen-image", "tiny_qwenimage", "tiny_qwenimage_pipe",
         reference="qwenimage_ref:sample", cfg="2.5", shift="3.1", xyz_shifts="1.15, 3.1",

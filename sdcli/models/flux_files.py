@@ -20,6 +20,10 @@ BFL_MARKS = ("double_blocks.0.img_attn.qkv.weight", "img_in.weight")
 DIFFUSERS_MARKS = ("transformer_blocks.0.attn.to_q.weight", "x_embedder.weight")
 CLIP_MARK = "embeddings.position_embedding.weight"
 T5_MARK = "encoder.block.0.layer.0.SelfAttention.q.weight"
+# Qwen text models in transformers' names (ComfyUI's text_encoders files: under "model."): Qwen3 normalises its
+# queries (q_norm); Qwen2.5-VL has biased projections and a vision tower.
+QWEN3_MARK = "layers.0.self_attn.q_norm.weight"
+QWEN_EMBED = "embed_tokens.weight"
 LDM_VAE_MARK = "encoder.down.0.block.0.conv1.weight"
 DIFFUSERS_VAE_MARK = "encoder.down_blocks.0.resnets.0.conv1.weight"
 FLUX_LATENT_CHANNELS = 16
@@ -31,7 +35,7 @@ DEPTH_IN_CHANNELS = 128
 class FluxFile:
     """What one Flux-related weight file holds (kind None: not a Flux file sdcli knows)."""
 
-    kind: str | None  # "flux-transformer", "flux-all-in-one", "clip-l", "t5xxl", "flux-vae"
+    kind: str | None  # "flux-transformer", "flux-all-in-one", "clip-l", "t5xxl", "qwen3", "flux-vae"
     layout: str | None  # transformer: "bfl", "comfy", "diffusers"; VAE: "ldm", "diffusers"; text: "transformers"
     dtype: str | None = None  # the dominant stored dtype: F8_E4M3, F8_E5M2, BF16, F16, F32 (GGUF: Q8_0, ...)
     container: str = "safetensors"  # or "gguf"
@@ -155,6 +159,9 @@ def classify(shapes: Shapes, dtypes: dict[str, str], container: str = "safetenso
         width = shapes[prefix + CLIP_MARK][1]
         return FluxFile("clip-l", "transformers", dominant, container, prefix.removesuffix("text_model."),
                         width=int(width))
+    if (qwen := _prefix_of(shapes, QWEN3_MARK)) is not None and qwen + QWEN_EMBED in shapes:
+        width = shapes[qwen + QWEN_EMBED][1]
+        return FluxFile("qwen3", "transformers", dominant, container, qwen, width=int(width))
     # 4. a VAE with Flux's 16 latent channels (an SD VAE has 4), bare or prefixed
     for prefix in ("", COMFY_VAE, LDM_VAE):
         found = _vae_layout(shapes, prefix)

@@ -15,25 +15,33 @@ from pathlib import Path
 from sdcli.errors import ModelError, UsageError
 from sdcli.families.base import FileParts
 from sdcli.models.flux_files import FluxFile, inspect_flux_file
+from sdcli.models.flux_keys import COMFY_TRANSFORMER
 from sdcli.models.folders import Library, is_path_like
 from sdcli.models.resolve import ModelRef
 
+# role -> (file kind, what it is called, the file people download)
 ENCODERS = {"clip_l": ("clip-l", "CLIP-L", "clip_l.safetensors"),
-            "t5xxl": ("t5xxl", "T5-XXL", "t5xxl_fp16.safetensors")}
+            "t5xxl": ("t5xxl", "T5-XXL", "t5xxl_fp16.safetensors"),
+            "qwen3": ("qwen3", "Qwen3", "qwen_3_4b.safetensors")}
 ROLE_OF_KIND = {kind: role for role, (kind, _, _) in ENCODERS.items()}
 # VAE kind -> (what it is called, the file people download)
 VAES = {"flux-vae": ("Flux VAE", "ae.safetensors")}
 
 
+def _dtype_name(stored: str | None) -> str:
+    """A stored dtype as people name it (F8_E4M3: fp8, BF16: bf16, GGUF's Q8_0: q8_0)."""
+    return {"F8_E4M3": "fp8", "F8_E5M2": "fp8 e5m2", "BF16": "bf16", "F16": "fp16", "F32": "fp32"}.get(
+        stored or "", (stored or "").lower())
+
+
 def describe(info: FluxFile) -> str:
     """What a file holds, for people: `flux-dev transformer (bfl, fp8)`, `t5xxl text encoder`, `flux vae`."""
-    dtype = {"F8_E4M3": "fp8", "F8_E5M2": "fp8 e5m2", "BF16": "bf16", "F16": "fp16", "F32": "fp32"}.get(
-        info.dtype or "", (info.dtype or "").lower())
+    dtype = _dtype_name(info.dtype)
     if info.kind in ("flux-transformer", "flux-all-in-one"):
         what = "transformer" if info.kind == "flux-transformer" else "all-in-one"
         layout = "gguf" if info.container == "gguf" else info.layout
         return f"flux-{info.variant or 'dev'} {what} ({layout}, {dtype})"
-    if info.kind in ("clip-l", "t5xxl"):
+    if info.kind in ("clip-l", "t5xxl", "qwen3"):
         return f"{info.kind.replace('-', '_')} text encoder ({dtype})"
     if info.kind == "flux-vae":
         return f"flux vae ({info.layout}, {dtype})"
@@ -59,7 +67,12 @@ def file_kind(path: Path) -> str:
         shapes = read_tensor_table(path)[0]
         if found := next((f for p in ("", "vae.", "first_stage_model.") if (f := _vae_layout(shapes, p))), None):
             return f"{found[1]}-channel vae"
-        return f"{detect_single_file(shapes).family.name} checkpoint"
+        family = detect_single_file(shapes).family
+        if family.file_parts is None or family.checkpoint_file:
+            return f"{family.name} checkpoint"
+        layout = "gguf" if path.suffix.lower() == ".gguf" else "comfy" if any(
+            k.startswith(COMFY_TRANSFORMER) for k in shapes) else "bare"
+        return f"{family.name} transformer ({layout}, {_dtype_name(info.dtype)})"
     except Exception:  # noqa: BLE001 (a listing shows what it can; a broken file is named, not fatal)
         return "unknown"
 
@@ -86,16 +99,18 @@ def _inspect(path: Path, flag: str) -> FluxFile:
         raise ModelError(f"{flag}: {path}: cannot read its tensor table ({exc})") from None
 
 
-def given_encoders(specs: tuple[str, ...], library: Library, names_only: bool = False) -> dict[str, Path]:
-    """--text-encoder values -> {"clip_l": file, "t5xxl": file}, told apart by their tensors, in any order."""
+def given_encoders(specs: tuple[str, ...], library: Library, names_only: bool = False,
+                   roles: tuple[str, ...] = ("clip_l", "t5xxl")) -> dict[str, Path]:
+    """--text-encoder values -> {role: file} (Flux.1: {"clip_l": file, "t5xxl": file}), told apart by their
+    tensors, in any order; an encoder of a role not in `roles` is refused."""
     found: dict[str, Path] = {}
     for spec in specs:
         path = _resolve(spec, library, "text_encoder", "--text-encoder", names_only)
         info = _inspect(path, "--text-encoder")
         role = ROLE_OF_KIND.get(info.kind or "")
-        if role is None:
-            raise UsageError(f"--text-encoder: {path.name} is not a CLIP-L or T5-XXL text encoder "
-                             f"({describe(info)})")
+        if role not in roles:
+            names = " or ".join(ENCODERS[r][1] for r in roles)
+            raise UsageError(f"--text-encoder: {path.name} is not a {names} text encoder ({describe(info)})")
         if role in found:
             raise UsageError(f"--text-encoder: two {ENCODERS[role][1]} encoders given ({found[role].name} and "
                              f"{path.name}); give one of each")
@@ -175,7 +190,7 @@ def plan_model_parts(model: ModelRef, text_encoders: tuple[str, ...], vae: Path 
             raise UsageError(f"--text-encoder: {model.path.name} is not a Flux.1 single file; separate text "
                              "encoders go with a Flux transformer file")
         return model
-    parts = given_encoders(text_encoders, library, names_only)
+    parts = given_encoders(text_encoders, library, names_only, wanted.text_encoders)
     own = set(own_parts)
     # 1. text encoders: given, in the file, or the one of its kind in the models folder
     for role in wanted.text_encoders:

@@ -77,8 +77,15 @@ def _load_flux_files(model: ModelRef, detected: Detected, pipeline: str, dtype: 
     return load_flux_files(model, detected, pipeline, dtype)
 
 
+def _load_zimage_files(model: ModelRef, detected: Detected, pipeline: str, dtype: Any) -> Any:
+    from sdcli.models.zimage_files import load_zimage_files
+
+    return load_zimage_files(model, detected, pipeline, dtype)
+
+
 # Family.file_parts.loader -> the builder of a transformer file's pipeline (its parts: ModelRef.parts).
-FILE_LOADERS: dict[str, Callable[[ModelRef, Detected, str, Any], Any]] = {"flux": _load_flux_files}
+FILE_LOADERS: dict[str, Callable[[ModelRef, Detected, str, Any], Any]] = {
+    "flux": _load_flux_files, "zimage": _load_zimage_files}
 
 
 def _load_folder(model: ModelRef, dtype: Any) -> tuple[Any, Detected]:

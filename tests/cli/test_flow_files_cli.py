@@ -1,0 +1,175 @@
+"""The flow families other than Flux.1 from single files through `sdcli txt2img`: each tiny model's transformer
+written in every layout people download (original, ComfyUI's prefix, diffusers' names, GGUF) with its text encoder
+and VAE as separate files gives the diffusers folder's pixels exactly; missing or wrong parts are refused in one
+line naming the flag; ComfyUI models folders work offline and `sdcli models` names each file."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from PIL import Image
+
+RUN = ("--steps", "2", "-W", "32", "-H", "32", "--seed", "3")
+
+
+@dataclass(frozen=True)
+class FileRow:
+    """One family's files: its tiny arch, writer (module:function), pipeline class, encoder role and file."""
+
+    arch: str
+    writer: str
+    pipeline: str
+    encoder: str  # the text encoder's file name as the writer names it
+    needs: str  # the refusal's words for the missing encoder
+    models: dict[str, tuple[str, str]]  # file name -> (`sdcli models` kind, what) for the gguf layout's files
+
+
+ROWS = {
+    "zimage": FileRow("zimage", "sdcli.models.zimage_files:write_zimage_files", "ZImagePipeline",
+                      "qwen_3_4b.safetensors", "give the Qwen3 encoder (qwen_3_4b.safetensors)",
+                      {"z_image": ("diffusion_model", "zimage transformer (gguf, fp32)"),
+                       "qwen_3_4b": ("text_encoder", "qwen3 text encoder (fp32)"),
+                       "ae": ("vae", "flux vae (ldm, fp32)")}),
+}
+LAYOUTS = ("original", "comfy", "diffusers", "gguf")
+
+
+def _writer(row: FileRow):
+    import importlib
+
+    module, name = row.writer.split(":")
+    return getattr(importlib.import_module(module), name)
+
+
+@pytest.fixture(scope="module")
+def pipes(tiny_family):
+    """The tiny diffusers pipeline of each row (seed 0), loaded once."""
+    import diffusers
+
+    return {key: getattr(diffusers, row.pipeline).from_pretrained(tiny_family(row.arch), local_files_only=True)
+            for key, row in ROWS.items()}
+
+
+@pytest.fixture(scope="module")
+def files(pipes, tmp_path_factory):
+    """key -> layout -> part -> file (gguf: F32; "gguf-Q8_0"; "other": original layout, other weights)."""
+    import torch
+
+    root = tmp_path_factory.mktemp("flow-files")
+    out: dict[str, dict[str, dict[str, Path]]] = {}
+    for key, row in ROWS.items():
+        write, pipe = _writer(row), pipes[key]
+        out[key] = {layout: write(pipe, root / key / layout, layout, "F32") for layout in LAYOUTS}
+        out[key]["gguf-Q8_0"] = write(pipe, root / key / "q8", "gguf", "Q8_0")
+        other = {k: v + 0.05 * torch.randn(v.shape, generator=torch.Generator().manual_seed(1))
+                 for k, v in pipe.transformer.state_dict().items()}
+        changed = type(pipe.transformer).from_config(pipe.transformer.config)
+        changed.load_state_dict(other)
+        out[key]["other"] = write(SimpleNamespace(transformer=changed, text_encoder=pipe.text_encoder, vae=pipe.vae),
+                                  root / key / "other", "original", "F32")
+    return out
+
+
+@pytest.fixture(scope="module")
+def folder_pixels(tiny_family, tmp_path_factory):
+    from typer.testing import CliRunner
+
+    from sdcli.cli import app
+
+    out = {}
+    for key, row in ROWS.items():
+        folder = tmp_path_factory.mktemp(f"{key}-png")
+        result = CliRunner().invoke(app, ["txt2img", "-m", str(tiny_family(row.arch)), *RUN, "-o", str(folder),
+                                          "a cat"])
+        assert result.exit_code == 0, result.stderr
+        out[key] = np.asarray(Image.open(next(folder.glob("*.png"))), dtype=np.int16)
+    return out
+
+
+def _pixels(cli, out: Path, model, *args) -> np.ndarray:
+    result = cli("txt2img", "-m", model, *RUN, "-o", out, *args, "a cat")
+    assert result.exit_code == 0, result.stderr
+    (png,) = out.glob("*.png")
+    return np.asarray(Image.open(png), dtype=np.int16)
+
+
+def _parts(written: dict[str, Path]) -> tuple[str, ...]:
+    return ("--text-encoder", str(written["qwen3"]), "--vae", str(written["vae"]))
+
+
+@pytest.mark.parametrize("key", ROWS)
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_every_layout_gives_the_folders_pixels(cli, files, folder_pixels, tmp_path, key, layout):
+    written = files[key][layout]
+    assert np.array_equal(_pixels(cli, tmp_path / "o", written["transformer"], *_parts(written)), folder_pixels[key])
+
+
+@pytest.mark.parametrize("key", ROWS)
+def test_other_weights_and_a_quantized_gguf_give_other_pixels(cli, files, folder_pixels, tmp_path, key):
+    """The equality above can fail: a transformer of other weights with the same parts; a Q8_0 GGUF (quantized:
+    the tiny rows of 32 make whole blocks) stays within a few levels."""
+    from gguf import GGUFReader
+
+    other = files[key]["other"]
+    assert not np.array_equal(_pixels(cli, tmp_path / "a", other["transformer"], *_parts(other)), folder_pixels[key])
+    q8 = files[key]["gguf-Q8_0"]
+    assert "Q8_0" in {t.tensor_type.name for t in GGUFReader(q8["transformer"]).tensors}
+    diff = np.abs(_pixels(cli, tmp_path / "b", q8["transformer"], *_parts(q8)) - folder_pixels[key])
+    assert 0 < diff.max() <= 8, diff.max()
+
+
+@pytest.mark.parametrize("key", ROWS)
+def test_missing_or_wrong_parts_are_refused_in_one_line(cli, files, tmp_path, key):
+    written, row = files[key]["comfy"], ROWS[key]
+    model = written["transformer"]
+    cases = [
+        (("--vae", written["vae"]), f"--text-encoder: {model.name} holds only the transformer; {row.needs} with "
+                                    "--text-encoder FILE|NAME, or put it in"),
+        (("--text-encoder", written["qwen3"]), f"--vae: {model.name} holds only the transformer; give the Flux VAE "
+                                               "(ae.safetensors) with --vae FILE|NAME, or put it in"),
+        (("--text-encoder", written["vae"], "--vae", written["vae"]), "--text-encoder: ae.safetensors is not a "
+                                                                       "Qwen3 text encoder (flux vae (ldm, fp32))"),
+    ]
+    for args, message in cases:
+        result = cli("txt2img", "-m", model, *RUN, "-o", tmp_path / "o", *args, "a cat")
+        assert result.exit_code == 2, result.stderr
+        assert result.stderr.startswith("error: " + message) and result.stderr.count("\n") == 1, result.stderr
+        assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("key", ROWS)
+def test_comfy_folders_offline_and_sdcli_models(cli, files, folder_pixels, tmp_path, monkeypatch, key):
+    """Parts found in a ComfyUI install (diffusion_models/, text_encoders/, vae/) with every socket failing and
+    empty Hugging Face caches; `sdcli models --json` names each file's family and kind."""
+    import huggingface_hub.constants
+
+    written = files[key]["gguf"]
+    comfy = tmp_path / "ComfyUI" / "models"
+    for sub, part in (("diffusion_models", "transformer"), ("text_encoders", "qwen3"), ("vae", "vae")):
+        (comfy / sub).mkdir(parents=True)
+        shutil.copy(written[part], comfy / sub / written[part].name)
+    hf = tmp_path / "hf"
+    hf.mkdir()
+    for name in ("HF_HOME", "HF_HUB_CACHE"):
+        monkeypatch.setenv(name, str(hf))
+        monkeypatch.setattr(huggingface_hub.constants, name, str(hf))
+
+    def refuse(*args, **kwargs):
+        raise OSError("network access in a test")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    pixels = _pixels(cli, tmp_path / "o", written["transformer"].stem, "--comfy-dir", comfy.parent)
+    assert np.array_equal(pixels, folder_pixels[key])
+
+    result = cli("models", "--comfy-dir", comfy.parent, "--json")
+    assert result.exit_code == 0, result.stderr
+    what = {r["name"]: (r["kind"], r["what"]) for r in map(json.loads, result.stdout.splitlines())}
+    assert what == ROWS[key].models

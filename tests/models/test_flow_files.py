@@ -1,0 +1,79 @@
+"""The flow families' single-file parts below the CLI: bundled configs of the released models, Qwen text encoder
+files told apart by their tensors, the user's Qwen tokenizer found beside a file (or refused by name), and the
+Z-Image key mapping's inverse."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from sdcli.errors import ModelError
+from sdcli.models.flux_files import inspect_flux_file
+
+
+def _count(model) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def test_the_bundled_zimage_configs_build_the_released_sizes():
+    """Qwen3-4B's model card: 4.0B parameters, 3.6B without the embedding; Z-Image: the 6B transformer; the
+    caption embedder reads the text encoder's width."""
+    import diffusers
+    import transformers
+
+    from sdcli.models.bundled import family_config
+
+    spec = family_config("zimage")
+    with torch.device("meta"):
+        transformer = diffusers.ZImageTransformer2DModel.from_config(spec["transformer"])
+        text = transformers.Qwen3Model(transformers.Qwen3Config(**spec["text_encoder"]))
+        vae = diffusers.AutoencoderKL.from_config(spec["vae"])
+    assert _count(text) == 4_022_468_096 and _count(text) - 151_936 * 2560 == 3_633_511_936
+    assert round(_count(transformer) / 1e9, 2) == 6.15
+    assert _count(vae) == 83_819_683  # the Flux VAE's (tests/models/test_flux_bundle.py)
+    assert spec["transformer"]["cap_feat_dim"] == spec["text_encoder"]["hidden_size"]
+
+
+@pytest.mark.parametrize("prefix", ["", "model."])
+def test_a_qwen3_file_is_told_apart_from_its_tensors(tmp_path, prefix):
+    keys = {"embed_tokens.weight": (10, 8), "layers.0.self_attn.q_norm.weight": (4,),
+            "layers.0.self_attn.q_proj.weight": (8, 8), "norm.weight": (8,)}
+    path = tmp_path / "qwen_3_4b.safetensors"
+    save_file({prefix + k: torch.zeros(s) for k, s in keys.items()}, str(path))
+    info = inspect_flux_file(path)
+    assert (info.kind, info.prefix, info.width) == ("qwen3", prefix, 8)
+    save_file({prefix + k: torch.zeros(s) for k, s in keys.items() if "q_norm" not in k}, str(path))
+    assert inspect_flux_file(path).kind is None  # no q_norm: not Qwen3 (Qwen2.5 has none)
+
+
+def test_the_qwen_tokenizer_comes_from_a_folder_beside_the_file_or_is_refused(tmp_path):
+    from sdcli.models.flow_load import qwen_tokenizer
+    from sdcli.models.tiny_qwen import tiny_qwen_tokenizer
+
+    encoder, model = tmp_path / "te" / "qwen_3_4b.safetensors", tmp_path / "m" / "z.safetensors"
+    with pytest.raises(ModelError) as info:
+        qwen_tokenizer((encoder, model), "Qwen3")
+    message = str(info.value)
+    assert message.startswith("--text-encoder: qwen_3_4b.safetensors needs its Qwen3 tokenizer") and "\n" not in message
+    assert str(tmp_path / "te" / "tokenizer") in message and str(tmp_path / "m" / "tokenizer") in message
+    tiny_qwen_tokenizer().save_pretrained(tmp_path / "m" / "tokenizer")
+    tokenizer = qwen_tokenizer((encoder, model), "Qwen3")
+    assert tokenizer("<|im_start|>a", add_special_tokens=False)["input_ids"] == tiny_qwen_tokenizer()(
+        "<|im_start|>a", add_special_tokens=False)["input_ids"]
+
+
+def test_the_zimage_writer_inverts_diffusers_converter(tiny_family):
+    """diffusers' convert_z_image_transformer_checkpoint_to_diffusers undoes zimage_to_original exactly."""
+    from diffusers import ZImageTransformer2DModel
+
+    from sdcli.models.flow_load import diffusers_converter
+    from sdcli.models.zimage_files import zimage_to_original
+
+    model = ZImageTransformer2DModel.from_pretrained(tiny_family("zimage") / "transformer")
+    state = model.state_dict()
+    original = zimage_to_original(state)
+    assert "layers.0.attention.qkv.weight" in original and "x_embedder.weight" in original
+    assert not any(".to_q." in k or "all_" in k for k in original)
+    back = diffusers_converter("ZImageTransformer2DModel")(original, dict(model.config))
+    assert set(back) == set(state) and all(torch.equal(back[k], state[k]) for k in state)
