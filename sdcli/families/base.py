@@ -178,11 +178,12 @@ class FileParts:
     """How a family's transformer-only files load: the text encoders they lack (roles of
     models.flux_parts.ENCODERS, e.g. "clip_l", "t5xxl", "qwen3") and their VAE kind (e.g. "flux-vae"), given by
     --text-encoder / --vae or found in the models folders, and which of models.loader.FILE_LOADERS builds the
-    pipeline."""
+    pipeline. `own_parts`: its files may hold some of those parts themselves (Flux.1's all-in-one checkpoints)."""
 
     text_encoders: tuple[str, ...]
     vae: str
     loader: str
+    own_parts: bool = False
 
 
 @dataclass(frozen=True)

@@ -98,7 +98,7 @@ class FluxFamily(FlowFamily):
                                      "LoRA takes --control-image alone)")
     own_control_image: ClassVar[bool] = True
     full_widths: ClassVar[tuple[int, ...]] = (FULL_WIDTH,)
-    file_parts: ClassVar[FileParts | None] = FileParts(("clip_l", "t5xxl"), "flux-vae", "flux")
+    file_parts: ClassVar[FileParts | None] = FileParts(("clip_l", "t5xxl"), "flux-vae", "flux", own_parts=True)
 
     guidance: bool = True  # a distilled-guidance input (dev, Fill); schnell has none
     in_features: int = 4 * LATENT.channels  # img_in's inputs a token: 64; Fill 384; Control 128

@@ -60,7 +60,7 @@ def file_kind(path: Path) -> str:
         if path.suffix.lower() not in (".safetensors", ".gguf"):
             return ""
         info = inspect_flux_file(path)
-        if info.kind is not None:
+        if info.kind is not None and not _other_family(info, path):
             return describe(info)
         from sdcli.models.flux_files import _vae_layout, read_tensor_table
 
@@ -75,6 +75,17 @@ def file_kind(path: Path) -> str:
         return f"{family.name} transformer ({layout}, {_dtype_name(info.dtype)})"
     except Exception:  # noqa: BLE001 (a listing shows what it can; a broken file is named, not fatal)
         return "unknown"
+
+
+def _other_family(info: FluxFile, path: Path) -> bool:
+    """Whether a file Flux's classifier reads as a Flux.1 transformer is another family's (Chroma's BFL names)."""
+    if info.kind not in ("flux-transformer", "flux-all-in-one"):
+        return False
+    from sdcli.families import detect_single_file
+    from sdcli.models.flux_files import read_tensor_table
+
+    parts = detect_single_file(read_tensor_table(path)[0]).family.file_parts
+    return parts is not None and not parts.own_parts
 
 
 def _resolve(spec: str, library: Library, kind: str, flag: str, names_only: bool) -> Path:
@@ -160,10 +171,6 @@ def check_vae_channels(vae: Path | None, channels: int, label: str) -> None:
 
 def _family_parts(model: ModelRef, info: FluxFile | None) -> tuple[FileParts | None, tuple[str, ...], str]:
     """(the parts a single file's family loads with, the parts the file holds itself, the family's label)."""
-    if info is not None and info.kind in ("flux-transformer", "flux-all-in-one"):
-        from sdcli.families.flux import FLUX_DEV
-
-        return FLUX_DEV.file_parts, info.parts, "Flux.1"
     if model.kind != "single-file":
         return None, (), ""
     from sdcli.models.single_file import inspect
@@ -172,7 +179,9 @@ def _family_parts(model: ModelRef, info: FluxFile | None) -> tuple[FileParts | N
         family = inspect(model.path).family
     except ModelError:  # not a file sdcli loads: refused when it loads
         return None, (), ""
-    return family.file_parts, ("transformer",), family.label
+    wanted = family.file_parts
+    own = info.parts if wanted is not None and wanted.own_parts and info is not None else ("transformer",)
+    return wanted, own, family.label
 
 
 def plan_model_parts(model: ModelRef, text_encoders: tuple[str, ...], vae: Path | None, library: Library,

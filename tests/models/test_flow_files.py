@@ -77,3 +77,39 @@ def test_the_zimage_writer_inverts_diffusers_converter(tiny_family):
     assert not any(".to_q." in k or "all_" in k for k in original)
     back = diffusers_converter("ZImageTransformer2DModel")(original, dict(model.config))
     assert set(back) == set(state) and all(torch.equal(back[k], state[k]) for k in state)
+
+
+def test_the_bundled_chroma_config_builds_the_8_9b_transformer():
+    """Chroma's published size: 8.9B parameters (Flux schnell's 12B less its modulation layers, plus the
+    approximator)."""
+    import diffusers
+
+    from sdcli.models.bundled import family_config
+
+    spec = family_config("chroma")
+    with torch.device("meta"):
+        transformer = diffusers.ChromaTransformer2DModel.from_config(spec["transformer"])
+    assert round(_count(transformer) / 1e9, 1) == 8.9
+    assert spec["transformer"]["joint_attention_dim"] == spec["text_encoder"]["d_model"]
+
+
+def test_chroma_keys_round_trip_at_any_width_and_diffusers_agrees_at_the_released_one(tiny_family):
+    """chroma_to_diffusers(chroma_to_original(state)) is the state exactly (tiny, 16 wide); at 3072 wide diffusers'
+    own converter gives the same names and tensors (a random released-width model on a few blocks)."""
+    from diffusers import ChromaTransformer2DModel
+    from diffusers.loaders.single_file_utils import convert_chroma_transformer_checkpoint_to_diffusers
+
+    from sdcli.models.chroma_files import chroma_to_diffusers, chroma_to_original
+
+    tiny = ChromaTransformer2DModel.from_pretrained(tiny_family("chroma") / "transformer").state_dict()
+    original = chroma_to_original(tiny)
+    assert "distilled_guidance_layer.layers.0.in_layer.weight" in original
+    assert "single_blocks.0.linear1.weight" in original
+    assert "distilled_guidance_layer.norms.0.scale" in original and not any("to_q" in k for k in original)
+    back = chroma_to_diffusers(original)
+    assert set(back) == set(tiny) and all(torch.equal(back[k], tiny[k]) for k in tiny)
+    wide = ChromaTransformer2DModel(num_layers=1, num_single_layers=1, approximator_layers=1,
+                                    approximator_hidden_dim=32).state_dict()
+    ours = chroma_to_diffusers(chroma_to_original(wide))
+    theirs = convert_chroma_transformer_checkpoint_to_diffusers(chroma_to_original(wide))
+    assert set(ours) == set(theirs) == set(wide) and all(torch.equal(ours[k], theirs[k]) for k in wide)
