@@ -68,7 +68,8 @@ FLOW_FAMILIES: dict[str, FlowFamily] = {f.key: f for f in (
         single_file=("qwen_image_bf16.safetensors",
                      {"model.diffusion_model.img_in.weight": (4, 64), "model.diffusion_model.txt_norm.weight": (4,),
                       "model.diffusion_model.transformer_blocks.0.img_mod.1.weight": (4, 4)},
-                     "a Qwen-Image transformer file; sdcli loads Qwen-Image from a diffusers folder only")),
+                     "--text-encoder: qwen_image_bf16.safetensors holds only the transformer; give the Qwen2.5-VL "
+                     "encoder")),
     FlowFamily(
         "chroma", "chroma", "chroma", "tiny_chroma", "tiny_chroma_pipe", reference="chroma_ref:sample_chroma", cfg="4",
         hires=("--hires-scale", "2"), vae_reconstructs=True, parity={"cfg": 4.0, "negative": "blurry"},

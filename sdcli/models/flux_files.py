@@ -24,6 +24,8 @@ T5_MARK = "encoder.block.0.layer.0.SelfAttention.q.weight"
 # queries (q_norm); Qwen2.5-VL has biased projections and a vision tower.
 QWEN3_MARK = "layers.0.self_attn.q_norm.weight"
 QWEN_EMBED = "embed_tokens.weight"
+QWEN25_MARK = "layers.0.self_attn.q_proj.bias"
+QWEN25_VISION = "visual.patch_embed.proj.weight"
 LDM_VAE_MARK = "encoder.down.0.block.0.conv1.weight"
 DIFFUSERS_VAE_MARK = "encoder.down_blocks.0.resnets.0.conv1.weight"
 FLUX_LATENT_CHANNELS = 16
@@ -35,7 +37,8 @@ DEPTH_IN_CHANNELS = 128
 class FluxFile:
     """What one Flux-related weight file holds (kind None: not a Flux file sdcli knows)."""
 
-    kind: str | None  # "flux-transformer", "flux-all-in-one", "clip-l", "t5xxl", "qwen3", "flux-vae"
+    kind: str | None  # "flux-transformer", "flux-all-in-one", "clip-l", "t5xxl", "qwen3", "qwen2.5-vl",
+    # "flux-vae", "qwen-vae"
     layout: str | None  # transformer: "bfl", "comfy", "diffusers"; VAE: "ldm", "diffusers"; text: "transformers"
     dtype: str | None = None  # the dominant stored dtype: F8_E4M3, F8_E5M2, BF16, F16, F32 (GGUF: Q8_0, ...)
     container: str = "safetensors"  # or "gguf"
@@ -162,7 +165,15 @@ def classify(shapes: Shapes, dtypes: dict[str, str], container: str = "safetenso
     if (qwen := _prefix_of(shapes, QWEN3_MARK)) is not None and qwen + QWEN_EMBED in shapes:
         width = shapes[qwen + QWEN_EMBED][1]
         return FluxFile("qwen3", "transformers", dominant, container, qwen, width=int(width))
-    # 4. a VAE with Flux's 16 latent channels (an SD VAE has 4), bare or prefixed
+    if (qwen := _prefix_of(shapes, QWEN25_MARK)) is not None and _prefix_of(shapes, QWEN25_VISION) is not None:
+        embed = shapes.get(qwen + QWEN_EMBED)
+        return FluxFile("qwen2.5-vl", "transformers", dominant, container, "", width=int(embed[1]) if embed else None)
+    # 4. Qwen-Image's video VAE (3-D convolutions) in diffusers' or Wan 2.1's original names, bare or under "vae."
+    for prefix in ("", COMFY_VAE):
+        for layout, mark in (("diffusers", "encoder.conv_in.weight"), ("wan", "encoder.conv1.weight")):
+            if len(shapes.get(prefix + mark, ())) == 5:
+                return FluxFile("qwen-vae", layout, dominant, container, prefix)
+    # 5. a VAE with Flux's 16 latent channels (an SD VAE has 4), bare or prefixed
     for prefix in ("", COMFY_VAE, LDM_VAE):
         found = _vae_layout(shapes, prefix)
         if found and found[1] == FLUX_LATENT_CHANNELS:

@@ -22,10 +22,12 @@ from sdcli.models.resolve import ModelRef
 # role -> (file kind, what it is called, the file people download)
 ENCODERS = {"clip_l": ("clip-l", "CLIP-L", "clip_l.safetensors"),
             "t5xxl": ("t5xxl", "T5-XXL", "t5xxl_fp16.safetensors"),
-            "qwen3": ("qwen3", "Qwen3", "qwen_3_4b.safetensors")}
+            "qwen3": ("qwen3", "Qwen3", "qwen_3_4b.safetensors"),
+            "qwen25vl": ("qwen2.5-vl", "Qwen2.5-VL", "qwen_2.5_vl_7b.safetensors")}
 ROLE_OF_KIND = {kind: role for role, (kind, _, _) in ENCODERS.items()}
 # VAE kind -> (what it is called, the file people download)
-VAES = {"flux-vae": ("Flux VAE", "ae.safetensors")}
+VAES = {"flux-vae": ("Flux VAE", "ae.safetensors"),
+        "qwen-vae": ("Qwen-Image VAE", "qwen_image_vae.safetensors")}
 
 
 def _dtype_name(stored: str | None) -> str:
@@ -41,10 +43,10 @@ def describe(info: FluxFile) -> str:
         what = "transformer" if info.kind == "flux-transformer" else "all-in-one"
         layout = "gguf" if info.container == "gguf" else info.layout
         return f"flux-{info.variant or 'dev'} {what} ({layout}, {dtype})"
-    if info.kind in ("clip-l", "t5xxl", "qwen3"):
+    if info.kind in ("clip-l", "t5xxl", "qwen3", "qwen2.5-vl"):
         return f"{info.kind.replace('-', '_')} text encoder ({dtype})"
-    if info.kind == "flux-vae":
-        return f"flux vae ({info.layout}, {dtype})"
+    if info.kind in ("flux-vae", "qwen-vae"):
+        return f"{info.kind.replace('-', ' ')} ({info.layout}, {dtype})"
     return "not a Flux file"
 
 

@@ -31,6 +31,8 @@ class FileRow:
     kind: str  # what the refusal of another kind of encoder calls the one it needs
     models: dict[str, tuple[str, str]]  # file name -> (`sdcli models` kind, what) for the gguf layout's files
     q8_blocks: bool = True  # the tiny transformer's rows fill Q8_0's 32-value blocks (16 wide: every tensor F32)
+    layouts: tuple[str, ...] = ("original", "comfy", "diffusers", "gguf")  # the writer's transformer layouts
+    vae: str = "give the Flux VAE (ae.safetensors)"  # the refusal's words for the missing VAE
 
 
 ROWS = {
@@ -44,8 +46,16 @@ ROWS = {
                       {"chroma": ("diffusion_model", "chroma transformer (gguf, fp32)"),
                        "t5xxl": ("text_encoder", "t5xxl text encoder (fp32)"),
                        "ae": ("vae", "flux vae (ldm, fp32)")}, q8_blocks=False),
+    "qwenimage": FileRow("qwen-image", "sdcli.models.qwenimage_files:write_qwenimage_files", "QwenImagePipeline",
+                         "qwen25vl", "give the Qwen2.5-VL encoder (qwen_2.5_vl_7b.safetensors)", "Qwen2.5-VL",
+                         {"qwen_image": ("diffusion_model", "qwen-image transformer (gguf, fp32)"),
+                          "qwen_2.5_vl_7b": ("text_encoder", "qwen2.5_vl text encoder (fp32)"),
+                          "qwen_image_vae": ("vae", "qwen vae (diffusers, fp32)")},
+                         layouts=("original", "comfy", "gguf"),
+                         vae="give the Qwen-Image VAE (qwen_image_vae.safetensors)"),
 }
 LAYOUTS = ("original", "comfy", "diffusers", "gguf")
+CASES = [(key, layout) for key, row in ROWS.items() for layout in row.layouts]
 
 
 def _writer(row: FileRow):
@@ -73,7 +83,7 @@ def files(pipes, tmp_path_factory):
     out: dict[str, dict[str, dict[str, Path]]] = {}
     for key, row in ROWS.items():
         write, pipe = _writer(row), pipes[key]
-        out[key] = {layout: write(pipe, root / key / layout, layout, "F32") for layout in LAYOUTS}
+        out[key] = {layout: write(pipe, root / key / layout, layout, "F32") for layout in row.layouts}
         out[key]["gguf-Q8_0"] = write(pipe, root / key / "q8", "gguf", "Q8_0")
         other = {k: v + 0.05 * torch.randn(v.shape, generator=torch.Generator().manual_seed(1))
                  for k, v in pipe.transformer.state_dict().items()}
@@ -112,8 +122,7 @@ def _parts(written: dict[str, Path]) -> tuple[str, ...]:
     return ("--text-encoder", str(encoder), "--vae", str(written["vae"]))
 
 
-@pytest.mark.parametrize("key", ROWS)
-@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("key,layout", CASES)
 def test_every_layout_gives_the_folders_pixels(cli, files, folder_pixels, tmp_path, key, layout):
     written = files[key][layout]
     assert np.array_equal(_pixels(cli, tmp_path / "o", written["transformer"], *_parts(written)), folder_pixels[key])
@@ -145,10 +154,11 @@ def test_missing_or_wrong_parts_are_refused_in_one_line(cli, files, tmp_path, ke
     cases = [
         (("--vae", written["vae"]), f"--text-encoder: {model.name} holds only the transformer; {row.needs} with "
                                     "--text-encoder FILE|NAME, or put it in"),
-        (("--text-encoder", written[row.encoder]), f"--vae: {model.name} holds only the transformer; give the Flux VAE "
-                                               "(ae.safetensors) with --vae FILE|NAME, or put it in"),
+        (("--text-encoder", written[row.encoder]), f"--vae: {model.name} holds only the transformer; {row.vae} "
+                                               "with --vae FILE|NAME, or put it in"),
         (("--text-encoder", written["vae"], "--vae", written["vae"]),
-         f"--text-encoder: ae.safetensors is not a {row.kind} text encoder (flux vae (ldm, fp32))"),
+         f"--text-encoder: {written['vae'].name} is not a {row.kind} text encoder "
+         f"({row.models[written['vae'].stem][1]})"),
     ]
     for args, message in cases:
         result = cli("txt2img", "-m", model, *RUN, "-o", tmp_path / "o", *args, "a cat")

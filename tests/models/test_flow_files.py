@@ -113,3 +113,53 @@ def test_chroma_keys_round_trip_at_any_width_and_diffusers_agrees_at_the_release
     ours = chroma_to_diffusers(chroma_to_original(wide))
     theirs = convert_chroma_transformer_checkpoint_to_diffusers(chroma_to_original(wide))
     assert set(ours) == set(theirs) == set(wide) and all(torch.equal(ours[k], theirs[k]) for k in wide)
+
+
+def test_the_bundled_qwen_image_configs_build_the_released_sizes():
+    """Qwen-Image: the 20B transformer; Qwen2.5-VL-7B: 8.29B parameters (its model card); the Wan 2.1 VAE: 127M;
+    the transformer reads the text encoder's width."""
+    import diffusers
+    import transformers
+
+    from sdcli.models.bundled import family_config
+
+    spec = family_config("qwen-image")
+    with torch.device("meta"):
+        transformer = diffusers.QwenImageTransformer2DModel.from_config(spec["transformer"])
+        text = transformers.Qwen2_5_VLForConditionalGeneration(transformers.Qwen2_5_VLConfig(**spec["text_encoder"]))
+        vae = diffusers.AutoencoderKLQwenImage.from_config(spec["vae"])
+    assert round(_count(transformer) / 1e9, 1) == 20.4
+    assert round(_count(text) / 1e9, 2) == 8.29
+    assert round(_count(vae) / 1e6) == 127
+    assert spec["transformer"]["joint_attention_dim"] == spec["text_encoder"]["text_config"]["hidden_size"]
+
+
+@pytest.mark.parametrize("language,visual", [("model.", "visual."), ("model.language_model.", "model.visual.")])
+def test_a_qwen25_vl_file_is_told_apart_in_either_naming(tmp_path, language, visual):
+    from sdcli.models.qwenimage_files import to_checkpoint_names, to_transformers
+
+    keys = {language + "embed_tokens.weight": (10, 8), language + "layers.0.self_attn.q_proj.bias": (8,),
+            visual + "patch_embed.proj.weight": (4, 3, 2, 2, 2), "lm_head.weight": (10, 8)}
+    path = tmp_path / "qwen_2.5_vl_7b.safetensors"
+    save_file({k: torch.zeros(s) for k, s in keys.items()}, str(path))
+    info = inspect_flux_file(path)
+    assert (info.kind, info.width) == ("qwen2.5-vl", 8)
+    names = set(to_transformers(dict.fromkeys(keys)))
+    assert names == {"model.language_model.embed_tokens.weight", "model.language_model.layers.0.self_attn.q_proj.bias",
+                     "model.visual.patch_embed.proj.weight", "lm_head.weight"}
+    assert set(to_checkpoint_names(dict.fromkeys(names))) == {
+        "model.embed_tokens.weight", "model.layers.0.self_attn.q_proj.bias", "visual.patch_embed.proj.weight",
+        "lm_head.weight"}
+
+
+def test_a_wan_layout_qwen_vae_is_refused_by_name(tmp_path):
+    from sdcli.models.qwenimage_files import load_qwen_vae
+
+    path = tmp_path / "qwen_image_vae.safetensors"
+    save_file({"encoder.conv1.weight": torch.zeros(8, 3, 3, 3, 3), "decoder.conv1.weight": torch.zeros(8, 16, 3, 3, 3)},
+              str(path))
+    assert (inspect_flux_file(path).kind, inspect_flux_file(path).layout) == ("qwen-vae", "wan")
+    with pytest.raises(ModelError, match=r"--vae: .*qwen_image_vae.safetensors: it has Wan 2.1's original names "
+                                         r"\(ComfyUI's qwen_image_vae.safetensors\); sdcli loads a Qwen-Image VAE in "
+                                         "diffusers' names only"):
+        load_qwen_vae(path, torch.float32, {})
