@@ -49,7 +49,8 @@ FLOW_FAMILIES: dict[str, FlowFamily] = {f.key: f for f in (
         single_file=("flux-2-klein-4b.safetensors",
                      {"model.diffusion_model.single_stream_modulation.lin.weight": (4, 4),
                       "model.diffusion_model.img_in.weight": (4, 128)},
-                     "a Flux.2 transformer file; sdcli loads Flux.2 models from diffusers folders only")),
+                     "--text-encoder: flux-2-klein-4b.safetensors holds only the transformer; give the Qwen3 "
+                     "encoder")),
     FlowFamily(
         "zimage", "zimage", "zimage", "tiny_zimage", "tiny_zimage_pipe", reference="zimage_ref:sample", cfg="1",
         shift="6", xyz_shifts="3, 6",

@@ -110,6 +110,11 @@ class LatentFormat:
     shift: float | None = None
     packing: int = 1
 
+    @property
+    def vae_channels(self) -> int:
+        """The latent channels of the family's VAE (Flux.2: 32, which patchify into its 128)."""
+        return self.channels
+
     def noise_shape(self, width: int, height: int) -> tuple[int, int, int]:
         """(channels, rows, columns) of one image's latent at width x height pixels."""
         return self.channels, height // self.vae_scale, width // self.vae_scale

@@ -76,8 +76,9 @@ def load_qwen3(path: Path, dtype: Any, config: Config, cls_name: str = "Qwen3Mod
         raise ModelError(f"{where}: GGUF text encoders are not supported; use the .safetensors file")
     state = read_tensors(path, info.prefix, source)
     state.pop("lm_head.weight", None)  # tied to the token embedding (Qwen3 4B), or unused by the image models
-    if cls_name != "Qwen3Model":
+    if cls_name != "Qwen3Model":  # a causal LM: its head is the token embedding (tied in Qwen3 4B)
         state = {f"model.{k}": v for k, v in state.items()}
+        state["lm_head.weight"] = state["model.embed_tokens.weight"]
     cls = getattr(transformers, cls_name)
     return _load_transformers(cls, transformers.Qwen3Config, upcast(state, dtype), config, dtype, where)
 

@@ -29,6 +29,7 @@ QWEN25_VISION = "visual.patch_embed.proj.weight"
 LDM_VAE_MARK = "encoder.down.0.block.0.conv1.weight"
 DIFFUSERS_VAE_MARK = "encoder.down_blocks.0.resnets.0.conv1.weight"
 FLUX_LATENT_CHANNELS = 16
+FLUX2_LATENT_CHANNELS = 32
 FILL_IN_CHANNELS = 384  # 64 packed latent + 64 packed masked image + 256 packed mask
 DEPTH_IN_CHANNELS = 128
 
@@ -38,7 +39,7 @@ class FluxFile:
     """What one Flux-related weight file holds (kind None: not a Flux file sdcli knows)."""
 
     kind: str | None  # "flux-transformer", "flux-all-in-one", "clip-l", "t5xxl", "qwen3", "qwen2.5-vl",
-    # "flux-vae", "qwen-vae"
+    # "flux-vae", "qwen-vae", "flux2-vae"
     layout: str | None  # transformer: "bfl", "comfy", "diffusers"; VAE: "ldm", "diffusers"; text: "transformers"
     dtype: str | None = None  # the dominant stored dtype: F8_E4M3, F8_E5M2, BF16, F16, F32 (GGUF: Q8_0, ...)
     container: str = "safetensors"  # or "gguf"
@@ -173,7 +174,12 @@ def classify(shapes: Shapes, dtypes: dict[str, str], container: str = "safetenso
         for layout, mark in (("diffusers", "encoder.conv_in.weight"), ("wan", "encoder.conv1.weight")):
             if len(shapes.get(prefix + mark, ())) == 5:
                 return FluxFile("qwen-vae", layout, dominant, container, prefix)
-    # 5. a VAE with Flux's 16 latent channels (an SD VAE has 4), bare or prefixed
+    # 5. Flux.2's VAE in diffusers' names: 32 latent channels and its batch-norm statistics (bn.*)
+    for prefix in ("", COMFY_VAE):
+        found = _vae_layout(shapes, prefix)
+        if found and found[1] == FLUX2_LATENT_CHANNELS and prefix + "bn.running_mean" in shapes:
+            return FluxFile("flux2-vae", found[0], dominant, container, prefix, width=found[2])
+    # 6. a VAE with Flux's 16 latent channels (an SD VAE has 4), bare or prefixed
     for prefix in ("", COMFY_VAE, LDM_VAE):
         found = _vae_layout(shapes, prefix)
         if found and found[1] == FLUX_LATENT_CHANNELS:

@@ -27,7 +27,8 @@ ENCODERS = {"clip_l": ("clip-l", "CLIP-L", "clip_l.safetensors"),
 ROLE_OF_KIND = {kind: role for role, (kind, _, _) in ENCODERS.items()}
 # VAE kind -> (what it is called, the file people download)
 VAES = {"flux-vae": ("Flux VAE", "ae.safetensors"),
-        "qwen-vae": ("Qwen-Image VAE", "qwen_image_vae.safetensors")}
+        "qwen-vae": ("Qwen-Image VAE", "qwen_image_vae.safetensors"),
+        "flux2-vae": ("Flux.2 VAE", "flux2-vae.safetensors")}
 
 
 def _dtype_name(stored: str | None) -> str:
@@ -45,7 +46,7 @@ def describe(info: FluxFile) -> str:
         return f"flux-{info.variant or 'dev'} {what} ({layout}, {dtype})"
     if info.kind in ("clip-l", "t5xxl", "qwen3", "qwen2.5-vl"):
         return f"{info.kind.replace('-', '_')} text encoder ({dtype})"
-    if info.kind in ("flux-vae", "qwen-vae"):
+    if info.kind in ("flux-vae", "qwen-vae", "flux2-vae"):
         return f"{info.kind.replace('-', ' ')} ({info.layout}, {dtype})"
     return "not a Flux file"
 

@@ -95,10 +95,16 @@ def _load_qwenimage_files(model: ModelRef, detected: Detected, pipeline: str, dt
     return load_qwenimage_files(model, detected, pipeline, dtype)
 
 
+def _load_flux2_files(model: ModelRef, detected: Detected, pipeline: str, dtype: Any) -> Any:
+    from sdcli.models.flux2_files import load_flux2_files
+
+    return load_flux2_files(model, detected, pipeline, dtype)
+
+
 # Family.file_parts.loader -> the builder of a transformer file's pipeline (its parts: ModelRef.parts).
 FILE_LOADERS: dict[str, Callable[[ModelRef, Detected, str, Any], Any]] = {
     "flux": _load_flux_files, "zimage": _load_zimage_files, "chroma": _load_chroma_files,
-    "qwenimage": _load_qwenimage_files}
+    "qwenimage": _load_qwenimage_files, "flux2": _load_flux2_files}
 
 
 def _load_folder(model: ModelRef, dtype: Any) -> tuple[Any, Detected]:
