@@ -106,7 +106,7 @@ def _resolve(spec: str, library: Library, kind: str, flag: str, names_only: bool
 def _inspect(path: Path, flag: str) -> FluxFile:
     """inspect_flux_file with a one-line error naming the flag."""
     if path.suffix.lower() not in (".safetensors", ".gguf"):
-        raise ModelError(f"{flag}: {path}: a Flux part must be a .safetensors (or .gguf) file")
+        raise ModelError(f"{flag}: {path}: a model part must be a .safetensors (or .gguf) file")
     try:
         return inspect_flux_file(path)
     except (OSError, ValueError, KeyError) as exc:
@@ -199,8 +199,8 @@ def plan_model_parts(model: ModelRef, text_encoders: tuple[str, ...], vae: Path 
     wanted, own_parts, label = _family_parts(model, info)
     if wanted is None:
         if text_encoders:
-            raise UsageError(f"--text-encoder: {model.path.name} is not a Flux.1 single file; separate text "
-                             "encoders go with a Flux transformer file")
+            raise UsageError(f"--text-encoder: {model.path.name} is not a transformer file; separate text encoders "
+                             "go with a Flux.1, Chroma, Z-Image, Qwen-Image or Flux.2 klein transformer file")
         return model
     parts = given_encoders(text_encoders, library, names_only, wanted.text_encoders)
     own = set(own_parts)

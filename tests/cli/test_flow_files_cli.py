@@ -202,3 +202,12 @@ def test_comfy_folders_offline_and_sdcli_models(cli, files, folder_pixels, tmp_p
     assert result.exit_code == 0, result.stderr
     what = {r["name"]: (r["kind"], r["what"]) for r in map(json.loads, result.stdout.splitlines())}
     assert what == ROWS[key].models
+
+
+def test_a_text_encoder_with_a_diffusers_folder_is_refused(cli, tiny_family, files, tmp_path):
+    folder = tiny_family("zimage")
+    result = cli("txt2img", "-m", folder, *RUN, "-o", tmp_path / "o", "--text-encoder",
+                 files["zimage"]["comfy"]["qwen3"], "a cat")
+    assert result.exit_code == 2 and result.stderr.count("\n") == 1, result.stderr
+    assert result.stderr.startswith(f"error: --text-encoder: {folder.name} is not a transformer file; separate text "
+                                    "encoders go with a Flux.1, Chroma, Z-Image, Qwen-Image or Flux.2 klein")
