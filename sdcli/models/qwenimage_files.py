@@ -5,10 +5,10 @@ ComfyUI's "model.diffusion_model." (qwen_image_fp8_e4m3fn.safetensors); diffuser
 QwenImageTransformer2DModel maps them unchanged, so sdcli only strips the prefix (models.flow_load). The text
 encoder is Qwen2.5-VL 7B (ComfyUI's qwen_2.5_vl_7b.safetensors: the Hugging Face checkpoint's names, "model.*"
 for the language model and "visual.*" for the vision tower; transformers 5 keeps them under "model.language_model."
-and "model.visual.", which are read too). The VAE is an AutoencoderKLQwenImage file in diffusers' names
-(diffusers has no single-file loader for that class: sdcli checks its keys strictly and loads the state dict
-into the model its config builds); ComfyUI's qwen_image_vae.safetensors (Wan 2.1's original names) is refused by
-name: diffusers' Wan converter fixes the released block counts and sdcli has no shape-generic one yet. Configs:
+and "model.visual.", which are read too). The VAE is ComfyUI's qwen_image_vae.safetensors (Wan 2.1's original
+names; diffusers' Wan converter fixes the released block counts, so models.wan_vae_keys renames them at any
+size) or an AutoencoderKLQwenImage file in diffusers' names; diffusers has no single-file loader for that class,
+so sdcli checks the keys strictly and loads the state dict into the model its config builds. Configs:
 configs/qwen-image.json for the released width (transformer and VAE: diffusers' class defaults, which are
 Qwen-Image's; text encoder: Qwen2.5-VL-7B's published config; scheduler: Qwen-Image's), else the tiny
 architecture (models.tiny_qwenimage). The Qwen tokenizer is not bundled (models.flow_load.qwen_tokenizer).
@@ -77,26 +77,25 @@ def load_qwen25vl(path: Path, dtype: Any, config: dict[str, Any], source: str = 
 
 
 def load_qwen_vae(path: Path, dtype: Any, config: dict[str, Any], source: str = "--vae") -> Any:
-    """A diffusers AutoencoderKLQwenImage from its diffusers-named file (maybe under "vae.")."""
+    """A diffusers AutoencoderKLQwenImage from its file in diffusers' or Wan 2.1's names (maybe under "vae.")."""
+    from accelerate import init_empty_weights
     from diffusers import AutoencoderKLQwenImage
 
+    from sdcli.models.flux_files import inspect_flux_file
     from sdcli.models.flux_load import check_keys, read_tensors, upcast
-    from sdcli.models.header import read_header
+    from sdcli.models.wan_vae_keys import wan_to_diffusers
 
     where = f"{source}: {path}"
-    shapes = read_header(path)[0] if path.suffix.lower() == ".safetensors" else {}
-    prefix = "vae." if "vae.encoder.conv_in.weight" in shapes else ""
-    if prefix + "encoder.conv_in.weight" not in shapes:
-        what = "Wan 2.1's original names (ComfyUI's qwen_image_vae.safetensors)" if "encoder.conv1.weight" in shapes \
-            else "no Qwen-Image VAE weights sdcli knows"
-        raise ModelError(f"{where}: it has {what}; sdcli loads a Qwen-Image VAE in diffusers' names only (a "
-                         "diffusers folder's vae/diffusion_pytorch_model.safetensors)")
+    info = inspect_flux_file(path)
+    if info.kind != "qwen-vae":
+        raise ModelError(f"{where} is not a Qwen-Image VAE (3-D convolutions, in diffusers' or Wan 2.1's names)")
     # diffusers has no single-file loader for this class: checked strictly, then loaded into the model it configures
-    from accelerate import init_empty_weights
-
-    state = upcast(read_tensors(path, prefix, source), dtype)
     with init_empty_weights():
         expected = AutoencoderKLQwenImage.from_config(config).state_dict()
+    state = read_tensors(path, info.prefix, source)
+    if info.layout == "wan":
+        state = wan_to_diffusers(state, expected)
+    state = upcast(state, dtype)
     check_keys(state, expected, where)
     vae = AutoencoderKLQwenImage.from_config(config)
     vae.load_state_dict(state, strict=True)
@@ -152,14 +151,17 @@ def load_qwenimage_files(model: ModelRef, detected: Detected, pipeline: str, dty
 TRANSFORMER_LAYOUTS = ("original", "comfy", "gguf")  # original: diffusers' names, as Qwen's own files
 
 
-def write_qwenimage_files(pipe: Any, dest: Path, layout: str, qtype: str = "F16") -> dict[str, Path]:
+def write_qwenimage_files(pipe: Any, dest: Path, layout: str, qtype: str = "F16",
+                          wan_vae: bool = True) -> dict[str, Path]:
     """A Qwen-Image pipeline's parts as people download them, in the folder `dest`: the transformer in `layout`
     (original, comfy; gguf of GGUF type `qtype`), qwen_2.5_vl_7b.safetensors (ComfyUI's names) and the VAE in
-    diffusers' names; returns part -> file."""
+    Wan 2.1's names as ComfyUI's qwen_image_vae.safetensors (`wan_vae` False: diffusers' names); returns part ->
+    file."""
     from sdcli.errors import UsageError
     from sdcli.models.flow_load import COMFY_PREFIX
     from sdcli.models.flux_keys import add_prefix
     from sdcli.models.flux_write import _save, write_gguf
+    from sdcli.models.wan_vae_keys import diffusers_to_wan
 
     if layout not in TRANSFORMER_LAYOUTS:
         raise UsageError(f"Qwen-Image transformer layout {layout!r}: use one of {', '.join(TRANSFORMER_LAYOUTS)}")
@@ -170,5 +172,6 @@ def write_qwenimage_files(pipe: Any, dest: Path, layout: str, qtype: str = "F16"
     else:
         transformer = _save(add_prefix(state, COMFY_PREFIX) if layout == "comfy" else state, dest / name)
     text = to_checkpoint_names(dict(pipe.text_encoder.state_dict()))
+    vae = dict(pipe.vae.state_dict())
     return {"transformer": transformer, "qwen25vl": _save(text, dest / "qwen_2.5_vl_7b.safetensors"),
-            "vae": _save(dict(pipe.vae.state_dict()), dest / "qwen_image_vae.safetensors")}
+            "vae": _save(diffusers_to_wan(vae) if wan_vae else vae, dest / "qwen_image_vae.safetensors")}

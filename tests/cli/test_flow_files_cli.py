@@ -50,7 +50,7 @@ ROWS = {
                          "qwen25vl", "give the Qwen2.5-VL encoder (qwen_2.5_vl_7b.safetensors)", "Qwen2.5-VL",
                          {"qwen_image": ("diffusion_model", "qwen-image transformer (gguf, fp32)"),
                           "qwen_2.5_vl_7b": ("text_encoder", "qwen2.5_vl text encoder (fp32)"),
-                          "qwen_image_vae": ("vae", "qwen vae (diffusers, fp32)")},
+                          "qwen_image_vae": ("vae", "qwen vae (wan, fp32)")},
                          layouts=("original", "comfy", "gguf"),
                          vae="give the Qwen-Image VAE (qwen_image_vae.safetensors)"),
     "flux2": FileRow("flux2-klein", "sdcli.models.flux2_files:write_flux2_files", "Flux2KleinPipeline",

@@ -152,46 +152,30 @@ def test_a_qwen25_vl_file_is_told_apart_in_either_naming(tmp_path, language, vis
         "lm_head.weight"}
 
 
-def test_a_wan_layout_qwen_vae_is_refused_by_name(tmp_path):
-    from sdcli.models.qwenimage_files import load_qwen_vae
-
-    path = tmp_path / "qwen_image_vae.safetensors"
-    save_file({"encoder.conv1.weight": torch.zeros(8, 3, 3, 3, 3), "decoder.conv1.weight": torch.zeros(8, 16, 3, 3, 3)},
-              str(path))
-    assert (inspect_flux_file(path).kind, inspect_flux_file(path).layout) == ("qwen-vae", "wan")
-    with pytest.raises(ModelError, match=r"--vae: .*qwen_image_vae.safetensors: it has Wan 2.1's original names "
-                                         r"\(ComfyUI's qwen_image_vae.safetensors\); sdcli loads a Qwen-Image VAE in "
-                                         "diffusers' names only"):
-        load_qwen_vae(path, torch.float32, {})
-
-
-def test_the_bundled_flux2_klein_config_builds_the_4b_transformer():
-    """Klein 4B: 3.88B parameters (5 double + 20 single blocks, 3072 wide); its text input is Qwen3-4B's three
-    hidden states side by side."""
-    import diffusers
+def test_the_qwen_vae_loads_from_wan_or_diffusers_names_and_diffusers_agrees_at_the_released_size(
+        tiny_family, tmp_path):
+    """The tiny Qwen-Image VAE (1 residual block a level) written in Wan 2.1's names and in diffusers' loads back
+    exactly; at the released size (2 a level) diffusers' own convert_wan_vae_to_diffusers undoes
+    diffusers_to_wan, so the names are the ones ComfyUI's file has."""
+    from diffusers import AutoencoderKLQwenImage
+    from diffusers.loaders.single_file_utils import convert_wan_vae_to_diffusers
 
     from sdcli.models.bundled import family_config
+    from sdcli.models.qwenimage_files import load_qwen_vae
+    from sdcli.models.wan_vae_keys import diffusers_to_wan
 
-    spec = family_config("flux2-klein-4b")
+    vae = AutoencoderKLQwenImage.from_pretrained(tiny_family("qwen-image") / "vae")
+    state = vae.state_dict()
+    wan = diffusers_to_wan(state)
+    assert "decoder.upsamples.2.resample.1.weight" in wan and "encoder.head.2.weight" in wan  # 2 resnets, upsampler
+    for name, tensors in (("wan", wan), ("diffusers", state)):
+        path = tmp_path / f"{name}.safetensors"
+        save_file({k: v.contiguous() for k, v in tensors.items()}, str(path))
+        assert (inspect_flux_file(path).kind, inspect_flux_file(path).layout) == ("qwen-vae", name)
+        loaded = load_qwen_vae(path, torch.float32, dict(vae.config)).state_dict()
+        assert all(torch.equal(loaded[k], state[k]) for k in state)
     with torch.device("meta"):
-        transformer = diffusers.Flux2Transformer2DModel.from_config(spec["transformer"])
-    assert round(_count(transformer) / 1e9, 2) == 3.88
-    assert spec["transformer"]["joint_attention_dim"] == 3 * spec["text_encoder"]["hidden_size"]
-
-
-def test_flux2_keys_invert_diffusers_converter(tiny_family):
-    """diffusers' convert_flux2_transformer_checkpoint_to_diffusers undoes flux2_to_original exactly (the final
-    modulation's halves swapped back)."""
-    from diffusers import Flux2Transformer2DModel
-
-    from sdcli.models.flow_load import diffusers_converter
-    from sdcli.models.flux2_files import flux2_to_original
-
-    model = Flux2Transformer2DModel.from_pretrained(tiny_family("flux2-klein") / "transformer")
-    state = model.state_dict()
-    original = flux2_to_original(state)
-    assert "double_blocks.0.img_attn.qkv.weight" in original and "single_blocks.0.linear1.weight" in original
-    assert "double_blocks.0.img_attn.norm.query_norm.scale" in original
-    assert not torch.equal(original["final_layer.adaLN_modulation.1.weight"], state["norm_out.linear.weight"])
-    back = diffusers_converter("Flux2Transformer2DModel")(original, dict(model.config))
-    assert set(back) == set(state) and all(torch.equal(back[k], state[k]) for k in state)
+        released = AutoencoderKLQwenImage.from_config(family_config("qwen-image")["vae"]).state_dict()
+    names = {k: k for k in released}  # each value its own name: a swapped pair of blocks would show
+    assert convert_wan_vae_to_diffusers(diffusers_to_wan(names)) == names
+    assert set(diffusers_to_wan(names)) != set(names)
