@@ -3,7 +3,8 @@
 Flux weights circulate as separate files (BFL's flux1-dev.safetensors and ae.safetensors,
 ComfyUI's clip_l / t5xxl files, city96's GGUFs, diffusers' folders) and as ComfyUI / Comfy-Org
 all-in-one checkpoints. inspect_flux_file reads a safetensors header (or a GGUF's tensor
-table) and says which of them a file is, without loading a tensor.
+table) and says which of them a file is, without loading a tensor. It also tells the other flow
+families' part files apart: Qwen3 and Qwen2.5-VL text encoders, Qwen-Image's and Flux.2's VAEs.
 """
 
 from __future__ import annotations

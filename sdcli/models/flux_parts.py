@@ -1,10 +1,12 @@
-"""The files a Flux.1 model is made of, found and checked in the plan step (headers only, no weights).
+"""The files a model is made of, found and checked in the plan step (headers only, no weights).
 
-A Flux --model may be a diffusers folder, an all-in-one checkpoint (transformer, CLIP-L, T5-XXL and
-VAE in one file), or a transformer-only file (BFL, ComfyUI or diffusers layout, fp8 or GGUF) whose
-text encoders and VAE come from --text-encoder FILE|NAME (repeatable, told apart by their tensors),
---vae FILE|NAME, or the models folder (text_encoder/ or ComfyUI's text_encoders/ and clip/; VAE/ or vae/).
-plan_model_parts() settles which file gives each part, or refuses in one line naming the flag.
+A Flux.1 --model may be a diffusers folder, an all-in-one checkpoint (transformer, CLIP-L, T5-XXL and
+VAE in one file), or a transformer-only file (BFL, ComfyUI or diffusers layout, fp8 or GGUF); the other flow
+families' transformer files (Chroma, Z-Image, Qwen-Image, Flux.2 klein) hold the transformer only. The parts a
+file lacks are its family's (Family.file_parts: text encoder roles in ENCODERS, a VAE kind in VAES) and come from
+--text-encoder FILE|NAME (repeatable, told apart by their tensors), --vae FILE|NAME, or the models folder
+(text_encoder/ or ComfyUI's text_encoders/ and clip/; VAE/ or vae/). plan_model_parts() settles which file gives
+each part, or refuses in one line naming the flag. (The name is Flux's, where this began.)
 """
 
 from __future__ import annotations
