@@ -211,3 +211,21 @@ def test_a_text_encoder_with_a_diffusers_folder_is_refused(cli, tiny_family, fil
     assert result.exit_code == 2 and result.stderr.count("\n") == 1, result.stderr
     assert result.stderr.startswith(f"error: --text-encoder: {folder.name} is not a transformer file; separate text "
                                     "encoders go with a Flux.1, Chroma, Z-Image, Qwen-Image or Flux.2 klein")
+
+
+def test_webui_models_folder_parts_are_found_and_written_as_modules(cli, files, folder_pixels, tmp_path):
+    """A Forge models folder (Stable-diffusion/, text_encoder/, VAE/) gives a Z-Image transformer its parts by
+    name, the same pixels, and the infotext names them as Forge's `Module N`."""
+    from sdcli.io.metadata import read_infotext
+
+    written = files["zimage"]["original"]
+    root = tmp_path / "models"
+    for kind, part in (("Stable-diffusion", "transformer"), ("text_encoder", "qwen3"), ("VAE", "vae")):
+        (root / kind).mkdir(parents=True)
+        shutil.copy(written[part], root / kind / written[part].name)
+    out = tmp_path / "o"
+    result = cli("txt2img", "--models-dir", root, "-m", written["transformer"].stem, *RUN, "-o", out, "a cat")
+    assert result.exit_code == 0, result.stderr
+    (png,) = out.glob("*.png")
+    assert np.array_equal(np.asarray(Image.open(png), dtype=np.int16), folder_pixels["zimage"])
+    assert read_infotext(png).endswith("Module 1: ae, Module 2: qwen_3_4b")
