@@ -179,3 +179,35 @@ def test_the_qwen_vae_loads_from_wan_or_diffusers_names_and_diffusers_agrees_at_
     names = {k: k for k in released}  # each value its own name: a swapped pair of blocks would show
     assert convert_wan_vae_to_diffusers(diffusers_to_wan(names)) == names
     assert set(diffusers_to_wan(names)) != set(names)
+
+
+def test_the_bundled_flux2_klein_config_builds_the_4b_transformer():
+    """Klein 4B: 3.88B parameters (5 double + 20 single blocks, 3072 wide); its text input is Qwen3-4B's three
+    hidden states side by side."""
+    import diffusers
+
+    from sdcli.models.bundled import family_config
+
+    spec = family_config("flux2-klein-4b")
+    with torch.device("meta"):
+        transformer = diffusers.Flux2Transformer2DModel.from_config(spec["transformer"])
+    assert round(_count(transformer) / 1e9, 2) == 3.88
+    assert spec["transformer"]["joint_attention_dim"] == 3 * spec["text_encoder"]["hidden_size"]
+
+
+def test_flux2_keys_invert_diffusers_converter(tiny_family):
+    """diffusers' convert_flux2_transformer_checkpoint_to_diffusers undoes flux2_to_original exactly (the final
+    modulation's halves swapped back)."""
+    from diffusers import Flux2Transformer2DModel
+
+    from sdcli.models.flow_load import diffusers_converter
+    from sdcli.models.flux2_files import flux2_to_original
+
+    model = Flux2Transformer2DModel.from_pretrained(tiny_family("flux2-klein") / "transformer")
+    state = model.state_dict()
+    original = flux2_to_original(state)
+    assert "double_blocks.0.img_attn.qkv.weight" in original and "single_blocks.0.linear1.weight" in original
+    assert "double_blocks.0.img_attn.norm.query_norm.scale" in original
+    assert not torch.equal(original["final_layer.adaLN_modulation.1.weight"], state["norm_out.linear.weight"])
+    back = diffusers_converter("Flux2Transformer2DModel")(original, dict(model.config))
+    assert set(back) == set(state) and all(torch.equal(back[k], state[k]) for k in state)
