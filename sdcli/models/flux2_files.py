@@ -5,15 +5,16 @@ modulation layers), bare or under ComfyUI's "model.diffusion_model.", diffusers'
 (the original names). The original names convert with diffusers' own converter
 (single_file_utils.convert_flux2_transformer_checkpoint_to_diffusers, through models.flow_load), which splits the
 double blocks' qkv in thirds and keeps the single blocks' linear1 fused, so it assumes no width and serves the
-tiny models too. The text encoder is Qwen3 4B (ComfyUI's qwen_3_4b.safetensors) loaded as Qwen3ForCausalLM, as
-the Klein pipeline holds it; the VAE an AutoencoderKLFlux2 file in diffusers' names (BFL's own VAE names are not
-read yet: refused by name). A file does not tell step-distilled Klein from Klein base: a transformer file loads
-as the distilled model (CFG 1 by default; give --cfg-scale for base). Configs: configs/flux2-klein-4b.json for
-Klein 4B's width (transformer: Flux2Transformer2DModel with Klein 4B's sizes, 5 double and 20 single blocks of
-24 heads x 128, text width 3 x 2560, no guidance input: 3.88B parameters; text encoder: Qwen3-4B's published
-config; VAE: diffusers' AutoencoderKLFlux2 defaults), else the tiny architecture (models.tiny_flux2); Klein 9B
-(4096 wide, Qwen3 8B) is refused by name: its configs are not bundled yet. The Qwen tokenizer is not bundled
-(models.flow_load.qwen_tokenizer).
+tiny models too. The text encoder is Qwen3 (4B for Klein 4B, 8B for 9B: ComfyUI's qwen_3_4b.safetensors /
+qwen_3_8b.safetensors) loaded as Qwen3ForCausalLM, as the Klein pipeline holds it; the VAE an AutoencoderKLFlux2
+file in diffusers' names (BFL's own VAE names are not read yet: refused by name). A file does not tell step-
+distilled Klein from Klein base: a transformer file loads as the distilled model (CFG 1 by default; give
+--cfg-scale for base). Configs by the transformer's width: configs/flux2-klein-4b.json (5 double and 20 single
+blocks of 24 heads x 128, text width 3 x 2560: 3.88B parameters; Qwen3-4B's published config) and
+flux2-klein-9b.json (8 + 24 blocks of 32 heads, text width 3 x 4096: 9.08B; Qwen3-8B's published config, 8.19B);
+both no guidance input, the VAE diffusers' AutoencoderKLFlux2 defaults (block counts as InvokeAI's Klein presets
+and the published model cards give them); else the tiny architecture (models.tiny_flux2). The Qwen tokenizer is
+not bundled (models.flow_load.qwen_tokenizer).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from sdcli.families.flux2 import FLUX2_MARK
 from sdcli.models.resolve import ModelRef
 
 DIFFUSERS_MARK = "single_stream_modulation.linear.weight"
-BUNDLED = {3072: "flux2-klein-4b"}  # transformer width -> bundled configs (Klein 9B: not bundled yet)
+BUNDLED = {3072: "flux2-klein-4b", 4096: "flux2-klein-9b"}  # transformer width -> bundled configs
 GGUF_KEEP = ("img_in.", "txt_in.", "time_in.", "final_layer.")
 # diffusers -> original names outside the blocks (".weight"/".bias" follow).
 TOP = {"x_embedder": "img_in", "context_embedder": "txt_in",
@@ -104,8 +105,8 @@ def component_configs(width: int, source: str) -> tuple[dict[str, Any], bool]:
     if width == int(tiny["num_attention_heads"]) * int(tiny["attention_head_dim"]):
         return {"transformer": tiny, "text_encoder": dict(FLUX2_QWEN3), "vae": dict(FLUX2_VAE),
                 "scheduler": dict(FLUX2_SCHEDULER)}, True
-    raise ModelError(f"{source}: a Flux.2 transformer {width} wide is not a variant sdcli loads from single files "
-                     "(Klein 4B: 3072; Klein 9B's configs are not bundled yet: use its diffusers folder)")
+    raise ModelError(f"{source}: a Flux.2 transformer {width} wide is not a variant sdcli knows (Klein 4B: 3072, "
+                     "9B: 4096)")
 
 
 def load_flux2_vae(path: Path, dtype: Any, config: dict[str, Any], source: str = "--vae") -> Any:

@@ -181,9 +181,9 @@ def test_the_qwen_vae_loads_from_wan_or_diffusers_names_and_diffusers_agrees_at_
     assert set(diffusers_to_wan(names)) != set(names)
 
 
-def test_the_bundled_flux2_klein_config_builds_the_4b_transformer():
+def test_the_bundled_flux2_klein_configs_build_the_4b_and_9b_models():
     """Klein 4B: 3.88B parameters (5 double + 20 single blocks, 3072 wide); its text input is Qwen3-4B's three
-    hidden states side by side."""
+    hidden states side by side; likewise Klein 9B with Qwen3-8B."""
     import diffusers
 
     from sdcli.models.bundled import family_config
@@ -192,6 +192,16 @@ def test_the_bundled_flux2_klein_config_builds_the_4b_transformer():
     with torch.device("meta"):
         transformer = diffusers.Flux2Transformer2DModel.from_config(spec["transformer"])
     assert round(_count(transformer) / 1e9, 2) == 3.88
+    assert spec["transformer"]["joint_attention_dim"] == 3 * spec["text_encoder"]["hidden_size"]
+    # Klein 9B: 9.08B; Qwen3-8B: 8.19B, 6.95B without its untied embedding and head (its model card)
+    import transformers
+
+    spec = family_config("flux2-klein-9b")
+    with torch.device("meta"):
+        transformer = diffusers.Flux2Transformer2DModel.from_config(spec["transformer"])
+        text = transformers.Qwen3ForCausalLM(transformers.Qwen3Config(**spec["text_encoder"]))
+    assert round(_count(transformer) / 1e9, 2) == 9.08
+    assert round(_count(text) / 1e9, 2) == 8.19 and round((_count(text) - 2 * 151_936 * 4096) / 1e9, 2) == 6.95
     assert spec["transformer"]["joint_attention_dim"] == 3 * spec["text_encoder"]["hidden_size"]
 
 
