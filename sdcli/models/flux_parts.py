@@ -50,7 +50,7 @@ def describe(info: FluxFile) -> str:
         return f"{info.kind.replace('-', '_')} text encoder ({dtype})"
     if info.kind in ("flux-vae", "qwen-vae", "flux2-vae"):
         return f"{info.kind.replace('-', ' ')} ({info.layout}, {dtype})"
-    return "not a Flux file"
+    return "not a model part sdcli knows"
 
 
 def file_kind(path: Path) -> str:

@@ -229,3 +229,23 @@ def test_webui_models_folder_parts_are_found_and_written_as_modules(cli, files, 
     (png,) = out.glob("*.png")
     assert np.array_equal(np.asarray(Image.open(png), dtype=np.int16), folder_pixels["zimage"])
     assert read_infotext(png).endswith("Module 1: ae, Module 2: qwen_3_4b")
+
+
+def test_a_gguf_text_encoder_is_refused_by_name(cli, files, tmp_path):
+    """city96's GGUF text encoders use llama.cpp's tensor names: not read as a Qwen3 encoder, refused naming the
+    flag and what is wanted."""
+    import gguf
+
+    path = tmp_path / "qwen_3_4b-Q8_0.gguf"
+    writer = gguf.GGUFWriter(path=str(path), arch="qwen3")
+    writer.add_tensor("blk.0.attn_q.weight", np.zeros((4, 32), dtype=np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    written = files["zimage"]["comfy"]
+    result = cli("txt2img", "-m", written["transformer"], *RUN, "-o", tmp_path / "o", "--text-encoder", path,
+                 "--vae", written["vae"], "a cat")
+    assert result.exit_code == 2 and result.stderr.count("\n") == 1, result.stderr
+    assert result.stderr.startswith(f"error: --text-encoder: {path.name} is not a Qwen3 text encoder (not a model "
+                                    "part sdcli knows)")
