@@ -213,9 +213,9 @@ def test_a_text_encoder_with_a_diffusers_folder_is_refused(cli, tiny_family, fil
                                     "encoders go with a Flux.1, Chroma, Z-Image, Qwen-Image or Flux.2 klein")
 
 
-def test_webui_models_folder_parts_are_found_and_written_as_modules(cli, files, folder_pixels, tmp_path):
+def test_webui_models_folder_parts_are_found_written_as_modules_and_replay(cli, files, folder_pixels, tmp_path):
     """A Forge models folder (Stable-diffusion/, text_encoder/, VAE/) gives a Z-Image transformer its parts by
-    name, the same pixels, and the infotext names them as Forge's `Module N`."""
+    name, the same pixels, and the infotext names them as Forge's `Module N`; the image replays alone."""
     from sdcli.io.metadata import read_infotext
 
     written = files["zimage"]["original"]
@@ -229,6 +229,10 @@ def test_webui_models_folder_parts_are_found_and_written_as_modules(cli, files, 
     (png,) = out.glob("*.png")
     assert np.array_equal(np.asarray(Image.open(png), dtype=np.int16), folder_pixels["zimage"])
     assert read_infotext(png).endswith("Module 1: ae, Module 2: qwen_3_4b")
+    result = cli("replay", png, "-o", tmp_path / "again")  # the record names the files: no models folder needed
+    assert result.exit_code == 0, result.stderr
+    assert np.array_equal(np.asarray(Image.open(next((tmp_path / "again").glob("*.png"))), dtype=np.int16),
+                          folder_pixels["zimage"])
 
 
 def test_a_gguf_text_encoder_is_refused_by_name(cli, files, tmp_path):
