@@ -253,3 +253,18 @@ def test_a_gguf_text_encoder_is_refused_by_name(cli, files, tmp_path):
     assert result.exit_code == 2 and result.stderr.count("\n") == 1, result.stderr
     assert result.stderr.startswith(f"error: --text-encoder: {path.name} is not a Qwen3 text encoder (not a model "
                                     "part sdcli knows)")
+
+
+@pytest.mark.parametrize("key", ROWS)
+def test_img2img_from_a_gguf_gives_the_folders_pixels(cli, tiny_family, files, folder_pixels, tmp_path, key):
+    """Another mode from a GGUF file: the model moves to its img2img pipeline with the quantized transformer kept
+    as it is (diffusers refuses to cast it) and gives the folder's img2img pixels."""
+    source = tmp_path / "in.png"
+    Image.fromarray(folder_pixels[key].astype(np.uint8)).save(source)
+    written = files[key]["gguf"]
+    args = ("img2img", "-i", source, "--steps", "2", "--seed", "3", "--strength", "0.6")
+    ours = cli(*args, "-m", written["transformer"], *_parts(written), "-o", tmp_path / "a", "a cat")
+    theirs = cli(*args, "-m", tiny_family(ROWS[key].arch), "-o", tmp_path / "b", "a cat")
+    assert ours.exit_code == 0 and theirs.exit_code == 0, ours.stderr + theirs.stderr
+    pixels = [np.asarray(Image.open(next((tmp_path / o).glob("*.png"))), dtype=np.int16) for o in "ab"]
+    assert np.array_equal(*pixels)
