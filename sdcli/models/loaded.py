@@ -32,6 +32,7 @@ class Components(Protocol):
     vae: Any
     scheduler: Any
     vae_scale_factor: int
+    components: dict[str, Any]  # every part by name (diffusers' DiffusionPipeline.components)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any: ...
 
