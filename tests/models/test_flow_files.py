@@ -221,3 +221,22 @@ def test_flux2_keys_invert_diffusers_converter(tiny_family):
     assert not torch.equal(original["final_layer.adaLN_modulation.1.weight"], state["norm_out.linear.weight"])
     back = diffusers_converter("Flux2Transformer2DModel")(original, dict(model.config))
     assert set(back) == set(state) and all(torch.equal(back[k], state[k]) for k in state)
+
+
+def test_an_fp8_transformer_file_loads_as_its_weights_rounded_to_fp8(tiny_family, tmp_path):
+    """Z-Image's original layout stored in float8_e4m3fn (as ComfyUI's fp8 files): each weight comes back as the
+    fp32 weight rounded to fp8, computed in fp32."""
+    from diffusers import ZImageTransformer2DModel
+
+    from sdcli.models.flow_load import load_transformer
+    from sdcli.models.zimage_files import zimage_to_original
+
+    model = ZImageTransformer2DModel.from_pretrained(tiny_family("zimage") / "transformer")
+    state = model.state_dict()
+    path = tmp_path / "z_image_fp8.safetensors"
+    save_file({k: v.to(torch.float8_e4m3fn) for k, v in zimage_to_original(state).items()}, str(path))
+    config = {k: v for k, v in model.config.items() if not k.startswith("_")}
+    loaded = load_transformer("ZImageTransformer2DModel", path, torch.float32, config, "", False)
+    got = loaded.state_dict()
+    assert all(torch.equal(got[k], v.to(torch.float8_e4m3fn).float()) for k, v in state.items())
+    assert not all(torch.equal(got[k], v) for k, v in state.items())
