@@ -27,7 +27,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from sdcli.errors import UsageError
-from sdcli.request.generation import GenerationRequest, check_seed_room
+from sdcli.request.generation import GenerationRequest, check_seed_room, with_input_image
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")  # what io.images.open_image reads (PNG, JPEG, WebP)
 _MAGIC = re.compile(r"[*?[]")
@@ -160,9 +160,9 @@ def expand_request(template: GenerationRequest, *, recursive: bool = False, excl
     per input, so its images are those of a one-input run with seed + i; with no
     seed (None) the batch runner's base seed + item does the same.
     """
-    if template.init is None:
+    if template.input_image is None:
         raise ValueError("expand_request needs a request with an input image")
-    inputs = expand_inputs(template.init.image, flags[0], recursive=recursive, exclude=exclude)
+    inputs = expand_inputs(template.input_image, flags[0], recursive=recursive, exclude=exclude)
     mask = template.inpaint.mask if template.inpaint is not None else None
     masks, unused = None, []
     if mask and is_input_set(mask):
@@ -179,7 +179,7 @@ def expand_request(template: GenerationRequest, *, recursive: bool = False, excl
         check_seed_room("--subseed", template.subseed, per_input * count)
     requests = []
     for i, item in enumerate(inputs.files):
-        request = replace(template, init=replace(template.init, image=str(item.path)))
+        request = with_input_image(template, str(item.path))
         if masks is not None and request.inpaint is not None:
             request = replace(request, inpaint=replace(request.inpaint, mask=str(masks[i])))
         if seed_given:

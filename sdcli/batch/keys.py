@@ -86,6 +86,11 @@ def _images(value: Any, base: Path) -> str:
     return str(path) if is_input_set(path) else _file(value, base)
 
 
+def _files(value: Any, base: Path) -> tuple[str, ...]:
+    """Image files (text separated by commas, or a JSON list), each relative to the prompt file's folder."""
+    return tuple(_file(name, base) for name in _names(value))
+
+
 @dataclass(frozen=True)
 class Key:
     """One prompt-file key: WebUI spelling, the request field it sets, how to read it.
@@ -105,12 +110,13 @@ class Key:
 
 # How a key's raw value is read, by the field's kind (a field with the WebUI's numeric codes: _choice).
 READERS: dict[str, Callable[..., Any]] = {"int": _whole, "float": _number, "str": _text, "text": _text,
-                                         "bool": _flag, "path": _images, "names": _names}
+                                         "bool": _flag, "path": _images, "names": _names, "paths": _files}
 
 
 def _key(row: Field) -> Key:
     read = _choice(row.codes) if row.codes else READERS[row.kind]
-    return Key(row.key, row.name, read, row.aliases, row.flag, row.implies, row.kind == "path")  # type: ignore[arg-type]
+    return Key(row.key, row.name, read, row.aliases, row.flag, row.implies,  # type: ignore[arg-type]
+               row.kind in ("path", "paths"))
 
 
 # One key per row of the field table that has one (request.fields), and the checkpoint, which is

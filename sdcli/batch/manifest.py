@@ -155,9 +155,9 @@ def load(folder: Path) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
 
 
 def done_items(items: list[dict[str, Any]]) -> dict[int, dict[str, Any]]:
-    """Items whose latest record says done and whose file is on disk."""
+    """Items whose latest record says done and whose file is on disk (a record without a path: not done)."""
     latest = {r["item"]: r for r in items if isinstance(r.get("item"), int)}
-    return {i: r for i, r in latest.items() if r.get("status") == "done" and Path(r.get("path", "")).is_file()}
+    return {i: r for i, r in latest.items() if r.get("status") == "done" and Path(r.get("path") or "").is_file()}
 
 
 def start(folder: Path, header: dict[str, Any], resume: bool) -> dict[str, Any]:

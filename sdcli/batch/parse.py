@@ -66,6 +66,7 @@ MODES: dict[str, Mode] = {m.name: m for m in (
     Mode("img2img", needs=("init_image",)),
     Mode("inpaint", needs=("init_image", "mask")),
     Mode("outpaint", needs=("init_image",), part_defaults={"inpaint": {"mask_blur": 8}}),  # as sdcli outpaint
+    Mode("edit", needs=("reference_images",)),  # as sdcli edit
 )}
 
 

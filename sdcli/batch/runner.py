@@ -325,7 +325,7 @@ def _run_unit(run: _Run, unit: BatchUnit, loaded: LoadedModel, model: Any, done:
 
 def _sources(request: Any) -> dict[str, str]:
     """The input image (and mask) an item was made from, for its record."""
-    sources = {"input": request.init.image} if request.init is not None else {}
+    sources = {"input": request.input_image} if request.input_image is not None else {}
     if request.inpaint is not None and request.inpaint.mask:
         sources["mask"] = request.inpaint.mask
     return sources

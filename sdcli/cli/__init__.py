@@ -17,7 +17,22 @@ except ImportError:  # pragma: no cover - older typer on real click
     from click import exceptions as click_exc
 
 from sdcli import __version__
-from sdcli.cli import batch, grid, img2img, info, inpaint, models, outpaint, replay, samplers, serve, tiny, txt2img, xyz
+from sdcli.cli import (
+    batch,
+    edit,
+    grid,
+    img2img,
+    info,
+    inpaint,
+    models,
+    outpaint,
+    replay,
+    samplers,
+    serve,
+    tiny,
+    txt2img,
+    xyz,
+)
 from sdcli.cli import upscale as upscale_command
 from sdcli.errors import EXIT_INTERRUPTED, EXIT_RUNTIME, EXIT_USAGE, SdcliError
 
@@ -162,11 +177,11 @@ def root(
     quiet_libraries()
 
 
-COMMANDS = (txt2img, img2img, inpaint, outpaint, upscale_command, batch, grid, replay, info, models, samplers, tiny,
-            serve, xyz)
+COMMANDS = (txt2img, img2img, inpaint, outpaint, edit, upscale_command, batch, grid, replay, info, models, samplers,
+            tiny, serve, xyz)
 for module in COMMANDS:
     name = module.__name__.rsplit(".", 1)[1]
-    no_args = name in ("tiny", "batch", "grid", "upscale", "xyz")
+    no_args = name in ("tiny", "batch", "grid", "upscale", "xyz", "edit")
     app.command(name, help=module.HELP, no_args_is_help=no_args)(getattr(module, name))
 
 

@@ -7,8 +7,10 @@ from typing import Any
 from sdcli.request.fields import FIELDS
 
 # Flags that map one to one onto GenerationRequest fields: the field table's flags of the request's own
-# fields (the prompt comes as PROMPT or --prompt; the parts' flags are each command's own).
-REQUEST_FLAGS = tuple(row.name for row in FIELDS if row.flag and not row.part and row.name != "prompt")
+# fields (the prompt comes as PROMPT or --prompt, an edit's reference images as its -i; the parts' flags are each
+# command's own).
+REQUEST_FLAGS = tuple(row.name for row in FIELDS if row.flag and not row.part and row.name not in ("prompt",
+                                                                                                  "references"))
 # The order a batch manifest has recorded these options in since sdcli 0.1; options added later follow.
 # Kept so that the manifest of the same command is the same file (`recorded_options`).
 _RECORD_ORDER = ("negative_prompt", "steps", "cfg_scale", "seed", "subseed", "subseed_strength", "width", "height",
@@ -62,19 +64,21 @@ def run_command(mode: str, flags: dict[str, Any], **parts: Any) -> None:
 def build_request(mode: str, flags: dict[str, Any], **parts: Any) -> Any:
     """The GenerationRequest of a command's `flags` (its locals()) plus mode `parts` (not validated yet)."""
     from sdcli.cli.control_options import control_part
+    from sdcli.cli.style_options import apply_style_flags
     from sdcli.errors import UsageError
     from sdcli.request.generation import GenerationRequest
 
     prompt, prompt_opt = flags["prompt"], flags["prompt_opt"]
     if prompt is not None and prompt_opt is not None:
         raise UsageError("PROMPT: give the prompt once, either as an argument or with --prompt")
-    if prompt is None and prompt_opt is None and mode == "txt2img":
+    if prompt is None and prompt_opt is None and mode in ("txt2img", "edit"):
         raise UsageError('PROMPT: missing; give a prompt (or --prompt "" to generate without one)')
     text = prompt if prompt is not None else (prompt_opt or "")
-    return GenerationRequest(
+    request = GenerationRequest(
         prompt=read_stdin("PROMPT") if text == "-" else text, mode=mode,
         **{name: flags[name] for name in REQUEST_FLAGS if name in flags}, **parts, **control_part(flags),
     )
+    return apply_style_flags(request, flags)
 
 
 def typed(ctx: Any, option: str) -> bool:

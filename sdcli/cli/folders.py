@@ -55,7 +55,7 @@ def _run_set(ctx: typer.Context, mode: str, flags: dict[str, Any], image: Path, 
     from sdcli.errors import UsageError
     from sdcli.job.write import OutputOptions
     from sdcli.models.resolve import normalize_spec
-    from sdcli.request.generation import validate
+    from sdcli.request.generation import validate, with_input_image
 
     # 1. Flags and inputs (masks paired), all checked before any model loads.
     if flags["server"]:
@@ -64,7 +64,7 @@ def _run_set(ctx: typer.Context, mode: str, flags: dict[str, Any], image: Path, 
                                                                             or "inputs")
     template = build_request(mode, flags, **parts)
     validate(template)
-    template = replace(template, init=replace(template.init, image=str(image.expanduser().absolute())))
+    template = with_input_image(template, str(image.expanduser().absolute()))
     if mask is not None:  # a quoted "~/masks/*.png" too
         template = replace(template, inpaint=replace(template.inpaint, mask=str(mask.expanduser().absolute())))
     # Seeds come from the batch's base seed (input i: base + i), as in `sdcli batch`.

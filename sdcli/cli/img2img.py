@@ -9,6 +9,7 @@ import typer
 from sdcli.cli import folders as f
 from sdcli.cli import options as o
 from sdcli.cli.control_options import control_options
+from sdcli.cli.style_options import style_options
 
 HELP = """Generate images from an input image and a prompt (the WebUI's img2img).
 
@@ -36,6 +37,7 @@ Examples:
 
 
 @control_options
+@style_options
 @o.shared_options()
 def img2img(ctx: typer.Context, image: o.Image, strength: o.Strength = 0.75, resize: o.Resize = "just",
             recursive: f.Recursive = False, resume: f.Resume = False, png_info: f.PngInfo = False,

@@ -9,6 +9,7 @@ import typer
 from sdcli.cli import folders as f
 from sdcli.cli import options as o
 from sdcli.cli.control_options import control_options
+from sdcli.cli.style_options import style_options
 
 HELP = """Repaint the white part of --mask in --image (the WebUI's inpaint).
 
@@ -37,6 +38,7 @@ Examples:
 
 
 @control_options
+@style_options
 @o.shared_options()
 def inpaint(
     ctx: typer.Context,

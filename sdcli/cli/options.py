@@ -72,8 +72,9 @@ ClipSkip = Annotated[int, typer.Option("--clip-skip", help="WebUI CLIP skip: 1 =
 # -- The WebUI settings that change pixels (its Settings > Sampler parameters) ---------------
 WEBUI = "WebUI sampler settings"
 Rng = Annotated[str, typer.Option("--rng", help="Noise source, the WebUI's 'Random number generator source' (RNG "
-                                  "key): cpu, gpu, or nv (NVIDIA GPU noise computed on any device; the WebUI's "
-                                  "default GPU source on NVIDIA cards).", rich_help_panel=WEBUI)]
+                                  "key): cpu, gpu, nv (NVIDIA GPU noise computed on any device; the WebUI's "
+                                  "default GPU source on NVIDIA cards), or comfy (ComfyUI's noise and model sampling, "
+                                  "as replaying a ComfyUI image uses).", rich_help_panel=WEBUI)]
 Emphasis = Annotated[str, typer.Option("--emphasis", help="How (word:1.2) weights apply: original (multiply, then "
                                        "restore the mean), 'no norm' (multiply), none (brackets are text).",
                                        rich_help_panel=WEBUI)]

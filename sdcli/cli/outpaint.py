@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from sdcli.cli import options as o
+from sdcli.cli.style_options import style_options
 
 HELP = """Extend an image beyond its borders (the WebUI's outpainting).
 
@@ -22,6 +23,7 @@ Examples:
 """
 
 
+@style_options
 @o.shared_options(exclude=("width", "height"))
 def outpaint(
     image: o.Image,

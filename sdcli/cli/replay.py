@@ -14,7 +14,8 @@ KEEP = "Override the image's value."
 HELP = """Regenerate an image from the metadata stored in it; any option can be overridden.
 
 Images made by sdcli replay exactly (same pixels on the same device and dtype);
-images from the WebUI or other tools replay from their "parameters" with --model.
+images from the WebUI, Forge, ComfyUI, InvokeAI, NovelAI, Fooocus, SwarmUI and Draw Things
+replay with --model where their settings map to the WebUI's (`sdcli info` shows how).
 
 Examples:
 
@@ -25,6 +26,8 @@ Examples:
   sdcli replay webui-image.png --model ./sd15
 
   sdcli replay webui-image.png --webui-dir ~/stable-diffusion-webui --model v1-5-pruned-emaonly
+
+  sdcli replay comfyui-image.png --model ./sd15 --dry-run
 
 Image metadata is untrusted: replay first lists every setting it will use and
 where it came from (the sdcli record, the WebUI infotext, a flag or the default)
@@ -79,6 +82,8 @@ def replay(
     quality: o.Quality = 90,
     json_out: o.Json = False,
     quiet: o.Quiet = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show the job replay would run (as a command line; "
+                                          "with --json, the request as JSON) and stop: nothing is loaded.")] = False,
     **flags: Any,
 ) -> None:
     from sdcli.cli.common import asset_options, run_and_report
@@ -95,11 +100,17 @@ def replay(
                  "batch_size": batch_size, "count": count, "refiner": refiner}
     set_quiet(quiet)
     model = model or _model_by_name(image, flags)
-    plan = plan_replay(image, overrides, model, trust_metadata,
+    plan = plan_replay(image, overrides, model, trust_metadata, check_model=not dry_run,
                        control_images=[str(p) for p in control_image] if control_image else None)
     if hires_upscaler is not None:
         plan = _with_hires_upscaler(plan, hires_upscaler)
     show_replay_plan(image, plan)
+    if dry_run:
+        from sdcli.cli.ui import json_line
+        from sdcli.request.flags import as_command, as_json
+
+        print(json_line(as_json(plan.request, plan.model)) if json_out else as_command(plan.request, plan.model))
+        return
     run_and_report(plan.request, plan.model, offline=offline, device=device, dtype=dtype,
                    attention_slicing=attention_slicing, xformers=xformers, output=output, name=name,
                    json_out=json_out, quiet=quiet, image_format=image_format, quality=quality,

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from sdcli.cli import options as o
 
-HELP = """Serve the AUTOMATIC1111 WebUI API (/sdapi/v1/txt2img, img2img, samplers, schedulers,
-sd-models, options, png-info, progress, interrupt) with models kept loaded.
+HELP = """Serve the AUTOMATIC1111 WebUI API (/sdapi/v1/txt2img, img2img, options, the lists clients read,
+extras, png-info, progress, interrupt) with models kept loaded.
 
 Binds 127.0.0.1 unless --listen. One generation runs at a time; others wait in a
 bounded queue (503 when full). `sdcli txt2img --server http://127.0.0.1:7860 ...`
@@ -59,6 +60,13 @@ def serve(
                                             rich_help_panel=SERVE)] = 8,
     models_dir: ModelsDir = None,
     webui_dir: WebuiDir = None,
+    styles: Annotated[list[str] | None, typer.Option(
+        "--styles", metavar="FILE", show_default=False, rich_help_panel=o.ASSETS,
+        help="A WebUI styles.csv whose styles requests name in `styles` (repeat for several; a --webui-dir's "
+        "styles.csv is read too).")] = None,
+    output: Annotated[Path, typer.Option("--output", "-o", rich_help_panel=SERVE,
+                                         help="Where requests with save_images: true write their images, named "
+                                         "as the CLI names them.")] = Path("outputs"),
     offline: o.Offline = False,
     device: o.Device = "auto",
     dtype: o.Dtype = "auto",
@@ -90,14 +98,18 @@ def serve(
     if not 0 < port < 65536:
         raise UsageError(f"--port: {port} is not a TCP port (1-65535)")
     runtime = runtime_options(locals())
+    from sdcli.request.styles import load_styles
+
+    prompt_styles = load_styles(styles or [], webui_dir)
     engine = Engine.from_specs(model or [], runtime, models_dir=models_dir, webui_dir=webui_dir,
-                               queue_size=queue_size)
+                               queue_size=queue_size, styles=prompt_styles, output=output)
     note(f"loading {engine.current.title} ...")
     engine.warm_up()
     host = "0.0.0.0" if listen else "127.0.0.1"
     if listen and not auth:
         note("warning: --listen without --api-auth: anyone who can reach this machine can use the server")
-    app = create_app(engine, limits=Limits(max_body_mb << 20, max_pixels, max_images), auth=auth)
+    app = create_app(engine, limits=Limits(max_body_mb << 20, max_pixels, max_images), auth=auth,
+                     flags={"listen": listen, "port": port, "styles_files": styles or []})
     for flag, folder in (("--models-dir", models_dir), ("--webui-dir", webui_dir)):
         if folder:
             note(f"requests may name upscalers, refiners, LoRAs, embeddings and VAEs in {folder} ({flag})")

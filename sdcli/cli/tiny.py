@@ -43,8 +43,9 @@ def tiny(
     out_dir: Annotated[Path, typer.Argument(help="Folder to create (must not exist, or be empty); with "
                                         "--single-file, the .safetensors file to write.")],
     arch: Annotated[str, typer.Option("--arch", help="Architecture: sd1, sd2 (v-prediction), sdxl, "
-                                      "sdxl-refiner, flux-dev, flux-schnell, flux-control, sd3, zimage, chroma, "
-                                      "qwen-image, flux2-klein or flux2-klein-base.")] = "sd1",
+                                      "sdxl-refiner, flux-dev, flux-schnell, flux-control, flux-kontext, sd3, zimage, "
+                                      "chroma, qwen-image, qwen-image-edit, qwen-image-edit-plus, flux2-klein or "
+                                      "flux2-klein-base.")] = "sd1",
     seed: Annotated[int, typer.Option("--seed", help="Weight seed.")] = 0,
     inpaint: Annotated[bool, typer.Option("--inpaint", help="A dedicated inpainting checkpoint "
                                           "(9-channel UNet) instead of an ordinary one.")] = False,

@@ -7,6 +7,7 @@ from typing import Any
 from sdcli.cli import options as o
 from sdcli.cli.control_options import control_options
 from sdcli.cli.hires_options import hires_options, hires_part
+from sdcli.cli.style_options import style_options
 
 HELP = """Generate images from a text prompt.
 
@@ -24,6 +25,7 @@ Examples:
 
 @control_options
 @hires_options
+@style_options
 @o.shared_options()
 def txt2img(**flags: Any) -> None:
     from sdcli.cli.common import run_command

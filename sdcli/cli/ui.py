@@ -71,6 +71,8 @@ def show_replay_plan(image: Any, plan: Any) -> None:
                       soft_wrap=True)
     if plan.ignored:
         warning(f"replay cannot honour these keys of the image, so they are ignored: {', '.join(plan.ignored)}")
+    for line in plan.notes:
+        note(line)
 
 
 class CliReporter:

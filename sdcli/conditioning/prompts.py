@@ -110,6 +110,24 @@ _BREAK_SPLIT = re.compile(r"\s*\bBREAK\b\s*", re.S)
 BREAK_MARK = ("BREAK", -1.0)  # how a BREAK appears in parse_attention's output
 
 
+def bad_weight(text: str) -> str | None:
+    """The first `(text:weight)` whose weight the WebUI's grammar takes but float() cannot read (`1.2.3`, `.`),
+    as `'(text:1.2.3)'`; None when every weight is a number."""
+    opens: list[int] = []
+    for m in _ATTENTION.finditer(text):
+        if m.group(0) == "(":
+            opens.append(m.start())
+        elif m.group(1) is not None and opens:
+            start = opens.pop()
+            try:
+                float(m.group(1))
+            except ValueError:
+                return f"{m.group(1)!r} in {text[start:m.end()]!r}"
+        elif m.group(0) == ")" and opens:
+            opens.pop()
+    return None
+
+
 def parse_attention(text: str) -> list[tuple[str, float]]:
     """Text -> [(fragment, weight)] as the WebUI parses it; BREAK is ("BREAK", -1).
 

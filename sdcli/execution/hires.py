@@ -55,6 +55,8 @@ class HiresStage:
         h, w = latents.shape[-2:]
         latents = latents[:, :, ty // 2:h - (ty + 1) // 2, tx // 2:w - (tx + 1) // 2]
         request, s = self.request, self.request.hires
+        if s.denoise == 0:  # the WebUI's img2img steps for strength 0: a schedule of no steps, the latents as they are
+            return latents
         noise = image_noise(request, model, seeds, subseeds, latents.shape[-1] * factor, latents.shape[-2] * factor)
         denoiser = loop_denoiser(request, model, self.choice, self.encoder)
         if self.control is not None:

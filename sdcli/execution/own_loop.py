@@ -87,8 +87,10 @@ def loop_denoiser(request: GenerationRequest, model: LoadedModel, choice: Sample
     from sdcli.sampling.refiner import RefinedDenoiser
 
     schedule = cond_schedule(request, choice, encoder)
-    denoiser = RefinedDenoiser(model.network, model.parameterisation(request.prediction_type, request.shift),
-                               schedule.conds_at, schedule.uncond_at, request.cfg_scale)
+    param = model.parameterisation(request.prediction_type, request.shift)
+    if choice_key(request.rng) == "comfy":  # ComfyUI's noise, started and timed as its model sampling does
+        param = param.comfy()
+    denoiser = RefinedDenoiser(model.network, param, schedule.conds_at, schedule.uncond_at, request.cfg_scale)
     denoiser.skip_uncond_at_1 = model.family.capabilities.skip_uncond_at_cfg1
     return denoiser
 

@@ -16,7 +16,8 @@ from sdcli.families.base import Detected, Family, Shapes
 from sdcli.families.chroma import CHROMA
 from sdcli.families.flux import FLUX_CONTROL, FLUX_DEV, FLUX_FILL, FLUX_SCHNELL
 from sdcli.families.flux2 import FLUX2_DEV, FLUX2_KLEIN, FLUX2_KLEIN_BASE
-from sdcli.families.qwenimage import QWEN_IMAGE
+from sdcli.families.kontext import FLUX_KONTEXT
+from sdcli.families.qwenimage import QWEN_IMAGE, QWEN_IMAGE_EDIT, QWEN_IMAGE_EDIT_PLUS
 from sdcli.families.sd1 import SD1
 from sdcli.families.sd2 import SD2
 from sdcli.families.sd3 import SD3
@@ -25,12 +26,13 @@ from sdcli.families.zimage import ZIMAGE
 
 FAMILIES: dict[str, Family] = {f.name: f for f in (
     SD1, SD2, SDXL, SDXL_REFINER, FLUX_DEV, FLUX_SCHNELL, FLUX_FILL, FLUX_CONTROL, SD3, ZIMAGE, CHROMA, QWEN_IMAGE,
-    FLUX2_KLEIN, FLUX2_KLEIN_BASE, FLUX2_DEV)}
+    FLUX2_KLEIN, FLUX2_KLEIN_BASE, FLUX2_DEV, FLUX_KONTEXT, QWEN_IMAGE_EDIT, QWEN_IMAGE_EDIT_PLUS)}
 # Who is asked first: the most specific test first (Qwen-Image and Chroma before Flux, whose img_in.weight they
-# have; Flux.2 before Flux.1, whose folder test takes any Flux* pipeline), SD 1.x (which takes any other folder)
-# last.
-DETECTION: tuple[Family, ...] = (SD3, ZIMAGE, QWEN_IMAGE, CHROMA, FLUX2_KLEIN, FLUX2_KLEIN_BASE, FLUX2_DEV, FLUX_FILL,
-                                 FLUX_CONTROL, FLUX_DEV, FLUX_SCHNELL, SDXL_REFINER, SDXL, SD2, SD1)
+# have; Qwen-Image-Edit before Qwen-Image and Flux.2 and Kontext before Flux.1, whose folder tests take any
+# QwenImage*/Flux* pipeline), SD 1.x (which takes any other folder) last.
+DETECTION: tuple[Family, ...] = (SD3, ZIMAGE, QWEN_IMAGE_EDIT, QWEN_IMAGE_EDIT_PLUS, QWEN_IMAGE, CHROMA, FLUX2_KLEIN,
+                                 FLUX2_KLEIN_BASE, FLUX2_DEV, FLUX_KONTEXT, FLUX_FILL, FLUX_CONTROL, FLUX_DEV,
+                                 FLUX_SCHNELL, SDXL_REFINER, SDXL, SD2, SD1)
 
 
 def detect_single_file(shapes: Shapes, source: str = "--model") -> Detected:

@@ -172,6 +172,7 @@ class Capabilities:
     shift: bool = False  # a flow schedule whose sigma shift can be set: --shift
     low_bits: bool = False  # its diffusion model can be stored in low bits at load: --low-bits
     applies_to: str = ""  # the models the settings above are for, in refusals ("Flux dev")
+    references: int = 0  # reference images an edit by instruction takes (`sdcli edit`); 0: it cannot edit
 
     @property
     def traits(self) -> tuple[str, ...]:
@@ -323,6 +324,23 @@ class Family:
 
         small = torch.nn.functional.interpolate(mask, size=masked_latent.shape[-2:])
         return torch.cat([small.to(masked_latent.device), masked_latent.float()], dim=1)
+
+    def reference_size(self, size: tuple[int, int], native: int) -> tuple[int, int]:
+        """The pixel size an edit's reference image of `size` is fitted to (centre crop, then Lanczos) for a
+        model of native side `native`: here its own size cut down to whole network tokens."""
+        step = self.latent.vae_scale * self.latent.packing
+        return max(step, size[0] // step * step), max(step, size[1] // step * step)
+
+    def edit_prompt_encoder(self, pipe: Any, encoder: PromptEncoder, images: Sequence[Any],
+                            originals: Sequence[Any]) -> PromptEncoder:
+        """The prompt encoder of an edit whose reference images are `images` fitted (reference_size) and
+        `originals` as given: here `encoder` (the text alone); a family whose text encoder sees the images too
+        (Qwen-Image-Edit) builds its own."""
+        return encoder
+
+    def edit_size(self, sizes: Sequence[tuple[int, int]]) -> tuple[int, int]:
+        """An edit's default size from its fitted reference images' sizes: the first one's."""
+        return sizes[0]
 
     def control_input(self, control_latent: torch.Tensor) -> torch.Tensor:
         """A control model's extra input from the control image's latent (Flux Control: the latent itself)."""

@@ -69,6 +69,15 @@ class ChromaFamily(FluxDerivedFamily):
         img_in = next((shapes[k] for k in shapes if k.endswith(("img_in.weight", "x_embedder.weight"))), None)
         return Detected(self, self.in_channels_of(int(img_in[1])) if img_in else LATENT.channels, "flow", False)
 
+    def lora_state(self, pipe: Any, state: dict[str, Any]) -> dict[str, Any]:
+        """kohya and ComfyUI files in BFL names renamed by sdcli at the model's width (models.flow_lora: diffusers'
+        kohya Flux converter splits linear1 at Flux's released width only); PEFT files as they are."""
+        from sdcli.models.flow_lora import bfl_layout, is_original, linear_shapes, original_to_peft
+
+        shapes = linear_shapes(pipe.transformer)
+        layout = bfl_layout(shapes)
+        return original_to_peft(state, layout, shapes) if is_original(state, layout) else state
+
     def prompt_encoder(self, pipe: Any, clip_skip: int, emphasis: str, size: tuple[int, int],
                        distilled_cfg: float | None = None) -> PromptEncoder:
         from sdcli.conditioning.chroma import ChromaPromptEncoder

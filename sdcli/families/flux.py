@@ -53,20 +53,47 @@ def unpack(tokens: Any, h: int, w: int) -> Any:
     return x.reshape(b, c, h, w)
 
 
-def image_ids(h: int, w: int, device: Any, dtype: Any) -> Any:
-    """The transformer's position ids of the tokens of an h x w latent: (0, row, column) per 2x2 patch."""
+def image_ids(h: int, w: int, device: Any, dtype: Any, index: int = 0, rows_from: int = 0, cols_from: int = 0) -> Any:
+    """The transformer's position ids of the tokens of an h x w latent: (index, row, column) per 2x2 patch, rows
+    and columns counted from `rows_from`/`cols_from` (a reference image's offset, in patches)."""
     import torch
 
     rows = torch.arange(h // PACKING, device=device, dtype=dtype)[:, None].expand(h // PACKING, w // PACKING)
     cols = torch.arange(w // PACKING, device=device, dtype=dtype)[None, :].expand(h // PACKING, w // PACKING)
-    return torch.stack([torch.zeros_like(rows), rows, cols], dim=-1).reshape(-1, 3)
+    return torch.stack([torch.full_like(rows, index), rows + rows_from, cols + cols_from], dim=-1).reshape(-1, 3)
+
+
+def references_of(cond: Conditioning) -> list[Any]:
+    """An edit's reference latents [B, C, h, w] in the conditioning (execution.references), in order."""
+    refs = cond.extra.get("references") or {}
+    return [refs[key] for key in sorted(refs, key=int)]
+
+
+def kontext_tokens(refs: list[Any], device: Any, dtype: Any) -> tuple[list[Any], list[Any]]:
+    """Reference latents as Flux.1 Kontext sees them, as ComfyUI places them (comfy/ldm/flux/model.py, its default
+    "offset" method): packed tokens with ids (1, row, column), each further reference beside (or below) the ones
+    before it, on the side that keeps the whole arrangement squarer; offsets in latent cells rounded to patches."""
+    tokens, ids = [], []
+    height = width = 0
+    for ref in refs:
+        rows, cols = ref.shape[-2:]
+        down = right = 0
+        if rows + height > cols + width:
+            right = width
+        else:
+            down = height
+        height, width = max(height, rows + down), max(width, cols + right)
+        tokens.append(pack(ref))
+        ids.append(image_ids(rows, cols, device, dtype, 1, (down + 1) // PACKING, (right + 1) // PACKING))
+    return tokens, ids
 
 
 class FluxAdapter(FlowAdapter):
     """A diffusers FluxTransformer2DModel as the loop's network: latents packed into tokens, T5 states as the
-    text tokens (position ids 0), the pooled CLIP vector and the distilled guidance from the conditioning;
-    the timestep is sigma (the transformer scales it, and the guidance, by 1000 itself). Odd latent sides are
-    padded to even by wrapping round and cropped after, as Forge's IntegratedFluxTransformer2DModel does."""
+    text tokens (position ids 0), the pooled CLIP vector and the distilled guidance from the conditioning, an
+    edit's reference latents (Kontext) as further image tokens; the timestep is sigma (the transformer scales it,
+    and the guidance, by 1000 itself). Odd latent sides are padded to even by wrapping round and cropped after, as
+    Forge's IntegratedFluxTransformer2DModel does."""
 
     packing = PACKING
     patch = PACKING
@@ -78,12 +105,15 @@ class FluxAdapter(FlowAdapter):
         _, _, h, w = x.shape
         guidance = cond.extra.get("guidance") if self.module.config.guidance_embeds else None
         txt_ids = torch.zeros(cond.crossattn.shape[1], 3, device=x.device, dtype=x.dtype)
-        out = self.module(hidden_states=pack(x), encoder_hidden_states=cond.crossattn.to(self.dtype),
+        tokens, ids = [pack(x)], [image_ids(h, w, x.device, x.dtype)]
+        refs = kontext_tokens(references_of(cond), x.device, x.dtype)  # an edit's: after the image's own tokens
+        tokens, ids = tokens + [r.to(x.dtype) for r in refs[0]], ids + refs[1]
+        out = self.module(hidden_states=torch.cat(tokens, dim=1), encoder_hidden_states=cond.crossattn.to(self.dtype),
                           pooled_projections=cond.extra["pooled"].to(self.dtype), timestep=t.to(self.dtype),
-                          img_ids=image_ids(h, w, x.device, x.dtype), txt_ids=txt_ids,
+                          img_ids=torch.cat(ids), txt_ids=txt_ids,
                           guidance=None if guidance is None else guidance.to(x.device, self.dtype),
                           return_dict=False)[0]
-        return unpack(out, h, w)
+        return unpack(out[:, :tokens[0].shape[1]], h, w)  # the image's own tokens: the references' are dropped
 
 
 @dataclass(frozen=True)
@@ -219,8 +249,13 @@ class FluxDerivedFamily(FluxFamily):
         return state
 
     def load_lora(self, pipe: Any, state: dict[str, Any], adapter: str) -> None:
-        """The pipeline's own diffusers LoRA loader, into the transformer only (no T5 part to split off)."""
-        pipe.load_lora_weights(state, adapter_name=adapter)
+        """The pipeline's own diffusers LoRA loader (after lora_state), into the transformer only (no T5 part to
+        split off)."""
+        pipe.load_lora_weights(self.lora_state(pipe, state), adapter_name=adapter)
+
+    def unload_loras(self, pipe: Any) -> None:
+        """diffusers' plain unload (no control LoRA widens these transformers; Qwen-Image's loader takes no reset)."""
+        pipe.unload_lora_weights()
 
     def inpainting_input(self, mask: Any, masked_latent: Any) -> Any:
         raise NotImplementedError(f"{self.label} has no dedicated inpainting model")

@@ -12,7 +12,7 @@ Flux.2 [dev] (Mistral Small 3 text encoder, guidance input) is detected and refu
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from sdcli.families.base import Detected, FileParts, Json, LatentFormat, Shapes
@@ -26,9 +26,10 @@ if TYPE_CHECKING:
     from sdcli.families.base import PromptEncoder
 
 KLEIN = "Flux2KleinPipeline"
-KLEIN_PIPELINES = {mode: KLEIN for mode in ("txt2img", "img2img", "inpaint", "outpaint")}
+KLEIN_PIPELINES = {mode: KLEIN for mode in ("txt2img", "img2img", "inpaint", "outpaint", "edit")}
 FULL_WIDTHS = (3072, 4096)  # Klein 4B's and 9B's transformer widths; narrower ones are sdcli's tiny models
 SHIFT = 2.02  # ComfyUI's Flux2 sampling_settings: the mu of ModelSamplingFlux's table
+REFERENCE_TIME = 10  # reference image i's time position id: 10 + 10 i (diffusers' _prepare_image_ids scale)
 PATCH = 2  # the VAE latent's 2x2 patchify into the network's channels
 # The key diffusers' infer_diffusers_model_type reads as "flux2" (original layout, ComfyUI's prefix or none).
 FLUX2_MARK = "single_stream_modulation.lin.weight"
@@ -78,15 +79,16 @@ class Flux2Latent(LatentFormat):
 LATENT = Flux2Latent(channels=128, vae_scale=16)
 
 
-def position_ids(rows: int, cols: int, text: int, device: Any, dtype: Any) -> tuple[torch.Tensor, torch.Tensor]:
-    """The transformer's 4-axis position ids (time, row, column, index): image cells (0, r, c, 0) row-major,
-    text tokens (0, 0, 0, i)."""
+def position_ids(rows: int, cols: int, text: int, device: Any, dtype: Any,
+                 time: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """The transformer's 4-axis position ids (time, row, column, index): image cells (time, r, c, 0) row-major
+    (time 0: the image; a reference image's: REFERENCE_TIME steps), text tokens (0, 0, 0, i)."""
     import torch
 
     r = torch.arange(rows, device=device)[:, None].expand(rows, cols).reshape(-1)
     c = torch.arange(cols, device=device)[None, :].expand(rows, cols).reshape(-1)
     zeros = torch.zeros_like(r)
-    img = torch.stack([zeros, r, c, zeros], dim=-1).to(dtype)
+    img = torch.stack([torch.full_like(r, time), r, c, zeros], dim=-1).to(dtype)
     i = torch.arange(text, device=device)
     z = torch.zeros_like(i)
     return img, torch.stack([z, z, z, i], dim=-1).to(dtype)
@@ -100,13 +102,23 @@ class Flux2Adapter(FlowAdapter):
     label = "Flux.2"
 
     def run(self, x: Any, t: Any, cond: Conditioning) -> Any:
+        import torch
+
+        from sdcli.families.flux import references_of
+
         b, c, rows, cols = x.shape
         img_ids, txt_ids = position_ids(rows, cols, cond.crossattn.shape[1], x.device, x.dtype)
-        tokens = x.reshape(b, c, rows * cols).permute(0, 2, 1)
-        out = self.module(hidden_states=tokens.to(self.dtype), encoder_hidden_states=cond.crossattn.to(self.dtype),
-                          timestep=t.to(self.dtype), img_ids=img_ids, txt_ids=txt_ids, guidance=None,
-                          return_dict=False)[0]
-        return out.float().permute(0, 2, 1).reshape(b, c, rows, cols)
+        tokens, ids = [x.reshape(b, c, rows * cols).permute(0, 2, 1)], [img_ids]
+        # An edit's reference latents: further tokens after the image's, reference i at time 10 + 10 i
+        # (diffusers' Flux2KleinPipeline; ComfyUI's "index" placement).
+        for i, ref in enumerate(references_of(cond)):
+            tokens.append(ref.reshape(b, c, -1).permute(0, 2, 1).to(x.dtype))
+            ref_rows, ref_cols = ref.shape[-2:]
+            ids.append(position_ids(ref_rows, ref_cols, 0, x.device, x.dtype, REFERENCE_TIME * (i + 1))[0])
+        out = self.module(hidden_states=torch.cat(tokens, dim=1).to(self.dtype),
+                          encoder_hidden_states=cond.crossattn.to(self.dtype), timestep=t.to(self.dtype),
+                          img_ids=torch.cat(ids), txt_ids=txt_ids, guidance=None, return_dict=False)[0]
+        return out[:, :rows * cols].float().permute(0, 2, 1).reshape(b, c, rows, cols)
 
 
 @dataclass(frozen=True)
@@ -140,6 +152,39 @@ class Flux2Family(FlowFamily):
     def lora_components(self) -> tuple[str, ...]:
         return ("transformer",)  # diffusers' Flux2LoraLoaderMixin loads into the transformer only
 
+    def reference_size(self, size: tuple[int, int], native: int) -> tuple[int, int]:
+        """As diffusers' Flux2KleinPipeline sizes a reference image: scaled down to at most native x native pixels
+        (1024 x 1024 for the released models) keeping its aspect, then cut to whole tokens (16 px)."""
+        width, height = size
+        if width * height > native * native:
+            scale = (native * native / (width * height)) ** 0.5
+            width, height = int(width * scale), int(height * scale)
+        return super().reference_size((width, height), native)
+    def lora_state(self, pipe: Any, state: dict[str, Any]) -> dict[str, Any]:
+        """sd-scripts' kohya files through diffusers' kohya Flux.2 converter, the layers it drops (the modulations,
+        final_layer.adaLN_modulation.1) renamed by sdcli; ComfyUI/ai-toolkit files in BFL names renamed by sdcli
+        (models.flow_lora), since diffusers' converter for them takes no alpha and leaves final_layer's (shift,
+        scale) rows unswapped, unlike its weight converter; anything else (PEFT, LoKr, ...) as it is."""
+        from diffusers.loaders.lora_conversion_utils import _convert_kohya_flux2_lora_to_diffusers
+
+        from sdcli.models.flow_lora import (
+            FLUX2_KOHYA_EXTRA,
+            KOHYA,
+            flux2_layout,
+            is_original,
+            linear_shapes,
+            original_to_peft,
+        )
+
+        shapes = linear_shapes(pipe.transformer)
+        layout = flux2_layout(shapes)
+        if any(k.startswith(KOHYA) for k in state):
+            extra = tuple(KOHYA + name.replace(".", "_") + "." for name in FLUX2_KOHYA_EXTRA)
+            ours = {k: v for k, v in state.items() if k.startswith(extra)}
+            out = original_to_peft(ours, layout, shapes) if ours else {}
+            return out | _convert_kohya_flux2_lora_to_diffusers({k: v for k, v in state.items() if k not in ours})
+        return original_to_peft(state, layout, shapes) if is_original(state, layout) else state
+
     def prompt_encoder(self, pipe: Any, clip_skip: int, emphasis: str, size: tuple[int, int],
                        distilled_cfg: float | None = None) -> PromptEncoder:
         from sdcli.conditioning.flux2 import Flux2PromptEncoder
@@ -147,7 +192,7 @@ class Flux2Family(FlowFamily):
         return Flux2PromptEncoder(pipe.tokenizer, pipe.text_encoder, emphasis)
 
 
-_FLOW = flow_capabilities("Flux.2", loop_channels=(128,))
+_FLOW = flow_capabilities("Flux.2", loop_channels=(128,), references=4)
 # ComfyUI's Klein templates: the distilled model at CFG 1 (no unconditional pass), Euler; the base model with
 # true CFG (diffusers' Flux2KleinPipeline default guidance 4).
 FLUX2_KLEIN = Flux2Family("flux2-klein", "Flux.2 klein", KLEIN_PIPELINES, 1024, capabilities=_FLOW,
@@ -158,5 +203,5 @@ FLUX2_KLEIN_BASE = Flux2Family("flux2-klein-base", "Flux.2 klein base", KLEIN_PI
                                defaults={"cfg_scale": 4.0, "sampler": "Euler", "schedule": SIMPLE},
                                distilled=False, shift=SHIFT)
 # Flux.2 [dev]: detected (so that its folder is not read as Flux.1) and refused: no mode is served yet.
-FLUX2_DEV = Flux2Family("flux2-dev", "Flux.2 dev", {}, 1024, capabilities=_FLOW, latent=LATENT, dev=True,
-                        shift=SHIFT)
+FLUX2_DEV = Flux2Family("flux2-dev", "Flux.2 dev", {}, 1024, capabilities=replace(_FLOW, references=0),
+                        latent=LATENT, dev=True, shift=SHIFT)

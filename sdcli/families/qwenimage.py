@@ -11,12 +11,14 @@ rules and refusals are reused from families.flux. Imported without torch.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from sdcli.families.base import Detected, FileParts, Json, LatentFormat, Shapes
 from sdcli.families.flow import FlowAdapter, find_key, flow_capabilities
-from sdcli.families.flux import PACKING, FluxDerivedFamily, pack, unpack
+from sdcli.families.flux import PACKING, FluxDerivedFamily, pack, references_of, unpack
 
 if TYPE_CHECKING:
     from sdcli.conditioning.cond import Conditioning
@@ -27,6 +29,8 @@ QWEN_PIPELINES = {"txt2img": "QwenImagePipeline", "img2img": "QwenImageImg2ImgPi
 # Keys only Qwen-Image's transformer has (diffusers' names, which its original files use too; ComfyUI prefixes
 # them with model.diffusion_model.): the text input's RMS norm and the image stream's modulation.
 QWEN_MARKS = ("txt_norm.weight", "transformer_blocks.0.img_mod.1.weight")
+RELEASED_AREA = 1024 * 1024  # the pixels diffusers' edit pipelines size a reference image to (VAE_IMAGE_SIZE)
+CONDITION_AREA = 384 * 384  # and Edit Plus each image Qwen2.5-VL sees (CONDITION_IMAGE_SIZE)
 
 
 @dataclass(frozen=True)
@@ -66,18 +70,25 @@ class QwenImageAdapter(FlowAdapter):
     """A diffusers QwenImageTransformer2DModel as the loop's network: latents packed into 2x2 tokens (odd sides
     wrapped round and cropped after, as ComfyUI's pad_to_patch_size), img_shapes (1, rows/2, cols/2) per row for
     its RoPE, the Qwen2.5-VL states as the text (no mask: the loop batches only rows of one length, unpadded),
-    timestep = sigma (the network scales it by 1000)."""
+    timestep = sigma (the network scales it by 1000); an edit's reference latents packed after the image's tokens,
+    each with its own img_shapes entry, the output cut to the image's tokens (diffusers' QwenImageEditPipeline)."""
 
     packing = PACKING
     patch = PACKING
     label = "Qwen-Image"
 
     def run(self, x: Any, t: Any, cond: Conditioning) -> Any:
+        import torch
+
         batch, _, h, w = x.shape
-        out = self.module(hidden_states=pack(x).to(self.dtype), encoder_hidden_states=cond.crossattn.to(self.dtype),
-                          encoder_hidden_states_mask=None, timestep=t.to(self.dtype),
-                          img_shapes=[[(1, h // PACKING, w // PACKING)]] * batch, return_dict=False)[0]
-        return unpack(out.float(), h, w)
+        tokens, shapes = [pack(x)], [(1, h // PACKING, w // PACKING)]
+        for ref in references_of(cond):  # an edit's (Qwen-Image-Edit): after the image's tokens, as diffusers
+            tokens.append(pack(ref).to(x.dtype))
+            shapes.append((1, ref.shape[-2] // PACKING, ref.shape[-1] // PACKING))
+        out = self.module(hidden_states=torch.cat(tokens, dim=1).to(self.dtype),
+                          encoder_hidden_states=cond.crossattn.to(self.dtype), encoder_hidden_states_mask=None,
+                          timestep=t.to(self.dtype), img_shapes=[shapes] * batch, return_dict=False)[0]
+        return unpack(out[:, :tokens[0].shape[1]].float(), h, w)
 
 
 @dataclass(frozen=True)
@@ -111,3 +122,70 @@ QWEN_DEFAULTS = {"cfg_scale": 2.5, "sampler": "Euler", "schedule": "simple"}
 QWEN_IMAGE = QwenImageFamily("qwen-image", "Qwen-Image", QWEN_PIPELINES, 1328,
                              capabilities=flow_capabilities("Qwen-Image"), latent=LATENT, defaults=QWEN_DEFAULTS,
                              guidance=False, shift=1.15)
+
+
+@dataclass(frozen=True)
+class QwenImageEditFamily(QwenImageFamily):
+    """Qwen-Image-Edit (2508) and Edit Plus (2509): Qwen-Image's transformer trained to edit by instruction with one
+    reference image (Plus: several), from a folder whose model_index.json names QwenImageEditPipeline
+    (QwenImageEditPlusPipeline)."""
+
+    plus: bool = False  # Edit Plus (2509): several images, each also at CONDITION_AREA for Qwen2.5-VL
+
+    def detect(self, shapes: Shapes) -> bool:
+        return False  # its transformer files have Qwen-Image's keys: read as Qwen-Image (refused as single files)
+
+    def detect_folder(self, index: Json, unet: Json) -> bool:
+        return str(index.get("_class_name", "")) == ("QwenImageEditPlusPipeline" if self.plus
+                                                     else "QwenImageEditPipeline")
+
+    def edit_prompt_encoder(self, pipe: Any, encoder: PromptEncoder, images: Sequence[Any],
+                            originals: Sequence[Any]) -> PromptEncoder:
+        """Qwen2.5-VL sees the reference images with the instruction (conditioning.qwenimage_edit): Edit the fitted
+        image (diffusers' prompt_image); Edit Plus each image as given resized to its CONDITION_AREA size (Lanczos,
+        as the pipeline's image_processor.resize), as "Picture i"; the literal-prompt rule of `encoder` kept."""
+        from PIL import Image
+
+        from sdcli.conditioning.qwenimage_edit import QwenImageEditPromptEncoder
+
+        seen = list(images)
+        if self.plus:
+            scale = self._scale(self.native_size_of(pipe))
+            seen = [im.resize(_dimensions(CONDITION_AREA * scale, im.size), Image.Resampling.LANCZOS)
+                    for im in originals]
+        return QwenImageEditPromptEncoder(pipe.tokenizer, pipe.text_encoder, seen,
+                                          getattr(encoder, "emphasis", "original"), pictures=self.plus)
+
+    def reference_size(self, size: tuple[int, int], native: int) -> tuple[int, int]:
+        """diffusers' edit pipelines: the image's aspect ratio at 1024 x 1024 pixels (a tiny model: scaled by its
+        native side / 1024), each side rounded to a multiple of 32 (their calculate_dimensions)."""
+        return _dimensions(RELEASED_AREA * self._scale(native), size)
+
+    def edit_size(self, sizes: Sequence[tuple[int, int]]) -> tuple[int, int]:
+        """Edit: the image's size; Edit Plus: the last image's (QwenImageEditPlusPipeline)."""
+        return sizes[-1] if self.plus else sizes[0]
+
+    @staticmethod
+    def _scale(native: int) -> float:
+        """Pixel areas of the released model's rules, for a model of native side `native` (tiny: smaller)."""
+        return 1.0 if native >= 1024 else (native / 1024) ** 2
+
+
+def _dimensions(area: float, size: tuple[int, int]) -> tuple[int, int]:
+    """diffusers' calculate_dimensions: `size`'s aspect ratio at `area` pixels, sides rounded to multiples of 32."""
+    width = math.sqrt(area * size[0] / size[1])
+    height = width * size[1] / size[0]
+    return max(32, round(width / 32) * 32), max(32, round(height / 32) * 32)
+
+
+# `edit` runs on Qwen-Image's pipeline class: sdcli's loop samples and uses only its components, and the edit
+# pipeline's own class cannot be built without its Qwen2VLProcessor (which needs torchvision in transformers 5).
+QWEN_IMAGE_EDIT = QwenImageEditFamily("qwen-image-edit", "Qwen-Image-Edit",
+                                      {**QWEN_PIPELINES, "edit": "QwenImagePipeline"}, 1328,
+                                      capabilities=flow_capabilities("Qwen-Image", references=1), latent=LATENT,
+                                      defaults=QWEN_DEFAULTS, guidance=False, shift=1.15)
+# Edit Plus (2509): up to 3 images, as ComfyUI's TextEncodeQwenImageEditPlus node takes them.
+QWEN_IMAGE_EDIT_PLUS = QwenImageEditFamily("qwen-image-edit-plus", "Qwen-Image-Edit Plus",
+                                           {**QWEN_PIPELINES, "edit": "QwenImagePipeline"}, 1328,
+                                           capabilities=flow_capabilities("Qwen-Image", references=3), latent=LATENT,
+                                           defaults=QWEN_DEFAULTS, guidance=False, shift=1.15, plus=True)

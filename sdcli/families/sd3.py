@@ -121,7 +121,35 @@ class SD3Family(FlowFamily):
         return spec, tokenizer
 
     def lora_components(self) -> tuple[str, ...]:
-        return ("transformer", "text_encoder", "text_encoder_2")  # as diffusers' SD3LoraLoaderMixin loads them
+        # the transformer and CLIP-L/G as diffusers' SD3LoraLoaderMixin loads them; T5-XXL loaded by sdcli (load_lora)
+        return ("transformer", "text_encoder", "text_encoder_2", "text_encoder_3")
+
+    def lora_state(self, pipe: Any, state: dict[str, Any]) -> dict[str, Any]:
+        """PEFT files as they are (diffusers' SD3 loader converts nothing); kohya / ComfyUI files in SAI's MMDiT
+        names and sd-scripts' CLIP-L/G and T5-XXL layers renamed by sdcli (models.flow_lora)."""
+        from sdcli.models.flow_lora import linear_shapes, original_to_peft, sd3_layout, text_to_peft
+
+        if all(k.startswith(("transformer.", "text_encoder.", "text_encoder_2.", "text_encoder_3.")) for k in state):
+            return state
+        text = {k: v for k, v in state.items() if k.startswith("lora_te")}
+        rest = {k: v for k, v in state.items() if k not in text}
+        shapes = linear_shapes(pipe.transformer)
+        out = original_to_peft(rest, sd3_layout(shapes), shapes) if rest else {}
+        names = ("text_encoder", "text_encoder_2", "text_encoder_3")
+        encoders = {name: linear_shapes(getattr(pipe, name)) for name in names if getattr(pipe, name, None)}
+        return out | text_to_peft(text, encoders)
+
+    def load_lora(self, pipe: Any, state: dict[str, Any], adapter: str) -> None:
+        """The transformer and CLIP-L/G parts through pipe.load_lora_weights; the T5-XXL part, which diffusers'
+        SD3 loader leaves out, into text_encoder_3 (models.flux_lora.load_t5)."""
+        from sdcli.models.flux_lora import load_t5
+
+        converted = self.lora_state(pipe, state)
+        t5 = {k: v for k, v in converted.items() if k.startswith("text_encoder_3.")}
+        if rest := {k: v for k, v in converted.items() if k not in t5}:
+            pipe.load_lora_weights(rest, adapter_name=adapter)
+        if t5:
+            load_t5(pipe, t5, adapter, "text_encoder_3")
 
     def released(self, config: Any) -> bool:
         return int(config.attention_head_dim) == HEAD_DIM

@@ -76,6 +76,15 @@ class ZImageFamily(FlowFamily):
     def lora_components(self) -> tuple[str, ...]:
         return ("transformer",)  # diffusers' ZImageLoraLoaderMixin loads into the transformer only
 
+    def lora_state(self, pipe: Any, state: dict[str, Any]) -> dict[str, Any]:
+        """Files in Z-Image's original names (ComfyUI's, kohya's: fused attention.qkv) renamed by sdcli
+        (models.flow_lora); diffusers names in any spelling go to diffusers' converter as they are."""
+        from sdcli.models.flow_lora import is_original, linear_shapes, original_to_peft, zimage_layout
+
+        shapes = linear_shapes(pipe.transformer)
+        layout = zimage_layout(shapes)
+        return original_to_peft(state, layout, shapes) if is_original(state, layout) else state
+
     def released(self, config: Any) -> bool:
         return int(config.dim) in self.full_widths
 

@@ -88,14 +88,13 @@ def parse_infotext(text: str, forge_fixes: bool = False) -> tuple[str, str, dict
     if len(pairs) >= 3:
         params = {k.strip(): unquote(v) for k, v in pairs}
         lines = lines[:-1]
-    prompt_lines: list[str] = []
-    negative_lines: list[str] = []
-    for line in lines:
-        if negative_lines or line.startswith("Negative prompt:"):
-            negative_lines.append(line.removeprefix("Negative prompt:").lstrip() if not negative_lines else line)
-        else:
-            prompt_lines.append(line)
-    return "\n".join(prompt_lines), "\n".join(negative_lines), params
+    texts = {"prompt": "", "negative": ""}
+    part = "prompt"
+    for line in (line.strip() for line in lines):  # the WebUI strips every line
+        if line.startswith("Negative prompt:"):  # from here on the negative prompt (a later one: its prefix cut)
+            part, line = "negative", line.removeprefix("Negative prompt:").strip()
+        texts[part] += ("\n" if texts[part] else "") + line  # an empty first line adds nothing, as there
+    return texts["prompt"], texts["negative"], params
 
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
@@ -182,11 +181,11 @@ def read_infotext(path: str | Path) -> str | None:
             return text
         comment = im.getexif().get_ifd(0x8769).get(0x9286)  # Exif IFD -> UserComment
     if isinstance(comment, bytes):
-        return _decode_user_comment(comment)
+        return decode_user_comment(comment)
     return comment or None
 
 
-def _decode_user_comment(raw: bytes) -> str | None:
+def decode_user_comment(raw: bytes) -> str | None:
     """EXIF UserComment: 8-byte charset header, then text (the WebUI writes UNICODE)."""
     header, body = raw[:8], raw[8:]
     if header.startswith(b"UNICODE"):

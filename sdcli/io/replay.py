@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from sdcli.errors import UsageError
-from sdcli.io.metadata import parse_infotext, read_infotext, read_replay_record
+from sdcli.io.metadata import build_infotext, parse_infotext, read_infotext, read_replay_record
 from sdcli.models.safety import WEIGHT_SUFFIXES
 from sdcli.request.fields import FIELDS
 from sdcli.request.generation import DEFAULTED, MODE_PARTS, PARTS, GenerationRequest
@@ -47,12 +47,18 @@ class ImageMetadata:
     prompt: str
     negative_prompt: str
     parameters: dict[str, str]
-    infotext: str
+    infotext: str  # the WebUI's infotext (another tool's metadata: its settings written as one)
     replay: dict[str, Any] | None  # sdcli's own record, when sdcli wrote the image
+    generator: str = "WebUI"  # who wrote it: sdcli, WebUI, Forge, ComfyUI, InvokeAI ... (io.sources)
+    source: dict[str, Any] | None = None  # another tool's own fields, as it wrote them
+    notes: tuple[str, ...] = ()  # what a replay does differently from that tool
+    unmapped: tuple[str, ...] = ()  # what in it sdcli cannot replay
 
     def as_json(self) -> dict[str, Any]:
-        return {"path": str(self.path), "prompt": self.prompt, "negative_prompt": self.negative_prompt,
-                "parameters": self.parameters, "sdcli": self.replay, "infotext": self.infotext}
+        return {"path": str(self.path), "generator": self.generator, "prompt": self.prompt,
+                "negative_prompt": self.negative_prompt, "parameters": self.parameters, "sdcli": self.replay,
+                "infotext": self.infotext, "source": self.source, "notes": list(self.notes),
+                "unmapped": list(self.unmapped)}
 
 
 class NoMetadata(UsageError):
@@ -65,15 +71,28 @@ def read_metadata(path: Path) -> ImageMetadata:
 
     if not path.is_file():
         raise UsageError(f"{path}: no such file")
+    from PIL import Image
+
+    from sdcli.io.sources import BrokenMetadata, read_other, webui_generator
+
     try:
         infotext = read_infotext(path)
         replay = read_replay_record(path)
+        with Image.open(path) as image:
+            infotext, found, stealth = read_other(image, infotext or None)
+    except BrokenMetadata as exc:
+        raise BrokenMetadata(f"{path}: {exc}") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:  # ValueError: text chunk bombs
         raise UsageError(f"{path}: not a readable image ({exc})") from None
+    if found is not None:
+        text = build_infotext(found.prompt, found.negative_prompt, found.parameters)
+        return ImageMetadata(path, found.prompt, found.negative_prompt, found.parameters, text, None,
+                             found.generator, found.source, found.notes, found.unmapped)
     if not infotext:
         raise NoMetadata(f"{path}: no generation parameters found")
     prompt, negative, params = parse_infotext(infotext)
-    return ImageMetadata(path, prompt, negative, params, infotext, replay)
+    generator = webui_generator(params, replay is not None, stealth)
+    return ImageMetadata(path, prompt, negative, params, infotext, replay, generator)
 
 
 def request_from_infotext(meta: ImageMetadata) -> tuple[GenerationRequest, list[str], set[str]]:
@@ -225,6 +244,7 @@ class ReplayPlan:
     origin: str  # SDCLI_RECORD or INFOTEXT
     sources: dict[str, str]  # request field (or "model") -> where its value came from
     ignored: list[str]  # keys in the image that sdcli cannot honour
+    notes: tuple[str, ...] = ()  # what the replay does differently from the tool that made the image
 
     def rows(self) -> list[tuple[str, str, str]]:
         """(setting, value, source) for display, input files and the model included."""
@@ -253,13 +273,16 @@ def plan_replay(path: Path, overrides: dict[str, Any] | None = None, model_overr
     image never makes the user generate many images.
     """
     meta = read_metadata(path)
+    if meta.unmapped:  # another tool's image with settings or nodes sdcli has no equivalent of
+        raise UsageError(f"{path}: sdcli cannot replay this {meta.generator} image; it does not map: "
+                         + "; ".join(meta.unmapped))
     if meta.replay is not None:
         request, ignored = request_from_record(path, meta.replay)
         given: set[str] = set(meta.replay.get("request") or {})
         origin, model = SDCLI_RECORD, _check_value(path, "model", meta.replay.get("model"), "str | None")
     else:
         request, ignored, given = request_from_infotext(meta)
-        origin, model = INFOTEXT, None
+        origin, model = INFOTEXT if meta.source is None else f"{meta.generator} metadata", None
     sources = {name: origin for name in given}
     sources.update(count="one image unless --count", batch_size="one image unless --batch-size")
     fixed = {"count": 1, "batch_size": 1}
@@ -278,8 +301,10 @@ def plan_replay(path: Path, overrides: dict[str, Any] | None = None, model_overr
         sources["model"] = origin if model or meta.replay is not None else "default"
         if check_model:
             model = _trusted_model(path, model, meta.replay is not None, trust_metadata)
+        elif meta.replay is None:
+            sources["model"] = "the image names none: pass --model"
     _check_input_paths(path, request)
-    return ReplayPlan(request, model, origin, sources, ignored)
+    return ReplayPlan(request, model, origin, sources, ignored, meta.notes)
 
 
 SINGLE_FILE_SUFFIXES = (".safetensors", ".gguf")  # model files a record may name (never a pickle)
@@ -319,6 +344,13 @@ def _check_input_paths(path: Path, request: GenerationRequest) -> None:
             raise UsageError(f"{path}: its {flag[2:]} {value!r} is a relative path, which sdcli does not "
                              f"resolve against the current folder; replay the image from its folder with "
                              f"img2img/inpaint instead")
+    for reference in request.references:  # an edit's: needed where they were when the image was made
+        if not Path(reference).is_absolute():
+            raise UsageError(f"{path}: its reference image {reference!r} is a relative path, which sdcli does not "
+                             "resolve against the current folder; run sdcli edit with -i instead")
+        if not Path(reference).is_file():
+            raise UsageError(f"{path}: its reference image {reference} was not found; put it back there or run "
+                             "sdcli edit -i IMAGE with the image's settings")
     upscaler = request.hires and request.hires.upscaler
     file_like = upscaler and ("/" in upscaler or "\\" in upscaler or Path(upscaler).suffix.lower() in WEIGHT_SUFFIXES)
     if file_like and not Path(upscaler).is_absolute():

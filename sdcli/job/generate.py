@@ -101,6 +101,7 @@ def run(
     than the text encoder, a mode its UNet cannot run) or for bad input files.
     """
     from sdcli.execution.hires import hires_stage
+    from sdcli.execution.references import prepare_references
     from sdcli.execution.stages import prompt_encoder, refiner_stage
     from sdcli.execution.tiling import circular_padding
     from sdcli.models.assets import encoder_text
@@ -118,8 +119,11 @@ def run(
         set_sampler(model, choice, request.prediction_type)
     if inputs is None:
         inputs = prepare(request)
+    references = prepare_references(model, request) if request.mode == "edit" else None
     if inputs is not None:
         width, height = inputs.size
+    elif references is not None:  # an edit: the first reference image's size, as its family fits it
+        width, height = request.width or references.size[0], request.height or references.size[1]
     else:
         width, height = request.width or model.native_size, request.height or model.native_size
 
@@ -128,6 +132,9 @@ def run(
     encoded = replace(request, prompt=encoder_text(model, request.prompt),
                       negative_prompt=encoder_text(model, request.negative_prompt))
     encoder = prompt_encoder(model, request, (width, height))
+    if references is not None:
+        encoder = references.encoder(model, encoder)
+        extra_params = {**references.params(), **(extra_params or {})}
     if request.clip_skip > (layers := encoder.capabilities.clip_skip_layers):
         raise UsageError(f"--clip-skip: {request.clip_skip} is deeper than this model's {layers} text layers")
     refine = refiner_stage(model, encoded, refiner, choice, own, (width, height))

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
-from sdcli.conditioning.prompts import parse_prompt
+from sdcli.conditioning.prompts import bad_weight, parse_prompt
 from sdcli.controlnet.plan import ControlPlan, plan_controlnets
 from sdcli.errors import SdcliError, UsageError
 from sdcli.io.images import PreparedInputs
@@ -92,6 +92,14 @@ def check_request(request: GenerationRequest, runtime: RuntimeOptions, notes: No
         output.check()
     for warning in parse_prompt(request.prompt).warnings + parse_prompt(request.negative_prompt).warnings:
         notes(f"prompt: {warning}")
+    hires = request.hires
+    for name, text in (("prompt", request.prompt), ("--negative-prompt", request.negative_prompt),
+                       ("--hires-prompt", hires and hires.prompt),
+                       ("--hires-negative-prompt", hires and hires.negative_prompt)):
+        if text and request.emphasis != "none" and (weight := bad_weight(text)):  # none: the text as it is
+            raise UsageError(f"{name}: the weight {weight} is not a number")
+    if choice.unused_schedule_note:
+        notes(choice.unused_schedule_note)
     return choice
 
 
@@ -128,7 +136,7 @@ def plan_job(request: GenerationRequest, runtime: RuntimeOptions, model_spec: st
     Forge ignores them). Raises UsageError/ModelError.
     """
     from sdcli.families import pipeline_class
-    from sdcli.io.images import prepare
+    from sdcli.io.images import open_image, prepare
     from sdcli.models import loader
     from sdcli.models.flux_parts import check_vae_channels, plan_model_parts
     from sdcli.models.runtime import JobSize, detect_runtime
@@ -138,6 +146,9 @@ def plan_job(request: GenerationRequest, runtime: RuntimeOptions, model_spec: st
     # 1. Everything that can be checked without a model.
     choice = check_request(request, runtime, notes, output)
     inputs = prepare(request) if prepare_inputs else None  # untrusted input images: read before any load
+    if prepare_inputs:
+        for reference in request.references:  # an edit's reference images: read (and dropped) likewise
+            open_image(Path(reference), "--image")
     assets = assets or AssetOptions()
     extras = once(("assets", id(assets), request.prompt, request.negative_prompt),
                   lambda: _noted(plan_assets(assets, request.prompt, request.negative_prompt), notes))
@@ -164,6 +175,8 @@ def plan_job(request: GenerationRequest, runtime: RuntimeOptions, model_spec: st
     # what it cannot do (its modes; Flux: CLIP skip, timestep samplers, ...).
     family = once(("detect", model.path), lambda: family_of(model))
     request = for_family(request, family, fallback, ignore_unused)
+    if family is not None:
+        check_edit(request, family)
     if check_files:
         detected = once(("detected", model.path), lambda: loader.detect_ref(model))
         pipeline_class(detected, request.mode)
@@ -189,6 +202,22 @@ def plan_job(request: GenerationRequest, runtime: RuntimeOptions, model_spec: st
     size = inputs.size if inputs else (request.width, request.height)
     placement = placement or detect_runtime(runtime, JobSize(*size, request.batch_size), gpu_dtype)
     return JobPlan(request, choice, model, placement, assets, extras, inputs, control, refiner, hires_upscaler)
+
+
+def check_edit(request: GenerationRequest, family: Any) -> None:
+    """`sdcli edit` needs a family that edits by instruction (Capabilities.references), with at most as many
+    reference images as it takes; one line naming the family."""
+    from sdcli.families import FAMILIES
+
+    if request.mode != "edit":
+        return
+    takes = family.capabilities.references
+    if not takes:
+        editors = ", ".join(f.label for f in FAMILIES.values() if f.capabilities.references)
+        raise UsageError(f"sdcli edit: a {family.label} model cannot edit by instruction; use one of: {editors}")
+    if len(request.references) > takes:
+        raise UsageError(f"--image: {len(request.references)} reference images; a {family.label} model takes at "
+                         f"most {takes}")
 
 
 def check_control_input(request: GenerationRequest, detected: Any) -> None:

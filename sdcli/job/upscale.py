@@ -28,17 +28,19 @@ ORIENTATION = 0x0112
 
 @dataclass(frozen=True)
 class UpscaleOptions:
-    """How to upscale: an upscaler (name or file), and --scale or --size WxH (width/height 0: --scale)."""
+    """How to upscale: an upscaler (name or file), and --scale or --size WxH (width/height 0: --scale);
+    `crop` false (the WebUI API's upscaling_crop): a size upscales by the larger ratio and is not cropped."""
 
     upscaler: str = "Lanczos"
     scale: float = 2.0
     width: int = 0
     height: int = 0
+    crop: bool = True
 
     def target(self, width: int, height: int) -> tuple[float, tuple[int, int] | None]:
         """(scale factor to upscale by, crop size or None) for an input of width x height."""
         if self.width or self.height:
-            return max(self.width / width, self.height / height), (self.width, self.height)
+            return max(self.width / width, self.height / height), (self.width, self.height) if self.crop else None
         return self.scale, None
 
 
@@ -55,11 +57,13 @@ def plan_upscale(options: UpscaleOptions, paths: list[Path], library: Any = None
     return ref
 
 
-def check_upscaler(options: UpscaleOptions, library: Any = None, allow_pickle: bool = False) -> Any:
-    """Check the upscaler and --scale/--size (no input read); return the UpscalerRef."""
+def check_upscaler(options: UpscaleOptions, library: Any = None, allow_pickle: bool = False,
+                   names_only: bool = False) -> Any:
+    """Check the upscaler and --scale/--size (no input read); return the UpscalerRef. `names_only` (the server):
+    a built-in or a name in the models folder's ESRGAN/, never a path."""
     from sdcli.models.upscalers import LATENT_MODES, resolve_upscaler
 
-    ref = resolve_upscaler(options.upscaler, "--upscaler", library, allow_pickle)
+    ref = resolve_upscaler(options.upscaler, "--upscaler", library, allow_pickle, names_only)
     if ref.kind == "latent":
         raise UsageError(f"--upscaler: {ref.name} works on latents (hires fix only); sdcli upscale takes Lanczos, "
                          f"Nearest or an ESRGAN-family file (latent modes: {', '.join(LATENT_MODES)})")
@@ -85,10 +89,11 @@ def check_size(path: Path, image: Any, options: UpscaleOptions) -> None:
 
 def postprocess_params(options: UpscaleOptions, name: str, crop: tuple[int, int] | None) -> dict[str, Any]:
     """The WebUI Extras keys (scripts/postprocessing_upscale.py), in its order."""
-    if crop is None:
+    if not (options.width or options.height):
         return {"Postprocess upscale by": f"{options.scale:g}", "Postprocess upscaler": name}
-    size = f"{crop[0]}x{crop[1]}"
-    return {"Postprocess upscale to": size, "Postprocess crop to": size, "Postprocess upscaler": name}
+    size = f"{options.width}x{options.height}"
+    cropped = {"Postprocess crop to": f"{crop[0]}x{crop[1]}"} if crop else {}
+    return {"Postprocess upscale to": size, **cropped, "Postprocess upscaler": name}
 
 
 def upscale_image(image: Any, upscaler: Any, options: UpscaleOptions) -> tuple[Any, dict[str, Any]]:

@@ -60,7 +60,7 @@ def name_values(request: GenerationRequest, *, number: int, seed: int, index: in
         "num": number, "seed": seed, "steps": request.steps, "cfg_scale": request.cfg_scale,
         "sampler": sampler, "width": width, "height": height,
         "prompt_plain": plain_text(request.prompt), "model": model_name, "index": index,
-        "input": Path(request.init.image).stem if request.init is not None else None,
+        "input": Path(request.input_image).stem if request.input_image is not None else None,
     }
     if now is not None:
         values["now"] = now

@@ -75,21 +75,22 @@ def split_t5(state: Tensors, t5_linears: set[str]) -> tuple[Tensors, Tensors]:
     return rest, t5
 
 
-def load_t5(pipe: Any, t5: Tensors, adapter: str) -> None:
-    """The T5 part (split_t5's) into pipe.text_encoder_2 as peft adapter `adapter`, scale 1 per layer (alpha is
-    folded in). Through transformers' load_adapter, the call diffusers' text-encoder loader ends in: that
-    loader's key conversion knows only CLIP's layer names."""
+def load_t5(pipe: Any, t5: Tensors, adapter: str, component: str = T5_PEFT[:-1]) -> None:
+    """The T5 part (split_t5's: `<component>.<module>.lora_A/B.weight`) into pipe.<component> (Flux:
+    text_encoder_2; SD3: text_encoder_3) as peft adapter `adapter`, scale 1 per layer (alpha is folded in).
+    Through transformers' load_adapter, the call diffusers' text-encoder loader ends in: that loader's key
+    conversion knows only CLIP's layer names."""
     from collections import Counter
 
     from peft import LoraConfig
 
-    weights = {k[len(T5_PEFT):]: v for k, v in t5.items()}
+    weights = {k[len(component) + 1:]: v for k, v in t5.items()}
     ranks = {k[:-len(".lora_B.weight")]: int(v.shape[1]) for k, v in weights.items() if k.endswith(".lora_B.weight")}
     rank = Counter(ranks.values()).most_common(1)[0][0]
     others = {module: r for module, r in ranks.items() if r != rank}
     config = LoraConfig(r=rank, lora_alpha=rank, rank_pattern=others, alpha_pattern=dict(others),
                         target_modules=sorted(ranks))
-    encoder = pipe.text_encoder_2
+    encoder = getattr(pipe, component)
     encoder.load_adapter(adapter_name=adapter, adapter_state_dict=weights, peft_config=config)
     encoder.to(device=encoder.device, dtype=encoder.dtype)
 

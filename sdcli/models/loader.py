@@ -4,6 +4,7 @@ pipelines (inside functions)."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from sdcli.errors import ModelError, RuntimeFailure
@@ -112,6 +113,7 @@ def _load_folder(model: ModelRef, dtype: Any) -> tuple[Any, Detected]:
     import diffusers
 
     detected = detect_folder(model.path)
+    _check_components(model.path)
     mode = first_mode(detected)
     extra = dict(detected.family.load_kwargs)
     if (scheduler := _load_scheduler(model.path)) is not None:
@@ -122,6 +124,19 @@ def _load_folder(model: ModelRef, dtype: Any) -> tuple[Any, Detected]:
     except (OSError, ValueError, RuntimeError, KeyError) as exc:
         raise ModelError(f"--model: cannot load {model.path}: {str(exc).splitlines()[0]}") from None
     return pipe, detected
+
+
+def _check_components(folder: Path) -> None:
+    """Every component model_index.json names (not null) has its folder: the missing one is named, rather than
+    diffusers' "no file named config.json" about the model folder."""
+    import json
+
+    index = json.loads((folder / "model_index.json").read_text())
+    for name, value in index.items():
+        if name.startswith("_") or not isinstance(value, list) or None in value or (folder / name).is_dir():
+            continue
+        raise ModelError(f"--model: {folder} has no {name}/ folder, which its model_index.json lists "
+                         f"({value[-1]}); copy the model's {name}/ folder in")
 
 
 def first_mode(detected: Detected) -> str:

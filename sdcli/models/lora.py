@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 # Suffixes of the "down" (A) matrix key of one LoRA layer, kohya and peft spellings.
 # kohya, peft, diffusers' older ".lora.down"/".lora_linear_layer.down" and XLabs' "qkv_lora1.down" spellings.
 _DOWN_KEYS = (".lora_down.weight", ".lora_A.weight", ".down.weight")
+_UP_KEYS = {".lora_down.weight": ".lora_up.weight", ".lora_A.weight": ".lora_B.weight", ".down.weight": ".up.weight"}
 
 
 @dataclass(frozen=True)
@@ -140,19 +141,41 @@ def _load_checked(model: LoadedModel, spec: LoraSpec, state: dict[str, Any], ada
     layers = sum(1 for key in state if key.endswith(_DOWN_KEYS))
     if not layers:
         raise ModelError(f"--lora: {spec.path} holds no LoRA layers (is it a LoRA file?)")
+    if half := _half_layer(state):
+        raise ModelError(f"--lora: {spec.path} is broken: its layer {half} lacks its down or up matrix")
     try:
         with _quiet():
             model.family.load_lora(pipe, dict(state), adapter)
     except Exception as exc:  # noqa: BLE001 - converters and peft raise anything on a misfit; one line says so
         _drop(model, adapter)
         reason = "its tensor shapes differ" if "size mismatch" in str(exc) else _first_line(exc)
-        raise ModelError(f"--lora: {spec.path} does not fit this model: {reason} "
-                         "(a LoRA for another model family?)") from None
+        raise _misfit(model, spec, state, f"{reason} (a LoRA for another model family?)") from None
     found = sum(1 for module in _lora_modules(model) if adapter in getattr(module, "lora_A", {}))
     if found < layers:
         _drop(model, adapter)
-        raise ModelError(f"--lora: {spec.path} does not fit this model: {layers - found} of its {layers} layers "
-                         "have no matching layer here; is it a LoRA for another model family?")
+        raise _misfit(model, spec, state, f"{layers - found} of its {layers} layers have no matching layer here; "
+                      "is it a LoRA for another model family?")
+
+
+def _half_layer(state: dict[str, Any]) -> str | None:
+    """A layer with a down matrix and no up matrix, or the other way round (some loaders would zero it silently)."""
+    for key in state:
+        for down, up in _UP_KEYS.items():
+            for have, want in ((down, up), (up, down)):
+                if key.endswith(have) and key[:-len(have)] + want not in state:
+                    return key[:-len(have)]
+    return None
+
+
+def _misfit(model: LoadedModel, spec: LoraSpec, state: dict[str, Any], reason: str) -> ModelError:
+    """The refusal of a LoRA that does not fit: naming both families where its layer names tell its own."""
+    from sdcli.models.lora_target import lora_target
+
+    family = model.family
+    target = lora_target(state)
+    if target is not None and family.name not in target.families:
+        reason = f"a LoRA for {target.label} (by its layer names), not for {family.label}"
+    return ModelError(f"--lora: {spec.path} does not fit this model: {reason}")
 
 
 @contextlib.contextmanager

@@ -1,4 +1,4 @@
-"""Tiny random-weight Flux.1 models (dev, schnell, Fill): the real architecture at tiny widths.
+"""Tiny random-weight Flux.1 models (dev, schnell, Fill, Control, Kontext): the real architecture at tiny widths.
 
 A FluxTransformer2DModel (1 double + 2 single blocks, 2 heads of 8), a 16-channel 8x VAE, a tiny
 CLIP-L (its pooled vector) and a tiny T5 encoder with a character-level T5 tokenizer, so every
@@ -53,6 +53,8 @@ FLUX_ARCHES: dict[str, FluxTinyArch] = {
     # Fill: 64 latent + 64 masked-image latent + 256 mask values a token.
     "flux-dev-inpaint": FluxTinyArch("flux-fill", pipeline="FluxFillPipeline",
                                      transformer={**FLUX_TRANSFORMER, "in_channels": 384}),
+    # Kontext: dev's transformer; the pipeline class says it edits by instruction.
+    "flux-kontext": FluxTinyArch("flux-kontext", pipeline="FluxKontextPipeline"),
     # Control (Canny/Depth dev): 64 latent + 64 control-image latent values a token.
     "flux-control": FluxTinyArch("flux-control", pipeline="FluxControlPipeline",
                                  transformer={**FLUX_TRANSFORMER, "in_channels": 128, "out_channels": 64}),

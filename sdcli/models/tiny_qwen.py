@@ -44,12 +44,13 @@ def tiny_qwen3(cls: Any, config: Mapping[str, Any], tokenizer: Any) -> Any:
 def tiny_qwen_pipeline(pipeline: str, seed: int, config_dir: Path, scheduler: Mapping[str, Any],
                        text_encoder: Callable[[Any], Any], transformer: Callable[[], Any], vae: Callable[[], Any], *,
                        rms_everywhere: bool = False, settle: Callable[[dict[str, Any]], None] | None = None,
-                       **kwargs: Any) -> Any:
+                       tokenizer: Any = None, **kwargs: Any) -> Any:
     """The tiny diffusers `pipeline` in memory: its parts made in this order under torch seed `seed` (the global
     RNG left as it was), then random norms in every part, random RMS-norm scales (in every part as it goes with
     `rms_everywhere`, else the text encoder's and transformer's after), random weights for the transformer's
     zero-started layers, and settle(parts); the tiny weights depend on that order. `config_dir` is made, empty,
-    as the tiny builders' callers expect; `kwargs` go to the pipeline."""
+    as the tiny builders' callers expect; `tokenizer`: another than tiny_qwen_tokenizer(); `kwargs` go to the
+    pipeline."""
     import diffusers
     import torch
     from diffusers import FlowMatchEulerDiscreteScheduler
@@ -57,7 +58,7 @@ def tiny_qwen_pipeline(pipeline: str, seed: int, config_dir: Path, scheduler: Ma
     from sdcli.models.tiny_flux import randomise_norms
 
     config_dir.mkdir(parents=True, exist_ok=True)
-    tokenizer = tiny_qwen_tokenizer()
+    tokenizer = tiny_qwen_tokenizer() if tokenizer is None else tokenizer
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         parts = {"text_encoder": text_encoder(tokenizer), "transformer": transformer(), "vae": vae()}

@@ -14,7 +14,10 @@ from typing import Any
 
 from sdcli.models.tiny_qwen import tiny_qwen_pipeline
 
-QWEN_ARCHES = {"qwen-image": "QwenImagePipeline"}
+QWEN_ARCHES = {"qwen-image": "QwenImagePipeline", "qwen-image-edit": "QwenImageEditPipeline",
+               "qwen-image-edit-plus": "QwenImageEditPlusPipeline"}
+# Qwen2.5-VL's vision-prompt tokens, which the edit pipeline's template uses (the tiny edit tokenizer adds them).
+VISION_TOKENS = ("<|vision_start|>", "<|image_pad|>", "<|vision_end|>", "<|video_pad|>")
 QWEN_TRANSFORMER = {
     "patch_size": 2, "in_channels": 64, "out_channels": 16, "num_layers": 2, "attention_head_dim": 16,
     "num_attention_heads": 2, "joint_attention_dim": 32, "axes_dims_rope": (4, 6, 6),
@@ -33,19 +36,38 @@ QWEN_SCHEDULER = {"num_train_timesteps": 1000, "shift": 1.0, "use_dynamic_shifti
 
 
 def tiny_qwenimage_pipeline(arch: str, seed: int, config_dir: Path) -> Any:
-    """The tiny Qwen-Image pipeline in memory (models.tiny_qwen.tiny_qwen_pipeline)."""
+    """The tiny Qwen-Image pipeline in memory (models.tiny_qwen.tiny_qwen_pipeline); Qwen-Image-Edit: the same
+    parts, its tokenizer knowing the vision tokens (their ids in the text encoder's config) and no `processor`
+    (Qwen2VLProcessor needs torchvision to be built; sdcli prepares the images itself)."""
     from diffusers import AutoencoderKLQwenImage, QwenImageTransformer2DModel
 
+    edit = arch.startswith("qwen-image-edit")
+    extra: dict[str, Any] = {"processor": None, "tokenizer": _edit_tokenizer()} if edit else {}
     return tiny_qwen_pipeline(QWEN_ARCHES[arch], seed, config_dir, QWEN_SCHEDULER, text_encoder=_text_encoder,
                               transformer=lambda: QwenImageTransformer2DModel.from_config(QWEN_TRANSFORMER),
-                              vae=lambda: AutoencoderKLQwenImage.from_config(QWEN_VAE), rms_everywhere=True)
+                              vae=lambda: AutoencoderKLQwenImage.from_config(QWEN_VAE), rms_everywhere=True, **extra)
+
+
+def _edit_tokenizer() -> Any:
+    from sdcli.models.tiny_qwen import tiny_qwen_tokenizer
+
+    tokenizer = tiny_qwen_tokenizer()
+    tokenizer.add_tokens(list(VISION_TOKENS), special_tokens=True)
+    return tokenizer
 
 
 def _text_encoder(tokenizer: Any) -> Any:
-    """A tiny Qwen2.5-VL sized to the tokenizer (its pad token also the BOS)."""
+    """A tiny Qwen2.5-VL sized to the tokenizer (its pad token also the BOS; the vision tokens' ids where the
+    tokenizer has them)."""
     from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
 
     ids = {"vocab_size": len(tokenizer), "pad_token_id": tokenizer.pad_token_id,
            "bos_token_id": tokenizer.pad_token_id, "eos_token_id": tokenizer.eos_token_id}
+    vision = {}
+    if VISION_TOKENS[1] in tokenizer.get_vocab():
+        image, video, start, end = (tokenizer.convert_tokens_to_ids(t) for t in (VISION_TOKENS[1], VISION_TOKENS[3],
+                                                                                 VISION_TOKENS[0], VISION_TOKENS[2]))
+        vision = {"image_token_id": image, "video_token_id": video, "vision_start_token_id": start,
+                  "vision_end_token_id": end}
     return Qwen2_5_VLForConditionalGeneration(Qwen2_5_VLConfig(text_config={**QWEN_TEXT, **ids},
-                                                               vision_config=QWEN_VISION, **ids))
+                                                               vision_config=QWEN_VISION, **ids, **vision))

@@ -12,7 +12,7 @@ from sdcli.controlnet.units import ControlUnit, unit_from_dict, validate_units
 from sdcli.errors import UsageError
 from sdcli.request.fields import MAX_PROMPT_CHARS, MAX_SEED, check_fields, check_text  # noqa: F401 (re-exported)
 from sdcli.request.hires import MAX_SIDE, HiresSettings, check_final_size
-from sdcli.request.vocabulary import choice_key  # noqa: F401 (re-exported for execution/)
+from sdcli.request.vocabulary import choice_key  # also re-exported for execution/
 from sdcli.sampling.samplers import DEFAULT_SAMPLER, SamplerChoice, img2img_steps, resolve_sampler
 
 
@@ -101,11 +101,22 @@ class GenerationRequest:
     shift: float | None = None
     text_encoders: tuple[str, ...] = ()
     low_bits: str | None = None
+    # `sdcli edit`: the reference images an instruction-editing model (Flux.1 Kontext, Flux.2 klein) sees, as paths.
+    references: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        # A list (JSON, a repeatable flag) or None (a flag not given) of text encoders is kept as a tuple.
-        if not isinstance(self.text_encoders, tuple):
-            object.__setattr__(self, "text_encoders", tuple(self.text_encoders or ()))
+        # A list (JSON, a repeatable flag) or None (a flag not given) of names is kept as a tuple.
+        for name in ("text_encoders", "references"):
+            if not isinstance(getattr(self, name), tuple):
+                object.__setattr__(self, name, tuple(getattr(self, name) or ()))
+
+    @property
+    def input_image(self) -> str | None:
+        """The image a run is made from, as output names and records call it: the init image, else the first
+        reference image of an edit; None for txt2img."""
+        if self.init is not None:
+            return self.init.image
+        return self.references[0] if self.references else None
 
     @property
     def total_images(self) -> int:
@@ -191,12 +202,17 @@ def validate(request: GenerationRequest) -> SamplerChoice:
     check_seed_room("--seed", request.seed, request.total_images)
     if request.subseed_strength:
         check_seed_room("--subseed", request.subseed, request.total_images)
+    if choice_key(request.rng) == "comfy" and (request.subseed_strength or request.ensd):
+        flag = "--subseed-strength" if request.subseed_strength else "--ensd"
+        raise UsageError(f"{flag}: ComfyUI's noise (--rng comfy) has no variation seed or ENSD; use --rng cpu, "
+                         "gpu or nv")
     if request.sigma_min and request.sigma_max and request.sigma_min >= request.sigma_max:
         raise UsageError(f"--sigma-min: {request.sigma_min} is not below --sigma-max {request.sigma_max}")
     if request.outpaint is not None and not any(request.outpaint.pixels):
         raise UsageError("--left/--right/--up/--down: nothing to expand; give pixels for at least one side "
                          "(or --expand PX --direction ...)")
     validate_units(request.controlnets)
+    check_references(request)
     if request.controlnets and request.refiner:
         raise UsageError("--controlnet: not with --refiner (the refiner's UNet takes no ControlNet residuals)")
     if request.controlnets and request.mode == "outpaint":
@@ -222,13 +238,41 @@ MODE_PARTS: dict[str, tuple[str, ...]] = {
     "img2img": ("init",),
     "inpaint": ("init", "inpaint"),
     "outpaint": ("init", "inpaint", "outpaint"),
+    "edit": (),  # its reference images are a field of their own (references)
 }
+def with_input_image(request: GenerationRequest, image: str) -> GenerationRequest:
+    """`request` made from `image` instead (one input of a folder): its init image, or an edit's first reference."""
+    if request.init is not None:
+        return replace(request, init=replace(request.init, image=image))
+    if request.references:
+        return replace(request, references=(image, *request.references[1:]))
+    raise ValueError("the request has no input image")
+
+
+MAX_REFERENCES = 8  # reference images of one edit (each adds its tokens to every network call)
+
+
+def check_references(request: GenerationRequest) -> None:
+    """An edit names 1 to MAX_REFERENCES reference images and nothing an edit cannot take; other modes none."""
+    if request.mode != "edit":
+        if request.references:
+            raise UsageError("--image: reference images are for sdcli edit; img2img takes one --image")
+        return
+    if not request.references or any(not isinstance(r, str) or not r.strip() for r in request.references):
+        raise UsageError("--image: sdcli edit needs a reference image: give -i IMAGE (repeat it for more)")
+    if len(request.references) > MAX_REFERENCES:
+        raise UsageError(f"--image: {len(request.references)} reference images; sdcli edit takes at most "
+                         f"{MAX_REFERENCES}")
+    for flag, given in (("--controlnet", bool(request.controlnets)), ("--refiner", bool(request.refiner)),
+                        ("--hires", request.hires is not None)):
+        if given:
+            raise UsageError(f"{flag}: not with sdcli edit (an edit is one pass of the editing model)")
 
 
 # Fields a record names only when they are not at their default: settings added after records were first
 # written, so that a record (and the bytes of an image carrying it, a batch's digest) is what it was before.
 RECORDED_WHEN_SET: dict[str, Any] = {"tiling": False, "distilled_cfg_scale": None, "shift": None, "text_encoders": (),
-                                     "low_bits": None}
+                                     "low_bits": None, "references": ()}
 
 
 def request_to_dict(request: GenerationRequest) -> dict[str, Any]:
@@ -252,8 +296,9 @@ def request_from_dict(data: dict[str, Any]) -> GenerationRequest:
     if "controlnets" in values:
         values["controlnets"] = tuple(u if isinstance(u, ControlUnit) else unit_from_dict(u)
                                       for u in values["controlnets"] or ())
-    if "text_encoders" in values:  # JSON gives a list; the plan keys its memo by the (hashable) tuple
-        values["text_encoders"] = tuple(str(t) for t in values["text_encoders"] or ())
+    for name in ("text_encoders", "references"):  # JSON gives a list; the plan keys its memo by the (hashable) tuple
+        if name in values:
+            values[name] = tuple(str(t) for t in values[name] or ())
     return GenerationRequest(**values)
 
 

@@ -7,8 +7,9 @@ encoder, the image helpers, the model loader). Pure: no torch, no PIL.
 
 from __future__ import annotations
 
-# --rng value -> the WebUI's "Random number generator source" label (infotext key RNG).
-RNG_LABELS = {"cpu": "CPU", "gpu": "GPU", "nv": "NV"}
+# --rng value -> the WebUI's "Random number generator source" label (infotext key RNG). "comfy" is sdcli's:
+# ComfyUI's noise (one CPU generator for the whole batch latent), used to replay ComfyUI images.
+RNG_LABELS = {"cpu": "CPU", "gpu": "GPU", "nv": "NV", "comfy": "Comfy"}
 RNG_SOURCES = tuple(RNG_LABELS)
 
 # --emphasis value -> the WebUI's "Emphasis mode" label (infotext key Emphasis).

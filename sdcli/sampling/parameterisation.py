@@ -55,6 +55,10 @@ class Parameterisation:
         """The sampled latent at the last sigma -> the model's clean latent."""
         return latent
 
+    def comfy(self) -> Parameterisation:
+        """This model as ComfyUI's model sampling runs it (--rng comfy): the same, unless a subclass says."""
+        return self
+
     def lcm(self) -> Parameterisation:
         """The WebUI's LCM wrap of this model (the LCM sampler); ValueError where it has none."""
         raise ValueError(f"the LCM sampler needs a discrete eps/v model, not {type(self).__name__}")
@@ -95,6 +99,9 @@ class Eps(Parameterisation):
     def lcm(self) -> Parameterisation:
         return LCM(LCMSigmas(self.table.alphas_cumprod), self.ays)
 
+    def comfy(self) -> Parameterisation:
+        return ComfyEps(self.table, self.ays)
+
     @property
     def alphas_cumprod(self) -> torch.Tensor:
         return self.table.alphas_cumprod
@@ -118,6 +125,29 @@ class V(Eps):
         a = self.alphas_cumprod.to(x.device)[t.to(torch.int)].reshape(-1, 1, 1, 1)
         return a.sqrt() * out + (1 - a).sqrt() * x
 
+    def comfy(self) -> Parameterisation:
+        return ComfyV(self.table, self.ays)
+
+
+class ComfyEps(Eps):
+    """Eps as ComfyUI's ModelSamplingDiscrete runs it (comfy/model_sampling.py): the network is called at the
+    NEAREST training timestep (the WebUI interpolates between two), and a run starting at the model's sigma_max
+    starts from noise x sqrt(1 + sigma^2) (its max_denoise), not noise x sigma."""
+
+    def sigma_to_t(self, sigma: torch.Tensor) -> torch.Tensor:
+        nearest = (sigma.log() - self.table.log_sigmas_on(sigma.device)[:, None]).abs().argmin(dim=0)
+        return nearest.view(sigma.shape).float()
+
+    def noise_scaling(self, sigma: torch.Tensor, noise: torch.Tensor,
+                      x0: torch.Tensor | None = None) -> torch.Tensor:
+        at_max = float(sigma.max()) >= self.table.sigma_max * (1 - 1e-5)
+        scaled = noise * (1.0 + sigma ** 2).sqrt() if at_max else noise * sigma
+        return scaled if x0 is None else x0 + scaled
+
+
+class ComfyV(ComfyEps, V):
+    """V as ComfyUI runs it (ComfyEps's timesteps and start, V's output)."""
+
 
 class LCM(Eps):
     """The WebUI's LCM wrap: 50 of the training noise levels (schedules.LCMSigmas); the output read as
@@ -131,6 +161,9 @@ class LCM(Eps):
 
     def lcm(self) -> Parameterisation:
         return self
+
+    def comfy(self) -> Parameterisation:
+        return self  # ComfyUI's LCM is its own sampler; sdcli's LCM wrap stays
 
 
 class Flow(Parameterisation):

@@ -6,7 +6,11 @@ draw is the sampler's noise (ancestral steps, churn), from the same generator or
 with an eta noise seed delta (ENSD), from one reseeded seed+ENSD. Sources:
 cpu (torch's CPU generator), gpu (torch's generator on the model's device) and
 nv (the Philox 4x32-10 + Box-Muller generator that NVIDIA GPUs use for randn,
-computed on the CPU so GPU-made WebUI images can be remade anywhere).
+computed on the CPU so GPU-made WebUI images can be remade anywhere), and comfy
+(ComfyUI's noise, comfy/sample.py prepare_noise: ONE CPU generator seeded with the
+first seed draws the whole [B, C, H, W] batch latent; its samplers' noise comes from
+one generator on the model's device seeded seed (seed + 1 on the CPU), as ComfyUI's
+k-diffusion default_noise_sampler; no variation seeds or ENSD there).
 Brownian-tree noise for the SDE samplers is seeded from the image seeds, as the
 WebUI does. Imported lazily (torch, numpy).
 """
@@ -61,18 +65,21 @@ class PhiloxGenerator:
         return (np.sqrt(-2.0 * np.log(u)) * np.sin(v)).astype(np.float32).reshape(shape)
 
 
+_ON_CPU = ("cpu", "comfy")  # sources whose generator is torch's CPU one
+
+
 def make_generator(source: str, seed: int, device: Any) -> Any:
     """One seeded generator of the given source."""
     if source == "nv":
         return PhiloxGenerator(seed)
-    return torch.Generator("cpu" if source == "cpu" else device).manual_seed(int(seed))
+    return torch.Generator("cpu" if source in _ON_CPU else device).manual_seed(int(seed))
 
 
 def draw(source: str, generator: Any, shape: tuple[int, ...], device: Any) -> torch.Tensor:
     """The next unit-Gaussian tensor from a generator, on `device`, float32."""
     if source == "nv":
         return torch.from_numpy(generator.randn(shape)).to(device)
-    where = "cpu" if source == "cpu" else device
+    where = "cpu" if source in _ON_CPU else device
     return torch.randn(shape, generator=generator, device=where).to(device)
 
 
@@ -101,9 +108,12 @@ class ImageNoise:
         self.source, self.shape, self.seeds, self.device = source, tuple(shape), list(seeds), device
         self.subseeds, self.subseed_strength, self.ensd = subseeds, subseed_strength, ensd
         self.generators = [make_generator(source, s, device) for s in self.seeds]
+        self.batch_generator: Any = None  # comfy: the one generator of the samplers' noise
 
     def first(self) -> torch.Tensor:
         """[B, C, H, W] start noise (unit variance), variation seeds applied."""
+        if self.source == "comfy":
+            return self._comfy_first()
         noises = []
         for i, generator in enumerate(self.generators):
             noise = draw(self.source, generator, self.shape, self.device)
@@ -116,8 +126,20 @@ class ImageNoise:
             self.generators = [make_generator(self.source, s + self.ensd, self.device) for s in self.seeds]
         return torch.stack(noises)
 
+    def _comfy_first(self) -> torch.Tensor:
+        """ComfyUI's start noise: the whole batch from one CPU generator; its samplers' generator set up."""
+        batch = (len(self.seeds), *self.shape)
+        noise = torch.randn(batch, generator=self.generators[0], device="cpu").to(self.device)
+        on_cpu = torch.device(self.device).type == "cpu"
+        self.batch_generator = torch.Generator(self.device).manual_seed(self.seeds[0] + (1 if on_cpu else 0))
+        return noise
+
     def next(self) -> torch.Tensor:
-        """[B, C, H, W] sampler noise: each image's generator continues."""
+        """[B, C, H, W] sampler noise: each image's generator continues (comfy: the batch's one generator)."""
+        if self.source == "comfy":
+            if self.batch_generator is None:
+                self._comfy_first()
+            return torch.randn((len(self.seeds), *self.shape), generator=self.batch_generator, device=self.device)
         return torch.stack([draw(self.source, g, self.shape, self.device) for g in self.generators])
 
     def sampler(self) -> Callable[[Any, Any], torch.Tensor]:

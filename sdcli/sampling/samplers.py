@@ -138,6 +138,20 @@ class SamplerChoice:
     sampler: Sampler
     schedule: str
     automatic: bool = False
+    asked: str | None = None  # a schedule type a timestep sampler does not use, written as the WebUI writes it
+
+    @property
+    def written_label(self) -> str:
+        """The infotext's `Schedule type`: the one asked for, as the WebUI writes it even where it has no effect."""
+        return SCHEDULE_LABELS[self.asked or self.schedule]
+
+    @property
+    def unused_schedule_note(self) -> str:
+        """A note for a schedule type the sampler does not use, or ""."""
+        if self.asked is None:
+            return ""
+        return (f"--schedule: {self.sampler.name} runs on its own timesteps and does not use a schedule type; "
+                f"{SCHEDULE_LABELS[self.asked]} has no effect (written in the infotext, as the WebUI does)")
 
     @property
     def scheduler_config(self) -> dict[str, Any]:
@@ -221,6 +235,8 @@ def resolve_sampler(name: str, schedule: str = "automatic") -> SamplerChoice:
         )
     automatic = joined is None and sched == "automatic"
     resolved = joined or (sampler.automatic if automatic else sched)
+    if resolved not in sampler.schedules and sampler.timesteps:  # the WebUI takes every type, and ignores it
+        return SamplerChoice(sampler, sampler.automatic, automatic=False, asked=resolved)
     if resolved not in sampler.schedules:
         raise UsageError(
             f"--schedule: {sampler.name} does not support schedule {schedule!r}; "

@@ -7,14 +7,9 @@ bodies, and the WebUI's `{"error", "detail", "body", "errors"}` for everything e
 
 from __future__ import annotations
 
-import base64
-import binascii
-import io
 import json
 import secrets
-import tempfile
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from fastapi import Depends, FastAPI, HTTPException, Request
@@ -24,9 +19,16 @@ from pydantic import BaseModel
 
 from sdcli import __version__
 from sdcli.errors import SdcliError, UsageError
-from sdcli.models.assets import plan_assets
-from sdcli.server import schemas
+from sdcli.server import options as opts
+from sdcli.server import schemas, scripts
+from sdcli.server.catalog import add_catalog_routes
 from sdcli.server.engine import AddOns, Engine, Generated, QueueFull
+from sdcli.server.extras import add_extras_routes
+from sdcli.server.infotext import with_infotext
+from sdcli.server.options import apply as apply_options
+from sdcli.server.options import checked
+from sdcli.server.payload import Inputs, encode_png
+from sdcli.server.saving import save_generated
 
 
 @dataclass(frozen=True)
@@ -55,59 +57,15 @@ def error_body(exc: Exception, detail: Any) -> dict[str, Any]:
     return {"error": type(exc).__name__, "detail": detail, "body": "", "errors": str(detail)}
 
 
-def decode_b64(data: str, field: str) -> bytes:
-    """Image bytes from base64 or a data: URL (not decoded as an image here: io.images does that)."""
-    if data.startswith("data:"):
-        data = data.partition(",")[2]
-    try:
-        return base64.b64decode(data, validate=False)
-    except (binascii.Error, ValueError):
-        raise UsageError(f"{field}: not valid base64") from None
-
-
-def encode_png(image: Any, infotext: str | None) -> str:
-    """A base64 PNG carrying the infotext in its "parameters" chunk, as the WebUI sends."""
-    from sdcli.io.metadata import png_info
-
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG", pnginfo=png_info(infotext) if infotext else None)
-    return base64.b64encode(buffer.getvalue()).decode("ascii")
-
-
-class _Inputs:
-    """Uploaded images written to a private temp folder, so sdcli's file checks apply to them."""
-
-    def __init__(self, **images: tuple[str | None, str]):
-        self._dir = tempfile.TemporaryDirectory(prefix="sdcli-serve-")
-        self.paths: dict[str, str | None] = {}
-        self.fields: dict[str, str] = {}
-        for name, (data, field) in images.items():
-            if data is None:
-                self.paths[name] = None
-                continue
-            path = Path(self._dir.name) / name
-            path.write_bytes(decode_b64(data, field))
-            self.paths[name], self.fields[str(path)] = str(path), field
-
-    def explain(self, exc: SdcliError) -> str:
-        """The error with temp paths (and the CLI flags naming them) replaced by the request's fields."""
-        text = str(exc)
-        for path, field in self.fields.items():
-            text = text.replace(f"--image: {path}", field).replace(f"--mask: {path}", field).replace(path, field)
-        return text
-
-    def __enter__(self) -> _Inputs:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._dir.cleanup()
-
-
-def create_app(engine: Engine, *, limits: Limits = Limits(), auth: dict[str, str] | None = None) -> FastAPI:
-    """The app for `engine`; `auth` maps user -> password (HTTP Basic on every route) when given."""
+def create_app(engine: Engine, *, limits: Limits = Limits(), auth: dict[str, str] | None = None,
+               flags: dict[str, Any] | None = None) -> FastAPI:
+    """The app for `engine`; `auth` maps user -> password (HTTP Basic on every route) when given; `flags`:
+    `sdcli serve`'s own settings that /sdapi/v1/cmd-flags reports (listen, port)."""
     dependencies = [Depends(_basic_auth(auth))] if auth else []
     app = FastAPI(title="sdcli", version=__version__, dependencies=dependencies)
     _add_error_handlers(app, limits)
+    add_catalog_routes(app, engine, flags)
+    add_extras_routes(app, engine, limits.max_pixels)
 
     def check_limits(request: Any) -> None:
         width, height = request.width or 0, request.height or 0
@@ -126,26 +84,51 @@ def create_app(engine: Engine, *, limits: Limits = Limits(), auth: dict[str, str
         model, items = done.model, done.items
         info = schemas.info_json(done.request, items, model_name=model.ref.name, model_hash=model.hash,
                                  job_timestamp=engine.progress.job_timestamp, version=f"sdcli {__version__}")
+        info.update(scripts.info_of(items, getattr(payload, "styles", None)))  # each image's own prompts, styles
         parameters = {**payload.model_dump(), **dict.fromkeys(hide)}  # the WebUI sets them to None
         images = [encode_png(i.image, i.infotext) for i in items] if payload.send_images else []
         return schemas.ImagesResponse(images=images, parameters=parameters, info=json.dumps(info))
 
-    def webui_generate(request: Any, payload: schemas.Txt2ImgRequest) -> Generated:
+    def webui_generate(request: Any, payload: schemas.Txt2ImgRequest, model: str | None = None) -> Generated:
         """A WebUI request through the engine; errors name the WebUI's fields, not sdcli's flags."""
         try:
             check_limits(request)
-            model_spec = (payload.override_settings or {}).get("sd_model_checkpoint")
-            return engine.generate(request, model_spec, schemas.add_ons(payload, engine.options), webui=True)
+            model_spec = model or (payload.override_settings or {}).get("sd_model_checkpoint")
+            done = engine.generate(request, model_spec, schemas.add_ons(payload, engine.options), webui=True)
+            if payload.save_images:
+                save_generated(engine, done, {**opts.current(engine), **checked(payload.override_settings or {})})
+            if payload.override_settings and not payload.override_settings_restore_afterwards:
+                apply_options(engine, payload.override_settings, "override_settings.")  # kept, as the WebUI's
+            return done
         except SdcliError as exc:
             raise type(exc)(schemas.field_message(str(exc))) from None
+
+    def run_webui(request: Any, payload: schemas.Txt2ImgRequest) -> Generated:
+        """The request, or the selectable script it names (server.scripts), through webui_generate."""
+        if payload.restore_faces:
+            raise UsageError(scripts.face_restore_missing(engine))
+        script = (payload.script_name or "").lower()
+        if script == schemas.PROMPTS_SCRIPT:
+            lines = scripts.run_prompts(request, payload.script_args,
+                                        lambda line, model: webui_generate(line, payload, model), limits.max_images)
+            return scripts.merged(lines)
+        if script == schemas.XYZ_SCRIPT:
+            tab = "img2img" if isinstance(payload, schemas.Img2ImgRequest) else "txt2img"
+            return scripts.run_xyz(engine, request, payload.script_args,
+                                   lambda cell, model: webui_generate(cell, payload, model), tab, limits.max_images)
+        if script == schemas.SD_UPSCALE_SCRIPT:
+            return scripts.run_sd_upscale(engine, request, payload.script_args,
+                                          lambda tile: webui_generate(tile, payload), limits.max_pixels)
+        return webui_generate(request, payload)
 
     @app.post("/sdapi/v1/txt2img", response_model=schemas.ImagesResponse)
     def txt2img(payload: schemas.Txt2ImgRequest) -> Any:
         try:
-            request = schemas.txt2img_request(payload, engine.options)
+            payload = with_infotext(payload)
+            request = schemas.txt2img_request(payload, engine.options, engine.styles)
         except SdcliError as exc:
             raise type(exc)(schemas.field_message(str(exc))) from None
-        return answer(webui_generate(request, payload), payload)
+        return answer(run_webui(request, payload), payload)
 
     @app.post("/sdapi/v1/img2img", response_model=schemas.ImagesResponse)
     def img2img(payload: schemas.Img2ImgRequest) -> Any:
@@ -153,10 +136,12 @@ def create_app(engine: Engine, *, limits: Limits = Limits(), auth: dict[str, str
             raise UsageError("init_images: give one base64 image")
         if len(payload.init_images) > 1:
             raise UsageError(f"init_images: sdcli takes one input image per request, not {len(payload.init_images)}")
-        with _Inputs(init=(payload.init_images[0], "init_images[0]"), mask=(payload.mask, "mask")) as files:
+        with Inputs(init=(payload.init_images[0], "init_images[0]"), mask=(payload.mask, "mask")) as files:
             try:
-                request = schemas.img2img_request(payload, engine.options, files.paths["init"], files.paths["mask"])
-                done = webui_generate(request, payload)
+                payload = with_infotext(payload)
+                request = schemas.img2img_request(payload, engine.options, files.paths["init"], files.paths["mask"],
+                                                  engine.styles)
+                done = run_webui(request, payload)
             except SdcliError as exc:
                 raise type(exc)(schemas.field_message(files.explain(exc))) from None
         hide = () if payload.include_init_images else ("init_images", "mask")
@@ -167,7 +152,7 @@ def create_app(engine: Engine, *, limits: Limits = Limits(), auth: dict[str, str
         """sdcli's own client (`--server`): the exact request in, raw images and their records out."""
         from sdcli.request.generation import DEFAULTED, request_from_dict
 
-        with _Inputs(init=(job.init_image, "--image"), mask=(job.mask, "--mask")) as files:
+        with Inputs(init=(job.init_image, "--image"), mask=(job.mask, "--mask")) as files:
             try:
                 request = request_from_dict(job.request)
             except (TypeError, ValueError) as exc:
@@ -213,48 +198,9 @@ def create_app(engine: Engine, *, limits: Limits = Limits(), auth: dict[str, str
         return [{"title": m.title, "model_name": m.ref.name, "hash": m.hash, "sha256": None,
                  "filename": str(m.ref.path), "config": None} for m in engine.models]
 
-    @app.get("/sdapi/v1/options")
-    def get_options() -> dict[str, Any]:
-        return {**engine.options, "sd_model_checkpoint": engine.current.title,
-                "sd_checkpoint_hash": engine.current.hash}
-
-    @app.post("/sdapi/v1/options")
-    def set_options(values: dict[str, Any]) -> None:
-        if "CLIP_stop_at_last_layers" in values:
-            skip = values["CLIP_stop_at_last_layers"]
-            if not isinstance(skip, int) or not 1 <= skip <= 12:
-                raise UsageError(f"CLIP_stop_at_last_layers: {skip!r} is not a whole number from 1 to 12")
-        if "sd_vae" in values:  # a name in the server's VAE folder, checked now rather than at each request
-            try:
-                plan_assets(engine.assets(AddOns(vae=schemas.vae_name(values["sd_vae"], "sd_vae"))), "")
-            except SdcliError as exc:
-                raise type(exc)(str(exc).replace("--vae:", "sd_vae:", 1)) from None
-        if (checkpoint := values.get("sd_model_checkpoint")) is not None:
-            engine.switch(str(checkpoint))
-        engine.options.update({k: v for k, v in values.items() if k != "sd_model_checkpoint"})
-
     @app.get("/sdapi/v1/scripts")
-    def scripts() -> dict[str, list[str]]:
-        return {"txt2img": [], "img2img": list(schemas.OUTPAINT_SCRIPTS)}
-
-    @app.post("/sdapi/v1/png-info", response_model=schemas.PngInfoResponse)
-    def png_info(payload: schemas.PngInfoRequest) -> Any:
-        from PIL import Image, UnidentifiedImageError
-
-        from sdcli.io.metadata import parse_infotext
-
-        try:
-            with Image.open(io.BytesIO(decode_b64(payload.image.strip(), "image"))) as im:
-                info = dict(im.info)
-        except (UnidentifiedImageError, OSError) as exc:
-            raise UsageError(f"image: not a readable image ({exc})") from None
-        text = info.pop("parameters", None)
-        if not isinstance(text, str) or not text:
-            return schemas.PngInfoResponse(info="")
-        prompt, negative, params = parse_infotext(text)
-        items = {k: v for k, v in info.items() if isinstance(k, str) and isinstance(v, str)}
-        return schemas.PngInfoResponse(info=text, items=items,
-                                       parameters={"Prompt": prompt, "Negative prompt": negative, **params})
+    def script_list() -> dict[str, list[str]]:
+        return {"txt2img": list(schemas.TXT2IMG_SCRIPTS), "img2img": list(schemas.IMG2IMG_SCRIPTS)}
 
     @app.get("/sdapi/v1/progress", response_model=schemas.ProgressResponse)
     def progress(skip_current_image: bool = False) -> Any:

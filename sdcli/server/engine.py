@@ -129,6 +129,8 @@ class Engine:
     options: dict[str, Any] = field(default_factory=lambda: {"CLIP_stop_at_last_layers": 1, "samples_format": "png",
                                                              "sd_vae": "Automatic"})
     progress: Progress = field(default_factory=Progress)
+    styles: tuple[Any, ...] = ()  # prompt styles (request.styles.PromptStyle) the WebUI API's `styles` names
+    output: Path = Path("outputs")  # where the WebUI API's save_images writes (sdcli serve -o)
 
     def __post_init__(self) -> None:
         self.current = self.models[0]

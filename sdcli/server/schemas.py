@@ -18,6 +18,7 @@ from sdcli.request.fields import FIELDS
 from sdcli.request.generation import GenerationRequest, ImageInput, InpaintSettings, OutpaintSettings
 from sdcli.request.vocabulary import DIRECTIONS, MASKED_CONTENT_CODES, RESIZE_CODES
 from sdcli.server.engine import AddOns
+from sdcli.server.options import checked, request_fields, vae_name
 
 
 class Txt2ImgRequest(BaseModel):
@@ -59,8 +60,12 @@ class Txt2ImgRequest(BaseModel):
     hr_negative_prompt: str = ""
     refiner_checkpoint: str | None = None  # a served model or a checkpoint name in the models folder
     refiner_switch_at: float | None = None  # sdcli's (and the WebUI UI's) 0.8 when unset
+    eta: float | None = None  # None: the server's eta_ancestral / eta_ddim option
+    # s_churn, s_tmin, s_tmax, s_noise: ignored, as the WebUI's samplers read them from its options only
     override_settings: dict[str, Any] | None = None
     override_settings_restore_afterwards: bool = True
+    infotext: str | None = None  # fills the fields the request does not set (server.infotext)
+    force_task_id: str | None = None  # the WebUI's id for its progress API; accepted, not used
     script_name: str | None = None
     script_args: list[Any] = Field(default_factory=list)
     send_images: bool = True
@@ -91,16 +96,6 @@ class ImagesResponse(BaseModel):
     info: str
 
 
-class PngInfoRequest(BaseModel):
-    image: str
-
-
-class PngInfoResponse(BaseModel):
-    info: str
-    items: dict[str, Any] = Field(default_factory=dict)
-    parameters: dict[str, Any] = Field(default_factory=dict)
-
-
 class ProgressResponse(BaseModel):
     progress: float
     eta_relative: float
@@ -110,13 +105,14 @@ class ProgressResponse(BaseModel):
 
 
 OUTPAINT_SCRIPTS = ("poor man's outpainting", "outpainting mk2")
+PROMPTS_SCRIPT, SD_UPSCALE_SCRIPT, XYZ_SCRIPT = "prompts from file or textbox", "sd upscale", "x/y/z plot"
+TXT2IMG_SCRIPTS = (PROMPTS_SCRIPT, XYZ_SCRIPT)  # server.scripts runs them (outpainting: img2img_request)
+IMG2IMG_SCRIPTS = (*OUTPAINT_SCRIPTS, PROMPTS_SCRIPT, SD_UPSCALE_SCRIPT, XYZ_SCRIPT)
 
 
 def _refuse_unsupported(req: Txt2ImgRequest) -> None:
     """Fields whose feature sdcli does not have: a 422 naming the field."""
     checks = (
-        ("restore_faces", req.restore_faces, "face restoration is not supported by sdcli"),
-        ("styles", req.styles, "prompt styles are not supported by sdcli; put the text in the prompt"),
         ("alwayson_scripts", req.alwayson_scripts, "always-on scripts are not supported by sdcli"),
         ("seed_resize_from_w", req.seed_resize_from_w > 0 or req.seed_resize_from_h > 0,
          "seed resize is not supported by sdcli"),
@@ -124,15 +120,17 @@ def _refuse_unsupported(req: Txt2ImgRequest) -> None:
     for name, value, why in checks:
         if value:
             raise UsageError(f"{name}: {why}")
-    if req.script_name and req.script_name.lower() not in OUTPAINT_SCRIPTS:
+    if req.script_name and req.script_name.lower() not in IMG2IMG_SCRIPTS:
         raise UsageError(f"script_name: script {req.script_name!r} is not supported by sdcli "
-                         f"(img2img knows {', '.join(repr(s) for s in OUTPAINT_SCRIPTS)})")
+                         f"(txt2img knows {', '.join(repr(s) for s in TXT2IMG_SCRIPTS)}; img2img knows "
+                         f"{', '.join(repr(s) for s in IMG2IMG_SCRIPTS)})")
 
 
-def clip_skip(req: Txt2ImgRequest, options: dict[str, Any]) -> int:
-    """CLIP skip from override_settings, else the server's options (WebUI: CLIP_stop_at_last_layers)."""
-    overrides = req.override_settings or {}
-    return int(overrides.get("CLIP_stop_at_last_layers", options.get("CLIP_stop_at_last_layers", 1)))
+def option_fields(req: Txt2ImgRequest, options: dict[str, Any], sampler: str | None) -> dict[str, Any]:
+    """The request fields the server's options set, with this request's override_settings over them
+    (server.options: CLIP skip, ENSD, eta, RNG, emphasis, sigma settings)."""
+    overrides = checked(req.override_settings or {}, "override_settings.")
+    return request_fields({**options, **overrides}, sampler)
 
 
 def settings(req: Txt2ImgRequest) -> dict[str, Any]:
@@ -151,29 +149,25 @@ def settings(req: Txt2ImgRequest) -> dict[str, Any]:
 CONVERTED = ("sampler", "schedule")
 
 
-def txt2img_request(req: Txt2ImgRequest, options: dict[str, Any]) -> GenerationRequest:
-    """The sdcli request for a WebUI txt2img payload (raises UsageError for what sdcli cannot do)."""
+def txt2img_request(req: Txt2ImgRequest, options: dict[str, Any], styles: tuple[Any, ...] = ()) -> GenerationRequest:
+    """The sdcli request for a WebUI txt2img payload (raises UsageError for what sdcli cannot do); `styles`:
+    the server's prompt styles, applied as the WebUI's (request.styles)."""
+    from sdcli.request.styles import styled
+
     _refuse_unsupported(req)
-    if req.script_name:
+    if req.script_name and req.script_name.lower() not in TXT2IMG_SCRIPTS:
         raise UsageError(f"script_name: {req.script_name!r} works with img2img only")
-    return GenerationRequest(
-        **settings(req), sampler=req.sampler_name or req.sampler_index or None,
-        schedule=req.scheduler.lower() if req.scheduler else None, clip_skip=clip_skip(req, options), hires=_hires(req),
+    sampler = req.sampler_name or req.sampler_index or None
+    request = GenerationRequest(
+        **{**option_fields(req, options, sampler), **settings(req)}, sampler=sampler,
+        schedule=req.scheduler.lower() if req.scheduler else None, hires=_hires(req),
         refiner=None if req.refiner_checkpoint in NO_MODEL else req.refiner_checkpoint,
         refiner_switch=0.8 if req.refiner_switch_at is None else req.refiner_switch_at,
     )
+    return styled(request, req.styles or [], styles, "styles")
 
 
 NO_MODEL = (None, "", "None", "none")  # the WebUI's values for "no refiner"
-AUTOMATIC_VAE = (*NO_MODEL, "Automatic", "automatic")  # sd_vae values meaning the model's own VAE
-
-
-def vae_name(value: Any, field: str) -> str | None:
-    """An sd_vae value: a name in the VAE folder, or None for the model's own ("Automatic", "None")."""
-    if value is not None and not isinstance(value, str):
-        raise UsageError(f"{field}: {value!r} is not a VAE name")
-    return None if value in AUTOMATIC_VAE else value
-
 
 def add_ons(req: Txt2ImgRequest, options: dict[str, Any]) -> AddOns:
     """The request's add-ons by name: sd_vae from override_settings, else the server's options."""
@@ -215,9 +209,9 @@ def _hires(req: Txt2ImgRequest) -> Any:
 
 
 def img2img_request(req: Img2ImgRequest, options: dict[str, Any], image_path: str,
-                    mask_path: str | None) -> GenerationRequest:
+                    mask_path: str | None, styles: tuple[Any, ...] = ()) -> GenerationRequest:
     """The sdcli request for a WebUI img2img payload; the decoded files are already at the given paths."""
-    base = txt2img_request(req.model_copy(update={"script_name": None}), options)
+    base = txt2img_request(req.model_copy(update={"script_name": None}), options, styles)
     _refuse_unsupported(req)
     if req.resize_mode not in RESIZE_CODES:
         raise UsageError(f"resize_mode: {req.resize_mode} is not supported; use 0 (just resize), 1 (crop) "
@@ -226,7 +220,7 @@ def img2img_request(req: Img2ImgRequest, options: dict[str, Any], image_path: st
         raise UsageError(f"inpainting_fill: {req.inpainting_fill} is not one of 0, 1, 2, 3")
     init = ImageInput(image_path, strength=req.denoising_strength, resize=RESIZE_CODES[req.resize_mode])
     blur = 4 if req.mask_blur is None else req.mask_blur
-    if req.script_name:  # outpainting scripts: [pixels, mask_blur, ..., directions]
+    if (req.script_name or "").lower() in OUTPAINT_SCRIPTS:  # [pixels, mask_blur, ..., directions]
         pixels, directions = _outpaint_args(req.script_args)
         outpaint = OutpaintSettings(**{side: pixels if side in directions else 0 for side in DIRECTIONS})
         inpaint = InpaintSettings(mask=None, mask_blur=blur, masked_content=MASKED_CONTENT_CODES[req.inpainting_fill])

@@ -175,3 +175,16 @@ def test_random_base_seed_is_reported_and_kept_on_resume(tmp_path, tiny_model, t
     assert [r["seed"] for r in reporter.records] == [header["base_seed"], header["base_seed"] + 1]
     json.dumps(header)  # the header is plain JSON
     assert np.asarray(Image.open(reporter.records[0]["path"])).std() > 5
+
+
+def test_resume_redoes_a_done_record_whose_path_is_null(tmp_path, tiny_model, tiny_pipe):
+    batch(tmp_path, tiny_model, tiny_pipe, FOUR, out="full")
+    batch(tmp_path, tiny_model, tiny_pipe, FOUR, out="run")
+    run = tmp_path / "run"
+    records = [json.loads(line) for line in (run / manifest.MANIFEST).read_text().splitlines()]
+    edited = [{**r, "path": None} if r.get("item") == 1 else r for r in records]
+    (run / manifest.MANIFEST).write_text("".join(json.dumps(r) + "\n" for r in edited))
+    (run / "00001-101.png").unlink()
+    stats, _ = batch(tmp_path, tiny_model, tiny_pipe, FOUR, out="run", resume=True)
+    assert (stats.done, stats.skipped, stats.failed) == (1, 3, 0)
+    assert files(run) == files(tmp_path / "full")

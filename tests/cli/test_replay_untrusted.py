@@ -25,7 +25,9 @@ def forged(path, request=None, model=None, infotext="x\nSteps: 2, Seed: 3, Size:
     ("cfg_scale", True, "sdcli record field cfg_scale is True; it must be a number or null"),
     ("prompt", ["a"], "sdcli record field prompt is ['a']; it must be text"),
     ("seed", 1.5, "sdcli record field seed is 1.5; it must be a whole number or null"),
-    ("mode", "hires", "sdcli record field mode is 'hires'; it must be one of txt2img, img2img, inpaint, outpaint"),
+    ("mode", "hires", "sdcli record field mode is 'hires'; it must be one of txt2img, img2img, inpaint, outpaint, "
+                      "edit"),
+    ("references", "in.png", "sdcli record field references is 'in.png'; it must be a list of text"),
     ("init", "in.png", "sdcli record field init is 'in.png'; it must be an object"),
     ("mode", "img2img", "sdcli record of a img2img image lacks init"),
 ])

@@ -81,7 +81,7 @@ def test_prompt_option_equals_argument(cli, tiny_model, tmp_path):
     (("--clip-skip", "13"), "error: --clip-skip: 13 is out of range; use 1 to 12"),
     (("--sampler", "Eular a"), "error: --sampler: unknown sampler 'Eular a'; did you mean 'Euler a'"),
     (("--device", "tpu"), "error: --device: unknown value 'tpu'"),
-    (("--rng", "tpu"), "error: --rng: unknown value 'tpu'; choose from cpu, gpu, nv"),
+    (("--rng", "tpu"), "error: --rng: unknown value 'tpu'; choose from cpu, gpu, nv, comfy"),
     (("--emphasis", "loud"), "error: --emphasis: unknown value 'loud'"),
     (("--schedule", "kl-optimal", "--sampler", "UniPC"), "error: --schedule: UniPC does not support"),
     (("--dtype", "fp16", "--device", "cpu"), "error: --dtype: fp16 is not supported on CPU"),

@@ -31,6 +31,8 @@ ALLOWED = {
     "sdcli/models/flux_pipeline.py": ({"the second text encoder"}, "assembles a Flux pipeline from its files"),
     "sdcli/models/flux_lora.py": ({"the second text encoder"}, "loads a Flux LoRA's T5 layers into the T5 encoder"),
     "sdcli/models/tiny_flux_lora.py": ({"the second text encoder"}, "writes tiny Flux LoRAs with T5 layers"),
+    "sdcli/models/flow_lora.py": ({"the second text encoder"}, "maps kohya's lora_te2_/lora_te3_ onto SD3's encoders"),
+    "sdcli/models/tiny_flow_lora.py": ({"the second text encoder"}, "writes tiny SD3 LoRAs with CLIP-G/T5 layers"),
     "sdcli/models/tiny_flux.py": ({"the second text encoder"}, "the tiny Flux builder builds its T5 encoder"),
     "sdcli/models/single_file.py": ({"the UNet"}, "matches a file's UNet width to a tiny architecture's UNet config"),
     "sdcli/models/bundled.py": ({"the second text encoder"}, "names the config files of a bundled config folder"),

@@ -106,3 +106,91 @@ def sample_lcm(model, x, sigmas, extra_args=None, callback=None, disable=None, n
         if sigmas[i + 1] > 0:
             x = model_sampling.noise_scaling(sigmas[i + 1] * s_in, noise_sampler(sigmas[i], sigmas[i + 1]), x)
     return x
+
+
+# ---------------------------------------------------------------- the KSampler path
+# (nodes.py KSampler -> comfy/sample.py -> comfy/samplers.py KSampler/CFGGuider -> k-diffusion), for an SD1 eps
+# model in fp32 on the CPU.
+
+
+class DiscreteModelSampling:
+    """ModelSamplingDiscrete: the eps table; timestep(sigma) is the NEAREST training step (argmin in log sigma),
+    sigma(t) interpolates log sigma between steps."""
+
+    def __init__(self, sigmas):
+        self.sigmas = sigmas
+        self.log_sigmas = sigmas.log()
+        self.sigma_min, self.sigma_max = sigmas[0], sigmas[-1]
+
+    def timestep(self, sigma):
+        dists = sigma.log() - self.log_sigmas[:, None]
+        return dists.abs().argmin(dim=0).view(sigma.shape)
+
+    def sigma(self, timestep):
+        t = torch.clamp(timestep.float(), min=0, max=len(self.sigmas) - 1)
+        low, high, w = t.floor().long(), t.ceil().long(), t.frac()
+        return ((1 - w) * self.log_sigmas[low] + w * self.log_sigmas[high]).exp()
+
+
+def normal_scheduler(ms, steps):
+    """comfy/samplers.py normal_scheduler (not sgm): timesteps evenly from sigma_max's to sigma_min's, then 0."""
+    start, end = ms.timestep(ms.sigma_max), ms.timestep(ms.sigma_min)
+    append = True
+    if math.isclose(float(ms.sigma(end)), 0, abs_tol=0.00001):
+        steps += 1
+        append = False
+    timesteps = torch.linspace(float(start), float(end), steps)
+    sigmas = [float(ms.sigma(ts)) for ts in timesteps]
+    return torch.FloatTensor(sigmas + ([0.0] if append else []))
+
+
+def karras_scheduler(ms, steps, rho=7.0):
+    """k-diffusion get_sigmas_karras on the model's sigma_min/sigma_max, as ComfyUI's "karras"."""
+    ramp = torch.linspace(0, 1, steps)
+    lo, hi = float(ms.sigma_min) ** (1 / rho), float(ms.sigma_max) ** (1 / rho)
+    return torch.cat([(hi + ramp * (lo - hi)) ** rho, torch.zeros(1)])
+
+
+def ksampler(unet, cond, uncond, *, seed, steps, cfg, sampler_name="euler", scheduler="normal", width=64, height=64,
+             batch_size=1):
+    """KSampler(model, seed, steps, cfg, sampler_name, scheduler, positive, negative, EmptyLatentImage, denoise 1):
+    the final latent (latent_format.process_out is left to the decoder: latents / scaling factor)."""
+    ms = DiscreteModelSampling(discrete_sigmas())
+    sigmas = (normal_scheduler if scheduler == "normal" else karras_scheduler)(ms, steps)
+    latent = torch.zeros([batch_size, 4, height // 8, width // 8])  # EmptyLatentImage
+    # comfy/sample.py prepare_noise: the global-style seeded CPU generator, one draw for the batch
+    generator = torch.manual_seed(seed)
+    noise = torch.randn(latent.size(), dtype=latent.dtype, layout=latent.layout, generator=generator, device="cpu")
+    # CFGGuider.sample -> KSAMPLER.sample: max_denoise when the schedule starts at the model's sigma_max
+    max_denoise = math.isclose(float(ms.sigma_max), float(sigmas[0]), rel_tol=1e-05) or sigmas[0] > ms.sigma_max
+    eps = EPS()
+    s0 = sigmas[0].reshape(1)
+    x = noise * torch.sqrt(1.0 + s0 ** 2.0) if max_denoise else noise * s0
+    x = (x + latent)
+
+    def model(x, sigma):  # calc_cond_batch + cfg_function: uncond + (cond - uncond) * cfg
+        t = ms.timestep(sigma).float()
+        x_in = eps.calculate_input(sigma, x)
+        out_c = unet(x_in, t, encoder_hidden_states=cond).sample
+        out_u = unet(x_in, t, encoder_hidden_states=uncond).sample
+        c, u = eps.calculate_denoised(sigma, out_c, x), eps.calculate_denoised(sigma, out_u, x)
+        return u + (c - u) * cfg
+
+    # k-diffusion default_noise_sampler(x, seed): a generator on x's device, seed + 1 on the CPU
+    noise_generator = torch.Generator(device="cpu").manual_seed(seed + 1)
+    s_in = x.new_ones([x.shape[0]])
+    with torch.no_grad():
+        for i in range(len(sigmas) - 1):
+            denoised = model(x, sigmas[i] * s_in)
+            d = (x - denoised) / sigmas[i]
+            if sampler_name == "euler":
+                x = x + d * (sigmas[i + 1] - sigmas[i])
+                continue
+            # euler_ancestral, eta 1: get_ancestral_step, then fresh noise while sigma_next > 0
+            sigma_up = min(sigmas[i + 1], (sigmas[i + 1] ** 2 * (sigmas[i] ** 2 - sigmas[i + 1] ** 2)
+                                           / sigmas[i] ** 2) ** 0.5)
+            sigma_down = (sigmas[i + 1] ** 2 - sigma_up ** 2) ** 0.5
+            x = x + d * (sigma_down - sigmas[i])
+            if sigmas[i + 1] > 0:
+                x = x + torch.randn(x.size(), dtype=x.dtype, generator=noise_generator) * sigma_up
+    return eps.inverse_noise_scaling(sigmas[-1], x)

@@ -61,20 +61,32 @@ def calculate_sigmas(ms, schedule, steps):
 
 
 class Flux2Model:
-    """The Flux.2 network as ComfyUI calls it, on diffusers' Flux2Transformer2DModel."""
+    """The Flux.2 network as ComfyUI calls it, on diffusers' Flux2Transformer2DModel. `refs`: reference latents
+    ([1, 128, h, w], process_in space), appended after the image tokens by ComfyUI's "index" method with Flux.2's
+    ref_index_scale 10 (comfy/model_detection.py): reference i's ids (10 (i + 1), row, col, 0); the output cut to
+    the image tokens. Given to every conditioning, as diffusers' Flux2KleinPipeline does."""
 
-    def __init__(self, transformer, ms):
-        self.transformer, self.ms, self.const = transformer, ms, CONST()
+    def __init__(self, transformer, ms, refs=()):
+        self.transformer, self.ms, self.const, self.refs = transformer, ms, CONST(), list(refs)
 
     def network(self, x, timestep, context):
         b, c, h, w = x.shape
         img = torch.cartesian_prod(torch.arange(1), torch.arange(h), torch.arange(w), torch.arange(1)).float()
         txt = torch.cartesian_prod(torch.arange(1), torch.arange(1), torch.arange(1),
                                    torch.arange(context.shape[1])).float()
-        tokens = x.reshape(b, c, h * w).permute(0, 2, 1)
+        tokens = [x.reshape(b, c, h * w).permute(0, 2, 1)]
+        ids = [img]
+        index = 0
+        for ref in self.refs:
+            index += 10
+            rh, rw = ref.shape[-2:]
+            tokens.append(ref.repeat(b, 1, 1, 1).reshape(b, c, rh * rw).permute(0, 2, 1))
+            ids.append(torch.cartesian_prod(torch.tensor([index]), torch.arange(rh), torch.arange(rw),
+                                            torch.arange(1)).float())
         with torch.no_grad():
-            out = self.transformer(hidden_states=tokens, encoder_hidden_states=context, timestep=timestep,
-                                   img_ids=img, txt_ids=txt, guidance=None, return_dict=False)[0]
+            out = self.transformer(hidden_states=torch.cat(tokens, dim=1), encoder_hidden_states=context,
+                                   timestep=timestep, img_ids=torch.cat(ids), txt_ids=txt, guidance=None,
+                                   return_dict=False)[0][:, :h * w]
         return out.permute(0, 2, 1).reshape(b, c, h, w)
 
     def apply_model(self, x, sigma, context):
@@ -84,9 +96,10 @@ class Flux2Model:
 
 
 def sample(transformer, tokenizer, text_encoder, prompt, negative="", seed=1, width=32, height=32, steps=4,
-           sampler="Euler", schedule="Simple", cfg=1.0, shift=2.02, init_latent=None, denoise=1.0):
+           sampler="Euler", schedule="Simple", cfg=1.0, shift=2.02, init_latent=None, denoise=1.0, refs=()):
     """ComfyUI's latents ([1, 128, H/16, W/16]) for one image of `seed`; `init_latent` with `denoise` < 1 is
-    KSampler's img2img. Ancestral noise continues the initial noise's generator (the WebUI stream, as zimage_ref)."""
+    KSampler's img2img; `refs`: an edit's reference latents (Flux2Model). Ancestral noise continues the initial
+    noise's generator (the WebUI stream, as zimage_ref)."""
     ms = ModelSamplingFlux(shift=shift)
     if denoise < 1.0:
         sigmas = calculate_sigmas(ms, schedule, int(steps / denoise))[-(steps + 1):]
@@ -98,7 +111,7 @@ def sample(transformer, tokenizer, text_encoder, prompt, negative="", seed=1, wi
     noise_sampler = lambda s, s_next: torch.randn(latent.size(), generator=generator)  # noqa: E731
     cond = encode(tokenizer, text_encoder, prompt)
     uncond = encode(tokenizer, text_encoder, negative) if cfg != 1.0 else None
-    guider = Z.CFGGuider(Flux2Model(transformer, ms), cond, uncond, cfg)
+    guider = Z.CFGGuider(Flux2Model(transformer, ms, refs), cond, uncond, cfg)
     x = CONST().noise_scaling(sigmas[0], initial, latent)
     kwargs = {"noise_sampler": noise_sampler} if sampler == "Euler a" else {}
     with torch.no_grad():

@@ -98,3 +98,21 @@ def test_flow_has_no_timestep_samplers_or_lcm():
         flow.lcm()
     with pytest.raises(ValueError, match="discrete eps/v model"):
         _ = flow.alphas_cumprod
+
+
+@pytest.mark.parametrize("kind", ["eps", "v"])
+def test_comfy_wrap_calls_the_nearest_timestep_and_starts_as_max_denoise(kind):
+    """--rng comfy's parameterisation (Eps/V .comfy()) vs ComfyUI's ModelSamplingDiscrete and KSampler start."""
+    from sdcli.sampling.parameterisation import Eps, V
+    from sdcli.sampling.schedules import ModelSigmas, alphas_cumprod
+
+    ours = (V if kind == "v" else Eps)(ModelSigmas(alphas_cumprod(SD_CONFIG))).comfy()
+    theirs = comfy_ref.DiscreteModelSampling(comfy_ref.discrete_sigmas())
+    sigma = torch.tensor([14.6146, 7.3, 1.0, 0.5, 0.0292])
+    torch.testing.assert_close(ours.sigma_to_t(sigma), theirs.timestep(sigma).float(), rtol=0, atol=0)
+    _, _, x0, noise = _inputs()
+    top, low = torch.tensor([float(theirs.sigma_max)]), torch.tensor([3.0])
+    _close(ours.noise_scaling(top.reshape(-1, 1, 1, 1), noise), noise * (1 + top ** 2).sqrt())
+    _close(ours.noise_scaling(low.reshape(-1, 1, 1, 1), noise, x0), x0 + noise * 3.0)
+    plain = (V if kind == "v" else Eps)(ModelSigmas(alphas_cumprod(SD_CONFIG)))
+    assert not torch.equal(plain.sigma_to_t(sigma), ours.sigma_to_t(sigma))  # the WebUI interpolates

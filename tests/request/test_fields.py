@@ -28,7 +28,8 @@ def _once(values, shared=()):
 
 def test_each_name_is_declared_once():
     assert _once(row.name for row in FIELDS) == {}
-    assert _once((row.flag for row in FIELDS), shared=("--hires-size",)) == {}  # WxH: both sides
+    # WxH: both sides; -i/--image: img2img's input or an edit's reference images (one flag, two modes)
+    assert _once((row.flag for row in FIELDS), shared=("--hires-size", "--image")) == {}
     assert _once(k for row in FIELDS for k in (row.key, *row.aliases)) == {}
     assert _once(row.axis for row in FIELDS) == {}
     # The WebUI's "Denoising strength" is img2img's strength or, on txt2img, the hires pass's (never both).
@@ -41,7 +42,7 @@ def test_validation_comes_from_the_rows():
         validate(GenerationRequest(prompt="x", steps=0))
     with pytest.raises(UsageError, match=r"^--refiner-switch: 1 is out of range; use more than 0 and less than 1 "):
         validate(GenerationRequest(prompt="x", refiner_switch=1))
-    with pytest.raises(UsageError, match=r"^--rng: unknown value 'tpu'; choose from cpu, gpu, nv$"):
+    with pytest.raises(UsageError, match=r"^--rng: unknown value 'tpu'; choose from cpu, gpu, nv, comfy$"):
         validate(GenerationRequest(prompt="x", rng="TPU"))
     assert field("init.strength").allowed == "more than 0 and at most 1"
     assert field("hires.scale").allowed == "1 to 8"

@@ -107,7 +107,7 @@ def test_hires_settings_round_trip_through_the_infotext(tiny_pipe):
 @pytest.mark.parametrize(("settings", "message"), [
     (HiresSettings(scale=9), "--hires-scale: 9 is out of range"),
     (HiresSettings(width=9000), "--hires-size: width 9000 is out of range"),
-    (HiresSettings(denoise=0), "--hires-denoise: 0 is out of range"),
+    (HiresSettings(denoise=-0.1), "--hires-denoise: -0.1 is out of range"),
     (HiresSettings(steps=-1), "--hires-steps: -1 is out of range"),
     (HiresSettings(sampler="Eulerish"), "--hires-sampler: unknown sampler 'Eulerish'"),
     (HiresSettings(schedule="weird"), "--hires-schedule: unknown schedule type"),

@@ -46,3 +46,17 @@ def test_brownian_noise_is_seeded_per_image_and_unit_scaled():
     b = brownian_noise(x, sigmas, [1, 5])(sigmas[0], sigmas[1])
     assert torch.equal(a[0], b[0]) and not torch.equal(a[1], b[1])
     assert 0.7 < float(a.std()) < 1.3
+
+
+def test_comfy_noise_is_one_cpu_draw_for_the_whole_batch_then_one_sampler_generator():
+    """ComfyUI's prepare_noise: torch.manual_seed(seed) then one randn of the batch latent on the CPU; its
+    samplers' noise: a generator seeded seed + 1 on the CPU (k-diffusion default_noise_sampler)."""
+    comfy = ImageNoise("comfy", (4, 4, 4), [3, 4], "cpu")
+    expected = torch.randn((2, 4, 4, 4), generator=torch.Generator().manual_seed(3))
+    torch.testing.assert_close(comfy.first(), expected, rtol=0, atol=0)
+    sampler = torch.Generator().manual_seed(4)
+    torch.testing.assert_close(comfy.next(), torch.randn((2, 4, 4, 4), generator=sampler), rtol=0, atol=0)
+    torch.testing.assert_close(comfy.next(), torch.randn((2, 4, 4, 4), generator=sampler), rtol=0, atol=0)
+    per_image = ImageNoise("cpu", (4, 4, 4), [3, 4], "cpu").first()
+    torch.testing.assert_close(per_image[0], expected[0], rtol=0, atol=0)  # image 0: the same CPU draw
+    assert not torch.equal(per_image[1], expected[1])  # image 1: seed 4's own draw in sdcli, not ComfyUI's

@@ -64,8 +64,13 @@ def test_diffusers_path_refuses_schedules_diffusers_lacks():
 def test_schedule_conflicts_and_unsupported_schedules():
     with pytest.raises(UsageError, match="--schedule: 'exponential' conflicts"):
         resolve_sampler("DPM++ 2M Karras", "exponential")
-    with pytest.raises(UsageError, match="--schedule: DDIM does not support"):
-        resolve_sampler("DDIM", "karras")
+    # The WebUI takes every schedule type with its timestep samplers and runs them on their own timesteps.
+    for name in ("DDIM", "PLMS", "UniPC", "DDIM CFG++"):
+        choice = resolve_sampler(name, "karras")
+        assert (choice.schedule, choice.written_label) == ("uniform", "Karras") and "no effect" in \
+            choice.unused_schedule_note
+    assert resolve_sampler("DDIM").unused_schedule_note == "" and resolve_sampler("DDIM").written_label == "Uniform"
+    assert resolve_sampler("Euler", "karras").asked is None  # a sigma sampler uses it
     with pytest.raises(UsageError, match="--schedule: unknown schedule type 'fast'"):
         resolve_sampler("Euler", "fast")
 

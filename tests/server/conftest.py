@@ -77,3 +77,41 @@ def server_models(tmp_path_factory, models_dir, tiny_xl):
     for kind in ("Lora", "embeddings", "VAE"):
         (root / kind).symlink_to(models_dir / kind, target_is_directory=True)
     return {"root": root, "elsewhere": write_tiny_upscaler(base / "elsewhere-4x.safetensors", seed=1)}
+
+
+@pytest.fixture(scope="session")
+def webui_models(tmp_path_factory, models_dir):
+    """A models folder: the `models_dir` fixture's LoRAs, embedding and VAE, a tiny 4x ESRGAN, a pickled embedding."""
+    from sdcli.models.tiny_assets import write_tiny_upscaler
+
+    root = tmp_path_factory.mktemp("catalog") / "models"
+    for kind in ("Lora", "embeddings", "VAE", "Stable-diffusion"):
+        (root / kind).mkdir(parents=True)
+        for item in (models_dir / kind).iterdir():
+            (root / kind / item.name).symlink_to(item, target_is_directory=item.is_dir())
+    (root / "embeddings" / "old.pt").write_bytes(b"not read")
+    write_tiny_upscaler(root / "ESRGAN" / "4x-tiny.safetensors")
+    return root
+
+
+@pytest.fixture(scope="module")
+def folder_engine(tiny_model, tiny_inpaint_model, tiny_pipe, tiny_inpaint_pipe, webui_models):
+    from sdcli.models.runtime import RuntimeOptions
+    from sdcli.server.engine import Engine
+
+    pipes = {tiny_model.resolve(): tiny_pipe, tiny_inpaint_model.resolve(): tiny_inpaint_pipe}
+    return Engine.from_specs([str(tiny_model), str(tiny_inpaint_model)], RuntimeOptions(), models_dir=str(webui_models),
+                             load=lambda ref, plan: pipes[ref.path])
+
+
+@pytest.fixture
+def api(folder_engine):
+    from fastapi.testclient import TestClient
+
+    from sdcli.server.app import Limits, create_app
+
+    folder_engine.current = folder_engine.models[0]
+    folder_engine.options.clear()
+    app = create_app(folder_engine, limits=Limits(max_body_bytes=1 << 20, max_pixels=64 * 64, max_images=4),
+                     flags={"listen": False, "port": 7861})
+    return TestClient(app)

@@ -1,0 +1,95 @@
+"""An edit's reference images (`sdcli edit`): opened, fitted to the size the model's family wants them
+(Family.reference_size), encoded by the VAE into the family's latents and given to the network with every prompt's
+conditioning, as ComfyUI's ReferenceLatent node attaches them to the conditioning (the family's adapter places
+them after the image's own tokens). The negative prompt's conditioning carries them too, as diffusers' editing
+pipelines run their unconditional pass with the reference image.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from sdcli.execution.latents import encode_image
+from sdcli.models.loaded import LoadedModel
+
+if TYPE_CHECKING:
+    from sdcli.conditioning.cond import Conditioning, EncoderCapabilities
+    from sdcli.families.base import PromptEncoder
+    from sdcli.request.generation import GenerationRequest
+
+REFERENCE_KEY = "Reference hashes"  # the infotext key: "name: hash, ..." as the WebUI's `Lora hashes`
+HASH_CHARS = 10  # of the file's sha256, as the WebUI's short hashes
+
+
+def fit(image: Any, size: tuple[int, int]) -> Any:
+    """`image` cropped to the aspect ratio of `size` about its centre, then resized with Lanczos (ComfyUI's
+    common_upscale "center" crop; diffusers' resize_mode "crop"); unchanged when it has that size."""
+    from PIL import Image, ImageOps
+
+    return image if image.size == size else ImageOps.fit(image, size, Image.Resampling.LANCZOS)
+
+
+def short_hash(path: Path) -> str:
+    """The first HASH_CHARS hex digits of the file's sha256."""
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:HASH_CHARS]
+
+
+@dataclass(frozen=True)
+class References:
+    """An edit's reference images at the sizes the model takes them, and their latents [1, C, h, w]."""
+
+    images: tuple[Any, ...]
+    latents: tuple[Any, ...]
+    recorded: str  # the infotext value of REFERENCE_KEY
+    originals: tuple[Any, ...]  # the images as given
+    size: tuple[int, int]  # the edit's default size (Family.edit_size: the first fitted image's)
+
+    def params(self) -> dict[str, str]:
+        return {REFERENCE_KEY: self.recorded}
+
+    def encoder(self, model: LoadedModel, inner: PromptEncoder) -> PromptEncoder:
+        """The model's prompt encoder for this edit (Family.edit_prompt_encoder: `inner`, or one that sees the
+        images too) with the reference latents in every conditioning it gives."""
+        return ReferenceEncoder(model.family.edit_prompt_encoder(model.pipe, inner, self.images, self.originals),
+                                self.latents)
+
+
+def prepare_references(model: LoadedModel, request: GenerationRequest) -> References:
+    """Open the request's reference images, fit them (Family.reference_size at the model's native side) and
+    encode them. Raises UsageError naming --image and the file."""
+    from sdcli.io.images import open_image
+
+    paths = [Path(p) for p in request.references]
+    images = [open_image(path, "--image") for path in paths]
+    fitted = tuple(fit(im, model.family.reference_size(im.size, model.native_size)) for im in images)
+    latents = tuple(encode_image(model, im, 1) for im in fitted)
+    recorded = ", ".join(f"{path.name.replace(',', '_').replace(':', '_')}: {short_hash(path)}" for path in paths)
+    return References(fitted, latents, recorded, tuple(images), model.family.edit_size([im.size for im in fitted]))
+
+
+class ReferenceEncoder:
+    """A prompt encoder whose conditionings carry an edit's reference latents (extra["references"], by index)."""
+
+    def __init__(self, inner: PromptEncoder, latents: tuple[Any, ...]):
+        self.inner, self.latents = inner, latents
+        self.capabilities: EncoderCapabilities = inner.capabilities
+
+    def _with(self, cond: Conditioning) -> Conditioning:
+        from sdcli.conditioning.cond import Conditioning
+
+        refs = {str(i): latent.to(cond.crossattn.device) for i, latent in enumerate(self.latents)}
+        return Conditioning(cond.crossattn, {**cond.extra, "references": refs})
+
+    def encode(self, text: str) -> Conditioning:
+        return self._with(self.inner.encode(text))
+
+    def negative_encoder(self, all_empty: bool) -> Callable[[str], Conditioning]:
+        negative = self.inner.negative_encoder(all_empty)
+        return lambda text: self._with(negative(text))
+
+    def pipeline_embeds(self, prompt: str, negative: str) -> dict[str, Any]:
+        return self.inner.pipeline_embeds(prompt, negative)

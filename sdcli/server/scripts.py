@@ -1,0 +1,303 @@
+"""The WebUI's built-in selectable scripts that map onto sdcli features, run as requests through the one job
+pipeline (each job is an ordinary server generation: same checks, same queue, same pixels).
+
+- "prompts from file or textbox" (txt2img, img2img): script_args [iterate seed, same seed for all lines,
+  ("start"|"end"), text]; each line is a prompt or the WebUI's `--key value` pairs, read by sdcli's prompt-file
+  parser (batch.parse, "webui" format) over the request; a line's prompt joins the request's at the start or end,
+  as the WebUI's script does. Keys naming files (images, masks) are refused: the server opens no path a request
+  names.
+- "sd upscale" (img2img): script_args [info, overlap, upscaler (name or index of /sdapi/v1/upscalers), scale]:
+  the input upscaled with sdcli upscale's code, cut into request-sized tiles overlapping by `overlap`, each tile
+  an img2img job (tile k: seed + k with batch size 1), the results blended back (io.tiles).
+"""
+
+from __future__ import annotations
+
+import random
+import tempfile
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from sdcli.errors import UsageError
+from sdcli.request.generation import MAX_SEED, GenerationRequest
+
+Generate = Callable[[GenerationRequest], Any]  # a request -> server.engine.Generated (the server's own checks)
+
+
+def _prompts_args(args: list[Any]) -> tuple[bool, bool, str, str]:
+    """(iterate seed, same seed for all lines, prompt position, text) from either WebUI version's script_args."""
+    flags = [a for a in args if isinstance(a, bool)]
+    texts = [a for a in args if isinstance(a, str)]
+    if not texts:
+        raise UsageError("script_args: prompts from file or textbox needs the prompts text (its last argument)")
+    position = texts[0] if len(texts) > 1 and texts[0] in ("start", "end") else "start"
+    iterate, same = (flags + [False, False])[:2]
+    return iterate, same, position, texts[-1]
+
+
+def _joined(line: str, base: str, position: str) -> str:
+    if not line or not base:
+        return line or base
+    return f"{line} {base}" if position == "start" else f"{base} {line}"
+
+
+def prompt_lines(base: GenerationRequest, args: list[Any]) -> list[tuple[GenerationRequest, str | None]]:
+    """The request of each line (and the model it names), seeds as the WebUI's script sets them."""
+    from sdcli.batch.keys import KEYS
+    from sdcli.batch.parse import READERS, BatchFileError, parse_file
+
+    iterate, same, position, text = _prompts_args(args)
+    paths = {name for key in KEYS if key.is_path for name in (key.name, *key.aliases)}
+    kept = [line.strip() for line in text.splitlines() if line.strip()]
+    for number, line in enumerate(kept, start=1):
+        try:
+            pairs = READERS["webui"](line)
+        except ValueError:
+            continue  # parse_file reports it
+        named = sorted(set(pairs) & paths)
+        if named:
+            raise UsageError(f"script_args: line {number}: {named[0]} names a file; the server reads no files a "
+                             "request names")
+    with tempfile.TemporaryDirectory(prefix="sdcli-serve-") as folder:
+        path = Path(folder) / "prompts.txt"
+        path.write_text("\n".join(kept), encoding="utf-8")
+        try:
+            lines = parse_file(path, "webui", defaults=replace(base, prompt=""))
+        except BatchFileError as exc:  # every bad line, "FILE:LINE: reason" -> "line LINE: reason"
+            problems = "; ".join("line " + p.removeprefix(f"{path}:") for p in exc.problems)
+            raise UsageError(f"script_args: {problems}") from None
+        except UsageError as exc:
+            raise UsageError("script_args: " + str(exc).replace(str(path), "the prompts text")) from None
+    seed = base.seed
+    if (iterate or same) and seed is None:
+        seed = random.randrange(MAX_SEED)
+    out = []
+    for parsed in lines:
+        request = parsed.request
+        request = replace(request, prompt=_joined(request.prompt, base.prompt, position),
+                          negative_prompt=_joined(request.negative_prompt, base.negative_prompt, position)
+                          if request.negative_prompt != base.negative_prompt else base.negative_prompt)
+        if request.seed == base.seed:  # the line sets no seed of its own
+            request = replace(request, seed=seed)
+        out.append((request, parsed.model))
+        if iterate and seed is not None:
+            seed = (seed + request.total_images) % (MAX_SEED + 1)
+    return out
+
+
+def run_prompts(base: GenerationRequest, args: list[Any], generate: Callable[[GenerationRequest, str | None], Any],
+                max_images: int) -> list[Any]:
+    """Every line of the script's text generated, in order."""
+    lines = prompt_lines(base, args)
+    total = sum(request.total_images for request, _ in lines)
+    if total > max_images:
+        raise UsageError(f"script_args: the lines make {total} images, over this server's limit of {max_images} "
+                         "per request")
+    return [generate(request, model) for request, model in lines]
+
+
+def _upscale_args(args: list[Any], names: list[str]) -> tuple[int, str, float]:
+    """(overlap, upscaler name, scale) from sd upscale's script_args."""
+    if len(args) < 4:
+        raise UsageError("script_args: sd upscale takes [info, overlap, upscaler, scale factor]")
+    _, overlap, upscaler, scale = args[:4]
+    if isinstance(upscaler, int) and not isinstance(upscaler, bool):
+        if not 0 <= upscaler < len(names):
+            raise UsageError(f"script_args: upscaler index {upscaler} is not 0 to {len(names) - 1} "
+                             "(/sdapi/v1/upscalers)")
+        upscaler = names[upscaler]
+    if not isinstance(overlap, int) or isinstance(overlap, bool) or overlap < 0:
+        raise UsageError(f"script_args: overlap {overlap!r} is not a whole number of pixels")
+    if not isinstance(scale, (int, float)) or isinstance(scale, bool) or not 1 <= scale <= 8:
+        raise UsageError(f"script_args: scale factor {scale!r} is not 1 to 8")
+    return overlap, str(upscaler), float(scale)
+
+
+def merged(results: list[Any]) -> Any:
+    """Several server.engine.Generated as one answer: the first's model and request, every image in order."""
+    from sdcli.server.engine import Generated
+
+    items = [replace(item, index=n) for n, item in enumerate(i for r in results for i in r.items)]
+    return Generated(results[0].plan, results[0].model, results[0].request, items)
+
+
+def run_sd_upscale(engine: Any, base: GenerationRequest, args: list[Any], generate: Generate,
+                   max_pixels: int) -> Any:
+    """The input upscaled, tiled, each tile img2img'd, blended back: a Generated with one image per n_iter, its
+    infotext the first tile's with the script's keys, as the WebUI's."""
+    from PIL import Image
+
+    from sdcli.io.images import open_image
+    from sdcli.io.tiles import combine_tiles, split_tiles
+    from sdcli.job.upscale import UpscaleOptions, check_upscaler
+    from sdcli.models.upscalers import PIL_FILTERS
+
+    names = list(PIL_FILTERS) + [e.name for e in engine.folders.library().entries("upscaler")]
+    overlap, upscaler_name, scale = _upscale_args(args, names)
+    assert base.init is not None and base.width and base.height
+    width, height = base.width, base.height
+    if overlap >= min(width, height):
+        raise UsageError(f"script_args: overlap {overlap} must be less than the tile size {width}x{height}")
+    image = open_image(Path(base.init.image), "init_images[0]")
+    if upscaler_name not in ("None", "none"):
+        options = UpscaleOptions(upscaler_name, scale)
+        try:
+            ref = check_upscaler(options, engine.folders.library(), names_only=True)
+        except UsageError as exc:
+            raise UsageError(f"script_args: upscaler {upscaler_name!r}: {str(exc).partition(': ')[2]}") from None
+        target = (int(image.width * scale) // 8 * 8, int(image.height * scale) // 8 * 8)
+        if target[0] * target[1] > max_pixels:
+            raise UsageError(f"script_args: the upscaled image would be {target[0]}x{target[1]}, over this "
+                             f"server's limit of {max_pixels} pixels")
+        with engine._slot():
+            upscaler = engine.cache.hires_upscaler(ref, engine.folders, engine.plan)
+            image = upscaler.upscale(image, scale)
+    if image.width < width or image.height < height:
+        raise UsageError(f"script_args: the upscaled image ({image.width}x{image.height}) is smaller than a tile "
+                         f"(width x height {width}x{height})")
+    grid = split_tiles(image, width, height, overlap)
+    seed = base.seed if base.seed is not None else random.randrange(MAX_SEED)
+    tile_request = replace(base, batch_size=1, count=1)
+    keys = f", SD upscale overlap: {overlap}, SD upscale upscaler: {upscaler_name}"
+    items: list[Any] = []
+    first: Any = None
+    with tempfile.TemporaryDirectory(prefix="sdcli-serve-") as folder:
+        for n in range(base.count):
+            images = []
+            for k, tile in enumerate(grid.images()):
+                path = Path(folder) / f"tile-{n}-{k}.png"
+                tile.save(path)
+                index = k // base.batch_size + k % base.batch_size  # the WebUI script's seed per tile
+                request = replace(tile_request, seed=(seed + n + index) % (MAX_SEED + 1),
+                                  init=replace(base.init, image=str(path), resize="just"))
+                done = generate(request)
+                first = first or done
+                images.append(done.items[0].image if done.items else Image.new("RGB", (width, height)))
+            combined = combine_tiles(grid, images)
+            item = first.items[0]
+            items.append(replace(item, image=combined, index=n, seed=(seed + n) % (MAX_SEED + 1),
+                                 width=combined.width, height=combined.height, infotext=item.infotext + keys))
+    return replace(first, items=items)
+
+
+def info_of(items: list[Any], styles: list[str] | None) -> dict[str, Any]:
+    """The `info` keys that follow each image rather than the request (a script's lines have their own prompts):
+    all_prompts / all_negative_prompts from each image's infotext, and the styles the request named."""
+    from sdcli.io.metadata import parse_infotext
+
+    parsed = [parse_infotext(item.infotext) for item in items]
+    return {"all_prompts": [p[0] for p in parsed], "all_negative_prompts": [p[1] for p in parsed],
+            "styles": list(styles or [])}
+
+
+# The WebUI's X/Y/Z plot axes in its dropdown order (scripts/xyz_grid.py axis_options; its script_args give an
+# axis as an index into this list filtered to the tab): (label, the one tab it shows on, or None: both).
+XYZ_AXES: tuple[tuple[str, str | None], ...] = (
+    ("Nothing", None), ("Seed", None), ("Var. seed", None), ("Var. strength", None), ("Steps", None),
+    ("Hires steps", "txt2img"), ("CFG Scale", None), ("Image CFG Scale", "img2img"), ("Prompt S/R", None),
+    ("Prompt order", None), ("Sampler", "txt2img"), ("Hires sampler", "txt2img"), ("Sampler", "img2img"),
+    ("Checkpoint name", None), ("Negative Guidance minimum sigma", None), ("Sigma Churn", None), ("Sigma min", None),
+    ("Sigma max", None), ("Sigma noise", None), ("Schedule type", None), ("Schedule min sigma", None),
+    ("Schedule max sigma", None), ("Schedule rho", None), ("Eta", None), ("Clip skip", None), ("Denoising", None),
+    ("Initial noise multiplier", None), ("Extra noise", None), ("Hires upscaler", "txt2img"),
+    ("Cond. Image Mask Weight", "img2img"), ("VAE", None), ("Styles", None), ("UniPC Order", None),
+    ("Face restore", None), ("Token merging ratio", None), ("Token merging ratio high-res", None),
+    ("Always discard next-to-last sigma", None), ("SGM noise multiplier", None), ("Refiner checkpoint", None),
+    ("Refiner switch at", None), ("RNG source", None),
+)
+
+
+def xyz_labels(tab: str) -> list[str]:
+    """The axis labels of one tab, in the order the WebUI's script_args index them."""
+    return [label for label, only in XYZ_AXES if only in (None, tab)]
+
+
+XyzOptions = tuple[str | None, str | None, str | None]
+
+
+def _xyz_options(args: list[Any], tab: str) -> tuple[XyzOptions, bool, bool, bool, bool]:
+    """(the three "Label: values" axis options, draw legend, include lone images, include sub grids, keep -1 seeds)
+    from the X/Y/Z plot's script_args; an axis type is an index into the tab's list (or its label)."""
+    if len(args) < 9:
+        raise UsageError("script_args: x/y/z plot takes [x type, x values, x dropdown, y type, ..., z dropdown, "
+                         "draw legend, include lone images, include sub grids, keep -1 for seeds, ...]")
+    labels = xyz_labels(tab)
+    options: list[str | None] = []
+    for n, axis in enumerate("xyz"):
+        kind, text, dropdown = args[3 * n:3 * n + 3]
+        if isinstance(kind, int) and not isinstance(kind, bool):
+            if not 0 <= kind < len(labels):
+                raise UsageError(f"script_args: {axis} type {kind} is not 0 to {len(labels) - 1}")
+            kind = labels[kind]
+        if not isinstance(kind, str):
+            raise UsageError(f"script_args: {axis} type {kind!r} is not an axis index or name")
+        if not text and isinstance(dropdown, list) and dropdown:
+            text = ", ".join(f'"{v}"' if "," in str(v) else str(v) for v in dropdown)
+        options.append(None if kind == "Nothing" else f"{kind}: {text or ''}")
+    flags = [bool(a) for a in args[9:13]] + [True, False, False, False][len(args[9:13]):]
+    return (options[0], options[1], options[2]), flags[0], flags[1], flags[2], flags[3]
+
+
+def run_xyz(engine: Any, base: GenerationRequest, args: list[Any], generate: Callable[[GenerationRequest, str | None],
+            Any], tab: str, max_images: int) -> Any:
+    """Every cell through the server, then sdcli xyz's grid: a Generated whose images are the grid (the Z grids
+    after it with "include sub grids", the cells with "include lone images"), as the WebUI's script answers."""
+    from sdcli.batch.plotgrid import cell_grid, combined_grid
+    from sdcli.batch.xyz import plan_plot
+
+    options, legend, lone, sub, keep = _xyz_options(args, tab)
+    try:
+        plot = plan_plot(base, options, None, keep_random_seeds=keep, check_model=lambda spec: engine.find(spec))
+    except UsageError as exc:
+        text = str(exc)
+        for axis in "xyz":
+            text = text.replace(f"--{axis}", f"script_args {axis}")
+        raise UsageError(text if text.startswith("script_args") else f"script_args: {text}") from None
+    if plot.vaes:
+        raise UsageError("script_args: the VAE axis is not run by the server; use sdcli xyz")
+    if len(plot.lines) > max_images:
+        raise UsageError(f"script_args: the plot has {len(plot.lines)} cells, over this server's limit of "
+                         f"{max_images} images per request")
+    results = [generate(line.request, line.model) for line in plot.lines]
+    cells = [r.items[0] for r in results]
+    x, y, z = plot.axes
+    nx, ny, nz = plot.shape
+    with tempfile.TemporaryDirectory(prefix="sdcli-serve-") as folder:
+        paths: list[Path | None] = []
+        for n, item in enumerate(cells):
+            path = Path(folder) / f"cell-{n}.png"
+            item.image.save(path)
+            paths.append(path)
+        size = cells[0].image.size
+        grids = [cell_grid(paths[iz * nx * ny:(iz + 1) * nx * ny], nx, size, x.labels, y.labels, legend)
+                 for iz in range(nz)]
+        for iz, grid in enumerate(grids):
+            grid.save(Path(folder) / f"grid-{iz}.png")
+        main = grids[0] if nz == 1 else combined_grid([Path(folder) / f"grid-{iz}.png" for iz in range(nz)],
+                                                      z.labels, legend)
+    first = cells[0]
+    shown = [main] + (grids if sub and nz > 1 else [])
+    items = [replace(first, image=image, width=image.width, height=image.height) for image in shown]
+    items += cells if lone else []
+    return replace(results[0], items=[replace(item, index=n) for n, item in enumerate(items)])
+
+
+FACE_FOLDERS = ("GFPGAN", "Codeformer", "CodeFormer")  # the WebUI's models/ sub-folders of face restorers
+
+
+def face_restore_missing(engine: Any) -> str:
+    """Why `restore_faces: true` cannot run here, naming what is missing: a face-restoration model in the models
+    folder, and in any case the face detector the WebUI crops faces with (facexlib), which sdcli does not have."""
+    roots = [Path(d).expanduser() / sub for d, sub in ((engine.folders.models_dir, ""),
+                                                       (engine.folders.webui_dir, "models")) if d]
+    found = sorted(f.name for root in roots for folder in FACE_FOLDERS if (root / folder).is_dir()
+                   for f in (root / folder).iterdir() if f.suffix.lower() in (".safetensors", ".pth", ".pt"))
+    if not found:
+        where = " or ".join(str(r / "GFPGAN") + "/, " + str(r / "Codeformer") + "/" for r in roots) or \
+            "a models folder (sdcli serve --models-dir or --webui-dir)"
+        return (f"restore_faces: no face-restoration model (GFPGAN or CodeFormer) in {where}, and no face detector "
+                "(facexlib) in sdcli; send restore_faces: false")
+    return (f"restore_faces: {', '.join(found)} found, but sdcli has no face detector (facexlib) to crop the faces "
+            "it restores; send restore_faces: false")

@@ -1,0 +1,170 @@
+"""`sdcli info` and `sdcli replay` on images from other tools (written as each tool writes them:
+tests/io/tool_images.py): one --json schema, --webui, broken files, replay's refusals and --dry-run."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from sdcli.io.metadata import parse_infotext
+from tests.io import tool_images as t
+
+SCHEMA = {"schema", "type", "path", "generator", "prompt", "negative_prompt", "parameters", "sdcli", "infotext",
+          "source", "notes", "unmapped"}
+
+
+@pytest.fixture
+def images(tmp_path):
+    """One image of each tool, by generator."""
+    xmp = "XML:com.adobe.xmp"
+    return {
+        "ComfyUI": t.comfy_png(tmp_path / "comfy.png", t.comfy_api()),
+        "InvokeAI": t.png(tmp_path / "invoke.png", {"invokeai_metadata": json.dumps(t.INVOKEAI_META)}),
+        "NovelAI": t.png(tmp_path / "nai.png", t.novelai_chunks()),
+        "Fooocus": t.png(tmp_path / "fooocus.png", {"parameters": json.dumps(t.FOOOCUS), "fooocus_scheme": "fooocus"}),
+        "SwarmUI": t.png(tmp_path / "swarm.png", {"parameters": json.dumps(t.SWARM)}),
+        "Draw Things": t.png(tmp_path / "dt.png", {xmp: t.drawthings_xmp(t.DRAWTHINGS)}, itxt=(xmp,)),
+        "WebUI (stealth PNG info)": t.stealth_png(tmp_path / "st.png", "a cat\nSteps: 3, Sampler: Euler, Seed: 5"),
+    }
+
+
+def test_info_json_has_one_schema_for_every_tool(cli, images):
+    result = cli("info", "--json", *images.values())
+    assert result.exit_code == 0, result.stderr
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [r["generator"] for r in records] == list(images)
+    for record in records:
+        assert set(record) == SCHEMA
+        assert record["prompt"] and record["parameters"]["Seed"] and record["parameters"]["Sampler"]
+        prompt, negative, params = parse_infotext(record["infotext"])
+        assert (prompt, negative, params) == (record["prompt"], record["negative_prompt"], record["parameters"])
+    assert records[0]["source"]["prompt"]["3"]["class_type"] == "KSampler"  # the tool's own fields, beside
+    assert records[-1]["source"] is None  # a WebUI infotext is its own
+
+
+def test_info_plain_shows_the_infotext_first_then_what_replay_does(cli, images):
+    result = cli("info", images["Fooocus"])
+    lines = result.stdout.splitlines()
+    assert lines[0] == "a castle, <lora:sd_xl_offset_example-lora_1.0:0.1>" and lines[1] == "Negative prompt: lowres"
+    assert lines[2].startswith("Steps: 30, Sampler: DPM++ 2M SDE, Schedule type: Karras, CFG scale: 4, Seed: 1234567")
+    assert lines[3] == "(read from Fooocus metadata; --json shows its own fields)"
+    assert lines[4].startswith("replay: Fooocus expands the prompt")
+
+
+def test_info_webui_prints_only_the_infotext(cli, images):
+    for generator, path in images.items():
+        result = cli("info", "--webui", path)
+        assert result.exit_code == 0, (generator, result.stderr)
+        record = json.loads(cli("info", "--json", path).stdout)
+        assert result.stdout == record["infotext"] + "\n"
+
+
+def test_info_on_broken_files_is_one_line_each_and_exit_3(cli, images, tmp_path):
+    truncated = t.png(tmp_path / "cut.png", {"prompt": json.dumps(t.comfy_api())[:50]})
+    junk = tmp_path / "junk.png"
+    junk.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(range(256)))
+    result = cli("info", images["ComfyUI"], truncated, junk)
+    assert result.exit_code == 3
+    errors = result.stderr.strip().splitlines()
+    assert errors[0].startswith(f"error: {truncated}: its ComfyUI prompt chunk is not valid JSON")
+    assert errors[1].startswith(f"error: {junk}: not a readable image") and len(errors) == 2
+    assert "Traceback" not in result.stderr and result.stdout.startswith("== ")
+
+
+def test_replay_refuses_a_graph_with_nodes_it_does_not_map(cli, tiny_model, tmp_path):
+    graph = t.comfy_api(extra={"20": {"class_type": "ImageScaleBy", "inputs": {"scale_by": 2, "image": ["8", 0]}},
+                               "21": {"class_type": "FreeU_V2", "inputs": {}}})
+    result = cli("replay", t.comfy_png(tmp_path / "c.png", graph), "-m", tiny_model, "-o", tmp_path / "out")
+    assert result.exit_code == 2
+    assert result.stderr.strip() == (f"error: {tmp_path / 'c.png'}: sdcli cannot replay this ComfyUI image; it does "
+                                     "not map: nodes FreeU_V2, ImageScaleBy")
+    assert not (tmp_path / "out").exists()
+
+
+def test_replay_dry_run_loads_nothing(cli, tiny_model, images, tmp_path):
+    result = cli("replay", images["ComfyUI"], "--model", tmp_path / "no-such-model", "--dry-run")
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout == (f"sdcli txt2img 'a red fox' --model {tmp_path / 'no-such-model'} --negative-prompt "
+                             "blurry --steps 3 --sampler Euler --schedule normal --cfg-scale 5 --seed 42 --width 64 "
+                             "--height 64 --rng comfy\n")
+    assert "from its ComfyUI metadata" in result.stderr and "note: ComfyUI starts" in result.stderr
+    as_json = json.loads(cli("replay", images["ComfyUI"], "--dry-run", "--json").stdout)
+    assert as_json["request"]["rng"] == "comfy" and as_json["model"] is None
+    # An sdcli image whose model has gone: replay refuses, the dry run still shows the job.
+    model = tmp_path / "moved"
+    shutil.copytree(tiny_model, model)
+    made = json.loads(cli("txt2img", "x", "-m", model, "--steps", "2", "-W", "32", "-H", "32", "--seed", "3",
+                          "-o", tmp_path / "a", "--json").stdout)
+    shutil.rmtree(model)
+    assert cli("replay", made["path"], "-o", tmp_path / "b").exit_code == 2
+    dry = cli("replay", made["path"], "--dry-run")
+    assert dry.exit_code == 0 and dry.stdout.startswith(f"sdcli txt2img x --model {model} ")
+
+
+def px(path):
+    return np.asarray(Image.open(path), dtype=np.int16)
+
+
+@pytest.mark.parametrize("sampler,scheduler,webui", [("euler_ancestral", "karras", "Euler a"),
+                                                     ("dpmpp_2m", "normal", "DPM++ 2M")])
+def test_replayed_comfyui_graph_is_the_mapped_txt2img_job(cli, tiny_model, tmp_path, sampler, scheduler, webui):
+    graph = t.comfy_api(seed=11, steps=3, cfg=4.0, sampler=sampler, scheduler=scheduler, width=32, height=32,
+                        prompt="a red fox", negative="")
+    image = t.comfy_png(tmp_path / "c.png", graph)
+    replayed = cli("replay", image, "-m", tiny_model, "-o", tmp_path / "r", "--json")
+    assert replayed.exit_code == 0, replayed.stderr
+    record = json.loads(replayed.stdout)
+    assert (record["sampler"], record["schedule"]) == (webui, scheduler.capitalize())
+    assert "RNG: Comfy" in Image.open(record["path"]).info["parameters"]  # ComfyUI's noise, and it says so
+    direct = cli("txt2img", "a red fox", "-m", tiny_model, "--steps", "3", "--cfg-scale", "4", "--seed", "11",
+                 "-W", "32", "-H", "32", "--sampler", webui, "--schedule", scheduler, "--rng", "comfy",
+                 "-o", tmp_path / "d", "--json")
+    assert np.array_equal(px(record["path"]), px(json.loads(direct.stdout)["path"]))
+    cpu = cli("txt2img", "a red fox", "-m", tiny_model, "--steps", "3", "--cfg-scale", "4", "--seed", "11",
+              "-W", "32", "-H", "32", "--sampler", webui, "--schedule", scheduler, "--rng", "cpu",
+              "-o", tmp_path / "e", "--json")
+    assert not np.array_equal(px(record["path"]), px(json.loads(cpu.stdout)["path"]))  # the WebUI's way differs
+
+
+NOTES = {"InvokeAI": "note: InvokeAI runs diffusers' schedulers", "NovelAI": "note: NovelAI's models are its own",
+         "Fooocus": "note: Fooocus expands the prompt", "SwarmUI": "note: ComfyUI starts an eps/v model's",
+         "Draw Things": "note: Draw Things runs its own implementation"}
+
+
+def test_other_tools_replay_where_they_map_and_say_what_differs(cli, images, tiny_model):
+    for generator, note in NOTES.items():
+        dry = cli("replay", images[generator], "-m", tiny_model, "--dry-run", "--json")
+        assert dry.exit_code == 0, (generator, dry.stderr)
+        assert f"from its {generator} metadata" in dry.stderr and note in dry.stderr
+    request = json.loads(cli("replay", images["InvokeAI"], "--dry-run", "--json").stdout)["request"]
+    assert (request["sampler"], request["schedule"], request["rng"], request["seed"]) == ("DPM++ 2M", "karras",
+                                                                                          "cpu", 1234)
+
+
+def test_a_tool_sampler_without_webui_equivalent_is_refused(cli, tmp_path):
+    image = t.comfy_png(tmp_path / "c.png", t.comfy_api(sampler="deis", scheduler="linear_quadratic"))
+    result = cli("replay", image, "--dry-run")
+    assert result.exit_code == 2
+    assert result.stderr.strip().endswith("it does not map: sampler 'deis'; scheduler 'linear_quadratic'")
+
+
+def test_replayed_invokeai_image_runs(cli, tiny_model, tmp_path):
+    meta = {**t.INVOKEAI_META, "width": 32, "height": 32, "steps": 2, "loras": []}
+    image = t.png(tmp_path / "i.png", {"invokeai_metadata": json.dumps(meta)})
+    result = cli("replay", image, "-m", tiny_model, "-o", tmp_path / "out", "--json")
+    assert result.exit_code == 0, result.stderr
+    record = json.loads(result.stdout)
+    assert (record["seed"], record["sampler"], record["schedule"], record["width"]) == (1234, "DPM++ 2M", "Karras",
+                                                                                        32)
+
+
+def test_comfy_noise_refuses_variation_seeds_and_ensd(cli, tmp_path):
+    for flags, named in ((("--subseed-strength", "0.3"), "--subseed-strength"), (("--ensd", "31337"), "--ensd")):
+        result = cli("txt2img", "x", "--rng", "comfy", *flags, "-o", tmp_path)
+        assert result.exit_code == 2
+        assert result.stderr.strip() == (f"error: {named}: ComfyUI's noise (--rng comfy) has no variation seed or "
+                                         "ENSD; use --rng cpu, gpu or nv")
