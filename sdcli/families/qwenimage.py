@@ -133,7 +133,7 @@ class QwenImageEditFamily(QwenImageFamily):
     plus: bool = False  # Edit Plus (2509): several images, each also at CONDITION_AREA for Qwen2.5-VL
 
     def detect(self, shapes: Shapes) -> bool:
-        return False  # its transformer files have Qwen-Image's keys: read as Qwen-Image (refused as single files)
+        return False  # its transformer files have Qwen-Image's keys: read (and loaded) as Qwen-Image
 
     def detect_folder(self, index: Json, unet: Json) -> bool:
         return str(index.get("_class_name", "")) == ("QwenImageEditPlusPipeline" if self.plus
