@@ -49,7 +49,8 @@ FLOW_FAMILIES: dict[str, FlowFamily] = {f.key: f for f in (
         single_file=("flux-2-klein-4b.safetensors",
                      {"model.diffusion_model.single_stream_modulation.lin.weight": (4, 4),
                       "model.diffusion_model.img_in.weight": (4, 128)},
-                     "a Flux.2 transformer file; sdcli loads Flux.2 models from diffusers folders only")),
+                     "--text-encoder: flux-2-klein-4b.safetensors holds only the transformer; give the Qwen3 "
+                     "encoder")),
     FlowFamily(
         "zimage", "zimage", "zimage", "tiny_zimage", "tiny_zimage_pipe", reference="zimage_ref:sample", cfg="1",
         shift="6", xyz_shifts="3, 6",
@@ -59,7 +60,7 @@ FLOW_FAMILIES: dict[str, FlowFamily] = {f.key: f for f in (
                      {"model.diffusion_model.layers.0.adaLN_modulation.0.weight": (4, 4),
                       "model.diffusion_model.cap_embedder.1.weight": (4, 4),
                       "model.diffusion_model.x_embedder.weight": (4, 64)},
-                     "is a Z-Image transformer file; sdcli loads Z-Image from diffusers folders only")),
+                     "--text-encoder: z_image_turbo.safetensors holds only the transformer; give the Qwen3 encoder")),
     FlowFamily(
         "qwenimage", "qwen-image", "qwen-image", "tiny_qwenimage", "tiny_qwenimage_pipe",
         reference="qwenimage_ref:sample", cfg="2.5", shift="3.1", xyz_shifts="1.15, 3.1",
@@ -68,7 +69,8 @@ FLOW_FAMILIES: dict[str, FlowFamily] = {f.key: f for f in (
         single_file=("qwen_image_bf16.safetensors",
                      {"model.diffusion_model.img_in.weight": (4, 64), "model.diffusion_model.txt_norm.weight": (4,),
                       "model.diffusion_model.transformer_blocks.0.img_mod.1.weight": (4, 4)},
-                     "a Qwen-Image transformer file; sdcli loads Qwen-Image from a diffusers folder only")),
+                     "--text-encoder: qwen_image_bf16.safetensors holds only the transformer; give the Qwen2.5-VL "
+                     "encoder")),
     FlowFamily(
         "chroma", "chroma", "chroma", "tiny_chroma", "tiny_chroma_pipe", reference="chroma_ref:sample_chroma", cfg="4",
         hires=("--hires-scale", "2"), vae_reconstructs=True, parity={"cfg": 4.0, "negative": "blurry"},

@@ -115,6 +115,11 @@ class LatentFormat:
         (0.298, 0.207, 0.208), (0.187, 0.286, 0.173), (-0.158, 0.189, 0.264), (-0.184, -0.271, -0.473))
     preview_bias: tuple[float, float, float] = (0.0, 0.0, 0.0)
 
+    @property
+    def vae_channels(self) -> int:
+        """The latent channels of the family's VAE (Flux.2: 32, which patchify into its 128)."""
+        return self.channels
+
     def noise_shape(self, width: int, height: int) -> tuple[int, int, int]:
         """(channels, rows, columns) of one image's latent at width x height pixels."""
         return self.channels, height // self.vae_scale, width // self.vae_scale
@@ -191,6 +196,18 @@ class Capabilities:
         """The settings it takes, by the names the infotext writer asks about (request.fields.Written.traits)."""
         return tuple(name for name in ("distilled_guidance", "shift", "low_bits") if getattr(self, name))
 
+@dataclass(frozen=True)
+class FileParts:
+    """How a family's transformer-only files load: the text encoders they lack (roles of
+    models.flux_parts.ENCODERS, e.g. "clip_l", "t5xxl", "qwen3") and their VAE kind (e.g. "flux-vae"), given by
+    --text-encoder / --vae or found in the models folders, and which of models.loader.FILE_LOADERS builds the
+    pipeline. `own_parts`: its files may hold some of those parts themselves (Flux.1's all-in-one checkpoints)."""
+
+    text_encoders: tuple[str, ...]
+    vae: str
+    loader: str
+    own_parts: bool = False
+
 
 @dataclass(frozen=True)
 class Family:
@@ -202,6 +219,8 @@ class Family:
     # Its single files are all-in-one checkpoints its pipeline's from_single_file reads with a bundled config
     # folder (single_file_config), even with a transformer as the network (SD3); else models.flux_pipeline's.
     checkpoint_file: ClassVar[bool] = False
+    # The separate parts a transformer-only file of this family loads with (None: it has no such files).
+    file_parts: ClassVar[FileParts | None] = None
 
     name: str
     label: str  # for people

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from sdcli.families.base import Detected, Json, Shapes
+from sdcli.families.base import Detected, FileParts, Json, Shapes
 from sdcli.families.flow import FlowAdapter, flow_capabilities
 from sdcli.families.flux import FLUX_PIPELINES, LATENT, PACKING, FluxDerivedFamily, image_ids, pack, unpack
 
@@ -57,6 +57,7 @@ class ChromaFamily(FluxDerivedFamily):
 
     adapter: ClassVar[type[FlowAdapter]] = ChromaAdapter
     clip_skip_why: ClassVar[str | None] = "has no CLIP text encoder (T5-XXL only)"
+    file_parts: ClassVar[FileParts | None] = FileParts(("t5xxl",), "flux-vae", "chroma")  # models.chroma_files
 
     def detect(self, shapes: Shapes) -> bool:
         return any(k.endswith(APPROXIMATOR) for k in shapes)
@@ -65,11 +66,8 @@ class ChromaFamily(FluxDerivedFamily):
         return str(index.get("_class_name", "")).startswith("Chroma")
 
     def detected_from(self, shapes: Shapes, source: str) -> Detected:
-        """Chroma single files are recognised but not loaded yet (diffusers' converter is full-width only)."""
-        from sdcli.errors import ModelError
-
-        raise ModelError(f"{source}: a {self.label} single file; sdcli loads Chroma from a diffusers folder only "
-                         "(ChromaPipeline layout: transformer, text_encoder, tokenizer, vae, scheduler)")
+        img_in = next((shapes[k] for k in shapes if k.endswith(("img_in.weight", "x_embedder.weight"))), None)
+        return Detected(self, self.in_channels_of(int(img_in[1])) if img_in else LATENT.channels, "flow", False)
 
     def lora_state(self, pipe: Any, state: dict[str, Any]) -> dict[str, Any]:
         """kohya and ComfyUI files in BFL names renamed by sdcli at the model's width (models.flow_lora: diffusers'

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from sdcli.families.base import Detected, Json, LatentFormat, Shapes
+from sdcli.families.base import Detected, FileParts, Json, LatentFormat, Shapes
 from sdcli.families.flow import FLOW_UNSOUND_SCHEDULES, FlowAdapter, FlowFamily, flow_capabilities
 
 if TYPE_CHECKING:
@@ -134,6 +134,7 @@ class FluxFamily(FlowFamily):
                                      "LoRA takes --control-image alone)")
     own_control_image: ClassVar[bool] = True
     full_widths: ClassVar[tuple[int, ...]] = (FULL_WIDTH,)
+    file_parts: ClassVar[FileParts | None] = FileParts(("clip_l", "t5xxl"), "flux-vae", "flux", own_parts=True)
 
     guidance: bool = True  # a distilled-guidance input (dev, Fill); schnell has none
     in_features: int = 4 * LATENT.channels  # img_in's inputs a token: 64; Fill 384; Control 128
@@ -245,6 +246,7 @@ class FluxDerivedFamily(FluxFamily):
     (naming its own text encoder) before the sampler."""
 
     clip_skip_first: ClassVar[bool] = True
+    file_parts: ClassVar[FileParts | None] = None  # its own files, if any, are its own (not Flux.1's parts)
 
     def lora_components(self) -> tuple[str, ...]:
         return ("transformer",)

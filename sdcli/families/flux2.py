@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from sdcli.families.base import Detected, Json, LatentFormat, Shapes
+from sdcli.families.base import Detected, FileParts, Json, LatentFormat, Shapes
 from sdcli.families.flow import SIMPLE, FlowAdapter, FlowFamily, find_key, flow_capabilities
 from sdcli.families.flux import FLUX_UNSOUND_SCHEDULES
 
@@ -33,6 +33,7 @@ REFERENCE_TIME = 10  # reference image i's time position id: 10 + 10 i (diffuser
 PATCH = 2  # the VAE latent's 2x2 patchify into the network's channels
 # The key diffusers' infer_diffusers_model_type reads as "flux2" (original layout, ComfyUI's prefix or none).
 FLUX2_MARK = "single_stream_modulation.lin.weight"
+FLUX2_DIFFUSERS_MARK = "single_stream_modulation.linear.weight"  # the same layer in diffusers' names
 
 
 def patchify(z: torch.Tensor) -> torch.Tensor:
@@ -53,6 +54,10 @@ def unpatchify(x: torch.Tensor) -> torch.Tensor:
 class Flux2Latent(LatentFormat):
     """Flux.2's latents: the VAE posterior's mean patchified 2x2, then (z - running_mean) / sqrt(running_var +
     eps) with the VAE's batch-norm statistics (diffusers' Flux2KleinPipeline._encode_vae_image and its decode)."""
+
+    @property
+    def vae_channels(self) -> int:
+        return self.channels // (PATCH * PATCH)
 
     def _stats(self, vae: Any, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         import torch
@@ -126,12 +131,14 @@ class Flux2Family(FlowFamily):
     unsound_schedules: ClassVar[Mapping[str, str]] = FLUX_UNSOUND_SCHEDULES
     clip_skip_why: ClassVar[str | None] = "has no CLIP skip (its text is Qwen3's layers 9, 18 and 27)"
     full_widths: ClassVar[tuple[int, ...]] = FULL_WIDTHS
+    file_parts: ClassVar[FileParts | None] = FileParts(("qwen3",), "flux2-vae", "flux2")  # models.flux2_files
 
     distilled: bool = True
     dev: bool = False
 
     def detect(self, shapes: Shapes) -> bool:
-        return find_key(shapes, FLUX2_MARK) is not None and self.name == "flux2-klein"
+        marked = any(find_key(shapes, mark) is not None for mark in (FLUX2_MARK, FLUX2_DIFFUSERS_MARK))
+        return marked and self.name == "flux2-klein"
 
     def detect_folder(self, index: Json, unet: Json) -> bool:
         name = str(index.get("_class_name", ""))
@@ -140,10 +147,7 @@ class Flux2Family(FlowFamily):
         return name.startswith("Flux2Klein") and bool(index.get("is_distilled", False)) == self.distilled
 
     def detected_from(self, shapes: Shapes, source: str) -> Detected:
-        from sdcli.errors import ModelError
-
-        raise ModelError(f"{source}: a Flux.2 transformer file; sdcli loads Flux.2 models from diffusers folders "
-                         "only (single files are not supported yet)")
+        return Detected(self, self.latent.channels, "flow", False)
 
     def lora_components(self) -> tuple[str, ...]:
         return ("transformer",)  # diffusers' Flux2LoraLoaderMixin loads into the transformer only

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from sdcli.families.base import Detected, Json, LatentFormat, Shapes
+from sdcli.families.base import Detected, FileParts, Json, LatentFormat, Shapes
 from sdcli.families.flow import FlowAdapter, find_key, flow_capabilities
 from sdcli.families.flux import PACKING, FluxDerivedFamily, pack, references_of, unpack
 
@@ -97,6 +97,7 @@ class QwenImageFamily(FluxDerivedFamily):
 
     adapter: ClassVar[type[FlowAdapter]] = QwenImageAdapter
     clip_skip_why: ClassVar[str | None] = "has no CLIP skip (its text is Qwen2.5-VL's last hidden states)"
+    file_parts: ClassVar[FileParts | None] = FileParts(("qwen25vl",), "qwen-vae", "qwenimage")  # models.qwenimage_files
 
     def detect(self, shapes: Shapes) -> bool:
         return all(find_key(shapes, mark) for mark in QWEN_MARKS)
@@ -105,12 +106,8 @@ class QwenImageFamily(FluxDerivedFamily):
         return str(index.get("_class_name", "")).startswith("QwenImage")
 
     def detected_from(self, shapes: Shapes, source: str) -> Detected:
-        """Qwen-Image single files are recognised but not loaded yet (diffusers has no pipeline single-file loader
-        for it, and sdcli no bundled Qwen2.5-VL/VAE configs)."""
-        from sdcli.errors import ModelError
-
-        raise ModelError(f"{source}: a {self.label} transformer file; sdcli loads Qwen-Image from a diffusers folder "
-                         "only (QwenImagePipeline layout: transformer, text_encoder, tokenizer, vae, scheduler)")
+        img_in = find_key(shapes, "img_in.weight")
+        return Detected(self, self.in_channels_of(int(shapes[img_in][1])) if img_in else LATENT.channels, "flow", False)
 
     def prompt_encoder(self, pipe: Any, clip_skip: int, emphasis: str, size: tuple[int, int],
                        distilled_cfg: float | None = None) -> PromptEncoder:
@@ -136,7 +133,7 @@ class QwenImageEditFamily(QwenImageFamily):
     plus: bool = False  # Edit Plus (2509): several images, each also at CONDITION_AREA for Qwen2.5-VL
 
     def detect(self, shapes: Shapes) -> bool:
-        return False  # its transformer files have Qwen-Image's keys: read as Qwen-Image (refused as single files)
+        return False  # its transformer files have Qwen-Image's keys: read (and loaded) as Qwen-Image
 
     def detect_folder(self, index: Json, unet: Json) -> bool:
         return str(index.get("_class_name", "")) == ("QwenImageEditPlusPipeline" if self.plus

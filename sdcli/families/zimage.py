@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from sdcli.families.base import Detected, Json, LatentFormat, Shapes
+from sdcli.families.base import Detected, FileParts, Json, LatentFormat, Shapes
 from sdcli.families.flow import SIMPLE, FlowAdapter, FlowFamily, find_key, flow_capabilities
 
 if TYPE_CHECKING:
@@ -60,6 +60,7 @@ class ZImageFamily(FlowFamily):
     adapter: ClassVar[type[FlowAdapter]] = ZImageAdapter
     clip_skip_why: ClassVar[str | None] = "has no CLIP skip (its text is Qwen3's second-to-last layer)"
     full_widths: ClassVar[tuple[int, ...]] = (FULL_DIM,)
+    file_parts: ClassVar[FileParts | None] = FileParts(("qwen3",), "flux-vae", "zimage")  # models.zimage_files
 
     def detect(self, shapes: Shapes) -> bool:
         return find_key(shapes, ZIMAGE_MARK) is not None and find_key(shapes, CAP_EMBEDDER) is not None

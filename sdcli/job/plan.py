@@ -187,7 +187,7 @@ def plan_job(request: GenerationRequest, runtime: RuntimeOptions, model_spec: st
         choice = detected.family.settle_choice(choice)
         detected.family.check_choice(choice)
         once(("vae", model.path, extras.vae), lambda: check_vae_channels(
-            extras.vae, detected.family.latent.channels, detected.family.label))
+            extras.vae, detected.family.latent.vae_channels, detected.family.label))
     # 4. The files of the parts a single file lacks (a Flux transformer's text encoders and VAE).
     model = once(("parts", model.path, request.text_encoders, extras.vae), lambda: plan_model_parts(
         model, request.text_encoders, extras.vae, assets.library(), assets.names_only))

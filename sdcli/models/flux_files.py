@@ -3,7 +3,8 @@
 Flux weights circulate as separate files (BFL's flux1-dev.safetensors and ae.safetensors,
 ComfyUI's clip_l / t5xxl files, city96's GGUFs, diffusers' folders) and as ComfyUI / Comfy-Org
 all-in-one checkpoints. inspect_flux_file reads a safetensors header (or a GGUF's tensor
-table) and says which of them a file is, without loading a tensor.
+table) and says which of them a file is, without loading a tensor. It also tells the other flow
+families' part files apart: Qwen3 and Qwen2.5-VL text encoders, Qwen-Image's and Flux.2's VAEs.
 """
 
 from __future__ import annotations
@@ -20,9 +21,16 @@ BFL_MARKS = ("double_blocks.0.img_attn.qkv.weight", "img_in.weight")
 DIFFUSERS_MARKS = ("transformer_blocks.0.attn.to_q.weight", "x_embedder.weight")
 CLIP_MARK = "embeddings.position_embedding.weight"
 T5_MARK = "encoder.block.0.layer.0.SelfAttention.q.weight"
+# Qwen text models in transformers' names (ComfyUI's text_encoders files: under "model."): Qwen3 normalises its
+# queries (q_norm); Qwen2.5-VL has biased projections and a vision tower.
+QWEN3_MARK = "layers.0.self_attn.q_norm.weight"
+QWEN_EMBED = "embed_tokens.weight"
+QWEN25_MARK = "layers.0.self_attn.q_proj.bias"
+QWEN25_VISION = "visual.patch_embed.proj.weight"
 LDM_VAE_MARK = "encoder.down.0.block.0.conv1.weight"
 DIFFUSERS_VAE_MARK = "encoder.down_blocks.0.resnets.0.conv1.weight"
 FLUX_LATENT_CHANNELS = 16
+FLUX2_LATENT_CHANNELS = 32
 FILL_IN_CHANNELS = 384  # 64 packed latent + 64 packed masked image + 256 packed mask
 DEPTH_IN_CHANNELS = 128
 
@@ -31,7 +39,8 @@ DEPTH_IN_CHANNELS = 128
 class FluxFile:
     """What one Flux-related weight file holds (kind None: not a Flux file sdcli knows)."""
 
-    kind: str | None  # "flux-transformer", "flux-all-in-one", "clip-l", "t5xxl", "flux-vae"
+    kind: str | None  # "flux-transformer", "flux-all-in-one", "clip-l", "t5xxl", "qwen3", "qwen2.5-vl",
+    # "flux-vae", "qwen-vae", "flux2-vae"
     layout: str | None  # transformer: "bfl", "comfy", "diffusers"; VAE: "ldm", "diffusers"; text: "transformers"
     dtype: str | None = None  # the dominant stored dtype: F8_E4M3, F8_E5M2, BF16, F16, F32 (GGUF: Q8_0, ...)
     container: str = "safetensors"  # or "gguf"
@@ -155,7 +164,23 @@ def classify(shapes: Shapes, dtypes: dict[str, str], container: str = "safetenso
         width = shapes[prefix + CLIP_MARK][1]
         return FluxFile("clip-l", "transformers", dominant, container, prefix.removesuffix("text_model."),
                         width=int(width))
-    # 4. a VAE with Flux's 16 latent channels (an SD VAE has 4), bare or prefixed
+    if (qwen := _prefix_of(shapes, QWEN3_MARK)) is not None and qwen + QWEN_EMBED in shapes:
+        width = shapes[qwen + QWEN_EMBED][1]
+        return FluxFile("qwen3", "transformers", dominant, container, qwen, width=int(width))
+    if (qwen := _prefix_of(shapes, QWEN25_MARK)) is not None and _prefix_of(shapes, QWEN25_VISION) is not None:
+        embed = shapes.get(qwen + QWEN_EMBED)
+        return FluxFile("qwen2.5-vl", "transformers", dominant, container, "", width=int(embed[1]) if embed else None)
+    # 4. Qwen-Image's video VAE (3-D convolutions) in diffusers' or Wan 2.1's original names, bare or under "vae."
+    for prefix in ("", COMFY_VAE):
+        for layout, mark in (("diffusers", "encoder.conv_in.weight"), ("wan", "encoder.conv1.weight")):
+            if len(shapes.get(prefix + mark, ())) == 5:
+                return FluxFile("qwen-vae", layout, dominant, container, prefix)
+    # 5. Flux.2's VAE in diffusers' names: 32 latent channels and its batch-norm statistics (bn.*)
+    for prefix in ("", COMFY_VAE):
+        found = _vae_layout(shapes, prefix)
+        if found and found[1] == FLUX2_LATENT_CHANNELS and prefix + "bn.running_mean" in shapes:
+            return FluxFile("flux2-vae", found[0], dominant, container, prefix, width=found[2])
+    # 6. a VAE with Flux's 16 latent channels (an SD VAE has 4), bare or prefixed
     for prefix in ("", COMFY_VAE, LDM_VAE):
         found = _vae_layout(shapes, prefix)
         if found and found[1] == FLUX_LATENT_CHANNELS:

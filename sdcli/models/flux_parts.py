@@ -1,10 +1,12 @@
-"""The files a Flux.1 model is made of, found and checked in the plan step (headers only, no weights).
+"""The files a model is made of, found and checked in the plan step (headers only, no weights).
 
-A Flux --model may be a diffusers folder, an all-in-one checkpoint (transformer, CLIP-L, T5-XXL and
-VAE in one file), or a transformer-only file (BFL, ComfyUI or diffusers layout, fp8 or GGUF) whose
-text encoders and VAE come from --text-encoder FILE|NAME (repeatable, told apart by their tensors),
---vae FILE|NAME, or the models folder (text_encoder/ or ComfyUI's text_encoders/ and clip/; VAE/ or vae/).
-plan_model_parts() settles which file gives each part, or refuses in one line naming the flag.
+A Flux.1 --model may be a diffusers folder, an all-in-one checkpoint (transformer, CLIP-L, T5-XXL and
+VAE in one file), or a transformer-only file (BFL, ComfyUI or diffusers layout, fp8 or GGUF); the other flow
+families' transformer files (Chroma, Z-Image, Qwen-Image, Flux.2 klein) hold the transformer only. The parts a
+file lacks are its family's (Family.file_parts: text encoder roles in ENCODERS, a VAE kind in VAES) and come from
+--text-encoder FILE|NAME (repeatable, told apart by their tensors), --vae FILE|NAME, or the models folder
+(text_encoder/ or ComfyUI's text_encoders/ and clip/; VAE/ or vae/). plan_model_parts() settles which file gives
+each part, or refuses in one line naming the flag. (The name is Flux's, where this began.)
 """
 
 from __future__ import annotations
@@ -13,28 +15,42 @@ from dataclasses import replace
 from pathlib import Path
 
 from sdcli.errors import ModelError, UsageError
+from sdcli.families.base import FileParts
 from sdcli.models.flux_files import FluxFile, inspect_flux_file
+from sdcli.models.flux_keys import COMFY_TRANSFORMER
 from sdcli.models.folders import Library, is_path_like
 from sdcli.models.resolve import ModelRef
 
+# role -> (file kind, what it is called, the file people download)
 ENCODERS = {"clip_l": ("clip-l", "CLIP-L", "clip_l.safetensors"),
-            "t5xxl": ("t5xxl", "T5-XXL", "t5xxl_fp16.safetensors")}
+            "t5xxl": ("t5xxl", "T5-XXL", "t5xxl_fp16.safetensors"),
+            "qwen3": ("qwen3", "Qwen3", "qwen_3_4b.safetensors"),
+            "qwen25vl": ("qwen2.5-vl", "Qwen2.5-VL", "qwen_2.5_vl_7b.safetensors")}
 ROLE_OF_KIND = {kind: role for role, (kind, _, _) in ENCODERS.items()}
+# VAE kind -> (what it is called, the file people download)
+VAES = {"flux-vae": ("Flux VAE", "ae.safetensors"),
+        "qwen-vae": ("Qwen-Image VAE", "qwen_image_vae.safetensors"),
+        "flux2-vae": ("Flux.2 VAE", "flux2-vae.safetensors")}
+
+
+def _dtype_name(stored: str | None) -> str:
+    """A stored dtype as people name it (F8_E4M3: fp8, BF16: bf16, GGUF's Q8_0: q8_0)."""
+    return {"F8_E4M3": "fp8", "F8_E5M2": "fp8 e5m2", "BF16": "bf16", "F16": "fp16", "F32": "fp32"}.get(
+        stored or "", (stored or "").lower())
 
 
 def describe(info: FluxFile) -> str:
     """What a file holds, for people: `flux-dev transformer (bfl, fp8)`, `t5xxl text encoder`, `flux vae`."""
-    dtype = {"F8_E4M3": "fp8", "F8_E5M2": "fp8 e5m2", "BF16": "bf16", "F16": "fp16", "F32": "fp32"}.get(
-        info.dtype or "", (info.dtype or "").lower())
+    dtype = _dtype_name(info.dtype)
     if info.kind in ("flux-transformer", "flux-all-in-one"):
         what = "transformer" if info.kind == "flux-transformer" else "all-in-one"
         layout = "gguf" if info.container == "gguf" else info.layout
         return f"flux-{info.variant or 'dev'} {what} ({layout}, {dtype})"
-    if info.kind in ("clip-l", "t5xxl"):
+    if info.kind in ("clip-l", "t5xxl", "qwen3", "qwen2.5-vl"):
         return f"{info.kind.replace('-', '_')} text encoder ({dtype})"
-    if info.kind == "flux-vae":
-        return f"flux vae ({info.layout}, {dtype})"
-    return "not a Flux file"
+    if info.kind in ("flux-vae", "qwen-vae", "flux2-vae"):
+        return f"{info.kind.replace('-', ' ')} ({info.layout}, {dtype})"
+    return "not a model part sdcli knows"
 
 
 def file_kind(path: Path) -> str:
@@ -49,16 +65,32 @@ def file_kind(path: Path) -> str:
         if path.suffix.lower() not in (".safetensors", ".gguf"):
             return ""
         info = inspect_flux_file(path)
-        if info.kind is not None:
+        if info.kind is not None and not _other_family(info, path):
             return describe(info)
         from sdcli.models.flux_files import _vae_layout, read_tensor_table
 
         shapes = read_tensor_table(path)[0]
         if found := next((f for p in ("", "vae.", "first_stage_model.") if (f := _vae_layout(shapes, p))), None):
             return f"{found[1]}-channel vae"
-        return f"{detect_single_file(shapes).family.name} checkpoint"
+        family = detect_single_file(shapes).family
+        if family.file_parts is None or family.checkpoint_file:
+            return f"{family.name} checkpoint"
+        layout = "gguf" if path.suffix.lower() == ".gguf" else "comfy" if any(
+            k.startswith(COMFY_TRANSFORMER) for k in shapes) else "bare"
+        return f"{family.name} transformer ({layout}, {_dtype_name(info.dtype)})"
     except Exception:  # noqa: BLE001 (a listing shows what it can; a broken file is named, not fatal)
         return "unknown"
+
+
+def _other_family(info: FluxFile, path: Path) -> bool:
+    """Whether a file Flux's classifier reads as a Flux.1 transformer is another family's (Chroma's BFL names)."""
+    if info.kind not in ("flux-transformer", "flux-all-in-one"):
+        return False
+    from sdcli.families import detect_single_file
+    from sdcli.models.flux_files import read_tensor_table
+
+    parts = detect_single_file(read_tensor_table(path)[0]).family.file_parts
+    return parts is not None and not parts.own_parts
 
 
 def _resolve(spec: str, library: Library, kind: str, flag: str, names_only: bool) -> Path:
@@ -76,23 +108,25 @@ def _resolve(spec: str, library: Library, kind: str, flag: str, names_only: bool
 def _inspect(path: Path, flag: str) -> FluxFile:
     """inspect_flux_file with a one-line error naming the flag."""
     if path.suffix.lower() not in (".safetensors", ".gguf"):
-        raise ModelError(f"{flag}: {path}: a Flux part must be a .safetensors (or .gguf) file")
+        raise ModelError(f"{flag}: {path}: a model part must be a .safetensors (or .gguf) file")
     try:
         return inspect_flux_file(path)
     except (OSError, ValueError, KeyError) as exc:
         raise ModelError(f"{flag}: {path}: cannot read its tensor table ({exc})") from None
 
 
-def given_encoders(specs: tuple[str, ...], library: Library, names_only: bool = False) -> dict[str, Path]:
-    """--text-encoder values -> {"clip_l": file, "t5xxl": file}, told apart by their tensors, in any order."""
+def given_encoders(specs: tuple[str, ...], library: Library, names_only: bool = False,
+                   roles: tuple[str, ...] = ("clip_l", "t5xxl")) -> dict[str, Path]:
+    """--text-encoder values -> {role: file} (Flux.1: {"clip_l": file, "t5xxl": file}), told apart by their
+    tensors, in any order; an encoder of a role not in `roles` is refused."""
     found: dict[str, Path] = {}
     for spec in specs:
         path = _resolve(spec, library, "text_encoder", "--text-encoder", names_only)
         info = _inspect(path, "--text-encoder")
         role = ROLE_OF_KIND.get(info.kind or "")
-        if role is None:
-            raise UsageError(f"--text-encoder: {path.name} is not a CLIP-L or T5-XXL text encoder "
-                             f"({describe(info)})")
+        if role not in roles:
+            names = " or ".join(ENCODERS[r][1] for r in roles)
+            raise UsageError(f"--text-encoder: {path.name} is not a {names} text encoder ({describe(info)})")
         if role in found:
             raise UsageError(f"--text-encoder: two {ENCODERS[role][1]} encoders given ({found[role].name} and "
                              f"{path.name}); give one of each")
@@ -140,44 +174,60 @@ def check_vae_channels(vae: Path | None, channels: int, label: str) -> None:
         raise UsageError(f"--vae: {vae.name if vae.is_file() else vae} is {kind}; a {label} model needs {need}")
 
 
+def _family_parts(model: ModelRef, info: FluxFile | None) -> tuple[FileParts | None, tuple[str, ...], str]:
+    """(the parts a single file's family loads with, the parts the file holds itself, the family's label)."""
+    if model.kind != "single-file":
+        return None, (), ""
+    from sdcli.models.single_file import inspect
+
+    try:
+        family = inspect(model.path).family
+    except ModelError:  # not a file sdcli loads: refused when it loads
+        return None, (), ""
+    wanted = family.file_parts
+    own = info.parts if wanted is not None and wanted.own_parts and info is not None else ("transformer",)
+    return wanted, own, family.label
+
+
 def plan_model_parts(model: ModelRef, text_encoders: tuple[str, ...], vae: Path | None, library: Library,
                      names_only: bool = False) -> ModelRef:
     """The model with the files of the parts its own file lacks (ModelRef.parts), or a one-line refusal.
 
-    Only a Flux single file has parts; --text-encoder on any other model is refused. On a transformer-only
-    file a --vae is the model's VAE (check_vae_channels has refused one of another family).
+    Only a transformer file of a family with file parts (Family.file_parts: Flux.1, ...) has parts; --text-encoder
+    on any other model is refused. On a transformer-only file a --vae is the model's VAE (check_vae_channels has
+    refused one of another family).
     """
     info = _inspect(model.path, "--model") if model.kind == "single-file" else None
-    flux = info is not None and info.kind in ("flux-transformer", "flux-all-in-one")
-    if not flux:
+    wanted, own_parts, label = _family_parts(model, info)
+    if wanted is None:
         if text_encoders:
-            raise UsageError(f"--text-encoder: {model.path.name} is not a Flux.1 single file; separate text "
-                             "encoders go with a Flux transformer file")
+            raise UsageError(f"--text-encoder: {model.path.name} is not a transformer file; separate text encoders "
+                             "go with a Flux.1, Chroma, Z-Image, Qwen-Image or Flux.2 klein transformer file")
         return model
-    assert info is not None
-    parts = given_encoders(text_encoders, library, names_only)
-    own = set(info.parts)
+    parts = given_encoders(text_encoders, library, names_only, wanted.text_encoders)
+    own = set(own_parts)
     # 1. text encoders: given, in the file, or the one of its kind in the models folder
-    for role in ENCODERS:
+    for role in wanted.text_encoders:
         if role not in parts and role not in own and (found := _from_folder(library, "text_encoder",
                                                                             ENCODERS[role][0])):
             parts[role] = found
-    missing = [role for role in ENCODERS if role not in parts and role not in own]
-    holds = "holds only the transformer" if own == {"transformer"} else f"holds {' + '.join(info.parts)}"
+    missing = [role for role in wanted.text_encoders if role not in parts and role not in own]
+    holds = "holds only the transformer" if own == {"transformer"} else f"holds {' + '.join(own_parts)}"
     if missing:
         what = " and ".join(f"{ENCODERS[r][1]} encoder" for r in missing)
         files = ", ".join(ENCODERS[r][2] for r in missing)
         where = _where(library, "text_encoder", "<models>/text_encoder (ComfyUI: models/text_encoders)")
         raise UsageError(f"--text-encoder: {model.path.name} {holds}; give the {what} ({files}) with "
                          f"--text-encoder FILE|NAME, or put it in {where}")
-    # 2. the VAE: --vae (an add-on when the file has its own), or the Flux VAE in the VAE folder
+    # 2. the VAE: --vae (an add-on when the file has its own), or the family's VAE in the VAE folder
     if "vae" not in own:
-        found = vae if vae is not None else _from_folder(library, "vae", "flux-vae")  # as the asset plan names it
+        name, file = VAES[wanted.vae]
+        found = vae if vae is not None else _from_folder(library, "vae", wanted.vae)  # as the asset plan names it
         if found is None:
             where = _where(library, "vae", "<models>/VAE (ComfyUI: models/vae)")
-            raise UsageError(f"--vae: {model.path.name} {holds}; give the Flux VAE (ae.safetensors) with "
+            raise UsageError(f"--vae: {model.path.name} {holds}; give the {name} ({file}) with "
                              f"--vae FILE|NAME, or put it in {where}")
-        if _inspect(found, "--vae").kind != "flux-vae":
-            raise UsageError(f"--vae: {found.name} is not a Flux VAE ({describe(_inspect(found, '--vae'))})")
+        if _inspect(found, "--vae").kind != wanted.vae:
+            raise UsageError(f"--vae: {found.name} is not a {name} ({describe(_inspect(found, '--vae'))})")
         parts["vae"] = found
     return replace(model, parts=tuple(sorted((role, path) for role, path in parts.items())))

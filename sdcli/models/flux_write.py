@@ -85,18 +85,21 @@ def all_in_one_state(transformer: Any, vae: Any, clip_l: Any, t5: Any) -> dict[s
     return out
 
 
-def gguf_tensor_type(key: str, shape: tuple[int, ...], qtype: str) -> str:
-    """The GGUF type city96's layout gives one BFL tensor when the file's type is `qtype`."""
+def gguf_tensor_type(key: str, shape: tuple[int, ...], qtype: str, keep: tuple[str, ...] = GGUF_KEEP) -> str:
+    """The GGUF type city96's layout gives one tensor when the file's type is `qtype` (`keep`: the prefixes of
+    the weights kept in full precision; Flux's by default)."""
     count = 1
     for n in shape:
         count *= n
-    if len(shape) == 1 or count <= GGUF_SMALL or (key.endswith(".weight") and key.startswith(GGUF_KEEP)):
+    if len(shape) == 1 or count <= GGUF_SMALL or (key.endswith(".weight") and key.startswith(keep)):
         return "F32"
     return qtype
 
 
-def write_gguf(state: dict[str, Any], dest: Path, qtype: str = "F16") -> Path:
-    """A GGUF transformer file from BFL-named weights (arch "flux"), quantized with gguf's own quantizer.
+def write_gguf(state: dict[str, Any], dest: Path, qtype: str = "F16", arch: str = "flux",
+               keep: tuple[str, ...] = GGUF_KEEP) -> Path:
+    """A GGUF transformer file from original-layout weights (BFL's for Flux: arch "flux"), quantized with gguf's
+    own quantizer; `keep`: the prefixes of the weights city96's tool keeps in full precision.
 
     A tensor whose rows do not divide into the type's blocks falls back to F32, as city96's tool does.
     """
@@ -105,12 +108,12 @@ def write_gguf(state: dict[str, Any], dest: Path, qtype: str = "F16") -> Path:
     if qtype not in GGUF_TYPES:
         raise UsageError(f"GGUF type {qtype!r}: use one of {', '.join(GGUF_TYPES)}")
     file_type = gguf.LlamaFileType.ALL_F32 if qtype == "F32" else gguf.LlamaFileType[f"MOSTLY_{qtype}"]
-    writer = gguf.GGUFWriter(path=None, arch="flux")
+    writer = gguf.GGUFWriter(path=None, arch=arch)
     writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
     writer.add_file_type(int(file_type))
     for key, tensor in sorted(state.items()):
         data = tensor.float().numpy()
-        kind = gguf.GGMLQuantizationType[gguf_tensor_type(key, tuple(data.shape), qtype)]
+        kind = gguf.GGMLQuantizationType[gguf_tensor_type(key, tuple(data.shape), qtype, keep)]
         try:
             packed = gguf.quants.quantize(data, kind)
         except gguf.QuantError:

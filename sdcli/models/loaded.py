@@ -32,6 +32,7 @@ class Components(Protocol):
     vae: Any
     scheduler: Any
     vae_scale_factor: int
+    components: dict[str, Any]  # every part by name (diffusers' DiffusionPipeline.components)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any: ...
 
@@ -112,7 +113,12 @@ class LoadedModel:
                              f"({kinds.get(in_channels, 'an unknown kind')}){hint}")
         if type(pipe).__name__ == cls:
             return self
-        moved = getattr(diffusers, cls).from_pipe(pipe)
+        # from_pipe casts every component to one dtype, which diffusers refuses for a quantized model (a GGUF
+        # transformer): those are left out of it and put back as they are.
+        quantized = {name: part for name, part in pipe.components.items() if getattr(part, "is_quantized", False)}
+        moved = getattr(diffusers, cls).from_pipe(pipe, **dict.fromkeys(quantized))
+        if quantized:
+            moved.register_modules(**quantized)
         moved.set_progress_bar_config(disable=True)
         return replace(self, pipe=moved)
 

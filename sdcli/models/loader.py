@@ -3,6 +3,7 @@ pipelines (inside functions)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -57,18 +58,54 @@ def store_low_bits(model: LoadedModel, storage: str, dtype: Any) -> None:
 
 
 def _load_single_file(model: ModelRef, dtype: Any) -> tuple[Any, Detected]:
-    """A single file: a Flux transformer with its parts (models.flux_pipeline), else a WebUI checkpoint."""
+    """A single file: a flow transformer with its parts (FILE_LOADERS), else a WebUI checkpoint."""
     from sdcli.models.single_file import inspect, load_single_file
 
     detected = inspect(model.path)
     if detected.family.network_component != "transformer" or detected.family.checkpoint_file:
         return load_single_file(model.path, dtype)
-    if not detected.family.configs:  # no bundled configs to build it offline (Z-Image, for now)
+    parts = detected.family.file_parts
+    if parts is None:
         raise ModelError(f"--model: {model.path.name} is a {detected.family.label} transformer file; sdcli loads "
                          f"{detected.family.label} from diffusers folders only (no single files yet)")
+    load = FILE_LOADERS[parts.loader]
+    return load(model, detected, pipeline_class(detected, first_mode(detected)), dtype), detected
+
+
+def _load_flux_files(model: ModelRef, detected: Detected, pipeline: str, dtype: Any) -> Any:
     from sdcli.models.flux_pipeline import load_flux_files
 
-    return load_flux_files(model, detected, pipeline_class(detected, first_mode(detected)), dtype), detected
+    return load_flux_files(model, detected, pipeline, dtype)
+
+
+def _load_zimage_files(model: ModelRef, detected: Detected, pipeline: str, dtype: Any) -> Any:
+    from sdcli.models.zimage_files import load_zimage_files
+
+    return load_zimage_files(model, detected, pipeline, dtype)
+
+
+def _load_chroma_files(model: ModelRef, detected: Detected, pipeline: str, dtype: Any) -> Any:
+    from sdcli.models.chroma_files import load_chroma_files
+
+    return load_chroma_files(model, detected, pipeline, dtype)
+
+
+def _load_qwenimage_files(model: ModelRef, detected: Detected, pipeline: str, dtype: Any) -> Any:
+    from sdcli.models.qwenimage_files import load_qwenimage_files
+
+    return load_qwenimage_files(model, detected, pipeline, dtype)
+
+
+def _load_flux2_files(model: ModelRef, detected: Detected, pipeline: str, dtype: Any) -> Any:
+    from sdcli.models.flux2_files import load_flux2_files
+
+    return load_flux2_files(model, detected, pipeline, dtype)
+
+
+# Family.file_parts.loader -> the builder of a transformer file's pipeline (its parts: ModelRef.parts).
+FILE_LOADERS: dict[str, Callable[[ModelRef, Detected, str, Any], Any]] = {
+    "flux": _load_flux_files, "zimage": _load_zimage_files, "chroma": _load_chroma_files,
+    "qwenimage": _load_qwenimage_files, "flux2": _load_flux2_files}
 
 
 def _load_folder(model: ModelRef, dtype: Any) -> tuple[Any, Detected]:

@@ -116,7 +116,8 @@ def test_refusals_name_the_flag(cli, family: FlowFamily, model, tmp_path, args, 
 
 @pytest.mark.parametrize("family", _families(having="single_file"))
 def test_a_single_file_is_detected_and_refused_in_one_line(cli, family: FlowFamily, tmp_path):
-    """Transformer files are recognised by their keys but not loaded yet: one line naming the family."""
+    """Transformer files are recognised by their keys; one given alone is refused in one line naming the part it
+    lacks (its text encoder; tests/cli/test_flow_files_cli.py loads them with their parts)."""
     import torch
     from safetensors.torch import save_file
 

@@ -8,7 +8,7 @@ import json
 import pytest
 import torch
 
-from sdcli.errors import ModelError, UsageError
+from sdcli.errors import UsageError
 from sdcli.families import FAMILIES, detect_folder, detect_single_file
 from sdcli.families.flux2 import FLUX2_DEV, FLUX2_KLEIN, FLUX2_KLEIN_BASE
 
@@ -32,9 +32,10 @@ def test_folders_and_single_files_are_detected(tiny_flux2, tmp_path):
         assert detect_folder(folder).family is family
     assert FLUX2_KLEIN_BASE.defaults["cfg_scale"] == 4.0 and FLUX2_KLEIN.defaults["cfg_scale"] == 1.0
     assert FLUX2_DEV.pipelines == {}  # refused in every mode (models.loaded / families.pipeline_class)
-    with pytest.raises(ModelError, match="a Flux.2 transformer file"):
-        detect_single_file({"model.diffusion_model.single_stream_modulation.lin.weight": [1, 1],
-                            "model.diffusion_model.img_in.weight": [3072, 128]})
+    for mark in ("single_stream_modulation.lin.weight", "single_stream_modulation.linear.weight"):  # BFL, diffusers
+        found = detect_single_file({f"model.diffusion_model.{mark}": [1, 1],
+                                    "model.diffusion_model.img_in.weight": [3072, 128]})
+        assert found.family is FLUX2_KLEIN and found.in_channels == 128
 
 
 def test_prompt_encoder_is_diffusers_encode_prompt(klein):

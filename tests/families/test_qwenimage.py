@@ -6,19 +6,18 @@ from __future__ import annotations
 import pytest
 import torch
 
-from sdcli.errors import ModelError, UsageError
+from sdcli.errors import UsageError
 from sdcli.families import FAMILIES, detect_folder, detect_single_file
 from sdcli.families.flux import FLUX_SCHNELL
 from sdcli.families.qwenimage import QWEN_IMAGE
 
 
-def test_folder_is_detected_and_single_files_refused_by_name(tiny_qwenimage):
+def test_folder_and_single_files_are_detected(tiny_qwenimage):
     found = detect_folder(tiny_qwenimage)
     assert found.family is QWEN_IMAGE and found.in_channels == 16 and FAMILIES["qwen-image"] is QWEN_IMAGE
     shapes = {"model.diffusion_model.img_in.weight": [3072, 64], "model.diffusion_model.txt_norm.weight": [3584],
               "model.diffusion_model.transformer_blocks.0.img_mod.1.weight": [18432, 3072]}
-    with pytest.raises(ModelError, match="--model: a Qwen-Image transformer file; .*diffusers folder only"):
-        detect_single_file(shapes)
+    assert detect_single_file(shapes).family is QWEN_IMAGE and detect_single_file(shapes).in_channels == 16
     # A Flux.1 file (img_in.weight too, no txt_norm) is still Flux.
     assert not QWEN_IMAGE.detect({"img_in.weight": [3072, 64], "double_blocks.0.img_mod.lin.weight": [1, 1]})
     assert detect_single_file({"img_in.weight": [3072, 64]}).family is FLUX_SCHNELL

@@ -1,0 +1,185 @@
+"""Flux.2 [klein] from single files: a transformer-only file with the Qwen3 text encoder and VAE files beside it.
+
+Transformer layouts: BFL's original one (flux-2-klein-4b.safetensors: fused qkv / linear1, the shared
+modulation layers), bare or under ComfyUI's "model.diffusion_model.", diffusers' names, and city96-style GGUFs
+(the original names). The original names convert with diffusers' own converter
+(single_file_utils.convert_flux2_transformer_checkpoint_to_diffusers, through models.flow_load), which splits the
+double blocks' qkv in thirds and keeps the single blocks' linear1 fused, so it assumes no width and serves the
+tiny models too. The text encoder is Qwen3 (4B for Klein 4B, 8B for 9B: ComfyUI's qwen_3_4b.safetensors /
+qwen_3_8b.safetensors) loaded as Qwen3ForCausalLM, as the Klein pipeline holds it; the VAE an AutoencoderKLFlux2
+file in diffusers' names (BFL's own VAE names are not read yet: refused by name). A file does not tell step-
+distilled Klein from Klein base: a transformer file loads as the distilled model (CFG 1 by default; give
+--cfg-scale for base). Configs by the transformer's width: configs/flux2-klein-4b.json (5 double and 20 single
+blocks of 24 heads x 128, text width 3 x 2560: 3.88B parameters; Qwen3-4B's published config) and
+flux2-klein-9b.json (8 + 24 blocks of 32 heads, text width 3 x 4096: 9.08B; Qwen3-8B's published config, 8.19B);
+both no guidance input, the VAE diffusers' AutoencoderKLFlux2 defaults (block counts as InvokeAI's Klein presets
+and the published model cards give them); else the tiny architecture (models.tiny_flux2). The Qwen tokenizer is
+not bundled (models.flow_load.qwen_tokenizer).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from sdcli.errors import ModelError
+from sdcli.families.base import Detected
+from sdcli.families.flux2 import FLUX2_MARK
+from sdcli.models.resolve import ModelRef
+
+DIFFUSERS_MARK = "single_stream_modulation.linear.weight"
+BUNDLED = {3072: "flux2-klein-4b", 4096: "flux2-klein-9b"}  # transformer width -> bundled configs
+GGUF_KEEP = ("img_in.", "txt_in.", "time_in.", "final_layer.")
+# diffusers -> original names outside the blocks (".weight"/".bias" follow).
+TOP = {"x_embedder": "img_in", "context_embedder": "txt_in",
+       "time_guidance_embed.timestep_embedder.linear_1": "time_in.in_layer",
+       "time_guidance_embed.timestep_embedder.linear_2": "time_in.out_layer",
+       "time_guidance_embed.guidance_embedder.linear_1": "guidance_in.in_layer",
+       "time_guidance_embed.guidance_embedder.linear_2": "guidance_in.out_layer",
+       "double_stream_modulation_img.linear": "double_stream_modulation_img.lin",
+       "double_stream_modulation_txt.linear": "double_stream_modulation_txt.lin",
+       "single_stream_modulation.linear": "single_stream_modulation.lin",
+       "proj_out": "final_layer.linear", "norm_out.linear": "final_layer.adaLN_modulation.1"}
+DOUBLE = {"attn.norm_q": "img_attn.norm.query_norm", "attn.norm_k": "img_attn.norm.key_norm",
+          "attn.to_out.0": "img_attn.proj", "ff.linear_in": "img_mlp.0", "ff.linear_out": "img_mlp.2",
+          "attn.norm_added_q": "txt_attn.norm.query_norm", "attn.norm_added_k": "txt_attn.norm.key_norm",
+          "attn.to_add_out": "txt_attn.proj", "ff_context.linear_in": "txt_mlp.0", "ff_context.linear_out": "txt_mlp.2"}
+FUSED = {"attn.to_q": ("img_attn.qkv", ("attn.to_q", "attn.to_k", "attn.to_v")),
+         "attn.add_q_proj": ("txt_attn.qkv", ("attn.add_q_proj", "attn.add_k_proj", "attn.add_v_proj"))}
+SINGLE = {"attn.to_qkv_mlp_proj": "linear1", "attn.to_out": "linear2", "attn.norm_q": "norm.query_norm",
+          "attn.norm_k": "norm.key_norm"}
+
+
+def _leaf(module: str, leaf: str) -> str:
+    """An original parameter name: its RMS norms' weights are `scale`."""
+    return f"{module}.{'scale' if module.endswith('_norm') and leaf == 'weight' else leaf}"
+
+
+def flux2_to_original(state: dict[str, Any]) -> dict[str, Any]:
+    """A diffusers Flux2Transformer2DModel state dict in BFL's original names (diffusers' converter's inverse)."""
+    import torch
+
+    out: dict[str, Any] = {}
+    for key, value in state.items():
+        module, _, leaf = key.rpartition(".")
+        if m := re.fullmatch(r"transformer_blocks\.(\d+)\.(.+)", module):
+            if m[2] in FUSED:
+                fused, names = FUSED[m[2]]
+                parts = [state[f"transformer_blocks.{m[1]}.{n}.{leaf}"] for n in names]
+                out[f"double_blocks.{m[1]}.{fused}.{leaf}"] = torch.cat(parts)
+            elif m[2] in DOUBLE:
+                out[f"double_blocks.{m[1]}.{_leaf(DOUBLE[m[2]], leaf)}"] = value
+            continue
+        if m := re.fullmatch(r"single_transformer_blocks\.(\d+)\.(.+)", module):
+            out[f"single_blocks.{m[1]}.{_leaf(SINGLE[m[2]], leaf)}"] = value
+            continue
+        if module == "norm_out.linear":  # (scale, shift) in diffusers, (shift, scale) in BFL's code
+            scale, shift = value.chunk(2)
+            value = torch.cat([shift, scale])
+        out[f"{TOP[module]}.{leaf}"] = value
+    return out
+
+
+def flux2_layout(path: Path) -> tuple[str, bool, int]:
+    """(key prefix, whether the keys are diffusers', transformer width) of a Flux.2 transformer file."""
+    from sdcli.models.flux_files import read_tensor_table
+
+    shapes = read_tensor_table(path)[0]
+    for prefix in ("", "model.diffusion_model."):
+        for diffusers_layout, mark, embed in ((False, FLUX2_MARK, "img_in.weight"),
+                                              (True, DIFFUSERS_MARK, "x_embedder.weight")):
+            if prefix + mark in shapes and prefix + embed in shapes:
+                return prefix, diffusers_layout, int(shapes[prefix + embed][0])
+    raise ModelError(f"--model: {path}: not a Flux.2 transformer file sdcli knows (no {FLUX2_MARK})")
+
+
+def component_configs(width: int, source: str) -> tuple[dict[str, Any], bool]:
+    """{part: config} for a transformer of this width, and whether it is the tiny architecture."""
+    from sdcli.models.bundled import family_config
+    from sdcli.models.tiny_flux2 import FLUX2_QWEN3, FLUX2_SCHEDULER, FLUX2_TRANSFORMER, FLUX2_VAE
+
+    if width in BUNDLED:
+        return family_config(BUNDLED[width]), False
+    tiny: dict[str, Any] = dict(FLUX2_TRANSFORMER)
+    if width == int(tiny["num_attention_heads"]) * int(tiny["attention_head_dim"]):
+        return {"transformer": tiny, "text_encoder": dict(FLUX2_QWEN3), "vae": dict(FLUX2_VAE),
+                "scheduler": dict(FLUX2_SCHEDULER)}, True
+    raise ModelError(f"{source}: a Flux.2 transformer {width} wide is not a variant sdcli knows (Klein 4B: 3072, "
+                     "9B: 4096)")
+
+
+def load_flux2_vae(path: Path, dtype: Any, config: dict[str, Any], source: str = "--vae") -> Any:
+    """A diffusers AutoencoderKLFlux2 from its diffusers-named file (maybe under "vae."), strictly checked."""
+    from accelerate import init_empty_weights
+    from diffusers import AutoencoderKLFlux2
+
+    from sdcli.models.flux_files import inspect_flux_file
+    from sdcli.models.flux_load import check_keys, read_tensors, upcast
+
+    where = f"{source}: {path}"
+    info = inspect_flux_file(path)
+    if info.kind != "flux2-vae":
+        raise ModelError(f"{where} is not a Flux.2 VAE in diffusers' names (AutoencoderKLFlux2: 32 latent channels "
+                         "and its batch-norm statistics bn.*); BFL's own VAE names are not read yet")
+    state = {k: v for k, v in read_tensors(path, info.prefix, source).items() if k != "bn.num_batches_tracked"}
+    state = upcast(state, dtype)
+    with init_empty_weights():
+        expected = {k: v for k, v in AutoencoderKLFlux2.from_config(config).state_dict().items()
+                    if k != "bn.num_batches_tracked"}
+    check_keys(state, expected, where)
+    vae = AutoencoderKLFlux2.from_config(config)
+    vae.load_state_dict(state, strict=False)  # bn.num_batches_tracked: a counter, not a weight
+    return vae.to(dtype).eval()
+
+
+def load_flux2_files(model: ModelRef, detected: Detected, pipeline: str, dtype: Any) -> Any:
+    """The diffusers `pipeline` (Flux2KleinPipeline) of a Flux.2 transformer file and its parts (the plan step
+    found them: ModelRef.parts "qwen3" and "vae")."""
+    import diffusers
+
+    from sdcli.models.flow_load import load_qwen3, load_transformer, qwen_tokenizer
+
+    prefix, diffusers_layout, width = flux2_layout(model.path)
+    spec, tiny = component_configs(width, f"--model: {model.path}")
+    parts = dict(model.parts)
+    if tiny:
+        from sdcli.models.tiny_qwen import tiny_qwen_tokenizer
+
+        tokenizer = tiny_qwen_tokenizer()
+        spec["text_encoder"].update(vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id)
+    else:
+        tokenizer = qwen_tokenizer((parts["qwen3"], model.path), "Qwen3")
+    transformer = load_transformer("Flux2Transformer2DModel", model.path, dtype, spec["transformer"], prefix,
+                                   diffusers_layout)
+    text_encoder = load_qwen3(parts["qwen3"], dtype, spec["text_encoder"], "Qwen3ForCausalLM")
+    vae = load_flux2_vae(parts["vae"], dtype, spec["vae"])
+    scheduler = diffusers.FlowMatchEulerDiscreteScheduler.from_config(spec["scheduler"])
+    return getattr(diffusers, pipeline)(scheduler=scheduler, vae=vae, text_encoder=text_encoder, tokenizer=tokenizer,
+                                        transformer=transformer, is_distilled=True)
+
+
+TRANSFORMER_LAYOUTS = ("original", "comfy", "diffusers", "gguf")
+
+
+def write_flux2_files(pipe: Any, dest: Path, layout: str, qtype: str = "F16") -> dict[str, Path]:
+    """A Flux.2 Klein pipeline's parts as people download them, in the folder `dest`: the transformer in `layout`
+    (original, comfy, diffusers; gguf of GGUF type `qtype`), qwen_3_4b.safetensors (ComfyUI's names) and the VAE
+    in diffusers' names; returns part -> file."""
+    from sdcli.errors import UsageError
+    from sdcli.models.flow_load import COMFY_PREFIX
+    from sdcli.models.flux_keys import add_prefix
+    from sdcli.models.flux_write import _save, write_gguf
+
+    if layout not in TRANSFORMER_LAYOUTS:
+        raise UsageError(f"Flux.2 transformer layout {layout!r}: use one of {', '.join(TRANSFORMER_LAYOUTS)}")
+    state = dict(pipe.transformer.state_dict())
+    name = "flux-2-klein.gguf" if layout == "gguf" else f"flux-2-klein_{layout}.safetensors"
+    if layout == "gguf":
+        transformer = write_gguf(flux2_to_original(state), dest / name, qtype, arch="flux2", keep=GGUF_KEEP)
+    else:
+        keys = state if layout == "diffusers" else flux2_to_original(state)
+        transformer = _save(add_prefix(keys, COMFY_PREFIX) if layout == "comfy" else keys, dest / name)
+    text = {k: v for k, v in pipe.text_encoder.state_dict().items() if k != "lm_head.weight"}
+    return {"transformer": transformer, "qwen3": _save(text, dest / "qwen_3_4b.safetensors"),
+            "vae": _save(dict(pipe.vae.state_dict()), dest / "flux2-vae.safetensors")}
