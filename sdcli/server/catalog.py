@@ -18,6 +18,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from sdcli.server import options as opts
+from sdcli.server.controlnet_api import SCRIPT as CONTROLNET
 from sdcli.server.engine import Engine
 
 _SCALE = re.compile(r"(?:^|[^0-9])([1-8])x|x([1-8])(?:[^0-9]|$)", re.IGNORECASE)
@@ -167,8 +168,11 @@ def add_catalog_routes(app: FastAPI, engine: Engine, flags: dict[str, Any] | Non
     @app.get("/sdapi/v1/script-info")
     def script_info() -> list[dict[str, Any]]:
         listed = [*SCRIPT_INFO, *((XYZ, tab == "img2img", _xyz_args(tab)) for tab in ("txt2img", "img2img"))]
-        return [{"name": name, "is_alwayson": False, "is_img2img": img2img, "args": [_arg(*a) for a in args]}
-                for name, img2img, args in listed]
+        selectable = [{"name": name, "is_alwayson": False, "is_img2img": img2img, "args": [_arg(*a) for a in args]}
+                      for name, img2img, args in listed]
+        # The ControlNet extension's always-on script, on both tabs (its units come as alwayson_scripts dicts).
+        return selectable + [{"name": CONTROLNET, "is_alwayson": True, "is_img2img": img2img, "args": []}
+                             for img2img in (False, True)]
 
     @app.get("/sdapi/v1/memory")
     def get_memory() -> dict[str, Any]:
