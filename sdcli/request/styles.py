@@ -5,7 +5,8 @@ The file is the WebUI's (modules/styles.py): CSV with a header, columns `name`, 
 A style's text holding `{prompt}` has the prompt put in its place; any other is appended after a comma
 (blank parts left out). Styles apply in the order named, to the prompt, the negative prompt and the
 hires pass's own prompts, before anything else reads them, so the infotext records the styled prompt
-as the WebUI's does. An unknown name is refused, naming the field and the styles there are.
+as the WebUI's does. An unknown name is refused on the command line, naming the flag and the styles
+there are; the server leaves it out, as the WebUI's API does.
 Pure: no torch, no PIL.
 """
 
@@ -78,19 +79,22 @@ def apply_texts(text: str, texts: list[str]) -> str:
     return text
 
 
-def pick(names: list[str] | tuple[str, ...], styles: tuple[PromptStyle, ...], field: str) -> list[PromptStyle]:
-    """The styles `names` name, in that order; UsageError naming `field` for an unknown one."""
+def pick(names: list[str] | tuple[str, ...], styles: tuple[PromptStyle, ...], field: str,
+         lenient: bool = False) -> list[PromptStyle]:
+    """The styles `names` name, in that order; UsageError naming `field` for an unknown one (`lenient`: left out,
+    as the WebUI's API leaves out a style it does not have)."""
     by_name = {style.name: style for style in styles}
     for name in names:
-        if name not in by_name:
+        if name not in by_name and not lenient:
             known = ", ".join(repr(s) for s in by_name) or "none (give --styles FILE or a --webui-dir with styles.csv)"
             raise UsageError(f"{field}: no style named {name!r}; styles: {known}")
-    return [by_name[name] for name in names]
+    return [by_name[name] for name in names if name in by_name]
 
 
-def styled(request: Any, names: list[str] | tuple[str, ...], styles: tuple[PromptStyle, ...], field: str) -> Any:
+def styled(request: Any, names: list[str] | tuple[str, ...], styles: tuple[PromptStyle, ...], field: str,
+           lenient: bool = False) -> Any:
     """The GenerationRequest with the named styles applied to its prompts (and its hires pass's own prompts)."""
-    chosen = pick(names, styles, field)
+    chosen = pick(names, styles, field, lenient)
     if not chosen:
         return request
     positive, negative = [s.prompt for s in chosen], [s.negative_prompt for s in chosen]

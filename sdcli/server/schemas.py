@@ -165,7 +165,7 @@ def txt2img_request(req: Txt2ImgRequest, options: dict[str, Any], styles: tuple[
         refiner=None if req.refiner_checkpoint in NO_MODEL else req.refiner_checkpoint,
         refiner_switch=0.8 if req.refiner_switch_at is None else req.refiner_switch_at,
     )
-    return styled(request, req.styles or [], styles, "styles")
+    return styled(request, req.styles or [], styles, "styles", lenient=True)  # the WebUI skips unknown names
 
 
 NO_MODEL = (None, "", "None", "none")  # the WebUI's values for "no refiner"
