@@ -183,7 +183,7 @@ def run_batch(options: BatchOptions, reporter: BatchReporter,
     with manifest.ManifestWriter(target) as writer, GracefulStop(reporter) as stop:
         run = _Run(options, reporter, shard, folder, header, plan, writer, stats, stop,
                    _dt.datetime.fromisoformat(header["started"]), plans, cache=ModelCache(load))
-        reporter.start(stats.total, units[0].request.steps if units else 1, completed=stats.skipped)
+        reporter.start(stats.total, units[0].request.step_count if units else 1, completed=stats.skipped)
         try:
             for group in _by_model(units, models).values():
                 _run_group(run, group, models, done)

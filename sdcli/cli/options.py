@@ -22,7 +22,9 @@ Prompt = Annotated[str | None, typer.Argument(help="What to draw (WebUI prompt s
 PromptOpt = Annotated[str | None, typer.Option("--prompt", "-p", help="The prompt, as an option (- = stdin).",
                                                   rich_help_panel=GEN, show_default=False)]
 Negative = Annotated[str, typer.Option("--negative-prompt", "-n", help="What to avoid.", rich_help_panel=GEN)]
-Steps = Annotated[int, typer.Option("--steps", "-s", help=f"Sampling steps ({r('steps')}).", rich_help_panel=GEN)]
+Steps = Annotated[int | None, typer.Option(
+    "--steps", "-s", help=f"Sampling steps ({r('steps')}) [default: the model family's: 20; Flux schnell and Flux.2 "
+    "klein 4, Z-Image 8, SD3 28, Chroma 35, Flux.2 klein base 50]", rich_help_panel=GEN, show_default=False)]
 Cfg = Annotated[float | None, typer.Option("--cfg-scale", "-c", help=f"Classifier-free guidance scale "
                                            f"({r('cfg_scale')}) [default: the model family's: 7; Flux 1]",
                                            rich_help_panel=GEN, show_default=False)]
@@ -207,15 +209,15 @@ def _assets(
 ASSET_FLAGS = tuple(inspect.signature(_assets).parameters)
 
 
-# cfg_scale, sampler and schedule have none here: not given, they are the model family's (job.plan).
-DEFAULTS = {"steps": 20, "output": Path("outputs")}
+# steps, cfg_scale, sampler and schedule have none here: not given, they are the model family's (job.plan).
+DEFAULTS = {"output": Path("outputs")}
 
 
 def _shared(
     prompt: Prompt = None,
     prompt_opt: PromptOpt = None,
     negative_prompt: Negative = "",
-    steps: Steps = DEFAULTS["steps"],
+    steps: Steps = None,
     cfg_scale: Cfg = None,
     distilled_cfg_scale: DistilledCfg = None,
     shift: Shift = None,

@@ -184,8 +184,11 @@ _FLOW = {"control_channels": 2 * LATENT.channels}
 FLUX_DEV = FluxFamily("flux-dev", "Flux.1 dev", FLUX_PIPELINES, 1024, configs="flux-dev",
                       capabilities=flow_capabilities("Flux dev", **_FLOW, distilled_guidance=True),
                       latent=LATENT, defaults=FLUX_DEFAULTS, guidance=True, shift=1.15)
+# schnell is step-distilled: 4 steps (diffusers' FluxPipeline example for FLUX.1-schnell, BFL's model card); dev keeps
+# Forge's 20.
 FLUX_SCHNELL = FluxFamily("flux-schnell", "Flux.1 schnell", FLUX_PIPELINES, 1024, configs="flux-schnell",
-                          capabilities=flow_capabilities("Flux", **_FLOW), latent=LATENT, defaults=FLUX_DEFAULTS,
+                          capabilities=flow_capabilities("Flux", **_FLOW), latent=LATENT,
+                          defaults={**FLUX_DEFAULTS, "steps": 4},
                           guidance=False, shift=1.0)
 # Fill: latents + masked-image latents + the 8x8 pixel mask of each latent cell (16 + 16 + 64 channels).
 FLUX_FILL = FluxFamily("flux-fill", "Flux.1 Fill", FILL_PIPELINES, 1024, configs="flux-fill",

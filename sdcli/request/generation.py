@@ -55,12 +55,12 @@ class OutpaintSettings:
 
 @dataclass(frozen=True)
 class GenerationRequest:
-    """What to generate. `width`/`height` None means the model's native size; `cfg_scale`, `sampler`,
+    """What to generate. `width`/`height` None means the model's native size; `steps`, `cfg_scale`, `sampler`,
     `schedule` and `distilled_cfg_scale` None mean the model family's default (with_defaults, in the plan step)."""
 
     prompt: str
     negative_prompt: str = ""
-    steps: int = 20
+    steps: int | None = None
     cfg_scale: float | None = None
     seed: int | None = None
     width: int | None = None
@@ -112,9 +112,16 @@ class GenerationRequest:
         return self.batch_size * self.count
 
     @property
+    def step_count(self) -> int:
+        """--steps of a request whose defaulted fields are filled in (with_defaults: the family's, else 20)."""
+        if self.steps is None:
+            raise ValueError("the request's steps are unset: fill them with with_defaults first")
+        return self.steps
+
+    @property
     def steps_run(self) -> int:
         """Denoising steps run, as the WebUI counts them: with an input image int(min(strength, 0.999) x steps) + 1."""
-        return self.steps if self.init is None else img2img_steps(self.steps, self.init.strength)
+        return self.step_count if self.init is None else img2img_steps(self.step_count, self.init.strength)
 
     def seeds(self) -> list[int]:
         """Seed of each image in run order: image i gets seed + i."""
@@ -142,8 +149,8 @@ class GenerationRequest:
 
 # What a request's unset (None) defaulted fields become when the model family sets nothing else: the values
 # sdcli has always used (the WebUI's for SD). A family's own (families.base.Family.defaults) win over these.
-REQUEST_DEFAULTS: dict[str, Any] = {"cfg_scale": 7.0, "sampler": DEFAULT_SAMPLER, "schedule": "automatic"}
-DEFAULTED = ("cfg_scale", "sampler", "schedule", "distilled_cfg_scale")  # None = the family's default
+REQUEST_DEFAULTS: dict[str, Any] = {"steps": 20, "cfg_scale": 7.0, "sampler": DEFAULT_SAMPLER, "schedule": "automatic"}
+DEFAULTED = ("steps", "cfg_scale", "sampler", "schedule", "distilled_cfg_scale")  # None = the family's default
 
 
 def with_defaults(request: GenerationRequest, family: Mapping[str, Any] | None = None,

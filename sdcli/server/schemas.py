@@ -38,7 +38,7 @@ class Txt2ImgRequest(BaseModel):
     scheduler: str | None = None
     batch_size: int = 1
     n_iter: int = 1
-    steps: int = 50
+    steps: int | None = None  # None: the model family's, else the WebUI API's 50 (engine.API_DEFAULTS)
     cfg_scale: float | None = None  # None: the model family's (7; Flux 1)
     distilled_cfg_scale: float | None = None  # Forge's (3.5 for Flux dev; ignored for models without it, as Forge)
     shift: float | None = None  # sdcli's own (Forge Neo reportedly carries a shift in distilled_cfg_scale)
