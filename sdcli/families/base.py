@@ -184,6 +184,9 @@ class Family:
     # Its single files are all-in-one checkpoints its pipeline's from_single_file reads with a bundled config
     # folder (single_file_config), even with a transformer as the network (SD3); else models.flux_pipeline's.
     checkpoint_file: ClassVar[bool] = False
+    # Its big text encoders among the pipeline's components (T5-XXL, Qwen2.5-VL, Qwen3): what
+    # --quantize-text-encoder quantizes with the network (models.quantize).
+    big_text_encoders: ClassVar[tuple[str, ...]] = ()
 
     name: str
     label: str  # for people

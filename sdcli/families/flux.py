@@ -92,6 +92,7 @@ class FluxFamily(FlowFamily):
     on Flux's sigma table with Forge's/ComfyUI's fixed mu (FlowFamily.shift: 1.15, schnell 1.0)."""
 
     adapter: ClassVar[type[FlowAdapter]] = FluxAdapter
+    big_text_encoders: ClassVar[tuple[str, ...]] = ("text_encoder_2",)  # T5-XXL (CLIP-L stays)
     unsound_schedules: ClassVar[Mapping[str, str]] = FLUX_UNSOUND_SCHEDULES
     clip_skip_why: ClassVar[str | None] = "has no CLIP skip (its CLIP-L gives only the pooled vector)"
     controlnet_why: ClassVar[str] = ("takes no Stable Diffusion ControlNet (a Flux Control model or a BFL control "
@@ -212,6 +213,7 @@ class FluxDerivedFamily(FluxFamily):
     (naming its own text encoder) before the sampler."""
 
     clip_skip_first: ClassVar[bool] = True
+    big_text_encoders: ClassVar[tuple[str, ...]] = ("text_encoder",)  # Chroma's T5-XXL, Qwen-Image's Qwen2.5-VL
 
     def lora_components(self) -> tuple[str, ...]:
         return ("transformer",)

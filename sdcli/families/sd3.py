@@ -86,6 +86,7 @@ class SD3Family(FlowFamily):
 
     adapter: ClassVar[type[FlowAdapter]] = SD3Adapter
     checkpoint_file: ClassVar[bool] = True
+    big_text_encoders: ClassVar[tuple[str, ...]] = ("text_encoder_3",)  # T5-XXL (the two CLIPs stay)
     article: ClassVar[str] = "an"
     automatic: ClassVar[str] = SGM_UNIFORM
     unsound_schedules: ClassVar[Mapping[str, str]] = SD3_UNSOUND_SCHEDULES
@@ -138,5 +139,5 @@ class SD3Family(FlowFamily):
 # it needs --steps 4 --cfg-scale 1 given.
 SD3_DEFAULTS = {"steps": 28, "cfg_scale": 4.5, "sampler": "Euler", "schedule": SGM_UNIFORM}
 SD3 = SD3Family("sd3", "SD3", SD3_PIPELINES, 1024, configs="sd3",
-                capabilities=flow_capabilities("SD3", low_bits=False), latent=LATENT, defaults=SD3_DEFAULTS,
+                capabilities=flow_capabilities("SD3"), latent=LATENT, defaults=SD3_DEFAULTS,
                 table="discrete", shift=SHIFT, multiplier=MULTIPLIER)

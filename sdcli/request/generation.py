@@ -96,11 +96,12 @@ class GenerationRequest:
     # Flow-model settings (Forge's names): the guidance a guidance-distilled model (Flux dev) is given as an
     # input, the sigma shift of a flow schedule (None: the model's), the text-encoder files that go with a
     # model file that has none (Forge's "VAE / Text Encoder" modules), and how the diffusion model's weights are
-    # stored (Forge's "Diffusion in Low Bits"; request.vocabulary.LOW_BITS_LABELS).
+    # stored (Forge's "Diffusion in Low Bits", and --quantize: the storage table, request.storage).
     distilled_cfg_scale: float | None = None
     shift: float | None = None
     text_encoders: tuple[str, ...] = ()
     low_bits: str | None = None
+    quantize_text_encoder: bool = False  # the family's big text encoders quantized as the diffusion model is
 
     def __post_init__(self) -> None:
         # A list (JSON, a repeatable flag) or None (a flag not given) of text encoders is kept as a tuple.
@@ -235,7 +236,7 @@ MODE_PARTS: dict[str, tuple[str, ...]] = {
 # Fields a record names only when they are not at their default: settings added after records were first
 # written, so that a record (and the bytes of an image carrying it, a batch's digest) is what it was before.
 RECORDED_WHEN_SET: dict[str, Any] = {"tiling": False, "distilled_cfg_scale": None, "shift": None, "text_encoders": (),
-                                     "low_bits": None}
+                                     "low_bits": None, "quantize_text_encoder": False}
 
 
 def request_to_dict(request: GenerationRequest) -> dict[str, Any]:

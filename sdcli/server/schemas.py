@@ -160,8 +160,16 @@ def txt2img_request(req: Txt2ImgRequest, options: dict[str, Any]) -> GenerationR
         **settings(req), sampler=req.sampler_name or req.sampler_index or None,
         schedule=req.scheduler.lower() if req.scheduler else None, clip_skip=clip_skip(req, options), hires=_hires(req),
         refiner=None if req.refiner_checkpoint in NO_MODEL else req.refiner_checkpoint,
-        refiner_switch=0.8 if req.refiner_switch_at is None else req.refiner_switch_at,
+        refiner_switch=0.8 if req.refiner_switch_at is None else req.refiner_switch_at, low_bits=storage(req),
     )
+
+
+def storage(req: Txt2ImgRequest) -> str | None:
+    """How the diffusion model is stored: Forge's override_settings.forge_unet_storage_dtype ("bnb-nf4", ...)."""
+    value = (req.override_settings or {}).get("forge_unet_storage_dtype")
+    if value is not None and not isinstance(value, str):
+        raise UsageError(f"override_settings.forge_unet_storage_dtype: {value!r} is not a storage name")
+    return value
 
 
 NO_MODEL = (None, "", "None", "none")  # the WebUI's values for "no refiner"
@@ -190,6 +198,7 @@ FLAG_FIELDS = {
     "--hires-size": "hr_resize_x/hr_resize_y", "--hires-scale/--hires-size": "hr_scale/hr_resize_x/hr_resize_y",
     "--model": "sd_model_checkpoint", "--refiner": "refiner_checkpoint", "--refiner-switch": "refiner_switch_at",
     "--vae": "override_settings.sd_vae", "--clip-skip": "CLIP_stop_at_last_layers",
+    **dict.fromkeys(("--low-bits", "--quantize"), "override_settings.forge_unet_storage_dtype"),
 }
 
 
