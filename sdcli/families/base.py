@@ -316,6 +316,10 @@ class Family:
         """Remove every LoRA layer from the pipeline's own components: the base model exactly."""
         pipe.unload_lora_weights()
 
+    def token_pixels(self) -> int:
+        """Pixels a side of one network token (a UNet: one latent cell; a Flux transformer: a packed 2x2 patch)."""
+        return self.latent.vae_scale * self.latent.packing
+
     def in_channels_of(self, network_channels: int) -> int:
         """The input channels in latent units of a network whose config says `network_channels`."""
         return network_channels

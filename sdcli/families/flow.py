@@ -139,6 +139,10 @@ class FlowFamily(Family):
             flag, why = refused[0]
             raise UsageError(f"{flag}: {self.article} {self.label} model {why}")
 
+    def token_pixels(self) -> int:
+        """Patches made inside the network (SD3, Z-Image: 2x2 latent cells) count as well as packed ones."""
+        return self.latent.vae_scale * max(self.latent.packing, self.adapter.patch)
+
     def network(self, pipe: Any) -> NetworkAdapter:
         return self.adapter(pipe.transformer)
 
