@@ -129,3 +129,39 @@ def test_webui_api_override_settings(tiny_family, tiny_family_pipe):
     answer = client.post("/sdapi/v1/txt2img",
                          json={**payload, "override_settings": {"forge_unet_storage_dtype": "Automatic"}})
     assert answer.status_code == 200, answer.text
+
+
+def test_xyz_axis_loads_each_storage(cli, tiny_family, tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from sdcli.io.metadata import read_infotext
+
+    out = tmp_path / "plot"
+    result = cli("xyz", "-m", tiny_family("zimage"), "--steps", "2", "-W", "32", "-H", "32", "--seed", "3",
+                 "--x", "Diffusion in Low Bits: Automatic, float8-e4m3fn", "-o", out, "a cat")
+    assert result.exit_code == 0, result.stderr
+    cells = sorted(p for p in out.rglob("*.png") if "grid" not in p.name)
+    texts = [read_infotext(p) for p in cells]
+    assert ["Diffusion in Low Bits: float8-e4m3fn" in t for t in texts] == [False, True]
+    first, second = (np.asarray(Image.open(p), dtype=np.int16) for p in cells)
+    assert not np.array_equal(first, second)  # the second cell's transformer is stored in fp8
+
+
+def test_prompt_file_lines_load_their_own_storage(cli, tiny_family, tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from sdcli.io.metadata import read_infotext
+
+    prompts = tmp_path / "p.txt"
+    line = '--prompt "a cat" --seed 3'
+    prompts.write_text(f"{line}\n{line} --low_bits float8-e4m3fn\n{line}\n", encoding="utf-8")
+    out = tmp_path / "batch"
+    result = cli("batch", prompts, "-m", tiny_family("zimage"), "--steps", "2", "-W", "32", "-H", "32", "--seed", "3",
+                 "-o", out)
+    assert result.exit_code == 0, result.stderr
+    cells = sorted(out.glob("*.png"))  # numbered in file order
+    assert ["Diffusion in Low Bits: float8-e4m3fn" in read_infotext(p) for p in cells] == [False, True, False]
+    pixels = [np.asarray(Image.open(p), dtype=np.int16) for p in cells]
+    assert not np.array_equal(pixels[0], pixels[1]) and np.array_equal(pixels[0], pixels[2])
