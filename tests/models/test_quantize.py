@@ -125,3 +125,20 @@ def test_the_machine_check_names_the_flag_and_the_reason(monkeypatch):
     check_machine(QUANTIZE["nf4"], "cuda")  # any CUDA GPU
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda index=0: (8, 9))
     check_machine(QUANTIZE["fp8"], "cuda")
+
+
+def test_the_loader_asks_for_the_rows_config_for_the_network_and_encoders(tiny_family, monkeypatch):
+    """What a quantized storage loads with (the config itself is built on a GPU machine: test_quantize_gpu.py): the
+    row, the family's network and the text encoders the plan named, in the run's dtype; layerwise casting is off."""
+    import sdcli.models.quantize as quantize
+    from sdcli.models.loader import load_model
+    from sdcli.models.resolve import ModelRef
+    from sdcli.models.runtime import RuntimeOptions, plan_runtime
+
+    asked = []
+    monkeypatch.setattr(quantize, "pipeline_config", lambda *args: asked.append(args))  # None: loads as stored
+    plan = plan_runtime(RuntimeOptions(), cuda=False, mps=False, xformers=False)
+    model = load_model(ModelRef(tiny_family("zimage"), "z", storage="bnb-nf4", storage_encoders=("text_encoder",)),
+                       plan)
+    assert asked == [(BY_LABEL["bnb-nf4"], "transformer", ("text_encoder",), torch.float32)]
+    assert model.pipe.transformer.layers[0].attention.to_q.weight.dtype == torch.float32  # no layerwise fp8 cast

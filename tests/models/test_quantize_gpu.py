@@ -19,6 +19,8 @@ pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(),
 RUN = ("--steps", "4", "-W", "64", "-H", "64", "--seed", "7", "--device", "cuda")
 # What a quantized torch.nn.Linear's weight becomes: bitsandbytes' parameter classes, torchao's tensor subclass.
 QUANTIZED_WEIGHT = {"nf4": "Params4bit", "fp4": "Params4bit", "int8": "Int8Params", "fp8": "Float8"}
+# How far (mean levels) a tiny random-weight model's image may move with 4 or 8 bits a weight (a guess until measured).
+NEAR = {"nf4": 60, "fp4": 60, "int8": 30, "fp8": 30}
 
 
 def _image(cli, out, model, *args):
@@ -44,7 +46,7 @@ def test_each_mode_loads_quantized_and_generates(cli, tiny_family, tmp_path, arc
     full, _ = _image(cli, tmp_path / "full", model)
     low, text = _image(cli, tmp_path / "low", model, "--quantize", mode, "--quantize-text-encoder")
     assert f"Diffusion in Low Bits: {row.label}" in text and "Quantize text encoder: True" in text
-    assert np.abs(full - low).mean() < 25  # the same image, through weights of fewer bits
+    assert 0 < np.abs(full - low).mean() < NEAR[mode]  # the same image, through weights of fewer bits
 
     from sdcli.families import detect_folder
     from sdcli.models.loader import load_model
