@@ -165,3 +165,23 @@ def test_prompt_file_lines_load_their_own_storage(cli, tiny_family, tmp_path):
     assert ["Diffusion in Low Bits: float8-e4m3fn" in read_infotext(p) for p in cells] == [False, True, False]
     pixels = [np.asarray(Image.open(p), dtype=np.int16) for p in cells]
     assert not np.array_equal(pixels[0], pixels[1]) and np.array_equal(pixels[0], pixels[2])
+
+
+def test_sd3_takes_low_bits_storage(cli, tiny_family, tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from sdcli.io.metadata import read_infotext
+
+    def run(name, *args):
+        out = tmp_path / name
+        result = cli("txt2img", "-m", tiny_family("sd3"), "--steps", "2", "-W", "32", "-H", "32", "--seed", "3", "-o",
+                     out, *args, "a cat")
+        assert result.exit_code == 0, result.stderr
+        (png,) = out.glob("*.png")
+        return np.asarray(Image.open(png), dtype=np.int16), read_infotext(png)
+
+    full, _ = run("full")
+    low, text = run("low", "--low-bits", "float8-e4m3fn")
+    assert "Diffusion in Low Bits: float8-e4m3fn" in text and not np.array_equal(full, low)
+    assert np.abs(full - low).mean() < 20
