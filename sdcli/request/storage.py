@@ -43,8 +43,9 @@ _BNB = "a CUDA GPU (bitsandbytes' kernels)"
 STORAGES: tuple[Storage, ...] = (
     Storage("float8-e4m3fn", None, LAYERWISE, storage_dtype="float8_e4m3fn"),
     Storage("float8-e5m2", None, LAYERWISE, storage_dtype="float8_e5m2"),
-    # Forge's bnb-nf4/bnb-fp4 (backend/operations_bnb.py: bitsandbytes Params4bit, computed in the run's dtype);
-    # diffusers' bitsandbytes quantizer with the same quant type, no double quantization (Forge has none).
+    # Forge's bnb-nf4/bnb-fp4 (backend/operations_bnb.py: bitsandbytes Params4bit quantized as it loads, blocks of
+    # 64, compress_statistics=False, computed in the run's dtype): diffusers' bitsandbytes quantizer with the same
+    # quant type, its default blocks of 64 and no double quantization.
     Storage("bnb-nf4", "nf4", "bitsandbytes_4bit",
             {"load_in_4bit": True, "bnb_4bit_quant_type": "nf4", "bnb_4bit_compute_dtype": COMPUTE},
             package="bitsandbytes", cuda=(0, 0), hardware=_BNB),
