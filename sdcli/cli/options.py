@@ -181,14 +181,11 @@ LowBits = Annotated[str | None, typer.Option(
     "--low-bits", show_default=False, rich_help_panel=ASSETS,
     help="How the diffusion model's weights are stored, Forge's 'Diffusion in Low Bits': "
     f"{', '.join(LOW_BITS)} [default: the file's own]")]
-Quantize = Annotated[str | None, typer.Option(
-    "--quantize", show_default=False, rich_help_panel=ASSETS,
-    help=f"Quantize the diffusion model as it loads (CUDA): {', '.join(QUANTIZE)} (bitsandbytes nf4/fp4/int8; fp8: "
-    "torchao float8 weight-only, compute capability 8.9+); written as `Diffusion in Low Bits` (nf4: Forge's "
-    "bnb-nf4). Not with --low-bits [default: as stored]")]
-QuantizeTextEncoder = Annotated[bool, typer.Option(
-    "--quantize-text-encoder", rich_help_panel=ASSETS,
-    help="Quantize the model's big text encoder (T5-XXL, Qwen2.5-VL, Qwen3) as --quantize does the diffusion model.")]
+Quantize = Annotated[str | None, typer.Option("--quantize", show_default=False, rich_help_panel=ASSETS, help=(
+    f"Quantize the diffusion model as it loads, on CUDA: {', '.join(QUANTIZE)} (bitsandbytes; fp8: torchao, compute "
+    "capability 8.9+); written as `Diffusion in Low Bits`. Not with --low-bits [default: as stored]"))]
+QuantizeTextEncoder = Annotated[bool, typer.Option("--quantize-text-encoder", rich_help_panel=ASSETS, help=(
+    "Quantize the big text encoder (T5-XXL, Qwen2.5-VL, Qwen3) as --quantize does the diffusion model."))]
 Vae = Annotated[str | None, typer.Option(
     "--vae", show_default=False, metavar="PATH", rich_help_panel=ASSETS,
     help="VAE: a diffusers VAE folder, a .safetensors file (WebUI or diffusers layout; Flux: the 16-channel "
