@@ -185,3 +185,19 @@ def test_sd3_takes_low_bits_storage(cli, tiny_family, tmp_path):
     low, text = run("low", "--low-bits", "float8-e4m3fn")
     assert "Diffusion in Low Bits: float8-e4m3fn" in text and not np.array_equal(full, low)
     assert np.abs(full - low).mean() < 20
+
+
+def test_replay_keeps_the_storage_and_low_bits_overrides_it(cli, tiny_family, tmp_path):
+    from sdcli.io.metadata import read_infotext
+
+    model = tiny_family("zimage")
+    result = cli("txt2img", "-m", model, "--steps", "2", "-W", "32", "-H", "32", "--seed", "3", "--low-bits",
+                 "float8-e5m2", "-o", tmp_path / "a", "a cat")
+    assert result.exit_code == 0, result.stderr
+    (image,) = (tmp_path / "a").glob("*.png")
+    for args, kept in (((), True), (("--low-bits", "automatic"), False)):
+        out = tmp_path / f"r{len(args)}"
+        result = cli("replay", image, "-m", model, *args, "-o", out)
+        assert result.exit_code == 0, result.stderr
+        (again,) = out.glob("*.png")
+        assert ("Diffusion in Low Bits: float8-e5m2" in read_infotext(again)) is kept
