@@ -183,9 +183,9 @@ def run_batch(options: BatchOptions, reporter: BatchReporter,
     with manifest.ManifestWriter(target) as writer, GracefulStop(reporter) as stop:
         run = _Run(options, reporter, shard, folder, header, plan, writer, stats, stop,
                    _dt.datetime.fromisoformat(header["started"]), plans, cache=ModelCache(load))
-        reporter.start(stats.total, units[0].request.steps if units else 1, completed=stats.skipped)
+        reporter.start(stats.total, units[0].request.step_count if units else 1, completed=stats.skipped)
         try:
-            for group in _by_model(units, models).values():
+            for group in _by_model(units, models, plans).values():
                 _run_group(run, group, models, done)
         except (KeyboardInterrupt, Stop):
             stats.interrupted = True
@@ -240,12 +240,21 @@ def _open_run(options: BatchOptions, lines: list[BatchLine], base_seed: int, fol
         return {"error": str(exc)}
 
 
-def _by_model(units: list[BatchUnit], models: dict[str | None, Any]) -> dict[Path, list[BatchUnit]]:
-    """Units grouped by model folder, groups in order of first use, units in file order."""
-    groups: dict[Path, list[BatchUnit]] = {}
+def _by_model(units: list[BatchUnit], models: dict[str | None, Any],
+              plans: dict[int, JobPlan]) -> dict[tuple[Any, ...], list[BatchUnit]]:
+    """Units grouped by the model they load (its folder or file, and how a line stores it: --low-bits, --quantize),
+    groups in order of first use, units in file order."""
+    groups: dict[tuple[Any, ...], list[BatchUnit]] = {}
     for unit in units:
-        groups.setdefault(models[unit.model].path, []).append(unit)
+        ref = _model_of(unit, models, plans)
+        groups.setdefault((ref.path, ref.storage, ref.storage_encoders), []).append(unit)
     return groups
+
+
+def _model_of(unit: BatchUnit, models: dict[str | None, Any], plans: dict[int, JobPlan]) -> Any:
+    """The model a unit loads: its line's planned one (with its storage), else the resolved --model/sd_model."""
+    plan = plans.get(unit.line)
+    return plan.model if plan is not None else models[unit.model]
 
 
 def _run_group(run: _Run, units: list[BatchUnit], models: dict[str | None, Any], done: dict[int, Any]) -> None:
@@ -253,7 +262,7 @@ def _run_group(run: _Run, units: list[BatchUnit], models: dict[str | None, Any],
     todo = [u for u in units if any(i not in done for i in u.items)]
     if not todo:
         return
-    model = models[todo[0].model]
+    model = _model_of(todo[0], models, run.plans)
     try:
         loaded = run.cache.model(model, run.plan, getattr(run.reporter, "stage", None))
     except Exception as exc:  # a model that fails to load (out of memory ...) fails its items only

@@ -59,7 +59,7 @@ def batch(
 ) -> None:
     from sdcli.batch.manifest import resume_options
     from sdcli.batch.runner import BatchOptions, run_batch
-    from sdcli.cli.common import REQUEST_FLAGS, asset_options, recorded_options, runtime_options, typed
+    from sdcli.cli.common import REQUEST_FLAGS, asset_options, merge_quantize, recorded_options, runtime_options, typed
     from sdcli.cli.ui import BatchReporter, set_quiet
     from sdcli.errors import UsageError
     from sdcli.job.write import OutputOptions
@@ -70,6 +70,7 @@ def batch(
     if file is None and not (resume and output):
         raise UsageError("FILE: missing; give a prompt file (or --resume -o DIR to continue a batch)")
     stdin = str(file) == "-"  # the prompt file on stdin
+    flags = merge_quantize(flags)  # --quantize nf4 is the storage low_bits (one setting)
     folder = output or Path("outputs") / ("stdin" if stdin else file.stem)  # type: ignore[union-attr]
     current = {**{k: flags[k] for k in (*REQUEST_FLAGS, *RECORDED) if k in flags}, "fmt": fmt,
                "file": "-" if stdin else str(file.resolve()) if file else None,

@@ -61,6 +61,22 @@ def run_command(mode: str, flags: dict[str, Any], **parts: Any) -> None:
                    assets=asset_options(flags))
 
 
+def merge_quantize(flags: dict[str, Any]) -> dict[str, Any]:
+    """The flags with --quantize's value as the request's storage (low_bits: one setting, two spellings); both
+    given is refused."""
+    from sdcli.errors import UsageError
+    from sdcli.request.storage import QUANTIZE
+
+    quantize = flags.get("quantize")
+    if quantize is None:
+        return flags
+    if flags.get("low_bits") is not None:
+        raise UsageError("--quantize: not with --low-bits; both say how the diffusion model is stored (give one)")
+    if quantize.strip().lower() not in QUANTIZE:
+        raise UsageError(f"--quantize: unknown value {quantize!r}; choose from {', '.join(QUANTIZE)}")
+    return {**flags, "low_bits": quantize.strip().lower()}
+
+
 def build_request(mode: str, flags: dict[str, Any], **parts: Any) -> Any:
     """The GenerationRequest of a command's `flags` (its locals()) plus mode `parts` (not validated yet)."""
     from sdcli.cli.control_options import control_part
@@ -74,6 +90,7 @@ def build_request(mode: str, flags: dict[str, Any], **parts: Any) -> Any:
     if prompt is None and prompt_opt is None and mode in ("txt2img", "edit"):
         raise UsageError('PROMPT: missing; give a prompt (or --prompt "" to generate without one)')
     text = prompt if prompt is not None else (prompt_opt or "")
+    flags = merge_quantize(flags)
     request = GenerationRequest(
         prompt=read_stdin("PROMPT") if text == "-" else text, mode=mode,
         **{name: flags[name] for name in REQUEST_FLAGS if name in flags}, **parts, **control_part(flags),

@@ -10,6 +10,7 @@ from typing import Annotated, Any
 import typer
 
 from sdcli.request.fields import allowed as r
+from sdcli.request.storage import QUANTIZE
 from sdcli.request.vocabulary import LOW_BITS
 from sdcli.sampling.samplers import DEFAULT_SAMPLER
 
@@ -22,7 +23,9 @@ Prompt = Annotated[str | None, typer.Argument(help="What to draw (WebUI prompt s
 PromptOpt = Annotated[str | None, typer.Option("--prompt", "-p", help="The prompt, as an option (- = stdin).",
                                                   rich_help_panel=GEN, show_default=False)]
 Negative = Annotated[str, typer.Option("--negative-prompt", "-n", help="What to avoid.", rich_help_panel=GEN)]
-Steps = Annotated[int, typer.Option("--steps", "-s", help=f"Sampling steps ({r('steps')}).", rich_help_panel=GEN)]
+Steps = Annotated[int | None, typer.Option(
+    "--steps", "-s", help=f"Sampling steps ({r('steps')}) [default: the model family's: 20; Flux schnell and Flux.2 "
+    "klein 4, Z-Image 8, SD3 28, Chroma 35, Flux.2 klein base 50]", rich_help_panel=GEN, show_default=False)]
 Cfg = Annotated[float | None, typer.Option("--cfg-scale", "-c", help=f"Classifier-free guidance scale "
                                            f"({r('cfg_scale')}) [default: the model family's: 7; Flux 1]",
                                            rich_help_panel=GEN, show_default=False)]
@@ -179,6 +182,11 @@ LowBits = Annotated[str | None, typer.Option(
     "--low-bits", show_default=False, rich_help_panel=ASSETS,
     help="How the diffusion model's weights are stored, Forge's 'Diffusion in Low Bits': "
     f"{', '.join(LOW_BITS)} [default: the file's own]")]
+Quantize = Annotated[str | None, typer.Option("--quantize", show_default=False, rich_help_panel=ASSETS, help=(
+    f"Quantize the diffusion model as it loads, on CUDA: {', '.join(QUANTIZE)} (bitsandbytes; fp8: torchao, compute "
+    "capability 8.9+); written as `Diffusion in Low Bits`. Not with --low-bits [default: as stored]"))]
+QuantizeTextEncoder = Annotated[bool, typer.Option("--quantize-text-encoder", rich_help_panel=ASSETS, help=(
+    "Quantize the big text encoder (T5-XXL, Qwen2.5-VL, Qwen3) as --quantize does the diffusion model."))]
 Vae = Annotated[str | None, typer.Option(
     "--vae", show_default=False, metavar="PATH", rich_help_panel=ASSETS,
     help="VAE: a diffusers VAE folder, a .safetensors file (WebUI or diffusers layout; Flux: the 16-channel "
@@ -208,15 +216,15 @@ def _assets(
 ASSET_FLAGS = tuple(inspect.signature(_assets).parameters)
 
 
-# cfg_scale, sampler and schedule have none here: not given, they are the model family's (job.plan).
-DEFAULTS = {"steps": 20, "output": Path("outputs")}
+# steps, cfg_scale, sampler and schedule have none here: not given, they are the model family's (job.plan).
+DEFAULTS = {"output": Path("outputs")}
 
 
 def _shared(
     prompt: Prompt = None,
     prompt_opt: PromptOpt = None,
     negative_prompt: Negative = "",
-    steps: Steps = DEFAULTS["steps"],
+    steps: Steps = None,
     cfg_scale: Cfg = None,
     distilled_cfg_scale: DistilledCfg = None,
     shift: Shift = None,
@@ -245,6 +253,8 @@ def _shared(
     prediction_type: PredictionType = None,
     text_encoders: TextEncoder = None,
     low_bits: LowBits = None,
+    quantize: Quantize = None,
+    quantize_text_encoder: QuantizeTextEncoder = False,
     refiner: Refiner = None,
     refiner_switch: RefinerSwitch = 0.8,
     offline: Offline = False,

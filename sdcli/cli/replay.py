@@ -68,6 +68,9 @@ def replay(
         "--control-image", show_default=False, metavar="IMG",
         help="Control image of each of the image's ControlNet units, in order (a WebUI infotext does not store "
         "them; an sdcli image's own are used by default).")] = None,
+    low_bits: Annotated[str | None, typer.Option(
+        "--low-bits", show_default=False, help="Store the diffusion model this way instead of as the image's "
+        "`Diffusion in Low Bits` says (Automatic: as the file has it, e.g. a bnb-nf4 image on a CPU).")] = None,
     hires_upscaler: Annotated[str | None, typer.Option("--hires-upscaler", show_default=False,
                                                        help="Use this hires upscaler (name or file) instead of the "
                                                        "image's.")] = None,
@@ -97,7 +100,7 @@ def replay(
     overrides = {"prompt": prompt, "negative_prompt": negative_prompt, "steps": steps, "cfg_scale": cfg_scale,
                  "seed": seed, "width": width, "height": height, "sampler": sampler, "schedule": schedule,
                  "clip_skip": clip_skip, "subseed": subseed, "subseed_strength": subseed_strength,
-                 "batch_size": batch_size, "count": count, "refiner": refiner}
+                 "batch_size": batch_size, "count": count, "refiner": refiner, "low_bits": low_bits}
     set_quiet(quiet)
     model = model or _model_by_name(image, flags)
     plan = plan_replay(image, overrides, model, trust_metadata, check_model=not dry_run,

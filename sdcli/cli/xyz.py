@@ -72,7 +72,15 @@ def xyz(
     from sdcli.batch.plan import BatchOptions
     from sdcli.batch.plotrun import cell_assets, check_model, free_folder, run_plot, upscaler_resolver
     from sdcli.batch.xyz import plan_plot
-    from sdcli.cli.common import REQUEST_FLAGS, asset_options, read_stdin, recorded_options, runtime_options, typed
+    from sdcli.cli.common import (
+        REQUEST_FLAGS,
+        asset_options,
+        merge_quantize,
+        read_stdin,
+        recorded_options,
+        runtime_options,
+        typed,
+    )
     from sdcli.cli.ui import BatchReporter, json_line, set_quiet
     from sdcli.errors import UsageError
     from sdcli.job.write import OutputOptions
@@ -83,6 +91,7 @@ def xyz(
     # 1. The options in force: with --resume, the recorded ones (those typed now must agree).
     if resume and output is None:
         raise UsageError("--resume: give the plot's folder with --output")
+    flags = merge_quantize(flags)  # --quantize nf4 is the storage low_bits (one setting)
     prompt, prompt_opt = flags.pop("prompt"), flags.pop("prompt_opt")
     if prompt is not None and prompt_opt is not None:
         raise UsageError("PROMPT: give the prompt once, either as an argument or with --prompt")

@@ -61,7 +61,7 @@ class HiresStage:
         denoiser = loop_denoiser(request, model, self.choice, self.encoder)
         if self.control is not None:
             denoiser.control, on_step = self.control, self.control.follow(on_step)
-        steps = s.steps or request.steps
+        steps = s.steps or request.step_count
         total = int(steps / min(s.denoise, 0.999))
         return sample(self.choice, denoiser, noise, total, options=sampling_options(request),
                       init_latent=latents, strength=s.denoise, t_enc=steps - 1, on_step=on_step)
@@ -91,9 +91,9 @@ def hires_stage(model: LoadedModel, request: GenerationRequest, own: bool, size:
     target = target_size(width, height, s, factor)
     prompt = encoder_text(model, s.prompt) if s.prompt is not None else request.prompt
     negative = encoder_text(model, s.negative_prompt) if s.negative_prompt is not None else request.negative_prompt
-    steps = s.steps or request.steps
+    steps = s.steps or request.step_count
     if not CondSchedule.is_plain(prompt, negative, steps) or not CondSchedule.is_plain(
-            request.prompt, request.negative_prompt, request.steps):
+            request.prompt, request.negative_prompt, request.step_count):
         raise UsageError("--hires: prompt editing [a:b:N], [a|b] and weighted AND are not supported with hires "
                          "fix yet (the WebUI's hires prompt timeline); use plain prompts")
     upscaler = upscaler or ready(resolve_upscaler(s.upscaler, "--hires-upscaler"), "--hires-upscaler")

@@ -35,7 +35,7 @@ def cond_schedule(request: GenerationRequest, choice: SamplerChoice, encoder: Pr
     """Prompt editing, alternation and AND over the run's denoiser calls (x2 for second-order samplers)."""
     from sdcli.conditioning.schedule import CondSchedule, prompt_schedule
 
-    calls = request.steps * (2 if choice.sampler.second_order else 1)
+    calls = request.step_count * (2 if choice.sampler.second_order else 1)
     all_empty = all(t == "" for _, t in prompt_schedule(request.negative_prompt, calls))
     return CondSchedule.build(request.prompt, request.negative_prompt, calls, encoder.encode,
                               encoder.negative_encoder(all_empty))
@@ -71,7 +71,7 @@ def own_batch(request: GenerationRequest, model: LoadedModel, choice: SamplerCho
             denoiser.masking = Masking(init_latent=init, image_cond=extra)
         else:
             denoiser.masking.image_cond = extra
-    latents = sample(choice, denoiser, noise, request.steps, options=sampling_options(request),
+    latents = sample(choice, denoiser, noise, request.step_count, options=sampling_options(request),
                      init_latent=init, strength=request.init.strength if request.init else 1.0, on_step=on_step)
     if denoiser.masking is not None and denoiser.masking.mask is not None:  # the kept area: the input's latent
         keep = denoiser.masking.mask

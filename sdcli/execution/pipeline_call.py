@@ -90,12 +90,12 @@ def pipeline_batch(request: GenerationRequest, model: LoadedModel, choice: Sampl
     if request.subseed_strength and inputs is not None:
         raise UsageError(f"--subseed-strength: {choice.sampler.name} runs in the diffusers pipeline, which draws "
                          "its own start noise for an input image; use a sampler of sdcli's own loop (e.g. Euler a)")
-    if not CondSchedule.is_plain(request.prompt, request.negative_prompt, request.steps):
+    if not CondSchedule.is_plain(request.prompt, request.negative_prompt, request.step_count):
         raise UsageError(f"--sampler: {choice.sampler.name} ({request.mode}) runs in the diffusers pipeline, which "
                          "cannot change the prompt per step; prompt editing [a:b:N], [a|b] and AND need a "
                          "sampler of sdcli's own loop (e.g. 'Euler a', 'DPM++ 2M', 'DDIM')")
-    if inputs is not None and int(request.steps * request.init.strength) < 1:  # diffusers' own img2img count
-        raise UsageError(f"--strength: {request.init.strength:g} x --steps {request.steps} runs no step in the "
+    if inputs is not None and int(request.step_count * request.init.strength) < 1:  # diffusers' own img2img count
+        raise UsageError(f"--strength: {request.init.strength:g} x --steps {request.step_count} runs no step in the "
                          f"diffusers pipeline ({choice.sampler.name}, rounded down); raise --steps or --strength")
     embeds = encoder.pipeline_embeds(request.prompt, request.negative_prompt)
     pipe, n = model.pipe, len(seeds)
@@ -111,7 +111,7 @@ def pipeline_batch(request: GenerationRequest, model: LoadedModel, choice: Sampl
     with latent_content(model, request, inputs, generators):
         result = pipe(
             **{k: v.repeat(n, *[1] * (v.ndim - 1)) for k, v in embeds.items()},
-            num_inference_steps=request.steps,
+            num_inference_steps=request.step_count,
             guidance_scale=request.cfg_scale,
             generator=generators,
             callback_on_step_end=step_end,

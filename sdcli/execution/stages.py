@@ -58,7 +58,7 @@ def refiner_stage(model: LoadedModel, request: GenerationRequest, refiner: Loade
         # The inpainting pipelines take the latents as their image and keep the mask and size.
         kept = {} if request.mode == "txt2img" else {
             k: v for k, v in mode_args.items() if k in ("mask_image", "width", "height", "strength")}
-        return stage.pipe(image=latents, denoising_start=request.refiner_switch, num_inference_steps=request.steps,
+        return stage.pipe(image=latents, denoising_start=request.refiner_switch, num_inference_steps=request.step_count,
                           guidance_scale=request.cfg_scale, generator=generators, callback_on_step_end=step_end,
                           output_type="pt", **kept, **{k: v.repeat(n, *[1] * (v.ndim - 1)) for k, v in embeds.items()})
 

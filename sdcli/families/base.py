@@ -221,6 +221,9 @@ class Family:
     checkpoint_file: ClassVar[bool] = False
     # The separate parts a transformer-only file of this family loads with (None: it has no such files).
     file_parts: ClassVar[FileParts | None] = None
+    # Its big text encoders among the pipeline's components (T5-XXL, Qwen2.5-VL, Qwen3): what
+    # --quantize-text-encoder quantizes with the network (models.quantize).
+    big_text_encoders: ClassVar[tuple[str, ...]] = ()
 
     name: str
     label: str  # for people
@@ -366,6 +369,10 @@ class Family:
     def unload_loras(self, pipe: Any) -> None:
         """Remove every LoRA layer from the pipeline's own components: the base model exactly."""
         pipe.unload_lora_weights()
+
+    def token_pixels(self) -> int:
+        """Pixels a side of one network token (a UNet: one latent cell; a Flux transformer: a packed 2x2 patch)."""
+        return self.latent.vae_scale * self.latent.packing
 
     def in_channels_of(self, network_channels: int) -> int:
         """The input channels in latent units of a network whose config says `network_channels`."""

@@ -80,6 +80,7 @@ class FlowFamily(Family):
     their differences as data (class attributes for a family, fields for a row)."""
 
     network_component: ClassVar[str] = "transformer"
+    big_text_encoders: ClassVar[tuple[str, ...]] = ("text_encoder",)  # Qwen3 (Z-Image, Flux.2), T5 (Chroma), ...
     article: ClassVar[str] = "a"  # before the label in refusals ("an SD3 model")
     automatic: ClassVar[str] = SIMPLE  # the schedule "automatic" means where the sampler's own does not fit
     unsound_schedules: ClassVar[Mapping[str, str]] = FLOW_UNSOUND_SCHEDULES
@@ -137,6 +138,10 @@ class FlowFamily(Family):
         if refused:
             flag, why = refused[0]
             raise UsageError(f"{flag}: {self.article} {self.label} model {why}")
+
+    def token_pixels(self) -> int:
+        """Patches made inside the network (SD3, Z-Image: 2x2 latent cells) count as well as packed ones."""
+        return self.latent.vae_scale * max(self.latent.packing, self.adapter.patch)
 
     def network(self, pipe: Any) -> NetworkAdapter:
         return self.adapter(pipe.transformer)

@@ -128,6 +128,7 @@ class FluxFamily(FlowFamily):
     on Flux's sigma table with Forge's/ComfyUI's fixed mu (FlowFamily.shift: 1.15, schnell 1.0)."""
 
     adapter: ClassVar[type[FlowAdapter]] = FluxAdapter
+    big_text_encoders: ClassVar[tuple[str, ...]] = ("text_encoder_2",)  # T5-XXL (CLIP-L stays)
     unsound_schedules: ClassVar[Mapping[str, str]] = FLUX_UNSOUND_SCHEDULES
     clip_skip_why: ClassVar[str | None] = "has no CLIP skip (its CLIP-L gives only the pooled vector)"
     controlnet_why: ClassVar[str] = ("takes no Stable Diffusion ControlNet (a Flux Control model or a BFL control "
@@ -221,8 +222,11 @@ _FLOW = {"control_channels": 2 * LATENT.channels}
 FLUX_DEV = FluxFamily("flux-dev", "Flux.1 dev", FLUX_PIPELINES, 1024, configs="flux-dev",
                       capabilities=flow_capabilities("Flux dev", **_FLOW, distilled_guidance=True),
                       latent=LATENT, defaults=FLUX_DEFAULTS, guidance=True, shift=1.15)
+# schnell is step-distilled: 4 steps (diffusers' FluxPipeline example for FLUX.1-schnell, BFL's model card); dev keeps
+# Forge's 20.
 FLUX_SCHNELL = FluxFamily("flux-schnell", "Flux.1 schnell", FLUX_PIPELINES, 1024, configs="flux-schnell",
-                          capabilities=flow_capabilities("Flux", **_FLOW), latent=LATENT, defaults=FLUX_DEFAULTS,
+                          capabilities=flow_capabilities("Flux", **_FLOW), latent=LATENT,
+                          defaults={**FLUX_DEFAULTS, "steps": 4},
                           guidance=False, shift=1.0)
 # Fill: latents + masked-image latents + the 8x8 pixel mask of each latent cell (16 + 16 + 64 channels).
 FLUX_FILL = FluxFamily("flux-fill", "Flux.1 Fill", FILL_PIPELINES, 1024, configs="flux-fill",
@@ -247,6 +251,7 @@ class FluxDerivedFamily(FluxFamily):
 
     clip_skip_first: ClassVar[bool] = True
     file_parts: ClassVar[FileParts | None] = None  # its own files, if any, are its own (not Flux.1's parts)
+    big_text_encoders: ClassVar[tuple[str, ...]] = ("text_encoder",)  # Chroma's T5-XXL, Qwen-Image's Qwen2.5-VL
 
     def lora_components(self) -> tuple[str, ...]:
         return ("transformer",)

@@ -193,14 +193,16 @@ class Flux2Family(FlowFamily):
 
 
 _FLOW = flow_capabilities("Flux.2", loop_channels=(128,), references=4)
-# ComfyUI's Klein templates: the distilled model at CFG 1 (no unconditional pass), Euler; the base model with
-# true CFG (diffusers' Flux2KleinPipeline default guidance 4).
+# ComfyUI's Klein templates: the distilled model at CFG 1 (no unconditional pass), Euler, 4 steps (BFL's klein
+# release: step-distilled to 4); the base model with true CFG 4 and 50 steps (diffusers' Flux2KleinPipeline example
+# for FLUX.2-klein-base-9B).
 FLUX2_KLEIN = Flux2Family("flux2-klein", "Flux.2 klein", KLEIN_PIPELINES, 1024, capabilities=_FLOW,
-                          latent=LATENT, defaults={"cfg_scale": 1.0, "sampler": "Euler", "schedule": SIMPLE},
+                          latent=LATENT,
+                          defaults={"steps": 4, "cfg_scale": 1.0, "sampler": "Euler", "schedule": SIMPLE},
                           distilled=True, shift=SHIFT)
 FLUX2_KLEIN_BASE = Flux2Family("flux2-klein-base", "Flux.2 klein base", KLEIN_PIPELINES, 1024,
                                capabilities=_FLOW, latent=LATENT,
-                               defaults={"cfg_scale": 4.0, "sampler": "Euler", "schedule": SIMPLE},
+                               defaults={"steps": 50, "cfg_scale": 4.0, "sampler": "Euler", "schedule": SIMPLE},
                                distilled=False, shift=SHIFT)
 # Flux.2 [dev]: detected (so that its folder is not read as Flux.1) and refused: no mode is served yet.
 FLUX2_DEV = Flux2Family("flux2-dev", "Flux.2 dev", {}, 1024, capabilities=replace(_FLOW, references=0),

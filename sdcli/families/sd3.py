@@ -86,6 +86,7 @@ class SD3Family(FlowFamily):
 
     adapter: ClassVar[type[FlowAdapter]] = SD3Adapter
     checkpoint_file: ClassVar[bool] = True
+    big_text_encoders: ClassVar[tuple[str, ...]] = ("text_encoder_3",)  # T5-XXL (the two CLIPs stay)
     article: ClassVar[str] = "an"
     automatic: ClassVar[str] = SGM_UNIFORM
     unsound_schedules: ClassVar[Mapping[str, str]] = SD3_UNSOUND_SCHEDULES
@@ -161,8 +162,10 @@ class SD3Family(FlowFamily):
         return SD3PromptEncoder(pipe, clip_skip, emphasis)
 
 
-# ComfyUI's SD3.5 example workflows and diffusers' SD3.5 docs: CFG 4.5, Euler, SGM Uniform (steps: sdcli's 20).
-SD3_DEFAULTS = {"cfg_scale": 4.5, "sampler": "Euler", "schedule": SGM_UNIFORM}
+# ComfyUI's SD3.5 example workflows and diffusers' SD3.5 docs: CFG 4.5, Euler, SGM Uniform; 28 steps (diffusers'
+# StableDiffusion3Pipeline default). SD3.5 large turbo (4 steps, CFG 1) has large's files and configs: not told apart,
+# it needs --steps 4 --cfg-scale 1 given.
+SD3_DEFAULTS = {"steps": 28, "cfg_scale": 4.5, "sampler": "Euler", "schedule": SGM_UNIFORM}
 SD3 = SD3Family("sd3", "SD3", SD3_PIPELINES, 1024, configs="sd3",
-                capabilities=flow_capabilities("SD3", low_bits=False), latent=LATENT, defaults=SD3_DEFAULTS,
+                capabilities=flow_capabilities("SD3"), latent=LATENT, defaults=SD3_DEFAULTS,
                 table="discrete", shift=SHIFT, multiplier=MULTIPLIER)

@@ -95,8 +95,10 @@ class ZImageFamily(FlowFamily):
         return ZImagePromptEncoder(pipe.tokenizer, pipe.text_encoder, emphasis)
 
 
-# ComfyUI's Z-Image Turbo template: CFG 1 (no unconditional pass), res_multistep (not in sdcli: Euler), Simple.
-ZIMAGE_DEFAULTS = {"cfg_scale": 1.0, "sampler": "Euler", "schedule": SIMPLE}
+# ComfyUI's Z-Image Turbo template: 8 steps (8 NFEs, as diffusers' ZImagePipeline example), CFG 1 (no unconditional
+# pass), res_multistep (not in sdcli: Euler), Simple. Turbo and base share one architecture and their files do not tell
+# them apart, so every Z-Image model gets Turbo's defaults: a base model needs --steps and --cfg-scale given.
+ZIMAGE_DEFAULTS = {"steps": 8, "cfg_scale": 1.0, "sampler": "Euler", "schedule": SIMPLE}
 ZIMAGE = ZImageFamily("zimage", "Z-Image", ZIMAGE_PIPELINES, 1024,
                       capabilities=flow_capabilities("Z-Image"), latent=LATENT, defaults=ZIMAGE_DEFAULTS,
                       table="discrete", shift=SHIFT, multiplier=MULTIPLIER)

@@ -37,7 +37,7 @@ class ModelCache:
     controlnets: dict[str, Any] = field(default_factory=dict)  # ControlNet file -> its model, for `_controls_of`
     _path: Path | None = None
     _parts: tuple[tuple[str, Path], ...] = ()  # the held model's part files (a Flux transformer's encoders, VAE)
-    _storage: str | None = None  # the held model's --low-bits storage
+    _storage: tuple[str | None, tuple[str, ...]] = (None, ())  # the held model's storage and quantized encoders
     _model: LoadedModel | None = None
     _controls_of: LoadedModel | None = None
 
@@ -45,11 +45,12 @@ class ModelCache:
         """`ref` loaded, loading it (and dropping the one held before) when it is not the one held."""
         from sdcli.models import loader
 
-        if self._model is None or (self._path, self._parts, self._storage) != (ref.path, ref.parts, ref.storage):
+        storage = (ref.storage, ref.storage_encoders)
+        if self._model is None or (self._path, self._parts, self._storage) != (ref.path, ref.parts, storage):
             self.drop()
             with stage(f"loading model {ref.name}") if stage else nullcontext():
                 self._model = (self.load or loader.load_model)(ref, plan)
-            self._path, self._parts, self._storage = ref.path, ref.parts, ref.storage
+            self._path, self._parts, self._storage = ref.path, ref.parts, storage
         return self._model
 
     def refiner(self, ref: ModelRef | None, plan: RuntimePlan) -> LoadedModel | None:

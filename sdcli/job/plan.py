@@ -24,6 +24,7 @@ from sdcli.models.assets import AssetOptions, AssetPlan, plan_assets, short_hash
 from sdcli.models.resolve import ModelRef
 from sdcli.models.runtime import RuntimeOptions, RuntimePlan, validate_runtime
 from sdcli.request.generation import GenerationRequest, validate, with_defaults
+from sdcli.request.storage import AUTOMATIC, storage_of
 from sdcli.sampling.samplers import DEFAULT_SAMPLER, SamplerChoice, sampler_row
 
 Notes = Callable[[str], None]
@@ -195,12 +196,16 @@ def plan_job(request: GenerationRequest, runtime: RuntimeOptions, model_spec: st
         request = replace(request, text_encoders=tuple(str(path) for role, path in model.parts if role != "vae"))
     if (vae := dict(model.parts).get("vae")) is not None and extras.vae is None:  # likewise the VAE
         extras = replace(extras, vae=vae, vae_hash=short_hash("vae", vae))
-    model = with_storage(model, request.low_bits)
+    model = with_storage(model, request, family)
     if family is not None and not family.capabilities.embeddings and extras.embeddings:
         extras = without_embeddings(extras, family, assets, notes)
     gpu_dtype = family.gpu_dtype if family is not None else "fp16"
     size = inputs.size if inputs else (request.width, request.height)
     placement = placement or detect_runtime(runtime, JobSize(*size, request.batch_size), gpu_dtype)
+    if (row := storage_of(model.storage)) is not None and row.quantized:  # bitsandbytes, torchao: CUDA only
+        from sdcli.models.quantize import check_machine
+
+        check_machine(row, placement.device, storage_flag(request.low_bits))
     return JobPlan(request, choice, model, placement, assets, extras, inputs, control, refiner, hires_upscaler)
 
 
@@ -243,23 +248,35 @@ def without_embeddings(extras: Any, family: Any, assets: AssetOptions, notes: No
     return replace(extras, embeddings=())
 
 
-def with_storage(model: ModelRef, low_bits: str | None) -> ModelRef:
-    """The model to load with its --low-bits storage (ModelRef.storage): fp8 now; bitsandbytes refused."""
-    from sdcli.request.vocabulary import LOW_BITS_LABELS, low_bits_key
+def storage_flag(low_bits: str | None) -> str:
+    """The flag a request's storage came from, for refusals: --quantize gives its short names (nf4), --low-bits
+    Forge's labels (bnb-nf4)."""
+    from sdcli.request.storage import QUANTIZE
 
-    if low_bits is None:
+    return "--quantize" if (low_bits or "").strip().lower() in QUANTIZE else "--low-bits"
+
+
+def with_storage(model: ModelRef, request: GenerationRequest, family: Any = None) -> ModelRef:
+    """The model to load with its storage (ModelRef.storage: a storage table label, request.storage) and the text
+    encoders quantized with it (--quantize-text-encoder: the family's big ones); what makes no sense refused."""
+    from sdcli.request.vocabulary import low_bits_key
+
+    base = low_bits_key(request.low_bits).split(" (")[0] if request.low_bits is not None else AUTOMATIC.lower()
+    row, flag = storage_of(base), storage_flag(request.low_bits)
+    if request.quantize_text_encoder and (row is None or not row.quantized):
+        raise UsageError("--quantize-text-encoder: give --quantize nf4, fp4, int8 or fp8 too (the text encoders are "
+                         "quantized as the diffusion model is; --low-bits float8 casts the diffusion model only)")
+    if row is None:
         return model
-    key = low_bits_key(low_bits)
-    base = key.split(" (")[0]
-    if base == "automatic":
-        return model
-    if base.startswith("bnb-"):
-        raise UsageError(f"--low-bits: {LOW_BITS_LABELS[key]}: bitsandbytes storage is not supported yet; use "
-                         "float8-e4m3fn, float8-e5m2 or a GGUF file")
     if model.path.suffix == ".gguf":
-        raise UsageError(f"--low-bits: {model.path.name} is a GGUF file, stored in low bits already; leave "
-                         "--low-bits out")
-    return replace(model, storage=base)
+        raise UsageError(f"{flag}: {model.path.name} is a GGUF file, stored in low bits already; leave {flag} out")
+    if row.quantized and model.kind == "single-file":
+        raise UsageError(f"{flag}: {model.path.name} is a single file; quantized loading takes diffusers folders "
+                         "(--low-bits float8-e4m3fn stores a single file's diffusion model in fp8)")
+    encoders = tuple(getattr(family, "big_text_encoders", ())) if request.quantize_text_encoder else ()
+    if request.quantize_text_encoder and not encoders:
+        raise UsageError(f"--quantize-text-encoder: {family.label} models have no big text encoder to quantize")
+    return replace(model, storage=row.label, storage_encoders=encoders)
 
 
 def family_of(model: ModelRef) -> Any:
@@ -295,6 +312,7 @@ def for_family(request: GenerationRequest, family: Any, fallback: Mapping[str, A
         if ignore_unused:
             request = replace(request, **{name: None})
             continue
+        flag = storage_flag(value) if name == "low_bits" else flag
         raise UsageError(f"{flag}: {family.label} models {lacks}; it applies to {_takers(capability, default_users)}")
     return with_defaults(request, family.defaults, fallback)
 

@@ -13,6 +13,7 @@ from sdcli.models.loaded import LoadedModel
 from sdcli.models.quiet import quiet_libraries
 from sdcli.models.resolve import ModelRef
 from sdcli.models.runtime import TORCH_DTYPES, RuntimePlan
+from sdcli.request.storage import Storage, storage_of
 from sdcli.request.vocabulary import PREDICTION_TYPES
 from sdcli.sampling.samplers import SamplerChoice
 
@@ -28,33 +29,33 @@ def load_model(model: ModelRef, plan: RuntimePlan) -> LoadedModel:
 
     quiet_libraries()
     dtype = getattr(torch, TORCH_DTYPES[plan.dtype])
+    row = storage_of(model.storage)
     if model.kind == "single-file":
+        if row is not None and row.quantized:  # job.plan refuses it first
+            raise ModelError(f"--quantize: {model.path.name}: quantized loading takes diffusers folders only")
         pipe, detected = _load_single_file(model, dtype)
     else:
-        pipe, detected = _load_folder(model, dtype)
+        pipe, detected = _load_folder(model, dtype, row, model.storage_encoders)
     pipe.set_progress_bar_config(disable=True)
     loaded = LoadedModel(pipe, detected, pipe.scheduler, name=model.name)
     if (vae := dict(model.parts).get("vae")) is not None:  # built with it: a --vae naming it is in place already
         loaded.addons.vae_path = vae
-    if model.storage is not None:
-        store_low_bits(loaded, model.storage, dtype)
+    if row is not None and not row.quantized:
+        store_low_bits(loaded, row, dtype)
     apply_memory_options(loaded, plan)
     loaded.detected = detected.family.settle(pipe, detected)
     loaded.base_scheduler = pipe.scheduler
     return loaded
 
 
-# --low-bits storage dtypes (Forge's "Diffusion in Low Bits" float8 choices).
-LOW_BITS_DTYPES = {"float8-e4m3fn": "float8_e4m3fn", "float8-e5m2": "float8_e5m2"}
-
-
-def store_low_bits(model: LoadedModel, storage: str, dtype: Any) -> None:
-    """Keep the diffusion model's weights in `storage` (fp8) and compute in `dtype`, as Forge's "Diffusion in
-    Low Bits": diffusers' layerwise casting (each layer upcast for its call; norms and embeddings stay)."""
+def store_low_bits(model: LoadedModel, row: Storage, dtype: Any) -> None:
+    """Keep the diffusion model's weights in the row's storage dtype (fp8) and compute in `dtype`, as Forge's
+    "Diffusion in Low Bits": diffusers' layerwise casting (each layer upcast for its call; norms and embeddings
+    stay)."""
     import torch
 
     network = model.family.network_module(model.pipe)
-    network.enable_layerwise_casting(storage_dtype=getattr(torch, LOW_BITS_DTYPES[storage]), compute_dtype=dtype)
+    network.enable_layerwise_casting(storage_dtype=getattr(torch, str(row.storage_dtype)), compute_dtype=dtype)
 
 
 def _load_single_file(model: ModelRef, dtype: Any) -> tuple[Any, Detected]:
@@ -108,14 +109,20 @@ FILE_LOADERS: dict[str, Callable[[ModelRef, Detected, str, Any], Any]] = {
     "qwenimage": _load_qwenimage_files, "flux2": _load_flux2_files}
 
 
-def _load_folder(model: ModelRef, dtype: Any) -> tuple[Any, Detected]:
-    """A diffusers folder through the pipeline class its family uses for txt2img (img2img: refiner)."""
+def _load_folder(model: ModelRef, dtype: Any, row: Storage | None = None,
+                 encoders: tuple[str, ...] = ()) -> tuple[Any, Detected]:
+    """A diffusers folder through the pipeline class its family uses for txt2img (img2img: refiner); a quantized
+    storage `row` quantizes its network (and the text encoders `encoders`) as they load (models.quantize)."""
     import diffusers
 
     detected = detect_folder(model.path)
     _check_components(model.path)
     mode = first_mode(detected)
     extra = dict(detected.family.load_kwargs)
+    if row is not None and row.quantized:
+        from sdcli.models.quantize import pipeline_config
+
+        extra["quantization_config"] = pipeline_config(row, detected.family.network_component, encoders, dtype)
     if (scheduler := _load_scheduler(model.path)) is not None:
         extra["scheduler"] = scheduler
     try:

@@ -89,7 +89,8 @@ def working_bytes(model: LoadedModel, plan: RuntimePlan) -> int:
     """One denoising step's working memory at the job's size (transformers: by tokens; UNets: small)."""
     native = model.native_size
     width, height = plan.job.width or native, plan.job.height or native
-    fmt, config = model.family.latent, model.family.network_module(model.pipe).config
-    tokens = (width // fmt.vae_scale // fmt.packing) * (height // fmt.vae_scale // fmt.packing) + 512
-    hidden = int(getattr(config, "num_attention_heads", 8)) * int(getattr(config, "attention_head_dim", 64))
+    side, config = model.family.token_pixels(), model.family.network_module(model.pipe).config
+    tokens = (width // side) * (height // side) + 512
+    hidden = int(getattr(config, "dim", 0)) or (  # Z-Image's config names its width
+        int(getattr(config, "num_attention_heads", 8)) * int(getattr(config, "attention_head_dim", 64)))
     return network_working_bytes(tokens, hidden, plan.job.batch, 4 if plan.dtype == "fp32" else 2)

@@ -33,9 +33,11 @@ class ModelRef:
     origin: Path | None = None  # the file the user named, when `path` is sdcli's safetensors copy of a pickle
     # Files of the parts a single file lacks (Flux: ("clip_l", p), ("t5xxl", p), ("vae", p)), set in the plan step.
     parts: tuple[tuple[str, Path], ...] = ()
-    # How its diffusion model's weights are stored once loaded (--low-bits: "float8-e4m3fn", "float8-e5m2"; None:
-    # as the file has them), set in the plan step.
+    # How its diffusion model's weights are stored once loaded (a storage table label, request.storage: "bnb-nf4",
+    # "float8-e4m3fn", ...; None: as the file has them), set in the plan step.
     storage: str | None = None
+    # The text encoders quantized with it (--quantize-text-encoder: the family's big ones), set in the plan step.
+    storage_encoders: tuple[str, ...] = ()
 
     @property
     def hash_path(self) -> Path:

@@ -230,7 +230,11 @@ FIELDS: tuple[Field, ...] = (
     # Forge's "VAE / Text Encoder" files: written as `Module N` (module_params), read by modules_from_infotext.
     Field("text_encoders", "names", "--text-encoder", key="text_encoder", aliases=("text_encoders",)),
     Field("low_bits", "str", "--low-bits", choices=LOW_BITS, normalise=low_bits_key, infotext="Diffusion in Low Bits",
-          write=low_bits_written, read=low_bits_key, key="low_bits", aliases=("forge_unet_storage_dtype",)),
+          write=low_bits_written, read=low_bits_key, key="low_bits", aliases=("quantize", "forge_unet_storage_dtype"),
+          axis="Diffusion in Low Bits"),
+    Field("quantize_text_encoder", "bool", "--quantize-text-encoder", infotext="Quantize text encoder",
+          write=lambda w: "True" if w.request.quantize_text_encoder else None, read=parse_flag,
+          key="quantize_text_encoder"),
     Field("mode", "str", key="mode"),
     # `sdcli edit`'s reference images (files; written to the infotext as `Reference hashes` by the edit run).
     Field("references", "paths", "--image", key="reference_images", aliases=("references",), implies="edit"),

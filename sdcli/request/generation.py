@@ -55,12 +55,12 @@ class OutpaintSettings:
 
 @dataclass(frozen=True)
 class GenerationRequest:
-    """What to generate. `width`/`height` None means the model's native size; `cfg_scale`, `sampler`,
+    """What to generate. `width`/`height` None means the model's native size; `steps`, `cfg_scale`, `sampler`,
     `schedule` and `distilled_cfg_scale` None mean the model family's default (with_defaults, in the plan step)."""
 
     prompt: str
     negative_prompt: str = ""
-    steps: int = 20
+    steps: int | None = None
     cfg_scale: float | None = None
     seed: int | None = None
     width: int | None = None
@@ -96,13 +96,14 @@ class GenerationRequest:
     # Flow-model settings (Forge's names): the guidance a guidance-distilled model (Flux dev) is given as an
     # input, the sigma shift of a flow schedule (None: the model's), the text-encoder files that go with a
     # model file that has none (Forge's "VAE / Text Encoder" modules), and how the diffusion model's weights are
-    # stored (Forge's "Diffusion in Low Bits"; request.vocabulary.LOW_BITS_LABELS).
+    # stored (Forge's "Diffusion in Low Bits", and --quantize: the storage table, request.storage).
     distilled_cfg_scale: float | None = None
     shift: float | None = None
     text_encoders: tuple[str, ...] = ()
     low_bits: str | None = None
     # `sdcli edit`: the reference images an instruction-editing model (Flux.1 Kontext, Flux.2 klein) sees, as paths.
     references: tuple[str, ...] = ()
+    quantize_text_encoder: bool = False  # the family's big text encoders quantized as the diffusion model is
 
     def __post_init__(self) -> None:
         # A list (JSON, a repeatable flag) or None (a flag not given) of names is kept as a tuple.
@@ -123,9 +124,16 @@ class GenerationRequest:
         return self.batch_size * self.count
 
     @property
+    def step_count(self) -> int:
+        """--steps of a request whose defaulted fields are filled in (with_defaults: the family's, else 20)."""
+        if self.steps is None:
+            raise ValueError("the request's steps are unset: fill them with with_defaults first")
+        return self.steps
+
+    @property
     def steps_run(self) -> int:
         """Denoising steps run, as the WebUI counts them: with an input image int(min(strength, 0.999) x steps) + 1."""
-        return self.steps if self.init is None else img2img_steps(self.steps, self.init.strength)
+        return self.step_count if self.init is None else img2img_steps(self.step_count, self.init.strength)
 
     def seeds(self) -> list[int]:
         """Seed of each image in run order: image i gets seed + i."""
@@ -153,8 +161,8 @@ class GenerationRequest:
 
 # What a request's unset (None) defaulted fields become when the model family sets nothing else: the values
 # sdcli has always used (the WebUI's for SD). A family's own (families.base.Family.defaults) win over these.
-REQUEST_DEFAULTS: dict[str, Any] = {"cfg_scale": 7.0, "sampler": DEFAULT_SAMPLER, "schedule": "automatic"}
-DEFAULTED = ("cfg_scale", "sampler", "schedule", "distilled_cfg_scale")  # None = the family's default
+REQUEST_DEFAULTS: dict[str, Any] = {"steps": 20, "cfg_scale": 7.0, "sampler": DEFAULT_SAMPLER, "schedule": "automatic"}
+DEFAULTED = ("steps", "cfg_scale", "sampler", "schedule", "distilled_cfg_scale")  # None = the family's default
 
 
 def with_defaults(request: GenerationRequest, family: Mapping[str, Any] | None = None,
@@ -272,7 +280,7 @@ def check_references(request: GenerationRequest) -> None:
 # Fields a record names only when they are not at their default: settings added after records were first
 # written, so that a record (and the bytes of an image carrying it, a batch's digest) is what it was before.
 RECORDED_WHEN_SET: dict[str, Any] = {"tiling": False, "distilled_cfg_scale": None, "shift": None, "text_encoders": (),
-                                     "low_bits": None, "references": ()}
+                                     "low_bits": None, "references": (), "quantize_text_encoder": False}
 
 
 def request_to_dict(request: GenerationRequest) -> dict[str, Any]:

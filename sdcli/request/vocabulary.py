@@ -7,6 +7,8 @@ encoder, the image helpers, the model loader). Pure: no torch, no PIL.
 
 from __future__ import annotations
 
+from sdcli.request.storage import AUTOMATIC, LORA_SUFFIX, QUANTIZE, STORAGES
+
 # --rng value -> the WebUI's "Random number generator source" label (infotext key RNG). "comfy" is sdcli's:
 # ComfyUI's noise (one CPU generator for the whole batch latent), used to replay ComfyUI images.
 RNG_LABELS = {"cpu": "CPU", "gpu": "GPU", "nv": "NV", "comfy": "Comfy"}
@@ -43,14 +45,17 @@ def choice_key(value: str) -> str:
     """--rng / --emphasis spelling -> key: case, '-' and '_' do not matter ("No norm" = no-norm)."""
     return " ".join(value.lower().replace("-", " ").replace("_", " ").split())
 
-# --low-bits value -> Forge's "Diffusion in Low Bits" label (modules_forge/main_entry.py,
-# forge_unet_storage_dtype_options): how the diffusion model's weights are stored, and " (fp16 LoRA)": LoRAs
-# applied in fp16 on the fly. Forge writes the infotext key only when it is not "Automatic".
-LOW_BITS_LABELS = {label.lower(): label for base in ("Automatic", "bnb-nf4", "float8-e4m3fn", "bnb-fp4", "float8-e5m2")
-                   for label in (base, f"{base} (fp16 LoRA)")}
+# --low-bits value -> its "Diffusion in Low Bits" label (the storage table, request.storage: Forge's labels and
+# sdcli's for int8 and torchao fp8), each also with " (fp16 LoRA)": LoRAs applied in fp16 on the fly. Forge writes
+# the infotext key only when it is not "Automatic".
+LOW_BITS_LABELS = {label.lower(): label for base in (AUTOMATIC, *(s.label for s in STORAGES))
+                   for label in (base, base + LORA_SUFFIX)}
 LOW_BITS = tuple(LOW_BITS_LABELS)
 
 
 def low_bits_key(value: str) -> str:
-    """--low-bits spelling -> key: case and spacing do not matter ("BNB-NF4 (FP16 LoRA)" = "bnb-nf4 (fp16 lora)")."""
-    return " ".join(value.lower().replace("_", "-").replace("(", " (").split())
+    """--low-bits spelling -> key: case and spacing do not matter ("BNB-NF4 (FP16 LoRA)" = "bnb-nf4 (fp16 lora)");
+    a --quantize name is its row's label ("nf4" = "bnb-nf4")."""
+    key = " ".join(value.lower().replace("_", "-").replace("(", " (").split())
+    row = QUANTIZE.get(key)
+    return row.label.lower() if row is not None else key

@@ -130,7 +130,8 @@ def run_remote_job(server: str, request: Any, runtime: Any, model_spec: str | No
     sent = replace(request, refiner=_served_name(request.refiner))
 
     # 2. The server generates.
-    reporter.start(request.total_images, request.steps_run)
+    # (steps left out: the model family's, which the server knows; the bar counts sdcli's default until it answers)
+    reporter.start(request.total_images, with_defaults(request).steps_run)
     answer = post_json(server, "/sdcli/v1/generate", {"request": asdict(sent), "model": _served_name(model_spec),
                                                       "init_image": init, "mask": mask, **names})
 

@@ -37,9 +37,9 @@ from sdcli.request.generation import GenerationRequest
 from sdcli.sampling import preview
 from sdcli.server.progress import Progress
 
-# What a WebUI API payload that names no sampler gets when its model family sets none: the WebUI API's Euler
-# (its sampler_index default); job.plan.plan_job's `fallback`.
-API_DEFAULTS = {"sampler": "Euler"}
+# What a WebUI API payload that names no sampler or steps gets when its model family sets none: the WebUI API's Euler
+# (its sampler_index default) and 50 steps (its steps default); job.plan.plan_job's `fallback`.
+API_DEFAULTS = {"sampler": "Euler", "steps": 50}
 
 
 class QueueFull(SdcliError):

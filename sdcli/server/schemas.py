@@ -39,7 +39,7 @@ class Txt2ImgRequest(BaseModel):
     scheduler: str | None = None
     batch_size: int = 1
     n_iter: int = 1
-    steps: int = 50
+    steps: int | None = None  # None: the model family's, else the WebUI API's 50 (engine.API_DEFAULTS)
     cfg_scale: float | None = None  # None: the model family's (7; Flux 1)
     distilled_cfg_scale: float | None = None  # Forge's (3.5 for Flux dev; ignored for models without it, as Forge)
     shift: float | None = None  # sdcli's own (Forge Neo reportedly carries a shift in distilled_cfg_scale)
@@ -163,9 +163,17 @@ def txt2img_request(req: Txt2ImgRequest, options: dict[str, Any], styles: tuple[
         **{**option_fields(req, options, sampler), **settings(req)}, sampler=sampler,
         schedule=req.scheduler.lower() if req.scheduler else None, hires=_hires(req),
         refiner=None if req.refiner_checkpoint in NO_MODEL else req.refiner_checkpoint,
-        refiner_switch=0.8 if req.refiner_switch_at is None else req.refiner_switch_at,
+        refiner_switch=0.8 if req.refiner_switch_at is None else req.refiner_switch_at, low_bits=storage(req),
     )
     return styled(request, req.styles or [], styles, "styles", lenient=True)  # the WebUI skips unknown names
+
+
+def storage(req: Txt2ImgRequest) -> str | None:
+    """How the diffusion model is stored: Forge's override_settings.forge_unet_storage_dtype ("bnb-nf4", ...)."""
+    value = (req.override_settings or {}).get("forge_unet_storage_dtype")
+    if value is not None and not isinstance(value, str):
+        raise UsageError(f"override_settings.forge_unet_storage_dtype: {value!r} is not a storage name")
+    return value
 
 
 NO_MODEL = (None, "", "None", "none")  # the WebUI's values for "no refiner"
@@ -185,6 +193,7 @@ FLAG_FIELDS = {
     "--hires-size": "hr_resize_x/hr_resize_y", "--hires-scale/--hires-size": "hr_scale/hr_resize_x/hr_resize_y",
     "--model": "sd_model_checkpoint", "--refiner": "refiner_checkpoint", "--refiner-switch": "refiner_switch_at",
     "--vae": "override_settings.sd_vae", "--clip-skip": "CLIP_stop_at_last_layers",
+    **dict.fromkeys(("--low-bits", "--quantize"), "override_settings.forge_unet_storage_dtype"),
 }
 
 

@@ -21,7 +21,7 @@ def forged(path, request=None, model=None, infotext="x\nSteps: 2, Seed: 3, Size:
 
 
 @pytest.mark.parametrize(("field", "value", "says"), [
-    ("steps", "20", "sdcli record field steps is '20'; it must be a whole number"),
+    ("steps", "20", "sdcli record field steps is '20'; it must be a whole number or null"),
     ("cfg_scale", True, "sdcli record field cfg_scale is True; it must be a number or null"),
     ("prompt", ["a"], "sdcli record field prompt is ['a']; it must be text"),
     ("seed", 1.5, "sdcli record field seed is 1.5; it must be a whole number or null"),
