@@ -27,7 +27,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from scripts import LOOP, MINIMAL, build_full_sd15, write_grid_inputs  # noqa: E402
+from scripts import BATCH_CPU, LOOP, MINIMAL, build_full_sd15, write_grid_inputs  # noqa: E402
 from stats import compare, interleave, summary  # noqa: E402
 
 SECTIONS = ("startup", "steady", "server", "rss", "grid")
@@ -126,19 +126,23 @@ def steady(r: Runner, work: Path, models: dict[str, tuple[Path, int]], args: arg
             prompts = work / f"{model_name}-{mode}.txt"
             prompts.write_text("".join(f"--prompt '{PROMPT} {i}' --width {size} --height {size}{extra}\n"
                                        for i in range(n)))
+            cpu: dict[str, list[float]] = {"sdcli batch": [], "hand-written loop": []}
             batch, loop = _steady_paths(r, work / "steady" / f"{model_name}-{mode}", prompts, mode, model, n,
-                                        steps, size, image, mask)
+                                        steps, size, image, mask, cpu)
             times = interleave({"sdcli batch": batch, "hand-written loop": loop}, args.repeat, warmup=0)
             results[f"{model_name} {mode}"] = {
                 "images_per_run": n, "steps": steps, "size": size, **{k: summary(v) for k, v in times.items()},
-                "batch vs loop": compare(times["sdcli batch"], times["hand-written loop"], target=1.05)}
+                "batch vs loop": compare(times["sdcli batch"], times["hand-written loop"], target=1.05),
+                "cpu": {**{k: summary(v) for k, v in cpu.items()},
+                        "batch vs loop": compare(cpu["sdcli batch"], cpu["hand-written loop"], target=1.05)}}
     return results
 
 
 def _steady_paths(r: Runner, out: Path, prompts: Path, mode: str, model: Path, n: int, steps: int, size: int,
-                  image: Path, mask: Path) -> tuple[Any, Any]:
+                  image: Path, mask: Path, cpu: dict[str, list[float]]) -> tuple[Any, Any]:
     """The two measured paths of one steady comparison; each returns its median per-image seconds
-    without the first image (warm-up inside the process)."""
+    without the first image (warm-up inside the process), and appends the same median of the images'
+    CPU seconds (the process's own) to `cpu`."""
     counter = iter(range(10**6))
 
     def middle(seconds: list[float]) -> float:
@@ -147,8 +151,11 @@ def _steady_paths(r: Runner, out: Path, prompts: Path, mode: str, model: Path, n
 
     def batch() -> float:
         folder = out / f"batch{next(counter)}"
-        r.run([sys.executable, "-m", "sdcli", "batch", str(prompts), "-m", str(model), "--steps", str(steps),
+        cpu_file = out / "batch-cpu.json"
+        r.env["SDCLI_BENCH_CPU"] = str(cpu_file)
+        r.run([sys.executable, "-c", BATCH_CPU, "batch", str(prompts), "-m", str(model), "--steps", str(steps),
                "--seed", "0", "-o", str(folder)])
+        cpu["sdcli batch"].append(middle(json.loads(cpu_file.read_text())))
         records = [json.loads(x) for x in (folder / "manifest.jsonl").read_text().splitlines()]
         return middle([x["seconds"] for x in records if x.get("type") == "item"])
 
@@ -157,7 +164,9 @@ def _steady_paths(r: Runner, out: Path, prompts: Path, mode: str, model: Path, n
         folder.mkdir(parents=True)
         _, stdout = r.run([sys.executable, "-c", LOOP, mode, str(model), str(n), str(folder), str(steps), str(size),
                            str(image), str(mask), PROMPT])
-        return middle(json.loads(stdout)["times"])
+        measured = json.loads(stdout)
+        cpu["hand-written loop"].append(middle(measured["cpu"]))
+        return middle(measured["times"])
 
     return batch, loop
 
