@@ -48,12 +48,18 @@ class Runner:
         self.env = env
         self.rss_file = work / ".rss"
         self.last_rss_mb: float | None = None
+        self.last_cpu_s = 0.0  # user + system CPU seconds of the last command (and its children)
 
     def run(self, cmd: list[str], cwd: Path | None = None) -> tuple[float, str]:
+        import resource
+
         wrapped = [self.TIME, "-f", "%M", "-o", str(self.rss_file), *cmd] if Path(self.TIME).exists() else cmd
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         start = time.perf_counter()
         proc = subprocess.run(wrapped, capture_output=True, env=self.env, cwd=cwd, text=True)
         wall = time.perf_counter() - start
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        self.last_cpu_s = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
         if proc.returncode != 0:
             sys.exit(f"bench: {' '.join(map(str, cmd[:5]))} ... failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
         try:
@@ -77,7 +83,17 @@ def startup(r: Runner, work: Path, model: Path, args: argparse.Namespace) -> dic
              "-H", size, "--seed", "1", "-o", str(out / "sdcli")]
     minimal = [sys.executable, "-c", MINIMAL, str(model), PROMPT, steps, size, str(out / "minimal.png")]
     cli = shutil.which("diffusers-cli", path=str(Path(sys.executable).parent))
-    paths = {"sdcli txt2img": lambda: r.run(sdcli)[0], "minimal diffusers script": lambda: r.run(minimal)[0]}
+    cpu: dict[str, list[float]] = {"sdcli txt2img": [], "minimal diffusers script": []}
+
+    def timed(name: str, cmd: list[str]) -> Any:
+        def measure() -> float:
+            wall = r.run(cmd)[0]
+            cpu[name].append(r.last_cpu_s)
+            return wall
+        return measure
+
+    paths = {"sdcli txt2img": timed("sdcli txt2img", sdcli),
+             "minimal diffusers script": timed("minimal diffusers script", minimal)}
     note = None
     if cli and "run" in subprocess.run([cli, "--help"], capture_output=True, text=True).stdout:
         kwargs = json.dumps({"prompt": PROMPT, "num_inference_steps": args.steps, "width": 64, "height": 64})
@@ -93,6 +109,10 @@ def startup(r: Runner, work: Path, model: Path, args: argparse.Namespace) -> dic
                                                 target=0.95)
     if "diffusers-cli run" in times:
         result["sdcli vs diffusers-cli run"] = compare(times["sdcli txt2img"], times["diffusers-cli run"])
+    measured = {k: v[-args.repeat:] for k, v in cpu.items()}  # without the warm-up run
+    result["cpu"] = {**{k: summary(v) for k, v in measured.items()},
+                     "sdcli vs minimal script": compare(measured["sdcli txt2img"],
+                                                        measured["minimal diffusers script"], target=0.95)}
     result["note"] = note
     return result
 
