@@ -27,7 +27,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from scripts import LOOP, MINIMAL, build_full_sd15, write_grid_inputs  # noqa: E402
+from scripts import BATCH_CPU, LOOP, MINIMAL, build_full_sd15, write_grid_inputs  # noqa: E402
 from serve_load import load  # noqa: E402
 from stats import compare, interleave, summary  # noqa: E402
 
@@ -49,12 +49,18 @@ class Runner:
         self.env = env
         self.rss_file = work / ".rss"
         self.last_rss_mb: float | None = None
+        self.last_cpu_s = 0.0  # user + system CPU seconds of the last command (and its children)
 
     def run(self, cmd: list[str], cwd: Path | None = None) -> tuple[float, str]:
+        import resource
+
         wrapped = [self.TIME, "-f", "%M", "-o", str(self.rss_file), *cmd] if Path(self.TIME).exists() else cmd
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         start = time.perf_counter()
         proc = subprocess.run(wrapped, capture_output=True, env=self.env, cwd=cwd, text=True)
         wall = time.perf_counter() - start
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        self.last_cpu_s = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
         if proc.returncode != 0:
             sys.exit(f"bench: {' '.join(map(str, cmd[:5]))} ... failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
         try:
@@ -78,7 +84,17 @@ def startup(r: Runner, work: Path, model: Path, args: argparse.Namespace) -> dic
              "-H", size, "--seed", "1", "-o", str(out / "sdcli")]
     minimal = [sys.executable, "-c", MINIMAL, str(model), PROMPT, steps, size, str(out / "minimal.png")]
     cli = shutil.which("diffusers-cli", path=str(Path(sys.executable).parent))
-    paths = {"sdcli txt2img": lambda: r.run(sdcli)[0], "minimal diffusers script": lambda: r.run(minimal)[0]}
+    cpu: dict[str, list[float]] = {"sdcli txt2img": [], "minimal diffusers script": []}
+
+    def timed(name: str, cmd: list[str]) -> Any:
+        def measure() -> float:
+            wall = r.run(cmd)[0]
+            cpu[name].append(r.last_cpu_s)
+            return wall
+        return measure
+
+    paths = {"sdcli txt2img": timed("sdcli txt2img", sdcli),
+             "minimal diffusers script": timed("minimal diffusers script", minimal)}
     note = None
     if cli and "run" in subprocess.run([cli, "--help"], capture_output=True, text=True).stdout:
         kwargs = json.dumps({"prompt": PROMPT, "num_inference_steps": args.steps, "width": 64, "height": 64})
@@ -94,6 +110,10 @@ def startup(r: Runner, work: Path, model: Path, args: argparse.Namespace) -> dic
                                                 target=0.95)
     if "diffusers-cli run" in times:
         result["sdcli vs diffusers-cli run"] = compare(times["sdcli txt2img"], times["diffusers-cli run"])
+    measured = {k: v[-args.repeat:] for k, v in cpu.items()}  # without the warm-up run
+    result["cpu"] = {**{k: summary(v) for k, v in measured.items()},
+                     "sdcli vs minimal script": compare(measured["sdcli txt2img"],
+                                                        measured["minimal diffusers script"], target=0.95)}
     result["note"] = note
     return result
 
@@ -127,19 +147,23 @@ def steady(r: Runner, work: Path, models: dict[str, tuple[Path, int]], args: arg
             prompts = work / f"{model_name}-{mode}.txt"
             prompts.write_text("".join(f"--prompt '{PROMPT} {i}' --width {size} --height {size}{extra}\n"
                                        for i in range(n)))
+            cpu: dict[str, list[float]] = {"sdcli batch": [], "hand-written loop": []}
             batch, loop = _steady_paths(r, work / "steady" / f"{model_name}-{mode}", prompts, mode, model, n,
-                                        steps, size, image, mask)
+                                        steps, size, image, mask, cpu)
             times = interleave({"sdcli batch": batch, "hand-written loop": loop}, args.repeat, warmup=0)
             results[f"{model_name} {mode}"] = {
                 "images_per_run": n, "steps": steps, "size": size, **{k: summary(v) for k, v in times.items()},
-                "batch vs loop": compare(times["sdcli batch"], times["hand-written loop"], target=1.05)}
+                "batch vs loop": compare(times["sdcli batch"], times["hand-written loop"], target=1.05),
+                "cpu": {**{k: summary(v) for k, v in cpu.items()},
+                        "batch vs loop": compare(cpu["sdcli batch"], cpu["hand-written loop"], target=1.05)}}
     return results
 
 
 def _steady_paths(r: Runner, out: Path, prompts: Path, mode: str, model: Path, n: int, steps: int, size: int,
-                  image: Path, mask: Path) -> tuple[Any, Any]:
+                  image: Path, mask: Path, cpu: dict[str, list[float]]) -> tuple[Any, Any]:
     """The two measured paths of one steady comparison; each returns its median per-image seconds
-    without the first image (warm-up inside the process)."""
+    without the first image (warm-up inside the process), and appends the same median of the images'
+    CPU seconds (the process's own) to `cpu`."""
     counter = iter(range(10**6))
 
     def middle(seconds: list[float]) -> float:
@@ -148,8 +172,11 @@ def _steady_paths(r: Runner, out: Path, prompts: Path, mode: str, model: Path, n
 
     def batch() -> float:
         folder = out / f"batch{next(counter)}"
-        r.run([sys.executable, "-m", "sdcli", "batch", str(prompts), "-m", str(model), "--steps", str(steps),
+        cpu_file = out / "batch-cpu.json"
+        r.env["SDCLI_BENCH_CPU"] = str(cpu_file)
+        r.run([sys.executable, "-c", BATCH_CPU, "batch", str(prompts), "-m", str(model), "--steps", str(steps),
                "--seed", "0", "-o", str(folder)])
+        cpu["sdcli batch"].append(middle(json.loads(cpu_file.read_text())))
         records = [json.loads(x) for x in (folder / "manifest.jsonl").read_text().splitlines()]
         return middle([x["seconds"] for x in records if x.get("type") == "item"])
 
@@ -158,7 +185,9 @@ def _steady_paths(r: Runner, out: Path, prompts: Path, mode: str, model: Path, n
         folder.mkdir(parents=True)
         _, stdout = r.run([sys.executable, "-c", LOOP, mode, str(model), str(n), str(folder), str(steps), str(size),
                            str(image), str(mask), PROMPT])
-        return middle(json.loads(stdout)["times"])
+        measured = json.loads(stdout)
+        cpu["hand-written loop"].append(middle(measured["cpu"]))
+        return middle(measured["times"])
 
     return batch, loop
 
@@ -288,7 +317,12 @@ def main() -> None:
         print(f"bench: {name} ...", file=sys.stderr)
         results[name] = steps[name]()
         (work / "results.json").write_text(json.dumps(results, indent=2) + "\n")
-    shutil.copy(work / "results.json", Path(__file__).resolve().parent / "results.json")
+    # bench/results.json keeps the sections this run did not measure (--only), each with the settings it had.
+    kept = Path(__file__).resolve().parent / "results.json"
+    recorded = json.loads(kept.read_text()) if kept.is_file() else {}
+    if set(only) != set(SECTIONS):
+        results["settings"]["sections"] = f"{', '.join(only)}: this run; the others as recorded before"
+    kept.write_text(json.dumps({**recorded, **results}, indent=2) + "\n")
     print(json.dumps(results, indent=2))
 
 

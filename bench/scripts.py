@@ -37,14 +37,37 @@ if mode != "txt2img":
     extra = {"image": Image.open(image_path).convert("RGB"), "strength": 0.75}
 if mode == "inpaint":
     extra.update(mask_image=Image.open(mask_path).convert("L"), width=int(size), height=int(size))
-times = []
+times, cpu = [], []
 for i in range(int(n)):
-    start = time.perf_counter()
+    start, start_cpu = time.perf_counter(), time.process_time()
     image = pipe(f"{prompt} {i}", num_inference_steps=int(steps), guidance_scale=7.0,
                  generator=torch.Generator("cpu").manual_seed(i), **extra).images[0]
     image.save(f"{out}/{i:05d}.png")
     times.append(time.perf_counter() - start)
-print(json.dumps({"times": times}))
+    cpu.append(time.process_time() - start_cpu)
+print(json.dumps({"times": times, "cpu": cpu}))
+"""
+
+# `sdcli batch` itself, with the CPU seconds (this process's) of each prompt-file line written to $SDCLI_BENCH_CPU:
+# on a shared machine the CPU time of the work moves far less with other processes' load than its wall time.
+BATCH_CPU = r"""
+import json, os, sys, time
+import sdcli.batch.runner as runner
+from sdcli.cli import main
+run_unit, cpu = runner._run_unit, []
+def timed(*args, **kwargs):
+    start = time.process_time()
+    try:
+        return run_unit(*args, **kwargs)
+    finally:
+        cpu.append(time.process_time() - start)
+runner._run_unit = timed
+sys.argv = ["sdcli", *sys.argv[1:]]
+try:
+    main()
+finally:
+    with open(os.environ["SDCLI_BENCH_CPU"], "w") as f:
+        json.dump(cpu, f)
 """
 
 # Stable Diffusion 1.5's architecture at full size (UNet ~860M, VAE ~84M, CLIP ViT-L text ~123M

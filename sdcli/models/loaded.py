@@ -71,6 +71,10 @@ class LoadedModel:
     hash: str = ""
     addons: AddOns = field(default_factory=AddOns)
     runtime: RuntimePlan | None = None  # the plan as carried out (memory decisions included)
+    # Other modes' pipelines made by for_mode, by class name, with the components they were made from:
+    # one per batch line cost a from_pipe each (~25 ms on the tiny model). Shared by this model's copies.
+    mode_pipes: dict[str, tuple[tuple[int, ...], Components]] = field(default_factory=dict, repr=False,
+                                                                      compare=False)
 
     @classmethod
     def of(cls, pipe: Components, family: str, name: str = "") -> LoadedModel:
@@ -113,13 +117,19 @@ class LoadedModel:
                              f"({kinds.get(in_channels, 'an unknown kind')}){hint}")
         if type(pipe).__name__ == cls:
             return self
+        components: dict[str, Any] = getattr(pipe, "components", {})
+        made_from = tuple(id(c) for c in components.values())  # a swapped VAE or scheduler: made anew
+        cached = self.mode_pipes.get(cls)
+        if cached is not None and cached[0] == made_from:
+            return replace(self, pipe=cached[1])
         # from_pipe casts every component to one dtype, which diffusers refuses for a quantized model (a GGUF
         # transformer): those are left out of it and put back as they are.
-        quantized = {name: part for name, part in pipe.components.items() if getattr(part, "is_quantized", False)}
+        quantized = {name: part for name, part in components.items() if getattr(part, "is_quantized", False)}
         moved = getattr(diffusers, cls).from_pipe(pipe, **dict.fromkeys(quantized))
         if quantized:
             moved.register_modules(**quantized)
         moved.set_progress_bar_config(disable=True)
+        self.mode_pipes[cls] = (made_from, moved)
         return replace(self, pipe=moved)
 
     def parameterisation(self, prediction: str | None = None, shift: float | None = None) -> Parameterisation:

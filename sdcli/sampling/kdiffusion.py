@@ -23,8 +23,8 @@ import numpy as np
 import torch
 
 Model = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-# (sigma, next sigma) -> noise; the timestep samplers pass None, None
-Noise = Callable[[torch.Tensor | None, torch.Tensor | None], torch.Tensor]
+# (sigma, next sigma) -> noise, as tensors or host floats (the sigma levels); the timestep samplers pass None, None
+Noise = Callable[[torch.Tensor | float | None, torch.Tensor | float | None], torch.Tensor]
 Callback = Callable[[int, torch.Tensor], None]
 
 
@@ -47,6 +47,12 @@ def _t(sigma: torch.Tensor) -> torch.Tensor:
 
 def _sigma(t: torch.Tensor) -> torch.Tensor:
     return t.neg().exp()
+
+
+def levels(sigmas: torch.Tensor) -> list[float]:
+    """The sigmas' values on the host, read once per run: a branch on a device tensor (`if sigmas[i + 1] > 0`)
+    waits for the device's queue to drain, every step. The maths keeps using the tensors (same pixels)."""
+    return sigmas.tolist()
 
 
 def _churn(x: torch.Tensor, sigma: torch.Tensor, steps: int, noise: Noise, s_churn: float, s_tmin: float,
@@ -74,26 +80,28 @@ def sample_euler(model: Model, x: torch.Tensor, sigmas: torch.Tensor, noise: Noi
 
 def sample_euler_ancestral(model: Model, x: torch.Tensor, sigmas: torch.Tensor, noise: Noise, callback: Callback,
                            eta: float = 1.0, s_noise: float = 1.0) -> torch.Tensor:
+    host = levels(sigmas)
     for i in range(len(sigmas) - 1):
         denoised = model(x, sigmas[i])
         callback(i, denoised)
         down, up = ancestral_step(sigmas[i], sigmas[i + 1], eta)
         x = x + to_d(x, sigmas[i], denoised) * (down - sigmas[i])
-        if sigmas[i + 1] > 0:
-            x = x + noise(sigmas[i], sigmas[i + 1]) * s_noise * up
+        if host[i + 1] > 0:
+            x = x + noise(host[i], host[i + 1]) * s_noise * up
     return x
 
 
 def sample_heun(model: Model, x: torch.Tensor, sigmas: torch.Tensor, noise: Noise, callback: Callback,
                 s_churn: float = 0.0, s_tmin: float = 0.0, s_tmax: float = math.inf,
                 s_noise: float = 1.0) -> torch.Tensor:
+    host = levels(sigmas)
     for i in range(len(sigmas) - 1):
         x, sigma_hat = _churn(x, sigmas[i], len(sigmas) - 1, noise, s_churn, s_tmin, s_tmax, s_noise)
         denoised = model(x, sigma_hat)
         callback(i, denoised)
         d = to_d(x, sigma_hat, denoised)
         dt = sigmas[i + 1] - sigma_hat
-        if sigmas[i + 1] == 0:
+        if host[i + 1] == 0:
             x = x + d * dt
         else:  # trapezoid: average the slopes at both ends
             x_2 = x + d * dt
@@ -105,12 +113,13 @@ def sample_heun(model: Model, x: torch.Tensor, sigmas: torch.Tensor, noise: Nois
 def sample_dpm_2(model: Model, x: torch.Tensor, sigmas: torch.Tensor, noise: Noise, callback: Callback,
                  s_churn: float = 0.0, s_tmin: float = 0.0, s_tmax: float = math.inf,
                  s_noise: float = 1.0) -> torch.Tensor:
+    host = levels(sigmas)
     for i in range(len(sigmas) - 1):
         x, sigma_hat = _churn(x, sigmas[i], len(sigmas) - 1, noise, s_churn, s_tmin, s_tmax, s_noise)
         denoised = model(x, sigma_hat)
         callback(i, denoised)
         d = to_d(x, sigma_hat, denoised)
-        if sigmas[i + 1] == 0:
+        if host[i + 1] == 0:
             x = x + d * (sigmas[i + 1] - sigma_hat)
         else:  # midpoint in log sigma
             sigma_mid = sigma_hat.log().lerp(sigmas[i + 1].log(), 0.5).exp()
@@ -121,13 +130,14 @@ def sample_dpm_2(model: Model, x: torch.Tensor, sigmas: torch.Tensor, noise: Noi
 
 def sample_dpm_2_ancestral(model: Model, x: torch.Tensor, sigmas: torch.Tensor, noise: Noise, callback: Callback,
                            eta: float = 1.0, s_noise: float = 1.0) -> torch.Tensor:
+    host = levels(sigmas)
     for i in range(len(sigmas) - 1):
         denoised = model(x, sigmas[i])
         callback(i, denoised)
         down, up = ancestral_step(sigmas[i], sigmas[i + 1], eta)
         x = _dpm_2_to(model, x, sigmas[i], denoised, down)
         if down != 0:
-            x = x + noise(sigmas[i], sigmas[i + 1]) * s_noise * up
+            x = x + noise(host[i], host[i + 1]) * s_noise * up
     return x
 
 
@@ -153,30 +163,32 @@ def _rf_step(sigma: torch.Tensor, sigma_next: torch.Tensor, eta: float) -> tuple
 def sample_euler_ancestral_RF(model: Model, x: torch.Tensor, sigmas: torch.Tensor, noise: Noise,  # noqa: N802
                               callback: Callback, eta: float = 1.0, s_noise: float = 1.0) -> torch.Tensor:
     """Euler a on a flow model: step to sigma_down, rescale the signal to sigma_next's and add the noise."""
+    host = levels(sigmas)
     for i in range(len(sigmas) - 1):
         denoised = model(x, sigmas[i])
         callback(i, denoised)
-        if sigmas[i + 1] == 0:
+        if host[i + 1] == 0:
             x = denoised
             continue
         down, renoise, ratio_alpha = _rf_step(sigmas[i], sigmas[i + 1], eta)
         ratio = down / sigmas[i]
         x = ratio * x + (1 - ratio) * denoised
         if eta > 0:
-            x = ratio_alpha * x + noise(sigmas[i], sigmas[i + 1]) * s_noise * renoise
+            x = ratio_alpha * x + noise(host[i], host[i + 1]) * s_noise * renoise
     return x
 
 
 def sample_dpm_2_ancestral_RF(model: Model, x: torch.Tensor, sigmas: torch.Tensor, noise: Noise,  # noqa: N802
                               callback: Callback, eta: float = 1.0, s_noise: float = 1.0) -> torch.Tensor:
     """DPM2 a on a flow model: the log-sigma midpoint step to sigma_down, then the _RF renoising."""
+    host = levels(sigmas)
     for i in range(len(sigmas) - 1):
         denoised = model(x, sigmas[i])
         callback(i, denoised)
         down, renoise, ratio_alpha = _rf_step(sigmas[i], sigmas[i + 1], eta)
         x = _dpm_2_to(model, x, sigmas[i], denoised, down)
         if down != 0:
-            x = ratio_alpha * x + noise(sigmas[i], sigmas[i + 1]) * s_noise * renoise
+            x = ratio_alpha * x + noise(host[i], host[i + 1]) * s_noise * renoise
     return x
 
 
@@ -210,6 +222,7 @@ def sample_lms(model: Model, x: torch.Tensor, sigmas: torch.Tensor, noise: Noise
 
 def sample_dpmpp_2s_ancestral(model: Model, x: torch.Tensor, sigmas: torch.Tensor, noise: Noise,
                               callback: Callback, eta: float = 1.0, s_noise: float = 1.0) -> torch.Tensor:
+    host = levels(sigmas)
     for i in range(len(sigmas) - 1):
         denoised = model(x, sigmas[i])
         callback(i, denoised)
@@ -223,17 +236,18 @@ def sample_dpmpp_2s_ancestral(model: Model, x: torch.Tensor, sigmas: torch.Tenso
             x_2 = (_sigma(s) / _sigma(t)) * x - (-h / 2).expm1() * denoised
             denoised_2 = model(x_2, _sigma(s))
             x = (_sigma(t_next) / _sigma(t)) * x - (-h).expm1() * denoised_2
-        if sigmas[i + 1] > 0:
-            x = x + noise(sigmas[i], sigmas[i + 1]) * s_noise * up
+        if host[i + 1] > 0:
+            x = x + noise(host[i], host[i + 1]) * s_noise * up
     return x
 
 
 def sample_dpmpp_sde(model: Model, x: torch.Tensor, sigmas: torch.Tensor, noise: Noise, callback: Callback,
                      eta: float = 1.0, s_noise: float = 1.0, r: float = 0.5) -> torch.Tensor:
+    host = levels(sigmas)
     for i in range(len(sigmas) - 1):
         denoised = model(x, sigmas[i])
         callback(i, denoised)
-        if sigmas[i + 1] == 0:
+        if host[i + 1] == 0:
             x = x + to_d(x, sigmas[i], denoised) * (sigmas[i + 1] - sigmas[i])
             continue
         t, t_next = _t(sigmas[i]), _t(sigmas[i + 1])
@@ -258,12 +272,13 @@ def sample_dpmpp_sde(model: Model, x: torch.Tensor, sigmas: torch.Tensor, noise:
 def sample_dpmpp_2m(model: Model, x: torch.Tensor, sigmas: torch.Tensor, noise: Noise,
                     callback: Callback) -> torch.Tensor:
     old = None
+    host = levels(sigmas)
     for i in range(len(sigmas) - 1):
         denoised = model(x, sigmas[i])
         callback(i, denoised)
         t, t_next = _t(sigmas[i]), _t(sigmas[i + 1])
         h = t_next - t
-        if old is None or sigmas[i + 1] == 0:
+        if old is None or host[i + 1] == 0:
             estimate = denoised
         else:
             r = (t - _t(sigmas[i - 1])) / h
@@ -276,10 +291,11 @@ def sample_dpmpp_2m(model: Model, x: torch.Tensor, sigmas: torch.Tensor, noise: 
 def sample_dpmpp_2m_sde(model: Model, x: torch.Tensor, sigmas: torch.Tensor, noise: Noise, callback: Callback,
                         eta: float = 1.0, s_noise: float = 1.0, solver_type: str = "midpoint") -> torch.Tensor:
     old, h_last = None, None
+    host = levels(sigmas)
     for i in range(len(sigmas) - 1):
         denoised = model(x, sigmas[i])
         callback(i, denoised)
-        if sigmas[i + 1] == 0:
+        if host[i + 1] == 0:
             x = denoised
         else:
             h = _t(sigmas[i + 1]) - _t(sigmas[i])
@@ -292,7 +308,7 @@ def sample_dpmpp_2m_sde(model: Model, x: torch.Tensor, sigmas: torch.Tensor, noi
                 else:
                     x = x + 0.5 * (-h - eta_h).expm1().neg() * (1 / r) * (denoised - old)
             if eta:
-                x = x + noise(sigmas[i], sigmas[i + 1]) * sigmas[i + 1] * (-2 * eta_h).expm1().neg().sqrt() * s_noise
+                x = x + noise(host[i], host[i + 1]) * sigmas[i + 1] * (-2 * eta_h).expm1().neg().sqrt() * s_noise
             h_last = h
         old = denoised
     return x
@@ -304,11 +320,12 @@ def sample_dpmpp_3m_sde(model: Model, x: torch.Tensor, sigmas: torch.Tensor, noi
     d_2: torch.Tensor | None = None
     h_1: torch.Tensor | None = None
     h_2: torch.Tensor | None = None
+    host = levels(sigmas)
     for i in range(len(sigmas) - 1):
         denoised = model(x, sigmas[i])
         callback(i, denoised)
         h: torch.Tensor | None = None
-        if sigmas[i + 1] == 0:
+        if host[i + 1] == 0:
             x = denoised
         else:
             h = _t(sigmas[i + 1]) - _t(sigmas[i])
@@ -324,7 +341,7 @@ def sample_dpmpp_3m_sde(model: Model, x: torch.Tensor, sigmas: torch.Tensor, noi
             elif h_1 is not None and d_1 is not None:
                 x = x + phi_2 * ((denoised - d_1) / (h_1 / h))
             if eta:
-                x = x + noise(sigmas[i], sigmas[i + 1]) * sigmas[i + 1] * (-2 * h * eta).expm1().neg().sqrt() * s_noise
+                x = x + noise(host[i], host[i + 1]) * sigmas[i + 1] * (-2 * h * eta).expm1().neg().sqrt() * s_noise
         d_1, d_2 = denoised, d_1
         h_1, h_2 = h, h_1
     return x
@@ -374,12 +391,13 @@ def sample_restart(model: Model, x: torch.Tensor, sigmas: torch.Tensor, noise: N
 def sample_lcm(model: Model, x: torch.Tensor, sigmas: torch.Tensor, noise: Noise, callback: Callback) -> torch.Tensor:
     """Latent Consistency Model sampling (Luo et al. 2023), as the WebUI's "LCM": jump to the
     denoised latent, then re-noise it to the next sigma with fresh noise."""
+    host = levels(sigmas)
     for i in range(len(sigmas) - 1):
         denoised = model(x, sigmas[i])
         callback(i, denoised)
         x = denoised
-        if sigmas[i + 1] > 0:
-            x = x + sigmas[i + 1] * noise(sigmas[i], sigmas[i + 1])
+        if host[i + 1] > 0:
+            x = x + sigmas[i + 1] * noise(host[i], host[i + 1])
     return x
 
 
@@ -387,10 +405,11 @@ def sample_lcm_RF(model: Model, x: torch.Tensor, sigmas: torch.Tensor, noise: No
                   callback: Callback) -> torch.Tensor:
     """LCM on a rectified-flow model, as ComfyUI's sample_lcm with its CONST noise scaling: jump to the
     denoised latent, then noise it to the next sigma the flow way, (1 - s) x0 + s noise."""
+    host = levels(sigmas)
     for i in range(len(sigmas) - 1):
         denoised = model(x, sigmas[i])
         callback(i, denoised)
         x = denoised
-        if sigmas[i + 1] > 0:
-            x = sigmas[i + 1] * noise(sigmas[i], sigmas[i + 1]) + (1.0 - sigmas[i + 1]) * x
+        if host[i + 1] > 0:
+            x = sigmas[i + 1] * noise(host[i], host[i + 1]) + (1.0 - sigmas[i + 1]) * x
     return x

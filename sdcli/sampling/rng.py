@@ -150,7 +150,9 @@ class ImageNoise:
 def brownian_noise(x: torch.Tensor, sigmas: torch.Tensor, seeds: list[int]) -> Callable[[Any, Any], torch.Tensor]:
     """Brownian-tree noise over [min positive sigma, max sigma], one tree per image seed (torchsde).
 
-    Returns noise(sigma, sigma_next): the tree's increment scaled to unit variance.
+    Returns noise(sigma, sigma_next): the tree's increment scaled to unit variance. The sigmas may be
+    tensors or host floats (the loop's sigma levels): the trees take floats, so host floats spare a
+    device read per query; the scale is computed in the sigmas' dtype either way (same noise).
     """
     import torchsde
 
@@ -159,11 +161,11 @@ def brownian_noise(x: torch.Tensor, sigmas: torch.Tensor, seeds: list[int]) -> C
     trees = [torchsde.BrownianTree(t0, w0, t1, entropy=s) for s in seeds]
 
     def noise(sigma: Any, sigma_next: Any) -> torch.Tensor:
-        a, b = torch.as_tensor(sigma), torch.as_tensor(sigma_next)
-        lo, hi, sign = (a, b, 1) if a < b else (b, a, -1)
+        a, b = torch.as_tensor(sigma, dtype=sigmas.dtype), torch.as_tensor(sigma_next, dtype=sigmas.dtype)
+        lo, hi, sign = (sigma, sigma_next, 1) if sigma < sigma_next else (sigma_next, sigma, -1)
         with warnings.catch_warnings():  # exp(log(sigma)) may pass the tree's ends by an ulp: harmless
             warnings.simplefilter("ignore", UserWarning)
             w = torch.stack([tree(lo, hi) for tree in trees]) * sign  # increments run backwards as sigma falls
-        return w / (b - a).abs().sqrt()
+        return w / (b - a).abs().sqrt().to(w.device)
 
     return noise

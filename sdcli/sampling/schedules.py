@@ -189,13 +189,14 @@ def align_your_steps(n: int, sigma_min: float, sigma_max: float, ms: SigmaTable,
 
 
 def simple(n: int, sigma_min: float, sigma_max: float, ms: SigmaTable) -> torch.Tensor:
-    stride = len(ms.sigmas) / n
-    return _from_list([float(ms.sigmas[-(1 + int(i * stride))]) for i in range(n)])
+    stride, table = len(ms.sigmas) / n, ms.sigmas.tolist()  # one read of the table, not one per step
+    return _from_list([table[-(1 + int(i * stride))] for i in range(n)])
 
 
 def ddim(n: int, sigma_min: float, sigma_max: float, ms: SigmaTable) -> torch.Tensor:
     stride = max(len(ms.sigmas) // n, 1)
-    picked = [float(ms.sigmas[i]) for i in range(1, len(ms.sigmas), stride)]
+    table = ms.sigmas.tolist()  # one read of the table, not one per step
+    picked = [table[i] for i in range(1, len(table), stride)]
     return _from_list(picked[::-1])
 
 

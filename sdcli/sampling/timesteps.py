@@ -45,11 +45,12 @@ def _ddim(model: Model, x: torch.Tensor, timesteps: torch.Tensor, noise: Noise, 
           eta: float, cfgpp: bool) -> torch.Tensor:
     alphas, alphas_prev = _alphas(model, timesteps)
     sigmas = eta * ((1 - alphas_prev) / (1 - alphas.double()) * (1 - alphas.double() / alphas_prev)).sqrt()
+    host_alphas, host_prev, host_sigmas = alphas.tolist(), alphas_prev.tolist(), sigmas.tolist()  # read once
     for i in range(len(timesteps) - 1):
         index = len(timesteps) - 1 - i
         e_t = model(x, timesteps[index].float())
         direction = model.last_uncond if cfgpp else e_t  # type: ignore[attr-defined]
-        a_t, a_prev, sigma_t = float(alphas[index]), float(alphas_prev[index]), float(sigmas[index])
+        a_t, a_prev, sigma_t = host_alphas[index], host_prev[index], host_sigmas[index]
         pred_x0 = (x - (1 - a_t) ** 0.5 * e_t) / a_t ** 0.5
         callback(i, pred_x0)
         x = a_prev ** 0.5 * pred_x0 + (1.0 - a_prev - sigma_t ** 2) ** 0.5 * direction + sigma_t * noise(None, None)
@@ -59,10 +60,11 @@ def _ddim(model: Model, x: torch.Tensor, timesteps: torch.Tensor, noise: Noise, 
 def sample_plms(model: Model, x: torch.Tensor, timesteps: torch.Tensor, noise: Noise,
                 callback: Callback) -> torch.Tensor:
     alphas, alphas_prev = _alphas(model, timesteps)
+    host_alphas, host_prev = alphas.tolist(), alphas_prev.tolist()  # read once, not every step
     old: list[torch.Tensor] = []
 
     def step(e_t: torch.Tensor, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        a_t, a_prev = float(alphas[index]), float(alphas_prev[index])
+        a_t, a_prev = host_alphas[index], host_prev[index]
         pred_x0 = (x - (1 - a_t) ** 0.5 * e_t) / a_t ** 0.5
         return a_prev ** 0.5 * pred_x0 + (1.0 - a_prev) ** 0.5 * e_t, pred_x0
 

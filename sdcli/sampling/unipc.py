@@ -89,6 +89,12 @@ def sample_unipc(model: Model, x: torch.Tensor, timesteps: torch.Tensor, noise: 
     return x
 
 
+def _solve(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """torch.linalg.solve without its error check, which reads the LU's status back every step (a device sync);
+    the update's matrices (powers of distinct ratios) are never singular."""
+    return torch.linalg.solve_ex(a, b)[0]
+
+
 def _bh1_step(x0_at, vp: _VPSchedule, x: torch.Tensor, models: list[torch.Tensor], times_prev: list[torch.Tensor],
               t: torch.Tensor, order: int, corrector: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
     """One multistep predictor(-corrector) step of variant bh1 (B(h) = h), data prediction."""
@@ -115,13 +121,12 @@ def _bh1_step(x0_at, vp: _VPSchedule, x: torch.Tensor, models: list[torch.Tensor
     x_base = _column(sigma_t / sigma_prev) * x - _column(alpha_t * h_phi_1) * m0
     predicted = 0
     if diffs:
-        rhos_p = torch.tensor([0.5], device=x.device) if order == 2 else torch.linalg.solve(big_r[:-1, :-1],
-                                                                                               b_vec[:-1])
+        rhos_p = torch.tensor([0.5], device=x.device) if order == 2 else _solve(big_r[:-1, :-1], b_vec[:-1])
         predicted = sum(rho * d for rho, d in zip(rhos_p, diffs, strict=True))
     x_t = x_base - _column(alpha_t * b_h) * predicted
     if not corrector:
         return x_t, None
-    rhos_c = torch.tensor([0.5], device=x.device) if order == 1 else torch.linalg.solve(big_r, b_vec)
+    rhos_c = torch.tensor([0.5], device=x.device) if order == 1 else _solve(big_r, b_vec)
     model_t = x0_at(x_t, t)
     corrected = sum((rho * d for rho, d in zip(rhos_c[:-1], diffs, strict=True)), torch.zeros_like(x))
     return x_base - _column(alpha_t * b_h) * (corrected + rhos_c[-1] * (model_t - m0)), model_t
