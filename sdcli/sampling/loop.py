@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from sdcli.sampling import dpm_solver, kdiffusion, preview, timesteps, unipc
+from sdcli.sampling import dpm_solver, flow_samplers, kdiffusion, preview, timesteps, unipc
 from sdcli.sampling.denoiser import CFGDenoiser
 from sdcli.sampling.rng import ImageNoise, brownian_noise
 from sdcli.sampling.samplers import SamplerChoice, img2img_steps
@@ -33,7 +33,7 @@ def sampling_function(choice: SamplerChoice, flow: bool = False) -> Callable[...
     name = (flow and choice.sampler.flow_function) or choice.sampler.function
     if name is None:
         raise ValueError(f"{choice.sampler.name} runs in the diffusers pipeline, not sdcli's loop")
-    module = next(m for m in (kdiffusion, dpm_solver, timesteps, unipc) if hasattr(m, name))
+    module = next(m for m in (kdiffusion, flow_samplers, dpm_solver, timesteps, unipc) if hasattr(m, name))
     return getattr(module, name)
 
 

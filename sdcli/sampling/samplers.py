@@ -49,7 +49,7 @@ TIMESTEP_ONLY = ("uniform",)  # the WebUI's timestep samplers take no schedule t
 class Sampler:
     """One WebUI sampler: how sdcli runs it and the WebUI's per-sampler options.
 
-    `function` names the k-diffusion sampling function in sampling.kdiffusion that
+    `function` names the sampling function (sampling.kdiffusion, timesteps, unipc, ...) that
     sdcli's loop runs (None: the diffusers `scheduler` runs it in the pipeline).
     `scheduler`/`config` are also the fallback for model families the loop does not run.
     The flags are the WebUI's sampler options of the same names.
@@ -70,7 +70,7 @@ class Sampler:
     timesteps: bool = False  # a timestep sampler (sampling.timesteps): integer timesteps, eta default 0
     loop_only: bool = False  # no diffusers equivalent: refused where sdcli's loop does not run
     lcm: bool = False  # the WebUI's LCM model wrap: its 50 timesteps and boundary scalings (schedules.LCMSigmas)
-    flow_function: str | None = None  # its form on rectified-flow models (Forge/ComfyUI: the ancestral _RF forms)
+    flow_function: str | None = None  # its form on rectified-flow models (sampling.flow_samplers)
     flow_sound: bool = True  # False: its maths does not fit a flow model (refused there)
     note: str = ""
 
