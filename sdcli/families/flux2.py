@@ -15,9 +15,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from sdcli.families.base import Detected, FileParts, Json, LatentFormat, Shapes
+from sdcli.families.base import Detected, FileParts, Json, Shapes
 from sdcli.families.flow import SIMPLE, FlowAdapter, FlowFamily, find_key, flow_capabilities
 from sdcli.families.flux import FLUX_UNSOUND_SCHEDULES
+from sdcli.families.latent import LatentFormat
 
 if TYPE_CHECKING:
     import torch

@@ -16,9 +16,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from sdcli.families.base import Detected, FileParts, Json, LatentFormat, Shapes
+from sdcli.families.base import Detected, FileParts, Json, Shapes
 from sdcli.families.flow import FlowAdapter, find_key, flow_capabilities
 from sdcli.families.flux import PACKING, FluxDerivedFamily, pack, references_of, unpack
+from sdcli.families.latent import LatentFormat
 
 if TYPE_CHECKING:
     from sdcli.conditioning.cond import Conditioning

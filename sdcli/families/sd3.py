@@ -14,8 +14,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from sdcli.families.base import UNET_PREFIX, Detected, Json, LatentFormat, Shapes
+from sdcli.families.base import UNET_PREFIX, Detected, Json, Shapes
 from sdcli.families.flow import FLOW_UNSOUND_SCHEDULES, SGM_UNIFORM, FlowAdapter, FlowFamily, flow_capabilities
+from sdcli.families.latent import LatentFormat
 
 if TYPE_CHECKING:
     from sdcli.conditioning.cond import Conditioning

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from sdcli.families.base import Capabilities, Json, LatentFormat, PromptEncoder
+from sdcli.families.base import Capabilities, Json, PromptEncoder
+from sdcli.families.latent import LatentFormat
 from sdcli.families.unet import UNetFamily
 
 SDXL_CLIP_L = "conditioner.embedders.0.transformer.text_model.embeddings.token_embedding.weight"

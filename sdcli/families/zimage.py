@@ -13,8 +13,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from sdcli.families.base import Detected, FileParts, Json, LatentFormat, Shapes
+from sdcli.families.base import Detected, FileParts, Json, Shapes
 from sdcli.families.flow import SIMPLE, FlowAdapter, FlowFamily, find_key, flow_capabilities
+from sdcli.families.latent import LatentFormat
 
 if TYPE_CHECKING:
     from sdcli.conditioning.cond import Conditioning

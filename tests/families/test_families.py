@@ -127,7 +127,7 @@ def test_every_family_is_detected_and_refiners_pair_by_their_group():
 def test_latent_format_shapes_and_scaling():
     from types import SimpleNamespace
 
-    from sdcli.families.base import LatentFormat
+    from sdcli.families.latent import LatentFormat
 
     sd = families.FAMILIES["sd1"].latent
     assert sd.noise_shape(64, 48) == (4, 6, 8)

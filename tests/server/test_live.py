@@ -109,7 +109,7 @@ def test_progress_of_a_running_job_with_a_live_preview(slow):
 
 
 def test_previews_are_decoded_every_n_steps_and_only_when_polled(slow, monkeypatch):
-    from sdcli.families.base import LatentFormat
+    from sdcli.families.latent import LatentFormat
 
     url, engine = slow
     calls = []
