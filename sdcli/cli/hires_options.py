@@ -3,9 +3,46 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Annotated, Any
+
+import typer
 
 from sdcli.cli import options as o
+from sdcli.request.fields import allowed as r
+
+# -- The flags -------------------------------------------------------------------
+HIRES = "Hires fix"
+Hires = Annotated[bool, typer.Option("--hires", help="Hires fix: upscale the image, then run a second img2img pass "
+                                     "at the larger size (the WebUI's).", rich_help_panel=HIRES)]
+HiresScale = Annotated[float, typer.Option("--hires-scale", help=f"Upscale by ({r('hires.scale')}); ignored with "
+                                           "--hires-size.",
+                                           rich_help_panel=HIRES)]
+HiresSize = Annotated[str | None, typer.Option(
+    "--hires-size", metavar="WxH", help="Upscale to WIDTHxHEIGHT instead (0 on one side keeps the aspect; another "
+    "aspect is cropped, as the WebUI's 'Resize width/height to').", rich_help_panel=HIRES, show_default=False)]
+HiresSteps = Annotated[int, typer.Option("--hires-steps", help=f"Steps of the hires pass ({r('hires.steps')}; 0 = the "
+                                         "same as --steps); "
+                                         "run exactly, as in the WebUI.", rich_help_panel=HIRES)]
+HiresDenoise = Annotated[float, typer.Option("--hires-denoise", help="Denoising strength of the hires pass "
+                                             f"({r('hires.denoise')}).", rich_help_panel=HIRES)]
+HiresUpscaler = Annotated[str, typer.Option(
+    "--hires-upscaler", help="Latent, 'Latent (antialiased)', 'Latent (bicubic)', 'Latent (bicubic antialiased)', "
+    "'Latent (nearest)', 'Latent (nearest-exact)', Lanczos, Nearest, None, or an ESRGAN-family .safetensors file "
+    "(path, or name in the models folder's ESRGAN/; needs spandrel).", rich_help_panel=HIRES)]
+HiresPrompt = Annotated[str | None, typer.Option("--hires-prompt", help="Prompt of the hires pass [default: the "
+                                                 "prompt]", rich_help_panel=HIRES, show_default=False)]
+HiresNegative = Annotated[str | None, typer.Option("--hires-negative-prompt", help="Negative prompt of the hires "
+                                                   "pass [default: the negative prompt]", rich_help_panel=HIRES,
+                                                   show_default=False)]
+HiresSampler = Annotated[str | None, typer.Option("--hires-sampler", help="Sampler of the hires pass [default: "
+                                                  "--sampler]", rich_help_panel=HIRES, show_default=False)]
+HiresSchedule = Annotated[str | None, typer.Option("--hires-schedule", help="Schedule type of the hires pass "
+                                                   "[default: --schedule]", rich_help_panel=HIRES,
+                                                   show_default=False)]
+HiresCfg = Annotated[float | None, typer.Option("--hires-cfg", help=f"CFG scale of the hires pass "
+                                                f"({r('hires.cfg_scale')}; WebUI Forge's 'Hires CFG Scale') "
+                                                "[default: --cfg-scale]", rich_help_panel=HIRES,
+                                                show_default=False)]
 
 HIRES_DEFAULTS: dict[str, Any] = {"hires_scale": 2.0, "hires_size": None, "hires_steps": 0, "hires_denoise": 0.7,
                                   "hires_upscaler": "Latent", "hires_prompt": None, "hires_negative_prompt": None,
@@ -14,17 +51,17 @@ HIRES_FLAGS = ("hires", *HIRES_DEFAULTS)
 
 
 def _hires(
-    hires: o.Hires = False,
-    hires_scale: o.HiresScale = HIRES_DEFAULTS["hires_scale"],
-    hires_size: o.HiresSize = None,
-    hires_steps: o.HiresSteps = HIRES_DEFAULTS["hires_steps"],
-    hires_denoise: o.HiresDenoise = HIRES_DEFAULTS["hires_denoise"],
-    hires_upscaler: o.HiresUpscaler = HIRES_DEFAULTS["hires_upscaler"],
-    hires_prompt: o.HiresPrompt = None,
-    hires_negative_prompt: o.HiresNegative = None,
-    hires_sampler: o.HiresSampler = None,
-    hires_schedule: o.HiresSchedule = None,
-    hires_cfg: o.HiresCfg = None,
+    hires: Hires = False,
+    hires_scale: HiresScale = HIRES_DEFAULTS["hires_scale"],
+    hires_size: HiresSize = None,
+    hires_steps: HiresSteps = HIRES_DEFAULTS["hires_steps"],
+    hires_denoise: HiresDenoise = HIRES_DEFAULTS["hires_denoise"],
+    hires_upscaler: HiresUpscaler = HIRES_DEFAULTS["hires_upscaler"],
+    hires_prompt: HiresPrompt = None,
+    hires_negative_prompt: HiresNegative = None,
+    hires_sampler: HiresSampler = None,
+    hires_schedule: HiresSchedule = None,
+    hires_cfg: HiresCfg = None,
 ) -> None:
     """Template only: the hires fix flags."""
 

@@ -351,41 +351,6 @@ Direction = Annotated[list[str] | None, typer.Option(
 Fill = Annotated[str, typer.Option("--fill", help="Pre-fill of the new area: edge (stretched border pixels), "
                                    "noise, or blur (colours blurred in from the border).", rich_help_panel=IMG)]
 
-# -- Hires fix (txt2img, xyz) -------------------------------------------------------------------
-HIRES = "Hires fix"
-Hires = Annotated[bool, typer.Option("--hires", help="Hires fix: upscale the image, then run a second img2img pass "
-                                     "at the larger size (the WebUI's).", rich_help_panel=HIRES)]
-HiresScale = Annotated[float, typer.Option("--hires-scale", help=f"Upscale by ({r('hires.scale')}); ignored with "
-                                           "--hires-size.",
-                                           rich_help_panel=HIRES)]
-HiresSize = Annotated[str | None, typer.Option(
-    "--hires-size", metavar="WxH", help="Upscale to WIDTHxHEIGHT instead (0 on one side keeps the aspect; another "
-    "aspect is cropped, as the WebUI's 'Resize width/height to').", rich_help_panel=HIRES, show_default=False)]
-HiresSteps = Annotated[int, typer.Option("--hires-steps", help=f"Steps of the hires pass ({r('hires.steps')}; 0 = the "
-                                         "same as --steps); "
-                                         "run exactly, as in the WebUI.", rich_help_panel=HIRES)]
-HiresDenoise = Annotated[float, typer.Option("--hires-denoise", help="Denoising strength of the hires pass "
-                                             f"({r('hires.denoise')}).", rich_help_panel=HIRES)]
-HiresUpscaler = Annotated[str, typer.Option(
-    "--hires-upscaler", help="Latent, 'Latent (antialiased)', 'Latent (bicubic)', 'Latent (bicubic antialiased)', "
-    "'Latent (nearest)', 'Latent (nearest-exact)', Lanczos, Nearest, None, or an ESRGAN-family .safetensors file "
-    "(path, or name in the models folder's ESRGAN/; needs spandrel).", rich_help_panel=HIRES)]
-HiresPrompt = Annotated[str | None, typer.Option("--hires-prompt", help="Prompt of the hires pass [default: the "
-                                                 "prompt]", rich_help_panel=HIRES, show_default=False)]
-HiresNegative = Annotated[str | None, typer.Option("--hires-negative-prompt", help="Negative prompt of the hires "
-                                                   "pass [default: the negative prompt]", rich_help_panel=HIRES,
-                                                   show_default=False)]
-HiresSampler = Annotated[str | None, typer.Option("--hires-sampler", help="Sampler of the hires pass [default: "
-                                                  "--sampler]", rich_help_panel=HIRES, show_default=False)]
-HiresSchedule = Annotated[str | None, typer.Option("--hires-schedule", help="Schedule type of the hires pass "
-                                                   "[default: --schedule]", rich_help_panel=HIRES,
-                                                   show_default=False)]
-HiresCfg = Annotated[float | None, typer.Option("--hires-cfg", help=f"CFG scale of the hires pass "
-                                                f"({r('hires.cfg_scale')}; WebUI Forge's 'Hires CFG Scale') "
-                                                "[default: --cfg-scale]", rich_help_panel=HIRES,
-                                                show_default=False)]
-
-
 # -- X/Y/Z plot (xyz) --------------------------------------------------------------------------
 def _plot_axis(name: str, example: str) -> Any:
     return Annotated[str | None, typer.Option(f"--{name}", show_default=False, rich_help_panel=GEN,
