@@ -95,3 +95,19 @@ def qwen_tokenizer(files: tuple[Path, ...], what: str) -> Any:
     beside = " or ".join(dict.fromkeys(str(f.parent / "tokenizer") for f in files))
     raise ModelError(f"--text-encoder: {files[0].name} needs its {what} tokenizer, which sdcli does not bundle: put "
                      f"its tokenizer.json and tokenizer_config.json in {beside}")
+
+
+def file_tokenizer(config: Config, tiny: bool, files: tuple[Path, ...], what: str) -> Any:
+    """The tokenizer of a transformer file's Qwen text encoder: sdcli's tiny one for its tiny models (the encoder's
+    `config` sized to it, a VL config's text_config too), else the user's (qwen_tokenizer)."""
+    if not tiny:
+        return qwen_tokenizer(files, what)
+    from sdcli.models.tiny_qwen import tiny_qwen_tokenizer
+
+    tokenizer = tiny_qwen_tokenizer()
+    ids = {"vocab_size": len(tokenizer), "pad_token_id": tokenizer.pad_token_id}
+    if "text_config" in config:
+        ids |= {"bos_token_id": tokenizer.pad_token_id, "eos_token_id": tokenizer.eos_token_id}
+        config["text_config"].update(ids)
+    config.update(ids)
+    return tokenizer

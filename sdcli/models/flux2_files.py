@@ -14,7 +14,7 @@ blocks of 24 heads x 128, text width 3 x 2560: 3.88B parameters; Qwen3-4B's publ
 flux2-klein-9b.json (8 + 24 blocks of 32 heads, text width 3 x 4096: 9.08B; Qwen3-8B's published config, 8.19B);
 both no guidance input, the VAE diffusers' AutoencoderKLFlux2 defaults (block counts as InvokeAI's Klein presets
 and the published model cards give them); else the tiny architecture (models.tiny_flux2). The Qwen tokenizer is
-not bundled (models.flow_load.qwen_tokenizer).
+not bundled (models.flow_load.file_tokenizer).
 """
 
 from __future__ import annotations
@@ -138,18 +138,12 @@ def load_flux2_files(model: ModelRef, detected: Detected, pipeline: str, dtype: 
     found them: ModelRef.parts "qwen3" and "vae")."""
     import diffusers
 
-    from sdcli.models.flow_load import load_qwen3, load_transformer, qwen_tokenizer
+    from sdcli.models.flow_load import file_tokenizer, load_qwen3, load_transformer
 
     prefix, diffusers_layout, width = flux2_layout(model.path)
     spec, tiny = component_configs(width, f"--model: {model.path}")
     parts = dict(model.parts)
-    if tiny:
-        from sdcli.models.tiny_qwen import tiny_qwen_tokenizer
-
-        tokenizer = tiny_qwen_tokenizer()
-        spec["text_encoder"].update(vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id)
-    else:
-        tokenizer = qwen_tokenizer((parts["qwen3"], model.path), "Qwen3")
+    tokenizer = file_tokenizer(spec["text_encoder"], tiny, (parts["qwen3"], model.path), "Qwen3")
     transformer = load_transformer("Flux2Transformer2DModel", model.path, dtype, spec["transformer"], prefix,
                                    diffusers_layout)
     text_encoder = load_qwen3(parts["qwen3"], dtype, spec["text_encoder"], "Qwen3ForCausalLM")

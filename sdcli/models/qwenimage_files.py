@@ -11,7 +11,7 @@ size) or an AutoencoderKLQwenImage file in diffusers' names; diffusers has no si
 so sdcli checks the keys strictly and loads the state dict into the model its config builds. Configs:
 configs/qwen-image.json for the released width (transformer and VAE: diffusers' class defaults, which are
 Qwen-Image's; text encoder: Qwen2.5-VL-7B's published config; scheduler: Qwen-Image's), else the tiny
-architecture (models.tiny_qwenimage). The Qwen tokenizer is not bundled (models.flow_load.qwen_tokenizer).
+architecture (models.tiny_qwenimage). The Qwen tokenizer is not bundled (models.flow_load.file_tokenizer).
 """
 
 from __future__ import annotations
@@ -123,23 +123,14 @@ def load_qwenimage_files(model: ModelRef, detected: Detected, pipeline: str, dty
     step found them: ModelRef.parts "qwen25vl" and "vae")."""
     import diffusers
 
-    from sdcli.models.flow_load import load_transformer, qwen_tokenizer, transformer_prefix
+    from sdcli.models.flow_load import file_tokenizer, load_transformer, transformer_prefix
     from sdcli.models.flux_files import read_tensor_table
 
     prefix = transformer_prefix(model.path, MARK)
     width = int(read_tensor_table(model.path)[0][prefix + "img_in.weight"][0])
     spec, tiny = component_configs(width, f"--model: {model.path}")
     parts = dict(model.parts)
-    if tiny:
-        from sdcli.models.tiny_qwen import tiny_qwen_tokenizer
-
-        tokenizer = tiny_qwen_tokenizer()
-        ids = {"vocab_size": len(tokenizer), "pad_token_id": tokenizer.pad_token_id,
-               "bos_token_id": tokenizer.pad_token_id, "eos_token_id": tokenizer.eos_token_id}
-        spec["text_encoder"]["text_config"].update(ids)
-        spec["text_encoder"].update(ids)
-    else:
-        tokenizer = qwen_tokenizer((parts["qwen25vl"], model.path), "Qwen2.5-VL")
+    tokenizer = file_tokenizer(spec["text_encoder"], tiny, (parts["qwen25vl"], model.path), "Qwen2.5-VL")
     transformer = load_transformer("QwenImageTransformer2DModel", model.path, dtype, spec["transformer"], prefix, True)
     text_encoder = load_qwen25vl(parts["qwen25vl"], dtype, spec["text_encoder"])
     vae = load_qwen_vae(parts["vae"], dtype, spec["vae"])

@@ -9,7 +9,7 @@ Qwen3 4B (ComfyUI's qwen_3_4b.safetensors: transformers' names under "model."), 
 Configs: configs/zimage.json for the released width (transformer: diffusers' ZImageTransformer2DModel defaults,
 which are Z-Image Turbo's; text encoder: Qwen3-4B's published config; VAE: Flux's; scheduler: shift 3, no dynamic
 shifting), else the tiny architecture (models.tiny_zimage). The Qwen tokenizer is not bundled: a `tokenizer`
-folder beside the text encoder or the model gives it (models.flow_load.qwen_tokenizer).
+folder beside the text encoder or the model gives it (models.flow_load.file_tokenizer).
 """
 
 from __future__ import annotations
@@ -60,19 +60,13 @@ def load_zimage_files(model: ModelRef, detected: Detected, pipeline: str, dtype:
     step found them: ModelRef.parts "qwen3" and "vae")."""
     import diffusers
 
-    from sdcli.models.flow_load import load_qwen3, load_transformer, qwen_tokenizer
+    from sdcli.models.flow_load import file_tokenizer, load_qwen3, load_transformer
     from sdcli.models.flux_load import load_flux_vae
 
     prefix, diffusers_layout, width = zimage_layout(model.path)
     spec, tiny = component_configs(width, f"--model: {model.path}")
     parts = dict(model.parts)
-    if tiny:
-        from sdcli.models.tiny_qwen import tiny_qwen_tokenizer
-
-        tokenizer = tiny_qwen_tokenizer()
-        spec["text_encoder"].update(vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id)
-    else:
-        tokenizer = qwen_tokenizer((parts["qwen3"], model.path), "Qwen3")
+    tokenizer = file_tokenizer(spec["text_encoder"], tiny, (parts["qwen3"], model.path), "Qwen3")
     transformer = load_transformer("ZImageTransformer2DModel", model.path, dtype, spec["transformer"], prefix,
                                    diffusers_layout)
     text_encoder = load_qwen3(parts["qwen3"], dtype, spec["text_encoder"])
