@@ -83,7 +83,7 @@ def test_prompt_option_equals_argument(cli, tiny_model, tmp_path):
     (("--device", "tpu"), "error: --device: unknown value 'tpu'"),
     (("--rng", "tpu"), "error: --rng: unknown value 'tpu'; choose from cpu, gpu, nv, comfy"),
     (("--emphasis", "loud"), "error: --emphasis: unknown value 'loud'"),
-    (("--schedule", "kl-optimal", "--sampler", "UniPC"), "error: --schedule: UniPC does not support"),
+    (("--schedule", "kl-optimal", "--sampler", "DPM++ 2M Karras"), "error: --schedule: 'kl-optimal' conflicts"),
     (("--dtype", "fp16", "--device", "cpu"), "error: --dtype: fp16 is not supported on CPU"),
     (("--xformers", "--device", "cpu"), "error: --xformers:"),
     (("--steps", "many"), "error: Invalid value for '--steps'"),

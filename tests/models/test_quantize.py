@@ -99,10 +99,11 @@ def test_the_pipeline_config_quantizes_the_network_and_the_big_encoders(bitsandb
 
 def test_each_family_names_its_big_text_encoders():
     big = {name: f.big_text_encoders for name, f in FAMILIES.items() if f.capabilities.low_bits}
-    assert big == {**dict.fromkeys(("flux-dev", "flux-schnell", "flux-fill", "flux-control"), ("text_encoder_2",)),
+    assert big == {**dict.fromkeys(("flux-dev", "flux-schnell", "flux-fill", "flux-control", "flux-kontext"),
+                                   ("text_encoder_2",)),
                    "sd3": ("text_encoder_3",),
-                   **dict.fromkeys(("zimage", "chroma", "qwen-image", "flux2-klein", "flux2-klein-base", "flux2-dev"),
-                                   ("text_encoder",))}
+                   **dict.fromkeys(("zimage", "chroma", "qwen-image", "qwen-image-edit", "qwen-image-edit-plus",
+                                    "flux2-klein", "flux2-klein-base", "flux2-dev"), ("text_encoder",))}
     assert FAMILIES["sd1"].big_text_encoders == () and not FAMILIES["sd1"].capabilities.low_bits
 
 

@@ -97,7 +97,7 @@ def test_sd_upscale_refusals(api, args, detail):
 
 def test_scripts_lists_what_runs(api):
     listed = api.get("/sdapi/v1/scripts").json()
-    assert listed["txt2img"] == [PROMPTS, "x/y/z plot"] and "sd upscale" in listed["img2img"]
+    assert listed["txt2img"] == [PROMPTS, "x/y/z plot", "controlnet"] and "sd upscale" in listed["img2img"]
     refused = api.post("/sdapi/v1/txt2img", json={**TXT, "script_name": "sd upscale"})
     assert refused.status_code == 422 and "works with img2img only" in refused.json()["detail"]
 
