@@ -95,6 +95,9 @@ def _rss_mb() -> float:
 
 @pytest.mark.slow
 @pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="reads RSS from /proc")
+@pytest.mark.skipif(os.environ.get("SDCLI_LONG_TESTS", "") in ("", "0"),
+                    reason="1,400 requests (about 3.5 min on 2 cores): SDCLI_LONG_TESTS=1; `make bench`'s load row "
+                    "measures the same run")
 def test_8_clients_x_50_requests_then_rss_flat_over_1000_requests(loaded):
     url, _ = loaded
     for sent, response in hammer(url, 50):
