@@ -31,11 +31,24 @@ def model_hash(path: Path) -> str:
     return (file_sha256(path) if path.is_file() else folder_sha256(path))[:10]
 
 
+def known_model_hash(path: Path) -> str | None:
+    """model_hash() when the cache has it already, else None: reads no weights (the WebUI's model list shows a
+    checkpoint's hash only once it is known)."""
+    try:
+        found = _lookup(_file_key(path) if path.is_file() else _folder_key(path, _folder_files(path)))
+    except OSError:
+        return None
+    return found[:10] if found else None
+
+
 def file_sha256(path: Path) -> str:
     """Full SHA-256 of a file, from the cache when path, size and mtime are unchanged."""
+    return _cached(_file_key(path), lambda: _digest_files(path.parent, [path], with_names=False))
+
+
+def _file_key(path: Path) -> str:
     stat = path.stat()
-    key = json.dumps(["file", str(path.resolve()), stat.st_size, stat.st_mtime_ns])
-    return _cached(key, lambda: _digest_files(path.parent, [path], with_names=False))
+    return json.dumps(["file", str(path.resolve()), stat.st_size, stat.st_mtime_ns])
 
 
 def folder_sha256(folder: Path) -> str:
@@ -45,11 +58,18 @@ def folder_sha256(folder: Path) -> str:
     relative-path order, the path (UTF-8, '/'-separated), a NUL byte, then the
     file's bytes. Cached by path, and each file's size and mtime.
     """
-    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix in HASHED_SUFFIXES
-                   and not any(part.startswith(".") for part in p.relative_to(folder).parts))
+    files = _folder_files(folder)
+    return _cached(_folder_key(folder, files), lambda: _digest_files(folder, files, with_names=True))
+
+
+def _folder_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix in HASHED_SUFFIXES
+                  and not any(part.startswith(".") for part in p.relative_to(folder).parts))
+
+
+def _folder_key(folder: Path, files: list[Path]) -> str:
     stamp = [(p.relative_to(folder).as_posix(), p.stat().st_size, p.stat().st_mtime_ns) for p in files]
-    key = json.dumps([str(folder.resolve()), stamp])
-    return _cached(key, lambda: _digest_files(folder, files, with_names=True))
+    return json.dumps([str(folder.resolve()), stamp])
 
 
 def _digest_files(root: Path, files: list[Path], with_names: bool) -> str:
@@ -63,16 +83,27 @@ def _digest_files(root: Path, files: list[Path], with_names: bool) -> str:
     return digest.hexdigest()
 
 
+def _load() -> dict[str, str]:
+    try:
+        cache = json.loads((cache_dir() / "hashes.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return cache if isinstance(cache, dict) else {}  # a damaged cache file: start it again
+
+
+def _lookup(key_text: str) -> str | None:
+    """The cached SHA-256 for `key_text`, or None."""
+    found = _load().get(hashlib.sha256(key_text.encode()).hexdigest())
+    return found if isinstance(found, str) and len(found) == 64 else None
+
+
 def _cached(key_text: str, compute) -> str:
     """Look `key_text` up in the hash cache; compute and store it when absent."""
     cache_file = cache_dir() / "hashes.json"
     key = hashlib.sha256(key_text.encode()).hexdigest()
-    try:
-        cache = json.loads(cache_file.read_text())
-    except (OSError, ValueError):
+    cache = _load()
+    if not isinstance(cache.get(key, ""), str):
         cache = {}
-    if not isinstance(cache, dict) or not isinstance(cache.get(key, ""), str):
-        cache = {}  # a damaged cache file: start it again
     if len(cache.get(key, "")) == 64:
         return cache[key]
     value = compute()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 from fastapi import Depends, FastAPI, HTTPException, Request
@@ -98,8 +99,11 @@ def create_app(engine: Engine, *, limits: Limits = Limits(), auth: dict[str, str
         """A WebUI request through the engine; errors name the WebUI's fields, not sdcli's flags."""
         try:
             check_limits(request)
-            model_spec = model or (payload.override_settings or {}).get("sd_model_checkpoint")
-            done = engine.generate(request, model_spec, schemas.add_ons(payload, engine.options), webui=True)
+            overridden = (payload.override_settings or {}).get("sd_model_checkpoint")
+            # A model in override_settings is this request's only (unless not restored afterwards), as the WebUI's.
+            switch = not overridden or model is not None or not payload.override_settings_restore_afterwards
+            done = engine.generate(request, model or overridden, schemas.add_ons(payload, engine.options), webui=True,
+                                   switch=switch)
             if payload.save_images:
                 save_generated(engine, done, {**opts.current(engine), **checked(payload.override_settings or {})})
             if payload.override_settings and not payload.override_settings_restore_afterwards:
@@ -212,8 +216,22 @@ def create_app(engine: Engine, *, limits: Limits = Limits(), auth: dict[str, str
 
     @app.get("/sdapi/v1/sd-models")
     def sd_models() -> list[dict[str, Any]]:
-        return [{"title": m.title, "model_name": m.ref.name, "hash": m.hash, "sha256": None,
+        """The served models, then the models folder's other checkpoints (WebUI titles; a hash once known)."""
+        from sdcli.models.hashes import known_model_hash
+
+        rows = [{"title": m.title, "model_name": m.ref.name, "hash": m.hash, "sha256": None,
                  "filename": str(m.ref.path), "config": None} for m in engine.models]
+        served = {Path(m.ref.path).resolve() for m in engine.models}
+        for checkpoint in engine.checkpoints.all():
+            path = checkpoint.entry.path
+            if path.resolve() in served:
+                continue
+            short = known_model_hash(path)
+            rows.append({"title": f"{checkpoint.label} [{short}]" if short else checkpoint.label,
+                         "model_name": checkpoint.label.rsplit(".", 1)[0].replace("/", "_") if path.is_file()
+                         else checkpoint.label.replace("/", "_"), "hash": short, "sha256": None,
+                         "filename": str(path), "config": None})
+        return rows
 
     @app.get("/sdapi/v1/scripts")
     def script_list() -> dict[str, list[str]]:

@@ -5,7 +5,8 @@ Shapes are the WebUI's pydantic models (modules/api/models.py; `loras` from its 
 state: its served models and its models folder (--models-dir / --webui-dir). Kinds sdcli does
 not have (hypernetworks, face restorers, Real-ESRGAN's downloadable list, extensions) answer
 an empty list, never 404. The refresh endpoints answer at once: every list is read from its
-folder when asked.
+folder when asked, but the checkpoints (/sd-models, the names sd_model_checkpoint takes), which are
+read once and again on /refresh-checkpoints, as the WebUI's.
 """
 
 from __future__ import annotations
@@ -162,8 +163,12 @@ def add_catalog_routes(app: FastAPI, engine: Engine, flags: dict[str, Any] | Non
 
     for path in ("hypernetworks", "face-restorers", "realesrgan-models", "extensions"):
         app.add_api_route(f"/sdapi/v1/{path}", _empty, methods=["GET"], name=path)
-    for path in ("refresh-checkpoints", "refresh-vae", "refresh-loras", "refresh-embeddings"):
+    for path in ("refresh-vae", "refresh-loras", "refresh-embeddings"):
         app.add_api_route(f"/sdapi/v1/{path}", _nothing, methods=["POST"], name=path)
+
+    @app.post("/sdapi/v1/refresh-checkpoints")
+    def refresh_checkpoints() -> None:  # the WebUI's list_models(): the folder's checkpoints read again
+        engine.refresh_checkpoints()
 
     @app.get("/sdapi/v1/script-info")
     def script_info() -> list[dict[str, Any]]:

@@ -8,8 +8,9 @@ A request never points the server at a file. Every model it names (the model, th
 the hires upscaler, the VAE, LoRAs in flags and <lora:...> tags, embeddings) is looked up
 only in the server's own lists: the models it serves (-m: a title, name or hash, or exactly
 the path it was started with, which is how `--server` sends -m and --refiner) and its models
-folder (--models-dir / --webui-dir), by name, as the CLI looks names up there. A path or an
-unknown name is refused (UsageError: HTTP 422) before any model loads.
+folder (--models-dir / --webui-dir), by name, as the CLI looks names up there; a checkpoint of
+that folder by its WebUI title too (server.checkpoints). A path or an unknown name is refused
+(UsageError: HTTP 422) before any model loads.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from sdcli.models.resolve import ModelRef
 from sdcli.models.runtime import RuntimeOptions
 from sdcli.request.generation import GenerationRequest
 from sdcli.sampling import preview
+from sdcli.server.checkpoints import FolderCheckpoint, FolderCheckpoints
 from sdcli.server.progress import Progress
 
 # What a WebUI API payload that names no sampler or steps gets when its model family sets none: the WebUI API's Euler
@@ -64,19 +66,21 @@ CLIENT_GONE: ContextVar[Callable[[], bool] | None] = ContextVar("sdcli_client_go
 
 @dataclass
 class ServedModel:
-    """A model the server may load: its resolved files, WebUI title and hash."""
+    """A model the server may load: its resolved files, WebUI title and hash; `label`: a models-folder
+    checkpoint's WebUI name (its path there with the extension), which its title shows."""
 
     ref: Any  # models.resolve.ModelRef
     hash: str
+    label: str | None = None
 
     @property
     def title(self) -> str:
-        return f"{self.ref.name} [{self.hash}]"
+        return f"{self.label or self.ref.name} [{self.hash}]"
 
     def matches(self, spec: str) -> bool:
         """Whether a client's model name (title, name, path or source) means this model."""
         spec = spec.strip()
-        names = {self.title, self.ref.name, str(self.ref.path), self.ref.source or "", self.hash}
+        names = {self.title, self.ref.name, str(self.ref.path), self.ref.source or "", self.hash, self.label or ""}
         if spec in names or spec.removesuffix(".safetensors") in names:
             return True
         try:
@@ -123,6 +127,9 @@ class Engine:
 
     def __post_init__(self) -> None:
         self.current = self.models[0]
+        self.checkpoints = FolderCheckpoints(self.folders.library() if self.folders.models_dir or
+                                             self.folders.webui_dir or self.folders.comfy_dir else None)
+        self._folder_models: dict[Path, ServedModel] = {}  # models-folder checkpoints resolved (and hashed)
         self.cache = ModelCache(self.load, self.load)  # the served model, refiners and hires upscalers loaded
         self._plan: Any = None
         self._turns = threading.Condition()  # guards the line, the busy flag and the count
@@ -147,14 +154,41 @@ class Engine:
         return cls([ServedModel(ref, model_hash(ref.hash_path)) for ref in refs], runtime, folders=folders, **kwargs)
 
     def find(self, spec: str | None, field_name: str = "sd_model_checkpoint") -> ServedModel:
-        """The served model a client names (None: the current one)."""
+        """The served model a client names (None: the current one), else a checkpoint of the models folder by
+        name (never by path); hashed when first named, as the WebUI hashes a checkpoint it loads."""
         if spec is None or spec == "":
             return self.current
         for model in self.models:
             if model.matches(spec):
                 return model
+        checkpoint = None if is_path_like(spec) else self.checkpoints.find(spec)
+        if checkpoint is not None:
+            return self._folder_model(checkpoint, field_name)
         served = ", ".join(repr(m.title) for m in self.models)
-        raise UsageError(f"{field_name}: model {spec!r} is not served here; served: {served}")
+        folder = self.folders.library().folders.get("checkpoint") if self.checkpoints.library else None
+        where = f"; nor is it a checkpoint in {folder} (see /sdapi/v1/sd-models)" if folder else ""
+        raise UsageError(f"{field_name}: model {spec!r} is not served here; served: {served}{where}")
+
+    def _folder_model(self, checkpoint: FolderCheckpoint, field_name: str) -> ServedModel:
+        """A models-folder checkpoint as a ServedModel (the same object each time it is named)."""
+        from sdcli.models.resolve import model_hash, resolve_model
+
+        path = checkpoint.entry.path.resolve()
+        for model in self.models:  # the folder's copy of a model served by path: that one
+            if Path(model.ref.path).resolve() == path:
+                return model
+        if path not in self._folder_models:
+            try:
+                ref = resolve_model(str(path), allow_pickle=self.folders.allow_pickle)
+            except SdcliError as exc:
+                raise type(exc)(str(exc).replace("--model:", f"{field_name}:", 1)) from None
+            self._folder_models[path] = ServedModel(ref, model_hash(ref.hash_path), checkpoint.label)
+        return self._folder_models[path]
+
+    def refresh_checkpoints(self) -> None:
+        """/sdapi/v1/refresh-checkpoints: the models folder read again (a changed file is hashed again)."""
+        self.checkpoints.refresh()
+        self._folder_models = {path: model for path, model in self._folder_models.items() if model is self.current}
 
     def find_refiner(self, spec: str) -> ServedModel:
         """--refiner / refiner_checkpoint: a served model, else a checkpoint name in the models folder."""
@@ -184,10 +218,12 @@ class Engine:
             self._plan = detect_runtime(self.runtime)
         return self._plan
 
-    def _pipeline(self, model: ServedModel) -> LoadedModel:
-        """`model` loaded, loading it (and dropping the previous one) when needed. Lock held."""
+    def _pipeline(self, model: ServedModel, switch: bool = True) -> LoadedModel:
+        """`model` loaded, loading it (and dropping the previous one) when needed; with `switch` it is the
+        current model after (what requests naming no model get). Lock held."""
         loaded = self.cache.model(model.ref, self.plan)
-        self.current = model
+        if switch:
+            self.current = model
         return loaded
 
     def warm_up(self) -> None:
@@ -275,17 +311,18 @@ class Engine:
         return replace(self.folders, loras=add_ons.loras, embeddings=add_ons.embeddings, vae=add_ons.vae)
 
     def generate(self, request: GenerationRequest, model_spec: str | None = None,
-                 add_ons: AddOns = AddOns(), webui: bool = False) -> Generated:
+                 add_ons: AddOns = AddOns(), webui: bool = False, switch: bool = True) -> Generated:
         """Run one request on a served model: plan -> load -> generate, as every entry point; return the
         plan, the model, the request as run and its images.
 
         An /interrupt stops it after the current step; images of finished batches are kept. A /skip drops
         the running batch and goes on with the next (its images keep their seeds). A client that goes away
-        cancels its job after the current step (Cancelled).
+        cancels its job after the current step (Cancelled). `switch` False: the model named is used for this
+        request only (override_settings restored after); the current model stays the one requests get.
         """
         plan, model = self.prepare(request, model_spec, add_ons, webui)
         with self._slot():
-            job = load_job(plan, self.cache, lambda _message: None, loaded=self._pipeline(model))
+            job = load_job(plan, self.cache, lambda _message: None, loaded=self._pipeline(model, switch))
             request = recorded_request(plan).with_resolved_seed()
             every = int(self.options.get("show_progress_every_n_steps", 10))
             progress = self.progress = Progress(
