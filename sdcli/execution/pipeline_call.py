@@ -14,6 +14,7 @@ from sdcli.families.base import PromptEncoder
 from sdcli.io.images import PreparedInputs
 from sdcli.models.loaded import LoadedModel
 from sdcli.request.generation import GenerationRequest
+from sdcli.sampling import preview
 from sdcli.sampling.samplers import SamplerChoice
 
 
@@ -81,6 +82,8 @@ def pipeline_batch(request: GenerationRequest, model: LoadedModel, choice: Sampl
 
     def step_end(pipe_: Any, step: int, _t: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
         if on_step:  # num_timesteps, not steps: second-order samplers run more model calls
+            # The step's latents for a live preview (a reference: no copy, no sync); the pipeline keeps no denoised.
+            preview.record(kwargs.get("latents"))
             on_step(step + 1, pipe_.num_timesteps)
         return kwargs
 

@@ -64,11 +64,18 @@ class LatentFormat:
         import torch
 
         rgb = self.preview_rgb
-        if rgb is None or latent.ndim != 4 or latent.shape[1] != len(rgb):
+        if rgb is None or latent.ndim != 4:
+            return None
+        latent = self.preview_cells(latent)
+        if latent.shape[1] != len(rgb):
             return None
         factors = torch.tensor(rgb, dtype=torch.float32)
         first = latent[0].detach().float().cpu()
         return (torch.einsum("chw,cr->hwr", first, factors) + torch.tensor(self.preview_bias)).clamp(-1, 1)
+
+    def preview_cells(self, latent: torch.Tensor) -> torch.Tensor:
+        """The latent [B, C, h, w] as the preview map reads it (Flux.2: its 2x2 patches back to the VAE's cells)."""
+        return latent
 
     def vae_pixels(self, pixels: Any) -> Any:
         """Pixels [B, 3, H, W] as the VAE's encode takes them (a video VAE: one frame)."""

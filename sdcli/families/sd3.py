@@ -35,7 +35,13 @@ TEXT_ENCODERS = "text_encoders."  # the all-in-one layout's text encoders (clip_
 CLIP_L_MARK = "text_encoders.clip_l.transformer.text_model.embeddings.position_embedding.weight"
 # Schedule types that do not fit a flow model's sigmas (as on Flux), and why.
 SD3_UNSOUND_SCHEDULES = {**FLOW_UNSOUND_SCHEDULES, "uniform": "reads the 1000 discrete timesteps as sigmas"}
-LATENT = LatentFormat(channels=16, vae_scale=8)
+# The live preview's linear map: ComfyUI's measured factors for SD3's VAE (latent_formats.SD3).
+LATENT = LatentFormat(channels=16, vae_scale=8, preview_rgb=(
+    (-0.0922, -0.0175, 0.0749), (0.0311, 0.0633, 0.0954), (0.1994, 0.0927, 0.0458), (0.0856, 0.0339, 0.0902),
+    (0.0587, 0.0272, -0.0496), (-0.0006, 0.1104, 0.0309), (0.0978, 0.0306, 0.0427), (-0.0042, 0.1038, 0.1358),
+    (-0.0194, 0.0020, 0.0669), (-0.0488, 0.0130, -0.0268), (0.0922, 0.0988, 0.0951), (-0.0278, 0.0524, -0.0542),
+    (0.0332, 0.0456, 0.0895), (-0.0069, -0.0030, -0.0810), (-0.0596, -0.0465, -0.0293), (-0.1448, -0.1463, -0.1189),
+), preview_bias=(0.2394, 0.2135, 0.1925))
 
 
 class SD3Adapter(FlowAdapter):

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from sdcli.families.base import Detected, FileParts, Json, Shapes
 from sdcli.families.flow import SIMPLE, FlowAdapter, FlowFamily, find_key, flow_capabilities
+from sdcli.families.flux import LATENT as FLUX_LATENT
 from sdcli.families.latent import LatentFormat
 
 if TYPE_CHECKING:
@@ -32,7 +33,9 @@ MULTIPLIER = 1.0
 ZIMAGE_MARK = "layers.0.adaLN_modulation.0.weight"
 CAP_EMBEDDER = "cap_embedder.1.weight"
 X_EMBEDDER = ("x_embedder.weight", "all_x_embedder.2-1.weight")  # original / diffusers names
-LATENT = LatentFormat(channels=16, vae_scale=8)
+# Z-Image decodes with Flux.1's VAE: Flux's live-preview map (ComfyUI's Lumina2/Z-Image use latent_formats.Flux).
+LATENT = LatentFormat(channels=16, vae_scale=8, preview_rgb=FLUX_LATENT.preview_rgb,
+                      preview_bias=FLUX_LATENT.preview_bias)
 
 
 class ZImageAdapter(FlowAdapter):

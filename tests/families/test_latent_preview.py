@@ -25,7 +25,23 @@ def test_each_family_maps_with_its_own_factors_and_bias():
     assert FAMILIES["sdxl"].latent.preview_rgb != FAMILIES["sd1"].latent.preview_rgb
     flux = FAMILIES["flux-dev"].latent.preview(torch.ones(1, 16, 2, 2))
     assert flux.shape == (2, 2, 3) and torch.allclose(flux[0, 0], torch.tensor([-0.0821, 0.0582, 0.0904]), atol=1e-4)
-    assert FAMILIES["sd3"].latent.preview(torch.ones(1, 16, 2, 2)) is None  # no map for its VAE: no preview
+    sd3 = FAMILIES["sd3"].latent.preview(torch.zeros(1, 16, 2, 2))
+    assert torch.allclose(sd3[0, 0], torch.tensor([0.2394, 0.2135, 0.1925]))  # ComfyUI's SD3 bias
+    qwen = FAMILIES["qwen-image"].latent.preview(torch.zeros(1, 16, 2, 2))
+    assert torch.allclose(qwen[0, 0], torch.tensor([-0.1835, -0.0868, -0.3360]))  # the Wan 2.1 VAE's
+    one = torch.ones(1, 16, 2, 2)
+    assert torch.equal(FAMILIES["zimage"].latent.preview(one), FAMILIES["flux-dev"].latent.preview(one))  # Flux VAE
+    assert torch.equal(FAMILIES["chroma"].latent.preview(one), FAMILIES["flux-dev"].latent.preview(one))
+
+
+def test_flux2_previews_its_patches_unpatchified():
+    latent = torch.zeros(1, 128, 2, 3)
+    latent[0, 4 * 3 + 2 * 1 + 0, 0, 1] = 1.0  # VAE channel 3, patch row 1, column 0 of latent cell (0, 1)
+    rgb = FAMILIES["flux2-klein"].latent.preview(latent)
+    assert rgb.shape == (4, 6, 3)  # one pixel per VAE latent cell: 2x2 per network cell
+    bias = torch.tensor([-0.0329, -0.0718, -0.0851])
+    assert torch.allclose(rgb[1, 2], torch.tensor([0.2144, 0.3009, 0.3652]) + bias)  # channel 3's factors
+    assert torch.allclose(rgb[0, 2], bias) and torch.allclose(rgb[1, 3], bias)  # nowhere else
 
 
 @pytest.mark.parametrize("shape", [(1, 16, 4, 4), (1, 4, 16), (4, 4, 4)])
