@@ -84,7 +84,10 @@ def pipeline_batch(request: GenerationRequest, model: LoadedModel, choice: Sampl
         if on_step:  # num_timesteps, not steps: second-order samplers run more model calls
             # The step's latents for a live preview (a reference: no copy, no sync); the pipeline keeps no denoised.
             preview.record(kwargs.get("latents"))
-            on_step(step + 1, pipe_.num_timesteps)
+            try:
+                on_step(step + 1, pipe_.num_timesteps)
+            except preview.StopSampling:  # the pipeline runs no further step, then decodes its latents
+                pipe_._interrupt = True
         return kwargs
 
     if choice.sampler.loop_only:

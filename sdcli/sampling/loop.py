@@ -122,19 +122,29 @@ def sample(choice: SamplerChoice, denoiser: CFGDenoiser, noise: ImageNoise, step
         low, high, n = (model_sigmas.sigma_min, model_sigmas.sigma_max, steps) if init_latent is None else (
             float(walk[-2]), float(walk[0]), total)
         where = {"sigma_min": low, "sigma_max": high, **({"n": n} if "n" in params else {})}
-    with torch.no_grad():
-        latents = function(denoiser, x, noise=noise_sampler, callback=_callback(on_step, total), **where,
-                           **function_arguments(choice, options))
+    report = _Steps(on_step, total)
+    try:
+        with torch.no_grad():
+            latents = function(denoiser, x, noise=noise_sampler, callback=report, **where,
+                               **function_arguments(choice, options))
+    except preview.StopSampling:
+        return report.last
     return param.inverse_noise_scaling(walk[-1], latents)
 
 
-def _callback(on_step: Callable[[int, int], None] | None, total: int) -> Callable[[int, Any], None]:
-    def report(i: int, denoised: Any) -> None:
-        if on_step:
-            preview.record(denoised)  # a reference for a live preview (sampling.preview): no copy, no sync
-            on_step(i + 1, total)
+class _Steps:
+    """The sampler's step callback: reports each step, keeps its denoised latent (a reference: no copy, no sync)
+    for a live preview (sampling.preview) and for a run a step callback stops (preview.StopSampling)."""
 
-    return report
+    def __init__(self, on_step: Callable[[int, int], None] | None, total: int):
+        self.on_step, self.total = on_step, total
+        self.last: Any = None  # set before on_step runs, so before StopSampling can be raised
+
+    def __call__(self, i: int, denoised: Any) -> None:
+        self.last = denoised
+        if self.on_step:
+            preview.record(denoised)
+            self.on_step(i + 1, self.total)
 
 
 def _sample_timesteps(choice: SamplerChoice, denoiser: CFGDenoiser, noise: ImageNoise, steps: int,
@@ -151,6 +161,9 @@ def _sample_timesteps(choice: SamplerChoice, denoiser: CFGDenoiser, noise: Image
     # just above the walk's last timestep, as the WebUI).
     walks_all = "img2img" in inspect.signature(function).parameters
     extra = {"img2img": init_latent is not None} if walks_all else {}
-    with torch.no_grad():
-        return function(denoiser, x, ts, noise.sampler(), _callback(on_step, len(ts) - (0 if walks_all else 1)),
-                        **extra, **function_arguments(choice, options))
+    report = _Steps(on_step, len(ts) - (0 if walks_all else 1))
+    try:
+        with torch.no_grad():
+            return function(denoiser, x, ts, noise.sampler(), report, **extra, **function_arguments(choice, options))
+    except preview.StopSampling:
+        return report.last

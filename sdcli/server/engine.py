@@ -56,10 +56,6 @@ class _Interrupted(Exception):
     """Raised from the step callback after /interrupt."""
 
 
-class _Skipped(Exception):
-    """Raised from the step callback after /skip: the running batch is dropped, the next ones run."""
-
-
 # Whether the client of the request this thread serves has gone away (server.app sets it per request).
 CLIENT_GONE: ContextVar[Callable[[], bool] | None] = ContextVar("sdcli_client_gone", default=None)
 
@@ -291,7 +287,9 @@ class Engine:
         self.progress.interrupted = True
 
     def skip(self) -> None:
-        self.progress.skipped = True
+        progress = self.progress
+        progress.skip_batch = progress.job_no  # first: a step that sees `skipped` compares with it
+        progress.skipped = True
 
     def prepare(self, request: GenerationRequest, model_spec: str | None = None,
                 add_ons: AddOns = AddOns(), webui: bool = False) -> tuple[JobPlan, ServedModel]:
@@ -315,8 +313,9 @@ class Engine:
         """Run one request on a served model: plan -> load -> generate, as every entry point; return the
         plan, the model, the request as run and its images.
 
-        An /interrupt stops it after the current step; images of finished batches are kept. A /skip drops
-        the running batch and goes on with the next (its images keep their seeds). A client that goes away
+        An /interrupt stops it after the current step; images of finished batches are kept. A /skip ends the
+        running batch's sampling now, its images made from the latest denoised latent (half-denoised, as the
+        WebUI returns a skipped batch), and goes on with the next. A client that goes away
         cancels its job after the current step (Cancelled). `switch` False: the model named is used for this
         request only (override_settings restored after); the current model stays the one requests get.
         """
@@ -337,26 +336,16 @@ class Engine:
         return Generated(plan, model, request, items, progress.job_timestamp)
 
     def _batches(self, job: Any, request: GenerationRequest) -> list[Any]:
-        """The job's images, batch by batch; after a /skip, again from the batch after the skipped one."""
+        """The job's images, batch by batch (a skipped batch's too); after an /interrupt, the finished ones."""
         items: list[Any] = []
-        first = 0  # the batch the current run starts at
-        while first < request.count:
-            size = request.batch_size
-            part = request if first == 0 else replace(
-                request, count=request.count - first, seed=(request.seed or 0) + first * size,
-                subseed=None if request.subseed is None else request.subseed + first * size)
-            try:
-                for item in job.generate(part, self._step):
-                    if item.failure:  # never sent as a black image
-                        raise RuntimeFailure(f"image {item.index} (seed {item.seed}): {item.failure}")
-                    items.append(replace(item, index=item.index + first * size))
-                    self.progress.job_no = (items[-1].index + 1) // size
-                return items
-            except _Interrupted:
-                return items
-            except _Skipped:
-                self.progress.skipped = False
-                first = self.progress.job_no = self.progress.job_no + 1
+        try:
+            for item in job.generate(request, self._step):
+                if item.failure:  # never sent as a black image
+                    raise RuntimeFailure(f"image {item.index} (seed {item.seed}): {item.failure}")
+                items.append(item)
+                self.progress.job_no = (item.index + 1) // request.batch_size
+        except _Interrupted:
+            pass
         return items
 
     def _step(self, step: int, total: int) -> None:
@@ -364,7 +353,9 @@ class Engine:
         if progress.interrupted:
             raise _Interrupted
         if progress.skipped:
-            raise _Skipped
+            if progress.job_no == progress.skip_batch:
+                raise preview.StopSampling  # the batch ends here and is decoded from its latest denoised latent
+            progress.skipped = False  # a skip that came after its batch's last step: cleared as the next starts
         if (gone := CLIENT_GONE.get()) is not None and gone():
             raise Cancelled("the client went away while its request ran")
         progress.step(step, total, preview.latest())

@@ -28,6 +28,7 @@ class Progress:
     job_timestamp: str = "0"
     interrupted: bool = False
     skipped: bool = False
+    skip_batch: int = -1  # the batch (job_no) a /skip ends
     latent_format: Any = None  # families.base.LatentFormat of the running model (None: no previews)
     every: int = 10  # a preview at most every this many steps (0: none)
     latent: Any = None  # the latest denoised latent (a reference), and its step counted over the whole job
