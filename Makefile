@@ -8,7 +8,7 @@ CONSTRAINTS ?= constraints.txt
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.sdcli-installed
 
-.PHONY: install demo test test-fast lint fmt bench bench-gpu parity clean
+.PHONY: install demo test test-fast test-js lint fmt bench bench-gpu parity clean
 
 install: $(STAMP)
 
@@ -29,6 +29,11 @@ test: install
 # The edit-test loop: everything but the `slow` (tests/slow_tests.txt) and `parity` (tests/reference) tests.
 test-fast: install
 	$(BIN)/python -m pytest -m "not slow and not parity" -q $(PYTEST_ARGS)
+
+# The WebUI API driven by a JavaScript client from npm (modelfusion, tests/server/js) under node; part of `make test`
+# too (slow). The client installs with `npm ci` into ~/.cache/sdcli-tests (or $SDCLI_JS_CACHE).
+test-js: install
+	$(BIN)/python -m pytest -q -rs tests/server/test_js_client.py $(PYTEST_ARGS)
 
 # sdcli vs hand-written diffusers code, interleaved repetitions (see bench/README.md).
 # Full run: several minutes (builds a full-size SD1.5-architecture model once, ~4 GB).
