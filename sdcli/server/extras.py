@@ -207,7 +207,7 @@ def png_info_of(files: Inputs) -> dict[str, Any]:
 
 
 def add_extras_routes(app: FastAPI, engine: Engine, max_pixels: int) -> None:
-    """POST extra-single-image, extra-batch-images and png-info on `app`."""
+    """POST extra-single-image, extra-batch-images, png-info and (refused) interrogate on `app`."""
 
     @app.post("/sdapi/v1/extra-single-image")
     def extra_single_image(req: ExtrasSingleRequest) -> dict[str, Any]:
@@ -237,6 +237,13 @@ def add_extras_routes(app: FastAPI, engine: Engine, max_pixels: int) -> None:
         infos = html_info(done[0][1]) if done else ""
         return {"html_info": infos, "images": [_encode(result, texts, params) for result, params, texts in done]
                 if req.show_extras_results else []}
+
+    @app.post("/sdapi/v1/interrogate")
+    def interrogate(body: dict[str, Any]) -> None:
+        """Refused in one line: captioning needs the WebUI's CLIP/BLIP or DeepDanbooru weights, which sdcli has not."""
+        model = body.get("model", "clip")
+        raise UsageError(f"model: {model!r}: sdcli has no interrogator (the WebUI's CLIP/BLIP and DeepDanbooru "
+                         "captioners need model weights sdcli does not have); /sdapi/v1/interrogate is refused")
 
     @app.post("/sdapi/v1/png-info")
     def png_info(req: PngInfoRequest) -> dict[str, Any]:
