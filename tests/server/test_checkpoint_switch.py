@@ -2,6 +2,7 @@
 POST /options switches the following requests to one, override_settings for one request only,
 /refresh-checkpoints picks up new files, and nothing is ever opened by path."""
 
+import functools
 import json
 import shutil
 
@@ -33,11 +34,13 @@ def engine(tiny_model, tiny_pipe, folder):
     from sdcli.models.runtime import RuntimeOptions
     from sdcli.server.engine import Engine
 
-    loads = []
+    loads, loaded = [], {tiny_model.resolve(): tiny_pipe}
 
-    def load(ref, plan):
+    def load(ref, plan):  # each file read once: a switch back finds it as a fast disk would
         loads.append(ref.path.name)
-        return tiny_pipe if ref.path == tiny_model.resolve() else loader.load_model(ref, plan)
+        if ref.path not in loaded:
+            loaded[ref.path] = loader.load_model(ref, plan)
+        return loaded[ref.path]
 
     engine = Engine.from_specs([str(tiny_model)], RuntimeOptions(), models_dir=str(folder), load=load)
     engine.loads = loads
@@ -54,6 +57,7 @@ def api(engine):
     return TestClient(create_app(engine, limits=Limits(max_pixels=64 * 64, max_images=4)))
 
 
+@functools.cache
 def direct(path):
     """The TXT image of the checkpoint file at `path`, run by sdcli's core without the server."""
     from sdcli.models.loader import load_model
@@ -75,7 +79,7 @@ def titles(api):
     return [m["title"] for m in api.get("/sdapi/v1/sd-models").json()]
 
 
-@pytest.mark.slow  # three model loads
+@pytest.mark.slow  # model loads
 def test_switch_to_a_folder_checkpoint_by_its_webui_title(api, engine, folder, single_thread):
     models = api.get("/sdapi/v1/sd-models").json()
     assert [m["model_name"] for m in models] == ["tiny-sd1", "a", "sub_b"]
@@ -105,7 +109,7 @@ def test_switch_to_a_folder_checkpoint_by_its_webui_title(api, engine, folder, s
     assert np.array_equal(image(api.post("/sdapi/v1/txt2img", json=TXT)), served)
 
 
-@pytest.mark.slow  # three model loads
+@pytest.mark.slow  # model loads
 def test_override_settings_model_is_for_that_request_only(api, engine, folder, single_thread):
     a = direct(folder / "Stable-diffusion" / "a.safetensors")
     once = {**TXT, "override_settings": {"sd_model_checkpoint": "a.safetensors"}}
@@ -118,6 +122,7 @@ def test_override_settings_model_is_for_that_request_only(api, engine, folder, s
     assert api.get("/sdapi/v1/options").json()["sd_model_checkpoint"].startswith("a.safetensors [")
 
 
+@pytest.mark.slow
 def test_refresh_checkpoints_picks_up_new_files(api, engine, folder):
     new = folder / "Stable-diffusion" / "c.safetensors"
     try:

@@ -9,6 +9,8 @@ from sdcli.request.generation import GenerationRequest
 from tests.flow_families import FLOW_FAMILIES
 from tests.server.conftest import decode
 
+pytestmark = pytest.mark.slow  # a few generations each, 1-3 s
+
 # (model fixture, loaded-model fixture, sampler): SD 1.x through the diffusers pipeline (UniPC, LCM) and sdcli's
 # loop; each flow family through sdcli's loop (its default sampler).
 CASES = [("tiny_model", "tiny_pipe", "UniPC"), ("tiny_model", "tiny_pipe", "LCM"),

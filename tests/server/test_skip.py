@@ -12,6 +12,8 @@ import pytest
 from sdcli.sampling.preview import StopSampling
 from tests.server.conftest import decode
 
+pytestmark = pytest.mark.slow  # a few generations each, 1-3 s
+
 BASE = {"prompt": "a lighthouse", "negative_prompt": "fog", "steps": 6, "seed": 30, "width": 32, "height": 32,
         "batch_size": 1, "n_iter": 3, "cfg_scale": 6}
 

@@ -96,6 +96,7 @@ def test_extras(api):
         api.extra_single_image(image, codeformer_visibility=0.5, upscaler_1="Lanczos")
 
 
+@pytest.mark.slow  # one generation
 def test_custom_calls(api):
     assert api.custom_get("controlnet/version") == {"version": 2}
     assert api.custom_get("schedulers", baseurl=True)[0]["name"] == "automatic"
