@@ -131,8 +131,17 @@ def test_previews_are_decoded_every_n_steps_and_only_when_polled(slow, monkeypat
     job.result()
 
 
-def test_skip_returns_the_running_batch_half_done_and_goes_on(slow, alone):
-    url, _ = slow
+def test_skip_returns_the_running_batch_half_done_and_goes_on(slow, alone, monkeypatch):
+    url, engine = slow
+    step = engine._step
+
+    def held(done, total):  # the first batch waits at its step 3 (bounded) until the skip has come
+        deadline = time.monotonic() + 10
+        while engine.progress.job_no == 0 and done == 3 and not engine.progress.skipped and time.monotonic() < deadline:
+            time.sleep(0.01)
+        step(done, total)
+
+    monkeypatch.setattr(engine, "_step", held)
     job = Background(url, {**BASE, "n_iter": 3})
     wait_until(url, lambda b: b["state"]["sampling_step"] >= 2)
     assert httpx.post(url + "/sdapi/v1/skip", timeout=10).json() == {}
@@ -141,7 +150,7 @@ def test_skip_returns_the_running_batch_half_done_and_goes_on(slow, alone):
     got = images_by_seed(response)
     assert set(got) == set(alone)  # every batch has its image, as the WebUI's
     skipped = [seed for seed in got if not np.array_equal(got[seed], alone[seed])]
-    assert len(skipped) == 1  # the one that was running: its latest denoised latent decoded; the rest as alone
+    assert skipped == [40]  # the one that was running: its latest denoised latent decoded; the rest as alone
 
 
 def test_interrupt_stops_the_job_and_keeps_finished_batches(slow, alone):
