@@ -77,7 +77,7 @@ class Flux2Latent(LatentFormat):
         return unpatchify(latent.float() * bn_std + bn_mean)
 
     def preview_cells(self, latent: torch.Tensor) -> torch.Tensor:
-        return unpatchify(latent)
+        return unpatchify(latent) if latent.shape[1] == self.channels else latent  # else: no map fits, no preview
 
 
 # The live preview's linear map: ComfyUI's measured factors for the Flux.2 VAE's 32 channels (latent_formats.Flux2),

@@ -42,6 +42,7 @@ def test_flux2_previews_its_patches_unpatchified():
     bias = torch.tensor([-0.0329, -0.0718, -0.0851])
     assert torch.allclose(rgb[1, 2], torch.tensor([0.2144, 0.3009, 0.3652]) + bias)  # channel 3's factors
     assert torch.allclose(rgb[0, 2], bias) and torch.allclose(rgb[1, 3], bias)  # nowhere else
+    assert FAMILIES["flux2-klein"].latent.preview(torch.zeros(1, 30, 2, 2)) is None  # not its latent: no preview
 
 
 @pytest.mark.parametrize("shape", [(1, 16, 4, 4), (1, 4, 16), (4, 4, 4)])
