@@ -167,6 +167,7 @@ class Engine:
 
     def _folder_model(self, checkpoint: FolderCheckpoint, field_name: str) -> ServedModel:
         """A models-folder checkpoint as a ServedModel (the same object each time it is named)."""
+        from sdcli.models.flux_parts import plan_model_parts
         from sdcli.models.resolve import model_hash, resolve_model
 
         path = checkpoint.entry.path.resolve()
@@ -174,8 +175,9 @@ class Engine:
             if Path(model.ref.path).resolve() == path:
                 return model
         if path not in self._folder_models:
-            try:
-                ref = resolve_model(str(path), allow_pickle=self.folders.allow_pickle)
+            try:  # a transformer-only file takes its text encoders and VAE from the folder, as a served one
+                ref = plan_model_parts(resolve_model(str(path), allow_pickle=self.folders.allow_pickle), (), None,
+                                       self.checkpoints.library, names_only=True)
             except SdcliError as exc:
                 raise type(exc)(str(exc).replace("--model:", f"{field_name}:", 1)) from None
             self._folder_models[path] = ServedModel(ref, model_hash(ref.hash_path), checkpoint.label)

@@ -8,6 +8,7 @@ import shutil
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from sdcli.job.generate import run
 from sdcli.request.generation import GenerationRequest, validate
@@ -151,3 +152,35 @@ def test_unknown_names_and_paths_are_422_naming_the_key(api, engine, folder, val
     once = api.post("/sdapi/v1/txt2img", json={**TXT, "override_settings": {"sd_model_checkpoint": value}})
     assert once.status_code == 422 and f"sd_model_checkpoint: model {value!r}" in once.json()["detail"]
     assert len(engine.loads) == loads  # nothing loaded
+
+
+@pytest.mark.slow  # writes and loads a tiny Flux transformer file with its parts
+def test_a_transformer_file_in_the_folder_takes_its_parts_from_it(tiny_model, tmp_path, cli, single_thread):
+    """Forge keeps Flux transformer files in Stable-diffusion/ and their encoders and VAE beside: switching to one
+    over the API runs it with those parts, as the CLI does with the same models folder."""
+    from fastapi.testclient import TestClient
+
+    from sdcli.models.runtime import RuntimeOptions
+    from sdcli.models.tiny_flux import write_tiny_flux_files
+    from sdcli.server.app import Limits, create_app
+    from sdcli.server.engine import Engine
+
+    root = tmp_path / "models"
+    files = write_tiny_flux_files(tmp_path / "made" / "flux1-dev.safetensors", "flux-dev", 0, "bfl", "F16")
+    for sub, name in (("Stable-diffusion", "flux1-dev"), ("text_encoder", "clip_l"), ("text_encoder", "t5xxl"),
+                      ("VAE", "ae")):
+        (root / sub).mkdir(parents=True, exist_ok=True)
+        shutil.copy(files["transformer"].parent / f"{name}.safetensors", root / sub)
+    engine = Engine.from_specs([str(tiny_model)], RuntimeOptions(), models_dir=str(root))  # sdcli's own loader
+    api = TestClient(create_app(engine, limits=Limits(max_pixels=64 * 64, max_images=4)))
+    assert api.post("/sdapi/v1/options", json={"sd_model_checkpoint": "flux1-dev.safetensors"}).status_code == 200
+    body = {"prompt": "a cat", "steps": 2, "width": 32, "height": 32, "seed": 3, "sampler_name": "Euler",
+            "scheduler": "simple"}
+    response = api.post("/sdapi/v1/txt2img", json=body)
+    served = decode(response.json()["images"][0])
+    local = cli("txt2img", "--models-dir", root, "-m", "flux1-dev", "--steps", "2", "-W", "32", "-H", "32",
+                "--seed", "3", "--sampler", "Euler", "--schedule", "simple", "-o", tmp_path / "local", "a cat")
+    assert local.exit_code == 0, local.stderr
+    (png,) = (tmp_path / "local").glob("*.png")
+    assert np.array_equal(np.asarray(served.convert("RGB")), np.asarray(Image.open(png).convert("RGB")))
+    assert "Module 1: ae" in served.info["parameters"]
