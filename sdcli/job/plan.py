@@ -209,17 +209,22 @@ def plan_job(request: GenerationRequest, runtime: RuntimeOptions, model_spec: st
     return JobPlan(request, choice, model, placement, assets, extras, inputs, control, refiner, hires_upscaler)
 
 
+def editing_families() -> str:
+    """The families that edit by instruction (Capabilities.references), by label."""
+    from sdcli.families import FAMILIES
+
+    return ", ".join(f.label for f in FAMILIES.values() if f.capabilities.references)
+
+
 def check_edit(request: GenerationRequest, family: Any) -> None:
     """`sdcli edit` needs a family that edits by instruction (Capabilities.references), with at most as many
     reference images as it takes; one line naming the family."""
-    from sdcli.families import FAMILIES
-
     if request.mode != "edit":
         return
     takes = family.capabilities.references
     if not takes:
-        editors = ", ".join(f.label for f in FAMILIES.values() if f.capabilities.references)
-        raise UsageError(f"sdcli edit: a {family.label} model cannot edit by instruction; use one of: {editors}")
+        raise UsageError(f"sdcli edit: a {family.label} model cannot edit by instruction; use one of: "
+                         f"{editing_families()}")
     if len(request.references) > takes:
         raise UsageError(f"--image: {len(request.references)} reference images; a {family.label} model takes at "
                          f"most {takes}")

@@ -126,6 +126,8 @@ def run_remote_job(server: str, request: Any, runtime: Any, model_spec: str | No
                       "apply; ignored here")
     init = _read(request.init.image, "--image") if request.init else None
     mask = _read(request.inpaint.mask, "--mask") if request.inpaint else None
+    # An edit's reference images, under their file names (the server's infotext names them as a local run does).
+    references = [{"name": Path(p).name, "image": _read(p, "--image")} for p in request.references]
     folder = prepare_folder(output.folder)
     sent = replace(request, refiner=_served_name(request.refiner))
 
@@ -133,7 +135,8 @@ def run_remote_job(server: str, request: Any, runtime: Any, model_spec: str | No
     # (steps left out: the model family's, which the server knows; the bar counts sdcli's default until it answers)
     reporter.start(request.total_images, with_defaults(request).steps_run)
     answer = post_json(server, "/sdcli/v1/generate", {"request": asdict(sent), "model": _served_name(model_spec),
-                                                      "init_image": init, "mask": mask, **names})
+                                                      "init_image": init, "mask": mask, **names,
+                                                      **({"references": references} if references else {})})
 
     # 3. Files written here, as a local run writes them (names as the server resolved them).
     if not {"refiner", "hires_upscaler", "assets"} <= answer.keys():
