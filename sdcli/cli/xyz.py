@@ -142,6 +142,8 @@ def xyz(
                      check_assets=lambda request, vae: plan_assets(cell_assets(assets, vae), request.prompt,
                                                                    request.negative_prompt),
                      resolve_upscaler=upscaler_resolver(assets))
+    if base.mode == "edit":  # what the model's family cannot edit: one line now, not one per cell
+        check_editor(current["model"], base, runtime.offline, assets)
     options = BatchOptions(
         file=Path("xyz"), source="the plot's axes", defaults=base, seed=plot.resolved.get("seed"),
         model=current["model"],
@@ -194,6 +196,16 @@ def edit_request(base: Any, references: list[str]) -> Any:
     for reference in references:
         open_image(Path(reference), "--image")
     return base
+
+
+def check_editor(spec: str | None, base: Any, offline: bool, assets: Any) -> None:
+    """The plot's model resolved (no weights loaded) and its family checked for the edit (job.plan.check_edit:
+    one that edits by instruction, taking the references and the options given)."""
+    from sdcli.job.plan import check_edit, family_of
+    from sdcli.models.resolve import resolve_model
+
+    ref = resolve_model(spec, offline=offline, library=assets.library(), allow_pickle=assets.allow_pickle)
+    check_edit(base, family_of(ref))
 
 
 def _upscaler(spec: str) -> str:

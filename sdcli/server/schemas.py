@@ -93,6 +93,8 @@ class EditRequest(Txt2ImgRequest):
     an edit by instruction (`sdcli edit -i`), base64. No width/height: the first image's fitted size."""
 
     images: list[str] | None = None
+    mask: str | None = None  # img2img's, refused by name (an edit draws the whole image)
+    init_images: list[str] | None = None  # likewise
     width: int | None = None  # type: ignore[assignment]
     height: int | None = None  # type: ignore[assignment]
 
@@ -259,6 +261,10 @@ def edit_request(req: EditRequest, options: dict[str, Any], references: tuple[st
     """The sdcli edit request of an /sdcli/v1/edit payload; its images already written to `references`."""
     if req.script_name:
         raise UsageError(f"script_name: {req.script_name!r}: /sdcli/v1/edit runs no scripts")
+    if req.mask is not None:
+        raise UsageError("mask: an edit takes no mask; the reference images go in images")
+    if req.init_images:
+        raise UsageError("init_images: an edit takes no input image to denoise; the reference images go in images")
     if req.alwayson_scripts:
         raise UsageError(f"alwayson_scripts: {', '.join(req.alwayson_scripts)}: not with an edit (one pass of the "
                          "editing model)")

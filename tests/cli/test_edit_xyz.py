@@ -101,8 +101,6 @@ def test_edit_cells_take_each_axis_value(refs, tmp_path):
      "error: --x: Denoising: an edit draws a new image from noise; it has no denoising strength"),
     (("--edit", "-i", "{a}", "--strength", "0.5", "x", "--x", "Steps: 2"),
      "error: --strength: an edit draws a new image from noise (no denoising strength); leave it out"),
-    (("--edit", "-i", "{a}", "--hires", "x", "--x", "Steps: 2"),
-     "error: --hires: not with sdcli edit (an edit is one pass of the editing model)"),
 ])
 def test_edit_plot_refusals_one_line_exit_2(cli, refs, tmp_path, args, message):
     names = {"a": refs / "a.png", "b": refs / "b.png", "missing": tmp_path / "nope.png"}

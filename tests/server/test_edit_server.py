@@ -118,7 +118,12 @@ def test_webui_edit_route_equals_the_local_edit(client, local, reference):
      "with a model of: Flux.2 klein, Flux.2 klein base, Flux.1 Kontext, Qwen-Image-Edit, Qwen-Image-Edit Plus"),
     ({}, 422, "images: give the reference image(s) of the edit, base64"),
     ({"images": ["bm90IGFuIGltYWdl"]}, 422, "images[0] is not a PNG, JPEG or WebP image"),
-    ({"images": ["{ref}"], "enable_hr": True}, 422, "enable_hr: not with sdcli edit"),
+    ({"images": ["{ref}"], "enable_hr": True}, 422,
+     "enable_hr: not with an edit by a Flux.1 Kontext model (an edit is one pass of the editing model, without "
+     "hires fix's second pass)"),
+    ({"images": ["{ref}"], "mask": "{ref}"}, 422, "mask: an edit takes no mask; the reference images go in images"),
+    ({"images": ["{ref}"], "init_images": ["{ref}"]}, 422,
+     "init_images: an edit takes no input image to denoise; the reference images go in images"),
     ({"images": ["{ref}"], "script_name": "x/y/z plot"}, 422,
      "script_name: 'x/y/z plot': /sdcli/v1/edit runs no scripts"),
     ({"images": ["{ref}"], "alwayson_scripts": {"controlnet": {"args": []}}}, 422,
@@ -129,8 +134,10 @@ def test_webui_edit_route_equals_the_local_edit(client, local, reference):
 ])
 def test_webui_edit_route_refusals_name_the_field(client, engine, reference, body, status, message):
     sd1 = engine.models[1]
-    body = {**BODY, **{k: [_b64(reference) if v == "{ref}" else v for v in vs] if k == "images" else vs
-                       for k, vs in body.items()}}
+    image = _b64(reference)
+    sent = {k: [image if v == "{ref}" else v for v in vs] if isinstance(vs, list) else image if vs == "{ref}" else vs
+            for k, vs in body.items()}
+    body = {**BODY, **sent}
     answer = client.post("/sdcli/v1/edit", json=body)
     assert answer.status_code == status, answer.text
     assert answer.json()["detail"].startswith(message.format(hash=sd1.hash))
