@@ -156,7 +156,8 @@ def create_app(engine: Engine, *, limits: Limits = Limits(), auth: dict[str, str
         if not payload.init_images:
             raise UsageError("init_images: give one base64 image")
         if len(payload.init_images) > 1:
-            raise UsageError(f"init_images: sdcli takes one input image per request, not {len(payload.init_images)}")
+            raise UsageError(f"init_images: sdcli takes one input image per request, not {len(payload.init_images)} "
+                             "(an edit's reference images go to POST /sdcli/v1/edit)")
         units = controlnet_api.read_units(payload.alwayson_scripts)
         with Inputs(init=(payload.init_images[0], "init_images[0]"), mask=(payload.mask, "mask"),
                     **controlnet_api.uploads(units)) as files:

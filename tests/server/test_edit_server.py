@@ -150,3 +150,10 @@ def test_a_sent_file_name_stays_a_plain_name_in_the_temp_folder(sent, kept):
     from sdcli.server.payload import safe_name
 
     assert safe_name(sent) == kept
+
+
+def test_webui_img2img_with_several_images_points_to_the_edit_route(client, reference):
+    answer = client.post("/sdapi/v1/img2img", json={**BODY, "init_images": [_b64(reference)] * 2})
+    assert answer.status_code == 422
+    assert answer.json()["detail"] == ("init_images: sdcli takes one input image per request, not 2 (an edit's "
+                                       "reference images go to POST /sdcli/v1/edit)")
