@@ -139,8 +139,8 @@ def steady(r: Runner, work: Path, models: dict[str, tuple[Path, int]], args: arg
         n = args.images if model_name == "tiny" else max(3, args.images // 2)
         steps = args.steps if model_name == "tiny" else args.full_steps
         modes = args.full_modes.split(",") if model_name != "tiny" else ("txt2img", "img2img", "inpaint")
-        for mode, extra in (("txt2img", ""), ("img2img", f" --init_image {image} --denoising_strength 0.75"),
-                            ("inpaint", f" --init_image {image} --mask {mask} --denoising_strength 0.75 "
+        for mode, extra in (("txt2img", ""), ("img2img", f" --init_image {image} --denoising_strength {STRENGTH}"),
+                            ("inpaint", f" --init_image {image} --mask {mask} --denoising_strength {STRENGTH} "
                                         "--inpainting_fill 1 --mask_blur 4")):
             if mode not in modes:
                 continue
@@ -157,6 +157,20 @@ def steady(r: Runner, work: Path, models: dict[str, tuple[Path, int]], args: arg
                 "cpu": {**{k: summary(v) for k, v in cpu.items()},
                         "batch vs loop": compare(cpu["sdcli batch"], cpu["hand-written loop"], target=1.05)}}
     return results
+
+
+STRENGTH = 0.75  # the img2img and inpaint rows' denoising strength
+
+
+def same_work_steps(steps: int, strength: float) -> int:
+    """The num_inference_steps that makes diffusers' img2img pipeline run as many UNet steps as the WebUI's
+    img2img (and sdcli's) does for `steps` at `strength`: the WebUI runs int(strength x steps) + 1 (its sigma
+    table from steps - t_enc - 1), diffusers int(n x strength). Both sides then do the same work."""
+    target = int(min(strength, 0.999) * steps) + 1
+    n = target
+    while int(n * strength) < target:
+        n += 1
+    return n
 
 
 def _steady_paths(r: Runner, out: Path, prompts: Path, mode: str, model: Path, n: int, steps: int, size: int,
@@ -180,11 +194,13 @@ def _steady_paths(r: Runner, out: Path, prompts: Path, mode: str, model: Path, n
         records = [json.loads(x) for x in (folder / "manifest.jsonl").read_text().splitlines()]
         return middle([x["seconds"] for x in records if x.get("type") == "item"])
 
+    loop_steps = steps if mode == "txt2img" else same_work_steps(steps, STRENGTH)
+
     def loop() -> float:
         folder = out / f"loop{next(counter)}"
         folder.mkdir(parents=True)
-        _, stdout = r.run([sys.executable, "-c", LOOP, mode, str(model), str(n), str(folder), str(steps), str(size),
-                           str(image), str(mask), PROMPT])
+        _, stdout = r.run([sys.executable, "-c", LOOP, mode, str(model), str(n), str(folder), str(loop_steps),
+                           str(size), str(image), str(mask), PROMPT])
         measured = json.loads(stdout)
         cpu["hand-written loop"].append(middle(measured["cpu"]))
         return middle(measured["times"])

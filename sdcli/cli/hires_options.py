@@ -43,10 +43,15 @@ HiresCfg = Annotated[float | None, typer.Option("--hires-cfg", help=f"CFG scale 
                                                 f"({r('hires.cfg_scale')}; WebUI Forge's 'Hires CFG Scale') "
                                                 "[default: --cfg-scale]", rich_help_panel=HIRES,
                                                 show_default=False)]
+HiresDistilledCfg = Annotated[float | None, typer.Option(
+    "--hires-distilled-cfg", help=f"Distilled CFG scale of the hires pass ({r('hires.distilled_cfg_scale')}; "
+    "WebUI Forge's 'Hires Distilled CFG Scale', for guidance-distilled models such as Flux dev) "
+    "[default: --distilled-cfg]", rich_help_panel=HIRES, show_default=False)]
 
 HIRES_DEFAULTS: dict[str, Any] = {"hires_scale": 2.0, "hires_size": None, "hires_steps": 0, "hires_denoise": 0.7,
                                   "hires_upscaler": "Latent", "hires_prompt": None, "hires_negative_prompt": None,
-                                  "hires_sampler": None, "hires_schedule": None, "hires_cfg": None}
+                                  "hires_sampler": None, "hires_schedule": None, "hires_cfg": None,
+                                  "hires_distilled_cfg": None}
 HIRES_FLAGS = ("hires", *HIRES_DEFAULTS)
 
 
@@ -62,6 +67,7 @@ def _hires(
     hires_sampler: HiresSampler = None,
     hires_schedule: HiresSchedule = None,
     hires_cfg: HiresCfg = None,
+    hires_distilled_cfg: HiresDistilledCfg = None,
 ) -> None:
     """Template only: the hires fix flags."""
 
@@ -87,4 +93,5 @@ def hires_part(flags: dict[str, Any]) -> Any:
     return HiresSettings(scale=flags["hires_scale"], width=width, height=height, steps=flags["hires_steps"],
                          denoise=flags["hires_denoise"], upscaler=flags["hires_upscaler"],
                          prompt=flags["hires_prompt"], negative_prompt=flags["hires_negative_prompt"],
-                         sampler=flags["hires_sampler"], schedule=flags["hires_schedule"], cfg_scale=flags["hires_cfg"])
+                         sampler=flags["hires_sampler"], schedule=flags["hires_schedule"], cfg_scale=flags["hires_cfg"],
+                         distilled_cfg_scale=flags["hires_distilled_cfg"])

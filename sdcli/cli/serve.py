@@ -70,6 +70,7 @@ def serve(
         help="Origins allowed by a regular expression (CORS), as the WebUI's flag.")] = None,
     models_dir: ModelsDir = None,
     webui_dir: WebuiDir = None,
+    comfy_dir: o.ComfyDir = None,
     styles: Annotated[list[str] | None, typer.Option(
         "--styles", metavar="FILE", show_default=False, rich_help_panel=o.ASSETS,
         help="A WebUI styles.csv whose styles requests name in `styles` (repeat for several; a --webui-dir's "
@@ -120,7 +121,7 @@ def serve(
     from sdcli.request.styles import load_styles
 
     prompt_styles = load_styles(styles or [], webui_dir)
-    engine = Engine.from_specs(model or [], runtime, models_dir=models_dir, webui_dir=webui_dir,
+    engine = Engine.from_specs(model or [], runtime, models_dir=models_dir, webui_dir=webui_dir, comfy_dir=comfy_dir,
                                queue_size=queue_size, styles=prompt_styles, output=output)
     note(f"loading {engine.current.title} ...")
     engine.warm_up()
@@ -131,7 +132,7 @@ def serve(
     app = create_app(engine, limits=Limits(max_body_mb << 20, max_pixels, max_images), auth=auth,
                      flags={"listen": listen, "port": port, "styles_files": styles or []},
                      cors_origins=origins, cors_origin_regex=cors_allow_origins_regex)
-    for flag, folder in (("--models-dir", models_dir), ("--webui-dir", webui_dir)):
+    for flag, folder in (("--models-dir", models_dir), ("--webui-dir", webui_dir), ("--comfy-dir", comfy_dir)):
         if folder:
             note(f"requests may name upscalers, refiners, LoRAs, embeddings and VAEs in {folder} ({flag})")
     note(f"serving {len(engine.models)} model(s) on http://{host}:{port} (Ctrl-C stops)")

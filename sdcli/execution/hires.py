@@ -100,6 +100,8 @@ def hires_stage(model: LoadedModel, request: GenerationRequest, own: bool, size:
     _, second = hires_choices(request)
     hires_request = replace(request, prompt=prompt, negative_prompt=negative, steps=steps,
                             cfg_scale=request.cfg_scale if s.cfg_scale is None else s.cfg_scale,
+                            distilled_cfg_scale=request.distilled_cfg_scale if s.distilled_cfg_scale is None
+                            else s.distilled_cfg_scale,
                             sampler=second.sampler.name, schedule=second.schedule)
     encoder = prompt_encoder(model, hires_request, (target[0], target[1]))
     return HiresStage(hires_request, second, encoder, upscaler, target)

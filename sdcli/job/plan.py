@@ -304,6 +304,8 @@ def family_of(model: ModelRef) -> Any:
 # Settings only some families take: (request field, flag, the Capabilities flag, what a family without it lacks).
 FAMILY_SETTINGS = (
     ("distilled_cfg_scale", "--distilled-cfg", "distilled_guidance", "have no distilled guidance", "Flux dev"),
+    ("hires.distilled_cfg_scale", "--hires-distilled-cfg", "distilled_guidance", "have no distilled guidance",
+     "Flux dev"),
     ("shift", "--shift", "shift", "have no sigma shift to set", "flow models such as Flux"),
     ("low_bits", "--low-bits", "low_bits", "are not stored in low bits by sdcli", "Flux"),
 )
@@ -316,12 +318,15 @@ def for_family(request: GenerationRequest, family: Any, fallback: Mapping[str, A
     if family is None:
         return with_defaults(request, None, fallback)
     for name, flag, capability, lacks, default_users in FAMILY_SETTINGS:
-        value = getattr(request, name)
+        part, _, leaf = name.rpartition(".")
+        holder = getattr(request, part) if part else request
+        value = None if holder is None else getattr(holder, leaf)
         if value is None or getattr(family.capabilities, capability) or (name == "low_bits" and
                                                                          value.lower() == "automatic"):
             continue
         if ignore_unused:
-            request = replace(request, **{name: None})
+            unset = replace(holder, **{leaf: None})
+            request = replace(request, **{part: unset}) if part else unset
             continue
         flag = storage_flag(value) if name == "low_bits" else flag
         raise UsageError(f"{flag}: {family.label} models {lacks}; it applies to {_takers(capability, default_users)}")

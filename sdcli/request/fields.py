@@ -41,6 +41,7 @@ from sdcli.request.written import (
     distilled_written,
     ensd_written,
     eta_written,
+    hires_distilled_written,
     hires_pass,
     low_bits_written,
     outpaint_sides,
@@ -299,7 +300,11 @@ FIELDS: tuple[Field, ...] = (
     Field("hires.cfg_scale", "float", "--hires-cfg", (0, 100), fmt="g", infotext="Hires CFG Scale",
           write=lambda w: f"{w.request.hires.cfg_scale:g}" if differs(w.request.hires.cfg_scale,
                                                                          w.request.cfg_scale) is not None else None,
-          read=float, key="hr_cfg", aliases=("hires_cfg",)),
+          read=float, key="hr_cfg", aliases=("hires_cfg",), api="hr_cfg"),
+    # Forge's hires guidance for guidance-distilled models (its processing class's hr_distilled_cfg).
+    Field("hires.distilled_cfg_scale", "float", "--hires-distilled-cfg", (0, 30), fmt="g",
+          infotext="Hires Distilled CFG Scale", write=hires_distilled_written, read=float, key="hr_distilled_cfg",
+          aliases=("hires_distilled_cfg",), api="hr_distilled_cfg"),
 )
 
 

@@ -296,14 +296,20 @@ def edit_refusal(request: GenerationRequest, model: str) -> str | None:
 # Fields a record names only when they are not at their default: settings added after records were first
 # written, so that a record (and the bytes of an image carrying it, a batch's digest) is what it was before.
 RECORDED_WHEN_SET: dict[str, Any] = {"tiling": False, "distilled_cfg_scale": None, "shift": None, "text_encoders": (),
-                                     "low_bits": None, "references": (), "quantize_text_encoder": False}
+                                     "low_bits": None, "references": (), "quantize_text_encoder": False,
+                                     "hires.distilled_cfg_scale": None}
 
 
 def request_to_dict(request: GenerationRequest) -> dict[str, Any]:
     """The request as records store it (replay records, batch digests): dataclasses.asdict less the
     RECORDED_WHEN_SET fields at their default."""
-    data = asdict(request)
-    return {k: v for k, v in data.items() if k not in RECORDED_WHEN_SET or v != RECORDED_WHEN_SET[k]}
+    return _unset_left_out(asdict(request), "")
+
+
+def _unset_left_out(data: dict[str, Any], prefix: str) -> dict[str, Any]:
+    """`data` less its RECORDED_WHEN_SET fields (`part.field` inside a part) at their default."""
+    return {k: _unset_left_out(v, f"{k}.") if isinstance(v, dict) and k in PARTS else v for k, v in data.items()
+            if prefix + k not in RECORDED_WHEN_SET or v != RECORDED_WHEN_SET[prefix + k]}
 
 
 def request_from_dict(data: dict[str, Any]) -> GenerationRequest:

@@ -25,7 +25,8 @@ MAX_SIDE = 8192
 class HiresSettings:
     """Hires fix settings (flag -> field): --hires-scale, --hires-size (width x height; 0 on one side
     keeps the aspect), --hires-steps (0 = the first pass's), --hires-denoise, --hires-upscaler,
-    and None = the first pass's value for prompt, negative prompt, sampler, schedule and CFG scale."""
+    and None = the first pass's value for prompt, negative prompt, sampler, schedule, CFG scale and (Forge's,
+    for guidance-distilled models) distilled CFG scale."""
 
     scale: float = 2.0
     width: int = 0
@@ -38,6 +39,7 @@ class HiresSettings:
     sampler: str | None = None
     schedule: str | None = None
     cfg_scale: float | None = None
+    distilled_cfg_scale: float | None = None
 
     @property
     def resize(self) -> bool:

@@ -69,6 +69,13 @@ def distilled_written(w: Written) -> str | None:
     return f"{value:g}" if DISTILLED_GUIDANCE in w.traits and value is not None else None
 
 
+def hires_distilled_written(w: Written) -> str | None:
+    """Forge's `Hires Distilled CFG Scale`: the hires pass's distilled guidance, on models that use it, written
+    (as `Hires CFG Scale`) when it differs from the first pass's."""
+    value = differs(w.request.hires.distilled_cfg_scale, w.request.distilled_cfg_scale)
+    return f"{value:g}" if DISTILLED_GUIDANCE in w.traits and value is not None else None
+
+
 def low_bits_written(w: Written) -> str | None:
     """Forge writes `Diffusion in Low Bits` when its setting is not Automatic (its label, e.g. `bnb-nf4`)."""
     value = w.request.low_bits

@@ -107,7 +107,7 @@ def _bh1_step(x0_at, vp: _VPSchedule, x: torch.Tensor, models: list[torch.Tensor
         rk = ((vp.lam(times_prev[-(i + 1)]) - lam_prev) / h)[0]
         rks.append(rk)
         diffs.append((models[-(i + 1)] - m0) / rk)
-    rks.append(torch.tensor(1.0))
+    rks.append(torch.ones_like(h[0]))  # on the device of the others (a CPU 1.0 would not stack with them)
     r = torch.stack([torch.as_tensor(v, dtype=torch.float32) for v in rks]).to(x.device)
     hh = -h[0]
     h_phi_1 = torch.expm1(hh)

@@ -14,11 +14,12 @@ import json
 import urllib.error
 import urllib.parse
 import urllib.request
+from contextlib import suppress
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
-from sdcli.errors import RuntimeFailure, UsageError
+from sdcli.errors import RuntimeFailure, SdcliError, UsageError
 
 TIMEOUT_S = 3600  # one request may queue behind others and run many steps
 
@@ -89,6 +90,7 @@ def _names(request: Any, assets: Any) -> dict[str, Any]:
         raise UsageError("--server: --controlnet units are not sent to a server; run without --server")
     files = [("--lora", parse_lora_flag(spec)[0]) for spec in assets.loras]
     files += [("--embedding", spec) for spec in assets.embeddings] + [("--vae", assets.vae or "")]
+    files += [("--text-encoder", spec) for spec in request.text_encoders]
     if request.hires is not None and request.hires.upscaler.strip().lower() not in {n.lower() for n in
                                                                                    builtin_names()}:
         files.append(("--hires-upscaler", request.hires.upscaler))
@@ -103,7 +105,8 @@ def run_remote_job(server: str, request: Any, runtime: Any, model_spec: str | No
                    reporter: Any, assets: Any = None) -> list[dict[str, Any]]:
     """run_job's twin for --server: same checks, same files and records; the server generates.
 
-    Names (-m, --refiner, --hires-upscaler, --lora, --embedding, --vae, <lora:...> tags) go to the server,
+    Names (-m, --refiner, --hires-upscaler, --lora, --embedding, --vae, --text-encoder, <lora:...> tags) go to
+    the server,
     which looks them up in its own models; a flag that cannot go there is refused, never dropped.
     """
     from PIL import Image
@@ -119,8 +122,9 @@ def run_remote_job(server: str, request: Any, runtime: Any, model_spec: str | No
     # 1. The plan step's own checks, here; names are planned by the server (job.plan with its Names).
     check_request(request, runtime, reporter.note, output)
     names = _names(request, assets)
+    flag_defaults = RuntimeOptions(cpu_offload="auto")  # the runtime flags' defaults (cli.options)
     ignored = [f"--{name.replace('_', '-')}" for name, value in vars(replace(runtime, offline=False)).items()
-               if value != getattr(RuntimeOptions(), name)]
+               if value != getattr(flag_defaults, name)]
     if ignored:
         reporter.note(f"--server: {', '.join(ignored)}: the server's own device, precision and memory settings "
                       "apply; ignored here")
@@ -128,15 +132,22 @@ def run_remote_job(server: str, request: Any, runtime: Any, model_spec: str | No
     mask = _read(request.inpaint.mask, "--mask") if request.inpaint else None
     # An edit's reference images, under their file names (the server's infotext names them as a local run does).
     references = [{"name": Path(p).name, "image": _read(p, "--image")} for p in request.references]
+    existed = output.folder.exists()
     folder = prepare_folder(output.folder)
     sent = replace(request, refiner=_served_name(request.refiner))
 
     # 2. The server generates.
     # (steps left out: the model family's, which the server knows; the bar counts sdcli's default until it answers)
     reporter.start(request.total_images, with_defaults(request).steps_run)
-    answer = post_json(server, "/sdcli/v1/generate", {"request": asdict(sent), "model": _served_name(model_spec),
-                                                      "init_image": init, "mask": mask, **names,
-                                                      **({"references": references} if references else {})})
+    try:
+        answer = post_json(server, "/sdcli/v1/generate", {"request": asdict(sent), "model": _served_name(model_spec),
+                                                          "init_image": init, "mask": mask, **names,
+                                                          **({"references": references} if references else {})})
+    except SdcliError:  # refused or failed there: leave no empty output folder behind
+        if not existed:
+            with suppress(OSError):
+                folder.rmdir()
+        raise
 
     # 3. Files written here, as a local run writes them (names as the server resolved them).
     if not {"refiner", "hires_upscaler", "assets"} <= answer.keys():

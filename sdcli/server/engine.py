@@ -134,13 +134,16 @@ class Engine:
 
     @classmethod
     def from_specs(cls, specs: Sequence[str | None], runtime: RuntimeOptions, models_dir: str | None = None,
-                   webui_dir: str | None = None, **kwargs: Any) -> Engine:
-        """Resolve every --model of `sdcli serve` (paths, hub ids, names in the models folder; no weights loaded)."""
+                   webui_dir: str | None = None, comfy_dir: str | None = None, **kwargs: Any) -> Engine:
+        """Resolve every --model of `sdcli serve` (paths, hub ids, names in the models folder; no weights loaded);
+        a transformer-only file takes its text encoders and VAE from the models folder (as a local run does)."""
+        from sdcli.models.flux_parts import plan_model_parts
         from sdcli.models.resolve import model_hash, resolve_model
 
-        folders = AssetOptions(models_dir=models_dir, webui_dir=webui_dir, names_only=True)
+        folders = AssetOptions(models_dir=models_dir, webui_dir=webui_dir, comfy_dir=comfy_dir, names_only=True)
         library = folders.library()  # a missing folder: --models-dir/--webui-dir named in the error
-        refs = [resolve_model(spec, offline=runtime.offline, library=library) for spec in (specs or [None])]
+        refs = [plan_model_parts(resolve_model(spec, offline=runtime.offline, library=library), (), None, library,
+                                 names_only=True) for spec in (specs or [None])]
         return cls([ServedModel(ref, model_hash(ref.hash_path)) for ref in refs], runtime, folders=folders, **kwargs)
 
     def find(self, spec: str | None, field_name: str = "sd_model_checkpoint") -> ServedModel:

@@ -58,6 +58,8 @@ class Txt2ImgRequest(BaseModel):
     hr_scheduler: str | None = None
     hr_prompt: str = ""
     hr_negative_prompt: str = ""
+    hr_cfg: float | None = None  # Forge's hires CFG (unset: the first pass's)
+    hr_distilled_cfg: float | None = None  # Forge's hires distilled CFG (unset: the first pass's)
     refiner_checkpoint: str | None = None  # a served model or a checkpoint name in the models folder
     refiner_switch_at: float | None = None  # sdcli's (and the WebUI UI's) 0.8 when unset
     eta: float | None = None  # None: the server's eta_ancestral / eta_ddim option
@@ -226,7 +228,8 @@ def _hires(req: Txt2ImgRequest) -> Any:
         scale=req.hr_scale, width=req.hr_resize_x, height=req.hr_resize_y, steps=req.hr_second_pass_steps,
         denoise=0.7 if req.denoising_strength is None else req.denoising_strength,
         upscaler=req.hr_upscaler or "Latent", prompt=same(req.hr_prompt), negative_prompt=same(req.hr_negative_prompt),
-        sampler=same(req.hr_sampler_name), schedule=same(req.hr_scheduler) and str(req.hr_scheduler).lower())
+        sampler=same(req.hr_sampler_name), schedule=same(req.hr_scheduler) and str(req.hr_scheduler).lower(),
+        cfg_scale=req.hr_cfg, distilled_cfg_scale=req.hr_distilled_cfg)
 
 
 def img2img_request(req: Img2ImgRequest, options: dict[str, Any], image_path: str,

@@ -27,3 +27,19 @@ def test_interleave_warms_up_and_alternates():
     times = interleave(paths, repeat=3, warmup=1)
     assert order == ["a", "b", "a", "b", "b", "a", "a", "b"]
     assert times == {"a": [1.0, 1.0, 1.0], "b": [2.0, 2.0, 2.0]}
+
+
+def test_same_work_steps_gives_diffusers_the_webuis_step_count():
+    """The hand-written img2img loop runs as many UNet steps as the WebUI-exact one (int(strength x steps) + 1)."""
+    from diffusers import DPMSolverMultistepScheduler, StableDiffusionImg2ImgPipeline
+
+    from bench import same_work_steps
+
+    for steps, strength in ((20, 0.75), (4, 0.75), (30, 0.75), (20, 0.5), (10, 0.3)):
+        n = same_work_steps(steps, strength)
+        scheduler = DPMSolverMultistepScheduler(use_karras_sigmas=True)
+        scheduler.set_timesteps(n)
+        holder = type("P", (), {"scheduler": scheduler})()
+        timesteps, run = StableDiffusionImg2ImgPipeline.get_timesteps(holder, n, strength, "cpu")
+        assert run == len(timesteps) == int(strength * steps) + 1, (steps, strength, n)
+    assert same_work_steps(20, 0.75) != 20  # diffusers at the same num_inference_steps runs one step fewer

@@ -100,3 +100,26 @@ def test_low_bits_float8_stores_the_transformer_in_fp8(cli, tiny_flux, tmp_path)
                                        "on cpu"),):  # bitsandbytes: tests/models/test_quantize.py
         result = cli("txt2img", *dev, "--steps", "2", "--low-bits", value, "-o", tmp_path / "c", "a cat")
         assert result.exit_code == 2 and message in result.stderr
+
+
+def test_hires_distilled_cfg_is_forges(cli, tiny_flux, tiny_model, tmp_path):
+    """Forge's Hires Distilled CFG Scale: the hires pass's guidance, written when it differs from the first
+    pass's, read back by replay; refused by name on a model without distilled guidance."""
+    dev = ("-m", tiny_flux["flux-dev"], "--hires", "--hires-steps", "2", "--distilled-cfg", "3.5", "a cat")
+    base = _pixels(cli, tmp_path, "a", *dev)
+    assert np.array_equal(base, _pixels(cli, tmp_path, "b", *dev, "--hires-distilled-cfg", "3.5"))
+    other = _pixels(cli, tmp_path, "c", *dev, "--hires-distilled-cfg", "9")
+    assert not np.array_equal(base, other)
+    texts = {name: Image.open(next((tmp_path / name).glob("*.png"))).text["parameters"] for name in "abc"}
+    assert "Hires Distilled CFG Scale" not in texts["a"] + texts["b"]
+    assert "Distilled CFG Scale: 3.5" in texts["c"] and "Hires Distilled CFG Scale: 9" in texts["c"]
+    replayed = cli("replay", next((tmp_path / "c").glob("*.png")), "-m", tiny_flux["flux-dev"], "-o", tmp_path / "r")
+    assert replayed.exit_code == 0, replayed.stderr
+    assert np.array_equal(other, np.asarray(Image.open(next((tmp_path / "r").glob("*.png"))), dtype=np.int16))
+    refused = cli("txt2img", *RUN, "-m", tiny_model, "--hires", "--hires-distilled-cfg", "5", "-o", tmp_path / "s",
+                  "a cat")
+    assert refused.exit_code == 2 and "--hires-distilled-cfg: Stable Diffusion 1.x models have no distilled" in (
+        refused.stderr)
+    assert not (tmp_path / "s").exists()
+    stray = cli("txt2img", *RUN, "-m", tiny_flux["flux-dev"], "--hires-distilled-cfg", "5", "-o", tmp_path / "t", "x")
+    assert stray.exit_code == 2 and "--hires-distilled-cfg: given without --hires" in stray.stderr
