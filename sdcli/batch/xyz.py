@@ -243,6 +243,15 @@ def fix_seeds(spec: AxisSpec, fixed: list[Any] | None) -> AxisSpec:
     return replace(spec, values=tuple(values))
 
 
+def fix_files(spec: AxisSpec, fixed: list[Any] | None) -> AxisSpec:
+    """File axes (Reference image): each value as an absolute path from here (or `fixed`, those recorded for
+    --resume, which may run from another folder)."""
+    if not spec.axis.file:
+        return spec
+    values = fixed if fixed is not None else [str(Path(v).expanduser().absolute()) for v in spec.values]
+    return replace(spec, values=tuple(values))
+
+
 @dataclass(frozen=True)
 class Plot:
     """A planned plot: its axes (x, y, z), one batch line per cell, the values fixed for --resume,
@@ -286,14 +295,17 @@ def plan_plot(base: GenerationRequest, options: tuple[str | None, str | None, st
     # 1. The axes, their values parsed and the random seeds fixed (once for the whole plot).
     resolved = dict(resolved or {})
     fixed_axes = resolved.get("axes") or {}
-    axes = tuple(fix_seeds(parse_axis(f"--{n}", o), None if keep_random_seeds else fixed_axes.get(n))
-                 for n, o in zip("xyz", options, strict=True))
+    axes = tuple(fix_files(fix_seeds(parse_axis(f"--{n}", o), None if keep_random_seeds else fixed_axes.get(n)),
+                           fixed_axes.get(n)) for n, o in zip("xyz", options, strict=True))
     cells = math.prod(len(a.values) for a in axes)
     if cells > MAX_CELLS:
         raise UsageError(f"--x/--y/--z: {cells} cells; the limit is {MAX_CELLS}")
+    files = {n: list(a.values) for n, a in zip("xyz", axes, strict=True) if a.axis.file}
+    if files:  # recorded whatever --keep-random-seeds says
+        resolved["axes"] = files
     if not keep_random_seeds:
-        resolved["axes"] = {n: list(a.values) for n, a in zip("xyz", axes, strict=True)
-                            if a.axis.label in SEED_AXES}
+        resolved["axes"] = {**files, **{n: list(a.values) for n, a in zip("xyz", axes, strict=True)
+                                        if a.axis.label in SEED_AXES}}
         if base.seed in (None, -1):
             base = replace(base, seed=resolved.get("seed", random_seed(1)))
         resolved["seed"] = base.seed

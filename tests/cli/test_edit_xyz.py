@@ -108,3 +108,24 @@ def test_edit_plot_refusals_one_line_exit_2(cli, refs, tmp_path, args, message):
     assert result.exit_code == 2, result.stderr
     assert result.stderr.strip().splitlines() == [message.format(**names)]
     assert not (tmp_path / "out").exists()
+
+
+def test_reference_image_values_are_recorded_as_absolute_paths_for_resume(refs, tmp_path, monkeypatch):
+    """A relative Reference image value is the file where the plot was planned; --resume (its `resolved`) finds
+    the same files from another folder, whatever --keep-random-seeds says."""
+    from sdcli.batch.xyz import plan_plot
+    from sdcli.cli.xyz import edit_request
+    from sdcli.request.generation import GenerationRequest
+
+    base = edit_request(GenerationRequest(prompt="make it purple", seed=1), [str(refs / "a.png")])
+    monkeypatch.chdir(refs)
+    for keep in (False, True):
+        plot = plan_plot(base, ("Reference image: b.png, a.png", None, None), None, keep_random_seeds=keep)
+        assert plot.resolved["axes"]["x"] == [str(refs / "b.png"), str(refs / "a.png")]
+        assert [line.request.references for line in plot.lines] == [(str(refs / "b.png"),), (str(refs / "a.png"),)]
+        assert plot.axes[0].labels == ["b.png", "a.png"]
+        monkeypatch.chdir(tmp_path)  # elsewhere, with the recorded values: the same cells
+        again = plan_plot(base, ("Reference image: b.png, a.png", None, None), None, keep_random_seeds=keep,
+                          resolved=plot.resolved)
+        assert [line.request for line in again.lines] == [line.request for line in plot.lines]
+        monkeypatch.chdir(refs)
