@@ -69,9 +69,26 @@ def _strength(request: GenerationRequest, value: float, values: list[Any]) -> Ge
 
 
 def _check_strength(values: list[Any], request: GenerationRequest) -> None:
+    if request.mode == "edit":
+        raise ValueError("an edit draws a new image from noise; it has no denoising strength")
     if request.init is None and request.hires is None:
         raise ValueError("needs an input image (--image) or --hires: the denoising strength of img2img or of the "
                          "hires pass")
+
+
+def _reference(request: GenerationRequest, value: str, values: list[Any]) -> GenerationRequest:
+    """sdcli's Reference image axis: the edit's first reference image replaced by this file."""
+    if not request.references:
+        return request
+    return replace(request, references=(str(Path(value).expanduser().absolute()), *request.references[1:]))
+
+
+def _check_reference(values: list[Any], request: GenerationRequest) -> None:
+    if request.mode != "edit":
+        raise ValueError("needs --edit: it replaces the first reference image of an edit")
+    missing = [v for v in values if not Path(v).expanduser().is_file()]
+    if missing:
+        raise ValueError(f"{missing[0]}: no such file")
 
 
 def _check_prompt_sr(values: list[Any], request: GenerationRequest) -> None:
@@ -96,6 +113,7 @@ class Axis:
     check: Callable[[list[Any], GenerationRequest], None] | None = None
     labelled: bool = True  # grid label "Label: value" (else the bare value)
     checkpoint: bool = False  # a model per value: the runner loads each once
+    file: bool = False  # a file per value: labelled by its name
     vae: bool = False  # a VAE per value (an add-on, set on the loaded model)
 
 
@@ -118,14 +136,15 @@ def _check_part(part: str) -> Callable[[list[Any], GenerationRequest], None] | N
 SPECIAL: dict[str, tuple[Callable[..., GenerationRequest], Callable[[list[Any], GenerationRequest], None]]] = {
     "Denoising": (_strength, _check_strength),
 }
-# Every axis sdcli can plot: the WebUI's names; Width and Height are sdcli's own. Adding a field's axis is
-# naming it in its row.
+# Every axis sdcli can plot: the WebUI's names; Width, Height and Reference image are sdcli's own. Adding a
+# field's axis is naming it in its row.
 AXES: tuple[Axis, ...] = (
     Axis("Nothing", "str", lambda request, value, values: request, labelled=False),
     Axis("Prompt S/R", "str", _prompt_sr, _check_prompt_sr, labelled=False),
     Axis("Prompt order", "permutations", _prompt_order, _check_prompt_order, labelled=False),
     Axis("Checkpoint name", "str", lambda request, value, values: request, labelled=False, checkpoint=True),
     Axis("VAE", "str", lambda request, value, values: request, vae=True),
+    Axis("Reference image", "str", _reference, _check_reference, labelled=False, file=True),
     *(Axis(row.axis, row.kind, *SPECIAL.get(row.axis, (_set(row), _check_part(row.part))),
            labelled=not row.bare_label) for row in FIELDS if row.axis),
 )
@@ -181,7 +200,7 @@ def format_label(axis: Axis, value: Any) -> str:
         return ""
     if axis.kind == "permutations":
         return ", ".join(value)
-    if axis.checkpoint:
+    if axis.checkpoint or axis.file:
         return Path(str(value)).name
     shown = round(value, 8) if isinstance(value, float) else value
     return f"{axis.label}: {shown}" if axis.labelled else str(shown)
@@ -221,6 +240,15 @@ def fix_seeds(spec: AxisSpec, fixed: list[Any] | None) -> AxisSpec:
     if spec.axis.label not in SEED_AXES:
         return spec
     values = fixed if fixed is not None else [random_seed(1) if v == -1 else v for v in spec.values]
+    return replace(spec, values=tuple(values))
+
+
+def fix_files(spec: AxisSpec, fixed: list[Any] | None) -> AxisSpec:
+    """File axes (Reference image): each value as an absolute path from here (or `fixed`, those recorded for
+    --resume, which may run from another folder)."""
+    if not spec.axis.file:
+        return spec
+    values = fixed if fixed is not None else [str(Path(v).expanduser().absolute()) for v in spec.values]
     return replace(spec, values=tuple(values))
 
 
@@ -267,14 +295,17 @@ def plan_plot(base: GenerationRequest, options: tuple[str | None, str | None, st
     # 1. The axes, their values parsed and the random seeds fixed (once for the whole plot).
     resolved = dict(resolved or {})
     fixed_axes = resolved.get("axes") or {}
-    axes = tuple(fix_seeds(parse_axis(f"--{n}", o), None if keep_random_seeds else fixed_axes.get(n))
-                 for n, o in zip("xyz", options, strict=True))
+    axes = tuple(fix_files(fix_seeds(parse_axis(f"--{n}", o), None if keep_random_seeds else fixed_axes.get(n)),
+                           fixed_axes.get(n)) for n, o in zip("xyz", options, strict=True))
     cells = math.prod(len(a.values) for a in axes)
     if cells > MAX_CELLS:
         raise UsageError(f"--x/--y/--z: {cells} cells; the limit is {MAX_CELLS}")
+    files = {n: list(a.values) for n, a in zip("xyz", axes, strict=True) if a.axis.file}
+    if files:  # recorded whatever --keep-random-seeds says
+        resolved["axes"] = files
     if not keep_random_seeds:
-        resolved["axes"] = {n: list(a.values) for n, a in zip("xyz", axes, strict=True)
-                            if a.axis.label in SEED_AXES}
+        resolved["axes"] = {**files, **{n: list(a.values) for n, a in zip("xyz", axes, strict=True)
+                                        if a.axis.label in SEED_AXES}}
         if base.seed in (None, -1):
             base = replace(base, seed=resolved.get("seed", random_seed(1)))
         resolved["seed"] = base.seed

@@ -21,6 +21,7 @@ The model sees each -i IMAGE (repeat -i for several: Kontext and klein take up t
 replay needs them where they were.
 
 -i may be one folder or quoted glob instead: each image is edited on its own (seed + i), as img2img does.
+With --server URL the images are sent to `sdcli serve`, which edits them with its model.
 
 Examples:
 
@@ -42,8 +43,6 @@ def edit(ctx: typer.Context, image: References, recursive: f.Recursive = False, 
     from sdcli.batch.inputs import is_input_set
     from sdcli.errors import UsageError
 
-    if flags["server"]:
-        raise UsageError("--server: sdcli edit runs here, not on a server; leave out --server")
     if len(image) > 1 and any(is_input_set(i) for i in image):
         raise UsageError("--image: a folder or glob of images is edited one image at a time; give it as the only -i")
     references = tuple(str(i.expanduser().absolute()) for i in image)

@@ -18,7 +18,8 @@ Var. strength, Steps, CFG Scale, Prompt S/R, Prompt order, Sampler, Schedule typ
 Checkpoint name, VAE, Clip skip, Eta, Sigma Churn/min/max/noise, Schedule min/max
 sigma, Refiner checkpoint, Refiner switch at, RNG source (and sdcli's Width, Height);
 with --hires: Hires steps, Hires sampler, Hires upscaler; Denoising (with --image the
-img2img strength, with --hires the hires pass's).
+img2img strength, with --hires the hires pass's); with --edit, sdcli's Reference image
+(image files, each in place of the first -i).
 VALUES are comma-separated (CSV quoting), with ranges 1-5, 1-10 (+2) (step) and
 1-10 [4] (count). Prompt S/R replaces its first value by each value in the prompt
 and negative prompt. Each cell is written with its own infotext, then labelled
@@ -31,6 +32,8 @@ Examples:
 
   sdcli xyz "a <lora:detail:0.5> fox" --x "Prompt S/R: 0.5, 0.8, 1" --z "Steps: 10,20" -o out/plot
 
+  sdcli xyz --edit -m ./flux-kontext -i photo.png "make the sky purple" --x "Seed: 1-4" --y "CFG Scale: 1, 2"
+
   sdcli xyz --resume -o out/plot     (continue a stopped plot with its recorded options)
 """
 
@@ -40,12 +43,14 @@ PlotOutput = Annotated[Path | None, typer.Option("--output", "-o", show_default=
                                                  help="Output folder (default: the first free outputs/xyz-NNNN).")]
 Resume = Annotated[bool, typer.Option("--resume", help="Continue the plot in --output: skip cells done per its "
                                       "manifest, then redraw the grids.", rich_help_panel=o.OUT)]
-InputImage = Annotated[Path | None, typer.Option("--image", "-i", help="Input image: an img2img plot (the "
-                                                 "Denoising axis sets its strength).", rich_help_panel=o.IMG,
-                                                 show_default=False)]
+InputImages = Annotated[list[Path] | None, typer.Option(
+    "--image", "-i", help="Input image: an img2img plot (the Denoising axis sets its strength). With --edit, a "
+    "reference image (repeat for several).", rich_help_panel=o.IMG, show_default=False)]
+Edit = Annotated[bool, typer.Option("--edit", help="An instruction-edit plot: each cell is the sdcli edit of the -i "
+                                    "reference images (a model that edits by instruction).", rich_help_panel=o.IMG)]
 
 # Options a plot records in its manifest (so `--resume -o DIR` needs nothing else).
-RECORDED = ("prompt", "x", "y", "z", "image", "strength", "resize", "keep_random_seeds", "model", "name",
+RECORDED = ("prompt", "x", "y", "z", "image", "references", "strength", "resize", "keep_random_seeds", "model", "name",
             "image_format", "quality", "device", "dtype", "attention_slicing", "xformers", "file", "resolved",
             *HIRES_FLAGS)
 
@@ -61,7 +66,8 @@ def xyz(
     resume: Resume = False,
     keep_random_seeds: o.KeepRandom = False,
     legend: o.Legend = True,
-    image: InputImage = None,
+    image: InputImages = None,
+    edit: Edit = False,
     strength: o.Strength = 0.75,
     resize: o.Resize = "just",
     **flags: Any,
@@ -97,12 +103,15 @@ def xyz(
         raise UsageError("PROMPT: give the prompt once, either as an argument or with --prompt")
     text = prompt if prompt is not None else prompt_opt
     folder = output or free_folder(Path("outputs"))
+    inputs, references = _inputs(image or [], edit, typed(ctx, "strength"))
     current = {**{k: flags[k] for k in (*REQUEST_FLAGS, *RECORDED) if k in flags},
                "prompt": read_stdin("PROMPT") if text == "-" else text, "x": x, "y": y, "z": z,
                "keep_random_seeds": keep_random_seeds, "model": normalize_spec(flags["model"]),
-               "image": str(image.absolute()) if image else None, "strength": strength, "resize": resize,
-               "file": "xyz", "resolved": None, "hires_upscaler": _upscaler(flags["hires_upscaler"])}
-    given = {k: v for k, v in current.items() if k not in ("file", "resolved") and typed(ctx, k)}
+               "image": inputs, "references": references, "strength": strength,
+               "resize": resize, "file": "xyz", "resolved": None, "hires_upscaler": _upscaler(flags["hires_upscaler"])}
+    given = {k: v for k, v in current.items() if k not in ("file", "resolved", "references") and typed(ctx, k)}
+    if edit:  # the -i images as references (recorded only for an edit plot)
+        given = {**{k: v for k, v in given.items() if k != "image"}, "references": references}
     if prompt is not None:
         given["prompt"] = prompt  # an argument, not an option: typed when given
     if resume:
@@ -125,12 +134,16 @@ def xyz(
             raise UsageError("--hires: hires fix is a second pass of txt2img (as in the WebUI); not with --image")
         base = replace(base, mode="img2img", init=ImageInput(current["image"], current["strength"], current["resize"]))
         prepare(base)
+    elif current["references"]:  # an edit plot: its references read and checked now, as sdcli edit's
+        base = edit_request(base, current["references"])
     plot = plan_plot(base, (current["x"], current["y"], current["z"]), current["model"],
                      keep_random_seeds=current["keep_random_seeds"], resolved=current["resolved"],
                      check_model=lambda spec: check_model(spec, runtime.offline, assets),
                      check_assets=lambda request, vae: plan_assets(cell_assets(assets, vae), request.prompt,
                                                                    request.negative_prompt),
                      resolve_upscaler=upscaler_resolver(assets))
+    if base.mode == "edit":  # what the model's family cannot edit: one line now, not one per cell
+        check_editor(current["model"], base, runtime.offline, assets)
     options = BatchOptions(
         file=Path("xyz"), source="the plot's axes", defaults=base, seed=plot.resolved.get("seed"),
         model=current["model"],
@@ -151,6 +164,48 @@ def xyz(
     if stats.interrupted:
         reporter.note(f"to continue: sdcli xyz --resume -o {shlex.quote(str(folder))}")
     raise typer.Exit(stats.exit_code)
+
+
+def _inputs(images: list[Path], edit: bool, strength: bool) -> tuple[str | None, list[str] | None]:
+    """-i as recorded: (the img2img input, None), or with --edit (None, the reference images); UsageError."""
+    from sdcli.errors import UsageError
+
+    paths = [str(i.expanduser().absolute()) for i in images]
+    if edit:
+        if not paths:
+            raise UsageError("--edit: give the reference image(s) with -i IMAGE (repeat it for several)")
+        if strength:
+            raise UsageError("--strength: an edit draws a new image from noise (no denoising strength); leave it out")
+        return None, paths
+    if len(paths) > 1:
+        raise UsageError(f"--image: {len(paths)} images; an img2img plot takes one input image (with --edit, "
+                         "repeat -i for an edit's reference images)")
+    return (paths[0] if paths else None), None
+
+
+def edit_request(base: Any, references: list[str]) -> Any:
+    """The base request of an edit plot: mode edit with its reference images, checked (validate) and each opened
+    as sdcli edit's are, before any model loads."""
+    from dataclasses import replace
+
+    from sdcli.io.images import open_image
+    from sdcli.request.generation import validate
+
+    base = replace(base, mode="edit", references=tuple(references))
+    validate(base)
+    for reference in references:
+        open_image(Path(reference), "--image")
+    return base
+
+
+def check_editor(spec: str | None, base: Any, offline: bool, assets: Any) -> None:
+    """The plot's model resolved (no weights loaded) and its family checked for the edit (job.plan.check_edit:
+    one that edits by instruction, taking the references and the options given)."""
+    from sdcli.job.plan import check_edit, family_of
+    from sdcli.models.resolve import resolve_model
+
+    ref = resolve_model(spec, offline=offline, library=assets.library(), allow_pickle=assets.allow_pickle)
+    check_edit(base, family_of(ref))
 
 
 def _upscaler(spec: str) -> str:

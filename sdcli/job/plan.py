@@ -163,6 +163,8 @@ def plan_job(request: GenerationRequest, runtime: RuntimeOptions, model_spec: st
 
     # 2. Model files: found and checked against each other from their headers.
     model = once(("model", model_spec), lambda: names.model(model_spec))
+    family = once(("detect", model.path), lambda: family_of(model))
+    check_edit(request, family)  # before the refiner and ControlNet checks: an edit takes neither
     refiner = once(("refiner", request.refiner), lambda: names.refiner(request.refiner)) if request.refiner else None
     if refiner is not None and check_files:
         once(("pair", model.path, refiner.path), lambda: loader.check_refiner(model, refiner))
@@ -174,10 +176,7 @@ def plan_job(request: GenerationRequest, runtime: RuntimeOptions, model_spec: st
 
     # 3. The model family's defaults for what the request leaves unset, the settings it does not take, and
     # what it cannot do (its modes; Flux: CLIP skip, timestep samplers, ...).
-    family = once(("detect", model.path), lambda: family_of(model))
     request = for_family(request, family, fallback, ignore_unused)
-    if family is not None:
-        check_edit(request, family)
     if check_files:
         detected = once(("detected", model.path), lambda: loader.detect_ref(model))
         pipeline_class(detected, request.mode)
@@ -209,20 +208,32 @@ def plan_job(request: GenerationRequest, runtime: RuntimeOptions, model_spec: st
     return JobPlan(request, choice, model, placement, assets, extras, inputs, control, refiner, hires_upscaler)
 
 
+def editing_families() -> str:
+    """The families that edit by instruction (Capabilities.references), by label."""
+    from sdcli.families import FAMILIES
+
+    return ", ".join(f.label for f in FAMILIES.values() if f.capabilities.references)
+
+
 def check_edit(request: GenerationRequest, family: Any) -> None:
     """`sdcli edit` needs a family that edits by instruction (Capabilities.references), with at most as many
-    reference images as it takes; one line naming the family."""
-    from sdcli.families import FAMILIES
+    reference images as it takes, and nothing an edit cannot take (request.generation.edit_refusal); one line
+    naming the family (None: a model whose files do not tell it, whose load step says why)."""
+    from sdcli.request.generation import edit_refusal
 
     if request.mode != "edit":
         return
-    takes = family.capabilities.references
-    if not takes:
-        editors = ", ".join(f.label for f in FAMILIES.values() if f.capabilities.references)
-        raise UsageError(f"sdcli edit: a {family.label} model cannot edit by instruction; use one of: {editors}")
-    if len(request.references) > takes:
+    takes = family.capabilities.references if family is not None else None
+    if takes == 0:
+        raise UsageError(f"sdcli edit: a {family.label} model cannot edit by instruction; use one of: "
+                         f"{editing_families()}")
+    if takes is not None and len(request.references) > takes:
         raise UsageError(f"--image: {len(request.references)} reference images; a {family.label} model takes at "
                          f"most {takes}")
+    refusal = edit_refusal(request, f"{getattr(family, 'article', 'a')} {family.label} model" if family is not None
+                           else "this model")
+    if refusal is not None:
+        raise UsageError(refusal)
 
 
 def check_control_input(request: GenerationRequest, detected: Any) -> None:

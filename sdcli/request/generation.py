@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import secrets
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
@@ -261,7 +261,8 @@ MAX_REFERENCES = 8  # reference images of one edit (each adds its tokens to ever
 
 
 def check_references(request: GenerationRequest) -> None:
-    """An edit names 1 to MAX_REFERENCES reference images and nothing an edit cannot take; other modes none."""
+    """An edit names 1 to MAX_REFERENCES reference images; other modes none. (What an edit cannot take is
+    refused by the plan step, which names the model's family: edit_refusal.)"""
     if request.mode != "edit":
         if request.references:
             raise UsageError("--image: reference images are for sdcli edit; img2img takes one --image")
@@ -271,10 +272,25 @@ def check_references(request: GenerationRequest) -> None:
     if len(request.references) > MAX_REFERENCES:
         raise UsageError(f"--image: {len(request.references)} reference images; sdcli edit takes at most "
                          f"{MAX_REFERENCES}")
-    for flag, given in (("--controlnet", bool(request.controlnets)), ("--refiner", bool(request.refiner)),
-                        ("--hires", request.hires is not None)):
-        if given:
-            raise UsageError(f"{flag}: not with sdcli edit (an edit is one pass of the editing model)")
+
+
+# What an edit (one pass of the editing model) cannot take: (flag, whether the request sets it, what it is).
+EDIT_REFUSED: tuple[tuple[str, Callable[[GenerationRequest], bool], str], ...] = (
+    ("--controlnet", lambda r: bool(r.controlnets), "ControlNet units"),
+    ("--refiner", lambda r: bool(r.refiner), "a refiner's last steps"),
+    ("--hires", lambda r: r.hires is not None, "hires fix's second pass"),
+)
+
+
+def edit_refusal(request: GenerationRequest, model: str) -> str | None:
+    """The one-line refusal of an edit request that sets what an edit cannot take, naming the flag and `model`
+    (the family's "a Flux.1 Kontext model"), or None."""
+    if request.mode != "edit":
+        return None
+    for flag, given, what in EDIT_REFUSED:
+        if given(request):
+            return f"{flag}: not with an edit by {model} (an edit is one pass of the editing model, without {what})"
+    return None
 
 
 # Fields a record names only when they are not at their default: settings added after records were first
@@ -350,6 +366,8 @@ def validate_hires(request: GenerationRequest) -> None:
     from sdcli.request.fields import check_fields
 
     s = _hires_of(request)
+    if request.mode == "edit":
+        return  # refused by the plan step, which names the model's family (edit_refusal)
     if request.mode != "txt2img":
         raise UsageError(f"--hires: hires fix is a second pass of txt2img (as in the WebUI), not of {request.mode}")
     if request.refiner:

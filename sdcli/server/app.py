@@ -40,13 +40,22 @@ class Limits:
     max_images: int = 16
 
 
+class NamedImage(BaseModel):
+    """An image file sent by sdcli's client: its file name (no folders) and its bytes, base64."""
+
+    name: str
+    image: str
+
+
 class NativeJob(BaseModel):
-    """POST /sdcli/v1/generate: an sdcli GenerationRequest (asdict) and its input images, base64."""
+    """POST /sdcli/v1/generate: an sdcli GenerationRequest (asdict) and its input images, base64; an edit's
+    reference images under their file names (its infotext names them)."""
 
     request: dict[str, Any]
     model: str | None = None
     init_image: str | None = None
     mask: str | None = None
+    references: list[NamedImage] = []
     loras: list[str] = []  # --lora NAME[:WEIGHT], --embedding NAME, --vae NAME: names in the models folder
     embeddings: list[str] = []
     vae: str | None = None
@@ -151,7 +160,8 @@ def create_app(engine: Engine, *, limits: Limits = Limits(), auth: dict[str, str
         if not payload.init_images:
             raise UsageError("init_images: give one base64 image")
         if len(payload.init_images) > 1:
-            raise UsageError(f"init_images: sdcli takes one input image per request, not {len(payload.init_images)}")
+            raise UsageError(f"init_images: sdcli takes one input image per request, not {len(payload.init_images)} "
+                             "(an edit's reference images go to POST /sdcli/v1/edit)")
         units = controlnet_api.read_units(payload.alwayson_scripts)
         with Inputs(init=(payload.init_images[0], "init_images[0]"), mask=(payload.mask, "mask"),
                     **controlnet_api.uploads(units)) as files:
@@ -168,6 +178,26 @@ def create_app(engine: Engine, *, limits: Limits = Limits(), auth: dict[str, str
         hide = () if payload.include_init_images else ("init_images", "mask")
         return answer(done, payload, hide)
 
+    @app.post("/sdcli/v1/edit", response_model=schemas.ImagesResponse)
+    def edit(payload: schemas.EditRequest) -> Any:
+        """sdcli's edit route in the WebUI API's dialect: txt2img's fields plus `images`, the reference images
+        (named image-0.png, image-1.png, ... in the infotext); a model that cannot edit is a 422 naming it."""
+        if not payload.images:
+            raise UsageError("images: give the reference image(s) of the edit, base64")
+        with Inputs() as files:
+            try:
+                payload = with_infotext(payload)
+                references = files.add_references([(f"image-{i}.png", data) for i, data in enumerate(payload.images)],
+                                                  "images")
+                request = schemas.edit_request(payload, engine.options, references, engine.styles)
+                _check_editor(engine.find((payload.override_settings or {}).get("sd_model_checkpoint")))
+                done = webui_generate(request, payload)
+            except SdcliError as exc:
+                message = schemas.field_message(files.explain(exc))
+                raise type(exc)("images: " + message.removeprefix("--image: ") if message.startswith("--image: ")
+                                else message) from None
+        return answer(done, payload, ("images",))
+
     @app.post("/sdcli/v1/generate")
     def native(job: NativeJob) -> Any:
         """sdcli's own client (`--server`): the exact request in, raw images and their records out."""
@@ -182,6 +212,12 @@ def create_app(engine: Engine, *, limits: Limits = Limits(), auth: dict[str, str
                 raise UsageError("request: ControlNet units are not run by the server")
             if request.init is not None:
                 request = _with_paths(request, files.paths)
+            if request.references or job.references:  # an edit: its references as sent
+                if len(job.references) != len(request.references):
+                    raise UsageError(f"--image: the request names {len(request.references)} reference images and "
+                                     f"{len(job.references)} were sent")
+                request = replace(request, references=files.add_references(
+                    [(r.name, r.image) for r in job.references], "--image"))
             try:
                 check_limits(request)
                 done = engine.generate(request, job.model, AddOns(tuple(job.loras), tuple(job.embeddings), job.vae))
@@ -239,6 +275,16 @@ def create_app(engine: Engine, *, limits: Limits = Limits(), auth: dict[str, str
                 "img2img": [*schemas.IMG2IMG_SCRIPTS, controlnet_api.SCRIPT]}
 
     return app
+
+
+def _check_editor(served: Any) -> None:
+    """/sdcli/v1/edit on a model whose family cannot edit by instruction: one line naming the model and field."""
+    from sdcli.job.plan import editing_families, family_of
+
+    family = family_of(served.ref)
+    if family is not None and not family.capabilities.references:
+        raise UsageError(f"images: the model {served.title!r} is a {family.label} model, which cannot edit by "
+                         f"instruction; edit with a model of: {editing_families()}")
 
 
 def _with_paths(request: Any, paths: dict[str, str | None]) -> Any:

@@ -130,6 +130,8 @@ def run_remote_job(server: str, request: Any, runtime: Any, model_spec: str | No
                       "apply; ignored here")
     init = _read(request.init.image, "--image") if request.init else None
     mask = _read(request.inpaint.mask, "--mask") if request.inpaint else None
+    # An edit's reference images, under their file names (the server's infotext names them as a local run does).
+    references = [{"name": Path(p).name, "image": _read(p, "--image")} for p in request.references]
     existed = output.folder.exists()
     folder = prepare_folder(output.folder)
     sent = replace(request, refiner=_served_name(request.refiner))
@@ -139,7 +141,8 @@ def run_remote_job(server: str, request: Any, runtime: Any, model_spec: str | No
     reporter.start(request.total_images, with_defaults(request).steps_run)
     try:
         answer = post_json(server, "/sdcli/v1/generate", {"request": asdict(sent), "model": _served_name(model_spec),
-                                                          "init_image": init, "mask": mask, **names})
+                                                          "init_image": init, "mask": mask, **names,
+                                                          **({"references": references} if references else {})})
     except SdcliError:  # refused or failed there: leave no empty output folder behind
         if not existed:
             with suppress(OSError):

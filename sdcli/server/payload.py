@@ -32,6 +32,12 @@ def encode_png(image: Any, infotext: str | None) -> str:
     return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
+def safe_name(name: str) -> str:
+    """A client's file name as a plain name in the temp folder (no folders, no dot names)."""
+    plain = Path(name.replace("\\", "/").replace("\x00", "")).name[-100:]
+    return plain if plain.strip(". ") else "image.png"
+
+
 class Inputs:
     """Uploaded images written to a private temp folder, so sdcli's file checks apply to them."""
 
@@ -46,6 +52,21 @@ class Inputs:
             path = Path(self._dir.name) / name
             path.write_bytes(decode_b64(data, field))
             self.paths[name], self.fields[str(path)] = str(path), field
+
+    def add_references(self, images: list[tuple[str, str]], field: str) -> tuple[str, ...]:
+        """An edit's reference images, (file name, base64) each, written under their own names (the infotext's
+        `Reference hashes` names them) in folders of their own; their paths. Errors name `field`[i] (a CLI
+        flag `--image`: `--image: NAME`)."""
+        paths = []
+        for i, (name, data) in enumerate(images):
+            label = f"{field}: {safe_name(name)}" if field.startswith("--") else f"{field}[{i}]"
+            folder = Path(self._dir.name) / f"reference-{i}"
+            folder.mkdir()
+            path = folder / safe_name(name)
+            path.write_bytes(decode_b64(data, label))
+            paths.append(str(path))
+            self.fields[str(path)] = label
+        return tuple(paths)
 
     def explain(self, exc: SdcliError) -> str:
         """The error with temp paths (and the CLI flags naming them) replaced by the request's fields."""

@@ -90,6 +90,17 @@ class Img2ImgRequest(Txt2ImgRequest):
     include_init_images: bool = False
 
 
+class EditRequest(Txt2ImgRequest):
+    """POST /sdcli/v1/edit (sdcli's route; the WebUI API has no edit): txt2img's fields and the reference images of
+    an edit by instruction (`sdcli edit -i`), base64. No width/height: the first image's fitted size."""
+
+    images: list[str] | None = None
+    mask: str | None = None  # img2img's, refused by name (an edit draws the whole image)
+    init_images: list[str] | None = None  # likewise
+    width: int | None = None  # type: ignore[assignment]
+    height: int | None = None  # type: ignore[assignment]
+
+
 class ImagesResponse(BaseModel):
     """txt2img/img2img answer: base64 PNGs (infotext in their "parameters" chunk), the request, info JSON."""
 
@@ -246,6 +257,22 @@ def img2img_request(req: Img2ImgRequest, options: dict[str, Any], image_path: st
         masked_content=MASKED_CONTENT_CODES[req.inpainting_fill],
     )
     return replace(base, mode="inpaint", init=init, inpaint=inpaint)
+
+
+def edit_request(req: EditRequest, options: dict[str, Any], references: tuple[str, ...],
+                 styles: tuple[Any, ...] = ()) -> GenerationRequest:
+    """The sdcli edit request of an /sdcli/v1/edit payload; its images already written to `references`."""
+    if req.script_name:
+        raise UsageError(f"script_name: {req.script_name!r}: /sdcli/v1/edit runs no scripts")
+    if req.mask is not None:
+        raise UsageError("mask: an edit takes no mask; the reference images go in images")
+    if req.init_images:
+        raise UsageError("init_images: an edit takes no input image to denoise; the reference images go in images")
+    if req.alwayson_scripts:
+        raise UsageError(f"alwayson_scripts: {', '.join(req.alwayson_scripts)}: not with an edit (one pass of the "
+                         "editing model)")
+    base = txt2img_request(req, options, styles)
+    return replace(base, mode="edit", references=references)
 
 
 def _outpaint_args(args: list[Any]) -> tuple[int, tuple[str, ...]]:

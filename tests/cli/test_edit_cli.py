@@ -110,7 +110,8 @@ def test_folder_and_prompt_file(cli, tiny_family, refs, tmp_path, single_thread)
     (("-i", "{missing}", "x"), "error: --image: {missing}: no such file"),
     (("-i", "{a}", "-i", "{folder}", "x"), "error: --image: a folder or glob of images is edited one image at a "
                                            "time; give it as the only -i"),
-    (("-i", "{a}", "--server", "http://localhost:1", "x"), "error: --server: sdcli edit runs here"),
+    (("-i", "{folder}", "--server", "http://localhost:1", "x"), "error: --server: a folder or glob of inputs runs "
+                                                                 "here, not on a server; leave out --server"),
     (("-i", "{a}",) * 9 + ("x",), "error: --image: 9 reference images; sdcli edit takes at most 8"),
 ])
 def test_refusals_are_one_line_exit_2(cli, refs, tmp_path, args, message):

@@ -169,6 +169,29 @@ def test_qwen_image_edit_is_diffusers_pipeline(tiny_family_pipe, refs, tmp_path,
     assert worst(ours(model, [tmp_path / "checker.png"], cfg=1.0), theirs) > 0
 
 
+def test_qwen_image_edit_true_cfg_is_comfyuis(tiny_family_pipe, refs, tmp_path, single_thread):
+    """Qwen-Image-Edit at CFG 4 with a negative prompt vs ComfyUI's plain CFG on the edit pipeline's conditioning
+    (qwenimage_edit_ref.sample_cfg), 0 levels; another negative prompt moves the pixels, and so does diffusers'
+    own CFG (the pipeline's norm rescale, which sdcli does not do)."""
+    from PIL import Image
+
+    from tests.reference import qwenimage_edit_ref as QE
+
+    model = tiny_family_pipe("qwen-image-edit")
+    with Image.open(refs["radial"]) as im:
+        im.resize((64, 64)).save(tmp_path / "radial.png")
+    image = Image.open(tmp_path / "radial.png").convert("RGB")
+    theirs = [QE.sample_cfg(model.pipe, image, PROMPT, "blurry, dark", 4.0, seed=1, steps=3)]
+    mine = ours(model, [tmp_path / "radial.png"], cfg=4.0, negative="blurry, dark")
+    difference = worst(mine, theirs)
+    print(f"max difference {difference}")
+    assert difference == 0
+    assert worst(ours(model, [tmp_path / "radial.png"], cfg=4.0, negative="a cat"), theirs) > 0
+    rescaled = [QE.sample(model.pipe, image, PROMPT, seed=1, steps=3, true_cfg_scale=4.0, negative="blurry, dark")]
+    print(f"diffusers' rescaled CFG: {worst(mine, rescaled)} levels away")
+    assert worst(mine, rescaled) > 0
+
+
 def test_qwen_image_edit_plus_is_diffusers_pipeline(tiny_family_pipe, refs, tmp_path, single_thread):
     """Edit Plus vs diffusers' QwenImageEditPlusPipeline: two references ("Picture 1", "Picture 2"; Qwen2.5-VL sees
     them at 32 px, the VAE at 64 px); the images in the other order move the pixels."""

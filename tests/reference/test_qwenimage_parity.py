@@ -33,6 +33,7 @@ test_cfg_negative_and_shift = P.checks([
     CFG1,
     {"cfg": 2.5, "negative": "blurry dog", "perturb": {"negative": "sky"}},
     {"cfg": 4.0, "negative": "", "sampler": "DPM++ 2M", "schedule": "Karras", "perturb": {"cfg": 3.0}},
+    {"cfg": 4.0, "negative": "blurry, dark", "perturb": {"negative": "a cat"}},  # ComfyUI's plain CFG, no rescale
     {"cfg": 2.5, "negative": "a red dog on a hill, photo", "perturb": {"cfg": 2.0}},  # one batch (same length)
     {"shift": 3.1, "steps": 4, "perturb": {"shift": 1.15}},
 ])
