@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from sdcli.errors import ModelError
-from sdcli.models.flux_files import inspect_flux_file, read_tensor_table
+from sdcli.models.flux_files import inspect_part, read_tensor_table
 from sdcli.models.flux_load import Config, _load_diffusers, _load_transformers, config_dict, read_tensors, upcast
+from sdcli.models.resolve import ModelRef
 
 COMFY_PREFIX = "model.diffusion_model."
 Converter = Callable[[dict[str, Any], dict[str, Any]], dict[str, Any]]
@@ -69,7 +70,7 @@ def load_qwen3(path: Path, dtype: Any, config: Config, cls_name: str = "Qwen3Mod
     import transformers
 
     where = f"{source}: {path}"
-    info = inspect_flux_file(path)
+    info = inspect_part(path, "qwen3")
     if info.kind != "qwen3":
         raise ModelError(f"{where} is not a Qwen3 text encoder")
     if info.container == "gguf":
@@ -81,6 +82,13 @@ def load_qwen3(path: Path, dtype: Any, config: Config, cls_name: str = "Qwen3Mod
         state["lm_head.weight"] = state["model.embed_tokens.weight"]
     cls = getattr(transformers, cls_name)
     return _load_transformers(cls, transformers.Qwen3Config, upcast(state, dtype), config, dtype, where)
+
+
+def part_source(model: ModelRef, role: str) -> tuple[Path, str]:
+    """The file giving the part `role` ("qwen3", "vae", ...) and the flag its errors name: the one the plan step
+    found (ModelRef.parts), else the model's own file (an all-in-one checkpoint holds it)."""
+    parts = dict(model.parts)
+    return (parts[role], "--vae" if role == "vae" else "--text-encoder") if role in parts else (model.path, "--model")
 
 
 def qwen_tokenizer(files: tuple[Path, ...], what: str) -> Any:

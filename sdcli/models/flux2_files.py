@@ -114,11 +114,11 @@ def load_flux2_vae(path: Path, dtype: Any, config: dict[str, Any], source: str =
     from accelerate import init_empty_weights
     from diffusers import AutoencoderKLFlux2
 
-    from sdcli.models.flux_files import inspect_flux_file
+    from sdcli.models.flux_files import inspect_part
     from sdcli.models.flux_load import check_keys, read_tensors, upcast
 
     where = f"{source}: {path}"
-    info = inspect_flux_file(path)
+    info = inspect_part(path, "flux2-vae")
     if info.kind != "flux2-vae":
         raise ModelError(f"{where} is not a Flux.2 VAE in diffusers' names (AutoencoderKLFlux2: 32 latent channels "
                          "and its batch-norm statistics bn.*); BFL's own VAE names are not read yet")
@@ -138,16 +138,16 @@ def load_flux2_files(model: ModelRef, detected: Detected, pipeline: str, dtype: 
     found them: ModelRef.parts "qwen3" and "vae")."""
     import diffusers
 
-    from sdcli.models.flow_load import file_tokenizer, load_qwen3, load_transformer
+    from sdcli.models.flow_load import file_tokenizer, load_qwen3, load_transformer, part_source
 
     prefix, diffusers_layout, width = flux2_layout(model.path)
     spec, tiny = component_configs(width, f"--model: {model.path}")
-    parts = dict(model.parts)
-    tokenizer = file_tokenizer(spec["text_encoder"], tiny, (parts["qwen3"], model.path), "Qwen3")
+    encoder, vae_file = part_source(model, "qwen3"), part_source(model, "vae")
+    tokenizer = file_tokenizer(spec["text_encoder"], tiny, (encoder[0], model.path), "Qwen3")
     transformer = load_transformer("Flux2Transformer2DModel", model.path, dtype, spec["transformer"], prefix,
                                    diffusers_layout)
-    text_encoder = load_qwen3(parts["qwen3"], dtype, spec["text_encoder"], "Qwen3ForCausalLM")
-    vae = load_flux2_vae(parts["vae"], dtype, spec["vae"])
+    text_encoder = load_qwen3(encoder[0], dtype, spec["text_encoder"], "Qwen3ForCausalLM", encoder[1])
+    vae = load_flux2_vae(vae_file[0], dtype, spec["vae"], vae_file[1])
     scheduler = diffusers.FlowMatchEulerDiscreteScheduler.from_config(spec["scheduler"])
     return getattr(diffusers, pipeline)(scheduler=scheduler, vae=vae, text_encoder=text_encoder, tokenizer=tokenizer,
                                         transformer=transformer, is_distilled=True)

@@ -65,16 +65,20 @@ def file_kind(path: Path) -> str:
         if path.suffix.lower() not in (".safetensors", ".gguf"):
             return ""
         info = inspect_flux_file(path)
-        if info.kind is not None and not _other_family(info, path):
+        if info.kind is not None and info.kind != "all-in-one" and not _other_family(info, path):
             return describe(info)
         from sdcli.models.flux_files import _vae_layout, read_tensor_table
 
         shapes = read_tensor_table(path)[0]
-        if found := next((f for p in ("", "vae.", "first_stage_model.") if (f := _vae_layout(shapes, p))), None):
-            return f"{found[1]}-channel vae"
+        prefixes = () if info.parts else ("", "vae.", "first_stage_model.")  # an all-in-one's VAE is a part of it
+        vae = next((f for p in prefixes if (f := _vae_layout(shapes, p))), None)
+        if vae is not None:
+            return f"{vae[1]}-channel vae"
         family = detect_single_file(shapes).family
         if family.file_parts is None or family.checkpoint_file:
             return f"{family.name} checkpoint"
+        if len(info.parts) > 1:  # another family's all-in-one checkpoint
+            return f"{family.name} all-in-one ({' + '.join(info.parts)}, {_dtype_name(info.dtype)})"
         layout = "gguf" if path.suffix.lower() == ".gguf" else "comfy" if any(
             k.startswith(COMFY_TRANSFORMER) for k in shapes) else "bare"
         return f"{family.name} transformer ({layout}, {_dtype_name(info.dtype)})"
@@ -90,7 +94,7 @@ def _other_family(info: FluxFile, path: Path) -> bool:
     from sdcli.models.flux_files import read_tensor_table
 
     parts = detect_single_file(read_tensor_table(path)[0]).family.file_parts
-    return parts is not None and not parts.own_parts
+    return parts is not None and parts.loader != "flux"
 
 
 def _resolve(spec: str, library: Library, kind: str, flag: str, names_only: bool) -> Path:
@@ -185,8 +189,8 @@ def _family_parts(model: ModelRef, info: FluxFile | None) -> tuple[FileParts | N
     except ModelError:  # not a file sdcli loads: refused when it loads
         return None, (), ""
     wanted = family.file_parts
-    own = info.parts if wanted is not None and wanted.own_parts and info is not None else ("transformer",)
-    return wanted, own, family.label
+    own = info.parts if wanted is not None and wanted.own_parts and info is not None and info.parts else ()
+    return wanted, own or ("transformer",), family.label
 
 
 def plan_model_parts(model: ModelRef, text_encoders: tuple[str, ...], vae: Path | None, library: Library,

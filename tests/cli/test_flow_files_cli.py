@@ -268,3 +268,42 @@ def test_img2img_from_a_gguf_gives_the_folders_pixels(cli, tiny_family, files, f
     assert ours.exit_code == 0 and theirs.exit_code == 0, ours.stderr + theirs.stderr
     pixels = [np.asarray(Image.open(next((tmp_path / o).glob("*.png"))), dtype=np.int16) for o in "ab"]
     assert np.array_equal(*pixels)
+
+
+@pytest.fixture(scope="module")
+def bundles(files, tmp_path_factory):
+    """key -> an all-in-one checkpoint in ComfyUI's layout of the comfy files, and of the other transformer's."""
+    from sdcli.models.flow_write import write_all_in_one
+
+    root = tmp_path_factory.mktemp("flow-aio")
+    out = {}
+    for key in ROWS:
+        for name in ("comfy", "other"):
+            parts = {p: f for p, f in files[key][name].items()}
+            out[key, name] = write_all_in_one(parts, root / name / f"{key}_aio.safetensors")
+    return out
+
+
+@pytest.mark.parametrize("key", ROWS)
+def test_an_all_in_one_checkpoint_gives_the_folders_pixels(cli, bundles, folder_pixels, tmp_path, key):
+    """ComfyUI's checkpoint layout (transformer under model.diffusion_model., the text encoder under
+    text_encoders.<name>.transformer., the VAE under vae.) loads with no --text-encoder or --vae, each part told
+    apart by its own tensors, and equals the folder; the same checkpoint with other transformer weights does not
+    (a part read from elsewhere would show). `sdcli models` names what it holds."""
+    from sdcli.models.flux_files import inspect_flux_file
+
+    row, aio = ROWS[key], bundles[key, "comfy"]
+    info = inspect_flux_file(aio)
+    bfl_names = key in ("chroma", "flux2")  # BFL's block names: read by Flux.1's classifier, told apart by family
+    assert info.kind == ("flux-all-in-one" if bfl_names else "all-in-one"), info
+    assert info.parts == ("transformer", row.encoder, "vae") and info.prefix == "model.diffusion_model."
+    assert np.array_equal(_pixels(cli, tmp_path / "a", aio), folder_pixels[key])
+    assert not np.array_equal(_pixels(cli, tmp_path / "b", bundles[key, "other"]), folder_pixels[key])
+    comfy = tmp_path / "ComfyUI" / "models" / "checkpoints"
+    comfy.mkdir(parents=True)
+    shutil.copy(aio, comfy / aio.name)
+    result = cli("models", "--comfy-dir", comfy.parent.parent, "--json")
+    assert result.exit_code == 0, result.stderr
+    (record,) = map(json.loads, result.stdout.splitlines())
+    assert (record["kind"], record["what"]) == (
+        "checkpoint", f"{row.arch} all-in-one (transformer + {row.encoder} + vae, fp32)"), record
