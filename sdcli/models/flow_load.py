@@ -73,9 +73,13 @@ def load_qwen3(path: Path, dtype: Any, config: Config, cls_name: str = "Qwen3Mod
     info = inspect_part(path, "qwen3")
     if info.kind != "qwen3":
         raise ModelError(f"{where} is not a Qwen3 text encoder")
-    if info.container == "gguf":
-        raise ModelError(f"{where}: GGUF text encoders are not supported; use the .safetensors file")
-    state = read_tensors(path, info.prefix, source)
+    if info.container == "gguf":  # llama.cpp's names, dequantized (models.gguf_text)
+        from sdcli.models.gguf_text import read_gguf_encoder
+
+        qwen3 = transformers.Qwen3Config(**config_dict(config))
+        state = read_gguf_encoder(path, transformers.Qwen3Model, qwen3, source)
+    else:
+        state = read_tensors(path, info.prefix, source)
     state.pop("lm_head.weight", None)  # tied to the token embedding (Qwen3 4B), or unused by the image models
     if cls_name != "Qwen3Model":  # a causal LM: its head is the token embedding (tied in Qwen3 4B)
         state = {f"model.{k}": v for k, v in state.items()}

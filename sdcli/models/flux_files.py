@@ -30,6 +30,8 @@ QWEN3_MARK = "layers.0.self_attn.q_norm.weight"
 QWEN_EMBED = "embed_tokens.weight"
 QWEN25_MARK = "layers.0.self_attn.q_proj.bias"
 QWEN25_VISION = "visual.patch_embed.proj.weight"
+T5_GGUF_MARK, LLAMA_CPP_EMBED = "enc.blk.0.attn_q.weight", "token_embd.weight"  # llama.cpp's names (GGUF)
+QWEN3_GGUF_MARK, QWEN25_GGUF_MARK = "blk.0.attn_q_norm.weight", "blk.0.attn_q.bias"
 LDM_VAE_MARK = "encoder.down.0.block.0.conv1.weight"
 DIFFUSERS_VAE_MARK = "encoder.down_blocks.0.resnets.0.conv1.weight"
 COMFY_TEXT = "text_encoders."  # ComfyUI's checkpoints: each text encoder under text_encoders.<its name>.
@@ -48,7 +50,8 @@ class FluxFile:
 
     kind: str | None  # "flux-transformer", "flux-all-in-one", "all-in-one" (another family's), "clip-l", "t5xxl",
     # "qwen3", "qwen2.5-vl", "flux-vae", "qwen-vae", "flux2-vae"
-    layout: str | None  # transformer: "bfl", "comfy", "diffusers"; VAE: "ldm", "diffusers"; text: "transformers"
+    layout: str | None  # transformer: "bfl", "comfy", "diffusers"; VAE: "ldm", "diffusers"; text: "transformers",
+    # "llama.cpp" (a GGUF's names)
     dtype: str | None = None  # the dominant stored dtype: F8_E4M3, F8_E5M2, BF16, F16, F32 (GGUF: Q8_0, ...)
     container: str = "safetensors"  # or "gguf"
     prefix: str = ""  # the key prefix of the component (transformer's, in an all-in-one file)
@@ -138,6 +141,19 @@ def _vae_layout(shapes: Shapes, prefix: str) -> tuple[str, int, int] | None:
     return layout, int(conv_out[0]) // 2, int(shapes[prefix + "encoder.conv_in.weight"][0])
 
 
+def _llama_cpp_encoder(shapes: Shapes) -> tuple[str, int] | None:
+    """(kind, width) of a text encoder in llama.cpp's tensor names: a T5 encoder (enc.blk.*, city96's GGUFs), Qwen3
+    (normalised queries), Qwen2.5-VL's language model (biased projections; its vision tower is not in the file)."""
+    if T5_GGUF_MARK in shapes:
+        return "t5xxl", int(shapes[T5_GGUF_MARK][1])
+    embed = shapes.get(LLAMA_CPP_EMBED)
+    if embed is None:
+        return None
+    if QWEN3_GGUF_MARK in shapes:
+        return "qwen3", int(embed[1])
+    return ("qwen2.5-vl", int(embed[1])) if QWEN25_GGUF_MARK in shapes else None
+
+
 def _bundle_prefixes(shapes: Shapes) -> list[str]:
     """The prefixes of the parts an all-in-one checkpoint may hold beside its transformer: each ComfyUI text
     encoder ("text_encoders.<name>.transformer.", or "text_encoders.<name>." where it has no "transformer."),
@@ -204,7 +220,9 @@ def classify(shapes: Shapes, dtypes: dict[str, str], container: str = "safetenso
             facts = _diffusers_facts(shapes, prefix)
             return FluxFile("flux-transformer", "diffusers", dominant, container, prefix, parts=("transformer",),
                             **facts)  # type: ignore[arg-type]
-    # 3. text encoders: transformers state dicts, maybe prefixed
+    # 3. text encoders: transformers state dicts, maybe prefixed; GGUFs in llama.cpp's names (models.gguf_text)
+    if (gguf := _llama_cpp_encoder(shapes)) is not None:
+        return FluxFile(gguf[0], "llama.cpp", dominant, container, "", width=gguf[1])
     if (prefix := _prefix_of(shapes, T5_MARK)) is not None:
         width = shapes[prefix + T5_MARK][1]
         return FluxFile("t5xxl", "transformers", dominant, container, prefix, width=int(width))

@@ -193,7 +193,12 @@ def load_t5(path: Path, dtype: Any, config: Config, source: str = "--text-encode
     """T5EncoderModel (T5-XXL) from a standalone file (shared.weight + encoder.*) or an all-in-one file."""
     from transformers import T5Config, T5EncoderModel
 
-    state = upcast(_text_state(path, "t5xxl", source), dtype)
+    if inspect_part(path, "t5xxl").container == "gguf":  # city96's encoder GGUFs: llama.cpp's names, dequantized
+        from sdcli.models.gguf_text import read_gguf_encoder
+
+        state = read_gguf_encoder(path, T5EncoderModel, T5Config(**config_dict(config)), source)
+    else:
+        state = upcast(_text_state(path, "t5xxl", source), dtype)
     state = {k: v for k, v in state.items() if not k.startswith("decoder.")}  # some files carry the unused decoder
     if "shared.weight" in state:  # the token embedding is tied: files store it once
         state.setdefault("encoder.embed_tokens.weight", state["shared.weight"])

@@ -68,7 +68,8 @@ def load_qwen25vl(path: Path, dtype: Any, config: dict[str, Any], source: str = 
     if info.kind != "qwen2.5-vl":
         raise ModelError(f"{where} is not a Qwen2.5-VL text encoder")
     if info.container == "gguf":
-        raise ModelError(f"{where}: GGUF text encoders are not supported; use the .safetensors file")
+        raise ModelError(f"{where}: a Qwen2.5-VL GGUF holds its language model only (the vision tower Qwen-Image's "
+                         "pipelines are built with is a separate mmproj file); use the .safetensors file")
     state = to_transformers(read_tensors(path, info.prefix, source))
     if "lm_head.weight" not in state:  # unused for the image model's hidden states; some files leave it out
         state["lm_head.weight"] = state[LANGUAGE + "embed_tokens.weight"]

@@ -236,8 +236,8 @@ def test_webui_models_folder_parts_are_found_written_as_modules_and_replay(cli, 
 
 
 def test_a_gguf_text_encoder_is_refused_by_name(cli, files, tmp_path):
-    """city96's GGUF text encoders use llama.cpp's tensor names: not read as a Qwen3 encoder, refused naming the
-    flag and what is wanted."""
+    """A GGUF whose llama.cpp-named tensors make no text encoder sdcli knows (a lone attention weight: no token
+    embedding) is refused naming the flag and what is wanted."""
     import gguf
 
     path = tmp_path / "qwen_3_4b-Q8_0.gguf"
@@ -307,3 +307,56 @@ def test_an_all_in_one_checkpoint_gives_the_folders_pixels(cli, bundles, folder_
     (record,) = map(json.loads, result.stdout.splitlines())
     assert (record["kind"], record["what"]) == (
         "checkpoint", f"{row.arch} all-in-one (transformer + {row.encoder} + vae, fp32)"), record
+
+
+GGUF_ENCODERS = ("zimage", "chroma", "flux2")  # Qwen3 (Qwen3Model; Flux.2: Qwen3ForCausalLM) and T5-XXL
+
+
+@pytest.mark.parametrize("key", GGUF_ENCODERS)
+def test_a_gguf_text_encoder_gives_the_folders_pixels(cli, pipes, files, folder_pixels, tmp_path, key):
+    """A text encoder as a GGUF in llama.cpp's names (city96's T5 encoder GGUFs, the Qwen3 GGUFs ComfyUI-GGUF
+    takes), written with the gguf package: F32 equals the folder; Q8_0 (every 2-D weight of over 1,024 values
+    quantized) stays within a few levels and is not exact (measured: max 1, 2, 1 levels; mean 0.02, 0.35, 0.001 for
+    Z-Image, Chroma, Flux.2); `sdcli models` names each (ComfyUI's text_encoders/ lists .gguf files)."""
+    from gguf import GGUFReader
+
+    from sdcli.models.gguf_text import write_gguf_encoder
+
+    written, encoder = files[key]["comfy"], pipes[key].text_encoder
+    rest = (written["transformer"], "--vae", written["vae"])
+    folder = tmp_path / "ComfyUI" / "models" / "text_encoders"
+    f32 = write_gguf_encoder(encoder, folder / f"{key}-encoder-F32.gguf", "F32")
+    q8 = write_gguf_encoder(encoder, folder / f"{key}-encoder-Q8_0.gguf", "Q8_0")
+    assert {t.name.split(".")[0] for t in GGUFReader(f32).tensors} <= {"token_embd", "blk", "enc", "output_norm",
+                                                                       "output"}
+    model, *flags = rest
+    assert np.array_equal(_pixels(cli, tmp_path / "a", model, "--text-encoder", f32, *flags), folder_pixels[key])
+    assert "Q8_0" in {t.tensor_type.name for t in GGUFReader(q8).tensors}
+    q8_pixels = _pixels(cli, tmp_path / "b", model, "--text-encoder", q8, *flags)
+    assert np.abs(q8_pixels - folder_pixels[key]).max() <= 4 and not np.array_equal(q8_pixels, folder_pixels[key])
+    result = cli("models", "--comfy-dir", tmp_path / "ComfyUI", "--kind", "text_encoder", "--json")
+    assert result.exit_code == 0, result.stderr
+    what = {r["name"]: r["what"] for r in map(json.loads, result.stdout.splitlines()) if r["kind"] == "text_encoder"}
+    name = ROWS[key].encoder.replace("-", "_")
+    assert what == {f"{key}-encoder-F32": f"{name} text encoder (fp32)", f"{key}-encoder-Q8_0": f"{name} text "
+                    "encoder (q8_0)"}, what
+
+
+def test_a_qwen25_vl_gguf_is_refused_by_name(cli, pipes, files, tmp_path):
+    """A Qwen2.5-VL GGUF (llama.cpp's qwen2vl: the language model only) is told apart but refused in one line."""
+    import gguf
+
+    from sdcli.models.flux_write import write_gguf
+
+    language = pipes["qwenimage"].text_encoder.model.language_model
+    names = gguf.get_tensor_name_map(gguf.MODEL_ARCH.QWEN2VL, language.config.num_hidden_layers)
+    state = {f"{names.get_name(k.rpartition('.')[0])}.{k.rpartition('.')[2]}": v
+             for k, v in language.state_dict().items()}
+    path = write_gguf(state, tmp_path / "qwen2.5-vl-7b.gguf", "F32", arch="qwen2vl", keep=())
+    written = files["qwenimage"]["comfy"]
+    result = cli("txt2img", "-m", written["transformer"], *RUN, "-o", tmp_path / "o", "--text-encoder", path,
+                 "--vae", written["vae"], "a cat")
+    assert result.exit_code == 2 and result.stderr.count("\n") == 1, result.stderr
+    assert result.stderr.startswith(f"error: --text-encoder: {path}: a Qwen2.5-VL GGUF holds its language model "
+                                    "only"), result.stderr
+    assert not (tmp_path / "o").exists()
