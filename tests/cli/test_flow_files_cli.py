@@ -360,3 +360,40 @@ def test_a_qwen25_vl_gguf_is_refused_by_name(cli, pipes, files, tmp_path):
     assert result.stderr.startswith(f"error: --text-encoder: {path}: a Qwen2.5-VL GGUF holds its language model "
                                     "only"), result.stderr
     assert not (tmp_path / "o").exists()
+
+
+def test_the_flux2_vae_in_bfl_names_gives_the_folders_pixels(cli, pipes, files, folder_pixels, tmp_path):
+    """BFL's Flux.2 ae.safetensors names (Flux.1's ldm names, quant convolutions inside the encoder and decoder,
+    the batch-norm statistics bn.*), as diffusers' convert_flux2_to_diffusers.py reads them: the folder's pixels;
+    the statistics are the file's (other ones give other pixels); `sdcli models` names it."""
+    from safetensors.torch import load_file, save_file
+
+    from sdcli.models.flux2_files import write_flux2_files
+    from sdcli.models.flux_files import inspect_flux_file
+
+    written = write_flux2_files(pipes["flux2"], tmp_path / "bfl", "comfy", bfl_vae=True)
+    vae = written["vae"]
+    names = set(load_file(str(vae)))
+    assert {"encoder.quant_conv.weight", "decoder.post_quant_conv.weight", "bn.running_mean", "bn.running_var",
+            "encoder.down.0.block.0.conv1.weight", "decoder.up.0.block.0.conv1.weight", "encoder.norm_out.weight",
+            "encoder.mid.attn_1.q.weight"} <= names and not any("down_blocks" in k for k in names)
+    assert (inspect_flux_file(vae).kind, inspect_flux_file(vae).layout) == ("flux2-vae", "ldm")
+    assert np.array_equal(_pixels(cli, tmp_path / "a", *_model_and_parts(written)), folder_pixels["flux2"])
+    other = {k: v * 2 if k == "bn.running_var" else v for k, v in load_file(str(vae)).items()}
+    save_file(other, str(tmp_path / "bfl" / "other_ae.safetensors"))
+    changed = {**written, "vae": tmp_path / "bfl" / "other_ae.safetensors"}
+    assert not np.array_equal(_pixels(cli, tmp_path / "b", *_model_and_parts(changed)), folder_pixels["flux2"])
+    result = cli("models", "--comfy-dir", _comfy_with_vae(tmp_path, vae), "--json")
+    assert result.exit_code == 0, result.stderr
+    assert [json.loads(line)["what"] for line in result.stdout.splitlines()] == ["flux2 vae (ldm, fp32)"]
+
+
+def _model_and_parts(written: dict[str, Path]) -> tuple[str, ...]:
+    return (str(written["transformer"]), *_parts(written))
+
+
+def _comfy_with_vae(tmp_path: Path, vae: Path) -> Path:
+    folder = tmp_path / "ComfyUI" / "models" / "vae"
+    folder.mkdir(parents=True)
+    shutil.copy(vae, folder / vae.name)
+    return tmp_path / "ComfyUI"

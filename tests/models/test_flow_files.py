@@ -240,3 +240,22 @@ def test_an_fp8_transformer_file_loads_as_its_weights_rounded_to_fp8(tiny_family
     got = loaded.state_dict()
     assert all(torch.equal(got[k], v.to(torch.float8_e4m3fn).float()) for k, v in state.items())
     assert not all(torch.equal(got[k], v) for k, v in state.items())
+
+
+def test_the_flux2_vae_names_round_trip_at_the_released_size():
+    """BFL's names of the released Flux.2 VAE (4 levels of 2 resnets) convert back to every diffusers key with its
+    shape; the quant convolutions sit inside the encoder and decoder, the up blocks are numbered from the bottom."""
+    from diffusers import AutoencoderKLFlux2
+
+    from sdcli.models.bundled import family_config
+    from sdcli.models.flux2_files import flux2_vae_to_bfl, flux2_vae_to_diffusers
+
+    with torch.device("meta"):
+        vae = AutoencoderKLFlux2.from_config(family_config("flux2-klein-4b")["vae"])
+    state = {k: v for k, v in vae.state_dict().items() if k != "bn.num_batches_tracked"}
+    bfl = flux2_vae_to_bfl(state, 4)
+    assert bfl["decoder.up.3.block.0.conv1.weight"].shape == state["decoder.up_blocks.0.resnets.0.conv1.weight"].shape
+    assert {"encoder.quant_conv.weight", "decoder.post_quant_conv.bias", "bn.running_var"} <= set(bfl)
+    assert bfl["decoder.mid.attn_1.proj_out.weight"].ndim == 4  # 1x1 convolutions, as the ldm layout stores them
+    back = flux2_vae_to_diffusers(bfl, dict(vae.config))
+    assert set(back) == set(state) and all(back[k].shape == state[k].shape for k in state)
