@@ -212,14 +212,15 @@ def plan_job(request: GenerationRequest, runtime: RuntimeOptions, model_spec: st
 def check_edit(request: GenerationRequest, family: Any) -> None:
     """`sdcli edit` needs a family that edits by instruction (Capabilities.references), with at most as many
     reference images as it takes; one line naming the family."""
-    from sdcli.families import FAMILIES
+    from sdcli.families import FAMILIES, name_hint
 
     if request.mode != "edit":
         return
     takes = family.capabilities.references
     if not takes:
         editors = ", ".join(f.label for f in FAMILIES.values() if f.capabilities.references)
-        raise UsageError(f"sdcli edit: a {family.label} model cannot edit by instruction; use one of: {editors}")
+        raise UsageError(f"sdcli edit: a {family.label} model cannot edit by instruction; use one of: {editors}"
+                         f"{name_hint(family)}")
     if len(request.references) > takes:
         raise UsageError(f"--image: {len(request.references)} reference images; a {family.label} model takes at "
                          f"most {takes}")

@@ -66,7 +66,7 @@ def file_kind(path: Path) -> str:
             return ""
         info = inspect_flux_file(path)
         if info.kind is not None and info.kind != "all-in-one" and not _other_family(info, path):
-            return describe(info)
+            return _named(describe(info), info, path)
         from sdcli.models.flux_files import _vae_layout, read_tensor_table
 
         shapes = read_tensor_table(path)[0]
@@ -74,7 +74,7 @@ def file_kind(path: Path) -> str:
         vae = next((f for p in prefixes if (f := _vae_layout(shapes, p))), None)
         if vae is not None:
             return f"{vae[1]}-channel vae"
-        family = detect_single_file(shapes).family
+        family = detect_single_file(shapes, name=path.name).family
         if family.file_parts is None or family.checkpoint_file:
             return f"{family.name} checkpoint"
         if len(info.parts) > 1:  # another family's all-in-one checkpoint
@@ -84,6 +84,19 @@ def file_kind(path: Path) -> str:
         return f"{family.name} transformer ({layout}, {_dtype_name(info.dtype)})"
     except Exception:  # noqa: BLE001 (a listing shows what it can; a broken file is named, not fatal)
         return "unknown"
+
+
+def _named(described: str, info: FluxFile, path: Path) -> str:
+    """`described` with the family a Flux.1 transformer file's name says it is (flux-kontext), where it does."""
+    if info.kind not in ("flux-transformer", "flux-all-in-one"):
+        return described
+    from sdcli.families import detect_single_file
+    from sdcli.models.flux_files import read_tensor_table
+
+    shapes = read_tensor_table(path)[0]
+    family = detect_single_file(shapes).family
+    named = detect_single_file(shapes, name=path.name).family
+    return described if named is family else f"{named.name} {described.split(' ', 1)[1]}"
 
 
 def _other_family(info: FluxFile, path: Path) -> bool:

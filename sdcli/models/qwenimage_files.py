@@ -131,7 +131,12 @@ def load_qwenimage_files(model: ModelRef, detected: Detected, pipeline: str, dty
     width = int(read_tensor_table(model.path)[0][prefix + "img_in.weight"][0])
     spec, tiny = component_configs(width, f"--model: {model.path}")
     encoder, vae_file = part_source(model, "qwen25vl"), part_source(model, "vae")
-    tokenizer = file_tokenizer(spec["text_encoder"], tiny, (encoder[0], model.path), "Qwen2.5-VL")
+    if tiny and detected.family.capabilities.references:  # sdcli's tiny edit models: the vision tokens too
+        from sdcli.models.tiny_qwenimage import tiny_edit_tokenizer
+
+        tokenizer = tiny_edit_tokenizer(spec["text_encoder"])
+    else:
+        tokenizer = file_tokenizer(spec["text_encoder"], tiny, (encoder[0], model.path), "Qwen2.5-VL")
     transformer = load_transformer("QwenImageTransformer2DModel", model.path, dtype, spec["transformer"], prefix, True)
     text_encoder = load_qwen25vl(encoder[0], dtype, spec["text_encoder"], encoder[1])
     vae = load_qwen_vae(vae_file[0], dtype, spec["vae"], vae_file[1])
