@@ -96,3 +96,15 @@ def _comfy(tmp_path: Path, model: Path) -> Path:
     folder.mkdir(parents=True)
     shutil.copy(model, folder / model.name)
     return tmp_path / "ComfyUI"
+
+
+def test_a_qwen_image_edit_all_in_one_checkpoint_edits_as_its_folder(cli, tiny_family, reference, tmp_path):
+    """An all-in-one Qwen-Image-Edit checkpoint named as people name them (Phr00t's Qwen-Image-Edit-Rapid-AIO: the
+    transformer, Qwen2.5-VL and the VAE in ComfyUI's checkpoint layout) edits as the folder."""
+    from sdcli.models.flow_write import write_all_in_one
+
+    folder = tiny_family("qwen-image-edit")
+    files = _write("qwen-image-edit", folder, tmp_path / "files")
+    aio = write_all_in_one(files, tmp_path / "Qwen-Image-Edit-Rapid-AIO.safetensors")
+    want = _edit(cli, tmp_path / "a", reference, "-m", folder)
+    assert np.array_equal(_edit(cli, tmp_path / "b", reference, "-m", aio), want)
