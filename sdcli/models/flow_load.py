@@ -77,7 +77,7 @@ def load_qwen3(path: Path, dtype: Any, config: Config, cls_name: str = "Qwen3Mod
         from sdcli.models.gguf_text import read_gguf_encoder
 
         qwen3 = transformers.Qwen3Config(**config_dict(config))
-        state = read_gguf_encoder(path, transformers.Qwen3Model, qwen3, source)
+        state = read_gguf_encoder(path, transformers.Qwen3Model, qwen3, dtype, source)
     else:
         state = read_tensors(path, info.prefix, source)
     state.pop("lm_head.weight", None)  # tied to the token embedding (Qwen3 4B), or unused by the image models

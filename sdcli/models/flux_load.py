@@ -196,7 +196,7 @@ def load_t5(path: Path, dtype: Any, config: Config, source: str = "--text-encode
     if inspect_part(path, "t5xxl").container == "gguf":  # city96's encoder GGUFs: llama.cpp's names, dequantized
         from sdcli.models.gguf_text import read_gguf_encoder
 
-        state = read_gguf_encoder(path, T5EncoderModel, T5Config(**config_dict(config)), source)
+        state = read_gguf_encoder(path, T5EncoderModel, T5Config(**config_dict(config)), dtype, source)
     else:
         state = upcast(_text_state(path, "t5xxl", source), dtype)
     state = {k: v for k, v in state.items() if not k.startswith("decoder.")}  # some files carry the unused decoder

@@ -42,9 +42,11 @@ def gguf_to_transformers_names(cls: Any, config: Any) -> dict[str, str]:
     return names
 
 
-def read_gguf_encoder(path: Path, cls: Any, config: Any, source: str = "--text-encoder") -> dict[str, Any]:
-    """The tensors of a llama.cpp-named GGUF text encoder, dequantized to float32, in the names of the transformers
-    model `cls` (a tensor of no known name is refused by name; the caller checks the set strictly)."""
+def read_gguf_encoder(path: Path, cls: Any, config: Any, dtype: Any = None,
+                      source: str = "--text-encoder") -> dict[str, Any]:
+    """The tensors of a llama.cpp-named GGUF text encoder, dequantized and cast one by one to `dtype` (None:
+    float32; a 4B encoder in float32 is 16 GB), in the names of the transformers model `cls` (a tensor of no known
+    name is refused by name; the caller checks the set strictly)."""
     import numpy as np
     import torch
     from gguf import GGUFReader, dequantize
@@ -57,7 +59,8 @@ def read_gguf_encoder(path: Path, cls: Any, config: Any, source: str = "--text-e
         if tensor.name not in names:
             raise ModelError(f"{source}: {path}: {tensor.name} is not a {config.model_type} weight sdcli knows")
         values = dequantize(tensor.data, tensor.tensor_type)
-        state[names[tensor.name]] = torch.from_numpy(np.ascontiguousarray(values, dtype=np.float32))
+        state[names[tensor.name]] = torch.from_numpy(np.ascontiguousarray(values, dtype=np.float32)).to(
+            dtype or torch.float32)
     return state
 
 

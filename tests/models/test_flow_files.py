@@ -259,3 +259,21 @@ def test_the_flux2_vae_names_round_trip_at_the_released_size():
     assert bfl["decoder.mid.attn_1.proj_out.weight"].ndim == 4  # 1x1 convolutions, as the ldm layout stores them
     back = flux2_vae_to_diffusers(bfl, dict(vae.config))
     assert set(back) == set(state) and all(back[k].shape == state[k].shape for k in state)
+
+
+def test_a_gguf_text_encoder_is_read_in_the_compute_dtype(tmp_path):
+    """Each dequantized tensor is cast as it is read (a 4B encoder in float32 would be 16 GB): bf16 in, bf16 out,
+    every transformers name of the model back, a Q8_0 weight within its quantization step of the original."""
+    import transformers
+
+    from sdcli.models.gguf_text import read_gguf_encoder, write_gguf_encoder
+    from sdcli.models.tiny_zimage import ZIMAGE_QWEN3
+
+    config = transformers.Qwen3Config(**ZIMAGE_QWEN3, vocab_size=64)
+    model = transformers.Qwen3Model(config)
+    path = write_gguf_encoder(model, tmp_path / "qwen3-Q8_0.gguf", "Q8_0")
+    state = read_gguf_encoder(path, transformers.Qwen3Model, config, torch.bfloat16)
+    assert set(state) == set(model.state_dict()) and {v.dtype for v in state.values()} == {torch.bfloat16}
+    weight = model.state_dict()["layers.0.mlp.down_proj.weight"]
+    step = weight.abs().max() / 127
+    assert (state["layers.0.mlp.down_proj.weight"].float() - weight).abs().max() <= step
