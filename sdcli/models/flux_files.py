@@ -178,8 +178,8 @@ def held_parts(shapes: Shapes, dtypes: dict[str, str]) -> dict[str, str]:
     held: dict[str, str] = {}
     for prefix in _bundle_prefixes(shapes):
         sub = classify(*_sub_table(shapes, dtypes, prefix))
-        role = PART_ROLES.get(sub.kind or "")
-        if role is not None and role not in held:
+        role = PART_ROLES.get(sub.kind or "")  # SD3's CLIP-G has CLIP-L's names: the one ComfyUI calls clip_l wins
+        if role is not None and (role not in held or prefix.startswith(f"{COMFY_TEXT}{role}.")):
             held[role] = prefix + sub.prefix
     return {role: held[role] for role in PART_ROLES.values() if role in held}
 

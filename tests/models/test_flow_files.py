@@ -277,3 +277,28 @@ def test_a_gguf_text_encoder_is_read_in_the_compute_dtype(tmp_path):
     weight = model.state_dict()["layers.0.mlp.down_proj.weight"]
     step = weight.abs().max() / 127
     assert (state["layers.0.mlp.down_proj.weight"].float() - weight).abs().max() <= step
+
+
+def test_an_all_in_one_header_names_each_part_by_its_own_tensors():
+    """held_parts: Qwen3 under text_encoders.qwen3_4b.transformer.model., the Flux VAE under vae.; SD3's three text
+    encoders (CLIP-G has CLIP-L's names) give clip_l the one ComfyUI calls clip_l; a 4-channel SD VAE is no part."""
+    from sdcli.models.flux_files import held_parts
+
+    qwen = {"embed_tokens.weight": [10, 8], "layers.0.self_attn.q_norm.weight": [4]}
+    flux_vae = {"encoder.conv_out.weight": [32, 8, 3, 3], "encoder.conv_in.weight": [8, 3, 3, 3],
+                "encoder.down.0.block.0.conv1.weight": [8, 8, 3, 3]}
+    clip = {"text_model.embeddings.position_embedding.weight": [77, 8]}
+    t5 = {"encoder.block.0.layer.0.SelfAttention.q.weight": [8, 8]}
+
+    def table(parts):
+        shapes = {p + k: v for p, keys in parts.items() for k, v in keys.items()}
+        return held_parts(shapes, dict.fromkeys(shapes, "F32"))
+
+    assert table({"model.diffusion_model.": {"x": [1]}, "text_encoders.qwen3_4b.transformer.model.": qwen,
+                  "vae.": flux_vae}) == {"qwen3": "text_encoders.qwen3_4b.transformer.model.", "vae": "vae."}
+    sd3 = table({"text_encoders.clip_g.transformer.": clip, "text_encoders.clip_l.transformer.": clip,
+                 "text_encoders.t5xxl.transformer.": t5, "first_stage_model.": flux_vae})
+    assert sd3 == {"clip_l": "text_encoders.clip_l.transformer.", "t5xxl": "text_encoders.t5xxl.transformer.",
+                   "vae": "first_stage_model."}
+    sd_vae = {**flux_vae, "encoder.conv_out.weight": [8, 8, 3, 3]}
+    assert table({"first_stage_model.": sd_vae}) == {}
