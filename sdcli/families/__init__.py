@@ -9,6 +9,7 @@ Adding a family = its module and a row here.
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 from sdcli.errors import ModelError
@@ -35,14 +36,45 @@ DETECTION: tuple[Family, ...] = (SD3, ZIMAGE, QWEN_IMAGE_EDIT, QWEN_IMAGE_EDIT_P
                                  FLUX_SCHNELL, SDXL_REFINER, SDXL, SD2, SD1)
 
 
-def detect_single_file(shapes: Shapes, source: str = "--model") -> Detected:
-    """The family of an original-layout checkpoint from its tensor names and shapes."""
+# Families whose single files hold another family's tensors key for key (Flux.1 Kontext's are Flux.1 dev's,
+# Qwen-Image-Edit's Qwen-Image's), told apart by words in the file's name as people name them (BFL's
+# flux1-kontext-dev.safetensors, ComfyUI's qwen_image_edit_2509_fp8_e4m3fn.safetensors; ComfyUI itself needs no
+# telling, its workflow's nodes do the editing): (family by tensors, words, the family it is). First match wins;
+# names are compared lowercased with "-", "." and spaces as "_".
+NAMED_VARIANTS: tuple[tuple[Family, tuple[str, ...], Family], ...] = (
+    (QWEN_IMAGE, ("image_edit_2509", "image_edit_2511", "image_edit_plus"), QWEN_IMAGE_EDIT_PLUS),
+    (QWEN_IMAGE, ("image_edit",), QWEN_IMAGE_EDIT),
+    (FLUX_DEV, ("kontext",), FLUX_KONTEXT),
+)
+
+
+def named_variant(family: Family, name: str) -> Family | None:
+    """The family a single file named `name` is, where its tensors say `family` and its name says more
+    (NAMED_VARIANTS); None: the tensors' family."""
+    words = name.lower().replace("-", "_").replace(".", "_").replace(" ", "_")
+    return next((variant for base, marks, variant in NAMED_VARIANTS
+                 if base is family and any(mark in words for mark in marks)), None)
+
+
+def name_hint(family: Family) -> str:
+    """How a file of `family`'s tensors says it is one of its NAMED_VARIANTS that edit, for a refusal ("" when none
+    does)."""
+    hints = [f"{variant.label}: {marks[0]!r}" for base, marks, variant in NAMED_VARIANTS
+             if base is family and variant.capabilities.references]
+    return f" (a single file's name says which model it is: {', '.join(hints)} in it)" if hints else ""
+
+
+def detect_single_file(shapes: Shapes, source: str = "--model", name: str = "") -> Detected:
+    """The family of an original-layout checkpoint from its tensor names and shapes (and the file's `name`, for
+    the families its tensors cannot tell: NAMED_VARIANTS)."""
     family = next((f for f in DETECTION if f.detect(shapes)), None)
     if family is None:
         known = ", ".join(dict.fromkeys(f.label for f in reversed(DETECTION)))
         raise ModelError(f"{source}: not a checkpoint of a model family sdcli knows ({known}): none of their "
                          "tensor names is in it (README: Model families)")
-    return family.detected_from(shapes, source)
+    detected = family.detected_from(shapes, source)
+    variant = named_variant(detected.family, name)
+    return detected if variant is None else replace(detected, family=variant)
 
 
 def detect_folder(folder: Path) -> Detected:

@@ -134,7 +134,8 @@ class FileParts:
     """How a family's transformer-only files load: the text encoders they lack (roles of
     models.flux_parts.ENCODERS, e.g. "clip_l", "t5xxl", "qwen3") and their VAE kind (e.g. "flux-vae"), given by
     --text-encoder / --vae or found in the models folders, and which of models.loader.FILE_LOADERS builds the
-    pipeline. `own_parts`: its files may hold some of those parts themselves (Flux.1's all-in-one checkpoints)."""
+    pipeline. `own_parts`: its files may hold some of those parts themselves (all-in-one checkpoints:
+    models.flux_files.held_parts)."""
 
     text_encoders: tuple[str, ...]
     vae: str

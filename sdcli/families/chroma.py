@@ -57,7 +57,8 @@ class ChromaFamily(FluxDerivedFamily):
 
     adapter: ClassVar[type[FlowAdapter]] = ChromaAdapter
     clip_skip_why: ClassVar[str | None] = "has no CLIP text encoder (T5-XXL only)"
-    file_parts: ClassVar[FileParts | None] = FileParts(("t5xxl",), "flux-vae", "chroma")  # models.chroma_files
+    # its transformer files and all-in-one checkpoints load by models.chroma_files
+    file_parts: ClassVar[FileParts | None] = FileParts(("t5xxl",), "flux-vae", "chroma", own_parts=True)
 
     def detect(self, shapes: Shapes) -> bool:
         return any(k.endswith(APPROXIMATOR) for k in shapes)

@@ -146,7 +146,8 @@ class Flux2Family(FlowFamily):
     unsound_schedules: ClassVar[Mapping[str, str]] = FLUX_UNSOUND_SCHEDULES
     clip_skip_why: ClassVar[str | None] = "has no CLIP skip (its text is Qwen3's layers 9, 18 and 27)"
     full_widths: ClassVar[tuple[int, ...]] = FULL_WIDTHS
-    file_parts: ClassVar[FileParts | None] = FileParts(("qwen3",), "flux2-vae", "flux2")  # models.flux2_files
+    # its transformer files and all-in-one checkpoints load by models.flux2_files
+    file_parts: ClassVar[FileParts | None] = FileParts(("qwen3",), "flux2-vae", "flux2", own_parts=True)
 
     distilled: bool = True
     dev: bool = False

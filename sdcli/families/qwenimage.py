@@ -105,7 +105,8 @@ class QwenImageFamily(FluxDerivedFamily):
 
     adapter: ClassVar[type[FlowAdapter]] = QwenImageAdapter
     clip_skip_why: ClassVar[str | None] = "has no CLIP skip (its text is Qwen2.5-VL's last hidden states)"
-    file_parts: ClassVar[FileParts | None] = FileParts(("qwen25vl",), "qwen-vae", "qwenimage")  # models.qwenimage_files
+    # its transformer files and all-in-one checkpoints load by models.qwenimage_files
+    file_parts: ClassVar[FileParts | None] = FileParts(("qwen25vl",), "qwen-vae", "qwenimage", own_parts=True)
 
     def detect(self, shapes: Shapes) -> bool:
         return all(find_key(shapes, mark) for mark in QWEN_MARKS)

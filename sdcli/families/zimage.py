@@ -64,7 +64,8 @@ class ZImageFamily(FlowFamily):
     adapter: ClassVar[type[FlowAdapter]] = ZImageAdapter
     clip_skip_why: ClassVar[str | None] = "has no CLIP skip (its text is Qwen3's second-to-last layer)"
     full_widths: ClassVar[tuple[int, ...]] = (FULL_DIM,)
-    file_parts: ClassVar[FileParts | None] = FileParts(("qwen3",), "flux-vae", "zimage")  # models.zimage_files
+    # its transformer files and all-in-one checkpoints load by models.zimage_files
+    file_parts: ClassVar[FileParts | None] = FileParts(("qwen3",), "flux-vae", "zimage", own_parts=True)
 
     def detect(self, shapes: Shapes) -> bool:
         return find_key(shapes, ZIMAGE_MARK) is not None and find_key(shapes, CAP_EMBEDDER) is not None

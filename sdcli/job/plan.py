@@ -219,6 +219,7 @@ def check_edit(request: GenerationRequest, family: Any) -> None:
     """`sdcli edit` needs a family that edits by instruction (Capabilities.references), with at most as many
     reference images as it takes, and nothing an edit cannot take (request.generation.edit_refusal); one line
     naming the family (None: a model whose files do not tell it, whose load step says why)."""
+    from sdcli.families import name_hint
     from sdcli.request.generation import edit_refusal
 
     if request.mode != "edit":
@@ -226,7 +227,7 @@ def check_edit(request: GenerationRequest, family: Any) -> None:
     takes = family.capabilities.references if family is not None else None
     if takes == 0:
         raise UsageError(f"sdcli edit: a {family.label} model cannot edit by instruction; use one of: "
-                         f"{editing_families()}")
+                         f"{editing_families()}{name_hint(family)}")
     if takes is not None and len(request.references) > takes:
         raise UsageError(f"--image: {len(request.references)} reference images; a {family.label} model takes at "
                          f"most {takes}")

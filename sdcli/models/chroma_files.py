@@ -113,19 +113,19 @@ def load_chroma_files(model: ModelRef, detected: Detected, pipeline: str, dtype:
     found them: ModelRef.parts "t5xxl" and "vae")."""
     import diffusers
 
-    from sdcli.models.flow_load import load_transformer
+    from sdcli.models.flow_load import load_transformer, part_source
     from sdcli.models.flux_load import load_flux_vae, load_t5
 
     prefix, diffusers_layout, width = chroma_layout(model.path)
     spec, tiny = component_configs(width, f"--model: {model.path}")
-    parts = dict(model.parts)
     tokenizer = _t5_tokenizer(spec, tiny, model.path.parent)
     if tiny:  # the tiny encoder's vocabulary is its tokenizer's (as models.tiny_chroma builds it)
         spec["text_encoder"]["vocab_size"] = len(tokenizer)
     transformer = load_transformer("ChromaTransformer2DModel", model.path, dtype, spec["transformer"], prefix,
                                    diffusers_layout, chroma_to_diffusers)
-    text_encoder = load_t5(parts["t5xxl"], dtype, spec["text_encoder"])
-    vae = load_flux_vae(parts["vae"], dtype, spec["vae"])
+    (t5_file, t5_flag), (vae_file, vae_flag) = part_source(model, "t5xxl"), part_source(model, "vae")
+    text_encoder = load_t5(t5_file, dtype, spec["text_encoder"], t5_flag)
+    vae = load_flux_vae(vae_file, dtype, spec["vae"], vae_flag)
     scheduler = diffusers.FlowMatchEulerDiscreteScheduler.from_config(spec["scheduler"])
     return getattr(diffusers, pipeline)(scheduler=scheduler, vae=vae, text_encoder=text_encoder, tokenizer=tokenizer,
                                         transformer=transformer)

@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from sdcli.errors import ModelError
-from sdcli.models.flux_files import inspect_flux_file, read_tensor_table
+from sdcli.models.flux_files import inspect_part, read_tensor_table
 from sdcli.models.flux_load import Config, _load_diffusers, _load_transformers, config_dict, read_tensors, upcast
+from sdcli.models.resolve import ModelRef
 
 COMFY_PREFIX = "model.diffusion_model."
 Converter = Callable[[dict[str, Any], dict[str, Any]], dict[str, Any]]
@@ -69,18 +70,29 @@ def load_qwen3(path: Path, dtype: Any, config: Config, cls_name: str = "Qwen3Mod
     import transformers
 
     where = f"{source}: {path}"
-    info = inspect_flux_file(path)
+    info = inspect_part(path, "qwen3")
     if info.kind != "qwen3":
         raise ModelError(f"{where} is not a Qwen3 text encoder")
-    if info.container == "gguf":
-        raise ModelError(f"{where}: GGUF text encoders are not supported; use the .safetensors file")
-    state = read_tensors(path, info.prefix, source)
+    if info.container == "gguf":  # llama.cpp's names, dequantized (models.gguf_text)
+        from sdcli.models.gguf_text import read_gguf_encoder
+
+        qwen3 = transformers.Qwen3Config(**config_dict(config))
+        state = read_gguf_encoder(path, transformers.Qwen3Model, qwen3, dtype, source)
+    else:
+        state = read_tensors(path, info.prefix, source)
     state.pop("lm_head.weight", None)  # tied to the token embedding (Qwen3 4B), or unused by the image models
     if cls_name != "Qwen3Model":  # a causal LM: its head is the token embedding (tied in Qwen3 4B)
         state = {f"model.{k}": v for k, v in state.items()}
         state["lm_head.weight"] = state["model.embed_tokens.weight"]
     cls = getattr(transformers, cls_name)
     return _load_transformers(cls, transformers.Qwen3Config, upcast(state, dtype), config, dtype, where)
+
+
+def part_source(model: ModelRef, role: str) -> tuple[Path, str]:
+    """The file giving the part `role` ("qwen3", "vae", ...) and the flag its errors name: the one the plan step
+    found (ModelRef.parts), else the model's own file (an all-in-one checkpoint holds it)."""
+    parts = dict(model.parts)
+    return (parts[role], "--vae" if role == "vae" else "--text-encoder") if role in parts else (model.path, "--model")
 
 
 def qwen_tokenizer(files: tuple[Path, ...], what: str) -> Any:

@@ -7,7 +7,9 @@ modulation layers), bare or under ComfyUI's "model.diffusion_model.", diffusers'
 double blocks' qkv in thirds and keeps the single blocks' linear1 fused, so it assumes no width and serves the
 tiny models too. The text encoder is Qwen3 (4B for Klein 4B, 8B for 9B: ComfyUI's qwen_3_4b.safetensors /
 qwen_3_8b.safetensors) loaded as Qwen3ForCausalLM, as the Klein pipeline holds it; the VAE an AutoencoderKLFlux2
-file in diffusers' names (BFL's own VAE names are not read yet: refused by name). A file does not tell step-
+file in diffusers' names or in BFL's (Flux.1's ldm names with the quant convolutions inside the encoder and
+decoder, as diffusers' scripts/convert_flux2_to_diffusers.py reads them; renamed by diffusers' ldm VAE converter,
+no single-file loader existing for the class). A file does not tell step-
 distilled Klein from Klein base: a transformer file loads as the distilled model (CFG 1 by default; give
 --cfg-scale for base). Configs by the transformer's width: configs/flux2-klein-4b.json (5 double and 20 single
 blocks of 24 heads x 128, text width 3 x 2560: 3.88B parameters; Qwen3-4B's published config) and
@@ -31,6 +33,8 @@ from sdcli.models.resolve import ModelRef
 DIFFUSERS_MARK = "single_stream_modulation.linear.weight"
 BUNDLED = {3072: "flux2-klein-4b", 4096: "flux2-klein-9b"}  # transformer width -> bundled configs
 GGUF_KEEP = ("img_in.", "txt_in.", "time_in.", "final_layer.")
+# BFL's Flux.2 VAE keeps the quant convolutions inside the encoder and decoder (BFL name, ldm/diffusers name).
+BFL_VAE_MOVES = (("encoder.quant_conv.", "quant_conv."), ("decoder.post_quant_conv.", "post_quant_conv."))
 # diffusers -> original names outside the blocks (".weight"/".bias" follow).
 TOP = {"x_embedder": "img_in", "context_embedder": "txt_in",
        "time_guidance_embed.timestep_embedder.linear_1": "time_in.in_layer",
@@ -109,24 +113,55 @@ def component_configs(width: int, source: str) -> tuple[dict[str, Any], bool]:
                      "9B: 4096)")
 
 
+def flux2_vae_to_diffusers(state: dict[str, Any], config: dict[str, Any]) -> dict[str, Any]:
+    """A Flux.2 VAE in BFL's names (ae.safetensors: Flux.1's ldm names, the quant convolutions inside the encoder
+    and decoder, the batch-norm statistics bn.*) in diffusers' AutoencoderKLFlux2 names, by diffusers' own ldm VAE
+    converter (which reads the block counts from `config`)."""
+    from sdcli.models.flux_keys import vae_to_diffusers
+
+    moved = {}
+    for key, value in state.items():
+        for bfl, ours in BFL_VAE_MOVES:
+            key = ours + key.removeprefix(bfl) if key.startswith(bfl) else key
+        moved[key] = value
+    stats = {k: v for k, v in moved.items() if k.startswith("bn.")}
+    return {**vae_to_diffusers({k: v for k, v in moved.items() if k not in stats}, config), **stats}
+
+
+def flux2_vae_to_bfl(state: dict[str, Any], levels: int) -> dict[str, Any]:
+    """A diffusers AutoencoderKLFlux2 state dict in BFL's names (flux2_vae_to_diffusers' inverse)."""
+    from sdcli.models.flux_keys import vae_to_ldm
+
+    stats = {k: v for k, v in state.items() if k.startswith("bn.") and k != "bn.num_batches_tracked"}
+    out = {}
+    for key, value in vae_to_ldm({k: v for k, v in state.items() if not k.startswith("bn.")}, levels).items():
+        for bfl, ours in BFL_VAE_MOVES:
+            key = bfl + key.removeprefix(ours) if key.startswith(ours) else key
+        out[key] = value
+    return {**out, **stats}
+
+
 def load_flux2_vae(path: Path, dtype: Any, config: dict[str, Any], source: str = "--vae") -> Any:
-    """A diffusers AutoencoderKLFlux2 from its diffusers-named file (maybe under "vae."), strictly checked."""
+    """A diffusers AutoencoderKLFlux2 from its file in diffusers' or BFL's names (maybe under "vae."), strictly
+    checked (diffusers has no single-file loader for this class)."""
     from accelerate import init_empty_weights
     from diffusers import AutoencoderKLFlux2
 
-    from sdcli.models.flux_files import inspect_flux_file
+    from sdcli.models.flux_files import inspect_part
     from sdcli.models.flux_load import check_keys, read_tensors, upcast
 
     where = f"{source}: {path}"
-    info = inspect_flux_file(path)
+    info = inspect_part(path, "flux2-vae")
     if info.kind != "flux2-vae":
-        raise ModelError(f"{where} is not a Flux.2 VAE in diffusers' names (AutoencoderKLFlux2: 32 latent channels "
-                         "and its batch-norm statistics bn.*); BFL's own VAE names are not read yet")
-    state = {k: v for k, v in read_tensors(path, info.prefix, source).items() if k != "bn.num_batches_tracked"}
-    state = upcast(state, dtype)
+        raise ModelError(f"{where} is not a Flux.2 VAE (32 latent channels and the batch-norm statistics bn.*, in "
+                         "diffusers' or BFL's names)")
     with init_empty_weights():
-        expected = {k: v for k, v in AutoencoderKLFlux2.from_config(config).state_dict().items()
-                    if k != "bn.num_batches_tracked"}
+        model = AutoencoderKLFlux2.from_config(config)
+        expected = {k: v for k, v in model.state_dict().items() if k != "bn.num_batches_tracked"}
+    state = {k: v for k, v in read_tensors(path, info.prefix, source).items() if k != "bn.num_batches_tracked"}
+    if info.layout == "ldm":  # BFL's names
+        state = flux2_vae_to_diffusers(state, dict(model.config))
+    state = upcast(state, dtype)
     check_keys(state, expected, where)
     vae = AutoencoderKLFlux2.from_config(config)
     vae.load_state_dict(state, strict=False)  # bn.num_batches_tracked: a counter, not a weight
@@ -138,16 +173,16 @@ def load_flux2_files(model: ModelRef, detected: Detected, pipeline: str, dtype: 
     found them: ModelRef.parts "qwen3" and "vae")."""
     import diffusers
 
-    from sdcli.models.flow_load import file_tokenizer, load_qwen3, load_transformer
+    from sdcli.models.flow_load import file_tokenizer, load_qwen3, load_transformer, part_source
 
     prefix, diffusers_layout, width = flux2_layout(model.path)
     spec, tiny = component_configs(width, f"--model: {model.path}")
-    parts = dict(model.parts)
-    tokenizer = file_tokenizer(spec["text_encoder"], tiny, (parts["qwen3"], model.path), "Qwen3")
+    encoder, vae_file = part_source(model, "qwen3"), part_source(model, "vae")
+    tokenizer = file_tokenizer(spec["text_encoder"], tiny, (encoder[0], model.path), "Qwen3")
     transformer = load_transformer("Flux2Transformer2DModel", model.path, dtype, spec["transformer"], prefix,
                                    diffusers_layout)
-    text_encoder = load_qwen3(parts["qwen3"], dtype, spec["text_encoder"], "Qwen3ForCausalLM")
-    vae = load_flux2_vae(parts["vae"], dtype, spec["vae"])
+    text_encoder = load_qwen3(encoder[0], dtype, spec["text_encoder"], "Qwen3ForCausalLM", encoder[1])
+    vae = load_flux2_vae(vae_file[0], dtype, spec["vae"], vae_file[1])
     scheduler = diffusers.FlowMatchEulerDiscreteScheduler.from_config(spec["scheduler"])
     return getattr(diffusers, pipeline)(scheduler=scheduler, vae=vae, text_encoder=text_encoder, tokenizer=tokenizer,
                                         transformer=transformer, is_distilled=True)
@@ -156,10 +191,10 @@ def load_flux2_files(model: ModelRef, detected: Detected, pipeline: str, dtype: 
 TRANSFORMER_LAYOUTS = ("original", "comfy", "diffusers", "gguf")
 
 
-def write_flux2_files(pipe: Any, dest: Path, layout: str, qtype: str = "F16") -> dict[str, Path]:
+def write_flux2_files(pipe: Any, dest: Path, layout: str, qtype: str = "F16", bfl_vae: bool = False) -> dict[str, Path]:
     """A Flux.2 Klein pipeline's parts as people download them, in the folder `dest`: the transformer in `layout`
     (original, comfy, diffusers; gguf of GGUF type `qtype`), qwen_3_4b.safetensors (ComfyUI's names) and the VAE
-    in diffusers' names; returns part -> file."""
+    in diffusers' names (`bfl_vae`: BFL's, as its ae.safetensors); returns part -> file."""
     from sdcli.errors import UsageError
     from sdcli.models.flow_load import COMFY_PREFIX
     from sdcli.models.flux_keys import add_prefix
@@ -175,5 +210,7 @@ def write_flux2_files(pipe: Any, dest: Path, layout: str, qtype: str = "F16") ->
         keys = state if layout == "diffusers" else flux2_to_original(state)
         transformer = _save(add_prefix(keys, COMFY_PREFIX) if layout == "comfy" else keys, dest / name)
     text = {k: v for k, v in pipe.text_encoder.state_dict().items() if k != "lm_head.weight"}
+    vae = dict(pipe.vae.state_dict())
     return {"transformer": transformer, "qwen3": _save(text, dest / "qwen_3_4b.safetensors"),
-            "vae": _save(dict(pipe.vae.state_dict()), dest / "flux2-vae.safetensors")}
+            "vae": _save(flux2_vae_to_bfl(vae, len(pipe.vae.config.block_out_channels)) if bfl_vae else vae,
+                         dest / ("ae.safetensors" if bfl_vae else "flux2-vae.safetensors"))}

@@ -4,16 +4,19 @@ Flux weights circulate as separate files (BFL's flux1-dev.safetensors and ae.saf
 ComfyUI's clip_l / t5xxl files, city96's GGUFs, diffusers' folders) and as ComfyUI / Comfy-Org
 all-in-one checkpoints. inspect_flux_file reads a safetensors header (or a GGUF's tensor
 table) and says which of them a file is, without loading a tensor. It also tells the other flow
-families' part files apart: Qwen3 and Qwen2.5-VL text encoders, Qwen-Image's and Flux.2's VAEs.
+families' part files apart: Qwen3 and Qwen2.5-VL text encoders, Qwen-Image's and Flux.2's VAEs; and their
+all-in-one checkpoints as ComfyUI saves them (the transformer under "model.diffusion_model.", each text encoder
+under "text_encoders.<name>.transformer.", the VAE under "vae."): held_parts finds each part by its own tensors,
+inspect_part reads one part of such a file as if it stood alone.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-from sdcli.models.flux_keys import COMFY_CLIP_L, COMFY_T5, COMFY_TRANSFORMER, COMFY_VAE, DIFFUSERS_TRANSFORMER, LDM_VAE
+from sdcli.models.flux_keys import COMFY_TRANSFORMER, COMFY_VAE, DIFFUSERS_TRANSFORMER, LDM_VAE
 
 Shapes = dict[str, list[int]]
 
@@ -27,8 +30,14 @@ QWEN3_MARK = "layers.0.self_attn.q_norm.weight"
 QWEN_EMBED = "embed_tokens.weight"
 QWEN25_MARK = "layers.0.self_attn.q_proj.bias"
 QWEN25_VISION = "visual.patch_embed.proj.weight"
+T5_GGUF_MARK, LLAMA_CPP_EMBED = "enc.blk.0.attn_q.weight", "token_embd.weight"  # llama.cpp's names (GGUF)
+QWEN3_GGUF_MARK, QWEN25_GGUF_MARK = "blk.0.attn_q_norm.weight", "blk.0.attn_q.bias"
 LDM_VAE_MARK = "encoder.down.0.block.0.conv1.weight"
 DIFFUSERS_VAE_MARK = "encoder.down_blocks.0.resnets.0.conv1.weight"
+COMFY_TEXT = "text_encoders."  # ComfyUI's checkpoints: each text encoder under text_encoders.<its name>.
+# Part kind -> the role an all-in-one checkpoint's part plays (models.flux_parts.ENCODERS' roles, and "vae").
+PART_ROLES = {"clip-l": "clip_l", "t5xxl": "t5xxl", "qwen3": "qwen3", "qwen2.5-vl": "qwen25vl", "flux-vae": "vae",
+              "qwen-vae": "vae", "flux2-vae": "vae"}
 FLUX_LATENT_CHANNELS = 16
 FLUX2_LATENT_CHANNELS = 32
 FILL_IN_CHANNELS = 384  # 64 packed latent + 64 packed masked image + 256 packed mask
@@ -39,9 +48,10 @@ DEPTH_IN_CHANNELS = 128
 class FluxFile:
     """What one Flux-related weight file holds (kind None: not a Flux file sdcli knows)."""
 
-    kind: str | None  # "flux-transformer", "flux-all-in-one", "clip-l", "t5xxl", "qwen3", "qwen2.5-vl",
-    # "flux-vae", "qwen-vae", "flux2-vae"
-    layout: str | None  # transformer: "bfl", "comfy", "diffusers"; VAE: "ldm", "diffusers"; text: "transformers"
+    kind: str | None  # "flux-transformer", "flux-all-in-one", "all-in-one" (another family's), "clip-l", "t5xxl",
+    # "qwen3", "qwen2.5-vl", "flux-vae", "qwen-vae", "flux2-vae"
+    layout: str | None  # transformer: "bfl", "comfy", "diffusers"; VAE: "ldm", "diffusers"; text: "transformers",
+    # "llama.cpp" (a GGUF's names)
     dtype: str | None = None  # the dominant stored dtype: F8_E4M3, F8_E5M2, BF16, F16, F32 (GGUF: Q8_0, ...)
     container: str = "safetensors"  # or "gguf"
     prefix: str = ""  # the key prefix of the component (transformer's, in an all-in-one file)
@@ -50,7 +60,7 @@ class FluxFile:
     double_blocks: int | None = None
     single_blocks: int | None = None
     width: int | None = None  # transformer hidden width (3072) or a text encoder's / the VAE's first width
-    parts: tuple[str, ...] = ()  # all-in-one: "transformer", "clip_l", "t5xxl", "vae"
+    parts: tuple[str, ...] = ()  # all-in-one: "transformer" and the roles of held_parts ("clip_l", "qwen3", "vae")
     vae_prefix: str | None = None  # all-in-one: "vae." (ComfyUI) or "first_stage_model."
 
     @property
@@ -131,32 +141,88 @@ def _vae_layout(shapes: Shapes, prefix: str) -> tuple[str, int, int] | None:
     return layout, int(conv_out[0]) // 2, int(shapes[prefix + "encoder.conv_in.weight"][0])
 
 
+def _llama_cpp_encoder(shapes: Shapes) -> tuple[str, int] | None:
+    """(kind, width) of a text encoder in llama.cpp's tensor names: a T5 encoder (enc.blk.*, city96's GGUFs), Qwen3
+    (normalised queries), Qwen2.5-VL's language model (biased projections; its vision tower is not in the file)."""
+    if T5_GGUF_MARK in shapes:
+        return "t5xxl", int(shapes[T5_GGUF_MARK][1])
+    embed = shapes.get(LLAMA_CPP_EMBED)
+    if embed is None:
+        return None
+    if QWEN3_GGUF_MARK in shapes:
+        return "qwen3", int(embed[1])
+    return ("qwen2.5-vl", int(embed[1])) if QWEN25_GGUF_MARK in shapes else None
+
+
+def _bundle_prefixes(shapes: Shapes) -> list[str]:
+    """The prefixes of the parts an all-in-one checkpoint may hold beside its transformer: each ComfyUI text
+    encoder ("text_encoders.<name>.transformer.", or "text_encoders.<name>." where it has no "transformer."),
+    and the VAE ("vae.", or the ldm checkpoints' "first_stage_model.")."""
+    names = {k.split(".", 2)[1] for k in shapes if k.startswith(COMFY_TEXT) and k.count(".") > 1}
+    prefixes = []
+    for name in sorted(names):
+        inner = f"{COMFY_TEXT}{name}.transformer."
+        prefixes.append(inner if any(k.startswith(inner) for k in shapes) else f"{COMFY_TEXT}{name}.")
+    return prefixes + [p for p in (COMFY_VAE, LDM_VAE) if any(k.startswith(p) for k in shapes)]
+
+
+def _sub_table(shapes: Shapes, dtypes: dict[str, str], prefix: str) -> tuple[Shapes, dict[str, str]]:
+    """The shapes and dtypes of the keys under `prefix`, the prefix removed."""
+    keys = [k for k in shapes if k.startswith(prefix)]
+    return {k[len(prefix):]: shapes[k] for k in keys}, {k[len(prefix):]: dtypes[k] for k in keys}
+
+
+def held_parts(shapes: Shapes, dtypes: dict[str, str]) -> dict[str, str]:
+    """{role: key prefix} of the text encoders and VAE a checkpoint holds beside its transformer (roles:
+    "clip_l", "t5xxl", "qwen3", "qwen25vl", "vae"), each told apart by its own tensors as a standalone file is."""
+    held: dict[str, str] = {}
+    for prefix in _bundle_prefixes(shapes):
+        sub = classify(*_sub_table(shapes, dtypes, prefix))
+        role = PART_ROLES.get(sub.kind or "")  # SD3's CLIP-G has CLIP-L's names: the one ComfyUI calls clip_l wins
+        if role is not None and (role not in held or prefix.startswith(f"{COMFY_TEXT}{role}.")):
+            held[role] = prefix + sub.prefix
+    return {role: held[role] for role in PART_ROLES.values() if role in held}
+
+
+def inspect_part(path: Path, kind: str) -> FluxFile:
+    """What the part of `kind` ("qwen3", "flux-vae", ...) in the file at `path` is: in an all-in-one checkpoint
+    that holds one, the part's own tensors (its prefix the whole one); else the file itself (inspect_flux_file)."""
+    shapes, dtypes, container = read_tensor_table(path)
+    for prefix in _bundle_prefixes(shapes):
+        sub = classify(*_sub_table(shapes, dtypes, prefix), container)
+        if sub.kind == kind:
+            return replace(sub, prefix=prefix + sub.prefix)
+    return classify(shapes, dtypes, container)
+
+
 def classify(shapes: Shapes, dtypes: dict[str, str], container: str = "safetensors") -> FluxFile:
     """What a file with these tensor shapes and dtypes is (see FluxFile)."""
     names = list(shapes)
     dominant = _dominant(dtypes, shapes, names)
+    held = held_parts(shapes, dtypes)
     # 1. a transformer in BFL layout, bare or under ComfyUI's prefix; with text encoders + VAE: all-in-one
     for prefix, layout in (("", "bfl"), (COMFY_TRANSFORMER, "comfy")):
         if all(prefix + m in shapes for m in BFL_MARKS):
             facts = _transformer_facts(shapes, prefix)
-            parts = ["transformer"]
-            for part, text_prefix in (("clip_l", COMFY_CLIP_L), ("t5xxl", COMFY_T5)):
-                if any(k.startswith(text_prefix) for k in names):
-                    parts.append(part)
-            vae_prefix = next((p for p in (COMFY_VAE, LDM_VAE) if _vae_layout(shapes, p)), None)
-            if vae_prefix:
-                parts.append("vae")
+            parts = ("transformer", *held)
             kind = "flux-all-in-one" if len(parts) > 1 else "flux-transformer"
             own = [n for n in names if n.startswith(prefix)] if prefix else names
-            return FluxFile(kind, layout, _dominant(dtypes, shapes, own), container, prefix, parts=tuple(parts),
-                            vae_prefix=vae_prefix, **facts)  # type: ignore[arg-type]
+            return FluxFile(kind, layout, _dominant(dtypes, shapes, own), container, prefix, parts=parts,
+                            vae_prefix=held.get("vae"), **facts)  # type: ignore[arg-type]
+    # 1b. another family's transformer under ComfyUI's prefix with its text encoder and VAE: all-in-one
+    if held and any(k.startswith(COMFY_TRANSFORMER) for k in names):
+        own = [n for n in names if n.startswith(COMFY_TRANSFORMER)]
+        return FluxFile("all-in-one", "comfy", _dominant(dtypes, shapes, own), container, COMFY_TRANSFORMER,
+                        parts=("transformer", *held), vae_prefix=held.get("vae"))
     # 2. a diffusers transformer, maybe saved under "transformer."
     for prefix in ("", DIFFUSERS_TRANSFORMER):
         if all(prefix + m in shapes for m in DIFFUSERS_MARKS):
             facts = _diffusers_facts(shapes, prefix)
             return FluxFile("flux-transformer", "diffusers", dominant, container, prefix, parts=("transformer",),
                             **facts)  # type: ignore[arg-type]
-    # 3. text encoders: transformers state dicts, maybe prefixed
+    # 3. text encoders: transformers state dicts, maybe prefixed; GGUFs in llama.cpp's names (models.gguf_text)
+    if (gguf := _llama_cpp_encoder(shapes)) is not None:
+        return FluxFile(gguf[0], "llama.cpp", dominant, container, "", width=gguf[1])
     if (prefix := _prefix_of(shapes, T5_MARK)) is not None:
         width = shapes[prefix + T5_MARK][1]
         return FluxFile("t5xxl", "transformers", dominant, container, prefix, width=int(width))

@@ -20,10 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from sdcli.errors import ModelError
-from sdcli.models.flux_files import FluxFile, inspect_flux_file
+from sdcli.models.flux_files import FluxFile, inspect_flux_file, inspect_part
 from sdcli.models.flux_keys import (
-    COMFY_CLIP_L,
-    COMFY_T5,
     KeyLayoutError,
     clip_drop,
     strip_prefix,
@@ -146,24 +144,18 @@ def load_flux_vae(path: Path, dtype: Any, config: Config, source: str = "--vae")
     from diffusers import AutoencoderKL
 
     where = f"{source}: {path}"
-    info = inspect_flux_file(path)
-    if info.kind == "flux-all-in-one" and info.vae_prefix:
-        prefix, layout = info.vae_prefix, "ldm"
-    elif info.kind == "flux-vae":
-        prefix, layout = info.prefix, info.layout
-    else:
+    info = inspect_part(path, "flux-vae")  # a standalone file, or the VAE of an all-in-one checkpoint
+    if info.kind != "flux-vae":
         raise ModelError(f"{where} is not a Flux VAE: {_describe(info)}")
-    state = read_tensors(path, prefix, source)
-    if layout == "ldm":
+    state = read_tensors(path, info.prefix, source)
+    if info.layout == "ldm":
         state = vae_to_diffusers(state, config_dict(config))
     return _load_diffusers(AutoencoderKL, upcast(state, dtype), config, dtype, where)
 
 
-def _text_state(path: Path, kind: str, all_in_one_prefix: str, source: str) -> dict[str, Any]:
+def _text_state(path: Path, kind: str, source: str) -> dict[str, Any]:
     """The tensors of a standalone text encoder file, or of one text encoder in an all-in-one file."""
-    info = inspect_flux_file(path)
-    if info.kind == "flux-all-in-one" and kind.replace("-", "_") in info.parts:
-        return read_tensors(path, all_in_one_prefix, source)
+    info = inspect_part(path, kind)
     if info.kind == kind:
         return read_tensors(path, info.prefix, source)
     raise ModelError(f"{source}: {path} is not a {kind} text encoder: {_describe(info)}")
@@ -190,7 +182,7 @@ def load_clip_l(path: Path, dtype: Any, config: Config, source: str = "--text-en
     import torch
     from transformers import CLIPTextConfig, CLIPTextModel
 
-    state = _text_state(path, "clip-l", COMFY_CLIP_L, source)
+    state = _text_state(path, "clip-l", source)
     with torch.device("meta"):
         expected = set(CLIPTextModel(CLIPTextConfig(**config_dict(config))).state_dict())
     state = text_encoder_state(upcast(state, dtype), expected, clip_drop)
@@ -201,7 +193,12 @@ def load_t5(path: Path, dtype: Any, config: Config, source: str = "--text-encode
     """T5EncoderModel (T5-XXL) from a standalone file (shared.weight + encoder.*) or an all-in-one file."""
     from transformers import T5Config, T5EncoderModel
 
-    state = upcast(_text_state(path, "t5xxl", COMFY_T5, source), dtype)
+    if inspect_part(path, "t5xxl").container == "gguf":  # city96's encoder GGUFs: llama.cpp's names, dequantized
+        from sdcli.models.gguf_text import read_gguf_encoder
+
+        state = read_gguf_encoder(path, T5EncoderModel, T5Config(**config_dict(config)), dtype, source)
+    else:
+        state = upcast(_text_state(path, "t5xxl", source), dtype)
     state = {k: v for k, v in state.items() if not k.startswith("decoder.")}  # some files carry the unused decoder
     if "shared.weight" in state:  # the token embedding is tied: files store it once
         state.setdefault("encoder.embed_tokens.weight", state["shared.weight"])

@@ -65,21 +65,38 @@ def file_kind(path: Path) -> str:
         if path.suffix.lower() not in (".safetensors", ".gguf"):
             return ""
         info = inspect_flux_file(path)
-        if info.kind is not None and not _other_family(info, path):
-            return describe(info)
+        if info.kind is not None and info.kind != "all-in-one" and not _other_family(info, path):
+            return _named(describe(info), info, path)
         from sdcli.models.flux_files import _vae_layout, read_tensor_table
 
         shapes = read_tensor_table(path)[0]
-        if found := next((f for p in ("", "vae.", "first_stage_model.") if (f := _vae_layout(shapes, p))), None):
-            return f"{found[1]}-channel vae"
-        family = detect_single_file(shapes).family
+        prefixes = () if info.parts else ("", "vae.", "first_stage_model.")  # an all-in-one's VAE is a part of it
+        vae = next((f for p in prefixes if (f := _vae_layout(shapes, p))), None)
+        if vae is not None:
+            return f"{vae[1]}-channel vae"
+        family = detect_single_file(shapes, name=path.name).family
         if family.file_parts is None or family.checkpoint_file:
             return f"{family.name} checkpoint"
+        if len(info.parts) > 1:  # another family's all-in-one checkpoint
+            return f"{family.name} all-in-one ({' + '.join(info.parts)}, {_dtype_name(info.dtype)})"
         layout = "gguf" if path.suffix.lower() == ".gguf" else "comfy" if any(
             k.startswith(COMFY_TRANSFORMER) for k in shapes) else "bare"
         return f"{family.name} transformer ({layout}, {_dtype_name(info.dtype)})"
     except Exception:  # noqa: BLE001 (a listing shows what it can; a broken file is named, not fatal)
         return "unknown"
+
+
+def _named(described: str, info: FluxFile, path: Path) -> str:
+    """`described` with the family a Flux.1 transformer file's name says it is (flux-kontext), where it does."""
+    if info.kind not in ("flux-transformer", "flux-all-in-one"):
+        return described
+    from sdcli.families import detect_single_file
+    from sdcli.models.flux_files import read_tensor_table
+
+    shapes = read_tensor_table(path)[0]
+    family = detect_single_file(shapes).family
+    named = detect_single_file(shapes, name=path.name).family
+    return described if named is family else f"{named.name} {described.split(' ', 1)[1]}"
 
 
 def _other_family(info: FluxFile, path: Path) -> bool:
@@ -90,7 +107,7 @@ def _other_family(info: FluxFile, path: Path) -> bool:
     from sdcli.models.flux_files import read_tensor_table
 
     parts = detect_single_file(read_tensor_table(path)[0]).family.file_parts
-    return parts is not None and not parts.own_parts
+    return parts is not None and parts.loader != "flux"
 
 
 def _resolve(spec: str, library: Library, kind: str, flag: str, names_only: bool) -> Path:
@@ -185,8 +202,8 @@ def _family_parts(model: ModelRef, info: FluxFile | None) -> tuple[FileParts | N
     except ModelError:  # not a file sdcli loads: refused when it loads
         return None, (), ""
     wanted = family.file_parts
-    own = info.parts if wanted is not None and wanted.own_parts and info is not None else ("transformer",)
-    return wanted, own, family.label
+    own = info.parts if wanted is not None and wanted.own_parts and info is not None and info.parts else ()
+    return wanted, own or ("transformer",), family.label
 
 
 def plan_model_parts(model: ModelRef, text_encoders: tuple[str, ...], vae: Path | None, library: Library,

@@ -25,7 +25,7 @@ KINDS: dict[str, tuple[str | None, str | None, tuple[str, ...]]] = {
     "checkpoint": ("Stable-diffusion", "models/Stable-diffusion", (".safetensors", ".ckpt", ".gguf")),
     # ComfyUI keeps bare diffusion models (a Flux transformer) apart; Forge puts them in Stable-diffusion/.
     "diffusion_model": (None, None, (".safetensors", ".gguf")),
-    "text_encoder": ("text_encoder", "models/text_encoder", (".safetensors",)),
+    "text_encoder": ("text_encoder", "models/text_encoder", (".safetensors", ".gguf")),  # GGUF: models.gguf_text
     "lora": ("Lora", "models/Lora", (".safetensors", ".pt", ".ckpt")),
     "embedding": ("embeddings", "embeddings", (".safetensors", ".pt", ".bin")),
     "vae": ("VAE", "models/VAE", (".safetensors", ".pt", ".ckpt")),

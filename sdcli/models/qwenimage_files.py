@@ -60,16 +60,17 @@ def load_qwen25vl(path: Path, dtype: Any, config: dict[str, Any], source: str = 
     """A transformers Qwen2_5_VLForConditionalGeneration from a Qwen2.5-VL file (either naming)."""
     import transformers
 
-    from sdcli.models.flux_files import inspect_flux_file
+    from sdcli.models.flux_files import inspect_part
     from sdcli.models.flux_load import _load_transformers, read_tensors, upcast
 
     where = f"{source}: {path}"
-    info = inspect_flux_file(path)
+    info = inspect_part(path, "qwen2.5-vl")
     if info.kind != "qwen2.5-vl":
         raise ModelError(f"{where} is not a Qwen2.5-VL text encoder")
     if info.container == "gguf":
-        raise ModelError(f"{where}: GGUF text encoders are not supported; use the .safetensors file")
-    state = to_transformers(read_tensors(path, "", source))
+        raise ModelError(f"{where}: a Qwen2.5-VL GGUF holds its language model only (the vision tower Qwen-Image's "
+                         "pipelines are built with is a separate mmproj file); use the .safetensors file")
+    state = to_transformers(read_tensors(path, info.prefix, source))
     if "lm_head.weight" not in state:  # unused for the image model's hidden states; some files leave it out
         state["lm_head.weight"] = state[LANGUAGE + "embed_tokens.weight"]
     return _load_transformers(transformers.Qwen2_5_VLForConditionalGeneration, transformers.Qwen2_5_VLConfig,
@@ -81,12 +82,12 @@ def load_qwen_vae(path: Path, dtype: Any, config: dict[str, Any], source: str = 
     from accelerate import init_empty_weights
     from diffusers import AutoencoderKLQwenImage
 
-    from sdcli.models.flux_files import inspect_flux_file
+    from sdcli.models.flux_files import inspect_part
     from sdcli.models.flux_load import check_keys, read_tensors, upcast
     from sdcli.models.wan_vae_keys import wan_to_diffusers
 
     where = f"{source}: {path}"
-    info = inspect_flux_file(path)
+    info = inspect_part(path, "qwen-vae")
     if info.kind != "qwen-vae":
         raise ModelError(f"{where} is not a Qwen-Image VAE (3-D convolutions, in diffusers' or Wan 2.1's names)")
     # diffusers has no single-file loader for this class: checked strictly, then loaded into the model it configures
@@ -123,17 +124,22 @@ def load_qwenimage_files(model: ModelRef, detected: Detected, pipeline: str, dty
     step found them: ModelRef.parts "qwen25vl" and "vae")."""
     import diffusers
 
-    from sdcli.models.flow_load import file_tokenizer, load_transformer, transformer_prefix
+    from sdcli.models.flow_load import file_tokenizer, load_transformer, part_source, transformer_prefix
     from sdcli.models.flux_files import read_tensor_table
 
     prefix = transformer_prefix(model.path, MARK)
     width = int(read_tensor_table(model.path)[0][prefix + "img_in.weight"][0])
     spec, tiny = component_configs(width, f"--model: {model.path}")
-    parts = dict(model.parts)
-    tokenizer = file_tokenizer(spec["text_encoder"], tiny, (parts["qwen25vl"], model.path), "Qwen2.5-VL")
+    encoder, vae_file = part_source(model, "qwen25vl"), part_source(model, "vae")
+    if tiny and detected.family.capabilities.references:  # sdcli's tiny edit models: the vision tokens too
+        from sdcli.models.tiny_qwenimage import tiny_edit_tokenizer
+
+        tokenizer = tiny_edit_tokenizer(spec["text_encoder"])
+    else:
+        tokenizer = file_tokenizer(spec["text_encoder"], tiny, (encoder[0], model.path), "Qwen2.5-VL")
     transformer = load_transformer("QwenImageTransformer2DModel", model.path, dtype, spec["transformer"], prefix, True)
-    text_encoder = load_qwen25vl(parts["qwen25vl"], dtype, spec["text_encoder"])
-    vae = load_qwen_vae(parts["vae"], dtype, spec["vae"])
+    text_encoder = load_qwen25vl(encoder[0], dtype, spec["text_encoder"], encoder[1])
+    vae = load_qwen_vae(vae_file[0], dtype, spec["vae"], vae_file[1])
     scheduler = diffusers.FlowMatchEulerDiscreteScheduler.from_config(spec["scheduler"])
     return getattr(diffusers, pipeline)(scheduler=scheduler, vae=vae, text_encoder=text_encoder, tokenizer=tokenizer,
                                         transformer=transformer)

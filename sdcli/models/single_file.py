@@ -34,7 +34,7 @@ def inspect(path: Path, source: str = "--model") -> Detected:
             raise ModelError(f"{source}: {path} is not a readable GGUF file ({exc})") from None
     else:
         shapes, metadata = read_header(path)
-    detected = detect_single_file(shapes, f"{source}: {path}")
+    detected = detect_single_file(shapes, f"{source}: {path}", path.name)
     declared = {"epsilon": "eps", "eps": "eps", "v": "v", "v_prediction": "v"}.get(
         str(metadata.get(PREDICTION_METADATA, "")).lower())
     if declared:

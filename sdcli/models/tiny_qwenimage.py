@@ -56,11 +56,9 @@ def _edit_tokenizer() -> Any:
     return tokenizer
 
 
-def _text_encoder(tokenizer: Any) -> Any:
-    """A tiny Qwen2.5-VL sized to the tokenizer (its pad token also the BOS; the vision tokens' ids where the
-    tokenizer has them)."""
-    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
-
+def _token_ids(tokenizer: Any) -> tuple[dict[str, int], dict[str, int]]:
+    """The text encoder config's token ids for the tokenizer (its pad token also the BOS), and its vision tokens'
+    ids where it has them."""
     ids = {"vocab_size": len(tokenizer), "pad_token_id": tokenizer.pad_token_id,
            "bos_token_id": tokenizer.pad_token_id, "eos_token_id": tokenizer.eos_token_id}
     vision = {}
@@ -69,5 +67,23 @@ def _text_encoder(tokenizer: Any) -> Any:
                                                                                  VISION_TOKENS[0], VISION_TOKENS[2]))
         vision = {"image_token_id": image, "video_token_id": video, "vision_start_token_id": start,
                   "vision_end_token_id": end}
+    return ids, vision
+
+
+def _text_encoder(tokenizer: Any) -> Any:
+    """A tiny Qwen2.5-VL sized to the tokenizer (_token_ids)."""
+    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
+
+    ids, vision = _token_ids(tokenizer)
     return Qwen2_5_VLForConditionalGeneration(Qwen2_5_VLConfig(text_config={**QWEN_TEXT, **ids},
                                                                vision_config=QWEN_VISION, **ids, **vision))
+
+
+def tiny_edit_tokenizer(config: dict[str, Any]) -> Any:
+    """The tiny Qwen-Image-Edit models' tokenizer (knowing the vision tokens), the text encoder's `config` (a
+    Qwen2.5-VL config dict) given its ids as _text_encoder builds them: for their single files."""
+    tokenizer = _edit_tokenizer()
+    ids, vision = _token_ids(tokenizer)
+    config.setdefault("text_config", {}).update(ids)
+    config.update(ids | vision)
+    return tokenizer

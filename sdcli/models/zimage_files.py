@@ -60,17 +60,17 @@ def load_zimage_files(model: ModelRef, detected: Detected, pipeline: str, dtype:
     step found them: ModelRef.parts "qwen3" and "vae")."""
     import diffusers
 
-    from sdcli.models.flow_load import file_tokenizer, load_qwen3, load_transformer
+    from sdcli.models.flow_load import file_tokenizer, load_qwen3, load_transformer, part_source
     from sdcli.models.flux_load import load_flux_vae
 
     prefix, diffusers_layout, width = zimage_layout(model.path)
     spec, tiny = component_configs(width, f"--model: {model.path}")
-    parts = dict(model.parts)
-    tokenizer = file_tokenizer(spec["text_encoder"], tiny, (parts["qwen3"], model.path), "Qwen3")
+    encoder, vae_file = part_source(model, "qwen3"), part_source(model, "vae")
+    tokenizer = file_tokenizer(spec["text_encoder"], tiny, (encoder[0], model.path), "Qwen3")
     transformer = load_transformer("ZImageTransformer2DModel", model.path, dtype, spec["transformer"], prefix,
                                    diffusers_layout)
-    text_encoder = load_qwen3(parts["qwen3"], dtype, spec["text_encoder"])
-    vae = load_flux_vae(parts["vae"], dtype, spec["vae"])
+    text_encoder = load_qwen3(encoder[0], dtype, spec["text_encoder"], source=encoder[1])
+    vae = load_flux_vae(vae_file[0], dtype, spec["vae"], vae_file[1])
     scheduler = diffusers.FlowMatchEulerDiscreteScheduler.from_config(spec["scheduler"])
     return getattr(diffusers, pipeline)(scheduler=scheduler, vae=vae, text_encoder=text_encoder, tokenizer=tokenizer,
                                         transformer=transformer)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 from typer.testing import CliRunner
 
+from tests.cli.flow_files import flow_files, flow_pipes, flow_pixels  # noqa: F401 (the flow files' session fixtures)
+
 
 @pytest.fixture
 def cli(monkeypatch):

@@ -70,6 +70,20 @@ def test_every_layout_gives_the_folders_pixels(cli, flux_files, folder_pixels, t
     assert np.array_equal(_pixels(cli, tmp_path, "o", model, *parts), folder_pixels)
 
 
+def test_a_t5_gguf_text_encoder_gives_the_folders_pixels(cli, tiny_flux, flux_files, folder_pixels, tmp_path):
+    """city96's T5 encoder GGUF layout (llama.cpp's enc.blk.* names), F32: read through models.gguf_text."""
+    from transformers import T5EncoderModel
+
+    from sdcli.models.gguf_text import write_gguf_encoder
+
+    t5 = T5EncoderModel.from_pretrained(tiny_flux["flux-dev"] / "text_encoder_2")
+    gguf = write_gguf_encoder(t5, tmp_path / "t5-v1_1-xxl-encoder-f32.gguf", "F32")
+    model = flux_files["bfl"]
+    parts = ("--text-encoder", str(model.parent / "clip_l.safetensors"), "--text-encoder", str(gguf), "--vae",
+             str(model.parent / "ae.safetensors"))
+    assert np.array_equal(_pixels(cli, tmp_path, "o", model, *parts), folder_pixels)
+
+
 def test_other_weights_give_other_pixels(cli, flux_files, folder_pixels, tmp_path):
     """The equality above can fail: a transformer of other weights (seed 1) with the same encoders and VAE."""
     model = flux_files["seed1"]

@@ -240,3 +240,65 @@ def test_an_fp8_transformer_file_loads_as_its_weights_rounded_to_fp8(tiny_family
     got = loaded.state_dict()
     assert all(torch.equal(got[k], v.to(torch.float8_e4m3fn).float()) for k, v in state.items())
     assert not all(torch.equal(got[k], v) for k, v in state.items())
+
+
+def test_the_flux2_vae_names_round_trip_at_the_released_size():
+    """BFL's names of the released Flux.2 VAE (4 levels of 2 resnets) convert back to every diffusers key with its
+    shape; the quant convolutions sit inside the encoder and decoder, the up blocks are numbered from the bottom."""
+    from diffusers import AutoencoderKLFlux2
+
+    from sdcli.models.bundled import family_config
+    from sdcli.models.flux2_files import flux2_vae_to_bfl, flux2_vae_to_diffusers
+
+    with torch.device("meta"):
+        vae = AutoencoderKLFlux2.from_config(family_config("flux2-klein-4b")["vae"])
+    state = {k: v for k, v in vae.state_dict().items() if k != "bn.num_batches_tracked"}
+    bfl = flux2_vae_to_bfl(state, 4)
+    assert bfl["decoder.up.3.block.0.conv1.weight"].shape == state["decoder.up_blocks.0.resnets.0.conv1.weight"].shape
+    assert {"encoder.quant_conv.weight", "decoder.post_quant_conv.bias", "bn.running_var"} <= set(bfl)
+    assert bfl["decoder.mid.attn_1.proj_out.weight"].ndim == 4  # 1x1 convolutions, as the ldm layout stores them
+    back = flux2_vae_to_diffusers(bfl, dict(vae.config))
+    assert set(back) == set(state) and all(back[k].shape == state[k].shape for k in state)
+
+
+def test_a_gguf_text_encoder_is_read_in_the_compute_dtype(tmp_path):
+    """Each dequantized tensor is cast as it is read (a 4B encoder in float32 would be 16 GB): bf16 in, bf16 out,
+    every transformers name of the model back, a Q8_0 weight within its quantization step of the original."""
+    import transformers
+
+    from sdcli.models.gguf_text import read_gguf_encoder, write_gguf_encoder
+    from sdcli.models.tiny_zimage import ZIMAGE_QWEN3
+
+    config = transformers.Qwen3Config(**ZIMAGE_QWEN3, vocab_size=64)
+    model = transformers.Qwen3Model(config)
+    path = write_gguf_encoder(model, tmp_path / "qwen3-Q8_0.gguf", "Q8_0")
+    state = read_gguf_encoder(path, transformers.Qwen3Model, config, torch.bfloat16)
+    assert set(state) == set(model.state_dict()) and {v.dtype for v in state.values()} == {torch.bfloat16}
+    weight = model.state_dict()["layers.0.mlp.down_proj.weight"]
+    step = weight.abs().max() / 127
+    assert (state["layers.0.mlp.down_proj.weight"].float() - weight).abs().max() <= step
+
+
+def test_an_all_in_one_header_names_each_part_by_its_own_tensors():
+    """held_parts: Qwen3 under text_encoders.qwen3_4b.transformer.model., the Flux VAE under vae.; SD3's three text
+    encoders (CLIP-G has CLIP-L's names) give clip_l the one ComfyUI calls clip_l; a 4-channel SD VAE is no part."""
+    from sdcli.models.flux_files import held_parts
+
+    qwen = {"embed_tokens.weight": [10, 8], "layers.0.self_attn.q_norm.weight": [4]}
+    flux_vae = {"encoder.conv_out.weight": [32, 8, 3, 3], "encoder.conv_in.weight": [8, 3, 3, 3],
+                "encoder.down.0.block.0.conv1.weight": [8, 8, 3, 3]}
+    clip = {"text_model.embeddings.position_embedding.weight": [77, 8]}
+    t5 = {"encoder.block.0.layer.0.SelfAttention.q.weight": [8, 8]}
+
+    def table(parts):
+        shapes = {p + k: v for p, keys in parts.items() for k, v in keys.items()}
+        return held_parts(shapes, dict.fromkeys(shapes, "F32"))
+
+    assert table({"model.diffusion_model.": {"x": [1]}, "text_encoders.qwen3_4b.transformer.model.": qwen,
+                  "vae.": flux_vae}) == {"qwen3": "text_encoders.qwen3_4b.transformer.model.", "vae": "vae."}
+    sd3 = table({"text_encoders.clip_g.transformer.": clip, "text_encoders.clip_l.transformer.": clip,
+                 "text_encoders.t5xxl.transformer.": t5, "first_stage_model.": flux_vae})
+    assert sd3 == {"clip_l": "text_encoders.clip_l.transformer.", "t5xxl": "text_encoders.t5xxl.transformer.",
+                   "vae": "first_stage_model."}
+    sd_vae = {**flux_vae, "encoder.conv_out.weight": [8, 8, 3, 3]}
+    assert table({"first_stage_model.": sd_vae}) == {}
