@@ -17,9 +17,10 @@ from tests.reference import comfy_ref
 from tests.reference.pipeline_ref import decode
 from tests.reference.webui_ref import CLIPWrapper
 
-# Levels of 255. Karras: 0. Normal: 1, the schedule's sigmas differ from ComfyUI's in the last float bits (by up
-# to 2.9e-6 of 14.6 at 4 steps: sdcli computes the ends by interpolating t, ComfyUI by its nearest step).
-TOLERANCE = {"karras": 0, "normal": 1}
+# Levels of 255: at most 1. sdcli's and the reference's final latents agree to ~1e-4 (float32 rounding in a
+# different order: the ancestral step, c_in); one pixel may round to the next level (karras: 0 with the WebUI's
+# float32 sigma table, 1 with ComfyUI's float64-built one, which sdcli now uses; normal: 1 either way).
+TOLERANCE = {"karras": 1, "normal": 1}
 
 
 @torch.no_grad()
