@@ -312,7 +312,7 @@ Image = Annotated[Path, typer.Option("--image", "-i", help="Input image (PNG, JP
                                      rich_help_panel=IMG, show_default=False)]
 Strength = Annotated[float, typer.Option(
     "--strength", help="Denoising strength, more than 0 and at most 1; steps run = int(steps x strength) + 1, "
-    "as in the WebUI.",
+    "as in the WebUI (with --rng comfy: --steps of int(steps / strength), as ComfyUI's KSampler).",
     rich_help_panel=IMG)]
 Resize = Annotated[str, typer.Option(
     "--resize", help="When --width/--height differ from the input: just (stretch), crop (crop and resize) "

@@ -174,6 +174,12 @@ def img2img_steps(steps: int, strength: float) -> int:
     return int(min(strength, 0.999) * steps) + 1
 
 
+def comfy_schedule_steps(steps: int, denoise: float) -> int:
+    """The schedule whose last `steps` + 1 sigmas ComfyUI's KSampler walks at `denoise` (comfy/samplers.py
+    KSampler.set_steps): int(steps / denoise) steps, so `steps` are always run; above 0.9999, `steps` itself."""
+    return steps if denoise > 0.9999 else int(steps / denoise)
+
+
 def _key(text: str) -> str:
     """Lookup key: case, spaces, '-', '_' and '+' spelling do not matter."""
     return re.sub(r"[^a-z0-9]", "", text.lower().replace("++", "pp"))

@@ -168,3 +168,56 @@ def test_comfy_noise_refuses_variation_seeds_and_ensd(cli, tmp_path):
         assert result.exit_code == 2
         assert result.stderr.strip() == (f"error: {named}: ComfyUI's noise (--rng comfy) has no variation seed or "
                                          "ENSD; use --rng cpu, gpu or nv")
+
+
+def _photo(path, size=(40, 32)):
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (size[1], size[0], 3), dtype=np.uint8)).save(path)
+    return path
+
+
+def test_comfyui_img2img_replays_with_its_input_found_or_given(cli, tiny_model, tmp_path):
+    graph = t.comfy_img2img_api(image="photo.png [input]", denoise=0.5, steps=2, seed=5, sampler="euler")
+    (tmp_path / "made").mkdir()
+    image = t.comfy_png(tmp_path / "made" / "c.png", graph)
+    # 1. Nowhere to be found: one line naming the file and -i, nothing written.
+    missing = cli("replay", image, "-m", tiny_model, "-o", tmp_path / "out")
+    assert missing.exit_code == 2
+    assert missing.stderr.strip() == (f"error: {image}: its ComfyUI graph loads the input image 'photo.png' "
+                                      "(LoadImage), which is not beside the image or in --comfy-dir's input/ "
+                                      "folder; pass -i INPUT")
+    assert not (tmp_path / "out").exists()
+    # 2. In --comfy-dir's input/ folder: the dry run shows it, at the input's size (no resize), ComfyUI's steps.
+    (tmp_path / "comfy" / "input").mkdir(parents=True)
+    found = _photo(tmp_path / "comfy" / "input" / "photo.png")
+    dry = cli("replay", image, "-m", tiny_model, "--comfy-dir", tmp_path / "comfy", "--dry-run")
+    assert dry.exit_code == 0, dry.stderr
+    assert dry.stdout.startswith("sdcli img2img 'a red fox' ")
+    assert f"--image {found} --strength 0.5" in dry.stdout and "--width 40 --height 32" in dry.stdout
+    # 3. -i: the image given wins; the run writes ComfyUI's 2 steps (of a 4-step schedule) as run.
+    given = _photo(tmp_path / "other.png", (32, 32))
+    run = cli("replay", image, "-m", tiny_model, "-i", given, "-o", tmp_path / "r", "--json")
+    assert run.exit_code == 0, run.stderr
+    record = json.loads(run.stdout)
+    assert Image.open(record["path"]).size == (32, 32)
+    assert record["image"] == str(given) and record["steps_run"] == 2
+    direct = cli("img2img", "a red fox", "-i", given, "-m", tiny_model, "--strength", "0.5", "--steps", "2",
+                 "--seed", "5", "--cfg-scale", "5", "-n", "blurry", "--sampler", "Euler", "--schedule", "normal",
+                 "--rng", "comfy", "-o", tmp_path / "d", "--json")
+    assert np.array_equal(px(record["path"]), px(json.loads(direct.stdout)["path"]))
+
+
+def test_comfyui_img2img_beside_the_image_and_what_is_refused(cli, tiny_model, tmp_path):
+    _photo(tmp_path / "photo.png")
+    graph = t.comfy_img2img_api(denoise=0.75, steps=2)
+    dry = cli("replay", t.comfy_png(tmp_path / "c.png", graph), "-m", tiny_model, "--dry-run", "--json")
+    assert json.loads(dry.stdout)["request"]["init"]["image"] == str(tmp_path / "photo.png")
+    # An inpaint graph (LoadImageMask, SetLatentNoiseMask) is refused naming the nodes.
+    masked = t.comfy_img2img_api(extra={"12": {"class_type": "LoadImageMask", "inputs": {"image": "m.png"}},
+                                        "13": {"class_type": "SetLatentNoiseMask", "inputs": {}}})
+    refused = cli("replay", t.comfy_png(tmp_path / "m.png", masked), "-m", tiny_model, "--dry-run")
+    assert refused.exit_code == 2 and "nodes LoadImageMask, SetLatentNoiseMask" in refused.stderr
+    # A name reaching outside the image's folder is never looked up; -i on a txt2img image is refused.
+    outside = t.comfy_png(tmp_path / "o.png", t.comfy_img2img_api(image="../photo.png"))
+    assert "pass -i INPUT" in cli("replay", outside, "-m", tiny_model, "--dry-run").stderr
+    txt2img = cli("replay", t.comfy_png(tmp_path / "t.png", t.comfy_api()), "-i", tmp_path / "photo.png", "--dry-run")
+    assert txt2img.exit_code == 2 and "-i:" in txt2img.stderr and "not made from an input image" in txt2img.stderr

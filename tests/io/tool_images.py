@@ -54,6 +54,23 @@ def comfy_api(seed: int = 42, steps: int = 3, cfg: float = 5.0, sampler: str = "
     return graph
 
 
+def comfy_img2img_api(image: str = "photo.png", denoise: float = 0.6, start: int | None = None,
+                      **settings: Any) -> dict[str, Any]:
+    """ComfyUI's img2img example graph (LoadImage -> VAEEncode -> KSampler at `denoise`), or with `start` a
+    KSamplerAdvanced from that step of `steps`."""
+    graph = comfy_api(**settings)
+    del graph["5"]
+    graph["10"] = {"class_type": "LoadImage", "inputs": {"image": image, "upload": "image"}}
+    graph["11"] = {"class_type": "VAEEncode", "inputs": {"pixels": ["10", 0], "vae": ["4", 2]}}
+    sampler = graph["3"]["inputs"]
+    sampler.update(latent_image=["11", 0], denoise=denoise)
+    if start is not None:
+        graph["3"] = {"class_type": "KSamplerAdvanced", "inputs": {
+            "add_noise": "enable", "noise_seed": sampler.pop("seed"), "start_at_step": start, "end_at_step": 10000,
+            "return_with_leftover_noise": "disable", **{k: v for k, v in sampler.items() if k != "denoise"}}}
+    return graph
+
+
 def comfy_workflow() -> dict[str, Any]:
     """The same graph as ComfyUI's UI saves it (nodes with widgets_values; links [id, from, slot, to, slot, type])."""
     links = [[1, 4, 0, 3, 0, "MODEL"], [2, 6, 0, 3, 1, "CONDITIONING"], [3, 7, 0, 3, 2, "CONDITIONING"],

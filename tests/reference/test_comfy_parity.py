@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.io.tool_images import comfy_api, comfy_png
+from tests.io.tool_images import comfy_api, comfy_img2img_api, comfy_png
 from tests.reference import comfy_ref
 from tests.reference.pipeline_ref import decode
 from tests.reference.webui_ref import CLIPWrapper
@@ -61,4 +61,60 @@ def test_the_parity_test_can_fail(tiny_pipe, tmp_path, single_thread):
                        sampler_name="euler_ancestral", scheduler="karras", width=64, height=64)
     difference = int(np.abs(webui_way[0].astype(int) - theirs[0].astype(int)).max())
     print(f"max difference with --rng cpu {difference}")
+    assert difference > 10
+
+
+# ---------------------------------------------------------------- img2img graphs (LoadImage + VAEEncode)
+
+def photo(path, size=(64, 64)):
+    """A smooth input image, written beside the replayed one (where replay finds it by its LoadImage name)."""
+    from PIL import Image
+
+    y, x = np.mgrid[0:size[1], 0:size[0]]
+    rgb = np.stack([x * 255 // size[0], y * 255 // size[1], (x + y) * 127 // sum(size)], -1).astype(np.uint8)
+    Image.fromarray(rgb).save(path)
+    return path
+
+
+@torch.no_grad()
+def img2img_reference(pipe, input_path, **settings):
+    clip = CLIPWrapper(pipe.tokenizer, pipe.text_encoder)
+    latent = comfy_ref.vae_encode(pipe.vae, comfy_ref.load_image(input_path))
+    out = comfy_ref.ksampler(pipe.unet, clip(["a red fox in snow"]), clip(["blurry"]), latent_image=latent, **settings)
+    return decode(pipe, out)
+
+
+IMG2IMG = {"seed": 21, "cfg": 5.0, "sampler_name": "euler_ancestral", "scheduler": "karras"}
+
+
+@pytest.mark.parametrize("steps,denoise,start", [(4, 0.6, None), (3, 0.45, None), (6, 1.0, 2)])
+def test_replayed_comfyui_img2img_gives_comfyuis_pixels(tiny_pipe, tmp_path, steps, denoise, start, single_thread):
+    """KSampler at denoise d walks the last steps + 1 sigmas of int(steps / d) (4 at 0.6: 4 of 6; 3 at 0.45: 3 of
+    6), not the WebUI's int(d x steps) + 1 of steps; KSamplerAdvanced from step 2 of 6 runs 4."""
+    photo(tmp_path / "photo.png")
+    graph = comfy_img2img_api(denoise=denoise, start=start, seed=21, steps=steps, cfg=5.0, sampler="euler_ancestral",
+                              scheduler="karras", prompt="a red fox in snow", negative="blurry")
+    ours = replayed(tiny_pipe, comfy_png(tmp_path / "c.png", graph))
+    theirs = img2img_reference(tiny_pipe.pipe, tmp_path / "photo.png", steps=steps, denoise=denoise,
+                               start_step=start, **IMG2IMG)
+    difference = int(np.abs(ours[0].astype(int) - theirs[0].astype(int)).max())
+    print(f"max difference {difference}: img2img steps {steps} denoise {denoise} start {start}")
+    assert difference <= 1  # the latents agree to ~1e-5 (see TOLERANCE)
+
+
+def test_the_img2img_parity_test_can_fail(tiny_pipe, tmp_path, single_thread):
+    """The WebUI's img2img step rule on ComfyUI's side (int(0.6 x 4) + 1 = 3 of 4 sigmas) is far from the replay."""
+    photo(tmp_path / "photo.png")
+    graph = comfy_img2img_api(denoise=0.6, seed=21, steps=4, cfg=5.0, sampler="euler_ancestral", scheduler="karras",
+                              prompt="a red fox in snow", negative="blurry")
+    ours = replayed(tiny_pipe, comfy_png(tmp_path / "c.png", graph))
+    webui_rule = comfy_ref.ksampler_sigmas
+    try:  # the reference's schedule swapped for the WebUI's: steps' schedule, its last int(d x steps) + 2 sigmas
+        comfy_ref.ksampler_sigmas = lambda ms, sched, steps, denoise, start: webui_rule(ms, sched, steps)[
+            steps - int(denoise * steps) - 1:]
+        theirs = img2img_reference(tiny_pipe.pipe, tmp_path / "photo.png", steps=4, denoise=0.6, **IMG2IMG)
+    finally:
+        comfy_ref.ksampler_sigmas = webui_rule
+    difference = int(np.abs(ours[0].astype(int) - theirs[0].astype(int)).max())
+    print(f"max difference with the WebUI's step rule {difference}")
     assert difference > 10
