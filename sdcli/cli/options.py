@@ -79,7 +79,8 @@ Rng = Annotated[str, typer.Option("--rng", help="Noise source, the WebUI's 'Rand
                                   "default GPU source on NVIDIA cards), or comfy (ComfyUI's noise and model sampling, "
                                   "as replaying a ComfyUI image uses).", rich_help_panel=WEBUI)]
 Emphasis = Annotated[str, typer.Option("--emphasis", help="How (word:1.2) weights apply: original (multiply, then "
-                                       "restore the mean), 'no norm' (multiply), none (brackets are text).",
+                                       "restore the mean), 'no norm' (multiply), none (brackets are text), comfy "
+                                       "(ComfyUI's: from the empty prompt's state, its grammar).",
                                        rich_help_panel=WEBUI)]
 Eta = Annotated[float | None, typer.Option("--eta", help=f"Noise multiplier of ancestral and SDE samplers "
                                            f"({r('eta')}) [default: 1]", rich_help_panel=WEBUI, show_default=False)]

@@ -38,7 +38,7 @@ def cond_schedule(request: GenerationRequest, choice: SamplerChoice, encoder: Pr
     calls = request.step_count * (2 if choice.sampler.second_order else 1)
     all_empty = all(t == "" for _, t in prompt_schedule(request.negative_prompt, calls))
     return CondSchedule.build(request.prompt, request.negative_prompt, calls, encoder.encode,
-                              encoder.negative_encoder(all_empty))
+                              encoder.negative_encoder(all_empty), literal=choice_key(request.emphasis) == "comfy")
 
 
 def own_batch(request: GenerationRequest, model: LoadedModel, choice: SamplerChoice, encoder: PromptEncoder,

@@ -90,7 +90,7 @@ def test_replay_dry_run_loads_nothing(cli, tiny_model, images, tmp_path):
     assert result.exit_code == 0, result.stderr
     assert result.stdout == (f"sdcli txt2img 'a red fox' --model {tmp_path / 'no-such-model'} --negative-prompt "
                              "blurry --steps 3 --sampler Euler --schedule normal --cfg-scale 5 --seed 42 --width 64 "
-                             "--height 64 --rng comfy\n")
+                             "--height 64 --rng comfy --emphasis comfy\n")
     assert "from its ComfyUI metadata" in result.stderr and "note: ComfyUI starts" in result.stderr
     as_json = json.loads(cli("replay", images["ComfyUI"], "--dry-run", "--json").stdout)
     assert as_json["request"]["rng"] == "comfy" and as_json["model"] is None
@@ -221,3 +221,19 @@ def test_comfyui_img2img_beside_the_image_and_what_is_refused(cli, tiny_model, t
     assert "pass -i INPUT" in cli("replay", outside, "-m", tiny_model, "--dry-run").stderr
     txt2img = cli("replay", t.comfy_png(tmp_path / "t.png", t.comfy_api()), "-i", tmp_path / "photo.png", "--dry-run")
     assert txt2img.exit_code == 2 and "-i:" in txt2img.stderr and "not made from an input image" in txt2img.stderr
+
+
+def test_emphasis_comfy_from_the_cli_and_in_the_infotext(cli, tiny_model, tmp_path):
+    """--emphasis comfy is a row of the emphasis table: any run takes it, writes `Emphasis: Comfy` and replays it;
+    on a weighted prompt it changes the pixels."""
+    def run(prompt, emphasis, out):
+        result = cli("txt2img", prompt, "-m", tiny_model, "--steps", "2", "-W", "32", "-H", "32", "--seed", "4",
+                     "--emphasis", emphasis, "-o", tmp_path / out, "--json")
+        assert result.exit_code == 0, result.stderr
+        return json.loads(result.stdout)["path"]
+
+    comfy = run("a (red:1.6) fox", "comfy", "c")
+    assert "Emphasis: Comfy" in Image.open(comfy).info["parameters"]
+    assert not np.array_equal(px(comfy), px(run("a (red:1.6) fox", "original", "o")))
+    again = json.loads(cli("replay", comfy, "-o", tmp_path / "r", "--json").stdout)["path"]
+    assert np.array_equal(px(comfy), px(again))

@@ -118,3 +118,57 @@ def test_the_img2img_parity_test_can_fail(tiny_pipe, tmp_path, single_thread):
     difference = int(np.abs(ours[0].astype(int) - theirs[0].astype(int)).max())
     print(f"max difference with the WebUI's step rule {difference}")
     assert difference > 10
+
+
+# ---------------------------------------------------------------- ComfyUI's prompt weighting (comfy_text_ref)
+
+WEIGHTED = ("a (red:1.8) fox in ((snow)), [winter] \\(photo\\) (grey:0.3)", "(blurry:0.5), (low quality)")
+
+
+def test_comfyui_prompt_weighting_gives_comfyuis_pixels(tiny_pipe, tmp_path, single_thread):
+    """A weighted ComfyUI prompt replays with --emphasis comfy: the encoding matches ComfyUI's exactly and the
+    pixels by at most 1 level (see TOLERANCE)."""
+    from sdcli.conditioning.encoding import ClipTextEncoder
+    from tests.reference import comfy_text_ref
+
+    pipe = tiny_pipe.pipe
+    for text in (*WEIGHTED, "", "x " * 80 + "(long:1.2)"):  # and an empty prompt, and one of two chunks
+        ours = ClipTextEncoder(pipe.tokenizer, pipe.text_encoder, emphasis="comfy")(text)
+        theirs = comfy_text_ref.clip_text_encode(pipe.tokenizer, pipe.text_encoder, text)
+        assert ours.shape == theirs.shape and float((ours - theirs).abs().max()) < 1e-5, text
+    plain = "a red fox, in snow"  # without weights ComfyUI and the WebUI encode a short prompt alike
+    assert torch.equal(ClipTextEncoder(pipe.tokenizer, pipe.text_encoder, emphasis="comfy")(plain),
+                       ClipTextEncoder(pipe.tokenizer, pipe.text_encoder)(plain))
+    graph = comfy_api(seed=21, steps=4, cfg=5.0, sampler="euler_ancestral", scheduler="karras", width=64, height=64,
+                      prompt=WEIGHTED[0], negative=WEIGHTED[1])
+    ours_px = replayed(tiny_pipe, comfy_png(tmp_path / "c.png", graph))
+    cond, uncond = (comfy_text_ref.clip_text_encode(pipe.tokenizer, pipe.text_encoder, t) for t in WEIGHTED)
+    with torch.no_grad():
+        latent = comfy_ref.ksampler(pipe.unet, cond, uncond, seed=21, steps=4, cfg=5.0,
+                                    sampler_name="euler_ancestral", scheduler="karras")
+        theirs_px = decode(pipe, latent)
+    difference = int(np.abs(ours_px[0].astype(int) - theirs_px[0].astype(int)).max())
+    print(f"max difference {difference}: weighted prompt")
+    assert difference <= 1
+    webui_way = replayed(tiny_pipe, comfy_png(tmp_path / "c.png", graph), emphasis="original")
+    failed = int(np.abs(webui_way[0].astype(int) - theirs_px[0].astype(int)).max())
+    webui_cond = ClipTextEncoder(pipe.tokenizer, pipe.text_encoder, emphasis="original")(WEIGHTED[0])
+    print(f"max difference with the WebUI's emphasis {failed} levels, {float((webui_cond - cond).abs().max()):.3f} "
+          "in the encoding")
+    assert failed > 1 and float((webui_cond - cond).abs().max()) > 0.1  # the test can fail
+
+
+def test_comfyui_prompt_weighting_on_sdxl(tiny_family_pipe, single_thread):
+    """SDXL's two encoders weighted ComfyUI's way (bigG's padding 0 included) give ComfyUI's conditioning and
+    pooled vector; the WebUI's emphasis does not."""
+    from sdcli.conditioning.sdxl import SDXLPromptEncoder
+    from tests.reference import comfy_text_ref
+
+    pipe = tiny_family_pipe("sdxl").pipe
+    for text in WEIGHTED:
+        ours = SDXLPromptEncoder(pipe, emphasis="comfy").encode(text)
+        theirs, pooled = comfy_text_ref.sdxl_text_encode(pipe, text)
+        assert float((ours.crossattn - theirs).abs().max()) < 1e-5, text
+        assert float((ours.extra["added_cond_kwargs"]["text_embeds"] - pooled).abs().max()) < 1e-5
+        webui = SDXLPromptEncoder(pipe, emphasis="original").encode(text).crossattn
+        assert float((webui - theirs).abs().max()) > 0.1

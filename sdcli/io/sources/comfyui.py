@@ -53,10 +53,8 @@ WIDGETS: dict[str, tuple[str, ...]] = {
 ANNOTATION = re.compile(r" \[(input|output|temp)\]$")  # the folder tag the UI appends to an image name
 UI_ONLY = ("Note", "MarkdownNote", "PrimitiveNode", "Reroute")  # the UI's own nodes: never in what ran
 FLUX_SHIFTS = (1.15, 0.5)  # ModelSamplingFlux's defaults (max_shift, base_shift): Flux's own dynamic shift
-NOTES = ("ComfyUI weights prompt parts, (a:1.2), towards the empty prompt's embedding; sdcli weights them "
-         "as the WebUI does, so weighted prompts differ",
-         "ComfyUI starts an eps/v model's (SD1, SDXL) txt2img from noise x sqrt(1 + sigma^2), sdcli from "
-         "noise x sigma as the WebUI: those differ slightly; flow models (Flux, SD3) start alike")
+NOTES = ("ComfyUI starts an eps/v model's (SD1, SDXL) txt2img from noise x sqrt(1 + sigma^2), sdcli from "
+         "noise x sigma as the WebUI: those differ slightly; flow models (Flux, SD3) start alike",)
 
 
 def read(chunks: dict[str, Any]) -> Found | None:
@@ -173,10 +171,8 @@ class _Walk:
         other = sorted({str(n.get("class_type")) for n in self.graph.values()} - set(WIDGETS))
         if other:
             self.unmapped.insert(0, "nodes " + ", ".join(other))
-        notes = [*self.notes, NOTES[1]]
-        if "(" in prompt + negative:
-            notes.insert(0, NOTES[0])
-        self.params["RNG"] = "Comfy"
+        notes = [*self.notes, NOTES[0]]
+        self.params.update({"RNG": "Comfy", "Emphasis": "Comfy"})  # ComfyUI's noise and prompt weights
         return Found("ComfyUI", with_loras(prompt, self.loras), negative, clean(self.params),
                      {"prompt": self.graph}, tuple(notes), tuple(self.unmapped), self.input_image)
 

@@ -1,0 +1,145 @@
+"""ComfyUI's CLIP text path (comfy/sd1_clip.py, as of 2025), transcribed for the parity tests.
+
+SDTokenizer.tokenize_with_weights (token_weights / parse_parentheses / escape_important, each weighted segment
+tokenized whole, a segment of fewer than 8 tokens moved whole to the next 77-token batch, start/end/pad tokens)
+and ClipTokenWeightEncoder.encode_token_weights (every section plus gen_empty_tokens encoded in ONE batch; a token
+of weight w != 1 becomes (z - z_empty) * w + z_empty). Written from ComfyUI's code, not from sdcli: imports no sdcli.
+The encoder is a transformers CLIPTextModel; `layer_idx` as CLIPSetLastLayer sets it (-2: hidden state -2 through
+the final LayerNorm, SD1's layer_norm_hidden_state).
+"""
+
+from __future__ import annotations
+
+import torch
+
+MAX_LENGTH, MAX_WORD_LENGTH = 77, 8
+
+
+def parse_parentheses(string):
+    result, current, level = [], "", 0
+    for char in string:
+        if char == "(":
+            if level == 0:
+                if current:
+                    result.append(current)
+                current = "("
+            else:
+                current += char
+            level += 1
+        elif char == ")":
+            level -= 1
+            if level == 0:
+                result.append(current + ")")
+                current = ""
+            else:
+                current += char
+        else:
+            current += char
+    if current:
+        result.append(current)
+    return result
+
+
+def token_weights(string, current_weight):
+    out = []
+    for x in parse_parentheses(string):
+        weight = current_weight
+        if len(x) >= 2 and x[-1] == ")" and x[0] == "(":
+            x = x[1:-1]
+            colon = x.rfind(":")
+            weight *= 1.1
+            if colon > 0:
+                try:
+                    weight = float(x[colon + 1:])
+                    x = x[:colon]
+                except ValueError:
+                    pass
+            out += token_weights(x, weight)
+        else:
+            out += [(x, current_weight)]
+    return out
+
+
+def tokenize_with_weights(tokenizer, text, pad_token=None):
+    """[[(token, weight)] x 77] batches; `pad_token`: None pads with the end token (SD1's pad_with_end)."""
+    empty = tokenizer("")["input_ids"]
+    start, end = empty[0], empty[1]
+    pad = end if pad_token is None else pad_token
+    text = text.replace("\\)", "\0\1").replace("\\(", "\0\2")
+    tokens = []
+    for segment, weight in token_weights(text, 1.0):
+        segment = segment.replace("\0\1", ")").replace("\0\2", "(")
+        if segment == "":
+            continue
+        tokens.append([(t, weight) for t in tokenizer(segment)["input_ids"][1:-1]])
+    batch = [(start, 1.0)]
+    batched = [batch]
+    for group in tokens:
+        is_large = len(group) >= MAX_WORD_LENGTH
+        while len(group) > 0:
+            if len(group) + len(batch) > MAX_LENGTH - 1:
+                remaining = MAX_LENGTH - len(batch) - 1
+                if is_large:
+                    batch.extend(group[:remaining])
+                    batch.append((end, 1.0))
+                    group = group[remaining:]
+                else:
+                    batch.append((end, 1.0))
+                    batch.extend([(pad, 1.0)] * remaining)
+                batch = [(start, 1.0)]
+                batched.append(batch)
+            else:
+                batch.extend(group)
+                group = []
+    batch.append((end, 1.0))
+    batch.extend([(pad, 1.0)] * (MAX_LENGTH - len(batch)))
+    return batched
+
+
+@torch.no_grad()
+def encode_token_weights(text_encoder, batches, start, end, pad, layer_idx=None, norm=True):
+    """[1, 77 x sections, dim], ComfyUI's way (see the module doc); `norm`: layer_norm_hidden_state (SD1 yes,
+    SDXL's CLIP-L and bigG no). SDXL's pooled vector is read by sdxl_text_encode."""
+    to_encode = [[t for t, _ in section] for section in batches]
+    has_weights = any(w != 1.0 for section in batches for _, w in section)
+    if has_weights:
+        length = max(len(t) for t in to_encode)
+        to_encode.append([start, end] + [pad] * (length - 2))
+    out = text_encoder(torch.tensor(to_encode), output_hidden_states=True, return_dict=True)
+    if layer_idx is None:
+        z = out.last_hidden_state.float()
+    else:
+        z = out.hidden_states[layer_idx]
+        z = (text_encoder.text_model.final_layer_norm(z) if norm else z).float()
+    output = []
+    for k, section in enumerate(batches):
+        zk = z[k:k + 1].clone()
+        if has_weights:
+            z_empty = z[-1]
+            for j, (_, weight) in enumerate(section):
+                if weight != 1.0:
+                    zk[0][j] = (zk[0][j] - z_empty[j]) * weight + z_empty[j]
+        output.append(zk)
+    return torch.cat(output, dim=-2)
+
+
+def clip_text_encode(tokenizer, text_encoder, text, layer_idx=None):
+    """CLIPTextEncode on an SD1 checkpoint's CLIP: the conditioning tensor."""
+    empty = tokenizer("")["input_ids"]
+    return encode_token_weights(text_encoder, tokenize_with_weights(tokenizer, text), empty[0], empty[1], empty[1],
+                                layer_idx)
+
+
+def sdxl_text_encode(pipe, text):
+    """CLIPTextEncode on an SDXL checkpoint (comfy/sdxl_clip.py): CLIP-L and bigG at layer -2 without the final
+    LayerNorm, bigG padded with 0, "!" (pad_with_end False), joined on the last axis; bigG's first-section pooled."""
+    l_empty, g_empty = pipe.tokenizer("")["input_ids"], pipe.tokenizer_2("")["input_ids"]
+    l_out = encode_token_weights(pipe.text_encoder, tokenize_with_weights(pipe.tokenizer, text), l_empty[0],
+                                 l_empty[1], l_empty[1], -2, norm=False)
+    pad = pipe.tokenizer_2.convert_tokens_to_ids("!")  # ComfyUI's pad id 0 is "!" in CLIP's real vocabulary
+    g_batches = tokenize_with_weights(pipe.tokenizer_2, text, pad_token=pad)
+    g_out = encode_token_weights(pipe.text_encoder_2, g_batches, g_empty[0], g_empty[1], pad, -2, norm=False)
+    with torch.no_grad():
+        pooled = pipe.text_encoder_2(torch.tensor([[t for t, _ in g_batches[0]]])).text_embeds
+    cut = min(l_out.shape[1], g_out.shape[1])
+    return torch.cat([l_out[:, :cut], g_out[:, :cut]], dim=-1), pooled
