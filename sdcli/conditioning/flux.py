@@ -31,19 +31,21 @@ DEFAULT_GUIDANCE = 3.5  # Forge: a distilled CFG scale of 0 means 3.5 (`or 3.5`)
 class T5TextEncoder:
     """Forge's T5 engine: text -> [1, tokens, dim]."""
 
-    def __init__(self, tokenizer: Any, text_encoder: Any, emphasis: str = "original"):
+    def __init__(self, tokenizer: Any, text_encoder: Any, emphasis: str = "original", min_length: int = T5_MIN_LENGTH):
         self.tokenizer, self.text_encoder, self.emphasis = tokenizer, text_encoder, emphasis
+        self.min_length = min_length  # ComfyUI's SD3 T5: 77
 
     def chunks(self, text: str) -> list[Chunk]:
         """Fragments -> chunks: BREAK closes one; each closed chunk ends with the end token, padded to 256."""
         parsed = weighted_fragments(text, self.emphasis)
-        tokenized = self.tokenizer([t for t, _ in parsed], truncation=False, add_special_tokens=False)["input_ids"]
+        tokenized = self.tokenizer([t for t, _ in parsed], truncation=False,
+                                   add_special_tokens=False)["input_ids"] if parsed else []  # comfy: "" has none
         done: list[Chunk] = []
         chunk = Chunk()
 
         def close() -> None:
             nonlocal chunk
-            fill = max(T5_MIN_LENGTH - len(chunk.tokens) - 1, 0)
+            fill = max(self.min_length - len(chunk.tokens) - 1, 0)
             done.append(Chunk([*chunk.tokens, T5_END, *[T5_PAD] * fill], [*chunk.multipliers, 1.0, *[1.0] * fill]))
             chunk = Chunk()
 

@@ -37,14 +37,16 @@ CROP = (0, 0)  # the WebUI's "crop top" / "crop left" for SDXL
 class LayerEncoder(ClipTextEncoder):
     """One SDXL text encoder: hidden_states[layer] (no final norm); keeps the last chunk's pooled vector."""
 
-    def __init__(self, tokenizer: Any, text_encoder: Any, layer: int, emphasis: str):
+    def __init__(self, tokenizer: Any, text_encoder: Any, layer: int, emphasis: str, projected: bool = True):
         super().__init__(tokenizer, text_encoder, 1, emphasis)
-        self.layer = layer
+        self.layer, self.projected = layer, projected  # projected False: ComfyUI's SD3 CLIP-L pooled
         self.pooled: torch.Tensor | None = None
 
     def hidden_states(self, tokens: torch.Tensor) -> torch.Tensor:
         out = self.text_encoder(tokens, output_hidden_states=True, return_dict=True)
         self.pooled = getattr(out, "text_embeds", None)  # projection of the normed last layer at end-of-text
+        if not self.projected:  # the normed last layer at the first end-of-text token, unprojected
+            self.pooled = out.last_hidden_state[:, int((tokens[0] == self.id_end).int().argmax())]
         return out.hidden_states[self.layer]
 
     @torch.no_grad()

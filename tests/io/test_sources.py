@@ -287,3 +287,21 @@ def test_comfyui_workflow_follows_reroutes_and_bypassed_nodes(tmp_path):
     nodes[3]["inputs"][0]["link"] = 21
     meta = read_metadata(t.comfy_png(tmp_path / "w.png", workflow=workflow))
     assert (meta.prompt, meta.parameters["Model"], meta.unmapped) == ("a lighthouse", "model", ())  # no LoRA
+
+
+@pytest.mark.parametrize("size,shifts,expected", [((1024, 1024), (1.15, 0.5), "1.15"),
+                                                 ((32, 32), (1.15, 0.5), "0.45734375"),
+                                                 ((1024, 768), (2.0, 0.25), "1.53333333333")])
+def test_comfyui_model_sampling_flux_is_its_shift_at_the_nodes_size(tmp_path, size, shifts, expected):
+    """ModelSamplingFlux's mu is on the line through (256 tokens, base_shift) and (4096, max_shift) at the node's own
+    width x height (any shifts map: sdcli's --shift is Flux's mu)."""
+    graph = t.comfy_flux_api(width=size[0], height=size[1], shifts=shifts)
+    meta = read_metadata(t.comfy_png(tmp_path / "f.png", graph))
+    assert meta.unmapped == () and meta.parameters["Shift"] == expected
+
+
+def test_comfyui_sd3_graph_with_triple_clip_loader(tmp_path):
+    meta = read_metadata(t.comfy_png(tmp_path / "s.png", t.comfy_sd3_api(shift=2.5, negative="dog")))
+    assert meta.unmapped == () and meta.negative_prompt == "dog"
+    assert {k: meta.parameters[k] for k in ("Shift", "Model", "Emphasis")} == {
+        "Shift": "2.5", "Model": "sd3.5_medium", "Emphasis": "Comfy"}

@@ -143,3 +143,65 @@ def sdxl_text_encode(pipe, text):
         pooled = pipe.text_encoder_2(torch.tensor([[t for t, _ in g_batches[0]]])).text_embeds
     cut = min(l_out.shape[1], g_out.shape[1])
     return torch.cat([l_out[:, :cut], g_out[:, :cut]], dim=-1), pooled
+
+
+def t5_tokenize_with_weights(tokenizer, text, min_length=256):
+    """comfy/text_encoders/flux.py T5XXLTokenizer (SDTokenizer without a start token, one batch as long as the
+    prompt, the end token, then padding with 0 to min_length: 256 for Flux, 77 for SD3)."""
+    text = text.replace("\\)", "\0\1").replace("\\(", "\0\2")
+    batch = []
+    for segment, weight in token_weights(text, 1.0):
+        segment = segment.replace("\0\1", ")").replace("\0\2", "(")
+        if segment:
+            batch.extend((t, weight) for t in tokenizer(segment)["input_ids"][:-1])
+    batch.append((1, 1.0))
+    batch.extend([(0, 1.0)] * (min_length - len(batch)))
+    return [batch]
+
+
+@torch.no_grad()
+def t5_encode(tokenizer, t5, text, min_length=256):
+    """T5XXLModel.encode_token_weights (special tokens end 1, pad 0; the empty tokens 1, 0, 0, ...)."""
+    batches = t5_tokenize_with_weights(tokenizer, text, min_length)
+    to_encode = [[t for t, _ in batches[0]]]
+    weighted = any(w != 1.0 for _, w in batches[0])
+    if weighted:
+        to_encode.append([1] + [0] * (len(to_encode[0]) - 1))
+    z = t5(torch.tensor(to_encode)).last_hidden_state.float()
+    out = z[0:1].clone()
+    if weighted:
+        for j, (_, weight) in enumerate(batches[0]):
+            if weight != 1.0:
+                out[0][j] = (out[0][j] - z[-1][j]) * weight + z[-1][j]
+    return out
+
+
+@torch.no_grad()
+def flux_text_encode(pipe, text):
+    """FluxClipModel.encode_token_weights: T5's states and CLIP-L's unprojected pooled output of its first batch
+    (return_projected_pooled False)."""
+    first = [t for t, _ in tokenize_with_weights(pipe.tokenizer, text)[0]]
+    pooled = pipe.text_encoder(torch.tensor([first])).pooler_output.float()
+    return t5_encode(pipe.tokenizer_2, pipe.text_encoder_2, text), pooled
+
+
+@torch.no_grad()
+def sd3_text_encode(pipe, text):
+    """SD3ClipModel.encode_token_weights (comfy/text_encoders/sd3_clip.py): CLIP-L and bigG at layer -2 without the
+    final LayerNorm (bigG padded with 0, "!"), joined and zero-padded to T5's width, then T5's states (padded to 77
+    tokens) along the token axis; pooled = [CLIP-L's unprojected pooled output, bigG's projected one]."""
+    l_empty, g_empty = pipe.tokenizer("")["input_ids"], pipe.tokenizer_2("")["input_ids"]
+    l_batches = tokenize_with_weights(pipe.tokenizer, text)
+    l_out = encode_token_weights(pipe.text_encoder, l_batches, l_empty[0], l_empty[1], l_empty[1], -2, norm=False)
+    pad = pipe.tokenizer_2.convert_tokens_to_ids("!")
+    g_batches = tokenize_with_weights(pipe.tokenizer_2, text, pad_token=pad)
+    g_out = encode_token_weights(pipe.text_encoder_2, g_batches, g_empty[0], g_empty[1], pad, -2, norm=False)
+    l_first = torch.tensor([[t for t, _ in l_batches[0]]])
+    l_last = pipe.text_encoder(l_first).last_hidden_state
+    l_pooled = l_last[0:1, int((l_first[0] == l_empty[1]).int().argmax())]
+    g_pooled = pipe.text_encoder_2(torch.tensor([[t for t, _ in g_batches[0]]])).text_embeds
+    t5 = t5_encode(pipe.tokenizer_3, pipe.text_encoder_3, text, min_length=77)
+    cut = min(l_out.shape[1], g_out.shape[1])
+    lg = torch.cat([l_out[:, :cut], g_out[:, :cut]], dim=-1)
+    lg = torch.nn.functional.pad(lg, (0, t5.shape[-1] - lg.shape[-1]))
+    return torch.cat([lg, t5], dim=-2), torch.cat([l_pooled, g_pooled], dim=-1)

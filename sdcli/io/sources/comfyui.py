@@ -34,6 +34,7 @@ WIDGETS: dict[str, tuple[str, ...]] = {
     "UNETLoader": ("unet_name", "weight_dtype"),
     "CLIPLoader": ("clip_name", "type"),
     "DualCLIPLoader": ("clip_name1", "clip_name2", "type"),
+    "TripleCLIPLoader": ("clip_name1", "clip_name2", "clip_name3"),
     "VAELoader": ("vae_name",),
     "LoraLoader": ("lora_name", "strength_model", "strength_clip"),
     "LoraLoaderModelOnly": ("lora_name", "strength_model"),
@@ -52,7 +53,7 @@ WIDGETS: dict[str, tuple[str, ...]] = {
 }
 ANNOTATION = re.compile(r" \[(input|output|temp)\]$")  # the folder tag the UI appends to an image name
 UI_ONLY = ("Note", "MarkdownNote", "PrimitiveNode", "Reroute")  # the UI's own nodes: never in what ran
-FLUX_SHIFTS = (1.15, 0.5)  # ModelSamplingFlux's defaults (max_shift, base_shift): Flux's own dynamic shift
+FLUX_SHIFT_INPUTS, FLUX_SHIFT_DEFAULTS = ("max_shift", "base_shift", "width", "height"), (1.15, 0.5, 1024, 1024)
 NOTES = ("ComfyUI starts an eps/v model's (SD1, SDXL) txt2img from noise x sqrt(1 + sigma^2), sdcli from "
          "noise x sigma as the WebUI: those differ slightly; flow models (Flux, SD3) start alike",)
 
@@ -223,9 +224,9 @@ class _Walk:
                                       f"differs from its strength_model; sdcli applies one weight to both")
             elif kind == "ModelSamplingSD3":
                 self.params["Shift"] = get("shift")
-            elif kind == "ModelSamplingFlux" and (get("max_shift"), get("base_shift")) != FLUX_SHIFTS:
-                self.unmapped.append(f"ModelSamplingFlux with max_shift {get('max_shift')}, base_shift "
-                                     f"{get('base_shift')} (sdcli runs Flux's own 1.15, 0.5)")
+            elif kind == "ModelSamplingFlux":
+                self.params["Shift"] = flux_shift(*(get(k, d) for k, d in zip(FLUX_SHIFT_INPUTS, FLUX_SHIFT_DEFAULTS,
+                                                                               strict=True)))
             elif kind in ("CheckpointLoaderSimple", "UNETLoader"):
                 self.params["Model"] = _stem(get("ckpt_name", get("unet_name")))
                 return
@@ -286,6 +287,18 @@ class _Walk:
                                       f"{denoise:g}, which walks the same sigmas (ComfyUI's KSampler rule)")
             else:
                 self.unmapped.append("a VAEEncode whose pixels are not a LoadImage's file")
+
+
+def flux_shift(max_shift: Any, base_shift: Any, width: Any, height: Any) -> str | None:
+    """ModelSamplingFlux's shift (Flux's mu, sdcli's --shift): on the line through (256, base_shift) and
+    (4096, max_shift) at the node's width x height / 256 image tokens (1.15 at 1024x1024 with its defaults);
+    12 digits, so the replayed sigmas are ComfyUI's. None when an input is not a number."""
+    try:
+        slope = (float(max_shift) - float(base_shift)) / (4096 - 256)
+        tokens = float(width) * float(height) / (8 * 8 * 2 * 2)
+        return f"{tokens * slope + (float(base_shift) - slope * 256):.12g}"
+    except (TypeError, ValueError):
+        return None
 
 
 def _stem(name: Any) -> str | None:
