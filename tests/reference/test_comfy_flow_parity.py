@@ -44,6 +44,23 @@ def test_replayed_comfyui_flux_graph_gives_comfyuis_pixels(tiny_family_pipe, tmp
     assert most(forge_mu, theirs) > 5
 
 
+def test_replayed_comfyui_flux_graph_with_euler_ancestral(tiny_family_pipe, tmp_path, single_thread):
+    """Euler a's fresh noise as ComfyUI draws it (one CPU generator seeded seed + 1): 0 levels; the WebUI's
+    (--rng cpu: the image's own generator going on) is far off."""
+    model = tiny_family_pipe("flux-dev")
+    image = comfy_png(tmp_path / "f.png", comfy_flux_api(sampler="euler_ancestral", **FLUX))
+    shift = comfy_flow_ref.model_sampling_flux_shift(1.15, 0.5, 32, 32)
+    latent = comfy_flow_ref.flux_graph(model.pipe, "a red cat", shift=shift, sampler="euler_ancestral", **FLUX)
+    with torch.no_grad():
+        theirs = (255.0 * decode_first_stage(model.pipe.vae, latent)[0]).permute(1, 2, 0).numpy().astype(np.uint8)
+    ours = replayed(model, image)[0]
+    print(f"max difference {most(ours, theirs)}: euler_ancestral")
+    assert most(ours, theirs) == 0
+    webui_noise = replayed(model, image, rng="cpu")[0]
+    print(f"max difference with --rng cpu {most(webui_noise, theirs)}")
+    assert most(webui_noise, theirs) > 5
+
+
 def test_comfyui_t5_weighting(tiny_family_pipe):
     """T5's states of a weighted prompt as ComfyUI's T5XXLModel gives them (--emphasis comfy); Forge's differ."""
     from sdcli.conditioning.flux import T5TextEncoder
