@@ -13,13 +13,7 @@ from sdcli.errors import UsageError
 from sdcli.request.fields import MAX_PROMPT_CHARS, MAX_SEED, check_fields, check_text  # noqa: F401 (re-exported)
 from sdcli.request.hires import MAX_SIDE, HiresSettings, check_final_size
 from sdcli.request.vocabulary import choice_key  # also re-exported for execution/
-from sdcli.sampling.samplers import (
-    DEFAULT_SAMPLER,
-    SamplerChoice,
-    comfy_schedule_steps,
-    img2img_steps,
-    resolve_sampler,
-)
+from sdcli.sampling.samplers import DEFAULT_SAMPLER, SamplerChoice, img2img_walk, resolve_sampler
 
 
 @dataclass(frozen=True)
@@ -144,15 +138,10 @@ class GenerationRequest:
 
     @property
     def img2img_walk(self) -> tuple[int, int]:
-        """(schedule steps, t_enc) of a run from an input image: the last t_enc + 1 steps of that schedule are run.
-        The WebUI's: int(strength x steps) + 1 of --steps; --rng comfy, ComfyUI's KSampler: --steps of
-        int(steps / strength) (comfy_schedule_steps)."""
+        """(schedule steps, t_enc) of a run from an input image (samplers.img2img_walk; --rng comfy: ComfyUI's)."""
         if self.init is None:
             raise ValueError("a txt2img request walks its whole schedule")
-        steps, strength = self.step_count, self.init.strength
-        if choice_key(self.rng) == "comfy":
-            return comfy_schedule_steps(steps, strength), steps - 1
-        return steps, img2img_steps(steps, strength) - 1
+        return img2img_walk(self.step_count, self.init.strength, choice_key(self.rng) == "comfy")
 
     def seeds(self) -> list[int]:
         """Seed of each image in run order: image i gets seed + i."""
