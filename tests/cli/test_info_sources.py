@@ -91,7 +91,7 @@ def test_replay_dry_run_loads_nothing(cli, tiny_model, images, tmp_path):
     assert result.stdout == (f"sdcli txt2img 'a red fox' --model {tmp_path / 'no-such-model'} --negative-prompt "
                              "blurry --steps 3 --sampler Euler --schedule normal --cfg-scale 5 --seed 42 --width 64 "
                              "--height 64 --rng comfy --emphasis comfy\n")
-    assert "from its ComfyUI metadata" in result.stderr and "note: ComfyUI starts" in result.stderr
+    assert "from its ComfyUI metadata" in result.stderr and "note: ComfyUI draws its samplers'" in result.stderr
     as_json = json.loads(cli("replay", images["ComfyUI"], "--dry-run", "--json").stdout)
     assert as_json["request"]["rng"] == "comfy" and as_json["model"] is None
     # An sdcli image whose model has gone: replay refuses, the dry run still shows the job.
@@ -131,7 +131,7 @@ def test_replayed_comfyui_graph_is_the_mapped_txt2img_job(cli, tiny_model, tmp_p
 
 
 NOTES = {"InvokeAI": "note: InvokeAI runs diffusers' schedulers", "NovelAI": "note: NovelAI's models are its own",
-         "Fooocus": "note: Fooocus expands the prompt", "SwarmUI": "note: ComfyUI starts an eps/v model's",
+         "Fooocus": "note: Fooocus expands the prompt", "SwarmUI": "note: ComfyUI draws its samplers'",
          "Draw Things": "note: Draw Things runs its own implementation"}
 
 

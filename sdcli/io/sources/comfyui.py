@@ -54,8 +54,8 @@ WIDGETS: dict[str, tuple[str, ...]] = {
 ANNOTATION = re.compile(r" \[(input|output|temp)\]$")  # the folder tag the UI appends to an image name
 UI_ONLY = ("Note", "MarkdownNote", "PrimitiveNode", "Reroute")  # the UI's own nodes: never in what ran
 FLUX_SHIFT_INPUTS, FLUX_SHIFT_DEFAULTS = ("max_shift", "base_shift", "width", "height"), (1.15, 0.5, 1024, 1024)
-NOTES = ("ComfyUI starts an eps/v model's (SD1, SDXL) txt2img from noise x sqrt(1 + sigma^2), sdcli from "
-         "noise x sigma as the WebUI: those differ slightly; flow models (Flux, SD3) start alike",)
+NOTES = ("ComfyUI draws its samplers' fresh noise (ancestral samplers) on the device it ran on, seeded seed + 1 "
+         "on a CPU and seed on a GPU, as --rng comfy does: such an image replays exactly on the same kind of device",)
 
 
 def read(chunks: dict[str, Any]) -> Found | None:
