@@ -73,8 +73,9 @@ class SDXLPromptEncoder:
         self.big_g = LayerEncoder(pipe.tokenizer_2, pipe.text_encoder_2, -2, emphasis)
         self.encoders.append(self.big_g)
         # --clip-skip is checked against the first text encoder (CLIP-L; the refiner's bigG), as ever.
+        self.comfy = emphasis == "comfy"  # ComfyUI encodes an empty negative prompt; the WebUI zeroes it
         self.capabilities = EncoderCapabilities(clip_skip_layers=text_layers(self.encoders[0].text_encoder),
-                                                pooled=True, zero_empty_negative=True)
+                                                pooled=True, zero_empty_negative=not self.comfy)
         self.aesthetic_score = aesthetic_score
         self.width, self.height = size
         self.cache: dict[tuple[str, bool], Conditioning] = {}
@@ -103,7 +104,7 @@ class SDXLPromptEncoder:
         """The negative prompt's encode function; `zero`: every scheduled negative text is empty (all zeros)."""
         def encode(text: str) -> Conditioning:
             cond = self.encode(text, negative=True)
-            if not zero:
+            if not zero or self.comfy:
                 return cond
             added = cond.extra["added_cond_kwargs"]
             return Conditioning(torch.zeros_like(cond.crossattn), {"added_cond_kwargs": {

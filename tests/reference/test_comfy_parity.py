@@ -172,3 +172,7 @@ def test_comfyui_prompt_weighting_on_sdxl(tiny_family_pipe, single_thread):
         assert float((ours.extra["added_cond_kwargs"]["text_embeds"] - pooled).abs().max()) < 1e-5
         webui = SDXLPromptEncoder(pipe, emphasis="original").encode(text).crossattn
         assert float((webui - theirs).abs().max()) > 0.1
+    empty, _ = comfy_text_ref.sdxl_text_encode(pipe, "")  # ComfyUI encodes an empty negative; the WebUI zeroes it
+    negative = SDXLPromptEncoder(pipe, emphasis="comfy").negative_encoder(True)("").crossattn
+    assert float((negative - empty).abs().max()) < 1e-5
+    assert not SDXLPromptEncoder(pipe).negative_encoder(True)("").crossattn.any()
