@@ -79,7 +79,8 @@ Rng = Annotated[str, typer.Option("--rng", help="Noise source, the WebUI's 'Rand
                                   "default GPU source on NVIDIA cards), or comfy (ComfyUI's noise and model sampling, "
                                   "as replaying a ComfyUI image uses).", rich_help_panel=WEBUI)]
 Emphasis = Annotated[str, typer.Option("--emphasis", help="How (word:1.2) weights apply: original (multiply, then "
-                                       "restore the mean), 'no norm' (multiply), none (brackets are text).",
+                                       "restore the mean), 'no norm' (multiply), none (brackets are text), comfy "
+                                       "(ComfyUI's: from the empty prompt's state, its grammar).",
                                        rich_help_panel=WEBUI)]
 Eta = Annotated[float | None, typer.Option("--eta", help=f"Noise multiplier of ancestral and SDE samplers "
                                            f"({r('eta')}) [default: 1]", rich_help_panel=WEBUI, show_default=False)]
@@ -312,7 +313,7 @@ Image = Annotated[Path, typer.Option("--image", "-i", help="Input image (PNG, JP
                                      rich_help_panel=IMG, show_default=False)]
 Strength = Annotated[float, typer.Option(
     "--strength", help="Denoising strength, more than 0 and at most 1; steps run = int(steps x strength) + 1, "
-    "as in the WebUI.",
+    "as in the WebUI (with --rng comfy: --steps of int(steps / strength), as ComfyUI's KSampler).",
     rich_help_panel=IMG)]
 Resize = Annotated[str, typer.Option(
     "--resize", help="When --width/--height differ from the input: just (stretch), crop (crop and resize) "

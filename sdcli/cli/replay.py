@@ -29,6 +29,8 @@ Examples:
 
   sdcli replay comfyui-image.png --model ./sd15 --dry-run
 
+  sdcli replay comfyui-img2img.png --model ./sd15 -i photo.png
+
 Image metadata is untrusted: replay first lists every setting it will use and
 where it came from (the sdcli record, the WebUI infotext, a flag or the default)
 and names the keys it cannot honour. It loads the image's model only if that is
@@ -68,6 +70,10 @@ def replay(
         "--control-image", show_default=False, metavar="IMG",
         help="Control image of each of the image's ControlNet units, in order (a WebUI infotext does not store "
         "them; an sdcli image's own are used by default).")] = None,
+    input_image: Annotated[Path | None, typer.Option(
+        "--image", "-i", show_default=False, metavar="INPUT",
+        help="The input image of an img2img image (ComfyUI's LoadImage file: by default found by its name beside "
+        "the image or in --comfy-dir's input/ folder; an sdcli image: instead of its own).")] = None,
     low_bits: Annotated[str | None, typer.Option(
         "--low-bits", show_default=False, help="Store the diffusion model this way instead of as the image's "
         "`Diffusion in Low Bits` says (Automatic: as the file has it, e.g. a bnb-nf4 image on a CPU).")] = None,
@@ -104,7 +110,9 @@ def replay(
     set_quiet(quiet)
     model = model or _model_by_name(image, flags)
     plan = plan_replay(image, overrides, model, trust_metadata, check_model=not dry_run,
-                       control_images=[str(p) for p in control_image] if control_image else None)
+                       control_images=[str(p) for p in control_image] if control_image else None,
+                       input_image=input_image,
+                       input_dirs=(Path(flags["comfy_dir"]),) if flags.get("comfy_dir") else ())
     if hires_upscaler is not None:
         plan = _with_hires_upscaler(plan, hires_upscaler)
     show_replay_plan(image, plan)

@@ -7,6 +7,9 @@ tokens back); each chunk becomes [BOS] + tokens + padding + [EOS] (77 tokens),
 is encoded on its own (CLIP skip N: hidden state -N through the final LayerNorm),
 weighted by the emphasis mode, and the chunks are concatenated. Prompt and negative
 are not padded to each other (the denoiser runs them apart when they differ).
+--emphasis comfy is ComfyUI's instead (comfy/sd1_clip.py): its weight grammar, each
+weighted fragment tokenized whole and moved to the next chunk whole unless it has 8
+tokens or more, and a weighted token's state moved from the empty prompt's by its weight.
 Hand-written: no library does the WebUI's weighting. Imported lazily (torch).
 """
 
@@ -19,10 +22,11 @@ from typing import Any
 import torch
 
 from sdcli.conditioning.cond import Conditioning, EncoderCapabilities
-from sdcli.conditioning.prompts import BREAK_MARK, parse_attention
+from sdcli.conditioning.prompts import BREAK_MARK, comfy_weights, parse_attention
 
 CHUNK = 75
 COMMA_BACKTRACK = 20  # the WebUI's "Prompt word wrap length limit"
+COMFY_WHOLE = 8  # ComfyUI's max_word_length: a fragment of fewer tokens is never split between chunks
 
 
 def final_layer_norm(text_encoder: Any) -> torch.nn.Module:
@@ -49,6 +53,23 @@ class Chunk:
     multipliers: list[float] = field(default_factory=list)
 
 
+def weighted_fragments(text: str, emphasis: str) -> list[tuple[str, float]]:
+    """[(fragment, weight)] of a prompt by the emphasis mode's grammar (none: the text as it is, weight 1)."""
+    if emphasis == "none":
+        return [(text, 1.0)]
+    return comfy_weights(text) if emphasis == "comfy" else parse_attention(text)
+
+
+def comfy_emphasis(z: torch.Tensor, multipliers: torch.Tensor, empty: Callable[[], torch.Tensor]) -> torch.Tensor:
+    """ComfyUI's weighting (encode_token_weights): a token of weight w != 1 becomes empty + (z - empty) x w, `empty`
+    the state at its position of the empty prompt's tokens (made only when a weight is not 1); no mean restored."""
+    weighted = (multipliers != 1.0).unsqueeze(-1)
+    if not bool(weighted.any()):
+        return z
+    base = empty()
+    return torch.where(weighted, (z - base) * multipliers.unsqueeze(-1) + base, z)
+
+
 def apply_emphasis(z: torch.Tensor, multipliers: torch.Tensor, emphasis: str) -> torch.Tensor:
     """Weight token embeddings: Original restores the chunk's mean afterwards, No norm does not."""
     if emphasis == "none":
@@ -70,10 +91,13 @@ class ClipTextEncoder:
         self.comma = tokenizer.get_vocab().get(",</w>")
         # The WebUI's OpenCLIP wrapper (SD2) has no CLIP skip: it always takes its configured layer.
         self.clip_skip = 1 if is_open_clip(text_encoder) else clip_skip
+        self._empty: torch.Tensor | None = None  # comfy: the empty prompt's states (empty_states)
 
     def chunks(self, text: str) -> list[Chunk]:
-        """The WebUI's tokenize_line: BREAK, 75-token chunks, comma backtracking."""
-        parsed = parse_attention(text) if self.emphasis != "none" else [(text, 1.0)]
+        """The WebUI's tokenize_line: BREAK, 75-token chunks, comma backtracking (comfy: comfy_chunks)."""
+        if self.emphasis == "comfy":
+            return self.comfy_chunks(text)
+        parsed = weighted_fragments(text, self.emphasis)
         tokenized = self.tokenizer([t for t, _ in parsed], truncation=False, add_special_tokens=False)["input_ids"]
         done: list[Chunk] = []
         chunk, last_comma = Chunk(), -1
@@ -107,6 +131,48 @@ class ClipTextEncoder:
             close()
         return done
 
+    def comfy_chunks(self, text: str) -> list[Chunk]:
+        """ComfyUI's tokenize_with_weights: each weighted fragment's tokens go whole into the chunk, or whole into a
+        new one when they do not fit, unless there are COMFY_WHOLE or more: those fill the chunk and go on."""
+        fragments = [(t, w) for t, w in comfy_weights(text) if t]
+        tokenized = self.tokenizer([t for t, _ in fragments], truncation=False,
+                                   add_special_tokens=False)["input_ids"] if fragments else []
+        done: list[Chunk] = []
+        chunk = Chunk()
+
+        def close() -> None:
+            nonlocal chunk
+            fill = CHUNK - len(chunk.tokens)
+            done.append(Chunk([self.id_start, *chunk.tokens, *[self.id_end] * fill, self.id_end],
+                              [1.0, *chunk.multipliers, *[1.0] * (fill + 1)]))
+            chunk = Chunk()
+
+        for tokens, (_, weight) in zip(tokenized, fragments, strict=True):
+            while tokens:
+                room = CHUNK - len(chunk.tokens)
+                taken = tokens if len(tokens) <= room else tokens[:room] if len(tokens) >= COMFY_WHOLE else []
+                chunk.tokens += taken
+                chunk.multipliers += [weight] * len(taken)
+                tokens = tokens[len(taken):]
+                if tokens:
+                    close()
+        close()
+        return done
+
+    def empty_states(self) -> torch.Tensor:
+        """[1, 77, dim]: the empty prompt's chunk (ComfyUI's gen_empty_tokens: start, end, padding), made once."""
+        if self._empty is None:
+            self._empty = self.hidden_states(self.ids(self.comfy_chunks("")[0]))
+        return self._empty
+
+    def ids(self, chunk: Chunk) -> torch.Tensor:
+        """[1, 77] token ids of a chunk (OpenCLIP: everything after the first end token is padding)."""
+        ids = list(chunk.tokens)
+        if self.id_pad != self.id_end:
+            first_end = ids.index(self.id_end)
+            ids = ids[:first_end + 1] + [self.id_pad] * (len(ids) - first_end - 1)
+        return torch.tensor([ids], device=self.text_encoder.device)
+
     def hidden_states(self, tokens: torch.Tensor) -> torch.Tensor:
         """[1, 77] token ids -> [1, 77, dim]: the layer CLIP skip selects (through the final LayerNorm)."""
         out = self.text_encoder(tokens, output_hidden_states=True, return_dict=True)
@@ -117,12 +183,12 @@ class ClipTextEncoder:
     def encode_chunk(self, chunk: Chunk) -> torch.Tensor:
         """[1, 77, dim] for one chunk: CLIP skip, then emphasis."""
         device = self.text_encoder.device
-        ids = list(chunk.tokens)
-        if self.id_pad != self.id_end:  # OpenCLIP: everything after the first EOS is padding
-            first_end = ids.index(self.id_end)
-            ids = ids[:first_end + 1] + [self.id_pad] * (len(ids) - first_end - 1)
-        z = self.hidden_states(torch.tensor([ids], device=device))
+        if self.emphasis == "comfy" and any(m != 1.0 for m in chunk.multipliers):
+            self.empty_states()  # first: an encoder that keeps its last call's pooled vector keeps the chunk's
+        z = self.hidden_states(self.ids(chunk))
         multipliers = torch.tensor([chunk.multipliers], device=device, dtype=z.dtype)
+        if self.emphasis == "comfy":
+            return comfy_emphasis(z, multipliers, self.empty_states)
         return apply_emphasis(z, multipliers, self.emphasis)
 
     @torch.no_grad()

@@ -20,8 +20,8 @@ from typing import Any
 import torch
 
 from sdcli.conditioning.cond import Conditioning, EncoderCapabilities
-from sdcli.conditioning.encoding import Chunk, ClipTextEncoder, apply_emphasis
-from sdcli.conditioning.prompts import BREAK_MARK, parse_attention
+from sdcli.conditioning.encoding import Chunk, ClipTextEncoder, apply_emphasis, comfy_emphasis, weighted_fragments
+from sdcli.conditioning.prompts import BREAK_MARK
 
 T5_MIN_LENGTH = 256  # Forge's min_length: a chunk is padded to this many tokens, its end token included
 T5_END, T5_PAD = 1, 0  # Forge's T5 engine hard-codes both ids (T5's </s> and <pad>)
@@ -31,19 +31,21 @@ DEFAULT_GUIDANCE = 3.5  # Forge: a distilled CFG scale of 0 means 3.5 (`or 3.5`)
 class T5TextEncoder:
     """Forge's T5 engine: text -> [1, tokens, dim]."""
 
-    def __init__(self, tokenizer: Any, text_encoder: Any, emphasis: str = "original"):
+    def __init__(self, tokenizer: Any, text_encoder: Any, emphasis: str = "original", min_length: int = T5_MIN_LENGTH):
         self.tokenizer, self.text_encoder, self.emphasis = tokenizer, text_encoder, emphasis
+        self.min_length = min_length  # ComfyUI's SD3 T5: 77
 
     def chunks(self, text: str) -> list[Chunk]:
         """Fragments -> chunks: BREAK closes one; each closed chunk ends with the end token, padded to 256."""
-        parsed = parse_attention(text) if self.emphasis != "none" else [(text, 1.0)]
-        tokenized = self.tokenizer([t for t, _ in parsed], truncation=False, add_special_tokens=False)["input_ids"]
+        parsed = weighted_fragments(text, self.emphasis)
+        tokenized = self.tokenizer([t for t, _ in parsed], truncation=False,
+                                   add_special_tokens=False)["input_ids"] if parsed else []  # comfy: "" has none
         done: list[Chunk] = []
         chunk = Chunk()
 
         def close() -> None:
             nonlocal chunk
-            fill = max(T5_MIN_LENGTH - len(chunk.tokens) - 1, 0)
+            fill = max(self.min_length - len(chunk.tokens) - 1, 0)
             done.append(Chunk([*chunk.tokens, T5_END, *[T5_PAD] * fill], [*chunk.multipliers, 1.0, *[1.0] * fill]))
             chunk = Chunk()
 
@@ -65,7 +67,12 @@ class T5TextEncoder:
         fill = max(len(c.tokens) for c in chunks) - len(chunks[0].tokens)
         tokens, multipliers = [*chunks[0].tokens, *[T5_PAD] * fill], [*chunks[0].multipliers, *[1.0] * fill]
         z = self.text_encoder(torch.tensor([tokens], device=device)).last_hidden_state
-        return apply_emphasis(z, torch.tensor([multipliers], device=device, dtype=z.dtype), self.emphasis)
+        weights = torch.tensor([multipliers], device=device, dtype=z.dtype)
+        if self.emphasis == "comfy":  # the empty prompt's tokens as ComfyUI makes them: end, then padding
+            empty = [T5_END, *[T5_PAD] * (len(tokens) - 1)]
+            return comfy_emphasis(z, weights, lambda: self.text_encoder(
+                torch.tensor([empty], device=device)).last_hidden_state)
+        return apply_emphasis(z, weights, self.emphasis)
 
 
 class FluxPromptEncoder:

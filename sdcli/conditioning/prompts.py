@@ -173,3 +173,66 @@ def parse_attention(text: str) -> list[tuple[str, float]]:
         else:
             merged.append([text_, weight_])
     return [(t, w) for t, w in merged]
+
+
+# ComfyUI's prompt weights (comfy/sd1_clip.py token_weights), which --emphasis comfy reads prompts with: only round
+# brackets, `(x)` x1.1 nesting, `(x:w)` SETS the weight to w (not times the outer one), `\(` `\)` literal; `[x]`,
+# BREAK, AND and prompt editing are plain text to ComfyUI. Hand-written: ComfyUI's parser is part of its app.
+_COMFY_ESCAPES = (("\\)", "\0\1"), ("\\(", "\0\2"))
+
+
+def comfy_weights(text: str) -> list[tuple[str, float]]:
+    """Text -> [(fragment, weight)] as ComfyUI weights it (escapes resolved; fragments in order, unmerged)."""
+    for escape, mark in _COMFY_ESCAPES:
+        text = text.replace(escape, mark)
+    out: list[tuple[str, float]] = []
+    _comfy_weigh(text, 1.0, out)
+    return [(_comfy_unescape(t), w) for t, w in out]
+
+
+def _comfy_unescape(text: str) -> str:
+    for escape, mark in _COMFY_ESCAPES:
+        text = text.replace(mark, escape[1])
+    return text
+
+
+def _comfy_weigh(text: str, weight: float, out: list[tuple[str, float]]) -> None:
+    """Each top-level group of `text`: a bracketed one recursively at its weight, the rest at `weight`."""
+    for group in _comfy_groups(text):
+        if len(group) < 2 or group[0] != "(" or group[-1] != ")":
+            out.append((group, weight))
+            continue
+        inner, inner_weight = group[1:-1], weight * 1.1
+        colon = inner.rfind(":")
+        explicit = _number(inner[colon + 1:]) if colon > 0 else None  # `(a:b)`: text, weighted x1.1
+        if explicit is not None:
+            inner_weight, inner = explicit, inner[:colon]
+        _comfy_weigh(inner, inner_weight, out)
+
+
+def _number(text: str) -> float | None:
+    """float(text) (Python's reading, as ComfyUI's), or None when it is not a number."""
+    try:
+        return float(text)
+    except ValueError:
+        return None
+
+
+def _comfy_groups(text: str) -> list[str]:
+    """Split at top-level brackets, as ComfyUI's parse_parentheses (a stray `)` sends its depth below zero, after
+    which brackets are text until it comes back)."""
+    groups, current, depth = [], "", 0
+    for char in text:
+        if char == "(" and depth == 0:
+            if current:
+                groups.append(current)
+            current = "("
+        elif char == ")" and depth == 1:
+            groups.append(current + ")")
+            current = ""
+        else:
+            current += char
+        depth += {"(": 1, ")": -1}.get(char, 0)
+    if current:
+        groups.append(current)
+    return groups

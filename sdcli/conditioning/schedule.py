@@ -150,16 +150,18 @@ class CondSchedule:
 
     @classmethod
     def build(cls, prompt: str, negative: str, steps: int, encode: Callable[[str], Conditioning],
-              encode_negative: Callable[[str], Conditioning] | None = None) -> CondSchedule:
+              encode_negative: Callable[[str], Conditioning] | None = None, literal: bool = False) -> CondSchedule:
         """Encode every distinct plain prompt the schedule uses once (encode caches); `encode_negative`
-        encodes the negative prompt's texts where they differ from the prompt's (SDXL)."""
+        encodes the negative prompt's texts where they differ from the prompt's (SDXL); `literal`: no AND,
+        editing or alternation, the whole text for every step (ComfyUI reads prompts so: --emphasis comfy)."""
         empty = encode("")
 
         def encoded(text: str, encode: Callable[[str], Conditioning]) -> list[tuple[int, Conditioning]]:
-            steps_texts = prompt_schedule(text, steps)
+            steps_texts = [(steps, text)] if literal else prompt_schedule(text, steps)
             return _pad_chunks([(end, encode(t)) for end, t in steps_texts], empty)
 
-        return cls([(encoded(part, encode), weight) for part, weight in and_parts(prompt)],
+        parts = [(prompt, 1.0)] if literal else and_parts(prompt)
+        return cls([(encoded(part, encode), weight) for part, weight in parts],
                    encoded(negative, encode_negative or encode))
 
     def conds_at(self, step: int) -> list[tuple[Conditioning, float]]:

@@ -12,7 +12,8 @@
   states follow them along the token axis; the pooled vector is [CLIP-L pooled, bigG pooled].
 - A negative prompt whose every scheduled text is empty gives all zeros (Forge's force_zero_negative_prompt).
 ComfyUI differs (comfy/text_encoders/sd3_clip.py): penultimate CLIP layers at every CLIP skip, weights that
-scale the distance from the empty prompt's states, T5 padded to 77 tokens, an empty negative encoded, not zeroed.
+scale the distance from the empty prompt's states, CLIP-L's pooled vector unprojected, T5 padded to 77 tokens,
+an empty negative encoded, not zeroed: --emphasis comfy encodes so (ComfyUI's graphs replay with it).
 Imported lazily (torch).
 """
 
@@ -34,13 +35,16 @@ class SD3PromptEncoder:
     zeros] tokens then T5 tokens, extra = {"pooled": [1, L + G]}; cached per text."""
 
     def __init__(self, pipe: Any, clip_skip: int = 1, emphasis: str = "original"):
-        layer = -max(clip_skip, 1)
-        self.clip_l = LayerEncoder(pipe.tokenizer, pipe.text_encoder, layer, emphasis)
+        # --emphasis comfy: ComfyUI's SD3 text path (sd3_clip.py): CLIP layer -2 unless CLIP skip goes deeper,
+        # CLIP-L's pooled vector unprojected, T5 padded to 77 tokens, an empty negative encoded, not zeroed.
+        self.comfy = emphasis == "comfy"
+        layer = -max(clip_skip, 2 if self.comfy else 1)
+        self.clip_l = LayerEncoder(pipe.tokenizer, pipe.text_encoder, layer, emphasis, projected=not self.comfy)
         self.clip_g = LayerEncoder(pipe.tokenizer_2, pipe.text_encoder_2, layer, emphasis)
-        self.t5 = T5TextEncoder(pipe.tokenizer_3, pipe.text_encoder_3, emphasis)
+        self.t5 = T5TextEncoder(pipe.tokenizer_3, pipe.text_encoder_3, emphasis, *((77,) if self.comfy else ()))
         self.width = int(pipe.transformer.config.joint_attention_dim)  # T5's width (Forge: 4096)
         self.capabilities = EncoderCapabilities(clip_skip_layers=text_layers(pipe.text_encoder), pooled=True,
-                                                zero_empty_negative=True)
+                                                zero_empty_negative=not self.comfy)
         self.cache: dict[str, Conditioning] = {}
 
     def encode(self, text: str) -> Conditioning:
@@ -55,8 +59,9 @@ class SD3PromptEncoder:
         return self.cache[text]
 
     def negative_encoder(self, all_empty: bool) -> Callable[[str], Conditioning]:
-        """The negative prompt's encode function; `all_empty`: every scheduled negative text is "" (all zeros)."""
-        if not all_empty:
+        """The negative prompt's encode function; `all_empty`: every scheduled negative text is "" (all zeros;
+        ComfyUI's way encodes it)."""
+        if not all_empty or self.comfy:
             return self.encode
 
         def zeros(text: str) -> Conditioning:

@@ -37,14 +37,16 @@ CROP = (0, 0)  # the WebUI's "crop top" / "crop left" for SDXL
 class LayerEncoder(ClipTextEncoder):
     """One SDXL text encoder: hidden_states[layer] (no final norm); keeps the last chunk's pooled vector."""
 
-    def __init__(self, tokenizer: Any, text_encoder: Any, layer: int, emphasis: str):
+    def __init__(self, tokenizer: Any, text_encoder: Any, layer: int, emphasis: str, projected: bool = True):
         super().__init__(tokenizer, text_encoder, 1, emphasis)
-        self.layer = layer
+        self.layer, self.projected = layer, projected  # projected False: ComfyUI's SD3 CLIP-L pooled
         self.pooled: torch.Tensor | None = None
 
     def hidden_states(self, tokens: torch.Tensor) -> torch.Tensor:
         out = self.text_encoder(tokens, output_hidden_states=True, return_dict=True)
         self.pooled = getattr(out, "text_embeds", None)  # projection of the normed last layer at end-of-text
+        if not self.projected:  # the normed last layer at the first end-of-text token, unprojected
+            self.pooled = out.last_hidden_state[:, int((tokens[0] == self.id_end).int().argmax())]
         return out.hidden_states[self.layer]
 
     @torch.no_grad()
@@ -71,8 +73,9 @@ class SDXLPromptEncoder:
         self.big_g = LayerEncoder(pipe.tokenizer_2, pipe.text_encoder_2, -2, emphasis)
         self.encoders.append(self.big_g)
         # --clip-skip is checked against the first text encoder (CLIP-L; the refiner's bigG), as ever.
+        self.comfy = emphasis == "comfy"  # ComfyUI encodes an empty negative prompt; the WebUI zeroes it
         self.capabilities = EncoderCapabilities(clip_skip_layers=text_layers(self.encoders[0].text_encoder),
-                                                pooled=True, zero_empty_negative=True)
+                                                pooled=True, zero_empty_negative=not self.comfy)
         self.aesthetic_score = aesthetic_score
         self.width, self.height = size
         self.cache: dict[tuple[str, bool], Conditioning] = {}
@@ -101,7 +104,7 @@ class SDXLPromptEncoder:
         """The negative prompt's encode function; `zero`: every scheduled negative text is empty (all zeros)."""
         def encode(text: str) -> Conditioning:
             cond = self.encode(text, negative=True)
-            if not zero:
+            if not zero or self.comfy:
                 return cond
             added = cond.extra["added_cond_kwargs"]
             return Conditioning(torch.zeros_like(cond.crossattn), {"added_cond_kwargs": {

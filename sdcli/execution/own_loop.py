@@ -38,7 +38,7 @@ def cond_schedule(request: GenerationRequest, choice: SamplerChoice, encoder: Pr
     calls = request.step_count * (2 if choice.sampler.second_order else 1)
     all_empty = all(t == "" for _, t in prompt_schedule(request.negative_prompt, calls))
     return CondSchedule.build(request.prompt, request.negative_prompt, calls, encoder.encode,
-                              encoder.negative_encoder(all_empty))
+                              encoder.negative_encoder(all_empty), literal=choice_key(request.emphasis) == "comfy")
 
 
 def own_batch(request: GenerationRequest, model: LoadedModel, choice: SamplerChoice, encoder: PromptEncoder,
@@ -71,8 +71,9 @@ def own_batch(request: GenerationRequest, model: LoadedModel, choice: SamplerCho
             denoiser.masking = Masking(init_latent=init, image_cond=extra)
         else:
             denoiser.masking.image_cond = extra
-    latents = sample(choice, denoiser, noise, request.step_count, options=sampling_options(request),
-                     init_latent=init, strength=request.init.strength if request.init else 1.0, on_step=on_step)
+    schedule, t_enc = request.img2img_walk if init is not None else (request.step_count, None)
+    latents = sample(choice, denoiser, noise, schedule, options=sampling_options(request), init_latent=init,
+                     t_enc=t_enc, on_step=on_step)
     if denoiser.masking is not None and denoiser.masking.mask is not None:  # the kept area: the input's latent
         keep = denoiser.masking.mask
         latents = latents * (1 - keep) + denoiser.masking.init_latent * keep

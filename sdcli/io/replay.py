@@ -15,6 +15,7 @@ from typing import Any
 
 from sdcli.errors import UsageError
 from sdcli.io.metadata import build_infotext, parse_infotext, read_infotext, read_replay_record
+from sdcli.io.replay_input import with_input
 from sdcli.models.safety import WEIGHT_SUFFIXES
 from sdcli.request.fields import FIELDS
 from sdcli.request.generation import DEFAULTED, MODE_PARTS, PARTS, GenerationRequest
@@ -53,12 +54,14 @@ class ImageMetadata:
     source: dict[str, Any] | None = None  # another tool's own fields, as it wrote them
     notes: tuple[str, ...] = ()  # what a replay does differently from that tool
     unmapped: tuple[str, ...] = ()  # what in it sdcli cannot replay
+    input_image: str | None = None  # the file name another tool's img2img loaded (not held in the metadata)
 
     def as_json(self) -> dict[str, Any]:
+        extra = {"input_image": self.input_image} if self.input_image else {}
         return {"path": str(self.path), "generator": self.generator, "prompt": self.prompt,
                 "negative_prompt": self.negative_prompt, "parameters": self.parameters, "sdcli": self.replay,
                 "infotext": self.infotext, "source": self.source, "notes": list(self.notes),
-                "unmapped": list(self.unmapped)}
+                "unmapped": list(self.unmapped), **extra}
 
 
 class NoMetadata(UsageError):
@@ -87,7 +90,7 @@ def read_metadata(path: Path) -> ImageMetadata:
     if found is not None:
         text = build_infotext(found.prompt, found.negative_prompt, found.parameters)
         return ImageMetadata(path, found.prompt, found.negative_prompt, found.parameters, text, None,
-                             found.generator, found.source, found.notes, found.unmapped)
+                             found.generator, found.source, found.notes, found.unmapped, found.input_image)
     if not infotext:
         raise NoMetadata(f"{path}: no generation parameters found")
     prompt, negative, params = parse_infotext(infotext)
@@ -265,12 +268,15 @@ class ReplayPlan:
 
 def plan_replay(path: Path, overrides: dict[str, Any] | None = None, model_override: str | None = None,
                 trust_metadata: bool = False, check_model: bool = True,
-                control_images: list[str] | None = None) -> ReplayPlan:
+                control_images: list[str] | None = None, input_image: Path | None = None,
+                input_dirs: tuple[Path, ...] = ()) -> ReplayPlan:
     """Everything replay will use, checked before any model loads.
 
     `overrides` maps request fields to flag values (None = not given; their keys
     are flag names as `--steps`). count/batch_size are 1 unless overridden: an
-    image never makes the user generate many images.
+    image never makes the user generate many images. `input_image` (-i) is the
+    input of an img2img image; without it, another tool's input file is looked
+    for by its name beside the image and in each of `input_dirs`.
     """
     meta = read_metadata(path)
     if meta.unmapped:  # another tool's image with settings or nodes sdcli has no equivalent of
@@ -291,6 +297,16 @@ def plan_replay(path: Path, overrides: dict[str, Any] | None = None, model_overr
             fixed[name] = value
             sources[name] = "--" + name.replace("_", "-")
     request = dataclasses.replace(request, **fixed)
+    notes = meta.notes
+    if input_image is not None or meta.input_image is not None:
+        try:
+            strength = float(meta.parameters.get("Denoising strength", 1.0))
+        except ValueError:
+            bad = meta.parameters["Denoising strength"]
+            raise UsageError(f"{path}: bad 'Denoising strength' value {bad!r}") from None
+        request, sources["init"], note = with_input(path, meta.generator, meta.input_image, strength, request,
+                                                    overrides or {}, input_image, input_dirs)
+        notes += note
     if request.controlnets:
         request = with_control_images(path, request, control_images)
         if control_images:
@@ -304,7 +320,7 @@ def plan_replay(path: Path, overrides: dict[str, Any] | None = None, model_overr
         elif meta.replay is None:
             sources["model"] = "the image names none: pass --model"
     _check_input_paths(path, request)
-    return ReplayPlan(request, model, origin, sources, ignored, meta.notes)
+    return ReplayPlan(request, model, origin, sources, ignored, notes)
 
 
 SINGLE_FILE_SUFFIXES = (".safetensors", ".gguf")  # model files a record may name (never a pickle)

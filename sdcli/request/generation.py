@@ -13,7 +13,7 @@ from sdcli.errors import UsageError
 from sdcli.request.fields import MAX_PROMPT_CHARS, MAX_SEED, check_fields, check_text  # noqa: F401 (re-exported)
 from sdcli.request.hires import MAX_SIDE, HiresSettings, check_final_size
 from sdcli.request.vocabulary import choice_key  # also re-exported for execution/
-from sdcli.sampling.samplers import DEFAULT_SAMPLER, SamplerChoice, img2img_steps, resolve_sampler
+from sdcli.sampling.samplers import DEFAULT_SAMPLER, SamplerChoice, img2img_walk, resolve_sampler
 
 
 @dataclass(frozen=True)
@@ -132,8 +132,16 @@ class GenerationRequest:
 
     @property
     def steps_run(self) -> int:
-        """Denoising steps run, as the WebUI counts them: with an input image int(min(strength, 0.999) x steps) + 1."""
-        return self.step_count if self.init is None else img2img_steps(self.step_count, self.init.strength)
+        """Denoising steps run, as the WebUI counts them: with an input image int(min(strength, 0.999) x steps) + 1
+        (--rng comfy: --steps, as ComfyUI's KSampler; see img2img_walk)."""
+        return self.step_count if self.init is None else self.img2img_walk[1] + 1
+
+    @property
+    def img2img_walk(self) -> tuple[int, int]:
+        """(schedule steps, t_enc) of a run from an input image (samplers.img2img_walk; --rng comfy: ComfyUI's)."""
+        if self.init is None:
+            raise ValueError("a txt2img request walks its whole schedule")
+        return img2img_walk(self.step_count, self.init.strength, choice_key(self.rng) == "comfy")
 
     def seeds(self) -> list[int]:
         """Seed of each image in run order: image i gets seed + i."""

@@ -15,7 +15,8 @@ RNG_LABELS = {"cpu": "CPU", "gpu": "GPU", "nv": "NV", "comfy": "Comfy"}
 RNG_SOURCES = tuple(RNG_LABELS)
 
 # --emphasis value -> the WebUI's "Emphasis mode" label (infotext key Emphasis).
-EMPHASIS_LABELS = {"original": "Original", "no norm": "No norm", "none": "None"}
+# "comfy" is sdcli's: ComfyUI's weighting (conditioning.encoding), used to replay ComfyUI images.
+EMPHASIS_LABELS = {"original": "Original", "no norm": "No norm", "none": "None", "comfy": "Comfy"}
 EMPHASES = tuple(EMPHASIS_LABELS)
 
 # --prediction-type value -> the diffusers scheduler's prediction_type.

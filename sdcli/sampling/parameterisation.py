@@ -100,7 +100,7 @@ class Eps(Parameterisation):
         return LCM(LCMSigmas(self.table.alphas_cumprod), self.ays)
 
     def comfy(self) -> Parameterisation:
-        return ComfyEps(self.table, self.ays)
+        return ComfyEps(self.table.comfy(), self.ays)
 
     @property
     def alphas_cumprod(self) -> torch.Tensor:
@@ -126,7 +126,7 @@ class V(Eps):
         return a.sqrt() * out + (1 - a).sqrt() * x
 
     def comfy(self) -> Parameterisation:
-        return ComfyV(self.table, self.ays)
+        return ComfyV(self.table.comfy(), self.ays)
 
 
 class ComfyEps(Eps):

@@ -174,6 +174,15 @@ def img2img_steps(steps: int, strength: float) -> int:
     return int(min(strength, 0.999) * steps) + 1
 
 
+def img2img_walk(steps: int, strength: float, comfy: bool = False) -> tuple[int, int]:
+    """(schedule steps, t_enc) of a run from an input image: the last t_enc + 1 steps of that schedule are run.
+    The WebUI's: img2img_steps of `steps`; `comfy`, ComfyUI's KSampler.set_steps (comfy/samplers.py): all `steps`
+    of a schedule of int(steps / strength) steps (above 0.9999: of `steps`)."""
+    if not comfy:
+        return steps, img2img_steps(steps, strength) - 1
+    return (steps if strength > 0.9999 else int(steps / strength)), steps - 1
+
+
 def _key(text: str) -> str:
     """Lookup key: case, spaces, '-', '_' and '+' spelling do not matter."""
     return re.sub(r"[^a-z0-9]", "", text.lower().replace("++", "pp"))

@@ -11,6 +11,7 @@ Imported lazily (torch).
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -41,7 +42,8 @@ class SigmaTable(Protocol):
 
 
 def alphas_cumprod(config: Any) -> torch.Tensor:
-    """The training alphas_cumprod from a diffusers scheduler config, in float64 as ldm builds it."""
+    """The training alphas_cumprod from a diffusers scheduler config, in float64 as ldm builds it (ModelSigmas
+    keeps it in float32, as the WebUI's model holds it)."""
     n = int(config.get("num_train_timesteps", 1000))
     start, end = float(config.get("beta_start", 0.00085)), float(config.get("beta_end", 0.012))
     kind = config.get("beta_schedule", "scaled_linear")
@@ -51,7 +53,7 @@ def alphas_cumprod(config: Any) -> torch.Tensor:
         betas = torch.linspace(start, end, n, dtype=torch.float64)
     else:
         raise ValueError(f"beta schedule {kind!r} is not supported by sdcli's sampler loop")
-    return torch.cumprod(1.0 - betas, dim=0).float()
+    return torch.cumprod(1.0 - betas, dim=0)
 
 
 class SigmaRange:
@@ -72,10 +74,20 @@ class ModelSigmas(SigmaRange):
     """The model's discrete sigmas and the sigma <-> t conversion (log-sigma interpolation)."""
 
     def __init__(self, acp: torch.Tensor):
-        self.alphas_cumprod = acp
+        self.exact_alphas_cumprod = acp  # as given (alphas_cumprod: float64), for comfy()
+        self.alphas_cumprod = acp = acp.float()
         self.sigmas = ((1 - acp) / acp) ** 0.5
         self.log_sigmas = self.sigmas.log()
         self._log_sigmas_on: dict[Any, torch.Tensor] = {}
+
+    def comfy(self) -> ModelSigmas:
+        """The table as ComfyUI's ModelSamplingDiscrete holds it: sigmas from the float64 alphas_cumprod, then
+        float32 (the WebUI's come from float32 ones; sigma_min differs in the 5th digit)."""
+        table = copy.copy(self)
+        acp = self.exact_alphas_cumprod.double()
+        table.sigmas = (((1 - acp) / acp) ** 0.5).float()
+        table.log_sigmas, table._log_sigmas_on = table.sigmas.log(), {}
+        return table
 
     def log_sigmas_on(self, device: Any) -> torch.Tensor:
         """`log_sigmas` on `device`, copied once: a copy per step would stall a GPU's queue every step."""

@@ -90,8 +90,8 @@ def test_replay_dry_run_loads_nothing(cli, tiny_model, images, tmp_path):
     assert result.exit_code == 0, result.stderr
     assert result.stdout == (f"sdcli txt2img 'a red fox' --model {tmp_path / 'no-such-model'} --negative-prompt "
                              "blurry --steps 3 --sampler Euler --schedule normal --cfg-scale 5 --seed 42 --width 64 "
-                             "--height 64 --rng comfy\n")
-    assert "from its ComfyUI metadata" in result.stderr and "note: ComfyUI starts" in result.stderr
+                             "--height 64 --rng comfy --emphasis comfy\n")
+    assert "from its ComfyUI metadata" in result.stderr and "note: ComfyUI draws its samplers'" in result.stderr
     as_json = json.loads(cli("replay", images["ComfyUI"], "--dry-run", "--json").stdout)
     assert as_json["request"]["rng"] == "comfy" and as_json["model"] is None
     # An sdcli image whose model has gone: replay refuses, the dry run still shows the job.
@@ -131,7 +131,7 @@ def test_replayed_comfyui_graph_is_the_mapped_txt2img_job(cli, tiny_model, tmp_p
 
 
 NOTES = {"InvokeAI": "note: InvokeAI runs diffusers' schedulers", "NovelAI": "note: NovelAI's models are its own",
-         "Fooocus": "note: Fooocus expands the prompt", "SwarmUI": "note: ComfyUI starts an eps/v model's",
+         "Fooocus": "note: Fooocus expands the prompt", "SwarmUI": "note: ComfyUI draws its samplers'",
          "Draw Things": "note: Draw Things runs its own implementation"}
 
 
@@ -168,3 +168,72 @@ def test_comfy_noise_refuses_variation_seeds_and_ensd(cli, tmp_path):
         assert result.exit_code == 2
         assert result.stderr.strip() == (f"error: {named}: ComfyUI's noise (--rng comfy) has no variation seed or "
                                          "ENSD; use --rng cpu, gpu or nv")
+
+
+def _photo(path, size=(40, 32)):
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (size[1], size[0], 3), dtype=np.uint8)).save(path)
+    return path
+
+
+def test_comfyui_img2img_replays_with_its_input_found_or_given(cli, tiny_model, tmp_path):
+    graph = t.comfy_img2img_api(image="photo.png [input]", denoise=0.5, steps=2, seed=5, sampler="euler")
+    (tmp_path / "made").mkdir()
+    image = t.comfy_png(tmp_path / "made" / "c.png", graph)
+    # 1. Nowhere to be found: one line naming the file and -i, nothing written.
+    missing = cli("replay", image, "-m", tiny_model, "-o", tmp_path / "out")
+    assert missing.exit_code == 2
+    assert missing.stderr.strip() == (f"error: {image}: its ComfyUI graph loads the input image 'photo.png' "
+                                      "(LoadImage), which is not beside the image or in --comfy-dir's input/ "
+                                      "folder; pass -i INPUT")
+    assert not (tmp_path / "out").exists()
+    # 2. In --comfy-dir's input/ folder: the dry run shows it, at the input's size (no resize), ComfyUI's steps.
+    (tmp_path / "comfy" / "input").mkdir(parents=True)
+    found = _photo(tmp_path / "comfy" / "input" / "photo.png")
+    dry = cli("replay", image, "-m", tiny_model, "--comfy-dir", tmp_path / "comfy", "--dry-run")
+    assert dry.exit_code == 0, dry.stderr
+    assert dry.stdout.startswith("sdcli img2img 'a red fox' ")
+    assert f"--image {found} --strength 0.5" in dry.stdout and "--width 40 --height 32" in dry.stdout
+    # 3. -i: the image given wins; the run writes ComfyUI's 2 steps (of a 4-step schedule) as run.
+    given = _photo(tmp_path / "other.png", (32, 32))
+    run = cli("replay", image, "-m", tiny_model, "-i", given, "-o", tmp_path / "r", "--json")
+    assert run.exit_code == 0, run.stderr
+    record = json.loads(run.stdout)
+    assert Image.open(record["path"]).size == (32, 32)
+    assert record["image"] == str(given) and record["steps_run"] == 2
+    direct = cli("img2img", "a red fox", "-i", given, "-m", tiny_model, "--strength", "0.5", "--steps", "2",
+                 "--seed", "5", "--cfg-scale", "5", "-n", "blurry", "--sampler", "Euler", "--schedule", "normal",
+                 "--rng", "comfy", "-o", tmp_path / "d", "--json")
+    assert np.array_equal(px(record["path"]), px(json.loads(direct.stdout)["path"]))
+
+
+def test_comfyui_img2img_beside_the_image_and_what_is_refused(cli, tiny_model, tmp_path):
+    _photo(tmp_path / "photo.png")
+    graph = t.comfy_img2img_api(denoise=0.75, steps=2)
+    dry = cli("replay", t.comfy_png(tmp_path / "c.png", graph), "-m", tiny_model, "--dry-run", "--json")
+    assert json.loads(dry.stdout)["request"]["init"]["image"] == str(tmp_path / "photo.png")
+    # An inpaint graph (LoadImageMask, SetLatentNoiseMask) is refused naming the nodes.
+    masked = t.comfy_img2img_api(extra={"12": {"class_type": "LoadImageMask", "inputs": {"image": "m.png"}},
+                                        "13": {"class_type": "SetLatentNoiseMask", "inputs": {}}})
+    refused = cli("replay", t.comfy_png(tmp_path / "m.png", masked), "-m", tiny_model, "--dry-run")
+    assert refused.exit_code == 2 and "nodes LoadImageMask, SetLatentNoiseMask" in refused.stderr
+    # A name reaching outside the image's folder is never looked up; -i on a txt2img image is refused.
+    outside = t.comfy_png(tmp_path / "o.png", t.comfy_img2img_api(image="../photo.png"))
+    assert "pass -i INPUT" in cli("replay", outside, "-m", tiny_model, "--dry-run").stderr
+    txt2img = cli("replay", t.comfy_png(tmp_path / "t.png", t.comfy_api()), "-i", tmp_path / "photo.png", "--dry-run")
+    assert txt2img.exit_code == 2 and "-i:" in txt2img.stderr and "not made from an input image" in txt2img.stderr
+
+
+def test_emphasis_comfy_from_the_cli_and_in_the_infotext(cli, tiny_model, tmp_path):
+    """--emphasis comfy is a row of the emphasis table: any run takes it, writes `Emphasis: Comfy` and replays it;
+    on a weighted prompt it changes the pixels."""
+    def run(prompt, emphasis, out):
+        result = cli("txt2img", prompt, "-m", tiny_model, "--steps", "2", "-W", "32", "-H", "32", "--seed", "4",
+                     "--emphasis", emphasis, "-o", tmp_path / out, "--json")
+        assert result.exit_code == 0, result.stderr
+        return json.loads(result.stdout)["path"]
+
+    comfy = run("a (red:1.6) fox", "comfy", "c")
+    assert "Emphasis: Comfy" in Image.open(comfy).info["parameters"]
+    assert not np.array_equal(px(comfy), px(run("a (red:1.6) fox", "original", "o")))
+    again = json.loads(cli("replay", comfy, "-o", tmp_path / "r", "--json").stdout)["path"]
+    assert np.array_equal(px(comfy), px(again))

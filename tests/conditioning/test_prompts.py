@@ -49,3 +49,18 @@ def test_prompt_editing_and_and_are_supported_without_warnings(text):
 
 def test_no_false_alarms():
     assert parse_prompt("a (cat:1.2), ANDROID, [dog], \\[x:y\\]").warnings == []
+
+
+@pytest.mark.parametrize("text,expected", [
+    ("a (red:1.3) fox", [("a ", 1.0), ("red", 1.3), (" fox", 1.0)]),
+    ("((a:1.2)) b", [("a", 1.2), (" b", 1.0)]),  # an explicit weight replaces the outer 1.1 (WebUI: 1.32)
+    ("((a))", [("a", 1.1 * 1.1)]),
+    ("(a) [b] c BREAK d", [("a", 1.1), (" [b] c BREAK d", 1.0)]),  # [ ] and BREAK are text to ComfyUI
+    ("x \\(y\\) (z:abc)", [("x (y) ", 1.0), ("z:abc", 1.1)]),  # escapes; a weight that is no number is text
+    ("a ) (b) (c", [("a ) (b) (c", 1.0)]),  # a stray ")" makes the rest text
+    ("", []),
+])
+def test_comfyui_weight_grammar(text, expected):
+    from sdcli.conditioning.prompts import comfy_weights
+
+    assert comfy_weights(text) == expected

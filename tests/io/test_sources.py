@@ -21,7 +21,7 @@ def test_comfyui_api_graph(tmp_path):
     meta = read_metadata(t.comfy_png(tmp_path / "c.png", graph))
     assert (meta.generator, meta.prompt, meta.negative_prompt) == ("ComfyUI", "a red fox", "blurry")
     assert meta.parameters == {"Steps": "3", "Sampler": "DPM++ 2M", "Schedule type": "Karras", "CFG scale": "5",
-                               "Seed": "42", "Size": "64x48", "Model": "tiny", "RNG": "Comfy"}
+                               "Seed": "42", "Size": "64x48", "Model": "tiny", "RNG": "Comfy", "Emphasis": "Comfy"}
     assert meta.source == {"prompt": graph} and meta.unmapped == ()
     assert meta.infotext.splitlines()[-1].startswith("Steps: 3, Sampler: DPM++ 2M, Schedule type: Karras")
 
@@ -30,7 +30,7 @@ def test_comfyui_ui_workflow_alone(tmp_path):
     meta = read_metadata(t.comfy_png(tmp_path / "w.png", workflow=t.comfy_workflow()))
     assert (meta.prompt, meta.negative_prompt) == ("a lighthouse", "fog")
     assert meta.parameters == {"Steps": "4", "Sampler": "Euler a", "Schedule type": "Karras", "CFG scale": "6.5",
-                               "Seed": "7", "Size": "512x768", "Model": "model", "RNG": "Comfy"}
+                               "Seed": "7", "Size": "512x768", "Model": "model", "RNG": "Comfy", "Emphasis": "Comfy"}
     assert meta.unmapped == ()  # its Note node is the UI's own
 
 
@@ -111,7 +111,7 @@ def test_swarmui_and_draw_things(tmp_path):
         "SwarmUI", "a lighthouse at dusk, <lora:detail-tweaker:0.8>", "fog")
     assert swarm.parameters == {"Steps": "25", "Sampler": "Euler", "Schedule type": "Simple", "CFG scale": "1",
                                 "Distilled CFG Scale": "3.5", "Seed": "305223794", "Size": "1024x1024",
-                                "Model": "Flux/flux1-dev", "RNG": "Comfy"}
+                                "Model": "Flux/flux1-dev", "RNG": "Comfy", "Emphasis": "Comfy"}
     xmp = t.drawthings_xmp(t.DRAWTHINGS)
     things = read_metadata(t.png(tmp_path / "d.png", {"XML:com.adobe.xmp": xmp}, itxt=("XML:com.adobe.xmp",)))
     assert (things.generator, things.prompt, things.negative_prompt) == (
@@ -211,7 +211,7 @@ def test_comfyui_flux_sampler_custom_advanced_graph(tmp_path):
     assert (meta.prompt, meta.negative_prompt, meta.unmapped) == ("a cabin", "", ())
     assert meta.parameters == {"Steps": "20", "Sampler": "Euler", "Schedule type": "Simple", "CFG scale": "1",
                                "Seed": "77", "Size": "1024x768", "Model": "flux1-dev", "Distilled CFG Scale": "3.5",
-                               "VAE": "ae.safetensors", "RNG": "Comfy"}
+                               "VAE": "ae.safetensors", "RNG": "Comfy", "Emphasis": "Comfy"}
 
 
 def test_comfyui_sampler_custom_reads_its_select_and_scheduler_nodes(tmp_path):
@@ -287,3 +287,21 @@ def test_comfyui_workflow_follows_reroutes_and_bypassed_nodes(tmp_path):
     nodes[3]["inputs"][0]["link"] = 21
     meta = read_metadata(t.comfy_png(tmp_path / "w.png", workflow=workflow))
     assert (meta.prompt, meta.parameters["Model"], meta.unmapped) == ("a lighthouse", "model", ())  # no LoRA
+
+
+@pytest.mark.parametrize("size,shifts,expected", [((1024, 1024), (1.15, 0.5), "1.15"),
+                                                 ((32, 32), (1.15, 0.5), "0.45734375"),
+                                                 ((1024, 768), (2.0, 0.25), "1.53333333333")])
+def test_comfyui_model_sampling_flux_is_its_shift_at_the_nodes_size(tmp_path, size, shifts, expected):
+    """ModelSamplingFlux's mu is on the line through (256 tokens, base_shift) and (4096, max_shift) at the node's own
+    width x height (any shifts map: sdcli's --shift is Flux's mu)."""
+    graph = t.comfy_flux_api(width=size[0], height=size[1], shifts=shifts)
+    meta = read_metadata(t.comfy_png(tmp_path / "f.png", graph))
+    assert meta.unmapped == () and meta.parameters["Shift"] == expected
+
+
+def test_comfyui_sd3_graph_with_triple_clip_loader(tmp_path):
+    meta = read_metadata(t.comfy_png(tmp_path / "s.png", t.comfy_sd3_api(shift=2.5, negative="dog")))
+    assert meta.unmapped == () and meta.negative_prompt == "dog"
+    assert {k: meta.parameters[k] for k in ("Shift", "Model", "Emphasis")} == {
+        "Shift": "2.5", "Model": "sd3.5_medium", "Emphasis": "Comfy"}

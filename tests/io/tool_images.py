@@ -54,6 +54,73 @@ def comfy_api(seed: int = 42, steps: int = 3, cfg: float = 5.0, sampler: str = "
     return graph
 
 
+def comfy_img2img_api(image: str = "photo.png", denoise: float = 0.6, start: int | None = None,
+                      **settings: Any) -> dict[str, Any]:
+    """ComfyUI's img2img example graph (LoadImage -> VAEEncode -> KSampler at `denoise`), or with `start` a
+    KSamplerAdvanced from that step of `steps`."""
+    graph = comfy_api(**settings)
+    del graph["5"]
+    graph["10"] = {"class_type": "LoadImage", "inputs": {"image": image, "upload": "image"}}
+    graph["11"] = {"class_type": "VAEEncode", "inputs": {"pixels": ["10", 0], "vae": ["4", 2]}}
+    sampler = graph["3"]["inputs"]
+    sampler.update(latent_image=["11", 0], denoise=denoise)
+    if start is not None:
+        graph["3"] = {"class_type": "KSamplerAdvanced", "inputs": {
+            "add_noise": "enable", "noise_seed": sampler.pop("seed"), "start_at_step": start, "end_at_step": 10000,
+            "return_with_leftover_noise": "disable", **{k: v for k, v in sampler.items() if k != "denoise"}}}
+    return graph
+
+
+def comfy_flux_api(seed: int = 1, steps: int = 3, guidance: float = 3.5, width: int = 32, height: int = 32,
+                   prompt: str = "a red cat", sampler: str = "euler", scheduler: str = "simple",
+                   shifts: tuple[float, float] = (1.15, 0.5)) -> dict[str, Any]:
+    """ComfyUI's Flux.1 dev example graph (API form): UNETLoader, DualCLIPLoader, VAELoader, FluxGuidance,
+    ModelSamplingFlux, RandomNoise, BasicGuider, KSamplerSelect, BasicScheduler, SamplerCustomAdvanced."""
+    return {
+        "10": {"class_type": "VAELoader", "inputs": {"vae_name": "ae.safetensors"}},
+        "11": {"class_type": "DualCLIPLoader", "inputs": {"clip_name1": "t5xxl_fp16.safetensors",
+                                                          "clip_name2": "clip_l.safetensors", "type": "flux"}},
+        "12": {"class_type": "UNETLoader", "inputs": {"unet_name": "flux1-dev.safetensors", "weight_dtype": "default"}},
+        "6": {"class_type": "CLIPTextEncode", "inputs": {"text": prompt, "clip": ["11", 0]}},
+        "60": {"class_type": "FluxGuidance", "inputs": {"guidance": guidance, "conditioning": ["6", 0]}},
+        "61": {"class_type": "ModelSamplingFlux", "inputs": {"max_shift": shifts[0], "base_shift": shifts[1],
+                                                             "width": width, "height": height, "model": ["12", 0]}},
+        "22": {"class_type": "BasicGuider", "inputs": {"model": ["61", 0], "conditioning": ["60", 0]}},
+        "25": {"class_type": "RandomNoise", "inputs": {"noise_seed": seed}},
+        "16": {"class_type": "KSamplerSelect", "inputs": {"sampler_name": sampler}},
+        "17": {"class_type": "BasicScheduler", "inputs": {"scheduler": scheduler, "steps": steps, "denoise": 1.0,
+                                                          "model": ["61", 0]}},
+        "5": {"class_type": "EmptySD3LatentImage", "inputs": {"width": width, "height": height, "batch_size": 1}},
+        "13": {"class_type": "SamplerCustomAdvanced", "inputs": {"noise": ["25", 0], "guider": ["22", 0],
+                                                                 "sampler": ["16", 0], "sigmas": ["17", 0],
+                                                                 "latent_image": ["5", 0]}},
+        "8": {"class_type": "VAEDecode", "inputs": {"samples": ["13", 0], "vae": ["10", 0]}},
+        "9": {"class_type": "SaveImage", "inputs": {"filename_prefix": "ComfyUI", "images": ["8", 0]}},
+    }
+
+
+def comfy_sd3_api(seed: int = 1, steps: int = 3, cfg: float = 4.5, width: int = 32, height: int = 32,
+                  prompt: str = "a red cat", negative: str = "", shift: float = 3.0) -> dict[str, Any]:
+    """ComfyUI's SD3 example graph (API form): UNETLoader-free checkpoint, TripleCLIPLoader, ModelSamplingSD3,
+    EmptySD3LatentImage, KSampler euler/simple."""
+    return {
+        "4": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "sd3.5_medium.safetensors"}},
+        "11": {"class_type": "TripleCLIPLoader", "inputs": {"clip_name1": "clip_l.safetensors",
+                                                            "clip_name2": "clip_g.safetensors",
+                                                            "clip_name3": "t5xxl_fp16.safetensors"}},
+        "13": {"class_type": "ModelSamplingSD3", "inputs": {"shift": shift, "model": ["4", 0]}},
+        "6": {"class_type": "CLIPTextEncode", "inputs": {"text": prompt, "clip": ["11", 0]}},
+        "7": {"class_type": "CLIPTextEncode", "inputs": {"text": negative, "clip": ["11", 0]}},
+        "5": {"class_type": "EmptySD3LatentImage", "inputs": {"width": width, "height": height, "batch_size": 1}},
+        "3": {"class_type": "KSampler", "inputs": {"seed": seed, "steps": steps, "cfg": cfg, "sampler_name": "euler",
+                                                   "scheduler": "simple", "denoise": 1.0, "model": ["13", 0],
+                                                   "positive": ["6", 0], "negative": ["7", 0],
+                                                   "latent_image": ["5", 0]}},
+        "8": {"class_type": "VAEDecode", "inputs": {"samples": ["3", 0], "vae": ["4", 2]}},
+        "9": {"class_type": "SaveImage", "inputs": {"filename_prefix": "ComfyUI", "images": ["8", 0]}},
+    }
+
+
 def comfy_workflow() -> dict[str, Any]:
     """The same graph as ComfyUI's UI saves it (nodes with widgets_values; links [id, from, slot, to, slot, type])."""
     links = [[1, 4, 0, 3, 0, "MODEL"], [2, 6, 0, 3, 1, "CONDITIONING"], [3, 7, 0, 3, 2, "CONDITIONING"],

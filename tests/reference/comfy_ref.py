@@ -151,13 +151,55 @@ def karras_scheduler(ms, steps, rho=7.0):
     return torch.cat([(hi + ramp * (lo - hi)) ** rho, torch.zeros(1)])
 
 
+SD15_SCALE_FACTOR = 0.18215  # comfy/latent_formats.py SD15: process_in multiplies the VAE's latent by it
+
+
+def load_image(path):
+    """nodes.py LoadImage: the file upright (ImageOps.exif_transpose), converted to RGB (alpha dropped, not
+    flattened), as [1, H, W, 3] floats in [0, 1]."""
+    import numpy as np
+    from PIL import Image, ImageOps
+
+    with Image.open(path) as opened:
+        rgb = ImageOps.exif_transpose(opened).convert("RGB")
+    return torch.from_numpy(np.array(rgb).astype(np.float32) / 255.0)[None]
+
+
+def vae_encode(vae, pixels):
+    """nodes.py VAEEncode -> comfy/sd.py VAE.encode: pixels cropped to a multiple of 8 about their centre
+    (vae_encode_crop_pixels), channels first, image * 2 - 1, the encoder's posterior mode (ComfyUI stopped
+    sampling it in PR 8705); `vae` is the network (a diffusers AutoencoderKL here)."""
+    h, w = pixels.shape[1] // 8 * 8, pixels.shape[2] // 8 * 8
+    top, left = (pixels.shape[1] % 8) // 2, (pixels.shape[2] % 8) // 2
+    pixels = pixels[:, top:top + h, left:left + w, :3].movedim(-1, 1)
+    with torch.no_grad():
+        return vae.encode(pixels * 2.0 - 1.0).latent_dist.mode().float()
+
+
+def ksampler_sigmas(ms, scheduler, steps, denoise=1.0, start_step=None):
+    """KSampler.set_steps: at denoise < 1 the schedule of int(steps / denoise) steps, its last steps + 1 sigmas;
+    KSamplerAdvanced (denoise 1) with start_at_step: the steps' schedule from that index."""
+    schedule = normal_scheduler if scheduler == "normal" else karras_scheduler
+    if denoise is None or denoise > 0.9999:
+        sigmas = schedule(ms, steps)
+    else:
+        sigmas = schedule(ms, int(steps / denoise))[-(steps + 1):]
+    if start_step is not None and start_step < len(sigmas) - 1:
+        sigmas = sigmas[start_step:]
+    return sigmas
+
+
 def ksampler(unet, cond, uncond, *, seed, steps, cfg, sampler_name="euler", scheduler="normal", width=64, height=64,
-             batch_size=1):
-    """KSampler(model, seed, steps, cfg, sampler_name, scheduler, positive, negative, EmptyLatentImage, denoise 1):
-    the final latent (latent_format.process_out is left to the decoder: latents / scaling factor)."""
+             batch_size=1, latent_image=None, denoise=1.0, start_step=None):
+    """KSampler(model, seed, steps, cfg, sampler_name, scheduler, positive, negative, latent, denoise): the final
+    latent (latent_format.process_out is left to the decoder: latents / scaling factor). `latent_image`: a
+    VAEEncode's output (img2img), else EmptyLatentImage's zeros; `start_step`: KSamplerAdvanced's start_at_step."""
     ms = DiscreteModelSampling(discrete_sigmas())
-    sigmas = (normal_scheduler if scheduler == "normal" else karras_scheduler)(ms, steps)
-    latent = torch.zeros([batch_size, 4, height // 8, width // 8])  # EmptyLatentImage
+    sigmas = ksampler_sigmas(ms, scheduler, steps, denoise, start_step)
+    if latent_image is None:
+        latent = torch.zeros([batch_size, 4, height // 8, width // 8])  # EmptyLatentImage
+    else:
+        latent = latent_image * SD15_SCALE_FACTOR  # model.process_latent_in
     # comfy/sample.py prepare_noise: the global-style seeded CPU generator, one draw for the batch
     generator = torch.manual_seed(seed)
     noise = torch.randn(latent.size(), dtype=latent.dtype, layout=latent.layout, generator=generator, device="cpu")

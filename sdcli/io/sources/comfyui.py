@@ -3,12 +3,14 @@
 Hand-written: sd-parsers needs both chunks and follows the UI's links (an API-only image, or a
 UI-only one, reads as nothing), and replay needs each standard node by its role. The graph is
 walked back from the sampler: model chain (loaders, LoRAs, ModelSampling*), conditioning
-(CLIPTextEncode, FluxGuidance, CLIPSetLastLayer), latent (EmptyLatentImage, VAEEncode+LoadImage).
+(CLIPTextEncode, FluxGuidance, CLIPSetLastLayer), latent (EmptyLatentImage, VAEEncode+LoadImage: the input's
+file name, found by replay).
 Any other node is listed in `unmapped`, and replay refuses the image naming them.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from sdcli.io.sources.common import BrokenMetadata, Found, clean, load_json, size, with_loras
@@ -32,6 +34,7 @@ WIDGETS: dict[str, tuple[str, ...]] = {
     "UNETLoader": ("unet_name", "weight_dtype"),
     "CLIPLoader": ("clip_name", "type"),
     "DualCLIPLoader": ("clip_name1", "clip_name2", "type"),
+    "TripleCLIPLoader": ("clip_name1", "clip_name2", "clip_name3"),
     "VAELoader": ("vae_name",),
     "LoraLoader": ("lora_name", "strength_model", "strength_clip"),
     "LoraLoaderModelOnly": ("lora_name", "strength_model"),
@@ -48,12 +51,11 @@ WIDGETS: dict[str, tuple[str, ...]] = {
     "SaveImage": ("filename_prefix",),
     "PreviewImage": (),
 }
+ANNOTATION = re.compile(r" \[(input|output|temp)\]$")  # the folder tag the UI appends to an image name
 UI_ONLY = ("Note", "MarkdownNote", "PrimitiveNode", "Reroute")  # the UI's own nodes: never in what ran
-FLUX_SHIFTS = (1.15, 0.5)  # ModelSamplingFlux's defaults (max_shift, base_shift): Flux's own dynamic shift
-NOTES = ("ComfyUI weights prompt parts, (a:1.2), towards the empty prompt's embedding; sdcli weights them "
-         "as the WebUI does, so weighted prompts differ",
-         "ComfyUI starts an eps/v model's (SD1, SDXL) txt2img from noise x sqrt(1 + sigma^2), sdcli from "
-         "noise x sigma as the WebUI: those differ slightly; flow models (Flux, SD3) start alike")
+FLUX_SHIFT_INPUTS, FLUX_SHIFT_DEFAULTS = ("max_shift", "base_shift", "width", "height"), (1.15, 0.5, 1024, 1024)
+NOTES = ("ComfyUI draws its samplers' fresh noise (ancestral samplers) on the device it ran on, seeded seed + 1 "
+         "on a CPU and seed on a GPU, as --rng comfy does: such an image replays exactly on the same kind of device",)
 
 
 def read(chunks: dict[str, Any]) -> Found | None:
@@ -125,6 +127,8 @@ class _Walk:
         self.loras: list[tuple[str, float]] = []
         self.notes: list[str] = []
         self.unmapped: list[str] = []
+        self.input_image: str | None = None  # LoadImage's file name (img2img)
+        self.started: str | None = None  # a KSamplerAdvanced's later start, in words
 
     def node(self, link: Any, role: str) -> dict[str, Any]:
         """The node a link points to; BrokenMetadata naming the link when it is not in the graph."""
@@ -168,12 +172,10 @@ class _Walk:
         other = sorted({str(n.get("class_type")) for n in self.graph.values()} - set(WIDGETS))
         if other:
             self.unmapped.insert(0, "nodes " + ", ".join(other))
-        notes = [*self.notes, NOTES[1]]
-        if "(" in prompt + negative:
-            notes.insert(0, NOTES[0])
-        self.params["RNG"] = "Comfy"
+        notes = [*self.notes, NOTES[0]]
+        self.params.update({"RNG": "Comfy", "Emphasis": "Comfy"})  # ComfyUI's noise and prompt weights
         return Found("ComfyUI", with_loras(prompt, self.loras), negative, clean(self.params),
-                     {"prompt": self.graph}, tuple(notes), tuple(self.unmapped))
+                     {"prompt": self.graph}, tuple(notes), tuple(self.unmapped), self.input_image)
 
     def sampler(self, node: dict[str, Any]) -> None:
         """Seed, steps, CFG, sampler and scheduler (SamplerCustom: from its KSamplerSelect/BasicScheduler)."""
@@ -195,8 +197,15 @@ class _Walk:
                     denoise = self.value(sigmas, "denoise", 1.0)
         if kind == "KSamplerAdvanced":
             start, end = get("start_at_step", 0), get("end_at_step", 10000)
-            if start or (isinstance(end, int) and isinstance(steps, int) and end < steps):
+            if isinstance(end, int) and isinstance(steps, int) and end < steps:
                 self.unmapped.append(f"KSamplerAdvanced running steps {start}-{end} of {steps}")
+            elif start and isinstance(start, int) and isinstance(steps, int) and 0 < start < steps:
+                # Steps start..N of an N-step schedule: KSampler's rule (the last `steps` + 1 sigmas of
+                # int(steps / denoise)) gives the same sigmas with steps N - start at this denoise.
+                self.started = f"KSamplerAdvanced from step {start} of {steps}"
+                steps, denoise = steps - start, (steps - start) / (steps + 0.5)
+            elif start:
+                self.unmapped.append(f"KSamplerAdvanced starting at step {start} of {steps}")
         if get("add_noise", "enable") in ("disable", False):
             self.unmapped.append("a sampler with add_noise disabled")
         names, unmapped = comfy_sampler(name, scheduler)
@@ -215,9 +224,9 @@ class _Walk:
                                       f"differs from its strength_model; sdcli applies one weight to both")
             elif kind == "ModelSamplingSD3":
                 self.params["Shift"] = get("shift")
-            elif kind == "ModelSamplingFlux" and (get("max_shift"), get("base_shift")) != FLUX_SHIFTS:
-                self.unmapped.append(f"ModelSamplingFlux with max_shift {get('max_shift')}, base_shift "
-                                     f"{get('base_shift')} (sdcli runs Flux's own 1.15, 0.5)")
+            elif kind == "ModelSamplingFlux":
+                self.params["Shift"] = flux_shift(*(get(k, d) for k, d in zip(FLUX_SHIFT_INPUTS, FLUX_SHIFT_DEFAULTS,
+                                                                               strict=True)))
             elif kind in ("CheckpointLoaderSimple", "UNETLoader"):
                 self.params["Model"] = _stem(get("ckpt_name", get("unet_name")))
                 return
@@ -262,13 +271,34 @@ class _Walk:
         kind = node.get("class_type")
         if kind in ("EmptyLatentImage", "EmptySD3LatentImage"):
             self.params["Size"] = size(self.value(node, "width"), self.value(node, "height"))
-            if denoise not in (None, 1, 1.0):
+            if self.started:
+                self.unmapped.append(f"{self.started} on an empty latent")
+            elif denoise not in (None, 1, 1.0):
                 self.unmapped.append(f"denoise {denoise} on an empty latent")
         elif kind == "VAEEncode":
             self.params["Denoising strength"] = denoise
             pixels = node["inputs"].get("pixels")
-            image = self.value(self.node(pixels, "pixels"), "image") if _is_link(pixels) else None
-            self.unmapped.append(f"its input image {image!r} (LoadImage), which the metadata does not hold")
+            loader = self.node(pixels, "pixels") if _is_link(pixels) else None
+            name = self.value(loader, "image") if loader and loader.get("class_type") == "LoadImage" else None
+            if isinstance(name, str) and name:
+                self.input_image = ANNOTATION.sub("", name)  # "photo.png [input]": the UI's folder tag
+                if self.started:
+                    self.notes.append(f"{self.started}: replayed as --steps {self.params['Steps']} --strength "
+                                      f"{denoise:g}, which walks the same sigmas (ComfyUI's KSampler rule)")
+            else:
+                self.unmapped.append("a VAEEncode whose pixels are not a LoadImage's file")
+
+
+def flux_shift(max_shift: Any, base_shift: Any, width: Any, height: Any) -> str | None:
+    """ModelSamplingFlux's shift (Flux's mu, sdcli's --shift): on the line through (256, base_shift) and
+    (4096, max_shift) at the node's width x height / 256 image tokens (1.15 at 1024x1024 with its defaults);
+    12 digits, so the replayed sigmas are ComfyUI's. None when an input is not a number."""
+    try:
+        slope = (float(max_shift) - float(base_shift)) / (4096 - 256)
+        tokens = float(width) * float(height) / (8 * 8 * 2 * 2)
+        return f"{tokens * slope + (float(base_shift) - slope * 256):.12g}"
+    except (TypeError, ValueError):
+        return None
 
 
 def _stem(name: Any) -> str | None:

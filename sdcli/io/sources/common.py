@@ -16,7 +16,8 @@ class BrokenMetadata(UsageError):
 @dataclasses.dataclass(frozen=True)
 class Found:
     """One tool's metadata: prompt, negative prompt and the WebUI's keys where they map; its own fields as
-    written (`source`); `notes`: what a replay does differently; `unmapped`: what stops a replay."""
+    written (`source`); `notes`: what a replay does differently; `unmapped`: what stops a replay;
+    `input_image`: the file name an img2img was made from (the metadata does not hold the image)."""
 
     generator: str
     prompt: str
@@ -25,6 +26,7 @@ class Found:
     source: dict[str, Any]
     notes: tuple[str, ...] = ()
     unmapped: tuple[str, ...] = ()
+    input_image: str | None = None  # the input image's file name as the tool loaded it (img2img), not held
 
 
 def load_json(text: Any, where: str) -> Any:

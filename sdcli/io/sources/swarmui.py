@@ -1,5 +1,5 @@
 """SwarmUI: `sui_image_params` JSON in the `parameters` chunk (or EXIF UserComment); written here, as sd-parsers
-does not read it. SwarmUI runs ComfyUI, so its sampler names are ComfyUI's and its noise ComfyUI's."""
+does not read it. SwarmUI runs ComfyUI, so its sampler names, noise and prompt weights are ComfyUI's."""
 
 from __future__ import annotations
 
@@ -28,7 +28,6 @@ def read(chunks: dict[str, Any]) -> Found | None:
                         "VAE": p.get("vae") if p.get("vae") not in (None, "None", "Automatic") else None,
                         "Denoising strength": creativity, "Clip skip": -int(skip) if skip else None,
                         "Distilled CFG Scale": p.get("fluxguidancescale"), "Shift": p.get("sigmashift"),
-                        "RNG": "Comfy"})
-    notes = COMFY_NOTES[1:] if "(" not in str(p.get("prompt", "")) else COMFY_NOTES
+                        "RNG": "Comfy", "Emphasis": "Comfy"})
     return Found("SwarmUI", with_loras(str(p.get("prompt", "")), loras), str(p.get("negativeprompt", "")),
-                 parameters, {"parameters": data}, notes, tuple(unmapped))
+                 parameters, {"parameters": data}, COMFY_NOTES, tuple(unmapped))
