@@ -63,7 +63,8 @@ FLOW_FAMILIES: dict[str, FlowFamily] = {f.key: f for f in (
                      {"model.diffusion_model.single_stream_modulation.lin.weight": (4, 4),
                       "model.diffusion_model.guidance_in.in_layer.weight": (4, 4),
                       "model.diffusion_model.img_in.weight": (4, 128)},
-                     "--model: flux2_dev_fp8mixed.safetensors is a Flux.2 dev transformer file")),
+                     "--text-encoder: flux2_dev_fp8mixed.safetensors holds only the transformer; give the Mistral "
+                     "Small 3 encoder")),
     FlowFamily(
         "zimage", "zimage", "zimage", "tiny_zimage", "tiny_zimage_pipe", reference="zimage_ref:sample", cfg="1",
         shift="6", xyz_shifts="3, 6",

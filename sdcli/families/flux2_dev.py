@@ -40,7 +40,7 @@ class Flux2DevFamily(Flux2Family):
 
     clip_skip_why: ClassVar[str | None] = "has no CLIP skip (its text is Mistral Small 3's layers 10, 20 and 30)"
     full_widths: ClassVar[tuple[int, ...]] = DEV_WIDTHS
-    file_parts: ClassVar[FileParts | None] = None  # its single files are refused by name (models.loader)
+    file_parts: ClassVar[FileParts | None] = FileParts(("mistral3",), "flux2-vae", "flux2")  # models.flux2_files
 
     def detect(self, shapes: Shapes) -> bool:
         marked = any(find_key(shapes, mark) is not None for mark in (FLUX2_MARK, FLUX2_DIFFUSERS_MARK))

@@ -59,6 +59,13 @@ ROWS = {
                       "qwen_3_4b": ("text_encoder", "qwen3 text encoder (fp32)"),
                       "flux2-vae": ("vae", "flux2 vae (diffusers, fp32)")},
                      vae="give the Flux.2 VAE (flux2-vae.safetensors)"),
+    "flux2-dev": FileRow("flux2-dev", "sdcli.models.flux2_files:write_flux2_files", "Flux2Pipeline",
+                         "mistral3", "give the Mistral Small 3 encoder (mistral_3_small_flux2_bf16.safetensors)",
+                         "Mistral Small 3",
+                         {"flux2_dev": ("diffusion_model", "flux2-dev transformer (gguf, fp32)"),
+                          "mistral_3_small_flux2_bf16": ("text_encoder", "mistral3 text encoder (fp32)"),
+                          "flux2-vae": ("vae", "flux2 vae (diffusers, fp32)")},
+                         vae="give the Flux.2 VAE (flux2-vae.safetensors)"),
 }
 LAYOUTS = ("original", "comfy", "diffusers", "gguf")
 CASES = [(key, layout) for key, row in ROWS.items() for layout in row.layouts]
@@ -210,7 +217,7 @@ def test_a_text_encoder_with_a_diffusers_folder_is_refused(cli, tiny_family, fil
                  files["zimage"]["comfy"]["qwen3"], "a cat")
     assert result.exit_code == 2 and result.stderr.count("\n") == 1, result.stderr
     assert result.stderr.startswith(f"error: --text-encoder: {folder.name} is not a transformer file; separate text "
-                                    "encoders go with a Flux.1, Chroma, Z-Image, Qwen-Image or Flux.2 klein")
+                                    "encoders go with a Flux.1, Chroma, Z-Image, Qwen-Image or Flux.2 (klein, dev)")
 
 
 def test_webui_models_folder_parts_are_found_written_as_modules_and_replay(cli, files, folder_pixels, tmp_path):

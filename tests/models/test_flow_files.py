@@ -205,6 +205,23 @@ def test_the_bundled_flux2_klein_configs_build_the_4b_and_9b_models():
     assert spec["transformer"]["joint_attention_dim"] == 3 * spec["text_encoder"]["hidden_size"]
 
 
+def test_the_bundled_flux2_dev_config_builds_the_32b_model_and_mistral_small_3():
+    """Flux.2 dev: 32.2B parameters (BFL's "32B"; diffusers' Flux2Transformer2DModel defaults); its text input is
+    Mistral Small 3's three hidden states side by side, the text model 22.9B (24B with its head and vision tower)."""
+    import diffusers
+    import transformers
+
+    from sdcli.models.bundled import family_config
+
+    spec = family_config("flux2-dev")
+    with torch.device("meta"):
+        transformer = diffusers.Flux2Transformer2DModel.from_config(spec["transformer"])
+        text = transformers.MistralModel(transformers.MistralConfig(**spec["text_encoder"]))
+    assert round(_count(transformer) / 1e9, 1) == 32.2 and transformer.config.guidance_embeds
+    assert round(_count(text) / 1e9, 1) == 22.9
+    assert spec["transformer"]["joint_attention_dim"] == 3 * spec["text_encoder"]["hidden_size"]
+
+
 def test_flux2_keys_invert_diffusers_converter(tiny_family):
     """diffusers' convert_flux2_transformer_checkpoint_to_diffusers undoes flux2_to_original exactly (the final
     modulation's halves swapped back)."""
