@@ -36,7 +36,7 @@ KLEIN_PIPELINES = {mode: KLEIN for mode in ("txt2img", "img2img", "inpaint", "ou
 FULL_WIDTHS = (3072, 4096)  # Klein 4B's and 9B's transformer widths; narrower ones are sdcli's tiny models
 SHIFT = 2.02  # ComfyUI's Flux2 sampling_settings: the mu of ModelSamplingFlux's table
 FLUX2_SCHEDULE = "flux2"  # ComfyUI's Flux2Scheduler (sampling.schedules.flux2)
-DEV_PIPELINES = {mode: "Flux2Pipeline" for mode in ("txt2img", "img2img", "inpaint", "outpaint")}
+DEV_PIPELINES = {mode: "Flux2Pipeline" for mode in ("txt2img", "img2img", "inpaint", "outpaint", "edit")}
 DEV_WIDTHS = (6144,)  # Flux.2 [dev]'s transformer width (48 heads x 128)
 # The guidance embedding's weight in BFL's names and in diffusers': dev has it, Klein not.
 GUIDANCE_MARKS = ("guidance_in.in_layer.weight", "time_guidance_embed.guidance_embedder.linear_1.weight")

@@ -5,7 +5,8 @@ As diffusers' Flux2Pipeline runs it: the prompt in Mistral's chat template under
 512 tokens, hidden states 10, 20 and 30 side by side (conditioning.flux2); the distilled guidance
 (--distilled-cfg, as Flux.1 dev) as a network input; no negative prompt (CFG 1: true CFG is off unless
 --cfg-scale asks for it). Sampled as Klein: ComfyUI's Flux2Scheduler by default, its Flux2 table (mu 2.02) for the
-other schedule types. Imported without torch.
+other schedule types; reference images (`sdcli edit`) as klein takes them, as diffusers' Flux2Pipeline does.
+Imported without torch.
 """
 
 from __future__ import annotations
@@ -66,7 +67,7 @@ class Flux2DevFamily(Flux2Family):
 # diffusers' Flux2Pipeline.__call__ defaults: 50 steps, guidance 4 (distilled, a network input); CFG 1 (the pipeline
 # has no negative prompt); Euler on ComfyUI's Flux2Scheduler as ComfyUI's Flux.2 dev template.
 FLUX2_DEV = Flux2DevFamily("flux2-dev", "Flux.2 dev", DEV_PIPELINES, 1024,
-                           capabilities=flow_capabilities("Flux.2 dev", loop_channels=(128,),
+                           capabilities=flow_capabilities("Flux.2 dev", loop_channels=(128,), references=4,
                                                           distilled_guidance=True),
                            latent=LATENT,
                            defaults={"steps": 50, "cfg_scale": 1.0, "sampler": "Euler", "schedule": FLUX2_SCHEDULE,
