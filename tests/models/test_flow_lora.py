@@ -19,9 +19,10 @@ RUN = ("--steps", "2", "-W", "32", "-H", "32", "--seed", "3")
 FORMATS = {"sd3": ("kohya", "comfy", "comfy-kohya"), "zimage": ("kohya", "comfy", "comfy-kohya", "musubi", "aitoolkit"),
            "chroma": ("kohya", "comfy", "comfy-kohya"),
            "qwen-image": ("kohya", "comfy", "comfy-kohya", "lightning", "aitoolkit"),
-           "flux2-klein": ("kohya", "comfy", "comfy-kohya")}
+           "flux2-klein": ("kohya", "comfy", "comfy-kohya"), "flux2-dev": ("kohya", "comfy", "comfy-kohya")}
 ARCHS = tuple(FORMATS)
-LABELS = {"sd3": "SD3", "zimage": "Z-Image", "chroma": "Chroma", "qwen-image": "Qwen-Image", "flux2-klein": "Flux.2"}
+LABELS = {"sd3": "SD3", "zimage": "Z-Image", "chroma": "Chroma", "qwen-image": "Qwen-Image", "flux2-klein": "Flux.2",
+          "flux2-dev": "Flux.2"}
 TEXT_ENCODERS = ("sd3",)  # archs whose tiny LoRAs also hold text-encoder (CLIP-L/G, T5-XXL) layers
 
 
@@ -164,7 +165,7 @@ def test_a_tag_equals_the_flag_and_is_recorded(cli, tiny_family, loras, tmp_path
 
 # Each family gets another family's LoRA (its kohya file): the refusal names the file and both families.
 OTHER = {"sd3": "zimage", "zimage": "qwen-image", "chroma": "flux2-klein", "qwen-image": "sd3",
-         "flux2-klein": "zimage"}
+         "flux2-klein": "zimage", "flux2-dev": "qwen-image"}
 
 
 @pytest.mark.parametrize("arch", ARCHS)
