@@ -28,7 +28,7 @@ QWEN_EMBED = "embed_tokens.weight"
 QWEN25_MARK = "layers.0.self_attn.q_proj.bias"
 QWEN25_VISION = "visual.patch_embed.proj.weight"
 # Mistral Small 3's text model (Flux.2 dev; ComfyUI's mistral_3_small_flux2_*.safetensors: under "model."): the
-# Llama layout, no query norm, no biases.
+# Llama layout, no query norm, no biases (Qwen2.5's projections have them).
 MISTRAL_MARK = "layers.0.self_attn.q_proj.weight"
 LDM_VAE_MARK = "encoder.down.0.block.0.conv1.weight"
 DIFFUSERS_VAE_MARK = "encoder.down_blocks.0.resnets.0.conv1.weight"
@@ -173,7 +173,8 @@ def classify(shapes: Shapes, dtypes: dict[str, str], container: str = "safetenso
     if (qwen := _prefix_of(shapes, QWEN25_MARK)) is not None and _prefix_of(shapes, QWEN25_VISION) is not None:
         embed = shapes.get(qwen + QWEN_EMBED)
         return FluxFile("qwen2.5-vl", "transformers", dominant, container, "", width=int(embed[1]) if embed else None)
-    if (mistral := _prefix_of(shapes, MISTRAL_MARK)) is not None and mistral + QWEN_EMBED in shapes:
+    if ((mistral := _prefix_of(shapes, MISTRAL_MARK)) is not None and mistral + QWEN_EMBED in shapes
+            and mistral + QWEN25_MARK not in shapes):
         width = shapes[mistral + QWEN_EMBED][1]
         return FluxFile("mistral3", "transformers", dominant, container, mistral, width=int(width))
     # 4. Qwen-Image's video VAE (3-D convolutions) in diffusers' or Wan 2.1's original names, bare or under "vae."

@@ -44,7 +44,10 @@ def test_a_qwen3_file_is_told_apart_from_its_tensors(tmp_path, prefix):
     info = inspect_flux_file(path)
     assert (info.kind, info.prefix, info.width) == ("qwen3", prefix, 8)
     save_file({prefix + k: torch.zeros(s) for k, s in keys.items() if "q_norm" not in k}, str(path))
-    assert inspect_flux_file(path).kind is None  # no q_norm: not Qwen3 (Qwen2.5 has none)
+    assert inspect_flux_file(path).kind == "mistral3"  # no q_norm: not Qwen3; the Llama layout of Mistral Small 3
+    biased = {**{k: v for k, v in keys.items() if "q_norm" not in k}, "layers.0.self_attn.q_proj.bias": (8,)}
+    save_file({prefix + k: torch.zeros(s) for k, s in biased.items()}, str(path))
+    assert inspect_flux_file(path).kind is None  # Qwen2.5's biased projections without its vision tower: neither
 
 
 def test_the_qwen_tokenizer_comes_from_a_folder_beside_the_file_or_is_refused(tmp_path):
