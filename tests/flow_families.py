@@ -18,6 +18,7 @@ class FlowFamily:
     pipe_fixture: str | None = None  # the session fixture naming it loaded on CPU
     reference: str = ""  # "module:entry" under tests.reference
     cfg: str = "1"  # the CFG scale the infotext records by default
+    schedule: str = "Simple"  # the schedule type the infotext records by default
     shift: str | None = None  # a --shift other than the model's (None: no shift test)
     xyz_shifts: str | None = None  # a Shift axis for X/Y/Z (None: no prompt-file/X/Y/Z/replay test)
     hires: tuple[str, ...] = ("--hires-steps", "2", "--hires-upscaler", "Lanczos")
@@ -43,7 +44,7 @@ def _refusals(name: str, plural: str, uniform: str, emphasis: tuple[str, str],
 FLOW_FAMILIES: dict[str, FlowFamily] = {f.key: f for f in (
     FlowFamily(
         "flux2", "flux2-klein", "flux2-klein", "tiny_flux2", "tiny_flux2_pipe", reference="flux2_ref:sample", cfg="1",
-        shift="1", xyz_shifts="2.02, 1",
+        schedule="Flux2", shift="1", xyz_shifts="2.02, 1",
         refusals=_refusals("Flux.2 klein", "Flux.2 klein models", "timesteps 9999..0",
                            ("a (cat:1.4)", "prompt: Flux.2 takes no emphasis weights")),
         single_file=("flux-2-klein-4b.safetensors",
@@ -51,6 +52,19 @@ FLOW_FAMILIES: dict[str, FlowFamily] = {f.key: f for f in (
                       "model.diffusion_model.img_in.weight": (4, 128)},
                      "--text-encoder: flux-2-klein-4b.safetensors holds only the transformer; give the Qwen3 "
                      "encoder")),
+    FlowFamily(
+        "flux2-dev", "flux2-dev", "flux2-dev", "tiny_flux2_dev", "tiny_flux2_dev_pipe", reference="flux2_ref:sample",
+        cfg="1", schedule="Flux2", shift="1", xyz_shifts="2.02, 1", parity={"schedule": "Flux2"},
+        refusals=tuple(r for r in _refusals("Flux.2 dev", "Flux.2 dev models", "timesteps 9999..0",
+                                            ("a (cat:1.4)", "prompt: Flux.2 takes no emphasis weights"),
+                                            clip_skip="has no CLIP skip (its text is Mistral Small 3's")
+                       if r[0][0] != "--distilled-cfg"),  # dev takes distilled guidance
+        single_file=("flux2_dev_fp8mixed.safetensors",
+                     {"model.diffusion_model.single_stream_modulation.lin.weight": (4, 4),
+                      "model.diffusion_model.guidance_in.in_layer.weight": (4, 4),
+                      "model.diffusion_model.img_in.weight": (4, 128)},
+                     "--text-encoder: flux2_dev_fp8mixed.safetensors holds only the transformer; give the Mistral "
+                     "Small 3 encoder")),
     FlowFamily(
         "zimage", "zimage", "zimage", "tiny_zimage", "tiny_zimage_pipe", reference="zimage_ref:sample", cfg="1",
         shift="6", xyz_shifts="3, 6",

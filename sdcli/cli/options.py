@@ -63,8 +63,9 @@ Sampler = Annotated[str | None, typer.Option("--sampler", help="WebUI sampler na
                                              show_default=False)]
 Schedule = Annotated[str | None, typer.Option("--schedule", help="WebUI schedule type: automatic, uniform, karras, "
                                               "exponential, polyexponential, sgm-uniform, kl-optimal, "
-                                              "align-your-steps, simple, normal, ddim, beta [default: the model "
-                                              "family's: automatic; Flux simple]", rich_help_panel=GEN,
+                                              "align-your-steps, simple, normal, ddim, beta; flux2 (Flux.2's own: "
+                                              "ComfyUI's Flux2Scheduler) [default: the model family's: automatic; "
+                                              "Flux simple; Flux.2 flux2]", rich_help_panel=GEN,
                                               show_default=False)]
 Tiling = Annotated[bool, typer.Option("--tiling", help="An image that tiles: its left edge continues its right, its "
                                       "top its bottom (the WebUI's Tiling; written as `Tiling: True`).",

@@ -44,8 +44,8 @@ def tiny(
                                         "--single-file, the .safetensors file to write.")],
     arch: Annotated[str, typer.Option("--arch", help="Architecture: sd1, sd2 (v-prediction), sdxl, "
                                       "sdxl-refiner, flux-dev, flux-schnell, flux-control, flux-kontext, sd3, zimage, "
-                                      "chroma, qwen-image, qwen-image-edit, qwen-image-edit-plus, flux2-klein or "
-                                      "flux2-klein-base.")] = "sd1",
+                                      "chroma, qwen-image, qwen-image-edit, qwen-image-edit-plus, flux2-klein, "
+                                      "flux2-klein-base or flux2-dev.")] = "sd1",
     seed: Annotated[int, typer.Option("--seed", help="Weight seed.")] = 0,
     inpaint: Annotated[bool, typer.Option("--inpaint", help="A dedicated inpainting checkpoint "
                                           "(9-channel UNet) instead of an ordinary one.")] = False,

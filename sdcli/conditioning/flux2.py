@@ -7,7 +7,8 @@ off), is tokenized and padded with <|endoftext|> to 512 tokens (longer prompts: 
 text encoder runs with the attention mask, and its hidden states 9, 18 and 27 are laid side by side per token
 ([1, 512, 3 * hidden]). ComfyUI tokenizes with weights disabled: brackets are text to Qwen3, so a prompt whose
 WebUI emphasis is all 1 is passed as its plain text and one with other weights or BREAK is refused by name;
---emphasis none passes the prompt as written. Imported lazily (torch).
+--emphasis none passes the prompt as written. Flux.2 [dev]: Flux2DevPromptEncoder (Mistral Small 3, as diffusers'
+Flux2Pipeline encodes). Imported lazily (torch).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 
 import torch
 
+from sdcli.conditioning.cond import Conditioning
 from sdcli.conditioning.qwen import QwenPromptEncoder
 
 TEMPLATE = "<|im_start|>user\n{}<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\n"
@@ -28,6 +30,7 @@ class Flux2PromptEncoder(QwenPromptEncoder):
     states 9, 18, 27 of the templated, padded prompt, concatenated per token [1, 512, 3 * dim]; cached per text."""
 
     model, encoder = "Flux.2", "Qwen3"
+    layers: tuple[int, ...] = LAYERS
 
     def tokens(self, text: str) -> dict[str, Any]:
         """The templated prompt's input ids and attention mask, padded to 512 tokens."""
@@ -41,5 +44,42 @@ class Flux2PromptEncoder(QwenPromptEncoder):
         out = self.text_encoder(input_ids=inputs["input_ids"].to(device),
                                 attention_mask=inputs["attention_mask"].to(device),
                                 output_hidden_states=True, use_cache=False)
-        states = torch.stack([out.hidden_states[k] for k in LAYERS], dim=2)  # [1, L, 3, D]
+        states = torch.stack([out.hidden_states[k] for k in self.layers], dim=2)  # [1, L, 3, D]
         return states.reshape(states.shape[0], states.shape[1], -1)
+
+
+# Flux.2 [dev] (diffusers' Flux2Pipeline._get_mistral_3_small_prompt_embeds, BFL's flux2 text_encoder.py): BFL's
+# system message, then the prompt as a user turn, in Mistral Small 3's chat template (which opens with the bos
+# token); "[IMG]" taken out of the prompt as the pipeline does; padded to 512 tokens (the tokenizer's own side).
+DEV_SYSTEM = ("You are an AI that reasons about image descriptions. You give structured responses focusing on object "
+              "relationships, object\nattribution and actions without speculation.")
+DEV_TEMPLATE = "{bos}[SYSTEM_PROMPT]{system}[/SYSTEM_PROMPT][INST]{prompt}[/INST]"
+DEV_LAYERS = (10, 20, 30)
+
+
+class Flux2DevPromptEncoder(Flux2PromptEncoder):
+    """Prompts -> Conditioning for Flux.2 [dev]: crossattn = Mistral Small 3's hidden states 10, 20, 30 of the
+    templated, padded prompt side by side per token [1, 512, 3 * dim]; extra = {"guidance": [1]} (the distilled
+    guidance the network takes); cached per text."""
+
+    model, encoder = "Flux.2", "Mistral Small 3"
+    layers = DEV_LAYERS
+
+    def __init__(self, tokenizer: Any, text_encoder: Any, emphasis: str, guidance: float):
+        # diffusers' pipeline holds a PixtralProcessor: its text tokenizer is what reads the prompt
+        super().__init__(getattr(tokenizer, "tokenizer", tokenizer), text_encoder, emphasis)
+        self.guidance = guidance
+
+    def tokens(self, text: str) -> dict[str, Any]:
+        """The templated prompt's input ids and attention mask, padded to 512 tokens."""
+        prompt = self.literal(text).replace("[IMG]", "")
+        templated = DEV_TEMPLATE.format(bos=self.tokenizer.bos_token, system=DEV_SYSTEM, prompt=prompt)
+        return self.tokenizer(templated, add_special_tokens=False, padding="max_length", truncation=True,
+                              max_length=LENGTH, return_tensors="pt")
+
+    @torch.no_grad()
+    def encode(self, text: str) -> Conditioning:
+        if text not in self.cache:
+            guidance = torch.tensor([self.guidance], dtype=torch.float32)
+            self.cache[text] = Conditioning(self.states(text), {"guidance": guidance})
+        return self.cache[text]

@@ -16,7 +16,8 @@ from sdcli.errors import ModelError
 from sdcli.families.base import Detected, Family, Shapes
 from sdcli.families.chroma import CHROMA
 from sdcli.families.flux import FLUX_CONTROL, FLUX_DEV, FLUX_FILL, FLUX_SCHNELL
-from sdcli.families.flux2 import FLUX2_DEV, FLUX2_KLEIN, FLUX2_KLEIN_BASE
+from sdcli.families.flux2 import FLUX2_KLEIN, FLUX2_KLEIN_BASE
+from sdcli.families.flux2_dev import FLUX2_DEV
 from sdcli.families.kontext import FLUX_KONTEXT
 from sdcli.families.qwenimage import QWEN_IMAGE, QWEN_IMAGE_EDIT, QWEN_IMAGE_EDIT_PLUS
 from sdcli.families.sd1 import SD1

@@ -158,6 +158,8 @@ class Family:
     # Its big text encoders among the pipeline's components (T5-XXL, Qwen2.5-VL, Qwen3): what
     # --quantize-text-encoder quantizes with the network (models.quantize).
     big_text_encoders: ClassVar[tuple[str, ...]] = ()
+    # The model-family schedule types it runs (sampling.samplers.MODEL_SCHEDULE_LABELS; Flux.2: "flux2").
+    own_schedules: ClassVar[tuple[str, ...]] = ()
 
     name: str
     label: str  # for people
@@ -188,7 +190,13 @@ class Family:
 
     def check_choice(self, choice: SamplerChoice) -> None:
         """Refuse (UsageError naming --schedule and the family) a resolved sampler/schedule this family cannot
-        run; after settle_choice, in the plan step."""
+        run; after settle_choice, in the plan step. Here: another family's own schedule type."""
+        from sdcli.errors import UsageError
+        from sdcli.sampling.samplers import MODEL_SCHEDULE_LABELS
+
+        if choice.schedule in MODEL_SCHEDULE_LABELS and choice.schedule not in self.own_schedules:
+            raise UsageError(f"--schedule: {MODEL_SCHEDULE_LABELS[choice.schedule]} is a schedule of its own model "
+                             f"family's (sized to the image), not of a {self.label} model")
 
     def check(self, request: GenerationRequest, sampler: Sampler) -> None:
         """Refuse (UsageError naming the flag and the family) what a model of this family cannot do;

@@ -103,13 +103,15 @@ class FlowFamily(Family):
         return self.automatic if choice.sampler.automatic in self.unsound_schedules else choice.sampler.automatic
 
     def check_choice(self, choice: SamplerChoice) -> None:
-        """Schedules of discrete timesteps or SD sigmas are refused."""
+        """Schedules of discrete timesteps or SD sigmas are refused, and other families' own schedules."""
         from sdcli.errors import UsageError
-        from sdcli.sampling.samplers import SCHEDULE_LABELS
+        from sdcli.sampling.samplers import ALL_SCHEDULE_LABELS
 
+        super().check_choice(choice)
         if choice.schedule in self.unsound_schedules:
-            usable = [SCHEDULE_LABELS[s] for s in (self.automatic, *(s for s in FLOW_SCHEDULES if s != self.automatic))]
-            raise UsageError(f"--schedule: {SCHEDULE_LABELS[choice.schedule]} {self.unsound_schedules[choice.schedule]}"
+            labels = ALL_SCHEDULE_LABELS
+            usable = [labels[s] for s in (self.automatic, *(s for s in FLOW_SCHEDULES if s != self.automatic))]
+            raise UsageError(f"--schedule: {labels[choice.schedule]} {self.unsound_schedules[choice.schedule]}"
                              f" on {self.article} {self.label} model; use {', '.join(usable[:-1])} or {usable[-1]}")
 
     def refusals(self, request: GenerationRequest) -> dict[str, tuple[bool, str]]:

@@ -6,17 +6,21 @@ Sampled as ComfyUI samples it (comfy/supported_models.py Flux2(Flux): ModelSampl
 comfy/model_sampling.py CONST): rectified flow (sampling.parameterisation.Flow) on Flux's sigma table with mu 2.02,
 the timestep being sigma. The network is called as diffusers' Flux2KleinPipeline calls Flux2Transformer2DModel
 (tokens = latent cells, 4-axis position ids (0, row, column, 0) for the image and (0, 0, 0, i) for the text).
-Flux.2 [dev] (Mistral Small 3 text encoder, guidance input) is detected and refused. Imported without torch.
+The default schedule is ComfyUI's Flux2Scheduler node (the "flux2" schedule type: mu from the image size and step
+count, as diffusers' Flux2 pipelines compute it too), which ComfyUI's Flux.2 templates sample with; "simple" is
+ComfyUI's KSampler on the model's own table (mu 2.02).
+Flux.2 [dev] (Flux2DevFamily): Mistral Small 3's hidden states 10, 20 and 30 as its text, distilled guidance as a
+network input (--distilled-cfg, as Flux.1 dev). Imported without torch.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from sdcli.families.base import Detected, FileParts, Json, Shapes
-from sdcli.families.flow import SIMPLE, FlowAdapter, FlowFamily, find_key, flow_capabilities
+from sdcli.families.flow import FlowAdapter, FlowFamily, find_key, flow_capabilities
 from sdcli.families.flux import FLUX_UNSOUND_SCHEDULES
 from sdcli.families.latent import LatentFormat
 
@@ -25,11 +29,17 @@ if TYPE_CHECKING:
 
     from sdcli.conditioning.cond import Conditioning
     from sdcli.families.base import PromptEncoder
+    from sdcli.sampling.parameterisation import Parameterisation
 
 KLEIN = "Flux2KleinPipeline"
 KLEIN_PIPELINES = {mode: KLEIN for mode in ("txt2img", "img2img", "inpaint", "outpaint", "edit")}
 FULL_WIDTHS = (3072, 4096)  # Klein 4B's and 9B's transformer widths; narrower ones are sdcli's tiny models
 SHIFT = 2.02  # ComfyUI's Flux2 sampling_settings: the mu of ModelSamplingFlux's table
+FLUX2_SCHEDULE = "flux2"  # ComfyUI's Flux2Scheduler (sampling.schedules.flux2)
+DEV_PIPELINES = {mode: "Flux2Pipeline" for mode in ("txt2img", "img2img", "inpaint", "outpaint", "edit")}
+DEV_WIDTHS = (6144,)  # Flux.2 [dev]'s transformer width (48 heads x 128)
+# The guidance embedding's weight in BFL's names and in diffusers': dev has it, Klein not.
+GUIDANCE_MARKS = ("guidance_in.in_layer.weight", "time_guidance_embed.guidance_embedder.linear_1.weight")
 REFERENCE_TIME = 10  # reference image i's time position id: 10 + 10 i (diffusers' _prepare_image_ids scale)
 PATCH = 2  # the VAE latent's 2x2 patchify into the network's channels
 # The key diffusers' infer_diffusers_model_type reads as "flux2" (original layout, ComfyUI's prefix or none).
@@ -111,8 +121,8 @@ def position_ids(rows: int, cols: int, text: int, device: Any, dtype: Any,
 
 class Flux2Adapter(FlowAdapter):
     """A diffusers Flux2Transformer2DModel as the loop's network: each latent cell one token ([B, H*W, 128]),
-    Qwen3's stacked states as the text tokens, the timestep sigma (the transformer scales it by 1000 itself);
-    no guidance (Klein has no guidance embedding)."""
+    the text encoder's stacked states as the text tokens, the timestep sigma and (dev) the distilled guidance from
+    the conditioning (the transformer scales both by 1000 itself); Klein has no guidance embedding."""
 
     label = "Flux.2"
 
@@ -130,19 +140,24 @@ class Flux2Adapter(FlowAdapter):
             tokens.append(ref.reshape(b, c, -1).permute(0, 2, 1).to(x.dtype))
             ref_rows, ref_cols = ref.shape[-2:]
             ids.append(position_ids(ref_rows, ref_cols, 0, x.device, x.dtype, REFERENCE_TIME * (i + 1))[0])
+        guidance = cond.extra.get("guidance") if self.module.config.guidance_embeds else None
         out = self.module(hidden_states=torch.cat(tokens, dim=1).to(self.dtype),
                           encoder_hidden_states=cond.crossattn.to(self.dtype), timestep=t.to(self.dtype),
-                          img_ids=torch.cat(ids), txt_ids=txt_ids, guidance=None, return_dict=False)[0]
+                          img_ids=torch.cat(ids), txt_ids=txt_ids,
+                          guidance=None if guidance is None else guidance.to(x.device, self.dtype).expand(b),
+                          return_dict=False)[0]
         return out[:, :rows * cols].float().permute(0, 2, 1).reshape(b, c, rows, cols)
 
 
 @dataclass(frozen=True)
 class Flux2Family(FlowFamily):
-    """Flux.2 [klein]: step-distilled (CFG 1, a few steps) or base (true CFG) by model_index.json's is_distilled;
-    `dev`: Flux.2 [dev], detected so that it is refused by name. Rectified flow on Flux's sigma table with
-    ComfyUI's mu 2.02 (FlowFamily.shift)."""
+    """Flux.2 [klein]: step-distilled (CFG 1, a few steps) or base (true CFG) by model_index.json's is_distilled.
+    Rectified flow on Flux's sigma table with ComfyUI's mu 2.02 (FlowFamily.shift), sampled by default on ComfyUI's
+    Flux2Scheduler (mu from the image size and steps; --shift sets it)."""
 
     adapter: ClassVar[type[FlowAdapter]] = Flux2Adapter
+    automatic: ClassVar[str] = FLUX2_SCHEDULE
+    own_schedules: ClassVar[tuple[str, ...]] = (FLUX2_SCHEDULE,)
     unsound_schedules: ClassVar[Mapping[str, str]] = FLUX_UNSOUND_SCHEDULES
     clip_skip_why: ClassVar[str | None] = "has no CLIP skip (its text is Qwen3's layers 9, 18 and 27)"
     full_widths: ClassVar[tuple[int, ...]] = FULL_WIDTHS
@@ -150,17 +165,22 @@ class Flux2Family(FlowFamily):
     file_parts: ClassVar[FileParts | None] = FileParts(("qwen3",), "flux2-vae", "flux2", own_parts=True)
 
     distilled: bool = True
-    dev: bool = False
 
     def detect(self, shapes: Shapes) -> bool:
+        """A Flux.2 transformer file: klein's without a guidance embedding (distilled: a file cannot tell)."""
         marked = any(find_key(shapes, mark) is not None for mark in (FLUX2_MARK, FLUX2_DIFFUSERS_MARK))
-        return marked and self.name == "flux2-klein"
+        return marked and self.distilled and not any(find_key(shapes, g) is not None for g in GUIDANCE_MARKS)
 
     def detect_folder(self, index: Json, unet: Json) -> bool:
         name = str(index.get("_class_name", ""))
-        if self.dev:
-            return name.startswith("Flux2") and not name.startswith("Flux2Klein")
         return name.startswith("Flux2Klein") and bool(index.get("is_distilled", False)) == self.distilled
+
+    def parameterisation(self, scheduler: Json, prediction: str | None = None,
+                         shift: float | None = None) -> Parameterisation:
+        """FlowFamily's, the --shift asked for also the Flux2 schedule's mu (its own from the size otherwise)."""
+        param = super().parameterisation(scheduler, prediction, shift)
+        param.schedule_mu = shift
+        return param
 
     def detected_from(self, shapes: Shapes, source: str) -> Detected:
         return Detected(self, self.latent.channels, "flow", False)
@@ -210,16 +230,14 @@ class Flux2Family(FlowFamily):
 
 _FLOW = flow_capabilities("Flux.2", loop_channels=(128,), references=4)
 # ComfyUI's Klein templates: the distilled model at CFG 1 (no unconditional pass), Euler, 4 steps (BFL's klein
-# release: step-distilled to 4); the base model with true CFG 4 and 50 steps (diffusers' Flux2KleinPipeline example
-# for FLUX.2-klein-base-9B).
+# release: step-distilled to 4), Flux2Scheduler; the base model with true CFG 4 and 50 steps (diffusers'
+# Flux2KleinPipeline example for FLUX.2-klein-base-9B).
 FLUX2_KLEIN = Flux2Family("flux2-klein", "Flux.2 klein", KLEIN_PIPELINES, 1024, capabilities=_FLOW,
                           latent=LATENT,
-                          defaults={"steps": 4, "cfg_scale": 1.0, "sampler": "Euler", "schedule": SIMPLE},
+                          defaults={"steps": 4, "cfg_scale": 1.0, "sampler": "Euler", "schedule": FLUX2_SCHEDULE},
                           distilled=True, shift=SHIFT)
 FLUX2_KLEIN_BASE = Flux2Family("flux2-klein-base", "Flux.2 klein base", KLEIN_PIPELINES, 1024,
                                capabilities=_FLOW, latent=LATENT,
-                               defaults={"steps": 50, "cfg_scale": 4.0, "sampler": "Euler", "schedule": SIMPLE},
+                               defaults={"steps": 50, "cfg_scale": 4.0, "sampler": "Euler",
+                                         "schedule": FLUX2_SCHEDULE},
                                distilled=False, shift=SHIFT)
-# Flux.2 [dev]: detected (so that its folder is not read as Flux.1) and refused: no mode is served yet.
-FLUX2_DEV = Flux2Family("flux2-dev", "Flux.2 dev", {}, 1024, capabilities=replace(_FLOW, references=0),
-                        latent=LATENT, dev=True, shift=SHIFT)

@@ -126,6 +126,8 @@ def bfl_layout(shapes: Shapes) -> Layout:
 FLUX2_TOP = {"img_in": "x_embedder", "txt_in": "context_embedder",
              "time_in.in_layer": "time_guidance_embed.timestep_embedder.linear_1",
              "time_in.out_layer": "time_guidance_embed.timestep_embedder.linear_2",
+             "guidance_in.in_layer": "time_guidance_embed.guidance_embedder.linear_1",  # dev's guidance embedding
+             "guidance_in.out_layer": "time_guidance_embed.guidance_embedder.linear_2",
              "double_stream_modulation_img.lin": "double_stream_modulation_img.linear",
              "double_stream_modulation_txt.lin": "double_stream_modulation_txt.linear",
              "single_stream_modulation.lin": "single_stream_modulation.linear",
@@ -136,7 +138,7 @@ FLUX2_DOUBLE = {"img_attn.proj": "attn.to_out.0", "txt_attn.proj": "attn.to_add_
 FLUX2_SINGLE = {"linear1": "attn.to_qkv_mlp_proj", "linear2": "attn.to_out"}
 # The kohya layers diffusers' kohya Flux.2 converter (0.42) leaves out: sdcli renames them (flux2_kohya_to_peft).
 FLUX2_KOHYA_EXTRA = ("double_stream_modulation_img.lin", "double_stream_modulation_txt.lin",
-                     "single_stream_modulation.lin", SWAPPED)
+                     "single_stream_modulation.lin", SWAPPED, "guidance_in.in_layer", "guidance_in.out_layer")
 
 
 def flux2_layout(shapes: Shapes) -> Layout:

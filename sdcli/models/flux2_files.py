@@ -17,6 +17,13 @@ flux2-klein-9b.json (8 + 24 blocks of 32 heads, text width 3 x 4096: 9.08B; Qwen
 both no guidance input, the VAE diffusers' AutoencoderKLFlux2 defaults (block counts as InvokeAI's Klein presets
 and the published model cards give them); else the tiny architecture (models.tiny_flux2). The Qwen tokenizer is
 not bundled (models.flow_load.file_tokenizer).
+
+Flux.2 [dev] (a transformer file with a guidance embedding) in the same layouts, with Mistral Small 3's text model as
+ComfyUI ships it (mistral_3_small_flux2_*.safetensors: transformers' Mistral names under "model.", no vision tower;
+loaded as a transformers MistralModel, which is all of Mistral3ForConditionalGeneration the prompt encoder runs;
+as many layers as the file holds, ComfyUI's pruned 30-layer file too) and the same VAE; configs/flux2-dev.json
+(8 + 48 blocks of 48 heads x 128, text width 3 x 5120: diffusers' Flux2Transformer2DModel defaults; Mistral Small
+3.2's published text config). Its tekken tokenizer is not bundled either (a `tokenizer` folder beside the file).
 """
 
 from __future__ import annotations
@@ -32,6 +39,8 @@ from sdcli.models.resolve import ModelRef
 
 DIFFUSERS_MARK = "single_stream_modulation.linear.weight"
 BUNDLED = {3072: "flux2-klein-4b", 4096: "flux2-klein-9b"}  # transformer width -> bundled configs
+DEV_BUNDLED = {6144: "flux2-dev"}
+MISTRAL_PREFIX = "model."  # ComfyUI's Mistral file: the text model's keys under "model."
 GGUF_KEEP = ("img_in.", "txt_in.", "time_in.", "final_layer.")
 # BFL's Flux.2 VAE keeps the quant convolutions inside the encoder and decoder (BFL name, ldm/diffusers name).
 BFL_VAE_MOVES = (("encoder.quant_conv.", "quant_conv."), ("decoder.post_quant_conv.", "post_quant_conv."))
@@ -98,19 +107,28 @@ def flux2_layout(path: Path) -> tuple[str, bool, int]:
     raise ModelError(f"--model: {path}: not a Flux.2 transformer file sdcli knows (no {FLUX2_MARK})")
 
 
-def component_configs(width: int, source: str) -> tuple[dict[str, Any], bool]:
-    """{part: config} for a transformer of this width, and whether it is the tiny architecture."""
+def component_configs(width: int, source: str, dev: bool = False) -> tuple[dict[str, Any], bool]:
+    """{part: config} for a transformer of this width (`dev`: Flux.2 dev's), and whether it is the tiny
+    architecture."""
     from sdcli.models.bundled import family_config
-    from sdcli.models.tiny_flux2 import FLUX2_QWEN3, FLUX2_SCHEDULER, FLUX2_TRANSFORMER, FLUX2_VAE
+    from sdcli.models.tiny_flux2 import (
+        FLUX2_DEV_TRANSFORMER,
+        FLUX2_QWEN3,
+        FLUX2_SCHEDULER,
+        FLUX2_TRANSFORMER,
+        FLUX2_VAE,
+    )
+    from sdcli.models.tiny_mistral import MISTRAL_TEXT
 
-    if width in BUNDLED:
-        return family_config(BUNDLED[width]), False
-    tiny: dict[str, Any] = dict(FLUX2_TRANSFORMER)
+    bundled = DEV_BUNDLED if dev else BUNDLED
+    if width in bundled:
+        return family_config(bundled[width]), False
+    tiny: dict[str, Any] = dict(FLUX2_DEV_TRANSFORMER if dev else FLUX2_TRANSFORMER)
     if width == int(tiny["num_attention_heads"]) * int(tiny["attention_head_dim"]):
-        return {"transformer": tiny, "text_encoder": dict(FLUX2_QWEN3), "vae": dict(FLUX2_VAE),
-                "scheduler": dict(FLUX2_SCHEDULER)}, True
-    raise ModelError(f"{source}: a Flux.2 transformer {width} wide is not a variant sdcli knows (Klein 4B: 3072, "
-                     "9B: 4096)")
+        return {"transformer": tiny, "text_encoder": dict(MISTRAL_TEXT if dev else FLUX2_QWEN3),
+                "vae": dict(FLUX2_VAE), "scheduler": dict(FLUX2_SCHEDULER)}, True
+    known = "dev: 6144" if dev else "Klein 4B: 3072, 9B: 4096"
+    raise ModelError(f"{source}: a Flux.2 transformer {width} wide is not a variant sdcli knows ({known})")
 
 
 def flux2_vae_to_diffusers(state: dict[str, Any], config: dict[str, Any]) -> dict[str, Any]:
@@ -168,33 +186,78 @@ def load_flux2_vae(path: Path, dtype: Any, config: dict[str, Any], source: str =
     return vae.to(dtype).eval()
 
 
+def load_mistral(path: Path, dtype: Any, config: dict[str, Any], source: str = "--text-encoder") -> Any:
+    """A transformers MistralModel (the text model of Mistral Small 3) from a Mistral file, strictly checked; its
+    layer count is the file's (ComfyUI's pruned file keeps 30)."""
+    import transformers
+
+    from sdcli.models.flux_files import inspect_flux_file
+    from sdcli.models.flux_load import _load_transformers, read_tensors, upcast
+
+    where = f"{source}: {path}"
+    info = inspect_flux_file(path)
+    if info.kind != "mistral3":
+        raise ModelError(f"{where} is not a Mistral Small 3 text encoder")
+    if info.container == "gguf":
+        raise ModelError(f"{where}: GGUF text encoders are not supported; use the .safetensors file")
+    state = {k: v for k, v in read_tensors(path, info.prefix, source).items() if k != "lm_head.weight"}
+    layers = {int(m[1]) for k in state if (m := re.match(r"layers\.(\d+)\.", k))}
+    config = {**config, "num_hidden_layers": max(layers) + 1 if layers else config["num_hidden_layers"]}
+    return _load_transformers(transformers.MistralModel, transformers.MistralConfig, upcast(state, dtype), config,
+                              dtype, where)
+
+
 def load_flux2_files(model: ModelRef, detected: Detected, pipeline: str, dtype: Any) -> Any:
-    """The diffusers `pipeline` (Flux2KleinPipeline) of a Flux.2 transformer file and its parts (the plan step
-    found them: ModelRef.parts "qwen3" and "vae")."""
+    """The diffusers `pipeline` (Flux2KleinPipeline; dev: Flux2Pipeline) of a Flux.2 transformer file and its parts
+    (the plan step found them: ModelRef.parts "qwen3" or "mistral3", and "vae")."""
     import diffusers
 
     from sdcli.models.flow_load import file_tokenizer, load_qwen3, load_transformer, part_source
 
+    dev = detected.family.capabilities.distilled_guidance
     prefix, diffusers_layout, width = flux2_layout(model.path)
-    spec, tiny = component_configs(width, f"--model: {model.path}")
-    encoder, vae_file = part_source(model, "qwen3"), part_source(model, "vae")
-    tokenizer = file_tokenizer(spec["text_encoder"], tiny, (encoder[0], model.path), "Qwen3")
+    spec, tiny = component_configs(width, f"--model: {model.path}", dev)
+    vae_file = part_source(model, "vae")
     transformer = load_transformer("Flux2Transformer2DModel", model.path, dtype, spec["transformer"], prefix,
                                    diffusers_layout)
-    text_encoder = load_qwen3(encoder[0], dtype, spec["text_encoder"], "Qwen3ForCausalLM", encoder[1])
     vae = load_flux2_vae(vae_file[0], dtype, spec["vae"], vae_file[1])
     scheduler = diffusers.FlowMatchEulerDiscreteScheduler.from_config(spec["scheduler"])
+    if dev:
+        encoder = part_source(model, "mistral3")
+        tokenizer = mistral_tokenizer(spec["text_encoder"], tiny, (encoder[0], model.path))
+        text_encoder = load_mistral(encoder[0], dtype, spec["text_encoder"], encoder[1])
+        return getattr(diffusers, pipeline)(scheduler=scheduler, vae=vae, text_encoder=text_encoder,
+                                            tokenizer=tokenizer, transformer=transformer)
+    encoder = part_source(model, "qwen3")
+    tokenizer = file_tokenizer(spec["text_encoder"], tiny, (encoder[0], model.path), "Qwen3")
+    text_encoder = load_qwen3(encoder[0], dtype, spec["text_encoder"], "Qwen3ForCausalLM", encoder[1])
     return getattr(diffusers, pipeline)(scheduler=scheduler, vae=vae, text_encoder=text_encoder, tokenizer=tokenizer,
                                         transformer=transformer, is_distilled=True)
+
+
+def mistral_tokenizer(config: dict[str, Any], tiny: bool, files: tuple[Path, ...]) -> Any:
+    """Mistral Small 3's tokenizer: sdcli's tiny one for its tiny models (`config` sized to it), else the user's
+    (a `tokenizer` folder beside the text encoder or model file: models.flow_load.qwen_tokenizer's rule)."""
+    from sdcli.models.flow_load import qwen_tokenizer
+
+    if not tiny:
+        return qwen_tokenizer(files, "Mistral Small 3")
+    from sdcli.models.tiny_mistral import tiny_mistral_tokenizer
+
+    tokenizer = tiny_mistral_tokenizer()
+    config.update(vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
+                  eos_token_id=tokenizer.eos_token_id)
+    return tokenizer
 
 
 TRANSFORMER_LAYOUTS = ("original", "comfy", "diffusers", "gguf")
 
 
 def write_flux2_files(pipe: Any, dest: Path, layout: str, qtype: str = "F16", bfl_vae: bool = False) -> dict[str, Path]:
-    """A Flux.2 Klein pipeline's parts as people download them, in the folder `dest`: the transformer in `layout`
-    (original, comfy, diffusers; gguf of GGUF type `qtype`), qwen_3_4b.safetensors (ComfyUI's names) and the VAE
-    in diffusers' names (`bfl_vae`: BFL's, as its ae.safetensors); returns part -> file."""
+    """A Flux.2 pipeline's parts as people download them, in the folder `dest`: the transformer in `layout`
+    (original, comfy, diffusers; gguf of GGUF type `qtype`), the text encoder in ComfyUI's names (Klein:
+    qwen_3_4b.safetensors; dev: mistral_3_small_flux2_bf16.safetensors) and the VAE in diffusers' names (`bfl_vae`:
+    BFL's, as its ae.safetensors); returns part -> file."""
     from sdcli.errors import UsageError
     from sdcli.models.flow_load import COMFY_PREFIX
     from sdcli.models.flux_keys import add_prefix
@@ -203,14 +266,22 @@ def write_flux2_files(pipe: Any, dest: Path, layout: str, qtype: str = "F16", bf
     if layout not in TRANSFORMER_LAYOUTS:
         raise UsageError(f"Flux.2 transformer layout {layout!r}: use one of {', '.join(TRANSFORMER_LAYOUTS)}")
     state = dict(pipe.transformer.state_dict())
-    name = "flux-2-klein.gguf" if layout == "gguf" else f"flux-2-klein_{layout}.safetensors"
+    dev = bool(pipe.transformer.config.guidance_embeds)
+    stem = "flux2_dev" if dev else "flux-2-klein"
+    name = f"{stem}.gguf" if layout == "gguf" else f"{stem}_{layout}.safetensors"
     if layout == "gguf":
         transformer = write_gguf(flux2_to_original(state), dest / name, qtype, arch="flux2", keep=GGUF_KEEP)
     else:
         keys = state if layout == "diffusers" else flux2_to_original(state)
         transformer = _save(add_prefix(keys, COMFY_PREFIX) if layout == "comfy" else keys, dest / name)
+    vae_state = dict(pipe.vae.state_dict())
+    vae = _save(flux2_vae_to_bfl(vae_state, len(pipe.vae.config.block_out_channels)) if bfl_vae else vae_state,
+                dest / ("ae.safetensors" if bfl_vae else "flux2-vae.safetensors"))
+    if dev:  # ComfyUI's Mistral file: the language model alone, under "model."
+        language = getattr(pipe.text_encoder, "model", pipe.text_encoder)
+        language = getattr(language, "language_model", language)
+        text = add_prefix(dict(language.state_dict()), MISTRAL_PREFIX)
+        return {"transformer": transformer, "mistral3": _save(text, dest / "mistral_3_small_flux2_bf16.safetensors"),
+                "vae": vae}
     text = {k: v for k, v in pipe.text_encoder.state_dict().items() if k != "lm_head.weight"}
-    vae = dict(pipe.vae.state_dict())
-    return {"transformer": transformer, "qwen3": _save(text, dest / "qwen_3_4b.safetensors"),
-            "vae": _save(flux2_vae_to_bfl(vae, len(pipe.vae.config.block_out_channels)) if bfl_vae else vae,
-                         dest / ("ae.safetensors" if bfl_vae else "flux2-vae.safetensors"))}
+    return {"transformer": transformer, "qwen3": _save(text, dest / "qwen_3_4b.safetensors"), "vae": vae}

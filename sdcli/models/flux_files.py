@@ -32,6 +32,9 @@ QWEN25_MARK = "layers.0.self_attn.q_proj.bias"
 QWEN25_VISION = "visual.patch_embed.proj.weight"
 T5_GGUF_MARK, LLAMA_CPP_EMBED = "enc.blk.0.attn_q.weight", "token_embd.weight"  # llama.cpp's names (GGUF)
 QWEN3_GGUF_MARK, QWEN25_GGUF_MARK = "blk.0.attn_q_norm.weight", "blk.0.attn_q.bias"
+# Mistral Small 3's text model (Flux.2 dev; ComfyUI's mistral_3_small_flux2_*.safetensors: under "model."): the
+# Llama layout, no query norm, no biases (Qwen2.5's projections have them).
+MISTRAL_MARK = "layers.0.self_attn.q_proj.weight"
 LDM_VAE_MARK = "encoder.down.0.block.0.conv1.weight"
 DIFFUSERS_VAE_MARK = "encoder.down_blocks.0.resnets.0.conv1.weight"
 COMFY_TEXT = "text_encoders."  # ComfyUI's checkpoints: each text encoder under text_encoders.<its name>.
@@ -49,7 +52,7 @@ class FluxFile:
     """What one Flux-related weight file holds (kind None: not a Flux file sdcli knows)."""
 
     kind: str | None  # "flux-transformer", "flux-all-in-one", "all-in-one" (another family's), "clip-l", "t5xxl",
-    # "qwen3", "qwen2.5-vl", "flux-vae", "qwen-vae", "flux2-vae"
+    # "qwen3", "qwen2.5-vl", "mistral3", "flux-vae", "qwen-vae", "flux2-vae"
     layout: str | None  # transformer: "bfl", "comfy", "diffusers"; VAE: "ldm", "diffusers"; text: "transformers",
     # "llama.cpp" (a GGUF's names)
     dtype: str | None = None  # the dominant stored dtype: F8_E4M3, F8_E5M2, BF16, F16, F32 (GGUF: Q8_0, ...)
@@ -236,6 +239,10 @@ def classify(shapes: Shapes, dtypes: dict[str, str], container: str = "safetenso
     if (qwen := _prefix_of(shapes, QWEN25_MARK)) is not None and _prefix_of(shapes, QWEN25_VISION) is not None:
         embed = shapes.get(qwen + QWEN_EMBED)
         return FluxFile("qwen2.5-vl", "transformers", dominant, container, "", width=int(embed[1]) if embed else None)
+    if ((mistral := _prefix_of(shapes, MISTRAL_MARK)) is not None and mistral + QWEN_EMBED in shapes
+            and mistral + QWEN25_MARK not in shapes):
+        width = shapes[mistral + QWEN_EMBED][1]
+        return FluxFile("mistral3", "transformers", dominant, container, mistral, width=int(width))
     # 4. Qwen-Image's video VAE (3-D convolutions) in diffusers' or Wan 2.1's original names, bare or under "vae."
     for prefix in ("", COMFY_VAE):
         for layout, mark in (("diffusers", "encoder.conv_in.weight"), ("wan", "encoder.conv1.weight")):

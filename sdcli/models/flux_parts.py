@@ -25,7 +25,8 @@ from sdcli.models.resolve import ModelRef
 ENCODERS = {"clip_l": ("clip-l", "CLIP-L", "clip_l.safetensors"),
             "t5xxl": ("t5xxl", "T5-XXL", "t5xxl_fp16.safetensors"),
             "qwen3": ("qwen3", "Qwen3", "qwen_3_4b.safetensors"),
-            "qwen25vl": ("qwen2.5-vl", "Qwen2.5-VL", "qwen_2.5_vl_7b.safetensors")}
+            "qwen25vl": ("qwen2.5-vl", "Qwen2.5-VL", "qwen_2.5_vl_7b.safetensors"),
+            "mistral3": ("mistral3", "Mistral Small 3", "mistral_3_small_flux2_bf16.safetensors")}
 ROLE_OF_KIND = {kind: role for role, (kind, _, _) in ENCODERS.items()}
 # VAE kind -> (what it is called, the file people download)
 VAES = {"flux-vae": ("Flux VAE", "ae.safetensors"),
@@ -46,7 +47,7 @@ def describe(info: FluxFile) -> str:
         what = "transformer" if info.kind == "flux-transformer" else "all-in-one"
         layout = "gguf" if info.container == "gguf" else info.layout
         return f"flux-{info.variant or 'dev'} {what} ({layout}, {dtype})"
-    if info.kind in ("clip-l", "t5xxl", "qwen3", "qwen2.5-vl"):
+    if info.kind in ("clip-l", "t5xxl", "qwen3", "qwen2.5-vl", "mistral3"):
         return f"{info.kind.replace('-', '_')} text encoder ({dtype})"
     if info.kind in ("flux-vae", "qwen-vae", "flux2-vae"):
         return f"{info.kind.replace('-', ' ')} ({info.layout}, {dtype})"
@@ -219,7 +220,7 @@ def plan_model_parts(model: ModelRef, text_encoders: tuple[str, ...], vae: Path 
     if wanted is None:
         if text_encoders:
             raise UsageError(f"--text-encoder: {model.path.name} is not a transformer file; separate text encoders "
-                             "go with a Flux.1, Chroma, Z-Image, Qwen-Image or Flux.2 klein transformer file")
+                             "go with a Flux.1, Chroma, Z-Image, Qwen-Image or Flux.2 (klein, dev) transformer file")
         return model
     parts = given_encoders(text_encoders, library, names_only, wanted.text_encoders)
     own = set(own_parts)

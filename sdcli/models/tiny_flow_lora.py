@@ -1,5 +1,5 @@
-"""Tiny random LoRAs for sdcli's tiny flow-family folders (sd3, zimage, chroma, qwen-image, flux2-klein), in the
-formats people publish for those families.
+"""Tiny random LoRAs for sdcli's tiny flow-family folders (sd3, zimage, chroma, qwen-image, flux2-klein,
+flux2-dev), in the formats people publish for those families.
 
 One random pair per layer of the family's original module tree (models.flow_lora's layouts, built from the folder's
 own transformer names and shapes; a fused layer gets one pair), so files of one seed hold the same weights in every
@@ -25,7 +25,8 @@ from typing import Any
 from sdcli.models.flow_lora import KOHYA, LAYOUTS, swap_halves
 
 # sdcli.models.tiny's arch -> its layout in models.flow_lora.LAYOUTS
-ARCH_LAYOUTS = {"sd3": "sd3", "zimage": "zimage", "chroma": "bfl", "qwen-image": "identity", "flux2-klein": "flux2"}
+ARCH_LAYOUTS = {"sd3": "sd3", "zimage": "zimage", "chroma": "bfl", "qwen-image": "identity", "flux2-klein": "flux2",
+                "flux2-dev": "flux2"}
 FORMATS = ("peft", "kohya", "comfy", "comfy-kohya", "musubi", "aitoolkit", "lightning")
 _PER_MODULE = ("peft", "musubi", "aitoolkit", "lightning")  # formats in diffusers' module names
 # The text-encoder layers SD3 LoRAs hold here: CLIP-L/G attention, every T5-XXL Linear; kohya prefix per encoder.

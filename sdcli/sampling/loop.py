@@ -98,7 +98,8 @@ def sample(choice: SamplerChoice, denoiser: CFGDenoiser, noise: ImageNoise, step
     # 1. The schedule, and the part of it this run walks.
     sigmas = get_sigmas(choice.schedule, steps, model_sigmas, discard_penultimate=sampler.discard_penultimate,
                         sigma_min=options.sigma_min or None, sigma_max=options.sigma_max or None,
-                        rho=options.rho or None, ays=param.ays)
+                        rho=options.rho or None, ays=param.ays, tokens=_tokens(noise.shape),
+                        mu=param.schedule_mu)
     start_noise = noise.first()
     sigmas = sigmas.to(start_noise.device)
     if init_latent is None:
@@ -130,6 +131,11 @@ def sample(choice: SamplerChoice, denoiser: CFGDenoiser, noise: ImageNoise, step
     except preview.StopSampling:
         return report.last
     return param.inverse_noise_scaling(walk[-1], latents)
+
+
+def _tokens(shape: tuple[int, ...]) -> int:
+    """An image's latent tokens (cells of its [C, H, W] latent), which sized schedules (Flux2) scale with."""
+    return int(shape[-2]) * int(shape[-1])
 
 
 class _Steps:

@@ -32,6 +32,7 @@ class Parameterisation:
     def __init__(self, table: SigmaTable, ays: tuple[float, ...] | None = None):
         self.table = table
         self.ays = ays  # the family's "Align Your Steps" sigmas (None: the schedule's default, SD 1.x's)
+        self.schedule_mu: float | None = None  # the mu an image-sized schedule takes (--shift; None: its own)
 
     flow = False  # rectified flow: the ancestral samplers take their _RF forms (Forge, ComfyUI)
 

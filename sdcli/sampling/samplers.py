@@ -32,6 +32,10 @@ SCHEDULE_LABELS = {
     "beta": "Beta",
 }
 SCHEDULES = tuple(SCHEDULE_LABELS)
+# Schedule types that are a model family's own (ComfyUI nodes, not the WebUI's): key -> label. sdcli's loop computes
+# them (sampling.schedules); a family names those it runs (families.base.Family.own_schedules), the others refuse them.
+MODEL_SCHEDULE_LABELS = {"flux2": "Flux2"}  # ComfyUI's Flux2Scheduler node
+ALL_SCHEDULE_LABELS = {**SCHEDULE_LABELS, **MODEL_SCHEDULE_LABELS}
 # The diffusers-scheduler path (timestep samplers, families sdcli's loop does not run yet):
 # schedule -> scheduler config keys, for the schedules diffusers has.
 DIFFUSERS_SCHEDULES: dict[str, dict[str, Any]] = {
@@ -144,7 +148,7 @@ class SamplerChoice:
     @property
     def written_label(self) -> str:
         """The infotext's `Schedule type`: the one asked for, as the WebUI writes it even where it has no effect."""
-        return SCHEDULE_LABELS[self.asked or self.schedule]
+        return ALL_SCHEDULE_LABELS[self.asked or self.schedule]
 
     @property
     def unused_schedule_note(self) -> str:
@@ -152,7 +156,7 @@ class SamplerChoice:
         if self.asked is None:
             return ""
         return (f"--schedule: {self.sampler.name} runs on its own timesteps and does not use a schedule type; "
-                f"{SCHEDULE_LABELS[self.asked]} has no effect (written in the infotext, as the WebUI does)")
+                f"{ALL_SCHEDULE_LABELS[self.asked]} has no effect (written in the infotext, as the WebUI does)")
 
     @property
     def scheduler_config(self) -> dict[str, Any]:
@@ -166,7 +170,7 @@ class SamplerChoice:
 
     @property
     def schedule_label(self) -> str:
-        return SCHEDULE_LABELS[self.schedule]
+        return ALL_SCHEDULE_LABELS[self.schedule]
 
 
 def img2img_steps(steps: int, strength: float) -> int:
@@ -229,10 +233,10 @@ def resolve_sampler(name: str, schedule: str = "automatic") -> SamplerChoice:
     Raises UsageError naming the flag, with close matches, for unknown or unsupported names.
     """
     sched = _schedule_key(schedule)
-    if sched != "automatic" and sched not in SCHEDULES:
+    if sched != "automatic" and sched not in ALL_SCHEDULE_LABELS:
         raise UsageError(
             f"--schedule: unknown schedule type {schedule!r}; "
-            f"choose from automatic, {', '.join(SCHEDULES)}"
+            f"choose from automatic, {', '.join(SCHEDULES)} (and a model's own: {', '.join(MODEL_SCHEDULE_LABELS)})"
         )
     key = _key(name)
     found = _lookup_table().get(key)
@@ -247,6 +251,8 @@ def resolve_sampler(name: str, schedule: str = "automatic") -> SamplerChoice:
         )
     automatic = joined is None and sched == "automatic"
     resolved = joined or (sampler.automatic if automatic else sched)
+    if resolved in MODEL_SCHEDULE_LABELS and not sampler.timesteps:  # every loop sampler walks it; the family checks
+        return SamplerChoice(sampler, resolved, automatic)
     if resolved not in sampler.schedules and sampler.timesteps:  # the WebUI takes every type, and ignores it
         return SamplerChoice(sampler, sampler.automatic, automatic=False, asked=resolved)
     if resolved not in sampler.schedules:

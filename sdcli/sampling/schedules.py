@@ -219,6 +219,29 @@ def beta(n: int, sigma_min: float, sigma_max: float, ms: SigmaTable) -> torch.Te
     return _from_list([sigma_min + x * (sigma_max - sigma_min) for x in ts])
 
 
+def empirical_mu(tokens: int, steps: int) -> float:
+    """BFL's Flux.2 mu for an image of `tokens` latent tokens sampled in `steps` steps (flux2 src/flux2/sampling.py
+    compute_empirical_mu, as diffusers' Flux2 pipelines and ComfyUI's Flux2Scheduler take it): linear in the token
+    count, read at 10 and 200 steps and interpolated in the step count; above 4300 tokens the 200-step line."""
+    slope_200, base_200 = 0.00016927, 0.45666666
+    slope_10, base_10 = 8.73809524e-05, 1.89833333
+    at_200 = slope_200 * tokens + base_200
+    if tokens > 4300:
+        return float(at_200)
+    per_step = (at_200 - (slope_10 * tokens + base_10)) / 190.0  # the line through (10, m_10) and (200, m_200)
+    at_0 = at_200 - 200.0 * per_step
+    return float(per_step * steps + at_0)
+
+
+def flux2(n: int, sigma_min: float, sigma_max: float, ms: SigmaTable, tokens: int = 4096,
+          mu: float | None = None) -> torch.Tensor:
+    """ComfyUI's Flux2Scheduler node: n + 1 times evenly spaced from 1 to 0, each e^mu / (e^mu + (1/t - 1)), mu =
+    `mu` (--shift) or empirical_mu(tokens, n) for an image of `tokens` latent tokens; the model's table unused."""
+    mu = empirical_mu(tokens, n) if mu is None else mu
+    t = torch.linspace(1, 0, n + 1)
+    return math.exp(mu) / (math.exp(mu) + (1 / t - 1))
+
+
 ScheduleFunction = Callable[..., torch.Tensor]
 # Schedule key (sampling.samplers.SCHEDULE_LABELS) -> function; one row per WebUI schedule type.
 SCHEDULE_FUNCTIONS: dict[str, ScheduleFunction] = {
@@ -233,18 +256,23 @@ SCHEDULE_FUNCTIONS: dict[str, ScheduleFunction] = {
     "normal": normal,
     "ddim": ddim,
     "beta": beta,
+    "flux2": flux2,
 }
+# Schedules sized to the image (its latent tokens): a model family's own (sampling.samplers.MODEL_SCHEDULES).
+SIZED_SCHEDULES = ("flux2",)
 
 
 def get_sigmas(schedule: str, steps: int, ms: SigmaTable, *, discard_penultimate: bool = False,
                sigma_min: float | None = None, sigma_max: float | None = None, rho: float | None = None,
-               ays: tuple[float, ...] | None = None) -> torch.Tensor:
+               ays: tuple[float, ...] | None = None, tokens: int | None = None,
+               mu: float | None = None) -> torch.Tensor:
     """The sigmas for `steps` steps (steps+1 values ending in 0), as the WebUI's get_sigmas.
 
     `discard_penultimate` (DPM2, DPM2 a, DPM++ 3M SDE) asks for one step more and drops
     the next-to-last sigma. sigma_min/max override the model's range (WebUI options
     "sigma min/max"; Uniform ignores them, as there). `ays`: the model family's Align Your
-    Steps sigmas (default SD 1.x's).
+    Steps sigmas (default SD 1.x's). `tokens` (the image's latent tokens) and `mu` (a shift asked for) size
+    the schedules in SIZED_SCHEDULES.
     """
     steps += 1 if discard_penultimate else 0
     lo = sigma_min if sigma_min else ms.sigma_min
@@ -254,6 +282,8 @@ def get_sigmas(schedule: str, steps: int, ms: SigmaTable, *, discard_penultimate
         kwargs["rho"] = rho
     if schedule == "align your steps" and ays:
         kwargs["table"] = ays
+    if schedule in SIZED_SCHEDULES:
+        kwargs.update({"mu": mu, **({} if tokens is None else {"tokens": tokens})})
     sigmas = SCHEDULE_FUNCTIONS[schedule](steps, lo, hi, ms, **kwargs).float()
     if discard_penultimate:
         sigmas = torch.cat([sigmas[:-2], sigmas[-1:]])

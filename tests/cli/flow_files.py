@@ -57,6 +57,13 @@ ROWS = {
                       "qwen_3_4b": ("text_encoder", "qwen3 text encoder (fp32)"),
                       "flux2-vae": ("vae", "flux2 vae (diffusers, fp32)")},
                      vae="give the Flux.2 VAE (flux2-vae.safetensors)"),
+    "flux2-dev": FileRow("flux2-dev", "sdcli.models.flux2_files:write_flux2_files", "Flux2Pipeline",
+                         "mistral3", "give the Mistral Small 3 encoder (mistral_3_small_flux2_bf16.safetensors)",
+                         "Mistral Small 3",
+                         {"flux2_dev": ("diffusion_model", "flux2-dev transformer (gguf, fp32)"),
+                          "mistral_3_small_flux2_bf16": ("text_encoder", "mistral3 text encoder (fp32)"),
+                          "flux2-vae": ("vae", "flux2 vae (diffusers, fp32)")},
+                         vae="give the Flux.2 VAE (flux2-vae.safetensors)"),
 }
 LAYOUTS = ("original", "comfy", "diffusers", "gguf")
 CASES = [(key, layout) for key, row in ROWS.items() for layout in row.layouts]

@@ -105,7 +105,8 @@ def test_folder_and_prompt_file(cli, tiny_family, refs, tmp_path, single_thread)
 
 @pytest.mark.parametrize("args,message", [
     (("-i", "{a}", "x"), "error: sdcli edit: a Stable Diffusion 1.x model cannot edit by instruction; use one of: "
-                         "Flux.2 klein, Flux.2 klein base, Flux.1 Kontext, Qwen-Image-Edit, Qwen-Image-Edit Plus"),
+                         "Flux.2 klein, Flux.2 klein base, Flux.2 dev, Flux.1 Kontext, Qwen-Image-Edit, "
+                         "Qwen-Image-Edit Plus"),
     (("-i", "{a}"), "error: PROMPT: missing"),
     (("-i", "{missing}", "x"), "error: --image: {missing}: no such file"),
     (("-i", "{a}", "-i", "{folder}", "x"), "error: --image: a folder or glob of images is edited one image at a "

@@ -1,5 +1,5 @@
 """The flow families (tests/flow_families.py: Flux.2 klein, Z-Image, Qwen-Image, Chroma) from the command line
-on their tiny models: the defaults their infotext records (Euler, Simple, the family's CFG), the negative prompt
+on their tiny models: the defaults their infotext records (Euler, the family's schedule and CFG), the negative prompt
 counting above CFG 1 and never run at CFG 1, shift, img2img, inpaint, hires, prompt files, X/Y/Z, replay,
 refusals naming the flag and the family, single files refused in one line."""
 
@@ -45,8 +45,9 @@ def test_defaults_cfg_and_negative(cli, family: FlowFamily, model, tmp_path):
     cfg = family.cfg
     base = _pixels(cli, tmp_path, "a", *model, "-n", "dog", "a cat")
     infotext = Image.open(_png(tmp_path / "a")).text["parameters"]
-    assert "Sampler: Euler" in infotext and "Schedule type: Simple" in infotext and f"CFG scale: {cfg}," in infotext
-    same = ("--sampler", "Euler", "--schedule", "simple", "--cfg-scale", cfg, "-n", "dog", "a cat")
+    assert "Sampler: Euler" in infotext and f"Schedule type: {family.schedule}," in infotext
+    assert f"CFG scale: {cfg}," in infotext
+    same = ("--sampler", "Euler", "--schedule", family.schedule.lower(), "--cfg-scale", cfg, "-n", "dog", "a cat")
     assert np.array_equal(base, _pixels(cli, tmp_path, "b", *model, *same))
     # The negative prompt counts above CFG 1 and is never run at CFG 1.
     one = base if cfg == "1" else _pixels(cli, tmp_path, "c", *model, "--cfg-scale", "1", "-n", "dog", "a cat")

@@ -94,7 +94,7 @@ def test_a_text_encoder_with_a_diffusers_folder_is_refused(cli, tiny_family, flo
                  flow_files["zimage"]["comfy"]["qwen3"], "a cat")
     assert result.exit_code == 2 and result.stderr.count("\n") == 1, result.stderr
     assert result.stderr.startswith(f"error: --text-encoder: {folder.name} is not a transformer file; separate text "
-                                    "encoders go with a Flux.1, Chroma, Z-Image, Qwen-Image or Flux.2 klein")
+                                    "encoders go with a Flux.1, Chroma, Z-Image, Qwen-Image or Flux.2 (klein, dev)")
 
 
 def test_webui_models_folder_parts_are_found_written_as_modules_and_replay(cli, flow_files, flow_pixels, tmp_path):

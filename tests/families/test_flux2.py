@@ -1,5 +1,6 @@
-"""Flux.2 klein as a family: detection, the prompt encoder against diffusers' encode_prompt, the network adapter
-against Flux2KleinPipeline's transformer call, the latent format against the pipeline's VAE encode/decode."""
+"""Flux.2 (klein, dev) as a family: detection, the prompt encoders against diffusers' encode_prompt, the network
+adapter against Flux2KleinPipeline's / Flux2Pipeline's transformer call, the latent format against the pipeline's
+VAE encode/decode, the Flux2 schedule as Flux.2's own."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ import torch
 
 from sdcli.errors import UsageError
 from sdcli.families import FAMILIES, detect_folder, detect_single_file
-from sdcli.families.flux2 import FLUX2_DEV, FLUX2_KLEIN, FLUX2_KLEIN_BASE
+from sdcli.families.flux2 import FLUX2_KLEIN, FLUX2_KLEIN_BASE
+from sdcli.families.flux2_dev import FLUX2_DEV
 
 
 @pytest.fixture(scope="module")
@@ -31,11 +33,18 @@ def test_folders_and_single_files_are_detected(tiny_flux2, tmp_path):
         (folder / "model_index.json").write_text(json.dumps({**index, "_class_name": name, "is_distilled": distilled}))
         assert detect_folder(folder).family is family
     assert FLUX2_KLEIN_BASE.defaults["cfg_scale"] == 4.0 and FLUX2_KLEIN.defaults["cfg_scale"] == 1.0
-    assert FLUX2_DEV.pipelines == {}  # refused in every mode (models.loaded / families.pipeline_class)
+    mistral = ["transformers", "Mistral3ForConditionalGeneration"]
+    dev = {**index, "_class_name": "Flux2Pipeline", "text_encoder": mistral}
+    (tmp_path / "model_index.json").write_text(json.dumps(dev))
+    assert detect_folder(tmp_path).family is FLUX2_DEV and FLUX2_DEV.pipelines["txt2img"] == "Flux2Pipeline"
     for mark in ("single_stream_modulation.lin.weight", "single_stream_modulation.linear.weight"):  # BFL, diffusers
         found = detect_single_file({f"model.diffusion_model.{mark}": [1, 1],
                                     "model.diffusion_model.img_in.weight": [3072, 128]})
         assert found.family is FLUX2_KLEIN and found.in_channels == 128
+    for guidance in ("guidance_in.in_layer.weight", "time_guidance_embed.guidance_embedder.linear_1.weight"):
+        found = detect_single_file({"single_stream_modulation.lin.weight": [1, 1], guidance: [6144, 256],
+                                    "img_in.weight": [6144, 128]})
+        assert found.family is FLUX2_DEV and found.in_channels == 128
 
 
 def test_prompt_encoder_is_diffusers_encode_prompt(klein):
@@ -83,3 +92,56 @@ def test_latent_format_is_the_pipelines(klein):
 def test_parameterisation_is_comfyuis_flux2_table():
     flow = FLUX2_KLEIN.parameterisation({})
     assert flow.table.shift == 2.02 and FLUX2_KLEIN.parameterisation({}, shift=1.0).table.shift == 1.0
+
+
+@pytest.fixture(scope="module")
+def dev(tiny_flux2_dev):
+    from tests.conftest import _load_on_cpu
+
+    return _load_on_cpu(tiny_flux2_dev)
+
+
+def test_dev_is_detected_and_its_prompt_encoder_is_diffusers_encode_prompt(dev, tiny_flux2_dev):
+    assert detect_folder(tiny_flux2_dev).family is FLUX2_DEV and dev.family is FLUX2_DEV
+    pipe = dev.pipe
+    encoder = FLUX2_DEV.prompt_encoder(pipe, 1, "original", (32, 32), 2.5)
+    cond = encoder.encode("a red \\[IMG\\]cat")  # escaped WebUI brackets: "[IMG]", which the pipeline drops
+    theirs, _ = pipe.encode_prompt("a red [IMG]cat", device="cpu")
+    assert cond.crossattn.shape == (1, 512, 96) and torch.equal(cond.crossattn, theirs)
+    assert cond.extra["guidance"].tolist() == [2.5]
+    assert FLUX2_DEV.prompt_encoder(pipe, 1, "original", (32, 32)).encode("a").extra["guidance"].tolist() == [4.0]
+    assert not torch.equal(cond.crossattn, encoder.encode("a red dog").crossattn)
+    with pytest.raises(UsageError, match="Flux.2 takes no emphasis weights"):
+        encoder.encode("a (red:1.3) cat")
+
+
+def test_dev_adapter_is_the_pipeline_call_with_guidance(dev):
+    from sdcli.conditioning.cond import Conditioning
+
+    pipe = dev.pipe
+    x, sigma, text = torch.randn(2, 128, 3, 5), torch.tensor([0.7, 0.3]), torch.randn(2, 7, 96)
+    guidance = torch.tensor([3.0])
+    ours = dev.network(x, sigma, Conditioning(text, {"guidance": guidance}))
+    with torch.no_grad():
+        out = pipe.transformer(hidden_states=pipe._pack_latents(x), timestep=sigma, guidance=guidance.expand(2),
+                               encoder_hidden_states=text, txt_ids=pipe._prepare_text_ids(text),
+                               img_ids=pipe._prepare_latent_ids(x), return_dict=False)[0]
+    theirs = pipe._unpack_latents_with_ids(out, pipe._prepare_latent_ids(x))
+    assert torch.allclose(ours, theirs, atol=1e-6)
+    assert not torch.allclose(ours, dev.network(x, sigma, Conditioning(text, {"guidance": guidance * 2})), atol=1e-3)
+
+
+def test_the_flux2_schedule_is_flux2s_own():
+    from sdcli.families import FAMILIES
+    from sdcli.sampling.samplers import resolve_sampler
+
+    choice = resolve_sampler("Euler", "flux2")
+    for family in (FLUX2_KLEIN, FLUX2_KLEIN_BASE, FLUX2_DEV):
+        family.check_choice(choice)
+        assert family.defaults["schedule"] == "flux2"
+        assert family.settle_choice(resolve_sampler("Euler")).schedule == "flux2"
+    assert FLUX2_DEV.settle_choice(resolve_sampler("DPM++ 2M")).schedule == "karras"  # the sampler's own fits
+    for name in ("sd1", "sdxl", "flux-dev", "zimage"):
+        with pytest.raises(UsageError, match="--schedule: Flux2 is a schedule of its own model family's"):
+            FAMILIES[name].check_choice(choice)
+    assert resolve_sampler("DDIM", "flux2").written_label == "Flux2"  # a timestep sampler ignores it, as any type

@@ -38,7 +38,7 @@ def test_only_the_editing_families_take_reference_images():
     from sdcli.families import FAMILIES
 
     editors = {f.name: f.capabilities.references for f in FAMILIES.values() if f.capabilities.references}
-    assert editors == {"flux-kontext": 4, "flux2-klein": 4, "flux2-klein-base": 4, "qwen-image-edit": 1,
+    assert editors == {"flux-kontext": 4, "flux2-klein": 4, "flux2-klein-base": 4, "flux2-dev": 4, "qwen-image-edit": 1,
                        "qwen-image-edit-plus": 3}
 
 

@@ -214,6 +214,32 @@ def test_comfyui_flux_sampler_custom_advanced_graph(tmp_path):
                                "VAE": "ae.safetensors", "RNG": "Comfy", "Emphasis": "Comfy"}
 
 
+def test_comfyui_flux2_template_reads_its_flux2scheduler_as_sdclis_flux2_schedule(tmp_path):
+    """ComfyUI's Flux.2 template: Flux2Scheduler (its own sigmas from steps and size) is sdcli's Flux2 schedule type;
+    the size from EmptyFlux2LatentImage."""
+    graph = {
+        "1": {"class_type": "UNETLoader", "inputs": {"unet_name": "flux2_dev_fp8mixed.safetensors",
+                                                     "weight_dtype": "default"}},
+        "2": {"class_type": "CLIPLoader", "inputs": {"clip_name": "mistral_3_small_flux2_bf16.safetensors",
+                                                     "type": "flux2"}},
+        "4": {"class_type": "CLIPTextEncode", "inputs": {"text": "a cabin", "clip": ["2", 0]}},
+        "5": {"class_type": "FluxGuidance", "inputs": {"guidance": 4.0, "conditioning": ["4", 0]}},
+        "6": {"class_type": "BasicGuider", "inputs": {"model": ["1", 0], "conditioning": ["5", 0]}},
+        "7": {"class_type": "RandomNoise", "inputs": {"noise_seed": 9}},
+        "8": {"class_type": "KSamplerSelect", "inputs": {"sampler_name": "euler"}},
+        "9": {"class_type": "Flux2Scheduler", "inputs": {"steps": 28, "width": 1024, "height": 768}},
+        "10": {"class_type": "EmptyFlux2LatentImage", "inputs": {"width": 1024, "height": 768, "batch_size": 1}},
+        "11": {"class_type": "SamplerCustomAdvanced", "inputs": {"noise": ["7", 0], "guider": ["6", 0],
+                                                                 "sampler": ["8", 0], "sigmas": ["9", 0],
+                                                                 "latent_image": ["10", 0]}},
+    }
+    meta = read_metadata(t.comfy_png(tmp_path / "flux2.png", graph))
+    p = meta.parameters
+    assert (p["Steps"], p["Sampler"], p["Schedule type"], p["Size"], p["Distilled CFG Scale"]) == (
+        "28", "Euler", "Flux2", "1024x768", "4")
+    assert meta.unmapped == ()
+
+
 def test_comfyui_sampler_custom_reads_its_select_and_scheduler_nodes(tmp_path):
     graph = t.comfy_api()
     graph["3"] = {"class_type": "SamplerCustom", "inputs": {

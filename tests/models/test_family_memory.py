@@ -107,21 +107,23 @@ def test_parameter_counts_are_the_released_configs():
 
 def test_readme_defaults_table_is_the_family_table():
     from sdcli.request.generation import REQUEST_DEFAULTS
-    from sdcli.sampling.samplers import SCHEDULE_LABELS
+    from sdcli.sampling.samplers import ALL_SCHEDULE_LABELS, MODEL_SCHEDULE_LABELS
 
     rows = re.findall(r"^\| (.+?) \| (\d+) \| ([\d.]+) \| (.+?) \| (.+?) \| (.+?) \| (.+?) \|$",
                       _section("#### Defaults by family"), re.M)
     labels = {"SD 1.x, SD 2.x, SDXL": "sdxl", "Flux.1 dev, Fill, Control": "flux-dev", "Flux.1 schnell": "flux-schnell",
               "SD3 / SD3.5": "sd3", "Chroma": "chroma", "Qwen-Image": "qwen-image", "Flux.2 klein (distilled)":
-              "flux2-klein", "Flux.2 klein base": "flux2-klein-base"}
-    assert len(rows) == 9
+              "flux2-klein", "Flux.2 klein base": "flux2-klein-base", "Flux.2 dev": "flux2-dev"}
+    assert len(rows) == 10
     for label, steps, cfg, sampler, schedule, shift, distilled in rows:
         family = FAMILIES[labels.get(label, "zimage")]
         values = {**REQUEST_DEFAULTS, **family.defaults}
-        schedule_label = SCHEDULE_LABELS.get(values["schedule"], "Automatic")
+        schedule_label = ALL_SCHEDULE_LABELS.get(values["schedule"], "Automatic")
         assert (int(steps), float(cfg), sampler, schedule) == (
             values["steps"], values["cfg_scale"], values["sampler"], schedule_label), label
         flow = getattr(family, "table", None)
-        assert shift == ("-" if flow is None else f"mu {family.shift:g}" if flow == "flux" else f"{family.shift:g}")
+        table = "-" if flow is None else f"mu {family.shift:g}" if flow == "flux" else f"{family.shift:g}"
+        # a sized schedule's mu comes from the image (the table's shift for the other schedule types)
+        assert shift == (f"from size (else {table})" if values["schedule"] in MODEL_SCHEDULE_LABELS else table), label
         guided = family.capabilities.distilled_guidance
         assert distilled == (f"{values['distilled_cfg_scale']:g}" if guided else "-"), label

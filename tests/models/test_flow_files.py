@@ -44,7 +44,10 @@ def test_a_qwen3_file_is_told_apart_from_its_tensors(tmp_path, prefix):
     info = inspect_flux_file(path)
     assert (info.kind, info.prefix, info.width) == ("qwen3", prefix, 8)
     save_file({prefix + k: torch.zeros(s) for k, s in keys.items() if "q_norm" not in k}, str(path))
-    assert inspect_flux_file(path).kind is None  # no q_norm: not Qwen3 (Qwen2.5 has none)
+    assert inspect_flux_file(path).kind == "mistral3"  # no q_norm: not Qwen3; the Llama layout of Mistral Small 3
+    biased = {**{k: v for k, v in keys.items() if "q_norm" not in k}, "layers.0.self_attn.q_proj.bias": (8,)}
+    save_file({prefix + k: torch.zeros(s) for k, s in biased.items()}, str(path))
+    assert inspect_flux_file(path).kind is None  # Qwen2.5's biased projections without its vision tower: neither
 
 
 def test_the_qwen_tokenizer_comes_from_a_folder_beside_the_file_or_is_refused(tmp_path):
@@ -202,6 +205,23 @@ def test_the_bundled_flux2_klein_configs_build_the_4b_and_9b_models():
         text = transformers.Qwen3ForCausalLM(transformers.Qwen3Config(**spec["text_encoder"]))
     assert round(_count(transformer) / 1e9, 2) == 9.08
     assert round(_count(text) / 1e9, 2) == 8.19 and round((_count(text) - 2 * 151_936 * 4096) / 1e9, 2) == 6.95
+    assert spec["transformer"]["joint_attention_dim"] == 3 * spec["text_encoder"]["hidden_size"]
+
+
+def test_the_bundled_flux2_dev_config_builds_the_32b_model_and_mistral_small_3():
+    """Flux.2 dev: 32.2B parameters (BFL's "32B"; diffusers' Flux2Transformer2DModel defaults); its text input is
+    Mistral Small 3's three hidden states side by side, the text model 22.9B (24B with its head and vision tower)."""
+    import diffusers
+    import transformers
+
+    from sdcli.models.bundled import family_config
+
+    spec = family_config("flux2-dev")
+    with torch.device("meta"):
+        transformer = diffusers.Flux2Transformer2DModel.from_config(spec["transformer"])
+        text = transformers.MistralModel(transformers.MistralConfig(**spec["text_encoder"]))
+    assert round(_count(transformer) / 1e9, 1) == 32.2 and transformer.config.guidance_embeds
+    assert round(_count(text) / 1e9, 1) == 22.9
     assert spec["transformer"]["joint_attention_dim"] == 3 * spec["text_encoder"]["hidden_size"]
 
 

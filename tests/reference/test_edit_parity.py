@@ -1,7 +1,8 @@
 """`sdcli edit` through sdcli's job (job.generate.run, mode "edit") vs the references, in pixels.
 
 Flux.1 Kontext: kontext_ref (Forge's Flux.1 sampling, which sdcli's matches, with ComfyUI's reference-latent
-placement); Flux.2 klein: flux2_ref (ComfyUI's, with its "index" reference placement, scale 10); Qwen-Image-Edit:
+placement); Flux.2 klein and dev: flux2_ref (ComfyUI's, with its "index" reference placement, scale 10);
+Qwen-Image-Edit:
 diffusers' QwenImageEditPipeline on ComfyUI's schedule at CFG 1 (qwenimage_edit_ref says what is set). Tolerance 0
 levels. Both sides encode the reference with the VAE posterior's mean. The tiny models take the references at
 their own sizes (whole 16 px tokens, no resize on either side), so the comparison is of the sampling and the
@@ -77,8 +78,9 @@ def kontext_theirs(model, paths, prompt=PROMPT, **s):
     return [(255.0 * u).permute(1, 2, 0).numpy().astype(np.uint8) for u in unit]
 
 
-def klein_theirs(model, paths, prompt=PROMPT, **s):
-    """ComfyUI's Flux.2 klein edit at the first reference's size."""
+def klein_theirs(model, paths, prompt=PROMPT, dev=False, **s):
+    """ComfyUI's Flux.2 klein edit at the first reference's size; `dev`: Flux.2 dev's (its text encoding, its
+    guidance: sdcli's default 4 unless distilled_cfg says)."""
     pipe = model.pipe
     units = [_unit(p) for p in paths]
     with torch.no_grad():
@@ -86,8 +88,13 @@ def klein_theirs(model, paths, prompt=PROMPT, **s):
     width, height = units[0][1]
     out = F2.sample(pipe.transformer, pipe.tokenizer, pipe.text_encoder, prompt, s.get("negative", ""),
                     s.get("seed", 1), width, height, s.get("steps", 3), s.get("sampler", "Euler"),
-                    s.get("schedule", "Simple"), s.get("cfg", 1.0), 2.02, refs=latents)
+                    s.get("schedule", "Simple"), s.get("cfg", 1.0), 2.02, refs=latents,
+                    **({"guidance": s.get("distilled_cfg", 4.0), "encoder": F2.encode_dev} if dev else {}))
     return F2.decode(pipe.vae, out)
+
+
+def dev_theirs(model, paths, prompt=PROMPT, **s):
+    return klein_theirs(model, paths, prompt, dev=True, **s)
 
 
 def worst(a, b):
@@ -142,6 +149,14 @@ def test_kontext_reference_size_is_comfyuis_choice(size):
     from sdcli.families.kontext import FLUX_KONTEXT
 
     assert FLUX_KONTEXT.reference_size(size, 1024) == K.kontext_image_scale(*size)
+
+
+@pytest.mark.parametrize("settings", [{}, {"schedule": "Flux2", "distilled_cfg": 2.5, "sampler": "DPM++ 2M"}])
+def test_dev_references(tiny_flux2_dev_pipe, refs, settings, single_thread):
+    """Flux.2 dev takes its references as klein does (diffusers' Flux2Pipeline: the same ids), with its guidance."""
+    check(tiny_flux2_dev_pipe, dev_theirs, [refs["radial"]], [refs["checker"]], **settings)
+    check(tiny_flux2_dev_pipe, dev_theirs, [refs["wide"], refs["radial"]], [refs["wide"], refs["checker"]],
+          **settings)
 
 
 def test_klein_reference_order_moves_the_pixels(tiny_flux2_pipe, refs, single_thread):

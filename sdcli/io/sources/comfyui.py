@@ -30,6 +30,7 @@ WIDGETS: dict[str, tuple[str, ...]] = {
     "CFGGuider": ("cfg",),
     "KSamplerSelect": ("sampler_name",),
     "BasicScheduler": ("scheduler", "steps", "denoise"),
+    "Flux2Scheduler": ("steps", "width", "height"),
     "CheckpointLoaderSimple": ("ckpt_name",),
     "UNETLoader": ("unet_name", "weight_dtype"),
     "CLIPLoader": ("clip_name", "type"),
@@ -45,6 +46,7 @@ WIDGETS: dict[str, tuple[str, ...]] = {
     "ModelSamplingSD3": ("shift",),
     "EmptyLatentImage": ("width", "height", "batch_size"),
     "EmptySD3LatentImage": ("width", "height", "batch_size"),
+    "EmptyFlux2LatentImage": ("width", "height", "batch_size"),
     "LoadImage": ("image", ""),
     "VAEEncode": (),
     "VAEDecode": (),
@@ -195,6 +197,8 @@ class _Walk:
                 if sigmas.get("class_type") == "BasicScheduler":
                     scheduler, steps = self.value(sigmas, "scheduler"), self.value(sigmas, "steps")
                     denoise = self.value(sigmas, "denoise", 1.0)
+                elif sigmas.get("class_type") == "Flux2Scheduler":  # Flux.2's own: sdcli's Flux2 schedule type
+                    scheduler, steps = "Flux2Scheduler", self.value(sigmas, "steps")
         if kind == "KSamplerAdvanced":
             start, end = get("start_at_step", 0), get("end_at_step", 10000)
             if isinstance(end, int) and isinstance(steps, int) and end < steps:
@@ -269,7 +273,7 @@ class _Walk:
             return
         node = self.node(link, "latent_image")
         kind = node.get("class_type")
-        if kind in ("EmptyLatentImage", "EmptySD3LatentImage"):
+        if kind in ("EmptyLatentImage", "EmptySD3LatentImage", "EmptyFlux2LatentImage"):
             self.params["Size"] = size(self.value(node, "width"), self.value(node, "height"))
             if self.started:
                 self.unmapped.append(f"{self.started} on an empty latent")

@@ -21,6 +21,7 @@ COMFY_SAMPLERS = {
 COMFY_SCHEDULES = {
     "normal": "Normal", "karras": "Karras", "exponential": "Exponential", "sgm_uniform": "SGM Uniform",
     "simple": "Simple", "ddim_uniform": "DDIM", "beta": "Beta", "kl_optimal": "KL Optimal",
+    "Flux2Scheduler": "Flux2",  # the Flux2Scheduler node (sigmas of its own; sources.comfyui)
 }
 
 # InvokeAI's scheduler (invokeai/backend/stable_diffusion/schedulers/schedulers.py; "_k": Karras sigmas) and its
