@@ -31,6 +31,7 @@ class FileRow:
     q8_blocks: bool = True  # the tiny transformer's rows fill Q8_0's 32-value blocks (16 wide: every tensor F32)
     layouts: tuple[str, ...] = ("original", "comfy", "diffusers", "gguf")  # the writer's transformer layouts
     vae: str = "give the Flux VAE (ae.safetensors)"  # the refusal's words for the missing VAE
+    all_in_one: bool = True  # people share all-in-one checkpoints of it (Flux.2 dev ships as separate files)
 
 
 ROWS = {
@@ -63,9 +64,10 @@ ROWS = {
                          {"flux2_dev": ("diffusion_model", "flux2-dev transformer (gguf, fp32)"),
                           "mistral_3_small_flux2_bf16": ("text_encoder", "mistral3 text encoder (fp32)"),
                           "flux2-vae": ("vae", "flux2 vae (diffusers, fp32)")},
-                         vae="give the Flux.2 VAE (flux2-vae.safetensors)"),
+                         vae="give the Flux.2 VAE (flux2-vae.safetensors)", all_in_one=False),
 }
 LAYOUTS = ("original", "comfy", "diffusers", "gguf")
+AIO_ROWS = [key for key, row in ROWS.items() if row.all_in_one]
 CASES = [(key, layout) for key, row in ROWS.items() for layout in row.layouts]
 
 

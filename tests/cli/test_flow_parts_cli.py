@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from tests.cli.flow_files import (
+    AIO_ROWS,
     ROWS,
     RUN,
     offline,
@@ -28,14 +29,14 @@ def bundles(flow_files, tmp_path_factory):
 
     root = tmp_path_factory.mktemp("flow-aio")
     out = {}
-    for key in ROWS:
+    for key in AIO_ROWS:
         for name in ("comfy", "other"):
             parts = {p: f for p, f in flow_files[key][name].items()}
             out[key, name] = write_all_in_one(parts, root / name / f"{key}_aio.safetensors")
     return out
 
 
-@pytest.mark.parametrize("key", ROWS)
+@pytest.mark.parametrize("key", AIO_ROWS)
 def test_an_all_in_one_checkpoint_gives_the_folders_pixels(cli, bundles, flow_pixels, tmp_path, monkeypatch, key):
     """ComfyUI's checkpoint layout (transformer under model.diffusion_model., the text encoder under
     text_encoders.<name>.transformer., the VAE under vae.) loads with no --text-encoder or --vae, each part told
