@@ -70,9 +70,9 @@ Tiling = Annotated[bool, typer.Option("--tiling", help="An image that tiles: its
                                       "top its bottom (the WebUI's Tiling; written as `Tiling: True`).",
                                       rich_help_panel=GEN)]
 RestoreFaces = Annotated[str | None, typer.Option(
-    "--restore-faces", help="Restore faces after decoding, as the WebUI: gfpgan, codeformer or none (a model file in the "
-    "models folder's GFPGAN/ or Codeformer/; faces found by facexlib: pip install 'sdcli[faces]'; written as "
-    "`Face restoration`).", rich_help_panel=GEN, show_default=False)]
+    "--restore-faces", help="Restore faces after decoding, as the WebUI: gfpgan, codeformer or none (a model file "
+    "in the models folder's GFPGAN/ or Codeformer/; faces found by facexlib: pip install 'sdcli[faces]'; written "
+    "as `Face restoration`).", rich_help_panel=GEN, show_default=False)]
 CodeFormerWeight = Annotated[float, typer.Option(
     "--code-former-weight", help=f"CodeFormer's weight ({r('code_former_weight')}; 0 = strongest restoration).",
     rich_help_panel=GEN)]

@@ -157,7 +157,10 @@ def test_save_images_writes_the_cli_files_into_the_server_output(api, folder_eng
 
 
 def test_restore_faces_names_what_is_missing(api, folder_engine, webui_models, engine):
+    import importlib.util
+
     from fastapi.testclient import TestClient
+    from safetensors.numpy import save_file
 
     from sdcli.server.app import create_app
 
@@ -174,8 +177,15 @@ def test_restore_faces_names_what_is_missing(api, folder_engine, webui_models, e
         found = api.post("/sdapi/v1/img2img", json={**TXT, "restore_faces": True, "init_images": [_png()]})
         assert found.status_code == 422 and found.json()["detail"].startswith("restore_faces: ")
         assert "GFPGANv1.4.pth" in found.json()["detail"]  # a pickle: refused unless the server allows them
-    finally:
         (webui_models / "GFPGAN" / "GFPGANv1.4.pth").unlink()
+        save_file({"toRGB.0.weight": np.zeros(1, np.float32)}, str(webui_models / "GFPGAN" / "GFPGANv1.4.safetensors"))
+        detector = api.post("/sdapi/v1/txt2img", json={**TXT, "restore_faces": True})
+        if importlib.util.find_spec("facexlib") is None:  # this machine: no facexlib (torchvision cannot load)
+            assert detector.status_code == 422 and detector.json()["detail"].startswith(
+                "restore_faces: face detection needs facexlib and OpenCV, and facexlib is not installed")
+    finally:
+        for file in (webui_models / "GFPGAN").iterdir():
+            file.unlink()
         (webui_models / "GFPGAN").rmdir()
 
 
