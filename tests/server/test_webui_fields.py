@@ -199,6 +199,8 @@ def test_restore_faces_runs_the_restorer_and_writes_its_infotext(api, webui_mode
         body = api.post("/sdapi/v1/txt2img", json={**TXT, "restore_faces": True}).json()
         info = json.loads(body["info"])
         assert "Face restoration: GFPGAN" in info["infotexts"][0]
+        assert api.get("/sdapi/v1/face-restorers").json() == [{"name": "GFPGAN",
+                                                               "cmd_dir": str(webui_models / "GFPGAN")}]
         assert "Face restoration" not in json.loads(plain["info"])["infotexts"][0]
         assert np.array_equal(np.asarray(decode(body["images"][0])), np.asarray(decode(plain["images"][0])))
         codeformer = api.post("/sdapi/v1/txt2img", json={
