@@ -180,13 +180,18 @@ def storage(req: Txt2ImgRequest) -> str | None:
 
 
 def face_restorer(req: Txt2ImgRequest, options: dict[str, Any]) -> str | None:
-    """restore_faces: true -> the restorer face_restoration_model names (override_settings over the server's
-    options; GFPGAN when neither names one: CodeFormer needs spandrel_extra_arches), as the WebUI."""
+    """restore_faces: true (unset: the face_restoration option, as the WebUI) -> the restorer face_restoration_model
+    names (override_settings over the server's options; GFPGAN when neither names one: CodeFormer needs
+    spandrel_extra_arches), as the WebUI."""
     from sdcli.request.vocabulary import FACE_RESTORER_LABELS
 
-    if not req.restore_faces:
-        return None
     overrides = req.override_settings or {}
+    wanted = req.restore_faces
+    if wanted is None:
+        wanted = bool(checked(overrides, "override_settings.").get("face_restoration",
+                                                                     options.get("face_restoration", False)))
+    if not wanted:
+        return None
     where = "override_settings." if "face_restoration_model" in overrides else ""
     name = overrides.get("face_restoration_model", options.get("face_restoration_model"))
     if name in (None, ""):

@@ -203,6 +203,11 @@ def test_restore_faces_runs_the_restorer_and_writes_its_infotext(api, webui_mode
                                                                "cmd_dir": str(webui_models / "GFPGAN")}]
         assert "Face restoration" not in json.loads(plain["info"])["infotexts"][0]
         assert np.array_equal(np.asarray(decode(body["images"][0])), np.asarray(decode(plain["images"][0])))
+        by_option = api.post("/sdapi/v1/txt2img", json={**TXT, "override_settings": {"face_restoration": True}})
+        assert "Face restoration: GFPGAN" in json.loads(by_option.json()["info"])["infotexts"][0]  # the WebUI's
+        assert "Face restoration" not in json.loads(api.post("/sdapi/v1/txt2img", json={  # restore_faces wins
+            **TXT, "restore_faces": False, "override_settings": {"face_restoration": True}}).json()["info"])[
+            "infotexts"][0]
         codeformer = api.post("/sdapi/v1/txt2img", json={
             **TXT, "restore_faces": True, "override_settings": {"face_restoration_model": "CodeFormer"}})
         assert codeformer.status_code == 422 and codeformer.json()["detail"].startswith(
