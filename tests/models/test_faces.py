@@ -115,3 +115,33 @@ def test_comfyui_facerestore_models_folder(gfpgan_folder, face_detector):
         comfy / "models" / "facerestore_models" / "GFPGANv1.4.safetensors")
     ref = faces.resolve_restorer("gfpgan", library_from(None, None, comfy))
     assert ref.path == (comfy / "models" / "facerestore_models" / "GFPGANv1.4.safetensors").resolve()
+
+
+def test_the_facexlib_wrapper_passes_the_folder_and_reads_its_boxes(tmp_path, monkeypatch):
+    """FacexlibDetector against a stand-in of facexlib's detection API (init_detection_model, detect_faces: rows
+    of x1, y1, x2, y2, score and 5 landmark pairs on the BGR image it is given); the real one cannot load here."""
+    import sys
+    import types
+
+    calls = {}
+
+    class Net:
+        def detect_faces(self, bgr):
+            calls["bgr"] = bgr
+            eyes_far, eyes_near = [200, 100, 400, 100], [200, 100, 240, 100]  # 10 px and 2 px apart, unscaled
+            return np.array([[0, 0, 9, 9, 0.99, *eyes_far, 300, 200, 220, 300, 380, 300],
+                             [0, 0, 9, 9, 0.99, *eyes_near, 300, 200, 220, 300, 380, 300]], dtype=np.float32)
+
+    def init_detection_model(name, half, device, model_rootpath):
+        calls["init"] = (name, half, device, model_rootpath)
+        return Net()
+
+    detection = types.ModuleType("facexlib.detection")
+    detection.init_detection_model = init_detection_model
+    monkeypatch.setitem(sys.modules, "facexlib", types.ModuleType("facexlib"))
+    monkeypatch.setitem(sys.modules, "facexlib.detection", detection)
+    detector = faces.FacexlibDetector(tmp_path / faces.DETECTOR_FILE, "cpu")
+    assert calls["init"] == ("retinaface_resnet50", False, "cpu", str(tmp_path))  # its weights from our folder
+    [found] = detector.landmarks(Image.new("RGB", (64, 32), (255, 0, 0)))  # the near-eyed face is skipped
+    assert calls["bgr"].shape == (640, 1280, 3) and calls["bgr"][0, 0].tolist() == [0, 0, 255]  # short side 640
+    assert np.allclose(found, [[10, 5], [20, 5], [15, 10], [11, 15], [19, 15]])  # back in the image's pixels
