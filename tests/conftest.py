@@ -201,3 +201,41 @@ def tiny_flux(tiny_family) -> dict[str, Path]:
 def tiny_flux_pipe(tiny_family_pipe):
     """The tiny Flux dev folder loaded once on CPU in fp32 (a LoadedModel)."""
     return tiny_family_pipe("flux-dev")
+
+
+@pytest.fixture(scope="session")
+def gfpgan_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A random-weight GFPGAN file spandrel loads (the real architecture: 86M parameters, fp16 on disk)."""
+    from sdcli.models.tiny_assets import write_random_gfpgan
+
+    return write_random_gfpgan(tmp_path_factory.mktemp("faces") / "GFPGANv1.4-random.safetensors")
+
+
+@pytest.fixture
+def face_detector(monkeypatch):
+    """A test double for the face detector ONLY (facexlib cannot load on this machine): it finds one face whose
+    5 landmarks are the 512 px template scaled into FACE_BOX; everything after detection is sdcli's real code.
+    Returns the double's class; set `.faces = 0` for an image without faces."""
+    import numpy as np
+
+    from sdcli.models import face_align, faces
+
+    class DetectorDouble:
+        faces = 1
+
+        @staticmethod
+        def check(folders):
+            return folders[0] / "detector-double"
+
+        def __init__(self, weights, device):
+            pass
+
+        def landmarks(self, image):
+            left, top, right, _ = FACE_BOX
+            return [np.array(face_align.TEMPLATE) * ((right - left) / 512) + [left, top]] * DetectorDouble.faces
+
+    monkeypatch.setattr(faces, "DETECTOR", DetectorDouble)
+    return DetectorDouble
+
+
+FACE_BOX = (16, 8, 48, 40)  # where face_detector's face is: the template's 512 px square scaled to 32 px

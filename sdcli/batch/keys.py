@@ -127,5 +127,5 @@ KEYS: tuple[Key, ...] = (
 )
 # WebUI keys with no sdcli meaning: refused by name rather than as unknown.
 WEBUI_ONLY = ("styles", "seed_resize_from_h", "seed_resize_from_w",
-              "sampler_index", "restore_faces", "do_not_save_samples", "do_not_save_grid",
+              "sampler_index", "do_not_save_samples", "do_not_save_grid",
               "outpath_samples", "outpath_grids", "prompt_for_display")

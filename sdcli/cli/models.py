@@ -30,7 +30,7 @@ Examples:
 DESCRIBED = ("checkpoint", "diffusion_model", "text_encoder", "vae")  # kinds whose family and kind are shown
 KIND_LABELS = {"checkpoint": "Checkpoint", "diffusion_model": "Diffusion model", "text_encoder": "Text encoder",
                "lora": "LoRA", "embedding": "Embedding", "vae": "VAE",
-               "controlnet": "ControlNet", "upscaler": "Upscaler"}
+               "controlnet": "ControlNet", "upscaler": "Upscaler", "gfpgan": "GFPGAN", "codeformer": "CodeFormer"}
 
 
 def models(
@@ -40,7 +40,7 @@ def models(
     kind: Annotated[list[str] | None, typer.Option(
         "--kind", show_default=False,
         help="Only these kinds: checkpoint, diffusion_model, text_encoder, lora, embedding, vae, controlnet, "
-        "upscaler (repeatable).")] = None,
+        "upscaler, gfpgan, codeformer (repeatable).")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print JSON on stdout.")] = False,
 ) -> None:
     from sdcli.errors import UsageError

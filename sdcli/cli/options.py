@@ -70,6 +70,13 @@ Schedule = Annotated[str | None, typer.Option("--schedule", help="WebUI schedule
 Tiling = Annotated[bool, typer.Option("--tiling", help="An image that tiles: its left edge continues its right, its "
                                       "top its bottom (the WebUI's Tiling; written as `Tiling: True`).",
                                       rich_help_panel=GEN)]
+RestoreFaces = Annotated[str | None, typer.Option(
+    "--restore-faces", help="Restore faces after decoding, as the WebUI: gfpgan, codeformer or none (a model file "
+    "in the models folder's GFPGAN/ or Codeformer/; faces found by facexlib: pip install 'sdcli[faces]'; written "
+    "as `Face restoration`).", rich_help_panel=GEN, show_default=False)]
+CodeFormerWeight = Annotated[float, typer.Option(
+    "--code-former-weight", help=f"CodeFormer's weight ({r('code_former_weight')}; 0 = strongest restoration).",
+    rich_help_panel=GEN)]
 ClipSkip = Annotated[int, typer.Option("--clip-skip", help="WebUI CLIP skip: 1 = last layer, 2 = penultimate "
                                        f"({r('clip_skip')}).",
                                        rich_help_panel=GEN)]
@@ -241,6 +248,8 @@ def _shared(
     schedule: Schedule = None,
     clip_skip: ClipSkip = 1,
     tiling: Tiling = False,
+    restore_faces: RestoreFaces = None,
+    code_former_weight: CodeFormerWeight = 0.5,
     rng: Rng = "cpu",
     emphasis: Emphasis = "original",
     eta: Eta = None,

@@ -9,8 +9,8 @@ from typing import Any
 
 # The WebUI's key order. Keys not listed keep their insertion order, before Version.
 KEY_ORDER = (
-    "Steps", "Sampler", "Schedule type", "CFG scale", "Distilled CFG Scale", "Shift", "Seed", "Size", "Model hash",
-    "Model",
+    "Steps", "Sampler", "Schedule type", "CFG scale", "Distilled CFG Scale", "Shift", "Seed", "Face restoration",
+    "Size", "Model hash", "Model",
     "VAE hash", "VAE", "Variation seed", "Variation seed strength", "Seed resize from",
     "Denoising strength", "Clip skip", "RNG", "Tiling",
     "Hires sampler", "Hires prompt", "Hires negative prompt", "Hires schedule type", "Hires CFG Scale",

@@ -82,6 +82,7 @@ def run(
     refiner: LoadedModel | None = None,
     control: Any = None,
     hires_upscaler: Any = None,
+    faces: Any = None,
 ) -> Iterator[GeneratedImage]:
     """Generate `request.count` batches of `request.batch_size` images; yield each when done.
 
@@ -96,7 +97,9 @@ def run(
     `hires_upscaler` (a ready models.upscalers.Upscaler; built-in ones are made here). `extra_params` are added
     to each infotext (the add-ons' hashes, models.assets). Images whose latents or
     decode are not finite carry a `failure` and must not be written. `control` (controlnet.plan.
-    LoadedControl) steers sdcli's loop with the request's ControlNet units.
+    LoadedControl) steers sdcli's loop with the request's ControlNet units. `faces` (a ready
+    models.faces.FaceRestorer) restores the faces of each decoded image, before an input's mask pastes it back
+    (the WebUI's order).
     Raises UsageError for settings the model cannot honour (CLIP skip deeper
     than the text encoder, a mode its UNet cannot run) or for bad input files.
     """
@@ -167,6 +170,10 @@ def run(
             images = batch_run(encoded, model, choice, encoder, inputs, batch_seeds, batch_subseeds, width, height,
                                on_step, refine, hires)
         for offset, (image, seed, subseed) in enumerate(zip(images, batch_seeds, batch_subseeds, strict=True)):
+            if request.face_restorer:
+                if faces is None:
+                    raise UsageError("--restore-faces: the face restorer was not loaded for this run")
+                image = faces.restore(image, seed)
             if inputs is not None:
                 image = inputs.finish(image)  # pasted back through the blurred mask / into the crop
             params = _with_modules(infotext_params(

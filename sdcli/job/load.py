@@ -34,6 +34,7 @@ class ModelCache:
     load_refiner: Loader | None = None  # how refiners load (default models.loader's)
     refiners: dict[Path, LoadedModel] = field(default_factory=dict)
     upscalers: dict[tuple[str, str | None], Any] = field(default_factory=dict)
+    faces: dict[Any, Any] = field(default_factory=dict)  # models.faces.FaceRef -> its FaceRestorer
     controlnets: dict[str, Any] = field(default_factory=dict)  # ControlNet file -> its model, for `_controls_of`
     _path: Path | None = None
     _parts: tuple[tuple[str, Path], ...] = ()  # the held model's part files (a Flux transformer's encoders, VAE)
@@ -76,6 +77,16 @@ class ModelCache:
             self.upscalers[key] = ready(ref, "--hires-upscaler", assets.allow_pickle, plan.device)
         return self.upscalers[key]
 
+    def face_restorer(self, ref: Any, assets: AssetOptions, plan: RuntimePlan) -> Any:
+        """The ready face restorer of --restore-faces (models.faces), or None; loaded once."""
+        from sdcli.models.faces import load_restorer
+
+        if ref is None:
+            return None
+        if ref not in self.faces:
+            self.faces[ref] = load_restorer(ref, assets.allow_pickle, plan.device)
+        return self.faces[ref]
+
     def control(self, plan: ControlPlan | None, model: LoadedModel, allow_pickle: bool) -> LoadedControl | None:
         """The ControlNets of `plan` loaded for `model` (each file once while `model` is the one in use)."""
         from sdcli.controlnet.files import load_controlnet
@@ -107,6 +118,7 @@ class LoadedJob:
     refiner: LoadedModel | None = None
     control: Any = None  # controlnet.plan.LoadedControl
     hires_upscaler: Any = None  # models.upscalers.Upscaler
+    faces: Any = None  # models.faces.FaceRestorer
 
     def generate(self, request: Any, on_step: Callable[[int, int], None] | None = None
                  ) -> Iterator[GeneratedImage]:
@@ -116,7 +128,7 @@ class LoadedJob:
         plan = self.plan
         return run(request, self.model, plan.choice, model_name=plan.model.name, model_hash=self.model_hash,
                    on_step=on_step, inputs=plan.inputs, extra_params=plan.extras.params(), refiner=self.refiner,
-                   control=self.control, hires_upscaler=self.hires_upscaler)
+                   control=self.control, hires_upscaler=self.hires_upscaler, faces=self.faces)
 
 
 def load_job(plan: JobPlan, cache: ModelCache, notes: Notes, *, stage: Stage | None = None,
@@ -132,4 +144,6 @@ def load_job(plan: JobPlan, cache: ModelCache, notes: Notes, *, stage: Stage | N
     model_hash = resolve.model_hash(plan.model.hash_path)
     refiner = cache.refiner(plan.refiner, plan.runtime)
     upscaler = cache.hires_upscaler(plan.hires_upscaler, plan.assets, plan.runtime)
-    return LoadedJob(plan, loaded, model_hash, refiner, control, upscaler)
+    with stage("loading face restorer") if stage and plan.faces else nullcontext():
+        faces = cache.face_restorer(plan.faces, plan.assets, plan.runtime)
+    return LoadedJob(plan, loaded, model_hash, refiner, control, upscaler, faces)

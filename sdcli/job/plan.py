@@ -46,6 +46,7 @@ class JobPlan:
     control: ControlPlan | None = None
     refiner: ModelRef | None = None
     hires_upscaler: Any = None  # models.upscalers.UpscalerRef of request.hires
+    faces: Any = None  # models.faces.FaceRef of --restore-faces
 
 
 class Names(Protocol):
@@ -158,6 +159,8 @@ def plan_job(request: GenerationRequest, runtime: RuntimeOptions, model_spec: st
     names = names or LocalNames(runtime.offline, assets, stage)
     hires_upscaler = once(("hires", id(assets), request.hires.upscaler),
                           lambda: names.hires_upscaler(request.hires.upscaler, assets)) if request.hires else None
+    faces = once(("faces", id(assets), request.face_restorer, request.code_former_weight),
+                 lambda: resolve_faces(request, assets)) if request.face_restorer else None
     if output is not None:
         check_folder(output.folder)  # created only once there is something to write: refused runs leave nothing
 
@@ -205,7 +208,7 @@ def plan_job(request: GenerationRequest, runtime: RuntimeOptions, model_spec: st
         from sdcli.models.quantize import check_machine
 
         check_machine(row, placement.device, storage_flag(request.low_bits))
-    return JobPlan(request, choice, model, placement, assets, extras, inputs, control, refiner, hires_upscaler)
+    return JobPlan(request, choice, model, placement, assets, extras, inputs, control, refiner, hires_upscaler, faces)
 
 
 def editing_families() -> str:
@@ -377,6 +380,14 @@ def resolve_refiner(spec: str | None, offline: bool, library: Any = None) -> Mod
     except SdcliError as exc:
         exc.args = (str(exc).replace("--model:", "--refiner:", 1),)
         raise
+
+
+def resolve_faces(request: GenerationRequest, assets: AssetOptions) -> Any:
+    """--restore-faces resolved: the restorer file and the detector's weights in the models folder."""
+    from sdcli.models.faces import resolve_restorer
+
+    return resolve_restorer(request.face_restorer or "", assets.library(), assets.allow_pickle,
+                            request.code_former_weight)
 
 
 def resolve_hires_upscaler(request: GenerationRequest, assets: AssetOptions) -> Any:

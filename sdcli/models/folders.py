@@ -31,21 +31,26 @@ KINDS: dict[str, tuple[str | None, str | None, tuple[str, ...]]] = {
     "vae": ("VAE", "models/VAE", (".safetensors", ".pt", ".ckpt")),
     "controlnet": ("ControlNet", "models/ControlNet", (".safetensors", ".pth", ".pt", ".ckpt", ".bin")),
     "upscaler": ("ESRGAN", "models/ESRGAN", (".safetensors", ".pth", ".pt")),  # ESRGAN-family (models.upscalers)
+    "gfpgan": ("GFPGAN", "models/GFPGAN", (".safetensors", ".pth")),  # face restorers (models.faces)
+    "codeformer": ("Codeformer", "models/Codeformer", (".safetensors", ".pth")),
 }
 # Kind -> sub-folders of a --comfy-dir, the first that exists is used.
 COMFY: dict[str, tuple[str, ...]] = {
     "checkpoint": ("models/checkpoints",), "diffusion_model": ("models/diffusion_models", "models/unet"),
     "text_encoder": ("models/text_encoders", "models/clip"), "lora": ("models/loras",),
     "embedding": ("models/embeddings",), "vae": ("models/vae",), "controlnet": ("models/controlnet",),
-    "upscaler": ("models/upscale_models",),
+    "upscaler": ("models/upscale_models",), "gfpgan": ("models/facerestore_models",),
+    "codeformer": ("models/facerestore_models",),
 }
 FLAGS = {"checkpoint": "--model", "diffusion_model": "--model", "text_encoder": "--text-encoder",
          "lora": "--lora", "embedding": "--embedding", "vae": "--vae",
-         "controlnet": "--controlnet", "upscaler": "--upscaler"}
+         "controlnet": "--controlnet", "upscaler": "--upscaler", "gfpgan": "--restore-faces",
+         "codeformer": "--restore-faces"}
 _TITLE = re.compile(r"^(.+?)\s*\[[0-9a-fA-F]{8,64}\]$")
 _SHORT_HASH = re.compile(r"^[0-9a-fA-F]{10}$")
 SHORT_HASH = {"checkpoint": 10, "diffusion_model": 10, "text_encoder": 10, "vae": 10, "upscaler": 10,
-              "lora": 12, "embedding": 12, "controlnet": 10}  # hex digits the WebUI shows
+              "lora": 12, "embedding": 12, "controlnet": 10, "gfpgan": 10,
+              "codeformer": 10}  # hex digits the WebUI shows
 
 
 @dataclass(frozen=True)

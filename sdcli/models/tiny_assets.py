@@ -151,3 +151,22 @@ def write_tiny_upscaler(path: Path, *, scale: int = 4, seed: int = 0, filters: i
     path.parent.mkdir(parents=True, exist_ok=True)
     save_file({k: v.contiguous() for k, v in state.items()}, str(path))
     return path
+
+
+def write_random_gfpgan(path: Path, *, seed: int = 0) -> Path:
+    """A random-weight GFPGAN (v1 clean) file that spandrel detects and loads (models.faces). spandrel builds
+    GFPGAN at its one real size (512 px, 86M parameters), so this is the real architecture, stored in fp16
+    (172 MB); a forward pass takes seconds on a CPU core."""
+    import torch
+    from safetensors.torch import save_file
+
+    from sdcli.models.upscalers import import_spandrel
+
+    import_spandrel()  # its GFPGAN module needs no torchvision; the package's import may
+    from spandrel.architectures.GFPGAN import GFPGAN
+
+    torch.manual_seed(seed)
+    net = GFPGAN(out_size=512, num_style_feat=512, channel_multiplier=2, decoder_load_path=None, fix_decoder=False,
+                 num_mlp=8, input_is_latent=True, different_w=True, narrow=1, sft_half=True)
+    save_file({k: v.detach().half().contiguous() for k, v in net.state_dict().items()}, str(path))
+    return path

@@ -21,6 +21,8 @@ from sdcli.request.vocabulary import (
     DIRECTIONS,
     EMPHASES,
     EMPHASIS_LABELS,
+    FACE_RESTORER_CODES,
+    FACE_RESTORER_LABELS,
     INPAINT_AREA_CODES,
     INPAINT_AREAS,
     LOW_BITS,
@@ -236,6 +238,15 @@ FIELDS: tuple[Field, ...] = (
     Field("quantize_text_encoder", "bool", "--quantize-text-encoder", infotext="Quantize text encoder",
           write=lambda w: "True" if w.request.quantize_text_encoder else None, read=parse_flag,
           key="quantize_text_encoder"),
+    # The WebUI's face restoration (models.faces): its infotext names the restorer; CodeFormer's weight is
+    # sdcli's own key (the WebUI keeps it a setting), written when CodeFormer ran.
+    Field("restore_faces", "str", "--restore-faces", choices=tuple(FACE_RESTORER_LABELS), normalise=str.lower,
+          infotext="Face restoration", write=lambda w: FACE_RESTORER_LABELS[w.request.face_restorer]
+          if w.request.face_restorer else None, read=str.lower, key="restore_faces", aliases=("face_restoration",),
+          codes=FACE_RESTORER_CODES),
+    Field("code_former_weight", "float", "--code-former-weight", (0, 1), fmt="g", infotext="CodeFormer weight",
+          write=lambda w: f"{w.request.code_former_weight:g}" if w.request.face_restorer == "codeformer" else None,
+          read=float, key="code_former_weight"),
     Field("mode", "str", key="mode"),
     # `sdcli edit`'s reference images (files; written to the infotext as `Reference hashes` by the edit run).
     Field("references", "paths", "--image", key="reference_images", aliases=("references",), implies="edit"),

@@ -104,12 +104,21 @@ class GenerationRequest:
     # `sdcli edit`: the reference images an instruction-editing model (Flux.1 Kontext, Flux.2 klein) sees, as paths.
     references: tuple[str, ...] = ()
     quantize_text_encoder: bool = False  # the family's big text encoders quantized as the diffusion model is
+    # --restore-faces: the WebUI's face restoration after decoding (models.faces); "none" or None: off.
+    restore_faces: str | None = None
+    code_former_weight: float = 0.5  # CodeFormer's fidelity weight (0: most restoration, 1: most faithful)
 
     def __post_init__(self) -> None:
         # A list (JSON, a repeatable flag) or None (a flag not given) of names is kept as a tuple.
         for name in ("text_encoders", "references"):
             if not isinstance(getattr(self, name), tuple):
                 object.__setattr__(self, name, tuple(getattr(self, name) or ()))
+
+    @property
+    def face_restorer(self) -> str | None:
+        """The face restorer's key (gfpgan, codeformer), None when faces are not restored."""
+        key = (self.restore_faces or "").strip().lower()
+        return None if key in ("", "none") else key
 
     @property
     def input_image(self) -> str | None:
@@ -305,7 +314,8 @@ def edit_refusal(request: GenerationRequest, model: str) -> str | None:
 # written, so that a record (and the bytes of an image carrying it, a batch's digest) is what it was before.
 RECORDED_WHEN_SET: dict[str, Any] = {"tiling": False, "distilled_cfg_scale": None, "shift": None, "text_encoders": (),
                                      "low_bits": None, "references": (), "quantize_text_encoder": False,
-                                     "hires.distilled_cfg_scale": None}
+                                     "hires.distilled_cfg_scale": None, "restore_faces": None,
+                                     "code_former_weight": 0.5}
 
 
 def request_to_dict(request: GenerationRequest) -> dict[str, Any]:

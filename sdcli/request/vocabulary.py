@@ -19,6 +19,11 @@ RNG_SOURCES = tuple(RNG_LABELS)
 EMPHASIS_LABELS = {"original": "Original", "no norm": "No norm", "none": "None", "comfy": "Comfy"}
 EMPHASES = tuple(EMPHASIS_LABELS)
 
+# --restore-faces value -> the WebUI's face restorer name (infotext key Face restoration; models.faces runs them);
+# "none" (a prompt file's restore_faces: false) restores nothing. Prompt files' true/false map onto them.
+FACE_RESTORER_LABELS = {"gfpgan": "GFPGAN", "codeformer": "CodeFormer", "none": "None"}
+FACE_RESTORER_CODES = {True: "gfpgan", False: "none", "true": "gfpgan", "false": "none"}
+
 # --prediction-type value -> the diffusers scheduler's prediction_type.
 PREDICTION_TYPES = {"eps": "epsilon", "v": "v_prediction"}
 

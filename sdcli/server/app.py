@@ -123,8 +123,6 @@ def create_app(engine: Engine, *, limits: Limits = Limits(), auth: dict[str, str
 
     def run_webui(request: Any, payload: schemas.Txt2ImgRequest) -> Generated:
         """The request, or the selectable script it names (server.scripts), through webui_generate."""
-        if payload.restore_faces:
-            raise UsageError(scripts.face_restore_missing(engine))
         script = (payload.script_name or "").lower()
         if script == schemas.PROMPTS_SCRIPT:
             lines = scripts.run_prompts(request, payload.script_args,

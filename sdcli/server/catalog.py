@@ -161,7 +161,15 @@ def add_catalog_routes(app: FastAPI, engine: Engine, flags: dict[str, Any] | Non
         return [{"name": s.name, "prompt": s.prompt, "negative_prompt": s.negative_prompt}
                 for s in engine_styles(engine)]
 
-    for path in ("hypernetworks", "face-restorers", "realesrgan-models", "extensions"):
+    @app.get("/sdapi/v1/face-restorers")
+    def face_restorers() -> list[dict[str, Any]]:  # those with a file in the models folder (models.faces)
+        from sdcli.models.faces import RESTORERS
+
+        folders = engine.folders.library().folders if _has_folder(engine) else {}
+        return [{"name": row.label, "cmd_dir": str(folders[row.kind])} for key, row in RESTORERS.items()
+                if any(key in e.path.name.lower() for e in _entries(engine, row.kind))]
+
+    for path in ("hypernetworks", "realesrgan-models", "extensions"):
         app.add_api_route(f"/sdapi/v1/{path}", _empty, methods=["GET"], name=path)
     for path in ("refresh-vae", "refresh-loras", "refresh-embeddings"):
         app.add_api_route(f"/sdapi/v1/{path}", _nothing, methods=["POST"], name=path)

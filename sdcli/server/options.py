@@ -108,7 +108,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("show_progress_every_n_steps", 10, convert=_int),
     Option("live_previews_enable", True, convert=_bool),
     Option("face_restoration", False, convert=_bool),
-    Option("face_restoration_model", None),
+    Option("face_restoration_model", None),  # restore_faces' restorer (server.schemas.face_restorer)
+    Option("code_former_weight", 0.5, "request", "code_former_weight", _float),
     Option("sd_lora", "None"),
     Option("sd_hypernetwork", "None"),
     Option("upscaler_for_img2img", None),

@@ -177,6 +177,7 @@ def txt2img_request(req: Txt2ImgRequest, options: dict[str, Any], styles: tuple[
         schedule=req.scheduler.lower() if req.scheduler else None, hires=_hires(req),
         refiner=None if req.refiner_checkpoint in NO_MODEL else req.refiner_checkpoint,
         refiner_switch=0.8 if req.refiner_switch_at is None else req.refiner_switch_at, low_bits=storage(req),
+        restore_faces=face_restorer(req, options),
     )
     return styled(request, req.styles or [], styles, "styles", lenient=True)  # the WebUI skips unknown names
 
@@ -187,6 +188,29 @@ def storage(req: Txt2ImgRequest) -> str | None:
     if value is not None and not isinstance(value, str):
         raise UsageError(f"override_settings.forge_unet_storage_dtype: {value!r} is not a storage name")
     return value
+
+
+def face_restorer(req: Txt2ImgRequest, options: dict[str, Any]) -> str | None:
+    """restore_faces: true (unset: the face_restoration option, as the WebUI) -> the restorer face_restoration_model
+    names (override_settings over the server's options; GFPGAN when neither names one: CodeFormer needs
+    spandrel_extra_arches), as the WebUI."""
+    from sdcli.request.vocabulary import FACE_RESTORER_LABELS
+
+    overrides = req.override_settings or {}
+    wanted = req.restore_faces
+    if wanted is None:
+        wanted = bool(checked(overrides, "override_settings.").get("face_restoration",
+                                                                     options.get("face_restoration", False)))
+    if not wanted:
+        return None
+    where = "override_settings." if "face_restoration_model" in overrides else ""
+    name = overrides.get("face_restoration_model", options.get("face_restoration_model"))
+    if name in (None, ""):
+        return "gfpgan"
+    key = str(name).strip().lower()
+    if key not in FACE_RESTORER_LABELS or key == "none":
+        raise UsageError(f"{where}face_restoration_model: {name!r} is not a face restorer; use GFPGAN or CodeFormer")
+    return key
 
 
 NO_MODEL = (None, "", "None", "none")  # the WebUI's values for "no refiner"
@@ -206,6 +230,7 @@ FLAG_FIELDS = {
     "--hires-size": "hr_resize_x/hr_resize_y", "--hires-scale/--hires-size": "hr_scale/hr_resize_x/hr_resize_y",
     "--model": "sd_model_checkpoint", "--refiner": "refiner_checkpoint", "--refiner-switch": "refiner_switch_at",
     "--vae": "override_settings.sd_vae", "--clip-skip": "CLIP_stop_at_last_layers",
+    "--restore-faces": "restore_faces", "--code-former-weight": "code_former_weight",
     **dict.fromkeys(("--low-bits", "--quantize"), "override_settings.forge_unet_storage_dtype"),
 }
 

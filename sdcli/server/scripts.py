@@ -282,22 +282,3 @@ def run_xyz(engine: Any, base: GenerationRequest, args: list[Any], generate: Cal
     items = [replace(first, image=image, width=image.width, height=image.height) for image in shown]
     items += cells if lone else []
     return replace(results[0], items=[replace(item, index=n) for n, item in enumerate(items)])
-
-
-FACE_FOLDERS = ("GFPGAN", "Codeformer", "CodeFormer")  # the WebUI's models/ sub-folders of face restorers
-
-
-def face_restore_missing(engine: Any) -> str:
-    """Why `restore_faces: true` cannot run here, naming what is missing: a face-restoration model in the models
-    folder, and in any case the face detector the WebUI crops faces with (facexlib), which sdcli does not have."""
-    roots = [Path(d).expanduser() / sub for d, sub in ((engine.folders.models_dir, ""),
-                                                       (engine.folders.webui_dir, "models")) if d]
-    found = sorted(f.name for root in roots for folder in FACE_FOLDERS if (root / folder).is_dir()
-                   for f in (root / folder).iterdir() if f.suffix.lower() in (".safetensors", ".pth", ".pt"))
-    if not found:
-        where = " or ".join(str(r / "GFPGAN") + "/, " + str(r / "Codeformer") + "/" for r in roots) or \
-            "a models folder (sdcli serve --models-dir or --webui-dir)"
-        return (f"restore_faces: no face-restoration model (GFPGAN or CodeFormer) in {where}, and no face detector "
-                "(facexlib) in sdcli; send restore_faces: false")
-    return (f"restore_faces: {', '.join(found)} found, but sdcli has no face detector (facexlib) to crop the faces "
-            "it restores; send restore_faces: false")

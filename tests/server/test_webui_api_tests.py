@@ -1,8 +1,9 @@
 """The AUTOMATIC1111 WebUI's own API tests (its test/ folder: test_txt2img.py, test_img2img.py, test_utils.py,
 test_extras.py), re-typed against `sdcli serve`'s app on the tiny model, for the points sdcli covers.
 
-Where sdcli answers differently it is said at the test: restore_faces is a 422 naming what is missing (no face
-restoration model); the inpainting tests run on the tiny inpainting model (the WebUI runs them on its one model).
+Where sdcli answers differently it is said at the test: restore_faces is a 422 naming what is missing where the
+server has no face-restoration model (the WebUI ships CodeFormer); the inpainting tests run on the tiny inpainting
+model (the WebUI runs them on its one model).
 """
 
 from __future__ import annotations

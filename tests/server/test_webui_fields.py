@@ -122,7 +122,9 @@ def test_send_images_false(api):
 
 
 @pytest.mark.parametrize("fields, detail", [
-    ({"restore_faces": True}, "restore_faces: no face-restoration model (GFPGAN or CodeFormer) in "),
+    ({"restore_faces": True}, "restore_faces: no GFPGAN model file (a name containing 'GFPGAN') in "),
+    ({"restore_faces": True, "override_settings": {"face_restoration_model": "GPFGAN"}},
+     "override_settings.face_restoration_model: 'GPFGAN' is not a face restorer; use GFPGAN or CodeFormer"),
     ({"seed_resize_from_w": 64, "seed_resize_from_h": 64}, "seed_resize_from_w: seed resize is not supported"),
     ({"override_settings": {"CLIP_stop_at_last_layers": 0}}, "override_settings.CLIP_stop_at_last_layers: 0 is out"),
     ({"enable_hr": True, "denoising_strength": 1.5}, "denoising_strength: 1.5 is out of range"),
@@ -155,24 +157,63 @@ def test_save_images_writes_the_cli_files_into_the_server_output(api, folder_eng
 
 
 def test_restore_faces_names_what_is_missing(api, folder_engine, webui_models, engine):
+    import importlib.util
+
     from fastapi.testclient import TestClient
+    from safetensors.numpy import save_file
 
     from sdcli.server.app import create_app
 
     response = api.post("/sdapi/v1/txt2img", json={**TXT, "restore_faces": True})
     assert response.status_code == 422
-    assert f"{webui_models / 'GFPGAN'}/" in response.json()["detail"] and "face detector" in response.json()["detail"]
+    assert response.json()["detail"] == (f"restore_faces: no GFPGAN model file (a name containing 'GFPGAN') in "
+                                         f"{webui_models / 'GFPGAN'}")
     bare = TestClient(create_app(engine)).post("/sdapi/v1/txt2img", json={**TXT, "restore_faces": True})
-    assert "a models folder (sdcli serve --models-dir or --webui-dir)" in bare.json()["detail"]
+    assert bare.status_code == 422 and bare.json()["detail"].startswith(
+        "restore_faces: GFPGAN needs a models folder (--models-dir, --webui-dir or --comfy-dir)")
     (webui_models / "GFPGAN").mkdir()
     try:
         (webui_models / "GFPGAN" / "GFPGANv1.4.pth").write_bytes(b"x")
-        found = api.post("/sdapi/v1/img2img", json={**TXT, "restore_faces": True,
-                                                    "init_images": [_png()]})
-        assert found.status_code == 422 and found.json()["detail"].startswith(
-            "restore_faces: GFPGANv1.4.pth found, but sdcli has no face detector")
-    finally:
+        found = api.post("/sdapi/v1/img2img", json={**TXT, "restore_faces": True, "init_images": [_png()]})
+        assert found.status_code == 422 and found.json()["detail"].startswith("restore_faces: ")
+        assert "GFPGANv1.4.pth" in found.json()["detail"]  # a pickle: refused unless the server allows them
         (webui_models / "GFPGAN" / "GFPGANv1.4.pth").unlink()
+        save_file({"toRGB.0.weight": np.zeros(1, np.float32)}, str(webui_models / "GFPGAN" / "GFPGANv1.4.safetensors"))
+        detector = api.post("/sdapi/v1/txt2img", json={**TXT, "restore_faces": True})
+        if importlib.util.find_spec("facexlib") is None:  # this machine: no facexlib (torchvision cannot load)
+            assert detector.status_code == 422 and detector.json()["detail"].startswith(
+                "restore_faces: face detection needs facexlib and OpenCV, and facexlib is not installed")
+    finally:
+        for file in (webui_models / "GFPGAN").iterdir():
+            file.unlink()
+        (webui_models / "GFPGAN").rmdir()
+
+
+@pytest.mark.slow
+def test_restore_faces_runs_the_restorer_and_writes_its_infotext(api, webui_models, gfpgan_file, face_detector):
+    face_detector.faces = 0  # an image without faces: the restorer loads, nothing to paste (GFPGAN's pass is slow)
+    (webui_models / "GFPGAN").mkdir()
+    try:
+        (webui_models / "GFPGAN" / "GFPGANv1.4.safetensors").symlink_to(gfpgan_file)
+        plain = api.post("/sdapi/v1/txt2img", json=TXT).json()
+        body = api.post("/sdapi/v1/txt2img", json={**TXT, "restore_faces": True}).json()
+        info = json.loads(body["info"])
+        assert "Face restoration: GFPGAN" in info["infotexts"][0]
+        assert api.get("/sdapi/v1/face-restorers").json() == [{"name": "GFPGAN",
+                                                               "cmd_dir": str(webui_models / "GFPGAN")}]
+        assert "Face restoration" not in json.loads(plain["info"])["infotexts"][0]
+        assert np.array_equal(np.asarray(decode(body["images"][0])), np.asarray(decode(plain["images"][0])))
+        by_option = api.post("/sdapi/v1/txt2img", json={**TXT, "override_settings": {"face_restoration": True}})
+        assert "Face restoration: GFPGAN" in json.loads(by_option.json()["info"])["infotexts"][0]  # the WebUI's
+        assert "Face restoration" not in json.loads(api.post("/sdapi/v1/txt2img", json={  # restore_faces wins
+            **TXT, "restore_faces": False, "override_settings": {"face_restoration": True}}).json()["info"])[
+            "infotexts"][0]
+        codeformer = api.post("/sdapi/v1/txt2img", json={
+            **TXT, "restore_faces": True, "override_settings": {"face_restoration_model": "CodeFormer"}})
+        assert codeformer.status_code == 422 and codeformer.json()["detail"].startswith(
+            "restore_faces: no CodeFormer model file")
+    finally:
+        (webui_models / "GFPGAN" / "GFPGANv1.4.safetensors").unlink()
         (webui_models / "GFPGAN").rmdir()
 
 
