@@ -41,9 +41,9 @@ from sdcli.request.generation import (
     GenerationRequest,
     check_seed_room,
     random_seed,
-    request_to_dict,
     validate,
 )
+from sdcli.request.records import request_to_dict
 
 FORMATS = ("auto", "text", "webui", "jsonl")
 JSONL_SUFFIXES = (".jsonl", ".ndjson")

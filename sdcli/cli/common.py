@@ -25,8 +25,8 @@ TAIL_FLAGS = (*RUNTIME_FLAGS, "server", "output", "name", "json_out", "quiet", "
 
 def recorded_options(options: dict[str, Any]) -> dict[str, Any]:
     """A batch's options as its manifest records them (for --resume): request options in their recorded
-    order, those added later only when set (request.generation.RECORDED_WHEN_SET), then the rest."""
-    from sdcli.request.generation import RECORDED_WHEN_SET
+    order, those added later only when set (request.records.RECORDED_WHEN_SET), then the rest."""
+    from sdcli.request.records import RECORDED_WHEN_SET
 
     def rank(key: str) -> int:
         return _RECORD_ORDER.index(key) if key in _RECORD_ORDER else len(_RECORD_ORDER)

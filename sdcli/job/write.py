@@ -11,7 +11,8 @@ from sdcli import __version__
 from sdcli.conditioning.prompts import plain_text
 from sdcli.errors import UsageError
 from sdcli.io.output import DEFAULT_PATTERN, check_pattern, render_name
-from sdcli.request.generation import GenerationRequest, request_to_dict
+from sdcli.request.generation import GenerationRequest
+from sdcli.request.records import request_to_dict
 from sdcli.request.vocabulary import DIRECTIONS
 
 ASSET_KEYS = {"vae": "VAE", "vae_hash": "VAE hash", "lora_hashes": "Lora hashes", "ti_hashes": "TI hashes"}

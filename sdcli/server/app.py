@@ -199,7 +199,8 @@ def create_app(engine: Engine, *, limits: Limits = Limits(), auth: dict[str, str
     @app.post("/sdcli/v1/generate")
     def native(job: NativeJob) -> Any:
         """sdcli's own client (`--server`): the exact request in, raw images and their records out."""
-        from sdcli.request.generation import DEFAULTED, request_from_dict
+        from sdcli.request.generation import DEFAULTED
+        from sdcli.request.records import request_from_dict
 
         with Inputs(init=(job.init_image, "--image"), mask=(job.mask, "--mask")) as files:
             try:

@@ -15,12 +15,11 @@ from sdcli.job.plan import for_family
 from sdcli.request.fields import infotext_values
 from sdcli.request.generation import (
     GenerationRequest,
-    request_from_dict,
-    request_to_dict,
     validate,
     with_defaults,
 )
 from sdcli.request.modules import base_name, module_params, modules_from_infotext
+from sdcli.request.records import request_from_dict, request_to_dict
 from sdcli.request.written import Written
 
 # What the Flux family module sets (Forge's flux preset, modules_forge/main_entry.py).

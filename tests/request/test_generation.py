@@ -105,7 +105,7 @@ def test_variation_seeds_work_in_every_mode():
 def test_request_round_trips_through_a_dict():
     from dataclasses import asdict
 
-    from sdcli.request.generation import request_from_dict
+    from sdcli.request.records import request_from_dict
 
     request = image_request("outpaint", outpaint=OutpaintSettings(up=16, fill="blur"))
     assert request_from_dict({**asdict(request), "from_a_future_version": 1}) == request
@@ -139,7 +139,7 @@ def test_prompts_have_a_length_limit_and_must_be_valid_utf8():
 def test_records_name_later_settings_only_when_set():
     """Tiling came after records were first written: a record without it is the record it always was,
     and one with it reads back."""
-    from sdcli.request.generation import request_from_dict, request_to_dict
+    from sdcli.request.records import request_from_dict, request_to_dict
 
     plain = GenerationRequest(prompt="x", seed=1)
     assert "tiling" not in request_to_dict(plain)
