@@ -117,6 +117,10 @@ def test_commands_that_load_no_model_end_the_pause_as_they_start(tmp_path):
     assert report["enabled"] == "True" and int(report["frozen"]) > 0, proc.stderr[-500:]
     proc, _, report = _run("--help", tmp_path=tmp_path)  # help ends the process with the pause still on
     assert report["enabled"] == "False", proc.stderr[-500:]
+    # A one-shot command on --server loads nothing here: the pause ends before it talks to the server.
+    proc, _, report = _run("txt2img", "x", "--server", "http://127.0.0.1:9", tmp_path=tmp_path)
+    assert "cannot reach" in proc.stderr
+    assert report["enabled"] == "True", proc.stderr[-500:]
 
 
 def test_the_pause_is_the_entry_points_alone(monkeypatch):
