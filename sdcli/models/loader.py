@@ -135,12 +135,11 @@ def _load_folder(model: ModelRef, dtype: Any, row: Storage | None = None,
         from sdcli.models.quantize import pipeline_config
 
         extra["quantization_config"] = pipeline_config(row, detected.family.network_component, encoders, dtype)
-    pipeline = pipeline_type(pipeline_class(detected, mode))
     if (scheduler := _load_scheduler(model.path)) is not None:
         extra["scheduler"] = scheduler
     try:
-        pipe = pipeline.from_pretrained(model.path, dtype=dtype, use_safetensors=True, local_files_only=True,
-                                        **extra)
+        pipe = pipeline_type(pipeline_class(detected, mode)).from_pretrained(
+            model.path, dtype=dtype, use_safetensors=True, local_files_only=True, **extra)
     except (OSError, ValueError, RuntimeError, KeyError) as exc:
         raise ModelError(f"--model: cannot load {model.path}: {str(exc).splitlines()[0]}") from None
     return pipe, detected
