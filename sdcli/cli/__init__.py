@@ -35,6 +35,8 @@ from sdcli.cli import (
 )
 from sdcli.cli import upscale as upscale_command
 from sdcli.errors import EXIT_INTERRUPTED, EXIT_RUNTIME, EXIT_USAGE, SdcliError
+from sdcli.models.startup import end as end_start_pause
+from sdcli.models.startup import pause as pause_start
 
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a writer whose reader went away
 
@@ -156,6 +158,11 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
+# Commands whose first model load ends the collector's pause over the process's start (models.startup, begun
+# by main()); every other command ends it as it starts (a server or an upscale of a folder may run long).
+LOADS_A_MODEL = frozenset({"txt2img", "img2img", "inpaint", "outpaint", "edit", "batch", "xyz", "replay"})
+
+
 @app.callback()
 def root(
     ctx: typer.Context,
@@ -167,6 +174,8 @@ def root(
     from sdcli.models.quiet import quiet_libraries
 
     set_quiet(False)  # each invocation starts talking (in-process callers run several)
+    if ctx.invoked_subcommand not in LOADS_A_MODEL:  # nothing ends the start's collector pause later: end it now
+        end_start_pause()
     ctx.meta["sdcli.debug"] = debug
     if debug:
         os.environ["SDCLI_DEBUG"] = "1"
@@ -186,5 +195,6 @@ for module in COMMANDS:
 
 
 def main() -> None:
-    """Console-script entry point."""
+    """Console-script entry point (and `python -m sdcli`): the start runs with the collector paused."""
+    pause_start()
     app(prog_name="sdcli")

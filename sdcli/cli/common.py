@@ -134,8 +134,10 @@ def run_and_report(request: Any, model: str | None, *, output: Any, name: str, j
     out = OutputOptions(output, name, image_format, quality)
     with CliReporter(as_json=json_out) as reporter:
         if server:  # the server's loaded model runs the job; no torch in this process
+            from sdcli.models.startup import end as end_start_pause
             from sdcli.server.client import run_remote_job
 
+            end_start_pause()  # no model loads here to end the start's collector pause (models.startup)
             records = run_remote_job(server, request, runtime, model, out, reporter, assets)
         else:
             records = run_job(request, runtime, model, out, reporter, assets=assets)

@@ -13,6 +13,7 @@ from sdcli.models.loaded import LoadedModel
 from sdcli.models.quiet import quiet_libraries
 from sdcli.models.resolve import ModelRef
 from sdcli.models.runtime import TORCH_DTYPES, RuntimePlan
+from sdcli.models.startup import end as end_start_pause
 from sdcli.request.storage import Storage, storage_of
 from sdcli.request.vocabulary import PREDICTION_TYPES
 from sdcli.sampling.samplers import SamplerChoice
@@ -45,7 +46,18 @@ def load_model(model: ModelRef, plan: RuntimePlan) -> LoadedModel:
     apply_memory_options(loaded, plan)
     loaded.detected = detected.family.settle(pipe, detected)
     loaded.base_scheduler = pipe.scheduler
+    end_start_pause()  # ended before the weights loaded (pipeline_type); here for any loader that does not use it
     return loaded
+
+
+def pipeline_type(name: str) -> Any:
+    """The diffusers pipeline class `name`, its modules (and the model classes it names) imported. A command's
+    start ends here (models.startup): the libraries are in, no weights are loaded yet."""
+    import diffusers
+
+    cls = getattr(diffusers, name)
+    end_start_pause()
+    return cls
 
 
 def store_low_bits(model: LoadedModel, row: Storage, dtype: Any) -> None:
@@ -70,7 +82,9 @@ def _load_single_file(model: ModelRef, dtype: Any) -> tuple[Any, Detected]:
         raise ModelError(f"--model: {model.path.name} is a {detected.family.label} transformer file; sdcli loads "
                          f"{detected.family.label} from diffusers folders only (no single files yet)")
     load = FILE_LOADERS[parts.loader]
-    return load(model, detected, pipeline_class(detected, first_mode(detected)), dtype), detected
+    pipeline = pipeline_class(detected, first_mode(detected))
+    pipeline_type(pipeline)
+    return load(model, detected, pipeline, dtype), detected
 
 
 def _load_flux_files(model: ModelRef, detected: Detected, pipeline: str, dtype: Any) -> Any:
@@ -113,8 +127,6 @@ def _load_folder(model: ModelRef, dtype: Any, row: Storage | None = None,
                  encoders: tuple[str, ...] = ()) -> tuple[Any, Detected]:
     """A diffusers folder through the pipeline class its family uses for txt2img (img2img: refiner); a quantized
     storage `row` quantizes its network (and the text encoders `encoders`) as they load (models.quantize)."""
-    import diffusers
-
     detected = detect_folder(model.path)
     _check_components(model.path)
     mode = first_mode(detected)
@@ -126,7 +138,7 @@ def _load_folder(model: ModelRef, dtype: Any, row: Storage | None = None,
     if (scheduler := _load_scheduler(model.path)) is not None:
         extra["scheduler"] = scheduler
     try:
-        pipe = getattr(diffusers, pipeline_class(detected, mode)).from_pretrained(
+        pipe = pipeline_type(pipeline_class(detected, mode)).from_pretrained(
             model.path, dtype=dtype, use_safetensors=True, local_files_only=True, **extra)
     except (OSError, ValueError, RuntimeError, KeyError) as exc:
         raise ModelError(f"--model: cannot load {model.path}: {str(exc).splitlines()[0]}") from None

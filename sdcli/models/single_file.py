@@ -76,6 +76,7 @@ def load_single_file(path: Path, dtype: Any, source: str = "--model") -> tuple[A
 
     from sdcli.models.bundled import cached_config_folder
     from sdcli.models.hashes import cache_dir
+    from sdcli.models.startup import end as end_start_pause
     from sdcli.models.tokenizer_files import user_tokenizers
 
     shapes, _ = read_header(path)
@@ -85,6 +86,7 @@ def load_single_file(path: Path, dtype: Any, source: str = "--model") -> tuple[A
     folder = cached_config_folder(spec, cache_dir() / "configs", tokenizer, user)
     mode = next(m for m in ("txt2img", "img2img", "inpaint") if m in detected.family.pipelines)
     cls = getattr(diffusers, pipeline_class(detected, mode, source))
+    end_start_pause()  # the libraries are in, no weights loaded yet (models.startup)
     try:
         pipe = cls.from_single_file(str(path), config=str(folder), local_files_only=True, torch_dtype=dtype,
                                     **detected.family.load_kwargs)
