@@ -38,8 +38,62 @@ class CallRun(Protocol):
                       size: tuple[int, int]) -> Path: ...
 
 
-def run_unit(run: CallRun, unit: BatchUnit, loaded: LoadedModel, model: Any, done: dict[int, Any]) -> None:
-    """One pipeline call; writes each of its images not already done."""
+def run_call(run: CallRun, units: list[BatchUnit], loaded: LoadedModel, model: Any, done: dict[int, Any]) -> None:
+    """One pipeline call: one unit, or consecutive units of several lines joined into one batch (plan.join_units).
+
+    A joined call makes each unit's images with its own seeds, prompts and infotext, and writes and records
+    those not done yet as run_unit would. It makes all its images even when some are done (a resumed batch):
+    the batch, and so every pixel, is the uninterrupted run's. Where the job cannot run joined (a sampler of
+    the diffusers pipeline) its units run one by one; if the joined call fails, its units not yet written run
+    again one by one, so that a failing line fails only its own items.
+    """
+    if len(units) == 1:
+        run_unit(run, units[0], loaded, model, done)
+        return
+    # 1. Each unit's items still to make (a killed run's files recovered).
+    todos = [pending(run, unit, loaded, model, done) for unit in units]
+    seen = {**done, **{index: True for unit, todo in zip(units, todos, strict=True) for index in unit.items
+                       if index not in todo}}
+    jobs = [run.job(unit) for unit in units]
+    started, written = time.monotonic(), {}
+    try:
+        loaded_job = load_job(jobs[0], run.cache, run.reporter.note, loaded=loaded)
+        requests = [recorded_request(job) for job in jobs]
+        if not loaded_job.groupable(requests[0]):
+            for unit, todo in zip(units, todos, strict=True):
+                if todo:
+                    run_unit(run, unit, loaded, model, seen)
+            return
+        # 2. One batch of every unit's images; image k of the batch is image `offset` of its unit.
+        owners = [(unit, offset, todo, request, job)
+                  for unit, todo, request, job in zip(units, todos, requests, jobs, strict=True)
+                  for offset in range(request.batch_size)]
+        share = None
+        for image in loaded_job.generate(requests[0], run.reporter.step, group=requests):
+            began = time.monotonic()
+            if share is None:
+                share = (began - started) / len(owners)
+            unit, offset, todo, request, job = owners[image.index]
+            index = unit.first + offset
+            if (seed := todo.get(index)) is None:
+                continue
+            keep(run, unit, replace(image, index=index), seed, request, job, model, share, began)
+            written[index] = todo.pop(index)
+            if run.stop.requested:
+                raise Stop
+    except (KeyboardInterrupt, Stop):
+        raise
+    except Exception as exc:  # the joined call failed: its units again one by one, each failing only itself
+        lines = ", ".join(dict.fromkeys(str(unit.line) for unit, todo in zip(units, todos, strict=True) if todo))
+        run.reporter.note(f"{run.options.file}: lines {lines} failed as one batch ({_message(exc)}); "
+                          "running them one by one")
+        for unit, todo in zip(units, todos, strict=True):
+            if todo:
+                run_unit(run, unit, loaded, model, {**seen, **written})
+
+
+def pending(run: CallRun, unit: BatchUnit, loaded: LoadedModel, model: Any, done: dict[int, Any]) -> dict[int, int]:
+    """The unit's items still to make (index -> seed); a file a killed run wrote before its record is recorded."""
     request = unit.request
     choice = validate(request)
     size = (loaded.native_size,) * 2
@@ -52,6 +106,12 @@ def run_unit(run: CallRun, unit: BatchUnit, loaded: LoadedModel, model: Any, don
             run.record(unit, index, seed, model, path=str(found), recovered=True)
         else:
             todo[index] = seed
+    return todo
+
+
+def run_unit(run: CallRun, unit: BatchUnit, loaded: LoadedModel, model: Any, done: dict[int, Any]) -> None:
+    """One pipeline call; writes each of its images not already done."""
+    todo = pending(run, unit, loaded, model, done)
     if not todo:
         return
     started = time.monotonic()
@@ -70,26 +130,35 @@ def run_unit(run: CallRun, unit: BatchUnit, loaded: LoadedModel, model: Any, don
             seed = todo.get(index)
             if seed is None:
                 continue
-            if image.failure:
-                run.record(unit, index, seed, model, seconds=share, error=image.failure)
-            else:
-                written = write_image(replace(image, index=index), run.folder, run.options.output.pattern,
-                                      run.header["base_number"] + index, request, model, run.plan, now=run.now,
-                                      fmt=run.options.output.format, quality=run.options.output.quality,
-                                      assets=job.extras.record())
-                run.record(unit, index, seed, model, path=written["path"],
-                           seconds=share + time.monotonic() - began)
+            keep(run, unit, replace(image, index=index), seed, request, job, model, share, began)
             del todo[index]
             if run.stop.requested:
                 raise Stop
     except (KeyboardInterrupt, Stop):
         raise
     except Exception as exc:  # out of memory, a late UsageError, a write failure: fail these items, go on
-        first = str(exc).splitlines()[0] if str(exc) else ""
-        message = first if isinstance(exc, SdcliError) else f"{type(exc).__name__}: {first}"  # a corrupt input ...
         for index, seed in todo.items():
-            run.record(unit, index, seed, model, error=message,
+            run.record(unit, index, seed, model, error=_message(exc),
                        seconds=(time.monotonic() - started) / max(len(todo), 1))
+
+
+def keep(run: CallRun, unit: BatchUnit, image: Any, seed: int, request: Any, job: JobPlan, model: Any,
+         share: float, began: float) -> None:
+    """Write one finished image (image.index: its item) and record it with its seconds (its `share` of the call,
+    plus its write since `began`); one whose pixels failed is recorded only."""
+    if image.failure:
+        run.record(unit, image.index, seed, model, seconds=share, error=image.failure)
+        return
+    written = write_image(image, run.folder, run.options.output.pattern, run.header["base_number"] + image.index,
+                          request, model, run.plan, now=run.now, fmt=run.options.output.format,
+                          quality=run.options.output.quality, assets=job.extras.record())
+    run.record(unit, image.index, seed, model, path=written["path"], seconds=share + time.monotonic() - began)
+
+
+def _message(exc: Exception) -> str:
+    """An exception's first line (with its type unless it is sdcli's own error)."""
+    first = str(exc).splitlines()[0] if str(exc) else ""
+    return first if isinstance(exc, SdcliError) else f"{type(exc).__name__}: {first}"  # a corrupt input ...
 
 
 def is_this_item(path: Path, prompt: str, seed: int) -> bool:
