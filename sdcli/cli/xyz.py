@@ -40,6 +40,9 @@ PlotOutput = Annotated[Path | None, typer.Option("--output", "-o", show_default=
                                                  help="Output folder (default: the first free outputs/xyz-NNNN).")]
 Resume = Annotated[bool, typer.Option("--resume", help="Continue the plot in --output: skip cells done per its "
                                       "manifest, then redraw the grids.", rich_help_panel=o.OUT)]
+Group = Annotated[int, typer.Option("--group", help="Run up to this many consecutive cells that differ only in "
+                                    "prompts and seeds (a Seed or Prompt S/R axis) as one batched pipeline call "
+                                    "(each cell as made alone, within a level; 1 = never).", rich_help_panel=o.GEN)]
 InputImage = Annotated[Path | None, typer.Option("--image", "-i", help="Input image: an img2img plot (the "
                                                  "Denoising axis sets its strength).", rich_help_panel=o.IMG,
                                                  show_default=False)]
@@ -64,6 +67,7 @@ def xyz(
     image: InputImage = None,
     strength: o.Strength = 0.75,
     resize: o.Resize = "just",
+    group: Group = 8,
     **flags: Any,
 ) -> None:
     from dataclasses import replace
@@ -135,7 +139,7 @@ def xyz(
         file=Path("xyz"), source="the plot's axes", defaults=base, seed=plot.resolved.get("seed"),
         model=current["model"],
         runtime=runtime, output=OutputOptions(folder, values["name"], values["image_format"], values["quality"]),
-        resume=resume, assets=assets, record={**recorded_options(current), "resolved": plot.resolved}, group=1,
+        resume=resume, assets=assets, record={**recorded_options(current), "resolved": plot.resolved}, group=group,
         lines=plot.lines,
         line_assets={line: cell_assets(assets, vae) for line, vae in plot.vaes.items()})
 

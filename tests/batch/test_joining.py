@@ -185,3 +185,26 @@ def test_records_of_joined_lines_are_their_own(tmp_path, tiny_model, tiny_pipe):
     assert [(r["item"], r["line"], r["prompt"], r["seed"]) for r in records] == [
         (0, 1, "a red fox", 100), (1, 2, "b blue bird", 101), (2, 3, "c", 7), (3, 4, "d dog", 103)]
     assert [r["item"] for r in reporter.records] == [0, 1, 2, 3]
+
+
+@pytest.mark.parametrize("arch", ["zimage", "qwen-image"])
+def test_flow_families_group_as_they_run_alone(tiny_family_pipe, arch):
+    """Z-Image at CFG 1 (the conditional-only pass) and Qwen-Image at CFG 2.5, whose prompts encode to
+    different token counts (run apart inside the call)."""
+    from dataclasses import replace
+
+    from sdcli.request.generation import validate
+
+    model = tiny_family_pipe(arch)
+    first = GenerationRequest(prompt="a red fox", steps=2, width=32, height=32, seed=5,
+                              cfg_scale=1.0 if arch == "zimage" else 2.5)
+    group = [first, replace(first, prompt="a blue bird on a long branch in the morning sun", seed=9,
+                            negative_prompt="fog"), replace(first, prompt="x", seed=11, batch_size=2)]
+    choice = validate(first)
+    alone = [generate.run(r, model, choice, model_name="t", model_hash="h") for r in group]
+    alone = [(np.asarray(i.image, dtype=np.int16), i.infotext) for images in alone for i in images]
+    joined = [(np.asarray(i.image, dtype=np.int16), i.infotext)
+              for i in generate.run(first, model, choice, model_name="t", model_hash="h", group=group)]
+    assert generate.groupable(first, model, choice)
+    assert [t for _, t in joined] == [t for _, t in alone]
+    assert all(np.abs(a - b).max() <= 1 for (a, _), (b, _) in zip(joined, alone, strict=True))
