@@ -1,5 +1,6 @@
-"""A batch's pipeline calls: each unit (a line's images, or a run of its --count batches) through the job
-pipeline's load, generate and write steps, its images recorded in the manifest as they are written."""
+"""A batch's pipeline calls: each unit (a line's images, or a run of its --count batches), or consecutive
+units of several lines joined into one batch (plan.join_units), through the job pipeline's load, generate
+and write steps, each image written and recorded in the manifest as its own line's the moment it exists."""
 
 from __future__ import annotations
 
@@ -43,9 +44,9 @@ def run_call(run: CallRun, units: list[BatchUnit], loaded: LoadedModel, model: A
 
     A joined call makes each unit's images with its own seeds, prompts and infotext, and writes and records
     those not done yet as run_unit would. It makes all its images even when some are done (a resumed batch):
-    the batch, and so every pixel, is the uninterrupted run's. Where the job cannot run joined (a sampler of
-    the diffusers pipeline) its units run one by one; if the joined call fails, its units not yet written run
-    again one by one, so that a failing line fails only its own items.
+    the batch, and so every pixel, is the uninterrupted run's. Where the job cannot run joined (a model that
+    sdcli's loop does not sample: job.generate.groupable) its units run one by one; if the joined call fails,
+    its units not yet written run again one by one, so that a failing line fails only its own items.
     """
     if len(units) == 1:
         run_unit(run, units[0], loaded, model, done)
