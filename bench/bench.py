@@ -27,11 +27,12 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from grouping import batch_grouping  # noqa: E402
 from scripts import BATCH_CPU, LOOP, MINIMAL, build_full_sd15, write_grid_inputs  # noqa: E402
 from serve_load import load  # noqa: E402
 from stats import compare, interleave, summary  # noqa: E402
 
-SECTIONS = ("startup", "steady", "server", "load", "rss", "grid")
+SECTIONS = ("startup", "steady", "server", "load", "rss", "grid", "batch-grouping")
 PROMPT = "a lighthouse at dusk, oil painting"
 
 
@@ -189,7 +190,7 @@ def _steady_paths(r: Runner, out: Path, prompts: Path, mode: str, model: Path, n
         cpu_file = out / "batch-cpu.json"
         r.env["SDCLI_BENCH_CPU"] = str(cpu_file)
         r.run([sys.executable, "-c", BATCH_CPU, "batch", str(prompts), "-m", str(model), "--steps", str(steps),
-               "--seed", "0", "-o", str(folder)])
+               "--seed", "0", "--group", "1", "-o", str(folder)])  # one call per line, as the loop
         cpu["sdcli batch"].append(middle(json.loads(cpu_file.read_text())))
         records = [json.loads(x) for x in (folder / "manifest.jsonl").read_text().splitlines()]
         return middle([x["seconds"] for x in records if x.get("type") == "item"])
@@ -289,6 +290,9 @@ def main() -> None:
     parser.add_argument("--images", type=int, help="images per steady run (default 6; quick 3)")
     parser.add_argument("--loop-images", type=int, help="txt2img runs per shell loop (default 5; quick 2)")
     parser.add_argument("--grid-images", type=int, default=800)
+    parser.add_argument("--group-sizes", default="1,2,4", help="batch-grouping: --group sizes (the first is the "
+                        "baseline)")
+    parser.add_argument("--grouping-models", default="tiny,full-sd15", help="batch-grouping: the models measured")
     parser.add_argument("--threads", default=os.environ.get("OMP_NUM_THREADS", "1"))
     parser.add_argument("--out", type=Path, default=Path("bench-out"))
     args = parser.parse_args()
@@ -311,7 +315,8 @@ def main() -> None:
     if not (tiny / "model_index.json").exists():
         build_tiny(tiny)
     models = {"tiny": (tiny, 64)}
-    if not args.quick and {"steady", "rss"} & set(only):
+    if not args.quick and ({"steady", "rss"} & set(only) or "batch-grouping" in only
+                           and "full-sd15" in args.grouping_models):
         models["full-sd15"] = (build_full_sd15(work / "full-sd15"), 256)
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "HF_HUB_OFFLINE": "1",
            "SDCLI_CACHE": str(work / "cache"), "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
@@ -328,7 +333,11 @@ def main() -> None:
              "server": lambda: server(runner, work, tiny, args),
              "load": lambda: load(env, tiny, args.quick),
              "rss": lambda: rss(runner, work, models, args),
-             "grid": lambda: grid(runner, work, args)}
+             "grid": lambda: grid(runner, work, args),
+             "batch-grouping": lambda: batch_grouping(
+                 runner, work, {k: v for k, v in models.items() if k in args.grouping_models.split(",")},
+                 tuple(int(g) for g in args.group_sizes.split(",")), args.repeat,
+                 {"tiny": args.steps, "full-sd15": args.full_steps})}
     for name in only:
         print(f"bench: {name} ...", file=sys.stderr)
         results[name] = steps[name]()

@@ -146,6 +146,46 @@ def _continues(last: BatchUnit, unit: BatchUnit) -> bool:
     return replace(a, seed=b.seed, subseed=b.subseed, batch_size=b.batch_size) == b
 
 
+def join_units(units: list[BatchUnit], plans: dict[int, JobPlan], limit: int) -> list[list[BatchUnit]]:
+    """Consecutive units run as one batched pipeline call of up to `limit` images where only their prompts,
+    negative prompts and seeds differ (their model, add-ons, size, sampler, steps, CFG, inputs: everything
+    that shapes the loop, the same). Each image keeps its own seed, variation seed and conditioning, so it
+    equals the image made alone within the batch-size invariance rule. Not joined: lines with a hires pass,
+    a refiner, ControlNet units or reference images (they condition or finish each line apart); whether the
+    job's sampler runs in sdcli's loop is known once the model loads (batch.calls.run_call)."""
+    calls: list[list[BatchUnit]] = []
+    for unit in units:
+        last = calls[-1] if calls else None
+        if last is not None and _joins(last[0], unit, plans) and \
+                sum(u.request.batch_size for u in last) + unit.request.batch_size <= limit:
+            last.append(unit)
+        else:
+            calls.append([unit])
+    return calls
+
+
+JOIN_FREE = ("prompt", "negative_prompt", "seed", "subseed", "batch_size")  # what joined units may differ in
+
+
+def _joins(first: BatchUnit, unit: BatchUnit, plans: dict[int, JobPlan]) -> bool:
+    """Whether `unit` can join a call that `first` began."""
+    a, b = first.request, unit.request
+    if a.hires is not None or a.refiner or a.controlnets or a.mode == "edit" or first.model != unit.model:
+        return False
+    if replace(b, **{key: getattr(a, key) for key in JOIN_FREE}) != a:
+        return False
+    plan_a, plan_b = plans.get(first.line), plans.get(unit.line)
+    if plan_a is None or plan_b is None or plan_a.control is not None:
+        return False
+    return _loop_shape(plan_a) == _loop_shape(plan_b)
+
+
+def _loop_shape(plan: JobPlan) -> JobPlan:
+    """A line's plan without its request (compared apart) and add-on warnings: what a joined call shares."""
+    return replace(plan, request=None, choice=None,  # type: ignore[arg-type]
+                   extras=replace(plan.extras, warnings=()))
+
+
 def largest_job(lines: list[BatchLine], group: int) -> Any:
     """The largest image and batch (grouping included) of the file, for the runtime plan's memory decisions."""
     from sdcli.models.runtime import JobSize
@@ -154,4 +194,6 @@ def largest_job(lines: list[BatchLine], group: int) -> Any:
     width = None if any(w is None for w, _ in sizes) else max((w for w, _ in sizes), default=None)
     height = None if any(h is None for _, h in sizes) else max((h for _, h in sizes), default=None)
     batch = max((max(line.request.batch_size, min(group, line.request.total_images)) for line in lines), default=1)
+    if len(lines) > 1:  # lines joined into one call (join_units)
+        batch = max(batch, min(group, sum(line.request.total_images for line in lines)))
     return JobSize(width, height, batch)

@@ -6,9 +6,10 @@ scheduler); each image written atomically the moment it exists and recorded in
 the manifest. A failing item is recorded and the batch goes on.
 
 Processes: under `accelerate launch` (or torchrun) accelerate's PartialState
-gives this process's index; it runs the units whose number % processes equals
-it. Items are numbered and seeded by their global index, so the union of all
-processes' files equals a one-process run, bit for bit.
+gives this process's index; it runs the pipeline calls (a unit, or units joined
+into one batch) whose number % processes equals it. Items are numbered and seeded
+by their global index and every call's batch is the one-process run's, so the
+union of all processes' files equals a one-process run, bit for bit.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import Any, Protocol
 
 from sdcli import __version__
 from sdcli.batch import manifest
+from sdcli.batch.calls import run_call as _run_unit
 from sdcli.batch.parse import (
     BatchLine,
     BatchUnit,
@@ -31,14 +33,13 @@ from sdcli.batch.parse import (
     resolve_base_seed,
     total_items,
 )
-from sdcli.batch.plan import BatchOptions, group_units, largest_job, plan_lines, resolve_models
+from sdcli.batch.plan import BatchOptions, group_units, join_units, largest_job, plan_lines, resolve_models
 from sdcli.batch.process import GracefulStop, Shard, Stop, current_shard
 from sdcli.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_PARTIAL, SdcliError, UsageError
 from sdcli.io.output import next_number, prepare_folder, remove_stale_temps, render_name
-from sdcli.job.load import ModelCache, load_job
-from sdcli.job.plan import JobPlan, recorded_request, resolve_hires_upscaler, resolve_refiner
-from sdcli.job.write import name_values, write_image
-from sdcli.models.loaded import LoadedModel
+from sdcli.job.load import ModelCache
+from sdcli.job.plan import JobPlan, resolve_hires_upscaler, resolve_refiner
+from sdcli.job.write import name_values
 from sdcli.models.runtime import validate_runtime
 from sdcli.request.generation import DEFAULTED, validate
 
@@ -167,8 +168,15 @@ def run_batch(options: BatchOptions, reporter: BatchReporter,
     header = shard.share(_open_run(options, lines, base_seed, folder, shard) if shard.is_main else None)
     if "error" in header:
         raise UsageError(header["error"])
-    units = [u for u in plan_units(lines, header["base_seed"]) if u.number % shard.count == shard.index]
-    units = group_units(units, options.group)
+    # The pipeline calls in run order (by model; a model's units in file order, a line's --count batches and
+    # consecutive lines joined), each run whole by one process: its batch, so its pixels, are a one-process run's.
+    units = group_units(plan_units(lines, header["base_seed"]), options.group)
+    model_calls, numbered = [], 0
+    for group in _by_model(units, models, plans).values():
+        calls = join_units(group, plans, options.group)
+        model_calls.append([c for k, c in enumerate(calls, numbered) if k % shard.count == shard.index])
+        numbered += len(calls)
+    units = [unit for calls in model_calls for call in calls for unit in call]
     done = manifest.done_items(manifest.load(folder)[1]) if options.resume else {}
     stats = BatchStats(total=sum(u.request.batch_size for u in units), folder=folder, process=shard.index)
     stats.skipped = sum(1 for u in units for i in u.items if i in done)
@@ -185,8 +193,8 @@ def run_batch(options: BatchOptions, reporter: BatchReporter,
                    _dt.datetime.fromisoformat(header["started"]), plans, cache=ModelCache(load))
         reporter.start(stats.total, units[0].request.step_count if units else 1, completed=stats.skipped)
         try:
-            for group in _by_model(units, models, plans).values():
-                _run_group(run, group, models, done)
+            for calls in model_calls:
+                _run_group(run, calls, models, done)
         except (KeyboardInterrupt, Stop):
             stats.interrupted = True
         stats.seconds = time.monotonic() - started
@@ -257,79 +265,26 @@ def _model_of(unit: BatchUnit, models: dict[str | None, Any], plans: dict[int, J
     return plan.model if plan is not None else models[unit.model]
 
 
-def _run_group(run: _Run, units: list[BatchUnit], models: dict[str | None, Any], done: dict[int, Any]) -> None:
-    """Load one model once and run its units; a failure fails the items concerned, not the batch."""
-    todo = [u for u in units if any(i not in done for i in u.items)]
+def _run_group(run: _Run, calls: list[list[BatchUnit]], models: dict[str | None, Any], done: dict[int, Any]) -> None:
+    """Load one model once and run its calls; a failure fails the items concerned, not the batch. A call runs
+    whole while any of its items is not done (its images as in the uninterrupted run)."""
+    todo = [call for call in calls if any(i not in done for unit in call for i in unit.items)]
     if not todo:
         return
-    model = _model_of(todo[0], models, run.plans)
+    model = _model_of(todo[0][0], models, run.plans)
     try:
         loaded = run.cache.model(model, run.plan, getattr(run.reporter, "stage", None))
     except Exception as exc:  # a model that fails to load (out of memory ...) fails its items only
         message = str(exc) if isinstance(exc, SdcliError) else f"{type(exc).__name__}: {exc}"
-        for unit in todo:
+        for unit in (unit for call in todo for unit in call):
             for index, seed in zip(unit.items, unit.request.seeds(), strict=True):
                 if index not in done:
                     run.record(unit, index, seed, model, error=message)
         return
-    for unit in todo:
-        _run_unit(run, unit, loaded, model, done)
+    for call in todo:
+        _run_unit(run, call, loaded, model, done)
     del loaded
     run.cache.drop()
-
-
-def _run_unit(run: _Run, unit: BatchUnit, loaded: LoadedModel, model: Any, done: dict[int, Any]) -> None:
-    """One pipeline call; writes each of its images not already done."""
-    request = unit.request
-    choice = validate(request)
-    size = (loaded.native_size,) * 2
-    todo = {}
-    for index, seed in zip(unit.items, request.seeds(), strict=True):
-        if index in done:
-            continue
-        found = run.expected_path(unit, index, seed, choice.sampler.name, model, size)
-        if _is_this_item(found, request.prompt, seed):  # written by a killed run before its record
-            run.record(unit, index, seed, model, path=str(found), recovered=True)
-        else:
-            todo[index] = seed
-    if not todo:
-        return
-    started = time.monotonic()
-    share = None  # each image's part of the one pipeline call that makes the unit's batch_size images
-    try:
-        # The job pipeline's load and generate steps: LoRAs/embeddings/VAE change on the loaded model
-        # (no reload of the base model); ControlNets, refiners and hires upscalers load once per run.
-        job = run.job(unit)
-        loaded_job = load_job(job, run.cache, run.reporter.note, loaded=loaded)
-        request = recorded_request(job)
-        for image in loaded_job.generate(request, run.reporter.step):
-            began = time.monotonic()
-            if share is None:
-                share = (began - started) / request.batch_size
-            index = unit.first + image.index
-            seed = todo.get(index)
-            if seed is None:
-                continue
-            if image.failure:
-                run.record(unit, index, seed, model, seconds=share, error=image.failure)
-            else:
-                written = write_image(replace(image, index=index), run.folder, run.options.output.pattern,
-                                      run.header["base_number"] + index, request, model, run.plan, now=run.now,
-                                      fmt=run.options.output.format, quality=run.options.output.quality,
-                                      assets=job.extras.record())
-                run.record(unit, index, seed, model, path=written["path"],
-                           seconds=share + time.monotonic() - began)
-            del todo[index]
-            if run.stop.requested:
-                raise Stop
-    except (KeyboardInterrupt, Stop):
-        raise
-    except Exception as exc:  # out of memory, a late UsageError, a write failure: fail these items, go on
-        first = str(exc).splitlines()[0] if str(exc) else ""
-        message = first if isinstance(exc, SdcliError) else f"{type(exc).__name__}: {first}"  # a corrupt input ...
-        for index, seed in todo.items():
-            run.record(unit, index, seed, model, error=message,
-                       seconds=(time.monotonic() - started) / max(len(todo), 1))
 
 
 def _sources(request: Any) -> dict[str, str]:
@@ -338,19 +293,3 @@ def _sources(request: Any) -> dict[str, str]:
     if request.inpaint is not None and request.inpaint.mask:
         sources["mask"] = request.inpaint.mask
     return sources
-
-
-def _is_this_item(path: Path, prompt: str, seed: int) -> bool:
-    """Whether `path` is an image sdcli wrote for this prompt and seed."""
-    from sdcli.io.metadata import parse_infotext, read_infotext
-
-    if not path.is_file():
-        return False
-    try:
-        text = read_infotext(path)
-    except Exception:  # not an image, or a broken one: not ours
-        return False
-    if not text:
-        return False
-    found_prompt, _, params = parse_infotext(text)
-    return found_prompt == prompt and params.get("Seed") == str(seed)

@@ -34,8 +34,10 @@ BatchOutput = Annotated[Path | None, typer.Option("--output", "-o", show_default
                                                   help="Output folder (default: outputs/<prompt file name>).")]
 Resume = Annotated[bool, typer.Option("--resume", help="Continue the batch in --output: skip items done per its "
                                       "manifest and files on disk.", rich_help_panel=o.OUT)]
-Group = Annotated[int, typer.Option("--group", help="Run up to this many images of a line's --count batches as one "
-                                    "batched pipeline call (same pixels; 1 = never).", rich_help_panel=o.GEN)]
+Group = Annotated[int, typer.Option("--group", help="Run up to this many images as one batched pipeline call: a "
+                                    "line's --count batches, and consecutive lines that differ only in prompts and "
+                                    "seeds (each image as made alone, within a level; 1 = never).",
+                                    rich_help_panel=o.GEN)]
 Grid = Annotated[bool, typer.Option("--grid", help="Also write grid.png, a labelled contact sheet.",
                                     rich_help_panel=o.OUT)]
 

@@ -48,6 +48,9 @@ InputImages = Annotated[list[Path] | None, typer.Option(
     "reference image (repeat for several).", rich_help_panel=o.IMG, show_default=False)]
 Edit = Annotated[bool, typer.Option("--edit", help="An instruction-edit plot: each cell is the sdcli edit of the -i "
                                     "reference images (a model that edits by instruction).", rich_help_panel=o.IMG)]
+Group = Annotated[int, typer.Option("--group", help="Run up to this many consecutive cells that differ only in "
+                                    "prompts and seeds (a Seed or Prompt S/R axis) as one batched pipeline call "
+                                    "(each cell as made alone, within a level; 1 = never).", rich_help_panel=o.GEN)]
 
 # Options a plot records in its manifest (so `--resume -o DIR` needs nothing else).
 RECORDED = ("prompt", "x", "y", "z", "image", "references", "strength", "resize", "keep_random_seeds", "model", "name",
@@ -70,6 +73,7 @@ def xyz(
     edit: Edit = False,
     strength: o.Strength = 0.75,
     resize: o.Resize = "just",
+    group: Group = 8,
     **flags: Any,
 ) -> None:
     from dataclasses import replace
@@ -148,7 +152,7 @@ def xyz(
         file=Path("xyz"), source="the plot's axes", defaults=base, seed=plot.resolved.get("seed"),
         model=current["model"],
         runtime=runtime, output=OutputOptions(folder, values["name"], values["image_format"], values["quality"]),
-        resume=resume, assets=assets, record={**recorded_options(current), "resolved": plot.resolved}, group=1,
+        resume=resume, assets=assets, record={**recorded_options(current), "resolved": plot.resolved}, group=group,
         lines=plot.lines,
         line_assets={line: cell_assets(assets, vae) for line, vae in plot.vaes.items()})
 

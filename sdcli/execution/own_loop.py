@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from sdcli.execution.latents import decode, encode_image, encode_pixels
@@ -41,11 +42,25 @@ def cond_schedule(request: GenerationRequest, choice: SamplerChoice, encoder: Pr
                               encoder.negative_encoder(all_empty), literal=choice_key(request.emphasis) == "comfy")
 
 
+def image_schedules(request: GenerationRequest, choice: SamplerChoice, encoder: PromptEncoder,
+                    prompts: list[tuple[str, str]]) -> list[tuple[Any, Any]]:
+    """Each image's (conds_at, uncond_at) for a batch of several prompt pairs; each distinct pair encoded once."""
+    schedules: dict[tuple[str, str], Any] = {}
+    for pair in prompts:
+        if pair not in schedules:
+            schedules[pair] = cond_schedule(replace(request, prompt=pair[0], negative_prompt=pair[1]), choice,
+                                            encoder)
+    return [(schedules[pair].conds_at, schedules[pair].uncond_at) for pair in prompts]
+
+
 def own_batch(request: GenerationRequest, model: LoadedModel, choice: SamplerChoice, encoder: PromptEncoder,
               inputs: PreparedInputs | None, seeds: list[int], subseeds: list[int | None], width: int,
               height: int, on_step: StepCallback | None, refine: Any = None, hires: Any = None,
-              control: Any = None, control_input: Any = None) -> list[Any]:
-    """One batch through sdcli's loop: WebUI sigmas, samplers, CFG and noise; `refine` (OwnRefiner):
+              control: Any = None, control_input: Any = None,
+              prompts: list[tuple[str, str]] | None = None) -> list[Any]:
+    """One batch through sdcli's loop: WebUI sigmas, samplers, CFG and noise; `prompts`: each image's own
+    (prompt, negative) pair as the encoder sees it, for a batch of several requests' images (default: the
+    request's for every image; not with `refine` or `hires`); `refine` (OwnRefiner):
     the WebUI's in-loop refiner switch; `hires` (execution.hires.HiresStage): the hires fix pass; `control`
     (controlnet.hook.ControlHook): ControlNet units; `control_input` ([1, C, h, w]): a control model's extra
     input (Flux Control: the control image's latent), fed beside the latent at every call."""
@@ -53,6 +68,10 @@ def own_batch(request: GenerationRequest, model: LoadedModel, choice: SamplerCho
     from sdcli.sampling.refiner import Refiner
 
     denoiser = loop_denoiser(request, model, choice, encoder)
+    if prompts is not None:
+        if refine is not None or hires is not None:
+            raise ValueError("a batch of several prompts runs without a refiner or hires pass")
+        denoiser.image_conds = image_schedules(request, choice, encoder, prompts)
     if refine is not None:
         refined = cond_schedule(request, choice, refine.encoder)
         denoiser.refiner = Refiner(refine.model.network, refined.conds_at, refined.uncond_at, request.refiner_switch)

@@ -9,7 +9,7 @@ its metadata is enough to make it again.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any
@@ -83,8 +83,13 @@ def run(
     control: Any = None,
     hires_upscaler: Any = None,
     faces: Any = None,
+    group: Sequence[GenerationRequest] = (),
 ) -> Iterator[GeneratedImage]:
     """Generate `request.count` batches of `request.batch_size` images; yield each when done.
+
+    `group`: requests that differ from `request` (the first of them) only in their prompts and seeds (a
+    prompt file's consecutive lines), run as one batch of all their images, image i keeping its own seed,
+    conditioning and infotext; only where `groupable` says so.
 
     `request.seed` must be resolved. `model` (models.loaded.LoadedModel) may hold any pipeline of the
     model: the one for `request.mode` is derived from it (shared weights). `inputs` are the
@@ -116,6 +121,7 @@ def run(
     # request that did not come through the plan step) take the family's defaults.
     model = model.for_mode(request.mode)
     request = with_defaults(request, model.family.defaults)
+    group = [with_defaults(r, model.family.defaults) for r in group]
     choice = model.family.settle_choice(choice)  # "automatic" as the family means it (Flux: Simple)
     own = runs_own_loop(model, choice, request)
     if not own:
@@ -159,32 +165,53 @@ def run(
             hires.control = control.prepare(final_size(width, height, request.hires, model.family.latent.vae_scale),
                                             hires.request.steps)[0]
 
-    # 3. Batches: per-image generators seeded seed + i.
+    # 3. Batches: per-image generators seeded seed + i; a group's images in one batch, each its own request's.
     vae_name = model.addons.vae_path.name if model.addons.vae_path else None
-    seeds, subseeds = request.seeds(), request.subseeds()
+    if group:
+        if not own or refine or hires or control is not None or extra is not None:
+            raise ValueError("a group of requests runs only through sdcli's loop, without a refiner, hires or "
+                             "control (job.generate.groupable)")
+        batch_run = partial(batch_run, prompts=[(encoder_text(model, r.prompt), encoder_text(model, r.negative_prompt))
+                                                for r in group for _ in range(r.total_images)])
+    batches = [[(r, seed, subseed) for r in group for seed, subseed in zip(r.seeds(), r.subseeds(), strict=True)]]
+    if not group:
+        pairs, size = list(zip(request.seeds(), request.subseeds(), strict=True)), request.batch_size
+        batches = [[(request, seed, subseed) for seed, subseed in pairs[at:at + size]]
+                   for at in range(0, len(pairs), size)]
     pipes = (model.pipe, refiner.pipe) if refine and refiner else (model.pipe,)
-    for start in range(0, len(seeds), request.batch_size):
-        batch_seeds = seeds[start:start + request.batch_size]
-        batch_subseeds = subseeds[start:start + request.batch_size]
+    start = 0
+    for batch in batches:
+        batch_seeds, batch_subseeds = [seed for _, seed, _ in batch], [subseed for _, _, subseed in batch]
         with finite_guard(*pipes) as guard, circular_padding(request.tiling, *pipes):  # --tiling, this batch only
             images = batch_run(encoded, model, choice, encoder, inputs, batch_seeds, batch_subseeds, width, height,
                                on_step, refine, hires)
-        for offset, (image, seed, subseed) in enumerate(zip(images, batch_seeds, batch_subseeds, strict=True)):
-            if request.face_restorer:
+        for offset, (image, (image_request, seed, subseed)) in enumerate(zip(images, batch, strict=True)):
+            if image_request.face_restorer:
                 if faces is None:
                     raise UsageError("--restore-faces: the face restorer was not loaded for this run")
                 image = faces.restore(image, seed)
             if inputs is not None:
                 image = inputs.finish(image)  # pasted back through the blurred mask / into the crop
             params = _with_modules(infotext_params(
-                request, choice, seed=seed, subseed=subseed, width=width, height=height, model_name=model_name,
+                image_request, choice, seed=seed, subseed=subseed, width=width, height=height, model_name=model_name,
                 model_hash=model_hash, refiner=refiner, hires=hires_names, traits=model.family.capabilities.traits,
                 vae=vae_name) | control_params | (extra_params or {}))
             yield GeneratedImage(  # width/height: the generation size, as the infotext's Size
                 image=image, index=start + offset, seed=seed, subseed=subseed, width=width, height=height,
-                params=params, infotext=build_infotext(request.prompt, request.negative_prompt, params),
+                params=params, infotext=build_infotext(image_request.prompt, image_request.negative_prompt, params),
                 failure=guard.failure(offset),
             )
+        start += len(batch)
+
+
+def groupable(request: GenerationRequest, model: LoadedModel, choice: SamplerChoice, *,
+              refiner: LoadedModel | None = None, control: Any = None) -> bool:
+    """Whether requests like `request` can run as one group (run's `group`): sdcli's loop samples them, with
+    no refiner, hires pass, ControlNet or reference images (those condition or finish each request apart)."""
+    model = model.for_mode(request.mode)
+    request = with_defaults(request, model.family.defaults)
+    return (runs_own_loop(model, model.family.settle_choice(choice), request) and refiner is None
+            and request.hires is None and not request.controlnets and control is None and request.mode != "edit")
 
 
 def _with_modules(params: dict[str, Any]) -> dict[str, Any]:

@@ -8,7 +8,7 @@ job; a prompt file, an X/Y/Z plot or the server keep theirs, so a model loads on
 from __future__ import annotations
 
 import gc
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -120,15 +120,22 @@ class LoadedJob:
     hires_upscaler: Any = None  # models.upscalers.Upscaler
     faces: Any = None  # models.faces.FaceRestorer
 
-    def generate(self, request: Any, on_step: Callable[[int, int], None] | None = None
-                 ) -> Iterator[GeneratedImage]:
-        """The generate step: `request` (the plan's, seed resolved) -> finished images, one at a time."""
+    def generate(self, request: Any, on_step: Callable[[int, int], None] | None = None,
+                 group: Sequence[Any] = ()) -> Iterator[GeneratedImage]:
+        """The generate step: `request` (the plan's, seed resolved) -> finished images, one at a time; `group`:
+        requests differing from it only in prompts and seeds, made in one batch (where `groupable`)."""
         from sdcli.job.generate import run
 
         plan = self.plan
         return run(request, self.model, plan.choice, model_name=plan.model.name, model_hash=self.model_hash,
                    on_step=on_step, inputs=plan.inputs, extra_params=plan.extras.params(), refiner=self.refiner,
-                   control=self.control, hires_upscaler=self.hires_upscaler, faces=self.faces)
+                   control=self.control, hires_upscaler=self.hires_upscaler, faces=self.faces, group=group)
+
+    def groupable(self, request: Any) -> bool:
+        """Whether requests like `request` (the plan's) can run as one batch of several prompts."""
+        from sdcli.job.generate import groupable
+
+        return groupable(request, self.model, self.plan.choice, refiner=self.refiner, control=self.control)
 
 
 def load_job(plan: JobPlan, cache: ModelCache, notes: Notes, *, stage: Stage | None = None,

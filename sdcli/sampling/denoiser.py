@@ -4,8 +4,10 @@ As the WebUI (k-diffusion's CompVisDenoiser / CompVisVDenoiser and
 sd_samplers_cfg_denoiser.py): the model's parameterisation (sampling.parameterisation:
 eps, v, flow) scales the input, gives the network's timestep t(sigma) and turns its
 output into a denoised latent, and guidance combines denoised latents: uncond + sum_i w_i * scale *
-(cond_i - uncond) (several conds = `AND`). Conds and uncond share one UNet batch when
-their token counts agree; otherwise they run apart (the WebUI pads neither). With a
+(cond_i - uncond) (several conds = `AND`). Rows of one token count share one UNet batch;
+rows of another run apart (the WebUI pads neither cond nor uncond). A batch of several
+prompts (a prompt file's grouped lines) gives each image its own conditioning; its images
+then equal the same images made alone, as for one prompt. With a
 mask (inpainting) the denoised latent is blended with the original under the mask.
 Imported lazily (torch).
 """
@@ -54,6 +56,7 @@ class CFGDenoiser:
         self.last_uncond: torch.Tensor | None = None
         self.control: Any = None  # controlnet.hook.ControlHook: ControlNet residuals at each UNet call
         self.skip_uncond_at_1 = False  # Forge/ComfyUI: at CFG scale 1 the unconditional pass is skipped
+        self.image_conds: list[tuple[CondsAt, UncondAt]] | None = None  # each image's own (several prompts)
         self._dtype_of: tuple[NetworkAdapter, torch.dtype] | None = None
 
     @property
@@ -100,29 +103,57 @@ class CFGDenoiser:
         out = self.network(x_in.to(self.network_dtype), t, cond, self._control(marks)).to(x.dtype)
         return self.param.eps_at_timestep(x, t, out)
 
+    def _image_conds(self, batch: int) -> list[tuple[list[tuple[Conditioning, float]], Conditioning]]:
+        """Each image's AND parts and uncond at this step: its own (image_conds), else the one prompt's."""
+        if self.image_conds is None:
+            return [(self.conds_at(self.step), self.uncond_at(self.step))] * batch
+        if len(self.image_conds) != batch:
+            raise ValueError(f"{len(self.image_conds)} images' conditionings for a batch of {batch}")
+        return [(conds_at(self.step), uncond_at(self.step)) for conds_at, uncond_at in self.image_conds]
+
+    def _network_rows(self, x_in: torch.Tensor, sigma_in: torch.Tensor, rows: list[Conditioning],
+                      image_cond: torch.Tensor | None, marks: torch.Tensor) -> torch.Tensor:
+        """Denoised latents of rows (one conditioning row each): one network batch per token count, in order
+        of first use (one prompt: cond and uncond together when their counts agree, else apart)."""
+        counts: dict[int, list[int]] = {}
+        for j, row in enumerate(rows):
+            counts.setdefault(row.tokens, []).append(j)
+        if len(counts) == 1:
+            return self._denoise(x_in, sigma_in, cat(rows), image_cond, marks)
+        parts = []
+        for chosen in counts.values():
+            at = _index(chosen, x_in.device)
+            parts.append((at, self._denoise(x_in[at], sigma_in[at], cat([rows[j] for j in chosen]),
+                                            None if image_cond is None else image_cond[at],
+                                            marks[at if isinstance(at, slice) else chosen])))
+        out = torch.empty((len(rows), *parts[0][1].shape[1:]), dtype=parts[0][1].dtype, device=parts[0][1].device)
+        for at, part in parts:
+            out[at] = part
+        return out
+
     def _conditional_only(self, x: torch.Tensor, sigma: torch.Tensor,
-                          parts: list[tuple[Conditioning, float]]) -> torch.Tensor:
+                          images: list[tuple[list[tuple[Conditioning, float]], Conditioning]]) -> torch.Tensor:
         """CFG scale 1 without the unconditional pass, as Forge: the AND parts' predictions averaged by their
         weights, times the weights' sum when that is not 1 (one part of weight 1: its prediction itself)."""
-        batch, k = x.shape[0], len(parts)
+        ks = [len(parts) for parts, _ in images]
         image_cond = self.masking.image_cond if self.masking else None
-        ic_in = None if image_cond is None or k == 1 else image_cond.repeat_interleave(k, dim=0)
-        rows = cat([c.repeat(1) for _ in range(batch) for c, _ in parts]) if k > 1 else parts[0][0].repeat(batch)
-        x_in, sigma_in = (x, sigma) if k == 1 else (x.repeat_interleave(k, dim=0), sigma.repeat_interleave(k))
-        out = self._denoise(x_in, sigma_in, rows, image_cond if k == 1 else ic_in, torch.ones(batch * k))
-        if k == 1 and parts[0][1] == 1.0:
+        rows = [c for parts, _ in images for c, _ in parts]
+        out = self._network_rows(_each(x, ks), _each(sigma, ks), rows,
+                                 None if image_cond is None else _each(image_cond, ks), torch.ones(len(rows)))
+        if all(len(parts) == 1 and parts[0][1] == 1.0 for parts, _ in images):
             denoised = out
         else:  # Forge's sums: weighted outputs and weights from 1e-37, in its (reversed) batch order
-            out = out.reshape(batch, k, *x.shape[1:])
-            total, count = torch.zeros_like(x), torch.ones_like(x) * 1e-37
-            for j in reversed(range(k)):
-                weight = torch.ones_like(x) * parts[j][1]
-                total += out[:, j] * weight
-                count += weight
-            denoised = total / count
-            strength = sum(w for _, w in parts)
-            if not math.isclose(strength, 1.0):
-                denoised = denoised * strength
+            denoised, row = torch.empty_like(x), 0
+            for i, (parts, _) in enumerate(images):
+                total, count = torch.zeros_like(x[i]), torch.ones_like(x[i]) * 1e-37
+                for j in reversed(range(len(parts))):
+                    weight = torch.ones_like(x[i]) * parts[j][1]
+                    total += out[row + j] * weight
+                    count += weight
+                denoised[i], row = total / count, row + len(parts)
+                strength = sum(w for _, w in parts)
+                if not math.isclose(strength, 1.0):
+                    denoised[i] = denoised[i] * strength
         if not self.timesteps and self.masking is not None and self.masking.mask is not None:
             m = self.masking.mask
             denoised = self.masking.init_latent * m + (1 - m) * denoised
@@ -135,39 +166,45 @@ class CFGDenoiser:
         batch = x.shape[0]
         sigma = sigma.to(x.device)
         sigma = sigma.reshape(-1).expand(batch) if sigma.numel() == 1 else sigma
-        parts, uncond = self.conds_at(self.step), self.uncond_at(self.step)
-        k = len(parts)
+        images = self._image_conds(batch)
         if self.skip_uncond_at_1 and self.scale * self.scale_multiplier == 1.0 and not self.keep_uncond:
-            return self._conditional_only(x, sigma, parts)
+            return self._conditional_only(x, sigma, images)
         # 1. Rows: each image once per AND part, then each image once for the uncond.
-        x_in = torch.cat([x.repeat_interleave(k, dim=0), x])
-        sigma_in = torch.cat([sigma.repeat_interleave(k), sigma])
+        ks = [len(parts) for parts, _ in images]
+        n = sum(ks)
+        x_in, sigma_in = torch.cat([_each(x, ks), x]), torch.cat([_each(sigma, ks), sigma])
         image_cond = self.masking.image_cond if self.masking else None
-        ic_in = None if image_cond is None else torch.cat([image_cond.repeat_interleave(k, dim=0), image_cond])
-        cond_rows = cat([c.repeat(1) for _ in range(batch) for c, _ in parts])
-        uncond_rows = uncond.repeat(batch)
-        # 2. One UNet batch when the token counts agree, else two (as the WebUI without "pad conds").
-        n = batch * k
+        ic_in = None if image_cond is None else torch.cat([_each(image_cond, ks), image_cond])
+        rows = [c for parts, _ in images for c, _ in parts] + [uncond for _, uncond in images]
+        # 2. One network batch per token count (as the WebUI without "pad conds").
         marks = torch.cat([torch.ones(n), torch.zeros(batch)])  # cond rows 1, uncond rows 0 (ControlNet)
-        if cond_rows.tokens == uncond_rows.tokens:
-            out = self._denoise(x_in, sigma_in, cat([cond_rows, uncond_rows]), ic_in, marks)
-        else:
-            out = torch.cat([
-                self._denoise(x_in[:n], sigma_in[:n], cond_rows, None if ic_in is None else ic_in[:n], marks[:n]),
-                self._denoise(x_in[n:], sigma_in[n:], uncond_rows, None if ic_in is None else ic_in[n:],
-                              marks[n:]),
-            ])
+        out = self._network_rows(x_in, sigma_in, rows, ic_in, marks)
         # 3. Guidance on denoised latents.
-        base = out[batch * k:]
+        base = out[n:]
         if self.keep_uncond:
             self.last_uncond = base.clone()
-        denoised, scale = base.clone(), self.scale * self.scale_multiplier
-        for i in range(batch):
-            for j, (_, weight) in enumerate(parts):
-                denoised[i] += (out[i * k + j] - base[i]) * (weight * scale)
+        denoised, scale, row = base.clone(), self.scale * self.scale_multiplier, 0
+        for i, (parts, _) in enumerate(images):
+            for _, weight in parts:
+                denoised[i] += (out[row] - base[i]) * (weight * scale)
+                row += 1
         # 4. Inpainting: the original latent where the mask keeps it.
         if not self.timesteps and self.masking is not None and self.masking.mask is not None:
             m = self.masking.mask
             denoised = self.masking.init_latent * m + (1 - m) * denoised
         self.step += 1
         return denoised
+
+
+def _each(t: torch.Tensor, ks: list[int]) -> torch.Tensor:
+    """Row i of `t` repeated ks[i] times (an index tensor goes to the device only when the counts differ)."""
+    if len(set(ks)) == 1:
+        return t.repeat_interleave(ks[0], dim=0)
+    return t.repeat_interleave(torch.tensor(ks, device=t.device), dim=0)
+
+
+def _index(chosen: list[int], device: torch.device) -> slice | torch.Tensor:
+    """Rows `chosen` as a slice when they are consecutive (no index tensor to copy to the device)."""
+    if chosen == list(range(chosen[0], chosen[0] + len(chosen))):
+        return slice(chosen[0], chosen[0] + len(chosen))
+    return torch.tensor(chosen, device=device)

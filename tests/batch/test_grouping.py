@@ -36,13 +36,13 @@ def test_grouped_batch_images_equal_ungrouped(tmp_path, tiny_model, tiny_pipe, m
     original = generate.run
 
     def spy(request, *args, **kwargs):
-        calls.append(request.batch_size)
+        calls.append(sum(r.batch_size for r in kwargs.get("group") or [request]))
         return original(request, *args, **kwargs)
 
     monkeypatch.setattr(generate, "run", spy)
     text = "--prompt 'a harbour' --n_iter 4\n--prompt 'a cat'\n"
     grouped, _ = batch(tmp_path, tiny_model, tiny_pipe, text, out="grouped")
-    assert calls == [4, 1]
+    assert calls == [5]  # the line's 4 batches, and the next line joined (tests/batch/test_joining.py)
     calls.clear()
     single, _ = batch(tmp_path, tiny_model, tiny_pipe, text, out="single", group=1)
     assert calls == [1, 1, 1, 1, 1]

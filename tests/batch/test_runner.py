@@ -102,7 +102,8 @@ def test_failed_items_are_recorded_and_the_batch_goes_on(tmp_path, tiny_model, t
         yield from real(request, *args, **kwargs)
 
     monkeypatch.setattr(generate, "run", flaky)
-    stats, _ = batch(tmp_path, tiny_model, tiny_pipe, "ok one\nboom\nnan\nok two\n")
+    # One call per line (a joined call's failures: tests/batch/test_joining.py).
+    stats, _ = batch(tmp_path, tiny_model, tiny_pipe, "ok one\nboom\nnan\nok two\n", group=1)
     assert (stats.done, stats.failed, stats.exit_code) == (2, 2, 3)
     records = {r["prompt"]: r for r in items(tmp_path / "out")}
     assert records["boom"]["status"] == "failed" and records["boom"]["path"] is None
@@ -112,19 +113,20 @@ def test_failed_items_are_recorded_and_the_batch_goes_on(tmp_path, tiny_model, t
 
 
 def test_ctrl_c_finishes_the_current_image_then_resume_completes_bit_identically(tmp_path, tiny_model, tiny_pipe):
-    full, _ = batch(tmp_path, tiny_model, tiny_pipe, FOUR, out="full")
+    full, _ = batch(tmp_path, tiny_model, tiny_pipe, FOUR, out="full", group=1)
 
     def ctrl_c(done_so_far, step):
         if done_so_far == 1 and step == 1:
             os.kill(os.getpid(), signal.SIGINT)
 
+    # One call per line: Ctrl-C in the second line's call (in a joined call: tests/batch/test_joining.py).
     before = signal.getsignal(signal.SIGINT)
-    stopped, reporter = batch(tmp_path, tiny_model, tiny_pipe, FOUR, out="run", reporter=Recorder(ctrl_c))
+    stopped, reporter = batch(tmp_path, tiny_model, tiny_pipe, FOUR, out="run", reporter=Recorder(ctrl_c), group=1)
     assert stopped.interrupted and stopped.exit_code == 130 and stopped.done == 2
     assert any("Ctrl-C" in n for n in reporter.notes)
     assert sorted(files(tmp_path / "run")) == ["00000-100.png", "00001-101.png"]
     assert signal.getsignal(signal.SIGINT) is before  # handler restored (whatever it was: nohup ignores SIGINT)
-    resumed, _ = batch(tmp_path, tiny_model, tiny_pipe, FOUR, out="run", resume=True, seed=None)
+    resumed, _ = batch(tmp_path, tiny_model, tiny_pipe, FOUR, out="run", resume=True, seed=None, group=1)
     assert (resumed.done, resumed.skipped, resumed.exit_code) == (2, 2, 0)
     assert files(tmp_path / "run") == files(tmp_path / "full")
 

@@ -158,7 +158,8 @@ def test_ctrl_c_exits_130_after_writing_the_current_image(cli, tiny_model, tmp_p
     monkeypatch.setattr(generate, "run", ctrl_c_in_second_image)
     prompts = tmp_path / "p.txt"
     prompts.write_text("a\nb\nc\n")
-    result = cli("batch", prompts, "-m", tiny_model, *FAST, "--seed", "1", "-o", tmp_path / "out")
+    # One call per line (Ctrl-C inside a joined call: tests/batch/test_joining.py).
+    result = cli("batch", prompts, "-m", tiny_model, *FAST, "--seed", "1", "--group", "1", "-o", tmp_path / "out")
     assert result.exit_code == 130
     assert "batch (interrupted)" in result.stderr
     assert f"note: to continue: sdcli batch --resume -o {tmp_path / 'out'}" in result.stderr
