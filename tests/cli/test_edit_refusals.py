@@ -8,10 +8,13 @@ from __future__ import annotations
 import pytest
 from PIL import Image
 
+from sdcli.families import FAMILIES
+from sdcli.job.plan import editing_families
 from sdcli.request.generation import EDIT_REFUSED
 
 FLOW = "Euler, Euler a, Heun, DPM++ 2M, DPM++ SDE, DPM++ 2M SDE, ..."
-EDITORS = "Flux.2 klein, Flux.2 klein base, Flux.1 Kontext, Qwen-Image-Edit, Qwen-Image-Edit Plus"
+EDITORS = editing_families()  # from the family table: Flux.2 klein, ..., Qwen-Image-Edit Plus
+GUIDED = ", ".join(f.label for f in FAMILIES.values() if f.capabilities.distilled_guidance)
 ONE_PASS = "not with an edit by {model} (an edit is one pass of the editing model, without {what})"
 
 
@@ -40,8 +43,7 @@ ROWS = [
     ("qwen-image-edit", "edit", ("--prediction-type", "v"),
      "error: --prediction-type: a Qwen-Image-Edit model is a flow model, neither eps nor v"),
     ("flux2-klein", "edit", ("--distilled-cfg", "3"),
-     "error: --distilled-cfg: Flux.2 klein models have no distilled guidance; it applies to Flux.1 dev, Flux.1 Fill, "
-     "Flux.1 Control, Flux.1 Kontext"),
+     "error: --distilled-cfg: Flux.2 klein models have no distilled guidance; it applies to " + GUIDED),
     ("flux-kontext", "edit", ("--sampler", "DDIM"),
      f"error: --sampler: DDIM walks a discrete DDPM schedule; Flux.1 Kontext models take the flow samplers ({FLOW})"),
     ("qwen-image-edit-plus", "edit", ("--schedule", "uniform"),

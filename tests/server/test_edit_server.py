@@ -13,6 +13,7 @@ import pytest
 from PIL import Image
 
 from sdcli.io.metadata import read_infotext, read_replay_record
+from sdcli.job.plan import editing_families
 from tests.server.serving import in_thread
 
 pytestmark = pytest.mark.usefixtures("single_thread")
@@ -77,8 +78,8 @@ def test_sdcli_edit_with_server_equals_the_local_edit(engine, local, tiny_family
         refused = cli("edit", "-m", tiny_model, "-i", reference, "-o", tmp_path / "sd1", "--server", url, PROMPT)
         assert refused.exit_code == 2
         assert refused.stderr.strip().splitlines()[-1:] == [
-            "error: sdcli edit: a Stable Diffusion 1.x model cannot edit by instruction; use one of: Flux.2 klein, "
-            "Flux.2 klein base, Flux.1 Kontext, Qwen-Image-Edit, Qwen-Image-Edit Plus"]
+            "error: sdcli edit: a Stable Diffusion 1.x model cannot edit by instruction; use one of: "
+            + editing_families()]
         assert not list((tmp_path / "sd1").glob("*.png"))
 
 
@@ -115,7 +116,7 @@ def test_webui_edit_route_equals_the_local_edit(client, local, reference):
 @pytest.mark.parametrize("body,status,message", [
     ({"images": ["{ref}"], "override_settings": {"sd_model_checkpoint": "tiny-sd1"}}, 422,
      "images: the model 'tiny-sd1 [{hash}]' is a Stable Diffusion 1.x model, which cannot edit by instruction; edit "
-     "with a model of: Flux.2 klein, Flux.2 klein base, Flux.1 Kontext, Qwen-Image-Edit, Qwen-Image-Edit Plus"),
+     "with a model of: " + editing_families()),
     ({}, 422, "images: give the reference image(s) of the edit, base64"),
     ({"images": ["bm90IGFuIGltYWdl"]}, 422, "images[0] is not a PNG, JPEG or WebP image"),
     ({"images": ["{ref}"], "enable_hr": True}, 422,
