@@ -59,11 +59,12 @@ def test_prompt_encoder_is_diffusers_with_the_prefix_dropped(tiny_qwenimage_pipe
 def test_latents_are_wan21_normalised_single_frames(tiny_qwenimage_pipe):
     """(z - mean_c) / std_c on the VAE's one-frame latents, as QwenImagePipeline decodes them."""
     vae = tiny_qwenimage_pipe.pipe.vae
-    fmt, z = QWEN_IMAGE.latent, torch.randn(1, 16, 1, 4, 4)
+    fmt, z = QWEN_IMAGE.latent, torch.randn(1, 16, 1, 4, 4, generator=torch.Generator().manual_seed(0))
     latent = fmt.from_vae(vae, z)
     mean = torch.tensor(vae.config.latents_mean).view(1, 16, 1, 1, 1)
     std = 1.0 / torch.tensor(vae.config.latents_std).view(1, 16, 1, 1, 1)
-    assert torch.allclose(fmt.to_vae(vae, latent), latent.unsqueeze(2) / std + mean)  # the pipeline's
+    # the pipeline's (float order differs: an absolute bound, as values near 0 have no meaningful relative one)
+    assert torch.allclose(fmt.to_vae(vae, latent), latent.unsqueeze(2) / std + mean, atol=1e-6)
     assert torch.allclose(fmt.to_vae(vae, latent), z, atol=1e-6)
     assert not torch.allclose(latent, z[:, :, 0], atol=1e-2)
     assert fmt.vae_image(torch.zeros(1, 3, 1, 8, 8)).shape == fmt.vae_pixels(torch.zeros(1, 3, 8, 8)).shape[:2] + (8, 8)
