@@ -27,11 +27,12 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from real_size import tiny_real_size  # noqa: E402
 from scripts import BATCH_CPU, LOOP, MINIMAL, build_full_sd15, write_grid_inputs  # noqa: E402
 from serve_load import load  # noqa: E402
 from stats import compare, interleave, summary  # noqa: E402
 
-SECTIONS = ("startup", "steady", "server", "load", "rss", "grid")
+SECTIONS = ("startup", "steady", "server", "load", "rss", "grid", "tiny-real-size")
 PROMPT = "a lighthouse at dusk, oil painting"
 
 
@@ -312,7 +313,9 @@ def main() -> None:
              "server": lambda: server(runner, work, tiny, args),
              "load": lambda: load(env, tiny, args.quick),
              "rss": lambda: rss(runner, work, models, args),
-             "grid": lambda: grid(runner, work, args)}
+             "grid": lambda: grid(runner, work, args),
+             "tiny-real-size": lambda: tiny_real_size(lambda cmd: (runner.run(cmd)[0], runner.last_cpu_s), work,
+                                                      max(3, args.repeat))}
     for name in only:
         print(f"bench: {name} ...", file=sys.stderr)
         results[name] = steps[name]()
