@@ -28,11 +28,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from grouping import batch_grouping  # noqa: E402
+from real_size import tiny_real_size  # noqa: E402
 from scripts import BATCH_CPU, LOOP, MINIMAL, build_full_sd15, write_grid_inputs  # noqa: E402
 from serve_load import load  # noqa: E402
 from stats import compare, interleave, summary  # noqa: E402
 
-SECTIONS = ("startup", "steady", "server", "load", "rss", "grid", "batch-grouping")
+SECTIONS = ("startup", "steady", "server", "load", "rss", "grid", "batch-grouping", "tiny-real-size")
 PROMPT = "a lighthouse at dusk, oil painting"
 
 
@@ -337,7 +338,9 @@ def main() -> None:
              "batch-grouping": lambda: batch_grouping(
                  runner, work, {k: v for k, v in models.items() if k in args.grouping_models.split(",")},
                  tuple(int(g) for g in args.group_sizes.split(",")), args.repeat,
-                 {"tiny": args.steps, "full-sd15": args.full_steps})}
+                 {"tiny": args.steps, "full-sd15": args.full_steps}),
+             "tiny-real-size": lambda: tiny_real_size(lambda cmd: (runner.run(cmd)[0], runner.last_cpu_s), work,
+                                                      max(3, args.repeat))}
     for name in only:
         print(f"bench: {name} ...", file=sys.stderr)
         results[name] = steps[name]()

@@ -87,7 +87,7 @@ FLOW_FAMILIES: dict[str, FlowFamily] = {f.key: f for f in (
                      "encoder")),
     FlowFamily(
         "chroma", "chroma", "chroma", "tiny_chroma", "tiny_chroma_pipe", reference="chroma_ref:sample_chroma", cfg="4",
-        hires=("--hires-scale", "2"), vae_reconstructs=True, parity={"cfg": 4.0, "negative": "blurry"},
+        hires=("--hires-scale", "2"), parity={"cfg": 4.0, "negative": "blurry"},
         refusals=_refusals("Chroma", "Chroma models", "timesteps 9999..0",
                            ("(a cat:1.3)", "--prompt: a Chroma model takes no emphasis weights"),
                            clip_skip="has no CLIP text encoder", distilled="Chroma")),

@@ -80,17 +80,23 @@ TINY_TEXT = {
     "projection_dim": 32,
     "hidden_act": "quick_gelu",
 }
+# 4 blocks: 8x down-scaling as in SD. The full-resolution blocks are the narrowest (4 channels, as the real
+# VAE's 128 are its narrowest) and the mid-block attention, which sees every latent pixel, is one head of 8:
+# a 1024 px decode stays a second or two on a CPU core.
 TINY_VAE = {
     "in_channels": 3,
     "out_channels": 3,
     "latent_channels": 4,
-    "block_out_channels": (16, 16, 32, 32),  # 4 blocks: 8x down-scaling as in SD
+    "block_out_channels": (4, 4, 8, 8),
     "down_block_types": ("DownEncoderBlock2D",) * 4,
     "up_block_types": ("UpDecoderBlock2D",) * 4,
     "layers_per_block": 1,
-    "norm_num_groups": 8,
+    "norm_num_groups": 2,
     "sample_size": 64,
 }
+# UNets: three levels (4x down-scaling of the latent) with attention only in the lowest one, as the real
+# models have none in their highest-resolution level either: at 1024 px the tiny UNet attends over 32x32
+# latent pixels, not 128x128, so a real-size image costs a tiny model's time.
 ARCHES: dict[str, TinyArch] = {
     "sd1": TinyArch(
         family="sd1",
@@ -98,13 +104,13 @@ ARCHES: dict[str, TinyArch] = {
             "sample_size": 8,  # latent side: native image size 64 px
             "in_channels": 4,
             "out_channels": 4,
-            "block_out_channels": (32, 64),
+            "block_out_channels": (8, 16, 16),
             "layers_per_block": 1,
-            "down_block_types": ("CrossAttnDownBlock2D", "DownBlock2D"),
-            "up_block_types": ("UpBlock2D", "CrossAttnUpBlock2D"),
+            "down_block_types": ("DownBlock2D", "DownBlock2D", "CrossAttnDownBlock2D"),
+            "up_block_types": ("CrossAttnUpBlock2D", "UpBlock2D", "UpBlock2D"),
             "cross_attention_dim": 32,
-            "attention_head_dim": 8,
-            "norm_num_groups": 16,
+            "attention_head_dim": 2,  # heads (diffusers' name for it)
+            "norm_num_groups": 4,
         },
         vae=TINY_VAE,
         text_encoder=TINY_TEXT,
@@ -115,13 +121,13 @@ ARCHES: dict[str, TinyArch] = {
 ARCHES["sd2"] = replace(
     ARCHES["sd1"],
     family="sd2",
-    unet={**ARCHES["sd1"].unet, "use_linear_projection": True, "attention_head_dim": (2, 4)},
+    unet={**ARCHES["sd1"].unet, "use_linear_projection": True, "attention_head_dim": (1, 1, 2)},
     text_encoder={**TINY_TEXT, "hidden_act": "gelu", "num_hidden_layers": 11},
     scheduler={**SD1_SCHEDULER, "prediction_type": "v_prediction"},
 )
 # SDXL base: CLIP-L + OpenCLIP-bigG (with projection; pooled output), their hidden states
 # concatenated for cross-attention (32 + 48), size/crop time ids (6 x 8) + pooled (48) as
-# the added embedding; first block without attention, several transformer layers per block.
+# the added embedding; no attention in the high-resolution blocks, several transformer layers per block.
 # The two encoders differ in width, as in the real model (diffusers tells them apart by it).
 XL_SCHEDULER = {"_class_name": "EulerDiscreteScheduler", "beta_start": 0.00085, "beta_end": 0.012,
                 "beta_schedule": "scaled_linear", "num_train_timesteps": 1000, "steps_offset": 1,
@@ -130,18 +136,18 @@ XL_UNET = {
     "sample_size": 8,
     "in_channels": 4,
     "out_channels": 4,
-    "block_out_channels": (32, 64),
+    "block_out_channels": (8, 16, 16),
     "layers_per_block": 1,
-    "down_block_types": ("DownBlock2D", "CrossAttnDownBlock2D"),
-    "up_block_types": ("CrossAttnUpBlock2D", "UpBlock2D"),
-    "attention_head_dim": (2, 4),
-    "transformer_layers_per_block": (1, 2),
+    "down_block_types": ("DownBlock2D", "DownBlock2D", "CrossAttnDownBlock2D"),
+    "up_block_types": ("CrossAttnUpBlock2D", "UpBlock2D", "UpBlock2D"),
+    "attention_head_dim": (1, 1, 2),  # heads per block (diffusers' name)
+    "transformer_layers_per_block": (1, 1, 2),
     "cross_attention_dim": 32 + 48,
     "use_linear_projection": True,
     "addition_embed_type": "text_time",
     "addition_time_embed_dim": 8,
     "projection_class_embeddings_input_dim": 6 * 8 + 48,
-    "norm_num_groups": 16,
+    "norm_num_groups": 4,
 }
 XL_TEXT_2 = {**TINY_TEXT, "hidden_size": 48, "intermediate_size": 96, "projection_dim": 48, "hidden_act": "gelu",
              "num_hidden_layers": 4}

@@ -1,6 +1,6 @@
 """Tiny random-weight Chroma: the real architecture at tiny widths (models.tiny_flux's VAE, T5 and tokenizer).
 
-A ChromaTransformer2DModel (1 double + 2 single blocks, 2 heads of 8, a 2-layer approximator of width 32 on
+A ChromaTransformer2DModel (1 double + 1 single block, 1 head of 16, a 2-layer approximator of width 32 on
 the real 64-channel timestep/guidance/index input), Flux's tiny 16-channel VAE and tiny T5 encoder with the
 character-level T5 tokenizer; no CLIP. `sdcli tiny --arch chroma`.
 """
@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 CHROMA_TRANSFORMER = {
-    "patch_size": 1, "in_channels": 64, "out_channels": 64, "num_layers": 1, "num_single_layers": 2,
-    "attention_head_dim": 8, "num_attention_heads": 2, "joint_attention_dim": 32, "axes_dims_rope": (2, 2, 4),
+    "patch_size": 1, "in_channels": 64, "out_channels": 64, "num_layers": 1, "num_single_layers": 1,
+    "attention_head_dim": 16, "num_attention_heads": 1, "joint_attention_dim": 32, "axes_dims_rope": (4, 4, 8),
     "approximator_num_channels": 64, "approximator_hidden_dim": 32, "approximator_layers": 2,
 }
 CHROMA_ARCHES = ("chroma",)

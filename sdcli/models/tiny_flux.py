@@ -1,6 +1,6 @@
 """Tiny random-weight Flux.1 models (dev, schnell, Fill, Control, Kontext): the real architecture at tiny widths.
 
-A FluxTransformer2DModel (1 double + 2 single blocks, 2 heads of 8), a 16-channel 8x VAE, a tiny
+A FluxTransformer2DModel (1 double + 1 single block, 1 head of 16), a 16-channel 8x VAE, a tiny
 CLIP-L (its pooled vector) and a tiny T5 encoder with a character-level T5 tokenizer, so every
 code path of a real Flux model runs in milliseconds. Configs are rows of FLUX_ARCHES.
 """
@@ -15,15 +15,16 @@ from typing import Any
 # The real published values where they are not widths (VAE scaling/shift, scheduler, guidance).
 FLUX_VAE = {
     "in_channels": 3, "out_channels": 3, "latent_channels": 16,
-    "block_out_channels": (16, 16, 32, 32),  # 4 blocks: 8x down-scaling, as the real VAE
+    "block_out_channels": (4, 4, 8, 8),  # 4 blocks: 8x down-scaling, as the real VAE (narrow at full size)
     "down_block_types": ("DownEncoderBlock2D",) * 4, "up_block_types": ("UpDecoderBlock2D",) * 4,
-    "layers_per_block": 1, "norm_num_groups": 8, "sample_size": 64,
+    "layers_per_block": 1, "norm_num_groups": 2, "sample_size": 64,
     "scaling_factor": 0.3611, "shift_factor": 0.1159, "use_quant_conv": False, "use_post_quant_conv": False,
 }
+# One block of each kind, one head: at 1024 px every attention spans 4,096 image tokens and the text.
 FLUX_TRANSFORMER = {
-    "patch_size": 1, "in_channels": 64, "out_channels": 64, "num_layers": 1, "num_single_layers": 2,
-    "attention_head_dim": 8, "num_attention_heads": 2, "joint_attention_dim": 32, "pooled_projection_dim": 32,
-    "guidance_embeds": True, "axes_dims_rope": (2, 2, 4),
+    "patch_size": 1, "in_channels": 64, "out_channels": 64, "num_layers": 1, "num_single_layers": 1,
+    "attention_head_dim": 16, "num_attention_heads": 1, "joint_attention_dim": 32, "pooled_projection_dim": 32,
+    "guidance_embeds": True, "axes_dims_rope": (4, 4, 8),
 }
 FLUX_CLIP = {"hidden_size": 32, "intermediate_size": 64, "num_attention_heads": 4, "num_hidden_layers": 2,
              "max_position_embeddings": 77, "projection_dim": 32, "hidden_act": "quick_gelu"}

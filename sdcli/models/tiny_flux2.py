@@ -1,6 +1,6 @@
 """Tiny random-weight Flux.2 models (klein, dev): the real architecture at tiny widths.
 
-A Flux2Transformer2DModel (1 double-stream and 2 single-stream blocks, 2 heads of 16; no guidance input as
+A Flux2Transformer2DModel (1 double-stream and 1 single-stream block, 1 head of 32; no guidance input as
 Klein, a guidance embedding as dev), a 32-channel AutoencoderKLFlux2 with 4 blocks (8x down-scaling, then the
 pipeline's 2x2 patchify: 128-channel latents at 1/16 of the image side) whose batch-norm statistics are random,
 and as text encoder for klein a tiny 28-layer Qwen3ForCausalLM (hidden states 9, 18 and 27 are the text, as for
@@ -24,14 +24,14 @@ FLUX2_QWEN3 = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 
                "num_key_value_heads": 1, "head_dim": 16, "max_position_embeddings": 1024, "rope_theta": 1e6,
                "tie_word_embeddings": True}
 FLUX2_TRANSFORMER = {
-    "patch_size": 1, "in_channels": 128, "num_layers": 1, "num_single_layers": 2, "attention_head_dim": 16,
-    "num_attention_heads": 2, "joint_attention_dim": 3 * 32, "timestep_guidance_channels": 32, "mlp_ratio": 3.0,
-    "axes_dims_rope": (4, 4, 4, 4), "rope_theta": 2000, "eps": 1e-6, "guidance_embeds": False,
+    "patch_size": 1, "in_channels": 128, "num_layers": 1, "num_single_layers": 1, "attention_head_dim": 32,
+    "num_attention_heads": 1, "joint_attention_dim": 3 * 32, "timestep_guidance_channels": 32, "mlp_ratio": 3.0,
+    "axes_dims_rope": (8, 8, 8, 8), "rope_theta": 2000, "eps": 1e-6, "guidance_embeds": False,
 }
 FLUX2_VAE = {
-    "in_channels": 3, "out_channels": 3, "latent_channels": 32, "block_out_channels": (16, 16, 32, 32),
+    "in_channels": 3, "out_channels": 3, "latent_channels": 32, "block_out_channels": (4, 4, 8, 8),
     "down_block_types": ("DownEncoderBlock2D",) * 4, "up_block_types": ("UpDecoderBlock2D",) * 4,
-    "layers_per_block": 1, "norm_num_groups": 8, "sample_size": 64, "batch_norm_eps": 1e-4,
+    "layers_per_block": 1, "norm_num_groups": 2, "sample_size": 64, "batch_norm_eps": 1e-4,
     "patch_size": (2, 2),
 }
 # The published scheduler config (dynamic shifting: diffusers' pipeline passes mu); sdcli's loop uses

@@ -1,7 +1,8 @@
 """Tiny random-weight Qwen-Image: the real architecture at tiny widths.
 
-A QwenImageTransformer2DModel (2 blocks, 2 heads of 16, text width 32), a Wan-style AutoencoderKLQwenImage of
-base width 8 (the real 8x spatial compression and per-channel latent mean/std), and a tiny
+A QwenImageTransformer2DModel (1 block, 1 head of 32, text width 32), a Wan-style AutoencoderKLQwenImage of
+base width 2 (the real channel multipliers 1, 2, 4, 4, 8x spatial compression and per-channel latent
+mean/std: its full-resolution 3-D convolutions are 2 channels wide), and a tiny
 Qwen2_5_VLForConditionalGeneration (2 text layers of width 32; its vision tower, which text-only prompts never
 run, 1 block of width 16) with models.tiny_qwen's character-level tokenizer, which knows the chat template's
 special tokens. `sdcli tiny --arch qwen-image`.
@@ -19,10 +20,10 @@ QWEN_ARCHES = {"qwen-image": "QwenImagePipeline", "qwen-image-edit": "QwenImageE
 # Qwen2.5-VL's vision-prompt tokens, which the edit pipeline's template uses (the tiny edit tokenizer adds them).
 VISION_TOKENS = ("<|vision_start|>", "<|image_pad|>", "<|vision_end|>", "<|video_pad|>")
 QWEN_TRANSFORMER = {
-    "patch_size": 2, "in_channels": 64, "out_channels": 16, "num_layers": 2, "attention_head_dim": 16,
-    "num_attention_heads": 2, "joint_attention_dim": 32, "axes_dims_rope": (4, 6, 6),
+    "patch_size": 2, "in_channels": 64, "out_channels": 16, "num_layers": 1, "attention_head_dim": 32,
+    "num_attention_heads": 1, "joint_attention_dim": 32, "axes_dims_rope": (8, 12, 12),
 }
-QWEN_VAE = {"base_dim": 8, "z_dim": 16, "dim_mult": [1, 1, 1, 1], "num_res_blocks": 1,
+QWEN_VAE = {"base_dim": 2, "z_dim": 16, "dim_mult": [1, 2, 4, 4], "num_res_blocks": 1,
             "temperal_downsample": [False, True, True]}  # latents_mean/std: diffusers' (the published) defaults
 QWEN_TEXT = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2,
              "num_key_value_heads": 1, "max_position_embeddings": 2048, "rope_theta": 1e6,

@@ -1,9 +1,10 @@
 """Tiny random-weight SD3 / SD3.5 models: the real architecture at tiny widths.
 
 An SD3Transformer2DModel shaped as SD3.5 medium (2 joint blocks, the first with the second attention, RMS
-QK norm; 4 heads of 8), a 16-channel 8x VAE with SD3's scaling and shift, a tiny CLIP-L (32 wide, identity
-projection as in SD3 single files), a tiny OpenCLIP-bigG (48 wide: the two differ in width as in the real
-model) and a tiny T5 (96 wide: the CLIP states, 32 + 48, are zero-padded to it), with offline tiny tokenizers.
+QK norm; 1 head of 32, position embeddings up to 2048 px), a 16-channel 8x VAE with SD3's scaling and shift,
+a tiny CLIP-L (32 wide, identity projection as in SD3 single files), a tiny OpenCLIP-bigG (48 wide: the two
+differ in width as in the real model) and a tiny T5 (96 wide: the CLIP states, 32 + 48, are zero-padded to it),
+with offline tiny tokenizers.
 """
 
 from __future__ import annotations
@@ -14,14 +15,14 @@ from typing import Any
 SD3_ARCH = "sd3"
 SD3_TRANSFORMER = {
     "_class_name": "SD3Transformer2DModel", "sample_size": 8, "patch_size": 2, "in_channels": 16, "num_layers": 2,
-    "attention_head_dim": 8, "num_attention_heads": 4, "joint_attention_dim": 96, "caption_projection_dim": 32,
-    "pooled_projection_dim": 32 + 48, "out_channels": 16, "pos_embed_max_size": 32, "dual_attention_layers": [0],
+    "attention_head_dim": 32, "num_attention_heads": 1, "joint_attention_dim": 96, "caption_projection_dim": 32,
+    "pooled_projection_dim": 32 + 48, "out_channels": 16, "pos_embed_max_size": 128, "dual_attention_layers": [0],
     "qk_norm": "rms_norm",
 }
 SD3_VAE = {
     "_class_name": "AutoencoderKL", "in_channels": 3, "out_channels": 3, "latent_channels": 16,
-    "block_out_channels": [16, 16, 32, 32], "down_block_types": ["DownEncoderBlock2D"] * 4,
-    "up_block_types": ["UpDecoderBlock2D"] * 4, "layers_per_block": 1, "norm_num_groups": 8, "sample_size": 64,
+    "block_out_channels": [4, 4, 8, 8], "down_block_types": ["DownEncoderBlock2D"] * 4,
+    "up_block_types": ["UpDecoderBlock2D"] * 4, "layers_per_block": 1, "norm_num_groups": 2, "sample_size": 64,
     "scaling_factor": 1.5305, "shift_factor": 0.0609, "use_quant_conv": False, "use_post_quant_conv": False,
 }
 SD3_CLIP_L = {"hidden_size": 32, "intermediate_size": 64, "num_attention_heads": 4, "num_hidden_layers": 4,

@@ -133,7 +133,7 @@ def test_two_units_from_the_command_line(cli, tiny_model, cn, tmp_path):
     (("--controlnet", "cn", "--control-image", "cn.pth"), "cn.pth is not a PNG, JPEG or WebP image"),
     (("--controlnet", "cn.pth", "--control-image", "ctl.png"), "cn.pth is a pickle file (.pth)"),
     (("--controlnet", "cn-xl.safetensors", "--control-image", "ctl.png"),
-     "cn-xl.safetensors is a ControlNet for SDXL (UNet 32 wide), but the model is Stable Diffusion 1.x;"),
+     "cn-xl.safetensors is a ControlNet for SDXL (UNet 8 wide), but the model is Stable Diffusion 1.x;"),
     (("--controlnet", "cn", "--control-image", "ctl.png", "--preprocessor", "openpose"),
      "--preprocessor: openpose needs the OpenPose body model"),
     (("--controlnet", "cn", "--control-image", "ctl.png", "--preprocessor", "sharpen"),

@@ -174,7 +174,7 @@ def test_long_prompt_text_past_token_77_changes_the_image(cli, tiny_model, tmp_p
         assert cli("txt2img", base + end, "-m", tiny_model, *FAST, "--seed", "1", "--name", end,
                    "--cfg-scale", "40", "-o", tmp_path).exit_code == 0
     a, b = (np.asarray(Image.open(tmp_path / f"{n}.png"), dtype=np.int16) for n in ("dawn", "dusk"))
-    assert np.abs(a - b).max() > 2
+    assert np.abs(a - b).max() > 0  # cut at token 77, the two prompts would give the same pixels
 
 
 @pytest.mark.parametrize("bad", [("-m", "/no/such/model"), ("--sampler", "Nope"), ("--steps", "0")])

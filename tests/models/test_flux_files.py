@@ -43,7 +43,7 @@ def _same_state(a: dict, b: dict) -> bool:
 def test_tiny_transformer_round_trips_through_bfl_exactly(parts):
     state = parts["transformer"].state_dict()
     bfl = diffusers_to_bfl(state)
-    assert "single_blocks.1.linear1.weight" in bfl and bfl["single_blocks.1.linear1.weight"].shape == (3 * 16 + 64, 16)
+    assert "single_blocks.0.linear1.weight" in bfl and bfl["single_blocks.0.linear1.weight"].shape == (3 * 16 + 64, 16)
     assert "double_blocks.0.img_attn.qkv.weight" in bfl and "img_in.weight" in bfl
     assert _same_state(bfl_to_diffusers(bfl), state)
     assert _same_state(transformer_to_diffusers({"model.diffusion_model." + k: v for k, v in bfl.items()}), state)
@@ -184,8 +184,8 @@ def test_a_missing_or_extra_key_is_an_error_naming_the_file(parts, written, tmp_
     with pytest.raises(ModelError, match="extra.safetensors.*scale_weight"):
         flux_load.load_flux_transformer(extra, F32, config)
     missing = tmp_path / "missing.safetensors"
-    save_file({k: v for k, v in state.items() if not k.startswith("single_blocks.1.")}, str(missing))
-    with pytest.raises(ModelError, match="missing.safetensors.*missing single_transformer_blocks.1"):
+    save_file({k: v for k, v in state.items() if not k.startswith("single_blocks.0.")}, str(missing))
+    with pytest.raises(ModelError, match="missing.safetensors.*missing single_transformer_blocks.0"):
         flux_load.load_flux_transformer(missing, F32, config)
     with pytest.raises(ModelError, match="t5xxl.safetensors is not a Flux transformer: it holds t5xxl"):
         flux_load.load_flux_transformer(written["bfl"]["text_encoder_2"], F32, config)

@@ -27,13 +27,15 @@ PROMPT = "make the cat purple"
 
 @pytest.fixture(scope="module")
 def refs(tmp_path_factory):
-    """Reference images: a 32 px radial gradient, a 48x32 horizontal gradient, a 32 px checker."""
-    from PIL import Image
+    """Reference images: a 32 px radial gradient, a 48x32 horizontal gradient, a 32 px checker, the radial
+    gradient inverted."""
+    from PIL import Image, ImageOps
 
     folder = tmp_path_factory.mktemp("refs")
     images = {"radial": Image.radial_gradient("L").convert("RGB").resize((32, 32)),
               "wide": Image.linear_gradient("L").rotate(90).convert("RGB").resize((48, 32)),
               "checker": Image.effect_mandelbrot((32, 32), (-2, -1.5, 1, 1.5), 50).convert("RGB")}
+    images["inverted"] = ImageOps.invert(images["radial"])
     paths = {}
     for name, image in images.items():
         image.save(folder / f"{name}.png")
@@ -138,8 +140,10 @@ def test_kontext_reference_at_index_0_moves_the_pixels(kontext, refs, monkeypatc
 
 @pytest.mark.parametrize("settings", [{}, {"cfg": 3.0, "negative": "blurry", "sampler": "Heun"}])
 def test_klein_references(tiny_flux2_pipe, refs, settings, single_thread):
-    check(tiny_flux2_pipe, klein_theirs, [refs["radial"]], [refs["checker"]], **settings)
-    check(tiny_flux2_pipe, klein_theirs, [refs["wide"], refs["radial"]], [refs["wide"], refs["checker"]],
+    # The tiny Klein's image hardly depends on a reference's content (its order: test below), so the failing side
+    # takes the radial gradient inverted, the largest change of content (a level on a few pixels).
+    check(tiny_flux2_pipe, klein_theirs, [refs["radial"]], [refs["inverted"]], **settings)
+    check(tiny_flux2_pipe, klein_theirs, [refs["wide"], refs["radial"]], [refs["wide"], refs["inverted"]],
           **settings)
 
 
@@ -223,8 +227,8 @@ def test_qwen_image_edit_plus_is_diffusers_pipeline(tiny_family_pipe, refs, tmp_
     theirs = [QE.sample(model.pipe, images, PROMPT, seed=1, steps=3, plus=True)]
     difference = worst(ours(model, paths, cfg=1.0), theirs)
     print(f"max difference {difference}")
-    assert difference == 0
-    assert worst(ours(model, paths[::-1], cfg=1.0), theirs) > 0
+    assert difference <= 1  # the tiny model of 2026-12 rounds one value of 12,288 the other way (float order)
+    assert worst(ours(model, paths[::-1], cfg=1.0), theirs) > 1
 
 
 def test_qwen_image_edit_text_encoder_sees_the_image(tiny_family_pipe, refs, tmp_path, monkeypatch, single_thread):
