@@ -22,7 +22,6 @@ class FlowFamily:
     shift: str | None = None  # a --shift other than the model's (None: no shift test)
     xyz_shifts: str | None = None  # a Shift axis for X/Y/Z (None: no prompt-file/X/Y/Z/replay test)
     hires: tuple[str, ...] = ("--hires-steps", "2", "--hires-upscaler", "Lanczos")
-    vae_reconstructs: bool = False  # the tiny VAE keeps low-strength img2img near its source
     refusals: tuple[tuple[tuple[str, ...], str], ...] = ()  # (arguments with the prompt, stderr text): exit 2
     single_file: tuple[str, dict[str, tuple[int, ...]], str] | None = None  # (name, key: shape, message): exit 1/2
     parity: dict[str, object] = field(default_factory=dict)  # the job settings both sides default to

@@ -75,8 +75,6 @@ def test_img2img_inpaint_and_hires(cli, family: FlowFamily, model, tmp_path):
     low = _pixels(cli, tmp_path, "i", *model, "-i", image, "--strength", "0.3", "a cat", command="img2img")
     high = _pixels(cli, tmp_path, "j", *model, "-i", image, "--strength", "0.9", "a cat", command="img2img")
     assert not np.array_equal(low, high)
-    if family.vae_reconstructs:  # (most tiny VAEs do not reconstruct: no distance to the source to test)
-        assert np.abs(low - source).mean() < np.abs(high - source).mean()
     assert np.array_equal(low, _pixels(cli, tmp_path, "l", *model, "-i", image, "--strength", "0.3", "a cat",
                                        command="img2img"))
     out = _pixels(cli, tmp_path, "k", *model, "-i", image, "--mask", mask, "a cat", command="inpaint")
