@@ -166,20 +166,15 @@ class FaceRestorer:
 def load_restorer(ref: FaceRef, allow_pickle: bool = False, device: str = "cpu") -> FaceRestorer:
     """The restorer file of `ref` through spandrel, and the detector, on `device`."""
     from sdcli.models.safety import load_state_dict
-    from sdcli.models.upscalers import import_spandrel
+    from sdcli.models.upscalers import import_spandrel, spandrel_model
 
     state = load_state_dict(ref.path, flag=FLAG, allow_pickle=allow_pickle)
-    spandrel = import_spandrel()
+    import_spandrel()
     if RESTORERS[ref.key].package:
         import spandrel_extra_arches  # checked in the plan step
 
         spandrel_extra_arches.install(ignore_duplicates=True)
-    try:
-        model = spandrel.ModelLoader(device=device).load_from_state_dict(state)
-    except spandrel.UnsupportedModelError:
-        raise ModelError(f"{FLAG}: {ref.path} is not a face-restoration architecture spandrel knows") from None
-    except (RuntimeError, KeyError, ValueError, IndexError) as exc:
-        raise ModelError(f"{FLAG}: {ref.path} does not load ({str(exc).splitlines()[0]})") from None
+    model = spandrel_model(state, ref.path, FLAG, "a face-restoration", device)
     if model.architecture.id.lower() != ref.key:
         raise ModelError(f"{FLAG}: {ref.path} is a {model.architecture.name} model, not {ref.label}")
     return FaceRestorer(ref, model.eval(), DETECTOR(ref.detector, device))

@@ -149,18 +149,25 @@ def _torchvision_placeholders() -> dict[str, types.ModuleType]:
             "torchvision.transforms.functional": functional}
 
 
+def spandrel_model(state: dict[str, Any], path: Any, flag: str, what: str, device: str = "cpu") -> Any:
+    """spandrel's model descriptor for the weights `state` of the file `path`, as `what` ("an upscaler", "a
+    face-restoration"): a file spandrel does not know or cannot load is one line naming `flag` and the file."""
+    spandrel = import_spandrel()
+    try:
+        return spandrel.ModelLoader(device=device).load_from_state_dict(state)
+    except spandrel.UnsupportedModelError:
+        raise ModelError(f"{flag}: {path} is not {what} architecture spandrel knows") from None
+    except (RuntimeError, KeyError, ValueError, IndexError) as exc:
+        raise ModelError(f"{flag}: {path} does not load as {what} model ({str(exc).splitlines()[0]})") from None
+
+
 def load_model(ref: UpscalerRef, flag: str, allow_pickle: bool = False, device: str = "cpu") -> Any:
     """The spandrel model descriptor of an upscaler file (eval mode, on `device`)."""
     from sdcli.models.safety import load_state_dict
 
     state = load_state_dict(Path(ref.path), flag=flag, allow_pickle=allow_pickle)
     spandrel = import_spandrel()
-    try:
-        model = spandrel.ModelLoader(device=device).load_from_state_dict(state)
-    except spandrel.UnsupportedModelError:
-        raise ModelError(f"{flag}: {ref.path} is not an upscaler architecture spandrel knows") from None
-    except (RuntimeError, KeyError, ValueError, IndexError) as exc:
-        raise ModelError(f"{flag}: {ref.path} does not load as an upscaler ({str(exc).splitlines()[0]})") from None
+    model = spandrel_model(state, ref.path, flag, "an upscaler", device)
     if not isinstance(model, spandrel.ImageModelDescriptor) or model.input_channels != 3 or model.scale < 1:
         raise ModelError(f"{flag}: {ref.path} is a {model.architecture.name} model, not an RGB super-resolution "
                          "upscaler")

@@ -6,12 +6,13 @@ another family are refused in one line before anything loads; the models folders
 from __future__ import annotations
 
 import shutil
-import socket
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
+
+from tests.cli.flow_files import offline
 
 RUN = ("--steps", "2", "-W", "32", "-H", "32", "--seed", "3", "--sampler", "Euler", "--schedule", "simple",
        "--cfg-scale", "1")
@@ -158,25 +159,13 @@ def test_an_sd_vae_on_flux_and_two_t5s_are_refused(cli, flux_files, tiny_flux, t
 def test_comfy_folders_offline_and_sdcli_models(cli, flux_files, folder_pixels, tmp_path, monkeypatch):
     """Parts found in a ComfyUI install (diffusion_models/, clip/, vae/) with every socket failing and empty
     Hugging Face caches; `sdcli models --json` names each file's family and kind."""
-    import huggingface_hub.constants
-
     comfy = tmp_path / "ComfyUI" / "models"
     for sub, files in (("unet", ["flux1-dev.gguf"]), ("clip", ["clip_l.safetensors", "t5xxl.safetensors"]),
                        ("vae", ["ae.safetensors"])):
         (comfy / sub).mkdir(parents=True)
         for name in files:
             shutil.copy(flux_files["gguf-F32"].parent / name, comfy / sub / name)
-    hf = tmp_path / "hf"
-    hf.mkdir()
-    for name in ("HF_HOME", "HF_HUB_CACHE"):
-        monkeypatch.setenv(name, str(hf))
-        monkeypatch.setattr(huggingface_hub.constants, name, str(hf))
-
-    def refuse(*args, **kwargs):
-        raise OSError("network access in a test")
-
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(socket, "create_connection", refuse)
+    offline(tmp_path, monkeypatch)
     pixels = _pixels(cli, tmp_path, "o", "flux1-dev", "--comfy-dir", comfy.parent)
     assert np.array_equal(pixels, folder_pixels)
 
