@@ -23,8 +23,11 @@ $(STAMP): pyproject.toml $(CONSTRAINTS)
 demo: install
 	$(BIN)/sdcli txt2img "a lighthouse at dusk, (oil painting:1.2)" --steps 8 --seed 1 --output outputs/demo
 
+# Two pytest workers (pytest-xdist), each test file kept on one worker so its module fixtures and the README's
+# blocks run in order; TEST_WORKERS=1 runs everything in one process.
+TEST_WORKERS ?= 2
 test: install
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest $(if $(filter 1,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile) $(PYTEST_ARGS)
 
 # The edit-test loop: everything but the `slow` (tests/slow_tests.txt) and `parity` (tests/reference) tests.
 test-fast: install
