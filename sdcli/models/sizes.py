@@ -3,7 +3,8 @@
 One row a published model: the parameters of its transformer, text encoders and VAE, and the transformer's width.
 Counted from diffusers' and transformers' model classes built on the meta device with the released configs
 (diffusers' class defaults are the released Z-Image, Qwen-Image and Chroma; SD3.5 large: sdcli's bundled sd3 config;
-Flux.2 klein: 5 double + 20 single blocks of 24 heads (4B), 8 + 24 of 32 heads (9B); Qwen3-4B/8B and Qwen2.5-VL-7B:
+Flux.2 klein: 5 double + 20 single blocks of 24 heads (4B), 8 + 24 of 32 heads (9B); Flux.2 dev and its Mistral Small 3
+text model: sdcli's bundled flux2-dev config; Qwen3-4B/8B and Qwen2.5-VL-7B:
 their model cards' configs; T5-XXL, CLIP-L/G, the Flux VAE: the bundled configs), except SD3.5 medium's transformer
 (its model card's 2.5B). The plan is models.runtime.plan_offload's for a 1024x1024 image (4096 image tokens + 512 text
 tokens, CFG's two rows) with the card's memory less what the CUDA context keeps. Pure: no torch.
@@ -26,6 +27,7 @@ STORAGE_BYTES: Mapping[str, float] = {"bf16": 2.0, "fp8": 1.0, "int8": 1.0, "nf4
 T5_XXL, CLIP_L, CLIP_G = 4_762_310_656, 123_650_304, 694_659_840
 QWEN3_4B, QWEN3_8B, QWEN25_VL_7B = 4_022_468_096, 8_190_735_360, 8_292_166_656
 FLUX_VAE, FLUX2_VAE, QWEN_VAE = 83_819_683, 84_046_115, 126_892_531
+MISTRAL_SMALL_3 = 22_901_314_560  # Flux.2 dev's text model (Mistral Small 3's language model, as in ComfyUI's file)
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,7 @@ PUBLISHED: tuple[Published, ...] = (
     Published("Qwen-Image", "qwen-image", 20_430_401_088, QWEN25_VL_7B, 0, QWEN_VAE, 3072),
     Published("Flux.2 klein 4B", "flux2-klein", 3_875_544_576, QWEN3_4B, 0, FLUX2_VAE, 3072),
     Published("Flux.2 klein 9B", "flux2-klein", 9_078_581_248, QWEN3_8B, 0, FLUX2_VAE, 4096),
+    Published("Flux.2 dev", "flux2-dev", 32_223_281_152, MISTRAL_SMALL_3, 0, FLUX2_VAE, 6144),
     Published("Chroma", "chroma", 8_899_983_424, T5_XXL, 0, FLUX_VAE, 3072),
     Published("SD3.5 medium", "sd3", 2_500_000_000, T5_XXL, CLIP_L + CLIP_G, FLUX_VAE, 1536),
     Published("SD3.5 large", "sd3", 8_056_627_520, T5_XXL, CLIP_L + CLIP_G, FLUX_VAE, 2432),

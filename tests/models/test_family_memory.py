@@ -88,7 +88,9 @@ def test_parameter_counts_are_the_released_configs():
             "Flux.2 klein 9B": _count(diffusers.Flux2Transformer2DModel(
                 num_layers=8, num_single_layers=24, num_attention_heads=32, joint_attention_dim=12288,
                 guidance_embeds=False)),
+            "Flux.2 dev": _count(diffusers.Flux2Transformer2DModel(**_config("flux2-dev", "transformer"))),
         }
+        mistral = _count(transformers.MistralModel(transformers.MistralConfig(**_config("flux2-dev", "text_encoder"))))
         qwen3_4b = _count(transformers.Qwen3Model(transformers.Qwen3Config(hidden_size=2560, **qwen3)))
         qwen3_8b = _count(transformers.Qwen3ForCausalLM(transformers.Qwen3Config(
             hidden_size=4096, **{**qwen3, "intermediate_size": 12288}, tie_word_embeddings=False)))
@@ -100,6 +102,7 @@ def test_parameter_counts_are_the_released_configs():
         if model.label in counted:
             assert model.transformer == counted[model.label], model.label
     assert (qwen3_4b, qwen3_8b, vae, clip_g) == (sizes.QWEN3_4B, sizes.QWEN3_8B, sizes.FLUX_VAE, sizes.CLIP_G)
+    assert mistral == sizes.MISTRAL_SMALL_3
     # T5's embedding is shared by its encoder (counted once: the meta build does not tie it)
     assert _count(t5) - t5.shared.weight.numel() == sizes.T5_XXL
     assert sizes.table_rows()[0].startswith(f"| Flux.1 dev | bf16 | {11_901_408_320 * 2 / GIB:.1f} |")
