@@ -128,7 +128,8 @@ def test_sigterm_lets_the_running_job_finish_and_refuses_the_waiting_one(tiny_mo
                                 stdout=out, stderr=subprocess.STDOUT, env=env)
     url = f"http://127.0.0.1:{port}"
     with wait_for(proc, url, log, auth=False):
-        long = {**payload(0, 0), "steps": 100, "n_iter": 3, "width": 64, "height": 64}
+        # Long enough (3 batches of about 2 s here) that the check below still sees the first job running.
+        long = {**payload(0, 0), "steps": 150, "n_iter": 3, "width": 384, "height": 384}
         answers: dict[str, httpx.Response] = {}
         threads = [threading.Thread(target=lambda k=k, p=p: answers.__setitem__(
             k, httpx.post(url + "/sdapi/v1/txt2img", json=p, timeout=120)))
@@ -148,7 +149,7 @@ def test_sigterm_lets_the_running_job_finish_and_refuses_the_waiting_one(tiny_mo
         assert proc.wait(timeout=60) in (0, -signal.SIGTERM), log.read_text()
     running = answers["running"]
     assert running.status_code == 200 and len(running.json()["images"]) == 3  # finished, every image sent
-    assert decode(running.json()["images"][2]).size == (64, 64)
+    assert decode(running.json()["images"][2]).size == (384, 384)
     waiting = answers["waiting"]
     assert waiting.status_code == 503 and "shutting down" in waiting.json()["detail"]
     assert "Traceback" not in log.read_text()
