@@ -2,7 +2,8 @@
 replayed ComfyUI graph sets) vs an independent transcription (comfy_flow_text_ref), on the tiny models: the
 conditioning equal, and a ComfyUI graph replayed through sdcli's job in ComfyUI's pixels (0 levels). Each check
 is shown to fail with sdcli's default text path (diffusers' encoding) where the two differ, or with the prompt
-read the WebUI's way where only the reading of brackets differs."""
+read otherwise where only the reading of brackets differs (klein, Z-Image and Qwen-Image encode a plain prompt as
+diffusers does)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from tests.reference import comfy_flow_text_ref as R
 
 pytestmark = [pytest.mark.parity]
 
-# family arch -> (sdcli's encoder from the loaded pipe and the emphasis mode, the reference encoder)
+# tiny family arch -> the reference's CLIPTextEncode for it
 ARCHES = {"flux2-dev": R.flux2_dev_encode, "flux2-klein": R.klein_encode, "zimage": R.zimage_encode,
           "qwen-image": R.qwen_image_encode, "chroma": R.chroma_encode}
 PROMPTS = ["a red cat on a hill", "a (red:1.4) cat, [photo] \\(sic\\) BREAK hill"]
