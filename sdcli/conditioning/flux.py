@@ -31,9 +31,13 @@ DEFAULT_GUIDANCE = 3.5  # Forge: a distilled CFG scale of 0 means 3.5 (`or 3.5`)
 class T5TextEncoder:
     """Forge's T5 engine: text -> [1, tokens, dim]."""
 
-    def __init__(self, tokenizer: Any, text_encoder: Any, emphasis: str = "original", min_length: int = T5_MIN_LENGTH):
+    def __init__(self, tokenizer: Any, text_encoder: Any, emphasis: str = "original", min_length: int = T5_MIN_LENGTH,
+                 empty_end: bool = True):
         self.tokenizer, self.text_encoder, self.emphasis = tokenizer, text_encoder, emphasis
-        self.min_length = min_length  # ComfyUI's SD3 T5: 77
+        self.min_length = min_length  # ComfyUI's SD3 T5: 77; its Chroma (PixArt) T5: 1, unpadded
+        # comfy: the empty prompt's tokens the weights move from: the end token, then padding (ComfyUI's Flux, SD3);
+        # padding alone (its PixArt T5, which Chroma uses: gen_empty_tokens without the end token)
+        self.empty_end = empty_end
 
     def chunks(self, text: str) -> list[Chunk]:
         """Fragments -> chunks: BREAK closes one; each closed chunk ends with the end token, padded to 256."""
@@ -68,8 +72,8 @@ class T5TextEncoder:
         tokens, multipliers = [*chunks[0].tokens, *[T5_PAD] * fill], [*chunks[0].multipliers, *[1.0] * fill]
         z = self.text_encoder(torch.tensor([tokens], device=device)).last_hidden_state
         weights = torch.tensor([multipliers], device=device, dtype=z.dtype)
-        if self.emphasis == "comfy":  # the empty prompt's tokens as ComfyUI makes them: end, then padding
-            empty = [T5_END, *[T5_PAD] * (len(tokens) - 1)]
+        if self.emphasis == "comfy":  # the empty prompt's tokens as ComfyUI makes them (see empty_end)
+            empty = [T5_END, *[T5_PAD] * (len(tokens) - 1)] if self.empty_end else [T5_PAD] * len(tokens)
             return comfy_emphasis(z, weights, lambda: self.text_encoder(
                 torch.tensor([empty], device=device)).last_hidden_state)
         return apply_emphasis(z, weights, self.emphasis)

@@ -7,8 +7,10 @@ off), is tokenized and padded with <|endoftext|> to 512 tokens (longer prompts: 
 text encoder runs with the attention mask, and its hidden states 9, 18 and 27 are laid side by side per token
 ([1, 512, 3 * hidden]). ComfyUI tokenizes with weights disabled: brackets are text to Qwen3, so a prompt whose
 WebUI emphasis is all 1 is passed as its plain text and one with other weights or BREAK is refused by name;
---emphasis none passes the prompt as written. Flux.2 [dev]: Flux2DevPromptEncoder (Mistral Small 3, as diffusers'
-Flux2Pipeline encodes). Imported lazily (torch).
+--emphasis none passes the prompt as written; --emphasis comfy (a replayed ComfyUI graph) reads it as ComfyUI does
+(conditioning.qwen) and does not truncate a prompt longer than 512 tokens (ComfyUI pads to at least 512, cuts
+nothing). Flux.2 [dev]: Flux2DevPromptEncoder (Mistral Small 3, as diffusers' Flux2Pipeline encodes; --emphasis
+comfy: as ComfyUI does, which differs). Imported lazily (torch).
 """
 
 from __future__ import annotations
@@ -33,9 +35,9 @@ class Flux2PromptEncoder(QwenPromptEncoder):
     layers: tuple[int, ...] = LAYERS
 
     def tokens(self, text: str) -> dict[str, Any]:
-        """The templated prompt's input ids and attention mask, padded to 512 tokens."""
+        """The templated prompt's input ids and attention mask, padded to 512 tokens (cut there but by ComfyUI)."""
         templated = TEMPLATE.format(self.literal(text))
-        return self.tokenizer(templated, padding="max_length", truncation=True, max_length=LENGTH,
+        return self.tokenizer(templated, padding="max_length", truncation=not self.comfy, max_length=LENGTH,
                               return_tensors="pt")
 
     def states(self, text: str) -> torch.Tensor:
@@ -50,7 +52,12 @@ class Flux2PromptEncoder(QwenPromptEncoder):
 
 # Flux.2 [dev] (diffusers' Flux2Pipeline._get_mistral_3_small_prompt_embeds, BFL's flux2 text_encoder.py): BFL's
 # system message, then the prompt as a user turn, in Mistral Small 3's chat template (which opens with the bos
-# token); "[IMG]" taken out of the prompt as the pipeline does; padded to 512 tokens (the tokenizer's own side).
+# token); "[IMG]" taken out of the prompt as the pipeline does; padded to 512 tokens (the tokenizer's own side:
+# the left, pad tokens masked, their states kept).
+# ComfyUI (comfy/text_encoders/flux.py Flux2Tokenizer, Mistral3Tokenizer; comfy/model_base.py Flux2.extra_conds)
+# encodes the same template and layers differently: bos, then the template's tokens, unpadded and uncut (min_length
+# 1), the prompt as it reads it (brackets as text, "[IMG]" kept); the states of those tokens alone, then zeros put
+# IN FRONT up to 512 tokens by the model (a longer prompt keeps its length). --emphasis comfy encodes so.
 DEV_SYSTEM = ("You are an AI that reasons about image descriptions. You give structured responses focusing on object "
               "relationships, object\nattribution and actions without speculation.")
 DEV_TEMPLATE = "{bos}[SYSTEM_PROMPT]{system}[/SYSTEM_PROMPT][INST]{prompt}[/INST]"
@@ -71,11 +78,23 @@ class Flux2DevPromptEncoder(Flux2PromptEncoder):
         self.guidance = guidance
 
     def tokens(self, text: str) -> dict[str, Any]:
-        """The templated prompt's input ids and attention mask, padded to 512 tokens."""
+        """The templated prompt's input ids and attention mask, padded to 512 tokens (ComfyUI: bos and the
+        template's tokens, unpadded)."""
+        if self.comfy:
+            templated = DEV_TEMPLATE.format(bos="", system=DEV_SYSTEM, prompt=self.literal(text))
+            ids = [self.tokenizer.bos_token_id, *self.tokenizer(templated, add_special_tokens=False)["input_ids"]]
+            return {"input_ids": torch.tensor([ids]), "attention_mask": torch.ones(1, len(ids), dtype=torch.long)}
         prompt = self.literal(text).replace("[IMG]", "")
         templated = DEV_TEMPLATE.format(bos=self.tokenizer.bos_token, system=DEV_SYSTEM, prompt=prompt)
         return self.tokenizer(templated, add_special_tokens=False, padding="max_length", truncation=True,
                               max_length=LENGTH, return_tensors="pt")
+
+    def states(self, text: str) -> torch.Tensor:
+        """[1, 512, 3 * dim] (ComfyUI: the unpadded states with zeros in front up to 512 tokens)."""
+        states = super().states(text)
+        if self.comfy and states.shape[1] < LENGTH:
+            states = torch.nn.functional.pad(states, (0, 0, LENGTH - states.shape[1], 0))
+        return states
 
     @torch.no_grad()
     def encode(self, text: str) -> Conditioning:

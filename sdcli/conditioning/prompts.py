@@ -190,6 +190,14 @@ def comfy_weights(text: str) -> list[tuple[str, float]]:
     return [(_comfy_unescape(t), w) for t, w in out]
 
 
+def comfy_literal(text: str) -> str:
+    """Text as ComfyUI reads it with weights disabled (the LLM text encoders' tokenizers): brackets are text, only
+    the escapes `\\(` `\\)` resolved to `(` `)` (escape_important, then unescape_important)."""
+    for escape, mark in _COMFY_ESCAPES:
+        text = text.replace(escape, mark)
+    return _comfy_unescape(text)
+
+
 def _comfy_unescape(text: str) -> str:
     for escape, mark in _COMFY_ESCAPES:
         text = text.replace(mark, escape[1])

@@ -1,8 +1,9 @@
 """What the Qwen-based prompt encoders (Z-Image, Flux.2 [klein], Qwen-Image) share: ComfyUI reads their prompts
 literally (weights disabled: brackets are text to the Qwen model), so a prompt whose WebUI emphasis is all 1 is
-passed as its plain text (escapes resolved), one with other weights or BREAK is refused by name, and --emphasis
-none passes the prompt as written; and QwenPromptEncoder, the encoder shape around that rule. Imported lazily
-(torch).
+passed as its plain text (escapes resolved), one with other weights or BREAK is refused by name, --emphasis
+none passes the prompt as written, and --emphasis comfy (a replayed ComfyUI graph) passes it as ComfyUI does:
+brackets and BREAK as text, only the escapes \\( \\) resolved; and QwenPromptEncoder, the encoder shape around
+that rule (`comfy`: the family's ComfyUI text path is asked for). Imported lazily (torch).
 """
 
 from __future__ import annotations
@@ -13,15 +14,18 @@ from typing import Any, ClassVar
 import torch
 
 from sdcli.conditioning.cond import Conditioning, EncoderCapabilities
-from sdcli.conditioning.prompts import BREAK_MARK, parse_attention
+from sdcli.conditioning.prompts import BREAK_MARK, comfy_literal, parse_attention
 from sdcli.errors import UsageError
 
 
 def literal_prompt(text: str, emphasis: str, model: str, encoder: str) -> str:
     """The text the `encoder` (Qwen3, ...) of a `model` (Z-Image, ...) reads: the prompt with its (all-1) WebUI
-    emphasis syntax removed, or as written with --emphasis none; UsageError for weights other than 1 or BREAK."""
+    emphasis syntax removed, or as written with --emphasis none, or as ComfyUI reads it with --emphasis comfy
+    (conditioning.prompts.comfy_literal); UsageError for weights other than 1 or BREAK."""
     if emphasis == "none":
         return text
+    if emphasis == "comfy":
+        return comfy_literal(text)
     parsed = parse_attention(text)
     if BREAK_MARK in parsed:
         raise UsageError(f"prompt: a {model} prompt is one text ({encoder} has no 75-token chunks): remove BREAK")
@@ -42,6 +46,7 @@ class QwenPromptEncoder:
 
     def __init__(self, tokenizer: Any, text_encoder: Any, emphasis: str = "original"):
         self.tokenizer, self.text_encoder, self.emphasis = tokenizer, text_encoder, emphasis
+        self.comfy = emphasis == "comfy"  # ComfyUI's text path (a replayed ComfyUI graph)
         self.capabilities = EncoderCapabilities(clip_skip_layers=1, emphasis=False, chunks=False)
         self.cache: dict[str, Conditioning] = {}
 

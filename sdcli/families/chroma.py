@@ -30,7 +30,8 @@ class ChromaAdapter(FlowAdapter):
     """A diffusers ChromaTransformer2DModel as the loop's network: latents packed into tokens (odd sides wrapped
     round and cropped, as for Flux), T5 states as the text tokens (position ids 0) with the text attention mask
     from the conditioning extended by ones over the image tokens (ChromaPipeline._prepare_attention_mask: a
-    float 0/1 mask, which the transformer's attention adds to the scores); the timestep is sigma."""
+    float 0/1 mask, which the transformer's attention adds to the scores), no mask where the conditioning has
+    none (ComfyUI's text path); the timestep is sigma."""
 
     packing = PACKING
     patch = PACKING
@@ -42,8 +43,10 @@ class ChromaAdapter(FlowAdapter):
         batch, _, h, w = x.shape
         tokens = pack(x)
         text = cond.crossattn.to(self.dtype)
-        mask = cond.extra["mask"].to(x.device, self.dtype).expand(batch, -1)
-        mask = torch.cat([mask, torch.ones(batch, tokens.shape[1], device=x.device, dtype=self.dtype)], dim=1)
+        mask = cond.extra.get("mask")
+        if mask is not None:
+            mask = mask.to(x.device, self.dtype).expand(batch, -1)
+            mask = torch.cat([mask, torch.ones(batch, tokens.shape[1], device=x.device, dtype=self.dtype)], dim=1)
         txt_ids = torch.zeros(text.shape[1], 3, device=x.device, dtype=x.dtype)
         out = self.module(hidden_states=tokens.to(self.dtype), encoder_hidden_states=text, timestep=t.to(self.dtype),
                           img_ids=image_ids(h, w, x.device, x.dtype), txt_ids=txt_ids, attention_mask=mask,

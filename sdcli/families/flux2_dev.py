@@ -2,7 +2,8 @@
 guidance embedding, Mistral Small 3 (Mistral3ForConditionalGeneration, 24B) as its text encoder.
 
 As diffusers' Flux2Pipeline runs it: the prompt in Mistral's chat template under BFL's system message, padded to
-512 tokens, hidden states 10, 20 and 30 side by side (conditioning.flux2); the distilled guidance
+512 tokens, hidden states 10, 20 and 30 side by side (conditioning.flux2; --emphasis comfy, a replayed ComfyUI
+graph: ComfyUI's unpadded encoding with zeros in front); the distilled guidance
 (--distilled-cfg, as Flux.1 dev) as a network input; no negative prompt (CFG 1: true CFG is off unless
 --cfg-scale asks for it). Sampled as Klein: ComfyUI's Flux2Scheduler by default, its Flux2 table (mu 2.02) for the
 other schedule types; reference images (`sdcli edit`) as klein takes them, as diffusers' Flux2Pipeline does.

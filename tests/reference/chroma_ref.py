@@ -91,7 +91,7 @@ class ChromaModel:
         img_ids[..., 1] = img_ids[..., 1] + torch.linspace(0, h_len - 1, steps=h_len)[:, None]
         img_ids[..., 2] = img_ids[..., 2] + torch.linspace(0, w_len - 1, steps=w_len)[None, :]
         txt_ids = torch.zeros((context.shape[1], 3))
-        attention = torch.cat([mask, torch.ones(bs, img.shape[1])], dim=1)
+        attention = None if mask is None else torch.cat([mask, torch.ones(bs, img.shape[1])], dim=1)
         out = self.transformer(hidden_states=img, encoder_hidden_states=context, timestep=timestep,
                                img_ids=img_ids.reshape(-1, 3), txt_ids=txt_ids, attention_mask=attention,
                                return_dict=False)[0]
@@ -107,8 +107,11 @@ class CFGGuider:
     def __call__(self, x, sigma, **_):
         if self.cfg == 1.0:
             return self.model.apply_model(x, sigma, *self.cond)
+        if self.uncond[0].shape != self.cond[0].shape:  # can_concat: unpadded texts of two lengths run apart
+            uncond, cond = (self.model.apply_model(x, sigma, *c) for c in (self.uncond, self.cond))
+            return uncond + (cond - uncond) * self.cfg
         context = torch.cat([self.uncond[0], self.cond[0]])
-        mask = torch.cat([self.uncond[1], self.cond[1]])
+        mask = None if self.cond[1] is None else torch.cat([self.uncond[1], self.cond[1]])
         uncond, cond = self.model.apply_model(torch.cat([x, x]), torch.cat([sigma, sigma]), context, mask).chunk(2)
         return uncond + (cond - uncond) * self.cfg
 
@@ -123,14 +126,16 @@ def comfy_noise_sampler(x, seed):
 
 @torch.no_grad()
 def sample_chroma(pipe, prompt, negative="", seed=1, width=32, height=32, steps=4, sampler="Euler",
-                  schedule="Simple", cfg=4.0, init_image=None, denoise=1.0, noise_sampler=None):
+                  schedule="Simple", cfg=4.0, init_image=None, denoise=1.0, noise_sampler=None, encoder=None):
     """ComfyUI's KSampler + VAE Decode + SaveImage on Chroma: one uint8 image [H, W, 3]. `init_image` ([0, 1]
     pixels [1, 3, H, W]) with `denoise` < 1 makes it img2img. `noise_sampler(x, seed)` replaces ComfyUI's
-    ancestral noise source (for a comparison with another program's)."""
+    ancestral noise source (for a comparison with another program's). `encoder(tokenizer, t5, text)`: the text
+    path, (states, transformer text mask or None); default t5_conditioning's."""
     sampling = C.Flux(shift=1.15)
     model = ChromaModel(pipe.transformer, sampling)
-    cond = t5_conditioning(pipe.text_encoder, pipe.tokenizer, prompt)
-    uncond = t5_conditioning(pipe.text_encoder, pipe.tokenizer, negative) if cfg != 1.0 else None
+    encode = encoder or (lambda tokenizer, t5, text: t5_conditioning(t5, tokenizer, text))
+    cond = encode(pipe.tokenizer, pipe.text_encoder, prompt)
+    uncond = encode(pipe.tokenizer, pipe.text_encoder, negative) if cfg != 1.0 else None
     total = steps if denoise >= 0.9999 else int(steps / denoise)
     sigmas = SCHEDULERS[schedule](sampling, total)[-(steps + 1):]
     shape = (1, 16, height // 8, width // 8)

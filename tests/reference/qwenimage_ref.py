@@ -120,10 +120,11 @@ class CFGGuider:
 
 @torch.no_grad()
 def sample(pipe, prompt, negative="", seed=1, width=32, height=32, steps=4, sampler="Euler", schedule="Simple",
-           cfg=2.5, shift=1.15, init_image=None, denoise=1.0):
+           cfg=2.5, shift=1.15, init_image=None, denoise=1.0, encoder=encode):
     """ComfyUI's KSampler + VAE Decode + SaveImage on Qwen-Image: one uint8 image [H, W, 3]. `init_image` ([0, 1]
     pixels [1, 3, H, W]) with `denoise` < 1 makes it img2img. Euler a draws from the initial noise's generator
-    continued (sdcli's WebUI stream), not ComfyUI's re-seeded one."""
+    continued (sdcli's WebUI stream), not ComfyUI's re-seeded one. `encoder(tokenizer, text_encoder, text)`: the
+    text path."""
     ms = C.Flux(shift=shift)
     total = steps if denoise >= 0.9999 else int(steps / denoise)
     sigmas = SCHEDULERS[schedule](ms, total)[-(steps + 1):]
@@ -134,8 +135,8 @@ def sample(pipe, prompt, negative="", seed=1, width=32, height=32, steps=4, samp
         latent = process_in(pipe.vae, mean)
     generator = torch.manual_seed(seed)
     noise = torch.randn(shape, generator=generator, dtype=torch.float32, device="cpu")
-    cond = encode(pipe.tokenizer, pipe.text_encoder, prompt)
-    uncond = encode(pipe.tokenizer, pipe.text_encoder, negative) if cfg != 1.0 else None
+    cond = encoder(pipe.tokenizer, pipe.text_encoder, prompt)
+    uncond = encoder(pipe.tokenizer, pipe.text_encoder, negative) if cfg != 1.0 else None
     x = C.CONST().noise_scaling(sigmas[0], noise, latent)
     kwargs = {}
     if sampler == "Euler a":

@@ -103,9 +103,10 @@ class CFGGuider:
 
 
 def sample(transformer, tokenizer, text_encoder, prompt, negative="", seed=1, width=32, height=32, steps=4,
-           sampler="Euler", schedule="Simple", cfg=1.0, shift=3.0, init_latent=None, denoise=1.0, noise="webui"):
+           sampler="Euler", schedule="Simple", cfg=1.0, shift=3.0, init_latent=None, denoise=1.0, noise="webui",
+           encoder=encode):
     """ComfyUI's latents (process_in space, [1, 16, H/8, W/8]) for one image of `seed`; `init_latent` (process_in
-    space) with `denoise` < 1 is KSampler's img2img."""
+    space) with `denoise` < 1 is KSampler's img2img; `encoder(tokenizer, text_encoder, text)`: the text path."""
     ms = DiscreteFlow(shift=shift, multiplier=1.0)
     # 1. Sigmas (KSampler: denoise < 1 takes the tail of a longer schedule).
     if denoise < 1.0:
@@ -120,8 +121,8 @@ def sample(transformer, tokenizer, text_encoder, prompt, negative="", seed=1, wi
         generator = torch.Generator("cpu").manual_seed(seed)
     noise_sampler = lambda s, s_next: torch.randn(latent.size(), generator=generator)  # noqa: E731
     # 3. Conditioning and sampling.
-    cond = encode(tokenizer, text_encoder, prompt)
-    uncond = encode(tokenizer, text_encoder, negative) if cfg != 1.0 else None
+    cond = encoder(tokenizer, text_encoder, prompt)
+    uncond = encoder(tokenizer, text_encoder, negative) if cfg != 1.0 else None
     guider = CFGGuider(NextDiT(transformer, ms), cond, uncond, cfg)
     x = CONST().noise_scaling(sigmas[0], initial, latent)
     func = SAMPLERS[sampler]
