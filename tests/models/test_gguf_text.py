@@ -1,0 +1,68 @@
+"""models.gguf_text on llama.cpp's Mistral Small 3 GGUFs, written as llama.cpp's converter writes them
+(tests/reference/llama_cpp_gguf.py): the model's shape comes from the file's metadata (not sdcli's config), the
+query / key rows of the llama layout go back to transformers' order with the file's head counts (grouped-query heads
+too), and a file of another width or architecture is refused by name. The CLI runs: tests/cli/test_gguf_text_cli.py."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from tests.reference.llama_cpp_gguf import interleave_halves, write_text_gguf
+
+# Another shape than sdcli's tiny config (30 layers, 2 heads / 1 kv head of 16, rope 1e6, eps 1e-6): only the width
+# (the image model's) is the same.
+MISTRAL = {"hidden_size": 32, "intermediate_size": 48, "num_hidden_layers": 3, "num_attention_heads": 4,
+           "num_key_value_heads": 2, "head_dim": 8, "rope_theta": 1e4, "rms_norm_eps": 1e-5, "vocab_size": 64,
+           "max_position_embeddings": 256}
+IDS = torch.tensor([[1, 5, 9, 12, 40, 3, 7]])
+
+
+def test_the_row_order_is_llama_cpps_inverse():
+    """unpermute_rows undoes the converter's reorder for any head count, and the reorder is not the identity."""
+    from sdcli.models.gguf_text import unpermute_rows
+
+    rows = np.arange(48 * 3, dtype=np.float32).reshape(48, 3)
+    for heads in (1, 2, 3, 6):
+        moved = interleave_halves(rows, heads)
+        assert not np.array_equal(moved, rows) and np.array_equal(unpermute_rows(moved, heads), rows)
+    assert interleave_halves(np.arange(8.0), 1).tolist() == [0, 4, 1, 5, 2, 6, 3, 7]
+
+
+@pytest.mark.parametrize("arch", ["llama", "mistral3"])
+def test_a_mistral_gguf_loads_in_the_files_shape(tmp_path, arch):
+    """load_mistral on a GGUF of 3 layers of 4 heads over 2 kv heads of 8 (sdcli's tiny config says otherwise) gives
+    the source model's hidden states; a model built on sdcli's config would not even load these weights."""
+    import transformers
+
+    from sdcli.models.flux2_files import load_mistral
+    from sdcli.models.tiny_mistral import MISTRAL_TEXT
+
+    torch.manual_seed(0)
+    source = transformers.MistralModel(transformers.MistralConfig(**MISTRAL)).eval()
+    path = write_text_gguf(source, torch.randn(64, 32), tmp_path / f"{arch}.gguf", arch)
+    model = load_mistral(path, torch.float32, {**MISTRAL_TEXT, "vocab_size": 64})
+    config = model.config
+    assert (config.num_hidden_layers, config.num_attention_heads, config.num_key_value_heads, config.head_dim,
+            config.rms_norm_eps) == (3, 4, 2, 8, 1e-5), config
+    with torch.no_grad():
+        assert torch.equal(model(IDS).last_hidden_state, source(IDS).last_hidden_state)
+
+
+def test_a_gguf_of_another_width_or_architecture_is_refused_by_name(tmp_path):
+    import transformers
+
+    from sdcli.errors import ModelError
+    from sdcli.models.flux2_files import load_mistral
+    from sdcli.models.tiny_mistral import MISTRAL_TEXT
+
+    source = transformers.MistralModel(transformers.MistralConfig(**{**MISTRAL, "hidden_size": 64}))
+    wide = write_text_gguf(source, torch.zeros(64, 64), tmp_path / "wide.gguf", "llama")
+    with pytest.raises(ModelError, match=f"^--text-encoder: {wide}: a text model 64 wide; Mistral Small 3 is 32 wide$"):
+        load_mistral(wide, torch.float32, {**MISTRAL_TEXT, "vocab_size": 64})
+    source = transformers.MistralModel(transformers.MistralConfig(**MISTRAL))
+    other = write_text_gguf(source, torch.zeros(64, 32), tmp_path / "other.gguf", "granite")
+    with pytest.raises(ModelError, match=r"a GGUF of architecture 'granite', not a Mistral Small 3 text encoder "
+                                         r"\(llama.cpp's llama or mistral3\)$"):
+        load_mistral(other, torch.float32, {**MISTRAL_TEXT, "vocab_size": 64})
