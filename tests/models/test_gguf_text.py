@@ -1,4 +1,4 @@
-"""models.gguf_text on llama.cpp's Mistral Small 3 GGUFs, written as llama.cpp's converter writes them
+"""models.gguf_text on llama.cpp's Mistral Small 3 and Qwen2.5-VL GGUFs, written as llama.cpp's converter writes them
 (tests/reference/llama_cpp_gguf.py): the model's shape comes from the file's metadata (not sdcli's config), the
 query / key rows of the llama layout go back to transformers' order with the file's head counts (grouped-query heads
 too), and a file of another width or architecture is refused by name. The CLI runs: tests/cli/test_gguf_text_cli.py."""
@@ -11,11 +11,14 @@ import torch
 
 from tests.reference.llama_cpp_gguf import interleave_halves, write_text_gguf
 
-# Another shape than sdcli's tiny config (30 layers, 2 heads / 1 kv head of 16, rope 1e6, eps 1e-6): only the width
-# (the image model's) is the same.
+# Another shape than sdcli's tiny configs (Mistral: 30 layers, 2 heads / 1 kv head of 16, rope 1e6, eps 1e-6;
+# Qwen2.5-VL: 2 layers, 2 / 1 heads, mrope [2, 3, 3]): only the width (the image model's) is the same.
 MISTRAL = {"hidden_size": 32, "intermediate_size": 48, "num_hidden_layers": 3, "num_attention_heads": 4,
            "num_key_value_heads": 2, "head_dim": 8, "rope_theta": 1e4, "rms_norm_eps": 1e-5, "vocab_size": 64,
            "max_position_embeddings": 256}
+QWEN = {"hidden_size": 32, "intermediate_size": 48, "num_hidden_layers": 3, "num_attention_heads": 4,
+        "num_key_value_heads": 2, "rope_theta": 1e4, "rms_norm_eps": 1e-5, "vocab_size": 64,
+        "max_position_embeddings": 256, "rope_scaling": {"type": "mrope", "mrope_section": [1, 1, 2]}}
 IDS = torch.tensor([[1, 5, 9, 12, 40, 3, 7]])
 
 
@@ -48,6 +51,28 @@ def test_a_mistral_gguf_loads_in_the_files_shape(tmp_path, arch):
             config.rms_norm_eps) == (3, 4, 2, 8, 1e-5), config
     with torch.no_grad():
         assert torch.equal(model(IDS).last_hidden_state, source(IDS).last_hidden_state)
+
+
+def test_a_qwen25_vl_gguf_loads_in_the_files_shape_without_a_vision_tower(tmp_path):
+    """load_qwen25vl on a qwen2vl GGUF (rows as they are, mrope sections [1, 1, 2] from the metadata) gives the
+    source language model's hidden states through Qwen2.5-VL's own forward, with no vision tower."""
+    import transformers
+
+    from sdcli.models.qwenimage_files import load_qwen25vl
+    from sdcli.models.tiny_qwenimage import QWEN_TEXT, QWEN_VISION
+
+    torch.manual_seed(0)
+    source = transformers.Qwen2_5_VLForConditionalGeneration(transformers.Qwen2_5_VLConfig(
+        text_config=QWEN, vision_config=QWEN_VISION, vocab_size=64)).eval()
+    language = source.model.language_model
+    path = write_text_gguf(language, source.lm_head.weight, tmp_path / "qwen.gguf", "qwen2vl")
+    model = load_qwen25vl(path, torch.float32, {"text_config": {**QWEN_TEXT, "vocab_size": 64},
+                                                "vision_config": QWEN_VISION, "vocab_size": 64})
+    assert model.model.visual is None and model.config.text_config.num_hidden_layers == 3
+    with torch.no_grad():
+        ours = model(input_ids=IDS, output_hidden_states=True).hidden_states[-1]
+        theirs = source(input_ids=IDS, output_hidden_states=True).hidden_states[-1]
+    assert torch.equal(ours, theirs)
 
 
 def test_a_gguf_of_another_width_or_architecture_is_refused_by_name(tmp_path):
