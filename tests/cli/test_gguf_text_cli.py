@@ -69,11 +69,11 @@ def test_a_mistral_gguf_is_found_in_the_models_folder_and_named(cli, flow_pipes,
     assert [json.loads(line)["what"] for line in result.stdout.splitlines()] == ["mistral3 text encoder (q8_0)"]
 
 
-def test_a_qwen25_vl_gguf_gives_the_folders_pixels_in_txt2img_and_img2img(cli, flow_pipes, flow_files, flow_pixels,
-                                                                          tmp_path):
-    """Qwen-Image with a Qwen2.5-VL GGUF (the language model only): txt2img's F32 pixels equal the folder's, img2img's
-    equal those of the safetensors encoder (vision tower and all); Q8_0 within a few levels (measured: max 1 level,
-    mean 0.007)."""
+def test_a_qwen25_vl_gguf_gives_the_folders_pixels_in_txt2img_img2img_and_inpaint(cli, flow_pipes, flow_files,
+                                                                                   flow_pixels, tmp_path):
+    """Qwen-Image with a Qwen2.5-VL GGUF (the language model only): txt2img's F32 pixels equal the folder's,
+    img2img's and inpaint's equal those of the safetensors encoder (vision tower and all); Q8_0 within a few levels
+    (measured: max 1 level, mean 0.007)."""
     pipe, written = flow_pipes["qwenimage"], flow_files["qwenimage"]["comfy"]
     model, flags = written["transformer"], ("--vae", written["vae"])
     f32 = _qwen_gguf(pipe, tmp_path / "qwen2.5-vl-7b-F32.gguf")
@@ -81,15 +81,20 @@ def test_a_qwen25_vl_gguf_gives_the_folders_pixels_in_txt2img_and_img2img(cli, f
     q8 = _qwen_gguf(pipe, tmp_path / "qwen2.5-vl-7b-Q8_0.gguf", "Q8_0")
     diff = np.abs(pixels(cli, tmp_path / "b", model, "--text-encoder", q8, *flags) - flow_pixels["qwenimage"])
     assert 0 < diff.max() <= 4, diff.max()
-    source = tmp_path / "in.png"
+    source, mask = tmp_path / "in.png", tmp_path / "mask.png"
     Image.fromarray(flow_pixels["qwenimage"].astype(np.uint8)).save(source)
-    runs = []
-    for out, encoder in (("c", f32), ("d", written["qwen25vl"])):
-        result = cli("img2img", "-i", source, "--steps", "2", "--seed", "3", "--strength", "0.6", "-m", model,
-                     "--text-encoder", encoder, *flags, "-o", tmp_path / out, "a cat")
-        assert result.exit_code == 0, result.stderr
-        runs.append(np.asarray(Image.open(next((tmp_path / out).glob("*.png"))), dtype=np.int16))
-    assert np.array_equal(*runs)
+    mask_image = Image.new("L", (32, 32), 0)
+    mask_image.paste(255, (8, 8, 24, 24))
+    mask_image.save(mask)
+    for command, extra in (("img2img", ()), ("inpaint", ("--mask", mask))):
+        runs = []
+        for out, encoder in (("gguf", f32), ("safetensors", written["qwen25vl"])):
+            folder = tmp_path / command / out
+            result = cli(command, "-i", source, *extra, "--steps", "2", "--seed", "3", "--strength", "0.6", "-m",
+                         model, "--text-encoder", encoder, *flags, "-o", folder, "a cat")
+            assert result.exit_code == 0, result.stderr
+            runs.append(np.asarray(Image.open(next(folder.glob("*.png"))), dtype=np.int16))
+        assert np.array_equal(*runs), command
 
 
 def test_a_qwen25_vl_gguf_is_refused_by_the_edit_model_in_one_line(cli, flow_pipes, flow_files, tmp_path):
