@@ -105,8 +105,8 @@ def _load_language_model(path: Path, dtype: Any, config: dict[str, Any], source:
             transformers.Qwen2_5_VLConfig(**{**config, "text_config": text}))
     model.model.visual = None
     check_keys(state, model.state_dict(), f"{source}: {path}")
-    model.load_state_dict(state, strict=True, assign=True)
-    return model.to(dtype).eval()
+    model.load_state_dict(state, strict=True, assign=True)  # the weights in `dtype` already
+    return model.eval()  # not .to(dtype): the rotary tables stay float32, as from_pretrained keeps them
 
 
 def load_qwen_vae(path: Path, dtype: Any, config: dict[str, Any], source: str = "--vae") -> Any:

@@ -91,3 +91,25 @@ def test_a_gguf_of_another_width_or_architecture_is_refused_by_name(tmp_path):
     with pytest.raises(ModelError, match=r"a GGUF of architecture 'granite', not a Mistral Small 3 text encoder "
                                          r"\(llama.cpp's llama or mistral3\)$"):
         load_mistral(other, torch.float32, {**MISTRAL_TEXT, "vocab_size": 64})
+
+
+def test_a_qwen25_vl_gguf_in_bf16_equals_the_safetensors_file_in_bf16(tmp_path):
+    """In bf16 the GGUF's model computes as the safetensors file's does (from_pretrained keeps the rotary tables in
+    float32; a bf16 cast of the whole model would not)."""
+    import transformers
+    from safetensors.torch import save_file
+
+    from sdcli.models.qwenimage_files import load_qwen25vl, to_checkpoint_names
+    from sdcli.models.tiny_qwenimage import QWEN_VISION
+
+    torch.manual_seed(0)
+    config = {"text_config": QWEN, "vision_config": QWEN_VISION, "vocab_size": 64}
+    source = transformers.Qwen2_5_VLForConditionalGeneration(transformers.Qwen2_5_VLConfig(**config)).eval()
+    gguf = write_text_gguf(source.model.language_model, source.lm_head.weight, tmp_path / "qwen.gguf", "qwen2vl")
+    safetensors = tmp_path / "qwen_2.5_vl_7b.safetensors"
+    save_file({k: v.contiguous() for k, v in to_checkpoint_names(source.state_dict()).items()}, str(safetensors))
+    ours, theirs = (load_qwen25vl(path, torch.bfloat16, config) for path in (gguf, safetensors))
+    assert ours.model.language_model.rotary_emb.inv_freq.dtype == torch.float32
+    with torch.no_grad():
+        states = [m(input_ids=IDS, output_hidden_states=True).hidden_states[-1] for m in (ours, theirs)]
+    assert states[0].dtype == torch.bfloat16 and torch.equal(*states)
