@@ -72,8 +72,8 @@ def gguf_fields(path: Path) -> dict[str, Any]:
 
 
 def gguf_arch(fields: dict[str, Any], model_type: str, path: Path, what: str, source: str) -> str:
-    """The GGUF architecture of a file (general.architecture), refused by name unless one a `model_type` is written
-    as."""
+    """The GGUF architecture of a file (general.architecture), refused by name unless it is one that `model_type`
+    is written as (GGUF_ARCHS)."""
     arch = str(fields.get("general.architecture", ""))
     if arch not in GGUF_ARCHS[model_type]:
         raise ModelError(f"{source}: {path}: a GGUF of architecture {arch or 'none'!r}, not a {what} text encoder "
@@ -86,13 +86,13 @@ def gguf_text_config(path: Path, config: dict[str, Any], model_type: str, what: 
     """`config` (a transformers text config dict) with the layer count, heads, head width, feed-forward width, rope
     base, norm epsilon and multimodal rope sections of the GGUF's architecture metadata where it has them; a file of
     another width than `config`'s (the width the image model takes) is refused by name."""
+    import numpy as np
+
     fields = gguf_fields(path)
     arch = gguf_arch(fields, model_type, path, what, source)
     width = fields.get(f"{arch}.embedding_length")
     if width is not None and int(width) != int(config["hidden_size"]):
         raise ModelError(f"{source}: {path}: a text model {width} wide; {what} is {config['hidden_size']} wide")
-    import numpy as np
-
     out = dict(config)
     for field, name in CONFIG_FIELDS.items():
         value = fields.get(f"{arch}.{field}")
