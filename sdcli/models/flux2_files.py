@@ -187,8 +187,9 @@ def load_flux2_vae(path: Path, dtype: Any, config: dict[str, Any], source: str =
 
 
 def load_mistral(path: Path, dtype: Any, config: dict[str, Any], source: str = "--text-encoder") -> Any:
-    """A transformers MistralModel (the text model of Mistral Small 3) from a Mistral file, strictly checked; its
-    layer count is the file's (ComfyUI's pruned file keeps 30)."""
+    """A transformers MistralModel (the text model of Mistral Small 3) from a Mistral file (ComfyUI's safetensors, or
+    a llama.cpp GGUF: models.gguf_text), strictly checked; its layer count is the file's (ComfyUI's pruned file keeps
+    30)."""
     import transformers
 
     from sdcli.models.flux_files import inspect_flux_file
@@ -198,9 +199,13 @@ def load_mistral(path: Path, dtype: Any, config: dict[str, Any], source: str = "
     info = inspect_flux_file(path)
     if info.kind != "mistral3":
         raise ModelError(f"{where} is not a Mistral Small 3 text encoder")
-    if info.container == "gguf":
-        raise ModelError(f"{where}: GGUF text encoders are not supported; use the .safetensors file")
-    state = {k: v for k, v in read_tensors(path, info.prefix, source).items() if k != "lm_head.weight"}
+    if info.container == "gguf":  # llama.cpp's names and row order, its metadata's shape (models.gguf_text)
+        from sdcli.models.gguf_text import gguf_text_config, read_gguf_encoder
+
+        config = gguf_text_config(path, config, "mistral", "Mistral Small 3", source)
+        state = read_gguf_encoder(path, transformers.MistralModel, transformers.MistralConfig(**config), dtype, source)
+    else:
+        state = {k: v for k, v in read_tensors(path, info.prefix, source).items() if k != "lm_head.weight"}
     layers = {int(m[1]) for k in state if (m := re.match(r"layers\.(\d+)\.", k))}
     config = {**config, "num_hidden_layers": max(layers) + 1 if layers else config["num_hidden_layers"]}
     return _load_transformers(transformers.MistralModel, transformers.MistralConfig, upcast(state, dtype), config,

@@ -32,6 +32,7 @@ QWEN25_MARK = "layers.0.self_attn.q_proj.bias"
 QWEN25_VISION = "visual.patch_embed.proj.weight"
 T5_GGUF_MARK, LLAMA_CPP_EMBED = "enc.blk.0.attn_q.weight", "token_embd.weight"  # llama.cpp's names (GGUF)
 QWEN3_GGUF_MARK, QWEN25_GGUF_MARK = "blk.0.attn_q_norm.weight", "blk.0.attn_q.bias"
+LLAMA_GGUF_MARK = "blk.0.attn_q.weight"  # Mistral Small 3 (llama.cpp's llama / mistral3): no query norm, no biases
 # Mistral Small 3's text model (Flux.2 dev; ComfyUI's mistral_3_small_flux2_*.safetensors: under "model."): the
 # Llama layout, no query norm, no biases (Qwen2.5's projections have them).
 MISTRAL_MARK = "layers.0.self_attn.q_proj.weight"
@@ -146,7 +147,8 @@ def _vae_layout(shapes: Shapes, prefix: str) -> tuple[str, int, int] | None:
 
 def _llama_cpp_encoder(shapes: Shapes) -> tuple[str, int] | None:
     """(kind, width) of a text encoder in llama.cpp's tensor names: a T5 encoder (enc.blk.*, city96's GGUFs), Qwen3
-    (normalised queries), Qwen2.5-VL's language model (biased projections; its vision tower is not in the file)."""
+    (normalised queries), Qwen2.5-VL's language model (biased projections; its vision tower is not in the file),
+    Mistral Small 3's text model (neither: the llama layout, as the safetensors files are told apart)."""
     if T5_GGUF_MARK in shapes:
         return "t5xxl", int(shapes[T5_GGUF_MARK][1])
     embed = shapes.get(LLAMA_CPP_EMBED)
@@ -154,7 +156,9 @@ def _llama_cpp_encoder(shapes: Shapes) -> tuple[str, int] | None:
         return None
     if QWEN3_GGUF_MARK in shapes:
         return "qwen3", int(embed[1])
-    return ("qwen2.5-vl", int(embed[1])) if QWEN25_GGUF_MARK in shapes else None
+    if QWEN25_GGUF_MARK in shapes:
+        return "qwen2.5-vl", int(embed[1])
+    return ("mistral3", int(embed[1])) if LLAMA_GGUF_MARK in shapes else None
 
 
 def _bundle_prefixes(shapes: Shapes) -> list[str]:

@@ -5,13 +5,14 @@ ComfyUI's "model.diffusion_model." (qwen_image_fp8_e4m3fn.safetensors); diffuser
 QwenImageTransformer2DModel maps them unchanged, so sdcli only strips the prefix (models.flow_load). The text
 encoder is Qwen2.5-VL 7B (ComfyUI's qwen_2.5_vl_7b.safetensors: the Hugging Face checkpoint's names, "model.*"
 for the language model and "visual.*" for the vision tower; transformers 5 keeps them under "model.language_model."
-and "model.visual.", which are read too). The VAE is ComfyUI's qwen_image_vae.safetensors (Wan 2.1's original
-names; diffusers' Wan converter fixes the released block counts, so models.wan_vae_keys renames them at any
-size) or an AutoencoderKLQwenImage file in diffusers' names; diffusers has no single-file loader for that class,
-so sdcli checks the keys strictly and loads the state dict into the model its config builds. Configs:
-configs/qwen-image.json for the released width (transformer and VAE: diffusers' class defaults, which are
-Qwen-Image's; text encoder: Qwen2.5-VL-7B's published config; scheduler: Qwen-Image's), else the tiny
-architecture (models.tiny_qwenimage). The Qwen tokenizer is not bundled (models.flow_load.file_tokenizer).
+and "model.visual.", which are read too), or a llama.cpp GGUF of its language model (qwen2vl) for the modes that
+run no vision tower (txt2img, img2img, inpaint; not Qwen-Image-Edit). The VAE is ComfyUI's
+qwen_image_vae.safetensors (Wan 2.1's original names; diffusers' Wan converter fixes the released block counts, so
+models.wan_vae_keys renames them at any size) or an AutoencoderKLQwenImage file in diffusers' names; diffusers has
+no single-file loader for that class, so sdcli checks the keys strictly and loads the state dict into the model its
+config builds. Configs: configs/qwen-image.json for the released width (transformer and VAE: diffusers' class
+defaults, which are Qwen-Image's; text encoder: Qwen2.5-VL-7B's published config; scheduler: Qwen-Image's), else
+the tiny architecture (models.tiny_qwenimage). The Qwen tokenizer is not bundled (models.flow_load.file_tokenizer).
 """
 
 from __future__ import annotations
@@ -56,8 +57,11 @@ def to_checkpoint_names(state: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def load_qwen25vl(path: Path, dtype: Any, config: dict[str, Any], source: str = "--text-encoder") -> Any:
-    """A transformers Qwen2_5_VLForConditionalGeneration from a Qwen2.5-VL file (either naming)."""
+def load_qwen25vl(path: Path, dtype: Any, config: dict[str, Any], source: str = "--text-encoder",
+                  vision: str | None = None) -> Any:
+    """A transformers Qwen2_5_VLForConditionalGeneration from a Qwen2.5-VL file (either naming), or from a llama.cpp
+    GGUF of its language model with no vision tower (a text prompt never runs it); `vision`: the label of a family
+    that needs the tower (Qwen-Image-Edit reads its images with it), for which a GGUF is refused."""
     import transformers
 
     from sdcli.models.flux_files import inspect_part
@@ -68,13 +72,41 @@ def load_qwen25vl(path: Path, dtype: Any, config: dict[str, Any], source: str = 
     if info.kind != "qwen2.5-vl":
         raise ModelError(f"{where} is not a Qwen2.5-VL text encoder")
     if info.container == "gguf":
-        raise ModelError(f"{where}: a Qwen2.5-VL GGUF holds its language model only (the vision tower Qwen-Image's "
-                         "pipelines are built with is a separate mmproj file); use the .safetensors file")
+        if vision is not None:
+            raise ModelError(f"{where}: a Qwen2.5-VL GGUF holds its language model only, and {vision} reads its "
+                             "images with the vision tower (llama.cpp's separate mmproj file, which sdcli does not "
+                             "read); use the .safetensors file (qwen_2.5_vl_7b.safetensors)")
+        return _load_language_model(path, dtype, config, source)
     state = to_transformers(read_tensors(path, info.prefix, source))
     if "lm_head.weight" not in state:  # unused for the image model's hidden states; some files leave it out
         state["lm_head.weight"] = state[LANGUAGE + "embed_tokens.weight"]
     return _load_transformers(transformers.Qwen2_5_VLForConditionalGeneration, transformers.Qwen2_5_VLConfig,
                               upcast(state, dtype), config, dtype, where)
+
+
+def _load_language_model(path: Path, dtype: Any, config: dict[str, Any], source: str) -> Any:
+    """Qwen2_5_VLForConditionalGeneration with a llama.cpp GGUF's language model (models.gguf_text; its shape from
+    the file's metadata) and no vision tower (None), strictly checked."""
+    import transformers
+    from accelerate import init_empty_weights
+
+    from sdcli.models.flux_load import check_keys
+    from sdcli.models.gguf_text import gguf_text_config, read_gguf_encoder
+    from sdcli.models.quiet import quiet_libraries
+
+    quiet_libraries()
+    text = gguf_text_config(path, dict(config["text_config"]), "qwen2_5_vl_text", "Qwen2.5-VL", source)
+    text_config = transformers.Qwen2_5_VLTextConfig(**text)
+    state = {LANGUAGE + k: v for k, v in read_gguf_encoder(path, transformers.Qwen2_5_VLTextModel, text_config, dtype,
+                                                           source).items()}
+    state["lm_head.weight"] = state[LANGUAGE + "embed_tokens.weight"]  # unused for hidden states (output.* unread)
+    with init_empty_weights(include_buffers=False):  # parameters on the meta device, the rotary tables computed
+        model = transformers.Qwen2_5_VLForConditionalGeneration(
+            transformers.Qwen2_5_VLConfig(**{**config, "text_config": text}))
+    model.model.visual = None
+    check_keys(state, model.state_dict(), f"{source}: {path}")
+    model.load_state_dict(state, strict=True, assign=True)  # the weights in `dtype` already
+    return model.eval()  # not .to(dtype): the rotary tables stay float32, as from_pretrained keeps them
 
 
 def load_qwen_vae(path: Path, dtype: Any, config: dict[str, Any], source: str = "--vae") -> Any:
@@ -137,8 +169,10 @@ def load_qwenimage_files(model: ModelRef, detected: Detected, pipeline: str, dty
         tokenizer = tiny_edit_tokenizer(spec["text_encoder"])
     else:
         tokenizer = file_tokenizer(spec["text_encoder"], tiny, (encoder[0], model.path), "Qwen2.5-VL")
+    vision = detected.family.label if detected.family.capabilities.references else None
+    # the text encoder first: a GGUF an edit model cannot take is refused before the 20B transformer loads
+    text_encoder = load_qwen25vl(encoder[0], dtype, spec["text_encoder"], encoder[1], vision)
     transformer = load_transformer("QwenImageTransformer2DModel", model.path, dtype, spec["transformer"], prefix, True)
-    text_encoder = load_qwen25vl(encoder[0], dtype, spec["text_encoder"], encoder[1])
     vae = load_qwen_vae(vae_file[0], dtype, spec["vae"], vae_file[1])
     scheduler = diffusers.FlowMatchEulerDiscreteScheduler.from_config(spec["scheduler"])
     return getattr(diffusers, pipeline)(scheduler=scheduler, vae=vae, text_encoder=text_encoder, tokenizer=tokenizer,

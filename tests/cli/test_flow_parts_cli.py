@@ -15,7 +15,6 @@ import pytest
 from tests.cli.flow_files import (
     AIO_ROWS,
     ROWS,
-    RUN,
     offline,
     part_flags,
     pixels,
@@ -95,26 +94,6 @@ def test_a_gguf_text_encoder_gives_the_folders_pixels(cli, flow_pipes, flow_file
     name = ROWS[key].encoder.replace("-", "_")
     assert what == {f"{key}-encoder-F32": f"{name} text encoder (fp32)", f"{key}-encoder-Q8_0": f"{name} text "
                     "encoder (q8_0)"}, what
-
-
-def test_a_qwen25_vl_gguf_is_refused_by_name(cli, flow_pipes, flow_files, tmp_path):
-    """A Qwen2.5-VL GGUF (llama.cpp's qwen2vl: the language model only) is told apart but refused in one line."""
-    import gguf
-
-    from sdcli.models.flux_write import write_gguf
-
-    language = flow_pipes["qwenimage"].text_encoder.model.language_model
-    names = gguf.get_tensor_name_map(gguf.MODEL_ARCH.QWEN2VL, language.config.num_hidden_layers)
-    state = {f"{names.get_name(k.rpartition('.')[0])}.{k.rpartition('.')[2]}": v
-             for k, v in language.state_dict().items()}
-    path = write_gguf(state, tmp_path / "qwen2.5-vl-7b.gguf", "F32", arch="qwen2vl", keep=())
-    written = flow_files["qwenimage"]["comfy"]
-    result = cli("txt2img", "-m", written["transformer"], *RUN, "-o", tmp_path / "o", "--text-encoder", path,
-                 "--vae", written["vae"], "a cat")
-    assert result.exit_code == 2 and result.stderr.count("\n") == 1, result.stderr
-    assert result.stderr.startswith(f"error: --text-encoder: {path}: a Qwen2.5-VL GGUF holds its language model "
-                                    "only"), result.stderr
-    assert not (tmp_path / "o").exists()
 
 
 def test_the_flux2_vae_in_bfl_names_gives_the_folders_pixels(cli, flow_pipes, flow_files, flow_pixels, tmp_path):
