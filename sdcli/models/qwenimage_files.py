@@ -11,7 +11,7 @@ size) or an AutoencoderKLQwenImage file in diffusers' names; diffusers has no si
 so sdcli checks the keys strictly and loads the state dict into the model its config builds. Configs:
 configs/qwen-image.json for the released width (transformer and VAE: diffusers' class defaults, which are
 Qwen-Image's; text encoder: Qwen2.5-VL-7B's published config; scheduler: Qwen-Image's), else the tiny
-architecture (models.tiny_qwenimage). The Qwen tokenizer is not bundled (models.flow_load.file_tokenizer).
+architecture (models.tiny_qwenimage). The Qwen2.5-VL tokenizer is bundled (models.flow_load.file_tokenizer).
 """
 
 from __future__ import annotations
