@@ -206,6 +206,11 @@ def test_the_bundled_flux2_dev_config_builds_the_32b_model_and_mistral_small_3()
     assert round(_count(transformer) / 1e9, 1) == 32.2 and transformer.config.guidance_embeds
     assert round(_count(text) / 1e9, 1) == 22.9
     assert spec["transformer"]["joint_attention_dim"] == 3 * spec["text_encoder"]["hidden_size"]
+    # What parameter counts cannot tell, as mistralai/Mistral-Small-3.1-24B-Instruct-2503's config.json text_config
+    # publishes it (Mistral Small 3.2's text-only configs give the same; Small 3 2501's had rope_theta 1e8, 32k).
+    published = {"rope_theta": 1e9, "rms_norm_eps": 1e-5, "max_position_embeddings": 131072, "sliding_window": None,
+                 "head_dim": 128, "vocab_size": 131072}
+    assert {k: spec["text_encoder"][k] for k in published} == published
 
 
 def test_flux2_keys_invert_diffusers_converter(tiny_family):
