@@ -145,3 +145,25 @@ def test_a_tokenizer_folder_beside_the_encoder_or_model_wins_and_a_broken_one_is
     message = str(info.value)
     assert message.startswith(f"{tmp_path / 'te' / 'tokenizer'} (your Qwen3 tokenizer, used instead of sdcli's "
                               "bundled one): missing tokenizer.json") and "\n" not in message
+
+
+def test_a_comfyui_mistral_file_with_its_embedded_tekken_tensor_still_loads(tmp_path):
+    """ComfyUI's mistral_3_small_flux2_*.safetensors carry Mistral's tekken.json as a uint8 tensor `tekken_model`
+    beside the text model's "model.*" weights; sdcli leaves it unread (the bundled tokenizer is diffusers')."""
+    import torch
+    from safetensors.torch import save_file
+
+    from sdcli.models.flux2_files import load_mistral
+    from sdcli.models.tiny_mistral import MISTRAL_TEXT, tiny_mistral3, tiny_mistral_tokenizer
+
+    tok = tiny_mistral_tokenizer()
+    text = {k.removeprefix("model.language_model."): v.contiguous()
+            for k, v in tiny_mistral3(tok).state_dict().items() if k.startswith("model.language_model.")}
+    path = tmp_path / "mistral_3_small_flux2_bf16.safetensors"
+    save_file({**{"model." + k: v for k, v in text.items()},
+               "tekken_model": torch.frombuffer(bytearray(b'{"config": {"version": "v11"}}'), dtype=torch.uint8)},
+              str(path))
+    config = {**MISTRAL_TEXT, "vocab_size": len(tok), "pad_token_id": tok.pad_token_id, "bos_token_id": 1,
+              "eos_token_id": 2}
+    model = load_mistral(path, torch.float32, config)
+    assert torch.equal(model.embed_tokens.weight, text["embed_tokens.weight"])
