@@ -95,25 +95,14 @@ def part_source(model: ModelRef, role: str) -> tuple[Path, str]:
     return (parts[role], "--vae" if role == "vae" else "--text-encoder") if role in parts else (model.path, "--model")
 
 
-def qwen_tokenizer(files: tuple[Path, ...], what: str) -> Any:
-    """The user's Qwen tokenizer: a `tokenizer` folder beside one of `files` (the text encoder's, the model's)
-    holding tokenizer.json (and tokenizer_config.json for the chat template); sdcli bundles none."""
-    from transformers import AutoTokenizer
-
-    for file in files:
-        folder = file.parent / "tokenizer"
-        if (folder / "tokenizer.json").is_file() or (folder / "vocab.json").is_file():
-            return AutoTokenizer.from_pretrained(folder, local_files_only=True)
-    beside = " or ".join(dict.fromkeys(str(f.parent / "tokenizer") for f in files))
-    raise ModelError(f"--text-encoder: {files[0].name} needs its {what} tokenizer, which sdcli does not bundle: put "
-                     f"its tokenizer.json and tokenizer_config.json in {beside}")
-
-
 def file_tokenizer(config: Config, tiny: bool, files: tuple[Path, ...], what: str) -> Any:
-    """The tokenizer of a transformer file's Qwen text encoder: sdcli's tiny one for its tiny models (the encoder's
-    `config` sized to it, a VL config's text_config too), else the user's (qwen_tokenizer)."""
+    """The tokenizer of a transformer file's Qwen text encoder `what` ("Qwen3", "Qwen2.5-VL"): sdcli's tiny one for
+    its tiny models (the encoder's `config` sized to it, a VL config's text_config too), else the user's `tokenizer`
+    folder beside one of `files` or the bundled real one (models.llm_tokenizers.text_tokenizer)."""
     if not tiny:
-        return qwen_tokenizer(files, what)
+        from sdcli.models.llm_tokenizers import text_tokenizer
+
+        return text_tokenizer(files, what)
     from sdcli.models.tiny_qwen import tiny_qwen_tokenizer
 
     tokenizer = tiny_qwen_tokenizer()

@@ -15,15 +15,15 @@ distilled Klein from Klein base: a transformer file loads as the distilled model
 blocks of 24 heads x 128, text width 3 x 2560: 3.88B parameters; Qwen3-4B's published config) and
 flux2-klein-9b.json (8 + 24 blocks of 32 heads, text width 3 x 4096: 9.08B; Qwen3-8B's published config, 8.19B);
 both no guidance input, the VAE diffusers' AutoencoderKLFlux2 defaults (block counts as InvokeAI's Klein presets
-and the published model cards give them); else the tiny architecture (models.tiny_flux2). The Qwen tokenizer is
-not bundled (models.flow_load.file_tokenizer).
+and the published model cards give them); else the tiny architecture (models.tiny_flux2). The Qwen3 tokenizer is
+bundled; a `tokenizer` folder beside the text encoder or the model replaces it (models.flow_load.file_tokenizer).
 
 Flux.2 [dev] (a transformer file with a guidance embedding) in the same layouts, with Mistral Small 3's text model as
 ComfyUI ships it (mistral_3_small_flux2_*.safetensors: transformers' Mistral names under "model.", no vision tower;
 loaded as a transformers MistralModel, which is all of Mistral3ForConditionalGeneration the prompt encoder runs;
 as many layers as the file holds, ComfyUI's pruned 30-layer file too) and the same VAE; configs/flux2-dev.json
 (8 + 48 blocks of 48 heads x 128, text width 3 x 5120: diffusers' Flux2Transformer2DModel defaults; Mistral Small
-3.2's published text config). Its tekken tokenizer is not bundled either (a `tokenizer` folder beside the file).
+3.2's published text config). Its tekken tokenizer is bundled too (models.llm_tokenizers).
 """
 
 from __future__ import annotations
@@ -242,11 +242,11 @@ def load_flux2_files(model: ModelRef, detected: Detected, pipeline: str, dtype: 
 
 def mistral_tokenizer(config: dict[str, Any], tiny: bool, files: tuple[Path, ...]) -> Any:
     """Mistral Small 3's tokenizer: sdcli's tiny one for its tiny models (`config` sized to it), else the user's
-    (a `tokenizer` folder beside the text encoder or model file: models.flow_load.qwen_tokenizer's rule)."""
-    from sdcli.models.flow_load import qwen_tokenizer
-
+    `tokenizer` folder beside the text encoder or model file or the bundled real one (models.llm_tokenizers)."""
     if not tiny:
-        return qwen_tokenizer(files, "Mistral Small 3")
+        from sdcli.models.llm_tokenizers import text_tokenizer
+
+        return text_tokenizer(files, "Mistral Small 3")
     from sdcli.models.tiny_mistral import tiny_mistral_tokenizer
 
     tokenizer = tiny_mistral_tokenizer()

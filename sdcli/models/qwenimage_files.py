@@ -12,7 +12,7 @@ models.wan_vae_keys renames them at any size) or an AutoencoderKLQwenImage file 
 no single-file loader for that class, so sdcli checks the keys strictly and loads the state dict into the model its
 config builds. Configs: configs/qwen-image.json for the released width (transformer and VAE: diffusers' class
 defaults, which are Qwen-Image's; text encoder: Qwen2.5-VL-7B's published config; scheduler: Qwen-Image's), else
-the tiny architecture (models.tiny_qwenimage). The Qwen tokenizer is not bundled (models.flow_load.file_tokenizer).
+the tiny architecture (models.tiny_qwenimage). The Qwen2.5-VL tokenizer is bundled (models.flow_load.file_tokenizer).
 """
 
 from __future__ import annotations

@@ -10,15 +10,9 @@ from __future__ import annotations
 import string
 from typing import Any
 
+from sdcli.models.llm_tokenizers import MISTRAL_CHAT_TEMPLATE
+
 SPECIALS = ("<pad>", "<s>", "</s>", "[INST]", "[/INST]", "[SYSTEM_PROMPT]", "[/SYSTEM_PROMPT]", "[IMG]")
-# Mistral Small 3's chat template cut down to what diffusers' Flux2Pipeline gives it: a system turn and user turns
-# whose content is a string or a list of text blocks.
-CHAT_TEMPLATE = (
-    "{{ bos_token }}{% for message in messages %}"
-    "{% if message['content'] is string %}{% set text = message['content'] %}"
-    "{% else %}{% set text = message['content'] | map(attribute='text') | join('') %}{% endif %}"
-    "{% if message['role'] == 'system' %}[SYSTEM_PROMPT]{{ text }}[/SYSTEM_PROMPT]"
-    "{% elif message['role'] == 'user' %}[INST]{{ text }}[/INST]{% endif %}{% endfor %}")
 MISTRAL_TEXT = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 30, "num_attention_heads": 2,
                 "num_key_value_heads": 1, "head_dim": 16, "max_position_embeddings": 1024, "rope_theta": 1e6}
 PIXTRAL_VISION = {"hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 1, "num_attention_heads": 1,
@@ -35,7 +29,7 @@ def tiny_mistral_tokenizer() -> Any:
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", pad_token="<pad>", bos_token="<s>",
                                    eos_token="</s>", model_max_length=131072, padding_side="left")
     fast.add_special_tokens({"additional_special_tokens": list(SPECIALS[3:])})
-    fast.chat_template = CHAT_TEMPLATE
+    fast.chat_template = MISTRAL_CHAT_TEMPLATE
     return fast
 
 

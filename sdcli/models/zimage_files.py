@@ -8,8 +8,8 @@ and splits keys without assuming the released widths, so it serves sdcli's tiny 
 Qwen3 4B (ComfyUI's qwen_3_4b.safetensors: transformers' names under "model."), the VAE Flux's ae.safetensors.
 Configs: configs/zimage.json for the released width (transformer: diffusers' ZImageTransformer2DModel defaults,
 which are Z-Image Turbo's; text encoder: Qwen3-4B's published config; VAE: Flux's; scheduler: shift 3, no dynamic
-shifting), else the tiny architecture (models.tiny_zimage). The Qwen tokenizer is not bundled: a `tokenizer`
-folder beside the text encoder or the model gives it (models.flow_load.file_tokenizer).
+shifting), else the tiny architecture (models.tiny_zimage). The Qwen3 tokenizer is bundled; a `tokenizer` folder
+beside the text encoder or the model replaces it (models.flow_load.file_tokenizer).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The flow families' single-file parts below the CLI: bundled configs of the released models, Qwen text encoder
-files told apart by their tensors, the user's Qwen tokenizer found beside a file (or refused by name), and the
-Z-Image key mapping's inverse."""
+files told apart by their tensors, and the Z-Image key mapping's inverse (the Qwen and Mistral tokenizers:
+tests/models/test_llm_tokenizers.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from sdcli.errors import ModelError
 from sdcli.models.flux_files import inspect_flux_file
 
 
@@ -48,22 +47,6 @@ def test_a_qwen3_file_is_told_apart_from_its_tensors(tmp_path, prefix):
     biased = {**{k: v for k, v in keys.items() if "q_norm" not in k}, "layers.0.self_attn.q_proj.bias": (8,)}
     save_file({prefix + k: torch.zeros(s) for k, s in biased.items()}, str(path))
     assert inspect_flux_file(path).kind is None  # Qwen2.5's biased projections without its vision tower: neither
-
-
-def test_the_qwen_tokenizer_comes_from_a_folder_beside_the_file_or_is_refused(tmp_path):
-    from sdcli.models.flow_load import qwen_tokenizer
-    from sdcli.models.tiny_qwen import tiny_qwen_tokenizer
-
-    encoder, model = tmp_path / "te" / "qwen_3_4b.safetensors", tmp_path / "m" / "z.safetensors"
-    with pytest.raises(ModelError) as info:
-        qwen_tokenizer((encoder, model), "Qwen3")
-    message = str(info.value)
-    assert message.startswith("--text-encoder: qwen_3_4b.safetensors needs its Qwen3 tokenizer") and "\n" not in message
-    assert str(tmp_path / "te" / "tokenizer") in message and str(tmp_path / "m" / "tokenizer") in message
-    tiny_qwen_tokenizer().save_pretrained(tmp_path / "m" / "tokenizer")
-    tokenizer = qwen_tokenizer((encoder, model), "Qwen3")
-    assert tokenizer("<|im_start|>a", add_special_tokens=False)["input_ids"] == tiny_qwen_tokenizer()(
-        "<|im_start|>a", add_special_tokens=False)["input_ids"]
 
 
 def test_the_zimage_writer_inverts_diffusers_converter(tiny_family):
@@ -223,6 +206,11 @@ def test_the_bundled_flux2_dev_config_builds_the_32b_model_and_mistral_small_3()
     assert round(_count(transformer) / 1e9, 1) == 32.2 and transformer.config.guidance_embeds
     assert round(_count(text) / 1e9, 1) == 22.9
     assert spec["transformer"]["joint_attention_dim"] == 3 * spec["text_encoder"]["hidden_size"]
+    # What parameter counts cannot tell, as mistralai/Mistral-Small-3.1-24B-Instruct-2503's config.json text_config
+    # publishes it (Mistral Small 3.2's text-only configs give the same; Small 3 2501's had rope_theta 1e8, 32k).
+    published = {"rope_theta": 1e9, "rms_norm_eps": 1e-5, "max_position_embeddings": 131072, "sliding_window": None,
+                 "head_dim": 128, "vocab_size": 131072}
+    assert {k: spec["text_encoder"][k] for k in published} == published
 
 
 def test_flux2_keys_invert_diffusers_converter(tiny_family):
