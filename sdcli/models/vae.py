@@ -111,13 +111,13 @@ def guard_decode(vae: Any, note: Callable[[str], None], *, force_fp32: bool = Fa
     original = vae.decode
 
     def decode(z: Any, *args: Any, **kwargs: Any) -> Any:
-        out = original(z.to(vae.dtype), *args, **kwargs)
+        half = vae.dtype  # asked once: diffusers' ModelMixin.dtype walks every submodule
+        out = original(z.to(half), *args, **kwargs)
         sample = out[0] if isinstance(out, tuple) else out.sample
-        if vae.dtype == torch.float32 or not torch.isnan(sample).any():
+        if half == torch.float32 or not torch.isnan(sample).any():
             return out
-        guard.note(f"the VAE decode in {str(vae.dtype).removeprefix('torch.')} gave NaNs (a black image); "
+        guard.note(f"the VAE decode in {str(half).removeprefix('torch.')} gave NaNs (a black image); "
                    "decoding again in fp32 (use --no-half-vae to always do so)")
-        half = vae.dtype
         vae.to(torch.float32)
         try:
             return original(z.to(torch.float32), *args, **kwargs)
@@ -135,8 +135,9 @@ def _cast_encode(vae: Any, original: Callable[..., Any]) -> Callable[..., Any]:
     from diffusers.models.autoencoders.vae import DiagonalGaussianDistribution
 
     def encode(x: Any, *args: Any, **kwargs: Any) -> Any:
-        out = original(x.to(vae.dtype), *args, **kwargs)
-        if x.dtype == vae.dtype:
+        dtype = vae.dtype  # asked once (a walk of every submodule)
+        out = original(x.to(dtype), *args, **kwargs)
+        if x.dtype == dtype:
             return out
         dist = out[0] if isinstance(out, tuple) else out.latent_dist
         cast = DiagonalGaussianDistribution(dist.parameters.to(x.dtype))
