@@ -1,12 +1,13 @@
 """ComfyUI's scaled fp8 files (`*_fp8_scaled`, `*_fp8_mixed`) through `sdcli txt2img` for every flow family: each
 tiny model's transformer and text encoder written in one of ComfyUI's scaled layouts (tests/cli/scaled_files.py)
 give exactly the pixels of the same weights dequantized by hand, and within a few levels of the unquantized files;
-the same fp8 values with their scales left out give other pixels (so the equality can fail); a layer in a format
-sdcli cannot read is refused in one line."""
+the same fp8 values with their scales left out give other pixels (so the equality can fail); `sdcli models` names
+the scaled files as it names the plain ones; a layer in a format sdcli cannot read is refused in one line."""
 
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -102,6 +103,31 @@ def test_scaled_files_give_the_pixels_of_their_weights_dequantized(cli, scaled_f
     assert rounding.max() <= 32 and rounding.mean() <= 1.5, (rounding.max(), rounding.mean())
     ignored = np.abs(got["ignored"] - got["by-hand"])
     assert ignored.mean() > 2 * rounding.mean(), (ignored.mean(), rounding.mean())
+
+
+def test_sdcli_models_names_scaled_files_as_the_plain_ones(cli, scaled_files, tmp_path):
+    """The scales and markers beside the weights change neither family nor kind; the stored dtype says "scaled"."""
+    comfy = tmp_path / "ComfyUI" / "models"
+    picks = {("zimage", "transformer"): "diffusion_models", ("zimage", "qwen3"): "text_encoders",
+             ("qwenimage", "transformer"): "diffusion_models", ("flux2-dev", "transformer"): "diffusion_models",
+             ("flux2-dev", "mistral3"): "text_encoders", ("flux1", "transformer"): "diffusion_models",
+             ("chroma", "t5xxl"): "text_encoders", ("sd3", "checkpoint"): "checkpoints"}
+    for (key, part), sub in picks.items():
+        (comfy / sub).mkdir(parents=True, exist_ok=True)
+        shutil.copy(scaled_files[key]["scaled"][part], comfy / sub)
+    result = cli("models", "--comfy-dir", comfy.parent, "--json")
+    assert result.exit_code == 0, result.stderr
+    what = {r["name"]: (r["kind"], r["what"]) for r in map(json.loads, result.stdout.splitlines())}
+    assert what == {
+        "z_image_comfy": ("diffusion_model", "zimage transformer (comfy, fp8 scaled)"),
+        "qwen_3_4b": ("text_encoder", "qwen3 text encoder (fp8 scaled)"),
+        "qwen_image_comfy": ("diffusion_model", "qwen-image transformer (comfy, fp8 scaled)"),
+        "flux2_dev_comfy": ("diffusion_model", "flux2-dev transformer (comfy, fp8 e5m2 scaled)"),
+        "mistral_3_small_flux2_bf16": ("text_encoder", "mistral3 text encoder (fp8 e5m2 scaled)"),
+        "flux1-dev": ("diffusion_model", "flux-dev transformer (comfy, fp8 scaled)"),
+        "t5xxl": ("text_encoder", "t5xxl text encoder (fp8 scaled)"),
+        "sd3.5": ("checkpoint", "sd3 checkpoint"),
+    }
 
 
 def _with(src: Path, dest: Path, extra: dict, metadata: dict[str, str] | None = None) -> Path:
