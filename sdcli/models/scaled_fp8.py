@@ -69,6 +69,13 @@ def _layer_formats(keys: list[str], metadata: dict[str, str], read: Any, where: 
     return formats
 
 
+def _format_of(layer: str, formats: dict[str, str]) -> str | None:
+    """The format of `layer`: its own entry, else the entry of its name without leading prefixes (some files name
+    the layers in their metadata without the "model.diffusion_model." their tensors carry)."""
+    parts = layer.split(".")
+    return next((formats[name] for i in range(len(parts)) if (name := ".".join(parts[i:])) in formats), None)
+
+
 def _scales(keys: list[str], formats: dict[str, str], marked: bool, where: str) -> tuple[dict[str, str], set[str]]:
     """({weight key: its scale's key}, the side tensors to drop) of the layers among `keys`; a layer in a format
     other than per-tensor fp8, or in fp8 without its scale, is refused naming the file, the layer and the format."""
@@ -80,15 +87,16 @@ def _scales(keys: list[str], formats: dict[str, str], marked: bool, where: str) 
             if key.endswith(".scale_weight") and key.removesuffix(".scale_weight") + ".weight" in names:
                 scales[key.removesuffix(".scale_weight") + ".weight"] = key
         drop |= {k for k in keys if k.endswith(OLD_SIDE)}
-    for layer, fmt in sorted(formats.items()):
-        if layer + ".weight" not in names:  # another component's layer (an all-in-one file)
+    for key in keys:
+        layer = key.removesuffix(".weight")
+        if not formats or not key.endswith(".weight") or (fmt := _format_of(layer, formats)) is None:
             continue
         if fmt not in FP8_FORMATS:
             raise ModelError(f"{where}: {layer} is stored as {fmt!r}, a ComfyUI quantization sdcli cannot read "
                              f"(it reads {' and '.join(FP8_FORMATS)} with a scale per tensor)")
         if layer + ".weight_scale" not in names:
-            raise ModelError(f"{where}: {layer}.weight is marked {fmt} but has no weight_scale")
-        scales[layer + ".weight"] = layer + ".weight_scale"
+            raise ModelError(f"{where}: {key} is marked {fmt} but has no weight_scale")
+        scales[key] = layer + ".weight_scale"
         drop |= {layer + s for s in NEW_SIDE} & names
     return scales, drop
 

@@ -52,6 +52,16 @@ def test_metadata_formats_and_a_scale_per_row(tmp_path):
     assert torch.equal(got["p.weight"], plain)
 
 
+def test_metadata_may_name_the_layers_without_the_files_prefix(tmp_path):
+    """A diffusion model under "model.diffusion_model." whose _quantization_metadata names its layers bare."""
+    w = _fp8((3, 2))
+    save_file({"model.diffusion_model.a.weight": w, "model.diffusion_model.a.weight_scale": torch.tensor(0.5)},
+              str(tmp_path / "m.safetensors"),
+              metadata={"_quantization_metadata": json.dumps({"layers": {"a": {"format": "float8_e4m3fn"}}})})
+    got = read_tensors(tmp_path / "m.safetensors", "model.diffusion_model.")
+    assert set(got) == {"a.weight"} and torch.equal(got["a.weight"], w.float() * 0.5)
+
+
 @pytest.mark.parametrize("extra,metadata,words", [
     ({"a.weight_scale": torch.ones(5), "a.comfy_quant": _conf("float8_e4m3fn")}, None,
      "the scale of a.weight has shape [5], which fits neither"),
