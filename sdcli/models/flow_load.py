@@ -52,7 +52,7 @@ def load_transformer(cls_name: str, path: Path, dtype: Any, config: Config, pref
 
     where = f"{source}: {path}"
     cls = getattr(diffusers, cls_name)
-    state = read_tensors(path, prefix, source)
+    state = read_tensors(path, prefix, source, dtype)
     if not diffusers_layout:
         try:
             state = (convert or diffusers_converter(cls_name))(state, config_dict(config))
@@ -79,7 +79,7 @@ def load_qwen3(path: Path, dtype: Any, config: Config, cls_name: str = "Qwen3Mod
         qwen3 = transformers.Qwen3Config(**config_dict(config))
         state = read_gguf_encoder(path, transformers.Qwen3Model, qwen3, dtype, source)
     else:
-        state = read_tensors(path, info.prefix, source)
+        state = read_tensors(path, info.prefix, source, dtype)
     state.pop("lm_head.weight", None)  # tied to the token embedding (Qwen3 4B), or unused by the image models
     if cls_name != "Qwen3Model":  # a causal LM: its head is the token embedding (tied in Qwen3 4B)
         state = {f"model.{k}": v for k, v in state.items()}

@@ -176,7 +176,7 @@ def load_flux2_vae(path: Path, dtype: Any, config: dict[str, Any], source: str =
     with init_empty_weights():
         model = AutoencoderKLFlux2.from_config(config)
         expected = {k: v for k, v in model.state_dict().items() if k != "bn.num_batches_tracked"}
-    state = {k: v for k, v in read_tensors(path, info.prefix, source).items() if k != "bn.num_batches_tracked"}
+    state = {k: v for k, v in read_tensors(path, info.prefix, source, dtype).items() if k != "bn.num_batches_tracked"}
     if info.layout == "ldm":  # BFL's names
         state = flux2_vae_to_diffusers(state, dict(model.config))
     state = upcast(state, dtype)
@@ -205,7 +205,7 @@ def load_mistral(path: Path, dtype: Any, config: dict[str, Any], source: str = "
         config = gguf_text_config(path, config, "mistral", "Mistral Small 3", source)
         state = read_gguf_encoder(path, transformers.MistralModel, transformers.MistralConfig(**config), dtype, source)
     else:
-        state = {k: v for k, v in read_tensors(path, info.prefix, source).items() if k != "lm_head.weight"}
+        state = {k: v for k, v in read_tensors(path, info.prefix, source, dtype).items() if k != "lm_head.weight"}
     layers = {int(m[1]) for k in state if (m := re.match(r"layers\.(\d+)\.", k))}
     config = {**config, "num_hidden_layers": max(layers) + 1 if layers else config["num_hidden_layers"]}
     return _load_transformers(transformers.MistralModel, transformers.MistralConfig, upcast(state, dtype), config,

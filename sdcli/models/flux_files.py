@@ -17,6 +17,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from sdcli.models.flux_keys import COMFY_TRANSFORMER, COMFY_VAE, DIFFUSERS_TRANSFORMER, LDM_VAE
+from sdcli.models.scaled_fp8 import is_side_tensor
 
 Shapes = dict[str, list[int]]
 
@@ -66,6 +67,7 @@ class FluxFile:
     width: int | None = None  # transformer hidden width (3072) or a text encoder's / the VAE's first width
     parts: tuple[str, ...] = ()  # all-in-one: "transformer" and the roles of held_parts ("clip_l", "qwen3", "vae")
     vae_prefix: str | None = None  # all-in-one: "vae." (ComfyUI) or "first_stage_model."
+    scaled: bool = False  # ComfyUI's fp8 scales or quantization markers beside its weights (models.scaled_fp8)
 
     @property
     def variant(self) -> str | None:
@@ -204,6 +206,12 @@ def inspect_part(path: Path, kind: str) -> FluxFile:
 
 def classify(shapes: Shapes, dtypes: dict[str, str], container: str = "safetensors") -> FluxFile:
     """What a file with these tensor shapes and dtypes is (see FluxFile)."""
+    info = _classify(shapes, dtypes, container)
+    return replace(info, scaled=any(is_side_tensor(k) for k in shapes if k.startswith(info.prefix)))
+
+
+def _classify(shapes: Shapes, dtypes: dict[str, str], container: str) -> FluxFile:
+    """classify's answer, but for `scaled`."""
     names = list(shapes)
     dominant = _dominant(dtypes, shapes, names)
     held = held_parts(shapes, dtypes)

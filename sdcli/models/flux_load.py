@@ -29,6 +29,7 @@ from sdcli.models.flux_keys import (
     transformer_to_diffusers,
     vae_to_diffusers,
 )
+from sdcli.models.scaled_fp8 import is_scaled, read_scaled
 
 Config = dict[str, Any] | str | Path
 FP8 = ("float8_e4m3fn", "float8_e5m2")
@@ -39,11 +40,13 @@ def _describe(info: FluxFile) -> str:
     return f"it holds {info.kind}" if info.kind else "it holds no Flux component sdcli knows"
 
 
-def read_tensors(path: Path, prefix: str = "", source: str = "--model") -> dict[str, Any]:
+def read_tensors(path: Path, prefix: str = "", source: str = "--model", dtype: Any = None) -> dict[str, Any]:
     """The tensors of a .safetensors or .gguf file whose names start with `prefix` (prefix removed).
 
     A safetensors file is read key by key, so loading one component of an all-in-one file reads
-    only that component. A GGUF file's quantized tensors come back as diffusers' GGUFParameter.
+    only that component; in ComfyUI's scaled fp8 files each scaled weight comes back multiplied out
+    in `dtype` (float32 when None) and their markers and scales are dropped (models.scaled_fp8). A
+    GGUF file's quantized tensors come back as diffusers' GGUFParameter.
     """
     if path.suffix.lower() == ".gguf":
         from diffusers.models.model_loading_utils import load_gguf_checkpoint
@@ -55,7 +58,14 @@ def read_tensors(path: Path, prefix: str = "", source: str = "--model") -> dict[
 
     check_safetensors(path, source)
     with safe_open(str(path), framework="pt", device="cpu") as fh:
-        return {k[len(prefix):]: fh.get_tensor(k) for k in fh.keys() if k.startswith(prefix)}  # noqa: SIM118
+        every = list(fh.keys())
+        keys = [k for k in every if k.startswith(prefix)]
+        if is_scaled(every, fh.metadata() or {}):
+            import torch
+
+            state = read_scaled(fh, keys, dtype or torch.float32, f"{source}: {path}")
+            return {k[len(prefix):]: v for k, v in state.items()}
+        return {k[len(prefix):]: fh.get_tensor(k) for k in keys}
 
 
 def upcast(state: dict[str, Any], dtype: Any) -> dict[str, Any]:
@@ -125,7 +135,7 @@ def load_flux_transformer(path: Path, dtype: Any, config: Config, source: str = 
     info = inspect_flux_file(path)
     if info.kind not in ("flux-transformer", "flux-all-in-one"):
         raise ModelError(f"{where} is not a Flux transformer: {_describe(info)}")
-    state = read_tensors(path, info.prefix, source)
+    state = read_tensors(path, info.prefix, source, dtype)
     if info.layout != "diffusers":
         try:
             state = transformer_to_diffusers(state)
@@ -147,17 +157,17 @@ def load_flux_vae(path: Path, dtype: Any, config: Config, source: str = "--vae")
     info = inspect_part(path, "flux-vae")  # a standalone file, or the VAE of an all-in-one checkpoint
     if info.kind != "flux-vae":
         raise ModelError(f"{where} is not a Flux VAE: {_describe(info)}")
-    state = read_tensors(path, info.prefix, source)
+    state = read_tensors(path, info.prefix, source, dtype)
     if info.layout == "ldm":
         state = vae_to_diffusers(state, config_dict(config))
     return _load_diffusers(AutoencoderKL, upcast(state, dtype), config, dtype, where)
 
 
-def _text_state(path: Path, kind: str, source: str) -> dict[str, Any]:
+def _text_state(path: Path, kind: str, source: str, dtype: Any) -> dict[str, Any]:
     """The tensors of a standalone text encoder file, or of one text encoder in an all-in-one file."""
     info = inspect_part(path, kind)
     if info.kind == kind:
-        return read_tensors(path, info.prefix, source)
+        return read_tensors(path, info.prefix, source, dtype)
     raise ModelError(f"{source}: {path} is not a {kind} text encoder: {_describe(info)}")
 
 
@@ -182,7 +192,7 @@ def load_clip_l(path: Path, dtype: Any, config: Config, source: str = "--text-en
     import torch
     from transformers import CLIPTextConfig, CLIPTextModel
 
-    state = _text_state(path, "clip-l", source)
+    state = _text_state(path, "clip-l", source, dtype)
     with torch.device("meta"):
         expected = set(CLIPTextModel(CLIPTextConfig(**config_dict(config))).state_dict())
     state = text_encoder_state(upcast(state, dtype), expected, clip_drop)
@@ -198,7 +208,7 @@ def load_t5(path: Path, dtype: Any, config: Config, source: str = "--text-encode
 
         state = read_gguf_encoder(path, T5EncoderModel, T5Config(**config_dict(config)), dtype, source)
     else:
-        state = upcast(_text_state(path, "t5xxl", source), dtype)
+        state = upcast(_text_state(path, "t5xxl", source, dtype), dtype)
     state = {k: v for k, v in state.items() if not k.startswith("decoder.")}  # some files carry the unused decoder
     if "shared.weight" in state:  # the token embedding is tied: files store it once
         state.setdefault("encoder.embed_tokens.weight", state["shared.weight"])

@@ -40,9 +40,14 @@ def _dtype_name(stored: str | None) -> str:
         stored or "", (stored or "").lower())
 
 
+def _stored(info: FluxFile) -> str:
+    """How a file's weights are stored, for people: its dominant dtype, "scaled" where ComfyUI's fp8 scales are."""
+    return _dtype_name(info.dtype) + (" scaled" if info.scaled else "")
+
+
 def describe(info: FluxFile) -> str:
     """What a file holds, for people: `flux-dev transformer (bfl, fp8)`, `t5xxl text encoder`, `flux vae`."""
-    dtype = _dtype_name(info.dtype)
+    dtype = _stored(info)
     if info.kind in ("flux-transformer", "flux-all-in-one"):
         what = "transformer" if info.kind == "flux-transformer" else "all-in-one"
         layout = "gguf" if info.container == "gguf" else info.layout
@@ -79,10 +84,10 @@ def file_kind(path: Path) -> str:
         if family.file_parts is None or family.checkpoint_file:
             return f"{family.name} checkpoint"
         if len(info.parts) > 1:  # another family's all-in-one checkpoint
-            return f"{family.name} all-in-one ({' + '.join(info.parts)}, {_dtype_name(info.dtype)})"
+            return f"{family.name} all-in-one ({' + '.join(info.parts)}, {_stored(info)})"
         layout = "gguf" if path.suffix.lower() == ".gguf" else "comfy" if any(
             k.startswith(COMFY_TRANSFORMER) for k in shapes) else "bare"
-        return f"{family.name} transformer ({layout}, {_dtype_name(info.dtype)})"
+        return f"{family.name} transformer ({layout}, {_stored(info)})"
     except Exception:  # noqa: BLE001 (a listing shows what it can; a broken file is named, not fatal)
         return "unknown"
 

@@ -77,7 +77,7 @@ def load_qwen25vl(path: Path, dtype: Any, config: dict[str, Any], source: str = 
                              "images with the vision tower (llama.cpp's separate mmproj file, which sdcli does not "
                              "read); use the .safetensors file (qwen_2.5_vl_7b.safetensors)")
         return _load_language_model(path, dtype, config, source)
-    state = to_transformers(read_tensors(path, info.prefix, source))
+    state = to_transformers(read_tensors(path, info.prefix, source, dtype))
     if "lm_head.weight" not in state:  # unused for the image model's hidden states; some files leave it out
         state["lm_head.weight"] = state[LANGUAGE + "embed_tokens.weight"]
     return _load_transformers(transformers.Qwen2_5_VLForConditionalGeneration, transformers.Qwen2_5_VLConfig,
@@ -125,7 +125,7 @@ def load_qwen_vae(path: Path, dtype: Any, config: dict[str, Any], source: str = 
     # diffusers has no single-file loader for this class: checked strictly, then loaded into the model it configures
     with init_empty_weights():
         expected = AutoencoderKLQwenImage.from_config(config).state_dict()
-    state = read_tensors(path, info.prefix, source)
+    state = read_tensors(path, info.prefix, source, dtype)
     if info.layout == "wan":
         state = wan_to_diffusers(state, expected)
     state = upcast(state, dtype)

@@ -18,6 +18,7 @@ from sdcli.errors import ModelError
 from sdcli.families import detect_single_file, pipeline_class
 from sdcli.families.base import UNET_CONV_IN, Detected, Shapes
 from sdcli.models.header import read_header
+from sdcli.models.scaled_fp8 import is_scaled
 
 # SAI model-spec metadata key some trainers (and sdcli tiny) write: "epsilon" or "v".
 PREDICTION_METADATA = "modelspec.prediction_type"
@@ -79,7 +80,7 @@ def load_single_file(path: Path, dtype: Any, source: str = "--model") -> tuple[A
     from sdcli.models.startup import end as end_start_pause
     from sdcli.models.tokenizer_files import user_tokenizers
 
-    shapes, _ = read_header(path)
+    shapes, metadata = read_header(path)
     detected = inspect(path, source)
     spec, tokenizer = config_spec(shapes, detected, f"{source}: {path}")
     user = user_tokenizers(spec, path.parent) if tokenizer != "tiny" else {}  # the user's T5 tokenizer, if any
@@ -88,8 +89,11 @@ def load_single_file(path: Path, dtype: Any, source: str = "--model") -> tuple[A
     cls = getattr(diffusers, pipeline_class(detected, mode, source))
     end_start_pause()  # the libraries are in, no weights loaded yet (models.startup)
     try:
-        pipe = cls.from_single_file(str(path), config=str(folder), local_files_only=True, torch_dtype=dtype,
-                                    **detected.family.load_kwargs)
+        if is_scaled(list(shapes), metadata):  # ComfyUI's scaled fp8 checkpoints (sd3.5_large_fp8_scaled)
+            pipe = _load_dequantized(cls, path, folder, dtype, source, detected.family.load_kwargs)
+        else:
+            pipe = cls.from_single_file(str(path), config=str(folder), local_files_only=True, torch_dtype=dtype,
+                                        **detected.family.load_kwargs)
     except (OSError, ValueError, RuntimeError, KeyError) as exc:
         raise ModelError(f"{source}: cannot load {path} as {detected.family.label}: "
                          f"{str(exc).splitlines()[0]}") from None
@@ -97,6 +101,33 @@ def load_single_file(path: Path, dtype: Any, source: str = "--model") -> tuple[A
         if hasattr(part, "eval") and getattr(part, "training", False):
             part.eval()
     return pipe, detected
+
+
+def _load_dequantized(cls: Any, path: Path, folder: Path, dtype: Any, source: str, load_kwargs: Any) -> Any:
+    """The pipeline `cls` of a checkpoint holding ComfyUI's fp8 scales: its tensors read with each scaled weight
+    multiplied out (models.scaled_fp8), each weighted component converted from them by diffusers' own single-file
+    component loader (what from_single_file runs, which takes only a path), tokenizers and scheduler from `folder`."""
+    import importlib
+    import json
+
+    import diffusers
+    import torch
+    from diffusers.loaders.single_file import load_single_file_sub_model
+
+    from sdcli.models.flux_load import read_tensors, upcast
+
+    checkpoint = upcast(read_tensors(path, "", source, dtype), dtype)
+    components = {}
+    for name, entry in json.loads((folder / "model_index.json").read_text()).items():
+        if name.startswith("_") or not isinstance(entry, list) or None in entry:
+            continue
+        library, class_name = entry
+        if issubclass(getattr(importlib.import_module(library), class_name), torch.nn.Module):
+            components[name] = load_single_file_sub_model(
+                library_name=library, class_name=class_name, name=name, checkpoint=checkpoint,
+                pipelines=diffusers.pipelines, is_pipeline_module=False, cached_model_config_path=str(folder),
+                local_files_only=True, torch_dtype=dtype)
+    return cls.from_pretrained(str(folder), local_files_only=True, torch_dtype=dtype, **components, **load_kwargs)
 
 
 def convert_pickle(path: Path) -> Path:

@@ -243,9 +243,9 @@ def create_app(engine: Engine, *, limits: Limits = Limits(), auth: dict[str, str
 
     @app.get("/sdapi/v1/schedulers")
     def schedulers() -> list[dict[str, Any]]:
-        from sdcli.sampling.samplers import SCHEDULE_LABELS
+        from sdcli.sampling.samplers import ALL_SCHEDULE_LABELS
 
-        rows = {"automatic": "Automatic", **SCHEDULE_LABELS}
+        rows = {"automatic": "Automatic", **ALL_SCHEDULE_LABELS}  # the WebUI's, then the models' own (Flux2)
         return [{"name": key.replace(" ", "_"), "label": label, "aliases": None, "default_rho": -1,
                  "need_inner_model": False} for key, label in rows.items()]
 

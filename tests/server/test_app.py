@@ -95,7 +95,11 @@ def test_lists_options_and_model_switch(client, engine):
     samplers = client.get("/sdapi/v1/samplers").json()
     assert {"name": "Euler a", "aliases": ["k_euler_a", "k_euler_ancestral", "euler_ancestral"],
             "options": {}} in samplers
-    assert {s["name"] for s in client.get("/sdapi/v1/schedulers").json()} >= {"automatic", "karras", "sgm_uniform"}
+    schedulers = client.get("/sdapi/v1/schedulers").json()
+    assert {s["name"] for s in schedulers} >= {"automatic", "karras", "sgm_uniform"}
+    # ComfyUI's Flux2Scheduler, Flux.2's default, as the WebUI lists a scheduler entry
+    assert {"name": "flux2", "label": "Flux2", "aliases": None, "default_rho": -1,
+            "need_inner_model": False} in schedulers
     models = client.get("/sdapi/v1/sd-models").json()
     assert [m["model_name"] for m in models] == ["tiny-sd1", "tiny-sd1-inpaint"]
     assert models[0]["title"] == f"tiny-sd1 [{models[0]['hash']}]"
