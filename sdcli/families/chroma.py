@@ -40,17 +40,21 @@ class ChromaAdapter(FlowAdapter):
     def run(self, x: Any, t: Any, cond: Conditioning) -> Any:
         import torch
 
+        from sdcli.families.chroma_attention import MASK_KEY, TEXT_KEY, use_mask_processor
+
         batch, _, h, w = x.shape
         tokens = pack(x)
         text = cond.crossattn.to(self.dtype)
-        mask = cond.extra.get("mask")
-        if mask is not None:
+        mask, masked = cond.extra.get("mask"), {}
+        if mask is not None:  # diffusers' mask, handed to sdcli's processor whole (families.chroma_attention)
             mask = mask.to(x.device, self.dtype).expand(batch, -1)
             mask = torch.cat([mask, torch.ones(batch, tokens.shape[1], device=x.device, dtype=self.dtype)], dim=1)
+            use_mask_processor(self.module)
+            masked = {"joint_attention_kwargs": {MASK_KEY: mask, TEXT_KEY: text.shape[1]}}
         txt_ids = torch.zeros(text.shape[1], 3, device=x.device, dtype=x.dtype)
         out = self.module(hidden_states=tokens.to(self.dtype), encoder_hidden_states=text, timestep=t.to(self.dtype),
-                          img_ids=image_ids(h, w, x.device, x.dtype), txt_ids=txt_ids, attention_mask=mask,
-                          return_dict=False)[0]
+                          img_ids=image_ids(h, w, x.device, x.dtype), txt_ids=txt_ids, return_dict=False,
+                          **masked)[0]
         return unpack(out, h, w)
 
 
