@@ -41,6 +41,17 @@ class ModelCache:
     _storage: tuple[str | None, tuple[str, ...]] = (None, ())  # the held model's storage and quantized encoders
     _model: LoadedModel | None = None
     _controls_of: LoadedModel | None = None
+    # model path -> its short hash, worked out once per cache: a batch line otherwise walked the folder, stat'ed
+    # its files and read the hash cache file again (the weights in memory are the ones first hashed)
+    _hashes: dict[Path, str] = field(default_factory=dict)
+
+    def model_hash(self, path: Path) -> str:
+        """The short hash (models.resolve.model_hash) of the model file or folder at `path`, once per cache."""
+        from sdcli.models import resolve
+
+        if path not in self._hashes:
+            self._hashes[path] = resolve.model_hash(path)
+        return self._hashes[path]
 
     def model(self, ref: ModelRef, plan: RuntimePlan, stage: Stage | None = None) -> LoadedModel:
         """`ref` loaded, loading it (and dropping the one held before) when it is not the one held."""
@@ -56,13 +67,13 @@ class ModelCache:
 
     def refiner(self, ref: ModelRef | None, plan: RuntimePlan) -> LoadedModel | None:
         """The loaded --refiner (None without one), named for the infotext; loaded once."""
-        from sdcli.models import loader, resolve
+        from sdcli.models import loader
 
         if ref is None:
             return None
         if ref.path not in self.refiners:
             refiner = (self.load_refiner or loader.load_model)(ref, plan)
-            refiner.name, refiner.hash = ref.name, resolve.model_hash(ref.hash_path)
+            refiner.name, refiner.hash = ref.name, self.model_hash(ref.hash_path)
             self.refiners[ref.path] = refiner
         return self.refiners[ref.path]
 
@@ -141,14 +152,12 @@ class LoadedJob:
 def load_job(plan: JobPlan, cache: ModelCache, notes: Notes, *, stage: Stage | None = None,
              loaded: LoadedModel | None = None) -> LoadedJob:
     """Load what `plan` names (the base model from `cache` unless `loaded` is given), add-ons applied."""
-    from sdcli.models import resolve
-
     if loaded is None:
         loaded = cache.model(plan.model, plan.runtime, stage)
     apply_assets(loaded, plan.extras, plan.assets, notes)
     with stage("loading ControlNet") if stage and plan.control else nullcontext():
         control = cache.control(plan.control, loaded, plan.assets.allow_pickle)
-    model_hash = resolve.model_hash(plan.model.hash_path)
+    model_hash = cache.model_hash(plan.model.hash_path)
     refiner = cache.refiner(plan.refiner, plan.runtime)
     upscaler = cache.hires_upscaler(plan.hires_upscaler, plan.assets, plan.runtime)
     with stage("loading face restorer") if stage and plan.faces else nullcontext():

@@ -47,3 +47,18 @@ def test_steady_img2img_lines_walk_the_modules_within_budget(tmp_path, tiny_mode
     assert per_line[("device", "UNet2DConditionModel")] >= 1  # the spy sees the walks
     over = {key: count for key, count in per_line.items() if count > BUDGET.get(key, 0)}
     assert not over, f"walks per line over budget: {over}"
+
+
+def test_the_model_is_hashed_once_per_batch(tmp_path, tiny_model, tiny_pipe, monkeypatch):
+    """Every line's infotext carries the model hash; it is worked out once, not per line (a folder walk, a
+    stat of each file and a read of the hash cache file each time)."""
+    from sdcli.models import resolve
+
+    calls, real = [], resolve.model_hash
+    monkeypatch.setattr(resolve, "model_hash", lambda path: calls.append(path) or real(path))
+    stats, reporter = batch(tmp_path, tiny_model, tiny_pipe, "a\nb\nc\n", group=1)
+    assert stats.done == 3 and len(calls) == 1
+    from sdcli.io.metadata import read_infotext
+
+    texts = [read_infotext(r["path"]) for r in items(tmp_path / "out")]
+    assert len(texts) == 3 and all(f"Model hash: {real(tiny_model)}," in text for text in texts)
