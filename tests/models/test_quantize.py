@@ -143,3 +143,29 @@ def test_the_loader_asks_for_the_rows_config_for_the_network_and_encoders(tiny_f
                        plan)
     assert asked == [(BY_LABEL["bnb-nf4"], "transformer", ("text_encoder",), torch.float32)]
     assert model.pipe.transformer.layers[0].attention.to_q.weight.dtype == torch.float32  # no layerwise fp8 cast
+
+
+def test_a_t5_lora_loads_into_an_encoder_that_refuses_a_cast(tiny_flux, tmp_path, monkeypatch):
+    """A quantized T5 (--quantize-text-encoder) cannot be cast: transformers refuses `.to(dtype=...)` on a bitsandbytes
+    model. A LoRA's T5 layers once cast the whole encoder after loading; only the new layers are moved now (the real
+    bitsandbytes T5: tests/models/test_quantize_cpu.py)."""
+    from sdcli.models.lora import LoraSpec, apply_loras
+    from sdcli.models.tiny_flux_lora import write_tiny_flux_lora
+    from tests.conftest import _load_on_cpu
+
+    model = _load_on_cpu(tiny_flux["flux-dev"])
+    encoder = model.pipe.text_encoder_2
+    move = type(encoder).to
+
+    def to(self, *args, **kwargs):
+        if self is encoder and (kwargs.get("dtype") is not None or any(isinstance(a, torch.dtype) for a in args)):
+            raise ValueError("You cannot cast a bitsandbytes model in a new `dtype`.")
+        return move(self, *args, **kwargs)
+
+    monkeypatch.setattr(type(encoder), "to", to)
+    path = write_tiny_flux_lora(tiny_flux["flux-dev"], tmp_path / "t5.safetensors", fmt="kohya", t5=True,
+                                transformer=False, text_encoder=False)
+    apply_loras(model, [LoraSpec(path, 1.0, "t5", "t5")])
+    adapted = [m for m in encoder.modules() if hasattr(m, "lora_A")]
+    assert adapted and all(m.lora_A["sdcli_t5"].weight.dtype == torch.float32 for m in adapted)
+
