@@ -169,3 +169,24 @@ def test_a_t5_lora_loads_into_an_encoder_that_refuses_a_cast(tiny_flux, tmp_path
     adapted = [m for m in encoder.modules() if hasattr(m, "lora_A")]
     assert adapted and all(m.lora_A["sdcli_t5"].weight.dtype == torch.float32 for m in adapted)
 
+
+def test_the_quantization_backends_log_nothing_under_sdcli(monkeypatch):
+    """bitsandbytes logs a line per LLM.int8 matmul (its input cast to fp16), and at import, like torchao, the
+    kernels this machine lacks; sdcli quiets their loggers (models.quiet) before they are imported."""
+    import logging
+
+    from sdcli.models.quiet import QUANTIZATION_LOGGERS, quiet_libraries
+
+    monkeypatch.delenv("SDCLI_DEBUG", raising=False)
+    saved = {name: logging.getLogger(name).level for name in QUANTIZATION_LOGGERS}
+    try:
+        for name in saved:  # as before any quiet_libraries() of this process
+            logging.getLogger(name).setLevel(logging.NOTSET)
+        quiet_libraries()
+        for name in ("bitsandbytes.autograd._functions", "bitsandbytes.backends.cpu.ops", "torchao",
+                     "torch.utils._pytree"):
+            assert not logging.getLogger(name).isEnabledFor(logging.WARNING), name
+        assert logging.getLogger("sdcli").isEnabledFor(logging.WARNING)
+    finally:
+        for name, level in saved.items():
+            logging.getLogger(name).setLevel(level)
