@@ -190,3 +190,26 @@ def test_the_quantization_backends_log_nothing_under_sdcli(monkeypatch):
     finally:
         for name, level in saved.items():
             logging.getLogger(name).setLevel(level)
+
+
+def test_the_offload_plan_counts_weights_already_on_the_device_as_free(tiny_family, monkeypatch):
+    """bitsandbytes loads its quantized parts straight onto the GPU, so the free memory read after loading no longer
+    holds them while the parts' bytes count them: they were counted twice, and a model that fits all resident was
+    offloaded (12 GB and Flux.1 dev in nf4: sequential offload instead of model). Here a CPU plays the GPU: every
+    weight is on it, and half their bytes are free besides."""
+    from dataclasses import replace
+
+    import sdcli.models.placement as placement
+    from sdcli.models.loader import load_model
+    from sdcli.models.resolve import ModelRef
+    from sdcli.models.runtime import RuntimeOptions, plan_runtime
+
+    plan = plan_runtime(RuntimeOptions(), cuda=False, mps=False, xformers=False)
+    model = load_model(ModelRef(tiny_family("zimage"), "z"), plan)
+    total = sum(placement.part_bytes(model.pipe).values())
+    monkeypatch.setattr(placement, "free_memory", lambda device: total // 2)
+    monkeypatch.setattr(placement, "working_bytes", lambda model, plan: 0)
+    fit = placement.apply_plan(model, replace(plan, cpu_offload="auto"))
+    assert model.runtime.cpu_offload == "none", fit.reasons  # 1.5x the weights free: all resident
+    assert not any("offload" in reason for reason in fit.reasons)
+    assert placement.resident_bytes(model.pipe, "cpu") == total and placement.resident_bytes(model.pipe, "cuda") == 0
