@@ -24,7 +24,7 @@ QUANTIZED = {"nf4": ("Linear4bit", "Params4bit"), "fp4": ("Linear4bit", "Params4
              "int8": ("Linear8bitLt", "Int8Params"), "fp8": ("Linear", "Float8Tensor")}
 # Mean |difference| (levels of 255) from the unquantized image, 64 px, 4 steps, fp32, text encoder quantized too.
 # Measured on the tiny models with bitsandbytes 0.50.2 and torchao 0.18.0: nf4 1.9-4.9 (Chroma's, its T5 in
-# nf4, the most), fp4 2.4-5.9, int8 0.12-0.34, fp8 0.42-0.77. The bounds leave about 1.5x room.
+# nf4, the most), fp4 2.3-5.9, int8 0.12-0.32, fp8 0.42-0.77. The bounds leave 1.5-2x room.
 NEAR = {"nf4": 7.5, "fp4": 9.0, "int8": 0.6, "fp8": 1.2}
 _FULL: dict[tuple[str, tuple[str, ...]], np.ndarray] = {}
 
