@@ -16,7 +16,7 @@ from sdcli.request.storage import QUANTIZE
 from tests.quant_cpu import QUANT, quant_on_cpu  # noqa: F401 (the fixture)
 
 pytestmark = [*QUANT, pytest.mark.usefixtures("quant_on_cpu")]
-RUN = ("--steps", "4", "-W", "64", "-H", "64", "--seed", "7")
+RUN = ("--device", "cpu", "--steps", "4", "-W", "64", "-H", "64", "--seed", "7")  # CPU on a GPU machine too
 FAMILIES = ("flux-dev", "zimage", "qwen-image", "flux2-klein", "chroma", "sd3")
 # What a quantized torch.nn.Linear becomes: bitsandbytes' layer and parameter classes; torchao keeps the Linear and
 # makes its weight a tensor subclass.
@@ -82,7 +82,7 @@ def test_each_family_loads_quantized_and_generates(cli, tiny_family, loaded_mode
     text = read_infotext(png)
     assert f"Diffusion in Low Bits: {row.label}" in text and "Quantize text encoder: True" in text
     # 3. Replay reads the storage back: the same image, the same record.
-    result = cli("replay", png, "-m", model, "-o", tmp_path / "replay")
+    result = cli("replay", png, "-m", model, "--device", "cpu", "-o", tmp_path / "replay")
     assert result.exit_code == 0, result.stderr
     (replayed,) = (tmp_path / "replay").glob("*.png")
     assert np.array_equal(low, np.asarray(Image.open(replayed), dtype=np.int16))
@@ -189,7 +189,7 @@ def test_the_webui_api_loads_the_storage_it_is_given(cli, tiny_family, tmp_path)
     from sdcli.server.engine import Engine
 
     model = tiny_family("zimage")
-    client = TestClient(create_app(Engine.from_specs([str(model)], RuntimeOptions()),
+    client = TestClient(create_app(Engine.from_specs([str(model)], RuntimeOptions(device="cpu")),
                                    limits=Limits(max_body_bytes=1 << 20, max_pixels=64 * 64, max_images=4)))
     payload = {"prompt": "a red cube", "width": 64, "height": 64, "seed": 7, "steps": 4}
     for storage, mode in (("bnb-nf4", "nf4"), ("torchao-float8wo", "fp8")):
