@@ -80,11 +80,21 @@ def apply_plan(model: LoadedModel, plan: RuntimePlan) -> Fit:
 
 def part_bytes(pipe: Any) -> dict[str, int]:
     """Bytes of each torch module of a pipeline (weights and buffers as loaded: the compute dtype, or the
-    stored one of quantized layers)."""
+    stored one of quantized layers: stored_bytes)."""
     import torch
 
-    return {name: sum(t.numel() * t.element_size() for t in (*part.parameters(), *part.buffers()))
+    return {name: sum(stored_bytes(t) for t in (*part.parameters(), *part.buffers()))
             for name, part in pipe.components.items() if isinstance(part, torch.nn.Module)}
+
+
+def stored_bytes(tensor: Any) -> int:
+    """Bytes a weight takes in memory: a tensor subclass (torchao's Float8Tensor, whose dtype is the compute
+    dtype) by the tensors it holds; bitsandbytes' 4-bit weights with their blocks' scales (quant_state)."""
+    flatten = getattr(tensor, "__tensor_flatten__", None)
+    if flatten is not None:
+        return sum(stored_bytes(getattr(tensor, name)) for name in flatten()[0])
+    scales = getattr(getattr(tensor, "quant_state", None), "absmax", None)
+    return tensor.numel() * tensor.element_size() + (stored_bytes(scales) if scales is not None else 0)
 
 
 def resident_bytes(pipe: Any, device: str) -> int:
@@ -93,7 +103,7 @@ def resident_bytes(pipe: Any, device: str) -> int:
     import torch
 
     where = torch.device(device)
-    return sum(t.numel() * t.element_size() for part in pipe.components.values() if isinstance(part, torch.nn.Module)
+    return sum(stored_bytes(t) for part in pipe.components.values() if isinstance(part, torch.nn.Module)
                for t in (*part.parameters(), *part.buffers())
                if t.device.type == where.type and where.index in (None, t.device.index))
 

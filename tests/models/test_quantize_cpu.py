@@ -200,3 +200,38 @@ def test_the_webui_api_loads_the_storage_it_is_given(cli, tiny_family, tmp_path)
         assert f"Diffusion in Low Bits: {storage}" in json.loads(answer.json()["info"])["infotexts"][0]
         made, _ = _run(cli, tmp_path / mode, model, "--quantize", mode)
         assert np.array_equal(np.asarray(served, dtype=np.int16), made)
+
+
+
+@pytest.mark.parametrize("mode", ["nf4", "int8", "fp8"])
+def test_the_offload_planner_counts_the_bytes_as_stored(tiny_family, mode):
+    """placement.part_bytes (what --cpu-offload auto weighs) counts a quantized Linear's weight as it is stored:
+    nf4 4 bits and a float32 scale a block of 64 (4.5 bits), int8 a byte, torchao's fp8 a byte and a float32
+    scale a row. torchao's Float8Tensor reports the compute dtype (bf16 on CUDA: 2 bytes), which was counted, and
+    the nf4 blocks' scales were not."""
+    from sdcli.models.loader import load_model
+    from sdcli.models.placement import part_bytes
+    from sdcli.models.resolve import ModelRef
+    from sdcli.models.runtime import RuntimeOptions, plan_runtime
+
+    plan = plan_runtime(RuntimeOptions(device="cpu", dtype="bf16"), cuda=False, mps=False, xformers=False)
+    ref = ModelRef(tiny_family("flux-dev"), "flux-dev", storage=QUANTIZE[mode].label,
+                   storage_encoders=("text_encoder_2",))
+    pipe = load_model(ref, plan).pipe
+
+    def expected(part: torch.nn.Module) -> int:
+        quantized = {f"{name}.weight": m for name, m in part.named_modules() if _linears(m) == [QUANTIZED[mode]]}
+        size = 0
+        for name, tensor in (*part.named_parameters(), *part.named_buffers()):
+            if (layer := quantized.get(name)) is None:
+                size += tensor.numel() * tensor.element_size()
+                continue
+            weights = layer.in_features * layer.out_features
+            size += {"nf4": weights // 2 + weights // 64 * 4, "int8": weights,
+                     "fp8": weights + layer.out_features * 4}[mode]
+        assert quantized
+        return size
+
+    measured = part_bytes(pipe)
+    assert measured["transformer"] == expected(pipe.transformer)
+    assert measured["text_encoder_2"] == expected(pipe.text_encoder_2)
