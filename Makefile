@@ -8,7 +8,7 @@ CONSTRAINTS ?= constraints.txt
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.sdcli-installed
 
-.PHONY: install demo test test-fast test-js lint fmt bench bench-gpu parity clean
+.PHONY: install demo test test-fast test-js test-quant lint fmt bench bench-gpu parity clean
 
 install: $(STAMP)
 
@@ -37,6 +37,15 @@ test-fast: install
 # too (slow). The client installs with `npm ci` into ~/.cache/sdcli-tests (or $SDCLI_JS_CACHE).
 test-js: install
 	$(BIN)/python -m pytest -q -rs tests/server/test_js_client.py $(PYTEST_ARGS)
+
+# --quantize loaded and run on this CPU (tests marked `quant`, tests/quant_cpu.py): bitsandbytes and torchao go into
+# a scratch folder on PYTHONPATH, never into the venv (--no-deps: torch, numpy and packaging come from the venv).
+QUANT_PKGS ?= /tmp/sdcli-quant-pkgs
+QUANT_SPEC ?= bitsandbytes==0.50.2 torchao==0.18.0
+test-quant: install
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps --upgrade --target $(QUANT_PKGS) \
+		$(QUANT_SPEC)
+	PYTHONPATH=$(QUANT_PKGS) $(BIN)/python -m pytest -m quant -q -rs $(PYTEST_ARGS)
 
 # sdcli vs hand-written diffusers code, interleaved repetitions (see bench/README.md).
 # Full run: several minutes (builds a full-size SD1.5-architecture model once, ~4 GB).

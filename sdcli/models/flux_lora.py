@@ -92,7 +92,12 @@ def load_t5(pipe: Any, t5: Tensors, adapter: str, component: str = T5_PEFT[:-1])
                         target_modules=sorted(ranks))
     encoder = getattr(pipe, component)
     encoder.load_adapter(adapter_name=adapter, adapter_state_dict=weights, peft_config=config)
-    encoder.to(device=encoder.device, dtype=encoder.dtype)
+    # The new layers to the encoder's device and dtype; the encoder itself is left as loaded: a quantized one
+    # (--quantize-text-encoder) cannot be cast (bitsandbytes refuses), and the rest is in place already.
+    for module in encoder.modules():
+        for layers in (getattr(module, "lora_A", None), getattr(module, "lora_B", None)):
+            if layers is not None and adapter in layers:
+                layers[adapter].to(device=encoder.device, dtype=encoder.dtype)
 
 
 def _modules(table: dict[str, str]) -> dict[str, str]:

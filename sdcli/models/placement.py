@@ -25,9 +25,11 @@ def apply_plan(model: LoadedModel, plan: RuntimePlan) -> Fit:
     # 1. Matmul precision and placement ("auto": from the parts' sizes and the free VRAM, models.runtime).
     reasons: tuple[str, ...] = ()
     if plan.cpu_offload == "auto":
-        offload, why = plan_offload(part_bytes(pipe), network=model.family.network_component,
-                                    free_bytes=free_memory(plan.device), working=working_bytes(model, plan),
-                                    compile=plan.compile)
+        free = free_memory(plan.device)
+        if free is not None:  # what is on the GPU already (bitsandbytes loads its parts there) counts as free
+            free += resident_bytes(pipe, plan.device)
+        offload, why = plan_offload(part_bytes(pipe), network=model.family.network_component, free_bytes=free,
+                                    working=working_bytes(model, plan), compile=plan.compile)
         plan, reasons = replace(plan, cpu_offload=offload), (why,) if offload != "none" else ()
     if plan.tf32:
         torch.backends.cuda.matmul.allow_tf32 = True
@@ -78,11 +80,32 @@ def apply_plan(model: LoadedModel, plan: RuntimePlan) -> Fit:
 
 def part_bytes(pipe: Any) -> dict[str, int]:
     """Bytes of each torch module of a pipeline (weights and buffers as loaded: the compute dtype, or the
-    stored one of quantized layers)."""
+    stored one of quantized layers: stored_bytes)."""
     import torch
 
-    return {name: sum(t.numel() * t.element_size() for t in (*part.parameters(), *part.buffers()))
+    return {name: sum(stored_bytes(t) for t in (*part.parameters(), *part.buffers()))
             for name, part in pipe.components.items() if isinstance(part, torch.nn.Module)}
+
+
+def stored_bytes(tensor: Any) -> int:
+    """Bytes a weight takes in memory: a tensor subclass (torchao's Float8Tensor, whose dtype is the compute
+    dtype) by the tensors it holds; bitsandbytes' 4-bit weights with their blocks' scales (quant_state)."""
+    flatten = getattr(tensor, "__tensor_flatten__", None)
+    if flatten is not None:
+        return sum(stored_bytes(getattr(tensor, name)) for name in flatten()[0])
+    scales = getattr(getattr(tensor, "quant_state", None), "absmax", None)
+    return tensor.numel() * tensor.element_size() + (stored_bytes(scales) if scales is not None else 0)
+
+
+def resident_bytes(pipe: Any, device: str) -> int:
+    """Bytes of a pipeline's weights and buffers on `device` already: a quantized part that bitsandbytes loaded
+    straight onto the GPU, which the free memory the offload plan reads no longer holds while part_bytes counts it."""
+    import torch
+
+    where = torch.device(device)
+    return sum(stored_bytes(t) for part in pipe.components.values() if isinstance(part, torch.nn.Module)
+               for t in (*part.parameters(), *part.buffers())
+               if t.device.type == where.type and where.index in (None, t.device.index))
 
 
 def working_bytes(model: LoadedModel, plan: RuntimePlan) -> int:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 
+QUANTIZATION_LOGGERS = ("bitsandbytes", "torchao", "torch.utils._pytree")
+
 
 def quiet_libraries() -> None:
     """Silence diffusers/transformers/hub progress bars and warnings; sdcli reports itself.
@@ -11,6 +13,7 @@ def quiet_libraries() -> None:
     Env vars must be set before those libraries are imported (some warn at import);
     already-imported ones are set directly. SDCLI_DEBUG=1 keeps their output.
     """
+    import logging
     import sys
     import warnings
 
@@ -22,6 +25,10 @@ def quiet_libraries() -> None:
     warnings.filterwarnings("ignore", category=FutureWarning, module=r"(diffusers|transformers)\b")
     for name in ("diffusers", "transformers"):
         if name in sys.modules:
-            logging = sys.modules[name].utils.logging
-            logging.set_verbosity_error()
-            logging.disable_progress_bar()
+            library = sys.modules[name].utils.logging
+            library.set_verbosity_error()
+            library.disable_progress_bar()
+    # The quantization backends (--quantize) log as they are imported (kernels this machine lacks) and, LLM.int8,
+    # on every matmul; torch logs deprecations that torchao's import trips. Python loggers: set before the import.
+    for name in QUANTIZATION_LOGGERS:
+        logging.getLogger(name).setLevel(logging.ERROR)

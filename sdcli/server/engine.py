@@ -216,10 +216,11 @@ class Engine:
             self._plan = detect_runtime(self.runtime)
         return self._plan
 
-    def _pipeline(self, model: ServedModel, switch: bool = True) -> LoadedModel:
-        """`model` loaded, loading it (and dropping the previous one) when needed; with `switch` it is the
+    def _pipeline(self, model: ServedModel, switch: bool = True, ref: ModelRef | None = None) -> LoadedModel:
+        """`model` loaded, loading it (and dropping the previous one) when needed; `ref`: as a job's plan names it
+        (its storage: override_settings.forge_unet_storage_dtype), else as served. With `switch` it is the
         current model after (what requests naming no model get). Lock held."""
-        loaded = self.cache.model(model.ref, self.plan)
+        loaded = self.cache.model(ref or model.ref, self.plan)
         if switch:
             self.current = model
         return loaded
@@ -323,7 +324,7 @@ class Engine:
         """
         plan, model = self.prepare(request, model_spec, add_ons, webui)
         with self._slot():
-            job = load_job(plan, self.cache, lambda _message: None, loaded=self._pipeline(model, switch))
+            job = load_job(plan, self.cache, lambda _message: None, loaded=self._pipeline(model, switch, plan.model))
             request = recorded_request(plan).with_resolved_seed()
             every = int(self.options.get("show_progress_every_n_steps", 10))
             progress = self.progress = Progress(

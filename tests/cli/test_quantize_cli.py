@@ -131,6 +131,49 @@ def test_webui_api_override_settings(tiny_family, tiny_family_pipe):
     assert answer.status_code == 200, answer.text
 
 
+def test_webui_api_override_settings_loads_that_storage(cli, tiny_family, tmp_path):
+    """The server once loaded the served model as stored whatever override_settings said, and recorded the override:
+    an image labelled float8-e4m3fn made in full precision. Its image is the CLI's with --low-bits now."""
+    import base64
+    import io
+    import json
+
+    import numpy as np
+    from fastapi.testclient import TestClient
+    from PIL import Image
+
+    from sdcli.models.runtime import RuntimeOptions
+    from sdcli.server.app import Limits, create_app
+    from sdcli.server.engine import Engine
+
+    zimage = tiny_family("zimage")
+    client = TestClient(create_app(Engine.from_specs([str(zimage)], RuntimeOptions()),
+                                   limits=Limits(max_body_bytes=1 << 20, max_pixels=64 * 64, max_images=4)))
+    payload = {"prompt": "a cat", "width": 32, "height": 32, "seed": 3, "steps": 2}
+
+    def served(storage: str) -> tuple[np.ndarray, str]:
+        answer = client.post("/sdapi/v1/txt2img",
+                             json={**payload, "override_settings": {"forge_unet_storage_dtype": storage}})
+        assert answer.status_code == 200, answer.text
+        image = Image.open(io.BytesIO(base64.b64decode(answer.json()["images"][0])))
+        return np.asarray(image, dtype=np.int16), json.loads(answer.json()["info"])["infotexts"][0]
+
+    def made(*args: str) -> np.ndarray:
+        out = tmp_path / str(len(args))
+        result = cli("txt2img", "-m", zimage, "--steps", "2", "-W", "32", "-H", "32", "--seed", "3", "-o", out, *args,
+                     "a cat")
+        assert result.exit_code == 0, result.stderr
+        (png,) = out.glob("*.png")
+        return np.asarray(Image.open(png), dtype=np.int16)
+
+    low, text = served("float8-e4m3fn")
+    assert "Diffusion in Low Bits: float8-e4m3fn" in text
+    assert np.array_equal(low, made("--low-bits", "float8-e4m3fn"))
+    full, text = served("Automatic")  # the next request without it: the model as stored again
+    assert "Diffusion in Low Bits" not in text and np.array_equal(full, made())
+    assert not np.array_equal(low, full)
+
+
 def test_xyz_axis_loads_each_storage(cli, tiny_family, tmp_path):
     import numpy as np
     from PIL import Image

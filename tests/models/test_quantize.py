@@ -143,3 +143,73 @@ def test_the_loader_asks_for_the_rows_config_for_the_network_and_encoders(tiny_f
                        plan)
     assert asked == [(BY_LABEL["bnb-nf4"], "transformer", ("text_encoder",), torch.float32)]
     assert model.pipe.transformer.layers[0].attention.to_q.weight.dtype == torch.float32  # no layerwise fp8 cast
+
+
+def test_a_t5_lora_loads_into_an_encoder_that_refuses_a_cast(tiny_flux, tmp_path, monkeypatch):
+    """A quantized T5 (--quantize-text-encoder) cannot be cast: transformers refuses `.to(dtype=...)` on a bitsandbytes
+    model. A LoRA's T5 layers once cast the whole encoder after loading; only the new layers are moved now (the real
+    bitsandbytes T5: tests/models/test_quantize_cpu.py)."""
+    from sdcli.models.lora import LoraSpec, apply_loras
+    from sdcli.models.tiny_flux_lora import write_tiny_flux_lora
+    from tests.conftest import _load_on_cpu
+
+    model = _load_on_cpu(tiny_flux["flux-dev"])
+    encoder = model.pipe.text_encoder_2
+    move = type(encoder).to
+
+    def to(self, *args, **kwargs):
+        if self is encoder and (kwargs.get("dtype") is not None or any(isinstance(a, torch.dtype) for a in args)):
+            raise ValueError("You cannot cast a bitsandbytes model in a new `dtype`.")
+        return move(self, *args, **kwargs)
+
+    monkeypatch.setattr(type(encoder), "to", to)
+    path = write_tiny_flux_lora(tiny_flux["flux-dev"], tmp_path / "t5.safetensors", fmt="kohya", t5=True,
+                                transformer=False, text_encoder=False)
+    apply_loras(model, [LoraSpec(path, 1.0, "t5", "t5")])
+    adapted = [m for m in encoder.modules() if hasattr(m, "lora_A")]
+    assert adapted and all(m.lora_A["sdcli_t5"].weight.dtype == torch.float32 for m in adapted)
+
+
+def test_the_quantization_backends_log_nothing_under_sdcli(monkeypatch):
+    """bitsandbytes logs a line per LLM.int8 matmul (its input cast to fp16), and at import, like torchao, the
+    kernels this machine lacks; sdcli quiets their loggers (models.quiet) before they are imported."""
+    import logging
+
+    from sdcli.models.quiet import QUANTIZATION_LOGGERS, quiet_libraries
+
+    monkeypatch.delenv("SDCLI_DEBUG", raising=False)
+    saved = {name: logging.getLogger(name).level for name in QUANTIZATION_LOGGERS}
+    try:
+        for name in saved:  # as before any quiet_libraries() of this process
+            logging.getLogger(name).setLevel(logging.NOTSET)
+        quiet_libraries()
+        for name in ("bitsandbytes.autograd._functions", "bitsandbytes.backends.cpu.ops", "torchao",
+                     "torch.utils._pytree"):
+            assert not logging.getLogger(name).isEnabledFor(logging.WARNING), name
+        assert logging.getLogger("sdcli").isEnabledFor(logging.WARNING)
+    finally:
+        for name, level in saved.items():
+            logging.getLogger(name).setLevel(level)
+
+
+def test_the_offload_plan_counts_weights_already_on_the_device_as_free(tiny_family, monkeypatch):
+    """bitsandbytes loads its quantized parts straight onto the GPU, so the free memory read after loading no longer
+    holds them while the parts' bytes count them: they were counted twice, and a model that fits all resident was
+    offloaded (12 GB and Flux.1 dev in nf4: sequential offload instead of model). Here a CPU plays the GPU: every
+    weight is on it, and half their bytes are free besides."""
+    from dataclasses import replace
+
+    import sdcli.models.placement as placement
+    from sdcli.models.loader import load_model
+    from sdcli.models.resolve import ModelRef
+    from sdcli.models.runtime import RuntimeOptions, plan_runtime
+
+    plan = plan_runtime(RuntimeOptions(), cuda=False, mps=False, xformers=False)
+    model = load_model(ModelRef(tiny_family("zimage"), "z"), plan)
+    total = sum(placement.part_bytes(model.pipe).values())
+    monkeypatch.setattr(placement, "free_memory", lambda device: total // 2)
+    monkeypatch.setattr(placement, "working_bytes", lambda model, plan: 0)
+    fit = placement.apply_plan(model, replace(plan, cpu_offload="auto"))
+    assert model.runtime.cpu_offload == "none", fit.reasons  # 1.5x the weights free: all resident
+    assert not any("offload" in reason for reason in fit.reasons)
+    assert placement.resident_bytes(model.pipe, "cpu") == total and placement.resident_bytes(model.pipe, "cuda") == 0
