@@ -52,6 +52,9 @@ def apply_plan(model: LoadedModel, plan: RuntimePlan) -> Fit:
 
     # 3. Exactly one attention processor.
     if plan.fuse_qkv:
+        if not hasattr(pipe, "fuse_qkv_projections"):  # diffusers fuses the UNet pipelines' attention only
+            raise UsageError(f"--fuse-qkv: diffusers fuses the attention projections of SD 1.x/2.x/SDXL UNets "
+                             f"only; leave it out for this {model.family.name} model")
         pipe.fuse_qkv_projections()
     elif plan.attention == "xformers":
         try:

@@ -126,3 +126,12 @@ def test_a_single_file_is_detected_and_refused_in_one_line(cli, family: FlowFami
     result = cli("txt2img", "-m", path, *RUN, "-o", tmp_path / "o", "a cat")
     assert result.exit_code in (1, 2) and len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert message in result.stderr
+
+
+@pytest.mark.parametrize("family", CLI_FAMILIES[:1], ids=lambda f: f.key)
+def test_fuse_qkv_is_refused_by_name(cli, family: FlowFamily, model, tmp_path):
+    """diffusers' flow pipelines have no fuse_qkv_projections: a one-line refusal, not an AttributeError."""
+    result = cli("txt2img", *model, *RUN, "--fuse-qkv", "-o", tmp_path / "o", "a cat")
+    assert result.exit_code == 2, result.stderr
+    assert "--fuse-qkv:" in result.stderr and "AttributeError" not in result.stderr
+    assert not (tmp_path / "o").exists() or not list((tmp_path / "o").glob("*.png"))
