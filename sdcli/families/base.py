@@ -267,10 +267,10 @@ class Family:
         return False
 
     def parameterisation(self, scheduler: Json, prediction: str | None = None,
-                         shift: float | None = None) -> Parameterisation:
+                         shift: float | None = None, sampling: str | None = None) -> Parameterisation:
         """The model's noise parameterisation (sampling.parameterisation) from its scheduler config;
         `prediction` ("eps"/"v", --prediction-type) overrides what the config says; `shift` (--shift) the
-        schedule shift of a flow model."""
+        schedule shift of a flow model; `sampling` (--model-sampling) a ComfyUI ModelSampling node's sigmas."""
         raise NotImplementedError(self.name)
 
     def prompt_encoder(self, pipe: Any, clip_skip: int, emphasis: str, size: tuple[int, int],

@@ -150,6 +150,9 @@ def run(
     hires = hires_stage(model, encoded, own, (width, height), hires_upscaler)
     hires_names = (*hires_choices(request), hires.upscaler.ref.name) if hires else None
     batch_run = own_batch if own else pipeline_batch
+    if request.zero_negative and not own:
+        raise UsageError("--zero-negative: this model or sampler runs diffusers' pipeline, not sdcli's loop, "
+                         "which zeroes the negative conditioning")
     control_params: dict[str, Any] = {}
     if any(unit.model for unit in request.controlnets) and control is None:
         raise UsageError("--controlnet: the ControlNet models were not loaded for this run")

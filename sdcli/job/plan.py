@@ -311,6 +311,7 @@ FAMILY_SETTINGS = (
     ("hires.distilled_cfg_scale", "--hires-distilled-cfg", "distilled_guidance", "have no distilled guidance",
      "Flux dev"),
     ("shift", "--shift", "shift", "have no sigma shift to set", "flow models such as Flux"),
+    ("model_sampling", "--model-sampling", "shift", "have no flow sigmas to set", "flow models such as Flux"),
     ("low_bits", "--low-bits", "low_bits", "are not stored in low bits by sdcli", "Flux"),
 )
 
