@@ -3,8 +3,9 @@
 Hand-written: sd-parsers needs both chunks and follows the UI's links (an API-only image, or a
 UI-only one, reads as nothing), and replay needs each standard node by its role. The graph is
 walked back from the sampler: model chain (loaders, LoRAs, ModelSampling*), conditioning
-(CLIPTextEncode, FluxGuidance, CLIPSetLastLayer), latent (EmptyLatentImage, VAEEncode+LoadImage: the input's
-file name, found by replay).
+(CLIPTextEncode, FluxGuidance, CLIPSetLastLayer; ConditioningZeroOut on the negative: --zero-negative), latent
+(EmptyLatentImage and its SD3/Flux2 forms, VAEEncode+LoadImage: the input's file name, found by replay);
+ModelSamplingAuraFlow/SD3 are --model-sampling with their --shift (the model's sigmas replaced, as ComfyUI does).
 Any other node is listed in `unmapped`, and replay refuses the image naming them.
 """
 
@@ -44,6 +45,8 @@ WIDGETS: dict[str, tuple[str, ...]] = {
     "FluxGuidance": ("guidance",),
     "ModelSamplingFlux": ("max_shift", "base_shift", "width", "height"),
     "ModelSamplingSD3": ("shift",),
+    "ModelSamplingAuraFlow": ("shift",),
+    "ConditioningZeroOut": (),
     "EmptyLatentImage": ("width", "height", "batch_size"),
     "EmptySD3LatentImage": ("width", "height", "batch_size"),
     "EmptyFlux2LatentImage": ("width", "height", "batch_size"),
@@ -55,6 +58,9 @@ WIDGETS: dict[str, tuple[str, ...]] = {
 }
 ANNOTATION = re.compile(r" \[(input|output|temp)\]$")  # the folder tag the UI appends to an image name
 UI_ONLY = ("Note", "MarkdownNote", "PrimitiveNode", "Reroute")  # the UI's own nodes: never in what ran
+# ComfyUI's ModelSampling nodes of flow models -> sdcli's --model-sampling (request.vocabulary.MODEL_SAMPLINGS)
+MODEL_SAMPLING_NODES = {"ModelSamplingAuraFlow": "auraflow", "ModelSamplingSD3": "sd3"}
+EMPTY_LATENTS = ("EmptyLatentImage", "EmptySD3LatentImage", "EmptyFlux2LatentImage")
 FLUX_SHIFT_INPUTS, FLUX_SHIFT_DEFAULTS = ("max_shift", "base_shift", "width", "height"), (1.15, 0.5, 1024, 1024)
 NOTES = ("ComfyUI draws its samplers' fresh noise (ancestral samplers) on the device it ran on, seeded seed + 1 "
          "on a CPU and seed on a GPU, as --rng comfy does: such an image replays exactly on the same kind of device",)
@@ -226,8 +232,8 @@ class _Walk:
                 if kind == "LoraLoader" and get("strength_clip", 1.0) != get("strength_model", 1.0):
                     self.notes.append(f"LoRA {get('lora_name')}: ComfyUI's strength_clip {get('strength_clip')} "
                                       f"differs from its strength_model; sdcli applies one weight to both")
-            elif kind == "ModelSamplingSD3":
-                self.params["Shift"] = get("shift")
+            elif kind in MODEL_SAMPLING_NODES:  # the model's sigmas replaced: ComfyUI's discrete flow table
+                self.params["Shift"], self.params["Model sampling"] = get("shift"), MODEL_SAMPLING_NODES[kind]
             elif kind == "ModelSamplingFlux":
                 self.params["Shift"] = flux_shift(*(get(k, d) for k, d in zip(FLUX_SHIFT_INPUTS, FLUX_SHIFT_DEFAULTS,
                                                                                strict=True)))
@@ -243,6 +249,11 @@ class _Walk:
             kind = node.get("class_type")
             if kind == "FluxGuidance":
                 self.params["Distilled CFG Scale"] = self.value(node, "guidance")
+                link = node["inputs"].get("conditioning")
+            elif kind == "ConditioningZeroOut":  # zeros shaped as its input's states (sdcli: the negative's only)
+                if role != "negative":
+                    self.unmapped.append(f"a ConditioningZeroOut on the {role} conditioning")
+                self.params["Zero negative"] = "True"
                 link = node["inputs"].get("conditioning")
             elif kind == "CLIPTextEncode":
                 self.clip(node["inputs"].get("clip"))
@@ -273,7 +284,7 @@ class _Walk:
             return
         node = self.node(link, "latent_image")
         kind = node.get("class_type")
-        if kind in ("EmptyLatentImage", "EmptySD3LatentImage", "EmptyFlux2LatentImage"):
+        if kind in EMPTY_LATENTS:
             self.params["Size"] = size(self.value(node, "width"), self.value(node, "height"))
             if self.started:
                 self.unmapped.append(f"{self.started} on an empty latent")
