@@ -104,9 +104,11 @@ class CFGGuider:
 
 def sample(transformer, tokenizer, text_encoder, prompt, negative="", seed=1, width=32, height=32, steps=4,
            sampler="Euler", schedule="Simple", cfg=1.0, shift=3.0, init_latent=None, denoise=1.0, noise="webui",
-           encoder=encode):
+           encoder=encode, zero_negative=False):
     """ComfyUI's latents (process_in space, [1, 16, H/8, W/8]) for one image of `seed`; `init_latent` (process_in
-    space) with `denoise` < 1 is KSampler's img2img; `encoder(tokenizer, text_encoder, text)`: the text path."""
+    space) with `denoise` < 1 is KSampler's img2img; `encoder(tokenizer, text_encoder, text)`: the text path;
+    `zero_negative`: the negative is ConditioningZeroOut of the positive (zeros of its shape). ModelSamplingAuraFlow
+    (discrete flow, multiplier 1, its shift) is this model sampling with its `shift`."""
     ms = DiscreteFlow(shift=shift, multiplier=1.0)
     # 1. Sigmas (KSampler: denoise < 1 takes the tail of a longer schedule).
     if denoise < 1.0:
@@ -123,6 +125,8 @@ def sample(transformer, tokenizer, text_encoder, prompt, negative="", seed=1, wi
     # 3. Conditioning and sampling.
     cond = encoder(tokenizer, text_encoder, prompt)
     uncond = encoder(tokenizer, text_encoder, negative) if cfg != 1.0 else None
+    if zero_negative and uncond is not None:
+        uncond = torch.zeros_like(cond)
     guider = CFGGuider(NextDiT(transformer, ms), cond, uncond, cfg)
     x = CONST().noise_scaling(sigmas[0], initial, latent)
     func = SAMPLERS[sampler]

@@ -1,0 +1,236 @@
+"""Graphs shaped as ComfyUI's official templates for Z-Image Turbo, Qwen-Image, Flux.2 klein/dev and Chroma (their
+node types, links and widget values as the API `prompt` chunk holds them; 32 px, 3 steps), replayed by sdcli on the
+tiny models against the independent transcriptions of ComfyUI (zimage_ref, qwenimage_ref, flux2_ref, chroma_ref,
+comfy_ref's model samplings): ModelSamplingAuraFlow (comfy_extras/nodes_model_advanced.py: ModelSamplingDiscreteFlow
+with the node's shift and multiplier 1, whatever the model's own), ConditioningZeroOut (nodes.py: the conditioning's
+tensors as zeros of their shapes, a pooled output too; unused at CFG 1, where ComfyUI runs no uncond pass) and
+Flux.2 dev's guidance without FluxGuidance (comfy/model_base.py Flux.extra_conds: 3.5). Each mapping is shown to
+matter: the graph without it (or with sdcli's own default) is off the reference."""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import numpy as np
+import pytest
+
+from tests.reference import comfy_flow_text_ref as R
+from tests.reference.test_comfy_flow_text_parity import comfy_graph
+
+pytestmark = [pytest.mark.parity]
+PROMPT, NEGATIVE, SEED, STEPS = "a red cat on a hill", "blurry", 5, 3
+
+
+def levels(a, b):
+    return int(np.abs(a.astype(int) - b.astype(int)).max())
+
+
+def template(clip_type, *, aura=None, zero=False, **settings):
+    """comfy_graph's loaders, encoders, sampler and latent, with the templates' ModelSamplingAuraFlow between the
+    UNETLoader and the sampler (its guider) and the negative as ConditioningZeroOut of the positive."""
+    graph = comfy_graph(PROMPT, NEGATIVE, clip_type, seed=SEED, steps=STEPS, **settings)
+    holder = graph["22"] if "22" in graph else graph["3"]  # Flux.2: the CFGGuider holds model and conditioning
+    if aura is not None:
+        graph["40"] = {"class_type": "ModelSamplingAuraFlow", "inputs": {"shift": aura, "model": ["12", 0]}}
+        holder["inputs"]["model"] = ["40", 0]
+    if zero:
+        del graph["7"]
+        graph["41"] = {"class_type": "ConditioningZeroOut", "inputs": {"conditioning": ["6", 0]}}
+        holder["inputs"]["negative"] = ["41", 0]
+    return graph
+
+
+def replay(model, tmp_path, graph, **overrides):
+    from tests.io.tool_images import comfy_png
+    from tests.reference.test_comfy_parity import replayed
+
+    return replayed(model, comfy_png(tmp_path / "t.png", graph), **overrides)[0]
+
+
+def zimage(model, cfg, shift, zero):
+    from tests.reference import zimage_ref as Z
+
+    pipe = model.pipe
+    negative = PROMPT if zero else NEGATIVE
+    latent = Z.sample(pipe.transformer, pipe.tokenizer, pipe.text_encoder, PROMPT, negative, SEED, 32, 32, STEPS,
+                      "Euler", "Simple", cfg, shift, encoder=R.zimage_encode, zero_negative=zero)
+    return Z.decode(pipe.vae, latent)[0]
+
+
+def test_zimage_turbo_template(tiny_family_pipe, tmp_path, single_thread):
+    """Z-Image Turbo's template (ModelSamplingAuraFlow 3, ConditioningZeroOut negative, CFG 1, EmptySD3LatentImage,
+    CLIPLoader lumina2; its res_multistep sampler as euler, which sdcli has): 0 levels, no uncond pass at CFG 1.
+    At CFG 2 with shift 2: 0 levels; the graph with an encoded negative instead of the zeros, or without the
+    node's shift (Z-Image's own 3), is off; ModelSamplingSD3 (timesteps x 1000) is far off."""
+    model = tiny_family_pipe("zimage")
+    turbo = template("lumina2", aura=3, zero=True)
+    assert levels(replay(model, tmp_path, turbo), zimage(model, 1.0, 3.0, True)) == 0
+    theirs = zimage(model, 2.0, 2.0, True)
+    ours = replay(model, tmp_path, template("lumina2", aura=2, zero=True, cfg=2.0))
+    without_zero = replay(model, tmp_path, template("lumina2", aura=2, cfg=2.0))
+    without_aura = replay(model, tmp_path, template("lumina2", zero=True, cfg=2.0))
+    sd3 = copy.deepcopy(template("lumina2", aura=2, zero=True, cfg=2.0))
+    sd3["40"]["class_type"] = "ModelSamplingSD3"
+    as_sd3 = replay(model, tmp_path, sd3)
+    print(f"zimage cfg 2: {levels(ours, theirs)}; encoded negative {levels(without_zero, theirs)}, no "
+          f"ModelSamplingAuraFlow {levels(without_aura, theirs)}, ModelSamplingSD3 {levels(as_sd3, theirs)}")
+    assert levels(ours, theirs) == 0
+    assert levels(without_zero, theirs) > 0 and levels(without_aura, theirs) > 0 and levels(as_sd3, theirs) > 5
+
+
+def qwen_image(model, ms=None):
+    from tests.reference import qwenimage_ref as Q
+
+    return Q.sample(model.pipe, PROMPT, NEGATIVE, SEED, 32, 32, STEPS, "Euler", "Simple", 2.5, 1.15,
+                    encoder=R.qwen_image_encode, ms=ms)
+
+
+def test_qwen_image_template(tiny_family_pipe, tmp_path, single_thread):
+    """Qwen-Image's template (ModelSamplingAuraFlow 3.1, CFG 2.5, a negative prompt, CLIPLoader qwen_image): the
+    node replaces Qwen-Image's Flux-style table (mu 1.15, 10,000 sigmas) by 1000 discrete sigmas shifted by 3.1:
+    0 levels; without the node far off; the same shift as Flux's mu (ln 3.1 on the 10,000 sigmas) off too."""
+    from tests.reference import comfy_ref as C
+
+    model = tiny_family_pipe("qwen-image")
+    aura = C.DiscreteFlow(shift=3.1, multiplier=1.0)
+    theirs = qwen_image(model, aura)
+    ours = replay(model, tmp_path, template("qwen_image", aura=3.1, cfg=2.5))
+    without = replay(model, tmp_path, template("qwen_image", cfg=2.5))
+    as_mu = replay(model, tmp_path, template("qwen_image", cfg=2.5), shift=math.log(3.1))
+    print(f"qwen-image: {levels(ours, theirs)}; without the node {levels(without, theirs)}, its shift as mu "
+          f"{levels(as_mu, theirs)}")
+    assert levels(ours, theirs) == 0 and levels(without, theirs) > 5 and levels(as_mu, theirs) > 0
+
+
+def flux2(model, encoder, cfg, zero=False, guidance=None):
+    from tests.reference import flux2_ref as F2
+
+    pipe = model.pipe
+    latent = F2.sample(pipe.transformer, pipe.tokenizer, pipe.text_encoder, PROMPT, PROMPT if zero else NEGATIVE, SEED,
+                       32, 32, STEPS, "Euler", "Flux2", cfg, guidance=guidance, encoder=encoder, zero_negative=zero)
+    return F2.decode(pipe.vae, latent)[0]
+
+
+def test_flux2_klein_template(tiny_family_pipe, tmp_path, single_thread):
+    """Flux.2 klein's template (SamplerCustomAdvanced: RandomNoise, CFGGuider with ConditioningZeroOut's negative,
+    KSamplerSelect euler, Flux2Scheduler, EmptyFlux2LatentImage; CLIPLoader flux2): at CFG 1 (the distilled
+    model's) 0 levels; at CFG 4 (the base model's) 0 levels, and off with the negative encoded instead."""
+    model = tiny_family_pipe("flux2-klein")
+    distilled = replay(model, tmp_path, template("flux2", flux2=True, zero=True))
+    assert levels(distilled, flux2(model, R.klein_encode, 1.0)) == 0
+    theirs = flux2(model, R.klein_encode, 4.0, zero=True)
+    ours = replay(model, tmp_path, template("flux2", flux2=True, zero=True, cfg=4.0))
+    encoded = replay(model, tmp_path, template("flux2", flux2=True, cfg=4.0))
+    print(f"flux2-klein cfg 4: {levels(ours, theirs)}; encoded negative {levels(encoded, theirs)}")
+    assert levels(ours, theirs) == 0 and levels(encoded, theirs) > 0
+
+
+def test_flux2_dev_without_flux_guidance(tiny_family_pipe, tmp_path, single_thread):
+    """A Flux.2 dev graph without FluxGuidance runs at ComfyUI's guidance 3.5 (not diffusers' 4, sdcli's own
+    default): 0 levels against the reference at 3.5; at 4 the pixels move."""
+    model = tiny_family_pipe("flux2-dev")
+    graph = template("flux2", flux2=True)
+    theirs = flux2(model, R.flux2_dev_encode, 1.0, guidance=3.5)
+    ours = replay(model, tmp_path, graph)
+    at_4 = replay(model, tmp_path, graph, distilled_cfg_scale=4.0)
+    print(f"flux2-dev: {levels(ours, theirs)}; at sdcli's 4.0 {levels(at_4, theirs)}")
+    assert levels(ours, theirs) == 0 and levels(at_4, theirs) > 0
+
+
+def test_chroma_with_model_sampling_aura_flow(tiny_family_pipe, tmp_path, single_thread):
+    """Chroma (KSampler CFG 4, a negative prompt, CLIPLoader chroma) with ModelSamplingAuraFlow at its default 1.73:
+    Chroma's ModelSamplingFlux table replaced: 0 levels; without the node far off."""
+    from tests.reference import chroma_ref as C_
+    from tests.reference import comfy_ref as C
+
+    model = tiny_family_pipe("chroma")
+
+    def encode(tokenizer, t5, text):
+        return R.chroma_encode(tokenizer, t5, text), None
+
+    theirs = C_.sample_chroma(model.pipe, PROMPT, NEGATIVE, SEED, steps=STEPS, cfg=4.0, encoder=encode,
+                              ms=C.DiscreteFlow(shift=1.73, multiplier=1.0))
+    ours = replay(model, tmp_path, template("chroma", aura=1.73, cfg=4.0))
+    without = replay(model, tmp_path, template("chroma", cfg=4.0))
+    print(f"chroma: {levels(ours, theirs)}; without the node {levels(without, theirs)}")
+    assert levels(ours, theirs) == 0 and levels(without, theirs) > 5
+
+
+def test_template_replays_as_a_command_line(tmp_path):
+    """The mapped nodes are flags: replay --dry-run's command runs the same job (ModelSamplingAuraFlow: --shift with
+    --model-sampling auraflow; ConditioningZeroOut: --zero-negative, the negative prompt the zeroed one's text)."""
+    from sdcli.io.replay import plan_replay
+    from sdcli.request.flags import as_command
+    from tests.io.tool_images import comfy_png
+
+    plan = plan_replay(comfy_png(tmp_path / "z.png", template("lumina2", aura=3, zero=True)), check_model=False)
+    command = as_command(plan.request, "m")
+    assert "--shift 3 --model-sampling auraflow --zero-negative" in command
+    assert f"--negative-prompt '{PROMPT}'" in command
+
+
+def test_model_sampling_is_refused_on_an_sd_model(tiny_model):
+    """--model-sampling sets a flow model's sigmas: an SD model refuses it before loading, naming the flag."""
+    from sdcli.errors import UsageError
+    from sdcli.job.plan import family_of, for_family
+    from sdcli.models.resolve import ModelRef
+    from sdcli.request.generation import GenerationRequest
+
+    family = family_of(ModelRef(tiny_model, "tiny"))
+    with pytest.raises(UsageError, match="^--model-sampling: Stable Diffusion 1.x models have no flow sigmas to set"):
+        for_family(GenerationRequest(prompt="x", model_sampling="auraflow"), family)
+
+
+# ------------------------------------------------------------------ nodes sdcli does not map: refused by name
+
+# Nodes of the official templates sdcli does not map, each with what it does in ComfyUI (why a replay without it
+# would not be ComfyUI's image).
+REFUSED = {
+    "CFGNorm": "Qwen-Image(-Edit): rescales the CFG result's norm to the conditional's",
+    "ReferenceLatent": "Flux.2 / Kontext edits: a reference image's latent in the conditioning",
+    "TextEncodeQwenImageEditPlus": "Qwen-Image-Edit: the prompt encoded with its images",
+    "ImageScaleToTotalPixels": "edits: the input image resized to a pixel count",
+    "FluxKontextImageScale": "Kontext: the input image resized to a preferred size",
+    "EmptyHunyuanLatentImage": "a video latent (frames) where the image templates use EmptySD3LatentImage",
+    "ConditioningCombine": "Z-Image Turbo's newer template: two prompts' conditionings sampled together",
+}
+
+
+@pytest.mark.parametrize("node", REFUSED)
+def test_unmapped_template_nodes_are_refused_by_name(tmp_path, node):
+    """A template node sdcli does not map stops the replay before anything loads, named in one line (exit 2)."""
+    from sdcli.errors import UsageError
+    from sdcli.io.replay import plan_replay
+    from tests.io.tool_images import comfy_png
+
+    graph = template("qwen_image", aura=3.1, cfg=2.5)
+    graph["50"] = {"class_type": node, "inputs": {"model": ["40", 0], "conditioning": ["6", 0]}}
+    with pytest.raises(UsageError, match=f"does not map: nodes {node}$") as error:
+        plan_replay(comfy_png(tmp_path / "r.png", graph), model_override="m")
+    assert error.value.exit_code == 2 and "\n" not in str(error.value)
+
+
+def test_zero_out_of_the_positive_is_refused(tmp_path):
+    """sdcli zeroes only the negative: a ConditioningZeroOut on the positive conditioning is refused by name."""
+    from sdcli.errors import UsageError
+    from sdcli.io.replay import plan_replay
+    from tests.io.tool_images import comfy_png
+
+    graph = template("lumina2", aura=3, cfg=2.0)
+    graph["41"] = {"class_type": "ConditioningZeroOut", "inputs": {"conditioning": ["6", 0]}}
+    graph["3"]["inputs"]["positive"] = ["41", 0]
+    with pytest.raises(UsageError, match="does not map: a ConditioningZeroOut on the positive conditioning$"):
+        plan_replay(comfy_png(tmp_path / "p.png", graph), model_override="m")
+
+
+def test_template_sampler_res_multistep_is_refused(tmp_path):
+    """Z-Image Turbo's template samples with res_multistep, which sdcli does not have: refused by name."""
+    from sdcli.errors import UsageError
+    from sdcli.io.replay import plan_replay
+    from tests.io.tool_images import comfy_png
+
+    graph = template("lumina2", aura=3, zero=True)
+    graph["3"]["inputs"]["sampler_name"] = "res_multistep"
+    with pytest.raises(UsageError, match="does not map: sampler 'res_multistep'$"):
+        plan_replay(comfy_png(tmp_path / "r.png", graph), model_override="m")
