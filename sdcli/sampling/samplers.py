@@ -126,6 +126,9 @@ SAMPLERS: tuple[Sampler, ...] = (
             {"solver_order": 3, "lower_order_final": True, "timestep_spacing": "linspace"},
             schedules=TIMESTEP_ONLY, timesteps=True,
             note="bh1, order 3, time-uniform as the WebUI; the diffusers fallback (other families) is variant bh2"),
+    # ComfyUI's res_multistep (Z-Image Turbo's template sampler), which the WebUI does not have: sdcli's loop only.
+    Sampler("Res Multistep", "sample_res_multistep", "EulerDiscreteScheduler", aliases=("res_multistep",),
+            loop_only=True, note="ComfyUI's res_multistep (eta 0); sdcli's loop only"),
     # The WebUI's LCM: a k-diffusion sampler on its own model wrap (50 LCM timesteps), every schedule type.
     # On rectified-flow models: ComfyUI's form (the schedule type on the model's own sigmas, flow re-noising).
     Sampler("LCM", "sample_lcm", "LCMScheduler", aliases=("k_lcm",), lcm=True, flow_function="sample_lcm_RF",

@@ -29,7 +29,7 @@ def levels(a, b):
 def template(clip_type, *, aura=None, zero=False, **settings):
     """comfy_graph's loaders, encoders, sampler and latent, with the templates' ModelSamplingAuraFlow between the
     UNETLoader and the sampler (its guider) and the negative as ConditioningZeroOut of the positive."""
-    graph = comfy_graph(PROMPT, NEGATIVE, clip_type, seed=SEED, steps=STEPS, **settings)
+    graph = comfy_graph(PROMPT, NEGATIVE, clip_type, seed=SEED, **{"steps": STEPS, **settings})
     holder = graph["22"] if "22" in graph else graph["3"]  # Flux.2: the CFGGuider holds model and conditioning
     if aura is not None:
         graph["40"] = {"class_type": "ModelSamplingAuraFlow", "inputs": {"shift": aura, "model": ["12", 0]}}
@@ -48,24 +48,29 @@ def replay(model, tmp_path, graph, **overrides):
     return replayed(model, comfy_png(tmp_path / "t.png", graph), **overrides)[0]
 
 
-def zimage(model, cfg, shift, zero):
+def zimage(model, cfg, shift, zero, sampler="Euler", steps=STEPS):
     from tests.reference import zimage_ref as Z
 
     pipe = model.pipe
     negative = PROMPT if zero else NEGATIVE
-    latent = Z.sample(pipe.transformer, pipe.tokenizer, pipe.text_encoder, PROMPT, negative, SEED, 32, 32, STEPS,
-                      "Euler", "Simple", cfg, shift, encoder=R.zimage_encode, zero_negative=zero)
+    latent = Z.sample(pipe.transformer, pipe.tokenizer, pipe.text_encoder, PROMPT, negative, SEED, 32, 32, steps,
+                      sampler, "Simple", cfg, shift, encoder=R.zimage_encode, zero_negative=zero)
     return Z.decode(pipe.vae, latent)[0]
 
 
 def test_zimage_turbo_template(tiny_family_pipe, tmp_path, single_thread):
-    """Z-Image Turbo's template (ModelSamplingAuraFlow 3, ConditioningZeroOut negative, CFG 1, EmptySD3LatentImage,
-    CLIPLoader lumina2; its res_multistep sampler as euler, which sdcli has): 0 levels, no uncond pass at CFG 1.
-    At CFG 2 with shift 2: 0 levels; the graph with an encoded negative instead of the zeros, or without the
-    node's shift (Z-Image's own 3), is off; ModelSamplingSD3 (timesteps x 1000) is far off."""
+    """Z-Image Turbo's template (ModelSamplingAuraFlow 3, ConditioningZeroOut negative, CFG 1, KSampler
+    res_multistep/simple, EmptySD3LatentImage, CLIPLoader lumina2): 0 levels, no uncond pass at CFG 1; with euler
+    in place of res_multistep off. At CFG 2 with shift 2 (euler): 0 levels; the graph with an encoded negative
+    instead of the zeros, or without the node's shift (Z-Image's own 3), is off; ModelSamplingSD3 (timesteps
+    x 1000) is far off."""
     model = tiny_family_pipe("zimage")
-    turbo = template("lumina2", aura=3, zero=True)
-    assert levels(replay(model, tmp_path, turbo), zimage(model, 1.0, 3.0, True)) == 0
+    turbo = template("lumina2", aura=3, zero=True, steps=4)
+    turbo["3"]["inputs"]["sampler_name"] = "res_multistep"
+    theirs = zimage(model, 1.0, 3.0, True, "Res Multistep", steps=4)
+    ours, euler = replay(model, tmp_path, turbo), zimage(model, 1.0, 3.0, True, steps=4)
+    print(f"zimage turbo: {levels(ours, theirs)}; euler instead of res_multistep {levels(euler, theirs)}")
+    assert levels(ours, theirs) == 0 and levels(euler, theirs) > 0
     theirs = zimage(model, 2.0, 2.0, True)
     ours = replay(model, tmp_path, template("lumina2", aura=2, zero=True, cfg=2.0))
     without_zero = replay(model, tmp_path, template("lumina2", aura=2, cfg=2.0))
@@ -222,15 +227,3 @@ def test_zero_out_of_the_positive_is_refused(tmp_path):
     graph["3"]["inputs"]["positive"] = ["41", 0]
     with pytest.raises(UsageError, match="does not map: a ConditioningZeroOut on the positive conditioning$"):
         plan_replay(comfy_png(tmp_path / "p.png", graph), model_override="m")
-
-
-def test_template_sampler_res_multistep_is_refused(tmp_path):
-    """Z-Image Turbo's template samples with res_multistep, which sdcli does not have: refused by name."""
-    from sdcli.errors import UsageError
-    from sdcli.io.replay import plan_replay
-    from tests.io.tool_images import comfy_png
-
-    graph = template("lumina2", aura=3, zero=True)
-    graph["3"]["inputs"]["sampler_name"] = "res_multistep"
-    with pytest.raises(UsageError, match="does not map: sampler 'res_multistep'$"):
-        plan_replay(comfy_png(tmp_path / "r.png", graph), model_override="m")

@@ -29,11 +29,11 @@ import torch
 
 from tests.reference import forge_flux_samplers_ref as RF
 from tests.reference import kdiffusion_ref as K
-from tests.reference.comfy_ref import CONST, DiscreteFlow
+from tests.reference.comfy_ref import CONST, DiscreteFlow, sample_res_multistep
 
 TEMPLATE = "<|im_start|>user\n{}<|im_end|>\n<|im_start|>assistant\n"
 SAMPLERS = {"Euler": K.sample_euler, "Heun": K.sample_heun, "DPM++ 2M": K.sample_dpmpp_2m,
-            "Euler a": RF.sample_euler_ancestral_RF}
+            "Euler a": RF.sample_euler_ancestral_RF, "Res Multistep": sample_res_multistep}
 
 
 def encode(tokenizer, text_encoder, prompt):

@@ -15,7 +15,7 @@ COMFY_SAMPLERS = {
     "lms": "LMS", "dpm_fast": "DPM fast", "dpm_adaptive": "DPM adaptive", "dpmpp_2s_ancestral": "DPM++ 2S a",
     "dpmpp_sde": "DPM++ SDE", "dpmpp_sde_gpu": "DPM++ SDE", "dpmpp_2m": "DPM++ 2M",
     "dpmpp_2m_sde": "DPM++ 2M SDE", "dpmpp_2m_sde_gpu": "DPM++ 2M SDE", "dpmpp_3m_sde": "DPM++ 3M SDE",
-    "dpmpp_3m_sde_gpu": "DPM++ 3M SDE", "ddim": "Euler",
+    "dpmpp_3m_sde_gpu": "DPM++ 3M SDE", "ddim": "Euler", "res_multistep": "Res Multistep",
 }
 # ComfyUI's scheduler (comfy/samplers.py SCHEDULER_NAMES) -> WebUI Schedule type.
 COMFY_SCHEDULES = {
