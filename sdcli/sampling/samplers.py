@@ -18,7 +18,7 @@ from sdcli.errors import UsageError
 
 # WebUI "Schedule type" (v1.10 sd_schedulers.py): key -> infotext label. sdcli's own loop
 # computes every one (sampling.schedules); "automatic" is resolved per sampler.
-SCHEDULE_LABELS = {
+WEBUI_SCHEDULE_LABELS = {
     "uniform": "Uniform",
     "karras": "Karras",
     "exponential": "Exponential",
@@ -31,6 +31,9 @@ SCHEDULE_LABELS = {
     "ddim": "DDIM",
     "beta": "Beta",
 }
+# ComfyUI's schedule types the WebUI lacks (what a ComfyUI graph's scheduler maps to); every family takes them.
+COMFY_SCHEDULE_LABELS = {"comfy beta": "Comfy Beta"}  # its beta: table sigmas, not the WebUI's interpolated Beta
+SCHEDULE_LABELS = {**WEBUI_SCHEDULE_LABELS, **COMFY_SCHEDULE_LABELS}
 SCHEDULES = tuple(SCHEDULE_LABELS)
 # Schedule types that are a model family's own (ComfyUI nodes, not the WebUI's): key -> label. sdcli's loop computes
 # them (sampling.schedules); a family names those it runs (families.base.Family.own_schedules), the others refuse them.

@@ -143,9 +143,33 @@ def test_flux2_dev_without_flux_guidance(tiny_family_pipe, tmp_path, single_thre
     assert levels(ours, theirs) == 0 and levels(at_4, theirs) > 0
 
 
-def test_chroma_with_model_sampling_aura_flow(tiny_family_pipe, tmp_path, single_thread):
-    """Chroma (KSampler CFG 4, a negative prompt, CLIPLoader chroma) with ModelSamplingAuraFlow at its default 1.73:
-    Chroma's ModelSamplingFlux table replaced: 0 levels; without the node far off."""
+def chroma_template(aura=1.0, steps=4):
+    """Chroma's template (image_chroma_text_to_image): UNETLoader -> ModelSamplingAuraFlow ("Flow Shift", 1),
+    CLIPLoader chroma, two CLIPTextEncode, CFGGuider 3.5, RandomNoise, KSamplerSelect euler, BasicScheduler beta,
+    SamplerCustomAdvanced on EmptySD3LatentImage (its T5TokenizerOptions node left out: refused, see below)."""
+    graph = comfy_graph(PROMPT, NEGATIVE, "chroma", seed=SEED, steps=steps)
+    model = ["12", 0]
+    if aura is not None:
+        graph["40"] = {"class_type": "ModelSamplingAuraFlow", "inputs": {"shift": aura, "model": model}}
+        model = ["40", 0]
+    graph.update({
+        "22": {"class_type": "CFGGuider", "inputs": {"cfg": 3.5, "model": model, "positive": ["6", 0],
+                                                     "negative": ["7", 0]}},
+        "25": {"class_type": "RandomNoise", "inputs": {"noise_seed": SEED}},
+        "16": {"class_type": "KSamplerSelect", "inputs": {"sampler_name": "euler"}},
+        "17": {"class_type": "BasicScheduler", "inputs": {"scheduler": "beta", "steps": steps, "denoise": 1.0,
+                                                          "model": model}},
+        "3": {"class_type": "SamplerCustomAdvanced", "inputs": {"noise": ["25", 0], "guider": ["22", 0],
+                                                                "sampler": ["16", 0], "sigmas": ["17", 0],
+                                                                "latent_image": ["5", 0]}},
+    })
+    return graph
+
+
+def test_chroma_template(tiny_family_pipe, tmp_path, single_thread):
+    """Chroma's template: ModelSamplingAuraFlow 1 replaces Chroma's ModelSamplingFlux table (mu 1.15) by 1000
+    linear sigmas, and BasicScheduler's beta is ComfyUI's (table sigmas at rounded beta quantiles: sdcli's
+    Comfy Beta), not the WebUI's Beta: 0 levels; without the node, or with the WebUI's Beta, off."""
     from tests.reference import chroma_ref as C_
     from tests.reference import comfy_ref as C
 
@@ -154,37 +178,14 @@ def test_chroma_with_model_sampling_aura_flow(tiny_family_pipe, tmp_path, single
     def encode(tokenizer, t5, text):
         return R.chroma_encode(tokenizer, t5, text), None
 
-    theirs = C_.sample_chroma(model.pipe, PROMPT, NEGATIVE, SEED, steps=STEPS, cfg=4.0, encoder=encode,
-                              ms=C.DiscreteFlow(shift=1.73, multiplier=1.0))
-    ours = replay(model, tmp_path, template("chroma", aura=1.73, cfg=4.0))
-    without = replay(model, tmp_path, template("chroma", cfg=4.0))
-    print(f"chroma: {levels(ours, theirs)}; without the node {levels(without, theirs)}")
-    assert levels(ours, theirs) == 0 and levels(without, theirs) > 5
-
-
-def test_template_replays_as_a_command_line(tmp_path):
-    """The mapped nodes are flags: replay --dry-run's command runs the same job (ModelSamplingAuraFlow: --shift with
-    --model-sampling auraflow; ConditioningZeroOut: --zero-negative, the negative prompt the zeroed one's text)."""
-    from sdcli.io.replay import plan_replay
-    from sdcli.request.flags import as_command
-    from tests.io.tool_images import comfy_png
-
-    plan = plan_replay(comfy_png(tmp_path / "z.png", template("lumina2", aura=3, zero=True)), check_model=False)
-    command = as_command(plan.request, "m")
-    assert "--shift 3 --model-sampling auraflow --zero-negative" in command
-    assert f"--negative-prompt '{PROMPT}'" in command
-
-
-def test_model_sampling_is_refused_on_an_sd_model(tiny_model):
-    """--model-sampling sets a flow model's sigmas: an SD model refuses it before loading, naming the flag."""
-    from sdcli.errors import UsageError
-    from sdcli.job.plan import family_of, for_family
-    from sdcli.models.resolve import ModelRef
-    from sdcli.request.generation import GenerationRequest
-
-    family = family_of(ModelRef(tiny_model, "tiny"))
-    with pytest.raises(UsageError, match="^--model-sampling: Stable Diffusion 1.x models have no flow sigmas to set"):
-        for_family(GenerationRequest(prompt="x", model_sampling="auraflow"), family)
+    theirs = C_.sample_chroma(model.pipe, PROMPT, NEGATIVE, SEED, steps=4, schedule="Beta", cfg=3.5, encoder=encode,
+                              ms=C.DiscreteFlow(shift=1.0, multiplier=1.0))
+    ours = replay(model, tmp_path, chroma_template())
+    without = replay(model, tmp_path, chroma_template(aura=None))
+    webui_beta = replay(model, tmp_path, chroma_template(), schedule="beta")
+    print(f"chroma: {levels(ours, theirs)}; without the node {levels(without, theirs)}, the WebUI's Beta "
+          f"{levels(webui_beta, theirs)}")
+    assert levels(ours, theirs) == 0 and levels(without, theirs) > 5 and levels(webui_beta, theirs) > 0
 
 
 # ------------------------------------------------------------------ nodes sdcli does not map: refused by name
@@ -199,6 +200,7 @@ REFUSED = {
     "FluxKontextImageScale": "Kontext: the input image resized to a preferred size",
     "EmptyHunyuanLatentImage": "a video latent (frames) where the image templates use EmptySD3LatentImage",
     "ConditioningCombine": "Z-Image Turbo's newer template: two prompts' conditionings sampled together",
+    "T5TokenizerOptions": "Chroma's template: T5's min_padding/min_length (no-ops for Chroma at 0, not for Flux)",
 }
 
 

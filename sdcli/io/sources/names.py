@@ -20,7 +20,7 @@ COMFY_SAMPLERS = {
 # ComfyUI's scheduler (comfy/samplers.py SCHEDULER_NAMES) -> WebUI Schedule type.
 COMFY_SCHEDULES = {
     "normal": "Normal", "karras": "Karras", "exponential": "Exponential", "sgm_uniform": "SGM Uniform",
-    "simple": "Simple", "ddim_uniform": "DDIM", "beta": "Beta", "kl_optimal": "KL Optimal",
+    "simple": "Simple", "ddim_uniform": "DDIM", "beta": "Comfy Beta", "kl_optimal": "KL Optimal",
     "Flux2Scheduler": "Flux2",  # the Flux2Scheduler node (sigmas of its own; sources.comfyui)
 }
 
