@@ -188,6 +188,38 @@ def test_chroma_template(tiny_family_pipe, tmp_path, single_thread):
     assert levels(ours, theirs) == 0 and levels(without, theirs) > 5 and levels(webui_beta, theirs) > 0
 
 
+def test_template_replays_as_a_command_line(tmp_path):
+    """The mapped nodes are flags: replay --dry-run's command runs the same job (ModelSamplingAuraFlow: --shift with
+    --model-sampling auraflow; ConditioningZeroOut: --zero-negative, the negative prompt the zeroed one's text)."""
+    from sdcli.io.replay import plan_replay
+    from sdcli.request.flags import as_command
+    from tests.io.tool_images import comfy_png
+
+    graph = template("lumina2", aura=3, zero=True)
+    plan = plan_replay(comfy_png(tmp_path / "z.png", graph), check_model=False)
+    command = as_command(plan.request, "m")
+    assert "--shift 3 --model-sampling auraflow --zero-negative" in command
+    assert f"--negative-prompt '{PROMPT}'" in command
+    # The newer templates are subgraphs: the frontend writes their inner nodes as "OUTER:INNER" ids.
+    inner = {f"57:{key}": {**node, "inputs": {name: [f"57:{value[0]}", value[1]] if isinstance(value, list) else value
+                                              for name, value in node["inputs"].items()}}
+             for key, node in graph.items()}
+    plan = plan_replay(comfy_png(tmp_path / "s.png", inner), check_model=False)
+    assert as_command(plan.request, "m") == command
+
+
+def test_model_sampling_is_refused_on_an_sd_model(tiny_model):
+    """--model-sampling sets a flow model's sigmas: an SD model refuses it before loading, naming the flag."""
+    from sdcli.errors import UsageError
+    from sdcli.job.plan import family_of, for_family
+    from sdcli.models.resolve import ModelRef
+    from sdcli.request.generation import GenerationRequest
+
+    family = family_of(ModelRef(tiny_model, "tiny"))
+    with pytest.raises(UsageError, match="^--model-sampling: Stable Diffusion 1.x models have no flow sigmas to set"):
+        for_family(GenerationRequest(prompt="x", model_sampling="auraflow"), family)
+
+
 # ------------------------------------------------------------------ nodes sdcli does not map: refused by name
 
 # Nodes of the official templates sdcli does not map, each with what it does in ComfyUI (why a replay without it
