@@ -206,6 +206,11 @@ def test_template_replays_as_a_command_line(tmp_path):
              for key, node in graph.items()}
     plan = plan_replay(comfy_png(tmp_path / "s.png", inner), check_model=False)
     assert as_command(plan.request, "m") == command
+    # Two ModelSampling nodes in the chain: the one nearer the sampler patches last, and runs.
+    graph["42"] = {"class_type": "ModelSamplingSD3", "inputs": {"shift": 6.0, "model": ["40", 0]}}
+    graph["3"]["inputs"]["model"] = ["42", 0]
+    plan = plan_replay(comfy_png(tmp_path / "n.png", graph), check_model=False)
+    assert (plan.request.model_sampling, plan.request.shift) == ("sd3", 6.0)
 
 
 def test_model_sampling_is_refused_on_an_sd_model(tiny_model):

@@ -59,7 +59,7 @@ WIDGETS: dict[str, tuple[str, ...]] = {
 ANNOTATION = re.compile(r" \[(input|output|temp)\]$")  # the folder tag the UI appends to an image name
 UI_ONLY = ("Note", "MarkdownNote", "PrimitiveNode", "Reroute")  # the UI's own nodes: never in what ran
 # ComfyUI's ModelSampling nodes of flow models -> sdcli's --model-sampling (request.vocabulary.MODEL_SAMPLINGS)
-MODEL_SAMPLING_NODES = {"ModelSamplingAuraFlow": "auraflow", "ModelSamplingSD3": "sd3"}
+MODEL_SAMPLING_NODES = {"ModelSamplingAuraFlow": "AuraFlow", "ModelSamplingSD3": "SD3"}
 EMPTY_LATENTS = ("EmptyLatentImage", "EmptySD3LatentImage", "EmptyFlux2LatentImage")
 FLUX_SHIFT_INPUTS, FLUX_SHIFT_DEFAULTS = ("max_shift", "base_shift", "width", "height"), (1.15, 0.5, 1024, 1024)
 NOTES = ("ComfyUI draws its samplers' fresh noise (ancestral samplers) on the device it ran on, seeded seed + 1 "
@@ -232,6 +232,8 @@ class _Walk:
                 if kind == "LoraLoader" and get("strength_clip", 1.0) != get("strength_model", 1.0):
                     self.notes.append(f"LoRA {get('lora_name')}: ComfyUI's strength_clip {get('strength_clip')} "
                                       f"differs from its strength_model; sdcli applies one weight to both")
+            elif kind in (*MODEL_SAMPLING_NODES, "ModelSamplingFlux") and "Shift" in self.params:
+                pass  # a model sampling patched again nearer the sampler, which is the one that runs
             elif kind in MODEL_SAMPLING_NODES:  # the model's sigmas replaced: ComfyUI's discrete flow table
                 self.params["Shift"], self.params["Model sampling"] = get("shift"), MODEL_SAMPLING_NODES[kind]
             elif kind == "ModelSamplingFlux":
