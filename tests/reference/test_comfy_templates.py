@@ -48,13 +48,13 @@ def replay(model, tmp_path, graph, **overrides):
     return replayed(model, comfy_png(tmp_path / "t.png", graph), **overrides)[0]
 
 
-def zimage(model, cfg, shift, zero, sampler="Euler", steps=STEPS):
+def zimage(model, cfg, shift, zero, sampler="Euler", steps=STEPS, ms=None):
     from tests.reference import zimage_ref as Z
 
     pipe = model.pipe
     negative = PROMPT if zero else NEGATIVE
     latent = Z.sample(pipe.transformer, pipe.tokenizer, pipe.text_encoder, PROMPT, negative, SEED, 32, 32, steps,
-                      sampler, "Simple", cfg, shift, encoder=R.zimage_encode, zero_negative=zero)
+                      sampler, "Simple", cfg, shift, encoder=R.zimage_encode, zero_negative=zero, ms=ms)
     return Z.decode(pipe.vae, latent)[0]
 
 
@@ -63,7 +63,9 @@ def test_zimage_turbo_template(tiny_family_pipe, tmp_path, single_thread):
     res_multistep/simple, EmptySD3LatentImage, CLIPLoader lumina2): 0 levels, no uncond pass at CFG 1; with euler
     in place of res_multistep off. At CFG 2 with shift 2 (euler): 0 levels; the graph with an encoded negative
     instead of the zeros, or without the node's shift (Z-Image's own 3), is off; ModelSamplingSD3 (timesteps
-    x 1000) is far off."""
+    x 1000) is far off from it, and 0 levels from ComfyUI's result for that node."""
+    from tests.reference import comfy_ref as C
+
     model = tiny_family_pipe("zimage")
     turbo = template("lumina2", aura=3, zero=True, steps=4)
     turbo["3"]["inputs"]["sampler_name"] = "res_multistep"
@@ -82,6 +84,9 @@ def test_zimage_turbo_template(tiny_family_pipe, tmp_path, single_thread):
           f"ModelSamplingAuraFlow {levels(without_aura, theirs)}, ModelSamplingSD3 {levels(as_sd3, theirs)}")
     assert levels(ours, theirs) == 0
     assert levels(without_zero, theirs) > 0 and levels(without_aura, theirs) > 0 and levels(as_sd3, theirs) > 5
+    # ModelSamplingSD3 is what ComfyUI makes of it: the same sigmas, Z-Image's network at timesteps x 1000.
+    sd3_theirs = zimage(model, 2.0, 2.0, True, ms=C.DiscreteFlow(shift=2.0, multiplier=1000))
+    assert levels(as_sd3, sd3_theirs) == 0
 
 
 def qwen_image(model, ms=None):

@@ -104,12 +104,13 @@ class CFGGuider:
 
 def sample(transformer, tokenizer, text_encoder, prompt, negative="", seed=1, width=32, height=32, steps=4,
            sampler="Euler", schedule="Simple", cfg=1.0, shift=3.0, init_latent=None, denoise=1.0, noise="webui",
-           encoder=encode, zero_negative=False):
+           encoder=encode, zero_negative=False, ms=None):
     """ComfyUI's latents (process_in space, [1, 16, H/8, W/8]) for one image of `seed`; `init_latent` (process_in
     space) with `denoise` < 1 is KSampler's img2img; `encoder(tokenizer, text_encoder, text)`: the text path;
     `zero_negative`: the negative is ConditioningZeroOut of the positive (zeros of its shape). ModelSamplingAuraFlow
-    (discrete flow, multiplier 1, its shift) is this model sampling with its `shift`."""
-    ms = DiscreteFlow(shift=shift, multiplier=1.0)
+    (discrete flow, multiplier 1, its shift) is this model sampling with its `shift`; `ms`: another node's
+    (ModelSamplingSD3: DiscreteFlow with multiplier 1000, so NextDiT sees 1 - 1000 sigma)."""
+    ms = ms or DiscreteFlow(shift=shift, multiplier=1.0)
     # 1. Sigmas (KSampler: denoise < 1 takes the tail of a longer schedule).
     if denoise < 1.0:
         sigmas = calculate_sigmas(ms, schedule, int(steps / denoise))[-(steps + 1):]
