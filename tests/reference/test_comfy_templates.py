@@ -151,8 +151,12 @@ def test_flux2_dev_without_flux_guidance(tiny_family_pipe, tmp_path, single_thre
 def chroma_template(aura=1.0, steps=4):
     """Chroma's template (image_chroma_text_to_image): UNETLoader -> ModelSamplingAuraFlow ("Flow Shift", 1),
     CLIPLoader chroma, two CLIPTextEncode, CFGGuider 3.5, RandomNoise, KSamplerSelect euler, BasicScheduler beta,
-    SamplerCustomAdvanced on EmptySD3LatentImage (its T5TokenizerOptions node left out: refused, see below)."""
+    SamplerCustomAdvanced on EmptySD3LatentImage, T5TokenizerOptions (min_padding 0, min_length 0) between the
+    CLIPLoader and both encoders."""
     graph = comfy_graph(PROMPT, NEGATIVE, "chroma", seed=SEED, steps=steps)
+    graph["13"] = {"class_type": "T5TokenizerOptions", "inputs": {"min_padding": 0, "min_length": 0,
+                                                                  "clip": ["11", 0]}}
+    graph["6"]["inputs"]["clip"] = graph["7"]["inputs"]["clip"] = ["13", 0]
     model = ["12", 0]
     if aura is not None:
         graph["40"] = {"class_type": "ModelSamplingAuraFlow", "inputs": {"shift": aura, "model": model}}
@@ -242,7 +246,6 @@ REFUSED = {
     "FluxKontextImageScale": "Kontext: the input image resized to a preferred size",
     "EmptyHunyuanLatentImage": "a video latent (frames) where the image templates use EmptySD3LatentImage",
     "ConditioningCombine": "Z-Image Turbo's newer template: two prompts' conditionings sampled together",
-    "T5TokenizerOptions": "Chroma's template: T5's min_padding/min_length (no-ops for Chroma at 0, not for Flux)",
 }
 
 
@@ -258,6 +261,22 @@ def test_unmapped_template_nodes_are_refused_by_name(tmp_path, node):
     with pytest.raises(UsageError, match=f"does not map: nodes {node}$") as error:
         plan_replay(comfy_png(tmp_path / "r.png", graph), model_override="m")
     assert error.value.exit_code == 2 and "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize("options,loader", [((1, 0), "chroma"), ((0, 256), "chroma"), ((0, 0), "flux")])
+def test_t5_tokenizer_options_other_than_chromas_own_are_refused(tmp_path, options, loader):
+    """T5TokenizerOptions is read only where it changes nothing (Chroma's T5 is unpadded): padding, a longer
+    min_length or another model's T5 (Flux pads to 256) are refused, naming the node and its values."""
+    from sdcli.errors import UsageError
+    from sdcli.io.replay import plan_replay
+    from tests.io.tool_images import comfy_png
+
+    graph = chroma_template()
+    graph["13"]["inputs"].update(min_padding=options[0], min_length=options[1])
+    graph["11"]["inputs"]["type"] = loader
+    with pytest.raises(UsageError, match=f"does not map: T5TokenizerOptions min_padding {options[0]}, "
+                                         f"min_length {options[1]} "):
+        plan_replay(comfy_png(tmp_path / "t.png", graph), model_override="m")
 
 
 def test_zero_out_of_the_positive_is_refused(tmp_path):

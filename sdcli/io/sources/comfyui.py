@@ -42,6 +42,7 @@ WIDGETS: dict[str, tuple[str, ...]] = {
     "LoraLoaderModelOnly": ("lora_name", "strength_model"),
     "CLIPTextEncode": ("text",),
     "CLIPSetLastLayer": ("stop_at_clip_layer",),
+    "T5TokenizerOptions": ("min_padding", "min_length"),
     "FluxGuidance": ("guidance",),
     "ModelSamplingFlux": ("max_shift", "base_shift", "width", "height"),
     "ModelSamplingSD3": ("shift",),
@@ -266,12 +267,24 @@ class _Walk:
         return ""
 
     def clip(self, link: Any) -> None:
-        """Clip skip (CLIPSetLastLayer: -2 is the WebUI's Clip skip 2) back along the CLIP link."""
+        """Clip skip (CLIPSetLastLayer: -2 is the WebUI's Clip skip 2) back along the CLIP link; T5TokenizerOptions
+        only where it changes nothing: on Chroma's T5 (a CLIPLoader of type chroma, unpadded: min_length 1) with no
+        padding and a min_length of 0 or 1, as Chroma's template sets it."""
+        options, node = None, {}
         while _is_link(link):
             node = self.node(link, "clip")
-            if node.get("class_type") == "CLIPSetLastLayer":
+            kind = node.get("class_type")
+            if kind == "CLIPSetLastLayer":
                 self.params["Clip skip"] = -int(self.value(node, "stop_at_clip_layer", -1))
+            elif kind == "T5TokenizerOptions":
+                options = (self.value(node, "min_padding", 0), self.value(node, "min_length", 0))
             link = node.get("inputs", {}).get("clip")
+        loader = node.get("inputs", {}).get("type") if node.get("class_type") == "CLIPLoader" else None
+        if options is not None and not (loader == "chroma" and options[0] == 0 and options[1] in (0, 1)):
+            what = (f"T5TokenizerOptions min_padding {options[0]}, min_length {options[1]} (sdcli maps only Chroma's "
+                    "own: 0, and 0 or 1)")
+            if what not in self.unmapped:
+                self.unmapped.append(what)
 
     def vae(self) -> None:
         """A VAE file the decoder loads (VAELoader), as the WebUI's `VAE` key."""
