@@ -222,6 +222,42 @@ def test_template_replays_as_a_command_line(tmp_path):
     assert (plan.request.model_sampling, plan.request.shift) == ("sd3", 6.0)
 
 
+def test_zimage_turbo_template_as_the_ui_saves_it(tmp_path):
+    """Z-Image Turbo's template read from the UI `workflow` chunk alone (its widgets_values in the UI's order, as the
+    template file has them: KSampler's control_after_generate, CLIPLoader's device): the same settings."""
+    from sdcli.io.replay import read_metadata
+    from tests.io.tool_images import comfy_png
+
+    links = [[13, 11, 0, 3, 0, "MODEL"], [26, 28, 0, 11, 0, "MODEL"], [28, 30, 0, 27, 0, "CLIP"],
+             [30, 27, 0, 3, 1, "CONDITIONING"], [32, 27, 0, 33, 0, "CONDITIONING"],
+             [33, 33, 0, 3, 2, "CONDITIONING"], [17, 13, 0, 3, 3, "LATENT"], [14, 3, 0, 8, 0, "LATENT"],
+             [27, 29, 0, 8, 1, "VAE"], [16, 8, 0, 9, 0, "IMAGE"]]
+
+    def node(node_id, kind, widgets, *inputs):
+        return {"id": node_id, "type": kind, "mode": 0, "widgets_values": widgets,
+                "inputs": [{"name": name, "link": link} for name, link in inputs]}
+
+    nodes = [node(28, "UNETLoader", ["z_image_turbo_bf16.safetensors", "default"]),
+             node(11, "ModelSamplingAuraFlow", [3], ("model", 26)),
+             node(30, "CLIPLoader", ["qwen_3_4b.safetensors", "lumina2", "default"]),
+             node(29, "VAELoader", ["ae.safetensors"]),
+             node(27, "CLIPTextEncode", [PROMPT], ("clip", 28)),
+             node(33, "ConditioningZeroOut", [], ("conditioning", 32)),
+             node(13, "EmptySD3LatentImage", [1024, 1024, 1]),
+             node(3, "KSampler", [0, "randomize", 8, 1, "res_multistep", "simple", 1], ("model", 13),
+                  ("positive", 30), ("negative", 33), ("latent_image", 17)),
+             node(8, "VAEDecode", [], ("samples", 14), ("vae", 27)),
+             node(9, "SaveImage", ["z-image-turbo"], ("images", 16)),
+             node(35, "MarkdownNote", ["## Model links"])]
+    meta = read_metadata(comfy_png(tmp_path / "ui.png", workflow={"nodes": nodes, "links": links, "version": 0.4}))
+    assert meta.unmapped == ()
+    assert {k: meta.parameters[k] for k in ("Sampler", "Steps", "CFG scale", "Shift", "Model sampling",
+                                            "Zero negative", "Size")} == {
+        "Sampler": "Res Multistep", "Steps": "8", "CFG scale": "1", "Shift": "3", "Model sampling": "AuraFlow",
+        "Zero negative": "True", "Size": "1024x1024"}
+    assert meta.negative_prompt == PROMPT
+
+
 def test_model_sampling_is_refused_on_an_sd_model(tiny_model):
     """--model-sampling sets a flow model's sigmas: an SD model refuses it before loading, naming the flag."""
     from sdcli.errors import UsageError
