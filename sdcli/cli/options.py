@@ -36,6 +36,14 @@ DistilledCfg = Annotated[float | None, typer.Option(
 Shift = Annotated[float | None, typer.Option(
     "--shift", help=f"Sigma shift of a flow model's schedule ({r('shift')}; written as `Shift`) [default: the "
     "model's own]", rich_help_panel=GEN, show_default=False)]
+ModelSampling = Annotated[str | None, typer.Option(
+    "--model-sampling", help="A flow model's sigmas as ComfyUI's ModelSampling node sets them: auraflow "
+    "(ModelSamplingAuraFlow: 1000 discrete flow sigmas shifted by --shift, default 1.73, the network's timestep "
+    "sigma) or sd3 (ModelSamplingSD3: likewise, default shift 3, timestep sigma x 1000); written as `Model sampling` "
+    "[default: the model's own]", rich_help_panel=GEN, show_default=False)]
+ZeroNegative = Annotated[bool, typer.Option(
+    "--zero-negative", help="The unconditional pass conditioned on zeros shaped as the negative prompt's "
+    "conditioning, pooled vector included (ComfyUI's ConditioningZeroOut)", rich_help_panel=GEN)]
 Seed = Annotated[int | None, typer.Option("--seed", help=f"Seed ({r('seed')}); none or -1 = random (the seed used is "
                                              "reported).",
                                              rich_help_panel=GEN, show_default=False)]
@@ -237,6 +245,8 @@ def _shared(
     cfg_scale: Cfg = None,
     distilled_cfg_scale: DistilledCfg = None,
     shift: Shift = None,
+    model_sampling: ModelSampling = None,
+    zero_negative: ZeroNegative = False,
     seed: Seed = None,
     subseed: Subseed = None,
     subseed_strength: SubseedStrength = 0.0,

@@ -23,6 +23,19 @@ class Conditioning:
     def tokens(self) -> int:
         return int(self.crossattn.shape[1])
 
+    def zeroed(self) -> Conditioning:
+        """ComfyUI's ConditioningZeroOut: the states and the pooled vector (SD3's `pooled`, SDXL's text_embeds)
+        as zeros of their shapes; the rest (masks, guidance, reference latents, SDXL's size ids) kept."""
+        import torch
+
+        extra = dict(self.extra)
+        if "pooled" in extra:
+            extra["pooled"] = torch.zeros_like(extra["pooled"])
+        if "text_embeds" in extra.get("added_cond_kwargs", {}):
+            added = extra["added_cond_kwargs"]
+            extra["added_cond_kwargs"] = {**added, "text_embeds": torch.zeros_like(added["text_embeds"])}
+        return Conditioning(torch.zeros_like(self.crossattn), extra)
+
     def repeat(self, n: int) -> Conditioning:
         """The same conditioning for n rows."""
         rows = _map(self.extra, lambda v: v.repeat(n, *[1] * (v.dim() - 1)))

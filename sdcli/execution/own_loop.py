@@ -38,8 +38,16 @@ def cond_schedule(request: GenerationRequest, choice: SamplerChoice, encoder: Pr
 
     calls = request.step_count * (2 if choice.sampler.second_order else 1)
     all_empty = all(t == "" for _, t in prompt_schedule(request.negative_prompt, calls))
-    return CondSchedule.build(request.prompt, request.negative_prompt, calls, encoder.encode,
-                              encoder.negative_encoder(all_empty), literal=choice_key(request.emphasis) == "comfy")
+    negative = encoder.negative_encoder(all_empty)
+    if request.zero_negative:  # ComfyUI's ConditioningZeroOut
+        negative = zeroed_by(negative)
+    return CondSchedule.build(request.prompt, request.negative_prompt, calls, encoder.encode, negative,
+                              literal=choice_key(request.emphasis) == "comfy")
+
+
+def zeroed_by(encode: Any) -> Any:
+    """`encode` with its conditioning zeroed (cond.Conditioning.zeroed)."""
+    return lambda text: encode(text).zeroed()
 
 
 def image_schedules(request: GenerationRequest, choice: SamplerChoice, encoder: PromptEncoder,
@@ -107,7 +115,7 @@ def loop_denoiser(request: GenerationRequest, model: LoadedModel, choice: Sample
     from sdcli.sampling.refiner import RefinedDenoiser
 
     schedule = cond_schedule(request, choice, encoder)
-    param = model.parameterisation(request.prediction_type, request.shift)
+    param = model.parameterisation(request.prediction_type, request.shift, request.model_sampling)
     if choice_key(request.rng) == "comfy":  # ComfyUI's noise, started and timed as its model sampling does
         param = param.comfy()
     denoiser = RefinedDenoiser(model.network, param, schedule.conds_at, schedule.uncond_at, request.cfg_scale)

@@ -175,6 +175,13 @@ class Family:
     # Request fields left unset (None) take these (Forge's per-model UI defaults; Flux: cfg_scale 1, Euler,
     # simple, distilled_cfg_scale 3.5); what is not here takes request.generation.REQUEST_DEFAULTS (SD's).
     defaults: Mapping[str, Any] = field(default_factory=dict)
+    # ComfyUI's own defaults where they differ from `defaults` (Flux.2 dev's guidance 3.5), for a request on
+    # ComfyUI's text path (--emphasis comfy, which a replayed ComfyUI graph asks for).
+    comfy_defaults: ClassVar[Mapping[str, Any]] = {}
+
+    def defaults_for(self, emphasis: str) -> Mapping[str, Any]:
+        """The defaults of a request in emphasis mode `emphasis` (a choice key): ComfyUI's for "comfy"."""
+        return {**self.defaults, **self.comfy_defaults} if emphasis == "comfy" else self.defaults
 
     def automatic_schedule(self, choice: SamplerChoice) -> str:
         """The schedule type "automatic" means with this sampler on this family: the sampler's own (the WebUI)."""
@@ -267,10 +274,10 @@ class Family:
         return False
 
     def parameterisation(self, scheduler: Json, prediction: str | None = None,
-                         shift: float | None = None) -> Parameterisation:
+                         shift: float | None = None, sampling: str | None = None) -> Parameterisation:
         """The model's noise parameterisation (sampling.parameterisation) from its scheduler config;
         `prediction` ("eps"/"v", --prediction-type) overrides what the config says; `shift` (--shift) the
-        schedule shift of a flow model."""
+        schedule shift of a flow model; `sampling` (--model-sampling) a ComfyUI ModelSampling node's sigmas."""
         raise NotImplementedError(self.name)
 
     def prompt_encoder(self, pipe: Any, clip_skip: int, emphasis: str, size: tuple[int, int],

@@ -94,8 +94,8 @@ class ChromaFamily(FluxDerivedFamily):
 
 
 # True CFG 4 with a negative prompt and Euler (ComfyUI's Chroma use); Simple, which equals ComfyUI's simple (sdcli's
-# Beta is the WebUI's, not ComfyUI's beta_scheduler); 35 steps (diffusers' ChromaPipeline default, which its
-# Chroma1-HD example runs).
+# Beta is the WebUI's; ComfyUI's template's beta is sdcli's Comfy Beta); 35 steps (diffusers' ChromaPipeline
+# default, which its Chroma1-HD example runs).
 CHROMA_DEFAULTS = {"steps": 35, "cfg_scale": 4.0, "sampler": "Euler", "schedule": "simple"}
 CHROMA = ChromaFamily("chroma", "Chroma", CHROMA_PIPELINES, 1024, configs="chroma",
                       capabilities=flow_capabilities("Chroma"), latent=LATENT, defaults=CHROMA_DEFAULTS,

@@ -159,9 +159,16 @@ class FlowFamily(Family):
         return True
 
     def parameterisation(self, scheduler: Json, prediction: str | None = None,
-                         shift: float | None = None) -> Parameterisation:
-        """Rectified flow on the family's sigma table: its shift (Flux's table: mu) = --shift, else the row's."""
+                         shift: float | None = None, sampling: str | None = None) -> Parameterisation:
+        """Rectified flow on the family's sigma table: its shift (Flux's table: mu) = --shift, else the row's.
+        `sampling` (a ComfyUI ModelSampling node, request.vocabulary.MODEL_SAMPLINGS) replaces the table by the
+        node's, whatever the family's own: 1000 discrete sigmas shifted by --shift (else the node's default), the
+        network's timestep sigma x the node's multiplier, which the adapter gets as it gets the family's own."""
+        from sdcli.request.vocabulary import MODEL_SAMPLINGS, choice_key
         from sdcli.sampling.parameterisation import Flow, FlowSigmas, FluxSigmas
 
+        if sampling is not None:
+            _, multiplier, default = MODEL_SAMPLINGS[choice_key(sampling)]
+            return Flow(FlowSigmas(default if shift is None else shift, multiplier))
         shift = self.shift if shift is None else shift
         return Flow(FluxSigmas(shift) if self.table == "flux" else FlowSigmas(shift, self.multiplier))

@@ -176,10 +176,11 @@ class Flux2Family(FlowFamily):
         return name.startswith("Flux2Klein") and bool(index.get("is_distilled", False)) == self.distilled
 
     def parameterisation(self, scheduler: Json, prediction: str | None = None,
-                         shift: float | None = None) -> Parameterisation:
-        """FlowFamily's, the --shift asked for also the Flux2 schedule's mu (its own from the size otherwise)."""
-        param = super().parameterisation(scheduler, prediction, shift)
-        param.schedule_mu = shift
+                         shift: float | None = None, sampling: str | None = None) -> Parameterisation:
+        """FlowFamily's, the --shift asked for also the Flux2 schedule's mu (its own from the size otherwise); a
+        ModelSampling node's shift is its table's only (ComfyUI's Flux2Scheduler does not read the model's)."""
+        param = super().parameterisation(scheduler, prediction, shift, sampling)
+        param.schedule_mu = shift if sampling is None else None
         return param
 
     def detected_from(self, shapes: Shapes, source: str) -> Detected:

@@ -12,6 +12,7 @@ Imported without torch.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
     from sdcli.families.base import PromptEncoder
 
 DEV_GUIDANCE = 4.0  # diffusers' Flux2Pipeline.__call__ default guidance_scale
+COMFY_GUIDANCE = 3.5  # ComfyUI's, without a FluxGuidance node
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,8 @@ class Flux2DevFamily(Flux2Family):
 
     clip_skip_why: ClassVar[str | None] = "has no CLIP skip (its text is Mistral Small 3's layers 10, 20 and 30)"
     full_widths: ClassVar[tuple[int, ...]] = DEV_WIDTHS
+    # ComfyUI's guidance where no FluxGuidance node sets it (comfy/model_base.py Flux.extra_conds, which Flux2 keeps)
+    comfy_defaults: ClassVar[Mapping[str, Any]] = {"distilled_cfg_scale": COMFY_GUIDANCE}
     file_parts: ClassVar[FileParts | None] = FileParts(("mistral3",), "flux2-vae", "flux2")  # models.flux2_files
 
     def detect(self, shapes: Shapes) -> bool:

@@ -43,9 +43,9 @@ class UNetFamily(Family):
                 and scheduler.get("prediction_type", "epsilon") in LOOP_PREDICTIONS)
 
     def parameterisation(self, scheduler: Json, prediction: str | None = None,
-                         shift: float | None = None) -> Parameterisation:
+                         shift: float | None = None, sampling: str | None = None) -> Parameterisation:
         """Eps or v (`prediction`, --prediction-type, overrides the scheduler's) on the model's training
-        sigmas (its alphas_cumprod)."""
+        sigmas (its alphas_cumprod); `shift` and `sampling` are flow models' (refused by the plan)."""
         from sdcli.sampling.parameterisation import Eps, V
         from sdcli.sampling.schedules import AYS, ModelSigmas, alphas_cumprod
 

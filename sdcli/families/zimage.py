@@ -101,8 +101,9 @@ class ZImageFamily(FlowFamily):
 
 
 # ComfyUI's Z-Image Turbo template: 8 steps (8 NFEs, as diffusers' ZImagePipeline example), CFG 1 (no unconditional
-# pass), res_multistep (not in sdcli: Euler), Simple. Turbo and base share one architecture and their files do not tell
-# them apart, so every Z-Image model gets Turbo's defaults: a base model needs --steps and --cfg-scale given.
+# pass), res_multistep (sdcli's Res Multistep; the default stays Euler, as diffusers samples it), Simple. Turbo and
+# base share one architecture and their files do not tell them apart, so every Z-Image model gets Turbo's defaults:
+# a base model needs --steps and --cfg-scale given.
 ZIMAGE_DEFAULTS = {"steps": 8, "cfg_scale": 1.0, "sampler": "Euler", "schedule": SIMPLE}
 ZIMAGE = ZImageFamily("zimage", "Z-Image", ZIMAGE_PIPELINES, 1024,
                       capabilities=flow_capabilities("Z-Image"), latent=LATENT, defaults=ZIMAGE_DEFAULTS,

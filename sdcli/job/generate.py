@@ -25,7 +25,7 @@ from sdcli.io.images import PreparedInputs, prepare
 from sdcli.io.metadata import build_infotext
 from sdcli.models.loaded import LoadedModel
 from sdcli.request.fields import infotext_values
-from sdcli.request.generation import GenerationRequest, with_defaults
+from sdcli.request.generation import GenerationRequest, choice_key, with_defaults
 from sdcli.request.written import Written
 from sdcli.sampling.samplers import SamplerChoice
 
@@ -120,8 +120,8 @@ def run(
     # 1. Model-dependent checks and settings; the input images at generation size. Settings still unset (a
     # request that did not come through the plan step) take the family's defaults.
     model = model.for_mode(request.mode)
-    request = with_defaults(request, model.family.defaults)
-    group = [with_defaults(r, model.family.defaults) for r in group]
+    request = with_defaults(request, model.family.defaults_for(choice_key(request.emphasis)))
+    group = [with_defaults(r, model.family.defaults_for(choice_key(r.emphasis))) for r in group]
     choice = model.family.settle_choice(choice)  # "automatic" as the family means it (Flux: Simple)
     own = runs_own_loop(model, choice, request)
     if not own:
@@ -150,6 +150,9 @@ def run(
     hires = hires_stage(model, encoded, own, (width, height), hires_upscaler)
     hires_names = (*hires_choices(request), hires.upscaler.ref.name) if hires else None
     batch_run = own_batch if own else pipeline_batch
+    if request.zero_negative and not own:
+        raise UsageError("--zero-negative: this model or sampler runs diffusers' pipeline, not sdcli's loop, "
+                         "which zeroes the negative conditioning")
     control_params: dict[str, Any] = {}
     if any(unit.model for unit in request.controlnets) and control is None:
         raise UsageError("--controlnet: the ControlNet models were not loaded for this run")
@@ -209,7 +212,7 @@ def groupable(request: GenerationRequest, model: LoadedModel, choice: SamplerCho
     """Whether requests like `request` can run as one group (run's `group`): sdcli's loop samples them, with
     no refiner, hires pass, ControlNet or reference images (those condition or finish each request apart)."""
     model = model.for_mode(request.mode)
-    request = with_defaults(request, model.family.defaults)
+    request = with_defaults(request, model.family.defaults_for(choice_key(request.emphasis)))
     return (runs_own_loop(model, model.family.settle_choice(choice), request) and refiner is None
             and request.hires is None and not request.controlnets and control is None and request.mode != "edit")
 

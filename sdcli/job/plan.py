@@ -23,7 +23,7 @@ from sdcli.job.write import OutputOptions
 from sdcli.models.assets import AssetOptions, AssetPlan, plan_assets, short_hash
 from sdcli.models.resolve import ModelRef
 from sdcli.models.runtime import RuntimeOptions, RuntimePlan, validate_runtime
-from sdcli.request.generation import GenerationRequest, validate, with_defaults
+from sdcli.request.generation import GenerationRequest, choice_key, validate, with_defaults
 from sdcli.request.storage import AUTOMATIC, storage_of
 from sdcli.sampling.samplers import DEFAULT_SAMPLER, SamplerChoice, sampler_row
 
@@ -311,6 +311,7 @@ FAMILY_SETTINGS = (
     ("hires.distilled_cfg_scale", "--hires-distilled-cfg", "distilled_guidance", "have no distilled guidance",
      "Flux dev"),
     ("shift", "--shift", "shift", "have no sigma shift to set", "flow models such as Flux"),
+    ("model_sampling", "--model-sampling", "shift", "have no flow sigmas to set", "flow models such as Flux"),
     ("low_bits", "--low-bits", "low_bits", "are not stored in low bits by sdcli", "Flux"),
 )
 
@@ -334,7 +335,7 @@ def for_family(request: GenerationRequest, family: Any, fallback: Mapping[str, A
             continue
         flag = storage_flag(value) if name == "low_bits" else flag
         raise UsageError(f"{flag}: {family.label} models {lacks}; it applies to {_takers(capability, default_users)}")
-    return with_defaults(request, family.defaults, fallback)
+    return with_defaults(request, family.defaults_for(choice_key(request.emphasis)), fallback)
 
 
 def _takers(capability: str, default: str) -> str:

@@ -132,10 +132,11 @@ class LoadedModel:
         self.mode_pipes[cls] = (made_from, moved)
         return replace(self, pipe=moved)
 
-    def parameterisation(self, prediction: str | None = None, shift: float | None = None) -> Parameterisation:
-        """The model's noise parameterisation from its own scheduler; `prediction` ("eps"/"v") and `shift`
-        (a flow model's schedule shift) override."""
-        return self.family.parameterisation(self.base_scheduler.config, prediction, shift)
+    def parameterisation(self, prediction: str | None = None, shift: float | None = None,
+                         sampling: str | None = None) -> Parameterisation:
+        """The model's noise parameterisation from its own scheduler; `prediction` ("eps"/"v"), `shift`
+        (a flow model's schedule shift) and `sampling` (a ComfyUI ModelSampling node's sigmas) override."""
+        return self.family.parameterisation(self.base_scheduler.config, prediction, shift, sampling)
 
     @property
     def network(self) -> NetworkAdapter:

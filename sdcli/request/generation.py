@@ -99,6 +99,10 @@ class GenerationRequest:
     # stored (Forge's "Diffusion in Low Bits", and --quantize: the storage table, request.storage).
     distilled_cfg_scale: float | None = None
     shift: float | None = None
+    # ComfyUI's ModelSampling node a replayed graph applied (vocabulary.MODEL_SAMPLINGS; None: the model's own), and
+    # its ConditioningZeroOut: the unconditional pass conditioned on zeros shaped as the negative prompt's states.
+    model_sampling: str | None = None
+    zero_negative: bool = False
     text_encoders: tuple[str, ...] = ()
     low_bits: str | None = None
     # `sdcli edit`: the reference images an instruction-editing model (Flux.1 Kontext, Flux.2 klein) sees, as paths.

@@ -19,6 +19,11 @@ RNG_SOURCES = tuple(RNG_LABELS)
 EMPHASIS_LABELS = {"original": "Original", "no norm": "No norm", "none": "None", "comfy": "Comfy"}
 EMPHASES = tuple(EMPHASIS_LABELS)
 
+# --model-sampling value -> (its label, the timestep multiplier, the default shift): ComfyUI's ModelSampling nodes
+# for flow models (comfy_extras/nodes_model_advanced.py), each replacing the model's sigmas by 1000 discrete flow
+# sigmas shifted by --shift (ModelSamplingDiscreteFlow), the network's timestep sigma x the multiplier.
+MODEL_SAMPLINGS = {"auraflow": ("AuraFlow", 1.0, 1.73), "sd3": ("SD3", 1000.0, 3.0)}
+
 # --restore-faces value -> the WebUI's face restorer name (infotext key Face restoration; models.faces runs them);
 # "none" (a prompt file's restore_faces: false) restores nothing. Prompt files' true/false map onto them.
 FACE_RESTORER_LABELS = {"gfpgan": "GFPGAN", "codeformer": "CodeFormer", "none": "None"}

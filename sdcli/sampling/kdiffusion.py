@@ -248,6 +248,31 @@ def sample_dpmpp_2m(model: Model, x: torch.Tensor, sigmas: torch.Tensor, noise: 
     return x
 
 
+def sample_res_multistep(model: Model, x: torch.Tensor, sigmas: torch.Tensor, noise: Noise,
+                         callback: Callback) -> torch.Tensor:
+    """ComfyUI's res_multistep (its k_diffusion/sampling.py, eta 0; RES, arXiv 2308.02157): Euler on the first and
+    last steps, between them a second-order exponential integrator in t = -log sigma on this and the last step's
+    denoised latents, weighted by phi_1 and phi_2 of -h as ComfyUI computes them."""
+    old = None
+    host = levels(sigmas)
+    for i in range(len(sigmas) - 1):
+        denoised = model(x, sigmas[i])
+        callback(i, denoised)
+        if old is None or host[i + 1] == 0:
+            x = x + to_d(x, sigmas[i], denoised) * (sigmas[i + 1] - sigmas[i])
+        else:
+            t, t_next, t_prev = _t(sigmas[i]), _t(sigmas[i + 1]), _t(sigmas[i - 1])
+            h = t_next - t
+            c2 = (t_prev - t) / h  # the last step's sigma_down is this step's sigma (no noise at eta 0)
+            phi1 = torch.expm1(-h) / -h
+            phi2 = (phi1 - 1.0) / -h
+            b1 = torch.nan_to_num(phi1 - phi2 / c2, nan=0.0)
+            b2 = torch.nan_to_num(phi2 / c2, nan=0.0)
+            x = _sigma(h) * x + h * (b1 * denoised + b2 * old)
+        old = denoised
+    return x
+
+
 def sample_dpmpp_2m_sde(model: Model, x: torch.Tensor, sigmas: torch.Tensor, noise: Noise, callback: Callback,
                         eta: float = 1.0, s_noise: float = 1.0, solver_type: str = "midpoint") -> torch.Tensor:
     old, h_last = None, None

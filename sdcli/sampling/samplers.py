@@ -18,7 +18,7 @@ from sdcli.errors import UsageError
 
 # WebUI "Schedule type" (v1.10 sd_schedulers.py): key -> infotext label. sdcli's own loop
 # computes every one (sampling.schedules); "automatic" is resolved per sampler.
-SCHEDULE_LABELS = {
+WEBUI_SCHEDULE_LABELS = {
     "uniform": "Uniform",
     "karras": "Karras",
     "exponential": "Exponential",
@@ -31,6 +31,9 @@ SCHEDULE_LABELS = {
     "ddim": "DDIM",
     "beta": "Beta",
 }
+# ComfyUI's schedule types the WebUI lacks (what a ComfyUI graph's scheduler maps to); every family takes them.
+COMFY_SCHEDULE_LABELS = {"comfy beta": "Comfy Beta"}  # its beta: table sigmas, not the WebUI's interpolated Beta
+SCHEDULE_LABELS = {**WEBUI_SCHEDULE_LABELS, **COMFY_SCHEDULE_LABELS}
 SCHEDULES = tuple(SCHEDULE_LABELS)
 # Schedule types that are a model family's own (ComfyUI nodes, not the WebUI's): key -> label. sdcli's loop computes
 # them (sampling.schedules); a family names those it runs (families.base.Family.own_schedules), the others refuse them.
@@ -126,6 +129,9 @@ SAMPLERS: tuple[Sampler, ...] = (
             {"solver_order": 3, "lower_order_final": True, "timestep_spacing": "linspace"},
             schedules=TIMESTEP_ONLY, timesteps=True,
             note="bh1, order 3, time-uniform as the WebUI; the diffusers fallback (other families) is variant bh2"),
+    # ComfyUI's res_multistep (Z-Image Turbo's template sampler), which the WebUI does not have: sdcli's loop only.
+    Sampler("Res Multistep", "sample_res_multistep", "EulerDiscreteScheduler", aliases=("res_multistep",),
+            loop_only=True, note="ComfyUI's res_multistep (eta 0); sdcli's loop only"),
     # The WebUI's LCM: a k-diffusion sampler on its own model wrap (50 LCM timesteps), every schedule type.
     # On rectified-flow models: ComfyUI's form (the schedule type on the model's own sigmas, flow re-noising).
     Sampler("LCM", "sample_lcm", "LCMScheduler", aliases=("k_lcm",), lcm=True, flow_function="sample_lcm_RF",

@@ -219,6 +219,24 @@ def beta(n: int, sigma_min: float, sigma_max: float, ms: SigmaTable) -> torch.Te
     return _from_list([sigma_min + x * (sigma_max - sigma_min) for x in ts])
 
 
+def comfy_beta(n: int, sigma_min: float, sigma_max: float, ms: SigmaTable) -> torch.Tensor:
+    """ComfyUI's beta_scheduler (its BasicScheduler/KSampler "beta"; the WebUI's Beta interpolates instead): the
+    table's sigmas at the rounded beta quantiles of n points from 1 (the last left out) of its last index, a
+    timestep equal to the one before dropped (fewer steps, as ComfyUI runs them)."""
+    from scipy import stats
+
+    last = len(ms.sigmas) - 1
+    table = ms.sigmas.tolist()
+    picked: list[float] = []
+    previous = -1.0
+    for x in 1 - np.linspace(0, 1, n, endpoint=False):
+        t = float(np.rint(stats.beta.ppf(x, BETA_ALPHA, BETA_BETA) * last))
+        if t != previous:
+            picked.append(table[int(t)])
+        previous = t
+    return _from_list(picked)
+
+
 def empirical_mu(tokens: int, steps: int) -> float:
     """BFL's Flux.2 mu for an image of `tokens` latent tokens sampled in `steps` steps (flux2 src/flux2/sampling.py
     compute_empirical_mu, as diffusers' Flux2 pipelines and ComfyUI's Flux2Scheduler take it): linear in the token
@@ -256,6 +274,7 @@ SCHEDULE_FUNCTIONS: dict[str, ScheduleFunction] = {
     "normal": normal,
     "ddim": ddim,
     "beta": beta,
+    "comfy beta": comfy_beta,
     "flux2": flux2,
 }
 # Schedules sized to the image (its latent tokens): a model family's own (sampling.samplers.MODEL_SCHEDULES).

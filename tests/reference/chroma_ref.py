@@ -126,16 +126,21 @@ def comfy_noise_sampler(x, seed):
 
 @torch.no_grad()
 def sample_chroma(pipe, prompt, negative="", seed=1, width=32, height=32, steps=4, sampler="Euler",
-                  schedule="Simple", cfg=4.0, init_image=None, denoise=1.0, noise_sampler=None, encoder=None):
+                  schedule="Simple", cfg=4.0, init_image=None, denoise=1.0, noise_sampler=None, encoder=None,
+                  ms=None, zero_negative=False):
     """ComfyUI's KSampler + VAE Decode + SaveImage on Chroma: one uint8 image [H, W, 3]. `init_image` ([0, 1]
     pixels [1, 3, H, W]) with `denoise` < 1 makes it img2img. `noise_sampler(x, seed)` replaces ComfyUI's
     ancestral noise source (for a comparison with another program's). `encoder(tokenizer, t5, text)`: the text
-    path, (states, transformer text mask or None); default t5_conditioning's."""
-    sampling = C.Flux(shift=1.15)
+    path, (states, transformer text mask or None); default t5_conditioning's. `ms`: a ModelSampling node's model
+    sampling (comfy_ref.DiscreteFlow: ModelSamplingAuraFlow) in place of the model's own; `zero_negative`: the
+    negative is ConditioningZeroOut of the positive (zeros of its states' shape, the rest kept)."""
+    sampling = ms or C.Flux(shift=1.15)
     model = ChromaModel(pipe.transformer, sampling)
     encode = encoder or (lambda tokenizer, t5, text: t5_conditioning(t5, tokenizer, text))
     cond = encode(pipe.tokenizer, pipe.text_encoder, prompt)
     uncond = encode(pipe.tokenizer, pipe.text_encoder, negative) if cfg != 1.0 else None
+    if zero_negative and uncond is not None:
+        uncond = (torch.zeros_like(cond[0]), cond[1])
     total = steps if denoise >= 0.9999 else int(steps / denoise)
     sigmas = SCHEDULERS[schedule](sampling, total)[-(steps + 1):]
     shape = (1, 16, height // 8, width // 8)

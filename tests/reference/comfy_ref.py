@@ -2,7 +2,8 @@
 
 Written from ComfyUI's formulas, not from sdcli: EPS and V_PREDICTION with sigma_data 1 on
 ModelSamplingDiscrete's table (linear-in-sqrt betas), CONST (rectified flow) on
-ModelSamplingDiscreteFlow's shifted table and on ModelSamplingFlux's. Imports no sdcli code.
+ModelSamplingDiscreteFlow's shifted table and on ModelSamplingFlux's; and the one sampler of ComfyUI's own
+that a template runs (comfy/k_diffusion/sampling.py res_multistep). Imports no sdcli code.
 Per-row sigmas are shaped [batch] and broadcast over [batch, C, H, W] as ComfyUI reshapes them.
 """
 
@@ -236,3 +237,43 @@ def ksampler(unet, cond, uncond, *, seed, steps, cfg, sampler_name="euler", sche
             if sigmas[i + 1] > 0:
                 x = x + torch.randn(x.size(), dtype=x.dtype, generator=noise_generator) * sigma_up
     return eps.inverse_noise_scaling(sigmas[-1], x)
+
+
+@torch.no_grad()
+def sample_res_multistep(model, x, sigmas, extra_args=None, callback=None, disable=None, s_noise=1.0,
+                         noise_sampler=None):
+    """comfy/k_diffusion/sampling.py sample_res_multistep: res_multistep at eta 0, without CFG++. Its noise is
+    added with sigma_up 0 (eta 0), so no generator is drawn from here (ComfyUI draws and multiplies by 0)."""
+    extra_args = {} if extra_args is None else extra_args
+    s_in = x.new_ones([x.shape[0]])
+
+    def sigma_fn(t):
+        return t.neg().exp()
+
+    def t_fn(sigma):
+        return sigma.log().neg()
+
+    def phi1_fn(t):
+        return torch.expm1(t) / t
+
+    def phi2_fn(t):
+        return (phi1_fn(t) - 1.0) / t
+
+    old_sigma_down, old_denoised = None, None
+    for i in range(len(sigmas) - 1):
+        denoised = model(x, sigmas[i] * s_in, **extra_args)
+        sigma_down, sigma_up = sigmas[i + 1], 0.0  # get_ancestral_step at eta 0
+        if sigma_down == 0 or old_denoised is None:
+            d = (x - denoised) / sigmas[i]
+            x = x + d * (sigma_down - sigmas[i])
+        else:
+            t, t_old, t_next, t_prev = t_fn(sigmas[i]), t_fn(old_sigma_down), t_fn(sigma_down), t_fn(sigmas[i - 1])
+            h = t_next - t
+            c2 = (t_prev - t_old) / h
+            phi1_val, phi2_val = phi1_fn(-h), phi2_fn(-h)
+            b1 = torch.nan_to_num(phi1_val - phi2_val / c2, nan=0.0)
+            b2 = torch.nan_to_num(phi2_val / c2, nan=0.0)
+            x = sigma_fn(h) * x + h * (b1 * denoised + b2 * old_denoised)
+        assert sigma_up == 0.0
+        old_denoised, old_sigma_down = denoised, sigma_down
+    return x

@@ -150,7 +150,7 @@ class Flux2Model:
 
 def sample(transformer, tokenizer, text_encoder, prompt, negative="", seed=1, width=32, height=32, steps=4,
            sampler="Euler", schedule="Simple", cfg=1.0, shift=2.02, init_latent=None, denoise=1.0, refs=(),
-           guidance=None, encoder=encode):
+           guidance=None, encoder=encode, zero_negative=False):
     """ComfyUI's latents ([1, 128, H/16, W/16]) for one image of `seed`; `init_latent` with `denoise` < 1 is
     KSampler's img2img; `refs`: an edit's reference latents (Flux2Model); `guidance`, `encoder`: dev's (encode_dev).
     Ancestral noise continues the initial noise's generator (the WebUI stream, as zimage_ref)."""
@@ -165,6 +165,8 @@ def sample(transformer, tokenizer, text_encoder, prompt, negative="", seed=1, wi
     noise_sampler = lambda s, s_next: torch.randn(latent.size(), generator=generator)  # noqa: E731
     cond = encoder(tokenizer, text_encoder, prompt)
     uncond = encoder(tokenizer, text_encoder, negative) if cfg != 1.0 else None
+    if zero_negative and uncond is not None:  # ConditioningZeroOut of the positive: zeros of its shape
+        uncond = torch.zeros_like(cond)
     guider = Z.CFGGuider(Flux2Model(transformer, ms, refs, guidance), cond, uncond, cfg)
     x = CONST().noise_scaling(sigmas[0], initial, latent)
     kwargs = {"noise_sampler": noise_sampler} if sampler == "Euler a" else {}

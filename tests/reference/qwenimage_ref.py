@@ -120,12 +120,13 @@ class CFGGuider:
 
 @torch.no_grad()
 def sample(pipe, prompt, negative="", seed=1, width=32, height=32, steps=4, sampler="Euler", schedule="Simple",
-           cfg=2.5, shift=1.15, init_image=None, denoise=1.0, encoder=encode):
+           cfg=2.5, shift=1.15, init_image=None, denoise=1.0, encoder=encode, ms=None, zero_negative=False):
     """ComfyUI's KSampler + VAE Decode + SaveImage on Qwen-Image: one uint8 image [H, W, 3]. `init_image` ([0, 1]
     pixels [1, 3, H, W]) with `denoise` < 1 makes it img2img. Euler a draws from the initial noise's generator
     continued (sdcli's WebUI stream), not ComfyUI's re-seeded one. `encoder(tokenizer, text_encoder, text)`: the
-    text path."""
-    ms = C.Flux(shift=shift)
+    text path. `ms`: a ModelSampling node's model sampling (comfy_ref.DiscreteFlow: ModelSamplingAuraFlow) in place
+    of the model's own; `zero_negative`: the negative is ConditioningZeroOut of the positive (zeros of its shape)."""
+    ms = ms or C.Flux(shift=shift)
     total = steps if denoise >= 0.9999 else int(steps / denoise)
     sigmas = SCHEDULERS[schedule](ms, total)[-(steps + 1):]
     shape = (1, 16, height // 8, width // 8)
@@ -137,6 +138,8 @@ def sample(pipe, prompt, negative="", seed=1, width=32, height=32, steps=4, samp
     noise = torch.randn(shape, generator=generator, dtype=torch.float32, device="cpu")
     cond = encoder(pipe.tokenizer, pipe.text_encoder, prompt)
     uncond = encoder(pipe.tokenizer, pipe.text_encoder, negative) if cfg != 1.0 else None
+    if zero_negative and uncond is not None:
+        uncond = torch.zeros_like(cond)
     x = C.CONST().noise_scaling(sigmas[0], noise, latent)
     kwargs = {}
     if sampler == "Euler a":

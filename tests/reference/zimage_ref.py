@@ -29,11 +29,11 @@ import torch
 
 from tests.reference import forge_flux_samplers_ref as RF
 from tests.reference import kdiffusion_ref as K
-from tests.reference.comfy_ref import CONST, DiscreteFlow
+from tests.reference.comfy_ref import CONST, DiscreteFlow, sample_res_multistep
 
 TEMPLATE = "<|im_start|>user\n{}<|im_end|>\n<|im_start|>assistant\n"
 SAMPLERS = {"Euler": K.sample_euler, "Heun": K.sample_heun, "DPM++ 2M": K.sample_dpmpp_2m,
-            "Euler a": RF.sample_euler_ancestral_RF}
+            "Euler a": RF.sample_euler_ancestral_RF, "Res Multistep": sample_res_multistep}
 
 
 def encode(tokenizer, text_encoder, prompt):
@@ -104,10 +104,13 @@ class CFGGuider:
 
 def sample(transformer, tokenizer, text_encoder, prompt, negative="", seed=1, width=32, height=32, steps=4,
            sampler="Euler", schedule="Simple", cfg=1.0, shift=3.0, init_latent=None, denoise=1.0, noise="webui",
-           encoder=encode):
+           encoder=encode, zero_negative=False, ms=None):
     """ComfyUI's latents (process_in space, [1, 16, H/8, W/8]) for one image of `seed`; `init_latent` (process_in
-    space) with `denoise` < 1 is KSampler's img2img; `encoder(tokenizer, text_encoder, text)`: the text path."""
-    ms = DiscreteFlow(shift=shift, multiplier=1.0)
+    space) with `denoise` < 1 is KSampler's img2img; `encoder(tokenizer, text_encoder, text)`: the text path;
+    `zero_negative`: the negative is ConditioningZeroOut of the positive (zeros of its shape). ModelSamplingAuraFlow
+    (discrete flow, multiplier 1, its shift) is this model sampling with its `shift`; `ms`: another node's
+    (ModelSamplingSD3: DiscreteFlow with multiplier 1000, so NextDiT sees 1 - 1000 sigma)."""
+    ms = ms or DiscreteFlow(shift=shift, multiplier=1.0)
     # 1. Sigmas (KSampler: denoise < 1 takes the tail of a longer schedule).
     if denoise < 1.0:
         sigmas = calculate_sigmas(ms, schedule, int(steps / denoise))[-(steps + 1):]
@@ -123,6 +126,8 @@ def sample(transformer, tokenizer, text_encoder, prompt, negative="", seed=1, wi
     # 3. Conditioning and sampling.
     cond = encoder(tokenizer, text_encoder, prompt)
     uncond = encoder(tokenizer, text_encoder, negative) if cfg != 1.0 else None
+    if zero_negative and uncond is not None:
+        uncond = torch.zeros_like(cond)
     guider = CFGGuider(NextDiT(transformer, ms), cond, uncond, cfg)
     x = CONST().noise_scaling(sigmas[0], initial, latent)
     func = SAMPLERS[sampler]

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from sdcli.sampling.samplers import SCHEDULE_LABELS
+from sdcli.sampling.samplers import WEBUI_SCHEDULE_LABELS
 from sdcli.sampling.schedules import ModelSigmas, alphas_cumprod, get_sigmas
 from tests.reference import kdiffusion_ref as K
 from tests.reference.pipeline_ref import alphas_cumprod as ref_alphas_cumprod
@@ -25,11 +25,11 @@ def test_full_sigma_range(models):
     assert float(get_sigmas("uniform", 20, ours)[0]) == pytest.approx(14.6146, abs=1e-4)  # not t=951's 11.07
 
 
-@pytest.mark.parametrize("schedule", list(SCHEDULE_LABELS))
+@pytest.mark.parametrize("schedule", list(WEBUI_SCHEDULE_LABELS))
 @pytest.mark.parametrize("steps", [1, 2, 3, 4, 7, 10, 11, 20, 33, 50])
 def test_schedules_are_the_webuis(models, schedule, steps):
     ours, theirs = models
-    function, _rho, inner = K.SCHEDULERS[SCHEDULE_LABELS[schedule]]
+    function, _rho, inner = K.SCHEDULERS[WEBUI_SCHEDULE_LABELS[schedule]]
     kwargs = {"inner_model": theirs} if inner else {}
     expected = function(n=steps, sigma_min=theirs.sigmas[0].item(), sigma_max=theirs.sigmas[-1].item(),
                         device="cpu", **kwargs)
@@ -57,3 +57,21 @@ def test_sigma_to_t_copies_the_log_sigmas_once_per_device(models):
     assert torch.equal(sigmas.sigma_to_t(torch.tensor([1.0, 2.0])), first)
     assert sigmas.log_sigmas_on(torch.device("cpu")) is table and list(sigmas._log_sigmas_on) == [torch.device("cpu")]
     assert torch.allclose(sigmas.t_to_sigma(first), torch.tensor([1.0, 2.0]), rtol=1e-4)
+
+
+@pytest.mark.parametrize("steps", [1, 2, 3, 4, 7, 26, 50])
+@pytest.mark.parametrize("table", ["flux", "discrete"])
+def test_comfy_beta_is_comfyuis(steps, table):
+    """Comfy Beta (a ComfyUI graph's "beta") equals ComfyUI's beta_scheduler (chroma_ref's transcription) on a flow
+    table; the WebUI's Beta is another schedule."""
+    from sdcli.sampling.parameterisation import FlowSigmas, FluxSigmas
+    from tests.reference import chroma_ref
+    from tests.reference import comfy_ref as C
+
+    ours, theirs = (FluxSigmas(1.15), C.Flux(shift=1.15)) if table == "flux" else (
+        FlowSigmas(3.0, 1.0), C.DiscreteFlow(shift=3.0, multiplier=1.0))
+    expected = chroma_ref.beta_scheduler(theirs, steps)
+    got = get_sigmas("comfy beta", steps, ours)
+    torch.testing.assert_close(got, expected.float(), rtol=0, atol=0)
+    if steps > 2:
+        assert not torch.allclose(get_sigmas("beta", steps, ours), expected.float())

@@ -3,8 +3,9 @@
 Hand-written: sd-parsers needs both chunks and follows the UI's links (an API-only image, or a
 UI-only one, reads as nothing), and replay needs each standard node by its role. The graph is
 walked back from the sampler: model chain (loaders, LoRAs, ModelSampling*), conditioning
-(CLIPTextEncode, FluxGuidance, CLIPSetLastLayer), latent (EmptyLatentImage, VAEEncode+LoadImage: the input's
-file name, found by replay).
+(CLIPTextEncode, FluxGuidance, CLIPSetLastLayer; ConditioningZeroOut on the negative: --zero-negative), latent
+(EmptyLatentImage and its SD3/Flux2 forms, VAEEncode+LoadImage: the input's file name, found by replay);
+ModelSamplingAuraFlow/SD3 are --model-sampling with their --shift (the model's sigmas replaced, as ComfyUI does).
 Any other node is listed in `unmapped`, and replay refuses the image naming them.
 """
 
@@ -41,9 +42,12 @@ WIDGETS: dict[str, tuple[str, ...]] = {
     "LoraLoaderModelOnly": ("lora_name", "strength_model"),
     "CLIPTextEncode": ("text",),
     "CLIPSetLastLayer": ("stop_at_clip_layer",),
+    "T5TokenizerOptions": ("min_padding", "min_length"),
     "FluxGuidance": ("guidance",),
     "ModelSamplingFlux": ("max_shift", "base_shift", "width", "height"),
     "ModelSamplingSD3": ("shift",),
+    "ModelSamplingAuraFlow": ("shift",),
+    "ConditioningZeroOut": (),
     "EmptyLatentImage": ("width", "height", "batch_size"),
     "EmptySD3LatentImage": ("width", "height", "batch_size"),
     "EmptyFlux2LatentImage": ("width", "height", "batch_size"),
@@ -55,6 +59,9 @@ WIDGETS: dict[str, tuple[str, ...]] = {
 }
 ANNOTATION = re.compile(r" \[(input|output|temp)\]$")  # the folder tag the UI appends to an image name
 UI_ONLY = ("Note", "MarkdownNote", "PrimitiveNode", "Reroute")  # the UI's own nodes: never in what ran
+# ComfyUI's ModelSampling nodes of flow models -> sdcli's --model-sampling (request.vocabulary.MODEL_SAMPLINGS)
+MODEL_SAMPLING_NODES = {"ModelSamplingAuraFlow": "AuraFlow", "ModelSamplingSD3": "SD3"}
+EMPTY_LATENTS = ("EmptyLatentImage", "EmptySD3LatentImage", "EmptyFlux2LatentImage")
 FLUX_SHIFT_INPUTS, FLUX_SHIFT_DEFAULTS = ("max_shift", "base_shift", "width", "height"), (1.15, 0.5, 1024, 1024)
 NOTES = ("ComfyUI draws its samplers' fresh noise (ancestral samplers) on the device it ran on, seeded seed + 1 "
          "on a CPU and seed on a GPU, as --rng comfy does: such an image replays exactly on the same kind of device",)
@@ -226,8 +233,10 @@ class _Walk:
                 if kind == "LoraLoader" and get("strength_clip", 1.0) != get("strength_model", 1.0):
                     self.notes.append(f"LoRA {get('lora_name')}: ComfyUI's strength_clip {get('strength_clip')} "
                                       f"differs from its strength_model; sdcli applies one weight to both")
-            elif kind == "ModelSamplingSD3":
-                self.params["Shift"] = get("shift")
+            elif kind in (*MODEL_SAMPLING_NODES, "ModelSamplingFlux") and "Shift" in self.params:
+                pass  # a model sampling patched again nearer the sampler, which is the one that runs
+            elif kind in MODEL_SAMPLING_NODES:  # the model's sigmas replaced: ComfyUI's discrete flow table
+                self.params["Shift"], self.params["Model sampling"] = get("shift"), MODEL_SAMPLING_NODES[kind]
             elif kind == "ModelSamplingFlux":
                 self.params["Shift"] = flux_shift(*(get(k, d) for k, d in zip(FLUX_SHIFT_INPUTS, FLUX_SHIFT_DEFAULTS,
                                                                                strict=True)))
@@ -244,6 +253,11 @@ class _Walk:
             if kind == "FluxGuidance":
                 self.params["Distilled CFG Scale"] = self.value(node, "guidance")
                 link = node["inputs"].get("conditioning")
+            elif kind == "ConditioningZeroOut":  # zeros shaped as its input's states (sdcli: the negative's only)
+                if role != "negative":
+                    self.unmapped.append(f"a ConditioningZeroOut on the {role} conditioning")
+                self.params["Zero negative"] = "True"
+                link = node["inputs"].get("conditioning")
             elif kind == "CLIPTextEncode":
                 self.clip(node["inputs"].get("clip"))
                 text = self.value(node, "text", "")
@@ -253,12 +267,24 @@ class _Walk:
         return ""
 
     def clip(self, link: Any) -> None:
-        """Clip skip (CLIPSetLastLayer: -2 is the WebUI's Clip skip 2) back along the CLIP link."""
+        """Clip skip (CLIPSetLastLayer: -2 is the WebUI's Clip skip 2) back along the CLIP link; T5TokenizerOptions
+        only where it changes nothing: on Chroma's T5 (a CLIPLoader of type chroma, unpadded: min_length 1) with no
+        padding and a min_length of 0 or 1, as Chroma's template sets it."""
+        options, node = None, {}
         while _is_link(link):
             node = self.node(link, "clip")
-            if node.get("class_type") == "CLIPSetLastLayer":
+            kind = node.get("class_type")
+            if kind == "CLIPSetLastLayer":
                 self.params["Clip skip"] = -int(self.value(node, "stop_at_clip_layer", -1))
+            elif kind == "T5TokenizerOptions":
+                options = (self.value(node, "min_padding", 0), self.value(node, "min_length", 0))
             link = node.get("inputs", {}).get("clip")
+        loader = node.get("inputs", {}).get("type") if node.get("class_type") == "CLIPLoader" else None
+        if options is not None and not (loader == "chroma" and options[0] == 0 and options[1] in (0, 1)):
+            what = (f"T5TokenizerOptions min_padding {options[0]}, min_length {options[1]} (sdcli maps only Chroma's "
+                    "own: 0, and 0 or 1)")
+            if what not in self.unmapped:
+                self.unmapped.append(what)
 
     def vae(self) -> None:
         """A VAE file the decoder loads (VAELoader), as the WebUI's `VAE` key."""
@@ -273,7 +299,7 @@ class _Walk:
             return
         node = self.node(link, "latent_image")
         kind = node.get("class_type")
-        if kind in ("EmptyLatentImage", "EmptySD3LatentImage", "EmptyFlux2LatentImage"):
+        if kind in EMPTY_LATENTS:
             self.params["Size"] = size(self.value(node, "width"), self.value(node, "height"))
             if self.started:
                 self.unmapped.append(f"{self.started} on an empty latent")

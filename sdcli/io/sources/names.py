@@ -15,12 +15,12 @@ COMFY_SAMPLERS = {
     "lms": "LMS", "dpm_fast": "DPM fast", "dpm_adaptive": "DPM adaptive", "dpmpp_2s_ancestral": "DPM++ 2S a",
     "dpmpp_sde": "DPM++ SDE", "dpmpp_sde_gpu": "DPM++ SDE", "dpmpp_2m": "DPM++ 2M",
     "dpmpp_2m_sde": "DPM++ 2M SDE", "dpmpp_2m_sde_gpu": "DPM++ 2M SDE", "dpmpp_3m_sde": "DPM++ 3M SDE",
-    "dpmpp_3m_sde_gpu": "DPM++ 3M SDE", "ddim": "Euler",
+    "dpmpp_3m_sde_gpu": "DPM++ 3M SDE", "ddim": "Euler", "res_multistep": "Res Multistep",
 }
 # ComfyUI's scheduler (comfy/samplers.py SCHEDULER_NAMES) -> WebUI Schedule type.
 COMFY_SCHEDULES = {
     "normal": "Normal", "karras": "Karras", "exponential": "Exponential", "sgm_uniform": "SGM Uniform",
-    "simple": "Simple", "ddim_uniform": "DDIM", "beta": "Beta", "kl_optimal": "KL Optimal",
+    "simple": "Simple", "ddim_uniform": "DDIM", "beta": "Comfy Beta", "kl_optimal": "KL Optimal",
     "Flux2Scheduler": "Flux2",  # the Flux2Scheduler node (sigmas of its own; sources.comfyui)
 }
 
