@@ -70,6 +70,13 @@ def _any(value: Any) -> Any:
     return value
 
 
+def _storage_field(value: str) -> str | None:
+    """forge_unet_storage_dtype -> the low_bits field's value (Forge's "Automatic": the file's own, no field)."""
+    from sdcli.request.storage import AUTOMATIC, LORA_SUFFIX
+
+    return None if value.removesuffix(LORA_SUFFIX).lower() == AUTOMATIC.lower() else value
+
+
 @dataclass(frozen=True)
 class Option:
     """One WebUI setting: its key, the value it has until set, how sdcli applies it."""
@@ -116,6 +123,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("img2img_fix_steps", False, convert=_bool),
     Option("token_merging_ratio", 0.0, convert=_float),
     Option("forge_additional_modules", []),
+    # Forge's "Diffusion in Low Bits" setting: the storage of every later request's model (override_settings win)
+    Option("forge_unet_storage_dtype", "Automatic", field="low_bits", convert=_str, to_field=_storage_field),
 )
 BY_KEY = {row.key: row for row in OPTIONS}
 _ROWS = {row.name: row for row in FIELDS}

@@ -176,18 +176,22 @@ def txt2img_request(req: Txt2ImgRequest, options: dict[str, Any], styles: tuple[
         **{**option_fields(req, options, sampler), **settings(req)}, sampler=sampler,
         schedule=req.scheduler.lower() if req.scheduler else None, hires=_hires(req),
         refiner=None if req.refiner_checkpoint in NO_MODEL else req.refiner_checkpoint,
-        refiner_switch=0.8 if req.refiner_switch_at is None else req.refiner_switch_at, low_bits=storage(req),
+        refiner_switch=0.8 if req.refiner_switch_at is None else req.refiner_switch_at, low_bits=storage(req, options),
         restore_faces=face_restorer(req, options),
     )
     return styled(request, req.styles or [], styles, "styles", lenient=True)  # the WebUI skips unknown names
 
 
-def storage(req: Txt2ImgRequest) -> str | None:
-    """How the diffusion model is stored: Forge's override_settings.forge_unet_storage_dtype ("bnb-nf4", ...)."""
-    value = (req.override_settings or {}).get("forge_unet_storage_dtype")
+def storage(req: Txt2ImgRequest, options: dict[str, Any]) -> str | None:
+    """How the diffusion model is stored: Forge's forge_unet_storage_dtype ("bnb-nf4", ...), the request's
+    override_settings over the server's option (POST /sdapi/v1/options); "Automatic": the file's own."""
+    from sdcli.server.options import BY_KEY
+
+    key = "forge_unet_storage_dtype"
+    value = (req.override_settings or {}).get(key)
     if value is not None and not isinstance(value, str):
-        raise UsageError(f"override_settings.forge_unet_storage_dtype: {value!r} is not a storage name")
-    return value
+        raise UsageError(f"override_settings.{key}: {value!r} is not a storage name")
+    return BY_KEY[key].to_field(value if value is not None else options.get(key, BY_KEY[key].default))
 
 
 def face_restorer(req: Txt2ImgRequest, options: dict[str, Any]) -> str | None:

@@ -244,3 +244,41 @@ def test_replay_keeps_the_storage_and_low_bits_overrides_it(cli, tiny_family, tm
         assert result.exit_code == 0, result.stderr
         (again,) = out.glob("*.png")
         assert ("Diffusion in Low Bits: float8-e5m2" in read_infotext(again)) is kept
+
+
+def test_webui_api_options_set_the_storage_of_later_requests(tiny_family):
+    """POST /sdapi/v1/options forge_unet_storage_dtype (Forge's "Diffusion in Low Bits" setting) stores every later
+    request's model so, until set back to Automatic; a request's override_settings still win; a bad name: 422."""
+    import base64
+    import io
+    import json
+
+    import numpy as np
+    from fastapi.testclient import TestClient
+    from PIL import Image
+
+    from sdcli.models.runtime import RuntimeOptions
+    from sdcli.server.app import Limits, create_app
+    from sdcli.server.engine import Engine
+
+    client = TestClient(create_app(Engine.from_specs([str(tiny_family("zimage"))], RuntimeOptions()),
+                                   limits=Limits(max_body_bytes=1 << 20, max_pixels=64 * 64, max_images=4)))
+    payload = {"prompt": "a cat", "width": 32, "height": 32, "seed": 3, "steps": 2}
+
+    def served(**extra) -> tuple[np.ndarray, str]:
+        answer = client.post("/sdapi/v1/txt2img", json={**payload, **extra})
+        assert answer.status_code == 200, answer.text
+        image = Image.open(io.BytesIO(base64.b64decode(answer.json()["images"][0])))
+        return np.asarray(image, dtype=np.int16), json.loads(answer.json()["info"])["infotexts"][0]
+
+    full, _ = served()
+    assert client.post("/sdapi/v1/options", json={"forge_unet_storage_dtype": "float8-e4m3fn"}).status_code == 200
+    assert client.get("/sdapi/v1/options").json()["forge_unet_storage_dtype"] == "float8-e4m3fn"
+    low, text = served()
+    assert "Diffusion in Low Bits: float8-e4m3fn" in text and not np.array_equal(low, full)
+    again, text = served(override_settings={"forge_unet_storage_dtype": "Automatic"})
+    assert "Diffusion in Low Bits" not in text and np.array_equal(again, full)
+    bad = client.post("/sdapi/v1/options", json={"forge_unet_storage_dtype": "fp3"})
+    assert bad.status_code == 422 and "forge_unet_storage_dtype" in bad.text
+    assert client.post("/sdapi/v1/options", json={"forge_unet_storage_dtype": "Automatic"}).status_code == 200
+    assert np.array_equal(served()[0], full)
