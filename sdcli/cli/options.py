@@ -36,6 +36,11 @@ DistilledCfg = Annotated[float | None, typer.Option(
 Shift = Annotated[float | None, typer.Option(
     "--shift", help=f"Sigma shift of a flow model's schedule ({r('shift')}; written as `Shift`) [default: the "
     "model's own]", rich_help_panel=GEN, show_default=False)]
+UpsamplePrompt = Annotated[float | None, typer.Option(
+    "--upsample-prompt", metavar="TEMPERATURE", help=f"Flux.2 dev: its text encoder rewrites the prompt, sampling at "
+    f"this temperature ({r('upsample_prompt')}; 0.15 advised), seeded by the image's seed, before encoding it "
+    "(diffusers' caption upsampling; written as `Prompt upsampling` and `Upsampled prompt`)", rich_help_panel=GEN,
+    show_default=False)]
 Seed = Annotated[int | None, typer.Option("--seed", help=f"Seed ({r('seed')}); none or -1 = random (the seed used is "
                                              "reported).",
                                              rich_help_panel=GEN, show_default=False)]
@@ -237,6 +242,7 @@ def _shared(
     cfg_scale: Cfg = None,
     distilled_cfg_scale: DistilledCfg = None,
     shift: Shift = None,
+    upsample_prompt: UpsamplePrompt = None,
     seed: Seed = None,
     subseed: Subseed = None,
     subseed_strength: SubseedStrength = 0.0,

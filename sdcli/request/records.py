@@ -14,7 +14,7 @@ from sdcli.request.generation import PARTS, GenerationRequest
 RECORDED_WHEN_SET: dict[str, Any] = {"tiling": False, "distilled_cfg_scale": None, "shift": None, "text_encoders": (),
                                      "low_bits": None, "references": (), "quantize_text_encoder": False,
                                      "hires.distilled_cfg_scale": None, "restore_faces": None,
-                                     "code_former_weight": 0.5}
+                                     "code_former_weight": 0.5, "upsample_prompt": None}
 
 
 def request_to_dict(request: GenerationRequest) -> dict[str, Any]:
