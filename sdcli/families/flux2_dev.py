@@ -72,8 +72,8 @@ class Flux2DevFamily(Flux2Family):
         upsample = request.upsample_prompt is not None
         return {**super().refusals(request),
                 "--upsample-prompt": (upsample and (request.mode == "edit" or not CondSchedule.is_plain(
-                    request.prompt, "")), "rewrites a plain prompt only (no prompt editing [a:b:N], [a|b] or AND), "
-                    "and not with reference images (sdcli edit) yet")}
+                    request.prompt, "")), "rewrites a plain prompt only (no prompt editing, alternation or AND) "
+                    "and takes no reference images (sdcli edit) with it yet")}
 
     def prompt_upsampler(self, pipe: Any, temperature: float) -> PromptUpsampler:
         """Mistral Small 3 rewriting prompts as diffusers' Flux2Pipeline.upsample_prompt (conditioning.flux2_upsample):
