@@ -44,6 +44,11 @@ ModelSampling = Annotated[str | None, typer.Option(
 ZeroNegative = Annotated[bool, typer.Option(
     "--zero-negative", help="The unconditional pass conditioned on zeros shaped as the negative prompt's "
     "conditioning, pooled vector included (ComfyUI's ConditioningZeroOut)", rich_help_panel=GEN)]
+UpsamplePrompt = Annotated[float | None, typer.Option(
+    "--upsample-prompt", metavar="TEMPERATURE", help=f"Flux.2 dev: its text encoder rewrites the prompt, sampling at "
+    f"this temperature ({r('upsample_prompt')}; 0.15 advised), seeded by the image's seed, before encoding it "
+    "(diffusers' caption upsampling; written as `Prompt upsampling` and `Upsampled prompt`)", rich_help_panel=GEN,
+    show_default=False)]
 Seed = Annotated[int | None, typer.Option("--seed", help=f"Seed ({r('seed')}); none or -1 = random (the seed used is "
                                              "reported).",
                                              rich_help_panel=GEN, show_default=False)]
@@ -247,6 +252,7 @@ def _shared(
     shift: Shift = None,
     model_sampling: ModelSampling = None,
     zero_negative: ZeroNegative = False,
+    upsample_prompt: UpsamplePrompt = None,
     seed: Seed = None,
     subseed: Subseed = None,
     subseed_strength: SubseedStrength = 0.0,

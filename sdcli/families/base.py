@@ -97,6 +97,19 @@ class PromptEncoder(Protocol):
         ...
 
 
+class PromptUpsampler(Protocol):
+    """Rewrites prompts with the model's own text encoder before they are encoded (Flux.2 dev's caption
+    upsampling, --upsample-prompt)."""
+
+    def encoder(self, encoder: Any, seed: int) -> PromptEncoder:
+        """The family's prompt encoder `encoder` with its prompts rewritten, the rewrite sampled with `seed`."""
+        ...
+
+    def text(self, seed: int) -> str:
+        """The first prompt rewritten with `seed` (the first pass's), as the infotext records it."""
+        ...
+
+
 @dataclass(frozen=True)
 class Capabilities:
     """What a family supports, as validation asks it (instead of asking which family it is)."""
@@ -122,6 +135,7 @@ class Capabilities:
     shift: bool = False  # a flow schedule whose sigma shift can be set: --shift
     low_bits: bool = False  # its diffusion model can be stored in low bits at load: --low-bits
     applies_to: str = ""  # the models the settings above are for, in refusals ("Flux dev")
+    upsamples_prompts: bool = False  # its text encoder rewrites prompts before encoding them: --upsample-prompt
     references: int = 0  # reference images an edit by instruction takes (`sdcli edit`); 0: it cannot edit
 
     @property
@@ -285,6 +299,13 @@ class Family:
         """Prompts -> conditioning for this family's text encoders, at generation size `size` (width, height);
         `distilled_cfg`: the guidance a guidance-distilled network takes with the text (Flux dev)."""
         raise NotImplementedError(self.name)
+
+    def prompt_upsampler(self, pipe: Any, temperature: float) -> PromptUpsampler:
+        """The pipeline's text encoder rewriting prompts at `temperature` (Capabilities.upsamples_prompts; the
+        plan step refuses --upsample-prompt for a family without)."""
+        from sdcli.errors import UsageError
+
+        raise UsageError(f"--upsample-prompt: {self.label} models do not rewrite prompts")
 
     def inpainting_input(self, mask: torch.Tensor, masked_latent: torch.Tensor) -> torch.Tensor:
         """A dedicated inpainting network's extra input: from the pixel mask [1, 1, H, W] (1 = repaint) and

@@ -31,7 +31,8 @@ from sdcli.families.flux2 import (
 )
 
 if TYPE_CHECKING:
-    from sdcli.families.base import PromptEncoder
+    from sdcli.families.base import PromptEncoder, PromptUpsampler
+    from sdcli.request.generation import GenerationRequest
 
 DEV_GUIDANCE = 4.0  # diffusers' Flux2Pipeline.__call__ default guidance_scale
 COMFY_GUIDANCE = 3.5  # ComfyUI's, without a FluxGuidance node
@@ -68,12 +69,34 @@ class Flux2DevFamily(Flux2Family):
         return Flux2DevPromptEncoder(pipe.tokenizer, pipe.text_encoder, emphasis,
                                      DEV_GUIDANCE if distilled_cfg is None else distilled_cfg)
 
+    def refusals(self, request: GenerationRequest) -> dict[str, tuple[bool, str]]:
+        """Flux2Family's, and caption upsampling of a plain prompt only, without reference images."""
+        from sdcli.conditioning.schedule import CondSchedule
+
+        upsample = request.upsample_prompt is not None
+        return {**super().refusals(request),
+                "--upsample-prompt": (upsample and (request.mode == "edit" or not CondSchedule.is_plain(
+                    request.prompt, "")), "rewrites a plain prompt only (no prompt editing, alternation or AND) "
+                    "and takes no reference images (sdcli edit) with it yet")}
+
+    def prompt_upsampler(self, pipe: Any, temperature: float) -> PromptUpsampler:
+        """Mistral Small 3 rewriting prompts as diffusers' Flux2Pipeline.upsample_prompt (conditioning.flux2_upsample):
+        a text encoder loaded without its language-model head (a single file's text model) is refused by name."""
+        from sdcli.conditioning.flux2_upsample import PromptUpsampler
+        from sdcli.errors import UsageError
+
+        if not pipe.text_encoder.can_generate():
+            raise UsageError(f"--upsample-prompt: the text encoder ({type(pipe.text_encoder).__name__}) has no "
+                             "language-model head to write with; caption upsampling needs the whole Mistral Small 3 "
+                             "(a diffusers folder's Mistral3ForConditionalGeneration)")
+        return PromptUpsampler(pipe.tokenizer, pipe.text_encoder, temperature)
+
 
 # diffusers' Flux2Pipeline.__call__ defaults: 50 steps, guidance 4 (distilled, a network input); CFG 1 (the pipeline
 # has no negative prompt); Euler on ComfyUI's Flux2Scheduler as ComfyUI's Flux.2 dev template.
 FLUX2_DEV = Flux2DevFamily("flux2-dev", "Flux.2 dev", DEV_PIPELINES, 1024,
                            capabilities=flow_capabilities("Flux.2 dev", loop_channels=(128,), references=4,
-                                                          distilled_guidance=True),
+                                                          distilled_guidance=True, upsamples_prompts=True),
                            latent=LATENT,
                            defaults={"steps": 50, "cfg_scale": 1.0, "sampler": "Euler", "schedule": FLUX2_SCHEDULE,
                                      "distilled_cfg_scale": DEV_GUIDANCE},

@@ -31,7 +31,9 @@ INFOTEXT_FIELDS: dict[str, tuple[str, Any]] = {
 # The hires pass's keys, read back together by request.hires.hires_from_infotext.
 HIRES_KEYS = tuple(dict.fromkeys(row.infotext for row in FIELDS if row.part == "hires" and row.infotext))
 # Infotext keys that describe the image but change nothing sdcli would do differently.
-INFORMATIONAL = ("Size", "Model hash", "Model", "Version")
+# Keys that describe the image and are not settings (`Upsampled prompt`: Flux.2 dev's rewrite of the prompt, which
+# the seed writes again).
+INFORMATIONAL = ("Size", "Model hash", "Model", "Version", "Upsampled prompt")
 # An infotext without an RNG key was made with the WebUI's default source, GPU: on NVIDIA
 # cards (nearly every WebUI install) that is the noise sdcli's "nv" source reproduces.
 WEBUI_DEFAULT_RNG = "nv"

@@ -149,6 +149,9 @@ def run(
     refine = refiner_stage(model, encoded, refiner, choice, own, (width, height))
     hires = hires_stage(model, encoded, own, (width, height), hires_upscaler)
     hires_names = (*hires_choices(request), hires.upscaler.ref.name) if hires else None
+    # Caption upsampling (Flux.2 dev): each image's prompt rewritten by the text encoder, seeded by its seed.
+    upsampler = (model.family.prompt_upsampler(model.pipe, request.upsample_prompt)
+                 if request.upsample_prompt is not None else None)
     batch_run = own_batch if own else pipeline_batch
     if request.zero_negative and not own:
         raise UsageError("--zero-negative: this model or sampler runs diffusers' pipeline, not sdcli's loop, "
@@ -171,9 +174,9 @@ def run(
     # 3. Batches: per-image generators seeded seed + i; a group's images in one batch, each its own request's.
     vae_name = model.addons.vae_path.name if model.addons.vae_path else None
     if group:
-        if not own or refine or hires or control is not None or extra is not None:
-            raise ValueError("a group of requests runs only through sdcli's loop, without a refiner, hires or "
-                             "control (job.generate.groupable)")
+        if not own or refine or hires or control is not None or extra is not None or upsampler is not None:
+            raise ValueError("a group of requests runs only through sdcli's loop, without a refiner, hires, "
+                             "control or caption upsampling (job.generate.groupable)")
         batch_run = partial(batch_run, prompts=[(encoder_text(model, r.prompt), encoder_text(model, r.negative_prompt))
                                                 for r in group for _ in range(r.total_images)])
     batches = [[(r, seed, subseed) for r in group for seed, subseed in zip(r.seeds(), r.subseeds(), strict=True)]]
@@ -181,13 +184,22 @@ def run(
         pairs, size = list(zip(request.seeds(), request.subseeds(), strict=True)), request.batch_size
         batches = [[(request, seed, subseed) for seed, subseed in pairs[at:at + size]]
                    for at in range(0, len(pairs), size)]
+    if upsampler is not None:  # one image a batch: each encodes its own rewritten prompt
+        batches = [[image] for batch in batches for image in batch]
     pipes = (model.pipe, refiner.pipe) if refine and refiner else (model.pipe,)
     start = 0
     for batch in batches:
         batch_seeds, batch_subseeds = [seed for _, seed, _ in batch], [subseed for _, _, subseed in batch]
+        batch_encoder, batch_hires, rewritten = encoder, hires, {}
+        if upsampler is not None:
+            batch_encoder = upsampler.encoder(encoder, batch_seeds[0])
+            if hires is not None:  # the hires pass encodes the rewritten prompt too (its own, with --hires-prompt)
+                batch_hires = replace(hires, encoder=upsampler.encoder(hires.encoder, batch_seeds[0]))
         with finite_guard(*pipes) as guard, circular_padding(request.tiling, *pipes):  # --tiling, this batch only
-            images = batch_run(encoded, model, choice, encoder, inputs, batch_seeds, batch_subseeds, width, height,
-                               on_step, refine, hires)
+            images = batch_run(encoded, model, choice, batch_encoder, inputs, batch_seeds, batch_subseeds, width,
+                               height, on_step, refine, batch_hires)
+        if upsampler is not None:
+            rewritten = {"Upsampled prompt": upsampler.text(batch_seeds[0])}
         for offset, (image, (image_request, seed, subseed)) in enumerate(zip(images, batch, strict=True)):
             if image_request.face_restorer:
                 if faces is None:
@@ -198,7 +210,7 @@ def run(
             params = _with_modules(infotext_params(
                 image_request, choice, seed=seed, subseed=subseed, width=width, height=height, model_name=model_name,
                 model_hash=model_hash, refiner=refiner, hires=hires_names, traits=model.family.capabilities.traits,
-                vae=vae_name) | control_params | (extra_params or {}))
+                vae=vae_name) | rewritten | control_params | (extra_params or {}))
             yield GeneratedImage(  # width/height: the generation size, as the infotext's Size
                 image=image, index=start + offset, seed=seed, subseed=subseed, width=width, height=height,
                 params=params, infotext=build_infotext(image_request.prompt, image_request.negative_prompt, params),
@@ -214,7 +226,8 @@ def groupable(request: GenerationRequest, model: LoadedModel, choice: SamplerCho
     model = model.for_mode(request.mode)
     request = with_defaults(request, model.family.defaults_for(choice_key(request.emphasis)))
     return (runs_own_loop(model, model.family.settle_choice(choice), request) and refiner is None
-            and request.hires is None and not request.controlnets and control is None and request.mode != "edit")
+            and request.hires is None and not request.controlnets and control is None and request.mode != "edit"
+            and request.upsample_prompt is None)
 
 
 def _with_modules(params: dict[str, Any]) -> dict[str, Any]:

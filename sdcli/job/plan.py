@@ -199,6 +199,10 @@ def plan_job(request: GenerationRequest, runtime: RuntimeOptions, model_spec: st
     if (vae := dict(model.parts).get("vae")) is not None and extras.vae is None:  # likewise the VAE
         extras = replace(extras, vae=vae, vae_hash=short_hash("vae", vae))
     model = with_storage(model, request, family)
+    if request.upsample_prompt is not None and model.kind == "single-file":  # text-encoder files load headless
+        encoder = next((path.name for role, path in model.parts if role != "vae"), model.path.name)
+        raise UsageError(f"--upsample-prompt: {encoder}: a text-encoder file loads without its language-model head "
+                         "(nothing to write with); caption upsampling needs a diffusers folder's text encoder")
     if family is not None and not family.capabilities.embeddings and extras.embeddings:
         extras = without_embeddings(extras, family, assets, notes)
     gpu_dtype = family.gpu_dtype if family is not None else "fp16"
@@ -312,6 +316,7 @@ FAMILY_SETTINGS = (
      "Flux dev"),
     ("shift", "--shift", "shift", "have no sigma shift to set", "flow models such as Flux"),
     ("model_sampling", "--model-sampling", "shift", "have no flow sigmas to set", "flow models such as Flux"),
+    ("upsample_prompt", "--upsample-prompt", "upsamples_prompts", "do not rewrite prompts", "Flux.2 dev"),
     ("low_bits", "--low-bits", "low_bits", "are not stored in low bits by sdcli", "Flux"),
 )
 

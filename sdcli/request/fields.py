@@ -179,6 +179,12 @@ FIELDS: tuple[Field, ...] = (
     Field("distilled_cfg_scale", "float", "--distilled-cfg", (0, 30), fmt="g", infotext="Distilled CFG Scale",
           write=distilled_written, read=float, key="distilled_cfg_scale", aliases=("distilled_cfg",),
           axis="Distilled CFG Scale", api="distilled_cfg_scale"),
+    # Flux.2 dev's caption upsampling (diffusers' caption_upsample_temperature): the temperature; the rewritten
+    # text is written as `Upsampled prompt` (job.generate), not read back: replay writes it again from the seed.
+    Field("upsample_prompt", "float", "--upsample-prompt", (0, 2), "(]", "(0.15 is diffusers' advice)", fmt="g",
+          infotext="Prompt upsampling", write=lambda w: None if w.request.upsample_prompt is None else
+          f"{w.request.upsample_prompt:g}", read=float, key="upsample_prompt",
+          aliases=("caption_upsample_temperature",), axis="Prompt upsampling", api="upsample_prompt"),
     Field("shift", "float", "--shift", (0, 100), "(]", fmt="g", infotext="Shift",
           write=lambda w: f"{w.request.shift:g}" if w.request.shift is not None else None, read=float, key="shift",
           axis="Shift", api="shift"),

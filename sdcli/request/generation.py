@@ -111,6 +111,9 @@ class GenerationRequest:
     # --restore-faces: the WebUI's face restoration after decoding (models.faces); "none" or None: off.
     restore_faces: str | None = None
     code_former_weight: float = 0.5  # CodeFormer's fidelity weight (0: most restoration, 1: most faithful)
+    # --upsample-prompt: the temperature at which the text encoder rewrites the prompt before encoding it (Flux.2
+    # dev's caption upsampling, diffusers' caption_upsample_temperature); None: the prompt is encoded as given.
+    upsample_prompt: float | None = None
 
     def __post_init__(self) -> None:
         # A list (JSON, a repeatable flag) or None (a flag not given) of names is kept as a tuple.

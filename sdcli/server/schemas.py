@@ -43,6 +43,7 @@ class Txt2ImgRequest(BaseModel):
     cfg_scale: float | None = None  # None: the model family's (7; Flux 1)
     distilled_cfg_scale: float | None = None  # Forge's (3.5 for Flux dev; ignored for models without it, as Forge)
     shift: float | None = None  # sdcli's own (Forge Neo reportedly carries a shift in distilled_cfg_scale)
+    upsample_prompt: float | None = None  # sdcli's own: Flux.2 dev's caption upsampling temperature
     width: int = 512
     height: int = 512
     restore_faces: bool | None = None
