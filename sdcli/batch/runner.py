@@ -216,7 +216,7 @@ def recorded_defaults(record: dict[str, Any], model: Any) -> dict[str, Any]:
     """The manifest's options with the unset (None) cfg scale, sampler and schedule as the batch's --model
     resolves them (its family's defaults), as manifests have always recorded them. A --resume applies them to
     every line: a line naming a model of another family (sd_model) then gets these, not its own family's."""
-    from sdcli.job.plan import family_of
+    from sdcli.job.family_rules import family_of
     from sdcli.request.generation import DEFAULTED, REQUEST_DEFAULTS
 
     unset = [k for k in DEFAULTED if k in record and record[k] is None]

@@ -203,9 +203,9 @@ def edit_request(base: Any, references: list[str]) -> Any:
 
 
 def check_editor(spec: str | None, base: Any, offline: bool, assets: Any) -> None:
-    """The plot's model resolved (no weights loaded) and its family checked for the edit (job.plan.check_edit:
+    """The plot's model resolved (no weights loaded) and its family checked for the edit (job.family_rules.check_edit:
     one that edits by instruction, taking the references and the options given)."""
-    from sdcli.job.plan import check_edit, family_of
+    from sdcli.job.family_rules import check_edit, family_of
     from sdcli.models.resolve import resolve_model
 
     ref = resolve_model(spec, offline=offline, library=assets.library(), allow_pickle=assets.allow_pickle)

@@ -278,7 +278,7 @@ def create_app(engine: Engine, *, limits: Limits = Limits(), auth: dict[str, str
 
 def _check_editor(served: Any) -> None:
     """/sdcli/v1/edit on a model whose family cannot edit by instruction: one line naming the model and field."""
-    from sdcli.job.plan import editing_families, family_of
+    from sdcli.job.family_rules import editing_families, family_of
 
     family = family_of(served.ref)
     if family is not None and not family.capabilities.references:

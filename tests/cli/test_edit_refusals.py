@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from sdcli.families import FAMILIES
-from sdcli.job.plan import editing_families
+from sdcli.job.family_rules import editing_families
 from sdcli.request.generation import EDIT_REFUSED
 
 FLOW = "Euler, Euler a, Heun, DPM++ 2M, DPM++ SDE, DPM++ 2M SDE, ..."
@@ -71,14 +71,14 @@ def test_edit_refusals_name_the_family_and_the_option(cli, tiny_family, tiny_mod
 
 @pytest.mark.parametrize("arch", ["flux-kontext", "flux2-klein", "qwen-image-edit", "qwen-image-edit-plus"])
 def test_every_editing_family_refuses_each_option_an_edit_cannot_take(arch):
-    """The plan step's check (job.plan.check_edit) for each option of request.generation.EDIT_REFUSED and each
+    """The plan step's check (job.family_rules.check_edit) for each option of request.generation.EDIT_REFUSED and each
     family that edits, on a request that sets only that option: the flag and the family in one line."""
     from dataclasses import replace
 
     from sdcli.controlnet.units import ControlUnit
     from sdcli.errors import UsageError
     from sdcli.families import FAMILIES
-    from sdcli.job.plan import check_edit
+    from sdcli.job.family_rules import check_edit
     from sdcli.request.generation import GenerationRequest
     from sdcli.request.hires import HiresSettings
 

@@ -261,7 +261,7 @@ def test_zimage_turbo_template_as_the_ui_saves_it(tmp_path):
 def test_model_sampling_is_refused_on_an_sd_model(tiny_model):
     """--model-sampling sets a flow model's sigmas: an SD model refuses it before loading, naming the flag."""
     from sdcli.errors import UsageError
-    from sdcli.job.plan import family_of, for_family
+    from sdcli.job.family_rules import family_of, for_family
     from sdcli.models.resolve import ModelRef
     from sdcli.request.generation import GenerationRequest
 

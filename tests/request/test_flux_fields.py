@@ -11,7 +11,7 @@ from sdcli.families import FAMILIES
 from sdcli.families.base import Capabilities, Family
 from sdcli.families.sd1 import SD1
 from sdcli.io.metadata import build_infotext, civitai_flux_fix, parse_infotext
-from sdcli.job.plan import for_family
+from sdcli.job.family_rules import for_family
 from sdcli.request.fields import infotext_values
 from sdcli.request.generation import (
     GenerationRequest,

@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from sdcli.io.metadata import read_infotext, read_replay_record
-from sdcli.job.plan import editing_families
+from sdcli.job.family_rules import editing_families
 from tests.server.serving import in_thread
 
 pytestmark = pytest.mark.usefixtures("single_thread")
