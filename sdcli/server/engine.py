@@ -232,6 +232,16 @@ class Engine:
             self._pipeline(model)
 
     @contextmanager
+    def keeping_current(self) -> Iterator[None]:
+        """The current model (what requests naming none get) put back after the block, as the WebUI's X/Y/Z
+        plot puts back its checkpoint after the grid (a failed one too); loaded again when next used."""
+        current = self.current
+        try:
+            yield
+        finally:
+            self.current = current
+
+    @contextmanager
     def _slot(self) -> Iterator[None]:
         """Wait for the generation lock (one job at a time) in a bounded queue: the running job and those
         waiting count against queue_size. A waiting client that goes away, or a server stopping, leaves it."""
