@@ -63,13 +63,15 @@ def run_command(mode: str, flags: dict[str, Any], **parts: Any) -> None:
 
 def merge_quantize(flags: dict[str, Any]) -> dict[str, Any]:
     """The flags with --quantize's value as the request's storage (low_bits: one setting, two spellings); both
-    given is refused."""
+    given is refused. A --quantize name given to --low-bits is kept as its Forge label (nf4: bnb-nf4): refusals
+    tell the two flags apart by the spelling (job.plan.storage_flag), and name the flag given."""
     from sdcli.errors import UsageError
     from sdcli.request.storage import QUANTIZE
 
-    quantize = flags.get("quantize")
+    quantize, low_bits = flags.get("quantize"), flags.get("low_bits")
     if quantize is None:
-        return flags
+        row = QUANTIZE.get(low_bits.strip().lower()) if isinstance(low_bits, str) else None
+        return flags if row is None else {**flags, "low_bits": row.label}
     if flags.get("low_bits") is not None:
         raise UsageError("--quantize: not with --low-bits; both say how the diffusion model is stored (give one)")
     if quantize.strip().lower() not in QUANTIZE:
