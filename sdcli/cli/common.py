@@ -67,11 +67,11 @@ def merge_quantize(flags: dict[str, Any]) -> dict[str, Any]:
     tell the two flags apart by the spelling (job.plan.storage_flag), and name the flag given."""
     from sdcli.errors import UsageError
     from sdcli.request.storage import QUANTIZE
+    from sdcli.request.vocabulary import low_bits_label
 
     quantize, low_bits = flags.get("quantize"), flags.get("low_bits")
     if quantize is None:
-        row = QUANTIZE.get(low_bits.strip().lower()) if isinstance(low_bits, str) else None
-        return flags if row is None else {**flags, "low_bits": row.label}
+        return flags if low_bits is None else {**flags, "low_bits": low_bits_label(low_bits)}
     if flags.get("low_bits") is not None:
         raise UsageError("--quantize: not with --low-bits; both say how the diffusion model is stored (give one)")
     if quantize.strip().lower() not in QUANTIZE:

@@ -105,6 +105,16 @@ def test_prompt_file_keys_and_the_xyz_axis():
         "float8-e4m3fn", "nf4"]
 
 
+def test_prompt_file_refusals_name_the_key_given(cli, tiny_family, tmp_path):
+    prompts = tmp_path / "p.txt"
+    prompts.write_text('--prompt "a cat" --low-bits nf4\n--prompt "a dog" --quantize nf4\n', encoding="utf-8")
+    result = cli("batch", prompts, "-m", tiny_family("zimage"), *RUN, "-o", tmp_path / "out")
+    assert result.exit_code == 2, result.stderr
+    assert f"{prompts}:1: --low-bits: bnb-nf4 needs a CUDA GPU" in result.stderr
+    assert f"{prompts}:2: --quantize: nf4 needs a CUDA GPU" in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
 def test_xyz_cell_is_refused_before_anything_runs(cli, tiny_family, tmp_path):
     out = tmp_path / "plot"
     result = cli("xyz", "-m", tiny_family("zimage"), *RUN, "--x", "Diffusion in Low Bits: float8-e4m3fn, nf4",
