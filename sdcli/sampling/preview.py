@@ -22,7 +22,7 @@ class StopSampling(Exception):
 
 
 def stop_job() -> NoReturn:
-    """Raised by a step callback (the server's /interrupt): the batch's sampling ends as with StopSampling, and
+    """Called from a step callback (the server's /interrupt): the batch's sampling ends as with StopSampling, and
     its later passes are left out: after a first pass stopped, the batch is decoded from it without its hires
     pass, as the WebUI's interrupted batch (its hires pass returns the first pass's samples when interrupted)."""
     _JOB_STOPPED.set(True)
