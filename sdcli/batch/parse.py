@@ -44,6 +44,7 @@ from sdcli.request.generation import (
     validate,
 )
 from sdcli.request.records import request_to_dict
+from sdcli.request.vocabulary import low_bits_label
 
 FORMATS = ("auto", "text", "webui", "jsonl")
 JSONL_SUFFIXES = (".jsonl", ".ndjson")
@@ -186,6 +187,9 @@ def _line_request(pairs: dict[str, Any], defaults: GenerationRequest, default_mo
             fields[key.field] = key.read(raw, base) if key.is_path else key.read(raw)
         except ValueError as exc:
             problems.append(f"{key.name}: {exc}")
+            continue
+        if key.field == "low_bits" and name.replace("-", "_") != "quantize" and isinstance(fields["low_bits"], str):
+            fields["low_bits"] = low_bits_label(fields["low_bits"])  # --low-bits nf4: refused as --low-bits
     mode_name = fields.get("mode", implied)
     mode = MODES.get(mode_name)
     if mode is None:

@@ -63,13 +63,15 @@ def run_command(mode: str, flags: dict[str, Any], **parts: Any) -> None:
 
 def merge_quantize(flags: dict[str, Any]) -> dict[str, Any]:
     """The flags with --quantize's value as the request's storage (low_bits: one setting, two spellings); both
-    given is refused."""
+    given is refused. A --quantize name given to --low-bits is kept as its Forge label (nf4: bnb-nf4): refusals
+    tell the two flags apart by the spelling (job.plan.storage_flag), and name the flag given."""
     from sdcli.errors import UsageError
     from sdcli.request.storage import QUANTIZE
+    from sdcli.request.vocabulary import low_bits_label
 
-    quantize = flags.get("quantize")
+    quantize, low_bits = flags.get("quantize"), flags.get("low_bits")
     if quantize is None:
-        return flags
+        return flags if low_bits is None else {**flags, "low_bits": low_bits_label(low_bits)}
     if flags.get("low_bits") is not None:
         raise UsageError("--quantize: not with --low-bits; both say how the diffusion model is stored (give one)")
     if quantize.strip().lower() not in QUANTIZE:

@@ -11,6 +11,7 @@ from sdcli.families.base import PromptEncoder
 from sdcli.io.images import PreparedInputs
 from sdcli.models.loaded import LoadedModel
 from sdcli.request.generation import GenerationRequest, choice_key
+from sdcli.sampling import preview
 from sdcli.sampling.samplers import SamplerChoice
 
 
@@ -104,7 +105,7 @@ def own_batch(request: GenerationRequest, model: LoadedModel, choice: SamplerCho
     if denoiser.masking is not None and denoiser.masking.mask is not None:  # the kept area: the input's latent
         keep = denoiser.masking.mask
         latents = latents * (1 - keep) + denoiser.masking.init_latent * keep
-    if hires is not None:
+    if hires is not None and not preview.job_stopped():  # an interrupted first pass comes back as it is
         latents = hires.run(model, latents, seeds, subseeds, on_step)
     return decode(refine.model if denoiser.switched else model, latents)  # the WebUI decodes with the model loaded
 

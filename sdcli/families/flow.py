@@ -87,7 +87,6 @@ class FlowFamily(Family):
     clip_skip_why: ClassVar[str | None] = None  # why --clip-skip is refused (None: the family takes it)
     clip_skip_first: ClassVar[bool] = False  # --clip-skip is refused before the sampler (Chroma, Qwen-Image)
     controlnet_why: ClassVar[str] = "takes no Stable Diffusion ControlNet"
-    own_control_image: ClassVar[bool] = False  # a unit with no ControlNet model (a lone --control-image) is allowed
     full_widths: ClassVar[tuple[int, ...]] = ()  # the released transformers' widths; narrower ones are tiny
     adapter: ClassVar[type[FlowAdapter]] = FlowAdapter  # the transformer as the loop's network
 
@@ -116,8 +115,9 @@ class FlowFamily(Family):
 
     def refusals(self, request: GenerationRequest) -> dict[str, tuple[bool, str]]:
         """The request settings the family refuses: flag -> (whether this request sets it, why), in order."""
-        controlnet = (any(unit.model for unit in request.controlnets) if self.own_control_image
-                      else bool(request.controlnets))
+        # A unit with no ControlNet model (a lone --control-image) is a control model's input: job.plan's
+        # check_control_input refuses it under --control-image where the model takes none.
+        controlnet = any(unit.model for unit in request.controlnets)
         clip_skip = {} if self.clip_skip_why is None else {"--clip-skip": (request.clip_skip != 1, self.clip_skip_why)}
         return {**clip_skip,
                 "--prediction-type": (request.prediction_type is not None, "is a flow model, neither eps nor v"),

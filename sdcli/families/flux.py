@@ -134,7 +134,6 @@ class FluxFamily(FlowFamily):
     clip_skip_why: ClassVar[str | None] = "has no CLIP skip (its CLIP-L gives only the pooled vector)"
     controlnet_why: ClassVar[str] = ("takes no Stable Diffusion ControlNet (a Flux Control model or a BFL control "
                                      "LoRA takes --control-image alone)")
-    own_control_image: ClassVar[bool] = True
     full_widths: ClassVar[tuple[int, ...]] = (FULL_WIDTH,)
     file_parts: ClassVar[FileParts | None] = FileParts(("clip_l", "t5xxl"), "flux-vae", "flux", own_parts=True)
 

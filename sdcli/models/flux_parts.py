@@ -15,8 +15,8 @@ from dataclasses import replace
 from pathlib import Path
 
 from sdcli.errors import ModelError, UsageError
-from sdcli.families.base import FileParts
-from sdcli.models.flux_files import FluxFile, inspect_flux_file
+from sdcli.families.base import Family, FileParts
+from sdcli.models.flux_files import FluxFile, Shapes, inspect_flux_file
 from sdcli.models.flux_keys import COMFY_TRANSFORMER
 from sdcli.models.folders import Library, is_path_like
 from sdcli.models.resolve import ModelRef
@@ -70,19 +70,19 @@ def file_kind(path: Path) -> str:
             return "diffusers folder"
         if path.suffix.lower() not in (".safetensors", ".gguf"):
             return ""
-        info = inspect_flux_file(path)
-        if info.kind is not None and info.kind != "all-in-one" and not _other_family(info, path):
-            return _named(describe(info), info, path)
         from sdcli.models.flux_files import _vae_layout, read_tensor_table
 
         shapes = read_tensor_table(path)[0]
+        if (whole := _checkpoint_family(shapes, path.name)) is not None:  # its CLIP and VAE are parts of it
+            return f"{whole.name} checkpoint"
+        info = inspect_flux_file(path)
+        if info.kind is not None and info.kind != "all-in-one" and not _other_family(info, path):
+            return _named(describe(info), info, path)
         prefixes = () if info.parts else ("", "vae.", "first_stage_model.")  # an all-in-one's VAE is a part of it
         vae = next((f for p in prefixes if (f := _vae_layout(shapes, p))), None)
         if vae is not None:
             return f"{vae[1]}-channel vae"
         family = detect_single_file(shapes, name=path.name).family
-        if family.file_parts is None or family.checkpoint_file:
-            return f"{family.name} checkpoint"
         if len(info.parts) > 1:  # another family's all-in-one checkpoint
             return f"{family.name} all-in-one ({' + '.join(info.parts)}, {_stored(info)})"
         layout = "gguf" if path.suffix.lower() == ".gguf" else "comfy" if any(
@@ -90,6 +90,19 @@ def file_kind(path: Path) -> str:
         return f"{family.name} transformer ({layout}, {_stored(info)})"
     except Exception:  # noqa: BLE001 (a listing shows what it can; a broken file is named, not fatal)
         return "unknown"
+
+
+def _checkpoint_family(shapes: Shapes, name: str) -> Family | None:
+    """The family (by the family table's detection) whose whole checkpoint a single file is: one its family's own
+    loader reads every part from (Family.checkpoint_file, or a family with no part files); None for anything else
+    (a transformer, text encoder or VAE file, or another family's all-in-one file, which names its parts)."""
+    from sdcli.families import detect_single_file
+
+    try:
+        family = detect_single_file(shapes, name=name).family
+    except ModelError:
+        return None
+    return family if family.file_parts is None or family.checkpoint_file else None
 
 
 def _named(described: str, info: FluxFile, path: Path) -> str:

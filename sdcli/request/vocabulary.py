@@ -64,6 +64,13 @@ LOW_BITS_LABELS = {label.lower(): label for base in (AUTOMATIC, *(s.label for s 
 LOW_BITS = tuple(LOW_BITS_LABELS)
 
 
+def low_bits_label(value: str) -> str:
+    """A value given to --low-bits (or its prompt-file key) with a --quantize name as its row's label (nf4: bnb-nf4),
+    others as given: refusals tell the two flags apart by the spelling (job.plan.storage_flag)."""
+    row = QUANTIZE.get(value.strip().lower())
+    return value if row is None else row.label
+
+
 def low_bits_key(value: str) -> str:
     """--low-bits spelling -> key: case and spacing do not matter ("BNB-NF4 (FP16 LoRA)" = "bnb-nf4 (fp16 lora)");
     a --quantize name is its row's label ("nf4" = "bnb-nf4")."""

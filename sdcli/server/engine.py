@@ -52,10 +52,6 @@ class Cancelled(SdcliError):
     """The client went away before or while its job ran: nothing is sent (its slot is freed)."""
 
 
-class _Interrupted(Exception):
-    """Raised from the step callback after /interrupt."""
-
-
 # Whether the client of the request this thread serves has gone away (server.app sets it per request).
 CLIENT_GONE: ContextVar[Callable[[], bool] | None] = ContextVar("sdcli_client_gone", default=None)
 
@@ -237,6 +233,16 @@ class Engine:
             self._pipeline(model)
 
     @contextmanager
+    def keeping_current(self) -> Iterator[None]:
+        """The current model (what requests naming none get) put back after the block, as the WebUI's X/Y/Z
+        plot puts back its checkpoint after the grid (a failed one too); loaded again when next used."""
+        current = self.current
+        try:
+            yield
+        finally:
+            self.current = current
+
+    @contextmanager
     def _slot(self) -> Iterator[None]:
         """Wait for the generation lock (one job at a time) in a bounded queue: the running job and those
         waiting count against queue_size. A waiting client that goes away, or a server stopping, leaves it."""
@@ -316,9 +322,10 @@ class Engine:
         """Run one request on a served model: plan -> load -> generate, as every entry point; return the
         plan, the model, the request as run and its images.
 
-        An /interrupt stops it after the current step; images of finished batches are kept. A /skip ends the
-        running batch's sampling now, its images made from the latest denoised latent (half-denoised, as the
-        WebUI returns a skipped batch), and goes on with the next. A client that goes away
+        A /skip ends the running batch's sampling now, its images made from the latest denoised latent
+        (half-denoised, as the WebUI returns a skipped batch), and goes on with the next. An /interrupt does the
+        same and starts no further batch nor the batch's hires pass: the finished batches and the running one come
+        back, as the WebUI's interrupt. A client that goes away
         cancels its job after the current step (Cancelled). `switch` False: the model named is used for this
         request only (override_settings restored after); the current model stays the one requests get.
         """
@@ -339,22 +346,21 @@ class Engine:
         return Generated(plan, model, request, items, progress.job_timestamp)
 
     def _batches(self, job: Any, request: GenerationRequest) -> list[Any]:
-        """The job's images, batch by batch (a skipped batch's too); after an /interrupt, the finished ones."""
+        """The job's images, batch by batch (a skipped or interrupted batch's too); none after an /interrupt."""
         items: list[Any] = []
-        try:
-            for item in job.generate(request, self._step):
-                if item.failure:  # never sent as a black image
-                    raise RuntimeFailure(f"image {item.index} (seed {item.seed}): {item.failure}")
-                items.append(item)
-                self.progress.job_no = (item.index + 1) // request.batch_size
-        except _Interrupted:
-            pass
+        for item in job.generate(request, self._step):
+            if item.failure:  # never sent as a black image
+                raise RuntimeFailure(f"image {item.index} (seed {item.seed}): {item.failure}")
+            items.append(item)
+            self.progress.job_no = (item.index + 1) // request.batch_size
+            if self.progress.interrupted and len(items) % request.batch_size == 0:
+                break  # the WebUI starts no batch after an interrupt
         return items
 
     def _step(self, step: int, total: int) -> None:
         progress = self.progress
         if progress.interrupted:
-            raise _Interrupted
+            preview.stop_job()  # the batch ends here, decoded from its latest denoised latent
         if progress.skipped:
             if progress.job_no == progress.skip_batch:
                 raise preview.StopSampling  # the batch ends here and is decoded from its latest denoised latent

@@ -260,7 +260,8 @@ def run_xyz(engine: Any, base: GenerationRequest, args: list[Any], generate: Cal
     if len(plot.lines) > max_images:
         raise UsageError(f"script_args: the plot has {len(plot.lines)} cells, over this server's limit of "
                          f"{max_images} images per request")
-    results = [generate(line.request, line.model) for line in plot.lines]
+    with engine.keeping_current():  # a Checkpoint name axis switches the model cell by cell
+        results = [generate(line.request, line.model) for line in plot.lines]
     cells = [r.items[0] for r in results]
     x, y, z = plot.axes
     nx, ny, nz = plot.shape

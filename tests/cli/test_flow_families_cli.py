@@ -113,6 +113,19 @@ def test_refusals_name_the_flag(cli, family: FlowFamily, model, tmp_path, args, 
     assert not (tmp_path / "o").exists() or not list((tmp_path / "o").glob("*.png"))
 
 
+@pytest.mark.parametrize("family", _families())
+def test_a_lone_control_image_is_refused_naming_control_image(cli, family: FlowFamily, model, tmp_path):
+    """--control-image without --controlnet is a control model's input: refused under that flag on every flow
+    family without one (Flux.2 said --controlnet), as on Flux.1 Kontext and Qwen-Image."""
+    image = tmp_path / "ctl.png"
+    Image.new("RGB", (32, 32), (200, 10, 10)).save(image)
+    result = cli("txt2img", *model, *RUN, "-o", tmp_path / "o", "--control-image", image, "a cat")
+    assert result.exit_code == 2, result.stderr
+    assert result.stderr.startswith("error: --control-image: a ") and "takes no control image without --controlnet" \
+        in result.stderr, result.stderr
+    assert not (tmp_path / "o").exists()
+
+
 @pytest.mark.parametrize("family", _families(having="single_file"))
 def test_a_single_file_is_detected_and_refused_in_one_line(cli, family: FlowFamily, tmp_path):
     """Transformer files are recognised by their keys; one given alone is refused in one line naming the part it

@@ -42,3 +42,19 @@ def test_models_command_does_not_import_torch(models_dir):
     done = subprocess.run([sys.executable, "-c", code, str(models_dir)], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "tinyvae" in done.stdout
+
+
+def test_whole_sd_checkpoints_are_listed_as_checkpoints(cli, tiny_xl, tmp_path):
+    """A WebUI single file holds its CLIP and VAE too: it is its family's checkpoint, not the part found first."""
+    from sdcli.models.tiny import build_tiny_single_file
+
+    folder = tmp_path / "models" / "Stable-diffusion"
+    for arch in ("sd1", "sd2", "sd1-inpaint"):
+        build_tiny_single_file(folder / f"{arch}.safetensors", arch=arch)
+    for key in ("base_file", "refiner_file"):
+        (folder / tiny_xl[key].name).symlink_to(tiny_xl[key])
+    result = cli("models", "--models-dir", tmp_path / "models", "--kind", "checkpoint", "--json")
+    assert result.exit_code == 0, result.stderr
+    what = {r["name"]: r["what"] for r in map(json.loads, result.stdout.splitlines())}
+    assert what == {"sd1": "sd1 checkpoint", "sd2": "sd2 checkpoint", "sd1-inpaint": "sd1 checkpoint",
+                    "tiny-xl": "sdxl checkpoint", "tiny-xl-refiner": "sdxl-refiner checkpoint"}

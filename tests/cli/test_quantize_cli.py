@@ -33,6 +33,7 @@ def _refused(cli, tmp_path, *args, command="txt2img"):
     (("--quantize", "fp8", "--quantize-text-encoder"), "error: --quantize: fp8 needs a CUDA GPU with fp8 (compute "
                                                        "capability 8.9 or newer); this job runs on cpu"),
     (("--low-bits", "bnb-int8"), "error: --low-bits: bnb-int8 needs a CUDA GPU"),
+    (("--low-bits", "nf4"), "error: --low-bits: bnb-nf4 needs a CUDA GPU"),  # --quantize's name, under the flag given
     (("--quantize", "int8", "--low-bits", "float8-e4m3fn"), "error: --quantize: not with --low-bits; both say how "
                                                             "the diffusion model is stored (give one)"),
     (("--quantize-text-encoder",), "error: --quantize-text-encoder: give --quantize nf4, fp4, int8 or fp8 too"),
@@ -49,6 +50,8 @@ def test_refused_for_files_and_families_that_cannot_take_it(cli, tiny_model, tin
 
     assert _refused(cli, tmp_path, "-m", tiny_model, "--quantize", "nf4", "a cat").startswith(
         "error: --quantize: Stable Diffusion 1.x models are not stored in low bits by sdcli; it applies to Flux.1 dev")
+    assert _refused(cli, tmp_path, "-m", tiny_model, "--low-bits", "int8", "a cat").startswith(
+        "error: --low-bits: Stable Diffusion 1.x models are not stored in low bits by sdcli")
     files = {layout: write_tiny_flux_files(tmp_path / layout / f"flux1-dev.{suffix}", "flux-dev", 0, layout, qtype)
              for layout, suffix, qtype in (("bfl", "safetensors", "F16"), ("gguf", "gguf", "Q8_0"))}
     gguf, single = files["gguf"]["transformer"], files["bfl"]["transformer"]
@@ -100,6 +103,16 @@ def test_prompt_file_keys_and_the_xyz_axis():
     axis = parse_axis("--x", "Diffusion in Low Bits: float8-e4m3fn, nf4")
     assert [cell_request(GenerationRequest(prompt="a"), (axis,), (i,)).low_bits for i in (0, 1)] == [
         "float8-e4m3fn", "nf4"]
+
+
+def test_prompt_file_refusals_name_the_key_given(cli, tiny_family, tmp_path):
+    prompts = tmp_path / "p.txt"
+    prompts.write_text('--prompt "a cat" --low-bits nf4\n--prompt "a dog" --quantize nf4\n', encoding="utf-8")
+    result = cli("batch", prompts, "-m", tiny_family("zimage"), *RUN, "-o", tmp_path / "out")
+    assert result.exit_code == 2, result.stderr
+    assert f"{prompts}:1: --low-bits: bnb-nf4 needs a CUDA GPU" in result.stderr
+    assert f"{prompts}:2: --quantize: nf4 needs a CUDA GPU" in result.stderr
+    assert not (tmp_path / "out").exists()
 
 
 def test_xyz_cell_is_refused_before_anything_runs(cli, tiny_family, tmp_path):

@@ -123,6 +123,42 @@ def test_override_settings_model_is_for_that_request_only(api, engine, folder, s
     assert api.get("/sdapi/v1/options").json()["sd_model_checkpoint"].startswith("a.safetensors [")
 
 
+@pytest.mark.slow  # model loads
+@pytest.mark.parametrize("fails", [False, True], ids=["grid", "failed-cell"])
+def test_xyz_checkpoint_axis_restores_the_current_model_after_the_grid(api, engine, folder, monkeypatch, fails,
+                                                                       single_thread):
+    """The WebUI's X/Y/Z plot puts back the checkpoint it started with after the grid (scripts/xyz_grid.py's
+    settings stack), also when a cell fails."""
+    from sdcli.errors import RuntimeFailure
+    from sdcli.server.scripts import xyz_labels
+
+    served = image(api.post("/sdapi/v1/txt2img", json=TXT))
+    if fails:  # the second cell fails as it runs, after the first switched the model
+        generate, calls = engine.generate, []
+
+        def failing(*args, **kwargs):
+            calls.append(1)
+            if len(calls) == 2:
+                raise RuntimeFailure("the cell failed")
+            return generate(*args, **kwargs)
+
+        monkeypatch.setattr(engine, "generate", failing)
+    axis = xyz_labels("txt2img").index("Checkpoint name")
+    args = [axis, "sub/b.safetensors, a.safetensors", [], 0, "", [], 0, "", [], True, True, False, False, False,
+            False, False, 0, False]
+    response = api.post("/sdapi/v1/txt2img", json={**TXT, "script_name": "x/y/z plot", "script_args": args})
+    if fails:
+        assert response.status_code == 422 and "the cell failed" in response.text
+        monkeypatch.setattr(engine, "generate", generate)
+    else:
+        assert response.status_code == 200, response.text
+        cells = [np.asarray(decode(data).convert("RGB")) for data in response.json()["images"][1:]]
+        assert np.array_equal(cells[0], direct(folder / "Stable-diffusion" / "sub" / "b.safetensors"))
+        assert np.array_equal(cells[1], direct(folder / "Stable-diffusion" / "a.safetensors"))
+    assert api.get("/sdapi/v1/options").json()["sd_model_checkpoint"].startswith("tiny-sd1 [")
+    assert np.array_equal(image(api.post("/sdapi/v1/txt2img", json=TXT)), served)
+
+
 @pytest.mark.slow
 def test_refresh_checkpoints_picks_up_new_files(api, engine, folder):
     new = folder / "Stable-diffusion" / "c.safetensors"

@@ -153,13 +153,25 @@ def test_skip_returns_the_running_batch_half_done_and_goes_on(slow, alone, monke
     assert skipped == [40]  # the one that was running: its latest denoised latent decoded; the rest as alone
 
 
-def test_interrupt_stops_the_job_and_keeps_finished_batches(slow, alone):
-    url, _ = slow
+def test_interrupt_stops_the_job_and_returns_the_running_batch_half_done(slow, alone, monkeypatch):
+    url, engine = slow
+    step = engine._step
+
+    def held(done, total):  # the second batch waits at its step 3 (bounded) until the interrupt has come
+        deadline = time.monotonic() + 10
+        while (engine.progress.job_no == 1 and done == 3 and not engine.progress.interrupted
+               and time.monotonic() < deadline):
+            time.sleep(0.01)
+        step(done, total)
+
+    monkeypatch.setattr(engine, "_step", held)
     job = Background(url, {**BASE, "n_iter": 3})
     wait_until(url, lambda b: b["state"]["job_no"] >= 1 and b["state"]["sampling_step"] >= 2)
     assert httpx.post(url + "/sdapi/v1/interrupt", timeout=10).json() == {}
     got = images_by_seed(job.result())
-    assert 1 <= len(got) <= 2 and all(np.array_equal(image, alone[seed]) for seed, image in got.items())
+    assert sorted(got) == [40, 41]  # the third batch never starts
+    assert np.array_equal(got[40], alone[40])  # the finished batch
+    assert not np.array_equal(got[41], alone[41]) and got[41].std() > 0  # the running one, half done
     assert progress(url)["state"]["interrupted"] is True  # as the WebUI's state after an interrupt
 
 
