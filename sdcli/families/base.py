@@ -137,6 +137,7 @@ class Capabilities:
     applies_to: str = ""  # the models the settings above are for, in refusals ("Flux dev")
     upsamples_prompts: bool = False  # its text encoder rewrites prompts before encoding them: --upsample-prompt
     references: int = 0  # reference images an edit by instruction takes (`sdcli edit`); 0: it cannot edit
+    fuse_qkv: bool = True  # its diffusers pipeline fuses the attention's Q/K/V projections: --fuse-qkv
 
     @property
     def traits(self) -> tuple[str, ...]:

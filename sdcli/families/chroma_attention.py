@@ -34,9 +34,18 @@ def masked_rows_attention(query: Any, key: Any, value: Any, mask: Any, text: int
     return torch.cat([torch.where(attended, out[:, :, :text], plain), out[:, :, text:]], dim=2)
 
 
+_CLASS: list[type] = []  # the processor class, made on first use (diffusers is imported then)
+
+
 def chroma_processor() -> Any:
     """An attention processor for diffusers' FluxAttention that takes the token mask (MASK_KEY, TEXT_KEY) and
     otherwise does what diffusers' FluxAttnProcessor does (projections, QK norms, rotary embedding, outputs)."""
+    if not _CLASS:
+        _CLASS.append(_processor_class())
+    return _CLASS[0]()
+
+
+def _processor_class() -> type:
     import torch
     from diffusers.models.transformers.transformer_flux import (
         FluxAttnProcessor,
@@ -74,11 +83,14 @@ def chroma_processor() -> Any:
             image_out = attn.to_out[1](attn.to_out[0](image_out.contiguous()))
             return image_out, attn.to_add_out(text_out.contiguous())
 
-    return ChromaMaskProcessor()
+    return ChromaMaskProcessor
 
 
 def use_mask_processor(transformer: Any) -> None:
-    """Give a ChromaTransformer2DModel's attention layers the processor above, once."""
-    if not getattr(transformer, "_sdcli_token_mask", False):
-        transformer.set_attn_processor(chroma_processor())
-        transformer._sdcli_token_mask = True
+    """Give a ChromaTransformer2DModel's attention layers the processor above unless the first layer of each
+    kind of block has it already (a look at two layers, not a walk of the model, each step)."""
+    processor = chroma_processor()
+    firsts = [blocks[0].attn.processor for blocks in (transformer.transformer_blocks,
+                                                      transformer.single_transformer_blocks) if len(blocks)]
+    if not all(type(p) is type(processor) for p in firsts):
+        transformer.set_attn_processor(processor)

@@ -39,10 +39,11 @@ def find_key(shapes: Shapes, suffix: str) -> str | None:
 
 def flow_capabilities(applies_to: str, **changes: Any) -> Capabilities:
     """A flow family's capabilities: sdcli's loop on 16 latent channels, no inpainting network, no embeddings, no
-    unconditional pass at CFG 1, no timestep samplers, --shift and --low-bits; `changes` are the family's own."""
+    unconditional pass at CFG 1, no timestep samplers, no --fuse-qkv (diffusers' flow pipelines have no
+    fuse_qkv_projections), --shift and --low-bits; `changes` are the family's own."""
     return Capabilities(**{"loop_channels": (16,), "inpainting_channels": None, "embeddings": {},
                            "skip_uncond_at_cfg1": True, "timestep_samplers": False, "shift": True, "low_bits": True,
-                           "applies_to": applies_to, **changes})
+                           "fuse_qkv": False, "applies_to": applies_to, **changes})
 
 
 def pad_to_patches(x: Any, patch: int) -> Any:

@@ -52,7 +52,7 @@ def apply_plan(model: LoadedModel, plan: RuntimePlan) -> Fit:
 
     # 3. Exactly one attention processor.
     if plan.fuse_qkv:
-        if not hasattr(pipe, "fuse_qkv_projections"):  # diffusers fuses the UNet pipelines' attention only
+        if not model.family.capabilities.fuse_qkv:  # diffusers fuses the UNet pipelines' attention only
             raise UsageError(f"--fuse-qkv: diffusers fuses the attention projections of SD 1.x/2.x/SDXL UNets "
                              f"only; leave it out for this {model.family.name} model")
         pipe.fuse_qkv_projections()
