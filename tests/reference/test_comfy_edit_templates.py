@@ -1,0 +1,195 @@
+"""Graphs shaped as ComfyUI's official edit templates (their node types, links and widget values as the API `prompt`
+chunk holds them; 32 px, 3 steps), replayed by `sdcli replay IMG -i REF` as sdcli edits on the tiny models against
+the independent transcription of ComfyUI's Flux.1 Kontext edit (kontext_ref: ReferenceLatent's latents placed
+after the image tokens, Flux.1's fixed mu 1.15 on a KSampler, CPU noise of the seed).
+
+Flux.1 Kontext's template (Comfy-Org/workflow_templates flux_kontext_dev_basic): LoadImageOutput -> ImageStitch
+(its second image bypassed) -> FluxKontextImageScale -> VAEEncode, the latent both ReferenceLatent's (on the
+CLIPTextEncode) and the KSampler's (denoise 1: only its size counts), FluxGuidance 2.5, the negative a
+ConditioningZeroOut of the prompt, KSampler euler/simple CFG 1. The tiny model takes the reference at its own
+size (FluxKontextImageScale's trained sizes are for the 1024 px model; its choice is compared in
+test_edit_parity)."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import numpy as np
+import pytest
+
+from tests.reference.test_edit_parity import kontext_theirs
+
+pytestmark = [pytest.mark.parity]
+PROMPT, SEED, STEPS = "make the cat purple", 5, 3
+
+
+def levels(a, b):
+    return int(np.abs(a.astype(int) - b.astype(int)).max())
+
+
+def kontext_template(name="ref.png", guidance=2.5, cfg=1.0):
+    """flux_kontext_dev_basic's graph as ComfyUI runs it (the bypassed LoadImageOutput and the muted
+    EmptySD3LatentImage are not in the API graph)."""
+    return {
+        "37": {"class_type": "UNETLoader", "inputs": {"unet_name": "flux1-dev-kontext.safetensors",
+                                                       "weight_dtype": "default"}},
+        "38": {"class_type": "DualCLIPLoader", "inputs": {"clip_name1": "clip_l.safetensors", "type": "flux",
+                                                          "clip_name2": "t5xxl_fp16.safetensors", "device": "default"}},
+        "39": {"class_type": "VAELoader", "inputs": {"vae_name": "ae.safetensors"}},
+        "142": {"class_type": "LoadImageOutput", "inputs": {"image": f"{name} [output]"}},
+        "146": {"class_type": "ImageStitch", "inputs": {"direction": "right", "match_image_size": True,
+                                                        "spacing_width": 0, "spacing_color": "white",
+                                                        "image1": ["142", 0]}},
+        "42": {"class_type": "FluxKontextImageScale", "inputs": {"image": ["146", 0]}},
+        "124": {"class_type": "VAEEncode", "inputs": {"pixels": ["42", 0], "vae": ["39", 0]}},
+        "6": {"class_type": "CLIPTextEncode", "inputs": {"text": PROMPT, "clip": ["38", 0]}},
+        "177": {"class_type": "ReferenceLatent", "inputs": {"conditioning": ["6", 0], "latent": ["124", 0]}},
+        "35": {"class_type": "FluxGuidance", "inputs": {"guidance": guidance, "conditioning": ["177", 0]}},
+        "135": {"class_type": "ConditioningZeroOut", "inputs": {"conditioning": ["6", 0]}},
+        "31": {"class_type": "KSampler", "inputs": {
+            "seed": SEED, "steps": STEPS, "cfg": cfg, "sampler_name": "euler", "scheduler": "simple", "denoise": 1.0,
+            "model": ["37", 0], "positive": ["35", 0], "negative": ["135", 0], "latent_image": ["124", 0]}},
+        "8": {"class_type": "VAEDecode", "inputs": {"samples": ["31", 0], "vae": ["39", 0]}},
+        "136": {"class_type": "SaveImage", "inputs": {"filename_prefix": "ComfyUI", "images": ["8", 0]}},
+        "173": {"class_type": "PreviewImage", "inputs": {"images": ["42", 0]}},
+    }
+
+
+def two_references(graph, second="second.png"):
+    """The template's other way to two references: the second image encoded on its own, a second ReferenceLatent
+    chained after the first."""
+    graph = copy.deepcopy(graph)
+    graph["150"] = {"class_type": "LoadImage", "inputs": {"image": second, "upload": "image"}}
+    graph["151"] = {"class_type": "FluxKontextImageScale", "inputs": {"image": ["150", 0]}}
+    graph["152"] = {"class_type": "VAEEncode", "inputs": {"pixels": ["151", 0], "vae": ["39", 0]}}
+    graph["153"] = {"class_type": "ReferenceLatent", "inputs": {"conditioning": ["177", 0], "latent": ["152", 0]}}
+    graph["35"]["inputs"]["conditioning"] = ["153", 0]
+    return graph
+
+
+@pytest.fixture(scope="module")
+def refs(tmp_path_factory):
+    """A 32 px radial gradient, the same inverted, and a 48x32 horizontal gradient."""
+    from PIL import Image, ImageOps
+
+    folder = tmp_path_factory.mktemp("edit-refs")
+    Image.radial_gradient("L").convert("RGB").resize((32, 32)).save(folder / "radial.png")
+    ImageOps.invert(Image.radial_gradient("L").convert("RGB").resize((32, 32))).save(folder / "inverted.png")
+    Image.linear_gradient("L").rotate(90).convert("RGB").resize((48, 32)).save(folder / "wide.png")
+    return folder
+
+
+def replay(model, tmp_path, graph, inputs, **overrides):
+    from sdcli.io.replay import plan_replay
+    from sdcli.job.generate import run
+    from sdcli.request.generation import validate
+    from tests.io.tool_images import comfy_png
+
+    request = plan_replay(comfy_png(tmp_path / "t.png", graph), overrides, model_override="m",
+                          input_images=inputs).request
+    return [np.asarray(g.image) for g in run(request, model, validate(request), model_name="m", model_hash="h")][0]
+
+
+@pytest.fixture(scope="module")
+def kontext(tiny_family_pipe):
+    return tiny_family_pipe("flux-kontext")
+
+
+def theirs(model, paths, **settings):
+    return kontext_theirs(model, paths, PROMPT, seed=SEED, steps=STEPS, **settings)[0]
+
+
+def test_kontext_template(kontext, refs, tmp_path, single_thread):
+    """The template replays as an edit of -i: 0 levels. ReferenceLatent matters (the same graph without it, a
+    txt2img of the reference's size, is off: the tiny
+    model's reference tokens move a few levels), so does FluxGuidance's 2.5 (3.5 in the graph: off) and the
+    reference's pixels (another image: off)."""
+    radial, inverted = refs / "radial.png", refs / "inverted.png"
+    ours = replay(kontext, tmp_path, kontext_template(), [radial])
+    reference = theirs(kontext, [radial])
+    other_image = replay(kontext, tmp_path, kontext_template(), [inverted])
+    guidance = replay(kontext, tmp_path, kontext_template(guidance=3.5), [radial])
+    plain = kontext_template()
+    plain["35"]["inputs"]["conditioning"] = ["6", 0]
+    plain["5"] = {"class_type": "EmptySD3LatentImage", "inputs": {"width": 32, "height": 32, "batch_size": 1}}
+    plain["31"]["inputs"]["latent_image"] = ["5", 0]
+    without = replay(kontext, tmp_path, plain, None)
+    print(f"kontext template: {levels(ours, reference)}; without ReferenceLatent {levels(without, reference)}, "
+          f"guidance 3.5 {levels(guidance, reference)}, another reference image "
+          f"{levels(other_image, reference)}")
+    assert levels(ours, reference) == 0
+    assert levels(without, reference) > 0 and levels(guidance, reference) > 0
+    assert levels(other_image, reference) > 0
+
+
+def test_kontext_template_two_references_in_chain_order(kontext, refs, tmp_path, single_thread):
+    """Two ReferenceLatents chained: the first node's image first (ComfyUI appends), 0 levels, with a 32 px and
+    a 48x32 image (the second placed below the first) and with two of one size; the other order is off."""
+    radial, inverted, wide = refs / "radial.png", refs / "inverted.png", refs / "wide.png"
+    graph = two_references(kontext_template())
+    ours = replay(kontext, tmp_path, graph, [radial, wide])
+    assert levels(ours, theirs(kontext, [radial, wide])) == 0
+    ours = replay(kontext, tmp_path, graph, [radial, inverted])
+    reference, swapped = theirs(kontext, [radial, inverted]), theirs(kontext, [inverted, radial])
+    print(f"kontext two references: {levels(ours, reference)}; the other order {levels(ours, swapped)}")
+    assert levels(ours, reference) == 0 and levels(ours, swapped) > 0
+
+
+def test_kontext_template_references_found_by_name(kontext, refs, tmp_path, single_thread):
+    """Without -i the graph's file names are looked up beside the image (ComfyUI's `[output]` tag dropped)."""
+    import shutil
+
+    from sdcli.io.replay import plan_replay
+    from tests.io.tool_images import comfy_png
+
+    shutil.copy(refs / "radial.png", tmp_path / "photo.png")
+    plan = plan_replay(comfy_png(tmp_path / "t.png", kontext_template("photo.png")), {}, model_override="m")
+    assert plan.request.mode == "edit" and plan.request.init is None
+    assert plan.request.references == (str((tmp_path / "photo.png").resolve()),)
+    assert plan.request.distilled_cfg_scale == 2.5 and plan.request.width is None
+
+
+@pytest.mark.parametrize("change,message", [
+    (lambda g: g.pop("42") and g["124"]["inputs"].update(pixels=["146", 0]), "encoded at its own size"),
+    (lambda g: g["146"]["inputs"].update(image2=["142", 0]), "ImageStitch"),
+    (lambda g: g["31"]["inputs"].update(denoise=0.8), "denoise 0.8"),
+    (lambda g: g["31"]["inputs"].update(cfg=2.0), "negative conditioning's reference images"),
+])
+def test_kontext_template_variants_refused_by_name(tmp_path, change, message):
+    """What sdcli's edit cannot do as the graph did is refused before any model loads, naming it (exit 2)."""
+    from sdcli.errors import UsageError
+    from sdcli.io.replay import plan_replay
+    from tests.io.tool_images import comfy_png
+
+    graph = kontext_template()
+    change(graph)
+    with pytest.raises(UsageError, match="cannot replay") as caught:
+        plan_replay(comfy_png(tmp_path / "t.png", graph), {}, model_override="m", input_images=[tmp_path / "x.png"])
+    assert message in str(caught.value)
+    assert caught.value.exit_code == 2
+    json.dumps(graph)  # the changed graph is still one ComfyUI could write
+
+
+def test_kontext_template_through_the_cli(tiny_family, kontext, refs, tmp_path, single_thread):
+    """`sdcli replay IMG -i REF -m MODEL` writes the edit, in the reference's pixels; a second -i for the
+    one-reference graph is exit 2 naming -i, nothing written."""
+    from PIL import Image
+    from typer.testing import CliRunner
+
+    from sdcli.cli import app
+    from tests.io.tool_images import comfy_png
+
+    image = comfy_png(tmp_path / "t.png", kontext_template())
+    radial, model = refs / "radial.png", tiny_family("flux-kontext")
+    result = CliRunner().invoke(app, ["replay", str(image), "-i", str(radial), "-m", str(model), "-o",
+                                      str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    written = sorted((tmp_path / "out").glob("*.png"))
+    assert len(written) == 1
+    with Image.open(written[0]) as im:
+        assert levels(np.asarray(im.convert("RGB")), theirs(kontext, [radial])) == 0
+    result = CliRunner().invoke(app, ["replay", str(image), "-i", str(radial), "-i", str(radial), "-m", str(model),
+                                      "-o", str(tmp_path / "two")])
+    assert result.exit_code == 2 and "-i:" in result.output and "takes 1 reference image" in result.output
+    assert not (tmp_path / "two").exists()
