@@ -193,3 +193,80 @@ def test_kontext_template_through_the_cli(tiny_family, kontext, refs, tmp_path, 
                                       "-o", str(tmp_path / "two")])
     assert result.exit_code == 2 and "-i:" in result.output and "takes 1 reference image" in result.output
     assert not (tmp_path / "two").exists()
+
+
+def qwen_edit_template(plus=False):
+    """image_qwen_image_edit(_2509)'s graph: LoRA, ModelSamplingAuraFlow 3, CFGNorm 1, TextEncodeQwenImageEdit(Plus)
+    for both prompts with the VAE and the image, KSampler on the image's VAEEncode."""
+    encoder = "TextEncodeQwenImageEditPlus" if plus else "TextEncodeQwenImageEdit"
+    image = {"image1": ["78", 0]} if plus else {"image": ["78", 0]}
+    return {
+        "37": {"class_type": "UNETLoader", "inputs": {"unet_name": "qwen_image_edit.safetensors",
+                                                       "weight_dtype": "default"}},
+        "89": {"class_type": "LoraLoaderModelOnly", "inputs": {"lora_name": "lightning.safetensors",
+                                                                "strength_model": 1.0, "model": ["37", 0]}},
+        "66": {"class_type": "ModelSamplingAuraFlow", "inputs": {"shift": 3, "model": ["89", 0]}},
+        "75": {"class_type": "CFGNorm", "inputs": {"strength": 1, "model": ["66", 0]}},
+        "38": {"class_type": "CLIPLoader", "inputs": {"clip_name": "qwen_2.5_vl_7b.safetensors", "type": "qwen_image"}},
+        "39": {"class_type": "VAELoader", "inputs": {"vae_name": "qwen_image_vae.safetensors"}},
+        "78": {"class_type": "LoadImage", "inputs": {"image": "ref.png", "upload": "image"}},
+        "76": {"class_type": encoder, "inputs": {"prompt": PROMPT, "clip": ["38", 0], "vae": ["39", 0], **image}},
+        "77": {"class_type": encoder, "inputs": {"prompt": "", "clip": ["38", 0], "vae": ["39", 0], **image}},
+        "88": {"class_type": "VAEEncode", "inputs": {"pixels": ["78", 0], "vae": ["39", 0]}},
+        "3": {"class_type": "KSampler", "inputs": {
+            "seed": SEED, "steps": 4, "cfg": 1.0, "sampler_name": "euler", "scheduler": "simple", "denoise": 1.0,
+            "model": ["75", 0], "positive": ["76", 0], "negative": ["77", 0], "latent_image": ["88", 0]}},
+        "8": {"class_type": "VAEDecode", "inputs": {"samples": ["3", 0], "vae": ["39", 0]}},
+        "60": {"class_type": "SaveImage", "inputs": {"filename_prefix": "ComfyUI", "images": ["8", 0]}},
+    }
+
+
+def klein_edit_template():
+    """image_flux2_klein_image_edit_4b_distilled's graph: LoadImage -> ImageScaleToTotalPixels -> VAEEncode ->
+    ReferenceLatent on both conditionings, GetImageSize sizing the EmptyFlux2LatentImage and Flux2Scheduler."""
+    return {
+        "70": {"class_type": "UNETLoader", "inputs": {"unet_name": "flux-2-klein-4b.safetensors",
+                                                       "weight_dtype": "default"}},
+        "71": {"class_type": "CLIPLoader", "inputs": {"clip_name": "qwen_3_4b.safetensors", "type": "flux2"}},
+        "72": {"class_type": "VAELoader", "inputs": {"vae_name": "flux2-vae.safetensors"}},
+        "76": {"class_type": "LoadImage", "inputs": {"image": "ref.png", "upload": "image"}},
+        "80": {"class_type": "ImageScaleToTotalPixels", "inputs": {"upscale_method": "nearest-exact", "megapixels": 1,
+                                                                    "resolution_steps": 1, "image": ["76", 0]}},
+        "81": {"class_type": "GetImageSize", "inputs": {"image": ["80", 0]}},
+        "79": {"class_type": "VAEEncode", "inputs": {"pixels": ["80", 0], "vae": ["72", 0]}},
+        "74": {"class_type": "CLIPTextEncode", "inputs": {"text": PROMPT, "clip": ["71", 0]}},
+        "82": {"class_type": "ConditioningZeroOut", "inputs": {"conditioning": ["74", 0]}},
+        "77": {"class_type": "ReferenceLatent", "inputs": {"conditioning": ["74", 0], "latent": ["79", 0]}},
+        "78": {"class_type": "ReferenceLatent", "inputs": {"conditioning": ["82", 0], "latent": ["79", 0]}},
+        "66": {"class_type": "EmptyFlux2LatentImage", "inputs": {"width": ["81", 0], "height": ["81", 1],
+                                                                 "batch_size": 1}},
+        "62": {"class_type": "Flux2Scheduler", "inputs": {"steps": 4, "width": ["81", 0], "height": ["81", 1]}},
+        "73": {"class_type": "RandomNoise", "inputs": {"noise_seed": SEED}},
+        "63": {"class_type": "CFGGuider", "inputs": {"cfg": 1, "model": ["70", 0], "positive": ["77", 0],
+                                                     "negative": ["78", 0]}},
+        "61": {"class_type": "KSamplerSelect", "inputs": {"sampler_name": "euler"}},
+        "64": {"class_type": "SamplerCustomAdvanced", "inputs": {"noise": ["73", 0], "guider": ["63", 0],
+                                                                 "sampler": ["61", 0], "sigmas": ["62", 0],
+                                                                 "latent_image": ["66", 0]}},
+        "65": {"class_type": "VAEDecode", "inputs": {"samples": ["64", 0], "vae": ["72", 0]}},
+        "94": {"class_type": "SaveImage", "inputs": {"filename_prefix": "Flux2-Klein", "images": ["65", 0]}},
+    }
+
+
+@pytest.mark.parametrize("graph,names", [
+    (qwen_edit_template(), ("CFGNorm", "TextEncodeQwenImageEdit")),
+    (qwen_edit_template(plus=True), ("CFGNorm", "TextEncodeQwenImageEditPlus")),
+    (klein_edit_template(), ("GetImageSize", "ImageScaleToTotalPixels", "a reference image made by "
+                                                                          "ImageScaleToTotalPixels")),
+], ids=["qwen-image-edit", "qwen-image-edit-plus", "flux2-klein-edit"])
+def test_templates_not_replayed_are_refused_by_name(tmp_path, graph, names):
+    """Qwen-Image-Edit (Plus) and Flux.2 klein's edit templates size and encode their references as ComfyUI does,
+    not as sdcli's edit (diffusers'): refused before any model loads, naming the nodes (exit 2)."""
+    from sdcli.errors import UsageError
+    from sdcli.io.replay import plan_replay
+    from tests.io.tool_images import comfy_png
+
+    with pytest.raises(UsageError, match="cannot replay") as caught:
+        plan_replay(comfy_png(tmp_path / "t.png", graph), {}, model_override="m", input_images=[tmp_path / "x.png"])
+    assert all(name in str(caught.value) for name in names), str(caught.value)
+    assert caught.value.exit_code == 2
