@@ -270,3 +270,60 @@ def test_templates_not_replayed_are_refused_by_name(tmp_path, graph, names):
         plan_replay(comfy_png(tmp_path / "t.png", graph), {}, model_override="m", input_images=[tmp_path / "x.png"])
     assert all(name in str(caught.value) for name in names), str(caught.value)
     assert caught.value.exit_code == 2
+
+
+def kontext_workflow(name="ref.png"):
+    """flux_kontext_dev_basic as the UI saves it (the `workflow` chunk): widgets in the template file's order, its
+    second LoadImageOutput bypassed (mode 4), its EmptySD3LatentImage muted, notes."""
+    def node(id_, kind, widgets=(), inputs=(), mode=0):
+        return {"id": id_, "type": kind, "mode": mode, "widgets_values": list(widgets),
+                "inputs": [{"name": n, "type": t, "link": link} for n, t, link in inputs]}
+
+    nodes = [
+        node(39, "VAELoader", ["ae.safetensors"]),
+        node(38, "DualCLIPLoader", ["clip_l.safetensors", "t5xxl_fp8_e4m3fn_scaled.safetensors", "flux", "default"]),
+        node(135, "ConditioningZeroOut", [], [("conditioning", "CONDITIONING", 237)]),
+        node(173, "PreviewImage", [], [("images", "IMAGE", 289)]),
+        node(136, "SaveImage", ["ComfyUI"], [("images", "IMAGE", 240)]),
+        node(147, "LoadImageOutput", [f"{name} [output]", False, "refresh", "image"], mode=4),
+        node(8, "VAEDecode", [], [("samples", "LATENT", 52), ("vae", "VAE", 61)]),
+        node(142, "LoadImageOutput", [f"{name} [output]", False, "refresh", "image"]),
+        node(124, "VAEEncode", [], [("pixels", "IMAGE", 222), ("vae", "VAE", 223)]),
+        node(42, "FluxKontextImageScale", [], [("image", "IMAGE", 251)]),
+        node(175, "MarkdownNote", ["Use Ctrl + B to enable multiple image input."]),
+        node(146, "ImageStitch", ["right", True, 0, "white"], [("image1", "IMAGE", 249), ("image2", "IMAGE", 250)]),
+        node(35, "FluxGuidance", [2.5], [("conditioning", "CONDITIONING", 292)]),
+        node(37, "UNETLoader", ["flux1-dev-kontext_fp8_scaled.safetensors", "default"]),
+        node(177, "ReferenceLatent", [], [("conditioning", "CONDITIONING", 294), ("latent", "LATENT", 293)]),
+        node(188, "EmptySD3LatentImage", [1024, 1024, 1], mode=4),
+        node(6, "CLIPTextEncode", [PROMPT], [("clip", "CLIP", 59)]),
+        node(31, "KSampler", [SEED, "randomize", STEPS, 1, "euler", "simple", 1],
+             [("model", "MODEL", 58), ("positive", "CONDITIONING", 57), ("negative", "CONDITIONING", 238),
+              ("latent_image", "LATENT", 291)]),
+    ]
+    links = [[52, 31, 0, 8, 0, "LATENT"], [57, 35, 0, 31, 1, "CONDITIONING"], [58, 37, 0, 31, 0, "MODEL"],
+             [59, 38, 0, 6, 0, "CLIP"], [61, 39, 0, 8, 1, "VAE"], [222, 42, 0, 124, 0, "IMAGE"],
+             [223, 39, 0, 124, 1, "VAE"], [237, 6, 0, 135, 0, "CONDITIONING"], [238, 135, 0, 31, 2, "CONDITIONING"],
+             [240, 8, 0, 136, 0, "IMAGE"], [249, 142, 0, 146, 0, "IMAGE"], [250, 147, 0, 146, 1, "IMAGE"],
+             [251, 146, 0, 42, 0, "IMAGE"], [289, 42, 0, 173, 0, "IMAGE"], [291, 124, 0, 31, 3, "LATENT"],
+             [292, 177, 0, 35, 0, "CONDITIONING"], [293, 124, 0, 177, 1, "LATENT"],
+             [294, 6, 0, 177, 0, "CONDITIONING"]]
+    return {"nodes": nodes, "links": links, "version": 0.4}
+
+
+def test_kontext_template_from_the_ui_workflow(refs, tmp_path):
+    """The template read from the UI workflow chunk alone gives the API graph's edit: the bypassed second image
+    leaves ImageStitch one image, nothing unmapped; with that image enabled the stitch is refused."""
+    from sdcli.io.replay import plan_replay
+    from tests.io.tool_images import comfy_png
+
+    radial = refs / "radial.png"
+    ui = plan_replay(comfy_png(tmp_path / "ui.png", workflow=kontext_workflow()), {}, model_override="m",
+                     input_images=[radial])
+    api = plan_replay(comfy_png(tmp_path / "api.png", kontext_template()), {}, model_override="m",
+                      input_images=[radial])
+    assert ui.request == api.request and ui.request.mode == "edit"
+    enabled = kontext_workflow()
+    enabled["nodes"][5]["mode"] = 0
+    with pytest.raises(Exception, match="ImageStitch"):
+        plan_replay(comfy_png(tmp_path / "both.png", workflow=enabled), {}, model_override="m", input_images=[radial])
