@@ -327,3 +327,29 @@ def test_kontext_template_from_the_ui_workflow(refs, tmp_path):
     enabled["nodes"][5]["mode"] = 0
     with pytest.raises(Exception, match="ImageStitch"):
         plan_replay(comfy_png(tmp_path / "both.png", workflow=enabled), {}, model_override="m", input_images=[radial])
+
+
+@pytest.mark.parametrize("size", [(1000, 700), (777, 1333), (640, 480), (1200, 800)])
+def test_kontext_reference_pixels_are_flux_kontext_image_scales(size):
+    """The released Kontext model's reference as FluxKontextImageScale makes it (kontext_ref's transcription of
+    common_upscale: a crop of whole pixels, then Lanczos through uint8): 0 levels. PIL's ImageOps.fit (the base
+    family's fit, a fractional crop box) is levels off wherever the crop is not whole; 1200x800 has 1248x832's
+    aspect ratio (nothing cropped), where the two agree."""
+    import torch
+    from PIL import Image, ImageFilter
+
+    from sdcli.families.base import Family
+    from sdcli.families.kontext import FLUX_KONTEXT, kontext_size
+    from tests.reference import kontext_ref as K
+
+    noise = np.random.default_rng(sum(size)).integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
+    image = Image.fromarray(noise).filter(ImageFilter.GaussianBlur(3))
+    theirs = K.kontext_image_scale_pixels(torch.from_numpy(np.asarray(image).astype(np.float32) / 255.0)[None])
+    theirs = (255.0 * theirs[0]).round().numpy().astype(np.uint8)
+    target = kontext_size(size)
+    ours = np.asarray(FLUX_KONTEXT.fit_reference(image, target))
+    pil_fit = np.asarray(Family.fit_reference(FLUX_KONTEXT, image, target))
+    print(f"{size} -> {target}: {levels(ours, theirs)}; ImageOps.fit {levels(pil_fit, theirs)}")
+    assert ours.shape == theirs.shape and levels(ours, theirs) == 0
+    if size != (1200, 800):
+        assert levels(pil_fit, theirs) > 0
