@@ -44,6 +44,10 @@ ModelSampling = Annotated[str | None, typer.Option(
 ZeroNegative = Annotated[bool, typer.Option(
     "--zero-negative", help="The unconditional pass conditioned on zeros shaped as the negative prompt's "
     "conditioning, pooled vector included (ComfyUI's ConditioningZeroOut)", rich_help_panel=GEN)]
+CfgNorm = Annotated[float | None, typer.Option(
+    "--cfg-norm", help=f"ComfyUI's CFGNorm at this strength ({r('cfg_norm')}): after CFG each latent pixel's "
+    "prediction is scaled down to at most the prompt's own prediction's norm, then times the strength (sdcli's "
+    "loop); written as `CFG norm` [default: off]", rich_help_panel=GEN, show_default=False)]
 Seed = Annotated[int | None, typer.Option("--seed", help=f"Seed ({r('seed')}); none or -1 = random (the seed used is "
                                              "reported).",
                                              rich_help_panel=GEN, show_default=False)]
@@ -247,6 +251,7 @@ def _shared(
     shift: Shift = None,
     model_sampling: ModelSampling = None,
     zero_negative: ZeroNegative = False,
+    cfg_norm: CfgNorm = None,
     seed: Seed = None,
     subseed: Subseed = None,
     subseed_strength: SubseedStrength = 0.0,

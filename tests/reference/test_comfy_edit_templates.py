@@ -353,3 +353,48 @@ def test_kontext_reference_pixels_are_flux_kontext_image_scales(size):
     assert ours.shape == theirs.shape and levels(ours, theirs) == 0
     if size != (1200, 800):
         assert levels(pil_fit, theirs) > 0
+
+
+@pytest.mark.parametrize("strength,cfg", [(1.0, 2.5), (0.8, 2.5), (0.8, 1.0)])
+def test_cfg_norm_is_comfyuis(tiny_family_pipe, tmp_path, strength, cfg, single_thread):
+    """The Qwen-Image-Edit templates' CFGNorm (after ModelSamplingAuraFlow, before the sampler) on Qwen-Image's
+    template graph replays as --cfg-norm: 0 levels against qwenimage_ref with the node's post-CFG function
+    (at CFG 1 too, where a strength below 1 still scales); the same graph without the node is off."""
+    from tests.reference import comfy_flow_text_ref as R
+    from tests.reference import comfy_ref as C
+    from tests.reference import qwenimage_ref as Q
+    from tests.reference.test_comfy_templates import NEGATIVE, template
+    from tests.reference.test_comfy_templates import PROMPT as TEXT
+    from tests.reference.test_comfy_templates import replay as replay_graph
+
+    model = tiny_family_pipe("qwen-image")
+    graph = template("qwen_image", aura=3.1, cfg=cfg)
+    graph["75"] = {"class_type": "CFGNorm", "inputs": {"strength": strength, "model": ["40", 0]}}
+    graph["3"]["inputs"]["model"] = ["75", 0]
+    theirs = Q.sample(model.pipe, TEXT, NEGATIVE, SEED, 32, 32, STEPS, "Euler", "Simple", cfg, 1.15,
+                      encoder=R.qwen_image_encode, ms=C.DiscreteFlow(shift=3.1, multiplier=1.0),
+                      post_cfg=Q.cfg_norm(strength))
+    ours = replay_graph(model, tmp_path, graph)
+    without = replay_graph(model, tmp_path, template("qwen_image", aura=3.1, cfg=cfg))
+    print(f"CFGNorm {strength} at CFG {cfg}: {levels(ours, theirs)}; without the node {levels(without, theirs)}")
+    assert levels(ours, theirs) == 0 and levels(without, theirs) > 0
+
+
+def test_cfg_norm_is_written_and_refused_off_the_loop(tiny_family_pipe, single_thread):
+    """--cfg-norm is written as `CFG norm` (not written when off); with a timestep sampler (DDIM: noise
+    predictions, not denoised latents) it is one line naming the flag."""
+    from sdcli.errors import UsageError
+    from sdcli.job.generate import run
+    from sdcli.request.generation import GenerationRequest, validate
+
+    model = tiny_family_pipe("qwen-image")
+    fields = {"prompt": "a cat", "steps": 2, "width": 32, "height": 32, "seed": 1, "cfg_scale": 2.0,
+              "sampler": "Euler", "schedule": "simple"}
+    normed = GenerationRequest(**fields, cfg_norm=0.8)
+    image = next(iter(run(normed, model, validate(normed), model_name="m", model_hash="h")))
+    assert "CFG norm: 0.8" in image.infotext
+    plain = GenerationRequest(**fields)
+    assert "CFG norm" not in next(iter(run(plain, model, validate(plain), model_name="m", model_hash="h"))).infotext
+    timestep = GenerationRequest(**{**fields, "sampler": "DDIM"}, cfg_norm=1.0)
+    with pytest.raises(UsageError, match="--cfg-norm"):
+        list(run(timestep, model, validate(timestep), model_name="m", model_hash="h"))

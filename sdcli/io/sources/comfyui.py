@@ -6,7 +6,8 @@ walked back from the sampler: model chain (loaders, LoRAs, ModelSampling*), cond
 (CLIPTextEncode, FluxGuidance, CLIPSetLastLayer; ConditioningZeroOut on the negative: --zero-negative), latent
 (EmptyLatentImage and its SD3/Flux2 forms, VAEEncode+LoadImage: the input's file name, found by replay);
 ReferenceLatent on the conditioning: an edit (sdcli edit) of the reference images it chains (edits.py);
-ModelSamplingAuraFlow/SD3 are --model-sampling with their --shift (the model's sigmas replaced, as ComfyUI does).
+ModelSamplingAuraFlow/SD3 are --model-sampling with their --shift (the model's sigmas replaced, as ComfyUI does);
+CFGNorm is --cfg-norm.
 Any other node is listed in `unmapped`, and replay refuses the image naming them.
 """
 
@@ -48,6 +49,7 @@ WIDGETS: dict[str, tuple[str, ...]] = {
     "ModelSamplingFlux": ("max_shift", "base_shift", "width", "height"),
     "ModelSamplingSD3": ("shift",),
     "ModelSamplingAuraFlow": ("shift",),
+    "CFGNorm": ("strength",),
     "ConditioningZeroOut": (),
     "EmptyLatentImage": ("width", "height", "batch_size"),
     "EmptySD3LatentImage": ("width", "height", "batch_size"),
@@ -247,6 +249,10 @@ class _Walk:
             elif kind == "ModelSamplingFlux":
                 self.params["Shift"] = flux_shift(*(get(k, d) for k, d in zip(FLUX_SHIFT_INPUTS, FLUX_SHIFT_DEFAULTS,
                                                                                strict=True)))
+            elif kind == "CFGNorm":  # a post-CFG function: --cfg-norm (ComfyUI applies each one; sdcli maps one)
+                if "CFG norm" in self.params:
+                    self.unmapped.append("two CFGNorm nodes")
+                self.params["CFG norm"] = get("strength", 1.0)
             elif kind in ("CheckpointLoaderSimple", "UNETLoader"):
                 self.params["Model"] = _stem(get("ckpt_name", get("unet_name")))
                 return
