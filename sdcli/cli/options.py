@@ -49,6 +49,10 @@ UpsamplePrompt = Annotated[float | None, typer.Option(
     f"this temperature ({r('upsample_prompt')}; 0.15 advised), seeded by the image's seed, before encoding it "
     "(diffusers' caption upsampling; written as `Prompt upsampling` and `Upsampled prompt`)", rich_help_panel=GEN,
     show_default=False)]
+CfgNorm = Annotated[float | None, typer.Option(
+    "--cfg-norm", help=f"ComfyUI's CFGNorm at this strength ({r('cfg_norm')}): after CFG each latent pixel's "
+    "prediction is scaled down to at most the prompt's own prediction's norm, then times the strength (sdcli's "
+    "loop); written as `CFG norm` [default: off]", rich_help_panel=GEN, show_default=False)]
 Seed = Annotated[int | None, typer.Option("--seed", help=f"Seed ({r('seed')}); none or -1 = random (the seed used is "
                                              "reported).",
                                              rich_help_panel=GEN, show_default=False)]
@@ -253,6 +257,7 @@ def _shared(
     model_sampling: ModelSampling = None,
     zero_negative: ZeroNegative = False,
     upsample_prompt: UpsamplePrompt = None,
+    cfg_norm: CfgNorm = None,
     seed: Seed = None,
     subseed: Subseed = None,
     subseed_strength: SubseedStrength = 0.0,

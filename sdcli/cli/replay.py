@@ -70,10 +70,11 @@ def replay(
         "--control-image", show_default=False, metavar="IMG",
         help="Control image of each of the image's ControlNet units, in order (a WebUI infotext does not store "
         "them; an sdcli image's own are used by default).")] = None,
-    input_image: Annotated[Path | None, typer.Option(
+    input_image: Annotated[list[Path] | None, typer.Option(
         "--image", "-i", show_default=False, metavar="INPUT",
         help="The input image of an img2img image (ComfyUI's LoadImage file: by default found by its name beside "
-        "the image or in --comfy-dir's input/ folder; an sdcli image: instead of its own).")] = None,
+        "the image or in --comfy-dir's input/ folder; an sdcli image: instead of its own); of a ComfyUI edit "
+        "graph (ReferenceLatent), its reference images, one -i each in the graph's order.")] = None,
     low_bits: Annotated[str | None, typer.Option(
         "--low-bits", show_default=False, help="Store the diffusion model this way instead of as the image's "
         "`Diffusion in Low Bits` says (Automatic: as the file has it, e.g. a bnb-nf4 image on a CPU).")] = None,
@@ -111,7 +112,7 @@ def replay(
     model = model or _model_by_name(image, flags)
     plan = plan_replay(image, overrides, model, trust_metadata, check_model=not dry_run,
                        control_images=[str(p) for p in control_image] if control_image else None,
-                       input_image=input_image,
+                       input_images=input_image,
                        input_dirs=(Path(flags["comfy_dir"]),) if flags.get("comfy_dir") else ())
     if hires_upscaler is not None:
         plan = _with_hires_upscaler(plan, hires_upscaler)

@@ -121,6 +121,7 @@ def loop_denoiser(request: GenerationRequest, model: LoadedModel, choice: Sample
         param = param.comfy()
     denoiser = RefinedDenoiser(model.network, param, schedule.conds_at, schedule.uncond_at, request.cfg_scale)
     denoiser.skip_uncond_at_1 = model.family.capabilities.skip_uncond_at_cfg1
+    denoiser.cfg_norm = request.cfg_norm
     return denoiser
 
 

@@ -25,14 +25,6 @@ REFERENCE_KEY = "Reference hashes"  # the infotext key: "name: hash, ..." as the
 HASH_CHARS = 10  # of the file's sha256, as the WebUI's short hashes
 
 
-def fit(image: Any, size: tuple[int, int]) -> Any:
-    """`image` cropped to the aspect ratio of `size` about its centre, then resized with Lanczos (ComfyUI's
-    common_upscale "center" crop; diffusers' resize_mode "crop"); unchanged when it has that size."""
-    from PIL import Image, ImageOps
-
-    return image if image.size == size else ImageOps.fit(image, size, Image.Resampling.LANCZOS)
-
-
 def short_hash(path: Path) -> str:
     """The first HASH_CHARS hex digits of the file's sha256."""
     return hashlib.sha256(path.read_bytes()).hexdigest()[:HASH_CHARS]
@@ -59,13 +51,14 @@ class References:
 
 
 def prepare_references(model: LoadedModel, request: GenerationRequest) -> References:
-    """Open the request's reference images, fit them (Family.reference_size at the model's native side) and
-    encode them. Raises UsageError naming --image and the file."""
+    """Open the request's reference images, fit them (Family.fit_reference to Family.reference_size at the
+    model's native side) and encode them. Raises UsageError naming --image and the file."""
     from sdcli.io.images import open_image
 
     paths = [Path(p) for p in request.references]
     images = [open_image(path, "--image") for path in paths]
-    fitted = tuple(fit(im, model.family.reference_size(im.size, model.native_size)) for im in images)
+    fitted = tuple(model.family.fit_reference(im, model.family.reference_size(im.size, model.native_size))
+                   for im in images)
     latents = tuple(encode_image(model, im, 1) for im in fitted)
     recorded = ", ".join(f"{path.name.replace(',', '_').replace(':', '_')}: {short_hash(path)}" for path in paths)
     return References(fitted, latents, recorded, tuple(images), model.family.edit_size([im.size for im in fitted]))

@@ -316,6 +316,13 @@ class Family:
         small = torch.nn.functional.interpolate(mask, size=masked_latent.shape[-2:])
         return torch.cat([small.to(masked_latent.device), masked_latent.float()], dim=1)
 
+    def fit_reference(self, image: Any, size: tuple[int, int]) -> Any:
+        """An edit's reference image (PIL) fitted to `size`: cropped to its aspect ratio about the centre, then
+        resized with Lanczos (PIL's ImageOps.fit: a fractional crop box; diffusers' resize_mode "crop")."""
+        from PIL import Image, ImageOps
+
+        return image if image.size == size else ImageOps.fit(image, size, Image.Resampling.LANCZOS)
+
     def reference_size(self, size: tuple[int, int], native: int) -> tuple[int, int]:
         """The pixel size an edit's reference image of `size` is fitted to (centre crop, then Lanczos) for a
         model of native side `native`: here its own size cut down to whole network tokens."""

@@ -9,6 +9,7 @@ is detected from a diffusers folder only (model_index.json: FluxKontextPipeline)
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from sdcli.families.base import Json, Shapes
 from sdcli.families.flow import flow_capabilities
@@ -38,6 +39,20 @@ class KontextFamily(FluxFamily):
 
     def detect_folder(self, index: Json, unet: Json) -> bool:
         return str(index.get("_class_name", "")).startswith("FluxKontext")
+
+    def fit_reference(self, image: Any, size: tuple[int, int]) -> Any:
+        """FluxKontextImageScale's resize (ComfyUI's common_upscale, "lanczos", "center"): the crop to the target's
+        aspect ratio rounded to whole pixels, as many off each side, then Lanczos over what is left; PIL's
+        fractional crop box (the base family's) moves pixels by a few levels where the crop is not whole."""
+        from PIL import Image
+
+        if image.size == size:
+            return image
+        (width, height), (new_width, new_height) = image.size, size
+        aspect, new_aspect = width / height, new_width / new_height
+        x = round((width - width * (new_aspect / aspect)) / 2) if aspect > new_aspect else 0
+        y = round((height - height * (aspect / new_aspect)) / 2) if aspect < new_aspect else 0
+        return image.crop((x, y, width - x, height - y)).resize(size, Image.Resampling.LANCZOS)
 
     def reference_size(self, size: tuple[int, int], native: int) -> tuple[int, int]:
         """The released model: FluxKontextImageScale's trained size (kontext_size); a tiny model: the image's own

@@ -15,7 +15,7 @@ from typing import Any
 
 from sdcli.errors import UsageError
 from sdcli.io.metadata import build_infotext, parse_infotext, read_infotext, read_replay_record
-from sdcli.io.replay_input import with_input
+from sdcli.io.replay_input import with_input, with_references
 from sdcli.models.safety import WEIGHT_SUFFIXES
 from sdcli.request.fields import FIELDS
 from sdcli.request.generation import DEFAULTED, MODE_PARTS, PARTS, GenerationRequest
@@ -57,9 +57,12 @@ class ImageMetadata:
     notes: tuple[str, ...] = ()  # what a replay does differently from that tool
     unmapped: tuple[str, ...] = ()  # what in it sdcli cannot replay
     input_image: str | None = None  # the file name another tool's img2img loaded (not held in the metadata)
+    references: tuple[str, ...] = ()  # the file names of another tool's edit's reference images (not held)
 
     def as_json(self) -> dict[str, Any]:
-        extra = {"input_image": self.input_image} if self.input_image else {}
+        extra: dict[str, Any] = {"input_image": self.input_image} if self.input_image else {}
+        if self.references:
+            extra["references"] = list(self.references)
         return {"path": str(self.path), "generator": self.generator, "prompt": self.prompt,
                 "negative_prompt": self.negative_prompt, "parameters": self.parameters, "sdcli": self.replay,
                 "infotext": self.infotext, "source": self.source, "notes": list(self.notes),
@@ -92,7 +95,8 @@ def read_metadata(path: Path) -> ImageMetadata:
     if found is not None:
         text = build_infotext(found.prompt, found.negative_prompt, found.parameters)
         return ImageMetadata(path, found.prompt, found.negative_prompt, found.parameters, text, None,
-                             found.generator, found.source, found.notes, found.unmapped, found.input_image)
+                             found.generator, found.source, found.notes, found.unmapped, found.input_image,
+                             found.references)
     if not infotext:
         raise NoMetadata(f"{path}: no generation parameters found")
     prompt, negative, params = parse_infotext(infotext)
@@ -270,15 +274,16 @@ class ReplayPlan:
 
 def plan_replay(path: Path, overrides: dict[str, Any] | None = None, model_override: str | None = None,
                 trust_metadata: bool = False, check_model: bool = True,
-                control_images: list[str] | None = None, input_image: Path | None = None,
+                control_images: list[str] | None = None, input_images: list[Path] | None = None,
                 input_dirs: tuple[Path, ...] = ()) -> ReplayPlan:
     """Everything replay will use, checked before any model loads.
 
     `overrides` maps request fields to flag values (None = not given; their keys
     are flag names as `--steps`). count/batch_size are 1 unless overridden: an
-    image never makes the user generate many images. `input_image` (-i) is the
-    input of an img2img image; without it, another tool's input file is looked
-    for by its name beside the image and in each of `input_dirs`.
+    image never makes the user generate many images. `input_images` (-i) are the
+    input of an img2img image or the reference images of an edit; without them,
+    another tool's input files are looked for by name beside the image and in
+    each of `input_dirs`.
     """
     meta = read_metadata(path)
     if meta.unmapped:  # another tool's image with settings or nodes sdcli has no equivalent of
@@ -300,7 +305,13 @@ def plan_replay(path: Path, overrides: dict[str, Any] | None = None, model_overr
             sources[name] = "--" + name.replace("_", "-")
     request = dataclasses.replace(request, **fixed)
     notes = meta.notes
-    if input_image is not None or meta.input_image is not None:
+    if meta.references:  # an edit (ComfyUI's ReferenceLatent): its reference files, -i in the graph's order
+        request, sources["references"] = with_references(path, meta.generator, meta.references, request,
+                                                         list(input_images or ()), input_dirs)
+        sources["mode"] = origin
+    elif len(input_images or ()) > 1:
+        raise UsageError(f"-i: {path} was made from one input image at most; {len(input_images or ())} given")
+    elif (input_image := (input_images or [None])[0]) is not None or meta.input_image is not None:
         try:
             strength = float(meta.parameters.get("Denoising strength", 1.0))
         except ValueError:

@@ -43,6 +43,26 @@ def with_input(path: Path, generator: str, name: str | None, strength: float, re
                                **fixed), where, notes
 
 
+def with_references(path: Path, generator: str, names: tuple[str, ...], request: GenerationRequest,
+                    given: list[Path], folders: tuple[Path, ...]) -> tuple[GenerationRequest, str]:
+    """The edit request of an image made from reference images (ComfyUI's ReferenceLatent): the -i files in the
+    graph's order, else each file the graph names found as an img2img's input is; its size the edit's own (the
+    first reference's). Also where the references came from."""
+    if given and len(given) != len(names):
+        raise UsageError(f"-i: {path}'s {generator} graph takes {len(names)} reference image(s) ({', '.join(names)}); "
+                         f"{len(given)} given")
+    found = list(given)
+    for name in names if not given else ():
+        file = _find_input(name, path, folders)
+        if file is None:
+            raise UsageError(f"{path}: its {generator} graph loads the reference image {name!r} (LoadImage), "
+                             "which is not beside the image or in --comfy-dir's input/ folder; pass -i REF")
+        found.append(file)
+    references = tuple(str(f.expanduser().resolve()) for f in found)
+    return dataclasses.replace(request, mode="edit", references=references, init=None), \
+        "-i" if given else "found by name"
+
+
 def _find_input(name: str, image: Path, folders: tuple[Path, ...]) -> Path | None:
     """A tool's input file name (ComfyUI's may have a subfolder) beside `image`, else in a folder's input/."""
     relative = Path(name.replace("\\", "/"))

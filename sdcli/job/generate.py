@@ -156,6 +156,9 @@ def run(
     if request.zero_negative and not own:
         raise UsageError("--zero-negative: this model or sampler runs diffusers' pipeline, not sdcli's loop, "
                          "which zeroes the negative conditioning")
+    if request.cfg_norm is not None and (not own or choice.sampler.timesteps):
+        raise UsageError("--cfg-norm: this model or sampler runs diffusers' pipeline or a timestep sampler, not "
+                         "sdcli's loop on denoised latents, where CFGNorm applies")
     control_params: dict[str, Any] = {}
     if any(unit.model for unit in request.controlnets) and control is None:
         raise UsageError("--controlnet: the ControlNet models were not loaded for this run")

@@ -103,6 +103,7 @@ class GenerationRequest:
     # its ConditioningZeroOut: the unconditional pass conditioned on zeros shaped as the negative prompt's states.
     model_sampling: str | None = None
     zero_negative: bool = False
+    cfg_norm: float | None = None  # ComfyUI's CFGNorm: each latent pixel's guided prediction at most the cond's norm
     text_encoders: tuple[str, ...] = ()
     low_bits: str | None = None
     # `sdcli edit`: the reference images an instruction-editing model (Flux.1 Kontext, Flux.2 klein) sees, as paths.

@@ -15,7 +15,8 @@ RECORDED_WHEN_SET: dict[str, Any] = {"tiling": False, "distilled_cfg_scale": Non
                                      "low_bits": None, "references": (), "quantize_text_encoder": False,
                                      "hires.distilled_cfg_scale": None, "restore_faces": None,
                                      "code_former_weight": 0.5, "model_sampling": None,
-                                     "zero_negative": False, "upsample_prompt": None}
+                                     "zero_negative": False, "upsample_prompt": None,
+                                     "cfg_norm": None}
 
 
 def request_to_dict(request: GenerationRequest) -> dict[str, Any]:

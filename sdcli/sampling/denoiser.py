@@ -57,6 +57,7 @@ class CFGDenoiser:
         self.control: Any = None  # controlnet.hook.ControlHook: ControlNet residuals at each UNet call
         self.skip_uncond_at_1 = False  # Forge/ComfyUI: at CFG scale 1 the unconditional pass is skipped
         self.image_conds: list[tuple[CondsAt, UncondAt]] | None = None  # each image's own (several prompts)
+        self.cfg_norm: float | None = None  # ComfyUI's CFGNorm node: its strength (cfg_normed)
         self._dtype_of: tuple[NetworkAdapter, torch.dtype] | None = None
 
     @property
@@ -154,6 +155,8 @@ class CFGDenoiser:
                 strength = sum(w for _, w in parts)
                 if not math.isclose(strength, 1.0):
                     denoised[i] = denoised[i] * strength
+        if self.cfg_norm is not None and not self.timesteps:  # ComfyUI runs it at CFG 1 too (cond: the result)
+            denoised = cfg_normed(denoised, denoised, self.cfg_norm)
         if not self.timesteps and self.masking is not None and self.masking.mask is not None:
             m = self.masking.mask
             denoised = self.masking.init_latent * m + (1 - m) * denoised
@@ -188,12 +191,23 @@ class CFGDenoiser:
             for _, weight in parts:
                 denoised[i] += (out[row] - base[i]) * (weight * scale)
                 row += 1
+        if self.cfg_norm is not None and not self.timesteps:  # on the first AND part's prediction
+            firsts = [sum(ks[:i]) for i in range(batch)]
+            denoised = cfg_normed(denoised, out[firsts], self.cfg_norm)
         # 4. Inpainting: the original latent where the mask keeps it.
         if not self.timesteps and self.masking is not None and self.masking.mask is not None:
             m = self.masking.mask
             denoised = self.masking.init_latent * m + (1 - m) * denoised
         self.step += 1
         return denoised
+
+
+def cfg_normed(denoised: torch.Tensor, cond: torch.Tensor, strength: float) -> torch.Tensor:
+    """ComfyUI's CFGNorm (comfy_extras/nodes_cfg.py, a post-CFG function on denoised latents): each latent
+    pixel's guided prediction scaled by its cond prediction's norm over its own (channels, dim 1), the ratio
+    clamped to [0, 1] (1e-8 added below), then times `strength`. Hand-written: no library has it."""
+    ratio = torch.norm(cond, dim=1, keepdim=True) / (torch.norm(denoised, dim=1, keepdim=True) + 1e-8)
+    return denoised * ratio.clamp(min=0.0, max=1.0) * strength
 
 
 def _each(t: torch.Tensor, ks: list[int]) -> torch.Tensor:

@@ -40,6 +40,28 @@ def kontext_image_scale(width, height):
     return w, h
 
 
+def kontext_image_scale_pixels(image01):
+    """FluxKontextImageScale's output for a [1, H, W, 3] image in 0..1 (ComfyUI's IMAGE): common_upscale with
+    "lanczos" and "center": x = round((W - W * (new_aspect / aspect)) / 2) columns off each side when wider
+    than the target (rows likewise when taller), then comfy.utils.lanczos (each image through uint8
+    clip(255 x), PIL LANCZOS, / 255)."""
+    import numpy as np
+    from PIL import Image
+
+    _, height, width, _ = image01.shape
+    new_width, new_height = kontext_image_scale(width, height)
+    aspect, new_aspect = width / height, new_width / new_height
+    x = y = 0
+    if aspect > new_aspect:
+        x = round((width - width * (new_aspect / aspect)) / 2)
+    elif aspect < new_aspect:
+        y = round((height - height * (aspect / new_aspect)) / 2)
+    cropped = image01[:, y:height - y, x:width - x, :]
+    pil = Image.fromarray(np.clip(255.0 * cropped[0].numpy(), 0, 255).astype(np.uint8))
+    resized = pil.resize((new_width, new_height), resample=Image.Resampling.LANCZOS)
+    return torch.from_numpy(np.array(resized).astype(np.float32) / 255.0)[None]
+
+
 def encode_reference(vae, image01):
     """VAEEncode (the posterior's mean) + process_latent_in of a [1, 3, H, W] image in 0..1."""
     with torch.no_grad():

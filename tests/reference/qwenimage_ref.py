@@ -99,15 +99,29 @@ class QwenImageModel:
         return self.const.calculate_denoised(sigma, out, x)
 
 
-class CFGGuider:
-    """samplers.sampling_function for one cond and one uncond."""
+def cfg_norm(strength):
+    """comfy_extras/nodes_cfg.py CFGNorm's post-CFG function: the result times its per-pixel ratio of norms over
+    the channels (dim 1), cond's over the result's + 1e-8, clamped to [0, 1], times the strength."""
+    def post_cfg(cond_denoised, denoised):
+        norm_full_cond = torch.norm(cond_denoised, dim=1, keepdim=True)
+        norm_pred_text = torch.norm(denoised, dim=1, keepdim=True)
+        scale = (norm_full_cond / (norm_pred_text + 1e-8)).clamp(min=0.0, max=1.0)
+        return denoised * scale * strength
+    return post_cfg
 
-    def __init__(self, model, cond, uncond, cfg):
+
+class CFGGuider:
+    """samplers.sampling_function for one cond and one uncond; `post_cfg`: a model's sampler_post_cfg_function
+    (CFGNorm's), run on every result, the CFG-1 one (cond alone) too."""
+
+    def __init__(self, model, cond, uncond, cfg, post_cfg=None):
         self.model, self.cond, self.uncond, self.cfg = model, cond, uncond, cfg
+        self.post_cfg = post_cfg or (lambda cond_denoised, denoised: denoised)
 
     def __call__(self, x, sigma, **_):
         if self.cfg == 1.0:
-            return self.model.apply_model(x, sigma, self.cond)
+            cond = self.model.apply_model(x, sigma, self.cond)
+            return self.post_cfg(cond, cond)
         if self.cond.shape == self.uncond.shape:
             both = self.model.apply_model(torch.cat([x, x]), torch.cat([sigma, sigma]),
                                           torch.cat([self.cond, self.uncond]))
@@ -115,17 +129,19 @@ class CFGGuider:
         else:
             cond = self.model.apply_model(x, sigma, self.cond)
             uncond = self.model.apply_model(x, sigma, self.uncond)
-        return uncond + (cond - uncond) * self.cfg
+        return self.post_cfg(cond, uncond + (cond - uncond) * self.cfg)
 
 
 @torch.no_grad()
 def sample(pipe, prompt, negative="", seed=1, width=32, height=32, steps=4, sampler="Euler", schedule="Simple",
-           cfg=2.5, shift=1.15, init_image=None, denoise=1.0, encoder=encode, ms=None, zero_negative=False):
+           cfg=2.5, shift=1.15, init_image=None, denoise=1.0, encoder=encode, ms=None, zero_negative=False,
+           post_cfg=None):
     """ComfyUI's KSampler + VAE Decode + SaveImage on Qwen-Image: one uint8 image [H, W, 3]. `init_image` ([0, 1]
     pixels [1, 3, H, W]) with `denoise` < 1 makes it img2img. Euler a draws from the initial noise's generator
     continued (sdcli's WebUI stream), not ComfyUI's re-seeded one. `encoder(tokenizer, text_encoder, text)`: the
     text path. `ms`: a ModelSampling node's model sampling (comfy_ref.DiscreteFlow: ModelSamplingAuraFlow) in place
-    of the model's own; `zero_negative`: the negative is ConditioningZeroOut of the positive (zeros of its shape)."""
+    of the model's own; `zero_negative`: the negative is ConditioningZeroOut of the positive (zeros of its shape);
+    `post_cfg`: a post-CFG function (cfg_norm: the CFGNorm node)."""
     ms = ms or C.Flux(shift=shift)
     total = steps if denoise >= 0.9999 else int(steps / denoise)
     sigmas = SCHEDULERS[schedule](ms, total)[-(steps + 1):]
@@ -144,7 +160,7 @@ def sample(pipe, prompt, negative="", seed=1, width=32, height=32, steps=4, samp
     kwargs = {}
     if sampler == "Euler a":
         kwargs["noise_sampler"] = lambda s, s_next: torch.randn(shape, generator=generator)
-    out = SAMPLERS[sampler](CFGGuider(QwenImageModel(pipe.transformer, ms), cond, uncond, cfg), x, sigmas,
+    out = SAMPLERS[sampler](CFGGuider(QwenImageModel(pipe.transformer, ms), cond, uncond, cfg, post_cfg), x, sigmas,
                             extra_args={}, **kwargs)
     image = pipe.vae.decode(process_out(pipe.vae, out).unsqueeze(2)).sample[:, :, 0]
     unit = torch.clamp((image.float() + 1.0) / 2.0, 0.0, 1.0)[0]

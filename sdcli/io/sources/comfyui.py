@@ -5,16 +5,18 @@ UI-only one, reads as nothing), and replay needs each standard node by its role.
 walked back from the sampler: model chain (loaders, LoRAs, ModelSampling*), conditioning
 (CLIPTextEncode, FluxGuidance, CLIPSetLastLayer; ConditioningZeroOut on the negative: --zero-negative), latent
 (EmptyLatentImage and its SD3/Flux2 forms, VAEEncode+LoadImage: the input's file name, found by replay);
-ModelSamplingAuraFlow/SD3 are --model-sampling with their --shift (the model's sigmas replaced, as ComfyUI does).
+ReferenceLatent on the conditioning: an edit (sdcli edit) of the reference images it chains (edits.py);
+ModelSamplingAuraFlow/SD3 are --model-sampling with their --shift (the model's sigmas replaced, as ComfyUI does);
+CFGNorm is --cfg-norm.
 Any other node is listed in `unmapped`, and replay refuses the image naming them.
 """
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from sdcli.io.sources.common import BrokenMetadata, Found, clean, load_json, size, with_loras
+from sdcli.io.sources.edits import ANNOTATION, References
 from sdcli.io.sources.names import comfy_sampler
 
 SAMPLER_NODES = ("KSampler", "KSamplerAdvanced", "SamplerCustom", "SamplerCustomAdvanced")
@@ -47,17 +49,21 @@ WIDGETS: dict[str, tuple[str, ...]] = {
     "ModelSamplingFlux": ("max_shift", "base_shift", "width", "height"),
     "ModelSamplingSD3": ("shift",),
     "ModelSamplingAuraFlow": ("shift",),
+    "CFGNorm": ("strength",),
     "ConditioningZeroOut": (),
     "EmptyLatentImage": ("width", "height", "batch_size"),
     "EmptySD3LatentImage": ("width", "height", "batch_size"),
     "EmptyFlux2LatentImage": ("width", "height", "batch_size"),
     "LoadImage": ("image", ""),
+    "LoadImageOutput": ("image", "", "", ""),
+    "ImageStitch": ("direction", "match_image_size", "spacing_width", "spacing_color"),
+    "FluxKontextImageScale": (),
+    "ReferenceLatent": (),
     "VAEEncode": (),
     "VAEDecode": (),
     "SaveImage": ("filename_prefix",),
     "PreviewImage": (),
 }
-ANNOTATION = re.compile(r" \[(input|output|temp)\]$")  # the folder tag the UI appends to an image name
 UI_ONLY = ("Note", "MarkdownNote", "PrimitiveNode", "Reroute")  # the UI's own nodes: never in what ran
 # ComfyUI's ModelSampling nodes of flow models -> sdcli's --model-sampling (request.vocabulary.MODEL_SAMPLINGS)
 MODEL_SAMPLING_NODES = {"ModelSamplingAuraFlow": "AuraFlow", "ModelSamplingSD3": "SD3"}
@@ -138,6 +144,7 @@ class _Walk:
         self.unmapped: list[str] = []
         self.input_image: str | None = None  # LoadImage's file name (img2img)
         self.started: str | None = None  # a KSamplerAdvanced's later start, in words
+        self.references = References(self)  # an edit's reference images (ReferenceLatent)
 
     def node(self, link: Any, role: str) -> dict[str, Any]:
         """The node a link points to; BrokenMetadata naming the link when it is not in the graph."""
@@ -175,6 +182,7 @@ class _Walk:
         self.model(holder.get("model"))
         prompt = self.conditioning(holder.get("positive"), "positive")
         negative = self.conditioning(holder.get("negative"), "negative")
+        self.references.check(self.params.get("CFG scale"))
         self.latent(sampler["inputs"].get("latent_image"), self.params.pop("_denoise", 1.0))
         self.vae()
         # 3. Nodes sdcli does not map, anywhere in the graph.
@@ -184,7 +192,8 @@ class _Walk:
         notes = [*self.notes, NOTES[0]]
         self.params.update({"RNG": "Comfy", "Emphasis": "Comfy"})  # ComfyUI's noise and prompt weights
         return Found("ComfyUI", with_loras(prompt, self.loras), negative, clean(self.params),
-                     {"prompt": self.graph}, tuple(notes), tuple(self.unmapped), self.input_image)
+                     {"prompt": self.graph}, tuple(notes), tuple(self.unmapped), self.input_image,
+                     self.references.names())
 
     def sampler(self, node: dict[str, Any]) -> None:
         """Seed, steps, CFG, sampler and scheduler (SamplerCustom: from its KSamplerSelect/BasicScheduler)."""
@@ -240,6 +249,10 @@ class _Walk:
             elif kind == "ModelSamplingFlux":
                 self.params["Shift"] = flux_shift(*(get(k, d) for k, d in zip(FLUX_SHIFT_INPUTS, FLUX_SHIFT_DEFAULTS,
                                                                                strict=True)))
+            elif kind == "CFGNorm":  # a post-CFG function: --cfg-norm (ComfyUI applies each one; sdcli maps one)
+                if "CFG norm" in self.params:
+                    self.unmapped.append("two CFGNorm nodes")
+                self.params["CFG norm"] = get("strength", 1.0)
             elif kind in ("CheckpointLoaderSimple", "UNETLoader"):
                 self.params["Model"] = _stem(get("ckpt_name", get("unet_name")))
                 return
@@ -257,6 +270,9 @@ class _Walk:
                 if role != "negative":
                     self.unmapped.append(f"a ConditioningZeroOut on the {role} conditioning")
                 self.params["Zero negative"] = "True"
+                link = node["inputs"].get("conditioning")
+            elif kind == "ReferenceLatent":  # a reference appended to the conditioning's list: walked back, first
+                self.references.add(role, node["inputs"].get("latent"))
                 link = node["inputs"].get("conditioning")
             elif kind == "CLIPTextEncode":
                 self.clip(node["inputs"].get("clip"))
@@ -305,6 +321,8 @@ class _Walk:
                 self.unmapped.append(f"{self.started} on an empty latent")
             elif denoise not in (None, 1, 1.0):
                 self.unmapped.append(f"denoise {denoise} on an empty latent")
+        elif kind == "VAEEncode" and self.references.starts(link, denoise):
+            return  # the edit's first reference encoded: no more than its size, which the edit's default is
         elif kind == "VAEEncode":
             self.params["Denoising strength"] = denoise
             pixels = node["inputs"].get("pixels")

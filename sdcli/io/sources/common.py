@@ -17,7 +17,8 @@ class BrokenMetadata(UsageError):
 class Found:
     """One tool's metadata: prompt, negative prompt and the WebUI's keys where they map; its own fields as
     written (`source`); `notes`: what a replay does differently; `unmapped`: what stops a replay;
-    `input_image`: the file name an img2img was made from (the metadata does not hold the image)."""
+    `input_image`: the file name an img2img was made from (the metadata does not hold the image); `references`: the
+    file names of an edit's reference images (ComfyUI's ReferenceLatent), in the order the model took them."""
 
     generator: str
     prompt: str
@@ -27,6 +28,7 @@ class Found:
     notes: tuple[str, ...] = ()
     unmapped: tuple[str, ...] = ()
     input_image: str | None = None  # the input image's file name as the tool loaded it (img2img), not held
+    references: tuple[str, ...] = ()  # an edit's reference images' file names, not held
 
 
 def load_json(text: Any, where: str) -> Any:

@@ -1,0 +1,114 @@
+"""A ComfyUI edit graph's reference images: ReferenceLatent nodes on the conditioning, each latent a VAEEncode of a
+loaded image, read as an sdcli edit (`sdcli edit -i REF ...`) of those files.
+
+ComfyUI's ReferenceLatent (comfy_extras/nodes_edit_model.py) appends the latent to the conditioning's list of
+reference latents; sdcli's edit gives its references to the positive and the negative conditioning alike, which
+the walk checks (at CFG 1 the negative is not run). FluxKontextImageScale (comfy_extras/nodes_flux.py) fits the
+image to the trained Kontext size nearest its aspect ratio, as sdcli's Flux.1 Kontext sizes a reference
+(families.kontext.kontext_size); a reference encoded at its own size is refused, sdcli resizing it. The sampler's
+latent may be the first reference's VAEEncode at denoise 1: only its size counts there (the first sigma is 1),
+and that is the edit's default size. Pure: no torch.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Protocol
+
+# Image nodes a reference passes through on its way from the file to VAEEncode: what each is to sdcli's edit.
+LOADERS = ("LoadImage", "LoadImageOutput")  # a file from ComfyUI's input/ (or output/) folder
+SCALE = "FluxKontextImageScale"
+ANNOTATION = re.compile(r" \[(input|output|temp)\]$")  # the folder tag the UI appends to an image name
+
+
+class _Walk(Protocol):
+    unmapped: list[str]
+    notes: list[str]
+
+    def node(self, link: Any, role: str) -> dict[str, Any]: ...
+
+    def value(self, node: dict[str, Any], name: str, default: Any = None) -> Any: ...
+
+
+def _is_link(value: Any) -> bool:
+    return isinstance(value, list) and len(value) == 2 and isinstance(value[1], int)
+
+
+class References:
+    """The reference images of the positive and negative conditionings: file names in the model's order, and the
+    VAEEncode node of each."""
+
+    def __init__(self, walk: _Walk):
+        self.walk = walk
+        self.files: dict[str, list[str]] = {"positive": [], "negative": []}
+        self.encoders: dict[str, list[str]] = {"positive": [], "negative": []}
+
+    def _unmapped(self, what: str) -> None:
+        if what not in self.walk.unmapped:
+            self.walk.unmapped.append(what)
+
+    def add(self, role: str, link: Any) -> None:
+        """A ReferenceLatent's latent (met walking back from the sampler: it goes before those already met)."""
+        if not _is_link(link):
+            return self._unmapped("a ReferenceLatent without a latent")
+        encode = self.walk.node(link, "latent")
+        if encode.get("class_type") != "VAEEncode":
+            return self._unmapped(f"a ReferenceLatent of a {encode.get('class_type')} (sdcli maps a VAEEncode's)")
+        name, scaled = self._image(encode["inputs"].get("pixels"))
+        if name is None:
+            return None
+        note = (f"{SCALE}: sdcli's Flux.1 Kontext fits a reference to the same trained size (the released model; "
+                "a smaller one keeps the image's own size in whole tokens)")
+        if scaled and note not in self.walk.notes:
+            self.walk.notes.append(note)
+        if not scaled:
+            self._unmapped(f"a reference image {name!r} encoded at its own size (sdcli maps {SCALE}'s sizing, "
+                           "as its Flux.1 Kontext edit sizes a reference)")
+        self.files.setdefault(role, []).insert(0, name)
+        self.encoders.setdefault(role, []).insert(0, str(link[0]))
+        return None
+
+    def _image(self, link: Any) -> tuple[str | None, bool]:
+        """The file behind an image link, and whether FluxKontextImageScale sized it."""
+        scaled = False
+        while _is_link(link):
+            node = self.walk.node(link, "pixels")
+            kind = node.get("class_type")
+            if kind == SCALE:
+                scaled, link = True, node["inputs"].get("image")
+            elif kind == "ImageStitch" and not _is_link(node["inputs"].get("image2")):
+                link = node["inputs"].get("image1")  # one image stitched to nothing: that image
+            elif kind in LOADERS:
+                name = self.walk.value(node, "image")
+                if isinstance(name, str) and name:
+                    return ANNOTATION.sub("", name), scaled
+                break
+            else:
+                self._unmapped(f"a reference image made by {kind} (sdcli maps a LoadImage, {SCALE} and a "
+                               "one-image ImageStitch)")
+                return None, scaled
+        self._unmapped("a reference image that is not a LoadImage's file")
+        return None, scaled
+
+    def check(self, cfg: Any) -> None:
+        """sdcli's edit gives the negative the positive's references: where CFG runs the negative, they must be."""
+        positive, negative = self.files["positive"], self.files["negative"]
+        if negative and not positive:
+            self._unmapped("reference latents on the negative conditioning only")
+        elif positive and negative != positive and cfg not in (1, 1.0):
+            self._unmapped(f"the negative conditioning's reference images ({', '.join(negative) or 'none'}) at CFG "
+                           f"{cfg}, not the positive's (sdcli's edit gives both the positive's)")
+
+    def starts(self, link: Any, denoise: Any) -> bool:
+        """Whether the sampler's latent (a VAEEncode) is the edit's start: the first reference's encoding at
+        denoise 1, which gives only its size. With references, any other VAEEncode latent is refused."""
+        if not self.files["positive"]:
+            return False
+        if denoise in (1, 1.0) and str(link[0]) == self.encoders["positive"][0]:
+            return True
+        self._unmapped(f"an edit's sampler starting from a VAEEncode latent at denoise {denoise} (sdcli's edit "
+                       "starts from noise at the first reference's size)")
+        return True
+
+    def names(self) -> tuple[str, ...]:
+        return tuple(self.files["positive"])
