@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from sdcli.models.loaded import LoadedModel
+from sdcli.models.module_state import module_device, module_dtype
 
 
 def to_pil(unit: Any) -> list[Any]:
@@ -24,7 +25,7 @@ def decode(model: LoadedModel, latents: Any) -> list[Any]:
     vae, fmt = model.pipe.vae, model.family.latent
     # A guarded VAE (models.vae.guard_decode) casts for itself and redoes a NaN decode in fp32 from
     # these fp32 latents, as the WebUI does; an unguarded one gets its own dtype.
-    cast = (lambda z: z) if model.addons.guard.covers(vae) else (lambda z: z.to(vae.dtype))
+    cast = (lambda z: z) if model.addons.guard.covers(vae) else (lambda z: z.to(module_dtype(vae)))
 
     with torch.no_grad():
         out = [fmt.vae_image(vae.decode(cast(fmt.to_vae(vae, lat[None])), return_dict=False)[0])
@@ -38,7 +39,7 @@ def encode_pixels(model: LoadedModel, pixels: Any) -> Any:
 
     vae, fmt = model.pipe.vae, model.family.latent
     with torch.no_grad():
-        mean = vae.encode(fmt.vae_pixels(pixels.to(vae.device, vae.dtype))).latent_dist.mean
+        mean = vae.encode(fmt.vae_pixels(pixels.to(module_device(vae), module_dtype(vae)))).latent_dist.mean
     return fmt.from_vae(vae, mean)
 
 

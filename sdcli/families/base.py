@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from sdcli.families.latent import LatentFormat
+from sdcli.models.module_state import module_device, module_dtype
 
 if TYPE_CHECKING:
     import torch
@@ -68,11 +69,11 @@ class ModuleAdapter:
 
     @property
     def dtype(self) -> torch.dtype:
-        return self.module.dtype
+        return module_dtype(self.module)
 
     @property
     def device(self) -> torch.device:
-        return self.module.device
+        return module_device(self.module)
 
     @property
     def in_channels(self) -> int:

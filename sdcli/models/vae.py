@@ -13,6 +13,7 @@ from typing import Any
 
 from sdcli.errors import ModelError
 from sdcli.models.loaded import DecodeGuard, LoadedModel
+from sdcli.models.module_state import module_dtype
 
 _LDM_MARKERS = ("decoder.mid.block_1.conv1.weight", "encoder.down.0.block.0.conv1.weight")
 _PREFIXES = ("first_stage_model.", "vae.")
@@ -111,7 +112,7 @@ def guard_decode(vae: Any, note: Callable[[str], None], *, force_fp32: bool = Fa
     original = vae.decode
 
     def decode(z: Any, *args: Any, **kwargs: Any) -> Any:
-        half = vae.dtype  # asked once: diffusers' ModelMixin.dtype walks every submodule
+        half = module_dtype(vae)  # diffusers' ModelMixin.dtype walks every submodule
         out = original(z.to(half), *args, **kwargs)
         sample = out[0] if isinstance(out, tuple) else out.sample
         if half == torch.float32 or not torch.isnan(sample).any():
@@ -135,7 +136,7 @@ def _cast_encode(vae: Any, original: Callable[..., Any]) -> Callable[..., Any]:
     from diffusers.models.autoencoders.vae import DiagonalGaussianDistribution
 
     def encode(x: Any, *args: Any, **kwargs: Any) -> Any:
-        dtype = vae.dtype  # asked once (a walk of every submodule)
+        dtype = module_dtype(vae)  # diffusers' walks every submodule
         out = original(x.to(dtype), *args, **kwargs)
         if x.dtype == dtype:
             return out
