@@ -6,6 +6,8 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
+PROMPT = "a lighthouse at dusk, oil painting"  # every measured image's prompt (with its number)
+
 # The minimal script a diffusers user writes for one image (same scheduler as sdcli's default).
 MINIMAL = r"""
 import sys

@@ -32,8 +32,7 @@ def test_interleave_warms_up_and_alternates():
 def test_same_work_steps_gives_diffusers_the_webuis_step_count():
     """The hand-written img2img loop runs as many UNet steps as the WebUI-exact one (int(strength x steps) + 1)."""
     from diffusers import DPMSolverMultistepScheduler, StableDiffusionImg2ImgPipeline
-
-    from bench import same_work_steps
+    from steady import same_work_steps
 
     for steps, strength in ((20, 0.75), (4, 0.75), (30, 0.75), (20, 0.5), (10, 0.3)):
         n = same_work_steps(steps, strength)
