@@ -21,33 +21,52 @@ image = pipe(prompt, num_inference_steps=int(steps), width=int(size), height=int
 image.save(out)
 """
 
-# A hand-written loop over N prompts in one process, per mode; prints each image's seconds.
-LOOP = r"""
-import json, sys, time
+# `sdcli batch` paired image by image with a hand-written diffusers loop in one process (bench/steady.py):
+# each prompt-file line's call (batch.runner._run_unit) and one loop image run in turn, the order alternating;
+# prints each half's wall and CPU seconds. Settings in $SDCLI_BENCH_PAIRED (JSON).
+PAIRED = r"""
+import json, os, sys, time
 import torch
 from PIL import Image
 import diffusers
-mode, model, n, out, steps, size, image_path, mask_path, prompt = sys.argv[1:10]
+import sdcli.batch.runner as runner
+from sdcli.cli import main
+cfg = json.loads(os.environ["SDCLI_BENCH_PAIRED"])
+mode, size = cfg["mode"], cfg["size"]
 cls = {"txt2img": "StableDiffusionPipeline", "img2img": "StableDiffusionImg2ImgPipeline",
        "inpaint": "StableDiffusionInpaintPipeline"}[mode]
-pipe = getattr(diffusers, cls).from_pretrained(model, safety_checker=None, requires_safety_checker=False,
+pipe = getattr(diffusers, cls).from_pretrained(cfg["model"], safety_checker=None, requires_safety_checker=False,
                                                use_safetensors=True, local_files_only=True)
 pipe.scheduler = diffusers.DPMSolverMultistepScheduler.from_config(pipe.scheduler.config, use_karras_sigmas=True)
 pipe.set_progress_bar_config(disable=True)
-extra = {"width": int(size), "height": int(size)}
+extra = {"width": size, "height": size}
 if mode != "txt2img":
-    extra = {"image": Image.open(image_path).convert("RGB"), "strength": 0.75}
+    extra = {"image": Image.open(cfg["image"]).convert("RGB"), "strength": cfg["strength"]}
 if mode == "inpaint":
-    extra.update(mask_image=Image.open(mask_path).convert("L"), width=int(size), height=int(size))
-times, cpu = [], []
-for i in range(int(n)):
-    start, start_cpu = time.perf_counter(), time.process_time()
-    image = pipe(f"{prompt} {i}", num_inference_steps=int(steps), guidance_scale=7.0,
+    extra.update(mask_image=Image.open(cfg["mask"]).convert("L"), width=size, height=size)
+
+def loop_image(i):
+    image = pipe(f"{cfg['prompt']} {i}", num_inference_steps=cfg["loop_steps"], guidance_scale=7.0,
                  generator=torch.Generator("cpu").manual_seed(i), **extra).images[0]
-    image.save(f"{out}/{i:05d}.png")
-    times.append(time.perf_counter() - start)
-    cpu.append(time.process_time() - start_cpu)
-print(json.dumps({"times": times, "cpu": cpu}))
+    image.save(f"{cfg['out']}/{i:05d}.png")
+
+run_unit, measured = runner._run_unit, {"sdcli": [], "loop": [], "sdcli_cpu": [], "loop_cpu": []}
+
+def paired(*args, **kwargs):
+    i = len(measured["sdcli"])
+    halves = [("sdcli", lambda: run_unit(*args, **kwargs)), ("loop", lambda: loop_image(i))]
+    for name, run in (halves if i % 2 == 0 else halves[::-1]):
+        start, start_cpu = time.perf_counter(), time.process_time()
+        run()
+        measured[name].append(time.perf_counter() - start)
+        measured[name + "_cpu"].append(time.process_time() - start_cpu)
+
+runner._run_unit = paired
+sys.argv = ["sdcli", *cfg["argv"]]
+try:
+    main()
+finally:
+    print(json.dumps(measured))
 """
 
 # `sdcli batch` itself, with the CPU seconds (this process's) of each prompt-file line written to $SDCLI_BENCH_CPU:

@@ -8,8 +8,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from scripts import BATCH_CPU, LOOP, PROMPT
-from stats import compare, interleave, summary
+from scripts import PAIRED, PROMPT
+from stats import compare, summary
 
 
 def _inputs(folder: Path, size: int) -> tuple[Path, Path]:
@@ -26,11 +26,18 @@ def _inputs(folder: Path, size: int) -> tuple[Path, Path]:
 
 
 def steady(r: Any, work: Path, models: dict[str, tuple[Path, int]], args: argparse.Namespace) -> dict[str, Any]:
-    """Per-image time inside one process: `sdcli batch` vs a hand-written loop, per mode and model."""
+    """Per-image time of `sdcli batch` vs a hand-written loop, paired image by image inside one process.
+
+    One process loads both (sdcli's batch and the loop's own diffusers pipeline from the same folder) and
+    runs them in turn: each prompt-file line of `sdcli batch` (everything it does for the line: the whole
+    call, PNG, infotext and manifest record) is followed or preceded (alternately) by one image of the loop
+    (pipeline call and PNG save). Both halves of a pair share the process and the moment, so the VM's speed,
+    which moves by 20-40% between processes and over minutes here, cancels in the pair's ratio. The first
+    pair (warm-up) is dropped."""
     results: dict[str, Any] = {}
     for model_name, (model, size) in models.items():
         image, mask = _inputs(work / "inputs" / model_name, size)
-        n = args.images if model_name == "tiny" else max(3, args.images // 2)
+        n = 1 + (args.images if model_name == "tiny" else max(5, args.images // 4))
         steps = args.steps if model_name == "tiny" else args.full_steps
         modes = args.full_modes.split(",") if model_name != "tiny" else ("txt2img", "img2img", "inpaint")
         for mode, extra in (("txt2img", ""), ("img2img", f" --init_image {image} --denoising_strength {STRENGTH}"),
@@ -41,15 +48,22 @@ def steady(r: Any, work: Path, models: dict[str, tuple[Path, int]], args: argpar
             prompts = work / f"{model_name}-{mode}.txt"
             prompts.write_text("".join(f"--prompt '{PROMPT} {i}' --width {size} --height {size}{extra}\n"
                                        for i in range(n)))
-            cpu: dict[str, list[float]] = {"sdcli batch": [], "hand-written loop": []}
-            batch, loop = _steady_paths(r, work / "steady" / f"{model_name}-{mode}", prompts, mode, model, n,
-                                        steps, size, image, mask, cpu)
-            times = interleave({"sdcli batch": batch, "hand-written loop": loop}, args.repeat, warmup=0)
-            results[f"{model_name} {mode}"] = {
-                "images_per_run": n, "steps": steps, "size": size, **{k: summary(v) for k, v in times.items()},
-                "batch vs loop": compare(times["sdcli batch"], times["hand-written loop"], target=1.05),
-                "cpu": {**{k: summary(v) for k, v in cpu.items()},
-                        "batch vs loop": compare(cpu["sdcli batch"], cpu["hand-written loop"], target=1.05)}}
+            out = work / "steady" / f"{model_name}-{mode}"
+            (out / "loop").mkdir(parents=True)
+            config = {"mode": mode, "model": str(model), "size": size, "image": str(image), "mask": str(mask),
+                      "loop_steps": steps if mode == "txt2img" else same_work_steps(steps, STRENGTH),
+                      "prompt": PROMPT, "strength": STRENGTH, "out": str(out / "loop"),
+                      "argv": ["batch", str(prompts), "-m", str(model), "--steps", str(steps), "--seed", "0",
+                               "--group", "1", "-o", str(out / "batch")]}  # one call per line, as the loop
+            r.env["SDCLI_BENCH_PAIRED"] = json.dumps(config)
+            measured = json.loads(r.run([sys.executable, "-c", PAIRED])[1].splitlines()[-1])
+            row: dict[str, Any] = {"pairs": n - 1, "steps": steps, "size": size}
+            for unit, suffix in (("wall", ""), ("cpu", "_cpu")):
+                a, b = measured["sdcli" + suffix][1:], measured["loop" + suffix][1:]
+                part = {"sdcli batch": summary(a), "hand-written loop": summary(b),
+                        "batch vs loop": compare(a, b, target=1.05)}
+                row.update(part) if unit == "wall" else row.update(cpu=part)
+            results[f"{model_name} {mode}"] = row
     return results
 
 
@@ -65,38 +79,3 @@ def same_work_steps(steps: int, strength: float) -> int:
     while int(n * strength) < target:
         n += 1
     return n
-
-
-def _steady_paths(r: Any, out: Path, prompts: Path, mode: str, model: Path, n: int, steps: int, size: int,
-                  image: Path, mask: Path, cpu: dict[str, list[float]]) -> tuple[Any, Any]:
-    """The two measured paths of one steady comparison; each returns its median per-image seconds
-    without the first image (warm-up inside the process), and appends the same median of the images'
-    CPU seconds (the process's own) to `cpu`."""
-    counter = iter(range(10**6))
-
-    def middle(seconds: list[float]) -> float:
-        rest = sorted(seconds[1:])
-        return rest[len(rest) // 2]
-
-    def batch() -> float:
-        folder = out / f"batch{next(counter)}"
-        cpu_file = out / "batch-cpu.json"
-        r.env["SDCLI_BENCH_CPU"] = str(cpu_file)
-        r.run([sys.executable, "-c", BATCH_CPU, "batch", str(prompts), "-m", str(model), "--steps", str(steps),
-               "--seed", "0", "--group", "1", "-o", str(folder)])  # one call per line, as the loop
-        cpu["sdcli batch"].append(middle(json.loads(cpu_file.read_text())))
-        records = [json.loads(x) for x in (folder / "manifest.jsonl").read_text().splitlines()]
-        return middle([x["seconds"] for x in records if x.get("type") == "item"])
-
-    loop_steps = steps if mode == "txt2img" else same_work_steps(steps, STRENGTH)
-
-    def loop() -> float:
-        folder = out / f"loop{next(counter)}"
-        folder.mkdir(parents=True)
-        _, stdout = r.run([sys.executable, "-c", LOOP, mode, str(model), str(n), str(folder), str(loop_steps),
-                           str(size), str(image), str(mask), PROMPT])
-        measured = json.loads(stdout)
-        cpu["hand-written loop"].append(middle(measured["cpu"]))
-        return middle(measured["times"])
-
-    return batch, loop
