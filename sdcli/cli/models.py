@@ -70,7 +70,7 @@ def models(
     table.add_column("Path", overflow="fold")  # data: never cut short with an ellipsis
     for row in rows:
         table.add_row(KIND_LABELS[row["kind"]], row["name"], row["hash"], row["what"], row["path"])
-    Console(soft_wrap=True).print(table)
+    Console(soft_wrap=True, markup=False, emoji=False).print(table)  # file names as they are: no markup, no emoji
     folders = ", ".join(f"{KIND_LABELS[k]}: {p}" for k, p in library.folders.items() if not p.is_dir())
     if folders:
-        Console(stderr=True).print(f"not found (nothing listed): {folders}", markup=False)
+        Console(stderr=True, emoji=False).print(f"not found (nothing listed): {folders}", markup=False)

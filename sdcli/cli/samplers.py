@@ -44,4 +44,4 @@ def samplers(
         table.add_row(r["name"], r["runs"],
                       r["automatic_schedule"], ", ".join(r["schedules"]),
                       ", ".join(r["aliases"]) + (f"  ({r['note']})" if r["note"] else ""))
-    Console().print(table)
+    Console(emoji=False).print(table)

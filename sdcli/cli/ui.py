@@ -16,7 +16,8 @@ from rich.markup import escape
 
 from sdcli.io.metadata import escape_control
 
-console = Console(stderr=True, highlight=False, no_color=bool(os.environ.get("NO_COLOR")) or None)
+# emoji=False: a prompt, path or message holding ":b:" or ":smile:" is printed as written, not as an emoji.
+console = Console(stderr=True, highlight=False, emoji=False, no_color=bool(os.environ.get("NO_COLOR")) or None)
 
 
 PLAIN_INTERVAL = float(os.environ.get("SDCLI_PROGRESS_SECONDS", "10"))  # plain progress lines: at most this often

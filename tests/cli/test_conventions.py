@@ -104,3 +104,12 @@ def test_info_into_a_closed_pipe_exits_quietly(tmp_path):
     proc = subprocess.run(["bash", "-c", code], capture_output=True, text=True, timeout=120,
                           env={**os.environ, "PYTHONPATH": os.getcwd()})
     assert proc.stderr.strip() == "141", proc.stderr
+
+
+def test_messages_print_emoji_codes_as_written(cli, tmp_path):
+    """A path or prompt holding ":b:" (rich's code for an emoji) is shown as written in the error line."""
+    result = cli("txt2img", "x", "-m", tmp_path / "no :b: model :smile:", *FAST, "-o", tmp_path / "out")
+    assert result.exit_code != 0
+    line = result.stderr.strip()
+    assert line.startswith("error: ") and "no :b: model :smile:" in line, line
+    assert "\U0001f171" not in line and "\U0001f604" not in line

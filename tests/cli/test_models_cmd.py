@@ -58,3 +58,14 @@ def test_whole_sd_checkpoints_are_listed_as_checkpoints(cli, tiny_xl, tmp_path):
     what = {r["name"]: r["what"] for r in map(json.loads, result.stdout.splitlines())}
     assert what == {"sd1": "sd1 checkpoint", "sd2": "sd2 checkpoint", "sd1-inpaint": "sd1 checkpoint",
                     "tiny-xl": "sdxl checkpoint", "tiny-xl-refiner": "sdxl-refiner checkpoint"}
+
+
+def test_file_names_are_listed_as_written_not_as_markup_or_emoji(cli, models_dir, tmp_path):
+    import shutil
+
+    root = tmp_path / "models"
+    shutil.copytree(models_dir, root, symlinks=True)
+    shutil.copy(root / "Lora" / "detail.safetensors", root / "Lora" / "[bold]odd :b: name.safetensors")
+    result = cli("models", "--models-dir", root, "--kind", "lora", env={"COLUMNS": "300"})
+    assert result.exit_code == 0, result.stderr
+    assert "[bold]odd :b: name" in result.stdout and "\U0001f171" not in result.stdout
