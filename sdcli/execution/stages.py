@@ -22,9 +22,12 @@ def runs_own_loop(model: LoadedModel, choice: SamplerChoice, request: Generation
 
 def prompt_encoder(model: LoadedModel, request: GenerationRequest,
                    size: tuple[int, int] = (1024, 1024)) -> PromptEncoder:
-    """The family's prompt encoder for `request` at generation size `size` (width, height)."""
-    return model.family.prompt_encoder(model.pipe, request.clip_skip, choice_key(request.emphasis), size,
-                                       request.distilled_cfg_scale)
+    """The family's prompt encoder for `request` at generation size `size` (width, height), its encodings kept
+    on the model across jobs (execution.text_cache)."""
+    from sdcli.execution.text_cache import KeptEncoder
+
+    settings = (request.clip_skip, choice_key(request.emphasis), size, request.distilled_cfg_scale)
+    return KeptEncoder(model.family.prompt_encoder(model.pipe, *settings), model, settings)
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ the runtime plan as carried out, and how the infotext names it. No torch at impo
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -53,6 +54,8 @@ class AddOns:
     """What sdcli put on a loaded model; shared by every mode's pipeline of it (one set of weights)."""
 
     loras: dict[str, str] = field(default_factory=dict)  # peft adapter name -> file path
+    # The active adapters' text-encoder weights (models.lora; None while being changed)
+    text_loras: tuple[tuple[str, float], ...] | None = ()
     embeddings: dict[str, str] = field(default_factory=dict)  # embedding name -> hash
     vae_path: Path | None = None  # --vae in use (None: the model's own)
     base_vae: Any = None  # the model's own VAE, kept while another is in use
@@ -75,6 +78,8 @@ class LoadedModel:
     # one per batch line cost a from_pipe each (~25 ms on the tiny model). Shared by this model's copies.
     mode_pipes: dict[str, tuple[tuple[int, ...], Components]] = field(default_factory=dict, repr=False,
                                                                       compare=False)
+    # Prompt encodings kept across jobs (execution.text_cache), most recent last. Shared by this model's copies.
+    encodings: OrderedDict[Any, Any] = field(default_factory=OrderedDict, repr=False, compare=False)
 
     @classmethod
     def of(cls, pipe: Components, family: str, name: str = "") -> LoadedModel:

@@ -62,6 +62,7 @@ def apply_loras(model: LoadedModel, loras: list[LoraSpec], *, allow_pickle: bool
     pipe, addons = model.pipe, model.addons
     if loras and not model.family.capabilities.lora:
         raise ModelError(f"--lora: {model.family.label} models take no LoRA")
+    addons.text_loras = None  # unsettled until the adapters are set (no prompt encoding kept meanwhile)
     loaded = addons.loras  # adapter name -> file path
     weights: dict[str, tuple[float, float]] = {}  # adapter -> (text encoder, UNet) weight
     for spec in loras:  # the same file twice (a tag and a flag) adds up, as two loads would
@@ -73,6 +74,7 @@ def apply_loras(model: LoadedModel, loras: list[LoraSpec], *, allow_pickle: bool
         if loaded:
             _unload(model)
             addons.loras = {}
+        addons.text_loras = ()
         return
     stale = [name for name in loaded if name not in weights]
     if stale and model.network.in_channels != model.detected.in_channels:
@@ -97,6 +99,7 @@ def apply_loras(model: LoadedModel, loras: list[LoraSpec], *, allow_pickle: bool
 
         for encoder in extra:
             set_adapters_for_text_encoder(list(weights), encoder, [te for te, _ in weights.values()])
+    addons.text_loras = tuple(sorted((name, te) for name, (te, _) in weights.items()))
 
 
 def _extra_encoders(model: LoadedModel) -> list[Any]:
