@@ -98,3 +98,4 @@ def test_the_newest_encodings_stay(tiny_pipe, monkeypatch):
     encoder.encode("c")  # drops "b", the least recently used
     assert [key[-1] for key in tiny_pipe.encodings] == ["a", "c"]
     tiny_pipe.encodings.clear()
+

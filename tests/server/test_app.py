@@ -226,3 +226,19 @@ def test_tiling_field_and_no_leak_into_the_next_request(client, tiny_pipe, singl
         assert np.array_equal(np.asarray(decode(data).convert("RGB")), want)
     read = client.post("/sdapi/v1/png-info", json={"image": tiled.json()["images"][0]}).json()
     assert read["parameters"]["Tiling"] == "True"
+
+
+def test_the_server_keeps_encodings_across_requests(client, tiny_pipe, monkeypatch):
+    """Two API requests sharing a negative prompt: the second encodes only its own prompt."""
+    encoder, calls = tiny_pipe.pipe.text_encoder, []
+    real = encoder.forward
+    monkeypatch.setattr(encoder, "forward", lambda *a, **k: calls.append(1) or real(*a, **k))
+    tiny_pipe.encodings.clear()
+    body = {"negative_prompt": "fog, blur", "seed": 7, "steps": 2, "width": 32, "height": 32}
+    first = client.post("/sdapi/v1/txt2img", json={**body, "prompt": "a lighthouse"})
+    assert first.status_code == 200, first.text
+    assert len(calls) == 3  # "", the prompt, the negative
+    second = client.post("/sdapi/v1/txt2img", json={**body, "prompt": "a harbour"})
+    assert second.status_code == 200, second.text
+    assert len(calls) == 4
+    tiny_pipe.encodings.clear()
