@@ -26,44 +26,29 @@ def _state(module: Any) -> tuple[Any, ...]:
     return (id(first), first.dtype, first.device, hooks)
 
 
-def _entry(module: Any) -> tuple[tuple[Any, ...], Any, Any] | None:
-    if not hasattr(module, "parameters"):  # not a torch module: ask it each time
-        return None
-    try:
-        entry = _known.get(module)
-    except TypeError:  # not weak-referenceable: ask the module itself
-        return None
-    return entry if entry is not None and entry[0] == _state(module) else None
-
-
 def module_dtype(module: Any) -> Any:
     """`module.dtype`, walked once while the module's state stays the same."""
-    entry = _entry(module)
-    if entry is not None and entry[1] is not None:
-        return entry[1]
-    dtype = module.dtype
-    _remember(module, dtype=dtype)
-    return dtype
+    return _asked(module, 1, lambda: module.dtype)
 
 
 def module_device(module: Any) -> Any:
     """`module.device`, walked once while the module's state stays the same."""
-    entry = _entry(module)
-    if entry is not None and entry[2] is not None:
-        return entry[2]
-    device = module.device
-    _remember(module, device=device)
-    return device
+    return _asked(module, 2, lambda: module.device)
 
 
-def _remember(module: Any, dtype: Any = None, device: Any = None) -> None:
-    if not hasattr(module, "parameters"):
-        return
+def _asked(module: Any, index: int, ask: Any) -> Any:
+    """The kept answer at `index` of the module's entry (1 dtype, 2 device) while its state is the same, else
+    `ask()` (the walk), kept with the state."""
+    if not hasattr(module, "parameters"):  # not a torch module: ask it each time
+        return ask()
     state = _state(module)
     try:
-        old = _known.get(module)
-    except TypeError:
-        return
-    if old is not None and old[0] == state:
-        dtype, device = dtype if dtype is not None else old[1], device if device is not None else old[2]
-    _known[module] = (state, dtype, device)
+        entry = _known.get(module)
+    except TypeError:  # not weak-referenceable
+        return ask()
+    if entry is None or entry[0] != state:
+        entry = (state, None, None)
+    if entry[index] is None:
+        entry = (*entry[:index], ask(), *entry[index + 1:])
+        _known[module] = entry  # type: ignore[assignment]
+    return entry[index]
