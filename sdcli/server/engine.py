@@ -37,6 +37,7 @@ from sdcli.models.runtime import RuntimeOptions
 from sdcli.request.generation import GenerationRequest
 from sdcli.sampling import preview
 from sdcli.server.checkpoints import FolderCheckpoint, FolderCheckpoints
+from sdcli.server.outcome import Generated
 from sdcli.server.progress import Progress
 
 # What a WebUI API payload that names no sampler or steps gets when its model family sets none: the WebUI API's Euler
@@ -88,18 +89,6 @@ class AddOns:
     loras: tuple[str, ...] = ()
     embeddings: tuple[str, ...] = ()
     vae: str | None = None
-
-
-@dataclass(frozen=True)
-class Generated:
-    """What a request made: its plan, the served model, the request as run (names resolved, seeds
-    resolved) and the finished images."""
-
-    plan: JobPlan
-    model: ServedModel
-    request: GenerationRequest
-    items: list[Any]
-    job_timestamp: str = "0"
 
 
 @dataclass

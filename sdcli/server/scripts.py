@@ -117,7 +117,7 @@ def _upscale_args(args: list[Any], names: list[str]) -> tuple[int, str, float]:
 
 def merged(results: list[Any]) -> Any:
     """Several server.engine.Generated as one answer: the first's model and request, every image in order."""
-    from sdcli.server.engine import Generated
+    from sdcli.server.outcome import Generated
 
     items = [replace(item, index=n) for n, item in enumerate(i for r in results for i in r.items)]
     return Generated(results[0].plan, results[0].model, results[0].request, items, results[0].job_timestamp)
