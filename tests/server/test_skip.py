@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from sdcli.sampling.preview import StopSampling
-from tests.server.conftest import decode
+from tests.server.conftest import decode, interrupt_at
 
 pytestmark = pytest.mark.slow  # a few generations each, 1-3 s
 
@@ -72,21 +72,6 @@ def test_a_skip_after_the_last_step_of_a_batch_is_cleared_as_the_next_starts(cli
     skip_at(engine, monkeypatch, batch=0, step=6)  # the batch's last step: nothing is left to skip
     _, got = images(client.post("/sdapi/v1/txt2img", json=payload))
     assert all(np.array_equal(a, b) for a, b in zip(got, full, strict=True))
-
-
-def interrupt_at(engine, monkeypatch, batch: int, step: int, nth: int = 1):
-    """/interrupt sent while batch `batch` (0-based) runs its step `step` for the `nth` time (a hires pass counts
-    its steps again); returns the (batch, step) of each step callback of the job."""
-    original, calls = type(engine)._step.__get__(engine), []  # the engine's own, not an earlier test wrapper
-
-    def step_and_interrupt(done, total):
-        calls.append((engine.progress.job_no, done))
-        if calls.count((batch, step)) == nth and calls[-1] == (batch, step):
-            engine.interrupt()
-        original(done, total)
-
-    monkeypatch.setattr(engine, "_step", step_and_interrupt)
-    return calls
 
 
 @pytest.mark.parametrize("sampler", ["Euler a", "UniPC"])  # sdcli's loop, diffusers' pipeline
