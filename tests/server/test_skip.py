@@ -81,7 +81,7 @@ def test_an_interrupt_returns_the_finished_batches_and_the_running_one_half_deno
     info, full = images(client.post("/sdapi/v1/txt2img", json=payload))
     calls = interrupt_at(engine, monkeypatch, batch=1, step=2)
     stopped_info, got = images(client.post("/sdapi/v1/txt2img", json=payload))
-    assert len(got) == 2 and stopped_info["all_seeds"] == [30, 31]
+    assert len(got) == 2 and stopped_info["all_seeds"] == [30, 31, 32]  # every image asked for, as the WebUI's
     assert calls[-1] == (1, 2)  # the third batch never starts
     assert stopped_info["infotexts"] == info["infotexts"][:2]
     assert np.array_equal(got[0], full[0])  # the finished batch
@@ -97,7 +97,7 @@ def test_an_interrupt_returns_the_whole_running_batch(client, engine, monkeypatc
     _, full = images(client.post("/sdapi/v1/txt2img", json=payload))
     interrupt_at(engine, monkeypatch, batch=0, step=3)
     info, got = images(client.post("/sdapi/v1/txt2img", json=payload))
-    assert len(got) == 2 and info["all_seeds"] == [30, 31]
+    assert len(got) == 2 and info["all_seeds"] == [30, 31, 32, 33] and len(info["infotexts"]) == 2
     assert all(not np.array_equal(a, b) and a.std() > 0 for a, b in zip(got, full[:2], strict=True))
 
 
