@@ -148,3 +148,20 @@ def test_a_skip_in_a_script_ends_one_batch_only(client, engine, monkeypatch, sin
     assert calls == [1, 2, 1, 2, 3, 4]  # the second cell ran whole
     assert not np.array_equal(images[1], full[1]) and np.array_equal(images[2], full[2])
     assert None not in info["all_seeds"]
+
+
+def test_an_interrupt_while_the_model_loads_starts_no_batch(client, engine, monkeypatch):
+    loaded = type(engine)._pipeline.__get__(engine)
+
+    def load_and_interrupt(*args, **kwargs):
+        engine.interrupt()  # as the WebUI's: the batch loop's first check breaks before any batch
+        return loaded(*args, **kwargs)
+
+    calls = interrupt_at(engine, monkeypatch, batch=9, step=9)  # records the steps; never interrupts itself
+    monkeypatch.setattr(engine, "_pipeline", load_and_interrupt)
+    images, info = post(client, n_iter=2)
+    expected = ref.process_images(job("oil", 7, made=0, count=2))
+    assert calls == [] and len(images) == len(expected.images) == 0
+    check_lists(info, expected)
+    # The WebUI adds the infotext of image 0 as asked when it made none; sdcli lists one per image it returns.
+    assert expected.infotexts == [(0, 0)] and info["infotexts"] == []
