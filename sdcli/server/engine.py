@@ -354,6 +354,7 @@ class Engine:
                 job_count=request.count, started=time.time(), job_timestamp=time.strftime("%Y%m%d%H%M%S"),
                 latent_format=job.model.family.latent, every=every if self.options.get("live_previews_enable",
                                                                                        True) else 0)
+            progress.interrupted = run.interrupted  # one that came since the check above
             try:
                 items = self._batches(job, request)
             finally:
