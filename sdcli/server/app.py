@@ -21,11 +21,12 @@ from sdcli.errors import SdcliError, UsageError
 from sdcli.server import controlnet_api, live, schemas, scripts
 from sdcli.server import options as opts
 from sdcli.server.catalog import add_catalog_routes
-from sdcli.server.engine import AddOns, Cancelled, Engine, Generated, QueueFull
+from sdcli.server.engine import AddOns, Cancelled, Engine, QueueFull
 from sdcli.server.extras import add_extras_routes
 from sdcli.server.infotext import with_infotext
 from sdcli.server.options import apply as apply_options
 from sdcli.server.options import checked
+from sdcli.server.outcome import Generated, Run
 from sdcli.server.payload import Inputs, encode_png
 from sdcli.server.saving import save_generated
 from sdcli.server.security import add_cors, basic_auth
@@ -100,19 +101,21 @@ def create_app(engine: Engine, *, limits: Limits = Limits(), auth: dict[str, str
         info = schemas.info_json(done.request, items, model_name=model.ref.name, model_hash=model.hash,
                                  job_timestamp=done.job_timestamp, version=f"sdcli {__version__}")
         info.update(scripts.info_of(items, getattr(payload, "styles", None)))  # each image's own prompts, styles
+        info.update(done.info)  # every image asked for, made or not (a script's own lists)
         parameters = {**payload.model_dump(), **dict.fromkeys(hide)}  # the WebUI sets them to None
         images = [encode_png(i.image, i.infotext) for i in items] if payload.send_images else []
         return schemas.ImagesResponse(images=images, parameters=parameters, info=json.dumps(info))
 
-    def webui_generate(request: Any, payload: schemas.Txt2ImgRequest, model: str | None = None) -> Generated:
-        """A WebUI request through the engine; errors name the WebUI's fields, not sdcli's flags."""
+    def webui_generate(request: Any, payload: schemas.Txt2ImgRequest, run: Run, model: str | None = None) -> Generated:
+        """A WebUI request's job through the engine, in the request's `run`; errors name the WebUI's fields, not
+        sdcli's flags."""
         try:
             check_limits(request)
             overridden = (payload.override_settings or {}).get("sd_model_checkpoint")
             # A model in override_settings is this request's only (unless not restored afterwards), as the WebUI's.
             switch = not overridden or model is not None or not payload.override_settings_restore_afterwards
             done = engine.generate(request, model or overridden, schemas.add_ons(payload, engine.options), webui=True,
-                                   switch=switch)
+                                   switch=switch, run=run)
             if payload.save_images:
                 save_generated(engine, done, {**opts.current(engine), **checked(payload.override_settings or {})})
             if payload.override_settings and not payload.override_settings_restore_afterwards:
@@ -122,20 +125,24 @@ def create_app(engine: Engine, *, limits: Limits = Limits(), auth: dict[str, str
             raise type(exc)(schemas.field_message(str(exc))) from None
 
     def run_webui(request: Any, payload: schemas.Txt2ImgRequest) -> Generated:
-        """The request, or the selectable script it names (server.scripts), through webui_generate."""
+        """The request, or the selectable script it names (server.scripts), through webui_generate: its jobs share
+        one run, so an /interrupt stops the rest of them (the WebUI's state.begin is once per request)."""
+        with engine.request() as run:
+            return _run_webui(request, payload, run)
+
+    def _run_webui(request: Any, payload: schemas.Txt2ImgRequest, run: Run) -> Generated:
+        def job(one: Any, model: str | None = None) -> Generated:
+            return webui_generate(one, payload, run, model)
+
         script = (payload.script_name or "").lower()
         if script == schemas.PROMPTS_SCRIPT:
-            lines = scripts.run_prompts(request, payload.script_args,
-                                        lambda line, model: webui_generate(line, payload, model), limits.max_images)
-            return scripts.merged(lines)
+            return scripts.merged(scripts.run_prompts(request, payload.script_args, job, limits.max_images))
         if script == schemas.XYZ_SCRIPT:
             tab = "img2img" if isinstance(payload, schemas.Img2ImgRequest) else "txt2img"
-            return scripts.run_xyz(engine, request, payload.script_args,
-                                   lambda cell, model: webui_generate(cell, payload, model), tab, limits.max_images)
+            return scripts.run_xyz(engine, request, payload.script_args, job, tab, limits.max_images)
         if script == schemas.SD_UPSCALE_SCRIPT:
-            return scripts.run_sd_upscale(engine, request, payload.script_args,
-                                          lambda tile: webui_generate(tile, payload), limits.max_pixels)
-        return webui_generate(request, payload)
+            return scripts.run_sd_upscale(engine, request, payload.script_args, job, limits.max_pixels)
+        return job(request)
 
     @app.post("/sdapi/v1/txt2img", response_model=schemas.ImagesResponse)
     def txt2img(payload: schemas.Txt2ImgRequest) -> Any:
@@ -189,7 +196,8 @@ def create_app(engine: Engine, *, limits: Limits = Limits(), auth: dict[str, str
                                                   "images")
                 request = schemas.edit_request(payload, engine.options, references, engine.styles)
                 _check_editor(engine.find((payload.override_settings or {}).get("sd_model_checkpoint")))
-                done = webui_generate(request, payload)
+                with engine.request() as run:
+                    done = webui_generate(request, payload, run)
             except SdcliError as exc:
                 message = schemas.field_message(files.explain(exc))
                 raise type(exc)("images: " + message.removeprefix("--image: ") if message.startswith("--image: ")

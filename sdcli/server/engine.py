@@ -37,6 +37,7 @@ from sdcli.models.runtime import RuntimeOptions
 from sdcli.request.generation import GenerationRequest
 from sdcli.sampling import preview
 from sdcli.server.checkpoints import FolderCheckpoint, FolderCheckpoints
+from sdcli.server.outcome import Generated, Run, asked
 from sdcli.server.progress import Progress
 
 # What a WebUI API payload that names no sampler or steps gets when its model family sets none: the WebUI API's Euler
@@ -90,18 +91,6 @@ class AddOns:
     vae: str | None = None
 
 
-@dataclass(frozen=True)
-class Generated:
-    """What a request made: its plan, the served model, the request as run (names resolved, seeds
-    resolved) and the finished images."""
-
-    plan: JobPlan
-    model: ServedModel
-    request: GenerationRequest
-    items: list[Any]
-    job_timestamp: str = "0"
-
-
 @dataclass
 class Engine:
     """Served models and the generation queue; `load(ref, plan)` loads a model (tests inject one)."""
@@ -130,6 +119,7 @@ class Engine:
         self._waiting = 0  # the one holding it and those in line (what queue_size bounds)
         self._closing = False
         self._seconds = 0.0  # how long the last job held the lock (for Retry-After)
+        self._run: Run | None = None  # the request whose job holds (or last held) the lock, until it ends
 
     @classmethod
     def from_specs(cls, specs: Sequence[str | None], runtime: RuntimeOptions, models_dir: str | None = None,
@@ -292,8 +282,24 @@ class Engine:
         """Stop taking jobs (SIGTERM): waiting requests get 503; the running one finishes."""
         self._closing = True
 
+    @contextmanager
+    def request(self) -> Iterator[Run]:
+        """One API request's run, passed to generate for each of its jobs: an /interrupt that comes while one of
+        them runs, or between two of them, stops the rest of the request; the next request starts afresh."""
+        run = Run()
+        try:
+            yield run
+        finally:
+            if self._run is run:
+                self._run = None
+
     def interrupt(self) -> None:
+        """/interrupt: the running job stops (its running batch comes back half done) and so does the rest of its
+        request; an interrupt while no request runs is forgotten by the next one, as the WebUI's state.begin."""
         self.progress.interrupted = True
+        run = self._run
+        if run is not None:
+            run.interrupted = True
 
     def skip(self) -> None:
         progress = self.progress
@@ -318,32 +324,49 @@ class Engine:
         return replace(self.folders, loras=add_ons.loras, embeddings=add_ons.embeddings, vae=add_ons.vae)
 
     def generate(self, request: GenerationRequest, model_spec: str | None = None,
-                 add_ons: AddOns = AddOns(), webui: bool = False, switch: bool = True) -> Generated:
+                 add_ons: AddOns = AddOns(), webui: bool = False, switch: bool = True,
+                 run: Run | None = None) -> Generated:
         """Run one request on a served model: plan -> load -> generate, as every entry point; return the
         plan, the model, the request as run and its images.
 
         A /skip ends the running batch's sampling now, its images made from the latest denoised latent
         (half-denoised, as the WebUI returns a skipped batch), and goes on with the next. An /interrupt does the
         same and starts no further batch nor the batch's hires pass: the finished batches and the running one come
-        back, as the WebUI's interrupt. A client that goes away
+        back, as the WebUI's interrupt. `run`: the API request this job is part of (Engine.request; None: a
+        request of its own); once it is interrupted its later jobs make no image and load nothing (the WebUI's
+        process_images after an interrupt). A client that goes away
         cancels its job after the current step (Cancelled). `switch` False: the model named is used for this
         request only (override_settings restored after); the current model stays the one requests get.
         """
         plan, model = self.prepare(request, model_spec, add_ons, webui)
+        run = run or Run()
+        if run.interrupted:
+            return self._unmade(plan, model)
         with self._slot():
-            job = load_job(plan, self.cache, lambda _message: None, loaded=self._pipeline(model, switch, plan.model))
+            self._run = run
+            job = None if run.interrupted else load_job(plan, self.cache, lambda _message: None,
+                                                        loaded=self._pipeline(model, switch, plan.model))
+            if job is None or run.interrupted:  # while it waited for the lock or loaded: no batch starts
+                return self._unmade(plan, model)
             request = recorded_request(plan).with_resolved_seed()
             every = int(self.options.get("show_progress_every_n_steps", 10))
             progress = self.progress = Progress(
                 job_count=request.count, started=time.time(), job_timestamp=time.strftime("%Y%m%d%H%M%S"),
                 latent_format=job.model.family.latent, every=every if self.options.get("live_previews_enable",
                                                                                        True) else 0)
+            progress.interrupted = run.interrupted  # one that came since the check above
             try:
                 items = self._batches(job, request)
             finally:
                 preview.clear()
+                run.interrupted = run.interrupted or progress.interrupted
                 self.progress = Progress(interrupted=progress.interrupted, skipped=progress.skipped)
-        return Generated(plan, model, request, items, progress.job_timestamp)
+        return Generated(plan, model, request, items, progress.job_timestamp, asked(request))
+
+    def _unmade(self, plan: JobPlan, model: ServedModel) -> Generated:
+        """A job of an interrupted request: no image; the images it asked for listed, seeds resolved."""
+        request = recorded_request(plan).with_resolved_seed()
+        return Generated(plan, model, request, [], self.progress.job_timestamp, asked(request))
 
     def _batches(self, job: Any, request: GenerationRequest) -> list[Any]:
         """The job's images, batch by batch (a skipped or interrupted batch's too); none after an /interrupt."""

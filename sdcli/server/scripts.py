@@ -116,11 +116,14 @@ def _upscale_args(args: list[Any], names: list[str]) -> tuple[int, str, float]:
 
 
 def merged(results: list[Any]) -> Any:
-    """Several server.engine.Generated as one answer: the first's model and request, every image in order."""
-    from sdcli.server.engine import Generated
+    """Several server.outcome.Generated as one answer: the first's model and request, every image in order, and
+    every line's list of the images it asked for (a line an /interrupt kept from starting too), as the WebUI's
+    script joins each line's all_prompts."""
+    from sdcli.server.outcome import Generated
 
     items = [replace(item, index=n) for n, item in enumerate(i for r in results for i in r.items)]
-    return Generated(results[0].plan, results[0].model, results[0].request, items, results[0].job_timestamp)
+    info = {key: [value for r in results for value in r.info[key]] for key in results[0].info}
+    return Generated(results[0].plan, results[0].model, results[0].request, items, results[0].job_timestamp, info)
 
 
 def run_sd_upscale(engine: Any, base: GenerationRequest, args: list[Any], generate: Generate,
@@ -179,7 +182,7 @@ def run_sd_upscale(engine: Any, base: GenerationRequest, args: list[Any], genera
             item = first.items[0]
             items.append(replace(item, image=combined, index=n, seed=(seed + n) % (MAX_SEED + 1),
                                  width=combined.width, height=combined.height, infotext=item.infotext + keys))
-    return replace(first, items=items)
+    return replace(first, items=items, info={})  # info as the images say (one seed per upscaled image)
 
 
 def info_of(items: list[Any], styles: list[str] | None) -> dict[str, Any]:
@@ -262,24 +265,49 @@ def run_xyz(engine: Any, base: GenerationRequest, args: list[Any], generate: Cal
                          f"{max_images} images per request")
     with engine.keeping_current():  # a Checkpoint name axis switches the model cell by cell
         results = [generate(line.request, line.model) for line in plot.lines]
-    cells = [r.items[0] for r in results]
+    made = [r.items[0] if r.items else None for r in results]  # None: a cell an /interrupt kept from starting
+    first = next((item for item in made if item is not None), None)
     x, y, z = plot.axes
     nx, ny, nz = plot.shape
+    size = first.image.size if first is not None else (base.width or 512, base.height or 512)
     with tempfile.TemporaryDirectory(prefix="sdcli-serve-") as folder:
-        paths: list[Path | None] = []
-        for n, item in enumerate(cells):
-            path = Path(folder) / f"cell-{n}.png"
-            item.image.save(path)
-            paths.append(path)
-        size = cells[0].image.size
+        paths: list[Path | None] = [None if item is None else Path(folder) / f"cell-{n}.png"
+                                    for n, item in enumerate(made)]  # None: drawn black
+        for item, path in zip(made, paths, strict=True):
+            if item is not None and path is not None:
+                item.image.save(path)
         grids = [cell_grid(paths[iz * nx * ny:(iz + 1) * nx * ny], nx, size, x.labels, y.labels, legend)
                  for iz in range(nz)]
         for iz, grid in enumerate(grids):
             grid.save(Path(folder) / f"grid-{iz}.png")
         main = grids[0] if nz == 1 else combined_grid([Path(folder) / f"grid-{iz}.png" for iz in range(nz)],
                                                       z.labels, legend)
-    first = cells[0]
+    template = first or _blank_item(results[0].request.seed, size)
     shown = [main] + (grids if sub and nz > 1 else [])
-    items = [replace(first, image=image, width=image.width, height=image.height) for image in shown]
-    items += cells if lone else []
-    return replace(results[0], items=[replace(item, index=n) for n, item in enumerate(items)])
+    items = [replace(template, image=image, width=image.width, height=image.height) for image in shown]
+    items += [item or _blank_item(template.seed, size) for item in made] if lone else []
+    return replace(results[0], items=[replace(item, index=n) for n, item in enumerate(items)],
+                   info=_xyz_info(results, made, items[:len(shown)], nx * ny if sub and nz > 1 else 0))
+
+
+def _blank_item(seed: int, size: tuple[int, int]) -> Any:
+    """A cell an /interrupt kept from starting: black, no infotext (the WebUI's blank cell)."""
+    from PIL import Image
+
+    from sdcli.job.generate import GeneratedImage
+
+    return GeneratedImage(image=Image.new("RGB", size), index=0, seed=seed, subseed=None, width=size[0],
+                          height=size[1], params={}, infotext="")
+
+
+def _xyz_info(results: list[Any], made: list[Any], grids: list[Any], z_every: int) -> dict[str, Any]:
+    """The WebUI X/Y/Z plot's info lists: each cell's prompt, seed and infotext (null for a cell an /interrupt
+    kept from starting), the grids' infotexts first (and, with sub grids, each Z grid's first cell's prompt and
+    seed); the first cell's negative prompts and subseeds."""
+    prompts = [r.request.prompt if item is not None else None for r, item in zip(results, made, strict=True)]
+    seeds = [item.seed if item is not None else None for item in made]
+    starts = range(0, len(made), z_every) if z_every else range(0)
+    return {"all_prompts": [prompts[n] for n in starts] + prompts, "all_seeds": [seeds[n] for n in starts] + seeds,
+            "infotexts": [g.infotext for g in grids] + [item.infotext if item else None for item in made],
+            "all_negative_prompts": results[0].info["all_negative_prompts"],
+            "all_subseeds": results[0].info["all_subseeds"], "index_of_first_image": 1}

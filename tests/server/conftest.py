@@ -48,6 +48,21 @@ def decode(data: str):
     return Image.open(io.BytesIO(base64.b64decode(data)))
 
 
+def interrupt_at(engine, monkeypatch, batch: int, step: int, nth: int = 1):
+    """/interrupt sent while batch `batch` (0-based) runs its step `step` for the `nth` time (a hires pass counts
+    its steps again); returns the (batch, step) of each step callback of the job."""
+    original, calls = type(engine)._step.__get__(engine), []  # the engine's own, not an earlier test wrapper
+
+    def step_and_interrupt(done, total):
+        calls.append((engine.progress.job_no, done))
+        if calls.count((batch, step)) == nth and calls[-1] == (batch, step):
+            engine.interrupt()
+        original(done, total)
+
+    monkeypatch.setattr(engine, "_step", step_and_interrupt)
+    return calls
+
+
 @pytest.fixture(scope="session")
 def server(tiny_model, tiny_inpaint_model, tmp_path_factory):
     """`sdcli serve` of the tiny SD1 and inpainting models on a free port, behind --api-auth me:secret."""

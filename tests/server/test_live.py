@@ -10,6 +10,7 @@ import httpx
 import numpy as np
 import pytest
 
+from sdcli.io.metadata import parse_infotext
 from tests.server.conftest import decode
 from tests.server.serving import in_thread
 
@@ -75,9 +76,10 @@ def wait_until(url, check, timeout=30.0):
 
 
 def images_by_seed(response):
+    """Each image by the seed its infotext records (all_seeds lists every image asked for, made or not)."""
     info = json.loads(response.json()["info"])
-    return {seed: np.asarray(decode(data)) for seed, data in zip(info["all_seeds"], response.json()["images"],
-                                                                 strict=True)}
+    seeds = [int(parse_infotext(text)[2]["Seed"]) for text in info["infotexts"]]
+    return {seed: np.asarray(decode(data)) for seed, data in zip(seeds, response.json()["images"], strict=True)}
 
 
 @pytest.fixture(scope="module")

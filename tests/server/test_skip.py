@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from sdcli.sampling.preview import StopSampling
-from tests.server.conftest import decode
+from tests.server.conftest import decode, interrupt_at
 
 pytestmark = pytest.mark.slow  # a few generations each, 1-3 s
 
@@ -74,21 +74,6 @@ def test_a_skip_after_the_last_step_of_a_batch_is_cleared_as_the_next_starts(cli
     assert all(np.array_equal(a, b) for a, b in zip(got, full, strict=True))
 
 
-def interrupt_at(engine, monkeypatch, batch: int, step: int, nth: int = 1):
-    """/interrupt sent while batch `batch` (0-based) runs its step `step` for the `nth` time (a hires pass counts
-    its steps again); returns the (batch, step) of each step callback of the job."""
-    original, calls = type(engine)._step.__get__(engine), []  # the engine's own, not an earlier test wrapper
-
-    def step_and_interrupt(done, total):
-        calls.append((engine.progress.job_no, done))
-        if calls.count((batch, step)) == nth and calls[-1] == (batch, step):
-            engine.interrupt()
-        original(done, total)
-
-    monkeypatch.setattr(engine, "_step", step_and_interrupt)
-    return calls
-
-
 @pytest.mark.parametrize("sampler", ["Euler a", "UniPC"])  # sdcli's loop, diffusers' pipeline
 def test_an_interrupt_returns_the_finished_batches_and_the_running_one_half_denoised(
         client, engine, tiny_pipe, monkeypatch, sampler, single_thread):
@@ -96,7 +81,7 @@ def test_an_interrupt_returns_the_finished_batches_and_the_running_one_half_deno
     info, full = images(client.post("/sdapi/v1/txt2img", json=payload))
     calls = interrupt_at(engine, monkeypatch, batch=1, step=2)
     stopped_info, got = images(client.post("/sdapi/v1/txt2img", json=payload))
-    assert len(got) == 2 and stopped_info["all_seeds"] == [30, 31]
+    assert len(got) == 2 and stopped_info["all_seeds"] == [30, 31, 32]  # every image asked for, as the WebUI's
     assert calls[-1] == (1, 2)  # the third batch never starts
     assert stopped_info["infotexts"] == info["infotexts"][:2]
     assert np.array_equal(got[0], full[0])  # the finished batch
@@ -112,7 +97,7 @@ def test_an_interrupt_returns_the_whole_running_batch(client, engine, monkeypatc
     _, full = images(client.post("/sdapi/v1/txt2img", json=payload))
     interrupt_at(engine, monkeypatch, batch=0, step=3)
     info, got = images(client.post("/sdapi/v1/txt2img", json=payload))
-    assert len(got) == 2 and info["all_seeds"] == [30, 31]
+    assert len(got) == 2 and info["all_seeds"] == [30, 31, 32, 33] and len(info["infotexts"]) == 2
     assert all(not np.array_equal(a, b) and a.std() > 0 for a, b in zip(got, full[:2], strict=True))
 
 
