@@ -21,7 +21,7 @@ from sdcli.errors import SdcliError, UsageError
 from sdcli.server import controlnet_api, live, schemas, scripts
 from sdcli.server import options as opts
 from sdcli.server.catalog import add_catalog_routes
-from sdcli.server.engine import AddOns, Cancelled, Engine, QueueFull
+from sdcli.server.engine import Cancelled, Engine, QueueFull
 from sdcli.server.extras import add_extras_routes
 from sdcli.server.infotext import with_infotext
 from sdcli.server.options import apply as apply_options
@@ -30,6 +30,7 @@ from sdcli.server.outcome import Generated, Run
 from sdcli.server.payload import Inputs, encode_png
 from sdcli.server.saving import save_generated
 from sdcli.server.security import add_cors, basic_auth
+from sdcli.server.served import AddOns
 
 
 @dataclass(frozen=True)

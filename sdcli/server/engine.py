@@ -39,6 +39,7 @@ from sdcli.sampling import preview
 from sdcli.server.checkpoints import FolderCheckpoint, FolderCheckpoints
 from sdcli.server.outcome import Generated, Run, asked
 from sdcli.server.progress import Progress
+from sdcli.server.served import AddOns, ServedModel
 
 # What a WebUI API payload that names no sampler or steps gets when its model family sets none: the WebUI API's Euler
 # (its sampler_index default) and 50 steps (its steps default); job.plan.plan_job's `fallback`.
@@ -55,40 +56,6 @@ class Cancelled(SdcliError):
 
 # Whether the client of the request this thread serves has gone away (server.app sets it per request).
 CLIENT_GONE: ContextVar[Callable[[], bool] | None] = ContextVar("sdcli_client_gone", default=None)
-
-
-@dataclass
-class ServedModel:
-    """A model the server may load: its resolved files, WebUI title and hash; `label`: a models-folder
-    checkpoint's WebUI name (its path there with the extension), which its title shows."""
-
-    ref: Any  # models.resolve.ModelRef
-    hash: str
-    label: str | None = None
-
-    @property
-    def title(self) -> str:
-        return f"{self.label or self.ref.name} [{self.hash}]"
-
-    def matches(self, spec: str) -> bool:
-        """Whether a client's model name (title, name, path or source) means this model."""
-        spec = spec.strip()
-        names = {self.title, self.ref.name, str(self.ref.path), self.ref.source or "", self.hash, self.label or ""}
-        if spec in names or spec.removesuffix(".safetensors") in names:
-            return True
-        try:
-            return Path(spec).expanduser().resolve() == Path(self.ref.path).resolve()
-        except (OSError, RuntimeError):  # RuntimeError: "~user" of no such user
-            return False
-
-
-@dataclass(frozen=True)
-class AddOns:
-    """A request's add-ons, by name: LoRAs (NAME[:WEIGHT]), embeddings and a VAE (None: the model's own)."""
-
-    loras: tuple[str, ...] = ()
-    embeddings: tuple[str, ...] = ()
-    vae: str | None = None
 
 
 @dataclass

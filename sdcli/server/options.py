@@ -185,7 +185,7 @@ def apply(engine: Any, values: dict[str, Any], where: str = "") -> None:
     """POST /options (and override_settings kept after a request): check every known key, then apply them;
     a model named is loaded (waiting for a running job) unless it is the current one."""
     from sdcli.models.assets import plan_assets
-    from sdcli.server.engine import AddOns
+    from sdcli.server.served import AddOns
 
     good = checked(values, where)
     model = good.pop("sd_model_checkpoint", None)

@@ -17,7 +17,7 @@ class Generated:
     images (a job: asked(request); a script: its own lists)."""
 
     plan: JobPlan
-    model: Any  # server.engine.ServedModel
+    model: Any  # server.served.ServedModel
     request: GenerationRequest
     items: list[Any]
     job_timestamp: str = "0"

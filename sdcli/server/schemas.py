@@ -17,8 +17,8 @@ from sdcli.errors import UsageError
 from sdcli.request.fields import FIELDS
 from sdcli.request.generation import GenerationRequest, ImageInput, InpaintSettings, OutpaintSettings
 from sdcli.request.vocabulary import DIRECTIONS, MASKED_CONTENT_CODES, RESIZE_CODES
-from sdcli.server.engine import AddOns
 from sdcli.server.options import checked, request_fields, vae_name
+from sdcli.server.served import AddOns
 
 
 class Txt2ImgRequest(BaseModel):
