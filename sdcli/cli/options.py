@@ -44,6 +44,10 @@ ModelSampling = Annotated[str | None, typer.Option(
 ZeroNegative = Annotated[bool, typer.Option(
     "--zero-negative", help="The unconditional pass conditioned on zeros shaped as the negative prompt's "
     "conditioning, pooled vector included (ComfyUI's ConditioningZeroOut)", rich_help_panel=GEN)]
+ComfyEdit = Annotated[bool, typer.Option(
+    "--comfy-edit", help="sdcli edit: the reference images sized and resized as ComfyUI's edit nodes do "
+    "(Qwen-Image-Edit: TextEncodeQwenImageEdit(Plus)'s area resizes, its vision input as ComfyUI prepares it), "
+    "not as diffusers' edit pipelines do; written as `Comfy edit`", rich_help_panel=GEN)]
 UpsamplePrompt = Annotated[float | None, typer.Option(
     "--upsample-prompt", metavar="TEMPERATURE", help=f"Flux.2 dev: its text encoder rewrites the prompt, sampling at "
     f"this temperature ({r('upsample_prompt')}; 0.15 advised), seeded by the image's seed, before encoding it "
@@ -256,6 +260,7 @@ def _shared(
     shift: Shift = None,
     model_sampling: ModelSampling = None,
     zero_negative: ZeroNegative = False,
+    comfy_edit: ComfyEdit = False,
     upsample_prompt: UpsamplePrompt = None,
     cfg_norm: CfgNorm = None,
     seed: Seed = None,

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from sdcli.families.base import Detected, FileParts, Json, Shapes
+from sdcli.families.base import Detected, EditInputs, FileParts, Json, Shapes
 from sdcli.families.flow import FlowAdapter, find_key, flow_capabilities
 from sdcli.families.flux import PACKING, FluxDerivedFamily, pack, references_of, unpack
 from sdcli.families.latent import LatentFormat
@@ -149,21 +149,60 @@ class QwenImageEditFamily(QwenImageFamily):
                                                      else "QwenImageEditPipeline")
 
     def edit_prompt_encoder(self, pipe: Any, encoder: PromptEncoder, images: Sequence[Any],
-                            originals: Sequence[Any]) -> PromptEncoder:
+                            originals: Sequence[Any], seen: Sequence[Any] = ()) -> PromptEncoder:
         """Qwen2.5-VL sees the reference images with the instruction (conditioning.qwenimage_edit): Edit the fitted
         image (diffusers' prompt_image); Edit Plus each image as given resized to its CONDITION_AREA size (Lanczos,
-        as the pipeline's image_processor.resize), as "Picture i"; the literal-prompt rule of `encoder` kept."""
+        as the pipeline's image_processor.resize), as "Picture i"; the literal-prompt rule of `encoder` kept.
+        --comfy-edit's `seen` pixels go through ComfyUI's own vision preprocessing (comfy_vision_inputs)."""
         from PIL import Image
 
         from sdcli.conditioning.qwenimage_edit import QwenImageEditPromptEncoder
 
+        emphasis = getattr(encoder, "emphasis", "original")
+        if seen:
+            return QwenImageEditPromptEncoder(pipe.tokenizer, pipe.text_encoder, list(seen), emphasis,
+                                              pictures=self.plus, comfy=True)
         seen = list(images)
         if self.plus:
             scale = self._scale(self.native_size_of(pipe))
             seen = [im.resize(_dimensions(CONDITION_AREA * scale, im.size), Image.Resampling.LANCZOS)
                     for im in originals]
-        return QwenImageEditPromptEncoder(pipe.tokenizer, pipe.text_encoder, seen,
-                                          getattr(encoder, "emphasis", "original"), pictures=self.plus)
+        return QwenImageEditPromptEncoder(pipe.tokenizer, pipe.text_encoder, seen, emphasis, pictures=self.plus)
+
+    def comfy_edit_inputs(self, images: Sequence[Any], native: int) -> EditInputs:
+        """ComfyUI's TextEncodeQwenImageEdit: each image (there: one) scaled to RELEASED_AREA pixels, sides rounded
+        to whole pixels, by torch's "area" interpolation, is both Qwen2.5-VL's input and the reference the VAE
+        encodes (which crops it to whole latent cells about the centre); Edit Plus (TextEncodeQwenImageEditPlus):
+        Qwen2.5-VL sees each at CONDITION_AREA pixels, the VAE encodes each at RELEASED_AREA with sides rounded to
+        multiples of 8. A tiny model's areas are scaled by its native side as the diffusers rules' are. The edit's
+        size is the first image's own, cropped to whole latent cells (the template's VAEEncode of the image).
+        Refused (--comfy-edit) where diffusers' rotary positions are not ComfyUI's: an odd count of tokens a side
+        (diffusers centres it half a token off), or a reference's longer side longer than the image's (diffusers
+        starts the text after the largest grid, ComfyUI after the image's)."""
+        from sdcli.errors import UsageError
+
+        scale, cell = self._scale(native), self.latent.vae_scale
+        size = (images[0].size[0] // cell * cell, images[0].size[1] // cell * cell)
+        references, seen = [], []
+        for image in images:
+            pixels = _unit(image)
+            if self.plus:
+                seen.append(_area(pixels, _comfy_size(CONDITION_AREA * scale, image.size, 1)))
+                references.append(_area(pixels, _comfy_size(RELEASED_AREA * scale, image.size, cell)))
+            else:
+                seen.append(_area(pixels, _comfy_size(RELEASED_AREA * scale, image.size, 1)))
+                references.append(seen[-1])
+        references = [_crop_to_cells(pixels, cell) for pixels in references]
+        step = 2 * cell * PACKING  # an even count of tokens a side: diffusers' centred positions are ComfyUI's
+        image_half = max(size[0], size[1]) // step
+        for pixels in references:
+            h, w = pixels.shape[-2:]
+            if h % step or w % step or size[0] % step or size[1] % step or max(h, w) // step > image_half:
+                raise UsageError(f"--comfy-edit: a {w}x{h} reference for a {size[0]}x{size[1]} edit: sdcli places "
+                                 "a Qwen-Image-Edit reference at ComfyUI's rotary positions only when both sides of "
+                                 f"both are multiples of {step} px and the reference's longer side is no longer "
+                                 "than the image's")
+        return EditInputs(tuple(references), tuple(seen), size)
 
     def reference_size(self, size: tuple[int, int], native: int) -> tuple[int, int]:
         """diffusers' edit pipelines: the image's aspect ratio at 1024 x 1024 pixels (a tiny model: scaled by its
@@ -178,6 +217,34 @@ class QwenImageEditFamily(QwenImageFamily):
     def _scale(native: int) -> float:
         """Pixel areas of the released model's rules, for a model of native side `native` (tiny: smaller)."""
         return 1.0 if native >= 1024 else (native / 1024) ** 2
+
+
+def _unit(image: Any) -> Any:
+    """A PIL image as ComfyUI's IMAGE in sdcli's layout: float pixels [1, 3, H, W] in 0..1 (uint8 / 255)."""
+    import numpy as np
+    import torch
+
+    return torch.from_numpy(np.asarray(image, dtype=np.float32) / 255.0).permute(2, 0, 1)[None]
+
+
+def _comfy_size(area: float, size: tuple[int, int], multiple: int) -> tuple[int, int]:
+    """ComfyUI's edit nodes' size: `size` scaled by sqrt(area / its pixels), each side rounded to `multiple`."""
+    scale = math.sqrt(area / (size[0] * size[1]))
+    return round(size[0] * scale / multiple) * multiple, round(size[1] * scale / multiple) * multiple
+
+
+def _area(pixels: Any, size: tuple[int, int]) -> Any:
+    """comfy.utils.common_upscale(..., "area", "disabled"): torch's area interpolation to `size` (width, height)."""
+    import torch
+
+    return torch.nn.functional.interpolate(pixels, size=(size[1], size[0]), mode="area")
+
+
+def _crop_to_cells(pixels: Any, cell: int) -> Any:
+    """ComfyUI's VAE.encode crop: each side cut to whole `cell`s, the remainder's half (rounded down) off the start."""
+    h, w = pixels.shape[-2:]
+    top, left = (h % cell) // 2, (w % cell) // 2
+    return pixels[:, :, top:top + h // cell * cell, left:left + w // cell * cell]
 
 
 def _dimensions(area: float, size: tuple[int, int]) -> tuple[int, int]:

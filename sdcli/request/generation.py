@@ -108,6 +108,8 @@ class GenerationRequest:
     low_bits: str | None = None
     # `sdcli edit`: the reference images an instruction-editing model (Flux.1 Kontext, Flux.2 klein) sees, as paths.
     references: tuple[str, ...] = ()
+    # ComfyUI's edit-node sizing of the references (TextEncodeQwenImageEdit(Plus)): Family.comfy_edit_inputs
+    comfy_edit: bool = False
     quantize_text_encoder: bool = False  # the family's big text encoders quantized as the diffusion model is
     # --restore-faces: the WebUI's face restoration after decoding (models.faces); "none" or None: off.
     restore_faces: str | None = None
@@ -291,6 +293,8 @@ def check_references(request: GenerationRequest) -> None:
     if request.mode != "edit":
         if request.references:
             raise UsageError("--image: reference images are for sdcli edit; img2img takes one --image")
+        if request.comfy_edit:
+            raise UsageError("--comfy-edit: it sizes an edit's reference images; it is for sdcli edit")
         return
     if not request.references or any(not isinstance(r, str) or not r.strip() for r in request.references):
         raise UsageError("--image: sdcli edit needs a reference image: give -i IMAGE (repeat it for more)")

@@ -254,15 +254,13 @@ def klein_edit_template():
 
 
 @pytest.mark.parametrize("graph,names", [
-    (qwen_edit_template(), ("nodes TextEncodeQwenImageEdit",)),
-    (qwen_edit_template(plus=True), ("nodes TextEncodeQwenImageEditPlus",)),
     (klein_edit_template(), ("GetImageSize", "ImageScaleToTotalPixels", "a reference image made by "
                                                                           "ImageScaleToTotalPixels")),
-], ids=["qwen-image-edit", "qwen-image-edit-plus", "flux2-klein-edit"])
+], ids=["flux2-klein-edit"])
 def test_templates_not_replayed_are_refused_by_name(tmp_path, graph, names):
-    """Qwen-Image-Edit (Plus) and Flux.2 klein's edit templates size and encode their references as ComfyUI does,
-    not as sdcli's edit (diffusers'): refused before any model loads, naming the nodes (exit 2); the Qwen
-    templates' CFGNorm is not among them (--cfg-norm)."""
+    """Flux.2 klein's edit template sizes and encodes its references as ComfyUI does, not as sdcli's edit
+    (diffusers'): refused before any model loads, naming the nodes (exit 2). (The Qwen-Image-Edit templates
+    replay: test_comfy_qwen_edit_templates.)"""
     from sdcli.errors import UsageError
     from sdcli.io.replay import plan_replay
     from tests.io.tool_images import comfy_png

@@ -5,7 +5,8 @@ UI-only one, reads as nothing), and replay needs each standard node by its role.
 walked back from the sampler: model chain (loaders, LoRAs, ModelSampling*), conditioning
 (CLIPTextEncode, FluxGuidance, CLIPSetLastLayer; ConditioningZeroOut on the negative: --zero-negative), latent
 (EmptyLatentImage and its SD3/Flux2 forms, VAEEncode+LoadImage: the input's file name, found by replay);
-ReferenceLatent on the conditioning: an edit (sdcli edit) of the reference images it chains (edits.py);
+ReferenceLatent on the conditioning: an edit (sdcli edit) of the reference images it chains (edits.py), as are
+TextEncodeQwenImageEdit(Plus)'s images (--comfy-edit: sized as those nodes size them);
 ModelSamplingAuraFlow/SD3 are --model-sampling with their --shift (the model's sigmas replaced, as ComfyUI does);
 CFGNorm is --cfg-norm.
 Any other node is listed in `unmapped`, and replay refuses the image naming them.
@@ -16,7 +17,7 @@ from __future__ import annotations
 from typing import Any
 
 from sdcli.io.sources.common import BrokenMetadata, Found, clean, load_json, size, with_loras
-from sdcli.io.sources.edits import ANNOTATION, References
+from sdcli.io.sources.edits import ANNOTATION, QWEN_ENCODERS, References
 from sdcli.io.sources.names import comfy_sampler
 
 SAMPLER_NODES = ("KSampler", "KSamplerAdvanced", "SamplerCustom", "SamplerCustomAdvanced")
@@ -59,6 +60,8 @@ WIDGETS: dict[str, tuple[str, ...]] = {
     "ImageStitch": ("direction", "match_image_size", "spacing_width", "spacing_color"),
     "FluxKontextImageScale": (),
     "ReferenceLatent": (),
+    "TextEncodeQwenImageEdit": ("prompt",),
+    "TextEncodeQwenImageEditPlus": ("prompt",),
     "VAEEncode": (),
     "VAEDecode": (),
     "SaveImage": ("filename_prefix",),
@@ -274,9 +277,12 @@ class _Walk:
             elif kind == "ReferenceLatent":  # a reference appended to the conditioning's list: walked back, first
                 self.references.add(role, node["inputs"].get("latent"))
                 link = node["inputs"].get("conditioning")
-            elif kind == "CLIPTextEncode":
+            elif kind in ("CLIPTextEncode", *QWEN_ENCODERS):  # Qwen-Image-Edit's: its images an edit's references
+                if kind in QWEN_ENCODERS:
+                    self.references.add_encoder(role, node)
+                    self.params["Comfy edit"] = "True"
                 self.clip(node["inputs"].get("clip"))
-                text = self.value(node, "text", "")
+                text = self.value(node, "text" if kind == "CLIPTextEncode" else "prompt", "")
                 return text if isinstance(text, str) else str(text)
             else:
                 return ""

@@ -18,6 +18,9 @@ from typing import Any, Protocol
 # Image nodes a reference passes through on its way from the file to VAEEncode: what each is to sdcli's edit.
 LOADERS = ("LoadImage", "LoadImageOutput")  # a file from ComfyUI's input/ (or output/) folder
 SCALE = "FluxKontextImageScale"
+# Qwen-Image-Edit's text encoder nodes (comfy_extras/nodes_qwen.py) and their image inputs: each image, with the
+# node's VAE, a reference latent the node sizes itself (sdcli: --comfy-edit, Family.comfy_edit_inputs).
+QWEN_ENCODERS = {"TextEncodeQwenImageEdit": ("image",), "TextEncodeQwenImageEditPlus": ("image1", "image2", "image3")}
 ANNOTATION = re.compile(r" \[(input|output|temp)\]$")  # the folder tag the UI appends to an image name
 
 
@@ -42,6 +45,8 @@ class References:
         self.walk = walk
         self.files: dict[str, list[str]] = {"positive": [], "negative": []}
         self.encoders: dict[str, list[str]] = {"positive": [], "negative": []}
+        self.loaders: dict[str, list[str]] = {"positive": [], "negative": []}  # a Qwen encoder's LoadImage nodes
+        self.latents = 0  # ReferenceLatent nodes met
 
     def _unmapped(self, what: str) -> None:
         if what not in self.walk.unmapped:
@@ -49,6 +54,7 @@ class References:
 
     def add(self, role: str, link: Any) -> None:
         """A ReferenceLatent's latent (met walking back from the sampler: it goes before those already met)."""
+        self.latents += 1
         if not _is_link(link):
             return self._unmapped("a ReferenceLatent without a latent")
         encode = self.walk.node(link, "latent")
@@ -67,6 +73,37 @@ class References:
         self.files.setdefault(role, []).insert(0, name)
         self.encoders.setdefault(role, []).insert(0, str(link[0]))
         return None
+
+    def add_encoder(self, role: str, node: dict[str, Any]) -> None:
+        """A Qwen-Image-Edit text encoder node's images (the start of its conditioning's reference list): files in
+        the node's input order, each straight from a LoadImage (the node sizes it), with the node's VAE."""
+        kind, inputs = node.get("class_type"), node.get("inputs", {})
+        links = [inputs.get(name) for name in QWEN_ENCODERS.get(str(kind), ()) if _is_link(inputs.get(name))]
+        if links and not _is_link(inputs.get("vae")):
+            self._unmapped(f"a {kind} without a VAE (its images seen by the text encoder alone)")
+        names, loaders = [], []
+        for link in links:
+            name, scaled = self._image(link)
+            if name is None:
+                continue
+            if scaled:
+                self._unmapped(f"a {kind} image sized by {SCALE} (the node sizes its images itself)")
+            names.append(name)
+            loaders.append(str(self._loader(link)))
+        self.files.setdefault(role, [])[0:0] = names
+        self.loaders.setdefault(role, [])[0:0] = loaders
+
+    def _loader(self, link: Any) -> Any:
+        """The node id of the loader an image link comes from (through a one-image ImageStitch)."""
+        while self.walk.node(link, "pixels").get("class_type") not in LOADERS:
+            node = self.walk.node(link, "pixels")
+            link = node["inputs"].get("image1", node["inputs"].get("image"))
+        return link[0]
+
+    @property
+    def comfy(self) -> bool:
+        """Whether a Qwen-Image-Edit text encoder node sized the references (--comfy-edit)."""
+        return bool(self.loaders["positive"] or self.loaders["negative"])
 
     def _image(self, link: Any) -> tuple[str | None, bool]:
         """The file behind an image link, and whether FluxKontextImageScale sized it."""
@@ -93,6 +130,9 @@ class References:
     def check(self, cfg: Any) -> None:
         """sdcli's edit gives the negative the positive's references: where CFG runs the negative, they must be."""
         positive, negative = self.files["positive"], self.files["negative"]
+        if self.comfy and self.latents:
+            self._unmapped("a ReferenceLatent with a Qwen-Image-Edit text encoder node's references (sdcli sizes "
+                           "one edit's references one way)")
         if negative and not positive:
             self._unmapped("reference latents on the negative conditioning only")
         elif positive and negative != positive and cfg not in (1, 1.0):
@@ -104,7 +144,11 @@ class References:
         denoise 1, which gives only its size. With references, any other VAEEncode latent is refused."""
         if not self.files["positive"]:
             return False
-        if denoise in (1, 1.0) and str(link[0]) == self.encoders["positive"][0]:
+        if denoise in (1, 1.0) and self.comfy:  # the template's VAEEncode of the first image, unscaled
+            pixels = self.walk.node(link, "latent_image")["inputs"].get("pixels")
+            if _is_link(pixels) and str(pixels[0]) == self.loaders["positive"][0]:
+                return True
+        elif denoise in (1, 1.0) and str(link[0]) == self.encoders["positive"][0]:
             return True
         self._unmapped(f"an edit's sampler starting from a VAEEncode latent at denoise {denoise} (sdcli's edit "
                        "starts from noise at the first reference's size)")
