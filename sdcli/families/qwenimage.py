@@ -78,8 +78,10 @@ class QwenImageAdapter(FlowAdapter):
     """A diffusers QwenImageTransformer2DModel as the loop's network: latents packed into 2x2 tokens (odd sides
     wrapped round and cropped after, as ComfyUI's pad_to_patch_size), img_shapes (1, rows/2, cols/2) per row for
     its RoPE, the Qwen2.5-VL states as the text (no mask: the loop batches only rows of one length, unpadded),
-    timestep = sigma (the network scales it by 1000); an edit's reference latents packed after the image's tokens,
-    each with its own img_shapes entry, the output cut to the image's tokens (diffusers' QwenImageEditPipeline)."""
+    timestep = sigma (the network scales it by 1000). An edit's reference latents (odd sides wrapped round too) are
+    packed after the image's tokens, each with its own img_shapes entry, the output cut to the image's tokens
+    (diffusers' QwenImageEditPipeline), at ComfyUI's rotary positions (families.qwen_rotary: the same as diffusers'
+    where both grids have even sides and the image's is the largest, as in diffusers' own edit sizes)."""
 
     packing = PACKING
     patch = PACKING
@@ -88,14 +90,24 @@ class QwenImageAdapter(FlowAdapter):
     def run(self, x: Any, t: Any, cond: Conditioning) -> Any:
         import torch
 
+        from sdcli.families.flow import pad_to_patches
+        from sdcli.families.qwen_rotary import QWEN_ROTARY_KEY, comfy_rotary, use_rotary_processor
+
         batch, _, h, w = x.shape
-        tokens, shapes = [pack(x)], [(1, h // PACKING, w // PACKING)]
+        tokens, grids = [pack(x)], [(h // PACKING, w // PACKING)]
         for ref in references_of(cond):  # an edit's (Qwen-Image-Edit): after the image's tokens, as diffusers
+            ref = pad_to_patches(ref, PACKING)
             tokens.append(pack(ref).to(x.dtype))
-            shapes.append((1, ref.shape[-2] // PACKING, ref.shape[-1] // PACKING))
+            grids.append((ref.shape[-2] // PACKING, ref.shape[-1] // PACKING))
+        placed = {}
+        if len(grids) > 1:
+            use_rotary_processor(self.module)
+            placed = {"attention_kwargs": {QWEN_ROTARY_KEY: comfy_rotary(self.module, grids, cond.crossattn.shape[1],
+                                                                         x.device)}}
         out = self.module(hidden_states=torch.cat(tokens, dim=1).to(self.dtype),
                           encoder_hidden_states=cond.crossattn.to(self.dtype), encoder_hidden_states_mask=None,
-                          timestep=t.to(self.dtype), img_shapes=[shapes] * batch, return_dict=False)[0]
+                          timestep=t.to(self.dtype), img_shapes=[[(1, *grid) for grid in grids]] * batch,
+                          return_dict=False, **placed)[0]
         return unpack(out[:, :tokens[0].shape[1]].float(), h, w)
 
 
@@ -175,12 +187,7 @@ class QwenImageEditFamily(QwenImageFamily):
         encodes (which crops it to whole latent cells about the centre); Edit Plus (TextEncodeQwenImageEditPlus):
         Qwen2.5-VL sees each at CONDITION_AREA pixels, the VAE encodes each at RELEASED_AREA with sides rounded to
         multiples of 8. A tiny model's areas are scaled by its native side as the diffusers rules' are. The edit's
-        size is the first image's own, cropped to whole latent cells (the template's VAEEncode of the image).
-        Refused (--comfy-edit) where diffusers' rotary positions are not ComfyUI's: an odd count of tokens a side
-        (diffusers centres it half a token off), or a reference's longer side longer than the image's (diffusers
-        starts the text after the largest grid, ComfyUI after the image's)."""
-        from sdcli.errors import UsageError
-
+        size is the first image's own, cropped to whole latent cells (the template's VAEEncode of the image)."""
         scale, cell = self._scale(native), self.latent.vae_scale
         size = (images[0].size[0] // cell * cell, images[0].size[1] // cell * cell)
         references, seen = [], []
@@ -193,15 +200,6 @@ class QwenImageEditFamily(QwenImageFamily):
                 seen.append(_area(pixels, _comfy_size(RELEASED_AREA * scale, image.size, 1)))
                 references.append(seen[-1])
         references = [_crop_to_cells(pixels, cell) for pixels in references]
-        step = 2 * cell * PACKING  # an even count of tokens a side: diffusers' centred positions are ComfyUI's
-        image_half = max(size[0], size[1]) // step
-        for pixels in references:
-            h, w = pixels.shape[-2:]
-            if h % step or w % step or size[0] % step or size[1] % step or max(h, w) // step > image_half:
-                raise UsageError(f"--comfy-edit: a {w}x{h} reference for a {size[0]}x{size[1]} edit: sdcli places "
-                                 "a Qwen-Image-Edit reference at ComfyUI's rotary positions only when both sides of "
-                                 f"both are multiples of {step} px and the reference's longer side is no longer "
-                                 "than the image's")
         return EditInputs(tuple(references), tuple(seen), size)
 
     def reference_size(self, size: tuple[int, int], native: int) -> tuple[int, int]:

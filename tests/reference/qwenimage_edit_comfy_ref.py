@@ -164,9 +164,10 @@ class EditModel(Q.QwenImageModel):
     """qwenimage_ref's network call with the reference latents' tokens after the image's at ComfyUI's positions
     (RotaryPositions in the transformer's place of diffusers' rope for the call), the output cut to the image's."""
 
-    def __init__(self, transformer, ms, references):
+    def __init__(self, transformer, ms, references, comfy_positions=True):
         super().__init__(transformer, ms)
         self.references = references  # [1, 16, h, w] each
+        self.comfy_positions = comfy_positions  # False: diffusers' own rope (to show the placement matters)
 
     def network(self, x, timestep, context):
         rows, cols = x.shape[-2:]
@@ -180,7 +181,8 @@ class EditModel(Q.QwenImageModel):
         grids = [((z.shape[-2] + 1) // 2, (z.shape[-1] + 1) // 2) for z in (x, *self.references)]
         hidden = torch.cat([tokens(x), *(tokens(r).expand(b, -1, -1) for r in self.references)], dim=1)
         original = self.transformer.pos_embed
-        self.transformer.pos_embed = RotaryPositions(list(original.axes_dim), grids)
+        if self.comfy_positions:
+            self.transformer.pos_embed = RotaryPositions(list(original.axes_dim), grids)
         try:
             with torch.no_grad():
                 out = self.transformer(hidden_states=hidden, encoder_hidden_states=context, timestep=timestep,
@@ -195,10 +197,11 @@ class EditModel(Q.QwenImageModel):
 
 @torch.no_grad()
 def sample(pipe, image_paths, prompt, negative="", seed=1, steps=3, cfg=1.0, ms=None, post_cfg=None, plus=False,
-           area=1024 * 1024, vision_area=384 * 384, size=None):
+           area=1024 * 1024, vision_area=384 * 384, size=None, comfy_positions=True):
     """The template: the edit nodes' conditioning and references for both prompts, KSampler on the first image's
     VAEEncode at denoise 1 (its size: the first image's own, cut to whole latent cells; `size` (w, h) instead:
-    an empty latent of that size), VAEDecode: one uint8 image [H, W, 3]."""
+    an empty latent of that size), VAEDecode: one uint8 image [H, W, 3]. `comfy_positions` False: diffusers'
+    rotary positions instead of ComfyUI's (not ComfyUI: to show that they matter)."""
     images = [load_image(p) for p in image_paths]
     seen, encoded = edit_node_images(images, plus, area, vision_area)
     references = [vae_encode(pipe.vae, im) for im in encoded]
@@ -210,7 +213,7 @@ def sample(pipe, image_paths, prompt, negative="", seed=1, steps=3, cfg=1.0, ms=
     shape = (1, 16, height // 8, width // 8)
     noise = torch.randn(shape, generator=torch.manual_seed(seed), dtype=torch.float32)
     x = CONST().noise_scaling(sigmas[0], noise, torch.zeros(shape))
-    guider = Q.CFGGuider(EditModel(pipe.transformer, ms, references), cond, uncond, cfg, post_cfg)
+    guider = Q.CFGGuider(EditModel(pipe.transformer, ms, references, comfy_positions), cond, uncond, cfg, post_cfg)
     out = Q.SAMPLERS["Euler"](guider, x, sigmas, extra_args={})
     pixels = pipe.vae.decode(Q.process_out(pipe.vae, out).unsqueeze(2)).sample[:, :, 0]
     unit = torch.clamp((pixels.float() + 1.0) / 2.0, 0.0, 1.0)[0]
