@@ -176,6 +176,8 @@ class Family:
     big_text_encoders: ClassVar[tuple[str, ...]] = ()
     # The model-family schedule types it runs (sampling.samplers.MODEL_SCHEDULE_LABELS; Flux.2: "flux2").
     own_schedules: ClassVar[tuple[str, ...]] = ()
+    # The ComfyUI edit nodes whose sizing of the references --comfy-edit follows (comfy_edit_inputs); None: none.
+    comfy_edit_nodes: ClassVar[str | None] = None
 
     name: str
     label: str  # for people
@@ -346,8 +348,7 @@ class Family:
         family do it; UsageError naming the flag where sdcli has no such sizing for the family."""
         from sdcli.errors import UsageError
 
-        raise UsageError(f"--comfy-edit: {self.label} edits are not sized as a ComfyUI edit node here (it is for "
-                         "Qwen-Image-Edit and Edit Plus)")
+        raise UsageError(f"--comfy-edit: sdcli sizes no {self.label} edit as a ComfyUI edit node does")
 
     def control_input(self, control_latent: torch.Tensor) -> torch.Tensor:
         """A control model's extra input from the control image's latent (Flux Control: the latent itself)."""

@@ -151,6 +151,7 @@ class QwenImageEditFamily(QwenImageFamily):
     reference image (Plus: several), from a folder whose model_index.json names QwenImageEditPipeline
     (QwenImageEditPlusPipeline)."""
 
+    comfy_edit_nodes: ClassVar[str | None] = "TextEncodeQwenImageEdit(Plus)"
     plus: bool = False  # Edit Plus (2509): several images, each also at CONDITION_AREA for Qwen2.5-VL
 
     def detect(self, shapes: Shapes) -> bool:

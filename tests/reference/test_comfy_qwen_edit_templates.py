@@ -164,3 +164,71 @@ def test_vision_input_is_comfyuis_not_the_processors():
         difference = float((ours[0] - theirs["pixel_values"]).abs().max())
         print(f"{shape}: {difference}")
         assert (difference < 1e-5) == same
+
+
+def _scaled_input(graph):
+    graph["93"] = {"class_type": "ImageScaleToTotalPixels", "inputs": {"upscale_method": "lanczos", "megapixels": 1,
+                                                                        "resolution_steps": 1, "image": ["78", 0]}}
+    for encoder in ("76", "77"):
+        graph[encoder]["inputs"]["image"] = ["93", 0]
+
+
+def _chained_reference(graph):
+    graph["94"] = {"class_type": "ReferenceLatent", "inputs": {"conditioning": ["76", 0], "latent": ["88", 0]}}
+    graph["3"]["inputs"]["positive"] = ["94", 0]
+
+
+def _other_negative_image(graph):
+    graph["95"] = {"class_type": "LoadImage", "inputs": {"image": "other.png", "upload": "image"}}
+    graph["77"]["inputs"]["image"] = ["95", 0]
+    graph["3"]["inputs"]["cfg"] = 2.5
+
+
+@pytest.mark.parametrize("change,message", [
+    (lambda g: g["76"]["inputs"].pop("vae"), "a TextEncodeQwenImageEdit without a VAE"),
+    (_scaled_input, "a reference image made by ImageScaleToTotalPixels"),
+    (lambda g: g["3"]["inputs"].update(denoise=0.8), "denoise 0.8"),
+    (_chained_reference, "a ReferenceLatent with a Qwen-Image-Edit text encoder node's references"),
+    (_other_negative_image, "the negative conditioning's reference images (other.png) at CFG 2.5"),
+], ids=["no-vae", "scaled-image", "denoise", "reference-latent", "negative-image"])
+def test_qwen_template_variants_refused_by_name(tmp_path, change, message):
+    """What sdcli's edit cannot do as the graph did stops the replay before any model loads, in one line naming
+    it (exit 2)."""
+    from sdcli.errors import UsageError
+    from sdcli.io.replay import plan_replay
+    from tests.io.tool_images import comfy_png
+
+    graph = template()
+    change(graph)
+    with pytest.raises(UsageError, match="cannot replay") as caught:
+        plan_replay(comfy_png(tmp_path / "t.png", graph), {}, model_override="m", input_images=[tmp_path / "x.png"])
+    assert message in str(caught.value), str(caught.value)
+    assert caught.value.exit_code == 2 and "\n" not in str(caught.value)
+
+
+def test_qwen_template_through_the_cli(tiny_family, tiny_family_pipe, images, tmp_path, single_thread):
+    """`sdcli replay IMG -i REF -m MODEL` writes the edit in the transcription's pixels, its infotext saying
+    `Comfy edit: True`; --comfy-edit on a Flux.1 Kontext edit and on a txt2img are exit 2 naming the flag, nothing
+    written."""
+    from PIL import Image
+    from typer.testing import CliRunner
+
+    from sdcli.cli import app
+    from tests.io.tool_images import comfy_png
+
+    big, model = images / "big.png", tiny_family("qwen-image-edit")
+    result = CliRunner().invoke(app, ["replay", str(comfy_png(tmp_path / "t.png", template())), "-i", str(big),
+                                      "-m", str(model), "-o", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    written = sorted((tmp_path / "out").glob("*.png"))
+    assert len(written) == 1
+    with Image.open(written[0]) as im:
+        assert "Comfy edit: True" in im.info["parameters"]
+        assert levels(np.asarray(im.convert("RGB")), theirs(tiny_family_pipe("qwen-image-edit"), [big])) == 0
+    kontext = CliRunner().invoke(app, ["edit", "make it red", "-i", str(big), "--comfy-edit", "-m",
+                                       str(tiny_family("flux-kontext")), "-o", str(tmp_path / "kontext")])
+    assert kontext.exit_code == 2 and "--comfy-edit: sdcli sizes no Flux.1 Kontext edit" in kontext.output
+    txt2img = CliRunner().invoke(app, ["txt2img", "a cat", "--comfy-edit", "-m", str(model), "-o",
+                                       str(tmp_path / "txt2img")])
+    assert txt2img.exit_code == 2 and "--comfy-edit: it sizes an edit's reference images" in txt2img.output
+    assert not (tmp_path / "kontext").exists() and not (tmp_path / "txt2img").exists()
