@@ -48,6 +48,11 @@ ComfyEdit = Annotated[bool, typer.Option(
     "--comfy-edit", help="sdcli edit: the reference images sized and resized as ComfyUI's edit nodes do "
     "(Qwen-Image-Edit: TextEncodeQwenImageEdit(Plus)'s area resizes, its vision input as ComfyUI prepares it), "
     "not as diffusers' edit pipelines do; written as `Comfy edit`", rich_help_panel=GEN)]
+ReferenceScale = Annotated[str | None, typer.Option(
+    "--reference-scale", metavar="'METHOD MEGAPIXELS STEPS'", help="sdcli edit on Flux.2: each reference image "
+    "scaled as ComfyUI's ImageScaleToTotalPixels before its VAEEncode (METHOD nearest-exact, bilinear, area, bicubic "
+    "or lanczos; sides round(side x scale / STEPS) x STEPS), the edit at the first one's scaled size; written as "
+    "`Reference scale` [default: diffusers' sizing]", rich_help_panel=GEN, show_default=False)]
 UpsamplePrompt = Annotated[float | None, typer.Option(
     "--upsample-prompt", metavar="TEMPERATURE", help=f"Flux.2 dev: its text encoder rewrites the prompt, sampling at "
     f"this temperature ({r('upsample_prompt')}; 0.15 advised), seeded by the image's seed, before encoding it "
@@ -261,6 +266,7 @@ def _shared(
     model_sampling: ModelSampling = None,
     zero_negative: ZeroNegative = False,
     comfy_edit: ComfyEdit = False,
+    reference_scale: ReferenceScale = None,
     upsample_prompt: UpsamplePrompt = None,
     cfg_norm: CfgNorm = None,
     seed: Seed = None,

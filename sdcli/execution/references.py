@@ -59,8 +59,9 @@ def prepare_references(model: LoadedModel, request: GenerationRequest) -> Refere
     paths = [Path(p) for p in request.references]
     images = [open_image(path, "--image") for path in paths]
     recorded = ", ".join(f"{path.name.replace(',', '_').replace(':', '_')}: {short_hash(path)}" for path in paths)
-    if request.comfy_edit:  # as ComfyUI's edit nodes size them: float pixels, never 8-bit images in between
-        comfy = model.family.comfy_edit_inputs([im.convert("RGB") for im in images], model.native_size)
+    if request.comfy_edit or request.reference_scale:  # as ComfyUI's nodes size them: float pixels throughout
+        comfy = model.family.comfy_edit_inputs([im.convert("RGB") for im in images], model.native_size,
+                                               request.reference_scale)
         latents = tuple(encode_pixels(model, 2.0 * pixels - 1.0).float() for pixels in comfy.references)
         return References(comfy.references, latents, recorded, tuple(images), comfy.size, comfy.seen)
     fitted = tuple(model.family.fit_reference(im, model.family.reference_size(im.size, model.native_size))

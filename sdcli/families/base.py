@@ -343,9 +343,10 @@ class Family:
         """An edit's default size from its fitted reference images' sizes: the first one's."""
         return sizes[0]
 
-    def comfy_edit_inputs(self, images: Sequence[Any], native: int) -> EditInputs:
+    def comfy_edit_inputs(self, images: Sequence[Any], native: int, scale: str | None = None) -> EditInputs:
         """--comfy-edit: the reference images (PIL, as given) sized and resized as ComfyUI's edit nodes of this
-        family do it; UsageError naming the flag where sdcli has no such sizing for the family."""
+        family do it (`scale`: --reference-scale, an ImageScaleToTotalPixels before each VAEEncode); UsageError
+        naming the flag where sdcli has no such sizing for the family."""
         from sdcli.errors import UsageError
 
         raise UsageError(f"--comfy-edit: sdcli sizes no {self.label} edit as a ComfyUI edit node does")

@@ -182,25 +182,33 @@ class QwenImageEditFamily(QwenImageFamily):
                     for im in originals]
         return QwenImageEditPromptEncoder(pipe.tokenizer, pipe.text_encoder, seen, emphasis, pictures=self.plus)
 
-    def comfy_edit_inputs(self, images: Sequence[Any], native: int) -> EditInputs:
+    def comfy_edit_inputs(self, images: Sequence[Any], native: int, scale: str | None = None) -> EditInputs:
         """ComfyUI's TextEncodeQwenImageEdit: each image (there: one) scaled to RELEASED_AREA pixels, sides rounded
         to whole pixels, by torch's "area" interpolation, is both Qwen2.5-VL's input and the reference the VAE
         encodes (which crops it to whole latent cells about the centre); Edit Plus (TextEncodeQwenImageEditPlus):
         Qwen2.5-VL sees each at CONDITION_AREA pixels, the VAE encodes each at RELEASED_AREA with sides rounded to
         multiples of 8. A tiny model's areas are scaled by its native side as the diffusers rules' are. The edit's
         size is the first image's own, cropped to whole latent cells (the template's VAEEncode of the image)."""
-        scale, cell = self._scale(native), self.latent.vae_scale
+        if scale is not None:
+            from sdcli.errors import UsageError
+
+            raise UsageError("--reference-scale: Qwen-Image-Edit's ComfyUI nodes size their images themselves "
+                             "(--comfy-edit alone)")
+        from sdcli.families.comfy_images import comfy_image, comfy_size, common_upscale, vae_input
+
+        shrink, cell = self._scale(native), self.latent.vae_scale
         size = (images[0].size[0] // cell * cell, images[0].size[1] // cell * cell)
         references, seen = [], []
         for image in images:
-            pixels = _unit(image)
+            pixels = comfy_image(image)
             if self.plus:
-                seen.append(_area(pixels, _comfy_size(CONDITION_AREA * scale, image.size, 1)))
-                references.append(_area(pixels, _comfy_size(RELEASED_AREA * scale, image.size, cell)))
+                seen.append(common_upscale(pixels, comfy_size(CONDITION_AREA * shrink, image.size), "area"))
+                scaled = common_upscale(pixels, comfy_size(RELEASED_AREA * shrink, image.size, cell), "area")
             else:
-                seen.append(_area(pixels, _comfy_size(RELEASED_AREA * scale, image.size, 1)))
-                references.append(seen[-1])
-        references = [_crop_to_cells(pixels, cell) for pixels in references]
+                scaled = common_upscale(pixels, comfy_size(RELEASED_AREA * shrink, image.size), "area")
+                seen.append(scaled)
+            references.append(vae_input(scaled, cell))
+        seen = [image.movedim(-1, 1) for image in seen]
         return EditInputs(tuple(references), tuple(seen), size)
 
     def reference_size(self, size: tuple[int, int], native: int) -> tuple[int, int]:
@@ -216,34 +224,6 @@ class QwenImageEditFamily(QwenImageFamily):
     def _scale(native: int) -> float:
         """Pixel areas of the released model's rules, for a model of native side `native` (tiny: smaller)."""
         return 1.0 if native >= 1024 else (native / 1024) ** 2
-
-
-def _unit(image: Any) -> Any:
-    """A PIL image as ComfyUI's IMAGE in sdcli's layout: float pixels [1, 3, H, W] in 0..1 (uint8 / 255)."""
-    import numpy as np
-    import torch
-
-    return torch.from_numpy(np.asarray(image, dtype=np.float32) / 255.0).permute(2, 0, 1)[None]
-
-
-def _comfy_size(area: float, size: tuple[int, int], multiple: int) -> tuple[int, int]:
-    """ComfyUI's edit nodes' size: `size` scaled by sqrt(area / its pixels), each side rounded to `multiple`."""
-    scale = math.sqrt(area / (size[0] * size[1]))
-    return round(size[0] * scale / multiple) * multiple, round(size[1] * scale / multiple) * multiple
-
-
-def _area(pixels: Any, size: tuple[int, int]) -> Any:
-    """comfy.utils.common_upscale(..., "area", "disabled"): torch's area interpolation to `size` (width, height)."""
-    import torch
-
-    return torch.nn.functional.interpolate(pixels, size=(size[1], size[0]), mode="area")
-
-
-def _crop_to_cells(pixels: Any, cell: int) -> Any:
-    """ComfyUI's VAE.encode crop: each side cut to whole `cell`s, the remainder's half (rounded down) off the start."""
-    h, w = pixels.shape[-2:]
-    top, left = (h % cell) // 2, (w % cell) // 2
-    return pixels[:, :, top:top + h // cell * cell, left:left + w // cell * cell]
 
 
 def _dimensions(area: float, size: tuple[int, int]) -> tuple[int, int]:

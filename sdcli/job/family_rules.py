@@ -45,8 +45,9 @@ def check_edit(request: GenerationRequest, family: Any) -> None:
     if takes is not None and len(request.references) > takes:
         raise UsageError(f"--image: {len(request.references)} reference images; a {family.label} model takes at "
                          f"most {takes}")
-    if request.comfy_edit and family is not None and family.comfy_edit_nodes is None:
-        raise UsageError(f"--comfy-edit: sdcli sizes no {family.label} edit as a ComfyUI edit node does (it follows "
+    flag = "--comfy-edit" if request.comfy_edit else "--reference-scale" if request.reference_scale else None
+    if flag and family is not None and family.comfy_edit_nodes is None:
+        raise UsageError(f"{flag}: sdcli sizes no {family.label} edit as a ComfyUI edit node does (it follows "
                          f"{comfy_edit_families()})")
     refusal = edit_refusal(request, f"{getattr(family, 'article', 'a')} {family.label} model" if family is not None
                            else "this model")

@@ -198,6 +198,8 @@ FIELDS: tuple[Field, ...] = (
           write=lambda w: f"{w.request.cfg_norm:g}" if w.request.cfg_norm is not None else None),
     Field("comfy_edit", "bool", "--comfy-edit", infotext="Comfy edit", read=parse_flag, key="comfy_edit",
           write=lambda w: "True" if w.request.comfy_edit else None),
+    Field("reference_scale", "str", "--reference-scale", infotext="Reference scale", read=str,
+          key="reference_scale", write=lambda w: w.request.reference_scale),
     Field("seed", "int", "--seed", (0, MAX_SEED), unset=(None, -1), infotext="Seed", write=lambda w: w.seed,
           read=int, key="seed", axis="Seed", api="seed"),
     Field("width", "int", "--width", (8, 8192), multiple_of=8, key="width", axis="Width", api="width"),

@@ -186,7 +186,7 @@ def _other_negative_image(graph):
 
 @pytest.mark.parametrize("change,message", [
     (lambda g: g["76"]["inputs"].pop("vae"), "a TextEncodeQwenImageEdit without a VAE"),
-    (_scaled_input, "a reference image made by ImageScaleToTotalPixels"),
+    (_scaled_input, "a TextEncodeQwenImageEdit image sized by ImageScaleToTotalPixels"),
     (lambda g: g["3"]["inputs"].update(denoise=0.8), "denoise 0.8"),
     (_chained_reference, "a ReferenceLatent with a Qwen-Image-Edit text encoder node's references"),
     (_other_negative_image, "the negative conditioning's reference images (other.png) at CFG 2.5"),

@@ -60,6 +60,8 @@ WIDGETS: dict[str, tuple[str, ...]] = {
     "ImageStitch": ("direction", "match_image_size", "spacing_width", "spacing_color"),
     "FluxKontextImageScale": (),
     "ReferenceLatent": (),
+    "ImageScaleToTotalPixels": ("upscale_method", "megapixels", "resolution_steps"),
+    "GetImageSize": (),
     "TextEncodeQwenImageEdit": ("prompt",),
     "TextEncodeQwenImageEditPlus": ("prompt",),
     "VAEEncode": (),
@@ -322,7 +324,13 @@ class _Walk:
         node = self.node(link, "latent_image")
         kind = node.get("class_type")
         if kind in EMPTY_LATENTS:
-            self.params["Size"] = size(self.value(node, "width"), self.value(node, "height"))
+            sides = [node["inputs"].get(side) for side in ("width", "height")]
+            if any(_is_link(side) and self.node(side, side).get("class_type") == "GetImageSize" for side in sides):
+                if not all(_is_link(side) and self.references.sized_by_first(side) for side in sides):
+                    self.unmapped.append("an empty latent sized by GetImageSize of another image than the first "
+                                         "reference's scaled one (sdcli's edit is at that size)")
+            else:  # GetImageSize of the first reference's scaled image: its size, the edit's default
+                self.params["Size"] = size(self.value(node, "width"), self.value(node, "height"))
             if self.started:
                 self.unmapped.append(f"{self.started} on an empty latent")
             elif denoise not in (None, 1, 1.0):

@@ -18,6 +18,7 @@ from typing import Any, Protocol
 # Image nodes a reference passes through on its way from the file to VAEEncode: what each is to sdcli's edit.
 LOADERS = ("LoadImage", "LoadImageOutput")  # a file from ComfyUI's input/ (or output/) folder
 SCALE = "FluxKontextImageScale"
+TOTAL = "ImageScaleToTotalPixels"  # Flux.2's templates: --reference-scale with its widgets
 # Qwen-Image-Edit's text encoder nodes (comfy_extras/nodes_qwen.py) and their image inputs: each image, with the
 # node's VAE, a reference latent the node sizes itself (sdcli: --comfy-edit, Family.comfy_edit_inputs).
 QWEN_ENCODERS = {"TextEncodeQwenImageEdit": ("image",), "TextEncodeQwenImageEditPlus": ("image1", "image2", "image3")}
@@ -47,6 +48,9 @@ class References:
         self.encoders: dict[str, list[str]] = {"positive": [], "negative": []}
         self.loaders: dict[str, list[str]] = {"positive": [], "negative": []}  # a Qwen encoder's LoadImage nodes
         self.latents = 0  # ReferenceLatent nodes met
+        self.scales: dict[str, str] = {}  # ImageScaleToTotalPixels node id -> its widgets ("METHOD MP STEPS")
+        self.kinds: set[str | None] = set()  # the nodes that sized the ReferenceLatents' images
+        self.first_pixels: Any = None  # the first positive reference's pixels link (a GetImageSize's may be it)
 
     def _unmapped(self, what: str) -> None:
         if what not in self.walk.unmapped:
@@ -65,11 +69,14 @@ class References:
             return None
         note = (f"{SCALE}: sdcli's Flux.1 Kontext fits a reference to the same trained size (the released model; "
                 "a smaller one keeps the image's own size in whole tokens)")
-        if scaled and note not in self.walk.notes:
+        self.kinds.add(scaled)
+        if scaled == SCALE and note not in self.walk.notes:
             self.walk.notes.append(note)
         if not scaled:
             self._unmapped(f"a reference image {name!r} encoded at its own size (sdcli maps {SCALE}'s sizing, "
-                           "as its Flux.1 Kontext edit sizes a reference)")
+                           f"as its Flux.1 Kontext edit sizes a reference, and {TOTAL}'s, as --reference-scale)")
+        if role == "positive":
+            self.first_pixels = encode["inputs"].get("pixels")
         self.files.setdefault(role, []).insert(0, name)
         self.encoders.setdefault(role, []).insert(0, str(link[0]))
         return None
@@ -87,7 +94,7 @@ class References:
             if name is None:
                 continue
             if scaled:
-                self._unmapped(f"a {kind} image sized by {SCALE} (the node sizes its images itself)")
+                self._unmapped(f"a {kind} image sized by {scaled} (the node sizes its images itself)")
             names.append(name)
             loaders.append(str(self._loader(link)))
         self.files.setdefault(role, [])[0:0] = names
@@ -105,14 +112,17 @@ class References:
         """Whether a Qwen-Image-Edit text encoder node sized the references (--comfy-edit)."""
         return bool(self.loaders["positive"] or self.loaders["negative"])
 
-    def _image(self, link: Any) -> tuple[str | None, bool]:
-        """The file behind an image link, and whether FluxKontextImageScale sized it."""
-        scaled = False
+    def _image(self, link: Any) -> tuple[str | None, str | None]:
+        """The file behind an image link, and the node that sized it (FluxKontextImageScale or
+        ImageScaleToTotalPixels, whose widgets become --reference-scale), if one did."""
+        scaled = None
         while _is_link(link):
             node = self.walk.node(link, "pixels")
             kind = node.get("class_type")
-            if kind == SCALE:
-                scaled, link = True, node["inputs"].get("image")
+            if kind in (SCALE, TOTAL) and scaled is None:
+                if kind == TOTAL:
+                    self._total(str(link[0]), node)
+                scaled, link = kind, node["inputs"].get("image")
             elif kind == "ImageStitch" and not _is_link(node["inputs"].get("image2")):
                 link = node["inputs"].get("image1")  # one image stitched to nothing: that image
             elif kind in LOADERS:
@@ -121,15 +131,33 @@ class References:
                     return ANNOTATION.sub("", name), scaled
                 break
             else:
-                self._unmapped(f"a reference image made by {kind} (sdcli maps a LoadImage, {SCALE} and a "
+                self._unmapped(f"a reference image made by {kind} (sdcli maps a LoadImage, {SCALE} or {TOTAL}, and a "
                                "one-image ImageStitch)")
                 return None, scaled
         self._unmapped("a reference image that is not a LoadImage's file")
         return None, scaled
 
+    def _total(self, node_id: str, node: dict[str, Any]) -> None:
+        """An ImageScaleToTotalPixels before a reference: its widgets as --reference-scale (one for all)."""
+        get = self.walk.value
+        spec = f"{get(node, 'upscale_method', 'nearest-exact')} {get(node, 'megapixels', 1.0):g} " \
+               f"{get(node, 'resolution_steps', 1)}"
+        self.scales[node_id] = spec
+        if len(set(self.scales.values())) > 1:
+            settings = ", ".join(sorted(set(self.scales.values())))
+            self._unmapped(f"references scaled by {TOTAL} nodes of different settings ({settings})")
+        self.walk.params["Reference scale"] = spec
+
+    def sized_by_first(self, link: Any) -> bool:
+        """Whether a GetImageSize link measures the first reference's scaled image (the edit's default size)."""
+        node = self.walk.node(link, "width")
+        return node.get("class_type") == "GetImageSize" and node["inputs"].get("image") == self.first_pixels
+
     def check(self, cfg: Any) -> None:
         """sdcli's edit gives the negative the positive's references: where CFG runs the negative, they must be."""
         positive, negative = self.files["positive"], self.files["negative"]
+        if {SCALE, TOTAL} <= self.kinds:
+            self._unmapped(f"references sized by both {SCALE} and {TOTAL}")
         if self.comfy and self.latents:
             self._unmapped("a ReferenceLatent with a Qwen-Image-Edit text encoder node's references (sdcli sizes "
                            "one edit's references one way)")
