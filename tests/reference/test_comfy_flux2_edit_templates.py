@@ -133,9 +133,10 @@ def test_flux2_template_variants_refused_by_name(tmp_path, change, message):
 
 def test_flux2_template_through_the_cli(tiny_family, klein, images, tmp_path, single_thread):
     """`sdcli replay IMG -i REF -m MODEL` writes the edit in the transcription's pixels, `Reference scale:
-    nearest-exact 1 1` in its infotext; a scale to sides that are not whole 16 px cells (a 96x64 image at steps 1:
-    78x52) is exit 2 naming --reference-scale and the size, once the model is loaded (its native side sets the
-    area), nothing written; a bad --reference-scale is exit 2 before loading."""
+    nearest-exact 1 1` in its infotext (sdcli's own replay reads it back); a scale to sides that are not whole
+    16 px cells (a 96x64 image at steps 1: 78x52) is exit 2 naming --reference-scale and the size, once the model
+    is loaded (its native side sets the area), nothing written; a bad --reference-scale is exit 2 before
+    loading."""
     from PIL import Image
     from typer.testing import CliRunner
 
@@ -152,6 +153,10 @@ def test_flux2_template_through_the_cli(tiny_family, klein, images, tmp_path, si
     with Image.open(written[0]) as im:
         assert "Reference scale: nearest-exact 1 1" in im.info["parameters"]
         assert levels(np.asarray(im.convert("RGB")), theirs(klein, [big])) == 0
+    from sdcli.io.replay import plan_replay
+
+    again = plan_replay(written[0], {}, model_override="m").request
+    assert again.reference_scale == "nearest-exact 1 1" and again.mode == "edit"
     wide = CliRunner().invoke(app, ["replay", str(graph), "-i", str(images / "wide.png"), "-m", str(model), "-o",
                                     str(tmp_path / "wide")])
     assert wide.exit_code == 2, wide.output

@@ -208,8 +208,8 @@ def test_qwen_template_variants_refused_by_name(tmp_path, change, message):
 
 def test_qwen_template_through_the_cli(tiny_family, tiny_family_pipe, images, tmp_path, single_thread):
     """`sdcli replay IMG -i REF -m MODEL` writes the edit in the transcription's pixels, its infotext saying
-    `Comfy edit: True`; --comfy-edit on a Flux.1 Kontext edit and on a txt2img are exit 2 naming the flag, nothing
-    written."""
+    `Comfy edit: True` (which sdcli's own replay of it reads back); --comfy-edit on a Flux.1 Kontext edit and on
+    a txt2img are exit 2 naming the flag, nothing written."""
     from PIL import Image
     from typer.testing import CliRunner
 
@@ -225,6 +225,9 @@ def test_qwen_template_through_the_cli(tiny_family, tiny_family_pipe, images, tm
     with Image.open(written[0]) as im:
         assert "Comfy edit: True" in im.info["parameters"]
         assert levels(np.asarray(im.convert("RGB")), theirs(tiny_family_pipe("qwen-image-edit"), [big])) == 0
+    from sdcli.io.replay import plan_replay
+
+    assert plan_replay(written[0], {}, model_override="m").request.comfy_edit is True
     kontext = CliRunner().invoke(app, ["edit", "make it red", "-i", str(big), "--comfy-edit", "-m",
                                        str(tiny_family("flux-kontext")), "-o", str(tmp_path / "kontext")])
     assert kontext.exit_code == 2 and "--comfy-edit: sdcli sizes no Flux.1 Kontext edit" in kontext.output

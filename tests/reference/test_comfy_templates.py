@@ -277,6 +277,7 @@ def test_model_sampling_is_refused_on_an_sd_model(tiny_model):
 # ImageScaleToTotalPixels and GetImageSize are mapped: the edit templates' tests (test_comfy_edit_templates.py,
 # test_comfy_qwen_edit_templates.py, test_comfy_flux2_edit_templates.py).
 REFUSED = {
+    "FluxKontextMultiReferenceLatentMethod": "edits: the references' placement (offset, index, uxo) set by the graph",
     "EmptyHunyuanLatentImage": "a video latent (frames) where the image templates use EmptySD3LatentImage",
     "ConditioningCombine": "Z-Image Turbo's newer template: two prompts' conditionings sampled together",
 }
