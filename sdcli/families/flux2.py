@@ -198,6 +198,7 @@ class Flux2Family(FlowFamily):
             scale = (native * native / (width * height)) ** 0.5
             width, height = int(width * scale), int(height * scale)
         return super().reference_size((width, height), native)
+
     def comfy_edit_inputs(self, images: Sequence[Any], native: int, scale: str | None = None) -> EditInputs:
         """ComfyUI's Flux.2 edit templates: each image scaled by ImageScaleToTotalPixels (`scale`: its method,
         megapixels, resolution steps; a tiny model's area scaled by its native side as diffusers' rules are) before

@@ -184,13 +184,20 @@ def _other_negative_image(graph):
     graph["3"]["inputs"]["cfg"] = 2.5
 
 
+def _plus_without_images(graph):
+    for encoder in ("76", "77"):
+        graph[encoder]["class_type"] = "TextEncodeQwenImageEditPlus"
+        graph[encoder]["inputs"].pop("image")
+
+
 @pytest.mark.parametrize("change,message", [
     (lambda g: g["76"]["inputs"].pop("vae"), "a TextEncodeQwenImageEdit without a VAE"),
+    (_plus_without_images, "a TextEncodeQwenImageEditPlus without images"),
     (_scaled_input, "a TextEncodeQwenImageEdit image sized by ImageScaleToTotalPixels"),
     (lambda g: g["3"]["inputs"].update(denoise=0.8), "denoise 0.8"),
     (_chained_reference, "a ReferenceLatent with a Qwen-Image-Edit text encoder node's references"),
     (_other_negative_image, "the negative conditioning's reference images (other.png) at CFG 2.5"),
-], ids=["no-vae", "scaled-image", "denoise", "reference-latent", "negative-image"])
+], ids=["no-vae", "plus-without-images", "scaled-image", "denoise", "reference-latent", "negative-image"])
 def test_qwen_template_variants_refused_by_name(tmp_path, change, message):
     """What sdcli's edit cannot do as the graph did stops the replay before any model loads, in one line naming
     it (exit 2)."""

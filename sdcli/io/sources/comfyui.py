@@ -280,8 +280,7 @@ class _Walk:
                 self.references.add(role, node["inputs"].get("latent"))
                 link = node["inputs"].get("conditioning")
             elif kind in ("CLIPTextEncode", *QWEN_ENCODERS):  # Qwen-Image-Edit's: its images an edit's references
-                if kind in QWEN_ENCODERS:
-                    self.references.add_encoder(role, node)
+                if kind in QWEN_ENCODERS and self.references.add_encoder(role, node):
                     self.params["Comfy edit"] = "True"
                 self.clip(node["inputs"].get("clip"))
                 text = self.value(node, "text" if kind == "CLIPTextEncode" else "prompt", "")

@@ -81,11 +81,14 @@ class References:
         self.encoders.setdefault(role, []).insert(0, str(link[0]))
         return None
 
-    def add_encoder(self, role: str, node: dict[str, Any]) -> None:
+    def add_encoder(self, role: str, node: dict[str, Any]) -> bool:
         """A Qwen-Image-Edit text encoder node's images (the start of its conditioning's reference list): files in
-        the node's input order, each straight from a LoadImage (the node sizes it), with the node's VAE."""
+        the node's input order, each straight from a LoadImage (the node sizes it), with the node's VAE. Whether
+        it has any (TextEncodeQwenImageEdit without one is Qwen-Image's text encoding; ...Plus's is not)."""
         kind, inputs = node.get("class_type"), node.get("inputs", {})
         links = [inputs.get(name) for name in QWEN_ENCODERS.get(str(kind), ()) if _is_link(inputs.get(name))]
+        if not links and kind == "TextEncodeQwenImageEditPlus":
+            self._unmapped(f"a {kind} without images (its edit template around the text alone)")
         if links and not _is_link(inputs.get("vae")):
             self._unmapped(f"a {kind} without a VAE (its images seen by the text encoder alone)")
         names, loaders = [], []
@@ -99,6 +102,7 @@ class References:
             loaders.append(str(self._loader(link)))
         self.files.setdefault(role, [])[0:0] = names
         self.loaders.setdefault(role, [])[0:0] = loaders
+        return bool(links)
 
     def _loader(self, link: Any) -> Any:
         """The node id of the loader an image link comes from (through a one-image ImageStitch)."""
@@ -140,8 +144,8 @@ class References:
     def _total(self, node_id: str, node: dict[str, Any]) -> None:
         """An ImageScaleToTotalPixels before a reference: its widgets as --reference-scale (one for all)."""
         get = self.walk.value
-        spec = f"{get(node, 'upscale_method', 'nearest-exact')} {get(node, 'megapixels', 1.0):g} " \
-               f"{get(node, 'resolution_steps', 1)}"
+        spec = (f"{get(node, 'upscale_method', 'nearest-exact')} {get(node, 'megapixels', 1.0):g} "
+                f"{get(node, 'resolution_steps', 1)}")
         self.scales[node_id] = spec
         if len(set(self.scales.values())) > 1:
             settings = ", ".join(sorted(set(self.scales.values())))
