@@ -216,7 +216,8 @@ def test_qwen_template_variants_refused_by_name(tmp_path, change, message):
 def test_qwen_template_through_the_cli(tiny_family, tiny_family_pipe, images, tmp_path, single_thread):
     """`sdcli replay IMG -i REF -m MODEL` writes the edit in the transcription's pixels, its infotext saying
     `Comfy edit: True` (which sdcli's own replay of it reads back); --comfy-edit on a Flux.1 Kontext edit and on
-    a txt2img are exit 2 naming the flag, nothing written."""
+    a txt2img (not its flag) are exit 2 naming the flag, nothing written; a txt2img request with it (a prompt
+    file's line) is refused naming it."""
     from PIL import Image
     from typer.testing import CliRunner
 
@@ -240,5 +241,12 @@ def test_qwen_template_through_the_cli(tiny_family, tiny_family_pipe, images, tm
     assert kontext.exit_code == 2 and "--comfy-edit: sdcli sizes no Flux.1 Kontext edit" in kontext.output
     txt2img = CliRunner().invoke(app, ["txt2img", "a cat", "--comfy-edit", "-m", str(model), "-o",
                                        str(tmp_path / "txt2img")])
-    assert txt2img.exit_code == 2 and "--comfy-edit: it sizes an edit's reference images" in txt2img.output
+    assert txt2img.exit_code == 2 and "--comfy-edit" in txt2img.output  # no such option: an edit's flag
     assert not (tmp_path / "kontext").exists() and not (tmp_path / "txt2img").exists()
+    from sdcli.errors import UsageError
+    from sdcli.request.generation import GenerationRequest, validate
+
+    for fields in ({"comfy_edit": True}, {"reference_scale": "area 1 16"}):  # a prompt file's line, say
+        flag = "--comfy-edit" if "comfy_edit" in fields else "--reference-scale"
+        with pytest.raises(UsageError, match=f"^{flag}: it sizes an edit's reference images; it is for sdcli edit"):
+            validate(GenerationRequest(prompt="a cat", **fields))
