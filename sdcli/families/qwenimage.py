@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from sdcli.families.base import Detected, EditInputs, FileParts, Json, Shapes
 from sdcli.families.flow import FlowAdapter, find_key, flow_capabilities
-from sdcli.families.flux import PACKING, FluxDerivedFamily, pack, references_of, unpack
+from sdcli.families.flux import COMFY_PLACEMENT, PACKING, FluxDerivedFamily, pack, references_of, unpack
 from sdcli.families.latent import LatentFormat
 
 if TYPE_CHECKING:
@@ -80,8 +80,9 @@ class QwenImageAdapter(FlowAdapter):
     its RoPE, the Qwen2.5-VL states as the text (no mask: the loop batches only rows of one length, unpadded),
     timestep = sigma (the network scales it by 1000). An edit's reference latents (odd sides wrapped round too) are
     packed after the image's tokens, each with its own img_shapes entry, the output cut to the image's tokens
-    (diffusers' QwenImageEditPipeline), at ComfyUI's rotary positions (families.qwen_rotary: the same as diffusers'
-    where both grids have even sides and the image's is the largest, as in diffusers' own edit sizes)."""
+    (diffusers' QwenImageEditPipeline); with --comfy-edit (COMFY_PLACEMENT) at ComfyUI's rotary positions
+    (families.qwen_rotary: the same as diffusers' only where every grid has even sides and the image's longer side
+    is the longest)."""
 
     packing = PACKING
     patch = PACKING
@@ -100,7 +101,7 @@ class QwenImageAdapter(FlowAdapter):
             tokens.append(pack(ref).to(x.dtype))
             grids.append((ref.shape[-2] // PACKING, ref.shape[-1] // PACKING))
         placed = {}
-        if len(grids) > 1:
+        if len(grids) > 1 and COMFY_PLACEMENT in cond.extra:  # --comfy-edit: ComfyUI's positions, not diffusers'
             use_rotary_processor(self.module)
             placed = {"attention_kwargs": {QWEN_ROTARY_KEY: comfy_rotary(self.module, grids, cond.crossattn.shape[1],
                                                                          x.device)}}
