@@ -38,7 +38,7 @@ Examples:
 
 @control_options
 @style_options
-@o.shared_options()
+@o.shared_options(exclude=("comfy_edit", "reference_scale"))
 def img2img(ctx: typer.Context, image: o.Image, strength: o.Strength = 0.75, resize: o.Resize = "just",
             recursive: f.Recursive = False, resume: f.Resume = False, png_info: f.PngInfo = False,
             **flags: Any) -> None:

@@ -39,7 +39,7 @@ Examples:
 
 @control_options
 @style_options
-@o.shared_options()
+@o.shared_options(exclude=("comfy_edit", "reference_scale"))
 def inpaint(
     ctx: typer.Context,
     image: o.Image,

@@ -44,6 +44,15 @@ ModelSampling = Annotated[str | None, typer.Option(
 ZeroNegative = Annotated[bool, typer.Option(
     "--zero-negative", help="The unconditional pass conditioned on zeros shaped as the negative prompt's "
     "conditioning, pooled vector included (ComfyUI's ConditioningZeroOut)", rich_help_panel=GEN)]
+ComfyEdit = Annotated[bool, typer.Option(
+    "--comfy-edit", help="sdcli edit: the reference images sized and resized as ComfyUI's edit nodes do "
+    "(Qwen-Image-Edit: TextEncodeQwenImageEdit(Plus)'s area resizes, its vision input as ComfyUI prepares it), "
+    "not as diffusers' edit pipelines do; written as `Comfy edit`", rich_help_panel=GEN)]
+ReferenceScale = Annotated[str | None, typer.Option(
+    "--reference-scale", metavar="'METHOD MEGAPIXELS STEPS'", help="sdcli edit on Flux.2: each reference image "
+    "scaled as ComfyUI's ImageScaleToTotalPixels before its VAEEncode (METHOD nearest-exact, bilinear, area, bicubic "
+    "or lanczos; sides round(side x scale / STEPS) x STEPS), the edit at the first one's scaled size; written as "
+    "`Reference scale` [default: diffusers' sizing]", rich_help_panel=GEN, show_default=False)]
 UpsamplePrompt = Annotated[float | None, typer.Option(
     "--upsample-prompt", metavar="TEMPERATURE", help=f"Flux.2 dev: its text encoder rewrites the prompt, sampling at "
     f"this temperature ({r('upsample_prompt')}; 0.15 advised), seeded by the image's seed, before encoding it "
@@ -256,6 +265,8 @@ def _shared(
     shift: Shift = None,
     model_sampling: ModelSampling = None,
     zero_negative: ZeroNegative = False,
+    comfy_edit: ComfyEdit = False,
+    reference_scale: ReferenceScale = None,
     upsample_prompt: UpsamplePrompt = None,
     cfg_norm: CfgNorm = None,
     seed: Seed = None,

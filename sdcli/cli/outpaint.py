@@ -24,7 +24,7 @@ Examples:
 
 
 @style_options
-@o.shared_options(exclude=("width", "height"))
+@o.shared_options(exclude=("width", "height", "comfy_edit", "reference_scale"))
 def outpaint(
     image: o.Image,
     left: o.Left = 0,

@@ -26,7 +26,7 @@ Examples:
 @control_options
 @hires_options
 @style_options
-@o.shared_options()
+@o.shared_options(exclude=("comfy_edit", "reference_scale"))
 def txt2img(**flags: Any) -> None:
     from sdcli.cli.common import run_command
 

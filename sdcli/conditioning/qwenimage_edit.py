@@ -14,6 +14,7 @@ video half). Prompts are read literally as for Qwen-Image. Imported lazily (torc
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -43,6 +44,38 @@ def image_processor() -> Any:
     return processor(**PIXELS)
 
 
+CLIP_MEAN, CLIP_STD = (0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711)
+
+
+def comfy_vision_inputs(images: list[Any]) -> tuple[Any, Any]:
+    """Qwen2.5-VL's pixel_values and image_grid_thw for float images [1, 3, H, W] in 0..1 as ComfyUI prepares
+    them (its qwen_vl process_qwen2vl_images): sides rounded to multiples of 28 (or scaled into the pixel range),
+    torch's bilinear resize without antialiasing on the float pixels (transformers' processor: a bicubic Pillow
+    resize of 8-bit pixels), CLIP's mean and std, the frame doubled for the temporal patch, then the processor's
+    patch order (merged 2x2 groups of 14 px patches). Hand-written: ComfyUI's resize is no library's."""
+    patch, merge, temporal = PIXELS["patch_size"], PIXELS["merge_size"], PIXELS["temporal_patch_size"]
+    factor = patch * merge
+    rows, grids = [], []
+    for image in images:
+        height, width = image.shape[-2:]
+        h, w = round(height / factor) * factor, round(width / factor) * factor
+        if h * w > PIXELS["max_pixels"]:
+            beta = math.sqrt(height * width / PIXELS["max_pixels"])
+            h, w = max(factor, math.floor(height / beta / factor) * factor), max(factor, math.floor(
+                width / beta / factor) * factor)
+        elif h * w < PIXELS["min_pixels"]:
+            beta = math.sqrt(PIXELS["min_pixels"] / (height * width))
+            h, w = math.ceil(height * beta / factor) * factor, math.ceil(width * beta / factor) * factor
+        resized = torch.nn.functional.interpolate(image.float(), size=(h, w), mode="bilinear", align_corners=False)[0]
+        mean, std = torch.tensor(CLIP_MEAN).view(3, 1, 1), torch.tensor(CLIP_STD).view(3, 1, 1)
+        frames = ((resized - mean) / std)[None].repeat(temporal, 1, 1, 1)  # [T, C, H, W]
+        gh, gw = h // patch, w // patch
+        grouped = frames.reshape(1, temporal, 3, gh // merge, merge, patch, gw // merge, merge, patch)
+        rows.append(grouped.permute(0, 3, 6, 4, 7, 2, 1, 5, 8).reshape(gh * gw, 3 * temporal * patch * patch))
+        grids.append(torch.tensor([1, gh, gw]))
+    return torch.cat(rows), torch.stack(grids)
+
+
 class QwenImageEditPromptEncoder(QwenPromptEncoder):
     """Prompts -> Conditioning for Qwen-Image-Edit (families.base.PromptEncoder): Qwen2.5-VL's last hidden states
     of the templated instruction with the reference image's vision tokens, after the system turn; cached per text."""
@@ -50,12 +83,16 @@ class QwenImageEditPromptEncoder(QwenPromptEncoder):
     model, encoder = "Qwen-Image-Edit", "Qwen2.5-VL"
 
     def __init__(self, tokenizer: Any, text_encoder: Any, images: list[Any], emphasis: str = "original",
-                 pictures: bool = False):
-        """`pictures`: Edit Plus's "Picture 1: ..., Picture 2: ..." before each image (QwenImageEditPlusPipeline)."""
+                 pictures: bool = False, comfy: bool = False):
+        """`pictures`: Edit Plus's "Picture 1: ..., Picture 2: ..." before each image (QwenImageEditPlusPipeline);
+        `comfy`: `images` are float pixels prepared as ComfyUI does (comfy_vision_inputs), not PIL images."""
         super().__init__(tokenizer, text_encoder, emphasis)
         self.drop = len(self.tokenizer(PREFIX, add_special_tokens=False)["input_ids"])
-        pixels = image_processor()(images=images, return_tensors="pt")
-        self.pixel_values, self.grid = pixels["pixel_values"], pixels["image_grid_thw"]
+        if comfy:
+            self.pixel_values, self.grid = comfy_vision_inputs(images)
+        else:
+            pixels = image_processor()(images=images, return_tensors="pt")
+            self.pixel_values, self.grid = pixels["pixel_values"], pixels["image_grid_thw"]
         merged = PIXELS["merge_size"] ** 2
         tokens = [IMAGE.format(IMAGE_PAD * (int(row.prod()) // merged)) for row in self.grid]
         self.images = "".join(f"Picture {i}: {t}" if pictures else t for i, t in enumerate(tokens, start=1))

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sdcli.execution.latents import encode_image
+from sdcli.execution.latents import encode_image, encode_pixels
 from sdcli.models.loaded import LoadedModel
 
 if TYPE_CHECKING:
@@ -39,6 +39,8 @@ class References:
     recorded: str  # the infotext value of REFERENCE_KEY
     originals: tuple[Any, ...]  # the images as given
     size: tuple[int, int]  # the edit's default size (Family.edit_size: the first fitted image's)
+    seen: tuple[Any, ...] = ()  # --comfy-edit: what the text encoder sees (EditInputs.seen)
+    comfy: bool = False  # sized as ComfyUI's nodes size them: placed as ComfyUI's model places them too
 
     def params(self) -> dict[str, str]:
         return {REFERENCE_KEY: self.recorded}
@@ -46,8 +48,8 @@ class References:
     def encoder(self, model: LoadedModel, inner: PromptEncoder) -> PromptEncoder:
         """The model's prompt encoder for this edit (Family.edit_prompt_encoder: `inner`, or one that sees the
         images too) with the reference latents in every conditioning it gives."""
-        return ReferenceEncoder(model.family.edit_prompt_encoder(model.pipe, inner, self.images, self.originals),
-                                self.latents)
+        return ReferenceEncoder(model.family.edit_prompt_encoder(model.pipe, inner, self.images, self.originals,
+                                                                 self.seen), self.latents, self.comfy)
 
 
 def prepare_references(model: LoadedModel, request: GenerationRequest) -> References:
@@ -57,25 +59,37 @@ def prepare_references(model: LoadedModel, request: GenerationRequest) -> Refere
 
     paths = [Path(p) for p in request.references]
     images = [open_image(path, "--image") for path in paths]
+    recorded = ", ".join(f"{path.name.replace(',', '_').replace(':', '_')}: {short_hash(path)}" for path in paths)
+    if request.comfy_edit or request.reference_scale:  # as ComfyUI's nodes size them: float pixels throughout
+        comfy = model.family.comfy_edit_inputs([im.convert("RGB") for im in images], model.native_size,
+                                               request.reference_scale)
+        latents = tuple(encode_pixels(model, 2.0 * pixels - 1.0).float() for pixels in comfy.references)
+        return References(comfy.references, latents, recorded, tuple(images), comfy.size, comfy.seen, True)
     fitted = tuple(model.family.fit_reference(im, model.family.reference_size(im.size, model.native_size))
                    for im in images)
     latents = tuple(encode_image(model, im, 1) for im in fitted)
-    recorded = ", ".join(f"{path.name.replace(',', '_').replace(':', '_')}: {short_hash(path)}" for path in paths)
     return References(fitted, latents, recorded, tuple(images), model.family.edit_size([im.size for im in fitted]))
 
 
 class ReferenceEncoder:
-    """A prompt encoder whose conditionings carry an edit's reference latents (extra["references"], by index)."""
+    """A prompt encoder whose conditionings carry an edit's reference latents (extra["references"], by index) and,
+    for --comfy-edit, the mark that they are placed as ComfyUI places them (families.flux.COMFY_PLACEMENT)."""
 
-    def __init__(self, inner: PromptEncoder, latents: tuple[Any, ...]):
-        self.inner, self.latents = inner, latents
+    def __init__(self, inner: PromptEncoder, latents: tuple[Any, ...], comfy: bool = False):
+        self.inner, self.latents, self.comfy = inner, latents, comfy
         self.capabilities: EncoderCapabilities = inner.capabilities
 
     def _with(self, cond: Conditioning) -> Conditioning:
-        from sdcli.conditioning.cond import Conditioning
+        import torch
 
-        refs = {str(i): latent.to(cond.crossattn.device) for i, latent in enumerate(self.latents)}
-        return Conditioning(cond.crossattn, {**cond.extra, "references": refs})
+        from sdcli.conditioning.cond import Conditioning
+        from sdcli.families.flux import COMFY_PLACEMENT
+
+        device = cond.crossattn.device
+        extra = {**cond.extra, "references": {str(i): latent.to(device) for i, latent in enumerate(self.latents)}}
+        if self.comfy:
+            extra[COMFY_PLACEMENT] = torch.ones(cond.crossattn.shape[0], device=device)
+        return Conditioning(cond.crossattn, extra)
 
     def encode(self, text: str) -> Conditioning:
         return self._with(self.inner.encode(text))

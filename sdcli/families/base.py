@@ -176,6 +176,8 @@ class Family:
     big_text_encoders: ClassVar[tuple[str, ...]] = ()
     # The model-family schedule types it runs (sampling.samplers.MODEL_SCHEDULE_LABELS; Flux.2: "flux2").
     own_schedules: ClassVar[tuple[str, ...]] = ()
+    # The ComfyUI edit nodes whose sizing of the references --comfy-edit follows (comfy_edit_inputs); None: none.
+    comfy_edit_nodes: ClassVar[str | None] = None
 
     name: str
     label: str  # for people
@@ -331,15 +333,23 @@ class Family:
         return max(step, size[0] // step * step), max(step, size[1] // step * step)
 
     def edit_prompt_encoder(self, pipe: Any, encoder: PromptEncoder, images: Sequence[Any],
-                            originals: Sequence[Any]) -> PromptEncoder:
+                            originals: Sequence[Any], seen: Sequence[Any] = ()) -> PromptEncoder:
         """The prompt encoder of an edit whose reference images are `images` fitted (reference_size) and
-        `originals` as given: here `encoder` (the text alone); a family whose text encoder sees the images too
-        (Qwen-Image-Edit) builds its own."""
+        `originals` as given (`seen`: --comfy-edit's pixels for the text encoder, EditInputs.seen): here `encoder`
+        (the text alone); a family whose text encoder sees the images too (Qwen-Image-Edit) builds its own."""
         return encoder
 
     def edit_size(self, sizes: Sequence[tuple[int, int]]) -> tuple[int, int]:
         """An edit's default size from its fitted reference images' sizes: the first one's."""
         return sizes[0]
+
+    def comfy_edit_inputs(self, images: Sequence[Any], native: int, scale: str | None = None) -> EditInputs:
+        """--comfy-edit: the reference images (PIL, as given) sized and resized as ComfyUI's edit nodes of this
+        family do it (`scale`: --reference-scale, an ImageScaleToTotalPixels before each VAEEncode); UsageError
+        naming the flag where sdcli has no such sizing for the family."""
+        from sdcli.errors import UsageError
+
+        raise UsageError(f"--comfy-edit: sdcli sizes no {self.label} edit as a ComfyUI edit node does")
 
     def control_input(self, control_latent: torch.Tensor) -> torch.Tensor:
         """A control model's extra input from the control image's latent (Flux Control: the latent itself)."""
@@ -356,6 +366,17 @@ class Family:
     def in_channels_of(self, network_channels: int) -> int:
         """The input channels in latent units of a network whose config says `network_channels`."""
         return network_channels
+
+
+@dataclass(frozen=True)
+class EditInputs:
+    """An edit's reference images as ComfyUI's edit nodes prepare them (Family.comfy_edit_inputs), float pixels
+    [1, 3, h, w] in 0..1 never rounded to 8 bits: what the VAE encodes, what the text encoder sees (empty: the text
+    alone), and the edit's default size."""
+
+    references: tuple[Any, ...]
+    seen: tuple[Any, ...]
+    size: tuple[int, int]
 
 
 @dataclass(frozen=True)

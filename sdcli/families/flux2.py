@@ -15,11 +15,11 @@ network input (--distilled-cfg, as Flux.1 dev). Imported without torch.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from sdcli.families.base import Detected, FileParts, Json, Shapes
+from sdcli.families.base import Detected, EditInputs, FileParts, Json, Shapes
 from sdcli.families.flow import FlowAdapter, FlowFamily, find_key, flow_capabilities
 from sdcli.families.flux import FLUX_UNSOUND_SCHEDULES
 from sdcli.families.latent import LatentFormat
@@ -164,6 +164,7 @@ class Flux2Family(FlowFamily):
     # its transformer files and all-in-one checkpoints load by models.flux2_files
     file_parts: ClassVar[FileParts | None] = FileParts(("qwen3",), "flux2-vae", "flux2", own_parts=True)
 
+    comfy_edit_nodes: ClassVar[str | None] = "ImageScaleToTotalPixels -> VAEEncode -> ReferenceLatent"
     distilled: bool = True
 
     def detect(self, shapes: Shapes) -> bool:
@@ -197,6 +198,32 @@ class Flux2Family(FlowFamily):
             scale = (native * native / (width * height)) ** 0.5
             width, height = int(width * scale), int(height * scale)
         return super().reference_size((width, height), native)
+
+    def comfy_edit_inputs(self, images: Sequence[Any], native: int, scale: str | None = None) -> EditInputs:
+        """ComfyUI's Flux.2 edit templates: each image scaled by ImageScaleToTotalPixels (`scale`: its method,
+        megapixels, resolution steps; a tiny model's area scaled by its native side as diffusers' rules are) before
+        its VAEEncode, the edit at the first one's scaled size (GetImageSize -> EmptyFlux2LatentImage and
+        Flux2Scheduler). Refused (--reference-scale) where a scaled side is not whole 16 px latent cells: ComfyUI's
+        Flux2Scheduler then sizes its schedule by the exact pixels, sdcli's by whole cells."""
+        from sdcli.errors import UsageError
+        from sdcli.families.comfy_images import comfy_image, comfy_size, common_upscale, vae_input
+        from sdcli.request.vocabulary import parse_reference_scale
+
+        if scale is None:
+            raise UsageError("--comfy-edit: a Flux.2 edit as ComfyUI's templates size it needs --reference-scale "
+                             "'METHOD MEGAPIXELS STEPS' (their ImageScaleToTotalPixels)")
+        method, megapixels, steps = parse_reference_scale(scale)
+        area = megapixels * 1024 * 1024 * (1.0 if native >= 1024 else (native / 1024) ** 2)
+        references, cell = [], self.latent.vae_scale
+        for image in images:
+            size = comfy_size(area, image.size, steps)
+            if size[0] % cell or size[1] % cell:
+                raise UsageError(f"--reference-scale: a {image.size[0]}x{image.size[1]} image scales to {size[0]}x"
+                                 f"{size[1]}, not whole {cell} px latent cells (ComfyUI's Flux2Scheduler sizes its "
+                                 f"schedule by those pixels, sdcli's by whole cells); use STEPS {cell}")
+            references.append(vae_input(common_upscale(comfy_image(image), size, method), cell))
+        return EditInputs(tuple(references), (), (references[0].shape[-1], references[0].shape[-2]))
+
     def lora_state(self, pipe: Any, state: dict[str, Any]) -> dict[str, Any]:
         """sd-scripts' kohya files through diffusers' kohya Flux.2 converter, the layers it drops (the modulations,
         final_layer.adaLN_modulation.1) renamed by sdcli; ComfyUI/ai-toolkit files in BFL names renamed by sdcli

@@ -16,9 +16,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from sdcli.families.base import Detected, FileParts, Json, Shapes
+from sdcli.families.base import Detected, EditInputs, FileParts, Json, Shapes
 from sdcli.families.flow import FlowAdapter, find_key, flow_capabilities
-from sdcli.families.flux import PACKING, FluxDerivedFamily, pack, references_of, unpack
+from sdcli.families.flux import COMFY_PLACEMENT, PACKING, FluxDerivedFamily, pack, references_of, unpack
 from sdcli.families.latent import LatentFormat
 
 if TYPE_CHECKING:
@@ -78,8 +78,11 @@ class QwenImageAdapter(FlowAdapter):
     """A diffusers QwenImageTransformer2DModel as the loop's network: latents packed into 2x2 tokens (odd sides
     wrapped round and cropped after, as ComfyUI's pad_to_patch_size), img_shapes (1, rows/2, cols/2) per row for
     its RoPE, the Qwen2.5-VL states as the text (no mask: the loop batches only rows of one length, unpadded),
-    timestep = sigma (the network scales it by 1000); an edit's reference latents packed after the image's tokens,
-    each with its own img_shapes entry, the output cut to the image's tokens (diffusers' QwenImageEditPipeline)."""
+    timestep = sigma (the network scales it by 1000). An edit's reference latents (odd sides wrapped round too) are
+    packed after the image's tokens, each with its own img_shapes entry, the output cut to the image's tokens
+    (diffusers' QwenImageEditPipeline); with --comfy-edit (COMFY_PLACEMENT) at ComfyUI's rotary positions
+    (families.qwen_rotary: the same as diffusers' only where every grid has even sides and the image's longer side
+    is the longest)."""
 
     packing = PACKING
     patch = PACKING
@@ -88,14 +91,24 @@ class QwenImageAdapter(FlowAdapter):
     def run(self, x: Any, t: Any, cond: Conditioning) -> Any:
         import torch
 
+        from sdcli.families.flow import pad_to_patches
+        from sdcli.families.qwen_rotary import QWEN_ROTARY_KEY, comfy_rotary, use_rotary_processor
+
         batch, _, h, w = x.shape
-        tokens, shapes = [pack(x)], [(1, h // PACKING, w // PACKING)]
+        tokens, grids = [pack(x)], [(h // PACKING, w // PACKING)]
         for ref in references_of(cond):  # an edit's (Qwen-Image-Edit): after the image's tokens, as diffusers
+            ref = pad_to_patches(ref, PACKING)
             tokens.append(pack(ref).to(x.dtype))
-            shapes.append((1, ref.shape[-2] // PACKING, ref.shape[-1] // PACKING))
+            grids.append((ref.shape[-2] // PACKING, ref.shape[-1] // PACKING))
+        placed = {}
+        if len(grids) > 1 and COMFY_PLACEMENT in cond.extra:  # --comfy-edit: ComfyUI's positions, not diffusers'
+            use_rotary_processor(self.module)
+            placed = {"attention_kwargs": {QWEN_ROTARY_KEY: comfy_rotary(self.module, grids, cond.crossattn.shape[1],
+                                                                         x.device)}}
         out = self.module(hidden_states=torch.cat(tokens, dim=1).to(self.dtype),
                           encoder_hidden_states=cond.crossattn.to(self.dtype), encoder_hidden_states_mask=None,
-                          timestep=t.to(self.dtype), img_shapes=[shapes] * batch, return_dict=False)[0]
+                          timestep=t.to(self.dtype), img_shapes=[[(1, *grid) for grid in grids]] * batch,
+                          return_dict=False, **placed)[0]
         return unpack(out[:, :tokens[0].shape[1]].float(), h, w)
 
 
@@ -139,6 +152,7 @@ class QwenImageEditFamily(QwenImageFamily):
     reference image (Plus: several), from a folder whose model_index.json names QwenImageEditPipeline
     (QwenImageEditPlusPipeline)."""
 
+    comfy_edit_nodes: ClassVar[str | None] = "TextEncodeQwenImageEdit(Plus)"
     plus: bool = False  # Edit Plus (2509): several images, each also at CONDITION_AREA for Qwen2.5-VL
 
     def detect(self, shapes: Shapes) -> bool:
@@ -149,21 +163,54 @@ class QwenImageEditFamily(QwenImageFamily):
                                                      else "QwenImageEditPipeline")
 
     def edit_prompt_encoder(self, pipe: Any, encoder: PromptEncoder, images: Sequence[Any],
-                            originals: Sequence[Any]) -> PromptEncoder:
+                            originals: Sequence[Any], seen: Sequence[Any] = ()) -> PromptEncoder:
         """Qwen2.5-VL sees the reference images with the instruction (conditioning.qwenimage_edit): Edit the fitted
         image (diffusers' prompt_image); Edit Plus each image as given resized to its CONDITION_AREA size (Lanczos,
-        as the pipeline's image_processor.resize), as "Picture i"; the literal-prompt rule of `encoder` kept."""
+        as the pipeline's image_processor.resize), as "Picture i"; the literal-prompt rule of `encoder` kept.
+        --comfy-edit's `seen` pixels go through ComfyUI's own vision preprocessing (comfy_vision_inputs)."""
         from PIL import Image
 
         from sdcli.conditioning.qwenimage_edit import QwenImageEditPromptEncoder
 
+        emphasis = getattr(encoder, "emphasis", "original")
+        if seen:
+            return QwenImageEditPromptEncoder(pipe.tokenizer, pipe.text_encoder, list(seen), emphasis,
+                                              pictures=self.plus, comfy=True)
         seen = list(images)
         if self.plus:
             scale = self._scale(self.native_size_of(pipe))
             seen = [im.resize(_dimensions(CONDITION_AREA * scale, im.size), Image.Resampling.LANCZOS)
                     for im in originals]
-        return QwenImageEditPromptEncoder(pipe.tokenizer, pipe.text_encoder, seen,
-                                          getattr(encoder, "emphasis", "original"), pictures=self.plus)
+        return QwenImageEditPromptEncoder(pipe.tokenizer, pipe.text_encoder, seen, emphasis, pictures=self.plus)
+
+    def comfy_edit_inputs(self, images: Sequence[Any], native: int, scale: str | None = None) -> EditInputs:
+        """ComfyUI's TextEncodeQwenImageEdit: each image (there: one) scaled to RELEASED_AREA pixels, sides rounded
+        to whole pixels, by torch's "area" interpolation, is both Qwen2.5-VL's input and the reference the VAE
+        encodes (which crops it to whole latent cells about the centre); Edit Plus (TextEncodeQwenImageEditPlus):
+        Qwen2.5-VL sees each at CONDITION_AREA pixels, the VAE encodes each at RELEASED_AREA with sides rounded to
+        multiples of 8. A tiny model's areas are scaled by its native side as the diffusers rules' are. The edit's
+        size is the first image's own, cropped to whole latent cells (the template's VAEEncode of the image)."""
+        if scale is not None:
+            from sdcli.errors import UsageError
+
+            raise UsageError("--reference-scale: Qwen-Image-Edit's ComfyUI nodes size their images themselves "
+                             "(--comfy-edit alone)")
+        from sdcli.families.comfy_images import comfy_image, comfy_size, common_upscale, vae_input
+
+        shrink, cell = self._scale(native), self.latent.vae_scale
+        size = (images[0].size[0] // cell * cell, images[0].size[1] // cell * cell)
+        references, seen = [], []
+        for image in images:
+            pixels = comfy_image(image)
+            if self.plus:
+                seen.append(common_upscale(pixels, comfy_size(CONDITION_AREA * shrink, image.size), "area"))
+                scaled = common_upscale(pixels, comfy_size(RELEASED_AREA * shrink, image.size, cell), "area")
+            else:
+                scaled = common_upscale(pixels, comfy_size(RELEASED_AREA * shrink, image.size), "area")
+                seen.append(scaled)
+            references.append(vae_input(scaled, cell))
+        seen = [image.movedim(-1, 1) for image in seen]
+        return EditInputs(tuple(references), tuple(seen), size)
 
     def reference_size(self, size: tuple[int, int], native: int) -> tuple[int, int]:
         """diffusers' edit pipelines: the image's aspect ratio at 1024 x 1024 pixels (a tiny model: scaled by its

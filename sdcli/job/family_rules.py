@@ -20,6 +20,15 @@ def editing_families() -> str:
     return ", ".join(f.label for f in FAMILIES.values() if f.capabilities.references)
 
 
+def comfy_edit_families() -> str:
+    """The families whose edits --comfy-edit sizes as ComfyUI's nodes do, with those nodes."""
+    from sdcli.families import FAMILIES
+
+    nodes = {f.comfy_edit_nodes: [g.label for g in FAMILIES.values() if g.comfy_edit_nodes == f.comfy_edit_nodes]
+             for f in FAMILIES.values() if f.comfy_edit_nodes}
+    return "; ".join(f"{', '.join(labels)}: {node}" for node, labels in nodes.items())
+
+
 def check_edit(request: GenerationRequest, family: Any) -> None:
     """`sdcli edit` needs a family that edits by instruction (Capabilities.references), with at most as many
     reference images as it takes, and nothing an edit cannot take (request.generation.edit_refusal); one line
@@ -36,6 +45,10 @@ def check_edit(request: GenerationRequest, family: Any) -> None:
     if takes is not None and len(request.references) > takes:
         raise UsageError(f"--image: {len(request.references)} reference images; a {family.label} model takes at "
                          f"most {takes}")
+    flag = "--comfy-edit" if request.comfy_edit else "--reference-scale" if request.reference_scale else None
+    if flag and family is not None and family.comfy_edit_nodes is None:
+        raise UsageError(f"{flag}: sdcli sizes no {family.label} edit as a ComfyUI edit node does (it follows "
+                         f"{comfy_edit_families()})")
     refusal = edit_refusal(request, f"{getattr(family, 'article', 'a')} {family.label} model" if family is not None
                            else "this model")
     if refusal is not None:

@@ -12,7 +12,7 @@ from sdcli.controlnet.units import ControlUnit, validate_units
 from sdcli.errors import UsageError
 from sdcli.request.fields import MAX_PROMPT_CHARS, MAX_SEED, check_fields, check_text  # noqa: F401 (re-exported)
 from sdcli.request.hires import MAX_SIDE, HiresSettings, check_final_size
-from sdcli.request.vocabulary import choice_key  # also re-exported for execution/
+from sdcli.request.vocabulary import choice_key, parse_reference_scale  # choice_key re-exported for execution/
 from sdcli.sampling.samplers import DEFAULT_SAMPLER, SamplerChoice, img2img_walk, resolve_sampler
 
 
@@ -108,6 +108,9 @@ class GenerationRequest:
     low_bits: str | None = None
     # `sdcli edit`: the reference images an instruction-editing model (Flux.1 Kontext, Flux.2 klein) sees, as paths.
     references: tuple[str, ...] = ()
+    # ComfyUI's edit-node sizing of the references (TextEncodeQwenImageEdit(Plus)): Family.comfy_edit_inputs
+    comfy_edit: bool = False
+    reference_scale: str | None = None  # ComfyUI's ImageScaleToTotalPixels before each reference ("METHOD MP STEPS")
     quantize_text_encoder: bool = False  # the family's big text encoders quantized as the diffusion model is
     # --restore-faces: the WebUI's face restoration after decoding (models.faces); "none" or None: off.
     restore_faces: str | None = None
@@ -291,7 +294,15 @@ def check_references(request: GenerationRequest) -> None:
     if request.mode != "edit":
         if request.references:
             raise UsageError("--image: reference images are for sdcli edit; img2img takes one --image")
+        for flag, given in (("--comfy-edit", request.comfy_edit), ("--reference-scale", request.reference_scale)):
+            if given:
+                raise UsageError(f"{flag}: it sizes an edit's reference images; it is for sdcli edit")
         return
+    if request.reference_scale is not None:
+        try:
+            parse_reference_scale(request.reference_scale)
+        except ValueError as error:
+            raise UsageError(f"--reference-scale: {error}") from None
     if not request.references or any(not isinstance(r, str) or not r.strip() for r in request.references):
         raise UsageError("--image: sdcli edit needs a reference image: give -i IMAGE (repeat it for more)")
     if len(request.references) > MAX_REFERENCES:

@@ -16,7 +16,8 @@ RECORDED_WHEN_SET: dict[str, Any] = {"tiling": False, "distilled_cfg_scale": Non
                                      "hires.distilled_cfg_scale": None, "restore_faces": None,
                                      "code_former_weight": 0.5, "model_sampling": None,
                                      "zero_negative": False, "upsample_prompt": None,
-                                     "cfg_norm": None}
+                                     "cfg_norm": None, "comfy_edit": False,
+                                     "reference_scale": None}
 
 
 def request_to_dict(request: GenerationRequest) -> dict[str, Any]:

@@ -77,3 +77,23 @@ def low_bits_key(value: str) -> str:
     key = " ".join(value.lower().replace("_", "-").replace("(", " (").split())
     row = QUANTIZE.get(key)
     return row.label.lower() if row is not None else key
+
+
+# --reference-scale "METHOD MEGAPIXELS STEPS": ComfyUI's ImageScaleToTotalPixels before an edit reference's VAEEncode
+# (comfy_extras/nodes_post_processing.py): its upscale methods (comfy.utils.common_upscale) and its ranges.
+REFERENCE_SCALE_METHODS = ("nearest-exact", "bilinear", "area", "bicubic", "lanczos")
+
+
+def parse_reference_scale(text: str) -> tuple[str, float, int]:
+    """--reference-scale's (method, megapixels, resolution steps); ValueError saying what is valid."""
+    parts = str(text).split()
+    try:
+        method, megapixels, steps = parts[0].lower(), float(parts[1]), int(parts[2])
+    except (IndexError, ValueError):
+        raise ValueError(f"{text!r} is not METHOD MEGAPIXELS STEPS (ImageScaleToTotalPixels' widgets, as "
+                         "'nearest-exact 1 1')") from None
+    if (len(parts) != 3 or method not in REFERENCE_SCALE_METHODS or not 0.01 <= megapixels <= 16
+            or not 1 <= steps <= 256):
+        raise ValueError(f"{text!r}: METHOD one of {', '.join(REFERENCE_SCALE_METHODS)}, MEGAPIXELS 0.01-16, "
+                         "STEPS 1-256")
+    return method, megapixels, steps

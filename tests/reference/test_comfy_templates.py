@@ -273,11 +273,11 @@ def test_model_sampling_is_refused_on_an_sd_model(tiny_model):
 # ------------------------------------------------------------------ nodes sdcli does not map: refused by name
 
 # Nodes of the official templates sdcli does not map, each with what it does in ComfyUI (why a replay without it
-# would not be ComfyUI's image). CFGNorm, ReferenceLatent and FluxKontextImageScale are mapped: the edit templates'
-# tests (test_comfy_edit_templates.py).
+# would not be ComfyUI's image). CFGNorm, ReferenceLatent, FluxKontextImageScale, TextEncodeQwenImageEdit(Plus),
+# ImageScaleToTotalPixels and GetImageSize are mapped: the edit templates' tests (test_comfy_edit_templates.py,
+# test_comfy_qwen_edit_templates.py, test_comfy_flux2_edit_templates.py).
 REFUSED = {
-    "TextEncodeQwenImageEditPlus": "Qwen-Image-Edit: the prompt encoded with its images",
-    "ImageScaleToTotalPixels": "edits: the input image resized to a pixel count",
+    "FluxKontextMultiReferenceLatentMethod": "edits: the references' placement (offset, index, uxo) set by the graph",
     "EmptyHunyuanLatentImage": "a video latent (frames) where the image templates use EmptySD3LatentImage",
     "ConditioningCombine": "Z-Image Turbo's newer template: two prompts' conditionings sampled together",
 }

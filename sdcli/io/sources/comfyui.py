@@ -5,7 +5,8 @@ UI-only one, reads as nothing), and replay needs each standard node by its role.
 walked back from the sampler: model chain (loaders, LoRAs, ModelSampling*), conditioning
 (CLIPTextEncode, FluxGuidance, CLIPSetLastLayer; ConditioningZeroOut on the negative: --zero-negative), latent
 (EmptyLatentImage and its SD3/Flux2 forms, VAEEncode+LoadImage: the input's file name, found by replay);
-ReferenceLatent on the conditioning: an edit (sdcli edit) of the reference images it chains (edits.py);
+ReferenceLatent on the conditioning: an edit (sdcli edit) of the reference images it chains (edits.py), as are
+TextEncodeQwenImageEdit(Plus)'s images (--comfy-edit: sized as those nodes size them);
 ModelSamplingAuraFlow/SD3 are --model-sampling with their --shift (the model's sigmas replaced, as ComfyUI does);
 CFGNorm is --cfg-norm.
 Any other node is listed in `unmapped`, and replay refuses the image naming them.
@@ -16,7 +17,7 @@ from __future__ import annotations
 from typing import Any
 
 from sdcli.io.sources.common import BrokenMetadata, Found, clean, load_json, size, with_loras
-from sdcli.io.sources.edits import ANNOTATION, References
+from sdcli.io.sources.edits import ANNOTATION, QWEN_ENCODERS, References
 from sdcli.io.sources.names import comfy_sampler
 
 SAMPLER_NODES = ("KSampler", "KSamplerAdvanced", "SamplerCustom", "SamplerCustomAdvanced")
@@ -59,6 +60,10 @@ WIDGETS: dict[str, tuple[str, ...]] = {
     "ImageStitch": ("direction", "match_image_size", "spacing_width", "spacing_color"),
     "FluxKontextImageScale": (),
     "ReferenceLatent": (),
+    "ImageScaleToTotalPixels": ("upscale_method", "megapixels", "resolution_steps"),
+    "GetImageSize": (),
+    "TextEncodeQwenImageEdit": ("prompt",),
+    "TextEncodeQwenImageEditPlus": ("prompt",),
     "VAEEncode": (),
     "VAEDecode": (),
     "SaveImage": ("filename_prefix",),
@@ -274,9 +279,11 @@ class _Walk:
             elif kind == "ReferenceLatent":  # a reference appended to the conditioning's list: walked back, first
                 self.references.add(role, node["inputs"].get("latent"))
                 link = node["inputs"].get("conditioning")
-            elif kind == "CLIPTextEncode":
+            elif kind in ("CLIPTextEncode", *QWEN_ENCODERS):  # Qwen-Image-Edit's: its images an edit's references
+                if kind in QWEN_ENCODERS and self.references.add_encoder(role, node):
+                    self.params["Comfy edit"] = "True"
                 self.clip(node["inputs"].get("clip"))
-                text = self.value(node, "text", "")
+                text = self.value(node, "text" if kind == "CLIPTextEncode" else "prompt", "")
                 return text if isinstance(text, str) else str(text)
             else:
                 return ""
@@ -316,7 +323,13 @@ class _Walk:
         node = self.node(link, "latent_image")
         kind = node.get("class_type")
         if kind in EMPTY_LATENTS:
-            self.params["Size"] = size(self.value(node, "width"), self.value(node, "height"))
+            sides = [node["inputs"].get(side) for side in ("width", "height")]
+            if any(_is_link(side) and self.node(side, side).get("class_type") == "GetImageSize" for side in sides):
+                if not all(_is_link(side) and self.references.sized_by_first(side) for side in sides):
+                    self.unmapped.append("an empty latent sized by GetImageSize of another image than the first "
+                                         "reference's scaled one (sdcli's edit is at that size)")
+            else:  # GetImageSize of the first reference's scaled image: its size, the edit's default
+                self.params["Size"] = size(self.value(node, "width"), self.value(node, "height"))
             if self.started:
                 self.unmapped.append(f"{self.started} on an empty latent")
             elif denoise not in (None, 1, 1.0):

@@ -1,0 +1,187 @@
+"""ComfyUI's Flux.2 klein edit template (image_flux2_klein_image_edit_4b_distilled: LoadImage ->
+ImageScaleToTotalPixels -> VAEEncode -> ReferenceLatent on both conditionings, GetImageSize sizing
+EmptyFlux2LatentImage and Flux2Scheduler, SamplerCustomAdvanced euler at CFG 1) replayed by `sdcli replay IMG -i REF`
+on the tiny klein as `sdcli edit --reference-scale 'METHOD MP STEPS'`, against flux2_edit_comfy_ref. The tiny model's
+pixel count is the node's scaled by (its native side / 1024)^2, as sdcli scales diffusers' areas for it."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tests.reference.test_comfy_edit_templates import PROMPT, SEED, klein_edit_template, levels, replay
+
+pytestmark = [pytest.mark.parity]
+
+
+def template(method="nearest-exact", megapixels=1, steps=1, second=False):
+    graph = klein_edit_template()
+    graph["80"]["inputs"].update(upscale_method=method, megapixels=megapixels, resolution_steps=steps)
+    if second:  # the template's second reference: its own ImageScaleToTotalPixels and VAEEncode, chained after
+        graph["85"] = {"class_type": "LoadImage", "inputs": {"image": "second.png", "upload": "image"}}
+        graph["86"] = {"class_type": "ImageScaleToTotalPixels", "inputs": {
+            "upscale_method": method, "megapixels": megapixels, "resolution_steps": steps, "image": ["85", 0]}}
+        graph["87"] = {"class_type": "VAEEncode", "inputs": {"pixels": ["86", 0], "vae": ["72", 0]}}
+        graph["88"] = {"class_type": "ReferenceLatent", "inputs": {"conditioning": ["77", 0], "latent": ["87", 0]}}
+        graph["89"] = {"class_type": "ReferenceLatent", "inputs": {"conditioning": ["78", 0], "latent": ["87", 0]}}
+        graph["63"]["inputs"].update(positive=["88", 0], negative=["89", 0])
+    return graph
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory):
+    from PIL import Image, ImageFilter
+
+    folder = tmp_path_factory.mktemp("flux2-edit-refs")
+    rng = np.random.default_rng(11)
+    for name, (w, h) in {"big": (128, 128), "other": (128, 128), "wide": (96, 64), "small": (48, 32)}.items():
+        noise = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+        Image.fromarray(noise).filter(ImageFilter.GaussianBlur(2)).save(folder / f"{name}.png")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def klein(tiny_family_pipe):
+    return tiny_family_pipe("flux2-klein")
+
+
+def unscaled(model, tmp_path, graph, inputs, **fields):
+    """The replayed request without its --reference-scale (diffusers' sizing), `fields` set: the image."""
+    from dataclasses import replace
+
+    from sdcli.io.replay import plan_replay
+    from sdcli.job.generate import run
+    from sdcli.request.generation import validate
+    from tests.io.tool_images import comfy_png
+
+    request = plan_replay(comfy_png(tmp_path / "u.png", graph), {}, model_override="m", input_images=inputs).request
+    request = replace(request, reference_scale=None, **fields)
+    return [np.asarray(g.image) for g in run(request, model, validate(request), model_name="m", model_hash="h")][0]
+
+
+def theirs(model, paths, method="nearest-exact", megapixels=1, steps=1):
+    from tests.reference import flux2_edit_comfy_ref as FC
+
+    return FC.sample(model.pipe, paths, PROMPT, method, megapixels, steps, (model.native_size / 1024) ** 2,
+                     seed=SEED, steps=4)
+
+
+def test_flux2_klein_edit_template(klein, images, tmp_path, single_thread):
+    """The template (nearest-exact to 1 MP, steps 1) replays at 0 levels at the scaled size; the same edit sized as
+    diffusers' pipeline sizes it (no --reference-scale: Lanczos to at most the native area) and another image are
+    off."""
+    big = images / "big.png"
+    reference = theirs(klein, [big])
+    ours = replay(klein, tmp_path, template(), [big])
+    side = reference.shape[0]
+    diffusers = unscaled(klein, tmp_path, template(), [big], width=side, height=side)
+    other = replay(klein, tmp_path, template(), [images / "other.png"])
+    print(f"klein edit template: {levels(ours, reference)} at {ours.shape}; diffusers' sizing "
+          f"{levels(diffusers, reference)}, another image {levels(other, reference)}")
+    assert ours.shape == reference.shape
+    assert levels(ours, reference) == 0
+    assert levels(diffusers, reference) > 0 and levels(other, reference) > 0
+
+
+@pytest.mark.parametrize("method", ["lanczos", "bilinear", "area", "bicubic"])
+def test_flux2_klein_edit_template_methods(klein, images, tmp_path, method, single_thread):
+    """Each upscale method of the node, two references (a 96x64 and a 48x32 image, steps 16: whole latent cells)
+    chained as the template's second image: 0 levels; nearest-exact in the method's place is off."""
+    paths = [images / "wide.png", images / "small.png"]
+    reference = theirs(klein, paths, method, steps=16)
+    ours = replay(klein, tmp_path, template(method, steps=16, second=True), paths)
+    nearest = replay(klein, tmp_path, template("nearest-exact", steps=16, second=True), paths)
+    print(f"{method}: {levels(ours, reference)} at {ours.shape}; nearest-exact {levels(nearest, reference)}")
+    assert ours.shape == reference.shape
+    assert levels(ours, reference) == 0 and levels(nearest, reference) > 0
+
+
+def _other_size(graph):
+    graph["90"] = {"class_type": "LoadImage", "inputs": {"image": "other.png", "upload": "image"}}
+    graph["91"] = {"class_type": "GetImageSize", "inputs": {"image": ["90", 0]}}
+    graph["66"]["inputs"].update(width=["91", 0], height=["91", 1])
+
+
+def _own_size(graph):
+    graph["79"]["inputs"]["pixels"] = ["76", 0]
+    graph["81"]["inputs"]["image"] = ["76", 0]
+
+
+@pytest.mark.parametrize("change,message", [
+    (_other_size, "an empty latent sized by GetImageSize of another image"),
+    (_own_size, "a reference image 'ref.png' encoded at its own size"),
+    (lambda g: g["86"]["inputs"].update(megapixels=2), "references scaled by ImageScaleToTotalPixels nodes of "
+                                                        "different settings (nearest-exact 1 1, nearest-exact 2 1)"),
+    (lambda g: g["86"].update(class_type="FluxKontextImageScale"), "references sized by both FluxKontextImageScale "
+                                                                    "and ImageScaleToTotalPixels"),
+], ids=["latent-size", "own-size", "two-settings", "two-scalers"])
+def test_flux2_template_variants_refused_by_name(tmp_path, change, message):
+    """What sdcli's edit cannot do as the graph did stops the replay before any model loads, in one line naming
+    it (exit 2)."""
+    from sdcli.errors import UsageError
+    from sdcli.io.replay import plan_replay
+    from tests.io.tool_images import comfy_png
+
+    graph = template(second=True)
+    change(graph)
+    with pytest.raises(UsageError, match="cannot replay") as caught:
+        plan_replay(comfy_png(tmp_path / "t.png", graph), {}, model_override="m",
+                    input_images=[tmp_path / "x.png", tmp_path / "y.png"])
+    assert message in str(caught.value), str(caught.value)
+    assert caught.value.exit_code == 2 and "\n" not in str(caught.value)
+
+
+def test_flux2_template_through_the_cli(tiny_family, klein, images, tmp_path, single_thread):
+    """`sdcli replay IMG -i REF -m MODEL` writes the edit in the transcription's pixels, `Reference scale:
+    nearest-exact 1 1` in its infotext (sdcli's own replay reads it back); a scale to sides that are not whole
+    16 px cells (a 96x64 image at steps 1: 78x52) is exit 2 naming --reference-scale and the size, once the model
+    is loaded (its native side sets the area), nothing written; a bad --reference-scale is exit 2 before
+    loading."""
+    from PIL import Image
+    from typer.testing import CliRunner
+
+    from sdcli.cli import app
+    from tests.io.tool_images import comfy_png
+
+    big, model = images / "big.png", tiny_family("flux2-klein")
+    graph = comfy_png(tmp_path / "t.png", template())
+    result = CliRunner().invoke(app, ["replay", str(graph), "-i", str(big), "-m", str(model), "-o",
+                                      str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    written = sorted((tmp_path / "out").glob("*.png"))
+    assert len(written) == 1
+    with Image.open(written[0]) as im:
+        assert "Reference scale: nearest-exact 1 1" in im.info["parameters"]
+        assert levels(np.asarray(im.convert("RGB")), theirs(klein, [big])) == 0
+    from sdcli.io.replay import plan_replay
+
+    again = plan_replay(written[0], {}, model_override="m").request
+    assert again.reference_scale == "nearest-exact 1 1" and again.mode == "edit"
+    wide = CliRunner().invoke(app, ["replay", str(graph), "-i", str(images / "wide.png"), "-m", str(model), "-o",
+                                    str(tmp_path / "wide")])
+    assert wide.exit_code == 2, wide.output
+    assert "--reference-scale: a 96x64 image scales to 78x52, not whole 16 px latent cells" in wide.output
+    bad = CliRunner().invoke(app, ["edit", "a cat", "-i", str(big), "--reference-scale", "nearest 1 1", "-m",
+                                   str(model), "-o", str(tmp_path / "bad")])
+    assert bad.exit_code == 2 and "--reference-scale: 'nearest 1 1': METHOD one of nearest-exact" in bad.output
+    assert not list((tmp_path / "wide").glob("*")) and not (tmp_path / "bad").exists()  # refused after loading
+
+
+@pytest.mark.parametrize("method", ["nearest-exact", "bilinear", "area", "bicubic", "lanczos"])
+@pytest.mark.parametrize("size,steps", [((1000, 700), 16), ((777, 1333), 32), ((640, 480), 16)])
+def test_reference_scale_is_the_nodes(method, size, steps):
+    """Flux.2's comfy_edit_inputs gives ImageScaleToTotalPixels' float pixels exactly (the transcription's) at the
+    released model's 1 MP, and the edit its scaled size."""
+    import torch
+    from PIL import Image
+
+    from sdcli.families.flux2 import FLUX2_KLEIN
+    from tests.reference import flux2_edit_comfy_ref as FC
+
+    noise = np.random.default_rng(sum(size)).integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
+    image = Image.fromarray(noise)
+    comfy = torch.from_numpy(noise.astype(np.float32) / 255.0)[None]
+    theirs_pixels = FC.scale_to_total_pixels(comfy, method, 1.0, steps).movedim(-1, 1)
+    ours = FLUX2_KLEIN.comfy_edit_inputs([image], 1024, f"{method} 1 {steps}")
+    assert torch.equal(ours.references[0], theirs_pixels)
+    assert ours.size == (theirs_pixels.shape[-1], theirs_pixels.shape[-2]) and ours.seen == ()
