@@ -393,17 +393,3 @@ Direction = Annotated[list[str] | None, typer.Option(
     "[default: all four]", rich_help_panel=IMG, show_default=False)]
 Fill = Annotated[str, typer.Option("--fill", help="Pre-fill of the new area: edge (stretched border pixels), "
                                    "noise, or blur (colours blurred in from the border).", rich_help_panel=IMG)]
-
-# -- X/Y/Z plot (xyz) --------------------------------------------------------------------------
-def _plot_axis(name: str, example: str) -> Any:
-    return Annotated[str | None, typer.Option(f"--{name}", show_default=False, rich_help_panel=GEN,
-                                              help=f'{name.upper()} axis: "NAME: VALUES", e.g. "{example}".')]
-
-
-XAxis = _plot_axis("x", "Sampler: Euler, DPM++ 2M Karras")
-YAxis = _plot_axis("y", "CFG Scale: 4-10 (+2)")
-ZAxis = _plot_axis("z", "Steps: 10,20")
-KeepRandom = Annotated[bool, typer.Option("--keep-random-seeds", help="The WebUI's 'Keep -1 for seeds': a random "
-                                          "seed per cell instead of one for the whole plot.", rich_help_panel=GEN)]
-Legend = Annotated[bool, typer.Option("--legend/--no-legend", help="Draw the axis labels on the grids.",
-                                      rich_help_panel=OUT)]

@@ -11,6 +11,22 @@ import typer
 from sdcli.cli import options as o
 from sdcli.cli.hires_options import HIRES_FLAGS, hires_options, hires_part
 
+
+# -- The plot's own flags -------------------------------------------------------------------
+def _plot_axis(name: str, example: str) -> Any:
+    return Annotated[str | None, typer.Option(f"--{name}", show_default=False, rich_help_panel=o.GEN,
+                                              help=f'{name.upper()} axis: "NAME: VALUES", e.g. "{example}".')]
+
+
+XAxis = _plot_axis("x", "Sampler: Euler, DPM++ 2M Karras")
+YAxis = _plot_axis("y", "CFG Scale: 4-10 (+2)")
+ZAxis = _plot_axis("z", "Steps: 10,20")
+KeepRandom = Annotated[bool, typer.Option("--keep-random-seeds", help="The WebUI's 'Keep -1 for seeds': a random "
+                                          "seed per cell instead of one for the whole plot.", rich_help_panel=o.GEN)]
+Legend = Annotated[bool, typer.Option("--legend/--no-legend", help="Draw the axis labels on the grids.",
+                                      rich_help_panel=o.OUT)]
+
+
 HELP = """Plot images over up to three axes of settings, as the WebUI's X/Y/Z plot.
 
 Each axis is "NAME: VALUES" with the WebUI's axis names: Seed, Var. seed,
@@ -62,13 +78,13 @@ RECORDED = ("prompt", "x", "y", "z", "image", "references", "strength", "resize"
 @o.shared_options(exclude=("batch_size", "count", "output", "server"))
 def xyz(
     ctx: typer.Context,
-    x: o.XAxis = None,
-    y: o.YAxis = None,
-    z: o.ZAxis = None,
+    x: XAxis = None,
+    y: YAxis = None,
+    z: ZAxis = None,
     output: PlotOutput = None,
     resume: Resume = False,
-    keep_random_seeds: o.KeepRandom = False,
-    legend: o.Legend = True,
+    keep_random_seeds: KeepRandom = False,
+    legend: Legend = True,
     image: InputImages = None,
     edit: Edit = False,
     strength: o.Strength = 0.75,
