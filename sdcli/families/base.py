@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
+from sdcli.families.edit_inputs import EditInputs
 from sdcli.families.latent import LatentFormat
 from sdcli.models.module_state import module_device, module_dtype
 
@@ -366,17 +367,6 @@ class Family:
     def in_channels_of(self, network_channels: int) -> int:
         """The input channels in latent units of a network whose config says `network_channels`."""
         return network_channels
-
-
-@dataclass(frozen=True)
-class EditInputs:
-    """An edit's reference images as ComfyUI's edit nodes prepare them (Family.comfy_edit_inputs), float pixels
-    [1, 3, h, w] in 0..1 never rounded to 8 bits: what the VAE encodes, what the text encoder sees (empty: the text
-    alone), and the edit's default size."""
-
-    references: tuple[Any, ...]
-    seen: tuple[Any, ...]
-    size: tuple[int, int]
 
 
 @dataclass(frozen=True)

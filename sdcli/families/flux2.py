@@ -19,7 +19,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from sdcli.families.base import Detected, EditInputs, FileParts, Json, Shapes
+from sdcli.families.base import Detected, FileParts, Json, Shapes
+from sdcli.families.edit_inputs import EditInputs
 from sdcli.families.flow import FlowAdapter, FlowFamily, find_key, flow_capabilities
 from sdcli.families.flux import FLUX_UNSOUND_SCHEDULES
 from sdcli.families.latent import LatentFormat

@@ -34,7 +34,7 @@ def check_edit(request: GenerationRequest, family: Any) -> None:
     reference images as it takes, and nothing an edit cannot take (request.generation.edit_refusal); one line
     naming the family (None: a model whose files do not tell it, whose load step says why)."""
     from sdcli.families import name_hint
-    from sdcli.request.generation import edit_refusal
+    from sdcli.request.edits import edit_refusal
 
     if request.mode != "edit":
         return

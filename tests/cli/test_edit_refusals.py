@@ -10,7 +10,7 @@ from PIL import Image
 
 from sdcli.families import FAMILIES
 from sdcli.job.family_rules import editing_families
-from sdcli.request.generation import EDIT_REFUSED
+from sdcli.request.edits import EDIT_REFUSED
 
 FLOW = "Euler, Euler a, Heun, DPM++ 2M, DPM++ SDE, DPM++ 2M SDE, ..."
 EDITORS = editing_families()  # from the family table: Flux.2 klein, ..., Qwen-Image-Edit Plus

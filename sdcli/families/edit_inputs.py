@@ -1,0 +1,17 @@
+"""An edit's reference images as ComfyUI's edit nodes prepare them (families.base.Family.comfy_edit_inputs)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class EditInputs:
+    """An edit's reference images as ComfyUI's edit nodes prepare them (Family.comfy_edit_inputs), float pixels
+    [1, 3, h, w] in 0..1 never rounded to 8 bits: what the VAE encodes, what the text encoder sees (empty: the text
+    alone), and the edit's default size."""
+
+    references: tuple[Any, ...]
+    seen: tuple[Any, ...]
+    size: tuple[int, int]
