@@ -55,7 +55,7 @@ def _options():
     from sdcli.cli import app
 
     group = typer.main.get_command(app)
-    return {name: param.help or "" for command in ("txt2img", "img2img", "inpaint", "outpaint")
+    return {name: param.help or "" for command in ("txt2img", "img2img", "inpaint", "outpaint", "edit")
             for param in group.commands[command].params for name in param.opts}
 
 
