@@ -199,7 +199,8 @@ def main() -> None:
     parser.add_argument("--full-modes", default="txt2img,img2img,inpaint",
                         help="modes measured on the full-size model (each costs minutes on a CPU)")
     parser.add_argument("--images", type=int, help="steady: measured pairs per row on the tiny model "
-                        "(default 24; quick 6; full-size: a quarter, at least 5)")
+                        "(default 48; quick 8; full-size: an eighth, at least 5)")
+    parser.add_argument("--block", type=int, default=4, help="steady, tiny model: pairs compared as one block")
     parser.add_argument("--loop-images", type=int, help="txt2img runs per shell loop (default 5; quick 2)")
     parser.add_argument("--grid-images", type=int, default=800)
     parser.add_argument("--group-sizes", default="1,2,4", help="batch-grouping: --group sizes (the first is the "
@@ -209,7 +210,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("bench-out"))
     args = parser.parse_args()
     args.repeat = args.repeat or (2 if args.quick else 5)
-    args.images = args.images or (6 if args.quick else 24)
+    args.images = args.images or (8 if args.quick else 48)
     args.loop_images = args.loop_images or (2 if args.quick else 5)
     if args.quick:
         args.grid_images = min(args.grid_images, 100)
