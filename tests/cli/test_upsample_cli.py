@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from sdcli.io.metadata import quote
 from tests.conditioning.test_flux2_upsample import diffusers_rewrite
 
-RUN = ("--steps", "2", "-W", "32", "-H", "32", "--seed", "3")  # seeds 3 and 4: rewrites the tiny Mistral ends early
+RUN = ("--steps", "2", "-W", "32", "-H", "32", "--seed", "3")
 
 
 def _pngs(out):
@@ -34,7 +35,7 @@ def test_each_image_is_rewritten_with_its_seed_and_replays(cli, tiny_flux2_dev, 
         infotext = Image.open(png).text["parameters"]
         rewritten = diffusers_rewrite(tiny_flux2_dev_pipe.pipe, "a cat", 0.15, seed)
         assert infotext.startswith("a cat\n") and "Prompt upsampling: 0.15," in infotext
-        assert f"Upsampled prompt: {rewritten}," in infotext
+        assert f"Upsampled prompt: {quote(rewritten)}," in infotext
     # The rewrite changes the image; the second image replays alone to the same pixels.
     result = cli("txt2img", *model, *RUN, "-o", tmp_path / "plain", "a cat")
     assert result.exit_code == 0, result.stderr
