@@ -87,6 +87,7 @@ def test_the_inputs_are_the_pixtral_processors(pipe):
     assert tokens.count("[IMG]") == 12 and tokens.count("[IMG_BREAK]") == 2 and tokens.count("[IMG_END]") == 1
 
 
+@pytest.mark.slow
 def test_the_rewrite_is_diffusers_with_the_image_seeded_alike(pipe):
     red = FLUX2_DEV.prompt_upsampler(pipe, 0.15, [_square("red")])
     ours = red(PROMPT, SEED)
@@ -99,6 +100,7 @@ def test_the_rewrite_is_diffusers_with_the_image_seeded_alike(pipe):
     assert FLUX2_DEV.prompt_upsampler(pipe, 0.15)(PROMPT, SEED) != ours
 
 
+@pytest.mark.slow
 def test_several_references_are_seen_side_by_side(pipe):
     images = _gradients()
     ours = FLUX2_DEV.prompt_upsampler(pipe, 0.15, images)(PROMPT, SEED)
