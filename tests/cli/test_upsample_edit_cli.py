@@ -1,7 +1,7 @@
 """`sdcli edit --upsample-prompt` (Flux.2 dev's caption upsampling with the reference images) from the command line
 on the tiny model: the rewrite is diffusers' upsample_prompt with the reference (seeded by the image's seed), written
-to the infotext, changes the edit, replays to the same text and pixels, and a prompt-file line takes it; a reference
-Mistral cannot take is refused in one line with exit code 2, nothing written."""
+to the infotext, changes the edit, replays to the same text and pixels, and a prompt-file line and an X/Y/Z plot of
+edits take it; a reference Mistral cannot take is refused in one line with exit code 2, nothing written."""
 
 from __future__ import annotations
 
@@ -51,6 +51,14 @@ def test_an_edit_is_rewritten_with_its_reference_and_replays(cli, tiny_flux2_dev
     assert result.exit_code == 0, result.stderr
     (line_png,) = _pngs(tmp_path / "b")
     assert np.array_equal(_pixels(png), _pixels(line_png))
+    # An X/Y/Z plot of edits: its 0.15 cell is the same image and infotext; its 0.6 cell another image.
+    result = cli("xyz", "--edit", "-m", tiny_flux2_dev, "-i", reference, *RUN, "-o", tmp_path / "plot", PROMPT,
+                 "--x", "Prompt upsampling: 0.15, 0.6")
+    assert result.exit_code == 0, result.stderr
+    first, second = sorted((tmp_path / "plot").glob("0*.png"))  # the cells (the grid beside them)
+    assert np.array_equal(_pixels(png), _pixels(first)) and Image.open(first).text["parameters"] == infotext
+    assert not np.array_equal(_pixels(first), _pixels(second))
+    assert "Prompt upsampling: 0.6," in Image.open(second).text["parameters"]
 
 
 def test_a_reference_of_one_vision_token_is_refused(cli, tiny_flux2_dev, tmp_path):
