@@ -75,8 +75,13 @@ def test_the_inputs_are_the_pixtral_processors(pipe):
 
     images = _gradients()
     ours = FLUX2_DEV.prompt_upsampler(pipe, 0.15, images).inputs(PROMPT)
+    # A folder whose tokenizer loads as the PixtralProcessor (where torchvision is installed) gives the same.
+    processor = pixtral_processor(pipe)
+    held = SimpleNamespace(tokenizer=processor, text_encoder=pipe.text_encoder)
+    for key, value in FLUX2_DEV.prompt_upsampler(held, 0.15, images).inputs(PROMPT).items():
+        assert torch.equal(value, ours[key]), key
     shown = _validate_and_process_images([images], pipe.image_processor, 768 ** 2)
-    theirs = pixtral_processor(pipe).apply_chat_template(
+    theirs = processor.apply_chat_template(
         format_input([PROMPT], SYSTEM_MESSAGE_UPSAMPLING_I2I, shown), add_generation_prompt=True, tokenize=True,
         return_dict=True, return_tensors="pt", padding="max_length", truncation=True, max_length=2048)
     assert set(ours) == {"input_ids", "attention_mask", "pixel_values", "image_sizes"}
