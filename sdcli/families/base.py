@@ -305,9 +305,10 @@ class Family:
         `distilled_cfg`: the guidance a guidance-distilled network takes with the text (Flux dev)."""
         raise NotImplementedError(self.name)
 
-    def prompt_upsampler(self, pipe: Any, temperature: float) -> PromptUpsampler:
-        """The pipeline's text encoder rewriting prompts at `temperature` (Capabilities.upsamples_prompts; the
-        plan step refuses --upsample-prompt for a family without)."""
+    def prompt_upsampler(self, pipe: Any, temperature: float, images: Sequence[Any] = ()) -> PromptUpsampler:
+        """The pipeline's text encoder rewriting prompts at `temperature`, seeing an edit's reference `images` (PIL,
+        as given) if any (Capabilities.upsamples_prompts; the plan step refuses --upsample-prompt for a family
+        without)."""
         from sdcli.errors import UsageError
 
         raise UsageError(f"--upsample-prompt: {self.label} models do not rewrite prompts")

@@ -12,7 +12,7 @@ Imported without torch.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -70,26 +70,38 @@ class Flux2DevFamily(Flux2Family):
                                      DEV_GUIDANCE if distilled_cfg is None else distilled_cfg)
 
     def refusals(self, request: GenerationRequest) -> dict[str, tuple[bool, str]]:
-        """Flux2Family's, and caption upsampling of a plain prompt only, without reference images."""
+        """Flux2Family's, and caption upsampling of a plain prompt only."""
         from sdcli.conditioning.schedule import CondSchedule
 
         upsample = request.upsample_prompt is not None
         return {**super().refusals(request),
-                "--upsample-prompt": (upsample and (request.mode == "edit" or not CondSchedule.is_plain(
-                    request.prompt, "")), "rewrites a plain prompt only (no prompt editing, alternation or AND) "
-                    "and takes no reference images (sdcli edit) with it yet")}
+                "--upsample-prompt": (upsample and not CondSchedule.is_plain(request.prompt, ""),
+                                      "rewrites a plain prompt only (no prompt editing, alternation or AND)")}
 
-    def prompt_upsampler(self, pipe: Any, temperature: float) -> PromptUpsampler:
-        """Mistral Small 3 rewriting prompts as diffusers' Flux2Pipeline.upsample_prompt (conditioning.flux2_upsample):
-        a text encoder loaded without its language-model head (a single file's text model) is refused by name."""
-        from sdcli.conditioning.flux2_upsample import PromptUpsampler
+    def prompt_upsampler(self, pipe: Any, temperature: float, images: Sequence[Any] = ()) -> PromptUpsampler:
+        """Mistral Small 3 rewriting prompts as diffusers' Flux2Pipeline.upsample_prompt (conditioning.flux2_upsample),
+        seeing an edit's reference `images` through its vision tower: a text encoder loaded without its
+        language-model head (a single file's text model), or for an edit without a vision tower or a tokenizer
+        without Pixtral's image tokens, is refused by name."""
+        from sdcli.conditioning.flux2_upsample import IMAGE_TOKENS, PromptUpsampler
         from sdcli.errors import UsageError
 
+        encoder = type(pipe.text_encoder).__name__
+        whole = ("caption upsampling needs the whole Mistral Small 3 (a diffusers folder's "
+                 "Mistral3ForConditionalGeneration)")
         if not pipe.text_encoder.can_generate():
-            raise UsageError(f"--upsample-prompt: the text encoder ({type(pipe.text_encoder).__name__}) has no "
-                             "language-model head to write with; caption upsampling needs the whole Mistral Small 3 "
-                             "(a diffusers folder's Mistral3ForConditionalGeneration)")
-        return PromptUpsampler(pipe.tokenizer, pipe.text_encoder, temperature)
+            raise UsageError(f"--upsample-prompt: the text encoder ({encoder}) has no language-model head to write "
+                             f"with; {whole}")
+        if images and getattr(pipe.text_encoder.config, "vision_config", None) is None:
+            raise UsageError(f"--upsample-prompt: the text encoder ({encoder}) has no vision tower to see the "
+                             f"reference images (--image) with; {whole}")
+        tokenizer = getattr(pipe.tokenizer, "tokenizer", pipe.tokenizer)  # a PixtralProcessor's text tokenizer
+        missing = [t for t in IMAGE_TOKENS if tokenizer.convert_tokens_to_ids(t) in (None, tokenizer.unk_token_id)]
+        if images and missing:
+            raise UsageError(f"--upsample-prompt: the tokenizer has no {' or '.join(missing)} token to show Mistral "
+                             "the reference images (--image) with; use the model's published tokenizer (a tiny "
+                             "model: build it again with `sdcli tiny`)")
+        return PromptUpsampler(pipe.tokenizer, pipe.text_encoder, temperature, images)
 
 
 # diffusers' Flux2Pipeline.__call__ defaults: 50 steps, guidance 4 (distilled, a network input); CFG 1 (the pipeline

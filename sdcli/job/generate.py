@@ -140,17 +140,19 @@ def run(
     # tags removed and multi-vector embeddings spelled out; the infotext keeps the prompt as given.
     encoded = replace(request, prompt=encoder_text(model, request.prompt),
                       negative_prompt=encoder_text(model, request.negative_prompt))
-    encoder = prompt_encoder(model, request, (width, height))
+    plain_encoder = prompt_encoder(model, request, (width, height))
+    encoder = plain_encoder if references is None else references.encoder(model, plain_encoder)
     if references is not None:
-        encoder = references.encoder(model, encoder)
         extra_params = {**references.params(), **(extra_params or {})}
     if request.clip_skip > (layers := encoder.capabilities.clip_skip_layers):
         raise UsageError(f"--clip-skip: {request.clip_skip} is deeper than this model's {layers} text layers")
     refine = refiner_stage(model, encoded, refiner, choice, own, (width, height))
     hires = hires_stage(model, encoded, own, (width, height), hires_upscaler)
     hires_names = (*hires_choices(request), hires.upscaler.ref.name) if hires else None
-    # Caption upsampling (Flux.2 dev): each image's prompt rewritten by the text encoder, seeded by its seed.
-    upsampler = (model.family.prompt_upsampler(model.pipe, request.upsample_prompt)
+    # Caption upsampling (Flux.2 dev): each image's prompt rewritten by the text encoder (seeing an edit's reference
+    # images as given), seeded by its seed.
+    upsampler = (model.family.prompt_upsampler(model.pipe, request.upsample_prompt,
+                                               references.originals if references is not None else ())
                  if request.upsample_prompt is not None else None)
     batch_run = own_batch if own else pipeline_batch
     if request.zero_negative and not own:
@@ -194,8 +196,10 @@ def run(
     for batch in batches:
         batch_seeds, batch_subseeds = [seed for _, seed, _ in batch], [subseed for _, _, subseed in batch]
         batch_encoder, batch_hires, rewritten = encoder, hires, {}
-        if upsampler is not None:
-            batch_encoder = upsampler.encoder(encoder, batch_seeds[0])
+        if upsampler is not None:  # the rewrite encoded, an edit's reference latents given with it
+            batch_encoder = upsampler.encoder(plain_encoder, batch_seeds[0])
+            if references is not None:
+                batch_encoder = references.encoder(model, batch_encoder)
             if hires is not None:  # the hires pass encodes the rewritten prompt too (its own, with --hires-prompt)
                 batch_hires = replace(hires, encoder=upsampler.encoder(hires.encoder, batch_seeds[0]))
         with finite_guard(*pipes) as guard, circular_padding(request.tiling, *pipes):  # --tiling, this batch only

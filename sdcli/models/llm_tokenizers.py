@@ -42,11 +42,14 @@ from sdcli.errors import ModelError
 from sdcli.models.tokenizer_files import CONFIGS
 
 # Mistral Small 3's chat template cut down to what diffusers' Flux2Pipeline gives it: a system turn and user turns
-# whose content is a string or a list of text blocks.
+# whose content is a string or a list of text and image blocks (an image block is "[IMG]", as in Mistral Small 3.1's
+# own template; the processor spreads it over the image's tokens).
 MISTRAL_CHAT_TEMPLATE = (
     "{{ bos_token }}{% for message in messages %}"
     "{% if message['content'] is string %}{% set text = message['content'] %}"
-    "{% else %}{% set text = message['content'] | map(attribute='text') | join('') %}{% endif %}"
+    "{% else %}{% set ns = namespace(text='') %}{% for block in message['content'] %}"
+    "{% set ns.text = ns.text + (block['text'] if block['type'] == 'text' else '[IMG]') %}{% endfor %}"
+    "{% set text = ns.text %}{% endif %}"
     "{% if message['role'] == 'system' %}[SYSTEM_PROMPT]{{ text }}[/SYSTEM_PROMPT]"
     "{% elif message['role'] == 'user' %}[INST]{{ text }}[/INST]{% endif %}{% endfor %}")
 
