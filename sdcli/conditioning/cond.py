@@ -11,6 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+# The conditioning's mark of an edit whose references are placed as ComfyUI's model places them (--comfy-edit), where
+# a family's diffusers placement differs (Qwen-Image's rotary positions): a [rows] tensor of ones, batched as the rest.
+COMFY_PLACEMENT = "comfy_placement"
+
 
 @dataclass(frozen=True)
 class Conditioning:

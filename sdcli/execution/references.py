@@ -73,7 +73,7 @@ def prepare_references(model: LoadedModel, request: GenerationRequest) -> Refere
 
 class ReferenceEncoder:
     """A prompt encoder whose conditionings carry an edit's reference latents (extra["references"], by index) and,
-    for --comfy-edit, the mark that they are placed as ComfyUI places them (families.flux.COMFY_PLACEMENT)."""
+    for --comfy-edit, the mark that they are placed as ComfyUI places them (conditioning.cond.COMFY_PLACEMENT)."""
 
     def __init__(self, inner: PromptEncoder, latents: tuple[Any, ...], comfy: bool = False):
         self.inner, self.latents, self.comfy = inner, latents, comfy
@@ -82,8 +82,7 @@ class ReferenceEncoder:
     def _with(self, cond: Conditioning) -> Conditioning:
         import torch
 
-        from sdcli.conditioning.cond import Conditioning
-        from sdcli.families.flux import COMFY_PLACEMENT
+        from sdcli.conditioning.cond import COMFY_PLACEMENT, Conditioning
 
         device = cond.crossattn.device
         extra = {**cond.extra, "references": {str(i): latent.to(device) for i, latent in enumerate(self.latents)}}

@@ -16,10 +16,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from sdcli.conditioning.cond import COMFY_PLACEMENT
 from sdcli.families.base import Detected, FileParts, Json, Shapes
 from sdcli.families.edit_inputs import EditInputs
 from sdcli.families.flow import FlowAdapter, find_key, flow_capabilities
-from sdcli.families.flux import COMFY_PLACEMENT, PACKING, FluxDerivedFamily, pack, references_of, unpack
+from sdcli.families.flux import PACKING, FluxDerivedFamily, pack, references_of, unpack
 from sdcli.families.latent import LatentFormat
 
 if TYPE_CHECKING:
