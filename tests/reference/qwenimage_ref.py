@@ -77,6 +77,37 @@ def process_out(vae, latent):
     return latent * _channel(vae, "latents_std") + _channel(vae, "latents_mean")
 
 
+def rope_positions(h_len, w_len, index):
+    """process_img's ids of a token grid: (index, row - h_len // 2, column - w_len // 2), row-major."""
+    rows = torch.arange(h_len, dtype=torch.float32)[:, None].expand(h_len, w_len) - h_len // 2
+    cols = torch.arange(w_len, dtype=torch.float32)[None, :].expand(h_len, w_len) - w_len // 2
+    return torch.stack([torch.full_like(rows, index), rows, cols], dim=-1).reshape(-1, 3)
+
+
+def rotary(positions, axes_dim, theta=10000):
+    """Complex rotations of ids [N, 3] over the axes' dims (the network's rope: angle = pos * theta^(-2i/d))."""
+    parts = []
+    for axis, dim in enumerate(axes_dim):
+        scale = 1.0 / torch.pow(theta, torch.arange(0, dim, 2).to(torch.float32).div(dim))
+        parts.append(torch.polar(torch.ones(len(positions), dim // 2), torch.outer(positions[:, axis], scale)))
+    return torch.cat(parts, dim=1)
+
+
+class RotaryPositions(torch.nn.Module):
+    """The transformer's pos_embed as ComfyUI places tokens: the image (index 0), then each reference (index
+    1, 2, ...), centred; the text from max(h_len, w_len) // 2 of the image's grid on every axis."""
+
+    def __init__(self, axes_dim, grids):
+        super().__init__()
+        self.axes_dim, self.grids = axes_dim, grids  # [(h_len, w_len), ...]: the image's, then each reference's
+
+    def forward(self, img_shapes, max_txt_seq_len, device=None):
+        image = torch.cat([rope_positions(h, w, i) for i, (h, w) in enumerate(self.grids)])
+        start = max(self.grids[0][0] // 2, self.grids[0][1] // 2)
+        text = torch.arange(start, start + int(max_txt_seq_len), dtype=torch.float32)[:, None].expand(-1, 3)
+        return rotary(image, self.axes_dim).to(device), rotary(text, self.axes_dim).to(device)
+
+
 class QwenImageModel:
     """BaseModel.apply_model (CONST) around the Qwen-Image network call."""
 
