@@ -41,6 +41,7 @@ class References:
     size: tuple[int, int]  # the edit's default size (Family.edit_size: the first fitted image's)
     seen: tuple[Any, ...] = ()  # --comfy-edit: what the text encoder sees (EditInputs.seen)
     comfy: bool = False  # sized as ComfyUI's nodes size them: placed as ComfyUI's model places them too
+    schedule_tokens: int | None = None  # at the default size, an image-sized schedule's tokens (EditInputs')
 
     def params(self) -> dict[str, str]:
         return {REFERENCE_KEY: self.recorded}
@@ -64,7 +65,8 @@ def prepare_references(model: LoadedModel, request: GenerationRequest) -> Refere
         comfy = model.family.comfy_edit_inputs([im.convert("RGB") for im in images], model.native_size,
                                                request.reference_scale)
         latents = tuple(encode_pixels(model, 2.0 * pixels - 1.0).float() for pixels in comfy.references)
-        return References(comfy.references, latents, recorded, tuple(images), comfy.size, comfy.seen, True)
+        return References(comfy.references, latents, recorded, tuple(images), comfy.size, comfy.seen, True,
+                          comfy.schedule_tokens)
     fitted = tuple(model.family.fit_reference(im, model.family.reference_size(im.size, model.native_size))
                    for im in images)
     latents = tuple(encode_image(model, im, 1) for im in fitted)

@@ -59,11 +59,11 @@ def unscaled(model, tmp_path, graph, inputs, **fields):
     return [np.asarray(g.image) for g in run(request, model, validate(request), model_name="m", model_hash="h")][0]
 
 
-def theirs(model, paths, method="nearest-exact", megapixels=1, steps=1):
+def theirs(model, paths, method="nearest-exact", megapixels=1, steps=1, **settings):
     from tests.reference import flux2_edit_comfy_ref as FC
 
     return FC.sample(model.pipe, paths, PROMPT, method, megapixels, steps, (model.native_size / 1024) ** 2,
-                     seed=SEED, steps=4)
+                     seed=SEED, steps=4, **settings)
 
 
 def test_flux2_klein_edit_template(klein, images, tmp_path, single_thread):
@@ -94,6 +94,22 @@ def test_flux2_klein_edit_template_methods(klein, images, tmp_path, method, sing
     print(f"{method}: {levels(ours, reference)} at {ours.shape}; nearest-exact {levels(nearest, reference)}")
     assert ours.shape == reference.shape
     assert levels(ours, reference) == 0 and levels(nearest, reference) > 0
+
+
+@pytest.mark.parametrize("method", ["nearest-exact", "bicubic"])
+def test_flux2_klein_edit_template_off_whole_cells(klein, images, tmp_path, method, single_thread):
+    """Scaled sides that are not whole 16 px cells (a 96x64 and a 48x32 image at steps 1: both 78x52): each
+    VAEEncode cuts its image to whole cells about the centre (64x48), the empty latent is the first one's whole
+    cells and Flux2Scheduler sizes its schedule by its exact 78x52 pixels (16 tokens, not the latent's 12): 0 levels;
+    the transcription with the schedule at the whole cells' 64x48 is off."""
+    paths = [images / "wide.png", images / "small.png"]
+    reference = theirs(klein, paths, method)
+    cells = theirs(klein, paths, method, size=(64, 48))
+    ours = replay(klein, tmp_path, template(method, second=True), paths)
+    print(f"{method} at 78x52: {levels(ours, reference)} at {ours.shape}; the schedule at whole cells "
+          f"{levels(cells, reference)}")
+    assert ours.shape == reference.shape == (48, 64, 3)
+    assert levels(ours, reference) == 0 and levels(cells, reference) > 0
 
 
 def _other_size(graph):
@@ -134,9 +150,8 @@ def test_flux2_template_variants_refused_by_name(tmp_path, change, message):
 def test_flux2_template_through_the_cli(tiny_family, klein, images, tmp_path, single_thread):
     """`sdcli replay IMG -i REF -m MODEL` writes the edit in the transcription's pixels, `Reference scale:
     nearest-exact 1 1` in its infotext (sdcli's own replay reads it back); a scale to sides that are not whole
-    16 px cells (a 96x64 image at steps 1: 78x52) is exit 2 naming --reference-scale and the size, once the model
-    is loaded (its native side sets the area), nothing written; a bad --reference-scale is exit 2 before
-    loading."""
+    16 px cells (a 96x64 image at steps 1: 78x52) writes the transcription's 64x48 image too; a bad
+    --reference-scale is exit 2 before loading."""
     from PIL import Image
     from typer.testing import CliRunner
 
@@ -159,19 +174,23 @@ def test_flux2_template_through_the_cli(tiny_family, klein, images, tmp_path, si
     assert again.reference_scale == "nearest-exact 1 1" and again.mode == "edit"
     wide = CliRunner().invoke(app, ["replay", str(graph), "-i", str(images / "wide.png"), "-m", str(model), "-o",
                                     str(tmp_path / "wide")])
-    assert wide.exit_code == 2, wide.output
-    assert "--reference-scale: a 96x64 image scales to 78x52, not whole 16 px latent cells" in wide.output
+    assert wide.exit_code == 0, wide.output
+    written = sorted((tmp_path / "wide").glob("*.png"))
+    assert len(written) == 1
+    with Image.open(written[0]) as im:
+        assert im.size == (64, 48) and levels(np.asarray(im.convert("RGB")), theirs(klein, [images / "wide.png"])) == 0
     bad = CliRunner().invoke(app, ["edit", "a cat", "-i", str(big), "--reference-scale", "nearest 1 1", "-m",
                                    str(model), "-o", str(tmp_path / "bad")])
     assert bad.exit_code == 2 and "--reference-scale: 'nearest 1 1': METHOD one of nearest-exact" in bad.output
-    assert not list((tmp_path / "wide").glob("*")) and not (tmp_path / "bad").exists()  # refused after loading
+    assert not (tmp_path / "bad").exists()
 
 
 @pytest.mark.parametrize("method", ["nearest-exact", "bilinear", "area", "bicubic", "lanczos"])
-@pytest.mark.parametrize("size,steps", [((1000, 700), 16), ((777, 1333), 32), ((640, 480), 16)])
+@pytest.mark.parametrize("size,steps", [((1000, 700), 16), ((777, 1333), 32), ((640, 480), 16), ((1000, 700), 1)])
 def test_reference_scale_is_the_nodes(method, size, steps):
     """Flux.2's comfy_edit_inputs gives ImageScaleToTotalPixels' float pixels exactly (the transcription's) at the
-    released model's 1 MP, and the edit its scaled size."""
+    released model's 1 MP, cut to whole 16 px cells as VAE.encode cuts them (1000x700 at steps 1: 1224x857 ->
+    1216x848), the edit its whole cells, and the schedule the tokens of the exact pixels (Flux2Scheduler's)."""
     import torch
     from PIL import Image
 
@@ -181,7 +200,10 @@ def test_reference_scale_is_the_nodes(method, size, steps):
     noise = np.random.default_rng(sum(size)).integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
     image = Image.fromarray(noise)
     comfy = torch.from_numpy(noise.astype(np.float32) / 255.0)[None]
-    theirs_pixels = FC.scale_to_total_pixels(comfy, method, 1.0, steps).movedim(-1, 1)
+    scaled = FC.scale_to_total_pixels(comfy, method, 1.0, steps)
+    theirs_pixels = FC.crop_to_cells(scaled).movedim(-1, 1)
     ours = FLUX2_KLEIN.comfy_edit_inputs([image], 1024, f"{method} 1 {steps}")
     assert torch.equal(ours.references[0], theirs_pixels)
     assert ours.size == (theirs_pixels.shape[-1], theirs_pixels.shape[-2]) and ours.seen == ()
+    assert ours.schedule_tokens == round(scaled.shape[1] * scaled.shape[2] / 256)
+    assert (theirs_pixels.shape[-2:] != scaled.shape[1:3]) == (steps == 1)
