@@ -112,6 +112,63 @@ def test_flux2_klein_edit_template_off_whole_cells(klein, images, tmp_path, meth
     assert levels(ours, reference) == 0 and levels(cells, reference) > 0
 
 
+def dev_template(guidance=4, size=(64, 48)):
+    """Flux.2 dev's template (image_flux2) with its two ReferenceLatent nodes enabled (the template bypasses them):
+    LoadImage -> ImageScaleToTotalPixels (area, 1 MP; its resolution_steps not yet a widget: 1) -> VAEEncode ->
+    ReferenceLatent, chained after FluxGuidance on the one prompt (Mistral's CLIPLoader type flux2), BasicGuider
+    (no negative, CFG 1), EmptyFlux2LatentImage and Flux2Scheduler at their own size (the template's width and height
+    primitives, not GetImageSize), RandomNoise, KSamplerSelect euler, SamplerCustomAdvanced."""
+    width, height = size
+    scale = {"upscale_method": "area", "megapixels": 1}
+    return {
+        "12": {"class_type": "UNETLoader", "inputs": {"unet_name": "flux2_dev_fp8mixed.safetensors",
+                                                       "weight_dtype": "default"}},
+        "38": {"class_type": "CLIPLoader", "inputs": {"clip_name": "mistral_3_small_flux2_bf16.safetensors",
+                                                      "type": "flux2", "device": "default"}},
+        "10": {"class_type": "VAELoader", "inputs": {"vae_name": "flux2-vae.safetensors"}},
+        "6": {"class_type": "CLIPTextEncode", "inputs": {"text": PROMPT, "clip": ["38", 0]}},
+        "26": {"class_type": "FluxGuidance", "inputs": {"guidance": guidance, "conditioning": ["6", 0]}},
+        "42": {"class_type": "LoadImage", "inputs": {"image": "wide.png"}},
+        "41": {"class_type": "ImageScaleToTotalPixels", "inputs": {**scale, "image": ["42", 0]}},
+        "40": {"class_type": "VAEEncode", "inputs": {"pixels": ["41", 0], "vae": ["10", 0]}},
+        "39": {"class_type": "ReferenceLatent", "inputs": {"conditioning": ["26", 0], "latent": ["40", 0]}},
+        "46": {"class_type": "LoadImage", "inputs": {"image": "small.png"}},
+        "45": {"class_type": "ImageScaleToTotalPixels", "inputs": {**scale, "image": ["46", 0]}},
+        "44": {"class_type": "VAEEncode", "inputs": {"pixels": ["45", 0], "vae": ["10", 0]}},
+        "43": {"class_type": "ReferenceLatent", "inputs": {"conditioning": ["39", 0], "latent": ["44", 0]}},
+        "22": {"class_type": "BasicGuider", "inputs": {"model": ["12", 0], "conditioning": ["43", 0]}},
+        "25": {"class_type": "RandomNoise", "inputs": {"noise_seed": SEED}},
+        "16": {"class_type": "KSamplerSelect", "inputs": {"sampler_name": "euler"}},
+        "47": {"class_type": "EmptyFlux2LatentImage", "inputs": {"width": width, "height": height, "batch_size": 1}},
+        "48": {"class_type": "Flux2Scheduler", "inputs": {"steps": 4, "width": width, "height": height}},
+        "13": {"class_type": "SamplerCustomAdvanced", "inputs": {"noise": ["25", 0], "guider": ["22", 0],
+                                                                 "sampler": ["16", 0], "sigmas": ["48", 0],
+                                                                 "latent_image": ["47", 0]}},
+        "8": {"class_type": "VAEDecode", "inputs": {"samples": ["13", 0], "vae": ["10", 0]}},
+        "9": {"class_type": "SaveImage", "inputs": {"filename_prefix": "ComfyUI", "images": ["8", 0]}},
+    }
+
+
+def test_flux2_dev_edit_template(tiny_family_pipe, images, tmp_path, single_thread):
+    """Flux.2 dev's template replays on the tiny dev as `sdcli edit --reference-scale 'area 1 1'` at the latent's
+    own 64x48 with its two references (a 96x64 and a 48x32 image, both scaled to 78x52 and cut to 64x48 by the
+    VAE), ComfyUI's Mistral text path and FluxGuidance 4: 0 levels against flux2_edit_comfy_ref run with dev's
+    encoder and guidance; the reference at guidance 3.5 (no FluxGuidance), or without its second image, is off."""
+    from tests.reference import comfy_flow_text_ref as R
+
+    dev = tiny_family_pipe("flux2-dev")
+    paths = [images / "wide.png", images / "small.png"]
+    settings = {"size": (64, 48), "encoder": R.flux2_dev_encode}
+    reference = theirs(dev, paths, "area", guidance=4.0, **settings)
+    at_35 = theirs(dev, paths, "area", guidance=3.5, **settings)
+    one = theirs(dev, paths[:1], "area", guidance=4.0, **settings)
+    ours = replay(dev, tmp_path, dev_template(), paths)
+    print(f"flux2-dev edit template: {levels(ours, reference)} at {ours.shape}; guidance 3.5 "
+          f"{levels(at_35, reference)}, one reference {levels(one, reference)}")
+    assert ours.shape == reference.shape == (48, 64, 3)
+    assert levels(ours, reference) == 0 and levels(at_35, reference) > 0 and levels(one, reference) > 0
+
+
 def _other_size(graph):
     graph["90"] = {"class_type": "LoadImage", "inputs": {"image": "other.png", "upload": "image"}}
     graph["91"] = {"class_type": "GetImageSize", "inputs": {"image": ["90", 0]}}
@@ -130,7 +187,9 @@ def _own_size(graph):
                                                         "different settings (nearest-exact 1 1, nearest-exact 2 1)"),
     (lambda g: g["86"].update(class_type="FluxKontextImageScale"), "references sized by both FluxKontextImageScale "
                                                                     "and ImageScaleToTotalPixels"),
-], ids=["latent-size", "own-size", "two-settings", "two-scalers"])
+    (lambda g: g["62"]["inputs"].update(width=1024, height=1024), "a Flux2Scheduler sized otherwise than its empty "
+                                                                  "latent"),
+], ids=["latent-size", "own-size", "two-settings", "two-scalers", "schedule-size"])
 def test_flux2_template_variants_refused_by_name(tmp_path, change, message):
     """What sdcli's edit cannot do as the graph did stops the replay before any model loads, in one line naming
     it (exit 2)."""
