@@ -114,7 +114,10 @@ def api_from_workflow(workflow: Any) -> dict[str, Any]:
             name: value for name, value in zip(names, values, strict=False) if name}
         for slot in node.get("inputs") or []:
             link = _through(links, nodes, links.get(slot.get("link")))
-            if link is not None:
+            source = nodes.get(link[0], {}) if link is not None else {}
+            if source.get("type") == "PrimitiveNode" and source.get("widgets_values"):  # the UI's value widget
+                inputs[slot.get("name")] = source["widgets_values"][0]
+            elif link is not None:
                 inputs[slot.get("name")] = list(link[:2])
         graph[node_id] = {"class_type": kind, "inputs": inputs}
     return graph
