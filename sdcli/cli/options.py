@@ -51,7 +51,8 @@ ComfyEdit = Annotated[bool, typer.Option(
 ReferenceScale = Annotated[str | None, typer.Option(
     "--reference-scale", metavar="'METHOD MEGAPIXELS STEPS'", help="sdcli edit on Flux.2: each reference image "
     "scaled as ComfyUI's ImageScaleToTotalPixels before its VAEEncode (METHOD nearest-exact, bilinear, area, bicubic "
-    "or lanczos; sides round(side x scale / STEPS) x STEPS), the edit at the first one's scaled size; written as "
+    "or lanczos; sides round(side x scale / STEPS) x STEPS; the VAE cuts it to whole 16 px cells), the edit at the "
+    "first one's scaled size in whole cells, its Flux2 schedule sized by the exact pixels; written as "
     "`Reference scale` [default: diffusers' sizing]", rich_help_panel=GEN, show_default=False)]
 UpsamplePrompt = Annotated[float | None, typer.Option(
     "--upsample-prompt", metavar="TEMPERATURE", help=f"Flux.2 dev: its text encoder rewrites the prompt, sampling at "

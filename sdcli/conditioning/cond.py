@@ -11,6 +11,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+# The conditioning's mark that the network places its tokens as ComfyUI's model places them, where a family's
+# diffusers placement differs (Qwen-Image's rotary positions at odd token grids and with an edit's references): set
+# by --comfy-edit's references and by ComfyUI's text path (--emphasis comfy) of the families whose placement differs;
+# a [rows] tensor of ones, batched as the rest.
+COMFY_PLACEMENT = "comfy_placement"
+
 
 @dataclass(frozen=True)
 class Conditioning:

@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 
 import torch
 
-from sdcli.conditioning.cond import Conditioning, EncoderCapabilities
+from sdcli.conditioning.cond import COMFY_PLACEMENT, Conditioning, EncoderCapabilities
 from sdcli.conditioning.prompts import BREAK_MARK, comfy_literal, parse_attention
 from sdcli.errors import UsageError
 
@@ -43,6 +43,9 @@ class QwenPromptEncoder:
 
     model: ClassVar[str] = ""  # the family, in refusals
     encoder: ClassVar[str] = ""  # the text model, in refusals
+    # Whether the family's network places tokens otherwise on ComfyUI's path: its conditionings then carry
+    # COMFY_PLACEMENT with --emphasis comfy (Qwen-Image's rotary positions).
+    comfy_placement: ClassVar[bool] = False
 
     def __init__(self, tokenizer: Any, text_encoder: Any, emphasis: str = "original"):
         self.tokenizer, self.text_encoder, self.emphasis = tokenizer, text_encoder, emphasis
@@ -61,7 +64,10 @@ class QwenPromptEncoder:
     @torch.no_grad()
     def encode(self, text: str) -> Conditioning:
         if text not in self.cache:
-            self.cache[text] = Conditioning(self.states(text))
+            states = self.states(text)
+            marks = {COMFY_PLACEMENT: torch.ones(states.shape[0], device=states.device)} if (
+                self.comfy and self.comfy_placement) else {}
+            self.cache[text] = Conditioning(states, marks)
         return self.cache[text]
 
     def negative_encoder(self, all_empty: bool) -> Callable[[str], Conditioning]:

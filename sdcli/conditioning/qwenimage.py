@@ -35,6 +35,7 @@ class QwenImagePromptEncoder(QwenPromptEncoder):
     states of the templated prompt after the template prefix [1, tokens, 3584]; cached per text."""
 
     model, encoder = "Qwen-Image", "Qwen2.5-VL"
+    comfy_placement = True  # ComfyUI's rotary positions on its text path (families.qwen_rotary)
 
     def __init__(self, tokenizer: Any, text_encoder: Any, emphasis: str = "original"):
         super().__init__(tokenizer, text_encoder, emphasis)

@@ -81,6 +81,7 @@ class QwenImageEditPromptEncoder(QwenPromptEncoder):
     of the templated instruction with the reference image's vision tokens, after the system turn; cached per text."""
 
     model, encoder = "Qwen-Image-Edit", "Qwen2.5-VL"
+    comfy_placement = True  # ComfyUI's rotary positions on its text path (families.qwen_rotary)
 
     def __init__(self, tokenizer: Any, text_encoder: Any, images: list[Any], emphasis: str = "original",
                  pictures: bool = False, comfy: bool = False):

@@ -66,17 +66,19 @@ def own_batch(request: GenerationRequest, model: LoadedModel, choice: SamplerCho
               inputs: PreparedInputs | None, seeds: list[int], subseeds: list[int | None], width: int,
               height: int, on_step: StepCallback | None, refine: Any = None, hires: Any = None,
               control: Any = None, control_input: Any = None,
-              prompts: list[tuple[str, str]] | None = None) -> list[Any]:
+              prompts: list[tuple[str, str]] | None = None, schedule_tokens: int | None = None) -> list[Any]:
     """One batch through sdcli's loop: WebUI sigmas, samplers, CFG and noise; `prompts`: each image's own
     (prompt, negative) pair as the encoder sees it, for a batch of several requests' images (default: the
     request's for every image; not with `refine` or `hires`); `refine` (OwnRefiner):
     the WebUI's in-loop refiner switch; `hires` (execution.hires.HiresStage): the hires fix pass; `control`
     (controlnet.hook.ControlHook): ControlNet units; `control_input` ([1, C, h, w]): a control model's extra
-    input (Flux Control: the control image's latent), fed beside the latent at every call."""
+    input (Flux Control: the control image's latent), fed beside the latent at every call; `schedule_tokens`: the
+    image tokens an image-sized schedule is sized for, where not the latent's (an edit's EditInputs')."""
     from sdcli.sampling.loop import sample
     from sdcli.sampling.refiner import Refiner
 
     denoiser = loop_denoiser(request, model, choice, encoder)
+    denoiser.param.schedule_tokens = schedule_tokens
     if prompts is not None:
         if refine is not None or hires is not None:
             raise ValueError("a batch of several prompts runs without a refiner or hires pass")

@@ -41,6 +41,7 @@ class References:
     size: tuple[int, int]  # the edit's default size (Family.edit_size: the first fitted image's)
     seen: tuple[Any, ...] = ()  # --comfy-edit: what the text encoder sees (EditInputs.seen)
     comfy: bool = False  # sized as ComfyUI's nodes size them: placed as ComfyUI's model places them too
+    schedule_tokens: int | None = None  # at the default size, an image-sized schedule's tokens (EditInputs')
 
     def params(self) -> dict[str, str]:
         return {REFERENCE_KEY: self.recorded}
@@ -64,7 +65,8 @@ def prepare_references(model: LoadedModel, request: GenerationRequest) -> Refere
         comfy = model.family.comfy_edit_inputs([im.convert("RGB") for im in images], model.native_size,
                                                request.reference_scale)
         latents = tuple(encode_pixels(model, 2.0 * pixels - 1.0).float() for pixels in comfy.references)
-        return References(comfy.references, latents, recorded, tuple(images), comfy.size, comfy.seen, True)
+        return References(comfy.references, latents, recorded, tuple(images), comfy.size, comfy.seen, True,
+                          comfy.schedule_tokens)
     fitted = tuple(model.family.fit_reference(im, model.family.reference_size(im.size, model.native_size))
                    for im in images)
     latents = tuple(encode_image(model, im, 1) for im in fitted)
@@ -73,7 +75,7 @@ def prepare_references(model: LoadedModel, request: GenerationRequest) -> Refere
 
 class ReferenceEncoder:
     """A prompt encoder whose conditionings carry an edit's reference latents (extra["references"], by index) and,
-    for --comfy-edit, the mark that they are placed as ComfyUI places them (families.flux.COMFY_PLACEMENT)."""
+    for --comfy-edit, the mark that they are placed as ComfyUI places them (conditioning.cond.COMFY_PLACEMENT)."""
 
     def __init__(self, inner: PromptEncoder, latents: tuple[Any, ...], comfy: bool = False):
         self.inner, self.latents, self.comfy = inner, latents, comfy
@@ -82,8 +84,7 @@ class ReferenceEncoder:
     def _with(self, cond: Conditioning) -> Conditioning:
         import torch
 
-        from sdcli.conditioning.cond import Conditioning
-        from sdcli.families.flux import COMFY_PLACEMENT
+        from sdcli.conditioning.cond import COMFY_PLACEMENT, Conditioning
 
         device = cond.crossattn.device
         extra = {**cond.extra, "references": {str(i): latent.to(device) for i, latent in enumerate(self.latents)}}

@@ -70,11 +70,6 @@ def image_ids(h: int, w: int, device: Any, dtype: Any, index: int = 0, rows_from
     return torch.stack([torch.full_like(rows, index), rows + rows_from, cols + cols_from], dim=-1).reshape(-1, 3)
 
 
-# The conditioning's mark of an edit whose references are placed as ComfyUI's model places them (--comfy-edit), where
-# a family's diffusers placement differs (Qwen-Image's rotary positions): a [rows] tensor of ones, batched as the rest.
-COMFY_PLACEMENT = "comfy_placement"
-
-
 def references_of(cond: Conditioning) -> list[Any]:
     """An edit's reference latents [B, C, h, w] in the conditioning (execution.references), in order."""
     refs = cond.extra.get("references") or {}

@@ -203,9 +203,10 @@ class Flux2Family(FlowFamily):
     def comfy_edit_inputs(self, images: Sequence[Any], native: int, scale: str | None = None) -> EditInputs:
         """ComfyUI's Flux.2 edit templates: each image scaled by ImageScaleToTotalPixels (`scale`: its method,
         megapixels, resolution steps; a tiny model's area scaled by its native side as diffusers' rules are) before
-        its VAEEncode, the edit at the first one's scaled size (GetImageSize -> EmptyFlux2LatentImage and
-        Flux2Scheduler). Refused (--reference-scale) where a scaled side is not whole 16 px latent cells: ComfyUI's
-        Flux2Scheduler then sizes its schedule by the exact pixels, sdcli's by whole cells."""
+        its VAEEncode, which cuts it to whole 16 px latent cells about the centre; the edit at the first one's scaled
+        size (GetImageSize -> EmptyFlux2LatentImage: whole cells, the sides floored) with the schedule sized by its
+        exact pixels (GetImageSize -> Flux2Scheduler: round(width x height / 16^2) tokens, also where a side is not
+        whole cells)."""
         from sdcli.errors import UsageError
         from sdcli.families.comfy_images import comfy_image, comfy_size, common_upscale, vae_input
         from sdcli.request.vocabulary import parse_reference_scale
@@ -216,14 +217,12 @@ class Flux2Family(FlowFamily):
         method, megapixels, steps = parse_reference_scale(scale)
         area = megapixels * 1024 * 1024 * (1.0 if native >= 1024 else (native / 1024) ** 2)
         references, cell = [], self.latent.vae_scale
-        for image in images:
-            size = comfy_size(area, image.size, steps)
-            if size[0] % cell or size[1] % cell:
-                raise UsageError(f"--reference-scale: a {image.size[0]}x{image.size[1]} image scales to {size[0]}x"
-                                 f"{size[1]}, not whole {cell} px latent cells (ComfyUI's Flux2Scheduler sizes its "
-                                 f"schedule by those pixels, sdcli's by whole cells); use STEPS {cell}")
+        sizes = [comfy_size(area, image.size, steps) for image in images]
+        for image, size in zip(images, sizes, strict=True):
             references.append(vae_input(common_upscale(comfy_image(image), size, method), cell))
-        return EditInputs(tuple(references), (), (references[0].shape[-1], references[0].shape[-2]))
+        width, height = sizes[0]
+        return EditInputs(tuple(references), (), (references[0].shape[-1], references[0].shape[-2]),
+                          round(width * height / (cell * cell)))
 
     def lora_state(self, pipe: Any, state: dict[str, Any]) -> dict[str, Any]:
         """sd-scripts' kohya files through diffusers' kohya Flux.2 converter, the layers it drops (the modulations,

@@ -1,13 +1,14 @@
-"""Qwen-Image's rotary positions as ComfyUI places an edit's tokens (comfy/ldm/qwen_image/model.py, its default
-"index" method), handed to diffusers' attention by a processor that takes them.
+"""Qwen-Image's rotary positions as ComfyUI places an image's and an edit's tokens (comfy/ldm/qwen_image/model.py,
+its default "index" method), handed to diffusers' attention by a processor that takes them.
 
 ComfyUI gives the image's tokens (index 0, row - h // 2, column - w // 2) and reference k's (index k, its own rows
 and columns centred likewise), and starts the text's positions at max(h, w) // 2 of the image's token grid.
 diffusers' QwenEmbedRope centres a grid of odd side half a token the other way (rows -(h - h // 2) .. h // 2 - 1)
 and starts the text after the largest grid, a reference's included: for the released model's 1 MP references and
-most images the two differ. Its transformer computes its own positions inside forward, so sdcli passes ComfyUI's
-to the attention processor (QWEN_ROTARY_KEY in the blocks' joint_attention_kwargs), which uses them in place of
-diffusers'. Imported lazily (torch).
+most images the two differ, and so for a txt2img at an odd grid (its native 1328 px: 83 tokens a side). Its
+transformer computes its own positions inside forward, so sdcli passes ComfyUI's to the attention processor
+(QWEN_ROTARY_KEY in the blocks' joint_attention_kwargs), which uses them in place of diffusers'. Imported lazily
+(torch).
 """
 
 from __future__ import annotations

@@ -16,10 +16,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from sdcli.conditioning.cond import COMFY_PLACEMENT
 from sdcli.families.base import Detected, FileParts, Json, Shapes
 from sdcli.families.edit_inputs import EditInputs
 from sdcli.families.flow import FlowAdapter, find_key, flow_capabilities
-from sdcli.families.flux import COMFY_PLACEMENT, PACKING, FluxDerivedFamily, pack, references_of, unpack
+from sdcli.families.flux import PACKING, FluxDerivedFamily, pack, references_of, unpack
 from sdcli.families.latent import LatentFormat
 
 if TYPE_CHECKING:
@@ -81,9 +82,10 @@ class QwenImageAdapter(FlowAdapter):
     its RoPE, the Qwen2.5-VL states as the text (no mask: the loop batches only rows of one length, unpadded),
     timestep = sigma (the network scales it by 1000). An edit's reference latents (odd sides wrapped round too) are
     packed after the image's tokens, each with its own img_shapes entry, the output cut to the image's tokens
-    (diffusers' QwenImageEditPipeline); with --comfy-edit (COMFY_PLACEMENT) at ComfyUI's rotary positions
-    (families.qwen_rotary: the same as diffusers' only where every grid has even sides and the image's longer side
-    is the longest)."""
+    (diffusers' QwenImageEditPipeline). On ComfyUI's path (COMFY_PLACEMENT: --comfy-edit, or the Qwen encoders'
+    --emphasis comfy, as a replayed ComfyUI graph) at ComfyUI's rotary positions (families.qwen_rotary: the same as
+    diffusers' only where every grid has even sides and the image's longer side is the longest), so a txt2img at an
+    odd token grid (the native 1328 px: 83 tokens a side) too; sdcli's own path keeps diffusers'."""
 
     packing = PACKING
     patch = PACKING
@@ -102,7 +104,9 @@ class QwenImageAdapter(FlowAdapter):
             tokens.append(pack(ref).to(x.dtype))
             grids.append((ref.shape[-2] // PACKING, ref.shape[-1] // PACKING))
         placed = {}
-        if len(grids) > 1 and COMFY_PLACEMENT in cond.extra:  # --comfy-edit: ComfyUI's positions, not diffusers'
+        # ComfyUI's path (--comfy-edit, --emphasis comfy): its positions where they are not diffusers' (an odd side
+        # of the image's grid, an edit's references)
+        if COMFY_PLACEMENT in cond.extra and (len(grids) > 1 or any(side % 2 for side in grids[0])):
             use_rotary_processor(self.module)
             placed = {"attention_kwargs": {QWEN_ROTARY_KEY: comfy_rotary(self.module, grids, cond.crossattn.shape[1],
                                                                          x.device)}}

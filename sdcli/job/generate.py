@@ -175,6 +175,8 @@ def run(
         if hires is not None:  # the units steer the hires pass too, their images fitted to its size
             hires.control = control.prepare(final_size(width, height, request.hires, model.family.latent.vae_scale),
                                             hires.request.steps)[0]
+    if own and references is not None and references.schedule_tokens and not (request.width or request.height):
+        batch_run = partial(batch_run, schedule_tokens=references.schedule_tokens)  # the graph's pixels (Flux.2)
 
     # 3. Batches: per-image generators seeded seed + i; a group's images in one batch, each its own request's.
     vae_name = model.addons.vae_path.name if model.addons.vae_path else None

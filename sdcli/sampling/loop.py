@@ -98,7 +98,7 @@ def sample(choice: SamplerChoice, denoiser: CFGDenoiser, noise: ImageNoise, step
     # 1. The schedule, and the part of it this run walks.
     sigmas = get_sigmas(choice.schedule, steps, model_sigmas, discard_penultimate=sampler.discard_penultimate,
                         sigma_min=options.sigma_min or None, sigma_max=options.sigma_max or None,
-                        rho=options.rho or None, ays=param.ays, tokens=_tokens(noise.shape),
+                        rho=options.rho or None, ays=param.ays, tokens=param.schedule_tokens or _tokens(noise.shape),
                         mu=param.schedule_mu)
     start_noise = noise.first()
     sigmas = sigmas.to(start_noise.device)

@@ -33,6 +33,9 @@ class Parameterisation:
         self.table = table
         self.ays = ays  # the family's "Align Your Steps" sigmas (None: the schedule's default, SD 1.x's)
         self.schedule_mu: float | None = None  # the mu an image-sized schedule takes (--shift; None: its own)
+        # The image tokens an image-sized schedule is sized for (None: the latent's cells); an edit's, where ComfyUI's
+        # Flux2Scheduler is given a reference's exact pixels (families.edit_inputs.EditInputs.schedule_tokens).
+        self.schedule_tokens: int | None = None
 
     flow = False  # rectified flow: the ancestral samplers take their _RF forms (Forge, ComfyUI)
 

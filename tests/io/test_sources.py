@@ -315,6 +315,19 @@ def test_comfyui_workflow_follows_reroutes_and_bypassed_nodes(tmp_path):
     assert (meta.prompt, meta.parameters["Model"], meta.unmapped) == ("a lighthouse", "model", ())  # no LoRA
 
 
+def test_comfyui_workflow_reads_primitive_nodes_values(tmp_path):
+    """A widget turned input and linked to the UI's PrimitiveNode (Flux.2 dev's template sizes its latent and
+    scheduler so) takes the primitive's value; the PrimitiveNode itself is no node of the graph."""
+    workflow = t.comfy_workflow()
+    nodes = {n["id"]: n for n in workflow["nodes"]}
+    nodes[5]["inputs"] = [{"name": "width", "type": "INT", "link": 30}, {"name": "height", "type": "INT", "link": 31}]
+    workflow["nodes"] += [{"id": 20, "type": "PrimitiveNode", "widgets_values": [640, "fixed"], "inputs": []},
+                          {"id": 21, "type": "PrimitiveNode", "widgets_values": [384, "fixed"], "inputs": []}]
+    workflow["links"] += [[30, 20, 0, 5, 0, "INT"], [31, 21, 0, 5, 1, "INT"]]
+    meta = read_metadata(t.comfy_png(tmp_path / "w.png", workflow=workflow))
+    assert (meta.parameters["Size"], meta.unmapped) == ("640x384", ())
+
+
 @pytest.mark.parametrize("size,shifts,expected", [((1024, 1024), (1.15, 0.5), "1.15"),
                                                  ((32, 32), (1.15, 0.5), "0.45734375"),
                                                  ((1024, 768), (2.0, 0.25), "1.53333333333")])

@@ -12,9 +12,10 @@ Facts transcribed from comfyanonymous/ComfyUI (master, 2026):
   antialiasing).
 - comfy_extras/nodes_edit_model.py ReferenceLatent: the latent appended to the conditioning's reference_latents.
 - GetImageSize: the scaled image's width and height; EmptyFlux2LatentImage: zeros [1, 128, H // 16, W // 16];
-  Flux2Scheduler(steps, W, H): flux2_ref.flux2_scheduler.
-- comfy/sd.py VAE.encode crops to whole multiples of its downscale (Flux.2: 16 px latent cells) about the centre:
-  a no-op at the sides compared here (whole cells).
+  Flux2Scheduler(steps, W, H): flux2_ref.flux2_scheduler (seq_len = round(W * H / 256) of those exact pixels).
+- comfy/sd.py VAE.encode: vae_encode_crop_pixels first, each side cut to a whole multiple of the VAE's
+  downscale_ratio (Flux.2's VAE, with its batch-norm latent "bn.running_mean": 8 x 2 = 16) about the centre,
+  (side % 16) // 2 off the start.
 Imports nothing from sdcli.
 """
 
@@ -55,14 +56,25 @@ def scale_to_total_pixels(image, method, megapixels, steps, area_scale=1.0):
     return common_upscale(image, int(width), int(height), method)
 
 
+def crop_to_cells(image, cell=16):
+    """VAE.encode's crop of [B, H, W, C]: each side cut to whole `cell`s, (side % cell) // 2 off the start."""
+    for dim in (1, 2):
+        whole = image.shape[dim] // cell * cell
+        if whole != image.shape[dim]:
+            image = image.narrow(dim, (image.shape[dim] % cell) // 2, whole)
+    return image
+
+
 def sample(pipe, paths, prompt, method="nearest-exact", megapixels=1.0, steps_px=1, area_scale=1.0, seed=1, steps=4,
-           cfg=1.0):
-    """The template at the first scaled image's size: one uint8 image [H, W, 3]."""
+           cfg=1.0, size=None, guidance=None, encoder=F2.encode):
+    """The klein template at the first scaled image's size (GetImageSize of it sizing the latent and the
+    scheduler): one uint8 image [H, W, 3]. Flux.2 dev's template (image_flux2): `size` (W, H), the
+    EmptyFlux2LatentImage's and Flux2Scheduler's own, `guidance` its FluxGuidance, `encoder` flux2_dev's."""
     scaled = [scale_to_total_pixels(load_image(p), method, megapixels, steps_px, area_scale) for p in paths]
     with torch.no_grad():
-        refs = [F2.process_in(pipe.vae, pipe.vae.encode(2.0 * im.movedim(-1, 1) - 1.0).latent_dist.mean)
+        refs = [F2.process_in(pipe.vae, pipe.vae.encode(2.0 * crop_to_cells(im).movedim(-1, 1) - 1.0).latent_dist.mean)
                 for im in scaled]
-    height, width = scaled[0].shape[1:3]
+    width, height = size or (scaled[0].shape[2], scaled[0].shape[1])
     out = F2.sample(pipe.transformer, pipe.tokenizer, pipe.text_encoder, prompt, "", seed, width, height, steps,
-                    "Euler", "Flux2", cfg, 2.02, refs=refs)
+                    "Euler", "Flux2", cfg, 2.02, refs=refs, guidance=guidance, encoder=encoder)
     return F2.decode(pipe.vae, out)[0]

@@ -24,8 +24,9 @@ Facts transcribed from comfyanonymous/ComfyUI (master, 2026):
   image's (position - len // 2); the text's positions start at max(w_len // 2, h_len // 2) of the IMAGE's token
   grid; the output cut to the image's tokens.
 The text encoder itself is transformers' Qwen2.5-VL (as the other Qwen references: ComfyUI's llama.py is the same
-network); the transformer's blocks are diffusers' modules, run with the rotary positions above (RotaryPositions),
-not diffusers' own (which centre an odd side half a token off and start the text after the largest grid).
+network); the transformer's blocks are diffusers' modules, run with the rotary positions above
+(qwenimage_ref.RotaryPositions), not diffusers' own (which centre an odd side half a token off and start the text
+after the largest grid).
 Imports nothing from sdcli.
 """
 
@@ -129,40 +130,9 @@ def encode(tokenizer, text_encoder, prompt, vision_images, plus=False):
     return out.hidden_states[-1][:, end:].float()
 
 
-def rope_positions(h_len, w_len, index):
-    """process_img's ids of a token grid: (index, row - h_len // 2, column - w_len // 2), row-major."""
-    rows = torch.arange(h_len, dtype=torch.float32)[:, None].expand(h_len, w_len) - h_len // 2
-    cols = torch.arange(w_len, dtype=torch.float32)[None, :].expand(h_len, w_len) - w_len // 2
-    return torch.stack([torch.full_like(rows, index), rows, cols], dim=-1).reshape(-1, 3)
-
-
-def rotary(positions, axes_dim, theta=10000):
-    """Complex rotations of ids [N, 3] over the axes' dims (the network's rope: angle = pos * theta^(-2i/d))."""
-    parts = []
-    for axis, dim in enumerate(axes_dim):
-        scale = 1.0 / torch.pow(theta, torch.arange(0, dim, 2).to(torch.float32).div(dim))
-        parts.append(torch.polar(torch.ones(len(positions), dim // 2), torch.outer(positions[:, axis], scale)))
-    return torch.cat(parts, dim=1)
-
-
-class RotaryPositions(torch.nn.Module):
-    """The transformer's pos_embed as ComfyUI places tokens: the image (index 0), then each reference (index
-    1, 2, ...), centred; the text from max(h_len, w_len) // 2 of the image's grid on every axis."""
-
-    def __init__(self, axes_dim, grids):
-        super().__init__()
-        self.axes_dim, self.grids = axes_dim, grids  # [(h_len, w_len), ...]: the image's, then each reference's
-
-    def forward(self, img_shapes, max_txt_seq_len, device=None):
-        image = torch.cat([rope_positions(h, w, i) for i, (h, w) in enumerate(self.grids)])
-        start = max(self.grids[0][0] // 2, self.grids[0][1] // 2)
-        text = torch.arange(start, start + int(max_txt_seq_len), dtype=torch.float32)[:, None].expand(-1, 3)
-        return rotary(image, self.axes_dim).to(device), rotary(text, self.axes_dim).to(device)
-
-
 class EditModel(Q.QwenImageModel):
     """qwenimage_ref's network call with the reference latents' tokens after the image's at ComfyUI's positions
-    (RotaryPositions in the transformer's place of diffusers' rope for the call), the output cut to the image's."""
+    (Q.RotaryPositions in the transformer's place of diffusers' rope for the call), the output cut to the image's."""
 
     def __init__(self, transformer, ms, references, comfy_positions=True):
         super().__init__(transformer, ms)
@@ -182,7 +152,7 @@ class EditModel(Q.QwenImageModel):
         hidden = torch.cat([tokens(x), *(tokens(r).expand(b, -1, -1) for r in self.references)], dim=1)
         original = self.transformer.pos_embed
         if self.comfy_positions:
-            self.transformer.pos_embed = RotaryPositions(list(original.axes_dim), grids)
+            self.transformer.pos_embed = Q.RotaryPositions(list(original.axes_dim), grids)
         try:
             with torch.no_grad():
                 out = self.transformer(hidden_states=hidden, encoder_hidden_states=context, timestep=timestep,

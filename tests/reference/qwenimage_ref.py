@@ -6,9 +6,12 @@ Facts transcribed (paths in comfyanonymous/ComfyUI):
   timestep = sigma); latent format Wan21 (comfy/latent_formats.py: process_in (z - mean_c) * 1.0 / std_c with
   the 16 published channel means/stds, process_out its inverse), the VAE a Wan 2.1 video VAE (one frame).
 - comfy/ldm/qwen_image/model.py: the latent padded to the 2x2 patch (pad_to_patch_size, circular), patchified
-  "b c (h ph) (w pw) -> b (h w) (c ph pw)", the image RoPE from (frame, h/2, w/2), timestep = sigma, the output
-  unpatchified and cropped. Here the transformer is diffusers' QwenImageTransformer2DModel, called as
-  diffusers' QwenImagePipeline calls it (img_shapes, timestep = sigma, no text mask for unpadded text).
+  "b c (h ph) (w pw) -> b (h w) (c ph pw)", timestep = sigma, the output unpatchified and cropped; process_img's
+  rotary ids of the h_len x w_len token grid (h_len = (h + 1) // 2 of the latent's side) are (0, row - h_len // 2,
+  column - w_len // 2), the text's start at max(w_len // 2, h_len // 2) on all three axes. Here the transformer is
+  diffusers' QwenImageTransformer2DModel, called as diffusers' QwenImagePipeline calls it (img_shapes, timestep =
+  sigma, no text mask for unpadded text), with those positions (RotaryPositions) in place of its own rope's, which
+  centres an odd side half a token the other way (rows -(h_len - h_len // 2) .. h_len // 2 - 1).
 - comfy/text_encoders/qwen_image.py: the prompt in the template "<|im_start|>system\\nDescribe the image by
   detailing the color, shape, size, texture, quantity, text, spatial relationships of the objects and
   background:<|im_end|>\\n<|im_start|>user\\n{}<|im_end|>\\n<|im_start|>assistant\\n"; Qwen2.5-VL's last hidden
@@ -77,20 +80,59 @@ def process_out(vae, latent):
     return latent * _channel(vae, "latents_std") + _channel(vae, "latents_mean")
 
 
-class QwenImageModel:
-    """BaseModel.apply_model (CONST) around the Qwen-Image network call."""
+def rope_positions(h_len, w_len, index):
+    """process_img's ids of a token grid: (index, row - h_len // 2, column - w_len // 2), row-major."""
+    rows = torch.arange(h_len, dtype=torch.float32)[:, None].expand(h_len, w_len) - h_len // 2
+    cols = torch.arange(w_len, dtype=torch.float32)[None, :].expand(h_len, w_len) - w_len // 2
+    return torch.stack([torch.full_like(rows, index), rows, cols], dim=-1).reshape(-1, 3)
 
-    def __init__(self, transformer, ms):
+
+def rotary(positions, axes_dim, theta=10000):
+    """Complex rotations of ids [N, 3] over the axes' dims (the network's rope: angle = pos * theta^(-2i/d))."""
+    parts = []
+    for axis, dim in enumerate(axes_dim):
+        scale = 1.0 / torch.pow(theta, torch.arange(0, dim, 2).to(torch.float32).div(dim))
+        parts.append(torch.polar(torch.ones(len(positions), dim // 2), torch.outer(positions[:, axis], scale)))
+    return torch.cat(parts, dim=1)
+
+
+class RotaryPositions(torch.nn.Module):
+    """The transformer's pos_embed as ComfyUI places tokens: the image (index 0), then each reference (index
+    1, 2, ...), centred; the text from max(h_len, w_len) // 2 of the image's grid on every axis."""
+
+    def __init__(self, axes_dim, grids):
+        super().__init__()
+        self.axes_dim, self.grids = axes_dim, grids  # [(h_len, w_len), ...]: the image's, then each reference's
+
+    def forward(self, img_shapes, max_txt_seq_len, device=None):
+        image = torch.cat([rope_positions(h, w, i) for i, (h, w) in enumerate(self.grids)])
+        start = max(self.grids[0][0] // 2, self.grids[0][1] // 2)
+        text = torch.arange(start, start + int(max_txt_seq_len), dtype=torch.float32)[:, None].expand(-1, 3)
+        return rotary(image, self.axes_dim).to(device), rotary(text, self.axes_dim).to(device)
+
+
+class QwenImageModel:
+    """BaseModel.apply_model (CONST) around the Qwen-Image network call; `comfy_positions` False: diffusers' own
+    rotary positions (not ComfyUI: to show that they matter at an odd token grid)."""
+
+    def __init__(self, transformer, ms, comfy_positions=True):
         self.transformer, self.ms, self.const = transformer, ms, C.CONST()
+        self.comfy_positions = comfy_positions
 
     def network(self, x, timestep, context):
         rows, cols = x.shape[-2:]
         x = torch.nn.functional.pad(x, (0, (2 - cols % 2) % 2, 0, (2 - rows % 2) % 2), mode="circular")
         b, c, h, w = x.shape
         tokens = x.reshape(b, c, h // 2, 2, w // 2, 2).permute(0, 2, 4, 1, 3, 5).reshape(b, h * w // 4, c * 4)
-        with torch.no_grad():
-            out = self.transformer(hidden_states=tokens, encoder_hidden_states=context, timestep=timestep,
-                                   img_shapes=[[(1, h // 2, w // 2)]] * b, return_dict=False)[0]
+        original = self.transformer.pos_embed
+        if self.comfy_positions:
+            self.transformer.pos_embed = RotaryPositions(list(original.axes_dim), [(h // 2, w // 2)])
+        try:
+            with torch.no_grad():
+                out = self.transformer(hidden_states=tokens, encoder_hidden_states=context, timestep=timestep,
+                                       img_shapes=[[(1, h // 2, w // 2)]] * b, return_dict=False)[0]
+        finally:
+            self.transformer.pos_embed = original
         out = out.reshape(b, h // 2, w // 2, c, 2, 2).permute(0, 3, 1, 4, 2, 5).reshape(b, c, h, w)
         return out[:, :, :rows, :cols]
 
@@ -135,13 +177,14 @@ class CFGGuider:
 @torch.no_grad()
 def sample(pipe, prompt, negative="", seed=1, width=32, height=32, steps=4, sampler="Euler", schedule="Simple",
            cfg=2.5, shift=1.15, init_image=None, denoise=1.0, encoder=encode, ms=None, zero_negative=False,
-           post_cfg=None):
+           post_cfg=None, comfy_positions=True):
     """ComfyUI's KSampler + VAE Decode + SaveImage on Qwen-Image: one uint8 image [H, W, 3]. `init_image` ([0, 1]
     pixels [1, 3, H, W]) with `denoise` < 1 makes it img2img. Euler a draws from the initial noise's generator
     continued (sdcli's WebUI stream), not ComfyUI's re-seeded one. `encoder(tokenizer, text_encoder, text)`: the
     text path. `ms`: a ModelSampling node's model sampling (comfy_ref.DiscreteFlow: ModelSamplingAuraFlow) in place
     of the model's own; `zero_negative`: the negative is ConditioningZeroOut of the positive (zeros of its shape);
-    `post_cfg`: a post-CFG function (cfg_norm: the CFGNorm node)."""
+    `post_cfg`: a post-CFG function (cfg_norm: the CFGNorm node); `comfy_positions` False: diffusers' rotary
+    positions (QwenImageModel)."""
     ms = ms or C.Flux(shift=shift)
     total = steps if denoise >= 0.9999 else int(steps / denoise)
     sigmas = SCHEDULERS[schedule](ms, total)[-(steps + 1):]
@@ -160,8 +203,8 @@ def sample(pipe, prompt, negative="", seed=1, width=32, height=32, steps=4, samp
     kwargs = {}
     if sampler == "Euler a":
         kwargs["noise_sampler"] = lambda s, s_next: torch.randn(shape, generator=generator)
-    out = SAMPLERS[sampler](CFGGuider(QwenImageModel(pipe.transformer, ms), cond, uncond, cfg, post_cfg), x, sigmas,
-                            extra_args={}, **kwargs)
+    model = QwenImageModel(pipe.transformer, ms, comfy_positions)
+    out = SAMPLERS[sampler](CFGGuider(model, cond, uncond, cfg, post_cfg), x, sigmas, extra_args={}, **kwargs)
     image = pipe.vae.decode(process_out(pipe.vae, out).unsqueeze(2)).sample[:, :, 0]
     unit = torch.clamp((image.float() + 1.0) / 2.0, 0.0, 1.0)[0]
     return np.clip(255.0 * unit.permute(1, 2, 0).numpy(), 0, 255).astype(np.uint8)

@@ -89,11 +89,11 @@ def test_zimage_turbo_template(tiny_family_pipe, tmp_path, single_thread):
     assert levels(as_sd3, sd3_theirs) == 0
 
 
-def qwen_image(model, ms=None):
+def qwen_image(model, ms=None, width=32, height=32, comfy_positions=True):
     from tests.reference import qwenimage_ref as Q
 
-    return Q.sample(model.pipe, PROMPT, NEGATIVE, SEED, 32, 32, STEPS, "Euler", "Simple", 2.5, 1.15,
-                    encoder=R.qwen_image_encode, ms=ms)
+    return Q.sample(model.pipe, PROMPT, NEGATIVE, SEED, width, height, STEPS, "Euler", "Simple", 2.5, 1.15,
+                    encoder=R.qwen_image_encode, ms=ms, comfy_positions=comfy_positions)
 
 
 def test_qwen_image_template(tiny_family_pipe, tmp_path, single_thread):
@@ -111,6 +111,28 @@ def test_qwen_image_template(tiny_family_pipe, tmp_path, single_thread):
     print(f"qwen-image: {levels(ours, theirs)}; without the node {levels(without, theirs)}, its shift as mu "
           f"{levels(as_mu, theirs)}")
     assert levels(ours, theirs) == 0 and levels(without, theirs) > 5 and levels(as_mu, theirs) > 0
+
+
+def test_qwen_image_template_at_an_odd_token_grid(tiny_family_pipe, tmp_path, single_thread):
+    """The template at 48x40 px (a 3x3 token grid, the second side wrapped round to it; odd, as the released model's
+    native 1328 px is 83 tokens a side): ComfyUI centres an odd side's rotary positions half a token off diffusers'.
+    The replay (ComfyUI's path, --emphasis comfy) is 0 levels from the transcription at ComfyUI's positions; the
+    same graph on sdcli's own path (--emphasis original) keeps diffusers' positions: 0 levels from the
+    transcription run at those, and both are off the other."""
+    from tests.reference import comfy_ref as C
+
+    model = tiny_family_pipe("qwen-image")
+    aura = C.DiscreteFlow(shift=3.1, multiplier=1.0)
+    graph = template("qwen_image", aura=3.1, cfg=2.5)
+    graph["5"]["inputs"].update(width=48, height=40)
+    theirs = qwen_image(model, aura, 48, 40)
+    diffusers = qwen_image(model, aura, 48, 40, comfy_positions=False)
+    ours, own = replay(model, tmp_path, graph), replay(model, tmp_path, graph, emphasis="original")
+    print(f"qwen-image 48x40: {levels(ours, theirs)}; diffusers' positions {levels(diffusers, theirs)}, sdcli's own "
+          f"path {levels(own, theirs)} (from diffusers' positions {levels(own, diffusers)})")
+    assert ours.shape == theirs.shape == (40, 48, 3)
+    assert levels(ours, theirs) == 0 and levels(own, diffusers) == 0
+    assert levels(diffusers, theirs) > 0 and levels(own, theirs) > 0
 
 
 def flux2(model, encoder, cfg, zero=False, guidance=None):

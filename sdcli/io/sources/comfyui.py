@@ -114,7 +114,10 @@ def api_from_workflow(workflow: Any) -> dict[str, Any]:
             name: value for name, value in zip(names, values, strict=False) if name}
         for slot in node.get("inputs") or []:
             link = _through(links, nodes, links.get(slot.get("link")))
-            if link is not None:
+            source = nodes.get(link[0], {}) if link is not None else {}
+            if source.get("type") == "PrimitiveNode" and source.get("widgets_values"):  # the UI's value widget
+                inputs[slot.get("name")] = source["widgets_values"][0]
+            elif link is not None:
                 inputs[slot.get("name")] = list(link[:2])
         graph[node_id] = {"class_type": kind, "inputs": inputs}
     return graph
@@ -149,6 +152,7 @@ class _Walk:
         self.unmapped: list[str] = []
         self.input_image: str | None = None  # LoadImage's file name (img2img)
         self.started: str | None = None  # a KSamplerAdvanced's later start, in words
+        self.schedule_sides: list[Any] = []  # a Flux2Scheduler's width and height (sdcli: the image's)
         self.references = References(self)  # an edit's reference images (ReferenceLatent)
 
     def node(self, link: Any, role: str) -> dict[str, Any]:
@@ -220,6 +224,7 @@ class _Walk:
                     denoise = self.value(sigmas, "denoise", 1.0)
                 elif sigmas.get("class_type") == "Flux2Scheduler":  # Flux.2's own: sdcli's Flux2 schedule type
                     scheduler, steps = "Flux2Scheduler", self.value(sigmas, "steps")
+                    self.schedule_sides = [sigmas["inputs"].get(side) for side in ("width", "height")]
         if kind == "KSamplerAdvanced":
             start, end = get("start_at_step", 0), get("end_at_step", 10000)
             if isinstance(end, int) and isinstance(steps, int) and end < steps:
@@ -316,6 +321,12 @@ class _Walk:
             if _is_link(link) and (loader := self.node(link, "vae")).get("class_type") == "VAELoader":
                 self.params["VAE"] = self.value(loader, "vae_name")
 
+    def scheduled_as(self, latent: dict[str, Any]) -> bool:
+        """Whether the Flux2Scheduler's width and height are the empty latent's: the same links, or equal values."""
+        return all(theirs == latent["inputs"].get(name) or self.value({"inputs": {name: theirs}}, name)
+                   == self.value(latent, name) for name, theirs in zip(("width", "height"), self.schedule_sides,
+                                                                       strict=True))
+
     def latent(self, link: Any, denoise: Any) -> None:
         """Size from EmptyLatentImage; an img2img (VAEEncode of a LoadImage) and its denoise."""
         if not _is_link(link):
@@ -324,6 +335,9 @@ class _Walk:
         kind = node.get("class_type")
         if kind in EMPTY_LATENTS:
             sides = [node["inputs"].get(side) for side in ("width", "height")]
+            if self.schedule_sides and not self.scheduled_as(node):
+                self.unmapped.append("a Flux2Scheduler sized otherwise than its empty latent (sdcli sizes the "
+                                     "schedule by the image)")
             if any(_is_link(side) and self.node(side, side).get("class_type") == "GetImageSize" for side in sides):
                 if not all(_is_link(side) and self.references.sized_by_first(side) for side in sides):
                     self.unmapped.append("an empty latent sized by GetImageSize of another image than the first "
