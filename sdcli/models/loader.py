@@ -137,12 +137,38 @@ def _load_folder(model: ModelRef, dtype: Any, row: Storage | None = None,
         extra["quantization_config"] = pipeline_config(row, detected.family.network_component, encoders, dtype)
     if (scheduler := _load_scheduler(model.path)) is not None:
         extra["scheduler"] = scheduler
+    stand_ins = _processor_stand_ins(model.path)
     try:
         pipe = pipeline_type(pipeline_class(detected, mode)).from_pretrained(
-            model.path, dtype=dtype, use_safetensors=True, local_files_only=True, **extra)
+            model.path, dtype=dtype, use_safetensors=True, local_files_only=True, **extra,
+            **dict.fromkeys(stand_ins))  # left out by diffusers (its type check needs the class), put in below
     except (OSError, ValueError, RuntimeError, KeyError) as exc:
         raise ModelError(f"--model: cannot load {model.path}: {str(exc).splitlines()[0]}") from None
+    if made := {name: part for name, part in stand_ins.items() if part is not None}:
+        pipe.register_modules(**made)
     return pipe, detected
+
+
+def _processor_stand_ins(folder: Path) -> dict[str, Any]:
+    """The folder's transformers processors that cannot be made here, each replaced: transformers 5's
+    PixtralProcessor (Flux.2 dev's `tokenizer`) needs torchvision even for text. sdcli's encoders read only
+    a processor's text tokenizer, and prepare images themselves (conditioning.flux2_upsample), so the
+    `tokenizer` component gets its text tokenizer and another processor component is left out (None)."""
+    import json
+
+    import transformers
+
+    stand_ins: dict[str, Any] = {}
+    for name, value in json.loads((folder / "model_index.json").read_text()).items():
+        if not (isinstance(value, list) and len(value) == 2 and value[0] == "transformers"
+                and str(value[1]).endswith("Processor")):
+            continue
+        try:
+            getattr(transformers, value[1]).from_pretrained  # noqa: B018
+        except Exception:  # noqa: BLE001 - a placeholder class raises ImportError on any attribute
+            stand_ins[name] = (transformers.AutoTokenizer.from_pretrained(folder / name, local_files_only=True)
+                               if name == "tokenizer" else None)
+    return stand_ins
 
 
 def _check_components(folder: Path) -> None:
