@@ -43,8 +43,9 @@ def _joined(line: str, base: str, position: str) -> str:
     return f"{line} {base}" if position == "start" else f"{base} {line}"
 
 
-def prompt_lines(base: GenerationRequest, args: list[Any]) -> list[tuple[GenerationRequest, str | None]]:
-    """The request of each line (and the model it names), seeds as the WebUI's script sets them."""
+def prompt_lines(base: GenerationRequest, args: list[Any]) -> tuple[list[tuple[GenerationRequest, str | None]], int]:
+    """The request of each line (and the model it names), seeds as the WebUI's script sets them; and the script's
+    seed after the last line (-1: random, each line's own), as its answer reports it."""
     from sdcli.batch.keys import KEYS
     from sdcli.batch.parse import READERS, BatchFileError, parse_file
 
@@ -82,20 +83,25 @@ def prompt_lines(base: GenerationRequest, args: list[Any]) -> list[tuple[Generat
         if request.seed == base.seed:  # the line sets no seed of its own
             request = replace(request, seed=seed)
         out.append((request, parsed.model))
-        if iterate and seed is not None:
-            seed = (seed + request.total_images) % (MAX_SEED + 1)
-    return out
+        if iterate and seed is not None:  # by the request's batch size x n_iter, whatever the line sets
+            seed = (seed + base.total_images) % (MAX_SEED + 1)
+    return out, -1 if seed is None else seed
 
 
 def run_prompts(base: GenerationRequest, args: list[Any], generate: Callable[[GenerationRequest, str | None], Any],
-                max_images: int) -> list[Any]:
-    """Every line of the script's text generated, in order."""
-    lines = prompt_lines(base, args)
+                max_images: int) -> Any:
+    """Every line of the script's text generated, in order, as one answer (server.outcome.Generated): every
+    line's images, all_prompts and infotexts (one for a line that made none); all_seeds, all_negative_prompts
+    and all_subseeds the script's own [seed], [negative prompt], [-1], as the WebUI's Processed(p, ...)."""
+    lines, seed = prompt_lines(base, args)
     total = sum(request.total_images for request, _ in lines)
     if total > max_images:
         raise UsageError(f"script_args: the lines make {total} images, over this server's limit of {max_images} "
                          "per request")
-    return [generate(request, model) for request, model in lines]
+    done = merged([generate(request, model) for request, model in lines])
+    info = {**done.info, "seed": seed, "subseed": -1, "negative_prompt": base.negative_prompt,
+            "all_seeds": [seed], "all_negative_prompts": [base.negative_prompt], "all_subseeds": [-1]}
+    return replace(done, info=info)
 
 
 def _upscale_args(args: list[Any], names: list[str]) -> tuple[int, str, float]:
@@ -117,8 +123,8 @@ def _upscale_args(args: list[Any], names: list[str]) -> tuple[int, str, float]:
 
 def merged(results: list[Any]) -> Any:
     """Several server.outcome.Generated as one answer: the first's model and request, every image in order, and
-    every line's list of the images it asked for (a line an /interrupt kept from starting too), as the WebUI's
-    script joins each line's all_prompts."""
+    every line's lists joined (all_prompts: the images it asked for; infotexts: those it made, or image 0's as
+    asked), as the WebUI's script joins each line's all_prompts and infotexts."""
     from sdcli.server.outcome import Generated
 
     items = [replace(item, index=n) for n, item in enumerate(i for r in results for i in r.items)]
