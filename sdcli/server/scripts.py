@@ -21,7 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from sdcli.errors import UsageError
+from sdcli.io.metadata import with_params
 from sdcli.request.generation import MAX_SEED, GenerationRequest
+from sdcli.server.outcome import asked
 
 Generate = Callable[[GenerationRequest], Any]  # a request -> server.engine.Generated (the server's own checks)
 
@@ -135,7 +137,8 @@ def merged(results: list[Any]) -> Any:
 def run_sd_upscale(engine: Any, base: GenerationRequest, args: list[Any], generate: Generate,
                    max_pixels: int) -> Any:
     """The input upscaled, tiled, each tile img2img'd, blended back: a Generated with one image per n_iter, its
-    infotext the first tile's with the script's keys, as the WebUI's."""
+    infotext the first tile's with the script's keys, and the info lists of the last batch of tiles (the WebUI
+    script's p after its last process_images: batch_size images from that batch's seed)."""
     from PIL import Image
 
     from sdcli.io.images import open_image
@@ -169,9 +172,10 @@ def run_sd_upscale(engine: Any, base: GenerationRequest, args: list[Any], genera
     grid = split_tiles(image, width, height, overlap)
     seed = base.seed if base.seed is not None else random.randrange(MAX_SEED)
     tile_request = replace(base, batch_size=1, count=1)
-    keys = f", SD upscale overlap: {overlap}, SD upscale upscaler: {upscaler_name}"
+    keys = {"SD upscale overlap": overlap, "SD upscale upscaler": upscaler_name}
     items: list[Any] = []
     first: Any = None
+    done: Any = None
     with tempfile.TemporaryDirectory(prefix="sdcli-serve-") as folder:
         for n in range(base.count):
             images = []
@@ -185,10 +189,13 @@ def run_sd_upscale(engine: Any, base: GenerationRequest, args: list[Any], genera
                 first = first or done
                 images.append(done.items[0].image if done.items else Image.new("RGB", (width, height)))
             combined = combine_tiles(grid, images)
-            item = first.items[0]
-            items.append(replace(item, image=combined, index=n, seed=(seed + n) % (MAX_SEED + 1),
-                                 width=combined.width, height=combined.height, infotext=item.infotext + keys))
-    return replace(first, items=items, info={})  # info as the images say (one seed per upscaled image)
+            infotext = with_params(first.info["infotexts"][0], keys)  # a first tile that made none: as asked
+            items.append(replace(first.items[0] if first.items else _blank_item(seed, (width, height)),
+                                 image=combined, index=n, seed=(seed + n) % (MAX_SEED + 1), width=combined.width,
+                                 height=combined.height, infotext=infotext))
+    last = replace(done.request, seed=(done.request.seed - k % base.batch_size) % (MAX_SEED + 1),
+                   batch_size=base.batch_size)  # the last batch's first tile
+    return replace(first, items=items, info={**asked(last), "infotexts": [item.infotext for item in items]})
 
 
 def info_of(items: list[Any], styles: list[str] | None) -> dict[str, Any]:

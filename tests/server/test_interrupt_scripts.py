@@ -118,6 +118,7 @@ def test_sd_upscale_interrupted_in_its_first_tile_blends_black_tiles(client, eng
         tiles = [image[y:y + 32, x:x + 32] for y in (0, 32) for x in (0, 32)]
         assert [k for k, tile in enumerate(tiles) if not tile.any()] == blank  # [1, 2, 3], then all four
     assert len(info["infotexts"]) == len(expected.infotexts)  # the first tile's, for each upscaled image
+    check_lists(info, expected)  # the last tile's lists (all_seeds [11]), though it never started
 
 
 def test_an_interrupt_does_not_outlast_its_request(client, engine, monkeypatch, single_thread):
