@@ -13,6 +13,8 @@ pipeline (each job is an ordinary server generation: same checks, same queue, sa
 
 from __future__ import annotations
 
+import csv
+import io
 import random
 import tempfile
 from collections.abc import Callable
@@ -249,8 +251,10 @@ def _xyz_options(args: list[Any], tab: str) -> tuple[XyzOptions, bool, bool, boo
             kind = labels[kind]
         if not isinstance(kind, str):
             raise UsageError(f"script_args: {axis} type {kind!r} is not an axis index or name")
-        if not text and isinstance(dropdown, list) and dropdown:
-            text = ", ".join(f'"{v}"' if "," in str(v) else str(v) for v in dropdown)
+        if not text and isinstance(dropdown, list) and dropdown:  # one CSV row, as the WebUI's list_to_csv_string
+            row = io.StringIO()
+            csv.writer(row).writerow([str(v) for v in dropdown])
+            text = row.getvalue().strip()
         options.append(None if kind == "Nothing" else f"{kind}: {text or ''}")
     flags = [bool(a) for a in args[9:13]] + [True, False, False, False][len(args[9:13]):]
     return (options[0], options[1], options[2]), flags[0], flags[1], flags[2], flags[3]
@@ -260,8 +264,9 @@ def run_xyz(engine: Any, base: GenerationRequest, args: list[Any], generate: Cal
             Any], tab: str, max_images: int) -> Any:
     """Every cell through the server, then sdcli xyz's grid: a Generated whose images are the grid (the Z grids
     after it with "include sub grids", the cells with "include lone images"), as the WebUI's script answers."""
-    from sdcli.batch.plotgrid import cell_grid, combined_grid
+    from sdcli.batch.plotgrid import cell_grid, combined_grid, grid_infotext
     from sdcli.batch.xyz import plan_plot
+    from sdcli.batch.xyz_order import run_order
 
     options, legend, lone, sub, keep = _xyz_options(args, tab)
     try:
@@ -276,8 +281,10 @@ def run_xyz(engine: Any, base: GenerationRequest, args: list[Any], generate: Cal
     if len(plot.lines) > max_images:
         raise UsageError(f"script_args: the plot has {len(plot.lines)} cells, over this server's limit of "
                          f"{max_images} images per request")
+    results: list[Any] = [None] * len(plot.lines)
     with engine.keeping_current():  # a Checkpoint name axis switches the model cell by cell
-        results = [generate(line.request, line.model) for line in plot.lines]
+        for n in run_order(plot):  # the WebUI's order: a Checkpoint name axis outermost
+            results[n] = generate(plot.lines[n].request, plot.lines[n].model)
     made = [r.items[0] if r.items else None for r in results]  # None: a cell an /interrupt kept from starting
     first = next((item for item in made if item is not None), None)
     x, y, z = plot.axes
@@ -297,10 +304,16 @@ def run_xyz(engine: Any, base: GenerationRequest, args: list[Any], generate: Cal
                                                       z.labels, legend)
     template = first or _blank_item(results[0].request.seed, size)
     shown = [main] + (grids if sub and nz > 1 else [])
-    items = [replace(template, image=image, width=image.width, height=image.height) for image in shown]
+    # Each grid's infotext: its first cell's (0, 0, z) with the plot's keys (Z keys on the main grid only);
+    # None where that cell made nothing, as the WebUI's grid_infotext of a cell that did not run.
+    corners = [made[plot.cell(0, 0, iz)] for iz in range(nz)]
+    texts = [grid_infotext(corners[0].infotext, plot, combined=True) if corners[0] else None]
+    texts += [grid_infotext(c.infotext, plot, combined=False) if c else None for c in corners] if len(shown) > 1 else []
+    items = [replace(template, image=image, width=image.width, height=image.height, infotext=text or "")
+             for image, text in zip(shown, texts, strict=True)]
     items += [item or _blank_item(template.seed, size) for item in made] if lone else []
     return replace(results[0], items=[replace(item, index=n) for n, item in enumerate(items)],
-                   info=_xyz_info(results, made, items[:len(shown)], nx * ny if sub and nz > 1 else 0))
+                   info=_xyz_info(results, made, texts, nx * ny if sub and nz > 1 else 0))
 
 
 def _blank_item(seed: int, size: tuple[int, int]) -> Any:
@@ -313,7 +326,7 @@ def _blank_item(seed: int, size: tuple[int, int]) -> Any:
                           height=size[1], params={}, infotext="")
 
 
-def _xyz_info(results: list[Any], made: list[Any], grids: list[Any], z_every: int) -> dict[str, Any]:
+def _xyz_info(results: list[Any], made: list[Any], grids: list[str | None], z_every: int) -> dict[str, Any]:
     """The WebUI X/Y/Z plot's info lists: each cell's prompt, seed and infotext (null for a cell an /interrupt
     kept from starting), the grids' infotexts first (and, with sub grids, each Z grid's first cell's prompt and
     seed); the first cell's negative prompts and subseeds."""
@@ -321,6 +334,6 @@ def _xyz_info(results: list[Any], made: list[Any], grids: list[Any], z_every: in
     seeds = [item.seed if item is not None else None for item in made]
     starts = range(0, len(made), z_every) if z_every else range(0)
     return {"all_prompts": [prompts[n] for n in starts] + prompts, "all_seeds": [seeds[n] for n in starts] + seeds,
-            "infotexts": [g.infotext for g in grids] + [item.infotext if item else None for item in made],
+            "infotexts": grids + [item.infotext if item else None for item in made],
             "all_negative_prompts": results[0].info["all_negative_prompts"],
             "all_subseeds": results[0].info["all_subseeds"], "index_of_first_image": 1}
