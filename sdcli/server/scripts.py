@@ -105,6 +105,13 @@ def run_prompts(base: GenerationRequest, args: list[Any], generate: Callable[[Ge
     done = merged([generate(request, model) for request, model in lines])
     info = {**done.info, "seed": seed, "subseed": -1, "negative_prompt": base.negative_prompt,
             "all_seeds": [seed], "all_negative_prompts": [base.negative_prompt], "all_subseeds": [-1]}
+    # The other keys are the request's too, not its first line's; the script's p never ran, so the WebUI names
+    # no model or VAE (p.sd_model_name ... stay None).
+    own = {"prompt": info["all_prompts"][0], "steps": base.steps, "cfg_scale": base.cfg_scale,
+           "width": base.width, "height": base.height, "batch_size": base.batch_size,
+           "subseed_strength": base.subseed_strength}
+    info |= {key: value for key, value in own.items() if value is not None}
+    info |= dict.fromkeys(("sd_model_name", "sd_model_hash", "sd_vae_name", "sd_vae_hash"))
     return replace(done, info=info)
 
 

@@ -14,7 +14,9 @@ Facts:
 - Prompts from file: each line runs on copy.copy(p), so the script's p keeps no lists: its answer has
   all_seeds [p.seed], all_negative_prompts [p.negative_prompt], all_subseeds [-1]. p.seed is fixed only with
   "iterate seed" or "same seed for all lines" (else it stays -1); with "iterate seed" it moves on after each
-  line by p.batch_size * p.n_iter, the request's, whatever the line sets.
+  line by p.batch_size * p.n_iter, the request's, whatever the line sets. Its other keys (steps, cfg_scale,
+  width, height, batch_size, subseed_strength) are p's, the request's, not a line's; p never ran, so its
+  sd_model_name, sd_model_hash, sd_vae_name and sd_vae_hash stay None (StableDiffusionProcessing's defaults).
 - SD upscale: fix_seed(p) first; every tile batch runs process_images on p itself, so the answer's all_* lists
   are the last batch's: batch_size images from that batch's seed (seed + n for upscaled image n, plus 1 per batch
   before it: batch i's seed is the previous batch's first seed + 1). The Processed's seed is the fixed seed, its

@@ -37,6 +37,9 @@ def test_prompts_from_file_lines_run_as_the_webui_script(api, single_thread):
     # The WebUI script's own Processed(p, ...): the request's negative prompt, the script's seed, subseed -1.
     assert (info["all_negative_prompts"], info["all_seeds"], info["all_subseeds"]) == ([""], [7], [-1])
     assert (info["negative_prompt"], info["seed"], info["subseed"]) == ("", 7, -1)
+    # The rest is the request's as well, not the first line's; the script's own p loaded no model.
+    _, first_line = generate(api, script_name=PROMPTS, script_args=[False, False, "start", "--prompt a --steps 3"])
+    assert (first_line["steps"], first_line["prompt"], first_line["sd_model_name"]) == (2, "a oil", None)
     alone, _ = generate(api, prompt="a cat oil")
     assert np.array_equal(rgb(body["images"][0]), rgb(alone["images"][0]))
 
