@@ -310,7 +310,7 @@ def run_xyz(engine: Any, base: GenerationRequest, args: list[Any], generate: Cal
         main = grids[0] if nz == 1 else combined_grid([Path(folder) / f"grid-{iz}.png" for iz in range(nz)],
                                                       z.labels, legend)
     template = first or _blank_item(results[0].request.seed, size)
-    shown = [main] + (grids if sub and nz > 1 else [])
+    shown = [main] + (grids if sub else [])  # with one Z value too: the main grid, then that Z grid
     # Each grid's infotext: its first cell's (0, 0, z) with the plot's keys (Z keys on the main grid only);
     # None where that cell made nothing, as the WebUI's grid_infotext of a cell that did not run.
     corners = [made[plot.cell(0, 0, iz)] for iz in range(nz)]
@@ -320,7 +320,7 @@ def run_xyz(engine: Any, base: GenerationRequest, args: list[Any], generate: Cal
              for image, text in zip(shown, texts, strict=True)]
     items += [item or _blank_item(template.seed, size) for item in made] if lone else []
     return replace(results[0], items=[replace(item, index=n) for n, item in enumerate(items)],
-                   info=_xyz_info(results, made, texts, nx * ny if sub and nz > 1 else 0))
+                   info=_xyz_info(results, made, texts, nx * ny if sub else 0))
 
 
 def _blank_item(seed: int, size: tuple[int, int]) -> Any:

@@ -72,6 +72,14 @@ def test_xyz_sub_grids_have_no_z_keys(client, single_thread):
     assert pairs(second_z) == with_keys(cells[2], ref.grid_keys(axes, False, main=False))  # cell (0, 0, 1)
     assert "Z Type: CFG Scale" in main and "Z Type" not in second_z
 
+    # One Z value: "include sub grids" still answers the main grid and then its one Z grid, as the WebUI's.
+    images, one = post(client, **xyz(x, lone=False, sub=True))
+    expected = interrupt_ref.xyz_plot([interrupt_ref.Job(("oil",), ("fog",), (7,), (None,), 1)] * 2, (2, 1, 1),
+                                      sub=True)
+    assert len(images) == len(expected.images) == 2  # the main grid of one Z grid with no title: that grid
+    assert np.array_equal(np.asarray(decode(images[0])), np.asarray(decode(images[1])))
+    assert one["all_seeds"] == expected.all_seeds == [7, 7, 7] and len(one["infotexts"]) == 4
+
 
 def test_xyz_checkpoint_axis_runs_outermost_so_an_interrupt_blanks_the_webuis_cells(client, engine, monkeypatch,
                                                                                     single_thread):
