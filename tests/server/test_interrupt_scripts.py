@@ -170,3 +170,24 @@ def test_an_interrupt_while_the_model_loads_starts_no_batch(client, engine, monk
     # worked out from the plan without running the network.
     assert expected.infotexts == [(0, 0)] and info["infotexts"] == whole["infotexts"][:1]
     assert "Hires upscaler: Latent" in info["infotexts"][0]
+
+
+def test_an_unmade_img2img_infotext_names_its_add_ons_as_a_run_would(api, folder_engine, monkeypatch):
+    """Image 0's infotext as asked, from the plan alone: the input's size, the LoRA's hash, the VAE of
+    override_settings, the sampler and schedule, as the uninterrupted run writes them."""
+    x = np.linspace(0, 255, 32, dtype=np.uint8)
+    source = Image.fromarray(np.stack(np.broadcast_arrays(x[None, :], x[:, None], 255 - x[None, :]), axis=2))
+    payload = {"prompt": "oil <lora:detail:0.5>", "init_images": [b64png(source)], "denoising_strength": 0.5,
+               "sampler_name": "DPM++ 2M", "scheduler": "Karras",
+               "override_settings": {"sd_vae": "tinyvae.safetensors"}}
+    _, whole = post(api, "/sdapi/v1/img2img", **payload)
+    loaded = type(folder_engine)._pipeline.__get__(folder_engine)
+
+    def load_and_interrupt(*args, **kwargs):
+        folder_engine.interrupt()
+        return loaded(*args, **kwargs)
+
+    monkeypatch.setattr(folder_engine, "_pipeline", load_and_interrupt)
+    images, info = post(api, "/sdapi/v1/img2img", **payload)
+    assert images == [] and info["infotexts"] == whole["infotexts"][:1]
+    assert "Lora hashes" in info["infotexts"][0] and "VAE: tinyvae.safetensors" in info["infotexts"][0]
