@@ -50,6 +50,7 @@ def test_xyz_grid_infotext_is_the_first_cells_with_the_plots_keys(client, single
     images, info = post(client, **xyz(seed_axis, sampler_axis))
     cells = info["infotexts"][1:]
     fixed = int(parse_infotext(cells[0])[2]["Seed"])  # "-1" fixed once for the plot
+    assert [parse_infotext(c)[2]["Sampler"] for c in cells] == ["Euler", "Euler", "DPM++ 2M", "DPM++ 2M"]
     axes = [("Seed", "-1, 9", [fixed, 9]), ("Sampler", "Euler,DPM++ 2M", ["Euler", "DPM++ 2M"]), ("Nothing", "", [])]
     keys = ref.grid_keys(axes, keep_random_seeds=False, main=True)
     assert keys["Fixed X Values"] == f"{fixed}, 9" and "Y Values" in keys
