@@ -248,7 +248,7 @@ def asked_infotext(request: GenerationRequest, choice: SamplerChoice, family: An
     if family is not None:
         request = with_defaults(request, family.defaults_for(choice_key(request.emphasis)))
         choice = family.settle_choice(choice)
-    native = family.native_size if family is not None else 512
+    native = family.native_size_for(request.prediction_type or family.prediction) if family is not None else 512
     width, height = inputs.size if inputs is not None else (request.width or native, request.height or native)
     hires = (*hires_choices(request), hires_upscaler or "") if request.hires is not None else None
     traits = family.capabilities.traits if family is not None else ()
