@@ -10,6 +10,7 @@ import pytest
 from PIL import Image
 
 from sdcli.io.metadata import parse_infotext
+from tests.reference import webui_scripts_ref as ref
 from tests.server.conftest import b64png, decode
 
 TXT = {"prompt": "oil", "seed": 7, "steps": 2, "width": 32, "height": 32, "sampler_name": "Euler a"}
@@ -54,7 +55,8 @@ def test_prompts_from_file_seeds_and_position(api):
     assert info["all_seeds"] == [11]  # the script's seed after its last line, as the WebUI answers
     # The seed moves on by the request's batch size x n_iter, not by the images a line sets (the WebUI's p.seed).
     _, lines = generate(api, script_name=PROMPTS, script_args=[True, False, "start", "--prompt a --n_iter 2\nb"])
-    assert seeds(lines) == [7, 8, 8] and lines["all_seeds"] == [9]
+    starts, last = ref.prompt_seeds(7, [None, None], iterate=True, per_request=1)
+    assert seeds(lines) == [starts[0], starts[0] + 1, starts[1]] == [7, 8, 8] and lines["all_seeds"] == [last] == [9]
     _, same = generate(api, script_name=PROMPTS, script_args=[False, True, "a\nb"], seed=-1)  # the older args
     assert seeds(same)[0] == seeds(same)[1] == same["all_seeds"][0] != -1  # "same random seed for all lines"
     _, each = generate(api, script_name=PROMPTS, script_args=[False, False, "a\nb"], seed=11)
