@@ -14,10 +14,13 @@ import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sdcli.batch.grid import MAX_GRID_PIXELS, _font
 from sdcli.errors import RuntimeFailure
+
+if TYPE_CHECKING:
+    from sdcli.batch.xyz import Plot
 
 MIN_CELL = 128  # smallest side a cell is shown at (by a whole-number scale)
 MIN_FONT = 12
@@ -188,3 +191,12 @@ def save_grid(image: Any, folder: Path, name: str, infotext: str, replace_existi
     finally:
         Path(tmp).unlink(missing_ok=True)
     return folder / f"{name}.png"
+
+
+def grid_infotext(cell: str | None, plot: Plot, combined: bool) -> str:
+    """A grid's infotext: its first cell's (`cell`) with the plot's keys (plot_params) where the WebUI's X/Y/Z plot
+    writes them, among its extra generation params (before Version); `combined`: the main grid's (Z keys too)."""
+    from sdcli.batch.xyz import plot_params
+    from sdcli.io.metadata import with_params
+
+    return with_params(cell or "", plot_params(plot, combined))

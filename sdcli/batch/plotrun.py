@@ -14,8 +14,8 @@ from typing import Any
 
 from sdcli.batch import manifest
 from sdcli.batch.plan import BatchOptions
-from sdcli.batch.plotgrid import cell_grid, combined_grid, save_grid
-from sdcli.batch.xyz import Plot, plot_params
+from sdcli.batch.plotgrid import cell_grid, combined_grid, grid_infotext, save_grid
+from sdcli.batch.xyz import Plot
 
 GRID_NAME = "xyz_grid"
 
@@ -113,9 +113,7 @@ def write_grids(plot: Plot, folder: Path, *, legend: bool = True,
 
 def _infotext(plot: Plot, cells: list[Path | None], combined: bool) -> str:
     """The first finished cell's infotext with the plot's keys added (the WebUI's grid infotext)."""
-    from sdcli.io.metadata import build_infotext, parse_infotext, read_infotext
+    from sdcli.io.metadata import read_infotext
 
     first = next((c for c in cells if c is not None), None)
-    prompt, negative, params = parse_infotext(read_infotext(first) or "") if first else ("", "", {})
-    version = params.pop("Version", None)
-    return build_infotext(prompt, negative, {**params, **plot_params(plot, combined), "Version": version})
+    return grid_infotext(read_infotext(first) if first else None, plot, combined)

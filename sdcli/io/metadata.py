@@ -61,6 +61,12 @@ def build_infotext(prompt: str, negative_prompt: str, params: dict[str, Any]) ->
     return "\n".join(lines)
 
 
+def with_params(infotext: str, params: dict[str, Any]) -> str:
+    """`infotext` with `params` added where the WebUI writes a script's extra_generation_params (before Version)."""
+    prompt, negative, written = parse_infotext(infotext)
+    return build_infotext(prompt, negative, {**written, **params})
+
+
 def civitai_flux_fix(line: str) -> str:
     """Forge's fix of Civitai's Flux parameters (modules/infotext_utils.py), on a parameter line that names both
     `Civitai` and `FLUX`: its `Clip skip: 0..8` dropped (Flux has none), `Sampler: Undefined` read as Euler with

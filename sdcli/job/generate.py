@@ -47,19 +47,18 @@ class GeneratedImage:
 
 def infotext_params(request: GenerationRequest, choice: SamplerChoice, *, seed: int, subseed: int | None,
                     width: int, height: int, model_name: str, model_hash: str,
-                    refiner: LoadedModel | None = None, hires: tuple[Any, Any, str] | None = None,
+                    refiner: str | None = None, hires: tuple[Any, Any, str] | None = None,
                     traits: tuple[str, ...] = (), vae: str | None = None) -> dict[str, Any]:
     """The WebUI parameter line's fields for one image: the field table's keys (request.fields, omission
-    rules applied there), the model's and the size. `hires`: the hires pass's (first, second) samplers and
-    upscaler name, when it runs; `traits`: what the model's family takes (families.base.Capabilities.traits:
-    Forge's `Distilled CFG Scale` is written for models with distilled guidance); `vae`: the VAE file's name
-    (Forge's `Module 1` beside the text encoders)."""
+    rules applied there), the model's and the size. `refiner`: "name [hash]" of the refiner; `hires`: the hires
+    pass's (first, second) samplers and upscaler name, when it runs; `traits`: what the model's family takes
+    (families.base.Capabilities.traits: Forge's `Distilled CFG Scale` is written for models with distilled
+    guidance); `vae`: the VAE file's name (Forge's `Module 1` beside the text encoders)."""
     from sdcli.sampling.loop import ETA_DEFAULTS, sampler_takes
 
     written = Written(request, choice, seed, subseed, width, height, takes=sampler_takes(choice),
                       eta_default=ETA_DEFAULTS[choice.sampler.timesteps],
-                      refiner=f"{refiner.name} [{refiner.hash}]" if refiner is not None else None, hires=hires,
-                      traits=traits, vae=vae)
+                      refiner=refiner, hires=hires, traits=traits, vae=vae)
     return {
         "Size": f"{width}x{height}",  # the generation size (with an input image, its fitted size)
         "Model hash": model_hash,
@@ -180,6 +179,7 @@ def run(
 
     # 3. Batches: per-image generators seeded seed + i; a group's images in one batch, each its own request's.
     vae_name = model.addons.vae_path.name if model.addons.vae_path else None
+    refiner_label = f"{refiner.name} [{refiner.hash}]" if refiner is not None else None
     if group:
         if not own or refine or hires or control is not None or extra is not None or upsampler is not None:
             raise ValueError("a group of requests runs only through sdcli's loop, without a refiner, hires, "
@@ -218,8 +218,9 @@ def run(
                 image = inputs.finish(image)  # pasted back through the blurred mask / into the crop
             params = _with_modules(infotext_params(
                 image_request, choice, seed=seed, subseed=subseed, width=width, height=height, model_name=model_name,
-                model_hash=model_hash, refiner=refiner, hires=hires_names, traits=model.family.capabilities.traits,
-                vae=vae_name) | rewritten | control_params | (extra_params or {}))
+                model_hash=model_hash, refiner=refiner_label, hires=hires_names,
+                traits=model.family.capabilities.traits, vae=vae_name)
+                | rewritten | control_params | (extra_params or {}))
             yield GeneratedImage(  # width/height: the generation size, as the infotext's Size
                 image=image, index=start + offset, seed=seed, subseed=subseed, width=width, height=height,
                 params=params, infotext=build_infotext(image_request.prompt, image_request.negative_prompt, params),
@@ -237,6 +238,31 @@ def groupable(request: GenerationRequest, model: LoadedModel, choice: SamplerCho
     return (runs_own_loop(model, model.family.settle_choice(choice), request) and refiner is None
             and request.hires is None and not request.controlnets and control is None and request.mode != "edit"
             and request.upsample_prompt is None)
+
+
+def asked_infotext(request: GenerationRequest, choice: SamplerChoice, family: Any, *, model_name: str,
+                   model_hash: str, inputs: PreparedInputs | None = None, extra_params: dict[str, Any] | None = None,
+                   refiner: str | None = None, hires_upscaler: str | None = None,
+                   vae: str | None = None) -> str:
+    """The infotext `run` writes for image 0 of `request` (seed resolved), worked out without loading or running
+    the network: the WebUI's infotext of a job that made no image (image 0 as asked). `family`: the model's
+    (None: the request as it is); `refiner`: its "name [hash]"; `hires_upscaler`: the hires pass's upscaler name;
+    `vae`: the VAE file's name. Keys only a run can know (ControlNet units' sizes, an edit's references, an
+    upsampled prompt) are not written."""
+    from sdcli.request.generation import hires_choices
+
+    if family is not None:
+        request = with_defaults(request, family.defaults_for(choice_key(request.emphasis)))
+        choice = family.settle_choice(choice)
+    native = family.native_size_for(request.prediction_type or family.prediction) if family is not None else 512
+    width, height = inputs.size if inputs is not None else (request.width or native, request.height or native)
+    hires = (*hires_choices(request), hires_upscaler or "") if request.hires is not None else None
+    traits = family.capabilities.traits if family is not None else ()
+    params = _with_modules(infotext_params(
+        request, choice, seed=request.seeds()[0], subseed=request.subseeds()[0], width=width, height=height,
+        model_name=model_name, model_hash=model_hash, refiner=refiner, hires=hires, traits=traits, vae=vae)
+        | (extra_params or {}))
+    return build_infotext(request.prompt, request.negative_prompt, params)
 
 
 def _with_modules(params: dict[str, Any]) -> dict[str, Any]:

@@ -163,3 +163,23 @@ def load_job(plan: JobPlan, cache: ModelCache, notes: Notes, *, stage: Stage | N
     with stage("loading face restorer") if stage and plan.faces else nullcontext():
         faces = cache.face_restorer(plan.faces, plan.assets, plan.runtime)
     return LoadedJob(plan, loaded, model_hash, refiner, control, upscaler, faces)
+
+
+def asked_infotext(plan: JobPlan, request: Any, cache: ModelCache) -> str:
+    """The infotext LoadedJob.generate writes for image 0 of `request` (the plan's, seed resolved), from the plan
+    alone: no weights load (the WebUI's infotext of a job that made no image, image 0 as asked). Hashes come from
+    `cache` (each file hashed once)."""
+    from sdcli.job.family_rules import family_of
+    from sdcli.job.generate import asked_infotext as infotext
+    from sdcli.models.upscalers import resolve_upscaler
+
+    refiner = plan.refiner
+    hires = request.hires
+    upscaler = plan.hires_upscaler or (resolve_upscaler(hires.upscaler, "--hires-upscaler") if hires else None)
+    vae = plan.extras.vae or dict(plan.model.parts).get("vae")
+    return infotext(request, plan.choice, family_of(plan.model), model_name=plan.model.name,
+                    model_hash=cache.model_hash(plan.model.hash_path), inputs=plan.inputs,
+                    extra_params=plan.extras.params(),
+                    refiner=f"{refiner.name} [{cache.model_hash(refiner.hash_path)}]" if refiner else None,
+                    hires_upscaler=upscaler.name if upscaler is not None else None,
+                    vae=vae.name if vae is not None else None)

@@ -137,7 +137,7 @@ def create_app(engine: Engine, *, limits: Limits = Limits(), auth: dict[str, str
 
         script = (payload.script_name or "").lower()
         if script == schemas.PROMPTS_SCRIPT:
-            return scripts.merged(scripts.run_prompts(request, payload.script_args, job, limits.max_images))
+            return scripts.run_prompts(request, payload.script_args, job, limits.max_images)
         if script == schemas.XYZ_SCRIPT:
             tab = "img2img" if isinstance(payload, schemas.Img2ImgRequest) else "txt2img"
             return scripts.run_xyz(engine, request, payload.script_args, job, tab, limits.max_images)

@@ -328,12 +328,19 @@ class Engine:
                 preview.clear()
                 run.interrupted = run.interrupted or progress.interrupted
                 self.progress = Progress(interrupted=progress.interrupted, skipped=progress.skipped)
-        return Generated(plan, model, request, items, progress.job_timestamp, asked(request))
+        if not items:  # an /interrupt before the first batch
+            return self._unmade(plan, model, request)
+        info = {**asked(request), "infotexts": [item.infotext for item in items]}
+        return Generated(plan, model, request, items, progress.job_timestamp, info)
 
-    def _unmade(self, plan: JobPlan, model: ServedModel) -> Generated:
-        """A job of an interrupted request: no image; the images it asked for listed, seeds resolved."""
-        request = recorded_request(plan).with_resolved_seed()
-        return Generated(plan, model, request, [], self.progress.job_timestamp, asked(request))
+    def _unmade(self, plan: JobPlan, model: ServedModel, request: GenerationRequest | None = None) -> Generated:
+        """A job of an interrupted request: no image; the images it asked for listed, seeds resolved, and the
+        infotext of image 0 as asked (worked out from the plan, nothing run), as the WebUI's process_images."""
+        from sdcli.job.load import asked_infotext
+
+        request = request or recorded_request(plan).with_resolved_seed()
+        info = {**asked(request), "infotexts": [asked_infotext(plan, request, self.cache)]}
+        return Generated(plan, model, request, [], self.progress.job_timestamp, info)
 
     def _batches(self, job: Any, request: GenerationRequest) -> list[Any]:
         """The job's images, batch by batch (a skipped or interrupted batch's too); none after an /interrupt."""

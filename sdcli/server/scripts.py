@@ -13,6 +13,8 @@ pipeline (each job is an ordinary server generation: same checks, same queue, sa
 
 from __future__ import annotations
 
+import csv
+import io
 import random
 import tempfile
 from collections.abc import Callable
@@ -21,7 +23,9 @@ from pathlib import Path
 from typing import Any
 
 from sdcli.errors import UsageError
+from sdcli.io.metadata import with_params
 from sdcli.request.generation import MAX_SEED, GenerationRequest
+from sdcli.server.outcome import asked
 
 Generate = Callable[[GenerationRequest], Any]  # a request -> server.engine.Generated (the server's own checks)
 
@@ -43,8 +47,9 @@ def _joined(line: str, base: str, position: str) -> str:
     return f"{line} {base}" if position == "start" else f"{base} {line}"
 
 
-def prompt_lines(base: GenerationRequest, args: list[Any]) -> list[tuple[GenerationRequest, str | None]]:
-    """The request of each line (and the model it names), seeds as the WebUI's script sets them."""
+def prompt_lines(base: GenerationRequest, args: list[Any]) -> tuple[list[tuple[GenerationRequest, str | None]], int]:
+    """The request of each line (and the model it names), seeds as the WebUI's script sets them; and the script's
+    seed after the last line (-1: random, each line's own), as its answer reports it."""
     from sdcli.batch.keys import KEYS
     from sdcli.batch.parse import READERS, BatchFileError, parse_file
 
@@ -82,20 +87,32 @@ def prompt_lines(base: GenerationRequest, args: list[Any]) -> list[tuple[Generat
         if request.seed == base.seed:  # the line sets no seed of its own
             request = replace(request, seed=seed)
         out.append((request, parsed.model))
-        if iterate and seed is not None:
-            seed = (seed + request.total_images) % (MAX_SEED + 1)
-    return out
+        if iterate and seed is not None:  # by the request's batch size x n_iter, whatever the line sets
+            seed = (seed + base.total_images) % (MAX_SEED + 1)
+    return out, -1 if seed is None else seed
 
 
 def run_prompts(base: GenerationRequest, args: list[Any], generate: Callable[[GenerationRequest, str | None], Any],
-                max_images: int) -> list[Any]:
-    """Every line of the script's text generated, in order."""
-    lines = prompt_lines(base, args)
+                max_images: int) -> Any:
+    """Every line of the script's text generated, in order, as one answer (server.outcome.Generated): every
+    line's images, all_prompts and infotexts (one for a line that made none); all_seeds, all_negative_prompts
+    and all_subseeds the script's own [seed], [negative prompt], [-1], as the WebUI's Processed(p, ...)."""
+    lines, seed = prompt_lines(base, args)
     total = sum(request.total_images for request, _ in lines)
     if total > max_images:
         raise UsageError(f"script_args: the lines make {total} images, over this server's limit of {max_images} "
                          "per request")
-    return [generate(request, model) for request, model in lines]
+    done = merged([generate(request, model) for request, model in lines])
+    info = {**done.info, "seed": seed, "subseed": -1, "negative_prompt": base.negative_prompt,
+            "all_seeds": [seed], "all_negative_prompts": [base.negative_prompt], "all_subseeds": [-1]}
+    # The other keys are the request's too, not its first line's; the script's p never ran, so the WebUI names
+    # no model or VAE (p.sd_model_name ... stay None).
+    own = {"prompt": info["all_prompts"][0], "steps": base.steps, "cfg_scale": base.cfg_scale,
+           "width": base.width, "height": base.height, "batch_size": base.batch_size,
+           "subseed_strength": base.subseed_strength}
+    info |= {key: value for key, value in own.items() if value is not None}
+    info |= dict.fromkeys(("sd_model_name", "sd_model_hash", "sd_vae_name", "sd_vae_hash"))
+    return replace(done, info=info)
 
 
 def _upscale_args(args: list[Any], names: list[str]) -> tuple[int, str, float]:
@@ -117,8 +134,8 @@ def _upscale_args(args: list[Any], names: list[str]) -> tuple[int, str, float]:
 
 def merged(results: list[Any]) -> Any:
     """Several server.outcome.Generated as one answer: the first's model and request, every image in order, and
-    every line's list of the images it asked for (a line an /interrupt kept from starting too), as the WebUI's
-    script joins each line's all_prompts."""
+    every line's lists joined (all_prompts: the images it asked for; infotexts: those it made, or image 0's as
+    asked), as the WebUI's script joins each line's all_prompts and infotexts."""
     from sdcli.server.outcome import Generated
 
     items = [replace(item, index=n) for n, item in enumerate(i for r in results for i in r.items)]
@@ -129,7 +146,8 @@ def merged(results: list[Any]) -> Any:
 def run_sd_upscale(engine: Any, base: GenerationRequest, args: list[Any], generate: Generate,
                    max_pixels: int) -> Any:
     """The input upscaled, tiled, each tile img2img'd, blended back: a Generated with one image per n_iter, its
-    infotext the first tile's with the script's keys, as the WebUI's."""
+    infotext the first tile's with the script's keys, and the info lists of the last batch of tiles (the WebUI
+    script's p after its last process_images: batch_size images from that batch's seed)."""
     from PIL import Image
 
     from sdcli.io.images import open_image
@@ -163,9 +181,10 @@ def run_sd_upscale(engine: Any, base: GenerationRequest, args: list[Any], genera
     grid = split_tiles(image, width, height, overlap)
     seed = base.seed if base.seed is not None else random.randrange(MAX_SEED)
     tile_request = replace(base, batch_size=1, count=1)
-    keys = f", SD upscale overlap: {overlap}, SD upscale upscaler: {upscaler_name}"
+    keys = {"SD upscale overlap": overlap, "SD upscale upscaler": upscaler_name}
     items: list[Any] = []
     first: Any = None
+    done: Any = None
     with tempfile.TemporaryDirectory(prefix="sdcli-serve-") as folder:
         for n in range(base.count):
             images = []
@@ -179,10 +198,13 @@ def run_sd_upscale(engine: Any, base: GenerationRequest, args: list[Any], genera
                 first = first or done
                 images.append(done.items[0].image if done.items else Image.new("RGB", (width, height)))
             combined = combine_tiles(grid, images)
-            item = first.items[0]
-            items.append(replace(item, image=combined, index=n, seed=(seed + n) % (MAX_SEED + 1),
-                                 width=combined.width, height=combined.height, infotext=item.infotext + keys))
-    return replace(first, items=items, info={})  # info as the images say (one seed per upscaled image)
+            infotext = with_params(first.info["infotexts"][0], keys)  # a first tile that made none: as asked
+            items.append(replace(first.items[0] if first.items else _blank_item(seed, (width, height)),
+                                 image=combined, index=n, seed=(seed + n) % (MAX_SEED + 1), width=combined.width,
+                                 height=combined.height, infotext=infotext))
+    last = replace(done.request, seed=(done.request.seed - k % base.batch_size) % (MAX_SEED + 1),
+                   batch_size=base.batch_size)  # the last batch's first tile
+    return replace(first, items=items, info={**asked(last), "infotexts": [item.infotext for item in items]})
 
 
 def info_of(items: list[Any], styles: list[str] | None) -> dict[str, Any]:
@@ -236,8 +258,10 @@ def _xyz_options(args: list[Any], tab: str) -> tuple[XyzOptions, bool, bool, boo
             kind = labels[kind]
         if not isinstance(kind, str):
             raise UsageError(f"script_args: {axis} type {kind!r} is not an axis index or name")
-        if not text and isinstance(dropdown, list) and dropdown:
-            text = ", ".join(f'"{v}"' if "," in str(v) else str(v) for v in dropdown)
+        if not text and isinstance(dropdown, list) and dropdown:  # one CSV row, as the WebUI's list_to_csv_string
+            row = io.StringIO()
+            csv.writer(row).writerow([str(v) for v in dropdown])
+            text = row.getvalue().strip()
         options.append(None if kind == "Nothing" else f"{kind}: {text or ''}")
     flags = [bool(a) for a in args[9:13]] + [True, False, False, False][len(args[9:13]):]
     return (options[0], options[1], options[2]), flags[0], flags[1], flags[2], flags[3]
@@ -247,8 +271,9 @@ def run_xyz(engine: Any, base: GenerationRequest, args: list[Any], generate: Cal
             Any], tab: str, max_images: int) -> Any:
     """Every cell through the server, then sdcli xyz's grid: a Generated whose images are the grid (the Z grids
     after it with "include sub grids", the cells with "include lone images"), as the WebUI's script answers."""
-    from sdcli.batch.plotgrid import cell_grid, combined_grid
+    from sdcli.batch.plotgrid import cell_grid, combined_grid, grid_infotext
     from sdcli.batch.xyz import plan_plot
+    from sdcli.batch.xyz_order import run_order
 
     options, legend, lone, sub, keep = _xyz_options(args, tab)
     try:
@@ -263,8 +288,10 @@ def run_xyz(engine: Any, base: GenerationRequest, args: list[Any], generate: Cal
     if len(plot.lines) > max_images:
         raise UsageError(f"script_args: the plot has {len(plot.lines)} cells, over this server's limit of "
                          f"{max_images} images per request")
+    results: list[Any] = [None] * len(plot.lines)
     with engine.keeping_current():  # a Checkpoint name axis switches the model cell by cell
-        results = [generate(line.request, line.model) for line in plot.lines]
+        for n in run_order(plot):  # the WebUI's order: a Checkpoint name axis outermost
+            results[n] = generate(plot.lines[n].request, plot.lines[n].model)
     made = [r.items[0] if r.items else None for r in results]  # None: a cell an /interrupt kept from starting
     first = next((item for item in made if item is not None), None)
     x, y, z = plot.axes
@@ -283,11 +310,17 @@ def run_xyz(engine: Any, base: GenerationRequest, args: list[Any], generate: Cal
         main = grids[0] if nz == 1 else combined_grid([Path(folder) / f"grid-{iz}.png" for iz in range(nz)],
                                                       z.labels, legend)
     template = first or _blank_item(results[0].request.seed, size)
-    shown = [main] + (grids if sub and nz > 1 else [])
-    items = [replace(template, image=image, width=image.width, height=image.height) for image in shown]
+    shown = [main] + (grids if sub else [])  # with one Z value too: the main grid, then that Z grid
+    # Each grid's infotext: its first cell's (0, 0, z) with the plot's keys (Z keys on the main grid only);
+    # None where that cell made nothing, as the WebUI's grid_infotext of a cell that did not run.
+    corners = [made[plot.cell(0, 0, iz)] for iz in range(nz)]
+    texts = [grid_infotext(corners[0].infotext, plot, combined=True) if corners[0] else None]
+    texts += [grid_infotext(c.infotext, plot, combined=False) if c else None for c in corners] if len(shown) > 1 else []
+    items = [replace(template, image=image, width=image.width, height=image.height, infotext=text or "")
+             for image, text in zip(shown, texts, strict=True)]
     items += [item or _blank_item(template.seed, size) for item in made] if lone else []
     return replace(results[0], items=[replace(item, index=n) for n, item in enumerate(items)],
-                   info=_xyz_info(results, made, items[:len(shown)], nx * ny if sub and nz > 1 else 0))
+                   info=_xyz_info(results, made, texts, nx * ny if sub else 0))
 
 
 def _blank_item(seed: int, size: tuple[int, int]) -> Any:
@@ -300,7 +333,7 @@ def _blank_item(seed: int, size: tuple[int, int]) -> Any:
                           height=size[1], params={}, infotext="")
 
 
-def _xyz_info(results: list[Any], made: list[Any], grids: list[Any], z_every: int) -> dict[str, Any]:
+def _xyz_info(results: list[Any], made: list[Any], grids: list[str | None], z_every: int) -> dict[str, Any]:
     """The WebUI X/Y/Z plot's info lists: each cell's prompt, seed and infotext (null for a cell an /interrupt
     kept from starting), the grids' infotexts first (and, with sub grids, each Z grid's first cell's prompt and
     seed); the first cell's negative prompts and subseeds."""
@@ -308,6 +341,6 @@ def _xyz_info(results: list[Any], made: list[Any], grids: list[Any], z_every: in
     seeds = [item.seed if item is not None else None for item in made]
     starts = range(0, len(made), z_every) if z_every else range(0)
     return {"all_prompts": [prompts[n] for n in starts] + prompts, "all_seeds": [seeds[n] for n in starts] + seeds,
-            "infotexts": [g.infotext for g in grids] + [item.infotext if item else None for item in made],
+            "infotexts": grids + [item.infotext if item else None for item in made],
             "all_negative_prompts": results[0].info["all_negative_prompts"],
             "all_subseeds": results[0].info["all_subseeds"], "index_of_first_image": 1}

@@ -22,7 +22,8 @@ Facts:
   process_images. Its place in the grid is Image.new(mode, size) of the first cell's image (black), and its
   entries in all_prompts / all_seeds / infotexts stay None (JSON null). The grid is drawn and returned; "include
   lone images" returns the blank cells too. all_prompts / all_seeds: per cell (led by each Z grid's first
-  cell's with "include sub grids" and several Z values); infotexts: the grid's (and sub grids') then per cell,
+  cell's with "include sub grids", one Z value too: draw_xyz_grid always inserts the Z grids, the main grid
+  before them, and run() drops them only without sub grids); infotexts: the grid's (and sub grids') then per cell,
   whether or not lone images are returned; all_negative_prompts / all_subseeds: the first cell's Processed's;
   index_of_first_image: 1. The cells run Z-outer, then Y, then X (when no axis costs more: a checkpoint axis
   runs outermost).
@@ -98,8 +99,8 @@ def xyz_plot(cells: list[Job | None], shape: tuple[int, int, int], lone: bool = 
     prompts = [cells[n].prompts[0] if run else None for n, run in enumerate(runs)]  # type: ignore[union-attr]
     seeds = [cells[n].seeds[0] if run else None for n, run in enumerate(runs)]  # type: ignore[union-attr]
     infotexts = [run.infotexts[0] if run else None for run in runs]
-    starts = [z * nx * ny for z in range(nz)] if sub and nz > 1 else []
-    grids: list[tuple[Any, ...]] = [("grid", 0)] + [("grid", 1 + z) for z in range(nz) if sub and nz > 1]
+    starts = [z * nx * ny for z in range(nz)] if sub else []
+    grids: list[tuple[Any, ...]] = [("grid", 0)] + [("grid", 1 + z) for z in range(nz) if sub]
     return Processed(grids + (images if lone else []), [(-1, g) for g in range(len(grids))] + infotexts,
                      [prompts[n] for n in starts] + prompts, list(first.negative_prompts),
                      [seeds[n] for n in starts] + seeds, list(first.subseeds), index_of_first_image=1)

@@ -88,6 +88,7 @@ def test_xyz_plot_interrupted_in_its_first_cell_draws_the_others_blank(client, e
 
 def test_prompts_from_file_interrupted_in_its_first_line_runs_no_other(client, engine, monkeypatch, single_thread):
     args = [False, False, "start", "a\nb\n--prompt c --seed 40"]
+    _, whole = post(client, script_name="prompts from file or textbox", script_args=args)
     calls = interrupt_at(engine, monkeypatch, batch=0, step=2)
     images, info = post(client, script_name="prompts from file or textbox", script_args=args)
     assert calls == [(0, 1), (0, 2)]  # lines b and c never started
@@ -95,11 +96,11 @@ def test_prompts_from_file_interrupted_in_its_first_line_runs_no_other(client, e
     expected = ref.prompts_from_file(lines, seed=7, negative_prompt="fog")
     assert len(images) == len(expected.images) == 1 and images[0].std() > 0
     assert info["all_prompts"] == expected.all_prompts == ["a oil", "b oil", "c oil"]  # every line's, made or not
-    # sdcli lists each image's seed, negative prompt and subseed (the WebUI only the script's p.seed, ...), and
-    # one infotext per image it returns (the WebUI one more for each line that made none, as it was asked).
-    assert info["all_seeds"] == [7, 7, 40] and info["all_negative_prompts"] == ["fog"] * 3
-    made = [t for t, line in zip(expected.infotexts, lines, strict=True) if line.made]
-    assert [described(t) for t in info["infotexts"]] == [("a oil", 7)] == [("a oil", 7) for _ in made]
+    check_lists(info, expected)  # the script's own [p.seed], [p.negative_prompt], [-1]
+    # One infotext per line: the image made, then image 0 of each line as asked (from its plan, nothing run).
+    assert [described(t) for t in info["infotexts"]] == [("a oil", 7), ("b oil", 7), ("c oil", 40)]
+    assert info["infotexts"] == whole["infotexts"]  # each as the line's run writes it
+    assert expected.infotexts == [(0, 0), (1, 0), (2, 0)]
 
 
 def test_sd_upscale_interrupted_in_its_first_tile_blends_black_tiles(client, engine, monkeypatch, single_thread):
@@ -117,6 +118,7 @@ def test_sd_upscale_interrupted_in_its_first_tile_blends_black_tiles(client, eng
         tiles = [image[y:y + 32, x:x + 32] for y in (0, 32) for x in (0, 32)]
         assert [k for k, tile in enumerate(tiles) if not tile.any()] == blank  # [1, 2, 3], then all four
     assert len(info["infotexts"]) == len(expected.infotexts)  # the first tile's, for each upscaled image
+    check_lists(info, expected)  # the last tile's lists (all_seeds [11]), though it never started
 
 
 def test_an_interrupt_does_not_outlast_its_request(client, engine, monkeypatch, single_thread):
@@ -157,11 +159,35 @@ def test_an_interrupt_while_the_model_loads_starts_no_batch(client, engine, monk
         engine.interrupt()  # as the WebUI's: the batch loop's first check breaks before any batch
         return loaded(*args, **kwargs)
 
+    _, whole = post(client, n_iter=2, hr_scale=2, enable_hr=True, hr_upscaler="Latent", denoising_strength=0.5)
     calls = interrupt_at(engine, monkeypatch, batch=9, step=9)  # records the steps; never interrupts itself
     monkeypatch.setattr(engine, "_pipeline", load_and_interrupt)
-    images, info = post(client, n_iter=2)
+    images, info = post(client, n_iter=2, hr_scale=2, enable_hr=True, hr_upscaler="Latent", denoising_strength=0.5)
     expected = ref.process_images(job("oil", 7, made=0, count=2))
     assert calls == [] and len(images) == len(expected.images) == 0
     check_lists(info, expected)
-    # The WebUI adds the infotext of image 0 as asked when it made none; sdcli lists one per image it returns.
-    assert expected.infotexts == [(0, 0)] and info["infotexts"] == []
+    # No image, yet one infotext: image 0's as asked, as the run would have written it (hires keys included),
+    # worked out from the plan without running the network.
+    assert expected.infotexts == [(0, 0)] and info["infotexts"] == whole["infotexts"][:1]
+    assert "Hires upscaler: Latent" in info["infotexts"][0]
+
+
+def test_an_unmade_img2img_infotext_names_its_add_ons_as_a_run_would(api, folder_engine, monkeypatch):
+    """Image 0's infotext as asked, from the plan alone: the input's size, the LoRA's hash, the VAE of
+    override_settings, the sampler and schedule, as the uninterrupted run writes them."""
+    x = np.linspace(0, 255, 32, dtype=np.uint8)
+    source = Image.fromarray(np.stack(np.broadcast_arrays(x[None, :], x[:, None], 255 - x[None, :]), axis=2))
+    payload = {"prompt": "oil <lora:detail:0.5>", "init_images": [b64png(source)], "denoising_strength": 0.5,
+               "sampler_name": "DPM++ 2M", "scheduler": "Karras",
+               "override_settings": {"sd_vae": "tinyvae.safetensors"}}
+    _, whole = post(api, "/sdapi/v1/img2img", **payload)
+    loaded = type(folder_engine)._pipeline.__get__(folder_engine)
+
+    def load_and_interrupt(*args, **kwargs):
+        folder_engine.interrupt()
+        return loaded(*args, **kwargs)
+
+    monkeypatch.setattr(folder_engine, "_pipeline", load_and_interrupt)
+    images, info = post(api, "/sdapi/v1/img2img", **payload)
+    assert images == [] and info["infotexts"] == whole["infotexts"][:1]
+    assert "Lora hashes" in info["infotexts"][0] and "VAE: tinyvae.safetensors" in info["infotexts"][0]

@@ -10,6 +10,7 @@ import pytest
 from PIL import Image
 
 from sdcli.io.metadata import parse_infotext
+from tests.reference import webui_scripts_ref as ref
 from tests.server.conftest import b64png, decode
 
 TXT = {"prompt": "oil", "seed": 7, "steps": 2, "width": 32, "height": 32, "sampler_name": "Euler a"}
@@ -33,19 +34,35 @@ def test_prompts_from_file_lines_run_as_the_webui_script(api, single_thread):
     lines = [parse_infotext(t) for t in info["infotexts"]]
     assert [(p, n, params["Seed"], params["Steps"]) for p, n, params in lines] == [
         ("a cat oil", "", "7", "2"), ("a dog oil", "rain", "5", "3")]
-    assert info["all_prompts"] == ["a cat oil", "a dog oil"] and info["all_negative_prompts"] == ["", "rain"]
+    assert info["all_prompts"] == ["a cat oil", "a dog oil"]
+    # The WebUI script's own Processed(p, ...): the request's negative prompt, the script's seed, subseed -1.
+    assert (info["all_negative_prompts"], info["all_seeds"], info["all_subseeds"]) == ([""], [7], [-1])
+    assert (info["negative_prompt"], info["seed"], info["subseed"]) == ("", 7, -1)
+    # The rest is the request's as well, not the first line's; the script's own p loaded no model.
+    _, first_line = generate(api, script_name=PROMPTS, script_args=[False, False, "start", "--prompt a --steps 3"])
+    assert (first_line["steps"], first_line["prompt"], first_line["sd_model_name"]) == (2, "a oil", None)
     alone, _ = generate(api, prompt="a cat oil")
     assert np.array_equal(rgb(body["images"][0]), rgb(alone["images"][0]))
 
 
 def test_prompts_from_file_seeds_and_position(api):
+    def seeds(info):
+        return [int(parse_infotext(t)[2]["Seed"]) for t in info["infotexts"]]
+
     _, info = generate(api, script_name=PROMPTS, script_args=[True, False, "end", "a\nb"], batch_size=2)
     assert [parse_infotext(t)[0] for t in info["infotexts"]] == ["oil a", "oil a", "oil b", "oil b"]
-    assert info["all_seeds"] == [7, 8, 9, 10]  # "iterate seed every line": the next line starts after this one's
+    assert seeds(info) == [7, 8, 9, 10]  # "iterate seed every line": the next line starts after this one's
+    assert info["all_seeds"] == [11]  # the script's seed after its last line, as the WebUI answers
+    # The seed moves on by the request's batch size x n_iter, not by the images a line sets (the WebUI's p.seed).
+    _, lines = generate(api, script_name=PROMPTS, script_args=[True, False, "start", "--prompt a --n_iter 2\nb"])
+    starts, last = ref.prompt_seeds(7, [None, None], iterate=True, per_request=1)
+    assert seeds(lines) == [starts[0], starts[0] + 1, starts[1]] == [7, 8, 8] and lines["all_seeds"] == [last] == [9]
     _, same = generate(api, script_name=PROMPTS, script_args=[False, True, "a\nb"], seed=-1)  # the older args
-    assert same["all_seeds"][0] == same["all_seeds"][1]  # "same random seed for all lines"
+    assert seeds(same)[0] == seeds(same)[1] == same["all_seeds"][0] != -1  # "same random seed for all lines"
     _, each = generate(api, script_name=PROMPTS, script_args=[False, False, "a\nb"], seed=11)
-    assert each["all_seeds"] == [11, 11]
+    assert seeds(each) == [11, 11] and each["all_seeds"] == [11]
+    _, unfixed = generate(api, script_name=PROMPTS, script_args=[False, False, "a\nb"], seed=-1)
+    assert unfixed["all_seeds"] == [-1] and unfixed["seed"] == -1  # the WebUI leaves p.seed at -1
 
 
 @pytest.mark.parametrize("text, detail", [
