@@ -117,11 +117,7 @@ def encode(tokenizer, text_encoder, prompt, vision_images, plus=False):
     for _, grid in processed:
         text = text.replace("<|image_pad|>", "<|placeholder|>" * (int(grid.prod()) // 4), 1)
     ids = tokenizer(text.replace("<|placeholder|>", "<|image_pad|>"), add_special_tokens=False)["input_ids"]
-    im_start = tokenizer.convert_tokens_to_ids("<|im_start|>")
-    end = [i for i, v in enumerate(ids) if v == im_start][1]
-    user = tokenizer("user\n", add_special_tokens=False)["input_ids"]
-    if ids[end + 1:end + 1 + len(user)] == user:
-        end += 1 + len(user)
+    end = Q.template_start(tokenizer, ids)
     with torch.no_grad():
         t = torch.tensor([ids])
         out = text_encoder(input_ids=t, attention_mask=torch.ones_like(t), output_hidden_states=True,

@@ -54,14 +54,20 @@ def karras_scheduler(ms, steps):
 SCHEDULERS = {"Simple": simple_scheduler, "Karras": karras_scheduler}
 
 
-def encode(tokenizer, text_encoder, prompt):
-    """QwenImageTokenizer + QwenImageTEModel: [1, tokens, dim] after the template's start is cut."""
-    ids = tokenizer(TEMPLATE.format(prompt), add_special_tokens=False)["input_ids"]
+def template_start(tokenizer, ids):
+    """Where ComfyUI cuts the template's start: after the second <|im_start|> (and its "user\\n")."""
     im_start = tokenizer.convert_tokens_to_ids("<|im_start|>")
     end = [i for i, v in enumerate(ids) if v == im_start][1]
     user = tokenizer("user\n", add_special_tokens=False)["input_ids"]
     if ids[end + 1:end + 1 + len(user)] == user:
         end += 1 + len(user)
+    return end
+
+
+def encode(tokenizer, text_encoder, prompt):
+    """QwenImageTokenizer + QwenImageTEModel: [1, tokens, dim] after the template's start is cut."""
+    ids = tokenizer(TEMPLATE.format(prompt), add_special_tokens=False)["input_ids"]
+    end = template_start(tokenizer, ids)
     with torch.no_grad():
         t = torch.tensor([ids])
         out = text_encoder(input_ids=t, attention_mask=torch.ones_like(t), output_hidden_states=True)
