@@ -91,6 +91,25 @@ def check_folder(folder: Path) -> None:
         raise UsageError(f"--output: cannot write to {folder}: permission denied on {existing}")
 
 
+def missing_folders(folder: Path) -> list[Path]:
+    """The folders `folder` and its parents that do not exist yet, deepest first (what prepare_folder creates)."""
+    missing = []
+    while not folder.exists() and folder != folder.parent:
+        missing.append(folder)
+        folder = folder.parent
+    return missing
+
+
+def remove_if_empty(folders: list[Path]) -> None:
+    """Remove these folders (deepest first) while they are empty: a job that failed before writing anything
+    leaves no folder it created behind. A folder holding anything stays, with its parents."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:
+            return
+
+
 def prepare_folder(folder: Path, clean: bool = True) -> Path:
     """Create the output folder, prove it is writable (naming --output on failure), clear stale temp files
     (unless `clean` is False: the batch runner clears and counts them itself)."""

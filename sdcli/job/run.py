@@ -8,10 +8,11 @@ add-ons (job.load), each image written the moment it is done (job.write).
 from __future__ import annotations
 
 from contextlib import nullcontext
+from pathlib import Path
 from typing import Any, Protocol
 
 from sdcli.errors import RuntimeFailure
-from sdcli.io.output import next_number, prepare_folder
+from sdcli.io.output import missing_folders, next_number, prepare_folder, remove_if_empty
 from sdcli.job.load import ModelCache, load_job
 from sdcli.job.plan import plan_job, recorded_request
 from sdcli.job.write import OutputOptions, write_image
@@ -53,9 +54,17 @@ def run_job(request: GenerationRequest, runtime: RuntimeOptions, model_spec: str
 
     # 2. Load: the model, its add-ons, the refiner and hires upscaler.
     job = load_job(plan, ModelCache(), reporter.note, stage=show, loaded=loaded)
+    created = missing_folders(output.folder)
     folder = prepare_folder(output.folder)
+    try:
+        return _generate(job, plan, folder, output, reporter)
+    except BaseException:  # refused or failed before its first image: no empty folder of ours left behind
+        remove_if_empty(created)
+        raise
 
-    # 3. Generate, writing each image as soon as it exists.
+
+def _generate(job: Any, plan: Any, folder: Path, output: OutputOptions, reporter: Reporter) -> list[dict[str, Any]]:
+    """3. Generate, writing each image as soon as it exists."""
     request = recorded_request(plan).with_resolved_seed()
     reporter.start(request.total_images, request.steps_run)
     number = next_number(folder)

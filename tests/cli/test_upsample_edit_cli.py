@@ -71,4 +71,4 @@ def test_a_reference_of_one_vision_token_is_refused(cli, tiny_flux2_dev, tmp_pat
     assert result.stderr.strip().splitlines() == [
         "error: --image: 32x32 pixels is one token to Mistral's vision tower (32 px each), which cannot take it; "
         "give a larger reference image"]
-    assert list(out.iterdir()) == []  # refused once the model is loaded: the output folder made, nothing in it
+    assert not out.exists()  # refused once the model is loaded: the output folder it made is removed again

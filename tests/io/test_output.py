@@ -122,3 +122,18 @@ def test_checking_the_folder_creates_nothing_and_preparing_it_clears_stale_temps
     mine.write_bytes(b"in progress")
     prepare_folder(tmp_path / "out")
     assert not stale.exists() and mine.exists()
+
+
+def test_remove_if_empty_takes_back_only_the_empty_folders_it_made(tmp_path):
+    from sdcli.io.output import missing_folders, prepare_folder, remove_if_empty
+
+    deep = tmp_path / "a" / "b" / "c"
+    made = missing_folders(deep)
+    assert made == [deep, deep.parent, deep.parent.parent]
+    prepare_folder(deep)
+    remove_if_empty(made)
+    assert not (tmp_path / "a").exists() and tmp_path.exists()
+    prepare_folder(deep)
+    (deep.parent / "kept.txt").write_text("x")
+    remove_if_empty(made)
+    assert not deep.exists() and (deep.parent / "kept.txt").exists()
